@@ -1,0 +1,1 @@
+"""The composition root and the channels: settings, CLI, console, Teams, Slack, scheduler."""

@@ -1,0 +1,92 @@
+"""The one composition root: every dependency is built here and injected by parameter."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from handlers.policy import Policy, load_policy
+
+from bot.settings import Settings
+from handlers.context import Deps, SystemClock
+from handlers.ports import Clock, Directory, GroupProvider, Notifier
+from handlers.service import AccessService
+from provisioning.directory import DirectoryProvider
+from store.db import upgrade
+from store.overlay import StoreOverlay
+from store.repository import SqlStore
+
+log = structlog.get_logger("accessbot")
+
+
+@dataclass
+class App:
+    settings: Settings
+    store: SqlStore
+    deps: Deps
+    service: AccessService
+    closers: list[Any]
+
+    async def close(self) -> None:
+        for closer in reversed(self.closers):
+            await closer()
+
+
+def build_providers(settings: Settings, store: SqlStore) -> tuple[dict[str, GroupProvider], Directory, list[Any]]:
+    directory_provider = DirectoryProvider(settings.directory, StoreOverlay(store))
+    providers: dict[str, GroupProvider] = {"directory": directory_provider}
+    closers: list[Any] = []
+    if settings.entra_configured:
+        from provisioning.entra import EntraProvider
+
+        entra = EntraProvider(
+            tenant_id=settings.entra_tenant_id, client_id=settings.entra_client_id,
+            client_secret=settings.entra_client_secret or None,
+            certificate_path=settings.entra_certificate or None,
+            certificate_thumbprint=settings.entra_certificate_thumbprint or None,
+            graph_url=settings.graph_url, authority_url=settings.authority_url)
+        providers["entra"] = entra
+        closers.append(entra.close)
+    if settings.okta_configured:
+        from provisioning.okta import OktaProvider
+
+        okta = OktaProvider(org_url=settings.okta_url, token=settings.okta_token)
+        providers["okta"] = okta
+        closers.append(okta.close)
+    source = settings.identity_source
+    if source not in providers:
+        raise SystemExit(f"ACCESSBOT_IDENTITY={source} but that provider is not configured")
+    directory: Directory = providers[source]  # type: ignore[assignment]
+    return providers, directory, closers
+
+
+@asynccontextmanager
+async def build_app(settings: Settings, *, migrate: bool = True, clock: Clock | None = None,
+                    notifier: Notifier | None = None, policy: Policy | None = None,
+                    record_policy: bool = True) -> AsyncIterator[App]:
+    """Open the store (migrating it when asked), load the policy, wire the service."""
+    policy = policy or load_policy(settings.policy)
+    if migrate:
+        import asyncio
+
+        await asyncio.to_thread(upgrade, settings.database_url)
+    store = SqlStore(settings.database_url)
+    closers: list[Any] = [store.close]
+    try:
+        providers, directory, provider_closers = build_providers(settings, store)
+        closers += provider_closers
+        deps = Deps(store=store, directory=directory, providers=providers, policy=policy,
+                    clock=clock or SystemClock())
+        if notifier is not None:
+            deps.notifier = notifier
+        service = AccessService(deps)
+        if record_policy:
+            await service.start()
+        app = App(settings=settings, store=store, deps=deps, service=service, closers=closers)
+        yield app
+    finally:
+        for closer in reversed(closers):
+            await closer()

@@ -1,0 +1,222 @@
+"""``accessbot``: the command line (SPEC §5)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from handlers.policy import PolicyError, load_policy
+
+from bot.settings import Settings, load_settings
+from handlers.audit import ChainVerifier, canonical_json
+from handlers.context import FixedClock
+
+# Modules that add subcommands of their own: each has ``register(subparsers, common)``.
+EXTENSIONS = ("bot.server", "bot.evidence_cli", "bot.teams_cli")
+
+
+class CliError(Exception):
+    """A user-facing error: printed without a traceback, exit code 2."""
+
+
+def parse_timestamp(text: str) -> datetime:
+    """ISO 8601 with ``Z`` or an offset; a bare date means midnight UTC."""
+    raw = text.strip()
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise CliError(f"not an ISO 8601 timestamp: {text!r} (e.g. 2026-11-23T08:00:00Z)") from None
+    if moment.tzinfo is None:
+        if "T" in raw or " " in raw:
+            raise CliError(f"timestamp {text!r} needs a time zone (Z or an offset like +01:00)")
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def common_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--database-url", help="SQLAlchemy URL (default: ACCESSBOT_DATABASE_URL or sqlite:///accessbot.db)")
+    p.add_argument("--policy", help="policy file (default: ACCESSBOT_POLICY or examples/policy.yaml)")
+    p.add_argument("--directory", help="directory file (default: ACCESSBOT_DIRECTORY or examples/directory.yaml)")
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    return load_settings().with_overrides(database_url=getattr(args, "database_url", None),
+                                          policy=getattr(args, "policy", None),
+                                          directory=getattr(args, "directory", None))
+
+
+# -- commands ----------------------------------------------------------------------------------
+def cmd_policy_check(args: argparse.Namespace) -> int:
+    try:
+        policy = load_policy(args.file)
+    except PolicyError as exc:
+        for issue in exc.issues:
+            print(f"{args.file}: {issue}", file=sys.stderr)
+        print(f"{args.file}: {len(exc.issues)} error(s)", file=sys.stderr)
+        return 1
+    print(f"{args.file}: OK — version {policy.version}, {len(policy.profiles)} profiles, sha256 {policy.sha256}")
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from store.db import current_revision, upgrade
+
+    settings = settings_from(args)
+    upgrade(settings.database_url)
+    print(f"database at revision {current_revision(settings.database_url)}")
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from bot.bootstrap import build_app
+    from bot.console import ConsoleNotifier, run_console
+
+    async def run() -> int:
+        async with build_app(settings_from(args), notifier=ConsoleNotifier(sys.stdout)) as app:
+            return await run_console(app.service, args.as_email, sys.stdin, sys.stdout)
+
+    return asyncio.run(run())
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from bot.bootstrap import build_app
+
+    clock = FixedClock(parse_timestamp(args.as_of)) if args.as_of else None
+
+    async def run() -> int:
+        async with build_app(settings_from(args), clock=clock, record_policy=not args.dry_run) as app:
+            report = await app.service.sweep(dry_run=args.dry_run)
+        print("\n".join(report.lines()))
+        return 0
+
+    return asyncio.run(run())
+
+
+def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from store.db import upgrade
+    from store.repository import SqlStore
+
+    settings = settings_from(args)
+    upgrade(settings.database_url)
+    return SqlStore(settings.database_url)
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    store = _store(args)
+
+    async def run() -> int:
+        verifier = ChainVerifier()
+        try:
+            async for event in store.audit_events():
+                if not verifier.feed(event.as_dict()):
+                    break
+        finally:
+            await store.close()
+        result = verifier.result()
+        if result.ok:
+            print(f"OK {result.count} events {result.head_hash}")
+            return 0
+        print(f"BROKEN at seq {result.bad_seq}: {result.reason}")
+        return 1
+
+    return asyncio.run(run())
+
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    store = _store(args)
+
+    async def run() -> int:
+        out = sys.stdout
+        try:
+            async for event in store.audit_events():
+                out.write(canonical_json(event.as_dict()) + "\n")
+        finally:
+            await store.close()
+        return 0
+
+    return asyncio.run(run())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="accessbot", description="Privileged access requests with approval "
+                                     "chains, time-bound grants and a hash-chained audit log.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("chat", help="talk to the bot in the terminal as a directory user")
+    common_options(p)
+    p.add_argument("--as", dest="as_email", required=True, metavar="EMAIL")
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("policy", help="policy files")
+    psub = p.add_subparsers(dest="policy_command", required=True)
+    pc = psub.add_parser("check", help="validate a policy file")
+    common_options(pc)
+    pc.add_argument("file")
+    pc.set_defaults(func=cmd_policy_check)
+
+    p = sub.add_parser("sweep", help="run expiry, termination and drift once")
+    common_options(p)
+    p.add_argument("--as-of", help="judge time as of this instant (ISO 8601)")
+    p.add_argument("--dry-run", action="store_true", help="report what would change; change nothing")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("audit", help="the audit chain")
+    asub = p.add_subparsers(dest="audit_command", required=True)
+    av = asub.add_parser("verify", help="verify the hash chain")
+    common_options(av)
+    av.set_defaults(func=cmd_audit_verify)
+    ae = asub.add_parser("export", help="the events, one JSON object a line")
+    common_options(ae)
+    ae.add_argument("--format", choices=["jsonl"], default="jsonl")
+    ae.set_defaults(func=cmd_audit_export)
+
+    p = sub.add_parser("db", help="the database")
+    dsub = p.add_subparsers(dest="db_command", required=True)
+    du = dsub.add_parser("upgrade", help="apply schema migrations")
+    common_options(du)
+    du.set_defaults(func=cmd_db_upgrade)
+
+    for name in EXTENSIONS:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            if exc.name != name:
+                raise
+            continue
+        register: Callable[..., None] | None = getattr(module, "register", None)
+        if register is not None:
+            register(sub, common_options)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CliError as exc:
+        print(f"accessbot: {exc}", file=sys.stderr)
+        return 2
+    except PolicyError as exc:
+        print(f"accessbot: the policy is invalid:\n{exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        from provisioning.directory import DirectoryError
+
+        if isinstance(exc, DirectoryError):
+            print(f"accessbot: the directory file is invalid:\n{exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+
+
+

@@ -1,0 +1,358 @@
+"""Decisions on requests and the end of grants (SPEC §3.1, §3.2).
+
+Each function runs one write transaction: under the store's write lock it re-reads the request,
+decides on what it finds, and appends the audit events of that decision. Two clicks arriving
+together are applied one after the other; the second finds the step closed and is answered,
+not applied.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from handlers.durations import DurationError, format_duration, parse_duration
+
+from handlers.chains import ResolvedStep, first_unsatisfiable, resolve_chain
+from handlers.context import SYSTEM, Deps
+from handlers.grammar import clean
+from handlers.grants import plan_add, plan_remove, run_op
+from handlers.ports import Notice
+from handlers.present import chain_of, request_view
+from handlers.records import (
+    ACTIVE,
+    APPROVED,
+    CANCELLED,
+    DENIED,
+    FAILED,
+    HOLDING_STATES,
+    PENDING,
+    DecisionRecord,
+    RequestRecord,
+    req_id,
+)
+from handlers.repository import Repository
+from handlers.views import Reply
+
+MAX_COMMENT = 2000
+
+
+def not_found(n: int) -> Reply:
+    return Reply(text=f"There is no request {req_id(n)}.", ok=False, kind="refusal", rule="unknown-request")
+
+
+def _in_chain(record: RequestRecord) -> bool:
+    return record.state == PENDING or (record.state == ACTIVE and record.extension_pending)
+
+
+async def _chain(deps: Deps, record: RequestRecord) -> list[ResolvedStep] | None:
+    policy = await deps.policy_for(record)
+    profile = policy.profile(record.profile)
+    requester = await deps.person(record.requester)
+    if profile is None or requester is None:
+        return None
+    return await resolve_chain(chain_of(policy, record), policy=policy, profile=profile,
+                               requester=requester, directory=deps.directory)
+
+
+def _data(record: RequestRecord, **kw: object) -> dict[str, object]:
+    data = dict(kw)
+    if record.round > 0:
+        data["extension"] = True
+    return data
+
+
+async def _fail(repo: Repository, record: RequestRecord, rule: str, now: datetime) -> None:
+    if record.state == PENDING:
+        record.state, record.ended_at, record.failure = FAILED, now, rule
+        await repo.append("request.failed", actor=SYSTEM, ts=now, request=record, data=_data(record, rule=rule))
+    else:  # an extension that can no longer be approved: the grant itself stays as it was
+        await repo.append("request.failed", actor=SYSTEM, ts=now, request=record,
+                          data=_data(record, rule=rule, duration=format_duration(record.ext_duration or now - now)))
+        record.ext_duration, record.ext_justification = None, None
+    await repo.save_request(record)
+
+
+async def open_step(deps: Deps, repo: Repository, record: RequestRecord, chain: list[ResolvedStep],
+                    used: set[str], now: datetime) -> list[Notice]:
+    """Open ``record.step``: tell its approvers, or fail closed if it cannot be satisfied."""
+    rest = chain[record.step:]
+    bad = first_unsatisfiable(rest, frozenset(used))
+    if bad is not None:
+        await _fail(repo, record, bad.rule, now)
+        return [Notice(record.requester, "status", f"{record.ref} failed: {bad.rule} can no longer be "
+                       "satisfied.", record.id)]
+    step = chain[record.step]
+    approvers = sorted(step.pool - used)
+    record.step_opened_at = now
+    await repo.save_request(record)
+    await repo.append("approval.requested", actor=SYSTEM, ts=now, request=record,
+                      data=_data(record, step=record.step + 1, approvers=approvers, label=step.label))
+    what = f"extend {record.profile} by {format_duration(record.ext_duration)}" if record.ext_duration \
+        else f"{record.profile} for {format_duration(record.duration)}"
+    return [Notice(a, "approval", f"{record.requester} asks to {what} ({record.ref}): approve or deny.",
+                   record.id) for a in approvers]
+
+
+async def decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str | None) -> Reply:
+    actor = actor.lower()
+    comment = clean(comment)[:MAX_COMMENT] if comment else None
+    if not approve and not comment:
+        return Reply(text=f"Say why: `deny {req_id(n)} because <reason>`.", ok=False, kind="form",
+                     rule="reason", data={"request_id": req_id(n), "needs": "reason"})
+    now = deps.now()
+    notices: list[Notice] = []
+    op_id = None
+    async with deps.store.write() as repo:
+        record = await repo.get_request(n)
+        if record is None:
+            return not_found(n)
+        if not _in_chain(record):
+            return Reply(text=f"{record.ref} is {record.state}: there is nothing to decide.", ok=False,
+                         kind="request", request=await request_view(deps, record), rule="not-open")
+        chain = await _chain(deps, record)
+        if not chain or record.step >= len(chain):
+            await _fail(repo, record, f"step {record.step + 1}: unknown", now)
+            return Reply(text=f"{record.ref} can no longer be decided; it failed.", ok=False)
+        this_round = await repo.decisions(record.id or 0, record.round)
+        earlier = {d.approver for d in this_round if d.step < record.step and d.decision == "approved"}
+        step = chain[record.step]
+        label = f"step {record.step + 1} ({step.label})"
+        if actor == record.requester:
+            await repo.append("approval.refused", actor=actor, ts=now, request=record,
+                              data=_data(record, step=record.step + 1, reason="self-approval"))
+            return Reply(text=f"You cannot decide on your own request {record.ref}.", ok=False,
+                         kind="refusal", rule="self-approval")
+        mine = next((d for d in this_round if d.approver == actor), None)
+        if mine is not None:
+            return Reply(text=f"You already {mine.decision} {record.ref} at step {mine.step + 1}; "
+                         "one person counts once per request.", ok=False, kind="refusal", rule="already-decided")
+        if actor not in step.pool - earlier:
+            if any(actor in s.pool for s in chain[: record.step]):
+                return Reply(text=f"{record.ref}: that step was already decided; it now waits on {label}.",
+                             ok=False, kind="refusal", rule="step-closed")
+            await repo.append("approval.refused", actor=actor, ts=now, request=record,
+                              data=_data(record, step=record.step + 1, reason="not-an-approver"))
+            return Reply(text=f"You are not an approver of {record.ref} at {label}.", ok=False,
+                         kind="refusal", rule="not-an-approver")
+        await repo.add_decision(DecisionRecord(request_id=record.id or 0, round=record.round, step=record.step,
+                                               approver=actor, decision="approved" if approve else "denied",
+                                               comment=comment, decided_at=now))
+        others = sorted((step.pool - earlier) - {actor})
+        if not approve:
+            await repo.append("approval.denied", actor=actor, ts=now, request=record,
+                              data=_data(record, step=record.step + 1, comment=comment))
+            if record.round == 0:
+                record.state, record.ended_at, record.end_reason = DENIED, now, None
+                await repo.append("request.denied", actor=actor, ts=now, request=record,
+                                  data={"step": record.step + 1, "reason": comment})
+                text = f"{record.ref} denied by {actor}: {comment}"
+            else:
+                record.ext_duration, record.ext_justification = None, None
+                text = f"The extension of {record.ref} was denied by {actor}: {comment}"
+            await repo.save_request(record)
+            notices.append(Notice(record.requester, "status", text, record.id))
+            notices += [Notice(o, "outcome", text, record.id) for o in others]
+            reply_text = f"Denied {record.ref}."
+        else:
+            await repo.append("approval.granted", actor=actor, ts=now, request=record,
+                              data=_data(record, step=record.step + 1, comment=comment))
+            approved_here = {d.approver for d in this_round if d.step == record.step and d.decision == "approved"}
+            approved_here.add(actor)
+            need = len(step.pool - earlier) if step.step.kind == "all_of" else step.need
+            if len(approved_here) < need:
+                reply_text = (f"Approved {record.ref} at {label}: {len(approved_here)} of {need}; "
+                              "waiting for more approvers.")
+                notices.append(Notice(record.requester, "status", f"{record.ref}: {actor} approved {label} "
+                                      f"({len(approved_here)} of {need}).", record.id))
+            else:
+                notices += [Notice(o, "outcome", f"{record.ref} {label} was approved by {actor}.", record.id)
+                            for o in others if o not in approved_here]
+                record.step += 1
+                if record.step < len(chain):
+                    notices += await open_step(deps, repo, record, chain, earlier | approved_here, now)
+                    reply_text = f"Approved {record.ref} at {label}."
+                    notices.append(Notice(record.requester, "status",
+                                          f"{record.ref}: {label} approved by {actor}.", record.id))
+                else:
+                    reply_text, op_id = await _final(deps, repo, record, actor, now, notices)
+    if op_id is not None:
+        await run_op(deps, op_id)
+    async with deps.store.read() as repo:
+        fresh = await repo.get_request(n)
+    view = await request_view(deps, fresh) if fresh else None
+    await deps.notifier.notify([Notice(x.recipient, x.kind, x.text, x.request_id, view) for x in notices])
+    return Reply(text=reply_text, kind="request", request=view)
+
+
+async def _final(deps: Deps, repo: Repository, record: RequestRecord, actor: str, now: datetime,
+                 notices: list[Notice]) -> tuple[str, int | None]:
+    policy = await deps.policy_for(record)
+    profile = policy.profile(record.profile)
+    if record.round > 0 and record.ext_duration is not None and record.expires_at is not None:
+        limit = profile.exception.max_duration if (record.kind == "exception" and profile and profile.exception) \
+            else (profile.max_duration if profile else record.duration)
+        new_expiry = min(record.expires_at + record.ext_duration, now + limit)
+        await repo.append("grant.extended", actor=actor, ts=now, request=record, data={
+            "extension": True, "duration": format_duration(record.ext_duration),
+            "previous_expires_at": _ts(record.expires_at), "expires_at": _ts(new_expiry)})
+        record.expires_at, record.ext_duration, record.ext_justification = new_expiry, None, None
+        record.warned_expiry = None
+        await repo.save_request(record)
+        text = f"{record.ref} extended: now until {_ts(new_expiry)}."
+        notices.append(Notice(record.requester, "status", text, record.id))
+        return text, None
+    record.state, record.approved_at = APPROVED, now
+    await repo.save_request(record)
+    await repo.append("request.approved", actor=actor, ts=now, request=record, data={"auto": False})
+    op = await plan_add(repo, record, now)
+    notices.append(Notice(record.requester, "status", f"{record.ref} approved; adding you to {record.group}.",
+                          record.id))
+    return f"Approved {record.ref}: the chain is complete; provisioning {record.group}.", op.id
+
+
+def _ts(moment: datetime | None) -> str | None:
+    from handlers.audit import format_ts
+
+    return format_ts(moment) if moment else None
+
+
+async def end_grant(deps: Deps, actor: str, n: int, *, how: str, reason: str | None = None,
+                    requester_only: bool = False) -> Reply:
+    """Release (the requester) or revoke (security) a grant now."""
+    now = deps.now()
+    op_id = None
+    async with deps.store.write() as repo:
+        record = await repo.get_request(n)
+        if record is None:
+            return not_found(n)
+        if requester_only and record.requester != actor:
+            return Reply(text=f"Only {record.requester} can release {record.ref}.", ok=False, kind="refusal",
+                         rule="not-requester")
+        if record.state not in HOLDING_STATES:
+            hint = " Use `cancel` for a pending request." if record.state == PENDING and requester_only else ""
+            return Reply(text=f"{record.ref} is {record.state}: there is no grant to end.{hint}", ok=False,
+                         kind="request", request=await request_view(deps, record), rule="not-active")
+        state = "released" if how == "released" else "revoked"
+        record.state, record.ended_at, record.end_reason = state, now, reason_code(how, reason)
+        record.ext_duration = None
+        await repo.save_request(record)
+        data: dict[str, object] = {"provider": record.provider, "group": record.group}
+        if how != "released":
+            data["reason"] = how
+            if reason:
+                data["comment"] = reason
+        await repo.append(f"grant.{state}", actor=actor, ts=now, request=record, data=data)
+        op = await plan_remove(repo, record, now)
+        op_id = op.id if op else None
+    if op_id is not None:
+        await run_op(deps, op_id)
+    async with deps.store.read() as repo:
+        fresh = await repo.get_request(n)
+    view = await request_view(deps, fresh) if fresh else None
+    text = f"{record.ref} {state}: {record.requester} removed from {record.group}."
+    if op_id is None:
+        text = f"{record.ref} {state}; {record.requester} keeps {record.group} through another active grant."
+    if actor != record.requester:
+        await deps.notifier.notify([Notice(record.requester, "status", f"{record.ref} was {state} by {actor}"
+                                           + (f": {reason}" if reason else "."), record.id, view)])
+    return Reply(text=text, kind="request", request=view)
+
+
+def reason_code(how: str, reason: str | None) -> str:
+    return {"released": "released", "security": "revoked", "terminated": "terminated"}.get(how, "revoked")
+
+
+async def cancel(deps: Deps, actor: str, n: int) -> Reply:
+    now = deps.now()
+    notices: list[Notice] = []
+    async with deps.store.write() as repo:
+        record = await repo.get_request(n)
+        if record is None:
+            return not_found(n)
+        if record.requester != actor:
+            return Reply(text=f"Only {record.requester} can cancel {record.ref}.", ok=False, kind="refusal",
+                         rule="not-requester")
+        chain = await _chain(deps, record) or []
+        waiting = sorted(chain[record.step].pool) if record.step < len(chain) else []
+        if record.state == PENDING:
+            record.state, record.ended_at = CANCELLED, now
+            await repo.append("request.cancelled", actor=actor, ts=now, request=record, data={})
+            text = f"{record.ref} cancelled."
+        elif record.state == ACTIVE and record.extension_pending:
+            await repo.append("request.cancelled", actor=actor, ts=now, request=record,
+                              data={"extension": True, "duration": format_duration(record.ext_duration)})
+            record.ext_duration, record.ext_justification = None, None
+            text = f"The extension of {record.ref} was withdrawn; the grant keeps its expiry."
+        else:
+            hint = " Use `release` to end an active grant." if record.state in HOLDING_STATES else ""
+            return Reply(text=f"{record.ref} is {record.state}: only pending requests can be cancelled.{hint}",
+                         ok=False, kind="refusal", rule="not-pending")
+        await repo.save_request(record)
+        notices = [Notice(a, "outcome", f"{record.ref} was withdrawn by {actor}.", record.id) for a in waiting]
+    view = await request_view(deps, record)
+    await deps.notifier.notify([Notice(x.recipient, x.kind, x.text, x.request_id, view) for x in notices])
+    return Reply(text=text, kind="request", request=view)
+
+
+async def extend(deps: Deps, actor: str, n: int, duration_text: str | None, reason: str | None) -> Reply:
+    if not duration_text:
+        return Reply(text=f"Say how long: `extend {req_id(n)} by <duration>`.", ok=False, kind="refusal",
+                     rule="duration")
+    now = deps.now()
+    async with deps.store.read() as repo:
+        record = await repo.get_request(n)
+    if record is None:
+        return not_found(n)
+    if record.requester != actor:
+        return Reply(text=f"Only {record.requester} can extend {record.ref}.", ok=False, kind="refusal",
+                     rule="not-requester")
+    if record.state != ACTIVE or record.expires_at is None:
+        return Reply(text=f"{record.ref} is {record.state}: only an active grant can be extended.", ok=False,
+                     kind="refusal", rule="not-active")
+    if record.extension_pending:
+        return Reply(text=f"An extension of {record.ref} is already waiting for approval.", ok=False,
+                     kind="refusal", rule="extension-pending")
+    from handlers.requests import refuse
+
+    try:
+        extra = parse_duration(duration_text)
+    except DurationError as exc:
+        return await refuse(deps, actor, "duration", str(exc), profile=record.profile, request_id=record.ref)
+    policy = await deps.policy_for(record)
+    profile = policy.profile(record.profile)
+    if profile is None:
+        return Reply(text=f"{record.profile} is no longer in the policy.", ok=False, kind="refusal")
+    limit = profile.exception.max_duration if (record.kind == "exception" and profile.exception) \
+        else profile.max_duration
+    if record.expires_at + extra - now > limit:
+        return await refuse(deps, actor, "duration>max", f"the new expiry would be more than "
+                            f"{format_duration(limit)} from now (the maximum for {profile.id}).",
+                            profile=profile.id, request_id=record.ref)
+    chain = await _chain(deps, record)
+    if not chain:
+        return Reply(text=f"{record.ref}: the approval chain cannot be resolved.", ok=False, kind="refusal")
+    notices: list[Notice] = []
+    async with deps.store.write() as repo:
+        record = await repo.get_request(n)
+        if record is None or record.state != ACTIVE or record.extension_pending:
+            return Reply(text=f"{req_id(n)} changed meanwhile; try again.", ok=False, kind="refusal")
+        record.round += 1
+        record.step = 0
+        record.ext_duration = extra
+        record.ext_justification = clean(reason)[:MAX_COMMENT] if reason else None
+        await repo.append("request.extension_requested", actor=actor, ts=now, request=record,
+                          data={"extension": True, "duration": format_duration(extra),
+                                "justification": record.ext_justification})
+        notices = await open_step(deps, repo, record, chain, set(), now)
+    view = await request_view(deps, record)
+    await deps.notifier.notify([Notice(x.recipient, x.kind, x.text, x.request_id, view) for x in notices])
+    if record.state == FAILED or not record.extension_pending:
+        return Reply(text=f"The extension of {record.ref} cannot be approved: its chain cannot be satisfied.",
+                     ok=False, kind="request", request=view)
+    return Reply(text=f"Extension of {record.ref} by {format_duration(extra)} submitted; waiting on step 1.",
+                 kind="request", request=view)
+
+
+async def reprovision(deps: Deps, repo: Repository, record: RequestRecord, now: datetime) -> int | None:
+    op = await plan_add(repo, record, now)
+    return op.id

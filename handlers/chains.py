@@ -1,0 +1,99 @@
+"""Approval chains: who may decide each step, and whether a chain can be satisfied at all.
+
+The requester never counts as an approver of their own request, and one person counts once per
+request (per round): a step's pool excludes both. A step that cannot be satisfied fails closed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from handlers.policy import Policy, Profile, Step
+
+from handlers.ports import Directory, Person
+
+
+@dataclass(frozen=True)
+class ResolvedStep:
+    step: Step
+    index: int  # 0-based
+    pool: frozenset[str]  # active people who may decide, requester excluded
+    need: int
+
+    @property
+    def label(self) -> str:
+        return self.step.label()
+
+    @property
+    def rule(self) -> str:
+        return f"step {self.index + 1}: {self.label}"
+
+
+async def _active(directory: Directory, emails: set[str]) -> set[str]:
+    out = set()
+    for email in emails:
+        person = await directory.get_user(email)
+        if person is not None and person.active:
+            out.add(email.lower())
+    return out
+
+
+async def resolve_step(step: Step, index: int, *, policy: Policy, profile: Profile,
+                       requester: Person, directory: Directory) -> ResolvedStep:
+    """The people who may decide ``step`` for this requester, as the identity source says now."""
+    if step.kind == "manager":
+        candidates = {requester.manager.lower()} if requester.manager else set()
+    elif step.kind == "owner":
+        candidates = {profile.owner.lower()}
+    elif step.kind == "user":
+        candidates = {(step.user or "").lower()}
+    else:
+        candidates = {e.lower() for e in policy.approver_groups.get(step.group or "", ())}
+    candidates.discard(requester.email.lower())
+    pool = frozenset(await _active(directory, candidates))
+    if step.kind == "n_of":
+        need = step.n
+    elif step.kind == "all_of":
+        need = max(len(pool), 1)
+    else:
+        need = 1
+    return ResolvedStep(step=step, index=index, pool=pool, need=need)
+
+
+async def resolve_chain(steps: Sequence[Step], *, policy: Policy, profile: Profile,
+                        requester: Person, directory: Directory) -> list[ResolvedStep]:
+    return [await resolve_step(s, i, policy=policy, profile=profile, requester=requester,
+                               directory=directory) for i, s in enumerate(steps)]
+
+
+def _assignable(steps: Sequence[ResolvedStep], used: frozenset[str]) -> bool:
+    """Can every step get ``need`` distinct people, nobody counted twice? (bipartite matching)"""
+    slots: list[frozenset[str]] = []
+    for s in steps:
+        pool = s.pool - used
+        if s.step.kind == "all_of" and (s.pool & used or not pool):
+            return False  # all_of needs every member, and a member already counted cannot count
+        slots.extend([pool] * s.need)
+    owner: dict[str, int] = {}
+
+    def place(slot: int, seen: set[str]) -> bool:
+        for person in slots[slot]:
+            if person in seen:
+                continue
+            seen.add(person)
+            if person not in owner or place(owner[person], seen):
+                owner[person] = slot
+                return True
+        return False
+
+    return all(place(i, set()) for i in range(len(slots)))
+
+
+def first_unsatisfiable(steps: Sequence[ResolvedStep], used: frozenset[str] = frozenset()
+                        ) -> ResolvedStep | None:
+    """The first step at which the chain (from its start) can no longer be satisfied."""
+    for k in range(1, len(steps) + 1):
+        if not _assignable(steps[:k], used):
+            return steps[k - 1]
+    return None

@@ -1,0 +1,203 @@
+"""Provisioning: every provider call is recorded as intended before it is made and as done after.
+
+A crash between the call and the record leaves a ``pending`` operation that the next sweep (or
+start-up) runs again; the calls are idempotent, so nothing is lost or repeated. Transient
+failures are retried with backoff; after the retry budget a grant that could not be added fails,
+while a removal is reported and retried until it succeeds: a revocation is never given up.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import datetime, timedelta
+
+from handlers.context import SYSTEM, Deps
+from handlers.ports import Notice, ProviderError
+from handlers.records import ACTIVE, APPROVED, FAILED, HOLDING_STATES, OpRecord, RequestRecord
+from handlers.repository import Repository
+
+LEASE = timedelta(seconds=60)
+BASE_BACKOFF = 2.0
+MAX_BACKOFF = 300.0
+
+
+def backoff(attempts: int, retry_after: float | None) -> timedelta:
+    """Exponential backoff with full jitter, never shorter than what the provider asked for."""
+    cap = min(MAX_BACKOFF, BASE_BACKOFF * (2 ** min(attempts, 16)))
+    delay = random.uniform(0, cap)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return timedelta(seconds=delay)
+
+
+async def plan_add(repo: Repository, record: RequestRecord, now: datetime) -> OpRecord:
+    op = OpRecord(request_id=record.id or 0, op="add", provider=record.provider, group=record.group,
+                  email=record.requester, created_at=now)
+    await repo.add_op(op)
+    return op
+
+
+async def plan_remove(repo: Repository, record: RequestRecord, now: datetime) -> OpRecord | None:
+    """Record the removal of the membership a grant held, unless another grant still covers it."""
+    others = await repo.find_requests(requester=record.requester, states=HOLDING_STATES,
+                                      provider=record.provider, group=record.group)
+    if any(o.id != record.id for o in others):
+        return None
+    op = OpRecord(request_id=record.id or 0, op="remove", provider=record.provider, group=record.group,
+                  email=record.requester, created_at=now)
+    await repo.add_op(op)
+    return op
+
+
+async def _claim(deps: Deps, op_id: int) -> OpRecord | None:
+    """Take a lease on a due operation so that no other process runs it at the same time."""
+    now = deps.now()
+    async with deps.store.write() as repo:
+        op = await repo.get_op(op_id)  # type: ignore[attr-defined]
+        if op is None or op.status != "pending":
+            return None
+        if op.next_attempt_at is not None and op.next_attempt_at > now:
+            return None
+        if op.op == "add":
+            record = await repo.get_request(op.request_id)
+            if record is None or record.state != APPROVED:
+                op.status, op.done_at = "skipped", now  # the grant ended before it was provisioned
+                await repo.save_op(op)
+                return None
+        if op.op == "remove":
+            # Another grant may have started covering this membership since the removal was planned.
+            others = await repo.find_requests(requester=op.email, states=HOLDING_STATES,
+                                              provider=op.provider, group=op.group)
+            if any(o.id != op.request_id for o in others):
+                op.status, op.done_at = "skipped", now
+                await repo.save_op(op)
+                return None
+        op.next_attempt_at = now + LEASE
+        op.attempts += 1
+        op.correlation_id = op.correlation_id or uuid.uuid4().hex
+        await repo.save_op(op)
+        return op
+
+
+async def run_op(deps: Deps, op_id: int, *, budget: timedelta | None = None) -> str:
+    """Run one operation now if it is due. Returns its status afterwards."""
+    op = await _claim(deps, op_id)
+    if op is None:
+        return "not-due"
+    budget = budget or deps.policy.schedule.retry_budget
+    error: ProviderError | None = None
+    try:
+        provider = deps.provider(op.provider)
+        if op.op == "add":
+            await provider.add_member(op.group, op.email)
+        else:
+            await provider.remove_member(op.group, op.email)
+    except ProviderError as exc:
+        error = exc
+    except LookupError as exc:
+        error = ProviderError(str(exc), transient=False)
+    except Exception as exc:  # a bug or an unexpected answer: keep the intent, retry later
+        error = ProviderError(f"{type(exc).__name__}: {exc}", transient=True)
+    if error is None:
+        return await _done(deps, op.id or 0)
+    return await _failed(deps, op.id or 0, error, budget)
+
+
+async def _done(deps: Deps, op_id: int) -> str:
+    now = deps.now()
+    notices: list[Notice] = []
+    async with deps.store.write() as repo:
+        op = await repo.get_op(op_id)  # type: ignore[attr-defined]
+        if op is None:
+            return "missing"
+        was_failed = op.failure_reported
+        op.status, op.done_at, op.next_attempt_at, op.last_error = "done", now, None, None
+        await repo.save_op(op)
+        record = await repo.get_request(op.request_id)
+        if record is None:
+            return "done"
+        if op.op == "add" and record.state == APPROVED:
+            record.state = ACTIVE
+            record.started_at = now
+            record.expires_at = now + record.duration
+            await repo.save_request(record)
+            await repo.append("grant.provisioned", actor=SYSTEM, ts=now, request=record, data={
+                "provider": record.provider, "group": record.group,
+                "expires_at": _ts(record.expires_at), "correlation_id": op.correlation_id})
+            notices.append(Notice(record.requester, "status",
+                                  f"{record.ref} is active: you are in {record.group} until "
+                                  f"{_ts(record.expires_at)}.", record.id))
+        elif op.op == "add" and record.state not in HOLDING_STATES:
+            await plan_remove(repo, record, now)  # ended while the add was in flight: undo it
+        elif op.op == "remove" and was_failed:
+            await repo.append("grant.revoke_completed", actor=SYSTEM, ts=now, request=record, data={
+                "provider": op.provider, "group": op.group, "correlation_id": op.correlation_id})
+    await deps.notifier.notify(notices)
+    return "done"
+
+
+async def _failed(deps: Deps, op_id: int, error: ProviderError, budget: timedelta) -> str:
+    now = deps.now()
+    notices: list[Notice] = []
+    async with deps.store.write() as repo:
+        op = await repo.get_op(op_id)  # type: ignore[attr-defined]
+        if op is None:
+            return "missing"
+        op.last_error = str(error)[:1000]
+        if error.correlation_id:
+            op.correlation_id = error.correlation_id
+        spent = now - op.created_at >= budget or not error.transient
+        op.next_attempt_at = now + backoff(op.attempts, error.retry_after)
+        record = await repo.get_request(op.request_id)
+        what = f"{op.op} {op.email} {'to' if op.op == 'add' else 'from'} {op.provider} group {op.group}"
+        if spent and op.op == "add":
+            op.status, op.next_attempt_at = "failed", None
+            await repo.save_op(op)
+            if record is not None and record.state == APPROVED:
+                record.state, record.ended_at, record.failure = FAILED, now, op.last_error
+                await repo.save_request(record)
+                await repo.append("grant.provision_failed", actor=SYSTEM, ts=now, request=record, data={
+                    "provider": op.provider, "group": op.group, "error": op.last_error,
+                    "attempts": op.attempts, "correlation_id": op.correlation_id})
+                notices.append(Notice(record.requester, "status",
+                                      f"{record.ref} failed: the provider refused to add you ({op.last_error}). "
+                                      "The security team has been told.", record.id))
+                notices += _tell_security(deps, record, f"Provisioning failed for {record.ref}: could not "
+                                          f"{what} (correlation id {op.correlation_id}): {op.last_error}")
+            return "failed"
+        if spent and op.op == "remove" and not op.failure_reported:
+            op.failure_reported = True
+            if record is not None:
+                await repo.append("grant.revoke_failed", actor=SYSTEM, ts=now, request=record, data={
+                    "provider": op.provider, "group": op.group, "error": op.last_error,
+                    "attempts": op.attempts, "correlation_id": op.correlation_id,
+                    "will_retry": True})
+                notices += _tell_security(deps, record, f"Revocation is failing for {record.ref}: could not "
+                                          f"{what} (correlation id {op.correlation_id}): {op.last_error}. "
+                                          "It is retried until it succeeds.")
+        await repo.save_op(op)
+        status = op.status
+    await deps.notifier.notify(notices)
+    return status
+
+
+def _tell_security(deps: Deps, record: RequestRecord, text: str) -> list[Notice]:
+    return [Notice(m, "failure", text, record.id) for m in sorted(deps.policy.security_members())]
+
+
+def _ts(moment: datetime | None) -> str | None:
+    from handlers.audit import format_ts
+
+    return format_ts(moment) if moment else None
+
+
+async def run_due_ops(deps: Deps, *, limit: int = 500) -> int:
+    """Run every operation that is due (start-up repair and every sweep). Returns how many ran."""
+    async with deps.store.read() as repo:
+        due = await repo.due_ops(deps.now(), limit=limit)
+    ran = 0
+    for op in due:
+        if await run_op(deps, op.id or 0) != "not-due":
+            ran += 1
+    return ran

@@ -1,0 +1,132 @@
+"""The ports through which the domain talks to the outside world.
+
+Everything here is a ``typing.Protocol`` or a plain value type: the handlers never import a
+framework, a database driver or an HTTP client. Adapters in ``provisioning/``, ``store/`` and
+``bot/`` implement these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Person:
+    """A person as the identity source sees them.
+
+    ``groups`` holds every group the person belongs to (transitively), by every name the
+    provider knows it by (display name and id), so that ``member_of`` rules can name either.
+    """
+
+    email: str
+    name: str = ""
+    department: str | None = None
+    title: str | None = None
+    employment_type: str | None = None
+    manager: str | None = None
+    active: bool = True
+    groups: frozenset[str] = frozenset()
+    slack_id: str | None = None
+    aad_object_id: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def attribute(self, key: str) -> Any:
+        """The value a policy rule key refers to (``department``, ``title``, …)."""
+        if key in ("department", "title", "employment_type", "manager", "active", "name", "email"):
+            return getattr(self, key)
+        return self.extra.get(key)
+
+
+class ProviderError(Exception):
+    """A provider call did not reach its goal.
+
+    ``transient`` errors (429, 5xx, time-outs, dropped connections) are retried with backoff;
+    ``retry_after`` is the delay in seconds the provider asked for, if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool,
+        retry_after: float | None = None,
+        status: int | None = None,
+        correlation_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.retry_after = retry_after
+        self.status = status
+        self.correlation_id = correlation_id
+
+
+@runtime_checkable
+class Directory(Protocol):
+    """Answers for people: attributes, manager, memberships, active state."""
+
+    async def get_user(self, email: str) -> Person | None:
+        """The person with this email (case-insensitive), or None when unknown/deleted."""
+        ...
+
+    async def find_by_slack_id(self, slack_id: str) -> Person | None: ...
+
+    async def find_by_aad_object_id(self, object_id: str) -> Person | None: ...
+
+
+@runtime_checkable
+class GroupProvider(Protocol):
+    """Adds people to and removes them from groups at one identity provider.
+
+    Every call is idempotent: adding a member who is already there and removing one who is
+    not are successes. Failures raise :class:`ProviderError`.
+    """
+
+    name: str
+
+    async def add_member(self, group: str, email: str) -> None: ...
+
+    async def remove_member(self, group: str, email: str) -> None: ...
+
+    async def list_members(self, group: str) -> list[str]:
+        """Emails of the group's direct members (lower case)."""
+        ...
+
+
+class MembershipOverlay(Protocol):
+    """Where the embedded directory keeps the memberships provisioning added or removed."""
+
+    async def overlay(self) -> dict[tuple[str, str], bool]:
+        """(group, email) → present, for every membership provisioning changed."""
+        ...
+
+    async def set_membership(self, group: str, email: str, present: bool) -> None: ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """Aware UTC now."""
+        ...
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A message for one person that is not the reply to what they just said.
+
+    ``kind`` tells channels how to render it: ``approval`` (an approval card with buttons),
+    ``outcome`` (a decision was made on a request you were asked about), ``status`` (your own
+    request moved), ``reminder``, ``escalation``, ``expiring``, ``failure``, ``drift``,
+    ``info``.
+    """
+
+    recipient: str
+    kind: str
+    text: str
+    request_id: int | None = None
+    view: Any = None
+
+
+class Notifier(Protocol):
+    async def notify(self, notices: list[Notice]) -> None: ...

@@ -1,0 +1,108 @@
+"""Building view-models from records."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from handlers.durations import format_duration
+from handlers.policy import Policy, Profile, Step
+
+from handlers.audit import format_ts
+from handlers.chains import ResolvedStep, resolve_chain
+from handlers.context import Deps
+from handlers.ports import Person
+from handlers.records import ACTIVE, DENIED, PENDING, AuditEvent, DecisionRecord, RequestRecord
+from handlers.views import EventView, RequestView, StepView
+
+
+def chain_of(policy: Policy, record: RequestRecord) -> tuple[Step, ...]:
+    profile = policy.profile(record.profile)
+    if profile is None:
+        return ()
+    if record.kind == "exception" and profile.exception is not None:
+        return profile.exception.approval
+    return profile.approval
+
+
+def time_left(expires_at: datetime | None, now: datetime) -> str | None:
+    if expires_at is None:
+        return None
+    left = expires_at - now
+    if left <= timedelta(0):
+        return "expired"
+    return format_duration(timedelta(seconds=max(60, int(left.total_seconds()) // 60 * 60)))
+
+
+def event_summary(ev: AuditEvent) -> str:
+    d = ev.data
+    parts = [f"{k}={d[k]}" for k in ("step", "rule", "reason", "comment", "expires_at", "duration")
+             if d.get(k) not in (None, "")]
+    if d.get("extension"):
+        parts.append("extension")
+    return ", ".join(str(p) for p in parts)
+
+
+def person_facts(person: Person | None) -> tuple[tuple[str, str], ...]:
+    if person is None:
+        return ()
+    facts = [("department", person.department), ("title", person.title),
+             ("employment_type", person.employment_type), ("manager", person.manager)]
+    return tuple((k, str(v)) for k, v in facts if v)
+
+
+async def resolved_chain(deps: Deps, policy: Policy, profile: Profile | None, record: RequestRecord,
+                         requester: Person | None) -> list[ResolvedStep]:
+    if profile is None or requester is None:
+        return []
+    return await resolve_chain(chain_of(policy, record), policy=policy, profile=profile,
+                               requester=requester, directory=deps.directory)
+
+
+async def request_view(deps: Deps, record: RequestRecord, *, decisions: list[DecisionRecord] | None = None,
+                       events: list[AuditEvent] | None = None) -> RequestView:
+    policy = await deps.policy_for(record)
+    profile = policy.profile(record.profile)
+    requester = await deps.person(record.requester)
+    if decisions is None:
+        async with deps.store.read() as repo:
+            decisions = await repo.decisions(record.id or 0, record.round)
+    this_round = [d for d in decisions if d.round == record.round]
+    steps: list[StepView] = []
+    chain = await resolved_chain(deps, policy, profile, record, requester)
+    in_chain = record.state == PENDING or (record.state == ACTIVE and record.extension_pending)
+    used: set[str] = set()
+    for rs in chain:
+        approved = tuple(d.approver for d in this_round if d.step == rs.index and d.decision == "approved")
+        denied = any(d.step == rs.index and d.decision == "denied" for d in this_round)
+        pool = tuple(sorted(rs.pool - used)) if rs.index >= record.step else tuple(sorted(rs.pool))
+        used.update(approved)
+        if denied:
+            status = "denied"
+        elif rs.index < record.step or (not in_chain and record.state != DENIED and record.approved_at):
+            status = "done"
+        elif in_chain and rs.index == record.step:
+            status = "open"
+        elif in_chain:
+            status = "waiting"
+        else:
+            status = "skipped" if record.state != DENIED else "waiting"
+        steps.append(StepView(index=rs.index + 1, label=rs.label, approvers=pool, approved_by=approved,
+                              need=rs.need, status=status))
+    open_step = next((s for s in steps if s.status == "open"), None)
+    waiting = tuple(a for a in open_step.approvers if a not in open_step.approved_by) if open_step else ()
+    now = deps.now()
+    return RequestView(
+        id=record.ref, number=record.id or 0, requester=record.requester,
+        requester_name=(requester.name if requester and requester.name else record.requester),
+        profile=record.profile, profile_title=profile.title if profile else record.profile,
+        risk=profile.risk if profile else "unknown", kind=record.kind, state=record.state,
+        duration=format_duration(record.duration), justification=record.justification,
+        ticket=record.ticket, submitted_at=format_ts(record.submitted_at), provider=record.provider,
+        group=record.group, policy_version=record.policy_version, steps=tuple(steps),
+        expires_at=format_ts(record.expires_at) if record.expires_at else None,
+        time_left=time_left(record.expires_at, now) if record.state == ACTIVE else None,
+        extension=format_duration(record.ext_duration) if record.ext_duration else None,
+        round=record.round, end_reason=record.end_reason, facts=person_facts(requester),
+        events=tuple(EventView(e.seq, e.ts, e.type, e.actor, event_summary(e)) for e in events or ()),
+        waiting_on=waiting,
+    )

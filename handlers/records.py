@@ -1,0 +1,133 @@
+"""Plain records the handlers read and write through the repository port."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+PENDING = "pending"
+APPROVED = "approved"
+ACTIVE = "active"
+EXPIRED = "expired"
+RELEASED = "released"
+REVOKED = "revoked"
+DENIED = "denied"
+CANCELLED = "cancelled"
+FAILED = "failed"
+
+OPEN_STATES = (PENDING, APPROVED, ACTIVE)
+ENDED_STATES = (EXPIRED, RELEASED, REVOKED, DENIED, CANCELLED, FAILED)
+HOLDING_STATES = (APPROVED, ACTIVE)  # states in which the user is (or is about to be) a member
+
+
+def req_id(n: int) -> str:
+    return f"REQ-{n}"
+
+
+@dataclass
+class RequestRecord:
+    requester: str
+    profile: str
+    kind: str  # standard | exception
+    duration: timedelta
+    justification: str | None
+    ticket: str | None
+    state: str
+    submitted_at: datetime
+    policy_version: str
+    policy_sha256: str
+    provider: str
+    group: str
+    id: int | None = None
+    step: int = 0  # index of the open step in the chain of the current round
+    round: int = 0  # 0 = the request itself; n > 0 = the n-th extension
+    step_opened_at: datetime | None = None
+    ext_duration: timedelta | None = None  # the extension awaiting approval
+    ext_justification: str | None = None
+    approved_at: datetime | None = None
+    started_at: datetime | None = None
+    expires_at: datetime | None = None
+    ended_at: datetime | None = None
+    end_reason: str | None = None
+    reminded_step: int | None = None  # (round * 100 + step) last reminded
+    escalated_step: int | None = None
+    warned_expiry: datetime | None = None  # the expiry the holder was last warned about
+    failure: str | None = None
+
+    @property
+    def ref(self) -> str:
+        return req_id(self.id or 0)
+
+    @property
+    def extension_pending(self) -> bool:
+        return self.ext_duration is not None
+
+
+@dataclass
+class DecisionRecord:
+    request_id: int
+    round: int
+    step: int
+    approver: str
+    decision: str  # approved | denied
+    comment: str | None
+    decided_at: datetime
+    id: int | None = None
+
+
+@dataclass
+class OpRecord:
+    """An intended provider call, recorded before it is made and marked done after."""
+
+    request_id: int
+    op: str  # add | remove
+    provider: str
+    group: str
+    email: str
+    created_at: datetime
+    status: str = "pending"  # pending | done | skipped | failed
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None
+    correlation_id: str | None = None
+    failure_reported: bool = False
+    done_at: datetime | None = None
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    seq: int
+    ts: str
+    type: str
+    actor: str
+    request_id: str | None
+    profile: str | None
+    data: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "ts": self.ts,
+            "type": self.type,
+            "actor": self.actor,
+            "request_id": self.request_id,
+            "profile": self.profile,
+            "data": self.data,
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+        }
+
+
+@dataclass
+class DriftRecord:
+    provider: str
+    group: str
+    email: str
+    first_seen: datetime
+    resolved_at: datetime | None = None
+    id: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,83 @@
+"""The store port: one unit of work at a time, every write serialised with the audit chain."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Any, Protocol
+
+from handlers.records import AuditEvent, DecisionRecord, DriftRecord, OpRecord, RequestRecord
+
+
+class Repository(Protocol):
+    """What a handler may read and write inside one transaction."""
+
+    async def get_request(self, request_id: int) -> RequestRecord | None: ...
+
+    async def add_request(self, record: RequestRecord) -> int: ...
+
+    async def save_request(self, record: RequestRecord) -> None: ...
+
+    async def find_requests(
+        self,
+        *,
+        requester: str | None = None,
+        states: Sequence[str] | None = None,
+        profile: str | None = None,
+        provider: str | None = None,
+        group: str | None = None,
+        expires_before: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[RequestRecord]: ...
+
+    async def decisions(self, request_id: int, round: int | None = None) -> list[DecisionRecord]: ...
+
+    async def add_decision(self, decision: DecisionRecord) -> None: ...
+
+    async def append(
+        self,
+        type: str,
+        *,
+        actor: str,
+        ts: datetime,
+        request: RequestRecord | None = None,
+        request_id: str | None = None,
+        profile: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> AuditEvent: ...
+
+    async def events_for(self, request_id: int) -> list[AuditEvent]: ...
+
+    async def add_op(self, op: OpRecord) -> int: ...
+
+    async def save_op(self, op: OpRecord) -> None: ...
+
+    async def due_ops(self, now: datetime, *, limit: int = 100) -> list[OpRecord]: ...
+
+    async def ops_for(self, request_id: int) -> list[OpRecord]: ...
+
+    async def open_drift(self) -> list[DriftRecord]: ...
+
+    async def add_drift(self, record: DriftRecord) -> None: ...
+
+    async def resolve_drift(self, record_id: int, at: datetime) -> None: ...
+
+    async def ensure_policy(self, version: str, sha256: str, raw: bytes, at: datetime) -> bool:
+        """Store a policy version; True when it was not the one in force before."""
+        ...
+
+    async def policy_raw(self, sha256: str) -> bytes | None: ...
+
+
+class Store(Protocol):
+    def write(self) -> AbstractAsyncContextManager[Repository]:
+        """A transaction that holds the global write lock: writes and audit appends inside it
+        are atomic and serialised against every other writer, in any process."""
+        ...
+
+    def read(self) -> AbstractAsyncContextManager[Repository]:
+        """A read-only snapshot."""
+        ...
+
+    def audit_events(self, *, from_seq: int = 1, batch: int = 5000) -> AsyncIterator[AuditEvent]: ...

@@ -1,0 +1,206 @@
+"""Submitting a request (SPEC §3.1, §3.3): judged at once, refusals name the rule that refused."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from handlers.durations import DurationError, format_duration, parse_duration
+from handlers.eligibility import auto_approve_rule, ineligibility
+from handlers.policy import Profile
+
+from handlers.chains import first_unsatisfiable, resolve_chain
+from handlers.context import SYSTEM, Deps
+from handlers.grammar import RequestAccess, clean, find_ticket
+from handlers.grants import plan_add, run_op
+from handlers.ports import Notice, Person
+from handlers.present import request_view
+from handlers.records import APPROVED, HOLDING_STATES, PENDING, RequestRecord
+from handlers.views import FormRequest, ProfileView, Reply
+
+MAX_JUSTIFICATION = 2000
+MAX_TICKET = 64
+
+
+def profile_view(profile: Profile, person: Person | None) -> ProfileView:
+    why = ineligibility(profile, person) if person else "unknown user"
+    return ProfileView(
+        id=profile.id, title=profile.title, risk=profile.risk, eligible=why is None, reason=why,
+        default_duration=format_duration(profile.default_duration),
+        max_duration=format_duration(profile.max_duration),
+        justification_required=profile.justification_required,
+        ticket_required=bool(profile.ticket and profile.ticket.required),
+        exception_allowed=profile.exception is not None,
+    )
+
+
+async def refuse(deps: Deps, actor: str, rule: str, text: str, *, profile: str | None = None,
+                 request_id: str | None = None, data: dict | None = None) -> Reply:
+    async with deps.store.write() as repo:
+        await repo.append("request.refused", actor=actor, ts=deps.now(), profile=profile,
+                          request_id=request_id, data={"rule": rule, **(data or {})})
+    return Reply(text=f"Refused ({rule}): {text}", ok=False, kind="refusal", rule=rule)
+
+
+def _ticket(profile: Profile, given: str | None, reason: str | None) -> tuple[str | None, str | None]:
+    """(ticket, problem). A ticket id anywhere in the text is picked up."""
+    rule = profile.ticket
+    if rule is None:
+        return (given or find_ticket(reason)), None
+    candidates = [given] if given else []
+    candidates += re.findall(r"[A-Za-z0-9][A-Za-z0-9_.:/#-]{0,62}", reason or "")
+    if rule.pattern:
+        for c in candidates:
+            if c and re.fullmatch(rule.pattern, c):
+                return c, None
+        if given:
+            return None, f"ticket {given[:MAX_TICKET]!r} does not match {rule.pattern}"
+    elif candidates and given:
+        return given[:MAX_TICKET], None
+    if rule.required:
+        return None, f"a ticket is required (matching {rule.pattern})" if rule.pattern else "a ticket is required"
+    return None, None
+
+
+async def submit(deps: Deps, actor: Person, cmd: RequestAccess, *, forms: bool = False) -> Reply:
+    policy = deps.policy
+    who = actor.email.lower()
+    kind = "exception" if cmd.exception else "standard"
+    verb = "exception" if cmd.exception else "request"
+    if not cmd.profile:
+        if forms:
+            return _form(deps, actor, cmd, ("profile",), {})
+        return await refuse(deps, who, "profile", f"say which profile: `{verb} <profile> for <duration> "
+                            "because <reason>` (see `profiles`).")
+    profile = policy.profile(cmd.profile)
+    if profile is None:
+        close = policy.closest_profiles(cmd.profile)
+        hint = f" Did you mean: {', '.join(close)}?" if close else " See `profiles`."
+        return await refuse(deps, who, "unknown-profile", f"there is no profile {cmd.profile[:100]!r}.{hint}",
+                            data={"asked": cmd.profile[:100]})
+    missing: list[str] = []
+    errors: dict[str, str] = {}
+    duration = profile.default_duration
+    if cmd.duration:
+        try:
+            duration = parse_duration(cmd.duration)
+        except DurationError as exc:
+            errors["duration"] = str(exc)
+    elif cmd.exception:
+        missing.append("duration")
+    reason = clean(cmd.reason) if cmd.reason else None
+    if reason and len(reason) > MAX_JUSTIFICATION:
+        errors["justification"] = f"the justification is longer than {MAX_JUSTIFICATION} characters"
+    if not reason and (profile.justification_required or cmd.exception):
+        missing.append("justification")
+    ticket, ticket_problem = _ticket(profile, cmd.ticket, reason)
+    if ticket_problem:
+        if cmd.ticket or ticket_problem.startswith("ticket"):
+            errors["ticket"] = ticket_problem
+        else:
+            missing.append("ticket")
+    if forms and (missing or errors):
+        return _form(deps, actor, cmd, tuple(missing), errors)
+    exc_hint = (f" You can ask for an exception: `exception {profile.id} for <duration> because <reason>`."
+                if profile.exception and not cmd.exception else "")
+    if "duration" in errors:
+        return await refuse(deps, who, "duration", errors["duration"], profile=profile.id)
+    if "duration" in missing:
+        return await refuse(deps, who, "duration", f"an exception needs `for <duration>` (at most "
+                            f"{format_duration(profile.exception.max_duration) if profile.exception else '-'}).",
+                            profile=profile.id)
+    if "justification" in errors or "justification" in missing:
+        return await refuse(deps, who, "justification", errors.get("justification")
+                            or f"{profile.id} needs a justification: add `because <reason>`.", profile=profile.id)
+    if "ticket" in errors or "ticket" in missing:
+        return await refuse(deps, who, "ticket", (errors.get("ticket") or ticket_problem or "ticket required")
+                            + " — put the ticket id in the reason.", profile=profile.id)
+    if cmd.exception:
+        if profile.exception is None:
+            return await refuse(deps, who, "exception: not allowed",
+                                f"{profile.id} does not allow exceptions.", profile=profile.id)
+        if not actor.active:
+            return await refuse(deps, who, "inactive", "your account is not active.", profile=profile.id)
+        limit = profile.exception.max_duration
+    else:
+        why = ineligibility(profile, actor)
+        if why:
+            return await refuse(deps, who, why, f"you are not eligible for {profile.id} ({why}).{exc_hint}",
+                                profile=profile.id)
+        limit = profile.max_duration
+    if duration > limit:
+        return await refuse(deps, who, "duration>max", f"{format_duration(duration)} is over the maximum of "
+                            f"{format_duration(limit)} for {profile.id}.{exc_hint}", profile=profile.id,
+                            data={"duration": format_duration(duration), "max": format_duration(limit)})
+    auto = None if cmd.exception else auto_approve_rule(profile, actor, duration)
+    steps = profile.exception.approval if (cmd.exception and profile.exception) else profile.approval
+    chain = [] if auto else await resolve_chain(steps, policy=policy, profile=profile, requester=actor,
+                                                 directory=deps.directory)
+    bad = first_unsatisfiable(chain) if chain else None
+    if bad is not None:
+        return await refuse(deps, who, bad.rule, f"the approval chain cannot be satisfied at {bad.rule} "
+                            "(nobody other than you is available to approve it).", profile=profile.id)
+
+    now = deps.now()
+    notices: list[Notice] = []
+    op_id = None
+    async with deps.store.write() as repo:
+        dup = await repo.find_requests(requester=who, profile=profile.id, states=(PENDING, *HOLDING_STATES))
+        if dup:
+            d = dup[0]
+            rule = "already-pending" if d.state == PENDING else "already-active"
+            await repo.append("request.refused", actor=who, ts=now, profile=profile.id,
+                              data={"rule": rule, "existing": d.ref})
+            offer = f" Use `extend {d.ref} by <duration>` to ask for more time." if d.state != PENDING else ""
+            return Reply(text=f"Refused ({rule}): you already have {d.ref} for {profile.id} ({d.state}).{offer}",
+                         ok=False, kind="refusal", rule=rule, data={"existing": d.ref})
+        record = RequestRecord(
+            requester=who, profile=profile.id, kind=kind, duration=duration, justification=reason,
+            ticket=ticket, state=PENDING, submitted_at=now, policy_version=policy.version,
+            policy_sha256=policy.sha256, provider=profile.provider, group=profile.group,
+            step_opened_at=now)
+        await repo.add_request(record)
+        await repo.append("request.submitted", actor=who, ts=now, request=record, data={
+            "kind": kind, "duration": format_duration(duration), "justification": reason, "ticket": ticket,
+            "policy_version": policy.version, "policy_sha256": policy.sha256})
+        if auto is not None:
+            record.state, record.approved_at = APPROVED, now
+            await repo.save_request(record)
+            await repo.append("request.approved", actor=SYSTEM, ts=now, request=record,
+                              data={"auto": True, "rule": auto.describe()})
+            op_id = (await plan_add(repo, record, now)).id
+        else:
+            first = chain[0]
+            await repo.append("approval.requested", actor=SYSTEM, ts=now, request=record,
+                              data={"step": 1, "approvers": sorted(first.pool), "label": first.label})
+            notices = [Notice(a, "approval", f"{who} asks for {profile.id} for {format_duration(duration)}"
+                              f" ({record.ref}): approve or deny.", record.id) for a in sorted(first.pool)]
+    if op_id is not None:
+        await run_op(deps, op_id)
+    async with deps.store.read() as repo:
+        fresh = await repo.get_request(record.id or 0)
+    assert fresh is not None
+    view = await request_view(deps, fresh)
+    for i, n in enumerate(notices):
+        notices[i] = Notice(n.recipient, n.kind, n.text, n.request_id, view)
+    await deps.notifier.notify(notices)
+    label = "Exception request" if cmd.exception else "Request"
+    if auto is not None:
+        head = (f"{record.ref} auto-approved ({auto.describe()}): you are in {profile.group} until {view.expires_at}."
+                if fresh.state == "active" else f"{record.ref} auto-approved; provisioning is {fresh.state}.")
+    else:
+        head = (f"{label} {record.ref} submitted: {profile.id} for {format_duration(duration)}. "
+                f"Waiting on step 1 ({chain[0].label}): {', '.join(sorted(chain[0].pool))}.")
+    return Reply(text=head, kind="request", request=view)
+
+
+def _form(deps: Deps, actor: Person, cmd: RequestAccess, missing: tuple[str, ...], errors: dict[str, str]) -> Reply:
+    profiles = tuple(profile_view(p, actor) for p in deps.policy.profiles)
+    form = FormRequest(profile=cmd.profile, duration=cmd.duration, justification=cmd.reason, ticket=cmd.ticket,
+                       missing=missing, errors=errors, profiles=profiles, exception=cmd.exception)
+    what = ", ".join(list(missing) + list(errors))
+    return Reply(text=f"Please fill in: {what}.", ok=False, kind="form", form=form)
+
+
+def clamp_expiry(expires: timedelta, limit: timedelta) -> timedelta:
+    return min(expires, limit)

@@ -1,0 +1,130 @@
+"""One entry point for every channel: a person and a command in, a reply out."""
+
+from __future__ import annotations
+
+from handlers import approvals, queries, requests
+from handlers.context import SYSTEM, Deps
+from handlers.grammar import (
+    SECURITY_COMMANDS,
+    Approve,
+    Cancel,
+    Command,
+    Deny,
+    Evidence,
+    Extend,
+    Help,
+    History,
+    Mine,
+    Pending,
+    Profiles,
+    Release,
+    Report,
+    RequestAccess,
+    Revoke,
+    Status,
+    Unknown,
+    Verify,
+    WhoHas,
+    command_name,
+    parse,
+)
+from handlers.grants import run_due_ops
+from handlers.ports import Person
+from handlers.sweeps import SweepReport, sweep
+from handlers.views import Reply
+
+
+class AccessService:
+    """The channel-neutral service. Channels authenticate the person; this decides."""
+
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+        self.extra: dict[type, object] = {}  # handlers for commands added by other modules
+
+    async def start(self) -> None:
+        """Record the policy in force (``policy.loaded`` when it changed) and repair unfinished calls."""
+        policy = self.deps.policy
+        now = self.deps.now()
+        async with self.deps.store.write() as repo:
+            if await repo.ensure_policy(policy.version, policy.sha256, policy.raw, now):
+                await repo.append("policy.loaded", actor=SYSTEM, ts=now, data={
+                    "version": policy.version, "sha256": policy.sha256})
+        await run_due_ops(self.deps)
+
+    def parse(self, text: str) -> Command:
+        return parse(text, [p.id for p in self.deps.policy.profiles])
+
+    async def handle_text(self, actor: Person, text: str, *, forms: bool = False) -> Reply:
+        return await self.handle(actor, self.parse(text), forms=forms)
+
+    async def identify(self, email: str) -> Person | None:
+        person = await self.deps.person(email)
+        return person
+
+    async def handle(self, actor: Person, cmd: Command, *, forms: bool = False) -> Reply:
+        who = actor.email.lower()
+        deps = self.deps
+        if isinstance(cmd, SECURITY_COMMANDS) and not deps.is_security(who):
+            name = command_name(cmd)
+            async with deps.store.write() as repo:
+                await repo.append("command.refused", actor=who, ts=deps.now(),
+                                  data={"command": name, "reason": "not in the security team"})
+            return Reply(text=f"`{name}` is for the security team only.", ok=False, kind="refusal",
+                         rule="security-only")
+        if not actor.active and not isinstance(cmd, Help | Unknown):
+            return Reply(text="Your account is not active; the bot cannot act for you.", ok=False,
+                         kind="refusal", rule="inactive")
+        match cmd:
+            case Help():
+                return queries.help_reply(deps, who)
+            case Unknown(text=_, hint=hint):
+                prefix = "I did not understand that" + (f": {hint}." if hint else ".")
+                return queries.help_reply(deps, who, prefix)
+            case Profiles():
+                return await queries.profiles(deps, who)
+            case RequestAccess():
+                return await requests.submit(deps, actor, cmd, forms=forms)
+            case Mine():
+                return await queries.mine(deps, who)
+            case Approve(request_id=n, comment=comment):
+                return await approvals.decide(deps, who, n, approve=True, comment=comment)
+            case Deny(request_id=n, reason=reason):
+                return await approvals.decide(deps, who, n, approve=False, comment=reason)
+            case Cancel(request_id=n):
+                return await approvals.cancel(deps, who, n)
+            case Release(request_id=n):
+                return await approvals.end_grant(deps, who, n, how="released", requester_only=True)
+            case Extend(request_id=n, duration=d, reason=reason):
+                return await approvals.extend(deps, who, n, d, reason)
+            case Status(request_id=n):
+                reply = await queries.status(deps, who, n)
+                if reply is None:
+                    async with deps.store.write() as repo:
+                        await repo.append("command.refused", actor=who, ts=deps.now(), request_id=f"REQ-{n}",
+                                          data={"command": "status", "reason": "not the requester, an approver "
+                                                "or the security team"})
+                    return Reply(text=f"You may not see REQ-{n}.", ok=False, kind="refusal", rule="not-allowed")
+                return reply
+            case Pending():
+                return await queries.pending(deps)
+            case WhoHas(profile=p):
+                return await queries.who_has(deps, p)
+            case History(email=e):
+                return await queries.history(deps, e)
+            case Revoke(request_id=n, reason=reason):
+                if not reason:
+                    return Reply(text=f"Say why: `revoke REQ-{n} because <reason>`.", ok=False, kind="refusal",
+                                 rule="reason")
+                return await approvals.end_grant(deps, who, n, how="security", reason=reason)
+            case Verify():
+                return await queries.verify(deps)
+            case Evidence() | Report():
+                handler = self.extra.get(type(cmd))
+                if handler is None:
+                    return Reply(text=f"`{command_name(cmd)}` is not available here; use the CLI "
+                                 "(`accessbot evidence export` / `accessbot report`).", ok=False)
+                return await handler(actor, cmd)  # type: ignore[operator]
+        return queries.help_reply(deps, who, "I did not understand that.")
+
+    async def sweep(self, *, dry_run: bool = False, drift: bool = True) -> SweepReport:
+        return await sweep(self.deps, dry_run=dry_run, drift=drift)

@@ -1,0 +1,1 @@
+"""Identity providers behind the ``Directory`` and ``GroupProvider`` ports."""

@@ -1,0 +1,162 @@
+"""The embedded identity provider: a YAML file of people and groups (SPEC §2.2).
+
+The file is read afresh whenever it changed on disk, so editing it hires, moves or terminates
+someone for the next command or sweep. Memberships that provisioning adds or removes are kept
+in the store (the overlay) and applied on top of the file's groups.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from handlers.ports import MembershipOverlay, Person
+
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+USER_KEYS = {"email", "name", "department", "title", "employment_type", "manager", "active", "slack_id",
+             "aad_object_id"}
+
+
+class DirectoryError(Exception):
+    """The directory file is unreadable or malformed; the message names the line."""
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    users: dict[str, dict[str, Any]]
+    groups: dict[str, frozenset[str]]
+
+
+def _line(node: Any) -> int:
+    return node.start_mark.line + 1 if node is not None and hasattr(node, "start_mark") else 0
+
+
+def parse_directory(raw: bytes, source: str = "<directory>") -> _Snapshot:
+    try:
+        root = yaml.compose(raw.decode("utf-8"), Loader=yaml.SafeLoader)
+        data = yaml.safe_load(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DirectoryError(f"{source}: not UTF-8 text ({exc.reason})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        raise DirectoryError(f"{source}: {where}invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict):
+        raise DirectoryError(f"{source}: line 1: the file must be a mapping with `users` and `groups`")
+    nodes = {k.value: v for k, v in root.value} if isinstance(root, yaml.MappingNode) else {}
+    errors: list[str] = []
+    users: dict[str, dict[str, Any]] = {}
+    raw_users = data.get("users") or []
+    if not isinstance(raw_users, list):
+        errors.append(f"line {_line(nodes.get('users'))}: users: must be a list")
+        raw_users = []
+    user_nodes = nodes.get("users").value if isinstance(nodes.get("users"), yaml.SequenceNode) else []
+    for i, entry in enumerate(raw_users):
+        line = _line(user_nodes[i]) if i < len(user_nodes) else 0
+        if not isinstance(entry, dict):
+            errors.append(f"line {line}: users[{i}]: must be a mapping")
+            continue
+        email = str(entry.get("email") or "").strip().lower()
+        if not EMAIL_RE.match(email):
+            errors.append(f"line {line}: users[{i}].email: missing or not an email")
+            continue
+        if email in users:
+            errors.append(f"line {line}: users[{i}].email: {email} appears twice")
+        active = entry.get("active", True)
+        if not isinstance(active, bool):
+            errors.append(f"line {line}: users[{i}].active: must be true or false")
+        manager = entry.get("manager")
+        if manager is not None and not EMAIL_RE.match(str(manager).strip()):
+            errors.append(f"line {line}: users[{i}].manager: not an email")
+        users[email] = {**entry, "email": email}
+    groups: dict[str, frozenset[str]] = {}
+    raw_groups = data.get("groups") or {}
+    if not isinstance(raw_groups, dict):
+        errors.append(f"line {_line(nodes.get('groups'))}: groups: must be a mapping of name to emails")
+        raw_groups = {}
+    for name, members in raw_groups.items():
+        if members is None:
+            members = []
+        if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+            errors.append(f"line {_line(nodes.get('groups'))}: groups.{name}: must be a list of emails")
+            continue
+        groups[str(name)] = frozenset(m.strip().lower() for m in members)
+    if errors:
+        raise DirectoryError(f"{source}:\n" + "\n".join(f"  {e}" for e in errors))
+    return _Snapshot(users, groups)
+
+
+class DirectoryProvider:
+    """Implements ``Directory`` and ``GroupProvider`` over the directory file and the store overlay."""
+
+    name = "directory"
+
+    def __init__(self, path: str | os.PathLike[str], overlay: MembershipOverlay) -> None:
+        self.path = Path(path)
+        self.overlay_store = overlay
+        self._cache: tuple[tuple[int, int], _Snapshot] | None = None
+
+    def snapshot(self) -> _Snapshot:
+        try:
+            st = self.path.stat()
+        except OSError as exc:
+            raise DirectoryError(f"{self.path}: cannot read the directory file ({exc.strerror})") from None
+        key = (st.st_mtime_ns, st.st_size)
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, parse_directory(self.path.read_bytes(), str(self.path)))
+        return self._cache[1]
+
+    async def _groups(self) -> dict[str, set[str]]:
+        snap = self.snapshot()
+        groups = {name: set(members) for name, members in snap.groups.items()}
+        for (group, email), present in (await self.overlay_store.overlay()).items():
+            members = groups.setdefault(group, set())
+            if present:
+                members.add(email)
+            else:
+                members.discard(email)
+        return groups
+
+    def _person(self, entry: dict[str, Any], groups: dict[str, set[str]]) -> Person:
+        email = entry["email"]
+        extra = {k: v for k, v in entry.items() if k not in USER_KEYS}
+        manager = entry.get("manager")
+        return Person(
+            email=email, name=str(entry.get("name") or email), department=entry.get("department"),
+            title=entry.get("title"), employment_type=entry.get("employment_type"),
+            manager=str(manager).strip().lower() if manager else None,
+            active=entry.get("active", True) is True,
+            groups=frozenset(g for g, members in groups.items() if email in members),
+            slack_id=entry.get("slack_id"), aad_object_id=entry.get("aad_object_id"), extra=extra,
+        )
+
+    async def get_user(self, email: str) -> Person | None:
+        entry = self.snapshot().users.get(email.strip().lower())
+        return self._person(entry, await self._groups()) if entry else None
+
+    async def find_by_slack_id(self, slack_id: str) -> Person | None:
+        return await self._find("slack_id", slack_id)
+
+    async def find_by_aad_object_id(self, object_id: str) -> Person | None:
+        return await self._find("aad_object_id", object_id.lower(), lower=True)
+
+    async def _find(self, key: str, value: str, lower: bool = False) -> Person | None:
+        for entry in self.snapshot().users.values():
+            found = entry.get(key)
+            if found is not None and (str(found).lower() if lower else str(found)) == value:
+                return self._person(entry, await self._groups())
+        return None
+
+    async def add_member(self, group: str, email: str) -> None:
+        await self.overlay_store.set_membership(group, email.lower(), True)
+
+    async def remove_member(self, group: str, email: str) -> None:
+        await self.overlay_store.set_membership(group, email.lower(), False)
+
+    async def list_members(self, group: str) -> list[str]:
+        return sorted((await self._groups()).get(group, set()))

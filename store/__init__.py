@@ -1,0 +1,1 @@
+"""The system of record: SQLAlchemy tables, the repository, the hash-chained audit log."""

@@ -1,0 +1,113 @@
+"""Engines, URL mapping and schema migrations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _url(url: str | URL) -> URL:
+    return make_url(url) if isinstance(url, str) else url
+
+
+def backend(url: str | URL) -> str:
+    """``sqlite`` or ``postgresql``."""
+    return _url(url).get_backend_name()
+
+
+def sync_url(url: str | URL) -> URL:
+    """The URL for synchronous use (migrations): psycopg 3 for PostgreSQL."""
+    u = _url(url)
+    if u.get_backend_name() == "postgresql":
+        return u.set(drivername="postgresql+psycopg")
+    if u.get_backend_name() == "sqlite":
+        return u.set(drivername="sqlite")
+    return u
+
+
+def async_url(url: str | URL) -> URL:
+    """The URL for the async engine: asyncpg for PostgreSQL, aiosqlite for SQLite."""
+    u = _url(url)
+    if u.get_backend_name() == "postgresql":
+        return u.set(drivername="postgresql+asyncpg")
+    if u.get_backend_name() == "sqlite":
+        return u.set(drivername="sqlite+aiosqlite")
+    raise ValueError(f"unsupported database {u.get_backend_name()!r}: use sqlite or postgresql")
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    """WAL, a generous busy timeout, and BEGIN IMMEDIATE for writers.
+
+    pysqlite's own transaction handling is switched off so that SQLAlchemy's ``begin`` event
+    decides: a connection with the execution option ``immediate`` takes the database write lock
+    at BEGIN, which serialises writers across processes.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA busy_timeout = 60000")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = NORMAL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        if conn.get_execution_options().get("immediate"):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+
+def make_async_engine(url: str | URL, **kw: Any) -> AsyncEngine:
+    u = async_url(url)
+    if u.get_backend_name() == "sqlite":
+        engine = create_async_engine(u, connect_args={"timeout": 60}, **kw)
+        _sqlite_setup(engine.sync_engine)
+        return engine
+    kw.setdefault("pool_size", 10)
+    kw.setdefault("max_overflow", 20)
+    return create_async_engine(u, pool_pre_ping=True, **kw)
+
+
+def make_sync_engine(url: str | URL) -> Engine:
+    engine = create_engine(sync_url(url))
+    if backend(url) == "sqlite":
+        _sqlite_setup(engine)
+    return engine
+
+
+def alembic_config(url: str | URL) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["sync_url"] = sync_url(url)
+    return cfg
+
+
+def upgrade(url: str | URL, revision: str = "head") -> None:
+    """Bring the database schema up to date (idempotent)."""
+    u = _url(url)
+    if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
+        Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    command.upgrade(alembic_config(u), revision)
+
+
+def current_revision(url: str | URL) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    engine = make_sync_engine(url)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()

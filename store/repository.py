@@ -1,0 +1,403 @@
+"""The repository over SQLAlchemy Core, and the hash-chained audit log inside it.
+
+Every write transaction first takes the one global write lock (PostgreSQL: a transaction-level
+advisory lock; SQLite: ``BEGIN IMMEDIATE``). Under that lock the chain head is read and the next
+event appended, and any state change in the same transaction is decided on data no other writer
+can change meanwhile: two approvals arriving together are applied one after the other, and the
+second sees the first.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, insert, select, text, update
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from handlers.audit import GENESIS, canonical_json, event_hash, format_ts
+from handlers.records import AuditEvent, DecisionRecord, DriftRecord, OpRecord, RequestRecord, req_id
+from store import schema as t
+from store.db import backend, make_async_engine
+
+WRITE_LOCK_KEY = 0x61636365  # "acce"
+
+
+def _secs(td: timedelta | None) -> int | None:
+    return None if td is None else int(td.total_seconds())
+
+
+def _td(secs: int | None) -> timedelta | None:
+    return None if secs is None else timedelta(seconds=int(secs))
+
+
+def _request_row(r: RequestRecord) -> dict[str, Any]:
+    return {
+        "requester": r.requester, "profile": r.profile, "kind": r.kind,
+        "duration_s": _secs(r.duration), "justification": r.justification, "ticket": r.ticket,
+        "state": r.state, "submitted_at": r.submitted_at, "policy_version": r.policy_version,
+        "policy_sha256": r.policy_sha256, "provider": r.provider, "group_name": r.group,
+        "step": r.step, "round": r.round, "step_opened_at": r.step_opened_at,
+        "ext_duration_s": _secs(r.ext_duration), "ext_justification": r.ext_justification,
+        "approved_at": r.approved_at, "started_at": r.started_at, "expires_at": r.expires_at,
+        "ended_at": r.ended_at, "end_reason": r.end_reason, "reminded_step": r.reminded_step,
+        "escalated_step": r.escalated_step, "warned_expiry": r.warned_expiry, "failure": r.failure,
+    }
+
+
+def _request(row: Any) -> RequestRecord:
+    m = row._mapping
+    return RequestRecord(
+        id=m["id"], requester=m["requester"], profile=m["profile"], kind=m["kind"],
+        duration=_td(m["duration_s"]) or timedelta(0), justification=m["justification"],
+        ticket=m["ticket"], state=m["state"], submitted_at=m["submitted_at"],
+        policy_version=m["policy_version"], policy_sha256=m["policy_sha256"],
+        provider=m["provider"], group=m["group_name"], step=m["step"], round=m["round"],
+        step_opened_at=m["step_opened_at"], ext_duration=_td(m["ext_duration_s"]),
+        ext_justification=m["ext_justification"], approved_at=m["approved_at"],
+        started_at=m["started_at"], expires_at=m["expires_at"], ended_at=m["ended_at"],
+        end_reason=m["end_reason"], reminded_step=m["reminded_step"],
+        escalated_step=m["escalated_step"], warned_expiry=m["warned_expiry"], failure=m["failure"],
+    )
+
+
+def _op_row(o: OpRecord) -> dict[str, Any]:
+    return {
+        "request_id": o.request_id, "op": o.op, "provider": o.provider, "group_name": o.group,
+        "email": o.email, "status": o.status, "attempts": o.attempts, "created_at": o.created_at,
+        "next_attempt_at": o.next_attempt_at, "last_error": o.last_error,
+        "correlation_id": o.correlation_id, "failure_reported": o.failure_reported,
+        "done_at": o.done_at,
+    }
+
+
+def _op(row: Any) -> OpRecord:
+    m = row._mapping
+    return OpRecord(
+        id=m["id"], request_id=m["request_id"], op=m["op"], provider=m["provider"],
+        group=m["group_name"], email=m["email"], status=m["status"], attempts=m["attempts"],
+        created_at=m["created_at"], next_attempt_at=m["next_attempt_at"], last_error=m["last_error"],
+        correlation_id=m["correlation_id"], failure_reported=bool(m["failure_reported"]),
+        done_at=m["done_at"],
+    )
+
+
+def event_from_row(row: Any) -> AuditEvent:
+    m = row._mapping
+    return AuditEvent(
+        seq=int(m["seq"]), ts=m["ts"], type=m["type"], actor=m["actor"],
+        request_id=m["request_id"], profile=m["profile"], data=json.loads(m["data"]),
+        prev_hash=m["prev_hash"], hash=m["hash"],
+    )
+
+
+class SqlRepository:
+    """One transaction's view of the store (implements ``handlers.repository.Repository``)."""
+
+    def __init__(self, conn: AsyncConnection, *, writable: bool) -> None:
+        self.conn = conn
+        self.writable = writable
+
+    # -- requests ---------------------------------------------------------------------------
+    async def get_request(self, request_id: int) -> RequestRecord | None:
+        row = (await self.conn.execute(select(t.requests).where(t.requests.c.id == request_id))).first()
+        return _request(row) if row else None
+
+    async def add_request(self, record: RequestRecord) -> int:
+        result = await self.conn.execute(insert(t.requests).values(**_request_row(record)))
+        new_id = result.inserted_primary_key[0]  # type: ignore[index]
+        record.id = int(new_id)
+        return record.id
+
+    async def save_request(self, record: RequestRecord) -> None:
+        assert record.id is not None
+        await self.conn.execute(
+            update(t.requests).where(t.requests.c.id == record.id).values(**_request_row(record))
+        )
+
+    async def find_requests(
+        self,
+        *,
+        requester: str | None = None,
+        states: Sequence[str] | None = None,
+        profile: str | None = None,
+        provider: str | None = None,
+        group: str | None = None,
+        expires_before: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[RequestRecord]:
+        c = t.requests.c
+        conds = []
+        if requester is not None:
+            conds.append(c.requester == requester)
+        if states is not None:
+            conds.append(c.state.in_(list(states)))
+        if profile is not None:
+            conds.append(c.profile == profile)
+        if provider is not None:
+            conds.append(c.provider == provider)
+        if group is not None:
+            conds.append(c.group_name == group)
+        if expires_before is not None:
+            conds.append(c.expires_at <= expires_before)
+        q = select(t.requests).where(and_(*conds)).order_by(c.id)
+        if limit:
+            q = q.limit(limit)
+        return [_request(r) for r in (await self.conn.execute(q)).all()]
+
+    # -- decisions --------------------------------------------------------------------------
+    async def decisions(self, request_id: int, round: int | None = None) -> list[DecisionRecord]:
+        c = t.decisions.c
+        q = select(t.decisions).where(c.request_id == request_id)
+        if round is not None:
+            q = q.where(c.round == round)
+        rows = (await self.conn.execute(q.order_by(c.id))).all()
+        return [
+            DecisionRecord(id=m["id"], request_id=m["request_id"], round=m["round"], step=m["step"],
+                           approver=m["approver"], decision=m["decision"], comment=m["comment"],
+                           decided_at=m["decided_at"])
+            for m in (r._mapping for r in rows)
+        ]
+
+    async def add_decision(self, decision: DecisionRecord) -> None:
+        await self.conn.execute(insert(t.decisions).values(
+            request_id=decision.request_id, round=decision.round, step=decision.step,
+            approver=decision.approver, decision=decision.decision, comment=decision.comment,
+            decided_at=decision.decided_at,
+        ))
+
+    # -- audit ------------------------------------------------------------------------------
+    async def append(
+        self,
+        type: str,
+        *,
+        actor: str,
+        ts: datetime,
+        request: RequestRecord | None = None,
+        request_id: str | None = None,
+        profile: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> AuditEvent:
+        if not self.writable:
+            raise RuntimeError("audit append outside a write transaction")
+        if request is not None:
+            request_id = request_id or req_id(request.id or 0)
+            profile = profile or request.profile
+        head = (await self.conn.execute(
+            select(t.audit_events.c.seq, t.audit_events.c.hash)
+            .order_by(t.audit_events.c.seq.desc()).limit(1)
+        )).first()
+        seq, prev = (int(head[0]) + 1, head[1]) if head else (1, GENESIS)
+        body = {
+            "seq": seq, "ts": format_ts(ts), "type": type, "actor": actor,
+            "request_id": request_id, "profile": profile, "data": data or {}, "prev_hash": prev,
+        }
+        digest = event_hash(prev, body)
+        await self.conn.execute(insert(t.audit_events).values(
+            seq=seq, ts=body["ts"], type=type, actor=actor, request_id=request_id,
+            profile=profile, data=canonical_json(body["data"]), prev_hash=prev, hash=digest,
+        ))
+        return AuditEvent(hash=digest, **body)  # type: ignore[arg-type]
+
+    async def events_for(self, request_id: int) -> list[AuditEvent]:
+        c = t.audit_events.c
+        rows = (await self.conn.execute(
+            select(t.audit_events).where(c.request_id == req_id(request_id)).order_by(c.seq)
+        )).all()
+        return [event_from_row(r) for r in rows]
+
+    async def events_by_actor_or_request(self, request_ids: list[str]) -> list[AuditEvent]:
+        c = t.audit_events.c
+        rows = (await self.conn.execute(
+            select(t.audit_events).where(c.request_id.in_(request_ids)).order_by(c.seq)
+        )).all()
+        return [event_from_row(r) for r in rows]
+
+    # -- provider operations ----------------------------------------------------------------
+    async def add_op(self, op: OpRecord) -> int:
+        result = await self.conn.execute(insert(t.provider_ops).values(**_op_row(op)))
+        op.id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        return op.id
+
+    async def save_op(self, op: OpRecord) -> None:
+        await self.conn.execute(update(t.provider_ops).where(t.provider_ops.c.id == op.id)
+                                .values(**_op_row(op)))
+
+    async def due_ops(self, now: datetime, *, limit: int = 100) -> list[OpRecord]:
+        c = t.provider_ops.c
+        q = (select(t.provider_ops)
+             .where(c.status == "pending")
+             .where((c.next_attempt_at.is_(None)) | (c.next_attempt_at <= now))
+             .order_by(c.id).limit(limit))
+        return [_op(r) for r in (await self.conn.execute(q)).all()]
+
+    async def ops_for(self, request_id: int) -> list[OpRecord]:
+        c = t.provider_ops.c
+        q = select(t.provider_ops).where(c.request_id == request_id).order_by(c.id)
+        return [_op(r) for r in (await self.conn.execute(q)).all()]
+
+    async def get_op(self, op_id: int) -> OpRecord | None:
+        row = (await self.conn.execute(select(t.provider_ops).where(t.provider_ops.c.id == op_id))).first()
+        return _op(row) if row else None
+
+    async def oldest_open_remove(self) -> datetime | None:
+        c = t.provider_ops.c
+        return (await self.conn.execute(
+            select(func.min(c.created_at)).where(c.op == "remove", c.status == "pending")
+        )).scalar()
+
+    # -- drift ------------------------------------------------------------------------------
+    async def open_drift(self) -> list[DriftRecord]:
+        c = t.drift_findings.c
+        rows = (await self.conn.execute(
+            select(t.drift_findings).where(c.resolved_at.is_(None)).order_by(c.id))).all()
+        return [DriftRecord(id=m["id"], provider=m["provider"], group=m["group_name"], email=m["email"],
+                            first_seen=m["first_seen"], resolved_at=m["resolved_at"])
+                for m in (r._mapping for r in rows)]
+
+    async def add_drift(self, record: DriftRecord) -> None:
+        await self.conn.execute(insert(t.drift_findings).values(
+            provider=record.provider, group_name=record.group, email=record.email,
+            first_seen=record.first_seen, resolved_at=None))
+
+    async def resolve_drift(self, record_id: int, at: datetime) -> None:
+        await self.conn.execute(update(t.drift_findings).where(t.drift_findings.c.id == record_id)
+                                .values(resolved_at=at))
+
+    # -- policy versions --------------------------------------------------------------------
+    async def ensure_policy(self, version: str, sha256: str, raw: bytes, at: datetime) -> bool:
+        c = t.policy_versions.c
+        latest = (await self.conn.execute(
+            select(c.sha256).order_by(c.loaded_at.desc()).limit(1))).scalar()
+        if latest == sha256:
+            return False
+        exists = (await self.conn.execute(select(c.sha256).where(c.sha256 == sha256))).scalar()
+        if exists:
+            await self.conn.execute(update(t.policy_versions).where(c.sha256 == sha256)
+                                    .values(loaded_at=at))
+        else:
+            await self.conn.execute(insert(t.policy_versions).values(
+                sha256=sha256, version=version, raw=raw, loaded_at=at))
+        return True
+
+    async def policy_raw(self, sha256: str) -> bytes | None:
+        c = t.policy_versions.c
+        raw = (await self.conn.execute(select(c.raw).where(c.sha256 == sha256))).scalar()
+        return bytes(raw) if raw is not None else None
+
+    async def policy_versions(self) -> list[tuple[str, str, bytes]]:
+        c = t.policy_versions.c
+        rows = (await self.conn.execute(select(c.version, c.sha256, c.raw).order_by(c.loaded_at))).all()
+        return [(r[0], r[1], bytes(r[2])) for r in rows]
+
+    # -- directory overlay ------------------------------------------------------------------
+    async def overlay(self) -> dict[tuple[str, str], bool]:
+        c = t.directory_memberships.c
+        rows = (await self.conn.execute(select(c.group_name, c.email, c.present))).all()
+        return {(r[0], r[1]): bool(r[2]) for r in rows}
+
+    async def set_membership(self, group: str, email: str, present: bool, at: datetime) -> None:
+        c = t.directory_memberships.c
+        exists = (await self.conn.execute(
+            select(c.present).where(c.group_name == group, c.email == email))).first()
+        if exists:
+            await self.conn.execute(update(t.directory_memberships)
+                                    .where(c.group_name == group, c.email == email)
+                                    .values(present=present, updated_at=at))
+        else:
+            await self.conn.execute(insert(t.directory_memberships).values(
+                group_name=group, email=email, present=present, updated_at=at))
+
+    # -- channels ---------------------------------------------------------------------------
+    async def save_address(self, channel: str, email: str, address: dict[str, Any], at: datetime) -> None:
+        c = t.channel_addresses.c
+        blob = json.dumps(address, sort_keys=True)
+        exists = (await self.conn.execute(
+            select(c.email).where(c.channel == channel, c.email == email))).first()
+        if exists:
+            await self.conn.execute(update(t.channel_addresses)
+                                    .where(c.channel == channel, c.email == email)
+                                    .values(address=blob, updated_at=at))
+        else:
+            await self.conn.execute(insert(t.channel_addresses).values(
+                channel=channel, email=email, address=blob, updated_at=at))
+
+    async def address(self, channel: str, email: str) -> dict[str, Any] | None:
+        c = t.channel_addresses.c
+        blob = (await self.conn.execute(
+            select(c.address).where(c.channel == channel, c.email == email))).scalar()
+        return json.loads(blob) if blob else None
+
+    async def add_message(self, channel: str, request_id: int, recipient: str, kind: str,
+                          address: dict[str, Any], at: datetime) -> None:
+        await self.conn.execute(insert(t.channel_messages).values(
+            channel=channel, request_id=request_id, recipient=recipient, kind=kind,
+            address=json.dumps(address, sort_keys=True), created_at=at))
+
+    async def messages(self, channel: str, request_id: int, kind: str | None = None
+                       ) -> list[tuple[str, str, dict[str, Any]]]:
+        c = t.channel_messages.c
+        q = select(c.recipient, c.kind, c.address).where(c.channel == channel, c.request_id == request_id)
+        if kind:
+            q = q.where(c.kind == kind)
+        return [(r[0], r[1], json.loads(r[2])) for r in (await self.conn.execute(q.order_by(c.id))).all()]
+
+    async def first_seen(self, key: str, at: datetime) -> bool:
+        """Record an inbound event key; True the first time it is seen."""
+        c = t.seen_events.c
+        if (await self.conn.execute(select(c.key).where(c.key == key))).first():
+            return False
+        await self.conn.execute(insert(t.seen_events).values(key=key, seen_at=at))
+        return True
+
+
+class SqlStore:
+    """Implements ``handlers.repository.Store`` on one SQLAlchemy async engine."""
+
+    def __init__(self, url: str | URL, *, engine: AsyncEngine | None = None) -> None:
+        self.url = url
+        self.backend = backend(url)
+        self.engine = engine or make_async_engine(url)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[SqlRepository]:
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(immediate=True)
+            async with conn.begin():
+                if self.backend == "postgresql":
+                    await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY})
+                yield SqlRepository(conn, writable=True)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[SqlRepository]:
+        async with self.engine.connect() as conn, conn.begin():
+            yield SqlRepository(conn, writable=False)
+
+    async def audit_events(self, *, from_seq: int = 1, to_seq: int | None = None,
+                           batch: int = 5000) -> AsyncIterator[Any]:
+        """Events in ``seq`` order, fetched in pages so memory stays flat."""
+        c = t.audit_events.c
+        seq = from_seq
+        while True:
+            q = select(t.audit_events).where(c.seq >= seq)
+            if to_seq is not None:
+                q = q.where(c.seq <= to_seq)
+            async with self.engine.connect() as conn:
+                rows = (await conn.execute(q.order_by(c.seq).limit(batch))).all()
+            if not rows:
+                return
+            for row in rows:
+                yield event_from_row(row)
+            seq = int(rows[-1]._mapping["seq"]) + 1
+            if len(rows) < batch:
+                return
+
+    async def now_db(self) -> datetime:
+        return datetime.now(UTC)

@@ -1,0 +1,184 @@
+"""Tables of the system of record. Migrations in ``store/migrations`` create exactly these."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite drops the offset and reads back naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+policy_versions = Table(
+    "policy_versions",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("version", String(200), nullable=False),
+    Column("raw", LargeBinary, nullable=False),
+    Column("loaded_at", UTCDateTime, nullable=False),
+)
+
+requests = Table(
+    "requests",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("requester", String(320), nullable=False, index=True),
+    Column("profile", String(100), nullable=False, index=True),
+    Column("kind", String(20), nullable=False),
+    Column("duration_s", BigInteger, nullable=False),
+    Column("justification", Text),
+    Column("ticket", String(200)),
+    Column("state", String(20), nullable=False, index=True),
+    Column("submitted_at", UTCDateTime, nullable=False, index=True),
+    Column("policy_version", String(200), nullable=False),
+    Column("policy_sha256", String(64), nullable=False),
+    Column("provider", String(20), nullable=False),
+    Column("group_name", String(300), nullable=False),
+    Column("step", Integer, nullable=False, default=0),
+    Column("round", Integer, nullable=False, default=0),
+    Column("step_opened_at", UTCDateTime),
+    Column("ext_duration_s", BigInteger),
+    Column("ext_justification", Text),
+    Column("approved_at", UTCDateTime),
+    Column("started_at", UTCDateTime),
+    Column("expires_at", UTCDateTime, index=True),
+    Column("ended_at", UTCDateTime),
+    Column("end_reason", String(40)),
+    Column("reminded_step", Integer),
+    Column("escalated_step", Integer),
+    Column("warned_expiry", UTCDateTime),
+    Column("failure", Text),
+)
+
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", Integer, nullable=False, index=True),
+    Column("round", Integer, nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("approver", String(320), nullable=False),
+    Column("decision", String(20), nullable=False),
+    Column("comment", Text),
+    Column("decided_at", UTCDateTime, nullable=False),
+    UniqueConstraint("request_id", "round", "approver", name="uq_decision_once_per_round"),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("ts", String(32), nullable=False, index=True),
+    Column("type", String(60), nullable=False),
+    Column("actor", String(320), nullable=False),
+    Column("request_id", String(40), index=True),
+    Column("profile", String(100)),
+    Column("data", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+provider_ops = Table(
+    "provider_ops",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", Integer, nullable=False, index=True),
+    Column("op", String(10), nullable=False),
+    Column("provider", String(20), nullable=False),
+    Column("group_name", String(300), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("next_attempt_at", UTCDateTime),
+    Column("last_error", Text),
+    Column("correlation_id", String(100)),
+    Column("failure_reported", Boolean, nullable=False, default=False),
+    Column("done_at", UTCDateTime),
+    Index("ix_provider_ops_status_next", "status", "next_attempt_at"),
+)
+
+directory_memberships = Table(
+    "directory_memberships",
+    metadata,
+    Column("group_name", String(300), primary_key=True),
+    Column("email", String(320), primary_key=True),
+    Column("present", Boolean, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+drift_findings = Table(
+    "drift_findings",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("provider", String(20), nullable=False),
+    Column("group_name", String(300), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("first_seen", UTCDateTime, nullable=False),
+    Column("resolved_at", UTCDateTime),
+)
+
+channel_addresses = Table(
+    "channel_addresses",
+    metadata,
+    Column("channel", String(20), primary_key=True),
+    Column("email", String(320), primary_key=True),
+    Column("address", Text, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+channel_messages = Table(
+    "channel_messages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("channel", String(20), nullable=False),
+    Column("request_id", Integer, nullable=False, index=True),
+    Column("recipient", String(320), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("address", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+seen_events = Table(
+    "seen_events",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("seen_at", UTCDateTime, nullable=False),
+)
