@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from store.overlay import StoreOverlay
 from store.repository import SqlStore
 
 log = structlog.get_logger("accessbot")
+# Modules that add chat commands: each has ``install(service, settings)``.
+COMMAND_EXTENSIONS = ("bot.evidence_commands",)
 
 
 @dataclass
@@ -83,6 +86,14 @@ async def build_app(settings: Settings, *, migrate: bool = True, clock: Clock | 
         if notifier is not None:
             deps.notifier = notifier
         service = AccessService(deps)
+        for name in COMMAND_EXTENSIONS:
+            try:
+                module = importlib.import_module(name)
+            except ImportError as exc:
+                if exc.name != name:
+                    raise
+                continue
+            module.install(service, settings)
         if record_policy:
             await service.start()
         app = App(settings=settings, store=store, deps=deps, service=service, closers=closers)

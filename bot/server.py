@@ -1,0 +1,106 @@
+"""``accessbot serve``: one aiohttp application for Teams, Slack, health and metrics, plus the clock."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from bot.bootstrap import App, build_app
+from bot.notify import FanoutNotifier
+from bot.settings import Settings
+
+log = structlog.get_logger("accessbot.server")
+
+APP_KEY = web.AppKey("accessbot", App)
+# Channel modules: each has ``mount(web_app, app, notifier) -> bool`` (False when not configured).
+CHANNELS = ("bot.teams", "bot.slack")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    from bot.health import health_report
+
+    app = request.app[APP_KEY]
+    report = await health_report(app, request.app)
+    return web.json_response(report, status=200 if report["status"] == "ok" else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    from bot.health import render_metrics
+
+    body, content_type = await render_metrics(request.app[APP_KEY])
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+def create_web_app(app: App, notifier: FanoutNotifier, *, scheduler: bool = True) -> web.Application:
+    web_app = web.Application(client_max_size=1024 * 1024)
+    web_app[APP_KEY] = app
+    web_app.router.add_get("/healthz", healthz)
+    web_app.router.add_get("/metrics", metrics)
+    mounted = []
+    for name in CHANNELS:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            if exc.name != name:
+                raise
+            continue
+        mount: Callable[..., bool] | None = getattr(module, "mount", None)
+        if mount is not None and mount(web_app, app, notifier):
+            mounted.append(name.rsplit(".", 1)[-1])
+    web_app["channels"] = mounted
+    if scheduler:
+        from bot.scheduler import attach_scheduler
+
+        attach_scheduler(web_app, app)
+    return web_app
+
+
+async def serve(settings: Settings, *, ready: Callable[[int], Any] | None = None) -> None:
+    notifier = FanoutNotifier()
+    async with build_app(settings, notifier=notifier) as app:
+        if app.store.backend == "sqlite":
+            log.info("sqlite database: run a single accessbot serve process; use PostgreSQL for replicas")
+        web_app = create_web_app(app, notifier)
+        runner = web.AppRunner(web_app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1] if site._server else settings.port  # type: ignore[union-attr]
+        print(f"accessbot serving on http://{settings.host}:{port} "
+              f"(channels: {', '.join(web_app['channels']) or 'none configured'}; "
+              f"database: {app.store.backend}; identity: {settings.identity_source})", flush=True)
+        if ready:
+            ready(port)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from bot.cli import settings_from
+
+    settings = settings_from(args)
+    if args.port is not None:
+        settings = settings.with_overrides(port=args.port)
+    if args.host is not None:
+        settings = settings.with_overrides(host=args.host)
+    try:
+        asyncio.run(serve(settings))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    p = sub.add_parser("serve", help="HTTP server for Teams and Slack, with the scheduled sweeps")
+    common(p)
+    p.add_argument("--port", type=int, help="HTTP port (default: ACCESSBOT_PORT or 3978)")
+    p.add_argument("--host", help="address to listen on (default 0.0.0.0)")
+    p.set_defaults(func=cmd_serve)
