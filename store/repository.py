@@ -9,13 +9,14 @@ second sees the first.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, text, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -144,7 +145,7 @@ class SqlRepository:
             conds.append(c.group_name == group)
         if expires_before is not None:
             conds.append(c.expires_at <= expires_before)
-        q = select(t.requests).where(and_(*conds)).order_by(c.id)
+        q = select(t.requests).where(*conds).order_by(c.id)
         if limit:
             q = q.limit(limit)
         return [_request(r) for r in (await self.conn.execute(q)).all()]
@@ -362,13 +363,17 @@ class SqlStore:
         self.url = url
         self.backend = backend(url)
         self.engine = engine or make_async_engine(url)
+        # Writers are serialised by the database lock across processes; inside one process they
+        # also queue here, before taking a connection, so that waiting writers cannot exhaust the
+        # pool that the lock holder still needs for its reads.
+        self._write_lock = asyncio.Lock()
 
     async def close(self) -> None:
         await self.engine.dispose()
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[SqlRepository]:
-        async with self.engine.connect() as conn:
+        async with self._write_lock, self.engine.connect() as conn:
             conn = await conn.execution_options(immediate=True)
             async with conn.begin():
                 if self.backend == "postgresql":

@@ -1,17 +1,27 @@
-"""Alembic environment: synchronous engine built from the URL the caller passed in."""
+"""Alembic environment: synchronous engine built from the URL the caller passed in.
+
+Several processes may start at once on a new database (two ``accessbot serve`` replicas, or many
+``accessbot chat`` sessions): migrations run under a lock (an advisory lock on PostgreSQL, the
+database write lock on SQLite) so that exactly one of them applies each revision.
+"""
 
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import text
 
 from store.db import make_sync_engine
 from store.schema import metadata
 
+MIGRATION_LOCK_KEY = 0x61636D67  # "acmg"
+
 config = context.config
-url = config.attributes["sync_url"]
-engine = make_sync_engine(url)
+engine = make_sync_engine(config.attributes["sync_url"])
 try:
     with engine.connect() as connection:
+        connection = connection.execution_options(immediate=True)
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
         context.configure(connection=connection, target_metadata=metadata,
                           render_as_batch=connection.dialect.name == "sqlite")
         with context.begin_transaction():

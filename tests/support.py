@@ -1,0 +1,140 @@
+"""Helpers shared by the core tests: copies of the example files, the real CLI, the real app."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import yaml
+
+from bot.bootstrap import App, build_app
+from bot.settings import Settings
+from handlers.ports import Notice
+from handlers.views import Reply
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+
+
+@dataclass
+class Files:
+    policy: Path
+    directory: Path
+
+    def edit_directory(self, fn) -> None:  # type: ignore[no-untyped-def]
+        data = yaml.safe_load(self.directory.read_text())
+        fn(data)
+        self.directory.write_text(yaml.safe_dump(data, sort_keys=False))
+        # make sure the change is seen even within one mtime tick
+        st = self.directory.stat()
+        os.utime(self.directory, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+
+    def set_active(self, email: str, active: bool) -> None:
+        def change(data: dict) -> None:
+            for u in data["users"]:
+                if u["email"] == email:
+                    u["active"] = active
+
+        self.edit_directory(change)
+
+    def add_to_group(self, group: str, email: str) -> None:
+        def change(data: dict) -> None:
+            data["groups"].setdefault(group, [])
+            data["groups"][group] = [*(data["groups"][group] or []), email]
+
+        self.edit_directory(change)
+
+
+def copy_examples(tmp_path: Path) -> Files:
+    policy = tmp_path / "policy.yaml"
+    directory = tmp_path / "directory.yaml"
+    shutil.copy(EXAMPLES / "policy.yaml", policy)
+    shutil.copy(EXAMPLES / "directory.yaml", directory)
+    return Files(policy, directory)
+
+
+class MutableClock:
+    def __init__(self, at: datetime = T0) -> None:
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+    def advance(self, **kw: float) -> None:
+        self.at = self.at + timedelta(**kw)
+
+
+class RecordingNotifier:
+    def __init__(self) -> None:
+        self.notices: list[Notice] = []
+
+    async def notify(self, notices: list[Notice]) -> None:
+        self.notices.extend(notices)
+
+    def to(self, email: str, kind: str | None = None) -> list[Notice]:
+        return [n for n in self.notices if n.recipient == email and (kind is None or n.kind == kind)]
+
+
+class Harness:
+    """The real app in-process: every command goes through the same service as the channels."""
+
+    def __init__(self, app: App, clock: MutableClock, notifier: RecordingNotifier, files: Files) -> None:
+        self.app = app
+        self.clock = clock
+        self.notifier = notifier
+        self.files = files
+
+    async def say(self, email: str, text: str) -> Reply:
+        person = await self.app.service.identify(email)
+        assert person is not None, email
+        return await self.app.service.handle_text(person, text)
+
+    async def events(self, type_: str | None = None) -> list[dict]:
+        return [e.as_dict() async for e in self.app.store.audit_events() if type_ is None or e.type == type_]
+
+    async def request(self, n: int):  # type: ignore[no-untyped-def]
+        async with self.app.store.read() as repo:
+            return await repo.get_request(n)
+
+    async def members(self, group: str) -> list[str]:
+        return await self.app.deps.providers["directory"].list_members(group)
+
+
+@asynccontextmanager
+async def harness(database_url: str, tmp_path: Path, *, clock: MutableClock | None = None) -> AsyncIterator[Harness]:
+    files = copy_examples(tmp_path)
+    clock = clock or MutableClock()
+    notifier = RecordingNotifier()
+    settings = Settings(database_url=database_url, policy=str(files.policy), directory=str(files.directory))
+    async with build_app(settings, clock=clock, notifier=notifier) as app:
+        yield Harness(app, clock, notifier, files)
+
+
+def cli(*args: str, input: str | None = None, db: str | None = None, files: Files | None = None,
+        check: bool = False, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the real ``accessbot`` command line in a subprocess."""
+    cmd = [sys.executable, "-m", "bot.cli", *args]
+    if db is not None:
+        cmd += ["--database-url", db]
+    if files is not None:
+        cmd += ["--policy", str(files.policy), "--directory", str(files.directory)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCESSBOT_", "SLACK_", "Microsoft"))}
+    result = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{cmd} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def chat(email: str, *lines: str, db: str, files: Files) -> str:
+    result = cli("chat", "--as", email, input="\n".join(lines) + "\n", db=db, files=files)
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.stdout

@@ -1,0 +1,102 @@
+"""The audit chain: verification names the first bad seq; PostgreSQL refuses edits itself."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import text
+
+from store.db import backend, make_sync_engine
+from tests.support import chat, cli, copy_examples
+
+
+@pytest.fixture
+def recorded(database_url, tmp_path):
+    files = copy_examples(tmp_path)
+    chat("bob@example.com", "request staging-admin for 1h", "request analytics-read for 1d",
+         "request prod-db-read for 1h because INC-1 x", db=database_url, files=files)
+    chat("mark.mgr@example.com", "approve REQ-1", db=database_url, files=files)
+    out = cli("audit", "verify", db=database_url, check=True).stdout
+    assert out.startswith("OK ")
+    return database_url
+
+
+def _tamper(url: str, *statements: str | tuple[str, dict]) -> None:
+    engine = make_sync_engine(url)
+    with engine.begin() as conn:
+        if backend(url) == "postgresql":
+            conn.execute(text("ALTER TABLE audit_events DISABLE TRIGGER USER"))
+        for s in statements:
+            sql, params = s if isinstance(s, tuple) else (s, {})
+            conn.execute(text(sql), params)
+        if backend(url) == "postgresql":
+            conn.execute(text("ALTER TABLE audit_events ENABLE TRIGGER USER"))
+    engine.dispose()
+
+
+def _verify(url: str) -> tuple[int, str]:
+    r = cli("audit", "verify", db=url)
+    assert "Traceback" not in r.stderr
+    return r.returncode, r.stdout.strip()
+
+
+def test_verify_ok_prints_count_and_head(recorded):
+    code, out = _verify(recorded)
+    events = [json.loads(x) for x in cli("audit", "export", db=recorded, check=True).stdout.splitlines()]
+    assert code == 0 and out == f"OK {len(events)} events {events[-1]['hash']}"
+
+
+def test_edit_detected(recorded):
+    _tamper(recorded, "UPDATE audit_events SET actor = 'mallory@example.com' WHERE seq = 4")
+    assert _verify(recorded) == (1, "BROKEN at seq 4: hash does not match")
+
+
+def test_edit_of_data_detected(recorded):
+    _tamper(recorded, """UPDATE audit_events SET data = '{"rule":"x"}' WHERE seq = 3""")
+    code, out = _verify(recorded)
+    assert code == 1 and "seq 3" in out
+
+
+def test_delete_detected(recorded):
+    _tamper(recorded, "DELETE FROM audit_events WHERE seq = 5")
+    code, out = _verify(recorded)
+    assert code == 1 and out.startswith("BROKEN at seq 5")
+
+
+def test_reorder_detected(recorded):
+    _tamper(recorded, "UPDATE audit_events SET seq = 1000 WHERE seq = 3",
+            "UPDATE audit_events SET seq = 3 WHERE seq = 4",
+            "UPDATE audit_events SET seq = 4 WHERE seq = 1000")
+    code, out = _verify(recorded)
+    assert code == 1 and out.startswith("BROKEN at seq 3")
+
+
+def test_rehashed_tail_still_detected(recorded):
+    """Editing an event and recomputing its own hash breaks the next event's prev_hash."""
+    engine = make_sync_engine(recorded)
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT * FROM audit_events WHERE seq = 2")).mappings().one()
+    engine.dispose()
+    from handlers.audit import event_hash
+
+    body = {k: row[k] for k in ("seq", "ts", "type", "actor", "request_id", "profile", "prev_hash")}
+    body["data"] = {"forged": True}
+    digest = event_hash(row["prev_hash"], body)
+    _tamper(recorded, ("UPDATE audit_events SET data = :d, hash = :h WHERE seq = 2",
+                       {"d": '{"forged":true}', "h": digest}))
+    code, out = _verify(recorded)
+    assert code == 1 and out.startswith("BROKEN at seq 3")
+
+
+@pytest.mark.postgres
+def test_postgres_refuses_update_and_delete(pg_url, tmp_path):
+    files = copy_examples(tmp_path)
+    chat("bob@example.com", "request staging-admin for 1h", db=pg_url, files=files)
+    engine = make_sync_engine(pg_url)
+    for statement in ("UPDATE audit_events SET actor = 'x' WHERE seq = 1", "DELETE FROM audit_events",
+                      "TRUNCATE audit_events"):
+        with pytest.raises(Exception, match="append-only"), engine.begin() as conn:
+            conn.execute(text(statement))
+    engine.dispose()
+    assert _verify(pg_url)[0] == 0
