@@ -67,7 +67,7 @@ async def _fail(repo: Repository, record: RequestRecord, rule: str, now: datetim
         await repo.append("request.failed", actor=SYSTEM, ts=now, request=record, data=_data(record, rule=rule))
     else:  # an extension that can no longer be approved: the grant itself stays as it was
         await repo.append("request.failed", actor=SYSTEM, ts=now, request=record,
-                          data=_data(record, rule=rule, duration=format_duration(record.ext_duration or now - now)))
+                          data=_data(record, rule=rule))
         record.ext_duration, record.ext_justification = None, None
     await repo.save_request(record)
 
@@ -351,8 +351,3 @@ async def extend(deps: Deps, actor: str, n: int, duration_text: str | None, reas
                      ok=False, kind="request", request=view)
     return Reply(text=f"Extension of {record.ref} by {format_duration(extra)} submitted; waiting on step 1.",
                  kind="request", request=view)
-
-
-async def reprovision(deps: Deps, repo: Repository, record: RequestRecord, now: datetime) -> int | None:
-    op = await plan_add(repo, record, now)
-    return op.id

@@ -97,3 +97,17 @@ def first_unsatisfiable(steps: Sequence[ResolvedStep], used: frozenset[str] = fr
         if not _assignable(steps[:k], used):
             return steps[k - 1]
     return None
+
+
+def open_step_unsatisfiable(chain: Sequence[ResolvedStep], step: int, earlier: set[str],
+                            approved_here: set[str]) -> ResolvedStep | None:
+    """Like :func:`first_unsatisfiable` for a chain already at ``step``, counting the approvals
+    the open step has so far: they stay counted, and only the rest of its quota must be found."""
+    current = chain[step]
+    pool = current.pool - earlier
+    need = (len(pool) if current.step.kind == "all_of" else current.need) - len(approved_here & pool)
+    rest = [ResolvedStep(current.step, current.index, frozenset(pool - approved_here), max(need, 0)),
+            *chain[step + 1:]]
+    if need <= 0:
+        rest = rest[1:]
+    return first_unsatisfiable(rest, frozenset(earlier | approved_here)) if rest else None

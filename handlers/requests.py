@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 
 from handlers.durations import DurationError, format_duration, parse_duration
 from handlers.eligibility import auto_approve_rule, ineligibility
@@ -200,7 +199,3 @@ def _form(deps: Deps, actor: Person, cmd: RequestAccess, missing: tuple[str, ...
                        missing=missing, errors=errors, profiles=profiles, exception=cmd.exception)
     what = ", ".join(list(missing) + list(errors))
     return Reply(text=f"Please fill in: {what}.", ok=False, kind="form", form=form)
-
-
-def clamp_expiry(expires: timedelta, limit: timedelta) -> timedelta:
-    return min(expires, limit)

@@ -13,6 +13,7 @@ from handlers.durations import format_duration
 
 from handlers.approvals import _chain, open_step
 from handlers.audit import format_ts
+from handlers.chains import open_step_unsatisfiable
 from handlers.context import SYSTEM, Deps
 from handlers.grants import plan_remove, run_due_ops, run_op
 from handlers.ports import Notice
@@ -179,19 +180,18 @@ async def remind_pending(deps: Deps, report: SweepReport) -> None:
         if not chain or record.step >= len(chain):
             continue
         async with deps.store.read() as repo:
-            decided = {d.approver for d in await repo.decisions(record.id or 0, record.round)}
-        used = {a for a in decided}
-        if record.step < len(chain) and not report.dry_run:
-            # An approver may have left since the step opened: fail closed rather than wait forever.
-            from handlers.chains import first_unsatisfiable
-
-            if first_unsatisfiable(chain[record.step:], frozenset(used)) is not None:
-                async with deps.store.write() as repo:
-                    fresh = await repo.get_request(record.id or 0)
-                    if fresh is not None and fresh.step == record.step and fresh.round == record.round:
-                        notices += await open_step(deps, repo, fresh, chain, used, now)
-                        report.failed.append(fresh.ref)
-                continue
+            decisions = await repo.decisions(record.id or 0, record.round)
+        earlier = {d.approver for d in decisions if d.step < record.step and d.decision == "approved"}
+        here = {d.approver for d in decisions if d.step == record.step and d.decision == "approved"}
+        if not report.dry_run and open_step_unsatisfiable(chain, record.step, earlier, here) is not None:
+            # An approver left since the step opened: fail closed rather than wait forever.
+            async with deps.store.write() as repo:
+                fresh = await repo.get_request(record.id or 0)
+                if fresh is not None and fresh.step == record.step and fresh.round == record.round:
+                    notices += await open_step(deps, repo, fresh, chain, earlier | here, now)
+                    report.failed.append(fresh.ref)
+            continue
+        used = earlier | here
         approvers = sorted(chain[record.step].pool - used)
         if age >= policy.reminders.escalate_after and record.escalated_step != marker:
             report.escalated.append(record.ref)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -88,17 +90,50 @@ def make_sync_engine(url: str | URL) -> Engine:
 
 
 def alembic_config(url: str | URL) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["sync_url"] = sync_url(url)
     return cfg
 
 
+def head_revision() -> str:
+    """The newest migration, read from the migration files (no Alembic import needed)."""
+    revisions: dict[str, str | None] = {}
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        source = path.read_text()
+        rev = re.search(r"^revision\s*=\s*['\"]([^'\"]+)['\"]", source, re.M)
+        down = re.search(r"^down_revision\s*=\s*(?:['\"]([^'\"]+)['\"]|None)", source, re.M)
+        if rev:
+            revisions[rev.group(1)] = down.group(1) if down else None
+    heads = set(revisions) - {d for d in revisions.values() if d}
+    if len(heads) != 1:
+        raise RuntimeError(f"migrations must have exactly one head, found {sorted(heads)}")
+    return heads.pop()
+
+
+def _at_head(url: URL) -> bool:
+    engine = make_sync_engine(url)
+    try:
+        with engine.connect() as conn:
+            current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except Exception:
+        return False
+    finally:
+        engine.dispose()
+    return current == head_revision()
+
+
 def upgrade(url: str | URL, revision: str = "head") -> None:
-    """Bring the database schema up to date (idempotent)."""
+    """Bring the database schema up to date (idempotent; cheap when it already is)."""
     u = _url(url)
     if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
         Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    if revision == "head" and _at_head(u):
+        return
+    from alembic import command
+
     command.upgrade(alembic_config(u), revision)
 
 
