@@ -322,3 +322,33 @@ def test_hash_rule_recomputed_with_stdlib_only(tmp_path):
         assert hashlib.sha256((prev + canonical).encode("utf-8")).hexdigest() == event["hash"]
         assert event["ts"].endswith("Z") and len(event["ts"]) == 24
         prev = event["hash"]
+
+
+async def test_step_impossible_later_fails_closed(database_url, tmp_path):
+    async with harness(database_url, tmp_path) as h:
+        await h.say(BOB, "request staging-admin for 1h")
+        await h.say(BOB, "request prod-db-read for 1h because INC-3 x")
+        for who in (MARK, DANA, SAM):
+            await h.say(who, "approve REQ-2")
+        h.files.set_active(MARK, False)
+        report = await h.app.service.sweep()
+        assert report.failed == ["REQ-1"]  # its manager left: never skipped
+        rec = await h.request(1)
+        assert rec.state == "failed"
+        failed = await h.events("request.failed")
+        assert [(e["request_id"], e["data"]["rule"]) for e in failed] == [("REQ-1", "step 1: manager")]
+        # REQ-2 waits on its second security approver: one counted, one still available
+        assert (await h.request(2)).state == "pending"
+        assert (await h.say(SASHA, "approve REQ-2")).ok
+        assert (await h.request(2)).state == "active"
+        # a reminder after 4 hours, an escalation after 24, each once
+        h.files.set_active(MARK, True)
+        assert (await h.say(ALICE, "request staging-admin for 1h")).ok
+        h.clock.advance(hours=4, minutes=1)
+        await h.app.service.sweep()
+        h.clock.advance(hours=21)
+        await h.app.service.sweep()
+        await h.app.service.sweep()
+        assert [e["request_id"] for e in await h.events("approval.reminded")] == ["REQ-3"]
+        assert [e["request_id"] for e in await h.events("approval.escalated")] == ["REQ-3"]
+        assert any(n.kind == "escalation" for n in h.notifier.to(SAM))
