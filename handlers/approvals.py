@@ -31,7 +31,7 @@ from handlers.records import (
     req_id,
 )
 from handlers.repository import Repository
-from handlers.views import Reply
+from handlers.views import Reply, RequestView
 
 MAX_COMMENT = 2000
 
@@ -87,9 +87,9 @@ async def open_step(deps: Deps, repo: Repository, record: RequestRecord, chain: 
     await repo.save_request(record)
     await repo.append("approval.requested", actor=SYSTEM, ts=now, request=record,
                       data=_data(record, step=record.step + 1, approvers=approvers, label=step.label))
-    what = f"extend {record.profile} by {format_duration(record.ext_duration)}" if record.ext_duration \
-        else f"{record.profile} for {format_duration(record.duration)}"
-    return [Notice(a, "approval", f"{record.requester} asks to {what} ({record.ref}): approve or deny.",
+    what = f"to extend {record.profile} by {format_duration(record.ext_duration)}" if record.ext_duration \
+        else f"for {record.profile} for {format_duration(record.duration)}"
+    return [Notice(a, "approval", f"{record.requester} asks {what} ({record.ref}): approve or deny.",
                    record.id) for a in approvers]
 
 
@@ -175,13 +175,18 @@ async def decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str 
                                           f"{record.ref}: {label} approved by {actor}.", record.id))
                 else:
                     reply_text, op_id = await _final(deps, repo, record, actor, now, notices)
+    view = await _fresh_view(deps, n)
+    await deps.notifier.notify([Notice(x.recipient, x.kind, x.text, x.request_id, view) for x in notices])
     if op_id is not None:
         await run_op(deps, op_id)
+        view = await _fresh_view(deps, n)
+    return Reply(text=reply_text, kind="request", request=view)
+
+
+async def _fresh_view(deps: Deps, n: int) -> RequestView | None:
     async with deps.store.read() as repo:
         fresh = await repo.get_request(n)
-    view = await request_view(deps, fresh) if fresh else None
-    await deps.notifier.notify([Notice(x.recipient, x.kind, x.text, x.request_id, view) for x in notices])
-    return Reply(text=reply_text, kind="request", request=view)
+    return await request_view(deps, fresh) if fresh else None
 
 
 async def _final(deps: Deps, repo: Repository, record: RequestRecord, actor: str, now: datetime,
