@@ -12,7 +12,7 @@ import structlog
 from handlers.policy import Policy, load_policy
 
 from bot.settings import Settings
-from handlers.context import Deps, SystemClock
+from handlers.context import Deps, MemoDirectory, SystemClock
 from handlers.ports import Clock, Directory, GroupProvider, Notifier
 from handlers.service import AccessService
 from provisioning.directory import DirectoryProvider
@@ -81,7 +81,7 @@ async def build_app(settings: Settings, *, migrate: bool = True, clock: Clock | 
     try:
         providers, directory, provider_closers = build_providers(settings, store)
         closers += provider_closers
-        deps = Deps(store=store, directory=directory, providers=providers, policy=policy,
+        deps = Deps(store=store, directory=MemoDirectory(directory), providers=providers, policy=policy,
                     clock=clock or SystemClock())
         if notifier is not None:
             deps.notifier = notifier

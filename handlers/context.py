@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -13,6 +15,41 @@ from handlers.records import RequestRecord
 from handlers.repository import Store
 
 SYSTEM = "system"
+
+
+_people: ContextVar[dict[str, Person | None] | None] = ContextVar("accessbot_people", default=None)
+
+
+@contextmanager
+def one_lookup_per_person() -> Iterator[None]:
+    """Within this scope (one command, one sweep), each person is looked up at most once."""
+    token = _people.set({})
+    try:
+        yield
+    finally:
+        _people.reset(token)
+
+
+class MemoDirectory:
+    """A ``Directory`` that answers repeated look-ups inside :func:`one_lookup_per_person` from memory."""
+
+    def __init__(self, inner: Directory) -> None:
+        self.inner = inner
+
+    async def get_user(self, email: str) -> Person | None:
+        cache = _people.get()
+        key = email.strip().lower()
+        if cache is None:
+            return await self.inner.get_user(key)
+        if key not in cache:
+            cache[key] = await self.inner.get_user(key)
+        return cache[key]
+
+    async def find_by_slack_id(self, slack_id: str) -> Person | None:
+        return await self.inner.find_by_slack_id(slack_id)
+
+    async def find_by_aad_object_id(self, object_id: str) -> Person | None:
+        return await self.inner.find_by_aad_object_id(object_id)
 
 
 class SystemClock:

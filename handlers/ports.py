@@ -102,6 +102,11 @@ class MembershipOverlay(Protocol):
         """(group, email) → present, for every membership provisioning changed."""
         ...
 
+    async def overlay_for(self, *, email: str | None = None, group: str | None = None
+                          ) -> dict[tuple[str, str], bool]:
+        """The same, restricted to one person or one group."""
+        ...
+
     async def set_membership(self, group: str, email: str, present: bool) -> None: ...
 
 

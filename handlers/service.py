@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from handlers import approvals, queries, requests
-from handlers.context import SYSTEM, Deps
+from handlers.context import SYSTEM, Deps, one_lookup_per_person
 from handlers.grammar import (
     SECURITY_COMMANDS,
     Approve,
@@ -62,6 +62,10 @@ class AccessService:
         return person
 
     async def handle(self, actor: Person, cmd: Command, *, forms: bool = False) -> Reply:
+        with one_lookup_per_person():
+            return await self._handle(actor, cmd, forms=forms)
+
+    async def _handle(self, actor: Person, cmd: Command, *, forms: bool = False) -> Reply:
         who = actor.email.lower()
         deps = self.deps
         if isinstance(cmd, SECURITY_COMMANDS) and not deps.is_security(who):
@@ -127,4 +131,5 @@ class AccessService:
         return queries.help_reply(deps, who, "I did not understand that.")
 
     async def sweep(self, *, dry_run: bool = False, drift: bool = True) -> SweepReport:
-        return await sweep(self.deps, dry_run=dry_run, drift=drift)
+        with one_lookup_per_person():
+            return await sweep(self.deps, dry_run=dry_run, drift=drift)

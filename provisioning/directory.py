@@ -111,15 +111,16 @@ class DirectoryProvider:
             self._cache = (key, parse_directory(self.path.read_bytes(), str(self.path)))
         return self._cache[1]
 
-    async def _groups(self) -> dict[str, set[str]]:
+    async def _groups(self, *, email: str | None = None, group: str | None = None) -> dict[str, set[str]]:
         snap = self.snapshot()
-        groups = {name: set(members) for name, members in snap.groups.items()}
-        for (group, email), present in (await self.overlay_store.overlay()).items():
-            members = groups.setdefault(group, set())
+        groups = {name: set(members) for name, members in snap.groups.items() if group is None or name == group}
+        changes = await self.overlay_store.overlay_for(email=email, group=group)
+        for (name, who), present in changes.items():
+            members = groups.setdefault(name, set())
             if present:
-                members.add(email)
+                members.add(who)
             else:
-                members.discard(email)
+                members.discard(who)
         return groups
 
     def _person(self, entry: dict[str, Any], groups: dict[str, set[str]]) -> Person:
@@ -137,7 +138,7 @@ class DirectoryProvider:
 
     async def get_user(self, email: str) -> Person | None:
         entry = self.snapshot().users.get(email.strip().lower())
-        return self._person(entry, await self._groups()) if entry else None
+        return self._person(entry, await self._groups(email=entry["email"])) if entry else None
 
     async def find_by_slack_id(self, slack_id: str) -> Person | None:
         return await self._find("slack_id", slack_id)
@@ -149,7 +150,7 @@ class DirectoryProvider:
         for entry in self.snapshot().users.values():
             found = entry.get(key)
             if found is not None and (str(found).lower() if lower else str(found)) == value:
-                return self._person(entry, await self._groups())
+                return self._person(entry, await self._groups(email=entry["email"]))
         return None
 
     async def add_member(self, group: str, email: str) -> None:
@@ -159,4 +160,4 @@ class DirectoryProvider:
         await self.overlay_store.set_membership(group, email.lower(), False)
 
     async def list_members(self, group: str) -> list[str]:
-        return sorted((await self._groups()).get(group, set()))
+        return sorted((await self._groups(group=group)).get(group, set()))

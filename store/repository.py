@@ -296,9 +296,14 @@ class SqlRepository:
         return [(r[0], r[1], bytes(r[2])) for r in rows]
 
     # -- directory overlay ------------------------------------------------------------------
-    async def overlay(self) -> dict[tuple[str, str], bool]:
+    async def overlay(self, *, email: str | None = None, group: str | None = None) -> dict[tuple[str, str], bool]:
         c = t.directory_memberships.c
-        rows = (await self.conn.execute(select(c.group_name, c.email, c.present))).all()
+        q = select(c.group_name, c.email, c.present)
+        if email is not None:
+            q = q.where(c.email == email)
+        if group is not None:
+            q = q.where(c.group_name == group)
+        rows = (await self.conn.execute(q)).all()
         return {(r[0], r[1]): bool(r[2]) for r in rows}
 
     async def set_membership(self, group: str, email: str, present: bool, at: datetime) -> None:
