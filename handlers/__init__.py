@@ -1,0 +1,1 @@
+"""The domain, framework-free: policy, eligibility, grammar, lifecycle, chains, sweeps, queries."""
