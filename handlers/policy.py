@@ -24,8 +24,12 @@ from handlers.durations import DurationError, format_duration, parse_duration
 StepKind = Literal["manager", "owner", "any_of", "all_of", "n_of", "user"]
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 ID_RE = re.compile(r"^[a-z0-9-]+$")
-CRON_RE = re.compile(r"^\s*\S+(\s+\S+){4}\s*$")
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# minute, hour, day of month, month, day of week: (low, high, names)
+_CRON_FIELDS = ((0, 59, ()), (0, 23, ()), (1, 31, ()), (1, 12, _MONTHS), (0, 6, _DAYS))
 
+STEP_HELP = "use manager, owner, {any_of: G}, {all_of: G}, {n_of: N, from: G} or {user: EMAIL}"
 TOP_KEYS = {"version", "approver_groups", "security_team", "profiles", "reminders", "schedule"}
 PROFILE_KEYS = {"id", "title", "owner", "risk", "provider", "group", "eligible", "ineligible", "duration",
                 "justification", "ticket", "approval", "auto_approve", "exception", "description"}
@@ -149,6 +153,8 @@ class PolicyError(Exception):
 class _Map(dict):  # type: ignore[type-arg]
     line: int = 0
     lines: dict[str, int]
+    scalars: dict[str, str]  # the text as written, for numbers that must stay text (version: 2026.10)
+    duplicates: list[tuple[str, int, int]]  # (key, line, line of the first occurrence)
 
 
 class _Seq(list):  # type: ignore[type-arg]
@@ -161,13 +167,21 @@ class _Loader(yaml.SafeLoader):
 
 
 def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
+    loader.flatten_mapping(node)  # `<<: *anchor` merge keys
     out = _Map()
     out.line = node.start_mark.line + 1
     out.lines = {}
+    out.scalars = {}
+    out.duplicates = []
     for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        out[str(key)] = loader.construct_object(value_node, deep=True)
-        out.lines[str(key)] = key_node.start_mark.line + 1
+        key = str(loader.construct_object(key_node, deep=True))
+        line = key_node.start_mark.line + 1
+        if key in out.lines:
+            out.duplicates.append((key, line, out.lines[key]))
+        out[key] = loader.construct_object(value_node, deep=True)
+        out.lines[key] = line
+        if isinstance(value_node, yaml.ScalarNode):
+            out.scalars[key] = value_node.value
     return out
 
 
@@ -227,31 +241,42 @@ class _Checker:
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 self.err(mapping.lines.get(key), f"{where}{key}", f"unknown key{hint}")
 
+    def group_name(self, value: Any, line: int | None, where: str, groups: Mapping[str, tuple[str, ...]]
+                   ) -> str | None:
+        if not isinstance(value, str) or not value.strip():
+            self.err(line, where, "must name one approver group")
+            return None
+        if value.strip() not in groups:
+            close = difflib.get_close_matches(value.strip(), sorted(groups), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            self.err(line, where, f"no approver group {value.strip()!r}{hint}")
+            return None
+        return value.strip()
+
     def step(self, raw: Any, line: int | None, where: str, groups: Mapping[str, tuple[str, ...]]) -> Step | None:
         if raw in ("manager", "owner"):
             return Step(raw)
         if isinstance(raw, str):
-            self.err(line, where, f"unknown step {raw!r}: use manager, owner, {{any_of: G}}, {{all_of: G}}, "
-                     "{n_of: N, from: G} or {user: EMAIL}")
+            self.err(line, where, f"unknown step {raw!r}: {STEP_HELP}")
             return None
         if not isinstance(raw, dict):
-            self.err(line, where, "a step is `manager`, `owner` or a one-key mapping")
+            self.err(line, where, f"not a step: {STEP_HELP}")
             return None
         keys = set(raw)
         if keys in ({"any_of"}, {"all_of"}):
             kind = keys.pop()
-            group = str(raw[kind])
-            if group not in groups:
-                self.err(line, f"{where}.{kind}", f"no approver group {group!r}")
+            group = self.group_name(raw[kind], line, f"{where}.{kind}", groups)
+            return Step(kind, group=group) if group else None  # type: ignore[arg-type]
+        if "n_of" in keys and keys <= {"n_of", "from"}:
+            n = raw["n_of"]
+            if "from" not in raw:
+                self.err(line, where, "n_of needs the group too: {n_of: 2, from: GROUP}")
                 return None
-            return Step(kind, group=group)  # type: ignore[arg-type]
-        if keys == {"n_of", "from"}:
-            n, group = raw["n_of"], str(raw["from"])
+            group = self.group_name(raw["from"], line, f"{where}.from", groups)
             if not isinstance(n, int) or isinstance(n, bool) or n < 1:
                 self.err(line, f"{where}.n_of", "must be a whole number of at least 1")
                 return None
-            if group not in groups:
-                self.err(line, f"{where}.from", f"no approver group {group!r}")
+            if group is None:
                 return None
             if n > len(groups[group]):
                 self.err(line, f"{where}.n_of", f"{n} is more than the {len(groups[group])} people in {group}")
@@ -263,7 +288,9 @@ class _Checker:
                 self.err(line, f"{where}.user", "must be an email")
                 return None
             return Step("user", user=email)
-        self.err(line, where, f"unknown step {dict(raw)!r}")
+        close = difflib.get_close_matches(next(iter(keys), ""), ["any_of", "all_of", "n_of", "user"], n=1)
+        hint = f" (did you mean {close[0]!r}?)" if len(keys) == 1 and close else ""
+        self.err(line, where, f"unknown step {{{', '.join(map(str, raw))}: ...}}{hint}: {STEP_HELP}")
         return None
 
     def chain(self, raw: Any, container: Any, key: str, where: str,
@@ -295,14 +322,19 @@ class _Checker:
                 else:
                     limit = self.duration(item, "max_duration", f"{where}[{i}].max_duration")
                     if limit and max_duration and limit > max_duration:
-                        self.err(line, f"{where}[{i}].max_duration", "is above the profile's max duration")
+                        self.err(self.line_of(item, "max_duration"), f"{where}[{i}].max_duration",
+                                 "is above the profile's max duration "
+                                 f"({format_duration(limit)} > {format_duration(max_duration)})")
             if not attrs:
                 self.err(line, f"{where}[{i}]", "needs at least one attribute to match")
                 continue
             for k, v in attrs.items():
-                if isinstance(v, dict) or (isinstance(v, list) and any(isinstance(x, dict | list) for x in v)):
-                    self.err(line, f"{where}[{i}].{k}", "must be a value or a list of values")
-            out.append(Rule(attrs={k: (list(v) if isinstance(v, list) else v) for k, v in attrs.items()},
+                values = v if isinstance(v, list) else [v]
+                if not values or any(x is None or isinstance(x, dict | list) for x in values):
+                    self.err(self.line_of(item, k), f"{where}[{i}].{k}", "must be a value or a list of values")
+                elif k == "active" and any(not isinstance(x, bool) for x in values):
+                    self.err(self.line_of(item, k), f"{where}[{i}].{k}", "must be true or false")
+            out.append(Rule(attrs={k: (tuple(v) if isinstance(v, list) else v) for k, v in attrs.items()},
                             max_duration=limit))
         return tuple(out)
 
@@ -333,6 +365,7 @@ def _profile(c: _Checker, raw: Any, line: int | None, where: str, groups: Mappin
     if not isinstance(duration, dict):
         c.err(c.line_of(raw, "duration"), f"{where}.duration", "required: {default: 4h, max: 8h}")
     else:
+        c.unknown_keys(duration, {"default", "max"}, f"{where}.duration.")
         default = c.duration(duration, "default", f"{where}.duration.default")
         maximum = c.duration(duration, "max", f"{where}.duration.max")
         if default and maximum and default > maximum:
@@ -346,6 +379,7 @@ def _profile(c: _Checker, raw: Any, line: int | None, where: str, groups: Mappin
         if not isinstance(t, dict):
             c.err(c.line_of(raw, "ticket"), f"{where}.ticket", "must be {required: true, pattern: '...'}")
         else:
+            c.unknown_keys(t, {"required", "pattern"}, f"{where}.ticket.")
             pattern = t.get("pattern")
             if pattern is not None:
                 try:
@@ -368,9 +402,7 @@ def _profile(c: _Checker, raw: Any, line: int | None, where: str, groups: Mappin
         if not isinstance(e, dict):
             c.err(c.line_of(raw, "exception"), f"{where}.exception", "must be {approval: [...], max_duration: 30d}")
         else:
-            for key in e:
-                if key not in ("approval", "max_duration"):
-                    c.err(c.line_of(e, key), f"{where}.exception.{key}", "unknown key")
+            c.unknown_keys(e, {"approval", "max_duration"}, f"{where}.exception.")
             steps = c.chain(e.get("approval"), e, "approval", f"{where}.exception.approval", groups)
             limit = c.duration(e, "max_duration", f"{where}.exception.max_duration")
             if steps and limit:
@@ -399,6 +431,28 @@ def _reminders(c: _Checker, data: _Map) -> Reminders:
     return Reminders(remind_after=remind, escalate_after=escalate)
 
 
+def _cron_problem(cron: Any) -> str | None:
+    """None for a valid ``minute hour day month weekday`` string, else what is wrong with it."""
+    if not isinstance(cron, str):
+        return "not text"
+    fields = cron.split()
+    if len(fields) != 5:
+        return f"{len(fields)} fields"
+    for text, (low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
+        for item in text.lower().split(","):
+            m = re.fullmatch(r"(\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:/([0-9]{1,2}))?", item)
+            if not m or m.group(2) == "0":
+                return f"{text!r} is not a cron field"
+            if m.group(1) == "*":
+                continue
+            for value in m.group(1).split("-"):
+                number = names.index(value) + (low if names is _MONTHS else 0) if value in names else (
+                    int(value) if value.isdigit() else None)
+                if number is None or not low <= number <= high:
+                    return f"{value!r} is out of range in {text!r}"
+    return None
+
+
 def _schedule(c: _Checker, data: _Map) -> Schedule:
     raw = data.get("schedule")
     if raw is None:
@@ -412,10 +466,24 @@ def _schedule(c: _Checker, data: _Map) -> Schedule:
     values: dict[str, Any] = {n: c.duration(raw, n, f"schedule.{n}", required=False) or getattr(base, n)
                               for n in names}
     cron = raw.get("drift_cron", base.drift_cron)
-    if not isinstance(cron, str) or not CRON_RE.match(cron):
-        c.err(c.line_of(raw, "drift_cron"), "schedule.drift_cron", "must be a 5-field cron string like '0 6 * * *'")
+    problem = _cron_problem(cron)
+    if problem:
+        c.err(c.line_of(raw, "drift_cron"), "schedule.drift_cron",
+              f"must be a 5-field cron string like '0 6 * * *' ({problem})")
         cron = base.drift_cron
     return Schedule(drift_cron=cron.strip(), **values)
+
+
+def _duplicates(c: _Checker, node: Any, path: str) -> None:
+    """YAML keeps the last of two equal keys without a word: a second `approval:` would win silently."""
+    if isinstance(node, _Map):
+        for key, line, first in node.duplicates:
+            c.err(line, f"{path}{key}", f"duplicate key: already given at line {first}")
+        for key, value in node.items():
+            _duplicates(c, value, f"{path}{key}.")
+    elif isinstance(node, _Seq):
+        for i, value in enumerate(node):
+            _duplicates(c, value, f"{path.rstrip('.')}[{i}].")
 
 
 def check_policy(raw: bytes) -> list[PolicyIssue]:
@@ -429,7 +497,7 @@ def check_policy(raw: bytes) -> list[PolicyIssue]:
 def parse_policy(raw: bytes, source: str = "<policy>") -> Policy:
     c = _Checker()
     try:
-        data = yaml.load(raw.decode("utf-8"), Loader=_Loader)
+        data = yaml.load(raw.decode("utf-8"), Loader=_Loader)  # a SafeLoader subclass
     except UnicodeDecodeError as exc:
         raise PolicyError([PolicyIssue(None, source, f"not UTF-8 text ({exc.reason})")]) from None
     except yaml.YAMLError as exc:
@@ -438,8 +506,11 @@ def parse_policy(raw: bytes, source: str = "<policy>") -> Policy:
         raise PolicyError([PolicyIssue(mark.line + 1 if mark else None, "yaml", f"invalid YAML: {problem}")]) from None
     if not isinstance(data, _Map):
         raise PolicyError([PolicyIssue(1, "policy", "the file must be a mapping with version and profiles")])
+    _duplicates(c, data, "")
     c.unknown_keys(data, TOP_KEYS, "")
     version = c.text(data, "version", "version")
+    if version is not None and isinstance(data["version"], int | float):
+        version = data.scalars.get("version", version).strip()  # 2026.10 stays "2026.10", not "2026.1"
     groups: dict[str, tuple[str, ...]] = {}
     raw_groups = data.get("approver_groups") or {}
     if not isinstance(raw_groups, dict):
@@ -451,11 +522,16 @@ def parse_policy(raw: bytes, source: str = "<policy>") -> Policy:
         if not isinstance(members, list) or not members:
             c.err(line, where, "must be a non-empty list of emails")
             continue
-        emails = tuple(str(m).strip().lower() for m in members)
-        for e in emails:
-            if not EMAIL_RE.match(e):
-                c.err(line, where, f"{e!r} is not an email")
-        groups[str(name)] = emails
+        emails: list[str] = []
+        for j, member in enumerate(members):
+            email = str(member).strip().lower()
+            if not isinstance(member, str) or not EMAIL_RE.match(email):
+                c.err(c.line_of(members, j), f"{where}[{j}]", f"{member!r} is not an email")
+            elif email in emails:
+                c.err(c.line_of(members, j), f"{where}[{j}]", f"{email} is listed twice (each person counts once)")
+            else:
+                emails.append(email)
+        groups[str(name)] = tuple(emails)
     security = data.get("security_team")
     if security is not None and str(security) not in groups:
         c.err(c.line_of(data, "security_team"), "security_team", f"no approver group {security!r}")
