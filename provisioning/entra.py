@@ -1,0 +1,417 @@
+"""Microsoft Entra ID through Microsoft Graph: people (``Directory``) and group membership
+(``GroupProvider``).
+
+App-only tokens come from msal (client secret or certificate), cached by msal and refreshed
+once when Graph answers 401. Graph is called over aiohttp through the shared retry loop
+(:mod:`provisioning.http`). Adding an existing member (400 "…already exist…") and removing a
+non-member (404) are successes (SPEC §3.4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+import msal
+import requests
+
+from handlers.ports import Person, ProviderError
+from provisioning.http import (
+    TRANSIENT_STATUSES,
+    Reply,
+    RetryPolicy,
+    parse_retry_after,
+    read_reply,
+    ssl_context,
+    with_retries,
+)
+
+MICROSOFT_AUTHORITY_HOSTS = frozenset({
+    "login.microsoftonline.com", "login.microsoft.com", "login.windows.net", "sts.windows.net",
+    "login.microsoftonline.us", "login.chinacloudapi.cn", "login.partner.microsoftonline.cn",
+})
+USER_SELECT = "id,mail,userPrincipalName,displayName,department,jobTitle,employeeType,accountEnabled"
+GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+BATCH_LIMIT = 20
+
+
+def _odata_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _graph_error(reply: Reply) -> tuple[str, str]:
+    err = reply.data.get("error") if isinstance(reply.data, dict) else None
+    if isinstance(err, dict):
+        return str(err.get("code") or ""), str(err.get("message") or "")
+    return "", reply.text[:200]
+
+
+def _judge(kind: str, status: int, code: str, message: str, what: str, correlation_id: str | None,
+           retry_after: float | None = None) -> ProviderError | None:
+    """None when the membership change reached its goal, else the error to report."""
+    if 200 <= status < 300:
+        return None
+    if kind == "add" and status == 400 and "already exist" in message:
+        return None
+    if kind == "remove" and status == 404:
+        return None
+    return ProviderError(f"{what}: HTTP {status} {code}: {message}".rstrip(": "),
+                         transient=status in TRANSIENT_STATUSES, retry_after=retry_after, status=status,
+                         correlation_id=correlation_id)
+
+
+class EntraProvider:
+    """Implements ``Directory`` and ``GroupProvider`` against Microsoft Graph."""
+
+    name = "entra"
+
+    def __init__(
+        self,
+        *,
+        tenant_id: str,
+        client_id: str,
+        client_secret: str | None = None,
+        certificate_path: str | None = None,
+        certificate_thumbprint: str | None = None,
+        graph_url: str = "https://graph.microsoft.com/v1.0",
+        authority_url: str = "https://login.microsoftonline.com",
+        session: aiohttp.ClientSession | None = None,
+        max_attempts: int = 5,
+        max_retry_wait: float = 30.0,
+        backoff_base: float = 0.5,
+        request_timeout: float = 30.0,
+    ) -> None:
+        if not client_secret and not (certificate_path and certificate_thumbprint):
+            raise ValueError("Entra needs a client secret, or a certificate path and its thumbprint")
+        self.tenant_id = tenant_id
+        self.client_id = client_id
+        self._secret = client_secret
+        self._certificate = (certificate_path, certificate_thumbprint)
+        self.graph_url = graph_url.rstrip("/")
+        origin = urlsplit(self.graph_url)
+        self.scopes = [f"{origin.scheme}://{origin.netloc}/.default"]
+        self.authority = f"{authority_url.rstrip('/')}/{tenant_id}"
+        self._instance_discovery = urlsplit(authority_url).hostname in MICROSOFT_AUTHORITY_HOSTS
+        self.policy = RetryPolicy(max_attempts=max_attempts, max_retry_wait=max_retry_wait,
+                                  backoff_base=backoff_base, request_timeout=request_timeout)
+        self._session = session
+        self._owns_session = session is None
+        self._ssl = ssl_context()
+        self._app: msal.ConfidentialClientApplication | None = None
+        self._token_lock = asyncio.Lock()
+        self._group_ids: dict[str, str] = {}
+        self._user_ids: dict[str, str] = {}
+
+    async def close(self) -> None:
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+        self._session = None
+
+    # ----- tokens ----------------------------------------------------------------------------
+
+    def _client_app(self) -> msal.ConfidentialClientApplication:
+        if self._app is None:
+            credential: Any = self._secret
+            if not credential:
+                path, thumbprint = self._certificate
+                credential = {"private_key": Path(str(path)).read_text(), "thumbprint": thumbprint}
+            self._app = msal.ConfidentialClientApplication(
+                self.client_id, client_credential=credential, authority=self.authority,
+                token_cache=msal.TokenCache(),
+                **({} if self._instance_discovery else {"instance_discovery": False}),
+            )
+        return self._app
+
+    def _acquire(self, stale: str | None) -> dict[str, Any]:
+        app = self._client_app()
+        result = app.acquire_token_for_client(scopes=self.scopes)
+        if stale is not None and result.get("access_token") == stale:
+            cache = app.token_cache
+            for item in list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
+                cache.remove_at(item)
+            result = app.acquire_token_for_client(scopes=self.scopes)
+        return result
+
+    async def _token(self, stale: str | None = None) -> str:
+        """A valid app-only token; ``stale`` is one Graph refused, which must not come back."""
+        async with self._token_lock:
+            try:
+                result = await asyncio.to_thread(self._acquire, stale)
+            except requests.RequestException as exc:
+                raise ProviderError(f"Entra token: {exc}", transient=True) from None
+            except ValueError as exc:  # authority discovery refused
+                raise ProviderError(f"Entra token: {exc}", transient=False) from None
+        token = result.get("access_token")
+        if not token:
+            error = str(result.get("error") or "")
+            raise ProviderError(
+                f"Entra token: {error}: {result.get('error_description', '')}".strip(),
+                transient=error in ("temporarily_unavailable", "server_error"),
+                correlation_id=result.get("correlation_id"),
+            )
+        return str(token)
+
+    # ----- Graph calls -----------------------------------------------------------------------
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    async def _send(self, method: str, url: str, token: str, request_id: str, params: dict[str, str] | None,
+                    body: Any) -> Reply:
+        headers = {"Authorization": f"Bearer {token}", "client-request-id": request_id,
+                   "return-client-request-id": "true", "Accept": "application/json"}
+        async with self._http().request(method, url, params=params, json=body, headers=headers, ssl=self._ssl,
+                                        timeout=aiohttp.ClientTimeout(total=self.policy.request_timeout)) as resp:
+            data, text = await read_reply(resp)
+            return Reply(resp.status, resp.headers, data, text,
+                         correlation_id=resp.headers.get("request-id") or resp.headers.get("client-request-id")
+                         or request_id,
+                         retry_after=parse_retry_after(resp.headers.get("Retry-After")))
+
+    async def _call(self, method: str, path: str, *, params: dict[str, str] | None = None, body: Any = None,
+                    what: str) -> Reply:
+        """One Graph request through the retry loop; a 401 refreshes the token once."""
+        url = path if path.startswith(("https://", "http://")) else self.graph_url + path
+        request_id = str(uuid.uuid4())
+        refreshed = False
+
+        async def attempt() -> Reply:
+            nonlocal refreshed
+            token = await self._token()
+            reply = await self._send(method, url, token, request_id, params, body)
+            if reply.status == 401 and not refreshed:
+                refreshed = True
+                token = await self._token(stale=token)
+                reply = await self._send(method, url, token, request_id, params, body)
+            return reply
+
+        return await with_retries(attempt, self.policy, what=f"Graph {what}", correlation_id=request_id)
+
+    def _error(self, reply: Reply, what: str) -> ProviderError:
+        code, message = _graph_error(reply)
+        return ProviderError(f"Graph {what}: HTTP {reply.status} {code}: {message}", transient=False,
+                             status=reply.status, correlation_id=reply.correlation_id)
+
+    async def _pages(self, path: str, params: dict[str, str], what: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        url: str | None = path
+        query: dict[str, str] | None = params
+        while url:
+            reply = await self._call("GET", url, params=query, what=what)
+            if not reply.ok:
+                raise self._error(reply, what)
+            items.extend(reply.data.get("value") or [])
+            url, query = reply.data.get("@odata.nextLink"), None
+        return items
+
+    # ----- Directory -------------------------------------------------------------------------
+
+    async def _find_user(self, key: str) -> dict[str, Any] | None:
+        """The user with this object id, UPN or mail, or None."""
+        key = key.strip()
+        if not key:
+            return None
+        reply = await self._call("GET", f"/users/{quote(key, safe='@')}", params={"$select": USER_SELECT},
+                                 what=f"user {key}")
+        if reply.ok:
+            return dict(reply.data)
+        if reply.status != 404:
+            raise self._error(reply, f"user {key}")
+        if "@" not in key:
+            return None
+        found = await self._call("GET", "/users", params={"$filter": f"mail eq {_odata_literal(key)}",
+                                                          "$select": USER_SELECT}, what=f"user {key}")
+        if not found.ok:
+            raise self._error(found, f"user {key}")
+        values = found.data.get("value") or []
+        return dict(values[0]) if values else None
+
+    async def _manager(self, user_id: str) -> str | None:
+        reply = await self._call("GET", f"/users/{user_id}/manager", params={"$select": "id,mail,userPrincipalName"},
+                                 what="manager")
+        if reply.status == 404:
+            return None
+        if not reply.ok:
+            raise self._error(reply, "manager")
+        address = reply.data.get("mail") or reply.data.get("userPrincipalName")
+        return str(address).lower() if address else None
+
+    async def _memberships(self, user_id: str) -> frozenset[str]:
+        names: set[str] = set()
+        for group in await self._pages(f"/users/{user_id}/transitiveMemberOf", {"$select": "id,displayName"},
+                                       "memberships"):
+            names.update(str(v) for v in (group.get("id"), group.get("displayName")) if v)
+        return frozenset(names)
+
+    async def _person(self, user: dict[str, Any]) -> Person:
+        uid = str(user["id"])
+        manager, groups = await asyncio.gather(self._manager(uid), self._memberships(uid))
+        email = str(user.get("mail") or user.get("userPrincipalName") or "").lower()
+        self._user_ids[email] = uid
+        return Person(
+            email=email, name=str(user.get("displayName") or email), department=user.get("department"),
+            title=user.get("jobTitle"), employment_type=user.get("employeeType"), manager=manager,
+            active=user.get("accountEnabled") is not False, groups=groups, aad_object_id=uid,
+            extra={"user_principal_name": user.get("userPrincipalName")},
+        )
+
+    async def get_user(self, email: str) -> Person | None:
+        user = await self._find_user(email)
+        return await self._person(user) if user else None
+
+    async def find_by_aad_object_id(self, object_id: str) -> Person | None:
+        user = await self._find_user(object_id)
+        return await self._person(user) if user else None
+
+    async def find_by_slack_id(self, slack_id: str) -> Person | None:
+        return None
+
+    # ----- GroupProvider ---------------------------------------------------------------------
+
+    async def _group_id(self, group: str) -> str:
+        group = group.strip()
+        if GUID_RE.match(group):
+            return group
+        if group in self._group_ids:
+            return self._group_ids[group]
+        reply = await self._call("GET", "/groups", params={"$filter": f"displayName eq {_odata_literal(group)}",
+                                                           "$select": "id,displayName"}, what=f"group {group}")
+        if not reply.ok:
+            raise self._error(reply, f"group {group}")
+        ids = [str(g["id"]) for g in reply.data.get("value") or []]
+        if len(ids) != 1:
+            problem = "no group is" if not ids else f"{len(ids)} groups are"
+            raise ProviderError(f"Graph group {group}: {problem} named so; name the group by its object id",
+                                transient=False, status=reply.status, correlation_id=reply.correlation_id)
+        self._group_ids[group] = ids[0]
+        return ids[0]
+
+    async def _user_id(self, email: str) -> str | None:
+        key = email.strip().lower()
+        if key not in self._user_ids:
+            user = await self._find_user(key)
+            if user is None:
+                return None
+            self._user_ids[key] = str(user["id"])
+        return self._user_ids[key]
+
+    def _request(self, kind: str, gid: str, uid: str) -> tuple[str, str, Any]:
+        if kind == "add":
+            return "POST", f"/groups/{gid}/members/$ref", {"@odata.id": f"{self.graph_url}/directoryObjects/{uid}"}
+        if kind == "remove":
+            return "DELETE", f"/groups/{gid}/members/{uid}/$ref", None
+        raise ValueError(f"unknown membership operation {kind!r}")
+
+    async def _change(self, kind: str, group: str, email: str) -> None:
+        gid = await self._group_id(group)
+        uid = await self._user_id(email)
+        what = f"{kind} {email} {'to' if kind == 'add' else 'from'} {group}"
+        if uid is None:
+            if kind == "remove":
+                return
+            raise ProviderError(f"Graph {what}: no such user", transient=False, status=404)
+        method, path, body = self._request(kind, gid, uid)
+        reply = await self._call(method, path, body=body, what=what)
+        code, message = _graph_error(reply)
+        error = _judge(kind, reply.status, code, message, f"Graph {what}", reply.correlation_id)
+        if error is not None:
+            raise error
+
+    async def add_member(self, group: str, email: str) -> None:
+        await self._change("add", group, email)
+
+    async def remove_member(self, group: str, email: str) -> None:
+        await self._change("remove", group, email)
+
+    async def list_members(self, group: str) -> list[str]:
+        gid = await self._group_id(group)
+        emails = []
+        for member in await self._pages(f"/groups/{gid}/members", {"$select": "id,mail,userPrincipalName"},
+                                        f"members of {group}"):
+            if member.get("@odata.type", "#microsoft.graph.user") != "#microsoft.graph.user":
+                continue
+            address = member.get("mail") or member.get("userPrincipalName")
+            if address:
+                emails.append(str(address).lower())
+        return emails
+
+    async def apply_batch(self, ops: list[tuple[str, str, str]]) -> list[ProviderError | None]:
+        """Apply ("add"|"remove", group, email) operations through ``$batch``; one result per op."""
+        results: list[ProviderError | None] = [None] * len(ops)
+        pending: list[tuple[int, dict[str, Any]]] = []
+        for i, (kind, group, email) in enumerate(ops):
+            try:
+                gid = await self._group_id(group)
+                uid = await self._user_id(email)
+                if uid is None:
+                    if kind == "add":
+                        results[i] = ProviderError(f"Graph add {email}: no such user", transient=False, status=404)
+                    continue
+                method, path, body = self._request(kind, gid, uid)
+            except (ProviderError, ValueError) as exc:
+                results[i] = exc if isinstance(exc, ProviderError) else ProviderError(str(exc), transient=False)
+                continue
+            request: dict[str, Any] = {"id": str(i), "method": method, "url": path}
+            if body is not None:
+                request |= {"body": body, "headers": {"Content-Type": "application/json"}}
+            pending.append((i, request))
+        for attempt in range(1, self.policy.max_attempts + 1):
+            throttled: list[tuple[int, dict[str, Any]]] = []
+            hint: float | None = None
+            for chunk in _chunks(pending, BATCH_LIMIT):
+                hint = _max(hint, await self._batch_round(ops, chunk, results, throttled))
+            pending = throttled
+            if not pending:
+                break
+            if attempt < self.policy.max_attempts:
+                await asyncio.sleep(self.policy.delay(attempt, hint))
+        return results
+
+    async def _batch_round(self, ops: list[tuple[str, str, str]], chunk: list[tuple[int, dict[str, Any]]],
+                           results: list[ProviderError | None], throttled: list[tuple[int, dict[str, Any]]]
+                           ) -> float | None:
+        """Send one ``$batch``; judge each answer, put throttled ones in ``throttled``; the longest Retry-After."""
+        try:
+            reply = await self._call("POST", "/$batch", body={"requests": [r for _, r in chunk]}, what="$batch")
+        except ProviderError as exc:
+            for i, _ in chunk:
+                results[i] = exc
+            return None
+        if not reply.ok:
+            error = self._error(reply, "$batch")
+            for i, _ in chunk:
+                results[i] = error
+            return None
+        answers = {str(a.get("id")): a for a in reply.data.get("responses") or []}
+        hint: float | None = None
+        for i, request in chunk:
+            kind, group, email = ops[i]
+            answer = answers.get(request["id"], {"status": 500, "body": {}})
+            status = int(answer.get("status") or 500)
+            headers = {str(k).lower(): str(v) for k, v in (answer.get("headers") or {}).items()}
+            retry_after = parse_retry_after(headers.get("retry-after"))
+            body = answer.get("body")
+            code, message = _graph_error(Reply(status, headers, body if isinstance(body, dict) else None))
+            results[i] = _judge(kind, status, code, message, f"Graph {kind} {email} ({group})",
+                                reply.correlation_id, retry_after)
+            if status in TRANSIENT_STATUSES:
+                throttled.append((i, request))
+                hint = _max(hint, retry_after)
+        return hint
+
+
+def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _max(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else max(a, b)

@@ -1,0 +1,243 @@
+"""Okta through its management API: people (``Directory``) and group membership
+(``GroupProvider``).
+
+Groups are named by id (Okta group names are not unique). Okta paces clients with
+``X-Rate-Limit-Remaining`` / ``X-Rate-Limit-Reset`` (epoch seconds): when none remain, the next
+call waits for the reset, and a 429 is retried once the reset has passed (SPEC §2.4). Retries go
+through the shared loop in :mod:`provisioning.http`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from handlers.ports import Person, ProviderError
+from provisioning.http import Reply, RetryPolicy, parse_retry_after, read_reply, ssl_context, with_retries
+
+INACTIVE_STATUSES = frozenset({"SUSPENDED", "DEPROVISIONED"})
+
+
+def _okta_error(reply: Reply) -> str:
+    if isinstance(reply.data, dict) and reply.data.get("errorCode"):
+        return f"{reply.data.get('errorCode')}: {reply.data.get('errorSummary', '')}"
+    return reply.text[:200]
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class OktaProvider:
+    """Implements ``Directory`` and ``GroupProvider`` against the Okta management API."""
+
+    name = "okta"
+
+    def __init__(
+        self,
+        *,
+        org_url: str,
+        token: str,
+        session: aiohttp.ClientSession | None = None,
+        max_attempts: int = 5,
+        max_retry_wait: float = 30.0,
+        backoff_base: float = 0.5,
+        request_timeout: float = 30.0,
+    ) -> None:
+        base = org_url.rstrip("/")
+        self.api = (base if base.endswith("/api/v1") else base + "/api/v1")
+        self._token = token
+        self.policy = RetryPolicy(max_attempts=max_attempts, max_retry_wait=max_retry_wait,
+                                  backoff_base=backoff_base, request_timeout=request_timeout)
+        self._session = session
+        self._owns_session = session is None
+        self._ssl = ssl_context()
+        self._paused_until = 0.0
+        self._user_ids: dict[str, str] = {}
+
+    async def close(self) -> None:
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+        self._session = None
+
+    # ----- HTTP ------------------------------------------------------------------------------
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    def _seconds_until(self, reset: float, headers: Any) -> float:
+        """Seconds until the epoch ``reset``, measured on the server's clock when ours is far off."""
+        now = time.time()
+        try:
+            server_now = parsedate_to_datetime(headers.get("Date")).timestamp() if headers.get("Date") else now
+        except (TypeError, ValueError, IndexError):
+            server_now = now
+        if abs(server_now - now) > 2:
+            now = server_now
+        return max(0.0, reset - now)
+
+    async def _send(self, method: str, url: str, params: dict[str, str] | None) -> Reply:
+        pause = self._paused_until - time.time()
+        if pause > 0:
+            await asyncio.sleep(min(pause, self.policy.max_retry_wait))
+        headers = {"Authorization": f"SSWS {self._token}", "Accept": "application/json"}
+        async with self._http().request(method, url, params=params, headers=headers, ssl=self._ssl,
+                                        timeout=aiohttp.ClientTimeout(total=self.policy.request_timeout)) as resp:
+            data, text = await read_reply(resp)
+            reset = _float(resp.headers.get("X-Rate-Limit-Reset"))
+            wait = self._seconds_until(reset, resp.headers) if reset is not None else None
+            if wait is not None and resp.headers.get("X-Rate-Limit-Remaining", "").strip() == "0":
+                self._paused_until = max(self._paused_until, time.time() + wait)
+            retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+            if resp.status == 429 and wait is not None:
+                retry_after = wait
+            links = {str(rel): str(link["url"]) for rel, link in resp.links.items() if "url" in link}
+            return Reply(resp.status, resp.headers, data, text, correlation_id=resp.headers.get("X-Okta-Request-Id"),
+                         retry_after=retry_after, links=links)
+
+    async def _call(self, method: str, path: str, *, params: dict[str, str] | None = None, what: str) -> Reply:
+        url = path if path.startswith(("https://", "http://")) else self.api + path
+        return await with_retries(lambda: self._send(method, url, params), self.policy, what=f"Okta {what}")
+
+    def _error(self, reply: Reply, what: str) -> ProviderError:
+        return ProviderError(f"Okta {what}: HTTP {reply.status} {_okta_error(reply)}", transient=False,
+                             status=reply.status, correlation_id=reply.correlation_id)
+
+    async def _pages(self, path: str, params: dict[str, str] | None, what: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        url: str | None = path
+        while url:
+            reply = await self._call("GET", url, params=params, what=what)
+            if not reply.ok:
+                raise self._error(reply, what)
+            items.extend(reply.data or [])
+            url, params = reply.links.get("next"), None
+        return items
+
+    # ----- Directory -------------------------------------------------------------------------
+
+    async def _find_user(self, key: str) -> dict[str, Any] | None:
+        key = key.strip()
+        if not key:
+            return None
+        reply = await self._call("GET", f"/users/{quote(key, safe='@')}", what=f"user {key}")
+        if reply.ok:
+            return dict(reply.data)
+        if reply.status != 404:
+            raise self._error(reply, f"user {key}")
+        if "@" not in key:
+            return None
+        literal = key.replace("\\", "\\\\").replace('"', '\\"')
+        found = await self._call("GET", "/users", params={"search": f'profile.email eq "{literal}"'},
+                                 what=f"user {key}")
+        if not found.ok:
+            raise self._error(found, f"user {key}")
+        return dict(found.data[0]) if found.data else None
+
+    @staticmethod
+    def _email(user: dict[str, Any]) -> str:
+        profile = user.get("profile") or {}
+        return str(profile.get("email") or profile.get("login") or "").lower()
+
+    async def _manager(self, profile: dict[str, Any]) -> str | None:
+        manager_id = profile.get("managerId")
+        if manager_id:
+            manager = await self._find_user(str(manager_id))
+            if manager:
+                return self._email(manager)
+        login = profile.get("manager")
+        if not login:
+            return None
+        if "@" in str(login):
+            return str(login).lower()
+        manager = await self._find_user(str(login))
+        return self._email(manager) if manager else str(login).lower()
+
+    async def _memberships(self, user_id: str) -> frozenset[str]:
+        names: set[str] = set()
+        for group in await self._pages(f"/users/{user_id}/groups", None, "memberships"):
+            names.update(str(v) for v in (group.get("id"), (group.get("profile") or {}).get("name")) if v)
+        return frozenset(names)
+
+    async def _person(self, user: dict[str, Any]) -> Person:
+        profile = user.get("profile") or {}
+        manager, groups = await asyncio.gather(self._manager(profile), self._memberships(str(user["id"])))
+        email = self._email(user)
+        self._user_ids[email] = str(user["id"])
+        name = " ".join(str(p) for p in (profile.get("firstName"), profile.get("lastName")) if p) or email
+        return Person(
+            email=email, name=name, department=profile.get("department"), title=profile.get("title"),
+            employment_type=profile.get("userType"), manager=manager,
+            active=str(user.get("status") or "").upper() not in INACTIVE_STATUSES, groups=groups,
+            extra={"okta_id": user["id"], "login": profile.get("login"), "status": user.get("status")},
+        )
+
+    async def get_user(self, email: str) -> Person | None:
+        user = await self._find_user(email)
+        return await self._person(user) if user else None
+
+    async def find_by_slack_id(self, slack_id: str) -> Person | None:
+        return None
+
+    async def find_by_aad_object_id(self, object_id: str) -> Person | None:
+        return None
+
+    # ----- GroupProvider ---------------------------------------------------------------------
+
+    async def _user_id(self, email: str) -> str | None:
+        key = email.strip().lower()
+        if key not in self._user_ids:
+            user = await self._find_user(key)
+            if user is None:
+                return None
+            self._user_ids[key] = str(user["id"])
+        return self._user_ids[key]
+
+    async def add_member(self, group: str, email: str) -> None:
+        uid = await self._user_id(email)
+        what = f"add {email} to {group}"
+        if uid is None:
+            raise ProviderError(f"Okta {what}: no such user", transient=False, status=404)
+        reply = await self._call("PUT", f"/groups/{quote(group, safe='')}/users/{uid}", what=what)
+        if not reply.ok:
+            raise self._error(reply, what)
+
+    async def remove_member(self, group: str, email: str) -> None:
+        uid = await self._user_id(email)
+        if uid is None:
+            return
+        what = f"remove {email} from {group}"
+        reply = await self._call("DELETE", f"/groups/{quote(group, safe='')}/users/{uid}", what=what)
+        if not reply.ok and reply.status != 404:
+            raise self._error(reply, what)
+
+    async def list_members(self, group: str) -> list[str]:
+        users = await self._pages(f"/groups/{quote(group, safe='')}/users", {"limit": "200"}, f"members of {group}")
+        return [email for email in (self._email(u) for u in users) if email]
+
+    async def apply_batch(self, ops: list[tuple[str, str, str]]) -> list[ProviderError | None]:
+        """Apply ("add"|"remove", group, email) operations one after another; one result per op."""
+        results: list[ProviderError | None] = []
+        for kind, group, email in ops:
+            try:
+                if kind == "add":
+                    await self.add_member(group, email)
+                elif kind == "remove":
+                    await self.remove_member(group, email)
+                else:
+                    raise ProviderError(f"unknown membership operation {kind!r}", transient=False)
+            except ProviderError as exc:
+                results.append(exc)
+            else:
+                results.append(None)
+        return results

@@ -1,0 +1,202 @@
+"""Local stand-ins for remote services: real aiohttp servers on 127.0.0.1.
+
+Each stand-in runs in a background thread with its own event loop, so synchronous clients
+(msal uses ``requests``) can call it from the test's thread without blocking the test's loop.
+Every stand-in exposes ``.url``, a request log (``.requests``) and switchable faults:
+
+    fail_next(n, status=429, retry_after=1)   answer the next n requests with ``status``
+    slow_next(n, seconds)                     hold the next n requests (client time-outs)
+    drop_next(n)                              close the connection without an answer
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any = None
+    status: int | None = None
+
+
+@dataclass
+class Fault:
+    kind: str  # "status" | "slow" | "drop"
+    status: int = 503
+    retry_after: float | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class _Faults:
+    queue: list[Fault] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def push(self, fault: Fault, n: int) -> None:
+        with self.lock:
+            self.queue.extend([fault] * n)
+
+    def pop(self) -> Fault | None:
+        with self.lock:
+            return self.queue.pop(0) if self.queue else None
+
+    def clear(self) -> None:
+        with self.lock:
+            self.queue.clear()
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class StandIn:
+    """Base class: subclasses build ``self.app`` routes in :meth:`routes` and answer faults in
+    :meth:`fault_response`. Paths for which :meth:`faults_apply` is False never see faults."""
+
+    def __init__(self, *, tls: ssl.SSLContext | None = None) -> None:
+        self._tls = tls
+        self.requests: list[Received] = []
+        self.faults = _Faults()
+        self.lock = threading.RLock()
+        self.url = ""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+
+    # ----- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> StandIn:
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self._serve())
+            except BaseException as exc:  # reported to the starting thread
+                failure.append(exc)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self._runner.cleanup() if self._runner else asyncio.sleep(0))
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name=type(self).__name__, daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        if failure:
+            raise failure[0]
+        return self
+
+    async def _serve(self) -> None:
+        app = web.Application(middlewares=[self._middleware])
+        self.routes(app)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self._tls)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"{'https' if self._tls else 'http'}://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            self._loop = None
+
+    def __enter__(self) -> StandIn:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ----- faults and the request log --------------------------------------------------------
+
+    def fail_next(self, n: int = 1, status: int = 429, retry_after: float | None = 1) -> None:
+        self.faults.push(Fault("status", status=status, retry_after=retry_after), n)
+
+    def slow_next(self, n: int = 1, seconds: float = 5.0) -> None:
+        self.faults.push(Fault("slow", seconds=seconds), n)
+
+    def drop_next(self, n: int = 1) -> None:
+        self.faults.push(Fault("drop"), n)
+
+    def reset(self) -> None:
+        """Forget faults and the request log (subclasses also clear their state)."""
+        self.faults.clear()
+        with self.lock:
+            self.requests.clear()
+
+    def received(self, method: str | None = None, contains: str = "") -> list[Received]:
+        with self.lock:
+            return [r for r in self.requests
+                    if (method is None or r.method == method) and contains in r.path]
+
+    def statuses(self) -> list[int | None]:
+        with self.lock:
+            return [r.status for r in self.requests]
+
+    # ----- to be provided by subclasses ------------------------------------------------------
+
+    def routes(self, app: web.Application) -> None:
+        raise NotImplementedError
+
+    def faults_apply(self, request: web.Request) -> bool:
+        return True
+
+    def fault_response(self, fault: Fault, request: web.Request) -> web.Response:
+        headers = {}
+        if fault.retry_after is not None:
+            headers["Retry-After"] = f"{fault.retry_after:g}"
+        return web.json_response({"error": f"fault {fault.status}"}, status=fault.status, headers=headers)
+
+    # ----- plumbing --------------------------------------------------------------------------
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        body: Any = None
+        if request.can_read_body:
+            raw = await request.read()
+            if request.content_type == "application/json" and raw:
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    body = raw.decode("utf-8", "replace")
+            elif request.content_type == "application/x-www-form-urlencoded":
+                body = dict((await request.post()).items())
+            else:
+                body = raw.decode("utf-8", "replace")
+        entry = Received(request.method, request.path, dict(request.query), dict(request.headers), body)
+        with self.lock:
+            self.requests.append(entry)
+        fault = self.faults.pop() if self.faults_apply(request) else None
+        if fault is not None:
+            if fault.kind == "drop":
+                entry.status = 0
+                if request.transport is not None:
+                    request.transport.abort()
+                raise asyncio.CancelledError
+            if fault.kind == "slow":
+                await asyncio.sleep(fault.seconds)
+            elif fault.kind == "status":
+                resp = self.fault_response(fault, request)
+                entry.status = resp.status
+                return resp
+        resp = await handler(request)
+        entry.status = resp.status
+        return resp

@@ -1,0 +1,219 @@
+"""An Okta management API stand-in over plain HTTP on 127.0.0.1.
+
+    GET    /api/v1/users/{id|login}            404 E0000007 when unknown
+    GET    /api/v1/users?search=profile.email eq "…"   (also ``filter=``)
+    GET    /api/v1/users/{id}/groups
+    GET    /api/v1/groups/{gid}/users?limit=…&after=…  paged with ``Link: <…>; rel="next"``
+    PUT    /api/v1/groups/{gid}/users/{uid}    204, idempotent
+    DELETE /api/v1/groups/{gid}/users/{uid}    204, idempotent
+
+Every call needs ``Authorization: SSWS <token>`` (401 E0000011 otherwise) and answers with
+``X-Okta-Request-Id`` and the rate-limit headers ``X-Rate-Limit-Limit``/``-Remaining``/``-Reset``
+(epoch seconds, fractional here so tests stay fast). :meth:`set_rate_limit` turns on a bucket
+of N calls per window; beyond it the answer is 429 E0000047. ``fail_next(n, 429, retry_after)``
+answers 429 with ``X-Rate-Limit-Reset`` ``retry_after`` seconds ahead.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from tests.standins import Fault, StandIn
+
+SEARCH_RE = re.compile(r'^\s*profile\.(\w+)\s+eq\s+"((?:[^"\\]|\\.)*)"\s*$')
+
+
+def _error(status: int, code: str, summary: str) -> web.Response:
+    return web.json_response({"errorCode": code, "errorSummary": summary, "errorLink": code,
+                              "errorId": "oae" + uuid.uuid4().hex[:20], "errorCauses": []}, status=status)
+
+
+class OktaStandIn(StandIn):
+    def __init__(self, *, token: str = "okta-api-token", page_size: int = 2) -> None:
+        super().__init__()
+        self.token = token
+        self.page_size = page_size
+        self._clear_state()
+
+    def _clear_state(self) -> None:
+        with self.lock:
+            self.users: dict[str, dict[str, Any]] = {}
+            self.groups: dict[str, dict[str, Any]] = {}
+            self.members: dict[str, list[str]] = {}
+            self.rate: tuple[int, float] | None = None
+            self.window_start = 0.0
+            self.used = 0
+
+    def reset(self) -> None:
+        super().reset()
+        self._clear_state()
+
+    # ----- seeding and truth -----------------------------------------------------------------
+
+    def add_user(self, email: str, *, login: str | None = None, first_name: str = "", last_name: str = "",
+                 department: str | None = None, title: str | None = None, user_type: str | None = None,
+                 status: str = "ACTIVE", manager: str | None = None, manager_by_login: bool = False) -> str:
+        uid = "00u" + uuid.uuid4().hex[:17]
+        profile: dict[str, Any] = {"login": login or email, "email": email,
+                                   "firstName": first_name or email.split("@")[0], "lastName": last_name,
+                                   "department": department, "title": title, "userType": user_type}
+        if manager:
+            if manager_by_login:
+                profile["manager"] = manager
+            else:
+                mid = self.user_id(manager)
+                assert mid, f"seed the manager {manager} first"
+                profile["managerId"] = mid
+        with self.lock:
+            self.users[uid] = {"id": uid, "status": status, "created": "2024-01-01T00:00:00.000Z",
+                               "profile": profile, "_links": {"self": {"href": f"{self.url}/api/v1/users/{uid}"}}}
+        return uid
+
+    def set_status(self, email: str, status: str) -> None:
+        with self.lock:
+            uid = self.user_id(email)
+            assert uid
+            self.users[uid]["status"] = status
+
+    def add_group(self, name: str) -> str:
+        gid = "00g" + uuid.uuid4().hex[:17]
+        with self.lock:
+            self.groups[gid] = {"id": gid, "type": "OKTA_GROUP", "profile": {"name": name, "description": None}}
+            self.members[gid] = []
+        return gid
+
+    def add_member(self, group_id: str, email: str) -> None:
+        with self.lock:
+            uid = self.user_id(email)
+            assert uid, f"unknown user {email}"
+            if uid not in self.members[group_id]:
+                self.members[group_id].append(uid)
+
+    def user_id(self, key: str) -> str | None:
+        with self.lock:
+            if key in self.users:
+                return key
+            low = key.lower()
+            for uid, u in self.users.items():
+                if u["profile"]["login"].lower() == low:
+                    return uid
+        return None
+
+    def member_emails(self, group_id: str) -> list[str]:
+        with self.lock:
+            return sorted(self.users[u]["profile"]["email"].lower() for u in self.members.get(group_id, []))
+
+    def set_rate_limit(self, calls: int | None, window: float = 60.0) -> None:
+        with self.lock:
+            self.rate = (calls, window) if calls else None
+            self.window_start, self.used = time.time(), 0
+
+    # ----- plumbing --------------------------------------------------------------------------
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_route("*", "/api/v1/{tail:.*}", self._api)
+
+    def fault_response(self, fault: Fault, request: web.Request) -> web.Response:
+        if fault.status == 429:
+            resp = _error(429, "E0000047", "API call exceeded rate limit due to too many requests.")
+            reset = time.time() + (fault.retry_after or 0)
+            resp.headers.update({"X-Rate-Limit-Limit": "600", "X-Rate-Limit-Remaining": "0",
+                                 "X-Rate-Limit-Reset": f"{reset:.3f}"})
+        elif fault.status >= 500:
+            resp = _error(fault.status, "E0000009", "Internal Server Error")
+        elif fault.status == 403:
+            resp = _error(403, "E0000006", "You do not have permission to perform the requested action")
+        else:
+            resp = _error(fault.status, "E0000001", "Api validation failed")
+        resp.headers["X-Okta-Request-Id"] = uuid.uuid4().hex
+        return resp
+
+    def _limit_headers(self) -> tuple[bool, dict[str, str]]:
+        with self.lock:
+            if self.rate is None:
+                return True, {"X-Rate-Limit-Limit": "600", "X-Rate-Limit-Remaining": "599",
+                              "X-Rate-Limit-Reset": str(int(time.time()) + 60)}
+            calls, window = self.rate
+            now = time.time()
+            if now >= self.window_start + window:
+                self.window_start, self.used = now, 0
+            allowed = self.used < calls
+            if allowed:
+                self.used += 1
+            return allowed, {"X-Rate-Limit-Limit": str(calls), "X-Rate-Limit-Remaining": str(calls - self.used),
+                             "X-Rate-Limit-Reset": f"{self.window_start + window:.3f}"}
+
+    async def _api(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"SSWS {self.token}":
+            resp = _error(401, "E0000011", "Invalid token provided")
+        else:
+            allowed, limits = self._limit_headers()
+            if not allowed:
+                resp = _error(429, "E0000047", "API call exceeded rate limit due to too many requests.")
+            else:
+                resp = self._dispatch(request)
+            resp.headers.update(limits)
+        resp.headers["X-Okta-Request-Id"] = uuid.uuid4().hex
+        return resp
+
+    def _dispatch(self, request: web.Request) -> web.Response:
+        seg = request.match_info["tail"].strip("/").split("/")
+        method, query = request.method, request.query
+        with self.lock:
+            if seg == ["users"] and method == "GET":
+                expr = query.get("search") or query.get("filter") or ""
+                m = SEARCH_RE.match(expr)
+                if not m:
+                    return _error(400, "E0000031", f"Invalid search criteria: {expr}")
+                attr, value = m.group(1), m.group(2).replace('\\"', '"').lower()
+                found = [u for u in self.users.values() if str(u["profile"].get(attr) or "").lower() == value]
+                return web.json_response(found)
+            if seg[0] == "users" and len(seg) >= 2:
+                uid = self.user_id(seg[1])
+                if uid is None:
+                    return _error(404, "E0000007", f"Not found: Resource not found: {seg[1]} (User)")
+                if len(seg) == 2 and method == "GET":
+                    return web.json_response(self.users[uid])
+                if seg[2:] == ["groups"] and method == "GET":
+                    return web.json_response([self.groups[g] for g, ms in self.members.items() if uid in ms])
+            if seg[0] == "groups" and len(seg) >= 2:
+                gid = seg[1]
+                if gid not in self.groups:
+                    return _error(404, "E0000007", f"Not found: Resource not found: {gid} (UserGroup)")
+                if seg[2:] == ["users"] and method == "GET":
+                    return self._page(request, gid)
+                if len(seg) == 4 and seg[2] == "users":
+                    uid = seg[3] if seg[3] in self.users else None
+                    if uid is None:
+                        return _error(404, "E0000007", f"Not found: Resource not found: {seg[3]} (User)")
+                    if method == "PUT":
+                        if uid not in self.members[gid]:
+                            self.members[gid].append(uid)
+                        return web.Response(status=204)
+                    if method == "DELETE":
+                        if uid in self.members[gid]:
+                            self.members[gid].remove(uid)
+                        return web.Response(status=204)
+            return _error(404, "E0000022", f"The endpoint does not support the provided HTTP method: {method}")
+
+    def _page(self, request: web.Request, gid: str) -> web.Response:
+        limit = min(int(request.query.get("limit", "200")), self.page_size)
+        members = self.members[gid]
+        after = request.query.get("after")
+        start = members.index(after) + 1 if after in members else 0
+        page = members[start:start + limit]
+        base = f"{self.url}/api/v1/groups/{gid}/users"
+        links = [f'<{base}?{urlencode({"limit": request.query.get("limit", "200")})}>; rel="self"']
+        if start + limit < len(members):
+            links.append(f'<{base}?{urlencode({"limit": request.query.get("limit", "200"), "after": page[-1]})}>; '
+                         f'rel="next"')
+        resp = web.json_response([self.users[u] for u in page])
+        for link in links:
+            resp.headers.add("Link", link)
+        return resp
