@@ -131,6 +131,8 @@ class OktaStandIn(StandIn):
             resp = _error(403, "E0000006", "You do not have permission to perform the requested action")
         else:
             resp = _error(fault.status, "E0000001", "Api validation failed")
+        if fault.status != 429 and fault.retry_after is not None:
+            resp.headers["Retry-After"] = f"{fault.retry_after:g}"
         resp.headers["X-Okta-Request-Id"] = uuid.uuid4().hex
         return resp
 

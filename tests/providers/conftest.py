@@ -1,0 +1,174 @@
+"""Fixtures for the provider suites: stand-ins and one ``provider_env`` per identity provider.
+
+``provider_env`` is parametrized over :data:`PROVIDER_ENVS` (ids ``entra``, ``okta``). Each
+value yields a :class:`ProviderEnv`:
+
+    .provider                  the Directory + GroupProvider under test
+    .seed_user(email, **attrs) name, department, title, employment_type, manager (an email
+                               seeded before), active, groups (group refs)
+    .seed_group(name) -> ref   the reference the provider names the group by
+    .members(ref)              the remote side's truth, sorted lower-case emails
+    .standin                   the stand-in (faults, request log), or None for a provider
+                               without one (fault tests skip)
+
+To add a provider, register an async generator factory ``(request) -> ProviderEnv`` in
+``PROVIDER_ENVS`` (e.g. ``PROVIDER_ENVS["directory"] = directory_env``); the contract suite
+picks it up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from provisioning.entra import EntraProvider
+from provisioning.okta import OktaProvider
+from tests.standins import StandIn
+from tests.standins.graph import GraphStandIn
+from tests.standins.okta import OktaStandIn
+from tests.standins.tls import LocalTLS, make_tls
+
+# Fast settings so that retries and time-outs cost milliseconds.
+FAST = {"max_attempts": 3, "max_retry_wait": 2.0, "backoff_base": 0.02, "request_timeout": 0.5}
+
+
+class ProviderEnv:
+    """What a contract test needs from one provider; subclasses fill in the seeding."""
+
+    provider: Any
+    standin: StandIn | None = None
+
+    def seed_user(self, email: str, **attrs: Any) -> None:
+        raise NotImplementedError
+
+    def seed_group(self, name: str) -> str:
+        raise NotImplementedError
+
+    def members(self, group_ref: str) -> list[str]:
+        raise NotImplementedError
+
+
+class EntraEnv(ProviderEnv):
+    def __init__(self, graph: GraphStandIn, **overrides: Any) -> None:
+        self.standin = self.graph = graph
+        self.provider = EntraProvider(
+            tenant_id=graph.tenant, client_id=graph.client_id, client_secret=graph.client_secret,
+            graph_url=graph.graph_url, authority_url=graph.url, **{**FAST, **overrides},
+        )
+
+    def seed_user(self, email: str, *, name: str = "", department: str | None = None, title: str | None = None,
+                  employment_type: str | None = None, manager: str | None = None, active: bool = True,
+                  groups: tuple[str, ...] | list[str] = (), upn: str | None = None) -> None:
+        self.graph.add_user(email, upn=upn, display_name=name, department=department, job_title=title,
+                            employee_type=employment_type, enabled=active, manager=manager)
+        for ref in groups:
+            self.graph.add_member(ref, email)
+
+    def seed_group(self, name: str) -> str:
+        return self.graph.add_group(name)
+
+    def members(self, group_ref: str) -> list[str]:
+        return self.graph.member_emails(group_ref)
+
+
+class OktaEnv(ProviderEnv):
+    def __init__(self, okta: OktaStandIn, **overrides: Any) -> None:
+        self.standin = self.okta = okta
+        self.provider = OktaProvider(org_url=okta.url, token=okta.token, **{**FAST, **overrides})
+
+    def seed_user(self, email: str, *, name: str = "", department: str | None = None, title: str | None = None,
+                  employment_type: str | None = None, manager: str | None = None, active: bool = True,
+                  groups: tuple[str, ...] | list[str] = (), login: str | None = None, status: str | None = None,
+                  manager_by_login: bool = False) -> None:
+        first, _, last = name.partition(" ")
+        self.okta.add_user(email, login=login, first_name=first, last_name=last, department=department, title=title,
+                           user_type=employment_type, status=status or ("ACTIVE" if active else "SUSPENDED"),
+                           manager=manager, manager_by_login=manager_by_login)
+        for ref in groups:
+            self.okta.add_member(ref, email)
+
+    def seed_group(self, name: str) -> str:
+        return self.okta.add_group(name)
+
+    def members(self, group_ref: str) -> list[str]:
+        return self.okta.member_emails(group_ref)
+
+
+@pytest.fixture(scope="session")
+def local_tls(tmp_path_factory: pytest.TempPathFactory) -> LocalTLS:
+    return make_tls(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def graph_server(local_tls: LocalTLS) -> Iterator[GraphStandIn]:
+    server = GraphStandIn(local_tls)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def okta_server() -> Iterator[OktaStandIn]:
+    server = OktaStandIn()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def graph(graph_server: GraphStandIn, local_tls: LocalTLS, monkeypatch: pytest.MonkeyPatch) -> GraphStandIn:
+    """The Graph stand-in, emptied, with this process trusting its certificate."""
+    graph_server.reset()
+    monkeypatch.setenv("SSL_CERT_FILE", local_tls.ca_file)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", local_tls.ca_file)
+    return graph_server
+
+
+@pytest.fixture
+def okta(okta_server: OktaStandIn) -> OktaStandIn:
+    okta_server.reset()
+    return okta_server
+
+
+async def entra_env(request: pytest.FixtureRequest) -> AsyncIterator[ProviderEnv]:
+    env = EntraEnv(request.getfixturevalue("graph"))
+    try:
+        yield env
+    finally:
+        await env.provider.close()
+
+
+async def okta_env(request: pytest.FixtureRequest) -> AsyncIterator[ProviderEnv]:
+    env = OktaEnv(request.getfixturevalue("okta"))
+    try:
+        yield env
+    finally:
+        await env.provider.close()
+
+
+PROVIDER_ENVS: dict[str, Callable[[pytest.FixtureRequest], AsyncIterator[ProviderEnv]]] = {
+    "entra": entra_env,
+    "okta": okta_env,
+}
+
+
+@pytest.fixture(params=list(PROVIDER_ENVS))
+async def provider_env(request: pytest.FixtureRequest) -> AsyncIterator[ProviderEnv]:
+    async for env in PROVIDER_ENVS[request.param](request):
+        yield env
+
+
+@pytest.fixture
+async def entra(graph: GraphStandIn) -> AsyncIterator[EntraEnv]:
+    env = EntraEnv(graph)
+    yield env
+    await env.provider.close()
+
+
+@pytest.fixture
+async def okta_provider_env(okta: OktaStandIn) -> AsyncIterator[OktaEnv]:
+    env = OktaEnv(okta)
+    yield env
+    await env.provider.close()
