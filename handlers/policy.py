@@ -152,6 +152,7 @@ class PolicyError(Exception):
 # -- YAML with line numbers ----------------------------------------------------------------------
 class _Map(dict):  # type: ignore[type-arg]
     line: int = 0
+    key_line: int | None = None  # the line of the key this mapping is the value of: where a missing key is missed
     lines: dict[str, int]
     scalars: dict[str, str]  # the text as written, for numbers that must stay text (version: 2026.10)
     duplicates: list[tuple[str, int, int]]  # (key, line, line of the first occurrence)
@@ -167,18 +168,25 @@ class _Loader(yaml.SafeLoader):
 
 
 def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
-    loader.flatten_mapping(node)  # `<<: *anchor` merge keys
+    own = {id(k) for k, _ in node.value}
+    loader.flatten_mapping(node)  # `<<: *anchor` merge keys: merged pairs come first, own keys override them
     out = _Map()
     out.line = node.start_mark.line + 1
     out.lines = {}
     out.scalars = {}
     out.duplicates = []
+    written: set[str] = set()
     for key_node, value_node in node.value:
         key = str(loader.construct_object(key_node, deep=True))
         line = key_node.start_mark.line + 1
-        if key in out.lines:
-            out.duplicates.append((key, line, out.lines[key]))
-        out[key] = loader.construct_object(value_node, deep=True)
+        if id(key_node) in own:
+            if key in written:
+                out.duplicates.append((key, line, out.lines[key]))
+            written.add(key)
+        value = loader.construct_object(value_node, deep=True)
+        if isinstance(value, _Map) and value.key_line is None:
+            value.key_line = line
+        out[key] = value
         out.lines[key] = line
         if isinstance(value_node, yaml.ScalarNode):
             out.scalars[key] = value_node.value
@@ -206,7 +214,7 @@ class _Checker:
     @staticmethod
     def line_of(container: Any, key: Any) -> int | None:
         if isinstance(container, _Map):
-            return container.lines.get(key, container.line)
+            return container.lines.get(key, container.key_line or container.line)
         if isinstance(container, _Seq) and isinstance(key, int) and key < len(container.lines):
             return container.lines[key]
         return getattr(container, "line", None)
