@@ -1,0 +1,1 @@
+"""Pure renderers: handler view-models in, Adaptive Card / Block Kit / text out."""

@@ -1,0 +1,315 @@
+"""Adaptive Cards 1.5 for Teams: handler view-models in, card dicts out.
+
+Pure functions: no I/O, no clock. Every card is built with ``adaptive_cards`` models and
+serialised with ``to_json`` (its ``to_dict`` keeps enum objects). The approval card carries
+``Action.Execute`` buttons (verbs :data:`VERB_APPROVE` / :data:`VERB_DENY`, ``data.request_id``),
+an optional ``Input.Text`` with id :data:`COMMENT_INPUT`, and a ``refresh`` block so that each
+approver sees the current state when the card is opened again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import adaptive_cards.card as ac
+from adaptive_cards import types as act
+
+from handlers.views import FormRequest, ProfileView, Reply, RequestView
+
+VERSION = "1.5"
+MAX_CARD_BYTES = 28_672  # compact JSON
+MAX_REFRESH_USERS = 60  # Teams runs the refresh automatically for at most 60 users
+
+# Verbs and input ids, shared with the invoke translator (bot/teams/invoke.py).
+VERB_APPROVE = "approve"
+VERB_DENY = "deny"
+VERB_REFRESH = "refresh"
+VERB_REQUEST = "request"
+VERB_EXTEND = "extend"
+COMMENT_INPUT = "comment"
+FORM_INPUTS = ("profile", "duration", "justification", "ticket")
+EXTEND_INPUT = "extend_duration"
+
+MAX_TEXT = 1500  # characters of free text shown in one block
+MAX_ROWS = 25  # rows in a list card; the rest is summarised
+
+STATE_COLOR = {
+    "pending": "warning", "approved": "good", "active": "good", "denied": "attention",
+    "failed": "attention", "revoked": "attention", "cancelled": "default", "expired": "default",
+    "released": "default",
+}
+RISK_COLOR = {"high": "attention", "medium": "warning", "low": "good"}
+
+
+# -- small helpers -------------------------------------------------------------------------------
+def _cut(text: str | None, limit: int = MAX_TEXT) -> str:
+    text = text or ""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _text(text: str, **kw: Any) -> ac.TextBlock:
+    return ac.TextBlock(text=_cut(text), wrap=True, **kw)
+
+
+def _title(text: str) -> ac.TextBlock:
+    return ac.TextBlock(text=_cut(text, 200), wrap=True, size=act.FontSize.MEDIUM, weight=act.FontWeight.BOLDER)
+
+
+def _facts(rows: Sequence[tuple[str, str | None]]) -> ac.FactSet:
+    return ac.FactSet(facts=[ac.Fact(title=_cut(k, 80), value=_cut(v, 400)) for k, v in rows if v])
+
+
+def _serialise(card: ac.AdaptiveCard, *, refresh: dict[str, Any] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(card.to_json())
+    out["version"] = VERSION
+    if refresh is not None:  # the library types refresh.action as a string; the schema wants Action.Execute
+        out["refresh"] = refresh
+    return out
+
+
+def _card(body: list[Any], actions: list[Any] | None = None, *, refresh: dict[str, Any] | None = None,
+          fallback: str | None = None) -> dict[str, Any]:
+    card = ac.AdaptiveCard(version=VERSION, body=body, actions=actions or None,
+                           fallback_text=_cut(fallback, 300) if fallback else None)
+    return _serialise(card, refresh=refresh)
+
+
+def size_of(card: dict[str, Any]) -> int:
+    """Bytes of the card as compact JSON (the measure of the 28 KB limit)."""
+    return len(json.dumps(card, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+
+
+def _execute(title: str, verb: str, data: dict[str, Any], *, style: act.ActionStyle | None = None,
+             inputs: act.AssociatedInputs | None = None) -> ac.ActionExecute:
+    return ac.ActionExecute(title=title, verb=verb, data=data, style=style, associated_inputs=inputs)
+
+
+# -- request cards -------------------------------------------------------------------------------
+def _state_line(view: RequestView) -> ac.TextBlock:
+    label = view.state.upper()
+    if view.extension and view.state == "active":
+        label += f" — extension by {view.extension} awaiting approval"
+    if view.end_reason and view.state in ("revoked", "expired", "released", "failed"):
+        label += f" ({view.end_reason})"
+    return ac.TextBlock(text=_cut(label, 200), wrap=True, weight=act.FontWeight.BOLDER,
+                        color=getattr(act.Colors, STATE_COLOR.get(view.state, "default").upper()))
+
+
+def _chain_rows(view: RequestView) -> list[Any]:
+    rows: list[Any] = []
+    for step in view.steps:
+        done = ", ".join(step.approved_by)
+        who = ", ".join(step.approvers[:10]) + (" …" if len(step.approvers) > 10 else "")
+        need = f" ({len(step.approved_by)} of {step.need})" if step.need > 1 else ""
+        mark = {"done": "✔", "open": "▶", "denied": "✖"}.get(step.status, "·")
+        line = f"{mark} Step {step.index}: {step.label}{need} — {step.status}"
+        if done:
+            line += f"; approved by {done}"
+        elif step.status in ("open", "waiting") and who:
+            line += f"; {who}"
+        rows.append(ac.TextBlock(text=_cut(line, 500), wrap=True, spacing=act.Spacing.SMALL))
+    return rows
+
+
+def _request_body(view: RequestView, *, heading: str) -> list[Any]:
+    facts: list[tuple[str, str | None]] = [
+        ("Requester", f"{view.requester_name} ({view.requester})" if view.requester_name != view.requester
+         else view.requester),
+        ("Profile", f"{view.profile} — {view.profile_title}"),
+        ("Risk", view.risk),
+        ("Kind", "EXCEPTION" if view.kind == "exception" else "standard"),
+        ("Duration", view.duration),
+        ("Justification", view.justification),
+        ("Ticket", view.ticket),
+        ("Group", f"{view.provider}/{view.group}"),
+        ("Submitted", view.submitted_at),
+        ("Expires", f"{view.expires_at} ({view.time_left} left)" if view.time_left else view.expires_at),
+        ("Policy", view.policy_version),
+    ]
+    body: list[Any] = [_title(heading), _state_line(view), _facts(facts)]
+    if view.facts:
+        body.append(ac.TextBlock(text="From the identity provider", wrap=True, weight=act.FontWeight.BOLDER,
+                                 spacing=act.Spacing.MEDIUM))
+        body.append(_facts(list(view.facts)))
+    if view.steps:
+        body.append(ac.TextBlock(text="Approval chain", wrap=True, weight=act.FontWeight.BOLDER,
+                                 spacing=act.Spacing.MEDIUM))
+        body += _chain_rows(view)
+    return body
+
+
+def can_decide(view: RequestView, viewer: str | None) -> bool:
+    """Whether ``viewer`` still has a decision to make on the open step."""
+    in_chain = view.state == "pending" or (view.state == "active" and view.extension is not None)
+    return bool(viewer and in_chain and viewer.lower() in view.waiting_on)
+
+
+def refresh_block(request_number: int, user_ids: Sequence[str]) -> dict[str, Any] | None:
+    ids = [u for u in dict.fromkeys(user_ids) if u][:MAX_REFRESH_USERS]
+    if not ids:
+        return None
+    return {"action": {"type": "Action.Execute", "verb": VERB_REFRESH, "title": "Refresh",
+                       "data": {"request_id": request_number}}, "userIds": ids}
+
+
+def approval_card(view: RequestView, *, viewer: str | None = None, refresh_user_ids: Sequence[str] = (),
+                  note: str | None = None, ask_reason: bool = False, comment: str | None = None) -> dict[str, Any]:
+    """The card an approver sees: buttons while ``viewer`` can still decide, the outcome otherwise."""
+    what = f"extend {view.profile} by {view.extension}" if view.extension else view.profile
+    body = _request_body(view, heading=f"{view.id}: {view.requester} asks to {what}" if view.extension
+                         else f"{view.id}: {view.requester} asks for {what}")
+    if note:
+        body.append(_text(note, color=act.Colors.ATTENTION if ask_reason else act.Colors.ACCENT,
+                          spacing=act.Spacing.MEDIUM))
+    actions: list[Any] = []
+    if can_decide(view, viewer):
+        body.append(ac.InputText(id=COMMENT_INPUT, label="Comment (required to deny)" if not ask_reason
+                                 else "Why do you deny it?", is_multiline=True, max_length=2000,
+                                 placeholder="optional for approve", value=comment or None,
+                                 is_required=ask_reason or None,
+                                 error_message="Say why you deny the request." if ask_reason else None))
+        data = {"request_id": view.number}
+        actions = [
+            _execute("Approve", VERB_APPROVE, data, style=act.ActionStyle.POSITIVE, inputs=act.AssociatedInputs.AUTO),
+            _execute("Deny", VERB_DENY, data, style=act.ActionStyle.DESTRUCTIVE, inputs=act.AssociatedInputs.AUTO),
+        ]
+    elif viewer and not note:
+        body.append(_text(_outcome_line(view), spacing=act.Spacing.MEDIUM, is_subtle=True))
+    refresh = refresh_block(view.number, refresh_user_ids) if view.state == "pending" or view.extension else None
+    return _card(body, actions, refresh=refresh, fallback=f"{view.id} {view.profile}: {view.state}")
+
+
+def _outcome_line(view: RequestView) -> str:
+    if view.state == "pending" or (view.state == "active" and view.extension):
+        who = ", ".join(view.waiting_on) or "the next step"
+        return f"Nothing for you to decide now; waiting on {who}."
+    return f"Decided: {view.id} is {view.state}."
+
+
+def outcome_card(view: RequestView) -> dict[str, Any]:
+    """The state of a request with no buttons (what every approver sees after a decision)."""
+    body = _request_body(view, heading=f"{view.id}: {view.profile} for {view.requester}")
+    body.append(_text(_outcome_line(view), spacing=act.Spacing.MEDIUM, is_subtle=True))
+    return _card(body, fallback=f"{view.id} {view.profile}: {view.state}")
+
+
+def status_card(view: RequestView, *, note: str | None = None) -> dict[str, Any]:
+    """The requester's view of their own request, updated as it moves."""
+    body = _request_body(view, heading=f"Your request {view.id}: {view.profile}")
+    if note:
+        body.append(_text(note, spacing=act.Spacing.MEDIUM))
+    return _card(body, fallback=f"{view.id} {view.profile}: {view.state}")
+
+
+def expiring_card(view: RequestView, *, note: str | None = None) -> dict[str, Any]:
+    """A grant about to expire, with an ``extend`` action."""
+    body: list[Any] = [
+        _title(f"{view.id}: {view.profile} expires {view.expires_at or 'soon'}"),
+        _text(note or f"{view.time_left or 'little time'} left on {view.profile_title}."),
+        ac.InputText(id=EXTEND_INPUT, label="Extend by", placeholder="e.g. 2h", max_length=20,
+                     value=view.duration),
+        ac.InputText(id=COMMENT_INPUT, label="Why", is_multiline=True, max_length=2000),
+    ]
+    actions = [_execute("Extend", VERB_EXTEND, {"request_id": view.number}, inputs=act.AssociatedInputs.AUTO)]
+    return _card(body, actions, fallback=f"{view.id} expires {view.expires_at}")
+
+
+# -- lists, profiles, forms, text ----------------------------------------------------------------
+def requests_card(title: str, views: Sequence[RequestView], *, extra: Sequence[str] = ()) -> dict[str, Any]:
+    """Pending, who has, history: one row per request."""
+    body: list[Any] = [_title(title)]
+    if not views:
+        body.append(_text("Nothing to show."))
+    for v in views[:MAX_ROWS]:
+        left = f", {v.time_left} left" if v.time_left else ""
+        waiting = f"; waiting on {', '.join(v.waiting_on[:5])}" if v.waiting_on else ""
+        exc = " EXCEPTION" if v.kind == "exception" else ""
+        body.append(_text(f"**{v.id}** {v.profile}{exc} — {v.requester} — {v.state}{left}{waiting}",
+                          spacing=act.Spacing.SMALL))
+    if len(views) > MAX_ROWS:
+        body.append(_text(f"… and {len(views) - MAX_ROWS} more (use the CLI for the full list).", is_subtle=True))
+    for line in extra:
+        body.append(_text(line, spacing=act.Spacing.MEDIUM))
+    return _card(body, fallback=title)
+
+
+def profiles_card(profiles: Sequence[ProfileView], *, title: str = "Profiles") -> dict[str, Any]:
+    body: list[Any] = [_title(title)]
+    for p in profiles[:MAX_ROWS]:
+        mark = "eligible" if p.eligible else f"not eligible ({p.reason})"
+        needs = [n for n, on in (("justification", p.justification_required), ("ticket", p.ticket_required)) if on]
+        body.append(_text(f"**{p.id}** — {p.title} [{p.risk}]", spacing=act.Spacing.MEDIUM))
+        body.append(_text(f"{mark}; default {p.default_duration}, max {p.max_duration}"
+                          + (f"; needs {' and '.join(needs)}" if needs else ""), is_subtle=True,
+                          spacing=act.Spacing.NONE))
+    return _card(body, fallback=title)
+
+
+def form_card(form: FormRequest) -> dict[str, Any]:
+    """The request form: eligible profiles, duration, justification, ticket; errors shown by the fields."""
+    title = "Ask for an exception" if form.exception else "Ask for access"
+    body: list[Any] = [_title(title)]
+    if form.missing:
+        body.append(_text("Please fill in: " + ", ".join(form.missing) + "."))
+    choices = [p for p in form.profiles if p.eligible or form.exception] or list(form.profiles)
+    current = form.profile if form.profile in {p.id for p in choices} else None
+    body.append(ac.InputChoiceSet(
+        id="profile", label="Profile", is_required=True, value=current,
+        error_message=form.errors.get("profile") or "Choose a profile.",
+        choices=[ac.InputChoice(title=_cut(f"{p.id} — {p.title} (max {p.max_duration})", 200), value=p.id)
+                 for p in choices[:MAX_ROWS]]))
+    for key, label, hint in (("duration", "Duration", "e.g. 2h, 30m, 1d"),
+                             ("justification", "Justification", "why you need it"),
+                             ("ticket", "Ticket", "e.g. INC-4411")):
+        value = getattr(form, key)
+        error = form.errors.get(key)
+        if error:
+            body.append(_text(f"{label}: {error}", color=act.Colors.ATTENTION, spacing=act.Spacing.MEDIUM))
+        body.append(ac.InputText(id=key, label=label, placeholder=hint, value=_cut(value, 2000) if value else None,
+                                 is_multiline=key == "justification", max_length=2000,
+                                 is_required=(key in form.missing) or None,
+                                 error_message=error or (f"{label} is required." if key in form.missing else None)))
+    data = {"exception": True} if form.exception else {}
+    actions = [_execute("Submit", VERB_REQUEST, data, style=act.ActionStyle.POSITIVE,
+                        inputs=act.AssociatedInputs.AUTO)]
+    return _card(body, actions, fallback=title)
+
+
+def text_card(text: str, *, title: str | None = None, attention: bool = False) -> dict[str, Any]:
+    body: list[Any] = [_title(title)] if title else []
+    body.append(_text(text, color=act.Colors.ATTENTION if attention else None))
+    return _card(body, fallback=text)
+
+
+def help_card(reply: Reply) -> dict[str, Any]:
+    lines = reply.text.splitlines()
+    body: list[Any] = []
+    for line in lines:
+        if line.startswith("  "):
+            cmd, _, desc = line.strip().partition("  ")
+            body.append(_text(f"`{cmd}` — {desc.strip()}", spacing=act.Spacing.SMALL))
+        elif line:
+            body.append(_text(line, weight=act.FontWeight.BOLDER if line == "Commands:" else None))
+    return _card(body, fallback="help")
+
+
+def reply_card(reply: Reply, *, viewer: str | None = None) -> dict[str, Any] | None:
+    """The card that answers a command, or None when plain text says it best."""
+    if reply.kind == "form" and reply.form is not None:
+        return form_card(reply.form)
+    if reply.kind == "profiles" and reply.profiles:
+        return profiles_card(reply.profiles)
+    if reply.kind == "requests":
+        extra = [] if not reply.data.get("without_grant") else [
+            "Members without a grant (drift): " + ", ".join(reply.data["without_grant"])]
+        return requests_card(reply.title or "Requests", reply.requests, extra=extra)
+    if reply.kind == "help":
+        return help_card(reply)
+    if reply.request is not None:
+        view = reply.request
+        if viewer and viewer.lower() == view.requester.lower():
+            return status_card(view, note=reply.text)
+        return approval_card(view, viewer=viewer, note=reply.text)
+    return None
