@@ -347,6 +347,7 @@ class EntraProvider:
         """Apply ("add"|"remove", group, email) operations through ``$batch``; one result per op."""
         results: list[ProviderError | None] = [None] * len(ops)
         pending: list[tuple[int, dict[str, Any]]] = []
+        keys: dict[int, tuple[str, str]] = {}
         for i, (kind, group, email) in enumerate(ops):
             try:
                 gid = await self._group_id(group)
@@ -363,16 +364,26 @@ class EntraProvider:
             if body is not None:
                 request |= {"body": body, "headers": {"Content-Type": "application/json"}}
             pending.append((i, request))
-        for attempt in range(1, self.policy.max_attempts + 1):
+            keys[i] = (gid, uid)
+        throttled_rounds = 0
+        while pending:
+            # Graph runs a batch's requests in any order: two changes to one membership go in
+            # separate rounds, in the order they were asked for.
+            now, later, seen = [], [], set()
+            for i, request in pending:
+                (later if keys[i] in seen else now).append((i, request))
+                seen.add(keys[i])
             throttled: list[tuple[int, dict[str, Any]]] = []
             hint: float | None = None
-            for chunk in _chunks(pending, BATCH_LIMIT):
+            for chunk in _chunks(now, BATCH_LIMIT):
                 hint = _max(hint, await self._batch_round(ops, chunk, results, throttled))
-            pending = throttled
-            if not pending:
-                break
-            if attempt < self.policy.max_attempts:
-                await asyncio.sleep(self.policy.delay(attempt, hint))
+            if throttled:
+                throttled_rounds += 1
+                if throttled_rounds >= self.policy.max_attempts:
+                    throttled = []  # their results already say transient, with the delay asked for
+                else:
+                    await asyncio.sleep(self.policy.delay(throttled_rounds, hint))
+            pending = sorted(throttled + later, key=lambda item: item[0])
         return results
 
     async def _batch_round(self, ops: list[tuple[str, str, str]], chunk: list[tuple[int, dict[str, Any]]],

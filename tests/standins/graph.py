@@ -15,7 +15,8 @@ Graph, under ``/v1.0`` (bearer token required, real error shape ``{"error": {"co
 Seed with :meth:`add_user`, :meth:`add_group`, :meth:`add_member`; read the truth with
 :meth:`member_emails`. Faults: the base class's ``fail_next``/``slow_next``/``drop_next`` (Graph
 routes only), :meth:`fail_inner_next` for requests inside a batch, :meth:`revoke_tokens` (the
-next call answers 401), :meth:`set_write_quota` (N writes per window, then 429 + Retry-After).
+next call answers 401; ``accept_tokens = False`` refuses every token), :meth:`set_write_quota`
+(N writes per window, then 429 + Retry-After).
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class GraphStandIn(StandIn):
             self.managers: dict[str, str] = {}
             self.tokens_issued = 0
             self.valid_tokens: set[str] = set()
+            self.accept_tokens = True
             self.quota: tuple[int, float] | None = None
             self.writes: collections.deque[float] = collections.deque()
             self.throttled_writes = 0
@@ -134,6 +136,12 @@ class GraphStandIn(StandIn):
                 if low in ((u["mail"] or "").lower(), u["userPrincipalName"].lower()):
                     return uid
         return None
+
+    def _by_id_or_upn(self, key: str) -> str | None:
+        """``/users/{key}`` takes an object id or a userPrincipalName, never a mail."""
+        if key in self.users:
+            return key
+        return next((uid for uid, u in self.users.items() if u["userPrincipalName"].lower() == key.lower()), None)
 
     def member_emails(self, group_id: str) -> list[str]:
         with self.lock:
@@ -224,7 +232,7 @@ class GraphStandIn(StandIn):
                    "client-request-id": request.headers.get("client-request-id", "")}
         auth = request.headers.get("Authorization", "")
         with self.lock:
-            authorised = auth.startswith("Bearer ") and auth[7:] in self.valid_tokens
+            authorised = self.accept_tokens and auth.startswith("Bearer ") and auth[7:] in self.valid_tokens
         if not authorised:
             status, body, _ = _error(401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid.")
             return web.json_response(body, status=status, headers=headers)
@@ -271,7 +279,7 @@ class GraphStandIn(StandIn):
             if method == "GET" and seg == ["groups"]:
                 return self._list([self.groups[g] for g in self._filter(self.groups, query)], path, query)
             if seg[0] == "users" and len(seg) >= 2:
-                uid = self.user_id(seg[1])
+                uid = self._by_id_or_upn(seg[1])
                 if uid is None:
                     return _not_found(seg[1])
                 if len(seg) == 2 and method == "GET":
