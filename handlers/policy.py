@@ -225,6 +225,8 @@ class _Checker:
             if required:
                 self.err(self.line_of(container, key), where, "required: a duration like 4h")
             return None
+        if isinstance(container, _Map) and key in container.scalars:
+            value = container.scalars[key]  # as written: YAML would read `1:30` as the number 90
         try:
             return parse_duration(str(value))
         except DurationError as exc:
