@@ -39,6 +39,7 @@ MICROSOFT_AUTHORITY_HOSTS = frozenset({
 USER_SELECT = "id,mail,userPrincipalName,displayName,department,jobTitle,employeeType,accountEnabled"
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 BATCH_LIMIT = 20
+PRIVATE_KEY_RE = re.compile(r"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.+?-----END \1PRIVATE KEY-----", re.S)
 
 
 def _odata_literal(value: str) -> str:
@@ -87,8 +88,8 @@ class EntraProvider:
         backoff_base: float = 0.5,
         request_timeout: float = 30.0,
     ) -> None:
-        if not client_secret and not (certificate_path and certificate_thumbprint):
-            raise ValueError("Entra needs a client secret, or a certificate path and its thumbprint")
+        if not client_secret and not certificate_path:
+            raise ValueError("Entra needs a client secret or a certificate (a PEM with the private key)")
         self.tenant_id = tenant_id
         self.client_id = client_id
         self._secret = client_secret
@@ -120,7 +121,15 @@ class EntraProvider:
             credential: Any = self._secret
             if not credential:
                 path, thumbprint = self._certificate
-                credential = {"private_key": Path(str(path)).read_text(), "thumbprint": thumbprint}
+                pem = Path(str(path)).read_text()
+                key = PRIVATE_KEY_RE.search(pem)
+                if key is None:
+                    raise ProviderError(f"Entra certificate {path}: no private key in the file", transient=False)
+                credential = {"private_key": key.group(0)}
+                if thumbprint:  # an SHA-1 thumbprint, as the portal shows it
+                    credential["thumbprint"] = thumbprint
+                if "-----BEGIN CERTIFICATE-----" in pem:  # lets msal send x5c and an SHA-256 thumbprint
+                    credential["public_certificate"] = pem[pem.index("-----BEGIN CERTIFICATE-----"):]
             self._app = msal.ConfidentialClientApplication(
                 self.client_id, client_credential=credential, authority=self.authority,
                 token_cache=msal.TokenCache(),

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import time
 from email.utils import formatdate
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
 from handlers.ports import ProviderError
 from provisioning.entra import EntraProvider
@@ -184,3 +190,43 @@ def test_retry_after_accepts_seconds_fractions_and_http_dates() -> None:
     now = time.time()
     assert parse_retry_after(formatdate(now + 10, usegmt=True), now=now) == pytest.approx(10, abs=1)
     assert parse_retry_after(formatdate(now - 10, usegmt=True), now=now) == 0.0
+
+
+def _certificate(tmp_path: Path, name: str) -> tuple[str, str, str]:
+    """(path of a PEM with key + certificate, the certificate PEM, its SHA-1 thumbprint)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
+            .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    path = tmp_path / f"{name}.pem"
+    path.write_text(key_pem + cert_pem)
+    return str(path), cert_pem, cert.fingerprint(hashes.SHA1()).hex().upper()
+
+
+@pytest.mark.parametrize("with_thumbprint", [True, False])
+async def test_certificate_credentials(graph: GraphStandIn, tmp_path: Path, with_thumbprint: bool) -> None:
+    path, cert_pem, thumbprint = _certificate(tmp_path, "accessbot")
+    other_path, _, other_thumbprint = _certificate(tmp_path, "someone-else")
+    graph.certificate_pem = cert_pem
+    graph.add_user("ana@example.com")
+
+    def provider(pem: str, thumb: str) -> EntraProvider:
+        return EntraProvider(tenant_id=graph.tenant, client_id=graph.client_id, certificate_path=pem,
+                             certificate_thumbprint=thumb if with_thumbprint else None,
+                             graph_url=graph.graph_url, authority_url=graph.url, max_attempts=2)
+
+    good, bad = provider(path, thumbprint), provider(other_path, other_thumbprint)
+    try:
+        assert await good.get_user("ana@example.com") is not None
+        with pytest.raises(ProviderError) as caught:
+            await bad.get_user("ana@example.com")
+    finally:
+        await good.close()
+        await bad.close()
+    assert caught.value.transient is False and "AADSTS700027" in str(caught.value)
+    assert graph.tokens_issued == 1

@@ -2,7 +2,9 @@
 
 Login (msal talks to these with ``requests``):
     GET  /{tenant}/v2.0/.well-known/openid-configuration
-    POST /{tenant}/oauth2/v2.0/token          client credentials; wrong secret -> AADSTS7000215
+    POST /{tenant}/oauth2/v2.0/token          client credentials; wrong secret -> AADSTS7000215;
+                                              a certificate's assertion is checked against
+                                              ``certificate_pem`` (AADSTS700027 otherwise)
 
 Graph, under ``/v1.0`` (bearer token required, real error shape ``{"error": {"code", "message"}}``):
     GET    /users/{id|upn}  /users?$filter=mail eq '…'  /users/{id}/manager
@@ -21,6 +23,7 @@ next call answers 401; ``accept_tokens = False`` refuses every token), :meth:`se
 
 from __future__ import annotations
 
+import base64
 import collections
 import json
 import re
@@ -29,7 +32,10 @@ import uuid
 from typing import Any
 from urllib.parse import unquote, urlencode, urlsplit
 
+import jwt
 from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from tests.standins import Fault, StandIn, _Faults
 from tests.standins.tls import LocalTLS
@@ -74,6 +80,7 @@ class GraphStandIn(StandIn):
             self.tokens_issued = 0
             self.valid_tokens: set[str] = set()
             self.accept_tokens = True
+            self.certificate_pem: str | None = None
             self.quota: tuple[int, float] | None = None
             self.writes: collections.deque[float] = collections.deque()
             self.throttled_writes = 0
@@ -211,7 +218,16 @@ class GraphStandIn(StandIn):
                                      f"Correlation ID: {corr}\r\nTimestamp: {stamp}",
                 "error_codes": [700016], "timestamp": stamp, "trace_id": trace, "correlation_id": corr,
                 "error_uri": f"{self.url}/error?code=700016"}, status=400)
-        if form.get("client_secret") != self.client_secret:
+        if form.get("client_assertion"):
+            problem = self._assertion_problem(str(form["client_assertion"]), f"{self.url}/{self.tenant}")
+            if problem:
+                return web.json_response({
+                    "error": "invalid_client",
+                    "error_description": f"AADSTS700027: {problem}\r\nTrace ID: {trace}\r\n"
+                                         f"Correlation ID: {corr}\r\nTimestamp: {stamp}",
+                    "error_codes": [700027], "timestamp": stamp, "trace_id": trace, "correlation_id": corr,
+                    "error_uri": f"{self.url}/error?code=700027"}, status=401)
+        elif form.get("client_secret") != self.client_secret:
             return web.json_response({
                 "error": "invalid_client",
                 "error_description": "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent "
@@ -226,6 +242,25 @@ class GraphStandIn(StandIn):
             self.valid_tokens.add(token)
         return web.json_response({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599,
                                   "access_token": token})
+
+    def _assertion_problem(self, assertion: str, authority: str) -> str | None:
+        """Why a certificate's client assertion is refused, or None when it is good."""
+        if not self.certificate_pem:
+            return "Client assertion contains an invalid signature: no certificate is registered for the app."
+        cert = x509.load_pem_x509_certificate(self.certificate_pem.encode())
+        header = jwt.get_unverified_header(assertion)
+        sha1 = base64.urlsafe_b64encode(cert.fingerprint(hashes.SHA1())).rstrip(b"=").decode()
+        sha256 = base64.urlsafe_b64encode(cert.fingerprint(hashes.SHA256())).rstrip(b"=").decode()
+        if str(header.get("x5t")).rstrip("=") != sha1 and str(header.get("x5t#S256")).rstrip("=") != sha256:
+            return f"Client assertion contains an unknown key: {header.get('x5t#S256') or header.get('x5t')}."
+        try:
+            claims = jwt.decode(assertion, cert.public_key(), algorithms=["RS256", "PS256"],  # type: ignore[arg-type]
+                                audience=f"{authority}/oauth2/v2.0/token")
+        except jwt.PyJWTError as exc:
+            return f"Client assertion failed signature validation: {exc}."
+        if claims.get("iss") != self.client_id or claims.get("sub") != self.client_id:
+            return "Client assertion is not issued by the app."
+        return None
 
     async def _graph(self, request: web.Request) -> web.Response:
         headers = {"request-id": str(uuid.uuid4()),
