@@ -69,3 +69,11 @@ async def render_metrics(app: App) -> tuple[bytes, str]:
     else:
         OVERDUE.set(0)
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def observe(kind: str, data: dict[str, Any]) -> None:
+    """The handlers' metrics hook (``Deps.observe``)."""
+    if kind == "provider_call":
+        PROVIDER_CALLS.labels(data["provider"], data["op"], data["outcome"]).inc()
+        if data.get("retry"):
+            RETRIES.labels(data["provider"]).inc()

@@ -38,6 +38,9 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def create_web_app(app: App, notifier: FanoutNotifier, *, scheduler: bool = True) -> web.Application:
+    from bot.health import observe
+
+    app.deps.observe = observe
     web_app = web.Application(client_max_size=1024 * 1024)
     web_app[APP_KEY] = app
     web_app.router.add_get("/healthz", healthz)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from handlers.policy import Policy, parse_policy
-
 from handlers.ports import Clock, Directory, GroupProvider, Notice, Notifier, Person
 from handlers.records import RequestRecord
 from handlers.repository import Store
@@ -80,6 +80,7 @@ class Deps:
     policy: Policy
     clock: Clock = field(default_factory=SystemClock)
     notifier: Notifier = field(default_factory=NullNotifier)
+    observe: Callable[[str, dict[str, Any]], None] | None = None  # metrics hook
     _policies: dict[str, Policy] = field(default_factory=dict)
 
     def now(self) -> datetime:

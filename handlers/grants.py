@@ -12,6 +12,7 @@ import random
 import uuid
 from datetime import datetime, timedelta
 
+from handlers.audit import format_ts
 from handlers.context import SYSTEM, Deps
 from handlers.ports import Notice, ProviderError
 from handlers.records import ACTIVE, APPROVED, FAILED, HOLDING_STATES, OpRecord, RequestRecord
@@ -50,43 +51,35 @@ async def plan_remove(repo: Repository, record: RequestRecord, now: datetime) ->
     return op
 
 
-async def _claim(deps: Deps, op_id: int) -> OpRecord | None:
+async def _claim_in(repo: Repository, op_id: int, now: datetime) -> OpRecord | None:
     """Take a lease on a due operation so that no other process runs it at the same time."""
-    now = deps.now()
-    async with deps.store.write() as repo:
-        op = await repo.get_op(op_id)  # type: ignore[attr-defined]
-        if op is None or op.status != "pending":
+    op = await repo.get_op(op_id)
+    if op is None or op.status != "pending":
+        return None
+    if op.next_attempt_at is not None and op.next_attempt_at > now:
+        return None
+    if op.op == "add":
+        record = await repo.get_request(op.request_id)
+        if record is None or record.state != APPROVED:
+            op.status, op.done_at = "skipped", now  # the grant ended before it was provisioned
+            await repo.save_op(op)
             return None
-        if op.next_attempt_at is not None and op.next_attempt_at > now:
+    if op.op == "remove":
+        # Another grant may have started covering this membership since the removal was planned.
+        others = await repo.find_requests(requester=op.email, states=HOLDING_STATES,
+                                          provider=op.provider, group=op.group)
+        if any(o.id != op.request_id for o in others):
+            op.status, op.done_at = "skipped", now
+            await repo.save_op(op)
             return None
-        if op.op == "add":
-            record = await repo.get_request(op.request_id)
-            if record is None or record.state != APPROVED:
-                op.status, op.done_at = "skipped", now  # the grant ended before it was provisioned
-                await repo.save_op(op)
-                return None
-        if op.op == "remove":
-            # Another grant may have started covering this membership since the removal was planned.
-            others = await repo.find_requests(requester=op.email, states=HOLDING_STATES,
-                                              provider=op.provider, group=op.group)
-            if any(o.id != op.request_id for o in others):
-                op.status, op.done_at = "skipped", now
-                await repo.save_op(op)
-                return None
-        op.next_attempt_at = now + LEASE
-        op.attempts += 1
-        op.correlation_id = op.correlation_id or uuid.uuid4().hex
-        await repo.save_op(op)
-        return op
+    op.next_attempt_at = now + LEASE
+    op.attempts += 1
+    op.correlation_id = op.correlation_id or uuid.uuid4().hex
+    await repo.save_op(op)
+    return op
 
 
-async def run_op(deps: Deps, op_id: int, *, budget: timedelta | None = None) -> str:
-    """Run one operation now if it is due. Returns its status afterwards."""
-    op = await _claim(deps, op_id)
-    if op is None:
-        return "not-due"
-    budget = budget or deps.policy.schedule.retry_budget
-    error: ProviderError | None = None
+async def _call(deps: Deps, op: OpRecord) -> ProviderError | None:
     try:
         provider = deps.provider(op.provider)
         if op.op == "add":
@@ -94,92 +87,110 @@ async def run_op(deps: Deps, op_id: int, *, budget: timedelta | None = None) -> 
         else:
             await provider.remove_member(op.group, op.email)
     except ProviderError as exc:
-        error = exc
+        return exc
     except LookupError as exc:
-        error = ProviderError(str(exc), transient=False)
+        return ProviderError(str(exc), transient=False)
     except Exception as exc:  # a bug or an unexpected answer: keep the intent, retry later
-        error = ProviderError(f"{type(exc).__name__}: {exc}", transient=True)
-    if error is None:
-        return await _done(deps, op.id or 0)
-    return await _failed(deps, op.id or 0, error, budget)
+        return ProviderError(f"{type(exc).__name__}: {exc}", transient=True)
+    return None
 
 
-async def _done(deps: Deps, op_id: int) -> str:
+async def run_op(deps: Deps, op_id: int, *, budget: timedelta | None = None) -> str:
+    """Run one operation now if it is due. Returns its status afterwards."""
+    async with deps.store.write() as repo:
+        op = await _claim_in(repo, op_id, deps.now())
+    if op is None:
+        return "not-due"
+    error = await _call(deps, op)
+    return (await _record(deps, [(op, error)], budget))[0]
+
+
+async def _record(deps: Deps, results: list[tuple[OpRecord, ProviderError | None]],
+                  budget: timedelta | None = None) -> list[str]:
+    """Record what the provider answered, one transaction for the lot."""
+    budget = budget or deps.policy.schedule.retry_budget
     now = deps.now()
     notices: list[Notice] = []
+    statuses = []
     async with deps.store.write() as repo:
-        op = await repo.get_op(op_id)  # type: ignore[attr-defined]
-        if op is None:
-            return "missing"
-        was_failed = op.failure_reported
-        op.status, op.done_at, op.next_attempt_at, op.last_error = "done", now, None, None
-        await repo.save_op(op)
-        record = await repo.get_request(op.request_id)
-        if record is None:
-            return "done"
-        if op.op == "add" and record.state == APPROVED:
-            record.state = ACTIVE
-            record.started_at = now
-            record.expires_at = now + record.duration
-            await repo.save_request(record)
-            await repo.append("grant.provisioned", actor=SYSTEM, ts=now, request=record, data={
-                "provider": record.provider, "group": record.group,
-                "expires_at": _ts(record.expires_at), "correlation_id": op.correlation_id})
-            notices.append(Notice(record.requester, "status",
-                                  f"{record.ref} is active: you are in {record.group} until "
-                                  f"{_ts(record.expires_at)}.", record.id))
-        elif op.op == "add" and record.state not in HOLDING_STATES:
-            await plan_remove(repo, record, now)  # ended while the add was in flight: undo it
-        elif op.op == "remove" and was_failed:
-            await repo.append("grant.revoke_completed", actor=SYSTEM, ts=now, request=record, data={
-                "provider": op.provider, "group": op.group, "correlation_id": op.correlation_id})
+        for claimed, error in results:
+            op = await repo.get_op(claimed.id or 0)
+            if op is None:
+                statuses.append("missing")
+                continue
+            if error is None:
+                statuses.append(await _done_in(deps, repo, op, now, notices))
+            else:
+                statuses.append(await _failed_in(deps, repo, op, error, budget, now, notices))
     await deps.notifier.notify(notices)
+    if deps.observe is not None:
+        for (op, error), status in zip(results, statuses, strict=True):
+            deps.observe("provider_call", {"provider": op.provider, "op": op.op, "outcome": status,
+                                           "retry": error is not None and status == "pending"})
+    return statuses
+
+
+async def _done_in(deps: Deps, repo: Repository, op: OpRecord, now: datetime, notices: list[Notice]) -> str:
+    was_failing = op.failure_reported
+    op.status, op.done_at, op.next_attempt_at, op.last_error = "done", now, None, None
+    await repo.save_op(op)
+    record = await repo.get_request(op.request_id)
+    if record is None:
+        return "done"
+    if op.op == "add" and record.state == APPROVED:
+        record.state = ACTIVE
+        record.started_at = now
+        record.expires_at = now + record.duration
+        await repo.save_request(record)
+        await repo.append("grant.provisioned", actor=SYSTEM, ts=now, request=record, data={
+            "provider": record.provider, "group": record.group,
+            "expires_at": _ts(record.expires_at), "correlation_id": op.correlation_id})
+        notices.append(Notice(record.requester, "status",
+                              f"{record.ref} is active: you are in {record.group} until "
+                              f"{_ts(record.expires_at)}.", record.id))
+    elif op.op == "add" and record.state not in HOLDING_STATES:
+        await plan_remove(repo, record, now)  # ended while the add was in flight: undo it
+    elif op.op == "remove" and was_failing:
+        await repo.append("grant.revoke_completed", actor=SYSTEM, ts=now, request=record, data={
+            "provider": op.provider, "group": op.group, "correlation_id": op.correlation_id})
     return "done"
 
 
-async def _failed(deps: Deps, op_id: int, error: ProviderError, budget: timedelta) -> str:
-    now = deps.now()
-    notices: list[Notice] = []
-    async with deps.store.write() as repo:
-        op = await repo.get_op(op_id)  # type: ignore[attr-defined]
-        if op is None:
-            return "missing"
-        op.last_error = str(error)[:1000]
-        if error.correlation_id:
-            op.correlation_id = error.correlation_id
-        spent = now - op.created_at >= budget or not error.transient
-        op.next_attempt_at = now + backoff(op.attempts, error.retry_after)
-        record = await repo.get_request(op.request_id)
-        what = f"{op.op} {op.email} {'to' if op.op == 'add' else 'from'} {op.provider} group {op.group}"
-        if spent and op.op == "add":
-            op.status, op.next_attempt_at = "failed", None
-            await repo.save_op(op)
-            if record is not None and record.state == APPROVED:
-                record.state, record.ended_at, record.failure = FAILED, now, op.last_error
-                await repo.save_request(record)
-                await repo.append("grant.provision_failed", actor=SYSTEM, ts=now, request=record, data={
-                    "provider": op.provider, "group": op.group, "error": op.last_error,
-                    "attempts": op.attempts, "correlation_id": op.correlation_id})
-                notices.append(Notice(record.requester, "status",
-                                      f"{record.ref} failed: the provider refused to add you ({op.last_error}). "
-                                      "The security team has been told.", record.id))
-                notices += _tell_security(deps, record, f"Provisioning failed for {record.ref}: could not "
-                                          f"{what} (correlation id {op.correlation_id}): {op.last_error}")
-            return "failed"
-        if spent and op.op == "remove" and not op.failure_reported:
-            op.failure_reported = True
-            if record is not None:
-                await repo.append("grant.revoke_failed", actor=SYSTEM, ts=now, request=record, data={
-                    "provider": op.provider, "group": op.group, "error": op.last_error,
-                    "attempts": op.attempts, "correlation_id": op.correlation_id,
-                    "will_retry": True})
-                notices += _tell_security(deps, record, f"Revocation is failing for {record.ref}: could not "
-                                          f"{what} (correlation id {op.correlation_id}): {op.last_error}. "
-                                          "It is retried until it succeeds.")
+async def _failed_in(deps: Deps, repo: Repository, op: OpRecord, error: ProviderError, budget: timedelta,
+                     now: datetime, notices: list[Notice]) -> str:
+    op.last_error = str(error)[:1000]
+    if error.correlation_id:
+        op.correlation_id = error.correlation_id
+    spent = now - op.created_at >= budget or not error.transient
+    op.next_attempt_at = now + backoff(op.attempts, error.retry_after)
+    record = await repo.get_request(op.request_id)
+    what = f"{op.op} {op.email} {'to' if op.op == 'add' else 'from'} {op.provider} group {op.group}"
+    if spent and op.op == "add":
+        op.status, op.next_attempt_at = "failed", None
         await repo.save_op(op)
-        status = op.status
-    await deps.notifier.notify(notices)
-    return status
+        if record is not None and record.state == APPROVED:
+            record.state, record.ended_at, record.failure = FAILED, now, op.last_error
+            await repo.save_request(record)
+            await repo.append("grant.provision_failed", actor=SYSTEM, ts=now, request=record, data={
+                "provider": op.provider, "group": op.group, "error": op.last_error,
+                "attempts": op.attempts, "correlation_id": op.correlation_id})
+            notices.append(Notice(record.requester, "status",
+                                  f"{record.ref} failed: the provider refused to add you ({op.last_error}). "
+                                  "The security team has been told.", record.id))
+            notices += _tell_security(deps, record, f"Provisioning failed for {record.ref}: could not "
+                                      f"{what} (correlation id {op.correlation_id}): {op.last_error}")
+        return "failed"
+    if spent and op.op == "remove" and not op.failure_reported:
+        op.failure_reported = True
+        if record is not None:
+            await repo.append("grant.revoke_failed", actor=SYSTEM, ts=now, request=record, data={
+                "provider": op.provider, "group": op.group, "error": op.last_error,
+                "attempts": op.attempts, "correlation_id": op.correlation_id, "will_retry": True})
+            notices += _tell_security(deps, record, f"Revocation is failing for {record.ref}: could not "
+                                      f"{what} (correlation id {op.correlation_id}): {op.last_error}. "
+                                      "It is retried until it succeeds.")
+    await repo.save_op(op)
+    return op.status
 
 
 def _tell_security(deps: Deps, record: RequestRecord, text: str) -> list[Notice]:
@@ -187,17 +198,43 @@ def _tell_security(deps: Deps, record: RequestRecord, text: str) -> list[Notice]
 
 
 def _ts(moment: datetime | None) -> str | None:
-    from handlers.audit import format_ts
-
     return format_ts(moment) if moment else None
 
 
-async def run_due_ops(deps: Deps, *, limit: int = 500) -> int:
-    """Run every operation that is due (start-up repair and every sweep). Returns how many ran."""
-    async with deps.store.read() as repo:
-        due = await repo.due_ops(deps.now(), limit=limit)
+async def run_due_ops(deps: Deps, *, limit: int = 500, chunk: int = 200) -> int:
+    """Run every operation that is due (start-up repair and every sweep). Returns how many ran.
+
+    Operations are claimed a chunk at a time; a provider that can batch (``apply_batch``, such as
+    Graph's ``$batch``) gets the chunk in one call, the others one call per operation.
+    """
     ran = 0
-    for op in due:
-        if await run_op(deps, op.id or 0) != "not-due":
-            ran += 1
+    while ran < limit:
+        async with deps.store.read() as repo:
+            due = await repo.due_ops(deps.now(), limit=min(chunk, limit - ran))
+        if not due:
+            break
+        now = deps.now()
+        async with deps.store.write() as repo:
+            claimed = [op for op in [await _claim_in(repo, d.id or 0, now) for d in due] if op is not None]
+        if not claimed:
+            break
+        by_provider: dict[str, list[OpRecord]] = {}
+        for op in claimed:
+            by_provider.setdefault(op.provider, []).append(op)
+        results: list[tuple[OpRecord, ProviderError | None]] = []
+        for name, ops in by_provider.items():
+            provider = deps.providers.get(name)
+            batch = getattr(provider, "apply_batch", None)
+            if batch is not None and len(ops) > 1:
+                try:
+                    answers = await batch([(o.op, o.group, o.email) for o in ops])
+                except ProviderError as exc:
+                    answers = [exc] * len(ops)
+                except Exception as exc:
+                    answers = [ProviderError(f"{type(exc).__name__}: {exc}", transient=True)] * len(ops)
+                results += list(zip(ops, answers, strict=True))
+            else:
+                results += [(o, await _call(deps, o)) for o in ops]
+        await _record(deps, results)
+        ran += len(claimed)
     return ran

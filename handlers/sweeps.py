@@ -9,13 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from handlers.durations import format_duration
-
 from handlers.approvals import _chain, open_step
 from handlers.audit import format_ts
 from handlers.chains import open_step_unsatisfiable
 from handlers.context import SYSTEM, Deps
-from handlers.grants import plan_remove, run_due_ops, run_op
+from handlers.durations import format_duration
+from handlers.grants import plan_remove, run_due_ops
 from handlers.ports import Notice
 from handlers.records import ACTIVE, APPROVED, CANCELLED, HOLDING_STATES, PENDING, DriftRecord, RequestRecord
 
@@ -72,12 +71,12 @@ async def expire_due(deps: Deps, report: SweepReport) -> None:
         report.expired.append(record.ref)
         if report.dry_run:
             continue
-        op_id = await _end(deps, record.id or 0, "expired", "grant.expired", now,
-                           {"expires_at": format_ts(record.expires_at) if record.expires_at else None})
-        if op_id is not None:
-            await run_op(deps, op_id)
+        await _end(deps, record.id or 0, "expired", "grant.expired", now,
+                   {"expires_at": format_ts(record.expires_at) if record.expires_at else None})
         notices.append(Notice(record.requester, "status", f"{record.ref} expired: you were removed from "
                               f"{record.group}.", record.id))
+    if due and not report.dry_run:
+        await run_due_ops(deps, limit=len(due) * 2 + 100)  # the removals, batched where the provider can
     await deps.notifier.notify(notices)
 
 
@@ -110,9 +109,8 @@ async def terminate_inactive(deps: Deps, report: SweepReport) -> None:
                     await repo.append("request.cancelled", actor=SYSTEM, ts=now, request=fresh,
                                       data={"reason": "terminated"})
         for r in holding:
-            op_id = await _end(deps, r.id or 0, "revoked", "grant.revoked", now, {"reason": "terminated"})
-            if op_id is not None:
-                await run_op(deps, op_id)
+            await _end(deps, r.id or 0, "revoked", "grant.revoked", now, {"reason": "terminated"})
+        await run_due_ops(deps)
         revoked = ", ".join(r.ref for r in holding) or "nothing"
         notices += [Notice(m, "info", f"{email} is no longer active: revoked {revoked}.", None)
                     for m in sorted(deps.policy.security_members())]
