@@ -132,7 +132,7 @@ class EntraProvider:
                     credential["public_certificate"] = pem[pem.index("-----BEGIN CERTIFICATE-----"):]
             self._app = msal.ConfidentialClientApplication(
                 self.client_id, client_credential=credential, authority=self.authority,
-                token_cache=msal.TokenCache(),
+                token_cache=msal.TokenCache(), timeout=self.policy.request_timeout,
                 **({} if self._instance_discovery else {"instance_discovery": False}),
             )
         return self._app
@@ -329,6 +329,12 @@ class EntraProvider:
             raise ProviderError(f"Graph {what}: no such user", transient=False, status=404)
         method, path, body = self._request(kind, gid, uid)
         reply = await self._call(method, path, body=body, what=what)
+        if kind == "add" and reply.status == 404:  # the cached id may belong to a user since re-created
+            self._user_ids.pop(email.strip().lower(), None)
+            fresh = await self._user_id(email)
+            if fresh is not None and fresh != uid:
+                method, path, body = self._request(kind, gid, fresh)
+                reply = await self._call(method, path, body=body, what=what)
         code, message = _graph_error(reply)
         error = _judge(kind, reply.status, code, message, f"Graph {what}", reply.correlation_id)
         if error is not None:

@@ -114,6 +114,11 @@ async def with_retries(
         except NETWORK_ERRORS as exc:
             last_status, last_retry_after = None, None
             last_reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else f"connection failed ({exc})"
+        except ProviderError as exc:  # a step before the call (a token, say) refused for now
+            if not exc.transient:
+                raise
+            last_status, last_retry_after, last_reason = exc.status, exc.retry_after, str(exc)
+            last_correlation = exc.correlation_id or last_correlation
         else:
             if reply.status not in TRANSIENT_STATUSES:
                 return reply

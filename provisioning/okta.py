@@ -209,6 +209,11 @@ class OktaProvider:
         if uid is None:
             raise ProviderError(f"Okta {what}: no such user", transient=False, status=404)
         reply = await self._call("PUT", f"/groups/{quote(group, safe='')}/users/{uid}", what=what)
+        if reply.status == 404:  # the cached id may belong to a user since re-created
+            self._user_ids.pop(email.strip().lower(), None)
+            fresh = await self._user_id(email)
+            if fresh is not None and fresh != uid:
+                reply = await self._call("PUT", f"/groups/{quote(group, safe='')}/users/{fresh}", what=what)
         if not reply.ok:
             raise self._error(reply, what)
 

@@ -230,3 +230,13 @@ async def test_certificate_credentials(graph: GraphStandIn, tmp_path: Path, with
         await bad.close()
     assert caught.value.transient is False and "AADSTS700027" in str(caught.value)
     assert graph.tokens_issued == 1
+
+
+async def test_a_re_created_user_is_added_by_the_new_id(entra: EntraEnv, graph: GraphStandIn) -> None:
+    ref = graph.add_group("g")
+    graph.add_user("ana@example.com")
+    await entra.provider.add_member(ref, "ana@example.com")
+    graph.delete_user("ana@example.com")
+    graph.add_user("ana@example.com")
+    await entra.provider.add_member(ref, "ana@example.com")
+    assert graph.member_emails(ref) == ["ana@example.com"]

@@ -105,3 +105,13 @@ async def test_groups_named_by_id_and_name(okta_provider_env: OktaEnv, okta: Okt
     with pytest.raises(ProviderError) as caught:
         await okta_provider_env.provider.add_member("00gmissing", "ana@example.com")
     assert caught.value.transient is False and caught.value.status == 404
+
+
+async def test_a_re_created_user_is_added_by_the_new_id(okta_provider_env: OktaEnv, okta: OktaStandIn) -> None:
+    ref = okta.add_group("g")
+    okta.add_user("ana@example.com")
+    await okta_provider_env.provider.add_member(ref, "ana@example.com")
+    okta.delete_user("ana@example.com")
+    okta.add_user("ana@example.com")
+    await okta_provider_env.provider.add_member(ref, "ana@example.com")
+    assert okta.member_emails(ref) == ["ana@example.com"]

@@ -81,6 +81,15 @@ class OktaStandIn(StandIn):
             assert uid
             self.users[uid]["status"] = status
 
+    def delete_user(self, email: str) -> None:
+        with self.lock:
+            uid = self.user_id(email)
+            if uid:
+                del self.users[uid]
+                for members in self.members.values():
+                    if uid in members:
+                        members.remove(uid)
+
     def add_group(self, name: str) -> str:
         gid = "00g" + uuid.uuid4().hex[:17]
         with self.lock:
