@@ -33,7 +33,10 @@ async def health_report(app: App, web_app: Any) -> dict[str, Any]:
     except Exception as exc:
         checks["database"] = f"error: {type(exc).__name__}"
         ok = False
-    scheduler = (web_app.get("scheduler") or {}).get("scheduler")
+    from bot.scheduler import SCHEDULER_KEY
+    from bot.server import CHANNELS_KEY
+
+    scheduler = (web_app.get(SCHEDULER_KEY) or {}).get("scheduler")
     checks["scheduler"] = "running" if scheduler is not None and scheduler.running else "stopped"
     providers = {}
     for name, provider in app.deps.providers.items():
@@ -47,7 +50,7 @@ async def health_report(app: App, web_app: Any) -> dict[str, Any]:
         except Exception as exc:
             providers[name] = f"unreachable: {type(exc).__name__}"
     checks["providers"] = providers
-    checks["channels"] = list(web_app.get("channels", []))
+    checks["channels"] = list(web_app.get(CHANNELS_KEY, []))
     return {"status": "ok" if ok else "error", "checks": checks}
 
 

@@ -7,6 +7,7 @@ catches up at once and several processes can share one PostgreSQL database.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -42,20 +43,42 @@ async def run_sweep(app: App, name: str) -> None:
         log.exception("sweep failed", sweep=name)
     finally:
         SWEEP_SECONDS.labels(name).observe(time.perf_counter() - started)
+    if name == "expiry":
+        await _wake_at_next_expiry(app)
+
+
+_SCHEDULERS: dict[int, AsyncIOScheduler] = {}
+SCHEDULER_KEY = web.AppKey("scheduler", dict)
+
+
+async def _wake_at_next_expiry(app: App) -> None:
+    """Between interval runs, wake exactly when the next grant is due."""
+    scheduler = _SCHEDULERS.get(id(app))
+    if scheduler is None or not scheduler.running:
+        return
+    try:
+        async with app.store.read() as repo:
+            due = await repo.next_expiry()
+    except Exception:
+        log.exception("could not read the next expiry")
+        return
+    job = scheduler.get_job("expiry")
+    if due is None or job is None or job.next_run_time is None or due >= job.next_run_time:
+        return
+    scheduler.add_job(run_sweep, "date", run_date=max(due, datetime.now(UTC)), args=[app, "expiry"],
+                      id="expiry-exact", replace_existing=True, misfire_grace_time=None)
 
 
 def attach_scheduler(web_app: web.Application, app: App) -> None:
     schedule = app.deps.policy.schedule
     interval = max(1, int(schedule.sweep_interval.total_seconds()))
     holder: dict[str, AsyncIOScheduler] = {}
-    web_app["scheduler"] = holder
+    web_app[SCHEDULER_KEY] = holder
 
     async def start(_: web.Application) -> None:
         scheduler = AsyncIOScheduler(timezone="UTC")
         common: dict[str, Any] = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
         # next_run_time=now: everything overdue while the server was down runs at once.
-        from datetime import UTC, datetime
-
         now = datetime.now(UTC)
         scheduler.add_job(run_sweep, "interval", seconds=interval, args=[app, "expiry"], id="expiry",
                           next_run_time=now, **common)
@@ -67,11 +90,13 @@ def attach_scheduler(web_app: web.Application, app: App) -> None:
                           args=[app, "drift"], id="drift", **common)
         scheduler.start()
         holder["scheduler"] = scheduler
+        _SCHEDULERS[id(app)] = scheduler
 
     async def stop(_: web.Application) -> None:
         scheduler = holder.get("scheduler")
         if scheduler is not None and scheduler.running:
             scheduler.shutdown(wait=False)
+        _SCHEDULERS.pop(id(app), None)
 
     web_app.on_startup.append(start)
     web_app.on_cleanup.append(stop)

@@ -18,6 +18,7 @@ from bot.settings import Settings
 log = structlog.get_logger("accessbot.server")
 
 APP_KEY = web.AppKey("accessbot", App)
+CHANNELS_KEY = web.AppKey("channels", list)
 # Channel modules: each has ``mount(web_app, app, notifier) -> bool`` (False when not configured).
 CHANNELS = ("bot.teams", "bot.slack")
 
@@ -56,7 +57,7 @@ def create_web_app(app: App, notifier: FanoutNotifier, *, scheduler: bool = True
         mount: Callable[..., bool] | None = getattr(module, "mount", None)
         if mount is not None and mount(web_app, app, notifier):
             mounted.append(name.rsplit(".", 1)[-1])
-    web_app["channels"] = mounted
+    web_app[CHANNELS_KEY] = mounted
     if scheduler:
         from bot.scheduler import attach_scheduler
 
@@ -76,7 +77,7 @@ async def serve(settings: Settings, *, ready: Callable[[int], Any] | None = None
         await site.start()
         port = site._server.sockets[0].getsockname()[1] if site._server else settings.port  # type: ignore[union-attr]
         print(f"accessbot serving on http://{settings.host}:{port} "
-              f"(channels: {', '.join(web_app['channels']) or 'none configured'}; "
+              f"(channels: {', '.join(web_app[CHANNELS_KEY]) or 'none configured'}; "
               f"database: {app.store.backend}; identity: {settings.identity_source})", flush=True)
         if ready:
             ready(port)

@@ -251,6 +251,10 @@ class SqlRepository:
             select(func.min(c.created_at)).where(c.op == "remove", c.status == "pending")
         )).scalar()
 
+    async def next_expiry(self) -> datetime | None:
+        c = t.requests.c
+        return (await self.conn.execute(select(func.min(c.expires_at)).where(c.state == "active"))).scalar()
+
     # -- drift ------------------------------------------------------------------------------
     async def open_drift(self) -> list[DriftRecord]:
         c = t.drift_findings.c
