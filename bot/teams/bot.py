@@ -1,0 +1,127 @@
+"""The Teams activity handler: a thin translation between activities and the channel-neutral service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from botbuilder.core import ActivityHandler, InvokeResponse, TurnContext
+from botbuilder.schema import Activity, ActivityTypes
+
+from bot.bootstrap import App
+from bot.teams.connector import card_activity, text_activity, with_retries
+from bot.teams.identity import CHANNEL, UNKNOWN_USER, conversation_reference, identify, is_personal, remember
+from bot.teams.invoke import InvokeHandler, card_response
+from bot.teams.notifier import BOT_ADDRESS, TeamsNotifier
+from cards import adaptive
+from handlers.ports import Person
+
+log = structlog.get_logger("accessbot.teams")
+
+WELCOME = ("Hello! I handle privileged access requests: ask with `request <profile> for <duration> because "
+           "<reason>`, see `profiles`, or type `help`. Approvals reach you here as cards.")
+ADAPTIVE_ACTION = "adaptiveCard/action"
+
+
+class AccessBot(ActivityHandler):
+    def __init__(self, app: App, notifier: TeamsNotifier) -> None:
+        self.app = app
+        self.notifier = notifier
+        self.invokes = InvokeHandler(app, notifier.refresh_ids)
+
+    # -- helpers ----------------------------------------------------------------------------------
+    async def _person(self, context: TurnContext) -> Person | None:
+        person = await identify(self.app, context)
+        await self._remember_bot(context)
+        if person is not None:
+            await remember(self.app, context, person)
+        return person
+
+    async def _remember_bot(self, context: TurnContext) -> None:
+        """The service URL, tenant and bot account, for conversations the bot starts itself."""
+        if not is_personal(context):
+            return
+        ref = conversation_reference(context)
+        ref.pop("user", None)
+        channel_data = context.activity.channel_data if isinstance(context.activity.channel_data, dict) else {}
+        tenant = (channel_data.get("tenant") or {}).get("id") or getattr(context.activity.conversation,
+                                                                         "tenant_id", None)
+        if tenant:
+            ref["tenant"] = tenant
+        async with self.app.store.read() as repo:
+            known = await repo.address(CHANNEL, BOT_ADDRESS)
+        if known != ref:
+            async with self.app.store.write() as repo:
+                await repo.save_address(CHANNEL, BOT_ADDRESS, ref, self.app.deps.now())
+
+    @staticmethod
+    async def _send(context: TurnContext, activity: Activity) -> Any:
+        return await with_retries(lambda: context.send_activity(activity), what="reply")
+
+    # -- messages ---------------------------------------------------------------------------------
+    async def on_message_activity(self, turn_context: TurnContext) -> None:
+        person = await self._person(turn_context)
+        if person is None:
+            await self._send(turn_context, text_activity(UNKNOWN_USER))
+            return
+        text = TurnContext.remove_recipient_mention(turn_context.activity) or turn_context.activity.text or ""
+        reply = await self.app.service.handle(person, self.app.service.parse(text), forms=True)
+        card = adaptive.reply_card(reply, viewer=person.email)
+        if card is None:
+            await self._send(turn_context, text_activity(reply.text))
+            return
+        sent = await self._send(turn_context, card_activity(card, summary=reply.text.splitlines()[0]))
+        view = reply.request
+        if view is not None and view.requester == person.email.lower() and getattr(sent, "id", None) \
+                and reply.ok and is_personal(turn_context):
+            await self._track_status(turn_context, view.number, person.email, sent.id)
+
+    async def _track_status(self, context: TurnContext, request_id: int, email: str, activity_id: str) -> None:
+        async with self.app.store.read() as repo:
+            known = await repo.messages(CHANNEL, request_id, "status")
+        if known:
+            return
+        async with self.app.store.write() as repo:
+            await repo.add_message(CHANNEL, request_id, email.lower(), "status",
+                                   {"activity_id": activity_id, "conversation": conversation_reference(context)},
+                                   self.app.deps.now())
+
+    # -- installs and conversation updates --------------------------------------------------------
+    async def on_installation_update_add(self, turn_context: TurnContext) -> None:
+        await self._greet(turn_context)
+
+    async def on_members_added_activity(self, members_added: list[Any], turn_context: TurnContext) -> None:
+        bot_id = turn_context.activity.recipient.id if turn_context.activity.recipient else None
+        if any(m.id == bot_id for m in members_added or []):
+            await self._greet(turn_context)
+
+    async def _greet(self, context: TurnContext) -> None:
+        if not is_personal(context):
+            await self._send(context, text_activity("Hello! Talk to me in a personal chat to request or approve "
+                                                    "access; I do not post requests in channels."))
+            return
+        person = await self._person(context)
+        await self._send(context, text_activity(WELCOME if person else UNKNOWN_USER))
+
+    # -- card actions -----------------------------------------------------------------------------
+    async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse | None:
+        activity = turn_context.activity
+        if activity.name != ADAPTIVE_ACTION:
+            return await super().on_invoke_activity(turn_context)
+        value = activity.value if isinstance(activity.value, dict) else {}
+        action = value.get("action") if isinstance(value.get("action"), dict) else {}
+        verb = str(action.get("verb") or "")
+        data = action.get("data") if isinstance(action.get("data"), dict) else {}
+        person = await self._person(turn_context)
+        if person is None:
+            return card_response(adaptive.text_card(UNKNOWN_USER, attention=True))
+        response = await self.invokes.handle(person, verb, data)
+        tracks = getattr(response, "tracks", None)
+        if tracks and activity.reply_to_id and is_personal(turn_context):
+            await self._track_status(turn_context, tracks, person.email, activity.reply_to_id)
+        return response
+
+    async def on_unrecognized_activity_type(self, turn_context: TurnContext) -> None:
+        if turn_context.activity.type == ActivityTypes.invoke_response:
+            return
+        log.info("activity ignored", type=turn_context.activity.type)

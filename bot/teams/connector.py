@@ -1,0 +1,74 @@
+"""Outbound calls to the Bot Connector service, retried the way Teams asks.
+
+Teams answers 429 when a bot writes too fast, and 412/502/504 on transient trouble; each is
+retried with exponential backoff and full jitter, honouring ``Retry-After`` when given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import structlog
+from botbuilder.core import CardFactory, TurnContext
+from botbuilder.schema import Activity, ActivityTypes, ConversationReference
+
+log = structlog.get_logger("accessbot.teams.connector")
+
+T = TypeVar("T")
+RETRY_STATUSES = frozenset({412, 429, 502, 504})
+ATTEMPTS = 5
+BASE_DELAY = 0.25
+MAX_DELAY = 8.0
+
+
+def status_of(exc: BaseException) -> int | None:
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None) or getattr(response, "status", None)
+    return int(status) if isinstance(status, int) else None
+
+
+def retry_after(exc: BaseException) -> float | None:
+    headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+    raw = headers.get("Retry-After") if hasattr(headers, "get") else None
+    try:
+        return min(MAX_DELAY * 4, max(0.0, float(raw))) if raw is not None else None
+    except ValueError:
+        return None
+
+
+async def with_retries(call: Callable[[], Awaitable[T]], *, what: str = "connector call",
+                       attempts: int = ATTEMPTS, base: float = BASE_DELAY,
+                       sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> T:
+    for attempt in range(1, attempts + 1):
+        try:
+            return await call()
+        except Exception as exc:
+            status = status_of(exc)
+            if status not in RETRY_STATUSES or attempt == attempts:
+                raise
+            delay = retry_after(exc)
+            if delay is None:
+                delay = random.uniform(0, min(MAX_DELAY, base * 2 ** (attempt - 1)))
+            log.info("connector busy; retrying", what=what, status=status, attempt=attempt, delay=round(delay, 3))
+            await sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def card_activity(card: dict[str, Any], *, summary: str | None = None) -> Activity:
+    activity = Activity(type=ActivityTypes.message, attachments=[CardFactory.adaptive_card(card)])
+    if summary:
+        activity.summary = summary[:200]
+    return activity
+
+
+def text_activity(text: str) -> Activity:
+    return Activity(type=ActivityTypes.message, text=text, text_format="plain")
+
+
+def addressed(activity: Activity, reference: dict[str, Any]) -> Activity:
+    """The activity with the conversation, bot and user of a stored reference."""
+    ref = ConversationReference().deserialize(reference)
+    return TurnContext.apply_conversation_reference(activity, ref)

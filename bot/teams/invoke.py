@@ -1,0 +1,122 @@
+"""``adaptiveCard/action`` invokes: a verb and its data in, the updated card out.
+
+The card's data only ever names *which* request; *who* acts is the authenticated sender. A
+forged ``request_id`` therefore acts as the sender on that id, and the handler refuses when they
+are not an approver of its open step. A second click or a stale card gets the current state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botbuilder.core import InvokeResponse
+
+from bot.bootstrap import App
+from cards import adaptive
+from handlers.grammar import Approve, Deny, Extend, RequestAccess, Status
+from handlers.ports import Person
+from handlers.views import Reply, RequestView
+
+CARD_TYPE = "application/vnd.microsoft.card.adaptive"
+MAX_FIELD = 4000
+
+
+def card_response(card: dict[str, Any], *, tracks: int | None = None) -> InvokeResponse:
+    """The Universal Actions answer; ``tracks`` names a request whose status this card now shows."""
+    response = InvokeResponse(status=200, body={"statusCode": 200, "type": CARD_TYPE, "value": card})
+    response.tracks = tracks  # type: ignore[attr-defined]
+    return response
+
+
+def _field(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    text = str(value).strip()[:MAX_FIELD]
+    return text or None
+
+
+def request_number(data: dict[str, Any]) -> int | None:
+    raw = data.get("request_id")
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        return raw if 0 < raw < 10**9 else None
+    if isinstance(raw, str):
+        text = raw.strip().upper().removeprefix("REQ-")
+        return int(text) if text.isdigit() and len(text) < 10 and int(text) > 0 else None
+    return None
+
+
+async def _visible_view(app: App, person: Person, n: int) -> RequestView | None:
+    """The request as this person may see it (None when they may not)."""
+    reply = await app.service.handle(person, Status(n))
+    return reply.request if reply.ok else None
+
+
+class InvokeHandler:
+    def __init__(self, app: App, refresh_ids: Any) -> None:
+        self.app = app
+        self.refresh_ids = refresh_ids  # async (RequestView) -> list[str]
+
+    async def handle(self, person: Person, verb: str, data: dict[str, Any]) -> InvokeResponse:
+        who = person.email.lower()
+        if verb == adaptive.VERB_REQUEST:
+            return await self._request(person, data)
+        n = request_number(data)
+        if n is None:
+            return card_response(adaptive.text_card("This card does not name a request.", attention=True))
+        if verb == adaptive.VERB_APPROVE:
+            reply = await self.app.service.handle(person, Approve(n, _field(data, adaptive.COMMENT_INPUT)))
+            return await self._after(person, n, reply)
+        if verb == adaptive.VERB_DENY:
+            reason = _field(data, adaptive.COMMENT_INPUT)
+            reply = await self.app.service.handle(person, Deny(n, reason))
+            if reply.rule == "reason":
+                view = await _visible_view(self.app, person, n)
+                if view is None:
+                    return card_response(adaptive.text_card(reply.text, attention=True))
+                card = adaptive.approval_card(view, viewer=who, refresh_user_ids=await self.refresh_ids(view),
+                                              note="To deny, say why in the comment box, then press Deny again.",
+                                              ask_reason=True)
+                return card_response(card)
+            return await self._after(person, n, reply)
+        if verb == adaptive.VERB_EXTEND:
+            duration = _field(data, adaptive.EXTEND_INPUT)
+            reply = await self.app.service.handle(person, Extend(n, duration, _field(data, adaptive.COMMENT_INPUT)))
+            view = reply.request or await _visible_view(self.app, person, n)
+            if view is None:
+                return card_response(adaptive.text_card(reply.text, attention=not reply.ok))
+            if reply.ok:
+                return card_response(adaptive.status_card(view, note=reply.text))
+            return card_response(adaptive.expiring_card(view, note=reply.text))
+        if verb == adaptive.VERB_REFRESH:
+            view = await _visible_view(self.app, person, n)
+            if view is None:
+                return card_response(adaptive.text_card("You may not see this request.", attention=True))
+            return card_response(await self._render(view, who))
+        return card_response(adaptive.text_card(f"Unknown action {verb[:40]!r}.", attention=True))
+
+    async def _after(self, person: Person, n: int, reply: Reply) -> InvokeResponse:
+        who = person.email.lower()
+        view = reply.request if reply.request is not None else await _visible_view(self.app, person, n)
+        if view is None:  # not theirs to see: say only what they were told
+            return card_response(adaptive.text_card(reply.text, attention=not reply.ok))
+        return card_response(await self._render(view, who, note=reply.text))
+
+    async def _render(self, view: RequestView, who: str, note: str | None = None) -> dict[str, Any]:
+        if who == view.requester.lower():
+            return adaptive.status_card(view, note=note)
+        return adaptive.approval_card(view, viewer=who, refresh_user_ids=await self.refresh_ids(view), note=note)
+
+    async def _request(self, person: Person, data: dict[str, Any]) -> InvokeResponse:
+        justification = _field(data, "justification")
+        cmd = RequestAccess(profile=(_field(data, "profile") or "").lower() or None, duration=_field(data, "duration"),
+                            reason=justification, ticket=_field(data, "ticket"),
+                            exception=data.get("exception") is True)
+        reply = await self.app.service.handle(person, cmd, forms=True)
+        if reply.form is not None:
+            return card_response(adaptive.form_card(reply.form))
+        if reply.request is not None:
+            return card_response(adaptive.status_card(reply.request, note=reply.text), tracks=reply.request.number)
+        return card_response(adaptive.text_card(reply.text, attention=not reply.ok))

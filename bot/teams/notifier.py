@@ -1,0 +1,228 @@
+"""Proactive messages: approvers when their step opens, requesters on every change, security on failures.
+
+Conversation references and the approval cards already sent live in the database, so a restart
+forgets nobody. After any change to a request, every approval card sent for it is rewritten
+to the request's current state (the outcome, without buttons, once decided). Delivery runs in a
+background task per batch so that a card click is answered without waiting on other people's
+messages; batches about one request are delivered in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Any
+
+import structlog
+from botbuilder.schema import Activity, ChannelAccount, ConversationParameters
+from botframework.connector.aio import ConnectorClient
+from botframework.connector.auth import AuthenticationConstants, ClaimsIdentity
+
+from bot.bootstrap import App
+from bot.teams.connector import addressed, card_activity, text_activity, with_retries
+from bot.teams.identity import CHANNEL
+from cards import adaptive
+from handlers.ports import Notice
+from handlers.present import request_view
+from handlers.views import RequestView
+
+log = structlog.get_logger("accessbot.teams.notify")
+
+BOT_ADDRESS = "#bot"  # where the service URL, tenant and bot account seen last are kept
+
+
+class TeamsNotifier:
+    def __init__(self, app: App, auth: Any, app_id: str) -> None:
+        self.app = app
+        self.auth = auth
+        self.app_id = app_id
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._general = asyncio.Lock()
+
+    # -- the Notifier port ------------------------------------------------------------------------
+    async def notify(self, notices: list[Notice]) -> None:
+        if not notices:
+            return
+        task = asyncio.create_task(self._deliver(list(notices)))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def idle(self) -> None:
+        """Wait until every delivery started so far has finished (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # -- delivery ---------------------------------------------------------------------------------
+    async def _deliver(self, notices: list[Notice]) -> None:
+        by_request: dict[int | None, list[Notice]] = defaultdict(list)
+        for n in notices:
+            by_request[n.request_id].append(n)
+        for request_id, batch in by_request.items():
+            lock = self._locks[request_id] if request_id is not None else self._general
+            try:
+                async with lock:
+                    await self._deliver_batch(request_id, batch)
+            except Exception:
+                log.exception("teams delivery failed", request_id=request_id)
+
+    async def _deliver_batch(self, request_id: int | None, batch: list[Notice]) -> None:
+        view = await self.fresh_view(request_id) if request_id is not None else None
+        sent_cards: set[str] = set()
+        async with self._connectors() as connectors:
+            for notice in batch:
+                try:
+                    sent = await self._send_one(connectors, notice, view)
+                    if sent:
+                        sent_cards.add(notice.recipient.lower())
+                except Exception:
+                    log.exception("teams notice not delivered", recipient=notice.recipient, kind=notice.kind)
+            if view is not None and request_id is not None:
+                await self._update_cards(connectors, request_id, view, skip=sent_cards)
+
+    async def fresh_view(self, request_id: int) -> RequestView | None:
+        async with self.app.store.read() as repo:
+            record = await repo.get_request(request_id)
+        return await request_view(self.app.deps, record) if record else None
+
+    async def refresh_ids(self, view: RequestView) -> list[str]:
+        """Teams user ids of everyone in the chain (the refresh block runs for them)."""
+        emails = dict.fromkeys(a for s in view.steps for a in (*s.approvers, *s.approved_by))
+        ids: list[str] = []
+        async with self.app.store.read() as repo:
+            for email in emails:
+                ref = await repo.address(CHANNEL, email)
+                uid = ((ref or {}).get("user") or {}).get("id")
+                if uid:
+                    ids.append(uid)
+        return ids[: adaptive.MAX_REFRESH_USERS]
+
+    async def _send_one(self, connectors: _Connectors, notice: Notice, view: RequestView | None) -> bool:
+        """Send one notice; True when it sent a card that is kept up to date."""
+        who = notice.recipient.lower()
+        if view is not None and notice.kind in ("approval", "reminder", "escalation") and (
+                adaptive.can_decide(view, who) or notice.kind == "escalation"):
+            card = adaptive.approval_card(view, viewer=who, refresh_user_ids=await self.refresh_ids(view),
+                                          note=notice.text)
+            posted = await self.post(connectors, who, card_activity(card, summary=notice.text))
+            if posted:
+                await self._remember_message(view.number, who, "approval", posted)
+            return posted is not None
+        if view is not None and notice.kind == "status" and who == view.requester.lower():
+            async with self.app.store.read() as repo:
+                earlier = await repo.messages(CHANNEL, view.number, "status")
+            card = adaptive.status_card(view, note=notice.text)
+            for _, _, address in earlier:
+                await self.update(connectors, address, card)
+            if not earlier:
+                posted = await self.post(connectors, who, card_activity(card, summary=notice.text))
+                if posted:
+                    await self._remember_message(view.number, who, "status", posted)
+                return False
+        if view is not None and notice.kind == "expiring":
+            await self.post(connectors, who, card_activity(adaptive.expiring_card(view, note=notice.text),
+                                                           summary=notice.text))
+            return False
+        await self.post(connectors, who, text_activity(notice.text))
+        return False
+
+    async def _update_cards(self, connectors: _Connectors, request_id: int, view: RequestView,
+                            skip: set[str]) -> None:
+        async with self.app.store.read() as repo:
+            messages = await repo.messages(CHANNEL, request_id, "approval")
+        ids = await self.refresh_ids(view)
+        for recipient, _, address in messages:
+            if recipient.lower() in skip:
+                continue
+            card = adaptive.approval_card(view, viewer=recipient, refresh_user_ids=ids)
+            try:
+                await self.update(connectors, address, card)
+            except Exception:
+                log.exception("approval card not updated", recipient=recipient, request_id=request_id)
+
+    async def _remember_message(self, request_id: int, recipient: str, kind: str, posted: dict[str, Any]) -> None:
+        async with self.app.store.write() as repo:
+            await repo.add_message(CHANNEL, request_id, recipient, kind, posted, self.app.deps.now())
+
+    # -- connector calls --------------------------------------------------------------------------
+    async def address_of(self, connectors: _Connectors, email: str) -> dict[str, Any] | None:
+        async with self.app.store.read() as repo:
+            ref = await repo.address(CHANNEL, email)
+            bot = await repo.address(CHANNEL, BOT_ADDRESS) if ref is None else None
+        if ref is not None:
+            return ref
+        person = await self.app.deps.person(email)
+        if bot is None or person is None or not person.aad_object_id:
+            log.info("no Teams conversation for this person yet", recipient=email)
+            return None
+        return await self._create_conversation(connectors, email, person.aad_object_id, bot)
+
+    async def _create_conversation(self, connectors: _Connectors, email: str, oid: str,
+                                   bot: dict[str, Any]) -> dict[str, Any]:
+        tenant = bot.get("tenant") or (bot.get("conversation") or {}).get("tenantID")
+        client = await connectors.get(bot["serviceUrl"])
+        params = ConversationParameters(
+            is_group=False, bot=ChannelAccount().deserialize(bot.get("bot") or {}),
+            members=[ChannelAccount(id=oid, aad_object_id=oid)], tenant_id=tenant,
+            channel_data={"tenant": {"id": tenant}} if tenant else None)
+        made = await with_retries(lambda: client.conversations.create_conversation(params),
+                                  what="create conversation")
+        ref = {"bot": bot.get("bot"), "user": {"id": oid, "aadObjectId": oid}, "channelId": bot.get("channelId"),
+               "serviceUrl": getattr(made, "service_url", None) or bot["serviceUrl"],
+               "conversation": {"id": made.id, "conversationType": "personal", "tenantID": tenant}}
+        async with self.app.store.write() as repo:
+            await repo.save_address(CHANNEL, email, ref, self.app.deps.now())
+        return ref
+
+    async def post(self, connectors: _Connectors, email: str, activity: Activity) -> dict[str, Any] | None:
+        ref = await self.address_of(connectors, email)
+        if ref is None:
+            return None
+        activity = addressed(activity, ref)
+        client = await connectors.get(ref["serviceUrl"])
+        conv = ref["conversation"]["id"]
+        result = await with_retries(lambda: client.conversations.send_to_conversation(conv, activity),
+                                    what="send")
+        return {"activity_id": getattr(result, "id", None), "conversation": ref}
+
+    async def update(self, connectors: _Connectors, address: dict[str, Any], card: dict[str, Any]) -> None:
+        ref, activity_id = address.get("conversation"), address.get("activity_id")
+        if not ref or not activity_id:
+            return
+        activity = addressed(card_activity(card), ref)
+        activity.id = activity_id
+        client = await connectors.get(ref["serviceUrl"])
+        conv = ref["conversation"]["id"]
+        await with_retries(lambda: client.conversations.update_activity(conv, activity_id, activity),
+                           what="update")
+
+    def _connectors(self) -> _Connectors:
+        return _Connectors(self.auth, self.app_id)
+
+
+class _Connectors:
+    """Connector clients for one delivery, one per service URL, closed afterwards."""
+
+    def __init__(self, auth: Any, app_id: str) -> None:
+        self.auth = auth
+        self.app_id = app_id
+        self.clients: dict[str, ConnectorClient] = {}
+
+    async def __aenter__(self) -> _Connectors:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for client in self.clients.values():
+            try:
+                await client.close()
+            except Exception:  # closing is best effort
+                pass
+
+    async def get(self, service_url: str) -> ConnectorClient:
+        if service_url not in self.clients:
+            claims = ClaimsIdentity({AuthenticationConstants.AUDIENCE_CLAIM: self.app_id,
+                                     AuthenticationConstants.APP_ID_CLAIM: self.app_id}, True)
+            factory = self.auth.create_connector_factory(claims)
+            self.clients[service_url] = await factory.create(
+                service_url, AuthenticationConstants.TO_CHANNEL_FROM_BOT_OAUTH_SCOPE)
+        return self.clients[service_url]
