@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from handlers.policy import Policy, load_policy
 
+from bot.extensions import optional_modules
 from bot.settings import Settings
 from handlers.context import Deps, MemoDirectory, SystemClock
+from handlers.policy import Policy, load_policy
 from handlers.ports import Clock, Directory, GroupProvider, Notifier
 from handlers.service import AccessService
 from provisioning.directory import DirectoryProvider
@@ -86,13 +86,7 @@ async def build_app(settings: Settings, *, migrate: bool = True, clock: Clock | 
         if notifier is not None:
             deps.notifier = notifier
         service = AccessService(deps)
-        for name in COMMAND_EXTENSIONS:
-            try:
-                module = importlib.import_module(name)
-            except ImportError as exc:
-                if exc.name != name:
-                    raise
-                continue
+        for module in optional_modules(COMMAND_EXTENSIONS):
             module.install(service, settings)
         if record_policy:
             await service.start()

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from handlers.policy import PolicyError, load_policy
-
+from bot.extensions import optional_modules
 from bot.settings import Settings, load_settings
 from handlers.audit import ChainVerifier, canonical_json
 from handlers.context import FixedClock
+from handlers.policy import PolicyError, load_policy
 
 # Modules that add subcommands of their own: each has ``register(subparsers, common)``.
 EXTENSIONS = ("bot.server", "bot.evidence_cli", "bot.teams_cli")
@@ -180,13 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     common_options(du)
     du.set_defaults(func=cmd_db_upgrade)
 
-    for name in EXTENSIONS:
-        try:
-            module = importlib.import_module(name)
-        except ImportError as exc:
-            if exc.name != name:
-                raise
-            continue
+    for module in optional_modules(EXTENSIONS):
         register: Callable[..., None] | None = getattr(module, "register", None)
         if register is not None:
             register(sub, common_options)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +11,7 @@ import structlog
 from aiohttp import web
 
 from bot.bootstrap import App, build_app
+from bot.extensions import optional_modules
 from bot.notify import FanoutNotifier
 from bot.settings import Settings
 
@@ -47,16 +47,10 @@ def create_web_app(app: App, notifier: FanoutNotifier, *, scheduler: bool = True
     web_app.router.add_get("/healthz", healthz)
     web_app.router.add_get("/metrics", metrics)
     mounted = []
-    for name in CHANNELS:
-        try:
-            module = importlib.import_module(name)
-        except ImportError as exc:
-            if exc.name != name:
-                raise
-            continue
+    for module in optional_modules(CHANNELS):
         mount: Callable[..., bool] | None = getattr(module, "mount", None)
         if mount is not None and mount(web_app, app, notifier):
-            mounted.append(name.rsplit(".", 1)[-1])
+            mounted.append(module.__name__.rsplit(".", 1)[-1])
     web_app[CHANNELS_KEY] = mounted
     if scheduler:
         from bot.scheduler import attach_scheduler
