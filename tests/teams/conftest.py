@@ -94,13 +94,13 @@ class TeamsHarness:
         return act
 
     async def post(self, activity: dict[str, Any], *, token: str | None = None,
-                   auth: str | None = None) -> tuple[int, Any]:
+                   auth: str | None = None, no_auth: bool = False) -> tuple[int, Any]:
         headers = {"Content-Type": "application/json"}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         if auth is not None:
             headers["Authorization"] = auth
-        if self.issuer is not None and token is None and auth is None:
+        if self.issuer is not None and token is None and auth is None and not no_auth:
             headers["Authorization"] = "Bearer " + self.issuer.token(audience=APP_ID,
                                                                      service_url=activity["serviceUrl"])
         async with self.http.post(f"{self.url}/api/messages", data=json.dumps(activity), headers=headers) as resp:

@@ -1,0 +1,73 @@
+"""Real Bot Framework token validation against a local OpenID metadata + JWKS server."""
+
+from __future__ import annotations
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.teams.conftest import APP_ID, TeamsHarness, conversation_id
+
+ALICE = "alice@example.com"
+
+
+async def _nothing_recorded(h: TeamsHarness, events_before: int) -> None:
+    assert len(await h.events()) == events_before
+    assert h.connector.of() == []
+    async with h.app.store.read() as repo:
+        assert await repo.address("teams", ALICE) is None
+
+
+async def test_valid_token_is_accepted_and_replies_carry_the_outbound_token(teams_secured: TeamsHarness) -> None:
+    h = teams_secured
+    status, _ = await h.say(ALICE, "request staging-admin for 2h")
+    assert status == 200
+    assert (await h.request(1)).requester == ALICE
+    reply = h.connector.received("POST", f"/v3/conversations/{conversation_id(ALICE)}/activities")[0]
+    assert reply.headers["Authorization"] == f"Bearer {h.connector.OUTBOUND_TOKEN}"
+    token_calls = h.connector.received("POST", "/token")
+    assert token_calls and token_calls[0].body["client_id"] == APP_ID
+    assert token_calls[0].body["scope"] == "https://api.botframework.com/.default"
+
+
+def _bad_headers(h: TeamsHarness, service_url: str) -> dict[str, str | None]:
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now_token = h.issuer.token  # type: ignore[union-attr]
+    return {
+        "missing": None,
+        "empty": "",
+        "garbage": "Bearer not-a-jwt",
+        "not bearer": "Basic dXNlcjpwYXNz",
+        "expired": "Bearer " + now_token(audience=APP_ID, service_url=service_url, expires_in=-3600),
+        "wrong audience": "Bearer " + now_token(audience="some-other-bot", service_url=service_url),
+        "wrong issuer": "Bearer " + now_token(audience=APP_ID, service_url=service_url,
+                                              issuer="https://evil.example.com"),
+        "wrong service url": "Bearer " + now_token(audience=APP_ID, service_url="https://elsewhere.example.com/"),
+        "unknown signing key": "Bearer " + now_token(audience=APP_ID, service_url=service_url, key=other_key),
+        "signed by another key under our kid": "Bearer " + jwt.encode(
+            jwt.decode(now_token(audience=APP_ID, service_url=service_url), options={"verify_signature": False}),
+            other_key, algorithm="RS256", headers={"kid": h.issuer.kid}),  # type: ignore[union-attr]
+        "unsigned": "Bearer " + jwt.encode({"iss": "https://api.botframework.com", "aud": APP_ID,
+                                            "serviceurl": service_url}, None, algorithm="none"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "garbage", "not bearer", "expired", "wrong audience",
+                                  "wrong issuer", "wrong service url", "unknown signing key",
+                                  "signed by another key under our kid", "unsigned"])
+async def test_invalid_tokens_are_refused_with_nothing_recorded(teams_secured: TeamsHarness, case: str) -> None:
+    h = teams_secured
+    before = len(await h.events())
+    for name in ("message_personal", "invoke_adaptive_card_action", "installation_update_add"):
+        activity = h.activity(name, ALICE, text="request staging-admin for 2h")
+        header = _bad_headers(h, activity["serviceUrl"])[case]
+        status, _ = await h.post(activity, auth=header, no_auth=header is None)
+        assert status == 401, (case, name)
+    await h.channel.notifier.idle()
+    await _nothing_recorded(h, before)
+
+
+async def test_emulator_mode_only_listens_to_this_machine(teams: TeamsHarness) -> None:
+    # without an app id, activities are not authenticated: the route only serves loopback peers
+    status, _ = await teams.say(ALICE, "help")
+    assert status == 200
