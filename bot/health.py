@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,7 +46,7 @@ async def health_report(app: App, web_app: Any) -> dict[str, Any]:
             providers[name] = "ok"
             continue
         try:
-            await probe()
+            await asyncio.wait_for(probe(), timeout=5)
             providers[name] = "ok"
         except Exception as exc:
             providers[name] = f"unreachable: {type(exc).__name__}"

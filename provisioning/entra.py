@@ -147,6 +147,10 @@ class EntraProvider:
             result = app.acquire_token_for_client(scopes=self.scopes)
         return result
 
+    async def ping(self) -> None:
+        """Reachability for ``/healthz``: an app-only token can be had."""
+        await self._token()
+
     async def _token(self, stale: str | None = None) -> str:
         """A valid app-only token; ``stale`` is one Graph refused, which must not come back."""
         async with self._token_lock:

@@ -105,6 +105,12 @@ class OktaProvider:
             return Reply(resp.status, resp.headers, data, text, correlation_id=resp.headers.get("X-Okta-Request-Id"),
                          retry_after=retry_after, links=links)
 
+    async def ping(self) -> None:
+        """Reachability for ``/healthz``: the API answers with this token."""
+        reply = await self._call("GET", "/users", params={"limit": "1"}, what="ping")
+        if reply.status >= 400:
+            raise self._error(reply, "ping")
+
     async def _call(self, method: str, path: str, *, params: dict[str, str] | None = None, what: str) -> Reply:
         url = path if path.startswith(("https://", "http://")) else self.api + path
         return await with_retries(lambda: self._send(method, url, params), self.policy, what=f"Okta {what}")

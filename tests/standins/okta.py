@@ -179,6 +179,8 @@ class OktaStandIn(StandIn):
         with self.lock:
             if seg == ["users"] and method == "GET":
                 expr = query.get("search") or query.get("filter") or ""
+                if not expr:  # a plain listing, as Okta answers it: the first `limit` users
+                    return web.json_response(list(self.users.values())[: int(query.get("limit", "200"))])
                 m = SEARCH_RE.match(expr)
                 if not m:
                     return _error(400, "E0000031", f"Invalid search criteria: {expr}")
