@@ -69,10 +69,8 @@ async def from_store(url: str, events: list[dict]) -> float:
                 {**{k: e[k] for k in ("seq", "ts", "type", "actor", "request_id", "profile", "prev_hash", "hash")},
                  "data": canonical_json(e["data"])} for e in events[i:i + 5000]])
     started = time.perf_counter()
-    v = ChainVerifier()
-    async for e in store.audit_events():
-        v.feed(e.as_dict())
-    assert v.result().ok, v.result()
+    result = await store.verify_audit()  # what `accessbot audit verify` runs
+    assert result.ok and result.count == len(events), result
     elapsed = time.perf_counter() - started
     await store.close()
     return elapsed

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from bot.extensions import optional_modules
 from bot.settings import Settings, load_settings
-from handlers.audit import ChainVerifier, canonical_json
+from handlers.audit import canonical_json
 from handlers.context import FixedClock
 from handlers.policy import PolicyError, load_policy
 
@@ -108,14 +108,10 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     store = _store(args)
 
     async def run() -> int:
-        verifier = ChainVerifier()
         try:
-            async for event in store.audit_events():
-                if not verifier.feed(event.as_dict()):
-                    break
+            result = await store.verify_audit()
         finally:
             await store.close()
-        result = verifier.result()
         if result.ok:
             print(f"OK {result.count} events {result.head_hash}")
             return 0

@@ -33,6 +33,22 @@ def event_hash(prev_hash: str, body: Mapping[str, Any]) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+def _text(value: str | None) -> str:
+    return "null" if value is None else json.dumps(value, ensure_ascii=False)
+
+
+def canonical_body(seq: int, ts: str, type: str, actor: str, request_id: str | None, profile: str | None,
+                   data_json: str, prev_hash: str) -> str:
+    """``canonical_json`` of an event without its hash, assembled from stored columns.
+
+    ``data_json`` must already be canonical (the store writes it with :func:`canonical_json`), so
+    verifying from the store needs no parse and re-serialisation of every event.
+    """
+    return (f'{{"actor":{_text(actor)},"data":{data_json},"prev_hash":{_text(prev_hash)},'
+            f'"profile":{_text(profile)},"request_id":{_text(request_id)},"seq":{seq},"ts":{_text(ts)},'
+            f'"type":{_text(type)}}}')
+
+
 @dataclass(frozen=True)
 class Verification:
     ok: bool
@@ -66,6 +82,24 @@ class ChainVerifier:
             self.bad_seq, self.reason = seq, "hash does not match"
         else:
             self.head = str(event["hash"])
+            self.expected_seq += 1
+            self.count += 1
+            return True
+        return False
+
+    def feed_canonical(self, seq: int, prev_hash: str, digest: str, body: str) -> bool:
+        """Like :meth:`feed` for an event given as its canonical body text (see :func:`canonical_body`)."""
+        if self.bad_seq is not None:
+            return False
+        if seq != self.expected_seq:
+            self.bad_seq = self.expected_seq if seq > self.expected_seq else seq
+            self.reason = f"expected seq {self.expected_seq}, found {seq}"
+        elif prev_hash != self.head:
+            self.bad_seq, self.reason = seq, "prev_hash does not match"
+        elif hashlib.sha256((self.head + body).encode("utf-8")).hexdigest() != digest:
+            self.bad_seq, self.reason = seq, "hash does not match"
+        else:
+            self.head = digest
             self.expected_seq += 1
             self.count += 1
             return True

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from handlers.audit import ChainVerifier
 from handlers.context import Deps
 from handlers.present import request_view, resolved_chain
 from handlers.records import ACTIVE, APPROVED, HOLDING_STATES, OPEN_STATES, PENDING, RequestRecord
@@ -200,11 +199,7 @@ async def history(deps: Deps, email: str) -> Reply:
 
 
 async def verify(deps: Deps) -> Reply:
-    verifier = ChainVerifier()
-    async for event in deps.store.audit_events():
-        if not verifier.feed(event.as_dict()):
-            break
-    result = verifier.result()
+    result = await deps.store.verify_audit()
     if result.ok:
         return Reply(text=f"OK {result.count} events {result.head_hash}", data={"ok": True, "count": result.count})
     return Reply(text=f"BROKEN at seq {result.bad_seq}: {result.reason}", ok=False,

@@ -7,6 +7,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
+from handlers.audit import Verification
 from handlers.records import AuditEvent, DecisionRecord, DriftRecord, OpRecord, RequestRecord
 
 
@@ -81,5 +82,7 @@ class Store(Protocol):
     def read(self) -> AbstractAsyncContextManager[Repository]:
         """A read-only snapshot."""
         ...
+
+    async def verify_audit(self) -> Verification: ...
 
     def audit_events(self, *, from_seq: int = 1, batch: int = 5000) -> AsyncIterator[AuditEvent]: ...

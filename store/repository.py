@@ -13,14 +13,14 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from handlers.audit import GENESIS, canonical_json, event_hash, format_ts
+from handlers.audit import GENESIS, ChainVerifier, Verification, canonical_body, canonical_json, event_hash, format_ts
 from handlers.records import AuditEvent, DecisionRecord, DriftRecord, OpRecord, RequestRecord, req_id
 from store import schema as t
 from store.db import backend, make_async_engine
@@ -413,5 +413,19 @@ class SqlStore:
             if len(rows) < batch:
                 return
 
-    async def now_db(self) -> datetime:
-        return datetime.now(UTC)
+    async def verify_audit(self, *, batch: int = 20000) -> Verification:
+        """Verify the whole chain straight from the stored columns, in pages (flat memory)."""
+        c = t.audit_events.c
+        cols = (c.seq, c.ts, c.type, c.actor, c.request_id, c.profile, c.data, c.prev_hash, c.hash)
+        verifier = ChainVerifier()
+        seq = 1
+        while True:
+            async with self.engine.connect() as conn:
+                rows = (await conn.execute(select(*cols).where(c.seq >= seq).order_by(c.seq).limit(batch))).all()
+            for s_, ts, type_, actor, rid, profile, data, prev, digest in rows:
+                body = canonical_body(int(s_), ts, type_, actor, rid, profile, data, prev)
+                if not verifier.feed_canonical(int(s_), prev, digest, body):
+                    return verifier.result()
+            if len(rows) < batch:
+                return verifier.result()
+            seq = int(rows[-1][0]) + 1
