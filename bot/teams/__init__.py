@@ -23,6 +23,7 @@ from bot.bootstrap import App
 from bot.notify import FanoutNotifier
 from bot.teams.auth import Unauthorized, authenticate, build_authentication
 from bot.teams.bot import AccessBot
+from bot.teams.connector import ConnectorCache
 from bot.teams.notifier import TeamsNotifier
 
 log = structlog.get_logger("accessbot.teams")
@@ -38,6 +39,7 @@ class TeamsChannel:
     notifier: TeamsNotifier
     auth: Any
     app_id: str
+    connectors: ConnectorCache
 
 
 TEAMS_KEY = web.AppKey("accessbot_teams", TeamsChannel)
@@ -47,9 +49,10 @@ def build_channel(app: App, credentials_factory: ServiceClientCredentialsFactory
     auth = build_authentication(app.settings, credentials_factory)
     adapter = CloudAdapter(auth)
     adapter.on_turn_error = None  # errors surface to our route (logged, answered 500)
-    notifier = TeamsNotifier(app, auth, app.settings.app_id)
+    connectors = ConnectorCache()
+    notifier = TeamsNotifier(app, auth, app.settings.app_id, connectors)
     return TeamsChannel(adapter=adapter, bot=AccessBot(app, notifier), notifier=notifier, auth=auth,
-                        app_id=app.settings.app_id)
+                        app_id=app.settings.app_id, connectors=connectors)
 
 
 def _loopback(request: web.Request) -> bool:
@@ -81,6 +84,9 @@ def make_handler(channel: TeamsChannel) -> Any:
             auth_result = await authenticate(channel.auth, activity, request.headers.get("Authorization"))
         except Unauthorized:
             return web.json_response({"error": "unauthorized"}, status=401)
+        claims = auth_result.claims_identity.claims or {}
+        auth_result.connector_factory = channel.connectors.wrap(auth_result.connector_factory,
+                                                                claims.get("aud") or claims.get("appid"))
         try:
             response = await channel.adapter.process_activity(auth_result, activity, channel.bot.on_turn)
         except Exception:
@@ -103,6 +109,7 @@ def mount(web_app: web.Application, app: App, notifier: FanoutNotifier, *,
 
     async def drain(_: web.Application) -> None:
         await channel.notifier.idle()
+        await channel.connectors.close()
 
     web_app.on_cleanup.append(drain)
     if not app.settings.app_id:

@@ -10,7 +10,15 @@ from botbuilder.schema import Activity, ActivityTypes
 
 from bot.bootstrap import App
 from bot.teams.connector import card_activity, text_activity, with_retries
-from bot.teams.identity import CHANNEL, UNKNOWN_USER, conversation_reference, identify, is_personal, remember
+from bot.teams.identity import (
+    CHANNEL,
+    UNKNOWN_USER,
+    AddressBook,
+    conversation_reference,
+    identify,
+    is_personal,
+    remember,
+)
 from bot.teams.invoke import InvokeHandler, card_response
 from bot.teams.notifier import BOT_ADDRESS, TeamsNotifier
 from cards import adaptive
@@ -28,13 +36,14 @@ class AccessBot(ActivityHandler):
         self.app = app
         self.notifier = notifier
         self.invokes = InvokeHandler(app, notifier.refresh_ids)
+        self.addresses = AddressBook(app)
 
     # -- helpers ----------------------------------------------------------------------------------
     async def _person(self, context: TurnContext) -> Person | None:
         person = await identify(self.app, context)
         await self._remember_bot(context)
         if person is not None:
-            await remember(self.app, context, person)
+            await remember(self.addresses, context, person)
         return person
 
     async def _remember_bot(self, context: TurnContext) -> None:
@@ -48,11 +57,7 @@ class AccessBot(ActivityHandler):
                                                                          "tenant_id", None)
         if tenant:
             ref["tenant"] = tenant
-        async with self.app.store.read() as repo:
-            known = await repo.address(CHANNEL, BOT_ADDRESS)
-        if known != ref:
-            async with self.app.store.write() as repo:
-                await repo.save_address(CHANNEL, BOT_ADDRESS, ref, self.app.deps.now())
+        await self.addresses.save(BOT_ADDRESS, ref)
 
     @staticmethod
     async def _send(context: TurnContext, activity: Activity) -> Any:

@@ -7,6 +7,7 @@ and card data never do.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import structlog
@@ -57,14 +58,33 @@ def is_personal(context: TurnContext) -> bool:
     return bool(conv) and (getattr(conv, "conversation_type", None) or "personal") == "personal"
 
 
-async def remember(app: App, context: TurnContext, person: Person) -> None:
+class AddressBook:
+    """Saves conversation references in the store (the record), skipping writes this process already made.
+
+    The memo only avoids re-reading and re-writing an unchanged reference on every activity; the
+    database stays the one place references are read from when the bot writes first.
+    """
+
+    def __init__(self, app: App, *, size: int = 10_000) -> None:
+        self.app = app
+        self.size = size
+        self._saved: dict[str, str] = {}
+
+    async def save(self, key: str, reference: dict[str, Any]) -> None:
+        blob = json.dumps(reference, sort_keys=True)
+        if self._saved.get(key) == blob:
+            return
+        async with self.app.store.read() as repo:
+            known = await repo.address(CHANNEL, key)
+        if known != reference:
+            async with self.app.store.write() as repo:
+                await repo.save_address(CHANNEL, key, reference, self.app.deps.now())
+        if len(self._saved) >= self.size:
+            self._saved.clear()
+        self._saved[key] = blob
+
+
+async def remember(book: AddressBook, context: TurnContext, person: Person) -> None:
     """Store the personal conversation reference (restart-proof) so the bot can write first later."""
-    if not is_personal(context):
-        return
-    reference = conversation_reference(context)
-    async with app.store.read() as repo:
-        known = await repo.address(CHANNEL, person.email.lower())
-    if known == reference:
-        return
-    async with app.store.write() as repo:
-        await repo.save_address(CHANNEL, person.email.lower(), reference, app.deps.now())
+    if is_personal(context):
+        await book.save(person.email.lower(), conversation_reference(context))

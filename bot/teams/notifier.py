@@ -19,7 +19,7 @@ from botframework.connector.aio import ConnectorClient
 from botframework.connector.auth import AuthenticationConstants, ClaimsIdentity
 
 from bot.bootstrap import App
-from bot.teams.connector import addressed, card_activity, text_activity, with_retries
+from bot.teams.connector import ConnectorCache, addressed, card_activity, text_activity, with_retries
 from bot.teams.identity import CHANNEL
 from cards import adaptive
 from handlers.ports import Notice
@@ -32,8 +32,9 @@ BOT_ADDRESS = "#bot"  # where the service URL, tenant and bot account seen last 
 
 
 class TeamsNotifier:
-    def __init__(self, app: App, auth: Any, app_id: str) -> None:
+    def __init__(self, app: App, auth: Any, app_id: str, connectors: ConnectorCache | None = None) -> None:
         self.app = app
+        self.cache = connectors or ConnectorCache()
         self.auth = auth
         self.app_id = app_id
         self._tasks: set[asyncio.Task[None]] = set()
@@ -197,32 +198,29 @@ class TeamsNotifier:
                            what="update")
 
     def _connectors(self) -> _Connectors:
-        return _Connectors(self.auth, self.app_id)
+        return _Connectors(self.auth, self.app_id, self.cache)
 
 
 class _Connectors:
-    """Connector clients for one delivery, one per service URL, closed afterwards."""
+    """Connector clients for one delivery, taken from the shared cache."""
 
-    def __init__(self, auth: Any, app_id: str) -> None:
+    def __init__(self, auth: Any, app_id: str, cache: ConnectorCache) -> None:
         self.auth = auth
         self.app_id = app_id
-        self.clients: dict[str, ConnectorClient] = {}
+        self.cache = cache
 
     async def __aenter__(self) -> _Connectors:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        for client in self.clients.values():
-            try:
-                await client.close()
-            except Exception:  # closing is best effort
-                pass
+        return None
 
     async def get(self, service_url: str) -> ConnectorClient:
-        if service_url not in self.clients:
+        scope = AuthenticationConstants.TO_CHANNEL_FROM_BOT_OAUTH_SCOPE
+
+        async def create() -> ConnectorClient:
             claims = ClaimsIdentity({AuthenticationConstants.AUDIENCE_CLAIM: self.app_id,
                                      AuthenticationConstants.APP_ID_CLAIM: self.app_id}, True)
-            factory = self.auth.create_connector_factory(claims)
-            self.clients[service_url] = await factory.create(
-                service_url, AuthenticationConstants.TO_CHANNEL_FROM_BOT_OAUTH_SCOPE)
-        return self.clients[service_url]
+            return await self.auth.create_connector_factory(claims).create(service_url, scope)
+
+        return await self.cache.get((self.app_id or "", service_url, scope), create)
