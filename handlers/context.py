@@ -17,17 +17,22 @@ from handlers.repository import Store
 SYSTEM = "system"
 
 
-_people: ContextVar[dict[str, Person | None] | None] = ContextVar("accessbot_people", default=None)
+_scope: ContextVar[dict[Any, Any] | None] = ContextVar("accessbot_scope", default=None)
 
 
 @contextmanager
 def one_lookup_per_person() -> Iterator[None]:
     """Within this scope (one command, one sweep), each person is looked up at most once."""
-    token = _people.set({})
+    token = _scope.set({})
     try:
         yield
     finally:
-        _people.reset(token)
+        _scope.reset(token)
+
+
+def scope_cache() -> dict[Any, Any] | None:
+    """A dict that lives as long as the current :func:`one_lookup_per_person` scope (None outside one)."""
+    return _scope.get()
 
 
 class MemoDirectory:
@@ -37,10 +42,11 @@ class MemoDirectory:
         self.inner = inner
 
     async def get_user(self, email: str) -> Person | None:
-        cache = _people.get()
+        scope = _scope.get()
         key = email.strip().lower()
-        if cache is None:
+        if scope is None:
             return await self.inner.get_user(key)
+        cache = scope.setdefault("people", {})
         if key not in cache:
             cache[key] = await self.inner.get_user(key)
         return cache[key]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from handlers.context import Deps
 from handlers.present import request_view, resolved_chain
-from handlers.records import ACTIVE, APPROVED, HOLDING_STATES, OPEN_STATES, PENDING, RequestRecord
+from handlers.records import ACTIVE, APPROVED, HOLDING_STATES, OPEN_STATES, PENDING, DecisionRecord, RequestRecord
 from handlers.requests import profile_view
 from handlers.views import Reply, RequestView
 
@@ -96,12 +96,15 @@ async def mine(deps: Deps, actor: str) -> Reply:
                  data={"waiting_on_me": [v.id for v in for_me]})
 
 
-async def may_see(deps: Deps, actor: str, record: RequestRecord) -> bool:
+async def may_see(deps: Deps, actor: str, record: RequestRecord, decisions: list[DecisionRecord] | None = None
+                   ) -> bool:
     if actor == record.requester or deps.is_security(actor):
         return True
-    async with deps.store.read() as repo:
-        if any(d.approver == actor for d in await repo.decisions(record.id or 0)):
-            return True
+    if decisions is None:
+        async with deps.store.read() as repo:
+            decisions = await repo.decisions(record.id or 0)
+    if any(d.approver == actor for d in decisions):
+        return True
     policy = await deps.policy_for(record)
     chain = await resolved_chain(deps, policy, policy.profile(record.profile), record,
                                  await deps.person(record.requester))
@@ -143,7 +146,7 @@ async def status(deps: Deps, actor: str, n: int) -> Reply | None:
         decisions = await repo.decisions(n) if record else []
     if record is None:
         return Reply(text=f"There is no request REQ-{n}.", ok=False, kind="refusal", rule="unknown-request")
-    if not await may_see(deps, actor, record):
+    if not await may_see(deps, actor, record, decisions):
         return None
     view = await request_view(deps, record, decisions=[d for d in decisions if d.round == record.round],
                               events=events)

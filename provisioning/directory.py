@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from handlers.context import scope_cache
 from handlers.ports import MembershipOverlay, Person
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -114,7 +115,15 @@ class DirectoryProvider:
     async def _groups(self, *, email: str | None = None, group: str | None = None) -> dict[str, set[str]]:
         snap = self.snapshot()
         groups = {name: set(members) for name, members in snap.groups.items() if group is None or name == group}
-        changes = await self.overlay_store.overlay_for(email=email, group=group)
+        scope = scope_cache()
+        if scope is not None:  # one read of the overlay serves every look-up of this command or sweep
+            key = ("directory-overlay", id(self))
+            if key not in scope:
+                scope[key] = await self.overlay_store.overlay()
+            changes = {(g, e): p for (g, e), p in scope[key].items()
+                       if (email is None or e == email) and (group is None or g == group)}
+        else:
+            changes = await self.overlay_store.overlay_for(email=email, group=group)
         for (name, who), present in changes.items():
             members = groups.setdefault(name, set())
             if present:
@@ -155,9 +164,16 @@ class DirectoryProvider:
 
     async def add_member(self, group: str, email: str) -> None:
         await self.overlay_store.set_membership(group, email.lower(), True)
+        self._forget_overlay()
 
     async def remove_member(self, group: str, email: str) -> None:
         await self.overlay_store.set_membership(group, email.lower(), False)
+        self._forget_overlay()
+
+    def _forget_overlay(self) -> None:
+        scope = scope_cache()
+        if scope is not None:
+            scope.pop(("directory-overlay", id(self)), None)
 
     async def list_members(self, group: str) -> list[str]:
         return sorted((await self._groups(group=group)).get(group, set()))
