@@ -13,7 +13,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, insert, select, text, update
@@ -87,6 +87,10 @@ def _op(row: Any) -> OpRecord:
     )
 
 
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
 def event_from_row(row: Any) -> AuditEvent:
     m = row._mapping
     return AuditEvent(
@@ -102,6 +106,7 @@ class SqlRepository:
     def __init__(self, conn: AsyncConnection, *, writable: bool) -> None:
         self.conn = conn
         self.writable = writable
+        self.wall = _wall_clock
 
     # -- requests ---------------------------------------------------------------------------
     async def get_request(self, request_id: int) -> RequestRecord | None:
@@ -189,13 +194,20 @@ class SqlRepository:
             request_id = request_id or req_id(request.id or 0)
             profile = profile or request.profile
         head = (await self.conn.execute(
-            select(t.audit_events.c.seq, t.audit_events.c.hash)
+            select(t.audit_events.c.seq, t.audit_events.c.hash, t.audit_events.c.ts)
             .order_by(t.audit_events.c.seq.desc()).limit(1)
         )).first()
-        seq, prev = (int(head[0]) + 1, head[1]) if head else (1, GENESIS)
+        seq, prev, prev_ts = (int(head[0]) + 1, head[1], head[2]) if head else (1, GENESIS, "")
+        # ``ts`` is when the event was recorded: the wall clock, never earlier than the event before,
+        # so that the events of any period form one unbroken segment of the chain. A decision judged
+        # as of another instant (``sweep --as-of``) says so in ``data.as_of``.
+        real = self.wall()
+        data = dict(data or {})
+        if abs((ts - real).total_seconds()) > 1:
+            data["as_of"] = format_ts(ts)
         body = {
-            "seq": seq, "ts": format_ts(ts), "type": type, "actor": actor,
-            "request_id": request_id, "profile": profile, "data": data or {}, "prev_hash": prev,
+            "seq": seq, "ts": max(format_ts(real), prev_ts), "type": type, "actor": actor,
+            "request_id": request_id, "profile": profile, "data": data, "prev_hash": prev,
         }
         digest = event_hash(prev, body)
         await self.conn.execute(insert(t.audit_events).values(
