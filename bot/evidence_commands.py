@@ -1,0 +1,110 @@
+"""Evidence packs and reports: the composition for the CLI and the security team's chat commands."""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bot.bootstrap import build_app
+from bot.settings import Settings
+from cards.report_html import render_report
+from handlers.audit import format_ts
+from handlers.evidence import PackSummary, Period, build_pack
+from handlers.grammar import Evidence, Report
+from handlers.ports import Person
+from handlers.reports import (
+    ACCESS_COLUMNS,
+    DRIFT_COLUMNS,
+    TERMINATION_COLUMNS,
+    access_rows,
+    drift_rows,
+    render,
+    termination_rows,
+)
+from handlers.service import AccessService
+from handlers.views import Reply
+from store.evidence_queries import SqlEvidenceSource, SqlReportSource
+from store.repository import SqlStore
+
+
+def _file(name: str) -> str:
+    return (Path(__file__).resolve().parent / "evidence_files" / name).read_text(encoding="utf-8")
+
+
+async def write_pack(store: SqlStore, period: Period, out: Path, *, sla_hours: float) -> PackSummary:
+    now = datetime.now(UTC)
+    source = SqlEvidenceSource(store)
+    chain_ok = (await store.verify_audit()).ok
+
+    def report(figures: Any) -> str:
+        return render_report(figures, generated_at=format_ts(now), sla_hours=sla_hours, chain_ok=chain_ok)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return await build_pack(source, period, out, generated_at=now, verifying=_file("VERIFYING.md"),
+                            verifier_script=_file("verify_pack.py"), report=report)
+
+
+async def export_pack(settings: Settings, period: Period, out: Path, *, actor: str) -> PackSummary:
+    async with build_app(settings) as app:
+        sla = app.deps.policy.schedule.termination_sla.total_seconds() / 3600
+        summary = await write_pack(app.store, period, out, sla_hours=sla)
+        await _record(app.service, actor, period, summary)
+    return summary
+
+
+async def _record(service: AccessService, actor: str, period: Period, summary: PackSummary) -> None:
+    deps = service.deps
+    async with deps.store.write() as repo:
+        await repo.append("evidence.exported", actor=actor, ts=deps.now(), data={
+            "from": period.start.isoformat(), "to": period.end.isoformat(), "file": summary.path.name,
+            "manifest_files": summary.files, "head_hash": summary.audit.get("head_hash"),
+            "verified": summary.audit.get("verified")})
+
+
+async def report_text(settings: Settings, what: str, profile: str | None, fmt: str) -> tuple[str, bool]:
+    async with build_app(settings, record_policy=False) as app:
+        return await _report(app.service, what, profile, fmt)
+
+
+async def _report(service: AccessService, what: str, profile: str | None, fmt: str) -> tuple[str, bool]:
+    deps = service.deps
+    source = SqlReportSource(deps.store)  # type: ignore[arg-type]
+    if what == "drift":
+        return render(await drift_rows(source), DRIFT_COLUMNS, fmt, "Drift findings"), True
+    if what == "terminations":
+        sla = deps.policy.schedule.termination_sla.total_seconds() / 3600
+        return render(await termination_rows(source, sla), TERMINATION_COLUMNS, fmt,
+                      f"Terminations (SLA {sla:g} h)"), True
+    if deps.policy.profile(profile or "") is None:
+        return f"There is no profile {profile!r}.\n", False
+    return render(await access_rows(deps, (profile or "").lower()), ACCESS_COLUMNS, fmt,
+                  f"Who has {profile}"), True
+
+
+def install(service: AccessService, settings: Settings) -> None:
+    """The security team's chat commands ``evidence <from> <to>`` and ``report …``."""
+
+    async def evidence(actor: Person, cmd: Evidence) -> Reply:
+        try:
+            period = Period.parse(cmd.date_from, cmd.date_to)
+        except ValueError as exc:
+            return Reply(text=f"{exc}. Say `evidence 2026-11-01 2026-11-30`.", ok=False, kind="refusal")
+        folder = Path(settings.env.get("ACCESSBOT_EVIDENCE_DIR") or Path(tempfile.gettempdir()) / "accessbot-evidence")
+        out = folder / f"evidence-{period.start}-{period.end}-{datetime.now(UTC):%Y%m%dT%H%M%S}.zip"
+        sla = service.deps.policy.schedule.termination_sla.total_seconds() / 3600
+        summary = await write_pack(service.deps.store, period, out, sla_hours=sla)  # type: ignore[arg-type]
+        await _record(service, actor.email, period, summary)
+        counts = ", ".join(f"{k} {v}" for k, v in summary.counts.items())
+        return Reply(text=f"Evidence pack for {period.start} to {period.end} written on the server: {out} ({counts}; "
+                     f"chain verified: {summary.audit['verified']}).", data={"path": str(out)})
+
+    async def report(actor: Person, cmd: Report) -> Reply:
+        if cmd.what == "access" and not cmd.profile:
+            return Reply(text="Say `report access <profile>`.", ok=False, kind="refusal")
+        text, ok = await _report(service, cmd.what, cmd.profile, "text")
+        return Reply(text=text.rstrip("\n"), ok=ok)
+
+    service.extra[Evidence] = evidence
+    service.extra[Report] = report

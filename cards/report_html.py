@@ -1,0 +1,111 @@
+"""report.html for an evidence pack: one self-contained page, charts as inline SVG, no external assets."""
+
+from __future__ import annotations
+
+from html import escape
+from statistics import median
+from typing import Any
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:60rem;color:#1f2328}
+h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #d0d7de}
+table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #d0d7de;padding:.25rem .6rem;text-align:left}
+th{background:#f6f8fa}.num{text-align:right}.ok{color:#1a7f37}.bad{color:#cf222e;font-weight:600}
+.muted{color:#57606a}svg text{font:11px system-ui,sans-serif;fill:#1f2328}
+"""
+
+
+def _table(headers: list[str], rows: list[list[Any]], numeric: set[int] | None = None) -> str:
+    numeric = numeric or set()
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(
+        f"<td class='num'>{escape(str(v))}</td>" if i in numeric else f"<td>{escape(str(v))}</td>"
+        for i, v in enumerate(r)) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def bar_chart(title: str, points: list[tuple[str, float]], *, unit: str = "") -> str:
+    """A bar chart as inline SVG (no script, no external resource)."""
+    if not points:
+        return f"<p class='muted'>{escape(title)}: no data.</p>"
+    width, height, pad = 640, 220, 40
+    top = max(v for _, v in points) or 1
+    step = (width - 2 * pad) / len(points)
+    bars = []
+    for i, (label, value) in enumerate(points):
+        h = (height - 2 * pad) * value / top
+        x = pad + i * step + step * 0.1
+        y = height - pad - h
+        bars.append(f"<rect x='{x:.1f}' y='{y:.1f}' width='{step * 0.8:.1f}' height='{h:.1f}' fill='#0969da'>"
+                    f"<title>{escape(label)}: {value:g}{escape(unit)}</title></rect>"
+                    f"<text x='{x + step * 0.4:.1f}' y='{y - 3:.1f}' text-anchor='middle'>{value:g}</text>"
+                    f"<text x='{x + step * 0.4:.1f}' y='{height - pad + 14}' text-anchor='middle'>"
+                    f"{escape(label[-8:])}</text>")
+    return (f"<figure><figcaption>{escape(title)}</figcaption><svg role='img' aria-label='{escape(title)}' "
+            f"width='{width}' height='{height}' viewBox='0 0 {width} {height}'>"
+            f"<line x1='{pad}' y1='{height - pad}' x2='{width - pad}' y2='{height - pad}' stroke='#57606a'/>"
+            + "".join(bars) + "</svg></figure>")
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+
+
+def render_report(figures: Any, *, generated_at: str, sla_hours: float = 24.0, chain_ok: bool | None = None) -> str:
+    p = figures.period
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Access evidence {p.start} to "
+             f"{p.end}</title><style>{CSS}</style></head><body>",
+             f"<h1>Access evidence, {p.start} to {p.end}</h1>",
+             f"<p class='muted'>Generated {escape(generated_at)} by accessbot. Every figure below is computed from "
+             "the CSV files and audit.jsonl in this pack; manifest.json holds their SHA-256.</p>"]
+    if chain_ok is not None:
+        parts.append("<p class='ok'>The audit chain verified when this pack was made.</p>" if chain_ok
+                     else "<p class='bad'>The audit chain did NOT verify when this pack was made.</p>")
+    parts.append("<h2>Policy versions</h2>")
+    parts.append(_table(["version", "sha256"], [[v, s] for v, s in figures.policy_versions]))
+    parts.append(f"<h2>Requests: {figures.requests}</h2>")
+    states = sorted({s for counts in figures.by_profile.values() for s in counts})
+    rows = [[profile, *[counts.get(s, 0) for s in states], sum(counts.values())]
+            for profile, counts in sorted(figures.by_profile.items())]
+    parts.append(_table(["profile", *states, "total"], rows, set(range(1, len(states) + 2))))
+    parts.append(bar_chart("Requests per week", sorted(figures.per_week.items())))
+    parts.append("<h2>Time to approve</h2>")
+    if figures.approve_seconds:
+        secs = figures.approve_seconds
+        parts.append(f"<p>{len(secs)} approvals; median {_hours(median(secs))}, longest {_hours(max(secs))}.</p>")
+        buckets = [("<15m", 900), ("<1h", 3600), ("<4h", 14400), ("<24h", 86400), (">=24h", float("inf"))]
+        counts, low = [], 0.0
+        for label, high in buckets:
+            counts.append((label, float(sum(1 for s in secs if low <= s < high))))
+            low = high
+        parts.append(bar_chart("Approvals by time since the request", counts))
+    else:
+        parts.append("<p class='muted'>No approvals in this period.</p>")
+    parts.append(f"<h2>Grants active in the period: {figures.grants}</h2>")
+    if figures.outliving:
+        parts.append("<p class='bad'>Grants that outlived the policy maximum: "
+                     + escape(", ".join(figures.outliving)) + "</p>")
+    else:
+        parts.append("<p class='ok'>No grant outlived the policy maximum.</p>")
+    parts.append(f"<h2>Exceptions: {len(figures.exceptions)}</h2>")
+    if figures.exceptions:
+        parts.append(_table(["request", "requester", "profile", "duration", "reason", "state", "approvers"],
+                            [[e["request_id"], e["requester"], e["profile"], e["duration"],
+                              e.get("justification") or "", e["state"], e.get("approvers", "")]
+                             for e in figures.exceptions]))
+    parts.append(f"<h2>Terminations: {len(figures.terminations)}</h2>")
+    if figures.terminations:
+        rows = []
+        for t in figures.terminations:
+            hours = t.get("hours")
+            within = "n/a" if hours is None else ("yes" if hours <= sla_hours else "NO")
+            rows.append([t["user"], t["terminated_at"], ", ".join(t["grants"]) or "none", t.get("revoked_at") or "",
+                         "" if hours is None else f"{hours:.2f}", within])
+        parts.append(_table(["user", "detected", "grants", "revoked", "hours", f"within {sla_hours:g} h SLA"], rows))
+    parts.append(f"<h2>Drift: {sum(1 for d in figures.drift if d['type'] == 'drift.detected')} found</h2>")
+    if figures.drift:
+        parts.append(_table(["when", "event", "provider", "group", "user"],
+                            [[d["ts"], d["type"], d.get("provider", ""), d.get("group", ""), d.get("user", "")]
+                             for d in figures.drift]))
+    parts.append("</body></html>")
+    return "\n".join(parts)

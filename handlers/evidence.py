@@ -1,0 +1,301 @@
+"""Evidence packs (SPEC §6): one zip per period that an auditor verifies without our code.
+
+The pack is written as a stream: every row goes from the store into the zip and through a
+SHA-256 as it is written, so memory stays flat whatever the size of the period.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import zipfile
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from handlers.audit import GENESIS, ChainVerifier, canonical_json, format_ts
+from handlers.policy import Policy, PolicyError, parse_policy
+
+REQUEST_COLUMNS = ["request_id", "requester", "profile", "kind", "duration", "justification", "ticket", "state",
+                   "submitted_at", "policy_version", "policy_sha256"]
+APPROVAL_COLUMNS = ["request_id", "step", "approver", "decision", "comment", "decided_at"]
+GRANT_COLUMNS = ["request_id", "user", "profile", "provider", "group", "started_at", "expires_at", "ended_at",
+                 "end_reason"]
+EXCEPTION_COLUMNS = [*REQUEST_COLUMNS, "approvers"]
+
+
+class EvidenceSource(Protocol):
+    """The streaming reads an evidence pack needs (implemented in ``store/evidence_queries.py``)."""
+
+    def requests_submitted(self, start: datetime, end: datetime) -> AsyncIterator[dict[str, Any]]: ...
+
+    def decisions_made(self, start: datetime, end: datetime) -> AsyncIterator[dict[str, Any]]: ...
+
+    def grants_active(self, start: datetime, end: datetime) -> AsyncIterator[dict[str, Any]]: ...
+
+    def events_between(self, start_ts: str, end_ts: str) -> AsyncIterator[dict[str, Any]]: ...
+
+    async def event_before(self, start_ts: str) -> dict[str, Any] | None: ...
+
+    async def policy_versions(self) -> list[tuple[str, str, bytes, datetime]]: ...
+
+    async def policy_in_force(self, at_ts: str) -> str | None:
+        """The SHA-256 of the policy loaded last before ``at_ts``."""
+        ...
+
+    async def verify_chain(self) -> bool: ...
+
+
+@dataclass
+class Period:
+    start: date
+    end: date  # inclusive
+
+    @property
+    def start_at(self) -> datetime:
+        return datetime.combine(self.start, time.min, tzinfo=UTC)
+
+    @property
+    def end_at(self) -> datetime:
+        """The first instant after the period."""
+        return datetime.combine(self.end + timedelta(days=1), time.min, tzinfo=UTC)
+
+    @classmethod
+    def parse(cls, start: str, end: str) -> Period:
+        try:
+            a, b = date.fromisoformat(start.strip()), date.fromisoformat(end.strip())
+        except ValueError:
+            raise ValueError(f"dates are YYYY-MM-DD, not {start!r} / {end!r}") from None
+        if b < a:
+            raise ValueError(f"the period ends ({b}) before it starts ({a})")
+        return cls(a, b)
+
+
+@dataclass
+class PackSummary:
+    path: Path
+    counts: dict[str, int] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+    audit: dict[str, Any] = field(default_factory=dict)
+
+
+class _HashingText(io.TextIOBase):
+    """Text written to a zip member, hashed on the way."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.sha = hashlib.sha256()
+
+    def write(self, text: str) -> int:  # type: ignore[override]
+        data = text.encode("utf-8")
+        self.sha.update(data)
+        self.raw.write(data)
+        return len(text)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return format_ts(value)
+    text = str(value)
+    # a spreadsheet must not run a formula an attacker put in a justification
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+async def _csv(zf: zipfile.ZipFile, name: str, columns: Sequence[str], rows: AsyncIterator[dict[str, Any]],
+               summary: PackSummary, seen: list[dict[str, Any]] | None = None) -> None:
+    with zf.open(_member(name), "w", force_zip64=True) as member:
+        out = _HashingText(member)
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        count = 0
+        async for row in rows:
+            writer.writerow([_cell(row.get(c)) for c in columns])
+            count += 1
+            if seen is not None:
+                seen.append(row)
+    summary.counts[name] = count
+    summary.files[name] = out.sha.hexdigest()
+
+
+def _member(name: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=datetime.now(UTC).timetuple()[:6])
+    info.compress_type = zipfile.ZIP_DEFLATED
+    return info
+
+
+def _write(zf: zipfile.ZipFile, name: str, data: bytes, summary: PackSummary) -> None:
+    zf.writestr(_member(name), data)
+    summary.files[name] = hashlib.sha256(data).hexdigest()
+
+
+async def build_pack(source: EvidenceSource, period: Period, out: Path, *, generated_at: datetime,
+                     verifying: str, verifier_script: str, report: Any) -> PackSummary:
+    """Write the pack; ``report(figures) -> str`` renders report.html from the figures gathered."""
+    summary = PackSummary(out)
+    start, end = period.start_at, period.end_at
+    start_ts, end_ts = format_ts(start), format_ts(end)
+    figures = Figures(period=period)
+    for _, sha, raw, _ in await source.policy_versions():
+        try:
+            figures.policies[sha] = parse_policy(raw)
+        except PolicyError:
+            continue
+    tmp = out.with_suffix(out.suffix + ".partial")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        requests: list[dict[str, Any]] = []
+        await _csv(zf, "requests.csv", REQUEST_COLUMNS, figures.count_requests(source.requests_submitted(start, end)),
+                   summary)
+        await _csv(zf, "approvals.csv", APPROVAL_COLUMNS, figures.count_decisions(source.decisions_made(start, end)),
+                   summary)
+        await _csv(zf, "grants.csv", GRANT_COLUMNS, figures.count_grants(source.grants_active(start, end)), summary)
+        await _csv(zf, "exceptions.csv", EXCEPTION_COLUMNS, _exceptions(source, start, end, figures), summary,
+                   requests)
+
+        before = await source.event_before(start_ts)
+        prev_hash = before["hash"] if before else GENESIS
+        first_seq = (before["seq"] + 1) if before else 1
+        verifier = ChainVerifier(prev_hash=prev_hash, first_seq=first_seq)
+        last_seq, head = None, prev_hash
+        with zf.open(_member("audit.jsonl"), "w", force_zip64=True) as member:
+            out_text = _HashingText(member)
+            count = 0
+            async for event in source.events_between(start_ts, end_ts):
+                out_text.write(canonical_json(event) + "\n")
+                verifier.feed(event)
+                figures.event(event)
+                last_seq, head = event["seq"], event["hash"]
+                count += 1
+        summary.counts["audit.jsonl"] = count
+        summary.files["audit.jsonl"] = out_text.sha.hexdigest()
+
+        wanted = set(figures.policy_shas)
+        first = await source.policy_in_force(start_ts)
+        if first:
+            wanted.add(first)
+        in_force = [v for v in sorted(await source.policy_versions(), key=lambda v: v[3]) if v[1] in wanted]
+        for version, sha, raw, _ in in_force:
+            _write(zf, f"policy/{_safe(version)}-{sha[:12]}.yaml", raw, summary)
+        figures.policy_versions = [(v, s) for v, s, _, _ in in_force]
+
+        _write(zf, "VERIFYING.md", verifying.encode("utf-8"), summary)
+        _write(zf, "verify_pack.py", verifier_script.encode("utf-8"), summary)
+        _write(zf, "report.html", report(figures).encode("utf-8"), summary)
+        chain_ok = await source.verify_chain()
+        summary.audit = {
+            "first_seq": first_seq if count else None, "last_seq": last_seq, "prev_hash": prev_hash,
+            "head_hash": head, "verified": bool(chain_ok and verifier.result().ok),
+            "segment_verified": verifier.result().ok,
+        }
+        manifest = {
+            "period": {"from": period.start.isoformat(), "to": period.end.isoformat()},
+            "generated_at": format_ts(generated_at),
+            "policy_versions": [{"version": v, "sha256": s} for v, s, _, _ in in_force],
+            "counts": summary.counts,
+            "files": summary.files,
+            "audit": summary.audit,
+        }
+        zf.writestr(_member("manifest.json"), json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    tmp.replace(out)
+    return summary
+
+
+async def _exceptions(source: EvidenceSource, start: datetime, end: datetime, figures: Figures
+                      ) -> AsyncIterator[dict[str, Any]]:
+    approvers: dict[str, list[str]] = {}
+    async for d in source.decisions_made(datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)):
+        if d.get("decision") == "approved" and d.get("kind") == "exception":
+            approvers.setdefault(d["request_id"], []).append(d["approver"])
+    async for row in source.requests_submitted(start, end):
+        if row.get("kind") == "exception":
+            figures.exceptions.append({**row, "approvers": ";".join(approvers.get(row["request_id"], []))})
+            yield {**row, "approvers": ";".join(approvers.get(row["request_id"], []))}
+
+
+def _safe(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in ".-_" else "_" for ch in text)[:60] or "policy"
+
+
+@dataclass
+class Figures:
+    """What report.html shows, gathered while the pack streams by."""
+
+    period: Period
+    requests: int = 0
+    by_profile: dict[str, dict[str, int]] = field(default_factory=dict)
+    per_week: dict[str, int] = field(default_factory=dict)
+    approve_seconds: list[float] = field(default_factory=list)
+    grants: int = 0
+    outliving: list[str] = field(default_factory=list)
+    exceptions: list[dict[str, Any]] = field(default_factory=list)
+    terminations: list[dict[str, Any]] = field(default_factory=list)
+    drift: list[dict[str, Any]] = field(default_factory=list)
+    policy_versions: list[tuple[str, str]] = field(default_factory=list)
+    policy_shas: set[str] = field(default_factory=set)
+    policies: dict[str, Policy] = field(default_factory=dict)
+    _submitted: dict[str, datetime] = field(default_factory=dict)
+    _terminated_grants: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    async def count_requests(self, rows: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+        async for row in rows:
+            self.requests += 1
+            self.policy_shas.add(row["policy_sha256"])
+            states = self.by_profile.setdefault(row["profile"], {})
+            states[row["state"]] = states.get(row["state"], 0) + 1
+            at: datetime = row["submitted_at"]
+            week = f"{at.isocalendar()[0]}-W{at.isocalendar()[1]:02d}"
+            self.per_week[week] = self.per_week.get(week, 0) + 1
+            if len(self._submitted) < 200_000:
+                self._submitted[row["request_id"]] = at
+            yield row
+
+    async def count_decisions(self, rows: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+        async for row in rows:
+            submitted = self._submitted.get(row["request_id"])
+            if submitted is not None and row["decision"] == "approved" and len(self.approve_seconds) < 200_000:
+                self.approve_seconds.append((row["decided_at"] - submitted).total_seconds())
+            yield row
+
+    async def count_grants(self, rows: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+        async for row in rows:
+            self.grants += 1
+            if self._outlived(row) and len(self.outliving) < 1000:
+                self.outliving.append(row["request_id"])
+            yield row
+
+    def _outlived(self, row: dict[str, Any]) -> bool:
+        """A grant whose own span is longer than its policy version allowed (extensions re-approve it)."""
+        policy = self.policies.get(row.get("policy_sha256") or "")
+        profile = policy.profile(row["profile"]) if policy else None
+        started, expires = row.get("started_at"), row.get("expires_at")
+        if profile is None or not started or not expires or row.get("round"):
+            return False
+        limit = profile.exception.max_duration if row.get("kind") == "exception" and profile.exception \
+            else profile.max_duration
+        return expires - started > limit
+
+    def event(self, event: dict[str, Any]) -> None:
+        at = datetime.fromisoformat(event["ts"].replace("Z", "+00:00"))
+        data = event.get("data") or {}
+        if event["type"] == "policy.loaded" and data.get("sha256"):
+            self.policy_shas.add(str(data["sha256"]))
+        if event["type"] == "user.terminated":
+            entry = {"user": data.get("user"), "terminated_at": event["ts"], "grants": list(data.get("grants") or []),
+                     "revoked_at": None, "hours": None}
+            if len(self.terminations) < 10_000:
+                self.terminations.append(entry)
+                for ref in entry["grants"]:
+                    self._terminated_grants[ref] = entry
+        elif event["type"] == "grant.revoked" and data.get("reason") == "terminated":
+            entry = self._terminated_grants.get(event.get("request_id") or "")
+            if entry is not None:
+                at_start = datetime.fromisoformat(entry["terminated_at"].replace("Z", "+00:00"))
+                entry["revoked_at"] = event["ts"]
+                entry["hours"] = max(entry["hours"] or 0.0, (at - at_start).total_seconds() / 3600)
+        elif event["type"] in ("drift.detected", "drift.resolved") and len(self.drift) < 1000:
+            self.drift.append({"type": event["type"], "ts": event["ts"], **data})
