@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
+from bot.errors import CliError
 from bot.extensions import optional_modules
 from bot.settings import Settings, load_settings
 from handlers.audit import canonical_json
@@ -16,10 +17,6 @@ from handlers.policy import PolicyError, load_policy
 
 # Modules that add subcommands of their own: each has ``register(subparsers, common)``.
 EXTENSIONS = ("bot.server", "bot.evidence_cli", "bot.teams_cli")
-
-
-class CliError(Exception):
-    """A user-facing error: printed without a traceback, exit code 2."""
 
 
 def parse_timestamp(text: str) -> datetime:

@@ -11,7 +11,8 @@ from typing import Any
 
 
 def cmd_evidence_export(args: argparse.Namespace) -> int:
-    from bot.cli import CliError, settings_from
+    from bot.cli import settings_from
+    from bot.errors import CliError
     from bot.evidence_commands import export_pack
     from handlers.evidence import Period
 
@@ -27,7 +28,8 @@ def cmd_evidence_export(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bot.cli import CliError, settings_from
+    from bot.cli import settings_from
+    from bot.errors import CliError
     from bot.evidence_commands import report_text
 
     if args.what == "access" and not args.profile:
