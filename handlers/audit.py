@@ -49,6 +49,23 @@ def canonical_body(seq: int, ts: str, type: str, actor: str, request_id: str | N
             f'"type":{_text(type)}}}')
 
 
+def canonical_event(seq: int, ts: str, type: str, actor: str, request_id: str | None, profile: str | None,
+                    data_json: str, prev_hash: str, digest: str) -> str:
+    """``canonical_json`` of a whole event (hash included), assembled from stored columns."""
+    return (f'{{"actor":{_text(actor)},"data":{data_json},"hash":{_text(digest)},"prev_hash":{_text(prev_hash)},'
+            f'"profile":{_text(profile)},"request_id":{_text(request_id)},"seq":{seq},"ts":{_text(ts)},'
+            f'"type":{_text(type)}}}')
+
+
+def canonical_pair(seq: int, ts: str, type: str, actor: str, request_id: str | None, profile: str | None,
+                   data_json: str, prev_hash: str, digest: str) -> tuple[str, str]:
+    """(:func:`canonical_body`, :func:`canonical_event`) at once, each field escaped once."""
+    head = f'{{"actor":{_text(actor)},"data":{data_json},'
+    tail = (f'"prev_hash":{_text(prev_hash)},"profile":{_text(profile)},"request_id":{_text(request_id)},'
+            f'"seq":{seq},"ts":{_text(ts)},"type":{_text(type)}}}')
+    return head + tail, f'{head}"hash":"{digest}",{tail}'
+
+
 @dataclass(frozen=True)
 class Verification:
     ok: bool

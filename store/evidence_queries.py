@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import or_, select
 
-from handlers.audit import format_ts
+from handlers.audit import Verification, format_ts
 from handlers.durations import format_duration
 from handlers.records import req_id
 from store import schema as t
@@ -68,14 +68,11 @@ class SqlEvidenceSource:
                    "expires_at": m["expires_at"], "ended_at": m["ended_at"], "end_reason": reason,
                    "kind": m["kind"], "policy_sha256": m["policy_sha256"], "round": m["round"]}
 
-    async def events_between(self, start_ts: str, end_ts: str) -> AsyncIterator[dict[str, Any]]:
-        c = t.audit_events.c
-        q = select(t.audit_events).where(and_(c.ts >= start_ts, c.ts < end_ts))
-        async for row in self._pages(q, c.seq):
-            m = row._mapping
-            yield {"seq": int(m["seq"]), "ts": m["ts"], "type": m["type"], "actor": m["actor"],
-                   "request_id": m["request_id"], "profile": m["profile"], "data": json.loads(m["data"]),
-                   "prev_hash": m["prev_hash"], "hash": m["hash"]}
+    def audit_rows(self, *, ts_from: str, ts_to: str) -> AsyncIterator[tuple[Any, ...]]:
+        return self.store.audit_rows(ts_from=ts_from, ts_to=ts_to)
+
+    async def verify_range(self, *, first_seq: int, last_seq: int | None, prev_hash: str) -> Verification:
+        return await self.store.verify_audit(first_seq=first_seq, last_seq=last_seq, prev_hash=prev_hash)
 
     async def event_before(self, start_ts: str) -> dict[str, Any] | None:
         c = t.audit_events.c
@@ -96,9 +93,6 @@ class SqlEvidenceSource:
             data = (await conn.execute(select(c.data).where(c.type == "policy.loaded", c.ts < at_ts)
                                        .order_by(c.seq.desc()).limit(1))).scalar()
         return json.loads(data).get("sha256") if data else None
-
-    async def verify_chain(self) -> bool:
-        return (await self.store.verify_audit()).ok
 
 
 def format_duration_s(seconds: int | None) -> str:
