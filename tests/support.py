@@ -119,22 +119,24 @@ async def harness(database_url: str, tmp_path: Path, *, clock: MutableClock | No
 
 
 def cli(*args: str, input: str | None = None, db: str | None = None, files: Files | None = None,
-        check: bool = False, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        check: bool = False, timeout: float = 120, env: dict[str, str] | None = None
+        ) -> subprocess.CompletedProcess[str]:
     """Run the real ``accessbot`` command line in a subprocess."""
     cmd = [sys.executable, "-m", "bot.cli", *args]
     if db is not None:
         cmd += ["--database-url", db]
     if files is not None:
         cmd += ["--policy", str(files.policy), "--directory", str(files.directory)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCESSBOT_", "SLACK_", "Microsoft"))}
-    result = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ACCESSBOT_", "SLACK_", "Microsoft"))}
+    result = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                            env={**clean, **(env or {})})
     if check and result.returncode != 0:
         raise AssertionError(f"{cmd} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
     return result
 
 
-def chat(email: str, *lines: str, db: str, files: Files) -> str:
-    result = cli("chat", "--as", email, input="\n".join(lines) + "\n", db=db, files=files)
+def chat(email: str, *lines: str, db: str, files: Files, env: dict[str, str] | None = None) -> str:
+    result = cli("chat", "--as", email, input="\n".join(lines) + "\n", db=db, files=files, env=env)
     assert result.returncode == 0, result.stderr + result.stdout
     assert "Traceback" not in result.stderr, result.stderr
     return result.stdout

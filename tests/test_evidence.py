@@ -21,6 +21,21 @@ VERIFY = Path(__file__).resolve().parent.parent / "bot" / "evidence_files" / "ve
 TODAY = datetime.now(UTC).date().isoformat()
 
 
+DEAD_OKTA = {"ACCESSBOT_OKTA_URL": "http://127.0.0.1:9", "ACCESSBOT_OKTA_TOKEN": "x", "ACCESSBOT_IDENTITY": "directory"}
+OKTA_PROFILE = """
+  - id: okta-tools
+    title: Tools at Okta
+    owner: pat.lead@example.com
+    risk: low
+    provider: okta
+    group: 00g1toolsgroup
+    duration: {default: 1h, max: 1d}
+    approval: [owner]
+    auto_approve:
+      - {department: Engineering, max_duration: 1d}
+"""
+
+
 def _period_with_everything(db: str, files) -> None:  # type: ignore[no-untyped-def]
     """Standard, auto-approved, exception, denied, cancelled, extended, released, revoked, expired,
     terminated, drift and failed requests, all today."""
@@ -44,10 +59,12 @@ def _period_with_everything(db: str, files) -> None:  # type: ignore[no-untyped-
     chat("sam.sec@example.com", "revoke REQ-6 because left the project", db=db, files=files)
     chat("frank@example.com", "request analytics-read for 2d", db=db, files=files)  # REQ-7 (needs dana)
     chat("dana.dba@example.com", "approve REQ-7", db=db, files=files)
+    # REQ-8: provisioning into an Okta group that cannot be reached fails once its retry budget is spent
+    chat("dana.dba@example.com", "request okta-tools for 1h", db=db, files=files, env=DEAD_OKTA)
     files.add_to_group("sg-prod-db-read", "pat.lead@example.com")  # drift
     files.set_active("frank@example.com", False)  # termination
     later = (datetime.now(UTC) + timedelta(days=1, hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    cli("sweep", "--as-of", later, db=db, files=files, check=True)  # expires REQ-3, terminates frank
+    cli("sweep", "--as-of", later, db=db, files=files, check=True, env=DEAD_OKTA)  # expires REQ-3, terminates frank
 
 
 def _read(pack: Path) -> dict[str, bytes]:
@@ -62,6 +79,7 @@ def _rows(data: bytes) -> list[dict[str, str]]:
 @pytest.fixture
 def pack(database_url, tmp_path):
     files = copy_examples(tmp_path)
+    files.policy.write_text(files.policy.read_text() + OKTA_PROFILE + "\nschedule: {retry_budget: 1m}\n")
     _period_with_everything(database_url, files)
     out = tmp_path / "pack.zip"
     r = cli("evidence", "export", "--from", TODAY, "--to", TODAY, "--out", str(out), db=database_url, files=files)
@@ -92,7 +110,7 @@ def check_matches_the_store(out, db, files):  # type: ignore[no-untyped-def]
     requests = _rows(content["requests.csv"])
     states = {r["request_id"]: r["state"] for r in requests}
     assert states == {"REQ-1": "released", "REQ-2": "denied", "REQ-3": "expired", "REQ-4": "cancelled",
-                      "REQ-5": "active", "REQ-6": "revoked", "REQ-7": "revoked"}
+                      "REQ-5": "active", "REQ-6": "revoked", "REQ-7": "revoked", "REQ-8": "failed"}
     assert all(r["policy_sha256"] == manifest["policy_versions"][0]["sha256"] for r in requests)
     grants = {g["request_id"]: g for g in _rows(content["grants.csv"])}
     assert {k: g["end_reason"] for k, g in grants.items()} == {
@@ -110,12 +128,14 @@ def check_matches_the_store(out, db, files):  # type: ignore[no-untyped-def]
         import hashlib
 
         assert hashlib.sha256(content[name]).hexdigest() == digest
-    assert manifest["counts"]["requests.csv"] == 7 and manifest["counts"]["audit.jsonl"] == len(in_pack)
+    assert manifest["counts"]["requests.csv"] == 8 and manifest["counts"]["audit.jsonl"] == len(in_pack)
     types = {e["type"] for e in in_pack}
     assert {"drift.detected", "user.terminated", "grant.extended", "grant.expired", "request.cancelled",
-            "evidence.exported"} - {"evidence.exported"} <= types
+            "grant.provision_failed", "request.denied", "grant.released", "grant.revoked"} <= types
+    failed = next(e for e in in_pack if e["type"] == "grant.provision_failed")
+    assert failed["request_id"] == "REQ-8" and failed["data"]["correlation_id"]
     report = content["report.html"].decode()
-    assert "REQ-5" in report and "Requests: 7" in report and "<svg" in report
+    assert "REQ-5" in report and "Requests: 8" in report and "<svg" in report
     assert "http://" not in report and "https://" not in report
 
 
