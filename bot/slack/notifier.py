@@ -1,0 +1,182 @@
+"""Slack DMs: approvers when their step opens, requesters on every change, security on failures.
+
+The DM channel of each person and every approval / status message sent live in the database,
+so a restart forgets nobody. After any change to a request, every approval message sent for it
+is rewritten with ``chat.update`` to the request's current state (the outcome, without buttons,
+once decided), and the requester's status message likewise. Delivery runs in a background task
+per batch so that a click is acknowledged without waiting on other people's messages; batches
+about one request are delivered in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Any
+
+import structlog
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.bootstrap import App
+from bot.slack.identity import CHANNEL, AddressBook
+from cards import slack as blocks
+from handlers.ports import Notice
+from handlers.present import request_view
+from handlers.views import RequestView
+
+log = structlog.get_logger("accessbot.slack.notify")
+
+DECIDING = ("approval", "reminder", "escalation")
+
+
+class SlackNotifier:
+    def __init__(self, app: App, client: AsyncWebClient, addresses: AddressBook | None = None) -> None:
+        self.app = app
+        self.client = client
+        self.addresses = addresses or AddressBook(app)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._general = asyncio.Lock()
+
+    # -- the Notifier port ------------------------------------------------------------------------
+    async def notify(self, notices: list[Notice]) -> None:
+        if notices:
+            self.spawn(self._deliver(list(notices)))
+
+    def spawn(self, work: Any) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def idle(self) -> None:
+        """Wait until every delivery started so far has finished (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def lock_for(self, request_id: int | None) -> asyncio.Lock:
+        return self._locks[request_id] if request_id is not None else self._general
+
+    # -- delivery ---------------------------------------------------------------------------------
+    async def _deliver(self, notices: list[Notice]) -> None:
+        by_request: dict[int | None, list[Notice]] = defaultdict(list)
+        for n in notices:
+            by_request[n.request_id].append(n)
+        for request_id, batch in by_request.items():
+            try:
+                async with self.lock_for(request_id):
+                    await self._deliver_batch(request_id, batch)
+            except Exception:
+                log.exception("slack delivery failed", request_id=request_id)
+
+    async def _deliver_batch(self, request_id: int | None, batch: list[Notice]) -> None:
+        view = await self.fresh_view(request_id) if request_id is not None else None
+        sent: set[str] = set()
+        status_done = False
+        for notice in batch:
+            try:
+                kind = await self._send_one(notice, view, status_done)
+                if kind == "approval":
+                    sent.add(notice.recipient.lower())
+                elif kind == "status":
+                    status_done = True
+            except Exception:
+                log.exception("slack notice not delivered", recipient=notice.recipient, kind=notice.kind)
+        if view is not None and request_id is not None:
+            await self.update_approvals(request_id, view, skip=sent)
+            if not status_done:
+                await self.update_status(view)
+
+    async def fresh_view(self, request_id: int) -> RequestView | None:
+        async with self.app.store.read() as repo:
+            record = await repo.get_request(request_id)
+        return await request_view(self.app.deps, record) if record else None
+
+    async def _send_one(self, notice: Notice, view: RequestView | None, status_done: bool) -> str | None:
+        who = notice.recipient.lower()
+        if view is not None and notice.kind in DECIDING and (blocks.can_decide(view, who)
+                                                             or notice.kind == "escalation"):
+            posted = await self.post(who, blocks.approval_message(view, viewer=who, note=notice.text))
+            if posted:
+                await self.remember(view.number, who, "approval", posted)
+            return "approval" if posted else None
+        if view is not None and notice.kind == "status" and who == view.requester.lower():
+            if not await self.update_status(view, note=notice.text):
+                await self.post_status(view, note=notice.text)
+            elif not status_done:  # an edited message does not notify: a DM line does
+                await self.post(who, blocks.text_message(notice.text))
+            return "status"
+        if view is not None and notice.kind == "expiring":
+            await self.post(who, blocks.expiring_message(view, note=notice.text))
+            return None
+        await self.post(who, blocks.text_message(notice.text))
+        return None
+
+    async def post_status(self, view: RequestView, *, note: str | None = None) -> None:
+        """The requester's status message, posted once per request and updated afterwards."""
+        posted = await self.post(view.requester, blocks.status_message(view, note=note))
+        if posted:
+            await self.remember(view.number, view.requester.lower(), "status", posted)
+
+    async def update_status(self, view: RequestView, *, note: str | None = None) -> bool:
+        async with self.app.store.read() as repo:
+            earlier = await repo.messages(CHANNEL, view.number, "status")
+        for _, _, address in earlier:
+            await self.update(address, blocks.status_message(view, note=note))
+        return bool(earlier)
+
+    async def update_approvals(self, request_id: int, view: RequestView, *,
+                               skip: set[str] | frozenset[str] = frozenset()) -> None:
+        async with self.app.store.read() as repo:
+            messages = await repo.messages(CHANNEL, request_id, "approval")
+        for recipient, _, address in messages:
+            if recipient.lower() in skip:
+                continue
+            try:
+                await self.update(address, blocks.approval_message(view, viewer=recipient))
+            except Exception:
+                log.exception("approval message not updated", recipient=recipient, request_id=request_id)
+
+    async def remember(self, request_id: int, recipient: str, kind: str, posted: dict[str, Any]) -> None:
+        async with self.app.store.write() as repo:
+            await repo.add_message(CHANNEL, request_id, recipient, kind, posted, self.app.deps.now())
+
+    # -- Web API calls ----------------------------------------------------------------------------
+    async def dm_channel(self, email: str) -> str | None:
+        """The DM channel with this person, opened (and stored) the first time."""
+        email = email.lower()
+        known = await self.addresses.get(email) or {}
+        if known.get("channel"):
+            return str(known["channel"])
+        uid = known.get("user")
+        if not uid:
+            person = await self.app.deps.person(email)
+            uid = person.slack_id if person is not None else None
+        if not uid:
+            try:
+                found = await self.client.users_lookupByEmail(email=email)
+                uid = (found.get("user") or {}).get("id")
+            except SlackApiError as exc:
+                log.info("no Slack user for this person", recipient=email, error=exc.response.get("error"))
+                return None
+        opened = await self.client.conversations_open(users=uid)
+        channel = (opened.get("channel") or {}).get("id")
+        if not channel:
+            return None
+        await self.addresses.save(email, {"user": uid, "channel": channel})
+        return str(channel)
+
+    async def post(self, email: str, message: dict[str, Any]) -> dict[str, Any] | None:
+        channel = await self.dm_channel(email)
+        if channel is None:
+            return None
+        result = await self.client.chat_postMessage(channel=channel, text=message["text"], blocks=message["blocks"],
+                                                    unfurl_links=False, unfurl_media=False)
+        return {"channel": result.get("channel") or channel, "ts": result.get("ts")}
+
+    async def update(self, address: dict[str, Any], message: dict[str, Any]) -> None:
+        channel, ts = address.get("channel"), address.get("ts")
+        if not channel or not ts:
+            return
+        await self.client.chat_update(channel=channel, ts=ts, text=message["text"], blocks=message["blocks"])

@@ -1,0 +1,463 @@
+"""Slack Block Kit: handler view-models in, message / modal / App Home dicts out.
+
+Pure functions: no I/O, no clock. Action ids, callback ids and block ids are defined here once
+and shared with the Bolt listeners (``bot/slack/app.py``). Approval messages carry buttons with
+``action_id`` :data:`ACTION_APPROVE` / :data:`ACTION_DENY` and ``value`` the request id
+(``REQ-n``); the value only says *which* request, never *who* acts. Every builder keeps to
+Slack's documented limits (blocks per message / view, characters per text object).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from handlers.views import FormRequest, ProfileView, Reply, RequestView
+
+# -- ids shared with the listeners ---------------------------------------------------------------
+ACTION_APPROVE = "approve"
+ACTION_DENY = "deny"
+ACTION_EXTEND = "extend"
+ACTION_OPEN_REQUEST = "open_request"  # App Home button that opens the request modal
+REQUEST_MODAL = "access_request"
+DENY_MODAL = "access_deny"
+EXTEND_MODAL = "access_extend"
+FORM_FIELDS = ("profile", "duration", "justification", "ticket")
+REASON_BLOCK = "reason"
+EXTEND_BLOCK = "duration"
+
+# -- Slack's limits ------------------------------------------------------------------------------
+MAX_MESSAGE_BLOCKS = 50
+MAX_VIEW_BLOCKS = 100
+MAX_SECTION_TEXT = 3000
+MAX_FIELD_TEXT = 2000
+MAX_FIELDS = 10
+MAX_HEADER = 150
+MAX_FALLBACK = 3000  # the notification text; Slack truncates long messages at 40,000
+MAX_OPTION = 75
+MAX_OPTIONS = 100
+MAX_MODAL_TITLE = 24
+MAX_METADATA = 3000
+MAX_INPUT = 3000
+MAX_ROWS = 40  # request rows in one message; the rest is summarised
+
+STATE_EMOJI = {
+    "pending": ":hourglass_flowing_sand:", "approved": ":white_check_mark:", "active": ":large_green_circle:",
+    "denied": ":no_entry:", "failed": ":x:", "revoked": ":no_entry_sign:", "cancelled": ":heavy_minus_sign:",
+    "expired": ":clock3:", "released": ":wave:",
+}
+RISK_EMOJI = {"high": ":red_circle:", "medium": ":large_orange_circle:", "low": ":large_green_circle:"}
+REQ_VALUE = re.compile(r"^\s*(?:REQ-)?([0-9]{1,9})\s*$", re.IGNORECASE)
+
+
+# -- text helpers --------------------------------------------------------------------------------
+def escape(text: str | None) -> str:
+    """Slack mrkdwn control characters (``&``, ``<``, ``>``) escaped: user text cannot mention or link."""
+    return (text or "").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _md(text: str, limit: int = MAX_SECTION_TEXT) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": _cut(text, limit) or " "}
+
+
+def _plain(text: str, limit: int = MAX_SECTION_TEXT) -> dict[str, Any]:
+    return {"type": "plain_text", "text": _cut(text, limit) or " ", "emoji": True}
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": _md(text)}
+
+
+def _header(text: str) -> dict[str, Any]:
+    return {"type": "header", "text": _plain(text, MAX_HEADER)}
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [_md(text)]}
+
+
+def _button(text: str, action_id: str, value: str, style: str | None = None) -> dict[str, Any]:
+    button: dict[str, Any] = {"type": "button", "text": _plain(text, 75), "action_id": action_id, "value": value}
+    if style:
+        button["style"] = style
+    return button
+
+
+def _message(text: str, blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"text": _cut(text, MAX_FALLBACK) or " ", "blocks": _fit(blocks, MAX_MESSAGE_BLOCKS)}
+
+
+def _fit(blocks: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """At most ``limit`` blocks, keeping any actions block at the end."""
+    if len(blocks) <= limit:
+        return blocks
+    tail = [b for b in blocks[-2:] if b["type"] == "actions"]
+    head = [b for b in blocks if b not in tail][: limit - len(tail) - 1]
+    return [*head, _context("… more in `/access mine` or `/access status REQ-n`."), *tail]
+
+
+def request_value(view: RequestView) -> str:
+    return view.id
+
+
+def parse_request_value(value: Any) -> int | None:
+    """The request number a button value or metadata names (``REQ-7`` or ``7``), else None."""
+    if not isinstance(value, str):
+        return None
+    m = REQ_VALUE.match(value)
+    return int(m.group(1)) if m and int(m.group(1)) > 0 else None
+
+
+# -- request messages ----------------------------------------------------------------------------
+def can_decide(view: RequestView, viewer: str | None) -> bool:
+    """Whether ``viewer`` still has a decision to make on the open step."""
+    in_chain = view.state == "pending" or (view.state == "active" and view.extension is not None)
+    return bool(viewer and in_chain and viewer.lower() in view.waiting_on)
+
+
+def _state_line(view: RequestView) -> str:
+    label = f"{STATE_EMOJI.get(view.state, '')} *{view.state.upper()}*".strip()
+    if view.extension and view.state == "active":
+        label += f" — extension by {escape(view.extension)} awaiting approval"
+    if view.end_reason and view.state in ("revoked", "expired", "released", "failed"):
+        label += f" ({escape(view.end_reason)})"
+    if view.kind == "exception":
+        label += "  :warning: *EXCEPTION*"
+    return label
+
+
+def _fields(view: RequestView) -> dict[str, Any]:
+    rows: list[tuple[str, str | None]] = [
+        ("Requester", f"{view.requester_name} ({view.requester})" if view.requester_name != view.requester
+         else view.requester),
+        ("Profile", f"{view.profile} — {view.profile_title}"),
+        ("Risk", f"{RISK_EMOJI.get(view.risk, '')} {view.risk}".strip()),
+        ("Duration", view.duration + (f" (+{view.extension} asked)" if view.extension else "")),
+        ("Justification", view.justification),
+        ("Ticket", view.ticket),
+        ("Group", f"{view.provider}/{view.group}"),
+        ("Expires", f"{view.expires_at} ({view.time_left} left)" if view.time_left else view.expires_at),
+        ("Submitted", view.submitted_at),
+        ("Policy", view.policy_version),
+    ]
+    fields = [_md(f"*{k}*\n{escape(v)}", MAX_FIELD_TEXT) for k, v in rows if v][:MAX_FIELDS]
+    return {"type": "section", "fields": fields}
+
+
+def chain_lines(view: RequestView) -> list[str]:
+    lines: list[str] = []
+    for step in view.steps:
+        mark = {"done": ":white_check_mark:", "open": ":arrow_forward:", "denied": ":x:"}.get(step.status, "▫️")
+        need = f" ({len(step.approved_by)} of {step.need})" if step.need > 1 else ""
+        line = f"{mark} Step {step.index}: {escape(step.label)}{need} — {step.status}"
+        if step.approved_by:
+            line += f"; approved by {escape(', '.join(step.approved_by))}"
+        elif step.status in ("open", "waiting") and step.approvers:
+            more = " …" if len(step.approvers) > 10 else ""
+            line += f"; {escape(', '.join(step.approvers[:10]))}{more}"
+        lines.append(line)
+    return lines
+
+
+def _request_blocks(view: RequestView, heading: str) -> list[dict[str, Any]]:
+    blocks = [_header(heading), _section(_state_line(view)), _fields(view)]
+    if view.facts:
+        blocks.append(_context(escape(" · ".join(f"{k}: {v}" for k, v in view.facts))))
+    lines = chain_lines(view)
+    if lines:
+        blocks.append(_section("*Approval chain*\n" + "\n".join(lines)))
+    return blocks
+
+
+def outcome_line(view: RequestView) -> str:
+    if view.state == "pending" or (view.state == "active" and view.extension):
+        who = ", ".join(view.waiting_on) or "the next step"
+        return f"Nothing for you to decide now; waiting on {escape(who)}."
+    return f"Decided: {view.id} is {view.state}."
+
+
+def approval_message(view: RequestView, *, viewer: str | None = None, note: str | None = None) -> dict[str, Any]:
+    """What an approver sees: buttons while ``viewer`` can still decide, the outcome otherwise."""
+    what = f"extend {view.profile} by {view.extension}" if view.extension else view.profile
+    verb = "asks to" if view.extension else "asks for"
+    heading = f"{view.id}: {view.requester_name} {verb} {what}"
+    blocks = _request_blocks(view, heading)
+    if note:
+        blocks.append(_section(escape(note)))
+    if can_decide(view, viewer):
+        blocks.append({"type": "actions", "block_id": f"decide:{view.id}", "elements": [
+            _button("Approve", ACTION_APPROVE, request_value(view), "primary"),
+            _button("Deny", ACTION_DENY, request_value(view), "danger"),
+        ]})
+    else:
+        blocks.append(_context(outcome_line(view)))
+    return _message(f"{heading} ({view.state})", blocks)
+
+
+def status_message(view: RequestView, *, note: str | None = None) -> dict[str, Any]:
+    """The requester's view of their own request, updated as it moves."""
+    heading = f"Your request {view.id}: {view.profile}"
+    blocks = _request_blocks(view, heading)
+    if note:
+        blocks.append(_section(escape(note)))
+    return _message(f"{heading} — {view.state}" + (f": {note}" if note else ""), blocks)
+
+
+def expiring_message(view: RequestView, *, note: str | None = None) -> dict[str, Any]:
+    """A grant about to expire, with an ``extend`` button (it opens the extend modal)."""
+    text = note or f"{view.id} ({view.profile}) expires at {view.expires_at}."
+    blocks = [
+        _header(f"{view.id}: {view.profile} expires soon"),
+        _section(escape(text) + (f"\n{view.time_left} left." if view.time_left else "")),
+        {"type": "actions", "block_id": f"extend:{view.id}", "elements": [
+            _button("Extend…", ACTION_EXTEND, request_value(view), "primary")]},
+    ]
+    return _message(text, blocks)
+
+
+def text_message(text: str, *, title: str | None = None) -> dict[str, Any]:
+    blocks: list[dict[str, Any]] = [_header(title)] if title else []
+    blocks += [_section(escape(chunk)) for chunk in _chunks(text, MAX_SECTION_TEXT - 200)]
+    return _message(text, blocks)
+
+
+def _chunks(text: str, size: int) -> list[str]:
+    """Split on line ends into pieces of at most ``size`` characters (escaping may grow them a little)."""
+    out: list[str] = []
+    current = ""
+    for line in (text or " ").splitlines() or [" "]:
+        while len(line) > size:
+            if current:
+                out.append(current)
+                current = ""
+            out.append(line[:size])
+            line = line[size:]
+        if len(current) + len(line) + 1 > size and current:
+            out.append(current)
+            current = ""
+        current = f"{current}\n{line}" if current else line
+    if current:
+        out.append(current)
+    return out or [" "]
+
+
+# -- lists ---------------------------------------------------------------------------------------
+def request_row(view: RequestView) -> str:
+    left = f", {view.time_left} left" if view.time_left else ""
+    waiting = f"; waiting on {', '.join(view.waiting_on[:5])}" if view.waiting_on else ""
+    exc = " :warning: EXCEPTION" if view.kind == "exception" else ""
+    return escape(f"{view.id} {view.profile}") + exc + escape(f" — {view.requester} — {view.state}{left}{waiting}")
+
+
+def _rows(views: Sequence[RequestView], limit: int = MAX_ROWS) -> list[dict[str, Any]]:
+    blocks = [_section(f"{STATE_EMOJI.get(v.state, '•')} {request_row(v)}") for v in views[:limit]]
+    if len(views) > limit:
+        blocks.append(_context(f"… and {len(views) - limit} more (use the CLI for the full list)."))
+    return blocks
+
+
+def requests_message(title: str, views: Sequence[RequestView], *, extra: Sequence[str] = ()) -> dict[str, Any]:
+    blocks = [_header(title)]
+    blocks += _rows(views) if views else [_section("Nothing to show.")]
+    blocks += [_section(escape(line)) for line in extra]
+    text = f"{title}: " + (", ".join(v.id for v in views[:50]) or "nothing")
+    return _message(text, blocks)
+
+
+def profiles_message(profiles: Sequence[ProfileView], *, title: str = "Profiles") -> dict[str, Any]:
+    blocks = [_header(title)]
+    for p in profiles[:MAX_ROWS]:
+        mark = ":white_check_mark: eligible" if p.eligible else f":no_entry: not eligible ({escape(p.reason)})"
+        needs = [n for n, on in (("justification", p.justification_required), ("ticket", p.ticket_required)) if on]
+        blocks.append(_section(f"*{escape(p.id)}* — {escape(p.title)} {RISK_EMOJI.get(p.risk, '')} {p.risk}\n"
+                               f"{mark}; default {p.default_duration}, max {p.max_duration}"
+                               + (f"; needs {' and '.join(needs)}" if needs else "")))
+    return _message(title, blocks)
+
+
+def help_message(reply: Reply) -> dict[str, Any]:
+    rows: list[str] = []
+    for line in reply.text.splitlines():
+        if line.startswith("  "):
+            cmd, _, desc = line.strip().partition("  ")
+            rows.append(f"`/access {escape(cmd)}` — {escape(desc.strip())}")
+        elif line:
+            rows.append(f"*{escape(line)}*" if line == "Commands:" else escape(line))
+    return _message(reply.text, [_section(chunk) for chunk in _chunks("\n".join(rows), MAX_SECTION_TEXT - 200)])
+
+
+def reply_message(reply: Reply, *, viewer: str | None = None) -> dict[str, Any]:
+    """The (ephemeral) answer to a command: Block Kit where it helps, plain sections otherwise."""
+    if reply.kind == "profiles" and reply.profiles:
+        return profiles_message(reply.profiles)
+    if reply.kind == "requests":
+        extra = [] if not reply.data.get("without_grant") else [
+            "Members without a grant (drift): " + ", ".join(reply.data["without_grant"])]
+        if reply.title is None and not reply.requests:
+            return text_message(reply.text)
+        return requests_message(reply.title or "Your requests and approvals", reply.requests, extra=extra)
+    if reply.kind == "help":
+        return help_message(reply)
+    if reply.request is not None and reply.kind != "refusal":
+        view = reply.request
+        if viewer and viewer.lower() == view.requester.lower():
+            return status_message(view, note=reply.text.splitlines()[0] if reply.text else None)
+        if reply.text and "\n" in reply.text:  # status: the full text with the events
+            message = approval_message(view, viewer=viewer)
+            detail = [_section(escape(c)) for c in _chunks(reply.text, MAX_SECTION_TEXT - 200)]
+            return _message(message["text"], [*message["blocks"][:-1], *detail, message["blocks"][-1]])
+        return approval_message(view, viewer=viewer, note=reply.text)
+    return text_message(reply.text)
+
+
+# -- modals --------------------------------------------------------------------------------------
+def _modal(callback_id: str, title: str, blocks: list[dict[str, Any]], *, submit: str | None = "Submit",
+           metadata: dict[str, Any] | None = None, close: str = "Cancel") -> dict[str, Any]:
+    view: dict[str, Any] = {"type": "modal", "callback_id": callback_id, "title": _plain(title, MAX_MODAL_TITLE),
+                            "close": _plain(close, MAX_MODAL_TITLE), "blocks": _fit(blocks, MAX_VIEW_BLOCKS)}
+    if submit:
+        view["submit"] = _plain(submit, MAX_MODAL_TITLE)
+    if metadata is not None:
+        view["private_metadata"] = _cut(json.dumps(metadata, separators=(",", ":")), MAX_METADATA)
+    return view
+
+
+def _text_input(block_id: str, label: str, *, value: str | None, placeholder: str, multiline: bool = False,
+                optional: bool = False, hint: str | None = None, max_length: int = 2000) -> dict[str, Any]:
+    element: dict[str, Any] = {"type": "plain_text_input", "action_id": block_id, "multiline": multiline,
+                               "max_length": max_length, "placeholder": _plain(placeholder, 150)}
+    if value:
+        element["initial_value"] = _cut(value, max_length)
+    block: dict[str, Any] = {"type": "input", "block_id": block_id, "label": _plain(label, 2000),
+                             "element": element, "optional": optional}
+    if hint:
+        block["hint"] = _plain(hint, 2000)
+    return block
+
+
+def _option(p: ProfileView) -> dict[str, Any]:
+    return {"text": _plain(f"{p.id} — {p.title}", MAX_OPTION), "value": p.id,
+            "description": _plain(f"{p.risk} risk, max {p.max_duration}", MAX_OPTION)}
+
+
+def request_modal(form: FormRequest) -> dict[str, Any]:
+    """The request form: eligible profiles, duration, justification, ticket (errors come with the answer)."""
+    title = "Ask for an exception" if form.exception else "Ask for access"
+    choices = [p for p in form.profiles if p.eligible or form.exception] or list(form.profiles)
+    options = [_option(p) for p in choices[:MAX_OPTIONS]]
+    select: dict[str, Any] = {"type": "static_select", "action_id": "profile",
+                              "placeholder": _plain("Choose a profile", 150), "options": options}
+    current = next((o for o in options if o["value"] == form.profile), None)
+    if current is not None:
+        select["initial_option"] = current
+    blocks: list[dict[str, Any]] = []
+    if form.missing or form.errors:
+        todo = ", ".join([*form.missing, *(k for k in form.errors if k not in form.missing)])
+        blocks.append(_context(f"Please complete: {escape(todo)}."))
+    blocks.append({"type": "input", "block_id": "profile", "label": _plain("Profile"), "element": select})
+    blocks.append(_text_input("duration", "Duration", value=form.duration, placeholder="e.g. 2h, 30m, 1d",
+                              optional="duration" not in form.missing, max_length=40,
+                              hint="Leave empty for the profile's default." if not form.exception else None))
+    blocks.append(_text_input("justification", "Justification", value=form.justification,
+                              placeholder="Why do you need it?", multiline=True,
+                              optional="justification" not in form.missing))
+    blocks.append(_text_input("ticket", "Ticket", value=form.ticket, placeholder="e.g. INC-4411",
+                              optional="ticket" not in form.missing, max_length=40))
+    return _modal(REQUEST_MODAL, title, blocks, metadata={"exception": form.exception})
+
+
+def form_errors(form: FormRequest) -> dict[str, str]:
+    """``response_action: errors`` for the request modal: block id → message."""
+    errors = {k: _cut(v, 150) for k, v in form.errors.items() if k in FORM_FIELDS}
+    for key in form.missing:
+        if key in FORM_FIELDS:
+            errors.setdefault(key, f"{key.capitalize()} is required.")
+    return errors
+
+
+RULE_FIELD = (("duration", "duration"), ("justification", "justification"), ("ticket", "ticket"))
+
+
+def refusal_errors(reply: Reply) -> dict[str, str]:
+    """A refused request shown by the field the refusing rule is about (the profile otherwise)."""
+    rule = reply.rule or ""
+    block = next((b for prefix, b in RULE_FIELD if rule.startswith(prefix)), "profile")
+    return {block: _cut(reply.text, 150)}
+
+
+def deny_modal(request_id: str, *, heading: str | None = None) -> dict[str, Any]:
+    blocks = [_section(escape(heading or f"Deny {request_id}")),
+              _text_input(REASON_BLOCK, "Why do you deny it?", value=None, placeholder="The requester sees this.",
+                          multiline=True)]
+    return _modal(DENY_MODAL, f"Deny {request_id}", blocks, submit="Deny", metadata={"request": request_id})
+
+
+def extend_modal(request_id: str, *, duration: str | None = None) -> dict[str, Any]:
+    blocks = [_section(f"Ask for more time on {escape(request_id)}. The same approval chain decides."),
+              _text_input(EXTEND_BLOCK, "Extend by", value=duration, placeholder="e.g. 2h", max_length=40),
+              _text_input(REASON_BLOCK, "Why", value=None, placeholder="What still needs doing?", multiline=True,
+                          optional=True)]
+    return _modal(EXTEND_MODAL, f"Extend {request_id}", blocks, submit="Ask", metadata={"request": request_id})
+
+
+def result_modal(title: str, text: str) -> dict[str, Any]:
+    """A modal that only shows an answer (``response_action: update``)."""
+    return _modal("access_result", title, [_section(escape(c)) for c in _chunks(text, MAX_SECTION_TEXT - 200)],
+                  submit=None, close="Close")
+
+
+def modal_values(state: dict[str, Any]) -> dict[str, str | None]:
+    """``view.state.values`` → block id → the typed or chosen value (stripped, None when empty)."""
+    out: dict[str, str | None] = {}
+    values = state.get("values") if isinstance(state, dict) else None
+    for block_id, actions in (values or {}).items():
+        if not isinstance(actions, dict):
+            continue
+        for element in actions.values():
+            if not isinstance(element, dict):
+                continue
+            raw = element.get("value")
+            if element.get("type") == "static_select":
+                raw = (element.get("selected_option") or {}).get("value")
+            out[str(block_id)] = (str(raw).strip()[:MAX_INPUT] or None) if raw is not None else None
+    return out
+
+
+# -- App Home ------------------------------------------------------------------------------------
+def home_view(*, own: Sequence[RequestView], waiting_on_me: Sequence[RequestView],
+              queue: Sequence[RequestView] | None = None, name: str | None = None) -> dict[str, Any]:
+    """My grants with time left, my pending requests, approvals waiting on me; the queue for security."""
+    grants = [v for v in own if v.state == "active"]
+    open_ = [v for v in own if v.state != "active"]
+    blocks: list[dict[str, Any]] = [
+        _header(f"Privileged access{' for ' + name if name else ''}"),
+        {"type": "actions", "block_id": "home", "elements": [
+            _button("Ask for access", ACTION_OPEN_REQUEST, "request", "primary")]},
+        _context("Or type `/access request <profile> for <duration> because <reason>`; `/access help` for more."),
+        {"type": "divider"},
+        _header("My active grants"),
+    ]
+    blocks += _rows(grants, 20) if grants else [_context("No active grants.")]
+    blocks += [_header("My open requests")]
+    blocks += _rows(open_, 20) if open_ else [_context("No open requests.")]
+    blocks += [_header("Waiting on my decision")]
+    if waiting_on_me:
+        for v in waiting_on_me[:15]:
+            blocks.append(_section(request_row(v)))
+            blocks.append({"type": "actions", "block_id": f"home-decide:{v.id}", "elements": [
+                _button("Approve", ACTION_APPROVE, request_value(v), "primary"),
+                _button("Deny", ACTION_DENY, request_value(v), "danger")]})
+        if len(waiting_on_me) > 15:
+            blocks.append(_context(f"… and {len(waiting_on_me) - 15} more: `/access mine`."))
+    else:
+        blocks.append(_context("Nothing waits on you."))
+    if queue is not None:
+        blocks += [{"type": "divider"}, _header("Security: pending queue")]
+        blocks += _rows(queue, 20) if queue else [_context("Nothing is waiting.")]
+    return {"type": "home", "blocks": _fit(blocks, MAX_VIEW_BLOCKS)}
