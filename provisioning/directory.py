@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from handlers.context import scope_cache
-from handlers.ports import MembershipOverlay, Person
+from handlers.ports import MembershipOverlay, Person, ProviderError
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 USER_KEYS = {"email", "name", "department", "title", "employment_type", "manager", "active", "slack_id",
@@ -163,6 +163,8 @@ class DirectoryProvider:
         return None
 
     async def add_member(self, group: str, email: str) -> None:
+        if email.strip().lower() not in self.snapshot().users:
+            raise ProviderError(f"directory: no user {email!r} to add to {group}", transient=False, status=404)
         await self.overlay_store.set_membership(group, email.lower(), True)
         self._forget_overlay()
 

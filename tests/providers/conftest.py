@@ -216,11 +216,6 @@ async def directory_env(request: pytest.FixtureRequest) -> AsyncIterator[Provide
     await asyncio.to_thread(upgrade, url)
     store = SqlStore(url)
     env = DirectoryEnv(where / "directory.yaml", store, url)
-    if request.node.originalname == "test_adding_an_unknown_user_is_a_permanent_error":
-        # Found by this suite: DirectoryProvider.add_member records any address in the overlay
-        # instead of refusing a person the directory file does not know (ProviderError,
-        # transient=False). Strict, so the mark must go when the provider is fixed.
-        request.node.add_marker(pytest.mark.xfail(strict=True, reason="directory accepts unknown users"))
     try:
         yield env
     finally:
