@@ -6,10 +6,12 @@ SHA-256 as it is written, so memory stays flat whatever the size of the period.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import hashlib
 import io
 import json
+import json.encoder
 import zipfile
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +19,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from handlers.audit import GENESIS, ChainVerifier, Verification, canonical_pair, format_ts
+from handlers.audit import GENESIS, ChainVerifier, Verification, format_ts
 from handlers.policy import Policy, PolicyError, parse_policy
 
 REQUEST_COLUMNS = ["request_id", "requester", "profile", "kind", "duration", "justification", "ticket", "state",
@@ -37,8 +39,9 @@ class EvidenceSource(Protocol):
 
     def grants_active(self, start: datetime, end: datetime) -> AsyncIterator[dict[str, Any]]: ...
 
-    def audit_rows(self, *, ts_from: str, ts_to: str) -> AsyncIterator[tuple[Any, ...]]:
-        """(seq, ts, type, actor, request_id, profile, data_json, prev_hash, hash) in seq order."""
+    def audit_pages(self, *, ts_from: str, ts_to: str) -> AsyncIterator[Sequence[Sequence[Any]]]:
+        """Pages of stored audit columns (seq, ts, type, actor, request_id, profile, data_json,
+        prev_hash, hash) in seq order, ``ts`` in [ts_from, ts_to); ``data_json`` as stored (canonical)."""
         ...
 
     async def verify_range(self, *, first_seq: int, last_seq: int | None, prev_hash: str) -> Verification: ...
@@ -133,6 +136,39 @@ def _member(name: str) -> zipfile.ZipInfo:
     return info
 
 
+_str = json.encoder.encode_basestring  # exactly json.dumps(text, ensure_ascii=False), minus the per-call set-up
+
+
+def _opt(value: str | None) -> str:
+    return "null" if value is None else _str(value)
+
+
+def audit_lines(rows: Sequence[Sequence[Any]], verifier: ChainVerifier) -> bytes:
+    """``audit.jsonl`` lines (§3.5 form: ``canonical_json`` of each whole event) for stored rows,
+    each event fed to ``verifier`` on the way. The stored ``data`` is canonical JSON already, so
+    nothing is parsed; the keys are written in sorted order, as ``canonical_json`` writes them."""
+    lines = []
+    feed = verifier.feed_canonical
+    for seq, ts, type_, actor, rid, profile, data, prev, digest in rows:
+        head = f'{{"actor":{_opt(actor)},"data":{data},'
+        tail = (f'"prev_hash":{_opt(prev)},"profile":{_opt(profile)},"request_id":{_opt(rid)},"seq":{int(seq)},'
+                f'"ts":{_opt(ts)},"type":{_opt(type_)}}}')
+        feed(int(seq), prev, digest, head + tail)
+        lines.append(f'{head}"hash":{_opt(digest)},{tail}\n')
+    return "".join(lines).encode("utf-8")
+
+
+def verify_rows(rows: Sequence[Sequence[Any]], verifier: ChainVerifier) -> bool:
+    """Feed stored rows to ``verifier`` (the check :func:`audit_lines` makes, without the lines)."""
+    feed = verifier.feed_canonical
+    for seq, ts, type_, actor, rid, profile, data, prev, digest in rows:
+        body = (f'{{"actor":{_opt(actor)},"data":{data},"prev_hash":{_opt(prev)},"profile":{_opt(profile)},'
+                f'"request_id":{_opt(rid)},"seq":{int(seq)},"ts":{_opt(ts)},"type":{_opt(type_)}}}')
+        if not feed(int(seq), prev, digest, body):
+            return False
+    return True
+
+
 def _write(zf: zipfile.ZipFile, name: str, data: bytes, summary: PackSummary) -> None:
     zf.writestr(_member(name), data)
     summary.files[name] = hashlib.sha256(data).hexdigest()
@@ -169,17 +205,24 @@ async def build_pack(source: EvidenceSource, period: Period, out: Path, *, gener
         with zf.open(_member("audit.jsonl"), "w", force_zip64=True) as member:
             sha = hashlib.sha256()
             count = 0
-            async for seq, ts, type_, actor, rid, profile, data, prev, digest in source.audit_rows(
-                    ts_from=start_ts, ts_to=end_ts):
-                body, full = canonical_pair(seq, ts, type_, actor, rid, profile, data, prev, digest)
-                line = (full + "\n").encode()
-                sha.update(line)
-                member.write(line)
-                verifier.feed_canonical(seq, prev, digest, body)
-                if type_ in Figures.INTERESTING:
-                    figures.event({"seq": seq, "ts": ts, "type": type_, "request_id": rid, "data": json.loads(data)})
-                last_seq, head = seq, digest
-                count += 1
+            writing: asyncio.Future[None] | None = None
+
+            def write(chunk: bytes) -> None:  # hashing and deflate release the GIL: overlap with the next page
+                sha.update(chunk)
+                member.write(chunk)
+
+            try:
+                async for page in source.audit_pages(ts_from=start_ts, ts_to=end_ts):
+                    chunk = audit_lines(page, verifier)
+                    figures.events(page)
+                    last_seq, head = int(page[-1][0]), str(page[-1][8])
+                    count += len(page)
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.ensure_future(asyncio.to_thread(write, chunk))
+            finally:
+                if writing is not None:
+                    await writing
         summary.counts["audit.jsonl"] = count
         summary.files["audit.jsonl"] = sha.hexdigest()
 
@@ -193,8 +236,11 @@ async def build_pack(source: EvidenceSource, period: Period, out: Path, *, gener
         figures.policy_versions = [(v, s) for v, s, _, _ in in_force]
 
         # the whole chain at export time: the part before the period, the segment, the part after it
-        before_ok = first_seq == 1 or (await source.verify_range(first_seq=1, last_seq=first_seq - 1,
-                                                                 prev_hash=GENESIS)).head_hash == prev_hash
+        if first_seq == 1:
+            before_ok = True
+        else:
+            upto = await source.verify_range(first_seq=1, last_seq=first_seq - 1, prev_hash=GENESIS)
+            before_ok = upto.ok and upto.head_hash == prev_hash
         after = await source.verify_range(first_seq=(last_seq or first_seq - 1) + 1, last_seq=None, prev_hash=head)
         chain_ok = before_ok and after.ok
         figures.chain_ok = bool(chain_ok and verifier.result().ok)
@@ -295,6 +341,13 @@ class Figures:
         return expires - started > limit
 
     INTERESTING = frozenset({"policy.loaded", "user.terminated", "grant.revoked", "drift.detected", "drift.resolved"})
+
+    def events(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Take the events the report needs from a page of stored audit rows."""
+        wanted = self.INTERESTING
+        for seq, ts, type_, _actor, rid, _profile, data, _prev, _digest in rows:
+            if type_ in wanted:
+                self.event({"seq": seq, "ts": ts, "type": type_, "request_id": rid, "data": json.loads(data)})
 
     def event(self, event: dict[str, Any]) -> None:
         at = datetime.fromisoformat(event["ts"].replace("Z", "+00:00"))

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import or_, select
 
-from handlers.audit import Verification, format_ts
+from handlers.audit import ChainVerifier, Verification, format_ts
 from handlers.durations import format_duration
+from handlers.evidence import verify_rows
 from handlers.records import req_id
 from store import schema as t
 from store.repository import SqlStore
 
 PAGE = 5000
+AUDIT_PAGE = 20000
 
 
 class SqlEvidenceSource:
@@ -68,17 +72,76 @@ class SqlEvidenceSource:
                    "expires_at": m["expires_at"], "ended_at": m["ended_at"], "end_reason": reason,
                    "kind": m["kind"], "policy_sha256": m["policy_sha256"], "round": m["round"]}
 
-    def audit_rows(self, *, ts_from: str, ts_to: str) -> AsyncIterator[tuple[Any, ...]]:
-        return self.store.audit_rows(ts_from=ts_from, ts_to=ts_to)
+    async def audit_pages(self, *, ts_from: str | None = None, ts_to: str | None = None, first_seq: int = 1,
+                          last_seq: int | None = None) -> AsyncIterator[Sequence[Sequence[Any]]]:
+        """Pages of stored audit columns in ``seq`` order; the next page is read while the caller
+        works on this one (two pages in memory at most, one short query each).
+
+        A ``ts`` window is turned into a ``seq`` range first (``ts`` grows with ``seq``), so every
+        page is a primary-key range scan; rows outside the window are still left out, and a
+        verifier then sees the gap."""
+        c = t.audit_events.c
+        cols = (c.seq, c.ts, c.type, c.actor, c.request_id, c.profile, c.data, c.prev_hash, c.hash)
+        if ts_from is not None or ts_to is not None:
+            bounds = await self._seq_bounds(ts_from, ts_to)
+            if bounds is None:
+                return
+            first_seq = max(first_seq, bounds[0])
+            last_seq = bounds[1] if last_seq is None else min(last_seq, bounds[1])
+
+        def inside(ts: str) -> bool:
+            return (ts_from is None or ts >= ts_from) and (ts_to is None or ts < ts_to)
+
+        async def fetch(after: int) -> Sequence[Sequence[Any]]:
+            q = select(*cols).where(c.seq > after)
+            if last_seq is not None:
+                q = q.where(c.seq <= last_seq)
+            async with self.store.engine.connect() as conn:
+                return (await conn.execute(q.order_by(c.seq).limit(AUDIT_PAGE))).all()
+
+        task = asyncio.ensure_future(fetch(first_seq - 1))
+        try:
+            while True:
+                rows = await task
+                more = len(rows) == AUDIT_PAGE
+                if more:
+                    task = asyncio.ensure_future(fetch(int(rows[-1][0])))
+                if rows and not (inside(rows[0][1]) and inside(rows[-1][1])):
+                    rows = [r for r in rows if inside(r[1])]
+                if rows:
+                    yield rows
+                if not more:
+                    return
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _seq_bounds(self, ts_from: str | None, ts_to: str | None) -> tuple[int, int] | None:
+        """The first and last ``seq`` recorded in [ts_from, ts_to), by the ``ts`` index."""
+        c = t.audit_events.c
+        window = [c.ts >= ts_from] if ts_from is not None else []
+        if ts_to is not None:
+            window.append(c.ts < ts_to)
+        async with self.store.engine.connect() as conn:
+            first = (await conn.execute(select(c.seq).where(*window).order_by(c.ts, c.seq).limit(1))).scalar()
+            last = (await conn.execute(select(c.seq).where(*window).order_by(c.ts.desc(), c.seq.desc())
+                                       .limit(1))).scalar()
+        return None if first is None or last is None else (int(first), int(last))
 
     async def verify_range(self, *, first_seq: int, last_seq: int | None, prev_hash: str) -> Verification:
-        return await self.store.verify_audit(first_seq=first_seq, last_seq=last_seq, prev_hash=prev_hash)
+        verifier = ChainVerifier(prev_hash=prev_hash, first_seq=first_seq)
+        async for page in self.audit_pages(first_seq=first_seq, last_seq=last_seq):
+            if not verify_rows(page, verifier):
+                break
+        return verifier.result()
 
     async def event_before(self, start_ts: str) -> dict[str, Any] | None:
         c = t.audit_events.c
         async with self.store.engine.connect() as conn:
             row = (await conn.execute(select(c.seq, c.hash).where(c.ts < start_ts)
-                                      .order_by(c.seq.desc()).limit(1))).first()
+                                      .order_by(c.ts.desc(), c.seq.desc()).limit(1))).first()
         return {"seq": int(row[0]), "hash": row[1]} if row else None
 
     async def policy_versions(self) -> list[tuple[str, str, bytes, datetime]]:
@@ -90,8 +153,8 @@ class SqlEvidenceSource:
     async def policy_in_force(self, at_ts: str) -> str | None:
         c = t.audit_events.c
         async with self.store.engine.connect() as conn:
-            data = (await conn.execute(select(c.data).where(c.type == "policy.loaded", c.ts < at_ts)
-                                       .order_by(c.seq.desc()).limit(1))).scalar()
+            data = (await conn.execute(select(c.data).where(c.ts < at_ts, c.type == "policy.loaded")
+                                       .order_by(c.ts.desc(), c.seq.desc()).limit(1))).scalar()
         return json.loads(data).get("sha256") if data else None
 
 
