@@ -52,7 +52,13 @@ def verify(files):
     prev = audit.get("prev_hash")
     seq = audit.get("first_seq")
     last = None
-    for number, line in enumerate(files.get("audit.jsonl", b"").decode("utf-8").splitlines(), start=1):
+    # lines end with "\n" alone: str.splitlines() would also split at U+2028 or U+0085 inside a string
+    lines = files.get("audit.jsonl", b"").decode("utf-8", "replace").split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    if lines and not (isinstance(prev, str) and isinstance(seq, int)):
+        return [*problems, "manifest.json: audit.prev_hash or audit.first_seq missing"]
+    for number, line in enumerate(lines, start=1):
         try:
             event = json.loads(line)
         except ValueError:
