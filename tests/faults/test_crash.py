@@ -1,0 +1,81 @@
+"""A process killed between the provider call and the record (SPEC §3.4, "repaired on restart").
+
+The approver's ``accessbot chat`` is SIGKILLed while the Graph stand-in holds the
+``POST …/members/$ref`` it has received (``slow_next``); the stand-in then completes the write,
+so the membership exists while the store still says "intended". Recovery is ``accessbot sweep``
+past the lease: the grant becomes active exactly once, the membership exists once, the chain
+verifies and holds no duplicate event. The same for a release killed during the ``DELETE``.
+Run on SQLite and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.faults.conftest import FaultyGraph, FaultyOkta, World, make_world, utc_in
+from tests.standins.tls import LocalTLS
+
+BOB = "bob@example.com"
+HOLD = 1.0  # seconds the stand-in holds the write before applying it
+
+
+@pytest.fixture
+def crash_world(database_url: str, tmp_path: Path, graph: FaultyGraph, okta: FaultyOkta,
+                fault_tls: LocalTLS) -> World:
+    return make_world(database_url, tmp_path, graph, okta, fault_tls)
+
+
+def _wait_for(predicate, what: str, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_killed_after_graph_received_the_add_and_the_remove(crash_world: World) -> None:
+    world, graph = crash_world, crash_world.graph
+    world.chat(BOB, "request entra-ops for 1h")
+
+    # --- the add: the approver's process dies while Graph holds the POST it received ---------
+    graph.writes_only = True
+    graph.slow_next(1, seconds=HOLD)
+    world.chat_killed_while_held("mark.mgr@example.com", "approve REQ-1", "POST", "/members/$ref")
+    _wait_for(lambda: graph.member_emails(world.entra_group) == [BOB], "the held write never landed")
+    assert world.state(1) == "approved"  # the record never heard of it
+    [(op, status, attempts, *_)] = world.ops(1)
+    assert (op, status, attempts) == ("add", "pending", 1)  # leased by the dead process
+
+    world.sweep()  # inside the dead process's lease: nobody else may run the call yet
+    assert world.state(1) == "approved" and len(graph.received("POST", "/members/$ref")) == 1
+
+    world.sweep(as_of=utc_in(minutes=2))  # past the lease: repaired
+    assert world.state(1) == "active"
+    assert graph.member_emails(world.entra_group) == [BOB]
+    statuses = [r.status for r in graph.received("POST", "/members/$ref")]
+    assert statuses == [204, 400]  # the repair was told "already exist", which is success
+    counts = world.event_counts("REQ-1")
+    assert (counts["approval.granted"], counts["request.approved"], counts["grant.provisioned"]) == (1, 1, 1)
+    assert [(o[0], o[1]) for o in world.ops(1)] == [("add", "done")]
+    world.verify()
+
+    # --- the removal: the requester's release dies while Graph holds the DELETE -------------
+    graph.slow_next(1, seconds=HOLD)
+    world.chat_killed_while_held(BOB, "release REQ-1", "DELETE", "/members/")
+    _wait_for(lambda: graph.member_emails(world.entra_group) == [], "the held removal never landed")
+    assert world.state(1) == "released"
+    assert [(o[0], o[1]) for o in world.ops(1)] == [("add", "done"), ("remove", "pending")]
+
+    world.sweep(as_of=utc_in(minutes=5))
+    assert [(o[0], o[1]) for o in world.ops(1)] == [("add", "done"), ("remove", "done")]
+    assert [r.status for r in graph.received("DELETE", "/members/")] == [204, 404]  # 404: not a member = success
+    world.sweep(as_of=utc_in(minutes=6))
+    assert len(graph.received("DELETE", "/members/")) == 2 and len(graph.received("POST", "/members/$ref")) == 2
+    assert graph.member_emails(world.entra_group) == []
+    counts = world.event_counts("REQ-1")
+    assert counts["grant.released"] == 1 and counts["grant.provisioned"] == 1
+    assert not {"grant.revoke_failed", "grant.revoke_completed", "grant.provision_failed"} & set(counts)
+    assert world.state(1) == "released"
+    world.verify()
