@@ -47,6 +47,32 @@ def bar_chart(title: str, points: list[tuple[str, float]], *, unit: str = "") ->
             + "".join(bars) + "</svg></figure>")
 
 
+def drift_findings(events: list[dict[str, Any]]) -> list[list[str]]:
+    """One row per finding from drift.detected / drift.resolved events in time order."""
+    rows: list[list[str]] = []
+    open_rows: dict[tuple[str, str, str], list[str]] = {}
+    for d in events:
+        key = (str(d.get("provider", "")), str(d.get("group", "")), str(d.get("user", "")).lower())
+        if d["type"] == "drift.detected":
+            row = [*key, d["ts"], "still open at the end of the period"]
+            rows.append(row)
+            open_rows[key] = row
+        elif d["type"] == "drift.resolved":
+            row = open_rows.pop(key, None)
+            if row is None:  # found before the period
+                row = [*key, "before the period", ""]
+                rows.append(row)
+            row[4] = f"resolved {d['ts']}"
+    return rows
+
+
+def _moment(value: Any) -> str:
+    """A datetime as ``YYYY-MM-DD HH:MM UTC``; text as it is; nothing as empty."""
+    if value is None:
+        return ""
+    return value.strftime("%Y-%m-%d %H:%M UTC") if hasattr(value, "strftime") else str(value)
+
+
 def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
@@ -89,9 +115,11 @@ def render_report(figures: Any, *, generated_at: str, sla_hours: float = 24.0, c
         parts.append("<p class='ok'>No grant outlived the policy maximum.</p>")
     parts.append(f"<h2>Exceptions: {len(figures.exceptions)}</h2>")
     if figures.exceptions:
-        parts.append(_table(["request", "requester", "profile", "duration", "reason", "state", "approvers"],
+        parts.append(_table(["request", "requester", "profile", "duration", "reason", "state", "expires",
+                             "approvers"],
                             [[e["request_id"], e["requester"], e["profile"], e["duration"],
-                              e.get("justification") or "", e["state"], e.get("approvers", "")]
+                              e.get("justification") or "", e["state"], _moment(e.get("expires_at")),
+                              e.get("approvers", "")]
                              for e in figures.exceptions]))
     parts.append(f"<h2>Terminations: {len(figures.terminations)}</h2>")
     if figures.terminations:
@@ -104,8 +132,8 @@ def render_report(figures: Any, *, generated_at: str, sla_hours: float = 24.0, c
         parts.append(_table(["user", "detected", "grants", "revoked", "hours", f"within {sla_hours:g} h SLA"], rows))
     parts.append(f"<h2>Drift: {sum(1 for d in figures.drift if d['type'] == 'drift.detected')} found</h2>")
     if figures.drift:
-        parts.append(_table(["when", "event", "provider", "group", "user"],
-                            [[d["ts"], d["type"], d.get("provider", ""), d.get("group", ""), d.get("user", "")]
-                             for d in figures.drift]))
+        parts.append("<p class='muted'>A member of a managed group with no grant behind them. It is resolved "
+                     "when the membership is gone or a grant covers it.</p>")
+        parts.append(_table(["provider", "group", "user", "found", "what happened"], drift_findings(figures.drift)))
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -24,9 +24,13 @@ from handlers.policy import Policy, PolicyError, parse_policy
 
 REQUEST_COLUMNS = ["request_id", "requester", "profile", "kind", "duration", "justification", "ticket", "state",
                    "submitted_at", "policy_version", "policy_sha256"]
-APPROVAL_COLUMNS = ["request_id", "step", "approver", "decision", "comment", "decided_at"]
+# SPEC §6 columns first, in its order; then an approval's round (0 = the request, n = its n-th
+# extension) and, for approvals and grants, the policy version that governed their request (it
+# may be older than the period, and then requests.csv does not hold it)
+GOVERNING = ["policy_version", "policy_sha256"]
+APPROVAL_COLUMNS = ["request_id", "step", "approver", "decision", "comment", "decided_at", "round", *GOVERNING]
 GRANT_COLUMNS = ["request_id", "user", "profile", "provider", "group", "started_at", "expires_at", "ended_at",
-                 "end_reason"]
+                 "end_reason", *GOVERNING]
 EXCEPTION_COLUMNS = [*REQUEST_COLUMNS, "approvers"]
 
 
@@ -317,6 +321,7 @@ class Figures:
 
     async def count_decisions(self, rows: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
         async for row in rows:
+            self.policy_shas.add(row["policy_sha256"])
             submitted = self._submitted.get(row["request_id"])
             if submitted is not None and row["decision"] == "approved" and len(self.approve_seconds) < 200_000:
                 self.approve_seconds.append((row["decided_at"] - submitted).total_seconds())
@@ -325,6 +330,7 @@ class Figures:
     async def count_grants(self, rows: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
         async for row in rows:
             self.grants += 1
+            self.policy_shas.add(row["policy_sha256"])
             if self._outlived(row) and len(self.outliving) < 1000:
                 self.outliving.append(row["request_id"])
             yield row

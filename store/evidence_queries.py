@@ -48,17 +48,18 @@ class SqlEvidenceSource:
                    "kind": m["kind"], "duration": format_duration_s(m["duration_s"]),
                    "justification": m["justification"], "ticket": m["ticket"], "state": m["state"],
                    "submitted_at": m["submitted_at"], "policy_version": m["policy_version"],
-                   "policy_sha256": m["policy_sha256"]}
+                   "policy_sha256": m["policy_sha256"], "expires_at": m["expires_at"]}
 
     async def decisions_made(self, start: datetime, end: datetime) -> AsyncIterator[dict[str, Any]]:
         d, r = t.decisions.c, t.requests.c
-        q = (select(t.decisions, r.kind).join(t.requests, r.id == d.request_id)
+        q = (select(t.decisions, r.kind, r.policy_version, r.policy_sha256).join(t.requests, r.id == d.request_id)
              .where(d.decided_at >= start, d.decided_at < end))
         async for row in self._pages(q, d.id):
             m = row._mapping
             yield {"request_id": req_id(m["request_id"]), "step": m["step"] + 1, "approver": m["approver"],
                    "decision": m["decision"], "comment": m["comment"], "decided_at": m["decided_at"],
-                   "kind": m["kind"], "round": m["round"]}
+                   "kind": m["kind"], "round": m["round"], "policy_version": m["policy_version"],
+                   "policy_sha256": m["policy_sha256"]}
 
     async def grants_active(self, start: datetime, end: datetime) -> AsyncIterator[dict[str, Any]]:
         c = t.requests.c
@@ -70,7 +71,8 @@ class SqlEvidenceSource:
             yield {"request_id": req_id(m["id"]), "user": m["requester"], "profile": m["profile"],
                    "provider": m["provider"], "group": m["group_name"], "started_at": m["started_at"],
                    "expires_at": m["expires_at"], "ended_at": m["ended_at"], "end_reason": reason,
-                   "kind": m["kind"], "policy_sha256": m["policy_sha256"], "round": m["round"]}
+                   "kind": m["kind"], "policy_version": m["policy_version"], "policy_sha256": m["policy_sha256"],
+                   "round": m["round"]}
 
     async def audit_pages(self, *, ts_from: str | None = None, ts_to: str | None = None, first_seq: int = 1,
                           last_seq: int | None = None) -> AsyncIterator[Sequence[Sequence[Any]]]:
