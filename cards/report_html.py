@@ -15,6 +15,11 @@ th{background:#f6f8fa}.num{text-align:right}.ok{color:#1a7f37}.bad{color:#cf222e
 """
 
 
+# the page may load nothing at all: no script, font, image or frame from anywhere
+CSP = ("<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; style-src 'unsafe-inline'; "
+       "img-src data:\">")
+
+
 def _table(headers: list[str], rows: list[list[Any]], numeric: set[int] | None = None) -> str:
     numeric = numeric or set()
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
@@ -79,7 +84,7 @@ def _hours(seconds: float) -> str:
 
 def render_report(figures: Any, *, generated_at: str, sla_hours: float = 24.0, chain_ok: bool | None = None) -> str:
     p = figures.period
-    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Access evidence {p.start} to "
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>{CSP}<title>Access evidence {p.start} to "
              f"{p.end}</title><style>{CSS}</style></head><body>",
              f"<h1>Access evidence, {p.start} to {p.end}</h1>",
              f"<p class='muted'>Generated {escape(generated_at)} by accessbot. Every figure below is computed from "
