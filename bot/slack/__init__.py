@@ -52,8 +52,13 @@ class SlackChannel:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if request.content_length is not None and request.content_length > MAX_BODY:
             return web.json_response({"error": "request too large"}, status=413)
-        bolt_response = await self.listeners.bolt.async_dispatch(await to_bolt_request(request))
-        return await to_aiohttp_response(bolt_response)
+        gate = self.listeners.gate
+        gate.enter()
+        try:
+            bolt_response = await self.listeners.bolt.async_dispatch(await to_bolt_request(request))
+            return await to_aiohttp_response(bolt_response)
+        finally:
+            gate.leave()
 
     async def idle(self) -> None:
         """Wait for the work started after acks and every delivery (tests, shutdown)."""

@@ -1,0 +1,172 @@
+"""200 concurrent signed ``block_actions``: time to the HTTP ack, ``/slack/events`` vs a bare aiohttp handler.
+
+Both endpoints live on the same aiohttp server in the same run, as ``accessbot serve`` mounts
+Slack (``process_before_response=False``: ack first, work after). ``/slack/events`` goes through
+Bolt (signature and timestamp check, parsing, authorize, listener, ack) and then does the work in
+the background: identify the clicker, decide through the service, answer on ``response_url`` and
+update messages at the stand-in Web API (another thread). ``/bare`` verifies the same signature
+and parses the same payload, then answers 200: the floor an ack can reach on this server.
+
+The load comes from a separate process, so the server's event loop only serves. Each round,
+one approver's button is clicked 200 times at once (one decision, 199 "already
+decided"), so the acks race the background work of the clicks before them.
+
+    python bench/bench_slack_ack.py [--concurrency 200] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from urllib.parse import parse_qs, urlencode
+
+from aiohttp import ClientSession, TCPConnector, web
+from slack_sdk.signature import SignatureVerifier
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bot.bootstrap import build_app  # noqa: E402
+from bot.notify import FanoutNotifier  # noqa: E402
+from bot.server import create_web_app  # noqa: E402
+from bot.settings import Settings  # noqa: E402
+from bot.slack import SLACK_KEY  # noqa: E402
+from tests.slack.conftest import SECRET, sign  # noqa: E402
+from tests.standins.slack import SlackWebApi  # noqa: E402
+
+FIXTURE = ROOT / "tests" / "fixtures" / "slack" / "block_actions.json"
+
+
+def bare_route(app: web.Application) -> None:
+    verifier = SignatureVerifier(SECRET)
+
+    async def bare(request: web.Request) -> web.Response:
+        body = await request.text()
+        if not verifier.is_valid_request(body, dict(request.headers)):
+            return web.json_response({"error": "invalid request"}, status=401)
+        json.loads(parse_qs(body)["payload"][0])
+        return web.Response(status=200)
+
+    async def warm(request: web.Request) -> web.Response:
+        return web.Response(status=204)
+
+    app.router.add_post("/bare", bare)
+    app.router.add_get("/warm", warm)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def clicks(n: int, request_id: int, api_url: str, round_: int) -> list[tuple[str, dict[str, str]]]:
+    out = []
+    ts = str(int(time.time()))
+    for i in range(n):
+        payload = json.loads(FIXTURE.read_text())
+        payload["actions"][0]["value"] = f"REQ-{request_id}"
+        payload["actions"][0]["action_ts"] = f"1763884851.{round_:03d}{i:04d}"
+        payload["trigger_id"] = f"{round_}{i}.1763884851.bench"
+        payload["response_url"] = f"{api_url}/response/{round_}-{i}"
+        body = urlencode({"payload": json.dumps(payload)})
+        out.append((body, {"Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": ts,
+                           "X-Slack-Signature": sign(body, ts)}))
+    return out
+
+
+async def _burst(url: str, requests: list[tuple[str, dict[str, str]]]) -> list[float]:
+    async with ClientSession(connector=TCPConnector(limit=0)) as http:
+        async def one(body: str, headers: dict[str, str]) -> float:
+            started = time.perf_counter()
+            async with http.post(url, data=body, headers=headers) as resp:
+                await resp.read()
+                assert resp.status == 200, resp.status
+            return (time.perf_counter() - started) * 1000
+
+        # open every connection first: the burst measures acks, not TCP handshakes
+        async def warm() -> None:
+            async with http.get(url[: url.index("/", len("http://"))] + "/warm") as resp:
+                await resp.read()
+
+        await asyncio.gather(*(warm() for _ in requests))
+        return list(await asyncio.gather(*(one(b, h) for b, h in requests)))
+
+
+def burst_in_child(url: str, requests: list[tuple[str, dict[str, str]]]) -> list[float]:
+    """Run in the load-generator process: the server's event loop does nothing but serve."""
+    return asyncio.run(_burst(url, requests))
+
+
+async def run(concurrency: int, rounds: int) -> dict[str, list[float]]:
+    api = SlackWebApi().start()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            directory = Path(tmp) / "directory.yaml"
+            shutil.copy(ROOT / "examples" / "directory.yaml", directory)
+            settings = Settings(database_url=f"sqlite:///{tmp}/bench.db",
+                                policy=str(ROOT / "examples/policy.yaml"), directory=str(directory),
+                                slack_bot_token=SlackWebApi.TOKEN, slack_signing_secret=SECRET,
+                                slack_api_url=api.url + "/api/")
+            notifier = FanoutNotifier()
+            async with build_app(settings, notifier=notifier) as app:
+                web_app = create_web_app(app, notifier, scheduler=False)
+                bare_route(web_app)
+                runner = web.AppRunner(web_app, access_log=None)
+                await runner.setup()
+                site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
+                await site.start()
+                base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+                results: dict[str, list[float]] = {"slack": [], "bare": []}
+                bob = await app.service.identify("bob@example.com")
+                assert bob is not None
+                loop = asyncio.get_running_loop()
+                with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                    for r in range(rounds + 1):  # the first round warms up and is not counted
+                        for target in ("slack", "bare") if r % 2 == 0 else ("bare", "slack"):
+                            reply = await app.service.handle_text(bob, "request staging-admin for 1h")
+                            assert reply.ok and reply.request is not None, reply.text
+                            n = reply.request.number
+                            await web_app[SLACK_KEY].idle()
+                            url = f"{base}/slack/events" if target == "slack" else f"{base}/bare"
+                            batch = clicks(concurrency, n, api.url, r * 2 + len(target))
+                            times = await loop.run_in_executor(pool, burst_in_child, url, batch)
+                            await web_app[SLACK_KEY].idle()
+                            await app.service.handle_text(bob, f"release REQ-{n}")
+                            await app.service.handle_text(bob, f"cancel REQ-{n}")
+                            await web_app[SLACK_KEY].idle()
+                            if r > 0:
+                                results[target] += times
+                decided = [e async for e in app.store.audit_events() if e.type == "approval.granted"]
+                assert len(decided) in (0, rounds + 1), len(decided)  # one decision per round, whatever the clicks
+                await runner.cleanup()
+    finally:
+        api.stop()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--concurrency", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    results = asyncio.run(run(args.concurrency, args.rounds))
+    print(f"{args.concurrency} concurrent signed block_actions, {args.rounds} rounds each, SQLite")
+    print(f"{'endpoint':<14} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
+    for target, values in results.items():
+        name = "/slack/events" if target == "slack" else "bare aiohttp"
+        print(f"{name:<14} {percentile(values, 50):8.1f} {percentile(values, 99):8.1f} {statistics.fmean(values):8.1f}")
+    ratio = percentile(results["slack"], 99) / percentile(results["bare"], 99)
+    print(f"p99 ratio /slack/events : bare = {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()
