@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from handlers.durations import DurationError, format_duration, parse_duration
-
 from handlers.chains import ResolvedStep, first_unsatisfiable, resolve_chain
 from handlers.context import SYSTEM, Deps
+from handlers.durations import DurationError, format_duration, parse_duration
 from handlers.grammar import clean
 from handlers.grants import plan_add, plan_remove, run_op
 from handlers.ports import Notice

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from handlers.policy import Policy, Profile, Step
-
 from handlers.ports import Directory, Person
 
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from handlers.durations import format_duration
-from handlers.policy import Policy, Profile, Step
-
 from handlers.audit import format_ts
 from handlers.chains import ResolvedStep, resolve_chain
 from handlers.context import Deps
+from handlers.durations import format_duration
+from handlers.policy import Policy, Profile, Step
 from handlers.ports import Person
 from handlers.records import ACTIVE, DENIED, PENDING, AuditEvent, DecisionRecord, RequestRecord
 from handlers.views import EventView, RequestView, StepView

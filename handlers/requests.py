@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import re
 
-from handlers.durations import DurationError, format_duration, parse_duration
-from handlers.eligibility import auto_approve_rule, ineligibility
-from handlers.policy import Profile
-
 from handlers.chains import first_unsatisfiable, resolve_chain
 from handlers.context import SYSTEM, Deps
+from handlers.durations import DurationError, format_duration, parse_duration
+from handlers.eligibility import auto_approve_rule, ineligibility
 from handlers.grammar import RequestAccess, clean, find_ticket
 from handlers.grants import plan_add, run_op
+from handlers.policy import Profile
 from handlers.ports import Notice, Person
 from handlers.present import request_view
 from handlers.records import APPROVED, HOLDING_STATES, PENDING, RequestRecord
