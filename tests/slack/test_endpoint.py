@@ -170,3 +170,38 @@ async def test_process_before_response_mode_finishes_work_before_answering(sqlit
         assert sent.status == 200
         assert h.api.responses and "REQ-1" in h.api.responses[-1]["text"]  # done before the HTTP answer
         assert len(h.api.dm("U0MARK")) == 1 or await h.settle() is None
+
+
+async def test_expiring_dm_offers_extend_through_a_modal_and_the_same_chain(slack: SlackHarness) -> None:
+    h = slack
+    await h.command("alice@example.com", "request analytics-read for 4h")  # auto-approved
+    assert (await h.request(1)).state == "active"
+    h.clock.advance(hours=3, minutes=55)
+    await h.app.service.sweep(drift=False)
+    await h.settle()
+    [expiring] = [m for m in h.api.dm("U0ALICE") if m.action_ids == ["extend"]]
+    assert expiring.values == ["REQ-1"]
+    await h.click("alice@example.com", "extend", "REQ-1", message=expiring)
+    modal = h.api.modals[-1]
+    assert modal["callback_id"] == "access_extend" and "REQ-1" in modal["private_metadata"]
+    def extend(email: str, duration: str, reason: str) -> dict:
+        submission = h.submission("view_submission_deny", email, {}, {"request": "REQ-1"})
+        submission["view"].update(callback_id="access_extend", state={"values": {
+            "duration": {"duration": {"type": "plain_text_input", "value": duration}},
+            "reason": {"reason": {"type": "plain_text_input", "value": reason}}}})
+        return submission
+
+    # bob sends the metadata of alice's grant: he acts as bob, who is not its requester
+    forged = await h.interact(extend("bob@example.com", "2h", "mine now"))
+    assert forged.json()["response_action"] == "errors"
+    done = await h.interact(extend("alice@example.com", "2h", "migration still running"))
+    assert done.status == 200 and done.text == ""
+    requested = [e for e in await h.events("approval.requested") if e["data"].get("extension")]
+    assert requested and requested[-1]["actor"] == "system"
+    # the chain of analytics-read is dana: she gets the extension to approve
+    [dana] = h.api.dm("U0DANA")
+    assert dana.action_ids == ["approve", "deny"] and "extend" in dana.text
+    await h.click("dana.dba@example.com", "approve", "REQ-1", message=dana)
+    assert [e["data"]["expires_at"] for e in await h.events("grant.extended")]
+    assert dana.action_ids == []
+    check_all(h.api)
