@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from bot.bootstrap import build_app  # noqa: E402
 from bot.notify import FanoutNotifier  # noqa: E402
-from bot.server import create_web_app  # noqa: E402
+from bot.server import create_web_app, settle_heap  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from bot.slack import SLACK_KEY  # noqa: E402
 from tests.slack.conftest import SECRET, sign  # noqa: E402
@@ -124,6 +124,7 @@ async def run(concurrency: int, rounds: int) -> dict[str, list[float]]:
                 await runner.setup()
                 site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
                 await site.start()
+                settle_heap()  # as accessbot serve does once it listens
                 base = f"http://127.0.0.1:{runner.addresses[0][1]}"
                 results: dict[str, list[float]] = {"slack": [], "bare": []}
                 bob = await app.service.identify("bob@example.com")

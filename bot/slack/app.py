@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable
 from typing import Any
 
@@ -61,13 +62,17 @@ class AckGate:
     """Counts requests not yet acknowledged; post-ack work waits (a little) for a quiet moment.
 
     A burst of clicks is acknowledged first and worked through after, instead of each ack
-    queueing behind other people's work on the one event loop. Work never waits longer than
-    ``max_wait`` seconds, so a steady stream of requests delays it but cannot starve it.
+    queueing behind other people's work on the one event loop. Quiet means no request open and
+    none for ``settle`` seconds (requests of a burst arrive a few at a time, with gaps between
+    them). Work never waits longer than ``max_wait`` seconds, so a steady stream of requests
+    delays it but cannot starve it.
     """
 
-    def __init__(self, max_wait: float = 0.5) -> None:
+    def __init__(self, max_wait: float = 0.5, settle: float = 0.02) -> None:
         self.max_wait = max_wait
+        self.settle = settle
         self.open = 0
+        self._last = 0.0
         self._quiet = asyncio.Event()
         self._quiet.set()
 
@@ -77,17 +82,27 @@ class AckGate:
 
     def leave(self) -> None:
         self.open -= 1
+        self._last = time.monotonic()
         if self.open <= 0:
             self.open = 0
             self._quiet.set()
 
     async def quiet(self) -> None:
-        if self._quiet.is_set():
-            return
-        try:
-            await asyncio.wait_for(self._quiet.wait(), self.max_wait)
-        except TimeoutError:
-            pass
+        deadline = time.monotonic() + self.max_wait
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                return
+            if self._quiet.is_set():
+                calm = now - self._last
+                if calm >= self.settle:
+                    return
+                await asyncio.sleep(min(self.settle - calm, deadline - now))
+                continue
+            try:
+                await asyncio.wait_for(self._quiet.wait(), deadline - now)
+            except TimeoutError:
+                return
 
 
 class Listeners:
