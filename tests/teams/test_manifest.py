@@ -15,53 +15,20 @@ from tests.support import ROOT, cli
 
 MANIFEST_DIR = ROOT / "manifest" / "teams"
 APP_ID = "6a3c1f0e-1d2b-4c5d-8e9f-0a1b2c3d4e5f"
-GUID = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-HTTPS = {"type": "string", "pattern": "^https://"}
-SCOPES = {"type": "array", "items": {"enum": ["team", "personal", "groupchat"]}, "maxItems": 3}
+# The official Teams app manifest schema, v1.19, as Microsoft publishes it (npm package
+# @microsoft/app-manifest 1.1.2, MIT licence, build/json-schemas/teams/v1.19).
+MANIFEST_SCHEMA = json.loads((ROOT / "tests" / "fixtures" / "teams" / "MicrosoftTeams.v1.19.schema.json").read_text())
 
-# The rules of the Teams app manifest schema (v1.19) that apply to a bot-only app: required
-# members, string limits, GUIDs, https URLs, one bot, at most 10 commands per command list.
-MANIFEST_SCHEMA = {
-    "type": "object",
-    "required": ["manifestVersion", "version", "id", "developer", "name", "description", "icons", "accentColor"],
-    "properties": {
-        "$schema": {"type": "string", "pattern": "^https://developer.microsoft.com/.*/teams/v1\\.19/"},
-        "manifestVersion": {"const": "1.19"},
-        "version": {"type": "string", "pattern": "^[0-9]+\\.[0-9]+\\.[0-9]+$", "maxLength": 256},
-        "id": {"type": "string", "pattern": GUID},
-        "developer": {"type": "object", "additionalProperties": False,
-                      "required": ["name", "websiteUrl", "privacyUrl", "termsOfUseUrl"],
-                      "properties": {"name": {"type": "string", "maxLength": 32}, "websiteUrl": HTTPS,
-                                     "privacyUrl": HTTPS, "termsOfUseUrl": HTTPS}},
-        "name": {"type": "object", "additionalProperties": False, "required": ["short"],
-                 "properties": {"short": {"type": "string", "maxLength": 30}, "full": {"type": "string",
-                                                                                      "maxLength": 100}}},
-        "description": {"type": "object", "additionalProperties": False, "required": ["short", "full"],
-                        "properties": {"short": {"type": "string", "maxLength": 80},
-                                       "full": {"type": "string", "maxLength": 4000}}},
-        "icons": {"type": "object", "additionalProperties": False, "required": ["outline", "color"],
-                  "properties": {"outline": {"type": "string"}, "color": {"type": "string"}}},
-        "accentColor": {"type": "string", "pattern": "^#[0-9a-fA-F]{6}$"},
-        "bots": {"type": "array", "maxItems": 1, "items": {
-            "type": "object", "additionalProperties": False, "required": ["botId", "scopes"],
-            "properties": {
-                "botId": {"type": "string", "pattern": GUID}, "scopes": SCOPES,
-                "supportsFiles": {"type": "boolean"}, "isNotificationOnly": {"type": "boolean"},
-                "commandLists": {"type": "array", "maxItems": 3, "items": {
-                    "type": "object", "additionalProperties": False, "required": ["scopes", "commands"],
-                    "properties": {"scopes": SCOPES, "commands": {"type": "array", "maxItems": 10, "items": {
-                        "type": "object", "additionalProperties": False, "required": ["title", "description"],
-                        "properties": {"title": {"type": "string", "maxLength": 32},
-                                       "description": {"type": "string", "maxLength": 128}}}}}}}}}},
-        "validDomains": {"type": "array", "maxItems": 16, "uniqueItems": True,
-                         "items": {"type": "string", "maxLength": 2048, "pattern": "^[^/:]+$"}},
-    },
-    "additionalProperties": False,
-}
+
+def _errors(manifest: dict) -> list[str]:
+    validator = jsonschema.Draft4Validator(MANIFEST_SCHEMA, format_checker=jsonschema.Draft4Validator.FORMAT_CHECKER)
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(manifest)]
 
 
 def _check(manifest: dict) -> None:
-    jsonschema.Draft7Validator(MANIFEST_SCHEMA).validate(manifest)
+    assert manifest["$schema"].endswith("/teams/v1.19/MicrosoftTeams.schema.json")
+    assert manifest["manifestVersion"] == "1.19"
+    assert _errors(manifest) == []
 
 
 def _check_icons(color: bytes, outline: bytes) -> None:
@@ -103,3 +70,21 @@ def test_package_command_refuses_bad_ids(tmp_path: Path) -> None:
     result = cli("teams", "package", "--app-id", "not-a-guid", "--out", str(tmp_path / "x.zip"))
     assert result.returncode == 2 and "GUID" in result.stderr
     assert not (tmp_path / "x.zip").exists()
+
+
+def test_template_is_valid_once_its_placeholders_are_filled() -> None:
+    text = (MANIFEST_DIR / "manifest.json").read_text()
+    filled = json.loads(text.replace("{{TEAMS_APP_ID}}", APP_ID).replace("{{MICROSOFT_APP_ID}}", APP_ID)
+                        .replace("{{BOT_DOMAIN}}", "bot.contoso.com"))
+    _check(filled)
+
+
+def test_the_official_schema_catches_what_teams_would_refuse() -> None:
+    manifest = json.loads((MANIFEST_DIR / "manifest.json").read_text().replace("{{TEAMS_APP_ID}}", APP_ID)
+                          .replace("{{MICROSOFT_APP_ID}}", APP_ID).replace("{{BOT_DOMAIN}}", "bot.contoso.com"))
+    bad = json.loads(json.dumps(manifest))
+    bad["name"]["short"] = "x" * 31
+    bad["bots"][0]["commandLists"][0]["commands"] *= 4
+    bad["bots"][0]["botId"] = "not-a-guid"
+    errors = "\n".join(_errors(bad))
+    assert "name/short" in errors and "botId" in errors and "commands" in errors, errors
