@@ -230,7 +230,7 @@ async def end_grant(deps: Deps, actor: str, n: int, *, how: str, reason: str | N
         if record is None:
             return not_found(n)
         if requester_only and record.requester != actor:
-            return Reply(text=f"Only {record.requester} can release {record.ref}.", ok=False, kind="refusal",
+            return Reply(text=f"Only the requester of {record.ref} can release it.", ok=False, kind="refusal",
                          rule="not-requester")
         if record.state not in HOLDING_STATES:
             hint = " Use `cancel` for a pending request." if record.state == PENDING and requester_only else ""
@@ -274,7 +274,7 @@ async def cancel(deps: Deps, actor: str, n: int) -> Reply:
         if record is None:
             return not_found(n)
         if record.requester != actor:
-            return Reply(text=f"Only {record.requester} can cancel {record.ref}.", ok=False, kind="refusal",
+            return Reply(text=f"Only the requester of {record.ref} can cancel it.", ok=False, kind="refusal",
                          rule="not-requester")
         chain = await _chain(deps, record) or []
         waiting = sorted(chain[record.step].pool) if record.step < len(chain) else []
@@ -308,7 +308,7 @@ async def extend(deps: Deps, actor: str, n: int, duration_text: str | None, reas
     if record is None:
         return not_found(n)
     if record.requester != actor:
-        return Reply(text=f"Only {record.requester} can extend {record.ref}.", ok=False, kind="refusal",
+        return Reply(text=f"Only the requester of {record.ref} can extend it.", ok=False, kind="refusal",
                      rule="not-requester")
     if record.state != ACTIVE or record.expires_at is None:
         return Reply(text=f"{record.ref} is {record.state}: only an active grant can be extended.", ok=False,

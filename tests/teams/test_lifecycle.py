@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from bot.bootstrap import build_app
 from bot.teams import build_channel
 from handlers.ports import Notice
@@ -215,3 +217,51 @@ async def test_conversation_update_greets_and_references_survive_a_restart(teams
         await channel.notifier.idle()
     assert h.connector.of("send", conversation_id(DANA))[-1].text == "hello again"
     assert h.connector.of("create") == []
+
+
+async def test_expiring_card_extends_through_the_chain_and_reminders_escalate(teams: TeamsHarness) -> None:
+    h = teams
+    for email in (ALICE, BOB, DANA, MARK, SAM):
+        await install(h, email)
+    await h.say(ALICE, "request analytics-read for 4h")  # auto-approved for an engineer
+    assert (await h.request(1)).state == "active"
+    h.clock.advance(hours=3, minutes=55)
+    await h.app.service.sweep(drift=False)
+    await h.channel.notifier.idle()
+    [expiring] = [p.card for p in h.connector.of("send", conversation_id(ALICE))
+                  if p.card is not None and verbs(p.card) == ["extend"]]
+    check_card(expiring)
+    assert {"extend_duration", "comment"} <= {i.get("id") for i in expiring["body"]}
+    # bob sends alice's request id from a card of his own: he acts as bob, who does not hold it
+    before = len(await h.events())
+    card = await h.click(BOB, "extend", {"request_id": 1, "extend_duration": "2h", "comment": "mine now"})
+    assert "Only the requester of REQ-1 can extend it." in texts_of(card) and ALICE not in texts_of(card)
+    # the attempt is on record as refused; the grant is untouched
+    assert [(e['type'], e['actor']) for e in (await h.events())[before:]] == [('command.refused', BOB)]
+    card = check_card(await h.click(ALICE, "extend", {"request_id": 1, "extend_duration": "2h",
+                                                      "comment": "migration still running"}))
+    assert "REQ-1" in texts_of(card)
+    requested = [e for e in await h.events("approval.requested") if e["data"].get("extension")]
+    assert len(requested) == 1
+    # analytics-read's chain is one DBA: dana's approval card asks about the extension
+    dana_card = h.connector.of("send", conversation_id(DANA))[-1].card
+    assert verbs(dana_card) == ["approve", "deny"]
+    card = check_card(await h.click(DANA, "approve", {"request_id": 1}))
+    assert verbs(card) == []
+    assert len(await h.events("grant.extended")) == 1
+    record = await h.request(1)
+    assert record.expires_at - record.started_at == timedelta(hours=6)
+    # a request nobody answers: mark is reminded after 4 h, the security team is told after 24 h
+    await h.say(BOB, "request staging-admin for 1h")
+    h.clock.advance(hours=4, minutes=1)
+    await h.app.service.sweep(drift=False)
+    await h.channel.notifier.idle()
+    reminder = h.connector.of("send", conversation_id(MARK))[-1].card
+    assert verbs(reminder) == ["approve", "deny"] and "REQ-2" in texts_of(reminder)
+    h.clock.advance(hours=20)
+    await h.app.service.sweep(drift=False)
+    await h.channel.notifier.idle()
+    escalation = h.connector.of("send", conversation_id(SAM))[-1]
+    assert "REQ-2" in (escalation.text + texts_of(escalation.card or {}))
+    assert await h.events("approval.escalated")
+    all_cards_valid(h)
