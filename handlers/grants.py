@@ -118,6 +118,11 @@ async def _record(deps: Deps, results: list[tuple[OpRecord, ProviderError | None
             if op is None:
                 statuses.append("missing")
                 continue
+            if op.status != "pending" or op.attempts != claimed.attempts:
+                # our lease ran out and another process claimed the operation (and may have
+                # finished it): its answer is the one on record, ours is dropped
+                statuses.append("superseded")
+                continue
             if error is None:
                 statuses.append(await _done_in(deps, repo, op, now, notices))
             else:

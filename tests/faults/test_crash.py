@@ -10,6 +10,9 @@ Run on SQLite and on PostgreSQL.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,6 +20,7 @@ import pytest
 
 from tests.faults.conftest import FaultyGraph, FaultyOkta, World, make_world, utc_in
 from tests.standins.tls import LocalTLS
+from tests.support import ROOT
 
 BOB = "bob@example.com"
 HOLD = 1.0  # seconds the stand-in holds the write before applying it
@@ -78,4 +82,45 @@ def test_killed_after_graph_received_the_add_and_the_remove(crash_world: World) 
     assert counts["grant.released"] == 1 and counts["grant.provisioned"] == 1
     assert not {"grant.revoke_failed", "grant.revoke_completed", "grant.provision_failed"} & set(counts)
     assert world.state(1) == "released"
+    world.verify()
+
+
+def test_a_process_that_outlived_its_lease_does_not_overwrite_the_repair(crash_world: World) -> None:
+    """The releasing process is slow, not dead: Graph holds its DELETE past the lease, a sweep
+    repairs the removal meanwhile, and the slow process's late refusal must not undo the record."""
+    world, graph = crash_world, crash_world.graph
+    world.chat(BOB, "request entra-ops for 1h")
+    world.chat("mark.mgr@example.com", "approve REQ-1")
+    assert world.state(1) == "active"
+    graph.writes_only = True
+    graph.slow_next(1, seconds=4 * HOLD, then_status=403)  # held, then refused for good
+    cmd = [sys.executable, "-m", "bot.cli", "chat", "--as", BOB, "--database-url", world.db,
+           "--policy", str(world.files.policy), "--directory", str(world.files.directory)]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ACCESSBOT_", "SLACK_", "Microsoft"))}
+    slow = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=ROOT, env={**clean, **world.env})
+    err = ""
+    try:
+        assert slow.stdin is not None
+        slow.stdin.write("release REQ-1\n")
+        slow.stdin.close()
+        _wait_for(lambda: len(graph.received("DELETE", "/members/")) == 1, "the slow DELETE never arrived")
+        world.sweep(as_of=utc_in(minutes=5))  # past the slow process's lease: the sweep removes
+        assert [(o[0], o[1], o[2]) for o in world.ops(1)] == [("add", "done", 1), ("remove", "done", 2)]
+        slow.wait(timeout=60)
+        assert slow.stderr is not None
+        err = slow.stderr.read()
+    finally:
+        if slow.poll() is None:
+            slow.kill()
+            slow.wait()
+    assert slow.returncode == 0 and "Traceback" not in err, err
+    # in order of arrival: the slow one (answered last, refused), then the sweep's
+    assert [r.status for r in graph.received("DELETE", "/members/")] == [403, 204]
+    assert graph.member_emails(world.entra_group) == []
+    # the late 403 changed nothing: the removal stays done, nobody is told it failed
+    assert [(o[0], o[1], o[2]) for o in world.ops(1)] == [("add", "done", 1), ("remove", "done", 2)]
+    counts = world.event_counts("REQ-1")
+    assert counts["grant.released"] == 1
+    assert not {"grant.revoke_failed", "grant.revoke_completed"} & set(counts), counts
     world.verify()

@@ -38,6 +38,7 @@ class Fault:
     status: int = 503
     retry_after: float | None = None
     seconds: float = 0.0
+    then_fail: bool = False  # "slow": after the wait, answer ``status`` instead of doing the work
 
 
 @dataclass
@@ -130,8 +131,10 @@ class StandIn:
     def fail_next(self, n: int = 1, status: int = 429, retry_after: float | None = 1) -> None:
         self.faults.push(Fault("status", status=status, retry_after=retry_after), n)
 
-    def slow_next(self, n: int = 1, seconds: float = 5.0) -> None:
-        self.faults.push(Fault("slow", seconds=seconds), n)
+    def slow_next(self, n: int = 1, seconds: float = 5.0, then_status: int | None = None) -> None:
+        """Hold the next ``n`` requests for ``seconds``; then do the work, or answer ``then_status``."""
+        fault = Fault("slow", seconds=seconds, status=then_status or 503, then_fail=then_status is not None)
+        self.faults.push(fault, n)
 
     def drop_next(self, n: int = 1) -> None:
         self.faults.push(Fault("drop"), n)
@@ -193,7 +196,7 @@ class StandIn:
                 raise asyncio.CancelledError
             if fault.kind == "slow":
                 await asyncio.sleep(fault.seconds)
-            elif fault.kind == "status":
+            if fault.kind == "status" or (fault.kind == "slow" and fault.then_fail):
                 resp = self.fault_response(fault, request)
                 entry.status = resp.status
                 return resp
