@@ -7,7 +7,7 @@ catches up at once and several processes can share one PostgreSQL database.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -52,20 +52,23 @@ SCHEDULER_KEY = web.AppKey("scheduler", dict)
 
 
 async def _wake_at_next_expiry(app: App) -> None:
-    """Between interval runs, wake exactly when the next grant is due."""
+    """Between interval runs, wake exactly when the next grant expires or a provider retry is due."""
     scheduler = _SCHEDULERS.get(id(app))
     if scheduler is None or not scheduler.running:
         return
     try:
         async with app.store.read() as repo:
-            due = await repo.next_expiry()
+            moments = [m for m in (await repo.next_expiry(), await repo.next_op_attempt()) if m is not None]
+        due = min(moments) if moments else None
     except Exception:
         log.exception("could not read the next expiry")
         return
     job = scheduler.get_job("expiry")
     if due is None or job is None or job.next_run_time is None or due >= job.next_run_time:
         return
-    scheduler.add_job(run_sweep, "date", run_date=max(due, datetime.now(UTC)), args=[app, "expiry"],
+    # never sooner than a moment from now: a sweep that keeps failing must not spin
+    run_date = max(due, datetime.now(UTC) + timedelta(seconds=0.5))
+    scheduler.add_job(run_sweep, "date", run_date=run_date, args=[app, "expiry"],
                       id="expiry-exact", replace_existing=True, misfire_grace_time=None)
 
 

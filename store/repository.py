@@ -267,6 +267,11 @@ class SqlRepository:
         c = t.requests.c
         return (await self.conn.execute(select(func.min(c.expires_at)).where(c.state == "active"))).scalar()
 
+    async def next_op_attempt(self) -> datetime | None:
+        """When the next pending provider operation is due (a retry, or a lease running out)."""
+        c = t.provider_ops.c
+        return (await self.conn.execute(select(func.min(c.next_attempt_at)).where(c.status == "pending"))).scalar()
+
     # -- drift ------------------------------------------------------------------------------
     async def open_drift(self) -> list[DriftRecord]:
         c = t.drift_findings.c

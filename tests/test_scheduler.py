@@ -14,6 +14,7 @@ from bot.notify import FanoutNotifier
 from bot.server import create_web_app
 from bot.settings import Settings
 from handlers.context import FixedClock
+from handlers.grants import plan_remove
 from tests.support import copy_examples
 
 
@@ -69,5 +70,44 @@ async def test_expiry_is_exact_between_interval_runs(database_url, tmp_path):
                     assert 'accessbot_requests{state="expired"} 2.0' in text
                     assert "accessbot_sweep_seconds" in text
                     assert "accessbot_oldest_overdue_revocation_seconds 0.0" in text
+        finally:
+            await runner.cleanup()
+
+
+async def test_a_provider_retry_runs_when_it_is_due_not_at_the_next_interval(database_url, tmp_path):
+    files = copy_examples(tmp_path)
+    files.policy.write_text(files.policy.read_text() + "\nschedule: {sweep_interval: 1h}\n")
+    settings = Settings(database_url=database_url, policy=str(files.policy), directory=str(files.directory))
+    async with build_app(settings) as app:
+        bob = await app.service.identify("bob@example.com")
+        reply = await app.service.handle_text(bob, "request analytics-read for 4h")
+        record = reply.request
+        assert record.state == "active"
+        group = app.deps.policy.profile("analytics-read").group
+        provider = app.deps.providers["directory"]
+        assert "bob@example.com" in await provider.list_members(group)
+        # what a release leaves behind when the provider answered 429 with Retry-After: 3 —
+        # the grant ended, its removal pending until the moment the provider named
+        now = datetime.now(UTC)
+        async with app.store.write() as repo:
+            stored = await repo.get_request(record.number)
+            stored.state, stored.ended_at, stored.end_reason = "released", now, "released"
+            await repo.save_request(stored)
+            op = await plan_remove(repo, stored, now)
+            op.next_attempt_at = now + timedelta(seconds=3)
+            await repo.save_op(op)
+        web_app = create_web_app(app, FanoutNotifier())
+        runner = web.AppRunner(web_app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        try:
+            t0 = time.monotonic()
+            while "bob@example.com" in await provider.list_members(group):
+                assert time.monotonic() - t0 < 10, "the retry waited for the hourly sweep"
+                await asyncio.sleep(0.1)
+            assert time.monotonic() - t0 >= 1.5  # not before the provider said
+            async with app.store.read() as repo:
+                [op] = [o for o in await repo.ops_for(record.number) if o.op == "remove"]
+            assert op.status == "done"
         finally:
             await runner.cleanup()
