@@ -113,8 +113,9 @@ async def _record(deps: Deps, results: list[tuple[OpRecord, ProviderError | None
     notices: list[Notice] = []
     statuses = []
     async with deps.store.write() as repo:
+        current = await repo.get_ops([claimed.id or 0 for claimed, _ in results])
         for claimed, error in results:
-            op = await repo.get_op(claimed.id or 0)
+            op = current.get(claimed.id or 0)
             if op is None:
                 statuses.append("missing")
                 continue
@@ -139,6 +140,8 @@ async def _done_in(deps: Deps, repo: Repository, op: OpRecord, now: datetime, no
     was_failing = op.failure_reported
     op.status, op.done_at, op.next_attempt_at, op.last_error = "done", now, None, None
     await repo.save_op(op)
+    if op.op == "remove" and not was_failing:
+        return "done"  # the grant was recorded ended when the removal was planned
     record = await repo.get_request(op.request_id)
     if record is None:
         return "done"

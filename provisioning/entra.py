@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -39,6 +40,10 @@ MICROSOFT_AUTHORITY_HOSTS = frozenset({
 USER_SELECT = "id,mail,userPrincipalName,displayName,department,jobTitle,employeeType,accountEnabled"
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 BATCH_LIMIT = 20
+BATCHES_IN_FLIGHT = 4  # $batch requests sent at once; Graph runs each one's requests in any order
+# A batch call keeps retrying throttled requests for at most this long, well inside the 60 s lease
+# on the operations it carries; what is left is tried again by the next sweep.
+BATCH_TIME_BUDGET = 40.0
 PRIVATE_KEY_RE = re.compile(r"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.+?-----END \1PRIVATE KEY-----", re.S)
 
 
@@ -384,7 +389,8 @@ class EntraProvider:
                 request |= {"body": body, "headers": {"Content-Type": "application/json"}}
             pending.append((i, request))
             keys[i] = (gid, uid)
-        throttled_rounds = 0
+        idle_rounds = 0  # rounds in a row in which nothing got through
+        deadline = time.monotonic() + BATCH_TIME_BUDGET
         while pending:
             # Graph runs a batch's requests in any order: two changes to one membership go in
             # separate rounds, in the order they were asked for.
@@ -394,21 +400,46 @@ class EntraProvider:
                 seen.add(keys[i])
             throttled: list[tuple[int, dict[str, Any]]] = []
             hint: float | None = None
-            for chunk in _chunks(now, BATCH_LIMIT):
-                hint = _max(hint, await self._batch_round(ops, chunk, results, throttled))
+            progress = False
+            chunks = list(_chunks(now, BATCH_LIMIT))
+            for k in range(0, len(chunks), BATCHES_IN_FLIGHT):
+                group_of = chunks[k:k + BATCHES_IN_FLIGHT]
+                refused: list[list[tuple[int, dict[str, Any]]]] = [[] for _ in group_of]
+                hints = await asyncio.gather(*(self._batch_round(ops, chunk, results, out)
+                                               for chunk, out in zip(group_of, refused, strict=True)))
+                for chunk, out in zip(group_of, refused, strict=True):
+                    progress |= len(out) < len(chunk)
+                    throttled += out
+                quota_hints = [h for h in hints if h is not None]
+                if quota_hints:
+                    hint = min(quota_hints)
+                    # Graph's write quota is spent: the rest of this round would only be refused
+                    # too. It waits with the refused ones for the first slot Graph names.
+                    for i, request in (item for rest in chunks[k + BATCHES_IN_FLIGHT:] for item in rest):
+                        kind, group, email = ops[i]
+                        results[i] = ProviderError(f"Graph {kind} {email} ({group}): not sent, write quota spent",
+                                                   transient=True, retry_after=hint, status=429)
+                        throttled.append((i, request))
+                    break
             if throttled:
-                throttled_rounds += 1
-                if throttled_rounds >= self.policy.max_attempts:
-                    throttled = []  # their results already say transient, with the delay asked for
-                else:
-                    await asyncio.sleep(self.policy.delay(throttled_rounds, hint))
+                idle_rounds = 0 if progress else idle_rounds + 1
+                wait = self.policy.delay(max(idle_rounds, 1), hint)
+                if idle_rounds >= self.policy.max_attempts or time.monotonic() + wait > deadline:
+                    # their results say transient, with the delay Graph asked for: the operations
+                    # are tried again by a later sweep, when the provider said to
+                    return results
+                await asyncio.sleep(wait)
             pending = sorted(throttled + later, key=lambda item: item[0])
         return results
 
     async def _batch_round(self, ops: list[tuple[str, str, str]], chunk: list[tuple[int, dict[str, Any]]],
                            results: list[ProviderError | None], throttled: list[tuple[int, dict[str, Any]]]
                            ) -> float | None:
-        """Send one ``$batch``; judge each answer, put throttled ones in ``throttled``; the longest Retry-After."""
+        """Send one ``$batch``; judge each answer, put refused ones in ``throttled``.
+
+        Returns the shortest ``Retry-After`` among inner 429 answers (when the first write slot
+        frees), or None when nothing was throttled by the quota (5xx answers back off instead).
+        """
         try:
             reply = await self._call("POST", "/$batch", body={"requests": [r for _, r in chunk]}, what="$batch")
         except ProviderError as exc:
@@ -434,14 +465,12 @@ class EntraProvider:
                                 reply.correlation_id, retry_after)
             if status in TRANSIENT_STATUSES:
                 throttled.append((i, request))
-                hint = _max(hint, retry_after)
+                if status == 429:
+                    wait = retry_after if retry_after is not None else 0.0
+                    hint = wait if hint is None else min(hint, wait)
         return hint
 
 
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
-
-
-def _max(a: float | None, b: float | None) -> float | None:
-    return b if a is None else a if b is None else max(a, b)

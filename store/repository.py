@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -74,6 +74,13 @@ def _op_row(o: OpRecord) -> dict[str, Any]:
         "correlation_id": o.correlation_id, "failure_reported": o.failure_reported,
         "done_at": o.done_at,
     }
+
+
+# One statement for every save of an operation, built once (the columns never change).
+_OP_COLUMNS = ("request_id", "op", "provider", "group_name", "email", "status", "attempts", "created_at",
+               "next_attempt_at", "last_error", "correlation_id", "failure_reported", "done_at")
+_SAVE_OP = update(t.provider_ops).where(t.provider_ops.c.id == bindparam("op_id")).values(
+    {name: bindparam(f"v_{name}") for name in _OP_COLUMNS})
 
 
 def _op(row: Any) -> OpRecord:
@@ -237,8 +244,7 @@ class SqlRepository:
         return op.id
 
     async def save_op(self, op: OpRecord) -> None:
-        await self.conn.execute(update(t.provider_ops).where(t.provider_ops.c.id == op.id)
-                                .values(**_op_row(op)))
+        await self.conn.execute(_SAVE_OP, {"op_id": op.id, **{f"v_{k}": v for k, v in _op_row(op).items()}})
 
     async def due_ops(self, now: datetime, *, limit: int = 100) -> list[OpRecord]:
         c = t.provider_ops.c
@@ -256,6 +262,15 @@ class SqlRepository:
     async def get_op(self, op_id: int) -> OpRecord | None:
         row = (await self.conn.execute(select(t.provider_ops).where(t.provider_ops.c.id == op_id))).first()
         return _op(row) if row else None
+
+    async def get_ops(self, op_ids: list[int]) -> dict[int, OpRecord]:
+        found: dict[int, OpRecord] = {}
+        for start in range(0, len(op_ids), 500):
+            q = select(t.provider_ops).where(t.provider_ops.c.id.in_(op_ids[start:start + 500]))
+            for row in (await self.conn.execute(q)).all():
+                op = _op(row)
+                found[op.id or 0] = op
+        return found
 
     async def oldest_open_remove(self) -> datetime | None:
         c = t.provider_ops.c
