@@ -1,10 +1,11 @@
 """200 concurrent signed ``block_actions``: time to the HTTP ack, ``/slack/events`` vs a bare aiohttp handler.
 
 Both endpoints live on the same aiohttp server in the same run, as ``accessbot serve`` mounts
-Slack (``process_before_response=False``: ack first, work after). ``/slack/events`` goes through
-Bolt (signature and timestamp check, parsing, authorize, listener, ack) and then does the work in
-the background: identify the clicker, decide through the service, answer on ``response_url`` and
-update messages at the stand-in Web API (another thread). ``/bare`` verifies the same signature
+Slack (``process_before_response=False``: ack first, work after). ``/slack/events`` parses the
+request for Bolt, checks the click's signature and timestamp, acknowledges, and then has Bolt
+dispatch it (its own verification, authorize, listener) and does the work in the background:
+identify the clicker, decide through the service, answer on ``response_url`` and update messages
+at the stand-in Web API (another thread). ``/bare`` verifies the same signature
 and parses the same payload, then answers 200: the floor an ack can reach on this server.
 
 The load comes from a separate process, so the server's event loop only serves. Each round,

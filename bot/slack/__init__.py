@@ -2,9 +2,11 @@
 
 One URL takes slash commands, interactivity and events. Bolt verifies every request's signature
 and timestamp (a bad or stale one is answered 401 before any listener runs); the listeners in
-:mod:`bot.slack.app` acknowledge first and work after. The route is mounted only while
-``SLACK_BOT_TOKEN`` and ``SLACK_SIGNING_SECRET`` are both set. Web API calls are retried on 429
-honouring ``Retry-After``.
+:mod:`bot.slack.app` acknowledge first and work after. A button click, whose acknowledgement is
+an empty 200 whatever happens next, is answered as soon as its signature and timestamp pass
+slack_sdk's ``SignatureVerifier`` (the check Bolt itself makes); Bolt then dispatches it. The
+route is mounted only while ``SLACK_BOT_TOKEN`` and ``SLACK_SIGNING_SECRET`` are both set. Web
+API calls are retried on 429 honouring ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ import aiohttp
 import structlog
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
 )
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.bootstrap import App
@@ -48,6 +52,7 @@ class SlackChannel:
     listeners: Listeners
     notifier: SlackNotifier
     client: AsyncWebClient
+    verifier: SignatureVerifier
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if request.content_length is not None and request.content_length > MAX_BODY:
@@ -55,10 +60,34 @@ class SlackChannel:
         gate = self.listeners.gate
         gate.enter()
         try:
-            bolt_response = await self.listeners.bolt.async_dispatch(await to_bolt_request(request))
-            return await to_aiohttp_response(bolt_response)
+            bolt_request = await to_bolt_request(request)
+            if not self.listeners.process_before_response and self._button_click(bolt_request):
+                # A button click's acknowledgement is an empty 200 whatever the listener decides,
+                # so it goes out now; Bolt verifies (again), routes and runs the listener after.
+                self.notifier.spawn(self._dispatch_after_ack(bolt_request))
+                return web.Response(status=200)
+            return await to_aiohttp_response(await self.listeners.bolt.async_dispatch(bolt_request))
         finally:
             gate.leave()
+
+    def _button_click(self, bolt_request: AsyncBoltRequest) -> bool:
+        """A signed, fresh ``block_actions`` payload (checked as Bolt checks it: same verifier)."""
+        if not isinstance(bolt_request.body, dict) or bolt_request.body.get("type") != "block_actions":
+            return False
+        timestamp = (bolt_request.headers.get("x-slack-request-timestamp") or [None])[0]
+        signature = (bolt_request.headers.get("x-slack-signature") or [None])[0]
+        return self.verifier.is_valid(body=bolt_request.raw_body, timestamp=timestamp, signature=signature)
+
+    async def _dispatch_after_ack(self, bolt_request: AsyncBoltRequest) -> None:
+        # after the burst it came in (at most half a second: a modal's trigger lasts 3 s)
+        await self.listeners.gate.quiet()
+        try:
+            response = await self.listeners.bolt.async_dispatch(bolt_request)
+        except Exception:
+            log.exception("slack dispatch after ack failed")
+            return
+        if response.status != 200:
+            log.info("slack request refused after ack", status=response.status, body=response.body[:200])
 
     async def idle(self) -> None:
         """Wait for the work started after acks and every delivery (tests, shutdown)."""
@@ -77,7 +106,8 @@ def build_channel(app: App, *, process_before_response: bool = False) -> SlackCh
     listeners = Listeners(app, notifier, signing_secret=settings.slack_signing_secret,
                           token=settings.slack_bot_token, process_before_response=process_before_response,
                           retry_handlers=handlers)
-    return SlackChannel(listeners=listeners, notifier=notifier, client=client)
+    return SlackChannel(listeners=listeners, notifier=notifier, client=client,
+                        verifier=SignatureVerifier(settings.slack_signing_secret))
 
 
 def mount(web_app: web.Application, app: App, notifier: FanoutNotifier, *,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 from bot.bootstrap import build_app
 from bot.notify import FanoutNotifier
@@ -205,3 +206,24 @@ async def test_expiring_dm_offers_extend_through_a_modal_and_the_same_chain(slac
     assert [e["data"]["expires_at"] for e in await h.events("grant.extended")]
     assert dana.action_ids == []
     check_all(h.api)
+
+
+async def test_a_click_is_acknowledged_before_bolt_runs_its_listener(slack: SlackHarness) -> None:
+    h = slack
+    await h.command("bob@example.com", "request staging-admin for 1h")
+    assert (await h.request(1)).state == "pending"
+    before = len(await h.events())
+    sent = await h.click("mark.mgr@example.com", "approve", "REQ-1", settle=False)
+    assert (sent.status, sent.text) == (200, "")  # the ack: empty, at once
+    assert len(await h.events()) == before  # nothing decided yet
+    await h.settle()
+    assert (await h.request(1)).state == "active"
+    # the same click, urlencoded as Slack sends it, but signed with another secret or stale: 401
+    # from the fast path's check as from Bolt's, and nothing runs after
+    body = urlencode({"payload": json.dumps(h.action_payload("mark.mgr@example.com", "approve", "REQ-1"))})
+    now = str(int(time.time()))
+    for ts, signature in ((now, sign(body, now, secret="another-secret")),
+                          (str(int(now) - 6 * 60), sign(body, str(int(now) - 6 * 60)))):
+        sent = await h.post_raw(body, "application/x-www-form-urlencoded", timestamp=ts, signature=signature)
+        assert sent.status == 401
+    assert [e["type"] for e in (await h.events())[before:]].count("approval.granted") == 1
