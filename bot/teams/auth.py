@@ -154,12 +154,39 @@ def credentials_factory(settings: Settings) -> ServiceClientCredentialsFactory:
                                    authority_url=settings.authority_url)
 
 
+class ReusingBotFrameworkAuthentication(ConfigurationBotFrameworkAuthentication):
+    """The SDK's authentication, with its user-token client built once per app id, not per activity.
+
+    ``CloudAdapter.process_activity`` asks for a user-token client (the OAuth sign-in API) on
+    every activity; building one costs milliseconds (msrest's retry table), more than the rest of
+    the SDK's work on an invoke. The client holds only the app's credentials and the endpoint,
+    so one per app id serves every turn; it is rebuilt now and then all the same.
+    """
+
+    TTL = 3600.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._user_token_clients: dict[str, tuple[Any, float]] = {}
+
+    async def create_user_token_client(self, claims_identity: Any) -> Any:
+        claims = getattr(claims_identity, "claims", None) or {}
+        key = str(claims.get("aud") or claims.get("appid") or claims.get("azp") or "")
+        now = time.monotonic()
+        cached = self._user_token_clients.get(key)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        client = await super().create_user_token_client(claims_identity)
+        self._user_token_clients[key] = (client, now + self.TTL)
+        return client
+
+
 def build_authentication(settings: Settings, factory: ServiceClientCredentialsFactory | None = None
                          ) -> ConfigurationBotFrameworkAuthentication:
     cfg = bot_config(settings)
     if cfg.APP_TYPE.lower() == "singletenant" and not (settings.app_tenant_id and settings.app_password):
         raise SystemExit("MicrosoftAppType=SingleTenant needs MicrosoftAppTenantId and MicrosoftAppPassword")
-    return ConfigurationBotFrameworkAuthentication(cfg, credentials_factory=factory or credentials_factory(settings))
+    return ReusingBotFrameworkAuthentication(cfg, credentials_factory=factory or credentials_factory(settings))
 
 
 async def authenticate(auth: ConfigurationBotFrameworkAuthentication, activity: Activity,
