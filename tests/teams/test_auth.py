@@ -6,6 +6,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from bot.teams.auth import Unauthorized
 from tests.teams.conftest import APP_ID, TeamsHarness, conversation_id
 
 ALICE = "alice@example.com"
@@ -71,3 +72,19 @@ async def test_emulator_mode_only_listens_to_this_machine(teams: TeamsHarness) -
     # without an app id, activities are not authenticated: the route only serves loopback peers
     status, _ = await teams.say(ALICE, "help")
     assert status == 200
+
+
+
+async def test_one_user_token_client_serves_every_activity_of_an_app(teams_secured: TeamsHarness) -> None:
+    from botframework.connector.auth import ClaimsIdentity
+
+    auth = teams_secured.channel.auth
+    ours = ClaimsIdentity({"aud": APP_ID, "appid": APP_ID}, True)
+    first = await auth.create_user_token_client(ours)
+    again = await auth.create_user_token_client(ClaimsIdentity({"aud": APP_ID, "appid": APP_ID}, True))
+    assert again is first
+    with pytest.raises(Unauthorized):  # another app's claims get no client, cached or not
+        await auth.create_user_token_client(ClaimsIdentity({"aud": "another-app", "appid": "another-app"}, True))
+    # and the turns still work with it
+    status, _ = await teams_secured.post(teams_secured.activity("message_personal", ALICE, text="help"))
+    assert status == 200 and len(teams_secured.connector.of("reply", conversation_id(ALICE))) == 1
