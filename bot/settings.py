@@ -44,6 +44,10 @@ class Settings:
     identity: str = ""
     okta_url: str = ""
     okta_token: str = ""
+    okta_client_id: str = ""
+    okta_private_key: str = ""
+    okta_key_id: str = ""
+    okta_scopes: str = "okta.users.read okta.groups.manage"
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -53,7 +57,7 @@ class Settings:
 
     @property
     def okta_configured(self) -> bool:
-        return bool(self.okta_url and self.okta_token)
+        return bool(self.okta_url and (self.okta_token or (self.okta_client_id and self.okta_private_key)))
 
     @property
     def slack_enabled(self) -> bool:
@@ -86,6 +90,8 @@ _ENV = {
     "entra_certificate_thumbprint": "ACCESSBOT_ENTRA_CERTIFICATE_THUMBPRINT",
     "graph_url": "ACCESSBOT_GRAPH_URL", "authority_url": "ACCESSBOT_AUTHORITY_URL",
     "identity": "ACCESSBOT_IDENTITY", "okta_url": "ACCESSBOT_OKTA_URL", "okta_token": "ACCESSBOT_OKTA_TOKEN",
+    "okta_client_id": "ACCESSBOT_OKTA_CLIENT_ID", "okta_private_key": "ACCESSBOT_OKTA_PRIVATE_KEY",
+    "okta_key_id": "ACCESSBOT_OKTA_KEY_ID", "okta_scopes": "ACCESSBOT_OKTA_SCOPES",
 }
 
 

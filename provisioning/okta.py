@@ -19,6 +19,7 @@ import aiohttp
 
 from handlers.ports import Person, ProviderError
 from provisioning.http import Reply, RetryPolicy, parse_retry_after, read_reply, ssl_context, with_retries
+from provisioning.okta_auth import OktaCredentials, SswsToken
 
 INACTIVE_STATUSES = frozenset({"SUSPENDED", "DEPROVISIONED"})
 
@@ -45,7 +46,8 @@ class OktaProvider:
         self,
         *,
         org_url: str,
-        token: str,
+        token: str = "",
+        credentials: OktaCredentials | None = None,
         session: aiohttp.ClientSession | None = None,
         max_attempts: int = 5,
         max_retry_wait: float = 30.0,
@@ -54,7 +56,9 @@ class OktaProvider:
     ) -> None:
         base = org_url.rstrip("/")
         self.api = (base if base.endswith("/api/v1") else base + "/api/v1")
-        self._token = token
+        if credentials is None and not token:
+            raise ValueError("Okta needs an API token or a service app's credentials")
+        self.credentials: OktaCredentials = credentials or SswsToken(token)
         self.policy = RetryPolicy(max_attempts=max_attempts, max_retry_wait=max_retry_wait,
                                   backoff_base=backoff_base, request_timeout=request_timeout)
         self._session = session
@@ -86,11 +90,11 @@ class OktaProvider:
             now = server_now
         return max(0.0, reset - now)
 
-    async def _send(self, method: str, url: str, params: dict[str, str] | None) -> Reply:
+    async def _send(self, method: str, url: str, params: dict[str, str] | None, authorization: str) -> Reply:
         pause = self._paused_until - time.time()
         if pause > 0:
             await asyncio.sleep(min(pause, self.policy.max_retry_wait))
-        headers = {"Authorization": f"SSWS {self._token}", "Accept": "application/json"}
+        headers = {"Authorization": authorization, "Accept": "application/json"}
         async with self._http().request(method, url, params=params, headers=headers, ssl=self._ssl,
                                         timeout=aiohttp.ClientTimeout(total=self.policy.request_timeout)) as resp:
             data, text = await read_reply(resp)
@@ -113,7 +117,17 @@ class OktaProvider:
 
     async def _call(self, method: str, path: str, *, params: dict[str, str] | None = None, what: str) -> Reply:
         url = path if path.startswith(("https://", "http://")) else self.api + path
-        return await with_retries(lambda: self._send(method, url, params), self.policy, what=f"Okta {what}")
+        used: list[str] = []
+
+        async def attempt() -> Reply:
+            used.append(await self.credentials.authorization(self._http(), self._ssl))
+            return await self._send(method, url, params, used[-1])
+
+        reply = await with_retries(attempt, self.policy, what=f"Okta {what}")
+        if reply.status == 401 and self.credentials.invalidate(used[-1]):
+            # an access token revoked or expired early: one new token, one more try
+            reply = await with_retries(attempt, self.policy, what=f"Okta {what}")
+        return reply
 
     def _error(self, reply: Reply, what: str) -> ProviderError:
         return ProviderError(f"Okta {what}: HTTP {reply.status} {_okta_error(reply)}", transient=False,

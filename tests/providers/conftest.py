@@ -1,6 +1,6 @@
 """Fixtures for the provider suites: stand-ins and one ``provider_env`` per identity provider.
 
-``provider_env`` is parametrized over :data:`PROVIDER_ENVS` (ids ``entra``, ``okta``,
+``provider_env`` is parametrized over :data:`PROVIDER_ENVS` (ids ``entra``, ``okta``, ``okta-oauth``,
 ``directory``). Each value yields a :class:`ProviderEnv`:
 
     .provider                  the Directory + GroupProvider under test
@@ -19,6 +19,7 @@ picks it up.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -99,6 +100,36 @@ class OktaEnv(ProviderEnv):
 
     def members(self, group_ref: str) -> list[str]:
         return self.okta.member_emails(group_ref)
+
+
+class OktaServiceAppEnv(OktaEnv):
+    """Okta through an OAuth 2.0 service app: client credentials, ``private_key_jwt``."""
+
+    CLIENT_ID = "0oa-accessbot-service"
+
+    def __init__(self, okta: OktaStandIn, **overrides: Any) -> None:
+        from provisioning.okta_auth import ServiceApp
+
+        private_pem, public_pem = service_app_key()
+        okta.add_service_app(self.CLIENT_ID, public_pem)
+        self.standin = self.okta = okta
+        self.credentials = ServiceApp(org_url=okta.url, client_id=self.CLIENT_ID, private_key=private_pem,
+                                      key_id="accessbot-key-1")
+        self.provider = OktaProvider(org_url=okta.url, credentials=self.credentials, **{**FAST, **overrides})
+
+
+@functools.cache
+def service_app_key() -> tuple[str, str]:
+    """One RSA key pair for the test session: (private PEM, public PEM)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return private, public
 
 
 class DirectoryEnv(ProviderEnv):
@@ -206,6 +237,14 @@ async def okta_env(request: pytest.FixtureRequest) -> AsyncIterator[ProviderEnv]
         await env.provider.close()
 
 
+async def okta_oauth_env(request: pytest.FixtureRequest) -> AsyncIterator[ProviderEnv]:
+    env = OktaServiceAppEnv(request.getfixturevalue("okta"))
+    try:
+        yield env
+    finally:
+        await env.provider.close()
+
+
 async def directory_env(request: pytest.FixtureRequest) -> AsyncIterator[ProviderEnv]:
     """The embedded directory provider on a fresh SQLite store in the test's tmp_path."""
     from store.db import upgrade
@@ -226,6 +265,7 @@ async def directory_env(request: pytest.FixtureRequest) -> AsyncIterator[Provide
 PROVIDER_ENVS: dict[str, Callable[[pytest.FixtureRequest], AsyncIterator[ProviderEnv]]] = {
     "entra": entra_env,
     "okta": okta_env,
+    "okta-oauth": okta_oauth_env,
     "directory": directory_env,
 }
 

@@ -7,7 +7,11 @@
     PUT    /api/v1/groups/{gid}/users/{uid}    204, idempotent
     DELETE /api/v1/groups/{gid}/users/{uid}    204, idempotent
 
-Every call needs ``Authorization: SSWS <token>`` (401 E0000011 otherwise) and answers with
+    POST   /oauth2/v1/token                    client credentials, ``private_key_jwt`` (service apps)
+
+Every call needs ``Authorization: SSWS <token>``, or ``Bearer <access token>`` from the token
+endpoint with the scope the call needs (401 E0000011 otherwise; 403 E0000006 for a missing
+scope), and answers with
 ``X-Okta-Request-Id`` and the rate-limit headers ``X-Rate-Limit-Limit``/``-Remaining``/``-Reset``
 (epoch seconds, fractional here so tests stay fast). :meth:`set_rate_limit` turns on a bucket
 of N calls per window; beyond it the answer is 429 E0000047. ``fail_next(n, 429, retry_after)``
@@ -22,6 +26,7 @@ import uuid
 from typing import Any
 from urllib.parse import urlencode
 
+import jwt
 from aiohttp import web
 
 from tests.standins import Fault, StandIn
@@ -49,6 +54,10 @@ class OktaStandIn(StandIn):
             self.rate: tuple[int, float] | None = None
             self.window_start = 0.0
             self.used = 0
+            self.apps: dict[str, tuple[str, frozenset[str]]] = {}  # client id -> (public key PEM, scopes)
+            self.access_tokens: dict[str, tuple[frozenset[str], float]] = {}  # token -> (scopes, expiry)
+            self.seen_jti: set[str] = set()
+            self.token_lifetime = 3600
 
     def reset(self) -> None:
         super().reset()
@@ -118,6 +127,15 @@ class OktaStandIn(StandIn):
         with self.lock:
             return sorted(self.users[u]["profile"]["email"].lower() for u in self.members.get(group_id, []))
 
+    def add_service_app(self, client_id: str, public_key_pem: str,
+                        scopes: tuple[str, ...] = ("okta.users.read", "okta.groups.manage")) -> None:
+        with self.lock:
+            self.apps[client_id] = (public_key_pem, frozenset(scopes))
+
+    def revoke_access_tokens(self) -> None:
+        with self.lock:
+            self.access_tokens.clear()
+
     def set_rate_limit(self, calls: int | None, window: float = 60.0) -> None:
         with self.lock:
             self.rate = (calls, window) if calls else None
@@ -127,6 +145,68 @@ class OktaStandIn(StandIn):
 
     def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/api/v1/{tail:.*}", self._api)
+        app.router.add_post("/oauth2/v1/token", self._token)
+
+    async def _token(self, request: web.Request) -> web.Response:
+        """Okta's org authorization server: client credentials with a signed client assertion."""
+        form = await request.post()
+
+        def refuse(error: str, description: str, status: int = 400) -> web.Response:
+            return web.json_response({"error": error, "error_description": description}, status=status)
+
+        if form.get("grant_type") != "client_credentials":
+            return refuse("unsupported_grant_type", "The authorization grant type is not supported.")
+        if form.get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer":
+            return refuse("invalid_client", "Client authentication failed.", 401)
+        assertion = str(form.get("client_assertion") or "")
+        try:
+            client_id = jwt.decode(assertion, options={"verify_signature": False}).get("iss", "")
+        except jwt.PyJWTError:
+            return refuse("invalid_client", "The client_assertion token is malformed.", 401)
+        with self.lock:
+            app = self.apps.get(client_id)
+        if app is None:
+            return refuse("invalid_client", "The client_id is not found.", 401)
+        public_key, granted = app
+        try:
+            claims = jwt.decode(assertion, public_key, algorithms=["RS256"], audience=f"{self.url}/oauth2/v1/token",
+                                options={"require": ["iss", "sub", "aud", "exp", "jti"]})
+        except jwt.PyJWTError as exc:
+            return refuse("invalid_client", f"The client_assertion token is invalid: {exc}", 401)
+        if claims["sub"] != client_id or claims["exp"] - time.time() > 3600:
+            return refuse("invalid_client", "The client_assertion token has invalid claims.", 401)
+        with self.lock:
+            if claims["jti"] in self.seen_jti:
+                return refuse("invalid_client", "The client_assertion token has already been used.", 401)
+            self.seen_jti.add(claims["jti"])
+        asked = frozenset(str(form.get("scope") or "").split())
+        if not asked or not asked <= granted:
+            return refuse("invalid_scope", f"The following scopes are not allowed: {' '.join(sorted(asked - granted))}")
+        token = "eyJ" + uuid.uuid4().hex + uuid.uuid4().hex
+        with self.lock:
+            self.access_tokens[token] = (asked, time.time() + self.token_lifetime)
+        return web.json_response({"token_type": "Bearer", "expires_in": self.token_lifetime,
+                                  "access_token": token, "scope": " ".join(sorted(asked))})
+
+    def _authorized(self, request: web.Request) -> web.Response | None:
+        """None when the caller may make this call; else Okta's answer."""
+        header = request.headers.get("Authorization", "")
+        if header == f"SSWS {self.token}":
+            return None
+        if header.startswith("Bearer "):
+            with self.lock:
+                found = self.access_tokens.get(header.removeprefix("Bearer "))
+            if found is not None and found[1] > time.time():
+                scopes = found[0]
+                tail = request.match_info["tail"]
+                needed = ("okta.groups.manage" if request.method in ("PUT", "DELETE") else
+                          "okta.users.read" if tail.startswith("users") else "okta.groups.read")
+                if needed in scopes or (needed == "okta.groups.read" and "okta.groups.manage" in scopes):
+                    return None
+                resp = _error(403, "E0000006", "You do not have permission to perform the requested action")
+                resp.headers["WWW-Authenticate"] = f'Bearer error="insufficient_scope", scope="{needed}"'
+                return resp
+        return _error(401, "E0000011", "Invalid token provided")
 
     def fault_response(self, fault: Fault, request: web.Request) -> web.Response:
         if fault.status == 429:
@@ -161,8 +241,9 @@ class OktaStandIn(StandIn):
                              "X-Rate-Limit-Reset": f"{self.window_start + window:.3f}"}
 
     async def _api(self, request: web.Request) -> web.Response:
-        if request.headers.get("Authorization") != f"SSWS {self.token}":
-            resp = _error(401, "E0000011", "Invalid token provided")
+        refused = self._authorized(request)
+        if refused is not None:
+            resp = refused
         else:
             allowed, limits = self._limit_headers()
             if not allowed:
