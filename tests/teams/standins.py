@@ -66,6 +66,7 @@ class BotConnector(StandIn):
         app.router.add_put("/v3/conversations/{cid}/activities/{aid}", self._update)
         app.router.add_get("/v3/conversations/{cid}/members/{uid}", self._member)
         app.router.add_post("/token", self._token)
+        app.router.add_post("/{tenant}/oauth2/v2.0/token", self._token)  # as login.microsoftonline.com
 
     def _record(self, kind: str, conversation: str, activity_id: str | None, body: Any) -> None:
         with self.lock:

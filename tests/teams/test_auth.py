@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from bot.teams.auth import Unauthorized
-from tests.teams.conftest import APP_ID, TeamsHarness, conversation_id
+from bot.settings import Settings
+from bot.teams.auth import Unauthorized, build_authentication
+from tests.teams.conftest import APP_ID, TeamsHarness, _serve, _settings, conversation_id
+from tests.teams.standins import BotConnector, OpenIdIssuer
 
 ALICE = "alice@example.com"
 
@@ -88,3 +92,27 @@ async def test_one_user_token_client_serves_every_activity_of_an_app(teams_secur
     # and the turns still work with it
     status, _ = await teams_secured.post(teams_secured.activity("message_personal", ALICE, text="help"))
     assert status == 200 and len(teams_secured.connector.of("reply", conversation_id(ALICE))) == 1
+
+
+@pytest.mark.parametrize(("app_type", "tenant_path"), [("MultiTenant", "botframework.com"),
+                                                       ("SingleTenant", "4f0c1e2d-aaaa-4bbb-8ccc-0123456789ab")])
+async def test_outbound_tokens_come_from_the_tenant_the_app_type_names(
+        app_type: str, tenant_path: str, sqlite_url: str, tmp_path: Path, connector: BotConnector,
+        issuer: OpenIdIssuer) -> None:
+    settings = _settings(sqlite_url, tmp_path, app_id=APP_ID, app_password="secret", app_type=app_type,
+                         app_tenant_id="4f0c1e2d-aaaa-4bbb-8ccc-0123456789ab", authority_url=connector.url,
+                         env={"ACCESSBOT_TEAMS_OPENID_METADATA_URL": issuer.metadata_url})
+    async for h in _serve(settings, connector, issuer):
+        status, _ = await h.say(ALICE, "help")
+        assert status == 200 and len(h.connector.of("reply", conversation_id(ALICE))) == 1
+        [token_call] = h.connector.received("POST", "/oauth2/v2.0/token")
+        assert token_call.path == f"/{tenant_path}/oauth2/v2.0/token"
+        assert token_call.body["client_id"] == APP_ID and token_call.body["client_secret"] == "secret"
+
+
+def test_single_tenant_without_its_tenant_is_refused_at_start(tmp_path: Path) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/x.db", app_id=APP_ID, app_password="secret",
+                        app_type="SingleTenant")
+    with pytest.raises(SystemExit) as stopped:
+        build_authentication(settings)
+    assert "MicrosoftAppTenantId" in str(stopped.value)
