@@ -221,28 +221,18 @@ def okta(okta_server: OktaStandIn) -> OktaStandIn:
     return okta_server
 
 
-async def entra_env(request: pytest.FixtureRequest) -> AsyncIterator[ProviderEnv]:
-    env = EntraEnv(request.getfixturevalue("graph"))
-    try:
-        yield env
-    finally:
-        await env.provider.close()
+def remote_env(make: Callable[[Any], ProviderEnv], stand_in: str
+               ) -> Callable[[pytest.FixtureRequest], AsyncIterator[ProviderEnv]]:
+    """A provider env over the named stand-in fixture, its provider closed afterwards."""
 
+    async def env_for(request: pytest.FixtureRequest) -> AsyncIterator[ProviderEnv]:
+        env = make(request.getfixturevalue(stand_in))
+        try:
+            yield env
+        finally:
+            await env.provider.close()
 
-async def okta_env(request: pytest.FixtureRequest) -> AsyncIterator[ProviderEnv]:
-    env = OktaEnv(request.getfixturevalue("okta"))
-    try:
-        yield env
-    finally:
-        await env.provider.close()
-
-
-async def okta_oauth_env(request: pytest.FixtureRequest) -> AsyncIterator[ProviderEnv]:
-    env = OktaServiceAppEnv(request.getfixturevalue("okta"))
-    try:
-        yield env
-    finally:
-        await env.provider.close()
+    return env_for
 
 
 async def directory_env(request: pytest.FixtureRequest) -> AsyncIterator[ProviderEnv]:
@@ -263,9 +253,9 @@ async def directory_env(request: pytest.FixtureRequest) -> AsyncIterator[Provide
 
 
 PROVIDER_ENVS: dict[str, Callable[[pytest.FixtureRequest], AsyncIterator[ProviderEnv]]] = {
-    "entra": entra_env,
-    "okta": okta_env,
-    "okta-oauth": okta_oauth_env,
+    "entra": remote_env(EntraEnv, "graph"),
+    "okta": remote_env(OktaEnv, "okta"),
+    "okta-oauth": remote_env(OktaServiceAppEnv, "okta"),
     "directory": directory_env,
 }
 

@@ -34,6 +34,15 @@ def _provider(okta: OktaStandIn, private_pem: str, **kw: object) -> OktaProvider
     return OktaProvider(org_url=okta.url, credentials=credentials, **FAST)  # type: ignore[arg-type]
 
 
+async def _refused(provider: OktaProvider) -> ProviderError:
+    try:
+        with pytest.raises(ProviderError) as caught:
+            await provider.get_user("ana@example.com")
+    finally:
+        await provider.close()
+    return caught.value
+
+
 async def test_one_access_token_serves_many_calls(app_env: OktaServiceAppEnv, okta: OktaStandIn) -> None:
     ref = okta.add_group("g")
     okta.add_user("ana@example.com", department="Engineering")
@@ -72,28 +81,18 @@ async def test_a_key_okta_does_not_know_is_a_permanent_error(okta: OktaStandIn) 
     okta.add_service_app(OktaServiceAppEnv.CLIENT_ID, service_app_key()[1])
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
-    provider = _provider(okta, other)
-    try:
-        with pytest.raises(ProviderError) as caught:
-            await provider.get_user("ana@example.com")
-    finally:
-        await provider.close()
-    assert caught.value.transient is False and caught.value.status == 401
-    assert "invalid_client" in str(caught.value) and "signature" in str(caught.value).lower()
+    caught = await _refused(_provider(okta, other))
+    assert caught.transient is False and caught.status == 401
+    assert "invalid_client" in str(caught) and "signature" in str(caught).lower()
     assert len(okta.received("POST", TOKEN_PATH)) == 1  # not retried: it would be refused again
     assert [r for r in okta.received() if r.path.startswith("/api/v1/")] == []
 
 
 async def test_a_scope_the_app_was_not_granted_is_named(okta: OktaStandIn) -> None:
     okta.add_service_app(OktaServiceAppEnv.CLIENT_ID, service_app_key()[1], scopes=("okta.users.read",))
-    provider = _provider(okta, service_app_key()[0])
-    try:
-        with pytest.raises(ProviderError) as caught:
-            await provider.get_user("ana@example.com")
-    finally:
-        await provider.close()
-    assert caught.value.transient is False and "invalid_scope" in str(caught.value)
-    assert "okta.groups.manage" in str(caught.value)
+    caught = await _refused(_provider(okta, service_app_key()[0]))
+    assert caught.transient is False and "invalid_scope" in str(caught)
+    assert "okta.groups.manage" in str(caught)
 
 
 async def test_a_token_endpoint_that_is_down_is_retried(app_env: OktaServiceAppEnv, okta: OktaStandIn) -> None:
