@@ -24,12 +24,16 @@ MAX_BACKOFF = 300.0
 
 
 def backoff(attempts: int, retry_after: float | None) -> timedelta:
-    """Exponential backoff with full jitter, never shorter than what the provider asked for."""
+    """When to try an operation again.
+
+    The provider's own ``Retry-After`` (or rate-limit reset) when it gave one, plus up to a tenth
+    more so that operations refused together do not all come back at the same instant; else
+    exponential backoff with full jitter.
+    """
+    if retry_after is not None and retry_after >= 0:
+        return timedelta(seconds=min(MAX_BACKOFF, retry_after * random.uniform(1.0, 1.1) + random.uniform(0, 0.05)))
     cap = min(MAX_BACKOFF, BASE_BACKOFF * (2 ** min(attempts, 16)))
-    delay = random.uniform(0, cap)
-    if retry_after is not None:
-        delay = max(delay, retry_after)
-    return timedelta(seconds=delay)
+    return timedelta(seconds=random.uniform(0, cap))
 
 
 async def plan_add(repo: Repository, record: RequestRecord, now: datetime) -> OpRecord:
