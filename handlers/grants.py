@@ -26,12 +26,12 @@ MAX_BACKOFF = 300.0
 def backoff(attempts: int, retry_after: float | None) -> timedelta:
     """When to try an operation again.
 
-    The provider's own ``Retry-After`` (or rate-limit reset) when it gave one, plus up to a tenth
+    The provider's own ``Retry-After`` (or rate-limit reset) when it gave one, plus up to a second
     more so that operations refused together do not all come back at the same instant; else
     exponential backoff with full jitter.
     """
     if retry_after is not None and retry_after >= 0:
-        return timedelta(seconds=min(MAX_BACKOFF, retry_after * random.uniform(1.0, 1.1) + random.uniform(0, 0.05)))
+        return timedelta(seconds=min(MAX_BACKOFF, retry_after + random.uniform(0, min(1.0, 0.1 + retry_after / 20))))
     cap = min(MAX_BACKOFF, BASE_BACKOFF * (2 ** min(attempts, 16)))
     return timedelta(seconds=random.uniform(0, cap))
 
