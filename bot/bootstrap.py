@@ -58,13 +58,13 @@ def build_providers(settings: Settings, store: SqlStore) -> tuple[dict[str, Grou
 
         credentials = None
         if settings.okta_client_id and settings.okta_private_key:  # a service app wins over an API token
-            from provisioning.okta_auth import ServiceApp
+            from provisioning.okta_auth import DEFAULT_SCOPES, ServiceApp
 
             try:
                 credentials = ServiceApp.from_file(org_url=settings.okta_url, client_id=settings.okta_client_id,
                                                    key_file=settings.okta_private_key,
                                                    key_id=settings.okta_key_id or None,
-                                                   scopes=tuple(settings.okta_scopes.split()))
+                                                   scopes=tuple(settings.okta_scopes.split()) or DEFAULT_SCOPES)
             except ValueError as exc:
                 raise SystemExit(f"ACCESSBOT_OKTA_PRIVATE_KEY: {exc}") from None
         okta = OktaProvider(org_url=settings.okta_url, token=settings.okta_token, credentials=credentials)

@@ -11,6 +11,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select, text
 
 from bot.bootstrap import App
+from handlers.ports import ProviderError
 from store import schema as t
 
 REGISTRY = CollectorRegistry()
@@ -48,6 +49,8 @@ async def health_report(app: App, web_app: Any) -> dict[str, Any]:
         try:
             await asyncio.wait_for(probe(), timeout=5)
             providers[name] = "ok"
+        except ProviderError as exc:  # the provider's own words: a refused key or scope says so
+            providers[name] = f"unreachable: {str(exc)[:200]}"
         except Exception as exc:
             providers[name] = f"unreachable: {type(exc).__name__}"
     checks["providers"] = providers

@@ -47,7 +47,7 @@ class Settings:
     okta_client_id: str = ""
     okta_private_key: str = ""
     okta_key_id: str = ""
-    okta_scopes: str = "okta.users.read okta.groups.manage"
+    okta_scopes: str = ""  # empty: provisioning.okta_auth.DEFAULT_SCOPES
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property

@@ -94,9 +94,8 @@ class ServiceApp:
 
     def invalidate(self, header: str) -> bool:
         if self._token is not None and header == f"Bearer {self._token}":
-            self._token = None
-            return True
-        return self._token is None or header != f"Bearer {self._token}"
+            self._token = None  # refused: the next call fetches a new one
+        return True  # a new token (or one another call already fetched) is worth one more try
 
     async def _fetch(self, session: aiohttp.ClientSession, ssl: Any) -> None:
         form = {"grant_type": "client_credentials", "scope": " ".join(self.scopes),

@@ -76,11 +76,9 @@ def _op_row(o: OpRecord) -> dict[str, Any]:
     }
 
 
-# One statement for every save of an operation, built once (the columns never change).
-_OP_COLUMNS = ("request_id", "op", "provider", "group_name", "email", "status", "attempts", "created_at",
-               "next_attempt_at", "last_error", "correlation_id", "failure_reported", "done_at")
+# One statement for every save of an operation, built once: every column but the key.
 _SAVE_OP = update(t.provider_ops).where(t.provider_ops.c.id == bindparam("op_id")).values(
-    {name: bindparam(f"v_{name}") for name in _OP_COLUMNS})
+    {c.name: bindparam(f"v_{c.name}") for c in t.provider_ops.c if c.name != "id"})
 
 
 def _op(row: Any) -> OpRecord:

@@ -47,5 +47,6 @@ async def test_providers_reachable_then_not(sqlite_url, tmp_path, monkeypatch):
             assert body["checks"]["providers"] == {"directory": "ok", "entra": "ok", "okta": "ok"}
             okta.token = "rotated-elsewhere"  # the bot's token no longer works
             body = await _health(app)
-            assert body["checks"]["providers"]["okta"].startswith("unreachable")
+            assert body["checks"]["providers"]["okta"].startswith("unreachable: Okta ping: HTTP 401")
+            assert "rotated-elsewhere" not in str(body) and okta.url not in str(body)  # no secrets, no addresses
             assert body["checks"]["providers"]["entra"] == "ok"
