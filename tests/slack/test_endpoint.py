@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -195,15 +196,19 @@ async def test_expiring_dm_offers_extend_through_a_modal_and_the_same_chain(slac
     # bob sends the metadata of alice's grant: he acts as bob, who is not its requester
     forged = await h.interact(extend("bob@example.com", "2h", "mine now"))
     assert forged.json()["response_action"] == "errors"
+    assert "Only the requester of REQ-1" in json.dumps(forged.json()) and "alice" not in forged.text
+    assert not [e for e in await h.events("approval.requested") if e["data"].get("extension")]
     done = await h.interact(extend("alice@example.com", "2h", "migration still running"))
     assert done.status == 200 and done.text == ""
     requested = [e for e in await h.events("approval.requested") if e["data"].get("extension")]
-    assert requested and requested[-1]["actor"] == "system"
+    assert len(requested) == 1 and requested[0]["actor"] == "system"
     # the chain of analytics-read is dana: she gets the extension to approve
     [dana] = h.api.dm("U0DANA")
     assert dana.action_ids == ["approve", "deny"] and "extend" in dana.text
     await h.click("dana.dba@example.com", "approve", "REQ-1", message=dana)
-    assert [e["data"]["expires_at"] for e in await h.events("grant.extended")]
+    assert len(await h.events("grant.extended")) == 1
+    record = await h.request(1)
+    assert record.expires_at - record.started_at == timedelta(hours=6)
     assert dana.action_ids == []
     check_all(h.api)
 
