@@ -119,7 +119,7 @@ async def run(concurrency: int, rounds: int) -> dict[str, dict[str, list[float]]
                 user["aad_object_id"] = BOB_OID
         directory.write_text(yaml.safe_dump(data, sort_keys=False))
         settings = Settings(database_url=f"sqlite:///{tmp}/bench.db", policy=str(ROOT / "examples/policy.yaml"),
-                            directory=str(directory))
+                            directory=str(directory), teams_emulator="1")
         notifier = FanoutNotifier()
         async with build_app(settings, notifier=notifier) as app:
             web_app = create_web_app(app, notifier, scheduler=False)

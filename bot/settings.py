@@ -31,6 +31,8 @@ class Settings:
     app_password: str = ""
     app_tenant_id: str = ""
     app_type: str = ""
+    teams_emulator: str = ""  # "1": /api/messages unauthenticated, for an emulator on this machine only
+    teams_tenants: str = ""  # comma-separated Entra tenant ids served in Teams (default: see teams_tenant_ids)
     slack_bot_token: str = ""
     slack_signing_secret: str = ""
     slack_api_url: str = "https://slack.com/api/"
@@ -60,6 +62,16 @@ class Settings:
         return bool(self.okta_url and (self.okta_token or (self.okta_client_id and self.okta_private_key)))
 
     @property
+    def teams_emulator_on(self) -> bool:
+        return self.teams_emulator.strip().lower() in {"1", "true", "yes", "on"}
+
+    @property
+    def teams_tenant_ids(self) -> frozenset[str]:
+        """The tenants whose users Teams serves: the setting, else the app's tenant, else Entra's."""
+        raw = self.teams_tenants or self.app_tenant_id or self.entra_tenant_id
+        return frozenset(t.strip().lower() for t in raw.split(",") if t.strip())
+
+    @property
     def slack_enabled(self) -> bool:
         return bool(self.slack_bot_token and self.slack_signing_secret)
 
@@ -82,6 +94,7 @@ _ENV = {
     "port": "ACCESSBOT_PORT", "host": "ACCESSBOT_HOST",
     "app_id": "MicrosoftAppId", "app_password": "MicrosoftAppPassword",
     "app_tenant_id": "MicrosoftAppTenantId", "app_type": "MicrosoftAppType",
+    "teams_emulator": "ACCESSBOT_TEAMS_EMULATOR", "teams_tenants": "ACCESSBOT_TEAMS_TENANTS",
     "slack_bot_token": "SLACK_BOT_TOKEN", "slack_signing_secret": "SLACK_SIGNING_SECRET",
     "slack_api_url": "SLACK_API_URL",
     "entra_tenant_id": "ACCESSBOT_ENTRA_TENANT_ID", "entra_client_id": "ACCESSBOT_ENTRA_CLIENT_ID",

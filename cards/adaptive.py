@@ -1,7 +1,10 @@
 """Adaptive Cards 1.5 for Teams: handler view-models in, card dicts out.
 
 Pure functions: no I/O, no clock. Every card is built with ``adaptive_cards`` models and
-serialised with ``to_json`` (its ``to_dict`` keeps enum objects). The approval card carries
+serialised with ``to_json`` (its ``to_dict`` keeps enum objects). Hosts render ``TextBlock`` text
+and facts as Markdown (a CommonMark subset), so every piece of text that is not the card's own
+markup goes through :func:`escape` first: a justification, comment, reason or name is shown
+literally, never as a link, emphasis, list or heading. The approval card carries
 ``Action.Execute`` buttons (verbs :data:`VERB_APPROVE` / :data:`VERB_DENY`, ``data.request_id``),
 an optional ``Input.Text`` with id :data:`COMMENT_INPUT`, and a ``refresh`` block so that each
 approver sees the current state when the card is opened again.
@@ -10,6 +13,7 @@ approver sees the current state when the card is opened again.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,21 +48,52 @@ RISK_COLOR = {"high": "attention", "medium": "warning", "low": "good"}
 
 
 # -- small helpers -------------------------------------------------------------------------------
+# Characters that open or close Markdown anywhere in a line (links, emphasis, code, HTML, entities,
+# strike-through, the hosts' {{DATE()}} functions), and what makes a line a heading or a list item.
+_INLINE = str.maketrans({c: "\\" + c for c in "\\`*_[]<>&~{}"})
+_ORDERED = re.compile(r"(\d{1,9})([.)])")
+
+
+def escape(text: str | None) -> str:
+    """Text shown literally by a CommonMark renderer: every construct it could start is backslash-escaped.
+
+    Leading indentation is dropped (four spaces would start a code block); a line that begins
+    like a heading, list item, quote or rule gets its first mark escaped.
+    """
+    lines = []
+    for line in (text or "").splitlines():
+        line = line.lstrip(" \t").translate(_INLINE)
+        ordered = _ORDERED.match(line)
+        if ordered:
+            line = ordered.group(1) + "\\" + line[len(ordered.group(1)):]
+        elif line[:1] in ("#", "+", "-", "="):
+            line = "\\" + line
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def _cut(text: str | None, limit: int = MAX_TEXT) -> str:
     text = text or ""
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _text(text: str, **kw: Any) -> ac.TextBlock:
-    return ac.TextBlock(text=_cut(text), wrap=True, **kw)
+    """A block of plain text (escaped)."""
+    return ac.TextBlock(text=escape(_cut(text)), wrap=True, **kw)
+
+
+def _markup(markup: str, **kw: Any) -> ac.TextBlock:
+    """A block of the card's own Markdown, whose every interpolated piece was escaped by the caller."""
+    return ac.TextBlock(text=markup, wrap=True, **kw)
 
 
 def _title(text: str) -> ac.TextBlock:
-    return ac.TextBlock(text=_cut(text, 200), wrap=True, size=act.FontSize.MEDIUM, weight=act.FontWeight.BOLDER)
+    return ac.TextBlock(text=escape(_cut(text, 200)), wrap=True, size=act.FontSize.MEDIUM,
+                        weight=act.FontWeight.BOLDER)
 
 
 def _facts(rows: Sequence[tuple[str, str | None]]) -> ac.FactSet:
-    return ac.FactSet(facts=[ac.Fact(title=_cut(k, 80), value=_cut(v, 400)) for k, v in rows if v])
+    return ac.FactSet(facts=[ac.Fact(title=escape(_cut(k, 80)), value=escape(_cut(v, 400))) for k, v in rows if v])
 
 
 def _serialise(card: ac.AdaptiveCard, *, refresh: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -93,7 +128,7 @@ def _state_line(view: RequestView) -> ac.TextBlock:
         label += f" — extension by {view.extension} awaiting approval"
     if view.end_reason and view.state in ("revoked", "expired", "released", "failed"):
         label += f" ({view.end_reason})"
-    return ac.TextBlock(text=_cut(label, 200), wrap=True, weight=act.FontWeight.BOLDER,
+    return ac.TextBlock(text=escape(_cut(label, 200)), wrap=True, weight=act.FontWeight.BOLDER,
                         color=getattr(act.Colors, STATE_COLOR.get(view.state, "default").upper()))
 
 
@@ -109,7 +144,7 @@ def _chain_rows(view: RequestView) -> list[Any]:
             line += f"; approved by {done}"
         elif step.status in ("open", "waiting") and who:
             line += f"; {who}"
-        rows.append(ac.TextBlock(text=_cut(line, 500), wrap=True, spacing=act.Spacing.SMALL))
+        rows.append(ac.TextBlock(text=escape(_cut(line, 500)), wrap=True, spacing=act.Spacing.SMALL))
     return rows
 
 
@@ -226,8 +261,8 @@ def requests_card(title: str, views: Sequence[RequestView], *, extra: Sequence[s
         left = f", {v.time_left} left" if v.time_left else ""
         waiting = f"; waiting on {', '.join(v.waiting_on[:5])}" if v.waiting_on else ""
         exc = " EXCEPTION" if v.kind == "exception" else ""
-        body.append(_text(f"**{v.id}** {v.profile}{exc} — {v.requester} — {v.state}{left}{waiting}",
-                          spacing=act.Spacing.SMALL))
+        row = _cut(f"{v.profile}{exc} — {v.requester} — {v.state}{left}{waiting}", MAX_TEXT - 100)
+        body.append(_markup(f"**{escape(v.id)}** {escape(row)}", spacing=act.Spacing.SMALL))
     if len(views) > MAX_ROWS:
         body.append(_text(f"… and {len(views) - MAX_ROWS} more (use the CLI for the full list).", is_subtle=True))
     for line in extra:
@@ -240,7 +275,8 @@ def profiles_card(profiles: Sequence[ProfileView], *, title: str = "Profiles") -
     for p in profiles[:MAX_ROWS]:
         mark = "eligible" if p.eligible else f"not eligible ({p.reason})"
         needs = [n for n, on in (("justification", p.justification_required), ("ticket", p.ticket_required)) if on]
-        body.append(_text(f"**{p.id}** — {p.title} [{p.risk}]", spacing=act.Spacing.MEDIUM))
+        body.append(_markup(f"**{escape(p.id)}** — {escape(_cut(f'{p.title} [{p.risk}]', 300))}",
+                            spacing=act.Spacing.MEDIUM))
         body.append(_text(f"{mark}; default {p.default_duration}, max {p.max_duration}"
                           + (f"; needs {' and '.join(needs)}" if needs else ""), is_subtle=True,
                           spacing=act.Spacing.NONE))
@@ -289,7 +325,8 @@ def help_card(reply: Reply) -> dict[str, Any]:
     for line in lines:
         if line.startswith("  "):
             cmd, _, desc = line.strip().partition("  ")
-            body.append(_text(f"`{cmd}` — {desc.strip()}", spacing=act.Spacing.SMALL))
+            body.append(_markup(f"**{escape(_cut(cmd, 200))}** — {escape(_cut(desc.strip(), 500))}",
+                                spacing=act.Spacing.SMALL))
         elif line:
             body.append(_text(line, weight=act.FontWeight.BOLDER if line == "Commands:" else None))
     return _card(body, fallback="help")

@@ -1,14 +1,15 @@
 """Microsoft Teams: ``POST /api/messages`` on the shared aiohttp application, and proactive messages.
 
-``mount`` builds the SDK's CloudAdapter from the settings (``MicrosoftAppId`` empty = local
-emulator mode, no tokens), authenticates each activity in our own route so that every
-authentication failure is a 401 with nothing recorded, and adds a :class:`TeamsNotifier` to the
-fan-out notifier.
+``mount`` builds the SDK's CloudAdapter from the settings, authenticates each activity in our
+own route so that every authentication failure is a 401 with nothing recorded, admits only the
+served tenants (403 otherwise, before anything is recorded or remembered), and adds a
+:class:`TeamsNotifier` to the fan-out notifier. Without ``MicrosoftAppId`` the route accepts
+nothing, unless ``ACCESSBOT_TEAMS_EMULATOR=1`` asks for the local emulator mode (see
+:mod:`bot.teams.gate`).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from bot.notify import FanoutNotifier
 from bot.teams.auth import Unauthorized, authenticate, build_authentication
 from bot.teams.bot import AccessBot
 from bot.teams.connector import ConnectorCache
+from bot.teams.gate import EMULATOR, OFF, Gate, Refusal
 from bot.teams.notifier import TeamsNotifier
 
 log = structlog.get_logger("accessbot.teams")
@@ -40,31 +42,32 @@ class TeamsChannel:
     auth: Any
     app_id: str
     connectors: ConnectorCache
+    gate: Gate
 
 
 TEAMS_KEY = web.AppKey("accessbot_teams", TeamsChannel)
 
 
 def build_channel(app: App, credentials_factory: ServiceClientCredentialsFactory | None = None) -> TeamsChannel:
+    gate = Gate.from_settings(app.settings)
     auth = build_authentication(app.settings, credentials_factory)
     adapter = CloudAdapter(auth)
     adapter.on_turn_error = None  # errors surface to our route (logged, answered 500)
     connectors = ConnectorCache()
-    notifier = TeamsNotifier(app, auth, app.settings.app_id, connectors)
+    notifier = TeamsNotifier(app, auth, app.settings.app_id, connectors, may_call=gate.may_call)
     return TeamsChannel(adapter=adapter, bot=AccessBot(app, notifier), notifier=notifier, auth=auth,
-                        app_id=app.settings.app_id, connectors=connectors)
+                        app_id=app.settings.app_id, connectors=connectors, gate=gate)
 
 
-def _loopback(request: web.Request) -> bool:
-    peer = request.remote or ""
-    try:
-        return ipaddress.ip_address(peer.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
+def _refuse(refusal: Refusal) -> web.Response:
+    return web.json_response({"error": refusal.error}, status=refusal.status)
 
 
 def make_handler(channel: TeamsChannel) -> Any:
     async def messages(request: web.Request) -> web.StreamResponse:
+        refusal = channel.gate.door(request.remote, request.headers)
+        if refusal is not None:
+            return _refuse(refusal)
         if "application/json" not in request.headers.get("Content-Type", ""):
             return web.json_response({"error": "expected application/json"}, status=415)
         raw = await request.read()
@@ -77,13 +80,14 @@ def make_handler(channel: TeamsChannel) -> Any:
             activity = None
         if activity is None or not activity.type:
             return web.json_response({"error": "not an activity"}, status=400)
-        if not channel.app_id and not _loopback(request):
-            # Emulator mode trusts the activity's claims; only a local emulator may use it.
-            return web.json_response({"error": "unauthorized: set MicrosoftAppId"}, status=401)
         try:
             auth_result = await authenticate(channel.auth, activity, request.headers.get("Authorization"))
         except Unauthorized:
             return web.json_response({"error": "unauthorized"}, status=401)
+        refusal = channel.gate.admit(body)
+        if refusal is not None:  # before the turn: nothing is recorded, no reference is remembered
+            log.info("activity refused", status=refusal.status, reason=refusal.error, type=activity.type)
+            return _refuse(refusal)
         claims = auth_result.claims_identity.claims or {}
         auth_result.connector_factory = channel.connectors.wrap(auth_result.connector_factory,
                                                                 claims.get("aud") or claims.get("appid"))
@@ -101,7 +105,16 @@ def make_handler(channel: TeamsChannel) -> Any:
 
 def mount(web_app: web.Application, app: App, notifier: FanoutNotifier, *,
           credentials_factory: ServiceClientCredentialsFactory | None = None) -> bool:
-    """Add ``POST /api/messages`` and the Teams notifier. Always on: without an app id it is emulator mode."""
+    """Add ``POST /api/messages`` and the Teams notifier; False (the route refusing all) when Teams is off."""
+    gate = Gate.from_settings(app.settings)
+    if gate.mode == OFF:
+        async def off(request: web.Request) -> web.Response:
+            refusal = gate.door(request.remote, request.headers)
+            assert refusal is not None
+            return _refuse(refusal)
+
+        web_app.router.add_post(ROUTE, off)
+        return False
     channel = build_channel(app, credentials_factory)
     web_app[TEAMS_KEY] = channel
     web_app.router.add_post(ROUTE, make_handler(channel))
@@ -112,6 +125,7 @@ def mount(web_app: web.Application, app: App, notifier: FanoutNotifier, *,
         await channel.connectors.close()
 
     web_app.on_cleanup.append(drain)
-    if not app.settings.app_id:
-        log.info("Teams endpoint in local emulator mode: MicrosoftAppId is empty, activities are not authenticated")
+    if gate.mode == EMULATOR:
+        log.warning("Teams endpoint in local emulator mode (ACCESSBOT_TEAMS_EMULATOR=1): activities are not "
+                    "authenticated and are taken from this machine only; never put this behind a proxy")
     return True

@@ -1,8 +1,10 @@
 """Who is talking: the authenticated activity's sender, resolved through the identity provider.
 
-Only ``from.aadObjectId`` (looked up in the identity source) or, failing that, the sender's
-email / UPN from the Teams roster (``TeamsInfo.get_member``) identify a person. Message text
-and card data never do.
+Only ``from.aadObjectId`` (looked up in the identity source) identifies a person; the activity
+comes from a served tenant (:mod:`bot.teams.gate`). When the identity source is not Entra (the
+embedded directory, Okta), a sender whose object id it does not know may also be found by the
+email / UPN of their Teams roster entry (``TeamsInfo.get_member``). With Entra, a roster email
+alone never identifies anyone: the object id is the identity. Message text and card data never do.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ async def identify(app: App, context: TurnContext) -> Person | None:
         person = await app.deps.directory.find_by_aad_object_id(oid)
         if person is not None:
             return person
+    if app.settings.identity_source == "entra":
+        return None  # Entra knows everyone by object id: an unknown one is nobody, whatever the roster says
     try:
         member = await TeamsInfo.get_member(context, sender.id)
     except Exception as exc:  # roster not reachable, or the member is not in it

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -31,12 +32,18 @@ log = structlog.get_logger("accessbot.teams.notify")
 BOT_ADDRESS = "#bot"  # where the service URL, tenant and bot account seen last are kept
 
 
+class ServiceUrlRefused(Exception):
+    """A stored service URL this bot may not call (emulator mode: not on this machine)."""
+
+
 class TeamsNotifier:
-    def __init__(self, app: App, auth: Any, app_id: str, connectors: ConnectorCache | None = None) -> None:
+    def __init__(self, app: App, auth: Any, app_id: str, connectors: ConnectorCache | None = None, *,
+                 may_call: Callable[[str], bool] = lambda url: True) -> None:
         self.app = app
         self.cache = connectors or ConnectorCache()
         self.auth = auth
         self.app_id = app_id
+        self.may_call = may_call
         self._tasks: set[asyncio.Task[None]] = set()
         self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._general = asyncio.Lock()
@@ -198,16 +205,17 @@ class TeamsNotifier:
                            what="update")
 
     def _connectors(self) -> _Connectors:
-        return _Connectors(self.auth, self.app_id, self.cache)
+        return _Connectors(self.auth, self.app_id, self.cache, self.may_call)
 
 
 class _Connectors:
     """Connector clients for one delivery, taken from the shared cache."""
 
-    def __init__(self, auth: Any, app_id: str, cache: ConnectorCache) -> None:
+    def __init__(self, auth: Any, app_id: str, cache: ConnectorCache, may_call: Callable[[str], bool]) -> None:
         self.auth = auth
         self.app_id = app_id
         self.cache = cache
+        self.may_call = may_call
 
     async def __aenter__(self) -> _Connectors:
         return self
@@ -216,6 +224,9 @@ class _Connectors:
         return None
 
     async def get(self, service_url: str) -> ConnectorClient:
+        if not self.may_call(service_url):
+            log.warning("service URL refused", service_url=service_url)
+            raise ServiceUrlRefused(service_url)
         scope = AuthenticationConstants.TO_CHANNEL_FROM_BOT_OAUTH_SCOPE
 
         async def create() -> ConnectorClient:

@@ -1,9 +1,9 @@
 """Teams test harness: the real app served on 127.0.0.1, a stand-in Bot Connector, a local OpenID issuer.
 
 ``teams`` (async fixture) starts ``create_web_app`` with the Teams channel mounted in emulator
-mode; ``teams_secured`` does the same with an app id, validating tokens against the local
-issuer. Activities come from ``tests/fixtures/teams/*.json`` with the sender, service URL,
-text or card action filled in.
+mode (``ACCESSBOT_TEAMS_EMULATOR=1``); ``teams_secured`` does the same with an app id, validating
+tokens against the local issuer and serving the tenant :data:`TENANT` only. Activities come from
+``tests/fixtures/teams/*.json`` with the sender, service URL, text or card action filled in.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def issuer() -> Iterator[OpenIdIssuer]:
 @dataclass
 class TeamsHarness:
     app: App
-    channel: TeamsChannel
+    channel: TeamsChannel | None  # None: the channel is off (no app id, no emulator flag)
     connector: BotConnector
     url: str
     http: aiohttp.ClientSession
@@ -109,15 +109,19 @@ class TeamsHarness:
 
     async def say(self, email: str, text: str) -> tuple[int, Any]:
         status, body = await self.post(self.activity("message_personal", email, text=text))
-        await self.channel.notifier.idle()
+        await self.idle()
         return status, body
+
+    async def idle(self) -> None:
+        if self.channel is not None:
+            await self.channel.notifier.idle()
 
     async def click(self, email: str, verb: str, data: dict[str, Any], reply_to: str = "1763884850123"
                     ) -> dict[str, Any]:
         act = self.activity("invoke_adaptive_card_action", email, replyToId=reply_to)
         act["value"]["action"] = {"type": "Action.Execute", "verb": verb, "data": data}
         status, body = await self.post(act)
-        await self.channel.notifier.idle()
+        await self.idle()
         assert status == 200, body
         assert body["statusCode"] == 200 and body["type"] == "application/vnd.microsoft.card.adaptive", body
         return body["value"]
@@ -153,10 +157,11 @@ async def _serve(settings: Settings, connector: BotConnector, issuer: OpenIdIssu
         port = runner.addresses[0][1]
         async with aiohttp.ClientSession() as http:
             try:
-                yield TeamsHarness(app, web_app[TEAMS_KEY], connector, f"http://127.0.0.1:{port}", http, clock,
-                                   issuer)
+                yield TeamsHarness(app, web_app.get(TEAMS_KEY), connector, f"http://127.0.0.1:{port}", http,
+                                   clock, issuer)
             finally:
-                await web_app[TEAMS_KEY].notifier.idle()
+                if TEAMS_KEY in web_app:
+                    await web_app[TEAMS_KEY].notifier.idle()
                 await runner.cleanup()
 
 
@@ -168,13 +173,13 @@ def _settings(db: str, tmp_path: Path, **kw: Any) -> Settings:
 
 @pytest.fixture
 async def teams(sqlite_url: str, tmp_path: Path, connector: BotConnector) -> AsyncIterator[TeamsHarness]:
-    async for h in _serve(_settings(sqlite_url, tmp_path), connector, None):
+    async for h in _serve(_settings(sqlite_url, tmp_path, teams_emulator="1"), connector, None):
         yield h
 
 
 @pytest.fixture
 async def teams_any_db(database_url: str, tmp_path: Path, connector: BotConnector) -> AsyncIterator[TeamsHarness]:
-    async for h in _serve(_settings(database_url, tmp_path), connector, None):
+    async for h in _serve(_settings(database_url, tmp_path, teams_emulator="1"), connector, None):
         yield h
 
 
@@ -183,6 +188,6 @@ async def teams_secured(sqlite_url: str, tmp_path: Path, connector: BotConnector
                         ) -> AsyncIterator[TeamsHarness]:
     env = {"ACCESSBOT_TEAMS_OPENID_METADATA_URL": issuer.metadata_url,
            "ACCESSBOT_TEAMS_TOKEN_URL": f"{connector.url}/token"}
-    settings = _settings(sqlite_url, tmp_path, app_id=APP_ID, app_password="secret", env=env)
+    settings = _settings(sqlite_url, tmp_path, app_id=APP_ID, app_password="secret", teams_tenants=TENANT, env=env)
     async for h in _serve(settings, connector, issuer):
         yield h

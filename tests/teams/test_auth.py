@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bot.settings import Settings
 from bot.teams.auth import Unauthorized, build_authentication
-from tests.teams.conftest import APP_ID, TeamsHarness, _serve, _settings, conversation_id
+from tests.teams.conftest import APP_ID, TENANT, TeamsHarness, _serve, _settings, conversation_id
 from tests.teams.standins import BotConnector, OpenIdIssuer
 
 ALICE = "alice@example.com"
@@ -101,6 +101,7 @@ async def test_outbound_tokens_come_from_the_tenant_the_app_type_names(
         issuer: OpenIdIssuer) -> None:
     settings = _settings(sqlite_url, tmp_path, app_id=APP_ID, app_password="secret", app_type=app_type,
                          app_tenant_id="4f0c1e2d-aaaa-4bbb-8ccc-0123456789ab", authority_url=connector.url,
+                         teams_tenants=TENANT,
                          env={"ACCESSBOT_TEAMS_OPENID_METADATA_URL": issuer.metadata_url})
     async for h in _serve(settings, connector, issuer):
         status, _ = await h.say(ALICE, "help")
