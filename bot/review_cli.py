@@ -43,7 +43,7 @@ def cmd_review_report(args: argparse.Namespace) -> int:
     from bot.cli import settings_from
     from bot.review_report import write_report
 
-    return asyncio.run(write_report(settings_from(args), args.campaign, Path(args.out)))
+    return write_report(settings_from(args), args.campaign, Path(args.out))
 
 
 def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
