@@ -9,6 +9,7 @@ from typing import Any
 
 import structlog
 
+from bot.cron import next_cron_fire
 from bot.extensions import optional_modules
 from bot.settings import Settings
 from handlers.context import Deps, MemoDirectory, SystemClock
@@ -93,7 +94,7 @@ async def build_app(settings: Settings, *, migrate: bool = True, clock: Clock | 
         providers, directory, provider_closers = build_providers(settings, store)
         closers += provider_closers
         deps = Deps(store=store, directory=MemoDirectory(directory), providers=providers, policy=policy,
-                    clock=clock or SystemClock())
+                    clock=clock or SystemClock(), cron=next_cron_fire)
         if notifier is not None:
             deps.notifier = notifier
         service = AccessService(deps)

@@ -16,7 +16,7 @@ from handlers.context import FixedClock
 from handlers.policy import PolicyError, load_policy
 
 # Modules that add subcommands of their own: each has ``register(subparsers, common)``.
-EXTENSIONS = ("bot.server", "bot.evidence_cli", "bot.teams_cli")
+EXTENSIONS = ("bot.server", "bot.evidence_cli", "bot.teams_cli", "bot.review_cli")
 
 
 def parse_timestamp(text: str) -> datetime:

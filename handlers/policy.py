@@ -14,9 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from handlers.durations import format_duration
+
+if TYPE_CHECKING:
+    from handlers.reviews.model import Review
 
 StepKind = Literal["manager", "owner", "any_of", "all_of", "n_of", "user"]
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -27,7 +30,7 @@ _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _CRON_FIELDS = ((0, 59, ()), (0, 23, ()), (1, 31, ()), (1, 12, _MONTHS), (0, 6, _DAYS))
 
 STEP_HELP = "use manager, owner, {any_of: G}, {all_of: G}, {n_of: N, from: G} or {user: EMAIL}"
-TOP_KEYS = {"version", "approver_groups", "security_team", "profiles", "reminders", "schedule"}
+TOP_KEYS = {"version", "approver_groups", "security_team", "profiles", "reminders", "schedule", "reviews"}
 PROFILE_KEYS = {"id", "title", "owner", "risk", "provider", "group", "eligible", "ineligible", "duration",
                 "justification", "ticket", "approval", "auto_approve", "exception", "description"}
 
@@ -117,6 +120,11 @@ class Policy:
     profiles: tuple[Profile, ...]
     reminders: Reminders = Reminders()
     schedule: Schedule = Schedule()
+    reviews: tuple[Review, ...] = ()
+
+    def review(self, review_id: str) -> Review | None:
+        key = review_id.strip().lower()
+        return next((r for r in self.reviews if r.id == key), None)
 
     def profile(self, profile_id: str) -> Profile | None:
         key = profile_id.strip().lower()

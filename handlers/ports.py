@@ -135,3 +135,35 @@ class Notice:
 
 class Notifier(Protocol):
     async def notify(self, notices: list[Notice]) -> None: ...
+
+
+@dataclass(frozen=True)
+class Member:
+    """A member of a group as an access review sees it: attributes, manager and last sign-in.
+
+    ``found`` is False for a member the identity source does not know (a directory file that
+    lists someone with no user entry). ``kind`` is ``service`` for a non-human identity, whose
+    ``owner`` answers for it. ``last_sign_in`` is None where the source does not say.
+    """
+
+    email: str
+    found: bool = True
+    name: str = ""
+    department: str | None = None
+    title: str | None = None
+    employment_type: str | None = None
+    manager: str | None = None
+    active: bool = True
+    last_sign_in: datetime | None = None
+    kind: str = "user"  # user | service
+    owner: str | None = None
+
+
+@runtime_checkable
+class MemberSource(Protocol):
+    """A group provider that can list a group's members with what a review needs to know of them."""
+
+    async def snapshot_members(self, group: str) -> list[Member]:
+        """Every direct member of the group, read now (providers page through large groups and honour
+        throttling); raises :class:`ProviderError` when the group cannot be read in full."""
+        ...

@@ -30,6 +30,7 @@ from handlers.grammar import (
 )
 from handlers.grants import run_due_ops
 from handlers.ports import Person
+from handlers.reviews.commands import REVIEW_COMMANDS, handle_review, parse_review
 from handlers.sweeps import SweepReport, sweep
 from handlers.views import Reply
 
@@ -52,6 +53,9 @@ class AccessService:
         await run_due_ops(self.deps)
 
     def parse(self, text: str) -> Command:
+        review = parse_review(text)  # the access review words (SPEC §7) first
+        if review is not None:
+            return review  # type: ignore[return-value]
         return parse(text, [p.id for p in self.deps.policy.profiles])
 
     async def handle_text(self, actor: Person, text: str, *, forms: bool = False) -> Reply:
@@ -78,6 +82,8 @@ class AccessService:
         if not actor.active and not isinstance(cmd, Help | Unknown):
             return Reply(text="Your account is not active; the bot cannot act for you.", ok=False,
                          kind="refusal", rule="inactive")
+        if isinstance(cmd, REVIEW_COMMANDS):
+            return await handle_review(deps, actor, cmd)
         match cmd:
             case Help():
                 return queries.help_reply(deps, who)

@@ -31,6 +31,7 @@ class SweepReport:
     escalated: list[str] = field(default_factory=list)
     warned: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    reviews_started: list[str] = field(default_factory=list)
     repaired: int = 0
 
     def lines(self) -> list[str]:
@@ -38,7 +39,8 @@ class SweepReport:
         out = [f"sweep as of {format_ts(self.as_of)}{' (dry run: nothing changed)' if self.dry_run else ''}"]
         for name, items in (("expire", self.expired), ("terminate", self.terminated), ("revoke", self.revoked),
                             ("report drift", self.drift), ("remind", self.reminded),
-                            ("escalate", self.escalated), ("warn", self.warned), ("fail", self.failed)):
+                            ("escalate", self.escalated), ("warn", self.warned), ("fail", self.failed),
+                            ("start review", self.reviews_started)):
             out.append(f"{verb}{name}: {len(items)}" + (f" — {', '.join(items)}" if items else ""))
         if self.repaired:
             out.append(f"provider calls retried: {self.repaired}")
@@ -256,4 +258,9 @@ async def sweep(deps: Deps, *, dry_run: bool = False, drift: bool = True) -> Swe
     await warn_expiring(deps, report)
     if drift:
         await detect_drift(deps, report)
+    from handlers.reviews.timers import start_scheduled  # the review timers (SPEC §7)
+
+    started, failed = await start_scheduled(deps, report.as_of, dry_run=dry_run)
+    report.reviews_started += started
+    report.failed += failed
     return report

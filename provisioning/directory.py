@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from handlers.context import scope_cache
-from handlers.ports import MembershipOverlay, Person, ProviderError
+from handlers.ports import Member, MembershipOverlay, Person, ProviderError
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 USER_KEYS = {"email", "name", "department", "title", "employment_type", "manager", "active", "slack_id",
@@ -31,6 +32,18 @@ class DirectoryError(Exception):
 class _Snapshot:
     users: dict[str, dict[str, Any]]
     groups: dict[str, frozenset[str]]
+
+
+def sign_in_time(value: Any) -> datetime | None:
+    """A ``last_sign_in`` as written in the file (a date, a timestamp, ISO 8601 text) in UTC; ValueError if not one."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    moment = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _line(node: Any) -> int:
@@ -74,6 +87,15 @@ def parse_directory(raw: bytes, source: str = "<directory>") -> _Snapshot:
         manager = entry.get("manager")
         if manager is not None and not EMAIL_RE.match(str(manager).strip()):
             errors.append(f"line {line}: users[{i}].manager: not an email")
+        try:
+            sign_in_time(entry.get("last_sign_in"))
+        except ValueError:
+            errors.append(f"line {line}: users[{i}].last_sign_in: not a date or an ISO 8601 timestamp")
+        if entry.get("kind", "user") not in ("user", "service"):
+            errors.append(f"line {line}: users[{i}].kind: must be user or service")
+        owner = entry.get("owner")
+        if owner is not None and not EMAIL_RE.match(str(owner).strip()):
+            errors.append(f"line {line}: users[{i}].owner: not an email")
         users[email] = {**entry, "email": email}
     groups: dict[str, frozenset[str]] = {}
     raw_groups = data.get("groups") or {}
@@ -179,3 +201,21 @@ class DirectoryProvider:
 
     async def list_members(self, group: str) -> list[str]:
         return sorted((await self._groups(group=group)).get(group, set()))
+
+    async def snapshot_members(self, group: str) -> list[Member]:
+        """The group's members with their attributes, manager, last sign-in and (service accounts) owner."""
+        users = self.snapshot().users
+        members = []
+        for email in sorted((await self._groups(group=group)).get(group, set())):
+            entry = users.get(email)
+            if entry is None:
+                members.append(Member(email=email, found=False))
+                continue
+            person = self._person(entry, {})
+            owner = entry.get("owner")
+            members.append(Member(
+                email=email, name=person.name, department=person.department, title=person.title,
+                employment_type=person.employment_type, manager=person.manager, active=person.active,
+                last_sign_in=sign_in_time(entry.get("last_sign_in")), kind=str(entry.get("kind") or "user"),
+                owner=str(owner).strip().lower() if owner else None))
+        return members

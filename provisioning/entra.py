@@ -14,6 +14,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -22,7 +23,7 @@ import aiohttp
 import msal
 import requests
 
-from handlers.ports import Person, ProviderError
+from handlers.ports import Member, Person, ProviderError
 from provisioning.http import (
     TRANSIENT_STATUSES,
     Reply,
@@ -367,6 +368,89 @@ class EntraProvider:
                 emails.append(str(address).lower())
         return emails
 
+    async def snapshot_members(self, group: str) -> list[Member]:
+        """The group's direct members with attributes, manager and last sign-in (``signInActivity``, which
+        Graph gives only per user and only with AuditLog.Read.All: unknown where it is refused), read
+        through ``$batch``; service principals come with their first owner."""
+        gid = await self._group_id(group)
+        what = f"members of {group}"
+        listed = await self._pages(f"/groups/{gid}/members", {"$select": USER_SELECT + ",appId"}, what)
+        users = [m for m in listed if m.get("@odata.type", "#microsoft.graph.user") == "#microsoft.graph.user"]
+        principals = [m for m in listed if m.get("@odata.type") == "#microsoft.graph.servicePrincipal"]
+        asks: list[tuple[str, str]] = []
+        for user in users:
+            asks.append((f"s:{user['id']}", f"/users/{user['id']}?$select=id,signInActivity"))
+            asks.append((f"m:{user['id']}", f"/users/{user['id']}/manager?$select=id,mail,userPrincipalName"))
+        asks += [(f"o:{sp['id']}", f"/servicePrincipals/{sp['id']}/owners?$select=id,mail,userPrincipalName")
+                 for sp in principals]
+        answers = await self._batch_get(asks, what)
+        members = []
+        for user in users:
+            uid = str(user["id"])
+            email = str(user.get("mail") or user.get("userPrincipalName") or "").lower()
+            status, body = answers[f"s:{uid}"]
+            if status >= 400 and status != 403:  # 403: no licence or permission for sign-in activity
+                raise ProviderError(f"Graph sign-in activity of {email}: HTTP {status}", transient=False, status=status)
+            seen = last_sign_in((body or {}).get("signInActivity")) if status < 300 else None
+            status, body = answers[f"m:{uid}"]
+            if status >= 400 and status != 404:
+                raise ProviderError(f"Graph manager of {email}: HTTP {status}", transient=False, status=status)
+            manager = (body or {}).get("mail") or (body or {}).get("userPrincipalName") if status < 300 else None
+            members.append(Member(
+                email=email, name=str(user.get("displayName") or email), department=user.get("department"),
+                title=user.get("jobTitle"), employment_type=user.get("employeeType"),
+                manager=str(manager).lower() if manager else None, active=user.get("accountEnabled") is not False,
+                last_sign_in=seen))
+        for sp in principals:
+            status, body = answers[f"o:{sp['id']}"]
+            if status >= 400:
+                raise ProviderError(f"Graph owners of {sp.get('displayName')}: HTTP {status}", transient=False,
+                                    status=status)
+            owners = sorted(str(o.get("mail") or o.get("userPrincipalName")).lower()
+                            for o in (body or {}).get("value") or [] if o.get("mail") or o.get("userPrincipalName"))
+            members.append(Member(email=f"serviceprincipal:{sp['id']}", name=str(sp.get("displayName") or sp["id"]),
+                                  kind="service", owner=owners[0] if owners else None,
+                                  active=sp.get("accountEnabled") is not False))
+        return sorted(members, key=lambda m: m.email)
+
+    async def _batch_get(self, asks: list[tuple[str, str]], what: str) -> dict[str, tuple[int, Any]]:
+        """GET requests through ``$batch`` (20 a call, a few calls at once); inner 429 and 5xx answers are
+        asked again after the ``Retry-After`` Graph gave them. Returns id → (status, body)."""
+        results: dict[str, tuple[int, Any]] = {}
+        pending = asks
+        idle = 0
+        while pending:
+            refused: list[tuple[str, str]] = []
+            waits: list[float] = []
+            chunks = list(_chunks(pending, BATCH_LIMIT))
+            for k in range(0, len(chunks), BATCHES_IN_FLIGHT):
+                replies = await asyncio.gather(*(self._call(
+                    "POST", "/$batch", body={"requests": [{"id": i, "method": "GET", "url": u} for i, u in chunk]},
+                    what=what) for chunk in chunks[k:k + BATCHES_IN_FLIGHT]))
+                for chunk, reply in zip(chunks[k:k + BATCHES_IN_FLIGHT], replies, strict=True):
+                    if not reply.ok:
+                        raise self._error(reply, what)
+                    answers = {str(a.get("id")): a for a in reply.data.get("responses") or []}
+                    for ask in chunk:
+                        answer = answers.get(ask[0], {"status": 503})
+                        status = int(answer.get("status") or 503)
+                        if status in TRANSIENT_STATUSES:
+                            headers = {str(h).lower(): str(v) for h, v in (answer.get("headers") or {}).items()}
+                            wait = parse_retry_after(headers.get("retry-after"))
+                            if wait is not None:
+                                waits.append(wait)
+                            refused.append(ask)
+                        else:
+                            results[ask[0]] = (status, answer.get("body"))
+            if refused:
+                idle = idle + 1 if len(refused) == len(pending) else 0
+                if idle >= self.policy.max_attempts:
+                    raise ProviderError(f"Graph {what}: still throttled after {idle} tries", transient=True,
+                                        retry_after=max(waits) if waits else None, status=429)
+                await asyncio.sleep(self.policy.delay(max(idle, 1), max(waits) if waits else None))
+            pending = refused
+        return results
+
     async def apply_batch(self, ops: list[tuple[str, str, str]]) -> list[ProviderError | None]:
         """Apply ("add"|"remove", group, email) operations through ``$batch``; one result per op."""
         results: list[ProviderError | None] = [None] * len(ops)
@@ -469,6 +553,25 @@ class EntraProvider:
                     wait = retry_after if retry_after is not None else 0.0
                     hint = wait if hint is None else min(hint, wait)
         return hint
+
+
+def _graph_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def last_sign_in(activity: Any) -> datetime | None:
+    """The latest sign-in Graph's ``signInActivity`` records (interactive or not), or None."""
+    if not isinstance(activity, dict):
+        return None
+    found = [_graph_time(activity.get(k)) for k in ("lastSignInDateTime", "lastNonInteractiveSignInDateTime",
+                                                   "lastSuccessfulSignInDateTime")]
+    return max((f for f in found if f is not None), default=None)
 
 
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:

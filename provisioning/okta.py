@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 
-from handlers.ports import Person, ProviderError
+from handlers.ports import Member, Person, ProviderError
 from provisioning.http import Reply, RetryPolicy, parse_retry_after, read_reply, ssl_context, with_retries
 from provisioning.okta_auth import OktaCredentials, SswsToken
 
@@ -28,6 +29,16 @@ def _okta_error(reply: Reply) -> str:
     if isinstance(reply.data, dict) and reply.data.get("errorCode"):
         return f"{reply.data.get('errorCode')}: {reply.data.get('errorSummary', '')}"
     return reply.text[:200]
+
+
+def _okta_time(value: object) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _float(value: str | None) -> float | None:
@@ -249,6 +260,34 @@ class OktaProvider:
     async def list_members(self, group: str) -> list[str]:
         users = await self._pages(f"/groups/{quote(group, safe='')}/users", {"limit": "200"}, f"members of {group}")
         return [email for email in (self._email(u) for u in users) if email]
+
+    async def snapshot_members(self, group: str) -> list[Member]:
+        """The group's members with attributes, manager (``managerId`` looked up once per manager, else
+        ``manager`` as a login) and last sign-in (``lastLogin``), paged by the ``Link`` header."""
+        users = await self._pages(f"/groups/{quote(group, safe='')}/users", {"limit": "200"}, f"members of {group}")
+        by_id = {str(u.get("id")): u for u in users}
+        managers: dict[str, str | None] = {}
+        members = []
+        for user in users:
+            profile = user.get("profile") or {}
+            manager_id = str(profile.get("managerId") or "")
+            if manager_id and manager_id in by_id:
+                manager: str | None = self._email(by_id[manager_id])
+            elif manager_id or profile.get("manager"):
+                key = manager_id or str(profile.get("manager"))
+                if key not in managers:
+                    managers[key] = await self._manager(profile)
+                manager = managers[key]
+            else:
+                manager = None
+            email = self._email(user)
+            name = " ".join(str(p) for p in (profile.get("firstName"), profile.get("lastName")) if p) or email
+            members.append(Member(
+                email=email, name=name, department=profile.get("department"), title=profile.get("title"),
+                employment_type=profile.get("userType"), manager=manager,
+                active=str(user.get("status") or "").upper() not in INACTIVE_STATUSES,
+                last_sign_in=_okta_time(user.get("lastLogin"))))
+        return sorted(members, key=lambda m: m.email)
 
     async def apply_batch(self, ops: list[tuple[str, str, str]]) -> list[ProviderError | None]:
         """Apply ("add"|"remove", group, email) operations one after another; one result per op."""

@@ -24,6 +24,7 @@ from handlers.audit import GENESIS, ChainVerifier, Verification, canonical_body,
 from handlers.records import AuditEvent, DecisionRecord, DriftRecord, OpRecord, RequestRecord, req_id
 from store import schema as t
 from store.db import backend, make_async_engine
+from store.review_repository import ReviewRepositoryMixin
 
 WRITE_LOCK_KEY = 0x61636365  # "acce"
 
@@ -105,7 +106,7 @@ def event_from_row(row: Any) -> AuditEvent:
     )
 
 
-class SqlRepository:
+class SqlRepository(ReviewRepositoryMixin):
     """One transaction's view of the store (implements ``handlers.repository.Repository``)."""
 
     def __init__(self, conn: AsyncConnection, *, writable: bool) -> None:

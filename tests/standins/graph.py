@@ -9,7 +9,10 @@ Login (msal talks to these with ``requests``):
 Graph, under ``/v1.0`` (bearer token required, real error shape ``{"error": {"code", "message"}}``):
     GET    /users/{id|upn}  /users?$filter=mail eq '…'  /users/{id}/manager
     GET    /users/{id}/transitiveMemberOf    /groups?$filter=displayName eq '…'   /groups/{id}
-    GET    /groups/{id}/members              (paged with @odata.nextLink, ``page_size`` a page)
+    GET    /groups/{id}/members              (paged with @odata.nextLink, ``page_size`` a page; users and
+                                              service principals)
+    GET    /users/{id}?$select=signInActivity  only when selected; 403 while ``sign_in_forbidden``
+    GET    /servicePrincipals/{id}/owners
     POST   /groups/{id}/members/$ref         existing member -> 400 "…already exist…"
     DELETE /groups/{id}/members/{uid}/$ref   non-member -> 404
     POST   /$batch                           at most 20 requests, each judged on its own
@@ -77,6 +80,10 @@ class GraphStandIn(StandIn):
             self.groups: dict[str, dict[str, Any]] = {}
             self.members: dict[str, list[str]] = {}
             self.managers: dict[str, str] = {}
+            self.sign_ins: dict[str, dict[str, Any]] = {}
+            self.sign_in_forbidden = False  # a tenant without the licence or AuditLog.Read.All
+            self.principals: dict[str, dict[str, Any]] = {}
+            self.owners: dict[str, list[str]] = {}
             self.tokens_issued = 0
             self.valid_tokens: set[str] = set()
             self.accept_tokens = True
@@ -98,9 +105,14 @@ class GraphStandIn(StandIn):
 
     def add_user(self, mail: str, *, upn: str | None = None, display_name: str = "", department: str | None = None,
                  job_title: str | None = None, employee_type: str | None = None, enabled: bool = True,
-                 manager: str | None = None, object_id: str | None = None) -> str:
+                 manager: str | None = None, object_id: str | None = None, last_sign_in: str | None = None,
+                 last_non_interactive: str | None = None) -> str:
         uid = object_id or str(uuid.uuid4())
         with self.lock:
+            if last_sign_in or last_non_interactive:
+                self.sign_ins[uid] = {"lastSignInDateTime": last_sign_in, "lastSignInRequestId": str(uuid.uuid4()),
+                                      "lastNonInteractiveSignInDateTime": last_non_interactive,
+                                      "lastNonInteractiveSignInRequestId": str(uuid.uuid4())}
             self.users[uid] = {"id": uid, "mail": mail, "userPrincipalName": upn or mail,
                                "displayName": display_name or mail.split("@")[0], "department": department,
                                "jobTitle": job_title, "employeeType": employee_type, "accountEnabled": enabled}
@@ -126,10 +138,18 @@ class GraphStandIn(StandIn):
             self.members[gid] = []
         return gid
 
-    def add_member(self, group_id: str, member: str) -> None:
-        """``member``: a user's mail/UPN/id or a group id (nesting)."""
+    def add_service_principal(self, display_name: str, *, owners: tuple[str, ...] = ()) -> str:
+        spid = str(uuid.uuid4())
         with self.lock:
-            mid = member if member in self.groups else self.user_id(member)
+            self.principals[spid] = {"id": spid, "appId": str(uuid.uuid4()), "displayName": display_name,
+                                     "accountEnabled": True}
+            self.owners[spid] = [self.user_id(o) or o for o in owners]
+        return spid
+
+    def add_member(self, group_id: str, member: str) -> None:
+        """``member``: a user's mail/UPN/id, a group id (nesting) or a service principal id."""
+        with self.lock:
+            mid = member if member in self.groups or member in self.principals else self.user_id(member)
             assert mid, f"unknown member {member}"
             if mid not in self.members[group_id]:
                 self.members[group_id].append(mid)
@@ -318,7 +338,13 @@ class GraphStandIn(StandIn):
                 if uid is None:
                     return _not_found(seg[1])
                 if len(seg) == 2 and method == "GET":
-                    return 200, self._project(self.users[uid], query, DEFAULT_USER_FIELDS), {}
+                    row = self.users[uid]
+                    if "signInActivity" in query.get("$select", ""):
+                        if self.sign_in_forbidden:
+                            return _error(403, "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+                                          "Neither tenant is B2C or tenant doesn't have premium license")
+                        row = {**row, "signInActivity": self.sign_ins.get(uid)}
+                    return 200, self._project(row, query, DEFAULT_USER_FIELDS), {}
                 if seg[2:] == ["manager"] and method == "GET":
                     mid = self.managers.get(uid)
                     if mid is None or mid not in self.users:
@@ -330,6 +356,13 @@ class GraphStandIn(StandIn):
                                                                                         ("id", "displayName"))}
                              for g in self._transitive(uid)]
                     return self._list(items, path, query, project=False)
+            if seg[0] == "servicePrincipals" and len(seg) == 3 and seg[2] == "owners" and method == "GET":
+                if seg[1] not in self.principals:
+                    return _not_found(seg[1])
+                owners = [{"@odata.type": "#microsoft.graph.user", **self._project(self.users[o], query,
+                                                                                   DEFAULT_USER_FIELDS)}
+                          for o in self.owners.get(seg[1], []) if o in self.users]
+                return self._list(owners, path, query, project=False)
             if seg[0] == "groups" and len(seg) >= 2:
                 gid = seg[1]
                 if gid not in self.groups:
@@ -339,8 +372,11 @@ class GraphStandIn(StandIn):
                 if seg[2:] == ["members"] and method == "GET":
                     items = [{"@odata.type": "#microsoft.graph.user", **self._project(self.users[m], query,
                                                                                        DEFAULT_USER_FIELDS)}
-                             if m in self.users else {"@odata.type": "#microsoft.graph.group", **self.groups[m]}
-                             for m in self.members[gid] if m in self.users or m in self.groups]
+                             if m in self.users else
+                             {"@odata.type": "#microsoft.graph.servicePrincipal",
+                              **self._project(self.principals[m], query, ("id", "appId", "displayName"))}
+                             if m in self.principals else {"@odata.type": "#microsoft.graph.group", **self.groups[m]}
+                             for m in self.members[gid] if m in self.users or m in self.groups or m in self.principals]
                     return self._list(items, path, query, project=False)
                 if seg[2:] == ["members", "$ref"] and method == "POST":
                     return self._write(lambda: self._add(gid, body))

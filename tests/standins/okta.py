@@ -67,7 +67,8 @@ class OktaStandIn(StandIn):
 
     def add_user(self, email: str, *, login: str | None = None, first_name: str = "", last_name: str = "",
                  department: str | None = None, title: str | None = None, user_type: str | None = None,
-                 status: str = "ACTIVE", manager: str | None = None, manager_by_login: bool = False) -> str:
+                 status: str = "ACTIVE", manager: str | None = None, manager_by_login: bool = False,
+                 last_login: str | None = None) -> str:
         uid = "00u" + uuid.uuid4().hex[:17]
         profile: dict[str, Any] = {"login": login or email, "email": email,
                                    "firstName": first_name or email.split("@")[0], "lastName": last_name,
@@ -81,6 +82,7 @@ class OktaStandIn(StandIn):
                 profile["managerId"] = mid
         with self.lock:
             self.users[uid] = {"id": uid, "status": status, "created": "2024-01-01T00:00:00.000Z",
+                               "lastLogin": last_login,
                                "profile": profile, "_links": {"self": {"href": f"{self.url}/api/v1/users/{uid}"}}}
         return uid
 

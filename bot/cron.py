@@ -1,0 +1,56 @@
+"""Cron schedules evaluated by APScheduler's ``CronTrigger`` (the handlers' ``CronNext`` port).
+
+APScheduler 3 numbers the days of the week from Monday (0) to Sunday (6), while cron numbers them
+from Sunday (0) to Saturday (6): ``1-5`` would mean Tuesday to Saturday. Numeric day-of-week
+fields are therefore spelled out as day names before APScheduler reads them, which both agree on.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from apscheduler.triggers.cron import CronTrigger
+
+CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # cron's numbering: 0 = Sunday
+
+
+def _day(value: str) -> int:
+    return CRON_DAYS.index(value) if value in CRON_DAYS else int(value) % 7
+
+
+def standard_weekdays(field: str) -> str:
+    """A cron day-of-week field with every numeric part spelled as day names (``1-5`` → ``mon,…,fri``)."""
+    field = field.strip().lower()
+    if not re.search(r"[0-9]", field):
+        return field  # names and a bare star mean the same to cron and APScheduler
+    days: set[int] = set()
+    for item in field.split(","):
+        base, _, step = item.partition("/")
+        if base == "*":
+            low, high = 0, 6
+        elif "-" in base:
+            first, last = base.split("-", 1)
+            low, high = _day(first), _day(last)
+        else:
+            low = high = _day(base)
+            if step:
+                high = 6
+        days.update(range(low, high + 1, int(step) if step else 1))
+    return ",".join(CRON_DAYS[d] for d in sorted(days))
+
+
+@lru_cache(maxsize=256)
+def _trigger(cron: str, timezone: str) -> CronTrigger:
+    fields = cron.split()
+    if len(fields) == 5:
+        fields[4] = standard_weekdays(fields[4])
+    return CronTrigger.from_crontab(" ".join(fields), timezone=ZoneInfo(timezone))
+
+
+def next_cron_fire(cron: str, timezone: str, after: datetime) -> datetime | None:
+    """The first instant strictly after ``after`` named by the 5-field ``cron`` read in ``timezone``."""
+    fire = _trigger(cron, timezone).get_next_fire_time(None, after + timedelta(microseconds=1))
+    return fire.astimezone(UTC) if fire is not None else None

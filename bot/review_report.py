@@ -1,0 +1,87 @@
+"""``accessbot review report RV-n --out FILE.pdf``: the campaign's certification, signed when a key is set."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bot.settings import Settings
+
+
+def _fail(message: str) -> int:
+    print(f"accessbot: {message}", file=sys.stderr)
+    return 1
+
+
+def _schema_problem(url: str) -> str | None:
+    """Why this database holds no accessbot schema, without creating anything; None when it does."""
+    from sqlalchemy.engine import make_url
+
+    from store.db import backend, current_revision
+
+    u = make_url(url)
+    shown = u.render_as_string(hide_password=True)
+    if backend(u) == "sqlite" and (not u.database or u.database == ":memory:" or not Path(u.database).is_file()):
+        return f"no database at {shown}"
+    try:
+        if current_revision(u) is None:
+            return f"the database {shown} has no accessbot schema (run accessbot db upgrade)"
+    except Exception as exc:
+        return f"the database {shown} cannot be used ({type(exc).__name__})"
+    return None
+
+
+async def _view(url: str, campaign_id: int):  # type: ignore[no-untyped-def]
+    from handlers.reviews.report import certification
+    from store.repository import SqlStore
+
+    store = SqlStore(url)
+    try:
+        return await certification(store, campaign_id, datetime.now(UTC))
+    finally:
+        await store.close()
+
+
+def write_report(settings: Settings, campaign: str, out: Path) -> int:
+    m = re.fullmatch(r"(?:RV-)?([0-9]{1,9})", campaign.strip(), re.IGNORECASE)
+    if m is None:
+        return _fail(f"{campaign!r} is not a campaign id like RV-3")
+    problem = _schema_problem(settings.database_url)
+    if problem:
+        return _fail(problem)
+    key = settings.env.get("ACCESSBOT_SIGNING_KEY", "")
+    cert = settings.env.get("ACCESSBOT_SIGNING_CERT", "")
+    signer = None
+    if key or cert:
+        from bot.signing import SigningError, load_signer
+
+        if not (key and cert):
+            return _fail("set both ACCESSBOT_SIGNING_KEY and ACCESSBOT_SIGNING_CERT, or neither")
+        try:
+            signer = load_signer(key, cert)
+        except (SigningError, ValueError, OSError) as exc:
+            return _fail(f"cannot sign: {exc}")
+    view = asyncio.run(_view(settings.database_url, int(m.group(1))))
+    if view is None:
+        return _fail(f"there is no campaign RV-{int(m.group(1))}")
+    from cards.review_pdf import render_certification
+
+    if signer is not None:
+        from bot.signing import sign_pdf, signer_name
+
+        name = signer_name(signer)
+        data = sign_pdf(render_certification(view, note=f"Signed (PAdES) by {name}."), signer,
+                        reason=f"Certification of access review {view.review_id}")
+        how = f"signed by {name}"
+    else:
+        data = render_certification(view, note="Unsigned: no signing key is set (ACCESSBOT_SIGNING_KEY / "
+                                    "ACCESSBOT_SIGNING_CERT), so nothing shows whether this file was changed.")
+        how = "unsigned (no signing key set)"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(data)
+    print(f"wrote {out}: {view.review_id}, {view.items} items, {view.decided} decided, snapshot sha256 "
+          f"{view.snapshot_sha256}, chain head {view.chain_head}; {how}")
+    return 0

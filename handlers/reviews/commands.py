@@ -1,0 +1,166 @@
+"""The review words of the chat grammar (SPEC §7) and their handlers: ``review start ID``, ``reviews``,
+``review RV-n``. Kept apart from the main grammar: ``parse_review`` answers None for anything else."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+
+from handlers.audit import format_ts
+from handlers.context import Deps
+from handlers.ports import Person
+from handlers.reviews.campaign import repo_of, start_campaign
+from handlers.reviews.records import OPEN, CampaignRecord, ItemRecord, ReviewDecisionRecord, rv_id
+from handlers.views import Reply
+
+RV_RE = re.compile(r"^(?:RV-)?([0-9]{1,9})$", re.IGNORECASE)
+MAX_LISTED = 200  # items shown in one console answer; the rest is counted
+
+
+@dataclass(frozen=True)
+class ReviewStart:
+    review: str
+
+
+@dataclass(frozen=True)
+class ReviewsList:
+    pass
+
+
+@dataclass(frozen=True)
+class ReviewShow:
+    campaign: int
+
+
+ReviewCommand = ReviewStart | ReviewsList | ReviewShow
+REVIEW_COMMANDS = (ReviewStart, ReviewsList, ReviewShow)
+
+
+def parse_review(text: str) -> ReviewCommand | None:
+    """A review command, or None when the text is not one (the main grammar answers it)."""
+    words = text.strip().split()
+    if not words or len(words) > 3:
+        return None
+    verb = words[0].lower()
+    if verb == "reviews" and len(words) == 1:
+        return ReviewsList()
+    if verb != "review":
+        return None
+    if len(words) == 3 and words[1].lower() == "start":
+        return ReviewStart(words[2].lower())
+    if len(words) == 2 and (m := RV_RE.match(words[1])):
+        return ReviewShow(int(m.group(1)))
+    return None
+
+
+def reviews_item(deps: Deps, item: ItemRecord, email: str) -> bool:
+    """Whether ``email`` is asked about this item (never about their own membership)."""
+    if item.user == email:
+        return False
+    if item.reviewer.startswith("group:"):
+        return email in deps.policy.approver_groups.get(item.reviewer.removeprefix("group:"), ())
+    return item.reviewer == email
+
+
+def describe_item(item: ItemRecord, decision: ReviewDecisionRecord | None) -> str:
+    who = ", ".join(x for x in (item.name if item.name != item.user else "", item.title, item.department) if x)
+    held = item.held_via + (f" until {format_ts(item.expires_at)}" if item.expires_at else "")
+    seen = f"last sign-in {format_ts(item.last_sign_in)[:10]}" if item.last_sign_in else "last sign-in unknown"
+    flags = "" if item.active else " — INACTIVE"
+    advice = f"recommend {item.recommendation}" + (f" ({item.recommendation_reason})"
+                                                    if item.recommendation_reason else "")
+    decided = f" — decided {decision.decision} by {decision.actor}" if decision else ""
+    service = " [service account]" if item.kind == "service" else ""
+    return (f"{item.number}. {item.user}{service}" + (f" ({who})" if who else "") + f" — {item.profile} "
+            f"({item.provider}/{item.group}) — {held} — {seen}{flags} — {advice}{decided}")
+
+
+async def _start(deps: Deps, who: str, cmd: ReviewStart) -> Reply:
+    review = deps.policy.review(cmd.review)
+    if review is None:
+        ids = [r.id for r in deps.policy.reviews]
+        close = difflib.get_close_matches(cmd.review, ids, n=1)
+        hint = f" Did you mean `{close[0]}`?" if close else (f" Reviews: {', '.join(ids)}." if ids else
+                                                              " The policy defines no reviews.")
+        return Reply(text=f"There is no review {cmd.review!r}.{hint}", ok=False, kind="refusal", rule="unknown-review")
+    outcome = await start_campaign(deps, review, actor=who, now=deps.now())
+    if outcome.campaign is None:
+        return Reply(text=f"Review {review.id} did not start: {outcome.reason}", ok=False, kind="refusal",
+                     rule="review-failed")
+    campaign = outcome.campaign
+    reviewers = len({i.reviewer for i in outcome.items})
+    return Reply(text=f"Started {campaign.ref} ({review.title}): {campaign.items} item(s) for {reviewers} "
+                 f"reviewer(s); it closes at {format_ts(campaign.due_at)}. Snapshot sha256 "
+                 f"{campaign.snapshot_sha256}.", data={"review_id": campaign.ref})
+
+
+async def _progress(deps: Deps, campaign: CampaignRecord) -> str:
+    async with deps.store.read() as raw:
+        decided = await repo_of(raw).final_decisions(campaign.id or 0)
+    return (f"{campaign.ref} {campaign.review} ({campaign.state}): {len(decided)}/{campaign.items} decided, "
+            f"started {format_ts(campaign.started_at)}, closes {format_ts(campaign.due_at)}")
+
+
+async def _list(deps: Deps, who: str) -> Reply:
+    async with deps.store.read() as raw:
+        repo = repo_of(raw)
+        campaigns = await repo.campaigns() if deps.is_security(who) else await repo.campaigns(states=(OPEN,))
+        mine: list[tuple[CampaignRecord, int]] = []
+        for campaign in campaigns:
+            if campaign.state == OPEN:
+                count = sum(reviews_item(deps, i, who) for i in await repo.items(campaign.id or 0))
+                if count:
+                    mine.append((campaign, count))
+    lines = [f"{c.ref} {c.title}: {n} item(s) for you to review by {format_ts(c.due_at)} (`review {c.ref}`)"
+             for c, n in mine]
+    if deps.is_security(who):
+        lines += ["Every campaign:"] + [await _progress(deps, c) for c in campaigns] if campaigns else []
+    return Reply(text="\n".join(lines) or "No access reviews wait for you.")
+
+
+async def _show(deps: Deps, who: str, cmd: ReviewShow) -> Reply | None:
+    async with deps.store.read() as raw:
+        repo = repo_of(raw)
+        campaign = await repo.get_campaign(cmd.campaign)
+        items = await repo.items(cmd.campaign) if campaign else []
+        decided = await repo.final_decisions(cmd.campaign) if campaign else {}
+    if campaign is None:
+        return None
+    security = deps.is_security(who)
+    shown = items if security else [i for i in items if reviews_item(deps, i, who)]
+    if not shown and not security:
+        return None
+    head = (f"{campaign.ref} {campaign.title} ({campaign.state}) — started {format_ts(campaign.started_at)} by "
+            f"{campaign.started_by}, closes {format_ts(campaign.due_at)}; snapshot sha256 {campaign.snapshot_sha256}")
+    lines = [head, f"{len(shown)} item(s){'' if security else ' for you'}:"]
+    lines += [describe_item(i, decided.get(i.number)) for i in shown[:MAX_LISTED]]
+    if len(shown) > MAX_LISTED:
+        lines.append(f"… and {len(shown) - MAX_LISTED} more")
+    return Reply(text="\n".join(lines), data={"review_id": campaign.ref})
+
+
+async def handle_review(deps: Deps, actor: Person, cmd: ReviewCommand) -> Reply:
+    who = actor.email.lower()
+    if isinstance(cmd, ReviewStart):
+        if not deps.is_security(who):
+            return await _refuse(deps, who, "review start", "not in the security team", None,
+                                 "`review start` is for the security team only.", "security-only")
+        return await _start(deps, who, cmd)
+    if isinstance(cmd, ReviewsList):
+        return await _list(deps, who)
+    reply = await _show(deps, who, cmd)
+    if reply is None:  # one answer for a campaign that does not exist and one the asker may not see
+        return await _refuse(deps, who, "review", "not a reviewer of it or the security team", rv_id(cmd.campaign),
+                             f"You may not see {rv_id(cmd.campaign)}.", "not-allowed")
+    return reply
+
+
+async def _refuse(deps: Deps, who: str, command: str, reason: str, review_id: str | None, text: str,
+                  rule: str) -> Reply:
+    async with deps.store.write() as repo:
+        data = {"command": command, "reason": reason}
+        if review_id:
+            data["review_id"] = review_id
+        await repo.append("command.refused", actor=who, ts=deps.now(), data=data)
+    return Reply(text=text, ok=False, kind="refusal", rule=rule)

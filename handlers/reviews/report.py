@@ -1,0 +1,107 @@
+"""The certification of a campaign (SPEC §7) as a view-model: scope, snapshot hash, the audit chain
+head it was made at, and per reviewer their items, decisions, times and comments."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import cast
+
+from handlers.audit import format_ts
+from handlers.repository import Store
+from handlers.reviews.repository import ReviewRepository
+
+
+@dataclass(frozen=True)
+class ItemLine:
+    number: int
+    user: str
+    name: str
+    profile: str
+    group: str
+    held_via: str
+    recommendation: str
+    decision: str  # keep | remove | "" while undecided
+    decided_by: str
+    decided_at: str
+    comment: str
+    outcome: str
+
+
+@dataclass(frozen=True)
+class ReviewerSection:
+    reviewer: str
+    items: tuple[ItemLine, ...]
+    decided: int
+    first_decision: str
+    last_decision: str
+
+
+@dataclass(frozen=True)
+class CertificationView:
+    review_id: str
+    review: str
+    title: str
+    state: str
+    started_at: str
+    started_by: str
+    due_at: str
+    closed_at: str
+    policy_version: str
+    policy_sha256: str
+    snapshot_sha256: str
+    scope: tuple[tuple[str, str, str, int], ...]  # (profile, provider, group, members)
+    chain_head: str
+    chain_events: int
+    chain_verified: bool
+    generated_at: str
+    reviewers: tuple[ReviewerSection, ...]
+    removals: tuple[ItemLine, ...]
+    items: int
+    decided: int
+
+
+async def certification(store: Store, campaign_id: int, now: datetime) -> CertificationView | None:
+    async with store.read() as raw:
+        repo = cast(ReviewRepository, raw)
+        campaign = await repo.get_campaign(campaign_id)
+        if campaign is None:
+            return None
+        items = await repo.items(campaign_id)
+        decisions = await repo.review_decisions(campaign_id)
+        snapshot = await repo.snapshot(campaign_id)
+    chain = await store.verify_audit()
+    final = {d.item: d for d in decisions}
+    times: dict[int, list[datetime]] = defaultdict(list)
+    for d in decisions:
+        times[d.item].append(d.decided_at)
+    scope: list[tuple[str, str, str, int]] = []
+    if snapshot is not None:
+        for group in json.loads(snapshot.body).get("groups", []):
+            scope.append((group["profile"], group["provider"], group["group"], len(group["members"])))
+    by_reviewer: dict[str, list[ItemLine]] = defaultdict(list)
+    stamps: dict[str, list[datetime]] = defaultdict(list)
+    for item in items:
+        d = final.get(item.number)
+        line = ItemLine(number=item.number, user=item.user, name=item.name, profile=item.profile, group=item.group,
+                        held_via=item.held_via, recommendation=item.recommendation,
+                        decision=d.decision if d else "", decided_by=d.actor if d else "",
+                        decided_at=format_ts(d.decided_at) if d else "", comment=(d.comment or "") if d else "",
+                        outcome=item.outcome or item.state)
+        by_reviewer[item.reviewer].append(line)
+        stamps[item.reviewer] += times.get(item.number, [])
+    sections = tuple(ReviewerSection(
+        reviewer=reviewer, items=tuple(lines), decided=sum(1 for x in lines if x.decision),
+        first_decision=format_ts(min(stamps[reviewer])) if stamps[reviewer] else "",
+        last_decision=format_ts(max(stamps[reviewer])) if stamps[reviewer] else "")
+        for reviewer, lines in sorted(by_reviewer.items()))
+    return CertificationView(
+        review_id=campaign.ref, review=campaign.review, title=campaign.title, state=campaign.state,
+        started_at=format_ts(campaign.started_at), started_by=campaign.started_by, due_at=format_ts(campaign.due_at),
+        closed_at=format_ts(campaign.closed_at) if campaign.closed_at else "", policy_version=campaign.policy_version,
+        policy_sha256=campaign.policy_sha256, snapshot_sha256=campaign.snapshot_sha256, scope=tuple(scope),
+        chain_head=chain.head_hash, chain_events=chain.count, chain_verified=chain.ok, generated_at=format_ts(now),
+        reviewers=sections, removals=tuple(x for s in sections for x in s.items if x.decision == "remove"),
+        items=len(items), decided=len(final))

@@ -1,0 +1,53 @@
+"""The store port of access reviews: what a review handler may read and write in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from handlers.repository import Repository
+from handlers.reviews.records import (
+    CampaignRecord,
+    ItemRecord,
+    ReviewDecisionRecord,
+    ScheduleRecord,
+    SnapshotRecord,
+)
+
+
+class ReviewRepository(Repository, Protocol):
+    async def add_campaign(self, record: CampaignRecord) -> int: ...
+
+    async def save_campaign(self, record: CampaignRecord) -> None: ...
+
+    async def get_campaign(self, campaign_id: int) -> CampaignRecord | None: ...
+
+    async def campaigns(self, *, review: str | None = None, states: Sequence[str] | None = None
+                        ) -> list[CampaignRecord]: ...
+
+    async def campaign_for_schedule(self, review: str, scheduled_for: datetime) -> CampaignRecord | None: ...
+
+    async def add_items(self, items: Sequence[ItemRecord]) -> None: ...
+
+    async def items(self, campaign_id: int, *, reviewer: str | None = None) -> list[ItemRecord]: ...
+
+    async def save_item(self, item: ItemRecord) -> None: ...
+
+    async def add_review_decision(self, decision: ReviewDecisionRecord) -> None: ...
+
+    async def review_decisions(self, campaign_id: int) -> list[ReviewDecisionRecord]: ...
+
+    async def final_decisions(self, campaign_id: int) -> dict[int, ReviewDecisionRecord]:
+        """Item number → the decision that counts (the last one made)."""
+        ...
+
+    async def add_snapshot(self, snapshot: SnapshotRecord) -> None: ...
+
+    async def snapshot(self, campaign_id: int) -> SnapshotRecord | None: ...
+
+    async def get_schedule(self, review: str) -> ScheduleRecord | None: ...
+
+    async def save_schedule(self, record: ScheduleRecord) -> None: ...
+
+    async def policy_loaded_at(self, sha256: str) -> datetime | None: ...

@@ -1,0 +1,152 @@
+"""Repository methods of access reviews, mixed into ``SqlRepository`` (one transaction's view)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from handlers.reviews.records import (
+    CampaignRecord,
+    ItemRecord,
+    ReviewDecisionRecord,
+    ScheduleRecord,
+    SnapshotRecord,
+)
+from store import review_schema as rt
+from store import schema as t
+
+_CAMPAIGN = ("review", "title", "state", "started_at", "due_at", "started_by", "scheduled_for", "policy_version",
+             "policy_sha256", "snapshot_sha256", "items", "closed_at", "signoff")
+_ITEM = ("campaign_id", "number", "name", "title", "department", "kind", "active", "last_sign_in", "profile",
+         "provider", "held_via", "request_id", "expires_at", "since", "reviewer", "reviewer_basis", "recommendation",
+         "recommendation_reason", "state", "removed_at", "outcome")
+_SCHEDULE = ("first_seen", "done_for", "pending_for", "attempts", "next_attempt_at", "lease_until", "last_error")
+
+
+def _campaign(row: Any) -> CampaignRecord:
+    m = row._mapping
+    return CampaignRecord(id=m["id"], **{k: m[k] for k in _CAMPAIGN})
+
+
+def _item_row(item: ItemRecord) -> dict[str, Any]:
+    return {**{k: getattr(item, k) for k in _ITEM}, "user_email": item.user, "group_name": item.group}
+
+
+def _item(row: Any) -> ItemRecord:
+    m = row._mapping
+    return ItemRecord(id=m["id"], user=m["user_email"], group=m["group_name"], **{k: m[k] for k in _ITEM})
+
+
+class ReviewRepositoryMixin:
+    """Implements ``handlers.reviews.repository.ReviewRepository`` on ``self.conn``."""
+
+    conn: AsyncConnection
+
+    # -- campaigns --------------------------------------------------------------------------
+    async def add_campaign(self, record: CampaignRecord) -> int:
+        result = await self.conn.execute(insert(rt.review_campaigns).values(
+            **{k: getattr(record, k) for k in _CAMPAIGN}))
+        record.id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        return record.id
+
+    async def save_campaign(self, record: CampaignRecord) -> None:
+        await self.conn.execute(update(rt.review_campaigns).where(rt.review_campaigns.c.id == record.id)
+                                .values(**{k: getattr(record, k) for k in _CAMPAIGN}))
+
+    async def get_campaign(self, campaign_id: int) -> CampaignRecord | None:
+        row = (await self.conn.execute(
+            select(rt.review_campaigns).where(rt.review_campaigns.c.id == campaign_id))).first()
+        return _campaign(row) if row else None
+
+    async def campaigns(self, *, review: str | None = None, states: Sequence[str] | None = None
+                        ) -> list[CampaignRecord]:
+        c = rt.review_campaigns.c
+        q = select(rt.review_campaigns)
+        if review is not None:
+            q = q.where(c.review == review)
+        if states is not None:
+            q = q.where(c.state.in_(list(states)))
+        return [_campaign(r) for r in (await self.conn.execute(q.order_by(c.id))).all()]
+
+    async def campaign_for_schedule(self, review: str, scheduled_for: datetime) -> CampaignRecord | None:
+        c = rt.review_campaigns.c
+        row = (await self.conn.execute(select(rt.review_campaigns).where(
+            c.review == review, c.scheduled_for == scheduled_for))).first()
+        return _campaign(row) if row else None
+
+    # -- items ------------------------------------------------------------------------------
+    async def add_items(self, items: Sequence[ItemRecord]) -> None:
+        rows = [_item_row(i) for i in items]
+        for start in range(0, len(rows), 1000):
+            await self.conn.execute(insert(rt.review_items), rows[start:start + 1000])
+
+    async def items(self, campaign_id: int, *, reviewer: str | None = None) -> list[ItemRecord]:
+        c = rt.review_items.c
+        q = select(rt.review_items).where(c.campaign_id == campaign_id)
+        if reviewer is not None:
+            q = q.where(c.reviewer == reviewer)
+        return [_item(r) for r in (await self.conn.execute(q.order_by(c.number))).all()]
+
+    async def save_item(self, item: ItemRecord) -> None:
+        await self.conn.execute(update(rt.review_items).where(rt.review_items.c.id == item.id)
+                                .values(**_item_row(item)))
+
+    # -- decisions --------------------------------------------------------------------------
+    async def add_review_decision(self, decision: ReviewDecisionRecord) -> None:
+        result = await self.conn.execute(insert(rt.review_decisions).values(
+            campaign_id=decision.campaign_id, item=decision.item, decision=decision.decision,
+            actor=decision.actor, comment=decision.comment, recommendation=decision.recommendation,
+            decided_at=decision.decided_at))
+        decision.id = int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    async def review_decisions(self, campaign_id: int) -> list[ReviewDecisionRecord]:
+        c = rt.review_decisions.c
+        rows = (await self.conn.execute(select(rt.review_decisions).where(c.campaign_id == campaign_id)
+                                        .order_by(c.id))).all()
+        return [ReviewDecisionRecord(id=m["id"], campaign_id=m["campaign_id"], item=m["item"],
+                                     decision=m["decision"], actor=m["actor"], comment=m["comment"],
+                                     recommendation=m["recommendation"], decided_at=m["decided_at"])
+                for m in (r._mapping for r in rows)]
+
+    async def final_decisions(self, campaign_id: int) -> dict[int, ReviewDecisionRecord]:
+        """Item number → the decision that counts (the last one made)."""
+        return {d.item: d for d in await self.review_decisions(campaign_id)}
+
+    # -- snapshots --------------------------------------------------------------------------
+    async def add_snapshot(self, snapshot: SnapshotRecord) -> None:
+        await self.conn.execute(insert(rt.review_snapshots).values(
+            campaign_id=snapshot.campaign_id, review=snapshot.review, taken_at=snapshot.taken_at,
+            sha256=snapshot.sha256, body=snapshot.body))
+
+    async def snapshot(self, campaign_id: int) -> SnapshotRecord | None:
+        c = rt.review_snapshots.c
+        row = (await self.conn.execute(select(rt.review_snapshots).where(c.campaign_id == campaign_id))).first()
+        if row is None:
+            return None
+        m = row._mapping
+        return SnapshotRecord(campaign_id=m["campaign_id"], review=m["review"], taken_at=m["taken_at"],
+                              sha256=m["sha256"], body=m["body"])
+
+    # -- schedules --------------------------------------------------------------------------
+    async def get_schedule(self, review: str) -> ScheduleRecord | None:
+        c = rt.review_schedules.c
+        row = (await self.conn.execute(select(rt.review_schedules).where(c.review == review))).first()
+        return ScheduleRecord(review=row._mapping["review"], **{k: row._mapping[k] for k in _SCHEDULE}) \
+            if row else None
+
+    async def save_schedule(self, record: ScheduleRecord) -> None:
+        values = {k: getattr(record, k) for k in _SCHEDULE}
+        c = rt.review_schedules.c
+        exists = (await self.conn.execute(select(c.review).where(c.review == record.review))).first()
+        if exists:
+            await self.conn.execute(update(rt.review_schedules).where(c.review == record.review).values(**values))
+        else:
+            await self.conn.execute(insert(rt.review_schedules).values(review=record.review, **values))
+
+    async def policy_loaded_at(self, sha256: str) -> datetime | None:
+        c = t.policy_versions.c
+        return (await self.conn.execute(select(c.loaded_at).where(c.sha256 == sha256))).scalar()
