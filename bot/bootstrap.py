@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -32,6 +32,7 @@ class App:
     deps: Deps
     service: AccessService
     closers: list[Any]
+    state: dict[str, Any] = field(default_factory=dict)  # what health and the scheduler share (bot/health.py)
 
     async def close(self) -> None:
         for closer in reversed(self.closers):
