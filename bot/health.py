@@ -14,7 +14,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select, text
 
 from bot.bootstrap import App
+from handlers.audit import format_ts
 from handlers.ports import ProviderError
+from handlers.sweeps import SweepReport
 from store import schema as t
 
 log = structlog.get_logger("accessbot.health")
@@ -27,6 +29,10 @@ RETRIES = Counter("accessbot_provider_retries_total", "Provider calls scheduled 
 REQUESTS = Gauge("accessbot_requests", "Requests by state", ["state"], registry=REGISTRY)
 OVERDUE = Gauge("accessbot_oldest_overdue_revocation_seconds", "Age of the oldest unfinished revocation",
                 registry=REGISTRY)
+UNCHECKED = Gauge("accessbot_termination_unchecked",
+                  "People the last termination sweep could not look up at the identity provider", registry=REGISTRY)
+LOOKUP_FAILURES = Counter("accessbot_termination_lookup_failures",
+                          "Look-ups of a person that failed during termination sweeps", registry=REGISTRY)
 PROVIDER_UP = Gauge("accessbot_provider_up", "1 when the provider's last reachability check passed", ["provider"],
                     registry=REGISTRY)
 
@@ -134,6 +140,16 @@ async def render_metrics(app: App) -> tuple[bytes, str]:
     else:
         OVERDUE.set(0)
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def record_sweep(app: App, name: str, report: SweepReport) -> None:
+    """Keep what a scheduled sweep could not do for ``/healthz`` (counts only) and ``/metrics``."""
+    if name == "termination":
+        UNCHECKED.set(len(report.unchecked))
+        LOOKUP_FAILURES.inc(len(report.unchecked))
+        for line in report.unchecked:
+            log.warning("termination sweep could not check a person", detail=line)
+    app.state.setdefault("sweeps", {})[name] = {"at": format_ts(report.as_of), "unchecked": len(report.unchecked)}
 
 
 def observe(kind: str, data: dict[str, Any]) -> None:
