@@ -88,13 +88,37 @@ class Deps:
     notifier: Notifier = field(default_factory=NullNotifier)
     observe: Callable[[str, dict[str, Any]], None] | None = None  # metrics hook
     _policies: dict[str, Policy] = field(default_factory=dict)
+    _rounds: dict[tuple[int, int], str] = field(default_factory=dict)  # (request, round) -> policy sha256
 
     def now(self) -> datetime:
         return self.clock.now()
 
     async def policy_for(self, record: RequestRecord) -> Policy:
-        """The policy version a request was submitted under: it is judged by it to its end."""
+        """The policy version that judges a request's current round, to its end.
+
+        Round 0 is the request itself: the version in force when it was submitted. An extension
+        is a new decision: round n is judged by the version in force when extension n was asked,
+        as its ``request.extension_requested`` event records.
+        """
         sha = record.policy_sha256
+        if record.round > 0 and record.id is not None:
+            sha = await self._round_policy(record.id, record.round) or sha
+        return await self._policy(sha)
+
+    async def _round_policy(self, request_id: int, round_: int) -> str | None:
+        key = (request_id, round_)
+        if key not in self._rounds:
+            async with self.store.read() as repo:
+                events = await repo.events_for(request_id)
+            asked = [e for e in events if e.type == "request.extension_requested"]
+            match = [e for e in asked if e.data.get("round") == round_] or asked[-1:]
+            sha = match[-1].data.get("policy_sha256") if match else None
+            if not sha:
+                return None  # an extension asked before versions were recorded: the request's own version
+            self._rounds[key] = str(sha)  # committed and append-only: it never changes
+        return self._rounds[key]
+
+    async def _policy(self, sha: str) -> Policy:
         if sha == self.policy.sha256:
             return self.policy
         if sha not in self._policies:
