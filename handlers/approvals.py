@@ -13,7 +13,7 @@ from datetime import datetime
 from handlers.chains import ResolvedStep, first_unsatisfiable, resolve_chain
 from handlers.context import SYSTEM, Deps
 from handlers.durations import DurationError, format_duration, parse_duration
-from handlers.eligibility import ineligibility
+from handlers.eligibility import ineligibility, memberships_of
 from handlers.grammar import clean
 from handlers.grants import plan_add, plan_remove, run_op
 from handlers.policy import Policy
@@ -238,7 +238,7 @@ async def extension_refusal(deps: Deps, policy: Policy, record: RequestRecord, h
         return "inactive"
     if record.kind == "exception":
         return None if profile.exception is not None else "exception: not allowed"
-    return ineligibility(profile, holder)
+    return ineligibility(profile, holder, await memberships_of(deps, holder.email))
 
 
 def _ts(moment: datetime | None) -> str | None:

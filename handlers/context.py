@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from handlers.groups import GroupIds
 from handlers.policy import Policy, PolicyError, parse_policy
 from handlers.ports import Clock, Directory, GroupProvider, Notice, Notifier, Person
 from handlers.records import RequestRecord
@@ -87,6 +88,7 @@ class Deps:
     clock: Clock = field(default_factory=SystemClock)
     notifier: Notifier = field(default_factory=NullNotifier)
     observe: Callable[[str, dict[str, Any]], None] | None = None  # metrics hook
+    groups: GroupIds = field(default_factory=GroupIds)  # group references resolved to ids when the policy loaded
     _policies: dict[str, Policy] = field(default_factory=dict)
     _rounds: dict[tuple[int, int], str] = field(default_factory=dict)  # (request, round) -> policy sha256
 
