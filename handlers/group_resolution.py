@@ -114,6 +114,7 @@ async def resolve_groups(deps: Deps, *, persist: bool = True) -> Resolution:
                 await repo.save_group_id(provider, ref, gid, now)
                 await repo.append("group.resolved", actor=SYSTEM, ts=now,
                                   data={"provider": provider, "group": ref, "id": gid})
+    result.stale += _respelled(deps.policy, result.ids, extra)
     deps.groups = GroupIds(identity=identity, ids=result.ids)
     for name, provider in finders.items():
         pin = getattr(provider, "pin_groups", None)
@@ -121,6 +122,16 @@ async def resolve_groups(deps: Deps, *, persist: bool = True) -> Resolution:
             pin({ref: gid for (p, ref), gid in result.ids.items() if p == name})
     result.warnings = overlap_warnings(deps.policy, key=deps.groups.key, identity=identity)
     return result
+
+
+def _respelled(policy: Policy, ids: dict[tuple[str, str], str], stored: set[tuple[str, str]]) -> list[str]:
+    """Open grants of an older version naming a group of this one another way: say so, as removals of one
+    spelling do not see grants of the other."""
+    current = {(p.provider, ids.get((p.provider, p.group.strip()))): p.group.strip() for p in policy.profiles}
+    return [f"open grants name {provider} group {ids[(provider, ref)]} as {ref!r} while the policy names it "
+            f"{current[(provider, ids[(provider, ref)])]!r}; let them end before releasing a grant of the other"
+            for provider, ref in sorted(stored)
+            if (provider, ref) in ids and current.get((provider, ids[(provider, ref)])) not in (None, ref)]
 
 
 def _spelled_twice(policy: Policy, ids: dict[tuple[str, str], str]) -> list[str]:

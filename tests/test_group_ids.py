@@ -185,3 +185,15 @@ async def test_overlaps_are_found_by_resolved_id(sqlite_url, tmp_path, graph):
         assert r.ok and r.request.state == "active", r.text
         r = await say(app, BOB, "request guarded for 1h")
         assert not r.ok and r.rule == "eligible: no rule matched", r.text
+
+
+async def test_a_policy_that_respells_a_group_under_open_grants_is_told(sqlite_url, tmp_path, graph):
+    from handlers.group_resolution import resolve_groups
+
+    seed_people(graph)
+    gid = graph.add_group("sg-ops")
+    async with build_app(settings(sqlite_url, tmp_path, graph, OPS.format(id="ops", group="sg-ops"))) as app:
+        assert (await say(app, "alice@example.com", "request ops for 2h")).ok
+    async with build_app(settings(sqlite_url, tmp_path, graph, OPS.format(id="ops", group=gid))) as app:
+        stale = (await resolve_groups(app.deps, persist=False)).stale
+        assert len(stale) == 1 and "'sg-ops'" in stale[0] and gid in stale[0], stale
