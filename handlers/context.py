@@ -113,12 +113,14 @@ class Deps:
             async with self.store.read() as repo:
                 events = await repo.events_for(request_id)
             asked = [e for e in events if e.type == "request.extension_requested"]
-            match = [e for e in asked if e.data.get("round") == round_] or asked[-1:]
-            sha = match[-1].data.get("policy_sha256") if match else None
-            if not sha:
-                return None  # an extension asked before versions were recorded: the request's own version
-            self._rounds[key] = str(sha)  # committed and append-only: it never changes
-        return self._rounds[key]
+            match = [e for e in asked if e.data.get("round") == round_]
+            legacy = len(asked) >= round_ and all("round" not in e.data for e in asked)
+            if not match and not legacy:
+                return None  # not visible from here yet: ask again next time
+            # committed and append-only: it never changes ("" for extensions asked before versions
+            # were recorded: they keep the request's own version)
+            self._rounds[key] = str(match[-1].data.get("policy_sha256") or "") if match else ""
+        return self._rounds[key] or None
 
     async def _policy(self, sha: str) -> Policy:
         if sha == self.policy.sha256:
