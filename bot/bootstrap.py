@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -13,6 +13,8 @@ from bot.cron import next_cron_fire
 from bot.extensions import optional_modules
 from bot.settings import Settings
 from handlers.context import Deps, MemoDirectory, SystemClock
+from handlers.group_resolution import GroupResolutionError, Resolution, resolve_groups
+from handlers.groups import GroupIds
 from handlers.policy import Policy, load_policy
 from handlers.ports import Clock, Directory, GroupProvider, Notifier
 from handlers.service import AccessService
@@ -33,6 +35,7 @@ class App:
     deps: Deps
     service: AccessService
     closers: list[Any]
+    state: dict[str, Any] = field(default_factory=dict)  # what health and the scheduler share (bot/health.py)
 
     async def close(self) -> None:
         for closer in reversed(self.closers):
@@ -78,6 +81,21 @@ def build_providers(settings: Settings, store: SqlStore) -> tuple[dict[str, Grou
     return providers, directory, closers
 
 
+async def _resolve_groups(deps: Deps, settings: Settings, *, persist: bool) -> Resolution:
+    """Group names resolved to ids once, before anything calls a provider; refuse to start on a bad one."""
+    deps.groups = GroupIds(identity=settings.identity_source)
+    try:
+        resolution = await resolve_groups(deps, persist=persist)
+    except GroupResolutionError as exc:
+        raise SystemExit(f"accessbot: cannot start with the policy {settings.policy}:\n  "
+                         + "\n  ".join(exc.problems)) from None
+    for problem in resolution.stale:
+        log.warning("group of an open grant not resolved", problem=problem)
+    for warning in resolution.warnings:
+        log.warning("policy", issue=str(warning))
+    return resolution
+
+
 @asynccontextmanager
 async def build_app(settings: Settings, *, migrate: bool = True, clock: Clock | None = None,
                     notifier: Notifier | None = None, policy: Policy | None = None,
@@ -97,12 +115,14 @@ async def build_app(settings: Settings, *, migrate: bool = True, clock: Clock | 
                     clock=clock or SystemClock(), cron=next_cron_fire)
         if notifier is not None:
             deps.notifier = notifier
+        resolution = await _resolve_groups(deps, settings, persist=record_policy)
         service = AccessService(deps)
         for module in optional_modules(COMMAND_EXTENSIONS):
             module.install(service, settings)
         if record_policy:
             await service.start()
         app = App(settings=settings, store=store, deps=deps, service=service, closers=closers)
+        app.state["policy_warnings"] = resolution.warnings
         yield app
     finally:
         for closer in reversed(closers):

@@ -54,7 +54,13 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
             print(f"{args.file}: {issue}", file=sys.stderr)
         print(f"{args.file}: {len(exc.issues)} error(s)", file=sys.stderr)
         return 1
-    print(f"{args.file}: OK — version {policy.version}, {len(policy.profiles)} profiles, sha256 {policy.sha256}")
+    from handlers.groups import overlap_warnings
+
+    warnings = overlap_warnings(policy)
+    for warning in warnings:
+        print(f"{args.file}: {warning}", file=sys.stderr)
+    note = f", {len(warnings)} warning(s)" if warnings else ""
+    print(f"{args.file}: OK — version {policy.version}, {len(policy.profiles)} profiles, sha256 {policy.sha256}{note}")
     return 0
 
 

@@ -23,7 +23,7 @@ log = structlog.get_logger("accessbot.scheduler")
 
 
 async def run_sweep(app: App, name: str) -> None:
-    from bot.health import SWEEP_SECONDS
+    from bot.health import SWEEP_SECONDS, record_sweep
 
     started = time.perf_counter()
     deps = app.deps
@@ -35,6 +35,7 @@ async def run_sweep(app: App, name: str) -> None:
             await warn_expiring(deps, report)
         elif name == "termination":
             await terminate_inactive(deps, report)
+            record_sweep(app, name, report)
         elif name == "reminders":
             await remind_pending(deps, report)
         elif name == "drift":

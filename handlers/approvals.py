@@ -13,9 +13,11 @@ from datetime import datetime
 from handlers.chains import ResolvedStep, first_unsatisfiable, resolve_chain
 from handlers.context import SYSTEM, Deps
 from handlers.durations import DurationError, format_duration, parse_duration
+from handlers.eligibility import ineligibility, memberships_of
 from handlers.grammar import clean
 from handlers.grants import plan_add, plan_remove, run_op
-from handlers.ports import Notice
+from handlers.policy import Policy
+from handlers.ports import Notice, Person
 from handlers.present import chain_of, request_view
 from handlers.records import (
     ACTIVE,
@@ -193,12 +195,21 @@ async def _final(deps: Deps, repo: Repository, record: RequestRecord, actor: str
     policy = await deps.policy_for(record)
     profile = policy.profile(record.profile)
     if record.round > 0 and record.ext_duration is not None and record.expires_at is not None:
+        # the holder is judged again when the last approval lands: an approver cannot extend
+        # access the holder has lost meanwhile
+        why = await extension_refusal(deps, policy, record, await deps.person(record.requester))
+        if why is not None:
+            await _fail(repo, record, why, now)
+            text = f"The extension of {record.ref} failed: {why}. The grant keeps its expiry."
+            notices.append(Notice(record.requester, "status", text, record.id))
+            return text, None
         limit = profile.exception.max_duration if (record.kind == "exception" and profile and profile.exception) \
             else (profile.max_duration if profile else record.duration)
         new_expiry = min(record.expires_at + record.ext_duration, now + limit)
         await repo.append("grant.extended", actor=actor, ts=now, request=record, data={
             "extension": True, "duration": format_duration(record.ext_duration),
-            "previous_expires_at": _ts(record.expires_at), "expires_at": _ts(new_expiry)})
+            "previous_expires_at": _ts(record.expires_at), "expires_at": _ts(new_expiry),
+            "policy_version": policy.version, "policy_sha256": policy.sha256})
         record.expires_at, record.ext_duration, record.ext_justification = new_expiry, None, None
         record.warned_expiry = None
         await repo.save_request(record)
@@ -212,6 +223,22 @@ async def _final(deps: Deps, repo: Repository, record: RequestRecord, actor: str
     notices.append(Notice(record.requester, "status", f"{record.ref} approved; adding you to {record.group}.",
                           record.id))
     return f"Approved {record.ref}: the chain is complete; provisioning {record.group}.", op.id
+
+
+async def extension_refusal(deps: Deps, policy: Policy, record: RequestRecord, holder: Person | None) -> str | None:
+    """The rule that refuses extending this grant under ``policy`` (named as §3.1 names rules), or None.
+
+    A standard grant needs a holder eligible by the profile's rules; an exception needs the
+    profile to allow exceptions still. Either way the holder must be active.
+    """
+    profile = policy.profile(record.profile)
+    if profile is None:
+        return "unknown-profile"
+    if holder is None or not holder.active:
+        return "inactive"
+    if record.kind == "exception":
+        return None if profile.exception is not None else "exception: not allowed"
+    return ineligibility(profile, holder, await memberships_of(deps, holder.email))
 
 
 def _ts(moment: datetime | None) -> str | None:
@@ -322,17 +349,29 @@ async def extend(deps: Deps, actor: str, n: int, duration_text: str | None, reas
         extra = parse_duration(duration_text)
     except DurationError as exc:
         return await refuse(deps, actor, "duration", str(exc), profile=record.profile, request_id=record.ref)
-    policy = await deps.policy_for(record)
+    # An extension is a new decision: the policy in force judges its maximum, its chain and the
+    # holder's eligibility, whatever version the request was first submitted under.
+    policy = deps.policy
     profile = policy.profile(record.profile)
     if profile is None:
-        return Reply(text=f"{record.profile} is no longer in the policy.", ok=False, kind="refusal")
+        return await refuse(deps, actor, "unknown-profile", f"{record.profile} is no longer in the policy.",
+                            profile=record.profile, request_id=record.ref)
+    holder = await deps.person(actor)
+    why = await extension_refusal(deps, policy, record, holder)
+    if why is not None:
+        hint = (f" You can ask for an exception: `exception {profile.id} for <duration> because <reason>`."
+                if profile.exception and record.kind != "exception" and why.startswith(("eligible", "ineligible"))
+                else "")
+        return await refuse(deps, actor, why, f"{record.ref} cannot be extended under policy {policy.version} "
+                            f"({why}).{hint}", profile=profile.id, request_id=record.ref)
     limit = profile.exception.max_duration if (record.kind == "exception" and profile.exception) \
         else profile.max_duration
     if record.expires_at + extra - now > limit:
         return await refuse(deps, actor, "duration>max", f"the new expiry would be more than "
                             f"{format_duration(limit)} from now (the maximum for {profile.id}).",
                             profile=profile.id, request_id=record.ref)
-    chain = await _chain(deps, record)
+    chain = await resolve_chain(chain_of(policy, record), policy=policy, profile=profile, requester=holder,
+                                directory=deps.directory) if holder is not None else []
     if not chain:
         return Reply(text=f"{record.ref}: the approval chain cannot be resolved.", ok=False, kind="refusal")
     notices: list[Notice] = []
@@ -346,7 +385,8 @@ async def extend(deps: Deps, actor: str, n: int, duration_text: str | None, reas
         record.ext_justification = clean(reason)[:MAX_COMMENT] if reason else None
         await repo.append("request.extension_requested", actor=actor, ts=now, request=record,
                           data={"extension": True, "duration": format_duration(extra),
-                                "justification": record.ext_justification})
+                                "justification": record.ext_justification, "round": record.round,
+                                "policy_version": policy.version, "policy_sha256": policy.sha256})
         notices = await open_step(deps, repo, record, chain, set(), now)
     view = await request_view(deps, record)
     await deps.notifier.notify([Notice(x.recipient, x.kind, x.text, x.request_id, view) for x in notices])

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from handlers.groups import GroupIds
 from handlers.policy import Policy, PolicyError, parse_policy
 from handlers.ports import Clock, Directory, GroupProvider, Notice, Notifier, Person
 from handlers.records import RequestRecord
@@ -88,14 +89,41 @@ class Deps:
     notifier: Notifier = field(default_factory=NullNotifier)
     observe: Callable[[str, dict[str, Any]], None] | None = None  # metrics hook
     cron: Callable[[str, str, datetime], datetime | None] | None = None  # evaluates review cron schedules
+    groups: GroupIds = field(default_factory=GroupIds)  # group references resolved to ids when the policy loaded
     _policies: dict[str, Policy] = field(default_factory=dict)
+    _rounds: dict[tuple[int, int], str] = field(default_factory=dict)  # (request, round) -> policy sha256
 
     def now(self) -> datetime:
         return self.clock.now()
 
     async def policy_for(self, record: RequestRecord) -> Policy:
-        """The policy version a request was submitted under: it is judged by it to its end."""
+        """The policy version that judges a request's current round, to its end.
+
+        Round 0 is the request itself: the version in force when it was submitted. An extension
+        is a new decision: round n is judged by the version in force when extension n was asked,
+        as its ``request.extension_requested`` event records.
+        """
         sha = record.policy_sha256
+        if record.round > 0 and record.id is not None:
+            sha = await self._round_policy(record.id, record.round) or sha
+        return await self._policy(sha)
+
+    async def _round_policy(self, request_id: int, round_: int) -> str | None:
+        key = (request_id, round_)
+        if key not in self._rounds:
+            async with self.store.read() as repo:
+                events = await repo.events_for(request_id)
+            asked = [e for e in events if e.type == "request.extension_requested"]
+            match = [e for e in asked if e.data.get("round") == round_]
+            legacy = len(asked) >= round_ and all("round" not in e.data for e in asked)
+            if not match and not legacy:
+                return None  # not visible from here yet: ask again next time
+            # committed and append-only: it never changes ("" for extensions asked before versions
+            # were recorded: they keep the request's own version)
+            self._rounds[key] = str(match[-1].data.get("policy_sha256") or "") if match else ""
+        return self._rounds[key] or None
+
+    async def _policy(self, sha: str) -> Policy:
         if sha == self.policy.sha256:
             return self.policy
         if sha not in self._policies:

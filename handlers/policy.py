@@ -56,6 +56,9 @@ class Step:
 class Rule:
     attrs: Mapping[str, Any]
     max_duration: timedelta | None = None
+    # member_of counts a membership held only through an active grant of this bot (opt-in)
+    count_granted: bool = False
+    line: int | None = field(default=None, compare=False)  # where the rule is written, for warnings
 
     def describe(self) -> str:
         parts = [f"{k}={'|'.join(map(str, v)) if isinstance(v, list | tuple) else v}" for k, v in self.attrs.items()]

@@ -208,7 +208,7 @@ class _Checker:
             if not isinstance(item, dict) or not item:
                 self.err(line, f"{where}[{i}]", "a rule is a non-empty mapping of attribute: value")
                 continue
-            attrs = {k: v for k, v in item.items() if k != "max_duration"}
+            attrs = {k: v for k, v in item.items() if k not in ("max_duration", "count_granted")}
             limit = None
             if "max_duration" in item:
                 if not auto:
@@ -219,6 +219,16 @@ class _Checker:
                         self.err(self.line_of(item, "max_duration"), f"{where}[{i}].max_duration",
                                  "is above the profile's max duration "
                                  f"({format_duration(limit)} > {format_duration(max_duration)})")
+            count_granted = item.get("count_granted", False)
+            if "count_granted" in item:
+                at, field_ = self.line_of(item, "count_granted"), f"{where}[{i}].count_granted"
+                if not isinstance(count_granted, bool):
+                    self.err(at, field_, "must be true or false")
+                elif key == "ineligible":
+                    self.err(at, field_, "ineligible rules count every membership; count_granted is for "
+                             "eligible and auto_approve")
+                elif "member_of" not in attrs:
+                    self.err(at, field_, "only a rule with member_of can count granted memberships")
             if not attrs:
                 self.err(line, f"{where}[{i}]", "needs at least one attribute to match")
                 continue
@@ -229,7 +239,8 @@ class _Checker:
                 elif k == "active" and any(not isinstance(x, bool) for x in values):
                     self.err(self.line_of(item, k), f"{where}[{i}].{k}", "must be true or false")
             out.append(Rule(attrs={k: (tuple(v) if isinstance(v, list) else v) for k, v in attrs.items()},
-                            max_duration=limit))
+                            max_duration=limit, count_granted=count_granted is True,
+                            line=self.line_of(item, "member_of") if "member_of" in attrs else line))
         return tuple(out)
 
 

@@ -73,6 +73,12 @@ class Repository(Protocol):
 
     async def policy_raw(self, sha256: str) -> bytes | None: ...
 
+    async def group_ids(self) -> dict[tuple[str, str], str]:
+        """(provider, group reference as written) → the id it was resolved to when first loaded."""
+        ...
+
+    async def save_group_id(self, provider: str, ref: str, object_id: str, at: datetime) -> None: ...
+
 
 class Store(Protocol):
     def write(self) -> AbstractAsyncContextManager[Repository]:

@@ -7,7 +7,7 @@ import re
 from handlers.chains import first_unsatisfiable, resolve_chain
 from handlers.context import SYSTEM, Deps
 from handlers.durations import DurationError, format_duration, parse_duration
-from handlers.eligibility import auto_approve_rule, ineligibility
+from handlers.eligibility import PLAIN, Memberships, auto_approve_rule, ineligibility, memberships_of
 from handlers.grammar import RequestAccess, clean, find_ticket
 from handlers.grants import plan_add, run_op
 from handlers.policy import Profile
@@ -20,8 +20,8 @@ MAX_JUSTIFICATION = 2000
 MAX_TICKET = 64
 
 
-def profile_view(profile: Profile, person: Person | None) -> ProfileView:
-    why = ineligibility(profile, person) if person else "unknown user"
+def profile_view(profile: Profile, person: Person | None, memberships: Memberships = PLAIN) -> ProfileView:
+    why = ineligibility(profile, person, memberships) if person else "unknown user"
     return ProfileView(
         id=profile.id, title=profile.title, risk=profile.risk, eligible=why is None, reason=why,
         default_duration=format_duration(profile.default_duration),
@@ -113,6 +113,7 @@ async def submit(deps: Deps, actor: Person, cmd: RequestAccess, *, forms: bool =
     if "ticket" in errors or "ticket" in missing:
         return await refuse(deps, who, "ticket", (errors.get("ticket") or ticket_problem or "ticket required")
                             + " — put the ticket id in the reason.", profile=profile.id)
+    held = await memberships_of(deps, who)
     if cmd.exception:
         if profile.exception is None:
             return await refuse(deps, who, "exception: not allowed",
@@ -121,7 +122,7 @@ async def submit(deps: Deps, actor: Person, cmd: RequestAccess, *, forms: bool =
             return await refuse(deps, who, "inactive", "your account is not active.", profile=profile.id)
         limit = profile.exception.max_duration
     else:
-        why = ineligibility(profile, actor)
+        why = ineligibility(profile, actor, held)
         if why:
             return await refuse(deps, who, why, f"you are not eligible for {profile.id} ({why}).{exc_hint}",
                                 profile=profile.id)
@@ -130,7 +131,7 @@ async def submit(deps: Deps, actor: Person, cmd: RequestAccess, *, forms: bool =
         return await refuse(deps, who, "duration>max", f"{format_duration(duration)} is over the maximum of "
                             f"{format_duration(limit)} for {profile.id}.{exc_hint}", profile=profile.id,
                             data={"duration": format_duration(duration), "max": format_duration(limit)})
-    auto = None if cmd.exception else auto_approve_rule(profile, actor, duration)
+    auto = None if cmd.exception else auto_approve_rule(profile, actor, duration, held)
     steps = profile.exception.approval if (cmd.exception and profile.exception) else profile.approval
     chain = [] if auto else await resolve_chain(steps, policy=policy, profile=profile, requester=actor,
                                                  directory=deps.directory)

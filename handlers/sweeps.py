@@ -32,6 +32,7 @@ class SweepReport:
     warned: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     reviews_started: list[str] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)  # "email: error" for each person the IdP could not answer for
     repaired: int = 0
 
     def lines(self) -> list[str]:
@@ -42,6 +43,8 @@ class SweepReport:
                             ("escalate", self.escalated), ("warn", self.warned), ("fail", self.failed),
                             ("start review", self.reviews_started)):
             out.append(f"{verb}{name}: {len(items)}" + (f" — {', '.join(items)}" if items else ""))
+        if self.unchecked:
+            out.append(f"could not check: {len(self.unchecked)} — {'; '.join(self.unchecked)}")
         if self.repaired:
             out.append(f"provider calls retried: {self.repaired}")
         return out
@@ -91,7 +94,11 @@ async def terminate_inactive(deps: Deps, report: SweepReport) -> None:
         by_user.setdefault(r.requester, []).append(r)
     notices: list[Notice] = []
     for email, records in sorted(by_user.items()):
-        person = await deps.person(email)
+        try:
+            person = await deps.person(email)
+        except Exception as exc:  # one person the IdP cannot answer for must not shield everyone after them
+            report.unchecked.append(f"{email}: {str(exc)[:300] or type(exc).__name__}")
+            continue
         if person is not None and person.active:
             continue
         report.terminated.append(email)

@@ -113,6 +113,7 @@ class EntraProvider:
         self._app: msal.ConfidentialClientApplication | None = None
         self._token_lock = asyncio.Lock()
         self._group_ids: dict[str, str] = {}
+        self._pinned = False  # True once the names the policy uses were resolved: no name is looked up again
         self._user_ids: dict[str, str] = {}
 
     async def close(self) -> None:
@@ -295,12 +296,36 @@ class EntraProvider:
 
     # ----- GroupProvider ---------------------------------------------------------------------
 
+    async def find_groups(self, ref: str) -> list[str]:
+        """The ids of every group this reference could mean: an object id that exists, or each group
+        whose display name is exactly ``ref`` (anyone in the tenant can create one)."""
+        ref = ref.strip()
+        if GUID_RE.match(ref):
+            reply = await self._call("GET", f"/groups/{ref}", params={"$select": "id"}, what=f"group {ref}")
+            if reply.status == 404:
+                return []
+            if not reply.ok:
+                raise self._error(reply, f"group {ref}")
+            return [str(reply.data.get("id") or ref)]
+        groups = await self._pages("/groups", {"$filter": f"displayName eq {_odata_literal(ref)}",
+                                               "$select": "id,displayName"}, f"group {ref}")
+        return sorted({str(g["id"]) for g in groups if g.get("id")})
+
+    def pin_groups(self, ids: dict[str, str]) -> None:
+        """Use these ids (resolved when the policy loaded) for every group named by display name, and
+        refuse a display name that is not among them rather than look it up again."""
+        self._group_ids = dict(ids)
+        self._pinned = True
+
     async def _group_id(self, group: str) -> str:
         group = group.strip()
         if GUID_RE.match(group):
             return group
         if group in self._group_ids:
             return self._group_ids[group]
+        if self._pinned:
+            raise ProviderError(f"Graph group {group}: not resolved when the policy loaded; name the group by its "
+                                "object id", transient=False)
         reply = await self._call("GET", "/groups", params={"$filter": f"displayName eq {_odata_literal(group)}",
                                                            "$select": "id,displayName"}, what=f"group {group}")
         if not reply.ok:

@@ -330,6 +330,18 @@ class SqlRepository(ReviewRepositoryMixin):
         rows = (await self.conn.execute(select(c.version, c.sha256, c.raw).order_by(c.loaded_at))).all()
         return [(r[0], r[1], bytes(r[2])) for r in rows]
 
+    # -- group references resolved to ids ---------------------------------------------------
+    async def group_ids(self) -> dict[tuple[str, str], str]:
+        c = t.group_ids.c
+        rows = (await self.conn.execute(select(c.provider, c.ref, c.object_id))).all()
+        return {(r[0], r[1]): r[2] for r in rows}
+
+    async def save_group_id(self, provider: str, ref: str, object_id: str, at: datetime) -> None:
+        c = t.group_ids.c
+        await self.conn.execute(t.group_ids.delete().where(c.provider == provider, c.ref == ref))
+        await self.conn.execute(insert(t.group_ids).values(provider=provider, ref=ref, object_id=object_id,
+                                                           resolved_at=at))
+
     # -- directory overlay ------------------------------------------------------------------
     async def overlay(self, *, email: str | None = None, group: str | None = None) -> dict[tuple[str, str], bool]:
         c = t.directory_memberships.c

@@ -55,6 +55,15 @@ policy_versions = Table(
     Column("loaded_at", UTCDateTime, nullable=False),
 )
 
+group_ids = Table(  # a group reference as the policy writes it, resolved once to the provider's id
+    "group_ids",
+    metadata,
+    Column("provider", String(20), primary_key=True),
+    Column("ref", String(300), primary_key=True),
+    Column("object_id", String(300), nullable=False),
+    Column("resolved_at", UTCDateTime, nullable=False),
+)
+
 requests = Table(
     "requests",
     metadata,

@@ -7,6 +7,8 @@ Every stand-in exposes ``.url``, a request log (``.requests``) and switchable fa
     fail_next(n, status=429, retry_after=1)   answer the next n requests with ``status``
     slow_next(n, seconds)                     hold the next n requests (client time-outs)
     drop_next(n)                              close the connection without an answer
+    fail_path(part, status=500)               answer every request whose path contains ``part``
+                                              with ``status`` until :meth:`clear_path_faults`
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class StandIn:
         self._tls = tls
         self.requests: list[Received] = []
         self.faults = _Faults()
+        self.path_faults: dict[str, Fault] = {}
         self.lock = threading.RLock()
         self.url = ""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -139,11 +142,21 @@ class StandIn:
     def drop_next(self, n: int = 1) -> None:
         self.faults.push(Fault("drop"), n)
 
+    def fail_path(self, part: str, status: int = 500, retry_after: float | None = 0.01) -> None:
+        """Answer ``status`` to every request whose path contains ``part`` (one person's look-ups)."""
+        with self.lock:
+            self.path_faults[part] = Fault("status", status=status, retry_after=retry_after)
+
+    def clear_path_faults(self) -> None:
+        with self.lock:
+            self.path_faults.clear()
+
     def reset(self) -> None:
         """Forget faults and the request log (subclasses also clear their state)."""
         self.faults.clear()
         with self.lock:
             self.requests.clear()
+            self.path_faults.clear()
 
     def received(self, method: str | None = None, contains: str = "") -> list[Received]:
         with self.lock:
@@ -187,7 +200,9 @@ class StandIn:
         entry = Received(request.method, request.path, dict(request.query), dict(request.headers), body)
         with self.lock:
             self.requests.append(entry)
-        fault = self.faults.pop() if self.faults_apply(request) else None
+        with self.lock:
+            aimed = next((f for part, f in self.path_faults.items() if part in request.path), None)
+        fault = aimed or (self.faults.pop() if self.faults_apply(request) else None)
         if fault is not None:
             if fault.kind == "drop":
                 entry.status = 0

@@ -1,0 +1,150 @@
+"""Resolving the policy's group references to ids once, when the policy loads (issue 9, item 4).
+
+Every group a profile provisions into and every ``member_of`` group at the identity source is
+looked up at a provider that can find groups (``find_groups``: Entra). The first answer is kept
+in the store for good: a group someone creates later with the same display name changes
+nothing, across restarts. A reference that is unknown, or ambiguous when first resolved, refuses
+the start, naming the profile and the group; so does one group spelled two ways by two
+profiles (grants of both must be seen as one membership).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol, runtime_checkable
+
+from handlers.context import SYSTEM, Deps
+from handlers.groups import GroupIds, overlap_warnings
+from handlers.policy import Policy, PolicyIssue
+from handlers.ports import ProviderError
+from handlers.records import HOLDING_STATES
+
+FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+@runtime_checkable
+class GroupFinder(Protocol):
+    """A provider that can say which groups a reference (an id or a display name) could mean."""
+
+    async def find_groups(self, ref: str) -> list[str]: ...
+
+
+class GroupResolutionError(Exception):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class Resolution:
+    ids: dict[tuple[str, str], str]
+    new: list[tuple[str, str, str]] = field(default_factory=list)  # (provider, ref, id) resolved this time
+    warnings: list[PolicyIssue] = field(default_factory=list)  # overlaps, compared by id
+    stale: list[str] = field(default_factory=list)  # references in the store that could not be resolved
+
+
+def policy_refs(policy: Policy, identity: str) -> dict[tuple[str, str], list[str]]:
+    """(provider, reference) → who names it (``profile X``), for every group the policy names."""
+    refs: dict[tuple[str, str], list[str]] = {}
+    for p in policy.profiles:
+        refs.setdefault((p.provider, p.group.strip()), []).append(f"profile {p.id}")
+        for rules in (p.eligible, p.ineligible, p.auto_approve):
+            for rule in rules:
+                values = rule.attrs.get("member_of")
+                if values is None:
+                    continue
+                for value in values if isinstance(values, list | tuple) else [values]:
+                    who = refs.setdefault((identity, str(value).strip()), [])
+                    if f"profile {p.id} (member_of)" not in who:
+                        who.append(f"profile {p.id} (member_of)")
+    return refs
+
+
+async def _stored_refs(deps: Deps) -> set[tuple[str, str]]:
+    """Groups the store still acts on: open grants and unfinished provider calls (older versions' names)."""
+    async with deps.store.read() as repo:
+        holding = await repo.find_requests(states=HOLDING_STATES)
+        ops = await repo.due_ops(FAR_FUTURE, limit=10_000)
+    return {(r.provider, r.group.strip()) for r in holding} | {(o.provider, o.group.strip()) for o in ops}
+
+
+def _problem(who: Iterable[str], provider: str, ref: str, ids: list[str]) -> str:
+    names = ", ".join(who)
+    if not ids:
+        return f"{names}: no {provider} group is named {ref!r}"
+    return (f"{names}: {len(ids)} {provider} groups are named {ref!r} ({', '.join(ids)}); name the group by its "
+            "object id in the policy")
+
+
+async def resolve_groups(deps: Deps, *, persist: bool = True) -> Resolution:
+    """Resolve, keep and install the ids; raises :class:`GroupResolutionError` naming every problem."""
+    identity = deps.groups.identity
+    finders = {name: p for name, p in deps.providers.items() if isinstance(p, GroupFinder)}
+    if not finders:
+        return Resolution(ids={}, warnings=overlap_warnings(deps.policy, identity=identity))
+    wanted = {k: v for k, v in policy_refs(deps.policy, identity).items() if k[0] in finders}
+    async with deps.store.read() as repo:
+        known = {k: v for k, v in (await repo.group_ids()).items() if k[0] in finders}
+    extra = {k for k in await _stored_refs(deps) if k[0] in finders and k not in wanted}
+    result = Resolution(ids=dict(known))
+    problems: list[str] = []
+    for (provider, ref), who in [*wanted.items(), *((k, []) for k in sorted(extra))]:
+        if (provider, ref) in known:
+            continue
+        try:
+            ids = await finders[provider].find_groups(ref)  # type: ignore[attr-defined]
+        except ProviderError as exc:
+            problem = f"{', '.join(who) or 'a grant'}: {provider} group {ref!r} could not be resolved ({exc})"
+            (problems if who else result.stale).append(problem)
+            continue
+        if len(ids) == 1:
+            result.ids[(provider, ref)] = ids[0]
+            result.new.append((provider, ref, ids[0]))
+        else:
+            (problems if who else result.stale).append(_problem(who or ["a grant"], provider, ref, ids))
+    problems += _spelled_twice(deps.policy, result.ids)
+    if problems:
+        raise GroupResolutionError(problems)
+    if persist and result.new:
+        now = deps.now()
+        async with deps.store.write() as repo:
+            for provider, ref, gid in result.new:
+                await repo.save_group_id(provider, ref, gid, now)
+                await repo.append("group.resolved", actor=SYSTEM, ts=now,
+                                  data={"provider": provider, "group": ref, "id": gid})
+    result.stale += _respelled(deps.policy, result.ids, extra)
+    deps.groups = GroupIds(identity=identity, ids=result.ids)
+    for name, provider in finders.items():
+        pin = getattr(provider, "pin_groups", None)
+        if pin is not None:
+            pin({ref: gid for (p, ref), gid in result.ids.items() if p == name})
+    result.warnings = overlap_warnings(deps.policy, key=deps.groups.key, identity=identity)
+    return result
+
+
+def _respelled(policy: Policy, ids: dict[tuple[str, str], str], stored: set[tuple[str, str]]) -> list[str]:
+    """Open grants of an older version naming a group of this one another way: say so, as removals of one
+    spelling do not see grants of the other."""
+    current = {(p.provider, ids.get((p.provider, p.group.strip()))): p.group.strip() for p in policy.profiles}
+    return [f"open grants name {provider} group {ids[(provider, ref)]} as {ref!r} while the policy names it "
+            f"{current[(provider, ids[(provider, ref)])]!r}; let them end before releasing a grant of the other"
+            for provider, ref in sorted(stored)
+            if (provider, ref) in ids and current.get((provider, ids[(provider, ref)])) not in (None, ref)]
+
+
+def _spelled_twice(policy: Policy, ids: dict[tuple[str, str], str]) -> list[str]:
+    """Profiles naming one group two ways (name and id): grants of both would not be seen as one."""
+    spellings: dict[tuple[str, str], dict[str, list[str]]] = {}
+    for p in policy.profiles:
+        gid = ids.get((p.provider, p.group.strip()))
+        if gid is not None:
+            spellings.setdefault((p.provider, gid), {}).setdefault(p.group.strip(), []).append(p.id)
+    out = []
+    for (provider, gid), by_ref in sorted(spellings.items()):
+        if len(by_ref) > 1:
+            ways = "; ".join(f"profile {', '.join(ps)} as {ref!r}" for ref, ps in sorted(by_ref.items()))
+            out.append(f"one {provider} group ({gid}) is named two ways ({ways}): name it the same way in every "
+                       "profile")
+    return out

@@ -1,0 +1,73 @@
+"""Which group a policy's group reference means, and where one profile's group feeds another's rules.
+
+A profile's ``group`` and a rule's ``member_of`` may name a group by id or by display name. At a
+provider where anyone can create a group (Entra), a display name proves nothing: the names are
+resolved to object ids once, when the policy loads (:mod:`handlers.group_resolution`), and from
+then on groups are compared by that id. :class:`GroupIds` holds the answer; without one (the
+embedded directory, ``policy check`` offline) a reference is its own key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from handlers.policy import Policy, PolicyIssue
+
+
+@dataclass
+class GroupIds:
+    """(provider, reference as written) → the id the provider knows the group by."""
+
+    identity: str = "directory"  # the provider people's attributes and memberships come from
+    ids: Mapping[tuple[str, str], str] = field(default_factory=dict)
+
+    def key(self, provider: str, ref: str) -> str:
+        ref = str(ref).strip()
+        return self.ids.get((provider, ref), ref)
+
+    def member_key(self, ref: str) -> str:
+        """The key of a ``member_of`` reference: groups at the identity source."""
+        return self.key(self.identity, ref)
+
+
+def _fold(value: str) -> str:
+    return value.strip().casefold()
+
+
+def overlap_warnings(policy: Policy, key: Callable[[str, str], str] | None = None,
+                     identity: str | None = None) -> list[PolicyIssue]:
+    """Rules of one profile that name a group another profile grants (issue: granted memberships).
+
+    Such a membership may be held only through a grant of this bot; it does not count for
+    ``eligible``/``auto_approve`` unless the rule says ``count_granted: true``. ``key`` maps
+    (provider, reference) to a comparable id (raw text when omitted); with ``identity`` only
+    profiles provisioning at the identity source are considered (their grants show up as
+    memberships there), else every profile is.
+    """
+    key = key or (lambda _provider, ref: ref)
+    granted: dict[str, list[str]] = {}
+    for p in policy.profiles:
+        if identity is None or p.provider == identity:
+            granted.setdefault(_fold(key(p.provider, p.group)), []).append(p.id)
+    out: list[PolicyIssue] = []
+    for i, profile in enumerate(policy.profiles):
+        for kind, rules in (("eligible", profile.eligible), ("auto_approve", profile.auto_approve)):
+            for j, rule in enumerate(rules):
+                if "member_of" not in rule.attrs:
+                    continue
+                values = rule.attrs["member_of"]
+                for value in values if isinstance(values, list | tuple) else [values]:
+                    grantors = [g for g in granted.get(_fold(key(identity or profile.provider, str(value))), [])
+                                if g != profile.id]
+                    if not grantors:
+                        continue
+                    via = ", ".join(grantors)
+                    if rule.count_granted:
+                        text = (f"warning: {value!r} is granted by profile {via}: with count_granted: true, a "
+                                f"grant of {via} satisfies this rule of {profile.id}")
+                    else:
+                        text = (f"warning: {value!r} is granted by profile {via}: a membership held only "
+                                f"through a grant of {via} does not count here (count_granted: true counts it)")
+                    out.append(PolicyIssue(rule.line, f"profiles[{i}].{kind}[{j}].member_of", text))
+    return out
