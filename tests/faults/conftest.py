@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -231,7 +232,7 @@ class World:
 
     def set_lease(self, seconds: float) -> None:
         """How long a process owns a provider call it claimed (``schedule.provider_lease``)."""
-        text = self.files.policy.read_text()
+        text = re.sub(r", provider_lease: [0-9.]+s", "", self.files.policy.read_text())
         self.files.policy.write_text(text.replace(f"schedule: {{retry_budget: {RETRY_BUDGET}}}",
                                                   f"schedule: {{retry_budget: {RETRY_BUDGET}, "
                                                   f"provider_lease: {seconds:g}s}}"))
