@@ -51,6 +51,7 @@ from tests.standins.graph import GraphStandIn  # noqa: E402
 from tests.standins.tls import make_tls  # noqa: E402
 
 LEASE_S = 4
+STARTUP_S = 1.0  # a process younger than this is still importing: killing it tests nothing
 EXTRA_PEOPLE = [f"eng{i}@example.com" for i in range(1, 5)]
 REQUESTERS = ["alice@example.com", "bob@example.com", "carol@example.com", "frank@example.com",
               "mark.mgr@example.com", *EXTRA_PEOPLE]
@@ -147,7 +148,7 @@ class Soak:
         self.db, self.workdir, self.seconds, self.workers = db, workdir, seconds, workers
         self.rng = random.Random(seed)
         self.figures = Figures()
-        self.running: set[subprocess.Popen[str]] = set()
+        self.running: dict[subprocess.Popen[str], float] = {}  # process → when it started
         self.running_lock = threading.Lock()
         self.stop = threading.Event()
         self.max_req = 0
@@ -200,7 +201,7 @@ class Soak:
         proc.stdin.close()
         proc.stdin = None
         with self.running_lock:
-            self.running.add(proc)
+            self.running[proc] = time.monotonic()
         return proc
 
     def wait(self, proc: subprocess.Popen[str], what: str) -> subprocess.CompletedProcess[str]:
@@ -212,7 +213,7 @@ class Soak:
             self.error(f"{what}: hung for 180 s")
         finally:
             with self.running_lock:
-                self.running.discard(proc)
+                self.running.pop(proc, None)
         code = proc.returncode
         with self.figures.lock:
             self.figures.exits["killed" if code == -signal.SIGKILL else str(code)] += 1
@@ -230,42 +231,50 @@ class Soak:
             self.figures.errors.append(text)
 
     # -- the actors -------------------------------------------------------------------------------
-    def chat(self, who: str, line: str) -> None:
+    def chat(self, who: str, *lines: str) -> None:
         with self.figures.lock:
-            self.figures.commands[line.split()[0]] += 1
-        self.run("chat", "--as", who, input=line + "\n")
+            for line in lines:
+                self.figures.commands[line.split()[0]] += 1
+        self.run("chat", "--as", who, input="".join(f"{line}\n" for line in lines))
 
     def some_req(self) -> int:
         return self.rng.randint(max(1, self.max_req - 12), max(1, self.max_req))
 
+    def requester_line(self) -> str:
+        rng, n = self.rng, self.some_req()
+        roll = rng.random()
+        if roll < 0.5:
+            profile = rng.choice(list(ASKS))
+            return f"request {profile} " + rng.choice(ASKS[profile]).format(n=rng.randint(1, 999))
+        if roll < 0.65:
+            return f"extend REQ-{n} by {rng.choice(['2m', '10m', '1h'])} because INC-9 more"
+        if roll < 0.85:
+            return f"release REQ-{n}"
+        return f"cancel REQ-{n}"
+
+    def approver_line(self) -> str:
+        n = self.some_req()
+        return f"deny REQ-{n} because soak says no" if self.rng.random() < 0.12 else f"approve REQ-{n} soak"
+
     def act(self) -> None:
+        """One ``accessbot`` process (or two at once), of one to three commands."""
         rng = self.rng
         roll = rng.random()
-        n = self.some_req()
-        if roll < 0.28:
-            profile = rng.choice(list(ASKS))
-            ask = rng.choice(ASKS[profile]).format(n=rng.randint(1, 999))
-            self.chat(rng.choice(REQUESTERS), f"request {profile} {ask}")
-        elif roll < 0.48:  # a right or a wrong approver, now and then the requester
-            self.chat(rng.choice(APPROVERS + REQUESTERS[:2]), f"approve REQ-{n} soak")
-        elif roll < 0.56:  # double approval: two processes at once, the same person or two
-            first = rng.choice(APPROVERS)
+        many = rng.randint(1, 3)
+        if roll < 0.35:
+            self.chat(rng.choice(REQUESTERS), *[self.requester_line() for _ in range(many)])
+        elif roll < 0.60:  # right and wrong approvers, now and then a requester approving
+            self.chat(rng.choice(APPROVERS + REQUESTERS[:2]), *[self.approver_line() for _ in range(many)])
+        elif roll < 0.70:  # double approval: two processes at once, the same person or two
+            n, first = self.some_req(), rng.choice(APPROVERS)
             second = first if rng.random() < 0.5 else rng.choice(APPROVERS)
             with self.figures.lock:
                 self.figures.commands["approve(double)"] += 1
             procs = [self.start("chat", "--as", who, input=f"approve REQ-{n}\n") for who in (first, second)]
             for proc in procs:
                 self.wait(proc, "chat approve")
-        elif roll < 0.59:
-            self.chat(rng.choice(APPROVERS), f"deny REQ-{n} because soak says no")
-        elif roll < 0.65:
-            self.chat(rng.choice(REQUESTERS), f"extend REQ-{n} by {rng.choice(['2m', '10m', '1h'])} because INC-9 more")
-        elif roll < 0.73:
-            self.chat(rng.choice(REQUESTERS), f"release REQ-{n}")
         elif roll < 0.78:
-            self.chat(rng.choice(REQUESTERS), f"cancel REQ-{n}")
-        elif roll < 0.83:
-            self.chat(SECURITY, f"revoke REQ-{n} because soak revoke")
+            self.chat(SECURITY, *[f"revoke REQ-{self.some_req()} because soak revoke" for _ in range(many)])
         else:
             offset = rng.choice([-7200, -600, 0, 60, 600, 3600, 3 * 3600])
             with self.figures.lock:
@@ -285,8 +294,9 @@ class Soak:
 
     def killer(self) -> None:
         while not self.stop.wait(self.rng.uniform(1, 4)):
-            with self.running_lock:
-                victims = [p for p in self.running if p.poll() is None]
+            with self.running_lock:  # past the interpreter's start-up: into the work itself
+                victims = [p for p, since in self.running.items()
+                           if p.poll() is None and time.monotonic() - since > STARTUP_S]
             if victims:
                 victim = self.rng.choice(victims)
                 try:
@@ -420,7 +430,7 @@ class Soak:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=300)
-    parser.add_argument("--workers", type=int, default=6)
+    parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--database-url", help="an empty database (default: SQLite in a temporary folder)")
     parser.add_argument("--postgres", action="store_true", help="start a throwaway PostgreSQL cluster")
     parser.add_argument("--seed", type=int, default=None)
