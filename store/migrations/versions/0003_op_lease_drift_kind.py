@@ -1,6 +1,6 @@
 """provider operations: the lease of a call in flight, an index per (user, group); drift kind
 
-Revision ID: 0002_op_lease_drift_kind
+Revision ID: 0003_op_lease_drift_kind
 Revises: 0001
 Create Date: 2026-11-30 16:00:00
 """
@@ -9,7 +9,7 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0002_op_lease_drift_kind'
+revision = '0003_op_lease_drift_kind'
 down_revision = '0001'
 branch_labels = None
 depends_on = None
