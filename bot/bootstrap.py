@@ -99,8 +99,11 @@ async def _resolve_groups(deps: Deps, settings: Settings, *, persist: bool) -> R
 @asynccontextmanager
 async def build_app(settings: Settings, *, migrate: bool = True, clock: Clock | None = None,
                     notifier: Notifier | None = None, policy: Policy | None = None,
-                    record_policy: bool = True) -> AsyncIterator[App]:
-    """Open the store (migrating it when asked), load the policy, wire the service."""
+                    record_policy: bool = True, as_of: Clock | None = None) -> AsyncIterator[App]:
+    """Open the store (migrating it when asked), load the policy, wire the service.
+
+    ``clock`` is the real clock (everything recorded); ``as_of`` only the clock timers are judged by.
+    """
     policy = policy or load_policy(settings.policy)
     if migrate:
         import asyncio
@@ -112,7 +115,7 @@ async def build_app(settings: Settings, *, migrate: bool = True, clock: Clock | 
         providers, directory, provider_closers = build_providers(settings, store)
         closers += provider_closers
         deps = Deps(store=store, directory=MemoDirectory(directory), providers=providers, policy=policy,
-                    clock=clock or SystemClock(), cron=next_cron_fire)
+                    clock=clock or SystemClock(), judging_clock=as_of, cron=next_cron_fire)
         if notifier is not None:
             deps.notifier = notifier
         resolution = await _resolve_groups(deps, settings, persist=record_policy)

@@ -87,10 +87,11 @@ def cmd_chat(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from bot.bootstrap import build_app
 
-    clock = FixedClock(parse_timestamp(args.as_of)) if args.as_of else None
+    # --as-of sets only the clock timers are judged by; what the sweep records happens now (SPEC §5)
+    as_of = FixedClock(parse_timestamp(args.as_of)) if args.as_of else None
 
     async def run() -> int:
-        async with build_app(settings_from(args), clock=clock, record_policy=not args.dry_run) as app:
+        async with build_app(settings_from(args), as_of=as_of, record_policy=not args.dry_run) as app:
             report = await app.service.sweep(dry_run=args.dry_run)
         print("\n".join(report.lines()))
         return 0

@@ -27,7 +27,7 @@ async def run_sweep(app: App, name: str) -> None:
 
     started = time.perf_counter()
     deps = app.deps
-    report = SweepReport(as_of=deps.now(), dry_run=False)
+    report = SweepReport(as_of=deps.judged_now(), dry_run=False)
     try:
         if name == "expiry":
             report.repaired = await run_due_ops(deps)

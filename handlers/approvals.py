@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from handlers.chains import ResolvedStep, first_unsatisfiable, resolve_chain
+from handlers.chains import ResolvedStep, first_unsatisfiable, pin_step, resolve_chain, step_need
 from handlers.context import SYSTEM, Deps
 from handlers.durations import DurationError, format_duration, parse_duration
 from handlers.eligibility import ineligibility, memberships_of
 from handlers.grammar import clean
-from handlers.grants import plan_add, plan_remove, run_op
+from handlers.grants import Ending, end_membership, plan_add, run_op
 from handlers.policy import Policy
 from handlers.ports import Notice, Person
 from handlers.present import chain_of, request_view
@@ -53,6 +53,14 @@ async def _chain(deps: Deps, record: RequestRecord) -> list[ResolvedStep] | None
         return None
     return await resolve_chain(chain_of(policy, record), policy=policy, profile=profile,
                                requester=requester, directory=deps.directory)
+
+
+async def asked_at_open(repo: Repository, record: RequestRecord) -> frozenset[str] | None:
+    """The people the open step asked when it opened (``approval.requested``), None if unrecorded."""
+    for event in reversed(await repo.events_for(record.id or 0)):
+        if event.type == "approval.requested" and event.data.get("step") == record.step + 1:
+            return frozenset(str(a).lower() for a in event.data.get("approvers") or ())
+    return None
 
 
 def _data(record: RequestRecord, **kw: object) -> dict[str, object]:
@@ -116,7 +124,7 @@ async def decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str 
             return Reply(text=f"{record.ref} can no longer be decided; it failed.", ok=False)
         this_round = await repo.decisions(record.id or 0, record.round)
         earlier = {d.approver for d in this_round if d.step < record.step and d.decision == "approved"}
-        step = chain[record.step]
+        step = chain[record.step] = pin_step(chain[record.step], await asked_at_open(repo, record))
         label = f"step {record.step + 1} ({step.label})"
         if actor == record.requester:
             await repo.append("approval.refused", actor=actor, ts=now, request=record,
@@ -159,7 +167,7 @@ async def decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str 
                               data=_data(record, step=record.step + 1, comment=comment))
             approved_here = {d.approver for d in this_round if d.step == record.step and d.decision == "approved"}
             approved_here.add(actor)
-            need = len(step.pool - earlier) if step.step.kind == "all_of" else step.need
+            need = step_need(step, earlier)
             if len(approved_here) < need:
                 reply_text = (f"Approved {record.ref} at {label}: {len(approved_here)} of {need}; "
                               "waiting for more approvers.")
@@ -251,7 +259,6 @@ async def end_grant(deps: Deps, actor: str, n: int, *, how: str, reason: str | N
                     requester_only: bool = False) -> Reply:
     """Release (the requester) or revoke (security) a grant now."""
     now = deps.now()
-    op_id = None
     async with deps.store.write() as repo:
         record = await repo.get_request(n)
         if record is None:
@@ -267,26 +274,43 @@ async def end_grant(deps: Deps, actor: str, n: int, *, how: str, reason: str | N
         record.state, record.ended_at, record.end_reason = state, now, reason_code(how, reason)
         record.ext_duration = None
         await repo.save_request(record)
+        ending = await end_membership(repo, record, now)
         data: dict[str, object] = {"provider": record.provider, "group": record.group}
         if how != "released":
             data["reason"] = how
             if reason:
                 data["comment"] = reason
+        if not ending.provisioned:
+            data["provisioned"] = False  # ended before its add completed: the add is cancelled or undone
         await repo.append(f"grant.{state}", actor=actor, ts=now, request=record, data=data)
-        op = await plan_remove(repo, record, now)
-        op_id = op.id if op else None
-    if op_id is not None:
-        await run_op(deps, op_id)
+    outcome = await run_op(deps, ending.remove.id or 0) if ending.remove is not None else None
     async with deps.store.read() as repo:
         fresh = await repo.get_request(n)
     view = await request_view(deps, fresh) if fresh else None
-    text = f"{record.ref} {state}: {record.requester} removed from {record.group}."
-    if op_id is None:
-        text = f"{record.ref} {state}; {record.requester} keeps {record.group} through another active grant."
+    text = f"{record.ref} {state}: " + ending_text(record, ending, outcome)
     if actor != record.requester:
         await deps.notifier.notify([Notice(record.requester, "status", f"{record.ref} was {state} by {actor}"
                                            + (f": {reason}" if reason else "."), record.id, view)])
     return Reply(text=text, kind="request", request=view)
+
+
+def ending_text(record: RequestRecord, ending: Ending, outcome: str | None) -> str:
+    """What ending a grant did to the membership, in words that are true when they are read."""
+    who, group = record.requester, record.group
+    if ending.remove is None:
+        if not ending.provisioned:
+            return f"it was not provisioned yet: the add was cancelled and {who} was never added to {group}."
+        return f"{who} keeps {group} through another active grant."
+    if outcome == "skipped":
+        return f"{who} keeps {group} through another active grant."
+    if outcome == "done":
+        if not ending.provisioned:
+            return f"it was not provisioned yet: the add was cancelled and {who} is not in {group}."
+        return f"{who} removed from {group}."
+    if ending.add_in_flight:
+        return (f"it was not provisioned yet, but the add of {who} to {group} is at the provider now: it is "
+                "undone as soon as it returns.")
+    return f"the removal of {who} from {group} could not finish yet; it is retried until it succeeds."
 
 
 def reason_code(how: str, reason: str | None) -> str:

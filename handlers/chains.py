@@ -2,6 +2,8 @@
 
 The requester never counts as an approver of their own request, and one person counts once per
 request (per round): a step's pool excludes both. A step that cannot be satisfied fails closed.
+The people an ``all_of`` or ``n_of`` step asked are fixed when it opens (:func:`pin_step`): someone
+who disappears from the directory afterwards makes it wait, never need fewer people.
 """
 
 from __future__ import annotations
@@ -19,6 +21,11 @@ class ResolvedStep:
     index: int  # 0-based
     pool: frozenset[str]  # active people who may decide, requester excluded
     need: int
+    asked: frozenset[str] | None = None  # pinned: the people the open step asked when it opened
+
+    @property
+    def pinned(self) -> bool:
+        return self.asked is not None
 
     @property
     def label(self) -> str:
@@ -66,6 +73,28 @@ async def resolve_chain(steps: Sequence[Step], *, policy: Policy, profile: Profi
                                directory=directory) for i, s in enumerate(steps)]
 
 
+PINNED_KINDS = ("all_of", "n_of")
+
+
+def pin_step(step: ResolvedStep, asked: frozenset[str] | None, available: frozenset[str] | None = None
+             ) -> ResolvedStep:
+    """The open ``step`` as it was asked when it opened: only the people it asked may decide (those of
+    them ``available``, by default the step's active pool), and an ``all_of`` step still needs every one
+    of them. Other kinds, and a step with no record of whom it asked, are returned unchanged."""
+    if asked is None or step.step.kind not in PINNED_KINDS:
+        return step
+    pool = asked & (step.pool if available is None else available)
+    need = len(asked) if step.step.kind == "all_of" else step.need
+    return ResolvedStep(step=step.step, index=step.index, pool=frozenset(pool), need=max(need, 1), asked=asked)
+
+
+def step_need(step: ResolvedStep, earlier: set[str] | frozenset[str]) -> int:
+    """How many approvals ``step`` needs, given who approved earlier steps of the round."""
+    if step.step.kind == "all_of" and not step.pinned:
+        return len(step.pool - earlier)
+    return step.need
+
+
 def _assignable(steps: Sequence[ResolvedStep], used: frozenset[str]) -> bool:
     """Can every step get ``need`` distinct people, nobody counted twice? (bipartite matching)"""
     slots: list[frozenset[str]] = []
@@ -104,7 +133,10 @@ def open_step_unsatisfiable(chain: Sequence[ResolvedStep], step: int, earlier: s
     the open step has so far: they stay counted, and only the rest of its quota must be found."""
     current = chain[step]
     pool = current.pool - earlier
-    need = (len(pool) if current.step.kind == "all_of" else current.need) - len(approved_here & pool)
+    if current.pinned:  # approvals given stay counted even if their author has since disappeared
+        need = current.need - len(approved_here)
+    else:
+        need = (len(pool) if current.step.kind == "all_of" else current.need) - len(approved_here & pool)
     rest = [ResolvedStep(current.step, current.index, frozenset(pool - approved_here), max(need, 0)),
             *chain[step + 1:]]
     if need <= 0:

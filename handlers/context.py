@@ -65,7 +65,7 @@ class SystemClock:
 
 
 class FixedClock:
-    """A clock stopped at one instant (``sweep --as-of``, tests)."""
+    """A clock stopped at one instant (the judging clock of ``sweep --as-of``, tests)."""
 
     def __init__(self, at: datetime) -> None:
         self.at = at.astimezone(UTC)
@@ -85,7 +85,11 @@ class Deps:
     directory: Directory
     providers: Mapping[str, GroupProvider]
     policy: Policy
+    # ``clock`` is the real clock: every recorded time (events, provisioning, leases, retries) comes
+    # from it. ``judging_clock`` (``sweep --as-of``) only says as of when timers and schedules are
+    # judged: what is due to expire, be reminded or escalated. Unset, both are the same clock.
     clock: Clock = field(default_factory=SystemClock)
+    judging_clock: Clock | None = None
     notifier: Notifier = field(default_factory=NullNotifier)
     observe: Callable[[str, dict[str, Any]], None] | None = None  # metrics hook
     cron: Callable[[str, str, datetime], datetime | None] | None = None  # evaluates review cron schedules
@@ -94,7 +98,12 @@ class Deps:
     _rounds: dict[tuple[int, int], str] = field(default_factory=dict)  # (request, round) -> policy sha256
 
     def now(self) -> datetime:
+        """The real now: what is recorded happens at this instant."""
         return self.clock.now()
+
+    def judged_now(self) -> datetime:
+        """The instant timers and schedules are judged as of (``--as-of``; else the real now)."""
+        return (self.judging_clock or self.clock).now()
 
     async def policy_for(self, record: RequestRecord) -> Policy:
         """The policy version that judges a request's current round, to its end.

@@ -4,12 +4,19 @@ A crash between the call and the record leaves a ``pending`` operation that the 
 start-up) runs again; the calls are idempotent, so nothing is lost or repeated. Transient
 failures are retried with backoff; after the retry budget a grant that could not be added fails,
 while a removal is reported and retried until it succeeds: a revocation is never given up.
+
+The operations on one membership (provider, group, user) run one at a time in the order they were
+planned, whichever process runs them: a removal never overtakes an add still at the provider, nor an
+add a removal. When a call returns, what it was for is checked again: an add whose request ended
+meanwhile is undone, not provisioned; a removal that took a membership another grant still needs
+puts it back. Every time here comes from the real clock, never from the clock a sweep is judged by.
 """
 
 from __future__ import annotations
 
 import random
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from handlers.audit import format_ts
@@ -55,19 +62,57 @@ async def plan_remove(repo: Repository, record: RequestRecord, now: datetime) ->
     return op
 
 
-async def _claim_in(repo: Repository, op_id: int, now: datetime) -> OpRecord | None:
-    """Take a lease on a due operation so that no other process runs it at the same time."""
+@dataclass(frozen=True)
+class Ending:
+    """What ending a grant did to its membership."""
+
+    provisioned: bool  # the grant had been provisioned (``grant.provisioned`` was recorded)
+    remove: OpRecord | None  # the removal queued, if one is needed
+    add_in_flight: bool  # the grant's add is at the provider now: the removal runs after it returns
+
+
+async def end_membership(repo: Repository, record: RequestRecord, now: datetime) -> Ending:
+    """The membership side of ending a grant (``record`` already carries its ended state).
+
+    An add that has not reached the provider is cancelled; one that may have (an earlier attempt
+    that timed out, or a call in flight now) is followed by a removal, which runs after it.
+    """
+    provisioned = record.started_at is not None
+    may_be_member, in_flight = provisioned, False
+    for add in await repo.ops_for(record.id or 0):
+        if add.op != "add" or add.status != "pending":
+            continue
+        if add.in_flight(now):
+            in_flight = may_be_member = True
+            continue
+        add.status, add.done_at, add.next_attempt_at, add.leased_until = "skipped", now, None, None
+        await repo.save_op(add)
+        may_be_member = may_be_member or add.attempts > 0
+    remove = await plan_remove(repo, record, now) if may_be_member else None
+    return Ending(provisioned=provisioned, remove=remove, add_in_flight=in_flight)
+
+
+async def _claim_in(repo: Repository, op_id: int, now: datetime, lease: timedelta = LEASE
+                    ) -> tuple[OpRecord | None, bool]:
+    """Take a lease on a due operation so that no other process runs it at the same time.
+
+    Returns the claimed operation (None when it is not due, not first in line for its membership,
+    or no longer needed) and whether anything changed (an operation no longer needed is skipped).
+    """
     op = await repo.get_op(op_id)
     if op is None or op.status != "pending":
-        return None
+        return None, False
     if op.next_attempt_at is not None and op.next_attempt_at > now:
-        return None
+        return None, False
+    ahead = await repo.ops_for_member(op.provider, op.group, op.email, statuses=("pending",))
+    if any((o.id or 0) < (op.id or 0) for o in ahead):
+        return None, False  # an earlier call on this membership has not finished: it goes first
     if op.op == "add":
         record = await repo.get_request(op.request_id)
-        if record is None or record.state != APPROVED:
+        if record is None or record.state not in HOLDING_STATES:
             op.status, op.done_at = "skipped", now  # the grant ended before it was provisioned
             await repo.save_op(op)
-            return None
+            return None, True
     if op.op == "remove":
         # Another grant may have started covering this membership since the removal was planned.
         others = await repo.find_requests(requester=op.email, states=HOLDING_STATES,
@@ -75,12 +120,12 @@ async def _claim_in(repo: Repository, op_id: int, now: datetime) -> OpRecord | N
         if any(o.id != op.request_id for o in others):
             op.status, op.done_at = "skipped", now
             await repo.save_op(op)
-            return None
-    op.next_attempt_at = now + LEASE
+            return None, True
+    op.next_attempt_at = op.leased_until = now + lease
     op.attempts += 1
     op.correlation_id = op.correlation_id or uuid.uuid4().hex
     await repo.save_op(op)
-    return op
+    return op, False
 
 
 async def _call(deps: Deps, op: OpRecord) -> ProviderError | None:
@@ -100,13 +145,26 @@ async def _call(deps: Deps, op: OpRecord) -> ProviderError | None:
 
 
 async def run_op(deps: Deps, op_id: int, *, budget: timedelta | None = None) -> str:
-    """Run one operation now if it is due. Returns its status afterwards."""
+    """Run one operation now if it is due, then what waited behind it on the same membership.
+
+    Returns the operation's status afterwards: ``not-due`` when it could not run now (a retry
+    later, or an earlier call on the membership still at the provider, whose process runs it next).
+    """
     async with deps.store.write() as repo:
-        op = await _claim_in(repo, op_id, deps.now())
+        op, _ = await _claim_in(repo, op_id, deps.now(), deps.policy.schedule.provider_lease)
     if op is None:
-        return "not-due"
+        async with deps.store.read() as repo:
+            current = await repo.get_op(op_id)
+        return "not-due" if current is None or current.status == "pending" else current.status
     error = await _call(deps, op)
-    return (await _record(deps, [(op, error)], budget))[0]
+    status = (await _record(deps, [(op, error)], budget))[0]
+    if status != "pending":
+        await run_due_ops(deps, member=op.member)
+    if status == "superseded":
+        async with deps.store.read() as repo:
+            current = await repo.get_op(op_id)
+        status = current.status if current else status
+    return status
 
 
 async def _record(deps: Deps, results: list[tuple[OpRecord, ProviderError | None]],
@@ -128,6 +186,7 @@ async def _record(deps: Deps, results: list[tuple[OpRecord, ProviderError | None
                 # finished it): its answer is the one on record, ours is dropped
                 statuses.append("superseded")
                 continue
+            op.leased_until = None
             if error is None:
                 statuses.append(await _done_in(deps, repo, op, now, notices))
             else:
@@ -161,11 +220,36 @@ async def _done_in(deps: Deps, repo: Repository, op: OpRecord, now: datetime, no
                               f"{record.ref} is active: you are in {record.group} until "
                               f"{_ts(record.expires_at)}.", record.id))
     elif op.op == "add" and record.state not in HOLDING_STATES:
-        await plan_remove(repo, record, now)  # ended while the add was in flight: undo it
+        await _undo_add(repo, op, record, now)  # ended while the add was in flight
     elif op.op == "remove" and was_failing:
         await repo.append("grant.revoke_completed", actor=SYSTEM, ts=now, request=record, data={
             "provider": op.provider, "group": op.group, "correlation_id": op.correlation_id})
+    if op.op == "remove":
+        await _restore_for_holders(repo, op, now)
     return "done"
+
+
+async def _undo_add(repo: Repository, op: OpRecord, record: RequestRecord, now: datetime) -> None:
+    """An add landed for a request that ended meanwhile: remove it again, unless a removal is
+    already queued behind it (the end of the request queued one) or another grant needs it."""
+    later = await repo.ops_for_member(*op.member, statuses=("pending",))
+    if not any(o.op == "remove" and (o.id or 0) > (op.id or 0) for o in later):
+        await plan_remove(repo, record, now)
+
+
+async def _restore_for_holders(repo: Repository, op: OpRecord, now: datetime) -> None:
+    """A removal finished: if a grant still holds this membership and no add is queued for it,
+    put the membership back (the removal must not take what a newer grant was given)."""
+    holders = await repo.find_requests(requester=op.email, states=HOLDING_STATES, provider=op.provider,
+                                       group=op.group)
+    holders = [h for h in holders if h.id != op.request_id]
+    if not holders:
+        return
+    later = await repo.ops_for_member(*op.member, statuses=("pending",))
+    if any(o.op == "add" for o in later):
+        return
+    await repo.add_op(OpRecord(request_id=holders[0].id or 0, op="add", provider=op.provider, group=op.group,
+                               email=op.email, created_at=now))
 
 
 async def _failed_in(deps: Deps, repo: Repository, op: OpRecord, error: ProviderError, budget: timedelta,
@@ -213,22 +297,35 @@ def _ts(moment: datetime | None) -> str | None:
     return format_ts(moment) if moment else None
 
 
-async def run_due_ops(deps: Deps, *, limit: int = 500, chunk: int = 200) -> int:
-    """Run every operation that is due (start-up repair and every sweep). Returns how many ran.
+async def run_due_ops(deps: Deps, *, limit: int = 500, chunk: int = 200,
+                      member: tuple[str, str, str] | None = None) -> int:
+    """Run every operation that is due (start-up repair and every sweep), or only those of one
+    membership. Returns how many ran.
 
-    Operations are claimed a chunk at a time; a provider that can batch (``apply_batch``, such as
-    Graph's ``$batch``) gets the chunk in one call, the others one call per operation.
+    Operations are claimed a chunk at a time, each only when it is first in line for its
+    membership; a provider that can batch (``apply_batch``, such as Graph's ``$batch``) gets the
+    chunk in one call, the others one call per operation. What waited behind a finished call is
+    due at the next turn of the loop.
     """
     ran = 0
+    lease = deps.policy.schedule.provider_lease
     while ran < limit:
         async with deps.store.read() as repo:
-            due = await repo.due_ops(deps.now(), limit=min(chunk, limit - ran))
+            due = await repo.due_ops(deps.now(), limit=min(chunk, limit - ran), member=member)
         if not due:
             break
         now = deps.now()
+        claimed: list[OpRecord] = []
+        changed = False
         async with deps.store.write() as repo:
-            claimed = [op for op in [await _claim_in(repo, d.id or 0, now) for d in due] if op is not None]
+            for d in due:
+                op, skipped = await _claim_in(repo, d.id or 0, now, lease)
+                changed = changed or skipped
+                if op is not None:
+                    claimed.append(op)
         if not claimed:
+            if changed:
+                continue  # skipped operations may have let the next ones in line through
             break
         by_provider: dict[str, list[OpRecord]] = {}
         for op in claimed:

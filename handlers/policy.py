@@ -92,6 +92,9 @@ class Schedule:
     expiry_warning: timedelta = timedelta(minutes=30)
     termination_sla: timedelta = timedelta(hours=24)
     retry_budget: timedelta = timedelta(minutes=10)
+    # how long a process that claimed a provider call owns it before another may run it again: at
+    # least as long as one call can take (a Graph batch keeps retrying for up to 40 s)
+    provider_lease: timedelta = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)

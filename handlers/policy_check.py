@@ -366,7 +366,7 @@ def _schedule(c: _Checker, data: _Map) -> Schedule:
         c.err(c.line_of(data, "schedule"), "schedule", "must be a mapping")
         return Schedule()
     base = Schedule()
-    names = ("sweep_interval", "expiry_warning", "termination_sla", "retry_budget")
+    names = ("sweep_interval", "expiry_warning", "termination_sla", "retry_budget", "provider_lease")
     c.unknown_keys(raw, {*names, "drift_cron"}, "schedule.")
     values: dict[str, Any] = {n: c.duration(raw, n, f"schedule.{n}", required=False) or getattr(base, n)
                               for n in names}

@@ -93,7 +93,17 @@ class OpRecord:
     correlation_id: str | None = None
     failure_reported: bool = False
     done_at: datetime | None = None
+    leased_until: datetime | None = None  # a process owns the call until then (it is in flight)
     id: int | None = None
+
+    @property
+    def member(self) -> tuple[str, str, str]:
+        """The membership this operation changes: (provider, group, user)."""
+        return (self.provider, self.group, self.email)
+
+    def in_flight(self, now: datetime) -> bool:
+        """Claimed by a process whose lease still runs: its call may be at the provider now."""
+        return self.status == "pending" and self.leased_until is not None and self.leased_until > now
 
 
 @dataclass(frozen=True)
@@ -130,4 +140,5 @@ class DriftRecord:
     first_seen: datetime
     resolved_at: datetime | None = None
     id: int | None = None
+    kind: str = "member"  # member: in the group with no grant; missing: holds a grant, not in the group
     extra: dict[str, Any] = field(default_factory=dict)

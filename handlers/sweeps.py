@@ -1,5 +1,8 @@
 """The unattended sweeps: expiry, termination, drift, reminders, and repair of provider calls.
 
+A sweep judges what is due as of ``deps.judged_now()`` (``sweep --as-of``); everything it records
+happens at the real now.
+
 Each sweep reads what is due from the store and changes it in its own write transaction, so
 running a sweep twice changes nothing more, and several processes may sweep the same database.
 """
@@ -9,14 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from handlers.approvals import _chain, open_step
+from handlers.approvals import _chain, asked_at_open, open_step
 from handlers.audit import format_ts
-from handlers.chains import open_step_unsatisfiable
+from handlers.chains import open_step_unsatisfiable, pin_step
 from handlers.context import SYSTEM, Deps
+from handlers.drift import detect_drift
 from handlers.durations import format_duration
-from handlers.grants import plan_remove, run_due_ops
+from handlers.grants import end_membership, run_due_ops
 from handlers.ports import Notice
-from handlers.records import ACTIVE, APPROVED, CANCELLED, HOLDING_STATES, PENDING, DriftRecord, RequestRecord
+from handlers.records import ACTIVE, APPROVED, CANCELLED, HOLDING_STATES, PENDING, RequestRecord
 
 
 @dataclass
@@ -50,34 +54,40 @@ class SweepReport:
         return out
 
 
-async def _end(deps: Deps, record_id: int, state: str, event: str, now: datetime, data: dict) -> int | None:
-    """End one grant if it is still holding; returns the removal op to run, if any."""
+async def _end(deps: Deps, record_id: int, state: str, event: str, now: datetime, data: dict, *,
+               judged: datetime | None = None, due_at: datetime | None = None) -> int | None:
+    """End one grant if it is still holding (and, given ``due_at``, still due by then); returns the
+    removal op to run, if any. ``now`` is the real instant recorded, ``judged`` the one judged as of."""
     async with deps.store.write() as repo:
         record = await repo.get_request(record_id)
         if record is None or record.state not in HOLDING_STATES:
             return None
+        if due_at is not None and (record.state != ACTIVE or record.expires_at is None or record.expires_at > due_at):
+            return None  # extended meanwhile
         record.state, record.ended_at, record.end_reason = state, now, data.get("reason", state)
         if state == "revoked":
             record.end_reason = "terminated" if data.get("reason") == "terminated" else "revoked"
         record.ext_duration = None
         await repo.save_request(record)
-        await repo.append(event, actor=SYSTEM, ts=now, request=record,
-                          data={"provider": record.provider, "group": record.group, **data})
-        op = await plan_remove(repo, record, now)
-        return op.id if op else None
+        ending = await end_membership(repo, record, now)
+        extra = {} if ending.provisioned else {"provisioned": False}
+        await repo.append(event, actor=SYSTEM, ts=judged or now, request=record,
+                          data={"provider": record.provider, "group": record.group, **data, **extra})
+        return ending.remove.id if ending.remove else None
 
 
 async def expire_due(deps: Deps, report: SweepReport) -> None:
-    now = report.as_of
+    judged = report.as_of  # what is due is judged as of the sweep's instant; what it records happens now
     async with deps.store.read() as repo:
-        due = await repo.find_requests(states=(ACTIVE,), expires_before=now)
+        due = await repo.find_requests(states=(ACTIVE,), expires_before=judged)
     notices = []
     for record in due:
         report.expired.append(record.ref)
         if report.dry_run:
             continue
-        await _end(deps, record.id or 0, "expired", "grant.expired", now,
-                   {"expires_at": format_ts(record.expires_at) if record.expires_at else None})
+        await _end(deps, record.id or 0, "expired", "grant.expired", deps.now(),
+                   {"expires_at": format_ts(record.expires_at) if record.expires_at else None},
+                   judged=judged, due_at=judged)
         notices.append(Notice(record.requester, "status", f"{record.ref} expired: you were removed from "
                               f"{record.group}.", record.id))
     if due and not report.dry_run:
@@ -86,7 +96,7 @@ async def expire_due(deps: Deps, report: SweepReport) -> None:
 
 
 async def terminate_inactive(deps: Deps, report: SweepReport) -> None:
-    now = report.as_of
+    now = deps.now()
     async with deps.store.read() as repo:
         open_records = await repo.find_requests(states=(PENDING, APPROVED, ACTIVE))
     by_user: dict[str, list[RequestRecord]] = {}
@@ -126,53 +136,8 @@ async def terminate_inactive(deps: Deps, report: SweepReport) -> None:
     await deps.notifier.notify(notices)
 
 
-async def detect_drift(deps: Deps, report: SweepReport) -> None:
-    """Members of managed groups with no active grant behind them; each finding reported once."""
-    now = report.as_of
-    managed = sorted({(p.provider, p.group) for p in deps.policy.profiles})
-    async with deps.store.read() as repo:
-        holding = await repo.find_requests(states=HOLDING_STATES)
-        open_findings = await repo.open_drift()
-    covered = {(r.provider, r.group, r.requester) for r in holding}
-    known = {(d.provider, d.group, d.email): d for d in open_findings}
-    seen: set[tuple[str, str, str]] = set()
-    new: list[tuple[str, str, str]] = []
-    for provider_name, group in managed:
-        provider = deps.providers.get(provider_name)
-        if provider is None:
-            continue
-        try:
-            members = await provider.list_members(group)
-        except Exception as exc:  # a provider that cannot answer now is tried again next sweep
-            report.failed.append(f"drift {provider_name}/{group}: {exc}")
-            continue
-        for email in members:
-            key = (provider_name, group, email.lower())
-            if key in covered:
-                continue
-            seen.add(key)
-            if key not in known:
-                new.append(key)
-                report.drift.append(f"{email} in {provider_name}/{group}")
-        for key, finding in known.items():
-            if key[:2] == (provider_name, group) and key not in seen and finding.id is not None and not report.dry_run:
-                async with deps.store.write() as repo:
-                    await repo.resolve_drift(finding.id, now)
-                    await repo.append("drift.resolved", actor=SYSTEM, ts=now, data={
-                        "provider": key[0], "group": key[1], "user": key[2]})
-    if report.dry_run or not new:
-        return
-    async with deps.store.write() as repo:
-        for provider_name, group, email in new:
-            await repo.add_drift(DriftRecord(provider=provider_name, group=group, email=email, first_seen=now))
-            await repo.append("drift.detected", actor=SYSTEM, ts=now, data={
-                "provider": provider_name, "group": group, "user": email})
-    text = "Drift: " + "; ".join(f"{e} is in {p}/{g} with no active grant" for p, g, e in new)
-    await deps.notifier.notify([Notice(m, "drift", text, None) for m in sorted(deps.policy.security_members())])
-
-
 async def remind_pending(deps: Deps, report: SweepReport) -> None:
-    now = report.as_of
+    now = report.as_of  # ages are judged as of the sweep's instant; a step reopened now opens now
     async with deps.store.read() as repo:
         waiting = await repo.find_requests(states=(PENDING, ACTIVE))
     notices: list[Notice] = []
@@ -188,18 +153,24 @@ async def remind_pending(deps: Deps, report: SweepReport) -> None:
             continue
         async with deps.store.read() as repo:
             decisions = await repo.decisions(record.id or 0, record.round)
+            asked = await asked_at_open(repo, record)
         earlier = {d.approver for d in decisions if d.step < record.step and d.decision == "approved"}
         here = {d.approver for d in decisions if d.step == record.step and d.decision == "approved"}
+        # Someone the step asked who is missing from the directory may come back: the step waits for
+        # them. Someone found inactive cannot: the step fails closed.
+        missing = frozenset([a for a in sorted(asked or ()) if await deps.person(a) is None])
+        deciding = pin_step(chain[record.step], asked)
+        chain[record.step] = pin_step(chain[record.step], asked, deciding.pool | missing)
         if not report.dry_run and open_step_unsatisfiable(chain, record.step, earlier, here) is not None:
             # An approver left since the step opened: fail closed rather than wait forever.
             async with deps.store.write() as repo:
                 fresh = await repo.get_request(record.id or 0)
                 if fresh is not None and fresh.step == record.step and fresh.round == record.round:
-                    notices += await open_step(deps, repo, fresh, chain, earlier | here, now)
+                    notices += await open_step(deps, repo, fresh, chain, earlier | here, deps.now())
                     report.failed.append(fresh.ref)
             continue
         used = earlier | here
-        approvers = sorted(chain[record.step].pool - used)
+        approvers = sorted(deciding.pool - used)
         if age >= policy.reminders.escalate_after and record.escalated_step != marker:
             report.escalated.append(record.ref)
             if not report.dry_run:
@@ -255,8 +226,8 @@ async def warn_expiring(deps: Deps, report: SweepReport) -> None:
 
 
 async def sweep(deps: Deps, *, dry_run: bool = False, drift: bool = True) -> SweepReport:
-    """Expiry, termination, drift, reminders and repair, once, as of ``deps.now()``."""
-    report = SweepReport(as_of=deps.now(), dry_run=dry_run)
+    """Expiry, termination, drift, reminders and repair, once, as of ``deps.judged_now()``."""
+    report = SweepReport(as_of=deps.judged_now(), dry_run=dry_run)
     if not dry_run:
         report.repaired = await run_due_ops(deps)
     await expire_due(deps, report)

@@ -73,7 +73,7 @@ def _op_row(o: OpRecord) -> dict[str, Any]:
         "email": o.email, "status": o.status, "attempts": o.attempts, "created_at": o.created_at,
         "next_attempt_at": o.next_attempt_at, "last_error": o.last_error,
         "correlation_id": o.correlation_id, "failure_reported": o.failure_reported,
-        "done_at": o.done_at,
+        "done_at": o.done_at, "leased_until": o.leased_until,
     }
 
 
@@ -89,7 +89,7 @@ def _op(row: Any) -> OpRecord:
         group=m["group_name"], email=m["email"], status=m["status"], attempts=m["attempts"],
         created_at=m["created_at"], next_attempt_at=m["next_attempt_at"], last_error=m["last_error"],
         correlation_id=m["correlation_id"], failure_reported=bool(m["failure_reported"]),
-        done_at=m["done_at"],
+        done_at=m["done_at"], leased_until=m["leased_until"],
     )
 
 
@@ -245,12 +245,36 @@ class SqlRepository(ReviewRepositoryMixin):
     async def save_op(self, op: OpRecord) -> None:
         await self.conn.execute(_SAVE_OP, {"op_id": op.id, **{f"v_{k}": v for k, v in _op_row(op).items()}})
 
-    async def due_ops(self, now: datetime, *, limit: int = 100) -> list[OpRecord]:
+    async def due_ops(self, now: datetime, *, limit: int = 100,
+                      member: tuple[str, str, str] | None = None) -> list[OpRecord]:
+        """Pending operations that are due and first in line for their (provider, group, user):
+        the calls for one membership run in the order they were planned, one at a time."""
         c = t.provider_ops.c
+        earlier = t.provider_ops.alias("earlier")
+        e = earlier.c
+        ahead = (select(e.id).where(e.status == "pending", e.email == c.email, e.group_name == c.group_name,
+                                    e.provider == c.provider, e.id < c.id).exists())
         q = (select(t.provider_ops)
              .where(c.status == "pending")
              .where((c.next_attempt_at.is_(None)) | (c.next_attempt_at <= now))
-             .order_by(c.id).limit(limit))
+             .where(~ahead))
+        if member is not None:
+            q = q.where(c.provider == member[0], c.group_name == member[1], c.email == member[2])
+        return [_op(r) for r in (await self.conn.execute(q.order_by(c.id).limit(limit))).all()]
+
+    async def ops_for_member(self, provider: str, group: str, email: str, *,
+                             statuses: Sequence[str] | None = None) -> list[OpRecord]:
+        """Every operation on one membership, oldest first."""
+        c = t.provider_ops.c
+        q = select(t.provider_ops).where(c.email == email, c.group_name == group, c.provider == provider)
+        if statuses is not None:
+            q = q.where(c.status.in_(list(statuses)))
+        return [_op(r) for r in (await self.conn.execute(q.order_by(c.id))).all()]
+
+    async def unsettled_ops(self, since: datetime) -> list[OpRecord]:
+        """Operations still pending, or finished at or after ``since``."""
+        c = t.provider_ops.c
+        q = select(t.provider_ops).where((c.status == "pending") | (c.done_at >= since)).order_by(c.id)
         return [_op(r) for r in (await self.conn.execute(q)).all()]
 
     async def ops_for(self, request_id: int) -> list[OpRecord]:
@@ -292,13 +316,13 @@ class SqlRepository(ReviewRepositoryMixin):
         rows = (await self.conn.execute(
             select(t.drift_findings).where(c.resolved_at.is_(None)).order_by(c.id))).all()
         return [DriftRecord(id=m["id"], provider=m["provider"], group=m["group_name"], email=m["email"],
-                            first_seen=m["first_seen"], resolved_at=m["resolved_at"])
+                            first_seen=m["first_seen"], resolved_at=m["resolved_at"], kind=m["kind"])
                 for m in (r._mapping for r in rows)]
 
     async def add_drift(self, record: DriftRecord) -> None:
         await self.conn.execute(insert(t.drift_findings).values(
             provider=record.provider, group_name=record.group, email=record.email,
-            first_seen=record.first_seen, resolved_at=None))
+            first_seen=record.first_seen, resolved_at=None, kind=record.kind))
 
     async def resolve_drift(self, record_id: int, at: datetime) -> None:
         await self.conn.execute(update(t.drift_findings).where(t.drift_findings.c.id == record_id)

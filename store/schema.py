@@ -141,7 +141,10 @@ provider_ops = Table(
     Column("correlation_id", String(100)),
     Column("failure_reported", Boolean, nullable=False, default=False),
     Column("done_at", UTCDateTime),
+    # set while a process owns the call (claimed, no answer recorded yet): the call is in flight
+    Column("leased_until", UTCDateTime),
     Index("ix_provider_ops_status_next", "status", "next_attempt_at"),
+    Index("ix_provider_ops_member", "email", "group_name"),
 )
 
 directory_memberships = Table(
@@ -162,6 +165,8 @@ drift_findings = Table(
     Column("email", String(320), nullable=False),
     Column("first_seen", UTCDateTime, nullable=False),
     Column("resolved_at", UTCDateTime),
+    # "member": a member with no grant behind them; "missing": a grant holder who is not a member
+    Column("kind", String(20), nullable=False, server_default="member"),
 )
 
 channel_addresses = Table(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -152,6 +153,12 @@ def okta(_okta_server: FaultyOkta) -> Iterator[FaultyOkta]:
     _okta_server.reset()
 
 
+def as_utc(value: Any) -> datetime:
+    """A time read from the store with raw SQL (SQLite: naive UTC text; PostgreSQL: aware)."""
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def utc_in(**delta: float) -> str:
     """An ``--as-of`` value this far from the real now."""
     return (datetime.now(UTC) + timedelta(**delta)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -222,6 +229,25 @@ class World:
             proc.send_signal(signal.SIGKILL)
             proc.communicate(timeout=30)
         assert proc.returncode == -signal.SIGKILL
+
+    def set_lease(self, seconds: float) -> None:
+        """How long a process owns a provider call it claimed (``schedule.provider_lease``)."""
+        text = re.sub(r", provider_lease: [0-9.]+s", "", self.files.policy.read_text())
+        self.files.policy.write_text(text.replace(f"schedule: {{retry_budget: {RETRY_BUDGET}}}",
+                                                  f"schedule: {{retry_budget: {RETRY_BUDGET}, "
+                                                  f"provider_lease: {seconds:g}s}}"))
+
+    def wait_for_leases(self, timeout: float = 60.0) -> None:
+        """Until no pending provider call is leased any more (its owner's lease ran out)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            now = datetime.now(UTC)
+            leases = [r[0] for r in self.rows("SELECT leased_until FROM provider_ops WHERE status = 'pending' "
+                                              "AND leased_until IS NOT NULL")]
+            if all(as_utc(v) < now for v in leases):
+                return
+            assert time.monotonic() < deadline, "a lease never ran out"
+            time.sleep(0.1)
 
     # ----- the store, read-only --------------------------------------------------------------
 

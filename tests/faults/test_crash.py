@@ -3,8 +3,9 @@
 The approver's ``accessbot chat`` is SIGKILLed while the Graph stand-in holds the
 ``POST …/members/$ref`` it has received (``slow_next``); the stand-in then completes the write,
 so the membership exists while the store still says "intended". Recovery is ``accessbot sweep``
-past the lease: the grant becomes active exactly once, the membership exists once, the chain
-verifies and holds no duplicate event. The same for a release killed during the ``DELETE``.
+once the dead process's lease has run out (on the real clock: ``--as-of`` does not move it): the
+grant becomes active exactly once, the membership exists once, the chain verifies and holds no
+duplicate event. The same for a release killed during the ``DELETE``.
 Run on SQLite and on PostgreSQL.
 """
 
@@ -24,6 +25,7 @@ from tests.support import ROOT
 
 BOB = "bob@example.com"
 HOLD = 1.0  # seconds the stand-in holds the write before applying it
+LEASE = 8  # seconds a process owns a provider call it claimed
 
 
 @pytest.fixture
@@ -41,6 +43,7 @@ def _wait_for(predicate, what: str, timeout: float = 10.0) -> None:  # type: ign
 
 def test_killed_after_graph_received_the_add_and_the_remove(crash_world: World) -> None:
     world, graph = crash_world, crash_world.graph
+    world.set_lease(LEASE)
     world.chat(BOB, "request entra-ops for 1h")
 
     # --- the add: the approver's process dies while Graph holds the POST it received ---------
@@ -52,10 +55,11 @@ def test_killed_after_graph_received_the_add_and_the_remove(crash_world: World) 
     [(op, status, attempts, *_)] = world.ops(1)
     assert (op, status, attempts) == ("add", "pending", 1)  # leased by the dead process
 
-    world.sweep()  # inside the dead process's lease: nobody else may run the call yet
+    world.sweep(as_of=utc_in(minutes=2))  # inside the dead process's lease: nobody else may run the call yet
     assert world.state(1) == "approved" and len(graph.received("POST", "/members/$ref")) == 1
 
-    world.sweep(as_of=utc_in(minutes=2))  # past the lease: repaired
+    world.wait_for_leases()
+    world.sweep()  # past the lease: repaired
     assert world.state(1) == "active"
     assert graph.member_emails(world.entra_group) == [BOB]
     statuses = [r.status for r in graph.received("POST", "/members/$ref")]
@@ -72,10 +76,11 @@ def test_killed_after_graph_received_the_add_and_the_remove(crash_world: World) 
     assert world.state(1) == "released"
     assert [(o[0], o[1]) for o in world.ops(1)] == [("add", "done"), ("remove", "pending")]
 
-    world.sweep(as_of=utc_in(minutes=5))
+    world.wait_for_leases()
+    world.sweep()
     assert [(o[0], o[1]) for o in world.ops(1)] == [("add", "done"), ("remove", "done")]
     assert [r.status for r in graph.received("DELETE", "/members/")] == [204, 404]  # 404: not a member = success
-    world.sweep(as_of=utc_in(minutes=6))
+    world.sweep()
     assert len(graph.received("DELETE", "/members/")) == 2 and len(graph.received("POST", "/members/$ref")) == 2
     assert graph.member_emails(world.entra_group) == []
     counts = world.event_counts("REQ-1")
@@ -89,11 +94,12 @@ def test_a_process_that_outlived_its_lease_does_not_overwrite_the_repair(crash_w
     """The releasing process is slow, not dead: Graph holds its DELETE past the lease, a sweep
     repairs the removal meanwhile, and the slow process's late refusal must not undo the record."""
     world, graph = crash_world, crash_world.graph
+    world.set_lease(2)
     world.chat(BOB, "request entra-ops for 1h")
     world.chat("mark.mgr@example.com", "approve REQ-1")
     assert world.state(1) == "active"
     graph.writes_only = True
-    graph.slow_next(1, seconds=4 * HOLD, then_status=403)  # held, then refused for good
+    graph.slow_next(1, seconds=6 * HOLD, then_status=403)  # held past the lease, then refused for good
     cmd = [sys.executable, "-m", "bot.cli", "chat", "--as", BOB, "--database-url", world.db,
            "--policy", str(world.files.policy), "--directory", str(world.files.directory)]
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("ACCESSBOT_", "SLACK_", "Microsoft"))}
@@ -105,7 +111,8 @@ def test_a_process_that_outlived_its_lease_does_not_overwrite_the_repair(crash_w
         slow.stdin.write("release REQ-1\n")
         slow.stdin.close()
         _wait_for(lambda: len(graph.received("DELETE", "/members/")) == 1, "the slow DELETE never arrived")
-        world.sweep(as_of=utc_in(minutes=5))  # past the slow process's lease: the sweep removes
+        world.wait_for_leases()
+        world.sweep()  # past the slow process's lease: the sweep removes
         assert [(o[0], o[1], o[2]) for o in world.ops(1)] == [("add", "done", 1), ("remove", "done", 2)]
         slow.wait(timeout=60)
         assert slow.stderr is not None

@@ -1,0 +1,100 @@
+"""Drift (SPEC §3.6): what a managed group holds that the store cannot explain, either way.
+
+A member of a managed group with no grant behind them is drift, and so is a holder of an active
+grant who is not a member (someone removed them at the provider). Memberships the bot itself is
+changing are neither: a call queued, at the provider, or finished while the groups were read
+explains whatever the listing shows, so those are left for the next sweep. Each finding is
+reported once and resolves by itself when the group and the grants agree again.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from handlers.context import SYSTEM, Deps
+from handlers.ports import Notice
+from handlers.records import ACTIVE, HOLDING_STATES, DriftRecord, RequestRecord
+
+if TYPE_CHECKING:
+    from handlers.sweeps import SweepReport
+
+Key = tuple[str, str, str]  # (provider, group, user)
+
+
+async def _snapshot(deps: Deps, since: object) -> tuple[list[RequestRecord], set[Key]]:
+    async with deps.store.read() as repo:
+        holding = await repo.find_requests(states=HOLDING_STATES)
+        busy = {op.member for op in await repo.unsettled_ops(since)}  # type: ignore[arg-type]
+    return holding, busy
+
+
+async def detect_drift(deps: Deps, report: SweepReport) -> None:
+    """Compare every managed group with the grants; record and report what does not agree."""
+    now = deps.now()
+    managed = sorted({(p.provider, p.group) for p in deps.policy.profiles})
+    # The store is read before and after the groups: a grant or a call seen in either explains a
+    # membership, so nothing that changed while the groups were listed is taken for drift.
+    holding_before, busy_before = await _snapshot(deps, now)
+    listed: dict[tuple[str, str], set[str]] = {}
+    for provider_name, group in managed:
+        provider = deps.providers.get(provider_name)
+        if provider is None:
+            continue
+        try:
+            listed[(provider_name, group)] = {m.lower() for m in await provider.list_members(group)}
+        except Exception as exc:  # a provider that cannot answer now is tried again next sweep
+            report.failed.append(f"drift {provider_name}/{group}: {exc}")
+    holding_after, busy_after = await _snapshot(deps, now)
+    async with deps.store.read() as repo:
+        open_findings = await repo.open_drift()
+    busy = busy_before | busy_after
+    covered = {(r.provider, r.group, r.requester) for r in holding_before + holding_after}
+    active_before = {r.id for r in holding_before if r.state == ACTIVE}
+    held = {(r.provider, r.group, r.requester): r for r in holding_after
+            if r.state == ACTIVE and r.id in active_before}
+
+    found: dict[Key, RequestRecord | None] = {}  # None: a member without a grant; else the grant without its member
+    for (provider_name, group), members in listed.items():
+        for email in sorted(members):
+            key = (provider_name, group, email)
+            if key not in covered and key not in busy:
+                found[key] = None
+    for key, record in held.items():
+        if key[:2] in listed and key[2] not in listed[key[:2]] and key not in busy:
+            found[key] = record
+
+    def kind(record: RequestRecord | None) -> str:
+        return "member" if record is None else "missing"
+
+    known = {(d.provider, d.group, d.email): d for d in open_findings}
+    gone = [d for key, d in known.items()
+            if key[:2] in listed and key not in busy and (key not in found or kind(found[key]) != d.kind)]
+    new = {key: record for key, record in found.items()
+           if key not in known or known[key].kind != kind(record)}
+    for (provider_name, group, email), record in new.items():
+        if record is None:
+            report.drift.append(f"{email} in {provider_name}/{group}")
+        else:
+            report.drift.append(f"{email} not in {provider_name}/{group} despite {record.ref}")
+    if report.dry_run:
+        return
+    async with deps.store.write() as repo:
+        for finding in gone:
+            await repo.resolve_drift(finding.id or 0, now)
+            data = {"provider": finding.provider, "group": finding.group, "user": finding.email}
+            if finding.kind != "member":
+                data["member"] = False
+            await repo.append("drift.resolved", actor=SYSTEM, ts=now, data=data)
+        for (provider_name, group, email), record in new.items():
+            await repo.add_drift(DriftRecord(provider=provider_name, group=group, email=email, first_seen=now,
+                                             kind=kind(record)))
+            data = {"provider": provider_name, "group": group, "user": email}
+            if record is not None:
+                data.update(member=False, request_id=record.ref)
+            await repo.append("drift.detected", actor=SYSTEM, ts=now, data=data)
+    if not new:
+        return
+    text = "Drift: " + "; ".join(
+        f"{e} is in {p}/{g} with no active grant" if r is None else f"{e} holds {r.ref} but is not in {p}/{g}"
+        for (p, g, e), r in new.items())
+    await deps.notifier.notify([Notice(m, "drift", text, None) for m in sorted(deps.policy.security_members())])
