@@ -1,7 +1,7 @@
 """provider operations: the lease of a call in flight, an index per (user, group); drift kind
 
-Revision ID: 0003_op_lease_drift_kind
-Revises: 0001
+Revision ID: 0004_op_lease_drift_kind
+Revises: 0003_group_ids
 Create Date: 2026-11-30 16:00:00
 """
 
@@ -9,8 +9,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0003_op_lease_drift_kind'
-down_revision = '0001'
+revision = '0004_op_lease_drift_kind'
+down_revision = '0003_group_ids'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """group references resolved once to the provider's object id
 
-Revision ID: 0002_group_ids
-Revises: 0001
+Revision ID: 0003_group_ids
+Revises: 0002_reviews
 Create Date: 2026-12-01 10:00:00
 """
 
@@ -9,8 +9,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0002_group_ids'
-down_revision = '0001'
+revision = '0003_group_ids'
+down_revision = '0002_reviews'
 branch_labels = None
 depends_on = None
 
