@@ -13,7 +13,6 @@ from datetime import datetime
 from handlers.chains import ResolvedStep, first_unsatisfiable, resolve_chain
 from handlers.context import SYSTEM, Deps
 from handlers.durations import DurationError, format_duration, parse_duration
-from handlers.grammar import clean
 from handlers.grants import plan_add, plan_remove, run_op
 from handlers.ports import Notice
 from handlers.present import chain_of, request_view
@@ -31,8 +30,6 @@ from handlers.records import (
 )
 from handlers.repository import Repository
 from handlers.views import Reply, RequestView
-
-MAX_COMMENT = 2000
 
 
 def not_found(n: int) -> Reply:
@@ -94,7 +91,7 @@ async def open_step(deps: Deps, repo: Repository, record: RequestRecord, chain: 
 
 async def decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str | None) -> Reply:
     actor = actor.lower()
-    comment = clean(comment)[:MAX_COMMENT] if comment else None
+    comment = comment or None  # cleaned and limited by the service, like every free-text field
     if not approve and not comment:
         return Reply(text=f"Say why: `deny {req_id(n)} because <reason>`.", ok=False, kind="form",
                      rule="reason", data={"request_id": req_id(n), "needs": "reason"})
@@ -343,7 +340,7 @@ async def extend(deps: Deps, actor: str, n: int, duration_text: str | None, reas
         record.round += 1
         record.step = 0
         record.ext_duration = extra
-        record.ext_justification = clean(reason)[:MAX_COMMENT] if reason else None
+        record.ext_justification = reason or None
         await repo.append("request.extension_requested", actor=actor, ts=now, request=record,
                           data={"extension": True, "duration": format_duration(extra),
                                 "justification": record.ext_justification})

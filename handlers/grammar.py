@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from handlers.phrasing import NotActed, free_request
+from handlers.text import MAX_TEXT, clean
 
-MAX_TEXT = 4000
 TICKET_RE = re.compile(r"\b([A-Z][A-Z0-9]{1,9}-[0-9]{1,9})\b")
 REQ_RE = re.compile(r"^(?:REQ-)?([0-9]{1,9})$", re.IGNORECASE)
 
@@ -131,20 +131,6 @@ def command_name(cmd: object) -> str:
     if isinstance(cmd, RequestAccess) and cmd.exception:
         return "exception"
     return names.get(type(cmd), type(cmd).__name__.lower())
-
-
-def clean(text: str) -> str:
-    """Drop control characters and bidi overrides, fold white space, cap the length."""
-    out = []
-    for ch in text[: MAX_TEXT * 2]:
-        code = ord(ch)
-        if ch in "\t\n\r":
-            out.append(" ")
-        elif code < 32 or code == 127 or 0x202A <= code <= 0x202E or 0x2066 <= code <= 0x2069 or code == 0xFEFF:
-            continue
-        else:
-            out.append(ch)
-    return re.sub(r"\s+", " ", "".join(out)).strip()
 
 
 def find_ticket(text: str | None) -> str | None:

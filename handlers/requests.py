@@ -8,16 +8,14 @@ from handlers.chains import first_unsatisfiable, resolve_chain
 from handlers.context import SYSTEM, Deps
 from handlers.durations import DurationError, format_duration, parse_duration
 from handlers.eligibility import auto_approve_rule, ineligibility
-from handlers.grammar import RequestAccess, clean, find_ticket
+from handlers.grammar import RequestAccess, find_ticket
 from handlers.grants import plan_add, run_op
 from handlers.policy import Profile
 from handlers.ports import Notice, Person
 from handlers.present import request_view
 from handlers.records import APPROVED, HOLDING_STATES, PENDING, RequestRecord
+from handlers.text import too_long
 from handlers.views import FormRequest, ProfileView, Reply
-
-MAX_JUSTIFICATION = 2000
-MAX_TICKET = 64
 
 
 def profile_view(profile: Profile, person: Person | None) -> ProfileView:
@@ -52,9 +50,9 @@ def _ticket(profile: Profile, given: str | None, reason: str | None) -> tuple[st
             if c and re.fullmatch(rule.pattern, c):
                 return c, None
         if given:
-            return None, f"ticket {given[:MAX_TICKET]!r} does not match {rule.pattern}"
+            return None, f"ticket {given!r} does not match {rule.pattern}"
     elif candidates and given:
-        return given[:MAX_TICKET], None
+        return given, None
     if rule.required:
         return None, f"a ticket is required (matching {rule.pattern})" if rule.pattern else "a ticket is required"
     return None, None
@@ -86,12 +84,13 @@ async def submit(deps: Deps, actor: Person, cmd: RequestAccess, *, forms: bool =
             errors["duration"] = str(exc)
     elif cmd.exception:
         missing.append("duration")
-    reason = clean(cmd.reason) if cmd.reason else None
-    if reason and len(reason) > MAX_JUSTIFICATION:
-        errors["justification"] = f"the justification is longer than {MAX_JUSTIFICATION} characters"
+    reason = cmd.reason  # cleaned by the service, like every free-text field
+    if too_long("justification", reason):
+        errors["justification"] = too_long("justification", reason) or ""
     if not reason and (profile.justification_required or cmd.exception):
         missing.append("justification")
-    ticket, ticket_problem = _ticket(profile, cmd.ticket, reason)
+    ticket, ticket_problem = (None, too_long("ticket", cmd.ticket)) if too_long("ticket", cmd.ticket) \
+        else _ticket(profile, cmd.ticket, reason)
     if ticket_problem:
         if cmd.ticket or ticket_problem.startswith("ticket"):
             errors["ticket"] = ticket_problem

@@ -31,6 +31,7 @@ from handlers.grammar import (
 from handlers.grants import run_due_ops
 from handlers.ports import Person
 from handlers.sweeps import SweepReport, sweep
+from handlers.text import clean_command, over_limit
 from handlers.views import Reply
 
 
@@ -62,6 +63,11 @@ class AccessService:
         return person
 
     async def handle(self, actor: Person, cmd: Command, *, forms: bool = False) -> Reply:
+        """The one door for every channel: the command's free text is cleaned here, once."""
+        cmd = clean_command(cmd)
+        if not isinstance(cmd, RequestAccess) and (problem := over_limit(cmd)) is not None:
+            rule, text = problem
+            return Reply(text=f"Refused ({rule}): {text}.", ok=False, kind="refusal", rule=rule)
         with one_lookup_per_person():
             return await self._handle(actor, cmd, forms=forms)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -140,3 +141,15 @@ def chat(email: str, *lines: str, db: str, files: Files, env: dict[str, str] | N
     assert result.returncode == 0, result.stderr + result.stdout
     assert "Traceback" not in result.stderr, result.stderr
     return result.stdout
+
+
+def hidden_characters(events: list[dict]) -> list[tuple[int, str]]:
+    """(seq, character) of every control or bidi character in the events' fields (none may reach the log)."""
+    found = []
+    for event in events:
+        for ch in json.dumps(event, ensure_ascii=False):
+            code = ord(ch)
+            if code < 32 or 127 <= code <= 159 or 0x202A <= code <= 0x202E or 0x2066 <= code <= 0x2069 or code in (
+                    0x200E, 0x200F, 0x061C, 0xFEFF):
+                found.append((event.get("seq"), ch))
+    return found
