@@ -81,7 +81,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from bot.bootstrap import build_app
 
-    clock = FixedClock(parse_timestamp(args.as_of)) if args.as_of else None
+    if args.as_of is not None and not args.as_of.strip():
+        raise CliError("--as-of needs a timestamp such as 2026-11-23T08:00:00Z (leave it out to judge as of now)")
+    clock = FixedClock(parse_timestamp(args.as_of)) if args.as_of is not None else None
 
     async def run() -> int:
         async with build_app(settings_from(args), clock=clock, record_policy=not args.dry_run) as app:
@@ -188,7 +190,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"accessbot: {exc}", file=sys.stderr)
         return 2
     except PolicyError as exc:
-        print(f"accessbot: the policy is invalid:\n{exc}", file=sys.stderr)
+        path = settings_from(args).policy
+        print(f"accessbot: the policy file {path} is invalid:", file=sys.stderr)
+        for issue in exc.issues:
+            print(f"{path}: {issue}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

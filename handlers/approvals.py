@@ -33,7 +33,9 @@ from handlers.views import Reply, RequestView
 
 
 def not_found(n: int) -> Reply:
-    return Reply(text=f"There is no request {req_id(n)}.", ok=False, kind="refusal", rule="unknown-request")
+    """Also the reply to whoever may not see the request (SPEC §4.1): the two must not differ."""
+    return Reply(text=f"There is no request {req_id(n)} that you can see.", ok=False, kind="refusal",
+                 rule="unknown-request")
 
 
 def _in_chain(record: RequestRecord) -> bool:

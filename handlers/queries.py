@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from handlers.approvals import not_found
 from handlers.context import Deps
 from handlers.present import request_view, resolved_chain
 from handlers.records import ACTIVE, APPROVED, HOLDING_STATES, OPEN_STATES, PENDING, DecisionRecord, RequestRecord
@@ -111,11 +112,18 @@ async def may_see(deps: Deps, actor: str, record: RequestRecord, decisions: list
     return any(actor in s.pool for s in chain)
 
 
+async def hidden_from(deps: Deps, actor: str, n: int) -> bool:
+    """True when request ``n`` exists and ``actor`` may not see it."""
+    async with deps.store.read() as repo:
+        record = await repo.get_request(n)
+    return record is not None and not await may_see(deps, actor, record)
+
+
 def status_text(view: RequestView) -> str:
     lines = [f"{view.id}: {view.profile} — {view.profile_title} [{view.risk}]"
              + (" — EXCEPTION" if view.kind == "exception" else ""),
              f"  requester: {view.requester_name} <{view.requester}>",
-             f"  state: {view.state}" + (f" ({view.end_reason})" if view.end_reason else ""),
+             f"  state: {view.state}" + (f" ({view.end_reason})" if view.end_reason not in (None, view.state) else ""),
              f"  duration: {view.duration}; submitted {view.submitted_at}; policy {view.policy_version}"]
     if view.justification:
         lines.append(f"  justification: {view.justification}")
@@ -145,7 +153,7 @@ async def status(deps: Deps, actor: str, n: int) -> Reply | None:
         events = await repo.events_for(n) if record else []
         decisions = await repo.decisions(n) if record else []
     if record is None:
-        return Reply(text=f"There is no request REQ-{n}.", ok=False, kind="refusal", rule="unknown-request")
+        return not_found(n)
     if not await may_see(deps, actor, record, decisions):
         return None
     view = await request_view(deps, record, decisions=[d for d in decisions if d.round == record.round],
