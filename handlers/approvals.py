@@ -236,6 +236,10 @@ async def end_grant(deps: Deps, actor: str, n: int, *, how: str, reason: str | N
             return Reply(text=f"{record.ref} is {record.state}: there is no grant to end.{hint}", ok=False,
                          kind="request", request=await request_view(deps, record), rule="not-active")
         state = "released" if how == "released" else "revoked"
+        waiting: list[str] = []  # an extension's open step: its approvers' cards are closed like any decided one
+        if record.extension_pending:
+            chain = await _chain(deps, record) or []
+            waiting = sorted(chain[record.step].pool) if record.step < len(chain) else []
         record.state, record.ended_at, record.end_reason = state, now, reason_code(how, reason)
         record.ext_duration = None
         await repo.save_request(record)
@@ -255,9 +259,12 @@ async def end_grant(deps: Deps, actor: str, n: int, *, how: str, reason: str | N
     text = f"{record.ref} {state}: {record.requester} removed from {record.group}."
     if op_id is None:
         text = f"{record.ref} {state}; {record.requester} keeps {record.group} through another active grant."
+    notices = [Notice(a, "outcome", f"{record.ref} was {state} by {actor}; the extension waiting on you is closed.",
+                      record.id, view) for a in waiting if a != actor]
     if actor != record.requester:
-        await deps.notifier.notify([Notice(record.requester, "status", f"{record.ref} was {state} by {actor}"
-                                           + (f": {reason}" if reason else "."), record.id, view)])
+        notices.append(Notice(record.requester, "status", f"{record.ref} was {state} by {actor}"
+                              + (f": {reason}" if reason else "."), record.id, view))
+    await deps.notifier.notify(notices)
     return Reply(text=text, kind="request", request=view)
 
 

@@ -134,7 +134,7 @@ def status_text(view: RequestView) -> str:
     if view.extension:
         lines.append(f"  extension requested: {view.extension}")
     if view.steps:
-        lines.append("  chain:")
+        lines.append(f"  chain of the extension by {view.extension}:" if view.extension else "  chain:")
         for s in view.steps:
             who = (f"approved by {', '.join(s.approved_by)}" if s.approved_by
                    else f"from {', '.join(s.approvers) or '-'}")
@@ -156,7 +156,7 @@ async def status(deps: Deps, actor: str, n: int) -> Reply | None:
         return not_found(n)
     if not await may_see(deps, actor, record, decisions):
         return None
-    view = await request_view(deps, record, decisions=[d for d in decisions if d.round == record.round],
+    view = await request_view(deps, record, decisions=decisions,
                               events=events)
     return Reply(text=status_text(view), kind="request", request=view)
 
