@@ -29,11 +29,8 @@ def cmd_evidence_export(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from bot.cli import settings_from
-    from bot.errors import CliError
     from bot.evidence_commands import report_text
 
-    if args.what == "access" and not args.profile:
-        raise CliError("report access needs --profile PROFILE")
     text, ok = asyncio.run(report_text(settings_from(args), args.what, args.profile, args.format))
     sys.stdout.write(text)
     return 0 if ok else 1
@@ -52,7 +49,7 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> Non
     r = sub.add_parser("report", help="compliance reports: drift, terminations, access")
     common(r)
     r.add_argument("what", choices=["drift", "terminations", "access"])
-    r.add_argument("--profile", help="the profile (report access)")
+    r.add_argument("--profile", help="only this profile (report access; default: every profile)")
     r.add_argument("--format", choices=["text", "csv", "json"], default="text")
     r.set_defaults(func=cmd_report)
 

@@ -76,10 +76,11 @@ async def _report(service: AccessService, what: str, profile: str | None, fmt: s
         sla = deps.policy.schedule.termination_sla.total_seconds() / 3600
         return render(await termination_rows(source, sla), TERMINATION_COLUMNS, fmt,
                       f"Terminations (SLA {sla:g} h)"), True
-    if deps.policy.profile(profile or "") is None:
+    if profile is None:
+        return render(await access_rows(deps, None), ACCESS_COLUMNS, fmt, "Who has access (every profile)"), True
+    if deps.policy.profile(profile) is None:
         return f"There is no profile {profile!r}.\n", False
-    return render(await access_rows(deps, (profile or "").lower()), ACCESS_COLUMNS, fmt,
-                  f"Who has {profile}"), True
+    return render(await access_rows(deps, profile.lower()), ACCESS_COLUMNS, fmt, f"Who has {profile}"), True
 
 
 def install(service: AccessService, settings: Settings) -> None:
@@ -100,8 +101,6 @@ def install(service: AccessService, settings: Settings) -> None:
                      f"chain verified: {summary.audit['verified']}).", data={"path": str(out)})
 
     async def report(actor: Person, cmd: Report) -> Reply:
-        if cmd.what == "access" and not cmd.profile:
-            return Reply(text="Say `report access <profile>`.", ok=False, kind="refusal")
         text, ok = await _report(service, cmd.what, cmd.profile, "text")
         return Reply(text=text.rstrip("\n"), ok=ok)
 

@@ -30,7 +30,7 @@ HELP_SECURITY = [
     ("revoke REQ-n because <reason>", "end a grant now"),
     ("verify", "verify the audit chain"),
     ("evidence <from> <to>", "an evidence pack for a period (dates YYYY-MM-DD)"),
-    ("report drift|terminations|access <profile>", "compliance reports"),
+    ("report drift|terminations|access [<profile>]", "compliance reports"),
 ]
 
 

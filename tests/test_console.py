@@ -84,3 +84,18 @@ def test_a_request_one_may_not_see_looks_like_one_that_does_not_exist(sqlite_url
     assert [(e["actor"], e["data"]["reason"]) for e in events if e["type"] == "approval.refused"] == [
         ("frank@example.com", "not-an-approver")] * 2
     assert not any(e["request_id"] == "REQ-999" for e in events)
+
+
+def test_report_access_without_a_profile_lists_every_profile(sqlite_url, tmp_path):
+    files = copy_examples(tmp_path)
+    cli("chat", "--as", "alice@example.com", db=sqlite_url, files=files,
+        input="request analytics-read for 2h\nrequest prod-db-read for 30m because INC-7 paged\n")
+    r = cli("report", "access", "--format", "json", db=sqlite_url, files=files)
+    assert r.returncode == 0, r.stderr
+    assert sorted(row["profile"] for row in json.loads(r.stdout)) == ["analytics-read", "prod-db-read"]
+    r = cli("report", "access", "--profile", "analytics-read", "--format", "json", db=sqlite_url, files=files)
+    assert [row["request_id"] for row in json.loads(r.stdout)] == ["REQ-1"]
+    r = cli("report", "access", "--profile", "nope", db=sqlite_url, files=files)
+    assert r.returncode == 1 and "no profile" in r.stdout + r.stderr
+    out = cli("chat", "--as", "sam.sec@example.com", input="report access\n", db=sqlite_url, files=files).stdout
+    assert "REQ-1" in out and "REQ-2" in out, out
