@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from datetime import UTC, datetime
 
 from bot.errors import CliError
@@ -13,6 +14,7 @@ from bot.extensions import optional_modules
 from bot.settings import Settings, load_settings
 from handlers.audit import canonical_json
 from handlers.context import FixedClock
+from handlers.origin import acting_via
 from handlers.policy import PolicyError, load_policy
 
 # Modules that add subcommands of their own: each has ``register(subparsers, common)``.
@@ -75,7 +77,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
         async with build_app(settings_from(args), notifier=ConsoleNotifier(sys.stdout)) as app:
             return await run_console(app.service, args.as_email, sys.stdin, sys.stdout)
 
-    return asyncio.run(run())
+    with acting_via("console"):
+        return asyncio.run(run())
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -184,8 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    origin = getattr(args, "origin", "cli")  # ``chat`` says console itself; ``serve`` leaves it to each channel
     try:
-        return int(args.func(args) or 0)
+        with acting_via(origin) if origin else nullcontext():
+            return int(args.func(args) or 0)
     except CliError as exc:
         print(f"accessbot: {exc}", file=sys.stderr)
         return 2

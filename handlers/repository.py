@@ -73,6 +73,10 @@ class Repository(Protocol):
 
     async def policy_raw(self, sha256: str) -> bytes | None: ...
 
+    async def forget_seen(self, before: datetime) -> int:
+        """Delete inbound event keys first seen before ``before``; how many went."""
+        ...
+
 
 class Store(Protocol):
     def write(self) -> AbstractAsyncContextManager[Repository]:
