@@ -97,13 +97,25 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
-def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def existing_database(args: argparse.Namespace) -> Settings:
+    """The settings of a read-only command, once its database is known to exist with its schema.
+
+    ``audit``, ``evidence`` and ``report`` never create a database: a wrong path must not read as
+    an empty, clean audit (SPEC §5).
+    """
     from store.db import upgrade
-    from store.repository import SqlStore
+    from store.probe import require_existing
 
     settings = settings_from(args)
-    upgrade(settings.database_url)
-    return SqlStore(settings.database_url)
+    require_existing(settings.database_url)
+    upgrade(settings.database_url)  # an older schema is brought up to date; none is ever created here
+    return settings
+
+
+def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from store.repository import SqlStore
+
+    return SqlStore(existing_database(args).database_url)
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
@@ -204,9 +216,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:
         from provisioning.directory import DirectoryError
+        from store.probe import failure
 
         if isinstance(exc, DirectoryError):
             print(f"accessbot: the directory file is invalid:\n{exc}", file=sys.stderr)
+            return 1
+        problem = failure(exc, settings_from(args).database_url)
+        if problem is not None:
+            print(f"accessbot: {problem}", file=sys.stderr)
             return 1
         raise
 
