@@ -12,7 +12,8 @@ import re
 from dataclasses import fields, is_dataclass, replace
 from typing import Any, TypeVar
 
-MAX_TEXT = 4000  # a whole message, and the cap of any field that has no limit of its own
+MAX_TEXT = 4000  # a whole message; any text is read only up to twice this
+# Fields over their limit are refused, never cut (a request judges its own, in SPEC §3.1's order).
 LIMITS = {"justification": 2000, "ticket": 64, "comment": 2000, "reason": 2000}
 
 _DROP = frozenset([0x061C, 0x200E, 0x200F, 0xFEFF, *range(0x202A, 0x202F), *range(0x2066, 0x206A)])
@@ -38,7 +39,7 @@ def clean(text: str) -> str:
 def too_long(rule: str, value: object) -> str | None:
     """The refusal text when ``value`` is over the limit of ``rule``, else None."""
     limit = LIMITS.get(rule)
-    if not isinstance(value, str) or limit is None or limit is None or len(value) <= limit:
+    if not isinstance(value, str) or limit is None or len(value) <= limit:
         return None
     return f"the {rule} is longer than {limit} characters"
 
