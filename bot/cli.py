@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from datetime import UTC, datetime
 
 from bot.errors import CliError
@@ -13,6 +14,7 @@ from bot.extensions import optional_modules
 from bot.settings import Settings, load_settings
 from handlers.audit import canonical_json
 from handlers.context import FixedClock
+from handlers.origin import acting_via
 from handlers.policy import PolicyError, load_policy
 
 # Modules that add subcommands of their own: each has ``register(subparsers, common)``.
@@ -81,14 +83,17 @@ def cmd_chat(args: argparse.Namespace) -> int:
         async with build_app(settings_from(args), notifier=ConsoleNotifier(sys.stdout)) as app:
             return await run_console(app.service, args.as_email, sys.stdin, sys.stdout)
 
-    return asyncio.run(run())
+    with acting_via("console"):
+        return asyncio.run(run())
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from bot.bootstrap import build_app
 
     # --as-of sets only the clock timers are judged by; what the sweep records happens now (SPEC §5)
-    as_of = FixedClock(parse_timestamp(args.as_of)) if args.as_of else None
+    if args.as_of is not None and not args.as_of.strip():
+        raise CliError("--as-of needs a timestamp such as 2026-11-23T08:00:00Z (leave it out to judge as of now)")
+    as_of = FixedClock(parse_timestamp(args.as_of)) if args.as_of is not None else None
 
     async def run() -> int:
         async with build_app(settings_from(args), as_of=as_of, record_policy=not args.dry_run) as app:
@@ -99,13 +104,25 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
-def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def existing_database(args: argparse.Namespace) -> Settings:
+    """The settings of a read-only command, once its database is known to exist with its schema.
+
+    ``audit``, ``evidence`` and ``report`` never create a database: a wrong path must not read as
+    an empty, clean audit (SPEC §5).
+    """
     from store.db import upgrade
-    from store.repository import SqlStore
+    from store.probe import require_existing
 
     settings = settings_from(args)
-    upgrade(settings.database_url)
-    return SqlStore(settings.database_url)
+    require_existing(settings.database_url)
+    upgrade(settings.database_url)  # an older schema is brought up to date; none is ever created here
+    return settings
+
+
+def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from store.repository import SqlStore
+
+    return SqlStore(existing_database(args).database_url)
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
@@ -189,21 +206,31 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    origin = getattr(args, "origin", "cli")  # ``chat`` says console itself; ``serve`` leaves it to each channel
     try:
-        return int(args.func(args) or 0)
+        with acting_via(origin) if origin else nullcontext():
+            return int(args.func(args) or 0)
     except CliError as exc:
         print(f"accessbot: {exc}", file=sys.stderr)
         return 2
     except PolicyError as exc:
-        print(f"accessbot: the policy is invalid:\n{exc}", file=sys.stderr)
+        path = settings_from(args).policy
+        print(f"accessbot: the policy file {path} is invalid:", file=sys.stderr)
+        for issue in exc.issues:
+            print(f"{path}: {issue}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
         from provisioning.directory import DirectoryError
+        from store.probe import failure
 
         if isinstance(exc, DirectoryError):
             print(f"accessbot: the directory file is invalid:\n{exc}", file=sys.stderr)
+            return 1
+        problem = failure(exc, settings_from(args).database_url)
+        if problem is not None:
+            print(f"accessbot: {problem}", file=sys.stderr)
             return 1
         raise
 

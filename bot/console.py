@@ -23,7 +23,11 @@ class ConsoleNotifier:
 
 
 async def run_console(service: AccessService, email: str, stdin: TextIO, stdout: TextIO) -> int:
-    """Read one command a line until end of input. Exit code 1 for an unknown user."""
+    """Read one command a line until end of input.
+
+    Exit code 0 when every line was understood and allowed; 1 for an unknown user, or when any
+    line was refused or not understood (so that a script piping commands in can tell).
+    """
     person = await service.identify(email)
     if person is None:
         stdout.write(f"{email} is not in the directory; ask an administrator to add you.\n")
@@ -32,6 +36,8 @@ async def run_console(service: AccessService, email: str, stdin: TextIO, stdout:
     if interactive:
         stdout.write(f"accessbot — signed in as {person.name} <{person.email}>. Type `help`, or `quit`.\n")
     loop = asyncio.get_running_loop()
+    refused = False
+    lines = 0
     while True:
         if interactive:
             stdout.write("> ")
@@ -39,6 +45,7 @@ async def run_console(service: AccessService, email: str, stdin: TextIO, stdout:
         line = await loop.run_in_executor(None, stdin.readline)
         if not line:
             break
+        lines += 1
         text = line.strip()
         if not text or text.startswith("#"):
             continue
@@ -53,10 +60,15 @@ async def run_console(service: AccessService, email: str, stdin: TextIO, stdout:
         except Exception as exc:  # one bad command must not end the session or lose what was recorded
             stdout.write(f"Error: {type(exc).__name__}: {exc}\n")
             stdout.flush()
+            refused = True
             continue
+        refused = refused or not reply.ok
         stdout.write(reply.text + "\n")
         stdout.flush()
-    return 0
+    if not interactive and lines == 0:
+        stdout.write(f"accessbot — you are {person.name} <{person.email}>, and no command came in. Type commands "
+                     f"one a line in a terminal, or pipe them in: echo help | accessbot chat --as {person.email}\n")
+    return 1 if refused else 0
 
 
 def main_console(service: AccessService, email: str) -> int:  # pragma: no cover - thin wrapper

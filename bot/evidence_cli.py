@@ -11,7 +11,7 @@ from typing import Any
 
 
 def cmd_evidence_export(args: argparse.Namespace) -> int:
-    from bot.cli import settings_from
+    from bot.cli import existing_database
     from bot.errors import CliError
     from bot.evidence_commands import export_pack
     from handlers.evidence import Period
@@ -20,7 +20,7 @@ def cmd_evidence_export(args: argparse.Namespace) -> int:
         period = Period.parse(args.date_from, args.date_to)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    summary = asyncio.run(export_pack(settings_from(args), period, Path(args.out), actor="cli"))
+    summary = asyncio.run(export_pack(existing_database(args), period, Path(args.out), actor="cli"))
     audit = summary.audit
     print(f"wrote {summary.path}: " + ", ".join(f"{k} {v}" for k, v in summary.counts.items())
           + f"; audit seq {audit['first_seq']}..{audit['last_seq']}, chain verified: {audit['verified']}")
@@ -28,13 +28,10 @@ def cmd_evidence_export(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bot.cli import settings_from
-    from bot.errors import CliError
+    from bot.cli import existing_database
     from bot.evidence_commands import report_text
 
-    if args.what == "access" and not args.profile:
-        raise CliError("report access needs --profile PROFILE")
-    text, ok = asyncio.run(report_text(settings_from(args), args.what, args.profile, args.format))
+    text, ok = asyncio.run(report_text(existing_database(args), args.what, args.profile, args.format))
     sys.stdout.write(text)
     return 0 if ok else 1
 
@@ -52,7 +49,7 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> Non
     r = sub.add_parser("report", help="compliance reports: drift, terminations, access")
     common(r)
     r.add_argument("what", choices=["drift", "terminations", "access"])
-    r.add_argument("--profile", help="the profile (report access)")
+    r.add_argument("--profile", help="only this profile (report access; default: every profile)")
     r.add_argument("--format", choices=["text", "csv", "json"], default="text")
     r.set_defaults(func=cmd_report)
 

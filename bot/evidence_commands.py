@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,10 +78,41 @@ async def _report(service: AccessService, what: str, profile: str | None, fmt: s
         sla = deps.policy.schedule.termination_sla.total_seconds() / 3600
         return render(await termination_rows(source, sla), TERMINATION_COLUMNS, fmt,
                       f"Terminations (SLA {sla:g} h)"), True
-    if deps.policy.profile(profile or "") is None:
+    if profile is None:
+        return render(await access_rows(deps, None), ACCESS_COLUMNS, fmt, "Who has access (every profile)"), True
+    if deps.policy.profile(profile) is None:
         return f"There is no profile {profile!r}.\n", False
-    return render(await access_rows(deps, (profile or "").lower()), ACCESS_COLUMNS, fmt,
-                  f"Who has {profile}"), True
+    return render(await access_rows(deps, profile.lower()), ACCESS_COLUMNS, fmt, f"Who has {profile}"), True
+
+
+def private_pack_path(configured: str | None, stem: str) -> Path:
+    """A new, empty file for a pack that only this process's user can reach.
+
+    Without ``ACCESSBOT_EVIDENCE_DIR``: a fresh folder under the temp folder (``mkdtemp``: an
+    unguessable name, mode 0700), never a fixed path another local user could plant a link at.
+    With it: that folder, made 0700 when missing; a link, another owner, or a folder others may
+    write is refused. The file itself is created with ``O_EXCL`` (and ``O_NOFOLLOW``), mode 0600.
+    """
+    if configured:
+        folder = Path(configured)
+        if not folder.exists() and not folder.is_symlink():
+            folder.mkdir(mode=0o700, parents=True)
+        st = os.lstat(folder)
+        if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+            raise OSError(f"ACCESSBOT_EVIDENCE_DIR {folder} is not a plain folder (a link is refused)")
+        if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            raise OSError(f"ACCESSBOT_EVIDENCE_DIR {folder} must belong to this user and not be writable by others")
+    else:
+        folder = Path(tempfile.mkdtemp(prefix="accessbot-evidence-"))
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    for attempt in range(100):
+        path = folder / (f"{stem}.zip" if attempt == 0 else f"{stem}-{attempt}.zip")
+        try:
+            os.close(os.open(path, flags, 0o600))
+        except FileExistsError:
+            continue
+        return path
+    raise OSError(f"no free file name for {stem} in {folder}")
 
 
 def install(service: AccessService, settings: Settings) -> None:
@@ -90,18 +123,20 @@ def install(service: AccessService, settings: Settings) -> None:
             period = Period.parse(cmd.date_from, cmd.date_to)
         except ValueError as exc:
             return Reply(text=f"{exc}. Say `evidence 2026-11-01 2026-11-30`.", ok=False, kind="refusal")
-        folder = Path(settings.env.get("ACCESSBOT_EVIDENCE_DIR") or Path(tempfile.gettempdir()) / "accessbot-evidence")
-        out = folder / f"evidence-{period.start}-{period.end}-{datetime.now(UTC):%Y%m%dT%H%M%S}.zip"
+        try:
+            out = private_pack_path(settings.env.get("ACCESSBOT_EVIDENCE_DIR"),
+                                    f"evidence-{period.start}-{period.end}-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+        except OSError as exc:
+            return Reply(text=f"No pack written: {exc}.", ok=False, kind="refusal", rule="evidence-dir")
         sla = service.deps.policy.schedule.termination_sla.total_seconds() / 3600
         summary = await write_pack(service.deps.store, period, out, sla_hours=sla)  # type: ignore[arg-type]
+        os.chmod(out, 0o600)
         await _record(service, actor.email, period, summary)
         counts = ", ".join(f"{k} {v}" for k, v in summary.counts.items())
         return Reply(text=f"Evidence pack for {period.start} to {period.end} written on the server: {out} ({counts}; "
                      f"chain verified: {summary.audit['verified']}).", data={"path": str(out)})
 
     async def report(actor: Person, cmd: Report) -> Reply:
-        if cmd.what == "access" and not cmd.profile:
-            return Reply(text="Say `report access <profile>`.", ok=False, kind="refusal")
         text, ok = await _report(service, cmd.what, cmd.profile, "text")
         return Reply(text=text.rstrip("\n"), ok=ok)
 

@@ -16,8 +16,18 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from bot.bootstrap import App
+from handlers.context import Deps
 from handlers.grants import run_due_ops
-from handlers.sweeps import SweepReport, detect_drift, expire_due, remind_pending, terminate_inactive, warn_expiring
+from handlers.origin import acting_via
+from handlers.sweeps import (
+    SweepReport,
+    detect_drift,
+    expire_due,
+    forget_seen_events,
+    remind_pending,
+    terminate_inactive,
+    warn_expiring,
+)
 
 log = structlog.get_logger("accessbot.scheduler")
 
@@ -29,23 +39,30 @@ async def run_sweep(app: App, name: str) -> None:
     deps = app.deps
     report = SweepReport(as_of=deps.judged_now(), dry_run=False)
     try:
-        if name == "expiry":
-            report.repaired = await run_due_ops(deps)
-            await expire_due(deps, report)
-            await warn_expiring(deps, report)
-        elif name == "termination":
-            await terminate_inactive(deps, report)
+        with acting_via("scheduler"):
+            await _run(deps, name, report)
+        if name == "termination":
             record_sweep(app, name, report)
-        elif name == "reminders":
-            await remind_pending(deps, report)
-        elif name == "drift":
-            await detect_drift(deps, report)
     except Exception:
         log.exception("sweep failed", sweep=name)
     finally:
         SWEEP_SECONDS.labels(name).observe(time.perf_counter() - started)
     if name == "expiry":
         await _wake_at_next_expiry(app)
+
+
+async def _run(deps: Deps, name: str, report: SweepReport) -> None:
+    if name == "expiry":
+        report.repaired = await run_due_ops(deps)
+        await expire_due(deps, report)
+        await warn_expiring(deps, report)
+    elif name == "termination":
+        await terminate_inactive(deps, report)
+    elif name == "reminders":
+        await remind_pending(deps, report)
+        await forget_seen_events(deps)
+    elif name == "drift":
+        await detect_drift(deps, report)
 
 
 _SCHEDULERS: dict[int, AsyncIOScheduler] = {}

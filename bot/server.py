@@ -115,4 +115,5 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> Non
     common(p)
     p.add_argument("--port", type=int, help="HTTP port (default: ACCESSBOT_PORT or 3978)")
     p.add_argument("--host", help="address to listen on (default 0.0.0.0)")
-    p.set_defaults(func=cmd_serve)
+    # no channel for the whole process: each channel and the scheduler name their own (handlers.origin)
+    p.set_defaults(func=cmd_serve, origin=None)

@@ -14,7 +14,6 @@ from handlers.chains import ResolvedStep, first_unsatisfiable, pin_step, resolve
 from handlers.context import SYSTEM, Deps
 from handlers.durations import DurationError, format_duration, parse_duration
 from handlers.eligibility import ineligibility, memberships_of
-from handlers.grammar import clean
 from handlers.grants import Ending, end_membership, plan_add, run_op
 from handlers.policy import Policy
 from handlers.ports import Notice, Person
@@ -34,11 +33,11 @@ from handlers.records import (
 from handlers.repository import Repository
 from handlers.views import Reply, RequestView
 
-MAX_COMMENT = 2000
-
 
 def not_found(n: int) -> Reply:
-    return Reply(text=f"There is no request {req_id(n)}.", ok=False, kind="refusal", rule="unknown-request")
+    """Also the reply to whoever may not see the request (SPEC §4.1): the two must not differ."""
+    return Reply(text=f"There is no request {req_id(n)} that you can see.", ok=False, kind="refusal",
+                 rule="unknown-request")
 
 
 def _in_chain(record: RequestRecord) -> bool:
@@ -104,7 +103,7 @@ async def open_step(deps: Deps, repo: Repository, record: RequestRecord, chain: 
 
 async def decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str | None) -> Reply:
     actor = actor.lower()
-    comment = clean(comment)[:MAX_COMMENT] if comment else None
+    comment = comment or None  # cleaned and limited by the service, like every free-text field
     if not approve and not comment:
         return Reply(text=f"Say why: `deny {req_id(n)} because <reason>`.", ok=False, kind="form",
                      rule="reason", data={"request_id": req_id(n), "needs": "reason"})
@@ -271,6 +270,10 @@ async def end_grant(deps: Deps, actor: str, n: int, *, how: str, reason: str | N
             return Reply(text=f"{record.ref} is {record.state}: there is no grant to end.{hint}", ok=False,
                          kind="request", request=await request_view(deps, record), rule="not-active")
         state = "released" if how == "released" else "revoked"
+        waiting: list[str] = []  # an extension's open step: its approvers' cards are closed like any decided one
+        if record.extension_pending:
+            chain = await _chain(deps, record) or []
+            waiting = sorted(chain[record.step].pool) if record.step < len(chain) else []
         record.state, record.ended_at, record.end_reason = state, now, reason_code(how, reason)
         record.ext_duration = None
         await repo.save_request(record)
@@ -288,9 +291,12 @@ async def end_grant(deps: Deps, actor: str, n: int, *, how: str, reason: str | N
         fresh = await repo.get_request(n)
     view = await request_view(deps, fresh) if fresh else None
     text = f"{record.ref} {state}: " + ending_text(record, ending, outcome)
+    notices = [Notice(a, "outcome", f"{record.ref} was {state} by {actor}; the extension waiting on you is closed.",
+                      record.id, view) for a in waiting if a != actor]
     if actor != record.requester:
-        await deps.notifier.notify([Notice(record.requester, "status", f"{record.ref} was {state} by {actor}"
-                                           + (f": {reason}" if reason else "."), record.id, view)])
+        notices.append(Notice(record.requester, "status", f"{record.ref} was {state} by {actor}"
+                              + (f": {reason}" if reason else "."), record.id, view))
+    await deps.notifier.notify(notices)
     return Reply(text=text, kind="request", request=view)
 
 
@@ -406,7 +412,7 @@ async def extend(deps: Deps, actor: str, n: int, duration_text: str | None, reas
         record.round += 1
         record.step = 0
         record.ext_duration = extra
-        record.ext_justification = clean(reason)[:MAX_COMMENT] if reason else None
+        record.ext_justification = reason or None
         await repo.append("request.extension_requested", actor=actor, ts=now, request=record,
                           data={"extension": True, "duration": format_duration(extra),
                                 "justification": record.ext_justification, "round": record.round,

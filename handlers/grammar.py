@@ -1,8 +1,8 @@
 """The chat grammar of SPEC §4.1: the same words in Teams, Slack and the console.
 
 ``parse`` turns a line of text into a channel-neutral command. It never guesses: free phrasing
-is understood only when it names exactly one known profile and asks for it; anything else is
-:class:`Unknown`, which the service answers with help.
+(``handlers.phrasing``) is understood only when the asker asks for exactly one known profile for
+themselves; anything else is :class:`Unknown`, which the service answers with help.
 """
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-MAX_TEXT = 4000
+from handlers.phrasing import NotActed, free_request
+from handlers.text import MAX_TEXT, clean
+
 TICKET_RE = re.compile(r"\b([A-Z][A-Z0-9]{1,9}-[0-9]{1,9})\b")
 REQ_RE = re.compile(r"^(?:REQ-)?([0-9]{1,9})$", re.IGNORECASE)
-DURATION_WORDS = (r"(?:\d{1,12}\s*(?:m|min|mins|minutes?|h|hr|hrs|hours?|d|days?|w|weeks?|s)\b\s*)+")
 
 
 @dataclass(frozen=True)
@@ -132,20 +133,6 @@ def command_name(cmd: object) -> str:
     return names.get(type(cmd), type(cmd).__name__.lower())
 
 
-def clean(text: str) -> str:
-    """Drop control characters and bidi overrides, fold white space, cap the length."""
-    out = []
-    for ch in text[: MAX_TEXT * 2]:
-        code = ord(ch)
-        if ch in "\t\n\r":
-            out.append(" ")
-        elif code < 32 or code == 127 or 0x202A <= code <= 0x202E or 0x2066 <= code <= 0x2069 or code == 0xFEFF:
-            continue
-        else:
-            out.append(ch)
-    return re.sub(r"\s+", " ", "".join(out)).strip()
-
-
 def find_ticket(text: str | None) -> str | None:
     if not text:
         return None
@@ -184,23 +171,6 @@ def _parse_request(rest: str, *, exception: bool) -> Command:
                          exception=exception)
 
 
-def _free_request(text: str, profile_ids: Iterable[str]) -> Command | None:
-    lowered = text.lower()
-    if not re.search(r"\b(need|needs|want|request|requesting|give me|grant me|access to|like)\b", lowered):
-        return None
-    named = [p for p in profile_ids if re.search(rf"(?<![a-z0-9-]){re.escape(p)}(?![a-z0-9-])", lowered)]
-    if len(named) != 1:
-        return None
-    profile = named[0]
-    duration = None
-    m = re.search(rf"\bfor\s+({DURATION_WORDS})", text, re.IGNORECASE)
-    if m:
-        duration = m.group(1).strip()
-    after = re.search(r"\b(?:to|because|so that|so)\s+(.+)$", text[m.end():] if m else text, re.IGNORECASE)
-    reason = after.group(1).strip() if after else None
-    return RequestAccess(profile=profile, duration=duration, reason=reason, ticket=find_ticket(text))
-
-
 def parse(text: str, profile_ids: Iterable[str] = ()) -> Command:
     text = clean(text)
     if not text:
@@ -225,7 +195,7 @@ def parse(text: str, profile_ids: Iterable[str] = ()) -> Command:
     if verb in ("pending", "verify") and not args:
         return Pending() if verb == "pending" else Verify()
     if verb == "who" and len(args) == 2 and args[0].lower() == "has":
-        return WhoHas(args[1].lower())
+        return WhoHas(args[1].lower().rstrip("?"))
     if verb == "history" and len(args) == 1 and "@" in args[0]:
         return History(args[0].lower())
     if verb == "evidence" and len(args) == 2:
@@ -258,7 +228,10 @@ def parse(text: str, profile_ids: Iterable[str] = ()) -> Command:
     if verb in ("release", "cancel", "status", "approve", "deny", "revoke", "extend"):
         return Unknown(text, hint=f"`{verb}` needs a request id like REQ-7")
 
-    free = _free_request(text, profile_ids)
+    free = free_request(text, profile_ids)
+    if isinstance(free, NotActed):
+        return Unknown(text, hint=free.hint)
     if free is not None:
-        return free
+        profile, duration, reason = free
+        return RequestAccess(profile=profile, duration=duration, reason=reason, ticket=find_ticket(text))
     return Unknown(text)

@@ -62,24 +62,28 @@ async def request_view(deps: Deps, record: RequestRecord, *, decisions: list[Dec
     policy = await deps.policy_for(record)
     profile = policy.profile(record.profile)
     requester = await deps.person(record.requester)
+    in_chain = record.state == PENDING or (record.state == ACTIVE and record.extension_pending)
+    # The steps shown: a pending extension's own, else those of the request itself (round 0), which
+    # granted the access; a withdrawn or denied extension leaves them as they were.
+    shown = record.round if in_chain else 0
     if decisions is None:
         async with deps.store.read() as repo:
-            decisions = await repo.decisions(record.id or 0, record.round)
-    this_round = [d for d in decisions if d.round == record.round]
+            decisions = await repo.decisions(record.id or 0, shown)
+    this_round = [d for d in decisions if d.round == shown]
     steps: list[StepView] = []
     chain = await resolved_chain(deps, policy, profile, record, requester)
-    in_chain = record.state == PENDING or (record.state == ACTIVE and record.extension_pending)
+    at = record.step if shown == record.round else len(chain)  # the open step of the round shown
     used: set[str] = set()
     for rs in chain:
         approved = tuple(d.approver for d in this_round if d.step == rs.index and d.decision == "approved")
         denied = any(d.step == rs.index and d.decision == "denied" for d in this_round)
-        pool = tuple(sorted(rs.pool - used)) if rs.index >= record.step else tuple(sorted(rs.pool))
+        pool = tuple(sorted(rs.pool - used)) if rs.index >= at else tuple(sorted(rs.pool))
         used.update(approved)
         if denied:
             status = "denied"
-        elif rs.index < record.step or (not in_chain and record.state != DENIED and record.approved_at):
+        elif rs.index < at or (not in_chain and record.state != DENIED and record.approved_at):
             status = "done"
-        elif in_chain and rs.index == record.step:
+        elif in_chain and rs.index == at:
             status = "open"
         elif in_chain:
             status = "waiting"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from handlers.approvals import not_found
 from handlers.context import Deps
 from handlers.eligibility import memberships_of
 from handlers.present import request_view, resolved_chain
@@ -30,7 +31,7 @@ HELP_SECURITY = [
     ("revoke REQ-n because <reason>", "end a grant now"),
     ("verify", "verify the audit chain"),
     ("evidence <from> <to>", "an evidence pack for a period (dates YYYY-MM-DD)"),
-    ("report drift|terminations|access <profile>", "compliance reports"),
+    ("report drift|terminations|access [<profile>]", "compliance reports"),
 ]
 
 
@@ -113,11 +114,18 @@ async def may_see(deps: Deps, actor: str, record: RequestRecord, decisions: list
     return any(actor in s.pool for s in chain)
 
 
+async def hidden_from(deps: Deps, actor: str, n: int) -> bool:
+    """True when request ``n`` exists and ``actor`` may not see it."""
+    async with deps.store.read() as repo:
+        record = await repo.get_request(n)
+    return record is not None and not await may_see(deps, actor, record)
+
+
 def status_text(view: RequestView) -> str:
     lines = [f"{view.id}: {view.profile} — {view.profile_title} [{view.risk}]"
              + (" — EXCEPTION" if view.kind == "exception" else ""),
              f"  requester: {view.requester_name} <{view.requester}>",
-             f"  state: {view.state}" + (f" ({view.end_reason})" if view.end_reason else ""),
+             f"  state: {view.state}" + (f" ({view.end_reason})" if view.end_reason not in (None, view.state) else ""),
              f"  duration: {view.duration}; submitted {view.submitted_at}; policy {view.policy_version}"]
     if view.justification:
         lines.append(f"  justification: {view.justification}")
@@ -128,7 +136,7 @@ def status_text(view: RequestView) -> str:
     if view.extension:
         lines.append(f"  extension requested: {view.extension}")
     if view.steps:
-        lines.append("  chain:")
+        lines.append(f"  chain of the extension by {view.extension}:" if view.extension else "  chain:")
         for s in view.steps:
             who = (f"approved by {', '.join(s.approved_by)}" if s.approved_by
                    else f"from {', '.join(s.approvers) or '-'}")
@@ -147,10 +155,10 @@ async def status(deps: Deps, actor: str, n: int) -> Reply | None:
         events = await repo.events_for(n) if record else []
         decisions = await repo.decisions(n) if record else []
     if record is None:
-        return Reply(text=f"There is no request REQ-{n}.", ok=False, kind="refusal", rule="unknown-request")
+        return not_found(n)
     if not await may_see(deps, actor, record, decisions):
         return None
-    view = await request_view(deps, record, decisions=[d for d in decisions if d.round == record.round],
+    view = await request_view(deps, record, decisions=decisions,
                               events=events)
     return Reply(text=status_text(view), kind="request", request=view)
 

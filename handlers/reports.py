@@ -49,7 +49,8 @@ async def termination_rows(source: ReportSource, sla_hours: float) -> list[dict[
     return rows
 
 
-async def access_rows(deps: Deps, profile: str) -> list[dict[str, Any]]:
+async def access_rows(deps: Deps, profile: str | None) -> list[dict[str, Any]]:
+    """The active grants of one profile, or of every profile when ``profile`` is None."""
     async with deps.store.read() as repo:
         records = await repo.find_requests(profile=profile, states=HOLDING_STATES)
         out = []

@@ -89,6 +89,10 @@ class Repository(Protocol):
 
     async def save_group_id(self, provider: str, ref: str, object_id: str, at: datetime) -> None: ...
 
+    async def forget_seen(self, before: datetime) -> int:
+        """Delete inbound event keys first seen before ``before``; how many went."""
+        ...
+
 
 class Store(Protocol):
     def write(self) -> AbstractAsyncContextManager[Repository]:

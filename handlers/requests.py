@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from datetime import timedelta
 
 from handlers.chains import first_unsatisfiable, resolve_chain
 from handlers.context import SYSTEM, Deps
 from handlers.durations import DurationError, format_duration, parse_duration
 from handlers.eligibility import PLAIN, Memberships, auto_approve_rule, ineligibility, memberships_of
-from handlers.grammar import RequestAccess, clean, find_ticket
+from handlers.grammar import RequestAccess, find_ticket
 from handlers.grants import plan_add, run_op
 from handlers.policy import Profile
 from handlers.ports import Notice, Person
 from handlers.present import request_view
 from handlers.records import APPROVED, HOLDING_STATES, PENDING, RequestRecord
+from handlers.text import too_long
 from handlers.views import FormRequest, ProfileView, Reply
-
-MAX_JUSTIFICATION = 2000
-MAX_TICKET = 64
 
 
 def profile_view(profile: Profile, person: Person | None, memberships: Memberships = PLAIN) -> ProfileView:
@@ -52,9 +52,9 @@ def _ticket(profile: Profile, given: str | None, reason: str | None) -> tuple[st
             if c and re.fullmatch(rule.pattern, c):
                 return c, None
         if given:
-            return None, f"ticket {given[:MAX_TICKET]!r} does not match {rule.pattern}"
+            return None, f"ticket {given!r} does not match {rule.pattern}"
     elif candidates and given:
-        return given[:MAX_TICKET], None
+        return given, None
     if rule.required:
         return None, f"a ticket is required (matching {rule.pattern})" if rule.pattern else "a ticket is required"
     return None, None
@@ -76,43 +76,8 @@ async def submit(deps: Deps, actor: Person, cmd: RequestAccess, *, forms: bool =
         hint = f" Did you mean: {', '.join(close)}?" if close else " See `profiles`."
         return await refuse(deps, who, "unknown-profile", f"there is no profile {cmd.profile[:100]!r}.{hint}",
                             data={"asked": cmd.profile[:100]})
-    missing: list[str] = []
-    errors: dict[str, str] = {}
-    duration = profile.default_duration
-    if cmd.duration:
-        try:
-            duration = parse_duration(cmd.duration)
-        except DurationError as exc:
-            errors["duration"] = str(exc)
-    elif cmd.exception:
-        missing.append("duration")
-    reason = clean(cmd.reason) if cmd.reason else None
-    if reason and len(reason) > MAX_JUSTIFICATION:
-        errors["justification"] = f"the justification is longer than {MAX_JUSTIFICATION} characters"
-    if not reason and (profile.justification_required or cmd.exception):
-        missing.append("justification")
-    ticket, ticket_problem = _ticket(profile, cmd.ticket, reason)
-    if ticket_problem:
-        if cmd.ticket or ticket_problem.startswith("ticket"):
-            errors["ticket"] = ticket_problem
-        else:
-            missing.append("ticket")
-    if forms and (missing or errors):
-        return _form(deps, actor, cmd, tuple(missing), errors)
     exc_hint = (f" You can ask for an exception: `exception {profile.id} for <duration> because <reason>`."
                 if profile.exception and not cmd.exception else "")
-    if "duration" in errors:
-        return await refuse(deps, who, "duration", errors["duration"], profile=profile.id)
-    if "duration" in missing:
-        return await refuse(deps, who, "duration", f"an exception needs `for <duration>` (at most "
-                            f"{format_duration(profile.exception.max_duration) if profile.exception else '-'}).",
-                            profile=profile.id)
-    if "justification" in errors or "justification" in missing:
-        return await refuse(deps, who, "justification", errors.get("justification")
-                            or f"{profile.id} needs a justification: add `because <reason>`.", profile=profile.id)
-    if "ticket" in errors or "ticket" in missing:
-        return await refuse(deps, who, "ticket", (errors.get("ticket") or ticket_problem or "ticket required")
-                            + " — put the ticket id in the reason.", profile=profile.id)
     held = await memberships_of(deps, who)
     if cmd.exception:
         if profile.exception is None:
@@ -127,10 +92,15 @@ async def submit(deps: Deps, actor: Person, cmd: RequestAccess, *, forms: bool =
             return await refuse(deps, who, why, f"you are not eligible for {profile.id} ({why}).{exc_hint}",
                                 profile=profile.id)
         limit = profile.max_duration
-    if duration > limit:
-        return await refuse(deps, who, "duration>max", f"{format_duration(duration)} is over the maximum of "
-                            f"{format_duration(limit)} for {profile.id}.{exc_hint}", profile=profile.id,
-                            data={"duration": format_duration(duration), "max": format_duration(limit)})
+    duration, reason, ticket, problems = _fields(profile, cmd, limit, exc_hint)
+    if problems and forms:
+        return _form(deps, actor, cmd, tuple(p.field for p in problems if p.missing),
+                     {p.field: p.text for p in problems if not p.missing})
+    if problems:
+        first = problems[0]
+        data = {"duration": format_duration(duration), "max": format_duration(limit)} \
+            if first.rule == "duration>max" else None
+        return await refuse(deps, who, first.rule, first.text + first.more, profile=profile.id, data=data)
     auto = None if cmd.exception else auto_approve_rule(profile, actor, duration, held)
     steps = profile.exception.approval if (cmd.exception and profile.exception) else profile.approval
     chain = [] if auto else await resolve_chain(steps, policy=policy, profile=profile, requester=actor,
@@ -191,6 +161,46 @@ async def submit(deps: Deps, actor: Person, cmd: RequestAccess, *, forms: bool =
         head = (f"{label} {record.ref} submitted: {profile.id} for {format_duration(duration)}. "
                 f"Waiting on step 1 ({chain[0].label}): {', '.join(sorted(chain[0].pool))}.")
     return Reply(text=head, kind="request", request=view)
+
+
+@dataclass(frozen=True)
+class Problem:
+    field: str  # the form field: duration | justification | ticket
+    rule: str
+    text: str
+    missing: bool = False
+    more: str = ""  # what the console adds to the refusal
+
+
+def _fields(profile: Profile, cmd: RequestAccess, limit: timedelta, exc_hint: str
+            ) -> tuple[timedelta, str | None, str | None, list[Problem]]:
+    """(duration, justification, ticket, problems): the field checks in SPEC §3.1's order."""
+    problems: list[Problem] = []
+    duration = profile.default_duration
+    if cmd.duration:
+        try:
+            duration = parse_duration(cmd.duration)
+        except DurationError as exc:
+            problems.append(Problem("duration", "duration", str(exc)))
+    elif cmd.exception:
+        problems.append(Problem("duration", "duration", f"an exception needs `for <duration>` (at most "
+                                f"{format_duration(limit)}).", missing=True))
+    if not problems and duration > limit:
+        problems.append(Problem("duration", "duration>max", f"{format_duration(duration)} is over the maximum of "
+                                f"{format_duration(limit)} for {profile.id}.{exc_hint}"))
+    reason = cmd.reason  # cleaned by the service, like every free-text field
+    if too_long("justification", reason):
+        problems.append(Problem("justification", "justification", too_long("justification", reason) or ""))
+    elif not reason and (profile.justification_required or cmd.exception):
+        problems.append(Problem("justification", "justification",
+                                f"{profile.id} needs a justification: add `because <reason>`.", missing=True))
+    ticket, ticket_problem = (None, too_long("ticket", cmd.ticket)) if too_long("ticket", cmd.ticket) \
+        else _ticket(profile, cmd.ticket, reason)
+    if ticket_problem:
+        missing = not cmd.ticket and not ticket_problem.startswith("ticket")
+        problems.append(Problem("ticket", "ticket", ticket_problem, missing=missing,
+                                more=" — put the ticket id in the reason."))
+    return duration, reason, ticket, problems
 
 
 def _form(deps: Deps, actor: Person, cmd: RequestAccess, missing: tuple[str, ...], errors: dict[str, str]) -> Reply:

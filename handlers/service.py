@@ -32,7 +32,11 @@ from handlers.grants import run_due_ops
 from handlers.ports import Person
 from handlers.reviews.commands import REVIEW_COMMANDS, handle_review, parse_review
 from handlers.sweeps import SweepReport, sweep
+from handlers.text import clean_command, over_limit
 from handlers.views import Reply
+
+# Commands that name a request: who may not see it is told it does not exist.
+REQUEST_COMMANDS = (Approve, Deny, Cancel, Release, Extend, Status)
 
 
 class AccessService:
@@ -66,6 +70,11 @@ class AccessService:
         return person
 
     async def handle(self, actor: Person, cmd: Command, *, forms: bool = False) -> Reply:
+        """The one door for every channel: the command's free text is cleaned here, once."""
+        cmd = clean_command(cmd)
+        if not isinstance(cmd, RequestAccess) and (problem := over_limit(cmd)) is not None:
+            rule, text = problem
+            return Reply(text=f"Refused ({rule}): {text}.", ok=False, kind="refusal", rule=rule)
         with one_lookup_per_person():
             return await self._handle(actor, cmd, forms=forms)
 
@@ -82,6 +91,8 @@ class AccessService:
         if not actor.active and not isinstance(cmd, Help | Unknown):
             return Reply(text="Your account is not active; the bot cannot act for you.", ok=False,
                          kind="refusal", rule="inactive")
+        if isinstance(cmd, REQUEST_COMMANDS) and await queries.hidden_from(deps, who, cmd.request_id):
+            return await self._hidden(actor, cmd)
         if isinstance(cmd, REVIEW_COMMANDS):
             return await handle_review(deps, actor, cmd)
         match cmd:
@@ -107,14 +118,7 @@ class AccessService:
             case Extend(request_id=n, duration=d, reason=reason):
                 return await approvals.extend(deps, who, n, d, reason)
             case Status(request_id=n):
-                reply = await queries.status(deps, who, n)
-                if reply is None:
-                    async with deps.store.write() as repo:
-                        await repo.append("command.refused", actor=who, ts=deps.now(), request_id=f"REQ-{n}",
-                                          data={"command": "status", "reason": "not the requester, an approver "
-                                                "or the security team"})
-                    return Reply(text=f"You may not see REQ-{n}.", ok=False, kind="refusal", rule="not-allowed")
-                return reply
+                return await queries.status(deps, who, n) or await self._hidden(actor, cmd)
             case Pending():
                 return await queries.pending(deps)
             case WhoHas(profile=p):
@@ -135,6 +139,23 @@ class AccessService:
                                  "(`accessbot evidence export` / `accessbot report`).", ok=False)
                 return await handler(actor, cmd)  # type: ignore[operator]
         return queries.help_reply(deps, who, "I did not understand that.")
+
+    async def _hidden(self, actor: Person, cmd: Approve | Deny | Cancel | Release | Extend | Status) -> Reply:
+        """A request the asker may not see gets the very reply a request that does not exist gets (SPEC §4.1).
+
+        The attempt is recorded: ``approval.refused`` for a decision (as for any non-approver),
+        ``command.refused`` for the rest.
+        """
+        who = actor.email.lower()
+        n = cmd.request_id
+        if isinstance(cmd, Approve | Deny):
+            await approvals.decide(self.deps, who, n, approve=isinstance(cmd, Approve), comment="-")
+        else:
+            async with self.deps.store.write() as repo:
+                await repo.append("command.refused", actor=who, ts=self.deps.now(), request_id=f"REQ-{n}",
+                                  data={"command": command_name(cmd), "reason": "not the requester, an approver "
+                                        "or the security team"})
+        return approvals.not_found(n)
 
     async def sweep(self, *, dry_run: bool = False, drift: bool = True) -> SweepReport:
         with one_lookup_per_person():

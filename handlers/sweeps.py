@@ -10,7 +10,7 @@ running a sweep twice changes nothing more, and several processes may sweep the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from handlers.approvals import _chain, asked_at_open, open_step
 from handlers.audit import format_ts
@@ -21,6 +21,8 @@ from handlers.durations import format_duration
 from handlers.grants import end_membership, run_due_ops
 from handlers.ports import Notice
 from handlers.records import ACTIVE, APPROVED, CANCELLED, HOLDING_STATES, PENDING, RequestRecord
+
+SEEN_EVENTS_KEPT = timedelta(days=1)
 
 
 @dataclass
@@ -225,6 +227,13 @@ async def warn_expiring(deps: Deps, report: SweepReport) -> None:
     await deps.notifier.notify(notices)
 
 
+async def forget_seen_events(deps: Deps) -> int:
+    """Drop inbound event keys (Slack retries) older than a day: a signed request is refused after
+    five minutes anyway, so an old key protects nothing."""
+    async with deps.store.write() as repo:
+        return await repo.forget_seen(deps.now() - SEEN_EVENTS_KEPT)
+
+
 async def sweep(deps: Deps, *, dry_run: bool = False, drift: bool = True) -> SweepReport:
     """Expiry, termination, drift, reminders and repair, once, as of ``deps.judged_now()``."""
     report = SweepReport(as_of=deps.judged_now(), dry_run=dry_run)
@@ -241,4 +250,6 @@ async def sweep(deps: Deps, *, dry_run: bool = False, drift: bool = True) -> Swe
     started, failed = await start_scheduled(deps, report.as_of, dry_run=dry_run)
     report.reviews_started += started
     report.failed += failed
+    if not dry_run:
+        await forget_seen_events(deps)
     return report

@@ -127,6 +127,9 @@ def _at_head(url: URL) -> bool:
 
 def upgrade(url: str | URL, revision: str = "head") -> None:
     """Bring the database schema up to date (idempotent; cheap when it already is)."""
+    from store.probe import check_url
+
+    check_url(url)  # a malformed URL or a database we do not speak: one clear line, not a driver's traceback
     u = _url(url)
     if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
         Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)

@@ -16,11 +16,12 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy import bindparam, delete, func, insert, select, text, update
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from handlers.audit import GENESIS, ChainVerifier, Verification, canonical_body, canonical_json, event_hash, format_ts
+from handlers.origin import stamp
 from handlers.records import AuditEvent, DecisionRecord, DriftRecord, OpRecord, RequestRecord, req_id
 from store import schema as t
 from store.db import backend, make_async_engine
@@ -208,7 +209,7 @@ class SqlRepository(ReviewRepositoryMixin):
         # so that the events of any period form one unbroken segment of the chain. A decision judged
         # as of another instant (``sweep --as-of``) says so in ``data.as_of``.
         real = self.wall()
-        data = dict(data or {})
+        data = stamp(dict(data or {}))  # the channel and platform user id the action came through
         if abs((ts - real).total_seconds()) > 1:
             data["as_of"] = format_ts(ts)
         body = {
@@ -430,6 +431,10 @@ class SqlRepository(ReviewRepositoryMixin):
             return False
         await self.conn.execute(insert(t.seen_events).values(key=key, seen_at=at))
         return True
+
+    async def forget_seen(self, before: datetime) -> int:
+        result = await self.conn.execute(delete(t.seen_events).where(t.seen_events.c.seen_at < before))
+        return int(result.rowcount or 0)
 
 
 class SqlStore:

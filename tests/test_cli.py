@@ -115,7 +115,7 @@ def test_fifty_concurrent_approvals_one_transition(database_url, tmp_path):
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               cwd=ROOT) for p in people]
     outs = [p.communicate("approve REQ-1\n", timeout=300) for p in procs]
-    assert all(p.returncode == 0 for p in procs), [o[1] for o in outs if o[1]]
+    assert sorted(p.returncode for p in procs) == [0] + [1] * 49, [o[1] for o in outs if o[1]]  # 49 refused
     winners = [o[0] for o in outs if "Approved REQ-1" in o[0]]
     assert len(winners) == 1, [o[0] for o in outs]
     events = _events(db)

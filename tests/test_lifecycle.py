@@ -160,7 +160,7 @@ async def test_deny_cancel_revoke(database_url, tmp_path):
         assert (await h.request(3)).state == "active"
         r = await h.say(BOB, "revoke REQ-3 because test")
         assert not r.ok and r.rule == "security-only"
-        assert (await h.events("command.refused"))[0]["data"]["command"] == "revoke"
+        assert [e["data"]["command"] for e in await h.events("command.refused")] == ["cancel", "revoke"]
         r = await h.say(SAM, "revoke REQ-3 because suspicious activity")
         assert r.ok and (await h.request(3)).state == "revoked"
         revoked = (await h.events("grant.revoked"))[0]
@@ -236,7 +236,7 @@ async def test_concurrent_approvals_one_transition(database_url, tmp_path):
         replies = await asyncio.gather(*(h.say(w, "approve REQ-1") for w in who))
         assert sum(1 for r in replies if r.ok) == 1
         assert {r.rule for r in replies if not r.ok} <= {"already-decided", "step-closed", "not-an-approver",
-                                                          "self-approval"}
+                                                          "self-approval", "unknown-request"}
         granted = [e for e in await h.events("approval.granted") if e["data"]["step"] == 2]
         assert len(granted) == 1
         assert len([e for e in await h.events("approval.requested") if e["data"]["step"] == 3]) == 1
@@ -352,3 +352,36 @@ async def test_step_impossible_later_fails_closed(database_url, tmp_path):
         assert [e["request_id"] for e in await h.events("approval.reminded")] == ["REQ-3"]
         assert [e["request_id"] for e in await h.events("approval.escalated")] == ["REQ-3"]
         assert any(n.kind == "escalation" for n in h.notifier.to(SAM))
+
+
+async def test_release_with_an_extension_pending_tells_its_approvers(sqlite_url, tmp_path):
+    async with harness(sqlite_url, tmp_path) as h:
+        await h.say(BOB, "request staging-admin for 2h")
+        await h.say(MARK, "approve REQ-1")
+        assert (await h.say(BOB, "extend REQ-1 by 1h because more")).ok
+        assert (await h.say(BOB, "release REQ-1")).ok
+        [outcome] = h.notifier.to(MARK, "outcome")
+        assert outcome.request_id == 1 and "released" in outcome.text
+        assert outcome.view is not None and outcome.view.state == "released" and outcome.view.steps
+        assert all(s.status != "open" for s in outcome.view.steps)
+
+
+async def test_status_during_an_extension_shows_the_extensions_steps(sqlite_url, tmp_path):
+    async with harness(sqlite_url, tmp_path) as h:
+        await h.say(BOB, "request prod-db-read for 2h because INC-1 lag")
+        for who in (MARK, DANA, SAM, SASHA):
+            assert (await h.say(who, "approve REQ-1")).ok
+        assert (await h.say(BOB, "extend REQ-1 by 1h because INC-1 still")).ok
+        assert (await h.say(MARK, "approve REQ-1 go")).ok
+        text = (await h.say(BOB, "status REQ-1")).text
+        head, _, chain = text.partition("  chain")
+        assert "extension requested: 1h" in head
+        chain = chain.split("  events:")[0]
+        assert chain.startswith(" of the extension by 1h:"), chain
+        assert "1. manager [done]" in chain and "approved by mark.mgr@example.com" in chain
+        assert "2. any_of dba [open]" in chain and "3. 2 of security [waiting]" in chain
+        # the extension is denied: status shows the chain that granted the access, all done
+        assert (await h.say(DEV, "deny REQ-1 because enough")).ok
+        chain = (await h.say(BOB, "status REQ-1")).text.partition("  chain:")[2].split("  events:")[0]
+        assert "[denied]" not in chain and "[open]" not in chain and "[waiting]" not in chain, chain
+        assert "approved by sam.sec@example.com, sasha.sec@example.com" in chain

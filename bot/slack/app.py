@@ -29,7 +29,8 @@ from bot.bootstrap import App
 from bot.slack.identity import UNKNOWN_USER, acting_user, identify
 from bot.slack.notifier import SlackNotifier
 from cards import slack as blocks
-from handlers.grammar import Approve, Deny, Extend, Mine, Pending, RequestAccess
+from handlers.grammar import Approve, Command, Deny, Extend, Mine, Pending, RequestAccess
+from handlers.origin import acting_via
 from handlers.ports import Person
 from handlers.views import Reply, RequestView
 
@@ -194,6 +195,11 @@ class Listeners:
     async def person(self, body: dict[str, Any]) -> Person | None:
         return await identify(self.app, self.client, acting_user(body))
 
+    async def handle(self, body: dict[str, Any], person: Person, cmd: Command, *, forms: bool = False) -> Reply:
+        """The service, with the audit events it records marked as Slack's, by the signed sender's user id."""
+        with acting_via("slack", acting_user(body)):
+            return await self.app.service.handle(person, cmd, forms=forms)
+
     async def respond(self, body: dict[str, Any], message: dict[str, Any], *, replace: bool = False) -> None:
         """An answer only the asker sees (``response_url``), else a DM."""
         url = body.get("response_url")
@@ -241,7 +247,7 @@ class Listeners:
             return
         text = str(body.get("text") or "")
         cmd = RequestAccess(profile=None) if not text.strip() else self.app.service.parse(text)
-        reply = await self.app.service.handle(person, cmd, forms=True)
+        reply = await self.handle(body, person, cmd, forms=True)
         if reply.form is not None and await self.open_modal(body, blocks.request_modal(reply.form)):
             return
         await self.respond(body, blocks.reply_message(reply, viewer=person.email))
@@ -269,7 +275,7 @@ class Listeners:
         if n is None:
             await self.respond(body, blocks.text_message("This button does not name a request."))
             return
-        reply = await self.app.service.handle(person, Approve(n, None))
+        reply = await self.handle(body, person, Approve(n, None))
         await self._after_click(body, person, n, reply)
 
     async def _after_click(self, body: dict[str, Any], person: Person, n: int, reply: Reply) -> None:
@@ -316,7 +322,7 @@ class Listeners:
         if person is None:
             await self.respond(body, blocks.text_message(UNKNOWN_USER))
             return
-        reply = await self.app.service.handle(person, RequestAccess(profile=None), forms=True)
+        reply = await self.handle(body, person, RequestAccess(profile=None), forms=True)
         if reply.form is not None:
             await self.open_modal(body, blocks.request_modal(reply.form))
 
@@ -359,7 +365,7 @@ class Listeners:
         cmd = RequestAccess(profile=(values.get("profile") or "").lower() or None, duration=values.get("duration"),
                             reason=values.get("justification"), ticket=values.get("ticket"),
                             exception=_metadata(view).get("exception") is True)
-        reply = await self.app.service.handle(person, cmd, forms=True)
+        reply = await self.handle(body, person, cmd, forms=True)
         if reply.form is not None:
             return {"response_action": "errors", "errors": blocks.form_errors(reply.form) or
                     {"profile": "Please check the form."}}
@@ -389,7 +395,7 @@ class Listeners:
             return {"response_action": "update", "view": blocks.result_modal("Not denied",
                                                                              "This form does not name a request.")}
         reason = blocks.modal_values(view.get("state") or {}).get(blocks.REASON_BLOCK)
-        reply = await self.app.service.handle(person, Deny(n, reason))
+        reply = await self.handle(body, person, Deny(n, reason))
         if reply.rule == "reason":
             return {"response_action": "errors", "errors": {blocks.REASON_BLOCK: "Say why you deny the request."}}
         if not reply.ok:
@@ -411,7 +417,7 @@ class Listeners:
             return {"response_action": "update", "view": blocks.result_modal("Not extended",
                                                                              "This form does not name a request.")}
         values = blocks.modal_values(view.get("state") or {})
-        reply = await self.app.service.handle(person, Extend(n, values.get(blocks.EXTEND_BLOCK),
+        reply = await self.handle(body, person, Extend(n, values.get(blocks.EXTEND_BLOCK),
                                                              values.get(blocks.REASON_BLOCK)))
         if not reply.ok:
             return {"response_action": "errors", "errors": {blocks.EXTEND_BLOCK: reply.text[:150]}}
@@ -440,7 +446,8 @@ class Listeners:
         if person is None:
             view = {"type": "home", "blocks": blocks.text_message(UNKNOWN_USER)["blocks"]}
         else:
-            view = await self.home_for(person)
+            with acting_via("slack", uid):
+                view = await self.home_for(person)
         await self.client.views_publish(user_id=uid, view=view)
 
     async def home_for(self, person: Person) -> dict[str, Any]:

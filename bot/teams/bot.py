@@ -22,7 +22,13 @@ from bot.teams.identity import (
 from bot.teams.invoke import InvokeHandler, card_response
 from bot.teams.notifier import BOT_ADDRESS, TeamsNotifier
 from cards import adaptive
+from handlers.origin import acting_via
 from handlers.ports import Person
+
+
+def sender_object_id(context: TurnContext) -> str | None:
+    """The sender's aadObjectId, which the audit record keeps beside the channel."""
+    return getattr(context.activity.from_property, "aad_object_id", None)
 
 log = structlog.get_logger("accessbot.teams")
 
@@ -70,7 +76,8 @@ class AccessBot(ActivityHandler):
             await self._send(turn_context, text_activity(UNKNOWN_USER))
             return
         text = TurnContext.remove_recipient_mention(turn_context.activity) or turn_context.activity.text or ""
-        reply = await self.app.service.handle(person, self.app.service.parse(text), forms=True)
+        with acting_via("teams", sender_object_id(turn_context)):
+            reply = await self.app.service.handle(person, self.app.service.parse(text), forms=True)
         card = adaptive.reply_card(reply, viewer=person.email)
         if card is None:
             await self._send(turn_context, text_activity(reply.text))
@@ -120,7 +127,8 @@ class AccessBot(ActivityHandler):
         person = await self._person(turn_context)
         if person is None:
             return card_response(adaptive.text_card(UNKNOWN_USER, attention=True))
-        response = await self.invokes.handle(person, verb, data)
+        with acting_via("teams", sender_object_id(turn_context)):
+            response = await self.invokes.handle(person, verb, data)
         tracks = getattr(response, "tracks", None)
         if tracks and activity.reply_to_id and is_personal(turn_context):
             await self._track_status(turn_context, tracks, person.email, activity.reply_to_id)

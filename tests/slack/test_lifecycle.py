@@ -28,7 +28,7 @@ async def test_multi_step_chain_forgeries_double_click_replay_and_deny(slack_any
 
     # bob (not in the chain) forges a click on REQ-1: he acts as bob and is refused
     await h.click(BOB, "approve", "REQ-1")
-    assert "not an approver" in h.last_response()["text"]
+    assert "There is no request REQ-1 that you can see" in h.last_response()["text"]  # as for one that does not exist
     # sam clicks with a payload carrying mark's message: still sam, who is not on step 1
     await h.click(SAM, "approve", "REQ-1", message=mark_msg)
     assert "not an approver" in h.last_response()["text"]

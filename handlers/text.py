@@ -1,0 +1,72 @@
+"""Free text from people: cleaned and limited in one place before any handler sees it.
+
+Every channel hands the service a command (parsed from a message, or built from a Slack modal
+or a Teams form); :func:`clean_command` cleans every text field of it — justification, ticket,
+comment, reason, and the rest — so that control characters and bidi overrides never reach a
+reply, a card or the audit log, and states the limits each field is held to.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import fields, is_dataclass, replace
+from typing import Any, TypeVar
+
+MAX_TEXT = 4000  # a whole message; any text is read only up to twice this
+# Fields over their limit are refused, never cut (a request judges its own, in SPEC §3.1's order).
+LIMITS = {"justification": 2000, "ticket": 64, "comment": 2000, "reason": 2000}
+
+_DROP = frozenset([0x061C, 0x200E, 0x200F, 0xFEFF, *range(0x202A, 0x202F), *range(0x2066, 0x206A)])
+_SPACE = frozenset("\t\n\r\v\f\u2028\u2029\x85")
+
+C = TypeVar("C")
+
+
+def clean(text: str) -> str:
+    """Drop control characters and bidi marks and overrides, fold white space."""
+    out = []
+    for ch in text[: MAX_TEXT * 2]:
+        code = ord(ch)
+        if ch in _SPACE:
+            out.append(" ")
+        elif code < 32 or 127 <= code <= 159 or code in _DROP:
+            continue
+        else:
+            out.append(ch)
+    return re.sub(r"\s+", " ", "".join(out)).strip()
+
+
+def too_long(rule: str, value: object) -> str | None:
+    """The refusal text when ``value`` is over the limit of ``rule``, else None."""
+    limit = LIMITS.get(rule)
+    if not isinstance(value, str) or limit is None or len(value) <= limit:
+        return None
+    return f"the {rule} is longer than {limit} characters"
+
+
+def clean_command(cmd: C) -> C:
+    """``cmd`` with every text field cleaned; an optional field left empty becomes None."""
+    if not is_dataclass(cmd) or isinstance(cmd, type):
+        return cmd
+    changes: dict[str, Any] = {}
+    for f in fields(cmd):
+        value = getattr(cmd, f.name)
+        if not isinstance(value, str):
+            continue
+        cleaned = clean(value)
+        if not cleaned and "None" in str(f.type):
+            changes[f.name] = None
+        elif cleaned != value:
+            changes[f.name] = cleaned
+    return replace(cmd, **changes) if changes else cmd  # type: ignore[type-var]
+
+
+def over_limit(cmd: object) -> tuple[str, str] | None:
+    """(rule, refusal text) for the first field of ``cmd`` named in :data:`LIMITS` that is over it."""
+    if not is_dataclass(cmd):
+        return None
+    for f in fields(cmd):
+        problem = too_long(f.name, getattr(cmd, f.name))
+        if problem:
+            return f.name, problem
+    return None
