@@ -80,10 +80,15 @@ async def current_viewer(request: web.Request) -> Viewer | None:
 
 
 def same_origin(request: web.Request) -> bool:
-    """A form POST comes from our own pages: its Origin (sent by every browser) is ours."""
+    """A form POST comes from our own pages. Browsers say so in ``Sec-Fetch-Site``; where that header is
+    missing, the ``Origin`` must be ours (with ``Referrer-Policy: no-referrer`` a browser's Origin is
+    ``null``, which is refused then). A client that sends neither is no browser: no cookie to ride."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        return site == "same-origin"
     origin = request.headers.get("Origin")
     if origin is None:
-        return request.headers.get("Sec-Fetch-Site", "same-origin") in ("same-origin", "none")
+        return True
     ours = {f"{request.scheme}://{request.host}"}
     public = urlsplit(board(request).app.settings.public_base)
     ours.add(f"{public.scheme}://{public.netloc}")

@@ -71,6 +71,8 @@ async def test_a_cross_site_post_cannot_use_a_link(web_harness) -> None:
     link = await h.link("bob@example.com")
     page = await h.post(link[len(h.url):], Origin="https://evil.example")
     assert page.status == 403 and "Set-Cookie" not in page.headers
+    page = await h.post(link[len(h.url):], **{"Origin": "null", "Sec-Fetch-Site": "cross-site"})
+    assert page.status == 403 and "Set-Cookie" not in page.headers
     assert (await h.post(link[len(h.url):])).status == 303  # still unused: the real owner can use it
 
 
