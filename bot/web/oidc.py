@@ -12,6 +12,7 @@ never by a name or an email claim, which the user can change.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from typing import Any
 
@@ -89,7 +90,8 @@ class EntraSignIn:
         issuer = str((await self.metadata())["issuer"]).replace("{tenantid}", self.tenant)
         claims = jwt.decode(id_token, key, algorithms=["RS256"], audience=self.client_id, issuer=issuer,
                             options={"require": ["exp", "iat", "aud", "iss", "nonce", "oid"]}, leeway=60)
-        if claims.get("nonce") != nonce:
+        # msal keeps the nonce in the flow and sends its SHA-256 (hex) in the authorization request
+        if claims.get("nonce") != hashlib.sha256(nonce.encode("ascii")).hexdigest():
             raise jwt.InvalidTokenError("the nonce is not the one this sign-in sent")
         if claims.get("tid") not in (None, self.tenant):
             raise jwt.InvalidTokenError("the token is from another tenant")
@@ -131,7 +133,11 @@ async def entra_callback(request: web.Request) -> web.StreamResponse:
     if flow is None:
         return signin_page(request, status=403, message="This sign-in has expired or was used; start again.")
     app = oidc.msal_app(request)
-    result = await asyncio.to_thread(app.acquire_token_by_auth_code_flow, flow, query)
+    try:
+        result = await asyncio.to_thread(app.acquire_token_by_auth_code_flow, flow, query)
+    except (ValueError, RuntimeError) as exc:  # msal's own checks (state, nonce) raise
+        log.info("entra sign-in refused", reason=str(exc)[:200])
+        return signin_page(request, status=403, message="Microsoft sign-in could not be verified.")
     if "error" in result or not result.get("id_token"):
         log.info("entra sign-in refused", error=result.get("error"), description=result.get("error_description"))
         return signin_page(request, status=403, message="Microsoft sign-in failed; start again.")
