@@ -80,13 +80,15 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from bot.bootstrap import build_app
+    from bot.evidence_delivery import run_scheduled_evidence as scheduled_evidence
 
     clock = FixedClock(parse_timestamp(args.as_of)) if args.as_of else None
 
     async def run() -> int:
         async with build_app(settings_from(args), clock=clock, record_policy=not args.dry_run) as app:
             report = await app.service.sweep(dry_run=args.dry_run)
-        print("\n".join(report.lines()))
+            evidence = [] if args.dry_run else await scheduled_evidence(app)
+        print("\n".join(report.lines() + evidence))
         return 0
 
     return asyncio.run(run())
