@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -113,9 +114,25 @@ class SqlSignInTx:
         return await self.repo.append(type, actor=actor, ts=ts, data=data, request_id=request_id, profile=profile)
 
 
+_reading: ContextVar[Any] = ContextVar("accessbot_dashboard_conn", default=None)
+
+
 class SqlDashboardSource:
     def __init__(self, store: SqlStore) -> None:
         self.store = store
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[None]:
+        """One connection and one snapshot for every read of a page (instead of one per query)."""
+        if _reading.get() is not None:
+            yield
+            return
+        async with self.store.engine.connect() as conn, conn.begin():
+            token = _reading.set(conn)
+            try:
+                yield
+            finally:
+                _reading.reset(token)
 
     @asynccontextmanager
     async def signin(self) -> AsyncIterator[SqlSignInTx]:
@@ -124,6 +141,10 @@ class SqlDashboardSource:
 
     @asynccontextmanager
     async def _conn(self) -> AsyncIterator[Any]:
+        shared = _reading.get()
+        if shared is not None:
+            yield shared
+            return
         async with self.store.engine.connect() as conn:
             yield conn
 
@@ -156,10 +177,7 @@ class SqlDashboardSource:
         return [_request(r) for r in await self._rows(q.order_by(c.id).limit(limit))]
 
     async def count_open(self) -> int:
-        c = t.requests.c
-        pending = await self._scalar(select(func.count()).where(c.state == PENDING))
-        extending = await self._scalar(select(func.count()).where(c.state == ACTIVE, c.ext_duration_s.is_not(None)))
-        return int(pending or 0) + int(extending or 0)
+        return int(await self._scalar(select(func.count()).where(self._open_condition())) or 0)
 
     async def expiring_counts(self, now: datetime, horizons: Sequence[datetime]) -> dict[str, list[int]]:
         c = t.requests.c
@@ -180,9 +198,11 @@ class SqlDashboardSource:
 
     async def provider_failures(self) -> dict[str, int]:
         o, r = t.provider_ops.c, t.requests.c
-        failed = await self._scalar(select(func.count()).where(o.status == "failed"))
-        retrying = await self._scalar(select(func.count()).where(o.status == "pending", o.attempts > 0))
-        requests = await self._scalar(select(func.count()).where(r.state == "failed"))
+        rows = await self._rows(select(
+            select(func.count()).where(o.status == "failed").scalar_subquery(),
+            select(func.count()).where(o.status == "pending", o.attempts > 0).scalar_subquery(),
+            select(func.count()).where(r.state == "failed").scalar_subquery()))
+        failed, retrying, requests = rows[0]
         return {"failed": int(failed or 0), "retrying": int(retrying or 0), "requests": int(requests or 0)}
 
     async def latest_event(self, types: Sequence[str]) -> AuditEvent | None:

@@ -59,7 +59,8 @@ def page(*, security: bool = False) -> Callable[[Page], Callable[[web.Request], 
                     return signin_page(request)
                 if security and not viewer.security:
                     return forbidden(request, viewer)
-                return await fn(request, viewer)
+                async with board(request).source.reading():
+                    return await fn(request, viewer)
 
         return handler
 
