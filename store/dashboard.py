@@ -48,6 +48,7 @@ dashboard_sessions = Table(
 
 # Indexes the pages lean on (created by migration 0002_dashboard).
 Index("ix_requests_state_expires", t.requests.c.state, t.requests.c.expires_at)
+Index("ix_requests_state_id", t.requests.c.state, t.requests.c.id)
 Index("ix_audit_events_type_seq", t.audit_events.c.type, t.audit_events.c.seq)
 Index("ix_audit_events_actor_seq", t.audit_events.c.actor, t.audit_events.c.seq)
 Index("ix_decisions_approver", t.decisions.c.approver)
@@ -165,19 +166,24 @@ class SqlDashboardSource:
         c = t.requests.c
         return {r[0]: int(r[1]) for r in await self._rows(select(c.state, func.count()).group_by(c.state))}
 
-    def _open_condition(self) -> Any:
-        c = t.requests.c
-        return or_(c.state == PENDING, and_(c.state == ACTIVE, c.ext_duration_s.is_not(None)))
-
     async def open_requests(self, *, limit: int, requester: str | None = None) -> list[RequestRecord]:
+        """Two ordered range scans of ``(state, id)``, merged: an ``OR`` across states would walk the
+        whole primary key instead."""
         c = t.requests.c
-        q = select(t.requests).where(self._open_condition())
-        if requester is not None:
-            q = q.where(c.requester == requester)
-        return [_request(r) for r in await self._rows(q.order_by(c.id).limit(limit))]
+        found: list[RequestRecord] = []
+        for cond in (c.state == PENDING, and_(c.state == ACTIVE, c.ext_duration_s.is_not(None))):
+            q = select(t.requests).where(cond)
+            if requester is not None:
+                q = q.where(c.requester == requester)
+            found += [_request(r) for r in await self._rows(q.order_by(c.state, c.id).limit(limit))]
+        return sorted(found, key=lambda r: r.id or 0)[:limit]
 
     async def count_open(self) -> int:
-        return int(await self._scalar(select(func.count()).where(self._open_condition())) or 0)
+        c = t.requests.c
+        rows = await self._rows(select(
+            select(func.count()).where(c.state == PENDING).scalar_subquery(),
+            select(func.count()).where(c.state == ACTIVE, c.ext_duration_s.is_not(None)).scalar_subquery()))
+        return int(rows[0][0] or 0) + int(rows[0][1] or 0)
 
     async def expiring_counts(self, now: datetime, horizons: Sequence[datetime]) -> dict[str, list[int]]:
         c = t.requests.c

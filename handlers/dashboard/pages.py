@@ -64,7 +64,6 @@ class Brake:
 class Organisation:
     """The security team's figures."""
 
-    states: dict[str, int]
     active: dict[str, int]  # kind -> active grants
     expiring_24h: dict[str, int]
     expiring_7d: dict[str, int]
@@ -115,7 +114,6 @@ async def _organisation(deps: Deps, source: DashboardSource, chain: ChainWatch, 
         brake = Brake(paused=True, since=moment(last.ts), count=int(last.data.get("count") or 0),
                       reason=str(last.data.get("reason") or ""))
     return Organisation(
-        states=await source.state_counts(),
         active={k: v[0] for k, v in counts.items()},
         expiring_24h={k: v[1] for k, v in counts.items()},
         expiring_7d={k: v[2] for k, v in counts.items()},

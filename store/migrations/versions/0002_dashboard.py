@@ -58,6 +58,7 @@ def upgrade() -> None:
     op.create_index('ix_evidence_deliveries_status_next', 'evidence_deliveries', ['status', 'next_attempt_at'],
                     unique=False)
     op.create_index('ix_requests_state_expires', 'requests', ['state', 'expires_at'], unique=False)
+    op.create_index('ix_requests_state_id', 'requests', ['state', 'id'], unique=False)
     op.create_index('ix_audit_events_type_seq', 'audit_events', ['type', 'seq'], unique=False)
     op.create_index('ix_audit_events_actor_seq', 'audit_events', ['actor', 'seq'], unique=False)
     op.create_index('ix_decisions_approver', 'decisions', ['approver'], unique=False)
@@ -67,6 +68,7 @@ def downgrade() -> None:
     op.drop_index('ix_decisions_approver', table_name='decisions')
     op.drop_index('ix_audit_events_actor_seq', table_name='audit_events')
     op.drop_index('ix_audit_events_type_seq', table_name='audit_events')
+    op.drop_index('ix_requests_state_id', table_name='requests')
     op.drop_index('ix_requests_state_expires', table_name='requests')
     op.drop_index('ix_evidence_deliveries_status_next', table_name='evidence_deliveries')
     op.drop_table('evidence_deliveries')
