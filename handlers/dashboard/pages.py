@@ -93,7 +93,8 @@ async def overview(deps: Deps, source: DashboardSource, viewer: Viewer, chain: C
         scope = await scope_of(deps, source, viewer)
         assert scope is not None
         own = await source.open_requests(limit=OVERVIEW_LIST, requester=viewer.email)
-        others = [r for r in await source.open_requests(limit=5000) if (r.id or 0) in set(scope[1])]
+        allowed = set(scope[1])
+        others = [r for r in await source.open_requests(limit=5000) if (r.id or 0) in allowed]
         records = sorted({r.id: r for r in own + others}.values(), key=lambda r: r.id or 0)
         records = await keep_visible(deps, source, viewer, records)
         total = len(records)
