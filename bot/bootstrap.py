@@ -25,7 +25,7 @@ from store.repository import SqlStore
 
 log = structlog.get_logger("accessbot")
 # Modules that add chat commands: each has ``install(service, settings)``.
-COMMAND_EXTENSIONS = ("bot.evidence_commands",)
+COMMAND_EXTENSIONS = ("bot.evidence_commands", "bot.web.commands")
 
 
 @dataclass

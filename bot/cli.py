@@ -89,6 +89,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from bot.bootstrap import build_app
+    from bot.evidence_delivery import run_scheduled_evidence as scheduled_evidence
 
     # --as-of sets only the clock timers are judged by; what the sweep records happens now (SPEC §5)
     if args.as_of is not None and not args.as_of.strip():
@@ -98,7 +99,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     async def run() -> int:
         async with build_app(settings_from(args), as_of=as_of, record_policy=not args.dry_run) as app:
             report = await app.service.sweep(dry_run=args.dry_run)
-        print("\n".join(report.lines()))
+            evidence = [] if args.dry_run else await scheduled_evidence(app)
+        print("\n".join(report.lines() + evidence))
         return 0
 
     return asyncio.run(run())

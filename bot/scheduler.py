@@ -41,6 +41,11 @@ async def run_sweep(app: App, name: str) -> None:
     try:
         with acting_via("scheduler"):
             await _run(deps, name, report)
+            if name == "evidence":
+                from bot.evidence_delivery import run_scheduled_evidence
+
+                for line in await run_scheduled_evidence(app):
+                    log.info("scheduled evidence", result=line)
         if name == "termination":
             record_sweep(app, name, report)
     except Exception:
@@ -109,6 +114,9 @@ def attach_scheduler(web_app: web.Application, app: App) -> None:
                           id="reminders", next_run_time=now, **common)
         scheduler.add_job(run_sweep, CronTrigger.from_crontab(schedule.drift_cron, timezone="UTC"),
                           args=[app, "drift"], id="drift", **common)
+        if app.deps.policy.evidence.enabled:  # due dates and retries live in the store
+            scheduler.add_job(run_sweep, "interval", minutes=15, args=[app, "evidence"], id="evidence",
+                              next_run_time=now, **common)
         scheduler.start()
         holder["scheduler"] = scheduler
         _SCHEDULERS[id(app)] = scheduler

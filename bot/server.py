@@ -21,7 +21,7 @@ log = structlog.get_logger("accessbot.server")
 APP_KEY = web.AppKey("accessbot", App)
 CHANNELS_KEY = web.AppKey("channels", list)
 # Channel modules: each has ``mount(web_app, app, notifier) -> bool`` (False when not configured).
-CHANNELS = ("bot.teams", "bot.slack")
+CHANNELS = ("bot.teams", "bot.slack", "bot.web")
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -50,6 +50,8 @@ class Settings:
     okta_private_key: str = ""
     okta_key_id: str = ""
     okta_scopes: str = ""  # empty: provisioning.okta_auth.DEFAULT_SCOPES
+    public_url: str = ""  # empty: http://localhost:<port>
+    sharepoint_drive_id: str = ""
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -74,6 +76,11 @@ class Settings:
     @property
     def slack_enabled(self) -> bool:
         return bool(self.slack_bot_token and self.slack_signing_secret)
+
+    @property
+    def public_base(self) -> str:
+        """Where people reach ``accessbot serve`` (SPEC §8), without a trailing slash."""
+        return (self.public_url or f"http://localhost:{self.port}").rstrip("/")
 
     @property
     def identity_source(self) -> str:
@@ -105,6 +112,7 @@ _ENV = {
     "identity": "ACCESSBOT_IDENTITY", "okta_url": "ACCESSBOT_OKTA_URL", "okta_token": "ACCESSBOT_OKTA_TOKEN",
     "okta_client_id": "ACCESSBOT_OKTA_CLIENT_ID", "okta_private_key": "ACCESSBOT_OKTA_PRIVATE_KEY",
     "okta_key_id": "ACCESSBOT_OKTA_KEY_ID", "okta_scopes": "ACCESSBOT_OKTA_SCOPES",
+    "public_url": "ACCESSBOT_PUBLIC_URL", "sharepoint_drive_id": "ACCESSBOT_SHAREPOINT_DRIVE_ID",
 }
 
 

@@ -120,8 +120,13 @@ class Report:
     profile: str | None = None
 
 
+@dataclass(frozen=True)
+class Dashboard:
+    """A one-time sign-in link to the web dashboard (SPEC §8)."""
+
+
 Command = (Help | Unknown | Profiles | RequestAccess | Mine | Extend | Release | Cancel | Approve | Deny
-           | Status | Pending | WhoHas | History | Revoke | Verify | Evidence | Report)
+           | Status | Pending | WhoHas | History | Revoke | Verify | Evidence | Report | Dashboard)
 
 SECURITY_COMMANDS = (Pending, WhoHas, History, Revoke, Verify, Evidence, Report)
 
@@ -192,6 +197,8 @@ def parse(text: str, profile_ids: Iterable[str] = ()) -> Command:
         return _parse_request(rest, exception=True)
     if verb == "mine" and not args:
         return Mine()
+    if verb == "dashboard" and not args:
+        return Dashboard()
     if verb in ("pending", "verify") and not args:
         return Pending() if verb == "pending" else Verify()
     if verb == "who" and len(args) == 2 and args[0].lower() == "has":

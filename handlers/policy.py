@@ -30,7 +30,8 @@ _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _CRON_FIELDS = ((0, 59, ()), (0, 23, ()), (1, 31, ()), (1, 12, _MONTHS), (0, 6, _DAYS))
 
 STEP_HELP = "use manager, owner, {any_of: G}, {all_of: G}, {n_of: N, from: G} or {user: EMAIL}"
-TOP_KEYS = {"version", "approver_groups", "security_team", "profiles", "reminders", "schedule", "reviews"}
+TOP_KEYS = {"version", "approver_groups", "security_team", "profiles", "reminders", "schedule", "reviews",
+            "evidence"}
 PROFILE_KEYS = {"id", "title", "owner", "risk", "provider", "group", "eligible", "ineligible", "duration",
                 "justification", "ticket", "approval", "auto_approve", "exception", "description"}
 
@@ -98,6 +99,19 @@ class Schedule:
 
 
 @dataclass(frozen=True)
+class EvidenceSchedule:
+    """Evidence that arrives by itself: the quarter's pack, and a weekly CSV of who held some profiles."""
+
+    quarterly: bool = False
+    weekly_admin_export: tuple[str, ...] = ()
+    deliver_to: str = "evidence"  # a folder, or "sharepoint"
+
+    @property
+    def enabled(self) -> bool:
+        return self.quarterly or bool(self.weekly_admin_export)
+
+
+@dataclass(frozen=True)
 class Profile:
     id: str
     title: str
@@ -131,6 +145,7 @@ class Policy:
     def review(self, review_id: str) -> Review | None:
         key = review_id.strip().lower()
         return next((r for r in self.reviews if r.id == key), None)
+    evidence: EvidenceSchedule = EvidenceSchedule()
 
     def profile(self, profile_id: str) -> Profile | None:
         key = profile_id.strip().lower()

@@ -23,6 +23,7 @@ HELP_ANYONE = [
     ("approve REQ-n [<comment>]", "approve the step waiting on you"),
     ("deny REQ-n because <reason>", "deny the step waiting on you"),
     ("status REQ-n", "a request, its chain and its events"),
+    ("dashboard", "a one-time sign-in link to the web dashboard"),
 ]
 HELP_SECURITY = [
     ("pending", "every open request and whom it waits on"),

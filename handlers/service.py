@@ -9,6 +9,7 @@ from handlers.grammar import (
     Approve,
     Cancel,
     Command,
+    Dashboard,
     Deny,
     Evidence,
     Extend,
@@ -132,7 +133,7 @@ class AccessService:
                 return await approvals.end_grant(deps, who, n, how="security", reason=reason)
             case Verify():
                 return await queries.verify(deps)
-            case Evidence() | Report():
+            case Evidence() | Report() | Dashboard():
                 handler = self.extra.get(type(cmd))
                 if handler is None:
                     return Reply(text=f"`{command_name(cmd)}` is not available here; use the CLI "

@@ -48,7 +48,8 @@ def test_template_has_the_grammar_and_both_scopes() -> None:
     grammar_words = {c.split()[0] for c, _ in HELP_ANYONE + HELP_SECURITY} | {"who has"}
     titles = {c["title"] for lst in bot["commandLists"] for c in lst["commands"]}
     assert titles <= grammar_words
-    assert grammar_words - titles <= {"evidence", "report", "who"}
+    # a command list holds at most 10 commands (the personal one is full): these are typed, not picked
+    assert grammar_words - titles <= {"evidence", "report", "who", "dashboard"}
     _check_icons((MANIFEST_DIR / "color.png").read_bytes(), (MANIFEST_DIR / "outline.png").read_bytes())
 
 

@@ -1,0 +1,73 @@
+"""The web dashboard: read-only pages under ``/dashboard`` on ``accessbot serve`` (SPEC §8).
+
+A channel like Teams and Slack: it authenticates the person (a one-time link from chat, or
+"Sign in with Microsoft"), then renders what the handlers' queries return. Nothing is writable
+from the web; actions stay in chat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from bot.bootstrap import App
+from bot.web import charts
+from handlers.dashboard.chain import ChainWatch
+from store.dashboard import SqlDashboardSource
+from store.evidence_queries import SqlReportSource
+
+HERE = Path(__file__).resolve().parent
+PREFIX = "/dashboard"
+
+
+@dataclass
+class Dashboard:
+    app: App
+    source: SqlDashboardSource
+    reports: SqlReportSource
+    chain: ChainWatch
+    templates: Environment
+    oidc: Any = None  # bot.web.oidc.EntraSignIn when Entra is configured
+
+    def render(self, name: str, **context: Any) -> str:
+        return self.templates.get_template(name).render(**context)
+
+
+DASHBOARD_KEY = web.AppKey("accessbot_dashboard", Dashboard)
+
+
+def templates() -> Environment:
+    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
+                      trim_blocks=True, lstrip_blocks=True)
+    env.globals.update(bars=charts.bars, meter=charts.meter, percent=charts.percent, hours=charts.hours,
+                       prefix=PREFIX)
+    return env
+
+
+def build(app: App) -> Dashboard:
+    source = SqlDashboardSource(app.store)
+    board = Dashboard(app=app, source=source, reports=SqlReportSource(app.store), chain=ChainWatch(source),
+                      templates=templates())
+    if app.settings.entra_configured:
+        from bot.web.oidc import EntraSignIn
+
+        board.oidc = EntraSignIn(app.settings)
+    return board
+
+
+def mount(web_app: web.Application, app: App, notifier: Any = None) -> bool:
+    """Serve the dashboard on the shared application (always on: without a session it shows only sign-in)."""
+    from bot.web.routes import add_routes
+    from bot.web.session import security_headers
+
+    board = build(app)
+    web_app[DASHBOARD_KEY] = board
+    web_app.middlewares.append(security_headers)
+    add_routes(web_app)
+    if board.oidc is not None:
+        web_app.on_cleanup.append(lambda _: board.oidc.close())
+    return True

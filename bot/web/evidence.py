@@ -1,0 +1,54 @@
+"""``/dashboard/evidence``: the evidence pack of any period, for the security team (the export of SPEC §6)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from aiohttp import web
+
+from bot.evidence_commands import write_pack
+from bot.web.routes import html, page
+from bot.web.session import board, harden
+from handlers.dashboard.signin import Viewer
+from handlers.evidence import Period
+
+CHUNK = 256 * 1024
+
+
+@page(security=True)
+async def evidence_form(request: web.Request, viewer: Viewer) -> web.StreamResponse:
+    return html(request, "evidence.html", viewer=viewer, nav="evidence", message="")
+
+
+@page(security=True)
+async def evidence_pack(request: web.Request, viewer: Viewer) -> web.StreamResponse:
+    try:
+        period = Period.parse(request.query.get("from", ""), request.query.get("to", ""))
+    except ValueError as exc:
+        return html(request, "evidence.html", status=400, viewer=viewer, nav="evidence", message=str(exc))
+    b = board(request)
+    deps = b.app.deps
+    folder = Path(tempfile.mkdtemp(prefix="accessbot-pack-"))
+    try:
+        name = f"evidence-{period.start}-{period.end}.zip"
+        sla = deps.policy.schedule.termination_sla.total_seconds() / 3600
+        summary = await write_pack(b.app.store, period, folder / name, sla_hours=sla)
+        async with deps.store.write() as repo:
+            await repo.append("evidence.exported", actor=viewer.email, ts=deps.now(), data={
+                "from": period.start.isoformat(), "to": period.end.isoformat(), "file": name,
+                "channel": "dashboard", "manifest_files": summary.files,
+                "head_hash": summary.audit.get("head_hash"), "verified": summary.audit.get("verified")})
+        response = web.StreamResponse(headers={
+            "Content-Type": "application/zip", "Content-Disposition": f'attachment; filename="{name}"',
+            "Content-Length": str(summary.path.stat().st_size)})
+        harden(request, response.headers)
+        await response.prepare(request)
+        with summary.path.open("rb") as fh:
+            while chunk := fh.read(CHUNK):
+                await response.write(chunk)
+        await response.write_eof()
+        return response
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

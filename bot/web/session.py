@@ -1,0 +1,95 @@
+"""Headers, the session cookie and the checks every dashboard request goes through."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from bot.web import DASHBOARD_KEY, PREFIX, Dashboard
+from handlers.dashboard.signin import SESSION_TTL, Viewer, viewer_for
+
+CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+       "base-uri 'none'")
+HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",  # a sign-in link in the address bar never travels in a Referer
+    "Cache-Control": "no-store",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+COOKIE = "accessbot_session"
+SECURE_COOKIE = "__Host-accessbot_session"  # on https: Secure, Path=/, no Domain (a sibling host cannot set it)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith(PREFIX):
+        return await handler(request)
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        harden(request, exc.headers)
+        raise
+    harden(request, response.headers)
+    return response
+
+
+def harden(request: web.Request, headers: Any) -> None:
+    for name, value in HEADERS.items():
+        headers.setdefault(name, value)
+    if secure(request):
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+
+
+def board(request: web.Request) -> Dashboard:
+    return request.app[DASHBOARD_KEY]
+
+
+def secure(request: web.Request) -> bool:
+    """Behind https (the public URL says so, or the connection is TLS itself)."""
+    return board(request).app.settings.public_base.startswith("https://") or request.secure
+
+
+def cookie_name(request: web.Request) -> str:
+    return SECURE_COOKIE if secure(request) else COOKIE
+
+
+def session_secret(request: web.Request) -> str | None:
+    return request.cookies.get(cookie_name(request))
+
+
+def set_session(request: web.Request, response: web.StreamResponse, secret: str) -> None:
+    response.set_cookie(cookie_name(request), secret, max_age=int(SESSION_TTL.total_seconds()), path="/",
+                        httponly=True, samesite="Strict", secure=secure(request))
+
+
+def clear_session(request: web.Request, response: web.StreamResponse) -> None:
+    response.del_cookie(cookie_name(request), path="/", samesite="Strict", secure=secure(request), httponly=True)
+
+
+async def current_viewer(request: web.Request) -> Viewer | None:
+    b = board(request)
+    return await viewer_for(b.app.deps, b.source, session_secret(request))
+
+
+def same_origin(request: web.Request) -> bool:
+    """A form POST comes from our own pages. Browsers say so in ``Sec-Fetch-Site``; where that header is
+    missing, the ``Origin`` must be ours (with ``Referrer-Policy: no-referrer`` a browser's Origin is
+    ``null``, which is refused then). A client that sends neither is no browser: no cookie to ride."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        return site == "same-origin"
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    ours = {f"{request.scheme}://{request.host}"}
+    public = urlsplit(board(request).app.settings.public_base)
+    ours.add(f"{public.scheme}://{public.netloc}")
+    return origin in ours

@@ -1,0 +1,313 @@
+"""View-models of the dashboard's pages: overview, requests, one request, one person.
+
+Each function reads through the ``DashboardSource`` port and the handlers' own queries, and
+applies :mod:`handlers.dashboard.access`: a page never holds a request its viewer may not ``status``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from handlers.context import Deps
+from handlers.dashboard.access import keep_visible, scope_of, visible
+from handlers.dashboard.chain import ChainState, ChainWatch
+from handlers.dashboard.ports import DashboardSource
+from handlers.dashboard.signin import Viewer
+from handlers.durations import format_duration
+from handlers.present import event_summary, person_facts, request_view
+from handlers.records import ENDED_STATES, OPEN_STATES, RequestRecord
+from handlers.requests import profile_view
+from handlers.views import ProfileView, RequestView
+
+STATES = (*OPEN_STATES, *ENDED_STATES)
+OVERVIEW_LIST = 50
+PAGE_SIZE = 50
+BRAKE_TYPES = ("automation.paused", "automation.resumed")
+
+
+def moment(value: datetime | str | None) -> str:
+    """``YYYY-MM-DD HH:MM UTC`` for people; the exact instant stays in the audit chain."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return value.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def age(since: datetime | None, now: datetime) -> str:
+    if since is None:
+        return ""
+    return format_duration(timedelta(seconds=max(60, int((now - since).total_seconds()) // 60 * 60)))
+
+
+async def views_of(deps: Deps, source: DashboardSource, records: list[RequestRecord]) -> list[RequestView]:
+    decisions = await source.decisions_for([r.id or 0 for r in records])
+    out = []
+    for r in records:
+        mine = [d for d in decisions.get(r.id or 0, []) if d.round == r.round]
+        out.append(await request_view(deps, r, decisions=mine))
+    return out
+
+
+# -- overview -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Brake:
+    paused: bool
+    since: str = ""
+    count: int = 0
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Organisation:
+    """The security team's figures."""
+
+    active: dict[str, int]  # kind -> active grants
+    expiring_24h: dict[str, int]
+    expiring_7d: dict[str, int]
+    drift_open: int
+    drift_oldest_age: str
+    brake: Brake
+    failures: dict[str, int]
+    chain: ChainState
+
+
+@dataclass(frozen=True)
+class Overview:
+    viewer: Viewer
+    generated_at: str
+    open_requests: list[RequestView]  # open requests the viewer may status, oldest first
+    open_total: int
+    waiting_on_me: list[RequestView]
+    organisation: Organisation | None = None
+
+
+async def overview(deps: Deps, source: DashboardSource, viewer: Viewer, chain: ChainWatch) -> Overview:
+    now = deps.now()
+    if viewer.security:
+        records = await source.open_requests(limit=OVERVIEW_LIST)
+        total = await source.count_open()
+    else:
+        scope = await scope_of(deps, source, viewer)
+        assert scope is not None
+        own = await source.open_requests(limit=OVERVIEW_LIST, requester=viewer.email)
+        allowed = set(scope[1])
+        others = [r for r in await source.open_requests(limit=5000) if (r.id or 0) in allowed]
+        records = sorted({r.id: r for r in own + others}.values(), key=lambda r: r.id or 0)
+        records = await keep_visible(deps, source, viewer, records)
+        total = len(records)
+        records = records[:OVERVIEW_LIST]
+    views = await views_of(deps, source, records)
+    mine = [v for v in views if viewer.email in v.waiting_on]
+    organisation = await _organisation(deps, source, chain, now) if viewer.security else None
+    return Overview(viewer=viewer, generated_at=moment(now), open_requests=views, open_total=total,
+                    waiting_on_me=mine, organisation=organisation)
+
+
+async def _organisation(deps: Deps, source: DashboardSource, chain: ChainWatch, now: datetime) -> Organisation:
+    counts = await source.expiring_counts(now, [now + timedelta(hours=24), now + timedelta(days=7)])
+    drift_open, oldest = await source.drift_summary()
+    last = await source.latest_event(BRAKE_TYPES)
+    brake = Brake(paused=False)
+    if last is not None and last.type == "automation.paused":
+        brake = Brake(paused=True, since=moment(last.ts), count=int(last.data.get("count") or 0),
+                      reason=str(last.data.get("reason") or ""))
+    return Organisation(
+        active={k: v[0] for k, v in counts.items()},
+        expiring_24h={k: v[1] for k, v in counts.items()},
+        expiring_7d={k: v[2] for k, v in counts.items()},
+        drift_open=drift_open, drift_oldest_age=age(oldest, now) if oldest else "",
+        brake=brake, failures=await source.provider_failures(), chain=await chain.state(now))
+
+
+# -- requests -------------------------------------------------------------------------------------
+@dataclass
+class Filter:
+    profile: str | None = None
+    state: str | None = None
+    person: str | None = None
+    submitted_from: datetime | None = None
+    submitted_to: datetime | None = None  # the first instant after the period
+    page: int = 1
+    problems: list[str] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, query: dict[str, str], profiles: list[str]) -> Filter:
+        """Filters from a query string; what does not parse is named and left out, never guessed."""
+        from datetime import UTC, date
+
+        f = cls()
+        profile = (query.get("profile") or "").strip().lower()
+        if profile:
+            f.profile = profile if profile in profiles else None
+            if f.profile is None:
+                f.problems.append(f"no profile {profile[:60]!r}")
+        state = (query.get("state") or "").strip().lower()
+        if state:
+            f.state = state if state in STATES else None
+            if f.state is None:
+                f.problems.append(f"no state {state[:30]!r}")
+        person = (query.get("person") or "").strip().lower()
+        f.person = person[:320] or None
+        for key in ("from", "to"):
+            raw = (query.get(key) or "").strip()
+            if not raw:
+                continue
+            try:
+                day = date.fromisoformat(raw)
+            except ValueError:
+                f.problems.append(f"{key} is a date like 2026-11-01, not {raw[:30]!r}")
+                continue
+            at = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            if key == "from":
+                f.submitted_from = at
+            else:
+                f.submitted_to = at + timedelta(days=1)
+        try:
+            f.page = max(1, min(100_000, int(query.get("page") or 1)))
+        except ValueError:
+            f.page = 1
+        return f
+
+    def query(self, **override: Any) -> dict[str, str]:
+        values = {"profile": self.profile or "", "state": self.state or "", "person": self.person or "",
+                  "from": self.submitted_from.date().isoformat() if self.submitted_from else "",
+                  "to": (self.submitted_to - timedelta(days=1)).date().isoformat() if self.submitted_to else "",
+                  "page": str(self.page)}
+        values.update({k: str(v) for k, v in override.items()})
+        return {k: v for k, v in values.items() if v and not (k == "page" and v == "1")}
+
+
+@dataclass(frozen=True)
+class RequestList:
+    viewer: Viewer
+    filter: Filter
+    requests: list[RequestView]
+    total: int
+    pages: int
+    profiles: list[str]
+    states: tuple[str, ...] = STATES
+
+
+async def request_list(deps: Deps, source: DashboardSource, viewer: Viewer, flt: Filter) -> RequestList:
+    scope = await scope_of(deps, source, viewer)
+    requesters, ids = (None, None) if scope is None else scope
+    records, total = await source.search_requests(flt, requesters=requesters, ids=ids,
+                                                  offset=(flt.page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+    records = await keep_visible(deps, source, viewer, records)
+    return RequestList(viewer=viewer, filter=flt, requests=await views_of(deps, source, records), total=total,
+                       pages=max(1, -(-total // PAGE_SIZE)), profiles=[p.id for p in deps.policy.profiles])
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    seq: int
+    at: str
+    ts: str
+    type: str
+    actor: str
+    channel: str
+    policy_version: str
+    summary: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class RequestPage:
+    viewer: Viewer
+    request: RequestView
+    timeline: list[TimelineEntry]
+
+
+async def request_page(deps: Deps, source: DashboardSource, viewer: Viewer, n: int) -> RequestPage | None:
+    """None when there is no such request or the viewer may not see it (the same answer for both)."""
+    async with deps.store.read() as repo:
+        record = await repo.get_request(n)
+        decisions = await repo.decisions(n) if record else []
+    if record is None or not await visible(deps, viewer, record, decisions):
+        return None
+    events = await source.events_for(n)
+    view = await request_view(deps, record, decisions=[d for d in decisions if d.round == record.round],
+                              events=events)
+    version = record.policy_version
+    timeline = []
+    for e in events:
+        version = str(e.data.get("policy_version") or version)
+        timeline.append(TimelineEntry(seq=e.seq, at=moment(e.ts), ts=e.ts, type=e.type, actor=e.actor,
+                                      channel=str(e.data.get("channel") or ""), policy_version=version,
+                                      summary=event_summary(e), hash=e.hash))
+    return RequestPage(viewer=viewer, request=view, timeline=timeline)
+
+
+# -- people ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Membership:
+    provider: str
+    group: str
+    profiles: list[str]
+    member: bool | None  # None: the provider could not answer
+    backed_by: str  # "REQ-7", "exception REQ-9", or ""
+    status: str  # granted | exception | drift | not a member | unknown
+
+
+@dataclass(frozen=True)
+class PersonPage:
+    viewer: Viewer
+    email: str
+    found: bool
+    name: str
+    active: bool | None
+    facts: tuple[tuple[str, str], ...]
+    groups: list[str]
+    profiles: list[ProfileView]
+    memberships: list[Membership]
+    requests: list[RequestView]
+    trail: list[TimelineEntry]
+
+
+async def person_page(deps: Deps, source: DashboardSource, viewer: Viewer, email: str) -> PersonPage | None:
+    """None when the viewer may not see this person's page (only the security team sees others')."""
+    email = email.strip().lower()
+    if not viewer.security and email != viewer.email:
+        return None
+    person = await deps.person(email)
+    holding = await source.holding(requester=email)
+    by_group = {(r.provider, r.group): r for r in holding}
+    managed: dict[tuple[str, str], list[str]] = {}
+    for p in deps.policy.profiles:
+        managed.setdefault((p.provider, p.group), []).append(p.id)
+    memberships = []
+    for (provider_name, group), profiles in sorted(managed.items()):
+        provider = deps.providers.get(provider_name)
+        member: bool | None = None
+        if provider is not None:
+            try:
+                member = email in {m.lower() for m in await provider.list_members(group)}
+            except Exception:
+                member = None
+        grant = by_group.get((provider_name, group))
+        backed = "" if grant is None else (f"exception {grant.ref}" if grant.kind == "exception" else grant.ref)
+        if member is None:
+            status = "unknown"
+        elif not member:
+            status = "not a member" if grant is None else "provisioning"
+        elif grant is None:
+            status = "drift"
+        else:
+            status = "exception" if grant.kind == "exception" else "granted"
+        memberships.append(Membership(provider_name, group, profiles, member, backed, status))
+    records, _ = await source.search_requests(Filter(person=email), offset=0, limit=500)
+    events = await source.person_events(email, [r.ref for r in records], limit=500)
+    trail = [TimelineEntry(seq=e.seq, at=moment(e.ts), ts=e.ts, type=e.type, actor=e.actor,
+                           channel=str(e.data.get("channel") or ""),
+                           policy_version=str(e.data.get("policy_version") or ""), summary=event_summary(e) or
+                           ", ".join(f"{k}={v}" for k, v in sorted(e.data.items()) if isinstance(v, str | int))[:200],
+                           hash=e.hash) for e in events]
+    return PersonPage(
+        viewer=viewer, email=email, found=person is not None, name=person.name if person else "",
+        active=person.active if person else None, facts=person_facts(person),
+        groups=sorted(person.groups) if person else [],
+        profiles=[profile_view(p, person) for p in deps.policy.profiles] if person else [],
+        memberships=memberships, requests=await views_of(deps, source, records), trail=trail)

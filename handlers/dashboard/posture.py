@@ -1,0 +1,234 @@
+"""The posture and reviews pages: figures per quarter, and access-review campaigns read from the chain.
+
+Reviews are read from their ``review.*`` events (SPEC §7 fixes their data), so the page shows
+every campaign the chain holds and is empty, not broken, while there are none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from statistics import median
+
+from handlers.context import Deps
+from handlers.dashboard.pages import moment
+from handlers.dashboard.ports import DashboardSource
+from handlers.dashboard.signin import Viewer
+from handlers.reports import ReportSource, termination_rows
+
+QUARTERS = 4
+REVIEW_TYPES = ("review.started", "review.opened", "review.decided", "review.reminded", "review.escalated",
+                "review.closed", "review.failed")
+
+
+def quarter_of(at: datetime | date) -> str:
+    return f"{at.year}-Q{(at.month - 1) // 3 + 1}"
+
+
+def quarter_start(at: datetime) -> datetime:
+    return datetime(at.year, 3 * ((at.month - 1) // 3) + 1, 1, tzinfo=UTC)
+
+
+def previous_quarters(now: datetime, n: int) -> list[str]:
+    out, year, q = [], now.year, (now.month - 1) // 3 + 1
+    for _ in range(n):
+        out.append(f"{year}-Q{q}")
+        year, q = (year - 1, 4) if q == 1 else (year, q - 1)
+    return list(reversed(out))
+
+
+@dataclass
+class Quarter:
+    label: str
+    requests: int = 0
+    exceptions: int = 0
+    approved: int = 0
+    decide_hours: list[float] = field(default_factory=list)
+    leavers: int = 0
+    within_sla: int = 0
+
+    @property
+    def exception_rate(self) -> float | None:
+        return self.exceptions / self.requests if self.requests else None
+
+    @property
+    def median_decide_hours(self) -> float | None:
+        return median(self.decide_hours) if self.decide_hours else None
+
+    @property
+    def sla_rate(self) -> float | None:
+        return self.within_sla / self.leavers if self.leavers else None
+
+
+@dataclass(frozen=True)
+class Coverage:
+    granted: int
+    exceptions: int
+    reviewed: int
+    drift: int
+
+    @property
+    def backed(self) -> int:
+        return self.granted + self.exceptions + self.reviewed
+
+    @property
+    def rate(self) -> float | None:
+        total = self.backed + self.drift
+        return self.backed / total if total else None
+
+
+@dataclass(frozen=True)
+class Posture:
+    viewer: Viewer
+    coverage: Coverage
+    quarters: list[Quarter]
+    sla_hours: float
+
+    def series(self, attribute: str, scale: float = 1.0) -> list[tuple[str, float]]:
+        """(quarter, figure) pairs for a chart; a quarter without the figure shows 0."""
+        return [(q.label, float(getattr(q, attribute) or 0) * scale) for q in self.quarters]
+
+
+async def posture(deps: Deps, source: DashboardSource, events: ReportSource, viewer: Viewer) -> Posture:
+    now = deps.now()
+    labels = previous_quarters(now, QUARTERS)
+    start = datetime(int(labels[0][:4]), 3 * (int(labels[0][-1]) - 1) + 1, 1, tzinfo=UTC)
+    quarters = {label: Quarter(label) for label in labels}
+    for row in await source.quarter_figures(start):
+        q = quarters.get(quarter_of(row["submitted_at"]))
+        if q is None:
+            continue
+        q.requests += 1
+        q.exceptions += row["kind"] == "exception"
+        if row["approved_at"] is not None:
+            q.approved += 1
+        if row["first_decision"] is not None:
+            q.decide_hours.append((row["first_decision"] - row["submitted_at"]).total_seconds() / 3600)
+    sla = deps.policy.schedule.termination_sla.total_seconds() / 3600
+    for row in await termination_rows(events, sla):
+        q = quarters.get(quarter_of(datetime.fromisoformat(row["detected_at"].replace("Z", "+00:00"))))
+        if q is not None:
+            q.leavers += 1
+            q.within_sla += row["within_sla"] == "yes" and bool(row["revoked_at"] or not row["grants"])
+    holding = await source.holding()
+    drift_open, _ = await source.drift_summary()
+    reviewed = sum(int(e.data.get("kept") or 0) for e in await source.events_of_types(("review.closed",),
+                                                                                      since=_ts(start)))
+    coverage = Coverage(granted=sum(1 for r in holding if r.kind != "exception"),
+                        exceptions=sum(1 for r in holding if r.kind == "exception"), reviewed=reviewed,
+                        drift=drift_open)
+    return Posture(viewer=viewer, coverage=coverage, quarters=[quarters[label] for label in labels], sla_hours=sla)
+
+
+def _ts(at: datetime) -> str:
+    return at.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+# -- reviews --------------------------------------------------------------------------------------
+@dataclass
+class ReviewerFigures:
+    reviewer: str
+    department: str = ""
+    decided: int = 0
+    removed: int = 0
+    hours: list[float] = field(default_factory=list)
+    overdue: bool = False
+
+    @property
+    def median_hours(self) -> float | None:
+        return median(self.hours) if self.hours else None
+
+
+@dataclass
+class Campaign:
+    review_id: str
+    review: str
+    started: str
+    items: int
+    decided: dict[str, tuple[str, str]] = field(default_factory=dict)  # item -> (decision, by)
+    closed: str = ""
+    reviewers: dict[str, ReviewerFigures] = field(default_factory=dict)
+
+    @property
+    def done(self) -> int:
+        return len(self.decided)
+
+    @property
+    def completion(self) -> float | None:
+        return self.done / self.items if self.items else None
+
+    @property
+    def removed(self) -> int:
+        return sum(1 for d, _ in self.decided.values() if d == "remove")
+
+    @property
+    def removal_rate(self) -> float | None:
+        return self.removed / self.done if self.done else None
+
+    def departments(self) -> list[tuple[str, int, int]]:
+        """(department, decided, removed) of the reviewers' departments."""
+        out: dict[str, list[int]] = {}
+        for r in self.reviewers.values():
+            row = out.setdefault(r.department or "unknown", [0, 0])
+            row[0] += r.decided
+            row[1] += r.removed
+        return [(k, v[0], v[1]) for k, v in sorted(out.items())]
+
+    def department_series(self) -> list[tuple[str, float]]:
+        return [(d, float(n)) for d, n, _ in self.departments()]
+
+
+@dataclass(frozen=True)
+class Reviews:
+    viewer: Viewer
+    campaigns: list[Campaign]
+
+
+async def reviews(deps: Deps, source: DashboardSource, viewer: Viewer) -> Reviews:
+    campaigns: dict[str, Campaign] = {}
+    started_at: dict[str, datetime] = {}
+    for e in await source.events_of_types(REVIEW_TYPES):
+        rid = str(e.data.get("review_id") or "")
+        if not rid:
+            continue
+        if e.type == "review.started":
+            campaigns[rid] = Campaign(rid, str(e.data.get("review") or ""), moment(e.ts), int(e.data.get("items") or 0))
+            started_at[rid] = _at(e.ts)
+            continue
+        c = campaigns.get(rid)
+        if c is None:
+            continue
+        who = str(e.data.get("reviewer") or e.actor)
+        if e.type == "review.decided":
+            item, decision = str(e.data.get("item")), str(e.data.get("decision") or "")
+            before = c.decided.get(item)
+            if before is not None:  # the last decision counts
+                old = c.reviewers.get(before[1])
+                if old is not None:
+                    old.decided -= 1
+                    old.removed -= before[0] == "remove"
+            c.decided[item] = (decision, e.actor)
+            r = c.reviewers.setdefault(e.actor, ReviewerFigures(e.actor))
+            r.decided += 1
+            r.removed += decision == "remove"
+            r.hours.append((_at(e.ts) - started_at[rid]).total_seconds() / 3600)
+        elif e.type in ("review.opened", "review.reminded"):
+            c.reviewers.setdefault(who, ReviewerFigures(who))
+        elif e.type == "review.escalated":
+            c.reviewers.setdefault(who, ReviewerFigures(who)).overdue = True
+        elif e.type == "review.closed":
+            c.closed = moment(e.ts)
+    shown = [c for c in campaigns.values() if viewer.security or viewer.email in c.reviewers]
+    for c in shown:
+        if not viewer.security:  # a reviewer sees their own figures, not their colleagues'
+            c.reviewers = {viewer.email: c.reviewers[viewer.email]}
+        for r in c.reviewers.values():
+            person = await deps.person(r.reviewer) if "@" in r.reviewer else None
+            r.department = (person.department or "") if person else ""
+            if c.closed:
+                r.overdue = False
+    return Reviews(viewer=viewer, campaigns=sorted(shown, key=lambda c: c.started, reverse=True))
+
+
+def _at(ts: str) -> datetime:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00"))

@@ -1,0 +1,168 @@
+"""Signing in to the dashboard (SPEC §8): one-time links, sessions, and OpenID Connect flows.
+
+Secrets (link tokens, session ids, an OpenID Connect ``state``) are random, handed to the browser
+once, and stored only as their SHA-256: a copy of the database signs nobody in. A link is single
+use, valid five minutes and bound to the person who asked for it; redeeming it starts a session
+for that person, recorded as ``dashboard.signed_in``. Every page checks the session and that its
+person is still active at the identity source.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from handlers.context import Deps
+from handlers.dashboard.ports import DashboardSource, SessionRecord, SignInToken
+
+LINK_TTL = timedelta(minutes=5)
+FLOW_TTL = timedelta(minutes=10)
+SESSION_TTL = timedelta(hours=8)
+LINK = "link"
+OIDC = "oidc"
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def plausible(secret: str) -> bool:
+    """Cheap shape check before touching the store: what ``new_secret`` makes, nothing else."""
+    return 20 <= len(secret) <= 100 and all(c.isalnum() or c in "-_" for c in secret)
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """A signed-in person, as the identity source and the policy see them now."""
+
+    email: str
+    name: str
+    security: bool
+
+
+@dataclass(frozen=True)
+class SignIn:
+    ok: bool
+    reason: str = ""  # why not: unknown | used | expired | inactive
+    email: str | None = None
+    session: str | None = None  # the session secret for the cookie
+    expires_in: int = 0  # seconds
+
+
+async def issue_link(deps: Deps, source: DashboardSource, email: str) -> str:
+    """A new one-time link secret for ``email`` (the person who asked)."""
+    secret = new_secret()
+    now = deps.now()
+    async with source.signin() as tx:
+        await tx.purge(now - timedelta(days=1))
+        await tx.add_token(SignInToken(token_hash=digest(secret), kind=LINK, email=email.lower(), created_at=now,
+                                       expires_at=now + LINK_TTL))
+    return secret
+
+
+async def peek_link(deps: Deps, source: DashboardSource, secret: str) -> SignIn:
+    """Whether a link could be redeemed now (for the confirmation page), without using it."""
+    if not plausible(secret):
+        return SignIn(False, "unknown")
+    async with source.signin() as tx:
+        token = await tx.get_token(digest(secret))
+    return _judge(deps, token, LINK) or SignIn(True, email=token.email if token else None)
+
+
+def _judge(deps: Deps, token: SignInToken | None, kind: str) -> SignIn | None:
+    if token is None or token.kind != kind:
+        return SignIn(False, "unknown")
+    if token.used_at is not None:
+        return SignIn(False, "used")
+    if token.expires_at <= deps.now():
+        return SignIn(False, "expired")
+    return None
+
+
+async def _start_session(deps: Deps, tx: Any, email: str, via: str, data: dict[str, Any]) -> SignIn:
+    person = await deps.person(email)
+    if person is None or not person.active:
+        return SignIn(False, "inactive", email=email)
+    now = deps.now()
+    session = new_secret()
+    await tx.add_session(SessionRecord(session_hash=digest(session), email=email, via=via, created_at=now,
+                                       expires_at=now + SESSION_TTL))
+    await tx.append("dashboard.signed_in", actor=email, ts=now, data={"channel": via, **data})
+    return SignIn(True, email=email, session=session, expires_in=int(SESSION_TTL.total_seconds()))
+
+
+async def redeem_link(deps: Deps, source: DashboardSource, secret: str) -> SignIn:
+    """Use a link: once, within its five minutes, for the person it was issued to."""
+    if not plausible(secret):
+        return SignIn(False, "unknown")
+    async with source.signin() as tx:
+        token = await tx.get_token(digest(secret))
+        refused = _judge(deps, token, LINK)
+        if refused is not None:
+            return refused
+        assert token is not None and token.email is not None
+        if not await tx.use_token(token.token_hash, deps.now()):
+            return SignIn(False, "used")
+        return await _start_session(deps, tx, token.email, LINK, {})
+
+
+async def store_flow(deps: Deps, source: DashboardSource, state: str, flow: dict[str, Any]) -> None:
+    """Keep an OpenID Connect flow (state, nonce, PKCE verifier) until the browser comes back."""
+    now = deps.now()
+    async with source.signin() as tx:
+        await tx.purge(now - timedelta(days=1))
+        await tx.add_token(SignInToken(token_hash=digest(state), kind=OIDC, email=None, created_at=now,
+                                       expires_at=now + FLOW_TTL, data=flow))
+
+
+async def take_flow(deps: Deps, source: DashboardSource, state: str) -> dict[str, Any] | None:
+    """The flow started with this ``state``, once; None when unknown, used or expired."""
+    if not state or len(state) > 200:
+        return None
+    async with source.signin() as tx:
+        token = await tx.get_token(digest(state))
+        if _judge(deps, token, OIDC) is not None or token is None:
+            return None
+        if not await tx.use_token(token.token_hash, deps.now()):
+            return None
+        return token.data
+
+
+async def sign_in_verified(deps: Deps, source: DashboardSource, email: str, via: str,
+                           data: dict[str, Any]) -> SignIn:
+    """A session for a person the identity platform vouched for (the id_token is already verified)."""
+    async with source.signin() as tx:
+        return await _start_session(deps, tx, email.lower(), via, data)
+
+
+async def viewer_for(deps: Deps, source: DashboardSource, secret: str | None) -> Viewer | None:
+    """The signed-in person behind a session cookie, or None (no, unknown, ended or expired session,
+    or a person no longer active)."""
+    if not secret or not plausible(secret):
+        return None
+    record = await source.session(digest(secret))
+    if record is None or record.ended_at is not None or record.expires_at <= deps.now():
+        return None
+    person = await deps.person(record.email)
+    if person is None or not person.active:
+        return None
+    return Viewer(email=record.email, name=person.name or record.email, security=deps.is_security(record.email))
+
+
+async def sign_out(deps: Deps, source: DashboardSource, secret: str | None) -> None:
+    if not secret or not plausible(secret):
+        return
+    now = deps.now()
+    async with source.signin() as tx:
+        record = await tx.get_session(digest(secret))
+        if record is None or record.ended_at is not None:
+            return
+        await tx.end_session(record.session_hash, now)
+        await tx.append("dashboard.signed_out", actor=record.email, ts=now, data={"channel": record.via})
