@@ -1,15 +1,15 @@
 """dashboard: sign-in tokens and sessions, scheduled evidence deliveries, indexes for the pages
 
-Revision ID: 0002_dashboard
-Revises: 0001
+Revision ID: 0005_dashboard
+Revises: 0004_op_lease_drift_kind
 """
 
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0002_dashboard'
-down_revision = '0001'
+revision = '0005_dashboard'
+down_revision = '0004_op_lease_drift_kind'
 branch_labels = None
 depends_on = None
 
