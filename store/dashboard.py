@@ -2,7 +2,7 @@
 
 Sign-in secrets and sessions are kept as SHA-256 digests only. Every figure a page shows is
 counted by the database (``GROUP BY``, ``COUNT``, ``MIN``) with the indexes of migration
-``0002_dashboard``, so a page costs a handful of index scans whatever the size of the store.
+``0005_dashboard``, so a page costs a handful of index scans whatever the size of the store.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ dashboard_sessions = Table(
     Column("ended_at", UTCDateTime),
 )
 
-# Indexes the pages lean on (created by migration 0002_dashboard).
+# Indexes the pages lean on (created by migration 0005_dashboard).
 Index("ix_requests_state_expires", t.requests.c.state, t.requests.c.expires_at)
 Index("ix_requests_state_id", t.requests.c.state, t.requests.c.id)
 Index("ix_audit_events_type_seq", t.audit_events.c.type, t.audit_events.c.seq)
