@@ -86,7 +86,13 @@ async def build_app(settings: Settings, *, migrate: bool = True, clock: Clock | 
     if migrate:
         import asyncio
 
-        await asyncio.to_thread(upgrade, settings.database_url)
+        from store.roles import DatabaseSetupError
+
+        try:
+            await asyncio.to_thread(upgrade, settings.database_url,
+                                    owner_url=settings.env.get("ACCESSBOT_DATABASE_OWNER_URL") or None)
+        except DatabaseSetupError as exc:
+            raise SystemExit(f"accessbot: {exc}") from None
     store = SqlStore(settings.database_url)
     closers: list[Any] = [store.close]
     try:

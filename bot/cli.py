@@ -60,10 +60,19 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from store.db import current_revision, upgrade
+    from store.roles import DatabaseSetupError, serving_user
 
     settings = settings_from(args)
-    upgrade(settings.database_url)
-    print(f"database at revision {current_revision(settings.database_url)}")
+    owner = args.owner_url or settings.env.get("ACCESSBOT_DATABASE_OWNER_URL") or None
+    try:
+        grants = upgrade(settings.database_url, owner_url=owner)
+    except DatabaseSetupError as exc:
+        print(f"accessbot: {exc}", file=sys.stderr)
+        return 1
+    print(f"database at revision {current_revision(owner or settings.database_url)}")
+    if owner:
+        others = "; ".join(g for g in grants if not g.startswith("audit_events"))
+        print(f"serving role {serving_user(settings.database_url)}: INSERT and SELECT only on audit_events; {others}")
     return 0
 
 
@@ -170,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = p.add_subparsers(dest="db_command", required=True)
     du = dsub.add_parser("upgrade", help="apply schema migrations")
     common_options(du)
+    du.add_argument("--owner-url", metavar="URL", help="PostgreSQL: migrate as this role (it owns the tables) and "
+                    "grant the serving role of --database-url only what it needs (default: "
+                    "ACCESSBOT_DATABASE_OWNER_URL)")
     du.set_defaults(func=cmd_db_upgrade)
 
     for module in optional_modules(EXTENSIONS):
