@@ -102,6 +102,10 @@ async def build_app(settings: Settings, *, migrate: bool = True, clock: Clock | 
                     clock=clock or SystemClock())
         if notifier is not None:
             deps.notifier = notifier
+        if settings.env.get("ACCESSBOT_ANCHOR_FILE"):
+            from store.anchors import FileAnchor
+
+            deps.anchor = FileAnchor(store, settings.env["ACCESSBOT_ANCHOR_FILE"])
         service = AccessService(deps)
         for module in optional_modules(COMMAND_EXTENSIONS):
             module.install(service, settings)

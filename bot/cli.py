@@ -111,18 +111,23 @@ def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from bot.anchor_cli import check_anchors
+
+    anchors = args.anchors or settings_from(args).env.get("ACCESSBOT_ANCHOR_FILE")
     store = _store(args)
 
     async def run() -> int:
         try:
             result = await store.verify_audit()
+            if not result.ok:
+                print(f"BROKEN at seq {result.bad_seq}: {result.reason}")
+                return 1
+            print(f"OK {result.count} events {result.head_hash}")
+            if anchors:
+                return await check_anchors(store, anchors)
+            return 0
         finally:
             await store.close()
-        if result.ok:
-            print(f"OK {result.count} events {result.head_hash}")
-            return 0
-        print(f"BROKEN at seq {result.bad_seq}: {result.reason}")
-        return 1
 
     return asyncio.run(run())
 
@@ -169,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     asub = p.add_subparsers(dest="audit_command", required=True)
     av = asub.add_parser("verify", help="verify the hash chain")
     common_options(av)
+    av.add_argument("--anchors", metavar="FILE", help="also compare with the chain heads anchored in this file "
+                    "(default: ACCESSBOT_ANCHOR_FILE when set)")
     av.set_defaults(func=cmd_audit_verify)
     ae = asub.add_parser("export", help="the events, one JSON object a line")
     common_options(ae)

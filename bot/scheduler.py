@@ -16,6 +16,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from bot.bootstrap import App
+from handlers.anchors import anchor_head
 from handlers.grants import run_due_ops
 from handlers.sweeps import SweepReport, detect_drift, expire_due, remind_pending, terminate_inactive, warn_expiring
 
@@ -39,6 +40,9 @@ async def run_sweep(app: App, name: str) -> None:
             await remind_pending(deps, report)
         elif name == "drift":
             await detect_drift(deps, report)
+        await anchor_head(deps, as_of=report.as_of, failed=report.failed)
+        for failure in report.failed:
+            log.warning("sweep problem", sweep=name, problem=failure)
     except Exception:
         log.exception("sweep failed", sweep=name)
     finally:

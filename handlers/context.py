@@ -87,6 +87,7 @@ class Deps:
     clock: Clock = field(default_factory=SystemClock)
     notifier: Notifier = field(default_factory=NullNotifier)
     observe: Callable[[str, dict[str, Any]], None] | None = None  # metrics hook
+    anchor: Any = None  # handlers.anchors.ChainAnchor: where each sweep anchors the chain's head
     _policies: dict[str, Policy] = field(default_factory=dict)
 
     def now(self) -> datetime:

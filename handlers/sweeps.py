@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from handlers.anchors import anchor_head
 from handlers.approvals import _chain, open_step
 from handlers.audit import format_ts
 from handlers.chains import open_step_unsatisfiable
@@ -256,4 +257,6 @@ async def sweep(deps: Deps, *, dry_run: bool = False, drift: bool = True) -> Swe
     await warn_expiring(deps, report)
     if drift:
         await detect_drift(deps, report)
+    if not dry_run:
+        await anchor_head(deps, as_of=report.as_of, failed=report.failed)
     return report
