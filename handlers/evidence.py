@@ -34,6 +34,18 @@ GRANT_COLUMNS = ["request_id", "user", "profile", "provider", "group", "started_
 EXCEPTION_COLUMNS = [*REQUEST_COLUMNS, "approvers"]
 
 
+class PackSigner(Protocol):
+    """Signs manifest.json (implemented in ``bot/signing.py``)."""
+
+    certificate: bytes  # PEM, written into the pack as signing-cert.pem
+
+    def describe(self) -> dict[str, str]:
+        """manifest.json's ``signature`` block: file, certificate, algorithm, certificate_sha256."""
+        ...
+
+    def sign(self, data: bytes) -> bytes: ...
+
+
 class EvidenceSource(Protocol):
     """The streaming reads an evidence pack needs (implemented in ``store/evidence_queries.py``)."""
 
@@ -179,7 +191,8 @@ def _write(zf: zipfile.ZipFile, name: str, data: bytes, summary: PackSummary) ->
 
 
 async def build_pack(source: EvidenceSource, period: Period, out: Path, *, generated_at: datetime,
-                     verifying: str, verifier_script: str, report: Any) -> PackSummary:
+                     verifying: str, verifier_script: str, report: Any,
+                     signer: PackSigner | None = None) -> PackSummary:
     """Write the pack; ``report(figures) -> str`` renders report.html from the figures gathered."""
     summary = PackSummary(out)
     start, end = period.start_at, period.end_at
@@ -256,6 +269,9 @@ async def build_pack(source: EvidenceSource, period: Period, out: Path, *, gener
             "head_hash": head, "verified": bool(chain_ok and verifier.result().ok),
             "segment_verified": verifier.result().ok,
         }
+        signature = signer.describe() if signer is not None else None
+        if signer is not None and signature is not None:
+            _write(zf, signature["certificate"], signer.certificate, summary)
         manifest = {
             "period": {"from": period.start.isoformat(), "to": period.end.isoformat()},
             "generated_at": format_ts(generated_at),
@@ -264,7 +280,12 @@ async def build_pack(source: EvidenceSource, period: Period, out: Path, *, gener
             "files": summary.files,
             "audit": summary.audit,
         }
-        zf.writestr(_member("manifest.json"), json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        if signature is not None:
+            manifest["signature"] = signature
+        manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
+        zf.writestr(_member("manifest.json"), manifest_bytes)
+        if signer is not None and signature is not None:
+            zf.writestr(_member(signature["file"]), signer.sign(manifest_bytes))
     tmp.replace(out)
     return summary
 

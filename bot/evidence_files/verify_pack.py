@@ -18,6 +18,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+SIGNATURE = "manifest.json.sig"
+
 
 def load(target):
     path = Path(target)
@@ -38,8 +40,13 @@ def verify(files):
             problems.append(f"{name}: listed in the manifest but missing")
         elif hashlib.sha256(files[name]).hexdigest() != digest:
             problems.append(f"{name}: SHA-256 does not match the manifest")
-    for name in sorted(set(files) - set(manifest.get("files", {})) - {"manifest.json"}):
+    for name in sorted(set(files) - set(manifest.get("files", {})) - {"manifest.json", SIGNATURE}):
         problems.append(f"{name}: not listed in the manifest")
+    signature = manifest.get("signature")
+    if signature is not None and SIGNATURE not in files:
+        problems.append(f"{SIGNATURE}: manifest.json says the pack is signed, but the signature file is missing")
+    if signature is None and SIGNATURE in files:
+        problems.append(f"{SIGNATURE}: a signature file, but manifest.json does not say who signed it")
     for name, rows in sorted(manifest.get("counts", {}).items()):
         data = files.get(name, b"").decode("utf-8", "replace")
         if name.endswith(".csv"):
@@ -85,14 +92,34 @@ def verify(files):
     return problems
 
 
+def signature_note(files):
+    """What an auditor needs to know about the signature, which the standard library cannot check."""
+    signature = json.loads(files["manifest.json"]).get("signature")
+    if signature is None:
+        return ["signature: none (this pack is not signed)"]
+    cert = signature.get("certificate", "signing-cert.pem")
+    return [
+        f"signature: present ({SIGNATURE}, {signature.get('algorithm')}, signed by {signature.get('subject')}, "
+        f"certificate sha256 {signature.get('certificate_sha256')}).",
+        "  Python's standard library cannot check RSA or ECDSA signatures; in the unpacked pack run:",
+        f"    openssl x509 -in {cert} -pubkey -noout -out signing-key.pub",
+        f"    openssl dgst -sha256 -verify signing-key.pub -signature {SIGNATURE} manifest.json",
+        "  (it prints 'Verified OK'), or `accessbot evidence verify PACK.zip --cert YOUR-COPY-OF-THE-CERT.pem`;",
+        f"  and compare `openssl x509 -in {cert} -noout -fingerprint -sha256` with the fingerprint your",
+        "  organisation published: a pack re-signed with another key carries another certificate.",
+    ]
+
+
 def main(argv):
     target = argv[1] if len(argv) > 1 else "."
-    problems = verify(load(target))
+    files = load(target)
+    problems = verify(files)
     for p in problems:
         print("FAIL", p)
     if problems:
         return 1
     print("OK: every file matches the manifest and the audit chain segment verifies")
+    print("\n".join(signature_note(files)))
     return 0
 
 
