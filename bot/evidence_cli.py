@@ -15,7 +15,7 @@ def cmd_evidence_export(args: argparse.Namespace) -> int:
     from bot.errors import CliError
     from bot.evidence_commands import export_pack
     from bot.signing import SigningError
-    from handlers.evidence import Period
+    from handlers.evidence import EvidenceMismatch, Period
 
     try:
         period = Period.parse(args.date_from, args.date_to)
@@ -25,6 +25,13 @@ def cmd_evidence_export(args: argparse.Namespace) -> int:
         summary = asyncio.run(export_pack(settings_from(args), period, Path(args.out), actor="cli"))
     except SigningError as exc:
         print(f"accessbot: no evidence pack written: {exc}", file=sys.stderr)
+        return 1
+    except EvidenceMismatch as exc:
+        print("accessbot: no evidence pack written: the database contradicts the audit chain:", file=sys.stderr)
+        for problem in exc.problems[:20]:
+            print(f"  {problem}", file=sys.stderr)
+        if len(exc.problems) > 20:
+            print(f"  … and {len(exc.problems) - 20} more", file=sys.stderr)
         return 1
     audit = summary.audit
     print(f"wrote {summary.path}: " + ", ".join(f"{k} {v}" for k, v in summary.counts.items())

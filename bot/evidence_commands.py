@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from bot.bootstrap import build_app
+from bot.pack_check import verifier_module
 from bot.settings import Settings
 from bot.signing import ManifestSigner, SigningError, signer_from
 from cards.report_html import render_report
 from handlers.audit import format_ts
-from handlers.evidence import PackSummary, Period, build_pack
+from handlers.evidence import EvidenceMismatch, PackSummary, Period, build_pack
 from handlers.grammar import Evidence, Report
 from handlers.ports import Person
 from handlers.reports import (
@@ -44,7 +45,8 @@ async def write_pack(store: SqlStore, period: Period, out: Path, *, sla_hours: f
 
     out.parent.mkdir(parents=True, exist_ok=True)
     return await build_pack(source, period, out, generated_at=now, verifying=_file("VERIFYING.md"),
-                            verifier_script=_file("verify_pack.py"), report=report, signer=signer)
+                            verifier_script=_file("verify_pack.py"), report=report, signer=signer,
+                            rules=verifier_module())
 
 
 async def export_pack(settings: Settings, period: Period, out: Path, *, actor: str) -> PackSummary:
@@ -100,8 +102,11 @@ def install(service: AccessService, settings: Settings) -> None:
             signer = signer_from(settings.env)
         except SigningError as exc:
             return Reply(text=f"No evidence pack written: {exc}.", ok=False, kind="refusal")
-        summary = await write_pack(service.deps.store, period, out, sla_hours=sla,  # type: ignore[arg-type]
-                                   signer=signer)
+        try:
+            summary = await write_pack(service.deps.store, period, out, sla_hours=sla,  # type: ignore[arg-type]
+                                       signer=signer)
+        except EvidenceMismatch as exc:
+            return Reply(text=f"No evidence pack written: {exc}.", ok=False, kind="refusal")
         await _record(service, actor.email, period, summary)
         counts = ", ".join(f"{k} {v}" for k, v in summary.counts.items())
         return Reply(text=f"Evidence pack for {period.start} to {period.end} written on the server: {out} ({counts}; "

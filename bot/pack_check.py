@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 from pathlib import Path
@@ -12,7 +13,10 @@ from bot.signing import CERTIFICATE_FILE, SIGNATURE_FILE, check_signature, finge
 VERIFIER = Path(__file__).resolve().parent / "evidence_files" / "verify_pack.py"
 
 
-def _verifier() -> ModuleType:
+@functools.cache
+def verifier_module() -> ModuleType:
+    """verify_pack.py, the stand-alone verifier shipped in every pack, as a module: its rules also
+    derive the rows the exporter writes."""
     spec = importlib.util.spec_from_file_location("accessbot_verify_pack", VERIFIER)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -22,7 +26,7 @@ def _verifier() -> ModuleType:
 
 def check_pack(pack: Path, cert: Path | None) -> tuple[bool, list[str]]:
     """(ok, lines to print). With ``cert``, the pack must be signed by exactly that certificate."""
-    verifier = _verifier()
+    verifier = verifier_module()
     try:
         files = verifier.load(pack)
     except (OSError, ValueError) as exc:
