@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import zipfile
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from PIL import Image

@@ -119,9 +119,9 @@ def test_export_refuses_rows_that_contradict_the_chain(recorded, tmp_path) -> No
     assert _export(db, files, tmp_path / "again.zip").returncode == 0
 
     [[decision]] = _sql(db, "SELECT * FROM decisions WHERE request_id = 3 AND approver = 'dana.dba@example.com'")
-    _sql(db, "UPDATE decisions SET approver = 'mallory@example.com' WHERE id = %d" % decision["id"])
+    _sql(db, f"UPDATE decisions SET approver = 'mallory@example.com' WHERE id = {decision['id']}")
     refused("approvals.csv REQ-3")
-    _sql(db, "UPDATE decisions SET approver = 'dana.dba@example.com' WHERE id = %d" % decision["id"])
+    _sql(db, f"UPDATE decisions SET approver = 'dana.dba@example.com' WHERE id = {decision['id']}")
 
     [[grant]] = _sql(db, "SELECT * FROM requests WHERE id = 2")
     _sql(db, ("UPDATE requests SET expires_at = :e WHERE id = 2",
