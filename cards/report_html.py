@@ -12,7 +12,8 @@ max-width:72rem;color:#1f2328}
 h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #d0d7de}
 table{border-collapse:collapse;margin:.5rem 0;max-width:100%}
 td,th{border:1px solid #d0d7de;padding:.25rem .5rem;text-align:left;vertical-align:top;overflow-wrap:anywhere}
-table.wide{width:100%;font-size:13px}th{background:#f6f8fa}.num{text-align:right}.ok{color:#1a7f37}
+td.nw,th.nw{white-space:nowrap;overflow-wrap:normal}
+table.wide{width:100%;font-size:13px;table-layout:fixed}th{background:#f6f8fa}.num{text-align:right}.ok{color:#1a7f37}
 .bad{color:#cf222e;font-weight:600}.flag{display:inline-block;margin:0 .25rem .15rem 0;padding:0 .35rem;
 border-radius:.6rem;background:#fff1e5;color:#953800;font-size:12px}.muted{color:#57606a}
 svg{max-width:100%;height:auto}svg text{font:11px system-ui,sans-serif;fill:#1f2328}
@@ -28,17 +29,26 @@ class Markup(str):
     """Text already escaped (built here from escaped parts)."""
 
 
-def _td(value: Any, numeric: bool) -> str:
+def _td(value: Any, numeric: bool, nowrap: bool) -> str:
     text = value if isinstance(value, Markup) else escape(str(value))
-    return f"<td class='num'>{text}</td>" if numeric else f"<td>{text}</td>"
+    cls = " ".join(c for c, on in (("num", numeric), ("nw", nowrap)) if on)
+    return f"<td class='{cls}'>{text}</td>" if cls else f"<td>{text}</td>"
 
 
-def _table(headers: list[str], rows: list[list[Any]], numeric: set[int] | None = None, *, wide: bool = False) -> str:
-    numeric = numeric or set()
-    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(_td(v, i in numeric) for i, v in enumerate(r)) + "</tr>" for r in rows)
-    cls = " class='wide'" if wide else ""
-    return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+def _table(headers: list[str], rows: list[list[Any]], numeric: set[int] | None = None, *,
+           widths: list[int] | None = None, nowrap: set[int] | None = None) -> str:
+    """A table. With ``widths`` (percent per column) it takes the page's width and never more: its
+    cells break anywhere, ``nowrap`` columns (short ids) excepted."""
+    numeric, nowrap = numeric or set(), nowrap or set()
+    wide = widths is not None
+    head = "".join(f"<th class='nw'>{escape(h)}</th>" if i in nowrap else f"<th>{escape(h)}</th>"
+                   for i, h in enumerate(headers))
+    body = "".join("<tr>" + "".join(_td(v, i in numeric, i in nowrap) for i, v in enumerate(r)) + "</tr>"
+                   for r in rows)
+    if not wide:
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    cols = "".join(f"<col style='width:{w}%'>" for w in widths or [])
+    return f"<table class='wide'><colgroup>{cols}</colgroup><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def bar_chart(title: str, points: list[tuple[str, float]], *, unit: str = "") -> str:
@@ -83,6 +93,12 @@ def drift_findings(events: list[dict[str, Any]]) -> list[list[str]]:
     return rows
 
 
+def _when(value: Any) -> Markup:
+    """A time in a narrow column: the date, and the time of day under it."""
+    text = _moment(value)
+    return Markup(escape(text).replace(" ", "<br>", 1))
+
+
 def _moment(value: Any) -> str:
     """A time as ``YYYY-MM-DD HH:MM`` (UTC); text that is not a time as it is; nothing as empty."""
     if not value:
@@ -102,7 +118,7 @@ def _flags(flags: list[str]) -> Markup:
 
 
 def _ended(row: dict[str, str]) -> Markup:
-    text = escape(_moment(row["ended_at"]))
+    text = str(_when(row["ended_at"]))
     if row["ended_as_of"]:
         text += f"<br><span class='muted'>judged as of {escape(_moment(row['ended_as_of']))}</span>"
     return Markup(text)
@@ -122,7 +138,8 @@ def _sample_first(figures: Any) -> list[str]:
                      "recorded.</p>")
         parts.append(_table(["when (UTC)", "who", "what", "request", "profile", "rule or reason"],
                             [[_moment(r["ts"]), r["actor"], REFUSAL_KINDS.get(r["type"], r["type"]), r["request_id"],
-                              r["profile"], r["what"]] for r in figures.refusals], wide=True))
+                              r["profile"], r["what"]] for r in figures.refusals],
+                            widths=[14, 20, 14, 9, 13, 30], nowrap={3}))
     else:
         parts.append("<p class='muted'>No refusals in this period.</p>")
     parts.append(f"<h2>Grants active in the period: {figures.grants}</h2>")
@@ -131,8 +148,9 @@ def _sample_first(figures: Any) -> list[str]:
         ("auto-approved", "auto-approved"), ("no justification", "without a justification"),
         ("exception", "exceptions"), ("held past its expiry", "held past their expiry"),
         ("longer than the policy maximum", "longer than the policy maximum"))]
-    parts.append("<p>" + ", ".join(summary) + ". Times are when each step was recorded; a sweep judged as of "
-                 "another instant shows that instant too.</p>")
+    parts.append("<p>" + ", ".join(summary) + ". Times are when each step was recorded (UTC); when a sweep "
+                 "judged an end as of another instant (<code>sweep --as-of</code>), that instant is shown too "
+                 "(grants.csv: ended_as_of).</p>")
     for key in ("held past its expiry", "longer than the policy maximum"):
         if flagged.get(key):
             parts.append(f"<p class='bad'>Grants {escape(key)}: {escape(', '.join(flagged[key]))}</p>")
@@ -144,16 +162,18 @@ def _sample_first(figures: Any) -> list[str]:
             ["request", "user", "profile", "approved by", "justification", "started", "expires", "ended",
              "end", "flags"],
             [[g.row["request_id"], g.row["user"], g.row["profile"],
-              g.row["approved_by"].replace(";", ", ") or ("auto-approved" if g.row["auto_approved"] else ""),
-              g.row["justification"], _moment(g.row["started_at"]), _moment(g.row["expires_at"]), _ended(g.row),
-              g.row["end_reason"], _flags(g.flags)] for g in figures.grant_lines], wide=True))
+              g.row["approved_by"].replace(";", ", ")
+              or (f"auto-approved ({g.row['auto_approved']})" if g.row["auto_approved"] else ""),
+              g.row["justification"], _when(g.row["started_at"]), _when(g.row["expires_at"]), _ended(g.row),
+              g.row["end_reason"], _flags(g.flags)] for g in figures.grant_lines],
+            widths=[6, 12, 9, 13, 15, 9, 9, 10, 7, 10], nowrap={0}))
     parts.append(f"<h2>Exceptions: {len(figures.exceptions)}</h2>")
     if figures.exceptions:
         parts.append(_table(["request", "requester", "profile", "duration", "reason", "state", "submitted",
                              "approvers"],
                             [[e["request_id"], e["requester"], e["profile"], e["duration"], e["justification"],
-                              e["state"], _moment(e["submitted_at"]), e["approvers"].replace(";", ", ")]
-                             for e in figures.exceptions], wide=True))
+                              e["state"], _when(e["submitted_at"]), e["approvers"].replace(";", ", ")]
+                             for e in figures.exceptions], widths=[6, 14, 10, 7, 28, 7, 10, 18], nowrap={0}))
     return parts
 
 

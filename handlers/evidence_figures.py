@@ -81,7 +81,7 @@ class Figures:
         if row["kind"] == "exception":
             flags.append("exception")
         if row["auto_approved"]:
-            flags.append(f"auto-approved: {row['auto_approved']}")
+            flags.append("auto-approved")
         if not row["justification"]:
             flags.append("no justification")
         started, expires = row["started_at"], row["expires_at"]
@@ -98,7 +98,7 @@ class Figures:
             if held_until > at(expires) + grace:
                 flags.append("held past its expiry")
         if row["ended_as_of"]:
-            flags.append(f"ended by a sweep judged as of {row['ended_as_of']}")
+            flags.append("as-of sweep")
         return flags
 
     def _report_end(self) -> datetime:
