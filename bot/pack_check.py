@@ -34,7 +34,7 @@ def check_pack(pack: Path, cert: Path | None) -> tuple[bool, list[str]]:
     problems = verifier.verify(files)
     lines = [f"FAIL {p}" for p in problems]
     if not problems:
-        lines.append("OK: every file matches the manifest and the audit chain segment verifies")
+        lines.append(verifier.OK)
     manifest = json.loads(files["manifest.json"]) if "manifest.json" in files else {}
     signature = manifest.get("signature")
     if signature is None:

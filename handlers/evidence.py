@@ -8,6 +8,7 @@ with the number of events.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import hashlib
 import io
@@ -23,7 +24,7 @@ from typing import Any, Protocol
 
 from handlers.audit import GENESIS, ChainVerifier, Verification, format_ts
 from handlers.evidence_check import CheckSource, contradictions, tracking
-from handlers.evidence_figures import Figures
+from handlers.evidence_figures import INTERESTING, Figures
 from handlers.policy import PolicyError, parse_policy
 
 REQUEST_COLUMNS = ["request_id", "requester", "profile", "kind", "duration", "justification", "ticket", "state",
@@ -125,20 +126,6 @@ class PackSummary:
     audit: dict[str, Any] = field(default_factory=dict)
 
 
-class _HashingText(io.TextIOBase):
-    """Text written to a zip member, hashed on the way."""
-
-    def __init__(self, raw: Any) -> None:
-        self.raw = raw
-        self.sha = hashlib.sha256()
-
-    def write(self, text: str) -> int:  # type: ignore[override]
-        data = text.encode("utf-8")
-        self.sha.update(data)
-        self.raw.write(data)
-        return len(text)
-
-
 def _member(name: str) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo(name, date_time=datetime.now(UTC).timetuple()[:6])
     info.compress_type = zipfile.ZIP_DEFLATED
@@ -184,13 +171,21 @@ def _write(zf: zipfile.ZipFile, name: str, data: bytes, summary: PackSummary) ->
     summary.files[name] = hashlib.sha256(data).hexdigest()
 
 
-def _fold(rows: Any, page: Sequence[Sequence[Any]], folded: frozenset[str]) -> list[dict[str, str]]:
-    """Feed the events of a page that the rules read to ``rows``; the approvals rows they make."""
+def _fold(rows: Any, page: Sequence[Sequence[Any]], folded: frozenset[str],
+          figures: Figures | None = None) -> list[dict[str, str]]:
+    """Feed the events of a page that the rules read to ``rows`` (and those the report reads to
+    ``figures``), each parsed once; returns the approvals rows they make."""
     made = []
+    wanted = folded | INTERESTING if figures is not None else folded
     for seq, ts, type_, actor, rid, profile, data, _prev, _digest in page:
+        if type_ not in wanted:
+            continue
+        event = {"seq": seq, "ts": ts, "type": type_, "actor": actor, "request_id": rid, "profile": profile,
+                 "data": json.loads(data)}
+        if figures is not None and type_ in INTERESTING:
+            figures.event(event)
         if rid and type_ in folded:
-            row = rows.feed({"seq": seq, "ts": ts, "type": type_, "actor": actor, "request_id": rid,
-                             "profile": profile, "data": json.loads(data)})
+            row = rows.feed(event)
             if row is not None:
                 made.append(row)
     return made
@@ -221,7 +216,7 @@ class _Member:
 def _csv_member(zf: zipfile.ZipFile, name: str, columns: Sequence[str], rows: Iterable[dict[str, str]],
                 summary: PackSummary, seen: Any = None) -> None:
     with _Member(zf, name, summary) as member:
-        out = _HashingText(member)
+        out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(columns)
         for row in rows:
@@ -229,6 +224,11 @@ def _csv_member(zf: zipfile.ZipFile, name: str, columns: Sequence[str], rows: It
             member.count += 1
             if seen is not None:
                 seen(row)
+            if out.tell() > 1 << 20:
+                member.write(out.getvalue().encode("utf-8"))
+                out.seek(0)
+                out.truncate()
+        member.write(out.getvalue().encode("utf-8"))
 
 
 async def build_pack(source: EvidenceSource, period: Period, out: Path, *, generated_at: datetime,
@@ -271,12 +271,20 @@ async def build_pack(source: EvidenceSource, period: Period, out: Path, *, gener
             with tempfile.SpooledTemporaryFile(max_size=16 << 20, mode="w+", encoding="utf-8", newline="") as spool:
                 approvals = csv.DictWriter(spool, APPROVAL_COLUMNS, lineterminator="\n")
                 with _Member(zf, "audit.jsonl", summary) as member:
-                    async for page in source.audit_pages(ts_from=start_ts, ts_to=end_ts):
-                        member.write(audit_lines(page, verifier))
-                        member.count += len(page)
-                        figures.events(page)
-                        approvals.writerows(_fold(rows, page, folded))
-                        last_seq, head = int(page[-1][0]), str(page[-1][8])
+                    writing: asyncio.Future[None] | None = None
+                    try:
+                        async for page in source.audit_pages(ts_from=start_ts, ts_to=end_ts):
+                            chunk = audit_lines(page, verifier)
+                            if writing is not None:
+                                await writing
+                            # hashing and deflate release the GIL: they overlap with deriving the rows
+                            writing = asyncio.ensure_future(asyncio.to_thread(member.write, chunk))
+                            member.count += len(page)
+                            approvals.writerows(_fold(rows, page, folded, figures))
+                            last_seq, head = int(page[-1][0]), str(page[-1][8])
+                    finally:
+                        if writing is not None:
+                            await writing
                 spool.seek(0)
                 _csv_member(zf, "approvals.csv", APPROVAL_COLUMNS,
                             csv.DictReader(spool, APPROVAL_COLUMNS), summary)  # type: ignore[arg-type]
