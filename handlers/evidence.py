@@ -269,7 +269,7 @@ async def build_pack(source: EvidenceSource, period: Period, out: Path, *, gener
             verifier = ChainVerifier(prev_hash=prev_hash, first_seq=first_seq)
             last_seq, head = None, prev_hash
             with tempfile.SpooledTemporaryFile(max_size=16 << 20, mode="w+", encoding="utf-8", newline="") as spool:
-                approvals = csv.DictWriter(spool, APPROVAL_COLUMNS, lineterminator="\n")
+                approvals = csv.DictWriter(spool, rules.APPROVAL_COLUMNS, lineterminator="\n")
                 with _Member(zf, "audit.jsonl", summary) as member:
                     writing: asyncio.Future[None] | None = None
                     try:
@@ -286,11 +286,11 @@ async def build_pack(source: EvidenceSource, period: Period, out: Path, *, gener
                         if writing is not None:
                             await writing
                 spool.seek(0)
-                _csv_member(zf, "approvals.csv", APPROVAL_COLUMNS,
-                            csv.DictReader(spool, APPROVAL_COLUMNS), summary)  # type: ignore[arg-type]
-            _csv_member(zf, "requests.csv", REQUEST_COLUMNS, rows.request_rows(), summary, figures.request_row)
-            _csv_member(zf, "grants.csv", GRANT_COLUMNS, rows.grant_rows(), summary, figures.grant_row)
-            _csv_member(zf, "exceptions.csv", EXCEPTION_COLUMNS, rows.request_rows("exception"), summary,
+                _csv_member(zf, "approvals.csv", rules.APPROVAL_COLUMNS,
+                            csv.DictReader(spool, rules.APPROVAL_COLUMNS), summary)  # type: ignore[arg-type]
+            _csv_member(zf, "requests.csv", rules.REQUEST_COLUMNS, rows.request_rows(), summary, figures.request_row)
+            _csv_member(zf, "grants.csv", rules.GRANT_COLUMNS, rows.grant_rows(), summary, figures.grant_row)
+            _csv_member(zf, "exceptions.csv", rules.EXCEPTION_COLUMNS, rows.request_rows("exception"), summary,
                         figures.exception_row)
 
             # the requests' later events, so that each is checked against the store as it is now

@@ -3,8 +3,6 @@ readable report and the files never disagree."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -106,13 +104,6 @@ class Figures:
         return min(end, self.generated_at) if self.generated_at else end
 
     # -- events of audit.jsonl -----------------------------------------------------------------
-    def events(self, rows: Sequence[Sequence[Any]]) -> None:
-        """Take the events the report needs from a page of stored audit rows."""
-        for seq, ts, type_, actor, rid, profile, data, _prev, _digest in rows:
-            if type_ in INTERESTING:
-                self.event({"seq": seq, "ts": ts, "type": type_, "actor": actor, "request_id": rid,
-                            "profile": profile, "data": json.loads(data)})
-
     def event(self, event: dict[str, Any]) -> None:
         kind, data, ts = event["type"], event.get("data") or {}, event["ts"]
         rid = event.get("request_id") or ""

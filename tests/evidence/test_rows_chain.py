@@ -201,3 +201,14 @@ async def test_grant_from_before_the_period_is_derived_from_earlier_events(sqlit
         with pytest.raises(EvidenceMismatch, match="REQ-1: justification"):
             await write_pack(h.app.store, period, tmp_path / "refused.zip", sla_hours=24)
         assert not (tmp_path / "refused.zip").exists()
+        reply = await h.say("sam.sec@example.com", f"evidence {now.date()} {now.date()}")  # the chat command too
+        assert not reply.ok and "No evidence pack written" in reply.text and "REQ-1: justification" in reply.text
+
+
+def test_the_exporter_and_the_verifier_share_their_columns() -> None:
+    from bot.pack_check import verifier_module
+    from handlers import evidence
+
+    rules = verifier_module()
+    assert rules.REQUEST_COLUMNS == evidence.REQUEST_COLUMNS and rules.APPROVAL_COLUMNS == evidence.APPROVAL_COLUMNS
+    assert rules.GRANT_COLUMNS == evidence.GRANT_COLUMNS and rules.EXCEPTION_COLUMNS == evidence.EXCEPTION_COLUMNS
