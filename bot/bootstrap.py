@@ -108,7 +108,13 @@ async def build_app(settings: Settings, *, migrate: bool = True, clock: Clock | 
     if migrate:
         import asyncio
 
-        await asyncio.to_thread(upgrade, settings.database_url)
+        from store.roles import DatabaseSetupError
+
+        try:
+            await asyncio.to_thread(upgrade, settings.database_url,
+                                    owner_url=settings.env.get("ACCESSBOT_DATABASE_OWNER_URL") or None)
+        except DatabaseSetupError as exc:
+            raise SystemExit(f"accessbot: {exc}") from None
     store = SqlStore(settings.database_url)
     closers: list[Any] = [store.close]
     try:
@@ -119,6 +125,10 @@ async def build_app(settings: Settings, *, migrate: bool = True, clock: Clock | 
         if notifier is not None:
             deps.notifier = notifier
         resolution = await _resolve_groups(deps, settings, persist=record_policy)
+        if settings.env.get("ACCESSBOT_ANCHOR_FILE"):
+            from store.anchors import FileAnchor
+
+            deps.anchor = FileAnchor(store, settings.env["ACCESSBOT_ANCHOR_FILE"])
         service = AccessService(deps)
         for module in optional_modules(COMMAND_EXTENSIONS):
             module.install(service, settings)

@@ -68,10 +68,19 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from store.db import current_revision, upgrade
+    from store.roles import DatabaseSetupError, serving_user
 
     settings = settings_from(args)
-    upgrade(settings.database_url)
-    print(f"database at revision {current_revision(settings.database_url)}")
+    owner = args.owner_url or settings.env.get("ACCESSBOT_DATABASE_OWNER_URL") or None
+    try:
+        grants = upgrade(settings.database_url, owner_url=owner)
+    except DatabaseSetupError as exc:
+        print(f"accessbot: {exc}", file=sys.stderr)
+        return 1
+    print(f"database at revision {current_revision(owner or settings.database_url)}")
+    if owner:
+        others = "; ".join(g for g in grants if not g.startswith("audit_events"))
+        print(f"serving role {serving_user(settings.database_url)}: INSERT and SELECT only on audit_events; {others}")
     return 0
 
 
@@ -128,18 +137,23 @@ def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from bot.anchor_cli import check_anchors
+
+    anchors = args.anchors or settings_from(args).env.get("ACCESSBOT_ANCHOR_FILE")
     store = _store(args)
 
     async def run() -> int:
         try:
             result = await store.verify_audit()
+            if not result.ok:
+                print(f"BROKEN at seq {result.bad_seq}: {result.reason}")
+                return 1
+            print(f"OK {result.count} events {result.head_hash}")
+            if anchors:
+                return await check_anchors(store, anchors)
+            return 0
         finally:
             await store.close()
-        if result.ok:
-            print(f"OK {result.count} events {result.head_hash}")
-            return 0
-        print(f"BROKEN at seq {result.bad_seq}: {result.reason}")
-        return 1
 
     return asyncio.run(run())
 
@@ -186,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     asub = p.add_subparsers(dest="audit_command", required=True)
     av = asub.add_parser("verify", help="verify the hash chain")
     common_options(av)
+    av.add_argument("--anchors", metavar="FILE", help="also compare with the chain heads anchored in this file "
+                    "(default: ACCESSBOT_ANCHOR_FILE when set)")
     av.set_defaults(func=cmd_audit_verify)
     ae = asub.add_parser("export", help="the events, one JSON object a line")
     common_options(ae)
@@ -196,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = p.add_subparsers(dest="db_command", required=True)
     du = dsub.add_parser("upgrade", help="apply schema migrations")
     common_options(du)
+    du.add_argument("--owner-url", metavar="URL", help="PostgreSQL: migrate as this role (it owns the tables) and "
+                    "grant the serving role of --database-url only what it needs (default: "
+                    "ACCESSBOT_DATABASE_OWNER_URL)")
     du.set_defaults(func=cmd_db_upgrade)
 
     for module in optional_modules(EXTENSIONS):

@@ -14,17 +14,37 @@ def cmd_evidence_export(args: argparse.Namespace) -> int:
     from bot.cli import existing_database
     from bot.errors import CliError
     from bot.evidence_commands import export_pack
-    from handlers.evidence import Period
+    from bot.signing import SigningError
+    from handlers.evidence import EvidenceMismatch, Period
 
     try:
         period = Period.parse(args.date_from, args.date_to)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    summary = asyncio.run(export_pack(existing_database(args), period, Path(args.out), actor="cli"))
+    try:
+        summary = asyncio.run(export_pack(existing_database(args), period, Path(args.out), actor="cli"))
+    except SigningError as exc:
+        print(f"accessbot: no evidence pack written: {exc}", file=sys.stderr)
+        return 1
+    except EvidenceMismatch as exc:
+        print("accessbot: no evidence pack written: the database contradicts the audit chain:", file=sys.stderr)
+        for problem in exc.problems[:20]:
+            print(f"  {problem}", file=sys.stderr)
+        if len(exc.problems) > 20:
+            print(f"  … and {len(exc.problems) - 20} more", file=sys.stderr)
+        return 1
     audit = summary.audit
     print(f"wrote {summary.path}: " + ", ".join(f"{k} {v}" for k, v in summary.counts.items())
           + f"; audit seq {audit['first_seq']}..{audit['last_seq']}, chain verified: {audit['verified']}")
     return 0 if audit["verified"] else 1
+
+
+def cmd_evidence_verify(args: argparse.Namespace) -> int:
+    from bot.pack_check import check_pack
+
+    ok, lines = check_pack(Path(args.pack), Path(args.cert) if args.cert else None)
+    print("\n".join(lines))
+    return 0 if ok else 1
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -45,6 +65,11 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> Non
     ex.add_argument("--to", dest="date_to", required=True, metavar="DATE", help="YYYY-MM-DD, UTC, inclusive")
     ex.add_argument("--out", required=True, metavar="FILE.zip")
     ex.set_defaults(func=cmd_evidence_export)
+    ve = esub.add_parser("verify", help="verify a pack: files, rows, audit segment, and its signature")
+    ve.add_argument("pack", metavar="PACK.zip", help="the pack, or the folder it was unpacked into")
+    ve.add_argument("--cert", metavar="FILE.pem", help="the certificate the pack must be signed with (your own "
+                    "copy, not the one inside the pack): required signature")
+    ve.set_defaults(func=cmd_evidence_verify)
 
     r = sub.add_parser("report", help="compliance reports: drift, terminations, access")
     common(r)

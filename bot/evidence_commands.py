@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from bot.bootstrap import build_app
+from bot.pack_check import verifier_module
 from bot.settings import Settings
+from bot.signing import ManifestSigner, SigningError, signer_from
 from cards.report_html import render_report
 from handlers.audit import format_ts
-from handlers.evidence import PackSummary, Period, build_pack
+from handlers.evidence import EvidenceMismatch, PackSummary, Period, build_pack
 from handlers.grammar import Evidence, Report
 from handlers.ports import Person
 from handlers.reports import (
@@ -35,7 +37,8 @@ def _file(name: str) -> str:
     return (Path(__file__).resolve().parent / "evidence_files" / name).read_text(encoding="utf-8")
 
 
-async def write_pack(store: SqlStore, period: Period, out: Path, *, sla_hours: float) -> PackSummary:
+async def write_pack(store: SqlStore, period: Period, out: Path, *, sla_hours: float,
+                     signer: ManifestSigner | None = None) -> PackSummary:
     now = datetime.now(UTC)
     source = SqlEvidenceSource(store)
 
@@ -44,13 +47,15 @@ async def write_pack(store: SqlStore, period: Period, out: Path, *, sla_hours: f
 
     out.parent.mkdir(parents=True, exist_ok=True)
     return await build_pack(source, period, out, generated_at=now, verifying=_file("VERIFYING.md"),
-                            verifier_script=_file("verify_pack.py"), report=report)
+                            verifier_script=_file("verify_pack.py"), report=report, signer=signer,
+                            rules=verifier_module())
 
 
 async def export_pack(settings: Settings, period: Period, out: Path, *, actor: str) -> PackSummary:
+    signer = signer_from(settings.env)  # a bad key refuses before anything is written
     async with build_app(settings) as app:
         sla = app.deps.policy.schedule.termination_sla.total_seconds() / 3600
-        summary = await write_pack(app.store, period, out, sla_hours=sla)
+        summary = await write_pack(app.store, period, out, sla_hours=sla, signer=signer)
         await _record(app.service, actor, period, summary)
     return summary
 
@@ -129,7 +134,15 @@ def install(service: AccessService, settings: Settings) -> None:
         except OSError as exc:
             return Reply(text=f"No pack written: {exc}.", ok=False, kind="refusal", rule="evidence-dir")
         sla = service.deps.policy.schedule.termination_sla.total_seconds() / 3600
-        summary = await write_pack(service.deps.store, period, out, sla_hours=sla)  # type: ignore[arg-type]
+        try:
+            signer = signer_from(settings.env)
+        except SigningError as exc:
+            return Reply(text=f"No evidence pack written: {exc}.", ok=False, kind="refusal")
+        try:
+            summary = await write_pack(service.deps.store, period, out, sla_hours=sla,  # type: ignore[arg-type]
+                                       signer=signer)
+        except EvidenceMismatch as exc:
+            return Reply(text=f"No evidence pack written: {exc}.", ok=False, kind="refusal")
         os.chmod(out, 0o600)
         await _record(service, actor.email, period, summary)
         counts = ", ".join(f"{k} {v}" for k, v in summary.counts.items())

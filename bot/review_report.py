@@ -56,7 +56,7 @@ def write_report(settings: Settings, campaign: str, out: Path) -> int:
     cert = settings.env.get("ACCESSBOT_SIGNING_CERT", "")
     signer = None
     if key or cert:
-        from bot.signing import SigningError, load_signer
+        from bot.pdf_signing import SigningError, load_signer
 
         if not (key and cert):
             return _fail("set both ACCESSBOT_SIGNING_KEY and ACCESSBOT_SIGNING_CERT, or neither")
@@ -70,7 +70,7 @@ def write_report(settings: Settings, campaign: str, out: Path) -> int:
     from cards.review_pdf import render_certification
 
     if signer is not None:
-        from bot.signing import sign_pdf, signer_name
+        from bot.pdf_signing import sign_pdf, signer_name
 
         name = signer_name(signer)
         data = sign_pdf(render_certification(view, note=f"Signed (PAdES) by {name}."), signer,

@@ -16,6 +16,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from bot.bootstrap import App
+from handlers.anchors import anchor_head
 from handlers.context import Deps
 from handlers.grants import run_due_ops
 from handlers.origin import acting_via
@@ -48,6 +49,9 @@ async def run_sweep(app: App, name: str) -> None:
                     log.info("scheduled evidence", result=line)
         if name == "termination":
             record_sweep(app, name, report)
+        await anchor_head(deps, as_of=report.as_of, failed=report.failed)
+        for failure in report.failed:
+            log.warning("sweep problem", sweep=name, problem=failure)
     except Exception:
         log.exception("sweep failed", sweep=name)
     finally:

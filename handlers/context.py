@@ -94,6 +94,7 @@ class Deps:
     observe: Callable[[str, dict[str, Any]], None] | None = None  # metrics hook
     cron: Callable[[str, str, datetime], datetime | None] | None = None  # evaluates review cron schedules
     groups: GroupIds = field(default_factory=GroupIds)  # group references resolved to ids when the policy loaded
+    anchor: Any = None  # handlers.anchors.ChainAnchor: where each sweep anchors the chain's head
     _policies: dict[str, Policy] = field(default_factory=dict)
     _rounds: dict[tuple[int, int], str] = field(default_factory=dict)  # (request, round) -> policy sha256
 

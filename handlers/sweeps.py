@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from handlers.anchors import anchor_head
 from handlers.approvals import _chain, asked_at_open, open_step
 from handlers.audit import format_ts
 from handlers.chains import open_step_unsatisfiable, pin_step
@@ -252,4 +253,6 @@ async def sweep(deps: Deps, *, dry_run: bool = False, drift: bool = True) -> Swe
     report.failed += failed
     if not dry_run:
         await forget_seen_events(deps)
+    if not dry_run:
+        await anchor_head(deps, as_of=report.as_of, failed=report.failed)
     return report

@@ -125,19 +125,58 @@ def _at_head(url: URL) -> bool:
     return current == head_revision()
 
 
-def upgrade(url: str | URL, revision: str = "head") -> None:
-    """Bring the database schema up to date (idempotent; cheap when it already is)."""
+def upgrade(url: str | URL, revision: str = "head", *, owner_url: str | URL | None = None) -> list[str]:
+    """Bring the database schema up to date (idempotent; cheap when it already is).
+
+    With ``owner_url`` (PostgreSQL), the migrations run as that role and the serving role of
+    ``url`` is then granted what it needs and no more (see ``store/roles.py``); returns those grants.
+    """
     from store.probe import check_url
 
     check_url(url)  # a malformed URL or a database we do not speak: one clear line, not a driver's traceback
     u = _url(url)
+    if owner_url is not None:
+        return _upgrade_as_owner(u, _url(owner_url), revision)
     if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
         Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     if revision == "head" and _at_head(u):
-        return
+        return []
     from alembic import command
+    from sqlalchemy.exc import ProgrammingError
 
-    command.upgrade(alembic_config(u), revision)
+    try:
+        command.upgrade(alembic_config(u), revision)
+    except ProgrammingError as exc:
+        if "permission denied" not in str(exc) and "must be owner" not in str(exc):
+            raise
+        from store.roles import DatabaseSetupError
+
+        raise DatabaseSetupError("the database schema is not up to date and the serving role may not change it: "
+                                 "run `accessbot db upgrade --owner-url postgresql://OWNER@host/db` "
+                                 "(or set ACCESSBOT_DATABASE_OWNER_URL)") from None
+    return []
+
+
+def _upgrade_as_owner(url: URL, owner: URL, revision: str) -> list[str]:
+    from store.roles import check_roles, grant_serving_role, preflight, serving_user
+
+    check_roles(url, owner)
+    engine = make_sync_engine(owner)
+    try:
+        with engine.begin() as conn:
+            preflight(conn, serving_user(url))
+    finally:
+        engine.dispose()
+    if not (revision == "head" and _at_head(owner)):
+        from alembic import command
+
+        command.upgrade(alembic_config(owner), revision)
+    engine = make_sync_engine(owner)
+    try:
+        with engine.begin() as conn:
+            return grant_serving_role(conn, serving_user(url))
+    finally:
+        engine.dispose()
 
 
 def current_revision(url: str | URL) -> str | None:

@@ -12,17 +12,17 @@ from typing import Any
 from sqlalchemy import or_, select
 
 from handlers.audit import ChainVerifier, Verification, format_ts
-from handlers.durations import format_duration
 from handlers.evidence import verify_rows
 from handlers.records import req_id
 from store import schema as t
+from store.evidence_checks import SqlEvidenceChecks, format_duration_s
 from store.repository import SqlStore
 
 PAGE = 5000
 AUDIT_PAGE = 20000
 
 
-class SqlEvidenceSource:
+class SqlEvidenceSource(SqlEvidenceChecks):
     def __init__(self, store: SqlStore) -> None:
         self.store = store
 
@@ -158,12 +158,6 @@ class SqlEvidenceSource:
             data = (await conn.execute(select(c.data).where(c.ts < at_ts, c.type == "policy.loaded")
                                        .order_by(c.ts.desc(), c.seq.desc()).limit(1))).scalar()
         return json.loads(data).get("sha256") if data else None
-
-
-def format_duration_s(seconds: int | None) -> str:
-    from datetime import timedelta
-
-    return format_duration(timedelta(seconds=int(seconds or 0)))
 
 
 class SqlReportSource(SqlEvidenceSource):

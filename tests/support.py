@@ -110,11 +110,13 @@ class Harness:
 
 
 @asynccontextmanager
-async def harness(database_url: str, tmp_path: Path, *, clock: MutableClock | None = None) -> AsyncIterator[Harness]:
+async def harness(database_url: str, tmp_path: Path, *, clock: MutableClock | None = None,
+                  env: dict[str, str] | None = None) -> AsyncIterator[Harness]:
     files = copy_examples(tmp_path)
     clock = clock or MutableClock()
     notifier = RecordingNotifier()
-    settings = Settings(database_url=database_url, policy=str(files.policy), directory=str(files.directory))
+    settings = Settings(database_url=database_url, policy=str(files.policy), directory=str(files.directory),
+                        env=dict(env or {}))
     async with build_app(settings, clock=clock, notifier=notifier) as app:
         yield Harness(app, clock, notifier, files)
 

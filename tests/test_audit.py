@@ -7,8 +7,9 @@ import json
 import pytest
 from sqlalchemy import text
 
-from store.db import backend, make_sync_engine
+from store.db import make_sync_engine
 from tests.support import chat, cli, copy_examples
+from tests.tamper import tamper
 
 
 @pytest.fixture
@@ -23,16 +24,7 @@ def recorded(database_url, tmp_path):
 
 
 def _tamper(url: str, *statements: str | tuple[str, dict]) -> None:
-    engine = make_sync_engine(url)
-    with engine.begin() as conn:
-        if backend(url) == "postgresql":
-            conn.execute(text("ALTER TABLE audit_events DISABLE TRIGGER USER"))
-        for s in statements:
-            sql, params = s if isinstance(s, tuple) else (s, {})
-            conn.execute(text(sql), params)
-        if backend(url) == "postgresql":
-            conn.execute(text("ALTER TABLE audit_events ENABLE TRIGGER USER"))
-    engine.dispose()
+    tamper(url, *statements)
 
 
 def _verify(url: str) -> tuple[int, str]:

@@ -150,7 +150,7 @@ def check_stdlib_verifier_and_tampering(out, tmp_path):  # type: ignore[no-untyp
     assert ok.returncode == 0, ok.stdout
     content = _read(out)
     for name in content:
-        if name == "manifest.json":
+        if name == "manifest.json" or not content[name]:
             continue
         data = bytearray(content[name])
         data[len(data) // 2] ^= 0x01

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+import store.repository
 from bot.bootstrap import build_app
 from bot.evidence_commands import write_pack
 from bot.settings import Settings
@@ -39,10 +40,11 @@ def _ts(value: datetime | None) -> str:
     return format_ts(value) if value is not None else ""
 
 
-async def test_every_file_against_the_store(database_url, tmp_path: Path) -> None:
+async def test_every_file_against_the_store(database_url, tmp_path: Path, monkeypatch) -> None:
     files = copy_examples(tmp_path)
     now = datetime.now(UTC).replace(microsecond=0)
     clock = MutableClock(now - timedelta(days=3))
+    monkeypatch.setattr(store.repository, "_wall_clock", clock.now)  # events are recorded at the test's clock
     notifier = RecordingNotifier()
     settings = Settings(database_url=database_url, policy=str(files.policy), directory=str(files.directory),
                         env={"ACCESSBOT_EVIDENCE_DIR": str(tmp_path / "server")})

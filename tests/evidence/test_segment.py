@@ -11,16 +11,17 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from sqlalchemy import insert, text
+from sqlalchemy import insert
 
 import store.evidence_queries as queries
 from bot.evidence_commands import write_pack
 from handlers.audit import GENESIS, ChainVerifier, canonical_json, event_hash, format_ts
 from handlers.evidence import Period, audit_lines, verify_rows
 from store import schema as t
-from store.db import backend, make_sync_engine, upgrade
+from store.db import make_sync_engine, upgrade
 from store.evidence_queries import SqlEvidenceSource
 from store.repository import SqlStore
+from tests.tamper import tamper
 
 VERIFY = Path(__file__).resolve().parents[2] / "bot" / "evidence_files" / "verify_pack.py"
 DAY1 = datetime(2026, 11, 1, 23, 0, tzinfo=UTC)
@@ -80,15 +81,8 @@ def _seed(url: str, events: list[dict]) -> None:
 
 
 def _set_actor(url: str, seq: int, actor: str) -> None:
-    """Change a stored event behind the application's back (PostgreSQL's guard trigger off meanwhile)."""
-    engine = make_sync_engine(url)
-    with engine.begin() as conn:
-        if backend(url) == "postgresql":
-            conn.execute(text("ALTER TABLE audit_events DISABLE TRIGGER USER"))
-        conn.execute(text("UPDATE audit_events SET actor = :a WHERE seq = :s"), {"a": actor, "s": seq})
-        if backend(url) == "postgresql":
-            conn.execute(text("ALTER TABLE audit_events ENABLE TRIGGER USER"))
-    engine.dispose()
+    """Change a stored event behind the application's back (the database's guard off meanwhile)."""
+    tamper(url, ("UPDATE audit_events SET actor = :a WHERE seq = :s", {"a": actor, "s": seq}))
 
 
 async def test_pages_window_and_chain_around_it(database_url, tmp_path, monkeypatch) -> None:

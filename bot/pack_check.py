@@ -1,0 +1,57 @@
+"""``accessbot evidence verify PACK``: what verify_pack.py checks, and the signature it cannot check."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+from bot.signing import CERTIFICATE_FILE, SIGNATURE_FILE, check_signature, fingerprint
+
+VERIFIER = Path(__file__).resolve().parent / "evidence_files" / "verify_pack.py"
+
+
+@functools.cache
+def verifier_module() -> ModuleType:
+    """verify_pack.py, the stand-alone verifier shipped in every pack, as a module: its rules also
+    derive the rows the exporter writes."""
+    spec = importlib.util.spec_from_file_location("accessbot_verify_pack", VERIFIER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def check_pack(pack: Path, cert: Path | None) -> tuple[bool, list[str]]:
+    """(ok, lines to print). With ``cert``, the pack must be signed by exactly that certificate."""
+    verifier = verifier_module()
+    try:
+        files = verifier.load(pack)
+    except (OSError, ValueError) as exc:
+        return False, [f"FAIL cannot read {pack}: {exc}"]
+    problems = verifier.verify(files)
+    lines = [f"FAIL {p}" for p in problems]
+    if not problems:
+        lines.append(verifier.OK)
+    manifest = json.loads(files["manifest.json"]) if "manifest.json" in files else {}
+    signature = manifest.get("signature")
+    if signature is None:
+        if cert is not None:
+            return False, [*lines, "FAIL the pack is unsigned, and a signature by the certificate given is required"]
+        return not problems, [*lines, "signature: none (the pack is unsigned)"]
+    sig = files.get(signature.get("file", SIGNATURE_FILE))
+    in_pack = files.get(signature.get("certificate", CERTIFICATE_FILE))
+    if sig is None or in_pack is None:
+        return False, [*lines, "FAIL the signature or its certificate is missing from the pack"]
+    expected = cert.read_bytes() if cert is not None else in_pack
+    if cert is not None and fingerprint(expected) != fingerprint(in_pack):
+        return False, [*lines, f"FAIL signed with certificate sha256 {fingerprint(in_pack)}, not the certificate "
+                       f"given ({fingerprint(expected)})"]
+    if not check_signature(files["manifest.json"], sig, expected):
+        return False, [*lines, "FAIL signature does NOT match manifest.json: the manifest changed after signing"]
+    note = "" if cert is not None else (" — the certificate inside the pack: compare its fingerprint with the one "
+                                        "your organisation published, or pass --cert")
+    return not problems, [*lines, f"signature valid: manifest.json signed by {signature.get('subject')}, "
+                          f"certificate sha256 {fingerprint(expected)}{note}"]
