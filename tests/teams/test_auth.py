@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bot.settings import Settings
-from bot.teams.auth import Unauthorized, build_authentication
+from bot.teams.auth import build_authentication
 from tests.teams.conftest import APP_ID, TENANT, TeamsHarness, _serve, _settings, conversation_id
 from tests.teams.standins import BotConnector, OpenIdIssuer
 
@@ -79,19 +79,22 @@ async def test_emulator_mode_only_listens_to_this_machine(teams: TeamsHarness) -
 
 
 
-async def test_one_user_token_client_serves_every_activity_of_an_app(teams_secured: TeamsHarness) -> None:
-    from botframework.connector.auth import ClaimsIdentity
+async def test_turns_reuse_one_connector_client_and_fetch_no_user_token(teams_secured: TeamsHarness) -> None:
+    from microsoft_agents.hosting.core import ClaimsIdentity
 
-    auth = teams_secured.channel.auth
-    ours = ClaimsIdentity({"aud": APP_ID, "appid": APP_ID}, True)
-    first = await auth.create_user_token_client(ours)
-    again = await auth.create_user_token_client(ClaimsIdentity({"aud": APP_ID, "appid": APP_ID}, True))
-    assert again is first
-    with pytest.raises(Unauthorized):  # another app's claims get no client, cached or not
-        await auth.create_user_token_client(ClaimsIdentity({"aud": "another-app", "appid": "another-app"}, True))
-    # and the turns still work with it
-    status, _ = await teams_secured.post(teams_secured.activity("message_personal", ALICE, text="help"))
-    assert status == 200 and len(teams_secured.connector.of("reply", conversation_id(ALICE))) == 1
+    h = teams_secured
+    for _ in range(3):
+        status, _ = await h.say(ALICE, "help")
+        assert status == 200
+    assert len(h.connector.of("reply", conversation_id(ALICE))) == 3
+    # one token, for the Bot Connector; none for the user-token service (the bot signs nobody in)
+    assert [c.body["scope"] for c in h.connector.received("POST", "/token")] == ["https://api.botframework.com/.default"]
+    assert h.channel is not None
+    clients = h.channel.clients
+    assert len(clients.cache._items) == 1  # one connector client for the one service URL
+    ours = ClaimsIdentity({"aud": APP_ID, "appid": APP_ID})
+    first = await clients.create_user_token_client(None, ours)  # type: ignore[arg-type]
+    assert await clients.create_user_token_client(None, ClaimsIdentity({"aud": APP_ID, "appid": APP_ID})) is first  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(("app_type", "tenant_path"), [("MultiTenant", "botframework.com"),
