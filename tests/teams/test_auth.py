@@ -120,3 +120,23 @@ def test_single_tenant_without_its_tenant_is_refused_at_start(tmp_path: Path) ->
     with pytest.raises(SystemExit) as stopped:
         build_authentication(settings)
     assert "MicrosoftAppTenantId" in str(stopped.value)
+
+
+@pytest.mark.parametrize(("app_type", "auth_type", "tenant"), [
+    ("MultiTenant", "ClientSecret", "botframework.com"),
+    ("SingleTenant", "ClientSecret", "4f0c1e2d-aaaa-4bbb-8ccc-0123456789ab"),
+    ("UserAssignedMSI", "UserManagedIdentity", "4f0c1e2d-aaaa-4bbb-8ccc-0123456789ab")])
+def test_microsofts_login_is_reached_through_the_sdks_msal_connection_manager(app_type: str, auth_type: str,
+                                                                               tenant: str) -> None:
+    from microsoft_agents.authentication.msal import MsalAuth, MsalConnectionManager
+
+    settings = Settings(app_id=APP_ID, app_password="secret", app_type=app_type,
+                        app_tenant_id="4f0c1e2d-aaaa-4bbb-8ccc-0123456789ab")
+    config, _, connections = build_authentication(settings)
+    assert isinstance(connections, MsalConnectionManager)
+    assert isinstance(connections.get_default_connection(), MsalAuth)
+    assert (config.AUTH_TYPE.value, config.CLIENT_ID, config.TENANT_ID) == (auth_type, APP_ID, tenant)
+    if auth_type == "ClientSecret":
+        assert (config.CLIENT_SECRET, config.AUTHORITY) == ("secret", f"https://login.microsoftonline.com/{tenant}")
+    # inbound: only the Bot Framework channel's tokens, the issuer checked (the SDK's default leaves it unchecked)
+    assert config.VALIDATE_ISSUER and config.ISSUERS == ["https://api.botframework.com"]
