@@ -60,8 +60,8 @@ class AccessBot(ActivityHandler):
     @staticmethod
     async def _send(context: TurnContext, activity: Activity) -> Any:
         if context.activity.type == ActivityTypes.conversation_update:
-            # A conversation update is no message to reply to (in a channel a reply to it is refused):
-            # post into the conversation instead, through the adapter the turn runs on.
+            # A conversation update is no message to reply to: post into the conversation as a message
+            # of the bot's own, through the adapter the turn runs on.
             ref = context.activity.get_conversation_reference()
             ref.activity_id = None
             own = activity.apply_conversation_reference(ref)
