@@ -18,6 +18,7 @@ from handlers.views import Reply, RequestView
 
 CARD_TYPE = "application/vnd.microsoft.card.adaptive"
 MAX_FIELD = 4000
+NOT_SEEN = "unknown-request"  # the rule of a request that does not exist or that the sender may not see
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ class InvokeHandler:
         if verb == adaptive.VERB_EXTEND:
             duration = _field(data, adaptive.EXTEND_INPUT)
             reply = await self.app.service.handle(person, Extend(n, duration, _field(data, adaptive.COMMENT_INPUT)))
-            view = reply.request or await _visible_view(self.app, person, n)
+            view = reply.request or (None if reply.rule == NOT_SEEN else await _visible_view(self.app, person, n))
             if view is None:
                 return card_response(adaptive.text_card(reply.text, attention=not reply.ok))
             if reply.ok:
@@ -108,7 +109,8 @@ class InvokeHandler:
 
     async def _after(self, person: Person, n: int, reply: Reply) -> InvokeResponse:
         who = person.email.lower()
-        view = reply.request if reply.request is not None else await _visible_view(self.app, person, n)
+        view = reply.request if reply.request is not None or reply.rule == NOT_SEEN \
+            else await _visible_view(self.app, person, n)
         if view is None:  # not theirs to see: say only what they were told
             return card_response(adaptive.text_card(reply.text, attention=not reply.ok))
         return card_response(await self._render(view, who, note=reply.text))
