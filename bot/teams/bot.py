@@ -130,6 +130,20 @@ class AccessBot(ActivityHandler):
             await self._track_status(turn_context, response.tracks, person.email, activity.reply_to_id)
         return self._answer(response)
 
+    async def on_invoke_activity(self, turn_context: TurnContext) -> Any:
+        """The SDK's invoke dispatch; its answer goes to the adapter directly.
+
+        ``ActivityHandler.on_turn`` would send it through ``TurnContext.send_activity``, which deep-copies
+        every outgoing activity: for an invoke answer that is the whole card, the largest cost the SDK
+        adds to a card click. The adapter keeps the answer for the HTTP response either way.
+        """
+        response = await super().on_invoke_activity(turn_context)
+        if response is not None:
+            answer = Activity(type=ActivityTypes.invoke_response,
+                              value=response.model_dump(by_alias=True, exclude_none=True))
+            await turn_context.adapter.send_activities(turn_context, [answer])
+        return None
+
     @staticmethod
     def _answer(response: InvokeResponse) -> AdaptiveCardInvokeResponse:
         return AdaptiveCardInvokeResponse(status_code=response.status, type=CARD_TYPE, value=response.card)
