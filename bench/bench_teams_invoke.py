@@ -11,6 +11,9 @@ Scenarios
     refresh   200 approvers' cards refreshing at once (read path)
     approve   one approver's card clicked 200 times at once: one decision, 199 current states
 
+Besides latency it prints the server process's CPU time per invoke (all its threads), which other
+load on a shared machine hardly moves, where it stretches every latency.
+
     python bench/bench_teams_invoke.py [--concurrency 200] [--rounds 5]
 """
 
@@ -133,6 +136,8 @@ async def run(concurrency: int, rounds: int) -> dict[str, dict[str, list[float]]
             base = f"http://127.0.0.1:{runner.addresses[0][1]}"
             results: dict[str, dict[str, list[float]]] = {"refresh": {"teams": [], "bare": []},
                                                           "approve": {"teams": [], "bare": []}}
+            cpu: dict[str, dict[str, float]] = {"refresh": {"teams": 0.0, "bare": 0.0},
+                                                "approve": {"teams": 0.0, "bare": 0.0}}
             bob = await app.service.identify("bob@example.com")
             assert bob is not None
             loop = asyncio.get_running_loop()
@@ -145,15 +150,22 @@ async def run(concurrency: int, rounds: int) -> dict[str, dict[str, list[float]]
                         assert reply.ok and reply.request is not None, reply.text
                         n = reply.request.number
                         body = json.dumps(invoke(base, "refresh", {"request_id": n}))
+                        started = time.process_time()
                         refresh = await loop.run_in_executor(pool, burst_in_child, url, [body] * concurrency)
+                        refresh_cpu = time.process_time() - started
                         body = json.dumps(invoke(base, "approve", {"request_id": n, "comment": "bench"}))
+                        started = time.process_time()
                         approve = await loop.run_in_executor(pool, burst_in_child, url, [body] * concurrency)
+                        approve_cpu = time.process_time() - started
                         await app.service.handle_text(bob, f"release REQ-{n}")
                         await web_app[TEAMS_KEY].notifier.idle()
                         if r > 0:
                             results["refresh"][target] += refresh
                             results["approve"][target] += approve
+                            cpu["refresh"][target] += refresh_cpu * 1000 / concurrency / rounds
+                            cpu["approve"][target] += approve_cpu * 1000 / concurrency / rounds
             await runner.cleanup()
+    results["cpu"] = {f"{scenario}:{target}": [ms] for scenario, by in cpu.items() for target, ms in by.items()}
     return results
 
 
@@ -165,6 +177,7 @@ def main() -> None:
     results = asyncio.run(run(args.concurrency, args.rounds))
     print(f"{args.concurrency} concurrent adaptiveCard/action invokes, {args.rounds} rounds each, SQLite")
     print(f"{'scenario':<9} {'endpoint':<14} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
+    cpu = results.pop("cpu")
     for scenario, by in results.items():
         for target, values in by.items():
             name = "/api/messages" if target == "teams" else "bare aiohttp"
@@ -172,6 +185,9 @@ def main() -> None:
                   f"{statistics.fmean(values):8.1f}")
         ratio = percentile(by["teams"], 99) / percentile(by["bare"], 99)
         print(f"{scenario:<9} p99 ratio /api/messages : bare = {ratio:.2f}")
+        teams_cpu, bare_cpu = cpu[f"{scenario}:teams"][0], cpu[f"{scenario}:bare"][0]
+        print(f"{scenario:<9} server CPU per invoke: /api/messages {teams_cpu:.2f} ms, bare {bare_cpu:.2f} ms, "
+              f"ratio {teams_cpu / bare_cpu:.2f}")
 
 
 if __name__ == "__main__":

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-FRAMEWORKS = {"slack_bolt", "slack_sdk", "botbuilder", "botframework", "aiohttp", "sqlalchemy", "alembic", "msal",
-              "apscheduler", "asyncpg", "psycopg", "aiosqlite"}
+FRAMEWORKS = {"slack_bolt", "slack_sdk", "botbuilder", "botframework", "microsoft_agents", "aiohttp", "sqlalchemy",
+              "alembic", "msal", "apscheduler", "asyncpg", "psycopg", "aiosqlite"}
 RULES = {
     "handlers": FRAMEWORKS | {"bot", "store", "provisioning", "cards"},
-    "cards": {"bot", "store", "provisioning", "sqlalchemy", "aiohttp", "slack_bolt", "botbuilder"},
-    "store": {"bot", "provisioning", "cards", "aiohttp", "slack_bolt", "botbuilder"},
-    "provisioning": {"bot", "cards", "slack_bolt", "botbuilder", "sqlalchemy"},
+    "cards": {"bot", "store", "provisioning", "sqlalchemy", "aiohttp", "slack_bolt", "botbuilder", "microsoft_agents"},
+    "store": {"bot", "provisioning", "cards", "aiohttp", "slack_bolt", "botbuilder", "microsoft_agents"},
+    "provisioning": {"bot", "cards", "slack_bolt", "botbuilder", "microsoft_agents", "sqlalchemy"},
 }
 
 

@@ -1,11 +1,17 @@
 """Microsoft Teams: ``POST /api/messages`` on the shared aiohttp application, and proactive messages.
 
-``mount`` builds the SDK's CloudAdapter from the settings, authenticates each activity in our
-own route so that every authentication failure is a 401 with nothing recorded, admits only the
-served tenants (403 otherwise, before anything is recorded or remembered), and adds a
-:class:`TeamsNotifier` to the fan-out notifier. Without ``MicrosoftAppId`` the route accepts
-nothing, unless ``ACCESSBOT_TEAMS_EMULATOR=1`` asks for the local emulator mode (see
-:mod:`bot.teams.gate`).
+Built on the Microsoft 365 Agents SDK (the maintained successor of the Bot Framework SDK: the same
+protocol and the same Azure Bot registration). ``mount`` builds the SDK's ``CloudAdapter`` with
+this bot's client factory (:mod:`bot.teams.clients`), and the route does, in order:
+
+1. :class:`~bot.teams.gate.Gate` ``door``: without ``MicrosoftAppId`` nothing is accepted, unless
+   ``ACCESSBOT_TEAMS_EMULATOR=1`` asks for the local emulator mode (this machine only);
+2. the SDK's token validation (:mod:`bot.teams.auth`): every failure is a 401, nothing recorded;
+3. ``Gate.admit``: only the served tenants (403 otherwise, before anything is recorded or
+   remembered), and in emulator mode only a ``serviceUrl`` on this machine;
+4. the SDK's turn (``CloudAdapter.process_activity``) into :class:`~bot.teams.bot.AccessBot`.
+
+A :class:`TeamsNotifier` is added to the fan-out notifier for the messages the bot writes first.
 """
 
 from __future__ import annotations
@@ -16,16 +22,17 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from botbuilder.integration.aiohttp import CloudAdapter
-from botbuilder.schema import Activity
-from botframework.connector.auth import ServiceClientCredentialsFactory
+from microsoft_agents.activity import Activity
+from microsoft_agents.hosting.aiohttp import CloudAdapter
+from microsoft_agents.hosting.core import ClaimsIdentity
+from microsoft_agents.hosting.core.authorization import Connections
 
 from bot.bootstrap import App
 from bot.notify import FanoutNotifier
-from bot.teams.auth import Unauthorized, authenticate, build_authentication
+from bot.teams.auth import InboundAuth, Unauthorized, build_authentication
 from bot.teams.bot import AccessBot
-from bot.teams.connector import ConnectorCache
-from bot.teams.gate import EMULATOR, OFF, Gate, Refusal
+from bot.teams.clients import ClientFactory, opener
+from bot.teams.gate import EMULATOR, OFF, SECURED, Gate, Refusal
 from bot.teams.notifier import TeamsNotifier
 
 log = structlog.get_logger("accessbot.teams")
@@ -39,24 +46,25 @@ class TeamsChannel:
     adapter: CloudAdapter
     bot: AccessBot
     notifier: TeamsNotifier
-    auth: Any
-    app_id: str
-    connectors: ConnectorCache
+    inbound: InboundAuth
+    clients: ClientFactory
     gate: Gate
+    app_id: str
 
 
 TEAMS_KEY = web.AppKey("accessbot_teams", TeamsChannel)
 
 
-def build_channel(app: App, credentials_factory: ServiceClientCredentialsFactory | None = None) -> TeamsChannel:
+def build_channel(app: App, connections: Connections | None = None) -> TeamsChannel:
+    """The channel from the settings; ``connections`` replaces the SDK connection manager built from them."""
     gate = Gate.from_settings(app.settings)
-    auth = build_authentication(app.settings, credentials_factory)
-    adapter = CloudAdapter(auth)
+    _, inbound, built = build_authentication(app.settings)
+    clients = ClientFactory(connections or built, may_call=gate.may_call)
+    adapter = CloudAdapter(channel_service_client_factory=clients)
     adapter.on_turn_error = None  # errors surface to our route (logged, answered 500)
-    connectors = ConnectorCache()
-    notifier = TeamsNotifier(app, auth, app.settings.app_id, connectors, may_call=gate.may_call)
-    return TeamsChannel(adapter=adapter, bot=AccessBot(app, notifier), notifier=notifier, auth=auth,
-                        app_id=app.settings.app_id, connectors=connectors, gate=gate)
+    notifier = TeamsNotifier(app, opener(clients, app.settings.app_id))
+    return TeamsChannel(adapter=adapter, bot=AccessBot(app, notifier), notifier=notifier, inbound=inbound,
+                        clients=clients, gate=gate, app_id=app.settings.app_id)
 
 
 def _refuse(refusal: Refusal) -> web.Response:
@@ -75,36 +83,35 @@ def make_handler(channel: TeamsChannel) -> Any:
             return web.json_response({"error": "activity too large"}, status=413)
         try:
             body = json.loads(raw)
-            activity = Activity().deserialize(body) if isinstance(body, dict) else None
+            activity = Activity.model_validate(body) if isinstance(body, dict) else None
         except Exception:
             activity = None
-        if activity is None or not activity.type:
+        if activity is None or not activity.type or not activity.conversation or not activity.conversation.id:
             return web.json_response({"error": "not an activity"}, status=400)
-        try:
-            auth_result = await authenticate(channel.auth, activity, request.headers.get("Authorization"))
-        except Unauthorized:
-            return web.json_response({"error": "unauthorized"}, status=401)
+        identity = ClaimsIdentity()  # emulator mode: anonymous
+        if channel.gate.mode == SECURED:
+            try:
+                identity = await channel.inbound.authenticate(request.headers.get("Authorization"), body)
+            except Unauthorized:
+                return web.json_response({"error": "unauthorized"}, status=401)
         refusal = channel.gate.admit(body)
         if refusal is not None:  # before the turn: nothing is recorded, no reference is remembered
             log.info("activity refused", status=refusal.status, reason=refusal.error, type=activity.type)
             return _refuse(refusal)
-        claims = auth_result.claims_identity.claims or {}
-        auth_result.connector_factory = channel.connectors.wrap(auth_result.connector_factory,
-                                                                claims.get("aud") or claims.get("appid"))
         try:
-            response = await channel.adapter.process_activity(auth_result, activity, channel.bot.on_turn)
+            response = await channel.adapter.process_activity(identity, activity, channel.bot.on_turn)
         except Exception:
             log.exception("activity failed", type=activity.type, name=activity.name)
             return web.json_response({"error": "the bot could not handle this activity"}, status=500)
         if response is not None:
-            return web.json_response(response.body, status=response.status)
+            return web.json_response(response.body, status=response.status or 501)
         return web.Response(status=200)
 
     return messages
 
 
 def mount(web_app: web.Application, app: App, notifier: FanoutNotifier, *,
-          credentials_factory: ServiceClientCredentialsFactory | None = None) -> bool:
+          connections: Connections | None = None) -> bool:
     """Add ``POST /api/messages`` and the Teams notifier; False (the route refusing all) when Teams is off."""
     gate = Gate.from_settings(app.settings)
     if gate.mode == OFF:
@@ -115,14 +122,14 @@ def mount(web_app: web.Application, app: App, notifier: FanoutNotifier, *,
 
         web_app.router.add_post(ROUTE, off)
         return False
-    channel = build_channel(app, credentials_factory)
+    channel = build_channel(app, connections)
     web_app[TEAMS_KEY] = channel
     web_app.router.add_post(ROUTE, make_handler(channel))
     notifier.add(channel.notifier)
 
     async def drain(_: web.Application) -> None:
         await channel.notifier.idle()
-        await channel.connectors.close()
+        await channel.clients.close()
 
     web_app.on_cleanup.append(drain)
     if gate.mode == EMULATOR:

@@ -1,138 +1,123 @@
-"""Bot Framework authentication: inbound JWT validation by the SDK, outbound tokens fetched without blocking.
+"""Bot Framework authentication on the Microsoft 365 Agents SDK.
 
-Inbound: :func:`build_authentication` gives the SDK's ``ConfigurationBotFrameworkAuthentication``
-an attribute object (a plain dict would silently turn authentication off). With
-``MicrosoftAppId`` empty the bot runs in local emulator mode; otherwise every activity must
-carry a token the SDK accepts, and :func:`authenticate` turns every failure into
-:class:`Unauthorized` (the SDK lets some surface as 500s).
+Inbound: :class:`InboundAuth` validates each activity's token with the SDK's ``JwtTokenValidator``
+(signature by the channel's published keys, RS256 only, expiry, audience = this app id), with
+two settings the SDK leaves off by default switched on, and turns every failure, whatever the
+SDK raised, into :class:`Unauthorized` (a 401 with nothing recorded):
 
-Outbound: :class:`ClientCredentialFactory` fetches the app's client-credentials token with
-aiohttp inside ``create_credentials`` (which the SDK awaits), caches it until shortly before it
-expires, and hands the SDK a credentials object that only returns the cached token, so no
-synchronous token call runs on the event loop.
+- issuer validation (``validate_issuer``): only the Bot Framework channel's issuer is accepted;
+- the token's ``serviceurl`` claim must name the activity's ``serviceUrl`` (the SDK only logs a
+  mismatch unless its outbound host allow-list is on, which would also refuse every address on
+  this machine).
+
+Outbound: the SDK's connection manager hands out the bot's tokens. For Microsoft's login hosts
+that is ``MsalConnectionManager`` (MSAL: multi-tenant, single-tenant, user-assigned managed
+identity). MSAL refuses any other authority unless it can look the authority up at Microsoft
+(instance discovery), so a token endpoint of another host (``ACCESSBOT_TEAMS_TOKEN_URL``, or
+``ACCESSBOT_AUTHORITY_URL`` elsewhere: a private cloud, the tests' stand-in) gets
+:class:`TokenEndpoint`, a plain OAuth client-credentials client behind the same connection
+manager.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import threading
 import time
-from dataclasses import dataclass
+import urllib.request
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
+import jwt
 import structlog
-from botbuilder.integration.aiohttp import (
-    ConfigurationBotFrameworkAuthentication,
-    ConfigurationServiceClientCredentialFactory,
-)
-from botbuilder.schema import Activity
-from botframework.connector.auth import (
-    AppCredentials,
-    AuthenticateRequestResult,
+from microsoft_agents.authentication.msal import MsalConnectionManager
+from microsoft_agents.hosting.core.authorization import (
+    AgentAuthConfiguration,
     AuthenticationConstants,
-    MicrosoftAppCredentials,
-    ServiceClientCredentialsFactory,
+    AuthTypes,
+    ClaimsIdentity,
+    ConnectionManager,
+    Connections,
 )
+from microsoft_agents.hosting.core.authorization.jwt import JwtTokenValidator
+from microsoft_agents.hosting.core.authorization.jwt.jwt_token_validator import (
+    _JwkClientCacheEntry,
+    _JwkClientManager,
+)
+from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 
 from bot.settings import Settings
 
 log = structlog.get_logger("accessbot.teams.auth")
 
-# Overrides read from the environment (``Settings.env``): sovereign clouds and local test servers.
+# Overrides read from the environment (``Settings.env``): private clouds and local test servers.
 ENV_OPENID_METADATA_URL = "ACCESSBOT_TEAMS_OPENID_METADATA_URL"
 ENV_TOKEN_ISSUER = "ACCESSBOT_TEAMS_TOKEN_ISSUER"
 ENV_TOKEN_URL = "ACCESSBOT_TEAMS_TOKEN_URL"
+CONNECTION = "SERVICE_CONNECTION"  # the SDK's name for the bot's own connection
 
 
 class Unauthorized(Exception):
     """The activity's token is missing or not valid for this bot."""
 
 
-@dataclass
-class BotConfig:
-    """The attribute object the SDK's configuration classes read."""
-
-    APP_ID: str = ""
-    APP_PASSWORD: str = ""
-    APP_TYPE: str = "MultiTenant"
-    APP_TENANTID: str = ""
-    TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL: str | None = None
-    TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL: str | None = None
-    TO_BOT_FROM_CHANNEL_TOKEN_ISSUER: str | None = None
-    TO_CHANNEL_FROM_BOT_LOGIN_URL: str | None = None
-    TO_CHANNEL_FROM_BOT_OAUTH_SCOPE: str | None = None
-    OAUTH_URL: str | None = None
-    VALIDATE_AUTHORITY: bool = True
+def app_type(settings: Settings) -> str:
+    return (settings.app_type or ("SingleTenant" if settings.app_tenant_id else "MultiTenant")).lower()
 
 
-def bot_config(settings: Settings) -> BotConfig:
-    app_type = settings.app_type or ("SingleTenant" if settings.app_tenant_id else "MultiTenant")
-    cfg = BotConfig(APP_ID=settings.app_id, APP_PASSWORD=settings.app_password, APP_TYPE=app_type,
-                    APP_TENANTID=settings.app_tenant_id)
-    metadata = settings.env.get(ENV_OPENID_METADATA_URL, "")
-    issuer = settings.env.get(ENV_TOKEN_ISSUER, "")
-    if metadata or issuer:
-        # Any parameterised value switches the SDK to its parameterised mode: give it every value.
-        cfg.TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL = metadata or AuthenticationConstants.\
-            TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL
-        cfg.TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL = metadata or AuthenticationConstants.\
-            TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL
-        cfg.TO_BOT_FROM_CHANNEL_TOKEN_ISSUER = issuer or AuthenticationConstants.TO_BOT_FROM_CHANNEL_TOKEN_ISSUER
-        cfg.TO_CHANNEL_FROM_BOT_LOGIN_URL = AuthenticationConstants.TO_CHANNEL_FROM_BOT_LOGIN_URL
-        cfg.TO_CHANNEL_FROM_BOT_OAUTH_SCOPE = AuthenticationConstants.TO_CHANNEL_FROM_BOT_OAUTH_SCOPE
-        cfg.OAUTH_URL = AuthenticationConstants.OAUTH_URL
-    return cfg
+def auth_configuration(settings: Settings) -> AgentAuthConfiguration:
+    """The SDK's configuration of the bot's one connection, from ``MicrosoftApp*``."""
+    kind = app_type(settings)
+    if kind == "singletenant" and not (settings.app_tenant_id and settings.app_password):
+        raise SystemExit("MicrosoftAppType=SingleTenant needs MicrosoftAppTenantId and MicrosoftAppPassword")
+    issuer = settings.env.get(ENV_TOKEN_ISSUER) or AuthenticationConstants.AGENTS_SDK_TOKEN_ISSUER
+    common: dict[str, Any] = {"client_id": settings.app_id, "issuers": [issuer], "validate_issuer": True,
+                              "connection_name": CONNECTION}
+    if kind == "userassignedmsi":
+        return AgentAuthConfiguration(AuthTypes.user_managed_identity, tenant_id=settings.app_tenant_id or None,
+                                      **common)
+    tenant = settings.app_tenant_id if kind == "singletenant" else "botframework.com"
+    return AgentAuthConfiguration(AuthTypes.client_secret, tenant_id=tenant, client_secret=settings.app_password,
+                                  authority=f"{settings.authority_url.rstrip('/')}/{tenant}", **common)
 
 
-class _TokenCredentials(AppCredentials):
-    """Hands the SDK a token that was fetched asynchronously."""
+def connections(settings: Settings, config: AgentAuthConfiguration) -> Connections:
+    token_url = settings.env.get(ENV_TOKEN_URL, "")
+    if config.AUTH_TYPE == AuthTypes.client_secret and (
+            token_url or urlsplit(settings.authority_url).hostname not in WELL_KNOWN_AUTHORITY_HOSTS):
+        url = token_url or f"{config.AUTHORITY}/oauth2/v2.0/token"
+        return ConnectionManager(provider_factory=lambda cfg: TokenEndpoint(cfg, url),
+                                 connections_configurations={CONNECTION: config})
+    return MsalConnectionManager(connections_configurations={CONNECTION: config})
 
-    def __init__(self, app_id: str, token: str, oauth_scope: str) -> None:
-        super().__init__(app_id=app_id, oauth_scope=oauth_scope)
-        self._token = token
 
-    def get_access_token(self, force_refresh: bool = False) -> str:
-        return self._token
+class TokenEndpoint:
+    """The SDK's ``AccessTokenProviderBase`` for a client-credentials token endpoint MSAL will not use."""
 
-
-class ClientCredentialFactory(ServiceClientCredentialsFactory):
-    """App id + password (multi- or single-tenant); tokens from the OAuth token endpoint via aiohttp."""
-
-    def __init__(self, app_id: str, password: str, *, tenant_id: str = "", token_url: str = "",
-                 authority_url: str = "https://login.microsoftonline.com", timeout: float = 10.0) -> None:
-        self.app_id = app_id
-        self.password = password
-        tenant = tenant_id or "botframework.com"
-        self.token_url = token_url or f"{authority_url.rstrip('/')}/{tenant}/oauth2/v2.0/token"
+    def __init__(self, configuration: AgentAuthConfiguration, token_url: str, *, timeout: float = 10.0) -> None:
+        self._configuration = configuration
+        self.token_url = token_url
         self.timeout = timeout
         self._cache: dict[str, tuple[str, float]] = {}
         self._lock = asyncio.Lock()
 
-    async def is_valid_app_id(self, app_id: str) -> bool:
-        return bool(app_id) and app_id == self.app_id
+    @property
+    def configuration(self) -> AgentAuthConfiguration:
+        return self._configuration
 
-    async def is_authentication_disabled(self) -> bool:
-        return not self.app_id
-
-    async def create_credentials(self, app_id: str, oauth_scope: str, login_endpoint: str,
-                                 validate_authority: bool) -> Any:
-        if not self.app_id:
-            return MicrosoftAppCredentials.empty()
-        if app_id != self.app_id:
-            raise Unauthorized("credentials asked for another app id")
-        scope = oauth_scope or AuthenticationConstants.TO_CHANNEL_FROM_BOT_OAUTH_SCOPE
-        return _TokenCredentials(app_id, await self.token(scope), scope)
-
-    async def token(self, scope: str) -> str:
+    async def get_access_token(self, resource_url: str, scopes: list[str], force_refresh: bool = False) -> str:
+        scope = " ".join(scopes) if scopes else resource_url.rstrip("/") + "/.default"
         cached = self._cache.get(scope)
-        if cached and cached[1] > time.monotonic():
+        if cached and cached[1] > time.monotonic() and not force_refresh:
             return cached[0]
         async with self._lock:
             cached = self._cache.get(scope)
-            if cached and cached[1] > time.monotonic():
+            if cached and cached[1] > time.monotonic() and not force_refresh:
                 return cached[0]
-            form = {"grant_type": "client_credentials", "client_id": self.app_id,
-                    "client_secret": self.password, "scope": scope.rstrip("/") + "/.default"}
+            form = {"grant_type": "client_credentials", "client_id": self._configuration.CLIENT_ID or "",
+                    "client_secret": self._configuration.CLIENT_SECRET or "", "scope": scope}
             timeout = aiohttp.ClientTimeout(total=self.timeout)
             async with aiohttp.ClientSession(timeout=timeout) as http, http.post(self.token_url, data=form) as resp:
                 body = await resp.json(content_type=None)
@@ -141,62 +126,78 @@ class ClientCredentialFactory(ServiceClientCredentialsFactory):
                                        f"{str(body.get('error_description') or body.get('error'))[:200]}")
             lifetime = float(body.get("expires_in", 3600))
             self._cache[scope] = (body["access_token"], time.monotonic() + max(60.0, lifetime - 300))
-            return body["access_token"]
+            return str(body["access_token"])
+
+    def get_token_credential(self) -> Any:
+        raise NotImplementedError("no Azure SDK credentials from a plain token endpoint")
+
+    async def acquire_token_on_behalf_of(self, scopes: list[str], user_assertion: str) -> str:
+        raise NotImplementedError("the bot signs no user in")
+
+    async def get_agentic_application_token(self, tenant_id: str, agent_app_instance_id: str) -> str | None:
+        raise NotImplementedError("not an agentic app")
+
+    async def get_agentic_instance_token(self, tenant_id: str, agent_app_instance_id: str) -> tuple[str, str]:
+        raise NotImplementedError("not an agentic app")
+
+    async def get_agentic_user_token(self, tenant_id: str, agent_app_instance_id: str, agentic_user_id: str,
+                                     scopes: list[str]) -> str | None:
+        raise NotImplementedError("not an agentic app")
 
 
-def credentials_factory(settings: Settings) -> ServiceClientCredentialsFactory:
-    cfg = bot_config(settings)
-    if cfg.APP_TYPE.lower() == "userassignedmsi":  # managed identity: the SDK's own factory
-        return ConfigurationServiceClientCredentialFactory(cfg)
-    tenant = settings.app_tenant_id if cfg.APP_TYPE.lower() == "singletenant" else ""
-    return ClientCredentialFactory(settings.app_id, settings.app_password, tenant_id=tenant,
-                                   token_url=settings.env.get(ENV_TOKEN_URL, ""),
-                                   authority_url=settings.authority_url)
+class _MetadataKeys(jwt.PyJWKClient):
+    """Keys named by an OpenID metadata document (its ``jwks_uri``), read when keys are first needed."""
+
+    def __init__(self, metadata_url: str) -> None:
+        super().__init__(metadata_url, timeout=10)
+        self._metadata_url = metadata_url
+        self._resolved = False
+
+    def fetch_data(self) -> Any:
+        if not self._resolved:  # runs in the SDK's worker thread, like the key fetch itself
+            with urllib.request.urlopen(self._metadata_url, timeout=10) as resp:
+                self.uri = str(json.load(resp)["jwks_uri"])
+            self._resolved = True
+        return super().fetch_data()
 
 
-class ReusingBotFrameworkAuthentication(ConfigurationBotFrameworkAuthentication):
-    """The SDK's authentication, with its user-token client built once per app id, not per activity.
+class _KeysFromMetadata(_JwkClientManager):
+    """The SDK's key lookup, with every issuer's keys taken from one configured metadata document."""
 
-    ``CloudAdapter.process_activity`` asks for a user-token client (the OAuth sign-in API) on
-    every activity; building one costs milliseconds (msrest's retry table), more than the rest of
-    the SDK's work on an invoke. The client holds only the app's credentials and the endpoint,
-    so one per app id serves every turn; it is rebuilt now and then all the same.
-    """
+    def __init__(self, metadata_url: str) -> None:
+        super().__init__()
+        self._entry = _JwkClientCacheEntry(_MetadataKeys(metadata_url), threading.Lock())
 
-    TTL = 3600.0
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._user_token_clients: dict[str, tuple[Any, float]] = {}
-
-    async def create_user_token_client(self, claims_identity: Any) -> Any:
-        claims = getattr(claims_identity, "claims", None) or {}
-        key = str(claims.get("aud") or claims.get("appid") or claims.get("azp") or "")
-        now = time.monotonic()
-        cached = self._user_token_clients.get(key)
-        if cached is not None and cached[1] > now:
-            return cached[0]
-        client = await super().create_user_token_client(claims_identity)
-        self._user_token_clients[key] = (client, now + self.TTL)
-        return client
+    def _get_jwk_client(self, jwks_uri: str) -> _JwkClientCacheEntry:
+        return self._entry
 
 
-def build_authentication(settings: Settings, factory: ServiceClientCredentialsFactory | None = None
-                         ) -> ConfigurationBotFrameworkAuthentication:
-    cfg = bot_config(settings)
-    if cfg.APP_TYPE.lower() == "singletenant" and not (settings.app_tenant_id and settings.app_password):
-        raise SystemExit("MicrosoftAppType=SingleTenant needs MicrosoftAppTenantId and MicrosoftAppPassword")
-    return ReusingBotFrameworkAuthentication(cfg, credentials_factory=factory or credentials_factory(settings))
+class InboundAuth:
+    """The SDK's token validation for every activity; any failure is :class:`Unauthorized`."""
+
+    def __init__(self, config: AgentAuthConfiguration, *, metadata_url: str = "") -> None:
+        self.validator = JwtTokenValidator(config)
+        if metadata_url:  # keys from elsewhere than the public Bot Framework endpoints
+            self.validator._jwk_client_manager = _KeysFromMetadata(metadata_url)  # type: ignore[misc]
+
+    async def authenticate(self, header: str | None, activity: dict[str, Any]) -> ClaimsIdentity:
+        scheme, _, token = (header or "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip() or " " in token.strip():
+            raise Unauthorized("no bearer token")
+        try:
+            identity = await self.validator.validate_token(token.strip())
+        except Exception as exc:  # the SDK raises PyJWT errors, ValueError, KeyError, network errors …
+            log.info("activity refused", reason=type(exc).__name__, detail=str(exc)[:200])
+            raise Unauthorized(type(exc).__name__) from None
+        claimed = identity.get_claim_value(AuthenticationConstants.SERVICE_URL_CLAIM)
+        if not isinstance(claimed, str) or claimed != activity.get("serviceUrl"):
+            log.info("activity refused", reason="serviceurl claim does not name the activity's serviceUrl")
+            raise Unauthorized("serviceurl")
+        return identity
 
 
-async def authenticate(auth: ConfigurationBotFrameworkAuthentication, activity: Activity,
-                       header: str | None) -> AuthenticateRequestResult:
-    """The SDK's validation; any failure (missing, expired, wrong audience or issuer, garbage) → Unauthorized."""
-    try:
-        result = await auth.authenticate_request(activity, header or None)  # type: ignore[arg-type]
-    except Exception as exc:
-        log.info("activity refused", reason=type(exc).__name__, detail=str(exc)[:200])
-        raise Unauthorized(str(exc)) from None
-    if result is None or result.claims_identity is None or not result.claims_identity.is_authenticated:
-        raise Unauthorized("no identity")
-    return result
+def build_authentication(settings: Settings) -> tuple[AgentAuthConfiguration, InboundAuth, Connections | None]:
+    """Configuration, inbound validation and outbound connections; no connections without an app id."""
+    config = auth_configuration(settings)
+    inbound = InboundAuth(config, metadata_url=settings.env.get(ENV_OPENID_METADATA_URL, ""))
+    return config, inbound, connections(settings, config) if settings.app_id else None

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
-from botbuilder.core import ActivityHandler, InvokeResponse, TurnContext
-from botbuilder.schema import Activity, ActivityTypes
+from microsoft_agents.activity import Activity, ActivityTypes, AdaptiveCardInvokeResponse, AdaptiveCardInvokeValue
+from microsoft_agents.hosting.core import ActivityHandler, TurnContext
 
 from bot.bootstrap import App
 from bot.teams.connector import card_activity, text_activity, with_retries
@@ -19,7 +19,7 @@ from bot.teams.identity import (
     is_personal,
     remember,
 )
-from bot.teams.invoke import InvokeHandler, card_response
+from bot.teams.invoke import CARD_TYPE, InvokeHandler, InvokeResponse, card_response
 from bot.teams.notifier import BOT_ADDRESS, TeamsNotifier
 from cards import adaptive
 from handlers.origin import acting_via
@@ -34,7 +34,6 @@ log = structlog.get_logger("accessbot.teams")
 
 WELCOME = ("Hello! I handle privileged access requests: ask with `request <profile> for <duration> because "
            "<reason>`, see `profiles`, or type `help`. Approvals reach you here as cards.")
-ADAPTIVE_ACTION = "adaptiveCard/action"
 
 
 class AccessBot(ActivityHandler):
@@ -59,14 +58,21 @@ class AccessBot(ActivityHandler):
         ref = conversation_reference(context)
         ref.pop("user", None)
         channel_data = context.activity.channel_data if isinstance(context.activity.channel_data, dict) else {}
-        tenant = (channel_data.get("tenant") or {}).get("id") or getattr(context.activity.conversation,
-                                                                         "tenant_id", None)
+        tenant = (channel_data.get("tenant") or {}).get("id") or context.activity.conversation.tenant_id
         if tenant:
             ref["tenant"] = tenant
         await self.addresses.save(BOT_ADDRESS, ref)
 
     @staticmethod
     async def _send(context: TurnContext, activity: Activity) -> Any:
+        if context.activity.type == ActivityTypes.conversation_update:
+            # A conversation update is no message to reply to: post into the conversation as a message
+            # of the bot's own, through the adapter the turn runs on.
+            ref = context.activity.get_conversation_reference()
+            ref.activity_id = None
+            own = activity.apply_conversation_reference(ref)
+            sent = await with_retries(lambda: context.adapter.send_activities(context, [own]), what="post")
+            return sent[0] if sent else None
         return await with_retries(lambda: context.send_activity(activity), what="reply")
 
     # -- messages ---------------------------------------------------------------------------------
@@ -116,23 +122,39 @@ class AccessBot(ActivityHandler):
         await self._send(context, text_activity(WELCOME if person else UNKNOWN_USER))
 
     # -- card actions -----------------------------------------------------------------------------
-    async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse | None:
-        activity = turn_context.activity
-        if activity.name != ADAPTIVE_ACTION:
-            return await super().on_invoke_activity(turn_context)
-        value = activity.value if isinstance(activity.value, dict) else {}
-        action = value.get("action") if isinstance(value.get("action"), dict) else {}
-        verb = str(action.get("verb") or "")
-        data = action.get("data") if isinstance(action.get("data"), dict) else {}
+    async def on_adaptive_card_invoke(self, turn_context: TurnContext,
+                                      invoke_value: AdaptiveCardInvokeValue) -> AdaptiveCardInvokeResponse:
+        """``adaptiveCard/action`` (Universal Actions): the SDK checked the value's shape; the answer is a card."""
+        action = invoke_value.action
+        verb = str(action.verb or "") if action else ""
+        data = dict(action.data) if action and isinstance(action.data, dict) else {}
         person = await self._person(turn_context)
         if person is None:
-            return card_response(adaptive.text_card(UNKNOWN_USER, attention=True))
+            return self._answer(card_response(adaptive.text_card(UNKNOWN_USER, attention=True)))
         with acting_via("teams", sender_object_id(turn_context)):
             response = await self.invokes.handle(person, verb, data)
-        tracks = getattr(response, "tracks", None)
-        if tracks and activity.reply_to_id and is_personal(turn_context):
-            await self._track_status(turn_context, tracks, person.email, activity.reply_to_id)
-        return response
+        activity = turn_context.activity
+        if response.tracks and activity.reply_to_id and is_personal(turn_context):
+            await self._track_status(turn_context, response.tracks, person.email, activity.reply_to_id)
+        return self._answer(response)
+
+    async def on_invoke_activity(self, turn_context: TurnContext) -> Any:
+        """The SDK's invoke dispatch; its answer goes to the adapter directly.
+
+        ``ActivityHandler.on_turn`` would send it through ``TurnContext.send_activity``, which deep-copies
+        every outgoing activity: for an invoke answer that is the whole card, the largest cost the SDK
+        adds to a card click. The adapter keeps the answer for the HTTP response either way.
+        """
+        response = await super().on_invoke_activity(turn_context)
+        if response is not None:
+            answer = Activity(type=ActivityTypes.invoke_response,
+                              value=response.model_dump(by_alias=True, exclude_none=True))
+            await turn_context.adapter.send_activities(turn_context, [answer])
+        return None
+
+    @staticmethod
+    def _answer(response: InvokeResponse) -> AdaptiveCardInvokeResponse:
+        return AdaptiveCardInvokeResponse(status_code=response.status, type=CARD_TYPE, value=response.card)
 
     async def on_unrecognized_activity_type(self, turn_context: TurnContext) -> None:
         if turn_context.activity.type == ActivityTypes.invoke_response:

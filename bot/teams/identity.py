@@ -3,8 +3,9 @@
 Only ``from.aadObjectId`` (looked up in the identity source) identifies a person; the activity
 comes from a served tenant (:mod:`bot.teams.gate`). When the identity source is not Entra (the
 embedded directory, Okta), a sender whose object id it does not know may also be found by the
-email / UPN of their Teams roster entry (``TeamsInfo.get_member``). With Entra, a roster email
-alone never identifies anyone: the object id is the identity. Message text and card data never do.
+email / UPN of their Teams roster entry (the Bot Connector's conversation member). With Entra, a
+roster email alone never identifies anyone: the object id is the identity. Message text and card
+data never do.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import json
 from typing import Any
 
 import structlog
-from botbuilder.core import TurnContext
-from botbuilder.core.teams import TeamsInfo
+from microsoft_agents.hosting.core import TurnContext
+from microsoft_agents.hosting.core.connector import ConnectorClientBase
 
 from bot.bootstrap import App
 from handlers.ports import Person
@@ -26,11 +27,22 @@ UNKNOWN_USER = ("I could not find you in the company directory, so I cannot act 
                 "Ask your administrator to link your Teams account (aad_object_id) or your email.")
 
 
+async def roster_member(context: TurnContext, user_id: str) -> Any:
+    """The sender's Teams roster entry (in a team: the team's roster), from the turn's connector client."""
+    channel_data = context.activity.channel_data if isinstance(context.activity.channel_data, dict) else {}
+    team = channel_data.get("team") if isinstance(channel_data.get("team"), dict) else {}
+    conversation = team.get("id") or (context.activity.conversation.id if context.activity.conversation else None)
+    client = context.services.get(ConnectorClientBase)
+    if not conversation or client is None:
+        raise LookupError("no conversation to look the member up in")
+    return await client.get_conversation_member(conversation, user_id)
+
+
 async def identify(app: App, context: TurnContext) -> Person | None:
     sender = context.activity.from_property
     if sender is None or not sender.id:
         return None
-    oid = getattr(sender, "aad_object_id", None)
+    oid = sender.aad_object_id
     if oid:
         person = await app.deps.directory.find_by_aad_object_id(oid)
         if person is not None:
@@ -38,11 +50,12 @@ async def identify(app: App, context: TurnContext) -> Person | None:
     if app.settings.identity_source == "entra":
         return None  # Entra knows everyone by object id: an unknown one is nobody, whatever the roster says
     try:
-        member = await TeamsInfo.get_member(context, sender.id)
+        member = await roster_member(context, sender.id)
     except Exception as exc:  # roster not reachable, or the member is not in it
         log.info("roster look-up failed", error=str(exc)[:200])
         return None
-    if oid and getattr(member, "aad_object_id", None) and member.aad_object_id != oid:
+    member_oid = getattr(member, "aad_object_id", None) or (getattr(member, "model_extra", None) or {}).get("objectId")
+    if oid and member_oid and member_oid != oid:
         return None  # the roster disagrees with the token-bearing activity: trust neither
     email = (getattr(member, "email", None) or getattr(member, "user_principal_name", None) or "").strip()
     if not email or "@" not in email:
@@ -51,15 +64,15 @@ async def identify(app: App, context: TurnContext) -> Person | None:
 
 
 def conversation_reference(context: TurnContext) -> dict[str, Any]:
-    ref = TurnContext.get_conversation_reference(context.activity)
-    data: dict[str, Any] = ref.serialize()
+    data: dict[str, Any] = context.activity.get_conversation_reference().model_dump(
+        by_alias=True, exclude_none=True, mode="json")
     data.pop("activityId", None)
     return data
 
 
 def is_personal(context: TurnContext) -> bool:
     conv = context.activity.conversation
-    return bool(conv) and (getattr(conv, "conversation_type", None) or "personal") == "personal"
+    return bool(conv) and (conv.conversation_type or "personal") == "personal"
 
 
 class AddressBook:

@@ -7,9 +7,8 @@ are not an approver of its open step. A second click or a stale card gets the cu
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
-
-from botbuilder.core import InvokeResponse
 
 from bot.bootstrap import App
 from cards import adaptive
@@ -22,11 +21,21 @@ MAX_FIELD = 4000
 NOT_SEEN = "unknown-request"  # the rule of a request that does not exist or that the sender may not see
 
 
+@dataclass(frozen=True)
+class InvokeResponse:
+    """The Universal Actions answer (HTTP status and body); ``tracks`` names a request whose status the card shows."""
+
+    card: dict[str, Any]
+    tracks: int | None = None
+    status: int = 200
+    body: dict[str, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "body", {"statusCode": 200, "type": CARD_TYPE, "value": self.card})
+
+
 def card_response(card: dict[str, Any], *, tracks: int | None = None) -> InvokeResponse:
-    """The Universal Actions answer; ``tracks`` names a request whose status this card now shows."""
-    response = InvokeResponse(status=200, body={"statusCode": 200, "type": CARD_TYPE, "value": card})
-    response.tracks = tracks  # type: ignore[attr-defined]
-    return response
+    return InvokeResponse(card, tracks)
 
 
 def _field(data: dict[str, Any], key: str) -> str | None:

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable
 from typing import Any
 
 import structlog
-from botbuilder.schema import Activity, ChannelAccount, ConversationParameters
-from botframework.connector.aio import ConnectorClient
-from botframework.connector.auth import AuthenticationConstants, ClaimsIdentity
+from microsoft_agents.activity import Activity, ChannelAccount, ConversationParameters
+from microsoft_agents.hosting.core.connector import ConnectorClientBase
 
 from bot.bootstrap import App
-from bot.teams.connector import ConnectorCache, addressed, card_activity, text_activity, with_retries
+from bot.teams.clients import Opener
+from bot.teams.connector import addressed, card_activity, text_activity, with_retries
 from bot.teams.identity import CHANNEL
 from cards import adaptive
 from handlers.ports import Notice
@@ -32,18 +31,10 @@ log = structlog.get_logger("accessbot.teams.notify")
 BOT_ADDRESS = "#bot"  # where the service URL, tenant and bot account seen last are kept
 
 
-class ServiceUrlRefused(Exception):
-    """A stored service URL this bot may not call (emulator mode: not on this machine)."""
-
-
 class TeamsNotifier:
-    def __init__(self, app: App, auth: Any, app_id: str, connectors: ConnectorCache | None = None, *,
-                 may_call: Callable[[str], bool] = lambda url: True) -> None:
+    def __init__(self, app: App, open_connector: Opener) -> None:
         self.app = app
-        self.cache = connectors or ConnectorCache()
-        self.auth = auth
-        self.app_id = app_id
-        self.may_call = may_call
+        self.open_connector = open_connector  # service URL → the SDK's connector client (bot.teams.clients)
         self._tasks: set[asyncio.Task[None]] = set()
         self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._general = asyncio.Lock()
@@ -167,17 +158,18 @@ class TeamsNotifier:
 
     async def _create_conversation(self, connectors: _Connectors, email: str, oid: str,
                                    bot: dict[str, Any]) -> dict[str, Any]:
-        tenant = bot.get("tenant") or (bot.get("conversation") or {}).get("tenantID")
+        conversation = bot.get("conversation") or {}
+        tenant = bot.get("tenant") or conversation.get("tenantId") or conversation.get("tenantID")
         client = await connectors.get(bot["serviceUrl"])
         params = ConversationParameters(
-            is_group=False, bot=ChannelAccount().deserialize(bot.get("bot") or {}),
+            is_group=False, agent=ChannelAccount.model_validate(bot.get("bot") or {}),
             members=[ChannelAccount(id=oid, aad_object_id=oid)], tenant_id=tenant,
             channel_data={"tenant": {"id": tenant}} if tenant else None)
         made = await with_retries(lambda: client.conversations.create_conversation(params),
                                   what="create conversation")
         ref = {"bot": bot.get("bot"), "user": {"id": oid, "aadObjectId": oid}, "channelId": bot.get("channelId"),
-               "serviceUrl": getattr(made, "service_url", None) or bot["serviceUrl"],
-               "conversation": {"id": made.id, "conversationType": "personal", "tenantID": tenant}}
+               "serviceUrl": made.service_url or bot["serviceUrl"],
+               "conversation": {"id": made.id, "conversationType": "personal", "tenantId": tenant}}
         async with self.app.store.write() as repo:
             await repo.save_address(CHANNEL, email, ref, self.app.deps.now())
         return ref
@@ -205,17 +197,14 @@ class TeamsNotifier:
                            what="update")
 
     def _connectors(self) -> _Connectors:
-        return _Connectors(self.auth, self.app_id, self.cache, self.may_call)
+        return _Connectors(self.open_connector)
 
 
 class _Connectors:
-    """Connector clients for one delivery, taken from the shared cache."""
+    """Connector clients for one delivery (the factory keeps them across deliveries)."""
 
-    def __init__(self, auth: Any, app_id: str, cache: ConnectorCache, may_call: Callable[[str], bool]) -> None:
-        self.auth = auth
-        self.app_id = app_id
-        self.cache = cache
-        self.may_call = may_call
+    def __init__(self, open_connector: Opener) -> None:
+        self.open_connector = open_connector
 
     async def __aenter__(self) -> _Connectors:
         return self
@@ -223,15 +212,5 @@ class _Connectors:
     async def __aexit__(self, *exc: object) -> None:
         return None
 
-    async def get(self, service_url: str) -> ConnectorClient:
-        if not self.may_call(service_url):
-            log.warning("service URL refused", service_url=service_url)
-            raise ServiceUrlRefused(service_url)
-        scope = AuthenticationConstants.TO_CHANNEL_FROM_BOT_OAUTH_SCOPE
-
-        async def create() -> ConnectorClient:
-            claims = ClaimsIdentity({AuthenticationConstants.AUDIENCE_CLAIM: self.app_id,
-                                     AuthenticationConstants.APP_ID_CLAIM: self.app_id}, True)
-            return await self.auth.create_connector_factory(claims).create(service_url, scope)
-
-        return await self.cache.get((self.app_id or "", service_url, scope), create)
+    async def get(self, service_url: str) -> ConnectorClientBase:
+        return await self.open_connector(service_url)

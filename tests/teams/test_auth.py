@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bot.settings import Settings
-from bot.teams.auth import Unauthorized, build_authentication
+from bot.teams.auth import build_authentication
 from tests.teams.conftest import APP_ID, TENANT, TeamsHarness, _serve, _settings, conversation_id
 from tests.teams.standins import BotConnector, OpenIdIssuer
 
@@ -79,19 +79,22 @@ async def test_emulator_mode_only_listens_to_this_machine(teams: TeamsHarness) -
 
 
 
-async def test_one_user_token_client_serves_every_activity_of_an_app(teams_secured: TeamsHarness) -> None:
-    from botframework.connector.auth import ClaimsIdentity
+async def test_turns_reuse_one_connector_client_and_fetch_no_user_token(teams_secured: TeamsHarness) -> None:
+    from microsoft_agents.hosting.core import ClaimsIdentity
 
-    auth = teams_secured.channel.auth
-    ours = ClaimsIdentity({"aud": APP_ID, "appid": APP_ID}, True)
-    first = await auth.create_user_token_client(ours)
-    again = await auth.create_user_token_client(ClaimsIdentity({"aud": APP_ID, "appid": APP_ID}, True))
-    assert again is first
-    with pytest.raises(Unauthorized):  # another app's claims get no client, cached or not
-        await auth.create_user_token_client(ClaimsIdentity({"aud": "another-app", "appid": "another-app"}, True))
-    # and the turns still work with it
-    status, _ = await teams_secured.post(teams_secured.activity("message_personal", ALICE, text="help"))
-    assert status == 200 and len(teams_secured.connector.of("reply", conversation_id(ALICE))) == 1
+    h = teams_secured
+    for _ in range(3):
+        status, _ = await h.say(ALICE, "help")
+        assert status == 200
+    assert len(h.connector.of("reply", conversation_id(ALICE))) == 3
+    # one token, for the Bot Connector; none for the user-token service (the bot signs nobody in)
+    assert [c.body["scope"] for c in h.connector.received("POST", "/token")] == ["https://api.botframework.com/.default"]
+    assert h.channel is not None
+    clients = h.channel.clients
+    assert len(clients.cache._items) == 1  # one connector client for the one service URL
+    ours = ClaimsIdentity({"aud": APP_ID, "appid": APP_ID})
+    first = await clients.create_user_token_client(None, ours)  # type: ignore[arg-type]
+    assert await clients.create_user_token_client(None, ClaimsIdentity({"aud": APP_ID, "appid": APP_ID})) is first  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(("app_type", "tenant_path"), [("MultiTenant", "botframework.com"),
@@ -117,3 +120,23 @@ def test_single_tenant_without_its_tenant_is_refused_at_start(tmp_path: Path) ->
     with pytest.raises(SystemExit) as stopped:
         build_authentication(settings)
     assert "MicrosoftAppTenantId" in str(stopped.value)
+
+
+@pytest.mark.parametrize(("app_type", "auth_type", "tenant"), [
+    ("MultiTenant", "ClientSecret", "botframework.com"),
+    ("SingleTenant", "ClientSecret", "4f0c1e2d-aaaa-4bbb-8ccc-0123456789ab"),
+    ("UserAssignedMSI", "UserManagedIdentity", "4f0c1e2d-aaaa-4bbb-8ccc-0123456789ab")])
+def test_microsofts_login_is_reached_through_the_sdks_msal_connection_manager(app_type: str, auth_type: str,
+                                                                               tenant: str) -> None:
+    from microsoft_agents.authentication.msal import MsalAuth, MsalConnectionManager
+
+    settings = Settings(app_id=APP_ID, app_password="secret", app_type=app_type,
+                        app_tenant_id="4f0c1e2d-aaaa-4bbb-8ccc-0123456789ab")
+    config, _, connections = build_authentication(settings)
+    assert isinstance(connections, MsalConnectionManager)
+    assert isinstance(connections.get_default_connection(), MsalAuth)
+    assert (config.AUTH_TYPE.value, config.CLIENT_ID, config.TENANT_ID) == (auth_type, APP_ID, tenant)
+    if auth_type == "ClientSecret":
+        assert (config.CLIENT_SECRET, config.AUTHORITY) == ("secret", f"https://login.microsoftonline.com/{tenant}")
+    # inbound: only the Bot Framework channel's tokens, the issuer checked (the SDK's default leaves it unchecked)
+    assert config.VALIDATE_ISSUER and config.ISSUERS == ["https://api.botframework.com"]

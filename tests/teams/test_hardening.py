@@ -164,6 +164,7 @@ async def test_with_entra_as_identity_a_roster_email_alone_identifies_nobody(
     monkeypatch.setenv("SSL_CERT_FILE", tls.ca_file)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls.ca_file)
     alice_oid = graph.add_user(ALICE, display_name="Alice Ng", department="Engineering")
+    graph.add_group("oncall")  # the policy's member_of names it: resolved to its id at start
     settings = _settings(sqlite_url, tmp_path, teams_emulator="1", teams_tenants=TENANT, identity="entra",
                          entra_tenant_id=graph.tenant, entra_client_id=graph.client_id,
                          entra_client_secret=graph.client_secret, graph_url=graph.graph_url, authority_url=graph.url)
