@@ -9,6 +9,7 @@ reported once and resolves by itself when the group and the grants agree again.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from handlers.context import SYSTEM, Deps
@@ -21,10 +22,11 @@ if TYPE_CHECKING:
 Key = tuple[str, str, str]  # (provider, group, user)
 
 
-async def _snapshot(deps: Deps, since: object) -> tuple[list[RequestRecord], set[Key]]:
+async def _snapshot(deps: Deps, since: datetime) -> tuple[list[RequestRecord], set[Key]]:
+    """The grants holding now, and the memberships with a call pending or finished since ``since``."""
     async with deps.store.read() as repo:
         holding = await repo.find_requests(states=HOLDING_STATES)
-        busy = {op.member for op in await repo.unsettled_ops(since)}  # type: ignore[arg-type]
+        busy = {op.member for op in await repo.unsettled_ops(since)}
     return holding, busy
 
 

@@ -79,7 +79,9 @@ def _rows(data: bytes) -> list[dict[str, str]]:
 @pytest.fixture
 def pack(database_url, tmp_path):
     files = copy_examples(tmp_path)
-    files.policy.write_text(files.policy.read_text() + OKTA_PROFILE + "\nschedule: {retry_budget: 1m}\n")
+    # REQ-8's retry budget is spent on the real clock by the time the sweep runs (an --as-of sweep
+    # judges timers, never how long a provider has been retried)
+    files.policy.write_text(files.policy.read_text() + OKTA_PROFILE + "\nschedule: {retry_budget: 1s}\n")
     _period_with_everything(database_url, files)
     out = tmp_path / "pack.zip"
     r = cli("evidence", "export", "--from", TODAY, "--to", TODAY, "--out", str(out), db=database_url, files=files)

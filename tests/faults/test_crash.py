@@ -25,7 +25,7 @@ from tests.support import ROOT
 
 BOB = "bob@example.com"
 HOLD = 1.0  # seconds the stand-in holds the write before applying it
-LEASE = 8  # seconds a process owns a provider call it claimed
+LEASE = 20  # seconds a process owns a provider call it claimed (a sweep must start inside it)
 
 
 @pytest.fixture
