@@ -55,6 +55,43 @@ async def plan_remove(repo: Repository, record: RequestRecord, now: datetime) ->
     return op
 
 
+async def end_grant_in(repo: Repository, record: RequestRecord, state: str, event: str, now: datetime,
+                       data: dict, actor: str = SYSTEM) -> OpRecord | None:
+    """End a holding grant in the caller's transaction: its state, the audit event, and the removal intent."""
+    record.state, record.ended_at, record.end_reason = state, now, data.get("reason", state)
+    if state == "revoked":
+        record.end_reason = "terminated" if data.get("reason") == "terminated" else "revoked"
+    record.ext_duration = None
+    await repo.save_request(record)
+    await repo.append(event, actor=actor, ts=now, request=record,
+                      data={"provider": record.provider, "group": record.group, **data})
+    return await plan_remove(repo, record, now)
+
+
+STANDING = 0  # the request_id of an operation on a membership that no grant holds
+
+
+async def plan_membership_removal(repo: Repository, provider: str, group: str, email: str, reason: str,
+                                  now: datetime) -> OpRecord | None:
+    """Record the removal of a standing membership (no grant behind it) through the provisioning intents.
+
+    ``reason`` (``review``, ``terminated``) goes into ``membership.removed`` {provider, group, user,
+    reason, correlation_id} when the provider has done it; failures are retried like a grant's
+    removal and reported to the security team. Nothing is planned when a grant now covers the
+    membership or the same removal is already pending.
+    """
+    email = email.lower()
+    if await repo.find_requests(requester=email, states=HOLDING_STATES, provider=provider, group=group):
+        return None
+    if any(o.status == "pending" and o.op == "remove" and (o.provider, o.group, o.email) == (provider, group, email)
+           for o in await repo.ops_for(STANDING)):
+        return None
+    op = OpRecord(request_id=STANDING, op="remove", provider=provider, group=group, email=email, created_at=now,
+                  reason=reason)
+    await repo.add_op(op)
+    return op
+
+
 async def _claim_in(repo: Repository, op_id: int, now: datetime) -> OpRecord | None:
     """Take a lease on a due operation so that no other process runs it at the same time."""
     op = await repo.get_op(op_id)
@@ -144,6 +181,11 @@ async def _done_in(deps: Deps, repo: Repository, op: OpRecord, now: datetime, no
     was_failing = op.failure_reported
     op.status, op.done_at, op.next_attempt_at, op.last_error = "done", now, None, None
     await repo.save_op(op)
+    if op.request_id == STANDING:
+        await repo.append("membership.removed", actor=SYSTEM, ts=now, data={
+            "provider": op.provider, "group": op.group, "user": op.email, "reason": op.reason,
+            "correlation_id": op.correlation_id})
+        return "done"
     if op.op == "remove" and not was_failing:
         return "done"  # the grant was recorded ended when the removal was planned
     record = await repo.get_request(op.request_id)
@@ -194,6 +236,14 @@ async def _failed_in(deps: Deps, repo: Repository, op: OpRecord, error: Provider
         return "failed"
     if spent and op.op == "remove" and not op.failure_reported:
         op.failure_reported = True
+        if op.request_id == STANDING:
+            await repo.append("membership.remove_failed", actor=SYSTEM, ts=now, data={
+                "provider": op.provider, "group": op.group, "user": op.email, "reason": op.reason,
+                "error": op.last_error, "attempts": op.attempts, "correlation_id": op.correlation_id,
+                "will_retry": True})
+            notices += [Notice(m, "failure", f"Removal is failing: could not {what} (correlation id "
+                               f"{op.correlation_id}): {op.last_error}. It is retried until it succeeds.", None)
+                        for m in sorted(deps.policy.security_members())]
         if record is not None:
             await repo.append("grant.revoke_failed", actor=SYSTEM, ts=now, request=record, data={
                 "provider": op.provider, "group": op.group, "error": op.last_error,

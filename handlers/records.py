@@ -93,6 +93,7 @@ class OpRecord:
     correlation_id: str | None = None
     failure_reported: bool = False
     done_at: datetime | None = None
+    reason: str | None = None  # a standing membership's removal (request_id 0): review | terminated
     id: int | None = None
 
 

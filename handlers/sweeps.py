@@ -14,7 +14,7 @@ from handlers.audit import format_ts
 from handlers.chains import open_step_unsatisfiable
 from handlers.context import SYSTEM, Deps
 from handlers.durations import format_duration
-from handlers.grants import plan_remove, run_due_ops
+from handlers.grants import end_grant_in, run_due_ops
 from handlers.ports import Notice
 from handlers.records import ACTIVE, APPROVED, CANCELLED, HOLDING_STATES, PENDING, DriftRecord, RequestRecord
 
@@ -32,6 +32,9 @@ class SweepReport:
     warned: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     reviews_started: list[str] = field(default_factory=list)
+    reviews_reminded: list[str] = field(default_factory=list)
+    reviews_escalated: list[str] = field(default_factory=list)
+    reviews_closed: list[str] = field(default_factory=list)
     repaired: int = 0
 
     def lines(self) -> list[str]:
@@ -40,7 +43,8 @@ class SweepReport:
         for name, items in (("expire", self.expired), ("terminate", self.terminated), ("revoke", self.revoked),
                             ("report drift", self.drift), ("remind", self.reminded),
                             ("escalate", self.escalated), ("warn", self.warned), ("fail", self.failed),
-                            ("start review", self.reviews_started)):
+                            ("start review", self.reviews_started), ("remind reviewer", self.reviews_reminded),
+                            ("escalate review", self.reviews_escalated), ("close review", self.reviews_closed)):
             out.append(f"{verb}{name}: {len(items)}" + (f" — {', '.join(items)}" if items else ""))
         if self.repaired:
             out.append(f"provider calls retried: {self.repaired}")
@@ -53,14 +57,7 @@ async def _end(deps: Deps, record_id: int, state: str, event: str, now: datetime
         record = await repo.get_request(record_id)
         if record is None or record.state not in HOLDING_STATES:
             return None
-        record.state, record.ended_at, record.end_reason = state, now, data.get("reason", state)
-        if state == "revoked":
-            record.end_reason = "terminated" if data.get("reason") == "terminated" else "revoked"
-        record.ext_duration = None
-        await repo.save_request(record)
-        await repo.append(event, actor=SYSTEM, ts=now, request=record,
-                          data={"provider": record.provider, "group": record.group, **data})
-        op = await plan_remove(repo, record, now)
+        op = await end_grant_in(repo, record, state, event, now, data)
         return op.id if op else None
 
 
@@ -258,9 +255,15 @@ async def sweep(deps: Deps, *, dry_run: bool = False, drift: bool = True) -> Swe
     await warn_expiring(deps, report)
     if drift:
         await detect_drift(deps, report)
-    from handlers.reviews.timers import start_scheduled  # the review timers (SPEC §7)
+    from handlers.reviews.progress import run_review_timers  # the review timers (SPEC §7)
+    from handlers.reviews.timers import start_scheduled
 
     started, failed = await start_scheduled(deps, report.as_of, dry_run=dry_run)
     report.reviews_started += started
     report.failed += failed
+    timers = await run_review_timers(deps, report.as_of, dry_run=dry_run)
+    report.reviews_reminded += timers.reminded
+    report.reviews_escalated += timers.escalated
+    report.reviews_closed += timers.closed
+    report.failed += timers.failed
     return report

@@ -132,6 +132,7 @@ provider_ops = Table(
     Column("correlation_id", String(100)),
     Column("failure_reported", Boolean, nullable=False, default=False),
     Column("done_at", UTCDateTime),
+    Column("reason", String(40)),  # why a membership without a grant behind it is removed (review, terminated)
     Index("ix_provider_ops_status_next", "status", "next_attempt_at"),
 )
 

@@ -241,7 +241,7 @@ class Listeners:
             return
         text = str(body.get("text") or "")
         cmd = RequestAccess(profile=None) if not text.strip() else self.app.service.parse(text)
-        reply = await self.app.service.handle(person, cmd, forms=True)
+        reply = await self.app.service.handle(person, cmd, forms=True, channel="slack")
         if reply.form is not None and await self.open_modal(body, blocks.request_modal(reply.form)):
             return
         await self.respond(body, blocks.reply_message(reply, viewer=person.email))
