@@ -17,6 +17,7 @@ from handlers.durations import format_duration
 from handlers.grants import end_grant_in, run_due_ops
 from handlers.ports import Notice
 from handlers.records import ACTIVE, APPROVED, CANCELLED, HOLDING_STATES, PENDING, DriftRecord, RequestRecord
+from handlers.reviews.queries import kept_by_review
 
 
 @dataclass
@@ -123,7 +124,9 @@ async def detect_drift(deps: Deps, report: SweepReport) -> None:
     async with deps.store.read() as repo:
         holding = await repo.find_requests(states=HOLDING_STATES)
         open_findings = await repo.open_drift()
-    covered = {(r.provider, r.group, r.requester) for r in holding}
+        kept = await kept_by_review(repo)
+    # a standing membership kept by the latest closed review of it is not drift until the next campaign
+    covered = {(r.provider, r.group, r.requester) for r in holding} | kept
     known = {(d.provider, d.group, d.email): d for d in open_findings}
     seen: set[tuple[str, str, str]] = set()
     new: list[tuple[str, str, str]] = []
