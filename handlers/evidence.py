@@ -32,6 +32,10 @@ APPROVAL_COLUMNS = ["request_id", "step", "approver", "decision", "comment", "de
 GRANT_COLUMNS = ["request_id", "user", "profile", "provider", "group", "started_at", "expires_at", "ended_at",
                  "end_reason", *GOVERNING]
 EXCEPTION_COLUMNS = [*REQUEST_COLUMNS, "approvers"]
+REVIEW_COLUMNS = ["review_id", "review", "started_at", "closed_at", "items", "kept", "removed", "defaulted", "failed",
+                  "snapshot_sha256"]
+REVIEW_ITEM_COLUMNS = ["review_id", "item", "user", "profile", "provider", "group", "held_via", "reviewer", "decision",
+                       "decided_by", "decided_at", "comment", "recommendation", "removed_at", "outcome"]
 
 
 class EvidenceSource(Protocol):
@@ -42,6 +46,10 @@ class EvidenceSource(Protocol):
     def decisions_made(self, start: datetime, end: datetime) -> AsyncIterator[dict[str, Any]]: ...
 
     def grants_active(self, start: datetime, end: datetime) -> AsyncIterator[dict[str, Any]]: ...
+
+    def reviews_started(self, start: datetime, end: datetime) -> AsyncIterator[dict[str, Any]]: ...
+
+    def review_items(self, start: datetime, end: datetime) -> AsyncIterator[dict[str, Any]]: ...
 
     def audit_pages(self, *, ts_from: str, ts_to: str) -> AsyncIterator[Sequence[Sequence[Any]]]:
         """Pages of stored audit columns (seq, ts, type, actor, request_id, profile, data_json,
@@ -200,6 +208,8 @@ async def build_pack(source: EvidenceSource, period: Period, out: Path, *, gener
         await _csv(zf, "grants.csv", GRANT_COLUMNS, figures.count_grants(source.grants_active(start, end)), summary)
         await _csv(zf, "exceptions.csv", EXCEPTION_COLUMNS, _exceptions(source, start, end, figures), summary,
                    requests)
+        await _csv(zf, "reviews.csv", REVIEW_COLUMNS, source.reviews_started(start, end), summary)
+        await _csv(zf, "review_items.csv", REVIEW_ITEM_COLUMNS, source.review_items(start, end), summary)
 
         before = await source.event_before(start_ts)
         prev_hash = before["hash"] if before else GENESIS

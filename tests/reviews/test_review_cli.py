@@ -3,7 +3,10 @@ accessbot chat, and accessbot sweep --as-of driving the close; SQLite."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import zipfile
 from datetime import UTC, datetime, timedelta
 
 from tests.reviews.test_start import REVIEW, staff
@@ -39,3 +42,24 @@ def test_a_campaign_through_the_console_and_the_sweep(tmp_path, sqlite_url):
     assert opened["data"]["channel"] == "console"
     assert any(e["type"] == "membership.removed" and e["data"]["reason"] == "review" for e in events)
     assert cli("audit", "verify", db=sqlite_url).returncode == 0
+    pack = tmp_path / "pack.zip"
+    day = (now - timedelta(days=1)).date().isoformat()
+    exported = cli("evidence", "export", "--from", day, "--to", now.date().isoformat(), "--out", str(pack),
+                   db=sqlite_url, files=files)
+    assert exported.returncode == 0, exported.stderr + exported.stdout
+    with zipfile.ZipFile(pack) as zf:
+        reviews = list(csv.DictReader(io.StringIO(zf.read("reviews.csv").decode())))
+        rows = list(csv.DictReader(io.StringIO(zf.read("review_items.csv").decode())))
+        manifest = json.loads(zf.read("manifest.json"))
+    assert [(r["review_id"], r["items"], r["kept"], r["removed"], r["defaulted"], r["failed"]) for r in reviews] == [
+        ("RV-1", "5", "2", "3", "2", "0")]
+    assert list(rows[0]) == ["review_id", "item", "user", "profile", "provider", "group", "held_via", "reviewer",
+                             "decision", "decided_by", "decided_at", "comment", "recommendation", "removed_at",
+                             "outcome"]
+    bob = next(r for r in rows if r["user"] == "bob@example.com")
+    assert (bob["decision"], bob["decided_by"], bob["held_via"], bob["outcome"]) == (
+        "remove", "mark.mgr@example.com", "standing", "removed")
+    assert bob["comment"] == "no sign-in since January" and bob["removed_at"]
+    robot = next(r for r in rows if r["user"] == "deploy-bot@example.com")
+    assert (robot["decided_by"], robot["reviewer"]) == ("system", "pat.lead@example.com")
+    assert "reviews.csv" in manifest["files"] and "review_items.csv" in manifest["files"]
