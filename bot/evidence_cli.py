@@ -49,9 +49,9 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> Non
     ex.add_argument("--out", required=True, metavar="FILE.zip")
     ex.set_defaults(func=cmd_evidence_export)
 
-    r = sub.add_parser("report", help="compliance reports: drift, terminations, access")
+    r = sub.add_parser("report", help="compliance reports: drift, terminations, access, trends")
     common(r)
-    r.add_argument("what", choices=["drift", "terminations", "access"])
+    r.add_argument("what", choices=["drift", "terminations", "access", "trends"])
     r.add_argument("--profile", help="the profile (report access)")
     r.add_argument("--format", choices=["text", "csv", "json"], default="text")
     r.set_defaults(func=cmd_report)

@@ -134,6 +134,12 @@ class ReviewRepositoryMixin:
         return SnapshotRecord(campaign_id=m["campaign_id"], review=m["review"], taken_at=m["taken_at"],
                               sha256=m["sha256"], body=m["body"])
 
+    async def snapshots(self) -> list[SnapshotRecord]:
+        c = rt.review_snapshots.c
+        rows = (await self.conn.execute(select(rt.review_snapshots).order_by(c.taken_at, c.campaign_id))).all()
+        return [SnapshotRecord(campaign_id=m["campaign_id"], review=m["review"], taken_at=m["taken_at"],
+                               sha256=m["sha256"], body=m["body"]) for m in (r._mapping for r in rows)]
+
     # -- schedules --------------------------------------------------------------------------
     async def get_schedule(self, review: str) -> ScheduleRecord | None:
         c = rt.review_schedules.c
