@@ -148,7 +148,8 @@ async def _list(deps: Deps, who: str) -> Reply:
         mine: list[tuple[CampaignRecord, int]] = []
         for campaign in campaigns:
             if campaign.state == OPEN:
-                count = sum(reviews_item(deps, i, who) for i in await repo.items(campaign.id or 0))
+                batches = await repo.batches(campaign.id or 0)
+                count = sum(may_decide(deps, i, who, batches) for i in await repo.items(campaign.id or 0))
                 if count:
                     mine.append((campaign, count))
     lines = [f"{c.ref} {c.title}: {n} item(s) for you to review by {format_ts(c.due_at)} (`review {c.ref}`)"
