@@ -5,10 +5,14 @@ close RV-n, and kept standing memberships that are no longer drift; on SQLite an
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
+from bot.bootstrap import build_app
+from bot.settings import Settings
 from tests.reviews.test_decisions import started
-from tests.support import harness
+from tests.reviews.test_start import REVIEW, staff
+from tests.support import MutableClock, copy_examples, harness
 
 
 def at(day: int, month: int = 11) -> datetime:
@@ -117,3 +121,27 @@ async def test_an_approved_removal_ends_the_grant_with_reason_review(database_ur
         assert revoked["data"]["reason"] == "review" and revoked["data"]["review_id"] == "RV-1"
         assert (await h.request(1)).state == "revoked"
         assert "alice@example.com" not in await h.members("sg-prod-db-read")
+
+
+async def test_two_replicas_close_once_and_remove_each_item_once(pg_url, tmp_path):
+    files = copy_examples(tmp_path)
+    files.policy.write_text(files.policy.read_text().replace("    sign_off: [{any_of: security}]", ""))
+    staff(files)
+    settings = Settings(database_url=pg_url, policy=str(files.policy), directory=str(files.directory))
+    clock = MutableClock()
+    async with build_app(settings, clock=clock) as app:
+        sam = await app.service.identify("sam.sec@example.com")
+        assert sam is not None
+        assert (await app.service.handle_text(sam, f"review start {REVIEW}")).ok
+    clock.at = at(7, 12)
+    async with build_app(settings, clock=clock) as one, build_app(settings, clock=clock) as two:
+        reports = await asyncio.gather(*(a.service.sweep() for a in (one, two, one, two)))
+    assert sum(len(r.reviews_closed) for r in reports) == 1
+    async with build_app(settings, clock=clock) as app:
+        events = [e async for e in app.store.audit_events()]
+        members = await app.deps.providers["directory"].list_members("sg-prod-db-read")
+    assert len([e for e in events if e.type == "review.closed"]) == 1
+    removed = sorted(e.data["user"] for e in events if e.type == "membership.removed")
+    assert removed == sorted(["bob@example.com", "deploy-bot@example.com", "orphan@example.com",
+                              "pat.lead@example.com", "sam.sec@example.com"])  # every item defaulted to remove
+    assert members == []
