@@ -71,6 +71,15 @@ async def end_grant_in(repo: Repository, record: RequestRecord, state: str, even
 STANDING = 0  # the request_id of an operation on a membership that no grant holds
 
 
+async def plan_membership_add(repo: Repository, provider: str, group: str, email: str, reason: str,
+                              now: datetime) -> OpRecord:
+    """Record the re-adding of a membership that no grant holds (``membership.added`` {reason} when done)."""
+    op = OpRecord(request_id=STANDING, op="add", provider=provider, group=group, email=email.lower(),
+                  created_at=now, reason=reason)
+    await repo.add_op(op)
+    return op
+
+
 async def plan_membership_removal(repo: Repository, provider: str, group: str, email: str, reason: str,
                                   now: datetime) -> OpRecord | None:
     """Record the removal of a standing membership (no grant behind it) through the provisioning intents.
@@ -99,7 +108,7 @@ async def _claim_in(repo: Repository, op_id: int, now: datetime) -> OpRecord | N
         return None
     if op.next_attempt_at is not None and op.next_attempt_at > now:
         return None
-    if op.op == "add":
+    if op.op == "add" and op.request_id != STANDING:
         record = await repo.get_request(op.request_id)
         if record is None or record.state != APPROVED:
             op.status, op.done_at = "skipped", now  # the grant ended before it was provisioned
@@ -182,7 +191,7 @@ async def _done_in(deps: Deps, repo: Repository, op: OpRecord, now: datetime, no
     op.status, op.done_at, op.next_attempt_at, op.last_error = "done", now, None, None
     await repo.save_op(op)
     if op.request_id == STANDING:
-        await repo.append("membership.removed", actor=SYSTEM, ts=now, data={
+        await repo.append("membership.added" if op.op == "add" else "membership.removed", actor=SYSTEM, ts=now, data={
             "provider": op.provider, "group": op.group, "user": op.email, "reason": op.reason,
             "correlation_id": op.correlation_id})
         return "done"
@@ -219,6 +228,15 @@ async def _failed_in(deps: Deps, repo: Repository, op: OpRecord, error: Provider
     op.next_attempt_at = now + backoff(op.attempts, error.retry_after)
     record = await repo.get_request(op.request_id)
     what = f"{op.op} {op.email} {'to' if op.op == 'add' else 'from'} {op.provider} group {op.group}"
+    if spent and op.op == "add" and op.request_id == STANDING:
+        op.status, op.next_attempt_at = "failed", None
+        await repo.save_op(op)
+        await repo.append("membership.add_failed", actor=SYSTEM, ts=now, data={
+            "provider": op.provider, "group": op.group, "user": op.email, "reason": op.reason,
+            "error": op.last_error, "correlation_id": op.correlation_id})
+        notices += [Notice(m, "failure", f"Could not {what} (correlation id {op.correlation_id}): {op.last_error}.",
+                           None) for m in sorted(deps.policy.security_members())]
+        return "failed"
     if spent and op.op == "add":
         op.status, op.next_attempt_at = "failed", None
         await repo.save_op(op)

@@ -17,6 +17,7 @@ from handlers.reviews.records import (
     ScheduleRecord,
     SignoffRecord,
     SnapshotRecord,
+    UndoRecord,
 )
 from store import review_schema as rt
 from store import schema as t
@@ -26,6 +27,7 @@ _CAMPAIGN = ("review", "title", "state", "started_at", "due_at", "started_by", "
 _ITEM = ("campaign_id", "number", "name", "title", "department", "kind", "active", "last_sign_in", "profile",
          "provider", "held_via", "request_id", "expires_at", "since", "reviewer", "reviewer_basis", "recommendation",
          "recommendation_reason", "state", "removed_at", "outcome")
+_UNDO = ("campaign_id", "item", "requested_by", "reason", "requested_at", "approved_by", "approved_at")
 _BATCH = ("opened_at", "opened_by", "reminded_at", "reminders", "escalated_at", "escalated_to")
 _SCHEDULE = ("first_seen", "done_for", "pending_for", "attempts", "next_attempt_at", "lease_until", "last_error")
 
@@ -189,6 +191,20 @@ class ReviewRepositoryMixin:
         return [SignoffRecord(campaign_id=m["campaign_id"], step=m["step"], approver=m["approver"],
                               decision=m["decision"], decided_at=m["decided_at"], comment=m["comment"])
                 for m in (r._mapping for r in rows)]
+
+    async def add_undo(self, record: UndoRecord) -> None:
+        result = await self.conn.execute(insert(rt.review_undos).values(**{k: getattr(record, k) for k in _UNDO}))
+        record.id = int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    async def undos(self, campaign_id: int) -> list[UndoRecord]:
+        c = rt.review_undos.c
+        rows = (await self.conn.execute(select(rt.review_undos).where(c.campaign_id == campaign_id)
+                                        .order_by(c.id))).all()
+        return [UndoRecord(id=m["id"], **{k: m[k] for k in _UNDO}) for m in (r._mapping for r in rows)]
+
+    async def save_undo(self, record: UndoRecord) -> None:
+        await self.conn.execute(update(rt.review_undos).where(rt.review_undos.c.id == record.id)
+                                .values(**{k: getattr(record, k) for k in _UNDO}))
 
     async def _latest_closed_states(self, where: Any = None) -> dict[tuple[str, str, str], str]:
         i, c = rt.review_items.c, rt.review_campaigns.c

@@ -119,3 +119,16 @@ review_signoffs = Table(
     Column("decided_at", UTCDateTime, nullable=False),
     UniqueConstraint("campaign_id", "approver", name="uq_review_signoff_once"),
 )
+
+review_undos = Table(
+    "review_undos",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("campaign_id", Integer, nullable=False, index=True),
+    Column("item", Integer, nullable=False),
+    Column("requested_by", String(320), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("requested_at", UTCDateTime, nullable=False),
+    Column("approved_by", String(320)),
+    Column("approved_at", UTCDateTime),
+)

@@ -14,6 +14,7 @@ from handlers.reviews.campaign import repo_of, start_campaign
 from handlers.reviews.decide import ReviewDecide, decide, may_decide, open_batch, parse_items
 from handlers.reviews.records import OPEN, CampaignRecord, ItemRecord, ReviewDecisionRecord, rv_id
 from handlers.reviews.signoff import ReviewClose, ReviewSignoff, close_now, sign
+from handlers.reviews.undo import ReviewUndo, ReviewUndoApprove, approve_undo, request_undo
 from handlers.views import Reply
 
 RV_RE = re.compile(r"^(?:RV-)?([0-9]{1,9})$", re.IGNORECASE)
@@ -42,8 +43,10 @@ class ReviewBadWords:
     text: str
 
 
-ReviewCommand = ReviewStart | ReviewsList | ReviewShow | ReviewDecide | ReviewClose | ReviewSignoff | ReviewBadWords
-REVIEW_COMMANDS = (ReviewStart, ReviewsList, ReviewShow, ReviewDecide, ReviewClose, ReviewSignoff, ReviewBadWords)
+ReviewCommand = (ReviewStart | ReviewsList | ReviewShow | ReviewDecide | ReviewClose | ReviewSignoff | ReviewBadWords
+                 | ReviewUndo | ReviewUndoApprove)
+REVIEW_COMMANDS = (ReviewStart, ReviewsList, ReviewShow, ReviewDecide, ReviewClose, ReviewSignoff, ReviewBadWords,
+                   ReviewUndo, ReviewUndoApprove)
 RV_STRICT = re.compile(r"^RV-([0-9]{1,9})$", re.IGNORECASE)
 
 
@@ -65,9 +68,16 @@ def _parse_more(words: list[str]) -> ReviewCommand | None:
         return ReviewDecide(int(m.group(1)), verb, items, reason)
     if verb in ("approve", "deny") and len(words) >= 2 and (m := RV_STRICT.match(words[1])):
         head, reason = _split_because(words[2:])
+        if head and verb == "approve" and len(head) == 1 and head[0].isdigit() and len(head[0]) < 7:
+            return ReviewUndoApprove(int(m.group(1)), int(head[0]))
         if head:
-            return None  # ``approve RV-n ITEM`` (undo) is not here yet
+            return None
         return ReviewSignoff(int(m.group(1)), verb == "approve", reason)
+    if verb == "review" and len(words) >= 4 and words[1].lower() == "undo" and (m := RV_RE.match(words[2])):
+        head, reason = _split_because(words[3:])
+        if len(head) != 1 or not head[0].isdigit() or len(head[0]) > 6:
+            return ReviewBadWords(f"Say `review undo RV-{m.group(1)} <item> because <reason>`.")
+        return ReviewUndo(int(m.group(1)), int(head[0]), reason)
     if verb == "review" and len(words) == 3 and words[1].lower() == "close" and (m := RV_RE.match(words[2])):
         return ReviewClose(int(m.group(1)))
     return None
@@ -200,6 +210,13 @@ async def handle_review(deps: Deps, actor: Person, cmd: ReviewCommand, channel: 
         return await decide(deps, who, cmd)
     if isinstance(cmd, ReviewSignoff):
         return await sign(deps, who, cmd)
+    if isinstance(cmd, ReviewUndo | ReviewUndoApprove):
+        if not deps.is_security(who):
+            word = "review undo" if isinstance(cmd, ReviewUndo) else "approve"
+            return await _refuse(deps, who, f"{word} {rv_id(cmd.campaign)} {cmd.item}", "not in the security team",
+                                 rv_id(cmd.campaign), "Undoing a review removal is for the security team only.",
+                                 "security-only")
+        return await (request_undo(deps, who, cmd) if isinstance(cmd, ReviewUndo) else approve_undo(deps, who, cmd))
     if isinstance(cmd, ReviewClose):
         if not deps.is_security(who):
             return await _refuse(deps, who, "review close", "not in the security team", rv_id(cmd.campaign),

@@ -130,3 +130,17 @@ class SignoffRecord:
     decision: str  # approved | denied
     decided_at: datetime
     comment: str | None = None
+
+
+@dataclass
+class UndoRecord:
+    """``review undo RV-n ITEM because …`` by one security member, approved by another."""
+
+    campaign_id: int
+    item: int
+    requested_by: str
+    reason: str
+    requested_at: datetime
+    approved_by: str | None = None
+    approved_at: datetime | None = None
+    id: int | None = None

@@ -15,6 +15,7 @@ from handlers.reviews.records import (
     ScheduleRecord,
     SignoffRecord,
     SnapshotRecord,
+    UndoRecord,
 )
 
 
@@ -71,3 +72,9 @@ class ReviewRepository(Repository, Protocol):
     async def kept_memberships(self) -> set[tuple[str, str, str]]:
         """Every (provider, group, email) kept by the latest closed campaign that reviewed it."""
         ...
+
+    async def add_undo(self, record: UndoRecord) -> None: ...
+
+    async def undos(self, campaign_id: int) -> list[UndoRecord]: ...
+
+    async def save_undo(self, record: UndoRecord) -> None: ...

@@ -145,3 +145,37 @@ async def test_two_replicas_close_once_and_remove_each_item_once(pg_url, tmp_pat
     assert removed == sorted(["bob@example.com", "deploy-bot@example.com", "orphan@example.com",
                               "pat.lead@example.com", "sam.sec@example.com"])  # every item defaulted to remove
     assert members == []
+
+
+async def test_undo_needs_a_second_security_member_and_re_adds(database_url, tmp_path):
+    async with harness(database_url, tmp_path) as h:
+        items = await started(h)
+        alice, bob = items["alice@example.com"].number, items["bob@example.com"].number
+        assert (await h.say("mark.mgr@example.com", f"remove RV-1 {alice} because not on call any more")).ok
+        assert (await h.say("sam.sec@example.com", "keep RV-1 1 2")).ok
+        assert (await h.say("pat.lead@example.com", "keep RV-1 all because needed")).ok
+        assert (await h.say("mark.mgr@example.com", f"keep RV-1 {bob}")).ok
+        assert (await h.say("sam.sec@example.com", "review close RV-1")).ok
+        assert (await h.say("sasha.sec@example.com", "approve RV-1")).ok
+        assert "alice@example.com" not in await h.members("sg-prod-db-read")
+        reply = await h.say("mark.mgr@example.com", f"review undo RV-1 {alice} because mistaken")
+        assert not reply.ok and reply.rule == "security-only"
+        reply = await h.say("sam.sec@example.com", f"review undo RV-1 {bob} because kept anyway")
+        assert not reply.ok and reply.rule == "not-removed"
+        reply = await h.say("sam.sec@example.com", f"review undo RV-1 {alice}")
+        assert (not reply.ok and reply.rule == "syntax") or reply.rule == "reason", reply.text
+        reply = await h.say("sam.sec@example.com", f"review undo RV-1 {alice} because she is on call again")
+        assert reply.ok, reply.text
+        reply = await h.say("sam.sec@example.com", f"approve RV-1 {alice}")
+        assert not reply.ok and reply.rule == "second-approver"
+        assert "alice@example.com" not in await h.members("sg-prod-db-read")
+        reply = await h.say("sasha.sec@example.com", f"approve RV-1 {alice}")
+        assert reply.ok, reply.text
+        assert "alice@example.com" in await h.members("sg-prod-db-read")
+        (added,) = await h.events("membership.added")
+        assert (added["data"]["user"], added["data"]["reason"]) == ("alice@example.com", "review undo")
+        (undone,) = await h.events("review.undone")
+        assert (undone["actor"], undone["data"]["requested_by"]) == ("sasha.sec@example.com", "sam.sec@example.com")
+        assert len(await h.events("review.undo_requested")) == 1
+        reply = await h.say("sasha.sec@example.com", f"approve RV-1 {alice}")
+        assert not reply.ok and reply.rule == "not-pending"

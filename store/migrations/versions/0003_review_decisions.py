@@ -1,4 +1,4 @@
-"""access reviews: batches (opened, reminded, escalated), sign-offs, the reason of a standing removal
+"""access reviews: batches (opened, reminded, escalated), sign-offs, undos, the reason of a standing removal
 
 Revision ID: 0003_review_decisions
 Revises: 0002_reviews
@@ -40,6 +40,19 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('review_signoffs', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_review_signoffs_campaign_id'), ['campaign_id'], unique=False)
+    op.create_table('review_undos',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('campaign_id', sa.Integer(), nullable=False),
+    sa.Column('item', sa.Integer(), nullable=False),
+    sa.Column('requested_by', sa.String(length=320), nullable=False),
+    sa.Column('reason', sa.Text(), nullable=False),
+    sa.Column('requested_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('approved_by', sa.String(length=320), nullable=True),
+    sa.Column('approved_at', sa.DateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('review_undos', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_review_undos_campaign_id'), ['campaign_id'], unique=False)
     with op.batch_alter_table('provider_ops', schema=None) as batch_op:
         batch_op.add_column(sa.Column('reason', sa.String(length=40), nullable=True))
 
@@ -50,4 +63,7 @@ def downgrade() -> None:
     with op.batch_alter_table('review_signoffs', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_review_signoffs_campaign_id'))
     op.drop_table('review_signoffs')
+    with op.batch_alter_table('review_undos', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_review_undos_campaign_id'))
+    op.drop_table('review_undos')
     op.drop_table('review_batches')
