@@ -120,7 +120,9 @@ async def plan_removals(repo: ReviewRepository, campaign: CampaignRecord, remova
 
 async def finish(deps: Deps, campaign_id: int, *, actor: str = SYSTEM) -> str | None:
     """Run the removals that are due and close a ``closing`` campaign with ``review.closed``."""
-    await run_due_ops(deps)
+    async with deps.store.read() as raw:
+        removing = sum(i.state == REMOVING for i in await repo_of(raw).items(campaign_id))
+    await run_due_ops(deps, limit=2 * removing + 500)  # every removal of the campaign, not one chunk
     now = deps.now()
     async with deps.store.write() as raw:
         repo = repo_of(raw)
