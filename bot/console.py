@@ -56,7 +56,7 @@ async def run_console(service: AccessService, email: str, stdin: TextIO, stdout:
             stdout.write(f"{email} is no longer in the directory.\n")
             return 1
         try:
-            reply = await service.handle_text(current, text)
+            reply = await service.handle_text(current, text, channel="console")
         except Exception as exc:  # one bad command must not end the session or lose what was recorded
             stdout.write(f"Error: {type(exc).__name__}: {exc}\n")
             stdout.flush()

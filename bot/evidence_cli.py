@@ -71,9 +71,9 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> Non
                     "copy, not the one inside the pack): required signature")
     ve.set_defaults(func=cmd_evidence_verify)
 
-    r = sub.add_parser("report", help="compliance reports: drift, terminations, access")
+    r = sub.add_parser("report", help="compliance reports: drift, terminations, access, trends")
     common(r)
-    r.add_argument("what", choices=["drift", "terminations", "access"])
+    r.add_argument("what", choices=["drift", "terminations", "access", "trends"])
     r.add_argument("--profile", help="only this profile (report access; default: every profile)")
     r.add_argument("--format", choices=["text", "csv", "json"], default="text")
     r.set_defaults(func=cmd_report)

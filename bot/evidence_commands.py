@@ -79,6 +79,13 @@ async def _report(service: AccessService, what: str, profile: str | None, fmt: s
     source = SqlReportSource(deps.store)  # type: ignore[arg-type]
     if what == "drift":
         return render(await drift_rows(source), DRIFT_COLUMNS, fmt, "Drift findings"), True
+    if what == "trends":
+        from handlers.reviews.campaign import repo_of
+        from handlers.reviews.trends import TREND_COLUMNS, trend_rows
+
+        async with deps.store.read() as raw:
+            snapshots = await repo_of(raw).snapshots()
+        return render(trend_rows(snapshots), TREND_COLUMNS, fmt, "Members per profile per quarter"), True
     if what == "terminations":
         sla = deps.policy.schedule.termination_sla.total_seconds() / 3600
         return render(await termination_rows(source, sla), TERMINATION_COLUMNS, fmt,

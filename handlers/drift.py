@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from handlers.context import SYSTEM, Deps
 from handlers.ports import Notice
 from handlers.records import ACTIVE, HOLDING_STATES, DriftRecord, RequestRecord
+from handlers.reviews.queries import kept_by_review
 
 if TYPE_CHECKING:
     from handlers.sweeps import SweepReport
@@ -49,8 +50,10 @@ async def detect_drift(deps: Deps, report: SweepReport) -> None:
     holding_after, busy_after = await _snapshot(deps, now)
     async with deps.store.read() as repo:
         open_findings = await repo.open_drift()
+        kept = await kept_by_review(repo)
     busy = busy_before | busy_after
-    covered = {(r.provider, r.group, r.requester) for r in holding_before + holding_after}
+    # a standing membership kept by the latest closed review of it is not drift until the next campaign
+    covered = {(r.provider, r.group, r.requester) for r in holding_before + holding_after} | kept
     active_before = {r.id for r in holding_before if r.state == ACTIVE}
     held = {(r.provider, r.group, r.requester): r for r in holding_after
             if r.state == ACTIVE and r.id in active_before}

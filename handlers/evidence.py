@@ -41,6 +41,10 @@ GRANT_COLUMNS = ["request_id", "user", "profile", "provider", "group", "started_
                  "extensions"]
 EXCEPTION_COLUMNS = [*REQUEST_COLUMNS, "approvers"]
 ROW_FILES = ("requests.csv", "approvals.csv", "grants.csv", "exceptions.csv")
+REVIEW_COLUMNS = ["review_id", "review", "started_at", "closed_at", "items", "kept", "removed", "defaulted", "failed",
+                  "snapshot_sha256"]
+REVIEW_ITEM_COLUMNS = ["review_id", "item", "user", "profile", "provider", "group", "held_via", "reviewer", "decision",
+                       "decided_by", "decided_at", "comment", "recommendation", "removed_at", "outcome"]
 
 
 class EvidenceMismatch(Exception):
@@ -66,6 +70,10 @@ class PackSigner(Protocol):
 
 class EvidenceSource(CheckSource, Protocol):
     """The streaming reads an evidence pack needs (implemented in ``store/evidence_queries.py``)."""
+
+    def reviews_started(self, start: datetime, end: datetime) -> AsyncIterator[dict[str, Any]]: ...
+
+    def review_items(self, start: datetime, end: datetime) -> AsyncIterator[dict[str, Any]]: ...
 
     def audit_pages(self, *, ts_from: str, ts_to: str) -> AsyncIterator[Sequence[Sequence[Any]]]:
         """Pages of stored audit columns (seq, ts, type, actor, request_id, profile, data_json,
@@ -213,6 +221,11 @@ class _Member:
         self.summary.counts[self.name] = self.count
 
 
+def _cells(row: dict[str, Any]) -> dict[str, str]:
+    """A row of plain CSV cells: times as the audit record writes them, nothing as empty."""
+    return {k: format_ts(v) if isinstance(v, datetime) else ("" if v is None else str(v)) for k, v in row.items()}
+
+
 def _csv_member(zf: zipfile.ZipFile, name: str, columns: Sequence[str], rows: Iterable[dict[str, str]],
                 summary: PackSummary, seen: Any = None) -> None:
     with _Member(zf, name, summary) as member:
@@ -292,6 +305,11 @@ async def build_pack(source: EvidenceSource, period: Period, out: Path, *, gener
             _csv_member(zf, "grants.csv", rules.GRANT_COLUMNS, rows.grant_rows(), summary, figures.grant_row)
             _csv_member(zf, "exceptions.csv", rules.EXCEPTION_COLUMNS, rows.request_rows("exception"), summary,
                         figures.exception_row)
+            # access reviews started in the period (SPEC §7): the campaigns' own records
+            _csv_member(zf, "reviews.csv", REVIEW_COLUMNS,
+                        [_cells(r) async for r in source.reviews_started(start, end)], summary)
+            _csv_member(zf, "review_items.csv", REVIEW_ITEM_COLUMNS,
+                        [_cells(r) async for r in source.review_items(start, end)], summary)
 
             # the requests' later events, so that each is checked against the store as it is now
             async for page in source.request_events(first_seq=first_seq, last_seq=last_in_period, after=True,

@@ -92,6 +92,54 @@ async def end_membership(repo: Repository, record: RequestRecord, now: datetime)
     return Ending(provisioned=provisioned, remove=remove, add_in_flight=in_flight)
 
 
+async def end_grant_in(repo: Repository, record: RequestRecord, state: str, event: str, now: datetime,
+                       data: dict, actor: str = SYSTEM) -> OpRecord | None:
+    """End a holding grant in the caller's transaction: its state, the audit event, and the removal intent."""
+    record.state, record.ended_at, record.end_reason = state, now, data.get("reason", state)
+    if state == "revoked":
+        record.end_reason = "terminated" if data.get("reason") == "terminated" else "revoked"
+    record.ext_duration = None
+    await repo.save_request(record)
+    ending = await end_membership(repo, record, now)
+    extra = {} if ending.provisioned else {"provisioned": False}
+    await repo.append(event, actor=actor, ts=now, request=record,
+                      data={"provider": record.provider, "group": record.group, **data, **extra})
+    return ending.remove
+
+
+STANDING = 0  # the request_id of an operation on a membership that no grant holds
+
+
+async def plan_membership_add(repo: Repository, provider: str, group: str, email: str, reason: str,
+                              now: datetime) -> OpRecord:
+    """Record the re-adding of a membership that no grant holds (``membership.added`` {reason} when done)."""
+    op = OpRecord(request_id=STANDING, op="add", provider=provider, group=group, email=email.lower(),
+                  created_at=now, reason=reason)
+    await repo.add_op(op)
+    return op
+
+
+async def plan_membership_removal(repo: Repository, provider: str, group: str, email: str, reason: str,
+                                  now: datetime) -> OpRecord | None:
+    """Record the removal of a standing membership (no grant behind it) through the provisioning intents.
+
+    ``reason`` (``review``, ``terminated``) goes into ``membership.removed`` {provider, group, user,
+    reason, correlation_id} when the provider has done it; failures are retried like a grant's
+    removal and reported to the security team. Nothing is planned when a grant now covers the
+    membership or the same removal is already pending.
+    """
+    email = email.lower()
+    if await repo.find_requests(requester=email, states=HOLDING_STATES, provider=provider, group=group):
+        return None
+    if any(o.status == "pending" and o.op == "remove" and (o.provider, o.group, o.email) == (provider, group, email)
+           for o in await repo.ops_for(STANDING)):
+        return None
+    op = OpRecord(request_id=STANDING, op="remove", provider=provider, group=group, email=email, created_at=now,
+                  reason=reason)
+    await repo.add_op(op)
+    return op
+
+
 async def _claim_in(repo: Repository, op_id: int, now: datetime, lease: timedelta = LEASE
                     ) -> tuple[OpRecord | None, bool]:
     """Take a lease on a due operation so that no other process runs it at the same time.
@@ -107,7 +155,7 @@ async def _claim_in(repo: Repository, op_id: int, now: datetime, lease: timedelt
     ahead = await repo.ops_for_member(op.provider, op.group, op.email, statuses=("pending",))
     if any((o.id or 0) < (op.id or 0) for o in ahead):
         return None, False  # an earlier call on this membership has not finished: it goes first
-    if op.op == "add":
+    if op.op == "add" and op.request_id != STANDING:
         record = await repo.get_request(op.request_id)
         if record is None or record.state not in HOLDING_STATES:
             op.status, op.done_at = "skipped", now  # the grant ended before it was provisioned
@@ -203,6 +251,13 @@ async def _done_in(deps: Deps, repo: Repository, op: OpRecord, now: datetime, no
     was_failing = op.failure_reported
     op.status, op.done_at, op.next_attempt_at, op.last_error = "done", now, None, None
     await repo.save_op(op)
+    if op.request_id == STANDING:
+        await repo.append("membership.added" if op.op == "add" else "membership.removed", actor=SYSTEM, ts=now, data={
+            "provider": op.provider, "group": op.group, "user": op.email, "reason": op.reason,
+            "correlation_id": op.correlation_id})
+        if op.op == "remove":
+            await _restore_for_holders(repo, op, now)  # a grant that began meanwhile keeps its membership
+        return "done"
     if op.op == "remove" and not was_failing:
         return "done"  # the grant was recorded ended when the removal was planned
     record = await repo.get_request(op.request_id)
@@ -261,6 +316,15 @@ async def _failed_in(deps: Deps, repo: Repository, op: OpRecord, error: Provider
     op.next_attempt_at = now + backoff(op.attempts, error.retry_after)
     record = await repo.get_request(op.request_id)
     what = f"{op.op} {op.email} {'to' if op.op == 'add' else 'from'} {op.provider} group {op.group}"
+    if spent and op.op == "add" and op.request_id == STANDING:
+        op.status, op.next_attempt_at = "failed", None
+        await repo.save_op(op)
+        await repo.append("membership.add_failed", actor=SYSTEM, ts=now, data={
+            "provider": op.provider, "group": op.group, "user": op.email, "reason": op.reason,
+            "error": op.last_error, "correlation_id": op.correlation_id})
+        notices += [Notice(m, "failure", f"Could not {what} (correlation id {op.correlation_id}): {op.last_error}.",
+                           None) for m in sorted(deps.policy.security_members())]
+        return "failed"
     if spent and op.op == "add":
         op.status, op.next_attempt_at = "failed", None
         await repo.save_op(op)
@@ -278,6 +342,14 @@ async def _failed_in(deps: Deps, repo: Repository, op: OpRecord, error: Provider
         return "failed"
     if spent and op.op == "remove" and not op.failure_reported:
         op.failure_reported = True
+        if op.request_id == STANDING:
+            await repo.append("membership.remove_failed", actor=SYSTEM, ts=now, data={
+                "provider": op.provider, "group": op.group, "user": op.email, "reason": op.reason,
+                "error": op.last_error, "attempts": op.attempts, "correlation_id": op.correlation_id,
+                "will_retry": True})
+            notices += [Notice(m, "failure", f"Removal is failing: could not {what} (correlation id "
+                               f"{op.correlation_id}): {op.last_error}. It is retried until it succeeds.", None)
+                        for m in sorted(deps.policy.security_members())]
         if record is not None:
             await repo.append("grant.revoke_failed", actor=SYSTEM, ts=now, request=record, data={
                 "provider": op.provider, "group": op.group, "error": op.last_error,

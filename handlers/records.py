@@ -94,6 +94,7 @@ class OpRecord:
     failure_reported: bool = False
     done_at: datetime | None = None
     leased_until: datetime | None = None  # a process owns the call until then (it is in flight)
+    reason: str | None = None  # a standing membership's removal (request_id 0): review | terminated
     id: int | None = None
 
     @property

@@ -63,23 +63,28 @@ class AccessService:
             return review  # type: ignore[return-value]
         return parse(text, [p.id for p in self.deps.policy.profiles])
 
-    async def handle_text(self, actor: Person, text: str, *, forms: bool = False) -> Reply:
-        return await self.handle(actor, self.parse(text), forms=forms)
+    async def handle_text(self, actor: Person, text: str, *, forms: bool = False, channel: str | None = None
+                          ) -> Reply:
+        return await self.handle(actor, self.parse(text), forms=forms, channel=channel)
 
     async def identify(self, email: str) -> Person | None:
         person = await self.deps.person(email)
         return person
 
-    async def handle(self, actor: Person, cmd: Command, *, forms: bool = False) -> Reply:
-        """The one door for every channel: the command's free text is cleaned here, once."""
+    async def handle(self, actor: Person, cmd: Command, *, forms: bool = False, channel: str | None = None) -> Reply:
+        """The one door for every channel: the command's free text is cleaned here, once.
+
+        ``channel`` (console, slack, teams) is recorded where an event names it (``review.opened``).
+        """
         cmd = clean_command(cmd)
         if not isinstance(cmd, RequestAccess) and (problem := over_limit(cmd)) is not None:
             rule, text = problem
             return Reply(text=f"Refused ({rule}): {text}.", ok=False, kind="refusal", rule=rule)
         with one_lookup_per_person():
-            return await self._handle(actor, cmd, forms=forms)
+            return await self._handle(actor, cmd, forms=forms, channel=channel)
 
-    async def _handle(self, actor: Person, cmd: Command, *, forms: bool = False) -> Reply:
+    async def _handle(self, actor: Person, cmd: Command, *, forms: bool = False, channel: str | None = None
+                      ) -> Reply:
         who = actor.email.lower()
         deps = self.deps
         if isinstance(cmd, SECURITY_COMMANDS) and not deps.is_security(who):
@@ -95,7 +100,7 @@ class AccessService:
         if isinstance(cmd, REQUEST_COMMANDS) and await queries.hidden_from(deps, who, cmd.request_id):
             return await self._hidden(actor, cmd)
         if isinstance(cmd, REVIEW_COMMANDS):
-            return await handle_review(deps, actor, cmd)
+            return await handle_review(deps, actor, cmd, channel)
         match cmd:
             case Help():
                 return queries.help_reply(deps, who)

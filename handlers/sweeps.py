@@ -40,6 +40,9 @@ class SweepReport:
     failed: list[str] = field(default_factory=list)
     reviews_started: list[str] = field(default_factory=list)
     unchecked: list[str] = field(default_factory=list)  # "email: error" for each person the IdP could not answer for
+    reviews_reminded: list[str] = field(default_factory=list)
+    reviews_escalated: list[str] = field(default_factory=list)
+    reviews_closed: list[str] = field(default_factory=list)
     repaired: int = 0
 
     def lines(self) -> list[str]:
@@ -48,7 +51,8 @@ class SweepReport:
         for name, items in (("expire", self.expired), ("terminate", self.terminated), ("revoke", self.revoked),
                             ("report drift", self.drift), ("remind", self.reminded),
                             ("escalate", self.escalated), ("warn", self.warned), ("fail", self.failed),
-                            ("start review", self.reviews_started)):
+                            ("start review", self.reviews_started), ("remind reviewer", self.reviews_reminded),
+                            ("escalate review", self.reviews_escalated), ("close review", self.reviews_closed)):
             out.append(f"{verb}{name}: {len(items)}" + (f" — {', '.join(items)}" if items else ""))
         if self.unchecked:
             out.append(f"could not check: {len(self.unchecked)} — {'; '.join(self.unchecked)}")
@@ -246,7 +250,8 @@ async def sweep(deps: Deps, *, dry_run: bool = False, drift: bool = True) -> Swe
     await warn_expiring(deps, report)
     if drift:
         await detect_drift(deps, report)
-    from handlers.reviews.timers import start_scheduled  # the review timers (SPEC §7)
+    from handlers.reviews.progress import run_review_timers  # the review timers (SPEC §7)
+    from handlers.reviews.timers import start_scheduled
 
     started, failed = await start_scheduled(deps, report.as_of, dry_run=dry_run)
     report.reviews_started += started
@@ -255,4 +260,9 @@ async def sweep(deps: Deps, *, dry_run: bool = False, drift: bool = True) -> Swe
         await forget_seen_events(deps)
     if not dry_run:
         await anchor_head(deps, as_of=report.as_of, failed=report.failed)
+    timers = await run_review_timers(deps, report.as_of, dry_run=dry_run)
+    report.reviews_reminded += timers.reminded
+    report.reviews_escalated += timers.escalated
+    report.reviews_closed += timers.closed
+    report.failed += timers.failed
     return report

@@ -14,6 +14,8 @@ from sqlalchemy import or_, select
 from handlers.audit import ChainVerifier, Verification, format_ts
 from handlers.evidence import verify_rows
 from handlers.records import req_id
+from handlers.reviews.records import rv_id
+from store import review_schema as rt
 from store import schema as t
 from store.evidence_checks import SqlEvidenceChecks, format_duration_s
 from store.repository import SqlStore
@@ -22,7 +24,52 @@ PAGE = 5000
 AUDIT_PAGE = 20000
 
 
-class SqlEvidenceSource(SqlEvidenceChecks):
+class ReviewEvidenceMixin:
+    """``reviews.csv`` and ``review_items.csv`` rows (SPEC §7) for campaigns started in a period."""
+
+    store: SqlStore
+
+    async def _campaigns(self, start: datetime, end: datetime) -> list[Any]:
+        c = rt.review_campaigns.c
+        async with self.store.engine.connect() as conn:
+            q = select(rt.review_campaigns).where(c.started_at >= start, c.started_at < end).order_by(c.id)
+            return [r._mapping for r in (await conn.execute(q)).all()]
+
+    async def _items_and_final(self, campaign_id: int) -> tuple[list[Any], dict[int, Any]]:
+        i, d = rt.review_items.c, rt.review_decisions.c
+        async with self.store.engine.connect() as conn:
+            items = [r._mapping for r in (await conn.execute(
+                select(rt.review_items).where(i.campaign_id == campaign_id).order_by(i.number))).all()]
+            final = {r._mapping["item"]: r._mapping for r in (await conn.execute(
+                select(rt.review_decisions).where(d.campaign_id == campaign_id).order_by(d.id))).all()}
+        return items, final
+
+    async def reviews_started(self, start: datetime, end: datetime) -> AsyncIterator[dict[str, Any]]:
+        for m in await self._campaigns(start, end):
+            items, final = await self._items_and_final(m["id"])
+            live = [i for i in items if i["state"] != "gone" and i["number"] in final]
+            yield {"review_id": rv_id(m["id"]), "review": m["review"], "started_at": m["started_at"],
+                   "closed_at": m["closed_at"] if m["state"] == "closed" else None, "items": m["items"],
+                   "kept": sum(final[i["number"]]["decision"] == "keep" for i in live),
+                   "removed": sum(final[i["number"]]["decision"] == "remove" for i in live),
+                   "defaulted": sum(final[i["number"]]["actor"] == "system" for i in live),
+                   "failed": sum(i["state"] == "failed" for i in items), "snapshot_sha256": m["snapshot_sha256"]}
+
+    async def review_items(self, start: datetime, end: datetime) -> AsyncIterator[dict[str, Any]]:
+        for m in await self._campaigns(start, end):
+            items, final = await self._items_and_final(m["id"])
+            for i in items:
+                d = final.get(i["number"])
+                yield {"review_id": rv_id(m["id"]), "item": i["number"], "user": i["user_email"],
+                       "profile": i["profile"], "provider": i["provider"], "group": i["group_name"],
+                       "held_via": i["held_via"], "reviewer": i["reviewer"],
+                       "decision": d["decision"] if d else None, "decided_by": d["actor"] if d else None,
+                       "decided_at": d["decided_at"] if d else None, "comment": d["comment"] if d else None,
+                       "recommendation": i["recommendation"], "removed_at": i["removed_at"],
+                       "outcome": i["outcome"] or (i["state"] if i["state"] != "open" else None)}
+
+
+class SqlEvidenceSource(SqlEvidenceChecks, ReviewEvidenceMixin):
     def __init__(self, store: SqlStore) -> None:
         self.store = store
 

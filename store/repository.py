@@ -74,7 +74,7 @@ def _op_row(o: OpRecord) -> dict[str, Any]:
         "email": o.email, "status": o.status, "attempts": o.attempts, "created_at": o.created_at,
         "next_attempt_at": o.next_attempt_at, "last_error": o.last_error,
         "correlation_id": o.correlation_id, "failure_reported": o.failure_reported,
-        "done_at": o.done_at, "leased_until": o.leased_until,
+        "done_at": o.done_at, "leased_until": o.leased_until, "reason": o.reason,
     }
 
 
@@ -90,7 +90,7 @@ def _op(row: Any) -> OpRecord:
         group=m["group_name"], email=m["email"], status=m["status"], attempts=m["attempts"],
         created_at=m["created_at"], next_attempt_at=m["next_attempt_at"], last_error=m["last_error"],
         correlation_id=m["correlation_id"], failure_reported=bool(m["failure_reported"]),
-        done_at=m["done_at"], leased_until=m["leased_until"],
+        done_at=m["done_at"], leased_until=m["leased_until"], reason=m["reason"],
     )
 
 

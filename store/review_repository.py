@@ -10,11 +10,14 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from handlers.reviews.records import (
+    BatchRecord,
     CampaignRecord,
     ItemRecord,
     ReviewDecisionRecord,
     ScheduleRecord,
+    SignoffRecord,
     SnapshotRecord,
+    UndoRecord,
 )
 from store import review_schema as rt
 from store import schema as t
@@ -24,6 +27,8 @@ _CAMPAIGN = ("review", "title", "state", "started_at", "due_at", "started_by", "
 _ITEM = ("campaign_id", "number", "name", "title", "department", "kind", "active", "last_sign_in", "profile",
          "provider", "held_via", "request_id", "expires_at", "since", "reviewer", "reviewer_basis", "recommendation",
          "recommendation_reason", "state", "removed_at", "outcome")
+_UNDO = ("campaign_id", "item", "requested_by", "reason", "requested_at", "approved_by", "approved_at")
+_BATCH = ("opened_at", "opened_by", "reminded_at", "reminders", "escalated_at", "escalated_to")
 _SCHEDULE = ("first_seen", "done_for", "pending_for", "attempts", "next_attempt_at", "lease_until", "last_error")
 
 
@@ -131,6 +136,12 @@ class ReviewRepositoryMixin:
         return SnapshotRecord(campaign_id=m["campaign_id"], review=m["review"], taken_at=m["taken_at"],
                               sha256=m["sha256"], body=m["body"])
 
+    async def snapshots(self) -> list[SnapshotRecord]:
+        c = rt.review_snapshots.c
+        rows = (await self.conn.execute(select(rt.review_snapshots).order_by(c.taken_at, c.campaign_id))).all()
+        return [SnapshotRecord(campaign_id=m["campaign_id"], review=m["review"], taken_at=m["taken_at"],
+                               sha256=m["sha256"], body=m["body"]) for m in (r._mapping for r in rows)]
+
     # -- schedules --------------------------------------------------------------------------
     async def get_schedule(self, review: str) -> ScheduleRecord | None:
         c = rt.review_schedules.c
@@ -150,3 +161,68 @@ class ReviewRepositoryMixin:
     async def policy_loaded_at(self, sha256: str) -> datetime | None:
         c = t.policy_versions.c
         return (await self.conn.execute(select(c.loaded_at).where(c.sha256 == sha256))).scalar()
+
+    # -- batches and sign-offs ----------------------------------------------------------------
+    async def batches(self, campaign_id: int) -> dict[str, BatchRecord]:
+        c = rt.review_batches.c
+        rows = (await self.conn.execute(select(rt.review_batches).where(c.campaign_id == campaign_id))).all()
+        return {m["reviewer"]: BatchRecord(campaign_id=campaign_id, reviewer=m["reviewer"],
+                                           **{k: m[k] for k in _BATCH}) for m in (r._mapping for r in rows)}
+
+    async def save_batch(self, batch: BatchRecord) -> None:
+        c = rt.review_batches.c
+        values = {k: getattr(batch, k) for k in _BATCH}
+        where = (c.campaign_id == batch.campaign_id) & (c.reviewer == batch.reviewer)
+        if (await self.conn.execute(select(c.reviewer).where(where))).first():
+            await self.conn.execute(update(rt.review_batches).where(where).values(**values))
+        else:
+            await self.conn.execute(insert(rt.review_batches).values(
+                campaign_id=batch.campaign_id, reviewer=batch.reviewer, **values))
+
+    async def add_signoff(self, record: SignoffRecord) -> None:
+        await self.conn.execute(insert(rt.review_signoffs).values(
+            campaign_id=record.campaign_id, step=record.step, approver=record.approver, decision=record.decision,
+            comment=record.comment, decided_at=record.decided_at))
+
+    async def signoffs(self, campaign_id: int) -> list[SignoffRecord]:
+        c = rt.review_signoffs.c
+        rows = (await self.conn.execute(select(rt.review_signoffs).where(c.campaign_id == campaign_id)
+                                        .order_by(c.id))).all()
+        return [SignoffRecord(campaign_id=m["campaign_id"], step=m["step"], approver=m["approver"],
+                              decision=m["decision"], decided_at=m["decided_at"], comment=m["comment"])
+                for m in (r._mapping for r in rows)]
+
+    async def add_undo(self, record: UndoRecord) -> None:
+        result = await self.conn.execute(insert(rt.review_undos).values(**{k: getattr(record, k) for k in _UNDO}))
+        record.id = int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    async def undos(self, campaign_id: int) -> list[UndoRecord]:
+        c = rt.review_undos.c
+        rows = (await self.conn.execute(select(rt.review_undos).where(c.campaign_id == campaign_id)
+                                        .order_by(c.id))).all()
+        return [UndoRecord(id=m["id"], **{k: m[k] for k in _UNDO}) for m in (r._mapping for r in rows)]
+
+    async def save_undo(self, record: UndoRecord) -> None:
+        await self.conn.execute(update(rt.review_undos).where(rt.review_undos.c.id == record.id)
+                                .values(**{k: getattr(record, k) for k in _UNDO}))
+
+    async def _latest_closed_states(self, where: Any = None) -> dict[tuple[str, str, str], str]:
+        i, c = rt.review_items.c, rt.review_campaigns.c
+        q = (select(i.provider, i.group_name, i.user_email, i.state)
+             .select_from(rt.review_items.join(rt.review_campaigns, c.id == i.campaign_id))
+             .where(c.state == "closed").order_by(c.closed_at, c.id))
+        if where is not None:
+            q = q.where(where)
+        latest: dict[tuple[str, str, str], str] = {}
+        for row in (await self.conn.execute(q)).all():
+            latest[(row[0], row[1], row[2].lower())] = row[3]
+        return latest
+
+    async def latest_closed_item_state(self, provider: str, group: str, email: str) -> str | None:
+        i = rt.review_items.c
+        found = await self._latest_closed_states((i.provider == provider) & (i.group_name == group)
+                                                 & (i.user_email == email.lower()))
+        return found.get((provider, group, email.lower()))
+
+    async def kept_memberships(self) -> set[tuple[str, str, str]]:
+        return {key for key, state in (await self._latest_closed_states()).items() if state == "kept"}

@@ -93,3 +93,42 @@ review_schedules = Table(
     Column("lease_until", UTCDateTime),
     Column("last_error", Text),
 )
+
+review_batches = Table(
+    "review_batches",
+    metadata,
+    Column("campaign_id", Integer, primary_key=True, autoincrement=False),
+    Column("reviewer", String(320), primary_key=True),  # an email, or group:<name>
+    Column("opened_at", UTCDateTime),
+    Column("opened_by", String(320)),
+    Column("reminded_at", UTCDateTime),
+    Column("reminders", Integer, nullable=False),
+    Column("escalated_at", UTCDateTime),
+    Column("escalated_to", String(320)),  # an email, or group:<name>
+)
+
+review_signoffs = Table(
+    "review_signoffs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("campaign_id", Integer, nullable=False, index=True),
+    Column("step", Integer, nullable=False),
+    Column("approver", String(320), nullable=False),
+    Column("decision", String(20), nullable=False),  # approved | denied
+    Column("comment", Text),
+    Column("decided_at", UTCDateTime, nullable=False),
+    UniqueConstraint("campaign_id", "approver", name="uq_review_signoff_once"),
+)
+
+review_undos = Table(
+    "review_undos",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("campaign_id", Integer, nullable=False, index=True),
+    Column("item", Integer, nullable=False),
+    Column("requested_by", String(320), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("requested_at", UTCDateTime, nullable=False),
+    Column("approved_by", String(320)),
+    Column("approved_at", UTCDateTime),
+)

@@ -143,6 +143,7 @@ provider_ops = Table(
     Column("done_at", UTCDateTime),
     # set while a process owns the call (claimed, no answer recorded yet): the call is in flight
     Column("leased_until", UTCDateTime),
+    Column("reason", String(40)),  # why a membership without a grant behind it is removed (review, terminated)
     Index("ix_provider_ops_status_next", "status", "next_attempt_at"),
     Index("ix_provider_ops_member", "email", "group_name"),
 )

@@ -152,6 +152,10 @@ class Listeners:
         bolt.view(blocks.DENY_MODAL)(self.on_deny_submit)
         bolt.view(blocks.EXTEND_MODAL)(self.on_extend_submit)
         bolt.event("app_home_opened")(self.on_home_opened)
+        from bot.slack.reviews import ReviewListeners  # access reviews: batch modal and its paging
+
+        self.reviews = ReviewListeners(self)
+        self.reviews.register()
 
     # -- plumbing ---------------------------------------------------------------------------------
     async def run(self, work: Awaitable[Any], *, urgent: bool = False) -> None:
@@ -460,5 +464,9 @@ class Listeners:
         if self.app.deps.is_security(who):
             pending = await self.app.service.handle(person, Pending())
             queue = list(pending.requests) if pending.ok else None
-        return blocks.home_view(own=own, waiting_on_me=waiting, queue=queue, name=person.name or None)
+        home = blocks.home_view(own=own, waiting_on_me=waiting, queue=queue, name=person.name or None)
+        reviews = await self.reviews.home_blocks(who)
+        if reviews:  # the batches waiting for the person come right after the request button
+            home["blocks"] = blocks._fit([*home["blocks"][:3], *reviews, *home["blocks"][3:]], blocks.MAX_VIEW_BLOCKS)
+        return home
 

@@ -20,9 +20,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.bootstrap import App
 from bot.slack.identity import CHANNEL, AddressBook
+from cards import reviews_slack as review_cards
 from cards import slack as blocks
 from handlers.ports import Notice
 from handlers.present import request_view
+from handlers.reviews.links import ReviewLink
 from handlers.views import RequestView
 
 log = structlog.get_logger("accessbot.slack.notify")
@@ -109,6 +111,9 @@ class SlackNotifier:
             return "status"
         if view is not None and notice.kind == "expiring":
             await self.post(who, blocks.expiring_message(view, note=notice.text))
+            return None
+        if isinstance(notice.view, ReviewLink):  # a reviewer's batch: the DM with its review_open button
+            await self.post(who, review_cards.batch_message(notice.view, notice.text))
             return None
         await self.post(who, blocks.text_message(notice.text))
         return None

@@ -17,6 +17,7 @@ from handlers.ports import Notice
 from handlers.records import HOLDING_STATES
 from handlers.reviews.assign import plan_items
 from handlers.reviews.calendar import BusinessCalendar, after
+from handlers.reviews.links import ReviewLink
 from handlers.reviews.model import Review
 from handlers.reviews.records import CampaignRecord, ItemRecord, SnapshotRecord
 from handlers.reviews.repository import ReviewRepository
@@ -103,7 +104,8 @@ def _batch_notices(deps: Deps, campaign: CampaignRecord, items: list[ItemRecord]
                 continue
             notices.append(Notice(person, "info", f"{campaign.ref} ({campaign.title}): you are asked to review "
                                   f"{len(mine)} access item(s) ({numbers}) by {due}. Say `review {campaign.ref}` "
-                                  "to see them.", None))
+                                  "to see them.", None, ReviewLink(campaign.ref, campaign.title, len(mine),
+                                                                    campaign.due_at)))
     return notices
 
 

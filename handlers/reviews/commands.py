@@ -11,7 +11,10 @@ from handlers.audit import format_ts
 from handlers.context import Deps
 from handlers.ports import Person
 from handlers.reviews.campaign import repo_of, start_campaign
+from handlers.reviews.decide import ReviewDecide, decide, may_decide, open_batch, parse_items
 from handlers.reviews.records import OPEN, CampaignRecord, ItemRecord, ReviewDecisionRecord, rv_id
+from handlers.reviews.signoff import ReviewClose, ReviewSignoff, close_now, sign
+from handlers.reviews.undo import ReviewUndo, ReviewUndoApprove, approve_undo, request_undo
 from handlers.views import Reply
 
 RV_RE = re.compile(r"^(?:RV-)?([0-9]{1,9})$", re.IGNORECASE)
@@ -33,15 +36,61 @@ class ReviewShow:
     campaign: int
 
 
-ReviewCommand = ReviewStart | ReviewsList | ReviewShow
-REVIEW_COMMANDS = (ReviewStart, ReviewsList, ReviewShow)
+@dataclass(frozen=True)
+class ReviewBadWords:
+    """A review word with something wrong in it: the answer says what."""
+
+    text: str
+
+
+ReviewCommand = (ReviewStart | ReviewsList | ReviewShow | ReviewDecide | ReviewClose | ReviewSignoff | ReviewBadWords
+                 | ReviewUndo | ReviewUndoApprove)
+REVIEW_COMMANDS = (ReviewStart, ReviewsList, ReviewShow, ReviewDecide, ReviewClose, ReviewSignoff, ReviewBadWords,
+                   ReviewUndo, ReviewUndoApprove)
+RV_STRICT = re.compile(r"^RV-([0-9]{1,9})$", re.IGNORECASE)
+
+
+def _split_because(words: list[str]) -> tuple[list[str], str | None]:
+    lowered = [w.lower() for w in words]
+    if "because" not in lowered:
+        return words, None
+    at = lowered.index("because")
+    return words[:at], " ".join(words[at + 1:])[:2000]
+
+
+def _parse_more(words: list[str]) -> ReviewCommand | None:
+    verb = words[0].lower()
+    if verb in ("keep", "remove") and len(words) >= 2 and (m := RV_RE.match(words[1])):
+        head, reason = _split_because(words[2:])
+        items = parse_items(head)
+        if isinstance(items, str):
+            return ReviewBadWords(f"`{verb} RV-{m.group(1)}`: {items}.")
+        return ReviewDecide(int(m.group(1)), verb, items, reason)
+    if verb in ("approve", "deny") and len(words) >= 2 and (m := RV_STRICT.match(words[1])):
+        head, reason = _split_because(words[2:])
+        if head and verb == "approve" and len(head) == 1 and head[0].isdigit() and len(head[0]) < 7:
+            return ReviewUndoApprove(int(m.group(1)), int(head[0]))
+        if head:
+            return None
+        return ReviewSignoff(int(m.group(1)), verb == "approve", reason)
+    if verb == "review" and len(words) >= 4 and words[1].lower() == "undo" and (m := RV_RE.match(words[2])):
+        head, reason = _split_because(words[3:])
+        if len(head) != 1 or not head[0].isdigit() or len(head[0]) > 6:
+            return ReviewBadWords(f"Say `review undo RV-{m.group(1)} <item> because <reason>`.")
+        return ReviewUndo(int(m.group(1)), int(head[0]), reason)
+    if verb == "review" and len(words) == 3 and words[1].lower() == "close" and (m := RV_RE.match(words[2])):
+        return ReviewClose(int(m.group(1)))
+    return None
 
 
 def parse_review(text: str) -> ReviewCommand | None:
     """A review command, or None when the text is not one (the main grammar answers it)."""
     words = text.strip().split()
-    if not words or len(words) > 3:
+    if not words:
         return None
+    more = _parse_more(words)
+    if more is not None or len(words) > 3:
+        return more
     verb = words[0].lower()
     if verb == "reviews" and len(words) == 1:
         return ReviewsList()
@@ -67,7 +116,7 @@ def describe_item(item: ItemRecord, decision: ReviewDecisionRecord | None) -> st
     who = ", ".join(x for x in (item.name if item.name != item.user else "", item.title, item.department) if x)
     held = item.held_via + (f" until {format_ts(item.expires_at)}" if item.expires_at else "")
     seen = f"last sign-in {format_ts(item.last_sign_in)[:10]}" if item.last_sign_in else "last sign-in unknown"
-    flags = "" if item.active else " — INACTIVE"
+    flags = ("" if item.active else " — INACTIVE") + (f" — {item.state.upper()}" if item.state != OPEN else "")
     advice = f"recommend {item.recommendation}" + (f" ({item.recommendation_reason})"
                                                     if item.recommendation_reason else "")
     decided = f" — decided {decision.decision} by {decision.actor}" if decision else ""
@@ -109,7 +158,8 @@ async def _list(deps: Deps, who: str) -> Reply:
         mine: list[tuple[CampaignRecord, int]] = []
         for campaign in campaigns:
             if campaign.state == OPEN:
-                count = sum(reviews_item(deps, i, who) for i in await repo.items(campaign.id or 0))
+                batches = await repo.batches(campaign.id or 0)
+                count = sum(may_decide(deps, i, who, batches) for i in await repo.items(campaign.id or 0))
                 if count:
                     mine.append((campaign, count))
     lines = [f"{c.ref} {c.title}: {n} item(s) for you to review by {format_ts(c.due_at)} (`review {c.ref}`)"
@@ -119,28 +169,33 @@ async def _list(deps: Deps, who: str) -> Reply:
     return Reply(text="\n".join(lines) or "No access reviews wait for you.")
 
 
-async def _show(deps: Deps, who: str, cmd: ReviewShow) -> Reply | None:
+async def _show(deps: Deps, who: str, cmd: ReviewShow, channel: str) -> Reply | None:
     async with deps.store.read() as raw:
         repo = repo_of(raw)
         campaign = await repo.get_campaign(cmd.campaign)
+        batches = await repo.batches(cmd.campaign) if campaign else {}
         items = await repo.items(cmd.campaign) if campaign else []
-        decided = await repo.final_decisions(cmd.campaign) if campaign else {}
     if campaign is None:
         return None
     security = deps.is_security(who)
-    shown = items if security else [i for i in items if reviews_item(deps, i, who)]
-    if not shown and not security:
+    if not security and not any(may_decide(deps, i, who, batches) for i in items):
         return None
+    notes = await open_batch(deps, who, campaign, channel)  # review.opened once, and the live check
+    async with deps.store.read() as raw:
+        repo = repo_of(raw)
+        items = await repo.items(cmd.campaign)
+        decided = await repo.final_decisions(cmd.campaign)
+    shown = items if security else [i for i in items if may_decide(deps, i, who, batches)]
     head = (f"{campaign.ref} {campaign.title} ({campaign.state}) — started {format_ts(campaign.started_at)} by "
             f"{campaign.started_by}, closes {format_ts(campaign.due_at)}; snapshot sha256 {campaign.snapshot_sha256}")
-    lines = [head, f"{len(shown)} item(s){'' if security else ' for you'}:"]
+    lines = [head] + [f"Live check: {n}" for n in notes] + [f"{len(shown)} item(s){'' if security else ' for you'}:"]
     lines += [describe_item(i, decided.get(i.number)) for i in shown[:MAX_LISTED]]
     if len(shown) > MAX_LISTED:
         lines.append(f"… and {len(shown) - MAX_LISTED} more")
     return Reply(text="\n".join(lines), data={"review_id": campaign.ref})
 
 
-async def handle_review(deps: Deps, actor: Person, cmd: ReviewCommand) -> Reply:
+async def handle_review(deps: Deps, actor: Person, cmd: ReviewCommand, channel: str | None = None) -> Reply:
     who = actor.email.lower()
     if isinstance(cmd, ReviewStart):
         if not deps.is_security(who):
@@ -149,7 +204,25 @@ async def handle_review(deps: Deps, actor: Person, cmd: ReviewCommand) -> Reply:
         return await _start(deps, who, cmd)
     if isinstance(cmd, ReviewsList):
         return await _list(deps, who)
-    reply = await _show(deps, who, cmd)
+    if isinstance(cmd, ReviewBadWords):
+        return Reply(text=cmd.text, ok=False, kind="refusal", rule="syntax")
+    if isinstance(cmd, ReviewDecide):
+        return await decide(deps, who, cmd)
+    if isinstance(cmd, ReviewSignoff):
+        return await sign(deps, who, cmd)
+    if isinstance(cmd, ReviewUndo | ReviewUndoApprove):
+        if not deps.is_security(who):
+            word = "review undo" if isinstance(cmd, ReviewUndo) else "approve"
+            return await _refuse(deps, who, f"{word} {rv_id(cmd.campaign)} {cmd.item}", "not in the security team",
+                                 rv_id(cmd.campaign), "Undoing a review removal is for the security team only.",
+                                 "security-only")
+        return await (request_undo(deps, who, cmd) if isinstance(cmd, ReviewUndo) else approve_undo(deps, who, cmd))
+    if isinstance(cmd, ReviewClose):
+        if not deps.is_security(who):
+            return await _refuse(deps, who, "review close", "not in the security team", rv_id(cmd.campaign),
+                                 "`review close` is for the security team only.", "security-only")
+        return await close_now(deps, who, cmd)
+    reply = await _show(deps, who, cmd, channel or "chat")
     if reply is None:  # one answer for a campaign that does not exist and one the asker may not see
         return await _refuse(deps, who, "review", "not a reviewer of it or the security team", rv_id(cmd.campaign),
                              f"You may not see {rv_id(cmd.campaign)}.", "not-allowed")

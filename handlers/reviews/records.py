@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 OPEN = "open"
+SIGNOFF = "signoff"  # closed for decisions, waiting for the sign-off chain before anything is removed
 CLOSED = "closed"
 
 
@@ -105,3 +106,41 @@ class ScheduleRecord:
     next_attempt_at: datetime | None = None
     lease_until: datetime | None = None
     last_error: str | None = None
+
+
+@dataclass
+class BatchRecord:
+    """One reviewer's batch in a campaign: when it was first opened, reminded and escalated."""
+
+    campaign_id: int
+    reviewer: str  # an email, or group:<name>
+    opened_at: datetime | None = None
+    opened_by: str | None = None
+    reminded_at: datetime | None = None
+    reminders: int = 0
+    escalated_at: datetime | None = None
+    escalated_to: str | None = None  # an email, or group:<name>
+
+
+@dataclass
+class SignoffRecord:
+    campaign_id: int
+    step: int
+    approver: str
+    decision: str  # approved | denied
+    decided_at: datetime
+    comment: str | None = None
+
+
+@dataclass
+class UndoRecord:
+    """``review undo RV-n ITEM because …`` by one security member, approved by another."""
+
+    campaign_id: int
+    item: int
+    requested_by: str
+    reason: str
+    requested_at: datetime
+    approved_by: str | None = None
+    approved_at: datetime | None = None
+    id: int | None = None

@@ -8,11 +8,14 @@ from typing import Protocol
 
 from handlers.repository import Repository
 from handlers.reviews.records import (
+    BatchRecord,
     CampaignRecord,
     ItemRecord,
     ReviewDecisionRecord,
     ScheduleRecord,
+    SignoffRecord,
     SnapshotRecord,
+    UndoRecord,
 )
 
 
@@ -46,8 +49,32 @@ class ReviewRepository(Repository, Protocol):
 
     async def snapshot(self, campaign_id: int) -> SnapshotRecord | None: ...
 
+    async def snapshots(self) -> list[SnapshotRecord]: ...
+
     async def get_schedule(self, review: str) -> ScheduleRecord | None: ...
 
     async def save_schedule(self, record: ScheduleRecord) -> None: ...
 
     async def policy_loaded_at(self, sha256: str) -> datetime | None: ...
+
+    async def batches(self, campaign_id: int) -> dict[str, BatchRecord]: ...
+
+    async def save_batch(self, batch: BatchRecord) -> None: ...
+
+    async def add_signoff(self, record: SignoffRecord) -> None: ...
+
+    async def signoffs(self, campaign_id: int) -> list[SignoffRecord]: ...
+
+    async def latest_closed_item_state(self, provider: str, group: str, email: str) -> str | None:
+        """The state of (provider, group, email) in the latest closed campaign that reviewed it."""
+        ...
+
+    async def kept_memberships(self) -> set[tuple[str, str, str]]:
+        """Every (provider, group, email) kept by the latest closed campaign that reviewed it."""
+        ...
+
+    async def add_undo(self, record: UndoRecord) -> None: ...
+
+    async def undos(self, campaign_id: int) -> list[UndoRecord]: ...
+
+    async def save_undo(self, record: UndoRecord) -> None: ...

@@ -225,6 +225,18 @@ class SlackWebApi(StandIn):
             self.modals.append(view)
         return {"view": {"id": f"V{len(self.modals):04d}", **view}}
 
+    def _views_update(self, args: dict[str, Any]) -> dict[str, Any] | str:
+        view = args.get("view")
+        view = json.loads(view) if isinstance(view, str) else view
+        if not args.get("view_id"):
+            return "not_found"
+        problem = _blocks_problem((view or {}).get("blocks"), MAX_VIEW_BLOCKS)
+        if problem:
+            return problem
+        with self.lock:
+            self.modals.append(view)
+        return {"view": {"id": args["view_id"], **view}}
+
     def _views_publish(self, args: dict[str, Any]) -> dict[str, Any] | str:
         view = args.get("view")
         view = json.loads(view) if isinstance(view, str) else view

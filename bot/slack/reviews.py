@@ -1,0 +1,112 @@
+"""Slack listeners of access reviews: the ``review_open`` button (DM and App Home) opens the reviewer's
+batch as a modal (the live check runs and ``review.opened`` is recorded, channel ``slack``), its paging
+buttons update it, and submitting it records the page's choices through the same words as ``/access``
+(``keep RV-n …`` / ``remove RV-n … because …``)."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.errors import SlackApiError
+
+from bot.slack.identity import UNKNOWN_USER
+from cards import reviews_slack as cards
+from cards import slack as blocks
+from handlers.reviews.decide import ReviewDecide
+from handlers.reviews.views import batch_view, open_batches
+
+if TYPE_CHECKING:
+    from bot.slack.app import Listeners
+
+log = structlog.get_logger("accessbot.slack")
+
+
+def _first_action(body: dict[str, Any]) -> dict[str, Any]:
+    actions = body.get("actions") or [{}]
+    return actions[0] if isinstance(actions[0], dict) else {}
+
+
+class ReviewListeners:
+    def __init__(self, listeners: Listeners) -> None:
+        self.l = listeners
+
+    def register(self) -> None:
+        bolt = self.l.bolt
+        bolt.action(cards.ACTION_REVIEW_OPEN)(self.on_open)
+        bolt.action(cards.ACTION_REVIEW_PAGE)(self.on_page)
+        bolt.view(cards.REVIEW_MODAL)(self.on_submit)
+
+    async def home_blocks(self, email: str) -> list[dict[str, Any]]:
+        return cards.home_blocks(await open_batches(self.l.app.deps, email.lower()))
+
+    async def _modal(self, body: dict[str, Any], n: int, page: int) -> dict[str, Any]:
+        person = await self.l.person(body)
+        if person is None:
+            return blocks.result_modal("Access review", UNKNOWN_USER)
+        view = await batch_view(self.l.app.deps, person.email.lower(), n, "slack")
+        if view is None:
+            return blocks.result_modal("Access review", f"You have nothing to review in RV-{n}.")
+        return cards.review_modal(view, page)
+
+    async def on_open(self, ack: Any, body: dict[str, Any], request: AsyncBoltRequest) -> None:
+        await ack()
+        await self.l.run(self._open(body, request), urgent=True)
+
+    async def _open(self, body: dict[str, Any], request: AsyncBoltRequest) -> None:
+        if not await self.l.first_time(request, body):
+            return
+        n = cards.parse_review_value(_first_action(body).get("value"))
+        if n is None:
+            return
+        await self.l.open_modal(body, await self._modal(body, n, 0))
+
+    async def on_page(self, ack: Any, body: dict[str, Any], request: AsyncBoltRequest) -> None:
+        await ack()
+        await self.l.run(self._page(body, request), urgent=True)
+
+    async def _page(self, body: dict[str, Any], request: AsyncBoltRequest) -> None:
+        if not await self.l.first_time(request, body):
+            return
+        parsed = cards.parse_page_value(_first_action(body).get("value"))
+        view_id = (body.get("view") or {}).get("id")
+        if parsed is None or not view_id:
+            return
+        try:
+            await self.l.client.views_update(view_id=view_id, view=await self._modal(body, *parsed))
+        except SlackApiError as exc:
+            log.info("views.update failed", error=exc.response.get("error"))
+
+    async def on_submit(self, ack: Any, body: dict[str, Any], request: AsyncBoltRequest) -> None:
+        await self.l._answer_modal(ack, self._submit(body, request), self.l._late(body))
+
+    async def _submit(self, body: dict[str, Any], request: AsyncBoltRequest) -> dict[str, Any] | None:
+        if not await self.l.first_time(request, body):
+            return None
+        person = await self.l.person(body)
+        view = body.get("view") or {}
+        try:
+            meta = json.loads(view.get("private_metadata") or "{}")
+        except ValueError:
+            meta = {}
+        n = cards.parse_review_value(meta.get("review_id"))
+        if person is None or n is None:
+            return {"response_action": "update", "view": blocks.result_modal("Not saved", "This form names no "
+                                                                             "review you may decide.")}
+        chosen, comment = cards.choices((view.get("state") or {}).get("values") or {})
+        texts = []
+        for decision in ("keep", "remove"):
+            if not chosen[decision]:
+                continue
+            cmd = ReviewDecide(n, decision, tuple(sorted(chosen[decision])), comment)
+            reply = await self.l.app.service.handle(person, cmd, channel="slack")
+            if reply.rule == "reason":
+                return {"response_action": "errors", "errors": {cards.COMMENT_BLOCK: reply.text[:150]}}
+            if not reply.ok:
+                return {"response_action": "update", "view": blocks.result_modal("Not saved", reply.text)}
+            texts.append(reply.text)
+        if texts:
+            self.l.notifier.spawn(self.l.notifier.post(person.email, blocks.text_message("\n".join(texts))))
+        return None

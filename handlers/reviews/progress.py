@@ -1,0 +1,134 @@
+"""The timers of open campaigns, driven by the sweep (SPEC §7): reminders every ``remind_after``,
+escalation at ``escalate_after`` to the reviewer's manager (the security team when the reviewer is a
+group or has no manager), and the close at ``duration`` or once every item is decided.
+
+Each reminder and escalation is recorded on the reviewer's batch in the same write transaction as
+its event, after checking the batch again, so two processes sweeping one database send it once.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from handlers.context import SYSTEM, Deps
+from handlers.ports import Notice
+from handlers.reviews.calendar import BusinessCalendar, after
+from handlers.reviews.campaign import repo_of, reviewer_people
+from handlers.reviews.close import close_campaign, finish_stalled
+from handlers.reviews.decide import in_reviewer
+from handlers.reviews.model import Review
+from handlers.reviews.records import OPEN, BatchRecord, CampaignRecord, ItemRecord
+
+
+@dataclass
+class TimerReport:
+    reminded: list[str] = field(default_factory=list)
+    escalated: list[str] = field(default_factory=list)
+    closed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+async def escalation_target(deps: Deps, reviewer: str) -> str:
+    """The reviewer's active manager; the security team when the reviewer is a group or has none."""
+    security = f"group:{deps.policy.security_team}"
+    if reviewer.startswith("group:"):
+        return security
+    person = await deps.person(reviewer)
+    if person is None or not person.manager:
+        return security
+    manager = await deps.person(person.manager)
+    return manager.email.lower() if manager is not None and manager.active else security
+
+
+async def run_review_timers(deps: Deps, now: datetime, *, dry_run: bool = False) -> TimerReport:
+    report = TimerReport()
+    if not dry_run:
+        report.closed += await finish_stalled(deps)
+    async with deps.store.read() as raw:
+        campaigns = await repo_of(raw).campaigns(states=(OPEN,))
+    for campaign in campaigns:
+        try:
+            await _campaign_timers(deps, campaign, now, report, dry_run=dry_run)
+        except Exception as exc:  # one campaign's trouble does not stop the others; the next sweep retries
+            report.failed.append(f"{campaign.ref}: {type(exc).__name__}: {exc}")
+    return report
+
+
+async def _campaign_timers(deps: Deps, campaign: CampaignRecord, now: datetime, report: TimerReport, *,
+                           dry_run: bool) -> None:
+    cid = campaign.id or 0
+    async with deps.store.read() as raw:
+        repo = repo_of(raw)
+        items = await repo.items(cid)
+        final = await repo.final_decisions(cid)
+    undecided = [i for i in items if i.state == OPEN and i.number not in final]
+    if now >= campaign.due_at or not undecided:
+        if dry_run:
+            report.closed.append(campaign.ref)
+            return
+        line = await close_campaign(deps, cid, now)
+        if line:
+            report.closed.append(line)
+        return
+    review = deps.policy.review(campaign.review)
+    if review is None:
+        return
+    calendar = BusinessCalendar.of(review.schedule)
+    by_reviewer: dict[str, list[ItemRecord]] = defaultdict(list)
+    for item in undecided:
+        by_reviewer[item.reviewer].append(item)
+    for reviewer, waiting in sorted(by_reviewer.items()):
+        await _batch_timers(deps, review, calendar, campaign, reviewer, waiting, now, report, dry_run=dry_run)
+
+
+async def _batch_timers(deps: Deps, review: Review, calendar: BusinessCalendar, campaign: CampaignRecord,
+                        reviewer: str, waiting: list[ItemRecord], now: datetime, report: TimerReport, *,
+                        dry_run: bool) -> None:
+    numbers = [i.number for i in waiting]
+    async with deps.store.read() as raw:
+        batch = (await repo_of(raw).batches(campaign.id or 0)).get(reviewer)
+    batch = batch or BatchRecord(campaign_id=campaign.id or 0, reviewer=reviewer)
+    escalate = review.escalate_after is not None and batch.escalated_at is None and \
+        now >= after(calendar, campaign.started_at, review.escalate_after)
+    remind = not escalate and review.remind_after is not None and \
+        now >= after(calendar, batch.reminded_at or campaign.started_at, review.remind_after)
+    if not (escalate or remind):
+        return
+    label = f"{campaign.ref} {reviewer}"
+    if dry_run:
+        (report.escalated if escalate else report.reminded).append(label)
+        return
+    target = await escalation_target(deps, reviewer) if escalate else None
+    async with deps.store.write() as raw:
+        repo = repo_of(raw)
+        fresh = (await repo.batches(campaign.id or 0)).get(reviewer) or batch
+        if escalate:
+            if fresh.escalated_at is not None:
+                return
+            fresh.escalated_at, fresh.escalated_to = now, target
+            await repo.save_batch(fresh)
+            await repo.append("review.escalated", actor=SYSTEM, ts=now, data={
+                "review_id": campaign.ref, "reviewer": reviewer, "to": target, "items": numbers})
+        else:
+            if fresh.reminded_at != batch.reminded_at:
+                return  # another process reminded meanwhile
+            fresh.reminded_at, fresh.reminders = now, fresh.reminders + 1
+            await repo.save_batch(fresh)
+            await repo.append("review.reminded", actor=SYSTEM, ts=now, data={
+                "review_id": campaign.ref, "reviewer": reviewer, "items": numbers})
+    listed = ", ".join(map(str, numbers[:30])) + (", …" if len(numbers) > 30 else "")
+    if escalate:
+        report.escalated.append(f"{label} → {target}")
+        people = reviewer_people(deps, target or "")
+        text = (f"{campaign.ref} ({campaign.title}): {len(numbers)} item(s) ({listed}) of {reviewer} are still "
+                f"undecided; you may decide them now (`review {campaign.ref}`, then `keep`/`remove`).")
+    else:
+        report.reminded.append(label)
+        people = reviewer_people(deps, reviewer)
+        text = (f"Reminder: {campaign.ref} ({campaign.title}) waits for your decision on {len(numbers)} item(s) "
+                f"({listed}) by {campaign.due_at:%Y-%m-%d %H:%M} UTC. Say `review {campaign.ref}`.")
+    notices = [Notice(p, "reminder", text, None) for p in people
+               if any(i.user != p for i in waiting) and (escalate or in_reviewer(deps, reviewer, p))]
+    await deps.notifier.notify(notices)

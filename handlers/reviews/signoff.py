@@ -1,0 +1,100 @@
+"""The words that end a campaign: ``approve RV-n`` / ``deny RV-n because <text>`` by the sign-off chain
+(one person once, step by step, as a request's chain) and ``review close RV-n`` by the security team."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from handlers.context import Deps
+from handlers.reviews.campaign import repo_of
+from handlers.reviews.close import (
+    close_campaign,
+    finish,
+    plan_removals,
+    signoff_need,
+    signoff_notices,
+    signoff_pool,
+)
+from handlers.reviews.decide import refuse_in
+from handlers.reviews.records import OPEN, SIGNOFF, SignoffRecord, rv_id
+from handlers.views import Reply
+
+
+@dataclass(frozen=True)
+class ReviewSignoff:
+    campaign: int
+    approve: bool
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ReviewClose:
+    campaign: int
+
+
+async def close_now(deps: Deps, who: str, cmd: ReviewClose) -> Reply:
+    ref = rv_id(cmd.campaign)
+    async with deps.store.read() as raw:
+        campaign = await repo_of(raw).get_campaign(cmd.campaign)
+    if campaign is None or campaign.state != OPEN:
+        state = "not found" if campaign is None else campaign.state
+        return Reply(text=f"{ref} is {state}: there is nothing to close.", ok=False, kind="refusal", rule="closed")
+    line = await close_campaign(deps, cmd.campaign, deps.now(), actor=who)
+    return Reply(text=line or f"{ref} was closed meanwhile.", data={"review_id": ref})
+
+
+async def sign(deps: Deps, who: str, cmd: ReviewSignoff) -> Reply:
+    ref = rv_id(cmd.campaign)
+    word = "approve" if cmd.approve else "deny"
+    now = deps.now()
+    reason = (cmd.reason or "").strip() or None
+    notices = []
+    async with deps.store.write() as raw:
+        repo = repo_of(raw)
+        campaign = await repo.get_campaign(cmd.campaign)
+        if campaign is None or campaign.state != SIGNOFF:
+            return await refuse_in(repo, who, now, f"{word} {ref}", "no sign-off pending", ref,
+                                   f"{ref} does not wait for a sign-off.", "not-pending")
+        done = await repo.signoffs(cmd.campaign)
+        review = deps.policy.review(campaign.review)
+        steps = len(review.sign_off) if review else 0
+        step = 0
+        while step < steps and sum(s.step == step for s in done) >= signoff_need(deps, campaign, step):
+            step += 1
+        pool = signoff_pool(deps, campaign, step)
+        if who not in pool:
+            return await refuse_in(repo, who, now, f"{word} {ref}", "not an approver of the open sign-off step",
+                                   ref, f"You are not asked to sign off {ref}.", "not-approver")
+        if any(s.approver == who for s in done):
+            return await refuse_in(repo, who, now, f"{word} {ref}", "already signed", ref,
+                                   f"You already signed off {ref}; one person signs once.", "once")
+        if not cmd.approve and not reason:
+            return Reply(text=f"Say why: `deny {ref} because <reason>`.", ok=False, kind="refusal", rule="reason")
+        await repo.add_signoff(SignoffRecord(campaign_id=cmd.campaign, step=step, approver=who,
+                                             decision="approved" if cmd.approve else "denied", decided_at=now,
+                                             comment=reason))
+        await repo.append("review.signoff", actor=who, ts=now, data={
+            "review_id": ref, "step": step + 1, "decision": "approved" if cmd.approve else "denied",
+            "comment": reason})
+        if not cmd.approve:
+            from handlers.reviews.close import deny_removals
+
+            await deny_removals(repo, campaign, who, now)
+            return Reply(text=f"{ref}: sign-off denied; nothing is removed and the campaign is closed.",
+                         data={"review_id": ref})
+        satisfied = sum(s.step == step for s in done) + 1 >= signoff_need(deps, campaign, step)
+        if satisfied and step + 1 < steps:
+            items = [i for i in await repo.items(cmd.campaign) if i.state == OPEN]
+            notices = signoff_notices(campaign, items, signoff_pool(deps, campaign, step + 1) - {who})
+            await repo.append("review.signoff_requested", actor=who, ts=now, data={
+                "review_id": ref, "removals": len(items), "step": step + 2,
+                "approvers": sorted(signoff_pool(deps, campaign, step + 1))})
+        elif satisfied:
+            campaign.signoff = "approved"
+            items = [i for i in await repo.items(cmd.campaign) if i.state == OPEN]
+            await plan_removals(repo, campaign, items, now)
+    await deps.notifier.notify(notices)
+    if campaign.signoff == "approved":
+        line = await finish(deps, cmd.campaign, actor=who)
+        return Reply(text=f"{ref}: sign-off approved. {line or ''}".strip(), data={"review_id": ref})
+    return Reply(text=f"{ref}: your sign-off is recorded; the next step is asked.", data={"review_id": ref})

@@ -1,0 +1,95 @@
+"""View-models of review batches that channels render (cards know only these)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from handlers.audit import format_ts
+from handlers.context import Deps
+from handlers.reviews.campaign import repo_of
+from handlers.reviews.decide import may_decide, open_batch
+from handlers.reviews.links import ReviewLink
+from handlers.reviews.records import OPEN, ItemRecord, ReviewDecisionRecord
+
+
+@dataclass(frozen=True)
+class ReviewItemView:
+    number: int
+    user: str
+    name: str
+    title: str | None
+    department: str | None
+    profile: str
+    group: str
+    held_via: str
+    since: str | None
+    last_sign_in: str | None
+    recommendation: str
+    recommendation_reason: str
+    decision: str | None
+    decided_by: str | None
+    gone: bool
+    inactive: bool
+    service: bool
+
+
+@dataclass(frozen=True)
+class ReviewBatchView:
+    review_id: str
+    title: str
+    state: str
+    due_at: datetime
+    items: tuple[ReviewItemView, ...]
+    notes: tuple[str, ...] = field(default_factory=tuple)  # the live check's findings
+
+    @property
+    def decidable(self) -> bool:
+        return self.state == OPEN
+
+
+def item_view(item: ItemRecord, decision: ReviewDecisionRecord | None) -> ReviewItemView:
+    held = item.held_via + (f" until {format_ts(item.expires_at)}" if item.expires_at else "")
+    return ReviewItemView(
+        number=item.number, user=item.user, name=item.name, title=item.title, department=item.department,
+        profile=item.profile, group=f"{item.provider}/{item.group}", held_via=held,
+        since=format_ts(item.since)[:10] if item.since else None,
+        last_sign_in=format_ts(item.last_sign_in)[:10] if item.last_sign_in else None,
+        recommendation=item.recommendation, recommendation_reason=item.recommendation_reason,
+        decision=decision.decision if decision else None, decided_by=decision.actor if decision else None,
+        gone=item.state == "gone", inactive=not item.active, service=item.kind == "service")
+
+
+async def batch_view(deps: Deps, who: str, campaign_id: int, channel: str) -> ReviewBatchView | None:
+    """``who``'s items of a campaign after the live check (records ``review.opened`` the first time);
+    None when ``who`` decides nothing in it."""
+    async with deps.store.read() as raw:
+        repo = repo_of(raw)
+        campaign = await repo.get_campaign(campaign_id)
+        batches = await repo.batches(campaign_id) if campaign else {}
+        items = await repo.items(campaign_id) if campaign else []
+    if campaign is None or not any(may_decide(deps, i, who, batches) for i in items):
+        return None
+    notes = await open_batch(deps, who, campaign, channel)
+    async with deps.store.read() as raw:
+        repo = repo_of(raw)
+        items = await repo.items(campaign_id)
+        final = await repo.final_decisions(campaign_id)
+    mine = [item_view(i, final.get(i.number)) for i in items if may_decide(deps, i, who, batches)]
+    return ReviewBatchView(review_id=campaign.ref, title=campaign.title, state=campaign.state,
+                           due_at=campaign.due_at, items=tuple(mine), notes=tuple(notes))
+
+
+async def open_batches(deps: Deps, who: str) -> list[ReviewLink]:
+    """The open campaigns in which ``who`` still has undecided items."""
+    links = []
+    async with deps.store.read() as raw:
+        repo = repo_of(raw)
+        for campaign in await repo.campaigns(states=(OPEN,)):
+            batches = await repo.batches(campaign.id or 0)
+            final = await repo.final_decisions(campaign.id or 0)
+            waiting = [i for i in await repo.items(campaign.id or 0)
+                       if i.state == OPEN and i.number not in final and may_decide(deps, i, who, batches)]
+            if waiting:
+                links.append(ReviewLink(campaign.ref, campaign.title, len(waiting), campaign.due_at))
+    return links

@@ -1,0 +1,181 @@
+"""Campaign timers and close (SPEC §7) through the sweep: reminders, escalation to the reviewer's manager
+who may then decide, close at duration with defaults, the sign-off chain, removals through the
+provisioning intents (membership.removed / grant.revoked reason review), a denied sign-off, review
+close RV-n, and kept standing memberships that are no longer drift; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from bot.bootstrap import build_app
+from bot.settings import Settings
+from tests.reviews.test_decisions import started
+from tests.reviews.test_start import REVIEW, staff
+from tests.support import MutableClock, copy_examples, harness
+
+
+def at(day: int, month: int = 11) -> datetime:
+    return datetime(2026, month, day, 8, 0, tzinfo=UTC)
+
+
+async def test_reminders_escalation_defaults_signoff_and_removals(database_url, tmp_path):
+    async with harness(database_url, tmp_path) as h:
+        items = await started(h)
+        n = {u.split("@")[0]: i.number for u, i in items.items()}
+        assert (await h.say("mark.mgr@example.com", f"keep RV-1 {n['alice']}")).ok
+        assert (await h.say("sam.sec@example.com", f"keep RV-1 {n['orphan']} {n['pat.lead']}")).ok
+        assert (await h.say("pat.lead@example.com", f"keep RV-1 {n['deploy-bot']}")).ok
+
+        h.clock.at = at(25)  # 2 business days: nothing yet
+        report = await h.app.service.sweep()
+        assert report.reviews_reminded == [] and report.reviews_escalated == []
+        h.clock.at = at(26)  # 3bd after Monday 23rd: the two batches with undecided items are reminded
+        report = await h.app.service.sweep()
+        assert sorted(report.reviews_reminded) == ["RV-1 mark.mgr@example.com", "RV-1 pat.lead@example.com"]
+        again = await h.app.service.sweep()
+        assert again.reviews_reminded == []  # once per remind_after
+        reminded = await h.events("review.reminded")
+        assert {(e["data"]["reviewer"], tuple(e["data"]["items"])) for e in reminded} == {
+            ("mark.mgr@example.com", (n["bob"],)), ("pat.lead@example.com", (n["sam.sec"],))}
+        assert any("Reminder: RV-1" in t for t in (x.text for x in h.notifier.to("mark.mgr@example.com")))
+
+        h.clock.at = at(30)  # 5bd: escalation to the reviewer's manager (pat.lead has none: security)
+        report = await h.app.service.sweep()
+        escalated = {e["data"]["reviewer"]: e["data"] for e in await h.events("review.escalated")}
+        assert escalated["mark.mgr@example.com"]["to"] == "pat.lead@example.com"
+        assert escalated["pat.lead@example.com"]["to"] == "group:security"
+        assert escalated["mark.mgr@example.com"]["items"] == [n["bob"]]
+        # the manager may now decide the escalated item; the security team may decide pat.lead's
+        reply = await h.say("pat.lead@example.com", f"remove RV-1 {n['bob']} because no sign-in since January")
+        assert reply.ok, reply.text
+        reply = await h.say("carol@example.com", f"keep RV-1 {n['sam.sec']}")
+        assert not reply.ok
+
+        h.clock.at = at(7, 12)  # duration 10bd: close; sam.sec's item defaults to remove; sign-off asked
+        report = await h.app.service.sweep()
+        assert report.reviews_closed == ["RV-1 waits for sign-off of 2 removal(s)"], report.lines()
+        system = [e for e in await h.events("review.decided") if e["actor"] == "system"]
+        assert [(e["data"]["item"], e["data"]["decision"]) for e in system] == [(n["sam.sec"], "remove")]
+        assert await h.members("sg-prod-db-read") == sorted(await h.members("sg-prod-db-read"))
+        assert "bob@example.com" in await h.members("sg-prod-db-read")  # nothing removed before sign-off
+        reply = await h.say("mark.mgr@example.com", f"keep RV-1 {n['alice']}")
+        assert not reply.ok and reply.rule == "closed"
+        reply = await h.say("carol@example.com", "approve RV-1")
+        assert not reply.ok and reply.rule == "not-approver"
+        reply = await h.say("sasha.sec@example.com", "approve RV-1")
+        assert reply.ok and "removed 2" in reply.text and "failed 0" in reply.text, reply.text
+        assert "bob@example.com" not in await h.members("sg-prod-db-read")
+        assert "sam.sec@example.com" not in await h.members("sg-prod-k8s-admin")
+        removed = await h.events("membership.removed")
+        assert sorted((e["data"]["user"], e["data"]["reason"]) for e in removed) == [
+            ("bob@example.com", "review"), ("sam.sec@example.com", "review")]
+        (closed,) = await h.events("review.closed")
+        assert {k: closed["data"][k] for k in ("review_id", "kept", "removed", "defaulted", "gone", "failed")} == {
+            "review_id": "RV-1", "kept": 4, "removed": 2, "defaulted": 1, "gone": 0, "failed": 0}
+        reply = await h.say("sam.sec@example.com", "approve RV-1")
+        assert not reply.ok  # closed: nothing more to sign
+        # kept standing memberships are no longer drift
+        async with h.app.store.read() as repo:
+            kept = await repo.kept_memberships()
+            assert await repo.latest_closed_item_state("directory", "sg-prod-db-read", "orphan@example.com") == "kept"
+        assert ("directory", "sg-prod-db-read", "orphan@example.com") in kept
+        report = await h.app.service.sweep()
+        assert not any("orphan@example.com" in d for d in report.drift), report.drift
+        assert report.reviews_closed == []
+
+
+async def test_security_closes_now_grant_revoked_by_review_and_denied_signoff(database_url, tmp_path):
+    async with harness(database_url, tmp_path) as h:
+        items = await started(h)
+        alice = items["alice@example.com"].number
+        assert (await h.say("mark.mgr@example.com", f"remove RV-1 {alice} because not on call any more")).ok
+        reply = await h.say("mark.mgr@example.com", "review close RV-1")
+        assert not reply.ok and reply.rule == "security-only"
+        reply = await h.say("sam.sec@example.com", "review close RV-1")
+        assert reply.ok and "sign-off of 6 removal(s)" in reply.text, reply.text  # if_not_reviewed: remove
+        reply = await h.say("sam.sec@example.com", "deny RV-1")
+        assert not reply.ok and reply.rule == "reason"
+        reply = await h.say("sam.sec@example.com", "deny RV-1 because the defaults were not meant")
+        assert reply.ok and "nothing is removed" in reply.text, reply.text
+        (closed,) = await h.events("review.closed")
+        assert closed["data"]["signoff"] == "denied" and closed["data"]["removed"] == 6
+        assert (await h.request(1)).state == "active"
+        assert "bob@example.com" in await h.members("sg-prod-db-read")
+        assert await h.events("membership.removed") == []
+
+
+async def test_an_approved_removal_ends_the_grant_with_reason_review(database_url, tmp_path):
+    async with harness(database_url, tmp_path) as h:
+        items = await started(h)
+        alice = items["alice@example.com"].number
+        assert (await h.say("mark.mgr@example.com", f"remove RV-1 {alice} because not on call any more")).ok
+        assert (await h.say("sam.sec@example.com", "keep RV-1 1 2")).ok
+        assert (await h.say("pat.lead@example.com", "keep RV-1 all because needed")).ok
+        assert (await h.say("mark.mgr@example.com", "keep RV-1 4")).ok
+        reply = await h.say("sam.sec@example.com", "review close RV-1")
+        assert reply.ok and "sign-off of 1 removal(s)" in reply.text, reply.text
+        reply = await h.say("sasha.sec@example.com", "approve RV-1")
+        assert reply.ok and "removed 1" in reply.text, reply.text
+        (revoked,) = await h.events("grant.revoked")
+        assert revoked["data"]["reason"] == "review" and revoked["data"]["review_id"] == "RV-1"
+        assert (await h.request(1)).state == "revoked"
+        assert "alice@example.com" not in await h.members("sg-prod-db-read")
+
+
+async def test_two_replicas_close_once_and_remove_each_item_once(pg_url, tmp_path):
+    files = copy_examples(tmp_path)
+    files.policy.write_text(files.policy.read_text().replace("    sign_off: [{any_of: security}]", ""))
+    staff(files)
+    settings = Settings(database_url=pg_url, policy=str(files.policy), directory=str(files.directory))
+    clock = MutableClock()
+    async with build_app(settings, clock=clock) as app:
+        sam = await app.service.identify("sam.sec@example.com")
+        assert sam is not None
+        assert (await app.service.handle_text(sam, f"review start {REVIEW}")).ok
+    clock.at = at(7, 12)
+    async with build_app(settings, clock=clock) as one, build_app(settings, clock=clock) as two:
+        reports = await asyncio.gather(*(a.service.sweep() for a in (one, two, one, two)))
+    assert sum(len(r.reviews_closed) for r in reports) == 1
+    async with build_app(settings, clock=clock) as app:
+        events = [e async for e in app.store.audit_events()]
+        members = await app.deps.providers["directory"].list_members("sg-prod-db-read")
+    assert len([e for e in events if e.type == "review.closed"]) == 1
+    removed = sorted(e.data["user"] for e in events if e.type == "membership.removed")
+    assert removed == sorted(["bob@example.com", "deploy-bot@example.com", "orphan@example.com",
+                              "pat.lead@example.com", "sam.sec@example.com"])  # every item defaulted to remove
+    assert members == []
+
+
+async def test_undo_needs_a_second_security_member_and_re_adds(database_url, tmp_path):
+    async with harness(database_url, tmp_path) as h:
+        items = await started(h)
+        alice, bob = items["alice@example.com"].number, items["bob@example.com"].number
+        assert (await h.say("mark.mgr@example.com", f"remove RV-1 {alice} because not on call any more")).ok
+        assert (await h.say("sam.sec@example.com", "keep RV-1 1 2")).ok
+        assert (await h.say("pat.lead@example.com", "keep RV-1 all because needed")).ok
+        assert (await h.say("mark.mgr@example.com", f"keep RV-1 {bob}")).ok
+        assert (await h.say("sam.sec@example.com", "review close RV-1")).ok
+        assert (await h.say("sasha.sec@example.com", "approve RV-1")).ok
+        assert "alice@example.com" not in await h.members("sg-prod-db-read")
+        reply = await h.say("mark.mgr@example.com", f"review undo RV-1 {alice} because mistaken")
+        assert not reply.ok and reply.rule == "security-only"
+        reply = await h.say("sam.sec@example.com", f"review undo RV-1 {bob} because kept anyway")
+        assert not reply.ok and reply.rule == "not-removed"
+        reply = await h.say("sam.sec@example.com", f"review undo RV-1 {alice}")
+        assert (not reply.ok and reply.rule == "syntax") or reply.rule == "reason", reply.text
+        reply = await h.say("sam.sec@example.com", f"review undo RV-1 {alice} because she is on call again")
+        assert reply.ok, reply.text
+        reply = await h.say("sam.sec@example.com", f"approve RV-1 {alice}")
+        assert not reply.ok and reply.rule == "second-approver"
+        assert "alice@example.com" not in await h.members("sg-prod-db-read")
+        reply = await h.say("sasha.sec@example.com", f"approve RV-1 {alice}")
+        assert reply.ok, reply.text
+        assert "alice@example.com" in await h.members("sg-prod-db-read")
+        (added,) = await h.events("membership.added")
+        assert (added["data"]["user"], added["data"]["reason"]) == ("alice@example.com", "review undo")
+        (undone,) = await h.events("review.undone")
+        assert (undone["actor"], undone["data"]["requested_by"]) == ("sasha.sec@example.com", "sam.sec@example.com")
+        assert len(await h.events("review.undo_requested")) == 1
+        reply = await h.say("sasha.sec@example.com", f"approve RV-1 {alice}")
+        assert not reply.ok and reply.rule == "not-pending"
