@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from html import unescape
 
 from handlers.records import ACTIVE, PENDING
@@ -176,8 +176,10 @@ async def test_evidence_pack_download_is_the_export_and_is_recorded(web_harness)
     h = web_harness
     await live_through(h)
     cookie = await h.sign_in("sam.sec@example.com")
-    day = h.clock.now().date()
-    period = f"from={day - timedelta(days=1)}&to={day + timedelta(days=1)}"
+    # the pack holds the events recorded in the period (their ts is the recording time), so the
+    # period spans both the harness's clock and today
+    days = sorted({h.clock.now().date(), datetime.now(UTC).date()})
+    period = f"from={days[0] - timedelta(days=1)}&to={days[-1] + timedelta(days=1)}"
     async with h.http.get(f"{h.url}/dashboard/evidence/pack?{period}", headers={"Cookie": cookie}) as resp:
         assert resp.status == 200 and resp.headers["Content-Type"] == "application/zip"
         assert resp.headers["Content-Security-Policy"].startswith("default-src 'none'")
