@@ -99,8 +99,13 @@ async def serve(settings: Settings, *, ready: Callable[[int], Any] | None = None
                 f"database: {app.store.backend}; identity: {settings.identity_source})")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        handled = []
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
+            try:
+                loop.add_signal_handler(signum, stop.set)
+                handled.append(signum)
+            except (RuntimeError, NotImplementedError, ValueError):  # not the main thread, or no such support
+                pass
         if worker is None:
             print(line, flush=True)
         else:
@@ -110,7 +115,7 @@ async def serve(settings: Settings, *, ready: Callable[[int], Any] | None = None
         try:
             await stop.wait()
         finally:
-            for signum in (signal.SIGTERM, signal.SIGINT):
+            for signum in handled:
                 loop.remove_signal_handler(signum)
             await runner.cleanup()
 
