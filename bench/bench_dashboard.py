@@ -197,4 +197,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    from bench.rss import peak_rss_line
+
+    print(peak_rss_line())
+    sys.exit(code)

@@ -114,3 +114,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    from bench.rss import peak_rss_line
+
+    print(peak_rss_line())

@@ -12,7 +12,11 @@ The load comes from a separate process, so the server's event loop only serves. 
 one approver's button is clicked 200 times at once (one decision, 199 "already
 decided"), so the acks race the background work of the clicks before them.
 
-    python bench/bench_slack_ack.py [--concurrency 200] [--rounds 5]
+    python bench/bench_slack_ack.py [--concurrency 200] [--rounds 5] [--workers N [--url postgresql://...]]
+
+``--workers N`` (N > 1) measures ``accessbot serve --workers N`` itself, on PostgreSQL (a throwaway
+cluster unless ``--url`` names an empty database): the clicks go to its shared port, and the floor
+is N bare aiohttp processes sharing another port the same way (``SO_REUSEPORT``).
 """
 
 from __future__ import annotations
@@ -21,13 +25,19 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
 import shutil
+import signal
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 from aiohttp import ClientSession, TCPConnector, web
@@ -155,20 +165,159 @@ async def run(concurrency: int, rounds: int) -> dict[str, list[float]]:
     return results
 
 
+def bare_worker(port: int, ready: Any) -> None:
+    """One process of the floor: the bare route on a port shared with the others."""
+    async def main() -> None:
+        app = web.Application()
+        bare_route(app)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port, backlog=1024, reuse_port=True).start()
+        ready.set()
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+def _serving_port(proc: subprocess.Popen[str]) -> int:
+    for _ in range(500):
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        if not line:
+            break
+        if "accessbot serving on" in line:
+            return int(line.split("http://127.0.0.1:", 1)[1].split(" ", 1)[0])
+    raise SystemExit(f"accessbot serve did not start (exit {proc.poll()})")
+
+
+def run_workers(concurrency: int, rounds: int, workers: int, url: str) -> dict[str, list[float]]:
+    """``accessbot serve --workers N`` on PostgreSQL against N bare processes sharing a port."""
+    api = SlackWebApi().start()
+    ctx = multiprocessing.get_context("spawn")
+    bare_port = _free_reusable_port()
+    events = [ctx.Event() for _ in range(workers)]
+    bare = [ctx.Process(target=bare_worker, args=(bare_port, e), daemon=True) for e in events]
+    serve = None
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            directory = Path(tmp) / "directory.yaml"
+            shutil.copy(ROOT / "examples" / "directory.yaml", directory)
+            policy = str(ROOT / "examples/policy.yaml")
+            env = {**os.environ, "SLACK_BOT_TOKEN": SlackWebApi.TOKEN, "SLACK_SIGNING_SECRET": SECRET,
+                   "SLACK_API_URL": api.url + "/api/"}
+            serve = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--workers", str(workers),
+                                      "--host", "127.0.0.1", "--port", "0", "--database-url", url,
+                                      "--policy", policy, "--directory", str(directory)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env)
+            port = _serving_port(serve)
+            threading.Thread(target=lambda: serve.stdout.read(), daemon=True).start()  # type: ignore[union-attr]
+            for p in bare:
+                p.start()
+            for e in events:
+                e.wait(120)
+            settings = Settings(database_url=url, policy=policy, directory=str(directory))
+            return asyncio.run(_drive_workers(settings, api, concurrency, rounds, port, bare_port))
+    finally:
+        if serve is not None:
+            serve.send_signal(signal.SIGTERM)
+            serve.wait(30)
+        for p in bare:
+            p.terminate()
+            p.join(10)
+        api.stop()
+
+
+async def _drive_workers(settings: Settings, api: SlackWebApi, concurrency: int, rounds: int, port: int,
+                         bare_port: int) -> dict[str, list[float]]:
+    from sqlalchemy import func, select
+
+    from store import schema as t
+
+    results: dict[str, list[float]] = {"slack": [], "bare": []}
+    async with build_app(settings, migrate=False, record_policy=False) as app:
+        async def decisions() -> int:
+            async with app.store.engine.connect() as conn:
+                return int((await conn.execute(select(func.count()).select_from(t.audit_events)
+                                               .where(t.audit_events.c.type == "approval.granted"))).scalar() or 0)
+
+        bob = await app.service.identify("bob@example.com")
+        assert bob is not None
+        loop = asyncio.get_running_loop()
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for r in range(rounds + 1):  # the first round warms up and is not counted
+                for target in ("slack", "bare") if r % 2 == 0 else ("bare", "slack"):
+                    reply = await app.service.handle_text(bob, "request staging-admin for 1h")
+                    assert reply.ok and reply.request is not None, reply.text
+                    n = reply.request.number
+                    before = await decisions()
+                    url = (f"http://127.0.0.1:{port}/slack/events" if target == "slack"
+                           else f"http://127.0.0.1:{bare_port}/bare")
+                    batch = clicks(concurrency, n, api.url, r * 2 + len(target))
+                    times = await loop.run_in_executor(pool, burst_in_child, url, batch)
+                    for _ in range(600 if target == "slack" else 0):  # the decision lands in the background
+                        if await decisions() > before:
+                            break
+                        await asyncio.sleep(0.1)
+                    await app.service.handle_text(bob, f"release REQ-{n}")
+                    await app.service.handle_text(bob, f"cancel REQ-{n}")
+                    if r > 0:
+                        results[target] += times
+        assert await decisions() == rounds + 1, "one decision per round, whatever the clicks"
+    return results
+
+
+def _free_reusable_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _pg_database(url: str | None) -> tuple[str, Any]:
+    if url is not None:
+        return url, None
+    import uuid
+
+    import psycopg
+
+    from tests.pgcluster import PgCluster
+
+    cluster = PgCluster()
+    base = cluster.start()
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return base.rsplit("/", 1)[0] + "/" + name, cluster
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=1, help="N > 1: accessbot serve --workers N on PostgreSQL")
+    parser.add_argument("--url", help="with --workers: PostgreSQL URL of an empty database")
     args = parser.parse_args()
-    results = asyncio.run(run(args.concurrency, args.rounds))
-    print(f"{args.concurrency} concurrent signed block_actions, {args.rounds} rounds each, SQLite")
-    print(f"{'endpoint':<14} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
+    if args.workers > 1:
+        url, cluster = _pg_database(args.url)
+        try:
+            results = run_workers(args.concurrency, args.rounds, args.workers, url)
+        finally:
+            if cluster is not None:
+                cluster.stop()
+        where = f"PostgreSQL, accessbot serve --workers {args.workers} vs {args.workers} bare processes"
+    else:
+        results = asyncio.run(run(args.concurrency, args.rounds))
+        where = "SQLite, one process"
+    print(f"{args.concurrency} concurrent signed block_actions, {args.rounds} rounds each, {where}")
+    print(f"{'endpoint':<14} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
     for target, values in results.items():
         name = "/slack/events" if target == "slack" else "bare aiohttp"
-        print(f"{name:<14} {percentile(values, 50):8.1f} {percentile(values, 99):8.1f} {statistics.fmean(values):8.1f}")
+        print(f"{name:<14} {percentile(values, 50):8.1f} {percentile(values, 95):8.1f} {percentile(values, 99):8.1f} "
+              f"{statistics.fmean(values):8.1f}")
     ratio = percentile(results["slack"], 99) / percentile(results["bare"], 99)
     print(f"p99 ratio /slack/events : bare = {ratio:.2f}")
 
 
 if __name__ == "__main__":
     main()
+    from bench.rss import peak_rss_line
+
+    print(peak_rss_line())

@@ -173,15 +173,21 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="server processes; only 1 for now: the Teams route is measured in this process")
     args = parser.parse_args()
+    if args.workers != 1:
+        parser.error(f"--workers {args.workers}: only 1 is measured so far (this benchmark serves the Teams route "
+                     "in its own process, beside the Bot Connector stub); use bench_slack_ack.py --workers N")
     results = asyncio.run(run(args.concurrency, args.rounds))
     print(f"{args.concurrency} concurrent adaptiveCard/action invokes, {args.rounds} rounds each, SQLite")
-    print(f"{'scenario':<9} {'endpoint':<14} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
+    print(f"{'scenario':<9} {'endpoint':<14} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
     cpu = results.pop("cpu")
     for scenario, by in results.items():
         for target, values in by.items():
             name = "/api/messages" if target == "teams" else "bare aiohttp"
-            print(f"{scenario:<9} {name:<14} {percentile(values, 50):8.1f} {percentile(values, 99):8.1f} "
+            print(f"{scenario:<9} {name:<14} {percentile(values, 50):8.1f} {percentile(values, 95):8.1f} "
+                  f"{percentile(values, 99):8.1f} "
                   f"{statistics.fmean(values):8.1f}")
         ratio = percentile(by["teams"], 99) / percentile(by["bare"], 99)
         print(f"{scenario:<9} p99 ratio /api/messages : bare = {ratio:.2f}")
@@ -192,3 +198,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    from bench.rss import peak_rss_line
+
+    print(peak_rss_line())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -119,7 +120,10 @@ async def health_report(app: App, web_app: Any) -> dict[str, Any]:
     sweeps = app.state.get("sweeps")
     if sweeps:
         checks["sweeps"] = dict(sweeps)
-    return {"status": "ok" if ok else "error", "checks": checks}
+    answer: dict[str, Any] = {"status": "ok" if ok else "error", "checks": checks}
+    if app.state.get("worker") is not None:  # one of ``serve --workers N``: which one answered
+        answer["worker"] = {"index": app.state["worker"], "pid": os.getpid()}
+    return answer
 
 
 async def render_metrics(app: App) -> tuple[bytes, str]:
@@ -139,7 +143,25 @@ async def render_metrics(app: App) -> tuple[bytes, str]:
         OVERDUE.set(max(0.0, (datetime.now(UTC) - oldest).total_seconds()))
     else:
         OVERDUE.set(0)
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    body = generate_latest(REGISTRY)
+    worker = app.state.get("worker")
+    return (body if worker is None else label_worker(body, worker)), CONTENT_TYPE_LATEST
+
+
+def label_worker(body: bytes, worker: int) -> bytes:
+    """Every sample of the exposition text labelled ``worker="N"`` (``serve --workers``: one view per worker)."""
+    label = f'worker="{worker}"'
+    lines = []
+    for line in body.decode().splitlines():
+        if line and not line.startswith("#"):
+            name, brace, rest = line.partition("{")
+            if brace:
+                line = f"{name}{{{label},{rest}" if not rest.startswith("}") else f"{name}{{{label}{rest}"
+            else:
+                name, _, value = line.partition(" ")
+                line = f"{name}{{{label}}} {value}"
+        lines.append(line)
+    return ("\n".join(lines) + "\n").encode()
 
 
 def record_sweep(app: App, name: str, report: SweepReport) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import signal
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -72,39 +74,69 @@ def settle_heap() -> None:
     gc.freeze()
 
 
-async def serve(settings: Settings, *, ready: Callable[[int], Any] | None = None) -> None:
+async def serve(settings: Settings, *, ready: Callable[[int], Any] | None = None,
+                worker: int | None = None) -> None:
+    """Serve until SIGTERM or SIGINT, then close gracefully (requests in flight get ``DRAIN`` seconds).
+
+    ``worker``: this process is one of ``serve --workers N`` (bot/workers.py); it shares the port.
+    """
+    from bot.workers import DRAIN, announce_ready
+
     notifier = FanoutNotifier()
-    async with build_app(settings, notifier=notifier) as app:
+    async with build_app(settings, notifier=notifier, migrate=worker is None) as app:
         if app.store.backend == "sqlite":
             log.info("sqlite database: run a single accessbot serve process; use PostgreSQL for replicas")
+        app.state["worker"] = worker
         web_app = create_web_app(app, notifier)
-        runner = web.AppRunner(web_app, access_log=None)
+        runner = web.AppRunner(web_app, access_log=None, shutdown_timeout=DRAIN)
         await runner.setup()
-        site = web.TCPSite(runner, settings.host, settings.port)
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_port=worker is not None or None)
         await site.start()
         settle_heap()
         port = site._server.sockets[0].getsockname()[1] if site._server else settings.port  # type: ignore[union-attr]
-        print(f"accessbot serving on http://{settings.host}:{port} "
-              f"(channels: {', '.join(web_app[CHANNELS_KEY]) or 'none configured'}; "
-              f"database: {app.store.backend}; identity: {settings.identity_source})", flush=True)
+        line = (f"accessbot serving on http://{settings.host}:{port} "
+                f"(channels: {', '.join(web_app[CHANNELS_KEY]) or 'none configured'}; "
+                f"database: {app.store.backend}; identity: {settings.identity_source})")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        handled = []
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(signum, stop.set)
+                handled.append(signum)
+            except (RuntimeError, NotImplementedError, ValueError):  # not the main thread, or no such support
+                pass
+        if worker is None:
+            print(line, flush=True)
+        else:
+            announce_ready(line)
         if ready:
             ready(port)
         try:
-            await asyncio.Event().wait()
+            await stop.wait()
         finally:
+            for signum in handled:
+                loop.remove_signal_handler(signum)
             await runner.cleanup()
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from bot.cli import settings_from
+    from bot.workers import supervise, worker_count, worker_index
 
     settings = settings_from(args)
     if args.port is not None:
         settings = settings.with_overrides(port=args.port)
     if args.host is not None:
         settings = settings.with_overrides(host=args.host)
+    index = worker_index()
+    count, reason = worker_count(args.workers, settings.database_url) if index is None else (1, None)
+    if reason:
+        print(f"accessbot: {reason}", file=sys.stderr, flush=True)
+    if count > 1:
+        return supervise(settings, count)
     try:
-        asyncio.run(serve(settings))
+        asyncio.run(serve(settings, worker=index))
     except KeyboardInterrupt:
         pass
     return 0
@@ -115,5 +147,7 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> Non
     common(p)
     p.add_argument("--port", type=int, help="HTTP port (default: ACCESSBOT_PORT or 3978)")
     p.add_argument("--host", help="address to listen on (default 0.0.0.0)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="processes sharing the port (default: the number of cores on PostgreSQL; SQLite runs 1)")
     # no channel for the whole process: each channel and the scheduler name their own (handlers.origin)
     p.set_defaults(func=cmd_serve, origin=None)

@@ -184,10 +184,19 @@ def check_policy(raw: bytes) -> list[PolicyIssue]:
     return []
 
 
+_parses = [0]
+
+
+def policy_parses() -> int:
+    """How many policy texts this process has parsed (start-up, ``policy check``, older versions read back)."""
+    return _parses[0]
+
+
 def parse_policy(raw: bytes, source: str = "<policy>") -> Policy:
     """The policy in these bytes; raises :class:`PolicyError` with every problem at once."""
     from handlers.policy_check import build_policy
 
+    _parses[0] += 1
     return build_policy(raw, source)
 
 

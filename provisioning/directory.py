@@ -7,6 +7,7 @@ in the store (the overlay) and applied on top of the file's groups.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -122,16 +123,28 @@ class DirectoryProvider:
     def __init__(self, path: str | os.PathLike[str], overlay: MembershipOverlay) -> None:
         self.path = Path(path)
         self.overlay_store = overlay
-        self._cache: tuple[tuple[int, int], _Snapshot] | None = None
+        self._stat: tuple[int, ...] | None = None
+        self._cache: tuple[bytes, _Snapshot] | None = None  # (sha256 of the bytes, what they say)
+        self.parses = 0  # how many times the file was parsed: only when its bytes changed
 
     def snapshot(self) -> _Snapshot:
+        """The file as it reads now: a ``stat`` a call; read and hashed when that changed; parsed when the bytes did."""
         try:
             st = self.path.stat()
         except OSError as exc:
             raise DirectoryError(f"{self.path}: cannot read the directory file ({exc.strerror})") from None
-        key = (st.st_mtime_ns, st.st_size)
-        if self._cache is None or self._cache[0] != key:
-            self._cache = (key, parse_directory(self.path.read_bytes(), str(self.path)))
+        key = (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_dev)
+        if self._cache is not None and self._stat == key:
+            return self._cache[1]
+        try:
+            raw = self.path.read_bytes()
+        except OSError as exc:
+            raise DirectoryError(f"{self.path}: cannot read the directory file ({exc.strerror})") from None
+        digest = hashlib.sha256(raw).digest()
+        if self._cache is None or self._cache[0] != digest:
+            self._cache = (digest, parse_directory(raw, str(self.path)))
+            self.parses += 1
+        self._stat = key
         return self._cache[1]
 
     async def _groups(self, *, email: str | None = None, group: str | None = None) -> dict[str, set[str]]:

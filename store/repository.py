@@ -114,6 +114,9 @@ class SqlRepository(ReviewRepositoryMixin):
         self.conn = conn
         self.writable = writable
         self.wall = _wall_clock
+        # the chain's head once this transaction has read or written it: writers hold the store's
+        # write lock for the whole transaction (``SqlStore.write``), so nobody else appends meanwhile
+        self._head: tuple[int, str, str] | None = None
 
     # -- requests ---------------------------------------------------------------------------
     async def get_request(self, request_id: int) -> RequestRecord | None:
@@ -200,11 +203,14 @@ class SqlRepository(ReviewRepositoryMixin):
         if request is not None:
             request_id = request_id or req_id(request.id or 0)
             profile = profile or request.profile
-        head = (await self.conn.execute(
-            select(t.audit_events.c.seq, t.audit_events.c.hash, t.audit_events.c.ts)
-            .order_by(t.audit_events.c.seq.desc()).limit(1)
-        )).first()
-        seq, prev, prev_ts = (int(head[0]) + 1, head[1], head[2]) if head else (1, GENESIS, "")
+        head = self._head
+        if head is None:
+            row = (await self.conn.execute(
+                select(t.audit_events.c.seq, t.audit_events.c.hash, t.audit_events.c.ts)
+                .order_by(t.audit_events.c.seq.desc()).limit(1)
+            )).first()
+            head = (int(row[0]), row[1], row[2]) if row else (0, GENESIS, "")
+        seq, prev, prev_ts = head[0] + 1, head[1], head[2]
         # ``ts`` is when the event was recorded: the wall clock, never earlier than the event before,
         # so that the events of any period form one unbroken segment of the chain. A decision judged
         # as of another instant (``sweep --as-of``) says so in ``data.as_of``.
@@ -221,6 +227,7 @@ class SqlRepository(ReviewRepositoryMixin):
             seq=seq, ts=body["ts"], type=type, actor=actor, request_id=request_id,
             profile=profile, data=canonical_json(body["data"]), prev_hash=prev, hash=digest,
         ))
+        self._head = (seq, digest, str(body["ts"]))
         return AuditEvent(hash=digest, **body)  # type: ignore[arg-type]
 
     async def events_for(self, request_id: int) -> list[AuditEvent]:

@@ -1,0 +1,184 @@
+"""``accessbot serve --workers N``: N full replicas sharing one port, started and stopped together.
+
+Each worker is an ordinary ``accessbot serve`` process that binds the port with ``SO_REUSEPORT``;
+the kernel spreads connections across them. Everything a worker does that must happen once (a
+decision, a provisioning, a notice, a sweep) is already claimed under a database lock, which is
+why several workers need PostgreSQL. The parent migrates the database once, starts the workers,
+waits until each is listening, and on SIGTERM or SIGINT stops them all within ``GRACE`` seconds.
+A worker that dies is never restarted silently: the parent says so, stops the others and exits 1,
+so the service manager sees the failure.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from bot.settings import Settings
+
+# The Bot Framework waits 15 s for an answer: the whole stop, workers included, fits inside it.
+GRACE = 12.0
+DRAIN = 8.0  # seconds a worker gives requests in flight before closing them
+READY_TIMEOUT = 300.0
+WORKER_ENV = "ACCESSBOT_WORKER"  # the worker's index, set by the parent
+READY_FD_ENV = "ACCESSBOT_WORKER_READY_FD"
+
+
+def is_sqlite(url: str) -> bool:
+    return url.split(":", 1)[0].split("+", 1)[0].lower() == "sqlite"
+
+
+def worker_count(requested: int | None, database_url: str) -> tuple[int, str | None]:
+    """How many workers to run, and the one-line reason when that is not what was asked."""
+    if requested is not None and requested < 1:
+        from bot.errors import CliError
+
+        raise CliError(f"--workers must be 1 or more, not {requested}")
+    if is_sqlite(database_url):
+        if requested is not None and requested > 1:
+            return 1, (f"--workers {requested} ignored: SQLite takes one writing process at a time; "
+                       "running 1 worker (use PostgreSQL for several)")
+        return 1, None
+    return (requested if requested is not None else max(1, os.cpu_count() or 1)), None
+
+
+def worker_index() -> int | None:
+    raw = os.environ.get(WORKER_ENV)
+    return int(raw) if raw and raw.isdigit() else None
+
+
+def announce_ready(line: str) -> None:
+    """Tell the parent (if any) this worker listens; the line is what the parent prints once."""
+    raw = os.environ.get(READY_FD_ENV)
+    if not raw:
+        return
+    fd = int(raw)
+    try:
+        os.write(fd, (line.replace("\n", " ") + "\n").encode())
+    finally:
+        os.close(fd)
+        os.environ.pop(READY_FD_ENV, None)
+
+
+@dataclass
+class Worker:
+    index: int
+    proc: subprocess.Popen[bytes]
+    ready_fd: int
+    line: str = ""
+
+
+def _free_port(host: str) -> socket.socket:
+    """A port chosen by the kernel, held (bound, not listening) until the workers have it too."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, 0))
+    return sock
+
+
+def _stop(workers: list[Worker], grace: float = GRACE) -> None:
+    for w in workers:
+        if w.proc.poll() is None:
+            w.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for w in workers:
+        try:
+            w.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"accessbot: worker {w.index} (pid {w.proc.pid}) did not stop within {grace:.0f}s; killed",
+                  file=sys.stderr, flush=True)
+            w.proc.kill()
+            w.proc.wait()
+
+
+def supervise(settings: Settings, count: int) -> int:
+    """Run ``count`` workers until SIGTERM/SIGINT (exit 0) or until one of them dies (exit 1)."""
+    from store.db import upgrade
+
+    upgrade(settings.database_url)  # once, here: the workers do not race each other's migrations
+    holder = _free_port(settings.host) if settings.port == 0 else None
+    port = holder.getsockname()[1] if holder is not None else settings.port
+    stopping: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopping.append(signum)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    workers: list[Worker] = []
+    try:
+        for i in range(count):
+            read_fd, write_fd = os.pipe()
+            env = {**os.environ, WORKER_ENV: str(i), READY_FD_ENV: str(write_fd)}
+            cmd = [sys.executable, "-m", "bot.cli", "serve", "--workers", "1", "--database-url",
+                   settings.database_url, "--policy", settings.policy, "--directory", settings.directory,
+                   "--host", settings.host, "--port", str(port)]
+            proc = subprocess.Popen(cmd, env=env, pass_fds=(write_fd,), start_new_session=True)
+            os.close(write_fd)
+            workers.append(Worker(i, proc, read_fd))
+        if not _await_ready(workers, stopping):
+            return 0 if stopping else 1
+        if holder is not None:
+            holder.close()
+            holder = None
+        first = workers[0].line.split(" (", 1)
+        rest = f" ({first[1]}" if len(first) > 1 else ""
+        pids = ", ".join(str(w.proc.pid) for w in workers)
+        print(f"{first[0]} with {count} workers (pids {pids}){rest}", flush=True)
+        while not stopping:
+            dead = next((w for w in workers if w.proc.poll() is not None), None)
+            if dead is not None:
+                print(f"accessbot: worker {dead.index} (pid {dead.proc.pid}) exited with code "
+                      f"{dead.proc.returncode}; stopping the others (no worker is restarted)",
+                      file=sys.stderr, flush=True)
+                return 1
+            time.sleep(0.2)
+        return 0
+    finally:
+        _stop(workers)
+        for w in workers:
+            if w.ready_fd >= 0:
+                os.close(w.ready_fd)
+        if holder is not None:
+            holder.close()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _await_ready(workers: list[Worker], stopping: list[int]) -> bool:
+    deadline = time.monotonic() + READY_TIMEOUT
+    waiting = {w.ready_fd: w for w in workers}
+    buffers: dict[int, bytes] = {}
+    while waiting:
+        if stopping:
+            return False
+        for w in waiting.values():
+            if w.proc.poll() is not None:
+                print(f"accessbot: worker {w.index} (pid {w.proc.pid}) exited with code {w.proc.returncode} "
+                      "before it was ready", file=sys.stderr, flush=True)
+                return False
+        if time.monotonic() > deadline:
+            print(f"accessbot: workers not ready after {READY_TIMEOUT:.0f}s", file=sys.stderr, flush=True)
+            return False
+        try:
+            readable, _, _ = select.select(list(waiting), [], [], 0.2)
+        except InterruptedError:
+            continue
+        for fd in readable:
+            chunk = os.read(fd, 4096)
+            buffers[fd] = buffers.get(fd, b"") + chunk
+            if b"\n" in buffers[fd] or not chunk:
+                w = waiting.pop(fd)
+                w.line = buffers[fd].decode(errors="replace").strip()
+                os.close(fd)
+                w.ready_fd = -1
+                if not w.line:
+                    print(f"accessbot: worker {w.index} (pid {w.proc.pid}) stopped before it was ready",
+                          file=sys.stderr, flush=True)
+                    return False
+    return True
