@@ -19,14 +19,14 @@ def cmd_review_start(args: argparse.Namespace) -> int:
     clock = FixedClock(parse_timestamp(args.as_of)) if args.as_of else None
 
     async def run() -> int:
-        async with build_app(settings_from(args), clock=clock) as app:
+        async with build_app(settings_from(args), as_of=clock) as app:
             deps = app.deps
             review = deps.policy.review(args.review)
             if review is None:
                 known = ", ".join(r.id for r in deps.policy.reviews) or "none"
                 print(f"accessbot: there is no review {args.review!r} (reviews: {known})", file=sys.stderr)
                 return 1
-            outcome = await start_campaign(deps, review, actor=SYSTEM, now=deps.now())
+            outcome = await start_campaign(deps, review, actor=SYSTEM, now=deps.judged_now())
         if outcome.campaign is None:
             print(f"accessbot: review {review.id} did not start: {outcome.reason}", file=sys.stderr)
             return 1
