@@ -62,6 +62,27 @@ async def plan_remove(repo: Repository, record: RequestRecord, now: datetime) ->
     return op
 
 
+async def plan_membership_removal(repo: Repository, provider: str, group: str, email: str, reason: str,
+                                  now: datetime) -> OpRecord | None:
+    """Record the removal of a membership no grant holds (standing, or added outside the bot).
+
+    It runs on the same path as a grant's removal (recorded before the call, leased, retried until it
+    succeeds, repaired after a crash) and is recorded as ``membership.removed`` {provider, group, user,
+    reason} when done. Nothing is planned when a removal of that membership is already queued, or when
+    a grant holds it (ending the grant removes it).
+    """
+    holders = await repo.find_requests(requester=email, states=HOLDING_STATES, provider=provider, group=group)
+    if holders:
+        return None
+    queued = await repo.ops_for_member(provider, group, email, statuses=("pending",))
+    if any(o.op == "remove" for o in queued):
+        return None
+    op = OpRecord(request_id=0, op="remove", provider=provider, group=group, email=email, created_at=now,
+                  reason=reason)
+    await repo.add_op(op)
+    return op
+
+
 @dataclass(frozen=True)
 class Ending:
     """What ending a grant did to its membership."""
@@ -203,6 +224,11 @@ async def _done_in(deps: Deps, repo: Repository, op: OpRecord, now: datetime, no
     was_failing = op.failure_reported
     op.status, op.done_at, op.next_attempt_at, op.last_error = "done", now, None, None
     await repo.save_op(op)
+    if op.op == "remove" and not op.request_id:
+        await repo.append("membership.removed", actor=SYSTEM, ts=now, data={
+            "provider": op.provider, "group": op.group, "user": op.email, "reason": op.reason,
+            "correlation_id": op.correlation_id})
+        return "done"
     if op.op == "remove" and not was_failing:
         return "done"  # the grant was recorded ended when the removal was planned
     record = await repo.get_request(op.request_id)
@@ -278,7 +304,15 @@ async def _failed_in(deps: Deps, repo: Repository, op: OpRecord, error: Provider
         return "failed"
     if spent and op.op == "remove" and not op.failure_reported:
         op.failure_reported = True
-        if record is not None:
+        if not op.request_id:
+            await repo.append("membership.remove_failed", actor=SYSTEM, ts=now, data={
+                "provider": op.provider, "group": op.group, "user": op.email, "reason": op.reason,
+                "error": op.last_error, "attempts": op.attempts, "correlation_id": op.correlation_id,
+                "will_retry": True})
+            notices += [Notice(m, "failure", f"Removal is failing: could not {what} (correlation id "
+                               f"{op.correlation_id}): {op.last_error}. It is retried until it succeeds.", None)
+                        for m in sorted(deps.policy.security_members())]
+        elif record is not None:
             await repo.append("grant.revoke_failed", actor=SYSTEM, ts=now, request=record, data={
                 "provider": op.provider, "group": op.group, "error": op.last_error,
                 "attempts": op.attempts, "correlation_id": op.correlation_id, "will_retry": True})

@@ -453,9 +453,12 @@ def build_policy(raw: bytes, source: str = "<policy>") -> Policy:
     from handlers.reviews.policy_check import check_reviews  # the reviews block (SPEC §7) builds on this module
 
     reviews = check_reviews(c, data, profiles, groups, str(security) if security is not None else None)
+    from handlers.compliance.safety import check_safety  # the safety block (SPEC §3.6)
+
+    safety = check_safety(c, data)
     if c.issues:
         raise PolicyError(sorted(c.issues, key=lambda i: (i.line or 0)))
     assert version is not None
     return Policy(version=version, sha256=hashlib.sha256(raw).hexdigest(), raw=raw, approver_groups=groups,
                   security_team=str(security) if security is not None else None, profiles=tuple(profiles),
-                  reminders=reminders, schedule=schedule, reviews=reviews)
+                  reminders=reminders, schedule=schedule, reviews=reviews, safety=safety)

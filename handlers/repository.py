@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from handlers.audit import Verification
-from handlers.records import AuditEvent, DecisionRecord, DriftRecord, OpRecord, RequestRecord
+from handlers.records import AuditEvent, DecisionRecord, DriftRecord, LeaverRecord, OpRecord, RequestRecord
 
 
 class Repository(Protocol):
@@ -70,6 +70,12 @@ class Repository(Protocol):
 
     async def get_op(self, op_id: int) -> OpRecord | None: ...
     async def get_ops(self, op_ids: list[int]) -> dict[int, OpRecord]: ...
+
+    async def get_leaver(self, email: str) -> LeaverRecord | None: ...
+
+    async def save_leaver(self, record: LeaverRecord) -> None: ...
+
+    async def forget_leaver(self, email: str) -> None: ...
 
     async def open_drift(self) -> list[DriftRecord]: ...
 

@@ -15,12 +15,13 @@ from datetime import datetime
 from handlers.approvals import _chain, asked_at_open, open_step
 from handlers.audit import format_ts
 from handlers.chains import open_step_unsatisfiable, pin_step
+from handlers.compliance.leavers import terminate_inactive
 from handlers.context import SYSTEM, Deps
 from handlers.drift import detect_drift
 from handlers.durations import format_duration
 from handlers.grants import end_membership, run_due_ops
 from handlers.ports import Notice
-from handlers.records import ACTIVE, APPROVED, CANCELLED, HOLDING_STATES, PENDING, RequestRecord
+from handlers.records import ACTIVE, HOLDING_STATES, PENDING
 
 
 @dataclass
@@ -30,6 +31,8 @@ class SweepReport:
     expired: list[str] = field(default_factory=list)
     terminated: list[str] = field(default_factory=list)
     revoked: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)  # "email from provider/group": memberships no grant holds
+    unconfirmed: list[str] = field(default_factory=list)  # not found at the IdP, within safety.unknown_grace
     drift: list[str] = field(default_factory=list)
     reminded: list[str] = field(default_factory=list)
     escalated: list[str] = field(default_factory=list)
@@ -43,10 +46,13 @@ class SweepReport:
         verb = "would " if self.dry_run else ""
         out = [f"sweep as of {format_ts(self.as_of)}{' (dry run: nothing changed)' if self.dry_run else ''}"]
         for name, items in (("expire", self.expired), ("terminate", self.terminated), ("revoke", self.revoked),
+                            ("remove", self.removed),
                             ("report drift", self.drift), ("remind", self.reminded),
                             ("escalate", self.escalated), ("warn", self.warned), ("fail", self.failed),
                             ("start review", self.reviews_started)):
             out.append(f"{verb}{name}: {len(items)}" + (f" — {', '.join(items)}" if items else ""))
+        if self.unconfirmed:
+            out.append(f"not found, waiting for the grace: {len(self.unconfirmed)} — {', '.join(self.unconfirmed)}")
         if self.unchecked:
             out.append(f"could not check: {len(self.unchecked)} — {'; '.join(self.unchecked)}")
         if self.repaired:
@@ -92,47 +98,6 @@ async def expire_due(deps: Deps, report: SweepReport) -> None:
                               f"{record.group}.", record.id))
     if due and not report.dry_run:
         await run_due_ops(deps, limit=len(due) * 2 + 100)  # the removals, batched where the provider can
-    await deps.notifier.notify(notices)
-
-
-async def terminate_inactive(deps: Deps, report: SweepReport) -> None:
-    now = deps.now()
-    async with deps.store.read() as repo:
-        open_records = await repo.find_requests(states=(PENDING, APPROVED, ACTIVE))
-    by_user: dict[str, list[RequestRecord]] = {}
-    for r in open_records:
-        by_user.setdefault(r.requester, []).append(r)
-    notices: list[Notice] = []
-    for email, records in sorted(by_user.items()):
-        try:
-            person = await deps.person(email)
-        except Exception as exc:  # one person the IdP cannot answer for must not shield everyone after them
-            report.unchecked.append(f"{email}: {str(exc)[:300] or type(exc).__name__}")
-            continue
-        if person is not None and person.active:
-            continue
-        report.terminated.append(email)
-        holding = [r for r in records if r.state in HOLDING_STATES]
-        report.revoked += [r.ref for r in holding]
-        if report.dry_run:
-            continue
-        async with deps.store.write() as repo:
-            await repo.append("user.terminated", actor=SYSTEM, ts=now, data={
-                "user": email, "found": person is not None,
-                "grants": [r.ref for r in holding], "pending": [r.ref for r in records if r.state == PENDING]})
-            for r in records:
-                fresh = await repo.get_request(r.id or 0)
-                if fresh is not None and fresh.state == PENDING:
-                    fresh.state, fresh.ended_at, fresh.end_reason = CANCELLED, now, "terminated"
-                    await repo.save_request(fresh)
-                    await repo.append("request.cancelled", actor=SYSTEM, ts=now, request=fresh,
-                                      data={"reason": "terminated"})
-        for r in holding:
-            await _end(deps, r.id or 0, "revoked", "grant.revoked", now, {"reason": "terminated"})
-        await run_due_ops(deps)
-        revoked = ", ".join(r.ref for r in holding) or "nothing"
-        notices += [Notice(m, "info", f"{email} is no longer active: revoked {revoked}.", None)
-                    for m in sorted(deps.policy.security_members())]
     await deps.notifier.notify(notices)
 
 

@@ -16,12 +16,12 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy import bindparam, delete, func, insert, select, text, update
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from handlers.audit import GENESIS, ChainVerifier, Verification, canonical_body, canonical_json, event_hash, format_ts
-from handlers.records import AuditEvent, DecisionRecord, DriftRecord, OpRecord, RequestRecord, req_id
+from handlers.records import AuditEvent, DecisionRecord, DriftRecord, LeaverRecord, OpRecord, RequestRecord, req_id
 from store import schema as t
 from store.db import backend, make_async_engine
 from store.review_repository import ReviewRepositoryMixin
@@ -73,7 +73,7 @@ def _op_row(o: OpRecord) -> dict[str, Any]:
         "email": o.email, "status": o.status, "attempts": o.attempts, "created_at": o.created_at,
         "next_attempt_at": o.next_attempt_at, "last_error": o.last_error,
         "correlation_id": o.correlation_id, "failure_reported": o.failure_reported,
-        "done_at": o.done_at, "leased_until": o.leased_until,
+        "done_at": o.done_at, "leased_until": o.leased_until, "reason": o.reason,
     }
 
 
@@ -89,7 +89,7 @@ def _op(row: Any) -> OpRecord:
         group=m["group_name"], email=m["email"], status=m["status"], attempts=m["attempts"],
         created_at=m["created_at"], next_attempt_at=m["next_attempt_at"], last_error=m["last_error"],
         correlation_id=m["correlation_id"], failure_reported=bool(m["failure_reported"]),
-        done_at=m["done_at"], leased_until=m["leased_until"],
+        done_at=m["done_at"], leased_until=m["leased_until"], reason=m["reason"],
     )
 
 
@@ -311,6 +311,24 @@ class SqlRepository(ReviewRepositoryMixin):
         return (await self.conn.execute(select(func.min(c.next_attempt_at)).where(c.status == "pending"))).scalar()
 
     # -- drift ------------------------------------------------------------------------------
+    async def get_leaver(self, email: str) -> LeaverRecord | None:
+        c = t.leavers.c
+        row = (await self.conn.execute(select(t.leavers).where(c.email == email))).first()
+        if row is None:
+            return None
+        m = row._mapping
+        return LeaverRecord(email=m["email"], found=bool(m["found"]), first_seen=m["first_seen"],
+                            first_judged=m["first_judged"], terminated_at=m["terminated_at"])
+
+    async def save_leaver(self, record: LeaverRecord) -> None:
+        values = {"found": record.found, "first_seen": record.first_seen, "first_judged": record.first_judged,
+                  "terminated_at": record.terminated_at}
+        await self.conn.execute(delete(t.leavers).where(t.leavers.c.email == record.email))
+        await self.conn.execute(insert(t.leavers).values(email=record.email, **values))
+
+    async def forget_leaver(self, email: str) -> None:
+        await self.conn.execute(delete(t.leavers).where(t.leavers.c.email == email))
+
     async def open_drift(self) -> list[DriftRecord]:
         c = t.drift_findings.c
         rows = (await self.conn.execute(
