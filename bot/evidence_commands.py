@@ -17,10 +17,12 @@ from handlers.ports import Person
 from handlers.reports import (
     ACCESS_COLUMNS,
     DRIFT_COLUMNS,
+    ROLLUP_COLUMNS,
     TERMINATION_COLUMNS,
     access_rows,
     drift_rows,
     render,
+    termination_rollup,
     termination_rows,
 )
 from handlers.service import AccessService
@@ -74,8 +76,11 @@ async def _report(service: AccessService, what: str, profile: str | None, fmt: s
         return render(await drift_rows(source), DRIFT_COLUMNS, fmt, "Drift findings"), True
     if what == "terminations":
         sla = deps.policy.schedule.termination_sla.total_seconds() / 3600
-        return render(await termination_rows(source, sla), TERMINATION_COLUMNS, fmt,
-                      f"Terminations (SLA {sla:g} h)"), True
+        rows = await termination_rows(source, sla)
+        text = render(rows, TERMINATION_COLUMNS, fmt, f"Terminations (SLA {sla:g} h)")
+        if fmt == "text" and rows:
+            text += render(termination_rollup(rows), ROLLUP_COLUMNS, fmt, "By month")
+        return text, True
     if deps.policy.profile(profile or "") is None:
         return f"There is no profile {profile!r}.\n", False
     return render(await access_rows(deps, (profile or "").lower()), ACCESS_COLUMNS, fmt,

@@ -104,6 +104,8 @@ async def terminate_inactive(deps: Deps, report: SweepReport) -> None:
                 await repo.save_leaver(fresh_leaver)
                 await repo.append("user.terminated", actor=SYSTEM, ts=now, data={
                     "user": email, "found": person is not None, "first_seen": format_ts(leaver.first_seen),
+                    # hours since the first sweep that saw them (the termination SLA counts from there)
+                    "inactive_hours": round((now - leaver.first_seen).total_seconds() / 3600, 3),
                     "grants": [r.ref for r in holding], "pending": [r.ref for r in records if r.state == PENDING],
                     "memberships": [f"{p}/{g}" for p, g in standing]})
             for r in records:
