@@ -31,6 +31,7 @@ HELP_SECURITY = [
     ("verify", "verify the audit chain"),
     ("evidence <from> <to>", "an evidence pack for a period (dates YYYY-MM-DD)"),
     ("report drift|terminations|access <profile>", "compliance reports"),
+    ("resume removals", "run the bulk removals the safety brake paused"),
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from handlers import approvals, queries, requests
+from handlers.compliance.commands import COMPLIANCE_COMMANDS, handle_compliance, parse_compliance
 from handlers.context import SYSTEM, Deps, one_lookup_per_person
 from handlers.grammar import (
     SECURITY_COMMANDS,
@@ -54,6 +55,9 @@ class AccessService:
 
     def parse(self, text: str) -> Command:
         review = parse_review(text)  # the access review words (SPEC §7) first
+        compliance = parse_compliance(text)  # leavers, drift and the safety brake (SPEC §3.6)
+        if compliance is not None:
+            return compliance  # type: ignore[return-value]
         if review is not None:
             return review  # type: ignore[return-value]
         return parse(text, [p.id for p in self.deps.policy.profiles])
@@ -82,6 +86,8 @@ class AccessService:
         if not actor.active and not isinstance(cmd, Help | Unknown):
             return Reply(text="Your account is not active; the bot cannot act for you.", ok=False,
                          kind="refusal", rule="inactive")
+        if isinstance(cmd, COMPLIANCE_COMMANDS):
+            return await handle_compliance(deps, actor, cmd)
         if isinstance(cmd, REVIEW_COMMANDS):
             return await handle_review(deps, actor, cmd)
         match cmd:

@@ -41,6 +41,7 @@ class SweepReport:
     reviews_started: list[str] = field(default_factory=list)
     unchecked: list[str] = field(default_factory=list)  # "email: error" for each person the IdP could not answer for
     repaired: int = 0
+    paused: int = 0  # bulk removals held by the safety brake (SPEC §3.6)
 
     def lines(self) -> list[str]:
         verb = "would " if self.dry_run else ""
@@ -51,6 +52,8 @@ class SweepReport:
                             ("escalate", self.escalated), ("warn", self.warned), ("fail", self.failed),
                             ("start review", self.reviews_started)):
             out.append(f"{verb}{name}: {len(items)}" + (f" — {', '.join(items)}" if items else ""))
+        if self.paused:
+            out.append(f"removals paused by the safety brake: {self.paused} (say `resume removals` to run them)")
         if self.unconfirmed:
             out.append(f"not found, waiting for the grace: {len(self.unconfirmed)} — {', '.join(self.unconfirmed)}")
         if self.unchecked:

@@ -329,6 +329,15 @@ class SqlRepository(ReviewRepositoryMixin):
     async def forget_leaver(self, email: str) -> None:
         await self.conn.execute(delete(t.leavers).where(t.leavers.c.email == email))
 
+    async def get_state(self, key: str) -> dict[str, Any] | None:
+        c = t.compliance_state.c
+        row = (await self.conn.execute(select(c.value).where(c.key == key))).first()
+        return json.loads(row[0]) if row else None
+
+    async def set_state(self, key: str, value: dict[str, Any], at: datetime) -> None:
+        await self.conn.execute(delete(t.compliance_state).where(t.compliance_state.c.key == key))
+        await self.conn.execute(insert(t.compliance_state).values(key=key, value=json.dumps(value), updated_at=at))
+
     async def open_drift(self) -> list[DriftRecord]:
         c = t.drift_findings.c
         rows = (await self.conn.execute(

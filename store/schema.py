@@ -168,6 +168,14 @@ leavers = Table(
     Column("terminated_at", UTCDateTime),
 )
 
+compliance_state = Table(
+    "compliance_state",
+    metadata,
+    Column("key", String(100), primary_key=True),
+    Column("value", Text, nullable=False),  # JSON
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
 drift_findings = Table(
     "drift_findings",
     metadata,

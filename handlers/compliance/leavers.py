@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from handlers.audit import format_ts
+from handlers.compliance.brake import may_remove
 from handlers.context import SYSTEM, Deps
 from handlers.grants import plan_membership_removal, run_due_ops
 from handlers.ports import Notice, Person
@@ -74,7 +75,7 @@ async def terminate_inactive(deps: Deps, report: SweepReport) -> None:
     for r in open_records:
         by_user.setdefault(r.requester, []).append(r)
     members = await managed_memberships(deps, report)
-    notices: list[Notice] = []
+    due: list[tuple[str, Person | None, LeaverRecord, list[RequestRecord], list[Membership]]] = []
     for email in sorted(set(by_user) | set(members)):
         records = by_user.get(email, [])
         try:
@@ -88,9 +89,19 @@ async def terminate_inactive(deps: Deps, report: SweepReport) -> None:
         holding = [r for r in records if r.state in HOLDING_STATES]
         held = {(r.provider, r.group) for r in holding}
         standing = sorted(members.get(email, set()) - held)
-        first_time = leaver.terminated_at is None
-        if not first_time and not holding and not records and not standing:
+        if leaver.terminated_at is not None and not records and not standing:
             continue
+        due.append((email, person, leaver, records, standing))
+    removals = [f"{email} from {r.provider}/{r.group}" for email, _, _, records, _ in due
+                for r in records if r.state in HOLDING_STATES]
+    removals += [f"{email} from {p}/{g}" for email, _, _, _, standing in due for p, g in standing]
+    if not await may_remove(deps, len(removals), removals, "terminated", dry_run=report.dry_run):
+        report.paused += len(removals)
+        return
+    notices: list[Notice] = []
+    for email, person, leaver, records, standing in due:
+        holding = [r for r in records if r.state in HOLDING_STATES]
+        first_time = leaver.terminated_at is None
         report.terminated.append(email)
         report.revoked += [r.ref for r in holding]
         report.removed += [f"{email} from {p}/{g}" for p, g in standing]

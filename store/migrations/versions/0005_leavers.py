@@ -1,4 +1,4 @@
-"""leavers: people seen inactive or not found; the reason of a removal no grant holds
+"""leavers: people seen inactive or not found; the reason of a removal no grant holds; the safety brake state
 
 Revision ID: 0005_leavers
 Revises: 0004_op_lease_drift_kind
@@ -24,6 +24,12 @@ def upgrade() -> None:
     sa.Column('terminated_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('email')
     )
+    op.create_table('compliance_state',
+    sa.Column('key', sa.String(length=100), nullable=False),
+    sa.Column('value', sa.Text(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('key')
+    )
     with op.batch_alter_table('provider_ops', schema=None) as batch_op:
         batch_op.add_column(sa.Column('reason', sa.String(length=40), nullable=True))
 
@@ -31,4 +37,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table('provider_ops', schema=None) as batch_op:
         batch_op.drop_column('reason')
+    op.drop_table('compliance_state')
     op.drop_table('leavers')
