@@ -135,6 +135,17 @@ def render_report(figures: Any, *, generated_at: str, sla_hours: float = 24.0, c
             rows.append([t["user"], t["terminated_at"], ", ".join(t["grants"]) or "none", t.get("revoked_at") or "",
                          "" if hours is None else f"{hours:.2f}", within])
         parts.append(_table(["user", "detected", "grants", "revoked", "hours", f"within {sla_hours:g} h SLA"], rows))
+    removals = getattr(getattr(figures, "removals", None), "rows", [])  # removals.csv (SPEC §6)
+    parts.append(f"<h2>Removals by the identity provider: {len(removals)}</h2>")
+    if removals:
+        parts.append("<p class='muted'>Grants revoked and standing memberships removed because of a leaver, a "
+                     "mover or drift, with the hours from detection to removal.</p>")
+        parts.append(_table(["user", "provider", "group", "reason", "request", "detected", "removed", "hours",
+                             f"within {sla_hours:g} h SLA"],
+                            [[r["user"], r["provider"], r["group"], r["reason"], r["request_id"], r["detected_at"],
+                              r["removed_at"], r["hours"],
+                              "" if not r["hours"] else ("yes" if float(r["hours"]) <= sla_hours else "NO")]
+                             for r in removals]))
     parts.append(f"<h2>Drift: {sum(1 for d in figures.drift if d['type'] == 'drift.detected')} found</h2>")
     if figures.drift:
         parts.append("<p class='muted'>A member of a managed group with no grant behind them. It is resolved "

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from handlers.audit import GENESIS, ChainVerifier, Verification, format_ts
+from handlers.compliance.removals import REMOVAL_COLUMNS, RemovalRows
+from handlers.compliance.removals import TYPES as REMOVAL_TYPES
 from handlers.policy import Policy, PolicyError, parse_policy
 
 REQUEST_COLUMNS = ["request_id", "requester", "profile", "kind", "duration", "justification", "ticket", "state",
@@ -229,6 +231,7 @@ async def build_pack(source: EvidenceSource, period: Period, out: Path, *, gener
                     await writing
         summary.counts["audit.jsonl"] = count
         summary.files["audit.jsonl"] = sha.hexdigest()
+        await _csv(zf, "removals.csv", REMOVAL_COLUMNS, _rows(figures.removals.rows), summary)
 
         wanted = set(figures.policy_shas)
         first = await source.policy_in_force(start_ts)
@@ -281,6 +284,11 @@ async def _exceptions(source: EvidenceSource, start: datetime, end: datetime, fi
             yield {**row, "approvers": ";".join(approvers.get(row["request_id"], []))}
 
 
+async def _rows(rows: list[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    for row in rows:
+        yield row
+
+
 def _safe(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in ".-_" else "_" for ch in text)[:60] or "policy"
 
@@ -298,6 +306,7 @@ class Figures:
     outliving: list[str] = field(default_factory=list)
     exceptions: list[dict[str, Any]] = field(default_factory=list)
     terminations: list[dict[str, Any]] = field(default_factory=list)
+    removals: RemovalRows = field(default_factory=RemovalRows)
     drift: list[dict[str, Any]] = field(default_factory=list)
     policy_versions: list[tuple[str, str]] = field(default_factory=list)
     policy_shas: set[str] = field(default_factory=set)
@@ -350,10 +359,14 @@ class Figures:
 
     def events(self, rows: Sequence[Sequence[Any]]) -> None:
         """Take the events the report needs from a page of stored audit rows."""
-        wanted = self.INTERESTING
+        wanted = self.INTERESTING | REMOVAL_TYPES
         for seq, ts, type_, _actor, rid, _profile, data, _prev, _digest in rows:
             if type_ in wanted:
-                self.event({"seq": seq, "ts": ts, "type": type_, "request_id": rid, "data": json.loads(data)})
+                event = {"seq": seq, "ts": ts, "type": type_, "request_id": rid, "data": json.loads(data)}
+                if type_ in REMOVAL_TYPES:
+                    self.removals.event(event)  # removals.csv (SPEC §6)
+                if type_ in self.INTERESTING:
+                    self.event(event)
 
     def event(self, event: dict[str, Any]) -> None:
         at = datetime.fromisoformat(event["ts"].replace("Z", "+00:00"))
