@@ -16,6 +16,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from bot.bootstrap import App
+from handlers.compliance.movers import revoke_ineligible
 from handlers.grants import run_due_ops
 from handlers.sweeps import SweepReport, detect_drift, expire_due, remind_pending, terminate_inactive, warn_expiring
 
@@ -35,6 +36,7 @@ async def run_sweep(app: App, name: str) -> None:
             await warn_expiring(deps, report)
         elif name == "termination":
             await terminate_inactive(deps, report)
+            await revoke_ineligible(deps, report)
             record_sweep(app, name, report)
         elif name == "reminders":
             await remind_pending(deps, report)

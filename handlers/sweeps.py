@@ -16,6 +16,7 @@ from handlers.approvals import _chain, asked_at_open, open_step
 from handlers.audit import format_ts
 from handlers.chains import open_step_unsatisfiable, pin_step
 from handlers.compliance.leavers import terminate_inactive
+from handlers.compliance.movers import revoke_ineligible
 from handlers.context import SYSTEM, Deps
 from handlers.drift import detect_drift
 from handlers.durations import format_duration
@@ -200,6 +201,7 @@ async def sweep(deps: Deps, *, dry_run: bool = False, drift: bool = True) -> Swe
         report.repaired = await run_due_ops(deps)
     await expire_due(deps, report)
     await terminate_inactive(deps, report)
+    await revoke_ineligible(deps, report)
     await remind_pending(deps, report)
     await warn_expiring(deps, report)
     if drift:
