@@ -347,9 +347,10 @@ class SqlRepository(ReviewRepositoryMixin):
                 for m in (r._mapping for r in rows)]
 
     async def add_drift(self, record: DriftRecord) -> None:
-        await self.conn.execute(insert(t.drift_findings).values(
+        result = await self.conn.execute(insert(t.drift_findings).values(
             provider=record.provider, group_name=record.group, email=record.email,
             first_seen=record.first_seen, resolved_at=None, kind=record.kind))
+        record.id = int(result.inserted_primary_key[0])  # type: ignore[index]
 
     async def resolve_drift(self, record_id: int, at: datetime) -> None:
         await self.conn.execute(update(t.drift_findings).where(t.drift_findings.c.id == record_id)
