@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from html import escape
 from statistics import median
 from typing import Any
@@ -67,8 +68,17 @@ def drift_findings(events: list[dict[str, Any]]) -> list[list[str]]:
             if row is None:  # found before the period
                 row = [*key, "before the period", ""]
                 rows.append(row)
-            row[4] = f"resolved {d['ts']}"
+            how = f" ({d['resolution']})" if d.get("resolution") else ""
+            took = ""
+            if row[3] != "before the period":
+                hours = (_parse_ts(d["ts"]) - _parse_ts(row[3])).total_seconds() / 3600
+                took = f", after {hours:.1f} h"
+            row[4] = f"resolved {d['ts']}{how}{took}"
     return rows
+
+
+def _parse_ts(ts: str) -> datetime:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
 
 
 def _moment(value: Any) -> str:

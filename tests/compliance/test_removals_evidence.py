@@ -26,6 +26,9 @@ async def test_removals_csv_lists_a_leavers_grant_and_standing_membership(databa
         h.files.add_to_group("sg-prod-db-read", BOB)
         h.files.set_active(BOB, False)
         await sweep(h.app.deps, drift=False)
+        h.files.add_to_group("sg-staging-admin", "pat.lead@example.com")  # drift, removed from chat
+        await sweep(h.app.deps)
+        assert (await h.say("sam.sec@example.com", "drift remove D-1 because no grant")).ok
         today = datetime.now(UTC).date().isoformat()
         out = tmp_path / "pack.zip"
         await write_pack(h.app.store, Period.parse(today, today), out, sla_hours=24)
@@ -33,9 +36,11 @@ async def test_removals_csv_lists_a_leavers_grant_and_standing_membership(databa
         rows = list(csv.DictReader(io.StringIO(zf.read("removals.csv").decode())))
         html = zf.read("report.html").decode()
     assert sorted((r["user"], r["group"], r["reason"], r["request_id"]) for r in rows) == [
-        (BOB, "sg-analytics-read", "terminated", "REQ-1"), (BOB, "sg-prod-db-read", "terminated", "")]
+        (BOB, "sg-analytics-read", "terminated", "REQ-1"), (BOB, "sg-prod-db-read", "terminated", ""),
+        ("pat.lead@example.com", "sg-staging-admin", "drift", "")]
     assert all(r["detected_at"] and r["removed_at"] and float(r["hours"]) < 1 for r in rows)
-    assert "Removals by the identity provider: 2" in html and "sg-prod-db-read" in html
+    assert "Removals by the identity provider: 3" in html and "sg-prod-db-read" in html
+    assert "(removed), after" in html  # the drift finding, its resolution and time to resolution
     ok = await asyncio.to_thread(subprocess.run, [sys.executable, "-I", str(VERIFY), str(out)], capture_output=True,
                                  text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
