@@ -21,10 +21,12 @@ from handlers.ports import Person
 from handlers.reports import (
     ACCESS_COLUMNS,
     DRIFT_COLUMNS,
+    ROLLUP_COLUMNS,
     TERMINATION_COLUMNS,
     access_rows,
     drift_rows,
     render,
+    termination_rollup,
     termination_rows,
 )
 from handlers.service import AccessService
@@ -88,8 +90,11 @@ async def _report(service: AccessService, what: str, profile: str | None, fmt: s
         return render(trend_rows(snapshots), TREND_COLUMNS, fmt, "Members per profile per quarter"), True
     if what == "terminations":
         sla = deps.policy.schedule.termination_sla.total_seconds() / 3600
-        return render(await termination_rows(source, sla), TERMINATION_COLUMNS, fmt,
-                      f"Terminations (SLA {sla:g} h)"), True
+        rows = await termination_rows(source, sla)
+        text = render(rows, TERMINATION_COLUMNS, fmt, f"Terminations (SLA {sla:g} h)")
+        if fmt == "text" and rows:
+            text += render(termination_rollup(rows), ROLLUP_COLUMNS, fmt, "By month")
+        return text, True
     if profile is None:
         return render(await access_rows(deps, None), ACCESS_COLUMNS, fmt, "Who has access (every profile)"), True
     if deps.policy.profile(profile) is None:

@@ -17,6 +17,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from bot.bootstrap import App
 from handlers.anchors import anchor_head
+from handlers.compliance.movers import revoke_ineligible
 from handlers.context import Deps
 from handlers.grants import run_due_ops
 from handlers.origin import acting_via
@@ -67,6 +68,7 @@ async def _run(deps: Deps, name: str, report: SweepReport) -> None:
         await warn_expiring(deps, report)
     elif name == "termination":
         await terminate_inactive(deps, report)
+        await revoke_ineligible(deps, report)
     elif name == "reminders":
         await remind_pending(deps, report)
         await forget_seen_events(deps)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from html import escape
 from statistics import median
 from typing import Any
@@ -89,7 +90,12 @@ def drift_findings(events: list[dict[str, Any]]) -> list[list[str]]:
             if row is None:  # found before the period
                 row = [*key, "before the period", ""]
                 rows.append(row)
-            row[4] = f"resolved {d['ts']}"
+            how = f" ({d['resolution']})" if d.get("resolution") else ""
+            took = ""
+            if row[3] != "before the period":
+                hours = (_parse_ts(d["ts"]) - _parse_ts(row[3])).total_seconds() / 3600
+                took = f", after {hours:.1f} h"
+            row[4] = f"resolved {d['ts']}{how}{took}"
     return rows
 
 
@@ -97,6 +103,10 @@ def _when(value: Any) -> Markup:
     """A time in a narrow column: the date, and the time of day under it."""
     text = _moment(value)
     return Markup(escape(text).replace(" ", "<br>", 1))
+
+
+def _parse_ts(ts: str) -> datetime:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
 
 
 def _moment(value: Any) -> str:
@@ -219,6 +229,17 @@ def render_report(figures: Any, *, generated_at: str, sla_hours: float = 24.0, c
             rows.append([t["user"], t["terminated_at"], ", ".join(t["grants"]) or "none", t.get("revoked_at") or "",
                          "" if hours is None else f"{hours:.2f}", within])
         parts.append(_table(["user", "detected", "grants", "revoked", "hours", f"within {sla_hours:g} h SLA"], rows))
+    removals = getattr(getattr(figures, "removals", None), "rows", [])  # removals.csv (SPEC §6)
+    parts.append(f"<h2>Removals by the identity provider: {len(removals)}</h2>")
+    if removals:
+        parts.append("<p class='muted'>Grants revoked and standing memberships removed because of a leaver, a "
+                     "mover or drift, with the hours from detection to removal.</p>")
+        parts.append(_table(["user", "provider", "group", "reason", "request", "detected", "removed", "hours",
+                             f"within {sla_hours:g} h SLA"],
+                            [[r["user"], r["provider"], r["group"], r["reason"], r["request_id"], r["detected_at"],
+                              r["removed_at"], r["hours"],
+                              "" if not r["hours"] else ("yes" if float(r["hours"]) <= sla_hours else "NO")]
+                             for r in removals]))
     parts.append(f"<h2>Drift: {sum(1 for d in figures.drift if d['type'] == 'drift.detected')} found</h2>")
     if figures.drift:
         parts.append("<p class='muted'>A member of a managed group with no grant behind them. It is resolved "

@@ -223,6 +223,14 @@ async def _final(deps: Deps, repo: Repository, record: RequestRecord, actor: str
         text = f"{record.ref} extended: now until {_ts(new_expiry)}."
         notices.append(Notice(record.requester, "status", text, record.id))
         return text, None
+    # a mover: the requester is judged again when the last approval lands, before anything is
+    # provisioned; an approver cannot grant access the requester has lost meanwhile (SPEC §3.6)
+    why = await extension_refusal(deps, policy, record, await deps.person(record.requester))
+    if why is not None:
+        await _fail(repo, record, why, now)
+        text = f"{record.ref} failed: you are no longer eligible for {record.profile} ({why}). Nothing was granted."
+        notices.append(Notice(record.requester, "status", text, record.id))
+        return f"{record.ref} failed: the requester is no longer eligible ({why}); nothing was provisioned.", None
     record.state, record.approved_at = APPROVED, now
     await repo.save_request(record)
     await repo.append("request.approved", actor=actor, ts=now, request=record, data={"auto": False})

@@ -23,6 +23,11 @@ if TYPE_CHECKING:
 Key = tuple[str, str, str]  # (provider, group, user)
 
 
+def drift_ref(finding_id: int | None) -> str:
+    """A finding's id as people see it: ``D-<n>``."""
+    return f"D-{finding_id or 0}"
+
+
 async def _snapshot(deps: Deps, since: datetime) -> tuple[list[RequestRecord], set[Key]]:
     """The grants holding now, and the memberships with a call pending or finished since ``since``."""
     async with deps.store.read() as repo:
@@ -83,23 +88,52 @@ async def detect_drift(deps: Deps, report: SweepReport) -> None:
             report.drift.append(f"{email} not in {provider_name}/{group} despite {record.ref}")
     if report.dry_run:
         return
+    refs: dict[Key, str] = {}
     async with deps.store.write() as repo:
         for finding in gone:
             await repo.resolve_drift(finding.id or 0, now)
-            data = {"provider": finding.provider, "group": finding.group, "user": finding.email}
+            # a member who left by other means is "gone"; a holder put back in the group is "restored"
+            data = {"id": drift_ref(finding.id), "provider": finding.provider, "group": finding.group,
+                    "user": finding.email, "resolution": "gone" if finding.kind == "member" else "restored"}
             if finding.kind != "member":
                 data["member"] = False
             await repo.append("drift.resolved", actor=SYSTEM, ts=now, data=data)
         for (provider_name, group, email), record in new.items():
-            await repo.add_drift(DriftRecord(provider=provider_name, group=group, email=email, first_seen=now,
-                                             kind=kind(record)))
-            data = {"provider": provider_name, "group": group, "user": email}
+            finding = DriftRecord(provider=provider_name, group=group, email=email, first_seen=now, kind=kind(record))
+            await repo.add_drift(finding)
+            refs[(provider_name, group, email)] = drift_ref(finding.id)
+            data = {"id": drift_ref(finding.id), "provider": provider_name, "group": group, "user": email}
             if record is not None:
                 data.update(member=False, request_id=record.ref)
             await repo.append("drift.detected", actor=SYSTEM, ts=now, data=data)
+    await escalate_drift(deps, report, [d for d in open_findings if d not in gone])
     if not new:
         return
     text = "Drift: " + "; ".join(
-        f"{e} is in {p}/{g} with no active grant" if r is None else f"{e} holds {r.ref} but is not in {p}/{g}"
+        f"{refs[(p, g, e)]}: {e} is in {p}/{g} with no active grant (`drift remove {refs[(p, g, e)]} because …` "
+        f"or `drift accept {refs[(p, g, e)]} for <duration> because …`)" if r is None else
+        f"{refs[(p, g, e)]}: {e} holds {r.ref} but is not in {p}/{g} (re-add it by ending and requesting again, "
+        f"or `revoke {r.ref} because …`)"
         for (p, g, e), r in new.items())
     await deps.notifier.notify([Notice(m, "drift", text, None) for m in sorted(deps.policy.security_members())])
+
+
+async def escalate_drift(deps: Deps, report: SweepReport, still_open: list[DriftRecord]) -> None:
+    """Open findings older than ``safety.drift_sla`` go to the security team again, once each."""
+    sla = deps.policy.safety.drift_sla
+    late = [d for d in still_open if report.as_of - d.first_seen >= sla]
+    if not late or report.dry_run:
+        return
+    now = deps.now()
+    escalated = []
+    async with deps.store.write() as repo:
+        for finding in late:
+            if await repo.first_seen(f"drift.escalated:{finding.id}", now):
+                await repo.append("drift.escalated", actor=SYSTEM, ts=now, data={
+                    "id": drift_ref(finding.id), "provider": finding.provider, "group": finding.group,
+                    "user": finding.email})
+                escalated.append(finding)
+    if escalated:
+        text = "Drift still open past the SLA: " + "; ".join(
+            f"{drift_ref(d.id)}: {d.email} in {d.provider}/{d.group}" for d in escalated)
+        await deps.notifier.notify([Notice(m, "drift", text, None) for m in sorted(deps.policy.security_members())])

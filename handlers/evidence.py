@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from handlers.audit import GENESIS, ChainVerifier, Verification, format_ts
+from handlers.compliance.removals import REMOVAL_COLUMNS
 from handlers.evidence_check import CheckSource, contradictions, tracking
 from handlers.evidence_figures import INTERESTING, Figures
 from handlers.policy import PolicyError, parse_policy
@@ -305,6 +306,8 @@ async def build_pack(source: EvidenceSource, period: Period, out: Path, *, gener
             _csv_member(zf, "grants.csv", rules.GRANT_COLUMNS, rows.grant_rows(), summary, figures.grant_row)
             _csv_member(zf, "exceptions.csv", rules.EXCEPTION_COLUMNS, rows.request_rows("exception"), summary,
                         figures.exception_row)
+            # removals not caused by a grant's own end (SPEC §6), from the period's events
+            _csv_member(zf, "removals.csv", REMOVAL_COLUMNS, figures.removals.rows, summary)
             # access reviews started in the period (SPEC §7): the campaigns' own records
             _csv_member(zf, "reviews.csv", REVIEW_COLUMNS,
                         [_cells(r) async for r in source.reviews_started(start, end)], summary)

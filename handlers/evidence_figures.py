@@ -7,12 +7,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from handlers.compliance.removals import TYPES as REMOVAL_TYPES
+from handlers.compliance.removals import RemovalRows
 from handlers.policy import Policy
 
 LIMIT = 1000  # rows of one kind the report lists (the files hold them all)
 REFUSALS = frozenset({"request.refused", "approval.refused", "command.refused"})
 INTERESTING = frozenset({"policy.loaded", "user.terminated", "grant.revoked", "drift.detected", "drift.resolved",
-                         "request.submitted", "approval.granted", *REFUSALS})
+                         "request.submitted", "approval.granted", *REFUSALS, *REMOVAL_TYPES})
 
 
 def at(ts: str) -> datetime:
@@ -42,6 +44,7 @@ class Figures:
     refusal_counts: dict[str, int] = field(default_factory=dict)
     terminations: list[dict[str, Any]] = field(default_factory=list)
     drift: list[dict[str, Any]] = field(default_factory=list)
+    removals: RemovalRows = field(default_factory=RemovalRows)  # removals.csv (SPEC §6)
     policy_versions: list[tuple[str, str]] = field(default_factory=list)
     policy_shas: set[str] = field(default_factory=set)
     chain_ok: bool | None = None
@@ -107,6 +110,8 @@ class Figures:
     def event(self, event: dict[str, Any]) -> None:
         kind, data, ts = event["type"], event.get("data") or {}, event["ts"]
         rid = event.get("request_id") or ""
+        if kind in REMOVAL_TYPES:
+            self.removals.event(event)
         if kind == "request.submitted" and len(self._submitted) < 200_000:
             self._submitted[rid] = at(ts)
         elif kind == "approval.granted":

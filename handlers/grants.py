@@ -123,7 +123,7 @@ async def plan_membership_removal(repo: Repository, provider: str, group: str, e
                                   now: datetime) -> OpRecord | None:
     """Record the removal of a standing membership (no grant behind it) through the provisioning intents.
 
-    ``reason`` (``review``, ``terminated``) goes into ``membership.removed`` {provider, group, user,
+    ``reason`` (``review``, ``terminated``, ``drift``, ``ineligible``) goes into ``membership.removed`` {provider, group, user,
     reason, correlation_id} when the provider has done it; failures are retried like a grant's
     removal and reported to the security team. Nothing is planned when a grant now covers the
     membership or the same removal is already pending.
@@ -131,9 +131,8 @@ async def plan_membership_removal(repo: Repository, provider: str, group: str, e
     email = email.lower()
     if await repo.find_requests(requester=email, states=HOLDING_STATES, provider=provider, group=group):
         return None
-    if any(o.status == "pending" and o.op == "remove" and (o.provider, o.group, o.email) == (provider, group, email)
-           for o in await repo.ops_for(STANDING)):
-        return None
+    if any(o.op == "remove" for o in await repo.ops_for_member(provider, group, email, statuses=("pending",))):
+        return None  # a removal of this membership is queued already
     op = OpRecord(request_id=STANDING, op="remove", provider=provider, group=group, email=email, created_at=now,
                   reason=reason)
     await repo.add_op(op)

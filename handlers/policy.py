@@ -31,7 +31,7 @@ _CRON_FIELDS = ((0, 59, ()), (0, 23, ()), (1, 31, ()), (1, 12, _MONTHS), (0, 6, 
 
 STEP_HELP = "use manager, owner, {any_of: G}, {all_of: G}, {n_of: N, from: G} or {user: EMAIL}"
 TOP_KEYS = {"version", "approver_groups", "security_team", "profiles", "reminders", "schedule", "reviews",
-            "evidence"}
+            "evidence", "safety"}
 PROFILE_KEYS = {"id", "title", "owner", "risk", "provider", "group", "eligible", "ineligible", "duration",
                 "justification", "ticket", "approval", "auto_approve", "exception", "description"}
 
@@ -112,6 +112,15 @@ class EvidenceSchedule:
 
 
 @dataclass(frozen=True)
+class Safety:
+    """The safety block (SPEC §3.6): a brake on bulk removals, patience with people not found."""
+
+    max_removals: int = 25
+    unknown_grace: timedelta = timedelta(hours=1)
+    drift_sla: timedelta = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
 class Profile:
     id: str
     title: str
@@ -141,6 +150,7 @@ class Policy:
     reminders: Reminders = Reminders()
     schedule: Schedule = Schedule()
     reviews: tuple[Review, ...] = ()
+    safety: Safety = Safety()
 
     def review(self, review_id: str) -> Review | None:
         key = review_id.strip().lower()

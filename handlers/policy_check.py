@@ -456,9 +456,12 @@ def build_policy(raw: bytes, source: str = "<policy>") -> Policy:
     from handlers.evidence_schedule import check_evidence
 
     evidence = check_evidence(c, data, {str(e.get("id")).strip().lower() for e in raw_profiles if isinstance(e, dict)})
+    from handlers.compliance.safety import check_safety  # the safety block (SPEC §3.6)
+
+    safety = check_safety(c, data)
     if c.issues:
         raise PolicyError(sorted(c.issues, key=lambda i: (i.line or 0)))
     assert version is not None
     return Policy(version=version, sha256=hashlib.sha256(raw).hexdigest(), raw=raw, approver_groups=groups,
                   security_team=str(security) if security is not None else None, profiles=tuple(profiles),
-                  reminders=reminders, schedule=schedule, reviews=reviews, evidence=evidence)
+                  reminders=reminders, schedule=schedule, reviews=reviews, evidence=evidence, safety=safety)

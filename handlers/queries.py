@@ -33,6 +33,8 @@ HELP_SECURITY = [
     ("verify", "verify the audit chain"),
     ("evidence <from> <to>", "an evidence pack for a period (dates YYYY-MM-DD)"),
     ("report drift|terminations|access [<profile>]", "compliance reports"),
+    ("drift [remove D-n because <reason>]", "open drift findings; remove a member no grant explains"),
+    ("resume removals", "run the bulk removals the safety brake paused"),
 ]
 
 

@@ -96,6 +96,8 @@ class OpRecord:
     leased_until: datetime | None = None  # a process owns the call until then (it is in flight)
     reason: str | None = None  # a standing membership's removal (request_id 0): review | terminated
     id: int | None = None
+    # why a membership no grant holds is removed (``terminated``, ``drift``, ``review``); request_id is 0 then
+    reason: str | None = None
 
     @property
     def member(self) -> tuple[str, str, str]:
@@ -143,3 +145,19 @@ class DriftRecord:
     id: int | None = None
     kind: str = "member"  # member: in the group with no grant; missing: holds a grant, not in the group
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LeaverRecord:
+    """A person the identity provider reports inactive or no longer finds (SPEC §3.6).
+
+    ``first_seen`` is the real instant of the first sweep that saw it, ``first_judged`` the instant that
+    sweep judged as of (the unknown grace is counted on it); ``terminated_at`` is set once, when the
+    person became a leaver (``user.terminated``).
+    """
+
+    email: str
+    found: bool
+    first_seen: datetime
+    first_judged: datetime
+    terminated_at: datetime | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from handlers import approvals, queries, requests
+from handlers.compliance.commands import COMPLIANCE_COMMANDS, handle_compliance, parse_compliance
 from handlers.context import SYSTEM, Deps, one_lookup_per_person
 from handlers.grammar import (
     SECURITY_COMMANDS,
@@ -59,6 +60,9 @@ class AccessService:
 
     def parse(self, text: str) -> Command:
         review = parse_review(text)  # the access review words (SPEC §7) first
+        compliance = parse_compliance(text)  # leavers, drift and the safety brake (SPEC §3.6)
+        if compliance is not None:
+            return compliance  # type: ignore[return-value]
         if review is not None:
             return review  # type: ignore[return-value]
         return parse(text, [p.id for p in self.deps.policy.profiles])
@@ -99,6 +103,8 @@ class AccessService:
                          kind="refusal", rule="inactive")
         if isinstance(cmd, REQUEST_COMMANDS) and await queries.hidden_from(deps, who, cmd.request_id):
             return await self._hidden(actor, cmd)
+        if isinstance(cmd, COMPLIANCE_COMMANDS):
+            return await handle_compliance(deps, actor, cmd)
         if isinstance(cmd, REVIEW_COMMANDS):
             return await handle_review(deps, actor, cmd, channel)
         match cmd:

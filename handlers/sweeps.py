@@ -16,12 +16,14 @@ from handlers.anchors import anchor_head
 from handlers.approvals import _chain, asked_at_open, open_step
 from handlers.audit import format_ts
 from handlers.chains import open_step_unsatisfiable, pin_step
+from handlers.compliance.leavers import terminate_inactive
+from handlers.compliance.movers import revoke_ineligible
 from handlers.context import SYSTEM, Deps
 from handlers.drift import detect_drift
 from handlers.durations import format_duration
 from handlers.grants import end_membership, run_due_ops
 from handlers.ports import Notice
-from handlers.records import ACTIVE, APPROVED, CANCELLED, HOLDING_STATES, PENDING, RequestRecord
+from handlers.records import ACTIVE, HOLDING_STATES, PENDING
 
 SEEN_EVENTS_KEPT = timedelta(days=1)
 
@@ -33,6 +35,8 @@ class SweepReport:
     expired: list[str] = field(default_factory=list)
     terminated: list[str] = field(default_factory=list)
     revoked: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)  # "email from provider/group": memberships no grant holds
+    unconfirmed: list[str] = field(default_factory=list)  # not found at the IdP, within safety.unknown_grace
     drift: list[str] = field(default_factory=list)
     reminded: list[str] = field(default_factory=list)
     escalated: list[str] = field(default_factory=list)
@@ -44,16 +48,22 @@ class SweepReport:
     reviews_escalated: list[str] = field(default_factory=list)
     reviews_closed: list[str] = field(default_factory=list)
     repaired: int = 0
+    paused: int = 0  # bulk removals held by the safety brake (SPEC §3.6)
 
     def lines(self) -> list[str]:
         verb = "would " if self.dry_run else ""
         out = [f"sweep as of {format_ts(self.as_of)}{' (dry run: nothing changed)' if self.dry_run else ''}"]
         for name, items in (("expire", self.expired), ("terminate", self.terminated), ("revoke", self.revoked),
+                            ("remove", self.removed),
                             ("report drift", self.drift), ("remind", self.reminded),
                             ("escalate", self.escalated), ("warn", self.warned), ("fail", self.failed),
                             ("start review", self.reviews_started), ("remind reviewer", self.reviews_reminded),
                             ("escalate review", self.reviews_escalated), ("close review", self.reviews_closed)):
             out.append(f"{verb}{name}: {len(items)}" + (f" — {', '.join(items)}" if items else ""))
+        if self.paused:
+            out.append(f"removals paused by the safety brake: {self.paused} (say `resume removals` to run them)")
+        if self.unconfirmed:
+            out.append(f"not found, waiting for the grace: {len(self.unconfirmed)} — {', '.join(self.unconfirmed)}")
         if self.unchecked:
             out.append(f"could not check: {len(self.unchecked)} — {'; '.join(self.unchecked)}")
         if self.repaired:
@@ -99,47 +109,6 @@ async def expire_due(deps: Deps, report: SweepReport) -> None:
                               f"{record.group}.", record.id))
     if due and not report.dry_run:
         await run_due_ops(deps, limit=len(due) * 2 + 100)  # the removals, batched where the provider can
-    await deps.notifier.notify(notices)
-
-
-async def terminate_inactive(deps: Deps, report: SweepReport) -> None:
-    now = deps.now()
-    async with deps.store.read() as repo:
-        open_records = await repo.find_requests(states=(PENDING, APPROVED, ACTIVE))
-    by_user: dict[str, list[RequestRecord]] = {}
-    for r in open_records:
-        by_user.setdefault(r.requester, []).append(r)
-    notices: list[Notice] = []
-    for email, records in sorted(by_user.items()):
-        try:
-            person = await deps.person(email)
-        except Exception as exc:  # one person the IdP cannot answer for must not shield everyone after them
-            report.unchecked.append(f"{email}: {str(exc)[:300] or type(exc).__name__}")
-            continue
-        if person is not None and person.active:
-            continue
-        report.terminated.append(email)
-        holding = [r for r in records if r.state in HOLDING_STATES]
-        report.revoked += [r.ref for r in holding]
-        if report.dry_run:
-            continue
-        async with deps.store.write() as repo:
-            await repo.append("user.terminated", actor=SYSTEM, ts=now, data={
-                "user": email, "found": person is not None,
-                "grants": [r.ref for r in holding], "pending": [r.ref for r in records if r.state == PENDING]})
-            for r in records:
-                fresh = await repo.get_request(r.id or 0)
-                if fresh is not None and fresh.state == PENDING:
-                    fresh.state, fresh.ended_at, fresh.end_reason = CANCELLED, now, "terminated"
-                    await repo.save_request(fresh)
-                    await repo.append("request.cancelled", actor=SYSTEM, ts=now, request=fresh,
-                                      data={"reason": "terminated"})
-        for r in holding:
-            await _end(deps, r.id or 0, "revoked", "grant.revoked", now, {"reason": "terminated"})
-        await run_due_ops(deps)
-        revoked = ", ".join(r.ref for r in holding) or "nothing"
-        notices += [Notice(m, "info", f"{email} is no longer active: revoked {revoked}.", None)
-                    for m in sorted(deps.policy.security_members())]
     await deps.notifier.notify(notices)
 
 
@@ -246,6 +215,7 @@ async def sweep(deps: Deps, *, dry_run: bool = False, drift: bool = True) -> Swe
         report.repaired = await run_due_ops(deps)
     await expire_due(deps, report)
     await terminate_inactive(deps, report)
+    await revoke_ineligible(deps, report)
     await remind_pending(deps, report)
     await warn_expiring(deps, report)
     if drift:

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from handlers.audit import GENESIS, ChainVerifier, Verification, canonical_body, canonical_json, event_hash, format_ts
 from handlers.origin import stamp
-from handlers.records import AuditEvent, DecisionRecord, DriftRecord, OpRecord, RequestRecord, req_id
+from handlers.records import AuditEvent, DecisionRecord, DriftRecord, LeaverRecord, OpRecord, RequestRecord, req_id
 from store import schema as t
 from store.db import backend, make_async_engine
 from store.review_repository import ReviewRepositoryMixin
@@ -319,6 +319,33 @@ class SqlRepository(ReviewRepositoryMixin):
         return (await self.conn.execute(select(func.min(c.next_attempt_at)).where(c.status == "pending"))).scalar()
 
     # -- drift ------------------------------------------------------------------------------
+    async def get_leaver(self, email: str) -> LeaverRecord | None:
+        c = t.leavers.c
+        row = (await self.conn.execute(select(t.leavers).where(c.email == email))).first()
+        if row is None:
+            return None
+        m = row._mapping
+        return LeaverRecord(email=m["email"], found=bool(m["found"]), first_seen=m["first_seen"],
+                            first_judged=m["first_judged"], terminated_at=m["terminated_at"])
+
+    async def save_leaver(self, record: LeaverRecord) -> None:
+        values = {"found": record.found, "first_seen": record.first_seen, "first_judged": record.first_judged,
+                  "terminated_at": record.terminated_at}
+        await self.conn.execute(delete(t.leavers).where(t.leavers.c.email == record.email))
+        await self.conn.execute(insert(t.leavers).values(email=record.email, **values))
+
+    async def forget_leaver(self, email: str) -> None:
+        await self.conn.execute(delete(t.leavers).where(t.leavers.c.email == email))
+
+    async def get_state(self, key: str) -> dict[str, Any] | None:
+        c = t.compliance_state.c
+        row = (await self.conn.execute(select(c.value).where(c.key == key))).first()
+        return json.loads(row[0]) if row else None
+
+    async def set_state(self, key: str, value: dict[str, Any], at: datetime) -> None:
+        await self.conn.execute(delete(t.compliance_state).where(t.compliance_state.c.key == key))
+        await self.conn.execute(insert(t.compliance_state).values(key=key, value=json.dumps(value), updated_at=at))
+
     async def open_drift(self) -> list[DriftRecord]:
         c = t.drift_findings.c
         rows = (await self.conn.execute(
@@ -328,9 +355,10 @@ class SqlRepository(ReviewRepositoryMixin):
                 for m in (r._mapping for r in rows)]
 
     async def add_drift(self, record: DriftRecord) -> None:
-        await self.conn.execute(insert(t.drift_findings).values(
+        result = await self.conn.execute(insert(t.drift_findings).values(
             provider=record.provider, group_name=record.group, email=record.email,
             first_seen=record.first_seen, resolved_at=None, kind=record.kind))
+        record.id = int(result.inserted_primary_key[0])  # type: ignore[index]
 
     async def resolve_drift(self, record_id: int, at: datetime) -> None:
         await self.conn.execute(update(t.drift_findings).where(t.drift_findings.c.id == record_id)

@@ -143,7 +143,8 @@ provider_ops = Table(
     Column("done_at", UTCDateTime),
     # set while a process owns the call (claimed, no answer recorded yet): the call is in flight
     Column("leased_until", UTCDateTime),
-    Column("reason", String(40)),  # why a membership without a grant behind it is removed (review, terminated)
+    # why a membership no grant holds is removed (request_id is 0 then): terminated | drift | review
+    Column("reason", String(40)),
     Index("ix_provider_ops_status_next", "status", "next_attempt_at"),
     Index("ix_provider_ops_member", "email", "group_name"),
 )
@@ -154,6 +155,24 @@ directory_memberships = Table(
     Column("group_name", String(300), primary_key=True),
     Column("email", String(320), primary_key=True),
     Column("present", Boolean, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+leavers = Table(
+    "leavers",
+    metadata,
+    Column("email", String(320), primary_key=True),
+    Column("found", Boolean, nullable=False),
+    Column("first_seen", UTCDateTime, nullable=False),
+    Column("first_judged", UTCDateTime, nullable=False),
+    Column("terminated_at", UTCDateTime),
+)
+
+compliance_state = Table(
+    "compliance_state",
+    metadata,
+    Column("key", String(100), primary_key=True),
+    Column("value", Text, nullable=False),  # JSON
     Column("updated_at", UTCDateTime, nullable=False),
 )
 

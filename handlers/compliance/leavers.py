@@ -1,0 +1,140 @@
+"""Leavers (SPEC §3.6): a person the identity provider reports inactive loses, at the sweep that sees
+it, every active grant and every other membership of a managed group, standing or added outside the
+bot. A person the identity provider no longer finds is a leaver only after two sweeps at least
+``safety.unknown_grace`` apart: a renamed login or a half-written directory file revokes nobody at once.
+
+Grants end as a revocation does (``grant.revoked`` reason ``terminated``); every other membership is
+removed on the provisioning path of grants (``plan_membership_removal``), recorded as
+``membership.removed`` reason ``terminated`` when the provider has done it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from handlers.audit import format_ts
+from handlers.compliance.brake import may_remove
+from handlers.context import SYSTEM, Deps
+from handlers.grants import plan_membership_removal, run_due_ops
+from handlers.ports import Notice, Person
+from handlers.records import ACTIVE, APPROVED, CANCELLED, HOLDING_STATES, PENDING, LeaverRecord, RequestRecord
+
+if TYPE_CHECKING:
+    from handlers.sweeps import SweepReport
+
+Membership = tuple[str, str]  # (provider, group)
+
+
+async def managed_memberships(deps: Deps, report: SweepReport) -> dict[str, set[Membership]]:
+    """Who is in which managed group now, by email (a group that cannot be listed is named in the report)."""
+    out: dict[str, set[Membership]] = {}
+    for provider_name, group in sorted({(p.provider, p.group) for p in deps.policy.profiles}):
+        provider = deps.providers.get(provider_name)
+        if provider is None:
+            continue
+        try:
+            members = await provider.list_members(group)
+        except Exception as exc:  # that group is looked at again next sweep; the others go on
+            report.failed.append(f"leavers {provider_name}/{group}: {str(exc)[:300] or type(exc).__name__}")
+            continue
+        for email in members:
+            out.setdefault(email.lower(), set()).add((provider_name, group))
+    return out
+
+
+async def _is_leaver(deps: Deps, email: str, person: Person | None, report: SweepReport) -> LeaverRecord | None:
+    """Track a person not active at the identity provider; the record when they are a leaver now."""
+    now, judged = deps.now(), report.as_of
+    async with deps.store.read() as repo:
+        known = await repo.get_leaver(email)
+    if person is not None and person.active:
+        if known is not None and known.terminated_at is None and not report.dry_run:
+            async with deps.store.write() as repo:
+                await repo.forget_leaver(email)  # found active again: the grace starts over next time
+        return None
+    found = person is not None
+    if known is None or (known.terminated_at is None and known.found != found):
+        known = LeaverRecord(email=email, found=found, first_seen=now, first_judged=judged)
+        if not report.dry_run:
+            async with deps.store.write() as repo:
+                await repo.save_leaver(known)
+    if known.terminated_at is None and not found and judged - known.first_judged < deps.policy.safety.unknown_grace:
+        report.unconfirmed.append(email)
+        return None
+    return known
+
+
+async def terminate_inactive(deps: Deps, report: SweepReport) -> None:
+    """Revoke every grant and remove every other managed membership of each leaver."""
+    from handlers.sweeps import _end  # ending a grant is shared with expiry and revoke
+
+    now = deps.now()
+    async with deps.store.read() as repo:
+        open_records = await repo.find_requests(states=(PENDING, APPROVED, ACTIVE))
+    by_user: dict[str, list[RequestRecord]] = {}
+    for r in open_records:
+        by_user.setdefault(r.requester, []).append(r)
+    members = await managed_memberships(deps, report)
+    due: list[tuple[str, Person | None, LeaverRecord, list[RequestRecord], list[Membership]]] = []
+    for email in sorted(set(by_user) | set(members)):
+        records = by_user.get(email, [])
+        try:
+            person = await deps.person(email)
+        except Exception as exc:  # one person the IdP cannot answer for must not shield everyone after them
+            report.unchecked.append(f"{email}: {str(exc)[:300] or type(exc).__name__}")
+            continue
+        leaver = await _is_leaver(deps, email, person, report)
+        if leaver is None:
+            continue
+        holding = [r for r in records if r.state in HOLDING_STATES]
+        held = {(r.provider, r.group) for r in holding}
+        standing = sorted(members.get(email, set()) - held)
+        if leaver.terminated_at is not None and not records and not standing:
+            continue
+        due.append((email, person, leaver, records, standing))
+    removals = [f"{email} from {r.provider}/{r.group}" for email, _, _, records, _ in due
+                for r in records if r.state in HOLDING_STATES]
+    removals += [f"{email} from {p}/{g}" for email, _, _, _, standing in due for p, g in standing]
+    if not await may_remove(deps, len(removals), removals, "terminated", dry_run=report.dry_run):
+        report.paused += len(removals)
+        return
+    notices: list[Notice] = []
+    for email, person, leaver, records, standing in due:
+        holding = [r for r in records if r.state in HOLDING_STATES]
+        first_time = leaver.terminated_at is None
+        report.terminated.append(email)
+        report.revoked += [r.ref for r in holding]
+        report.removed += [f"{email} from {p}/{g}" for p, g in standing]
+        if report.dry_run:
+            continue
+        planned = []
+        async with deps.store.write() as repo:
+            fresh_leaver = await repo.get_leaver(email)
+            if fresh_leaver is not None and fresh_leaver.terminated_at is None:
+                fresh_leaver.terminated_at = now
+                await repo.save_leaver(fresh_leaver)
+                await repo.append("user.terminated", actor=SYSTEM, ts=now, data={
+                    "user": email, "found": person is not None, "first_seen": format_ts(leaver.first_seen),
+                    # hours since the first sweep that saw them (the termination SLA counts from there)
+                    "inactive_hours": round((now - leaver.first_seen).total_seconds() / 3600, 3),
+                    "grants": [r.ref for r in holding], "pending": [r.ref for r in records if r.state == PENDING],
+                    "memberships": [f"{p}/{g}" for p, g in standing]})
+            for r in records:
+                fresh = await repo.get_request(r.id or 0)
+                if fresh is not None and fresh.state == PENDING:
+                    fresh.state, fresh.ended_at, fresh.end_reason = CANCELLED, now, "terminated"
+                    await repo.save_request(fresh)
+                    await repo.append("request.cancelled", actor=SYSTEM, ts=now, request=fresh,
+                                      data={"reason": "terminated"})
+        for r in holding:
+            await _end(deps, r.id or 0, "revoked", "grant.revoked", now, {"reason": "terminated"})
+        async with deps.store.write() as repo:
+            for provider_name, group in standing:
+                if await plan_membership_removal(repo, provider_name, group, email, "terminated", now):
+                    planned.append(f"{provider_name}/{group}")
+        await run_due_ops(deps)
+        if first_time or holding or planned:
+            revoked = ", ".join([r.ref for r in holding] + planned) or "nothing"
+            notices += [Notice(m, "info", f"{email} is no longer active: revoked {revoked}.", None)
+                        for m in sorted(deps.policy.security_members())]
+    await deps.notifier.notify(notices)

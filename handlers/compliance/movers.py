@@ -1,0 +1,62 @@
+"""Movers (SPEC §3.6): an active grant whose holder is no longer eligible for its profile is revoked at
+the next sweep (``grant.revoked`` reason ``ineligible: <rule>``); exceptions are exceptions and stay.
+The holder and the security team are told. The removals count against the safety brake."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from handlers.compliance.brake import may_remove
+from handlers.context import Deps
+from handlers.eligibility import ineligibility, memberships_of
+from handlers.grants import run_due_ops
+from handlers.ports import Notice
+from handlers.records import ACTIVE, RequestRecord
+
+if TYPE_CHECKING:
+    from handlers.sweeps import SweepReport
+
+
+def mover_reason(why: str) -> str:
+    """``ineligible: <rule>`` as §3.1 names it: the ``ineligible`` rule that matched, or ``not eligible``."""
+    return why if why.startswith("ineligible: ") else "ineligible: not eligible"
+
+
+async def revoke_ineligible(deps: Deps, report: SweepReport) -> None:
+    """Revoke each standard grant whose (active) holder the profile no longer admits."""
+    from handlers.sweeps import _end  # ending a grant is shared with expiry and revoke
+
+    async with deps.store.read() as repo:
+        active = await repo.find_requests(states=(ACTIVE,))
+    due: list[tuple[RequestRecord, str]] = []
+    for record in active:
+        if record.kind == "exception" or record.requester in report.terminated:
+            continue
+        profile = deps.policy.profile(record.profile)
+        if profile is None:
+            continue
+        try:
+            person = await deps.person(record.requester)
+        except Exception:  # named by the leaver sweep already; judged again next sweep
+            continue
+        if person is None or not person.active:
+            continue  # a leaver, or someone within the unknown grace: the leaver sweep decides
+        why = ineligibility(profile, person, await memberships_of(deps, person.email))
+        if why is not None:
+            due.append((record, mover_reason(why)))
+    sample = [f"{r.requester} from {r.provider}/{r.group} ({r.ref})" for r, _ in due]
+    if not await may_remove(deps, len(due), sample, "ineligible", dry_run=report.dry_run):
+        report.paused += len(due)
+        return
+    report.revoked += [r.ref for r, _ in due]
+    if report.dry_run or not due:
+        return
+    now = deps.now()
+    notices: list[Notice] = []
+    for record, reason in due:
+        await _end(deps, record.id or 0, "revoked", "grant.revoked", now, {"reason": reason})
+        text = f"{record.ref} ({record.profile}) was revoked: {record.requester} is no longer eligible ({reason})."
+        notices.append(Notice(record.requester, "status", text, record.id))
+        notices += [Notice(m, "info", text, record.id) for m in sorted(deps.policy.security_members())]
+    await run_due_ops(deps)
+    await deps.notifier.notify(notices)

@@ -1,0 +1,57 @@
+"""``removals.csv`` of the evidence pack (SPEC §6): every removal not caused by a grant's own expiry,
+release or revoke, with the hours from detection to removal, derived from the audit events."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from handlers.audit import format_ts
+
+REMOVAL_COLUMNS = ["user", "provider", "group", "reason", "request_id", "detected_at", "removed_at", "hours"]
+TYPES = frozenset({"user.terminated", "grant.revoked", "membership.removed", "drift.detected"})
+
+
+def _at(ts: str) -> datetime:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
+
+
+class RemovalRows:
+    """Fed the audit events in order; ``rows`` are the removals seen so far."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.limit = limit
+        self._detected: dict[str, str] = {}  # user -> when the first sweep saw them inactive
+        self._grant_user: dict[str, str] = {}  # REQ-n -> the leaver holding it
+        self._drift: dict[tuple[str, str, str], str] = {}  # (provider, group, user) -> detected_at
+
+    def event(self, event: dict[str, Any]) -> None:
+        data = event.get("data") or {}
+        kind, ts = event["type"], event["ts"]
+        if kind == "user.terminated":
+            user = str(data.get("user"))
+            self._detected[user] = format_ts(_at(ts) - timedelta(hours=float(data.get("inactive_hours") or 0)))
+            for ref in data.get("grants") or []:
+                self._grant_user[ref] = user
+        elif kind == "drift.detected" and data.get("member", True):
+            self._drift[(str(data.get("provider")), str(data.get("group")), str(data.get("user")))] = ts
+        elif kind == "grant.revoked" and (data.get("reason") == "terminated"
+                                          or str(data.get("reason", "")).startswith("ineligible")):
+            user = self._grant_user.get(event.get("request_id") or "", "")
+            reason = "terminated" if data.get("reason") == "terminated" else "ineligible"
+            self._add(user, data, reason, event.get("request_id") or "", self._detected.get(user, ""), ts)
+        elif kind == "membership.removed":
+            user = str(data.get("user"))
+            reason = str(data.get("reason"))
+            detected = self._detected.get(user, "") if reason == "terminated" else self._drift.get(
+                (str(data.get("provider")), str(data.get("group")), user), "") if reason == "drift" else ""
+            self._add(user, data, reason, str(data.get("request_id") or ""), detected, ts)
+
+    def _add(self, user: str, data: dict[str, Any], reason: str, request_id: str, detected: str, removed: str) -> None:
+        if len(self.rows) >= self.limit:
+            return
+        hours = f"{(_at(removed) - _at(detected)).total_seconds() / 3600:.2f}" if detected else ""
+        self.rows.append({"user": user, "provider": data.get("provider", ""), "group": data.get("group", ""),
+                          "reason": reason, "request_id": request_id, "detected_at": detected,
+                          "removed_at": removed, "hours": hours})

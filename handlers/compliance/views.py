@@ -1,0 +1,30 @@
+"""View-models of the compliance notices the cards render (SPEC §3.6): a drift finding, a paused brake."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DriftView:
+    id: str  # D-n
+    provider: str
+    group: str
+    user: str
+    member: bool  # True: in the group with no grant; False: holds a grant but is not in the group
+    first_seen: str  # ISO 8601
+    request_id: str | None = None  # the grant, for a holder who is not a member
+
+
+@dataclass(frozen=True)
+class PauseView:
+    reason: str  # terminated | ineligible | review
+    count: int
+    limit: int
+    sample: tuple[str, ...]
+
+
+# the verbs of the buttons, the same as the chat words (Slack action_id, Teams Action.Execute verb)
+VERB_DRIFT_REMOVE = "drift_remove"
+VERB_DRIFT_ACCEPT = "drift_accept"
+VERB_RESUME = "resume_removals"
