@@ -75,6 +75,12 @@ def is_personal(context: TurnContext) -> bool:
     return bool(conv) and (conv.conversation_type or "personal") == "personal"
 
 
+def one_to_one(context: TurnContext) -> bool:
+    """A personal chat for certain: not a channel, not a group chat (the conversation's type and ``isGroup``)."""
+    conv = context.activity.conversation
+    return is_personal(context) and not bool(getattr(conv, "is_group", False))
+
+
 class AddressBook:
     """Saves conversation references in the store (the record), skipping writes this process already made.
 
