@@ -305,6 +305,12 @@ class SqlDashboardSource:
             q = q.where(c.ts >= since)
         return [event_from_row(r) for r in await self._rows(q.order_by(c.seq).limit(limit))]
 
+    async def recent_events(self, types: Sequence[str], *, limit: int) -> list[AuditEvent]:
+        c = t.audit_events.c
+        rows = await self._rows(select(t.audit_events).where(c.type.in_(list(types))).order_by(c.seq.desc())
+                                .limit(limit))
+        return [event_from_row(r) for r in reversed(rows)]
+
     async def holding(self, *, requester: str | None = None) -> list[RequestRecord]:
         c = t.requests.c
         q = select(t.requests).where(c.state.in_(("approved", ACTIVE)))

@@ -17,6 +17,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from bot.bootstrap import App
 from bot.web import charts
 from handlers.dashboard.chain import ChainWatch
+from handlers.dashboard.pages import moment
 from store.dashboard import SqlDashboardSource
 from store.evidence_queries import SqlReportSource
 
@@ -44,7 +45,7 @@ def templates() -> Environment:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
                       trim_blocks=True, lstrip_blocks=True)
     env.globals.update(bars=charts.bars, meter=charts.meter, percent=charts.percent, hours=charts.hours,
-                       prefix=PREFIX)
+                       moment=moment, prefix=PREFIX)
     return env
 
 
