@@ -17,7 +17,6 @@ from bot.teams.identity import (
     conversation_reference,
     identify,
     is_personal,
-    one_to_one,
     remember,
 )
 from bot.teams.invoke import CARD_TYPE, InvokeHandler, InvokeResponse, card_response
@@ -89,7 +88,7 @@ class AccessBot(ActivityHandler):
         text = TurnContext.remove_recipient_mention(turn_context.activity) or turn_context.activity.text or ""
         with acting_via("teams", sender_object_id(turn_context)):
             reply = await self.app.service.handle(person, self.app.service.parse(text), forms=True)
-        if reply.private and not one_to_one(turn_context):
+        if reply.private and not is_personal(turn_context):
             await self._answer_privately(turn_context, person, reply)
             return
         card = adaptive.reply_card(reply, viewer=person.email)

@@ -71,14 +71,12 @@ def conversation_reference(context: TurnContext) -> dict[str, Any]:
 
 
 def is_personal(context: TurnContext) -> bool:
+    """A personal (1:1) chat: not a channel, not a group chat. Teams names the type; a conversation that marks
+    itself a group (``isGroup``) is never personal, whatever its type says or leaves out."""
     conv = context.activity.conversation
-    return bool(conv) and (conv.conversation_type or "personal") == "personal"
-
-
-def one_to_one(context: TurnContext) -> bool:
-    """A personal chat for certain: not a channel, not a group chat (the conversation's type and ``isGroup``)."""
-    conv = context.activity.conversation
-    return is_personal(context) and not bool(getattr(conv, "is_group", False))
+    if not conv or getattr(conv, "is_group", False):
+        return False
+    return (conv.conversation_type or "personal") == "personal"
 
 
 class AddressBook:

@@ -46,10 +46,12 @@ def in_channel(h: TeamsHarness, email: str, text: str) -> dict[str, Any]:
     return act
 
 
-def in_group_chat(h: TeamsHarness, email: str, text: str) -> dict[str, Any]:
+def in_group_chat(h: TeamsHarness, email: str, text: str, *, typed: bool = True) -> dict[str, Any]:
     act = h.activity("message_personal", email, text=text)
     act["conversation"] = {"conversationType": "groupChat", "isGroup": True, "id": GROUP_CONVERSATION,
                            "tenantId": TENANT}
+    if not typed:  # a group that does not name its type is still a group
+        del act["conversation"]["conversationType"]
     return act
 
 
@@ -126,6 +128,16 @@ async def test_asked_in_a_group_chat_without_a_personal_chat_the_link_is_never_s
     [(kind, conversation, _)] = links_in(h.connector.of())
     assert kind == "send" and conversation != GROUP_CONVERSATION
     assert SENT_PRIVATELY in text_of(h.connector.of(conversation=GROUP_CONVERSATION)[-1])
+
+
+async def test_a_group_chat_that_does_not_name_its_type_is_never_taken_for_a_personal_one(teams: TeamsHarness) -> None:
+    h = teams
+    await ask(h, in_group_chat(h, BOB, "dashboard", typed=False))
+    [(kind, conversation, _)] = links_in(h.connector.of())
+    assert kind == "send" and conversation != GROUP_CONVERSATION
+    async with h.app.store.read() as repo:  # nor remembered as bob's personal chat (approval cards go there)
+        ref = await repo.address("teams", BOB)
+    assert ref is not None and ref["conversation"]["id"] == conversation
 
 
 async def test_a_link_from_a_channel_request_expires_and_cannot_swap_another_session(teams: TeamsHarness) -> None:
