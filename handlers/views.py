@@ -92,6 +92,7 @@ class Reply:
 
     ``text`` is a complete plain-text answer (the console prints it); ``kind`` and the typed
     fields let richer channels render cards. ``rule`` names the rule that refused, if any.
+    ``private`` marks an answer only its asker may read.
     """
 
     text: str
@@ -104,3 +105,6 @@ class Reply:
     form: FormRequest | None = None
     title: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    # A secret for the asker alone (a sign-in link): channels deliver it only where nobody else reads it
+    # (Slack: an ephemeral answer or a DM; Teams: the personal chat), never into a channel or group chat.
+    private: bool = False

@@ -154,6 +154,42 @@ class EntraProvider:
             result = app.acquire_token_for_client(scopes=self.scopes)
         return result
 
+    async def access_token(self) -> str:
+        """An app-only token for Graph (other Graph clients of the same app registration share its cache)."""
+        return await self._token()
+
+    def http_session(self) -> aiohttp.ClientSession:
+        """The HTTP session Graph calls go through (shared with other Graph clients of this provider)."""
+        return self._http()
+
+    # ----- a person's sign-in (OpenID Connect) -------------------------------------------------
+
+    async def begin_sign_in(self, redirect_uri: str, state: str) -> dict[str, Any]:
+        """Start a person's sign-in with this app registration: OpenID Connect, authorization code with PKCE.
+
+        The answer is msal's flow (``state``, ``nonce``, the PKCE verifier, ``auth_uri`` to send the browser
+        to); keep it server side until the browser comes back to ``redirect_uri``.
+        """
+        app = await asyncio.to_thread(self._client_app)
+        return dict(await asyncio.to_thread(app.initiate_auth_code_flow, [], redirect_uri=redirect_uri,
+                                            state=state, response_mode="query"))
+
+    async def finish_sign_in(self, flow: dict[str, Any], response: dict[str, str]) -> dict[str, Any]:
+        """Redeem the code the browser brought back (``response``: the callback's query) at the token endpoint.
+
+        msal checks the state and the nonce (and raises ``ValueError`` when they do not match); the answer holds
+        ``id_token`` or ``error``. No token of the person stays in the cache: the app needs none after sign-in.
+        """
+        def redeem() -> dict[str, Any]:
+            app = self._client_app()
+            try:
+                return dict(app.acquire_token_by_auth_code_flow(flow, response))
+            finally:
+                for account in app.get_accounts():
+                    app.remove_account(account)
+
+        return await asyncio.to_thread(redeem)
+
     async def ping(self) -> None:
         """Reachability for ``/healthz``: an app-only token can be had."""
         await self._token()

@@ -74,10 +74,10 @@ class SharePointTarget:
                     headers: dict[str, str] | None = None, auth: bool = True) -> Reply:
         sent = dict(headers or {})
         if auth:
-            sent["Authorization"] = f"Bearer {await self.provider._token()}"
+            sent["Authorization"] = f"Bearer {await self.provider.access_token()}"
         sent.setdefault("client-request-id", str(uuid.uuid4()))
         self.calls.append(f"{method} {url.split('?')[0]}")
-        session = self.provider._http()
+        session = self.provider.http_session()
         async with session.request(method, url, data=body, json=json_body, headers=sent, ssl=ssl_context(),
                                    timeout=aiohttp.ClientTimeout(total=self.policy.request_timeout)) as resp:
             data, text = await read_reply(resp)

@@ -75,22 +75,57 @@ class FileAnchor:
 
     def _last_in_file(self) -> tuple[int, str] | None:
         try:
-            fd = self._open(os.O_RDONLY)
+            last = last_anchor(self.path)
         except FileNotFoundError:
             return None
-        with os.fdopen(fd, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - 8192))
-            tail = f.read().decode("utf-8", "replace").splitlines()
-        for raw in reversed(tail):
-            try:
-                item = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(item, dict) and isinstance(item.get("seq"), int) and isinstance(item.get("hash"), str):
-                return item["seq"], item["hash"]
-        return None
+        return (last.seq, last.hash) if last else None
+
+
+def _open_regular(path: Path) -> int:
+    """The file, read-only; a symbolic link in its place or anything but a regular file is refused."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(f"the anchor file {path} is not a regular file")
+    return fd
+
+
+def last_anchor(path: str | Path) -> Anchored | None:
+    """The last anchor of the file, read from its tail (``line`` is 0: not counted); None when it holds none
+    there. ``FileNotFoundError`` when there is no file."""
+    with os.fdopen(_open_regular(Path(path)), "rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        f.seek(max(0, size - 8192))
+        tail = f.read().decode("utf-8", "replace").splitlines()
+    for raw in reversed(tail):
+        try:
+            item = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(item, dict) and isinstance(item.get("seq"), int) and isinstance(item.get("hash"), str):
+            return Anchored(0, item["seq"], item["hash"], str(item.get("anchored_at", "")))
+    return None
+
+
+class AnchorFileReader:
+    """Implements ``handlers.dashboard.anchors.AnchorReader``: the anchor file, read only."""
+
+    def __init__(self, store: SqlStore, path: str | Path) -> None:
+        self.store = store
+        self.path = str(path)
+
+    async def latest(self) -> Anchored | None:
+        return await asyncio.to_thread(last_anchor, self.path)
+
+    async def hash_at(self, seq: int) -> str | None:
+        c = t.audit_events.c
+        async with self.store.engine.connect() as conn:
+            value = (await conn.execute(select(c.hash).where(c.seq == seq))).scalar()
+        return str(value) if value is not None else None
+
+    async def check_all(self) -> tuple[list[Anchored], list[str]]:
+        return await check_anchor_file(self.store, self.path)
 
 
 async def check_anchor_file(store: SqlStore, path: str | Path) -> tuple[list[Anchored], list[str]]:

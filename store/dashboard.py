@@ -305,6 +305,15 @@ class SqlDashboardSource:
             q = q.where(c.ts >= since)
         return [event_from_row(r) for r in await self._rows(q.order_by(c.seq).limit(limit))]
 
+    async def recent_events(self, types: Sequence[str], *, limit: int) -> list[AuditEvent]:
+        c = t.audit_events.c
+        found: list[AuditEvent] = []
+        for type_ in types:  # one (type, seq) index range per type, read backwards: never a scan of the chain
+            rows = await self._rows(select(t.audit_events).where(c.type == type_).order_by(c.seq.desc())
+                                    .limit(limit))
+            found.extend(event_from_row(r) for r in rows)
+        return sorted(found, key=lambda e: e.seq)[-limit:]
+
     async def holding(self, *, requester: str | None = None) -> list[RequestRecord]:
         c = t.requests.c
         q = select(t.requests).where(c.state.in_(("approved", ACTIVE)))

@@ -24,6 +24,7 @@ from bot.teams.notifier import BOT_ADDRESS, TeamsNotifier
 from cards import adaptive
 from handlers.origin import acting_via
 from handlers.ports import Person
+from handlers.views import Reply
 
 
 def sender_object_id(context: TurnContext) -> str | None:
@@ -32,6 +33,9 @@ def sender_object_id(context: TurnContext) -> str | None:
 
 log = structlog.get_logger("accessbot.teams")
 
+SENT_PRIVATELY = "I sent your answer to you in our personal chat: it is meant for you alone."
+ASK_PRIVATELY = ("That answer is meant for you alone, and I cannot write to you in a personal chat yet: open a chat "
+                 "with me (accessbot) and ask there.")
 WELCOME = ("Hello! I handle privileged access requests: ask with `request <profile> for <duration> because "
            "<reason>`, see `profiles`, or type `help`. Approvals reach you here as cards.")
 
@@ -84,6 +88,9 @@ class AccessBot(ActivityHandler):
         text = TurnContext.remove_recipient_mention(turn_context.activity) or turn_context.activity.text or ""
         with acting_via("teams", sender_object_id(turn_context)):
             reply = await self.app.service.handle(person, self.app.service.parse(text), forms=True)
+        if reply.private and not is_personal(turn_context):
+            await self._answer_privately(turn_context, person, reply)
+            return
         card = adaptive.reply_card(reply, viewer=person.email)
         if card is None:
             await self._send(turn_context, text_activity(reply.text))
@@ -93,6 +100,20 @@ class AccessBot(ActivityHandler):
         if view is not None and view.requester == person.email.lower() and getattr(sent, "id", None) \
                 and reply.ok and is_personal(turn_context):
             await self._track_status(turn_context, view.number, person.email, sent.id)
+
+    async def _answer_privately(self, context: TurnContext, person: Person, reply: Reply) -> None:
+        """A secret asked for in a channel or a group chat goes to the asker's personal chat; the conversation
+        it was asked in hears only where it went (or where to ask), never the secret."""
+        activity = context.activity
+        channel_data = activity.channel_data if isinstance(activity.channel_data, dict) else {}
+        tenant = (channel_data.get("tenant") or {}).get("id") or activity.conversation.tenant_id
+        bot = {"bot": activity.recipient.model_dump(by_alias=True, exclude_none=True, mode="json")
+               if activity.recipient else None, "channelId": activity.channel_id,
+               "serviceUrl": activity.service_url, "tenant": tenant}
+        sender = activity.from_property
+        member = {"id": sender.aad_object_id or sender.id, "aadObjectId": sender.aad_object_id or ""}
+        sent = await self.notifier.send_privately(person.email, text_activity(reply.text), bot=bot, member=member)
+        await self._send(context, text_activity(SENT_PRIVATELY if sent else ASK_PRIVATELY))
 
     async def _track_status(self, context: TurnContext, request_id: int, email: str, activity_id: str) -> None:
         async with self.app.store.read() as repo:

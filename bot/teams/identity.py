@@ -71,8 +71,12 @@ def conversation_reference(context: TurnContext) -> dict[str, Any]:
 
 
 def is_personal(context: TurnContext) -> bool:
+    """A personal (1:1) chat: not a channel, not a group chat. Teams names the type; a conversation that marks
+    itself a group (``isGroup``) is never personal, whatever its type says or leaves out."""
     conv = context.activity.conversation
-    return bool(conv) and (conv.conversation_type or "personal") == "personal"
+    if not conv or getattr(conv, "is_group", False):
+        return False
+    return (conv.conversation_type or "personal") == "personal"
 
 
 class AddressBook:

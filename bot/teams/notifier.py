@@ -143,39 +143,62 @@ class TeamsNotifier:
         async with self.app.store.write() as repo:
             await repo.add_message(CHANNEL, request_id, recipient, kind, posted, self.app.deps.now())
 
+    async def send_privately(self, email: str, activity: Activity, *, bot: dict[str, Any] | None = None,
+                             member: dict[str, str] | None = None) -> bool:
+        """Post into this person's personal (1:1) chat with the bot, and nowhere else: a secret asked for in a
+        channel or group chat. The chat is started when there is none yet (``bot``: the bot's address as the
+        asking activity showed it; ``member``: the asker's ids from that activity). False when it cannot be
+        reached, so the caller can say so instead of the secret."""
+        try:
+            async with self._connectors() as connectors:
+                ref = await self.address_of(connectors, email, bot=bot, member=member)
+                if ref is None or not personal(ref):
+                    return False
+                return await self.post(connectors, email, activity, ref=ref) is not None
+        except Exception as exc:  # a bot not installed for the person answers 403 to creating the chat
+            log.info("personal chat not reachable", recipient=email, error=str(exc)[:200])
+            return False
+
     # -- connector calls --------------------------------------------------------------------------
-    async def address_of(self, connectors: _Connectors, email: str) -> dict[str, Any] | None:
+    async def address_of(self, connectors: _Connectors, email: str, *, bot: dict[str, Any] | None = None,
+                         member: dict[str, str] | None = None) -> dict[str, Any] | None:
+        """The person's personal chat with the bot: the one stored, else a new one (through the bot's stored
+        address, or ``bot``, and their object id at the identity source, or ``member``)."""
         async with self.app.store.read() as repo:
             ref = await repo.address(CHANNEL, email)
-            bot = await repo.address(CHANNEL, BOT_ADDRESS) if ref is None else None
+            stored_bot = await repo.address(CHANNEL, BOT_ADDRESS) if ref is None else None
         if ref is not None:
             return ref
+        bot = stored_bot or bot
         person = await self.app.deps.person(email)
-        if bot is None or person is None or not person.aad_object_id:
+        oid = person.aad_object_id if person is not None else None
+        user = {"id": oid, "aadObjectId": oid} if oid else dict(member or {})
+        if bot is None or person is None or not user.get("id"):
             log.info("no Teams conversation for this person yet", recipient=email)
             return None
-        return await self._create_conversation(connectors, email, person.aad_object_id, bot)
+        return await self._create_conversation(connectors, email, user, bot)
 
-    async def _create_conversation(self, connectors: _Connectors, email: str, oid: str,
+    async def _create_conversation(self, connectors: _Connectors, email: str, user: dict[str, str],
                                    bot: dict[str, Any]) -> dict[str, Any]:
         conversation = bot.get("conversation") or {}
         tenant = bot.get("tenant") or conversation.get("tenantId") or conversation.get("tenantID")
         client = await connectors.get(bot["serviceUrl"])
         params = ConversationParameters(
             is_group=False, agent=ChannelAccount.model_validate(bot.get("bot") or {}),
-            members=[ChannelAccount(id=oid, aad_object_id=oid)], tenant_id=tenant,
+            members=[ChannelAccount(id=user["id"], aad_object_id=user.get("aadObjectId"))], tenant_id=tenant,
             channel_data={"tenant": {"id": tenant}} if tenant else None)
         made = await with_retries(lambda: client.conversations.create_conversation(params),
                                   what="create conversation")
-        ref = {"bot": bot.get("bot"), "user": {"id": oid, "aadObjectId": oid}, "channelId": bot.get("channelId"),
+        ref = {"bot": bot.get("bot"), "user": {k: v for k, v in user.items() if v}, "channelId": bot.get("channelId"),
                "serviceUrl": made.service_url or bot["serviceUrl"],
                "conversation": {"id": made.id, "conversationType": "personal", "tenantId": tenant}}
         async with self.app.store.write() as repo:
             await repo.save_address(CHANNEL, email, ref, self.app.deps.now())
         return ref
 
-    async def post(self, connectors: _Connectors, email: str, activity: Activity) -> dict[str, Any] | None:
-        ref = await self.address_of(connectors, email)
+    async def post(self, connectors: _Connectors, email: str, activity: Activity, *,
+                   ref: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        ref = ref or await self.address_of(connectors, email)
         if ref is None:
             return None
         activity = addressed(activity, ref)
@@ -198,6 +221,12 @@ class TeamsNotifier:
 
     def _connectors(self) -> _Connectors:
         return _Connectors(self.open_connector)
+
+
+def personal(ref: dict[str, Any]) -> bool:
+    """A stored reference that leads to a 1:1 chat (not a channel or a group chat)."""
+    conversation = ref.get("conversation") or {}
+    return conversation.get("conversationType", "personal") == "personal" and not conversation.get("isGroup")
 
 
 class _Connectors:

@@ -17,6 +17,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from bot.bootstrap import App
 from bot.web import charts
 from handlers.dashboard.chain import ChainWatch
+from handlers.dashboard.pages import moment
+from store.anchors import AnchorFileReader
 from store.dashboard import SqlDashboardSource
 from store.evidence_queries import SqlReportSource
 
@@ -44,14 +46,16 @@ def templates() -> Environment:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
                       trim_blocks=True, lstrip_blocks=True)
     env.globals.update(bars=charts.bars, meter=charts.meter, percent=charts.percent, hours=charts.hours,
-                       prefix=PREFIX)
+                       moment=moment, prefix=PREFIX)
     return env
 
 
 def build(app: App) -> Dashboard:
     source = SqlDashboardSource(app.store)
-    board = Dashboard(app=app, source=source, reports=SqlReportSource(app.store), chain=ChainWatch(source),
-                      templates=templates())
+    anchor_file = app.settings.env.get("ACCESSBOT_ANCHOR_FILE")
+    anchors = AnchorFileReader(app.store, anchor_file) if anchor_file else None
+    board = Dashboard(app=app, source=source, reports=SqlReportSource(app.store),
+                      chain=ChainWatch(source, anchors), templates=templates())
     if app.settings.entra_configured:
         from bot.web.oidc import EntraSignIn
 

@@ -20,6 +20,6 @@ def install(service: AccessService, settings: Settings) -> None:
         url = f"{settings.public_base}{PREFIX}/link/{secret}"
         minutes = int(LINK_TTL.total_seconds() // 60)
         return Reply(text=f"Your dashboard sign-in link (for you alone, once, within {minutes} minutes): {url}",
-                     kind="message", data={"url": url})
+                     kind="message", data={"url": url}, private=True)
 
     service.extra[Dashboard] = dashboard

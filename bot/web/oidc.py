@@ -11,7 +11,6 @@ never by a name or an email claim, which the user can change.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from typing import Any
@@ -27,6 +26,7 @@ from bot.web.routes import REFUSALS, html, signin_page
 from bot.web.session import board, secure, set_session
 from handlers.context import one_lookup_per_person
 from handlers.dashboard.signin import new_secret, sign_in_verified, store_flow, take_flow
+from provisioning.entra import EntraProvider
 from provisioning.http import ssl_context
 
 log = structlog.get_logger("accessbot.dashboard")
@@ -51,12 +51,13 @@ class EntraSignIn:
         if self._session is not None:
             await self._session.close()
 
-    def msal_app(self, request: web.Request) -> Any:
-        """The app registration's msal client, shared with the Entra provider (one credential, one cache)."""
+    @staticmethod
+    def provider(request: web.Request) -> EntraProvider:
+        """The Entra provider: the app registration's msal client lives there (one credential, one cache)."""
         provider = board(request).app.deps.providers.get("entra")
-        if provider is None:
+        if not isinstance(provider, EntraProvider):
             raise web.HTTPNotFound()
-        return provider._client_app()  # type: ignore[attr-defined]
+        return provider
 
     async def _get(self, url: str) -> dict[str, Any]:
         if self._session is None:
@@ -109,9 +110,7 @@ async def entra_start(request: web.Request) -> web.StreamResponse:
     oidc = _entra(request)
     b = board(request)
     state = new_secret()
-    app = oidc.msal_app(request)
-    flow = await asyncio.to_thread(app.initiate_auth_code_flow, [], redirect_uri=oidc.redirect_uri, state=state,
-                                   response_mode="query")
+    flow = await oidc.provider(request).begin_sign_in(oidc.redirect_uri, state)
     await store_flow(b.app.deps, b.source, state, flow)
     response = web.Response(status=303, headers={"Location": flow["auth_uri"]})
     # Lax: the cookie must come back on the identity platform's redirect to us (a cross-site navigation)
@@ -132,17 +131,14 @@ async def entra_callback(request: web.Request) -> web.StreamResponse:
     flow = await take_flow(b.app.deps, b.source, state)
     if flow is None:
         return signin_page(request, status=403, message="This sign-in has expired or was used; start again.")
-    app = oidc.msal_app(request)
     try:
-        result = await asyncio.to_thread(app.acquire_token_by_auth_code_flow, flow, query)
+        result = await oidc.provider(request).finish_sign_in(flow, query)
     except (ValueError, RuntimeError) as exc:  # msal's own checks (state, nonce) raise
         log.info("entra sign-in refused", reason=str(exc)[:200])
         return signin_page(request, status=403, message="Microsoft sign-in could not be verified.")
     if "error" in result or not result.get("id_token"):
         log.info("entra sign-in refused", error=result.get("error"), description=result.get("error_description"))
         return signin_page(request, status=403, message="Microsoft sign-in failed; start again.")
-    for account in app.get_accounts():  # keep no user tokens: the dashboard needs none after sign-in
-        app.remove_account(account)
     try:
         claims = await oidc.verify(str(result["id_token"]), str(flow.get("nonce")))
     except (jwt.PyJWTError, aiohttp.ClientError, KeyError) as exc:

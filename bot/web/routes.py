@@ -84,11 +84,28 @@ async def link_page(request: web.Request) -> web.StreamResponse:
     return html(request, "link.html", viewer=None, email=result.email, action=request.path)
 
 
+async def _someone_else_signed_in(request: web.Request) -> web.Response | None:
+    """A browser signed in as one person does not silently become another through someone else's link (a link
+    passed on, or planted): the link is refused and stays usable by the person it was made for."""
+    viewer = await current_viewer(request)
+    if viewer is None:
+        return None
+    b = board(request)
+    peek = await peek_link(b.app.deps, b.source, request.match_info["token"])
+    if not peek.ok or peek.email == viewer.email:
+        return None
+    return signin_page(request, status=403, message=f"This browser is signed in as {viewer.email}, and this "
+                       "link signs in someone else: it was not made for you. Sign out first if you mean to switch.")
+
+
 async def link_redeem(request: web.Request) -> web.StreamResponse:
     if not same_origin(request):
         return signin_page(request, status=403, message="Sign in from the link's own page.")
     b = board(request)
     with one_lookup_per_person():
+        refused = await _someone_else_signed_in(request)
+        if refused is not None:
+            return refused
         result = await redeem_link(b.app.deps, b.source, request.match_info["token"])
     if not result.ok or result.session is None:
         return signin_page(request, status=403, message=REFUSALS.get(result.reason, REFUSALS["unknown"]))

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from handlers.audit import GENESIS
+from handlers.dashboard.anchors import AnchorReader, AnchorState, AnchorWatch
 from handlers.dashboard.ports import DashboardSource
 
 FULL_EVERY = timedelta(hours=1)
-ANCHOR_TYPES = ("audit.anchored",)
 
 
 @dataclass(frozen=True)
@@ -29,12 +29,13 @@ class ChainState:
     full_at: datetime | None
     bad_seq: int | None = None
     reason: str = ""
-    anchor: str | None = None  # the last anchor recorded in the chain, if any
+    anchor: AnchorState = field(default_factory=lambda: AnchorState(configured=False))  # the anchor file
 
 
 class ChainWatch:
-    def __init__(self, source: DashboardSource) -> None:
+    def __init__(self, source: DashboardSource, anchors: AnchorReader | None = None) -> None:
         self.source = source
+        self.anchors = AnchorWatch(anchors)
         self.seq = 0
         self.hash = GENESIS
         self.bad: tuple[int, str] | None = None
@@ -69,9 +70,9 @@ class ChainWatch:
                 else:
                     self.bad = (result.bad_seq or 0, result.reason)
             self.checked_at = now
-            anchor = await self.source.latest_event(ANCHOR_TYPES)
             ok = None if self.full_at is None else (self.bad is None and self.seq >= head_seq)
-            return ChainState(ok=ok, verified_through=self.seq, head_seq=head_seq, head_hash=head_hash,
-                              checked_at=now, full_at=self.full_at, bad_seq=self.bad[0] if self.bad else None,
-                              reason=self.bad[1] if self.bad else "",
-                              anchor=f"#{anchor.seq} {anchor.ts}" if anchor else None)
+            bad_seq, reason = self.bad if self.bad else (None, "")
+            verified_through, full_at = self.seq, self.full_at
+        anchor = await self.anchors.state(now, head_seq, wait=wait)
+        return ChainState(ok=ok, verified_through=verified_through, head_seq=head_seq, head_hash=head_hash,
+                          checked_at=now, full_at=full_at, bad_seq=bad_seq, reason=reason, anchor=anchor)

@@ -12,6 +12,7 @@ from typing import Any
 
 from handlers.context import Deps
 from handlers.dashboard.access import keep_visible, scope_of, visible
+from handlers.dashboard.brake import BRAKE_TYPES, RECENT, Brake, brake_state
 from handlers.dashboard.chain import ChainState, ChainWatch
 from handlers.dashboard.ports import DashboardSource
 from handlers.dashboard.signin import Viewer
@@ -24,7 +25,6 @@ from handlers.views import ProfileView, RequestView
 STATES = (*OPEN_STATES, *ENDED_STATES)
 OVERVIEW_LIST = 50
 PAGE_SIZE = 50
-BRAKE_TYPES = ("automation.paused", "automation.resumed")
 
 
 def moment(value: datetime | str | None) -> str:
@@ -51,15 +51,12 @@ async def views_of(deps: Deps, source: DashboardSource, records: list[RequestRec
     return out
 
 
+async def read_brake(source: DashboardSource) -> Brake:
+    """The safety brake per reason, from its latest events in the chain."""
+    return brake_state(await source.recent_events(BRAKE_TYPES, limit=RECENT))
+
+
 # -- overview -------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Brake:
-    paused: bool
-    since: str = ""
-    count: int = 0
-    reason: str = ""
-
-
 @dataclass(frozen=True)
 class Organisation:
     """The security team's figures."""
@@ -109,11 +106,7 @@ async def overview(deps: Deps, source: DashboardSource, viewer: Viewer, chain: C
 async def _organisation(deps: Deps, source: DashboardSource, chain: ChainWatch, now: datetime) -> Organisation:
     counts = await source.expiring_counts(now, [now + timedelta(hours=24), now + timedelta(days=7)])
     drift_open, oldest = await source.drift_summary()
-    last = await source.latest_event(BRAKE_TYPES)
-    brake = Brake(paused=False)
-    if last is not None and last.type == "automation.paused":
-        brake = Brake(paused=True, since=moment(last.ts), count=int(last.data.get("count") or 0),
-                      reason=str(last.data.get("reason") or ""))
+    brake = await read_brake(source)
     return Organisation(
         active={k: v[0] for k, v in counts.items()},
         expiring_24h={k: v[1] for k, v in counts.items()},

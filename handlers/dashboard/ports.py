@@ -125,6 +125,10 @@ class DashboardSource(Protocol):
     async def events_of_types(self, types: Sequence[str], *, since: str | None = None,
                               limit: int = 100_000) -> list[AuditEvent]: ...
 
+    async def recent_events(self, types: Sequence[str], *, limit: int) -> list[AuditEvent]:
+        """The newest ``limit`` events of these types, in chain order."""
+        ...
+
     async def holding(self, *, requester: str | None = None) -> list[RequestRecord]: ...
 
     async def quarter_figures(self, since: datetime) -> list[dict[str, Any]]:

@@ -11,7 +11,8 @@ from datetime import UTC, date, datetime
 from statistics import median
 
 from handlers.context import Deps
-from handlers.dashboard.pages import moment
+from handlers.dashboard.brake import Brake
+from handlers.dashboard.pages import moment, read_brake
 from handlers.dashboard.ports import DashboardSource
 from handlers.dashboard.signin import Viewer
 from handlers.reports import ReportSource, termination_rows
@@ -83,6 +84,7 @@ class Posture:
     coverage: Coverage
     quarters: list[Quarter]
     sla_hours: float
+    brake: Brake = field(default_factory=Brake)
 
     def series(self, attribute: str, scale: float = 1.0) -> list[tuple[str, float]]:
         """(quarter, figure) pairs for a chart; a quarter without the figure shows 0."""
@@ -117,7 +119,8 @@ async def posture(deps: Deps, source: DashboardSource, events: ReportSource, vie
     coverage = Coverage(granted=sum(1 for r in holding if r.kind != "exception"),
                         exceptions=sum(1 for r in holding if r.kind == "exception"), reviewed=reviewed,
                         drift=drift_open)
-    return Posture(viewer=viewer, coverage=coverage, quarters=[quarters[label] for label in labels], sla_hours=sla)
+    return Posture(viewer=viewer, coverage=coverage, quarters=[quarters[label] for label in labels], sla_hours=sla,
+                   brake=await read_brake(source))
 
 
 def _ts(at: datetime) -> str:

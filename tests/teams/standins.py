@@ -49,12 +49,14 @@ class BotConnector(StandIn):
         super().__init__()
         self.posted: list[Posted] = []
         self.roster: dict[str, dict[str, Any]] = {}  # Teams user id → member
+        self.refuse_create: int | None = None  # answer creating a conversation with this status (app not installed)
         self._ids = itertools.count(1)
 
     def reset(self) -> None:
         super().reset()
         with self.lock:
             self.posted.clear()
+            self.refuse_create = None
 
     def faults_apply(self, request: web.Request) -> bool:
         return request.method != "GET"
@@ -74,6 +76,9 @@ class BotConnector(StandIn):
 
     async def _create(self, request: web.Request) -> web.Response:
         body = await request.json()
+        if self.refuse_create is not None:
+            return web.json_response({"error": {"code": "Forbidden", "message": "The bot is not installed for "
+                                                "the user (personal scope)."}}, status=self.refuse_create)
         cid = f"a:created-{next(self._ids)}"
         self._record("create", cid, None, body)
         return web.json_response({"id": cid, "serviceUrl": self.url}, status=201)
