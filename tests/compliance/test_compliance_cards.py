@@ -26,7 +26,7 @@ def test_slack_blocks_carry_the_verbs_and_escape_user_text() -> None:
     assert all(b["type"] != "actions" for b in missing) and "REQ-3" in missing[0]["text"]["text"]
     pause = pause_blocks(PAUSE)
     (button,) = [e for b in pause if b["type"] == "actions" for e in b["elements"]]
-    assert (button["action_id"], button["value"]) == ("resume_removals", "30")
+    assert (button["action_id"], button["value"]) == ("resume_removals", "30:terminated")
     assert pause[1]["text"]["text"].count("•") == 10
 
 
@@ -38,5 +38,5 @@ def test_adaptive_cards_are_1_5_execute_and_small() -> None:
         ("Action.Execute", "drift_accept", {"finding_id": "D-7"})]
     assert {b.get("id") for b in card["body"]} >= {"reason", "duration"}
     pause = pause_card(PAUSE)
-    assert [(a["verb"], a["data"]) for a in _actions(pause)] == [("resume_removals", {"count": 30})]
+    assert [(a["verb"], a["data"]) for a in _actions(pause)] == [("resume_removals", {"count": 30, "reason": "terminated"})]
     assert size_of(pause) < MAX_CARD_BYTES
