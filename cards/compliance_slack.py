@@ -95,7 +95,7 @@ def parse_finding_value(value: Any) -> int | None:
 def _metadata(finding: str, message: dict[str, Any] | None) -> dict[str, Any]:
     meta: dict[str, Any] = {"finding": finding}
     if message and isinstance(message.get("channel"), str) and isinstance(message.get("ts"), str):
-        meta["message"] = {"channel": message["channel"][:40], "ts": message["ts"][:40]}
+        meta["message"] = {k: str(message[k])[:64] for k in ("channel", "ts", "mac") if message.get(k)}
     return meta if len(json.dumps(meta)) < MAX_METADATA else {"finding": finding}
 
 
