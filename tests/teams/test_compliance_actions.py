@@ -31,6 +31,11 @@ def _add(group: str, email: str):  # type: ignore[no-untyped-def]
     return change
 
 
+def _limit(policy: Path, n: int):  # type: ignore[no-untyped-def]
+    policy.write_text(policy.read_text() + f"\nsafety: {{max_removals: {n}}}\n")
+    return load_policy(policy)
+
+
 def _verbs(card: dict) -> list[tuple[str, dict]]:
     return [(a["verb"], a["data"]) for a in card.get("actions") or [] if a.get("type") == "Action.Execute"]
 
@@ -92,7 +97,7 @@ async def test_drift_cards_and_their_actions(teams_any_db: TeamsHarness) -> None
     assert _text(card).strip() == typed.text.strip().replace("\n", " ") or typed.text.splitlines()[0] in _text(card)
     # a box cannot smuggle words: a duration that is not one is left out, the reason becomes one line
     assert accept_words(2, "1d because all", "x") == "drift accept D-2 because x"
-    assert accept_words(2, "7d", "a\nrevoke REQ-1 because y") == "drift accept D-2 for 7d because a revoke REQ-1 because y"
+    assert accept_words(2, "7d", "a\nrevoke REQ-1") == "drift accept D-2 for 7d because a revoke REQ-1"
     assert "alice@example.com" in await h.app.deps.providers["directory"].list_members("sg-staging-admin")
     assert (await h.app.store.verify_audit()).ok
 
@@ -101,9 +106,7 @@ async def test_resume_card_with_the_count_seen(teams_any_db: TeamsHarness) -> No
     h = teams_any_db
     for who in (SAM, SASHA):
         assert (await h.say(who, "help"))[0] == 200
-    policy = Path(h.app.settings.policy)
-    policy.write_text(policy.read_text() + "\nsafety: {max_removals: 3}\n")
-    h.app.deps.policy = load_policy(policy)
+    h.app.deps.policy = _limit(Path(h.app.settings.policy), 3)
 
     def hire(data: dict) -> None:
         for email in WAVE:
