@@ -38,5 +38,6 @@ def test_adaptive_cards_are_1_5_execute_and_small() -> None:
         ("Action.Execute", "drift_accept", {"finding_id": "D-7"})]
     assert {b.get("id") for b in card["body"]} >= {"reason", "duration"}
     pause = pause_card(PAUSE)
-    assert [(a["verb"], a["data"]) for a in _actions(pause)] == [("resume_removals", {"count": 30, "reason": "terminated"})]
+    assert [(a["verb"], a["data"]) for a in _actions(pause)] == [
+        ("resume_removals", {"count": 30, "reason": "terminated"})]
     assert size_of(pause) < MAX_CARD_BYTES
