@@ -35,7 +35,7 @@ def drift_card(view: DriftView, note: str | None = None) -> dict[str, Any]:
 def pause_card(view: PauseView) -> dict[str, Any]:
     body: list[Any] = [
         _title("Removals paused"),
-        _text(f"{view.count} {view.reason} removals in one sweep, above the limit of {view.limit}. "
+        _text(f"{view.count} {view.reason} removals at once, above the limit of {view.limit}. "
               "Check the identity provider before resuming."),
         *[_text(s) for s in view.sample[:10]],
     ]

@@ -52,7 +52,7 @@ def drift_blocks(view: DriftView) -> list[dict[str, Any]]:
 def pause_blocks(view: PauseView) -> list[dict[str, Any]]:
     sample = "\n".join(f"• {escape(s)}" for s in view.sample[:MAX_SAMPLE])
     return [
-        _section(f"*Removals paused*: {view.count} {escape(view.reason)} removals in one sweep, above the limit "
+        _section(f"*Removals paused*: {view.count} {escape(view.reason)} removals at once, above the limit "
                  f"of {view.limit}. Check the identity provider before resuming."),
         _section(sample or "(no sample)"),
         {"type": "actions", "block_id": "brake", "elements": [

@@ -73,10 +73,13 @@ async def may_remove(deps: Deps, count: int, sample: list[str], reason: str, *, 
                 await _index(repo, reason, False, now)
                 await repo.append("automation.resumed", actor=SYSTEM, ts=now, data={"count": 0, "reason": reason})
             return True
+        if state.get("released"):
+            return True  # a campaign's removals, let through once: a second process closing it is not a new pause
         approved = state.get("resumed_count")
         if paused and approved is not None and count <= int(approved):
             if not dry_run:
-                await repo.set_state(key, {}, now)
+                # the sweeps' pauses end; a campaign's is marked released, as it runs its removals only once
+                await repo.set_state(key, {} if reason in REASONS else {"released": True, "count": count}, now)
                 await _index(repo, reason, False, now)
             return True
         if dry_run or (paused and state.get("count") == count and state.get("reason") == reason):
@@ -87,7 +90,7 @@ async def may_remove(deps: Deps, count: int, sample: list[str], reason: str, *, 
         await _index(repo, reason, True, now)
         await repo.append("automation.paused", actor=SYSTEM, ts=now,
                           data={"reason": reason, "count": count, "limit": limit, "sample": shown})
-    text = (f"Removals paused: {count} {reason} removals in one sweep is above safety.max_removals ({limit}). "
+    text = (f"Removals paused: {count} {reason} removals at once is above safety.max_removals ({limit}). "
             f"For example: {'; '.join(shown)}. Check the identity provider; say `resume removals` to run them.")
     view = PauseView(reason=reason, count=count, limit=limit, sample=tuple(shown))
     await deps.notifier.notify([Notice(m, "brake", text, None, view) for m in sorted(deps.policy.security_members())])

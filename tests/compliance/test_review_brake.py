@@ -4,9 +4,12 @@ count, sample}; `resume removals` lets the next sweep run exactly those; on SQLi
 
 from __future__ import annotations
 
+import asyncio
+
 from handlers.compliance.commands import ResumeRemovals
 from handlers.compliance.views import PauseView
 from handlers.policy import load_policy
+from handlers.reviews.close import release
 from tests.reviews.test_decisions import started
 from tests.support import harness
 
@@ -79,8 +82,13 @@ async def test_a_close_without_sign_off_pauses_until_a_card_resumes_it(database_
         assert not (await h.say(SAM, "review close RV-1")).ok  # held: no second close
         card = await h.app.service.handle(await h.app.deps.person(SASHA), ResumeRemovals("review RV-1", 6))
         assert card.ok, card.text
-        report = await h.app.service.sweep(drift=False)
-        assert [u for u, _ in await _removed(h)] == REMOVED, report.lines()
+        # two processes carrying the held campaign on at once: one closes it, the other finds nothing to do
+        lines = await asyncio.gather(release(h.app.deps, 1), release(h.app.deps, 1))
+        (closed,) = [line for line in lines if line]
+        assert closed.startswith("RV-1 closed") and None in lines, lines
+        assert [u for u, _ in await _removed(h)] == REMOVED
+        assert len(await h.events("automation.paused")) == 1 and len(await h.events("review.closed")) == 1
+        assert (await h.app.service.sweep(drift=False)).paused == 0
 
 
 async def test_a_close_at_the_limit_runs_at_once(database_url, tmp_path):
