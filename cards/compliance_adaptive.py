@@ -16,9 +16,9 @@ REASON_INPUT = "reason"
 DURATION_INPUT = "duration"
 
 
-def drift_card(view: DriftView, note: str | None = None) -> dict[str, Any]:
+def drift_card(view: DriftView) -> dict[str, Any]:
     body: list[Any] = [
-        _title(f"Drift {view.id}" + (" — still open past the SLA" if note and "past the SLA" in note else "")),
+        _title(f"Drift {view.id}" + (" — still open past the SLA" if view.escalated else "")),
         _text(f"{view.user} is in {view.provider}/{view.group} with no active grant." if view.member else
               f"{view.user} holds {view.request_id or 'a grant'} but is not in {view.provider}/{view.group}."),
         _facts([("Finding", view.id), ("Since", view.first_seen)]),

@@ -63,7 +63,7 @@ def pause_blocks(view: PauseView) -> list[dict[str, Any]]:
 def drift_message(view: DriftView, note: str | None = None) -> dict[str, Any]:
     """The DM of one finding: its card, and the notice's own words as the fallback text."""
     blocks = drift_blocks(view)
-    if note and "past the SLA" in note:
+    if view.escalated:
         blocks.insert(0, _section(f"*Still open past the SLA*: {escape(view.id)}"))
     return _message(note or f"Drift {view.id}", blocks)
 

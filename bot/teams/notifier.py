@@ -124,7 +124,7 @@ class TeamsNotifier:
                                                            summary=notice.text))
             return False
         if isinstance(notice.view, DriftView):  # the security team's finding: remove / accept with a reason
-            card = compliance_adaptive.drift_card(notice.view, note=notice.text)
+            card = compliance_adaptive.drift_card(notice.view)
             await self.post(connectors, who, card_activity(card, summary=notice.text))
             return False
         if isinstance(notice.view, PauseView):  # the safety brake: resume with the count shown
