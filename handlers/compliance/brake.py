@@ -41,15 +41,6 @@ async def _index(repo: Any, reason: str, paused: bool, now: Any) -> None:
         await repo.set_state(INDEX, {"reasons": listed}, now)
 
 
-async def paused_views(deps: Deps) -> list[PauseView]:
-    """The pauses in force now, as the security team's notices show them."""
-    async with deps.store.read() as repo:
-        states = [await repo.get_state(_key(r)) or {} for r in await _reasons(repo)]
-    return [PauseView(reason=str(s.get("reason")), count=int(s.get("count") or 0),
-                      limit=int(s.get("limit") or deps.policy.safety.max_removals),
-                      sample=tuple(s.get("sample") or ())) for s in states if s.get("paused")]
-
-
 async def brake_state(deps: Deps, reason: str) -> dict[str, Any]:
     async with deps.store.read() as repo:
         return await repo.get_state(_key(reason)) or {}
