@@ -1,6 +1,7 @@
 """Adaptive Cards 1.5 for the security team's compliance notices: a drift finding (remove / accept, with a
 reason and a duration) and a paused safety brake (resume). ``Action.Execute`` verbs are those of the chat
-words; ``data.finding_id`` is the finding's ``D-n``, ``data.count`` the count the person saw."""
+words; ``data.finding_id`` is the finding's ``D-n``, ``data.count`` the count the person saw and
+``data.reason`` the pause it belongs to."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ DURATION_INPUT = "duration"
 
 def drift_card(view: DriftView) -> dict[str, Any]:
     body: list[Any] = [
-        _title(f"Drift {view.id}"),
+        _title(f"Drift {view.id}" + (" — still open past the SLA" if view.escalated else "")),
         _text(f"{view.user} is in {view.provider}/{view.group} with no active grant." if view.member else
               f"{view.user} holds {view.request_id or 'a grant'} but is not in {view.provider}/{view.group}."),
         _facts([("Finding", view.id), ("Since", view.first_seen)]),
@@ -34,10 +35,10 @@ def drift_card(view: DriftView) -> dict[str, Any]:
 def pause_card(view: PauseView) -> dict[str, Any]:
     body: list[Any] = [
         _title("Removals paused"),
-        _text(f"{view.count} {view.reason} removals in one sweep, above the limit of {view.limit}. "
+        _text(f"{view.count} {view.reason} removals at once, above the limit of {view.limit}. "
               "Check the identity provider before resuming."),
         *[_text(s) for s in view.sample[:10]],
     ]
-    actions = [_execute(f"Resume {view.count} removals", VERB_RESUME, {"count": view.count})]
+    actions = [_execute(f"Resume {view.count} removals", VERB_RESUME, {"count": view.count, "reason": view.reason})]
     return _card(body, actions, fallback=f"Removals paused: {view.count}")
 

@@ -1,15 +1,24 @@
 """Block Kit for the security team's compliance notices: a drift finding (remove / accept) and a paused
 safety brake (resume). Handler view-models in, blocks out; the buttons' ``action_id`` are the verbs of
-the chat words (``drift remove``, ``drift accept``, ``resume removals``), the ``value`` the finding id."""
+the chat words (``drift remove``, ``drift accept``, ``resume removals``), the ``value`` the finding id
+(``D-n``) or, to resume, the count the person saw and the pause's reason (``30:terminated``). Remove and
+accept ask for the reason (and the duration) in a modal whose metadata names the finding and the message."""
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
-from cards.slack import escape
+from cards.slack import _message, _modal, _text_input, escape
 from handlers.compliance.views import VERB_DRIFT_ACCEPT, VERB_DRIFT_REMOVE, VERB_RESUME, DriftView, PauseView
 
 MAX_SAMPLE = 10
+DRIFT_REMOVE_MODAL = "compliance_drift_remove"
+DRIFT_ACCEPT_MODAL = "compliance_drift_accept"
+REASON_BLOCK = "reason"
+DURATION_BLOCK = "duration"
+MAX_METADATA = 3000
 
 
 def _section(text: str) -> dict[str, Any]:
@@ -43,9 +52,67 @@ def drift_blocks(view: DriftView) -> list[dict[str, Any]]:
 def pause_blocks(view: PauseView) -> list[dict[str, Any]]:
     sample = "\n".join(f"• {escape(s)}" for s in view.sample[:MAX_SAMPLE])
     return [
-        _section(f"*Removals paused*: {view.count} {escape(view.reason)} removals in one sweep, above the limit "
+        _section(f"*Removals paused*: {view.count} {escape(view.reason)} removals at once, above the limit "
                  f"of {view.limit}. Check the identity provider before resuming."),
         _section(sample or "(no sample)"),
         {"type": "actions", "block_id": "brake", "elements": [
-            _button(f"Resume {view.count} removals", VERB_RESUME, str(view.count), "danger")]},
+            _button(f"Resume {view.count} removals", VERB_RESUME, pause_value(view), "danger")]},
     ]
+
+
+def drift_message(view: DriftView, note: str | None = None) -> dict[str, Any]:
+    """The DM of one finding: its card, and the notice's own words as the fallback text."""
+    blocks = drift_blocks(view)
+    if view.escalated:
+        blocks.insert(0, _section(f"*Still open past the SLA*: {escape(view.id)}"))
+    return _message(note or f"Drift {view.id}", blocks)
+
+
+def pause_message(view: PauseView, note: str | None = None) -> dict[str, Any]:
+    return _message(note or f"Removals paused: {view.count}", pause_blocks(view))
+
+
+def pause_value(view: PauseView) -> str:
+    return f"{view.count}:{view.reason}"
+
+
+def parse_pause_value(value: Any) -> tuple[int, str] | None:
+    """The count and reason a resume button names (``30:terminated``), else None."""
+    if not isinstance(value, str):
+        return None
+    m = re.fullmatch(r"(\d{1,9}):([a-z]+(?: RV-\d{1,9})?)", value.strip())
+    return (int(m.group(1)), m.group(2)) if m else None
+
+
+def parse_finding_value(value: Any) -> int | None:
+    """The finding number a button value or metadata names (``D-7``), else None."""
+    if not isinstance(value, str):
+        return None
+    m = re.fullmatch(r"[dD]-(\d{1,9})", value.strip())
+    return int(m.group(1)) if m and int(m.group(1)) > 0 else None
+
+
+def _metadata(finding: str, message: dict[str, Any] | None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"finding": finding}
+    if message and isinstance(message.get("channel"), str) and isinstance(message.get("ts"), str):
+        meta["message"] = {k: str(message[k])[:64] for k in ("channel", "ts", "mac") if message.get(k)}
+    return meta if len(json.dumps(meta)) < MAX_METADATA else {"finding": finding}
+
+
+def drift_remove_modal(finding: str, message: dict[str, Any] | None = None) -> dict[str, Any]:
+    blocks = [_section(f"Remove the member of drift finding *{escape(finding)}* from the group, through the "
+                       "identity provider."),
+              _text_input(REASON_BLOCK, "Because", value=None, placeholder="Recorded with the removal.",
+                          multiline=True, max_length=500)]
+    return _modal(DRIFT_REMOVE_MODAL, f"Remove {finding}", blocks, submit="Remove",
+                  metadata=_metadata(finding, message))
+
+
+def drift_accept_modal(finding: str, message: dict[str, Any] | None = None) -> dict[str, Any]:
+    blocks = [_section(f"Accept drift finding *{escape(finding)}* as an exception: it runs through the profile's "
+                       "exception chain."),
+              _text_input(DURATION_BLOCK, "For", value=None, placeholder="e.g. 30d", max_length=20),
+              _text_input(REASON_BLOCK, "Because", value=None, placeholder="Recorded with the exception.",
+                          multiline=True, max_length=500)]
+    return _modal(DRIFT_ACCEPT_MODAL, f"Accept {finding}", blocks, submit="Accept",
+                  metadata=_metadata(finding, message))

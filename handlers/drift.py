@@ -12,6 +12,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from handlers.audit import format_ts
+from handlers.compliance.views import DriftView
 from handlers.context import SYSTEM, Deps
 from handlers.ports import Notice
 from handlers.records import ACTIVE, HOLDING_STATES, DriftRecord, RequestRecord
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from handlers.sweeps import SweepReport
 
 Key = tuple[str, str, str]  # (provider, group, user)
+CARDS = 20  # findings of one sweep told one card each; more come as one line
 
 
 def drift_ref(finding_id: int | None) -> str:
@@ -109,13 +112,27 @@ async def detect_drift(deps: Deps, report: SweepReport) -> None:
     await escalate_drift(deps, report, [d for d in open_findings if d not in gone])
     if not new:
         return
-    text = "Drift: " + "; ".join(
-        f"{refs[(p, g, e)]}: {e} is in {p}/{g} with no active grant (`drift remove {refs[(p, g, e)]} because …` "
-        f"or `drift accept {refs[(p, g, e)]} for <duration> because …`)" if r is None else
-        f"{refs[(p, g, e)]}: {e} holds {r.ref} but is not in {p}/{g} (re-add it by ending and requesting again, "
-        f"or `revoke {r.ref} because …`)"
-        for (p, g, e), r in new.items())
-    await deps.notifier.notify([Notice(m, "drift", text, None) for m in sorted(deps.policy.security_members())])
+    told = []
+    for (p, g, e), r in new.items():
+        ref = refs[(p, g, e)]
+        text = (f"Drift {ref}: {e} is in {p}/{g} with no active grant (`drift remove {ref} because …` "
+                f"or `drift accept {ref} for <duration> because …`)" if r is None else
+                f"Drift {ref}: {e} holds {r.ref} but is not in {p}/{g} (re-add it by ending and requesting again, "
+                f"or `revoke {r.ref} because …`)")
+        told.append((text, DriftView(id=ref, provider=p, group=g, user=e, member=r is None, first_seen=format_ts(now),
+                                     request_id=None if r is None else r.ref)))
+    await _tell_security(deps, told)
+
+
+async def _tell_security(deps: Deps, told: list[tuple[str, DriftView]]) -> None:
+    """One message per finding (a card with its buttons), up to ``CARDS``; the rest in one line."""
+    members = sorted(deps.policy.security_members())
+    notices = [Notice(m, "drift", text, None, view) for text, view in told[:CARDS] for m in members]
+    if len(told) > CARDS:
+        rest = "; ".join(t for t, _ in told[CARDS:])
+        notices += [Notice(m, "drift", f"{len(told) - CARDS} more drift findings (say `drift` for the list): "
+                           f"{rest}", None) for m in members]
+    await deps.notifier.notify(notices)
 
 
 async def escalate_drift(deps: Deps, report: SweepReport, still_open: list[DriftRecord]) -> None:
@@ -133,7 +150,18 @@ async def escalate_drift(deps: Deps, report: SweepReport, still_open: list[Drift
                     "id": drift_ref(finding.id), "provider": finding.provider, "group": finding.group,
                     "user": finding.email})
                 escalated.append(finding)
-    if escalated:
-        text = "Drift still open past the SLA: " + "; ".join(
-            f"{drift_ref(d.id)}: {d.email} in {d.provider}/{d.group}" for d in escalated)
-        await deps.notifier.notify([Notice(m, "drift", text, None) for m in sorted(deps.policy.security_members())])
+    await _tell_security(deps, [
+        (f"Drift {drift_ref(d.id)} still open past the SLA: {d.email} "
+         + (f"in {d.provider}/{d.group}" if d.kind == "member" else f"not in {d.provider}/{d.group}"),
+         DriftView(id=drift_ref(d.id), provider=d.provider, group=d.group, user=d.email, member=d.kind == "member",
+                   first_seen=format_ts(d.first_seen), escalated=True)) for d in escalated])
+
+
+async def finding_view(deps: Deps, finding: int) -> DriftView | None:
+    """An open finding as its card shows it (None when it is not open)."""
+    async with deps.store.read() as repo:
+        found = next((d for d in await repo.open_drift() if d.id == finding), None)
+    if found is None:
+        return None
+    return DriftView(id=drift_ref(found.id), provider=found.provider, group=found.group, user=found.email,
+                     member=found.kind == "member", first_seen=format_ts(found.first_seen))

@@ -234,5 +234,6 @@ async def sweep(deps: Deps, *, dry_run: bool = False, drift: bool = True) -> Swe
     report.reviews_reminded += timers.reminded
     report.reviews_escalated += timers.escalated
     report.reviews_closed += timers.closed
+    report.paused += timers.paused
     report.failed += timers.failed
     return report

@@ -117,6 +117,7 @@ class Listeners:
         self.notifier = notifier
         self.client = notifier.client
         self.token = token
+        self.signing_secret = signing_secret
         self.retry_handlers = retry_handlers or []
         self._workers = asyncio.Semaphore(WORKERS)
         self.gate = AckGate()
@@ -156,6 +157,10 @@ class Listeners:
 
         self.reviews = ReviewListeners(self)
         self.reviews.register()
+        from bot.slack.compliance import ComplianceListeners  # drift remove / accept, resume removals
+
+        self.compliance = ComplianceListeners(self)
+        self.compliance.register()
 
     # -- plumbing ---------------------------------------------------------------------------------
     async def run(self, work: Awaitable[Any], *, urgent: bool = False) -> None:

@@ -20,8 +20,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.bootstrap import App
 from bot.slack.identity import CHANNEL, AddressBook
+from cards import compliance_slack as compliance_cards
 from cards import reviews_slack as review_cards
 from cards import slack as blocks
+from handlers.compliance.views import DriftView, PauseView
 from handlers.ports import Notice
 from handlers.present import request_view
 from handlers.reviews.links import ReviewLink
@@ -114,6 +116,12 @@ class SlackNotifier:
             return None
         if isinstance(notice.view, ReviewLink):  # a reviewer's batch: the DM with its review_open button
             await self.post(who, review_cards.batch_message(notice.view, notice.text))
+            return None
+        if isinstance(notice.view, DriftView):  # the security team's finding: remove / accept buttons
+            await self.post(who, compliance_cards.drift_message(notice.view, notice.text))
+            return None
+        if isinstance(notice.view, PauseView):  # the safety brake: the resume button with the count
+            await self.post(who, compliance_cards.pause_message(notice.view, notice.text))
             return None
         await self.post(who, blocks.text_message(notice.text))
         return None

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.bootstrap import App
+from bot.teams.compliance import VERBS as COMPLIANCE_VERBS
+from bot.teams.compliance import compliance_invoke
 from cards import adaptive
 from handlers.grammar import Approve, Deny, Extend, RequestAccess, Status
 from handlers.ports import Person
@@ -73,6 +75,8 @@ class InvokeHandler:
         who = person.email.lower()
         if verb == adaptive.VERB_REQUEST:
             return await self._request(person, data)
+        if verb in COMPLIANCE_VERBS:  # drift remove / accept, resume removals (SPEC §3.6)
+            return card_response(await compliance_invoke(self.app, person, verb, data))
         n = request_number(data)
         if n is None:
             return card_response(adaptive.text_card("This card does not name a request.", attention=True))

@@ -21,7 +21,8 @@ from bot.bootstrap import App
 from bot.teams.clients import Opener
 from bot.teams.connector import addressed, card_activity, text_activity, with_retries
 from bot.teams.identity import CHANNEL
-from cards import adaptive
+from cards import adaptive, compliance_adaptive
+from handlers.compliance.views import DriftView, PauseView
 from handlers.ports import Notice
 from handlers.present import request_view
 from handlers.views import RequestView
@@ -121,6 +122,14 @@ class TeamsNotifier:
         if view is not None and notice.kind == "expiring":
             await self.post(connectors, who, card_activity(adaptive.expiring_card(view, note=notice.text),
                                                            summary=notice.text))
+            return False
+        if isinstance(notice.view, DriftView):  # the security team's finding: remove / accept with a reason
+            card = compliance_adaptive.drift_card(notice.view)
+            await self.post(connectors, who, card_activity(card, summary=notice.text))
+            return False
+        if isinstance(notice.view, PauseView):  # the safety brake: resume with the count shown
+            card = compliance_adaptive.pause_card(notice.view)
+            await self.post(connectors, who, card_activity(card, summary=notice.text))
             return False
         await self.post(connectors, who, text_activity(notice.text))
         return False

@@ -12,16 +12,33 @@ from __future__ import annotations
 
 from typing import Any
 
+from handlers.compliance.views import PauseView
 from handlers.context import SYSTEM, Deps
 from handlers.ports import Notice
 from handlers.views import Reply
 
 SAMPLE = 10
-REASONS = ("terminated", "ineligible", "review")  # each source of bulk removals has its own pause
+REASONS = ("terminated", "ineligible")  # each source of bulk removals has its own pause
+INDEX = "safety_brake:index"  # the other pauses now in force: a review's close (``review RV-n``)
 
 
 def _key(reason: str) -> str:
     return f"safety_brake:{reason}"
+
+
+async def _reasons(repo: Any) -> list[str]:
+    """Every source that may hold a pause: the sweeps' own and each paused review's."""
+    index = await repo.get_state(INDEX) or {}
+    return [*REASONS, *(r for r in index.get("reasons") or () if r not in REASONS)]
+
+
+async def _index(repo: Any, reason: str, paused: bool, now: Any) -> None:
+    if reason in REASONS:
+        return
+    index = await repo.get_state(INDEX) or {}
+    listed = [r for r in index.get("reasons") or () if r != reason] + ([reason] if paused else [])
+    if listed != list(index.get("reasons") or ()):
+        await repo.set_state(INDEX, {"reasons": listed}, now)
 
 
 async def brake_state(deps: Deps, reason: str) -> dict[str, Any]:
@@ -44,38 +61,68 @@ async def may_remove(deps: Deps, count: int, sample: list[str], reason: str, *, 
         if count <= limit:
             if paused and not dry_run:
                 await repo.set_state(key, {}, now)
+                await _index(repo, reason, False, now)
                 await repo.append("automation.resumed", actor=SYSTEM, ts=now, data={"count": 0, "reason": reason})
             return True
+        if state.get("released"):
+            return True  # a campaign's removals, let through once: a second process closing it is not a new pause
         approved = state.get("resumed_count")
         if paused and approved is not None and count <= int(approved):
             if not dry_run:
-                await repo.set_state(key, {}, now)
+                # the sweeps' pauses end; a campaign's is marked released, as it runs its removals only once
+                await repo.set_state(key, {} if reason in REASONS else {"released": True, "count": count}, now)
+                await _index(repo, reason, False, now)
             return True
         if dry_run or (paused and state.get("count") == count and state.get("reason") == reason):
             return False
         shown = sample[:SAMPLE]
-        await repo.set_state(key, {"paused": True, "count": count, "reason": reason, "sample": shown}, now)
+        await repo.set_state(key, {"paused": True, "count": count, "reason": reason, "sample": shown,
+                                   "limit": limit}, now)
+        await _index(repo, reason, True, now)
         await repo.append("automation.paused", actor=SYSTEM, ts=now,
                           data={"reason": reason, "count": count, "limit": limit, "sample": shown})
-    text = (f"Removals paused: {count} {reason} removals in one sweep is above safety.max_removals ({limit}). "
+    text = (f"Removals paused: {count} {reason} removals at once is above safety.max_removals ({limit}). "
             f"For example: {'; '.join(shown)}. Check the identity provider; say `resume removals` to run them.")
-    await deps.notifier.notify([Notice(m, "brake", text, None) for m in sorted(deps.policy.security_members())])
+    view = PauseView(reason=reason, count=count, limit=limit, sample=tuple(shown))
+    await deps.notifier.notify([Notice(m, "brake", text, None, view) for m in sorted(deps.policy.security_members())])
     return False
 
 
-async def resume_removals(deps: Deps, who: str) -> Reply:
-    """``resume removals`` (security team): the removals the pause held run at the next sweep."""
+async def resume_removals(deps: Deps, who: str, reason: str | None = None, count: int | None = None) -> Reply:
+    """``resume removals`` (security team): the removals the pause held run at the next sweep.
+
+    The words resume every pause at the count it has now. A card's button names the pause it showed
+    (``reason``) and the count the person saw: when that pause's count has changed since (or it ended),
+    nothing is resumed and they are told the count now. A pause already resumed at its count is not
+    resumed twice (a double click records one ``automation.resumed``).
+    """
     now = deps.now()
-    resumed = []
+    resumed, already = [], []
     async with deps.store.write() as repo:
-        for reason in REASONS:
-            state = await repo.get_state(_key(reason)) or {}
+        reasons = await _reasons(repo)
+        if reason is not None:
+            state = await repo.get_state(_key(reason)) or {} if reason in reasons else {}
+            now_count = int(state.get("count") or 0) if state.get("paused") else 0
+            if now_count != count:
+                text = (f"The pause you saw ({count} {reason} removals) has ended: nothing is resumed."
+                        if not now_count else f"The count changed: {now_count} {reason} removals are paused now, "
+                        f"not the {count} you saw. Check the new notice; nothing is resumed.")
+                return Reply(text=text, ok=False, kind="refusal", rule="stale-count",
+                             data={"reason": reason, "count": now_count})
+            reasons = [reason]
+        for name in reasons:
+            state = await repo.get_state(_key(name)) or {}
             if not state.get("paused"):
                 continue
-            count = int(state.get("count") or 0)
-            await repo.set_state(_key(reason), {**state, "resumed_count": count, "resumed_by": who}, now)
-            await repo.append("automation.resumed", actor=who, ts=now, data={"count": count, "reason": reason})
-            resumed.append(f"{count} {reason}")
+            count_now = int(state.get("count") or 0)
+            if state.get("resumed_count") == count_now:
+                already.append(f"{count_now} {name} (by {state.get('resumed_by')})")
+                continue
+            await repo.set_state(_key(name), {**state, "resumed_count": count_now, "resumed_by": who}, now)
+            await repo.append("automation.resumed", actor=who, ts=now, data={"count": count_now, "reason": name})
+            resumed.append(f"{count_now} {name}")
+    if not resumed and already:
+        return Reply(text=f"Already resumed: {', '.join(already)}; the removals run at the next sweep.")
     if not resumed:
         return Reply(text="Nothing is paused: removals run as usual.", ok=True)
     return Reply(text=f"Resumed: the paused removals ({', '.join(resumed)}) run at the next sweep.")

@@ -15,7 +15,8 @@ from handlers.views import Reply
 
 @dataclass(frozen=True)
 class ResumeRemovals:
-    pass
+    reason: str | None = None  # a card's button: the pause it showed and the count the person saw
+    count: int | None = None
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ async def handle_compliance(deps: Deps, actor: Person, cmd: ComplianceCommand) -
                      rule="inactive")
     match cmd:
         case ResumeRemovals():
-            return await resume_removals(deps, who)
+            return await resume_removals(deps, who, cmd.reason, cmd.count)
         case DriftList():
             return await drift_list(deps)
         case DriftRemove():

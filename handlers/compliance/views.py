@@ -14,6 +14,7 @@ class DriftView:
     member: bool  # True: in the group with no grant; False: holds a grant but is not in the group
     first_seen: str  # ISO 8601
     request_id: str | None = None  # the grant, for a holder who is not a member
+    escalated: bool = False  # told again: still open past safety.drift_sla
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,21 @@
 """Closing a campaign (SPEC §7): defaults for undecided items, the sign-off chain on the removal list,
 then the removals through the provisioning intents, and ``review.closed``.
 
-Close runs in three steps so that two processes never close one campaign twice: the first write
+Close runs in steps so that two processes never close one campaign twice: the first write
 transaction moves the campaign from ``open`` to ``signoff`` (waiting for its approvers) or to
-``closing`` and records every removal's intent; the provider calls run as every other operation
-does; the last transaction moves ``closing`` to ``closed`` and records what happened. A process
-that stops in between leaves ``closing``, which the next sweep finishes.
+``held`` (its removal list is final); a held list passes the safety brake (SPEC §3.6: above
+``safety.max_removals`` it waits for ``resume removals``, ``automation.paused`` {reason: ``review
+RV-n``, count, sample}), then one transaction moves it to ``closing`` and records every removal's
+intent; the provider calls run as every other operation does; the last transaction moves
+``closing`` to ``closed`` and records what happened. A process that stops in between leaves
+``held`` or ``closing``, which the next sweep carries on.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from handlers.compliance.brake import may_remove
 from handlers.context import SYSTEM, Deps
 from handlers.grants import STANDING, end_grant_in, plan_membership_removal, run_due_ops
 from handlers.ports import Notice
@@ -21,7 +25,9 @@ from handlers.reviews.decide import GONE, record_decision
 from handlers.reviews.records import CLOSED, OPEN, SIGNOFF, CampaignRecord, ItemRecord
 from handlers.reviews.repository import ReviewRepository
 
+HELD = "held"  # the removal list is final; it waits for the safety brake (and passes it at once when small)
 CLOSING = "closing"
+PAUSED_LINE = "paused by the safety brake"
 REMOVING = "removing"
 KEPT = "kept"
 REMOVED = "removed"
@@ -58,11 +64,61 @@ async def close_campaign(deps: Deps, campaign_id: int, now: datetime, *, actor: 
                 "review_id": campaign.ref, "removals": len(removals), "step": 1, "approvers": sorted(approvers)})
             notices += signoff_notices(campaign, removals, approvers)
         else:
-            await plan_removals(repo, campaign, removals, now)
+            campaign.state = HELD
+            await repo.save_campaign(campaign)
     await deps.notifier.notify(notices)
     if notices:
         return f"{campaign.ref} waits for sign-off of {len(removals)} removal(s)"
+    return await release(deps, campaign_id, actor=actor)
+
+
+async def release(deps: Deps, campaign_id: int, *, actor: str = SYSTEM) -> str | None:
+    """A held campaign's removals through the safety brake: paused above the limit, else planned and run.
+
+    Returns a line saying what happened, or None when the campaign was not held (another process has it).
+    """
+    async with deps.store.read() as raw:
+        repo = repo_of(raw)
+        campaign = await repo.get_campaign(campaign_id)
+        if campaign is None or campaign.state != HELD:
+            return None
+        removals = [i for i in await repo.items(campaign_id) if i.state == OPEN]
+    sample = [f"{i.user} from {i.provider}/{i.group}" for i in removals]
+    if not await may_remove(deps, len(removals), sample, f"review {campaign.ref}"):
+        return (f"{campaign.ref}: {len(removals)} removal(s) {PAUSED_LINE} "
+                "(a security team member says `resume removals` to run them)")
+    async with deps.store.write() as raw:
+        repo = repo_of(raw)
+        campaign = await repo.get_campaign(campaign_id)
+        if campaign is None or campaign.state != HELD:
+            return None
+        removals = [i for i in await repo.items(campaign_id) if i.state == OPEN]
+        await plan_removals(repo, campaign, removals, deps.now())
     return await finish(deps, campaign_id, actor=actor)
+
+
+async def release_held(deps: Deps) -> tuple[list[str], int]:
+    """Held campaigns (paused by the brake, or left by a process that stopped): what ran, and how many wait."""
+    async with deps.store.read() as raw:
+        held = await repo_of(raw).campaigns(states=(HELD,))
+    lines, waiting = [], 0
+    for campaign in held:
+        line = await release(deps, campaign.id or 0)
+        if line and PAUSED_LINE in line:
+            waiting += await held_removals(deps, campaign.id or 0)
+        elif line:
+            lines.append(line)
+    return lines, waiting
+
+
+async def held_removals(deps: Deps, campaign_id: int) -> int:
+    """How many removals a held campaign waits to run."""
+    async with deps.store.read() as raw:
+        repo = repo_of(raw)
+        campaign = await repo.get_campaign(campaign_id)
+        if campaign is None or campaign.state != HELD:
+            return 0
+        return sum(i.state == OPEN for i in await repo.items(campaign_id))
 
 
 def signoff_pool(deps: Deps, campaign: CampaignRecord, step: int) -> set[str]:

@@ -16,7 +16,7 @@ from handlers.context import SYSTEM, Deps
 from handlers.ports import Notice
 from handlers.reviews.calendar import BusinessCalendar, after
 from handlers.reviews.campaign import repo_of, reviewer_people
-from handlers.reviews.close import close_campaign, finish_stalled
+from handlers.reviews.close import PAUSED_LINE, close_campaign, finish_stalled, held_removals, release_held
 from handlers.reviews.decide import in_reviewer
 from handlers.reviews.model import Review
 from handlers.reviews.records import OPEN, BatchRecord, CampaignRecord, ItemRecord
@@ -28,6 +28,7 @@ class TimerReport:
     escalated: list[str] = field(default_factory=list)
     closed: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    paused: int = 0  # removals of held campaigns waiting for ``resume removals`` (SPEC §3.6)
 
 
 async def escalation_target(deps: Deps, reviewer: str) -> str:
@@ -46,6 +47,8 @@ async def run_review_timers(deps: Deps, now: datetime, *, dry_run: bool = False)
     report = TimerReport()
     if not dry_run:
         report.closed += await finish_stalled(deps)
+        released, report.paused = await release_held(deps)
+        report.closed += released
     async with deps.store.read() as raw:
         campaigns = await repo_of(raw).campaigns(states=(OPEN,))
     for campaign in campaigns:
@@ -69,6 +72,8 @@ async def _campaign_timers(deps: Deps, campaign: CampaignRecord, now: datetime, 
             report.closed.append(campaign.ref)
             return
         line = await close_campaign(deps, cid, now)
+        if line and PAUSED_LINE in line:
+            report.paused += await held_removals(deps, cid)
         if line:
             report.closed.append(line)
         return

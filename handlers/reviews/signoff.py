@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from handlers.context import Deps
 from handlers.reviews.campaign import repo_of
 from handlers.reviews.close import (
+    HELD,
     close_campaign,
-    finish,
-    plan_removals,
+    release,
     signoff_need,
     signoff_notices,
     signoff_pool,
@@ -89,12 +89,11 @@ async def sign(deps: Deps, who: str, cmd: ReviewSignoff) -> Reply:
             await repo.append("review.signoff_requested", actor=who, ts=now, data={
                 "review_id": ref, "removals": len(items), "step": step + 2,
                 "approvers": sorted(signoff_pool(deps, campaign, step + 1))})
-        elif satisfied:
-            campaign.signoff = "approved"
-            items = [i for i in await repo.items(cmd.campaign) if i.state == OPEN]
-            await plan_removals(repo, campaign, items, now)
+        elif satisfied:  # the list is final: it passes the safety brake before anything is removed
+            campaign.signoff, campaign.state = "approved", HELD
+            await repo.save_campaign(campaign)
     await deps.notifier.notify(notices)
     if campaign.signoff == "approved":
-        line = await finish(deps, cmd.campaign, actor=who)
+        line = await release(deps, cmd.campaign, actor=who)
         return Reply(text=f"{ref}: sign-off approved. {line or ''}".strip(), data={"review_id": ref})
     return Reply(text=f"{ref}: your sign-off is recorded; the next step is asked.", data={"review_id": ref})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cards.adaptive import MAX_CARD_BYTES, size_of
 from cards.compliance_adaptive import drift_card, pause_card
-from cards.compliance_slack import drift_blocks, pause_blocks
+from cards.compliance_slack import drift_blocks, drift_message, pause_blocks
 from handlers.compliance.views import DriftView, PauseView
 
 DRIFT = DriftView(id="D-7", provider="directory", group="sg-prod-db-read", user="<@U1>pat*@example.com", member=True,
@@ -26,7 +26,7 @@ def test_slack_blocks_carry_the_verbs_and_escape_user_text() -> None:
     assert all(b["type"] != "actions" for b in missing) and "REQ-3" in missing[0]["text"]["text"]
     pause = pause_blocks(PAUSE)
     (button,) = [e for b in pause if b["type"] == "actions" for e in b["elements"]]
-    assert (button["action_id"], button["value"]) == ("resume_removals", "30")
+    assert (button["action_id"], button["value"]) == ("resume_removals", "30:terminated")
     assert pause[1]["text"]["text"].count("•") == 10
 
 
@@ -38,5 +38,15 @@ def test_adaptive_cards_are_1_5_execute_and_small() -> None:
         ("Action.Execute", "drift_accept", {"finding_id": "D-7"})]
     assert {b.get("id") for b in card["body"]} >= {"reason", "duration"}
     pause = pause_card(PAUSE)
-    assert [(a["verb"], a["data"]) for a in _actions(pause)] == [("resume_removals", {"count": 30})]
+    assert [(a["verb"], a["data"]) for a in _actions(pause)] == [
+        ("resume_removals", {"count": 30, "reason": "terminated"})]
     assert size_of(pause) < MAX_CARD_BYTES
+
+
+def test_an_escalated_finding_says_so_and_keeps_its_buttons() -> None:
+    late = DriftView(**{**DRIFT.__dict__, "escalated": True})
+    message = drift_message(late, "Drift D-7 still open past the SLA")
+    assert "past the SLA" in message["blocks"][0]["text"]["text"] and message["text"].startswith("Drift D-7")
+    assert [e["action_id"] for b in message["blocks"] if b["type"] == "actions" for e in b["elements"]] == [
+        "drift_remove", "drift_accept"]
+    assert "past the SLA" in drift_card(late)["body"][0]["text"] and "past the SLA" not in str(drift_card(DRIFT))
