@@ -12,6 +12,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from handlers.compliance.findings import drift_ref, resolve_finding
+from handlers.compliance.settle import (
+    cancel_accept_of_gone,
+    finish_restores,
+    gone_resolution,
+    restore_holders,
+    settle_accepts,
+)
 from handlers.context import SYSTEM, Deps
 from handlers.ports import Notice
 from handlers.records import ACTIVE, HOLDING_STATES, DriftRecord, RequestRecord
@@ -23,9 +31,7 @@ if TYPE_CHECKING:
 Key = tuple[str, str, str]  # (provider, group, user)
 
 
-def drift_ref(finding_id: int | None) -> str:
-    """A finding's id as people see it: ``D-<n>``."""
-    return f"D-{finding_id or 0}"
+__all__ = ["detect_drift", "drift_ref", "escalate_drift"]
 
 
 async def _snapshot(deps: Deps, since: datetime) -> tuple[list[RequestRecord], set[Key]]:
@@ -38,6 +44,8 @@ async def _snapshot(deps: Deps, since: datetime) -> tuple[list[RequestRecord], s
 
 async def detect_drift(deps: Deps, report: SweepReport) -> None:
     """Compare every managed group with the grants; record and report what does not agree."""
+    async with deps.store.read() as repo:
+        await settle_accepts(deps, report, await repo.open_drift())
     now = deps.now()
     managed = sorted({(p.provider, p.group) for p in deps.policy.profiles})
     # The store is read before and after the groups: a grant or a call seen in either explains a
@@ -89,15 +97,13 @@ async def detect_drift(deps: Deps, report: SweepReport) -> None:
     if report.dry_run:
         return
     refs: dict[Key, str] = {}
+    missing: list[tuple[DriftRecord, RequestRecord]] = []
     async with deps.store.write() as repo:
         for finding in gone:
-            await repo.resolve_drift(finding.id or 0, now)
-            # a member who left by other means is "gone"; a holder put back in the group is "restored"
-            data = {"id": drift_ref(finding.id), "provider": finding.provider, "group": finding.group,
-                    "user": finding.email, "resolution": "gone" if finding.kind == "member" else "restored"}
-            if finding.kind != "member":
-                data["member"] = False
-            await repo.append("drift.resolved", actor=SYSTEM, ts=now, data=data)
+            key = (finding.provider, finding.group, finding.email)
+            resolution, request_id, by = await gone_resolution(repo, finding, key in kept)
+            withdrawn = await cancel_accept_of_gone(repo, finding, now) if resolution == "gone" else None
+            await resolve_finding(repo, finding, resolution, now, request_id=request_id or withdrawn, by=by)
         for (provider_name, group, email), record in new.items():
             finding = DriftRecord(provider=provider_name, group=group, email=email, first_seen=now, kind=kind(record))
             await repo.add_drift(finding)
@@ -105,17 +111,20 @@ async def detect_drift(deps: Deps, report: SweepReport) -> None:
             data = {"id": drift_ref(finding.id), "provider": provider_name, "group": group, "user": email}
             if record is not None:
                 data.update(member=False, request_id=record.ref)
+                missing.append((finding, record))
             await repo.append("drift.detected", actor=SYSTEM, ts=now, data=data)
-    await escalate_drift(deps, report, [d for d in open_findings if d not in gone])
-    if not new:
-        return
-    text = "Drift: " + "; ".join(
+    still_open = [d for d in open_findings if d not in gone]
+    # a holder who is not a member is put back, or loses the grant (SPEC §3.6): said, not left to a person
+    restored = await restore_holders(deps, report, missing) + await finish_restores(deps, still_open)
+    await escalate_drift(deps, report, still_open)
+    text = "; ".join(
         f"{refs[(p, g, e)]}: {e} is in {p}/{g} with no active grant (`drift remove {refs[(p, g, e)]} because …` "
-        f"or `drift accept {refs[(p, g, e)]} for <duration> because …`)" if r is None else
-        f"{refs[(p, g, e)]}: {e} holds {r.ref} but is not in {p}/{g} (re-add it by ending and requesting again, "
-        f"or `revoke {r.ref} because …`)"
-        for (p, g, e), r in new.items())
-    await deps.notifier.notify([Notice(m, "drift", text, None) for m in sorted(deps.policy.security_members())])
+        f"or `drift accept {refs[(p, g, e)]} for <duration> because …`)"
+        for (p, g, e), r in new.items() if r is None)
+    text = "; ".join(t for t in (text, *restored) if t)
+    if text:
+        await deps.notifier.notify([Notice(m, "drift", "Drift: " + text, None)
+                                    for m in sorted(deps.policy.security_members())])
 
 
 async def escalate_drift(deps: Deps, report: SweepReport, still_open: list[DriftRecord]) -> None:
