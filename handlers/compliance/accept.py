@@ -124,7 +124,7 @@ async def drift_accept(deps: Deps, who: str, finding_id: int, duration: str | No
         await repo.append("request.submitted", actor=who, ts=now, request=record, data={
             "kind": "exception", "duration": format_duration(length), "justification": justification,
             "ticket": ticket, "policy_version": deps.policy.version, "policy_sha256": deps.policy.sha256,
-            "submitted_by": who, "drift_id": ref})
+            "requester": finding.email, "submitted_by": who, "drift_id": ref})
         approvers = sorted(chain[0].pool - {who})
         await repo.append("approval.requested", actor=SYSTEM, ts=now, request=record,
                           data={"step": 1, "approvers": approvers, "label": chain[0].label})
