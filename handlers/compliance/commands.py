@@ -95,10 +95,18 @@ async def handle_compliance(deps: Deps, actor: Person, cmd: ComplianceCommand) -
 async def drift_list(deps: Deps) -> Reply:
     async with deps.store.read() as repo:
         findings = await repo.open_drift()
+        doing = {d.id: (await repo.get_state(accept_key(d.id or 0)), await repo.get_state(remove_key(d.id or 0)))
+                 for d in findings}
     if not findings:
         return Reply(text="No open drift findings.")
-    lines = [f"{drift_ref(d.id)}: {d.email} " + ("is in" if d.kind == "member" else "holds a grant but is not in")
-             + f" {d.provider}/{d.group} since {d.first_seen:%Y-%m-%d %H:%M} UTC" for d in findings]
+    lines = []
+    for d in findings:
+        filed, removing = doing[d.id]
+        note = (f" — removal queued (by {removing.get('by')})" if removing else
+                f" — exception {filed.get('request_id')} waiting (filed by {filed.get('by')})" if filed else "")
+        lines.append(f"{drift_ref(d.id)}: {d.email} " + ("is in" if d.kind == "member" else
+                     "holds a grant but is not in") + f" {d.provider}/{d.group} since {d.first_seen:%Y-%m-%d %H:%M} UTC"
+                     + note)
     return Reply(text="Open drift findings:\n" + "\n".join(lines))
 
 

@@ -40,8 +40,9 @@ async def test_accepted_membership_is_backed_by_the_grant_and_ends_with_it(datab
         # the filer counts as a requester: one person once
         refused = await h.say(SAM, "approve REQ-1")
         assert not refused.ok and refused.rule == "self-approval"
-        # still drift while it waits, and not resolved
-        assert (await h.say(SAM, "drift")).text.count(d) == 1
+        # still drift while it waits, and not resolved; the listing says what is under way
+        listing = (await h.say(SAM, "drift")).text
+        assert listing.count(d) == 1 and "exception REQ-1 waiting" in listing, listing
         assert (await h.say(SASHA, "approve REQ-1")).ok
         assert not await h.events("drift.resolved")
         approved = await h.say(DANA, "approve REQ-1")
@@ -136,6 +137,8 @@ async def test_refusals_name_their_rule(database_url, tmp_path):
             r = await h.say(SAM, text)
             assert not r.ok and r.rule == rule, (text[:60], r.rule, r.text)
         assert "2000" in (await h.say(SAM, f"drift accept {d} for 1d because " + "y" * 3000)).text
+        assert (await h.say(SAM, f"drift remove {d} because " + "y" * 3000)).rule == "reason"
+        assert not await h.events("membership.removed")
         # a group no profile manages (the policy changed since the finding)
         async with h.app.store.write() as repo:
             orphan = DriftRecord(provider="directory", group="sg-retired", email=BOB, first_seen=h.clock.now())
@@ -186,3 +189,16 @@ async def test_a_member_who_leaves_the_group_while_the_accept_waits(database_url
         assert (await h.say(SASHA, "approve REQ-1")).rule == "not-open"
         assert BOB not in await h.members("sg-prod-db-read")
         assert not await h.events("grant.provisioned")
+
+
+def test_the_accept_words_parse():
+    from handlers.compliance.commands import DriftAccept, parse_compliance
+
+    assert parse_compliance("drift accept D-4 for 7d because CHG-1 ok") == DriftAccept(4, "7d", "CHG-1 ok")
+    assert parse_compliance("Drift Accept d-4 for 2 hours because x") == DriftAccept(4, "2 hours", "x")
+    assert parse_compliance("drift accept D-4") == DriftAccept(4, None, None)
+    assert parse_compliance("drift accept D-4 because x") == DriftAccept(4, None, "x")
+    assert parse_compliance("drift accept D-4 please") is None
+    assert parse_compliance("drift accept REQ-4 for 1d because x") is None
+    long = "y" * 3000
+    assert parse_compliance(f"drift remove D-4 because {long}").reason == long  # kept whole: refused, never cut
