@@ -63,13 +63,22 @@ async def may_remove(deps: Deps, count: int, sample: list[str], reason: str, *, 
     return False
 
 
-async def resume_removals(deps: Deps, who: str) -> Reply:
-    """``resume removals`` (security team): the removals the pause held run at the next sweep."""
+async def resume_removals(deps: Deps, who: str, count: int | None = None) -> Reply:
+    """``resume removals`` (security team): the removals the pause held run at the next sweep.
+
+    ``count`` is the number the person was shown (a card's button carries it): when the pauses now hold
+    a different number, nothing is resumed and they are told to look again.
+    """
     now = deps.now()
     resumed = []
     async with deps.store.write() as repo:
+        states = {reason: await repo.get_state(_key(reason)) or {} for reason in REASONS}
+        held = sum(int(s.get("count") or 0) for s in states.values() if s.get("paused"))
+        if count is not None and held and count != held:
+            return Reply(text=f"Not resumed: the paused removals are now {held}, not the {count} you saw. Look at "
+                         "the latest notice and resume again.", ok=False, kind="refusal", rule="count-changed")
         for reason in REASONS:
-            state = await repo.get_state(_key(reason)) or {}
+            state = states[reason]
             if not state.get("paused"):
                 continue
             count = int(state.get("count") or 0)

@@ -113,7 +113,8 @@ async def restore_holders(deps: Deps, report: SweepReport, missing: list[tuple[D
     for finding, record in missing:
         ref = drift_ref(finding.id)
         where = f"{finding.provider}/{finding.group}"
-        profile = (await deps.policy_for(record)).profile(record.profile)
+        # the policy in force decides (an operational choice), else the version the grant was approved under
+        profile = deps.policy.profile(record.profile) or (await deps.policy_for(record)).profile(record.profile)
         end = profile is not None and profile.removed_holder == "end"
         now = deps.now()
         op_id = None
