@@ -57,7 +57,13 @@ async def accept_ended(repo: Repository, record: RequestRecord, now: datetime) -
 
 async def plan_drift_removal(repo: Repository, finding: DriftRecord, by: str, now: datetime, *,
                              request_id: str | None = None, reason: str | None = None) -> OpRecord | None:
-    """Plan removing a drifted member (reason ``drift``) and remember who decided it, in one transaction."""
+    """Plan removing a drifted member (reason ``drift``) and remember who decided it, in one transaction.
+
+    Nothing is planned when the membership was removed since the finding was made (a leaver's removal, say):
+    it is gone once, and the finding resolves as ``gone`` at the next sweep."""
+    earlier = await repo.ops_for_member(finding.provider, finding.group, finding.email, statuses=("done",))
+    if any(o.op == "remove" and o.created_at >= finding.first_seen for o in earlier):
+        return None
     op = await plan_membership_removal(repo, finding.provider, finding.group, finding.email, "drift", now)
     if op is None:
         return None  # a grant covers the membership now, or its removal is queued already

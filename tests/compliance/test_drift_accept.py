@@ -202,3 +202,19 @@ def test_the_accept_words_parse():
     assert parse_compliance("drift accept REQ-4 for 1d because x") is None
     long = "y" * 3000
     assert parse_compliance(f"drift remove D-4 because {long}").reason == long  # kept whole: refused, never cut
+
+
+async def test_a_member_terminated_while_the_accept_waits_is_removed_once(database_url, tmp_path):
+    async with harness(database_url, tmp_path) as h:
+        d = await _finding(h, "sg-prod-db-read", PAT)
+        assert (await h.say(SAM, f"drift accept {d} for 1d {WHY}")).ok
+        h.files.set_active(PAT, False)
+        h.clock.advance(minutes=5)
+        await sweep(h.app.deps)
+        h.clock.advance(minutes=1)  # a call that finished at a sweep's instant explains what that sweep lists
+        await sweep(h.app.deps)
+        assert PAT not in await h.members("sg-prod-db-read")
+        assert [e["data"]["reason"] for e in await h.events("membership.removed")] == ["terminated"]
+        assert (await h.request(1)).state == "cancelled"
+        (resolved,) = await h.events("drift.resolved")
+        assert resolved["data"]["id"] == d and resolved["data"]["resolution"] == "gone"
