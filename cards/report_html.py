@@ -75,30 +75,6 @@ def bar_chart(title: str, points: list[tuple[str, float]], *, unit: str = "") ->
             + "".join(bars) + "</svg></figure>")
 
 
-def drift_findings(events: list[dict[str, Any]]) -> list[list[str]]:
-    """One row per finding from drift.detected / drift.resolved events in time order."""
-    rows: list[list[str]] = []
-    open_rows: dict[tuple[str, str, str], list[str]] = {}
-    for d in events:
-        key = (str(d.get("provider", "")), str(d.get("group", "")), str(d.get("user", "")).lower())
-        if d["type"] == "drift.detected":
-            row = [*key, d["ts"], "still open at the end of the period"]
-            rows.append(row)
-            open_rows[key] = row
-        elif d["type"] == "drift.resolved":
-            row = open_rows.pop(key, None)
-            if row is None:  # found before the period
-                row = [*key, "before the period", ""]
-                rows.append(row)
-            how = f" ({d['resolution']})" if d.get("resolution") else ""
-            took = ""
-            if row[3] != "before the period":
-                hours = (_parse_ts(d["ts"]) - _parse_ts(row[3])).total_seconds() / 3600
-                took = f", after {hours:.1f} h"
-            row[4] = f"resolved {d['ts']}{how}{took}"
-    return rows
-
-
 def _when(value: Any) -> Markup:
     """A time in a narrow column: the date, and the time of day under it."""
     text = _moment(value)
@@ -242,8 +218,14 @@ def render_report(figures: Any, *, generated_at: str, sla_hours: float = 24.0, c
                              for r in removals]))
     parts.append(f"<h2>Drift: {sum(1 for d in figures.drift if d['type'] == 'drift.detected')} found</h2>")
     if figures.drift:
-        parts.append("<p class='muted'>A member of a managed group with no grant behind them. It is resolved "
-                     "when the membership is gone or a grant covers it.</p>")
-        parts.append(_table(["provider", "group", "user", "found", "what happened"], drift_findings(figures.drift)))
+        parts.append("<p class='muted'>A member of a managed group with no grant behind them, or a grant holder "
+                     "who is not a member; each with its resolution, who chose it, the request behind it and the "
+                     "hours from detection to resolution.</p>")
+        parts.append(_table(["id", "provider", "group", "user", "found", "resolution", "by", "request", "resolved",
+                             "hours"],
+                            [[r["id"], r["provider"], r["group"], r["user"] + (" (not a member)" if r["kind"] ==
+                              "missing" else ""), r["first_seen"], r["resolution"] or "still open at the end of "
+                              "the period", r["resolved_by"], r["request_id"], r["resolved_at"],
+                              r["hours_to_resolution"]] for r in figures.drift_findings()]))
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from handlers.chains import ResolvedStep, first_unsatisfiable, pin_step, resolve_chain, step_need
+from handlers.compliance.accept_links import accept_approved, accept_ended, filed_by, settle_request
 from handlers.context import SYSTEM, Deps
 from handlers.durations import DurationError, format_duration, parse_duration
 from handlers.eligibility import ineligibility, memberships_of
@@ -73,6 +74,8 @@ async def _fail(repo: Repository, record: RequestRecord, rule: str, now: datetim
     if record.state == PENDING:
         record.state, record.ended_at, record.failure = FAILED, now, rule
         await repo.append("request.failed", actor=SYSTEM, ts=now, request=record, data=_data(record, rule=rule))
+        await repo.save_request(record)
+        await accept_ended(repo, record, now)  # a drift accept that failed: the member is removed
     else:  # an extension that can no longer be approved: the grant itself stays as it was
         await repo.append("request.failed", actor=SYSTEM, ts=now, request=record,
                           data=_data(record, rule=rule))
@@ -123,9 +126,11 @@ async def decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str 
             return Reply(text=f"{record.ref} can no longer be decided; it failed.", ok=False)
         this_round = await repo.decisions(record.id or 0, record.round)
         earlier = {d.approver for d in this_round if d.step < record.step and d.decision == "approved"}
+        submitter = await filed_by(repo, record)  # who filed a drift accept counts as its requester
+        earlier |= {submitter} if submitter else set()
         step = chain[record.step] = pin_step(chain[record.step], await asked_at_open(repo, record))
         label = f"step {record.step + 1} ({step.label})"
-        if actor == record.requester:
+        if actor in (record.requester, submitter):
             await repo.append("approval.refused", actor=actor, ts=now, request=record,
                               data=_data(record, step=record.step + 1, reason="self-approval"))
             return Reply(text=f"You cannot decide on your own request {record.ref}.", ok=False,
@@ -153,6 +158,8 @@ async def decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str 
                 record.state, record.ended_at, record.end_reason = DENIED, now, None
                 await repo.append("request.denied", actor=actor, ts=now, request=record,
                                   data={"step": record.step + 1, "reason": comment})
+                await repo.save_request(record)
+                await accept_ended(repo, record, now)  # a drift accept denied: the member is removed
                 text = f"{record.ref} denied by {actor}: {comment}"
             else:
                 record.ext_duration, record.ext_justification = None, None
@@ -188,6 +195,8 @@ async def decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str 
     if op_id is not None:
         await run_op(deps, op_id)
         view = await _fresh_view(deps, n)
+    if view is not None and view.state in (DENIED, FAILED) and submitter:
+        await settle_request(deps, n)
     return Reply(text=reply_text, kind="request", request=view)
 
 
@@ -234,6 +243,7 @@ async def _final(deps: Deps, repo: Repository, record: RequestRecord, actor: str
     record.state, record.approved_at = APPROVED, now
     await repo.save_request(record)
     await repo.append("request.approved", actor=actor, ts=now, request=record, data={"auto": False})
+    await accept_approved(repo, record, actor, now)  # a drift accept: the membership is now backed by the grant
     op = await plan_add(repo, record, now)
     notices.append(Notice(record.requester, "status", f"{record.ref} approved; adding you to {record.group}.",
                           record.id))
@@ -346,6 +356,8 @@ async def cancel(deps: Deps, actor: str, n: int) -> Reply:
         if record.state == PENDING:
             record.state, record.ended_at = CANCELLED, now
             await repo.append("request.cancelled", actor=actor, ts=now, request=record, data={})
+            await repo.save_request(record)
+            await accept_ended(repo, record, now)  # a drift accept withdrawn: the member is removed
             text = f"{record.ref} cancelled."
         elif record.state == ACTIVE and record.extension_pending:
             await repo.append("request.cancelled", actor=actor, ts=now, request=record,
@@ -360,6 +372,8 @@ async def cancel(deps: Deps, actor: str, n: int) -> Reply:
         notices = [Notice(a, "outcome", f"{record.ref} was withdrawn by {actor}.", record.id) for a in waiting]
     view = await request_view(deps, record)
     await deps.notifier.notify([Notice(x.recipient, x.kind, x.text, x.request_id, view) for x in notices])
+    if record.state == CANCELLED:
+        await settle_request(deps, n)
     return Reply(text=text, kind="request", request=view)
 
 

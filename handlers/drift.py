@@ -13,6 +13,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from handlers.audit import format_ts
+from handlers.compliance.findings import drift_ref, resolve_finding
+from handlers.compliance.settle import (
+    cancel_accept_of_gone,
+    finish_restores,
+    gone_resolution,
+    restore_holders,
+    settle_accepts,
+)
 from handlers.compliance.views import DriftView
 from handlers.context import SYSTEM, Deps
 from handlers.ports import Notice
@@ -26,9 +34,7 @@ Key = tuple[str, str, str]  # (provider, group, user)
 CARDS = 20  # findings of one sweep told one card each; more come as one line
 
 
-def drift_ref(finding_id: int | None) -> str:
-    """A finding's id as people see it: ``D-<n>``."""
-    return f"D-{finding_id or 0}"
+__all__ = ["detect_drift", "drift_ref", "escalate_drift"]
 
 
 async def _snapshot(deps: Deps, since: datetime) -> tuple[list[RequestRecord], set[Key]]:
@@ -41,6 +47,8 @@ async def _snapshot(deps: Deps, since: datetime) -> tuple[list[RequestRecord], s
 
 async def detect_drift(deps: Deps, report: SweepReport) -> None:
     """Compare every managed group with the grants; record and report what does not agree."""
+    async with deps.store.read() as repo:
+        await settle_accepts(deps, report, await repo.open_drift())
     now = deps.now()
     managed = sorted({(p.provider, p.group) for p in deps.policy.profiles})
     # The store is read before and after the groups: a grant or a call seen in either explains a
@@ -92,15 +100,13 @@ async def detect_drift(deps: Deps, report: SweepReport) -> None:
     if report.dry_run:
         return
     refs: dict[Key, str] = {}
+    missing: list[tuple[DriftRecord, RequestRecord]] = []
     async with deps.store.write() as repo:
         for finding in gone:
-            await repo.resolve_drift(finding.id or 0, now)
-            # a member who left by other means is "gone"; a holder put back in the group is "restored"
-            data = {"id": drift_ref(finding.id), "provider": finding.provider, "group": finding.group,
-                    "user": finding.email, "resolution": "gone" if finding.kind == "member" else "restored"}
-            if finding.kind != "member":
-                data["member"] = False
-            await repo.append("drift.resolved", actor=SYSTEM, ts=now, data=data)
+            key = (finding.provider, finding.group, finding.email)
+            resolution, request_id, by = await gone_resolution(repo, finding, key in kept)
+            withdrawn = await cancel_accept_of_gone(repo, finding, now) if resolution == "gone" else None
+            await resolve_finding(repo, finding, resolution, now, request_id=request_id or withdrawn, by=by)
         for (provider_name, group, email), record in new.items():
             finding = DriftRecord(provider=provider_name, group=group, email=email, first_seen=now, kind=kind(record))
             await repo.add_drift(finding)
@@ -108,31 +114,37 @@ async def detect_drift(deps: Deps, report: SweepReport) -> None:
             data = {"id": drift_ref(finding.id), "provider": provider_name, "group": group, "user": email}
             if record is not None:
                 data.update(member=False, request_id=record.ref)
+                missing.append((finding, record))
             await repo.append("drift.detected", actor=SYSTEM, ts=now, data=data)
-    await escalate_drift(deps, report, [d for d in open_findings if d not in gone])
-    if not new:
-        return
+    still_open = [d for d in open_findings if d not in gone]
+    # a holder who is not a member is put back, or loses the grant (SPEC §3.6): said, not left to a person
+    restored = await restore_holders(deps, report, missing) + await finish_restores(deps, still_open)
+    await escalate_drift(deps, report, still_open)
     told = []
     for (p, g, e), r in new.items():
+        if r is not None:
+            continue  # a holder who is not a member: settled above and told in ``restored``
         ref = refs[(p, g, e)]
         text = (f"Drift {ref}: {e} is in {p}/{g} with no active grant (`drift remove {ref} because …` "
-                f"or `drift accept {ref} for <duration> because …`)" if r is None else
-                f"Drift {ref}: {e} holds {r.ref} but is not in {p}/{g} (re-add it by ending and requesting again, "
-                f"or `revoke {r.ref} because …`)")
-        told.append((text, DriftView(id=ref, provider=p, group=g, user=e, member=r is None, first_seen=format_ts(now),
-                                     request_id=None if r is None else r.ref)))
-    await _tell_security(deps, told)
+                f"or `drift accept {ref} for <duration> because …`)")
+        told.append((text, DriftView(id=ref, provider=p, group=g, user=e, member=True, first_seen=format_ts(now),
+                                     request_id=None)))
+    await _tell_security(deps, told, restored)
 
 
-async def _tell_security(deps: Deps, told: list[tuple[str, DriftView]]) -> None:
-    """One message per finding (a card with its buttons), up to ``CARDS``; the rest in one line."""
+async def _tell_security(deps: Deps, told: list[tuple[str, DriftView]], said: list[str]) -> None:
+    """One message per new finding (a card with its buttons), up to ``CARDS``; the rest, and what the
+    bot settled itself (``said``), in one line."""
     members = sorted(deps.policy.security_members())
     notices = [Notice(m, "drift", text, None, view) for text, view in told[:CARDS] for m in members]
-    if len(told) > CARDS:
-        rest = "; ".join(t for t, _ in told[CARDS:])
-        notices += [Notice(m, "drift", f"{len(told) - CARDS} more drift findings (say `drift` for the list): "
-                           f"{rest}", None) for m in members]
-    await deps.notifier.notify(notices)
+    lines = [t for t, _ in told[CARDS:]]
+    if lines:
+        lines[0] = f"{len(told) - CARDS} more drift findings (say `drift` for the list): {lines[0]}"
+    lines += [line for line in said if line]
+    if lines:
+        notices += [Notice(m, "drift", "Drift: " + "; ".join(lines), None) for m in members]
+    if notices:
+        await deps.notifier.notify(notices)
 
 
 async def escalate_drift(deps: Deps, report: SweepReport, still_open: list[DriftRecord]) -> None:

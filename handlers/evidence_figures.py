@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from handlers.compliance.drift_report import finding_rows
 from handlers.compliance.removals import TYPES as REMOVAL_TYPES
 from handlers.compliance.removals import RemovalRows
 from handlers.policy import Policy
@@ -52,6 +53,10 @@ class Figures:
     generated_at: datetime | None = None
     _submitted: dict[str, datetime] = field(default_factory=dict)
     _terminated_grants: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def drift_findings(self) -> list[dict[str, Any]]:
+        """The period's drift findings with their resolution, as ``report drift`` derives them."""
+        return finding_rows(self.drift)
 
     # -- rows of the CSV files ------------------------------------------------------------------
     def request_row(self, row: dict[str, str]) -> None:

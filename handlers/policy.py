@@ -33,7 +33,7 @@ STEP_HELP = "use manager, owner, {any_of: G}, {all_of: G}, {n_of: N, from: G} or
 TOP_KEYS = {"version", "approver_groups", "security_team", "profiles", "reminders", "schedule", "reviews",
             "evidence", "safety"}
 PROFILE_KEYS = {"id", "title", "owner", "risk", "provider", "group", "eligible", "ineligible", "duration",
-                "justification", "ticket", "approval", "auto_approve", "exception", "description"}
+                "justification", "ticket", "approval", "auto_approve", "exception", "description", "removed_holder"}
 
 
 @dataclass(frozen=True)
@@ -137,6 +137,9 @@ class Profile:
     approval: tuple[Step, ...]
     auto_approve: tuple[Rule, ...]
     exception: ExceptionRule | None
+    # a grant holder found removed from the group behind the bot's back (SPEC §3.6): put back while the
+    # grant runs ("readd"), or end the grant ("end": grant.revoked reason drift)
+    removed_holder: Literal["readd", "end"] = "readd"
 
 
 @dataclass(frozen=True)

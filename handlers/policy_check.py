@@ -312,6 +312,9 @@ def _profile(c: _Checker, raw: Any, line: int | None, where: str, groups: Mappin
             limit = c.duration(e, "max_duration", f"{where}.exception.max_duration")
             if steps and limit:
                 exception = ExceptionRule(approval=steps, max_duration=limit)
+    removed_holder = raw.get("removed_holder", "readd")
+    if removed_holder not in ("readd", "end"):
+        c.err(c.line_of(raw, "removed_holder"), f"{where}.removed_holder", "must be readd or end")
     if len(c.issues) > before:
         return None
     assert pid and title and owner and group and default and maximum
@@ -319,7 +322,7 @@ def _profile(c: _Checker, raw: Any, line: int | None, where: str, groups: Mappin
         id=pid, title=title, owner=owner.lower(), risk=risk, provider=provider, group=group,
         eligible=eligible, ineligible=ineligible, default_duration=default, max_duration=maximum,
         justification_required=justification == "required", ticket=ticket, approval=approval,
-        auto_approve=auto, exception=exception)
+        auto_approve=auto, exception=exception, removed_holder=removed_holder)
 
 
 def _reminders(c: _Checker, data: _Map) -> Reminders:

@@ -34,6 +34,8 @@ HELP_SECURITY = [
     ("evidence <from> <to>", "an evidence pack for a period (dates YYYY-MM-DD)"),
     ("report drift|terminations|access [<profile>]", "compliance reports"),
     ("drift [remove D-n because <reason>]", "open drift findings; remove a member no grant explains"),
+    ("drift accept D-n for <duration> because <reason>",
+     "keep a drifted member through the profile's exception chain (denied: removed)"),
     ("resume removals", "run the bulk removals the safety brake paused"),
 ]
 

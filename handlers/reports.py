@@ -10,10 +10,10 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from handlers.audit import format_ts
+from handlers.compliance.drift_report import DRIFT_COLUMNS, finding_rows
 from handlers.context import Deps
 from handlers.records import HOLDING_STATES
 
-DRIFT_COLUMNS = ["provider", "group", "user", "first_seen", "resolved_at", "status"]
 TERMINATION_COLUMNS = ["user", "detected_at", "grants", "memberships", "revoked_at", "hours_to_revoke", "within_sla"]
 ROLLUP_COLUMNS = ["month", "leavers", "within_sla", "breached", "pending"]
 ACCESS_COLUMNS = ["request_id", "user", "profile", "kind", "provider", "group", "started_at", "expires_at",
@@ -27,7 +27,12 @@ class ReportSource(Protocol):
 
 
 async def drift_rows(source: ReportSource) -> list[dict[str, Any]]:
-    return [{**d, "status": "resolved" if d.get("resolved_at") else "open"} async for d in source.drift_findings()]
+    """Every drift finding with its resolution, who chose it, the request behind it and the hours it took
+    (the same derivation as the evidence pack's report.html)."""
+    return finding_rows([e async for e in source.events_of_type("drift.detected", "drift.resolved")])
+
+
+__all__ = ["DRIFT_COLUMNS", "drift_rows"]
 
 
 async def termination_rows(source: ReportSource, sla_hours: float) -> list[dict[str, Any]]:

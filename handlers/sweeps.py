@@ -16,6 +16,7 @@ from handlers.anchors import anchor_head
 from handlers.approvals import _chain, asked_at_open, open_step
 from handlers.audit import format_ts
 from handlers.chains import open_step_unsatisfiable, pin_step
+from handlers.compliance.accept_links import filed_by
 from handlers.compliance.leavers import terminate_inactive
 from handlers.compliance.movers import revoke_ineligible
 from handlers.context import SYSTEM, Deps
@@ -130,7 +131,9 @@ async def remind_pending(deps: Deps, report: SweepReport) -> None:
         async with deps.store.read() as repo:
             decisions = await repo.decisions(record.id or 0, record.round)
             asked = await asked_at_open(repo, record)
+            submitter = await filed_by(repo, record)  # who filed a drift accept counts as its requester
         earlier = {d.approver for d in decisions if d.step < record.step and d.decision == "approved"}
+        earlier |= {submitter} if submitter else set()
         here = {d.approver for d in decisions if d.step == record.step and d.decision == "approved"}
         # Someone the step asked who is missing from the directory may come back: the step waits for
         # them. Someone found inactive cannot: the step fails closed.

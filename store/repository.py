@@ -354,6 +354,15 @@ class SqlRepository(ReviewRepositoryMixin):
                             first_seen=m["first_seen"], resolved_at=m["resolved_at"], kind=m["kind"])
                 for m in (r._mapping for r in rows)]
 
+    async def get_drift(self, record_id: int) -> DriftRecord | None:
+        c = t.drift_findings.c
+        row = (await self.conn.execute(select(t.drift_findings).where(c.id == record_id))).first()
+        if row is None:
+            return None
+        m = row._mapping
+        return DriftRecord(id=m["id"], provider=m["provider"], group=m["group_name"], email=m["email"],
+                           first_seen=m["first_seen"], resolved_at=m["resolved_at"], kind=m["kind"])
+
     async def add_drift(self, record: DriftRecord) -> None:
         result = await self.conn.execute(insert(t.drift_findings).values(
             provider=record.provider, group_name=record.group, email=record.email,

@@ -94,12 +94,20 @@ async def resume_removals(deps: Deps, who: str, reason: str | None = None, count
     The words resume every pause at the count it has now. A card's button names the pause it showed
     (``reason``) and the count the person saw: when that pause's count has changed since (or it ended),
     nothing is resumed and they are told the count now. A pause already resumed at its count is not
-    resumed twice (a double click records one ``automation.resumed``).
+    resumed twice (a double click records one ``automation.resumed``). A ``count`` without a ``reason``
+    is the total the person saw over every pause: when the pauses now hold another number, nothing is
+    resumed (rule ``count-changed``).
     """
     now = deps.now()
     resumed, already = [], []
     async with deps.store.write() as repo:
         reasons = await _reasons(repo)
+        if reason is None and count is not None:
+            states = [await repo.get_state(_key(name)) or {} for name in reasons]
+            held = sum(int(st.get("count") or 0) for st in states if st.get("paused"))
+            if held and held != count:
+                return Reply(text=f"Not resumed: the paused removals are now {held}, not the {count} you saw. Look "
+                             "at the latest notice and resume again.", ok=False, kind="refusal", rule="count-changed")
         if reason is not None:
             state = await repo.get_state(_key(reason)) or {} if reason in reasons else {}
             now_count = int(state.get("count") or 0) if state.get("paused") else 0

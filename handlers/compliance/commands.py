@@ -1,14 +1,22 @@
-"""The security team's compliance words (SPEC §4.1): ``resume removals``, ``drift``, ``drift remove``."""
+"""The security team's compliance words (SPEC §4.1): ``resume removals``, ``drift``, ``drift remove``,
+``drift accept``.
+
+The buttons of the compliance cards reuse the same functions: :func:`drift_remove` (deps, actor, finding
+number, reason), :func:`handlers.compliance.accept.drift_accept` (deps, actor, finding number, duration,
+reason) and :func:`handlers.compliance.brake.resume_removals` (deps, actor).
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
+from handlers.compliance.accept import drift_accept
+from handlers.compliance.accept_links import plan_drift_removal, settle_removal
 from handlers.compliance.brake import resume_removals
-from handlers.context import SYSTEM, Deps
-from handlers.drift import drift_ref
-from handlers.grants import plan_membership_removal, run_op
+from handlers.compliance.findings import accept_key, drift_ref, remove_key
+from handlers.context import Deps
+from handlers.grammar import _split_reason
 from handlers.ports import Person
 from handlers.views import Reply
 
@@ -30,12 +38,21 @@ class DriftRemove:
     reason: str | None
 
 
-ComplianceCommand = ResumeRemovals | DriftList | DriftRemove
-COMPLIANCE_COMMANDS = (ResumeRemovals, DriftList, DriftRemove)
-_NAMES = {ResumeRemovals: "resume removals", DriftList: "drift", DriftRemove: "drift remove"}
+@dataclass(frozen=True)
+class DriftAccept:
+    finding: int
+    duration: str | None
+    reason: str | None
+
+
+ComplianceCommand = ResumeRemovals | DriftList | DriftRemove | DriftAccept
+COMPLIANCE_COMMANDS = (ResumeRemovals, DriftList, DriftRemove, DriftAccept)
+_NAMES = {ResumeRemovals: "resume removals", DriftList: "drift", DriftRemove: "drift remove",
+          DriftAccept: "drift accept"}
 
 
 def parse_compliance(text: str) -> ComplianceCommand | None:
+    """The compliance words, or None. Free text is kept whole: the service refuses what is over its limit."""
     words = text.strip().lower().split()
     if words == ["resume", "removals"]:
         return ResumeRemovals()
@@ -43,7 +60,14 @@ def parse_compliance(text: str) -> ComplianceCommand | None:
         return DriftList()
     m = re.fullmatch(r"\s*drift\s+remove\s+d-(\d{1,9})(?:\s+because\s+(.+))?\s*", text, re.IGNORECASE | re.DOTALL)
     if m:
-        return DriftRemove(int(m.group(1)), (m.group(2) or "").strip()[:500] or None)
+        return DriftRemove(int(m.group(1)), (m.group(2) or "").strip() or None)
+    m = re.fullmatch(r"\s*drift\s+accept\s+d-(\d{1,9})(\s.*)?", text, re.IGNORECASE | re.DOTALL)
+    if m:
+        head, reason = _split_reason(m.group(2) or "")
+        duration = re.fullmatch(r"for\s+(.+)", head, re.IGNORECASE | re.DOTALL)
+        if head and duration is None:
+            return None  # not the accept grammar: answered with help
+        return DriftAccept(int(m.group(1)), duration.group(1).strip() if duration else None, reason or None)
     return None
 
 
@@ -64,47 +88,63 @@ async def handle_compliance(deps: Deps, actor: Person, cmd: ComplianceCommand) -
         case DriftList():
             return await drift_list(deps)
         case DriftRemove():
-            return await drift_remove(deps, who, cmd)
+            return await drift_remove(deps, who, cmd.finding, cmd.reason)
+        case DriftAccept():
+            return await drift_accept(deps, who, cmd.finding, cmd.duration, cmd.reason)
 
 
 async def drift_list(deps: Deps) -> Reply:
     async with deps.store.read() as repo:
         findings = await repo.open_drift()
+        doing = {d.id: (await repo.get_state(accept_key(d.id or 0)), await repo.get_state(remove_key(d.id or 0)))
+                 for d in findings}
     if not findings:
         return Reply(text="No open drift findings.")
-    lines = [f"{drift_ref(d.id)}: {d.email} " + ("is in" if d.kind == "member" else "holds a grant but is not in")
-             + f" {d.provider}/{d.group} since {d.first_seen:%Y-%m-%d %H:%M} UTC" for d in findings]
+    lines = []
+    for d in findings:
+        filed, removing = doing[d.id]
+        note = (f" — removal queued (by {removing.get('by')})" if removing else
+                f" — exception {filed.get('request_id')} waiting (filed by {filed.get('by')})" if filed else "")
+        lines.append(f"{drift_ref(d.id)}: {d.email} " + ("is in" if d.kind == "member" else
+                     "holds a grant but is not in") + f" {d.provider}/{d.group} since {d.first_seen:%Y-%m-%d %H:%M} UTC"
+                     + note)
     return Reply(text="Open drift findings:\n" + "\n".join(lines))
 
 
-async def drift_remove(deps: Deps, who: str, cmd: DriftRemove) -> Reply:
+async def drift_remove(deps: Deps, who: str, finding_id: int, reason: str | None) -> Reply:
     """Remove a drifted member through the provider within the command, as ``revoke`` does."""
-    ref = drift_ref(cmd.finding)
-    if not cmd.reason:
+    ref = drift_ref(finding_id)
+    if not reason:
         return Reply(text=f"Say why: `drift remove {ref} because <reason>`.", ok=False, kind="refusal", rule="reason")
     now = deps.now()
     async with deps.store.write() as repo:
-        finding = next((d for d in await repo.open_drift() if d.id == cmd.finding), None)
+        finding = await repo.get_drift(finding_id)
         if finding is None:
             return Reply(text=f"There is no open drift finding {ref}.", ok=False, kind="refusal", rule="not-found")
+        if finding.resolved_at is not None:
+            return Reply(text=f"{ref} is already resolved; see `report drift`.", ok=False, kind="refusal",
+                         rule="resolved")
         if finding.kind != "member":
-            return Reply(text=f"{ref} is a grant holder who is not a member: nothing to remove. End the grant "
-                         "with `revoke REQ-n because …` or let the holder request again.", ok=False,
-                         kind="refusal", rule="not-a-member")
-        op = await plan_membership_removal(repo, finding.provider, finding.group, finding.email, "drift", now)
-        await repo.append("drift.remove_requested", actor=who, ts=now, data={
-            "id": ref, "provider": finding.provider, "group": finding.group, "user": finding.email,
-            "reason": cmd.reason})
+            return Reply(text=f"{ref} is a grant holder who is not a member: nothing to remove (the bot restores "
+                         "or ends that grant by itself).", ok=False, kind="refusal", rule="not-a-member")
+        filed = await repo.get_state(accept_key(finding_id))
+        if filed is not None:
+            return Reply(text=f"{ref} is being accepted through {filed.get('request_id')}: deny it there (or wait "
+                         "for its chain); a denial removes the member.", ok=False, kind="refusal",
+                         rule="accept-pending", data={"existing": filed.get("request_id")})
+        if await repo.get_state(remove_key(finding_id)) is not None:
+            return Reply(text=f"{ref}: {finding.email} is being removed already.", ok=False, kind="refusal",
+                         rule="removing")
+        op = await plan_drift_removal(repo, finding, who, now, reason=reason)
+        if op is not None:
+            await repo.append("drift.remove_requested", actor=who, ts=now, data={
+                "id": ref, "provider": finding.provider, "group": finding.group, "user": finding.email,
+                "reason": reason})
     if op is None:
         return Reply(text=f"{ref}: {finding.email} is covered by a grant or already being removed.", ok=False,
                      kind="refusal", rule="busy")
-    status = await run_op(deps, op.id or 0)
+    status = await settle_removal(deps, finding)
     if status != "done":
         return Reply(text=f"{ref}: removing {finding.email} from {finding.provider}/{finding.group} is queued "
                      f"({status}); it is retried until it succeeds.", ok=True)
-    async with deps.store.write() as repo:
-        await repo.resolve_drift(finding.id or 0, deps.now())
-        await repo.append("drift.resolved", actor=SYSTEM, ts=deps.now(), data={
-            "id": ref, "provider": finding.provider, "group": finding.group, "user": finding.email,
-            "resolution": "removed", "by": who})
     return Reply(text=f"{ref} resolved: {finding.email} was removed from {finding.provider}/{finding.group}.")

@@ -47,6 +47,12 @@ async def test_a_thirty_person_wave_pauses_resumes_and_removes_exactly_those(dat
 
         refused = await h.say(BOB, "resume removals")
         assert not refused.ok and refused.rule == "security-only"
+        # a button carries the count its card showed: a stale one resumes nothing
+        from handlers.compliance.brake import resume_removals
+
+        stale = await resume_removals(h.app.deps, SAM, count=12)
+        assert not stale.ok and stale.rule == "count-changed" and "30" in stale.text
+        assert not await h.events("automation.resumed")
         assert (await h.say(SAM, "resume removals")).ok
         (resumed,) = await h.events("automation.resumed")
         assert resumed["data"]["count"] == 30 and resumed["actor"] == SAM

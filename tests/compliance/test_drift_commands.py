@@ -35,7 +35,7 @@ async def test_drift_is_listed_removed_from_chat_gone_and_escalated(database_url
             "provider": "directory", "group": "sg-prod-db-read", "user": PAT, "reason": "drift", "correlation_id": None}
         (resolved,) = await h.events("drift.resolved")
         assert resolved["data"]["id"] == pat_id and resolved["data"]["resolution"] == "removed"
-        assert (await h.say(SAM, f"drift remove {pat_id} because again")).rule == "not-found"
+        assert (await h.say(SAM, f"drift remove {pat_id} because again")).rule == "resolved"
 
         # open past the SLA: escalated once
         h.clock.advance(hours=25)

@@ -40,7 +40,9 @@ async def test_removals_csv_lists_a_leavers_grant_and_standing_membership(databa
         ("pat.lead@example.com", "sg-staging-admin", "drift", "")]
     assert all(r["detected_at"] and r["removed_at"] and float(r["hours"]) < 1 for r in rows)
     assert "Removals by the identity provider: 3" in html and "sg-prod-db-read" in html
-    assert "(removed), after" in html  # the drift finding, its resolution and time to resolution
+    # the drift finding, its resolution, who chose it and the hours to resolution
+    drift = html[html.index("<h2>Drift"):]
+    assert "<td>removed</td><td>sam.sec@example.com</td>" in drift and "<td>0.00</td>" in drift, drift
     ok = await asyncio.to_thread(subprocess.run, [sys.executable, "-I", str(VERIFY), str(out)], capture_output=True,
                                  text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr

@@ -298,11 +298,41 @@ async def test_a_grant_holder_who_is_not_a_member_is_drift(race_world: World) ->
         assert found["data"]["user"] == BOB and found["data"]["request_id"] == "REQ-1"
         assert found["data"]["member"] is False
         [told] = notifier.to(SAM, "drift")
-        assert "holds REQ-1 but is not in" in told.text
-        await app.service.sweep()  # reported once
+        # put back through Graph while the grant runs, and said so (SPEC §3.6)
+        assert "holds REQ-1 but was not in" in told.text and "added back" in told.text, told.text
+        assert any("added back" in n.text for n in notifier.to(BOB, "status"))
+        assert uid in graph.members[world.entra_group]
+        [added] = [e for e in world.events() if e["type"] == "membership.added"]
+        assert added["data"]["reason"] == "drift" and added["data"]["user"] == BOB
+        await app.service.sweep()  # reported once, resolved once
         assert len([e for e in world.events() if e["type"] == "drift.detected"]) == 1
-        graph.add_member(world.entra_group, BOB)
-        await app.service.sweep()
     resolved = [e for e in world.events() if e["type"] == "drift.resolved"]
-    assert [(e["data"]["user"], e["data"]["member"]) for e in resolved] == [(BOB, False)]
+    assert [(e["data"]["user"], e["data"]["member"], e["data"]["resolution"], e["data"]["request_id"])
+            for e in resolved] == [(BOB, False, "restored", "REQ-1")]
+    world.verify()
+
+
+async def test_a_holder_graph_will_not_take_back_loses_the_grant(race_world: World) -> None:
+    world, graph = race_world, race_world.graph
+    notifier = RecordingNotifier()
+    async with build_app(world.settings(), notifier=notifier) as app:
+        await say(app, BOB, "request entra-ops for 1h")
+        await say(app, MARK, "approve REQ-1")
+        uid = graph.user_id(BOB)
+        with graph.lock:
+            graph.members[world.entra_group].remove(uid)
+        graph.fail_path("members/$ref", status=403)  # Graph refuses the add for good
+        await app.service.sweep()
+        graph.clear_path_faults()
+        [failed] = [e for e in world.events() if e["type"] == "membership.add_failed"]
+        assert failed["data"]["reason"] == "drift"
+        [revoked] = [e for e in world.events() if e["type"] == "grant.revoked"]
+        assert revoked["request_id"] == "REQ-1" and revoked["data"]["reason"] == "drift"
+        [resolved] = [e for e in world.events() if e["type"] == "drift.resolved"]
+        assert (resolved["data"]["resolution"], resolved["data"]["request_id"]) == ("ended", "REQ-1")
+        assert any("the grant is ended" in n.text for n in notifier.to(BOB, "status"))
+        assert any("the grant is ended" in n.text for n in notifier.to(SAM, "drift"))
+        assert uid not in graph.members[world.entra_group]
+        await app.service.sweep()
+        assert len([e for e in world.events() if e["type"] == "drift.resolved"]) == 1
     world.verify()

@@ -1,0 +1,71 @@
+"""Drift findings and what is being done about them (SPEC §3.6).
+
+A finding is a row of the store (``D-<n>``); what the bot is doing about an open one lives beside it in
+the compliance state, so that a second command, a sweep or another process sees it in the same
+transaction that decides:
+
+- ``drift_accept:<n>``: an exception request was filed for it (``drift accept``): {request_id, by, at};
+- ``drift_request:<request id>``: the reverse link, from that request to the finding: {finding, by};
+- ``drift_remove:<n>``: its member is being removed (``drift remove``, or an accept that did not pass):
+  {by, request_id?};
+- ``drift_readd:<n>``: a grant holder who was not a member is being put back: {op, request_id}.
+
+Every resolution is one ``drift.resolved`` {id, provider, group, user, resolution, request_id?, by?}.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from handlers.context import SYSTEM
+from handlers.records import DriftRecord
+from handlers.repository import Repository
+
+# exception: accepted through an exception (the grant backs the membership); removed: taken out by the
+# provisioning path; gone: left by other means; restored: a holder who was not a member is in again;
+# ended: a holder who was not a member lost the grant instead; reviewed: a review keeps it (SPEC §7)
+RESOLUTIONS = ("exception", "removed", "gone", "restored", "ended", "reviewed")
+
+
+def drift_ref(finding_id: int | None) -> str:
+    """A finding's id as people see it: ``D-<n>``."""
+    return f"D-{finding_id or 0}"
+
+
+def accept_key(finding_id: int) -> str:
+    return f"drift_accept:{finding_id}"
+
+
+def request_key(request_id: int) -> str:
+    return f"drift_request:{request_id}"
+
+
+def remove_key(finding_id: int) -> str:
+    return f"drift_remove:{finding_id}"
+
+
+def readd_key(finding_id: int) -> str:
+    return f"drift_readd:{finding_id}"
+
+
+async def resolve_finding(repo: Repository, finding: DriftRecord, resolution: str, now: datetime, *,
+                          actor: str = SYSTEM, request_id: str | None = None, by: str | None = None,
+                          **extra: Any) -> bool:
+    """Resolve an open finding once: ``drift.resolved`` links the outcome (and the request behind it) to
+    the finding. False (and nothing recorded) when it was resolved already."""
+    current = await repo.get_drift(finding.id or 0)
+    if current is None or current.resolved_at is not None:
+        return False
+    await repo.resolve_drift(finding.id or 0, now)
+    data: dict[str, Any] = {"id": drift_ref(finding.id), "provider": finding.provider, "group": finding.group,
+                            "user": finding.email, "resolution": resolution}
+    if finding.kind != "member":
+        data["member"] = False
+    if request_id:
+        data["request_id"] = request_id
+    if by:
+        data["by"] = by
+    data.update({k: v for k, v in extra.items() if v is not None})
+    await repo.append("drift.resolved", actor=actor, ts=now, data=data)
+    return True

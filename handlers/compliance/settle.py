@@ -1,0 +1,181 @@
+"""What the drift sweep does about open findings by itself (SPEC §3.6).
+
+- A drift accept still undecided ``safety.drift_sla`` after it was filed is withdrawn
+  (``request.cancelled`` by ``system``) and the member removed, like a denied one: an exception nobody
+  decides must not keep an unexplained membership forever. A removal that could not finish within its
+  command is settled here once the provider has done it.
+- A grant holder who is not a member (removed at the provider behind the bot's back) is put back
+  through the provisioning path while the grant runs (``membership.added`` reason ``drift``, then
+  ``drift.resolved`` {resolution: restored, request_id}); when the profile says ``removed_holder: end``,
+  or the provider refuses the add for good, the grant ends instead (``grant.revoked`` reason ``drift``,
+  resolution ``ended``). The holder and the security team are told which.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from handlers.audit import format_ts
+from handlers.compliance.accept_links import accept_ended, settle_removal
+from handlers.compliance.findings import accept_key, drift_ref, readd_key, remove_key, resolve_finding
+from handlers.context import SYSTEM, Deps
+from handlers.durations import format_duration
+from handlers.grants import end_grant_in, plan_membership_add, run_op
+from handlers.ports import Notice
+from handlers.records import ACTIVE, HOLDING_STATES, PENDING, DriftRecord, RequestRecord
+from handlers.repository import Repository
+
+if TYPE_CHECKING:
+    from handlers.sweeps import SweepReport
+
+
+def _at(ts: object) -> datetime:
+    return datetime.fromisoformat(str(ts).replace("Z", "+00:00"))
+
+
+async def settle_accepts(deps: Deps, report: SweepReport, findings: list[DriftRecord]) -> None:
+    """Withdraw accepts undecided past the SLA; finish removals and decisions a crash or a retry left open."""
+    if report.dry_run:
+        return
+    sla = deps.policy.safety.drift_sla
+    notices: list[Notice] = []
+    for finding in findings:
+        if finding.kind != "member":
+            continue
+        now = deps.now()
+        async with deps.store.write() as repo:
+            filed = await repo.get_state(accept_key(finding.id or 0))
+            removing = await repo.get_state(remove_key(finding.id or 0))
+            if filed is None or removing is not None:
+                continue
+            record = await repo.get_request(int(str(filed["request_id"]).removeprefix("REQ-")))
+            if record is None:
+                continue
+            if record.state in HOLDING_STATES:  # approved, but the finding was left open: close it now
+                await resolve_finding(repo, finding, "exception", now, request_id=record.ref, by=filed.get("by"))
+                continue
+            if record.state == PENDING:
+                if report.as_of - _at(filed["at"]) < sla:
+                    continue
+                record.state, record.ended_at = "cancelled", now
+                await repo.save_request(record)
+                why = f"undecided within safety.drift_sla ({format_duration(sla)})"
+                await repo.append("request.cancelled", actor=SYSTEM, ts=now, request=record,
+                                  data={"reason": why, "drift_id": drift_ref(finding.id)})
+                notices += [Notice(m, "drift", f"{record.ref} (drift accept of {drift_ref(finding.id)}) was "
+                                   f"{why}: {finding.email} is removed from {finding.provider}/{finding.group}.",
+                                   record.id) for m in sorted(deps.policy.security_members())]
+                notices.append(Notice(record.requester, "status", f"{record.ref} was not decided in time: you are "
+                                      f"removed from {finding.group}.", record.id))
+            await accept_ended(repo, record, now)
+    await deps.notifier.notify(notices)
+    for finding in findings:
+        async with deps.store.read() as repo:
+            removing = await repo.get_state(remove_key(finding.id or 0))
+        if removing is not None:
+            await settle_removal(deps, finding)
+
+
+async def cancel_accept_of_gone(repo: Repository, finding: DriftRecord, now: datetime) -> str | None:
+    """The member left the group while an accept waited: withdraw it (nothing is left to accept)."""
+    filed = await repo.get_state(accept_key(finding.id or 0))
+    if filed is None:
+        return None
+    record = await repo.get_request(int(str(filed["request_id"]).removeprefix("REQ-")))
+    if record is None or record.state != PENDING:
+        return record.ref if record else None
+    record.state, record.ended_at = "cancelled", now
+    await repo.save_request(record)
+    await repo.append("request.cancelled", actor=SYSTEM, ts=now, request=record,
+                      data={"reason": "the member is no longer in the group", "drift_id": drift_ref(finding.id)})
+    return record.ref
+
+
+async def gone_resolution(repo: Repository, finding: DriftRecord, kept: bool
+                          ) -> tuple[str, str | None, str | None]:
+    """(resolution, request_id, by) for a finding whose group and grants agree again."""
+    if finding.kind != "member":
+        readd = await repo.get_state(readd_key(finding.id or 0)) or {}
+        return "restored", readd.get("request_id"), None
+    removing = await repo.get_state(remove_key(finding.id or 0))
+    if removing is not None:
+        return "removed", removing.get("request_id"), removing.get("by")
+    if kept:
+        return "reviewed", None, None
+    return "gone", None, None
+
+
+async def restore_holders(deps: Deps, report: SweepReport, missing: list[tuple[DriftRecord, RequestRecord]]
+                          ) -> list[str]:
+    """Put back (or end the grant of) each grant holder found missing from their group; the lines say which."""
+    lines: list[str] = []
+    for finding, record in missing:
+        ref = drift_ref(finding.id)
+        where = f"{finding.provider}/{finding.group}"
+        # the policy in force decides (an operational choice), else the version the grant was approved under
+        profile = deps.policy.profile(record.profile) or (await deps.policy_for(record)).profile(record.profile)
+        end = profile is not None and profile.removed_holder == "end"
+        now = deps.now()
+        op_id = None
+        async with deps.store.write() as repo:
+            fresh = await repo.get_request(record.id or 0)
+            if fresh is None or fresh.state != ACTIVE or fresh.expires_at is None or fresh.expires_at <= now:
+                continue  # ended meanwhile: the finding resolves at the next sweep
+            if not end:
+                state = await repo.get_state(readd_key(finding.id or 0))
+                if state is None:
+                    op = await plan_membership_add(repo, finding.provider, finding.group, finding.email, "drift", now)
+                    op_id = op.id
+                    await repo.set_state(readd_key(finding.id or 0), {"op": op.id, "request_id": record.ref,
+                                                                      "at": format_ts(now)}, now)
+        outcome = await run_op(deps, op_id) if op_id is not None else None
+        line = None
+        if end or outcome == "failed":
+            why = "the profile says removed_holder: end" if end else "the provider refused to add them back"
+            lines.append(await _end_grant(deps, finding, record, why))  # tells the holder itself
+            continue
+        if outcome == "done":
+            async with deps.store.write() as repo:
+                await resolve_finding(repo, finding, "restored", deps.now(), request_id=record.ref)
+            line = (f"{ref}: {finding.email} holds {record.ref} but was not in {where}: added back "
+                    f"(the grant still runs until {format_ts(record.expires_at)}).")
+        elif op_id is not None:
+            line = (f"{ref}: {finding.email} holds {record.ref} but is not in {where}: adding them back is "
+                    f"queued ({outcome}) and retried.")
+        if line:
+            lines.append(line)
+            await deps.notifier.notify([Notice(record.requester, "status", line, record.id)])
+    return lines
+
+
+async def finish_restores(deps: Deps, findings: list[DriftRecord]) -> list[str]:
+    """A re-add that the provider refused for good since the last sweep ends the grant instead."""
+    lines = []
+    for finding in findings:
+        if finding.kind == "member":
+            continue
+        async with deps.store.read() as repo:
+            state = await repo.get_state(readd_key(finding.id or 0))
+            op = await repo.get_op(int(state["op"])) if state else None
+            record = await repo.get_request(int(str(state["request_id"]).removeprefix("REQ-"))) if state else None
+        if op is not None and op.status == "failed" and record is not None:
+            lines.append(await _end_grant(deps, finding, record, "the provider refused to add them back"))
+    return lines
+
+
+async def _end_grant(deps: Deps, finding: DriftRecord, record: RequestRecord, why: str) -> str:
+    now = deps.now()
+    remove = None
+    async with deps.store.write() as repo:
+        fresh = await repo.get_request(record.id or 0)
+        if fresh is not None and fresh.state in HOLDING_STATES:
+            remove = await end_grant_in(repo, fresh, "revoked", "grant.revoked", now,
+                                        {"reason": "drift", "id": drift_ref(finding.id), "comment": why})
+        await resolve_finding(repo, finding, "ended", now, request_id=record.ref)
+    if remove is not None:
+        await run_op(deps, remove.id or 0)  # not a member: the provider answers "not a member", which is success
+    text = (f"{drift_ref(finding.id)}: {finding.email} holds {record.ref} but was not in "
+            f"{finding.provider}/{finding.group}: the grant is ended ({why}).")
+    await deps.notifier.notify([Notice(record.requester, "status", text, record.id)])
+    return text
