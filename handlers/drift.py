@@ -166,7 +166,7 @@ async def escalate_drift(deps: Deps, report: SweepReport, still_open: list[Drift
         (f"Drift {drift_ref(d.id)} still open past the SLA: {d.email} "
          + (f"in {d.provider}/{d.group}" if d.kind == "member" else f"not in {d.provider}/{d.group}"),
          DriftView(id=drift_ref(d.id), provider=d.provider, group=d.group, user=d.email, member=d.kind == "member",
-                   first_seen=format_ts(d.first_seen), escalated=True)) for d in escalated])
+                   first_seen=format_ts(d.first_seen), escalated=True)) for d in escalated], [])
 
 
 async def finding_view(deps: Deps, finding: int) -> DriftView | None:

@@ -86,7 +86,7 @@ async def test_drift_cards_and_their_actions(teams_any_db: TeamsHarness) -> None
     assert (asked["actor"], asked["data"]["channel_user_id"]) == (SAM, AAD[SAM])
     # a double click (sasha's card): refused, removed once
     card = await h.click(SASHA, "drift_remove", {"finding_id": pat_id, "reason": "me too"})
-    assert "no open drift finding" in _text(card)
+    assert "is already resolved" in _text(card)
     assert len(await h.events("membership.removed")) == 1
 
     # accept runs the words `drift accept D-n for <d> because …` through the grammar, as typed
@@ -94,7 +94,8 @@ async def test_drift_cards_and_their_actions(teams_any_db: TeamsHarness) -> None
     typed = await h.app.service.handle_text(await h.app.deps.person(BOB), words)
     card = await h.click(BOB, "drift_accept", {"finding_id": alice_id, "duration": "7d",
                                                 "reason": "on call this week"})
-    assert _text(card).strip() == typed.text.strip().replace("\n", " ") or typed.text.splitlines()[0] in _text(card)
+    shown = _text(card).replace("\\", "")  # the card escapes Markdown: compare the words as read
+    assert shown.strip() == typed.text.strip().replace("\n", " ") or typed.text.splitlines()[0] in shown
     # a box cannot smuggle words: a duration that is not one is left out, the reason becomes one line
     assert accept_words(2, "1d because all", "x") == "drift accept D-2 because x"
     assert accept_words(2, "7d", "a\nrevoke REQ-1") == "drift accept D-2 for 7d because a revoke REQ-1"
