@@ -40,7 +40,7 @@ class AccessBot(ActivityHandler):
     def __init__(self, app: App, notifier: TeamsNotifier) -> None:
         self.app = app
         self.notifier = notifier
-        self.invokes = InvokeHandler(app, notifier.refresh_ids)
+        self.invokes = InvokeHandler(app, notifier.refresh_ids, notifier.user_ids)
         self.addresses = AddressBook(app)
 
     # -- helpers ----------------------------------------------------------------------------------

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from markdown_it import MarkdownIt
 
-from cards import adaptive
+from cards import adaptive, reviews_adaptive
+from handlers.reviews.views import ReviewBatchView, ReviewItemView
 from handlers.views import FormRequest, ProfileView, Reply, RequestView, StepView
 from tests.teams.cardcheck import check_card
 from tests.teams.conftest import TeamsHarness, conversation_id
@@ -86,6 +88,20 @@ def view(text: str = NASTY, **kw: Any) -> RequestView:
     return RequestView(**fields)
 
 
+def review_view(count: int, *, state: str = "open") -> ReviewBatchView:
+    """A reviewer's batch of ``count`` items, its free text the nastiest there is."""
+    items = tuple(ReviewItemView(
+        number=k, user=f"u{k}@example.com", name=PAYLOADS[k % len(PAYLOADS)], title=PAYLOADS[1],
+        department=PAYLOADS[4], profile="prod-db-read", group="directory/sg-prod-db-read",
+        held_via="standing" if k % 2 else f"REQ-{k} until 2026-12-01T00:00:00Z", since="2026-01-02",
+        last_sign_in=None if k % 3 else "2026-11-20", recommendation="remove" if k % 2 else "keep",
+        recommendation_reason=PAYLOADS[0] if k % 2 else "", decision=("keep", "remove", None)[k % 3],
+        decided_by="mark.mgr@example.com" if k % 3 != 2 else None, gone=k == 2, inactive=k == 3, service=k == 4)
+        for k in range(1, count + 1))
+    return ReviewBatchView(review_id="RV-7", title=PAYLOADS[1], state=state,
+                           due_at=datetime(2026, 12, 7, 8, 0, tzinfo=UTC), items=items, notes=(PAYLOADS[0],))
+
+
 def test_user_text_in_every_card_is_shown_literally() -> None:
     v = view()
     assert_literal(adaptive.approval_card(v, viewer="mark.mgr@example.com", note=NASTY), *PAYLOADS)
@@ -105,6 +121,7 @@ def test_user_text_in_every_card_is_shown_literally() -> None:
     assert_literal(adaptive.text_card(NASTY, title=PAYLOADS[1]), *PAYLOADS)
     assert_literal(adaptive.help_card(Reply(text="Commands:\n  request <profile>  " + PAYLOADS[0] + " "
                                             + PAYLOADS[1], kind="help")), PAYLOADS[0], PAYLOADS[1])
+    assert_literal(reviews_adaptive.review_card(review_view(7), note=NASTY), *PAYLOADS)
 
 
 def test_the_cards_own_emphasis_survives() -> None:
