@@ -224,5 +224,8 @@ def render_report(figures: Any, *, generated_at: str, sla_hours: float = 24.0, c
         parts.append("<p class='muted'>A member of a managed group with no grant behind them. It is resolved "
                      "when the membership is gone or a grant covers it.</p>")
         parts.append(_table(["provider", "group", "user", "found", "what happened"], drift_findings(figures.drift)))
+    from cards.report_reviews import reviews_section  # imports this module's helpers
+
+    parts += reviews_section(figures.reviews, figures.report_end)
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -172,7 +172,8 @@ async def record_decision(repo: ReviewRepository, campaign: CampaignRecord, item
         comment=comment, recommendation=item.recommendation))
     await repo.append("review.decided", actor=actor, ts=now, data={
         "review_id": campaign.ref, "item": item.number, "decision": decision, "comment": comment,
-        "recommendation": item.recommendation, "user": item.user, "profile": item.profile})
+        "recommendation": item.recommendation, "user": item.user, "profile": item.profile,
+        "department": item.department})
 
 
 async def open_batch(deps: Deps, who: str, campaign: CampaignRecord, channel: str) -> list[str]:
