@@ -100,6 +100,17 @@ class ReviewRepositoryMixin:
         await self.conn.execute(update(rt.review_items).where(rt.review_items.c.id == item.id)
                                 .values(**_item_row(item)))
 
+    async def failed_items(self) -> list[ItemRecord]:
+        c = rt.review_items.c
+        q = select(rt.review_items).where(c.state == "failed", c.removed_at.is_(None)).order_by(c.campaign_id, c.number)
+        return [_item(r) for r in (await self.conn.execute(q)).all()]
+
+    async def mark_removed_late(self, item_id: int, removed_at: datetime) -> bool:
+        c = rt.review_items.c
+        result = await self.conn.execute(update(rt.review_items).where(c.id == item_id, c.removed_at.is_(None))
+                                         .values(removed_at=removed_at))
+        return bool(result.rowcount)
+
     # -- decisions --------------------------------------------------------------------------
     async def add_review_decision(self, decision: ReviewDecisionRecord) -> None:
         result = await self.conn.execute(insert(rt.review_decisions).values(

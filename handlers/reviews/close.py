@@ -11,11 +11,13 @@ that stops in between leaves ``closing``, which the next sweep finishes.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
+from handlers.audit import format_ts
 from handlers.context import SYSTEM, Deps
 from handlers.grants import STANDING, end_grant_in, plan_membership_removal, run_due_ops
 from handlers.ports import Notice
-from handlers.records import HOLDING_STATES
+from handlers.records import HOLDING_STATES, OpRecord
 from handlers.reviews.campaign import repo_of
 from handlers.reviews.decide import GONE, record_decision
 from handlers.reviews.records import CLOSED, OPEN, SIGNOFF, CampaignRecord, ItemRecord
@@ -27,6 +29,7 @@ KEPT = "kept"
 REMOVED = "removed"
 FAILED = "failed"
 NOT_REMOVED = "not removed"
+MAX_FAILURES_RECORDED = 200
 
 
 async def close_campaign(deps: Deps, campaign_id: int, now: datetime, *, actor: str = SYSTEM) -> str | None:
@@ -118,12 +121,27 @@ async def plan_removals(repo: ReviewRepository, campaign: CampaignRecord, remova
     await repo.save_campaign(campaign)
 
 
+async def _removal_op(repo: ReviewRepository, item: ItemRecord, since: datetime) -> OpRecord | None:
+    """The provider call that removes ``item``'s membership, planned at or after the close."""
+    ops = await repo.ops_for(item.request_id or STANDING)
+    mine = [o for o in ops if o.op == "remove" and (o.provider, o.group, o.email) ==
+            (item.provider, item.group, item.user.lower()) and o.created_at >= since]
+    return mine[-1] if mine else None
+
+
 async def finish(deps: Deps, campaign_id: int, *, actor: str = SYSTEM) -> str | None:
-    """Run the removals that are due and close a ``closing`` campaign with ``review.closed``."""
+    """Run the removals that are due and close a ``closing`` campaign with ``review.closed``.
+
+    A removal the provider has not done by then is recorded ``failed`` (with its correlation id) and
+    reported to the security team; the provisioning path retries it until it is done, and
+    :func:`record_late_removals` records that as ``review.removal_completed``. The campaign's record
+    keeps ``failed``: that is what happened at the close.
+    """
     async with deps.store.read() as raw:
         removing = sum(i.state == REMOVING for i in await repo_of(raw).items(campaign_id))
     await run_due_ops(deps, limit=2 * removing + 500)  # every removal of the campaign, not one chunk
     now = deps.now()
+    failures: list[dict[str, Any]] = []
     async with deps.store.write() as raw:
         repo = repo_of(raw)
         campaign = await repo.get_campaign(campaign_id)
@@ -133,23 +151,63 @@ async def finish(deps: Deps, campaign_id: int, *, actor: str = SYSTEM) -> str | 
         for item in items:
             if item.state not in (REMOVING, FAILED):
                 continue
-            ops = await repo.ops_for(item.request_id or STANDING)
-            mine = [o for o in ops if o.op == "remove" and (o.provider, o.group, o.email) ==
-                    (item.provider, item.group, item.user.lower()) and o.created_at >= (campaign.closed_at or now)]
-            op = mine[-1] if mine else None
+            op = await _removal_op(repo, item, campaign.closed_at or now)
             if op is None or op.status in ("done", "skipped"):
                 item.state, item.removed_at = REMOVED, op.done_at if op and op.done_at else now
                 item.outcome = "removed" if op is None or op.status == "done" else "a grant covers it: not removed"
             else:
                 item.state = FAILED
-                item.outcome = f"not removed yet (correlation id {op.correlation_id}): {op.last_error}; retried"
+                item.outcome = (f"failed at close (correlation id {op.correlation_id}): {op.last_error}; "
+                                "retried until it is done")
+                failures.append({"item": item.number, "user": item.user, "provider": item.provider,
+                                 "group": item.group, "correlation_id": op.correlation_id,
+                                 "error": (op.last_error or "")[:300]})
             await repo.save_item(item)
         campaign.state = CLOSED
         await repo.save_campaign(campaign)
         counts = await closed_counts(repo, campaign, items)
-        await repo.append("review.closed", actor=actor, ts=now, data={"review_id": campaign.ref, **counts})
+        extra = {"failures": failures[:MAX_FAILURES_RECORDED]} if failures else {}
+        await repo.append("review.closed", actor=actor, ts=now, data={"review_id": campaign.ref, **counts, **extra})
+    if failures:
+        await deps.notifier.notify(_failure_notices(deps, campaign, failures))
     return (f"{campaign.ref} closed: kept {counts['kept']}, removed {counts['removed']}, defaulted "
             f"{counts['defaulted']}, gone {counts['gone']}, failed {counts['failed']}")
+
+
+def _failure_notices(deps: Deps, campaign: CampaignRecord, failures: list[dict[str, Any]]) -> list[Notice]:
+    listed = "; ".join(f"item {f['item']} {f['user']} from {f['provider']}/{f['group']} (correlation id "
+                       f"{f['correlation_id']}): {f['error']}" for f in failures[:20])
+    more = f" (and {len(failures) - 20} more)" if len(failures) > 20 else ""
+    text = (f"{campaign.ref} ({campaign.title}) closed, but {len(failures)} removal(s) are not done yet: "
+            f"{listed}{more}. They are retried until they are done.")
+    return [Notice(m, "failure", text, None) for m in sorted(deps.policy.security_members())]
+
+
+async def record_late_removals(deps: Deps) -> list[str]:
+    """Removals that failed at a close and have been done since: ``review.removal_completed`` once each,
+    and the item's ``removed_at``; its state stays ``failed``, as the close recorded it."""
+    async with deps.store.read() as raw:
+        waiting = await repo_of(raw).failed_items()
+    lines: list[str] = []
+    for item in waiting:
+        now = deps.now()
+        async with deps.store.write() as raw:
+            repo = repo_of(raw)
+            campaign = await repo.get_campaign(item.campaign_id)
+            op = await _removal_op(repo, item, campaign.closed_at or now) if campaign and campaign.closed_at \
+                else None
+            if campaign is None or op is None or op.status not in ("done", "skipped"):
+                continue
+            done_at = op.done_at or now
+            if not await repo.mark_removed_late(item.id or 0, done_at):
+                continue  # another process recorded it
+            outcome = "removed" if op.status == "done" else "a grant covers it: not removed"
+            await repo.append("review.removal_completed", actor=SYSTEM, ts=now, data={
+                "review_id": campaign.ref, "item": item.number, "user": item.user, "provider": item.provider,
+                "group": item.group, "outcome": outcome, "removed_at": format_ts(done_at),
+                "correlation_id": op.correlation_id})
+        lines.append(f"{campaign.ref} item {item.number}: {outcome} after the close")
+    return lines
 
 
 async def closed_counts(repo: ReviewRepository, campaign: CampaignRecord, items: list[ItemRecord]) -> dict:

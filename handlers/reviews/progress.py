@@ -16,7 +16,7 @@ from handlers.context import SYSTEM, Deps
 from handlers.ports import Notice
 from handlers.reviews.calendar import BusinessCalendar, after
 from handlers.reviews.campaign import repo_of, reviewer_people
-from handlers.reviews.close import close_campaign, finish_stalled
+from handlers.reviews.close import close_campaign, finish_stalled, record_late_removals
 from handlers.reviews.decide import in_reviewer
 from handlers.reviews.model import Review
 from handlers.reviews.records import OPEN, BatchRecord, CampaignRecord, ItemRecord
@@ -46,6 +46,7 @@ async def run_review_timers(deps: Deps, now: datetime, *, dry_run: bool = False)
     report = TimerReport()
     if not dry_run:
         report.closed += await finish_stalled(deps)
+        report.closed += await record_late_removals(deps)
     async with deps.store.read() as raw:
         campaigns = await repo_of(raw).campaigns(states=(OPEN,))
     for campaign in campaigns:
