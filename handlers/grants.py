@@ -131,8 +131,8 @@ async def plan_membership_removal(repo: Repository, provider: str, group: str, e
     email = email.lower()
     if await repo.find_requests(requester=email, states=HOLDING_STATES, provider=provider, group=group):
         return None
-    if any(o.status == "pending" and o.op == "remove" and (o.provider, o.group, o.email) == (provider, group, email)
-           for o in await repo.ops_for(STANDING)):
+    if any(o.op == "remove" and o.request_id == STANDING
+           for o in await repo.ops_for_member(provider, group, email, statuses=("pending",))):
         return None
     op = OpRecord(request_id=STANDING, op="remove", provider=provider, group=group, email=email, created_at=now,
                   reason=reason)

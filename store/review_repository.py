@@ -119,6 +119,20 @@ class ReviewRepositoryMixin:
             decided_at=decision.decided_at))
         decision.id = int(result.inserted_primary_key[0])  # type: ignore[index]
 
+    async def add_review_decisions(self, decisions: Sequence[ReviewDecisionRecord]) -> None:
+        rows = [{"campaign_id": d.campaign_id, "item": d.item, "decision": d.decision, "actor": d.actor,
+                 "comment": d.comment, "recommendation": d.recommendation, "decided_at": d.decided_at}
+                for d in decisions]
+        for start in range(0, len(rows), 1000):
+            await self.conn.execute(insert(rt.review_decisions), rows[start:start + 1000])
+
+    async def set_items_state(self, campaign_id: int, numbers: Sequence[int], state: str, outcome: str) -> None:
+        c = rt.review_items.c
+        for start in range(0, len(numbers), 500):
+            await self.conn.execute(update(rt.review_items).where(
+                c.campaign_id == campaign_id, c.number.in_(list(numbers[start:start + 500])))
+                .values(state=state, outcome=outcome))
+
     async def review_decisions(self, campaign_id: int) -> list[ReviewDecisionRecord]:
         c = rt.review_decisions.c
         rows = (await self.conn.execute(select(rt.review_decisions).where(c.campaign_id == campaign_id)

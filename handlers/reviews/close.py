@@ -19,7 +19,7 @@ from handlers.grants import STANDING, end_grant_in, plan_membership_removal, run
 from handlers.ports import Notice
 from handlers.records import HOLDING_STATES, OpRecord
 from handlers.reviews.campaign import repo_of
-from handlers.reviews.decide import GONE, record_decision
+from handlers.reviews.decide import GONE, record_decisions
 from handlers.reviews.records import CLOSED, OPEN, SIGNOFF, CampaignRecord, ItemRecord
 from handlers.reviews.repository import ReviewRepository
 
@@ -44,15 +44,12 @@ async def close_campaign(deps: Deps, campaign_id: int, now: datetime, *, actor: 
         default = review.if_not_reviewed if review else "keep"
         items = await repo.items(campaign_id)
         final = await repo.final_decisions(campaign_id)
-        for item in items:
-            if item.state == OPEN and item.number not in final:
-                await record_decision(repo, campaign, item, default, SYSTEM, now, "not reviewed before the close")
+        undecided = [i for i in items if i.state == OPEN and i.number not in final]
+        await record_decisions(repo, campaign, undecided, default, SYSTEM, now, "not reviewed before the close")
         final = await repo.final_decisions(campaign_id)
         removals = [i for i in items if i.state == OPEN and final[i.number].decision == "remove"]
-        for item in items:
-            if item.state == OPEN and final[item.number].decision == "keep":
-                item.state, item.outcome = KEPT, "kept"
-                await repo.save_item(item)
+        kept = [i.number for i in items if i.state == OPEN and final[i.number].decision == "keep"]
+        await repo.set_items_state(campaign_id, kept, KEPT, "kept")  # one statement, however many
         if review is not None and review.sign_off and removals:
             campaign.state, campaign.signoff = SIGNOFF, "pending"
             await repo.save_campaign(campaign)
@@ -123,9 +120,9 @@ async def plan_removals(repo: ReviewRepository, campaign: CampaignRecord, remova
 
 async def _removal_op(repo: ReviewRepository, item: ItemRecord, since: datetime) -> OpRecord | None:
     """The provider call that removes ``item``'s membership, planned at or after the close."""
-    ops = await repo.ops_for(item.request_id or STANDING)
-    mine = [o for o in ops if o.op == "remove" and (o.provider, o.group, o.email) ==
-            (item.provider, item.group, item.user.lower()) and o.created_at >= since]
+    ops = await repo.ops_for_member(item.provider, item.group, item.user.lower())  # indexed: one membership
+    mine = [o for o in ops if o.op == "remove" and o.request_id == (item.request_id or STANDING)
+            and o.created_at >= since]
     return mine[-1] if mine else None
 
 

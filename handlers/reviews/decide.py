@@ -150,8 +150,8 @@ async def decide(deps: Deps, who: str, cmd: ReviewDecide | ReviewChoices) -> Rep
             return Reply(text=f"Nothing left to decide in {ref}.", ok=False, kind="refusal", rule="nothing")
         final = await repo.final_decisions(cmd.campaign)
         fresh = [(i, d) for i, d in chosen if not _unchanged(final.get(i.number), d, who, reason)]
-        for item, decision in fresh:
-            await record_decision(repo, campaign, item, decision, who, now, reason)
+        for decision in DECISIONS:
+            await record_decisions(repo, campaign, [i for i, d in fresh if d == decision], decision, who, now, reason)
     parts = []
     for decision in DECISIONS:
         done = [i.number for i, d in fresh if d == decision]
@@ -165,11 +165,20 @@ async def decide(deps: Deps, who: str, cmd: ReviewDecide | ReviewChoices) -> Rep
                  data={"review_id": ref})
 
 
-async def record_decision(repo: ReviewRepository, campaign: CampaignRecord, item: ItemRecord, decision: str,
-                          actor: str, now: datetime, comment: str | None) -> None:
-    await repo.add_review_decision(ReviewDecisionRecord(
+async def record_decisions(repo: ReviewRepository, campaign: CampaignRecord, items: list[ItemRecord], decision: str,
+                           actor: str, now: datetime, comment: str | None) -> None:
+    """One decision on each of ``items``: the rows in one statement, then a ``review.decided`` each."""
+    if not items:
+        return
+    await repo.add_review_decisions([ReviewDecisionRecord(
         campaign_id=campaign.id or 0, item=item.number, decision=decision, actor=actor, decided_at=now,
-        comment=comment, recommendation=item.recommendation))
+        comment=comment, recommendation=item.recommendation) for item in items])
+    for item in items:
+        await _decided(repo, campaign, item, decision, actor, now, comment)
+
+
+async def _decided(repo: ReviewRepository, campaign: CampaignRecord, item: ItemRecord, decision: str, actor: str,
+                   now: datetime, comment: str | None) -> None:
     await repo.append("review.decided", actor=actor, ts=now, data={
         "review_id": campaign.ref, "item": item.number, "decision": decision, "comment": comment,
         "recommendation": item.recommendation, "user": item.user, "profile": item.profile,

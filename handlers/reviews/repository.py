@@ -47,6 +47,14 @@ class ReviewRepository(Repository, Protocol):
 
     async def add_review_decision(self, decision: ReviewDecisionRecord) -> None: ...
 
+    async def add_review_decisions(self, decisions: Sequence[ReviewDecisionRecord]) -> None:
+        """Many decisions in one statement (their ids are not read back)."""
+        ...
+
+    async def set_items_state(self, campaign_id: int, numbers: Sequence[int], state: str, outcome: str) -> None:
+        """The state and outcome of many items of one campaign at once."""
+        ...
+
     async def review_decisions(self, campaign_id: int) -> list[ReviewDecisionRecord]: ...
 
     async def final_decisions(self, campaign_id: int) -> dict[int, ReviewDecisionRecord]:
