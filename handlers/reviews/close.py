@@ -129,10 +129,12 @@ async def _removal_op(repo: ReviewRepository, item: ItemRecord, since: datetime)
 async def finish(deps: Deps, campaign_id: int, *, actor: str = SYSTEM) -> str | None:
     """Run the removals that are due and close a ``closing`` campaign with ``review.closed``.
 
-    A removal the provider has not done by then is recorded ``failed`` (with its correlation id) and
-    reported to the security team; the provisioning path retries it until it is done, and
-    :func:`record_late_removals` records that as ``review.removal_completed``. The campaign's record
-    keeps ``failed``: that is what happened at the close.
+    While a removal waits for the provider within its retry budget (throttled, or behind another call
+    on the membership), the campaign stays ``closing`` and the next sweep tries again. A removal whose
+    budget is spent (reported as failing by the provisioning path) is recorded ``failed`` (with its
+    correlation id) and reported to the security team with the campaign; the provisioning path retries
+    it until it is done, and :func:`record_late_removals` records that as ``review.removal_completed``.
+    The campaign's record keeps ``failed``: that is what happened at the close.
     """
     async with deps.store.read() as raw:
         removing = sum(i.state == REMOVING for i in await repo_of(raw).items(campaign_id))
@@ -145,10 +147,15 @@ async def finish(deps: Deps, campaign_id: int, *, actor: str = SYSTEM) -> str | 
         if campaign is None or campaign.state != CLOSING:
             return None
         items = await repo.items(campaign_id)
+        ops = {i.number: await _removal_op(repo, i, campaign.closed_at or now) for i in items
+               if i.state in (REMOVING, FAILED)}
+        waiting = [n for n, op in ops.items() if op is not None and op.status == "pending" and not op.failure_reported]
+        if waiting:  # throttled or not yet run, within the retry budget: the next sweep finishes the close
+            return f"{campaign.ref} closing: {len(waiting)} removal(s) wait for the provider"
         for item in items:
-            if item.state not in (REMOVING, FAILED):
+            if item.number not in ops:
                 continue
-            op = await _removal_op(repo, item, campaign.closed_at or now)
+            op = ops[item.number]
             if op is None or op.status in ("done", "skipped"):
                 item.state, item.removed_at = REMOVED, op.done_at if op and op.done_at else now
                 item.outcome = "removed" if op is None or op.status == "done" else "a grant covers it: not removed"

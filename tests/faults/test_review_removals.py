@@ -100,3 +100,31 @@ async def test_failed_removals_are_reported_retried_done_once_and_stay_failed_in
         for user in failed:
             assert rows[user]["outcome"].startswith("failed at close (correlation id ") and rows[user]["removed_at"]
         assert "2 failed at close, 2 done later" in report_html
+
+
+async def test_a_throttled_close_waits_for_graph_instead_of_recording_failures(
+        database_url: str, tmp_path: Path, graph: FaultyGraph, okta: FaultyOkta, fault_tls: LocalTLS) -> None:
+    world = make_world(database_url, tmp_path, graph, okta, fault_tls)
+    world.files.policy.write_text(world.files.policy.read_text().replace("reviews:\n", OPS_REVIEW, 1))
+    for email in MEMBERS:
+        graph.add_member(world.entra_group, email)
+    clock = MutableClock()
+    async with build_app(world.settings(), clock=clock, notifier=RecordingNotifier()) as app:
+        sam = await app.service.identify("sam.sec@example.com")
+        assert sam is not None
+        assert (await app.service.handle_text(sam, "review start ops-review")).ok
+        graph.writes_only = True
+        graph.down(status=429, retry_after=0.05)  # Graph's write quota is spent: throttled, not failed
+        reply = await app.service.handle_text(sam, "review close RV-1")
+        assert reply.ok and "RV-1 closing: 4 removal(s) wait for the provider" in reply.text, reply.text
+        async with app.store.read() as repo:
+            assert (await repo.get_campaign(1)).state == "closing"  # type: ignore[union-attr]
+        assert not [e async for e in app.store.audit_events() if e.type == "review.closed"]
+        graph.up()
+        clock.advance(seconds=30)
+        report = await app.service.sweep()
+        assert report.reviews_closed == ["RV-1 closed: kept 0, removed 4, defaulted 4, gone 0, failed 0"], \
+            report.lines()
+        closed = [e.as_dict() async for e in app.store.audit_events() if e.type == "review.closed"]
+        assert len(closed) == 1 and closed[0]["data"]["failed"] == 0 and "failures" not in closed[0]["data"]
+        assert graph.member_emails(world.entra_group) == []
