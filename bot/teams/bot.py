@@ -22,8 +22,11 @@ from bot.teams.identity import (
 from bot.teams.invoke import CARD_TYPE, InvokeHandler, InvokeResponse, card_response
 from bot.teams.notifier import BOT_ADDRESS, TeamsNotifier
 from cards import adaptive
+from cards import reviews_adaptive as review_cards
 from handlers.origin import acting_via
 from handlers.ports import Person
+from handlers.reviews.commands import ReviewShow
+from handlers.reviews.views import batch_view
 
 
 def sender_object_id(context: TurnContext) -> str | None:
@@ -82,8 +85,11 @@ class AccessBot(ActivityHandler):
             await self._send(turn_context, text_activity(UNKNOWN_USER))
             return
         text = TurnContext.remove_recipient_mention(turn_context.activity) or turn_context.activity.text or ""
+        cmd = self.app.service.parse(text)
         with acting_via("teams", sender_object_id(turn_context)):
-            reply = await self.app.service.handle(person, self.app.service.parse(text), forms=True)
+            reply = await self.app.service.handle(person, cmd, forms=True, channel=CHANNEL)
+        if isinstance(cmd, ReviewShow) and reply.ok and await self._review_cards(turn_context, person, cmd.campaign):
+            return
         card = adaptive.reply_card(reply, viewer=person.email)
         if card is None:
             await self._send(turn_context, text_activity(reply.text))
@@ -93,6 +99,18 @@ class AccessBot(ActivityHandler):
         if view is not None and view.requester == person.email.lower() and getattr(sent, "id", None) \
                 and reply.ok and is_personal(turn_context):
             await self._track_status(turn_context, view.number, person.email, sent.id)
+
+    async def _review_cards(self, context: TurnContext, person: Person, campaign: int) -> bool:
+        """`review RV-n` from a reviewer: their batch as cards to decide on (the words opened it already)."""
+        who = person.email.lower()
+        view = await batch_view(self.app.deps, who, campaign, CHANNEL, opening=False)
+        if view is None:
+            return False  # the security team looking at a campaign: the text lists every item
+        ids = await self.notifier.user_ids(who)
+        for page in range(review_cards.pages(view)):
+            card = review_cards.review_card(view, page=page, refresh_user_ids=ids)
+            await self._send(context, card_activity(card, summary=f"{view.review_id}: {view.title}"))
+        return True
 
     async def _track_status(self, context: TurnContext, request_id: int, email: str, activity_id: str) -> None:
         async with self.app.store.read() as repo:

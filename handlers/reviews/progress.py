@@ -18,6 +18,7 @@ from handlers.reviews.calendar import BusinessCalendar, after
 from handlers.reviews.campaign import repo_of, reviewer_people
 from handlers.reviews.close import close_campaign, finish_stalled, record_late_removals
 from handlers.reviews.decide import in_reviewer
+from handlers.reviews.links import ReviewLink
 from handlers.reviews.model import Review
 from handlers.reviews.records import OPEN, BatchRecord, CampaignRecord, ItemRecord
 
@@ -130,6 +131,7 @@ async def _batch_timers(deps: Deps, review: Review, calendar: BusinessCalendar, 
         people = reviewer_people(deps, reviewer)
         text = (f"Reminder: {campaign.ref} ({campaign.title}) waits for your decision on {len(numbers)} item(s) "
                 f"({listed}) by {campaign.due_at:%Y-%m-%d %H:%M} UTC. Say `review {campaign.ref}`.")
-    notices = [Notice(p, "reminder", text, None) for p in people
+    link = ReviewLink(campaign.ref, campaign.title, len(numbers), campaign.due_at) if escalate else None
+    notices = [Notice(p, "reminder", text, None, link) for p in people  # escalated: the batch itself, to decide
                if any(i.user != p for i in waiting) and (escalate or in_reviewer(deps, reviewer, p))]
     await deps.notifier.notify(notices)

@@ -5,6 +5,7 @@ submits, another tenant. Real HTTP into the Teams route, the Bot Connector stand
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -167,3 +168,29 @@ async def test_another_tenant_gets_403_and_nothing_is_recorded(teams_secured: Te
     status, _ = await h.post(_tenanted(act, FOREIGN, FOREIGN))
     assert status == 403
     assert await h.events() == before
+
+
+async def test_review_words_answer_with_the_cards_and_escalation_sends_them_to_the_manager(
+        teams: TeamsHarness) -> None:
+    h = teams
+    await started(h)
+    status, _ = await h.say(MARK, "review RV-1")  # typed: his batch comes back as cards to decide on
+    assert status == 200
+    reply = h.connector.of("reply", conversation_id(MARK))[-1]
+    assert set(inputs(check_card(reply.card))) == {"item-3", "item-4", "comment"}
+    (opened,) = await h.events("review.opened")
+    assert opened["data"]["channel"] == "teams"
+    card = check_card(await h.click(MARK, "review", {"review_id": "RV-1", "item-3": "keep"}))
+    assert "keep recorded for 1 item(s) (3)" in texts_of(card)
+
+    h.clock.at = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)  # 5 business days: mark's open item goes to pat.lead
+    report = await h.app.service.sweep()
+    await h.idle()
+    assert "RV-1 mark.mgr@example.com → pat.lead@example.com" in report.reviews_escalated
+    pat_conv = next(c.conversation for c in h.connector.of("create") if c.body["members"][0]["id"] == AAD[PAT])
+    escalated = check_card([p for p in h.connector.of("send", pat_conv) if p.card][-1].card)
+    assert {"item-3", "item-4"} <= set(inputs(escalated))
+    card = check_card(await h.click(PAT, "review", {"review_id": "RV-1", "item-4": "remove",
+                                                    "comment": "no sign-in since January"}))
+    assert "remove recorded for 1 item(s) (4)" in texts_of(card)
+    assert [(e["actor"], e["data"]["item"]) for e in await h.events("review.decided")] == [(MARK, 3), (PAT, 4)]
