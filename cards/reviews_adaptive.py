@@ -40,7 +40,8 @@ ITEM_KEY = re.compile(r"^item-([0-9]{1,9})$")
 DECISIONS = ("keep", "remove")
 PAGE_SIZE = 20  # items per card: 20 items with long names, titles and departments stay under 28 KB
 RV_VALUE = re.compile(r"^\s*(?:RV-)?([0-9]{1,9})\s*$", re.IGNORECASE)
-MAX_FIELD = 160  # characters of one item's name, title, department or group shown
+FIELD_LIMITS = (160, 60, 24, 8)  # characters of one item's name, title, department or group shown: the first
+# limit whose card fits in 28 KB (text full of Markdown characters grows threefold: escaped, then JSON)
 
 
 def parse_review_id(value: Any) -> int | None:
@@ -78,29 +79,29 @@ def review_refresh(review_id: str, page: int, user_ids: Sequence[str]) -> dict[s
                        "data": {"review_id": review_id, "page": page}}, "userIds": ids}
 
 
-def _who(item: ReviewItemView) -> str:
+def _who(item: ReviewItemView, limit: int) -> str:
     parts = [item.name if item.name and item.name != item.user else "", item.title or "", item.department or ""]
-    return ", ".join(_cut(p, MAX_FIELD) for p in parts if p)
+    return ", ".join(_cut(p, limit) for p in parts if p)
 
 
-def _details(item: ReviewItemView) -> str:
-    held = f"held via {_cut(item.held_via, MAX_FIELD)}" + (f" since {item.since}" if item.since else "")
-    advice = f"recommend {item.recommendation}" + (f" ({_cut(item.recommendation_reason, MAX_FIELD)})"
+def _details(item: ReviewItemView, limit: int) -> str:
+    held = f"held via {_cut(item.held_via, limit)}" + (f" since {_cut(item.since, 20)}" if item.since else "")
+    advice = f"recommend {item.recommendation}" + (f" ({_cut(item.recommendation_reason, limit)})"
                                                     if item.recommendation_reason else "")
-    parts = [_who(item), held, f"last sign-in {item.last_sign_in or 'unknown'}", advice]
+    parts = [_who(item, limit), held, f"last sign-in {_cut(item.last_sign_in, 20) or 'unknown'}", advice]
     if item.inactive:
         parts.append("NO LONGER ACTIVE")
     if item.decided_by:
-        parts.append(f"decided {item.decision} by {item.decided_by}")
+        parts.append(f"decided {item.decision} by {_cut(item.decided_by, max(limit, 40))}")
     return " · ".join(p for p in parts if p)
 
 
-def _item(item: ReviewItemView, *, decidable: bool, chosen: str | None) -> list[Any]:
+def _item(item: ReviewItemView, *, decidable: bool, chosen: str | None, limit: int) -> list[Any]:
     service = " \\[service account\\]" if item.service else ""
-    head = (f"**{item.number}. {escape(_cut(item.user, MAX_FIELD))}**{service} — {escape(item.profile)} "
-            f"({escape(_cut(item.group, MAX_FIELD))})")
+    head = (f"**{item.number}. {escape(_cut(item.user, limit))}**{service} — {escape(_cut(item.profile, limit))} "
+            f"({escape(_cut(item.group, limit))})")
     rows: list[Any] = [_markup(head, spacing=act.Spacing.MEDIUM, separator=True),
-                       _text(_details(item), is_subtle=True, spacing=act.Spacing.NONE)]
+                       _text(_details(item, limit), is_subtle=True, spacing=act.Spacing.NONE)]
     if item.gone:
         rows.append(_text("Gone: no longer in the group; nothing to decide.", color=act.Colors.WARNING,
                           spacing=act.Spacing.NONE))
@@ -117,6 +118,17 @@ def review_card(view: ReviewBatchView, *, page: int = 0, refresh_user_ids: Seque
                 note: str | None = None, attention: bool = False, choices: Mapping[int, str] | None = None,
                 comment: str | None = None, ask_reason: bool = False) -> dict[str, Any]:
     """One page of ``view`` as a card; ``choices`` and ``comment`` show what was typed but not saved."""
+    card: dict[str, Any] = {}
+    for limit in FIELD_LIMITS:
+        card = _review_card(view, page, refresh_user_ids, note, attention, choices, comment, ask_reason, limit)
+        if size_of(card) < MAX_CARD_BYTES:
+            return card
+    raise ValueError(f"review card of {view.review_id} page {page} is {size_of(card)} bytes")  # never at 8 chars
+
+
+def _review_card(view: ReviewBatchView, page: int, refresh_user_ids: Sequence[str], note: str | None,
+                 attention: bool, choices: Mapping[int, str] | None, comment: str | None, ask_reason: bool,
+                 limit: int) -> dict[str, Any]:
     count = pages(view)
     page = min(max(page, 0), count - 1)
     shown = page_items(view, page)
@@ -129,15 +141,15 @@ def review_card(view: ReviewBatchView, *, page: int = 0, refresh_user_ids: Seque
               is_subtle=True, spacing=act.Spacing.NONE),
     ]
     if view.notes:
-        body.append(_text("Live check: " + "; ".join(view.notes), color=act.Colors.WARNING))
+        body.append(_text(_cut("Live check: " + "; ".join(view.notes), 1200), color=act.Colors.WARNING))
     if not view.decidable:
         body.append(_text(f"{view.review_id} is {view.state}: decisions can no longer be changed.",
                           weight=act.FontWeight.BOLDER))
     if note:
-        body.append(_text(note, color=act.Colors.ATTENTION if attention else act.Colors.ACCENT,
+        body.append(_text(_cut(note, 600), color=act.Colors.ATTENTION if attention else act.Colors.ACCENT,
                           spacing=act.Spacing.MEDIUM))
     for item in shown:
-        body += _item(item, decidable=view.decidable, chosen=(choices or {}).get(item.number))
+        body += _item(item, decidable=view.decidable, chosen=(choices or {}).get(item.number), limit=limit)
     actions: list[Any] = []
     if view.decidable and any(not i.gone for i in shown):
         needs = [d for d, on in (("keep", view.keep_reason_required), ("remove", view.remove_reason_required)) if on]
@@ -156,10 +168,7 @@ def review_card(view: ReviewBatchView, *, page: int = 0, refresh_user_ids: Seque
                      inputs=act.AssociatedInputs.AUTO),
         ]
     refresh = review_refresh(view.review_id, page, refresh_user_ids) if view.decidable else None
-    card = _card(body, actions, refresh=refresh, fallback=f"{view.review_id}: {len(view.items)} item(s) to review")
-    if size_of(card) >= MAX_CARD_BYTES:  # never expected at PAGE_SIZE; a card Teams refuses helps nobody
-        raise ValueError(f"review card of {view.review_id} page {page} is {size_of(card)} bytes")
-    return card
+    return _card(body, actions, refresh=refresh, fallback=f"{view.review_id}: {len(view.items)} item(s) to review")
 
 
 def submitted(data: Mapping[str, Any]) -> tuple[dict[int, str], list[str]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -144,3 +145,16 @@ async def test_a_justification_and_a_deny_reason_reach_the_cards_literally(teams
     for update in updates:
         assert update.card is not None
         assert_literal(update.card, f"{link} **now**")
+
+
+def test_a_review_card_of_twenty_items_full_of_markdown_stays_under_28_kb() -> None:
+    worst = "*_[`<&" * 400  # every character escaped, then JSON-escaped: three bytes for one
+    view = review_view(20)
+    items = tuple(replace(i, user=worst + "@example.com", name=worst, title=worst, department=worst, profile=worst,
+                          group=worst, held_via=worst, recommendation_reason=worst, decided_by=worst, since=worst,
+                          last_sign_in=worst) for i in view.items)
+    card = reviews_adaptive.review_card(replace(view, items=items, notes=(worst,), title=worst), note=worst,
+                                        comment=worst, ask_reason=True, refresh_user_ids=["29:1mark"])
+    check_card(card)  # the 1.5 schema and the 28 KB limit
+    assert len([i for i in view.items if not i.gone]) == 19
+    assert sum(1 for b in card["body"] if b.get("type") == "Input.ChoiceSet") == 19
