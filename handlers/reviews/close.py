@@ -32,8 +32,10 @@ NOT_REMOVED = "not removed"
 MAX_FAILURES_RECORDED = 200
 
 
-async def close_campaign(deps: Deps, campaign_id: int, now: datetime, *, actor: str = SYSTEM) -> str | None:
-    """Close an open campaign now. Returns a line saying what happened, or None when it was not open."""
+async def close_campaign(deps: Deps, campaign_id: int, now: datetime, *, actor: str = SYSTEM,
+                         say_waiting: bool = False) -> str | None:
+    """Close an open campaign now. Returns a line saying what happened, or None when it was not open
+    (or, unless ``say_waiting``, when its removals still wait for the provider: a later sweep closes it)."""
     notices: list[Notice] = []
     async with deps.store.write() as raw:
         repo = repo_of(raw)
@@ -62,7 +64,7 @@ async def close_campaign(deps: Deps, campaign_id: int, now: datetime, *, actor: 
     await deps.notifier.notify(notices)
     if notices:
         return f"{campaign.ref} waits for sign-off of {len(removals)} removal(s)"
-    return await finish(deps, campaign_id, actor=actor)
+    return await finish(deps, campaign_id, actor=actor, say_waiting=say_waiting)
 
 
 def signoff_pool(deps: Deps, campaign: CampaignRecord, step: int) -> set[str]:
@@ -126,7 +128,7 @@ async def _removal_op(repo: ReviewRepository, item: ItemRecord, since: datetime)
     return mine[-1] if mine else None
 
 
-async def finish(deps: Deps, campaign_id: int, *, actor: str = SYSTEM) -> str | None:
+async def finish(deps: Deps, campaign_id: int, *, actor: str = SYSTEM, say_waiting: bool = False) -> str | None:
     """Run the removals that are due and close a ``closing`` campaign with ``review.closed``.
 
     While a removal waits for the provider within its retry budget (throttled, or behind another call
@@ -150,8 +152,8 @@ async def finish(deps: Deps, campaign_id: int, *, actor: str = SYSTEM) -> str | 
         ops = {i.number: await _removal_op(repo, i, campaign.closed_at or now) for i in items
                if i.state in (REMOVING, FAILED)}
         waiting = [n for n, op in ops.items() if op is not None and op.status == "pending" and not op.failure_reported]
-        if waiting:  # throttled or not yet run, within the retry budget: the next sweep finishes the close
-            return f"{campaign.ref} closing: {len(waiting)} removal(s) wait for the provider"
+        if waiting:  # throttled, not yet run or run by another process: the next sweep finishes the close
+            return f"{campaign.ref} closing: {len(waiting)} removal(s) wait for the provider" if say_waiting else None
         for item in items:
             if item.number not in ops:
                 continue
