@@ -227,5 +227,8 @@ def render_report(figures: Any, *, generated_at: str, sla_hours: float = 24.0, c
                               "missing" else ""), r["first_seen"], r["resolution"] or "still open at the end of "
                               "the period", r["resolved_by"], r["request_id"], r["resolved_at"],
                               r["hours_to_resolution"]] for r in figures.drift_findings()]))
+    from cards.report_reviews import reviews_section  # imports this module's helpers
+
+    parts += reviews_section(figures.reviews, figures.report_end)
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -10,12 +10,13 @@ from typing import Any
 from handlers.compliance.drift_report import finding_rows
 from handlers.compliance.removals import TYPES as REMOVAL_TYPES
 from handlers.compliance.removals import RemovalRows
+from handlers.evidence_reviews import REVIEW_EVENTS, ReviewFigures
 from handlers.policy import Policy
 
 LIMIT = 1000  # rows of one kind the report lists (the files hold them all)
 REFUSALS = frozenset({"request.refused", "approval.refused", "command.refused"})
 INTERESTING = frozenset({"policy.loaded", "user.terminated", "grant.revoked", "drift.detected", "drift.resolved",
-                         "request.submitted", "approval.granted", *REFUSALS, *REMOVAL_TYPES})
+                         "request.submitted", "approval.granted", *REFUSALS, *REMOVAL_TYPES, *REVIEW_EVENTS})
 
 
 def at(ts: str) -> datetime:
@@ -51,6 +52,7 @@ class Figures:
     chain_ok: bool | None = None
     policies: dict[str, Policy] = field(default_factory=dict)
     generated_at: datetime | None = None
+    reviews: ReviewFigures = field(default_factory=ReviewFigures)
     _submitted: dict[str, datetime] = field(default_factory=dict)
     _terminated_grants: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -108,6 +110,11 @@ class Figures:
         return flags
 
     def _report_end(self) -> datetime:
+        return self.report_end
+
+    @property
+    def report_end(self) -> datetime:
+        """The end of what the pack covers: the period's end, or when it was made if that is earlier."""
         end = self.period.end_at
         return min(end, self.generated_at) if self.generated_at else end
 
@@ -117,7 +124,9 @@ class Figures:
         rid = event.get("request_id") or ""
         if kind in REMOVAL_TYPES:
             self.removals.event(event)
-        if kind == "request.submitted" and len(self._submitted) < 200_000:
+        if kind in REVIEW_EVENTS:
+            self.reviews.event(event)
+        elif kind == "request.submitted" and len(self._submitted) < 200_000:
             self._submitted[rid] = at(ts)
         elif kind == "approval.granted":
             submitted = self._submitted.get(rid)

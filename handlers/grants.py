@@ -131,8 +131,9 @@ async def plan_membership_removal(repo: Repository, provider: str, group: str, e
     email = email.lower()
     if await repo.find_requests(requester=email, states=HOLDING_STATES, provider=provider, group=group):
         return None
-    if any(o.op == "remove" for o in await repo.ops_for_member(provider, group, email, statuses=("pending",))):
-        return None  # a removal of this membership is queued already
+    if any(o.op == "remove" and o.request_id == STANDING
+           for o in await repo.ops_for_member(provider, group, email, statuses=("pending",))):
+        return None
     op = OpRecord(request_id=STANDING, op="remove", provider=provider, group=group, email=email, created_at=now,
                   reason=reason)
     await repo.add_op(op)

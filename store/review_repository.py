@@ -100,6 +100,17 @@ class ReviewRepositoryMixin:
         await self.conn.execute(update(rt.review_items).where(rt.review_items.c.id == item.id)
                                 .values(**_item_row(item)))
 
+    async def failed_items(self) -> list[ItemRecord]:
+        c = rt.review_items.c
+        q = select(rt.review_items).where(c.state == "failed", c.removed_at.is_(None)).order_by(c.campaign_id, c.number)
+        return [_item(r) for r in (await self.conn.execute(q)).all()]
+
+    async def mark_removed_late(self, item_id: int, removed_at: datetime) -> bool:
+        c = rt.review_items.c
+        result = await self.conn.execute(update(rt.review_items).where(c.id == item_id, c.removed_at.is_(None))
+                                         .values(removed_at=removed_at))
+        return bool(result.rowcount)
+
     # -- decisions --------------------------------------------------------------------------
     async def add_review_decision(self, decision: ReviewDecisionRecord) -> None:
         result = await self.conn.execute(insert(rt.review_decisions).values(
@@ -107,6 +118,20 @@ class ReviewRepositoryMixin:
             actor=decision.actor, comment=decision.comment, recommendation=decision.recommendation,
             decided_at=decision.decided_at))
         decision.id = int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    async def add_review_decisions(self, decisions: Sequence[ReviewDecisionRecord]) -> None:
+        rows = [{"campaign_id": d.campaign_id, "item": d.item, "decision": d.decision, "actor": d.actor,
+                 "comment": d.comment, "recommendation": d.recommendation, "decided_at": d.decided_at}
+                for d in decisions]
+        for start in range(0, len(rows), 1000):
+            await self.conn.execute(insert(rt.review_decisions), rows[start:start + 1000])
+
+    async def set_items_state(self, campaign_id: int, numbers: Sequence[int], state: str, outcome: str) -> None:
+        c = rt.review_items.c
+        for start in range(0, len(numbers), 500):
+            await self.conn.execute(update(rt.review_items).where(
+                c.campaign_id == campaign_id, c.number.in_(list(numbers[start:start + 500])))
+                .values(state=state, outcome=outcome))
 
     async def review_decisions(self, campaign_id: int) -> list[ReviewDecisionRecord]:
         c = rt.review_decisions.c

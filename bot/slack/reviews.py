@@ -1,7 +1,7 @@
 """Slack listeners of access reviews: the ``review_open`` button (DM and App Home) opens the reviewer's
 batch as a modal (the live check runs and ``review.opened`` is recorded, channel ``slack``), its paging
-buttons update it, and submitting it records the page's choices through the same words as ``/access``
-(``keep RV-n …`` / ``remove RV-n … because …``)."""
+buttons update it, and submitting it records the page's choices through the same decision as
+``/access`` (``keep RV-n …`` / ``remove RV-n … because …``), checked whole and recorded together."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from slack_sdk.errors import SlackApiError
 from bot.slack.identity import UNKNOWN_USER
 from cards import reviews_slack as cards
 from cards import slack as blocks
-from handlers.reviews.decide import ReviewDecide
+from handlers.reviews.decide import ReviewChoices
 from handlers.reviews.views import batch_view, open_batches
 
 if TYPE_CHECKING:
@@ -96,17 +96,14 @@ class ReviewListeners:
             return {"response_action": "update", "view": blocks.result_modal("Not saved", "This form names no "
                                                                              "review you may decide.")}
         chosen, comment = cards.choices((view.get("state") or {}).get("values") or {})
-        texts = []
-        for decision in ("keep", "remove"):
-            if not chosen[decision]:
-                continue
-            cmd = ReviewDecide(n, decision, tuple(sorted(chosen[decision])), comment)
-            reply = await self.l.app.service.handle(person, cmd, channel="slack")
-            if reply.rule == "reason":
-                return {"response_action": "errors", "errors": {cards.COMMENT_BLOCK: reply.text[:150]}}
-            if not reply.ok:
-                return {"response_action": "update", "view": blocks.result_modal("Not saved", reply.text)}
-            texts.append(reply.text)
-        if texts:
-            self.l.notifier.spawn(self.l.notifier.post(person.email, blocks.text_message("\n".join(texts))))
+        pairs = tuple(sorted((k, decision) for decision, numbers in chosen.items() for k in numbers))
+        if not pairs:
+            return None
+        # the page's choices checked whole and recorded together, as a Teams card's
+        reply = await self.l.app.service.handle(person, ReviewChoices(n, pairs, comment), channel="slack")
+        if reply.rule == "reason":
+            return {"response_action": "errors", "errors": {cards.COMMENT_BLOCK: reply.text[:150]}}
+        if not reply.ok:
+            return {"response_action": "update", "view": blocks.result_modal("Not saved", reply.text)}
+        self.l.notifier.spawn(self.l.notifier.post(person.email, blocks.text_message(reply.text)))
         return None

@@ -22,8 +22,11 @@ from bot.teams.identity import (
 from bot.teams.invoke import CARD_TYPE, InvokeHandler, InvokeResponse, card_response
 from bot.teams.notifier import BOT_ADDRESS, TeamsNotifier
 from cards import adaptive
+from cards import reviews_adaptive as review_cards
 from handlers.origin import acting_via
 from handlers.ports import Person
+from handlers.reviews.commands import ReviewShow
+from handlers.reviews.views import batch_view
 from handlers.views import Reply
 
 
@@ -44,7 +47,7 @@ class AccessBot(ActivityHandler):
     def __init__(self, app: App, notifier: TeamsNotifier) -> None:
         self.app = app
         self.notifier = notifier
-        self.invokes = InvokeHandler(app, notifier.refresh_ids)
+        self.invokes = InvokeHandler(app, notifier.refresh_ids, notifier.user_ids)
         self.addresses = AddressBook(app)
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -86,10 +89,13 @@ class AccessBot(ActivityHandler):
             await self._send(turn_context, text_activity(UNKNOWN_USER))
             return
         text = TurnContext.remove_recipient_mention(turn_context.activity) or turn_context.activity.text or ""
+        cmd = self.app.service.parse(text)
         with acting_via("teams", sender_object_id(turn_context)):
-            reply = await self.app.service.handle(person, self.app.service.parse(text), forms=True)
+            reply = await self.app.service.handle(person, cmd, forms=True, channel=CHANNEL)
         if reply.private and not is_personal(turn_context):
             await self._answer_privately(turn_context, person, reply)
+            return
+        if isinstance(cmd, ReviewShow) and reply.ok and await self._review_cards(turn_context, person, cmd.campaign):
             return
         card = adaptive.reply_card(reply, viewer=person.email)
         if card is None:
@@ -114,6 +120,18 @@ class AccessBot(ActivityHandler):
         member = {"id": sender.aad_object_id or sender.id, "aadObjectId": sender.aad_object_id or ""}
         sent = await self.notifier.send_privately(person.email, text_activity(reply.text), bot=bot, member=member)
         await self._send(context, text_activity(SENT_PRIVATELY if sent else ASK_PRIVATELY))
+
+    async def _review_cards(self, context: TurnContext, person: Person, campaign: int) -> bool:
+        """`review RV-n` from a reviewer: their batch as cards to decide on (the words opened it already)."""
+        who = person.email.lower()
+        view = await batch_view(self.app.deps, who, campaign, CHANNEL, opening=False)
+        if view is None:
+            return False  # the security team looking at a campaign: the text lists every item
+        ids = await self.notifier.user_ids(who)
+        for page in range(review_cards.pages(view)):
+            card = review_cards.review_card(view, page=page, refresh_user_ids=ids)
+            await self._send(context, card_activity(card, summary=f"{view.review_id}: {view.title}"))
+        return True
 
     async def _track_status(self, context: TurnContext, request_id: int, email: str, activity_id: str) -> None:
         async with self.app.store.read() as repo:

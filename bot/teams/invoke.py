@@ -13,7 +13,9 @@ from typing import Any
 from bot.bootstrap import App
 from bot.teams.compliance import VERBS as COMPLIANCE_VERBS
 from bot.teams.compliance import compliance_invoke
+from bot.teams.review_invoke import ReviewInvokes, names_review
 from cards import adaptive
+from cards.reviews_adaptive import VERB_REVIEW
 from handlers.grammar import Approve, Deny, Extend, RequestAccess, Status
 from handlers.ports import Person
 from handlers.views import Reply, RequestView
@@ -67,12 +69,15 @@ async def _visible_view(app: App, person: Person, n: int) -> RequestView | None:
 
 
 class InvokeHandler:
-    def __init__(self, app: App, refresh_ids: Any) -> None:
+    def __init__(self, app: App, refresh_ids: Any, user_ids: Any) -> None:
         self.app = app
         self.refresh_ids = refresh_ids  # async (RequestView) -> list[str]
+        self.reviews = ReviewInvokes(app, user_ids)
 
     async def handle(self, person: Person, verb: str, data: dict[str, Any]) -> InvokeResponse:
         who = person.email.lower()
+        if verb == VERB_REVIEW or (verb == adaptive.VERB_REFRESH and names_review(data)):
+            return card_response(await self.reviews.handle(person, verb, data))
         if verb == adaptive.VERB_REQUEST:
             return await self._request(person, data)
         if verb in COMPLIANCE_VERBS:  # drift remove / accept, resume removals (SPEC §3.6)

@@ -22,9 +22,12 @@ from bot.teams.clients import Opener
 from bot.teams.connector import addressed, card_activity, text_activity, with_retries
 from bot.teams.identity import CHANNEL
 from cards import adaptive, compliance_adaptive
+from cards import reviews_adaptive as review_cards
 from handlers.compliance.views import DriftView, PauseView
 from handlers.ports import Notice
 from handlers.present import request_view
+from handlers.reviews.links import ReviewLink
+from handlers.reviews.views import batch_view
 from handlers.views import RequestView
 
 log = structlog.get_logger("accessbot.teams.notify")
@@ -85,6 +88,13 @@ class TeamsNotifier:
             record = await repo.get_request(request_id)
         return await request_view(self.app.deps, record) if record else None
 
+    async def user_ids(self, email: str) -> list[str]:
+        """The Teams user id of one person (a review card refreshes for its reviewer only)."""
+        async with self.app.store.read() as repo:
+            ref = await repo.address(CHANNEL, email.lower())
+        uid = ((ref or {}).get("user") or {}).get("id")
+        return [uid] if uid else []
+
     async def refresh_ids(self, view: RequestView) -> list[str]:
         """Teams user ids of everyone in the chain (the refresh block runs for them)."""
         emails = dict.fromkeys(a for s in view.steps for a in (*s.approvers, *s.approved_by))
@@ -100,6 +110,8 @@ class TeamsNotifier:
     async def _send_one(self, connectors: _Connectors, notice: Notice, view: RequestView | None) -> bool:
         """Send one notice; True when it sent a card that is kept up to date."""
         who = notice.recipient.lower()
+        if isinstance(notice.view, ReviewLink):  # a reviewer's batch: its cards, one per page
+            return await self._send_review(connectors, who, notice)
         if view is not None and notice.kind in ("approval", "reminder", "escalation") and (
                 adaptive.can_decide(view, who) or notice.kind == "escalation"):
             card = adaptive.approval_card(view, viewer=who, refresh_user_ids=await self.refresh_ids(view),
@@ -132,6 +144,20 @@ class TeamsNotifier:
             await self.post(connectors, who, card_activity(card, summary=notice.text))
             return False
         await self.post(connectors, who, text_activity(notice.text))
+        return False
+
+    async def _send_review(self, connectors: _Connectors, who: str, notice: Notice) -> bool:
+        n = review_cards.parse_review_id(notice.view.review_id)
+        view = await batch_view(self.app.deps, who, n, CHANNEL, opening=False) if n else None
+        if view is None:
+            await self.post(connectors, who, text_activity(notice.text))
+            return False
+        if await self.address_of(connectors, who) is None:
+            return False
+        ids = await self.user_ids(who)
+        for page in range(review_cards.pages(view)):
+            card = review_cards.review_card(view, page=page, refresh_user_ids=ids)
+            await self.post(connectors, who, card_activity(card, summary=notice.text))
         return False
 
     async def _update_cards(self, connectors: _Connectors, request_id: int, view: RequestView,

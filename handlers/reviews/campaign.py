@@ -6,7 +6,7 @@ and the security team is told; a scheduled start is tried again later.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import cast
@@ -24,6 +24,7 @@ from handlers.reviews.repository import ReviewRepository
 from handlers.reviews.snapshot import SnapshotError, read_snapshot
 
 MAX_PROBLEMS_SHOWN = 10
+UNKNOWN_DEPARTMENT = "(no department)"
 
 
 @dataclass
@@ -78,6 +79,7 @@ async def start_campaign(deps: Deps, review: Review, *, actor: str, now: datetim
         await repo.append("review.started", actor=actor, ts=now, data={
             "review_id": campaign.ref, "review": review.id, "items": len(plan.items), "snapshot_sha256": sha,
             "reviewers": len(reviewers), "due_at": format_ts(campaign.due_at),
+            "departments": dict(sorted(Counter(i.department or UNKNOWN_DEPARTMENT for i in plan.items).items())),
             "scheduled_for": format_ts(scheduled_for) if scheduled_for else None})
     await deps.notifier.notify(_batch_notices(deps, campaign, plan.items))
     return StartOutcome(campaign=campaign, items=plan.items)

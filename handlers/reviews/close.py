@@ -14,14 +14,16 @@ intent; the provider calls run as every other operation does; the last transacti
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
+from handlers.audit import format_ts
 from handlers.compliance.brake import may_remove
 from handlers.context import SYSTEM, Deps
 from handlers.grants import STANDING, end_grant_in, plan_membership_removal, run_due_ops
 from handlers.ports import Notice
-from handlers.records import HOLDING_STATES
+from handlers.records import HOLDING_STATES, OpRecord
 from handlers.reviews.campaign import repo_of
-from handlers.reviews.decide import GONE, record_decision
+from handlers.reviews.decide import GONE, record_decisions
 from handlers.reviews.records import CLOSED, OPEN, SIGNOFF, CampaignRecord, ItemRecord
 from handlers.reviews.repository import ReviewRepository
 
@@ -33,10 +35,13 @@ KEPT = "kept"
 REMOVED = "removed"
 FAILED = "failed"
 NOT_REMOVED = "not removed"
+MAX_FAILURES_RECORDED = 200
 
 
-async def close_campaign(deps: Deps, campaign_id: int, now: datetime, *, actor: str = SYSTEM) -> str | None:
-    """Close an open campaign now. Returns a line saying what happened, or None when it was not open."""
+async def close_campaign(deps: Deps, campaign_id: int, now: datetime, *, actor: str = SYSTEM,
+                         say_waiting: bool = False) -> str | None:
+    """Close an open campaign now. Returns a line saying what happened, or None when it was not open
+    (or, unless ``say_waiting``, when its removals still wait for the provider: a later sweep closes it)."""
     notices: list[Notice] = []
     async with deps.store.write() as raw:
         repo = repo_of(raw)
@@ -47,15 +52,12 @@ async def close_campaign(deps: Deps, campaign_id: int, now: datetime, *, actor: 
         default = review.if_not_reviewed if review else "keep"
         items = await repo.items(campaign_id)
         final = await repo.final_decisions(campaign_id)
-        for item in items:
-            if item.state == OPEN and item.number not in final:
-                await record_decision(repo, campaign, item, default, SYSTEM, now, "not reviewed before the close")
+        undecided = [i for i in items if i.state == OPEN and i.number not in final]
+        await record_decisions(repo, campaign, undecided, default, SYSTEM, now, "not reviewed before the close")
         final = await repo.final_decisions(campaign_id)
         removals = [i for i in items if i.state == OPEN and final[i.number].decision == "remove"]
-        for item in items:
-            if item.state == OPEN and final[item.number].decision == "keep":
-                item.state, item.outcome = KEPT, "kept"
-                await repo.save_item(item)
+        kept = [i.number for i in items if i.state == OPEN and final[i.number].decision == "keep"]
+        await repo.set_items_state(campaign_id, kept, KEPT, "kept")  # one statement, however many
         if review is not None and review.sign_off and removals:
             campaign.state, campaign.signoff = SIGNOFF, "pending"
             await repo.save_campaign(campaign)
@@ -69,10 +71,10 @@ async def close_campaign(deps: Deps, campaign_id: int, now: datetime, *, actor: 
     await deps.notifier.notify(notices)
     if notices:
         return f"{campaign.ref} waits for sign-off of {len(removals)} removal(s)"
-    return await release(deps, campaign_id, actor=actor)
+    return await release(deps, campaign_id, actor=actor, say_waiting=say_waiting)
 
 
-async def release(deps: Deps, campaign_id: int, *, actor: str = SYSTEM) -> str | None:
+async def release(deps: Deps, campaign_id: int, *, actor: str = SYSTEM, say_waiting: bool = False) -> str | None:
     """A held campaign's removals through the safety brake: paused above the limit, else planned and run.
 
     Returns a line saying what happened, or None when the campaign was not held (another process has it).
@@ -94,7 +96,7 @@ async def release(deps: Deps, campaign_id: int, *, actor: str = SYSTEM) -> str |
             return None
         removals = [i for i in await repo.items(campaign_id) if i.state == OPEN]
         await plan_removals(repo, campaign, removals, deps.now())
-    return await finish(deps, campaign_id, actor=actor)
+    return await finish(deps, campaign_id, actor=actor, say_waiting=say_waiting)
 
 
 async def release_held(deps: Deps) -> tuple[list[str], int]:
@@ -174,38 +176,100 @@ async def plan_removals(repo: ReviewRepository, campaign: CampaignRecord, remova
     await repo.save_campaign(campaign)
 
 
-async def finish(deps: Deps, campaign_id: int, *, actor: str = SYSTEM) -> str | None:
-    """Run the removals that are due and close a ``closing`` campaign with ``review.closed``."""
+async def _removal_op(repo: ReviewRepository, item: ItemRecord, since: datetime) -> OpRecord | None:
+    """The provider call that removes ``item``'s membership, planned at or after the close."""
+    ops = await repo.ops_for_member(item.provider, item.group, item.user.lower())  # indexed: one membership
+    mine = [o for o in ops if o.op == "remove" and o.request_id == (item.request_id or STANDING)
+            and o.created_at >= since]
+    return mine[-1] if mine else None
+
+
+async def finish(deps: Deps, campaign_id: int, *, actor: str = SYSTEM, say_waiting: bool = False) -> str | None:
+    """Run the removals that are due and close a ``closing`` campaign with ``review.closed``.
+
+    While a removal waits for the provider within its retry budget (throttled, or behind another call
+    on the membership), the campaign stays ``closing`` and the next sweep tries again. A removal whose
+    budget is spent (reported as failing by the provisioning path) is recorded ``failed`` (with its
+    correlation id) and reported to the security team with the campaign; the provisioning path retries
+    it until it is done, and :func:`record_late_removals` records that as ``review.removal_completed``.
+    The campaign's record keeps ``failed``: that is what happened at the close.
+    """
     async with deps.store.read() as raw:
         removing = sum(i.state == REMOVING for i in await repo_of(raw).items(campaign_id))
     await run_due_ops(deps, limit=2 * removing + 500)  # every removal of the campaign, not one chunk
     now = deps.now()
+    failures: list[dict[str, Any]] = []
     async with deps.store.write() as raw:
         repo = repo_of(raw)
         campaign = await repo.get_campaign(campaign_id)
         if campaign is None or campaign.state != CLOSING:
             return None
         items = await repo.items(campaign_id)
+        ops = {i.number: await _removal_op(repo, i, campaign.closed_at or now) for i in items
+               if i.state in (REMOVING, FAILED)}
+        waiting = [n for n, op in ops.items() if op is not None and op.status == "pending" and not op.failure_reported]
+        if waiting:  # throttled, not yet run or run by another process: the next sweep finishes the close
+            return f"{campaign.ref} closing: {len(waiting)} removal(s) wait for the provider" if say_waiting else None
         for item in items:
-            if item.state not in (REMOVING, FAILED):
+            if item.number not in ops:
                 continue
-            ops = await repo.ops_for(item.request_id or STANDING)
-            mine = [o for o in ops if o.op == "remove" and (o.provider, o.group, o.email) ==
-                    (item.provider, item.group, item.user.lower()) and o.created_at >= (campaign.closed_at or now)]
-            op = mine[-1] if mine else None
+            op = ops[item.number]
             if op is None or op.status in ("done", "skipped"):
                 item.state, item.removed_at = REMOVED, op.done_at if op and op.done_at else now
                 item.outcome = "removed" if op is None or op.status == "done" else "a grant covers it: not removed"
             else:
                 item.state = FAILED
-                item.outcome = f"not removed yet (correlation id {op.correlation_id}): {op.last_error}; retried"
+                item.outcome = (f"failed at close (correlation id {op.correlation_id}): {op.last_error}; "
+                                "retried until it is done")
+                failures.append({"item": item.number, "user": item.user, "provider": item.provider,
+                                 "group": item.group, "correlation_id": op.correlation_id,
+                                 "error": (op.last_error or "")[:300]})
             await repo.save_item(item)
         campaign.state = CLOSED
         await repo.save_campaign(campaign)
         counts = await closed_counts(repo, campaign, items)
-        await repo.append("review.closed", actor=actor, ts=now, data={"review_id": campaign.ref, **counts})
+        extra = {"failures": failures[:MAX_FAILURES_RECORDED]} if failures else {}
+        await repo.append("review.closed", actor=actor, ts=now, data={"review_id": campaign.ref, **counts, **extra})
+    if failures:
+        await deps.notifier.notify(_failure_notices(deps, campaign, failures))
     return (f"{campaign.ref} closed: kept {counts['kept']}, removed {counts['removed']}, defaulted "
             f"{counts['defaulted']}, gone {counts['gone']}, failed {counts['failed']}")
+
+
+def _failure_notices(deps: Deps, campaign: CampaignRecord, failures: list[dict[str, Any]]) -> list[Notice]:
+    listed = "; ".join(f"item {f['item']} {f['user']} from {f['provider']}/{f['group']} (correlation id "
+                       f"{f['correlation_id']}): {f['error']}" for f in failures[:20])
+    more = f" (and {len(failures) - 20} more)" if len(failures) > 20 else ""
+    text = (f"{campaign.ref} ({campaign.title}) closed, but {len(failures)} removal(s) are not done yet: "
+            f"{listed}{more}. They are retried until they are done.")
+    return [Notice(m, "failure", text, None) for m in sorted(deps.policy.security_members())]
+
+
+async def record_late_removals(deps: Deps) -> list[str]:
+    """Removals that failed at a close and have been done since: ``review.removal_completed`` once each,
+    and the item's ``removed_at``; its state stays ``failed``, as the close recorded it."""
+    async with deps.store.read() as raw:
+        waiting = await repo_of(raw).failed_items()
+    lines: list[str] = []
+    for item in waiting:
+        now = deps.now()
+        async with deps.store.write() as raw:
+            repo = repo_of(raw)
+            campaign = await repo.get_campaign(item.campaign_id)
+            op = await _removal_op(repo, item, campaign.closed_at or now) if campaign and campaign.closed_at \
+                else None
+            if campaign is None or op is None or op.status not in ("done", "skipped"):
+                continue
+            done_at = op.done_at or now
+            if not await repo.mark_removed_late(item.id or 0, done_at):
+                continue  # another process recorded it
+            outcome = "removed" if op.status == "done" else "a grant covers it: not removed"
+            await repo.append("review.removal_completed", actor=SYSTEM, ts=now, data={
+                "review_id": campaign.ref, "item": item.number, "user": item.user, "provider": item.provider,
+                "group": item.group, "outcome": outcome, "removed_at": format_ts(done_at),
+                "correlation_id": op.correlation_id})
+        lines.append(f"{campaign.ref} item {item.number}: {outcome} after the close")
+    return lines
 
 
 async def closed_counts(repo: ReviewRepository, campaign: CampaignRecord, items: list[ItemRecord]) -> dict:

@@ -11,7 +11,7 @@ from handlers.audit import format_ts
 from handlers.context import Deps
 from handlers.ports import Person
 from handlers.reviews.campaign import repo_of, start_campaign
-from handlers.reviews.decide import ReviewDecide, decide, may_decide, open_batch, parse_items
+from handlers.reviews.decide import ReviewChoices, ReviewDecide, decide, may_decide, open_batch, parse_items
 from handlers.reviews.records import OPEN, CampaignRecord, ItemRecord, ReviewDecisionRecord, rv_id
 from handlers.reviews.signoff import ReviewClose, ReviewSignoff, close_now, sign
 from handlers.reviews.undo import ReviewUndo, ReviewUndoApprove, approve_undo, request_undo
@@ -43,10 +43,10 @@ class ReviewBadWords:
     text: str
 
 
-ReviewCommand = (ReviewStart | ReviewsList | ReviewShow | ReviewDecide | ReviewClose | ReviewSignoff | ReviewBadWords
-                 | ReviewUndo | ReviewUndoApprove)
-REVIEW_COMMANDS = (ReviewStart, ReviewsList, ReviewShow, ReviewDecide, ReviewClose, ReviewSignoff, ReviewBadWords,
-                   ReviewUndo, ReviewUndoApprove)
+ReviewCommand = (ReviewStart | ReviewsList | ReviewShow | ReviewDecide | ReviewChoices | ReviewClose | ReviewSignoff
+                 | ReviewBadWords | ReviewUndo | ReviewUndoApprove)
+REVIEW_COMMANDS = (ReviewStart, ReviewsList, ReviewShow, ReviewDecide, ReviewChoices, ReviewClose, ReviewSignoff,
+                   ReviewBadWords, ReviewUndo, ReviewUndoApprove)
 RV_STRICT = re.compile(r"^RV-([0-9]{1,9})$", re.IGNORECASE)
 
 
@@ -206,7 +206,7 @@ async def handle_review(deps: Deps, actor: Person, cmd: ReviewCommand, channel: 
         return await _list(deps, who)
     if isinstance(cmd, ReviewBadWords):
         return Reply(text=cmd.text, ok=False, kind="refusal", rule="syntax")
-    if isinstance(cmd, ReviewDecide):
+    if isinstance(cmd, ReviewDecide | ReviewChoices):
         return await decide(deps, who, cmd)
     if isinstance(cmd, ReviewSignoff):
         return await sign(deps, who, cmd)

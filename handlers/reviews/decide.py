@@ -20,6 +20,7 @@ from handlers.reviews.repository import ReviewRepository
 from handlers.views import Reply
 
 GONE = "gone"
+DECISIONS = ("keep", "remove")
 MAX_ITEMS_IN_WORDS = 10000  # a range wider than any campaign is a typo, not a request
 
 
@@ -79,9 +80,31 @@ async def refuse_in(repo: ReviewRepository, who: str, now: datetime, command: st
     return Reply(text=text, ok=False, kind="refusal", rule=rule)
 
 
-async def decide(deps: Deps, who: str, cmd: ReviewDecide) -> Reply:
+@dataclass(frozen=True)
+class ReviewChoices:
+    """Several items decided at once, each its own way (a card's keep/remove per item): every item is
+    checked before anything is recorded, and all are recorded in one transaction."""
+
+    campaign: int
+    choices: tuple[tuple[int, str], ...]  # (item, keep | remove)
+    reason: str | None = None
+
+
+def _command(cmd: ReviewDecide | ReviewChoices) -> tuple[str, list[str]]:
+    """The words a refusal records (``keep RV-n``, ``keep/remove RV-n``) and the decisions asked for."""
+    kinds = [cmd.decision] if isinstance(cmd, ReviewDecide) else sorted({d for _, d in cmd.choices})
+    return f"{'/'.join(kinds) or 'decide'} {rv_id(cmd.campaign)}", kinds
+
+
+def _unchanged(last: ReviewDecisionRecord | None, decision: str, who: str, reason: str | None) -> bool:
+    """The same person's decision again, word for word (a double click): nothing new to record."""
+    return last is not None and (last.decision, last.actor, last.comment or None) == (decision, who, reason)
+
+
+async def decide(deps: Deps, who: str, cmd: ReviewDecide | ReviewChoices) -> Reply:
+    """The one path of every reviewer's decision, from the console, Slack and Teams alike."""
     ref = rv_id(cmd.campaign)
-    command = f"{cmd.decision} {ref}"
+    command, kinds = _command(cmd)
     now = deps.now()
     reason = (cmd.reason or "").strip() or None
     async with deps.store.write() as raw:
@@ -98,16 +121,19 @@ async def decide(deps: Deps, who: str, cmd: ReviewDecide) -> Reply:
             return await refuse_in(repo, who, now, command, f"campaign {campaign.state}", ref,
                                    f"{ref} is {campaign.state}: decisions can no longer be changed.", "closed")
         review = deps.policy.review(campaign.review)
-        needed = (review.remove_reason_required if review else True) if cmd.decision == "remove" else \
-            (review.keep_reason_required if review else False)
-        if needed and not reason:
-            return await refuse_in(repo, who, now, command, "no justification", ref,
-                                   f"Say why: `{cmd.decision} {ref} <items> because <reason>` (this review "
-                                   f"requires a justification to {cmd.decision}).", "reason")
-        if cmd.items is None:
-            chosen = [i for i in mine.values() if i.state == OPEN]
+        for decision in kinds:
+            needed = (review.remove_reason_required if review else True) if decision == "remove" else \
+                (review.keep_reason_required if review else False)
+            if needed and not reason:
+                return await refuse_in(repo, who, now, command, "no justification", ref,
+                                       f"Say why: `{decision} {ref} <items> because <reason>` (this review "
+                                       f"requires a justification to {decision}).", "reason")
+        if isinstance(cmd, ReviewDecide) and cmd.items is None:
+            chosen = [(i, cmd.decision) for i in mine.values() if i.state == OPEN]
         else:
-            for number in cmd.items:
+            asked = [(n, cmd.decision) for n in cmd.items or ()] if isinstance(cmd, ReviewDecide) \
+                else list(cmd.choices)
+            for number, _ in asked:
                 if number in own:
                     return await refuse_in(repo, who, now, command, "own item", ref,
                                            f"Item {number} of {ref} is your own access: someone else reviews it.",
@@ -119,24 +145,44 @@ async def decide(deps: Deps, who: str, cmd: ReviewDecide) -> Reply:
                     return await refuse_in(repo, who, now, command, "item gone", ref,
                                            f"Item {number} of {ref} is gone: {mine[number].user} is no longer in "
                                            f"{mine[number].group}; there is nothing to decide.", "gone")
-            chosen = [mine[n] for n in cmd.items]
+            chosen = [(mine[n], d) for n, d in asked]
         if not chosen:
             return Reply(text=f"Nothing left to decide in {ref}.", ok=False, kind="refusal", rule="nothing")
-        for item in chosen:
-            await record_decision(repo, campaign, item, cmd.decision, who, now, reason)
-    numbers = ", ".join(str(i.number) for i in chosen[:30]) + (", …" if len(chosen) > 30 else "")
-    return Reply(text=f"{ref}: {cmd.decision} recorded for {len(chosen)} item(s) ({numbers}). You can change it "
-                 "until the campaign closes.", data={"review_id": ref})
+        final = await repo.final_decisions(cmd.campaign)
+        fresh = [(i, d) for i, d in chosen if not _unchanged(final.get(i.number), d, who, reason)]
+        for decision in DECISIONS:
+            await record_decisions(repo, campaign, [i for i, d in fresh if d == decision], decision, who, now, reason)
+    parts = []
+    for decision in DECISIONS:
+        done = [i.number for i, d in fresh if d == decision]
+        if done:
+            numbers = ", ".join(map(str, done[:30])) + (", …" if len(done) > 30 else "")
+            parts.append(f"{decision} recorded for {len(done)} item(s) ({numbers})")
+    same = len(chosen) - len(fresh)
+    if same:
+        parts.append(f"{same} item(s) unchanged (already decided so by you)")
+    return Reply(text=f"{ref}: " + "; ".join(parts) + ". You can change it until the campaign closes.",
+                 data={"review_id": ref})
 
 
-async def record_decision(repo: ReviewRepository, campaign: CampaignRecord, item: ItemRecord, decision: str,
-                          actor: str, now: datetime, comment: str | None) -> None:
-    await repo.add_review_decision(ReviewDecisionRecord(
+async def record_decisions(repo: ReviewRepository, campaign: CampaignRecord, items: list[ItemRecord], decision: str,
+                           actor: str, now: datetime, comment: str | None) -> None:
+    """One decision on each of ``items``: the rows in one statement, then a ``review.decided`` each."""
+    if not items:
+        return
+    await repo.add_review_decisions([ReviewDecisionRecord(
         campaign_id=campaign.id or 0, item=item.number, decision=decision, actor=actor, decided_at=now,
-        comment=comment, recommendation=item.recommendation))
+        comment=comment, recommendation=item.recommendation) for item in items])
+    for item in items:
+        await _decided(repo, campaign, item, decision, actor, now, comment)
+
+
+async def _decided(repo: ReviewRepository, campaign: CampaignRecord, item: ItemRecord, decision: str, actor: str,
+                   now: datetime, comment: str | None) -> None:
     await repo.append("review.decided", actor=actor, ts=now, data={
         "review_id": campaign.ref, "item": item.number, "decision": decision, "comment": comment,
-        "recommendation": item.recommendation, "user": item.user, "profile": item.profile})
+        "recommendation": item.recommendation, "user": item.user, "profile": item.profile,
+        "department": item.department})
 
 
 async def open_batch(deps: Deps, who: str, campaign: CampaignRecord, channel: str) -> list[str]:

@@ -16,8 +16,16 @@ from handlers.context import SYSTEM, Deps
 from handlers.ports import Notice
 from handlers.reviews.calendar import BusinessCalendar, after
 from handlers.reviews.campaign import repo_of, reviewer_people
-from handlers.reviews.close import PAUSED_LINE, close_campaign, finish_stalled, held_removals, release_held
+from handlers.reviews.close import (
+    PAUSED_LINE,
+    close_campaign,
+    finish_stalled,
+    held_removals,
+    record_late_removals,
+    release_held,
+)
 from handlers.reviews.decide import in_reviewer
+from handlers.reviews.links import ReviewLink
 from handlers.reviews.model import Review
 from handlers.reviews.records import OPEN, BatchRecord, CampaignRecord, ItemRecord
 
@@ -49,6 +57,7 @@ async def run_review_timers(deps: Deps, now: datetime, *, dry_run: bool = False)
         report.closed += await finish_stalled(deps)
         released, report.paused = await release_held(deps)
         report.closed += released
+        report.closed += await record_late_removals(deps)
     async with deps.store.read() as raw:
         campaigns = await repo_of(raw).campaigns(states=(OPEN,))
     for campaign in campaigns:
@@ -134,6 +143,7 @@ async def _batch_timers(deps: Deps, review: Review, calendar: BusinessCalendar, 
         people = reviewer_people(deps, reviewer)
         text = (f"Reminder: {campaign.ref} ({campaign.title}) waits for your decision on {len(numbers)} item(s) "
                 f"({listed}) by {campaign.due_at:%Y-%m-%d %H:%M} UTC. Say `review {campaign.ref}`.")
-    notices = [Notice(p, "reminder", text, None) for p in people
+    link = ReviewLink(campaign.ref, campaign.title, len(numbers), campaign.due_at) if escalate else None
+    notices = [Notice(p, "reminder", text, None, link) for p in people  # escalated: the batch itself, to decide
                if any(i.user != p for i in waiting) and (escalate or in_reviewer(deps, reviewer, p))]
     await deps.notifier.notify(notices)

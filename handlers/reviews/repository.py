@@ -37,7 +37,23 @@ class ReviewRepository(Repository, Protocol):
 
     async def save_item(self, item: ItemRecord) -> None: ...
 
+    async def failed_items(self) -> list[ItemRecord]:
+        """Items of any campaign whose removal failed at the close and is not known done yet."""
+        ...
+
+    async def mark_removed_late(self, item_id: int, removed_at: datetime) -> bool:
+        """Set a failed item's ``removed_at`` if nobody has; False when it was set already."""
+        ...
+
     async def add_review_decision(self, decision: ReviewDecisionRecord) -> None: ...
+
+    async def add_review_decisions(self, decisions: Sequence[ReviewDecisionRecord]) -> None:
+        """Many decisions in one statement (their ids are not read back)."""
+        ...
+
+    async def set_items_state(self, campaign_id: int, numbers: Sequence[int], state: str, outcome: str) -> None:
+        """The state and outcome of many items of one campaign at once."""
+        ...
 
     async def review_decisions(self, campaign_id: int) -> list[ReviewDecisionRecord]: ...
 

@@ -39,7 +39,7 @@ async def close_now(deps: Deps, who: str, cmd: ReviewClose) -> Reply:
     if campaign is None or campaign.state != OPEN:
         state = "not found" if campaign is None else campaign.state
         return Reply(text=f"{ref} is {state}: there is nothing to close.", ok=False, kind="refusal", rule="closed")
-    line = await close_campaign(deps, cmd.campaign, deps.now(), actor=who)
+    line = await close_campaign(deps, cmd.campaign, deps.now(), actor=who, say_waiting=True)
     return Reply(text=line or f"{ref} was closed meanwhile.", data={"review_id": ref})
 
 
@@ -94,6 +94,6 @@ async def sign(deps: Deps, who: str, cmd: ReviewSignoff) -> Reply:
             await repo.save_campaign(campaign)
     await deps.notifier.notify(notices)
     if campaign.signoff == "approved":
-        line = await release(deps, cmd.campaign, actor=who)
+        line = await release(deps, cmd.campaign, actor=who, say_waiting=True)
         return Reply(text=f"{ref}: sign-off approved. {line or ''}".strip(), data={"review_id": ref})
     return Reply(text=f"{ref}: your sign-off is recorded; the next step is asked.", data={"review_id": ref})

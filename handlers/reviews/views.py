@@ -10,7 +10,7 @@ from handlers.context import Deps
 from handlers.reviews.campaign import repo_of
 from handlers.reviews.decide import may_decide, open_batch
 from handlers.reviews.links import ReviewLink
-from handlers.reviews.records import OPEN, ItemRecord, ReviewDecisionRecord
+from handlers.reviews.records import OPEN, BatchRecord, ItemRecord, ReviewDecisionRecord
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,8 @@ class ReviewBatchView:
     due_at: datetime
     items: tuple[ReviewItemView, ...]
     notes: tuple[str, ...] = field(default_factory=tuple)  # the live check's findings
+    keep_reason_required: bool = False
+    remove_reason_required: bool = True
 
     @property
     def decidable(self) -> bool:
@@ -60,9 +62,11 @@ def item_view(item: ItemRecord, decision: ReviewDecisionRecord | None) -> Review
         gone=item.state == "gone", inactive=not item.active, service=item.kind == "service")
 
 
-async def batch_view(deps: Deps, who: str, campaign_id: int, channel: str) -> ReviewBatchView | None:
+async def batch_view(deps: Deps, who: str, campaign_id: int, channel: str, *, opening: bool = True
+                     ) -> ReviewBatchView | None:
     """``who``'s items of a campaign after the live check (records ``review.opened`` the first time);
-    None when ``who`` decides nothing in it."""
+    None when ``who`` decides nothing in it. ``opening=False``: the items as recorded, for a message
+    sent to the reviewer before they look (no live check, nothing recorded)."""
     async with deps.store.read() as raw:
         repo = repo_of(raw)
         campaign = await repo.get_campaign(campaign_id)
@@ -70,14 +74,18 @@ async def batch_view(deps: Deps, who: str, campaign_id: int, channel: str) -> Re
         items = await repo.items(campaign_id) if campaign else []
     if campaign is None or not any(may_decide(deps, i, who, batches) for i in items):
         return None
-    notes = await open_batch(deps, who, campaign, channel)
+    notes = await open_batch(deps, who, campaign, channel) if opening else []
     async with deps.store.read() as raw:
         repo = repo_of(raw)
         items = await repo.items(campaign_id)
         final = await repo.final_decisions(campaign_id)
+    batches = await _batches(deps, campaign_id) if opening else batches  # an escalation may have come meanwhile
     mine = [item_view(i, final.get(i.number)) for i in items if may_decide(deps, i, who, batches)]
+    review = deps.policy.review(campaign.review)
     return ReviewBatchView(review_id=campaign.ref, title=campaign.title, state=campaign.state,
-                           due_at=campaign.due_at, items=tuple(mine), notes=tuple(notes))
+                           due_at=campaign.due_at, items=tuple(mine), notes=tuple(notes),
+                           keep_reason_required=review.keep_reason_required if review else False,
+                           remove_reason_required=review.remove_reason_required if review else True)
 
 
 async def open_batches(deps: Deps, who: str) -> list[ReviewLink]:
@@ -93,3 +101,8 @@ async def open_batches(deps: Deps, who: str) -> list[ReviewLink]:
             if waiting:
                 links.append(ReviewLink(campaign.ref, campaign.title, len(waiting), campaign.due_at))
     return links
+
+
+async def _batches(deps: Deps, campaign_id: int) -> dict[str, BatchRecord]:
+    async with deps.store.read() as raw:
+        return await repo_of(raw).batches(campaign_id)

@@ -4,8 +4,10 @@ accessbot chat, and accessbot sweep --as-of driving the close; SQLite."""
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
+import re
 import zipfile
 from datetime import UTC, datetime, timedelta
 
@@ -51,6 +53,7 @@ def test_a_campaign_through_the_console_and_the_sweep(tmp_path, sqlite_url):
         reviews = list(csv.DictReader(io.StringIO(zf.read("reviews.csv").decode())))
         rows = list(csv.DictReader(io.StringIO(zf.read("review_items.csv").decode())))
         manifest = json.loads(zf.read("manifest.json"))
+        report = html.unescape(zf.read("report.html").decode())
     assert [(r["review_id"], r["items"], r["kept"], r["removed"], r["defaulted"], r["failed"]) for r in reviews] == [
         ("RV-1", "5", "2", "3", "2", "0")]
     assert list(rows[0]) == ["review_id", "item", "user", "profile", "provider", "group", "held_via", "reviewer",
@@ -63,3 +66,12 @@ def test_a_campaign_through_the_console_and_the_sweep(tmp_path, sqlite_url):
     robot = next(r for r in rows if r["user"] == "deploy-bot@example.com")
     assert (robot["decided_by"], robot["reviewer"]) == ("system", "pat.lead@example.com")
     assert "reviews.csv" in manifest["files"] and "review_items.csv" in manifest["files"]
+    # report.html's reviews section, from the review.* events of audit.jsonl
+    section = report[report.index("<h2>Access reviews: 1 campaign(s)</h2>"):]
+    assert "Final decisions: 2 kept, 3 removed (removal rate 60%)" in section, section[:2000]
+    cells = [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", section)]
+    assert cells[:13] == ["RV-1", REVIEW, cells[2], f"closed {cells[3][7:]}", "5", "3 (60%)", "2", "3", "2", "0",
+                          "0 / 0", "approved", "all done at close"], cells[:13]
+    assert "<h3>Completion by department</h3>" in section and "Time to decide" in section
+    departments = {r[0]: r[1:] for r in zip(cells[13::4], cells[14::4], cells[15::4], cells[16::4], strict=False)}
+    assert departments["Engineering"][0] == "3", departments

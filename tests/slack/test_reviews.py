@@ -54,6 +54,9 @@ async def test_review_batch_in_slack(slack_any_db: SlackHarness) -> None:
     sent = await h.interact(submission(h, "U0MARK", "RV-1", {1: "keep"}, None))
     assert sent.json()["response_action"] == "update"
     assert (await h.events("command.refused"))[-1]["data"]["reason"] == "not the reviewer of the item"
+    # a page checked whole: his own item kept alongside one that is not his saves nothing at all
+    sent = await h.interact(submission(h, "U0MARK", "RV-1", {3: "keep", 1: "remove"}, "gone"))
+    assert sent.json()["response_action"] == "update" and await h.events("review.decided") == []
     sent = await h.interact(submission(h, "U0MARK", "RV-1", {3: "remove"}, "no sign-in since January"))
     assert sent.status == 200 and not sent.text
     await h.settle()

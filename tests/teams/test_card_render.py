@@ -22,9 +22,10 @@ from typing import Any
 
 import pytest
 
-from cards import adaptive
+from cards import adaptive, reviews_adaptive
 from handlers.views import FormRequest, ProfileView, Reply
-from tests.teams.test_card_text import NASTY, PAYLOADS, view
+from tests.teams.cardcheck import check_card
+from tests.teams.test_card_text import NASTY, PAYLOADS, review_view, view
 
 RENDER = Path(__file__).resolve().parent / "render"
 SCRIPTS = ("node_modules/adaptivecards/dist/adaptivecards.min.js",
@@ -164,11 +165,18 @@ def every_card() -> dict[str, dict[str, Any]]:
         "form": adaptive.form_card(form),
         "text": adaptive.text_card(NASTY, title=PAYLOADS[1], attention=True),
         "help": adaptive.help_card(Reply(text="Commands:\n  request <profile>  " + PAYLOADS[0], kind="help")),
+        "review, 1 item": reviews_adaptive.review_card(review_view(1), refresh_user_ids=["29:1mark"], note=NASTY),
+        "review, 20 items": reviews_adaptive.review_card(review_view(20), refresh_user_ids=["29:1mark"]),
+        "review, last card of 200": reviews_adaptive.review_card(review_view(200), page=9, comment=NASTY,
+                                                                 ask_reason=True, note="Say why.", attention=True),
+        "review, closed": reviews_adaptive.review_card(review_view(20, state="signoff")),
     }
 
 
 def test_every_card_renders_in_microsofts_renderer_with_teams_host_config(renderer: Any, tmp_path: Path) -> None:
     cards = every_card()
+    for card in cards.values():
+        check_card(card)  # the official 1.5 schema and the 28 KB limit
     results = {r["name"]: r for r in renderer(cards, tmp_path)}
     assert set(results) == set(cards)
     for name, result in results.items():
@@ -181,7 +189,14 @@ def test_every_card_renders_in_microsofts_renderer_with_teams_host_config(render
     assert results["approval, decided"]["rendered"]["buttons"] == []
     assert results["expiring"]["rendered"]["buttons"] == ["Extend"]
     assert results["form"]["rendered"]["buttons"] == ["Submit"] and results["form"]["rendered"]["inputs"] >= 4
-    for name in ("approval", "status", "text"):  # what people typed is shown as typed
+    one, twenty = results["review, 1 item"]["rendered"], results["review, 20 items"]["rendered"]
+    assert one["buttons"] == ["Save", "Keep all", "Remove all"] and one["inputs"] == 2 + 1  # keep, remove, comment
+    assert twenty["inputs"] == 19 * 2 + 1  # item 2 is gone: nothing to choose
+    assert results["review, last card of 200"]["rendered"]["buttons"] == ["Save", "Keep all on this card",
+                                                                         "Remove all on this card"]
+    closed = results["review, closed"]["rendered"]
+    assert closed["buttons"] == [] and closed["inputs"] == 0
+    for name in ("approval", "status", "text", "review, 1 item"):  # what people typed is shown as typed
         for payload in PAYLOADS:
             for line in payload.splitlines():
                 assert line.strip() in results[name]["rendered"]["text"], (name, line)

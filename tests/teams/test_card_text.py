@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import html
 import re
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from markdown_it import MarkdownIt
 
-from cards import adaptive
+from cards import adaptive, reviews_adaptive
+from handlers.reviews.views import ReviewBatchView, ReviewItemView
 from handlers.views import FormRequest, ProfileView, Reply, RequestView, StepView
 from tests.teams.cardcheck import check_card
 from tests.teams.conftest import TeamsHarness, conversation_id
@@ -86,6 +89,20 @@ def view(text: str = NASTY, **kw: Any) -> RequestView:
     return RequestView(**fields)
 
 
+def review_view(count: int, *, state: str = "open") -> ReviewBatchView:
+    """A reviewer's batch of ``count`` items, its free text the nastiest there is."""
+    items = tuple(ReviewItemView(
+        number=k, user=f"u{k}@example.com", name=PAYLOADS[k % len(PAYLOADS)], title=PAYLOADS[1],
+        department=PAYLOADS[4], profile="prod-db-read", group="directory/sg-prod-db-read",
+        held_via="standing" if k % 2 else f"REQ-{k} until 2026-12-01T00:00:00Z", since="2026-01-02",
+        last_sign_in=None if k % 3 else "2026-11-20", recommendation="remove" if k % 2 else "keep",
+        recommendation_reason=PAYLOADS[0] if k % 2 else "", decision=("keep", "remove", None)[k % 3],
+        decided_by="mark.mgr@example.com" if k % 3 != 2 else None, gone=k == 2, inactive=k == 3, service=k == 4)
+        for k in range(1, count + 1))
+    return ReviewBatchView(review_id="RV-7", title=PAYLOADS[1], state=state,
+                           due_at=datetime(2026, 12, 7, 8, 0, tzinfo=UTC), items=items, notes=(PAYLOADS[0],))
+
+
 def test_user_text_in_every_card_is_shown_literally() -> None:
     v = view()
     assert_literal(adaptive.approval_card(v, viewer="mark.mgr@example.com", note=NASTY), *PAYLOADS)
@@ -105,6 +122,7 @@ def test_user_text_in_every_card_is_shown_literally() -> None:
     assert_literal(adaptive.text_card(NASTY, title=PAYLOADS[1]), *PAYLOADS)
     assert_literal(adaptive.help_card(Reply(text="Commands:\n  request <profile>  " + PAYLOADS[0] + " "
                                             + PAYLOADS[1], kind="help")), PAYLOADS[0], PAYLOADS[1])
+    assert_literal(reviews_adaptive.review_card(review_view(7), note=NASTY), *PAYLOADS)
 
 
 def test_the_cards_own_emphasis_survives() -> None:
@@ -127,3 +145,16 @@ async def test_a_justification_and_a_deny_reason_reach_the_cards_literally(teams
     for update in updates:
         assert update.card is not None
         assert_literal(update.card, f"{link} **now**")
+
+
+def test_a_review_card_of_twenty_items_full_of_markdown_stays_under_28_kb() -> None:
+    worst = "*_[`<&" * 400  # every character escaped, then JSON-escaped: three bytes for one
+    view = review_view(20)
+    items = tuple(replace(i, user=worst + "@example.com", name=worst, title=worst, department=worst, profile=worst,
+                          group=worst, held_via=worst, recommendation_reason=worst, decided_by=worst, since=worst,
+                          last_sign_in=worst) for i in view.items)
+    card = reviews_adaptive.review_card(replace(view, items=items, notes=(worst,), title=worst), note=worst,
+                                        comment=worst, ask_reason=True, refresh_user_ids=["29:1mark"])
+    check_card(card)  # the 1.5 schema and the 28 KB limit
+    assert len([i for i in view.items if not i.gone]) == 19
+    assert sum(1 for b in card["body"] if b.get("type") == "Input.ChoiceSet") == 19
