@@ -111,7 +111,7 @@ def test_escape_returns_plain_text_as_it_is_and_everything_else_as_line_by_line_
     import random
 
     rng = random.Random(13)
-    alphabet = list("ab 1.)\t#+-=\\`*_[]<>&~{}\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029é9") + ["12.", "  ", "REQ-7"]
+    alphabet = [*"ab 1.)\t#+-=\\`*_[]<>&~{}\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029é9", "12.", "  ", "REQ-7"]
     samples = [*PAYLOADS, NASTY, "", "alice@example.com", "1) x", "12345678901. y", "  indented", "\tx", "x\n",
                *("".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12))) for _ in range(5000))]
     for text in samples:
