@@ -52,9 +52,13 @@ def record(engine: Any, backend: str, into: list[Statement]) -> None:
     def statement(conn: Any, cursor: Any, sql: str, params: Any, context: Any, many: bool) -> None:
         into.append((sql, params, many))
 
+    def autocommit(conn: Any) -> bool:  # reads on PostgreSQL send no BEGIN and no COMMIT (store/repository.py)
+        return conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+
     @event.listens_for(engine, "commit")
     def commit(conn: Any) -> None:
-        into.append(("COMMIT", None, False))
+        if not autocommit(conn):
+            into.append(("COMMIT", None, False))
 
     @event.listens_for(engine, "rollback")
     def rollback(conn: Any) -> None:
@@ -67,7 +71,8 @@ def record(engine: Any, backend: str, into: list[Statement]) -> None:
     if backend == "postgresql":  # SQLite's BEGIN is a statement already (store/db.py)
         @event.listens_for(engine, "begin")
         def begin(conn: Any) -> None:
-            into.append(("BEGIN", None, False))
+            if not autocommit(conn):
+                into.append(("BEGIN", None, False))
 
 
 async def run(url: str, cycles: int, recorded: list[Statement] | None = None) -> float:

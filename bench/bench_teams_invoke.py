@@ -14,7 +14,14 @@ Scenarios
 Besides latency it prints the server process's CPU time per invoke (all its threads), which other
 load on a shared machine hardly moves, where it stretches every latency.
 
-    python bench/bench_teams_invoke.py [--concurrency 200] [--rounds 5]
+    python bench/bench_teams_invoke.py [--concurrency 200] [--rounds 5] [--workers N [--url postgresql://...]]
+
+``--workers N`` measures ``accessbot serve --workers N`` itself, on PostgreSQL (a throwaway cluster
+unless ``--url`` names an empty database), with the Teams emulator switched on: the invokes go to
+its shared port, and the floor is N bare processes sharing another port the same way
+(``SO_REUSEPORT``), each a full replica running ``/bare`` beside its own ``/api/messages``. The Bot
+Connector stub then runs in this process, on its own thread. CPU time is not measured there (the
+workers are another process tree).
 """
 
 from __future__ import annotations
@@ -23,10 +30,14 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
 import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -169,20 +180,169 @@ async def run(concurrency: int, rounds: int) -> dict[str, dict[str, list[float]]
     return results
 
 
+def directory_with_oids(tmp: str) -> Path:
+    directory = Path(tmp) / "directory.yaml"
+    shutil.copy(ROOT / "examples" / "directory.yaml", directory)
+    data = yaml.safe_load(directory.read_text())
+    for user in data["users"]:
+        if user["email"] == "mark.mgr@example.com":
+            user["aad_object_id"] = MARK_OID
+        if user["email"] == "bob@example.com":
+            user["aad_object_id"] = BOB_OID
+    directory.write_text(yaml.safe_dump(data, sort_keys=False))
+    return directory
+
+
+class StubConnector:
+    """The Bot Connector stub on its own thread and loop (the workers are other processes)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.runner: web.AppRunner | None = None
+        self.base = ""
+
+    def start(self) -> StubConnector:
+        async def up() -> str:
+            app = web.Application()
+            stub_connector(app)
+            self.runner = web.AppRunner(app, access_log=None)
+            await self.runner.setup()
+            site = web.TCPSite(self.runner, "127.0.0.1", 0, backlog=1024)
+            await site.start()
+            return f"http://127.0.0.1:{self.runner.addresses[0][1]}"
+
+        self.thread.start()
+        self.base = asyncio.run_coroutine_threadsafe(up(), self.loop).result(30)
+        return self
+
+    def stop(self) -> None:
+        if self.runner is not None:
+            asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+def bare_worker(port: int, ready: Any, url: str, policy: str, directory: str) -> None:
+    """One process of the floor: a full replica with ``/bare`` on a port shared with the others."""
+    async def main() -> None:
+        settings = Settings(database_url=url, policy=policy, directory=directory, teams_emulator="1")
+        notifier = FanoutNotifier()
+        async with build_app(settings, notifier=notifier, migrate=False, record_policy=False) as app:
+            web_app = create_web_app(app, notifier, scheduler=False)
+            bare_route(web_app, TEAMS_KEY)
+            runner = web.AppRunner(web_app, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", port, backlog=1024, reuse_port=True).start()
+            settle_heap()
+            ready.set()
+            await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+def run_workers(concurrency: int, rounds: int, workers: int, url: str) -> dict[str, dict[str, list[float]]]:
+    """``accessbot serve --workers N`` on PostgreSQL against N bare replicas sharing a port."""
+    from bench.bench_slack_ack import _free_reusable_port, _serving_port
+
+    stub = StubConnector().start()
+    ctx = multiprocessing.get_context("spawn")
+    bare_port = _free_reusable_port()
+    events = [ctx.Event() for _ in range(workers)]
+    serve = None
+    bare: list[Any] = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            directory = directory_with_oids(tmp)
+            policy = str(ROOT / "examples/policy.yaml")
+            env = {**os.environ, "ACCESSBOT_TEAMS_EMULATOR": "1"}
+            serve = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--workers", str(workers),
+                                      "--host", "127.0.0.1", "--port", "0", "--database-url", url,
+                                      "--policy", policy, "--directory", str(directory)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env)
+            port = _serving_port(serve)
+            threading.Thread(target=lambda: serve.stdout.read(), daemon=True).start()  # type: ignore[union-attr]
+            bare = [ctx.Process(target=bare_worker, args=(bare_port, e, url, policy, str(directory)), daemon=True)
+                    for e in events]
+            for proc in bare:
+                proc.start()
+            for e in events:
+                e.wait(120)
+            settings = Settings(database_url=url, policy=policy, directory=str(directory))
+            return asyncio.run(_drive_workers(settings, stub.base, concurrency, rounds, port, bare_port))
+    finally:
+        if serve is not None:
+            serve.send_signal(signal.SIGTERM)
+            serve.wait(30)
+        for proc in bare:
+            proc.terminate()
+            proc.join(10)
+        stub.stop()
+
+
+async def _drive_workers(settings: Settings, stub: str, concurrency: int, rounds: int, port: int,
+                         bare_port: int) -> dict[str, dict[str, list[float]]]:
+    from sqlalchemy import func, select
+
+    from store import schema as t
+
+    results: dict[str, dict[str, list[float]]] = {"refresh": {"teams": [], "bare": []},
+                                                  "approve": {"teams": [], "bare": []}}
+    async with build_app(settings, migrate=False, record_policy=False) as app:
+        async def decisions() -> int:
+            async with app.store.engine.connect() as conn:
+                return int((await conn.execute(select(func.count()).select_from(t.audit_events)
+                                               .where(t.audit_events.c.type == "approval.granted"))).scalar() or 0)
+
+        bob = await app.service.identify("bob@example.com")
+        assert bob is not None
+        loop = asyncio.get_running_loop()
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for r in range(rounds + 1):  # the first round warms up and is not counted
+                for target in ("teams", "bare") if r % 2 == 0 else ("bare", "teams"):
+                    url = (f"http://127.0.0.1:{port}/api/messages" if target == "teams"
+                           else f"http://127.0.0.1:{bare_port}/bare")
+                    reply = await app.service.handle_text(bob, "request staging-admin for 1h")
+                    assert reply.ok and reply.request is not None, reply.text
+                    n = reply.request.number
+                    body = json.dumps(invoke(stub, "refresh", {"request_id": n}))
+                    refresh = await loop.run_in_executor(pool, burst_in_child, url, [body] * concurrency)
+                    before = await decisions()
+                    body = json.dumps(invoke(stub, "approve", {"request_id": n, "comment": "bench"}))
+                    approve = await loop.run_in_executor(pool, burst_in_child, url, [body] * concurrency)
+                    assert await decisions() == before + 1, "one decision, whatever the clicks and the workers"
+                    await app.service.handle_text(bob, f"release REQ-{n}")
+                    if r > 0:
+                        results["refresh"][target] += refresh
+                        results["approve"][target] += approve
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--workers", type=int, default=1,
-                        help="server processes; only 1 for now: the Teams route is measured in this process")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="N: accessbot serve --workers N on PostgreSQL (default: this process, SQLite)")
+    parser.add_argument("--url", help="with --workers: PostgreSQL URL of an empty database")
     args = parser.parse_args()
-    if args.workers != 1:
-        parser.error(f"--workers {args.workers}: only 1 is measured so far (this benchmark serves the Teams route "
-                     "in its own process, beside the Bot Connector stub); use bench_slack_ack.py --workers N")
-    results = asyncio.run(run(args.concurrency, args.rounds))
-    print(f"{args.concurrency} concurrent adaptiveCard/action invokes, {args.rounds} rounds each, SQLite")
+    if args.workers:
+        from bench.bench_slack_ack import _pg_database
+
+        url, cluster = _pg_database(args.url)
+        try:
+            results = run_workers(args.concurrency, args.rounds, args.workers, url)
+        finally:
+            if cluster is not None:
+                cluster.stop()
+        where = f"PostgreSQL, accessbot serve --workers {args.workers} vs {args.workers} bare replicas"
+    else:
+        results = asyncio.run(run(args.concurrency, args.rounds))
+        where = "SQLite, one process"
+    print(f"{args.concurrency} concurrent adaptiveCard/action invokes, {args.rounds} rounds each, {where}; "
+          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"{'scenario':<9} {'endpoint':<14} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
-    cpu = results.pop("cpu")
+    cpu = results.pop("cpu", None)
     for scenario, by in results.items():
         for target, values in by.items():
             name = "/api/messages" if target == "teams" else "bare aiohttp"
@@ -191,9 +351,10 @@ def main() -> None:
                   f"{statistics.fmean(values):8.1f}")
         ratio = percentile(by["teams"], 99) / percentile(by["bare"], 99)
         print(f"{scenario:<9} p99 ratio /api/messages : bare = {ratio:.2f}")
-        teams_cpu, bare_cpu = cpu[f"{scenario}:teams"][0], cpu[f"{scenario}:bare"][0]
-        print(f"{scenario:<9} server CPU per invoke: /api/messages {teams_cpu:.2f} ms, bare {bare_cpu:.2f} ms, "
-              f"ratio {teams_cpu / bare_cpu:.2f}")
+        if cpu is not None:
+            teams_cpu, bare_cpu = cpu[f"{scenario}:teams"][0], cpu[f"{scenario}:bare"][0]
+            print(f"{scenario:<9} server CPU per invoke: /api/messages {teams_cpu:.2f} ms, bare {bare_cpu:.2f} ms, "
+                  f"ratio {teams_cpu / bare_cpu:.2f}")
 
 
 if __name__ == "__main__":

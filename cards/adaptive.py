@@ -1,8 +1,9 @@
 """Adaptive Cards 1.5 for Teams: handler view-models in, card dicts out.
 
-Pure functions: no I/O, no clock. Every card is built with ``adaptive_cards`` models and
-serialised with ``to_json`` (its ``to_dict`` keeps enum objects). Hosts render ``TextBlock`` text
-and facts as Markdown (a CommonMark subset), so every piece of text that is not the card's own
+Pure functions: no I/O, no clock. Every element is written as the dict its ``adaptive_cards`` model
+serialises to (:mod:`cards.adaptive_elements`), without building and validating the model on each
+click; the tests build every card through the models too and compare the two byte for byte. Hosts
+render ``TextBlock`` text and facts as Markdown (a CommonMark subset), so every piece of text that is not the card's own
 markup goes through :func:`escape` first: a justification, comment, reason or name is shown
 literally, never as a link, emphasis, list or heading. The approval card carries
 ``Action.Execute`` buttons (verbs :data:`VERB_APPROVE` / :data:`VERB_DENY`, ``data.request_id``),
@@ -20,6 +21,7 @@ from typing import Any
 import adaptive_cards.card as ac
 from adaptive_cards import types as act
 
+from cards.adaptive_elements import card_dict, element
 from handlers.views import FormRequest, ProfileView, Reply, RequestView
 
 VERSION = "1.5"
@@ -54,12 +56,24 @@ _INLINE = str.maketrans({c: "\\" + c for c in "\\`*_[]<>&~{}"})
 _ORDERED = re.compile(r"(\d{1,9})([.)])")
 
 
+# What makes ``escape`` change a text at all: a line break (as ``str.splitlines`` sees them), an inline
+# mark, or a start that indents, heads, lists or rules. Text with none of these is returned as it is.
+_NEEDS_ESCAPE = re.compile(r"[\\`*_\[\]<>&~{}\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]|^[ \t#+=-]|^\d{1,9}[.)]")
+
+
 def escape(text: str | None) -> str:
     """Text shown literally by a CommonMark renderer: every construct it could start is backslash-escaped.
 
     Leading indentation is dropped (four spaces would start a code block); a line that begins
     like a heading, list item, quote or rule gets its first mark escaped.
     """
+    if text and not _NEEDS_ESCAPE.search(text):
+        return text
+    return escape_lines(text)
+
+
+def escape_lines(text: str | None) -> str:
+    """:func:`escape`, line by line, for text that needs it."""
     lines = []
     for line in (text or "").splitlines():
         line = line.lstrip(" \t").translate(_INLINE)
@@ -77,27 +91,28 @@ def _cut(text: str | None, limit: int = MAX_TEXT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _text(text: str, **kw: Any) -> ac.TextBlock:
+def _text(text: str, **kw: Any) -> Any:
     """A block of plain text (escaped)."""
-    return ac.TextBlock(text=escape(_cut(text)), wrap=True, **kw)
+    return element(ac.TextBlock, text=escape(_cut(text)), wrap=True, **kw)
 
 
-def _markup(markup: str, **kw: Any) -> ac.TextBlock:
+def _markup(markup: str, **kw: Any) -> Any:
     """A block of the card's own Markdown, whose every interpolated piece was escaped by the caller."""
-    return ac.TextBlock(text=markup, wrap=True, **kw)
+    return element(ac.TextBlock, text=markup, wrap=True, **kw)
 
 
-def _title(text: str) -> ac.TextBlock:
-    return ac.TextBlock(text=escape(_cut(text, 200)), wrap=True, size=act.FontSize.MEDIUM,
-                        weight=act.FontWeight.BOLDER)
+def _title(text: str) -> Any:
+    return element(ac.TextBlock, text=escape(_cut(text, 200)), wrap=True, size=act.FontSize.MEDIUM,
+                                 weight=act.FontWeight.BOLDER)
 
 
-def _facts(rows: Sequence[tuple[str, str | None]]) -> ac.FactSet:
-    return ac.FactSet(facts=[ac.Fact(title=escape(_cut(k, 80)), value=escape(_cut(v, 400))) for k, v in rows if v])
+def _facts(rows: Sequence[tuple[str, str | None]]) -> Any:
+    return element(ac.FactSet, facts=[element(ac.Fact, title=escape(_cut(k, 80)), value=escape(_cut(v, 400)))
+                                      for k, v in rows if v])
 
 
-def _serialise(card: ac.AdaptiveCard, *, refresh: dict[str, Any] | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = json.loads(card.to_json())
+def _serialise(card: Any, *, refresh: dict[str, Any] | None = None) -> dict[str, Any]:
+    out = card_dict(card)
     out["version"] = VERSION
     if refresh is not None:  # the library types refresh.action as a string; the schema wants Action.Execute
         out["refresh"] = refresh
@@ -106,8 +121,8 @@ def _serialise(card: ac.AdaptiveCard, *, refresh: dict[str, Any] | None = None) 
 
 def _card(body: list[Any], actions: list[Any] | None = None, *, refresh: dict[str, Any] | None = None,
           fallback: str | None = None) -> dict[str, Any]:
-    card = ac.AdaptiveCard(version=VERSION, body=body, actions=actions or None,
-                           fallback_text=_cut(fallback, 300) if fallback else None)
+    card = element(ac.AdaptiveCard, version=VERSION, body=body, actions=actions or None,
+                                    fallback_text=_cut(fallback, 300) if fallback else None)
     return _serialise(card, refresh=refresh)
 
 
@@ -117,19 +132,19 @@ def size_of(card: dict[str, Any]) -> int:
 
 
 def _execute(title: str, verb: str, data: dict[str, Any], *, style: act.ActionStyle | None = None,
-             inputs: act.AssociatedInputs | None = None) -> ac.ActionExecute:
-    return ac.ActionExecute(title=title, verb=verb, data=data, style=style, associated_inputs=inputs)
+             inputs: act.AssociatedInputs | None = None) -> Any:
+    return element(ac.ActionExecute, title=title, verb=verb, data=data, style=style, associated_inputs=inputs)
 
 
 # -- request cards -------------------------------------------------------------------------------
-def _state_line(view: RequestView) -> ac.TextBlock:
+def _state_line(view: RequestView) -> Any:
     label = view.state.upper()
     if view.extension and view.state == "active":
         label += f" — extension by {view.extension} awaiting approval"
     if view.end_reason and view.state in ("revoked", "expired", "released", "failed"):
         label += f" ({view.end_reason})"
-    return ac.TextBlock(text=escape(_cut(label, 200)), wrap=True, weight=act.FontWeight.BOLDER,
-                        color=getattr(act.Colors, STATE_COLOR.get(view.state, "default").upper()))
+    return element(ac.TextBlock, text=escape(_cut(label, 200)), wrap=True, weight=act.FontWeight.BOLDER,
+                                 color=getattr(act.Colors, STATE_COLOR.get(view.state, "default").upper()))
 
 
 def _chain_rows(view: RequestView) -> list[Any]:
@@ -144,7 +159,7 @@ def _chain_rows(view: RequestView) -> list[Any]:
             line += f"; approved by {done}"
         elif step.status in ("open", "waiting") and who:
             line += f"; {who}"
-        rows.append(ac.TextBlock(text=escape(_cut(line, 500)), wrap=True, spacing=act.Spacing.SMALL))
+        rows.append(element(ac.TextBlock, text=escape(_cut(line, 500)), wrap=True, spacing=act.Spacing.SMALL))
     return rows
 
 
@@ -165,12 +180,12 @@ def _request_body(view: RequestView, *, heading: str) -> list[Any]:
     ]
     body: list[Any] = [_title(heading), _state_line(view), _facts(facts)]
     if view.facts:
-        body.append(ac.TextBlock(text="From the identity provider", wrap=True, weight=act.FontWeight.BOLDER,
-                                 spacing=act.Spacing.MEDIUM))
+        body.append(element(ac.TextBlock, text="From the identity provider", wrap=True, weight=act.FontWeight.BOLDER,
+                                          spacing=act.Spacing.MEDIUM))
         body.append(_facts(list(view.facts)))
     if view.steps:
-        body.append(ac.TextBlock(text="Approval chain", wrap=True, weight=act.FontWeight.BOLDER,
-                                 spacing=act.Spacing.MEDIUM))
+        body.append(element(ac.TextBlock, text="Approval chain", wrap=True, weight=act.FontWeight.BOLDER,
+                                          spacing=act.Spacing.MEDIUM))
         body += _chain_rows(view)
     return body
 
@@ -200,11 +215,11 @@ def approval_card(view: RequestView, *, viewer: str | None = None, refresh_user_
                           spacing=act.Spacing.MEDIUM))
     actions: list[Any] = []
     if can_decide(view, viewer):
-        body.append(ac.InputText(id=COMMENT_INPUT, label="Comment (required to deny)" if not ask_reason
-                                 else "Why do you deny it?", is_multiline=True, max_length=2000,
-                                 placeholder="optional for approve", value=comment or None,
-                                 is_required=ask_reason or None,
-                                 error_message="Say why you deny the request." if ask_reason else None))
+        body.append(element(ac.InputText, id=COMMENT_INPUT, label="Comment (required to deny)" if not ask_reason
+                                          else "Why do you deny it?", is_multiline=True, max_length=2000,
+                                          placeholder="optional for approve", value=comment or None,
+                                          is_required=ask_reason or None,
+                                          error_message="Say why you deny the request." if ask_reason else None))
         data = {"request_id": view.number}
         actions = [
             _execute("Approve", VERB_APPROVE, data, style=act.ActionStyle.POSITIVE, inputs=act.AssociatedInputs.AUTO),
@@ -243,9 +258,9 @@ def expiring_card(view: RequestView, *, note: str | None = None) -> dict[str, An
     body: list[Any] = [
         _title(f"{view.id}: {view.profile} expires {view.expires_at or 'soon'}"),
         _text(note or f"{view.time_left or 'little time'} left on {view.profile_title}."),
-        ac.InputText(id=EXTEND_INPUT, label="Extend by", placeholder="e.g. 2h", max_length=20,
-                     value=view.duration),
-        ac.InputText(id=COMMENT_INPUT, label="Why", is_multiline=True, max_length=2000),
+        element(ac.InputText, id=EXTEND_INPUT, label="Extend by", placeholder="e.g. 2h", max_length=20,
+                              value=view.duration),
+        element(ac.InputText, id=COMMENT_INPUT, label="Why", is_multiline=True, max_length=2000),
     ]
     actions = [_execute("Extend", VERB_EXTEND, {"request_id": view.number}, inputs=act.AssociatedInputs.AUTO)]
     return _card(body, actions, fallback=f"{view.id} expires {view.expires_at}")
@@ -291,10 +306,10 @@ def form_card(form: FormRequest) -> dict[str, Any]:
         body.append(_text("Please fill in: " + ", ".join(form.missing) + "."))
     choices = [p for p in form.profiles if p.eligible or form.exception] or list(form.profiles)
     current = form.profile if form.profile in {p.id for p in choices} else None
-    body.append(ac.InputChoiceSet(
-        id="profile", label="Profile", is_required=True, value=current,
+    body.append(element(
+        ac.InputChoiceSet, id="profile", label="Profile", is_required=True, value=current,
         error_message=form.errors.get("profile") or "Choose a profile.",
-        choices=[ac.InputChoice(title=_cut(f"{p.id} — {p.title} (max {p.max_duration})", 200), value=p.id)
+        choices=[element(ac.InputChoice, title=_cut(f"{p.id} — {p.title} (max {p.max_duration})", 200), value=p.id)
                  for p in choices[:MAX_ROWS]]))
     for key, label, hint in (("duration", "Duration", "e.g. 2h, 30m, 1d"),
                              ("justification", "Justification", "why you need it"),
@@ -303,10 +318,11 @@ def form_card(form: FormRequest) -> dict[str, Any]:
         error = form.errors.get(key)
         if error:
             body.append(_text(f"{label}: {error}", color=act.Colors.ATTENTION, spacing=act.Spacing.MEDIUM))
-        body.append(ac.InputText(id=key, label=label, placeholder=hint, value=_cut(value, 2000) if value else None,
-                                 is_multiline=key == "justification", max_length=2000,
-                                 is_required=(key in form.missing) or None,
-                                 error_message=error or (f"{label} is required." if key in form.missing else None)))
+        body.append(element(ac.InputText, id=key, label=label, placeholder=hint,
+                            value=_cut(value, 2000) if value else None,
+                            is_multiline=key == "justification", max_length=2000,
+                            is_required=(key in form.missing) or None,
+                            error_message=error or (f"{label} is required." if key in form.missing else None)))
     data = {"exception": True} if form.exception else {}
     actions = [_execute("Submit", VERB_REQUEST, data, style=act.ActionStyle.POSITIVE,
                         inputs=act.AssociatedInputs.AUTO)]

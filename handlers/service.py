@@ -101,7 +101,9 @@ class AccessService:
         if not actor.active and not isinstance(cmd, Help | Unknown):
             return Reply(text="Your account is not active; the bot cannot act for you.", ok=False,
                          kind="refusal", rule="inactive")
-        if isinstance(cmd, REQUEST_COMMANDS) and await queries.hidden_from(deps, who, cmd.request_id):
+        # ``status`` checks who may see the request on the rows it reads anyway (None: hidden)
+        if isinstance(cmd, REQUEST_COMMANDS) and not isinstance(cmd, Status) \
+                and await queries.hidden_from(deps, who, cmd.request_id):
             return await self._hidden(actor, cmd)
         if isinstance(cmd, COMPLIANCE_COMMANDS):
             return await handle_compliance(deps, actor, cmd)

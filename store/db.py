@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 if TYPE_CHECKING:
@@ -71,7 +73,37 @@ def _sqlite_setup(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN")
 
 
-def make_async_engine(url: str | URL, **kw: Any) -> AsyncEngine:
+# A pooled connection idle for longer than this is pinged before use (see ``_ping_when_idle``).
+PING_AFTER_IDLE_S = 5.0
+
+
+def _ping_when_idle(engine: Engine, after_s: float) -> None:
+    """Ping a pooled connection before use only when it sat idle for ``after_s`` seconds.
+
+    SQLAlchemy's ``pool_pre_ping`` pings at every checkout, which on asyncpg is three round trips
+    (BEGIN, an empty query, ROLLBACK) in front of every transaction. A connection that answered
+    moments ago is alive: one that sat idle (a server restart, a firewall or an idle timeout may
+    have dropped it meanwhile) is pinged, and replaced when the ping fails. A connection that
+    breaks in use makes SQLAlchemy invalidate the whole pool, as before.
+    """
+
+    @event.listens_for(engine.pool, "checkin")
+    def _checkin(_dbapi_conn: Any, record: Any) -> None:
+        if record is not None:
+            record.info["accessbot_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.pool, "checkout")
+    def _checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("accessbot_idle_since")
+        if since is None or time.monotonic() - since < after_s:
+            return
+        try:
+            dbapi_conn.ping()
+        except Exception as exc:  # the pool drops this connection and checks out another
+            raise DisconnectionError(f"idle connection did not answer: {type(exc).__name__}") from exc
+
+
+def make_async_engine(url: str | URL, *, ping_after_idle_s: float = PING_AFTER_IDLE_S, **kw: Any) -> AsyncEngine:
     u = async_url(url)
     if u.get_backend_name() == "sqlite":
         engine = create_async_engine(u, connect_args={"timeout": 60}, **kw)
@@ -79,7 +111,9 @@ def make_async_engine(url: str | URL, **kw: Any) -> AsyncEngine:
         return engine
     kw.setdefault("pool_size", 10)
     kw.setdefault("max_overflow", 20)
-    return create_async_engine(u, pool_pre_ping=True, **kw)
+    engine = create_async_engine(u, **kw)
+    _ping_when_idle(engine.sync_engine, ping_after_idle_s)
+    return engine
 
 
 def make_sync_engine(url: str | URL) -> Engine:

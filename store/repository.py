@@ -82,6 +82,27 @@ def _op_row(o: OpRecord) -> dict[str, Any]:
 _SAVE_OP = update(t.provider_ops).where(t.provider_ops.c.id == bindparam("op_id")).values(
     {c.name: bindparam(f"v_{c.name}") for c in t.provider_ops.c if c.name != "id"})
 
+# The statements of every click, built once with bound parameters: neither rebuilt nor re-keyed for
+# SQLAlchemy's compiled cache on each call (asyncpg then reuses its prepared statement per connection).
+_REQ = t.requests.c
+_GET_REQUEST = select(t.requests).where(_REQ.id == bindparam("rid"))
+_INSERT_REQUEST = insert(t.requests)
+_SAVE_REQUEST = update(t.requests).where(_REQ.id == bindparam("rid")).values(
+    {c.name: bindparam(f"v_{c.name}") for c in t.requests.c if c.name != "id"})
+_DEC = t.decisions.c
+_DECISIONS = select(t.decisions).where(_DEC.request_id == bindparam("rid")).order_by(_DEC.id)
+_DECISIONS_OF_ROUND = (select(t.decisions).where(_DEC.request_id == bindparam("rid"), _DEC.round == bindparam("rnd"))
+                       .order_by(_DEC.id))
+_INSERT_DECISION = insert(t.decisions)
+_AUD = t.audit_events.c
+_HEAD = select(_AUD.seq, _AUD.hash, _AUD.ts).order_by(_AUD.seq.desc()).limit(1)
+_INSERT_EVENT = insert(t.audit_events)
+_EVENTS_FOR = select(t.audit_events).where(_AUD.request_id == bindparam("ref")).order_by(_AUD.seq)
+_ADDR = t.channel_addresses.c
+_ADDRESS = select(_ADDR.address).where(_ADDR.channel == bindparam("channel"), _ADDR.email == bindparam("email"))
+_ADDRESSES = select(_ADDR.email, _ADDR.address).where(
+    _ADDR.channel == bindparam("channel"), _ADDR.email.in_(bindparam("emails", expanding=True)))
+
 
 def _op(row: Any) -> OpRecord:
     m = row._mapping
@@ -120,20 +141,19 @@ class SqlRepository(ReviewRepositoryMixin):
 
     # -- requests ---------------------------------------------------------------------------
     async def get_request(self, request_id: int) -> RequestRecord | None:
-        row = (await self.conn.execute(select(t.requests).where(t.requests.c.id == request_id))).first()
+        row = (await self.conn.execute(_GET_REQUEST, {"rid": request_id})).first()
         return _request(row) if row else None
 
     async def add_request(self, record: RequestRecord) -> int:
-        result = await self.conn.execute(insert(t.requests).values(**_request_row(record)))
+        result = await self.conn.execute(_INSERT_REQUEST, _request_row(record))
         new_id = result.inserted_primary_key[0]  # type: ignore[index]
         record.id = int(new_id)
         return record.id
 
     async def save_request(self, record: RequestRecord) -> None:
         assert record.id is not None
-        await self.conn.execute(
-            update(t.requests).where(t.requests.c.id == record.id).values(**_request_row(record))
-        )
+        await self.conn.execute(_SAVE_REQUEST, {"rid": record.id,
+                                                **{f"v_{k}": v for k, v in _request_row(record).items()}})
 
     async def find_requests(
         self,
@@ -167,11 +187,10 @@ class SqlRepository(ReviewRepositoryMixin):
 
     # -- decisions --------------------------------------------------------------------------
     async def decisions(self, request_id: int, round: int | None = None) -> list[DecisionRecord]:
-        c = t.decisions.c
-        q = select(t.decisions).where(c.request_id == request_id)
-        if round is not None:
-            q = q.where(c.round == round)
-        rows = (await self.conn.execute(q.order_by(c.id))).all()
+        if round is None:
+            rows = (await self.conn.execute(_DECISIONS, {"rid": request_id})).all()
+        else:
+            rows = (await self.conn.execute(_DECISIONS_OF_ROUND, {"rid": request_id, "rnd": round})).all()
         return [
             DecisionRecord(id=m["id"], request_id=m["request_id"], round=m["round"], step=m["step"],
                            approver=m["approver"], decision=m["decision"], comment=m["comment"],
@@ -180,11 +199,11 @@ class SqlRepository(ReviewRepositoryMixin):
         ]
 
     async def add_decision(self, decision: DecisionRecord) -> None:
-        await self.conn.execute(insert(t.decisions).values(
-            request_id=decision.request_id, round=decision.round, step=decision.step,
-            approver=decision.approver, decision=decision.decision, comment=decision.comment,
-            decided_at=decision.decided_at,
-        ))
+        await self.conn.execute(_INSERT_DECISION, {
+            "request_id": decision.request_id, "round": decision.round, "step": decision.step,
+            "approver": decision.approver, "decision": decision.decision, "comment": decision.comment,
+            "decided_at": decision.decided_at,
+        })
 
     # -- audit ------------------------------------------------------------------------------
     async def append(
@@ -205,10 +224,7 @@ class SqlRepository(ReviewRepositoryMixin):
             profile = profile or request.profile
         head = self._head
         if head is None:
-            row = (await self.conn.execute(
-                select(t.audit_events.c.seq, t.audit_events.c.hash, t.audit_events.c.ts)
-                .order_by(t.audit_events.c.seq.desc()).limit(1)
-            )).first()
+            row = (await self.conn.execute(_HEAD)).first()
             head = (int(row[0]), row[1], row[2]) if row else (0, GENESIS, "")
         seq, prev, prev_ts = head[0] + 1, head[1], head[2]
         # ``ts`` is when the event was recorded: the wall clock, never earlier than the event before,
@@ -223,18 +239,15 @@ class SqlRepository(ReviewRepositoryMixin):
             "request_id": request_id, "profile": profile, "data": data, "prev_hash": prev,
         }
         digest = event_hash(prev, body)
-        await self.conn.execute(insert(t.audit_events).values(
-            seq=seq, ts=body["ts"], type=type, actor=actor, request_id=request_id,
-            profile=profile, data=canonical_json(body["data"]), prev_hash=prev, hash=digest,
-        ))
+        await self.conn.execute(_INSERT_EVENT, {
+            "seq": seq, "ts": body["ts"], "type": type, "actor": actor, "request_id": request_id,
+            "profile": profile, "data": canonical_json(body["data"]), "prev_hash": prev, "hash": digest,
+        })
         self._head = (seq, digest, str(body["ts"]))
         return AuditEvent(hash=digest, **body)  # type: ignore[arg-type]
 
     async def events_for(self, request_id: int) -> list[AuditEvent]:
-        c = t.audit_events.c
-        rows = (await self.conn.execute(
-            select(t.audit_events).where(c.request_id == req_id(request_id)).order_by(c.seq)
-        )).all()
+        rows = (await self.conn.execute(_EVENTS_FOR, {"ref": req_id(request_id)})).all()
         return [event_from_row(r) for r in rows]
 
     async def events_by_actor_or_request(self, request_ids: list[str]) -> list[AuditEvent]:
@@ -449,10 +462,18 @@ class SqlRepository(ReviewRepositoryMixin):
                 channel=channel, email=email, address=blob, updated_at=at))
 
     async def address(self, channel: str, email: str) -> dict[str, Any] | None:
-        c = t.channel_addresses.c
-        blob = (await self.conn.execute(
-            select(c.address).where(c.channel == channel, c.email == email))).scalar()
+        blob = (await self.conn.execute(_ADDRESS, {"channel": channel, "email": email})).scalar()
         return json.loads(blob) if blob else None
+
+    async def addresses(self, channel: str, emails: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The saved references of several people at once (one statement); people with none are left out."""
+        found: dict[str, dict[str, Any]] = {}
+        wanted = list(dict.fromkeys(emails))
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            rows = (await self.conn.execute(_ADDRESSES, {"channel": channel, "emails": chunk})).all()
+            found.update((r[0], json.loads(r[1])) for r in rows if r[1])
+        return found
 
     async def add_message(self, channel: str, request_id: int, recipient: str, kind: str,
                           address: dict[str, Any], at: datetime) -> None:
@@ -507,8 +528,15 @@ class SqlStore:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[SqlRepository]:
-        async with self.engine.connect() as conn, conn.begin():
-            yield SqlRepository(conn, writable=False)
+        """Reads without a write lock. On PostgreSQL they run outside a transaction block: at READ
+        COMMITTED every statement sees its own snapshot inside a transaction or not, so BEGIN and
+        COMMIT would only add two round trips. SQLite keeps its deferred BEGIN, which gives the
+        statements of one read a common snapshot there."""
+        async with self.engine.connect() as conn:
+            if self.backend == "postgresql":
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            async with conn.begin():
+                yield SqlRepository(conn, writable=False)
 
     async def audit_events(self, *, from_seq: int = 1, to_seq: int | None = None,
                            batch: int = 5000) -> AsyncIterator[Any]:

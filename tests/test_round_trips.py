@@ -37,3 +37,35 @@ async def test_one_head_read_per_transaction_and_the_chain_still_verifies(databa
         assert seqs == [1, 2, 3, 4, 5]
     finally:
         await store.close()
+
+
+async def test_a_read_on_postgresql_is_one_round_trip_and_an_idle_dropped_connection_is_replaced(pg_url) -> None:
+    """No ping, BEGIN or COMMIT around a read on a connection used moments ago; one idle for longer is
+    pinged first, and replaced when the server dropped it meanwhile."""
+    import asyncio
+
+    import psycopg
+
+    from store.db import make_async_engine
+    from tests.wire import WireCounter
+
+    upgrade(pg_url)
+    with WireCounter(pg_url) as wire:
+        store = SqlStore(wire.url, engine=make_async_engine(wire.url, ping_after_idle_s=0.5))
+        try:
+            for _ in range(2):  # the first one connects and prepares the statement
+                async with store.read() as repo:
+                    assert await repo.get_request(1) is None
+            before = wire.trips
+            async with store.read() as repo:
+                assert await repo.get_request(1) is None
+            assert wire.trips - before == 1
+            with psycopg.connect(pg_url, autocommit=True) as admin:
+                killed = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                       "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()
+            assert killed and killed[0] >= 1
+            await asyncio.sleep(0.6)
+            async with store.read() as repo:
+                assert await repo.get_request(1) is None
+        finally:
+            await store.close()

@@ -98,13 +98,11 @@ class TeamsNotifier:
     async def refresh_ids(self, view: RequestView) -> list[str]:
         """Teams user ids of everyone in the chain (the refresh block runs for them)."""
         emails = dict.fromkeys(a for s in view.steps for a in (*s.approvers, *s.approved_by))
-        ids: list[str] = []
+        if not emails:
+            return []
         async with self.app.store.read() as repo:
-            for email in emails:
-                ref = await repo.address(CHANNEL, email)
-                uid = ((ref or {}).get("user") or {}).get("id")
-                if uid:
-                    ids.append(uid)
+            refs = await repo.addresses(CHANNEL, list(emails))
+        ids = [uid for email in emails if (uid := ((refs.get(email) or {}).get("user") or {}).get("id"))]
         return ids[: adaptive.MAX_REFRESH_USERS]
 
     async def _send_one(self, connectors: _Connectors, notice: Notice, view: RequestView | None) -> bool:

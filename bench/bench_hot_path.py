@@ -1,0 +1,272 @@
+"""The domain work of one card click, without the network: identify, decide or read, render, encode.
+
+What ``/bare`` of ``bench_teams_invoke.py`` does for each invoke, called in a loop in this process,
+one click at a time, on SQLite and PostgreSQL:
+
+    refresh (approver)   an approver's card refreshing: the request, its chain and the refresh ids
+    refresh (requester)  the requester's status card refreshing
+    approve (step)       the first of four approvals of prod-db-read: a decision that opens the next step
+    approve (final)      the one approval of staging-admin: the decision, the grant and its provisioning
+                         at the embedded directory
+
+Targets (issue 13): a refresh under 0.5 ms, an approve under 2 ms. Each line gives the median and p99
+of the wall time and of the process's CPU time (all threads: aiosqlite works in one), the
+statements it sent, and its floor: the same statements, recorded with their parameters and
+transaction boundaries, replayed as bare driver round trips (asyncpg, sqlite3) on a second
+database of the same server brought to the same state. The ratio floor : accessbot says how much
+of a click is the database. The machine's load average is printed beside the times.
+
+    python bench/bench_hot_path.py [--clicks 300] [--url postgresql://... --floor-url postgresql://...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.bench_lifecycle import Statement, _is_txn, record  # noqa: E402
+from bot.bootstrap import build_app  # noqa: E402
+from bot.settings import Settings  # noqa: E402
+from bot.teams.invoke import InvokeHandler  # noqa: E402
+from bot.teams.notifier import TeamsNotifier  # noqa: E402
+
+CHAIN = ("mark.mgr@example.com", "dana.dba@example.com", "sam.sec@example.com", "sasha.sec@example.com")
+OIDS = {"mark.mgr@example.com": "0a8e3c11-2b2d-4e6f-8a9b-0c1d2e3f4a5b",
+        "bob@example.com": "1b0b0000-0000-4000-8000-00000000b0b1"}
+CLICKS = ("refresh (approver)", "refresh (requester)", "approve (step)", "approve (final)")
+TARGET_MS = {"refresh (approver)": 0.5, "refresh (requester)": 0.5, "approve (step)": 2.0, "approve (final)": 2.0}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.at = datetime(2026, 11, 23, 8, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        self.at += timedelta(microseconds=1)  # every event at its own instant, the same in both runs
+        return self.at
+
+
+def directory_file(tmp: str) -> str:
+    path = Path(tmp) / "directory.yaml"
+    data = yaml.safe_load((ROOT / "examples" / "directory.yaml").read_text())
+    for user in data["users"]:
+        if user["email"] in OIDS:
+            user["aad_object_id"] = OIDS[user["email"]]
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return str(path)
+
+
+class Timings:
+    def __init__(self) -> None:
+        self.wall: dict[str, list[float]] = {c: [] for c in CLICKS}
+        self.cpu: dict[str, list[float]] = {c: [] for c in CLICKS}
+        self.spans: list[tuple[str, int, int]] = []  # (click, first statement, end) in the recording
+
+
+async def clicks(url: str, directory: str, n: int, recorded: list[Statement] | None) -> Timings:
+    """``n`` rounds of the four clicks after one warm-up round (none at all for ``n < 0``: the floor's
+    database brought to the starting state); with ``recorded``, every statement from the first round
+    on is recorded and the measured clicks' spans noted."""
+    timings = Timings()
+    settings = Settings(database_url=url, policy=str(ROOT / "examples/policy.yaml"), directory=directory)
+    async with build_app(settings, clock=Clock()) as app:
+        service, deps = app.service, app.deps
+        invokes = InvokeHandler(app, TeamsNotifier(app, None).refresh_ids)  # type: ignore[arg-type]
+        bob = await service.identify("bob@example.com")
+        assert bob is not None
+        async with app.store.write() as repo:
+            for i, email in enumerate((*CHAIN, "bob@example.com")):
+                await repo.save_address("teams", email, {"user": {"id": f"29:user-{i}"}}, deps.now())
+        into: list[Statement] = recorded if recorded is not None else []
+        if recorded is not None:
+            record(app.store.engine.sync_engine, app.store.backend, into)
+
+        async def click(name: str, oid: str, verb: str, n_: int, measured: bool) -> dict[str, Any]:
+            first = len(into)
+            wall0, cpu0 = time.perf_counter(), time.process_time()
+            person = await deps.directory.find_by_aad_object_id(oid)  # type: ignore[attr-defined]
+            response = await invokes.handle(person, verb, {"request_id": n_})
+            body = json.dumps(response.body)
+            wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+            if measured:
+                timings.wall[name].append(wall * 1000)
+                timings.cpu[name].append(cpu * 1000)
+                timings.spans.append((name, first, len(into)))
+            return json.loads(body)
+
+        for i in range(n + 1 if n >= 0 else 0):
+            measured = i > 0
+            reply = await service.handle_text(bob, "request prod-db-read for 1h because INC-1 hot path")
+            assert reply.ok and reply.request is not None, reply.text
+            m = reply.request.number
+            card = await click("refresh (approver)", OIDS[CHAIN[0]], "refresh", m, measured)
+            assert [a["verb"] for a in card["value"]["actions"]] == ["approve", "deny"], card
+            await click("refresh (requester)", OIDS["bob@example.com"], "refresh", m, measured)
+            await click("approve (step)", OIDS[CHAIN[0]], "approve", m, measured)
+            await service.handle_text(bob, f"cancel REQ-{m}")
+            reply = await service.handle_text(bob, "request staging-admin for 1h")
+            assert reply.ok and reply.request is not None, reply.text
+            m = reply.request.number
+            card = await click("approve (final)", OIDS[CHAIN[0]], "approve", m, measured)
+            assert "ACTIVE" in json.dumps(card), card
+            await service.handle_text(bob, f"release REQ-{m}")
+    return timings
+
+
+async def replay_pg(url: str, statements: list[Statement], spans: list[tuple[str, int, int]]) -> dict[str, list[float]]:
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    return await _replay(statements, spans, _PgRunner(conn), conn.close)
+
+
+class _PgRunner:
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    async def __call__(self, sql: str, params: Any, many: bool) -> None:
+        if many:
+            await self.conn.executemany(sql, params)
+        elif params:
+            await self.conn.fetch(sql, *params)
+        else:
+            await self.conn.execute(sql)
+
+
+class _SqliteRunner:
+    def __init__(self, path: str) -> None:
+        import sqlite3
+
+        self.conn = sqlite3.connect(path, isolation_level=None)
+        for pragma in ("busy_timeout = 60000", "journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON"):
+            self.conn.execute(f"PRAGMA {pragma}")
+
+    async def __call__(self, sql: str, params: Any, many: bool) -> None:
+        if many:
+            self.conn.executemany(sql, params)
+        else:
+            self.conn.execute(sql, params or ()).fetchall()
+
+
+async def _replay(statements: list[Statement], spans: list[tuple[str, int, int]], run: Any,
+                  close: Any) -> dict[str, list[float]]:
+    """Every recorded statement in order (the unmeasured ones keep the state the same); the measured
+    clicks' spans timed."""
+    times: dict[str, list[float]] = {c: [] for c in CLICKS}
+    starts = {first: (name, end) for name, first, end in spans}
+    in_txn, i = False, 0
+    try:
+        while i < len(statements):
+            name, end = starts.get(i, (None, i + 1))
+            began = time.perf_counter()
+            for sql, params, many in statements[i:end]:
+                word = _is_txn(sql)
+                if word == "BEGIN":
+                    if in_txn:
+                        continue
+                    in_txn = True
+                elif word in ("COMMIT", "ROLLBACK"):
+                    if not in_txn:
+                        continue
+                    in_txn = False
+                await run(sql, params, many)
+            if name is not None:
+                times[name].append((time.perf_counter() - began) * 1000)
+            i = max(end, i + 1)
+    finally:
+        result = close()
+        if asyncio.iscoroutine(result):
+            await result
+    return times
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))] if ordered else float("nan")
+
+
+async def measured(url: str, floor_url: str, directory: str, n: int) -> tuple[Timings, dict[str, list[float]], dict]:
+    statements: list[Statement] = []
+    timings = await clicks(url, directory, n, statements)
+    await clicks(floor_url, directory, -1, None)  # the floor's database: the same starting state
+    if floor_url.startswith("sqlite"):
+        runner = _SqliteRunner(floor_url.split("///", 1)[1])
+        floor = await _replay(statements, timings.spans, runner, runner.conn.close)
+    else:
+        floor = await replay_pg(floor_url, statements, timings.spans)
+    counts = {c: statistics.fmean([sum(1 for s in statements[a:b] if not _is_txn(s[0]))
+                                   for name, a, b in timings.spans if name == c]) for c in CLICKS}
+    return timings, floor, counts
+
+
+def report(name: str, timings: Timings, floor: dict[str, list[float]], counts: dict[str, float]) -> None:
+    print(f"{name}: {'click':<20} {'median':>7} {'p99':>7} {'cpu med':>8} {'cpu p99':>8} {'target':>7} "
+          f"{'stmts':>6} {'floor med':>9} {'floor p99':>9} {'floor:ours':>10}")
+    for c in CLICKS:
+        wall, cpu, bare = timings.wall[c], timings.cpu[c], floor[c]
+        ratio = percentile(bare, 50) / percentile(wall, 50) if wall and bare else float("nan")
+        print(f"{'':<{len(name) + 1}} {c:<20} {percentile(wall, 50):7.3f} {percentile(wall, 99):7.3f} "
+              f"{percentile(cpu, 50):8.3f} {percentile(cpu, 99):8.3f} {TARGET_MS[c]:7.1f} {counts[c]:6.1f} "
+              f"{percentile(bare, 50):9.3f} {percentile(bare, 99):9.3f} {ratio:10.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--clicks", type=int, default=300, help="rounds of the four clicks (after one warm-up)")
+    parser.add_argument("--url", help="PostgreSQL URL of an empty database (default: start a throwaway cluster)")
+    parser.add_argument("--floor-url", help="with --url: a second empty database on the same server, for the floor")
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    args = parser.parse_args()
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = directory_file(tmp)
+        lite = asyncio.run(measured(f"sqlite:///{tmp}/hot.db", f"sqlite:///{tmp}/floor.db", directory, args.clicks))
+        results.append(("SQLite", lite))
+        if not args.no_postgres:
+            cluster, url = None, args.url
+            if url is None:
+                import psycopg
+
+                from tests.pgcluster import PgCluster
+
+                cluster = PgCluster()
+                base = cluster.start()
+                name = f"hot_{uuid.uuid4().hex[:8]}"
+                with psycopg.connect(base, autocommit=True) as conn:
+                    conn.execute(f"CREATE DATABASE {name}")
+                    conn.execute(f"CREATE DATABASE {name}_floor")
+                url = base.rsplit("/", 1)[0] + "/" + name
+            try:
+                pg = asyncio.run(measured(url, args.floor_url or url + "_floor", directory, args.clicks))
+                results.append(("PostgreSQL", pg))
+            finally:
+                if cluster is not None:
+                    cluster.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"{args.clicks} clicks of each kind, one at a time, in process (no HTTP); times in ms; "
+          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    for name, (timings, floor, counts) in results:
+        report(name, timings, floor, counts)
+
+
+if __name__ == "__main__":
+    main()
+    from bench.rss import peak_rss_line
+
+    print(peak_rss_line())

@@ -1,0 +1,79 @@
+"""Adaptive Card elements as plain dicts, in exactly the shape the ``adaptive_cards`` models serialise to.
+
+Building and validating a pydantic model per element, then serialising the card to JSON and back,
+was most of what a card click cost the bot. :func:`element` writes the same dict directly: the
+fields in the model's order under their JSON names, ``None`` left out, enums as their values,
+defaults (``type``, ``$schema``, an action's ``mode``) filled in, all read once per model class.
+Inside :func:`validating` (tests), :func:`element` builds the model itself instead and
+:func:`card_dict` serialises through it, so the two paths can be compared byte for byte, and
+every card is still checked against the official schema in the tests.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from enum import Enum
+from functools import cache
+from typing import Any
+
+from pydantic import BaseModel
+
+_VALIDATING: ContextVar[bool] = ContextVar("adaptive_validating", default=False)
+
+
+@contextmanager
+def validating() -> Iterator[None]:
+    """Build cards through the validated models inside this block (the reference the tests compare with)."""
+    token = _VALIDATING.set(True)
+    try:
+        yield
+    finally:
+        _VALIDATING.reset(token)
+
+
+@cache
+def _spec(model: type[BaseModel]) -> tuple[dict[str, tuple[int, str]], tuple[tuple[str, int, str, Any], ...]]:
+    """Each field's position and JSON name, and the fields with a default other than None, read once per model."""
+    where: dict[str, tuple[int, str]] = {}
+    defaults = []
+    for pos, (name, info) in enumerate(model.model_fields.items()):
+        key = info.serialization_alias or info.alias or name
+        where[name] = (pos, key)
+        default = None if info.is_required() else info.get_default(call_default_factory=True)
+        if default is not None:
+            defaults.append((name, pos, key, default.value if isinstance(default, Enum) else default))
+    return where, tuple(defaults)
+
+
+def element(model: type[BaseModel], **values: Any) -> Any:
+    """The element ``model(**values)`` would serialise to (``exclude_none``, by alias), or the model itself
+    while :func:`validating`. A name the model does not have is a ``KeyError``, not silently dropped."""
+    if _VALIDATING.get():
+        return model(**values)
+    where, defaults = _spec(model)
+    items = [(*where[name], value) for name, value in values.items() if value is not None]
+    items += [(pos, key, default) for name, pos, key, default in defaults if name not in values]
+    items.sort(key=_first)
+    out: dict[str, Any] = {}
+    for _, key, value in items:
+        if isinstance(value, Enum):
+            value = value.value
+        elif isinstance(value, dict):
+            value = dict(value)
+        out[key] = value
+    return out
+
+
+def _first(item: tuple[int, str, Any]) -> int:
+    return item[0]
+
+
+def card_dict(card: Any) -> dict[str, Any]:
+    """The card as a JSON-ready dict: already one on the fast path; serialised through the model while validating."""
+    if isinstance(card, dict):
+        return card
+    result: dict[str, Any] = json.loads(card.to_json())
+    return result

@@ -1,0 +1,129 @@
+"""What a click costs the database: statements per command, and on PostgreSQL the round trips on the wire.
+
+Counts are deterministic where times are not: each command of a lifecycle (request, four approvals,
+expiry) and a Teams card's refresh and approve get an upper bound, so a change that adds
+statements or round trips fails here. Statements are counted with SQLAlchemy's
+``before_cursor_execute``; round trips by a relay in front of PostgreSQL (``tests/wire.py``), which
+also sees what no SQLAlchemy event does: BEGIN, COMMIT, pings and prepares.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event
+
+from bot.bootstrap import build_app
+from bot.settings import Settings
+from bot.teams.invoke import InvokeHandler
+from bot.teams.notifier import TeamsNotifier
+from handlers.sweeps import SweepReport, expire_due
+from tests.wire import WireCounter
+
+ROOT = Path(__file__).resolve().parent.parent
+CHAIN = ("mark.mgr@example.com", "dana.dba@example.com", "sam.sec@example.com", "sasha.sec@example.com")
+
+# (statements on SQLite, statements on PostgreSQL, round trips on PostgreSQL); SQLite's BEGIN and
+# COMMIT are statements of their own. Before this budget: a refresh by an approver took 16 / 11 / 37,
+# by the requester 8 / 5 / 22, an approve 25 / 19 / 54 and a cycle 137 / 108 / 321.
+BUDGET = {
+    "refresh by an approver": (8, 5, 9),
+    "refresh by the requester": (6, 4, 7),
+    "approve by card": (21, 15, 22),
+    "lifecycle cycle": (133, 104, 135),
+}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.at = datetime(2026, 11, 23, 8, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.at
+
+
+@dataclass
+class Tally:
+    statements: int = 0
+    trips: int = 0
+
+
+class Meter:
+    def __init__(self, engine: object, wire: WireCounter | None) -> None:
+        self.wire = wire
+        self.statements = 0
+        event.listen(engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, *_: object) -> None:
+        self.statements += 1
+
+    @contextlib.contextmanager
+    def measure(self, tally: Tally) -> Iterator[None]:
+        s0, w0 = self.statements, self.wire.trips if self.wire else 0
+        yield
+        tally.statements += self.statements - s0
+        tally.trips += (self.wire.trips if self.wire else 0) - w0
+
+
+@pytest.fixture
+def counted_url(database_url: str) -> Iterator[tuple[str, WireCounter | None]]:
+    if database_url.startswith("sqlite"):
+        yield database_url, None
+        return
+    with WireCounter(database_url) as wire:
+        yield wire.url, wire
+
+
+async def test_a_cycle_and_a_click_stay_within_their_statement_and_round_trip_budget(
+        counted_url: tuple[str, WireCounter | None]) -> None:
+    url, wire = counted_url
+    clock = Clock()
+    settings = Settings(database_url=url, policy=str(ROOT / "examples/policy.yaml"),
+                        directory=str(ROOT / "examples/directory.yaml"))
+    async with build_app(settings, clock=clock) as app:
+        service = app.service
+        invokes = InvokeHandler(app, TeamsNotifier(app, None).refresh_ids)  # type: ignore[arg-type]
+        bob = await service.identify("bob@example.com")
+        approvers = [await service.identify(a) for a in CHAIN]
+        assert bob is not None and all(approvers)
+        async with app.store.write() as repo:
+            for i, email in enumerate((*CHAIN, "bob@example.com")):
+                await repo.save_address("teams", email, {"user": {"id": f"29:user-{i}"}}, clock.now())
+        meter = Meter(app.store.engine.sync_engine, wire)
+        tallies = {name: Tally() for name in BUDGET}
+        for warm in (True, False):  # the first round fills the pool and the prepared-statement caches
+            counted = {name: Tally() for name in BUDGET} if warm else tallies
+            cycle, refresh_a, refresh_r, approve = (counted["lifecycle cycle"], counted["refresh by an approver"],
+                                                    counted["refresh by the requester"], counted["approve by card"])
+            with meter.measure(cycle):
+                reply = await service.handle_text(bob, "request prod-db-read for 1h because INC-1 budget")
+            assert reply.ok and reply.request is not None, reply.text
+            n = reply.request.number
+            with meter.measure(refresh_a):
+                card = (await invokes.handle(approvers[0], "refresh", {"request_id": n})).card  # type: ignore[arg-type]
+            assert [a["verb"] for a in card["actions"]] == ["approve", "deny"]
+            assert len(card["refresh"]["userIds"]) == 4
+            with meter.measure(refresh_r):
+                card = (await invokes.handle(bob, "refresh", {"request_id": n})).card
+            assert "actions" not in card
+            with meter.measure(approve):
+                await invokes.handle(approvers[0], "approve", {"request_id": n})  # type: ignore[arg-type]
+            for person in approvers[1:]:
+                with meter.measure(cycle):
+                    assert (await service.handle_text(person, f"approve REQ-{n}")).ok  # type: ignore[arg-type]
+            clock.at += timedelta(hours=1, seconds=1)
+            report = SweepReport(as_of=clock.at, dry_run=False)
+            with meter.measure(cycle):
+                await expire_due(app.deps, report)
+            assert report.expired == [f"REQ-{n}"]
+        tallies["lifecycle cycle"].statements += tallies["approve by card"].statements
+        tallies["lifecycle cycle"].trips += tallies["approve by card"].trips
+    index = 0 if wire is None else 1
+    over = {name: (t.statements, t.trips) for name, t in tallies.items()
+            if t.statements > BUDGET[name][index] or (wire is not None and t.trips > BUDGET[name][2])}
+    assert not over, {name: (got, BUDGET[name]) for name, got in over.items()}
