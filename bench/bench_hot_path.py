@@ -87,7 +87,8 @@ async def clicks(url: str, directory: str, n: int, recorded: list[Statement] | N
     settings = Settings(database_url=url, policy=str(ROOT / "examples/policy.yaml"), directory=directory)
     async with build_app(settings, clock=Clock()) as app:
         service, deps = app.service, app.deps
-        invokes = InvokeHandler(app, TeamsNotifier(app, None).refresh_ids)  # type: ignore[arg-type]
+        teams = TeamsNotifier(app, None)  # type: ignore[arg-type]
+        invokes = InvokeHandler(app, teams.refresh_ids, teams.user_ids)
         bob = await service.identify("bob@example.com")
         assert bob is not None
         async with app.store.write() as repo:
