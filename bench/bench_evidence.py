@@ -85,7 +85,7 @@ def child(kind: str, db: str, out: str) -> None:
 def measure(kind: str, db: Path, out: Path) -> tuple[float, float]:
     r = subprocess.run([sys.executable, __file__, "--child", kind, "--db", str(db), "--out", str(out)],
                        capture_output=True, text=True, check=True, cwd=ROOT)
-    seconds, mb = r.stdout.split()[-2:]
+    seconds, mb = r.stdout.splitlines()[0].split()  # the child's own line (peak_rss_line follows it)
     return float(seconds), float(mb)
 
 
