@@ -26,6 +26,7 @@ from handlers.audit import GENESIS, ChainVerifier, Verification, format_ts
 from handlers.compliance.removals import REMOVAL_COLUMNS
 from handlers.evidence_check import CheckSource, contradictions, tracking
 from handlers.evidence_figures import INTERESTING, Figures
+from handlers.evidence_state import spilling
 from handlers.policy import PolicyError, parse_policy
 
 REQUEST_COLUMNS = ["request_id", "requester", "profile", "kind", "duration", "justification", "ticket", "state",
@@ -180,24 +181,77 @@ def _write(zf: zipfile.ZipFile, name: str, data: bytes, summary: PackSummary) ->
     summary.files[name] = hashlib.sha256(data).hexdigest()
 
 
+_scan = json.decoder.JSONDecoder().scan_once  # the C scanner json.loads ends in, without its wrappers
+
+
+def _parse(data: str) -> Any:
+    """``json.loads(data)`` for the stored, canonical ``data`` (no white space around it)."""
+    try:
+        value, end = _scan(data, 0)
+    except StopIteration:
+        return json.loads(data)  # not JSON: json.loads says why
+    return value if end == len(data) else json.loads(data)
+
+
 def _fold(rows: Any, page: Sequence[Sequence[Any]], folded: frozenset[str],
           figures: Figures | None = None) -> list[dict[str, str]]:
     """Feed the events of a page that the rules read to ``rows`` (and those the report reads to
     ``figures``), each parsed once; returns the approvals rows they make."""
     made = []
     wanted = folded | INTERESTING if figures is not None else folded
+    feed = rows.feed
     for seq, ts, type_, actor, rid, profile, data, _prev, _digest in page:
         if type_ not in wanted:
             continue
         event = {"seq": seq, "ts": ts, "type": type_, "actor": actor, "request_id": rid, "profile": profile,
-                 "data": json.loads(data)}
+                 "data": _parse(data)}
         if figures is not None and type_ in INTERESTING:
             figures.event(event)
         if rid and type_ in folded:
-            row = rows.feed(event)
+            row = feed(event)
             if row is not None:
                 made.append(row)
     return made
+
+
+class _Spool:
+    """CSV rows written now, as the bytes a member will hold, and copied into the zip later
+    (a zip is written one member at a time)."""
+
+    def __init__(self, columns: Sequence[str]) -> None:
+        self.columns = columns
+        self.file = tempfile.TemporaryFile()  # closed by close()
+        self.text = io.StringIO()
+        self.writer = csv.writer(self.text, lineterminator="\n")
+        self.count = 0
+
+    def rows(self, rows: Iterable[dict[str, str]]) -> None:
+        columns, writerow = self.columns, self.writer.writerow
+        for row in rows:
+            writerow([row[c] for c in columns])
+            self.count += 1
+        if self.text.tell() > 1 << 20:
+            self._flush()
+
+    def _flush(self) -> None:
+        self.file.write(self.text.getvalue().encode("utf-8"))
+        self.text.seek(0)
+        self.text.truncate()
+
+    def copy(self, zf: zipfile.ZipFile, name: str, summary: PackSummary) -> None:
+        """The member ``name``: the header, then the rows spooled, byte for byte."""
+        self._flush()
+        head = io.StringIO()
+        csv.writer(head, lineterminator="\n").writerow(self.columns)
+        self.file.seek(0)
+        with _Member(zf, name, summary) as member:
+            member.write(head.getvalue().encode("utf-8"))
+            while chunk := self.file.read(1 << 20):
+                member.write(chunk)
+            member.count = self.count
+
+    def close(self) -> None:
+        self.file.close()
 
 
 class _Member:
@@ -270,7 +324,7 @@ async def build_pack(source: EvidenceSource, period: Period, out: Path, *, gener
     bounds = await source.seq_bounds(start_ts, end_ts)
     last_in_period = bounds[1] if bounds else first_seq - 1
     head_seq = await source.head_seq()
-    rows = tracking(rules.Rows)(start_ts, end_ts)
+    rows = spilling(tracking(rules.Rows))(start_ts, end_ts)
     folded = frozenset(rules.FOLDED)
     tmp = out.with_suffix(out.suffix + ".partial")
     try:
@@ -282,8 +336,8 @@ async def build_pack(source: EvidenceSource, period: Period, out: Path, *, gener
                     _fold(rows, page, folded)
             verifier = ChainVerifier(prev_hash=prev_hash, first_seq=first_seq)
             last_seq, head = None, prev_hash
-            with tempfile.SpooledTemporaryFile(max_size=16 << 20, mode="w+", encoding="utf-8", newline="") as spool:
-                approvals = csv.DictWriter(spool, rules.APPROVAL_COLUMNS, lineterminator="\n")
+            approvals = _Spool(rules.APPROVAL_COLUMNS)
+            try:
                 with _Member(zf, "audit.jsonl", summary) as member:
                     writing: asyncio.Future[None] | None = None
                     try:
@@ -294,14 +348,14 @@ async def build_pack(source: EvidenceSource, period: Period, out: Path, *, gener
                             # hashing and deflate release the GIL: they overlap with deriving the rows
                             writing = asyncio.ensure_future(asyncio.to_thread(member.write, chunk))
                             member.count += len(page)
-                            approvals.writerows(_fold(rows, page, folded, figures))
+                            approvals.rows(_fold(rows, page, folded, figures))
                             last_seq, head = int(page[-1][0]), str(page[-1][8])
                     finally:
                         if writing is not None:
                             await writing
-                spool.seek(0)
-                _csv_member(zf, "approvals.csv", rules.APPROVAL_COLUMNS,
-                            csv.DictReader(spool, rules.APPROVAL_COLUMNS), summary)  # type: ignore[arg-type]
+                approvals.copy(zf, "approvals.csv", summary)
+            finally:
+                approvals.close()
             _csv_member(zf, "requests.csv", rules.REQUEST_COLUMNS, rows.request_rows(), summary, figures.request_row)
             _csv_member(zf, "grants.csv", rules.GRANT_COLUMNS, rows.grant_rows(), summary, figures.grant_row)
             _csv_member(zf, "exceptions.csv", rules.EXCEPTION_COLUMNS, rows.request_rows("exception"), summary,
@@ -318,7 +372,7 @@ async def build_pack(source: EvidenceSource, period: Period, out: Path, *, gener
             async for page in source.request_events(first_seq=first_seq, last_seq=last_in_period, after=True,
                                                     upto=head_seq):
                 _fold(rows, page, folded)
-            problems = await contradictions(source, rows.requests, start=start, end=end, head_seq=head_seq)
+            problems = await contradictions(source, rows.ordered(), start=start, end=end, head_seq=head_seq)
             if problems:
                 raise EvidenceMismatch(problems)
             await _finish(zf, source, summary, figures, period, generated_at=generated_at, first_seq=first_seq,
@@ -327,6 +381,8 @@ async def build_pack(source: EvidenceSource, period: Period, out: Path, *, gener
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        rows.close()
     tmp.replace(out)
     return summary
 

@@ -123,8 +123,8 @@ async def plan_membership_removal(repo: Repository, provider: str, group: str, e
                                   now: datetime) -> OpRecord | None:
     """Record the removal of a standing membership (no grant behind it) through the provisioning intents.
 
-    ``reason`` (``review``, ``terminated``, ``drift``, ``ineligible``) goes into ``membership.removed`` {provider, group, user,
-    reason, correlation_id} when the provider has done it; failures are retried like a grant's
+    ``reason`` (``review``, ``terminated``, ``drift``, ``ineligible``) goes into ``membership.removed``
+    {provider, group, user, reason, correlation_id} when the provider has done it; failures are retried like a grant's
     removal and reported to the security team. Nothing is planned when a grant now covers the
     membership or the same removal is already pending.
     """

@@ -14,6 +14,9 @@ import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
+import handlers.evidence_state
 import store.repository
 from bot.bootstrap import build_app
 from bot.evidence_commands import _file
@@ -123,7 +126,13 @@ async def _pack(settings: Settings, out: Path) -> dict[str, bytes]:
         return {n: zf.read(n) for n in zf.namelist()}
 
 
-async def test_a_fixed_chain_gives_the_same_bytes(database_url, tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("hot", [None, 2])
+async def test_a_fixed_chain_gives_the_same_bytes(database_url, tmp_path: Path, monkeypatch, hot) -> None:
+    """``hot``: requests kept in memory while the rows are derived (2: nearly all of them go to the
+    temporary file and are read back, in the order the rows need)."""
+    if hot is not None:
+        monkeypatch.setattr(handlers.evidence_state, "HOT", hot)
+        monkeypatch.setattr(handlers.evidence_state, "EVICT", 1)
     settings = await _record(database_url, tmp_path, monkeypatch)
     content = await _pack(settings, tmp_path / "pack.zip")
     digests = {name: hashlib.sha256(data).hexdigest() for name, data in sorted(content.items())}

@@ -1,0 +1,121 @@
+"""The per-request state of the rules' fold, in bounded memory: requests seen last stay in memory,
+the others are kept in a temporary SQLite file and read back when one of their events comes.
+
+The rules themselves (``verify_pack.Rows``, shipped in every pack) are not touched: they see a
+``requests`` dict holding every request they are working on, as they always did. Rows are read
+back in the order ``Rows`` gives them (request number, then the order requests were first seen).
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+HOT = 20_000  # requests kept in memory; beyond it the ones seen first go to the file
+EVICT = 5_000  # how many go at once
+ORDER = "_order"  # the request's place in the order it was first seen (a tie-break among equal numbers)
+
+
+def spilling(rows_class: type, *, hot: int | None = None, evict: int | None = None) -> type:
+    """``rows_class`` (the rules' ``Rows``, perhaps tracked) with its requests spilled to a file
+    when more than ``hot`` (default :data:`HOT`) are in memory."""
+
+    number = _number
+    hot = HOT if hot is None else hot
+    evict = EVICT if evict is None else evict
+
+    class Spilled(rows_class):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._seen = 0
+            self._db: sqlite3.Connection | None = None
+            self._path: str | None = None
+            self._max_cold = -1  # the largest request number in the file (none: -1)
+
+        # -- the fold -------------------------------------------------------------------------
+        def feed(self, event: dict[str, Any]) -> Any:
+            rid = event.get("request_id")
+            if rid and rid not in self.requests and self._db is not None and number(rid) <= self._max_cold:
+                self._load(rid)
+            row = super().feed(event)
+            if len(self.requests) > hot:
+                self._evict(list(self.requests)[:evict])
+            return row
+
+        def _request(self, rid: str) -> dict[str, Any]:
+            r = self.requests.get(rid)
+            if r is None:
+                r = super()._request(rid)
+                r[ORDER] = self._seen
+                self._seen += 1
+            return r
+
+        def _ordered(self) -> list[dict[str, Any]] | Iterator[dict[str, Any]]:
+            if self._db is None:
+                return sorted(self.requests.values(), key=lambda r: (number(r["request_id"]), r[ORDER]))
+            self._evict(list(self.requests))
+            return self._read_all()
+
+        def ordered(self) -> list[dict[str, Any]] | Iterator[dict[str, Any]]:
+            """Every request's state, in the order of the rows."""
+            return self._ordered()
+
+        # -- the file ---------------------------------------------------------------------------
+        def _open(self) -> sqlite3.Connection:
+            fd, self._path = tempfile.mkstemp(prefix="accessbot-evidence-", suffix=".db")
+            os.close(fd)
+            db = sqlite3.connect(self._path, isolation_level=None)
+            db.execute("PRAGMA journal_mode=OFF")
+            db.execute("PRAGMA synchronous=OFF")
+            db.execute("CREATE TABLE state (rid TEXT PRIMARY KEY, n INTEGER NOT NULL, k INTEGER NOT NULL, "
+                       "body BLOB NOT NULL)")
+            db.execute("CREATE INDEX state_order ON state (n, k)")
+            return db
+
+        def _evict(self, rids: list[str]) -> None:
+            if not rids:
+                return
+            if self._db is None:
+                self._db = self._open()
+            rows = []
+            for rid in rids:
+                r = self.requests.pop(rid)
+                n = number(rid)
+                self._max_cold = max(self._max_cold, n)
+                rows.append((rid, n, r[ORDER], marshal.dumps(r)))
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?, ?, ?)", rows)
+            self._db.execute("COMMIT")
+
+        def _load(self, rid: str) -> None:
+            assert self._db is not None
+            found = self._db.execute("SELECT body FROM state WHERE rid = ?", (rid,)).fetchone()
+            if found is not None:
+                self.requests[rid] = marshal.loads(found[0])
+
+        def _read_all(self) -> Iterator[dict[str, Any]]:
+            assert self._db is not None
+            cursor = self._db.execute("SELECT body FROM state ORDER BY n, k")
+            while batch := cursor.fetchmany(2000):
+                for (body,) in batch:
+                    yield marshal.loads(body)
+
+        def close(self) -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+            if self._path is not None:
+                os.unlink(self._path)
+                self._path = None
+
+    return Spilled
+
+
+def _number(request_id: str) -> int:
+    """The rules' ``request_number``: the digits after the last "-", 0 without them."""
+    digits = str(request_id).rpartition("-")[2]
+    return int(digits) if digits.isdigit() else 0
