@@ -16,7 +16,7 @@ import json
 import json.encoder
 import tempfile
 import zipfile
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -225,11 +225,13 @@ class _Spool:
         self.writer = csv.writer(self.text, lineterminator="\n")
         self.count = 0
 
-    def rows(self, rows: Iterable[dict[str, str]]) -> None:
+    def rows(self, rows: Iterable[dict[str, str]], seen: Any = None) -> None:
         columns, writerow = self.columns, self.writer.writerow
         for row in rows:
             writerow([row[c] for c in columns])
             self.count += 1
+            if seen is not None:
+                seen(row)
         if self.text.tell() > 1 << 20:
             self._flush()
 
@@ -299,6 +301,39 @@ def _csv_member(zf: zipfile.ZipFile, name: str, columns: Sequence[str], rows: It
         member.write(out.getvalue().encode("utf-8"))
 
 
+def _one_at_a_time(rows: Any) -> Iterator[tuple[list[dict[str, str]], ...]]:
+    """For each request, in row order, its rows of requests.csv, grants.csv and exceptions.csv, as
+    the rules' own ``request_rows`` and ``grant_rows`` make them: they are handed one request at a
+    time, so that the requests are read once (from the file they may have gone to) for the three."""
+    states = iter(rows.ordered())
+    one: list[dict[str, Any]] = []
+    rows._ordered = lambda: one
+    try:
+        for state in states:
+            one[:] = [state]
+            yield list(rows.request_rows()), list(rows.grant_rows()), list(rows.request_rows("exception"))
+    finally:
+        del rows._ordered
+
+
+def _request_files(zf: zipfile.ZipFile, rules: Any, rows: Any, summary: PackSummary, figures: Figures) -> None:
+    """requests.csv, then grants.csv and exceptions.csv (spooled meanwhile), from one pass over the requests."""
+    grants, exceptions = _Spool(rules.GRANT_COLUMNS), _Spool(rules.EXCEPTION_COLUMNS)
+    try:
+        def requests() -> Iterator[dict[str, str]]:
+            for made, granted, excepted in _one_at_a_time(rows):
+                grants.rows(granted, figures.grant_row)
+                exceptions.rows(excepted, figures.exception_row)
+                yield from made
+
+        _csv_member(zf, "requests.csv", rules.REQUEST_COLUMNS, requests(), summary, figures.request_row)
+        grants.copy(zf, "grants.csv", summary)
+        exceptions.copy(zf, "exceptions.csv", summary)
+    finally:
+        grants.close()
+        exceptions.close()
+
+
 async def build_pack(source: EvidenceSource, period: Period, out: Path, *, generated_at: datetime,
                      verifying: str, verifier_script: str, report: Any, rules: Any,
                      signer: PackSigner | None = None) -> PackSummary:
@@ -356,10 +391,7 @@ async def build_pack(source: EvidenceSource, period: Period, out: Path, *, gener
                 approvals.copy(zf, "approvals.csv", summary)
             finally:
                 approvals.close()
-            _csv_member(zf, "requests.csv", rules.REQUEST_COLUMNS, rows.request_rows(), summary, figures.request_row)
-            _csv_member(zf, "grants.csv", rules.GRANT_COLUMNS, rows.grant_rows(), summary, figures.grant_row)
-            _csv_member(zf, "exceptions.csv", rules.EXCEPTION_COLUMNS, rows.request_rows("exception"), summary,
-                        figures.exception_row)
+            _request_files(zf, rules, rows, summary, figures)
             # removals not caused by a grant's own end (SPEC §6), from the period's events
             _csv_member(zf, "removals.csv", REMOVAL_COLUMNS, figures.removals.rows, summary)
             # access reviews started in the period (SPEC §7): the campaigns' own records
@@ -372,7 +404,8 @@ async def build_pack(source: EvidenceSource, period: Period, out: Path, *, gener
             async for page in source.request_events(first_seq=first_seq, last_seq=last_in_period, after=True,
                                                     upto=head_seq):
                 _fold(rows, page, folded)
-            problems = await contradictions(source, rows.ordered(), start=start, end=end, head_seq=head_seq)
+            problems = await contradictions(source, rows.ordered(unsubmitted=False), start=start, end=end,
+                                            head_seq=head_seq)
             if problems:
                 raise EvidenceMismatch(problems)
             await _finish(zf, source, summary, figures, period, generated_at=generated_at, first_seq=first_seq,

@@ -39,30 +39,29 @@ def spilling(rows_class: type, *, hot: int | None = None, evict: int | None = No
         # -- the fold -------------------------------------------------------------------------
         def feed(self, event: dict[str, Any]) -> Any:
             rid = event.get("request_id")
-            if rid and rid not in self.requests and self._db is not None and number(rid) <= self._max_cold:
+            if not rid or rid in self.requests:
+                return super().feed(event)
+            if self._db is not None and number(rid) <= self._max_cold:
                 self._load(rid)
             row = super().feed(event)
+            r = self.requests.get(rid)
+            if r is not None and ORDER not in r:  # seen for the first time
+                r[ORDER] = self._seen
+                self._seen += 1
             if len(self.requests) > hot:
                 self._evict(list(self.requests)[:evict])
             return row
 
-        def _request(self, rid: str) -> dict[str, Any]:
-            r = self.requests.get(rid)
-            if r is None:
-                r = super()._request(rid)
-                r[ORDER] = self._seen
-                self._seen += 1
-            return r
-
         def _ordered(self) -> list[dict[str, Any]] | Iterator[dict[str, Any]]:
+            return self.ordered()
+
+        def ordered(self, *, unsubmitted: bool = True) -> list[dict[str, Any]] | Iterator[dict[str, Any]]:
+            """Every request's state, in the order of the rows; with ``unsubmitted`` False, a request
+            whose submission the chain does not hold is given as its ``request_id`` alone."""
             if self._db is None:
                 return sorted(self.requests.values(), key=lambda r: (number(r["request_id"]), r[ORDER]))
             self._evict(list(self.requests))
-            return self._read_all()
-
-        def ordered(self) -> list[dict[str, Any]] | Iterator[dict[str, Any]]:
-            """Every request's state, in the order of the rows."""
-            return self._ordered()
+            return self._read_all(unsubmitted)
 
         # -- the file ---------------------------------------------------------------------------
         def _open(self) -> sqlite3.Connection:
@@ -72,7 +71,7 @@ def spilling(rows_class: type, *, hot: int | None = None, evict: int | None = No
             db.execute("PRAGMA journal_mode=OFF")
             db.execute("PRAGMA synchronous=OFF")
             db.execute("CREATE TABLE state (rid TEXT PRIMARY KEY, n INTEGER NOT NULL, k INTEGER NOT NULL, "
-                       "body BLOB NOT NULL)")
+                       "submitted INTEGER NOT NULL, body BLOB NOT NULL)")
             db.execute("CREATE INDEX state_order ON state (n, k)")
             return db
 
@@ -86,9 +85,9 @@ def spilling(rows_class: type, *, hot: int | None = None, evict: int | None = No
                 r = self.requests.pop(rid)
                 n = number(rid)
                 self._max_cold = max(self._max_cold, n)
-                rows.append((rid, n, r[ORDER], marshal.dumps(r)))
+                rows.append((rid, n, r[ORDER], "submitted_at" in r, marshal.dumps(r)))
             self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?, ?, ?)", rows)
+            self._db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?, ?, ?, ?)", rows)
             self._db.execute("COMMIT")
 
         def _load(self, rid: str) -> None:
@@ -97,12 +96,13 @@ def spilling(rows_class: type, *, hot: int | None = None, evict: int | None = No
             if found is not None:
                 self.requests[rid] = marshal.loads(found[0])
 
-        def _read_all(self) -> Iterator[dict[str, Any]]:
+        def _read_all(self, unsubmitted: bool) -> Iterator[dict[str, Any]]:
             assert self._db is not None
-            cursor = self._db.execute("SELECT body FROM state ORDER BY n, k")
+            body = "body" if unsubmitted else "CASE WHEN submitted THEN body END"
+            cursor = self._db.execute(f"SELECT rid, {body} FROM state ORDER BY n, k")
             while batch := cursor.fetchmany(2000):
-                for (body,) in batch:
-                    yield marshal.loads(body)
+                for rid, data in batch:
+                    yield {"request_id": rid} if data is None else marshal.loads(data)
 
         def close(self) -> None:
             if self._db is not None:
