@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 import uuid
 import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 import handlers.evidence_state
 import store.repository
@@ -24,7 +26,8 @@ from bot.pack_check import verifier_module
 from bot.settings import Settings
 from cards.report_html import render_report
 from handlers.audit import format_ts
-from handlers.evidence import Period, build_pack
+from handlers.evidence import EvidenceMismatch, Period, build_pack
+from store.db import make_sync_engine
 from store.evidence_queries import SqlEvidenceSource
 from tests.support import MutableClock, RecordingNotifier, copy_examples
 
@@ -142,3 +145,36 @@ async def test_a_fixed_chain_gives_the_same_bytes(database_url, tmp_path: Path, 
         assert f'"{name}": 0' not in counts, (name, counts)  # the chain exercises every file
     assert verifier_module().verify(content) == []  # the shipped verifier derives every row again
     assert digests == GOLDEN, "\n".join(f"{k}: {v}" for k, v in digests.items())
+
+
+def _sql(url: str, *statements: str | tuple[str, dict]) -> list:
+    engine = make_sync_engine(url)
+    out = []
+    with engine.begin() as conn:
+        for s in statements:
+            sql, params = s if isinstance(s, tuple) else (s, {})
+            result = conn.execute(text(sql), params)
+            out.append([dict(r) for r in result.mappings()] if result.returns_rows else None)
+    engine.dispose()
+    return out
+
+
+async def test_the_store_is_checked_with_the_state_on_file(database_url, tmp_path: Path, monkeypatch) -> None:
+    """With nearly every request's state in the temporary file, an edited row, a missing decision
+    and a request the chain never held still stop the export, each named."""
+    monkeypatch.setattr(handlers.evidence_state, "HOT", 2)
+    monkeypatch.setattr(handlers.evidence_state, "EVICT", 1)
+    settings = await _record(database_url, tmp_path, monkeypatch)
+    [[copy]] = _sql(database_url, "SELECT * FROM requests WHERE id = 5")
+    copy.update(id=99, justification="never asked for")
+    columns = ", ".join(copy)
+    _sql(database_url, "UPDATE requests SET justification = 'edited' WHERE id = 4",
+         "DELETE FROM decisions WHERE id = (SELECT max(id) FROM decisions WHERE request_id = 9)",
+         (f"INSERT INTO requests ({columns}) VALUES ({', '.join(':' + c for c in copy)})", copy))
+    out = tmp_path / "refused.zip"
+    with pytest.raises(EvidenceMismatch) as refused:
+        await _pack(settings, out)
+    problems = refused.value.problems
+    assert [p.split(":")[0] for p in problems] == ["requests.csv REQ-4", "approvals.csv REQ-9", "requests.csv REQ-99"]
+    assert "in the database but not in the audit chain" in problems[2]
+    assert not [name for name in os.listdir(tmp_path) if name.startswith("refused.zip")]  # nor a partial one
