@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import json.encoder
+import operator
 import tempfile
 import zipfile
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
@@ -241,6 +242,12 @@ def _fold(rows: Any, page: Sequence[Sequence[Any]], folded: frozenset[str],
     return made
 
 
+def _cells_of(columns: Sequence[str]) -> Any:
+    """row -> its cells in the order of ``columns`` (a KeyError for a missing one)."""
+    get = operator.itemgetter(*columns)
+    return get if len(columns) > 1 else lambda row: (get(row),)
+
+
 class _Spool:
     """CSV rows written now, as the bytes a member will hold, and copied into the zip later
     (a zip is written one member at a time)."""
@@ -250,14 +257,14 @@ class _Spool:
         self.file = tempfile.TemporaryFile()  # closed by close()
         self.text = io.StringIO()
         self.writer = csv.writer(self.text, lineterminator="\n")
+        self.cells = _cells_of(columns)
         self.count = 0
 
-    def rows(self, rows: Iterable[dict[str, str]], seen: Any = None) -> None:
-        columns, writerow = self.columns, self.writer.writerow
-        for row in rows:
-            writerow([row[c] for c in columns])
-            self.count += 1
-            if seen is not None:
+    def rows(self, rows: Sequence[dict[str, str]], seen: Any = None) -> None:
+        self.writer.writerows(map(self.cells, rows))
+        self.count += len(rows)
+        if seen is not None:
+            for row in rows:
                 seen(row)
         if self.text.tell() > 1 << 20:
             self._flush()
@@ -316,8 +323,9 @@ def _csv_member(zf: zipfile.ZipFile, name: str, columns: Sequence[str], rows: It
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(columns)
+        cells = _cells_of(columns)
         for row in rows:
-            writer.writerow([row[c] for c in columns])
+            writer.writerow(cells(row))
             member.count += 1
             if seen is not None:
                 seen(row)
