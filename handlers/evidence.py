@@ -14,6 +14,7 @@ import csv
 import gc
 import hashlib
 import io
+import itertools
 import json
 import json.encoder
 import operator
@@ -336,16 +337,19 @@ def _csv_member(zf: zipfile.ZipFile, name: str, columns: Sequence[str], rows: It
         member.write(out.getvalue().encode("utf-8"))
 
 
-def _one_at_a_time(rows: Any) -> Iterator[tuple[list[dict[str, str]], ...]]:
-    """For each request, in row order, its rows of requests.csv, grants.csv and exceptions.csv, as
-    the rules' own ``request_rows`` and ``grant_rows`` make them: they are handed one request at a
-    time, so that the requests are read once (from the file they may have gone to) for the three."""
+ROW_BATCH = 1000  # requests handed to the rules' row makers at once
+
+
+def _in_batches(rows: Any) -> Iterator[tuple[list[dict[str, str]], ...]]:
+    """For each batch of requests, in row order, their rows of requests.csv, grants.csv and
+    exceptions.csv, as the rules' own ``request_rows`` and ``grant_rows`` make them: they are handed
+    the requests a batch at a time, so that the requests are read once (from the file they may have
+    gone to) for the three files."""
     states = iter(rows.ordered())
-    one: list[dict[str, Any]] = []
-    rows._ordered = lambda: one
+    batch: list[dict[str, Any]] = []
+    rows._ordered = lambda: batch
     try:
-        for state in states:
-            one[:] = [state]
+        while batch := list(itertools.islice(states, ROW_BATCH)):
             yield list(rows.request_rows()), list(rows.grant_rows()), list(rows.request_rows("exception"))
     finally:
         del rows._ordered
@@ -356,7 +360,7 @@ def _request_files(zf: zipfile.ZipFile, rules: Any, rows: Any, summary: PackSumm
     grants, exceptions = _Spool(rules.GRANT_COLUMNS), _Spool(rules.EXCEPTION_COLUMNS)
     try:
         def requests() -> Iterator[dict[str, str]]:
-            for made, granted, excepted in _one_at_a_time(rows):
+            for made, granted, excepted in _in_batches(rows):
                 grants.rows(granted, figures.grant_row)
                 exceptions.rows(excepted, figures.exception_row)
                 yield from made

@@ -19,6 +19,7 @@ ENDED_STATES = frozenset({"expired", "released", "revoked"})
 REQUEST_FIELDS = ("requester", "profile", "kind", "duration", "justification", "ticket", "policy_version",
                   "policy_sha256", "state")
 GRANT_FIELDS = (("provider", "provider"), ("group_name", "group"))
+TRACKED = frozenset({"request.submitted", "grant.provisioned", "approval.granted", "approval.denied"})
 
 
 class CheckSource(Protocol):
@@ -39,7 +40,10 @@ def tracking(rows_class: type) -> type:
     class Tracked(rows_class):  # type: ignore[misc, valid-type]
         def feed(self, event: dict[str, Any]) -> Any:
             row = super().feed(event)
-            rid, kind = event.get("request_id"), event.get("type")
+            kind = event.get("type")
+            if kind not in TRACKED:
+                return row
+            rid = event.get("request_id")
             r = self.requests.get(rid) if rid else None
             if r is None:
                 return row
@@ -48,8 +52,8 @@ def tracking(rows_class: type) -> type:
                 r["_submitted_as_of"] = data.get("as_of")
             elif kind == "grant.provisioned":
                 r["_started_as_of"] = data.get("as_of")
-            elif kind in ("approval.granted", "approval.denied") and "submitted_at" in r:
-                # only a request submitted in the chain is held against the store (see contradictions)
+            elif "submitted_at" in r:
+                # a decision; only a request submitted in the chain is held against the store (see contradictions)
                 decision = "approved" if kind == "approval.granted" else "denied"
                 r.setdefault("_decisions", []).append(
                     (r["round"], data.get("step"), event.get("actor"), decision, data.get("comment")))

@@ -70,9 +70,8 @@ def spilling(rows_class: type, *, hot: int | None = None, evict: int | None = No
             db = sqlite3.connect(self._path, isolation_level=None)
             db.execute("PRAGMA journal_mode=OFF")
             db.execute("PRAGMA synchronous=OFF")
-            db.execute("CREATE TABLE state (rid TEXT PRIMARY KEY, n INTEGER NOT NULL, k INTEGER NOT NULL, "
-                       "submitted INTEGER NOT NULL, body BLOB NOT NULL)")
-            db.execute("CREATE INDEX state_order ON state (n, k)")
+            db.execute("CREATE TABLE state (n INTEGER NOT NULL, k INTEGER NOT NULL, rid TEXT NOT NULL, "
+                       "submitted INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY (n, k)) WITHOUT ROWID")
             return db
 
         def _evict(self, rids: list[str]) -> None:
@@ -85,14 +84,14 @@ def spilling(rows_class: type, *, hot: int | None = None, evict: int | None = No
                 r = self.requests.pop(rid)
                 n = number(rid)
                 self._max_cold = max(self._max_cold, n)
-                rows.append((rid, n, r[ORDER], "submitted_at" in r, marshal.dumps(r)))
+                rows.append((n, r[ORDER], rid, "submitted_at" in r, marshal.dumps(r)))
             self._db.execute("BEGIN")
             self._db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?, ?, ?, ?)", rows)
             self._db.execute("COMMIT")
 
         def _load(self, rid: str) -> None:
             assert self._db is not None
-            found = self._db.execute("SELECT body FROM state WHERE rid = ?", (rid,)).fetchone()
+            found = self._db.execute("SELECT body FROM state WHERE n = ? AND rid = ?", (number(rid), rid)).fetchone()
             if found is not None:
                 self.requests[rid] = marshal.loads(found[0])
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+import handlers.evidence
 import handlers.evidence_state
 import store.repository
 from bot.bootstrap import build_app
@@ -132,10 +133,11 @@ async def _pack(settings: Settings, out: Path) -> dict[str, bytes]:
 @pytest.mark.parametrize("hot", [None, 2])
 async def test_a_fixed_chain_gives_the_same_bytes(database_url, tmp_path: Path, monkeypatch, hot) -> None:
     """``hot``: requests kept in memory while the rows are derived (2: nearly all of them go to the
-    temporary file and are read back, in the order the rows need)."""
+    temporary file and are read back, in the order the rows need, three at a time)."""
     if hot is not None:
         monkeypatch.setattr(handlers.evidence_state, "HOT", hot)
         monkeypatch.setattr(handlers.evidence_state, "EVICT", 1)
+        monkeypatch.setattr(handlers.evidence, "ROW_BATCH", 3)
     settings = await _record(database_url, tmp_path, monkeypatch)
     content = await _pack(settings, tmp_path / "pack.zip")
     digests = {name: hashlib.sha256(data).hexdigest() for name, data in sorted(content.items())}
