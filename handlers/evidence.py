@@ -2,8 +2,9 @@
 
 The pack is written as a stream: every event goes from the store into the zip and through a
 SHA-256 as it is written. The rows of the CSV files are derived from those events (the pack's
-own verifier derives them again); memory grows with the number of requests in the period, not
-with the number of events.
+own verifier derives them again); the rules' state of the requests seen last is kept in memory and
+the others' in a temporary file (``handlers/evidence_state.py``), so that state takes the same
+memory however many requests the period holds.
 """
 
 from __future__ import annotations
