@@ -9,9 +9,7 @@ back in the order ``Rows`` gives them (request number, then the order requests w
 from __future__ import annotations
 
 import marshal
-import os
 import sqlite3
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,7 +31,6 @@ def spilling(rows_class: type, *, hot: int | None = None, evict: int | None = No
             super().__init__(*args, **kwargs)
             self._seen = 0
             self._db: sqlite3.Connection | None = None
-            self._path: str | None = None
             self._max_cold = -1  # the largest request number in the file (none: -1)
 
         # -- the fold -------------------------------------------------------------------------
@@ -65,9 +62,9 @@ def spilling(rows_class: type, *, hot: int | None = None, evict: int | None = No
 
         # -- the file ---------------------------------------------------------------------------
         def _open(self) -> sqlite3.Connection:
-            fd, self._path = tempfile.mkstemp(prefix="accessbot-evidence-", suffix=".db")
-            os.close(fd)
-            db = sqlite3.connect(self._path, isolation_level=None)
+            # "": SQLite's private temporary database, in a file only this connection can see (it is
+            # unlinked as soon as it is made) and gone when the connection closes, even on a crash
+            db = sqlite3.connect("", isolation_level=None)
             db.execute("PRAGMA journal_mode=OFF")
             db.execute("PRAGMA synchronous=OFF")
             db.execute("CREATE TABLE state (n INTEGER NOT NULL, k INTEGER NOT NULL, rid TEXT NOT NULL, "
@@ -107,9 +104,6 @@ def spilling(rows_class: type, *, hot: int | None = None, evict: int | None = No
             if self._db is not None:
                 self._db.close()
                 self._db = None
-            if self._path is not None:
-                os.unlink(self._path)
-                self._path = None
 
     return Spilled
 
