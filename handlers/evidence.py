@@ -2,21 +2,26 @@
 
 The pack is written as a stream: every event goes from the store into the zip and through a
 SHA-256 as it is written. The rows of the CSV files are derived from those events (the pack's
-own verifier derives them again); memory grows with the number of requests in the period, not
-with the number of events.
+own verifier derives them again); the rules' state of the requests seen last is kept in memory and
+the others' in a temporary file (``handlers/evidence_state.py``), so that state takes the same
+memory however many requests the period holds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
+import gc
 import hashlib
 import io
+import itertools
 import json
 import json.encoder
+import operator
 import tempfile
 import zipfile
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -26,6 +31,7 @@ from handlers.audit import GENESIS, ChainVerifier, Verification, format_ts
 from handlers.compliance.removals import REMOVAL_COLUMNS
 from handlers.evidence_check import CheckSource, contradictions, tracking
 from handlers.evidence_figures import INTERESTING, Figures
+from handlers.evidence_state import spilling
 from handlers.policy import PolicyError, parse_policy
 
 REQUEST_COLUMNS = ["request_id", "requester", "profile", "kind", "duration", "justification", "ticket", "state",
@@ -154,13 +160,18 @@ def audit_lines(rows: Sequence[Sequence[Any]], verifier: ChainVerifier | None) -
     each event fed to ``verifier`` on the way. The stored ``data`` is canonical JSON already, so
     nothing is parsed; the keys are written in sorted order, as ``canonical_json`` writes them."""
     lines = []
+    add, s = lines.append, _str
+    feed = verifier.feed_canonical if verifier is not None else None
     for seq, ts, type_, actor, rid, profile, data, prev, digest in rows:
-        head = f'{{"actor":{_opt(actor)},"data":{data},'
-        tail = (f'"prev_hash":{_opt(prev)},"profile":{_opt(profile)},"request_id":{_opt(rid)},"seq":{int(seq)},'
-                f'"ts":{_opt(ts)},"type":{_opt(type_)}}}')
-        if verifier is not None:
-            verifier.feed_canonical(int(seq), prev, digest, head + tail)
-        lines.append(f'{head}"hash":{_opt(digest)},{tail}\n')
+        n = int(seq)
+        head = f'{{"actor":{"null" if actor is None else s(actor)},"data":{data},'
+        tail = (f'"prev_hash":{"null" if prev is None else s(prev)},'
+                f'"profile":{"null" if profile is None else s(profile)},'
+                f'"request_id":{"null" if rid is None else s(rid)},"seq":{n},'
+                f'"ts":{"null" if ts is None else s(ts)},"type":{"null" if type_ is None else s(type_)}}}')
+        if feed is not None:
+            feed(n, prev, digest, head + tail)
+        add(f'{head}"hash":{"null" if digest is None else s(digest)},{tail}\n')
     return "".join(lines).encode("utf-8")
 
 
@@ -175,9 +186,41 @@ def verify_rows(rows: Sequence[Sequence[Any]], verifier: ChainVerifier) -> bool:
     return True
 
 
+_collector: dict[str, Any] = {"packs": 0, "thresholds": None}  # packs being written in this process
+
+
+@contextlib.contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """A pack makes millions of short-lived containers and no cycles among them: while packs are
+    written, the cyclic collector looks at the youngest objects every 20,000 allocations instead of
+    every 700 (it is process-wide; the thresholds are put back when the last pack is done)."""
+    if _collector["packs"] == 0:
+        _collector["thresholds"] = first, *older = gc.get_threshold()
+        gc.set_threshold(max(first, 20_000), *older)
+    _collector["packs"] += 1
+    try:
+        yield
+    finally:
+        _collector["packs"] -= 1
+        if _collector["packs"] == 0:
+            gc.set_threshold(*_collector["thresholds"])
+
+
 def _write(zf: zipfile.ZipFile, name: str, data: bytes, summary: PackSummary) -> None:
     zf.writestr(_member(name), data)
     summary.files[name] = hashlib.sha256(data).hexdigest()
+
+
+_scan = json.decoder.JSONDecoder().scan_once  # the C scanner json.loads ends in, without its wrappers
+
+
+def _parse(data: str) -> Any:
+    """``json.loads(data)`` for the stored, canonical ``data`` (no white space around it)."""
+    try:
+        value, end = _scan(data, 0)
+    except StopIteration:
+        return json.loads(data)  # not JSON: json.loads says why
+    return value if end == len(data) else json.loads(data)
 
 
 def _fold(rows: Any, page: Sequence[Sequence[Any]], folded: frozenset[str],
@@ -186,18 +229,67 @@ def _fold(rows: Any, page: Sequence[Sequence[Any]], folded: frozenset[str],
     ``figures``), each parsed once; returns the approvals rows they make."""
     made = []
     wanted = folded | INTERESTING if figures is not None else folded
+    feed = rows.feed
     for seq, ts, type_, actor, rid, profile, data, _prev, _digest in page:
         if type_ not in wanted:
             continue
         event = {"seq": seq, "ts": ts, "type": type_, "actor": actor, "request_id": rid, "profile": profile,
-                 "data": json.loads(data)}
+                 "data": _parse(data)}
         if figures is not None and type_ in INTERESTING:
             figures.event(event)
         if rid and type_ in folded:
-            row = rows.feed(event)
+            row = feed(event)
             if row is not None:
                 made.append(row)
     return made
+
+
+def _cells_of(columns: Sequence[str]) -> Any:
+    """row -> its cells in the order of ``columns`` (a KeyError for a missing one)."""
+    get = operator.itemgetter(*columns)
+    return get if len(columns) > 1 else lambda row: (get(row),)
+
+
+class _Spool:
+    """CSV rows written now, as the bytes a member will hold, and copied into the zip later
+    (a zip is written one member at a time)."""
+
+    def __init__(self, columns: Sequence[str]) -> None:
+        self.columns = columns
+        self.file = tempfile.TemporaryFile()  # closed by close()
+        self.text = io.StringIO()
+        self.writer = csv.writer(self.text, lineterminator="\n")
+        self.cells = _cells_of(columns)
+        self.count = 0
+
+    def rows(self, rows: Sequence[dict[str, str]], seen: Any = None) -> None:
+        self.writer.writerows(map(self.cells, rows))
+        self.count += len(rows)
+        if seen is not None:
+            for row in rows:
+                seen(row)
+        if self.text.tell() > 1 << 20:
+            self._flush()
+
+    def _flush(self) -> None:
+        self.file.write(self.text.getvalue().encode("utf-8"))
+        self.text.seek(0)
+        self.text.truncate()
+
+    def copy(self, zf: zipfile.ZipFile, name: str, summary: PackSummary) -> None:
+        """The member ``name``: the header, then the rows spooled, byte for byte."""
+        self._flush()
+        head = io.StringIO()
+        csv.writer(head, lineterminator="\n").writerow(self.columns)
+        self.file.seek(0)
+        with _Member(zf, name, summary) as member:
+            member.write(head.getvalue().encode("utf-8"))
+            while chunk := self.file.read(1 << 20):
+                member.write(chunk)
+            member.count = self.count
+
+    def close(self) -> None:
+        self.file.close()
 
 
 class _Member:
@@ -233,8 +325,9 @@ def _csv_member(zf: zipfile.ZipFile, name: str, columns: Sequence[str], rows: It
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(columns)
+        cells = _cells_of(columns)
         for row in rows:
-            writer.writerow([row[c] for c in columns])
+            writer.writerow(cells(row))
             member.count += 1
             if seen is not None:
                 seen(row)
@@ -243,6 +336,42 @@ def _csv_member(zf: zipfile.ZipFile, name: str, columns: Sequence[str], rows: It
                 out.seek(0)
                 out.truncate()
         member.write(out.getvalue().encode("utf-8"))
+
+
+ROW_BATCH = 1000  # requests handed to the rules' row makers at once
+
+
+def _in_batches(rows: Any) -> Iterator[tuple[list[dict[str, str]], ...]]:
+    """For each batch of requests, in row order, their rows of requests.csv, grants.csv and
+    exceptions.csv, as the rules' own ``request_rows`` and ``grant_rows`` make them: they are handed
+    the requests a batch at a time, so that the requests are read once (from the file they may have
+    gone to) for the three files."""
+    states = iter(rows.ordered())
+    batch: list[dict[str, Any]] = []
+    rows._ordered = lambda: batch
+    try:
+        while batch := list(itertools.islice(states, ROW_BATCH)):
+            yield list(rows.request_rows()), list(rows.grant_rows()), list(rows.request_rows("exception"))
+    finally:
+        del rows._ordered
+
+
+def _request_files(zf: zipfile.ZipFile, rules: Any, rows: Any, summary: PackSummary, figures: Figures) -> None:
+    """requests.csv, then grants.csv and exceptions.csv (spooled meanwhile), from one pass over the requests."""
+    grants, exceptions = _Spool(rules.GRANT_COLUMNS), _Spool(rules.EXCEPTION_COLUMNS)
+    try:
+        def requests() -> Iterator[dict[str, str]]:
+            for made, granted, excepted in _in_batches(rows):
+                grants.rows(granted, figures.grant_row)
+                exceptions.rows(excepted, figures.exception_row)
+                yield from made
+
+        _csv_member(zf, "requests.csv", rules.REQUEST_COLUMNS, requests(), summary, figures.request_row)
+        grants.copy(zf, "grants.csv", summary)
+        exceptions.copy(zf, "exceptions.csv", summary)
+    finally:
+        grants.close()
+        exceptions.close()
 
 
 async def build_pack(source: EvidenceSource, period: Period, out: Path, *, generated_at: datetime,
@@ -255,6 +384,14 @@ async def build_pack(source: EvidenceSource, period: Period, out: Path, *, gener
     again. Before anything is kept, the store is checked against the chain: a contradiction
     raises :class:`EvidenceMismatch` and leaves no file.
     """
+    with _fewer_collections():
+        return await _build_pack(source, period, out, generated_at=generated_at, verifying=verifying,
+                                 verifier_script=verifier_script, report=report, rules=rules, signer=signer)
+
+
+async def _build_pack(source: EvidenceSource, period: Period, out: Path, *, generated_at: datetime,
+                      verifying: str, verifier_script: str, report: Any, rules: Any,
+                      signer: PackSigner | None) -> PackSummary:
     summary = PackSummary(out)
     start, end = period.start_at, period.end_at
     start_ts, end_ts = format_ts(start), format_ts(end)
@@ -270,20 +407,21 @@ async def build_pack(source: EvidenceSource, period: Period, out: Path, *, gener
     bounds = await source.seq_bounds(start_ts, end_ts)
     last_in_period = bounds[1] if bounds else first_seq - 1
     head_seq = await source.head_seq()
-    rows = tracking(rules.Rows)(start_ts, end_ts)
+    rows = spilling(tracking(rules.Rows))(start_ts, end_ts)
     folded = frozenset(rules.FOLDED)
     tmp = out.with_suffix(out.suffix + ".partial")
     try:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
             with _Member(zf, "audit_earlier.jsonl", summary) as member:
-                async for page in source.request_events(first_seq=first_seq, last_seq=last_in_period):
-                    member.write(audit_lines(page, None))
-                    member.count += len(page)
-                    _fold(rows, page, folded)
+                if first_seq > 1:  # the chain holds events before the period
+                    async for page in source.request_events(first_seq=first_seq, last_seq=last_in_period):
+                        member.write(audit_lines(page, None))
+                        member.count += len(page)
+                        _fold(rows, page, folded)
             verifier = ChainVerifier(prev_hash=prev_hash, first_seq=first_seq)
             last_seq, head = None, prev_hash
-            with tempfile.SpooledTemporaryFile(max_size=16 << 20, mode="w+", encoding="utf-8", newline="") as spool:
-                approvals = csv.DictWriter(spool, rules.APPROVAL_COLUMNS, lineterminator="\n")
+            approvals = _Spool(rules.APPROVAL_COLUMNS)
+            try:
                 with _Member(zf, "audit.jsonl", summary) as member:
                     writing: asyncio.Future[None] | None = None
                     try:
@@ -294,18 +432,15 @@ async def build_pack(source: EvidenceSource, period: Period, out: Path, *, gener
                             # hashing and deflate release the GIL: they overlap with deriving the rows
                             writing = asyncio.ensure_future(asyncio.to_thread(member.write, chunk))
                             member.count += len(page)
-                            approvals.writerows(_fold(rows, page, folded, figures))
+                            approvals.rows(_fold(rows, page, folded, figures))
                             last_seq, head = int(page[-1][0]), str(page[-1][8])
                     finally:
                         if writing is not None:
                             await writing
-                spool.seek(0)
-                _csv_member(zf, "approvals.csv", rules.APPROVAL_COLUMNS,
-                            csv.DictReader(spool, rules.APPROVAL_COLUMNS), summary)  # type: ignore[arg-type]
-            _csv_member(zf, "requests.csv", rules.REQUEST_COLUMNS, rows.request_rows(), summary, figures.request_row)
-            _csv_member(zf, "grants.csv", rules.GRANT_COLUMNS, rows.grant_rows(), summary, figures.grant_row)
-            _csv_member(zf, "exceptions.csv", rules.EXCEPTION_COLUMNS, rows.request_rows("exception"), summary,
-                        figures.exception_row)
+                approvals.copy(zf, "approvals.csv", summary)
+            finally:
+                approvals.close()
+            _request_files(zf, rules, rows, summary, figures)
             # removals not caused by a grant's own end (SPEC §6), from the period's events
             _csv_member(zf, "removals.csv", REMOVAL_COLUMNS, figures.removals.rows, summary)
             # access reviews started in the period (SPEC §7): the campaigns' own records
@@ -315,10 +450,12 @@ async def build_pack(source: EvidenceSource, period: Period, out: Path, *, gener
                         [_cells(r) async for r in source.review_items(start, end)], summary)
 
             # the requests' later events, so that each is checked against the store as it is now
-            async for page in source.request_events(first_seq=first_seq, last_seq=last_in_period, after=True,
-                                                    upto=head_seq):
-                _fold(rows, page, folded)
-            problems = await contradictions(source, rows.requests, start=start, end=end, head_seq=head_seq)
+            if head_seq > last_in_period:  # the chain holds events after the period
+                async for page in source.request_events(first_seq=first_seq, last_seq=last_in_period, after=True,
+                                                        upto=head_seq):
+                    _fold(rows, page, folded)
+            problems = await contradictions(source, rows.ordered(unsubmitted=False), start=start, end=end,
+                                            head_seq=head_seq)
             if problems:
                 raise EvidenceMismatch(problems)
             await _finish(zf, source, summary, figures, period, generated_at=generated_at, first_seq=first_seq,
@@ -327,6 +464,8 @@ async def build_pack(source: EvidenceSource, period: Period, out: Path, *, gener
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        rows.close()
     tmp.replace(out)
     return summary
 

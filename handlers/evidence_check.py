@@ -9,7 +9,7 @@ A stored time matches when it equals ``data.as_of`` or lies within two seconds o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -19,6 +19,7 @@ ENDED_STATES = frozenset({"expired", "released", "revoked"})
 REQUEST_FIELDS = ("requester", "profile", "kind", "duration", "justification", "ticket", "policy_version",
                   "policy_sha256", "state")
 GRANT_FIELDS = (("provider", "provider"), ("group_name", "group"))
+TRACKED = frozenset({"request.submitted", "grant.provisioned", "approval.granted", "approval.denied"})
 
 
 class CheckSource(Protocol):
@@ -39,7 +40,10 @@ def tracking(rows_class: type) -> type:
     class Tracked(rows_class):  # type: ignore[misc, valid-type]
         def feed(self, event: dict[str, Any]) -> Any:
             row = super().feed(event)
-            rid, kind = event.get("request_id"), event.get("type")
+            kind = event.get("type")
+            if kind not in TRACKED:
+                return row
+            rid = event.get("request_id")
             r = self.requests.get(rid) if rid else None
             if r is None:
                 return row
@@ -48,7 +52,8 @@ def tracking(rows_class: type) -> type:
                 r["_submitted_as_of"] = data.get("as_of")
             elif kind == "grant.provisioned":
                 r["_started_as_of"] = data.get("as_of")
-            elif kind in ("approval.granted", "approval.denied"):
+            elif "submitted_at" in r:
+                # a decision; only a request submitted in the chain is held against the store (see contradictions)
                 decision = "approved" if kind == "approval.granted" else "denied"
                 r.setdefault("_decisions", []).append(
                     (r["round"], data.get("step"), event.get("actor"), decision, data.get("comment")))
@@ -114,25 +119,42 @@ def compare(rid: str, r: dict[str, Any], db: dict[str, Any] | None, decisions: l
     return None
 
 
-async def contradictions(source: CheckSource, requests: dict[str, dict[str, Any]], *, start: datetime,
-                         end: datetime, head_seq: int) -> list[str]:
+async def contradictions(source: CheckSource, requests: Iterable[dict[str, Any]], *, start: datetime,
+                         end: datetime, head_seq: int, batch: int = 500) -> list[str]:
     """Every request the pack concerns against its stored row and decisions (``requests``: the
-    chain's view of each, from all its events up to ``head_seq``); then every stored request of the
-    period that the chain does not hold. Requests changed after ``head_seq`` are left alone."""
-    ids = sorted((rid for rid, r in requests.items() if r.get("submitted_at")), key=_number)
-    numbers = [_number(rid) for rid in ids]
-    stored = await source.request_records(numbers)
-    decisions = await source.decision_records(numbers)
+    chain's view of each, from all its events up to ``head_seq``, in request-number order); then
+    every stored request of the period that the chain does not hold. Requests changed after
+    ``head_seq`` are left alone. The store is read ``batch`` requests at a time."""
     in_window = await source.request_numbers_in(start, end)
-    moving = await source.changed_after(head_seq, ids)
-    problems = []
-    for rid, n in zip(ids, numbers, strict=True):
-        if rid in moving:
-            continue
-        problem = compare(rid, requests[rid], stored.get(n), decisions.get(n, []))
-        if problem:
-            problems.append(problem)
-    unknown = [f"REQ-{n}" for n in sorted(in_window) if f"REQ-{n}" not in requests]
+    problems: list[str] = []
+    pending: list[tuple[str, dict[str, Any]]] = []
+
+    async def check() -> None:
+        ids = [rid for rid, _ in pending]
+        numbers = [_number(rid) for rid in ids]
+        stored = await source.request_records(numbers)
+        decisions = await source.decision_records(numbers)
+        moving = await source.changed_after(head_seq, ids)
+        for (rid, r), n in zip(pending, numbers, strict=True):
+            if rid in moving:
+                continue
+            problem = compare(rid, r, stored.get(n), decisions.get(n, []))
+            if problem:
+                problems.append(problem)
+        pending.clear()
+
+    for r in requests:
+        rid = r["request_id"]
+        n = _number(rid)
+        if n in in_window and rid == f"REQ-{n}":
+            in_window.discard(n)
+        if r.get("submitted_at"):
+            pending.append((rid, r))
+            if len(pending) >= batch:
+                await check()
+    if pending:
+        await check()
+    unknown = [f"REQ-{n}" for n in sorted(in_window)]
     if unknown:
         known = await source.submitted_in_chain(unknown)
         problems += [f"requests.csv {rid}: in the database but not in the audit chain"
