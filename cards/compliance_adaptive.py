@@ -10,6 +10,7 @@ from typing import Any
 import adaptive_cards.card as ac
 
 from cards.adaptive import _card, _execute, _facts, _text, _title
+from cards.adaptive_elements import element
 from handlers.compliance.views import VERB_DRIFT_ACCEPT, VERB_DRIFT_REMOVE, VERB_RESUME, DriftView, PauseView
 
 REASON_INPUT = "reason"
@@ -25,8 +26,8 @@ def drift_card(view: DriftView) -> dict[str, Any]:
     ]
     actions: list[Any] = []
     if view.member:
-        body += [ac.InputText(id=REASON_INPUT, label="Because", is_multiline=True, max_length=500),
-                 ac.InputText(id=DURATION_INPUT, label="Accept for (e.g. 30d)", max_length=20)]
+        body += [element(ac.InputText, id=REASON_INPUT, label="Because", is_multiline=True, max_length=500),
+                 element(ac.InputText, id=DURATION_INPUT, label="Accept for (e.g. 30d)", max_length=20)]
         actions = [_execute("Remove", VERB_DRIFT_REMOVE, {"finding_id": view.id}),
                    _execute("Accept as exception", VERB_DRIFT_ACCEPT, {"finding_id": view.id})]
     return _card(body, actions, fallback=f"Drift {view.id}: {view.user} in {view.provider}/{view.group}")

@@ -31,6 +31,7 @@ from cards.adaptive import (
     escape,
     size_of,
 )
+from cards.adaptive_elements import element
 from handlers.audit import format_ts
 from handlers.reviews.views import ReviewBatchView, ReviewItemView
 
@@ -107,9 +108,10 @@ def _item(item: ReviewItemView, *, decidable: bool, chosen: str | None, limit: i
                           spacing=act.Spacing.NONE))
     elif decidable:
         value = chosen if chosen in DECISIONS else item.decision if item.decision in DECISIONS else None
-        rows.append(ac.InputChoiceSet(
+        rows.append(element(ac.InputChoiceSet,
             id=ITEM_INPUT.format(item.number), label=f"Item {item.number}", style=act.ChoiceInputStyle.EXPANDED,
-            choices=[ac.InputChoice(title="Keep", value="keep"), ac.InputChoice(title="Remove", value="remove")],
+            choices=[element(ac.InputChoice, title="Keep", value="keep"),
+                     element(ac.InputChoice, title="Remove", value="remove")],
             value=value, spacing=act.Spacing.SMALL))
     return rows
 
@@ -154,7 +156,7 @@ def _review_card(view: ReviewBatchView, page: int, refresh_user_ids: Sequence[st
     if view.decidable and any(not i.gone for i in shown):
         needs = [d for d, on in (("keep", view.keep_reason_required), ("remove", view.remove_reason_required)) if on]
         label = f"Why (required to {' and to '.join(needs)})" if needs else "Comment (optional)"
-        body.append(ac.InputText(
+        body.append(element(ac.InputText,
             id=COMMENT_INPUT, label="Why? Say it to save your choices." if ask_reason else label,
             is_multiline=True, max_length=2000, value=_cut(comment, 2000) if comment else None,
             is_required=ask_reason or None, error_message="Say why." if ask_reason else None,

@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
-from cards import adaptive
+from cards import adaptive, compliance_adaptive, reviews_adaptive
 from cards.adaptive_elements import validating
+from handlers.compliance.views import DriftView, PauseView
 from handlers.views import FormRequest, ProfileView, Reply, RequestView, StepView
 from tests.teams.cardcheck import check_card
-from tests.teams.test_card_text import NASTY, PAYLOADS, view
+from tests.teams.test_card_text import NASTY, PAYLOADS, review_view, view
 
 
 def profile(i: int, *, eligible: bool = True) -> ProfileView:
@@ -71,6 +72,18 @@ CARDS: dict[str, Callable[[], dict[str, Any] | None]] = {
                                                     viewer="Alice@example.com"),
     "reply, requests": lambda: adaptive.reply_card(Reply(text="x", kind="requests", requests=(ACTIVE,),
                                                          data={"without_grant": ["eve@example.com"]})),
+    "review, 1 item": lambda: reviews_adaptive.review_card(review_view(1), refresh_user_ids=["29:1"], note=NASTY),
+    "review, last card of 200": lambda: reviews_adaptive.review_card(review_view(200), page=9, comment=NASTY,
+                                                                     ask_reason=True, note="Say why.", attention=True),
+    "review, closed": lambda: reviews_adaptive.review_card(review_view(20, state="signoff")),
+    "drift, member": lambda: compliance_adaptive.drift_card(DriftView(
+        id="D-3", provider="entra", group=PAYLOADS[0], user="pat@example.com", member=True,
+        first_seen="2026-11-23T08:00:00Z")),
+    "drift, escalated holder": lambda: compliance_adaptive.drift_card(DriftView(
+        id="D-4", provider="okta", group="g", user=NASTY, member=False, first_seen="2026-11-23T08:00:00Z",
+        request_id="REQ-9", escalated=True)),
+    "pause": lambda: compliance_adaptive.pause_card(PauseView(reason="terminated", count=30, limit=25,
+                                                              sample=tuple(PAYLOADS[:3]))),
 }
 
 

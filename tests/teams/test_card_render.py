@@ -22,7 +22,8 @@ from typing import Any
 
 import pytest
 
-from cards import adaptive, reviews_adaptive
+from cards import adaptive, compliance_adaptive, reviews_adaptive
+from handlers.compliance.views import DriftView, PauseView
 from handlers.views import FormRequest, ProfileView, Reply
 from tests.teams.cardcheck import check_card
 from tests.teams.test_card_text import NASTY, PAYLOADS, review_view, view
@@ -170,6 +171,11 @@ def every_card() -> dict[str, dict[str, Any]]:
         "review, last card of 200": reviews_adaptive.review_card(review_view(200), page=9, comment=NASTY,
                                                                  ask_reason=True, note="Say why.", attention=True),
         "review, closed": reviews_adaptive.review_card(review_view(20, state="signoff")),
+        "drift finding": compliance_adaptive.drift_card(DriftView(
+            id="D-3", provider="entra", group=PAYLOADS[0], user="pat@example.com", member=True,
+            first_seen="2026-11-23T08:00:00Z", escalated=True)),
+        "removals paused": compliance_adaptive.pause_card(PauseView(reason="terminated", count=30, limit=25,
+                                                                    sample=tuple(PAYLOADS[:3]))),
     }
 
 
