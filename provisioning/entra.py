@@ -394,9 +394,12 @@ class EntraProvider:
         gid = await self._group_id(group)
         uid = await self._user_id(email)
         what = f"{kind} {email} {'to' if kind == 'add' else 'from'} {group}"
+        if uid is None and kind == "remove":
+            # not found by address (renamed, or not yet searchable): the group's own list names its id
+            uid = await self._member_id(gid, group, email)
+            if uid is None:
+                return  # not in the group: nothing left to remove
         if uid is None:
-            if kind == "remove":
-                return
             raise ProviderError(f"Graph {what}: no such user", transient=False, status=404)
         method, path, body = self._request(kind, gid, uid)
         reply = await self._call(method, path, body=body, what=what)
@@ -410,6 +413,15 @@ class EntraProvider:
         error = _judge(kind, reply.status, code, message, f"Graph {what}", reply.correlation_id)
         if error is not None:
             raise error
+
+    async def _member_id(self, gid: str, group: str, email: str) -> str | None:
+        """The object id of the member of ``group`` whose mail or user principal name is ``email``."""
+        key = email.strip().lower()
+        for member in await self._pages(f"/groups/{gid}/members", {"$select": "id,mail,userPrincipalName"},
+                                        f"members of {group}"):
+            if key in (str(member.get("mail") or "").lower(), str(member.get("userPrincipalName") or "").lower()):
+                return str(member["id"])
+        return None
 
     async def add_member(self, group: str, email: str) -> None:
         await self._change("add", group, email)

@@ -251,7 +251,14 @@ class OktaProvider:
     async def remove_member(self, group: str, email: str) -> None:
         uid = await self._user_id(email)
         if uid is None:
-            return
+            # not found by login or email (renamed, or deactivated out of search): the group's own list
+            # names the member's id; only someone not in the group is already removed
+            key = email.strip().lower()
+            users = await self._pages(f"/groups/{quote(group, safe='')}/users", {"limit": "200"},
+                                      f"members of {group}")
+            uid = next((str(u["id"]) for u in users if self._email(u) == key), None)
+            if uid is None:
+                return
         what = f"remove {email} from {group}"
         reply = await self._call("DELETE", f"/groups/{quote(group, safe='')}/users/{uid}", what=what)
         if not reply.ok and reply.status != 404:
