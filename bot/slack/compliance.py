@@ -18,13 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from slack_bolt.request.async_request import AsyncBoltRequest
 
-from bot.compliance_words import DURATION, accept_problem, accept_words
 from bot.slack.identity import UNKNOWN_USER, acting_user
 from cards import compliance_slack as cards
 from cards import slack as blocks
-from handlers.compliance.commands import DriftRemove, ResumeRemovals
+from handlers.compliance.commands import DriftAccept, DriftRemove, ResumeRemovals
 from handlers.compliance.views import VERB_DRIFT_ACCEPT, VERB_DRIFT_REMOVE, VERB_RESUME
-from handlers.origin import acting_via
 from handlers.views import Reply
 
 if TYPE_CHECKING:
@@ -160,13 +158,10 @@ class ComplianceListeners:
         if n is None:
             return {"response_action": "update", "view": blocks.result_modal("Not accepted", NO_FINDING)}
         duration, reason = values.get(cards.DURATION_BLOCK), values.get(cards.REASON_BLOCK)
-        problem = accept_problem(duration, reason)  # the form's own check, as the request form has
-        if problem is not None:
-            field = cards.DURATION_BLOCK if problem[0] == DURATION else cards.REASON_BLOCK
-            return {"response_action": "errors", "errors": {field: problem[1][:150]}}
-        words = accept_words(n, duration, reason)
-        with acting_via("slack", acting_user(body)):  # the words as typed: the grammar decides, as in /access
-            reply = await self.l.app.service.handle_text(person, words)
+        reply = await self.l.handle(body, person, DriftAccept(n, duration, reason))
+        if reply.rule in ("duration", "duration>max", "reason"):  # said beside the box, the modal stays open
+            field = cards.REASON_BLOCK if reply.rule == "reason" else cards.DURATION_BLOCK
+            return {"response_action": "errors", "errors": {field: reply.text[:150]}}
         if not reply.ok:
             return {"response_action": "update", "view": blocks.result_modal("Not accepted", reply.text)}
         self.l.notifier.spawn(self._answer(body, reply, self._trusted_origin(body, meta, f"D-{n}")))

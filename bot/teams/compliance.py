@@ -13,9 +13,8 @@ import re
 from typing import Any
 
 from bot.bootstrap import App
-from bot.compliance_words import accept_words
 from cards import adaptive, compliance_adaptive
-from handlers.compliance.commands import DriftRemove, ResumeRemovals
+from handlers.compliance.commands import DriftAccept, DriftRemove, ResumeRemovals
 from handlers.compliance.views import VERB_DRIFT_ACCEPT, VERB_DRIFT_REMOVE, VERB_RESUME
 from handlers.drift import finding_view
 from handlers.ports import Person
@@ -67,10 +66,9 @@ async def compliance_invoke(app: App, person: Person, verb: str, data: dict[str,
         if reply.rule == "reason":
             return await _again(app, n, reply, "To remove, say why in the Because box, then press Remove again.")
         return _outcome(reply)
-    # the words as typed, whatever is missing: the grammar and the handler answer (and record) as for a message
-    words = accept_words(n, _text(data, compliance_adaptive.DURATION_INPUT), reason)
-    reply = await app.service.handle_text(person, words)
-    if reply.rule in ("reason", "duration"):
+    # the handler judges what the boxes hold (and records a refusal) as it does the typed words
+    reply = await app.service.handle(person, DriftAccept(n, _text(data, compliance_adaptive.DURATION_INPUT), reason))
+    if reply.rule in ("reason", "duration", "duration>max"):
         return await _again(app, n, reply, reply.text)
     return _outcome(reply)
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import yaml
 
-from bot.compliance_words import accept_words
 from handlers.policy import load_policy
 from tests.teams.conftest import AAD, TeamsHarness
 from tests.teams.test_hardening import FOREIGN, _tenanted
@@ -89,16 +88,16 @@ async def test_drift_cards_and_their_actions(teams_any_db: TeamsHarness) -> None
     assert "is already resolved" in _text(card)
     assert len(await h.events("membership.removed")) == 1
 
-    # accept runs the words `drift accept D-n for <d> because …` through the grammar, as typed
-    words = accept_words(int(alice_id[2:]), "7d", "on call this week")
-    typed = await h.app.service.handle_text(await h.app.deps.person(BOB), words)
+    # accept runs the same handler as the typed words, and is refused as they are
+    typed = await h.app.service.handle_text(await h.app.deps.person(BOB), f"drift accept {alice_id} for 7d because x")
     card = await h.click(BOB, "drift_accept", {"finding_id": alice_id, "duration": "7d",
                                                 "reason": "on call this week"})
     shown = _text(card).replace("\\", "")  # the card escapes Markdown: compare the words as read
-    assert shown.strip() == typed.text.strip().replace("\n", " ") or typed.text.splitlines()[0] in shown
-    # a box cannot smuggle words: a duration that is not one is left out, the reason becomes one line
-    assert accept_words(2, "1d because all", "x") == "drift accept D-2 because x"
-    assert accept_words(2, "7d", "a\nrevoke REQ-1") == "drift accept D-2 for 7d because a revoke REQ-1"
+    assert not typed.ok and typed.text.splitlines()[0] in shown
+    # what the boxes hold is judged whole, never read as more words: nothing is filed
+    card = await h.click(SAM, "drift_accept", {"finding_id": alice_id, "duration": "1d because all", "reason": "x"})
+    assert _text(card).startswith("Refused")
+    assert not await h.events("request.submitted")
     assert "alice@example.com" in await h.app.deps.providers["directory"].list_members("sg-staging-admin")
     assert (await h.app.store.verify_audit()).ok
 
