@@ -12,6 +12,8 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from store.sqlite_inline import InlineConnection, creator
+
 if TYPE_CHECKING:
     from alembic.config import Config
 
@@ -59,7 +61,9 @@ def _sqlite_setup(engine: Engine) -> None:
     def _connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA busy_timeout = 60000")
+        # an inline connection waits for locks only off the event loop's thread (it keeps 0 there)
+        if not isinstance(getattr(dbapi_conn, "_connection", None), InlineConnection):
+            cur.execute("PRAGMA busy_timeout = 60000")
         cur.execute("PRAGMA journal_mode = WAL")
         cur.execute("PRAGMA synchronous = NORMAL")
         cur.execute("PRAGMA foreign_keys = ON")
@@ -103,9 +107,15 @@ def _ping_when_idle(engine: Engine, after_s: float) -> None:
             raise DisconnectionError(f"idle connection did not answer: {type(exc).__name__}") from exc
 
 
-def make_async_engine(url: str | URL, *, ping_after_idle_s: float = PING_AFTER_IDLE_S, **kw: Any) -> AsyncEngine:
+def make_async_engine(url: str | URL, *, ping_after_idle_s: float = PING_AFTER_IDLE_S, inline_sqlite: bool = True,
+                      **kw: Any) -> AsyncEngine:
+    """The store's engine. On SQLite, calls run on the event loop's thread unless they would wait
+    (:mod:`store.sqlite_inline`); ``inline_sqlite=False`` keeps aiosqlite's thread for every call."""
     u = async_url(url)
     if u.get_backend_name() == "sqlite":
+        path = u.database or ""
+        if inline_sqlite and path and path != ":memory:" and not path.startswith("file:") and not u.query:
+            kw.setdefault("async_creator", creator(path))
         engine = create_async_engine(u, connect_args={"timeout": 60}, **kw)
         _sqlite_setup(engine.sync_engine)
         return engine
