@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from datetime import UTC, datetime, timedelta
 
 from bot.evidence_commands import _report, write_pack
 from handlers.evidence import Period
@@ -48,7 +49,10 @@ async def test_report_drift_and_report_html_show_resolutions(database_url, tmp_p
         assert "resolution=exception" in chat.text and "request_id=REQ-1" in chat.text
 
         out = tmp_path / "pack.zip"
-        await write_pack(h.app.store, Period.parse("2026-11-23", "2026-11-30"), out, sla_hours=24)
+        # events are recorded at the wall clock (the harness clock only judges): the period is around today
+        today = datetime.now(UTC).date()
+        period = Period.parse(str(today - timedelta(days=1)), str(today + timedelta(days=1)))
+        await write_pack(h.app.store, period, out, sla_hours=24)
         with zipfile.ZipFile(out) as z:
             html = z.read("report.html").decode()
             exceptions = z.read("exceptions.csv").decode()
