@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from bot.bootstrap import build_app  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from handlers.sweeps import SweepReport, expire_due  # noqa: E402
+from store.db import sends_no_begin  # noqa: E402
 
 CHAIN = ("mark.mgr@example.com", "dana.dba@example.com", "sam.sec@example.com", "sasha.sec@example.com")
 
@@ -52,8 +53,8 @@ def record(engine: Any, backend: str, into: list[Statement]) -> None:
     def statement(conn: Any, cursor: Any, sql: str, params: Any, context: Any, many: bool) -> None:
         into.append((sql, params, many))
 
-    def autocommit(conn: Any) -> bool:  # reads on PostgreSQL send no BEGIN and no COMMIT (store/repository.py)
-        return conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+    def autocommit(conn: Any) -> bool:  # the store's reads send no BEGIN and no COMMIT (store/repository.py)
+        return sends_no_begin(conn)
 
     @event.listens_for(engine, "commit")
     def commit(conn: Any) -> None:

@@ -71,10 +71,22 @@ def _sqlite_setup(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        if conn.get_execution_options().get("immediate"):
+        options = conn.get_execution_options()
+        if options.get("immediate"):
             conn.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
+        elif not options.get(STATEMENT_SNAPSHOTS):
             conn.exec_driver_sql("BEGIN")
+
+
+# Execution option: no BEGIN on SQLite, so each statement reads its own snapshot, as every statement
+# does at PostgreSQL's READ COMMITTED (store reads; see ``SqlStore.read``).
+STATEMENT_SNAPSHOTS = "accessbot_statement_snapshots"
+
+
+def sends_no_begin(conn: Any) -> bool:
+    """True for a connection whose transactions send no BEGIN and no COMMIT (the store's reads)."""
+    options = conn.get_execution_options()
+    return bool(options.get("isolation_level") == "AUTOCOMMIT" or options.get(STATEMENT_SNAPSHOTS))
 
 
 # A pooled connection idle for longer than this is pinged before use (see ``_ping_when_idle``).
