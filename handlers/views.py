@@ -108,3 +108,9 @@ class Reply:
     # A secret for the asker alone (a sign-in link): channels deliver it only where nobody else reads it
     # (Slack: an ephemeral answer or a DM; Teams: the personal chat), never into a channel or group chat.
     private: bool = False
+
+
+
+def refused(rule: str, text: str, **kw: Any) -> Reply:
+    """A refusal: its text names the rule that refused, as every refusal's does."""
+    return Reply(text=f"Refused ({rule}): {text}", ok=False, kind="refusal", rule=rule, **kw)

@@ -26,11 +26,7 @@ from handlers.policy import Policy, Profile
 from handlers.ports import Notice
 from handlers.records import HOLDING_STATES, PENDING, DriftRecord, RequestRecord
 from handlers.requests import _fields
-from handlers.views import Reply
-
-
-def _refused(rule: str, text: str) -> Reply:
-    return Reply(text=f"Refused ({rule}): {text}", ok=False, kind="refusal", rule=rule)
+from handlers.views import Reply, refused
 
 
 def profile_for(policy: Policy, finding: DriftRecord) -> tuple[Profile | None, str | None]:
@@ -52,17 +48,17 @@ async def drift_accept(deps: Deps, who: str, finding_id: int, duration: str | No
     ref = drift_ref(finding_id)
     usage = f"`drift accept {ref} for <duration> because <reason>`"
     if not duration:
-        return _refused("duration", f"say for how long: {usage}.")
+        return refused("duration", f"say for how long: {usage}.")
     if not reason:
-        return _refused("reason", f"say why: {usage}.")
+        return refused("reason", f"say why: {usage}.")
     async with deps.store.read() as repo:
         finding = await repo.get_drift(finding_id)
     if finding is None:
-        return _refused("not-found", f"there is no drift finding {ref}.")
+        return refused("not-found", f"there is no drift finding {ref}.")
     if finding.resolved_at is not None:
-        return _refused("resolved", f"{ref} is already resolved; see `report drift`.")
+        return refused("resolved", f"{ref} is already resolved; see `report drift`.")
     if finding.kind != "member":
-        return _refused("not-a-member", f"{ref} is a grant holder who is not a member: the bot restores or ends "
+        return refused("not-a-member", f"{ref} is a grant holder who is not a member: the bot restores or ends "
                         "that grant by itself.")
     profile, rule = profile_for(deps.policy, finding)
     where = f"{finding.provider}/{finding.group}"
@@ -71,10 +67,10 @@ async def drift_accept(deps: Deps, who: str, finding_id: int, duration: str | No
                  "exception: not allowed": f"the profile of {where} has no exception chain; use "
                  f"`drift remove {ref} because …`.",
                  "ambiguous-profile": f"several profiles with an exception chain manage {where}."}
-        return _refused(rule or "no-profile", texts.get(rule or "no-profile", ""))
+        return refused(rule or "no-profile", texts.get(rule or "no-profile", ""))
     member = await deps.person(finding.email)
     if member is None or not member.active:
-        return _refused("inactive", f"{finding.email} is not an active person at the identity provider; the leaver "
+        return refused("inactive", f"{finding.email} is not an active person at the identity provider; the leaver "
                         "sweep removes their memberships.")
     limit = profile.exception.max_duration
     asked = RequestAccess(profile=profile.id, duration=duration, reason=reason, ticket=find_ticket(reason),
@@ -82,32 +78,32 @@ async def drift_accept(deps: Deps, who: str, finding_id: int, duration: str | No
     length, justification, ticket, problems = _fields(profile, asked, limit, "")
     if problems:
         first = problems[0]
-        return _refused(first.rule, first.text + first.more)
+        return refused(first.rule, first.text + first.more)
     chain = await resolve_chain(profile.exception.approval, policy=deps.policy, profile=profile, requester=member,
                                 directory=deps.directory)
     bad = first_unsatisfiable(chain, frozenset({who}))
     if bad is not None:
-        return _refused(bad.rule, f"the exception chain of {profile.id} cannot be satisfied at {bad.rule} "
+        return refused(bad.rule, f"the exception chain of {profile.id} cannot be satisfied at {bad.rule} "
                         f"without {who} (who files it counts as its requester).")
     try:  # the group as the provider has it now: a member who left meanwhile is not accepted
         members = {m.lower() for m in await deps.provider(finding.provider).list_members(finding.group)}
     except Exception as exc:
-        return _refused("provider", f"could not read {where} now ({str(exc)[:200]}); try again.")
+        return refused("provider", f"could not read {where} now ({str(exc)[:200]}); try again.")
     now = deps.now()
     async with deps.store.write() as repo:
         current = await repo.get_drift(finding_id)
         if current is None or current.resolved_at is not None:
-            return _refused("resolved", f"{ref} was resolved meanwhile; see `report drift`.")
+            return refused("resolved", f"{ref} was resolved meanwhile; see `report drift`.")
         filed = await repo.get_state(accept_key(finding_id))
         if filed is not None:
             return Reply(text=f"Refused (accept-pending): {ref} is already being accepted through "
                          f"{filed.get('request_id')} (filed by {filed.get('by')}).", ok=False, kind="refusal",
                          rule="accept-pending", data={"existing": filed.get("request_id")})
         if await repo.get_state(remove_key(finding_id)) is not None:
-            return _refused("removing", f"{finding.email} is being removed from {where} already.")
+            return refused("removing", f"{finding.email} is being removed from {where} already.")
         if finding.email not in members:
             await resolve_finding(repo, current, "gone", now, by=who)
-            return _refused("gone", f"{finding.email} is no longer in {where}: {ref} is resolved as gone and "
+            return refused("gone", f"{finding.email} is no longer in {where}: {ref} is resolved as gone and "
                             "there is nothing to accept.")
         dup = await repo.find_requests(requester=finding.email, profile=profile.id, states=(PENDING, *HOLDING_STATES))
         if dup:

@@ -18,7 +18,7 @@ from handlers.compliance.findings import accept_key, drift_ref, remove_key
 from handlers.context import Deps
 from handlers.grammar import _split_reason
 from handlers.ports import Person
-from handlers.views import Reply
+from handlers.views import Reply, refused
 
 
 @dataclass(frozen=True)
@@ -115,34 +115,32 @@ async def drift_remove(deps: Deps, who: str, finding_id: int, reason: str | None
     """Remove a drifted member through the provider within the command, as ``revoke`` does."""
     ref = drift_ref(finding_id)
     if not reason:
-        return Reply(text=f"Say why: `drift remove {ref} because <reason>`.", ok=False, kind="refusal", rule="reason")
+        return refused("reason", f"say why: `drift remove {ref} because <reason>`.")
     now = deps.now()
     async with deps.store.write() as repo:
         finding = await repo.get_drift(finding_id)
         if finding is None:
-            return Reply(text=f"There is no open drift finding {ref}.", ok=False, kind="refusal", rule="not-found")
+            return refused("not-found", f"there is no open drift finding {ref}.")
         if finding.resolved_at is not None:
-            return Reply(text=f"{ref} is already resolved; see `report drift`.", ok=False, kind="refusal",
-                         rule="resolved")
+            return refused("resolved", f"{ref} is already resolved; see `report drift`.")
         if finding.kind != "member":
-            return Reply(text=f"{ref} is a grant holder who is not a member: nothing to remove (the bot restores "
-                         "or ends that grant by itself).", ok=False, kind="refusal", rule="not-a-member")
+            return refused("not-a-member", f"{ref} is a grant holder who is not a member: nothing to remove (the bot "
+                           "restores or ends that grant by itself).")
         filed = await repo.get_state(accept_key(finding_id))
         if filed is not None:
-            return Reply(text=f"{ref} is being accepted through {filed.get('request_id')}: deny it there (or wait "
-                         "for its chain); a denial removes the member.", ok=False, kind="refusal",
-                         rule="accept-pending", data={"existing": filed.get("request_id")})
+            existing = filed.get("request_id")
+            return refused("accept-pending", f"{ref} is being accepted through {existing}: deny it there (or wait "
+                           "for its chain); a denial removes the member.", data={"existing": existing})
         if await repo.get_state(remove_key(finding_id)) is not None:
-            return Reply(text=f"{ref}: {finding.email} is being removed already.", ok=False, kind="refusal",
-                         rule="removing")
+            where = f"{finding.provider}/{finding.group}"
+            return refused("removing", f"{finding.email} is being removed from {where} already.")
         op = await plan_drift_removal(repo, finding, who, now, reason=reason)
         if op is not None:
             await repo.append("drift.remove_requested", actor=who, ts=now, data={
                 "id": ref, "provider": finding.provider, "group": finding.group, "user": finding.email,
                 "reason": reason})
     if op is None:
-        return Reply(text=f"{ref}: {finding.email} is covered by a grant or already being removed.", ok=False,
-                     kind="refusal", rule="busy")
+        return refused("busy", f"{ref}: {finding.email} is covered by a grant or already being removed.")
     status = await settle_removal(deps, finding)
     if status != "done":
         return Reply(text=f"{ref}: removing {finding.email} from {finding.provider}/{finding.group} is queued "
