@@ -54,11 +54,12 @@ class Files:
         self.edit_directory(change)
 
 
-def copy_examples(tmp_path: Path) -> Files:
+def copy_examples(tmp_path: Path, source: Path = EXAMPLES) -> Files:
+    """The example policy and directory (or those of ``source``), copied where the test may change them."""
     policy = tmp_path / "policy.yaml"
     directory = tmp_path / "directory.yaml"
-    shutil.copy(EXAMPLES / "policy.yaml", policy)
-    shutil.copy(EXAMPLES / "directory.yaml", directory)
+    shutil.copy(source / "policy.yaml", policy)
+    shutil.copy(source / "directory.yaml", directory)
     return Files(policy, directory)
 
 

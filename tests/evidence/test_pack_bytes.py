@@ -34,6 +34,7 @@ from tests.support import MutableClock, RecordingNotifier, copy_examples
 
 DAY = datetime(2026, 11, 10, 9, 0, tzinfo=UTC)  # the period is 2026-11-10 .. 2026-11-11
 GENERATED = datetime(2026, 11, 13, 12, 0, tzinfo=UTC)
+FIXED = Path(__file__).resolve().parent.parent / "fixtures" / "pack_bytes"  # the policy and directory recorded
 
 GOLDEN = {
     "VERIFYING.md": "2afd737d7f1d3647d7813e0fb5fcd4a7687a45a089c3018d7274c6a90fb009c5",
@@ -58,7 +59,7 @@ async def _record(database_url: str, tmp_path: Path, monkeypatch) -> Settings:  
     """Requests before, inside and after the period: approved, auto-approved, denied, cancelled,
     extended, released, revoked, expired by a sweep, a leaver's grants ended, an exception, a policy
     change inside the period, a review campaign, refusals."""
-    files = copy_examples(tmp_path)
+    files = copy_examples(tmp_path, FIXED)  # its own copy: the examples may change, these bytes may not
     clock = MutableClock(DAY - timedelta(days=1))
     monkeypatch.setattr(store.repository, "_wall_clock", clock.now)
     ids = itertools.count(1)
