@@ -17,7 +17,6 @@ from bot.teams.identity import (
     conversation_reference,
     identify,
     is_personal,
-    remember,
 )
 from bot.teams.invoke import CARD_TYPE, InvokeHandler, InvokeResponse, card_response
 from bot.teams.notifier import BOT_ADDRESS, TeamsNotifier
@@ -53,16 +52,15 @@ class AccessBot(ActivityHandler):
     # -- helpers ----------------------------------------------------------------------------------
     async def _person(self, context: TurnContext) -> Person | None:
         person = await identify(self.app, context)
-        await self._remember_bot(context)
-        if person is not None:
-            await remember(self.addresses, context, person)
+        if is_personal(context):  # one reference serves both: the bot's own address and the person's
+            ref = conversation_reference(context)
+            await self._remember_bot(context, dict(ref))
+            if person is not None:
+                await self.addresses.save(person.email.lower(), ref)
         return person
 
-    async def _remember_bot(self, context: TurnContext) -> None:
+    async def _remember_bot(self, context: TurnContext, ref: dict[str, Any]) -> None:
         """The service URL, tenant and bot account, for conversations the bot starts itself."""
-        if not is_personal(context):
-            return
-        ref = conversation_reference(context)
         ref.pop("user", None)
         channel_data = context.activity.channel_data if isinstance(context.activity.channel_data, dict) else {}
         tenant = (channel_data.get("tenant") or {}).get("id") or context.activity.conversation.tenant_id

@@ -103,9 +103,3 @@ class AddressBook:
         if len(self._saved) >= self.size:
             self._saved.clear()
         self._saved[key] = blob
-
-
-async def remember(book: AddressBook, context: TurnContext, person: Person) -> None:
-    """Store the personal conversation reference (restart-proof) so the bot can write first later."""
-    if is_personal(context):
-        await book.save(person.email.lower(), conversation_reference(context))
