@@ -392,19 +392,28 @@ class Listeners:
     async def on_deny_submit(self, ack: Any, body: dict[str, Any], request: AsyncBoltRequest) -> None:
         await self._answer_modal(ack, self._deny_submit(body, request), self._late(body))
 
-    async def _deny_submit(self, body: dict[str, Any], request: AsyncBoltRequest) -> dict[str, Any] | None:
+    async def _request_form(self, body: dict[str, Any], request: AsyncBoltRequest, block: str,
+                            title: str) -> tuple[Person, int, dict[str, Any]] | dict[str, Any] | None:
+        """A submitted request form's sender, request number and values; or the modal's answer when the
+        submission is a replay (None), its sender unknown, or the form names no request."""
         if not await self.first_time(request, body):
             return None
         person = await self.person(body)
         if person is None:
-            return {"response_action": "errors", "errors": {blocks.REASON_BLOCK: UNKNOWN_USER[:150]}}
+            return {"response_action": "errors", "errors": {block: UNKNOWN_USER[:150]}}
         view = body.get("view") or {}
         n = blocks.parse_request_value(_metadata(view).get("request"))
         if n is None:
-            return {"response_action": "update", "view": blocks.result_modal("Not denied",
-                                                                             "This form does not name a request.")}
-        reason = blocks.modal_values(view.get("state") or {}).get(blocks.REASON_BLOCK)
-        reply = await self.handle(body, person, Deny(n, reason))
+            return {"response_action": "update",
+                    "view": blocks.result_modal(title, "This form does not name a request.")}
+        return person, n, blocks.modal_values(view.get("state") or {})
+
+    async def _deny_submit(self, body: dict[str, Any], request: AsyncBoltRequest) -> dict[str, Any] | None:
+        form = await self._request_form(body, request, blocks.REASON_BLOCK, "Not denied")
+        if not isinstance(form, tuple):
+            return form
+        person, n, values = form
+        reply = await self.handle(body, person, Deny(n, values.get(blocks.REASON_BLOCK)))
         if reply.rule == "reason":
             return {"response_action": "errors", "errors": {blocks.REASON_BLOCK: "Say why you deny the request."}}
         if not reply.ok:
@@ -415,17 +424,10 @@ class Listeners:
         await self._answer_modal(ack, self._extend_submit(body, request), self._late(body))
 
     async def _extend_submit(self, body: dict[str, Any], request: AsyncBoltRequest) -> dict[str, Any] | None:
-        if not await self.first_time(request, body):
-            return None
-        person = await self.person(body)
-        if person is None:
-            return {"response_action": "errors", "errors": {blocks.EXTEND_BLOCK: UNKNOWN_USER[:150]}}
-        view = body.get("view") or {}
-        n = blocks.parse_request_value(_metadata(view).get("request"))
-        if n is None:
-            return {"response_action": "update", "view": blocks.result_modal("Not extended",
-                                                                             "This form does not name a request.")}
-        values = blocks.modal_values(view.get("state") or {})
+        form = await self._request_form(body, request, blocks.EXTEND_BLOCK, "Not extended")
+        if not isinstance(form, tuple):
+            return form
+        person, n, values = form
         reply = await self.handle(body, person, Extend(n, values.get(blocks.EXTEND_BLOCK),
                                                              values.get(blocks.REASON_BLOCK)))
         if not reply.ok:
