@@ -14,7 +14,8 @@ whenever the call cannot wait, and hands it to the connection's thread only when
   interrupted read changes nothing, and SQLite keeps the transaction) and run again on the
   connection's thread, so a long report or export does not hold up the loop.
 - Writes that got their lock run to the end on the loop's thread: this store writes a few rows at
-  a time, and the export and the reports only read.
+  a time, and the export and the reports only read. A batch (``executemany``) goes to the
+  connection's thread at once: one that met a lock part-way could not simply be run again.
 
 The rows of a ``SELECT`` are buffered by the cursor, which is what SQLAlchemy does with them anyway
 (it fetches all of a non-streaming result at once); this store never streams.
@@ -73,6 +74,12 @@ class _Cursor(aiosqlite.Cursor):
             self._rows = await self._conn._read(self._cursor, sql, parameters)
         else:
             await self._execute(self._cursor.execute, sql, parameters)
+        return self
+
+    async def executemany(self, sql: str, parameters: Iterable[Iterable[Any]]) -> _Cursor:
+        """On the connection's thread: a batch that met a lock part-way could not simply be run again."""
+        self._rows = None
+        await self._conn._hand_off(partial(self._cursor.executemany, sql, parameters))
         return self
 
     async def fetchone(self) -> Any:

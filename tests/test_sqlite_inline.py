@@ -148,3 +148,15 @@ async def test_the_thread_per_call_engine_is_still_there(tmp_path):
             assert (await conn.execute(text("PRAGMA busy_timeout"))).scalar() == 60000
     finally:
         await engine.dispose()
+
+
+async def test_a_batch_goes_to_the_connections_thread_whole(tmp_path):
+    engine = await _engine(tmp_path)
+    try:
+        async with engine.begin() as conn:
+            driver = await _driver(conn)
+            await conn.execute(text("INSERT INTO t (v) VALUES (:v)"), [{"v": f"row-{i}"} for i in range(50)])
+            assert driver.handed_off == 1
+            assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 50
+    finally:
+        await engine.dispose()
