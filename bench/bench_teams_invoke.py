@@ -49,6 +49,7 @@ from aiohttp import ClientSession, TCPConnector, web
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.rss import workers_line  # noqa: E402
 from bot.bootstrap import build_app  # noqa: E402
 from bot.notify import FanoutNotifier  # noqa: E402
 from bot.server import create_web_app, settle_heap  # noqa: E402
@@ -272,6 +273,7 @@ def run_workers(concurrency: int, rounds: int, workers: int, url: str) -> dict[s
             return asyncio.run(_drive_workers(settings, stub.base, concurrency, rounds, port, bare_port))
     finally:
         if serve is not None:
+            print(workers_line(serve.pid))  # while they still run: what each worker held at its peak
             serve.send_signal(signal.SIGTERM)
             serve.wait(30)
         for proc in bare:

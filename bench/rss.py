@@ -18,3 +18,32 @@ def peak_rss_line(children: str = "the largest child process") -> str:
     if child:
         line += f", {children} {_mb(child):.0f} MB"
     return line
+
+
+def _status(pid: int) -> dict[str, str]:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+    except OSError:
+        return {}
+
+
+def children_peaks(parent: int) -> list[float]:
+    """Peak RSS (VmHWM, MB) of each live child of ``parent`` (``accessbot serve``'s workers), read from
+    /proc while they still run; empty where /proc is not there."""
+    peaks = []
+    try:
+        with open(f"/proc/{parent}/task/{parent}/children") as f:
+            pids = [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+    for pid in pids:
+        hwm = _status(pid).get("VmHWM", "").split()
+        if hwm:
+            peaks.append(int(hwm[0]) / 1024)
+    return peaks
+
+
+def workers_line(parent: int) -> str:
+    peaks = children_peaks(parent)
+    return ("peak RSS per serve worker: " + ", ".join(f"{p:.0f} MB" for p in peaks)) if peaks else ""
