@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,27 @@ class DirectoryError(Exception):
 class _Snapshot:
     users: dict[str, dict[str, Any]]
     groups: dict[str, frozenset[str]]
+    # Look-ups each command makes, indexed once per parse: a person's groups, and who carries an
+    # ``aad_object_id`` (lower case) or a ``slack_id`` (the first such user in the file, as a scan finds).
+    groups_of: dict[str, frozenset[str]] = field(default_factory=dict)
+    by_key: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @classmethod
+    def indexed(cls, users: dict[str, dict[str, Any]], groups: dict[str, frozenset[str]]) -> _Snapshot:
+        groups_of: dict[str, set[str]] = {}
+        for name, members in groups.items():
+            for member in members:
+                groups_of.setdefault(member, set()).add(name)
+        by_key: dict[str, dict[str, str]] = {key: {} for key in FIND_KEYS}
+        for email, entry in users.items():
+            for key, lower in FIND_KEYS.items():
+                found = entry.get(key)
+                if found is not None:
+                    by_key[key].setdefault(str(found).lower() if lower else str(found), email)
+        return cls(users, groups, {m: frozenset(g) for m, g in groups_of.items()}, by_key)
+
+
+FIND_KEYS = {"aad_object_id": True, "slack_id": False}  # key -> compared in lower case
 
 
 def sign_in_time(value: Any) -> datetime | None:
@@ -112,7 +133,7 @@ def parse_directory(raw: bytes, source: str = "<directory>") -> _Snapshot:
         groups[str(name)] = frozenset(m.strip().lower() for m in members)
     if errors:
         raise DirectoryError(f"{source}:\n" + "\n".join(f"  {e}" for e in errors))
-    return _Snapshot(users, groups)
+    return _Snapshot.indexed(users, groups)
 
 
 class DirectoryProvider:
@@ -149,7 +170,10 @@ class DirectoryProvider:
 
     async def _groups(self, *, email: str | None = None, group: str | None = None) -> dict[str, set[str]]:
         snap = self.snapshot()
-        groups = {name: set(members) for name, members in snap.groups.items() if group is None or name == group}
+        if email is not None and group is None:  # one person's groups, from the index
+            groups = {name: {email} for name in snap.groups_of.get(email, ())}
+        else:
+            groups = {name: set(members) for name, members in snap.groups.items() if group is None or name == group}
         scope = scope_cache()
         if scope is not None:  # one read of the overlay serves every look-up of this command or sweep
             key = ("directory-overlay", id(self))
@@ -188,14 +212,13 @@ class DirectoryProvider:
         return await self._find("slack_id", slack_id)
 
     async def find_by_aad_object_id(self, object_id: str) -> Person | None:
-        return await self._find("aad_object_id", object_id.lower(), lower=True)
+        return await self._find("aad_object_id", object_id.lower())
 
-    async def _find(self, key: str, value: str, lower: bool = False) -> Person | None:
-        for entry in self.snapshot().users.values():
-            found = entry.get(key)
-            if found is not None and (str(found).lower() if lower else str(found)) == value:
-                return self._person(entry, await self._groups(email=entry["email"]))
-        return None
+    async def _find(self, key: str, value: str) -> Person | None:
+        snap = self.snapshot()
+        email = snap.by_key[key].get(value)
+        entry = snap.users.get(email) if email is not None else None
+        return self._person(entry, await self._groups(email=entry["email"])) if entry else None
 
     async def add_member(self, group: str, email: str) -> None:
         if email.strip().lower() not in self.snapshot().users:

@@ -51,6 +51,18 @@ async def test_file_is_read_afresh(provider):
     assert (await p.get_user("bob@example.com")).active is False
 
 
+async def test_lookups_follow_the_file_they_are_indexed_from(provider):
+    p, files = provider
+    assert await p.find_by_slack_id("u0alice") is None  # Slack ids are compared exactly, object ids in any case
+    text = files.directory.read_text().replace("U0ALICE", "U0ALICE2").replace("7d1e2a40", "0d1e2a40")
+    files.directory.write_text(text + "\n")  # a new size: the next look-up parses it again
+    assert await p.find_by_slack_id("U0ALICE") is None
+    assert (await p.find_by_slack_id("U0ALICE2")).email == "alice@example.com"
+    assert (await p.find_by_aad_object_id("0D1E2A40-0A1B-4C2D-9E3F-A1B2C3D4E5F6")).email == "alice@example.com"
+    files.add_to_group("sg-staging-admin", "alice@example.com")
+    assert "sg-staging-admin" in (await p.get_user("alice@example.com")).groups
+
+
 @pytest.mark.parametrize(("text", "where"), [
     ("users: [\n", "line"),
     ("- just a list\n", "line 1"),
