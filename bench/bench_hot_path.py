@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 from bench.bench_lifecycle import Statement, _is_txn, record  # noqa: E402
 from bot.bootstrap import build_app  # noqa: E402
 from bot.settings import Settings  # noqa: E402
-from bot.teams.invoke import InvokeHandler  # noqa: E402
+from bot.teams.invoke import InvokeHandler, click_scope  # noqa: E402
 from bot.teams.notifier import TeamsNotifier  # noqa: E402
 
 CHAIN = ("mark.mgr@example.com", "dana.dba@example.com", "sam.sec@example.com", "sasha.sec@example.com")
@@ -101,8 +101,9 @@ async def clicks(url: str, directory: str, n: int, recorded: list[Statement] | N
         async def click(name: str, oid: str, verb: str, n_: int, measured: bool) -> dict[str, Any]:
             first = len(into)
             wall0, cpu0 = time.perf_counter(), time.process_time()
-            person = await deps.directory.find_by_aad_object_id(oid)  # type: ignore[attr-defined]
-            response = await invokes.handle(person, verb, {"request_id": n_})
+            with click_scope(verb):  # as the Teams route does
+                person = await deps.directory.find_by_aad_object_id(oid)  # type: ignore[attr-defined]
+                response = await invokes.handle(person, verb, {"request_id": n_})
             body = json.dumps(response.body)
             wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
             if measured:

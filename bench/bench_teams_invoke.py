@@ -55,6 +55,7 @@ from bot.notify import FanoutNotifier  # noqa: E402
 from bot.server import create_web_app, settle_heap  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from bot.teams import TEAMS_KEY  # noqa: E402
+from bot.teams.invoke import click_scope  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "teams" / "invoke_adaptive_card_action.json"
 MARK_OID = "0a8e3c11-2b2d-4e6f-8a9b-0c1d2e3f4a5b"
@@ -75,9 +76,10 @@ def bare_route(app: web.Application, teams_key: Any) -> None:
     async def bare(request: web.Request) -> web.Response:
         body = await request.json()
         channel = request.app[teams_key]
-        person = await channel.bot.app.deps.directory.find_by_aad_object_id(body["from"]["aadObjectId"])
         action = body["value"]["action"]
-        response = await channel.bot.invokes.handle(person, action["verb"], action["data"])
+        with click_scope(action["verb"]):  # as the Teams route does
+            person = await channel.bot.app.deps.directory.find_by_aad_object_id(body["from"]["aadObjectId"])
+            response = await channel.bot.invokes.handle(person, action["verb"], action["data"])
         return web.json_response(response.body, status=response.status)
 
     async def warm(request: web.Request) -> web.Response:

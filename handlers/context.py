@@ -23,7 +23,11 @@ _scope: ContextVar[dict[Any, Any] | None] = ContextVar("accessbot_scope", defaul
 
 @contextmanager
 def one_lookup_per_person() -> Iterator[None]:
-    """Within this scope (one command, one sweep), each person is looked up at most once."""
+    """Within this scope (one command, one sweep, one card refresh), each person is looked up at most
+    once. A scope opened inside another is the same scope."""
+    if _scope.get() is not None:
+        yield
+        return
     token = _scope.set({})
     try:
         yield

@@ -18,7 +18,7 @@ from bot.teams.identity import (
     identify,
     is_personal,
 )
-from bot.teams.invoke import CARD_TYPE, InvokeHandler, InvokeResponse, card_response
+from bot.teams.invoke import CARD_TYPE, InvokeHandler, InvokeResponse, card_response, click_scope
 from bot.teams.notifier import BOT_ADDRESS, TeamsNotifier
 from cards import adaptive
 from cards import reviews_adaptive as review_cards
@@ -165,11 +165,12 @@ class AccessBot(ActivityHandler):
         action = invoke_value.action
         verb = str(action.verb or "") if action else ""
         data = dict(action.data) if action and isinstance(action.data, dict) else {}
-        person = await self._person(turn_context)
-        if person is None:
-            return self._answer(card_response(adaptive.text_card(UNKNOWN_USER, attention=True)))
-        with acting_via("teams", sender_object_id(turn_context)):
-            response = await self.invokes.handle(person, verb, data)
+        with click_scope(verb):
+            person = await self._person(turn_context)
+            if person is None:
+                return self._answer(card_response(adaptive.text_card(UNKNOWN_USER, attention=True)))
+            with acting_via("teams", sender_object_id(turn_context)):
+                response = await self.invokes.handle(person, verb, data)
         activity = turn_context.activity
         if response.tracks and activity.reply_to_id and is_personal(turn_context):
             await self._track_status(turn_context, response.tracks, person.email, activity.reply_to_id)

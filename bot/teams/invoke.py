@@ -7,6 +7,7 @@ are not an approver of its open step. A second click or a stale card gets the cu
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ from bot.teams.compliance import compliance_invoke
 from bot.teams.review_invoke import ReviewInvokes, names_review
 from cards import adaptive
 from cards.reviews_adaptive import VERB_REVIEW
+from handlers.context import one_lookup_per_person
 from handlers.grammar import Approve, Deny, Extend, RequestAccess, Status
 from handlers.ports import Person
 from handlers.views import Reply, RequestView
@@ -66,6 +68,12 @@ async def _visible_view(app: App, person: Person, n: int) -> RequestView | None:
     """The request as this person may see it (None when they may not)."""
     reply = await app.service.handle(person, Status(n))
     return reply.request if reply.ok else None
+
+
+def click_scope(verb: str) -> AbstractContextManager[None]:
+    """A refresh only reads: one look-up per person (and one read of the directory's overlay) serves the
+    whole click, the sender's identification included. A click that writes keeps a scope per command."""
+    return one_lookup_per_person() if verb == adaptive.VERB_REFRESH else nullcontext()
 
 
 class InvokeHandler:
