@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 import uuid
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,8 +22,8 @@ import msal
 import requests
 
 from handlers.ports import Member, Person, ProviderError
+from provisioning.graph_batch import GraphBatches, _graph_error, _judge
 from provisioning.http import (
-    TRANSIENT_STATUSES,
     Reply,
     RetryPolicy,
     parse_retry_after,
@@ -40,11 +38,6 @@ MICROSOFT_AUTHORITY_HOSTS = frozenset({
 })
 USER_SELECT = "id,mail,userPrincipalName,displayName,department,jobTitle,employeeType,accountEnabled"
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-BATCH_LIMIT = 20
-BATCHES_IN_FLIGHT = 4  # $batch requests sent at once; Graph runs each one's requests in any order
-# A batch call keeps retrying throttled requests for at most this long, well inside the 60 s lease
-# on the operations it carries; what is left is tried again by the next sweep.
-BATCH_TIME_BUDGET = 40.0
 PRIVATE_KEY_RE = re.compile(r"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.+?-----END \1PRIVATE KEY-----", re.S)
 
 
@@ -52,28 +45,7 @@ def _odata_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _graph_error(reply: Reply) -> tuple[str, str]:
-    err = reply.data.get("error") if isinstance(reply.data, dict) else None
-    if isinstance(err, dict):
-        return str(err.get("code") or ""), str(err.get("message") or "")
-    return "", reply.text[:200]
-
-
-def _judge(kind: str, status: int, code: str, message: str, what: str, correlation_id: str | None,
-           retry_after: float | None = None) -> ProviderError | None:
-    """None when the membership change reached its goal, else the error to report."""
-    if 200 <= status < 300:
-        return None
-    if kind == "add" and status == 400 and "already exist" in message:
-        return None
-    if kind == "remove" and status == 404:
-        return None
-    return ProviderError(f"{what}: HTTP {status} {code}: {message}".rstrip(": "),
-                         transient=status in TRANSIENT_STATUSES, retry_after=retry_after, status=status,
-                         correlation_id=correlation_id)
-
-
-class EntraProvider:
+class EntraProvider(GraphBatches):
     """Implements ``Directory`` and ``GroupProvider`` against Microsoft Graph."""
 
     name = "entra"
@@ -486,146 +458,6 @@ class EntraProvider:
                                   active=sp.get("accountEnabled") is not False))
         return sorted(members, key=lambda m: m.email)
 
-    async def _batch_get(self, asks: list[tuple[str, str]], what: str) -> dict[str, tuple[int, Any]]:
-        """GET requests through ``$batch`` (20 a call, a few calls at once); inner 429 and 5xx answers are
-        asked again after the ``Retry-After`` Graph gave them. Returns id → (status, body)."""
-        results: dict[str, tuple[int, Any]] = {}
-        pending = asks
-        idle = 0
-        while pending:
-            refused: list[tuple[str, str]] = []
-            waits: list[float] = []
-            chunks = list(_chunks(pending, BATCH_LIMIT))
-            for k in range(0, len(chunks), BATCHES_IN_FLIGHT):
-                replies = await asyncio.gather(*(self._call(
-                    "POST", "/$batch", body={"requests": [{"id": i, "method": "GET", "url": u} for i, u in chunk]},
-                    what=what) for chunk in chunks[k:k + BATCHES_IN_FLIGHT]))
-                for chunk, reply in zip(chunks[k:k + BATCHES_IN_FLIGHT], replies, strict=True):
-                    if not reply.ok:
-                        raise self._error(reply, what)
-                    answers = {str(a.get("id")): a for a in reply.data.get("responses") or []}
-                    for ask in chunk:
-                        answer = answers.get(ask[0], {"status": 503})
-                        status = int(answer.get("status") or 503)
-                        if status in TRANSIENT_STATUSES:
-                            headers = {str(h).lower(): str(v) for h, v in (answer.get("headers") or {}).items()}
-                            wait = parse_retry_after(headers.get("retry-after"))
-                            if wait is not None:
-                                waits.append(wait)
-                            refused.append(ask)
-                        else:
-                            results[ask[0]] = (status, answer.get("body"))
-            if refused:
-                idle = idle + 1 if len(refused) == len(pending) else 0
-                if idle >= self.policy.max_attempts:
-                    raise ProviderError(f"Graph {what}: still throttled after {idle} tries", transient=True,
-                                        retry_after=max(waits) if waits else None, status=429)
-                await asyncio.sleep(self.policy.delay(max(idle, 1), max(waits) if waits else None))
-            pending = refused
-        return results
-
-    async def apply_batch(self, ops: list[tuple[str, str, str]]) -> list[ProviderError | None]:
-        """Apply ("add"|"remove", group, email) operations through ``$batch``; one result per op."""
-        results: list[ProviderError | None] = [None] * len(ops)
-        pending: list[tuple[int, dict[str, Any]]] = []
-        keys: dict[int, tuple[str, str]] = {}
-        for i, (kind, group, email) in enumerate(ops):
-            try:
-                gid = await self._group_id(group)
-                uid = await self._user_id(email)
-                if uid is None:
-                    if kind == "add":
-                        results[i] = ProviderError(f"Graph add {email}: no such user", transient=False, status=404)
-                    continue
-                method, path, body = self._request(kind, gid, uid)
-            except (ProviderError, ValueError) as exc:
-                results[i] = exc if isinstance(exc, ProviderError) else ProviderError(str(exc), transient=False)
-                continue
-            request: dict[str, Any] = {"id": str(i), "method": method, "url": path}
-            if body is not None:
-                request |= {"body": body, "headers": {"Content-Type": "application/json"}}
-            pending.append((i, request))
-            keys[i] = (gid, uid)
-        idle_rounds = 0  # rounds in a row in which nothing got through
-        deadline = time.monotonic() + BATCH_TIME_BUDGET
-        while pending:
-            # Graph runs a batch's requests in any order: two changes to one membership go in
-            # separate rounds, in the order they were asked for.
-            now, later, seen = [], [], set()
-            for i, request in pending:
-                (later if keys[i] in seen else now).append((i, request))
-                seen.add(keys[i])
-            throttled: list[tuple[int, dict[str, Any]]] = []
-            hint: float | None = None
-            progress = False
-            chunks = list(_chunks(now, BATCH_LIMIT))
-            for k in range(0, len(chunks), BATCHES_IN_FLIGHT):
-                group_of = chunks[k:k + BATCHES_IN_FLIGHT]
-                refused: list[list[tuple[int, dict[str, Any]]]] = [[] for _ in group_of]
-                hints = await asyncio.gather(*(self._batch_round(ops, chunk, results, out)
-                                               for chunk, out in zip(group_of, refused, strict=True)))
-                for chunk, out in zip(group_of, refused, strict=True):
-                    progress |= len(out) < len(chunk)
-                    throttled += out
-                quota_hints = [h for h in hints if h is not None]
-                if quota_hints:
-                    hint = min(quota_hints)
-                    # Graph's write quota is spent: the rest of this round would only be refused
-                    # too. It waits with the refused ones for the first slot Graph names.
-                    for i, request in (item for rest in chunks[k + BATCHES_IN_FLIGHT:] for item in rest):
-                        kind, group, email = ops[i]
-                        results[i] = ProviderError(f"Graph {kind} {email} ({group}): not sent, write quota spent",
-                                                   transient=True, retry_after=hint, status=429)
-                        throttled.append((i, request))
-                    break
-            if throttled:
-                idle_rounds = 0 if progress else idle_rounds + 1
-                wait = self.policy.delay(max(idle_rounds, 1), hint)
-                if idle_rounds >= self.policy.max_attempts or time.monotonic() + wait > deadline:
-                    # their results say transient, with the delay Graph asked for: the operations
-                    # are tried again by a later sweep, when the provider said to
-                    return results
-                await asyncio.sleep(wait)
-            pending = sorted(throttled + later, key=lambda item: item[0])
-        return results
-
-    async def _batch_round(self, ops: list[tuple[str, str, str]], chunk: list[tuple[int, dict[str, Any]]],
-                           results: list[ProviderError | None], throttled: list[tuple[int, dict[str, Any]]]
-                           ) -> float | None:
-        """Send one ``$batch``; judge each answer, put refused ones in ``throttled``.
-
-        Returns the shortest ``Retry-After`` among inner 429 answers (when the first write slot
-        frees), or None when nothing was throttled by the quota (5xx answers back off instead).
-        """
-        try:
-            reply = await self._call("POST", "/$batch", body={"requests": [r for _, r in chunk]}, what="$batch")
-        except ProviderError as exc:
-            for i, _ in chunk:
-                results[i] = exc
-            return None
-        if not reply.ok:
-            error = self._error(reply, "$batch")
-            for i, _ in chunk:
-                results[i] = error
-            return None
-        answers = {str(a.get("id")): a for a in reply.data.get("responses") or []}
-        hint: float | None = None
-        for i, request in chunk:
-            kind, group, email = ops[i]
-            answer = answers.get(request["id"], {"status": 500, "body": {}})
-            status = int(answer.get("status") or 500)
-            headers = {str(k).lower(): str(v) for k, v in (answer.get("headers") or {}).items()}
-            retry_after = parse_retry_after(headers.get("retry-after"))
-            body = answer.get("body")
-            code, message = _graph_error(Reply(status, headers, body if isinstance(body, dict) else None))
-            results[i] = _judge(kind, status, code, message, f"Graph {kind} {email} ({group})",
-                                reply.correlation_id, retry_after)
-            if status in TRANSIENT_STATUSES:
-                throttled.append((i, request))
-                if status == 429:
-                    wait = retry_after if retry_after is not None else 0.0
-                    hint = wait if hint is None else min(hint, wait)
-        return hint
 
 
 def _graph_time(value: Any) -> datetime | None:
@@ -645,8 +477,3 @@ def last_sign_in(activity: Any) -> datetime | None:
     found = [_graph_time(activity.get(k)) for k in ("lastSignInDateTime", "lastNonInteractiveSignInDateTime",
                                                    "lastSuccessfulSignInDateTime")]
     return max((f for f in found if f is not None), default=None)
-
-
-def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
