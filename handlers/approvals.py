@@ -104,12 +104,41 @@ async def open_step(deps: Deps, repo: Repository, record: RequestRecord, chain: 
                    record.id) for a in approvers]
 
 
+def sees(deps: Deps, actor: str, record: RequestRecord, decisions: list[DecisionRecord],
+         chain: list[ResolvedStep] | None) -> bool:
+    """Who may see a request (SPEC §4.1): its requester, the security team, whoever decided on it in any
+    round, and whoever its chain names now. ``chain`` is the request's chain as resolved now."""
+    return (actor == record.requester or deps.is_security(actor) or any(d.approver == actor for d in decisions)
+            or any(actor in s.pool for s in chain or ()))
+
+
 async def decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str | None) -> Reply:
+    """Approve or deny. Whoever may not see the request gets :func:`not_found`, as for a request that does
+    not exist, whatever the attempt found; it records what an attempt by anyone outside the chain records.
+    Visibility is judged on what the decision reads under the write lock, so a click costs no read of its own."""
     actor = actor.lower()
     comment = comment or None  # cleaned and limited by the service, like every free-text field
     if not approve and not comment:
+        if not await _visible(deps, actor, n):
+            await _decide(deps, actor, n, approve=False, comment="-", seen=[])
+            return not_found(n)
         return Reply(text=f"Say why: `deny {req_id(n)} because <reason>`.", ok=False, kind="form",
                      rule="reason", data={"request_id": req_id(n), "needs": "reason"})
+    seen: list[bool] = []
+    reply = await _decide(deps, actor, n, approve=approve, comment=comment, seen=seen)
+    return reply if all(seen) else not_found(n)
+
+
+async def _visible(deps: Deps, actor: str, n: int) -> bool:
+    """Whether ``actor`` may see request ``n`` (True when there is none: the reply is the same)."""
+    async with deps.store.read() as repo:
+        record = await repo.get_request(n)
+        decisions = await repo.decisions(record.id or 0) if record is not None else []
+    return record is None or sees(deps, actor, record, decisions, await _chain(deps, record))
+
+
+async def _decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str, seen: list[bool]) -> Reply:
+    """The decision; appends to ``seen`` whether ``actor`` may see the request, once it is read."""
     now = deps.now()
     notices: list[Notice] = []
     op_id = None
@@ -117,14 +146,16 @@ async def decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str 
         record = await repo.get_request(n)
         if record is None:
             return not_found(n)
+        decisions = await repo.decisions(record.id or 0)
+        chain = await _chain(deps, record)
+        seen.append(sees(deps, actor, record, decisions, chain))
         if not _in_chain(record):
             return Reply(text=f"{record.ref} is {record.state}: there is nothing to decide.", ok=False,
                          kind="request", request=await request_view(deps, record), rule="not-open")
-        chain = await _chain(deps, record)
         if not chain or record.step >= len(chain):
             await _fail(repo, record, f"step {record.step + 1}: unknown", now)
             return Reply(text=f"{record.ref} can no longer be decided; it failed.", ok=False)
-        this_round = await repo.decisions(record.id or 0, record.round)
+        this_round = [d for d in decisions if d.round == record.round]
         earlier = {d.approver for d in this_round if d.step < record.step and d.decision == "approved"}
         submitter = await filed_by(repo, record)  # who filed a drift accept counts as its requester
         earlier |= {submitter} if submitter else set()

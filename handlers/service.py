@@ -101,8 +101,9 @@ class AccessService:
         if not actor.active and not isinstance(cmd, Help | Unknown):
             return Reply(text="Your account is not active; the bot cannot act for you.", ok=False,
                          kind="refusal", rule="inactive")
-        # ``status`` checks who may see the request on the rows it reads anyway (None: hidden)
-        if isinstance(cmd, REQUEST_COMMANDS) and not isinstance(cmd, Status) \
+        # ``status`` checks who may see the request on the rows it reads anyway (None: hidden), and a
+        # decision on what it reads under the write lock (approvals.decide)
+        if isinstance(cmd, REQUEST_COMMANDS) and not isinstance(cmd, Status | Approve | Deny) \
                 and await queries.hidden_from(deps, who, cmd.request_id):
             return await self._hidden(actor, cmd)
         if isinstance(cmd, COMPLIANCE_COMMANDS):
@@ -154,21 +155,18 @@ class AccessService:
                 return await handler(actor, cmd)  # type: ignore[operator]
         return queries.help_reply(deps, who, "I did not understand that.")
 
-    async def _hidden(self, actor: Person, cmd: Approve | Deny | Cancel | Release | Extend | Status) -> Reply:
+    async def _hidden(self, actor: Person, cmd: Cancel | Release | Extend | Status) -> Reply:
         """A request the asker may not see gets the very reply a request that does not exist gets (SPEC §4.1).
 
-        The attempt is recorded: ``approval.refused`` for a decision (as for any non-approver),
-        ``command.refused`` for the rest.
+        The attempt is recorded as ``command.refused`` (a decision records ``approval.refused``, as for
+        any non-approver: :func:`handlers.approvals.decide`).
         """
         who = actor.email.lower()
         n = cmd.request_id
-        if isinstance(cmd, Approve | Deny):
-            await approvals.decide(self.deps, who, n, approve=isinstance(cmd, Approve), comment="-")
-        else:
-            async with self.deps.store.write() as repo:
-                await repo.append("command.refused", actor=who, ts=self.deps.now(), request_id=f"REQ-{n}",
-                                  data={"command": command_name(cmd), "reason": "not the requester, an approver "
-                                        "or the security team"})
+        async with self.deps.store.write() as repo:
+            await repo.append("command.refused", actor=who, ts=self.deps.now(), request_id=f"REQ-{n}",
+                              data={"command": command_name(cmd), "reason": "not the requester, an approver "
+                                    "or the security team"})
         return approvals.not_found(n)
 
     async def sweep(self, *, dry_run: bool = False, drift: bool = True) -> SweepReport:

@@ -35,8 +35,8 @@ CHAIN = ("mark.mgr@example.com", "dana.dba@example.com", "sam.sec@example.com", 
 BUDGET = {
     "refresh by an approver": (5, 5, 6),
     "refresh by the requester": (4, 4, 6),
-    "approve by card": (15, 15, 19),
-    "lifecycle cycle": (105, 105, 132),
+    "approve by card": (13, 13, 15),  # a decision judges who may see the request on what it reads anyway
+    "lifecycle cycle": (99, 99, 124),
 }
 
 
