@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from handlers.approvals import not_found
+from handlers.approvals import not_found, sees
 from handlers.context import Deps
 from handlers.eligibility import memberships_of
 from handlers.present import request_view, resolved_chain
@@ -116,7 +116,7 @@ async def may_see(deps: Deps, actor: str, record: RequestRecord, decisions: list
     policy = await deps.policy_for(record)
     chain = await resolved_chain(deps, policy, policy.profile(record.profile), record,
                                  await deps.person(record.requester))
-    return any(actor in s.pool for s in chain)
+    return sees(deps, actor, record, decisions, chain)  # the rule itself; the checks above only save look-ups
 
 
 async def hidden_from(deps: Deps, actor: str, n: int) -> bool:

@@ -17,7 +17,7 @@ from handlers.ports import Notice, Person
 from handlers.present import request_view
 from handlers.records import APPROVED, HOLDING_STATES, PENDING, RequestRecord
 from handlers.text import too_long
-from handlers.views import FormRequest, ProfileView, Reply
+from handlers.views import FormRequest, ProfileView, Reply, refused
 
 
 def profile_view(profile: Profile, person: Person | None, memberships: Memberships = PLAIN) -> ProfileView:
@@ -37,7 +37,7 @@ async def refuse(deps: Deps, actor: str, rule: str, text: str, *, profile: str |
     async with deps.store.write() as repo:
         await repo.append("request.refused", actor=actor, ts=deps.now(), profile=profile,
                           request_id=request_id, data={"rule": rule, **(data or {})})
-    return Reply(text=f"Refused ({rule}): {text}", ok=False, kind="refusal", rule=rule)
+    return refused(rule, text)
 
 
 def _ticket(profile: Profile, given: str | None, reason: str | None) -> tuple[str | None, str | None]:
