@@ -174,13 +174,15 @@ class DirectoryProvider:
             groups = {name: {email} for name in snap.groups_of.get(email, ())}
         else:
             groups = {name: set(members) for name, members in snap.groups.items() if group is None or name == group}
-        scope = scope_cache()
-        if scope is not None:  # one read of the overlay serves every look-up of this command or sweep
+        # One read of the overlay serves every look-up of a person in this command or sweep. A group's
+        # listing is read as it is now: drift compares it with grants read just before and after, so a
+        # membership another process changed since the scope began must not come from memory.
+        scope = scope_cache() if group is None else None
+        if scope is not None:
             key = ("directory-overlay", id(self))
             if key not in scope:
                 scope[key] = await self.overlay_store.overlay()
-            changes = {(g, e): p for (g, e), p in scope[key].items()
-                       if (email is None or e == email) and (group is None or g == group)}
+            changes = {(g, e): p for (g, e), p in scope[key].items() if email is None or e == email}
         else:
             changes = await self.overlay_store.overlay_for(email=email, group=group)
         for (name, who), present in changes.items():

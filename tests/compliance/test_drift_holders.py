@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from bot.bootstrap import build_app
 from bot.settings import Settings
+from handlers.context import one_lookup_per_person
 from handlers.sweeps import sweep
 from tests.support import Harness, MutableClock, RecordingNotifier, copy_examples, harness
 
@@ -75,3 +76,24 @@ def test_policy_check_names_a_bad_removed_holder(tmp_path):
         assert "removed_holder" in str(exc) and "readd or end" in str(exc)
     else:
         raise AssertionError("accepted removed_holder: sometimes")
+
+
+async def test_a_sweep_lists_groups_as_they_are_when_another_process_changed_them(database_url, tmp_path):
+    """A sweep is one look-up scope, and another process may revoke a grant and remove its member while
+    it runs: the group's listing must show that removal, not the members read when the scope began."""
+    async with harness(database_url, tmp_path) as h:
+        r = await h.say(ALICE, "request prod-db-read for 30m because INC-7 page")
+        assert r.ok and (await h.request(1)).state == "active", r.text
+        settings = Settings(database_url=database_url, policy=str(h.files.policy),
+                            directory=str(h.files.directory), env={})
+        with one_lookup_per_person():  # the sweep's scope, begun before the other process acts
+            assert GROUP in (await h.app.deps.directory.get_user(ALICE)).groups
+            async with build_app(settings, clock=h.clock, notifier=RecordingNotifier()) as other:
+                sam = await other.service.identify(SAM)
+                revoked = await other.service.handle_text(sam, "revoke REQ-1 because access review")
+                assert revoked.ok, revoked.text
+            assert (await h.request(1)).state == "revoked"
+            h.clock.advance(minutes=1)  # the removal finished before the sweep's instant
+            report = await sweep(h.app.deps)
+        assert report.drift == [] and not await h.events("drift.detected")
+        assert ALICE not in await h.members(GROUP)
