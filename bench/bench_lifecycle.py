@@ -66,7 +66,7 @@ def record(engine: Any, backend: str, into: list[Statement]) -> None:
         into.append(("ROLLBACK", None, False))
 
     @event.listens_for(engine.pool, "reset")
-    def reset(dbapi_conn: Any, record: Any, *rest: Any) -> None:
+    def reset(dbapi_conn: Any, record: Any, reset_state: Any) -> None:
         into.append(("ROLLBACK", None, False))
 
     if backend == "postgresql":  # SQLite's BEGIN is a statement already (store/db.py)
