@@ -31,11 +31,24 @@ from handlers.grammar import (
     parse,
 )
 from handlers.grants import run_due_ops
-from handlers.ports import Person
+from handlers.ports import Person, ProviderError
 from handlers.reviews.commands import REVIEW_COMMANDS, handle_review, parse_review
 from handlers.sweeps import SweepReport, sweep
 from handlers.text import clean_command, over_limit
 from handlers.views import Reply
+
+PROVIDER_UNAVAILABLE = "provider-unavailable"
+
+
+def provider_unavailable(cmd: Command, exc: ProviderError) -> Reply:
+    """A look-up the command needed failed at the identity provider (after its own retries). The write
+    transaction it was part of rolled back with it. The answer names no person (the asker may not see
+    the request whose chain was being read), only that the provider did not answer."""
+    status = f" (HTTP {exc.status})" if exc.status else ""
+    return Reply(text=f"Could not finish `{command_name(cmd)}`: the identity provider did not answer{status}. "
+                      "Try again in a moment.",
+                 ok=False, kind="refusal", rule=PROVIDER_UNAVAILABLE)
+
 
 # Commands that name a request: who may not see it is told it does not exist.
 REQUEST_COMMANDS = (Approve, Deny, Cancel, Release, Extend, Status)
@@ -84,8 +97,11 @@ class AccessService:
         if not isinstance(cmd, RequestAccess) and (problem := over_limit(cmd)) is not None:
             rule, text = problem
             return Reply(text=f"Refused ({rule}): {text}.", ok=False, kind="refusal", rule=rule)
-        with one_lookup_per_person():
-            return await self._handle(actor, cmd, forms=forms, channel=channel)
+        try:
+            with one_lookup_per_person():
+                return await self._handle(actor, cmd, forms=forms, channel=channel)
+        except ProviderError as exc:
+            return provider_unavailable(cmd, exc)
 
     async def _handle(self, actor: Person, cmd: Command, *, forms: bool = False, channel: str | None = None
                       ) -> Reply:

@@ -25,8 +25,12 @@ USER_KEYS = {"email", "name", "department", "title", "employment_type", "manager
              "aad_object_id"}
 
 
-class DirectoryError(Exception):
-    """The directory file is unreadable or malformed; the message names the line."""
+class DirectoryError(ProviderError):
+    """The directory file is unreadable or malformed; the message names the line. As for any identity
+    provider that cannot answer, a command that needed it is answered so (``provider-unavailable``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, transient=True)
 
 
 @dataclass(frozen=True)

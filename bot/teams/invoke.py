@@ -20,6 +20,7 @@ from cards.reviews_adaptive import VERB_REVIEW
 from handlers.context import one_lookup_per_person
 from handlers.grammar import Approve, Deny, Extend, RequestAccess, Status
 from handlers.ports import Person
+from handlers.service import PROVIDER_UNAVAILABLE
 from handlers.views import Reply, RequestView
 
 CARD_TYPE = "application/vnd.microsoft.card.adaptive"
@@ -118,10 +119,11 @@ class InvokeHandler:
                 return card_response(adaptive.status_card(view, note=reply.text))
             return card_response(adaptive.expiring_card(view, note=reply.text))
         if verb == adaptive.VERB_REFRESH:
-            view = await _visible_view(self.app, person, n)
-            if view is None:
-                return card_response(adaptive.text_card("You may not see this request.", attention=True))
-            return card_response(await self._render(view, who))
+            reply = await self.app.service.handle(person, Status(n))
+            if not reply.ok or reply.request is None:  # not theirs to see, or the provider did not answer
+                text = reply.text if reply.rule == PROVIDER_UNAVAILABLE else "You may not see this request."
+                return card_response(adaptive.text_card(text, attention=True))
+            return card_response(await self._render(reply.request, who))
         return card_response(adaptive.text_card(f"Unknown action {verb[:40]!r}.", attention=True))
 
     async def _after(self, person: Person, n: int, reply: Reply) -> InvokeResponse:

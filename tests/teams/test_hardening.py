@@ -6,6 +6,7 @@ event, no stored conversation reference (the bot's own address included), no cal
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,11 @@ from bot.settings import Settings, load_settings
 from handlers.ports import Notice
 from tests.standins.graph import GraphStandIn
 from tests.standins.tls import LocalTLS, make_tls
-from tests.teams.conftest import APP_ID, TENANT, TeamsHarness, _serve, _settings, conversation_id
+from tests.teams.conftest import AAD, APP_ID, TENANT, TeamsHarness, _serve, _settings, conversation_id
 from tests.teams.standins import BotConnector
 
 ALICE, DANA = "alice@example.com", "dana.dba@example.com"
+BOB, MARK = "bob@example.com", "mark.mgr@example.com"
 FOREIGN = "0badc0de-0000-4000-8000-000000000bad"
 OFF_MACHINE = "https://smba.invalid/emea/"  # never resolves: a call to it could only be a mistake
 KINDS = ("message_personal", "invoke_adaptive_card_action", "installation_update_add",
@@ -191,3 +193,36 @@ async def test_with_entra_as_identity_a_roster_email_alone_identifies_nobody(
         await h.idle()
         assert status == 200
         assert "could not find you" not in h.connector.of("reply", conversation_id(ALICE))[-1].text
+
+
+async def test_an_identity_provider_that_fails_mid_click_is_said_on_the_card(
+        graph_server: tuple[GraphStandIn, LocalTLS], sqlite_url: str, tmp_path: Path, connector: BotConnector,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The requester's look-up fails at Graph while the manager refreshes and approves: the card says the
+    provider did not answer (naming nobody), no decision is recorded, and the same click goes through
+    once Graph answers again."""
+    graph, tls = graph_server
+    graph.reset()
+    monkeypatch.setenv("SSL_CERT_FILE", tls.ca_file)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls.ca_file)
+    graph.add_user(MARK, department="Engineering", object_id=AAD[MARK])
+    graph.add_user(BOB, department="Engineering", manager=MARK, object_id=AAD[BOB])
+    graph.add_group("oncall")
+    settings = _settings(sqlite_url, tmp_path, teams_emulator="1", teams_tenants=TENANT, identity="entra",
+                         entra_tenant_id=graph.tenant, entra_client_id=graph.client_id,
+                         entra_client_secret=graph.client_secret, graph_url=graph.graph_url, authority_url=graph.url)
+    async for h in _serve(settings, connector, None):
+        bob = await h.app.service.identify(BOB)
+        assert bob is not None
+        reply = await h.app.service.handle_text(bob, "request staging-admin for 1h")
+        assert reply.ok and reply.request is not None and reply.request.state == "pending", reply.text
+        n = reply.request.number
+        graph.fail_path(f"/users/{BOB}", status=500)
+        for verb in ("refresh", "approve"):
+            text = json.dumps(await h.click(MARK, verb, {"request_id": n}))
+            assert "the identity provider did not answer (HTTP 500)" in text and BOB not in text, text
+        assert (await h.request(n)).state == "pending"
+        assert await h.events("approval.granted") == []
+        graph.clear_path_faults()
+        text = json.dumps(await h.click(MARK, "approve", {"request_id": n}))
+        assert (await h.request(n)).state == "active", text
