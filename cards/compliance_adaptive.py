@@ -25,7 +25,9 @@ def drift_card(view: DriftView) -> dict[str, Any]:
         _facts([("Finding", view.id), ("Since", view.first_seen)]),
     ]
     actions: list[Any] = []
-    if view.member:
+    if view.outcome is not None:  # done with: what was done, and no inputs or buttons
+        body.append(_text(view.outcome))
+    elif view.member:
         body += [element(ac.InputText, id=REASON_INPUT, label="Because", is_multiline=True, max_length=500),
                  element(ac.InputText, id=DURATION_INPUT, label="Accept for (e.g. 30d)", max_length=20)]
         actions = [_execute("Remove", VERB_DRIFT_REMOVE, {"finding_id": view.id}),

@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from cards.slack import _message, _modal, _text_input, escape
+from handlers.compliance.findings import parse_drift_ref
 from handlers.compliance.views import VERB_DRIFT_ACCEPT, VERB_DRIFT_REMOVE, VERB_RESUME, DriftView, PauseView
 
 MAX_SAMPLE = 10
@@ -44,7 +45,9 @@ def drift_blocks(view: DriftView) -> list[dict[str, Any]]:
                 f"{where} (since {escape(view.first_seen)}).")
         actions = []
     blocks = [_section(text)]
-    if actions:
+    if view.outcome is not None:  # done with: what was done, and no buttons
+        blocks.append(_section(escape(view.outcome)))
+    elif actions:
         blocks.append({"type": "actions", "block_id": f"drift-{view.id}", "elements": actions})
     return blocks
 
@@ -86,10 +89,7 @@ def parse_pause_value(value: Any) -> tuple[int, str] | None:
 
 def parse_finding_value(value: Any) -> int | None:
     """The finding number a button value or metadata names (``D-7``), else None."""
-    if not isinstance(value, str):
-        return None
-    m = re.fullmatch(r"[dD]-(\d{1,9})", value.strip())
-    return int(m.group(1)) if m and int(m.group(1)) > 0 else None
+    return parse_drift_ref(value)
 
 
 def _metadata(finding: str, message: dict[str, Any] | None) -> dict[str, Any]:

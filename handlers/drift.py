@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from handlers.audit import format_ts
-from handlers.compliance.findings import drift_ref, resolve_finding
+from handlers.compliance.findings import drift_ref, resolution_text, resolve_finding, tell_outcome
 from handlers.compliance.settle import (
     cancel_accept_of_gone,
     finish_restores,
@@ -101,12 +101,14 @@ async def detect_drift(deps: Deps, report: SweepReport) -> None:
         return
     refs: dict[Key, str] = {}
     missing: list[tuple[DriftRecord, RequestRecord]] = []
+    resolved: list[tuple[DriftRecord, str]] = []
     async with deps.store.write() as repo:
         for finding in gone:
             key = (finding.provider, finding.group, finding.email)
             resolution, request_id, by = await gone_resolution(repo, finding, key in kept)
             withdrawn = await cancel_accept_of_gone(repo, finding, now) if resolution == "gone" else None
-            await resolve_finding(repo, finding, resolution, now, request_id=request_id or withdrawn, by=by)
+            if await resolve_finding(repo, finding, resolution, now, request_id=request_id or withdrawn, by=by):
+                resolved.append((finding, resolution_text(finding, resolution, request_id or withdrawn)))
         for (provider_name, group, email), record in new.items():
             finding = DriftRecord(provider=provider_name, group=group, email=email, first_seen=now, kind=kind(record))
             await repo.add_drift(finding)
@@ -116,6 +118,8 @@ async def detect_drift(deps: Deps, report: SweepReport) -> None:
                 data.update(member=False, request_id=record.ref)
                 missing.append((finding, record))
             await repo.append("drift.detected", actor=SYSTEM, ts=now, data=data)
+    for finding, text in resolved:
+        await tell_outcome(deps, finding, text)
     still_open = [d for d in open_findings if d not in gone]
     # a holder who is not a member is put back, or loses the grant (SPEC §3.6): said, not left to a person
     restored = await restore_holders(deps, report, missing) + await finish_restores(deps, still_open)

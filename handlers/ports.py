@@ -123,6 +123,7 @@ class Notice:
     ``kind`` tells channels how to render it: ``approval`` (an approval card with buttons),
     ``outcome`` (a decision was made on a request you were asked about), ``status`` (your own
     request moved), ``reminder``, ``escalation``, ``expiring``, ``failure``, ``drift``,
+    ``drift_outcome`` (what was done about a finding: its cards are edited, not posted again),
     ``brake``, ``info``. ``view`` is a handler view-model the channel renders when it knows it (a
     review batch link, a drift finding, a paused brake); the text says the same for channels that do not.
     """

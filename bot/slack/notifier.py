@@ -118,7 +118,13 @@ class SlackNotifier:
             await self.post(who, review_cards.batch_message(notice.view, notice.text))
             return None
         if isinstance(notice.view, DriftView):  # the security team's finding: remove / accept buttons
-            await self.post(who, compliance_cards.drift_message(notice.view, notice.text))
+            finding = compliance_cards.parse_finding_value(notice.view.id)
+            if notice.view.outcome is not None:  # what was done about it: this person's cards of it, edited
+                await self.update_drift_cards(finding, who, notice.view)
+                return None
+            posted = await self.post(who, compliance_cards.drift_message(notice.view, notice.text))
+            if posted and finding:
+                await self.remember(finding, who, "drift", posted)
             return None
         if isinstance(notice.view, PauseView):  # the safety brake: the resume button with the count
             await self.post(who, compliance_cards.pause_message(notice.view, notice.text))
@@ -138,6 +144,16 @@ class SlackNotifier:
         for _, _, address in earlier:
             await self.update(address, blocks.status_message(view, note=note))
         return bool(earlier)
+
+    async def update_drift_cards(self, finding: int | None, who: str, view: DriftView) -> None:
+        """A finding's cards this person was sent (kept under the finding's number, kind ``drift``)."""
+        if not finding:
+            return
+        async with self.app.store.read() as repo:
+            messages = await repo.messages(CHANNEL, finding, "drift")
+        for recipient, _, address in messages:
+            if recipient.lower() == who:
+                await self.update(address, compliance_cards.drift_message(view, view.outcome))
 
     async def update_approvals(self, request_id: int, view: RequestView, *,
                                skip: set[str] | frozenset[str] = frozenset()) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from bot.bootstrap import App
 from cards import adaptive, compliance_adaptive
 from handlers.compliance.commands import DriftAccept, DriftRemove, ResumeRemovals
+from handlers.compliance.findings import parse_drift_ref
 from handlers.compliance.views import VERB_DRIFT_ACCEPT, VERB_DRIFT_REMOVE, VERB_RESUME
 from handlers.drift import finding_view
 from handlers.ports import Person
@@ -32,8 +33,7 @@ def _text(data: dict[str, Any], key: str) -> str | None:
 
 
 def finding_number(data: dict[str, Any]) -> int | None:
-    m = re.fullmatch(r"[dD]-(\d{1,9})", _text(data, "finding_id") or "")
-    return int(m.group(1)) if m and int(m.group(1)) > 0 else None
+    return parse_drift_ref(_text(data, "finding_id"))
 
 
 def pause_seen(data: dict[str, Any]) -> tuple[str, int] | None:

@@ -23,6 +23,7 @@ from bot.teams.connector import addressed, card_activity, text_activity, with_re
 from bot.teams.identity import CHANNEL
 from cards import adaptive, compliance_adaptive
 from cards import reviews_adaptive as review_cards
+from handlers.compliance.findings import parse_drift_ref
 from handlers.compliance.views import DriftView, PauseView
 from handlers.ports import Notice
 from handlers.present import request_view
@@ -134,8 +135,14 @@ class TeamsNotifier:
                                                            summary=notice.text))
             return False
         if isinstance(notice.view, DriftView):  # the security team's finding: remove / accept with a reason
+            finding = parse_drift_ref(notice.view.id)
             card = compliance_adaptive.drift_card(notice.view)
-            await self.post(connectors, who, card_activity(card, summary=notice.text))
+            if notice.view.outcome is not None:  # what was done about it: this person's cards of it, edited
+                await self._update_drift_cards(connectors, finding, who, card)
+                return False
+            posted = await self.post(connectors, who, card_activity(card, summary=notice.text))
+            if posted and finding:
+                await self._remember_message(finding, who, "drift", posted)
             return False
         if isinstance(notice.view, PauseView):  # the safety brake: resume with the count shown
             card = compliance_adaptive.pause_card(notice.view)
@@ -171,6 +178,17 @@ class TeamsNotifier:
                 await self.update(connectors, address, card)
             except Exception:
                 log.exception("approval card not updated", recipient=recipient, request_id=request_id)
+
+    async def _update_drift_cards(self, connectors: _Connectors, finding: int | None, who: str,
+                                  card: dict[str, Any]) -> None:
+        """A finding's cards this person was sent (kept under the finding's number, kind ``drift``)."""
+        if not finding:
+            return
+        async with self.app.store.read() as repo:
+            messages = await repo.messages(CHANNEL, finding, "drift")
+        for recipient, _, address in messages:
+            if recipient.lower() == who:
+                await self.update(connectors, address, card)
 
     async def _remember_message(self, request_id: int, recipient: str, kind: str, posted: dict[str, Any]) -> None:
         async with self.app.store.write() as repo:

@@ -18,7 +18,14 @@ from __future__ import annotations
 
 from handlers.chains import first_unsatisfiable, resolve_chain
 from handlers.compliance.accept_links import accept_state
-from handlers.compliance.findings import accept_key, drift_ref, remove_key, request_key, resolve_finding
+from handlers.compliance.findings import (
+    accept_key,
+    drift_ref,
+    remove_key,
+    request_key,
+    resolve_finding,
+    tell_outcome,
+)
 from handlers.context import SYSTEM, Deps
 from handlers.durations import format_duration
 from handlers.grammar import RequestAccess, find_ticket
@@ -101,31 +108,36 @@ async def drift_accept(deps: Deps, who: str, finding_id: int, duration: str | No
                          rule="accept-pending", data={"existing": filed.get("request_id")})
         if await repo.get_state(remove_key(finding_id)) is not None:
             return refused("removing", f"{finding.email} is being removed from {where} already.")
-        if finding.email not in members:
+        gone = finding.email not in members
+        if gone:  # resolved as gone: said on every member's card once this is committed
             await resolve_finding(repo, current, "gone", now, by=who)
-            return refused("gone", f"{finding.email} is no longer in {where}: {ref} is resolved as gone and "
-                            "there is nothing to accept.")
-        dup = await repo.find_requests(requester=finding.email, profile=profile.id, states=(PENDING, *HOLDING_STATES))
-        if dup:
-            d = dup[0]
-            rule = "already-pending" if d.state == PENDING else "already-active"
-            return Reply(text=f"Refused ({rule}): {finding.email} already has {d.ref} for {profile.id} ({d.state}).",
-                         ok=False, kind="refusal", rule=rule, data={"existing": d.ref})
-        record = RequestRecord(
-            requester=finding.email, profile=profile.id, kind="exception", duration=length,
-            justification=justification, ticket=ticket, state=PENDING, submitted_at=now,
-            policy_version=deps.policy.version, policy_sha256=deps.policy.sha256, provider=profile.provider,
-            group=profile.group, step_opened_at=now)
-        await repo.add_request(record)
-        await repo.append("request.submitted", actor=who, ts=now, request=record, data={
-            "kind": "exception", "duration": format_duration(length), "justification": justification,
-            "ticket": ticket, "policy_version": deps.policy.version, "policy_sha256": deps.policy.sha256,
-            "requester": finding.email, "submitted_by": who, "drift_id": ref})
-        approvers = sorted(chain[0].pool - {who})
-        await repo.append("approval.requested", actor=SYSTEM, ts=now, request=record,
-                          data={"step": 1, "approvers": approvers, "label": chain[0].label})
-        await repo.set_state(accept_key(finding_id), accept_state(record, who, now), now)
-        await repo.set_state(request_key(record.id or 0), {"finding": finding_id, "by": who}, now)
+        else:
+            dup = await repo.find_requests(requester=finding.email, profile=profile.id,
+                                           states=(PENDING, *HOLDING_STATES))
+            if dup:
+                d = dup[0]
+                rule = "already-pending" if d.state == PENDING else "already-active"
+                return Reply(text=f"Refused ({rule}): {finding.email} already has {d.ref} for {profile.id} "
+                                  f"({d.state}).", ok=False, kind="refusal", rule=rule, data={"existing": d.ref})
+            record = RequestRecord(
+                requester=finding.email, profile=profile.id, kind="exception", duration=length,
+                justification=justification, ticket=ticket, state=PENDING, submitted_at=now,
+                policy_version=deps.policy.version, policy_sha256=deps.policy.sha256, provider=profile.provider,
+                group=profile.group, step_opened_at=now)
+            await repo.add_request(record)
+            await repo.append("request.submitted", actor=who, ts=now, request=record, data={
+                "kind": "exception", "duration": format_duration(length), "justification": justification,
+                "ticket": ticket, "policy_version": deps.policy.version, "policy_sha256": deps.policy.sha256,
+                "requester": finding.email, "submitted_by": who, "drift_id": ref})
+            approvers = sorted(chain[0].pool - {who})
+            await repo.append("approval.requested", actor=SYSTEM, ts=now, request=record,
+                              data={"step": 1, "approvers": approvers, "label": chain[0].label})
+            await repo.set_state(accept_key(finding_id), accept_state(record, who, now), now)
+            await repo.set_state(request_key(record.id or 0), {"finding": finding_id, "by": who}, now)
+    if gone:
+        await tell_outcome(deps, finding, f"{ref} resolved: {finding.email} is no longer in {where} (gone).")
+        return refused("gone", f"{finding.email} is no longer in {where}: {ref} is resolved as gone and there is "
+                       "nothing to accept.")
     what = f"{finding.email} keeps {where} for {format_duration(length)}"
     notices = [Notice(a, "approval", f"{who} asks to accept drift {ref}: {what} as an exception of {profile.id} "
                       f"({record.ref}): approve or deny.", record.id) for a in approvers]
@@ -133,6 +145,9 @@ async def drift_accept(deps: Deps, who: str, finding_id: int, duration: str | No
                           f"{format_duration(length)} as an exception; if it is not approved you are removed from "
                           "it.", record.id))
     await deps.notifier.notify(notices)
+    await tell_outcome(deps, finding, f"{ref}: {who} filed {record.ref} to accept this as an exception "
+                                      f"({format_duration(length)}); its approvers decide, and a denial removes "
+                                      f"{finding.email}.")
     return Reply(text=f"{ref}: exception {record.ref} filed for {what}. Waiting on step 1 ({chain[0].label}): "
                  f"{', '.join(approvers)}. Approved, the membership is backed by the grant and ends with it; denied, "
                  f"cancelled or undecided within {format_duration(deps.policy.safety.drift_sla)}, {finding.email} is "

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from handlers.compliance.accept import drift_accept
 from handlers.compliance.accept_links import plan_drift_removal, settle_removal
 from handlers.compliance.brake import resume_removals
-from handlers.compliance.findings import accept_key, drift_ref, remove_key
+from handlers.compliance.findings import accept_key, drift_ref, remove_key, tell_outcome
 from handlers.context import Deps
 from handlers.grammar import _split_reason
 from handlers.ports import Person
@@ -142,7 +142,11 @@ async def drift_remove(deps: Deps, who: str, finding_id: int, reason: str | None
     if op is None:
         return refused("busy", f"{ref}: {finding.email} is covered by a grant or already being removed.")
     status = await settle_removal(deps, finding)
+    where = f"{finding.provider}/{finding.group}"
     if status != "done":
-        return Reply(text=f"{ref}: removing {finding.email} from {finding.provider}/{finding.group} is queued "
-                     f"({status}); it is retried until it succeeds.", ok=True)
-    return Reply(text=f"{ref} resolved: {finding.email} was removed from {finding.provider}/{finding.group}.")
+        await tell_outcome(deps, finding, f"{ref}: {who} is removing {finding.email} from {where} (queued, "
+                                          f"{status}), because {reason}.")
+        return Reply(text=f"{ref}: removing {finding.email} from {where} is queued ({status}); it is retried "
+                     "until it succeeds.", ok=True)
+    await tell_outcome(deps, finding, f"{ref} resolved: {who} removed {finding.email} from {where}, because {reason}.")
+    return Reply(text=f"{ref} resolved: {finding.email} was removed from {where}.")

@@ -15,10 +15,14 @@ Every resolution is one ``drift.resolved`` {id, provider, group, user, resolutio
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
-from handlers.context import SYSTEM
+from handlers.audit import format_ts
+from handlers.compliance.views import DriftView
+from handlers.context import SYSTEM, Deps
+from handlers.ports import Notice
 from handlers.records import DriftRecord
 from handlers.repository import Repository
 
@@ -31,6 +35,14 @@ RESOLUTIONS = ("exception", "removed", "gone", "restored", "ended", "reviewed")
 def drift_ref(finding_id: int | None) -> str:
     """A finding's id as people see it: ``D-<n>``."""
     return f"D-{finding_id or 0}"
+
+
+def parse_drift_ref(text: object) -> int | None:
+    """The finding number a ``D-<n>`` names (a button's value, a card's data, a view's id), else None."""
+    if not isinstance(text, str):
+        return None
+    m = re.fullmatch(r"[dD]-(\d{1,9})", text.strip())
+    return int(m.group(1)) if m and int(m.group(1)) > 0 else None
 
 
 def accept_key(finding_id: int) -> str:
@@ -69,3 +81,24 @@ async def resolve_finding(repo: Repository, finding: DriftRecord, resolution: st
     data.update({k: v for k, v in extra.items() if v is not None})
     await repo.append("drift.resolved", actor=actor, ts=now, data=data)
     return True
+
+
+async def tell_outcome(deps: Deps, finding: DriftRecord, text: str) -> None:
+    """Every security member's card of the finding says what was done about it and loses its buttons
+    (``drift_outcome``: channels edit the cards they posted; the text says the same elsewhere)."""
+    view = DriftView(id=drift_ref(finding.id), provider=finding.provider, group=finding.group, user=finding.email,
+                     member=finding.kind == "member", first_seen=format_ts(finding.first_seen), outcome=text)
+    await deps.notifier.notify([Notice(m, "drift_outcome", text, None, view)
+                                for m in sorted(deps.policy.security_members())])
+
+
+def resolution_text(finding: DriftRecord, resolution: str, request_id: str | None = None) -> str:
+    """One line for a finding the bot saw resolved (a sweep): what the cards then say."""
+    where = f"{finding.provider}/{finding.group}"
+    said = {"removed": f"{finding.email} was removed from {where}",
+            "gone": f"{finding.email} is no longer in {where}",
+            "exception": f"{finding.email} stays in {where}, backed by {request_id or 'an exception'}",
+            "reviewed": f"a review keeps {finding.email} in {where}",
+            "restored": f"{finding.email} is in {where} again",
+            "ended": f"{request_id or 'the grant'} of {finding.email} was ended"}
+    return f"{drift_ref(finding.id)} resolved ({resolution}): {said.get(resolution, where)}."

@@ -15,6 +15,7 @@ class DriftView:
     first_seen: str  # ISO 8601
     request_id: str | None = None  # the grant, for a holder who is not a member
     escalated: bool = False  # told again: still open past safety.drift_sla
+    outcome: str | None = None  # what was done about it: the card says so and offers no buttons
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,11 @@ async def test_accepted_membership_is_backed_by_the_grant_and_ends_with_it(datab
         assert asked["data"]["approvers"] == [SASHA]  # the filer is not asked
         assert any("REQ-1" in n.text for n in h.notifier.to(SASHA, "approval"))
         assert any("REQ-1" in n.text for n in h.notifier.to(PAT, "status"))
+        # every security member's card of the finding says who filed what, and offers no more buttons
+        for member in (SAM, SASHA):
+            (outcome,) = h.notifier.to(member, "drift_outcome")
+            assert outcome.view.id == d and outcome.view.outcome == outcome.text
+            assert outcome.text.startswith(f"{d}: {SAM} filed REQ-1 to accept this as an exception (2d)")
         # the filer counts as a requester: one person once
         refused = await h.say(SAM, "approve REQ-1")
         assert not refused.ok and refused.rule == "self-approval"
@@ -171,6 +176,8 @@ async def test_a_member_who_left_is_not_accepted(database_url, tmp_path):
         assert not r.ok and r.rule == "gone", r.text
         gone = [e["data"] for e in await h.events("drift.resolved") if e["data"]["id"] == d_bob]
         assert [g["resolution"] for g in gone] == ["gone"]
+        assert [n.text for n in h.notifier.to(SASHA, "drift_outcome")] == [
+            f"{d_bob} resolved: {BOB} is no longer in directory/sg-prod-db-read (gone)."]
         # left the company: refused, the leaver sweep removes them
         h.files.set_active(PAT, False)
         assert (await h.say(SAM, f"drift accept {d_pat} for 1d {WHY}")).rule == "inactive"
@@ -186,6 +193,8 @@ async def test_a_member_who_leaves_the_group_while_the_accept_waits(database_url
         (resolved,) = await h.events("drift.resolved")
         assert (resolved["data"]["resolution"], resolved["data"]["request_id"]) == ("gone", "REQ-1")
         assert (await h.request(1)).state == "cancelled"
+        assert h.notifier.to(SASHA, "drift_outcome")[-1].text == (
+            f"{d} resolved (gone): {BOB} is no longer in directory/sg-prod-db-read.")
         assert (await h.say(SASHA, "approve REQ-1")).rule == "not-open"
         assert BOB not in await h.members("sg-prod-db-read")
         assert not await h.events("grant.provisioned")

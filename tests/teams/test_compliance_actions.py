@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from handlers.policy import load_policy
-from tests.teams.conftest import AAD, TeamsHarness
+from tests.teams.conftest import AAD, TeamsHarness, conversation_id
 from tests.teams.test_hardening import FOREIGN, _tenanted
 
 PAT, BOB, SAM, SASHA = "pat.lead@example.com", "bob@example.com", "sam.sec@example.com", "sasha.sec@example.com"
@@ -83,7 +83,15 @@ async def test_drift_cards_and_their_actions(teams_any_db: TeamsHarness) -> None
     assert (resolved["data"]["id"], resolved["data"]["resolution"], resolved["data"]["by"]) == (pat_id, "removed", SAM)
     (asked,) = await h.events("drift.remove_requested")
     assert (asked["actor"], asked["data"]["channel_user_id"]) == (SAM, AAD[SAM])
-    # a double click (sasha's card): refused, removed once
+    # every member's card of it is edited in place: who removed whom, and no inputs or buttons
+    posted = {p.activity_id for p in h.connector.of("send")
+              if p.card is not None and ("drift_remove", {"finding_id": pat_id}) in _verbs(p.card)}
+    edited = [p for p in h.connector.of("update") if p.activity_id in posted]
+    assert len(edited) == 2 and {p.conversation for p in edited} == {conversation_id(SAM), conversation_id(SASHA)}
+    for p in edited:
+        assert f"{pat_id} resolved: {SAM} removed {PAT}" in _text(p.card) and not p.card.get("actions")
+        assert not {b.get("id") for b in p.card["body"]} & {"reason", "duration"}
+    # a double click (sasha's card, clicked before it was edited): refused, removed once
     card = await h.click(SASHA, "drift_remove", {"finding_id": pat_id, "reason": "me too"})
     assert "is already resolved" in _text(card)
     assert len(await h.events("membership.removed")) == 1
