@@ -120,13 +120,12 @@ async def decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str 
     comment = comment or None  # cleaned and limited by the service, like every free-text field
     if not approve and not comment:
         if not await _visible(deps, actor, n):
-            await _decide(deps, actor, n, approve=False, comment="-", seen=[])
+            await _decide(deps, actor, n, approve=False, comment="-")
             return not_found(n)
         return Reply(text=f"Say why: `deny {req_id(n)} because <reason>`.", ok=False, kind="form",
                      rule="reason", data={"request_id": req_id(n), "needs": "reason"})
-    seen: list[bool] = []
-    reply = await _decide(deps, actor, n, approve=approve, comment=comment, seen=seen)
-    return reply if all(seen) else not_found(n)
+    reply, visible = await _decide(deps, actor, n, approve=approve, comment=comment)
+    return reply if visible else not_found(n)
 
 
 async def _visible(deps: Deps, actor: str, n: int) -> bool:
@@ -137,24 +136,24 @@ async def _visible(deps: Deps, actor: str, n: int) -> bool:
     return record is None or sees(deps, actor, record, decisions, await _chain(deps, record))
 
 
-async def _decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str, seen: list[bool]) -> Reply:
-    """The decision; appends to ``seen`` whether ``actor`` may see the request, once it is read."""
+async def _decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str) -> tuple[Reply, bool]:
+    """The decision, and whether ``actor`` may see the request (judged on what the decision read)."""
     now = deps.now()
     notices: list[Notice] = []
     op_id = None
     async with deps.store.write() as repo:
         record = await repo.get_request(n)
         if record is None:
-            return not_found(n)
+            return not_found(n), True
         decisions = await repo.decisions(record.id or 0)
         chain = await _chain(deps, record)
-        seen.append(sees(deps, actor, record, decisions, chain))
+        visible = sees(deps, actor, record, decisions, chain)
         if not _in_chain(record):
             return Reply(text=f"{record.ref} is {record.state}: there is nothing to decide.", ok=False,
-                         kind="request", request=await request_view(deps, record), rule="not-open")
+                         kind="request", request=await request_view(deps, record), rule="not-open"), visible
         if not chain or record.step >= len(chain):
             await _fail(repo, record, f"step {record.step + 1}: unknown", now)
-            return Reply(text=f"{record.ref} can no longer be decided; it failed.", ok=False)
+            return Reply(text=f"{record.ref} can no longer be decided; it failed.", ok=False), visible
         this_round = [d for d in decisions if d.round == record.round]
         earlier = {d.approver for d in this_round if d.step < record.step and d.decision == "approved"}
         submitter = await filed_by(repo, record)  # who filed a drift accept counts as its requester
@@ -165,19 +164,20 @@ async def _decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str
             await repo.append("approval.refused", actor=actor, ts=now, request=record,
                               data=_data(record, step=record.step + 1, reason="self-approval"))
             return Reply(text=f"You cannot decide on your own request {record.ref}.", ok=False,
-                         kind="refusal", rule="self-approval")
+                         kind="refusal", rule="self-approval"), visible
         mine = next((d for d in this_round if d.approver == actor), None)
         if mine is not None:
             return Reply(text=f"You already {mine.decision} {record.ref} at step {mine.step + 1}; "
-                         "one person counts once per request.", ok=False, kind="refusal", rule="already-decided")
+                         "one person counts once per request.", ok=False, kind="refusal",
+                         rule="already-decided"), visible
         if actor not in step.pool - earlier:
             if any(actor in s.pool for s in chain[: record.step]):
                 return Reply(text=f"{record.ref}: that step was already decided; it now waits on {label}.",
-                             ok=False, kind="refusal", rule="step-closed")
+                             ok=False, kind="refusal", rule="step-closed"), visible
             await repo.append("approval.refused", actor=actor, ts=now, request=record,
                               data=_data(record, step=record.step + 1, reason="not-an-approver"))
             return Reply(text=f"You are not an approver of {record.ref} at {label}.", ok=False,
-                         kind="refusal", rule="not-an-approver")
+                         kind="refusal", rule="not-an-approver"), visible
         await repo.add_decision(DecisionRecord(request_id=record.id or 0, round=record.round, step=record.step,
                                                approver=actor, decision="approved" if approve else "denied",
                                                comment=comment, decided_at=now))
@@ -228,7 +228,7 @@ async def _decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str
         view = await _fresh_view(deps, n)
     if view is not None and view.state in (DENIED, FAILED) and submitter:
         await settle_request(deps, n)
-    return Reply(text=reply_text, kind="request", request=view)
+    return Reply(text=reply_text, kind="request", request=view), visible
 
 
 async def _fresh_view(deps: Deps, n: int) -> RequestView | None:
