@@ -513,6 +513,10 @@ class SqlStore:
         # also queue here, before taking a connection, so that waiting writers cannot exhaust the
         # pool that the lock holder still needs for its reads.
         self._write_lock = asyncio.Lock()
+        # Reads connect through a copy of the engine that carries their options (one pool): no
+        # separate call to set them on every connection.
+        self._reads = self.engine.execution_options(
+            **({"isolation_level": "AUTOCOMMIT"} if self.backend == "postgresql" else {STATEMENT_SNAPSHOTS: True}))
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -532,13 +536,8 @@ class SqlStore:
         every statement sees its own snapshot inside a transaction or not, so BEGIN and COMMIT would
         only add two round trips; SQLite sends no BEGIN either, so it reads the same way (each
         statement its own snapshot) for two calls less per read."""
-        async with self.engine.connect() as conn:
-            if self.backend == "postgresql":
-                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            else:
-                conn = await conn.execution_options(**{STATEMENT_SNAPSHOTS: True})
-            async with conn.begin():
-                yield SqlRepository(conn, writable=False)
+        async with self._reads.connect() as conn, conn.begin():
+            yield SqlRepository(conn, writable=False)
 
     async def audit_events(self, *, from_seq: int = 1, to_seq: int | None = None,
                            batch: int = 5000) -> AsyncIterator[Any]:
