@@ -57,6 +57,7 @@ class AccessBot(ActivityHandler):
             await self._remember_bot(context, dict(ref))
             if person is not None:
                 await self.addresses.save(person.email.lower(), ref)
+                self.notifier.saw_user(person.email, ref)
         return person
 
     async def _remember_bot(self, context: TurnContext, ref: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ messages; batches about one request are delivered in order.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -36,6 +37,11 @@ log = structlog.get_logger("accessbot.teams.notify")
 BOT_ADDRESS = "#bot"  # where the service URL, tenant and bot account seen last are kept
 
 
+USER_ID_TTL_S = 600.0  # how long a Teams user id found is used without reading it again
+NO_USER_ID_TTL_S = 60.0  # and how long that someone has none
+USER_ID_CACHE = 10_000  # ids kept at most (all are dropped when more would be)
+
+
 class TeamsNotifier:
     def __init__(self, app: App, open_connector: Opener) -> None:
         self.app = app
@@ -43,6 +49,7 @@ class TeamsNotifier:
         self._tasks: set[asyncio.Task[None]] = set()
         self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._general = asyncio.Lock()
+        self._user_ids: dict[str, tuple[float, str | None]] = {}  # email → (kept until, Teams user id or none)
 
     # -- the Notifier port ------------------------------------------------------------------------
     async def notify(self, notices: list[Notice]) -> None:
@@ -89,22 +96,52 @@ class TeamsNotifier:
             record = await repo.get_request(request_id)
         return await request_view(self.app.deps, record) if record else None
 
+    async def teams_user_ids(self, emails: list[str]) -> dict[str, str]:
+        """The Teams user ids of these people, for those who have talked to the bot.
+
+        A person's Teams user id for this bot does not change, so what was read is kept for a while: an
+        id found for ``USER_ID_TTL_S``, the lack of one for ``NO_USER_ID_TTL_S`` (someone who talks to
+        the bot through this process is known at once, :meth:`saw_user`; through another, within that).
+        A card refresh then reads nothing to say whose clients refresh it.
+        """
+        now = time.monotonic()
+        found: dict[str, str] = {}
+        missing = []
+        for email in emails:
+            hit = self._user_ids.get(email)
+            if hit is None or hit[0] <= now:
+                missing.append(email)
+            elif hit[1] is not None:
+                found[email] = hit[1]
+        if missing:
+            async with self.app.store.read() as repo:
+                refs = await repo.addresses(CHANNEL, missing)
+            if len(self._user_ids) + len(missing) > USER_ID_CACHE:
+                self._user_ids.clear()
+            for email in missing:
+                uid = ((refs.get(email) or {}).get("user") or {}).get("id")
+                self._user_ids[email] = (now + (USER_ID_TTL_S if uid else NO_USER_ID_TTL_S), uid)
+                if uid:
+                    found[email] = uid
+        return found
+
+    def saw_user(self, email: str, reference: dict[str, Any]) -> None:
+        """A person's reference was just saved (they talked to the bot here): their id is known now."""
+        if uid := (reference.get("user") or {}).get("id"):
+            self._user_ids[email.lower()] = (time.monotonic() + USER_ID_TTL_S, uid)
+
     async def user_ids(self, email: str) -> list[str]:
         """The Teams user id of one person (a review card refreshes for its reviewer only)."""
-        async with self.app.store.read() as repo:
-            ref = await repo.address(CHANNEL, email.lower())
-        uid = ((ref or {}).get("user") or {}).get("id")
+        uid = (await self.teams_user_ids([email.lower()])).get(email.lower())
         return [uid] if uid else []
 
     async def refresh_ids(self, view: RequestView) -> list[str]:
         """Teams user ids of everyone in the chain (the refresh block runs for them)."""
-        emails = dict.fromkeys(a for s in view.steps for a in (*s.approvers, *s.approved_by))
+        emails = list(dict.fromkeys(a for s in view.steps for a in (*s.approvers, *s.approved_by)))
         if not emails:
             return []
-        async with self.app.store.read() as repo:
-            refs = await repo.addresses(CHANNEL, list(emails))
-        ids = [uid for email in emails if (uid := ((refs.get(email) or {}).get("user") or {}).get("id"))]
-        return ids[: adaptive.MAX_REFRESH_USERS]
+        found = await self.teams_user_ids(emails)
+        return [found[e] for e in emails if e in found][: adaptive.MAX_REFRESH_USERS]
 
     async def _send_one(self, connectors: _Connectors, notice: Notice, view: RequestView | None) -> bool:
         """Send one notice; True when it sent a card that is kept up to date."""
@@ -245,6 +282,7 @@ class TeamsNotifier:
                "conversation": {"id": made.id, "conversationType": "personal", "tenantId": tenant}}
         async with self.app.store.write() as repo:
             await repo.save_address(CHANNEL, email, ref, self.app.deps.now())
+        self.saw_user(email, ref)
         return ref
 
     async def post(self, connectors: _Connectors, email: str, activity: Activity, *,

@@ -265,3 +265,18 @@ async def test_expiring_card_extends_through_the_chain_and_reminders_escalate(te
     assert "REQ-2" in (escalation.text + texts_of(escalation.card or {}))
     assert await h.events("approval.escalated")
     all_cards_valid(h)
+
+
+async def test_whoever_starts_talking_to_the_bot_is_in_the_next_cards_refresh(teams: TeamsHarness) -> None:
+    """A card refreshes for the chain members whose Teams ids the bot knows; ids are kept in memory
+    between cards, and someone who has none yet is known from their first message on."""
+    h = teams
+    await install(h, BOB)
+    await h.say(BOB, "request prod-db-read for 1h because INC-9 page")
+    card = await h.click(MARK, "refresh", {"request_id": 1})
+    assert teams_id(MARK) in card["refresh"]["userIds"] and teams_id(DEV) not in card["refresh"]["userIds"]
+    h.connector.roster[teams_id(DEV)] = {"id": teams_id(DEV), "name": "Dev DBA", "email": DEV,
+                                         "userPrincipalName": DEV, "objectId": "9d0d0000-0000-4000-8000-0000000d0d01"}
+    await h.say(DEV, "help")
+    card = await h.click(MARK, "refresh", {"request_id": 1})
+    assert teams_id(DEV) in card["refresh"]["userIds"], card["refresh"]
