@@ -18,7 +18,7 @@ from handlers.eligibility import ineligibility, memberships_of
 from handlers.grants import Ending, end_membership, plan_add, run_op
 from handlers.policy import Policy
 from handlers.ports import Notice, Person
-from handlers.present import chain_of, request_view
+from handlers.present import chain_of, request_view, resolved_chain
 from handlers.records import (
     ACTIVE,
     APPROVED,
@@ -47,12 +47,8 @@ def _in_chain(record: RequestRecord) -> bool:
 
 async def _chain(deps: Deps, record: RequestRecord) -> list[ResolvedStep] | None:
     policy = await deps.policy_for(record)
-    profile = policy.profile(record.profile)
-    requester = await deps.person(record.requester)
-    if profile is None or requester is None:
-        return None
-    return await resolve_chain(chain_of(policy, record), policy=policy, profile=profile,
-                               requester=requester, directory=deps.directory)
+    return await resolved_chain(deps, policy, policy.profile(record.profile), record,
+                                await deps.person(record.requester)) or None
 
 
 async def asked_at_open(repo: Repository, record: RequestRecord) -> frozenset[str] | None:

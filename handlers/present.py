@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from handlers.audit import format_ts
 from handlers.chains import ResolvedStep, resolve_chain
-from handlers.context import Deps
+from handlers.context import Deps, scope_cache
 from handlers.durations import format_duration
 from handlers.policy import Policy, Profile, Step
 from handlers.ports import Person
@@ -51,10 +51,19 @@ def person_facts(person: Person | None) -> tuple[tuple[str, str], ...]:
 
 async def resolved_chain(deps: Deps, policy: Policy, profile: Profile | None, record: RequestRecord,
                          requester: Person | None) -> list[ResolvedStep]:
+    """The request's chain (of its current round) as the policy and the directory say now: resolved once
+    per look-up scope (a command, a click, a sweep), as each person in it is looked up once."""
     if profile is None or requester is None:
         return []
-    return await resolve_chain(chain_of(policy, record), policy=policy, profile=profile,
-                               requester=requester, directory=deps.directory)
+    scope = scope_cache()
+    key = ("chain", id(policy), record.id, record.round, record.kind, requester.email)
+    if scope is not None and record.id is not None and key in scope:
+        return list(scope[key])  # a copy: a decision pins its open step in the list it gets
+    chain = await resolve_chain(chain_of(policy, record), policy=policy, profile=profile,
+                                requester=requester, directory=deps.directory)
+    if scope is not None and record.id is not None:
+        scope[key] = tuple(chain)
+    return chain
 
 
 async def request_view(deps: Deps, record: RequestRecord, *, decisions: list[DecisionRecord] | None = None,
