@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import structlog
 
 from handlers.ports import Notice, Notifier
+from store.repository import SqlStore
 
 log = structlog.get_logger("accessbot.notify")
 
@@ -26,3 +29,12 @@ class FanoutNotifier:
                 await channel.notify(notices)
             except Exception:
                 log.exception("notifying failed", channel=type(channel).__name__)
+
+
+async def sent_to(store: SqlStore, channel: str, number: int | None, kind: str, who: str) -> list[dict[str, Any]]:
+    """Where the messages of one kind about request or finding ``number`` sent to ``who`` are (to edit them)."""
+    if not number:
+        return []
+    async with store.read() as repo:
+        messages = await repo.messages(channel, number, kind)
+    return [address for recipient, _, address in messages if recipient.lower() == who]

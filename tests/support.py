@@ -157,3 +157,22 @@ def hidden_characters(events: list[dict]) -> list[tuple[int, str]]:
                     0x200E, 0x200F, 0x061C, 0xFEFF):
                 found.append((event.get("seq"), ch))
     return found
+
+
+def provider_policy(provider: str, group: str, *, version: str, security: tuple[str, ...] = ("sam.sec@example.com",),
+                    approval: str = "[owner]", auto_approve: bool = True, exception: str | None = None,
+                    eligible: str | None = None) -> str:
+    """A one-profile policy (``tools``) over a group of a real provider's stand-in: the tests of leavers,
+    drift and failing look-ups at Graph and Okta. ``exception``: the exception chain, ``eligible``: one
+    eligibility rule, as YAML."""
+    lines = [f'version: "{version}"', "approver_groups:", f"  security: [{', '.join(security)}]",
+             "security_team: security", "profiles:", "  - id: tools", "    title: Tools",
+             "    owner: pat.lead@example.com", f"    provider: {provider}", f"    group: {group}"]
+    if eligible:
+        lines += ["    eligible:", f"      - {eligible}"]
+    lines += ["    duration: {default: 1h, max: 8h}", f"    approval: {approval}"]
+    if auto_approve:
+        lines += ["    auto_approve:", "      - {department: Engineering, max_duration: 8h}"]
+    if exception:
+        lines += ["    exception:", f"      approval: {exception}", "      max_duration: 30d"]
+    return "\n".join(lines) + "\n"

@@ -24,25 +24,9 @@ from bot.settings import Settings
 from tests.standins.graph import GraphStandIn
 from tests.standins.okta import OktaStandIn
 from tests.standins.tls import make_tls
-from tests.support import EXAMPLES, cli
+from tests.support import EXAMPLES, cli, provider_policy
 
 ANN, BEN, CAT, PAT = "ann@example.com", "ben@example.com", "cat@example.com", "pat.lead@example.com"
-POLICY = """\
-version: "leavers-1"
-approver_groups:
-  security: [sam.sec@example.com]
-security_team: security
-profiles:
-  - id: tools
-    title: Tools
-    owner: pat.lead@example.com
-    provider: {provider}
-    group: {group}
-    duration: {{default: 1h, max: 8h}}
-    approval: [owner]
-    auto_approve:
-      - {{department: Engineering, max_duration: 8h}}
-"""
 
 
 @pytest.fixture
@@ -58,7 +42,7 @@ def graph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[GraphStan
 
 def entra_settings(db: str, tmp_path: Path, graph: GraphStandIn, group: str) -> Settings:
     policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY.format(provider="entra", group=group))
+    policy.write_text(provider_policy("entra", group, version="leavers-1"))
     return Settings(database_url=db, policy=str(policy), directory=str(EXAMPLES / "directory.yaml"),
                     identity="entra", entra_tenant_id=graph.tenant, entra_client_id=graph.client_id,
                     entra_client_secret=graph.client_secret, graph_url=graph.graph_url, authority_url=graph.url)
@@ -134,7 +118,7 @@ def test_the_cli_sweep_prints_who_could_not_be_checked(sqlite_url, tmp_path):
         for email in (ANN, BEN, CAT):
             okta.add_user(email, department="Engineering", manager=PAT)
         policy = tmp_path / "policy.yaml"
-        policy.write_text(POLICY.format(provider="okta", group=group))
+        policy.write_text(provider_policy("okta", group, version="leavers-1"))
         env = {"ACCESSBOT_IDENTITY": "okta", "ACCESSBOT_OKTA_URL": okta.url, "ACCESSBOT_OKTA_TOKEN": okta.token}
         args = ["--database-url", sqlite_url, "--policy", str(policy), "--directory", str(EXAMPLES / "directory.yaml")]
         for email in (ANN, BEN, CAT):

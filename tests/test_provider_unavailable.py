@@ -12,23 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.standins.okta import OktaStandIn
-from tests.support import EXAMPLES, cli
+from tests.support import EXAMPLES, cli, provider_policy
 
 ANN, BEN, PAT = "ann@example.com", "ben@example.com", "pat.lead@example.com"
-POLICY = """\
-version: "provider-unavailable-1"
-approver_groups:
-  security: [sam.sec@example.com]
-security_team: security
-profiles:
-  - id: tools
-    title: Tools
-    owner: pat.lead@example.com
-    provider: okta
-    group: {group}
-    duration: {{default: 1h, max: 8h}}
-    approval: [manager]
-"""
 UNAVAILABLE = "Could not finish `approve`: the identity provider did not answer (HTTP 500). Try again in a moment."
 
 
@@ -39,7 +25,8 @@ def test_a_decision_the_provider_cannot_answer_for_is_not_recorded(database_url:
         okta.add_user(ANN, department="Engineering", manager=PAT)
         okta.add_user(BEN, department="Engineering", manager=PAT)
         policy = tmp_path / "policy.yaml"
-        policy.write_text(POLICY.format(group=group))
+        policy.write_text(provider_policy("okta", group, version="provider-unavailable-1", approval="[manager]",
+                                          auto_approve=False))
         env = {"ACCESSBOT_IDENTITY": "okta", "ACCESSBOT_OKTA_URL": okta.url, "ACCESSBOT_OKTA_TOKEN": okta.token}
         args = ["--database-url", database_url, "--policy", str(policy),
                 "--directory", str(EXAMPLES / "directory.yaml")]

@@ -19,6 +19,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.bootstrap import App
+from bot.notify import sent_to
 from bot.slack.identity import CHANNEL, AddressBook
 from cards import compliance_slack as compliance_cards
 from cards import reviews_slack as review_cards
@@ -147,13 +148,8 @@ class SlackNotifier:
 
     async def update_drift_cards(self, finding: int | None, who: str, view: DriftView) -> None:
         """A finding's cards this person was sent (kept under the finding's number, kind ``drift``)."""
-        if not finding:
-            return
-        async with self.app.store.read() as repo:
-            messages = await repo.messages(CHANNEL, finding, "drift")
-        for recipient, _, address in messages:
-            if recipient.lower() == who:
-                await self.update(address, compliance_cards.drift_message(view, view.outcome))
+        for address in await sent_to(self.app.store, CHANNEL, finding, "drift", who):
+            await self.update(address, compliance_cards.drift_message(view, view.outcome))
 
     async def update_approvals(self, request_id: int, view: RequestView, *,
                                skip: set[str] | frozenset[str] = frozenset()) -> None:

@@ -19,6 +19,7 @@ from microsoft_agents.activity import Activity, ChannelAccount, ConversationPara
 from microsoft_agents.hosting.core.connector import ConnectorClientBase
 
 from bot.bootstrap import App
+from bot.notify import sent_to
 from bot.teams.clients import Opener
 from bot.teams.connector import addressed, card_activity, text_activity, with_retries
 from bot.teams.identity import CHANNEL
@@ -219,13 +220,8 @@ class TeamsNotifier:
     async def _update_drift_cards(self, connectors: _Connectors, finding: int | None, who: str,
                                   card: dict[str, Any]) -> None:
         """A finding's cards this person was sent (kept under the finding's number, kind ``drift``)."""
-        if not finding:
-            return
-        async with self.app.store.read() as repo:
-            messages = await repo.messages(CHANNEL, finding, "drift")
-        for recipient, _, address in messages:
-            if recipient.lower() == who:
-                await self.update(connectors, address, card)
+        for address in await sent_to(self.app.store, CHANNEL, finding, "drift", who):
+            await self.update(connectors, address, card)
 
     async def _remember_message(self, request_id: int, recipient: str, kind: str, posted: dict[str, Any]) -> None:
         async with self.app.store.write() as repo:

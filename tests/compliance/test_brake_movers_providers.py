@@ -7,12 +7,12 @@ from __future__ import annotations
 from bot.bootstrap import App, build_app
 from bot.settings import Settings
 from tests.standins.okta import OktaStandIn
-from tests.support import EXAMPLES
-from tests.test_leaver_lookups import ANN, PAT, POLICY, entra_settings, grant_each, graph  # noqa: F401
+from tests.support import EXAMPLES, provider_policy
+from tests.test_leaver_lookups import ANN, PAT, entra_settings, grant_each, graph  # noqa: F401
 
 SAM = "sam.sec@example.com"
 WAVE = [f"leaver{i:02d}@example.com" for i in range(30)]
-ELIGIBLE = POLICY.replace("    duration:", "    eligible:\n      - {{department: Engineering}}\n    duration:")
+ELIGIBLE: dict = {"version": "leavers-1", "eligible": "{department: Engineering}"}
 
 
 async def _events(app: App, type_: str) -> list[dict]:
@@ -78,7 +78,7 @@ async def test_a_termination_wave_through_okta(database_url, tmp_path):
         for email in WAVE[10:]:
             okta.add_member(group, email)
         async with build_app(_okta_settings(database_url, tmp_path, okta,
-                                            POLICY.format(provider="okta", group=group))) as app:
+                                            provider_policy("okta", group, version="leavers-1"))) as app:
             await grant_each(app, ANN, *WAVE[:10])
             for i, email in enumerate(WAVE):
                 okta.set_status(email, "SUSPENDED" if i % 2 else "DEPROVISIONED")
@@ -105,7 +105,7 @@ async def test_a_mover_through_graph(database_url, tmp_path, graph):  # noqa: F8
     graph.add_user(SAM, department="Engineering")
     graph.add_user(ANN, department="Engineering", manager=PAT)
     settings = entra_settings(database_url, tmp_path, graph, group)
-    (tmp_path / "policy.yaml").write_text(ELIGIBLE.format(provider="entra", group=group))
+    (tmp_path / "policy.yaml").write_text(provider_policy("entra", group, **ELIGIBLE))
 
     def move() -> None:
         graph.users[graph.user_id(ANN)]["department"] = "Finance"  # type: ignore[index]
@@ -126,5 +126,5 @@ async def test_a_mover_through_okta(database_url, tmp_path):
                 okta.users[uid]["profile"]["department"] = "Finance"
 
         async with build_app(_okta_settings(database_url, tmp_path, okta,
-                                            ELIGIBLE.format(provider="okta", group=group))) as app:
+                                            provider_policy("okta", group, **ELIGIBLE))) as app:
             await _mover(app, lambda: okta.member_emails(group), move)

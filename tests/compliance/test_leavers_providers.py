@@ -5,8 +5,8 @@ from __future__ import annotations
 from bot.bootstrap import build_app
 from bot.settings import Settings
 from tests.standins.okta import OktaStandIn
-from tests.support import EXAMPLES
-from tests.test_leaver_lookups import ANN, BEN, PAT, POLICY, entra_settings, grant_each, graph  # noqa: F401
+from tests.support import EXAMPLES, provider_policy
+from tests.test_leaver_lookups import ANN, BEN, PAT, entra_settings, grant_each, graph  # noqa: F401
 
 DAN = "dan@example.com"
 
@@ -44,7 +44,7 @@ async def test_standing_member_removed_through_okta(database_url, tmp_path):
             okta.add_user(email, department="Engineering", manager=PAT)
         okta.add_member(group, DAN)
         policy = tmp_path / "policy.yaml"
-        policy.write_text(POLICY.format(provider="okta", group=group))
+        policy.write_text(provider_policy("okta", group, version="leavers-1"))
         settings = Settings(database_url=database_url, policy=str(policy), directory=str(EXAMPLES / "directory.yaml"),
                             identity="okta", okta_url=okta.url, okta_token=okta.token)
         async with build_app(settings) as app:

@@ -16,30 +16,14 @@ from bot.bootstrap import App, build_app
 from bot.settings import Settings
 from tests.standins.graph import GraphStandIn
 from tests.standins.okta import OktaStandIn
-from tests.support import EXAMPLES, MutableClock
+from tests.support import EXAMPLES, MutableClock, provider_policy
 from tests.test_leaver_lookups import ANN, PAT, entra_settings, grant_each, graph  # noqa: F401
+
+POLICY: dict = {"version": "unknown-drift-1", "security": ("sam.sec@example.com", "sasha.sec@example.com"),
+                "exception": "[{any_of: security}, owner]"}
 
 DAN, BOB = "dan@example.com", "bob@example.com"
 SAM, SASHA = "sam.sec@example.com", "sasha.sec@example.com"
-POLICY = """\
-version: "unknown-drift-1"
-approver_groups:
-  security: [sam.sec@example.com, sasha.sec@example.com]
-security_team: security
-profiles:
-  - id: tools
-    title: Tools
-    owner: pat.lead@example.com
-    provider: {provider}
-    group: {group}
-    duration: {{default: 1h, max: 8h}}
-    approval: [owner]
-    auto_approve:
-      - {{department: Engineering, max_duration: 8h}}
-    exception:
-      approval: [{{any_of: security}}, owner]
-      max_duration: 30d
-"""
 
 
 async def _events(app: App, type_: str) -> list[dict]:
@@ -54,13 +38,13 @@ async def _say(app: App, email: str, text: str):  # type: ignore[no-untyped-def]
 
 def _graph_app(database_url: str, tmp_path, server: GraphStandIn, group: str) -> Settings:  # type: ignore[no-untyped-def]
     settings = entra_settings(database_url, tmp_path, server, group)
-    (tmp_path / "policy.yaml").write_text(POLICY.format(provider="entra", group=group))
+    (tmp_path / "policy.yaml").write_text(provider_policy("entra", group, **POLICY))
     return settings
 
 
 def _okta_settings(database_url: str, tmp_path, okta: OktaStandIn, group: str) -> Settings:  # type: ignore[no-untyped-def]
     policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY.format(provider="okta", group=group))
+    policy.write_text(provider_policy("okta", group, **POLICY))
     return Settings(database_url=database_url, policy=str(policy), directory=str(EXAMPLES / "directory.yaml"),
                     identity="okta", okta_url=okta.url, okta_token=okta.token)
 
