@@ -90,7 +90,8 @@ def _button(text: str, action_id: str, value: str, style: str | None = None) -> 
 
 
 def _message(text: str, blocks: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"text": _cut(text, MAX_FALLBACK) or " ", "blocks": _fit(blocks, MAX_MESSAGE_BLOCKS)}
+    """``text`` is what notifications show: escaped as the blocks are, so that user text in it cannot mention."""
+    return {"text": _cut(escape(text), MAX_FALLBACK) or " ", "blocks": _fit(blocks, MAX_MESSAGE_BLOCKS)}
 
 
 def _fit(blocks: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:

@@ -53,6 +53,8 @@ def test_user_text_is_escaped_and_huge_inputs_stay_inside_limits() -> None:
     check_message(message)
     text = str(message["blocks"])
     assert "<!channel>" not in text and "&lt;!channel&gt;" in text and "<@U0BOSS>" not in text
+    for fallback in (message["text"], blocks.status_message(v, note=nasty)["text"], blocks.text_message(nasty)["text"]):
+        assert "<!channel>" not in fallback and "<@U0BOSS>" not in fallback  # notifications show this text
     assert message["blocks"][-1]["type"] == "actions"  # the buttons survive any trimming
     check_message(blocks.status_message(v, note=nasty))
     check_message(blocks.expiring_message(view(state="active"), note=nasty))
