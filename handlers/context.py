@@ -40,6 +40,16 @@ def scope_cache() -> dict[Any, Any] | None:
     return _scope.get()
 
 
+def known_person(person: Person) -> None:
+    """``person`` was just looked up (the channel identified the one who asks): the scope's look-ups of
+    them are answered with it. A command that records something and then builds its view from the
+    requester does not look them up again after its commit, where a failing provider would leave the
+    record made but its notices unsent and its asker told to try again."""
+    scope = _scope.get()
+    if scope is not None:
+        scope.setdefault("people", {}).setdefault(person.email.strip().lower(), person)
+
+
 class MemoDirectory:
     """A ``Directory`` that answers repeated look-ups inside :func:`one_lookup_per_person` from memory."""
 

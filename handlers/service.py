@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from handlers import approvals, queries, requests
 from handlers.compliance.commands import COMPLIANCE_COMMANDS, handle_compliance, parse_compliance
-from handlers.context import SYSTEM, Deps, one_lookup_per_person
+from handlers.context import SYSTEM, Deps, known_person, one_lookup_per_person
 from handlers.grammar import (
     SECURITY_COMMANDS,
     Approve,
@@ -99,6 +99,7 @@ class AccessService:
             return Reply(text=f"Refused ({rule}): {text}.", ok=False, kind="refusal", rule=rule)
         try:
             with one_lookup_per_person():
+                known_person(actor)
                 return await self._handle(actor, cmd, forms=forms, channel=channel)
         except ProviderError as exc:
             return provider_unavailable(cmd, exc)

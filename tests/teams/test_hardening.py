@@ -226,3 +226,36 @@ async def test_an_identity_provider_that_fails_mid_click_is_said_on_the_card(
         graph.clear_path_faults()
         text = json.dumps(await h.click(MARK, "approve", {"request_id": n}))
         assert (await h.request(n)).state == "active", text
+
+
+async def test_a_request_recorded_before_the_provider_failed_is_not_said_to_have_failed(
+        graph_server: tuple[GraphStandIn, LocalTLS], sqlite_url: str, tmp_path: Path, connector: BotConnector,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bob is known by his object id; his look-up by address fails at Graph while he asks. Whatever the
+    answer, it must be true: a request it says did not go through is not on record, and one on record
+    was put to its approver (not left pending with nobody asked, to be refused as already-pending)."""
+    graph, tls = graph_server
+    graph.reset()
+    monkeypatch.setenv("SSL_CERT_FILE", tls.ca_file)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls.ca_file)
+    graph.add_user(MARK, department="Engineering", object_id=AAD[MARK])
+    graph.add_user(BOB, department="Engineering", manager=MARK, object_id=AAD[BOB])
+    graph.add_group("oncall")
+    settings = _settings(sqlite_url, tmp_path, teams_emulator="1", teams_tenants=TENANT, identity="entra",
+                         entra_tenant_id=graph.tenant, entra_client_id=graph.client_id,
+                         entra_client_secret=graph.client_secret, graph_url=graph.graph_url, authority_url=graph.url)
+    async for h in _serve(settings, connector, None):
+        await h.say(MARK, "help")
+        cards_before = len([p for p in connector.of(conversation=conversation_id(MARK)) if p.card is not None])
+        graph.fail_path(f"/users/{BOB}", status=500)
+        status, _ = await h.say(BOB, "request staging-admin for 1h")
+        assert status == 200
+        said = connector.of("reply", conversation_id(BOB))[-1]
+        text = json.dumps(said.card) if said.card is not None else (said.text or "")
+        recorded = await h.request(1)
+        if "did not answer" in text:
+            assert recorded is None, text  # "try again" must not leave a request behind
+        else:
+            assert recorded is not None and recorded.state == "pending", text
+            asked = [p for p in connector.of(conversation=conversation_id(MARK)) if p.card is not None]
+            assert len(asked) > cards_before, "the approver was never asked"
