@@ -91,7 +91,18 @@ def _button(text: str, action_id: str, value: str, style: str | None = None) -> 
 
 def _message(text: str, blocks: list[dict[str, Any]]) -> dict[str, Any]:
     """``text`` is what notifications show: escaped as the blocks are, so that user text in it cannot mention."""
-    return {"text": _cut(escape(text), MAX_FALLBACK) or " ", "blocks": _fit(blocks, MAX_MESSAGE_BLOCKS)}
+    return {"text": _cut_escaped(escape(text), MAX_FALLBACK) or " ", "blocks": _fit(blocks, MAX_MESSAGE_BLOCKS)}
+
+
+def _cut_escaped(text: str, limit: int) -> str:
+    """:func:`_cut` of escaped text, never through an entity (``&amp;`` is one character shown)."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 1]
+    amp = head.rfind("&")
+    if amp >= 0 and ";" not in head[amp:]:
+        head = head[:amp]
+    return head + "…"
 
 
 def _fit(blocks: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
@@ -312,7 +323,8 @@ def reply_message(reply: Reply, *, viewer: str | None = None) -> dict[str, Any]:
         if reply.text and "\n" in reply.text:  # status: the full text with the events
             message = approval_message(view, viewer=viewer)
             detail = [_section(escape(c)) for c in _chunks(reply.text, MAX_SECTION_TEXT - 200)]
-            return _message(message["text"], [*message["blocks"][:-1], *detail, message["blocks"][-1]])
+            return {**message, "blocks": _fit([*message["blocks"][:-1], *detail, message["blocks"][-1]],
+                                              MAX_MESSAGE_BLOCKS)}  # its text is escaped already
         return approval_message(view, viewer=viewer, note=reply.text)
     return text_message(reply.text)
 

@@ -114,3 +114,14 @@ def test_manifest_declares_one_url_the_command_the_event_and_only_the_scopes_use
     assert set(manifest["oauth_config"]["scopes"]["bot"]) == {"commands", "chat:write", "im:write", "users:read",
                                                               "users:read.email"}
     assert "user" not in manifest["oauth_config"]["scopes"]
+
+
+def test_a_notification_text_is_escaped_once() -> None:
+    """A status read by an approver (several lines) reuses the approval message's text: escaped once, so
+    that ``&`` in a name shows as ``&`` and not as ``&amp;``; a cut never leaves half an entity."""
+    v = RequestView(**{**view().__dict__, "requester_name": "Tom & <Jerry>"})
+    status = Reply(text="REQ-7: prod-db-read\n  state: pending", kind="request", request=v)
+    text = blocks.reply_message(status, viewer="mark.mgr@example.com")["text"]
+    assert "Tom &amp; &lt;Jerry&gt;" in text and "&amp;amp;" not in text and "&amp;lt;" not in text, text
+    cut = blocks.text_message("x" * (blocks.MAX_FALLBACK - 3) + "<<<<")["text"]
+    assert cut.endswith("…") and not any(cut[:-1].endswith(p) for p in ("&", "&l", "&lt")), cut[-8:]
