@@ -315,6 +315,9 @@ async def end_grant(deps: Deps, actor: str, n: int, *, how: str, reason: str | N
             return Reply(text=f"{record.ref} is {record.state}: there is no grant to end.{hint}", ok=False,
                          kind="request", request=await request_view(deps, record), rule="not-active")
         state = "released" if how == "released" else "revoked"
+        # the requester, whom the view and the notices name, is looked up before anything is written: a
+        # provider that cannot answer then leaves the grant as it was, not ended with its answer lost
+        await deps.person(record.requester)
         waiting: list[str] = []  # an extension's open step: its approvers' cards are closed like any decided one
         if record.extension_pending:
             chain = await _chain(deps, record) or []

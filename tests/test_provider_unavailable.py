@@ -54,3 +54,36 @@ def test_a_decision_the_provider_cannot_answer_for_is_not_recorded(database_url:
         out = chat(PAT, "approve REQ-1")
         assert "Approved REQ-1" in out, out
         assert okta.member_emails(group) == [ANN]
+
+
+def test_a_revoke_is_not_said_to_have_failed_once_it_is_recorded(database_url: str, tmp_path: Path) -> None:
+    """The security team revokes ann's grant while Okta cannot answer for ann: either nothing is recorded
+    and the answer says to try again, or the grant is revoked and the answer says so (never "try again"
+    over a grant already ended, which a retry then calls not active)."""
+    sam = "sam.sec@example.com"
+    with OktaStandIn() as okta:
+        group = okta.add_group("tools")
+        okta.add_user(PAT, department="Engineering")
+        okta.add_user(sam, department="Security")
+        okta.add_user(ANN, department="Engineering", manager=PAT)
+        policy = tmp_path / "policy.yaml"
+        policy.write_text(provider_policy("okta", group, version="provider-unavailable-2", approval="[manager]"))
+        env = {"ACCESSBOT_IDENTITY": "okta", "ACCESSBOT_OKTA_URL": okta.url, "ACCESSBOT_OKTA_TOKEN": okta.token}
+        args = ["--database-url", database_url, "--policy", str(policy),
+                "--directory", str(EXAMPLES / "directory.yaml")]
+
+        def chat(email: str, line: str) -> str:
+            out = cli("chat", "--as", email, *args, input=line + "\n", env=env)
+            assert out.returncode in (0, 1) and "Traceback" not in out.stderr, out.stdout + out.stderr
+            return out.stdout
+
+        assert "auto-approved" in chat(ANN, "request tools for 2h")
+        assert okta.member_emails(group) == [ANN]
+        okta.fail_path(f"/users/{ANN}", status=500)
+        out = chat(sam, "revoke REQ-1 because leaving the project")
+        okta.clear_path_faults()
+        state = chat(ANN, "status REQ-1").lower()
+        if "did not answer" in out:
+            assert "state: active" in state and okta.member_emails(group) == [ANN], out + state
+        else:
+            assert "revoked" in out and "state: revoked" in state, out + state
