@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from handlers.audit import format_ts
-from handlers.compliance.findings import drift_ref, resolution_text, resolve_finding, tell_outcome
+from handlers.compliance.findings import drift_ref, resolution_text, resolve_finding, tell_outcomes
 from handlers.compliance.settle import (
     cancel_accept_of_gone,
     finish_restores,
@@ -118,8 +118,7 @@ async def detect_drift(deps: Deps, report: SweepReport) -> None:
                 data.update(member=False, request_id=record.ref)
                 missing.append((finding, record))
             await repo.append("drift.detected", actor=SYSTEM, ts=now, data=data)
-    for finding, text in resolved:
-        await tell_outcome(deps, finding, text)
+    await tell_outcomes(deps, resolved)
     still_open = [d for d in open_findings if d not in gone]
     # a holder who is not a member is put back, or loses the grant (SPEC §3.6): said, not left to a person
     restored = await restore_holders(deps, report, missing) + await finish_restores(deps, still_open)

@@ -86,10 +86,20 @@ async def resolve_finding(repo: Repository, finding: DriftRecord, resolution: st
 async def tell_outcome(deps: Deps, finding: DriftRecord, text: str) -> None:
     """Every security member's card of the finding says what was done about it and loses its buttons
     (``drift_outcome``: channels edit the cards they posted; the text says the same elsewhere)."""
-    view = DriftView(id=drift_ref(finding.id), provider=finding.provider, group=finding.group, user=finding.email,
-                     member=finding.kind == "member", first_seen=format_ts(finding.first_seen), outcome=text)
-    await deps.notifier.notify([Notice(m, "drift_outcome", text, None, view)
-                                for m in sorted(deps.policy.security_members())])
+    await tell_outcomes(deps, [(finding, text)])
+
+
+async def tell_outcomes(deps: Deps, outcomes: list[tuple[DriftRecord, str]]) -> None:
+    """:func:`tell_outcome` of several findings (a sweep's), handed to the channels at once."""
+    members = sorted(deps.policy.security_members())
+    notices = []
+    for finding, text in outcomes:
+        view = DriftView(id=drift_ref(finding.id), provider=finding.provider, group=finding.group,
+                         user=finding.email, member=finding.kind == "member",
+                         first_seen=format_ts(finding.first_seen), outcome=text)
+        notices += [Notice(m, "drift_outcome", text, None, view) for m in members]
+    if notices:
+        await deps.notifier.notify(notices)
 
 
 def resolution_text(finding: DriftRecord, resolution: str, request_id: str | None = None) -> str:
