@@ -13,7 +13,14 @@ from datetime import datetime
 from typing import Any
 
 from handlers.audit import format_ts
-from handlers.compliance.findings import accept_key, remove_key, request_key, resolve_finding
+from handlers.compliance.findings import (
+    accept_key,
+    remove_key,
+    request_key,
+    resolution_text,
+    resolve_finding,
+    tell_outcome,
+)
 from handlers.context import SYSTEM, Deps
 from handlers.grants import plan_membership_removal, run_due_ops
 from handlers.records import DriftRecord, OpRecord, RequestRecord, req_id
@@ -76,9 +83,11 @@ async def plan_drift_removal(repo: Repository, finding: DriftRecord, by: str, no
     return op
 
 
-async def settle_removal(deps: Deps, finding: DriftRecord) -> str:
+async def settle_removal(deps: Deps, finding: DriftRecord, said: str | None = None) -> str:
     """Run the finding's removal now if it is due; resolve the finding as ``removed`` once the provider
-    has done it. Returns ``done`` or the state the removal is in (``pending`` while it is retried)."""
+    has done it, and say so on the security team's cards of it (``said``: the words for a removal done,
+    else the resolution's own). Returns ``done`` or the state the removal is in (``pending`` while it
+    is retried)."""
     await run_due_ops(deps, member=(finding.provider, finding.group, finding.email))
     async with deps.store.write() as repo:
         state = await repo.get_state(remove_key(finding.id or 0))
@@ -89,12 +98,14 @@ async def settle_removal(deps: Deps, finding: DriftRecord) -> str:
         if current.resolved_at is not None:
             return "done"
         mine = [o for o in ops if o.op == "remove" and o.reason == "drift" and o.created_at >= _at(state)]
-        if mine and all(o.status in ("done", "skipped") for o in mine):
-            done = [o for o in mine if o.status == "done"]
-            await resolve_finding(repo, current, "removed" if done else "gone", deps.now(), actor=SYSTEM,
-                                  request_id=state.get("request_id"), by=state.get("by"))
-            return "done"
-        return "pending" if mine else "missing"
+        if not mine or not all(o.status in ("done", "skipped") for o in mine):
+            return "pending" if mine else "missing"
+        resolution = "removed" if any(o.status == "done" for o in mine) else "gone"
+        await resolve_finding(repo, current, resolution, deps.now(), actor=SYSTEM,
+                              request_id=state.get("request_id"), by=state.get("by"))
+    await tell_outcome(deps, current, said if said and resolution == "removed"
+                       else resolution_text(current, resolution))
+    return "done"
 
 
 def _at(state: dict[str, Any]) -> datetime:

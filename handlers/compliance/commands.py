@@ -141,12 +141,12 @@ async def drift_remove(deps: Deps, who: str, finding_id: int, reason: str | None
                 "reason": reason})
     if op is None:
         return refused("busy", f"{ref}: {finding.email} is covered by a grant or already being removed.")
-    status = await settle_removal(deps, finding)
     where = f"{finding.provider}/{finding.group}"
+    status = await settle_removal(deps, finding, said=f"{ref} resolved: {who} removed {finding.email} from {where}, "
+                                                      f"because {reason}.")
     if status != "done":
         await tell_outcome(deps, finding, f"{ref}: {who} is removing {finding.email} from {where} (queued, "
                                           f"{status}), because {reason}.")
         return Reply(text=f"{ref}: removing {finding.email} from {where} is queued ({status}); it is retried "
                      "until it succeeds.", ok=True)
-    await tell_outcome(deps, finding, f"{ref} resolved: {who} removed {finding.email} from {where}, because {reason}.")
     return Reply(text=f"{ref} resolved: {finding.email} was removed from {where}.")

@@ -88,6 +88,9 @@ async def test_denied_accept_removes_the_member_and_links_the_request(database_u
         (resolved,) = await h.events("drift.resolved")
         assert resolved["data"]["resolution"] == "removed" and resolved["data"]["request_id"] == "REQ-1"
         assert resolved["data"]["by"] == SAM
+        # the cards said the exception was filed; now they say how it ended
+        assert h.notifier.to(SAM, "drift_outcome")[-1].text == (
+            f"{d} resolved (removed): {BOB} was removed from directory/sg-prod-db-read.")
         await sweep(h.app.deps)
         assert len(await h.events("drift.resolved")) == 1 and len(await h.events("membership.removed")) == 1
 
