@@ -9,6 +9,7 @@ recorded, and the chain still verifies. Once the provider answers again, the sam
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.standins.okta import OktaStandIn
@@ -16,6 +17,21 @@ from tests.support import EXAMPLES, cli, provider_policy
 
 ANN, BEN, PAT = "ann@example.com", "ben@example.com", "pat.lead@example.com"
 UNAVAILABLE = "Could not finish `approve`: the identity provider did not answer (HTTP 500). Try again in a moment."
+
+
+def _okta_cli(okta: OktaStandIn, database_url: str, policy: Path
+              ) -> tuple[Callable[[str, str], str], list[str], dict[str, str]]:
+    """``accessbot chat`` with people from Okta (the stand-in): one line as one person, and the CLI's
+    arguments and environment for the other commands."""
+    env = {"ACCESSBOT_IDENTITY": "okta", "ACCESSBOT_OKTA_URL": okta.url, "ACCESSBOT_OKTA_TOKEN": okta.token}
+    args = ["--database-url", database_url, "--policy", str(policy), "--directory", str(EXAMPLES / "directory.yaml")]
+
+    def chat(email: str, line: str) -> str:
+        out = cli("chat", "--as", email, *args, input=line + "\n", env=env)
+        assert out.returncode in (0, 1) and "Traceback" not in out.stderr, out.stdout + out.stderr
+        return out.stdout
+
+    return chat, args, env
 
 
 def test_a_decision_the_provider_cannot_answer_for_is_not_recorded(database_url: str, tmp_path: Path) -> None:
@@ -27,14 +43,7 @@ def test_a_decision_the_provider_cannot_answer_for_is_not_recorded(database_url:
         policy = tmp_path / "policy.yaml"
         policy.write_text(provider_policy("okta", group, version="provider-unavailable-1", approval="[manager]",
                                           auto_approve=False))
-        env = {"ACCESSBOT_IDENTITY": "okta", "ACCESSBOT_OKTA_URL": okta.url, "ACCESSBOT_OKTA_TOKEN": okta.token}
-        args = ["--database-url", database_url, "--policy", str(policy),
-                "--directory", str(EXAMPLES / "directory.yaml")]
-
-        def chat(email: str, line: str) -> str:
-            out = cli("chat", "--as", email, *args, input=line + "\n", env=env)
-            assert out.returncode in (0, 1) and "Traceback" not in out.stderr, out.stdout + out.stderr
-            return out.stdout
+        chat, args, env = _okta_cli(okta, database_url, policy)
 
         assert "REQ-1 submitted" in chat(ANN, "request tools for 2h")
         okta.fail_path(f"/users/{ANN}", status=500)
@@ -68,14 +77,7 @@ def test_a_revoke_is_not_said_to_have_failed_once_it_is_recorded(database_url: s
         okta.add_user(ANN, department="Engineering", manager=PAT)
         policy = tmp_path / "policy.yaml"
         policy.write_text(provider_policy("okta", group, version="provider-unavailable-2", approval="[manager]"))
-        env = {"ACCESSBOT_IDENTITY": "okta", "ACCESSBOT_OKTA_URL": okta.url, "ACCESSBOT_OKTA_TOKEN": okta.token}
-        args = ["--database-url", database_url, "--policy", str(policy),
-                "--directory", str(EXAMPLES / "directory.yaml")]
-
-        def chat(email: str, line: str) -> str:
-            out = cli("chat", "--as", email, *args, input=line + "\n", env=env)
-            assert out.returncode in (0, 1) and "Traceback" not in out.stderr, out.stdout + out.stderr
-            return out.stdout
+        chat, _, _ = _okta_cli(okta, database_url, policy)
 
         assert "auto-approved" in chat(ANN, "request tools for 2h")
         assert okta.member_emails(group) == [ANN]

@@ -195,12 +195,9 @@ async def test_with_entra_as_identity_a_roster_email_alone_identifies_nobody(
         assert "could not find you" not in h.connector.of("reply", conversation_id(ALICE))[-1].text
 
 
-async def test_an_identity_provider_that_fails_mid_click_is_said_on_the_card(
-        graph_server: tuple[GraphStandIn, LocalTLS], sqlite_url: str, tmp_path: Path, connector: BotConnector,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """The requester's look-up fails at Graph while the manager refreshes and approves: the card says the
-    provider did not answer (naming nobody), no decision is recorded, and the same click goes through
-    once Graph answers again."""
+def _bob_and_mark_at_entra(graph_server: tuple[GraphStandIn, LocalTLS], sqlite_url: str, tmp_path: Path,
+                           monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Teams in the pinned tenant with people from Entra (the Graph stand-in): bob, whose manager is mark."""
     graph, tls = graph_server
     graph.reset()
     monkeypatch.setenv("SSL_CERT_FILE", tls.ca_file)
@@ -208,9 +205,19 @@ async def test_an_identity_provider_that_fails_mid_click_is_said_on_the_card(
     graph.add_user(MARK, department="Engineering", object_id=AAD[MARK])
     graph.add_user(BOB, department="Engineering", manager=MARK, object_id=AAD[BOB])
     graph.add_group("oncall")
-    settings = _settings(sqlite_url, tmp_path, teams_emulator="1", teams_tenants=TENANT, identity="entra",
-                         entra_tenant_id=graph.tenant, entra_client_id=graph.client_id,
-                         entra_client_secret=graph.client_secret, graph_url=graph.graph_url, authority_url=graph.url)
+    return _settings(sqlite_url, tmp_path, teams_emulator="1", teams_tenants=TENANT, identity="entra",
+                     entra_tenant_id=graph.tenant, entra_client_id=graph.client_id,
+                     entra_client_secret=graph.client_secret, graph_url=graph.graph_url, authority_url=graph.url)
+
+
+async def test_an_identity_provider_that_fails_mid_click_is_said_on_the_card(
+        graph_server: tuple[GraphStandIn, LocalTLS], sqlite_url: str, tmp_path: Path, connector: BotConnector,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The requester's look-up fails at Graph while the manager refreshes and approves: the card says the
+    provider did not answer (naming nobody), no decision is recorded, and the same click goes through
+    once Graph answers again."""
+    graph = graph_server[0]
+    settings = _bob_and_mark_at_entra(graph_server, sqlite_url, tmp_path, monkeypatch)
     async for h in _serve(settings, connector, None):
         bob = await h.app.service.identify(BOB)
         assert bob is not None
@@ -234,16 +241,8 @@ async def test_a_request_recorded_before_the_provider_failed_is_not_said_to_have
     """Bob is known by his object id; his look-up by address fails at Graph while he asks. Whatever the
     answer, it must be true: a request it says did not go through is not on record, and one on record
     was put to its approver (not left pending with nobody asked, to be refused as already-pending)."""
-    graph, tls = graph_server
-    graph.reset()
-    monkeypatch.setenv("SSL_CERT_FILE", tls.ca_file)
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls.ca_file)
-    graph.add_user(MARK, department="Engineering", object_id=AAD[MARK])
-    graph.add_user(BOB, department="Engineering", manager=MARK, object_id=AAD[BOB])
-    graph.add_group("oncall")
-    settings = _settings(sqlite_url, tmp_path, teams_emulator="1", teams_tenants=TENANT, identity="entra",
-                         entra_tenant_id=graph.tenant, entra_client_id=graph.client_id,
-                         entra_client_secret=graph.client_secret, graph_url=graph.graph_url, authority_url=graph.url)
+    graph = graph_server[0]
+    settings = _bob_and_mark_at_entra(graph_server, sqlite_url, tmp_path, monkeypatch)
     async for h in _serve(settings, connector, None):
         await h.say(MARK, "help")
         cards_before = len([p for p in connector.of(conversation=conversation_id(MARK)) if p.card is not None])
