@@ -25,6 +25,7 @@ from handlers.origin import stamp
 from handlers.records import AuditEvent, DecisionRecord, DriftRecord, LeaverRecord, OpRecord, RequestRecord, req_id
 from store import schema as t
 from store.db import STATEMENT_SNAPSHOTS, backend, make_async_engine
+from store.fast import Driver
 from store.review_repository import ReviewRepositoryMixin
 
 WRITE_LOCK_KEY = 0x61636365  # "acce"
@@ -53,7 +54,7 @@ def _request_row(r: RequestRecord) -> dict[str, Any]:
 
 
 def _request(row: Any) -> RequestRecord:
-    m = row._mapping
+    m = getattr(row, "_mapping", row)  # a SQLAlchemy row, or the mapping store.fast gives
     return RequestRecord(
         id=m["id"], requester=m["requester"], profile=m["profile"], kind=m["kind"],
         duration=_td(m["duration_s"]) or timedelta(0), justification=m["justification"],
@@ -93,19 +94,28 @@ _DEC = t.decisions.c
 _DECISIONS = select(t.decisions).where(_DEC.request_id == bindparam("rid")).order_by(_DEC.id)
 _DECISIONS_OF_ROUND = (select(t.decisions).where(_DEC.request_id == bindparam("rid"), _DEC.round == bindparam("rnd"))
                        .order_by(_DEC.id))
-_INSERT_DECISION = insert(t.decisions)
+_INSERT_DECISION = insert(t.decisions).values(
+    {c.name: bindparam(f"v_{c.name}") for c in t.decisions.c if c.name != "id"})
 _AUD = t.audit_events.c
 _HEAD = select(_AUD.seq, _AUD.hash, _AUD.ts).order_by(_AUD.seq.desc()).limit(1)
-_INSERT_EVENT = insert(t.audit_events)
+_INSERT_EVENT = insert(t.audit_events).values({c.name: bindparam(f"v_{c.name}") for c in t.audit_events.c})
 _EVENTS_FOR = select(t.audit_events).where(_AUD.request_id == bindparam("ref")).order_by(_AUD.seq)
 _ADDR = t.channel_addresses.c
 _ADDRESS = select(_ADDR.address).where(_ADDR.channel == bindparam("channel"), _ADDR.email == bindparam("email"))
+_MEMB = t.directory_memberships.c
+_OVERLAY = {  # by (email given, group given)
+    (False, False): select(_MEMB.group_name, _MEMB.email, _MEMB.present),
+    (True, False): select(_MEMB.group_name, _MEMB.email, _MEMB.present).where(_MEMB.email == bindparam("email")),
+    (False, True): select(_MEMB.group_name, _MEMB.email, _MEMB.present).where(_MEMB.group_name == bindparam("grp")),
+    (True, True): select(_MEMB.group_name, _MEMB.email, _MEMB.present).where(
+        _MEMB.email == bindparam("email"), _MEMB.group_name == bindparam("grp")),
+}
 _ADDRESSES = select(_ADDR.email, _ADDR.address).where(
     _ADDR.channel == bindparam("channel"), _ADDR.email.in_(bindparam("emails", expanding=True)))
 
 
 def _op(row: Any) -> OpRecord:
-    m = row._mapping
+    m = getattr(row, "_mapping", row)
     return OpRecord(
         id=m["id"], request_id=m["request_id"], op=m["op"], provider=m["provider"],
         group=m["group_name"], email=m["email"], status=m["status"], attempts=m["attempts"],
@@ -120,7 +130,7 @@ def _wall_clock() -> datetime:
 
 
 def event_from_row(row: Any) -> AuditEvent:
-    m = row._mapping
+    m = getattr(row, "_mapping", row)
     return AuditEvent(
         seq=int(m["seq"]), ts=m["ts"], type=m["type"], actor=m["actor"],
         request_id=m["request_id"], profile=m["profile"], data=json.loads(m["data"]),
@@ -138,11 +148,31 @@ class SqlRepository(ReviewRepositoryMixin):
         # the chain's head once this transaction has read or written it: writers hold the store's
         # write lock for the whole transaction (``SqlStore.write``), so nobody else appends meanwhile
         self._head: tuple[int, str, str] | None = None
+        self._driver: Driver | bool | None = False  # False: not looked at yet
+
+    async def _fast(self) -> Driver | None:
+        if self._driver is False:
+            self._driver = await Driver.of(self.conn)
+        return self._driver  # type: ignore[return-value]
+
+    async def _rows(self, stmt: Any, params: dict[str, Any] | None = None) -> list[Any]:
+        """The rows of one of the click's statements, on the driver connection when it can (store.fast)."""
+        driver = await self._fast()
+        if driver is None:
+            return [r._mapping for r in (await self.conn.execute(stmt, params)).all()]
+        return await driver.rows(stmt, params)
+
+    async def _run(self, stmt: Any, params: dict[str, Any]) -> None:
+        driver = await self._fast()
+        if driver is None:
+            await self.conn.execute(stmt, params)
+        else:
+            await driver.execute(stmt, params)
 
     # -- requests ---------------------------------------------------------------------------
     async def get_request(self, request_id: int) -> RequestRecord | None:
-        row = (await self.conn.execute(_GET_REQUEST, {"rid": request_id})).first()
-        return _request(row) if row else None
+        rows = await self._rows(_GET_REQUEST, {"rid": request_id})
+        return _request(rows[0]) if rows else None
 
     async def add_request(self, record: RequestRecord) -> int:
         result = await self.conn.execute(_INSERT_REQUEST, _request_row(record))
@@ -152,8 +182,7 @@ class SqlRepository(ReviewRepositoryMixin):
 
     async def save_request(self, record: RequestRecord) -> None:
         assert record.id is not None
-        await self.conn.execute(_SAVE_REQUEST, {"rid": record.id,
-                                                **{f"v_{k}": v for k, v in _request_row(record).items()}})
+        await self._run(_SAVE_REQUEST, {"rid": record.id, **{f"v_{k}": v for k, v in _request_row(record).items()}})
 
     async def find_requests(
         self,
@@ -188,21 +217,21 @@ class SqlRepository(ReviewRepositoryMixin):
     # -- decisions --------------------------------------------------------------------------
     async def decisions(self, request_id: int, round: int | None = None) -> list[DecisionRecord]:
         if round is None:
-            rows = (await self.conn.execute(_DECISIONS, {"rid": request_id})).all()
+            rows = await self._rows(_DECISIONS, {"rid": request_id})
         else:
-            rows = (await self.conn.execute(_DECISIONS_OF_ROUND, {"rid": request_id, "rnd": round})).all()
+            rows = await self._rows(_DECISIONS_OF_ROUND, {"rid": request_id, "rnd": round})
         return [
             DecisionRecord(id=m["id"], request_id=m["request_id"], round=m["round"], step=m["step"],
                            approver=m["approver"], decision=m["decision"], comment=m["comment"],
                            decided_at=m["decided_at"])
-            for m in (r._mapping for r in rows)
+            for m in (getattr(r, "_mapping", r) for r in rows)
         ]
 
     async def add_decision(self, decision: DecisionRecord) -> None:
-        await self.conn.execute(_INSERT_DECISION, {
-            "request_id": decision.request_id, "round": decision.round, "step": decision.step,
-            "approver": decision.approver, "decision": decision.decision, "comment": decision.comment,
-            "decided_at": decision.decided_at,
+        await self._run(_INSERT_DECISION, {
+            "v_request_id": decision.request_id, "v_round": decision.round, "v_step": decision.step,
+            "v_approver": decision.approver, "v_decision": decision.decision, "v_comment": decision.comment,
+            "v_decided_at": decision.decided_at,
         })
 
     # -- audit ------------------------------------------------------------------------------
@@ -224,8 +253,8 @@ class SqlRepository(ReviewRepositoryMixin):
             profile = profile or request.profile
         head = self._head
         if head is None:
-            row = (await self.conn.execute(_HEAD)).first()
-            head = (int(row[0]), row[1], row[2]) if row else (0, GENESIS, "")
+            rows = await self._rows(_HEAD)
+            head = (int(rows[0]["seq"]), rows[0]["hash"], rows[0]["ts"]) if rows else (0, GENESIS, "")
         seq, prev, prev_ts = head[0] + 1, head[1], head[2]
         # ``ts`` is when the event was recorded: the wall clock, never earlier than the event before,
         # so that the events of any period form one unbroken segment of the chain. A decision judged
@@ -239,15 +268,15 @@ class SqlRepository(ReviewRepositoryMixin):
             "request_id": request_id, "profile": profile, "data": data, "prev_hash": prev,
         }
         digest = event_hash(prev, body)
-        await self.conn.execute(_INSERT_EVENT, {
-            "seq": seq, "ts": body["ts"], "type": type, "actor": actor, "request_id": request_id,
-            "profile": profile, "data": canonical_json(body["data"]), "prev_hash": prev, "hash": digest,
+        await self._run(_INSERT_EVENT, {
+            "v_seq": seq, "v_ts": body["ts"], "v_type": type, "v_actor": actor, "v_request_id": request_id,
+            "v_profile": profile, "v_data": canonical_json(body["data"]), "v_prev_hash": prev, "v_hash": digest,
         })
         self._head = (seq, digest, str(body["ts"]))
         return AuditEvent(hash=digest, **body)  # type: ignore[arg-type]
 
     async def events_for(self, request_id: int) -> list[AuditEvent]:
-        rows = (await self.conn.execute(_EVENTS_FOR, {"ref": req_id(request_id)})).all()
+        rows = await self._rows(_EVENTS_FOR, {"ref": req_id(request_id)})
         return [event_from_row(r) for r in rows]
 
     async def events_by_actor_or_request(self, request_ids: list[str]) -> list[AuditEvent]:
@@ -426,14 +455,8 @@ class SqlRepository(ReviewRepositoryMixin):
 
     # -- directory overlay ------------------------------------------------------------------
     async def overlay(self, *, email: str | None = None, group: str | None = None) -> dict[tuple[str, str], bool]:
-        c = t.directory_memberships.c
-        q = select(c.group_name, c.email, c.present)
-        if email is not None:
-            q = q.where(c.email == email)
-        if group is not None:
-            q = q.where(c.group_name == group)
-        rows = (await self.conn.execute(q)).all()
-        return {(r[0], r[1]): bool(r[2]) for r in rows}
+        rows = await self._rows(_OVERLAY[email is not None, group is not None], {"email": email, "grp": group})
+        return {(m["group_name"], m["email"]): bool(m["present"]) for m in (getattr(r, "_mapping", r) for r in rows)}
 
     async def set_membership(self, group: str, email: str, present: bool, at: datetime) -> None:
         c = t.directory_memberships.c
@@ -462,7 +485,8 @@ class SqlRepository(ReviewRepositoryMixin):
                 channel=channel, email=email, address=blob, updated_at=at))
 
     async def address(self, channel: str, email: str) -> dict[str, Any] | None:
-        blob = (await self.conn.execute(_ADDRESS, {"channel": channel, "email": email})).scalar()
+        rows = await self._rows(_ADDRESS, {"channel": channel, "email": email})
+        blob = rows[0]["address"] if rows else None
         return json.loads(blob) if blob else None
 
     async def addresses(self, channel: str, emails: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -536,8 +560,8 @@ class SqlStore:
         every statement sees its own snapshot inside a transaction or not, so BEGIN and COMMIT would
         only add two round trips; SQLite sends no BEGIN either, so it reads the same way (each
         statement its own snapshot) for two calls less per read."""
-        async with self._reads.connect() as conn, conn.begin():
-            yield SqlRepository(conn, writable=False)
+        async with self._reads.connect() as conn:  # no begin(): the first SQLAlchemy statement autobegins,
+            yield SqlRepository(conn, writable=False)  # and none is needed for store.fast's statements
 
     async def audit_events(self, *, from_seq: int = 1, to_seq: int | None = None,
                            batch: int = 5000) -> AsyncIterator[Any]:

@@ -1,0 +1,111 @@
+"""The click's statements on the driver connection (store/fast.py) read and write exactly what
+SQLAlchemy's own execution does, raise its errors, and are seen by its statement listeners."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from handlers.records import DecisionRecord, RequestRecord
+from store.db import make_async_engine, upgrade
+from store.fast import Driver
+from store.repository import SqlStore
+
+AT = datetime(2026, 11, 23, 8, 30, 15, 123456, tzinfo=UTC)
+
+
+def _record() -> RequestRecord:
+    return RequestRecord(
+        id=None, requester="bob@example.com", profile="prod-db-read", kind="access",
+        duration=timedelta(hours=2), justification="INC-7 — naïve “quotes”", ticket="INC-7", state="ACTIVE",
+        submitted_at=AT, policy_version="v1", policy_sha256="a" * 64, provider="directory",
+        group="sg-prod-db-read", step=2, round=1, step_opened_at=AT + timedelta(minutes=1),
+        ext_duration=timedelta(minutes=30), ext_justification=None, approved_at=AT + timedelta(minutes=2),
+        started_at=AT + timedelta(minutes=3), expires_at=AT + timedelta(hours=2), ended_at=None,
+        end_reason=None, reminded_step=1, escalated_step=None, warned_expiry=AT, failure=None,
+    )
+
+
+async def _filled(url: str, **engine_kw: object) -> tuple[SqlStore, int]:
+    upgrade(url)
+    store = SqlStore(url, engine=make_async_engine(url, **engine_kw))  # type: ignore[arg-type]
+    async with store.write() as repo:
+        n = await repo.add_request(_record())
+        await repo.add_decision(DecisionRecord(id=None, request_id=n, round=1, step=0, approver="mark@example.com",
+                                               decision="approve", comment=None, decided_at=AT))
+        await repo.append("request.approved", actor="mark@example.com", ts=datetime.now(UTC), request=_record())
+        await repo.set_membership("sg-prod-db-read", "bob@example.com", True, AT)
+        await repo.save_address("teams", "bob@example.com", {"user": {"id": "29:bob"}}, AT)
+    return store, n
+
+
+async def _everything(store: SqlStore, n: int) -> tuple[object, ...]:
+    async with store.read() as repo:
+        return (await repo.get_request(n), await repo.decisions(n), await repo.decisions(n, 1),
+                [e.hash for e in await repo.events_for(1)], await repo.overlay(),
+                await repo.overlay(email="bob@example.com"), await repo.overlay(group="sg-prod-db-read"),
+                await repo.overlay(email="bob@example.com", group="nope"),
+                await repo.address("teams", "bob@example.com"), await repo.address("teams", "nobody"))
+
+
+async def test_the_driver_path_reads_what_sqlalchemy_reads(database_url: str, tmp_path) -> None:
+    store, n = await _filled(database_url)
+    try:
+        async with store.read() as repo:
+            assert await Driver.of(repo.conn) is not None  # the fast path is the one under test
+        fast = await _everything(store, n)
+        record = fast[0]
+        assert record is not None and record.submitted_at == AT and record.submitted_at.tzinfo is not None  # type: ignore[attr-defined]
+        assert record.justification == "INC-7 — naïve “quotes”"  # type: ignore[attr-defined]
+        assert record.duration == timedelta(hours=2) and record.ext_duration == timedelta(minutes=30)  # type: ignore[attr-defined]
+        assert fast[4] == {("sg-prod-db-read", "bob@example.com"): True} and fast[7] == {}
+        assert fast[8] == {"user": {"id": "29:bob"}} and fast[9] is None
+        if database_url.startswith("sqlite"):  # the same file through aiosqlite's own thread: SQLAlchemy executes
+            slow_store = SqlStore(database_url, engine=make_async_engine(database_url, inline_sqlite=False))
+            try:
+                async with slow_store.read() as repo:
+                    assert await Driver.of(repo.conn) is None
+                assert await _everything(slow_store, n) == fast
+            finally:
+                await slow_store.close()
+        assert (await store.verify_audit()).ok
+    finally:
+        await store.close()
+
+
+async def test_a_driver_error_is_sqlalchemys_error_and_the_write_rolls_back(database_url: str) -> None:
+    store, n = await _filled(database_url)
+    try:
+        twice = DecisionRecord(id=None, request_id=n, round=1, step=0, approver="mark@example.com",
+                               decision="approve", comment="again", decided_at=AT)
+        with pytest.raises(IntegrityError) as caught:
+            async with store.write() as repo:
+                await repo.append("decision.recorded", actor="mark@example.com", ts=datetime.now(UTC))
+                await repo.add_decision(twice)
+        assert isinstance(caught.value, DBAPIError) and "decisions" in str(caught.value.statement)
+        async with store.read() as repo:  # nothing of the failed transaction stayed, the connection works
+            assert len(await repo.decisions(n)) == 1
+            assert [e.type for e in await repo.events_for(n)] == []  # appended without a request id
+        assert (await store.verify_audit()).count == 1
+    finally:
+        await store.close()
+
+
+async def test_statement_listeners_see_the_driver_statements(database_url: str) -> None:
+    store, n = await _filled(database_url)
+    seen: list[tuple[str, tuple[object, ...]]] = []
+
+    def before(conn, cursor, sql, params, context, many) -> None:  # type: ignore[no-untyped-def]
+        seen.append((" ".join(sql.split())[:24], tuple(params)))
+
+    event.listen(store.engine.sync_engine, "before_cursor_execute", before)
+    try:
+        async with store.read() as repo:
+            await repo.get_request(n)
+        assert seen == [("SELECT requests.id, requ", (n,))]
+    finally:
+        event.remove(store.engine.sync_engine, "before_cursor_execute", before)
+        await store.close()
