@@ -53,12 +53,11 @@ def element(model: type[BaseModel], **values: Any) -> Any:
     while :func:`validating`. A name the model does not have is a ``KeyError``, not silently dropped."""
     if _VALIDATING.get():
         return model(**values)
-    where, defaults = _spec(model)
-    items = [(*where[name], value) for name, value in values.items() if value is not None]
-    items += [(pos, key, default) for name, pos, key, default in defaults if name not in values]
-    items.sort(key=_first)
     out: dict[str, Any] = {}
-    for _, key, value in items:
+    for key, name, default in _plan(model, tuple(values)):
+        value = default if name is None else values[name]
+        if value is None:
+            continue
         if isinstance(value, Enum):
             value = value.value
         elif isinstance(value, dict):
@@ -67,8 +66,19 @@ def element(model: type[BaseModel], **values: Any) -> Any:
     return out
 
 
-def _first(item: tuple[int, str, Any]) -> int:
-    return item[0]
+@cache
+def _plan(model: type[BaseModel], names: tuple[str, ...]) -> tuple[tuple[str, str | None, Any], ...]:
+    """In the model's field order: each JSON key with the argument it comes from, or (None) its default.
+    One plan per model and set of argument names (a call site), made once."""
+    where, defaults = _spec(model)
+    items = [(*where[name], name, None) for name in names]
+    items += [(pos, key, None, default) for name, pos, key, default in defaults if name not in names]
+    items.sort(key=_first)
+    return tuple((key, name, default) for _, key, name, default in items)
+
+
+def _first(item: tuple[Any, ...]) -> int:
+    return int(item[0])
 
 
 def card_dict(card: Any) -> dict[str, Any]:

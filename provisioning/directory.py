@@ -153,7 +153,17 @@ class DirectoryProvider:
         self.parses = 0  # how many times the file was parsed: only when its bytes changed
 
     def snapshot(self) -> _Snapshot:
-        """The file as it reads now: a ``stat`` a call; read and hashed when that changed; parsed when the bytes did."""
+        """The file as it reads now: a ``stat`` a call (one a look-up scope: a command or a sweep sees one
+        version of the file); read and hashed when that changed; parsed when the bytes did."""
+        scope = scope_cache()
+        if scope is not None:
+            snap = scope.get(("directory-file", id(self)))
+            if snap is None:
+                snap = scope[("directory-file", id(self))] = self._snapshot()
+            return snap  # type: ignore[no-any-return]
+        return self._snapshot()
+
+    def _snapshot(self) -> _Snapshot:
         try:
             st = self.path.stat()
         except OSError as exc:
@@ -185,8 +195,12 @@ class DirectoryProvider:
         if scope is not None:
             key = ("directory-overlay", id(self))
             if key not in scope:
-                scope[key] = await self.overlay_store.overlay()
-            changes = {(g, e): p for (g, e), p in scope[key].items() if email is None or e == email}
+                everyone = await self.overlay_store.overlay()
+                by_email: dict[str, dict[tuple[str, str], bool]] = {}
+                for (g, e), p in everyone.items():
+                    by_email.setdefault(e, {})[g, e] = p
+                scope[key] = (everyone, by_email)
+            changes = scope[key][0] if email is None else scope[key][1].get(email, {})
         else:
             changes = await self.overlay_store.overlay_for(email=email, group=group)
         for (name, who), present in changes.items():
