@@ -80,6 +80,7 @@ class Deny:
 @dataclass(frozen=True)
 class Status:
     request_id: int
+    events: bool = True  # False: a card's status, which shows no event list (one statement less)
 
 
 @dataclass(frozen=True)

@@ -153,18 +153,18 @@ def status_text(view: RequestView) -> str:
     return "\n".join(lines)
 
 
-async def status(deps: Deps, actor: str, n: int) -> Reply | None:
-    """None when the actor may not see it (the caller records the refusal)."""
+async def status(deps: Deps, actor: str, n: int, *, events: bool = True) -> Reply | None:
+    """None when the actor may not see it (the caller records the refusal). ``events=False``: the view
+    without its event list (a card shows none)."""
     async with deps.store.read() as repo:
         record = await repo.get_request(n)
-        events = await repo.events_for(n) if record else []
+        events_ = await repo.events_for(n) if record and events else []
         decisions = await repo.decisions(n) if record else []
     if record is None:
         return not_found(n)
     if not await may_see(deps, actor, record, decisions):
         return None
-    view = await request_view(deps, record, decisions=decisions,
-                              events=events)
+    view = await request_view(deps, record, decisions=decisions, events=events_)
     return Reply(text=status_text(view), kind="request", request=view)
 
 

@@ -149,8 +149,8 @@ class AccessService:
                 return await approvals.end_grant(deps, who, n, how="released", requester_only=True)
             case Extend(request_id=n, duration=d, reason=reason):
                 return await approvals.extend(deps, who, n, d, reason)
-            case Status(request_id=n):
-                return await queries.status(deps, who, n) or await self._hidden(actor, cmd)
+            case Status(request_id=n, events=events):
+                return await queries.status(deps, who, n, events=events) or await self._hidden(actor, cmd)
             case Pending():
                 return await queries.pending(deps)
             case WhoHas(profile=p):

@@ -67,7 +67,7 @@ def request_number(data: dict[str, Any]) -> int | None:
 
 async def _visible_view(app: App, person: Person, n: int) -> RequestView | None:
     """The request as this person may see it (None when they may not)."""
-    reply = await app.service.handle(person, Status(n))
+    reply = await app.service.handle(person, Status(n, events=False))
     return reply.request if reply.ok else None
 
 
@@ -119,7 +119,7 @@ class InvokeHandler:
                 return card_response(adaptive.status_card(view, note=reply.text))
             return card_response(adaptive.expiring_card(view, note=reply.text))
         if verb == adaptive.VERB_REFRESH:
-            reply = await self.app.service.handle(person, Status(n))
+            reply = await self.app.service.handle(person, Status(n, events=False))
             if not reply.ok or reply.request is None:  # not theirs to see, or the provider did not answer
                 text = reply.text if reply.rule == PROVIDER_UNAVAILABLE else "You may not see this request."
                 return card_response(adaptive.text_card(text, attention=True))
