@@ -102,6 +102,7 @@ _INSERT_EVENT = insert(t.audit_events).values({c.name: bindparam(f"v_{c.name}") 
 _EVENTS_FOR = select(t.audit_events).where(_AUD.request_id == bindparam("ref")).order_by(_AUD.seq)
 _ADDR = t.channel_addresses.c
 _ADDRESS = select(_ADDR.address).where(_ADDR.channel == bindparam("channel"), _ADDR.email == bindparam("email"))
+_WRITE_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
 _MEMB = t.directory_memberships.c
 _OVERLAY = {  # by (email given, group given)
     (False, False): select(_MEMB.group_name, _MEMB.email, _MEMB.present),
@@ -539,6 +540,7 @@ class SqlStore:
         self._write_lock = asyncio.Lock()
         # Reads connect through a copy of the engine that carries their options (one pool): no
         # separate call to set them on every connection.
+        self._writes = self.engine.execution_options(immediate=True)  # SQLite: BEGIN IMMEDIATE (store/db.py)
         self._reads = self.engine.execution_options(
             **({"isolation_level": "AUTOCOMMIT"} if self.backend == "postgresql" else {STATEMENT_SNAPSHOTS: True}))
 
@@ -547,12 +549,11 @@ class SqlStore:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[SqlRepository]:
-        async with self._write_lock, self.engine.connect() as conn:
-            conn = await conn.execution_options(immediate=True)
-            async with conn.begin():
-                if self.backend == "postgresql":
-                    await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY})
-                yield SqlRepository(conn, writable=True)
+        async with self._write_lock, self._writes.connect() as conn, conn.begin():
+            repo = SqlRepository(conn, writable=True)
+            if self.backend == "postgresql":
+                await repo._run(_WRITE_LOCK, {"k": WRITE_LOCK_KEY})
+            yield repo
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[SqlRepository]:
