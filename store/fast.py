@@ -116,12 +116,19 @@ class Driver:
         typed = prepared.typed
         return [typed(r) for r in raw]
 
+    async def returning(self, stmt: Executable, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """The rows a write's ``RETURNING`` gives (never interrupted part-way, as a read may be)."""
+        prepared = prepare(stmt, self.dialect)
+        raw = await self._run(prepared, prepared.args(params), fetch=True, write=True)
+        return [prepared.typed(r) for r in raw]
+
     async def execute(self, stmt: Executable, params: Mapping[str, Any] | None = None) -> None:
         """A statement whose result is not read (``INSERT`` / ``UPDATE`` without ``RETURNING``)."""
         prepared = prepare(stmt, self.dialect)
         await self._run(prepared, prepared.args(params), fetch=False)
 
-    async def _run(self, prepared: Prepared, args: tuple[Any, ...], *, fetch: bool) -> list[Any]:
+    async def _run(self, prepared: Prepared, args: tuple[Any, ...], *, fetch: bool, write: bool = False
+                   ) -> list[Any]:
         sql = prepared.sql
         dispatch = self.sync.dispatch
         if dispatch.before_cursor_execute:
@@ -132,11 +139,11 @@ class Driver:
                 inline: InlineConnection = self.adapter._connection
                 if self._cursor is None:
                     self._cursor = await inline._execute(inline._conn.cursor)
-                if fetch:
+                if fetch and not write:
                     rows = await inline._read(self._cursor, sql, args)
                 else:
                     await inline._execute(self._cursor.execute, sql, args)
-                    rows = []
+                    rows = self._cursor.fetchall() if fetch else []
             else:
                 rows = await self._asyncpg(sql, args, fetch)
         except Exception as exc:

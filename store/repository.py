@@ -14,9 +14,10 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, text, update
+from sqlalchemy import Integer, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -102,6 +103,63 @@ _INSERT_EVENT = insert(t.audit_events).values({c.name: bindparam(f"v_{c.name}") 
 _EVENTS_FOR = select(t.audit_events).where(_AUD.request_id == bindparam("ref")).order_by(_AUD.seq)
 _ADDR = t.channel_addresses.c
 _ADDRESS = select(_ADDR.address).where(_ADDR.channel == bindparam("channel"), _ADDR.email == bindparam("email"))
+_ADD_REQUEST = insert(t.requests).values(
+    {c.name: bindparam(f"v_{c.name}") for c in t.requests.c if c.name != "id"}).returning(_REQ.id)
+_OPS = t.provider_ops.c
+_ADD_OP = insert(t.provider_ops).values(
+    {c.name: bindparam(f"v_{c.name}") for c in t.provider_ops.c if c.name != "id"}).returning(_OPS.id)
+_GET_OP = select(t.provider_ops).where(_OPS.id == bindparam("op_id"))
+_OPS_FOR = select(t.provider_ops).where(_OPS.request_id == bindparam("rid")).order_by(_OPS.id)
+
+
+def _due_ops(member: bool) -> Any:
+    earlier = t.provider_ops.alias("earlier")
+    e = earlier.c
+    ahead = (select(e.id).where(e.status == "pending", e.email == _OPS.email, e.group_name == _OPS.group_name,
+                                e.provider == _OPS.provider, e.id < _OPS.id).exists())
+    q = (select(t.provider_ops)
+         .where(_OPS.status == "pending")
+         .where((_OPS.next_attempt_at.is_(None)) | (_OPS.next_attempt_at <= bindparam("now")))
+         .where(~ahead))
+    if member:
+        q = q.where(_OPS.provider == bindparam("pv"), _OPS.group_name == bindparam("gp"), _OPS.email == bindparam("em"))
+    return q.order_by(_OPS.id).limit(bindparam("lim", type_=Integer))
+
+
+_DUE_OPS = {False: _due_ops(False), True: _due_ops(True)}
+
+
+@cache
+def _ops_for_member(statuses: int | None) -> Any:
+    """Every operation on one membership, in the statuses given (one statement per number of them)."""
+    q = select(t.provider_ops).where(_OPS.email == bindparam("em"), _OPS.group_name == bindparam("gp"),
+                                     _OPS.provider == bindparam("pv"))
+    if statuses is not None:
+        q = q.where(or_(*(_OPS.status == bindparam(f"st{i}") for i in range(statuses))))
+    return q.order_by(_OPS.id)
+
+
+@cache
+def _find_requests(shape: tuple[bool, int | None, bool, bool, bool, bool, bool]) -> Any:
+    """The statement of one shape of ``find_requests``: which filters it has and how many states."""
+    requester, states, profile, provider, group, expires, limit = shape
+    conds = []
+    if requester:
+        conds.append(_REQ.requester == bindparam("rq"))
+    if states is not None:
+        conds.append(or_(*(_REQ.state == bindparam(f"st{i}") for i in range(states))))
+    if profile:
+        conds.append(_REQ.profile == bindparam("pf"))
+    if provider:
+        conds.append(_REQ.provider == bindparam("pv"))
+    if group:
+        conds.append(_REQ.group_name == bindparam("gp"))
+    if expires:
+        conds.append(_REQ.expires_at <= bindparam("ex"))
+    q = select(t.requests).where(*conds).order_by(_REQ.id)
+    return q.limit(bindparam("lim", type_=Integer)) if limit else q
+
+
 _WRITE_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
 _MEMB = t.directory_memberships.c
 _OVERLAY = {  # by (email given, group given)
@@ -111,6 +169,12 @@ _OVERLAY = {  # by (email given, group given)
     (True, True): select(_MEMB.group_name, _MEMB.email, _MEMB.present).where(
         _MEMB.email == bindparam("email"), _MEMB.group_name == bindparam("grp")),
 }
+_UPDATE_MEMBERSHIP = (update(t.directory_memberships)
+                      .where(_MEMB.group_name == bindparam("grp"), _MEMB.email == bindparam("email"))
+                      .values(present=bindparam("v_present"), updated_at=bindparam("v_updated_at")))
+_INSERT_MEMBERSHIP = insert(t.directory_memberships).values(
+    group_name=bindparam("grp"), email=bindparam("email"), present=bindparam("v_present"),
+    updated_at=bindparam("v_updated_at"))
 _ADDRESSES = select(_ADDR.email, _ADDR.address).where(
     _ADDR.channel == bindparam("channel"), _ADDR.email.in_(bindparam("emails", expanding=True)))
 
@@ -176,8 +240,13 @@ class SqlRepository(ReviewRepositoryMixin):
         return _request(rows[0]) if rows else None
 
     async def add_request(self, record: RequestRecord) -> int:
-        result = await self.conn.execute(_INSERT_REQUEST, _request_row(record))
-        new_id = result.inserted_primary_key[0]  # type: ignore[index]
+        driver = await self._fast()
+        if driver is None:
+            result = await self.conn.execute(_INSERT_REQUEST, _request_row(record))
+            new_id = result.inserted_primary_key[0]  # type: ignore[index]
+        else:
+            values = {f"v_{k}": v for k, v in _request_row(record).items()}
+            new_id = (await driver.returning(_ADD_REQUEST, values))[0]["id"]
         record.id = int(new_id)
         return record.id
 
@@ -196,6 +265,13 @@ class SqlRepository(ReviewRepositoryMixin):
         expires_before: datetime | None = None,
         limit: int | None = None,
     ) -> list[RequestRecord]:
+        if states is None or states:
+            shape = (requester is not None, len(states) if states is not None else None, profile is not None,
+                     provider is not None, group is not None, expires_before is not None, bool(limit))
+            params: dict[str, Any] = {"rq": requester, "pf": profile, "pv": provider, "gp": group,
+                                      "ex": expires_before, "lim": limit}
+            params.update((f"st{i}", s) for i, s in enumerate(states or ()))
+            return [_request(r) for r in await self._rows(_find_requests(shape), params)]
         c = t.requests.c
         conds = []
         if requester is not None:
@@ -289,38 +365,34 @@ class SqlRepository(ReviewRepositoryMixin):
 
     # -- provider operations ----------------------------------------------------------------
     async def add_op(self, op: OpRecord) -> int:
-        result = await self.conn.execute(insert(t.provider_ops).values(**_op_row(op)))
-        op.id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        driver = await self._fast()
+        if driver is None:
+            result = await self.conn.execute(insert(t.provider_ops).values(**_op_row(op)))
+            op.id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        else:
+            op.id = int((await driver.returning(_ADD_OP, {f"v_{k}": v for k, v in _op_row(op).items()}))[0]["id"])
         return op.id
 
     async def save_op(self, op: OpRecord) -> None:
-        await self.conn.execute(_SAVE_OP, {"op_id": op.id, **{f"v_{k}": v for k, v in _op_row(op).items()}})
+        await self._run(_SAVE_OP, {"op_id": op.id, **{f"v_{k}": v for k, v in _op_row(op).items()}})
 
     async def due_ops(self, now: datetime, *, limit: int = 100,
                       member: tuple[str, str, str] | None = None) -> list[OpRecord]:
         """Pending operations that are due and first in line for their (provider, group, user):
         the calls for one membership run in the order they were planned, one at a time."""
-        c = t.provider_ops.c
-        earlier = t.provider_ops.alias("earlier")
-        e = earlier.c
-        ahead = (select(e.id).where(e.status == "pending", e.email == c.email, e.group_name == c.group_name,
-                                    e.provider == c.provider, e.id < c.id).exists())
-        q = (select(t.provider_ops)
-             .where(c.status == "pending")
-             .where((c.next_attempt_at.is_(None)) | (c.next_attempt_at <= now))
-             .where(~ahead))
-        if member is not None:
-            q = q.where(c.provider == member[0], c.group_name == member[1], c.email == member[2])
-        return [_op(r) for r in (await self.conn.execute(q.order_by(c.id).limit(limit))).all()]
+        pv, gp, em = member if member is not None else (None, None, None)
+        rows = await self._rows(_DUE_OPS[member is not None], {"now": now, "lim": limit, "pv": pv, "gp": gp, "em": em})
+        return [_op(r) for r in rows]
 
     async def ops_for_member(self, provider: str, group: str, email: str, *,
                              statuses: Sequence[str] | None = None) -> list[OpRecord]:
         """Every operation on one membership, oldest first."""
-        c = t.provider_ops.c
-        q = select(t.provider_ops).where(c.email == email, c.group_name == group, c.provider == provider)
-        if statuses is not None:
-            q = q.where(c.status.in_(list(statuses)))
-        return [_op(r) for r in (await self.conn.execute(q.order_by(c.id))).all()]
+        if statuses is not None and not statuses:
+            return []
+        params: dict[str, Any] = {"em": email, "gp": group, "pv": provider}
+        params.update((f"st{i}", s) for i, s in enumerate(statuses or ()))
+        return [_op(r) for r in await self._rows(_ops_for_member(len(statuses) if statuses is not None else None),
+                                                  params)]
 
     async def unsettled_ops(self, since: datetime) -> list[OpRecord]:
         """Operations still pending, or finished at or after ``since``."""
@@ -329,13 +401,11 @@ class SqlRepository(ReviewRepositoryMixin):
         return [_op(r) for r in (await self.conn.execute(q)).all()]
 
     async def ops_for(self, request_id: int) -> list[OpRecord]:
-        c = t.provider_ops.c
-        q = select(t.provider_ops).where(c.request_id == request_id).order_by(c.id)
-        return [_op(r) for r in (await self.conn.execute(q)).all()]
+        return [_op(r) for r in await self._rows(_OPS_FOR, {"rid": request_id})]
 
     async def get_op(self, op_id: int) -> OpRecord | None:
-        row = (await self.conn.execute(select(t.provider_ops).where(t.provider_ops.c.id == op_id))).first()
-        return _op(row) if row else None
+        rows = await self._rows(_GET_OP, {"op_id": op_id})
+        return _op(rows[0]) if rows else None
 
     async def get_ops(self, op_ids: list[int]) -> dict[int, OpRecord]:
         found: dict[int, OpRecord] = {}
@@ -460,16 +530,11 @@ class SqlRepository(ReviewRepositoryMixin):
         return {(m["group_name"], m["email"]): bool(m["present"]) for m in (getattr(r, "_mapping", r) for r in rows)}
 
     async def set_membership(self, group: str, email: str, present: bool, at: datetime) -> None:
-        c = t.directory_memberships.c
-        exists = (await self.conn.execute(
-            select(c.present).where(c.group_name == group, c.email == email))).first()
-        if exists:
-            await self.conn.execute(update(t.directory_memberships)
-                                    .where(c.group_name == group, c.email == email)
-                                    .values(present=present, updated_at=at))
+        params = {"grp": group, "email": email, "v_present": present, "v_updated_at": at}
+        if await self._rows(_OVERLAY[True, True], params):
+            await self._run(_UPDATE_MEMBERSHIP, params)
         else:
-            await self.conn.execute(insert(t.directory_memberships).values(
-                group_name=group, email=email, present=present, updated_at=at))
+            await self._run(_INSERT_MEMBERSHIP, params)
 
     # -- channels ---------------------------------------------------------------------------
     async def save_address(self, channel: str, email: str, address: dict[str, Any], at: datetime) -> None:
