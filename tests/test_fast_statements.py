@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from handlers.records import DecisionRecord, RequestRecord
+from handlers.records import DecisionRecord, OpRecord, RequestRecord
 from store.db import make_async_engine, upgrade
 from store.fast import Driver
 from store.repository import SqlStore
@@ -39,6 +39,20 @@ async def _filled(url: str, **engine_kw: object) -> tuple[SqlStore, int]:
         await repo.append("request.approved", actor="mark@example.com", ts=datetime.now(UTC), request=_record())
         await repo.set_membership("sg-prod-db-read", "bob@example.com", True, AT)
         await repo.save_address("teams", "bob@example.com", {"user": {"id": "29:bob"}}, AT)
+        await repo.set_membership("sg-prod-db-read", "bob@example.com", False, AT)  # the update of the upsert
+        other = _record()
+        other.state, other.requester, other.expires_at = "PENDING", "eve@example.com", None
+        m = await repo.add_request(other)
+        assert m == n + 1
+        for i, (status, due) in enumerate((("pending", None), ("pending", AT + timedelta(hours=1)), ("done", None))):
+            op = OpRecord(request_id=n, op="add", provider="directory", group="sg-prod-db-read",
+                          email="bob@example.com", created_at=AT, status=status, next_attempt_at=due,
+                          failure_reported=i == 1)
+            assert await repo.add_op(op) == i + 1
+        op = await repo.get_op(3)
+        assert op is not None
+        op.status, op.done_at = "pending", AT
+        await repo.save_op(op)
     return store, n
 
 
@@ -48,7 +62,17 @@ async def _everything(store: SqlStore, n: int) -> tuple[object, ...]:
                 [e.hash for e in await repo.events_for(1)], await repo.overlay(),
                 await repo.overlay(email="bob@example.com"), await repo.overlay(group="sg-prod-db-read"),
                 await repo.overlay(email="bob@example.com", group="nope"),
-                await repo.address("teams", "bob@example.com"), await repo.address("teams", "nobody"))
+                await repo.address("teams", "bob@example.com"), await repo.address("teams", "nobody"),
+                await repo.find_requests(requester="bob@example.com"), await repo.find_requests(states=("PENDING",)),
+                await repo.find_requests(states=("ACTIVE", "PENDING"), provider="directory", group="sg-prod-db-read"),
+                await repo.find_requests(profile="prod-db-read", expires_before=AT + timedelta(hours=3), limit=1),
+                await repo.find_requests(states=()), await repo.find_requests(limit=5),
+                await repo.due_ops(AT), await repo.due_ops(AT + timedelta(hours=2)),
+                await repo.due_ops(AT, member=("directory", "sg-prod-db-read", "bob@example.com"), limit=1),
+                await repo.ops_for_member("directory", "sg-prod-db-read", "bob@example.com"),
+                await repo.ops_for_member("directory", "sg-prod-db-read", "bob@example.com", statuses=("done",)),
+                await repo.ops_for_member("directory", "sg-prod-db-read", "bob@example.com", statuses=()),
+                await repo.ops_for(n), await repo.get_op(2), await repo.get_op(99))
 
 
 async def test_the_driver_path_reads_what_sqlalchemy_reads(database_url: str, tmp_path) -> None:
@@ -61,8 +85,15 @@ async def test_the_driver_path_reads_what_sqlalchemy_reads(database_url: str, tm
         assert record is not None and record.submitted_at == AT and record.submitted_at.tzinfo is not None  # type: ignore[attr-defined]
         assert record.justification == "INC-7 — naïve “quotes”"  # type: ignore[attr-defined]
         assert record.duration == timedelta(hours=2) and record.ext_duration == timedelta(minutes=30)  # type: ignore[attr-defined]
-        assert fast[4] == {("sg-prod-db-read", "bob@example.com"): True} and fast[7] == {}
+        assert fast[4] == {("sg-prod-db-read", "bob@example.com"): False} and fast[7] == {}
         assert fast[8] == {"user": {"id": "29:bob"}} and fast[9] is None
+        ids = [[r.id for r in found] for found in fast[10:16]]  # type: ignore[attr-defined]
+        assert ids == [[n], [n + 1], [n, n + 1], [n], [], [n, n + 1]]
+        assert [[o.id for o in ops] for ops in fast[16:22]] == [[1], [1], [1], [1, 2, 3], [], []]  # type: ignore[attr-defined]
+        assert [o.status for o in fast[22]] == ["pending", "pending", "pending"]  # type: ignore[attr-defined]
+        op2 = fast[23]
+        assert op2.failure_reported is True and op2.next_attempt_at == AT + timedelta(hours=1)  # type: ignore[attr-defined]
+        assert fast[24] is None
         if database_url.startswith("sqlite"):  # the same file through aiosqlite's own thread: SQLAlchemy executes
             slow_store = SqlStore(database_url, engine=make_async_engine(database_url, inline_sqlite=False))
             try:
