@@ -14,8 +14,11 @@ refresh sends four of them and a decision a dozen, so that layer was most of a c
   thread unless it would wait for a lock; long reads handed to the connection's thread).
 - PostgreSQL: asyncpg's ``fetch`` / ``execute`` (its own prepared-statement cache), inside the
   transaction SQLAlchemy's adapter opened, started here if it has not been.
-- A driver error is raised as SQLAlchemy raises it (``sqlalchemy.exc.DBAPIError`` and its
-  subclasses), and a broken connection is invalidated, as ``Connection.execute`` would.
+- Any error, a cancellation included, goes through SQLAlchemy's own handler, as from
+  ``Connection.execute``: driver errors come out as ``sqlalchemy.exc.DBAPIError`` and its
+  subclasses, a bad value as ``StatementError``; a disconnect invalidates the pool, and a statement
+  cancelled part-way throws its connection away (a transaction half begun must not go back to the
+  pool). A missing parameter is refused, not sent as NULL.
 - Listeners of ``before_cursor_execute`` / ``after_cursor_execute`` (the statement budget tests,
   the benchmarks' recorders) see these statements as they see any other.
 
@@ -24,14 +27,16 @@ Any other driver (aiosqlite's own thread, an in-memory database) goes through ``
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
+from sqlalchemy.util.concurrency import greenlet_spawn
 
 from store.sqlite_inline import InlineConnection
 
@@ -51,9 +56,13 @@ class Prepared:
     binds: dict[str, Callable[[Any], Any]]
     keys: tuple[str, ...]
     results: tuple[Callable[[Any], Any] | None, ...]
+    required: frozenset[str]
 
     def args(self, params: Mapping[str, Any] | None) -> tuple[Any, ...]:
         values = self.defaults if not params else {**self.defaults, **params}
+        if self.required and not self.required <= values.keys():
+            missing = sorted(self.required - values.keys())
+            raise StatementError(f"A value is required for bind parameter {missing[0]!r}", self.sql, params, None)
         binds = self.binds
         return tuple(binds[n](values[n]) if n in binds else values[n] for n in self.names)
 
@@ -77,7 +86,8 @@ def prepare(stmt: Executable, dialect: Dialect) -> Prepared:
     columns = getattr(compiled, "_result_columns", None) or []
     prepared = Prepared(
         sql=compiled.string, names=names,
-        defaults={name: bind.value for name, bind in compiled.binds.items()},
+        defaults={name: bind.value for name, bind in compiled.binds.items() if not bind.required},
+        required=frozenset(name for name, bind in compiled.binds.items() if bind.required),
         binds=dict(compiled._bind_processors),
         keys=tuple(c.keyname for c in columns),
         results=tuple(c.type._cached_result_processor(dialect, None) for c in columns),
@@ -90,71 +100,80 @@ def prepare(stmt: Executable, dialect: Dialect) -> Prepared:
 class Driver:
     """Runs prepared statements on the driver connection under one SQLAlchemy connection."""
 
-    def __init__(self, conn: AsyncConnection, adapter: Any, kind: str) -> None:
+    def __init__(self, conn: AsyncConnection, kind: str) -> None:
         self.conn = conn
         self.sync = conn.sync_connection
         self.dialect = conn.dialect
-        self.adapter = adapter  # SQLAlchemy's DBAPI adapter of the driver connection
         self.kind = kind  # "sqlite" (an InlineConnection) or "asyncpg"
-        self._cursor: Any = None
+        # RETURNING came with SQLite 3.35; older libraries take the new ids through SQLAlchemy
+        self.returns = kind == "asyncpg" or sqlite3.sqlite_version_info >= (3, 35)
+        self._cursor: tuple[Any, Any] | None = None  # (the SQLite adapter it belongs to, the cursor)
 
     @classmethod
     async def of(cls, conn: AsyncConnection) -> Driver | None:
-        sync = conn.sync_connection
-        raw = sync.connection if sync is not None and not sync.invalidated else await conn.get_raw_connection()
-        driver = raw.driver_connection
+        driver = (await _adapter(conn))._connection
         if isinstance(driver, InlineConnection):
-            return cls(conn, raw.dbapi_connection, "sqlite")
+            return cls(conn, "sqlite")
         if asyncpg is not None and isinstance(driver, asyncpg.Connection):
-            return cls(conn, raw.dbapi_connection, "asyncpg")
+            return cls(conn, "asyncpg")
         return None
 
     async def rows(self, stmt: Executable, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """The rows of a ``SELECT``, typed, as mappings of the column keys."""
         prepared = prepare(stmt, self.dialect)
-        raw = await self._run(prepared, prepared.args(params), fetch=True)
         typed = prepared.typed
-        return [typed(r) for r in raw]
+        return [typed(r) for r in await self._run(prepared, params, fetch=True)]
 
     async def returning(self, stmt: Executable, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """The rows a write's ``RETURNING`` gives (never interrupted part-way, as a read may be)."""
         prepared = prepare(stmt, self.dialect)
-        raw = await self._run(prepared, prepared.args(params), fetch=True, write=True)
-        return [prepared.typed(r) for r in raw]
+        return [prepared.typed(r) for r in await self._run(prepared, params, fetch=True, write=True)]
 
     async def execute(self, stmt: Executable, params: Mapping[str, Any] | None = None) -> None:
         """A statement whose result is not read (``INSERT`` / ``UPDATE`` without ``RETURNING``)."""
-        prepared = prepare(stmt, self.dialect)
-        await self._run(prepared, prepared.args(params), fetch=False)
+        await self._run(prepare(stmt, self.dialect), params, fetch=False)
 
-    async def _run(self, prepared: Prepared, args: tuple[Any, ...], *, fetch: bool, write: bool = False
-                   ) -> list[Any]:
-        sql = prepared.sql
-        dispatch = self.sync.dispatch
-        if dispatch.before_cursor_execute:
-            for fn in dispatch.before_cursor_execute:
-                sql, args = fn(self.sync, None, sql, args, None, False)
+    async def _run(self, prepared: Prepared, params: Mapping[str, Any] | None, *, fetch: bool,
+                   write: bool = False) -> list[Any]:
+        sql, args = prepared.sql, params
         try:
+            args = prepared.args(params)
+            dispatch = self.sync.dispatch
+            if dispatch.before_cursor_execute:
+                for fn in dispatch.before_cursor_execute:
+                    sql, args = fn(self.sync, None, sql, args, None, False)
+            adapter = await _adapter(self.conn)  # after an invalidation: the connection SQLAlchemy replaced it with
             if self.kind == "sqlite":
-                inline: InlineConnection = self.adapter._connection
-                if self._cursor is None:
-                    self._cursor = await inline._execute(inline._conn.cursor)
-                if fetch and not write:
-                    rows = await inline._read(self._cursor, sql, args)
-                else:
-                    await inline._execute(self._cursor.execute, sql, args)
-                    rows = self._cursor.fetchall() if fetch else []
+                rows = await self._sqlite(adapter, sql, args, fetch=fetch, write=write)
             else:
-                rows = await self._asyncpg(sql, args, fetch)
-        except Exception as exc:
-            await self._raise(exc, sql, args)
+                rows = await self._asyncpg(adapter, sql, args, fetch)
+        except BaseException as exc:  # cancellation too: SQLAlchemy then throws the connection away
+            await greenlet_spawn(self._handle, exc, sql, args)
+            raise  # not reached: the handler raises
         if dispatch.after_cursor_execute:
             for fn in dispatch.after_cursor_execute:
                 fn(self.sync, None, sql, args, None, False)
         return rows
 
-    async def _asyncpg(self, sql: str, args: tuple[Any, ...], fetch: bool) -> list[Any]:
-        adapter = self.adapter
+    def _handle(self, exc: BaseException, sql: str, args: Any) -> None:
+        """SQLAlchemy's handler, which reads the exception being handled from ``sys.exc_info()``."""
+        try:
+            raise exc
+        except BaseException:
+            self.sync._handle_dbapi_exception(exc, sql, args, None, None)
+
+    async def _sqlite(self, adapter: Any, sql: str, args: tuple[Any, ...], *, fetch: bool, write: bool) -> list[Any]:
+        inline: InlineConnection = adapter._connection
+        if self._cursor is None or self._cursor[0] is not adapter:
+            self._cursor = (adapter, await inline._execute(inline._conn.cursor))
+        cursor = self._cursor[1]
+        if fetch and not write:
+            return await inline._read(cursor, sql, args)
+        await inline._execute(cursor.execute, sql, args)
+        return cursor.fetchall() if fetch else []  # type: ignore[no-any-return]
+
+    @staticmethod
+    async def _asyncpg(adapter: Any, sql: str, args: tuple[Any, ...], fetch: bool) -> list[Any]:
         async with adapter._execute_mutex:
             if adapter._transaction is None:
                 await adapter._start_transaction()  # nothing on an autocommit (read) connection
@@ -167,12 +186,11 @@ class Driver:
                 adapter._handle_exception(exc)  # raises the adapter's DBAPI error, as its cursor does
                 raise
 
-    async def _raise(self, exc: Exception, sql: str, args: tuple[Any, ...]) -> None:
-        dbapi_error = self.dialect.loaded_dbapi.Error
-        if not isinstance(exc, dbapi_error):
-            raise exc
-        disconnect = self.dialect.is_disconnect(exc, self.adapter, None)
-        if disconnect:
-            await self.conn.invalidate(exc)
-        raise DBAPIError.instance(sql, args, exc, dbapi_error, connection_invalidated=disconnect,
-                                  dialect=self.dialect) from exc
+
+async def _adapter(conn: AsyncConnection) -> Any:
+    """SQLAlchemy's DBAPI adapter of the connection's driver connection, revalidated after an invalidation."""
+    sync = conn.sync_connection
+    fairy = sync._dbapi_connection if sync is not None and not sync.invalidated else None
+    if fairy is None:
+        fairy = await conn.get_raw_connection()
+    return fairy.dbapi_connection

@@ -241,7 +241,7 @@ class SqlRepository(ReviewRepositoryMixin):
 
     async def add_request(self, record: RequestRecord) -> int:
         driver = await self._fast()
-        if driver is None:
+        if driver is None or not driver.returns:
             result = await self.conn.execute(_INSERT_REQUEST, _request_row(record))
             new_id = result.inserted_primary_key[0]  # type: ignore[index]
         else:
@@ -366,7 +366,7 @@ class SqlRepository(ReviewRepositoryMixin):
     # -- provider operations ----------------------------------------------------------------
     async def add_op(self, op: OpRecord) -> int:
         driver = await self._fast()
-        if driver is None:
+        if driver is None or not driver.returns:
             result = await self.conn.execute(insert(t.provider_ops).values(**_op_row(op)))
             op.id = int(result.inserted_primary_key[0])  # type: ignore[index]
         else:

@@ -10,6 +10,7 @@ a transaction's BEGIN and COMMIT, a connection ping) counts too, which no SQLAlc
         url = wire.url          # the same database, through the relay
         ...
         wire.trips              # client batches so far
+        wire.delay = 0.3        # hold each of the server's answers back 0.3 s
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class WireCounter:
         self._target = (parts.hostname or "127.0.0.1", parts.port or 5432)
         self._parts = parts
         self.trips = 0
+        self.delay = 0.0  # seconds each of the server's answers is held back (a slow network)
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -64,6 +66,8 @@ class WireCounter:
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, count: bool) -> None:
             try:
                 while chunk := await src.read(65536):
+                    if not count and self.delay:
+                        await asyncio.sleep(self.delay)
                     if count:
                         with self._lock:
                             self.trips += 1
