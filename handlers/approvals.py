@@ -41,7 +41,8 @@ def not_found(n: int) -> Reply:
                  rule="unknown-request")
 
 
-def _in_chain(record: RequestRecord) -> bool:
+def in_chain(record: RequestRecord) -> bool:
+    """Waiting on its chain: a pending request, or an active grant's pending extension."""
     return record.state == PENDING or (record.state == ACTIVE and record.extension_pending)
 
 
@@ -67,6 +68,8 @@ def _data(record: RequestRecord, **kw: object) -> dict[str, object]:
 
 
 async def _fail(repo: Repository, record: RequestRecord, rule: str, now: datetime) -> None:
+    if not in_chain(record):  # already ended (or its extension settled): nothing is left to fail
+        raise ValueError(f"{record.ref} is not waiting on its chain ({record.state})")
     if record.state == PENDING:
         record.state, record.ended_at, record.failure = FAILED, now, rule
         await repo.append("request.failed", actor=SYSTEM, ts=now, request=record, data=_data(record, rule=rule))
@@ -144,7 +147,7 @@ async def _decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str
         decisions = await repo.decisions(record.id or 0)
         chain = await _chain(deps, record)
         visible = sees(deps, actor, record, decisions, chain)
-        if not _in_chain(record):
+        if not in_chain(record):
             return Reply(text=f"{record.ref} is {record.state}: there is nothing to decide.", ok=False,
                          kind="request", request=await request_view(deps, record), rule="not-open"), visible
         if not chain or record.step >= len(chain):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from handlers.anchors import anchor_head
-from handlers.approvals import _chain, asked_at_open, open_step
+from handlers.approvals import _chain, asked_at_open, in_chain, open_step
 from handlers.audit import format_ts
 from handlers.chains import open_step_unsatisfiable, pin_step
 from handlers.compliance.accept_links import filed_by
@@ -144,7 +144,9 @@ async def remind_pending(deps: Deps, report: SweepReport) -> None:
             # An approver left since the step opened: fail closed rather than wait forever.
             async with deps.store.write() as repo:
                 fresh = await repo.get_request(record.id or 0)
-                if fresh is not None and fresh.step == record.step and fresh.round == record.round:
+                # another sweep (another process) may have failed it meanwhile, or a decision ended it
+                if fresh is not None and fresh.step == record.step and fresh.round == record.round \
+                        and in_chain(fresh):
                     notices += await open_step(deps, repo, fresh, chain, earlier | here, deps.now())
                     report.failed.append(fresh.ref)
             continue
