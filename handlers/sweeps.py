@@ -24,7 +24,7 @@ from handlers.drift import detect_drift
 from handlers.durations import format_duration
 from handlers.grants import end_membership, run_due_ops
 from handlers.ports import Notice
-from handlers.records import ACTIVE, HOLDING_STATES, PENDING
+from handlers.records import ACTIVE, HOLDING_STATES, PENDING, RequestRecord
 
 SEEN_EVENTS_KEPT = timedelta(days=1)
 
@@ -113,6 +113,12 @@ async def expire_due(deps: Deps, report: SweepReport) -> None:
     await deps.notifier.notify(notices)
 
 
+def _same_step(fresh: RequestRecord, judged: RequestRecord) -> bool:
+    """Re-read under the write lock, the request still waits on the step the sweep judged: another
+    process (a decision, a cancel, another sweep) may have moved or ended it meanwhile."""
+    return in_chain(fresh) and fresh.step == judged.step and fresh.round == judged.round
+
+
 async def remind_pending(deps: Deps, report: SweepReport) -> None:
     now = report.as_of  # ages are judged as of the sweep's instant; a step reopened now opens now
     async with deps.store.read() as repo:
@@ -145,8 +151,7 @@ async def remind_pending(deps: Deps, report: SweepReport) -> None:
             async with deps.store.write() as repo:
                 fresh = await repo.get_request(record.id or 0)
                 # another sweep (another process) may have failed it meanwhile, or a decision ended it
-                if fresh is not None and fresh.step == record.step and fresh.round == record.round \
-                        and in_chain(fresh):
+                if fresh is not None and _same_step(fresh, record):
                     notices += await open_step(deps, repo, fresh, chain, earlier | here, deps.now())
                     report.failed.append(fresh.ref)
             continue
@@ -157,7 +162,7 @@ async def remind_pending(deps: Deps, report: SweepReport) -> None:
             if not report.dry_run:
                 async with deps.store.write() as repo:
                     fresh = await repo.get_request(record.id or 0)
-                    if fresh is None or fresh.escalated_step == marker:
+                    if fresh is None or fresh.escalated_step == marker or not _same_step(fresh, record):
                         continue
                     fresh.escalated_step = marker
                     await repo.save_request(fresh)
@@ -171,7 +176,7 @@ async def remind_pending(deps: Deps, report: SweepReport) -> None:
             if not report.dry_run:
                 async with deps.store.write() as repo:
                     fresh = await repo.get_request(record.id or 0)
-                    if fresh is None or fresh.reminded_step == marker:
+                    if fresh is None or fresh.reminded_step == marker or not _same_step(fresh, record):
                         continue
                     fresh.reminded_step = marker
                     await repo.save_request(fresh)
