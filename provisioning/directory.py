@@ -151,8 +151,6 @@ class DirectoryProvider:
         self._stat: tuple[int, ...] | None = None
         self._cache: tuple[bytes, _Snapshot] | None = None  # (sha256 of the bytes, what they say)
         self.parses = 0  # how many times the file was parsed: only when its bytes changed
-        # the overlay as last read, indexed by person (rebuilt when the overlay store answers a new one)
-        self._indexed: tuple[dict[tuple[str, str], bool], dict[str, dict[tuple[str, str], bool]]] | None = None
 
     def snapshot(self) -> _Snapshot:
         """The file as it reads now: a ``stat`` a call (one a look-up scope: a command or a sweep sees one
@@ -198,12 +196,10 @@ class DirectoryProvider:
             key = ("directory-overlay", id(self))
             if key not in scope:
                 everyone = await self.overlay_store.overlay()
-                if self._indexed is None or self._indexed[0] is not everyone:  # the overlay changed
-                    by_email: dict[str, dict[tuple[str, str], bool]] = {}
-                    for (g, e), p in everyone.items():
-                        by_email.setdefault(e, {})[g, e] = p
-                    self._indexed = (everyone, by_email)
-                scope[key] = self._indexed
+                by_email: dict[str, dict[tuple[str, str], bool]] = {}
+                for (g, e), p in everyone.items():
+                    by_email.setdefault(e, {})[g, e] = p
+                scope[key] = (everyone, by_email)
             changes = scope[key][0] if email is None else scope[key][1].get(email, {})
         else:
             changes = await self.overlay_store.overlay_for(email=email, group=group)

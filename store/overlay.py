@@ -8,37 +8,14 @@ from store.repository import SqlStore
 
 
 class StoreOverlay:
-    """Implements ``handlers.ports.MembershipOverlay``.
-
-    The whole overlay is kept in memory with the version the store recorded with its last change
-    (``SqlRepository.overlay_version``, written in the same transaction as every change, by any
-    process): a look-up scope reads the version, one row, and the overlay again only when it moved.
-    The first read of a database records its first version (once, under the write lock), before the
-    overlay it keeps is read.
-    """
+    """Implements ``handlers.ports.MembershipOverlay``."""
 
     def __init__(self, store: SqlStore) -> None:
         self.store = store
-        self._kept: tuple[str, dict[tuple[str, str], bool]] | None = None
-        self.reads = 0  # whole-overlay reads (tests)
 
     async def overlay(self) -> dict[tuple[str, str], bool]:
-        """Every membership provisioning changed. The same dict while nothing changed: not to be modified."""
         async with self.store.read() as repo:
-            version = await repo.overlay_version()
-            kept = self._kept
-            if kept is not None and kept[0] == version:
-                return kept[1]
-            if version is not None:
-                everyone = await repo.overlay()
-        if version is None:  # a database no change has versioned yet: record its first version first
-            async with self.store.write() as repo:
-                version = await repo.start_overlay_version(datetime.now(UTC))
-            async with self.store.read() as repo:
-                everyone = await repo.overlay()
-        self.reads += 1
-        self._kept = (version, everyone)
-        return everyone
+            return await repo.overlay()
 
     async def overlay_for(self, *, email: str | None = None, group: str | None = None
                           ) -> dict[tuple[str, str], bool]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -176,19 +175,6 @@ _UPDATE_MEMBERSHIP = (update(t.directory_memberships)
 _INSERT_MEMBERSHIP = insert(t.directory_memberships).values(
     group_name=bindparam("grp"), email=bindparam("email"), present=bindparam("v_present"),
     updated_at=bindparam("v_updated_at"))
-OVERLAY_VERSION = "directory-overlay-version"
-_STATE = t.compliance_state.c
-_GET_STATE = select(_STATE.value).where(_STATE.key == bindparam("key"))
-_UPDATE_STATE = update(t.compliance_state).where(_STATE.key == bindparam("key")).values(
-    value=bindparam("v_value"), updated_at=bindparam("v_updated_at"))
-_INSERT_STATE = insert(t.compliance_state).values(
-    key=bindparam("key"), value=bindparam("v_value"), updated_at=bindparam("v_updated_at"))
-
-
-def _new_overlay_version(at: datetime) -> dict[str, Any]:
-    return {"key": OVERLAY_VERSION, "v_value": json.dumps({"version": uuid.uuid4().hex}), "v_updated_at": at}
-
-
 _ADDRESSES = select(_ADDR.email, _ADDR.address).where(
     _ADDR.channel == bindparam("channel"), _ADDR.email.in_(bindparam("emails", expanding=True)))
 
@@ -549,23 +535,6 @@ class SqlRepository(ReviewRepositoryMixin):
             await self._run(_UPDATE_MEMBERSHIP, params)
         else:
             await self._run(_INSERT_MEMBERSHIP, params)
-        # a new version with every change, in its transaction: what processes keep of the overlay is
-        # read again (store/overlay.py)
-        await self._run(_UPDATE_STATE, _new_overlay_version(at))
-
-    async def overlay_version(self) -> str | None:
-        """The version the overlay's last change recorded (None until :meth:`start_overlay_version`)."""
-        rows = await self._rows(_GET_STATE, {"key": OVERLAY_VERSION})
-        return rows[0]["value"] if rows else None
-
-    async def start_overlay_version(self, at: datetime) -> str:
-        """The overlay's version, recorded now if it never was (under the write lock: once per database)."""
-        version = await self.overlay_version()
-        if version is None:
-            row = _new_overlay_version(at)
-            await self._run(_INSERT_STATE, row)
-            version = str(row["v_value"])
-        return version
 
     # -- channels ---------------------------------------------------------------------------
     async def save_address(self, channel: str, email: str, address: dict[str, Any], at: datetime) -> None:
