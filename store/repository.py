@@ -70,6 +70,11 @@ def _request(row: Any) -> RequestRecord:
     )
 
 
+def _values(row: dict[str, Any]) -> dict[str, Any]:
+    """A row's values under the names the statements below bind them by (``v_<column>``)."""
+    return {f"v_{k}": v for k, v in row.items()}
+
+
 def _op_row(o: OpRecord) -> dict[str, Any]:
     return {
         "request_id": o.request_id, "op": o.op, "provider": o.provider, "group_name": o.group,
@@ -221,7 +226,8 @@ class SqlRepository(ReviewRepositoryMixin):
         return self._driver  # type: ignore[return-value]
 
     async def _rows(self, stmt: Any, params: dict[str, Any] | None = None) -> list[Any]:
-        """The rows of one of the click's statements, on the driver connection when it can (store.fast)."""
+        """The rows (as mappings) of one of the click's statements, on the driver connection when it can
+        (store.fast), else through SQLAlchemy."""
         driver = await self._fast()
         if driver is None:
             return [r._mapping for r in (await self.conn.execute(stmt, params)).all()]
@@ -245,14 +251,13 @@ class SqlRepository(ReviewRepositoryMixin):
             result = await self.conn.execute(_INSERT_REQUEST, _request_row(record))
             new_id = result.inserted_primary_key[0]  # type: ignore[index]
         else:
-            values = {f"v_{k}": v for k, v in _request_row(record).items()}
-            new_id = (await driver.returning(_ADD_REQUEST, values))[0]["id"]
+            new_id = (await driver.returning(_ADD_REQUEST, _values(_request_row(record))))[0]["id"]
         record.id = int(new_id)
         return record.id
 
     async def save_request(self, record: RequestRecord) -> None:
         assert record.id is not None
-        await self._run(_SAVE_REQUEST, {"rid": record.id, **{f"v_{k}": v for k, v in _request_row(record).items()}})
+        await self._run(_SAVE_REQUEST, {"rid": record.id, **_values(_request_row(record))})
 
     async def find_requests(
         self,
@@ -265,31 +270,14 @@ class SqlRepository(ReviewRepositoryMixin):
         expires_before: datetime | None = None,
         limit: int | None = None,
     ) -> list[RequestRecord]:
-        if states is None or states:
-            shape = (requester is not None, len(states) if states is not None else None, profile is not None,
-                     provider is not None, group is not None, expires_before is not None, bool(limit))
-            params: dict[str, Any] = {"rq": requester, "pf": profile, "pv": provider, "gp": group,
-                                      "ex": expires_before, "lim": limit}
-            params.update((f"st{i}", s) for i, s in enumerate(states or ()))
-            return [_request(r) for r in await self._rows(_find_requests(shape), params)]
-        c = t.requests.c
-        conds = []
-        if requester is not None:
-            conds.append(c.requester == requester)
-        if states is not None:
-            conds.append(c.state.in_(list(states)))
-        if profile is not None:
-            conds.append(c.profile == profile)
-        if provider is not None:
-            conds.append(c.provider == provider)
-        if group is not None:
-            conds.append(c.group_name == group)
-        if expires_before is not None:
-            conds.append(c.expires_at <= expires_before)
-        q = select(t.requests).where(*conds).order_by(c.id)
-        if limit:
-            q = q.limit(limit)
-        return [_request(r) for r in (await self.conn.execute(q)).all()]
+        if states is not None and not states:
+            return []  # in no state at all: nothing
+        shape = (requester is not None, len(states) if states is not None else None, profile is not None,
+                 provider is not None, group is not None, expires_before is not None, bool(limit))
+        params: dict[str, Any] = {"rq": requester, "pf": profile, "pv": provider, "gp": group,
+                                  "ex": expires_before, "lim": limit}
+        params.update((f"st{i}", s) for i, s in enumerate(states or ()))
+        return [_request(r) for r in await self._rows(_find_requests(shape), params)]
 
     # -- decisions --------------------------------------------------------------------------
     async def decisions(self, request_id: int, round: int | None = None) -> list[DecisionRecord]:
@@ -301,7 +289,7 @@ class SqlRepository(ReviewRepositoryMixin):
             DecisionRecord(id=m["id"], request_id=m["request_id"], round=m["round"], step=m["step"],
                            approver=m["approver"], decision=m["decision"], comment=m["comment"],
                            decided_at=m["decided_at"])
-            for m in (getattr(r, "_mapping", r) for r in rows)
+            for m in rows
         ]
 
     async def add_decision(self, decision: DecisionRecord) -> None:
@@ -370,11 +358,11 @@ class SqlRepository(ReviewRepositoryMixin):
             result = await self.conn.execute(insert(t.provider_ops).values(**_op_row(op)))
             op.id = int(result.inserted_primary_key[0])  # type: ignore[index]
         else:
-            op.id = int((await driver.returning(_ADD_OP, {f"v_{k}": v for k, v in _op_row(op).items()}))[0]["id"])
+            op.id = int((await driver.returning(_ADD_OP, _values(_op_row(op))))[0]["id"])
         return op.id
 
     async def save_op(self, op: OpRecord) -> None:
-        await self._run(_SAVE_OP, {"op_id": op.id, **{f"v_{k}": v for k, v in _op_row(op).items()}})
+        await self._run(_SAVE_OP, {"op_id": op.id, **_values(_op_row(op))})
 
     async def due_ops(self, now: datetime, *, limit: int = 100,
                       member: tuple[str, str, str] | None = None) -> list[OpRecord]:
@@ -527,7 +515,7 @@ class SqlRepository(ReviewRepositoryMixin):
     # -- directory overlay ------------------------------------------------------------------
     async def overlay(self, *, email: str | None = None, group: str | None = None) -> dict[tuple[str, str], bool]:
         rows = await self._rows(_OVERLAY[email is not None, group is not None], {"email": email, "grp": group})
-        return {(m["group_name"], m["email"]): bool(m["present"]) for m in (getattr(r, "_mapping", r) for r in rows)}
+        return {(m["group_name"], m["email"]): bool(m["present"]) for m in rows}
 
     async def set_membership(self, group: str, email: str, present: bool, at: datetime) -> None:
         params = {"grp": group, "email": email, "v_present": present, "v_updated_at": at}
