@@ -99,7 +99,8 @@ class MembershipOverlay(Protocol):
     """Where the embedded directory keeps the memberships provisioning added or removed."""
 
     async def overlay(self) -> dict[tuple[str, str], bool]:
-        """(group, email) → present, for every membership provisioning changed."""
+        """(group, email) → present, for every membership provisioning changed. Not to be modified: an
+        implementation may answer the same dict again while nothing changed."""
         ...
 
     async def overlay_for(self, *, email: str | None = None, group: str | None = None

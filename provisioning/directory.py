@@ -151,6 +151,10 @@ class DirectoryProvider:
         self._stat: tuple[int, ...] | None = None
         self._cache: tuple[bytes, _Snapshot] | None = None  # (sha256 of the bytes, what they say)
         self.parses = 0  # how many times the file was parsed: only when its bytes changed
+        # the overlay as last read, indexed by person (rebuilt when the overlay store answers a new one)
+        self._indexed: tuple[dict[tuple[str, str], bool], dict[str, dict[tuple[str, str], bool]]] | None = None
+        # the people built from that snapshot and that overlay (see _lookup)
+        self._people: tuple[_Snapshot, tuple[Any, Any], dict[str, Person]] | None = None
 
     def snapshot(self) -> _Snapshot:
         """The file as it reads now: a ``stat`` a call (one a look-up scope: a command or a sweep sees one
@@ -191,16 +195,9 @@ class DirectoryProvider:
         # One read of the overlay serves every look-up of a person in this command or sweep. A group's
         # listing is read as it is now: drift compares it with grants read just before and after, so a
         # membership another process changed since the scope began must not come from memory.
-        scope = scope_cache() if group is None else None
-        if scope is not None:
-            key = ("directory-overlay", id(self))
-            if key not in scope:
-                everyone = await self.overlay_store.overlay()
-                by_email: dict[str, dict[tuple[str, str], bool]] = {}
-                for (g, e), p in everyone.items():
-                    by_email.setdefault(e, {})[g, e] = p
-                scope[key] = (everyone, by_email)
-            changes = scope[key][0] if email is None else scope[key][1].get(email, {})
+        indexed = await self._overlay_index() if group is None else None
+        if indexed is not None:
+            changes = indexed[0] if email is None else indexed[1].get(email, {})
         else:
             changes = await self.overlay_store.overlay_for(email=email, group=group)
         for (name, who), present in changes.items():
@@ -210,6 +207,39 @@ class DirectoryProvider:
             else:
                 members.discard(who)
         return groups
+
+    async def _overlay_index(self) -> tuple[dict[tuple[str, str], bool], dict[str, dict[tuple[str, str], bool]]] | None:
+        """The overlay, whole and by person, read once in a look-up scope (None outside one). The same
+        tuple while the overlay store answers the same overlay (nothing changed since)."""
+        scope = scope_cache()
+        if scope is None:
+            return None
+        key = ("directory-overlay", id(self))
+        if key not in scope:
+            everyone = await self.overlay_store.overlay()
+            if self._indexed is None or self._indexed[0] is not everyone:  # the overlay changed
+                by_email: dict[str, dict[tuple[str, str], bool]] = {}
+                for (g, e), p in everyone.items():
+                    by_email.setdefault(e, {})[g, e] = p
+                self._indexed = (everyone, by_email)
+            scope[key] = self._indexed
+        return scope[key]  # type: ignore[no-any-return]
+
+    async def _lookup(self, entry: dict[str, Any]) -> Person:
+        """A person of the file with their groups. In a look-up scope the ``Person`` built is kept while
+        neither the file's snapshot nor the overlay changed: both are the same objects then."""
+        email = entry["email"]
+        snap = self.snapshot()
+        indexed = await self._overlay_index()
+        if indexed is None:
+            return self._person(entry, await self._groups(email=email))
+        people = self._people
+        if people is None or people[0] is not snap or people[1] is not indexed:
+            people = self._people = (snap, indexed, {})
+        person = people[2].get(email)
+        if person is None:
+            person = people[2][email] = self._person(entry, await self._groups(email=email))
+        return person
 
     def _person(self, entry: dict[str, Any], groups: dict[str, set[str]]) -> Person:
         email = entry["email"]
@@ -226,7 +256,7 @@ class DirectoryProvider:
 
     async def get_user(self, email: str) -> Person | None:
         entry = self.snapshot().users.get(email.strip().lower())
-        return self._person(entry, await self._groups(email=entry["email"])) if entry else None
+        return await self._lookup(entry) if entry else None
 
     async def find_by_slack_id(self, slack_id: str) -> Person | None:
         return await self._find("slack_id", slack_id)
@@ -238,7 +268,7 @@ class DirectoryProvider:
         snap = self.snapshot()
         email = snap.by_key[key].get(value)
         entry = snap.users.get(email) if email is not None else None
-        return self._person(entry, await self._groups(email=entry["email"])) if entry else None
+        return await self._lookup(entry) if entry else None
 
     async def add_member(self, group: str, email: str) -> None:
         if email.strip().lower() not in self.snapshot().users:

@@ -8,14 +8,32 @@ from store.repository import SqlStore
 
 
 class StoreOverlay:
-    """Implements ``handlers.ports.MembershipOverlay``."""
+    """Implements ``handlers.ports.MembershipOverlay``.
+
+    The whole overlay is kept in memory with the version the store recorded with its last change
+    (``SqlRepository.overlay_version``, written in the same transaction as every change, by any
+    process): a look-up scope reads the version, one row, and the overlay again only when it moved. The
+    version is read before the overlay, so what is kept is never older than the version it is kept
+    under. A database no change has versioned yet (none was made, or it predates versions) is read
+    whole every time: the read path never writes (it runs inside commands that hold the write lock).
+    """
 
     def __init__(self, store: SqlStore) -> None:
         self.store = store
+        self._kept: tuple[str, dict[tuple[str, str], bool]] | None = None
+        self.reads = 0  # whole-overlay reads (tests)
 
     async def overlay(self) -> dict[tuple[str, str], bool]:
+        """Every membership provisioning changed. The same dict while nothing changed: not to be modified."""
         async with self.store.read() as repo:
-            return await repo.overlay()
+            version = await repo.overlay_version()
+            kept = self._kept
+            if version is not None and kept is not None and kept[0] == version:
+                return kept[1]
+            everyone = await repo.overlay()
+        self.reads += 1
+        self._kept = (version, everyone) if version is not None else None
+        return everyone
 
     async def overlay_for(self, *, email: str | None = None, group: str | None = None
                           ) -> dict[tuple[str, str], bool]:

@@ -1,0 +1,89 @@
+"""The embedded directory keeps its overlay (the memberships provisioning changed) in memory: a command
+reads one version row, and the whole overlay again only when a change, by this process or another,
+recorded a new version."""
+
+from __future__ import annotations
+
+from bot.bootstrap import build_app
+from bot.settings import Settings
+from handlers.context import one_lookup_per_person
+from tests.support import RecordingNotifier, harness
+
+ALICE, BOB, SAM = "alice@example.com", "bob@example.com", "sam.sec@example.com"
+GROUP = "sg-prod-db-read"
+
+
+async def _groups(app, email: str) -> frozenset[str]:  # type: ignore[no-untyped-def]
+    with one_lookup_per_person():  # one command's look-ups
+        person = await app.deps.directory.get_user(email)
+    assert person is not None
+    return person.groups
+
+
+async def test_the_overlay_is_read_again_only_when_a_change_was_recorded(database_url, tmp_path) -> None:
+    async with harness(database_url, tmp_path) as h:
+        overlay = h.app.deps.providers["directory"].overlay_store
+        await h.app.deps.providers["directory"].add_member(GROUP, BOB)  # a change by this process
+        assert GROUP in await _groups(h.app, BOB)
+        settled = overlay.reads
+        for _ in range(5):  # nothing changed since: the version row only
+            assert GROUP in await _groups(h.app, BOB)
+        assert overlay.reads == settled
+
+        settings = Settings(database_url=database_url, policy=str(h.files.policy),
+                            directory=str(h.files.directory), env={})
+        async with build_app(settings, clock=h.clock, notifier=RecordingNotifier()) as other:  # another process
+            await other.deps.providers["directory"].remove_member(GROUP, BOB)
+            await other.deps.providers["directory"].add_member(GROUP, ALICE)
+        assert GROUP not in await _groups(h.app, BOB)
+        assert GROUP in await _groups(h.app, ALICE)
+        assert overlay.reads == settled + 1
+        assert ALICE in await h.members(GROUP) and BOB not in await h.members(GROUP)
+
+
+async def test_a_grant_and_its_revocation_from_another_process_show_in_the_next_command(database_url, tmp_path):
+    async with harness(database_url, tmp_path) as h:
+        r = await h.say(ALICE, "request prod-db-read for 30m because INC-7 page")  # auto-approved: on call
+        assert r.ok and (await h.request(1)).state == "active", r.text
+        assert GROUP in await _groups(h.app, ALICE)
+        settings = Settings(database_url=database_url, policy=str(h.files.policy),
+                            directory=str(h.files.directory), env={})
+        async with build_app(settings, clock=h.clock, notifier=RecordingNotifier()) as other:
+            sam = await other.service.identify(SAM)
+            assert sam is not None
+            assert (await other.service.handle_text(sam, "revoke REQ-1 because access review")).ok
+        assert GROUP not in await _groups(h.app, ALICE)
+
+
+async def test_a_database_no_change_versioned_is_read_whole_and_the_read_never_writes(database_url, tmp_path):
+    """Before the first membership change there is no version: every command reads the overlay (empty),
+    and the read path writes nothing, so a look-up made while the same command holds the write lock
+    cannot wait on itself."""
+    import asyncio
+
+    async with harness(database_url, tmp_path) as h:
+        directory = h.app.deps.providers["directory"]
+        overlay = directory.overlay_store
+        async with h.app.store.read() as repo:
+            assert await repo.overlay_version() is None
+        before = overlay.reads
+        async with h.app.store.write():  # a command holding the write lock looks a person up
+            assert GROUP not in await asyncio.wait_for(_groups(h.app, BOB), timeout=10)
+        assert GROUP not in await _groups(h.app, BOB)
+        assert overlay.reads == before + 2  # nothing kept without a version
+        async with h.app.store.read() as repo:
+            assert await repo.overlay_version() is None  # and nothing recorded by reading
+
+        await directory.add_member(GROUP, BOB)  # the first change records the first version
+        async with h.app.store.read() as repo:
+            first = await repo.overlay_version()
+        assert first is not None
+        async with h.app.store.write():
+            assert GROUP in await asyncio.wait_for(_groups(h.app, BOB), timeout=10)
+        settled = overlay.reads
+        assert GROUP in await _groups(h.app, BOB)
+        assert overlay.reads == settled
+        await directory.remove_member(GROUP, BOB)
+        async with h.app.store.read() as repo:
+            assert await repo.overlay_version() not in (None, first)
+        assert GROUP not in await _groups(h.app, BOB)
