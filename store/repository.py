@@ -411,6 +411,9 @@ class SqlRepository(ReviewRepositoryMixin):
         return _op(rows[0]) if rows else None
 
     async def get_ops(self, op_ids: list[int]) -> dict[int, OpRecord]:
+        if len(op_ids) == 1:  # what a click records: one statement of a fixed shape (store.fast)
+            rows = await self._rows(_GET_OP, {"op_id": op_ids[0]})
+            return {op.id or 0: op for op in map(_op, rows)}
         found: dict[int, OpRecord] = {}
         for start in range(0, len(op_ids), 500):
             q = select(t.provider_ops).where(t.provider_ops.c.id.in_(op_ids[start:start + 500]))
