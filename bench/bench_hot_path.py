@@ -16,7 +16,11 @@ transaction boundaries, replayed as bare driver round trips (asyncpg, sqlite3) o
 database of the same server brought to the same state. The ratio floor : accessbot says how much
 of a click is the database. The machine's load average is printed beside the times.
 
-    python bench/bench_hot_path.py [--clicks 300] [--url postgresql://... --floor-url postgresql://...]
+    python bench/bench_hot_path.py [--clicks 300] [--overlay 5000] [--url postgresql://... --floor-url postgresql://...]
+
+``--overlay N`` first records N memberships of other people that the embedded directory changed (what
+years of grants leave in its overlay): a click reads the overlay's version, and the whole overlay only
+after a membership changed.
 """
 
 from __future__ import annotations
@@ -79,7 +83,7 @@ class Timings:
         self.spans: list[tuple[str, int, int]] = []  # (click, first statement, end) in the recording
 
 
-async def clicks(url: str, directory: str, n: int, recorded: list[Statement] | None) -> Timings:
+async def clicks(url: str, directory: str, n: int, recorded: list[Statement] | None, overlay: int = 0) -> Timings:
     """``n`` rounds of the four clicks after one warm-up round (none at all for ``n < 0``: the floor's
     database brought to the starting state); with ``recorded``, every statement from the first round
     on is recorded and the measured clicks' spans noted."""
@@ -94,6 +98,8 @@ async def clicks(url: str, directory: str, n: int, recorded: list[Statement] | N
         async with app.store.write() as repo:
             for i, email in enumerate((*CHAIN, "bob@example.com")):
                 await repo.save_address("teams", email, {"user": {"id": f"29:user-{i}"}}, deps.now())
+            for i in range(overlay):  # memberships the bot changed earlier, of other people
+                await repo.set_membership(f"sg-team-{i % 50}", f"person{i}@example.com", i % 3 != 0, deps.now())
         into: list[Statement] = recorded if recorded is not None else []
         if recorded is not None:
             record(app.store.engine.sync_engine, app.store.backend, into)
@@ -203,10 +209,11 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))] if ordered else float("nan")
 
 
-async def measured(url: str, floor_url: str, directory: str, n: int) -> tuple[Timings, dict[str, list[float]], dict]:
+async def measured(url: str, floor_url: str, directory: str, n: int, overlay: int = 0
+                   ) -> tuple[Timings, dict[str, list[float]], dict]:
     statements: list[Statement] = []
-    timings = await clicks(url, directory, n, statements)
-    await clicks(floor_url, directory, -1, None)  # the floor's database: the same starting state
+    timings = await clicks(url, directory, n, statements, overlay)
+    await clicks(floor_url, directory, -1, None, overlay)  # the floor's database: the same starting state
     if floor_url.startswith("sqlite"):
         runner = _SqliteRunner(floor_url.split("///", 1)[1])
         floor = await _replay(statements, timings.spans, runner, runner.conn.close)
@@ -234,11 +241,14 @@ def main() -> None:
     parser.add_argument("--url", help="PostgreSQL URL of an empty database (default: start a throwaway cluster)")
     parser.add_argument("--floor-url", help="with --url: a second empty database on the same server, for the floor")
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    parser.add_argument("--overlay", type=int, default=0,
+                        help="memberships of other people the embedded directory changed earlier (default 0)")
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         directory = directory_file(tmp)
-        lite = asyncio.run(measured(f"sqlite:///{tmp}/hot.db", f"sqlite:///{tmp}/floor.db", directory, args.clicks))
+        lite = asyncio.run(measured(f"sqlite:///{tmp}/hot.db", f"sqlite:///{tmp}/floor.db", directory, args.clicks,
+                                    args.overlay))
         results.append(("SQLite", lite))
         if not args.no_postgres:
             cluster, url = None, args.url
@@ -255,13 +265,15 @@ def main() -> None:
                     conn.execute(f"CREATE DATABASE {name}_floor")
                 url = base.rsplit("/", 1)[0] + "/" + name
             try:
-                pg = asyncio.run(measured(url, args.floor_url or url + "_floor", directory, args.clicks))
+                pg = asyncio.run(measured(url, args.floor_url or url + "_floor", directory, args.clicks,
+                                      args.overlay))
                 results.append(("PostgreSQL", pg))
             finally:
                 if cluster is not None:
                     cluster.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{args.clicks} clicks of each kind, one at a time, in process (no HTTP); times in ms; "
+    print(f"{args.clicks} clicks of each kind, one at a time, in process (no HTTP), {args.overlay} overlay rows; "
+          "times in ms; "
           f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     for name, (timings, floor, counts) in results:
         report(name, timings, floor, counts)
