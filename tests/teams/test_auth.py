@@ -140,3 +140,99 @@ def test_microsofts_login_is_reached_through_the_sdks_msal_connection_manager(ap
         assert (config.CLIENT_SECRET, config.AUTHORITY) == ("secret", f"https://login.microsoftonline.com/{tenant}")
     # inbound: only the Bot Framework channel's tokens, the issuer checked (the SDK's default leaves it unchecked)
     assert config.VALIDATE_ISSUER and config.ISSUERS == ["https://api.botframework.com"]
+
+
+async def test_an_accepted_token_is_validated_once_and_its_bindings_are_checked_for_every_activity(
+        teams_secured: TeamsHarness) -> None:
+    """The Bot Connector sends one token with every activity for its lifetime: the SDK validates it once;
+    the service URL it is bound to and the tenant are still checked for each activity."""
+    h = teams_secured
+    assert h.channel is not None and h.issuer is not None
+    inbound = h.channel.inbound
+    token = h.issuer.token(audience=APP_ID, service_url=h.connector.url)
+    before = inbound.validations
+    for _ in range(3):
+        status, _ = await h.post(h.activity("message_personal", ALICE, text="help"), token=token)
+        assert status == 200
+    assert inbound.validations == before + 1
+
+    elsewhere = h.activity("message_personal", ALICE, text="request staging-admin for 2h",
+                           serviceUrl="https://elsewhere.example.com/")
+    assert (await h.post(elsewhere, token=token))[0] == 401  # the kept token names another service URL
+    foreign = h.activity("message_personal", ALICE, text="request staging-admin for 2h")
+    foreign["conversation"]["tenantId"] = "another-tenant"
+    assert (await h.post(foreign, token=token))[0] == 403
+    head, payload, signature = token.split(".")
+    flipped = signature[:-2] + ("AA" if signature[-2:] != "AA" else "BB")
+    status, _ = await h.post(h.activity("message_personal", ALICE, text="help"), token=f"{head}.{payload}.{flipped}")
+    assert status == 401  # another text: validated, and refused
+    assert inbound.validations == before + 2
+    await h.idle()
+    async with h.app.store.read() as repo:
+        assert await repo.find_requests(states=["pending"]) == []
+
+
+def _inbound(issuer: OpenIdIssuer, tmp_path: Path, now: list[float], size: int = 1024):  # type: ignore[no-untyped-def]
+    from bot.teams.auth import InboundAuth
+
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/x.db", app_id=APP_ID, app_password="secret",
+                        teams_tenants=TENANT, env={"ACCESSBOT_TEAMS_OPENID_METADATA_URL": issuer.metadata_url})
+    config, _, _ = build_authentication(settings)
+    return InboundAuth(config, metadata_url=issuer.metadata_url, size=size, clock=lambda: now[0])
+
+
+async def test_a_kept_token_is_validated_again_at_its_expiry_or_after_five_minutes(
+        issuer: OpenIdIssuer, tmp_path: Path) -> None:
+    import time
+
+    now = [time.time()]
+    inbound = _inbound(issuer, tmp_path, now)
+    url = "https://smba.example.com/"
+    activity = {"serviceUrl": url}
+    short = issuer.token(audience=APP_ID, service_url=url, expires_in=120)
+    long = issuer.token(audience=APP_ID, service_url=url, expires_in=3600)
+    for token in (short, long, short, long):
+        identity = await inbound.authenticate(f"Bearer {token}", activity)
+        assert identity.get_claim_value("aud") == APP_ID and identity.security_token == token
+    assert inbound.validations == 2
+
+    now[0] += 121  # past the short token's exp (the SDK still honours it within its leeway)
+    await inbound.authenticate(f"Bearer {short}", activity)
+    await inbound.authenticate(f"Bearer {long}", activity)
+    assert inbound.validations == 3
+    now[0] += 300  # the long one was kept five minutes at most: the key set may have changed since
+    await inbound.authenticate(f"Bearer {long}", activity)
+    assert inbound.validations == 4
+
+    # a token past its exp, accepted only within the leeway, and one without exp: never kept
+    stale = issuer.token(audience=APP_ID, service_url=url, expires_in=-10)
+    claims = jwt.decode(long, options={"verify_signature": False})
+    del claims["exp"]
+    timeless = jwt.encode(claims, issuer.key, algorithm="RS256", headers={"kid": issuer.kid})
+    now[0] = time.time()
+    for token in (stale, timeless, stale, timeless):
+        await inbound.authenticate(f"Bearer {token}", activity)
+    assert inbound.validations == 8
+
+
+async def test_the_kept_tokens_are_bounded_and_a_refused_token_is_never_kept(
+        issuer: OpenIdIssuer, tmp_path: Path) -> None:
+    import time
+
+    from bot.teams.auth import Unauthorized
+
+    inbound = _inbound(issuer, tmp_path, [time.time()], size=2)
+    activity = {"serviceUrl": "https://smba.example.com/"}
+    tokens = [issuer.token(audience=APP_ID, service_url=activity["serviceUrl"], expires_in=600 + i) for i in range(3)]
+    for token in tokens:
+        await inbound.authenticate(f"Bearer {token}", activity)
+    await inbound.authenticate(f"Bearer {tokens[2]}", activity)
+    await inbound.authenticate(f"Bearer {tokens[1]}", activity)
+    assert inbound.validations == 3
+    await inbound.authenticate(f"Bearer {tokens[0]}", activity)  # the least recently used went first
+    assert inbound.validations == 4
+    other = issuer.token(audience="some-other-bot", service_url=activity["serviceUrl"])
+    for _ in range(2):
+        with pytest.raises(Unauthorized):
+            await inbound.authenticate(f"Bearer {other}", activity)
+    assert inbound.validations == 6
