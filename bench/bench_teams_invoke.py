@@ -14,7 +14,11 @@ Scenarios
 Besides latency it prints the server process's CPU time per invoke (all its threads), which other
 load on a shared machine hardly moves, where it stretches every latency.
 
-    python bench/bench_teams_invoke.py [--concurrency 200] [--rounds 5] [--workers N [--url postgresql://...]]
+    python bench/bench_teams_invoke.py [--concurrency 200] [--rounds 5] [--secured] [--workers N [--url postgresql://...]]
+
+``--secured`` runs the route as in production: the bot has an app id, and every activity carries the
+Bot Connector's token, validated against a local OpenID metadata document and its keys (the emulator
+mode, the default, validates none). The bare handler validates nothing either way.
 
 ``--workers N`` measures ``accessbot serve --workers N`` itself, on PostgreSQL (a throwaway cluster
 unless ``--url`` names an empty database), with the Teams emulator switched on: the invokes go to
@@ -67,7 +71,12 @@ def stub_connector(app: web.Application) -> None:
         await request.read()
         return web.json_response({"id": "stub-1"}, status=201)
 
+    async def token(request: web.Request) -> web.Response:  # the bot's own token (secured mode)
+        await request.read()
+        return web.json_response({"token_type": "Bearer", "expires_in": 3600, "access_token": "bench-outbound"})
+
     app.router.add_route("*", "/stub/v3/conversations{tail:.*}", ok)
+    app.router.add_post("/stub/token", token)
 
 
 def bare_route(app: web.Application, teams_key: Any) -> None:
@@ -94,11 +103,14 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-async def _burst(url: str, bodies: list[str]) -> list[float]:
+async def _burst(url: str, bodies: list[str], token: str | None = None) -> list[float]:
+    headers = {"Content-Type": "application/json"}
+    if token is not None:  # as the Bot Connector sends it: one token with every activity
+        headers["Authorization"] = f"Bearer {token}"
     async with ClientSession(connector=TCPConnector(limit=0)) as http:
         async def one(body: str) -> float:
             started = time.perf_counter()
-            async with http.post(url, data=body, headers={"Content-Type": "application/json"}) as resp:
+            async with http.post(url, data=body, headers=headers) as resp:
                 payload = await resp.json()
                 assert resp.status == 200 and payload["statusCode"] == 200, payload
             return (time.perf_counter() - started) * 1000
@@ -112,9 +124,9 @@ async def _burst(url: str, bodies: list[str]) -> list[float]:
         return list(await asyncio.gather(*(one(b) for b in bodies)))
 
 
-def burst_in_child(url: str, bodies: list[str]) -> list[float]:
+def burst_in_child(url: str, bodies: list[str], token: str | None = None) -> list[float]:
     """Run in the load-generator process: the server's event loop does nothing but serve."""
-    return asyncio.run(_burst(url, bodies))
+    return asyncio.run(_burst(url, bodies, token))
 
 
 def invoke(base: str, verb: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -124,7 +136,19 @@ def invoke(base: str, verb: str, data: dict[str, Any]) -> dict[str, Any]:
     return act
 
 
-async def run(concurrency: int, rounds: int) -> dict[str, dict[str, list[float]]]:
+APP_ID = "bench-app-id"
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"  # the fixture's tenant
+
+
+async def run(concurrency: int, rounds: int, secured: bool = False) -> dict[str, dict[str, list[float]]]:
+    """``secured``: the route as in production, every activity's token validated (keys from a local
+    OpenID metadata document, the bot's own token from the stub), instead of the emulator mode."""
+    issuer = stub = None
+    if secured:
+        from tests.teams.standins import OpenIdIssuer
+
+        issuer = OpenIdIssuer().start()
+        stub = StubConnector().start()
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp) / "directory.yaml"
         shutil.copy(ROOT / "examples" / "directory.yaml", directory)
@@ -135,8 +159,14 @@ async def run(concurrency: int, rounds: int) -> dict[str, dict[str, list[float]]
             if user["email"] == "bob@example.com":
                 user["aad_object_id"] = BOB_OID
         directory.write_text(yaml.safe_dump(data, sort_keys=False))
+        if issuer is not None and stub is not None:
+            mode: dict[str, Any] = {"app_id": APP_ID, "app_password": "bench", "teams_tenants": TENANT, "env": {
+                "ACCESSBOT_TEAMS_OPENID_METADATA_URL": issuer.metadata_url,
+                "ACCESSBOT_TEAMS_TOKEN_URL": f"{stub.base}/stub/token"}}
+        else:
+            mode = {"teams_emulator": "1"}
         settings = Settings(database_url=f"sqlite:///{tmp}/bench.db", policy=str(ROOT / "examples/policy.yaml"),
-                            directory=str(directory), teams_emulator="1")
+                            directory=str(directory), **mode)
         notifier = FanoutNotifier()
         async with build_app(settings, notifier=notifier) as app:
             web_app = create_web_app(app, notifier, scheduler=False)
@@ -148,6 +178,9 @@ async def run(concurrency: int, rounds: int) -> dict[str, dict[str, list[float]]
             await site.start()
             settle_heap()  # as accessbot serve does once it listens
             base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+            service = stub.base if stub is not None else base  # the activities' serviceUrl is {service}/stub
+            token = (issuer.token(audience=APP_ID, service_url=f"{service}/stub")
+                     if issuer is not None else None)
             results: dict[str, dict[str, list[float]]] = {"refresh": {"teams": [], "bare": []},
                                                           "approve": {"teams": [], "bare": []}}
             cpu: dict[str, dict[str, float]] = {"refresh": {"teams": 0.0, "bare": 0.0},
@@ -163,13 +196,13 @@ async def run(concurrency: int, rounds: int) -> dict[str, dict[str, list[float]]
                         reply = await app.service.handle_text(bob, "request staging-admin for 1h")
                         assert reply.ok and reply.request is not None, reply.text
                         n = reply.request.number
-                        body = json.dumps(invoke(base, "refresh", {"request_id": n}))
+                        body = json.dumps(invoke(service, "refresh", {"request_id": n}))
                         started = time.process_time()
-                        refresh = await loop.run_in_executor(pool, burst_in_child, url, [body] * concurrency)
+                        refresh = await loop.run_in_executor(pool, burst_in_child, url, [body] * concurrency, token)
                         refresh_cpu = time.process_time() - started
-                        body = json.dumps(invoke(base, "approve", {"request_id": n, "comment": "bench"}))
+                        body = json.dumps(invoke(service, "approve", {"request_id": n, "comment": "bench"}))
                         started = time.process_time()
-                        approve = await loop.run_in_executor(pool, burst_in_child, url, [body] * concurrency)
+                        approve = await loop.run_in_executor(pool, burst_in_child, url, [body] * concurrency, token)
                         approve_cpu = time.process_time() - started
                         await app.service.handle_text(bob, f"release REQ-{n}")
                         await web_app[TEAMS_KEY].notifier.idle()
@@ -179,6 +212,10 @@ async def run(concurrency: int, rounds: int) -> dict[str, dict[str, list[float]]
                             cpu["refresh"][target] += refresh_cpu * 1000 / concurrency / rounds
                             cpu["approve"][target] += approve_cpu * 1000 / concurrency / rounds
             await runner.cleanup()
+    if stub is not None:
+        stub.stop()
+    if issuer is not None:
+        issuer.stop()
     results["cpu"] = {f"{scenario}:{target}": [ms] for scenario, by in cpu.items() for target, ms in by.items()}
     return results
 
@@ -329,6 +366,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0,
                         help="N: accessbot serve --workers N on PostgreSQL (default: this process, SQLite)")
     parser.add_argument("--url", help="with --workers: PostgreSQL URL of an empty database")
+    parser.add_argument("--secured", action="store_true",
+                        help="one process: every activity's token validated, as in production (not the emulator)")
     args = parser.parse_args()
     if args.workers:
         from bench.bench_slack_ack import _pg_database
@@ -341,8 +380,9 @@ def main() -> None:
                 cluster.stop()
         where = f"PostgreSQL, accessbot serve --workers {args.workers} vs {args.workers} bare replicas"
     else:
-        results = asyncio.run(run(args.concurrency, args.rounds))
-        where = "SQLite, one process"
+        results = asyncio.run(run(args.concurrency, args.rounds, args.secured))
+        where = "SQLite, one process" + (", tokens validated (production mode)" if args.secured else
+                                         ", emulator mode (no tokens)")
     print(f"{args.concurrency} concurrent adaptiveCard/action invokes, {args.rounds} rounds each, {where}; "
           f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"{'scenario':<9} {'endpoint':<14} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
