@@ -11,11 +11,14 @@ class StoreOverlay:
     """Implements ``handlers.ports.MembershipOverlay``.
 
     The whole overlay is kept in memory with the version the store recorded with its last change
-    (``SqlRepository.overlay_version``, written in the same transaction as every change, by any
-    process): a look-up scope reads the version, one row, and the overlay again only when it moved. The
-    version is read before the overlay, so what is kept is never older than the version it is kept
-    under. A database no change has versioned yet (none was made, or it predates versions) is read
-    whole every time: the read path never writes (it runs inside commands that hold the write lock).
+    (``SqlRepository.overlay_version``, which the database itself moves in the transaction of every
+    write to the memberships, whoever writes: migration 0009's trigger). A look-up scope reads the
+    version, one row, and the overlay again only when it moved. The version is read before the
+    overlay and again after it, and the overlay is kept only when both reads agree: what is kept is
+    exactly what its version recorded (a database restored to an older version finds nothing newer
+    kept under it). A database no change has versioned yet (none was made, or it was never migrated
+    to 0009) is read whole every time: the read path never writes (it runs inside commands that hold
+    the write lock).
     """
 
     def __init__(self, store: SqlStore) -> None:
@@ -31,6 +34,8 @@ class StoreOverlay:
             if version is not None and kept is not None and kept[0] == version:
                 return kept[1]
             everyone = await repo.overlay()
+            if version is not None and await repo.overlay_version() != version:
+                version = None  # a change committed between the two reads: not kept under either version
         self.reads += 1
         self._kept = (version, everyone) if version is not None else None
         return everyone

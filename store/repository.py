@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -184,15 +183,6 @@ _INSERT_MEMBERSHIP = insert(t.directory_memberships).values(
 OVERLAY_VERSION = "directory-overlay-version"
 _STATE = t.compliance_state.c
 _GET_STATE = select(_STATE.value).where(_STATE.key == bindparam("key"))
-_UPDATE_STATE = update(t.compliance_state).where(_STATE.key == bindparam("key")).values(
-    value=bindparam("v_value"), updated_at=bindparam("v_updated_at"))
-_BUMP_STATE = _UPDATE_STATE.returning(_STATE.key)
-_INSERT_STATE = insert(t.compliance_state).values(
-    key=bindparam("key"), value=bindparam("v_value"), updated_at=bindparam("v_updated_at"))
-
-
-def _new_overlay_version(at: datetime) -> dict[str, Any]:
-    return {"key": OVERLAY_VERSION, "v_value": json.dumps({"version": secrets.token_hex(16)}), "v_updated_at": at}
 
 
 _ADDRESSES = select(_ADDR.email, _ADDR.address).where(
@@ -541,16 +531,8 @@ class SqlRepository(ReviewRepositoryMixin):
             await self._run(_UPDATE_MEMBERSHIP, params)
         else:
             await self._run(_INSERT_MEMBERSHIP, params)
-        # a new version with every change, in its transaction: what processes keep of the overlay is
-        # read again (store/overlay.py); the first change of a database records its first version
-        version = _new_overlay_version(at)
-        driver = await self._fast()
-        if driver is not None and driver.returns:
-            moved = bool(await driver.returning(_BUMP_STATE, version))
-        else:
-            moved = (await self.conn.execute(_UPDATE_STATE, version)).rowcount > 0
-        if not moved:
-            await self._run(_INSERT_STATE, version)
+        # the database records a new version with every change, in its transaction (a trigger, migration
+        # 0009: any writer, this code or not): what processes keep of the overlay is read again
 
     async def overlay_version(self) -> str | None:
         """The version the overlay's last change recorded (None before the first change)."""

@@ -87,3 +87,37 @@ async def test_a_database_no_change_versioned_is_read_whole_and_the_read_never_w
         async with h.app.store.read() as repo:
             assert await repo.overlay_version() not in (None, first)
         assert GROUP not in await _groups(h.app, BOB)
+
+
+async def test_a_membership_written_by_other_code_moves_the_version_too(database_url, tmp_path):
+    """The database moves the version (migration 0009's trigger), not the code that writes: a replica
+    still running the code from before, or an operator's SQL, cannot leave a process answering from the
+    overlay it kept."""
+    from sqlalchemy import text
+
+    from store.db import make_sync_engine
+
+    async with harness(database_url, tmp_path) as h:
+        directory = h.app.deps.providers["directory"]
+        await directory.add_member(GROUP, BOB)  # a version exists, and the overlay is kept under it
+        assert GROUP not in await _groups(h.app, ALICE)
+        settled = directory.overlay_store.reads
+        assert GROUP not in await _groups(h.app, ALICE)
+        assert directory.overlay_store.reads == settled  # from memory
+
+        engine = make_sync_engine(database_url)
+        try:
+            for statement, alice_in in (
+                    ("INSERT INTO directory_memberships (group_name, email, present, updated_at) "
+                     "VALUES (:g, :e, :p, CURRENT_TIMESTAMP)", True),
+                    ("UPDATE directory_memberships SET present = :p WHERE group_name = :g AND email = :e", False),
+                    ("DELETE FROM directory_memberships WHERE group_name = :g AND email = :e", False)):
+                with engine.begin() as conn:
+                    conn.execute(text(statement), {"g": GROUP, "e": ALICE, "p": not statement.startswith("UPDATE")})
+                assert (GROUP in await _groups(h.app, ALICE)) is alice_in, statement
+                assert (ALICE in await h.members(GROUP)) is alice_in
+            with engine.begin() as conn:  # every row at once
+                conn.execute(text("DELETE FROM directory_memberships"))
+            assert GROUP not in await _groups(h.app, BOB)
+        finally:
+            engine.dispose()
