@@ -22,7 +22,9 @@ manager.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
+import math
 import threading
 import time
 import urllib.request
@@ -174,6 +176,36 @@ class _KeysFromMetadata(_JwkClientManager):
         return self._entry
 
 
+# (the key client's set cache, the cached set) that served the key of the token being validated
+_SERVED: contextvars.ContextVar[tuple[Any, Any] | None] = contextvars.ContextVar("accessbot_jwk_set", default=None)
+
+
+class _KeySetWitness:
+    """The SDK's key look-up (``_JwkClientManager.get_signing_key``, same lock, same worker thread) that
+    also notes, under that lock, which cached key set the key came from: a kept token is honoured only
+    while that same set is still the key client's and unexpired, as long as the SDK alone would take it."""
+
+    def __init__(self, inner: _JwkClientManager) -> None:
+        self.inner = inner
+
+    def _get_jwk_client(self, jwks_uri: str) -> _JwkClientCacheEntry:
+        return self.inner._get_jwk_client(jwks_uri)
+
+    async def get_signing_key(self, jwks_uri: str, header: dict[str, Any]) -> Any:
+        entry = self.inner._get_jwk_client(jwks_uri)
+
+        def look_up() -> tuple[Any, tuple[Any, Any] | None]:
+            with entry.lock:
+                key = entry.jwk_client.get_signing_key(header[AuthenticationConstants.KEY_ID_HEADER])
+                cache = entry.jwk_client.jwk_set_cache
+                stamp = cache.jwk_set_with_timestamp if cache is not None else None
+                return key, (cache, stamp) if stamp is not None else None
+
+        key, served = await asyncio.to_thread(look_up)
+        _SERVED.set(served)
+        return key
+
+
 class InboundAuth:
     """The SDK's token validation for every activity; any failure is :class:`Unauthorized`.
 
@@ -181,8 +213,9 @@ class InboundAuth:
     validated again: the Bot Connector service signs a token once and sends it with every activity
     for its lifetime, and each validation costs two decodes, an RSA signature check and a hop to a
     worker thread for the key (about 0.25 ms of CPU an activity). A kept token is honoured until its
-    own ``exp`` and at most :attr:`KEEP_S` seconds, the time the SDK's key client keeps a key set, so a
-    key the channel withdraws stops opening the door on the same schedule as without the memo. Only
+    own ``exp``, at most :attr:`KEEP_S` seconds, and only while the key set that supplied its key is
+    still the one the SDK's key client holds, unexpired (:class:`_KeySetWitness`): a key the channel
+    withdraws stops opening the door exactly when it would without the memo. Only
     accepted tokens are kept, at most ``size`` of them (least recently used first out); the
     ``serviceurl`` binding and, in the route, the tenant are checked for every activity all the same.
     """
@@ -194,9 +227,12 @@ class InboundAuth:
         self.validator = JwtTokenValidator(config)
         if metadata_url:  # keys from elsewhere than the public Bot Framework endpoints
             self.validator._jwk_client_manager = _KeysFromMetadata(metadata_url)  # type: ignore[misc]
+        self.validator._jwk_client_manager = _KeySetWitness(  # type: ignore[misc, assignment]
+            self.validator._jwk_client_manager)
         self.size = size
         self.clock = clock
-        self._accepted: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()  # token → (until, claims)
+        # token → (until, claims, (key client's set cache, the set that served its key))
+        self._accepted: OrderedDict[str, tuple[float, dict[str, Any], tuple[Any, Any]]] = OrderedDict()
         self.validations = 0  # tokens the SDK validated (the others came from the memo)
 
     async def authenticate(self, header: str | None, activity: dict[str, Any]) -> ClaimsIdentity:
@@ -207,13 +243,14 @@ class InboundAuth:
         claims = self._kept(token)
         if claims is None:
             self.validations += 1
+            _SERVED.set(None)
             try:
                 identity = await self.validator.validate_token(token)
             except Exception as exc:  # the SDK raises PyJWT errors, ValueError, KeyError, network errors …
                 log.info("activity refused", reason=type(exc).__name__, detail=str(exc)[:200])
                 raise Unauthorized(type(exc).__name__) from None
             claims = identity.claims
-            self._keep(token, claims)
+            self._keep(token, claims, _SERVED.get())
         claimed = claims.get(AuthenticationConstants.SERVICE_URL_CLAIM)
         if not isinstance(claimed, str) or claimed != activity.get("serviceUrl"):
             log.info("activity refused", reason="serviceurl claim does not name the activity's serviceUrl")
@@ -225,20 +262,23 @@ class InboundAuth:
         kept = self._accepted.get(token)
         if kept is None:
             return None
-        if self.clock() >= kept[0]:
-            del self._accepted[token]
+        cache, served = kept[2]
+        if self.clock() >= kept[0] or cache.jwk_set_with_timestamp is not served or cache.is_expired():
+            del self._accepted[token]  # expired, or the key set that vouched for it is gone or stale
             return None
         self._accepted.move_to_end(token)
         return kept[1]
 
-    def _keep(self, token: str, claims: dict[str, Any]) -> None:
+    def _keep(self, token: str, claims: dict[str, Any], served: tuple[Any, Any] | None) -> None:
         expires = claims.get("exp")
-        if self.size <= 0 or not isinstance(expires, int | float) or isinstance(expires, bool):
-            return  # a token without an expiry is validated every time
-        until = min(float(expires), self.clock() + self.KEEP_S)
+        if self.size <= 0 or served is None or not isinstance(expires, int | float) or isinstance(expires, bool):
+            return  # a token without an expiry (or no key-set cache to tie it to) is validated every time
+        if isinstance(expires, float) and not math.isfinite(expires):
+            return
+        until = float(min(expires, self.clock() + self.KEEP_S))  # an int of any size compares with a float
         if until <= self.clock():
             return  # accepted within the SDK's leeway only: not kept
-        self._accepted[token] = (until, dict(claims))
+        self._accepted[token] = (until, dict(claims), served)
         while len(self._accepted) > self.size:
             self._accepted.popitem(last=False)
 

@@ -1,0 +1,83 @@
+"""InboundAuth's memo of accepted tokens: a kept token is never honoured where the SDK alone would refuse
+it, and a token the SDK accepts does not fail differently because it is kept."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import jwt
+import jwt.jwk_set_cache
+import jwt.jwks_client
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from bot.settings import Settings
+from bot.teams.auth import InboundAuth, Unauthorized, build_authentication
+from tests.teams.conftest import APP_ID, TENANT
+from tests.teams.standins import OpenIdIssuer
+
+URL = "https://smba.example.com/"
+
+
+def _inbound(issuer: OpenIdIssuer, tmp_path: Path, now: list[float], size: int = 1024) -> InboundAuth:
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/x.db", app_id=APP_ID, app_password="secret",
+                        teams_tenants=TENANT, env={"ACCESSBOT_TEAMS_OPENID_METADATA_URL": issuer.metadata_url})
+    config, _, _ = build_authentication(settings)
+    return InboundAuth(config, metadata_url=issuer.metadata_url, size=size, clock=lambda: now[0])
+
+
+async def test_a_withdrawn_key_stops_opening_the_door_when_the_sdk_would_stop(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key the channel withdraws stops opening the door on the same schedule as without the memo. The
+    SDK's key client keeps a key set 300 s from when it fetched it; a token validated 299 s after that
+    fetch is kept only while that same set is, not 300 s more."""
+    issuer = OpenIdIssuer().start()  # our own: its key is rotated below
+    try:
+        mono = [time.monotonic()]  # PyJWT's key-set clock (third-party), moved with the memo's clock
+        fake = SimpleNamespace(monotonic=lambda: mono[0])
+        monkeypatch.setattr(jwt.jwk_set_cache, "time", fake)
+        monkeypatch.setattr(jwt.jwks_client, "time", fake)
+        now = [time.time()]
+
+        def advance(seconds: float) -> None:
+            now[0] += seconds
+            mono[0] += seconds
+
+        memo = _inbound(issuer, tmp_path, now)
+        sdk_alone = _inbound(issuer, tmp_path, now, size=0)  # never keeps: the SDK for every activity
+        activity = {"serviceUrl": URL}
+        first = issuer.token(audience=APP_ID, service_url=URL)
+        await memo.authenticate(f"Bearer {first}", activity)  # both fetch the key set now
+        await sdk_alone.authenticate(f"Bearer {first}", activity)
+
+        advance(290)
+        late = issuer.token(audience=APP_ID, service_url=URL, expires_in=3601)  # a new token (new text), same key
+        await memo.authenticate(f"Bearer {late}", activity)
+        await sdk_alone.authenticate(f"Bearer {late}", activity)
+
+        issuer.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)  # the channel withdraws
+        issuer.kid = "standin-key-2"                                                   # the old key
+        advance(20)  # 310 s after the key set was fetched: the SDK reads it again and no longer finds the key
+        with pytest.raises(Unauthorized):
+            await sdk_alone.authenticate(f"Bearer {late}", activity)
+        with pytest.raises(Unauthorized):  # not honoured until 590 s after the fetch
+            await memo.authenticate(f"Bearer {late}", activity)
+    finally:
+        issuer.stop()
+
+
+async def test_a_token_the_sdk_accepts_with_a_huge_integer_exp_is_not_a_crash(
+        issuer: OpenIdIssuer, tmp_path: Path) -> None:
+    """PyJWT takes an ``exp`` of any size: keeping it must not overflow a float (the route would answer
+    500, neither the identity nor a 401)."""
+    inbound = _inbound(issuer, tmp_path, [time.time()])
+    sdk_alone = _inbound(issuer, tmp_path, [time.time()], size=0)
+    now = int(time.time())
+    token = jwt.encode({"iss": issuer.ISSUER, "aud": APP_ID, "serviceurl": URL, "nbf": now - 60, "iat": now - 60,
+                        "exp": 10 ** 400}, issuer.key, algorithm="RS256", headers={"kid": issuer.kid})
+    identity = await sdk_alone.authenticate(f"Bearer {token}", {"serviceUrl": URL})
+    assert identity.get_claim_value("aud") == APP_ID  # the SDK accepts it
+    identity = await inbound.authenticate(f"Bearer {token}", {"serviceUrl": URL})
+    assert identity.get_claim_value("aud") == APP_ID
