@@ -197,8 +197,9 @@ class _KeySetWitness:
         def look_up() -> tuple[Any, tuple[Any, Any] | None]:
             with entry.lock:
                 key = entry.jwk_client.get_signing_key(header[AuthenticationConstants.KEY_ID_HEADER])
-                cache = entry.jwk_client.jwk_set_cache
-                stamp = cache.jwk_set_with_timestamp if cache is not None else None
+                # PyJWT's key-set cache; were it ever named otherwise, nothing is kept (the memo is off)
+                cache = getattr(entry.jwk_client, "jwk_set_cache", None)
+                stamp = getattr(cache, "jwk_set_with_timestamp", None) if hasattr(cache, "is_expired") else None
                 return key, (cache, stamp) if stamp is not None else None
 
         key, served = await asyncio.to_thread(look_up)
