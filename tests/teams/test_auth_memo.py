@@ -81,3 +81,54 @@ async def test_a_token_the_sdk_accepts_with_a_huge_integer_exp_is_not_a_crash(
     assert identity.get_claim_value("aud") == APP_ID  # the SDK accepts it
     identity = await inbound.authenticate(f"Bearer {token}", {"serviceUrl": URL})
     assert identity.get_claim_value("aud") == APP_ID
+
+
+async def test_a_kept_token_is_validated_again_at_its_expiry_or_after_five_minutes(
+        issuer: OpenIdIssuer, tmp_path: Path) -> None:
+    now = [time.time()]
+    inbound = _inbound(issuer, tmp_path, now)
+    url = "https://smba.example.com/"
+    activity = {"serviceUrl": url}
+    short = issuer.token(audience=APP_ID, service_url=url, expires_in=120)
+    long = issuer.token(audience=APP_ID, service_url=url, expires_in=3600)
+    for token in (short, long, short, long):
+        identity = await inbound.authenticate(f"Bearer {token}", activity)
+        assert identity.get_claim_value("aud") == APP_ID and identity.security_token == token
+    assert inbound.validations == 2
+
+    now[0] += 121  # past the short token's exp (the SDK still honours it within its leeway)
+    await inbound.authenticate(f"Bearer {short}", activity)
+    await inbound.authenticate(f"Bearer {long}", activity)
+    assert inbound.validations == 3
+    now[0] += 300  # the long one was kept five minutes at most: the key set may have changed since
+    await inbound.authenticate(f"Bearer {long}", activity)
+    assert inbound.validations == 4
+
+    # a token past its exp, accepted only within the leeway, and one without exp: never kept
+    stale = issuer.token(audience=APP_ID, service_url=url, expires_in=-10)
+    claims = jwt.decode(long, options={"verify_signature": False})
+    del claims["exp"]
+    timeless = jwt.encode(claims, issuer.key, algorithm="RS256", headers={"kid": issuer.kid})
+    now[0] = time.time()
+    for token in (stale, timeless, stale, timeless):
+        await inbound.authenticate(f"Bearer {token}", activity)
+    assert inbound.validations == 8
+
+
+async def test_the_kept_tokens_are_bounded_and_a_refused_token_is_never_kept(
+        issuer: OpenIdIssuer, tmp_path: Path) -> None:
+    inbound = _inbound(issuer, tmp_path, [time.time()], size=2)
+    activity = {"serviceUrl": "https://smba.example.com/"}
+    tokens = [issuer.token(audience=APP_ID, service_url=activity["serviceUrl"], expires_in=600 + i) for i in range(3)]
+    for token in tokens:
+        await inbound.authenticate(f"Bearer {token}", activity)
+    await inbound.authenticate(f"Bearer {tokens[2]}", activity)
+    await inbound.authenticate(f"Bearer {tokens[1]}", activity)
+    assert inbound.validations == 3
+    await inbound.authenticate(f"Bearer {tokens[0]}", activity)  # the least recently used went first
+    assert inbound.validations == 4
+    other = issuer.token(audience="some-other-bot", service_url=activity["serviceUrl"])
+    for _ in range(2):
+        with pytest.raises(Unauthorized):
+            await inbound.authenticate(f"Bearer {other}", activity)
+    assert inbound.validations == 6
