@@ -294,9 +294,17 @@ class Soak:
 
     def killer(self) -> None:
         while not self.stop.wait(self.rng.uniform(1, 4)):
-            with self.running_lock:  # past the interpreter's start-up: into the work itself
-                victims = [p for p, since in self.running.items()
-                           if p.poll() is None and time.monotonic() - since > STARTUP_S]
+            # a process past the interpreter's start-up (into the work itself); when none is at this
+            # moment, the next one to get there within a second (commands got fast enough that a
+            # single look often found none, and a short soak then killed nothing)
+            deadline = time.monotonic() + 1.0
+            while not self.stop.is_set():
+                with self.running_lock:
+                    victims = [p for p, since in self.running.items()
+                               if p.poll() is None and time.monotonic() - since > STARTUP_S]
+                if victims or time.monotonic() > deadline:
+                    break
+                self.stop.wait(0.02)
             if victims:
                 victim = self.rng.choice(victims)
                 try:
