@@ -4,6 +4,7 @@ it, and a token the SDK accepts does not fail differently because it is kept."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -28,44 +29,87 @@ def _inbound(issuer: OpenIdIssuer, tmp_path: Path, now: list[float], size: int =
     return InboundAuth(config, metadata_url=issuer.metadata_url, size=size, clock=lambda: now[0])
 
 
+class Clocks:
+    """The memo's clock and PyJWT's key-set clock (third-party, patched), moved together."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = [time.time()]
+        self.mono = [time.monotonic()]
+        fake = SimpleNamespace(monotonic=lambda: self.mono[0])
+        monkeypatch.setattr(jwt.jwk_set_cache, "time", fake)
+        monkeypatch.setattr(jwt.jwks_client, "time", fake)
+
+    def advance(self, seconds: float) -> None:
+        self.now[0] += seconds
+        self.mono[0] += seconds
+
+
+@pytest.fixture
+def own_issuer() -> Iterator[OpenIdIssuer]:
+    """An issuer of this test's own: its key is rotated, or it is stopped."""
+    issuer = OpenIdIssuer().start()
+    try:
+        yield issuer
+    finally:
+        issuer.stop()
+
+
 async def test_a_withdrawn_key_stops_opening_the_door_when_the_sdk_would_stop(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        own_issuer: OpenIdIssuer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A key the channel withdraws stops opening the door on the same schedule as without the memo. The
     SDK's key client keeps a key set 300 s from when it fetched it; a token validated 299 s after that
     fetch is kept only while that same set is, not 300 s more."""
-    issuer = OpenIdIssuer().start()  # our own: its key is rotated below
-    try:
-        mono = [time.monotonic()]  # PyJWT's key-set clock (third-party), moved with the memo's clock
-        fake = SimpleNamespace(monotonic=lambda: mono[0])
-        monkeypatch.setattr(jwt.jwk_set_cache, "time", fake)
-        monkeypatch.setattr(jwt.jwks_client, "time", fake)
-        now = [time.time()]
+    issuer, clocks = own_issuer, Clocks(monkeypatch)
+    now, advance = clocks.now, clocks.advance
+    memo = _inbound(issuer, tmp_path, now)
+    sdk_alone = _inbound(issuer, tmp_path, now, size=0)  # never keeps: the SDK for every activity
+    activity = {"serviceUrl": URL}
+    first = issuer.token(audience=APP_ID, service_url=URL)
+    await memo.authenticate(f"Bearer {first}", activity)  # both fetch the key set now
+    await sdk_alone.authenticate(f"Bearer {first}", activity)
 
-        def advance(seconds: float) -> None:
-            now[0] += seconds
-            mono[0] += seconds
+    advance(290)
+    late = issuer.token(audience=APP_ID, service_url=URL, expires_in=3601)  # a new token (new text), same key
+    await memo.authenticate(f"Bearer {late}", activity)
+    await sdk_alone.authenticate(f"Bearer {late}", activity)
 
-        memo = _inbound(issuer, tmp_path, now)
-        sdk_alone = _inbound(issuer, tmp_path, now, size=0)  # never keeps: the SDK for every activity
-        activity = {"serviceUrl": URL}
-        first = issuer.token(audience=APP_ID, service_url=URL)
-        await memo.authenticate(f"Bearer {first}", activity)  # both fetch the key set now
-        await sdk_alone.authenticate(f"Bearer {first}", activity)
-
-        advance(290)
-        late = issuer.token(audience=APP_ID, service_url=URL, expires_in=3601)  # a new token (new text), same key
-        await memo.authenticate(f"Bearer {late}", activity)
+    issuer.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)  # the channel withdraws
+    issuer.kid = "standin-key-2"                                                   # the old key
+    advance(20)  # 310 s after the key set was fetched: the SDK reads it again and no longer finds the key
+    with pytest.raises(Unauthorized):
         await sdk_alone.authenticate(f"Bearer {late}", activity)
+    with pytest.raises(Unauthorized):  # not honoured until 590 s after the fetch
+        await memo.authenticate(f"Bearer {late}", activity)
 
-        issuer.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)  # the channel withdraws
-        issuer.kid = "standin-key-2"                                                   # the old key
-        advance(20)  # 310 s after the key set was fetched: the SDK reads it again and no longer finds the key
+
+async def test_when_the_key_endpoint_is_down_a_kept_token_lasts_as_long_as_the_sdks_key_set(
+        own_issuer: OpenIdIssuer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The channel's key endpoint (the identity provider of the inbound side) goes down: the SDK alone
+    goes on with the key set it holds until it expires, then refuses everyone; the memo does the same,
+    never longer."""
+    issuer, clocks = own_issuer, Clocks(monkeypatch)
+    memo = _inbound(issuer, tmp_path, clocks.now)
+    sdk_alone = _inbound(issuer, tmp_path, clocks.now, size=0)
+    activity = {"serviceUrl": URL}
+    for inbound in (memo, sdk_alone):  # both fetch the key set now
+        await inbound.authenticate(f"Bearer {issuer.token(audience=APP_ID, service_url=URL)}", activity)
+    clocks.advance(250)
+    # another text (not the first tokens'), validated late in the key set's life
+    token = issuer.token(audience=APP_ID, service_url=URL, expires_in=3601)
+    for inbound in (memo, sdk_alone):
+        await inbound.authenticate(f"Bearer {token}", activity)
+    issuer.stop()  # metadata and keys unreachable from now on
+
+    clocks.advance(40)  # the key set is still fresh: both accept, the memo without validating again
+    for inbound in (memo, sdk_alone):
+        assert (await inbound.authenticate(f"Bearer {token}", activity)).get_claim_value("aud") == APP_ID
+    assert memo.validations == 2
+
+    clocks.advance(20)  # 310 s: the key set expired and cannot be fetched again
+    for inbound in (sdk_alone, memo):  # the memo kept the token only 60 s, not the 300 s it might
         with pytest.raises(Unauthorized):
-            await sdk_alone.authenticate(f"Bearer {late}", activity)
-        with pytest.raises(Unauthorized):  # not honoured until 590 s after the fetch
-            await memo.authenticate(f"Bearer {late}", activity)
-    finally:
-        issuer.stop()
+            await inbound.authenticate(f"Bearer {token}", activity)
+    assert memo.validations == 3
 
 
 async def test_a_token_the_sdk_accepts_with_a_huge_integer_exp_is_not_a_crash(
