@@ -369,6 +369,8 @@ def main() -> None:
     parser.add_argument("--secured", action="store_true",
                         help="one process: every activity's token validated, as in production (not the emulator)")
     args = parser.parse_args()
+    if args.secured and args.workers:
+        parser.error("--secured measures one process; --workers N runs the workers in the emulator mode")
     if args.workers:
         from bench.bench_slack_ack import _pg_database
 
