@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 import structlog
 from microsoft_agents.activity import Activity, ActivityTypes, AdaptiveCardInvokeResponse, AdaptiveCardInvokeValue
+from microsoft_agents.activity import InvokeResponse as SdkInvokeResponse
 from microsoft_agents.hosting.core import ActivityHandler, TurnContext
+from pydantic import BaseModel
 
 from bot.bootstrap import App
 from bot.teams.connector import card_activity, text_activity, with_retries
@@ -186,10 +189,32 @@ class AccessBot(ActivityHandler):
         """
         response = await super().on_invoke_activity(turn_context)
         if response is not None:
-            answer = Activity(type=ActivityTypes.invoke_response,
-                              value=response.model_dump(by_alias=True, exclude_none=True))
+            answer = Activity(type=ActivityTypes.invoke_response, value=self._answer_value(response))
             await turn_context.adapter.send_activities(turn_context, [answer])
         return None
+
+    @staticmethod
+    def _answer_value(response: SdkInvokeResponse) -> dict[str, Any]:
+        """``response.model_dump(by_alias=True, exclude_none=True)`` without walking the body (a card)."""
+        if response.body is None:
+            return {"status": response.status} if response.status is not None else {}
+        return {"status": response.status, "body": response.body} if response.status is not None \
+            else {"body": response.body}
+
+    @staticmethod
+    def _create_invoke_response(body: BaseModel | None = None) -> SdkInvokeResponse:
+        """The SDK's invoke answer, without pydantic walking a card that is JSON already.
+
+        ``ActivityHandler`` dumps the answer model in JSON mode, which walks every node of the card. The
+        card is plain JSON built by :mod:`cards.adaptive` (checked against the official schema in the
+        tests), so its wire form is written as is: the same dictionary ``model_dump(mode="json",
+        by_alias=True, exclude_none=True)`` gives (``tests/teams/test_invoke_wire.py``). Any other
+        answer goes the SDK's way.
+        """
+        if type(body) is AdaptiveCardInvokeResponse:
+            wire = {"statusCode": body.status_code, "type": body.type, "value": body.value}
+            return SdkInvokeResponse(status=int(HTTPStatus.OK), body={k: v for k, v in wire.items() if v is not None})
+        return ActivityHandler._create_invoke_response(body)
 
     @staticmethod
     def _answer(response: InvokeResponse) -> AdaptiveCardInvokeResponse:

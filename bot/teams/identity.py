@@ -10,7 +10,7 @@ data never do.
 
 from __future__ import annotations
 
-import json
+import copy
 from typing import Any
 
 import structlog
@@ -89,11 +89,10 @@ class AddressBook:
     def __init__(self, app: App, *, size: int = 10_000) -> None:
         self.app = app
         self.size = size
-        self._saved: dict[str, str] = {}
+        self._saved: dict[str, dict[str, Any]] = {}
 
     async def save(self, key: str, reference: dict[str, Any]) -> None:
-        blob = json.dumps(reference, sort_keys=True)
-        if self._saved.get(key) == blob:
+        if self._saved.get(key) == reference:  # dict equality: nested, and blind to key order
             return
         async with self.app.store.read() as repo:
             known = await repo.address(CHANNEL, key)
@@ -102,4 +101,4 @@ class AddressBook:
                 await repo.save_address(CHANNEL, key, reference, self.app.deps.now())
         if len(self._saved) >= self.size:
             self._saved.clear()
-        self._saved[key] = blob
+        self._saved[key] = copy.deepcopy(reference)  # the caller's dictionary may change after this
