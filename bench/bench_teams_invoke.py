@@ -21,8 +21,8 @@ Bot Connector's token, validated against a local OpenID metadata document and it
 mode, the default, validates none). The bare handler validates nothing either way.
 
 ``--workers N`` measures ``accessbot serve --workers N`` itself, on PostgreSQL (a throwaway cluster
-unless ``--url`` names an empty database), with the Teams emulator switched on: the invokes go to
-its shared port, and the floor is N bare processes sharing another port the same way
+unless ``--url`` names an empty database), in the emulator mode or, with ``--secured``, validating every
+token as in production: the invokes go to its shared port, and the floor is N bare processes sharing another port the same way
 (``SO_REUSEPORT``), each a full replica running ``/bare`` beside its own ``/api/messages``. The Bot
 Connector stub then runs in this process, on its own thread. CPU time is not measured there (the
 workers are another process tree).
@@ -281,11 +281,22 @@ def bare_worker(port: int, ready: Any, url: str, policy: str, directory: str) ->
     asyncio.run(main())
 
 
-def run_workers(concurrency: int, rounds: int, workers: int, url: str) -> dict[str, dict[str, list[float]]]:
-    """``accessbot serve --workers N`` on PostgreSQL against N bare replicas sharing a port."""
+def run_workers(concurrency: int, rounds: int, workers: int, url: str,
+                secured: bool = False) -> dict[str, dict[str, list[float]]]:
+    """``accessbot serve --workers N`` on PostgreSQL against N bare replicas sharing a port.
+
+    ``secured``: the workers validate every activity's token (keys from a local OpenID metadata document, the
+    bot's own token from the stub), as in production; the bare replicas do the domain work alone, as always."""
     from bench.bench_slack_ack import _free_reusable_port, _serving_port
 
     stub = StubConnector().start()
+    issuer = None
+    token: str | None = None
+    if secured:
+        from tests.teams.standins import OpenIdIssuer
+
+        issuer = OpenIdIssuer().start()
+        token = issuer.token(audience=APP_ID, service_url=f"{stub.base}/stub")
     ctx = multiprocessing.get_context("spawn")
     bare_port = _free_reusable_port()
     events = [ctx.Event() for _ in range(workers)]
@@ -296,6 +307,11 @@ def run_workers(concurrency: int, rounds: int, workers: int, url: str) -> dict[s
             directory = directory_with_oids(tmp)
             policy = str(ROOT / "examples/policy.yaml")
             env = {**os.environ, "ACCESSBOT_TEAMS_EMULATOR": "1"}
+            if issuer is not None:
+                env = {**os.environ, "MicrosoftAppId": APP_ID, "MicrosoftAppPassword": "bench",
+                       "ACCESSBOT_TEAMS_TENANTS": TENANT, "ACCESSBOT_TEAMS_OPENID_METADATA_URL": issuer.metadata_url,
+                       "ACCESSBOT_TEAMS_TOKEN_URL": f"{stub.base}/stub/token"}
+                env.pop("ACCESSBOT_TEAMS_EMULATOR", None)
             serve = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--workers", str(workers),
                                       "--host", "127.0.0.1", "--port", "0", "--database-url", url,
                                       "--policy", policy, "--directory", str(directory)],
@@ -309,7 +325,7 @@ def run_workers(concurrency: int, rounds: int, workers: int, url: str) -> dict[s
             for e in events:
                 e.wait(120)
             settings = Settings(database_url=url, policy=policy, directory=str(directory))
-            return asyncio.run(_drive_workers(settings, stub.base, concurrency, rounds, port, bare_port))
+            return asyncio.run(_drive_workers(settings, stub.base, concurrency, rounds, port, bare_port, token))
     finally:
         if serve is not None:
             print(workers_line(serve.pid))  # while they still run: what each worker held at its peak
@@ -319,10 +335,12 @@ def run_workers(concurrency: int, rounds: int, workers: int, url: str) -> dict[s
             proc.terminate()
             proc.join(10)
         stub.stop()
+        if issuer is not None:
+            issuer.stop()
 
 
 async def _drive_workers(settings: Settings, stub: str, concurrency: int, rounds: int, port: int,
-                         bare_port: int) -> dict[str, dict[str, list[float]]]:
+                         bare_port: int, token: str | None = None) -> dict[str, dict[str, list[float]]]:
     from sqlalchemy import func, select
 
     from store import schema as t
@@ -347,10 +365,11 @@ async def _drive_workers(settings: Settings, stub: str, concurrency: int, rounds
                     assert reply.ok and reply.request is not None, reply.text
                     n = reply.request.number
                     body = json.dumps(invoke(stub, "refresh", {"request_id": n}))
-                    refresh = await loop.run_in_executor(pool, burst_in_child, url, [body] * concurrency)
+                    bearer = token if target == "teams" else None
+                    refresh = await loop.run_in_executor(pool, burst_in_child, url, [body] * concurrency, bearer)
                     before = await decisions()
                     body = json.dumps(invoke(stub, "approve", {"request_id": n, "comment": "bench"}))
-                    approve = await loop.run_in_executor(pool, burst_in_child, url, [body] * concurrency)
+                    approve = await loop.run_in_executor(pool, burst_in_child, url, [body] * concurrency, bearer)
                     assert await decisions() == before + 1, "one decision, whatever the clicks and the workers"
                     await app.service.handle_text(bob, f"release REQ-{n}")
                     if r > 0:
@@ -367,20 +386,19 @@ def main() -> None:
                         help="N: accessbot serve --workers N on PostgreSQL (default: this process, SQLite)")
     parser.add_argument("--url", help="with --workers: PostgreSQL URL of an empty database")
     parser.add_argument("--secured", action="store_true",
-                        help="one process: every activity's token validated, as in production (not the emulator)")
+                        help="every activity's token validated, as in production (not the emulator)")
     args = parser.parse_args()
-    if args.secured and args.workers:
-        parser.error("--secured measures one process; --workers N runs the workers in the emulator mode")
     if args.workers:
         from bench.bench_slack_ack import _pg_database
 
         url, cluster = _pg_database(args.url)
         try:
-            results = run_workers(args.concurrency, args.rounds, args.workers, url)
+            results = run_workers(args.concurrency, args.rounds, args.workers, url, args.secured)
         finally:
             if cluster is not None:
                 cluster.stop()
-        where = f"PostgreSQL, accessbot serve --workers {args.workers} vs {args.workers} bare replicas"
+        where = (f"PostgreSQL, accessbot serve --workers {args.workers} vs {args.workers} bare replicas, "
+                 + ("tokens validated (production mode)" if args.secured else "emulator mode (no tokens)"))
     else:
         results = asyncio.run(run(args.concurrency, args.rounds, args.secured))
         where = "SQLite, one process" + (", tokens validated (production mode)" if args.secured else
