@@ -11,10 +11,11 @@ one click at a time, on SQLite and PostgreSQL:
 
 Targets (issue 13): a refresh under 0.5 ms, an approve under 2 ms. Each line gives the median and p99
 of the wall time and of the process's CPU time (all threads: aiosqlite works in one), the
-statements it sent, and its floor: the same statements, recorded with their parameters and
-transaction boundaries, replayed as bare driver round trips (asyncpg, sqlite3) on a second
-database of the same server brought to the same state. The ratio floor : accessbot says how much
-of a click is the database. The machine's load average is printed beside the times.
+statements it sent, and its floor: the same statements, recorded with their parameters,
+transaction boundaries and connections, replayed as bare driver round trips (asyncpg, sqlite3) on a
+second database of the same server brought to the same state, each connection's on its own. The
+ratio floor : accessbot says how much of a click is the database. The machine's load average is
+printed beside the times.
 
     python bench/bench_hot_path.py [--clicks 300] [--overlay 5000] [--url postgresql://... --floor-url postgresql://...]
 
@@ -44,7 +45,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_lifecycle import Statement, _is_txn, record  # noqa: E402
+from bench.bench_lifecycle import PgReplay, SqliteReplay, Statement, _is_txn, record  # noqa: E402
 from bot.bootstrap import build_app  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from bot.teams.invoke import InvokeHandler, click_scope  # noqa: E402
@@ -137,70 +138,26 @@ async def clicks(url: str, directory: str, n: int, recorded: list[Statement] | N
     return timings
 
 
-async def replay_pg(url: str, statements: list[Statement], spans: list[tuple[str, int, int]]) -> dict[str, list[float]]:
-    import asyncpg
-
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
-    return await _replay(statements, spans, _PgRunner(conn), conn.close)
-
-
-class _PgRunner:
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-
-    async def __call__(self, sql: str, params: Any, many: bool) -> None:
-        if many:
-            await self.conn.executemany(sql, params)
-        elif params:
-            await self.conn.fetch(sql, *params)
-        else:
-            await self.conn.execute(sql)
-
-
-class _SqliteRunner:
-    def __init__(self, path: str) -> None:
-        import sqlite3
-
-        self.conn = sqlite3.connect(path, isolation_level=None)
-        for pragma in ("busy_timeout = 60000", "journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON"):
-            self.conn.execute(f"PRAGMA {pragma}")
-
-    async def __call__(self, sql: str, params: Any, many: bool) -> None:
-        if many:
-            self.conn.executemany(sql, params)
-        else:
-            self.conn.execute(sql, params or ()).fetchall()
-
-
-async def _replay(statements: list[Statement], spans: list[tuple[str, int, int]], run: Any,
-                  close: Any) -> dict[str, list[float]]:
-    """Every recorded statement in order (the unmeasured ones keep the state the same); the measured
-    clicks' spans timed."""
+async def _replay(statements: list[Statement], spans: list[tuple[str, int, int]],
+                  replay: Any) -> dict[str, list[float]]:
+    """Every recorded statement in order, each on its own connection's counterpart (the unmeasured ones keep
+    the state the same); the measured clicks' spans timed."""
     times: dict[str, list[float]] = {c: [] for c in CLICKS}
     starts = {first: (name, end) for name, first, end in spans}
-    in_txn, i = False, 0
+    i = 0
     try:
+        for key in sorted({s[3] for s in statements}):  # the connections open before any span is timed
+            await replay("SELECT 1", None, False, key)
         while i < len(statements):
             name, end = starts.get(i, (None, i + 1))
             began = time.perf_counter()
-            for sql, params, many in statements[i:end]:
-                word = _is_txn(sql)
-                if word == "BEGIN":
-                    if in_txn:
-                        continue
-                    in_txn = True
-                elif word in ("COMMIT", "ROLLBACK"):
-                    if not in_txn:
-                        continue
-                    in_txn = False
-                await run(sql, params, many)
+            for sql, params, many, key in statements[i:end]:
+                await replay(sql, params, many, key)
             if name is not None:
                 times[name].append((time.perf_counter() - began) * 1000)
             i = max(end, i + 1)
     finally:
-        result = close()
-        if asyncio.iscoroutine(result):
-            await result
+        await replay.close()
     return times
 
 
@@ -214,11 +171,9 @@ async def measured(url: str, floor_url: str, directory: str, n: int, overlay: in
     statements: list[Statement] = []
     timings = await clicks(url, directory, n, statements, overlay)
     await clicks(floor_url, directory, -1, None, overlay)  # the floor's database: the same starting state
-    if floor_url.startswith("sqlite"):
-        runner = _SqliteRunner(floor_url.split("///", 1)[1])
-        floor = await _replay(statements, timings.spans, runner, runner.conn.close)
-    else:
-        floor = await replay_pg(floor_url, statements, timings.spans)
+    replay = (SqliteReplay(floor_url.split("///", 1)[1]) if floor_url.startswith("sqlite")
+              else PgReplay(floor_url))
+    floor = await _replay(statements, timings.spans, replay)
     counts = {c: statistics.fmean([sum(1 for s in statements[a:b] if not _is_txn(s[0]))
                                    for name, a, b in timings.spans if name == c]) for c in CLICKS}
     return timings, floor, counts

@@ -3,10 +3,13 @@
 Runs on PostgreSQL (a throwaway cluster is started when ``--url`` is not given and ``pg_ctl`` is
 installed) and, for comparison in the same run, on SQLite.
 
-The floor: every statement the cycles sent (with its parameters and its transaction boundaries)
-is recorded, and replayed as bare round trips with the driver alone (asyncpg, sqlite3) on a second
-database of the same server, brought to the same starting state the same way. The ratio of the
-two rates says how much of a cycle is the database and how much is ours (goal: >= 1/3).
+The floor: every statement the cycles sent (with its parameters, its transaction boundaries and
+the pooled connection that sent it) is recorded, and replayed as bare round trips with the driver
+alone (asyncpg, sqlite3) on a second database of the same server, brought to the same starting
+state the same way, each connection's statements on a connection of their own. The replay counts
+as a floor only when every transaction ours committed committed there too and its tables end with
+ours' row counts; otherwise the line says how it diverged. The ratio of the two rates says how
+much of a cycle is the database and how much is ours (goal: >= 1/3).
 
     python bench/bench_lifecycle.py [--cycles 200] [--url postgresql://...]
 """
@@ -44,14 +47,28 @@ class Clock:
         return self.at
 
 
-Statement = tuple[str, Any, bool]  # (SQL as the driver got it, parameters, executemany)
+Statement = tuple[str, Any, bool, int]  # (SQL as the driver got it, parameters, executemany, connection)
 
 
 def record(engine: Any, backend: str, into: list[Statement]) -> None:
-    """Every round trip the engine makes from now on, in order, with the transaction boundaries."""
+    """Every round trip the engine makes from now on, in order, with the transaction boundaries and the
+    pooled connection that made it (numbered in order of first use).
+
+    The connection matters: a command's write transaction on one connection is open while a read on
+    another checks its connection back in (the pool's reset, a ROLLBACK there). Replayed on one
+    connection, that ROLLBACK would end the write transaction, the rest of it would run in autocommit
+    and its COMMIT would be skipped: a floor of other work than ours."""
+    numbers: dict[int, int] = {}
+
+    def number(dbapi_conn: Any) -> int:
+        return numbers.setdefault(id(dbapi_conn), len(numbers))
+
+    def of(conn: Any) -> int:
+        return number(conn.connection.dbapi_connection)
+
     @event.listens_for(engine, "before_cursor_execute")
     def statement(conn: Any, cursor: Any, sql: str, params: Any, context: Any, many: bool) -> None:
-        into.append((sql, params, many))
+        into.append((sql, params, many, of(conn)))
 
     def autocommit(conn: Any) -> bool:  # the store's reads send no BEGIN and no COMMIT (store/repository.py)
         return sends_no_begin(conn)
@@ -59,21 +76,21 @@ def record(engine: Any, backend: str, into: list[Statement]) -> None:
     @event.listens_for(engine, "commit")
     def commit(conn: Any) -> None:
         if not autocommit(conn):
-            into.append(("COMMIT", None, False))
+            into.append(("COMMIT", None, False, of(conn)))
 
     @event.listens_for(engine, "rollback")
     def rollback(conn: Any) -> None:
-        into.append(("ROLLBACK", None, False))
+        into.append(("ROLLBACK", None, False, of(conn)))
 
     @event.listens_for(engine.pool, "reset")
     def reset(dbapi_conn: Any, record: Any, reset_state: Any) -> None:
-        into.append(("ROLLBACK", None, False))
+        into.append(("ROLLBACK", None, False, number(dbapi_conn)))
 
     if backend == "postgresql":  # SQLite's BEGIN is a statement already (store/db.py)
         @event.listens_for(engine, "begin")
         def begin(conn: Any) -> None:
             if not autocommit(conn):
-                into.append(("BEGIN", None, False))
+                into.append(("BEGIN", None, False, of(conn)))
 
 
 async def run(url: str, cycles: int, recorded: list[Statement] | None = None) -> float:
@@ -106,69 +123,157 @@ def _is_txn(sql: str) -> str | None:
     return word if word in ("BEGIN", "COMMIT", "ROLLBACK") else None
 
 
-async def replay_pg(url: str, statements: list[Statement]) -> float:
-    import asyncpg
+def needless(word: str | None, in_transaction: bool) -> bool:
+    """A BEGIN inside a transaction, or an end outside one (a pool reset of a connection that only read)."""
+    if word == "BEGIN":
+        return in_transaction
+    return word is not None and not in_transaction
 
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+
+LOCK_WAIT_MS = 2000  # a replay that would wait on itself fails in seconds instead of hanging
+
+
+class PgReplay:
+    """The recorded statements as bare asyncpg round trips, each on its own connection's counterpart."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.replace("postgresql+asyncpg://", "postgresql://")
+        self.conns: dict[int, Any] = {}
+        self.commits = 0  # COMMITs that ended a transaction
+
+    async def __call__(self, sql: str, params: Any, many: bool, key: int) -> None:
+        import asyncpg
+
+        conn = self.conns.get(key)
+        if conn is None:
+            conn = self.conns[key] = await asyncpg.connect(self.url)
+            await conn.execute(f"SET lock_timeout = {LOCK_WAIT_MS}")
+        word = _is_txn(sql)
+        if needless(word, conn.is_in_transaction()):
+            return
+        self.commits += word == "COMMIT"
+        if many:
+            await conn.executemany(sql, params)
+        elif params:
+            await conn.fetch(sql, *params)
+        else:
+            await conn.execute(sql)
+
+    async def close(self) -> None:
+        for conn in self.conns.values():
+            await conn.close()
+
+
+class SqliteReplay:
+    """The recorded statements as bare sqlite3 calls, each on its own connection's counterpart."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.conns: dict[int, Any] = {}
+        self.commits = 0  # COMMITs that ended a transaction
+
+    def connection(self, key: int) -> Any:
+        import sqlite3
+
+        conn = self.conns.get(key)
+        if conn is None:
+            conn = self.conns[key] = sqlite3.connect(self.path, isolation_level=None)
+            for pragma in (f"busy_timeout = {LOCK_WAIT_MS}", "journal_mode = WAL", "synchronous = NORMAL",
+                           "foreign_keys = ON"):
+                conn.execute(f"PRAGMA {pragma}")
+        return conn
+
+    async def __call__(self, sql: str, params: Any, many: bool, key: int) -> None:
+        self.run(sql, params, many, key)
+
+    def run(self, sql: str, params: Any, many: bool, key: int) -> None:
+        conn = self.connection(key)
+        word = _is_txn(sql)
+        if needless(word, conn.in_transaction):
+            return
+        self.commits += word == "COMMIT"
+        if many:
+            conn.executemany(sql, params)
+        else:
+            conn.execute(sql, params or ()).fetchall()
+
+    async def close(self) -> None:
+        for conn in self.conns.values():
+            conn.close()
+
+
+async def replay_pg(url: str, statements: list[Statement]) -> tuple[float, int]:
+    """(seconds, COMMITs that ended a transaction)."""
+    replay = PgReplay(url)
     try:
-        in_txn = False
+        for key in sorted({s[3] for s in statements}):  # the connections open before the clock starts
+            await replay("SELECT 1", None, False, key)
         started = time.perf_counter()
-        for sql, params, many in statements:
-            word = _is_txn(sql)
-            if word == "BEGIN":
-                if in_txn:
-                    continue
-                in_txn = True
-            elif word in ("COMMIT", "ROLLBACK"):
-                if not in_txn:
-                    continue
-                in_txn = False
-            if many:
-                await conn.executemany(sql, params)
-            elif params:
-                await conn.fetch(sql, *params)
-            else:
-                await conn.execute(sql)
-        return time.perf_counter() - started
+        for sql, params, many, key in statements:
+            await replay(sql, params, many, key)
+        return time.perf_counter() - started, replay.commits
     finally:
-        await conn.close()
+        await replay.close()
 
 
-def replay_sqlite(path: str, statements: list[Statement]) -> float:
-    import sqlite3
-
-    conn = sqlite3.connect(path, isolation_level=None)
-    for pragma in ("busy_timeout = 60000", "journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON"):
-        conn.execute(f"PRAGMA {pragma}")
+def replay_sqlite(path: str, statements: list[Statement]) -> tuple[float, int]:
+    """(seconds, COMMITs that ended a transaction)."""
+    replay = SqliteReplay(path)
     try:
+        for key in {s[3] for s in statements}:
+            replay.connection(key)
         started = time.perf_counter()
-        for sql, params, many in statements:
-            word = _is_txn(sql)
-            needless = conn.in_transaction if word == "BEGIN" else not conn.in_transaction
-            if word is not None and needless:
-                continue
-            if many:
-                conn.executemany(sql, params)
-            else:
-                conn.execute(sql, params or ()).fetchall()
-        return time.perf_counter() - started
+        for sql, params, many, key in statements:
+            replay.run(sql, params, many, key)
+        return time.perf_counter() - started, replay.commits
     finally:
-        conn.close()
+        for conn in replay.conns.values():
+            conn.close()
 
 
 async def measured(url: str, floor_url: str, cycles: int) -> tuple[float, float | str, int]:
-    """(seconds through accessbot, seconds of the bare replay or why it failed, round trips)."""
+    """(seconds through accessbot, seconds of the bare replay or why it is no floor, round trips).
+
+    The replay is a floor only if it did our work: every transaction we committed committed there
+    too (not cut short by a ROLLBACK of another connection, its writes not autocommitted one by one),
+    and its database ends with the rows ours ended with."""
     statements: list[Statement] = []
     app_s = await run(url, cycles, statements)
     await run(floor_url, cycles)  # the floor's database, brought to the same starting state
+    floor_s: float | str
     try:
         if floor_url.startswith("sqlite"):
-            floor_s: float | str = replay_sqlite(floor_url.split("///", 1)[1], statements)
+            floor_s, commits = replay_sqlite(floor_url.split("///", 1)[1], statements)
         else:
-            floor_s = await replay_pg(floor_url, statements)
+            floor_s, commits = await replay_pg(floor_url, statements)
     except Exception as exc:  # the figure without its floor says so rather than vanish
-        floor_s = f"replay failed: {type(exc).__name__}: {exc}"[:300]
+        return app_s, f"replay failed: {type(exc).__name__}: {exc}"[:300], len(statements)
+    ours_commits = sum(1 for s in statements if s[0] == "COMMIT")
+    if commits != ours_commits:
+        return app_s, f"replay diverged: {commits} transactions committed where ours committed {ours_commits}", \
+            len(statements)
+    ours, bare = await row_counts(url), await row_counts(floor_url)
+    if ours != bare:
+        differ = sorted(name for name in ours.keys() | bare.keys() if ours.get(name) != bare.get(name))
+        floor_s = "replay diverged: rows differ in " + ", ".join(
+            f"{name} ({ours.get(name)} vs {bare.get(name)})" for name in differ)
     return app_s, floor_s, len(statements)
+
+
+async def row_counts(url: str) -> dict[str, int]:
+    """Rows in each of the store's tables: the replay must leave the floor's database as the cycles left ours."""
+    from sqlalchemy import func, select
+
+    from store import schema as t
+    from store.db import make_async_engine
+
+    engine = make_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return {table.name: int((await conn.execute(select(func.count()).select_from(table))).scalar() or 0)
+                    for table in t.metadata.sorted_tables}
+    finally:
+        await engine.dispose()
 
 
 def report(name: str, cycles: int, app_s: float, floor_s: float | str, trips: int) -> None:

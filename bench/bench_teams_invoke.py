@@ -22,10 +22,10 @@ mode, the default, validates none). The bare handler validates nothing either wa
 
 ``--workers N`` measures ``accessbot serve --workers N`` itself, on PostgreSQL (a throwaway cluster
 unless ``--url`` names an empty database), in the emulator mode or, with ``--secured``, validating every
-token as in production: the invokes go to its shared port, and the floor is N bare processes sharing another port the same way
-(``SO_REUSEPORT``), each a full replica running ``/bare`` beside its own ``/api/messages``. The Bot
-Connector stub then runs in this process, on its own thread. CPU time is not measured there (the
-workers are another process tree).
+token as in production: the invokes go to its shared port, and the floor is N bare processes sharing
+another port the same way (``SO_REUSEPORT``), each a full replica running ``/bare`` beside its own
+``/api/messages``. The Bot Connector stub then runs in this process, on its own thread. CPU time is not
+measured there (the workers are another process tree).
 """
 
 from __future__ import annotations

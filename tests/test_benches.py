@@ -61,3 +61,30 @@ def test_teams_invoke_two_secured_workers(pg_url: str) -> None:
 def test_slack_ack_two_workers(pg_url: str) -> None:
     out = bench("bench/bench_slack_ack.py", "--workers", "2", "--url", pg_url, "--concurrency", "4", "--rounds", "1")
     assert "p99" in out and "peak RSS per serve worker" in out
+
+
+def test_lifecycle_floor_replays_each_connection_on_its_own(tmp_path: Path) -> None:
+    """A command's write transaction stays open while a read on another pooled connection ends (the pool's
+    reset, a ROLLBACK there). The floor replays each connection's statements on a connection of its own, so
+    every transaction we committed commits there too; on one connection, those ROLLBACKs would cut our
+    transactions short, which the benchmark refuses to call a floor."""
+    import asyncio
+
+    sys.path.insert(0, str(ROOT))
+    from bench import bench_lifecycle as b
+
+    async def scenario() -> None:
+        statements: list = []
+        await b.run(f"sqlite:///{tmp_path}/ours.db", 5, statements)
+        assert len({s[3] for s in statements}) > 1, "the cycles use more than one pooled connection"
+        ours_commits = sum(1 for s in statements if s[0] == "COMMIT")
+        for name in ("apart", "together"):
+            await b.run(f"sqlite:///{tmp_path}/{name}.db", 5)
+        _, apart = b.replay_sqlite(str(tmp_path / "apart.db"), statements)
+        _, together = b.replay_sqlite(str(tmp_path / "together.db"), [(*s[:3], 0) for s in statements])
+        assert apart == ours_commits
+        assert together < ours_commits
+        assert await b.row_counts(f"sqlite:///{tmp_path}/ours.db") == await b.row_counts(
+            f"sqlite:///{tmp_path}/apart.db")
+
+    asyncio.run(scenario())
