@@ -12,7 +12,9 @@ Scenarios
     approve   one approver's card clicked 200 times at once: one decision, 199 current states
 
 Besides latency it prints the server process's CPU time per invoke (all its threads), which other
-load on a shared machine hardly moves, where it stretches every latency.
+load on a shared machine hardly moves, where it stretches every latency. In one process it also
+times the same burst against ``/http``, a handler that parses the activity and writes a card-sized
+answer with no domain work: what HTTP and the load generator alone cost on this machine.
 
     python bench/bench_teams_invoke.py [--concurrency 200] [--rounds 5] [--secured] [--workers N [--url postgresql://...]]
 
@@ -94,8 +96,17 @@ def bare_route(app: web.Application, teams_key: Any) -> None:
     async def warm(request: web.Request) -> web.Response:
         return web.Response(status=204)
 
+    async def http_alone(request: web.Request) -> web.Response:
+        """HTTP alone: the activity parsed and a card-sized answer written, no domain work at all."""
+        json.loads(await request.read())
+        return web.json_response(CANNED)
+
     app.router.add_post("/bare", bare)
+    app.router.add_post("/http", http_alone)
     app.router.add_get("/warm", warm)
+
+
+CANNED = {"statusCode": 200, "type": "application/vnd.microsoft.card.adaptive", "value": {"text": "x" * 3000}}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -185,6 +196,7 @@ async def run(concurrency: int, rounds: int, secured: bool = False) -> dict[str,
                                                           "approve": {"teams": [], "bare": []}}
             cpu: dict[str, dict[str, float]] = {"refresh": {"teams": 0.0, "bare": 0.0},
                                                 "approve": {"teams": 0.0, "bare": 0.0}}
+            http: list[float] = []  # the same burst to a handler without domain work: what HTTP alone costs here
             bob = await app.service.identify("bob@example.com")
             assert bob is not None
             loop = asyncio.get_running_loop()
@@ -211,12 +223,16 @@ async def run(concurrency: int, rounds: int, secured: bool = False) -> dict[str,
                             results["approve"][target] += approve
                             cpu["refresh"][target] += refresh_cpu * 1000 / concurrency / rounds
                             cpu["approve"][target] += approve_cpu * 1000 / concurrency / rounds
+                    alone = await loop.run_in_executor(pool, burst_in_child, f"{base}/http", [body] * concurrency)
+                    if r > 0:
+                        http += alone
             await runner.cleanup()
     if stub is not None:
         stub.stop()
     if issuer is not None:
         issuer.stop()
     results["cpu"] = {f"{scenario}:{target}": [ms] for scenario, by in cpu.items() for target, ms in by.items()}
+    results["http"] = {"alone": http}
     return results
 
 
@@ -407,6 +423,7 @@ def main() -> None:
           f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"{'scenario':<9} {'endpoint':<14} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
     cpu = results.pop("cpu", None)
+    http = results.pop("http", None)
     for scenario, by in results.items():
         for target, values in by.items():
             name = "/api/messages" if target == "teams" else "bare aiohttp"
@@ -419,6 +436,10 @@ def main() -> None:
             teams_cpu, bare_cpu = cpu[f"{scenario}:teams"][0], cpu[f"{scenario}:bare"][0]
             print(f"{scenario:<9} server CPU per invoke: /api/messages {teams_cpu:.2f} ms, bare {bare_cpu:.2f} ms, "
                   f"ratio {teams_cpu / bare_cpu:.2f}")
+    if http is not None:
+        values = http["alone"]
+        print(f"{'any':<9} {'HTTP alone':<14} {percentile(values, 50):8.1f} {percentile(values, 95):8.1f} "
+              f"{percentile(values, 99):8.1f} {statistics.fmean(values):8.1f}   (parse, answer 3 KB, no domain work)")
 
 
 if __name__ == "__main__":

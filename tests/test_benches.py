@@ -31,6 +31,7 @@ def test_teams_invoke_one_process(mode: list[str]) -> None:
     out = bench("bench/bench_teams_invoke.py", "--concurrency", "4", "--rounds", "1", *mode)
     assert "refresh   p99 ratio /api/messages : bare" in out and "approve   server CPU per invoke" in out
     assert ("tokens validated" in out) == bool(mode)
+    assert "HTTP alone" in out
 
 
 def test_slack_ack_one_process() -> None:
