@@ -531,8 +531,8 @@ class SqlRepository(ReviewRepositoryMixin):
             await self._run(_UPDATE_MEMBERSHIP, params)
         else:
             await self._run(_INSERT_MEMBERSHIP, params)
-        # the database records a new version with every change, in its transaction (a trigger, migration
-        # 0009: any writer, this code or not): what processes keep of the overlay is read again
+        # the database records a new version with every change, in its transaction (a trigger, migrations
+        # 0009 and 0010: any writer, this code or not): what processes keep of the overlay is read again
 
     async def overlay_version(self) -> str | None:
         """The version the overlay's last change recorded (None before the first change)."""

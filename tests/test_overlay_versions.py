@@ -121,3 +121,88 @@ async def test_a_membership_written_by_other_code_moves_the_version_too(database
             assert GROUP not in await _groups(h.app, BOB)
         finally:
             engine.dispose()
+
+
+_TS = "'2026-12-01 10:00:00'"
+# (statement, whose membership it changes, member afterwards), each taking the writer's conflict clause
+CONFLICT_WRITERS = {
+    "sqlite": {
+        "update or ignore": ("UPDATE OR IGNORE directory_memberships SET present = 0 "
+                             "WHERE group_name = :g AND email = :alice", ALICE, False),
+        "insert or ignore": ("INSERT OR IGNORE INTO directory_memberships (group_name, email, present, updated_at) "
+                             f"VALUES (:g, :bob, 1, {_TS})", BOB, True),
+        "update or abort": ("UPDATE OR ABORT directory_memberships SET present = 0 "
+                            "WHERE group_name = :g AND email = :alice", ALICE, False),
+        "update or fail": ("UPDATE OR FAIL directory_memberships SET present = 0 "
+                           "WHERE group_name = :g AND email = :alice", ALICE, False),
+        "update or rollback": ("UPDATE OR ROLLBACK directory_memberships SET present = 0 "
+                               "WHERE group_name = :g AND email = :alice", ALICE, False),
+        "insert or abort": ("INSERT OR ABORT INTO directory_memberships (group_name, email, present, updated_at) "
+                            f"VALUES (:g, :bob, 1, {_TS})", BOB, True),
+        "upsert": ("INSERT INTO directory_memberships (group_name, email, present, updated_at) "
+                   f"VALUES (:g, :alice, 0, {_TS}) "
+                   "ON CONFLICT (group_name, email) DO UPDATE SET present = excluded.present", ALICE, False),
+        "replace": ("REPLACE INTO directory_memberships (group_name, email, present, updated_at) "
+                    f"VALUES (:g, :alice, 0, {_TS})", ALICE, False),
+    },
+    "postgresql": {
+        "upsert": ("INSERT INTO directory_memberships (group_name, email, present, updated_at) "
+                   f"VALUES (:g, :alice, false, {_TS}) "
+                   "ON CONFLICT (group_name, email) DO UPDATE SET present = excluded.present", ALICE, False),
+        "insert, do nothing on conflict": ("INSERT INTO directory_memberships (group_name, email, present, updated_at) "
+                                           f"VALUES (:g, :bob, true, {_TS}) ON CONFLICT DO NOTHING", BOB, True),
+        "truncate": ("TRUNCATE directory_memberships", ALICE, False),
+    },
+}
+
+
+async def test_a_writer_with_a_conflict_clause_moves_the_version_and_is_not_refused(database_url, tmp_path):
+    """SQLite gives a trigger's statements the conflict clause of the statement that fired it: under OR IGNORE
+    the version row was left alone (the membership changed, the kept overlay did not), and under OR ABORT or an
+    upsert the writer's statement failed on it. Every such writer is taken, and the next command sees it."""
+    from sqlalchemy import text
+
+    from store.db import backend, make_sync_engine
+
+    engine = make_sync_engine(database_url)
+    try:
+        async with harness(database_url, tmp_path) as h:
+            directory = h.app.deps.providers["directory"]
+            for name, (statement, who, member) in CONFLICT_WRITERS[backend(database_url)].items():
+                with engine.begin() as conn:
+                    conn.execute(text("DELETE FROM directory_memberships"))
+                await directory.add_member(GROUP, ALICE)  # a row for alice, and a version
+                assert GROUP in await _groups(h.app, ALICE) and GROUP not in await _groups(h.app, BOB)
+                kept = directory.overlay_store.reads
+                assert GROUP in await _groups(h.app, ALICE) and directory.overlay_store.reads == kept  # kept
+                with engine.begin() as conn:
+                    conn.execute(text(statement), {"g": GROUP, "alice": ALICE, "bob": BOB})
+                assert (GROUP in await _groups(h.app, who)) is member, name
+    finally:
+        engine.dispose()
+
+
+async def test_the_version_trigger_writes_its_own_schema_whatever_the_writers_search_path(pg_url, tmp_path):
+    """PostgreSQL: a writer whose search path finds another ``compliance_state`` first (a temporary table, another
+    schema) still moves the version the processes read."""
+    from sqlalchemy import text
+
+    from store.db import make_sync_engine
+
+    async with harness(pg_url, tmp_path) as h:
+        directory = h.app.deps.providers["directory"]
+        await directory.add_member(GROUP, ALICE)
+        assert GROUP in await _groups(h.app, ALICE)
+        engine = make_sync_engine(pg_url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("CREATE SCHEMA decoy"))
+                conn.execute(text("CREATE TABLE decoy.compliance_state (LIKE public.compliance_state INCLUDING ALL)"))
+                conn.execute(text("CREATE TEMPORARY TABLE compliance_state "
+                                  "(LIKE public.compliance_state INCLUDING ALL)"))
+                conn.execute(text("SET LOCAL search_path = decoy, public"))
+                conn.execute(text("UPDATE public.directory_memberships SET present = false "
+                                  "WHERE group_name = :g AND email = :e"), {"g": GROUP, "e": ALICE})
+        finally:
+            engine.dispose()
+        assert GROUP not in await _groups(h.app, ALICE)
