@@ -30,7 +30,7 @@ from microsoft_agents.hosting.core.authorization import Connections
 from bot.bootstrap import App
 from bot.notify import FanoutNotifier
 from bot.teams.auth import InboundAuth, Unauthorized, build_authentication
-from bot.teams.bot import AccessBot
+from bot.teams.bot import AccessBot, invoke_json
 from bot.teams.clients import ClientFactory, opener
 from bot.teams.gate import EMULATOR, OFF, SECURED, Gate, Refusal
 from bot.teams.notifier import TeamsNotifier
@@ -104,7 +104,12 @@ def make_handler(channel: TeamsChannel) -> Any:
             log.exception("activity failed", type=activity.type, name=activity.name)
             return web.json_response({"error": "the bot could not handle this activity"}, status=500)
         if response is not None:
-            return web.json_response(response.body, status=response.status or 501)
+            try:
+                payload = invoke_json(response.body)
+            except Exception:  # an answer no JSON can carry: say so, as for any failed activity
+                log.exception("invoke answer not written", type=activity.type, name=activity.name)
+                return web.json_response({"error": "the bot could not write its answer"}, status=500)
+            return web.Response(body=payload, status=response.status or 501, content_type="application/json")
         return web.Response(status=200)
 
     return messages

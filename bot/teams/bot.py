@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from http import HTTPStatus
 from typing import Any
 
+import pydantic_core
 import structlog
 from microsoft_agents.activity import Activity, ActivityTypes, AdaptiveCardInvokeResponse, AdaptiveCardInvokeValue
 from microsoft_agents.activity import InvokeResponse as SdkInvokeResponse
@@ -195,11 +197,26 @@ class AccessBot(ActivityHandler):
 
     @staticmethod
     def _answer_value(response: SdkInvokeResponse) -> dict[str, Any]:
-        """``response.model_dump(by_alias=True, exclude_none=True)`` without walking the body (a card)."""
-        if response.body is None:
+        """``response.model_dump(by_alias=True, exclude_none=True)`` without walking the body (a card).
+
+        A body that is still a model (the SDK's answers to a malformed invoke keep theirs undumped) is
+        written in its JSON form, as the SDK writes an answer it dumps itself.
+        """
+        body = response.body
+        if isinstance(body, BaseModel):
+            body = AccessBot._wire(body)
+        if body is None:
             return {"status": response.status} if response.status is not None else {}
-        return {"status": response.status, "body": response.body} if response.status is not None \
-            else {"body": response.body}
+        return {"status": response.status, "body": body} if response.status is not None else {"body": body}
+
+    @staticmethod
+    def _wire(body: BaseModel) -> Any:
+        """An answer model's JSON form: ``model_dump(mode="json", by_alias=True, exclude_none=True)``, written
+        directly for a card answer (see ``_create_invoke_response``)."""
+        if type(body) is AdaptiveCardInvokeResponse:
+            wire = {"statusCode": body.status_code, "type": body.type, "value": body.value}
+            return {k: v for k, v in wire.items() if v is not None}
+        return body.model_dump(mode="json", by_alias=True, exclude_none=True)
 
     @staticmethod
     def _create_invoke_response(body: BaseModel | None = None) -> SdkInvokeResponse:
@@ -208,13 +225,20 @@ class AccessBot(ActivityHandler):
         ``ActivityHandler`` dumps the answer model in JSON mode, which walks every node of the card. The
         card is plain JSON built by :mod:`cards.adaptive` (checked against the official schema in the
         tests), so its wire form is written as is: the same dictionary ``model_dump(mode="json",
-        by_alias=True, exclude_none=True)`` gives (``tests/teams/test_invoke_wire.py``). Any other
-        answer goes the SDK's way.
+        by_alias=True, exclude_none=True)`` gives (``tests/teams/test_invoke_wire.py``). A value that is
+        not plain JSON after all is written as the SDK would write it when the answer goes out
+        (:func:`invoke_json`). Any other answer goes the SDK's way.
         """
-        if type(body) is AdaptiveCardInvokeResponse:
-            wire = {"statusCode": body.status_code, "type": body.type, "value": body.value}
-            return SdkInvokeResponse(status=int(HTTPStatus.OK), body={k: v for k, v in wire.items() if v is not None})
+        if body is not None and type(body) is AdaptiveCardInvokeResponse:
+            return SdkInvokeResponse(status=int(HTTPStatus.OK), body=AccessBot._wire(body))
         return ActivityHandler._create_invoke_response(body)
+
+    def _create_adaptive_card_invoke_error_response(self, status_code: HTTPStatus, code: str,
+                                                    message: str) -> AdaptiveCardInvokeResponse:
+        """The SDK's answer to a malformed ``adaptiveCard/action`` (no value, no action, not Action.Execute)
+        carries an ``Exception`` as its value, which no JSON can: the Universal Actions error object instead."""
+        return AdaptiveCardInvokeResponse(status_code=int(status_code), type="application/vnd.microsoft.error",
+                                          value={"code": code, "message": message})
 
     @staticmethod
     def _answer(response: InvokeResponse) -> AdaptiveCardInvokeResponse:
@@ -224,3 +248,16 @@ class AccessBot(ActivityHandler):
         if turn_context.activity.type == ActivityTypes.invoke_response:
             return
         log.info("activity ignored", type=turn_context.activity.type)
+
+
+def invoke_json(body: Any) -> bytes:
+    """An invoke answer's body as JSON, as the SDK's JSON-mode dump would write it.
+
+    A card is plain JSON (the common case, written by ``json`` as is); anything else (a datetime, a
+    Decimal, a set, NaN) takes pydantic's JSON form, as ``model_dump(mode="json")`` gives it: ISO text,
+    text, a list, null. Never NaN or Infinity, which are not JSON.
+    """
+    try:
+        return json.dumps(body, allow_nan=False).encode()
+    except (TypeError, ValueError):
+        return pydantic_core.to_json(body, inf_nan_mode="null")

@@ -4,13 +4,15 @@ JSON mode, and the answer activity's value is the SDK model's by-alias dump."""
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import json
 
 import pytest
 from microsoft_agents.activity import AdaptiveCardInvokeResponse, InvokeResponse
 from microsoft_agents.hosting.core import ActivityHandler
 
-from bot.teams.bot import AccessBot
+from bot.teams.bot import AccessBot, invoke_json
 from bot.teams.invoke import CARD_TYPE
 from tests.teams.test_card_fast_path import CARDS
 
@@ -42,3 +44,56 @@ def test_answer_activity_value_is_the_models_dump(name: str) -> None:
                                                                                     value=card)),
                      InvokeResponse(status=501), InvokeResponse(body={"x": None}), InvokeResponse()):
         assert AccessBot._answer_value(response) == response.model_dump(by_alias=True, exclude_none=True)
+
+
+MALFORMED = {  # what the SDK refuses before the bot sees the click, and what it says
+    "value missing": (lambda a: a.pop("value"), "BadRequest"),
+    "value null": (lambda a: a.__setitem__("value", None), "BadRequest"),
+    "value a string": (lambda a: a.__setitem__("value", "approve"), "BadRequest"),
+    "action missing": (lambda a: a["value"].pop("action"), "BadRequest"),
+    "action a string": (lambda a: a["value"].__setitem__("action", "approve"), "BadRequest"),
+    "action not Action.Execute": (lambda a: a["value"]["action"].__setitem__("type", "Action.Submit"), "NotSupported"),
+    "verb a number": (lambda a: a["value"]["action"].__setitem__("verb", 5), "BadRequest"),
+    "data a list": (lambda a: a["value"]["action"].__setitem__("data", [1, 2]), "BadRequest"),
+    "state an object": (lambda a: a["value"].__setitem__("state", {"x": 1}), "BadRequest"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+async def test_a_malformed_card_invoke_gets_the_universal_actions_error(teams, case: str) -> None:
+    """Answered 400 with the Universal Actions error object (the SDK's answer carried an ``Exception`` that no
+    JSON can, and the route fell into aiohttp's bare 500); nothing is decided or recorded."""
+    mutate, code = MALFORMED[case]
+    act = teams.activity("invoke_adaptive_card_action", "mark.mgr@example.com")
+    mutate(act)
+    status, body = await teams.post(act)
+    await teams.idle()
+    assert status == 400, body
+    assert body["statusCode"] == 400 and body["type"] == "application/vnd.microsoft.error", body
+    assert body["value"]["code"] == code and body["value"]["message"], body
+    assert [e for e in await teams.events() if e["type"].startswith(("approval.", "request."))] == []
+
+
+def test_the_sdks_error_answers_are_written_as_its_json_mode_dump() -> None:
+    error = AccessBot._create_adaptive_card_invoke_error_response(None, 400, "BadRequest", "Missing value")  # type: ignore[arg-type]
+    response = InvokeResponse(status=400, body=error)  # as the SDK's refusal keeps it: the model, undumped
+    value = AccessBot._answer_value(response)
+    assert value == {"status": 400, "body": error.model_dump(mode="json", by_alias=True, exclude_none=True)}
+    assert value["body"] == {"statusCode": 400, "type": "application/vnd.microsoft.error",
+                             "value": {"code": "BadRequest", "message": "Missing value"}}
+
+
+@pytest.mark.parametrize("value", [
+    {"facts": [{"title": "At", "value": datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)}]},
+    {"minutes": decimal.Decimal("1.5")},
+    {"ratio": float("nan"), "other": float("-inf")},
+    {"ids": {"a"}},
+    {"nested": [{"when": datetime.date(2026, 1, 2)}, (1, 2)]},
+], ids=["datetime", "decimal", "nan-inf", "set", "nested"])
+def test_a_value_that_is_not_plain_json_is_written_as_the_sdk_writes_it(value: dict) -> None:
+    """Cards are plain JSON; should one ever carry a datetime, a Decimal, a set or NaN, the answer is still
+    JSON, the SDK's JSON-mode form of it (never NaN or Infinity)."""
+    body = AdaptiveCardInvokeResponse(status_code=200, type=CARD_TYPE, value=value)
+    ours = json.loads(invoke_json(AccessBot._create_invoke_response(body).body))
+    sdk = ActivityHandler._create_invoke_response(body).body
+    assert ours == sdk
