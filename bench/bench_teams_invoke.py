@@ -223,6 +223,7 @@ async def run(concurrency: int, rounds: int, secured: bool = False) -> dict[str,
                             results["approve"][target] += approve
                             cpu["refresh"][target] += refresh_cpu * 1000 / concurrency / rounds
                             cpu["approve"][target] += approve_cpu * 1000 / concurrency / rounds
+                for r in range(rounds + 1):  # after the rounds: a burst between them moved their tails
                     alone = await loop.run_in_executor(pool, burst_in_child, f"{base}/http", [body] * concurrency)
                     if r > 0:
                         http += alone
