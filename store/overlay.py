@@ -14,12 +14,11 @@ class StoreOverlay:
     (``SqlRepository.overlay_version``, which the database itself moves in the transaction of every
     write to the memberships, whoever writes, whatever conflict clause or search path the writer has:
     migrations 0009 and 0010). A look-up scope reads the version, one row, and the overlay again only
-    when it moved. The version is read before the
-    overlay and again after it, and the overlay is kept only when both reads agree: what is kept is
-    exactly what its version recorded (a database restored to an older version finds nothing newer
-    kept under it). A database no change has versioned yet (none was made, or it was never migrated
-    to 0009) is read whole every time: the read path never writes (it runs inside commands that hold
-    the write lock).
+    when it moved. The version is read before the overlay and again after it, and the overlay is kept
+    only when both reads agree: what is kept is exactly what its version recorded (a database
+    restored to an older version finds nothing newer kept under it). A database no change has
+    versioned yet (none was made, or it was never migrated to 0009) is read whole every time: the
+    read path never writes (it runs inside commands that hold the write lock).
     """
 
     def __init__(self, store: SqlStore) -> None:
