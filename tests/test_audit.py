@@ -92,3 +92,27 @@ def test_postgres_refuses_update_and_delete(pg_url, tmp_path):
             conn.execute(text(statement))
     engine.dispose()
     assert _verify(pg_url)[0] == 0
+
+
+def test_sqlite_refuses_an_insert_over_an_existing_event(sqlite_url, tmp_path):
+    """``REPLACE`` deletes the old row without firing SQLite's DELETE guard: a BEFORE INSERT guard refuses an
+    insert whose seq is taken, whatever its conflict clause (migration 0011)."""
+    files = copy_examples(tmp_path)
+    chat("bob@example.com", "request staging-admin for 1h", db=sqlite_url, files=files)
+    engine = make_sync_engine(sqlite_url)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(text("SELECT * FROM audit_events WHERE seq = 1")).mappings().one()
+        forged = {**row, "actor": "mallory@example.com"}
+        columns = ", ".join(forged)
+        values = ", ".join(f":{c}" for c in forged)
+        for verb in ("INSERT OR REPLACE", "REPLACE", "INSERT OR IGNORE", "INSERT"):
+            with pytest.raises(Exception, match="append-only"), engine.begin() as conn:
+                conn.execute(text(f"{verb} INTO audit_events ({columns}) VALUES ({values})"), forged)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT actor FROM audit_events WHERE seq = 1")).scalar() == row["actor"]
+    finally:
+        engine.dispose()
+    assert _verify(sqlite_url)[0] == 0
+    chat("bob@example.com", "request analytics-read for 1d", db=sqlite_url, files=files)  # appends still work
+    assert _verify(sqlite_url)[0] == 0
