@@ -116,3 +116,28 @@ def test_sqlite_refuses_an_insert_over_an_existing_event(sqlite_url, tmp_path):
     assert _verify(sqlite_url)[0] == 0
     chat("bob@example.com", "request analytics-read for 1d", db=sqlite_url, files=files)  # appends still work
     assert _verify(sqlite_url)[0] == 0
+
+
+def test_sqlite_refuses_a_replace_on_an_events_hidden_rowid(sqlite_url, tmp_path):
+    """``seq`` is a BIGINT primary key, not an alias of SQLite's rowid: the table has a second key. A REPLACE
+    naming an event's rowid with a free seq removed the event (the conflict resolved as a delete no guard
+    sees), and a second one put a forged event back under the old seq."""
+    files = copy_examples(tmp_path)
+    chat("bob@example.com", "request staging-admin for 1h", db=sqlite_url, files=files)
+    columns = "seq, ts, type, actor, request_id, profile, data, prev_hash, hash"
+    engine = make_sync_engine(sqlite_url)
+    try:
+        with engine.connect() as conn:
+            row = dict(conn.execute(text(f"SELECT rowid AS r, {columns} FROM audit_events WHERE seq = 1"))
+                       .mappings().one())
+        for seq in (10**9, 1):
+            with pytest.raises(Exception, match="append-only"), engine.begin() as conn:
+                conn.execute(text(f"INSERT OR REPLACE INTO audit_events (rowid, {columns}) VALUES (:r, :seq, :ts, "
+                                  ":type, 'mallory@example.com', :request_id, :profile, :data, :prev_hash, :hash)"),
+                             {**row, "seq": seq})
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT actor FROM audit_events WHERE seq = 1")).scalar() == row["actor"]
+            assert conn.execute(text("SELECT count(*) FROM audit_events WHERE seq = :s"), {"s": 10**9}).scalar() == 0
+    finally:
+        engine.dispose()
+    assert _verify(sqlite_url)[0] == 0

@@ -206,3 +206,30 @@ async def test_the_version_trigger_writes_its_own_schema_whatever_the_writers_se
         finally:
             engine.dispose()
         assert GROUP not in await _groups(h.app, ALICE)
+
+
+async def test_the_search_path_given_to_the_trigger_is_its_tables_schema(pg_url, tmp_path):
+    """0010 gives the function the schema of ``compliance_state``, not the migrating connection's
+    ``current_schema()``: with a schema named after the migrating role (PostgreSQL's "secure schema usage
+    pattern", first in the default search path) that was another, empty one, and every membership write failed
+    in the trigger."""
+    from sqlalchemy import text
+
+    from store.db import make_sync_engine, upgrade
+
+    upgrade(pg_url, "0009_overlay_version_trigger")  # a database migrated before 0010
+    engine = make_sync_engine(pg_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("CREATE SCHEMA AUTHORIZATION CURRENT_USER"))
+        upgrade(pg_url)
+        with engine.connect() as conn:
+            config = conn.execute(text("SELECT proconfig FROM pg_proc WHERE proname = 'accessbot_overlay_version'")
+                                  ).scalar()
+        assert config == ["search_path=public, pg_temp"], config
+        async with harness(pg_url, tmp_path) as h:
+            directory = h.app.deps.providers["directory"]
+            await directory.add_member(GROUP, ALICE)
+            assert ALICE in await h.members(GROUP) and GROUP in await _groups(h.app, ALICE)
+    finally:
+        engine.dispose()

@@ -8,7 +8,7 @@ statement. The body now has nothing to conflict on: it updates the version row, 
 where it does not exist yet.
 
 On PostgreSQL the trigger function found ``compliance_state`` through the writer's search path; it
-now has the schema it was created in as its own (``pg_temp`` last, so no temporary table can stand in).
+now has that table's schema as its own (``pg_temp`` last, so no temporary table can stand in).
 
 Revision ID: 0010_overlay_version_any_writer
 Revises: 0009_overlay_version_trigger
@@ -35,10 +35,25 @@ def _sqlite_triggers(body: str) -> None:
                    f"ON directory_memberships BEGIN {body} END")
 
 
+# The function the trigger on directory_memberships runs, and the schema of the compliance_state table the
+# migrations created; not current_schema(), which a schema named after the migrating role (PostgreSQL's
+# "secure schema usage pattern", first in the default search path) would turn into another one.
+_PG_FUNCTION_AND_SCHEMA = """
+    SELECT t.tgfoid::regprocedure::text, n.nspname
+    INTO f, s
+    FROM pg_trigger t, pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE t.tgrelid = to_regclass('directory_memberships') AND t.tgname = 'directory_memberships_version'
+      AND c.oid = to_regclass('compliance_state');
+    IF f IS NULL OR s IS NULL THEN
+        RAISE EXCEPTION 'the overlay version trigger or compliance_state was not found';
+    END IF;
+"""
+
+
 def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        op.execute("DO $$ BEGIN EXECUTE format('ALTER FUNCTION accessbot_overlay_version() "
-                   "SET search_path = %I, pg_temp', current_schema()); END $$")
+        op.execute(f"DO $$ DECLARE f text; s text; BEGIN {_PG_FUNCTION_AND_SCHEMA} "
+                   "EXECUTE format('ALTER FUNCTION %s SET search_path = %I, pg_temp', f, s); END $$")
         return
     _sqlite_triggers(
         f"UPDATE compliance_state SET value = {VERSION}, updated_at = {NOW} WHERE key = '{KEY}'; "
@@ -48,7 +63,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        op.execute("ALTER FUNCTION accessbot_overlay_version() RESET search_path")
+        op.execute(f"DO $$ DECLARE f text; s text; BEGIN {_PG_FUNCTION_AND_SCHEMA} "
+                   "EXECUTE format('ALTER FUNCTION %s RESET search_path', f); END $$")
         return
     _sqlite_triggers(
         f"INSERT OR REPLACE INTO compliance_state (key, value, updated_at) VALUES ('{KEY}', {VERSION}, {NOW});")

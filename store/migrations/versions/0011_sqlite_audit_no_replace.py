@@ -1,9 +1,12 @@
 """SQLite refuses an insert over an existing audit event, so ``INSERT OR REPLACE`` cannot rewrite one
 
-``REPLACE`` (and ``INSERT OR REPLACE``) on a taken ``seq`` deletes the old row without firing a DELETE
+``REPLACE`` (and ``INSERT OR REPLACE``) on a taken key deletes the old row without firing a DELETE
 trigger (SQLite fires none for it unless ``recursive_triggers`` is on), then inserts the new one: 0006's
-guards never saw it. A BEFORE INSERT trigger refuses any insert whose ``seq`` is taken, whatever its
-conflict clause (a trigger's RAISE is not a conflict the clause can turn into IGNORE or REPLACE).
+guards never saw it. The table has two keys: ``seq``, and the hidden ``rowid`` (``seq`` is a BIGINT
+primary key, not an alias of it), so a REPLACE naming an event's rowid with a free seq removed the
+event. A BEFORE INSERT trigger refuses any insert whose ``seq`` or ``rowid`` is taken, whatever its
+conflict clause (a trigger's RAISE is not a conflict the clause can turn into IGNORE or REPLACE). An
+insert that names no rowid gets a new one (``NEW.rowid`` is then no existing rowid).
 PostgreSQL has no REPLACE, and its ``ON CONFLICT DO UPDATE`` fires the UPDATE guard of 0001.
 
 Revision ID: 0011_sqlite_audit_no_replace
@@ -23,8 +26,9 @@ def upgrade() -> None:
     if op.get_bind().dialect.name != "sqlite":
         return
     op.execute("CREATE TRIGGER IF NOT EXISTS audit_events_no_replace BEFORE INSERT ON audit_events "
-               "WHEN EXISTS (SELECT 1 FROM audit_events WHERE seq = NEW.seq) "
-               "BEGIN SELECT RAISE(ABORT, 'audit_events is append-only: an event with this seq exists'); END")
+               "WHEN EXISTS (SELECT 1 FROM audit_events WHERE seq = NEW.seq OR rowid = NEW.rowid) "
+               "BEGIN SELECT RAISE(ABORT, 'audit_events is append-only: an event with this seq or rowid exists'); "
+               "END")
 
 
 def downgrade() -> None:
