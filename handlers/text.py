@@ -23,7 +23,8 @@ C = TypeVar("C")
 
 
 def clean(text: str) -> str:
-    """Drop control characters and bidi marks and overrides, fold white space."""
+    """Drop control characters and bidi marks and overrides, fold white space; a lone UTF-16 surrogate
+    (half an emoji, which JSON can carry as ``\\ud83d`` but no UTF-8 store can hold) becomes U+FFFD."""
     out = []
     for ch in text[: MAX_TEXT * 2]:
         code = ord(ch)
@@ -31,6 +32,8 @@ def clean(text: str) -> str:
             out.append(" ")
         elif code < 32 or 127 <= code <= 159 or code in _DROP:
             continue
+        elif 0xD800 <= code <= 0xDFFF:
+            out.append("\ufffd")
         else:
             out.append(ch)
     return re.sub(r"\s+", " ", "".join(out)).strip()

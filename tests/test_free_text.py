@@ -28,3 +28,21 @@ async def test_commands_built_by_a_channel_are_cleaned_once(sqlite_url, tmp_path
         assert by_type["approval.granted"]["comment"] == "fine"
         assert by_type["request.extension_requested"]["justification"] == "more time please"
         assert by_type["grant.revoked"]["comment"] == "left the team"
+
+
+def test_a_lone_surrogate_becomes_the_replacement_character() -> None:
+    """Half an emoji (JSON can carry ``\\ud83d`` alone) cannot be stored as UTF-8: it becomes U+FFFD, a whole
+    emoji stays as it is."""
+    from handlers.text import clean
+
+    assert clean("looks good \ud83d") == "looks good \ufffd"
+    assert clean("\udc00 ok \U0001f600") == "\ufffd ok \U0001f600"
+    assert clean("looks good \ud83d").encode("utf-8")
+
+
+async def test_a_comment_with_half_an_emoji_is_recorded_through_the_cli_service(database_url, tmp_path) -> None:
+    async with harness(database_url, tmp_path) as h:
+        await h.say("bob@example.com", "request staging-admin for 1h")
+        reply = await h.say("mark.mgr@example.com", "approve REQ-1 looks good \ud83d")
+        assert reply.ok, reply.text
+        assert (await h.request(1)).state == "active"

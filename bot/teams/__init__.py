@@ -86,7 +86,8 @@ def make_handler(channel: TeamsChannel) -> Any:
             activity = Activity.model_validate(body) if isinstance(body, dict) else None
         except Exception:
             activity = None
-        if activity is None or not activity.type or not activity.conversation or not activity.conversation.id:
+        if activity is None or not activity.type or not activity.conversation or not activity.conversation.id \
+                or activity.recipient is None:  # the Bot Connector always names the conversation and the bot
             return web.json_response({"error": "not an activity"}, status=400)
         identity = ClaimsIdentity()  # emulator mode: anonymous
         if channel.gate.mode == SECURED:

@@ -34,6 +34,17 @@ from handlers.reviews.views import batch_view
 from handlers.views import Reply
 
 
+def activity_tenant(activity: Activity) -> str | None:
+    """``channelData.tenant.id``, else ``conversation.tenantId``; None when neither is there as it should be (the
+    gate admitted the activity on its tenants: a malformed ``channelData`` is no reason to fail its turn)."""
+    channel_data = activity.channel_data if isinstance(activity.channel_data, dict) else {}
+    tenant = channel_data.get("tenant")
+    found = tenant.get("id") if isinstance(tenant, dict) else None
+    if isinstance(found, str) and found:
+        return found
+    return activity.conversation.tenant_id if activity.conversation else None
+
+
 def sender_object_id(context: TurnContext) -> str | None:
     """The sender's aadObjectId, which the audit record keeps beside the channel."""
     return getattr(context.activity.from_property, "aad_object_id", None)
@@ -68,8 +79,7 @@ class AccessBot(ActivityHandler):
     async def _remember_bot(self, context: TurnContext, ref: dict[str, Any]) -> None:
         """The service URL, tenant and bot account, for conversations the bot starts itself."""
         ref.pop("user", None)
-        channel_data = context.activity.channel_data if isinstance(context.activity.channel_data, dict) else {}
-        tenant = (channel_data.get("tenant") or {}).get("id") or context.activity.conversation.tenant_id
+        tenant = activity_tenant(context.activity)
         if tenant:
             ref["tenant"] = tenant
         await self.addresses.save(BOT_ADDRESS, ref)
@@ -115,8 +125,7 @@ class AccessBot(ActivityHandler):
         """A secret asked for in a channel or a group chat goes to the asker's personal chat; the conversation
         it was asked in hears only where it went (or where to ask), never the secret."""
         activity = context.activity
-        channel_data = activity.channel_data if isinstance(activity.channel_data, dict) else {}
-        tenant = (channel_data.get("tenant") or {}).get("id") or activity.conversation.tenant_id
+        tenant = activity_tenant(activity)
         bot = {"bot": activity.recipient.model_dump(by_alias=True, exclude_none=True, mode="json")
                if activity.recipient else None, "channelId": activity.channel_id,
                "serviceUrl": activity.service_url, "tenant": tenant}

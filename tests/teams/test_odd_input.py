@@ -1,0 +1,70 @@
+"""Input Teams can send but no store can hold, and activities malformed in their fields: a clear answer,
+never a 500 (both modes)."""
+
+from __future__ import annotations
+
+import json
+
+import aiohttp
+import pytest
+
+from tests.teams.conftest import APP_ID, TeamsHarness
+
+MARK = "mark.mgr@example.com"
+
+
+async def _post_raw(h: TeamsHarness, act: dict, secured: bool) -> tuple[int, bytes]:
+    headers = {"Content-Type": "application/json"}
+    if secured:
+        assert h.issuer is not None
+        headers["Authorization"] = "Bearer " + h.issuer.token(audience=APP_ID,
+                                                              service_url=act["serviceUrl"])
+    async with h.http.post(f"{h.url}/api/messages", data=json.dumps(act).encode(), headers=headers,
+                           timeout=aiohttp.ClientTimeout(total=30)) as r:
+        return r.status, await r.read()
+
+
+async def _surrogate_comment(h: TeamsHarness, secured: bool) -> None:
+    status, _ = await h.say("bob@example.com", "request staging-admin for 4h")
+    assert status == 200
+    act = h.activity("invoke_adaptive_card_action", MARK, replyToId="1763884850123")
+    # a lone surrogate: what JSON.stringify writes for a comment holding half an emoji ("\ud83d")
+    act["value"]["action"] = {"type": "Action.Execute", "verb": "approve",
+                              "data": {"request_id": 1, "comment": "looks good \ud83d"}}
+    status, body = await _post_raw(h, act, secured)
+    await h.idle()
+    assert status == 200, body
+    decisions = [e for e in await h.events("approval.granted")]
+    assert len(decisions) == 1 and "\ufffd" in json.dumps(decisions[0], ensure_ascii=False), decisions
+
+
+async def test_a_comment_with_a_lone_surrogate_is_not_a_500(teams: TeamsHarness) -> None:
+    await _surrogate_comment(teams, False)
+
+
+async def test_a_comment_with_a_lone_surrogate_is_not_a_500_secured(teams_secured: TeamsHarness) -> None:
+    await _surrogate_comment(teams_secured, True)
+
+
+MALFORMED = {
+    "channelData.tenant a string": lambda a: a["channelData"].__setitem__("tenant", "x"),
+    "recipient null": lambda a: a.__setitem__("recipient", None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+async def test_a_malformed_activity_is_not_a_500(teams: TeamsHarness, case: str) -> None:
+    act = teams.activity("invoke_adaptive_card_action", MARK)
+    MALFORMED[case](act)
+    status, body = await _post_raw(teams, act, False)
+    await teams.idle()
+    assert status < 500, body
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+async def test_a_malformed_activity_is_not_a_500_secured(teams_secured: TeamsHarness, case: str) -> None:
+    act = teams_secured.activity("invoke_adaptive_card_action", MARK)
+    MALFORMED[case](act)
+    status, body = await _post_raw(teams_secured, act, True)
+    await teams_secured.idle()
+    assert status < 500, body
