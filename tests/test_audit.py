@@ -141,3 +141,22 @@ def test_sqlite_refuses_a_replace_on_an_events_hidden_rowid(sqlite_url, tmp_path
     finally:
         engine.dispose()
     assert _verify(sqlite_url)[0] == 0
+
+
+def test_a_row_planted_at_rowid_minus_one_does_not_stop_the_audit_log(sqlite_url, tmp_path):
+    """SQLite shows an insert that names no rowid (every insert of the bot) to a BEFORE INSERT trigger with
+    ``NEW.rowid`` -1: the guard compares rowids above 0 only, so a row planted at -1 does not refuse every
+    later event."""
+    files = copy_examples(tmp_path)
+    chat("bob@example.com", "request staging-admin for 1h", db=sqlite_url, files=files)
+    engine = make_sync_engine(sqlite_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO audit_events (rowid, seq, ts, type, actor, request_id, profile, data, prev_hash, hash) "
+                "SELECT -1, 10000000000, ts, type, 'mallory@example.com', request_id, profile, data, prev_hash, "
+                "hash FROM audit_events WHERE seq = 1"))
+    finally:
+        engine.dispose()
+    out = chat("bob@example.com", "request analytics-read for 1d", db=sqlite_url, files=files)
+    assert "append-only" not in out and "REQ-2" in out, out

@@ -71,6 +71,15 @@ def _refuse(refusal: Refusal) -> web.Response:
     return web.json_response({"error": refusal.error}, status=refusal.status)
 
 
+def _text(value: Any) -> bool:
+    """Text UTF-8 can carry: no lone surrogate."""
+    try:
+        str(value).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return value is not None
+
+
 def make_handler(channel: TeamsChannel) -> Any:
     async def messages(request: web.Request) -> web.StreamResponse:
         refusal = channel.gate.door(request.remote, request.headers)
@@ -87,7 +96,9 @@ def make_handler(channel: TeamsChannel) -> Any:
         except Exception:
             activity = None
         if activity is None or not activity.type or not activity.conversation or not activity.conversation.id \
-                or activity.recipient is None:  # the Bot Connector always names the conversation and the bot
+                or activity.recipient is None or not _text(activity.channel_id):
+            # the Bot Connector always names the conversation, the bot and the channel (in text: the SDK's own
+            # type for channelId takes half an emoji, which its conversation reference then refuses)
             return web.json_response({"error": "not an activity"}, status=400)
         identity = ClaimsIdentity()  # emulator mode: anonymous
         if channel.gate.mode == SECURED:

@@ -68,3 +68,28 @@ async def test_a_malformed_activity_is_not_a_500_secured(teams_secured: TeamsHar
     status, body = await _post_raw(teams_secured, act, True)
     await teams_secured.idle()
     assert status < 500, body
+
+
+def _surrogate_channel(h: TeamsHarness, kind: str) -> dict:
+    if kind == "message":
+        act = h.activity("message_personal", "bob@example.com", text="help")
+    else:
+        act = h.activity("invoke_adaptive_card_action", "bob@example.com", replyToId="1763884850123")
+        act["value"]["action"] = {"type": "Action.Execute", "verb": "refresh", "data": {"request_id": 1}}
+    act["channelId"] = "msteams\ud83d"  # the SDK's ChannelId type takes it; its conversation reference does not
+    return act
+
+
+@pytest.mark.parametrize("kind", ["message", "invoke"])
+async def test_a_channel_id_with_half_an_emoji_is_not_an_activity(teams: TeamsHarness, kind: str) -> None:
+    status, body = await _post_raw(teams, _surrogate_channel(teams, kind), False)
+    await teams.idle()
+    assert status == 400 and json.loads(body) == {"error": "not an activity"}, body
+
+
+@pytest.mark.parametrize("kind", ["message", "invoke"])
+async def test_a_channel_id_with_half_an_emoji_is_not_an_activity_secured(teams_secured: TeamsHarness,
+                                                                         kind: str) -> None:
+    status, body = await _post_raw(teams_secured, _surrogate_channel(teams_secured, kind), True)
+    await teams_secured.idle()
+    assert status == 400, body

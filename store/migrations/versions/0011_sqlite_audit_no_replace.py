@@ -6,7 +6,9 @@ guards never saw it. The table has two keys: ``seq``, and the hidden ``rowid`` (
 primary key, not an alias of it), so a REPLACE naming an event's rowid with a free seq removed the
 event. A BEFORE INSERT trigger refuses any insert whose ``seq`` or ``rowid`` is taken, whatever its
 conflict clause (a trigger's RAISE is not a conflict the clause can turn into IGNORE or REPLACE). An
-insert that names no rowid gets a new one (``NEW.rowid`` is then no existing rowid).
+insert that names no rowid, as every insert of the bot, gets a new one: the trigger then sees
+``NEW.rowid`` as -1, so only a rowid above 0 is compared (none of the events' rowids is ever 0 or
+below, and a row planted at -1 must not stop every later insert).
 PostgreSQL has no REPLACE, and its ``ON CONFLICT DO UPDATE`` fires the UPDATE guard of 0001.
 
 Revision ID: 0011_sqlite_audit_no_replace
@@ -26,7 +28,7 @@ def upgrade() -> None:
     if op.get_bind().dialect.name != "sqlite":
         return
     op.execute("CREATE TRIGGER IF NOT EXISTS audit_events_no_replace BEFORE INSERT ON audit_events "
-               "WHEN EXISTS (SELECT 1 FROM audit_events WHERE seq = NEW.seq OR rowid = NEW.rowid) "
+               "WHEN EXISTS (SELECT 1 FROM audit_events WHERE seq = NEW.seq OR (NEW.rowid > 0 AND rowid = NEW.rowid)) "
                "BEGIN SELECT RAISE(ABORT, 'audit_events is append-only: an event with this seq or rowid exists'); "
                "END")
 
