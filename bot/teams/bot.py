@@ -211,12 +211,8 @@ class AccessBot(ActivityHandler):
         A body that is still a model (the SDK's answers to a malformed invoke keep theirs undumped) is
         written in its JSON form, as the SDK writes an answer it dumps itself.
         """
-        body = response.body
-        if isinstance(body, BaseModel):
-            body = AccessBot._wire(body)
-        if body is None:
-            return {"status": response.status} if response.status is not None else {}
-        return {"status": response.status, "body": body} if response.status is not None else {"body": body}
+        body = AccessBot._wire(response.body) if isinstance(response.body, BaseModel) else response.body
+        return {k: v for k, v in (("status", response.status), ("body", body)) if v is not None}
 
     @staticmethod
     def _wire(body: BaseModel) -> Any:
