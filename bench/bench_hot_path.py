@@ -45,7 +45,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_lifecycle import PgReplay, SqliteReplay, Statement, _is_txn, record  # noqa: E402
+from bench.bench_lifecycle import PgReplay, SqliteReplay, Statement, _is_txn, matched_differ, record  # noqa: E402
 from bot.bootstrap import build_app  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from bot.teams.invoke import InvokeHandler, click_scope  # noqa: E402
@@ -148,10 +148,11 @@ async def _replay(statements: list[Statement], spans: list[tuple[str, int, int]]
     try:
         for key in sorted({s[3] for s in statements}):  # the connections open before any span is timed
             await replay("SELECT 1", None, False, key)
+        replay.matched.clear()
         while i < len(statements):
             name, end = starts.get(i, (None, i + 1))
             began = time.perf_counter()
-            for sql, params, many, key in statements[i:end]:
+            for sql, params, many, key, _ in statements[i:end]:
                 await replay(sql, params, many, key)
             if name is not None:
                 times[name].append((time.perf_counter() - began) * 1000)
@@ -174,6 +175,10 @@ async def measured(url: str, floor_url: str, directory: str, n: int, overlay: in
     replay = (SqliteReplay(floor_url.split("///", 1)[1]) if floor_url.startswith("sqlite")
               else PgReplay(floor_url))
     floor = await _replay(statements, timings.spans, replay)
+    differ = matched_differ(statements, replay.matched)
+    if differ:  # the floor did other work than ours: no ratio to it
+        print(f"bare SQL diverged ({url.split(':', 1)[0]}): {differ}")
+        floor = {c: [] for c in CLICKS}
     counts = {c: statistics.fmean([sum(1 for s in statements[a:b] if not _is_txn(s[0]))
                                    for name, a, b in timings.spans if name == c]) for c in CLICKS}
     return timings, floor, counts

@@ -47,7 +47,12 @@ class Clock:
         return self.at
 
 
-Statement = tuple[str, Any, bool, int]  # (SQL as the driver got it, parameters, executemany, connection)
+# (SQL as the driver got it, parameters, executemany, connection, rows a write matched or -1)
+Statement = tuple[str, Any, bool, int, int]
+
+
+def writes(sql: str) -> bool:
+    return sql.lstrip()[:6].upper() in ("INSERT", "UPDATE", "DELETE")
 
 
 def record(engine: Any, backend: str, into: list[Statement]) -> None:
@@ -66,9 +71,20 @@ def record(engine: Any, backend: str, into: list[Statement]) -> None:
     def of(conn: Any) -> int:
         return number(conn.connection.dbapi_connection)
 
+    sent: dict[int, int] = {}  # a connection's statement waiting for its row count: its place in ``into``
+
     @event.listens_for(engine, "before_cursor_execute")
     def statement(conn: Any, cursor: Any, sql: str, params: Any, context: Any, many: bool) -> None:
-        into.append((sql, params, many, of(conn)))
+        key = of(conn)
+        sent[key] = len(into)
+        into.append((sql, params, many, key, -1))
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def done(conn: Any, cursor: Any, sql: str, params: Any, context: Any, many: bool) -> None:
+        at = sent.pop(of(conn), None)
+        rowcount = getattr(cursor, "rowcount", -1)
+        if at is not None and writes(sql) and isinstance(rowcount, int) and rowcount >= 0:
+            into[at] = (*into[at][:4], rowcount)
 
     def autocommit(conn: Any) -> bool:  # the store's reads send no BEGIN and no COMMIT (store/repository.py)
         return sends_no_begin(conn)
@@ -76,21 +92,21 @@ def record(engine: Any, backend: str, into: list[Statement]) -> None:
     @event.listens_for(engine, "commit")
     def commit(conn: Any) -> None:
         if not autocommit(conn):
-            into.append(("COMMIT", None, False, of(conn)))
+            into.append(("COMMIT", None, False, of(conn), -1))
 
     @event.listens_for(engine, "rollback")
     def rollback(conn: Any) -> None:
-        into.append(("ROLLBACK", None, False, of(conn)))
+        into.append(("ROLLBACK", None, False, of(conn), -1))
 
     @event.listens_for(engine.pool, "reset")
     def reset(dbapi_conn: Any, record: Any, reset_state: Any) -> None:
-        into.append(("ROLLBACK", None, False, number(dbapi_conn)))
+        into.append(("ROLLBACK", None, False, number(dbapi_conn), -1))
 
     if backend == "postgresql":  # SQLite's BEGIN is a statement already (store/db.py)
         @event.listens_for(engine, "begin")
         def begin(conn: Any) -> None:
             if not autocommit(conn):
-                into.append(("BEGIN", None, False, of(conn)))
+                into.append(("BEGIN", None, False, of(conn), -1))
 
 
 async def run(url: str, cycles: int, recorded: list[Statement] | None = None) -> float:
@@ -140,6 +156,7 @@ class PgReplay:
         self.url = url.replace("postgresql+asyncpg://", "postgresql://")
         self.conns: dict[int, Any] = {}
         self.commits = 0  # COMMITs that ended a transaction
+        self.matched: list[int] = []  # the rows each write matched (-1: not a write, or not told)
 
     async def __call__(self, sql: str, params: Any, many: bool, key: int) -> None:
         import asyncpg
@@ -150,14 +167,22 @@ class PgReplay:
             await conn.execute(f"SET lock_timeout = {LOCK_WAIT_MS}")
         word = _is_txn(sql)
         if needless(word, conn.is_in_transaction()):
+            self.matched.append(-1)
             return
         self.commits += word == "COMMIT"
         if many:
             await conn.executemany(sql, params)
+            self.matched.append(-1)
+        elif writes(sql) and " RETURNING " not in sql.upper():
+            status = await conn.execute(sql, *(params or ()))  # "UPDATE 3", "INSERT 0 1"
+            tail = status.rsplit(" ", 1)[-1]
+            self.matched.append(int(tail) if tail.isdigit() else -1)
         elif params:
-            await conn.fetch(sql, *params)
+            rows = await conn.fetch(sql, *params)
+            self.matched.append(len(rows) if writes(sql) else -1)
         else:
             await conn.execute(sql)
+            self.matched.append(-1)
 
     async def close(self) -> None:
         for conn in self.conns.values():
@@ -171,6 +196,7 @@ class SqliteReplay:
         self.path = path
         self.conns: dict[int, Any] = {}
         self.commits = 0  # COMMITs that ended a transaction
+        self.matched: list[int] = []  # the rows each write matched (-1: not a write)
 
     def connection(self, key: int) -> Any:
         import sqlite3
@@ -190,42 +216,44 @@ class SqliteReplay:
         conn = self.connection(key)
         word = _is_txn(sql)
         if needless(word, conn.in_transaction):
+            self.matched.append(-1)
             return
         self.commits += word == "COMMIT"
-        if many:
-            conn.executemany(sql, params)
-        else:
-            conn.execute(sql, params or ()).fetchall()
+        cursor = conn.executemany(sql, params) if many else conn.execute(sql, params or ())
+        cursor.fetchall()
+        self.matched.append(cursor.rowcount if writes(sql) else -1)
 
     async def close(self) -> None:
         for conn in self.conns.values():
             conn.close()
 
 
-async def replay_pg(url: str, statements: list[Statement]) -> tuple[float, int]:
-    """(seconds, COMMITs that ended a transaction)."""
+Replayed = tuple[float, int, list[int]]  # (seconds, COMMITs that ended a transaction, rows each write matched)
+
+
+async def replay_pg(url: str, statements: list[Statement]) -> Replayed:
     replay = PgReplay(url)
     try:
         for key in sorted({s[3] for s in statements}):  # the connections open before the clock starts
             await replay("SELECT 1", None, False, key)
         started = time.perf_counter()
-        for sql, params, many, key in statements:
+        replay.matched.clear()
+        for sql, params, many, key, _ in statements:
             await replay(sql, params, many, key)
-        return time.perf_counter() - started, replay.commits
+        return time.perf_counter() - started, replay.commits, replay.matched
     finally:
         await replay.close()
 
 
-def replay_sqlite(path: str, statements: list[Statement]) -> tuple[float, int]:
-    """(seconds, COMMITs that ended a transaction)."""
+def replay_sqlite(path: str, statements: list[Statement]) -> Replayed:
     replay = SqliteReplay(path)
     try:
         for key in {s[3] for s in statements}:
             replay.connection(key)
         started = time.perf_counter()
-        for sql, params, many, key in statements:
+        for sql, params, many, key, _ in statements:
             replay.run(sql, params, many, key)
-        return time.perf_counter() - started, replay.commits
+        return time.perf_counter() - started, replay.commits, replay.matched
     finally:
         for conn in replay.conns.values():
             conn.close()
@@ -236,28 +264,45 @@ async def measured(url: str, floor_url: str, cycles: int) -> tuple[float, float 
 
     The replay is a floor only if it did our work: every transaction we committed committed there
     too (not cut short by a ROLLBACK of another connection, its writes not autocommitted one by one),
-    and its database ends with the rows ours ended with."""
+    every write matched as many rows as ours did, and its database ends with the rows ours ended with."""
     statements: list[Statement] = []
     app_s = await run(url, cycles, statements)
     await run(floor_url, cycles)  # the floor's database, brought to the same starting state
     floor_s: float | str
     try:
         if floor_url.startswith("sqlite"):
-            floor_s, commits = replay_sqlite(floor_url.split("///", 1)[1], statements)
+            floor_s, commits, matched = replay_sqlite(floor_url.split("///", 1)[1], statements)
         else:
-            floor_s, commits = await replay_pg(floor_url, statements)
+            floor_s, commits, matched = await replay_pg(floor_url, statements)
     except Exception as exc:  # the figure without its floor says so rather than vanish
         return app_s, f"replay failed: {type(exc).__name__}: {exc}"[:300], len(statements)
     ours_commits = sum(1 for s in statements if s[0] == "COMMIT")
     if commits != ours_commits:
         return app_s, f"replay diverged: {commits} transactions committed where ours committed {ours_commits}", \
             len(statements)
+    differ = matched_differ(statements, matched)
+    if differ:
+        return app_s, f"replay diverged: {differ}", len(statements)
     ours, bare = await row_counts(url), await row_counts(floor_url)
     if ours != bare:
         differ = sorted(name for name in ours.keys() | bare.keys() if ours.get(name) != bare.get(name))
         floor_s = "replay diverged: rows differ in " + ", ".join(
             f"{name} ({ours.get(name)} vs {bare.get(name)})" for name in differ)
     return app_s, floor_s, len(statements)
+
+
+def matched_differ(statements: list[Statement], matched: list[int]) -> str | None:
+    """Where a replayed write matched other rows than ours (an UPDATE that matched nothing), or None.
+
+    A write whose count one side was not told (-1) is not compared; the rows checked at the end cover it."""
+    if len(matched) != len(statements):
+        return f"{len(matched)} statements replayed of {len(statements)}"
+    off = [(s[0], s[4], m) for s, m in zip(statements, matched, strict=True) if s[4] >= 0 and m >= 0 and s[4] != m]
+    checked = sum(1 for s, m in zip(statements, matched, strict=True) if s[4] >= 0 and m >= 0)
+    if not off:
+        return None if checked else "no write's row count was compared"
+    sql, ours, bare = off[0]
+    return f"{len(off)} writes matched other row counts, first {' '.join(sql.split())[:80]!r} ({ours} vs {bare})"
 
 
 async def row_counts(url: str) -> dict[str, int]:

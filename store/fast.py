@@ -20,7 +20,9 @@ refresh sends four of them and a decision a dozen, so that layer was most of a c
   cancelled part-way throws its connection away (a transaction half begun must not go back to the
   pool). A missing parameter is refused, not sent as NULL.
 - Listeners of ``before_cursor_execute`` / ``after_cursor_execute`` (the statement budget tests,
-  the benchmarks' recorders) see these statements as they see any other.
+  the benchmarks' recorders) see these statements as they see any other; the cursor an
+  ``after_cursor_execute`` listener gets carries only ``rowcount`` (the rows a write matched, -1
+  for a read, as the DBAPI says).
 
 Any other driver (aiosqlite's own thread, an in-memory database) goes through ``Connection.execute``.
 """
@@ -108,6 +110,7 @@ class Driver:
         # RETURNING came with SQLite 3.35; older libraries take the new ids through SQLAlchemy
         self.returns = kind == "asyncpg" or sqlite3.sqlite_version_info >= (3, 35)
         self._cursor: tuple[Any, Any] | None = None  # (the SQLite adapter it belongs to, the cursor)
+        self._rowcount = -1  # the rows the last write matched (-1 after a read)
 
     @classmethod
     async def of(cls, conn: AsyncConnection) -> Driver | None:
@@ -151,8 +154,9 @@ class Driver:
             await greenlet_spawn(self._handle, exc, sql, args)
             raise  # not reached: the handler raises
         if dispatch.after_cursor_execute:
+            done = Done(self._rowcount)
             for fn in dispatch.after_cursor_execute:
-                fn(self.sync, None, sql, args, None, False)
+                fn(self.sync, done, sql, args, None, False)
         return rows
 
     def _handle(self, exc: BaseException, sql: str, args: Any) -> None:
@@ -168,23 +172,40 @@ class Driver:
             self._cursor = (adapter, await inline._execute(inline._conn.cursor))
         cursor = self._cursor[1]
         if fetch and not write:
+            self._rowcount = -1
             return await inline._read(cursor, sql, args)
         await inline._execute(cursor.execute, sql, args)
-        return cursor.fetchall() if fetch else []  # type: ignore[no-any-return]
+        rows = cursor.fetchall() if fetch else []
+        self._rowcount = cursor.rowcount  # after the RETURNING rows are read: SQLite counts them as it steps
+        return rows  # type: ignore[no-any-return]
 
-    @staticmethod
-    async def _asyncpg(adapter: Any, sql: str, args: tuple[Any, ...], fetch: bool) -> list[Any]:
+    async def _asyncpg(self, adapter: Any, sql: str, args: tuple[Any, ...], fetch: bool) -> list[Any]:
         async with adapter._execute_mutex:
             if adapter._transaction is None:
                 await adapter._start_transaction()  # nothing on an autocommit (read) connection
             try:
                 if fetch:
-                    return list(await adapter._connection.fetch(sql, *args))
-                await adapter._connection.execute(sql, *args)
+                    rows = list(await adapter._connection.fetch(sql, *args))
+                    self._rowcount = len(rows) if _writes(sql) else -1
+                    return rows
+                status = await adapter._connection.execute(sql, *args)  # "UPDATE 3", "INSERT 0 1"
+                tail = status.rsplit(" ", 1)[-1] if isinstance(status, str) else ""
+                self._rowcount = int(tail) if tail.isdigit() else -1
                 return []
             except Exception as exc:
                 adapter._handle_exception(exc)  # raises the adapter's DBAPI error, as its cursor does
                 raise
+
+
+@dataclass(frozen=True)
+class Done:
+    """What an ``after_cursor_execute`` listener gets as the cursor of a statement run here."""
+
+    rowcount: int
+
+
+def _writes(sql: str) -> bool:
+    return sql.lstrip()[:6].upper() in ("INSERT", "UPDATE", "DELETE")
 
 
 async def _adapter(conn: AsyncConnection) -> Any:

@@ -81,11 +81,47 @@ def test_lifecycle_floor_replays_each_connection_on_its_own(tmp_path: Path) -> N
         ours_commits = sum(1 for s in statements if s[0] == "COMMIT")
         for name in ("apart", "together"):
             await b.run(f"sqlite:///{tmp_path}/{name}.db", 5)
-        _, apart = b.replay_sqlite(str(tmp_path / "apart.db"), statements)
-        _, together = b.replay_sqlite(str(tmp_path / "together.db"), [(*s[:3], 0) for s in statements])
+        _, apart, matched = b.replay_sqlite(str(tmp_path / "apart.db"), statements)
+        _, together, _ = b.replay_sqlite(str(tmp_path / "together.db"), [(*s[:3], 0, s[4]) for s in statements])
         assert apart == ours_commits
+        assert b.matched_differ(statements, matched) is None
         assert together < ours_commits
         assert await b.row_counts(f"sqlite:///{tmp_path}/ours.db") == await b.row_counts(
             f"sqlite:///{tmp_path}/apart.db")
+
+    asyncio.run(scenario())
+
+
+def test_lifecycle_floor_refuses_a_write_that_matched_other_rows(tmp_path: Path) -> None:
+    """An UPDATE replayed on the floor that matches nothing leaves every table's row count as ours: only the
+    rows each write matched tell. The recording keeps them (through SQLAlchemy and the driver path alike), and
+    a replay whose write matched other rows is no floor."""
+    import asyncio
+
+    sys.path.insert(0, str(ROOT))
+    from bench import bench_lifecycle as b
+
+    async def scenario() -> None:
+        statements: list = []
+        await b.run(f"sqlite:///{tmp_path}/ours.db", 3, statements)
+        counted = [s for s in statements if s[4] >= 0]
+        assert any(s[0].lstrip().upper().startswith("UPDATE") and s[4] > 0 for s in counted)
+        assert any(s[0].lstrip().upper().startswith("INSERT") and s[4] > 0 for s in counted)
+        await b.run(f"sqlite:///{tmp_path}/same.db", 3)
+        _, _, matched = b.replay_sqlite(str(tmp_path / "same.db"), statements)
+        assert b.matched_differ(statements, matched) is None
+
+        at = next(i for i, s in enumerate(statements)
+                  if s[0].lstrip().upper().startswith("UPDATE") and s[4] > 0 and " WHERE " in s[0].upper()
+                  and "RETURNING" not in s[0].upper())
+        sql, params, many, key, rows = statements[at]
+        broken = [*statements[:at], (sql + " AND 0 = 1", params, many, key, rows), *statements[at + 1:]]
+        await b.run(f"sqlite:///{tmp_path}/broken.db", 3)
+        _, commits, matched = b.replay_sqlite(str(tmp_path / "broken.db"), broken)
+        assert commits == sum(1 for s in statements if s[0] == "COMMIT")
+        assert await b.row_counts(f"sqlite:///{tmp_path}/ours.db") == await b.row_counts(
+            f"sqlite:///{tmp_path}/broken.db")
+        differ = b.matched_differ(broken, matched)
+        assert differ is not None and "1 writes matched other row counts" in differ and f"({rows} vs 0)" in differ
 
     asyncio.run(scenario())

@@ -140,3 +140,30 @@ async def test_statement_listeners_see_the_driver_statements(database_url: str) 
     finally:
         event.remove(store.engine.sync_engine, "before_cursor_execute", before)
         await store.close()
+
+
+async def test_after_listeners_get_the_rows_a_driver_write_matched(database_url: str) -> None:
+    """The benchmarks compare the rows each write matched with their bare replay's: the driver path tells them."""
+    store, n = await _filled(database_url)
+    seen: list[tuple[str, str, int]] = []
+
+    def after(conn, cursor, sql, params, context, many) -> None:  # type: ignore[no-untyped-def]
+        seen.append((sql.split()[0].upper(), type(cursor).__name__, cursor.rowcount))
+
+    event.listen(store.engine.sync_engine, "after_cursor_execute", after)
+    try:
+        async with store.read() as repo:
+            await repo.get_request(n)
+        async with store.write() as repo:
+            op = await repo.get_op(3)
+            assert op is not None
+            op.status = "done"
+            await repo.save_op(op)
+            await repo.set_membership("sg-prod-db-read", "eve@example.com", True, AT)
+        driven = [s for s in seen if s[1] == "Done"]
+        assert ("SELECT", "Done", -1) in driven
+        assert ("UPDATE", "Done", 1) in driven or ("INSERT", "Done", 1) in driven, seen
+        assert all(count == 1 for word, _, count in driven if word in ("UPDATE", "INSERT")), seen
+    finally:
+        event.remove(store.engine.sync_engine, "after_cursor_execute", after)
+        await store.close()
