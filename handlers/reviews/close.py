@@ -13,6 +13,7 @@ intent; the provider calls run as every other operation does; the last transacti
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -61,7 +62,7 @@ async def close_campaign(deps: Deps, campaign_id: int, now: datetime, *, actor: 
         if review is not None and review.sign_off and removals:
             campaign.state, campaign.signoff = SIGNOFF, "pending"
             await repo.save_campaign(campaign)
-            approvers = signoff_pool(deps, campaign, 0)
+            approvers = signoff_pool(deps, campaign, 0, concerned_by(removals))
             await repo.append("review.signoff_requested", actor=actor, ts=now, data={
                 "review_id": campaign.ref, "removals": len(removals), "step": 1, "approvers": sorted(approvers)})
             notices += signoff_notices(campaign, removals, approvers)
@@ -123,24 +124,35 @@ async def held_removals(deps: Deps, campaign_id: int) -> int:
         return sum(i.state == OPEN for i in await repo.items(campaign_id))
 
 
-def signoff_pool(deps: Deps, campaign: CampaignRecord, step: int) -> set[str]:
+def signoff_pool(deps: Deps, campaign: CampaignRecord, step: int, concerned: Collection[str] = ()) -> set[str]:
+    """Who may sign step ``step`` off: its approvers, less the ``concerned`` (people whose own membership is on
+    the removal list: as the person reviewed never decides their own item, they never sign its removal)."""
     review = deps.policy.review(campaign.review)
     if review is None or step >= len(review.sign_off):
         return set()
     s = review.sign_off[step]
     if s.kind == "user" and s.user:
-        return {s.user.lower()}
-    return set(deps.policy.approver_groups.get(s.group or "", ())) if s.group else set(deps.policy.security_members())
+        pool = {s.user.lower()}
+    elif s.group:
+        pool = set(deps.policy.approver_groups.get(s.group, ()))
+    else:
+        pool = set(deps.policy.security_members())
+    return pool - {c.lower() for c in concerned}
 
 
-def signoff_need(deps: Deps, campaign: CampaignRecord, step: int) -> int:
+def signoff_need(deps: Deps, campaign: CampaignRecord, step: int, concerned: Collection[str] = ()) -> int:
     review = deps.policy.review(campaign.review)
     s = review.sign_off[step] if review and step < len(review.sign_off) else None
     if s is None:
         return 1
     if s.kind == "all_of":
-        return max(1, len(signoff_pool(deps, campaign, step)))
+        return max(1, len(signoff_pool(deps, campaign, step, concerned)))
     return s.n if s.kind == "n_of" else 1
+
+
+def concerned_by(removals: list[ItemRecord]) -> set[str]:
+    """The people whose own memberships a removal list ends."""
+    return {i.user.lower() for i in removals}
 
 
 def signoff_notices(campaign: CampaignRecord, removals: list[ItemRecord], approvers: set[str]) -> list[Notice]:

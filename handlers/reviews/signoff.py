@@ -10,6 +10,7 @@ from handlers.reviews.campaign import repo_of
 from handlers.reviews.close import (
     HELD,
     close_campaign,
+    concerned_by,
     release,
     signoff_need,
     signoff_notices,
@@ -56,12 +57,18 @@ async def sign(deps: Deps, who: str, cmd: ReviewSignoff) -> Reply:
             return await refuse_in(repo, who, now, f"{word} {ref}", "no sign-off pending", ref,
                                    f"{ref} does not wait for a sign-off.", "not-pending")
         done = await repo.signoffs(cmd.campaign)
+        removals = [i for i in await repo.items(cmd.campaign) if i.state == OPEN]
+        concerned = concerned_by(removals)
+        if who in concerned:  # as the person reviewed never decides their own item
+            return await refuse_in(repo, who, now, f"{word} {ref}", "own membership on the removal list", ref,
+                                   f"Your own access is on the removal list of {ref}: another approver signs it "
+                                   "off.", "self-approval")
         review = deps.policy.review(campaign.review)
         steps = len(review.sign_off) if review else 0
         step = 0
-        while step < steps and sum(s.step == step for s in done) >= signoff_need(deps, campaign, step):
+        while step < steps and sum(s.step == step for s in done) >= signoff_need(deps, campaign, step, concerned):
             step += 1
-        pool = signoff_pool(deps, campaign, step)
+        pool = signoff_pool(deps, campaign, step, concerned)
         if who not in pool:
             return await refuse_in(repo, who, now, f"{word} {ref}", "not an approver of the open sign-off step",
                                    ref, f"You are not asked to sign off {ref}.", "not-approver")
@@ -82,13 +89,12 @@ async def sign(deps: Deps, who: str, cmd: ReviewSignoff) -> Reply:
             await deny_removals(repo, campaign, who, now)
             return Reply(text=f"{ref}: sign-off denied; nothing is removed and the campaign is closed.",
                          data={"review_id": ref})
-        satisfied = sum(s.step == step for s in done) + 1 >= signoff_need(deps, campaign, step)
+        satisfied = sum(s.step == step for s in done) + 1 >= signoff_need(deps, campaign, step, concerned)
         if satisfied and step + 1 < steps:
-            items = [i for i in await repo.items(cmd.campaign) if i.state == OPEN]
-            notices = signoff_notices(campaign, items, signoff_pool(deps, campaign, step + 1) - {who})
+            approvers = signoff_pool(deps, campaign, step + 1, concerned)
+            notices = signoff_notices(campaign, removals, approvers - {who})
             await repo.append("review.signoff_requested", actor=who, ts=now, data={
-                "review_id": ref, "removals": len(items), "step": step + 2,
-                "approvers": sorted(signoff_pool(deps, campaign, step + 1))})
+                "review_id": ref, "removals": len(removals), "step": step + 2, "approvers": sorted(approvers)})
         elif satisfied:  # the list is final: it passes the safety brake before anything is removed
             campaign.signoff, campaign.state = "approved", HELD
             await repo.save_campaign(campaign)

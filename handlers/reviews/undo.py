@@ -34,10 +34,23 @@ class ReviewUndoApprove:
     item: int
 
 
+async def _leaver(deps: Deps, campaign: int, number: int) -> str | None:
+    """The user of item ``number`` when the directory no longer knows them as active, else None.
+
+    Provisioning never adds an inactive person (SPEC §3.6); an undo is no way around that."""
+    async with deps.store.read() as raw:
+        item = next((i for i in await repo_of(raw).items(campaign) if i.number == number), None)
+    if item is None:
+        return None
+    person = await deps.person(item.user)
+    return item.user if person is None or not person.active else None
+
+
 async def request_undo(deps: Deps, who: str, cmd: ReviewUndo) -> Reply:
     ref = rv_id(cmd.campaign)
     now = deps.now()
     reason = (cmd.reason or "").strip()
+    leaver = await _leaver(deps, cmd.campaign, cmd.item) if reason else None
     async with deps.store.write() as raw:
         repo = repo_of(raw)
         if not reason:
@@ -50,6 +63,9 @@ async def request_undo(deps: Deps, who: str, cmd: ReviewUndo) -> Reply:
             return await refuse_in(repo, who, now, f"review undo {ref} {cmd.item}", "not a removed item", ref,
                                    f"Item {cmd.item} of {ref} was not removed by the review: nothing to undo.",
                                    "not-removed")
+        if leaver is not None and leaver == item.user:
+            return await refuse_in(repo, who, now, f"review undo {ref} {cmd.item}", "person not active", ref,
+                                   f"{item.user} is not an active user any more: the removal stands.", "inactive")
         if any(u.item == cmd.item and u.approved_by is None for u in await repo.undos(cmd.campaign)):
             return Reply(text=f"An undo of item {cmd.item} of {ref} already waits for approval.", ok=False,
                          kind="refusal", rule="pending")
@@ -69,6 +85,7 @@ async def request_undo(deps: Deps, who: str, cmd: ReviewUndo) -> Reply:
 async def approve_undo(deps: Deps, who: str, cmd: ReviewUndoApprove) -> Reply:
     ref = rv_id(cmd.campaign)
     now = deps.now()
+    leaver = await _leaver(deps, cmd.campaign, cmd.item)
     async with deps.store.write() as raw:
         repo = repo_of(raw)
         pending = next((u for u in await repo.undos(cmd.campaign) if u.item == cmd.item and u.approved_by is None),
@@ -81,6 +98,13 @@ async def approve_undo(deps: Deps, who: str, cmd: ReviewUndoApprove) -> Reply:
                                    "A second member of the security team approves an undo, not the one who asked.",
                                    "second-approver")
         item = next(i for i in await repo.items(cmd.campaign) if i.number == cmd.item)
+        if item.user.lower() == who:  # nobody approves their own access
+            return await refuse_in(repo, who, now, f"approve {ref} {cmd.item}", "own membership", ref,
+                                   f"The undo of item {cmd.item} of {ref} adds you back: another member of the "
+                                   "security team approves it.", "self-approval")
+        if leaver is not None and leaver == item.user:
+            return await refuse_in(repo, who, now, f"approve {ref} {cmd.item}", "person not active", ref,
+                                   f"{item.user} is not an active user any more: the removal stands.", "inactive")
         pending.approved_by, pending.approved_at = who, now
         await repo.save_undo(pending)
         await plan_membership_add(repo, item.provider, item.group, item.user, UNDO_REASON, now)

@@ -94,9 +94,11 @@ async def test_security_closes_now_grant_revoked_by_review_and_denied_signoff(da
         assert not reply.ok and reply.rule == "security-only"
         reply = await h.say("sam.sec@example.com", "review close RV-1")
         assert reply.ok and "sign-off of 6 removal(s)" in reply.text, reply.text  # if_not_reviewed: remove
-        reply = await h.say("sam.sec@example.com", "deny RV-1")
-        assert not reply.ok and reply.rule == "reason"
         reply = await h.say("sam.sec@example.com", "deny RV-1 because the defaults were not meant")
+        assert not reply.ok and reply.rule == "self-approval"  # sam's own membership is on the list
+        reply = await h.say("sasha.sec@example.com", "deny RV-1")
+        assert not reply.ok and reply.rule == "reason"
+        reply = await h.say("sasha.sec@example.com", "deny RV-1 because the defaults were not meant")
         assert reply.ok and "nothing is removed" in reply.text, reply.text
         (closed,) = await h.events("review.closed")
         assert closed["data"]["signoff"] == "denied" and closed["data"]["removed"] == 6

@@ -1,0 +1,82 @@
+"""Nobody decides on their own access in a review (SPEC §7, as in a request's chain, §2.1): not as the
+sign-off of a removal list that ends their own membership, not as the approver of an undo that adds them
+back. And an undo re-adds only an active person, as provisioning does (§3.6). Each refusal is recorded
+(``command.refused``) and changes nothing; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from tests.reviews.test_decisions import started
+from tests.support import harness
+
+
+async def test_a_signoff_approver_cannot_sign_the_removal_of_their_own_access(database_url, tmp_path):
+    async with harness(database_url, tmp_path) as h:
+        items = await started(h)
+        sam = items["sam.sec@example.com"].number  # reviewed by pat.lead; sam is on the security team
+        assert (await h.say("mark.mgr@example.com", "keep RV-1 all")).ok
+        assert (await h.say("sam.sec@example.com", "keep RV-1 all")).ok
+        assert (await h.say("pat.lead@example.com", "keep RV-1 all")).ok
+        assert (await h.say("pat.lead@example.com", f"remove RV-1 {sam} because left the platform team")).ok
+        reply = await h.say("sasha.sec@example.com", "review close RV-1")
+        assert reply.ok and "sign-off of 1 removal(s)" in reply.text, reply.text
+        asked = await h.events("review.signoff_requested")
+        assert "sam.sec@example.com" not in asked[-1]["data"]["approvers"]
+        assert "sasha.sec@example.com" in asked[-1]["data"]["approvers"]
+
+        for words in ("deny RV-1 because I still need it", "approve RV-1"):
+            reply = await h.say("sam.sec@example.com", words)
+            assert not reply.ok and reply.rule == "self-approval", reply.text
+        refused = await h.events("command.refused")
+        assert [e["data"]["reason"] for e in refused[-2:]] == ["own membership on the removal list"] * 2
+        assert await h.events("review.signoff") == [] and await h.events("review.closed") == []
+
+        assert (await h.say("sasha.sec@example.com", "approve RV-1")).ok
+        assert "sam.sec@example.com" not in await h.members("sg-prod-k8s-admin")
+        assert (await h.events("review.closed"))[-1]["data"]["signoff"] == "approved"
+
+
+async def test_the_person_an_undo_adds_back_may_not_approve_it(database_url, tmp_path):
+    async with harness(database_url, tmp_path) as h:
+        items = await started(h)
+        sam = items["sam.sec@example.com"].number
+        assert (await h.say("pat.lead@example.com", f"remove RV-1 {sam} because no longer on the platform team")).ok
+        assert (await h.say("sam.sec@example.com", "review close RV-1")).ok
+        assert (await h.say("sasha.sec@example.com", "approve RV-1")).ok  # the sign-off
+        assert "sam.sec@example.com" not in await h.members("sg-prod-k8s-admin")
+        assert (await h.say("sasha.sec@example.com", f"review undo RV-1 {sam} because asked nicely")).ok
+
+        reply = await h.say("sam.sec@example.com", f"approve RV-1 {sam}")
+        assert not reply.ok and reply.rule == "self-approval", reply.text
+        assert (await h.events("command.refused"))[-1]["data"]["reason"] == "own membership"
+        assert "sam.sec@example.com" not in await h.members("sg-prod-k8s-admin")
+        assert await h.events("review.undone") == []
+
+
+async def test_an_undo_does_not_add_back_a_person_who_is_no_longer_active(database_url, tmp_path):
+    async with harness(database_url, tmp_path) as h:
+        items = await started(h)
+        bob, alice = items["bob@example.com"].number, items["alice@example.com"].number
+        assert (await h.say("mark.mgr@example.com", "keep RV-1 all")).ok
+        assert (await h.say("mark.mgr@example.com", f"remove RV-1 {bob} {alice} because left the team")).ok
+        assert (await h.say("sam.sec@example.com", "keep RV-1 all")).ok
+        assert (await h.say("pat.lead@example.com", "keep RV-1 all")).ok
+        assert (await h.say("sam.sec@example.com", "review close RV-1")).ok
+        assert (await h.say("sasha.sec@example.com", "approve RV-1")).ok
+        assert "bob@example.com" not in await h.members("sg-prod-db-read")
+
+        # asked after bob left: refused at once
+        h.files.set_active("bob@example.com", False)
+        reply = await h.say("sam.sec@example.com", f"review undo RV-1 {bob} because removed by mistake")
+        assert not reply.ok and reply.rule == "inactive", reply.text
+        assert await h.events("review.undo_requested") == []
+
+        # asked while alice was active, approved after she left: refused, the removal stands
+        assert (await h.say("sam.sec@example.com", f"review undo RV-1 {alice} because removed by mistake")).ok
+        h.files.set_active("alice@example.com", False)
+        reply = await h.say("sasha.sec@example.com", f"approve RV-1 {alice}")
+        assert not reply.ok and reply.rule == "inactive", reply.text
+        assert [e["data"]["reason"] for e in (await h.events("command.refused"))[-2:]] == ["person not active"] * 2
+        assert "alice@example.com" not in await h.members("sg-prod-db-read")
+        added = [e for e in await h.events("membership.added") if e["data"]["user"] in ("bob@example.com",
+                                                                                        "alice@example.com")]
+        assert added == [] and await h.events("review.undone") == []
