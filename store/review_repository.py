@@ -28,6 +28,9 @@ _ITEM = ("campaign_id", "number", "name", "title", "department", "kind", "active
          "provider", "held_via", "request_id", "expires_at", "since", "reviewer", "reviewer_basis", "recommendation",
          "recommendation_reason", "state", "removed_at", "outcome")
 _UNDO = ("campaign_id", "item", "requested_by", "reason", "requested_at", "approved_by", "approved_at")
+# an item whose membership the latest closed review stands behind: kept, or removed and then restored by an
+# undo two members of the security team agreed on (handlers/reviews/undo.py)
+BACKED = ("kept", "restored")
 _BATCH = ("opened_at", "opened_by", "reminded_at", "reminders", "escalated_at", "escalated_to")
 _SCHEDULE = ("first_seen", "done_for", "pending_for", "attempts", "next_attempt_at", "lease_until", "last_error")
 
@@ -250,4 +253,4 @@ class ReviewRepositoryMixin:
         return found.get((provider, group, email.lower()))
 
     async def kept_memberships(self) -> set[tuple[str, str, str]]:
-        return {key for key, state in (await self._latest_closed_states()).items() if state == "kept"}
+        return {key for key, state in (await self._latest_closed_states()).items() if state in BACKED}

@@ -6,7 +6,7 @@ close RV-n, and kept standing memberships that are no longer drift; on SQLite an
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from bot.bootstrap import build_app
 from bot.settings import Settings
@@ -181,3 +181,26 @@ async def test_undo_needs_a_second_security_member_and_re_adds(database_url, tmp
         assert len(await h.events("review.undo_requested")) == 1
         reply = await h.say("sasha.sec@example.com", f"approve RV-1 {alice}")
         assert not reply.ok and reply.rule == "not-pending"
+
+
+async def test_a_member_an_undo_added_back_is_no_drift(database_url, tmp_path):
+    """The review stands behind a membership it restored on two security members' word (SPEC §3.6: drift is a
+    member with no grant and no review behind them), as behind one it kept: the next sweep leaves it alone."""
+    async with harness(database_url, tmp_path) as h:
+        items = await started(h)
+        bob = items["bob@example.com"].number  # a standing member, reviewed by mark.mgr
+        assert (await h.say("mark.mgr@example.com", "keep RV-1 all")).ok
+        assert (await h.say("mark.mgr@example.com", f"remove RV-1 {bob} because left the team")).ok
+        assert (await h.say("sam.sec@example.com", "keep RV-1 all")).ok
+        assert (await h.say("pat.lead@example.com", "keep RV-1 all")).ok
+        assert (await h.say("sam.sec@example.com", "review close RV-1")).ok
+        assert (await h.say("sasha.sec@example.com", "approve RV-1")).ok
+        assert "bob@example.com" not in await h.members("sg-prod-db-read")
+        assert (await h.say("sam.sec@example.com", f"review undo RV-1 {bob} because he is back on the team")).ok
+        assert (await h.say("sasha.sec@example.com", f"approve RV-1 {bob}")).ok
+        assert "bob@example.com" in await h.members("sg-prod-db-read")
+        h.clock.at = h.clock.at + timedelta(hours=1)
+        report = await h.app.service.sweep()
+        assert not any("bob@example.com" in d for d in report.drift), report.drift
+        assert [e for e in await h.events("drift.detected") if e["data"]["user"] == "bob@example.com"] == []
+        assert "bob@example.com" in await h.members("sg-prod-db-read")
