@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 
 from bot.settings import Settings
+from handlers.text import is_digits
 
 # The Bot Framework waits 15 s for an answer: the whole stop, workers included, fits inside it.
 GRACE = 12.0
@@ -50,7 +51,7 @@ def worker_count(requested: int | None, database_url: str) -> tuple[int, str | N
 
 def worker_index() -> int | None:
     raw = os.environ.get(WORKER_ENV)
-    return int(raw) if raw and raw.isdigit() else None
+    return int(raw) if raw and is_digits(raw) else None
 
 
 def announce_ready(line: str) -> None:

@@ -83,7 +83,7 @@ def parse_pause_value(value: Any) -> tuple[int, str] | None:
     """The count and reason a resume button names (``30:terminated``), else None."""
     if not isinstance(value, str):
         return None
-    m = re.fullmatch(r"(\d{1,9}):([a-z]+(?: RV-\d{1,9})?)", value.strip())
+    m = re.fullmatch(r"([0-9]{1,9}):([a-z]+(?: RV-[0-9]{1,9})?)", value.strip())
     return (int(m.group(1)), m.group(2)) if m else None
 
 

@@ -34,6 +34,7 @@ from cards.adaptive import (
 from cards.adaptive_elements import element
 from handlers.audit import format_ts
 from handlers.reviews.views import ReviewBatchView, ReviewItemView
+from handlers.text import is_digits
 
 VERB_REVIEW = "review"
 ITEM_INPUT = "item-{}"
@@ -58,7 +59,7 @@ def parse_page(value: Any) -> int:
         return 0
     if isinstance(value, int):
         return min(max(value, 0), 10**6)
-    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) < 7:
+    if isinstance(value, str) and is_digits(value.strip()) and len(value.strip()) < 7:
         return int(value.strip())
     return 0
 

@@ -31,6 +31,7 @@ from handlers.policy import (
     Step,
     TicketRule,
 )
+from handlers.text import is_digits
 
 
 # -- YAML with line numbers ----------------------------------------------------------------------
@@ -355,7 +356,7 @@ def _cron_problem(cron: Any) -> str | None:
                 continue
             for value in m.group(1).split("-"):
                 number = names.index(value) + (low if names is _MONTHS else 0) if value in names else (
-                    int(value) if value.isdigit() else None)
+                    int(value) if is_digits(value) else None)
                 if number is None or not low <= number <= high:
                     return f"{value!r} is out of range in {text!r}"
     return None

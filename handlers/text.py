@@ -12,6 +12,7 @@ import re
 from dataclasses import fields, is_dataclass, replace
 from typing import Any, TypeVar
 
+_DIGITS = re.compile(r"[0-9]+")
 MAX_TEXT = 4000  # a whole message; any text is read only up to twice this
 # Fields over their limit are refused, never cut (a request judges its own, in SPEC §3.1's order).
 LIMITS = {"justification": 2000, "ticket": 64, "comment": 2000, "reason": 2000}
@@ -37,6 +38,15 @@ def clean(text: str) -> str:
         else:
             out.append(ch)
     return re.sub(r"\s+", " ", "".join(out)).strip()
+
+
+def is_digits(text: str) -> bool:
+    """Whether ``text`` is a number as people type one: ASCII digits 0-9 and nothing else.
+
+    ``str.isdigit()`` also holds for '³' or '²', which ``int()`` refuses (ValueError), and
+    ``str.isdecimal()`` for '٣', which ``int()`` reads as 3; neither is an item or request number.
+    """
+    return _DIGITS.fullmatch(text) is not None
 
 
 def too_long(rule: str, value: object) -> str | None:

@@ -19,6 +19,7 @@ from handlers.compliance.findings import parse_drift_ref
 from handlers.compliance.views import VERB_DRIFT_ACCEPT, VERB_DRIFT_REMOVE, VERB_RESUME
 from handlers.drift import finding_view
 from handlers.ports import Person
+from handlers.text import is_digits
 from handlers.views import Reply
 
 VERBS = (VERB_DRIFT_REMOVE, VERB_DRIFT_ACCEPT, VERB_RESUME)
@@ -38,9 +39,9 @@ def finding_number(data: dict[str, Any]) -> int | None:
 
 def pause_seen(data: dict[str, Any]) -> tuple[str, int] | None:
     count, reason = data.get("count"), _text(data, "reason")
-    if isinstance(count, bool) or not isinstance(count, int | str) or not str(count).isdigit() or not reason:
+    if isinstance(count, bool) or not isinstance(count, int | str) or not is_digits(str(count)) or not reason:
         return None
-    if len(str(count)) > 9 or not re.fullmatch(r"[a-z]+(?: RV-\d{1,9})?", reason):
+    if len(str(count)) > 9 or not re.fullmatch(r"[a-z]+(?: RV-[0-9]{1,9})?", reason):
         return None
     return reason, int(count)
 

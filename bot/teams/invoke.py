@@ -21,6 +21,7 @@ from handlers.context import one_lookup_per_person
 from handlers.grammar import Approve, Deny, Extend, RequestAccess, Status
 from handlers.ports import Person
 from handlers.service import PROVIDER_UNAVAILABLE
+from handlers.text import is_digits
 from handlers.views import Reply, RequestView
 
 CARD_TYPE = "application/vnd.microsoft.card.adaptive"
@@ -61,7 +62,7 @@ def request_number(data: dict[str, Any]) -> int | None:
         return raw if 0 < raw < 10**9 else None
     if isinstance(raw, str):
         text = raw.strip().upper().removeprefix("REQ-")
-        return int(text) if text.isdigit() and len(text) < 10 and int(text) > 0 else None
+        return int(text) if is_digits(text) and len(text) < 10 and int(text) > 0 else None
     return None
 
 

@@ -58,10 +58,10 @@ def parse_compliance(text: str) -> ComplianceCommand | None:
         return ResumeRemovals()
     if words == ["drift"]:
         return DriftList()
-    m = re.fullmatch(r"\s*drift\s+remove\s+d-(\d{1,9})(?:\s+because\s+(.+))?\s*", text, re.IGNORECASE | re.DOTALL)
+    m = re.fullmatch(r"\s*drift\s+remove\s+d-([0-9]{1,9})(?:\s+because\s+(.+))?\s*", text, re.IGNORECASE | re.DOTALL)
     if m:
         return DriftRemove(int(m.group(1)), (m.group(2) or "").strip() or None)
-    m = re.fullmatch(r"\s*drift\s+accept\s+d-(\d{1,9})(\s.*)?", text, re.IGNORECASE | re.DOTALL)
+    m = re.fullmatch(r"\s*drift\s+accept\s+d-([0-9]{1,9})(\s.*)?", text, re.IGNORECASE | re.DOTALL)
     if m:
         head, reason = _split_reason(m.group(2) or "")
         duration = re.fullmatch(r"for\s+(.+)", head, re.IGNORECASE | re.DOTALL)

@@ -41,7 +41,7 @@ def parse_drift_ref(text: object) -> int | None:
     """The finding number a ``D-<n>`` names (a button's value, a card's data, a view's id), else None."""
     if not isinstance(text, str):
         return None
-    m = re.fullmatch(r"[dD]-(\d{1,9})", text.strip())
+    m = re.fullmatch(r"[dD]-([0-9]{1,9})", text.strip())
     return int(m.group(1)) if m and int(m.group(1)) > 0 else None
 
 

@@ -15,6 +15,7 @@ from handlers.reviews.decide import ReviewChoices, ReviewDecide, decide, may_dec
 from handlers.reviews.records import OPEN, CampaignRecord, ItemRecord, ReviewDecisionRecord, rv_id
 from handlers.reviews.signoff import ReviewClose, ReviewSignoff, close_now, sign
 from handlers.reviews.undo import ReviewUndo, ReviewUndoApprove, approve_undo, request_undo
+from handlers.text import is_digits
 from handlers.views import Reply
 
 RV_RE = re.compile(r"^(?:RV-)?([0-9]{1,9})$", re.IGNORECASE)
@@ -68,14 +69,14 @@ def _parse_more(words: list[str]) -> ReviewCommand | None:
         return ReviewDecide(int(m.group(1)), verb, items, reason)
     if verb in ("approve", "deny") and len(words) >= 2 and (m := RV_STRICT.match(words[1])):
         head, reason = _split_because(words[2:])
-        if head and verb == "approve" and len(head) == 1 and head[0].isdigit() and len(head[0]) < 7:
+        if head and verb == "approve" and len(head) == 1 and is_digits(head[0]) and len(head[0]) < 7:
             return ReviewUndoApprove(int(m.group(1)), int(head[0]))
         if head:
             return None
         return ReviewSignoff(int(m.group(1)), verb == "approve", reason)
     if verb == "review" and len(words) >= 4 and words[1].lower() == "undo" and (m := RV_RE.match(words[2])):
         head, reason = _split_because(words[3:])
-        if len(head) != 1 or not head[0].isdigit() or len(head[0]) > 6:
+        if len(head) != 1 or not is_digits(head[0]) or len(head[0]) > 6:
             return ReviewBadWords(f"Say `review undo RV-{m.group(1)} <item> because <reason>`.")
         return ReviewUndo(int(m.group(1)), int(head[0]), reason)
     if verb == "review" and len(words) == 3 and words[1].lower() == "close" and (m := RV_RE.match(words[2])):

@@ -17,6 +17,7 @@ from handlers.context import Deps
 from handlers.reviews.campaign import repo_of
 from handlers.reviews.records import OPEN, BatchRecord, CampaignRecord, ItemRecord, ReviewDecisionRecord, rv_id
 from handlers.reviews.repository import ReviewRepository
+from handlers.text import is_digits
 from handlers.views import Reply
 
 GONE = "gone"
@@ -42,7 +43,7 @@ def parse_items(words: list[str]) -> tuple[int, ...] | str | None:
     numbers: set[int] = set()
     for token in tokens:
         low, _, high = token.partition("-")
-        if not low.isdigit() or (high and not high.isdigit()) or len(low) > 6 or len(high) > 6:
+        if not is_digits(low) or (high and not is_digits(high)) or len(low) > 6 or len(high) > 6:
             return f"{token!r} is not an item number or range"
         first, last = int(low), int(high or low)
         if first < 1 or last < first or last - first >= MAX_ITEMS_IN_WORDS:
