@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -33,6 +34,10 @@ _UNDO = ("campaign_id", "item", "requested_by", "reason", "requested_at", "appro
 BACKED = ("kept", "restored")
 _BATCH = ("opened_at", "opened_by", "reminded_at", "reminders", "escalated_at", "escalated_to")
 _SCHEDULE = ("first_seen", "done_for", "pending_for", "attempts", "next_attempt_at", "lease_until", "last_error")
+
+
+def _numbers(text: str | None) -> list[int] | None:
+    return None if text is None else [int(n) for n in json.loads(text)]
 
 
 def _campaign(row: Any) -> CampaignRecord:
@@ -195,11 +200,13 @@ class ReviewRepositoryMixin:
         c = rt.review_batches.c
         rows = (await self.conn.execute(select(rt.review_batches).where(c.campaign_id == campaign_id))).all()
         return {m["reviewer"]: BatchRecord(campaign_id=campaign_id, reviewer=m["reviewer"],
+                                           escalated_items=_numbers(m["escalated_items"]),
                                            **{k: m[k] for k in _BATCH}) for m in (r._mapping for r in rows)}
 
     async def save_batch(self, batch: BatchRecord) -> None:
         c = rt.review_batches.c
         values = {k: getattr(batch, k) for k in _BATCH}
+        values["escalated_items"] = None if batch.escalated_items is None else json.dumps(batch.escalated_items)
         where = (c.campaign_id == batch.campaign_id) & (c.reviewer == batch.reviewer)
         if (await self.conn.execute(select(c.reviewer).where(where))).first():
             await self.conn.execute(update(rt.review_batches).where(where).values(**values))

@@ -105,6 +105,7 @@ review_batches = Table(
     Column("reminders", Integer, nullable=False),
     Column("escalated_at", UTCDateTime),
     Column("escalated_to", String(320)),  # an email, or group:<name>
+    Column("escalated_items", Text),  # JSON list of the item numbers escalated; NULL: the whole batch
 )
 
 review_signoffs = Table(

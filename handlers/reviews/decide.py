@@ -64,12 +64,15 @@ def in_reviewer(deps: Deps, reviewer: str | None, email: str) -> bool:
 
 
 def may_decide(deps: Deps, item: ItemRecord, email: str, batches: dict[str, BatchRecord]) -> bool:
-    """The item's reviewer, or the person it was escalated to; never the person reviewed."""
+    """The item's reviewer, or the person it was escalated to (the items undecided at the escalation, not
+    those the reviewer had decided); never the person reviewed."""
     if item.user == email:
         return False
+    if in_reviewer(deps, item.reviewer, email):
+        return True
     batch = batches.get(item.reviewer)
-    return in_reviewer(deps, item.reviewer, email) or (batch is not None and in_reviewer(deps, batch.escalated_to,
-                                                                                         email))
+    return batch is not None and in_reviewer(deps, batch.escalated_to, email) \
+        and (batch.escalated_items is None or item.number in batch.escalated_items)
 
 
 async def refuse_in(repo: ReviewRepository, who: str, now: datetime, command: str, reason: str,

@@ -121,7 +121,9 @@ async def _batch_timers(deps: Deps, review: Review, calendar: BusinessCalendar, 
         if escalate:
             if fresh.escalated_at is not None:
                 return
-            fresh.escalated_at, fresh.escalated_to = now, target
+            final = await repo.final_decisions(campaign.id or 0)  # decided since ``waiting`` was read: not escalated
+            numbers = [n for n in numbers if n not in final]
+            fresh.escalated_at, fresh.escalated_to, fresh.escalated_items = now, target, numbers
             await repo.save_batch(fresh)
             await repo.append("review.escalated", actor=SYSTEM, ts=now, data={
                 "review_id": campaign.ref, "reviewer": reviewer, "to": target, "items": numbers})

@@ -120,6 +120,7 @@ class BatchRecord:
     reminders: int = 0
     escalated_at: datetime | None = None
     escalated_to: str | None = None  # an email, or group:<name>
+    escalated_items: list[int] | None = None  # the items escalated (undecided then); None: the whole batch
 
 
 @dataclass

@@ -204,3 +204,27 @@ async def test_a_member_an_undo_added_back_is_no_drift(database_url, tmp_path):
         assert not any("bob@example.com" in d for d in report.drift), report.drift
         assert [e for e in await h.events("drift.detected") if e["data"]["user"] == "bob@example.com"] == []
         assert "bob@example.com" in await h.members("sg-prod-db-read")
+
+
+async def test_an_escalation_hands_over_the_undecided_items_only(database_url, tmp_path):
+    """The reviewer's manager "may then decide those items too" (SPEC §7): the ones listed in
+    ``review.escalated``, undecided then, not those the reviewer had decided, whose decisions stand."""
+    async with harness(database_url, tmp_path) as h:
+        items = await started(h)
+        alice, bob = items["alice@example.com"].number, items["bob@example.com"].number
+        assert (await h.say("mark.mgr@example.com", f"keep RV-1 {alice} because on call")).ok
+        h.clock.at = at(30)  # 5bd: mark's batch escalates to his manager, pat.lead
+        await h.app.service.sweep()
+        (esc,) = [e for e in await h.events("review.escalated") if e["data"]["reviewer"] == "mark.mgr@example.com"]
+        assert esc["data"]["to"] == "pat.lead@example.com" and esc["data"]["items"] == [bob]
+
+        reply = await h.say("pat.lead@example.com", f"remove RV-1 {alice} because I say so")
+        assert not reply.ok and reply.rule == "not-your-item", reply.text
+        reply = await h.say("pat.lead@example.com", "review RV-1")
+        assert reply.ok and "bob@example.com" in reply.text and "alice@example.com" not in reply.text, reply.text
+        assert (await h.say("pat.lead@example.com", f"keep RV-1 {bob} because still needed")).ok
+        assert (await h.say("mark.mgr@example.com", f"remove RV-1 {alice} because changed my mind")).ok
+        async with h.app.store.read() as repo:
+            final = await repo.final_decisions(1)
+        assert (final[alice].decision, final[alice].actor) == ("remove", "mark.mgr@example.com")
+        assert (final[bob].decision, final[bob].actor) == ("keep", "pat.lead@example.com")
