@@ -25,8 +25,8 @@ def _state(c: Any, end: datetime) -> Markup:
 
 
 def _signoff(c: Any) -> str:
-    return {"requested": "asked", "approved": "approved", "denied": "DENIED: nothing removed"}.get(c.signoff or "",
-                                                                                                  "not required")
+    return {"requested": "asked", "approved": "approved", "denied": "DENIED: nothing removed",
+            "failed": "FAILED (could not be completed): nothing removed"}.get(c.signoff or "", "not required")
 
 
 def _removals(c: Any) -> str:

@@ -35,7 +35,7 @@ class Campaign:
     gone: set[int] = field(default_factory=set)
     reminded: int = 0
     escalated: int = 0
-    signoff: str | None = None  # requested | approved | denied
+    signoff: str | None = None  # requested | approved | denied | failed
     closed_at: str | None = None
     closed: dict[str, Any] | None = None
     completed_later: int = 0

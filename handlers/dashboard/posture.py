@@ -6,6 +6,7 @@ every campaign the chain holds and is empty, not broken, while there are none.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from statistics import median
@@ -225,12 +226,41 @@ async def reviews(deps: Deps, source: DashboardSource, viewer: Viewer) -> Review
     for c in shown:
         if not viewer.security:  # a reviewer sees their own figures, not their colleagues'
             c.reviewers = {viewer.email: c.reviewers[viewer.email]}
+            own_items(c, await decided_on(deps, c.review_id, viewer.email), viewer.email)
         for r in c.reviewers.values():
             person = await deps.person(r.reviewer) if "@" in r.reviewer else None
             r.department = (person.department or "") if person else ""
             if c.closed:
                 r.overdue = False
     return Reviews(viewer=viewer, campaigns=sorted(shown, key=lambda c: c.started, reverse=True))
+
+
+async def decided_on(deps: Deps, review_id: str, email: str) -> set[str] | None:
+    """The item numbers of campaign ``review_id`` that ``email`` decides on (their batches, a group batch
+    they belong to, a batch escalated to them: the rule of the review commands), or None when the store
+    has no such campaign."""
+    from handlers.reviews.campaign import repo_of
+    from handlers.reviews.decide import may_decide
+
+    m = re.fullmatch(r"RV-([0-9]{1,9})", review_id)
+    if m is None:
+        return None
+    async with deps.store.read() as raw:
+        repo = repo_of(raw)
+        campaign = await repo.get_campaign(int(m.group(1)))
+        if campaign is None:
+            return None
+        batches = await repo.batches(campaign.id or 0)
+        items = await repo.items(campaign.id or 0)
+    return {str(i.number) for i in items if may_decide(deps, i, email, batches)}
+
+
+def own_items(c: Campaign, mine: set[str] | None, email: str) -> None:
+    """Narrow a campaign's figures (progress, items, removals) to the items its viewer decides on, and
+    those they decided; without the campaign's record, to those they decided."""
+    mine = (mine or set()) | {item for item, (_, by) in c.decided.items() if by == email}
+    c.items = len(mine)
+    c.decided = {item: d for item, d in c.decided.items() if item in mine}
 
 
 def _at(ts: str) -> datetime:

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from handlers.audit import format_ts
+from handlers.chains import ResolvedStep, first_unsatisfiable
 from handlers.compliance.brake import may_remove
 from handlers.context import SYSTEM, Deps
 from handlers.grants import STANDING, end_grant_in, plan_membership_removal, run_due_ops
@@ -25,7 +26,7 @@ from handlers.ports import Notice
 from handlers.records import HOLDING_STATES, OpRecord
 from handlers.reviews.campaign import repo_of
 from handlers.reviews.decide import GONE, record_decisions
-from handlers.reviews.records import CLOSED, OPEN, SIGNOFF, CampaignRecord, ItemRecord
+from handlers.reviews.records import CLOSED, OPEN, SIGNOFF, CampaignRecord, ItemRecord, SignoffRecord
 from handlers.reviews.repository import ReviewRepository
 
 HELD = "held"  # the removal list is final; it waits for the safety brake (and passes it at once when small)
@@ -36,6 +37,8 @@ KEPT = "kept"
 REMOVED = "removed"
 FAILED = "failed"
 NOT_REMOVED = "not removed"
+SIGNOFF_FAILED = "failed"  # the campaign's ``signoff`` when its chain could no longer be completed
+SIGNOFF_FAILED_LINE = "sign-off failed, it can no longer be completed"
 MAX_FAILURES_RECORDED = 200
 
 
@@ -59,17 +62,25 @@ async def close_campaign(deps: Deps, campaign_id: int, now: datetime, *, actor: 
         removals = [i for i in items if i.state == OPEN and final[i.number].decision == "remove"]
         kept = [i.number for i in items if i.state == OPEN and final[i.number].decision == "keep"]
         await repo.set_items_state(campaign_id, kept, KEPT, "kept")  # one statement, however many
+        failed = None
         if review is not None and review.sign_off and removals:
             campaign.state, campaign.signoff = SIGNOFF, "pending"
-            await repo.save_campaign(campaign)
-            approvers = signoff_pool(deps, campaign, 0, concerned_by(removals))
-            await repo.append("review.signoff_requested", actor=actor, ts=now, data={
-                "review_id": campaign.ref, "removals": len(removals), "step": 1, "approvers": sorted(approvers)})
-            notices += signoff_notices(campaign, removals, approvers)
+            concerned = concerned_by(removals)
+            failed = signoff_stuck(deps, campaign, await signoff_chain(deps, campaign, concerned), [], concerned)
+            if failed is not None:  # nobody could complete it: fail closed now rather than wait for ever
+                notices += await fail_signoff(deps, repo, campaign, failed, actor, now)
+            else:
+                await repo.save_campaign(campaign)
+                approvers = signoff_pool(deps, campaign, 0, concerned)
+                await repo.append("review.signoff_requested", actor=actor, ts=now, data={
+                    "review_id": campaign.ref, "removals": len(removals), "step": 1, "approvers": sorted(approvers)})
+                notices += signoff_notices(campaign, removals, approvers)
         else:
             campaign.state = HELD
             await repo.save_campaign(campaign)
     await deps.notifier.notify(notices)
+    if failed is not None:
+        return f"{campaign.ref} closed: {SIGNOFF_FAILED_LINE} ({failed}); nothing is removed"
     if notices:
         return f"{campaign.ref} waits for sign-off of {len(removals)} removal(s)"
     return await release(deps, campaign_id, actor=actor, say_waiting=say_waiting)
@@ -153,6 +164,113 @@ def signoff_need(deps: Deps, campaign: CampaignRecord, step: int, concerned: Col
 def concerned_by(removals: list[ItemRecord]) -> set[str]:
     """The people whose own memberships a removal list ends."""
     return {i.user.lower() for i in removals}
+
+
+def open_signoff_step(deps: Deps, campaign: CampaignRecord, done: list[SignoffRecord],
+                      concerned: Collection[str] = ()) -> int:
+    """The sign-off step waiting for signatures (the number of steps once every step has its signatures)."""
+    review = deps.policy.review(campaign.review)
+    steps = len(review.sign_off) if review else 0
+    step = 0
+    while step < steps and sum(s.step == step for s in done) >= signoff_need(deps, campaign, step, concerned):
+        step += 1
+    return step
+
+
+async def signoff_chain(deps: Deps, campaign: CampaignRecord, concerned: Collection[str] = ()
+                        ) -> list[ResolvedStep] | None:
+    """The campaign's sign-off chain as it can be signed now: each step's people who are active in the
+    directory (someone inactive or missing cannot sign) and how many signatures it needs (an ``all_of``
+    step: every person of its group, as the policy lists them), the ``concerned`` left out of both (whose
+    own memberships the list removes). None when the policy no longer has the review or its ``sign_off``."""
+    review = deps.policy.review(campaign.review)
+    if review is None or not review.sign_off:
+        return None
+    chain = []
+    for index, step in enumerate(review.sign_off):
+        people = set()
+        for email in signoff_pool(deps, campaign, index, concerned):
+            person = await deps.person(email)
+            if person is not None and person.active:
+                people.add(email.lower())
+        chain.append(ResolvedStep(step=step, index=index, pool=frozenset(people),
+                                  need=signoff_need(deps, campaign, index, concerned)))
+    return chain
+
+
+def signoff_stuck(deps: Deps, campaign: CampaignRecord, chain: list[ResolvedStep] | None,
+                  done: list[SignoffRecord], concerned: Collection[str] = ()) -> str | None:
+    """The rule of the first sign-off step that the people who have not signed yet can no longer
+    complete (one person signs once), or None while the chain can still be completed. The same rule
+    as a request's chain (:func:`handlers.chains.first_unsatisfiable`): a step nobody can complete
+    fails closed, it never waits for ever."""
+    if chain is None:
+        return "the review or its sign_off is no longer in the policy"
+    step = open_signoff_step(deps, campaign, done, concerned)
+    if step >= len(chain):
+        return None
+    used = frozenset(s.approver for s in done)
+    current = chain[step]
+    need = current.need - sum(s.step == step for s in done)
+    rest = list(chain[step + 1:])
+    if need > 0:
+        rest.insert(0, ResolvedStep(step=current.step, index=current.index, pool=current.pool - used, need=need))
+    bad = first_unsatisfiable(rest, used) if rest else None
+    return bad.rule if bad is not None else None
+
+
+async def fail_signoff(deps: Deps, repo: ReviewRepository, campaign: CampaignRecord, rule: str, actor: str,
+                       now: datetime) -> list[Notice]:
+    """A sign-off nobody can complete any more fails closed: nothing is removed, the campaign closes
+    with ``signoff: failed`` and the rule in ``review.closed``, and the security team is told (the
+    notices returned)."""
+    items = await repo.items(campaign.id or 0)
+    for item in items:
+        if item.state == OPEN:
+            item.state, item.outcome = NOT_REMOVED, "sign-off failed: not removed"
+            await repo.save_item(item)
+    campaign.state, campaign.signoff, campaign.closed_at = CLOSED, SIGNOFF_FAILED, now
+    await repo.save_campaign(campaign)
+    counts = await closed_counts(repo, campaign, items)
+    await repo.append("review.closed", actor=actor, ts=now, data={"review_id": campaign.ref, **counts, "rule": rule})
+    text = (f"{campaign.ref} ({campaign.title}) closed: {SIGNOFF_FAILED_LINE} ({rule}); none of its "
+            f"{sum(i.state == NOT_REMOVED for i in items)} removal(s) is done. Start a new campaign once the "
+            "sign-off chain can be completed.")
+    return [Notice(m, "failure", text, None) for m in sorted(deps.policy.security_members())]
+
+
+async def fail_stuck_signoffs(deps: Deps, *, dry_run: bool = False) -> list[str]:
+    """Campaigns waiting for a sign-off that can no longer be completed (an approver left the directory
+    or the policy changed since they asked): each fails closed. Returns a line per campaign."""
+    async with deps.store.read() as raw:
+        repo = repo_of(raw)
+        stuck = []
+        for campaign in await repo.campaigns(states=(SIGNOFF,)):
+            concerned = concerned_by([i for i in await repo.items(campaign.id or 0) if i.state == OPEN])
+            rule = signoff_stuck(deps, campaign, await signoff_chain(deps, campaign, concerned),
+                                 await repo.signoffs(campaign.id or 0), concerned)
+            if rule is not None:
+                stuck.append(campaign)
+    lines: list[str] = []
+    for found in stuck:
+        if dry_run:
+            lines.append(f"{found.ref} (sign-off can no longer be completed)")
+            continue
+        notices: list[Notice] = []
+        async with deps.store.write() as raw:
+            repo = repo_of(raw)
+            campaign = await repo.get_campaign(found.id or 0)
+            if campaign is None or campaign.state != SIGNOFF:
+                continue  # signed, denied or failed meanwhile (another process)
+            concerned = concerned_by([i for i in await repo.items(campaign.id or 0) if i.state == OPEN])
+            rule = signoff_stuck(deps, campaign, await signoff_chain(deps, campaign, concerned),
+                                 await repo.signoffs(campaign.id or 0), concerned)
+            if rule is None:
+                continue
+            notices = await fail_signoff(deps, repo, campaign, rule, SYSTEM, deps.now())
+        await deps.notifier.notify(notices)
+        lines.append(f"{campaign.ref} closed: {SIGNOFF_FAILED_LINE} ({rule}); nothing is removed")
+    return lines
 
 
 def signoff_notices(campaign: CampaignRecord, removals: list[ItemRecord], approvers: set[str]) -> list[Notice]:

@@ -173,6 +173,65 @@ def _schedule(c: Any, raw: Any, container: Any, where: str) -> ReviewSchedule:
                           timezone=tz.strip(), country=country, subdivision=subdiv)
 
 
+def _people(step: Step, groups: dict[str, tuple[str, ...]]) -> frozenset[str]:
+    if step.kind == "user":
+        return frozenset({(step.user or "").lower()})
+    return frozenset(e.lower() for e in groups.get(step.group or "", ()))
+
+
+def _most_taken(slots: list[frozenset[str]], people: frozenset[str]) -> int:
+    """How many of ``people`` the ``slots`` (one signature each, one person once) can use up at most."""
+    owner: dict[str, int] = {}
+
+    def place(slot: int, seen: set[str]) -> bool:
+        for person in sorted(slots[slot] & people):
+            if person in seen:
+                continue
+            seen.add(person)
+            if person not in owner or place(owner[person], seen):
+                owner[person] = slot
+                return True
+        return False
+
+    return sum(place(i, set()) for i in range(len(slots)))
+
+
+def sign_off_problem(steps: tuple[Step, ...], groups: dict[str, tuple[str, ...]]) -> tuple[int, str] | None:
+    """The first sign-off step that can be left unable to complete, and why (None when there is none).
+
+    A removal list is signed as a request's chain (SPEC §7, §2.1): step by step, one person once. So
+    a chain must not only be satisfiable in principle (enough distinct people for every step), but
+    stay satisfiable whoever signs the earlier steps: the people who sign step 1 can never count for
+    step 2. An ``all_of`` step over people who may also sign an earlier step, or an ``n_of`` step
+    that earlier signers may leave short, would leave the campaign waiting for a signature nobody
+    may give. Returns (step index, message)."""
+    from handlers.chains import ResolvedStep, first_unsatisfiable
+
+    pools = [_people(s, groups) for s in steps]
+    needs = [len(pool) if s.kind == "all_of" else (s.n if s.kind == "n_of" else 1) for s, pool in zip(steps, pools,
+                                                                                                   strict=True)]
+    chain = [ResolvedStep(s, i, pool, max(need, 1)) for i, (s, pool, need) in enumerate(zip(steps, pools, needs,
+                                                                                            strict=True))]
+    bad = first_unsatisfiable(chain)
+    if bad is not None:
+        signatures = sum(needs[:bad.index + 1])
+        people = len(frozenset().union(*pools[:bad.index + 1]))
+        short = (f"{signatures} signatures from {people} {'person' if people == 1 else 'people'}"
+                 if signatures > people else "more distinct people than they name")
+        return bad.index, (f"the sign-off chain can never be completed at {bad.rule}: its steps up to there need "
+                           f"{short}, and one person signs once")
+    for i, (pool, need) in enumerate(zip(pools, needs, strict=True)):
+        earlier = [p for j in range(i) for p in [pools[j]] * needs[j]]
+        taken = _most_taken(earlier, pool)
+        if taken and len(pool) - taken < need:
+            overlap = sorted(pool & frozenset().union(*pools[:i]))
+            return i, (f"the sign-off chain can never be completed at {chain[i].rule} once "
+                       f"{', '.join(overlap)} {'signs' if len(overlap) == 1 else 'sign'} an earlier step: it needs "
+                       f"{need} of its {len(pool)} people, earlier steps may use up {taken} of them, and one person "
+                       "signs once")
+    return None
+
+
 def _review(c: Any, raw: Any, line: int | None, where: str, profiles: dict[str, Profile],
             groups: dict[str, tuple[str, ...]], security_team: str | None) -> Review | None:
     if not isinstance(raw, dict):
@@ -264,6 +323,12 @@ def _review(c: Any, raw: Any, line: int | None, where: str, profiles: dict[str, 
             if step.kind in ("manager", "owner"):
                 c.err(c.line_of(raw["sign_off"], i), f"{where}.sign_off[{i}]",
                       f"{step.kind} has no meaning for a removal list: {SIGN_OFF_HELP}")
+        if isinstance(raw["sign_off"], list) and len(steps) == len(raw["sign_off"]) and \
+                not any(s.kind in ("manager", "owner") for s in steps):
+            problem = sign_off_problem(steps, groups)
+            if problem is not None:
+                at, text = problem
+                c.err(c.line_of(raw["sign_off"], at), f"{where}.sign_off[{at}]", f"review {rid!r}: {text}")
         sign_off = steps
     if len(c.issues) > before:
         return None

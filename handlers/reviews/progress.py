@@ -19,6 +19,7 @@ from handlers.reviews.campaign import repo_of, reviewer_people
 from handlers.reviews.close import (
     PAUSED_LINE,
     close_campaign,
+    fail_stuck_signoffs,
     finish_stalled,
     held_removals,
     record_late_removals,
@@ -58,6 +59,7 @@ async def run_review_timers(deps: Deps, now: datetime, *, dry_run: bool = False)
         released, report.paused = await release_held(deps)
         report.closed += released
         report.closed += await record_late_removals(deps)
+    report.closed += await fail_stuck_signoffs(deps, dry_run=dry_run)  # a sign-off nobody can complete any more
     async with deps.store.read() as raw:
         campaigns = await repo_of(raw).campaigns(states=(OPEN,))
     for campaign in campaigns:

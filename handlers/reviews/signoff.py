@@ -11,10 +11,14 @@ from handlers.reviews.close import (
     HELD,
     close_campaign,
     concerned_by,
+    fail_signoff,
+    open_signoff_step,
     release,
+    signoff_chain,
     signoff_need,
     signoff_notices,
     signoff_pool,
+    signoff_stuck,
 )
 from handlers.reviews.decide import refuse_in
 from handlers.reviews.records import OPEN, SIGNOFF, SignoffRecord, rv_id
@@ -65,9 +69,7 @@ async def sign(deps: Deps, who: str, cmd: ReviewSignoff) -> Reply:
                                    "off.", "self-approval")
         review = deps.policy.review(campaign.review)
         steps = len(review.sign_off) if review else 0
-        step = 0
-        while step < steps and sum(s.step == step for s in done) >= signoff_need(deps, campaign, step, concerned):
-            step += 1
+        step = open_signoff_step(deps, campaign, done, concerned)
         pool = signoff_pool(deps, campaign, step, concerned)
         if who not in pool:
             return await refuse_in(repo, who, now, f"{word} {ref}", "not an approver of the open sign-off step",
@@ -77,9 +79,9 @@ async def sign(deps: Deps, who: str, cmd: ReviewSignoff) -> Reply:
                                    f"You already signed off {ref}; one person signs once.", "once")
         if not cmd.approve and not reason:
             return Reply(text=f"Say why: `deny {ref} because <reason>`.", ok=False, kind="refusal", rule="reason")
-        await repo.add_signoff(SignoffRecord(campaign_id=cmd.campaign, step=step, approver=who,
-                                             decision="approved" if cmd.approve else "denied", decided_at=now,
-                                             comment=reason))
+        signature = SignoffRecord(campaign_id=cmd.campaign, step=step, approver=who,
+                                  decision="approved" if cmd.approve else "denied", decided_at=now, comment=reason)
+        await repo.add_signoff(signature)
         await repo.append("review.signoff", actor=who, ts=now, data={
             "review_id": ref, "step": step + 1, "decision": "approved" if cmd.approve else "denied",
             "comment": reason})
@@ -90,7 +92,11 @@ async def sign(deps: Deps, who: str, cmd: ReviewSignoff) -> Reply:
             return Reply(text=f"{ref}: sign-off denied; nothing is removed and the campaign is closed.",
                          data={"review_id": ref})
         satisfied = sum(s.step == step for s in done) + 1 >= signoff_need(deps, campaign, step, concerned)
-        if satisfied and step + 1 < steps:
+        stuck = None if satisfied and step + 1 >= steps else \
+            signoff_stuck(deps, campaign, await signoff_chain(deps, campaign, concerned), [*done, signature], concerned)
+        if stuck is not None:  # the people who have not signed can no longer complete the chain: fail closed
+            notices = await fail_signoff(deps, repo, campaign, stuck, who, now)
+        elif satisfied and step + 1 < steps:
             approvers = signoff_pool(deps, campaign, step + 1, concerned)
             notices = signoff_notices(campaign, removals, approvers - {who})
             await repo.append("review.signoff_requested", actor=who, ts=now, data={
@@ -99,6 +105,10 @@ async def sign(deps: Deps, who: str, cmd: ReviewSignoff) -> Reply:
             campaign.signoff, campaign.state = "approved", HELD
             await repo.save_campaign(campaign)
     await deps.notifier.notify(notices)
+    if stuck is not None:
+        return Reply(text=f"{ref}: your sign-off is recorded, but the chain can no longer be completed at {stuck} "
+                     "(one person signs once): the campaign is closed with its sign-off failed, nothing is removed, "
+                     "and the security team is told.", data={"review_id": ref})
     if campaign.signoff == "approved":
         line = await release(deps, cmd.campaign, actor=who, say_waiting=True)
         return Reply(text=f"{ref}: sign-off approved. {line or ''}".strip(), data={"review_id": ref})

@@ -74,3 +74,21 @@ def test_campaign_rows_follow_the_events() -> None:
 
 def test_no_campaign_says_so() -> None:
     assert "No access review campaign" in "".join(reviews_section(ReviewFigures(), datetime.now(UTC)))
+
+
+def test_a_failed_signoff_shows_that_nothing_was_removed() -> None:
+    """A campaign whose sign-off could no longer be completed closes with ``signoff: failed`` (SPEC §7):
+    the report says so, not "not required"."""
+    r = ReviewFigures()
+    for e in [
+        ev("review.started", "26T08:00:00", {"review_id": "RV-4", "review": "quarterly", "items": 1,
+                                             "due_at": "2026-11-27T08:00:00Z", "departments": {"Eng": 1}}),
+        ev("review.signoff_requested", "27T08:00:00", {"review_id": "RV-4", "removals": 1, "step": 1}),
+        ev("review.closed", "28T08:00:00", {"review_id": "RV-4", "kept": 0, "removed": 1, "defaulted": 1,
+                                            "gone": 0, "failed": 0, "signoff": "failed",
+                                            "rule": "step 1: all_of security"}),
+    ]:
+        r.event(e)
+    by_id = rows("\n".join(reviews_section(r, datetime(2026, 11, 30, tzinfo=UTC))))
+    assert by_id["RV-4"][3].startswith("closed")
+    assert by_id["RV-4"][11] == "FAILED (could not be completed): nothing removed"

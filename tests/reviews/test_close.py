@@ -1,18 +1,22 @@
 """Campaign timers and close (SPEC §7) through the sweep: reminders, escalation to the reviewer's manager
 who may then decide, close at duration with defaults, the sign-off chain, removals through the
-provisioning intents (membership.removed / grant.revoked reason review), a denied sign-off, review
-close RV-n, and kept standing memberships that are no longer drift; on SQLite and PostgreSQL."""
+provisioning intents (membership.removed / grant.revoked reason review), a denied sign-off, a sign-off
+nobody can complete any more (it fails closed), review close RV-n, and kept standing memberships that are
+no longer drift; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from bot.bootstrap import build_app
 from bot.settings import Settings
 from tests.reviews.test_decisions import started
 from tests.reviews.test_start import REVIEW, staff
-from tests.support import MutableClock, copy_examples, harness
+from tests.support import Harness, MutableClock, RecordingNotifier, copy_examples, harness
 
 
 def at(day: int, month: int = 11) -> datetime:
@@ -228,3 +232,86 @@ async def test_an_escalation_hands_over_the_undecided_items_only(database_url, t
             final = await repo.final_decisions(1)
         assert (final[alice].decision, final[alice].actor) == ("remove", "mark.mgr@example.com")
         assert (final[bob].decision, final[bob].actor) == ("keep", "pat.lead@example.com")
+
+
+@asynccontextmanager
+async def sign_off_harness(database_url: str, tmp_path: Path, chain: str) -> AsyncIterator[Harness]:
+    """The example policy with the review's sign_off replaced by ``chain``, and its campaign RV-1 started."""
+    files = copy_examples(tmp_path)
+    text = files.policy.read_text()
+    assert "sign_off: [{any_of: security}]" in text
+    files.policy.write_text(text.replace("sign_off: [{any_of: security}]", f"sign_off: {chain}"))
+    settings = Settings(database_url=database_url, policy=str(files.policy), directory=str(files.directory))
+    clock, notifier = MutableClock(), RecordingNotifier()
+    async with build_app(settings, clock=clock, notifier=notifier) as app:
+        h = Harness(app, clock, notifier, files)
+        items = await started(h)
+        bob = items["bob@example.com"].number
+        assert (await h.say("mark.mgr@example.com", "keep RV-1 all")).ok
+        assert (await h.say("mark.mgr@example.com", f"remove RV-1 {bob} because left the team")).ok
+        assert (await h.say("sam.sec@example.com", "keep RV-1 all")).ok
+        assert (await h.say("pat.lead@example.com", "keep RV-1 all")).ok
+        yield h
+
+
+async def assert_failed_closed(h: Harness, rule: str) -> None:
+    """RV-1 closed with its sign-off failed: nothing removed, the rule recorded, the security team told."""
+    async with h.app.store.read() as repo:
+        campaign = await repo.get_campaign(1)
+        items = await repo.items(1)
+    assert (campaign.state, campaign.signoff) == ("closed", "failed")
+    assert [(i.user, i.state) for i in items if i.state not in ("kept",)] == [("bob@example.com", "not removed")]
+    (closed,) = await h.events("review.closed")
+    assert closed["data"]["signoff"] == "failed" and closed["data"]["rule"] == rule, closed["data"]
+    assert "bob@example.com" in await h.members("sg-prod-db-read")
+    assert await h.events("membership.removed") == []
+    for member in ("sam.sec@example.com", "sasha.sec@example.com"):
+        told = [n.text for n in h.notifier.to(member, "failure")]
+        assert any("RV-1" in t and "sign-off failed" in t and rule in t for t in told), told
+    reply = await h.say("sam.sec@example.com", "review close RV-1")
+    assert not reply.ok and "closed" in reply.text
+    reply = await h.say("sam.sec@example.com", "approve RV-1")
+    assert not reply.ok and reply.rule == "not-pending"
+
+
+async def test_an_all_of_signoff_a_member_left_fails_closed_at_the_next_signature(database_url, tmp_path):
+    """SPEC §2.1/§7: a sign-off step that cannot be satisfied fails closed, never waits for ever. Sasha
+    left after the list was asked for, so "all of security" can no longer be met: Sam's signature is
+    recorded and the campaign closes with its sign-off failed instead of waiting for Sasha."""
+    async with sign_off_harness(database_url, tmp_path, "[{all_of: security}]") as h:
+        reply = await h.say("sam.sec@example.com", "review close RV-1")
+        assert reply.ok and "waits for sign-off of 1 removal(s)" in reply.text, reply.text
+        h.files.set_active("sasha.sec@example.com", False)
+        reply = await h.say("sam.sec@example.com", "approve RV-1")
+        assert reply.ok and "can no longer be completed at step 1: all_of security" in reply.text, reply.text
+        assert "nothing is removed" in reply.text
+        assert [e["data"]["decision"] for e in await h.events("review.signoff")] == ["approved"]
+        await assert_failed_closed(h, "step 1: all_of security")
+
+
+async def test_a_signoff_waiting_on_someone_who_left_fails_closed_at_the_sweep(database_url, tmp_path):
+    """The sweep finds a campaign whose next sign-off step nobody may complete any more (the one user it
+    names left the directory after the policy was checked) and fails it closed rather than wait for ever."""
+    async with sign_off_harness(database_url, tmp_path, "[{any_of: security}, {user: dana.dba@example.com}]") as h:
+        assert (await h.say("sam.sec@example.com", "review close RV-1")).ok
+        assert (await h.say("sasha.sec@example.com", "approve RV-1")).ok  # step 1; step 2 is dana's
+        report = await h.app.service.sweep()
+        assert report.reviews_closed == []  # dana may still sign: it waits
+        h.files.set_active("dana.dba@example.com", False)
+        report = await h.app.service.sweep()
+        assert report.reviews_closed == [
+            "RV-1 closed: sign-off failed, it can no longer be completed (step 2: user dana.dba@example.com); "
+            "nothing is removed"], report.lines()
+        await assert_failed_closed(h, "step 2: user dana.dba@example.com")
+        assert (await h.app.service.sweep()).reviews_closed == []  # once
+
+
+async def test_a_signoff_nobody_can_complete_fails_closed_at_the_close(database_url, tmp_path):
+    """Nobody is asked for a sign-off that cannot be completed: the close fails it closed at once."""
+    async with sign_off_harness(database_url, tmp_path, "[{user: dana.dba@example.com}]") as h:
+        h.files.set_active("dana.dba@example.com", False)
+        reply = await h.say("sam.sec@example.com", "review close RV-1")
+        assert reply.ok and "sign-off failed" in reply.text and "nothing is removed" in reply.text, reply.text
+        assert await h.events("review.signoff_requested") == []
+        assert h.notifier.to("dana.dba@example.com", "approval") == []
+        await assert_failed_closed(h, "step 1: user dana.dba@example.com")

@@ -5,8 +5,10 @@ back. And an undo re-adds only an active person, as provisioning does (§3.6). E
 
 from __future__ import annotations
 
+from bot.bootstrap import build_app
+from bot.settings import Settings
 from tests.reviews.test_decisions import started
-from tests.support import harness
+from tests.support import Harness, MutableClock, RecordingNotifier, copy_examples, harness
 
 
 async def test_a_signoff_approver_cannot_sign_the_removal_of_their_own_access(database_url, tmp_path):
@@ -80,3 +82,27 @@ async def test_an_undo_does_not_add_back_a_person_who_is_no_longer_active(databa
         added = [e for e in await h.events("membership.added") if e["data"]["user"] in ("bob@example.com",
                                                                                         "alice@example.com")]
         assert added == [] and await h.events("review.undone") == []
+
+
+
+async def test_an_all_of_signoff_needs_everyone_but_the_person_whose_access_it_removes(database_url, tmp_path):
+    """``sign_off: [{all_of: security}]`` with sam.sec's own membership on the list: sam is neither asked nor
+    counted, as a requester in their own request's all_of step; sasha's signature completes the step."""
+    files = copy_examples(tmp_path)
+    text = files.policy.read_text()
+    files.policy.write_text(text.replace("sign_off: [{any_of: security}]", "sign_off: [{all_of: security}]"))
+    settings = Settings(database_url=database_url, policy=str(files.policy), directory=str(files.directory))
+    clock, notifier = MutableClock(), RecordingNotifier()
+    async with build_app(settings, clock=clock, notifier=notifier) as app:
+        h = Harness(app, clock, notifier, files)
+        items = await started(h)
+        sam = items["sam.sec@example.com"].number
+        for who in ("mark.mgr@example.com", "sam.sec@example.com", "pat.lead@example.com"):
+            assert (await h.say(who, "keep RV-1 all")).ok
+        assert (await h.say("pat.lead@example.com", f"remove RV-1 {sam} because left the platform team")).ok
+        assert (await h.say("sasha.sec@example.com", "review close RV-1")).ok
+        asked = (await h.events("review.signoff_requested"))[-1]["data"]
+        assert asked["approvers"] == ["sasha.sec@example.com"]
+        reply = await h.say("sasha.sec@example.com", "approve RV-1")
+        assert reply.ok and "sign-off approved" in reply.text, reply.text
+        assert "sam.sec@example.com" not in await h.members("sg-prod-k8s-admin")

@@ -125,3 +125,64 @@ def test_policy_check_names_the_lines_of_review_problems(tmp_path):
     assert "line 34: reviews[1].schedule.cron: must be a 5-field cron string" in result.stderr
     ok = cli("policy", "check", str(SAMPLES / "good-reviews.yaml"))
     assert ok.returncode == 0, ok.stderr
+
+
+SIGN_OFF_BASE = """version: "1"
+approver_groups:
+  security: [sam.sec@example.com, sasha.sec@example.com]
+  dba: [sasha.sec@example.com, dana.dba@example.com]
+  trio: [a@example.com, b@example.com, c@example.com]
+security_team: security
+profiles:
+  - {id: p, title: P, owner: o@example.com, group: g, duration: {default: 1h, max: 2h}, approval: [manager]}
+reviews:
+  - id: q
+    scope: {profiles: [p]}
+    reviewer: manager
+    duration: 10bd
+"""
+
+
+@pytest.mark.parametrize(("chain", "problem"), [
+    # one person signs once: whoever signs step 1 can never count for step 2's "all of"
+    ("[{any_of: security}, {all_of: security}]",
+     "reviews[0].sign_off[1]: review 'q': the sign-off chain can never be completed at step 2: all_of security: "
+     "its steps up to there need 3 signatures from 2 people, and one person signs once"),
+    ("[{all_of: security}, {any_of: security}]", "can never be completed at step 2: any_of security"),
+    ("[{n_of: 2, from: security}, {user: sam.sec@example.com}]", "at step 2: user sam.sec@example.com"),
+    ("[{user: sam.sec@example.com}, {user: sam.sec@example.com}]", "need 2 signatures from 1 person"),
+    # satisfiable if the right person signs first, stuck for ever if sasha signs step 1
+    ("[{any_of: security}, {all_of: dba}]",
+     "reviews[0].sign_off[1]: review 'q': the sign-off chain can never be completed at step 2: all_of dba once "
+     "sasha.sec@example.com signs an earlier step"),
+    ("[{any_of: security}, {any_of: trio}, {n_of: 2, from: dba}]",
+     "at step 3: 2 of dba once sasha.sec@example.com signs an earlier step: it needs 2 of its 2 people"),
+])
+def test_a_sign_off_chain_that_can_be_left_incomplete_is_refused(chain, problem):
+    raw = (SIGN_OFF_BASE + f"    sign_off: {chain}\n").encode()
+    issues = check_policy(raw)
+    assert len(issues) == 1 and problem in str(issues[0]) and issues[0].line == 14, issues
+
+
+@pytest.mark.parametrize("chain", [
+    "[{any_of: security}]",
+    "[{all_of: dba}, {any_of: security}]",  # sasha must sign step 1; sam is left for step 2
+    "[{any_of: trio}, {n_of: 2, from: trio}]",  # whoever signs step 1, two people are left
+    "[{any_of: security}, {any_of: trio}, {user: dana.dba@example.com}]",
+])
+def test_a_sign_off_chain_every_order_of_signers_completes_is_accepted(chain):
+    raw = (SIGN_OFF_BASE + f"    sign_off: {chain}\n").encode()
+    assert check_policy(raw) == []
+
+
+def test_policy_check_refuses_a_sign_off_nobody_may_complete(tmp_path):
+    """The example review with a second step that needs every security member again: one person signs
+    once, so the campaign would wait for ever; `policy check` names the review and the step."""
+    text = EXAMPLE.read_text()
+    assert "sign_off: [{any_of: security}]" in text
+    bad = tmp_path / "policy.yaml"
+    bad.write_text(text.replace("sign_off: [{any_of: security}]", "sign_off: [{any_of: security}, {all_of: security}]"))
+    result = cli("policy", "check", str(bad))
+    assert result.returncode == 1
+    assert "reviews[0].sign_off[1]: review 'quarterly-privileged': the sign-off chain can never be completed at " \
+           "step 2: all_of security" in result.stderr, result.stderr

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from html import unescape
 
 from handlers.records import ACTIVE, PENDING
+from tests.reviews.test_start import REVIEW, staff
 from tests.web.scenario import live_through
 
 
@@ -170,6 +171,37 @@ async def test_reviews_light_up_from_review_events(web_harness) -> None:
     assert "RV-1" in own and "dana.dba@example.com" not in own
     frank = await h.sign_in("frank@example.com")
     assert 'id="no-reviews"' in (await h.get("/dashboard/reviews", cookie=frank)).text
+
+
+def campaign_figures(page: str, review_id: str) -> tuple[str, str]:
+    """(progress, removals) of one campaign on /dashboard/reviews, e.g. ("3 of 6", "1")."""
+    section = page[page.index(f'data-review="{review_id}"'):]
+    progress = re.search(r"(\d+ of \d+) items decided", section)
+    removed = re.search(r"\((\d+) removed\)", section)
+    assert progress and removed, section[:600]
+    return progress.group(1), removed.group(1)
+
+
+async def test_a_reviewer_sees_only_the_figures_of_the_items_they_decide_on(web_harness) -> None:
+    """SPEC §8: approvers and reviewers see what they decide on. On /dashboard/reviews a reviewer outside
+    the security team sees the progress and removals of their own batch, not the campaign's (which
+    holds their colleagues' decisions); the security team sees the whole campaign."""
+    h = web_harness
+    staff(h.files)
+    assert (await h.say("alice@example.com", "request prod-db-read for 30m because INC-7 page")).ok
+    assert (await h.say("sam.sec@example.com", f"review start {REVIEW}")).ok
+    async with h.app.store.read() as repo:
+        items = {i.user: i for i in await repo.items(1)}
+    assert items["sam.sec@example.com"].reviewer == "pat.lead@example.com"
+    assert (await h.say("mark.mgr@example.com", "keep RV-1 all")).ok  # mark's own two items
+    number = items["sam.sec@example.com"].number
+    assert (await h.say("pat.lead@example.com", f"remove RV-1 {number} because moved")).ok
+    mark = unescape((await h.get("/dashboard/reviews", cookie=await h.sign_in("mark.mgr@example.com"))).text)
+    assert campaign_figures(mark, "RV-1") == ("2 of 2", "0")  # not pat's removal, not the 6 items
+    pat = unescape((await h.get("/dashboard/reviews", cookie=await h.sign_in("pat.lead@example.com"))).text)
+    assert campaign_figures(pat, "RV-1") == ("1 of 2", "1")
+    sam = unescape((await h.get("/dashboard/reviews", cookie=await h.sign_in("sam.sec@example.com"))).text)
+    assert campaign_figures(sam, "RV-1") == ("3 of 6", "1")
 
 
 async def test_evidence_pack_download_is_the_export_and_is_recorded(web_harness) -> None:
