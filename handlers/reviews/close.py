@@ -25,7 +25,7 @@ from handlers.grants import STANDING, end_grant_in, plan_membership_removal, run
 from handlers.ports import Notice
 from handlers.records import HOLDING_STATES, OpRecord
 from handlers.reviews.campaign import repo_of
-from handlers.reviews.decide import GONE, record_decisions
+from handlers.reviews.decide import GONE, left_groups, mark_gone, record_decisions
 from handlers.reviews.records import CLOSED, OPEN, SIGNOFF, CampaignRecord, ItemRecord, SignoffRecord
 from handlers.reviews.repository import ReviewRepository
 
@@ -47,11 +47,13 @@ async def close_campaign(deps: Deps, campaign_id: int, now: datetime, *, actor: 
     """Close an open campaign now. Returns a line saying what happened, or None when it was not open
     (or, unless ``say_waiting``, when its removals still wait for the provider: a later sweep closes it)."""
     notices: list[Notice] = []
+    left = await _left_undecided(deps, campaign_id)
     async with deps.store.write() as raw:
         repo = repo_of(raw)
         campaign = await repo.get_campaign(campaign_id)
         if campaign is None or campaign.state != OPEN:
             return None
+        await mark_gone(repo, campaign, left, SYSTEM, now)  # no default decides a membership that has gone
         review = deps.policy.review(campaign.review)
         default = review.if_not_reviewed if review else "keep"
         items = await repo.items(campaign_id)
@@ -86,6 +88,17 @@ async def close_campaign(deps: Deps, campaign_id: int, now: datetime, *, actor: 
     return await release(deps, campaign_id, actor=actor, say_waiting=say_waiting)
 
 
+async def _left_undecided(deps: Deps, campaign_id: int) -> set[int]:
+    """The live check of a closing campaign's undecided items (a default must not decide a membership that
+    has gone; a group that cannot be read is taken as the snapshot says)."""
+    async with deps.store.read() as raw:
+        repo = repo_of(raw)
+        final = await repo.final_decisions(campaign_id)
+        undecided = [i for i in await repo.items(campaign_id) if i.state == OPEN and i.number not in final]
+    left, _ = await left_groups(deps, undecided)
+    return left
+
+
 async def release(deps: Deps, campaign_id: int, *, actor: str = SYSTEM, say_waiting: bool = False) -> str | None:
     """A held campaign's removals through the safety brake: paused above the limit, else planned and run.
 
@@ -97,6 +110,8 @@ async def release(deps: Deps, campaign_id: int, *, actor: str = SYSTEM, say_wait
         if campaign is None or campaign.state != HELD:
             return None
         removals = [i for i in await repo.items(campaign_id) if i.state == OPEN]
+    left, _ = await left_groups(deps, removals)  # a member who left meanwhile: nothing to remove
+    removals = [i for i in removals if i.number not in left]
     sample = [f"{i.user} from {i.provider}/{i.group}" for i in removals]
     if not await may_remove(deps, len(removals), sample, f"review {campaign.ref}"):
         return (f"{campaign.ref}: {len(removals)} removal(s) {PAUSED_LINE} "
@@ -107,7 +122,11 @@ async def release(deps: Deps, campaign_id: int, *, actor: str = SYSTEM, say_wait
         if campaign is None or campaign.state != HELD:
             return None
         removals = [i for i in await repo.items(campaign_id) if i.state == OPEN]
-        await plan_removals(repo, campaign, removals, deps.now())
+        for item in removals:
+            if item.number in left:
+                item.state, item.outcome = NOT_REMOVED, f"left {item.group} before the removal: nothing to remove"
+                await repo.save_item(item)
+        await plan_removals(repo, campaign, [i for i in removals if i.number not in left], deps.now())
     return await finish(deps, campaign_id, actor=actor, say_waiting=say_waiting)
 
 

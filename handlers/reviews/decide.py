@@ -111,12 +111,17 @@ async def decide(deps: Deps, who: str, cmd: ReviewDecide | ReviewChoices) -> Rep
     command, kinds = _command(cmd)
     now = deps.now()
     reason = (cmd.reason or "").strip() or None
+    left = await _left_asked(deps, who, cmd)
     async with deps.store.write() as raw:
         repo = repo_of(raw)
         campaign = await repo.get_campaign(cmd.campaign)
         items = await repo.items(cmd.campaign) if campaign else []
         batches = await repo.batches(cmd.campaign) if campaign else {}
         mine = {i.number: i for i in items if may_decide(deps, i, who, batches)}
+        if campaign is not None and campaign.state == OPEN and left & mine.keys():
+            for item in await mark_gone(repo, campaign, left & mine.keys(), who, now):  # nobody certifies them
+                mine[item.number] = item
+        left_decided = {n for n in left & mine.keys() if mine[n].state == OPEN}  # left after their decision
         own = {i.number for i in items if i.user == who}
         if campaign is None or (not mine and not own):
             return await refuse_in(repo, who, now, command, "not a reviewer of it", ref,
@@ -133,7 +138,7 @@ async def decide(deps: Deps, who: str, cmd: ReviewDecide | ReviewChoices) -> Rep
                                        f"Say why: `{decision} {ref} <items> because <reason>` (this review "
                                        f"requires a justification to {decision}).", "reason")
         if isinstance(cmd, ReviewDecide) and cmd.items is None:
-            chosen = [(i, cmd.decision) for i in mine.values() if i.state == OPEN]
+            chosen = [(i, cmd.decision) for i in mine.values() if i.state == OPEN and i.number not in left_decided]
         else:
             asked = [(n, cmd.decision) for n in cmd.items or ()] if isinstance(cmd, ReviewDecide) \
                 else list(cmd.choices)
@@ -145,7 +150,7 @@ async def decide(deps: Deps, who: str, cmd: ReviewDecide | ReviewChoices) -> Rep
                 if number not in mine:
                     return await refuse_in(repo, who, now, command, "not the reviewer of the item", ref,
                                            f"Item {number} of {ref} is not yours to decide.", "not-your-item")
-                if mine[number].state == GONE:
+                if mine[number].state == GONE or number in left_decided:
                     return await refuse_in(repo, who, now, command, "item gone", ref,
                                            f"Item {number} of {ref} is gone: {mine[number].user} is no longer in "
                                            f"{mine[number].group}; there is nothing to decide.", "gone")
@@ -165,8 +170,33 @@ async def decide(deps: Deps, who: str, cmd: ReviewDecide | ReviewChoices) -> Rep
     same = len(chosen) - len(fresh)
     if same:
         parts.append(f"{same} item(s) unchanged (already decided so by you)")
+    gone = sorted(n for n in left if n in mine)
+    if gone:
+        parts.append(f"{len(gone)} item(s) gone, nothing to decide: no longer in their group ("
+                     + ", ".join(map(str, gone[:30])) + (", …" if len(gone) > 30 else "") + ")")
     return Reply(text=f"{ref}: " + "; ".join(parts) + ". You can change it until the campaign closes.",
                  data={"review_id": ref})
+
+
+async def _left_asked(deps: Deps, who: str, cmd: ReviewDecide | ReviewChoices) -> set[int]:
+    """The live check of the open items a decision names (all of the asker's for ``all``), before it is
+    recorded: nobody certifies a membership that has gone. A group that cannot be read is taken as the
+    snapshot says (the close checks again)."""
+    async with deps.store.read() as raw:
+        repo = repo_of(raw)
+        campaign = await repo.get_campaign(cmd.campaign)
+        if campaign is None or campaign.state != OPEN:
+            return set()
+        items = await repo.items(cmd.campaign)
+        batches = await repo.batches(cmd.campaign)
+    if isinstance(cmd, ReviewDecide):
+        named = None if cmd.items is None else set(cmd.items)
+    else:
+        named = {n for n, _ in cmd.choices}
+    asked = [i for i in items if i.state == OPEN and (named is None or i.number in named)
+             and may_decide(deps, i, who, batches)]
+    left, _ = await left_groups(deps, asked)
+    return left
 
 
 async def record_decisions(repo: ReviewRepository, campaign: CampaignRecord, items: list[ItemRecord], decision: str,
@@ -189,6 +219,45 @@ async def _decided(repo: ReviewRepository, campaign: CampaignRecord, item: ItemR
         "department": item.department})
 
 
+async def left_groups(deps: Deps, items: list[ItemRecord]) -> tuple[set[int], list[str]]:
+    """The live check: the numbers of ``items`` whose person is no longer in the item's group at the provider,
+    and a line for each group that could not be read (its items are then taken as the snapshot says)."""
+    by_group: dict[tuple[str, str], list[ItemRecord]] = defaultdict(list)
+    for item in items:
+        by_group[(item.provider, item.group)].append(item)
+    left: set[int] = set()
+    notes: list[str] = []
+    for (provider, group), group_items in sorted(by_group.items()):
+        try:
+            members = {m.lower() for m in await deps.provider(provider).list_members(group)}
+        except Exception as exc:  # the caller goes on; the check says it could not run
+            notes.append(f"live check of {provider}/{group} failed ({type(exc).__name__}); shown as of the snapshot")
+            continue
+        left |= {i.number for i in group_items if i.user.lower() not in members}
+    return left, notes
+
+
+async def mark_gone(repo: ReviewRepository, campaign: CampaignRecord, numbers: set[int], actor: str,
+                    now: datetime) -> list[ItemRecord]:
+    """Items found out of their group before any decision: gone (``review.item_gone``), never decided.
+
+    An item already decided keeps its decision (it left after one: a removal then finds nothing to remove)."""
+    if not numbers:
+        return []
+    final = await repo.final_decisions(campaign.id or 0)
+    gone = []
+    for item in await repo.items(campaign.id or 0):
+        if item.number not in numbers or item.state != OPEN or item.number in final:
+            continue
+        item.state, item.outcome = GONE, f"left {item.group} before a decision"
+        await repo.save_item(item)
+        await repo.append("review.item_gone", actor=actor, ts=now, data={
+            "review_id": campaign.ref, "item": item.number, "user": item.user, "provider": item.provider,
+            "group": item.group})
+        gone.append(item)
+    return gone
+
+
 async def open_batch(deps: Deps, who: str, campaign: CampaignRecord, channel: str) -> list[str]:
     """The first opening of each of ``who``'s batches (``review.opened``) and the live check.
 
@@ -202,23 +271,12 @@ async def open_batch(deps: Deps, who: str, campaign: CampaignRecord, channel: st
         batches = await repo.batches(campaign.id or 0)
     mine = [i for i in items if may_decide(deps, i, who, batches)]
     notes: list[str] = []
-    gone: list[ItemRecord] = []
     inactive: list[ItemRecord] = []
+    left: set[int] = set()
     if campaign.state == OPEN:
-        by_group: dict[tuple[str, str], list[ItemRecord]] = defaultdict(list)
+        left, notes = await left_groups(deps, [i for i in mine if i.state == OPEN])
         for item in mine:
-            if item.state == OPEN:
-                by_group[(item.provider, item.group)].append(item)
-        for (provider, group), group_items in sorted(by_group.items()):
-            try:
-                members = {m.lower() for m in await deps.provider(provider).list_members(group)}
-            except Exception as exc:  # the batch still shows; the check says it could not run
-                notes.append(f"live check of {provider}/{group} failed ({type(exc).__name__}); shown as of the "
-                             "snapshot")
-                continue
-            gone += [i for i in group_items if i.user.lower() not in members]
-        for item in mine:
-            if item.state == OPEN and item not in gone and item.active:
+            if item.state == OPEN and item.number not in left and item.active:
                 person = await deps.person(item.user)
                 if person is None or not person.active:
                     inactive.append(item)
@@ -234,16 +292,8 @@ async def open_batch(deps: Deps, who: str, campaign: CampaignRecord, channel: st
                 await repo.save_batch(batch)
                 await repo.append("review.opened", actor=who, ts=now, data={
                     "review_id": campaign.ref, "reviewer": who, "batch": key, "channel": channel})
+        gone = await mark_gone(repo, campaign, left, who, now)
         fresh = {i.number: i for i in await repo.items(campaign.id or 0)}
-        for item in gone:
-            current = fresh.get(item.number)
-            if current is None or current.state != OPEN:
-                continue
-            current.state, current.outcome = GONE, f"left {item.group} before a decision"
-            await repo.save_item(current)
-            await repo.append("review.item_gone", actor=who, ts=now, data={
-                "review_id": campaign.ref, "item": item.number, "user": item.user, "provider": item.provider,
-                "group": item.group})
         for item in inactive:
             current = fresh.get(item.number)
             if current is not None and current.active:
