@@ -147,6 +147,10 @@ class Deps:
             self._rounds[key] = str(match[-1].data.get("policy_sha256") or "") if match else ""
         return self._rounds[key] or None
 
+    async def policy_by_sha(self, sha: str) -> Policy:
+        """The stored policy version ``sha`` (the one in force when it is not stored or no longer parses)."""
+        return await self._policy(sha)
+
     async def _policy(self, sha: str) -> Policy:
         if sha == self.policy.sha256:
             return self.policy

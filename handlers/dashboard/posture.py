@@ -239,7 +239,7 @@ async def decided_on(deps: Deps, review_id: str, email: str) -> set[str] | None:
     """The item numbers of campaign ``review_id`` that ``email`` decides on (their batches, a group batch
     they belong to, a batch escalated to them: the rule of the review commands), or None when the store
     has no such campaign."""
-    from handlers.reviews.campaign import repo_of
+    from handlers.reviews.campaign import pinned, repo_of
     from handlers.reviews.decide import may_decide
 
     m = re.fullmatch(r"RV-([0-9]{1,9})", review_id)
@@ -252,7 +252,8 @@ async def decided_on(deps: Deps, review_id: str, email: str) -> set[str] | None:
             return None
         batches = await repo.batches(campaign.id or 0)
         items = await repo.items(campaign.id or 0)
-    return {str(i.number) for i in items if may_decide(deps, i, email, batches)}
+    judged = await pinned(deps, campaign)
+    return {str(i.number) for i in items if may_decide(judged, i, email, batches)}
 
 
 def own_items(c: Campaign, mine: set[str] | None, email: str) -> None:

@@ -7,7 +7,7 @@ and the security team is told; a scheduled start is tried again later.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import cast
 
@@ -83,6 +83,16 @@ async def start_campaign(deps: Deps, review: Review, *, actor: str, now: datetim
             "scheduled_for": format_ts(scheduled_for) if scheduled_for else None})
     await deps.notifier.notify(_batch_notices(deps, campaign, plan.items))
     return StartOutcome(campaign=campaign, items=plan.items)
+
+
+async def pinned(deps: Deps, campaign: CampaignRecord) -> Deps:
+    """``deps`` judging ``campaign`` by the policy version it started under, to its end: its reviewer groups,
+    justifications, timers, default and sign-off chain, as a request is judged by the version it was asked
+    under. A later policy changes the campaigns started after it."""
+    if not campaign.policy_sha256 or campaign.policy_sha256 == deps.policy.sha256:
+        return deps
+    policy = await deps.policy_by_sha(campaign.policy_sha256)
+    return deps if policy is deps.policy else replace(deps, policy=policy)
 
 
 def reviewer_people(deps: Deps, reviewer: str) -> list[str]:

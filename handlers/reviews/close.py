@@ -24,7 +24,7 @@ from handlers.context import SYSTEM, Deps
 from handlers.grants import STANDING, end_grant_in, plan_membership_removal, run_due_ops
 from handlers.ports import Notice
 from handlers.records import HOLDING_STATES, OpRecord
-from handlers.reviews.campaign import repo_of
+from handlers.reviews.campaign import pinned, repo_of
 from handlers.reviews.decide import GONE, left_groups, mark_gone, record_decisions
 from handlers.reviews.records import CLOSED, OPEN, SIGNOFF, CampaignRecord, ItemRecord, SignoffRecord
 from handlers.reviews.repository import ReviewRepository
@@ -53,6 +53,7 @@ async def close_campaign(deps: Deps, campaign_id: int, now: datetime, *, actor: 
         campaign = await repo.get_campaign(campaign_id)
         if campaign is None or campaign.state != OPEN:
             return None
+        current, deps = deps, await pinned(deps, campaign)  # its default and sign-off: the version it started under
         await mark_gone(repo, campaign, left, SYSTEM, now)  # no default decides a membership that has gone
         review = deps.policy.review(campaign.review)
         default = review.if_not_reviewed if review else "keep"
@@ -85,7 +86,7 @@ async def close_campaign(deps: Deps, campaign_id: int, now: datetime, *, actor: 
         return f"{campaign.ref} closed: {SIGNOFF_FAILED_LINE} ({failed}); nothing is removed"
     if notices:
         return f"{campaign.ref} waits for sign-off of {len(removals)} removal(s)"
-    return await release(deps, campaign_id, actor=actor, say_waiting=say_waiting)
+    return await release(current, campaign_id, actor=actor, say_waiting=say_waiting)
 
 
 async def _left_undecided(deps: Deps, campaign_id: int) -> set[int]:
@@ -266,7 +267,8 @@ async def fail_stuck_signoffs(deps: Deps, *, dry_run: bool = False) -> list[str]
         stuck = []
         for campaign in await repo.campaigns(states=(SIGNOFF,)):
             concerned = concerned_by([i for i in await repo.items(campaign.id or 0) if i.state == OPEN])
-            rule = signoff_stuck(deps, campaign, await signoff_chain(deps, campaign, concerned),
+            judged = await pinned(deps, campaign)
+            rule = signoff_stuck(judged, campaign, await signoff_chain(judged, campaign, concerned),
                                  await repo.signoffs(campaign.id or 0), concerned)
             if rule is not None:
                 stuck.append(campaign)
@@ -282,11 +284,12 @@ async def fail_stuck_signoffs(deps: Deps, *, dry_run: bool = False) -> list[str]
             if campaign is None or campaign.state != SIGNOFF:
                 continue  # signed, denied or failed meanwhile (another process)
             concerned = concerned_by([i for i in await repo.items(campaign.id or 0) if i.state == OPEN])
-            rule = signoff_stuck(deps, campaign, await signoff_chain(deps, campaign, concerned),
+            judged = await pinned(deps, campaign)
+            rule = signoff_stuck(judged, campaign, await signoff_chain(judged, campaign, concerned),
                                  await repo.signoffs(campaign.id or 0), concerned)
             if rule is None:
                 continue
-            notices = await fail_signoff(deps, repo, campaign, rule, SYSTEM, deps.now())
+            notices = await fail_signoff(judged, repo, campaign, rule, SYSTEM, deps.now())
         await deps.notifier.notify(notices)
         lines.append(f"{campaign.ref} closed: {SIGNOFF_FAILED_LINE} ({rule}); nothing is removed")
     return lines

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from handlers.audit import format_ts
 from handlers.context import Deps
 from handlers.ports import Person
-from handlers.reviews.campaign import repo_of, start_campaign
+from handlers.reviews.campaign import pinned, repo_of, start_campaign
 from handlers.reviews.decide import ReviewChoices, ReviewDecide, decide, may_decide, open_batch, parse_items
 from handlers.reviews.records import OPEN, CampaignRecord, ItemRecord, ReviewDecisionRecord, rv_id
 from handlers.reviews.signoff import ReviewClose, ReviewSignoff, close_now, sign
@@ -160,7 +160,8 @@ async def _list(deps: Deps, who: str) -> Reply:
         for campaign in campaigns:
             if campaign.state == OPEN:
                 batches = await repo.batches(campaign.id or 0)
-                count = sum(may_decide(deps, i, who, batches) for i in await repo.items(campaign.id or 0))
+                judged = await pinned(deps, campaign)
+                count = sum(may_decide(judged, i, who, batches) for i in await repo.items(campaign.id or 0))
                 if count:
                     mine.append((campaign, count))
     lines = [f"{c.ref} {c.title}: {n} item(s) for you to review by {format_ts(c.due_at)} (`review {c.ref}`)"
@@ -178,7 +179,8 @@ async def _show(deps: Deps, who: str, cmd: ReviewShow, channel: str) -> Reply | 
         items = await repo.items(cmd.campaign) if campaign else []
     if campaign is None:
         return None
-    security = deps.is_security(who)
+    security = deps.is_security(who)  # the security team in force now sees every campaign
+    deps = await pinned(deps, campaign)
     if not security and not any(may_decide(deps, i, who, batches) for i in items):
         return None
     notes = await open_batch(deps, who, campaign, channel)  # review.opened once, and the live check

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from handlers.context import Deps
-from handlers.reviews.campaign import repo_of
+from handlers.reviews.campaign import pinned, repo_of
 from handlers.reviews.records import OPEN, BatchRecord, CampaignRecord, ItemRecord, ReviewDecisionRecord, rv_id
 from handlers.reviews.repository import ReviewRepository
 from handlers.text import is_digits
@@ -115,6 +115,7 @@ async def decide(deps: Deps, who: str, cmd: ReviewDecide | ReviewChoices) -> Rep
     async with deps.store.write() as raw:
         repo = repo_of(raw)
         campaign = await repo.get_campaign(cmd.campaign)
+        deps = await pinned(deps, campaign) if campaign else deps  # its reviewers and rules: as it started
         items = await repo.items(cmd.campaign) if campaign else []
         batches = await repo.batches(cmd.campaign) if campaign else {}
         mine = {i.number: i for i in items if may_decide(deps, i, who, batches)}
@@ -189,6 +190,7 @@ async def _left_asked(deps: Deps, who: str, cmd: ReviewDecide | ReviewChoices) -
             return set()
         items = await repo.items(cmd.campaign)
         batches = await repo.batches(cmd.campaign)
+    deps = await pinned(deps, campaign)
     if isinstance(cmd, ReviewDecide):
         named = None if cmd.items is None else set(cmd.items)
     else:
@@ -264,6 +266,7 @@ async def open_batch(deps: Deps, who: str, campaign: CampaignRecord, channel: st
     Membership is read again at the provider: an open item no longer in its group becomes gone
     (``review.item_gone``); a person no longer active is flagged. Returns lines to show (problems).
     """
+    deps = await pinned(deps, campaign)
     now = deps.now()
     async with deps.store.read() as raw:
         repo = repo_of(raw)

@@ -15,7 +15,7 @@ from datetime import datetime
 from handlers.context import SYSTEM, Deps
 from handlers.ports import Notice
 from handlers.reviews.calendar import BusinessCalendar, after
-from handlers.reviews.campaign import repo_of, reviewer_people
+from handlers.reviews.campaign import pinned, repo_of, reviewer_people
 from handlers.reviews.close import (
     PAUSED_LINE,
     close_campaign,
@@ -88,6 +88,7 @@ async def _campaign_timers(deps: Deps, campaign: CampaignRecord, now: datetime, 
         if line:
             report.closed.append(line)
         return
+    deps = await pinned(deps, campaign)  # reminders and escalation as the version the campaign started under
     review = deps.policy.review(campaign.review)
     if review is None:
         return

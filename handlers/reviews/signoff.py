@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from handlers.context import Deps
-from handlers.reviews.campaign import repo_of
+from handlers.reviews.campaign import pinned, repo_of
 from handlers.reviews.close import (
     HELD,
     close_campaign,
@@ -60,6 +60,7 @@ async def sign(deps: Deps, who: str, cmd: ReviewSignoff) -> Reply:
         if campaign is None or campaign.state != SIGNOFF:
             return await refuse_in(repo, who, now, f"{word} {ref}", "no sign-off pending", ref,
                                    f"{ref} does not wait for a sign-off.", "not-pending")
+        current, deps = deps, await pinned(deps, campaign)  # the chain of the version the campaign started under
         done = await repo.signoffs(cmd.campaign)
         removals = [i for i in await repo.items(cmd.campaign) if i.state == OPEN]
         concerned = concerned_by(removals)
@@ -110,6 +111,6 @@ async def sign(deps: Deps, who: str, cmd: ReviewSignoff) -> Reply:
                      "(one person signs once): the campaign is closed with its sign-off failed, nothing is removed, "
                      "and the security team is told.", data={"review_id": ref})
     if campaign.signoff == "approved":
-        line = await release(deps, cmd.campaign, actor=who, say_waiting=True)
+        line = await release(current, cmd.campaign, actor=who, say_waiting=True)
         return Reply(text=f"{ref}: sign-off approved. {line or ''}".strip(), data={"review_id": ref})
     return Reply(text=f"{ref}: your sign-off is recorded; the next step is asked.", data={"review_id": ref})

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from handlers.audit import format_ts
 from handlers.context import Deps
-from handlers.reviews.campaign import repo_of
+from handlers.reviews.campaign import pinned, repo_of
 from handlers.reviews.decide import may_decide, open_batch
 from handlers.reviews.links import ReviewLink
 from handlers.reviews.records import OPEN, BatchRecord, ItemRecord, ReviewDecisionRecord
@@ -72,7 +72,10 @@ async def batch_view(deps: Deps, who: str, campaign_id: int, channel: str, *, op
         campaign = await repo.get_campaign(campaign_id)
         batches = await repo.batches(campaign_id) if campaign else {}
         items = await repo.items(campaign_id) if campaign else []
-    if campaign is None or not any(may_decide(deps, i, who, batches) for i in items):
+    if campaign is None:
+        return None
+    deps = await pinned(deps, campaign)
+    if not any(may_decide(deps, i, who, batches) for i in items):
         return None
     notes = await open_batch(deps, who, campaign, channel) if opening else []
     async with deps.store.read() as raw:
@@ -96,8 +99,9 @@ async def open_batches(deps: Deps, who: str) -> list[ReviewLink]:
         for campaign in await repo.campaigns(states=(OPEN,)):
             batches = await repo.batches(campaign.id or 0)
             final = await repo.final_decisions(campaign.id or 0)
+            judged = await pinned(deps, campaign)
             waiting = [i for i in await repo.items(campaign.id or 0)
-                       if i.state == OPEN and i.number not in final and may_decide(deps, i, who, batches)]
+                       if i.state == OPEN and i.number not in final and may_decide(judged, i, who, batches)]
             if waiting:
                 links.append(ReviewLink(campaign.ref, campaign.title, len(waiting), campaign.due_at))
     return links

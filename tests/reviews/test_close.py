@@ -314,3 +314,31 @@ async def test_a_signoff_nobody_can_complete_fails_closed_at_the_close(database_
         assert await h.events("review.signoff_requested") == []
         assert h.notifier.to("dana.dba@example.com", "approval") == []
         await assert_failed_closed(h, "step 1: user dana.dba@example.com")
+
+
+async def test_a_campaign_runs_to_its_end_under_the_policy_it_started_under(database_url, tmp_path):
+    """As a request is judged by the version it was asked under: a policy edited mid-campaign (here: no
+    sign-off, and undecided items kept) changes the campaigns started after it, not this one, whose default
+    still removes and whose removals still wait for the security team's sign-off."""
+    async with harness(database_url, tmp_path) as h:
+        items = await started(h)
+        alice = items["alice@example.com"].number
+        assert (await h.say("mark.mgr@example.com", f"keep RV-1 {alice}")).ok
+        text = h.files.policy.read_text()
+        assert "sign_off: [{any_of: security}]" in text and "if_not_reviewed: remove" in text
+        h.files.policy.write_text(text.replace('version: "2026.11"', 'version: "2026.12"')
+                                  .replace("    sign_off: [{any_of: security}]", "    # sign_off: none")
+                                  .replace("if_not_reviewed: remove", "if_not_reviewed: keep"))
+        from handlers.policy import load_policy
+
+        h.app.deps.policy = load_policy(h.files.policy)  # as a restart with the new file loads it
+        await h.app.service.start()
+        assert [e["data"]["version"] for e in await h.events("policy.loaded")] == ["2026.11", "2026.12"]
+        assert h.app.deps.policy.review("quarterly-privileged").if_not_reviewed == "keep"
+        reply = await h.say("sasha.sec@example.com", "review close RV-1")
+        assert reply.ok and "waits for sign-off" in reply.text, reply.text
+        defaulted = [e for e in await h.events("review.decided") if e["actor"] == "system"]
+        assert defaulted and {e["data"]["decision"] for e in defaulted} == {"remove"}
+        assert (await h.say("sasha.sec@example.com", "approve RV-1")).ok
+        (closed,) = await h.events("review.closed")
+        assert closed["data"]["signoff"] == "approved"
