@@ -467,3 +467,43 @@ def test_fields_of_any_type_anywhere_get_a_verdict(genuine: Files, tmp_path: Pat
                 files = seal(files)
         pack.write_bytes(_zip(list(files.items())))
         assert answer() in (0, 1)
+
+
+def _signed_by_nobody(signature: dict[str, Any], cert: bytes = b"not a certificate\n") -> Callable[[Files], Files]:
+    """A signature block, a certificate and a signature file the hashes agree with, none of them real."""
+    def tamper(files: Files) -> Files:
+        files = {**files, "signing-cert.pem": cert, "manifest.json.sig": b"\x00" * 64}
+
+        def signed(m: dict[str, Any]) -> None:
+            m["files"]["signing-cert.pem"] = hashlib.sha256(cert).hexdigest()
+            m["signature"] = signature
+        return _digests(files, signed)
+    return tamper
+
+
+SIGNATURE = {"algorithm": "rsa-pkcs1v15-sha256", "subject": "CN=nobody", "certificate": "signing-cert.pem",
+             "file": "manifest.json.sig", "certificate_sha256": "0" * 64}
+SIGNED_CASES: list[tuple[str, Any, str]] = [
+    ("certificate-not-pem", _signed_by_nobody(SIGNATURE), "FAIL cannot read the certificate"),
+    ("signature-file-a-list", _signed_by_nobody({**SIGNATURE, "file": ["manifest.json.sig"]}),
+     "FAIL the signature or its certificate is missing"),
+    ("certificate-an-object", _signed_by_nobody({**SIGNATURE, "certificate": {"pem": "x"}}),
+     "FAIL the signature or its certificate is missing"),
+]
+
+
+@pytest.mark.parametrize(("change", "expected"), [c[1:] for c in CASES + SIGNED_CASES],
+                         ids=[c[0] for c in CASES + SIGNED_CASES])
+def test_accessbot_evidence_verify_gives_the_same_verdict(genuine: Files, tmp_path: Path, change: Any,
+                                                          expected: str) -> None:
+    """``accessbot evidence verify`` (the verifier's checks, then the signature) on the same packs:
+    not OK, the same FAIL line, no exception."""
+    import warnings
+
+    from bot.pack_check import check_pack
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        pack = _write(genuine, change, tmp_path / "tampered.zip")
+    ok, lines = check_pack(pack, None)
+    assert not ok and expected in "\n".join(lines), lines
