@@ -126,10 +126,9 @@ def _digests(files: Files, manifest: Callable[[dict[str, Any]], Any] | None) -> 
     return {**files, "manifest.json": json.dumps(m, indent=2, sort_keys=True).encode()}
 
 
-def _with_digests(files: Files, **changes: bytes) -> Files:
-    """Members changed and their SHA-256 written into the manifest (the chain left as it is)."""
-    files = {**files, **{k.replace("__", "."): v for k, v in changes.items()}}
-    return _digests(files, None)
+def _with_digests(files: Files, name: str, data: bytes) -> Files:
+    """``name`` changed and its SHA-256 written into the manifest (the chain left as it is)."""
+    return _digests({**files, name: data}, None)
 
 
 def _edit_events(name: str, change: Callable[[list[Any]], None]) -> Callable[[Files], Files]:
@@ -167,12 +166,13 @@ def _rename(old: str, new: str) -> Callable[[Files], Files]:
     return _edit_events("audit.jsonl", change)
 
 
-def _replace_line(name: str, number: int, line: bytes, sealed: bool = True) -> Callable[[Files], Files]:
+def _replace_line(name: str, number: int, line: bytes) -> Callable[[Files], Files]:
+    """Line ``number`` of ``name`` replaced, its SHA-256 written into the manifest."""
     def tamper(files: Files) -> Files:
         lines = files[name].split(b"\n")
         lines[number - 1] = line
         changed = {**files, name: b"\n".join(lines)}
-        return _digests(changed, None) if sealed else changed
+        return _digests(changed, None)
     return tamper
 
 
@@ -341,7 +341,7 @@ CASES: list[tuple[str, Any, str]] = [
     ("earlier-seq-negative", _set("audit_earlier.jsonl", "request.submitted", "seq", -5),
      "FAIL audit_earlier.jsonl line 1: seq -5"),
     # -- the CSV files (their hash and count in the manifest) --------------------------------------
-    ("csv-bom", lambda f: _with_digests(f, requests__csv=b"\xef\xbb\xbf" + f["requests.csv"]),
+    ("csv-bom", lambda f: _with_digests(f, "requests.csv", b"\xef\xbb\xbf" + f["requests.csv"]),
      "FAIL requests.csv: the header is not"),
     ("csv-missing-column", _csv("requests.csv", lambda rows: rows[1].pop()),
      "FAIL requests.csv row 1 (REQ-2): 10 cells, the header has 11"),
@@ -349,14 +349,14 @@ CASES: list[tuple[str, Any, str]] = [
      "FAIL grants.csv row 2 (REQ-2): 18 cells, the header has 17"),
     ("csv-header-only", _csv("requests.csv", lambda rows: rows.__delitem__(slice(1, None))),
      "FAIL requests.csv row 1: missing REQ-2"),
-    ("csv-empty", lambda f: _with_digests(f, approvals__csv=b""), "FAIL approvals.csv"),
+    ("csv-empty", lambda f: _with_digests(f, "approvals.csv", b""), "FAIL approvals.csv"),
     ("csv-huge-cell", _csv("requests.csv", lambda rows: rows[1].__setitem__(5, "x" * 200_000)),
      "FAIL requests.csv"),
-    ("csv-unclosed-quote", lambda f: _with_digests(f, requests__csv=f["requests.csv"] + b'"REQ-9,open'),
+    ("csv-unclosed-quote", lambda f: _with_digests(f, "requests.csv", f["requests.csv"] + b'"REQ-9,open'),
      "FAIL requests.csv"),
-    ("csv-bad-utf8", lambda f: _with_digests(f, requests__csv=f["requests.csv"].replace(b"deploy", b"\xffeploy")),
+    ("csv-bad-utf8", lambda f: _with_digests(f, "requests.csv", f["requests.csv"].replace(b"deploy", b"\xffeploy")),
      "FAIL requests.csv row 2 (REQ-3): justification"),
-    ("csv-nul", lambda f: _with_digests(f, requests__csv=f["requests.csv"].replace(b"deploy", b"\x00eploy")),
+    ("csv-nul", lambda f: _with_digests(f, "requests.csv", f["requests.csv"].replace(b"deploy", b"\x00eploy")),
      "FAIL requests.csv"),
 ]
 
