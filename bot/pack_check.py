@@ -35,22 +35,30 @@ def check_pack(pack: Path, cert: Path | None) -> tuple[bool, list[str]]:
     lines = [f"FAIL {p}" for p in problems]
     if not problems:
         lines.append(verifier.OK)
-    manifest = json.loads(files["manifest.json"]) if "manifest.json" in files else {}
+    try:
+        manifest = json.loads(files["manifest.json"])
+    except (KeyError, ValueError, RecursionError):
+        manifest = None
+    if verifier.manifest_problem(manifest) is not None:
+        return False, lines  # the verifier said what is wrong with manifest.json
     signature = manifest.get("signature")
     if signature is None:
         if cert is not None:
             return False, [*lines, "FAIL the pack is unsigned, and a signature by the certificate given is required"]
         return not problems, [*lines, "signature: none (the pack is unsigned)"]
-    sig = files.get(signature.get("file", SIGNATURE_FILE))
-    in_pack = files.get(signature.get("certificate", CERTIFICATE_FILE))
+    sig = files.get(str(signature.get("file", SIGNATURE_FILE)))
+    in_pack = files.get(str(signature.get("certificate", CERTIFICATE_FILE)))
     if sig is None or in_pack is None:
         return False, [*lines, "FAIL the signature or its certificate is missing from the pack"]
     expected = cert.read_bytes() if cert is not None else in_pack
-    if cert is not None and fingerprint(expected) != fingerprint(in_pack):
-        return False, [*lines, f"FAIL signed with certificate sha256 {fingerprint(in_pack)}, not the certificate "
-                       f"given ({fingerprint(expected)})"]
-    if not check_signature(files["manifest.json"], sig, expected):
-        return False, [*lines, "FAIL signature does NOT match manifest.json: the manifest changed after signing"]
+    try:
+        if cert is not None and fingerprint(expected) != fingerprint(in_pack):
+            return False, [*lines, f"FAIL signed with certificate sha256 {fingerprint(in_pack)}, not the "
+                           f"certificate given ({fingerprint(expected)})"]
+        if not check_signature(files["manifest.json"], sig, expected):
+            return False, [*lines, "FAIL signature does NOT match manifest.json: the manifest changed after signing"]
+    except ValueError as exc:  # a certificate that is no PEM certificate
+        return False, [*lines, f"FAIL cannot read the certificate: {exc}"]
     note = "" if cert is not None else (" — the certificate inside the pack: compare its fingerprint with the one "
                                         "your organisation published, or pass --cert")
     return not problems, [*lines, f"signature valid: manifest.json signed by {signature.get('subject')}, "

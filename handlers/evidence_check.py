@@ -76,8 +76,9 @@ def _matches(stored: datetime | None, ts: str | None, as_of: str | None) -> bool
 
 
 def _number(request_id: str) -> int:
+    """The rules' ``request_number``: the digits after the last "-" (ASCII 0-9, at most 19), 0 without them."""
     digits = request_id.rpartition("-")[2]
-    return int(digits) if digits.isdigit() else 0
+    return int(digits) if digits.isascii() and digits.isdigit() and len(digits) <= 19 else 0
 
 
 def compare(rid: str, r: dict[str, Any], db: dict[str, Any] | None, decisions: list[tuple[Any, ...]]) -> str | None:

@@ -109,6 +109,6 @@ def spilling(rows_class: type, *, hot: int | None = None, evict: int | None = No
 
 
 def _number(request_id: str) -> int:
-    """The rules' ``request_number``: the digits after the last "-", 0 without them."""
+    """The rules' ``request_number``: the digits after the last "-" (ASCII 0-9, at most 19), 0 without them."""
     digits = str(request_id).rpartition("-")[2]
-    return int(digits) if digits.isdigit() else 0
+    return int(digits) if digits.isascii() and digits.isdigit() and len(digits) <= 19 else 0

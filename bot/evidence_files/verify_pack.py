@@ -11,10 +11,15 @@ separators=(",", ":"), ensure_ascii=False) in UTF-8. Then every row of requests.
 approvals.csv, grants.csv and exceptions.csv is derived again from audit_earlier.jsonl and
 audit.jsonl (the rules below) and compared: the first file and row that differ are named.
 It says whether manifest.json is signed and how to check the signature with openssl.
-Exit 0 when everything holds, 1 otherwise.
+Exit 0 when everything holds, 1 otherwise: a file that is no zip, a member twice in the zip or a
+field of the wrong type (text where a number belongs, a list where an object does, a time that is
+not one) is a FAIL like any other, naming the file and the line, row or event.
 """
 
+from __future__ import annotations  # the annotations below on Python 3.8
+
 import csv
+import datetime
 import hashlib
 import io
 import json
@@ -26,20 +31,39 @@ SIGNATURE = "manifest.json.sig"
 OK = "OK: every file matches the manifest, the audit chain segment verifies and every row follows from its events"
 
 
-def load(target):
+def load(target: str | Path) -> dict[str, bytes]:
+    """The members of a pack (a zip, or the folder it was unpacked in) by name; ValueError (or
+    OSError) when it cannot be read, or when a name is twice in the zip: which copy an unzip tool or
+    a spreadsheet shows differs from one to the next, and the verifier would check only one."""
     path = Path(target)
     if path.is_dir():
         return {str(p.relative_to(path)).replace("\\", "/"): p.read_bytes() for p in path.rglob("*") if p.is_file()}
-    with zipfile.ZipFile(path) as zf:
-        return {name: zf.read(name) for name in zf.namelist() if not name.endswith("/")}
+    try:
+        with zipfile.ZipFile(path) as zf:
+            files = {}
+            for name in (name for name in zf.namelist() if not name.endswith("/")):
+                if name in files:
+                    raise ValueError(f"{name} is twice in the zip")
+                try:
+                    files[name] = zf.read(name)
+                except Exception as exc:  # a bad CRC, an unknown compression, encryption, truncated data
+                    raise ValueError(f"{name}: {exc}") from exc
+            return files
+    except (OSError, ValueError):
+        raise
+    except Exception as exc:  # zipfile's own (not a zip, a broken central directory)
+        raise ValueError(str(exc) or type(exc).__name__) from exc
 
 
 def verify(files):
     problems = []
     try:
         manifest = json.loads(files["manifest.json"])
-    except (KeyError, ValueError) as exc:
+    except (KeyError, ValueError, RecursionError) as exc:
         return [f"manifest.json missing or unreadable: {exc}"]
+    problem = manifest_problem(manifest)
+    if problem:
+        return [f"manifest.json: {problem}"]
     for name, digest in sorted(manifest.get("files", {}).items()):
         if name not in files:
             problems.append(f"{name}: listed in the manifest but missing")
@@ -55,11 +79,15 @@ def verify(files):
     for name, rows in sorted(manifest.get("counts", {}).items()):
         data = files.get(name, b"").decode("utf-8", "replace")
         if name.endswith(".csv"):
-            found = sum(1 for _ in csv.reader(io.StringIO(data))) - 1
+            try:
+                found = len(csv_rows(data)) - 1
+            except csv.Error as exc:
+                problems.append(f"{name}: not a CSV file ({exc})")
+                continue
         else:
             found = len([x for x in data.split("\n") if x])
         if found != rows:
-            problems.append(f"{name}: {found} rows, the manifest says {rows}")
+            problems.append(f"{name}: {found} rows, the manifest says {rows!r}")
     audit = manifest.get("audit", {})
     prev = audit.get("prev_hash")
     seq = audit.get("first_seq")
@@ -73,8 +101,11 @@ def verify(files):
     for number, line in enumerate(lines, start=1):
         try:
             event = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             problems.append(f"audit.jsonl line {number}: not JSON")
+            break
+        if not isinstance(event, dict):
+            problems.append(f"audit.jsonl line {number}: not a JSON object")
             break
         body = {k: v for k, v in event.items() if k != "hash"}
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -135,16 +166,75 @@ def cell(value):
 
 def period_bounds(period):
     """(first instant, first instant after) of a manifest's period, as `ts` strings."""
-    import datetime
-
     start = datetime.date.fromisoformat(period["from"])
     after = datetime.date.fromisoformat(period["to"]) + datetime.timedelta(days=1)
     return f"{start.isoformat()}T00:00:00.000Z", f"{after.isoformat()}T00:00:00.000Z"
 
 
-def request_number(request_id):
+def request_number(request_id: object) -> int:
+    """The digits after the last "-" (ASCII 0-9, at most 19: a 64-bit id), 0 without them."""
     digits = str(request_id).rpartition("-")[2]
-    return int(digits) if digits.isdigit() else 0
+    return int(digits) if digits.isascii() and digits.isdigit() and len(digits) <= 19 else 0
+
+
+# -- what each field must be, so that the rules can read it ---------------------------------------
+
+def manifest_problem(manifest: object) -> str | None:
+    """Why manifest.json cannot be read (a field of the wrong type), or None."""
+    if not isinstance(manifest, dict):
+        return "not a JSON object"
+    for field in ("files", "counts", "audit"):
+        if not isinstance(manifest.get(field, {}), dict):
+            return f"{field} is not a JSON object"
+    if not isinstance(manifest.get("audit", {}).get("first_seq"), (int, type(None))):
+        return "audit.first_seq is not a number"
+    if not isinstance(manifest.get("signature", {}), (dict, type(None))):
+        return "signature is not a JSON object"
+    period = manifest.get("period")
+    if "rows" in manifest and not (isinstance(period, dict) and is_date(period.get("from"))
+                                   and is_date(period.get("to"))):
+        return f"period is not two dates (YYYY-MM-DD): {period!r}"
+    return None
+
+
+def is_date(text: object) -> bool:
+    """Whether `text` is a date as YYYY-MM-DD (ASCII digits), before the last one Python knows."""
+    if not (isinstance(text, str) and len(text) == 10 and text.isascii() and all(
+            c.isdigit() if t == "9" else c == t for c, t in zip(text, "9999-99-99"))):  # noqa: B905
+        return False
+    try:
+        return datetime.date.fromisoformat(text) < datetime.date.max
+    except ValueError:
+        return False
+
+
+def is_time(ts: object) -> bool:
+    """Whether `ts` is an instant as accessbot records them: YYYY-MM-DDTHH:MM:SS.mmmZ (UTC, ASCII digits)."""
+    if not (isinstance(ts, str) and len(ts) == 24 and ts.isascii() and all(
+            c.isdigit() if t == "9" else c == t for c, t in zip(ts, "9999-99-99T99:99:99.999Z"))):  # noqa: B905
+        return False
+    try:
+        datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ")
+    except ValueError:
+        return False
+    return True
+
+
+def event_problem(event: object) -> str | None:
+    """Why the rules cannot read an audit event (a field of the wrong type), or None."""
+    if not isinstance(event, dict):
+        return "not a JSON object"
+    if not isinstance(event.get("type"), str):
+        return "type is not text"
+    if not isinstance(event.get("actor"), str):
+        return "actor is not text"
+    if not isinstance(event.get("request_id"), (str, type(None))):
+        return "request_id is not text"
+    if not isinstance(event.get("data"), (dict, type(None))):
+        return "data is not a JSON object"
+    if not is_time(event.get("ts")):
+        return f"ts is not a time (YYYY-MM-DDTHH:MM:SS.mmmZ): {event.get('ts')!r}"
+    return None
 
 
 class Rows:
@@ -239,18 +329,30 @@ class Rows:
 
 
 def read_events(files, name, problems):
-    """The events of a .jsonl member (lines end with "\n" alone), None when one is not JSON."""
+    """The events of a .jsonl member (lines end with "\n" alone), None when one is not JSON or
+    has a field the rules cannot read."""
     lines = files.get(name, b"").decode("utf-8", "replace").split("\n")
     if lines[-1] == "":
         lines.pop()
     events = []
     for number, line in enumerate(lines, start=1):
         try:
-            events.append(json.loads(line))
-        except ValueError:
+            event = json.loads(line)
+        except (ValueError, RecursionError):
             problems.append(f"{name} line {number}: not JSON")
             return None
+        problem = event_problem(event)
+        if problem:
+            where = f"line {number}" if not isinstance(event, dict) else f"line {number} (seq {event.get('seq')})"
+            problems.append(f"{name} {where}: {problem}")
+            return None
+        events.append(event)
     return events
+
+
+def csv_rows(text: str) -> list[list[str]]:
+    """The rows of a CSV file; csv.Error when it is not one (e.g. a cell longer than csv allows)."""
+    return list(csv.reader(io.StringIO(text)))
 
 
 def self_hash_ok(event):
@@ -289,7 +391,11 @@ def verify_rows(files, manifest):
     for name, columns in ROW_FILES.items():
         if name not in files:
             continue
-        found = list(csv.reader(io.StringIO(files[name].decode("utf-8", "replace"))))
+        try:
+            found = csv_rows(files[name].decode("utf-8", "replace"))
+        except csv.Error as exc:
+            problems.append(f"{name}: not a CSV file ({exc})")
+            continue
         if not found or found[0] != columns:
             problems.append(f"{name}: the header is not {','.join(columns)}")
             continue
@@ -300,6 +406,7 @@ def verify_rows(files, manifest):
 
 
 def first_difference(name, columns, found, derived):
+    cells = [len(row) for row in found]
     found = [dict(zip(columns, row)) for row in found]  # noqa: B905 (Python 3.8 has no strict)
     got_ids = {row.get("request_id") for row in found}
     want_ids = {row["request_id"] for row in derived}
@@ -311,6 +418,8 @@ def first_difference(name, columns, found, derived):
             if rid not in want_ids:
                 return f"{name} row {number} ({rid}): not in the audit events"
             return f"{name} row {number} ({rid}): the audit events give {want['request_id']} here"
+        if cells[number - 1] != len(columns):
+            return f"{name} row {number} ({rid}): {cells[number - 1]} cells, the header has {len(columns)}"
         for column in columns:
             if got.get(column, "") != want[column]:
                 return (f"{name} row {number} ({rid}): {column} is {got.get(column)!r}, "
@@ -339,9 +448,13 @@ def signature_note(files):
     ]
 
 
-def main(argv):
+def main(argv: list[str]) -> int:
     target = argv[1] if len(argv) > 1 else "."
-    files = load(target)
+    try:
+        files = load(target)
+    except (OSError, ValueError) as exc:
+        print(f"FAIL cannot read {target}: {exc}")
+        return 1
     problems = verify(files)
     for p in problems:
         print("FAIL", p)
