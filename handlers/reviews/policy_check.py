@@ -26,12 +26,19 @@ DEFAULT_ESCALATE = ReviewDuration(business_days=5)
 
 
 @cache
-def holiday_countries() -> dict[str, tuple[str, ...]]:
-    """Country code → subdivision codes, as the ``holidays`` package knows them."""
+def holiday_countries() -> frozenset[str]:
+    """The country codes the ``holidays`` package knows (alpha-2, alpha-3 and aliases such as UK), read from its
+    registry: listing them with their subdivisions imports every country's module (~0.1 s at each start)."""
+    from holidays.registry import EntityLoader
+
+    return frozenset(code.upper() for code in EntityLoader.get_country_codes())
+
+
+def holiday_subdivisions(code: str) -> tuple[str, ...]:
+    """The subdivision codes of one known country (importing its module alone)."""
     import holidays
 
-    return {code.upper(): tuple(str(s).upper() for s in subdivs)
-            for code, subdivs in holidays.list_supported_countries().items()}
+    return tuple(str(s).upper() for s in getattr(holidays, code).subdivisions)
 
 
 def zone_problem(name: str) -> str | None:
@@ -120,10 +127,11 @@ def _holidays(c: Any, raw: Any, line: int | None, where: str) -> tuple[str | Non
     if subdiv is None:
         return code, None
     sub = str(subdiv).strip().upper()
-    if sub not in known[code]:
+    subdivisions = holiday_subdivisions(code)
+    if sub not in subdivisions:
         c.err(line, where, f"{code} has no subdivision {sub!r} in the holidays calendar"
-              + (f" (known: {', '.join(known[code][:12])}{', …' if len(known[code]) > 12 else ''})"
-                 if known[code] else " (it has none)"))
+              + (f" (known: {', '.join(subdivisions[:12])}{', …' if len(subdivisions) > 12 else ''})"
+                 if subdivisions else " (it has none)"))
         return None, None
     return code, sub
 

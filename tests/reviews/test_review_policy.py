@@ -186,3 +186,16 @@ def test_policy_check_refuses_a_sign_off_nobody_may_complete(tmp_path):
     assert result.returncode == 1
     assert "reviews[0].sign_off[1]: review 'quarterly-privileged': the sign-off chain can never be completed at " \
            "step 2: all_of security" in result.stderr, result.stderr
+
+
+def test_the_holiday_countries_read_from_the_registry_are_those_the_package_lists() -> None:
+    """Loading a policy reads the country codes from the package's registry and imports the one country it
+    names, instead of importing every country to list them: the same codes and subdivisions either way."""
+    import holidays
+
+    from handlers.reviews.policy_check import holiday_countries, holiday_subdivisions
+
+    listed = holidays.list_supported_countries()
+    assert holiday_countries() == {code.upper() for code in listed}
+    for code in ("DE", "US", "GB", "UK", "CH", "FR", "IN"):
+        assert sorted(holiday_subdivisions(code)) == sorted(str(s).upper() for s in listed[code])
