@@ -71,7 +71,8 @@ async def close_campaign(deps: Deps, campaign_id: int, now: datetime, *, actor: 
             concerned = concerned_by(removals)
             failed = signoff_stuck(deps, campaign, await signoff_chain(deps, campaign, concerned), [], concerned)
             if failed is not None:  # nobody could complete it: fail closed now rather than wait for ever
-                notices += await fail_signoff(deps, repo, campaign, failed, actor, now)
+                notices += await fail_signoff(deps, repo, campaign, failed, actor, now,
+                                              current.policy.security_members())
             else:
                 await repo.save_campaign(campaign)
                 approvers = signoff_pool(deps, campaign, 0, concerned)
@@ -123,11 +124,15 @@ async def release(deps: Deps, campaign_id: int, *, actor: str = SYSTEM, say_wait
         if campaign is None or campaign.state != HELD:
             return None
         removals = [i for i in await repo.items(campaign_id) if i.state == OPEN]
+        now = deps.now()
         for item in removals:
             if item.number in left:
                 item.state, item.outcome = NOT_REMOVED, f"left {item.group} before the removal: nothing to remove"
                 await repo.save_item(item)
-        await plan_removals(repo, campaign, [i for i in removals if i.number not in left], deps.now())
+                await repo.append("review.removal_skipped", actor=SYSTEM, ts=now, data={
+                    "review_id": campaign.ref, "item": item.number, "user": item.user, "provider": item.provider,
+                    "group": item.group, "reason": "not a member any more: nothing to remove"})
+        await plan_removals(repo, campaign, [i for i in removals if i.number not in left], now)
     return await finish(deps, campaign_id, actor=actor, say_waiting=say_waiting)
 
 
@@ -240,7 +245,7 @@ def signoff_stuck(deps: Deps, campaign: CampaignRecord, chain: list[ResolvedStep
 
 
 async def fail_signoff(deps: Deps, repo: ReviewRepository, campaign: CampaignRecord, rule: str, actor: str,
-                       now: datetime) -> list[Notice]:
+                       now: datetime, told: Collection[str] | None = None) -> list[Notice]:
     """A sign-off nobody can complete any more fails closed: nothing is removed, the campaign closes
     with ``signoff: failed`` and the rule in ``review.closed``, and the security team is told (the
     notices returned)."""
@@ -256,43 +261,59 @@ async def fail_signoff(deps: Deps, repo: ReviewRepository, campaign: CampaignRec
     text = (f"{campaign.ref} ({campaign.title}) closed: {SIGNOFF_FAILED_LINE} ({rule}); none of its "
             f"{sum(i.state == NOT_REMOVED for i in items)} removal(s) is done. Start a new campaign once the "
             "sign-off chain can be completed.")
-    return [Notice(m, "failure", text, None) for m in sorted(deps.policy.security_members())]
+    # the security team in force (``told``), not the one of the version the campaign started under
+    return [Notice(m, "failure", text, None) for m in sorted(deps.policy.security_members() if told is None
+                                                              else told)]
 
 
-async def fail_stuck_signoffs(deps: Deps, *, dry_run: bool = False) -> list[str]:
+async def fail_stuck_signoffs(deps: Deps, *, dry_run: bool = False,
+                              failed: list[str] | None = None) -> list[str]:
     """Campaigns waiting for a sign-off that can no longer be completed (an approver left the directory
-    or the policy changed since they asked): each fails closed. Returns a line per campaign."""
+    or the policy changed since they asked): each fails closed. Returns a line per campaign. A campaign
+    whose approvers cannot be looked up now (the provider throttles or is down) keeps waiting, and the
+    others are judged: its trouble goes to ``failed``."""
     async with deps.store.read() as raw:
-        repo = repo_of(raw)
-        stuck = []
-        for campaign in await repo.campaigns(states=(SIGNOFF,)):
-            concerned = concerned_by([i for i in await repo.items(campaign.id or 0) if i.state == OPEN])
-            judged = await pinned(deps, campaign)
-            rule = signoff_stuck(judged, campaign, await signoff_chain(judged, campaign, concerned),
-                                 await repo.signoffs(campaign.id or 0), concerned)
-            if rule is not None:
-                stuck.append(campaign)
+        waiting = await repo_of(raw).campaigns(states=(SIGNOFF,))
     lines: list[str] = []
-    for found in stuck:
-        if dry_run:
-            lines.append(f"{found.ref} (sign-off can no longer be completed)")
+    for found in waiting:
+        try:
+            line = await _fail_if_stuck(deps, found, dry_run=dry_run)
+        except Exception as exc:  # an approver not looked up is not an approver gone: judged at the next sweep
+            if failed is not None:
+                failed.append(f"{found.ref}: sign-off not judged: {type(exc).__name__}: {exc}"[:300])
             continue
-        notices: list[Notice] = []
-        async with deps.store.write() as raw:
-            repo = repo_of(raw)
-            campaign = await repo.get_campaign(found.id or 0)
-            if campaign is None or campaign.state != SIGNOFF:
-                continue  # signed, denied or failed meanwhile (another process)
-            concerned = concerned_by([i for i in await repo.items(campaign.id or 0) if i.state == OPEN])
-            judged = await pinned(deps, campaign)
-            rule = signoff_stuck(judged, campaign, await signoff_chain(judged, campaign, concerned),
-                                 await repo.signoffs(campaign.id or 0), concerned)
-            if rule is None:
-                continue
-            notices = await fail_signoff(judged, repo, campaign, rule, SYSTEM, deps.now())
-        await deps.notifier.notify(notices)
-        lines.append(f"{campaign.ref} closed: {SIGNOFF_FAILED_LINE} ({rule}); nothing is removed")
+        if line:
+            lines.append(line)
     return lines
+
+
+async def _stuck_rule(deps: Deps, repo: ReviewRepository, campaign: CampaignRecord) -> tuple[Deps, str | None]:
+    concerned = concerned_by([i for i in await repo.items(campaign.id or 0) if i.state == OPEN])
+    judged = await pinned(deps, campaign)
+    rule = signoff_stuck(judged, campaign, await signoff_chain(judged, campaign, concerned),
+                         await repo.signoffs(campaign.id or 0), concerned)
+    return judged, rule
+
+
+async def _fail_if_stuck(deps: Deps, found: CampaignRecord, *, dry_run: bool) -> str | None:
+    async with deps.store.read() as raw:
+        _, rule = await _stuck_rule(deps, repo_of(raw), found)
+    if rule is None:
+        return None
+    if dry_run:
+        return f"{found.ref} (sign-off can no longer be completed)"
+    async with deps.store.write() as raw:
+        repo = repo_of(raw)
+        campaign = await repo.get_campaign(found.id or 0)
+        if campaign is None or campaign.state != SIGNOFF:
+            return None  # signed, denied or failed meanwhile (another process)
+        judged, rule = await _stuck_rule(deps, repo, campaign)
+        if rule is None:
+            return None
+        notices = await fail_signoff(judged, repo, campaign, rule, SYSTEM, deps.now(),
+                                     deps.policy.security_members())
+    await deps.notifier.notify(notices)
+    return f"{campaign.ref} closed: {SIGNOFF_FAILED_LINE} ({rule}); nothing is removed"
 
 
 def signoff_notices(campaign: CampaignRecord, removals: list[ItemRecord], approvers: set[str]) -> list[Notice]:

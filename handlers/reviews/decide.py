@@ -142,7 +142,7 @@ async def decide(deps: Deps, who: str, cmd: ReviewDecide | ReviewChoices) -> Rep
             chosen = [(i, cmd.decision) for i in mine.values() if i.state == OPEN and i.number not in left_decided]
         else:
             asked = [(n, cmd.decision) for n in cmd.items or ()] if isinstance(cmd, ReviewDecide) \
-                else list(cmd.choices)
+                else [(n, d) for n, d in cmd.choices if n not in left_decided]  # a card shows them still: skipped
             for number, _ in asked:
                 if number in own:
                     return await refuse_in(repo, who, now, command, "own item", ref,
@@ -221,12 +221,21 @@ async def _decided(repo: ReviewRepository, campaign: CampaignRecord, item: ItemR
         "department": item.department})
 
 
+def live_checked(item: ItemRecord) -> bool:
+    """Whether the live check judges ``item``: a standing membership of a person the provider's member list
+    names. An item held through a grant is certified as the grant (a removal ends it, in or out of the group
+    at that moment: the sweep would put a holder back); a service principal is not in that list (Entra lists
+    users only), so its absence says nothing."""
+    return item.request_id is None and "@" in item.user
+
+
 async def left_groups(deps: Deps, items: list[ItemRecord]) -> tuple[set[int], list[str]]:
     """The live check: the numbers of ``items`` whose person is no longer in the item's group at the provider,
     and a line for each group that could not be read (its items are then taken as the snapshot says)."""
     by_group: dict[tuple[str, str], list[ItemRecord]] = defaultdict(list)
     for item in items:
-        by_group[(item.provider, item.group)].append(item)
+        if live_checked(item):
+            by_group[(item.provider, item.group)].append(item)
     left: set[int] = set()
     notes: list[str] = []
     for (provider, group), group_items in sorted(by_group.items()):

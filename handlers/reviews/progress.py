@@ -59,7 +59,8 @@ async def run_review_timers(deps: Deps, now: datetime, *, dry_run: bool = False)
         released, report.paused = await release_held(deps)
         report.closed += released
         report.closed += await record_late_removals(deps)
-    report.closed += await fail_stuck_signoffs(deps, dry_run=dry_run)  # a sign-off nobody can complete any more
+    # a sign-off nobody can complete any more
+    report.closed += await fail_stuck_signoffs(deps, dry_run=dry_run, failed=report.failed)
     async with deps.store.read() as raw:
         campaigns = await repo_of(raw).campaigns(states=(OPEN,))
     for campaign in campaigns:

@@ -96,7 +96,7 @@ async def sign(deps: Deps, who: str, cmd: ReviewSignoff) -> Reply:
         stuck = None if satisfied and step + 1 >= steps else \
             signoff_stuck(deps, campaign, await signoff_chain(deps, campaign, concerned), [*done, signature], concerned)
         if stuck is not None:  # the people who have not signed can no longer complete the chain: fail closed
-            notices = await fail_signoff(deps, repo, campaign, stuck, who, now)
+            notices = await fail_signoff(deps, repo, campaign, stuck, who, now, current.policy.security_members())
         elif satisfied and step + 1 < steps:
             approvers = signoff_pool(deps, campaign, step + 1, concerned)
             notices = signoff_notices(campaign, removals, approvers - {who})
