@@ -42,7 +42,14 @@ def _numbers(text: str | None) -> list[int] | None:
 
 def _campaign(row: Any) -> CampaignRecord:
     m = row._mapping
-    return CampaignRecord(id=m["id"], **{k: m[k] for k in _CAMPAIGN})
+    asked = m["signoff_asked"]
+    return CampaignRecord(id=m["id"], signoff_asked=None if asked is None else json.loads(asked),
+                          **{k: m[k] for k in _CAMPAIGN})
+
+
+def _campaign_row(record: CampaignRecord) -> dict[str, Any]:
+    asked = None if record.signoff_asked is None else json.dumps(record.signoff_asked, sort_keys=True)
+    return {**{k: getattr(record, k) for k in _CAMPAIGN}, "signoff_asked": asked}
 
 
 def _item_row(item: ItemRecord) -> dict[str, Any]:
@@ -62,13 +69,13 @@ class ReviewRepositoryMixin:
     # -- campaigns --------------------------------------------------------------------------
     async def add_campaign(self, record: CampaignRecord) -> int:
         result = await self.conn.execute(insert(rt.review_campaigns).values(
-            **{k: getattr(record, k) for k in _CAMPAIGN}))
+            **_campaign_row(record)))
         record.id = int(result.inserted_primary_key[0])  # type: ignore[index]
         return record.id
 
     async def save_campaign(self, record: CampaignRecord) -> None:
         await self.conn.execute(update(rt.review_campaigns).where(rt.review_campaigns.c.id == record.id)
-                                .values(**{k: getattr(record, k) for k in _CAMPAIGN}))
+                                .values(**_campaign_row(record)))
 
     async def get_campaign(self, campaign_id: int) -> CampaignRecord | None:
         row = (await self.conn.execute(

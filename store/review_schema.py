@@ -23,6 +23,7 @@ review_campaigns = Table(
     Column("items", Integer, nullable=False),
     Column("closed_at", UTCDateTime),
     Column("signoff", String(20)),
+    Column("signoff_asked", Text),  # JSON {step: [emails asked when it opened]}; NULL: none recorded
     UniqueConstraint("review", "scheduled_for", name="uq_review_campaign_scheduled_once"),
 )
 

@@ -69,6 +69,7 @@ async def close_campaign(deps: Deps, campaign_id: int, now: datetime, *, actor: 
         if review is not None and review.sign_off and removals:
             campaign.state, campaign.signoff = SIGNOFF, "pending"
             concerned = concerned_by(removals)
+            await ask_step(deps, campaign, 0, concerned)
             failed = signoff_stuck(deps, campaign, await signoff_chain(deps, campaign, concerned), [], concerned)
             if failed is not None:  # nobody could complete it: fail closed now rather than wait for ever
                 notices += await fail_signoff(deps, repo, campaign, failed, actor, now,
@@ -166,6 +167,9 @@ def signoff_pool(deps: Deps, campaign: CampaignRecord, step: int, concerned: Col
     review = deps.policy.review(campaign.review)
     if review is None or step >= len(review.sign_off):
         return set()
+    asked = (campaign.signoff_asked or {}).get(str(step))
+    if asked is not None:  # the step is open: the people it asked when it opened
+        return set(asked) - {c.lower() for c in concerned}
     s = review.sign_off[step]
     if s.kind == "user" and s.user:
         pool = {s.user.lower()}
@@ -205,9 +209,11 @@ def open_signoff_step(deps: Deps, campaign: CampaignRecord, done: list[SignoffRe
 async def signoff_chain(deps: Deps, campaign: CampaignRecord, concerned: Collection[str] = ()
                         ) -> list[ResolvedStep] | None:
     """The campaign's sign-off chain as it can be signed now: each step's people who are active in the
-    directory (someone inactive or missing cannot sign) and how many signatures it needs (an ``all_of``
-    step: every person of its group, as the policy lists them), the ``concerned`` left out of both (whose
-    own memberships the list removes). None when the policy no longer has the review or its ``sign_off``."""
+    directory (someone inactive or missing cannot sign) and how many signatures it needs, the ``concerned``
+    left out of both (whose own memberships the list removes). An ``all_of`` step needs everyone it asked
+    when it opened (someone who turned inactive since makes it fail closed, as a request's step), and a step
+    not open yet everyone active now (whom it will ask). None when the policy no longer has the review or its
+    ``sign_off``."""
     review = deps.policy.review(campaign.review)
     if review is None or not review.sign_off:
         return None
@@ -218,9 +224,23 @@ async def signoff_chain(deps: Deps, campaign: CampaignRecord, concerned: Collect
             person = await deps.person(email)
             if person is not None and person.active:
                 people.add(email.lower())
-        chain.append(ResolvedStep(step=step, index=index, pool=frozenset(people),
-                                  need=signoff_need(deps, campaign, index, concerned)))
+        need = signoff_need(deps, campaign, index, concerned)
+        if step.kind == "all_of" and str(index) not in (campaign.signoff_asked or {}):
+            need = max(1, len(people))
+        chain.append(ResolvedStep(step=step, index=index, pool=frozenset(people), need=need))
     return chain
+
+
+async def ask_step(deps: Deps, campaign: CampaignRecord, step: int, concerned: Collection[str]) -> set[str]:
+    """Open sign-off step ``step``: the people it asks are its active approvers now (the concerned left out),
+    kept on the campaign (the caller saves it) so that an ``all_of`` step needs exactly them."""
+    asked = set()
+    for email in signoff_pool(deps, campaign, step, concerned):
+        person = await deps.person(email)
+        if person is not None and person.active:
+            asked.add(email.lower())
+    campaign.signoff_asked = {**(campaign.signoff_asked or {}), str(step): sorted(asked)}
+    return asked
 
 
 def signoff_stuck(deps: Deps, campaign: CampaignRecord, chain: list[ResolvedStep] | None,

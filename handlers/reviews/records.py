@@ -32,6 +32,7 @@ class CampaignRecord:
     closed_at: datetime | None = None
     signoff: str | None = None
     id: int | None = None
+    signoff_asked: dict[str, list[str]] | None = None  # sign-off step (0-based, as text) → the people it asked
 
     @property
     def ref(self) -> str:

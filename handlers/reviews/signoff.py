@@ -9,6 +9,7 @@ from handlers.context import Deps
 from handlers.reviews.campaign import pinned, repo_of
 from handlers.reviews.close import (
     HELD,
+    ask_step,
     close_campaign,
     concerned_by,
     fail_signoff,
@@ -98,7 +99,8 @@ async def sign(deps: Deps, who: str, cmd: ReviewSignoff) -> Reply:
         if stuck is not None:  # the people who have not signed can no longer complete the chain: fail closed
             notices = await fail_signoff(deps, repo, campaign, stuck, who, now, current.policy.security_members())
         elif satisfied and step + 1 < steps:
-            approvers = signoff_pool(deps, campaign, step + 1, concerned)
+            approvers = await ask_step(deps, campaign, step + 1, concerned)
+            await repo.save_campaign(campaign)
             notices = signoff_notices(campaign, removals, approvers - {who})
             await repo.append("review.signoff_requested", actor=who, ts=now, data={
                 "review_id": ref, "removals": len(removals), "step": step + 2, "approvers": sorted(approvers)})

@@ -114,3 +114,31 @@ def test_the_migration_creates_the_tables_as_declared_and_goes_back(database_url
         assert "review_items" in inspect(engine).get_table_names()
     finally:
         engine.dispose()
+
+
+def test_migration_0012_goes_down_and_up_again(database_url: str) -> None:
+    """The escalated items and the people each sign-off step asked: two nullable columns, removed by the
+    downgrade and added again by the upgrade, on both backends."""
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from store.db import alembic_config, make_sync_engine, upgrade
+
+    def columns() -> tuple[set[str], set[str]]:
+        engine = make_sync_engine(database_url)
+        try:
+            found = inspect(engine)
+            return ({c["name"] for c in found.get_columns("review_batches")},
+                    {c["name"] for c in found.get_columns("review_campaigns")})
+        finally:
+            engine.dispose()
+
+    upgrade(database_url)
+    batches, campaigns = columns()
+    assert "escalated_items" in batches and "signoff_asked" in campaigns
+    command.downgrade(alembic_config(database_url), "0011_sqlite_audit_no_replace")
+    batches, campaigns = columns()
+    assert "escalated_items" not in batches and "signoff_asked" not in campaigns
+    upgrade(database_url)
+    batches, campaigns = columns()
+    assert "escalated_items" in batches and "signoff_asked" in campaigns
