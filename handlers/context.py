@@ -151,6 +151,11 @@ class Deps:
         """The stored policy version ``sha`` (the one in force when it is not stored or no longer parses)."""
         return await self._policy(sha)
 
+    async def stored_policy(self, sha: str) -> Policy | None:
+        """The stored policy version ``sha`` exactly, or None when it is not stored or no longer parses."""
+        policy = await self._policy(sha)
+        return policy if policy.sha256 == sha else None
+
     async def _policy(self, sha: str) -> Policy:
         if sha == self.policy.sha256:
             return self.policy

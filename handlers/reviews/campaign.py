@@ -85,6 +85,15 @@ async def start_campaign(deps: Deps, review: Review, *, actor: str, now: datetim
     return StartOutcome(campaign=campaign, items=plan.items)
 
 
+async def unreadable(deps: Deps, campaign: CampaignRecord) -> str | None:
+    """Why the policy version ``campaign`` started under cannot judge it (not stored, or refused by today's
+    validator), or None. Its removals then never run: nothing is removed by a version it did not start under."""
+    if not campaign.policy_sha256 or await deps.stored_policy(campaign.policy_sha256) is not None:
+        return None
+    return (f"the policy version {campaign.policy_version} it started under can no longer be read "
+            f"(sha256 {campaign.policy_sha256[:12]}…)")
+
+
 async def pinned(deps: Deps, campaign: CampaignRecord) -> Deps:
     """``deps`` judging ``campaign`` by the policy version it started under, to its end: its reviewer groups,
     justifications, timers, default and sign-off chain, as a request is judged by the version it was asked

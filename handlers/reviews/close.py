@@ -24,7 +24,7 @@ from handlers.context import SYSTEM, Deps
 from handlers.grants import STANDING, end_grant_in, plan_membership_removal, run_due_ops
 from handlers.ports import Notice
 from handlers.records import HOLDING_STATES, OpRecord
-from handlers.reviews.campaign import pinned, repo_of
+from handlers.reviews.campaign import pinned, repo_of, unreadable
 from handlers.reviews.decide import GONE, left_groups, mark_gone, record_decisions
 from handlers.reviews.records import CLOSED, OPEN, SIGNOFF, CampaignRecord, ItemRecord, SignoffRecord
 from handlers.reviews.repository import ReviewRepository
@@ -54,19 +54,24 @@ async def close_campaign(deps: Deps, campaign_id: int, now: datetime, *, actor: 
         if campaign is None or campaign.state != OPEN:
             return None
         current, deps = deps, await pinned(deps, campaign)  # its default and sign-off: the version it started under
+        lost = await unreadable(current, campaign)
         await mark_gone(repo, campaign, left, SYSTEM, now)  # no default decides a membership that has gone
         review = deps.policy.review(campaign.review)
         default = review.if_not_reviewed if review else "keep"
         items = await repo.items(campaign_id)
         final = await repo.final_decisions(campaign_id)
         undecided = [i for i in items if i.state == OPEN and i.number not in final]
-        await record_decisions(repo, campaign, undecided, default, SYSTEM, now, "not reviewed before the close")
-        final = await repo.final_decisions(campaign_id)
-        removals = [i for i in items if i.state == OPEN and final[i.number].decision == "remove"]
-        kept = [i.number for i in items if i.state == OPEN and final[i.number].decision == "keep"]
+        if lost is None:  # without the version it started under, no default is known: they stay undecided
+            await record_decisions(repo, campaign, undecided, default, SYSTEM, now, "not reviewed before the close")
+            final = await repo.final_decisions(campaign_id)
+        removals = [i for i in items if i.state == OPEN and i.number in final and final[i.number].decision == "remove"]
+        kept = [i.number for i in items if i.state == OPEN and i.number in final and final[i.number].decision == "keep"]
         await repo.set_items_state(campaign_id, kept, KEPT, "kept")  # one statement, however many
         failed = None
-        if review is not None and review.sign_off and removals:
+        if lost is not None and (removals or undecided):  # nothing is removed by a version it did not start under
+            failed = lost
+            notices += await fail_signoff(deps, repo, campaign, lost, actor, now, current.policy.security_members())
+        elif review is not None and review.sign_off and removals:
             campaign.state, campaign.signoff = SIGNOFF, "pending"
             concerned = concerned_by(removals)
             await ask_step(deps, campaign, 0, concerned)
@@ -310,6 +315,9 @@ async def fail_stuck_signoffs(deps: Deps, *, dry_run: bool = False,
 async def _stuck_rule(deps: Deps, repo: ReviewRepository, campaign: CampaignRecord) -> tuple[Deps, str | None]:
     concerned = concerned_by([i for i in await repo.items(campaign.id or 0) if i.state == OPEN])
     judged = await pinned(deps, campaign)
+    lost = await unreadable(deps, campaign)
+    if lost is not None:  # its chain is not known any more: no sign-off can be judged, nothing is removed
+        return judged, lost
     rule = signoff_stuck(judged, campaign, await signoff_chain(judged, campaign, concerned),
                          await repo.signoffs(campaign.id or 0), concerned)
     return judged, rule

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from handlers.context import Deps
-from handlers.reviews.campaign import pinned, repo_of
+from handlers.context import SYSTEM, Deps
+from handlers.reviews.campaign import pinned, repo_of, unreadable
 from handlers.reviews.close import (
     HELD,
     ask_step,
@@ -55,6 +55,20 @@ async def sign(deps: Deps, who: str, cmd: ReviewSignoff) -> Reply:
     now = deps.now()
     reason = (cmd.reason or "").strip() or None
     notices = []
+    async with deps.store.read() as raw:
+        found = await repo_of(raw).get_campaign(cmd.campaign)
+    lost = await unreadable(deps, found) if found is not None and found.state == SIGNOFF else None
+    if lost is not None:  # its chain is not known any more: nobody can sign it, nothing is removed
+        async with deps.store.write() as raw:
+            repo = repo_of(raw)
+            campaign = await repo.get_campaign(cmd.campaign)
+            if campaign is not None and campaign.state == SIGNOFF:
+                notices = await fail_signoff(await pinned(deps, campaign), repo, campaign, lost, SYSTEM, now,
+                                             deps.policy.security_members())
+        await deps.notifier.notify(notices)
+        return Reply(text=f"{ref}: the sign-off cannot be judged: {lost}. The campaign is closed with its sign-off "
+                     "failed, nothing is removed, and the security team is told.", ok=False, kind="refusal",
+                     rule="signoff-failed", data={"review_id": ref})
     async with deps.store.write() as raw:
         repo = repo_of(raw)
         campaign = await repo.get_campaign(cmd.campaign)
