@@ -37,6 +37,7 @@ MICROSOFT_AUTHORITY_HOSTS = frozenset({
     "login.microsoftonline.us", "login.chinacloudapi.cn", "login.partner.microsoftonline.cn",
 })
 USER_SELECT = "id,mail,userPrincipalName,displayName,department,jobTitle,employeeType,accountEnabled"
+PRINCIPAL = "serviceprincipal:"  # how a review names a service principal member: by its object id
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 PRIVATE_KEY_RE = re.compile(r"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.+?-----END \1PRIVATE KEY-----", re.S)
 
@@ -348,6 +349,9 @@ class EntraProvider(GraphBatches):
 
     async def _user_id(self, email: str) -> str | None:
         key = email.strip().lower()
+        if key.startswith(PRINCIPAL):  # a service principal, as a review's snapshot names it: by its object id
+            principal = key.removeprefix(PRINCIPAL)
+            return principal if GUID_RE.match(principal) else None
         if key not in self._user_ids:
             user = await self._find_user(key)
             if user is None:
@@ -453,7 +457,7 @@ class EntraProvider(GraphBatches):
                                     status=status)
             owners = sorted(str(o.get("mail") or o.get("userPrincipalName")).lower()
                             for o in (body or {}).get("value") or [] if o.get("mail") or o.get("userPrincipalName"))
-            members.append(Member(email=f"serviceprincipal:{sp['id']}", name=str(sp.get("displayName") or sp["id"]),
+            members.append(Member(email=f"{PRINCIPAL}{sp['id']}", name=str(sp.get("displayName") or sp["id"]),
                                   kind="service", owner=owners[0] if owners else None,
                                   active=sp.get("accountEnabled") is not False))
         return sorted(members, key=lambda m: m.email)

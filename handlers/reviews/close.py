@@ -217,7 +217,8 @@ async def signoff_chain(deps: Deps, campaign: CampaignRecord, concerned: Collect
     directory (someone inactive or missing cannot sign) and how many signatures it needs, the ``concerned``
     left out of both (whose own memberships the list removes). An ``all_of`` step needs everyone it asked
     when it opened (someone who turned inactive since makes it fail closed, as a request's step), and a step
-    not open yet everyone active now (whom it will ask). None when the policy no longer has the review or its
+    not open yet everyone active now (whom it will ask); a campaign that opened its sign-off before the asked
+    people were kept counts the policy's list. None when the policy no longer has the review or its
     ``sign_off``."""
     review = deps.policy.review(campaign.review)
     if review is None or not review.sign_off:
@@ -230,8 +231,9 @@ async def signoff_chain(deps: Deps, campaign: CampaignRecord, concerned: Collect
             if person is not None and person.active:
                 people.add(email.lower())
         need = signoff_need(deps, campaign, index, concerned)
-        if step.kind == "all_of" and str(index) not in (campaign.signoff_asked or {}):
-            need = max(1, len(people))
+        if step.kind == "all_of" and campaign.signoff_asked is not None and str(index) not in campaign.signoff_asked:
+            need = max(1, len(people))  # not open yet: it will ask the active ones (a campaign whose steps asked
+            # before the asked people were kept counts the policy's list, open step and later ones alike)
         chain.append(ResolvedStep(step=step, index=index, pool=frozenset(people), need=need))
     return chain
 

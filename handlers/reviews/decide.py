@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from handlers.context import Deps
+from handlers.records import HOLDING_STATES
 from handlers.reviews.campaign import pinned, repo_of
 from handlers.reviews.records import OPEN, BatchRecord, CampaignRecord, ItemRecord, ReviewDecisionRecord, rv_id
 from handlers.reviews.repository import ReviewRepository
@@ -221,20 +222,32 @@ async def _decided(repo: ReviewRepository, campaign: CampaignRecord, item: ItemR
         "department": item.department})
 
 
-def live_checked(item: ItemRecord) -> bool:
-    """Whether the live check judges ``item``: a standing membership of a person the provider's member list
-    names. An item held through a grant is certified as the grant (a removal ends it, in or out of the group
-    at that moment: the sweep would put a holder back); a service principal is not in that list (Entra lists
-    users only), so its absence says nothing."""
-    return item.request_id is None and "@" in item.user
+def live_checked(item: ItemRecord, holding: set[int]) -> bool:
+    """Whether the live check judges ``item``: a membership of a person the provider's member list names. An
+    item held through a grant that still holds (``holding``: those requests) is certified as the grant (a
+    removal ends it, in or out of the group at that moment: the sweep would put a holder back); once the grant
+    has ended it is judged as any membership. A service principal is not in that list (Entra lists users
+    only), so its absence says nothing."""
+    return "@" in item.user and (item.request_id is None or item.request_id not in holding)
+
+
+async def holding_grants(deps: Deps, items: list[ItemRecord]) -> set[int]:
+    """The requests behind ``items`` whose grants still hold (or are being provisioned)."""
+    ids = sorted({i.request_id for i in items if i.request_id is not None})
+    if not ids:
+        return set()
+    async with deps.store.read() as raw:
+        records = [await raw.get_request(n) for n in ids]
+    return {r.id for r in records if r is not None and r.id is not None and r.state in HOLDING_STATES}
 
 
 async def left_groups(deps: Deps, items: list[ItemRecord]) -> tuple[set[int], list[str]]:
     """The live check: the numbers of ``items`` whose person is no longer in the item's group at the provider,
     and a line for each group that could not be read (its items are then taken as the snapshot says)."""
     by_group: dict[tuple[str, str], list[ItemRecord]] = defaultdict(list)
+    holding = await holding_grants(deps, items)
     for item in items:
-        if live_checked(item):
+        if live_checked(item, holding):
             by_group[(item.provider, item.group)].append(item)
     left: set[int] = set()
     notes: list[str] = []

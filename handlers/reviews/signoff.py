@@ -62,6 +62,11 @@ async def sign(deps: Deps, who: str, cmd: ReviewSignoff) -> Reply:
         async with deps.store.write() as raw:
             repo = repo_of(raw)
             campaign = await repo.get_campaign(cmd.campaign)
+            concerned = concerned_by([i for i in await repo.items(cmd.campaign) if i.state == OPEN])
+            asked = {p for people in ((campaign.signoff_asked if campaign else None) or {}).values() for p in people}
+            if who in concerned or not (deps.is_security(who) or who in asked):  # an approver's answer, or none
+                return await refuse_in(repo, who, now, f"{word} {ref}", "not an approver of the open sign-off step",
+                                       ref, f"You are not asked to sign off {ref}.", "not-approver")
             if campaign is not None and campaign.state == SIGNOFF:
                 notices = await fail_signoff(await pinned(deps, campaign), repo, campaign, lost, SYSTEM, now,
                                              deps.policy.security_members())

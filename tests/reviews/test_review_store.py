@@ -116,9 +116,9 @@ def test_the_migration_creates_the_tables_as_declared_and_goes_back(database_url
         engine.dispose()
 
 
-def test_migration_0012_goes_down_and_up_again(database_url: str) -> None:
-    """The escalated items and the people each sign-off step asked: two nullable columns, removed by the
-    downgrade and added again by the upgrade, on both backends."""
+def test_migrations_0012_and_0013_go_down_and_up_again(database_url: str) -> None:
+    """The escalated items (0012) and the people each sign-off step asked (0013): two nullable columns, removed
+    by the downgrades and added again by the upgrade, one revision at a time, on both backends."""
     from alembic import command
     from sqlalchemy import inspect
 
@@ -136,9 +136,15 @@ def test_migration_0012_goes_down_and_up_again(database_url: str) -> None:
     upgrade(database_url)
     batches, campaigns = columns()
     assert "escalated_items" in batches and "signoff_asked" in campaigns
+    command.downgrade(alembic_config(database_url), "0012_review_escalated_items")
+    batches, campaigns = columns()
+    assert "escalated_items" in batches and "signoff_asked" not in campaigns
     command.downgrade(alembic_config(database_url), "0011_sqlite_audit_no_replace")
     batches, campaigns = columns()
     assert "escalated_items" not in batches and "signoff_asked" not in campaigns
+    upgrade(database_url, "0012_review_escalated_items")
+    batches, campaigns = columns()
+    assert "escalated_items" in batches and "signoff_asked" not in campaigns
     upgrade(database_url)
     batches, campaigns = columns()
     assert "escalated_items" in batches and "signoff_asked" in campaigns

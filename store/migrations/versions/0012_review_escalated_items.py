@@ -1,14 +1,9 @@
-"""review batches remember which items an escalation handed over; campaigns, whom each sign-off step asked
+"""review batches remember which items an escalation handed over
 
 An escalation hands the reviewer's manager the items still undecided then (``review.escalated``
 {items}); the batch keeps those numbers, so the manager decides those items and not the ones the
 reviewer had decided already. Batches escalated before this revision have none recorded (NULL) and keep
 the whole batch escalated, as they were.
-
-A sign-off step asks its active approvers when it opens (``review.signoff_requested`` {approvers}); the
-campaign keeps them per step, so an ``all_of`` step needs the people it asked, as a request's step does
-(someone inactive when it opens is not asked; someone who turns inactive afterwards makes it fail closed).
-Campaigns that asked before this revision have none recorded (NULL) and count the policy's list.
 
 Revision ID: 0012_review_escalated_items
 Revises: 0011_sqlite_audit_no_replace
@@ -27,11 +22,8 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column('review_batches', sa.Column('escalated_items', sa.Text(), nullable=True))
-    op.add_column('review_campaigns', sa.Column('signoff_asked', sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('review_campaigns') as batch:
-        batch.drop_column('signoff_asked')
     with op.batch_alter_table('review_batches') as batch:
         batch.drop_column('escalated_items')
