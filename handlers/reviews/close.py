@@ -211,15 +211,15 @@ def open_signoff_step(deps: Deps, campaign: CampaignRecord, done: list[SignoffRe
     return step
 
 
-async def signoff_chain(deps: Deps, campaign: CampaignRecord, concerned: Collection[str] = ()
-                        ) -> list[ResolvedStep] | None:
+async def signoff_chain(deps: Deps, campaign: CampaignRecord, concerned: Collection[str] = (),
+                        open_step: int = 0) -> list[ResolvedStep] | None:
     """The campaign's sign-off chain as it can be signed now: each step's people who are active in the
     directory (someone inactive or missing cannot sign) and how many signatures it needs, the ``concerned``
     left out of both (whose own memberships the list removes). An ``all_of`` step needs everyone it asked
     when it opened (someone who turned inactive since makes it fail closed, as a request's step), and a step
     not open yet everyone active now (whom it will ask); a campaign that opened its sign-off before the asked
-    people were kept counts the policy's list. None when the policy no longer has the review or its
-    ``sign_off``."""
+    people were kept counts the policy's list for its open step (``open_step``). None when the policy no
+    longer has the review or its ``sign_off``."""
     review = deps.policy.review(campaign.review)
     if review is None or not review.sign_off:
         return None
@@ -231,9 +231,9 @@ async def signoff_chain(deps: Deps, campaign: CampaignRecord, concerned: Collect
             if person is not None and person.active:
                 people.add(email.lower())
         need = signoff_need(deps, campaign, index, concerned)
-        if step.kind == "all_of" and campaign.signoff_asked is not None and str(index) not in campaign.signoff_asked:
-            need = max(1, len(people))  # not open yet: it will ask the active ones (a campaign whose steps asked
-            # before the asked people were kept counts the policy's list, open step and later ones alike)
+        opened = str(index) in (campaign.signoff_asked or {}) or (campaign.signoff_asked is None and index <= open_step)
+        if step.kind == "all_of" and not opened:
+            need = max(1, len(people))  # not open yet: it will ask the active ones
         chain.append(ResolvedStep(step=step, index=index, pool=frozenset(people), need=need))
     return chain
 
@@ -320,8 +320,9 @@ async def _stuck_rule(deps: Deps, repo: ReviewRepository, campaign: CampaignReco
     lost = await unreadable(deps, campaign)
     if lost is not None:  # its chain is not known any more: no sign-off can be judged, nothing is removed
         return judged, lost
-    rule = signoff_stuck(judged, campaign, await signoff_chain(judged, campaign, concerned),
-                         await repo.signoffs(campaign.id or 0), concerned)
+    done = await repo.signoffs(campaign.id or 0)
+    step = open_signoff_step(judged, campaign, done, concerned)
+    rule = signoff_stuck(judged, campaign, await signoff_chain(judged, campaign, concerned, step), done, concerned)
     return judged, rule
 
 
@@ -359,20 +360,30 @@ async def plan_removals(repo: ReviewRepository, campaign: CampaignRecord, remova
     """Move the campaign to ``closing`` and record the intent of every removal (one transaction)."""
     for item in removals:
         outcome = None
+        kept_by_grant = False  # a grant holds the membership now: the item is not removed, and says why
         if item.request_id:
             record = await repo.get_request(item.request_id)
             if record is not None and record.state in HOLDING_STATES:
                 await end_grant_in(repo, record, "revoked", "grant.revoked", now,
                                    {"reason": "review", "review_id": campaign.ref, "item": item.number})
             else:
-                outcome = "the grant had already ended"
+                later = await repo.find_requests(requester=item.user.lower(), states=HOLDING_STATES,
+                                                 provider=item.provider, group=item.group)
+                # a grant approved since the snapshot is a later decision of its own chain: it stands, and says so
+                kept_by_grant = bool(later)
+                outcome = (f"the grant had already ended; {later[0].ref} holds the membership now: not removed"
+                           if later else "the grant had already ended")
         else:
             op = await plan_membership_removal(repo, item.provider, item.group, item.user, "review", now)
             if op is None:
+                kept_by_grant = True
                 outcome = "a grant covers the membership now: not removed"
-        item.state, item.outcome = (REMOVED, outcome) if outcome else (REMOVING, None)
-        if outcome:
-            item.removed_at = now
+        if kept_by_grant:
+            item.state, item.outcome = NOT_REMOVED, outcome
+        else:
+            item.state, item.outcome = (REMOVED, outcome) if outcome else (REMOVING, None)
+            if outcome:
+                item.removed_at = now
         await repo.save_item(item)
     campaign.state = CLOSING
     campaign.closed_at = now

@@ -64,6 +64,11 @@ async def sign(deps: Deps, who: str, cmd: ReviewSignoff) -> Reply:
             campaign = await repo.get_campaign(cmd.campaign)
             concerned = concerned_by([i for i in await repo.items(cmd.campaign) if i.state == OPEN])
             asked = {p for people in ((campaign.signoff_asked if campaign else None) or {}).values() for p in people}
+            if campaign is not None and campaign.signoff_asked is None:  # asked before the asked were kept
+                judged = await pinned(deps, campaign)
+                review = judged.policy.review(campaign.review)
+                asked = {p for s in range(len(review.sign_off) if review else 0)
+                         for p in signoff_pool(judged, campaign, s, concerned)}
             if who in concerned or not (deps.is_security(who) or who in asked):  # an approver's answer, or none
                 return await refuse_in(repo, who, now, f"{word} {ref}", "not an approver of the open sign-off step",
                                        ref, f"You are not asked to sign off {ref}.", "not-approver")
@@ -114,7 +119,8 @@ async def sign(deps: Deps, who: str, cmd: ReviewSignoff) -> Reply:
                          data={"review_id": ref})
         satisfied = sum(s.step == step for s in done) + 1 >= signoff_need(deps, campaign, step, concerned)
         stuck = None if satisfied and step + 1 >= steps else \
-            signoff_stuck(deps, campaign, await signoff_chain(deps, campaign, concerned), [*done, signature], concerned)
+            signoff_stuck(deps, campaign, await signoff_chain(deps, campaign, concerned, step), [*done, signature],
+                          concerned)
         if stuck is not None:  # the people who have not signed can no longer complete the chain: fail closed
             notices = await fail_signoff(deps, repo, campaign, stuck, who, now, current.policy.security_members())
         elif satisfied and step + 1 < steps:

@@ -42,6 +42,8 @@ async def _leaver(deps: Deps, campaign: int, number: int) -> str | None:
         item = next((i for i in await repo_of(raw).items(campaign) if i.number == number), None)
     if item is None:
         return None
+    if "@" not in item.user:  # a service principal is no person of the directory: as its snapshot saw it
+        return None if item.active else item.user
     person = await deps.person(item.user)
     return item.user if person is None or not person.active else None
 

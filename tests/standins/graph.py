@@ -400,7 +400,7 @@ class GraphStandIn(StandIn):
     def _add(self, gid: str, body: Any) -> Result:
         ref = (body or {}).get("@odata.id", "")
         uid = ref.rstrip("/").rsplit("/", 1)[-1]
-        if uid not in self.users and uid not in self.groups:
+        if uid not in self.users and uid not in self.groups and uid not in self.principals:  # any directory object
             return _not_found(uid)
         if uid in self.members[gid]:
             return _error(400, "Request_BadRequest", ALREADY_EXISTS)

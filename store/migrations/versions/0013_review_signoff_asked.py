@@ -21,7 +21,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column('review_campaigns', sa.Column('signoff_asked', sa.Text(), nullable=True))
+    # a database migrated by an unreleased draft of 0012 that added this column already has it
+    present = {c["name"] for c in sa.inspect(op.get_bind()).get_columns('review_campaigns')}
+    if 'signoff_asked' not in present:
+        op.add_column('review_campaigns', sa.Column('signoff_asked', sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
