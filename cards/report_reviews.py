@@ -32,8 +32,12 @@ def _signoff(c: Any) -> str:
 def _removals(c: Any) -> str:
     if not c.closed:
         return ""
+    if c.signoff in ("denied", "failed"):
+        return "none: nothing removed"
     failed = int(c.closed.get("failed") or 0)
     text = f"{failed} failed at close" if failed else "all done at close"
+    if c.skipped:
+        text += f", {c.skipped} not needed (review.removal_skipped)"
     if c.completed_later:
         text += f", {c.completed_later} done later"
     return text

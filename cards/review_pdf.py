@@ -55,6 +55,8 @@ def render_certification(view: CertificationView, *, note: str = "") -> bytes:
          f"{'verified' if view.chain_verified else 'NOT verified'} at {view.generated_at})"),
         ("Decisions", f"{view.decided} of {view.items} items decided"),
     ]
+    if view.signoff:
+        facts.append(("Sign-off", view.signoff))
     story = [Paragraph(escape(f"Access review certification — {view.review_id}"), styles["Title"])]
     if note:
         story.append(_p(note, body))

@@ -13,7 +13,7 @@ from typing import Any
 SYSTEM = "system"
 REVIEW_EVENTS = frozenset({"review.started", "review.decided", "review.reminded", "review.escalated",
                            "review.item_gone", "review.signoff_requested", "review.signoff", "review.closed",
-                           "review.removal_completed"})
+                           "review.removal_completed", "review.removal_skipped"})
 MAX_CAMPAIGNS = 1000
 UNKNOWN = "(no department)"
 
@@ -39,6 +39,7 @@ class Campaign:
     closed_at: str | None = None
     closed: dict[str, Any] | None = None
     completed_later: int = 0
+    skipped: int = 0  # removals not run: the member had left, or a grant holds the membership (review.removal_skipped)
 
     @property
     def decided_by_people(self) -> int:
@@ -98,6 +99,8 @@ class ReviewFigures:
             c.signoff = data.get("signoff") or c.signoff
         elif kind == "review.removal_completed":
             c.completed_later += 1
+        elif kind == "review.removal_skipped":
+            c.skipped += 1
 
     # -- what the report shows ------------------------------------------------------------------
     def ordered(self) -> list[Campaign]:

@@ -277,17 +277,21 @@ async def fail_signoff(deps: Deps, repo: ReviewRepository, campaign: CampaignRec
     with ``signoff: failed`` and the rule in ``review.closed``, and the security team is told (the
     notices returned)."""
     items = await repo.items(campaign.id or 0)
+    final = await repo.final_decisions(campaign.id or 0)
+    removals = 0
     for item in items:
         if item.state == OPEN:
-            item.state, item.outcome = NOT_REMOVED, "sign-off failed: not removed"
+            decided = item.number in final
+            removals += decided and final[item.number].decision == "remove"
+            item.state = NOT_REMOVED
+            item.outcome = "sign-off failed: not removed" if decided else "undecided at the close: not removed"
             await repo.save_item(item)
     campaign.state, campaign.signoff, campaign.closed_at = CLOSED, SIGNOFF_FAILED, now
     await repo.save_campaign(campaign)
     counts = await closed_counts(repo, campaign, items)
     await repo.append("review.closed", actor=actor, ts=now, data={"review_id": campaign.ref, **counts, "rule": rule})
     text = (f"{campaign.ref} ({campaign.title}) closed: {SIGNOFF_FAILED_LINE} ({rule}); none of its "
-            f"{sum(i.state == NOT_REMOVED for i in items)} removal(s) is done. Start a new campaign once the "
-            "sign-off chain can be completed.")
+            f"{removals} removal(s) is done. Start a new campaign once the sign-off chain can be completed.")
     # the security team in force (``told``), not the one of the version the campaign started under
     return [Notice(m, "failure", text, None) for m in sorted(deps.policy.security_members() if told is None
                                                               else told)]
@@ -369,10 +373,12 @@ async def plan_removals(repo: ReviewRepository, campaign: CampaignRecord, remova
             else:
                 later = await repo.find_requests(requester=item.user.lower(), states=HOLDING_STATES,
                                                  provider=item.provider, group=item.group)
-                # a grant approved since the snapshot is a later decision of its own chain: it stands, and says so
-                kept_by_grant = bool(later)
-                outcome = (f"the grant had already ended; {later[0].ref} holds the membership now: not removed"
-                           if later else "the grant had already ended")
+                if later:  # a grant approved since the snapshot is a later decision of its own chain: it stands
+                    kept_by_grant = True
+                    outcome = f"the grant had already ended; {later[0].ref} holds the membership now: not removed"
+                elif await plan_membership_removal(repo, item.provider, item.group, item.user, "review", now) is None:
+                    kept_by_grant = True  # the grant ended, the person is still in the group: removed as standing
+                    outcome = "a grant covers the membership now: not removed"
         else:
             op = await plan_membership_removal(repo, item.provider, item.group, item.user, "review", now)
             if op is None:
@@ -380,6 +386,9 @@ async def plan_removals(repo: ReviewRepository, campaign: CampaignRecord, remova
                 outcome = "a grant covers the membership now: not removed"
         if kept_by_grant:
             item.state, item.outcome = NOT_REMOVED, outcome
+            await repo.append("review.removal_skipped", actor=SYSTEM, ts=now, data={
+                "review_id": campaign.ref, "item": item.number, "user": item.user, "provider": item.provider,
+                "group": item.group, "reason": outcome})
         else:
             item.state, item.outcome = (REMOVED, outcome) if outcome else (REMOVING, None)
             if outcome:

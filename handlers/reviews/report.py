@@ -61,6 +61,7 @@ class CertificationView:
     removals: tuple[ItemLine, ...]
     items: int
     decided: int
+    signoff: str = ""  # the removal list's sign-off: who approved or denied it and why, or why it failed
 
 
 async def certification(store: Store, campaign_id: int, now: datetime) -> CertificationView | None:
@@ -72,7 +73,14 @@ async def certification(store: Store, campaign_id: int, now: datetime) -> Certif
         items = await repo.items(campaign_id)
         decisions = await repo.review_decisions(campaign_id)
         snapshot = await repo.snapshot(campaign_id)
+        signoffs = await repo.signoffs(campaign_id)
     chain = await store.verify_audit()
+    rule = None
+    if campaign.signoff == "failed":  # the rule is in the chain: review.closed {rule}
+        async for event in store.audit_events():  # type: ignore[attr-defined]
+            data = event.data if isinstance(event.data, dict) else {}
+            if event.type == "review.closed" and data.get("review_id") == campaign.ref:
+                rule = data.get("rule")
     final = {d.item: d for d in decisions}
     times: dict[int, list[datetime]] = defaultdict(list)
     for d in decisions:
@@ -104,4 +112,19 @@ async def certification(store: Store, campaign_id: int, now: datetime) -> Certif
         policy_sha256=campaign.policy_sha256, snapshot_sha256=campaign.snapshot_sha256, scope=tuple(scope),
         chain_head=chain.head_hash, chain_events=chain.count, chain_verified=chain.ok, generated_at=format_ts(now),
         reviewers=sections, removals=tuple(x for s in sections for x in s.items if x.decision == "remove"),
-        items=len(items), decided=len(final))
+        items=len(items), decided=len(final), signoff=_signoff_line(campaign.signoff, signoffs, rule))
+
+
+def _signoff_line(state: str | None, signoffs: list, rule: str | None) -> str:
+    """What happened to the removal list's sign-off, in one line."""
+    if not state:
+        return ""
+    who = "; ".join(f"step {s.step + 1}: {s.decision} by {s.approver} at {format_ts(s.decided_at)}"
+                    + (f" ({s.comment})" if s.comment else "") for s in signoffs)
+    if state == "failed":
+        return "FAILED, nothing removed" + (f": {rule}" if rule else "") + (f"; signed before: {who}" if who else "")
+    if state == "denied":
+        return f"DENIED, nothing removed: {who}"
+    if state == "pending":
+        return "waiting" + (f"; signed so far: {who}" if who else "")
+    return f"{state}: {who}" if who else state
