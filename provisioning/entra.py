@@ -405,6 +405,20 @@ class EntraProvider(GraphBatches):
     async def remove_member(self, group: str, email: str) -> None:
         await self._change("remove", group, email)
 
+    async def review_members(self, group: str) -> list[str]:
+        """The group's direct members as a review's snapshot names them: users by address, service principals
+        as ``serviceprincipal:<object id>`` (one listing, as ``list_members``)."""
+        gid = await self._group_id(group)
+        names = []
+        for member in await self._pages(f"/groups/{gid}/members", {"$select": "id,mail,userPrincipalName"},
+                                        f"members of {group}"):
+            kind = member.get("@odata.type", "#microsoft.graph.user")
+            if kind == "#microsoft.graph.servicePrincipal":
+                names.append(f"{PRINCIPAL}{member['id']}".lower())
+            elif kind == "#microsoft.graph.user" and (member.get("mail") or member.get("userPrincipalName")):
+                names.append(str(member.get("mail") or member.get("userPrincipalName")).lower())
+        return names
+
     async def list_members(self, group: str) -> list[str]:
         gid = await self._group_id(group)
         emails = []

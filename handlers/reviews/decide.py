@@ -222,13 +222,22 @@ async def _decided(repo: ReviewRepository, campaign: CampaignRecord, item: ItemR
         "department": item.department})
 
 
-def live_checked(item: ItemRecord, holding: set[int]) -> bool:
-    """Whether the live check judges ``item``: a membership of a person the provider's member list names. An
-    item held through a grant that still holds (``holding``: those requests) is certified as the grant (a
-    removal ends it, in or out of the group at that moment: the sweep would put a holder back); once the grant
-    has ended it is judged as any membership. A service principal is not in that list (Entra lists users
-    only), so its absence says nothing."""
-    return "@" in item.user and (item.request_id is None or item.request_id not in holding)
+def live_checked(item: ItemRecord, holding: set[int], principals: bool) -> bool:
+    """Whether the live check judges ``item``: a membership its provider's member list names. An item held
+    through a grant that still holds (``holding``: those requests) is certified as the grant (a removal ends
+    it, in or out of the group at that moment: the sweep would put a holder back); once the grant has ended
+    it is judged as any membership. A service principal is judged only where the provider lists principals
+    too (``principals``); elsewhere its absence from a list of users says nothing."""
+    named = "@" in item.user or principals
+    return named and (item.request_id is None or item.request_id not in holding)
+
+
+async def _members(provider: object, group: str) -> tuple[set[str], bool]:
+    """The group's members as the review names them, and whether service principals are among them."""
+    listing = getattr(provider, "review_members", None)  # users and service principals (Entra)
+    if listing is not None:
+        return {m.lower() for m in await listing(group)}, True
+    return {m.lower() for m in await provider.list_members(group)}, False  # type: ignore[attr-defined]
 
 
 async def holding_grants(deps: Deps, items: list[ItemRecord]) -> set[int]:
@@ -247,17 +256,18 @@ async def left_groups(deps: Deps, items: list[ItemRecord]) -> tuple[set[int], li
     by_group: dict[tuple[str, str], list[ItemRecord]] = defaultdict(list)
     holding = await holding_grants(deps, items)
     for item in items:
-        if live_checked(item, holding):
+        if live_checked(item, holding, principals=True):  # principals filtered below, by what the provider lists
             by_group[(item.provider, item.group)].append(item)
     left: set[int] = set()
     notes: list[str] = []
     for (provider, group), group_items in sorted(by_group.items()):
         try:
-            members = {m.lower() for m in await deps.provider(provider).list_members(group)}
+            members, principals = await _members(deps.provider(provider), group)
         except Exception as exc:  # the caller goes on; the check says it could not run
             notes.append(f"live check of {provider}/{group} failed ({type(exc).__name__}); shown as of the snapshot")
             continue
-        left |= {i.number for i in group_items if i.user.lower() not in members}
+        left |= {i.number for i in group_items
+                 if live_checked(i, holding, principals) and i.user.lower() not in members}
     return left, notes
 
 
