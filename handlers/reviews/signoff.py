@@ -22,7 +22,7 @@ from handlers.reviews.close import (
     signoff_stuck,
 )
 from handlers.reviews.decide import refuse_in
-from handlers.reviews.records import OPEN, SIGNOFF, SignoffRecord, rv_id
+from handlers.reviews.records import OPEN, SIGNOFF, CampaignRecord, SignoffRecord, rv_id
 from handlers.views import Reply
 
 
@@ -49,6 +49,17 @@ async def close_now(deps: Deps, who: str, cmd: ReviewClose) -> Reply:
     return Reply(text=line or f"{ref} was closed meanwhile.", data={"review_id": ref})
 
 
+async def asked_in_chain(deps: Deps, campaign: CampaignRecord) -> set[str]:
+    """Whom the campaign's sign-off steps asked, as its ``review.signoff_requested`` events name them (for a
+    campaign that asked before the asked people were kept on it; read once, on a rare path)."""
+    asked: set[str] = set()
+    async for event in deps.store.audit_events():  # type: ignore[attr-defined]
+        data = event.data if isinstance(event.data, dict) else {}
+        if event.type == "review.signoff_requested" and data.get("review_id") == campaign.ref:
+            asked |= {str(p).lower() for p in data.get("approvers") or () if isinstance(p, str)}
+    return asked
+
+
 async def sign(deps: Deps, who: str, cmd: ReviewSignoff) -> Reply:
     ref = rv_id(cmd.campaign)
     word = "approve" if cmd.approve else "deny"
@@ -64,11 +75,8 @@ async def sign(deps: Deps, who: str, cmd: ReviewSignoff) -> Reply:
             campaign = await repo.get_campaign(cmd.campaign)
             concerned = concerned_by([i for i in await repo.items(cmd.campaign) if i.state == OPEN])
             asked = {p for people in ((campaign.signoff_asked if campaign else None) or {}).values() for p in people}
-            if campaign is not None and campaign.signoff_asked is None:  # asked before the asked were kept
-                judged = await pinned(deps, campaign)
-                review = judged.policy.review(campaign.review)
-                asked = {p for s in range(len(review.sign_off) if review else 0)
-                         for p in signoff_pool(judged, campaign, s, concerned)}
+            if campaign is not None and campaign.signoff_asked is None:  # asked before the asked were kept:
+                asked = await asked_in_chain(deps, campaign)  # whom review.signoff_requested named
             if who in concerned or not (deps.is_security(who) or who in asked):  # an approver's answer, or none
                 return await refuse_in(repo, who, now, f"{word} {ref}", "not an approver of the open sign-off step",
                                        ref, f"You are not asked to sign off {ref}.", "not-approver")
