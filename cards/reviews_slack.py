@@ -120,17 +120,32 @@ def review_modal(view: ReviewBatchView, page: int = 0) -> dict[str, Any]:
 
 
 def choices(values: dict[str, Any]) -> tuple[dict[str, list[int]], str | None]:
-    """The submitted state: decision → item numbers, and the reason typed."""
-    by_decision: dict[str, list[int]] = {"keep": [], "remove": []}
+    """The submitted state: decision → item numbers, and the reason typed.
+
+    Raises :class:`ValueError` naming the problem when a choice is neither keep nor remove, or one item is
+    chosen twice (``item-3`` and ``item-03``) in different ways: the page is then not saved at all."""
+    chosen_by_item: dict[int, str] = {}
     comment = None
     for block_id, actions in (values or {}).items():
         if block_id == COMMENT_BLOCK:
-            comment = ((actions.get(COMMENT_BLOCK) or {}).get("value") or "").strip() or None
+            comment = (((actions or {}).get(COMMENT_BLOCK) or {}).get("value") or "").strip() or None
             continue
         m = re.match(r"^item-([0-9]{1,9})$", block_id)
-        chosen = ((actions.get(DECISION_ACTION) or {}).get("selected_option") or {}).get("value")
-        if m and chosen in by_decision:
-            by_decision[chosen].append(int(m.group(1)))
+        if not m:
+            continue
+        selected = ((actions or {}).get(DECISION_ACTION) or {}).get("selected_option")
+        if selected is None:
+            continue  # left unchosen
+        chosen = (selected or {}).get("value") if isinstance(selected, dict) else None
+        number = int(m.group(1))
+        if chosen not in ("keep", "remove"):
+            raise ValueError(f"item {number}: {str(chosen)[:40]!r} is neither keep nor remove")
+        if chosen_by_item.get(number, chosen) != chosen:
+            raise ValueError(f"item {number} is chosen twice, as keep and as remove")
+        chosen_by_item[number] = chosen
+    by_decision: dict[str, list[int]] = {"keep": [], "remove": []}
+    for number, chosen in sorted(chosen_by_item.items()):
+        by_decision[chosen].append(number)
     return by_decision, comment
 
 

@@ -51,7 +51,7 @@ def _first_action(body: dict[str, Any]) -> dict[str, Any]:
     return actions[0] if actions and isinstance(actions[0], dict) else {}
 
 
-def _metadata(view: dict[str, Any]) -> dict[str, Any]:
+def view_metadata(view: dict[str, Any]) -> dict[str, Any]:
     try:
         data = json.loads(view.get("private_metadata") or "{}")
     except ValueError:
@@ -373,7 +373,7 @@ class Listeners:
         values = blocks.modal_values(view.get("state") or {})
         cmd = RequestAccess(profile=(values.get("profile") or "").lower() or None, duration=values.get("duration"),
                             reason=values.get("justification"), ticket=values.get("ticket"),
-                            exception=_metadata(view).get("exception") is True)
+                            exception=view_metadata(view).get("exception") is True)
         reply = await self.handle(body, person, cmd, forms=True)
         if reply.form is not None:
             return {"response_action": "errors", "errors": blocks.form_errors(reply.form) or
@@ -402,7 +402,7 @@ class Listeners:
         if person is None:
             return {"response_action": "errors", "errors": {block: UNKNOWN_USER[:150]}}
         view = body.get("view") or {}
-        n = blocks.parse_request_value(_metadata(view).get("request"))
+        n = blocks.parse_request_value(view_metadata(view).get("request"))
         if n is None:
             return {"response_action": "update",
                     "view": blocks.result_modal(title, "This form does not name a request.")}

@@ -5,16 +5,18 @@ buttons update it, and submitting it records the page's choices through the same
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 
-from bot.slack.identity import UNKNOWN_USER
+from bot.slack.app import view_metadata
+from bot.slack.identity import UNKNOWN_USER, acting_user
 from cards import reviews_slack as cards
 from cards import slack as blocks
+from handlers.origin import acting_via
+from handlers.reviews.commands import ReviewShow
 from handlers.reviews.decide import ReviewChoices
 from handlers.reviews.views import batch_view, open_batches
 
@@ -46,9 +48,13 @@ class ReviewListeners:
         person = await self.l.person(body)
         if person is None:
             return blocks.result_modal("Access review", UNKNOWN_USER)
-        view = await batch_view(self.l.app.deps, person.email.lower(), n, "slack")
-        if view is None:
-            return blocks.result_modal("Access review", f"You have nothing to review in RV-{n}.")
+        with acting_via("slack", acting_user(body)):  # review.opened names the Slack account that opened it
+            view = await batch_view(self.l.app.deps, person.email.lower(), n, "slack")
+        if view is None:  # as `review RV-n` in words: someone who may not look is refused, and it is recorded
+            with acting_via("slack", acting_user(body)):
+                reply = await self.l.app.service.handle(person, ReviewShow(n), channel="slack")
+            text = reply.text if not reply.ok else f"You have nothing to review in RV-{n}."
+            return blocks.result_modal("Access review", text[:2900])
         return cards.review_modal(view, page)
 
     async def on_open(self, ack: Any, body: dict[str, Any], request: AsyncBoltRequest) -> None:
@@ -86,21 +92,22 @@ class ReviewListeners:
         if not await self.l.first_time(request, body):
             return None
         person = await self.l.person(body)
-        view = body.get("view") or {}
-        try:
-            meta = json.loads(view.get("private_metadata") or "{}")
-        except ValueError:
-            meta = {}
-        n = cards.parse_review_value(meta.get("review_id"))
+        view = body.get("view") if isinstance(body.get("view"), dict) else {}
+        n = cards.parse_review_value(view_metadata(view).get("review_id"))
         if person is None or n is None:
             return {"response_action": "update", "view": blocks.result_modal("Not saved", "This form names no "
                                                                              "review you may decide.")}
-        chosen, comment = cards.choices((view.get("state") or {}).get("values") or {})
+        state = view.get("state") if isinstance(view.get("state"), dict) else {}
+        try:
+            chosen, comment = cards.choices(state.get("values") if isinstance(state.get("values"), dict) else {})
+        except ValueError as problem:  # nothing of the page is recorded
+            return {"response_action": "update", "view": blocks.result_modal("Not saved", f"{problem}.")}
         pairs = tuple(sorted((k, decision) for decision, numbers in chosen.items() for k in numbers))
         if not pairs:
             return None
-        # the page's choices checked whole and recorded together, as a Teams card's
-        reply = await self.l.app.service.handle(person, ReviewChoices(n, pairs, comment), channel="slack")
+        # the page's choices checked whole and recorded together, as a Teams card's, by the signed sender
+        with acting_via("slack", acting_user(body)):
+            reply = await self.l.app.service.handle(person, ReviewChoices(n, pairs, comment), channel="slack")
         if reply.rule == "reason":
             return {"response_action": "errors", "errors": {cards.COMMENT_BLOCK: reply.text[:150]}}
         if not reply.ok:

@@ -143,7 +143,8 @@ async def decide(deps: Deps, who: str, cmd: ReviewDecide | ReviewChoices) -> Rep
             chosen = [(i, cmd.decision) for i in mine.values() if i.state == OPEN and i.number not in left_decided]
         else:
             asked = [(n, cmd.decision) for n in cmd.items or ()] if isinstance(cmd, ReviewDecide) \
-                else [(n, d) for n, d in cmd.choices if n not in left_decided]  # a card shows them still: skipped
+                else [(n, d) for n, d in cmd.choices  # a page's choice on an item that has gone meanwhile: skipped
+                      if n not in left_decided and not (n in mine and mine[n].state == GONE)]
             for number, _ in asked:
                 if number in own:
                     return await refuse_in(repo, who, now, command, "own item", ref,
@@ -160,7 +161,12 @@ async def decide(deps: Deps, who: str, cmd: ReviewDecide | ReviewChoices) -> Rep
         if not chosen:
             return Reply(text=f"Nothing left to decide in {ref}.", ok=False, kind="refusal", rule="nothing")
         final = await repo.final_decisions(cmd.campaign)
-        fresh = [(i, d) for i, d in chosen if not _unchanged(final.get(i.number), d, who, reason)]
+        if isinstance(cmd, ReviewChoices):  # a page sends back every choice it shows, pre-selected ones too:
+            # only a changed choice is a decision (an unchanged one would put this reviewer's name, and this
+            # comment, on an item someone else decided)
+            fresh = [(i, d) for i, d in chosen if i.number not in final or final[i.number].decision != d]
+        else:
+            fresh = [(i, d) for i, d in chosen if not _unchanged(final.get(i.number), d, who, reason)]
         for decision in DECISIONS:
             await record_decisions(repo, campaign, [i for i, d in fresh if d == decision], decision, who, now, reason)
     parts = []
