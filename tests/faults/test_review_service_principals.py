@@ -118,3 +118,20 @@ async def test_a_principal_taken_out_before_its_removal_is_not_recorded_removed(
         assert (item.state, item.removed_at) == ("not removed", None), (item.state, item.outcome)
         assert [d for d in await c.events("membership.removed") if c.spid in str(d.get("user"))] == []
         assert [d["item"] for d in await c.events("review.removal_skipped")] == [c.sp.number]
+
+
+async def test_graph_down_during_the_live_check_never_reads_as_left(database_url, tmp_path, graph, okta, fault_tls):
+    """A provider that cannot list the group (503 for every call) leaves each item as its snapshot says: the
+    decisions are recorded, nothing is marked gone, and the close counts nobody gone."""
+    async with principal_campaign(database_url, tmp_path, graph, okta, fault_tls) as c:
+        graph.down(503)
+        reply = await c.say("pat.lead@example.com", f"keep RV-1 {c.sp.number} because deploys production")
+        assert reply.ok, reply.text
+        await c.others_kept()
+        assert len(await c.events("review.decided")) == len(c.items)
+        reply = await c.say("sam.sec@example.com", "review close RV-1")
+        assert reply.ok, reply.text
+        graph.up()
+        assert await c.events("review.item_gone") == []
+        (closed,) = await c.events("review.closed")
+        assert (closed["gone"], closed["kept"]) == (0, len(c.items)), closed
