@@ -3,7 +3,7 @@
 Each open item has an ``Input.ChoiceSet`` with id ``item-<k>`` (``keep`` | ``remove``, empty =
 undecided), the card one optional ``comment``; ``Action.Execute`` verb :data:`VERB_REVIEW` with
 ``data.review_id`` (``RV-n``) and ``data.page`` saves the choices, ``data.bulk`` (``keep`` |
-``remove``) decides every open item of the page at once. The ``refresh`` block (verb ``refresh``,
+``remove``) decides every open item the card showed (``data.items``) at once. The ``refresh`` block (verb ``refresh``,
 ``data.review_id``) lets the reviewer see the live state whenever the card is shown. Pure
 functions: the view-model in, the card dict out.
 """
@@ -40,6 +40,7 @@ VERB_REVIEW = "review"
 ITEM_INPUT = "item-{}"
 ITEM_KEY = re.compile(r"^item-([0-9]{1,9})$")
 DECISIONS = ("keep", "remove")
+SHOWN_KEY = "items"  # a bulk action's data: the item numbers its card showed
 PAGE_SIZE = 20  # items per card: 20 items with long names, titles and departments stay under 28 KB
 RV_VALUE = re.compile(r"^\s*(?:RV-)?([0-9]{1,9})\s*$", re.IGNORECASE)
 FIELD_LIMITS = (160, 60, 24, 8)  # characters of one item's name, title, department or group shown: the first
@@ -164,10 +165,12 @@ def _review_card(view: ReviewBatchView, page: int, refresh_user_ids: Sequence[st
             spacing=act.Spacing.LARGE))
         data: dict[str, Any] = {"review_id": view.review_id, "page": page}
         scope = "all" if count == 1 else "all on this card"
+        bulk = {**data, SHOWN_KEY: [i.number for i in shown if not i.gone]}  # what this card showed: a stale
+        # card's bulk never decides an item added to the page since (an escalation), unseen
         actions = [
             _execute("Save", VERB_REVIEW, data, style=act.ActionStyle.POSITIVE, inputs=act.AssociatedInputs.AUTO),
-            _execute(f"Keep {scope}", VERB_REVIEW, {**data, "bulk": "keep"}, inputs=act.AssociatedInputs.AUTO),
-            _execute(f"Remove {scope}", VERB_REVIEW, {**data, "bulk": "remove"}, style=act.ActionStyle.DESTRUCTIVE,
+            _execute(f"Keep {scope}", VERB_REVIEW, {**bulk, "bulk": "keep"}, inputs=act.AssociatedInputs.AUTO),
+            _execute(f"Remove {scope}", VERB_REVIEW, {**bulk, "bulk": "remove"}, style=act.ActionStyle.DESTRUCTIVE,
                      inputs=act.AssociatedInputs.AUTO),
         ]
     refresh = review_refresh(view.review_id, page, refresh_user_ids) if view.decidable else None
@@ -175,18 +178,44 @@ def _review_card(view: ReviewBatchView, page: int, refresh_user_ids: Sequence[st
 
 
 def submitted(data: Mapping[str, Any]) -> tuple[dict[int, str], list[str]]:
-    """The ``item-<k>`` choices of an invoke: number → decision, and what was not understood."""
+    """The ``item-<k>`` choices of an invoke: number → decision, and what was not understood (a value
+    that is not text, or neither keep nor remove; one item named twice)."""
     chosen: dict[int, str] = {}
+    named: set[int] = set()
     problems: list[str] = []
     for key, value in data.items():
         m = ITEM_KEY.match(str(key))
         if m is None:
             continue
-        text = str(value).strip().lower() if isinstance(value, str) else ""
+        number = int(m.group(1))
+        if number in named:
+            problems.append(f"item {number} is named twice")
+            continue
+        named.add(number)
+        if value is None or value == "":
+            continue
+        if not isinstance(value, str):
+            problems.append(f"item {number}: {str(value)[:20]!r} is neither keep nor remove")
+            continue
+        text = value.strip().lower()
         if not text:
             continue
         if text not in DECISIONS:
-            problems.append(f"item {int(m.group(1))}: {str(value)[:20]!r} is neither keep nor remove")
+            problems.append(f"item {number}: {value[:20]!r} is neither keep nor remove")
             continue
-        chosen[int(m.group(1))] = text
+        chosen[number] = text
     return chosen, problems
+
+
+def shown_items(data: Mapping[str, Any]) -> list[int] | None:
+    """The item numbers a bulk action's card showed (``data.items``); None when the card does not say (cards
+    sent before it did) or says it in a way no card of ours does."""
+    value = data.get(SHOWN_KEY)
+    if not isinstance(value, list) or len(value) > PAGE_SIZE:
+        return None
+    numbers = []
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 < v < 10**9:
+            return None
+        numbers.append(v)
+    return numbers

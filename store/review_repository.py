@@ -268,3 +268,16 @@ class ReviewRepositoryMixin:
 
     async def kept_memberships(self) -> set[tuple[str, str, str]]:
         return {key for key, state in (await self._latest_closed_states()).items() if state in BACKED}
+
+    async def kept_standing(self) -> dict[tuple[str, str, str], datetime]:
+        """Each standing membership (an item no grant stood behind) the latest closed review to have reviewed
+        it kept or restored, with that review's close."""
+        i, c = rt.review_items.c, rt.review_campaigns.c
+        q = (select(i.provider, i.group_name, i.user_email, i.state, i.request_id, c.closed_at)
+             .select_from(rt.review_items.join(rt.review_campaigns, c.id == i.campaign_id))
+             .where(c.state == "closed").order_by(c.closed_at, c.id))
+        latest: dict[tuple[str, str, str], tuple[str, int | None, datetime]] = {}
+        for row in (await self.conn.execute(q)).all():
+            latest[(row[0], row[1], row[2].lower())] = (row[3], row[4], row[5])
+        return {key: closed for key, (state, request, closed) in latest.items()
+                if state in BACKED and request is None}

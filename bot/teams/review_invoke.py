@@ -1,7 +1,8 @@
 """Review card invokes (SPEC §7): verb ``review`` saves a page's choices, ``refresh`` with a
 ``review_id`` shows the reviewer the live state of their batch.
 
-The card's data names only *which* campaign and page; *who* decides is the authenticated sender,
+The card's data names only *which* campaign and page (and, for "keep/remove all", which items the card
+showed: a stale card never decides an item added to its page since); *who* decides is the authenticated sender,
 and every choice goes through the same decision handler as ``keep``/``remove`` in chat, which
 refuses (and records) an item that is not the sender's to decide. Opening the card (its refresh)
 runs the live check and records ``review.opened`` the first time.
@@ -74,8 +75,14 @@ class ReviewInvokes:
             if view is None:  # not a reviewer: the handler refuses and records it, as `keep RV-n …` in chat
                 cmd = ReviewDecide(n, str(bulk), (), comment)
             else:
-                chosen = {i.number: str(bulk) for i in cards.page_items(view, page) if not i.gone}
-                cmd = ReviewChoices(n, tuple(sorted(chosen.items())), comment)
+                shown = cards.shown_items(data)
+                if shown is None:  # a card from before bulk actions named their items, or a forged one
+                    return await self._card(who, view, page, attention=True, comment=comment,
+                                            note="Not saved: this card is out of date. Here is your batch as it "
+                                                 "is now; press again to decide what it shows.")
+                gone = {i.number for i in view.items if i.gone}
+                chosen = {k: str(bulk) for k in shown if k not in gone}  # only what the card showed, never an
+                cmd = ReviewChoices(n, tuple(sorted(chosen.items())), comment)  # item added to its page since
         elif not chosen:
             view = await self._view(who, n)
             if view is None:

@@ -20,6 +20,7 @@ from handlers.durations import format_duration
 from handlers.present import event_summary, person_facts, request_view
 from handlers.records import ENDED_STATES, OPEN_STATES, RequestRecord
 from handlers.requests import profile_view
+from handlers.text import is_digits
 from handlers.views import ProfileView, RequestView
 
 STATES = (*OPEN_STATES, *ENDED_STATES)
@@ -150,18 +151,17 @@ class Filter:
                 continue
             try:
                 day = date.fromisoformat(raw)
-            except ValueError:
+                at = datetime(day.year, day.month, day.day, tzinfo=UTC)
+                end = at + timedelta(days=1)  # the last day of the calendar has no day after it
+            except (ValueError, OverflowError):
                 f.problems.append(f"{key} is a date like 2026-11-01, not {raw[:30]!r}")
                 continue
-            at = datetime(day.year, day.month, day.day, tzinfo=UTC)
             if key == "from":
                 f.submitted_from = at
             else:
-                f.submitted_to = at + timedelta(days=1)
-        try:
-            f.page = max(1, min(100_000, int(query.get("page") or 1)))
-        except ValueError:
-            f.page = 1
+                f.submitted_to = end
+        page = (query.get("page") or "").strip()
+        f.page = max(1, min(100_000, int(page))) if is_digits(page) and len(page) <= 6 else 1  # ASCII digits only
         return f
 
     def query(self, **override: Any) -> dict[str, str]:

@@ -16,6 +16,7 @@ from handlers.dashboard.brake import Brake
 from handlers.dashboard.pages import moment, read_brake
 from handlers.dashboard.ports import DashboardSource
 from handlers.dashboard.signin import Viewer
+from handlers.records import RequestRecord
 from handlers.reports import ReportSource, termination_rows
 
 QUARTERS = 4
@@ -115,13 +116,31 @@ async def posture(deps: Deps, source: DashboardSource, events: ReportSource, vie
             q.within_sla += row["within_sla"] == "yes" and bool(row["revoked_at"] or not row["grants"])
     holding = await source.holding()
     drift_open, _ = await source.drift_summary()
-    reviewed = sum(int(e.data.get("kept") or 0) for e in await source.events_of_types(("review.closed",),
-                                                                                      since=_ts(start)))
+    reviewed = await kept_by_reviews(deps, source, holding)
     coverage = Coverage(granted=sum(1 for r in holding if r.kind != "exception"),
                         exceptions=sum(1 for r in holding if r.kind == "exception"), reviewed=reviewed,
                         drift=drift_open)
     return Posture(viewer=viewer, coverage=coverage, quarters=[quarters[label] for label in labels], sla_hours=sla,
                    brake=await read_brake(source))
+
+
+async def kept_by_reviews(deps: Deps, source: DashboardSource, holding: list[RequestRecord]) -> int:
+    """Memberships a review backs: each standing membership the latest closed review to have reviewed it kept
+    (or an undo restored), counted once however many campaigns kept it, not once a grant that holds it
+    counts it, and not once it has been removed since that review closed."""
+    from handlers.reviews.campaign import repo_of
+
+    async with deps.store.read() as raw:
+        kept = await repo_of(raw).kept_standing()
+    if not kept:
+        return 0
+    last: dict[tuple[str, str, str], str] = {}
+    for e in await source.events_of_types(("membership.added", "membership.removed"), since=_ts(min(kept.values()))):
+        key = (str(e.data.get("provider") or ""), str(e.data.get("group") or ""), str(e.data.get("user") or "").lower())
+        if key in kept and _at(e.ts) >= kept[key]:
+            last[key] = e.type
+    held = {(r.provider, r.group, r.requester.lower()) for r in holding}
+    return sum(1 for key in kept if last.get(key) != "membership.removed" and key not in held)
 
 
 def _ts(at: datetime) -> str:
@@ -222,11 +241,17 @@ async def reviews(deps: Deps, source: DashboardSource, viewer: Viewer) -> Review
             c.reviewers.setdefault(who, ReviewerFigures(who)).overdue = True
         elif e.type == "review.closed":
             c.closed = moment(e.ts)
-    shown = [c for c in campaigns.values() if viewer.security or viewer.email in c.reviewers]
+    shown: list[Campaign] = []
+    for c in campaigns.values():
+        if not viewer.security:  # a reviewer sees the campaigns they decide on (from its start, opened or not,
+            # in a reviewing group, escalated to), with their own figures, not their colleagues'
+            mine = await decided_on(deps, c.review_id, viewer.email)
+            if not mine and viewer.email not in c.reviewers:
+                continue
+            c.reviewers = {viewer.email: c.reviewers.get(viewer.email) or ReviewerFigures(viewer.email)}
+            own_items(c, mine, viewer.email)
+        shown.append(c)
     for c in shown:
-        if not viewer.security:  # a reviewer sees their own figures, not their colleagues'
-            c.reviewers = {viewer.email: c.reviewers[viewer.email]}
-            own_items(c, await decided_on(deps, c.review_id, viewer.email), viewer.email)
         for r in c.reviewers.values():
             person = await deps.person(r.reviewer) if "@" in r.reviewer else None
             r.department = (person.department or "") if person else ""

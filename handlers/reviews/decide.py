@@ -109,7 +109,7 @@ def _unchanged(last: ReviewDecisionRecord | None, decision: str, who: str, reaso
 async def decide(deps: Deps, who: str, cmd: ReviewDecide | ReviewChoices) -> Reply:
     """The one path of every reviewer's decision, from the console, Slack and Teams alike."""
     ref = rv_id(cmd.campaign)
-    command, kinds = _command(cmd)
+    command, _ = _command(cmd)
     now = deps.now()
     reason = (cmd.reason or "").strip() or None
     left = await _left_asked(deps, who, cmd)
@@ -131,14 +131,6 @@ async def decide(deps: Deps, who: str, cmd: ReviewDecide | ReviewChoices) -> Rep
         if campaign.state != OPEN:
             return await refuse_in(repo, who, now, command, f"campaign {campaign.state}", ref,
                                    f"{ref} is {campaign.state}: decisions can no longer be changed.", "closed")
-        review = deps.policy.review(campaign.review)
-        for decision in kinds:
-            needed = (review.remove_reason_required if review else True) if decision == "remove" else \
-                (review.keep_reason_required if review else False)
-            if needed and not reason:
-                return await refuse_in(repo, who, now, command, "no justification", ref,
-                                       f"Say why: `{decision} {ref} <items> because <reason>` (this review "
-                                       f"requires a justification to {decision}).", "reason")
         if isinstance(cmd, ReviewDecide) and cmd.items is None:
             chosen = [(i, cmd.decision) for i in mine.values() if i.state == OPEN and i.number not in left_decided]
         else:
@@ -158,6 +150,9 @@ async def decide(deps: Deps, who: str, cmd: ReviewDecide | ReviewChoices) -> Rep
                                            f"Item {number} of {ref} is gone: {mine[number].user} is no longer in "
                                            f"{mine[number].group}; there is nothing to decide.", "gone")
             chosen = [(mine[n], d) for n, d in asked]
+        if not chosen and not mine:  # the person reviewed, naming no item (`all`, a card's bulk): as anyone else
+            return await refuse_in(repo, who, now, command, "not a reviewer of it", ref,
+                                   f"You may not decide anything in {ref}.", "not-allowed")
         if not chosen:
             return Reply(text=f"Nothing left to decide in {ref}.", ok=False, kind="refusal", rule="nothing")
         final = await repo.final_decisions(cmd.campaign)
@@ -167,6 +162,15 @@ async def decide(deps: Deps, who: str, cmd: ReviewDecide | ReviewChoices) -> Rep
             fresh = [(i, d) for i, d in chosen if i.number not in final or final[i.number].decision != d]
         else:
             fresh = [(i, d) for i, d in chosen if not _unchanged(final.get(i.number), d, who, reason)]
+        review = deps.policy.review(campaign.review)
+        for decision in [d for d in DECISIONS if any(d == f for _, f in fresh)]:  # what this records, not what an
+            # unchanged pre-selected choice says again
+            needed = (review.remove_reason_required if review else True) if decision == "remove" else \
+                (review.keep_reason_required if review else False)
+            if needed and not reason:
+                return await refuse_in(repo, who, now, command, "no justification", ref,
+                                       f"Say why: `{decision} {ref} <items> because <reason>` (this review "
+                                       f"requires a justification to {decision}).", "reason")
         for decision in DECISIONS:
             await record_decisions(repo, campaign, [i for i, d in fresh if d == decision], decision, who, now, reason)
     parts = []
@@ -175,9 +179,15 @@ async def decide(deps: Deps, who: str, cmd: ReviewDecide | ReviewChoices) -> Rep
         if done:
             numbers = ", ".join(map(str, done[:30])) + (", …" if len(done) > 30 else "")
             parts.append(f"{decision} recorded for {len(done)} item(s) ({numbers})")
-    same = len(chosen) - len(fresh)
-    if same:
-        parts.append(f"{same} item(s) unchanged (already decided so by you)")
+    recorded = {i.number for i, _ in fresh}
+    same = [i.number for i, _ in chosen if i.number not in recorded]
+    by_others = [(n, final[n].actor) for n in same if final[n].actor != who]
+    if len(same) > len(by_others):
+        parts.append(f"{len(same) - len(by_others)} item(s) unchanged (already decided so by you)")
+    if by_others:
+        parts.append(f"{len(by_others)} item(s) already decided so by someone else, left as they are ("
+                     + ", ".join(f"{n} by {actor}" for n, actor in by_others[:10])
+                     + (", …" if len(by_others) > 10 else "") + "; your comment is not recorded on them)")
     gone = sorted(n for n in left if n in mine)
     if gone:
         parts.append(f"{len(gone)} item(s) gone, nothing to decide: no longer in their group ("

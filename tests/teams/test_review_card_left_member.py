@@ -3,7 +3,7 @@
 SPEC §7: "an item no longer in the group is shown as gone and cannot be decided", and a decided item keeps
 its decision. The card (and the Slack modal) still shows such an item with its
 keep/remove choice prefilled with the recorded decision, so every save posts it back (Teams sends every
-input's value; "keep all" takes every item on the page that is not shown gone). handlers/reviews/decide.py
+input's value; "keep all" takes every item the card showed that is not shown gone). handlers/reviews/decide.py
 ``decide`` skips that item's choice and records the others; refusing the whole submission ("item gone") would
 leave the reviewer unable to save anything on that page."""
 
@@ -15,6 +15,7 @@ from tests.reviews.test_start import staff  # noqa: F401
 from tests.support import Files
 from tests.teams.cardcheck import check_card, texts_of
 from tests.teams.conftest import TeamsHarness, connector, teams  # noqa: F401
+from tests.teams.test_review_card_submits import bulk_data
 from tests.teams.test_reviews import MARK, inputs, started
 
 
@@ -45,8 +46,7 @@ async def test_keep_all_on_the_card_after_a_decided_member_left(teams: TeamsHarn
     assert "remove recorded" in texts_of(card), texts_of(card)
     files = Files(Path(h.app.settings.policy), Path(h.app.settings.directory))
     files.edit_directory(lambda d: d["groups"]["sg-prod-db-read"].remove("bob@example.com"))
-    check_card(await h.click(MARK, "refresh", {"review_id": "RV-1", "page": 0}))
-    card = check_card(await h.click(MARK, "review", {"review_id": "RV-1", "page": 0, "bulk": "keep",
-                                                     "comment": "on call"}))
+    card = check_card(await h.click(MARK, "refresh", {"review_id": "RV-1", "page": 0}))
+    card = check_card(await h.click(MARK, "review", {**bulk_data(card, "keep"), "comment": "on call"}))
     kept = [e for e in await h.events("review.decided") if e["data"]["item"] == 3]
     assert kept and kept[-1]["data"]["decision"] == "keep", texts_of(card)

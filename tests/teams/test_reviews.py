@@ -124,7 +124,8 @@ async def test_reviewer_card_refresh_decisions_and_attacks(teams_any_db: TeamsHa
     assert len(await h.events("review.decided")) == 2
 
     # pat.lead keeps all of his card (deploy-bot 5, sam.sec 6) at once
-    card = check_card(await h.click(PAT, "review", {"review_id": "RV-1", "page": 0, "bulk": "keep", "item-5": ""}))
+    card = check_card(await h.click(PAT, "review", {"review_id": "RV-1", "page": 0, "bulk": "keep", "items": [5, 6],
+                                                    "item-5": ""}))
     assert "keep recorded for 2 item(s) (5, 6)" in texts_of(card), texts_of(card)
 
     # closed: a late save is refused and recorded, the card shows the state without inputs or buttons
@@ -154,7 +155,9 @@ async def test_twenty_one_items_make_two_cards_each_under_the_limit(teams: Teams
     assert [k for k in inputs(cards[1]) if k.startswith("item-")] == ["item-21"]
     assert cards[1]["refresh"]["action"]["data"]["page"] == 1
     # keep all on the second card decides its item only
-    card = check_card(await h.click(MARK, "review", {"review_id": "RV-1", "page": 1, "bulk": "keep"}))
+    (keep,) = [a["data"] for a in actions_of(cards[1]) if a["data"].get("bulk") == "keep"]
+    assert keep["items"] == [21]
+    card = check_card(await h.click(MARK, "review", keep))
     assert "keep recorded for 1 item(s) (21)" in texts_of(card)
 
 
