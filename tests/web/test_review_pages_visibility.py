@@ -140,3 +140,39 @@ async def test_thousands_of_items_render_bounded(web_harness) -> None:
         assert campaign_figures(unescape(page.text), "RV-1") == (f"{n} of {n}", "0")
     print("TIMINGS", timings)
     assert all(v < 20 for v in timings.values()), timings
+
+
+async def test_kept_by_a_review_leaves_out_a_membership_removed_since(web_harness) -> None:
+    """A membership a closed review kept, removed afterwards (bob leaves: the termination sweep takes him out),
+    is no longer counted as kept by a review."""
+    h = web_harness
+    files = h.files
+    files.policy.write_text(files.policy.read_text().replace("    sign_off: [{any_of: security}]", ""))
+    staff(files)
+    assert (await h.say(SAM, f"review start {REVIEW}")).ok
+    for who in (SAM, MARK, PAT):
+        assert (await h.say(who, "keep RV-1 all")).ok
+    assert (await h.say(SAM, "review close RV-1")).ok
+
+    async def shown() -> int:
+        page = (await h.get("/dashboard/posture", cookie=await h.sign_in(SAM))).text
+        return int(re.search(r'id="cov-reviewed">(\d+)<', page).group(1))
+
+    assert await shown() == 5
+
+    def leave(data: dict) -> None:
+        for user in data["users"]:
+            if user["email"] == "bob@example.com":
+                user["active"] = False
+    files.edit_directory(leave)
+    await h.app.service.sweep()
+    removed = [e["data"] for e in await h.events("membership.removed")]
+    assert [(d["group"], d["user"]) for d in removed] == [("sg-prod-db-read", "bob@example.com")], removed
+    assert await shown() == 4
+
+
+def test_a_page_in_other_digits_is_page_one() -> None:
+    from handlers.dashboard.pages import Filter
+
+    assert [Filter.parse({"page": p}, []).page for p in ("٣", "3", " 7 ", "-2", "1e3", "9" * 5000)] == [1, 3, 7, 1, 1, 1]
+    assert Filter.parse({"to": "9999-12-31"}, []).problems == ["to is a date like 2026-11-01, not '9999-12-31'"]
