@@ -41,6 +41,7 @@ ITEM_INPUT = "item-{}"
 ITEM_KEY = re.compile(r"^item-([0-9]{1,9})$")
 DECISIONS = ("keep", "remove")
 SHOWN_KEY = "items"  # a bulk action's data: the item numbers its card showed
+STATES_KEY = "shown"  # every action's data: item number → the decision its card showed ("" undecided)
 PAGE_SIZE = 20  # items per card: 20 items with long names, titles and departments stay under 28 KB
 RV_VALUE = re.compile(r"^\s*(?:RV-)?([0-9]{1,9})\s*$", re.IGNORECASE)
 FIELD_LIMITS = (160, 60, 24, 8)  # characters of one item's name, title, department or group shown: the first
@@ -163,7 +164,9 @@ def _review_card(view: ReviewBatchView, page: int, refresh_user_ids: Sequence[st
             is_multiline=True, max_length=2000, value=_cut(comment, 2000) if comment else None,
             is_required=ask_reason or None, error_message="Say why." if ask_reason else None,
             spacing=act.Spacing.LARGE))
-        data: dict[str, Any] = {"review_id": view.review_id, "page": page}
+        states = {str(i.number): i.decision if i.decision in DECISIONS else "" for i in shown if not i.gone}
+        data: dict[str, Any] = {"review_id": view.review_id, "page": page, STATES_KEY: states}  # the decisions this
+        # card showed: a choice left as shown is not a decision, whatever happened since
         scope = "all" if count == 1 else "all on this card"
         bulk = {**data, SHOWN_KEY: [i.number for i in shown if not i.gone]}  # what this card showed: a stale
         # card's bulk never decides an item added to the page since (an escalation), unseen
@@ -219,3 +222,20 @@ def shown_items(data: Mapping[str, Any]) -> list[int] | None:
             return None
         numbers.append(v)
     return numbers
+
+
+def shown_states(data: Mapping[str, Any], limit: int = PAGE_SIZE) -> tuple[tuple[int, str], ...] | None:
+    """The decisions an action's card showed (``data.shown``: item number → keep | remove | ""); None when the
+    card does not say, or says it in a way no card of ours does (then choices are judged against the decisions
+    as they are now)."""
+    value = data.get(STATES_KEY)
+    if not isinstance(value, dict) or len(value) > limit:
+        return None
+    states: dict[int, str] = {}
+    for key, state in value.items():
+        if not isinstance(key, str) or not is_digits(key) or len(key) > 9 or state not in ("", *DECISIONS):
+            return None
+        if int(key) in states:
+            return None
+        states[int(key)] = state
+    return tuple(sorted(states.items()))

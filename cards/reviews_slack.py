@@ -112,7 +112,9 @@ def review_modal(view: ReviewBatchView, page: int = 0) -> dict[str, Any]:
     modal: dict[str, Any] = {
         "type": "modal", "callback_id": REVIEW_MODAL, "title": _plain(f"Review {view.review_id}", 24),
         "close": _plain("Cancel"), "blocks": blocks,
-        "private_metadata": json.dumps({"review_id": view.review_id, "page": page}),
+        "private_metadata": json.dumps({"review_id": view.review_id, "page": page, "shown": {  # the decisions it
+            # showed: a choice left as shown is not a decision, whatever happened since (see shown_states)
+            str(i.number): i.decision if i.decision in ("keep", "remove") else "" for i in shown if not i.gone}}),
     }
     if view.decidable:
         modal["submit"] = _plain("Save")

@@ -269,15 +269,15 @@ class ReviewRepositoryMixin:
     async def kept_memberships(self) -> set[tuple[str, str, str]]:
         return {key for key, state in (await self._latest_closed_states()).items() if state in BACKED}
 
-    async def kept_standing(self) -> dict[tuple[str, str, str], datetime]:
-        """Each standing membership (an item no grant stood behind) the latest closed review to have reviewed
-        it kept or restored, with that review's close."""
+    async def kept_standing(self) -> dict[tuple[str, str, str], int]:
+        """Each membership the latest closed review to have reviewed it kept as a standing one (no grant stood
+        behind the item) or restored (an undo adds it back as a standing one), with that review's id."""
         i, c = rt.review_items.c, rt.review_campaigns.c
-        q = (select(i.provider, i.group_name, i.user_email, i.state, i.request_id, c.closed_at)
+        q = (select(i.provider, i.group_name, i.user_email, i.state, i.request_id, c.id)
              .select_from(rt.review_items.join(rt.review_campaigns, c.id == i.campaign_id))
              .where(c.state == "closed").order_by(c.closed_at, c.id))
-        latest: dict[tuple[str, str, str], tuple[str, int | None, datetime]] = {}
+        latest: dict[tuple[str, str, str], tuple[str, int | None, int]] = {}
         for row in (await self.conn.execute(q)).all():
             latest[(row[0], row[1], row[2].lower())] = (row[3], row[4], row[5])
-        return {key: closed for key, (state, request, closed) in latest.items()
-                if state in BACKED and request is None}
+        return {key: campaign for key, (state, request, campaign) in latest.items()
+                if state == "restored" or (state in BACKED and request is None)}

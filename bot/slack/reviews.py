@@ -15,6 +15,7 @@ from bot.slack.app import view_metadata
 from bot.slack.identity import UNKNOWN_USER, acting_user
 from cards import reviews_slack as cards
 from cards import slack as blocks
+from cards.reviews_adaptive import shown_states
 from handlers.origin import acting_via
 from handlers.reviews.commands import ReviewShow
 from handlers.reviews.decide import ReviewChoices
@@ -107,7 +108,9 @@ class ReviewListeners:
             return None
         # the page's choices checked whole and recorded together, as a Teams card's, by the signed sender
         with acting_via("slack", acting_user(body)):
-            reply = await self.l.app.service.handle(person, ReviewChoices(n, pairs, comment), channel="slack")
+            shown = shown_states(view_metadata(view), cards.PAGE_SIZE)  # what the modal showed, as a card's
+            reply = await self.l.app.service.handle(person, ReviewChoices(n, pairs, comment, shown=shown),
+                                                    channel="slack")
         if reply.rule == "reason":
             return {"response_action": "errors", "errors": {cards.COMMENT_BLOCK: reply.text[:150]}}
         if not reply.ok:

@@ -69,20 +69,23 @@ class ReviewInvokes:
             if view is None:
                 return adaptive.text_card(text, attention=True)
             return await self._card(who, view, page, note=text, attention=True, comment=comment)
-        cmd: ReviewChoices | ReviewDecide = ReviewChoices(n, tuple(sorted(chosen.items())), comment)
+        states = cards.shown_states(data)
+        cmd: ReviewChoices | ReviewDecide = ReviewChoices(n, tuple(sorted(chosen.items())), comment, shown=states)
         if bulk in cards.DECISIONS:
             view = await self._view(who, n)
             if view is None:  # not a reviewer: the handler refuses and records it, as `keep RV-n …` in chat
                 cmd = ReviewDecide(n, str(bulk), (), comment)
             else:
                 shown = cards.shown_items(data)
-                if shown is None:  # a card from before bulk actions named their items, or a forged one
+                if shown is None and view.decidable:  # a card from before bulk actions named their items, or a
+                    # forged one (on a closed campaign the handler refuses it, and records it)
                     return await self._card(who, view, page, attention=True, comment=comment,
                                             note="Not saved: this card is out of date. Here is your batch as it "
                                                  "is now; press again to decide what it shows.")
                 gone = {i.number for i in view.items if i.gone}
-                chosen = {k: str(bulk) for k in shown if k not in gone}  # only what the card showed, never an
-                cmd = ReviewChoices(n, tuple(sorted(chosen.items())), comment)  # item added to its page since
+                chosen = {k: str(bulk) for k in shown or () if k not in gone}  # only what the card showed, never
+                cmd = ReviewChoices(n, tuple(sorted(chosen.items())), comment,  # an item added to its page since
+                                    shown=states, bulk=True)
         elif not chosen:
             view = await self._view(who, n)
             if view is None:

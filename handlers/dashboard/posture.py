@@ -126,21 +126,43 @@ async def posture(deps: Deps, source: DashboardSource, events: ReportSource, vie
 
 async def kept_by_reviews(deps: Deps, source: DashboardSource, holding: list[RequestRecord]) -> int:
     """Memberships a review backs: each standing membership the latest closed review to have reviewed it kept
-    (or an undo restored), counted once however many campaigns kept it, not once a grant that holds it
-    counts it, and not once it has been removed since that review closed."""
+    (or an undo restored), counted once however many campaigns kept it, not where a grant that holds it counts
+    it, and not once the chain says it was taken out after that review's snapshot (a removal, or the end of a
+    grant for it) and not put back. Ordered by the chain, not by clocks."""
     from handlers.reviews.campaign import repo_of
+    from handlers.reviews.records import rv_id
 
     async with deps.store.read() as raw:
         kept = await repo_of(raw).kept_standing()
     if not kept:
         return 0
+    started = {str(e.data.get("review_id")): e for e in await source.events_of_types(("review.started",))}
+    after = {key: started[rv_id(n)].seq if rv_id(n) in started else 0 for key, n in kept.items()}
+    since = min((started[rv_id(n)].ts for n in set(kept.values()) if rv_id(n) in started), default=None)
+    events = await source.events_of_types(MEMBERSHIP_EVENTS, since=since)
+    requesters = await _requesters(deps, {e.request_id for e in events if e.type in GRANT_ENDS and e.request_id})
     last: dict[tuple[str, str, str], str] = {}
-    for e in await source.events_of_types(("membership.added", "membership.removed"), since=_ts(min(kept.values()))):
-        key = (str(e.data.get("provider") or ""), str(e.data.get("group") or ""), str(e.data.get("user") or "").lower())
-        if key in kept and _at(e.ts) >= kept[key]:
-            last[key] = e.type
+    for e in events:
+        user = requesters.get(e.request_id or "", "") if e.type in GRANT_ENDS else str(e.data.get("user") or "")
+        key = (str(e.data.get("provider") or ""), str(e.data.get("group") or ""), user.lower())
+        if key in after and e.seq > after[key]:
+            last[key] = "added" if e.type == "membership.added" else "removed"
     held = {(r.provider, r.group, r.requester.lower()) for r in holding}
-    return sum(1 for key in kept if last.get(key) != "membership.removed" and key not in held)
+    return sum(1 for key in kept if last.get(key) != "removed" and key not in held)
+
+
+MEMBERSHIP_EVENTS = ("membership.added", "membership.removed", "grant.expired", "grant.revoked")
+GRANT_ENDS = ("grant.expired", "grant.revoked")
+
+
+async def _requesters(deps: Deps, refs: set[str]) -> dict[str, str]:
+    """The requester of each request named ``REQ-n``."""
+    numbers = sorted(int(r[4:]) for r in refs if r.startswith("REQ-") and r[4:].isdigit() and len(r) < 14)
+    if not numbers:
+        return {}
+    async with deps.store.read() as raw:
+        records = [await raw.get_request(n) for n in numbers]
+    return {r.ref: r.requester for r in records if r is not None}
 
 
 def _ts(at: datetime) -> str:

@@ -93,6 +93,9 @@ class ReviewChoices:
     campaign: int
     choices: tuple[tuple[int, str], ...]  # (item, keep | remove)
     reason: str | None = None
+    shown: tuple[tuple[int, str], ...] | None = None  # (item, keep | remove | "" undecided): what the form showed,
+    # when it says so; a choice left as shown is not a decision, whatever happened since
+    bulk: bool = False  # "keep/remove all" of a form: an item decided otherwise since it was shown is left alone
 
 
 def _command(cmd: ReviewDecide | ReviewChoices) -> tuple[str, list[str]]:
@@ -156,9 +159,11 @@ async def decide(deps: Deps, who: str, cmd: ReviewDecide | ReviewChoices) -> Rep
         if not chosen:
             return Reply(text=f"Nothing left to decide in {ref}.", ok=False, kind="refusal", rule="nothing")
         final = await repo.final_decisions(cmd.campaign)
+        moved: list[int] = []  # decided otherwise since the form showed them: left as they are now
         if isinstance(cmd, ReviewChoices):  # a page sends back every choice it shows, pre-selected ones too:
             # only a changed choice is a decision (an unchanged one would put this reviewer's name, and this
             # comment, on an item someone else decided)
+            chosen, moved = _against_shown(cmd, chosen, final)
             fresh = [(i, d) for i, d in chosen if i.number not in final or final[i.number].decision != d]
         else:
             fresh = [(i, d) for i, d in chosen if not _unchanged(final.get(i.number), d, who, reason)]
@@ -188,12 +193,44 @@ async def decide(deps: Deps, who: str, cmd: ReviewDecide | ReviewChoices) -> Rep
         parts.append(f"{len(by_others)} item(s) already decided so by someone else, left as they are ("
                      + ", ".join(f"{n} by {actor}" for n, actor in by_others[:10])
                      + (", …" if len(by_others) > 10 else "") + "; your comment is not recorded on them)")
+    if moved:
+        parts.append(f"{len(moved)} item(s) decided otherwise since this page was shown, left as they are now ("
+                     + ", ".join(f"{n}: {final[n].decision} by {final[n].actor}" for n in moved[:10])
+                     + (", …" if len(moved) > 10 else "") + "); look again to change them")
     gone = sorted(n for n in left if n in mine)
     if gone:
         parts.append(f"{len(gone)} item(s) gone, nothing to decide: no longer in their group ("
                      + ", ".join(map(str, gone[:30])) + (", …" if len(gone) > 30 else "") + ")")
+    if not parts:
+        parts.append("nothing recorded: every choice is as the page showed it")
     return Reply(text=f"{ref}: " + "; ".join(parts) + ". You can change it until the campaign closes.",
                  data={"review_id": ref})
+
+
+def _against_shown(cmd: ReviewChoices, chosen: list[tuple[ItemRecord, str]],
+                   final: dict[int, ReviewDecisionRecord]) -> tuple[list[tuple[ItemRecord, str]], list[int]]:
+    """The choices of a form that are the submitter's, judged against what the form showed: one left as shown
+    is not a decision (a later decision by someone else stands, and it needs no justification); a bulk leaves
+    alone an item decided otherwise since. Returns those choices, and the items decided otherwise since the
+    form showed them that the form would have changed."""
+    if cmd.shown is None:  # a form that does not say what it showed: judged against the decisions now
+        return chosen, []
+    shown = dict(cmd.shown)
+    kept: list[tuple[ItemRecord, str]] = []
+    moved: list[int] = []
+    for item, decision in chosen:
+        was = shown.get(item.number, "")
+        now = final[item.number].decision if item.number in final else ""
+        if decision == was and not cmd.bulk:  # untouched
+            if now != was:
+                moved.append(item.number)
+            continue
+        if cmd.bulk and now != was:
+            if now != decision:
+                moved.append(item.number)
+            continue
+        kept.append((item, decision))
+    return kept, moved
 
 
 async def _left_asked(deps: Deps, who: str, cmd: ReviewDecide | ReviewChoices) -> set[int]:

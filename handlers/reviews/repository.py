@@ -89,9 +89,9 @@ class ReviewRepository(Repository, Protocol):
         """Every (provider, group, email) kept by the latest closed campaign that reviewed it."""
         ...
 
-    async def kept_standing(self) -> dict[tuple[str, str, str], datetime]:
-        """Each standing (provider, group, email) kept or restored by the latest closed campaign that reviewed
-        it, with that campaign's close."""
+    async def kept_standing(self) -> dict[tuple[str, str, str], int]:
+        """Each (provider, group, email) the latest closed campaign that reviewed it kept as a standing membership
+        or restored, with that campaign's id."""
         ...
 
     async def add_undo(self, record: UndoRecord) -> None: ...

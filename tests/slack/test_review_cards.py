@@ -49,9 +49,13 @@ def test_review_cards_validate(count: int) -> None:
     for page in range(cards.pages(view)):
         modal = cards.review_modal(view, page)
         check_view(modal)
-        assert json.loads(modal["private_metadata"]) == {"review_id": "RV-3", "page": page}
-        seen += [int(b["block_id"].split("-")[1]) for b in modal["blocks"] if b["block_id" if "block_id" in b
-                                                                               else "type"].startswith("item-")]
+        metadata = json.loads(modal["private_metadata"])
+        assert len(modal["private_metadata"]) <= 3000  # Slack's limit
+        shown = [int(b["block_id"].split("-")[1]) for b in modal["blocks"] if b["block_id" if "block_id" in b
+                                                                                else "type"].startswith("item-")]
+        assert metadata == {"review_id": "RV-3", "page": page,
+                            "shown": {str(n): "keep" if n % 5 == 0 else "" for n in shown}}
+        seen += shown
         assert all("<!channel>" not in t for t in mrkdwn(modal))  # user text cannot mention in mrkdwn
     assert seen == [n for n in range(1, count + 1) if n % 7]  # gone items are shown, not decidable
     assert cards.pages(view) == (count + cards.PAGE_SIZE - 1) // cards.PAGE_SIZE
