@@ -106,3 +106,31 @@ async def test_an_all_of_signoff_needs_everyone_but_the_person_whose_access_it_r
         reply = await h.say("sasha.sec@example.com", "approve RV-1")
         assert reply.ok and "sign-off approved" in reply.text, reply.text
         assert "sam.sec@example.com" not in await h.members("sg-prod-k8s-admin")
+
+
+async def test_a_signoff_step_of_one_person_whose_access_is_on_the_list_goes_to_the_security_team(database_url,
+                                                                                               tmp_path):
+    """`sign_off: [{user: sam.sec}]` and sam's own membership on the removal list: sam may not sign it, and a
+    step with nobody left would fail the whole list closed. It goes to the security team, less sam, as an item
+    whose reviewer is the person reviewed goes to the fallback."""
+    files = copy_examples(tmp_path)
+    text = files.policy.read_text()
+    files.policy.write_text(text.replace("sign_off: [{any_of: security}]", "sign_off: [{user: sam.sec@example.com}]"))
+    settings = Settings(database_url=database_url, policy=str(files.policy), directory=str(files.directory))
+    clock, notifier = MutableClock(), RecordingNotifier()
+    async with build_app(settings, clock=clock, notifier=notifier) as app:
+        h = Harness(app, clock, notifier, files)
+        items = await started(h)
+        sam = items["sam.sec@example.com"].number
+        for who in ("mark.mgr@example.com", "sam.sec@example.com", "pat.lead@example.com"):
+            assert (await h.say(who, "keep RV-1 all")).ok
+        assert (await h.say("pat.lead@example.com", f"remove RV-1 {sam} because left the platform team")).ok
+        reply = await h.say("sasha.sec@example.com", "review close RV-1")
+        assert reply.ok and "sign-off of 1 removal(s)" in reply.text, reply.text
+        asked = (await h.events("review.signoff_requested"))[-1]["data"]["approvers"]
+        assert "sam.sec@example.com" not in asked and "sasha.sec@example.com" in asked, asked
+        reply = await h.say("sam.sec@example.com", "approve RV-1")
+        assert not reply.ok and reply.rule == "self-approval", reply.text
+        assert (await h.say("sasha.sec@example.com", "approve RV-1")).ok
+        assert "sam.sec@example.com" not in await h.members("sg-prod-k8s-admin")
+        assert (await h.events("review.closed"))[-1]["data"]["signoff"] == "approved"
