@@ -97,6 +97,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(skip)
 
 
+# -- parallel workers (pytest-xdist) ------------------------------------------------------------
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """What ``-n auto`` (the default, see pyproject.toml) means: two workers per core this process may run on,
+    2 to 8. Most of the suite's time is spent waiting (for ``accessbot`` subprocesses, servers, PostgreSQL), not
+    computing. ``PYTEST_XDIST_AUTO_NUM_WORKERS`` sets the number; ``-n 0`` runs in one process. Each worker
+    starts its own throwaway PostgreSQL cluster; ``--dist loadfile`` keeps a file's tests (and its module
+    fixtures) on one worker."""
+    fixed = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS", "").strip()
+    if fixed.isdigit():
+        return int(fixed)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(2, min(8, 2 * cores))
+
+
 # -- paths -------------------------------------------------------------------------------------
 
 
