@@ -69,7 +69,7 @@ class ReviewInvokes:
             if view is None:
                 return adaptive.text_card(text, attention=True)
             return await self._card(who, view, page, note=text, attention=True, comment=comment)
-        states = cards.shown_states(data)
+        states = cards.shown_states(data)  # what the card showed: None on a card of before it said so
         cmd: ReviewChoices | ReviewDecide = ReviewChoices(n, tuple(sorted(chosen.items())), comment, shown=states)
         if bulk in cards.DECISIONS:
             view = await self._view(who, n)
@@ -77,11 +77,9 @@ class ReviewInvokes:
                 cmd = ReviewDecide(n, str(bulk), (), comment)
             else:
                 shown = cards.shown_items(data)
-                if shown is None and view.decidable:  # a card from before bulk actions named their items, or a
-                    # forged one (on a closed campaign the handler refuses it, and records it)
-                    return await self._card(who, view, page, attention=True, comment=comment,
-                                            note="Not saved: this card is out of date. Here is your batch as it "
-                                                 "is now; press again to decide what it shows.")
+                if (shown is None or states is None) and view.decidable:  # a card that does not say what it
+                    # showed (sent before cards said so, or forged); on a closed campaign the handler refuses it
+                    return await self._out_of_date(who, view, page, comment)
                 gone = {i.number for i in view.items if i.gone}
                 chosen = {k: str(bulk) for k in shown or () if k not in gone}  # only what the card showed, never
                 cmd = ReviewChoices(n, tuple(sorted(chosen.items())), comment,  # an item added to its page since
@@ -92,14 +90,38 @@ class ReviewInvokes:
                 return adaptive.text_card(f"You have nothing to review in RV-{n}.", attention=True)
             return await self._card(who, view, page, note="Choose keep or remove for an item, then save.",
                                     comment=comment)
+        elif states is None:  # a choice sent back as such a card showed it would overturn a decision made since
+            view = await self._view(who, n)
+            if view is not None and view.decidable:
+                return await self._out_of_date(who, view, page, comment)
         reply = await self.app.service.handle(person, cmd, channel="teams")
         view = await self._view(who, n)
         if view is None:  # not theirs: say only what they were told
             return adaptive.text_card(reply.text, attention=not reply.ok)
+        yours = _yours(chosen, states, view, bulk in cards.DECISIONS)
         if reply.rule == "reason":
-            return await self._card(who, view, page, note=reply.text, attention=True, choices=chosen,
+            return await self._card(who, view, page, note=reply.text, attention=True, choices=yours,
                                     comment=comment, ask_reason=True)
         if not reply.ok:
-            return await self._card(who, view, page, note=reply.text, attention=True, choices=chosen,
+            return await self._card(who, view, page, note=reply.text, attention=True, choices=yours,
                                     comment=comment)
         return await self._card(who, view, page, note=reply.text)
+
+    async def _out_of_date(self, who: str, view: ReviewBatchView, page: int, comment: str | None) -> dict[str, Any]:
+        return await self._card(who, view, page, attention=True, comment=comment,
+                                note="Not saved: this card is out of date. Here is your batch as it is now; "
+                                     "choose again and save.")
+
+
+def _yours(chosen: dict[int, str], states: tuple[tuple[int, str], ...] | None, view: ReviewBatchView,
+           bulk: bool) -> dict[int, str]:
+    """The choices a card shown again (after a refusal) keeps pre-selected: the submitter's own, those that differ
+    from what their card showed (for a bulk: on the items not decided otherwise since). An untouched choice is
+    never carried over: the new card shows the decisions as they are, and would take it for the submitter's."""
+    if states is None:
+        return {}
+    was = dict(states)
+    if bulk:
+        now = {i.number: i.decision or "" for i in view.items}
+        return {n: d for n, d in chosen.items() if now.get(n, "") == was.get(n, "")}
+    return {n: d for n, d in chosen.items() if d != was.get(n, "")}

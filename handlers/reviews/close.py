@@ -22,6 +22,7 @@ from handlers.chains import ResolvedStep, first_unsatisfiable
 from handlers.compliance.brake import may_remove
 from handlers.context import SYSTEM, Deps
 from handlers.grants import STANDING, end_grant_in, plan_membership_removal, run_due_ops
+from handlers.policy import Step
 from handlers.ports import Notice
 from handlers.records import HOLDING_STATES, OpRecord
 from handlers.reviews.campaign import pinned, repo_of, unreadable
@@ -83,7 +84,8 @@ async def close_campaign(deps: Deps, campaign_id: int, now: datetime, *, actor: 
                 await repo.save_campaign(campaign)
                 approvers = signoff_pool(deps, campaign, 0, concerned)
                 await repo.append("review.signoff_requested", actor=actor, ts=now, data={
-                    "review_id": campaign.ref, "removals": len(removals), "step": 1, "approvers": sorted(approvers)})
+                    "review_id": campaign.ref, "removals": len(removals), "step": 1, "approvers": sorted(approvers),
+                    **standing_in_for(deps, campaign, 0, concerned)})
                 notices += signoff_notices(campaign, removals, approvers)
         else:
             campaign.state = HELD
@@ -175,18 +177,34 @@ def signoff_pool(deps: Deps, campaign: CampaignRecord, step: int, concerned: Col
     asked = (campaign.signoff_asked or {}).get(str(step))
     if asked is not None:  # the step is open: the people it asked when it opened
         return set(asked) - {c.lower() for c in concerned}
-    s = review.sign_off[step]
-    if s.kind == "user" and s.user:
-        pool = {s.user.lower()}
-    elif s.group:
-        pool = set(deps.policy.approver_groups.get(s.group, ()))
-    else:
-        pool = set(deps.policy.security_members())
+    pool = _step_people(deps, review.sign_off[step])
     out = {c.lower() for c in concerned}
     if pool and pool <= out:  # every approver of the step is on the list (`{user: X}` removing X's access): the
-        # step goes to the security team, as an item whose reviewer is the person reviewed goes to the fallback
-        pool = set(deps.policy.security_members())
+        # step goes to the security team, as an item whose reviewer is the person reviewed goes to the fallback,
+        # less the people a later step needs (one person signs once: their signature here would leave it unsigned)
+        fallback = set(deps.policy.security_members()) - out
+        later = set().union(*(_step_people(deps, s) for s in review.sign_off[step + 1:]))
+        return (fallback - later) or fallback
     return pool - out
+
+
+def standing_in_for(deps: Deps, campaign: CampaignRecord, step: int, concerned: Collection[str]) -> dict[str, Any]:
+    """What ``review.signoff_requested`` adds when step ``step`` went to the security team because every
+    approver it names is on the removal list: ``instead_of`` (those approvers); nothing otherwise."""
+    review = deps.policy.review(campaign.review)
+    if review is None or step >= len(review.sign_off):
+        return {}
+    named = _step_people(deps, review.sign_off[step])
+    return {"instead_of": sorted(named)} if named and named <= {c.lower() for c in concerned} else {}
+
+
+def _step_people(deps: Deps, s: Step) -> set[str]:
+    """The approvers a sign-off step names, as the policy in force for the campaign lists them."""
+    if s.kind == "user" and s.user:
+        return {s.user.lower()}
+    if s.group:
+        return set(deps.policy.approver_groups.get(s.group, ()))
+    return set(deps.policy.security_members())
 
 
 def signoff_need(deps: Deps, campaign: CampaignRecord, step: int, concerned: Collection[str] = ()) -> int:

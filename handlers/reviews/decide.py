@@ -220,12 +220,13 @@ def _against_shown(cmd: ReviewChoices, chosen: list[tuple[ItemRecord, str]],
     moved: list[int] = []
     for item, decision in chosen:
         was = shown.get(item.number, "")
-        now = final[item.number].decision if item.number in final else ""
+        now = final[item.number].decision if item.number in final else ""  # a decision is never taken back: an
+        changed = now != was and item.number in final  # undecided item was not decided otherwise since
         if decision == was and not cmd.bulk:  # untouched
-            if now != was:
+            if changed:
                 moved.append(item.number)
             continue
-        if cmd.bulk and now != was:
+        if cmd.bulk and changed:
             if now != decision:
                 moved.append(item.number)
             continue

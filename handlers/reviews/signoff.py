@@ -20,6 +20,7 @@ from handlers.reviews.close import (
     signoff_notices,
     signoff_pool,
     signoff_stuck,
+    standing_in_for,
 )
 from handlers.reviews.decide import refuse_in
 from handlers.reviews.records import OPEN, SIGNOFF, CampaignRecord, SignoffRecord, rv_id
@@ -136,7 +137,8 @@ async def sign(deps: Deps, who: str, cmd: ReviewSignoff) -> Reply:
             await repo.save_campaign(campaign)
             notices = signoff_notices(campaign, removals, approvers - {who})
             await repo.append("review.signoff_requested", actor=who, ts=now, data={
-                "review_id": ref, "removals": len(removals), "step": step + 2, "approvers": sorted(approvers)})
+                "review_id": ref, "removals": len(removals), "step": step + 2, "approvers": sorted(approvers),
+                **standing_in_for(deps, campaign, step + 1, concerned)})
         elif satisfied:  # the list is final: it passes the safety brake before anything is removed
             campaign.signoff, campaign.state = "approved", HELD
             await repo.save_campaign(campaign)

@@ -127,8 +127,10 @@ async def test_a_signoff_step_of_one_person_whose_access_is_on_the_list_goes_to_
         assert (await h.say("pat.lead@example.com", f"remove RV-1 {sam} because left the platform team")).ok
         reply = await h.say("sasha.sec@example.com", "review close RV-1")
         assert reply.ok and "sign-off of 1 removal(s)" in reply.text, reply.text
-        asked = (await h.events("review.signoff_requested"))[-1]["data"]["approvers"]
+        requested = (await h.events("review.signoff_requested"))[-1]["data"]
+        asked = requested["approvers"]
         assert "sam.sec@example.com" not in asked and "sasha.sec@example.com" in asked, asked
+        assert requested["instead_of"] == ["sam.sec@example.com"]  # the record says why the security team signs
         reply = await h.say("sam.sec@example.com", "approve RV-1")
         assert not reply.ok and reply.rule == "self-approval", reply.text
         assert (await h.say("sasha.sec@example.com", "approve RV-1")).ok

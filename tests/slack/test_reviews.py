@@ -14,13 +14,15 @@ from tests.slack.conftest import SlackHarness, fixture
 MARK, PAT, SAM = "mark.mgr@example.com", "pat.lead@example.com", "sam.sec@example.com"
 
 
-def submission(h: SlackHarness, uid: str, review_id: str, choices: dict[int, str], comment: str | None
-               ) -> dict:
+def submission(h: SlackHarness, uid: str, review_id: str, choices: dict[int, str], comment: str | None,
+               shown: dict[int, str] | None = None) -> dict:
+    """A submit of the review modal; ``shown``: the decisions the modal showed (none by default)."""
     payload = copy.deepcopy(fixture("view_submission_deny"))
     payload["user"] = {"id": uid, "username": uid.lower(), "name": uid.lower(), "team_id": "T0ACCESS"}
     payload["trigger_id"] = h.trigger()
     payload["view"]["callback_id"] = "review_submit"
-    payload["view"]["private_metadata"] = json.dumps({"review_id": review_id, "page": 0})
+    payload["view"]["private_metadata"] = json.dumps({"review_id": review_id, "page": 0, "shown": {
+        str(n): d for n, d in (shown or {}).items()}})
     values: dict = {f"item-{n}": {"decision": {"type": "radio_buttons", "selected_option": {
         "text": {"type": "plain_text", "text": d}, "value": d}}} for n, d in choices.items()}
     values["comment"] = {"comment": {"type": "plain_text_input", "value": comment}}

@@ -15,14 +15,14 @@ from tests.reviews.test_start import staff  # noqa: F401
 from tests.support import Files
 from tests.teams.cardcheck import check_card, texts_of
 from tests.teams.conftest import TeamsHarness, connector, teams  # noqa: F401
-from tests.teams.test_review_card_submits import bulk_data
+from tests.teams.test_review_card_submits import bulk_data, save_data
 from tests.teams.test_reviews import MARK, inputs, started
 
 
 async def test_card_save_after_a_decided_member_left(teams: TeamsHarness) -> None:  # noqa: F811
     h = teams
     await started(h)  # mark reviews alice (3) and bob (4)
-    card = check_card(await h.click(MARK, "review", {"review_id": "RV-1", "page": 0, "item-4": "remove",
+    card = check_card(await h.click(MARK, "review", {"review_id": "RV-1", "page": 0, "shown": {}, "item-4": "remove",
                                                      "comment": "no sign-in since January"}))
     assert "remove recorded for 1 item(s) (4)" in texts_of(card), texts_of(card)
     files = Files(Path(h.app.settings.policy), Path(h.app.settings.directory))
@@ -31,7 +31,7 @@ async def test_card_save_after_a_decided_member_left(teams: TeamsHarness) -> Non
     card = check_card(await h.click(MARK, "refresh", {"review_id": "RV-1", "page": 0}))
     shown = inputs(card)
     # what the card posts back when mark picks keep for alice and presses save
-    data = {"review_id": "RV-1", "page": 0, **{k: v for k, v in shown.items() if k.startswith("item-") and v},
+    data = {**save_data(card), **{k: v for k, v in shown.items() if k.startswith("item-") and v},
             "item-3": "keep", "comment": "on call"}
     card = check_card(await h.click(MARK, "review", data))
     kept = [e for e in await h.events("review.decided") if e["data"]["item"] == 3]
@@ -41,7 +41,7 @@ async def test_card_save_after_a_decided_member_left(teams: TeamsHarness) -> Non
 async def test_keep_all_on_the_card_after_a_decided_member_left(teams: TeamsHarness) -> None:  # noqa: F811
     h = teams
     await started(h)
-    card = check_card(await h.click(MARK, "review", {"review_id": "RV-1", "page": 0, "item-4": "remove",
+    card = check_card(await h.click(MARK, "review", {"review_id": "RV-1", "page": 0, "shown": {}, "item-4": "remove",
                                                      "comment": "no sign-in since January"}))
     assert "remove recorded" in texts_of(card), texts_of(card)
     files = Files(Path(h.app.settings.policy), Path(h.app.settings.directory))

@@ -6,17 +6,12 @@ Real HTTP into the Teams route with a signed token. The campaign of tests/teams/
 
 from __future__ import annotations
 
-from tests.teams.cardcheck import actions_of, check_card, texts_of
+from tests.teams.cardcheck import check_card, texts_of
 from tests.teams.conftest import TeamsHarness
+from tests.teams.test_review_card_submits import save_data
 from tests.teams.test_reviews import MARK, SAM, inputs, started
 
 SASHA = "sasha.sec@example.com"
-
-
-def save_data(card: dict) -> dict:
-    """The data of the card's Save action (Teams adds the inputs' values to it)."""
-    (data,) = [a["data"] for a in actions_of(card) if a["title"] == "Save"]
-    return dict(data)
 
 
 async def final(h: TeamsHarness) -> dict[int, tuple[str, str]]:
@@ -73,12 +68,12 @@ async def test_held_a_bulk_naming_items_of_other_batches_decides_nothing_and_is_
     h = teams_secured
     await started(h)
     for items in ([3, 4, 1], [5, 3]):
-        card = check_card(await h.click(MARK, "review", {"review_id": "RV-1", "page": 0, "bulk": "keep",
+        card = check_card(await h.click(MARK, "review", {"review_id": "RV-1", "page": 0, "shown": {}, "bulk": "keep",
                                                          "items": items, "comment": "x"}))
         assert "not yours to decide" in texts_of(card)
     assert await h.events("review.decided") == []
     assert len([e for e in await h.events("command.refused") if e["actor"] == MARK]) == 2
-    card = check_card(await h.click(MARK, "review", {"review_id": "RV-1", "page": 0, "bulk": "keep",
+    card = check_card(await h.click(MARK, "review", {"review_id": "RV-1", "page": 0, "shown": {}, "bulk": "keep",
                                                      "items": [3, 3, 4, 4], "item-4": "remove"}))
     assert await final(h) == {3: (MARK, "keep"), 4: (MARK, "keep")}, texts_of(card)
 

@@ -15,6 +15,12 @@ from tests.teams.conftest import AAD, TeamsHarness, conversation_id
 from tests.teams.test_reviews import MARK, PAT, inputs, started
 
 
+def save_data(card: dict[str, Any]) -> dict[str, Any]:
+    """The data of the card's Save action (Teams adds the inputs' values to it)."""
+    (data,) = [a["data"] for a in actions_of(card) if a["title"] == "Save"]
+    return dict(data)
+
+
 def pat_cards(h: TeamsHarness) -> list[dict[str, Any]]:
     conv = next(c.conversation for c in h.connector.of("create") if c.body["members"][0]["id"] == AAD[PAT])
     return [check_card(p.card) for p in h.connector.of("send", conv) if p.card]
@@ -51,7 +57,7 @@ async def test_a_non_string_choice_spoils_the_submit_not_silently_dropped(teams_
     h = teams_secured
     await started(h)
     for odd in (["remove"], 1, {"value": "remove"}, True):
-        card = check_card(await h.click(MARK, "review", {"review_id": "RV-1", "page": 0, "item-3": "keep",
+        card = check_card(await h.click(MARK, "review", {"review_id": "RV-1", "page": 0, "shown": {}, "item-3": "keep",
                                                          "item-4": odd, "comment": "x"}))
         assert await h.events("review.decided") == [], (odd, texts_of(card))
 
@@ -61,7 +67,7 @@ async def test_one_item_named_twice_with_two_answers_is_refused(teams_secured: T
     the order of the JSON keys; the submit should be refused and nothing recorded (as on Slack)."""
     h = teams_secured
     await started(h)
-    card = check_card(await h.click(MARK, "review", {"review_id": "RV-1", "page": 0, "item-4": "keep",
+    card = check_card(await h.click(MARK, "review", {"review_id": "RV-1", "page": 0, "shown": {}, "item-4": "keep",
                                                      "item-04": "remove", "comment": "x"}))
     assert await h.events("review.decided") == [], texts_of(card)
 
@@ -73,12 +79,12 @@ async def test_an_unchanged_preselected_removal_does_not_demand_a_justification(
     yet the save is refused with 'Say why' (and the reason he then types is recorded on the keep)."""
     h = teams_secured
     await started(h)
-    card = check_card(await h.click(MARK, "review", {"review_id": "RV-1", "page": 0, "item-4": "remove",
+    card = check_card(await h.click(MARK, "review", {"review_id": "RV-1", "page": 0, "shown": {}, "item-4": "remove",
                                                      "comment": "no sign-in since January"}))
     assert "remove recorded for 1 item(s) (4)" in texts_of(card)
     card = check_card(await h.click(MARK, "refresh", {"review_id": "RV-1", "page": 0}))
     assert inputs(card)["item-4"] == "remove"
-    card = check_card(await h.click(MARK, "review", {"review_id": "RV-1", "page": 0, "item-3": "keep",
+    card = check_card(await h.click(MARK, "review", {**save_data(card), "item-3": "keep",
                                                      "item-4": "remove", "comment": ""}))
     assert (MARK, 3, "keep") in await decided(h), texts_of(card)
 
@@ -91,10 +97,11 @@ async def test_unchanged_item_decided_by_someone_else_is_not_called_yours(teams_
     h.clock.at = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
     await h.app.service.sweep()
     await h.idle()
-    check_card(await h.click(PAT, "review", {"review_id": "RV-1", "item-4": "remove", "comment": "gone quiet"}))
+    check_card(await h.click(PAT, "review", {"review_id": "RV-1", "shown": {}, "item-4": "remove",
+                                             "comment": "gone quiet"}))
     card = check_card(await h.click(MARK, "refresh", {"review_id": "RV-1", "page": 0}))
     assert inputs(card)["item-4"] == "remove"
-    card = check_card(await h.click(MARK, "review", {"review_id": "RV-1", "page": 0, "item-4": "remove",
+    card = check_card(await h.click(MARK, "review", {**save_data(card), "item-4": "remove",
                                                      "comment": "agreed, no sign-in"}))
     assert await decided(h) == [(PAT, 4, "remove")]
     assert "already decided so by you" not in texts_of(card), texts_of(card)
@@ -107,7 +114,7 @@ async def test_an_oversized_justification_is_not_silently_cut(teams_secured: Tea
     h = teams_secured
     await started(h)
     text = "because " + "x" * 9992
-    card = check_card(await h.click(MARK, "review", {"review_id": "RV-1", "page": 0, "item-4": "remove",
+    card = check_card(await h.click(MARK, "review", {"review_id": "RV-1", "page": 0, "shown": {}, "item-4": "remove",
                                                      "comment": text}))
     comments = [e["data"]["comment"] for e in await h.events("review.decided")]
     assert comments in ([], [text]), (len(comments[0]), texts_of(card))
@@ -121,8 +128,7 @@ async def test_hostile_page_numbers_answer_a_card(teams_secured: TeamsHarness, p
     data: dict[str, Any] = {"review_id": "RV-1"} if page is None else {"review_id": "RV-1", "page": page}
     card = check_card(await h.click(MARK, "refresh", data))
     assert {k for k in inputs(card) if k.startswith("item-")} == {"item-3", "item-4"}
-    shown = bulk_data(card, "keep")["items"]
-    card = check_card(await h.click(MARK, "review", {**data, "bulk": "keep", "items": shown}))
+    card = check_card(await h.click(MARK, "review", {**bulk_data(card, "keep"), **data}))
     assert "keep recorded for 2 item(s) (3, 4)" in texts_of(card), texts_of(card)
 
 
@@ -133,7 +139,7 @@ async def test_held_tampered_ids_other_campaign_and_closed(teams_secured: TeamsH
     for rid in ("RV-2", "RV-0", "RV-999999999", "RV-1x", "rv-1 ; drop"):
         card = check_card(await h.click(MARK, "review", {"review_id": rid, "item-3": "keep"}))
         assert "item-3" not in inputs(card), (rid, texts_of(card))
-    card = check_card(await h.click(MARK, "review", {"review_id": "RV-1", "item-999999999": "keep"}))
+    card = check_card(await h.click(MARK, "review", {"review_id": "RV-1", "shown": {}, "item-999999999": "keep"}))
     assert "not yours to decide" in texts_of(card)
     assert await h.events("review.decided") == []
     await h.say("sam.sec@example.com", "review close RV-1")

@@ -78,22 +78,22 @@ async def test_reviewer_card_refresh_decisions_and_attacks(teams_any_db: TeamsHa
     assert opened["data"]["channel_user_id"] == AAD[MARK]
 
     # remove without a reason: refused and recorded as in chat; the card keeps his choices and asks why
-    card = check_card(await h.click(MARK, "review", {"review_id": "RV-1", "page": 0, "item-3": "keep",
+    card = check_card(await h.click(MARK, "review", {"review_id": "RV-1", "page": 0, "shown": {}, "item-3": "keep",
                                                      "item-4": "remove", "comment": ""}))
     assert "Say why" in texts_of(card)
     assert inputs(card)["item-4"] == "remove" and inputs(card)["item-3"] == "keep"
     assert await h.events("review.decided") == []
     # a tampered key for an item of the security team's batch (1) spoils the whole submit: nothing is saved
-    card = check_card(await h.click(MARK, "review", {"review_id": "RV-1", "page": 0, "item-3": "keep",
+    card = check_card(await h.click(MARK, "review", {"review_id": "RV-1", "page": 0, "shown": {}, "item-3": "keep",
                                                      "item-1": "remove", "comment": "x"}))
     assert "Item 1 of RV-1 is not yours to decide." in texts_of(card)
     assert await h.events("review.decided") == []
     # a value that is neither keep nor remove: nothing decided, a clear answer
-    card = check_card(await h.click(MARK, "review", {"review_id": "RV-1", "page": 0, "item-3": "delete"}))
+    card = check_card(await h.click(MARK, "review", {"review_id": "RV-1", "page": 0, "shown": {}, "item-3": "delete"}))
     assert "neither keep nor remove" in texts_of(card)
 
     # the real save: both decisions, one transaction, by the authenticated sender whatever the data says
-    data = {"review_id": "RV-1", "page": 0, "item-3": "keep", "item-4": "remove",
+    data = {"review_id": "RV-1", "page": 0, "shown": {}, "item-3": "keep", "item-4": "remove",
             "comment": "no sign-in since January", "actor": PAT}
     card = check_card(await h.click(MARK, "review", data))
     assert "keep recorded for 1 item(s) (3); remove recorded for 1 item(s) (4)" in texts_of(card)
@@ -107,7 +107,8 @@ async def test_reviewer_card_refresh_decisions_and_attacks(teams_any_db: TeamsHa
     assert len(await h.events("review.decided")) == 2
 
     # sam (security, reviewer of 1-2) puts his own item (6, reviewed by pat.lead) into the card
-    card = check_card(await h.click(SAM, "review", {"review_id": "RV-1", "item-1": "keep", "item-6": "keep"}))
+    card = check_card(await h.click(SAM, "review", {"review_id": "RV-1", "shown": {}, "item-1": "keep",
+                                                    "item-6": "keep"}))
     assert "your own access" in texts_of(card)
     # carol reviews nothing: refresh shows nothing, a forged save or bulk is refused and recorded
     card = check_card(await h.click(CAROL, "refresh", {"review_id": "RV-1"}))
@@ -124,8 +125,8 @@ async def test_reviewer_card_refresh_decisions_and_attacks(teams_any_db: TeamsHa
     assert len(await h.events("review.decided")) == 2
 
     # pat.lead keeps all of his card (deploy-bot 5, sam.sec 6) at once
-    card = check_card(await h.click(PAT, "review", {"review_id": "RV-1", "page": 0, "bulk": "keep", "items": [5, 6],
-                                                    "item-5": ""}))
+    card = check_card(await h.click(PAT, "review", {"review_id": "RV-1", "page": 0, "shown": {}, "bulk": "keep",
+                                                    "items": [5, 6], "item-5": ""}))
     assert "keep recorded for 2 item(s) (5, 6)" in texts_of(card), texts_of(card)
 
     # closed: a late save is refused and recorded, the card shows the state without inputs or buttons
@@ -167,7 +168,7 @@ async def test_another_tenant_gets_403_and_nothing_is_recorded(teams_secured: Te
     before = await h.events()
     act = h.activity("invoke_adaptive_card_action", MARK, replyToId="1")
     act["value"]["action"] = {"type": "Action.Execute", "verb": "review",
-                              "data": {"review_id": "RV-1", "item-3": "keep", "item-4": "keep"}}
+                              "data": {"review_id": "RV-1", "shown": {}, "item-3": "keep", "item-4": "keep"}}
     status, _ = await h.post(_tenanted(act, FOREIGN, FOREIGN))
     assert status == 403
     assert await h.events() == before
@@ -183,7 +184,7 @@ async def test_review_words_answer_with_the_cards_and_escalation_sends_them_to_t
     assert set(inputs(check_card(reply.card))) == {"item-3", "item-4", "comment"}
     (opened,) = await h.events("review.opened")
     assert opened["data"]["channel"] == "teams"
-    card = check_card(await h.click(MARK, "review", {"review_id": "RV-1", "item-3": "keep"}))
+    card = check_card(await h.click(MARK, "review", {"review_id": "RV-1", "shown": {}, "item-3": "keep"}))
     assert "keep recorded for 1 item(s) (3)" in texts_of(card)
 
     h.clock.at = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)  # 5 business days: mark's open item goes to pat.lead
@@ -194,7 +195,7 @@ async def test_review_words_answer_with_the_cards_and_escalation_sends_them_to_t
     escalated = check_card([p for p in h.connector.of("send", pat_conv) if p.card][-1].card)
     assert "item-4" in set(inputs(escalated))
     assert "item-3" not in set(inputs(escalated))  # decided by mark before the escalation: his, not pat's
-    card = check_card(await h.click(PAT, "review", {"review_id": "RV-1", "item-4": "remove",
+    card = check_card(await h.click(PAT, "review", {"review_id": "RV-1", "shown": {}, "item-4": "remove",
                                                     "comment": "no sign-in since January"}))
     assert "remove recorded for 1 item(s) (4)" in texts_of(card)
     assert [(e["actor"], e["data"]["item"]) for e in await h.events("review.decided")] == [(MARK, 3), (PAT, 4)]

@@ -1,0 +1,45 @@
+"""The sign-off fallback (handlers/reviews/close.py ``signoff_pool``): a step whose every approver's own
+membership is on the removal list goes to the security team (sam, sasha) less those concerned. The campaign of
+tests/reviews/test_decisions.py: group:security reviews 1 (orphan) and 2 (pat.lead), mark.mgr 3 (alice) and
+4 (bob), pat.lead 5 (deploy-bot) and 6 (sam.sec). Through the service, as the console; SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from bot.bootstrap import build_app
+from bot.settings import Settings
+from tests.reviews.test_decisions import started
+from tests.support import Harness, MutableClock, RecordingNotifier, copy_examples
+
+PAT, SAM, SASHA = "pat.lead@example.com", "sam.sec@example.com", "sasha.sec@example.com"
+
+
+async def test_the_fallback_asks_someone_whose_signature_then_leaves_a_later_step_unsignable(database_url, tmp_path):
+    """`sign_off: [{user: pat.lead}, {user: sam.sec}]`: two distinct people, accepted by the policy check (which
+    refuses `[{any_of: security}, {user: sam.sec}]` precisely because sam signing step 1 would leave step 2
+    nobody). The list removes pat's own access, so step 1 goes to the security team less pat: sam and sasha are
+    both asked. Sam, asked, approves step 1; step 2 is his alone and one person signs once: the campaign closes
+    with its sign-off failed and nothing is removed, though sasha for step 1 and sam for step 2 completes it.
+    The fallback should not offer step 1 to the only approver of a later step (or should refuse his signature
+    there), so that the chain the policy check accepted stays completable."""
+    files = copy_examples(tmp_path)
+    text = files.policy.read_text()
+    assert "sign_off: [{any_of: security}]" in text
+    files.policy.write_text(text.replace("sign_off: [{any_of: security}]",
+                                         f"sign_off: [{{user: {PAT}}}, {{user: {SAM}}}]"))
+    settings = Settings(database_url=database_url, policy=str(files.policy), directory=str(files.directory))
+    clock, notifier = MutableClock(), RecordingNotifier()
+    async with build_app(settings, clock=clock, notifier=notifier) as app:
+        h = Harness(app, clock, notifier, files)
+        items = await started(h)
+        pat = items[PAT].number
+        for who in ("mark.mgr@example.com", SAM, PAT):
+            assert (await h.say(who, "keep RV-1 all")).ok
+        assert (await h.say(SASHA, f"remove RV-1 {pat} because left the platform team")).ok
+        reply = await h.say(SASHA, "review close RV-1")
+        assert reply.ok and "sign-off of 1 removal(s)" in reply.text, reply.text
+        asked = (await h.events("review.signoff_requested"))[-1]["data"]["approvers"]
+        assert PAT not in asked and SASHA in asked, asked
+
+        await h.say(SAM, "approve RV-1")  # asked for step 1: either it counts and step 2 stays his, or refused
+        failed = [e for e in await h.events("review.closed") if e["data"].get("signoff") == "failed"]
+        assert failed == [], failed
