@@ -1,7 +1,7 @@
-"""What a card said it showed (`shown`: handlers/reviews/decide.py ``_against_shown``,
-bot/teams/review_invoke.py): real HTTP into the Teams route with a signed token. The campaign of tests/teams/test_reviews.py: group:security (sam, sasha)
-reviews 1 (orphan) and 2 (pat.lead), mark 3 (alice) and 4 (bob), pat.lead 5 (deploy-bot) and 6 (sam.sec);
-justification {keep: optional, remove: required}."""
+"""What a card said it showed (`shown`: handlers/reviews/decide.py ``_against_shown``, bot/teams/review_invoke.py):
+real HTTP into the Teams route with a signed token. The campaign of tests/teams/test_reviews.py: group:security
+(sam, sasha) reviews 1 (orphan) and 2 (pat.lead), mark 3 (alice) and 4 (bob), pat.lead 5 (deploy-bot) and 6
+(sam.sec); justification {keep: optional, remove: required}."""
 
 from __future__ import annotations
 
