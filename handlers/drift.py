@@ -45,6 +45,9 @@ async def _snapshot(deps: Deps, since: datetime) -> tuple[list[RequestRecord], s
     return holding, busy
 
 
+GONE_SINCE = "drift:gone_since"  # finding id → when a sweep first found its member out of the group by other means
+
+
 async def detect_drift(deps: Deps, report: SweepReport) -> None:
     """Compare every managed group with the grants; record and report what does not agree."""
     async with deps.store.read() as repo:
@@ -60,7 +63,8 @@ async def detect_drift(deps: Deps, report: SweepReport) -> None:
         if provider is None:
             continue
         try:
-            listed[(provider_name, group)] = {m.lower() for m in await provider.list_members(group)}
+            listing = getattr(provider, "drift_members", None) or provider.list_members  # Entra: principals and
+            listed[(provider_name, group)] = {m.lower() for m in await listing(group)}  # nested groups too
         except Exception as exc:  # a provider that cannot answer now is tried again next sweep
             report.failed.append(f"drift {provider_name}/{group}: {exc}")
     holding_after, busy_after = await _snapshot(deps, now)
@@ -103,12 +107,28 @@ async def detect_drift(deps: Deps, report: SweepReport) -> None:
     missing: list[tuple[DriftRecord, RequestRecord]] = []
     resolved: list[tuple[DriftRecord, str]] = []
     async with deps.store.write() as repo:
+        since = await repo.get_state(GONE_SINCE) or {}
+        oldest = min((d.first_seen for d in gone), default=now)
+        removed_by_us = {op.member for op in await repo.unsettled_ops(oldest) if op.op == "remove"
+                         and op.status == "done"}  # the bot's own removals (a leaver's) explain an absence at once
+        waiting: dict[str, str] = {}
         for finding in gone:
             key = (finding.provider, finding.group, finding.email)
             resolution, request_id, by = await gone_resolution(repo, finding, key in kept)
+            if resolution == "gone" and key[2] not in listed[key[:2]] and key not in removed_by_us:
+                # out of the group by other means: only once two sweeps at least the unknown grace apart agree (a
+                # half-written directory file, or a listing cut short, must not resolve a finding that the next
+                # whole one reports again)
+                first = since.get(str(finding.id)) or format_ts(max(report.as_of, now))
+                waited = report.as_of - datetime.fromisoformat(first.replace("Z", "+00:00"))
+                if waited < deps.policy.safety.unknown_grace:
+                    waiting[str(finding.id)] = first
+                    continue
             withdrawn = await cancel_accept_of_gone(repo, finding, now) if resolution == "gone" else None
             if await resolve_finding(repo, finding, resolution, now, request_id=request_id or withdrawn, by=by):
                 resolved.append((finding, resolution_text(finding, resolution, request_id or withdrawn)))
+        if waiting != since:
+            await repo.set_state(GONE_SINCE, waiting, now)
         for (provider_name, group, email), record in new.items():
             finding = DriftRecord(provider=provider_name, group=group, email=email, first_seen=now, kind=kind(record))
             await repo.add_drift(finding)
@@ -119,6 +139,7 @@ async def detect_drift(deps: Deps, report: SweepReport) -> None:
                 missing.append((finding, record))
             await repo.append("drift.detected", actor=SYSTEM, ts=now, data=data)
     await tell_outcomes(deps, resolved)
+    gone = [d for d in gone if str(d.id) not in waiting]  # not resolved yet: still open
     still_open = [d for d in open_findings if d not in gone]
     # a holder who is not a member is put back, or loses the grant (SPEC §3.6): said, not left to a person
     restored = await restore_holders(deps, report, missing) + await finish_restores(deps, still_open)

@@ -17,8 +17,8 @@ from handlers.approvals import _chain, asked_at_open, in_chain, open_step
 from handlers.audit import format_ts
 from handlers.chains import open_step_unsatisfiable, pin_step
 from handlers.compliance.accept_links import filed_by
-from handlers.compliance.leavers import terminate_inactive
-from handlers.compliance.movers import revoke_ineligible
+from handlers.compliance.leavers import plan_leavers, terminate_inactive
+from handlers.compliance.movers import plan_movers, revoke_ineligible
 from handlers.context import SYSTEM, Deps
 from handlers.drift import detect_drift
 from handlers.durations import format_duration
@@ -224,8 +224,10 @@ async def sweep(deps: Deps, *, dry_run: bool = False, drift: bool = True) -> Swe
     if not dry_run:
         report.repaired = await run_due_ops(deps)
     await expire_due(deps, report)
-    await terminate_inactive(deps, report)
-    await revoke_ineligible(deps, report)
+    leaving, moving = await plan_leavers(deps, report), await plan_movers(deps, report)
+    together = len(leaving[1]) + len(moving[0])  # one sweep's removals count together against the brake
+    await terminate_inactive(deps, report, leaving, together)
+    await revoke_ineligible(deps, report, moving, together)
     await remind_pending(deps, report)
     await warn_expiring(deps, report)
     if drift:

@@ -38,6 +38,7 @@ MICROSOFT_AUTHORITY_HOSTS = frozenset({
 })
 USER_SELECT = "id,mail,userPrincipalName,displayName,department,jobTitle,employeeType,accountEnabled"
 PRINCIPAL = "serviceprincipal:"  # how a review names a service principal member: by its object id
+NESTED = "nestedgroup:"  # how drift names a group nested into a managed group: by its object id
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 PRIVATE_KEY_RE = re.compile(r"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.+?-----END \1PRIVATE KEY-----", re.S)
 
@@ -349,9 +350,10 @@ class EntraProvider(GraphBatches):
 
     async def _user_id(self, email: str) -> str | None:
         key = email.strip().lower()
-        if key.startswith(PRINCIPAL):  # a service principal, as a review's snapshot names it: by its object id
-            principal = key.removeprefix(PRINCIPAL)
-            return principal if GUID_RE.match(principal) else None
+        for prefix in (PRINCIPAL, NESTED):  # a service principal or a nested group, as a review or drift names
+            if key.startswith(prefix):  # them: by its object id
+                object_id = key.removeprefix(prefix)
+                return object_id if GUID_RE.match(object_id) else None
         if key not in self._user_ids:
             user = await self._find_user(key)
             if user is None:
@@ -408,6 +410,12 @@ class EntraProvider(GraphBatches):
     async def review_members(self, group: str) -> list[str]:
         """The group's direct members as a review's snapshot names them: users by address, service principals
         as ``serviceprincipal:<object id>`` (one listing, as ``list_members``)."""
+        return [m for m in await self.drift_members(group) if not m.startswith(NESTED)]
+
+    async def drift_members(self, group: str) -> list[str]:
+        """Every direct member of the group, as drift names them: users by address, service principals as
+        ``serviceprincipal:<object id>``, a group nested into it as ``nestedgroup:<object id>`` (its members
+        hold the access through it, with no grant behind them). One listing, as ``list_members``."""
         gid = await self._group_id(group)
         names = []
         for member in await self._pages(f"/groups/{gid}/members", {"$select": "id,mail,userPrincipalName"},
@@ -415,6 +423,8 @@ class EntraProvider(GraphBatches):
             kind = member.get("@odata.type", "#microsoft.graph.user")
             if kind == "#microsoft.graph.servicePrincipal":
                 names.append(f"{PRINCIPAL}{member['id']}".lower())
+            elif kind == "#microsoft.graph.group":
+                names.append(f"{NESTED}{member['id']}".lower())
             elif kind == "#microsoft.graph.user" and (member.get("mail") or member.get("userPrincipalName")):
                 names.append(str(member.get("mail") or member.get("userPrincipalName")).lower())
         return names

@@ -75,6 +75,10 @@ async def drift_accept(deps: Deps, who: str, finding_id: int, duration: str | No
                  f"`drift remove {ref} because …`.",
                  "ambiguous-profile": f"several profiles with an exception chain manage {where}."}
         return refused(rule or "no-profile", texts.get(rule or "no-profile", ""))
+    if "@" not in finding.email:  # a service principal or a nested group (Entra): no person to hold an exception
+        return refused("not-a-person", f"{finding.email} is not a person: an exception keeps a person's access. "
+                        f"Use `drift remove {ref} because …`, or certify it in an access review (a principal's "
+                        "owner reviews it).")
     member = await deps.person(finding.email)
     if member is None or not member.active:
         return refused("inactive", f"{finding.email} is not an active person at the identity provider; the leaver "

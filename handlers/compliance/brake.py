@@ -1,11 +1,12 @@
 """The safety brake (SPEC §3.6): removals the source of truth triggers in bulk wait for a person.
 
-Leavers, movers and a review's removals count per sweep or campaign close, one per membership. Above
-``safety.max_removals`` none of them runs: ``automation.paused`` {reason, count, sample} is recorded
-(again only when the count changes) and the security team is told. ``resume removals`` from a security
-team member records ``automation.resumed`` {count: the count they saw}; the next sweep whose count is
-no larger runs them. When the source is fixed first, the count falls back under the limit and the pause
-ends by itself (``automation.resumed`` {count: 0}). Expiry, release and revoke never pass through here.
+Leavers, movers and a review's removals count per sweep or campaign close, one per membership (a sweep's
+leavers and movers together). Above ``safety.max_removals`` none of them runs: ``automation.paused`` {reason,
+count, sample} is recorded (again only when the count or the set held changes) and the security team is told.
+``resume removals`` from a security team member records ``automation.resumed`` {count: the count they saw};
+the next sweep whose count is no larger, and whose removals are among those held, runs them. When the source
+is fixed first, the count falls back under the limit and the pause ends by itself (``automation.resumed``
+{count: 0}). Expiry, release and revoke never pass through here.
 """
 
 from __future__ import annotations
@@ -46,19 +47,29 @@ async def brake_state(deps: Deps, reason: str) -> dict[str, Any]:
         return await repo.get_state(_key(reason)) or {}
 
 
-async def may_remove(deps: Deps, count: int, sample: list[str], reason: str, *, dry_run: bool = False) -> bool:
+async def may_remove(deps: Deps, count: int, sample: list[str], reason: str, *, dry_run: bool = False,
+                     together: int | None = None, complete: bool = True) -> bool:
     """Count ``count`` bulk removals triggered by ``reason`` against the brake; True when they may run.
 
-    ``sample`` names a few of them (``user from provider/group``) for the security team. A review's close
-    calls this with its removals before executing them, as the leaver and mover sweeps do.
+    ``sample`` names them all (``user from provider/group``; the security team is shown a few). A review's
+    close calls this with its removals before executing them, as the leaver and mover sweeps do.
+    ``together``: the removals of the whole sweep (leavers and movers count together against the limit).
+    ``complete=False``: the sweep could not judge everyone (a lookup or a listing failed), so a lower count
+    says nothing about the source being fixed: a pause in force holds, and is not ended.
+
+    A resume lets through the removals the security team saw (the pause's ``held`` set) or fewer of them,
+    never others: a set the pause did not hold is a new pause, even at the same count.
     """
     limit = deps.policy.safety.max_removals
     now = deps.now()
     key = _key(reason)
+    total = max(count, together if together is not None else count)
     async with deps.store.write() as repo:
         state = await repo.get_state(key) or {}
         paused = bool(state.get("paused"))
-        if count <= limit:
+        if paused and not complete:
+            return False  # a partial count cannot say the removals vanished: the pause holds as it is
+        if total <= limit or count == 0:
             if paused and not dry_run:
                 await repo.set_state(key, {}, now)
                 await _index(repo, reason, False, now)
@@ -66,18 +77,20 @@ async def may_remove(deps: Deps, count: int, sample: list[str], reason: str, *, 
             return True
         if state.get("released"):
             return True  # a campaign's removals, let through once: a second process closing it is not a new pause
+        held = state.get("held")
+        seen = held is None or set(sample) <= set(held)  # pauses recorded before ``held``: as before
         approved = state.get("resumed_count")
-        if paused and approved is not None and count <= int(approved):
+        if paused and approved is not None and count <= int(approved) and seen:
             if not dry_run:
                 # the sweeps' pauses end; a campaign's is marked released, as it runs its removals only once
                 await repo.set_state(key, {} if reason in REASONS else {"released": True, "count": count}, now)
                 await _index(repo, reason, False, now)
             return True
-        if dry_run or (paused and state.get("count") == count and state.get("reason") == reason):
+        if dry_run or (paused and state.get("count") == count and state.get("reason") == reason and seen):
             return False
         shown = sample[:SAMPLE]
         await repo.set_state(key, {"paused": True, "count": count, "reason": reason, "sample": shown,
-                                   "limit": limit}, now)
+                                   "limit": limit, "held": sorted(set(sample))}, now)
         await _index(repo, reason, True, now)
         await repo.append("automation.paused", actor=SYSTEM, ts=now,
                           data={"reason": reason, "count": count, "limit": limit, "sample": shown})

@@ -10,6 +10,7 @@ removed on the provisioning path of grants (``plan_membership_removal``), record
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from handlers.audit import format_ts
@@ -42,19 +43,28 @@ async def managed_memberships(deps: Deps, report: SweepReport) -> dict[str, set[
     return out
 
 
-async def _is_leaver(deps: Deps, email: str, person: Person | None, report: SweepReport) -> LeaverRecord | None:
-    """Track a person not active at the identity provider; the record when they are a leaver now."""
+async def _is_leaver(deps: Deps, email: str, person: Person | None, report: SweepReport,
+                     back: datetime | None = None) -> LeaverRecord | None:
+    """Track a person not active at the identity provider; the record when they are a leaver now. ``back``:
+    when they last asked for access (only an active person may): after their termination, they came back
+    (rehired, or an account disabled by mistake), and a new departure is judged, and recorded, afresh."""
     now, judged = deps.now(), report.as_of
     async with deps.store.read() as repo:
         known = await repo.get_leaver(email)
-    if person is not None and person.active:
-        if known is not None and known.terminated_at is None and not report.dry_run:
+    if known is not None and known.terminated_at is not None and back is not None and back > known.terminated_at:
+        known = None  # replaced below (or forgotten if they are active)
+        if person is not None and person.active and not report.dry_run:
             async with deps.store.write() as repo:
-                await repo.forget_leaver(email)  # found active again: the grace starts over next time
+                await repo.forget_leaver(email)
+    if person is not None and person.active:
+        if known is not None and not report.dry_run:  # found active again (back, or rehired after leaving): the
+            async with deps.store.write() as repo:  # grace starts over, and a new departure is a new termination
+                await repo.forget_leaver(email)
         return None
     found = person is not None
     if known is None or (known.terminated_at is None and known.found != found):
-        known = LeaverRecord(email=email, found=found, first_seen=now, first_judged=judged)
+        # a sweep dated back (``--as-of`` in the past) read the source now: its grace starts now, not then
+        known = LeaverRecord(email=email, found=found, first_seen=now, first_judged=max(judged, now))
         if not report.dry_run:
             async with deps.store.write() as repo:
                 await repo.save_leaver(known)
@@ -64,18 +74,20 @@ async def _is_leaver(deps: Deps, email: str, person: Person | None, report: Swee
     return known
 
 
-async def terminate_inactive(deps: Deps, report: SweepReport) -> None:
-    """Revoke every grant and remove every other managed membership of each leaver."""
-    from handlers.sweeps import _end  # ending a grant is shared with expiry and revoke
+Due = list[tuple[str, "Person | None", LeaverRecord, list[RequestRecord], list[Membership]]]
 
-    now = deps.now()
+
+async def plan_leavers(deps: Deps, report: SweepReport) -> tuple[Due, list[str], bool]:
+    """The leavers of this sweep, their removals (``user from provider/group``), and whether everyone could be
+    judged (no person lookup or group listing failed)."""
+    failed_before, unchecked_before = len(report.failed), len(report.unchecked)
     async with deps.store.read() as repo:
         open_records = await repo.find_requests(states=(PENDING, APPROVED, ACTIVE))
     by_user: dict[str, list[RequestRecord]] = {}
     for r in open_records:
         by_user.setdefault(r.requester, []).append(r)
     members = await managed_memberships(deps, report)
-    due: list[tuple[str, Person | None, LeaverRecord, list[RequestRecord], list[Membership]]] = []
+    due: Due = []
     for email in sorted(set(by_user) | set(members)):
         records = by_user.get(email, [])
         try:
@@ -83,7 +95,8 @@ async def terminate_inactive(deps: Deps, report: SweepReport) -> None:
         except Exception as exc:  # one person the IdP cannot answer for must not shield everyone after them
             report.unchecked.append(f"{email}: {str(exc)[:300] or type(exc).__name__}")
             continue
-        leaver = await _is_leaver(deps, email, person, report)
+        back = max((r.submitted_at for r in records), default=None)
+        leaver = await _is_leaver(deps, email, person, report, back)
         if leaver is None:
             continue
         holding = [r for r in records if r.state in HOLDING_STATES]
@@ -95,7 +108,20 @@ async def terminate_inactive(deps: Deps, report: SweepReport) -> None:
     removals = [f"{email} from {r.provider}/{r.group}" for email, _, _, records, _ in due
                 for r in records if r.state in HOLDING_STATES]
     removals += [f"{email} from {p}/{g}" for email, _, _, _, standing in due for p, g in standing]
-    if not await may_remove(deps, len(removals), removals, "terminated", dry_run=report.dry_run):
+    complete = len(report.failed) == failed_before and len(report.unchecked) == unchecked_before
+    return due, removals, complete
+
+
+async def terminate_inactive(deps: Deps, report: SweepReport, plan: tuple[Due, list[str], bool] | None = None,
+                             together: int | None = None) -> None:
+    """Revoke every grant and remove every other managed membership of each leaver (``plan``: as
+    :func:`plan_leavers` found them; ``together``: the sweep's removals, leavers and movers, for the brake)."""
+    from handlers.sweeps import _end  # ending a grant is shared with expiry and revoke
+
+    now = deps.now()
+    due, removals, complete = plan if plan is not None else await plan_leavers(deps, report)
+    if not await may_remove(deps, len(removals), removals, "terminated", dry_run=report.dry_run,
+                            together=together, complete=complete):
         report.paused += len(removals)
         return
     notices: list[Notice] = []

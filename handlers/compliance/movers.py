@@ -22,13 +22,13 @@ def mover_reason(why: str) -> str:
     return why if why.startswith("ineligible: ") else "ineligible: not eligible"
 
 
-async def revoke_ineligible(deps: Deps, report: SweepReport) -> None:
-    """Revoke each standard grant whose (active) holder the profile no longer admits."""
-    from handlers.sweeps import _end  # ending a grant is shared with expiry and revoke
-
+async def plan_movers(deps: Deps, report: SweepReport) -> tuple[list[tuple[RequestRecord, str]], bool]:
+    """The standard grants whose (active) holder the profile no longer admits, each with its reason, and
+    whether every holder could be judged (no lookup failed)."""
     async with deps.store.read() as repo:
         active = await repo.find_requests(states=(ACTIVE,))
     due: list[tuple[RequestRecord, str]] = []
+    complete = True
     for record in active:
         if record.kind == "exception" or record.requester in report.terminated:
             continue
@@ -38,14 +38,28 @@ async def revoke_ineligible(deps: Deps, report: SweepReport) -> None:
         try:
             person = await deps.person(record.requester)
         except Exception:  # named by the leaver sweep already; judged again next sweep
+            complete = False
             continue
         if person is None or not person.active:
             continue  # a leaver, or someone within the unknown grace: the leaver sweep decides
         why = ineligibility(profile, person, await memberships_of(deps, person.email))
         if why is not None:
             due.append((record, mover_reason(why)))
+    return due, complete
+
+
+async def revoke_ineligible(deps: Deps, report: SweepReport,
+                            plan: tuple[list[tuple[RequestRecord, str]], bool] | None = None,
+                            together: int | None = None) -> None:
+    """Revoke each standard grant whose (active) holder the profile no longer admits (``plan``: as
+    :func:`plan_movers` found them; ``together``: the sweep's removals, leavers and movers, for the brake)."""
+    from handlers.sweeps import _end  # ending a grant is shared with expiry and revoke
+
+    due, complete = plan if plan is not None else await plan_movers(deps, report)
+    due = [(r, why) for r, why in due if r.requester not in report.terminated]
     sample = [f"{r.requester} from {r.provider}/{r.group} ({r.ref})" for r, _ in due]
-    if not await may_remove(deps, len(due), sample, "ineligible", dry_run=report.dry_run):
+    if not await may_remove(deps, len(due), sample, "ineligible", dry_run=report.dry_run, together=together,
+                            complete=complete):
         report.paused += len(due)
         return
     report.revoked += [r.ref for r, _ in due]
