@@ -67,21 +67,23 @@ async def may_remove(deps: Deps, count: int, sample: list[str], reason: str, *, 
     async with deps.store.write() as repo:
         state = await repo.get_state(key) or {}
         paused = bool(state.get("paused"))
-        if paused and not complete:
+        held = state.get("held")
+        seen = held is None or set(sample) <= set(held)  # pauses recorded before ``held``: as before
+        approved = state.get("resumed_count")
+        resumed = paused and approved is not None and count <= int(approved) and seen
+        if paused and not complete and not resumed:
             return False  # a partial count cannot say the removals vanished: the pause holds as it is
-        if total <= limit or count == 0:
-            if paused and not dry_run:
+        if (total <= limit or count == 0) and not (paused and not complete):
+            if paused and not dry_run:  # the source was fixed first: the removals vanished
                 await repo.set_state(key, {}, now)
                 await _index(repo, reason, False, now)
                 await repo.append("automation.resumed", actor=SYSTEM, ts=now, data={"count": 0, "reason": reason})
             return True
         if state.get("released"):
             return True  # a campaign's removals, let through once: a second process closing it is not a new pause
-        held = state.get("held")
-        seen = held is None or set(sample) <= set(held)  # pauses recorded before ``held``: as before
-        approved = state.get("resumed_count")
-        if paused and approved is not None and count <= int(approved) and seen:
-            if not dry_run:
+        if resumed:
+            if not dry_run and complete:  # a partial sweep runs what it found of them; the pause (and its resume)
+                # stays until a sweep that judged everyone
                 # the sweeps' pauses end; a campaign's is marked released, as it runs its removals only once
                 await repo.set_state(key, {} if reason in REASONS else {"released": True, "count": count}, now)
                 await _index(repo, reason, False, now)
