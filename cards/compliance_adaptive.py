@@ -42,6 +42,7 @@ def pause_card(view: PauseView) -> dict[str, Any]:
               "Check the identity provider before resuming."),
         *[_text(s) for s in view.sample[:10]],
     ]
-    actions = [_execute(f"Resume {view.count} removals", VERB_RESUME, {"count": view.count, "reason": view.reason})]
+    actions = [_execute(f"Resume {view.count} removals", VERB_RESUME, {"count": view.count, "reason": view.reason,
+                                                                      **({"pause": view.pause} if view.pause else {})})]
     return _card(body, actions, fallback=f"Removals paused: {view.count}")
 

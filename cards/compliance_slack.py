@@ -76,15 +76,16 @@ def pause_message(view: PauseView, note: str | None = None) -> dict[str, Any]:
 
 
 def pause_value(view: PauseView) -> str:
-    return f"{view.count}:{view.reason}"
+    return f"{view.count}:{view.reason}" + (f":{view.pause}" if view.pause else "")
 
 
-def parse_pause_value(value: Any) -> tuple[int, str] | None:
-    """The count and reason a resume button names (``30:terminated``), else None."""
+def parse_pause_value(value: Any) -> tuple[int, str, str | None] | None:
+    """The count, reason and pause digest a resume button names (``30:terminated:1a2b3c4d5e6f``; buttons sent
+    before pauses had a digest: ``30:terminated``), else None."""
     if not isinstance(value, str):
         return None
-    m = re.fullmatch(r"([0-9]{1,9}):([a-z]+(?: RV-[0-9]{1,9})?)", value.strip())
-    return (int(m.group(1)), m.group(2)) if m else None
+    m = re.fullmatch(r"([0-9]{1,9}):([a-z]+(?: RV-[0-9]{1,9})?)(?::([0-9a-f]{12}))?", value.strip())
+    return (int(m.group(1)), m.group(2), m.group(3)) if m else None
 
 
 def parse_finding_value(value: Any) -> int | None:

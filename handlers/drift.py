@@ -111,7 +111,10 @@ async def detect_drift(deps: Deps, report: SweepReport) -> None:
         oldest = min((d.first_seen for d in gone), default=now)
         removed_by_us = {op.member for op in await repo.unsettled_ops(oldest) if op.op == "remove"
                          and op.status == "done"}  # the bot's own removals (a leaver's) explain an absence at once
-        waiting: dict[str, str] = {}
+        judged = {str(d.id) for d in open_findings if (d.provider, d.group) in listed
+                  and (d.provider, d.group, d.email) not in busy}
+        waiting = {i: at for i, at in since.items() if i not in judged  # not judged this sweep (its group could not
+                   and any(str(d.id) == i for d in open_findings)}  # be listed): its wait goes on
         for finding in gone:
             key = (finding.provider, finding.group, finding.email)
             resolution, request_id, by = await gone_resolution(repo, finding, key in kept)
@@ -119,6 +122,7 @@ async def detect_drift(deps: Deps, report: SweepReport) -> None:
                 # out of the group by other means: only once two sweeps at least the unknown grace apart agree (a
                 # half-written directory file, or a listing cut short, must not resolve a finding that the next
                 # whole one reports again)
+                # on the clock the sweep is judged by, as a leaver's grace, never from before the source was read
                 first = since.get(str(finding.id)) or format_ts(max(report.as_of, now))
                 waited = report.as_of - datetime.fromisoformat(first.replace("Z", "+00:00"))
                 if waited < deps.policy.safety.unknown_grace:

@@ -101,8 +101,8 @@ class ComplianceListeners:
         if seen is None:
             await self.l.respond(body, blocks.text_message("This button does not name a pause."))
             return
-        count, reason = seen
-        reply = await self.l.handle(body, person, ResumeRemovals(reason, count))
+        count, reason, pause = seen
+        reply = await self.l.handle(body, person, ResumeRemovals(reason, count, pause))
         await self._answer(body, reply)
 
     async def _answer(self, body: dict[str, Any], reply: Reply, message: dict[str, Any] | None = None) -> None:

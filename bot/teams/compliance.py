@@ -37,13 +37,19 @@ def finding_number(data: dict[str, Any]) -> int | None:
     return parse_drift_ref(_text(data, "finding_id"))
 
 
-def pause_seen(data: dict[str, Any]) -> tuple[str, int] | None:
+def pause_seen(data: dict[str, Any]) -> tuple[str, int, str | None] | None:
+    """The reason, count and pause digest a card's Resume names (cards sent before pauses had a digest: none)."""
     count, reason = data.get("count"), _text(data, "reason")
     if isinstance(count, bool) or not isinstance(count, int | str) or not is_digits(str(count)) or not reason:
         return None
     if len(str(count)) > 9 or not re.fullmatch(r"[a-z]+(?: RV-[0-9]{1,9})?", reason):
         return None
-    return reason, int(count)
+    pause = data.get("pause")
+    if pause in (None, ""):
+        return reason, int(count), None
+    if not isinstance(pause, str) or not re.fullmatch(r"[0-9a-f]{12}", pause):
+        return None
+    return reason, int(count), pause
 
 
 def _outcome(reply: Reply) -> dict[str, Any]:

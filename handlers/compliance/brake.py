@@ -11,6 +11,7 @@ is fixed first, the count falls back under the limit and the pause ends by itsel
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from handlers.compliance.views import PauseView
@@ -74,6 +75,8 @@ async def may_remove(deps: Deps, count: int, sample: list[str], reason: str, *, 
         if paused and not complete and not resumed:
             return False  # a partial count cannot say the removals vanished: the pause holds as it is
         if (total <= limit or count == 0) and not (paused and not complete):
+            if paused and not resumed and held is not None and set(sample) & set(held):
+                return False  # some of what the pause held is still asked for: it waits for a resume, however few
             if paused and not dry_run:  # the source was fixed first: the removals vanished
                 await repo.set_state(key, {}, now)
                 await _index(repo, reason, False, now)
@@ -91,19 +94,26 @@ async def may_remove(deps: Deps, count: int, sample: list[str], reason: str, *, 
         if dry_run or (paused and state.get("count") == count and state.get("reason") == reason and seen):
             return False
         shown = sample[:SAMPLE]
+        pause = pause_digest(sample)
         await repo.set_state(key, {"paused": True, "count": count, "reason": reason, "sample": shown,
-                                   "limit": limit, "held": sorted(set(sample))}, now)
+                                   "limit": limit, "held": sorted(set(sample)), "pause": pause}, now)
         await _index(repo, reason, True, now)
         await repo.append("automation.paused", actor=SYSTEM, ts=now,
                           data={"reason": reason, "count": count, "limit": limit, "sample": shown})
     text = (f"Removals paused: {count} {reason} removals at once is above safety.max_removals ({limit}). "
             f"For example: {'; '.join(shown)}. Check the identity provider; say `resume removals` to run them.")
-    view = PauseView(reason=reason, count=count, limit=limit, sample=tuple(shown))
+    view = PauseView(reason=reason, count=count, limit=limit, sample=tuple(shown), pause=pause)
     await deps.notifier.notify([Notice(m, "brake", text, None, view) for m in sorted(deps.policy.security_members())])
     return False
 
 
-async def resume_removals(deps: Deps, who: str, reason: str | None = None, count: int | None = None) -> Reply:
+def pause_digest(removals: list[str]) -> str:
+    """Which pause: the first 12 hex digits of the SHA-256 of the removals it holds, sorted."""
+    return hashlib.sha256("\n".join(sorted(set(removals))).encode()).hexdigest()[:12]
+
+
+async def resume_removals(deps: Deps, who: str, reason: str | None = None, count: int | None = None,
+                          pause: str | None = None) -> Reply:
     """``resume removals`` (security team): the removals the pause held run at the next sweep.
 
     The words resume every pause at the count it has now. A card's button names the pause it showed
@@ -126,6 +136,10 @@ async def resume_removals(deps: Deps, who: str, reason: str | None = None, count
         if reason is not None:
             state = await repo.get_state(_key(reason)) or {} if reason in reasons else {}
             now_count = int(state.get("count") or 0) if state.get("paused") else 0
+            if now_count == count and pause and state.get("pause") and pause != state.get("pause"):  # another set
+                return Reply(text=f"The pause you saw has ended: {now_count} other {reason} removals are paused "
+                             "now. Check the new notice; nothing is resumed.", ok=False, kind="refusal",
+                             rule="stale-count", data={"reason": reason, "count": now_count})
             if now_count != count:
                 text = (f"The pause you saw ({count} {reason} removals) has ended: nothing is resumed."
                         if not now_count else f"The count changed: {now_count} {reason} removals are paused now, "

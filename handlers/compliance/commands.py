@@ -25,6 +25,7 @@ from handlers.views import Reply, refused
 class ResumeRemovals:
     reason: str | None = None  # a card's button: the pause it showed and the count the person saw
     count: int | None = None
+    pause: str | None = None  # and which removals it held (a digest): a different set is another pause
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ async def handle_compliance(deps: Deps, actor: Person, cmd: ComplianceCommand) -
                      rule="inactive")
     match cmd:
         case ResumeRemovals():
-            return await resume_removals(deps, who, cmd.reason, cmd.count)
+            return await resume_removals(deps, who, cmd.reason, cmd.count, cmd.pause)
         case DriftList():
             return await drift_list(deps)
         case DriftRemove():

@@ -24,6 +24,7 @@ class PauseView:
     count: int
     limit: int
     sample: tuple[str, ...]
+    pause: str = ""  # which pause: a digest of the removals it holds (a resume names it)
 
 
 # the verbs of the buttons, the same as the chat words (Slack action_id, Teams Action.Execute verb)

@@ -44,7 +44,8 @@ async def test_an_approved_sign_off_above_the_limit_pauses_until_resumed(databas
         assert "bob@example.com from directory/sg-prod-db-read" in paused["data"]["sample"]
         told = [n for n in h.notifier.to(SAM, "brake")]
         assert told and told[-1].view == PauseView(reason="review RV-1", count=6, limit=3,
-                                                   sample=tuple(paused["data"]["sample"]))
+                                                   sample=tuple(paused["data"]["sample"]), pause=told[-1].view.pause)
+        assert len(told[-1].view.pause) == 12  # which removals: a digest of them
         assert await h.events("review.closed") == [] and await _removed(h) == []
         assert "bob@example.com" in await h.members("sg-prod-db-read")
         assert (await h.request(1)).state == "active"

@@ -124,8 +124,11 @@ async def test_resume_card_with_the_count_seen(teams_any_db: TeamsHarness) -> No
     _edit(h, hire)
     assert (await h.app.service.sweep(drift=False)).paused == 5
     await h.idle()
-    pause = [c for c in h.connector.cards() if ("resume_removals", {"count": 5, "reason": "terminated"}) in _verbs(c)]
+    pause = [c for c in h.connector.cards() if any(v == "resume_removals" and {**d, "pause": ""} == {
+        "count": 5, "reason": "terminated", "pause": ""} for v, d in _verbs(c))]
     assert len(pause) == 2 and "w0@example.com" in _text(pause[0])
+    (shown,) = [d for v, d in _verbs(pause[0]) if v == "resume_removals"]
+    assert len(shown["pause"]) == 12  # which removals the card showed
 
     card = await h.click(BOB, "resume_removals", {"count": 5, "reason": "terminated"})
     assert "security team only" in _text(card)
@@ -138,7 +141,10 @@ async def test_resume_card_with_the_count_seen(teams_any_db: TeamsHarness) -> No
     assert "has ended" in _text(card)
     assert await h.events("automation.resumed") == []
 
-    card = await h.click(SAM, "resume_removals", {"count": 5, "reason": "terminated"})
+    card = await h.click(SAM, "resume_removals", {**shown, "pause": "0" * 12})  # another set of removals
+    assert "has ended" in _text(card) and "nothing is resumed" in _text(card)
+    assert await h.events("automation.resumed") == []
+    card = await h.click(SAM, "resume_removals", shown)
     assert "Resumed" in _text(card) and not card.get("actions")
     card = await h.click(SASHA, "resume_removals", {"count": 5, "reason": "terminated"})  # a second click
     assert "Already resumed" in _text(card)
