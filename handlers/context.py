@@ -50,6 +50,13 @@ def known_person(person: Person) -> None:
         scope.setdefault("people", {}).setdefault(person.email.strip().lower(), person)
 
 
+def forget_person(email: str) -> None:
+    """The scope's next look-up of ``email`` asks the directory again (what it said may be out of date)."""
+    scope = _scope.get()
+    if scope is not None:
+        scope.setdefault("people", {}).pop(email.strip().lower(), None)
+
+
 class MemoDirectory:
     """A ``Directory`` that answers repeated look-ups inside :func:`one_lookup_per_person` from memory."""
 

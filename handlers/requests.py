@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from handlers.chains import first_unsatisfiable, resolve_chain
-from handlers.context import SYSTEM, Deps
+from handlers.chains import ResolvedStep, first_unsatisfiable, resolve_chain
+from handlers.context import SYSTEM, Deps, forget_person
 from handlers.durations import DurationError, format_duration, parse_duration
 from handlers.eligibility import PLAIN, Memberships, auto_approve_rule, ineligibility, memberships_of
 from handlers.grammar import RequestAccess, find_ticket
 from handlers.grants import plan_add, run_op
-from handlers.policy import Profile
+from handlers.policy import Profile, Rule
 from handlers.ports import Notice, Person
 from handlers.present import request_view
 from handlers.records import APPROVED, HOLDING_STATES, PENDING, RequestRecord
@@ -113,7 +113,33 @@ async def submit(deps: Deps, actor: Person, cmd: RequestAccess, *, forms: bool =
     now = deps.now()
     notices: list[Notice] = []
     op_id = None
+    try:
+        return await _record(deps, actor, cmd, profile, kind, duration, reason, ticket, auto, chain, now, notices,
+                             op_id)
+    except _Terminated:  # the leaver sweep ended this person's access since they were identified: ask again now
+        forget_person(who)
+        fresh = await deps.person(who)
+        if fresh is None or not fresh.active:
+            return await refuse(deps, who, "inactive", "your account is not active.", profile=profile.id)
+        async with deps.store.write() as repo:  # back (rehired, or re-enabled): a new departure is judged afresh
+            await repo.forget_leaver(who)
+        return await submit(deps, fresh, cmd, forms=forms)
+
+
+class _Terminated(Exception):
+    """The requester was terminated by the leaver sweep (and not seen back since)."""
+
+
+async def _record(deps: Deps, actor: Person, cmd: RequestAccess, profile: Profile, kind: str, duration: timedelta,
+                  reason: str, ticket: str | None, auto: Rule | None, chain: list[ResolvedStep], now: datetime,
+                  notices: list[Notice],
+                  op_id: int | None) -> Reply:
+    policy = deps.policy
+    who = actor.email.lower()
     async with deps.store.write() as repo:
+        leaver = await repo.get_leaver(who)  # one indexed read in the same transaction
+        if leaver is not None and leaver.terminated_at is not None:
+            raise _Terminated
         dup = await repo.find_requests(requester=who, profile=profile.id, states=(PENDING, *HOLDING_STATES))
         if dup:
             d = dup[0]

@@ -10,7 +10,6 @@ removed on the provisioning path of grants (``plan_membership_removal``), record
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 from handlers.audit import format_ts
@@ -43,19 +42,14 @@ async def managed_memberships(deps: Deps, report: SweepReport) -> dict[str, set[
     return out
 
 
-async def _is_leaver(deps: Deps, email: str, person: Person | None, report: SweepReport,
-                     back: datetime | None = None) -> LeaverRecord | None:
-    """Track a person not active at the identity provider; the record when they are a leaver now. ``back``:
-    when they last asked for access (only an active person may): after their termination, they came back
-    (rehired, or an account disabled by mistake), and a new departure is judged, and recorded, afresh."""
+async def _is_leaver(deps: Deps, email: str, person: Person | None, report: SweepReport) -> LeaverRecord | None:
+    """Track a person not active at the identity provider; the record when they are a leaver now. Someone
+    terminated who comes back (rehired, or re-enabled) is forgotten when a sweep finds them active, or when they
+    ask for access and the identity provider says so then (``handlers.requests.submit``): a new departure is
+    judged, and recorded, afresh."""
     now, judged = deps.now(), report.as_of
     async with deps.store.read() as repo:
         known = await repo.get_leaver(email)
-    if known is not None and known.terminated_at is not None and back is not None and back > known.terminated_at:
-        known = None  # replaced below (or forgotten if they are active)
-        if person is not None and person.active and not report.dry_run:
-            async with deps.store.write() as repo:
-                await repo.forget_leaver(email)
     if person is not None and person.active:
         if known is not None and not report.dry_run:  # found active again (back, or rehired after leaving): the
             async with deps.store.write() as repo:  # grace starts over, and a new departure is a new termination
@@ -95,8 +89,7 @@ async def plan_leavers(deps: Deps, report: SweepReport) -> tuple[Due, list[str],
         except Exception as exc:  # one person the IdP cannot answer for must not shield everyone after them
             report.unchecked.append(f"{email}: {str(exc)[:300] or type(exc).__name__}")
             continue
-        back = max((r.submitted_at for r in records), default=None)
-        leaver = await _is_leaver(deps, email, person, report, back)
+        leaver = await _is_leaver(deps, email, person, report)
         if leaver is None:
             continue
         holding = [r for r in records if r.state in HOLDING_STATES]
