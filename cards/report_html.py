@@ -199,12 +199,15 @@ def render_report(figures: Any, *, generated_at: str, sla_hours: float = 24.0, c
     parts.append(f"<h2>Terminations: {len(figures.terminations)}</h2>")
     if figures.terminations:
         rows = []
-        for t in figures.terminations:
-            hours = t.get("hours")
-            within = "n/a" if hours is None else ("yes" if hours <= sla_hours else "NO")
-            rows.append([t["user"], t["terminated_at"], ", ".join(t["grants"]) or "none", t.get("revoked_at") or "",
-                         "" if hours is None else f"{hours:.2f}", within])
-        parts.append(_table(["user", "detected", "grants", "revoked", "hours", f"within {sla_hours:g} h SLA"], rows))
+        for t in figures.terminations:  # as `report terminations`: from the first sweep that saw them inactive
+            hours = t.get("hours_to_revoke") or ""
+            within = ("pending" if t.get("within_sla") == "pending" else "n/a") if not hours else \
+                ("yes" if float(hours) <= sla_hours else "NO")
+            removed = ", ".join(x for x in (t.get("grants", "").replace(";", ", "),
+                                            t.get("memberships", "").replace(";", ", ")) if x) or "none"
+            rows.append([t["user"], t["detected_at"], removed, t.get("revoked_at") or "", hours, within])
+        parts.append(_table(["user", "detected", "grants and memberships", "removed", "hours",
+                             f"within {sla_hours:g} h SLA"], rows))
     removals = getattr(getattr(figures, "removals", None), "rows", [])  # removals.csv (SPEC §6)
     parts.append(f"<h2>Removals by the identity provider: {len(removals)}</h2>")
     if removals:

@@ -25,8 +25,12 @@ def _state(c: Any, end: datetime) -> Markup:
 
 
 def _signoff(c: Any) -> str:
-    return {"requested": "asked", "approved": "approved", "denied": "DENIED: nothing removed",
+    text = {"requested": "asked", "approved": "approved", "denied": "DENIED: nothing removed",
             "failed": "FAILED (could not be completed): nothing removed"}.get(c.signoff or "", "not required")
+    stood_in = getattr(c, "stood_in", None)
+    if stood_in:  # a step whose every approver had their own access on the list went to the security team
+        text += f" (by the security team instead of {', '.join(stood_in)}, whose own access was on the list)"
+    return text
 
 
 def _removals(c: Any) -> str:

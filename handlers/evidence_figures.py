@@ -12,6 +12,7 @@ from handlers.compliance.removals import TYPES as REMOVAL_TYPES
 from handlers.compliance.removals import RemovalRows
 from handlers.evidence_reviews import REVIEW_EVENTS, ReviewFigures
 from handlers.policy import Policy
+from handlers.reports import TerminationRows
 
 LIMIT = 1000  # rows of one kind the report lists (the files hold them all)
 REFUSALS = frozenset({"request.refused", "approval.refused", "command.refused"})
@@ -44,7 +45,7 @@ class Figures:
     exceptions: list[dict[str, str]] = field(default_factory=list)
     refusals: list[dict[str, Any]] = field(default_factory=list)
     refusal_counts: dict[str, int] = field(default_factory=dict)
-    terminations: list[dict[str, Any]] = field(default_factory=list)
+    leavers: TerminationRows = field(default_factory=lambda: TerminationRows(24.0))  # as `report terminations`
     drift: list[dict[str, Any]] = field(default_factory=list)
     removals: RemovalRows = field(default_factory=RemovalRows)  # removals.csv (SPEC §6)
     policy_versions: list[tuple[str, str]] = field(default_factory=list)
@@ -54,7 +55,12 @@ class Figures:
     generated_at: datetime | None = None
     reviews: ReviewFigures = field(default_factory=ReviewFigures)
     _submitted: dict[str, datetime] = field(default_factory=dict)
-    _terminated_grants: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def terminations(self) -> list[dict[str, Any]]:
+        """The period's leavers, as ``report terminations`` reckons them (report.html says within the SLA
+        from ``hours_to_revoke``)."""
+        return self.leavers.done()
 
     def drift_findings(self) -> list[dict[str, Any]]:
         """The period's drift findings with their resolution, as ``report drift`` derives them."""
@@ -142,18 +148,7 @@ class Figures:
                                       "profile": event.get("profile") or "", "what": what})
         elif kind == "policy.loaded" and data.get("sha256"):
             self.policy_shas.add(str(data["sha256"]))
-        elif kind == "user.terminated":
-            entry = {"user": data.get("user"), "terminated_at": ts, "grants": list(data.get("grants") or []),
-                     "revoked_at": None, "hours": None}
-            if len(self.terminations) < 10_000:
-                self.terminations.append(entry)
-                for ref in entry["grants"]:
-                    self._terminated_grants[ref] = entry
-        elif kind == "grant.revoked" and data.get("reason") == "terminated":
-            entry = self._terminated_grants.get(rid)
-            if entry is not None:
-                entry["revoked_at"] = ts
-                hours = (at(ts) - at(entry["terminated_at"])).total_seconds() / 3600
-                entry["hours"] = max(entry["hours"] or 0.0, hours)
-        elif kind in ("drift.detected", "drift.resolved") and len(self.drift) < LIMIT:
+        if kind in TerminationRows.TYPES:
+            self.leavers.event(event)
+        if kind in ("drift.detected", "drift.resolved") and len(self.drift) < LIMIT:
             self.drift.append({"type": kind, "ts": ts, **data})

@@ -36,6 +36,7 @@ class Campaign:
     reminded: int = 0
     escalated: int = 0
     signoff: str | None = None  # requested | approved | denied | failed
+    stood_in: list[str] = field(default_factory=list)  # approvers the security team signed instead of (own access)
     closed_at: str | None = None
     closed: dict[str, Any] | None = None
     completed_later: int = 0
@@ -92,6 +93,7 @@ class ReviewFigures:
             c.escalated += 1
         elif kind == "review.signoff_requested":
             c.signoff = c.signoff or "requested"
+            c.stood_in += [str(x) for x in data.get("instead_of") or () if str(x) not in c.stood_in]
         elif kind == "review.signoff" and data.get("decision") == "denied":
             c.signoff = "denied"
         elif kind == "review.closed":

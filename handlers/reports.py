@@ -35,34 +35,56 @@ async def drift_rows(source: ReportSource) -> list[dict[str, Any]]:
 __all__ = ["DRIFT_COLUMNS", "drift_rows"]
 
 
-async def termination_rows(source: ReportSource, sla_hours: float) -> list[dict[str, Any]]:
-    """One row per leaver: the grants revoked and the other memberships removed (SPEC §3.6), with the
-    hours from the first sweep that saw them inactive to the last of those removals."""
-    rows: list[dict[str, Any]] = []
-    by_grant: dict[str, dict[str, Any]] = {}
-    waiting: dict[tuple[str, str], dict[str, Any]] = {}  # (user, "provider/group") -> row
-    async for e in source.events_of_type("user.terminated", "grant.revoked", "membership.removed"):
-        data = e["data"]
+class TerminationRows:
+    """One row per leaver, fed the audit events in order: the grants revoked and the other memberships removed
+    (SPEC §3.6), with the hours from the first sweep that saw them inactive to the last of those removals. The
+    one reckoning of the termination SLA: ``report terminations``, the dashboard and the pack's report.html."""
+
+    TYPES = ("user.terminated", "grant.revoked", "membership.removed")
+
+    def __init__(self, sla_hours: float, limit: int = 10_000) -> None:
+        self.sla_hours, self.limit = sla_hours, limit
+        self.rows: list[dict[str, Any]] = []
+        self._by_grant: dict[str, dict[str, Any]] = {}
+        self._waiting: dict[tuple[str, str], dict[str, Any]] = {}  # (user, "provider/group") -> row
+
+    def event(self, e: dict[str, Any]) -> None:
+        data = e.get("data") or {}
         if e["type"] == "user.terminated":
+            if len(self.rows) >= self.limit:
+                return
             detected = _at(e["ts"]) - timedelta(hours=float(data.get("inactive_hours") or 0))
             row = {"user": data.get("user"), "detected_at": format_ts(detected),
                    "grants": ";".join(data.get("grants") or []), "memberships": ";".join(data.get("memberships") or []),
                    "revoked_at": "", "hours_to_revoke": "", "within_sla": "yes"}
-            rows.append(row)
+            self.rows.append(row)
             for ref in data.get("grants") or []:
-                by_grant[ref] = row
+                self._by_grant[ref] = row
             for m in data.get("memberships") or []:
-                waiting[(str(data.get("user")), m)] = row
-        elif e["type"] == "grant.revoked" and data.get("reason") == "terminated" and e.get("request_id") in by_grant:
-            _removed(by_grant.pop(e["request_id"]), e["ts"], sla_hours)
+                self._waiting[(str(data.get("user")), m)] = row
+        elif e["type"] == "grant.revoked" and data.get("reason") == "terminated" \
+                and e.get("request_id") in self._by_grant:
+            _removed(self._by_grant.pop(e["request_id"]), e["ts"], self.sla_hours)
         elif e["type"] == "membership.removed" and data.get("reason") == "terminated":
-            row = waiting.pop((str(data.get("user")), f"{data.get('provider')}/{data.get('group')}"), None)
+            row = self._waiting.pop((str(data.get("user")), f"{data.get('provider')}/{data.get('group')}"), None)
             if row is not None:
-                _removed(row, e["ts"], sla_hours)
-    for row in rows:
-        if any(r is row for r in (*by_grant.values(), *waiting.values())):
-            row["within_sla"] = "pending"  # a removal has not happened yet
-    return rows
+                _removed(row, e["ts"], self.sla_hours)
+
+    def done(self) -> list[dict[str, Any]]:
+        """The rows, a leaver still waiting for a removal marked ``pending``."""
+        waiting = [*self._by_grant.values(), *self._waiting.values()]
+        for row in self.rows:
+            if any(r is row for r in waiting):
+                row["within_sla"] = "pending"  # a removal has not happened yet
+        return self.rows
+
+
+async def termination_rows(source: ReportSource, sla_hours: float) -> list[dict[str, Any]]:
+    """One row per leaver (see :class:`TerminationRows`)."""
+    rows = TerminationRows(sla_hours, limit=10**9)
+    async for e in source.events_of_type(*TerminationRows.TYPES):
+        rows.event(e)
+    return rows.done()
 
 
 def _removed(row: dict[str, Any], ts: str, sla_hours: float) -> None:

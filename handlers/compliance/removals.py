@@ -9,7 +9,9 @@ from typing import Any
 from handlers.audit import format_ts
 
 REMOVAL_COLUMNS = ["user", "provider", "group", "reason", "request_id", "detected_at", "removed_at", "hours"]
-TYPES = frozenset({"user.terminated", "grant.revoked", "membership.removed", "drift.detected"})
+TYPES = frozenset({"user.terminated", "grant.revoked", "membership.removed", "drift.detected", "request.submitted",
+                   "automation.paused", "automation.resumed"})
+GRANT_REASONS = ("terminated", "ineligible", "review")  # a grant revoked for one of these is a removal
 
 
 def _at(ts: str) -> datetime:
@@ -25,22 +27,31 @@ class RemovalRows:
         self._detected: dict[str, str] = {}  # user -> when the first sweep saw them inactive
         self._grant_user: dict[str, str] = {}  # REQ-n -> the leaver holding it
         self._drift: dict[tuple[str, str, str], str] = {}  # (provider, group, user) -> detected_at
+        self._held_since: dict[str, str] = {}  # reason -> when the safety brake first held removals of it
 
     def event(self, event: dict[str, Any]) -> None:
         data = event.get("data") or {}
         kind, ts = event["type"], event["ts"]
-        if kind == "user.terminated":
+        if kind == "request.submitted" and event.get("request_id"):
+            self._grant_user[str(event["request_id"])] = str(event.get("actor") or "")  # whose grant it will be
+        elif kind == "automation.paused":
+            self._held_since.setdefault(str(data.get("reason")), ts)
+        elif kind == "automation.resumed":
+            self._held_since.pop(str(data.get("reason")), None)
+        elif kind == "user.terminated":
             user = str(data.get("user"))
             self._detected[user] = format_ts(_at(ts) - timedelta(hours=float(data.get("inactive_hours") or 0)))
             for ref in data.get("grants") or []:
                 self._grant_user[ref] = user
         elif kind == "drift.detected" and data.get("member", True):
             self._drift[(str(data.get("provider")), str(data.get("group")), str(data.get("user")))] = ts
-        elif kind == "grant.revoked" and (data.get("reason") == "terminated"
-                                          or str(data.get("reason", "")).startswith("ineligible")):
+        elif kind == "grant.revoked" and str(data.get("reason", "")).split(":")[0] in GRANT_REASONS:
             user = self._grant_user.get(event.get("request_id") or "", "")
-            reason = "terminated" if data.get("reason") == "terminated" else "ineligible"
-            self._add(user, data, reason, event.get("request_id") or "", self._detected.get(user, ""), ts)
+            reason = str(data.get("reason")).split(":")[0]
+            detected = self._detected.get(user, "") if reason == "terminated" else \
+                self._held_since.get(reason, ts) if reason == "ineligible" else ""  # a mover: found by the sweep
+            # that revokes it, or by the first one the brake held it at
+            self._add(user, data, reason, event.get("request_id") or "", detected, ts)
         elif kind == "membership.removed":
             user = str(data.get("user"))
             reason = str(data.get("reason"))

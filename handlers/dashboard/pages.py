@@ -277,7 +277,8 @@ async def person_page(deps: Deps, source: DashboardSource, viewer: Viewer, email
         member: bool | None = None
         if provider is not None:
             try:
-                member = email in {m.lower() for m in await provider.list_members(group)}
+                listing = getattr(provider, "drift_members", None) or provider.list_members  # Entra: principals
+                member = email in {m.lower() for m in await listing(group)}  # and nested groups, as drift names them
             except Exception:
                 member = None
         grant = by_group.get((provider_name, group))

@@ -76,11 +76,16 @@ async def certification(store: Store, campaign_id: int, now: datetime) -> Certif
         signoffs = await repo.signoffs(campaign_id)
     chain = await store.verify_audit()
     rule = None
-    if campaign.signoff == "failed":  # the rule is in the chain: review.closed {rule}
+    stood_in: dict[int, list[str]] = {}  # step -> the approvers the security team signed instead of
+    if campaign.signoff:  # in the chain: review.closed {rule}, review.signoff_requested {instead_of}
         async for event in store.audit_events():  # type: ignore[attr-defined]
             data = event.data if isinstance(event.data, dict) else {}
-            if event.type == "review.closed" and data.get("review_id") == campaign.ref:
+            if data.get("review_id") != campaign.ref:
+                continue
+            if event.type == "review.closed" and campaign.signoff == "failed":
                 rule = data.get("rule")
+            elif event.type == "review.signoff_requested" and data.get("instead_of"):
+                stood_in[int(data.get("step") or 1)] = [str(x) for x in data["instead_of"]]
     final = {d.item: d for d in decisions}
     times: dict[int, list[datetime]] = defaultdict(list)
     for d in decisions:
@@ -112,15 +117,21 @@ async def certification(store: Store, campaign_id: int, now: datetime) -> Certif
         policy_sha256=campaign.policy_sha256, snapshot_sha256=campaign.snapshot_sha256, scope=tuple(scope),
         chain_head=chain.head_hash, chain_events=chain.count, chain_verified=chain.ok, generated_at=format_ts(now),
         reviewers=sections, removals=tuple(x for s in sections for x in s.items if x.decision == "remove"),
-        items=len(items), decided=len(final), signoff=_signoff_line(campaign.signoff, signoffs, rule))
+        items=len(items), decided=len(final), signoff=_signoff_line(campaign.signoff, signoffs, rule, stood_in))
 
 
-def _signoff_line(state: str | None, signoffs: list, rule: str | None) -> str:
-    """What happened to the removal list's sign-off, in one line."""
+def _signoff_line(state: str | None, signoffs: list, rule: str | None,
+                  stood_in: dict[int, list[str]] | None = None) -> str:
+    """What happened to the removal list's sign-off, in one line (a step the security team signed because
+    every approver it names had their own access on the list says whom it stood in for)."""
     if not state:
         return ""
     who = "; ".join(f"step {s.step + 1}: {s.decision} by {s.approver} at {format_ts(s.decided_at)}"
                     + (f" ({s.comment})" if s.comment else "") for s in signoffs)
+    for step, named in sorted((stood_in or {}).items()):
+        who += (f"; step {step} went to the security team instead of {', '.join(named)}, whose own access "
+                "was on the list")
+    who = who.removeprefix("; ")
     if state == "failed":
         return "FAILED, nothing removed" + (f": {rule}" if rule else "") + (f"; signed before: {who}" if who else "")
     if state == "denied":
