@@ -51,10 +51,13 @@ def known_person(person: Person) -> None:
 
 
 def forget_person(email: str) -> None:
-    """The scope's next look-up of ``email`` asks the directory again (what it said may be out of date)."""
+    """The scope's next look-up of ``email`` asks the directory again (what it said may be out of date): the
+    remembered answer is dropped, and so is the scope's copy of a directory file (read again if it changed)."""
     scope = _scope.get()
     if scope is not None:
         scope.setdefault("people", {}).pop(email.strip().lower(), None)
+        for key in [k for k in scope if isinstance(k, tuple) and k[:1] == ("directory-file",)]:
+            del scope[key]
 
 
 class MemoDirectory:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from handlers.audit import GENESIS, ChainVerifier, Verification, format_ts
+from handlers.compliance.removals import CONTEXT as REMOVAL_CONTEXT
 from handlers.compliance.removals import REMOVAL_COLUMNS
 from handlers.evidence_check import CheckSource, contradictions, tracking
 from handlers.evidence_figures import INTERESTING, Figures
@@ -221,6 +222,15 @@ def _parse(data: str) -> Any:
     except StopIteration:
         return json.loads(data)  # not JSON: json.loads says why
     return value if end == len(data) else json.loads(data)
+
+
+def _context(figures: Figures, page: Sequence[Sequence[Any]]) -> None:
+    """Feed removals.csv the events before the period that say whose grant a removal in it ends (never the
+    removals before the period themselves: those are an earlier pack's)."""
+    for seq, ts, type_, actor, rid, profile, data, _prev, _digest in page:
+        if type_ in REMOVAL_CONTEXT:
+            figures.removals.event({"seq": seq, "ts": ts, "type": type_, "actor": actor, "request_id": rid,
+                                    "profile": profile, "data": _parse(data)})
 
 
 def _fold(rows: Any, page: Sequence[Sequence[Any]], folded: frozenset[str],
@@ -418,6 +428,7 @@ async def _build_pack(source: EvidenceSource, period: Period, out: Path, *, gene
                         member.write(audit_lines(page, None))
                         member.count += len(page)
                         _fold(rows, page, folded)
+                        _context(figures, page)  # whose grant a removal of the period ends
             verifier = ChainVerifier(prev_hash=prev_hash, first_seq=first_seq)
             last_seq, head = None, prev_hash
             approvals = _Spool(rules.APPROVAL_COLUMNS)

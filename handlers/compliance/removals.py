@@ -11,6 +11,7 @@ from handlers.audit import format_ts
 REMOVAL_COLUMNS = ["user", "provider", "group", "reason", "request_id", "detected_at", "removed_at", "hours"]
 TYPES = frozenset({"user.terminated", "grant.revoked", "membership.removed", "drift.detected", "request.submitted",
                    "automation.paused", "automation.resumed"})
+CONTEXT = frozenset({"request.submitted"})  # events that say whose grant a later removal ends
 GRANT_REASONS = ("terminated", "ineligible", "review")  # a grant revoked for one of these is a removal
 
 
@@ -28,16 +29,23 @@ class RemovalRows:
         self._grant_user: dict[str, str] = {}  # REQ-n -> the leaver holding it
         self._drift: dict[tuple[str, str, str], str] = {}  # (provider, group, user) -> detected_at
         self._held_since: dict[str, str] = {}  # reason -> when the safety brake first held removals of it
+        self._to_release: dict[str, int] = {}  # reason -> held removals a resume let through, not yet seen
 
     def event(self, event: dict[str, Any]) -> None:
         data = event.get("data") or {}
         kind, ts = event["type"], event["ts"]
-        if kind == "request.submitted" and event.get("request_id"):
-            self._grant_user[str(event["request_id"])] = str(event.get("actor") or "")  # whose grant it will be
+        if kind == "request.submitted" and event.get("request_id"):  # whose grant it will be (a drift accept is
+            # filed by the security team for the member: ``requester``)
+            self._grant_user[str(event["request_id"])] = str(data.get("requester") or event.get("actor") or "")
         elif kind == "automation.paused":
             self._held_since.setdefault(str(data.get("reason")), ts)
         elif kind == "automation.resumed":
-            self._held_since.pop(str(data.get("reason")), None)
+            reason = str(data.get("reason"))
+            if data.get("count"):  # a resume: the next ``count`` removals of that reason are the ones held
+                self._to_release[reason] = int(data["count"])
+            else:  # the pause ended by itself: what it held vanished
+                self._held_since.pop(reason, None)
+                self._to_release.pop(reason, None)
         elif kind == "user.terminated":
             user = str(data.get("user"))
             self._detected[user] = format_ts(_at(ts) - timedelta(hours=float(data.get("inactive_hours") or 0)))
@@ -52,6 +60,11 @@ class RemovalRows:
                 self._held_since.get(reason, ts) if reason == "ineligible" else ""  # a mover: found by the sweep
             # that revokes it, or by the first one the brake held it at
             self._add(user, data, reason, event.get("request_id") or "", detected, ts)
+            if reason in self._to_release:
+                self._to_release[reason] -= 1
+                if self._to_release[reason] <= 0:  # what the pause held has run
+                    self._to_release.pop(reason)
+                    self._held_since.pop(reason, None)
         elif kind == "membership.removed":
             user = str(data.get("user"))
             reason = str(data.get("reason"))
