@@ -58,10 +58,6 @@ class ReviewListeners:
             return blocks.result_modal("Access review", text[:2900])
         return cards.review_modal(view, page)
 
-    async def _decidable(self, email: str, n: int) -> bool:
-        view = await batch_view(self.l.app.deps, email, n, "slack", opening=False)
-        return view is not None and view.decidable
-
     async def on_open(self, ack: Any, body: dict[str, Any], request: AsyncBoltRequest) -> None:
         await ack()
         await self.l.run(self._open(body, request), urgent=True)
@@ -111,14 +107,9 @@ class ReviewListeners:
         if not pairs:
             return None
         shown = shown_states(view_metadata(view), cards.PAGE_SIZE)  # what the modal showed, as a Teams card's
-        if shown is None and await self._decidable(person.email.lower(), n):  # a modal opened before modals said
-            # so: a choice sent back as it showed it would overturn a decision made since (a closed campaign, or
-            # someone who may not decide, goes on to the handler, which refuses it and records it)
-            return {"response_action": "update", "view": blocks.result_modal(
-                "Not saved", "This form is out of date: open the review again (its Review button) and save there.")}
         # the page's choices checked whole and recorded together, as a Teams card's, by the signed sender
         with acting_via("slack", acting_user(body)):
-            reply = await self.l.app.service.handle(person, ReviewChoices(n, pairs, comment, shown=shown),
+            reply = await self.l.app.service.handle(person, ReviewChoices(n, pairs, comment, shown=shown, form=True),
                                                     channel="slack")
         if reply.rule == "reason":
             return {"response_action": "errors", "errors": {cards.COMMENT_BLOCK: reply.text[:150]}}

@@ -70,34 +70,30 @@ class ReviewInvokes:
                 return adaptive.text_card(text, attention=True)
             return await self._card(who, view, page, note=text, attention=True, comment=comment)
         states = cards.shown_states(data)  # what the card showed: None on a card of before it said so
-        cmd: ReviewChoices | ReviewDecide = ReviewChoices(n, tuple(sorted(chosen.items())), comment, shown=states)
+        cmd: ReviewChoices | ReviewDecide = ReviewChoices(n, tuple(sorted(chosen.items())), comment, shown=states,
+                                                          form=True)
         if bulk in cards.DECISIONS:
             view = await self._view(who, n)
             if view is None:  # not a reviewer: the handler refuses and records it, as `keep RV-n …` in chat
                 cmd = ReviewDecide(n, str(bulk), (), comment)
             else:
-                shown = cards.shown_items(data)
-                if (shown is None or states is None) and view.decidable:  # a card that does not say what it
-                    # showed (sent before cards said so, or forged); on a closed campaign the handler refuses it
-                    return await self._out_of_date(who, view, page, comment)
+                shown = cards.shown_items(data)  # a card that does not list them does not say what it showed
                 gone = {i.number for i in view.items if i.gone}
                 chosen = {k: str(bulk) for k in shown or () if k not in gone}  # only what the card showed, never
                 cmd = ReviewChoices(n, tuple(sorted(chosen.items())), comment,  # an item added to its page since
-                                    shown=states, bulk=True)
+                                    shown=states if shown is not None else None, bulk=True, form=True)
         elif not chosen:
             view = await self._view(who, n)
             if view is None:
                 return adaptive.text_card(f"You have nothing to review in RV-{n}.", attention=True)
             return await self._card(who, view, page, note="Choose keep or remove for an item, then save.",
                                     comment=comment)
-        elif states is None:  # a choice sent back as such a card showed it would overturn a decision made since
-            view = await self._view(who, n)
-            if view is not None and view.decidable:
-                return await self._out_of_date(who, view, page, comment)
         reply = await self.app.service.handle(person, cmd, channel="teams")
         view = await self._view(who, n)
         if view is None:  # not theirs: say only what they were told
             return adaptive.text_card(reply.text, attention=not reply.ok)
+        if reply.rule == "out-of-date":  # the batch as it is now, nothing of the old card carried over
+            return await self._card(who, view, page, note=reply.text, attention=True, comment=comment)
         yours = _yours(chosen, states, view, bulk in cards.DECISIONS)
         if reply.rule == "reason":
             return await self._card(who, view, page, note=reply.text, attention=True, choices=yours,
@@ -106,11 +102,6 @@ class ReviewInvokes:
             return await self._card(who, view, page, note=reply.text, attention=True, choices=yours,
                                     comment=comment)
         return await self._card(who, view, page, note=reply.text)
-
-    async def _out_of_date(self, who: str, view: ReviewBatchView, page: int, comment: str | None) -> dict[str, Any]:
-        return await self._card(who, view, page, attention=True, comment=comment,
-                                note="Not saved: this card is out of date. Here is your batch as it is now; "
-                                     "choose again and save.")
 
 
 def _yours(chosen: dict[int, str], states: tuple[tuple[int, str], ...] | None, view: ReviewBatchView,

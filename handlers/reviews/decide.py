@@ -96,6 +96,7 @@ class ReviewChoices:
     shown: tuple[tuple[int, str], ...] | None = None  # (item, keep | remove | "" undecided): what the form showed,
     # when it says so; a choice left as shown is not a decision, whatever happened since
     bulk: bool = False  # "keep/remove all" of a form: an item decided otherwise since it was shown is left alone
+    form: bool = False  # from a card or modal, which sends back every choice it shows: it must say what it showed
 
 
 def _command(cmd: ReviewDecide | ReviewChoices) -> tuple[str, list[str]]:
@@ -134,6 +135,11 @@ async def decide(deps: Deps, who: str, cmd: ReviewDecide | ReviewChoices) -> Rep
         if campaign.state != OPEN:
             return await refuse_in(repo, who, now, command, f"campaign {campaign.state}", ref,
                                    f"{ref} is {campaign.state}: decisions can no longer be changed.", "closed")
+        if isinstance(cmd, ReviewChoices) and cmd.form and cmd.shown is None and mine:  # a form of before forms
+            # said what they showed (or forged): a choice it sends back as shown would overturn a decision made
+            # since; nothing is recorded, and the reviewer looks again
+            return Reply(text=f"Not saved: this form of {ref} is out of date. Look at the batch as it is now and "
+                         "choose again.", ok=False, kind="refusal", rule="out-of-date")
         if isinstance(cmd, ReviewDecide) and cmd.items is None:
             chosen = [(i, cmd.decision) for i in mine.values() if i.state == OPEN and i.number not in left_decided]
         else:
