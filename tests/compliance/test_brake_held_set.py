@@ -7,20 +7,13 @@ from __future__ import annotations
 from bot.bootstrap import build_app
 from handlers.compliance.commands import ResumeRemovals, handle_compliance
 from handlers.sweeps import sweep
+from tests.compliance.test_leavers_brake_truth import one_bad_edit, set_active
 from tests.support import harness
 from tests.test_leaver_lookups import PAT, entra_settings, grant_each, graph  # noqa: F401
 
 SAM = "sam.sec@example.com"
 WAVE_A = [f"a{i:02d}@example.com" for i in range(30)]
 WAVE_B = [f"b{i:02d}@example.com" for i in range(30)]
-
-
-def _set(wave: list[str], active: bool):  # type: ignore[no-untyped-def]
-    def change(data: dict) -> None:
-        for u in data["users"]:
-            if u["email"] in wave:
-                u["active"] = active
-    return change
 
 
 async def test_an_old_pause_card_does_not_resume_a_different_pause_of_the_same_count(database_url, tmp_path):
@@ -37,12 +30,12 @@ async def test_an_old_pause_card_does_not_resume_a_different_pause_of_the_same_c
                                                    *WAVE_A, *WAVE_B]
 
         h.files.edit_directory(hire)
-        h.files.edit_directory(_set(WAVE_A, False))
+        h.files.edit_directory(set_active(WAVE_A, False))
         assert (await sweep(h.app.deps, drift=False)).paused == 30
         first = h.notifier.to(SAM, "brake")[-1].view  # the card Sam got
 
-        h.files.edit_directory(_set(WAVE_A, True))
-        h.files.edit_directory(_set(WAVE_B, False))
+        h.files.edit_directory(set_active(WAVE_A, True))
+        h.files.edit_directory(set_active(WAVE_B, False))
         h.clock.advance(seconds=30)
         assert (await sweep(h.app.deps, drift=False)).paused == 30
         assert len(await h.events("automation.paused")) == 2
@@ -94,13 +87,6 @@ async def test_a_resume_is_not_held_forever_by_one_person_the_idp_cannot_answer_
         assert graph.member_emails(group) == [broken]
 
 
-def _limit(h, n: int) -> None:  # type: ignore[no-untyped-def]
-    from handlers.policy import load_policy
-
-    h.files.policy.write_text(h.files.policy.read_text() + f"\nsafety: {{max_removals: {n}}}\n")
-    h.app.deps.policy = load_policy(h.files.policy)
-
-
 async def test_resuming_the_leavers_does_not_release_the_movers_pause_nobody_resumed(database_url, tmp_path):
     """One bad directory edit: 3 people deactivated, 3 others moved out of Engineering; max_removals 4, so the
     6 removals of the sweep pause (two pauses: `terminated` 3 and `ineligible` 3, two cards). Sam checks the
@@ -109,29 +95,7 @@ async def test_resuming_the_leavers_does_not_release_the_movers_pause_nobody_res
     `resume removals`"; a pause ends by itself only "if the source is fixed first" (the removals vanish).
     Nobody fixed the departments and nobody resumed the movers: their grants must stay, sweep after sweep."""
     async with harness(database_url, tmp_path) as h:
-        _limit(h, 4)
-        await h.app.service.start()
-        leavers = [f"l{i}@example.com" for i in range(3)]
-        movers = [f"m{i}@example.com" for i in range(3)]
-
-        def hire(data: dict) -> None:
-            for e in leavers + movers:
-                data["users"].append({"email": e, "name": e, "department": "Engineering", "employment_type": "FTE",
-                                      "manager": "mark.mgr@example.com", "active": True})
-            data["groups"]["sg-staging-admin"] = [*(data["groups"].get("sg-staging-admin") or []), *leavers]
-
-        h.files.edit_directory(hire)
-        for e in movers:
-            assert (await h.say(e, "request analytics-read for 1d")).ok
-
-        def bad_edit(data: dict) -> None:
-            for u in data["users"]:
-                if u["email"] in leavers:
-                    u["active"] = False
-                if u["email"] in movers:
-                    u["department"] = "Sales"
-
-        h.files.edit_directory(bad_edit)
+        leavers, movers = await one_bad_edit(h)
         assert (await sweep(h.app.deps, drift=False)).paused == 6
         paused = {e["data"]["reason"]: e["data"]["count"] for e in await h.events("automation.paused")}
         assert paused == {"terminated": 3, "ineligible": 3}, paused

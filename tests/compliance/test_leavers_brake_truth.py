@@ -70,6 +70,45 @@ async def test_a_rehired_person_who_leaves_again_is_recorded_as_terminated_again
         assert terminated[-1]["data"]["inactive_hours"] < 1
 
 
+async def one_bad_edit(h) -> tuple[list[str], list[str]]:  # type: ignore[no-untyped-def]
+    """max_removals 4; three people with a standing membership (leavers) and three with an auto-approved grant
+    (movers), then one directory edit that deactivates the first three and moves the others out of Engineering
+    (six removals, not yet swept)."""
+    _limit(h, 4)
+    await h.app.service.start()
+    leavers = [f"l{i}@example.com" for i in range(3)]
+    movers = [f"m{i}@example.com" for i in range(3)]
+
+    def hire(data: dict) -> None:
+        for e in leavers + movers:
+            data["users"].append({"email": e, "name": e, "department": "Engineering", "employment_type": "FTE",
+                                  "manager": "mark.mgr@example.com", "active": True})
+        data["groups"]["sg-staging-admin"] = [*(data["groups"].get("sg-staging-admin") or []), *leavers]
+
+    h.files.edit_directory(hire)
+    for e in movers:
+        assert (await h.say(e, "request analytics-read for 1d")).ok  # auto-approved: Engineering
+    assert (await sweep(h.app.deps, drift=False)).revoked == []
+
+    def bad_edit(data: dict) -> None:
+        for u in data["users"]:
+            if u["email"] in leavers:
+                u["active"] = False
+            if u["email"] in movers:
+                u["department"] = "Sales"
+
+    h.files.edit_directory(bad_edit)
+    return leavers, movers
+
+
+def set_active(wave: list[str], active: bool):  # type: ignore[no-untyped-def]
+    def change(data: dict) -> None:
+        for u in data["users"]:
+            if u["email"] in wave:
+                u["active"] = active
+    return change
+
+
 def _limit(h, n: int) -> None:  # type: ignore[no-untyped-def]
     h.files.policy.write_text(h.files.policy.read_text() + f"\nsafety: {{max_removals: {n}}}\n")
     h.app.deps.policy = load_policy(h.files.policy)
@@ -80,30 +119,7 @@ async def test_leavers_and_movers_of_one_sweep_count_together_against_the_brake(
     safety.max_removals none of them is executed. One bad directory edit that deactivates 3 people and
     moves 3 others out of Engineering is 6 removals in one sweep: with max_removals 4 it must pause."""
     async with harness(database_url, tmp_path) as h:
-        _limit(h, 4)
-        await h.app.service.start()
-        leavers = [f"l{i}@example.com" for i in range(3)]
-        movers = [f"m{i}@example.com" for i in range(3)]
-
-        def hire(data: dict) -> None:
-            for e in leavers + movers:
-                data["users"].append({"email": e, "name": e, "department": "Engineering", "employment_type": "FTE",
-                                      "manager": "mark.mgr@example.com", "active": True})
-            data["groups"]["sg-staging-admin"] = [*(data["groups"].get("sg-staging-admin") or []), *leavers]
-
-        h.files.edit_directory(hire)
-        for e in movers:
-            assert (await h.say(e, "request analytics-read for 1d")).ok  # auto-approved: Engineering
-        assert (await sweep(h.app.deps, drift=False)).revoked == []
-
-        def bad_edit(data: dict) -> None:
-            for u in data["users"]:
-                if u["email"] in leavers:
-                    u["active"] = False
-                if u["email"] in movers:
-                    u["department"] = "Sales"
-
-        h.files.edit_directory(bad_edit)
+        leavers, movers = await one_bad_edit(h)
         report = await sweep(h.app.deps, drift=False)
         assert report.paused == 6 and report.revoked == [] and report.terminated == [], report.lines()
         assert sorted(await h.members("sg-analytics-read")) == sorted(movers)
@@ -127,21 +143,13 @@ async def test_a_resume_runs_only_the_removals_the_security_team_saw(database_ur
                                                    *WAVE_A, *WAVE_B]
 
         h.files.edit_directory(hire)
-
-        def set_wave(wave: list[str], active: bool):  # type: ignore[no-untyped-def]
-            def change(data: dict) -> None:
-                for u in data["users"]:
-                    if u["email"] in wave:
-                        u["active"] = active
-            return change
-
-        h.files.edit_directory(set_wave(WAVE_A, False))
+        h.files.edit_directory(set_active(WAVE_A, False))
         report = await sweep(h.app.deps, drift=False)
         assert report.paused == 30
         assert (await h.say(SAM, "resume removals")).ok
 
-        h.files.edit_directory(set_wave(WAVE_A, True))
-        h.files.edit_directory(set_wave(WAVE_B, False))
+        h.files.edit_directory(set_active(WAVE_A, True))
+        h.files.edit_directory(set_active(WAVE_B, False))
         report = await sweep(h.app.deps, drift=False)
         assert report.terminated == [] and report.paused == 26, report.lines()
         assert sorted(await h.members("sg-analytics-read")) == sorted(WAVE_A + WAVE_B)
