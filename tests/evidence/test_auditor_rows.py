@@ -15,6 +15,7 @@ from bot.evidence_commands import _report, write_pack
 from handlers.evidence import Period
 from handlers.policy import load_policy
 from handlers.sweeps import sweep
+from tests.reviews.test_own_access import on_the_list
 from tests.support import harness
 from tests.test_leaver_lookups import graph  # noqa: F401
 
@@ -147,32 +148,16 @@ async def test_the_certification_says_the_security_team_signed_instead_of_the_na
     certification (`accessbot review report`, SPEC §7: 'the removals and their outcome') or the pack's
     report.html sees a policy naming pat.lead as the signer and a list signed by sasha.sec: without saying that
     sasha stood in for pat.lead, that reads as the wrong person signing. Both must say so."""
-    from bot.bootstrap import build_app
-    from bot.settings import Settings
     from handlers.reviews.report import certification
-    from tests.reviews.test_decisions import started
-    from tests.support import Harness, MutableClock, RecordingNotifier, copy_examples
 
-    files = copy_examples(tmp_path)
-    text = files.policy.read_text()
-    assert "sign_off: [{any_of: security}]" in text
-    files.policy.write_text(text.replace("sign_off: [{any_of: security}]", f"sign_off: [{{user: {PAT}}}]"))
-    settings = Settings(database_url=database_url, policy=str(files.policy), directory=str(files.directory))
-    clock, notifier = MutableClock(), RecordingNotifier()
-    async with build_app(settings, clock=clock, notifier=notifier) as app:
-        h = Harness(app, clock, notifier, files)
-        items = await started(h)
-        pat = items[PAT].number
-        for who in ("mark.mgr@example.com", SAM, PAT):
-            assert (await h.say(who, "keep RV-1 all")).ok
-        assert (await h.say(SASHA, f"remove RV-1 {pat} because left the platform team")).ok
+    async with on_the_list(database_url, tmp_path, f"[{{user: {PAT}}}]", who=PAT, by=SASHA) as h:
         reply = await h.say(SASHA, "review close RV-1")
         assert reply.ok and "sign-off of 1 removal(s)" in reply.text, reply.text
         (asked,) = await h.events("review.signoff_requested")
         assert asked["data"].get("instead_of") == [PAT], asked["data"]
         reply = await h.say(SAM, "approve RV-1")
         assert reply.ok and "removed 1" in reply.text, reply.text
-        view = await certification(app.store, 1, clock.now())
+        view = await certification(h.app.store, 1, h.clock.now())
         assert view is not None
         files_ = await _pack(h, tmp_path)
     assert SAM in view.signoff, view.signoff

@@ -92,7 +92,7 @@ async def test_an_undo_does_not_add_back_a_person_who_is_no_longer_active(databa
 async def test_an_all_of_signoff_needs_everyone_but_the_person_whose_access_it_removes(database_url, tmp_path):
     """``sign_off: [{all_of: security}]`` with sam.sec's own membership on the list: sam is neither asked nor
     counted, as a requester in their own request's all_of step; sasha's signature completes the step."""
-    async with sam_on_the_list(database_url, tmp_path, "[{all_of: security}]") as h:
+    async with on_the_list(database_url, tmp_path, "[{all_of: security}]") as h:
         assert (await h.say("sasha.sec@example.com", "review close RV-1")).ok
         asked = (await h.events("review.signoff_requested"))[-1]["data"]
         assert asked["approvers"] == ["sasha.sec@example.com"]
@@ -106,7 +106,7 @@ async def test_a_signoff_step_of_one_person_whose_access_is_on_the_list_goes_to_
     """`sign_off: [{user: sam.sec}]` and sam's own membership on the removal list: sam may not sign it, and a
     step with nobody left would fail the whole list closed. It goes to the security team, less sam, as an item
     whose reviewer is the person reviewed goes to the fallback."""
-    async with sam_on_the_list(database_url, tmp_path, "[{user: sam.sec@example.com}]") as h:
+    async with on_the_list(database_url, tmp_path, "[{user: sam.sec@example.com}]") as h:
         reply = await h.say("sasha.sec@example.com", "review close RV-1")
         assert reply.ok and "sign-off of 1 removal(s)" in reply.text, reply.text
         requested = (await h.events("review.signoff_requested"))[-1]["data"]
@@ -121,19 +121,21 @@ async def test_a_signoff_step_of_one_person_whose_access_is_on_the_list_goes_to_
 
 
 @asynccontextmanager
-async def sam_on_the_list(database_url: str, tmp_path: Path, chain: str) -> AsyncIterator[Harness]:
-    """The example policy with ``sign_off: chain``; RV-1 started, everything kept but sam.sec's own membership,
-    which pat.lead removes."""
+async def on_the_list(database_url: str, tmp_path: Path, chain: str, who: str = "sam.sec@example.com",
+                      by: str = "pat.lead@example.com") -> AsyncIterator[Harness]:
+    """The example policy with ``sign_off: chain``; RV-1 started, everything kept but ``who``'s own membership,
+    which its reviewer ``by`` removes (the campaign not closed yet)."""
     files = copy_examples(tmp_path)
     text = files.policy.read_text()
+    assert "sign_off: [{any_of: security}]" in text
     files.policy.write_text(text.replace("sign_off: [{any_of: security}]", f"sign_off: {chain}"))
     settings = Settings(database_url=database_url, policy=str(files.policy), directory=str(files.directory))
     clock, notifier = MutableClock(), RecordingNotifier()
     async with build_app(settings, clock=clock, notifier=notifier) as app:
         h = Harness(app, clock, notifier, files)
         items = await started(h)
-        sam = items["sam.sec@example.com"].number
-        for who in ("mark.mgr@example.com", "sam.sec@example.com", "pat.lead@example.com"):
-            assert (await h.say(who, "keep RV-1 all")).ok
-        assert (await h.say("pat.lead@example.com", f"remove RV-1 {sam} because left the platform team")).ok
+        number = items[who].number
+        for keeper in ("mark.mgr@example.com", "sam.sec@example.com", "pat.lead@example.com"):
+            assert (await h.say(keeper, "keep RV-1 all")).ok
+        assert (await h.say(by, f"remove RV-1 {number} because left the platform team")).ok
         yield h

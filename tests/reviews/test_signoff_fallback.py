@@ -5,10 +5,7 @@ tests/reviews/test_decisions.py: group:security reviews 1 (orphan) and 2 (pat.le
 
 from __future__ import annotations
 
-from bot.bootstrap import build_app
-from bot.settings import Settings
-from tests.reviews.test_decisions import started
-from tests.support import Harness, MutableClock, RecordingNotifier, copy_examples
+from tests.reviews.test_own_access import on_the_list
 
 PAT, SAM, SASHA = "pat.lead@example.com", "sam.sec@example.com", "sasha.sec@example.com"
 
@@ -21,20 +18,8 @@ async def test_the_fallback_asks_someone_whose_signature_then_leaves_a_later_ste
     with its sign-off failed and nothing is removed, though sasha for step 1 and sam for step 2 completes it.
     The fallback should not offer step 1 to the only approver of a later step (or should refuse his signature
     there), so that the chain the policy check accepted stays completable."""
-    files = copy_examples(tmp_path)
-    text = files.policy.read_text()
-    assert "sign_off: [{any_of: security}]" in text
-    files.policy.write_text(text.replace("sign_off: [{any_of: security}]",
-                                         f"sign_off: [{{user: {PAT}}}, {{user: {SAM}}}]"))
-    settings = Settings(database_url=database_url, policy=str(files.policy), directory=str(files.directory))
-    clock, notifier = MutableClock(), RecordingNotifier()
-    async with build_app(settings, clock=clock, notifier=notifier) as app:
-        h = Harness(app, clock, notifier, files)
-        items = await started(h)
-        pat = items[PAT].number
-        for who in ("mark.mgr@example.com", SAM, PAT):
-            assert (await h.say(who, "keep RV-1 all")).ok
-        assert (await h.say(SASHA, f"remove RV-1 {pat} because left the platform team")).ok
+    chain = f"[{{user: {PAT}}}, {{user: {SAM}}}]"
+    async with on_the_list(database_url, tmp_path, chain, who=PAT, by=SASHA) as h:
         reply = await h.say(SASHA, "review close RV-1")
         assert reply.ok and "sign-off of 1 removal(s)" in reply.text, reply.text
         asked = (await h.events("review.signoff_requested"))[-1]["data"]["approvers"]
