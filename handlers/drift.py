@@ -23,7 +23,7 @@ from handlers.compliance.settle import (
 )
 from handlers.compliance.views import DriftView
 from handlers.context import SYSTEM, Deps
-from handlers.ports import Notice
+from handlers.ports import GroupProvider, Notice
 from handlers.records import ACTIVE, HOLDING_STATES, DriftRecord, RequestRecord
 from handlers.reviews.queries import kept_by_review
 
@@ -45,6 +45,13 @@ async def _snapshot(deps: Deps, since: datetime) -> tuple[list[RequestRecord], s
     return holding, busy
 
 
+async def every_member(provider: GroupProvider, group: str) -> set[str]:
+    """Every member of a group as drift names it: people by address and, where the provider lists them (Entra),
+    service principals (``serviceprincipal:<id>``) and nested groups (``nestedgroup:<id>``)."""
+    listing = getattr(provider, "drift_members", None) or provider.list_members
+    return {m.lower() for m in await listing(group)}
+
+
 GONE_SINCE = "drift:gone_since"  # finding id → when a sweep first found its member out of the group by other means
 
 
@@ -63,8 +70,7 @@ async def detect_drift(deps: Deps, report: SweepReport) -> None:
         if provider is None:
             continue
         try:
-            listing = getattr(provider, "drift_members", None) or provider.list_members  # Entra: principals and
-            listed[(provider_name, group)] = {m.lower() for m in await listing(group)}  # nested groups too
+            listed[(provider_name, group)] = await every_member(provider, group)
         except Exception as exc:  # a provider that cannot answer now is tried again next sweep
             report.failed.append(f"drift {provider_name}/{group}: {exc}")
     holding_after, busy_after = await _snapshot(deps, now)

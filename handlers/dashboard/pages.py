@@ -16,6 +16,7 @@ from handlers.dashboard.brake import BRAKE_TYPES, RECENT, Brake, brake_state
 from handlers.dashboard.chain import ChainState, ChainWatch
 from handlers.dashboard.ports import DashboardSource
 from handlers.dashboard.signin import Viewer
+from handlers.drift import every_member
 from handlers.durations import format_duration
 from handlers.present import event_summary, person_facts, request_view
 from handlers.records import ENDED_STATES, OPEN_STATES, RequestRecord
@@ -277,8 +278,7 @@ async def person_page(deps: Deps, source: DashboardSource, viewer: Viewer, email
         member: bool | None = None
         if provider is not None:
             try:
-                listing = getattr(provider, "drift_members", None) or provider.list_members  # Entra: principals
-                member = email in {m.lower() for m in await listing(group)}  # and nested groups, as drift names them
+                member = email in await every_member(provider, group)  # principals too, as drift names them
             except Exception:
                 member = None
         grant = by_group.get((provider_name, group))
