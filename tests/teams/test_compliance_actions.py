@@ -133,7 +133,8 @@ async def test_resume_card_with_the_count_seen(teams_any_db: TeamsHarness) -> No
     card = await h.click(BOB, "resume_removals", {"count": 5, "reason": "terminated"})
     assert "security team only" in _text(card)
     for bad in ({"count": "five", "reason": "terminated"}, {"count": 5}, {"count": True, "reason": "terminated"},
-                {"count": 5, "reason": "terminated; drop"}):
+                {"count": 5, "reason": "terminated; drop"}, {"count": 5, "reason": "terminated", "pause": "XYZ"},
+                {"count": 5, "reason": "terminated", "pause": ["0" * 12]}):
         assert "does not name a pause" in _text(await h.click(SAM, "resume_removals", bad))
     card = await h.click(SAM, "resume_removals", {"count": 4, "reason": "terminated"})  # not the count now
     assert "count changed" in _text(card) and "5" in _text(card)
