@@ -94,6 +94,11 @@ class EvidenceSource(CheckSource, Protocol):
         held when first_seq was recorded: those before first_seq, or (``after``) after last_seq."""
         ...
 
+    async def removal_detections(self, *, first_seq: int, last_seq: int) -> list[Sequence[Any]]:
+        """The events before first_seq (same columns) that found a removal in [first_seq, last_seq] (a
+        leaver's ``user.terminated``, a member's ``drift.detected``), in seq order."""
+        ...
+
     async def seq_bounds(self, ts_from: str, ts_to: str) -> tuple[int, int] | None: ...
 
     async def head_seq(self) -> int: ...
@@ -231,6 +236,24 @@ def _context(figures: Figures, page: Sequence[Sequence[Any]]) -> None:
         if type_ in REMOVAL_CONTEXT:
             figures.removals.event({"seq": seq, "ts": ts, "type": type_, "actor": actor, "request_id": rid,
                                     "profile": profile, "data": _parse(data)})
+
+
+async def _with(pages: AsyncIterator[Sequence[Sequence[Any]]],
+                extra: Sequence[Sequence[Any]]) -> AsyncIterator[Sequence[Sequence[Any]]]:
+    """``pages`` (in seq order) with the rows of ``extra`` (in seq order, none of them in ``pages``) in place."""
+    rest = list(extra)
+    async for page in pages:
+        last = int(page[-1][0])
+        take = 0
+        while take < len(rest) and int(rest[take][0]) < last:
+            take += 1
+        if take:
+            yield sorted([*page, *rest[:take]], key=lambda row: int(row[0]))
+            del rest[:take]
+        else:
+            yield page
+    if rest:
+        yield rest
 
 
 def _fold(rows: Any, page: Sequence[Sequence[Any]], folded: frozenset[str],
@@ -424,11 +447,13 @@ async def _build_pack(source: EvidenceSource, period: Period, out: Path, *, gene
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
             with _Member(zf, "audit_earlier.jsonl", summary) as member:
                 if first_seq > 1:  # the chain holds events before the period
-                    async for page in source.request_events(first_seq=first_seq, last_seq=last_in_period):
+                    found = await source.removal_detections(first_seq=first_seq, last_seq=last_in_period)
+                    async for page in _with(source.request_events(first_seq=first_seq, last_seq=last_in_period),
+                                            found):
                         member.write(audit_lines(page, None))
                         member.count += len(page)
                         _fold(rows, page, folded)
-                        _context(figures, page)  # whose grant a removal of the period ends
+                        _context(figures, page)  # whose grant a removal of the period ends, and when it was found
             verifier = ChainVerifier(prev_hash=prev_hash, first_seq=first_seq)
             last_seq, head = None, prev_hash
             approvals = _Spool(rules.APPROVAL_COLUMNS)

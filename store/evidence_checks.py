@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,6 +16,7 @@ from store.repository import SqlStore
 PAGE = 20000
 
 ENDING = ("grant.expired", "grant.released", "grant.revoked")
+DETECTING = {"terminated": "user.terminated", "drift": "drift.detected"}  # removal reason -> the event that found it
 
 
 class SqlEvidenceChecks:
@@ -58,6 +60,50 @@ class SqlEvidenceChecks:
             if len(rows) < PAGE:
                 return
             seq = int(rows[-1][0])
+
+    async def removal_detections(self, *, first_seq: int, last_seq: int) -> list[Sequence[Any]]:
+        """The events before ``first_seq`` (same columns) that detected a removal in [first_seq, last_seq]: the
+        person's last ``user.terminated`` for a leaver's removal, the last ``drift.detected`` of that member and
+        group for a drift removal (a removal finished after the period turned, once the provider came back or
+        the security team chose it, is measured from when it was found), in seq order."""
+        c = t.audit_events.c
+        cols = (c.seq, c.ts, c.type, c.actor, c.request_id, c.profile, c.data, c.prev_hash, c.hash)
+        wanted: dict[str, set[tuple[str, str] | None]] = {}  # user -> None (a leaver) and drift (provider, group)
+        revoked: set[int] = set()
+        async with self.store.engine.connect() as conn:
+            q = select(c.type, c.request_id, c.data).where(c.seq >= first_seq, c.seq <= last_seq,
+                                                         c.type.in_(("membership.removed", "grant.revoked")))
+            for type_, rid, raw in (await conn.execute(q)).all():
+                data = json.loads(raw)
+                reason = str(data.get("reason", "")).split(":")[0]
+                if type_ == "grant.revoked":
+                    if reason == "terminated" and rid and str(rid).partition("-")[2].isdigit():
+                        revoked.add(int(str(rid).partition("-")[2]))
+                elif reason in DETECTING and data.get("user"):
+                    key = None if reason == "terminated" else (str(data.get("provider")), str(data.get("group")))
+                    wanted.setdefault(str(data["user"]), set()).add(key)
+            numbers = sorted(revoked)
+            for i in range(0, len(numbers), 500):
+                q = select(t.requests.c.requester).where(t.requests.c.id.in_(numbers[i:i + 500]))
+                for (requester,) in (await conn.execute(q)).all():
+                    wanted.setdefault(str(requester), set()).add(None)
+            found: dict[int, Sequence[Any]] = {}
+            for user, keys in wanted.items():
+                for type_ in sorted({DETECTING["terminated" if k is None else "drift"] for k in keys}):
+                    q = (select(*cols).where(c.type == type_, c.seq < first_seq, c.data.contains(user, autoescape=True))
+                         .order_by(c.seq.desc()).limit(200))
+                    left = set(keys)
+                    for row in (await conn.execute(q)).all():  # the latest first: one detection per removal
+                        data = json.loads(row[6])
+                        if str(data.get("user", "")) != user:
+                            continue
+                        key = None if type_ == "user.terminated" else (str(data.get("provider")),
+                                                                        str(data.get("group")))
+                        if key in left:
+                            left.discard(key)
+                            if key is None or data.get("member", True):
+                                found[int(row[0])] = row
+        return [found[seq] for seq in sorted(found)]
 
     async def request_records(self, numbers: Sequence[int]) -> dict[int, dict[str, Any]]:
         c = t.requests.c

@@ -11,7 +11,8 @@ from handlers.audit import format_ts
 REMOVAL_COLUMNS = ["user", "provider", "group", "reason", "request_id", "detected_at", "removed_at", "hours"]
 TYPES = frozenset({"user.terminated", "grant.revoked", "membership.removed", "drift.detected", "request.submitted",
                    "automation.paused", "automation.resumed"})
-CONTEXT = frozenset({"request.submitted"})  # events that say whose grant a later removal ends
+CONTEXT = frozenset({"request.submitted", "user.terminated", "drift.detected"})  # events before a period
+# that say whose grant a removal in it ends, and when it was found
 GRANT_REASONS = ("terminated", "ineligible", "review")  # a grant revoked for one of these is a removal
 
 
