@@ -16,7 +16,8 @@ from pathlib import Path
 
 from bot.bootstrap import App
 from bot.evidence_commands import write_pack
-from handlers.evidence import Period
+from bot.signing import signer_from
+from handlers.evidence import Period, create_private
 from handlers.evidence_schedule import Delivered, EvidenceTarget, file_name, run_due
 from store.deliveries import SqlDeliveryStore
 from store.evidence_queries import SqlEvidenceSource
@@ -39,7 +40,9 @@ class Builder:
 
     async def pack(self, period: Period, folder: Path) -> Path:
         sla = self.app.deps.policy.schedule.termination_sla.total_seconds() / 3600
-        summary = await write_pack(self.app.store, period, folder / file_name("quarterly", period), sla_hours=sla)
+        signer = signer_from(self.app.settings.env)  # a bad key is a failed delivery, retried and reported
+        summary = await write_pack(self.app.store, period, folder / file_name("quarterly", period), sla_hours=sla,
+                                   signer=signer)
         return summary.path
 
     async def admin_csv(self, period: Period, profiles: Sequence[str], folder: Path) -> Path:
@@ -82,7 +85,8 @@ class FolderTarget:
             self.folder.mkdir(parents=True, exist_ok=True)
             final = self.folder / name
             partial = final.with_name(final.name + ".partial")
-            shutil.copyfile(path, partial)
+            create_private(partial)
+            shutil.copyfile(path, partial)  # into the file made private: the folder may be shared
             os.replace(partial, final)
             return Delivered(item_id=str(final.resolve()), sha256=_sha256(final), size=final.stat().st_size,
                              location=str(final.resolve()))

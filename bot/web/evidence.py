@@ -9,10 +9,11 @@ from pathlib import Path
 from aiohttp import web
 
 from bot.evidence_commands import write_pack
+from bot.signing import SigningError, signer_from
 from bot.web.routes import html, page
 from bot.web.session import board, harden
 from handlers.dashboard.signin import Viewer
-from handlers.evidence import Period
+from handlers.evidence import EvidenceMismatch, Period
 
 CHUNK = 256 * 1024
 
@@ -30,11 +31,20 @@ async def evidence_pack(request: web.Request, viewer: Viewer) -> web.StreamRespo
         return html(request, "evidence.html", status=400, viewer=viewer, nav="evidence", message=str(exc))
     b = board(request)
     deps = b.app.deps
+    try:
+        signer = signer_from(b.app.settings.env)  # signed like every pack the bot writes (docs/audit-integrity.md)
+    except SigningError as exc:
+        return html(request, "evidence.html", status=500, viewer=viewer, nav="evidence",
+                    message=f"No evidence pack written: {exc}.")
     folder = Path(tempfile.mkdtemp(prefix="accessbot-pack-"))
     try:
         name = f"evidence-{period.start}-{period.end}.zip"
         sla = deps.policy.schedule.termination_sla.total_seconds() / 3600
-        summary = await write_pack(b.app.store, period, folder / name, sla_hours=sla)
+        try:
+            summary = await write_pack(b.app.store, period, folder / name, sla_hours=sla, signer=signer)
+        except EvidenceMismatch as exc:  # the database contradicts the chain: no rows that say otherwise
+            return html(request, "evidence.html", status=409, viewer=viewer, nav="evidence",
+                        message=f"No evidence pack written: {exc}.")
         async with deps.store.write() as repo:
             await repo.append("evidence.exported", actor=viewer.email, ts=deps.now(), data={
                 "from": period.start.isoformat(), "to": period.end.isoformat(), "file": name,
