@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.settings import Settings
+from handlers.evidence import create_private
 
 
 def _fail(message: str) -> int:
@@ -81,7 +82,10 @@ def write_report(settings: Settings, campaign: str, out: Path) -> int:
                                     "ACCESSBOT_SIGNING_CERT), so nothing shows whether this file was changed.")
         how = "unsigned (no signing key set)"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(data)
+    partial = out.with_name(out.name + ".partial")
+    create_private(partial)  # 0600: the certification names people and their access
+    partial.write_bytes(data)
+    partial.replace(out)
     print(f"wrote {out}: {view.review_id}, {view.items} items, {view.decided} decided, snapshot sha256 "
           f"{view.snapshot_sha256}, chain head {view.chain_head}; {how}")
     return 0

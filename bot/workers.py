@@ -115,10 +115,11 @@ def supervise(settings: Settings, count: int) -> int:
     try:
         for i in range(count):
             read_fd, write_fd = os.pipe()
-            env = {**os.environ, WORKER_ENV: str(i), READY_FD_ENV: str(write_fd)}
-            cmd = [sys.executable, "-m", "bot.cli", "serve", "--workers", "1", "--database-url",
-                   settings.database_url, "--policy", settings.policy, "--directory", settings.directory,
-                   "--host", settings.host, "--port", str(port)]
+            # the database URL (its password) through the environment: any local user reads a process's arguments
+            env = {**os.environ, WORKER_ENV: str(i), READY_FD_ENV: str(write_fd),
+                   "ACCESSBOT_DATABASE_URL": settings.database_url}
+            cmd = [sys.executable, "-m", "bot.cli", "serve", "--workers", "1", "--policy", settings.policy,
+                   "--directory", settings.directory, "--host", settings.host, "--port", str(port)]
             proc = subprocess.Popen(cmd, env=env, pass_fds=(write_fd,), start_new_session=True)
             os.close(write_fd)
             workers.append(Worker(i, proc, read_fd))

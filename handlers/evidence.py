@@ -19,6 +19,7 @@ import itertools
 import json
 import json.encoder
 import operator
+import os
 import tempfile
 import zipfile
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
@@ -210,6 +211,13 @@ def _fewer_collections() -> Iterator[None]:
         _collector["packs"] -= 1
         if _collector["packs"] == 0:
             gc.set_threshold(*_collector["thresholds"])
+
+
+def create_private(path: Path) -> None:
+    """``path`` as a new empty file only its owner may read (0600, whatever the umask): a pack or a
+    certification holds people's requests and reasons. A file or link already there is replaced."""
+    path.unlink(missing_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600))
 
 
 def _write(zf: zipfile.ZipFile, name: str, data: bytes, summary: PackSummary) -> None:
@@ -443,6 +451,7 @@ async def _build_pack(source: EvidenceSource, period: Period, out: Path, *, gene
     rows = spilling(tracking(rules.Rows))(start_ts, end_ts)
     folded = frozenset(rules.FOLDED)
     tmp = out.with_suffix(out.suffix + ".partial")
+    create_private(tmp)
     try:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
             with _Member(zf, "audit_earlier.jsonl", summary) as member:
