@@ -42,7 +42,8 @@ def cmd_evidence_export(args: argparse.Namespace) -> int:
 def cmd_evidence_verify(args: argparse.Namespace) -> int:
     from bot.pack_check import check_pack
 
-    ok, lines = check_pack(Path(args.pack), Path(args.cert) if args.cert else None)
+    ok, lines = check_pack(Path(args.pack), Path(args.cert) if args.cert else None,
+                           [Path(p) for p in args.earlier or []])
     print("\n".join(lines))
     return 0 if ok else 1
 
@@ -69,6 +70,8 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> Non
     ve.add_argument("pack", metavar="PACK.zip", help="the pack, or the folder it was unpacked into")
     ve.add_argument("--cert", metavar="FILE.pem", help="the certificate the pack must be signed with (your own "
                     "copy, not the one inside the pack): required signature")
+    ve.add_argument("--earlier", action="append", metavar="PACK.zip", help="a pack of an earlier period "
+                    "(repeat, back to the oldest needed): ties the events before the period to the chain")
     ve.set_defaults(func=cmd_evidence_verify)
 
     r = sub.add_parser("report", help="compliance reports: drift, terminations, access, trends")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
@@ -24,17 +25,24 @@ def verifier_module() -> ModuleType:
     return module
 
 
-def check_pack(pack: Path, cert: Path | None) -> tuple[bool, list[str]]:
-    """(ok, lines to print). With ``cert``, the pack must be signed by exactly that certificate."""
+def check_pack(pack: Path, cert: Path | None, earlier: Sequence[Path] = ()) -> tuple[bool, list[str]]:
+    """(ok, lines to print). With ``cert``, the pack must be signed by exactly that certificate; ``earlier``
+    packs tie the events before the period (audit_earlier.jsonl) to the chain."""
     verifier = verifier_module()
-    try:
-        files = verifier.load(pack)
-    except (OSError, ValueError) as exc:
-        return False, [f"FAIL cannot read {pack}: {exc}"]
+    given = []
+    for path in (pack, *earlier):
+        try:
+            given.append((str(path), verifier.load(path)))
+        except (OSError, ValueError) as exc:
+            return False, [f"FAIL cannot read {path}: {exc}"]
+    files = given.pop(0)[1]
     problems = verifier.verify(files)
+    notes: list[str] = []
+    if not problems:
+        problems, notes = verifier.tie_earlier(files, given)
     lines = [f"FAIL {p}" for p in problems]
     if not problems:
-        lines.append(verifier.OK)
+        lines += [verifier.OK, *notes]
     try:
         manifest = json.loads(files["manifest.json"])
     except (KeyError, ValueError, RecursionError):

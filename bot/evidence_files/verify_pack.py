@@ -2,14 +2,19 @@
 """Verify an accessbot evidence pack with nothing but the Python standard library.
 
     python3 verify_pack.py pack.zip        (or run it inside the unpacked pack's folder)
+    python3 verify_pack.py pack.zip earlier-pack.zip ...   (also ties audit_earlier.jsonl to the chain)
 
-Checks: every file's SHA-256 against manifest.json, the CSV row counts, and the audit chain
+Checks: every file's SHA-256 against manifest.json, that no file every pack holds is missing, the
+CSV row counts, each policy/ file against the versions the manifest lists, and the audit chain
 segment in audit.jsonl: seq without gaps from audit.first_seq, each prev_hash the hash of the
 event before (the first one audit.prev_hash), and each hash = sha256(prev_hash +
 canonical_json(event without "hash")), canonical JSON being json.dumps(obj, sort_keys=True,
-separators=(",", ":"), ensure_ascii=False) in UTF-8. Then every row of requests.csv,
-approvals.csv, grants.csv and exceptions.csv is derived again from audit_earlier.jsonl and
-audit.jsonl (the rules below) and compared: the first file and row that differ are named.
+separators=(",", ":"), ensure_ascii=False) in UTF-8; each line is exactly canonical_json(event).
+Then every row of requests.csv, approvals.csv, grants.csv and exceptions.csv is derived again
+from audit_earlier.jsonl and audit.jsonl (the rules below) and compared: the first file and row
+that differ are named. The events of audit_earlier.jsonl (before the period) are each checked
+against their own hash; what ties them to the chain is the pack's signature, or the earlier
+periods' packs, whose audit.jsonl holds them with the same hash.
 It says whether manifest.json is signed and how to check the signature with openssl.
 Exit 0 when everything holds, 1 otherwise: a file that is no zip, a member twice in the zip or a
 field of the wrong type (text where a number belongs, a list where an object does, a time that is
@@ -71,6 +76,11 @@ def verify(files):
             problems.append(f"{name}: SHA-256 does not match the manifest")
     for name in sorted(set(files) - set(manifest.get("files", {})) - {"manifest.json", SIGNATURE}):
         problems.append(f"{name}: not listed in the manifest")
+    derived = manifest["rows"].get("files")
+    derived = [str(n) for n in derived] if isinstance(derived, list) else []
+    for name in sorted({*REQUIRED, *ROW_FILES, *derived} - set(files)):
+        problems.append(f"{name}: missing (every pack holds it)")
+    problems += policy_problems(files, manifest)
     signature = manifest.get("signature")
     if signature is not None and SIGNATURE not in files:
         problems.append(f"{SIGNATURE}: manifest.json says the pack is signed, but the signature file is missing")
@@ -115,6 +125,10 @@ def verify(files):
         if event.get("prev_hash") != prev:
             problems.append(f"audit.jsonl seq {seq}: prev_hash does not match the event before")
             break
+        if line != canonical_line(event):
+            problems.append(f"audit.jsonl line {number}: not in canonical form (§3.5), so its bytes may say "
+                            "other than what its hash covers (a key twice, spacing, escapes)")
+            break
         if hashlib.sha256((prev + canonical).encode("utf-8")).hexdigest() != event.get("hash"):
             problems.append(f"audit.jsonl seq {seq}: hash does not match its content")
             break
@@ -147,6 +161,7 @@ GRANT_COLUMNS = ["request_id", "user", "profile", "provider", "group", "started_
 EXCEPTION_COLUMNS = [*REQUEST_COLUMNS, "approvers"]
 ROW_FILES = {"requests.csv": REQUEST_COLUMNS, "approvals.csv": APPROVAL_COLUMNS, "grants.csv": GRANT_COLUMNS,
              "exceptions.csv": EXCEPTION_COLUMNS}
+REQUIRED = ("audit.jsonl", "audit_earlier.jsonl", "removals.csv")  # with ROW_FILES, in every pack
 ENDED = {"grant.expired": "expired", "grant.released": "released", "grant.revoked": "revoked"}
 # events that make a row even when the pack does not hold the request's submission
 KEEPS_UNKNOWN = frozenset({"approval.granted", "approval.denied", "grant.provisioned", *ENDED})
@@ -190,9 +205,13 @@ def manifest_problem(manifest: object) -> str | None:
         return "audit.first_seq is not a number"
     if not isinstance(manifest.get("signature", {}), (dict, type(None))):
         return "signature is not a JSON object"
+    if not isinstance(manifest.get("rows"), dict):
+        return "no rows block: nothing would check that the CSV rows follow from the audit events"
+    if not isinstance(manifest.get("policy_versions", []), list) or not all(
+            isinstance(v, dict) and isinstance(v.get("sha256"), str) for v in manifest.get("policy_versions", [])):
+        return "policy_versions is not a list of {version, sha256}"
     period = manifest.get("period")
-    if "rows" in manifest and not (isinstance(period, dict) and is_date(period.get("from"))
-                                   and is_date(period.get("to"))):
+    if not (isinstance(period, dict) and is_date(period.get("from")) and is_date(period.get("to"))):
         return f"period is not two dates (YYYY-MM-DD): {period!r}"
     return None
 
@@ -342,6 +361,8 @@ def read_events(files, name, problems):
             problems.append(f"{name} line {number}: not JSON")
             return None
         problem = event_problem(event)
+        if not problem and line != canonical_line(event):
+            problem = "not in canonical form (§3.5), so its bytes may say other than what its hash covers"
         if problem:
             where = f"line {number}" if not isinstance(event, dict) else f"line {number} (seq {event.get('seq')})"
             problems.append(f"{name} {where}: {problem}")
@@ -355,6 +376,29 @@ def csv_rows(text: str) -> list[list[str]]:
     return list(csv.reader(io.StringIO(text)))
 
 
+def canonical_line(event):
+    """The one way an event is written (§3.5): sorted keys, no spaces, UTF-8 as is."""
+    return json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def policy_problems(files, manifest):
+    """Each policy/ file is a version the manifest lists, byte for byte (its SHA-256), each listed version
+    is there, and every request and grant row names one of them (checked in verify_rows)."""
+    problems = []
+    listed = {v["sha256"]: v for v in manifest.get("policy_versions", [])}
+    held = set()
+    for name in sorted(n for n in files if n.startswith("policy/")):
+        digest = hashlib.sha256(files[name]).hexdigest()
+        if digest not in listed:
+            problems.append(f"{name}: its SHA-256 is not one of the manifest's policy_versions")
+        elif not name.endswith(f"-{digest[:12]}.yaml"):
+            problems.append(f"{name}: its name does not end with its SHA-256 ({digest[:12]})")
+        held.add(digest)
+    for sha in sorted(set(listed) - held):
+        problems.append(f"policy/: version {listed[sha].get('version')} ({sha[:12]}) is listed but not in the pack")
+    return problems
+
+
 def self_hash_ok(event):
     body = {k: v for k, v in event.items() if k != "hash"}
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -364,8 +408,6 @@ def self_hash_ok(event):
 def verify_rows(files, manifest):
     """Problems: the first row of each CSV file that the audit events do not give."""
     problems = []
-    if "rows" not in manifest:
-        return problems  # a pack made before the rows were derived from the events
     audit = manifest.get("audit", {})
     earlier = read_events(files, "audit_earlier.jsonl", problems)
     events = read_events(files, "audit.jsonl", problems)
@@ -388,6 +430,12 @@ def verify_rows(files, manifest):
     approvals = [row for row in (rows.feed(event) for event in events) if row is not None]
     derived = {"requests.csv": list(rows.request_rows()), "approvals.csv": approvals,
                "grants.csv": list(rows.grant_rows()), "exceptions.csv": list(rows.request_rows("exception"))}
+    listed = {v["sha256"] for v in manifest.get("policy_versions", [])}
+    for name in ("requests.csv", "grants.csv"):
+        for row in derived[name]:
+            if row["policy_sha256"] and row["policy_sha256"] not in listed:
+                problems.append(f"{name} {row['request_id']}: policy {row['policy_sha256'][:12]} is not in policy/")
+                break
     for name, columns in ROW_FILES.items():
         if name not in files:
             continue
@@ -430,6 +478,47 @@ def first_difference(name, columns, found, derived):
         return f"{name} row {len(found) + 1}: missing {derived[len(found)]['request_id']}, which the audit events hold"
     return None
 
+def tie_earlier(files, earlier):
+    """(problems, notes): audit_earlier.jsonl's events against the chain segments of the earlier packs
+    given (name, files). Only the packs whose segments run unbroken back from this pack's
+    audit.prev_hash tie anything: each segment verified, its head_hash the prev_hash of the next."""
+    problems, segments = [], []
+    for name, other in earlier:
+        found = verify(other)
+        if found:
+            problems.append(f"{name}: does not verify ({found[0]})")
+            continue
+        audit = json.loads(other["manifest.json"]).get("audit", {})
+        if audit.get("first_seq") is not None:
+            segments.append((name, audit, read_events(other, "audit.jsonl", [])))
+    events = read_events(files, "audit_earlier.jsonl", []) or []
+    if problems or not events:
+        return problems, []
+    audit = json.loads(files["manifest.json"]).get("audit", {})
+    first = audit.get("first_seq")  # None: no event in the period, nothing to run back from
+    want_last, want_head, known = (first - 1 if isinstance(first, int) else None), audit.get("prev_hash"), {}
+    for name, other, lines in sorted(segments, key=lambda x: -x[1]["last_seq"]):
+        if other["last_seq"] == want_last and other["head_hash"] == want_head:
+            known.update({e["seq"]: (e["hash"], name) for e in lines or []})
+            want_last, want_head = other["first_seq"] - 1, other["prev_hash"]
+    tied = 0
+    for event in events:
+        if event["seq"] in known:
+            digest, name = known[event["seq"]]
+            if digest != event.get("hash"):
+                problems.append(f"audit_earlier.jsonl seq {event['seq']}: differs from that event in {name}")
+                return problems, []
+            tied += 1
+    notes = [f"audit_earlier.jsonl: {len(events)} events from before the period, each checked against its own hash"]
+    if tied == len(events):
+        notes.append("  all of them are in the earlier packs given, whose chain segments run unbroken to this one")
+    else:
+        notes.append(f"  {len(events) - tied} of them not tied to the chain: the pack's signature vouches for them,"
+                     " or give the packs of the periods before, back to the oldest: verify_pack.py PACK.zip"
+                     " EARLIER.zip ...")
+    return problems, notes
+
+
 def signature_note(files):
     """What an auditor needs to know about the signature, which the standard library cannot check."""
     signature = json.loads(files["manifest.json"]).get("signature")
@@ -450,18 +539,24 @@ def signature_note(files):
 
 def main(argv: list[str]) -> int:
     target = argv[1] if len(argv) > 1 else "."
-    try:
-        files = load(target)
-    except (OSError, ValueError) as exc:
-        print(f"FAIL cannot read {target}: {exc}")
-        return 1
+    earlier = []
+    for name in [target, *argv[2:]]:
+        try:
+            earlier.append((name, load(name)))
+        except (OSError, ValueError) as exc:
+            print(f"FAIL cannot read {name}: {exc}")
+            return 1
+    files = earlier.pop(0)[1]
     problems = verify(files)
+    notes = []
+    if not problems:
+        problems, notes = tie_earlier(files, earlier)
     for p in problems:
         print("FAIL", p)
     if problems:
         return 1
     print(OK)
-    print("\n".join(signature_note(files)))
+    print("\n".join([*notes, *signature_note(files)]))
     return 0
 
 
