@@ -48,6 +48,14 @@ _NEGATION = re.compile(r"\b(?:no\s+longer|not|never|no\s+more|any\s*more|don'?t|
                        r"do\s+not|does\s+not|without|stop|no\s+need)\b|n[’']t\b", re.IGNORECASE)
 _ENDING = re.compile(r"\b(?:release|releasing|remove|removing|revoke|revoking|drop|dropping|give\s+up|"
                      r"end|ending|cancel|cancelling|done\s+with|finished\s+with|return|returning)\b", re.IGNORECASE)
+_ENDED = (r"(?:released|removed|revoked|dropped|ended|cancell?ed|deleted|disabled|expired|withdrawn|terminated|"
+          r"taken\s+(?:away|back|off)|gone)")
+# a reason that is about the access itself ending ("... to be revoked", "so that it gets removed", "to end now"):
+# the sentence asks for an end, not for the access (SPEC §4.1)
+_ENDS_IT = re.compile(
+    rf"(?:\b(?:be|been|being|is|are|was|get|gets|got|getting|have\s+it|has\s+it)\s+(?:\w+\s+)?{_ENDED}\b"
+    rf"|\b(?:it|this|that|them|access|grant|(?:my|the)\s+(?:access|grant|rights?))\s+(?:\w+\s+)?{_ENDED}\b"
+    r"|^(?:end|stop|expire|finish|terminate|go\s+away|lapse)\b)", re.IGNORECASE)
 _QUESTION_START = re.compile(r"^(?:do|does|did|is|are|was|were|am|should|shall|who|whom|whose|what|which|why|"
                              r"how|when|where|whether|has|have|had|will|would|can|could|may|might|must)\b",
                              re.IGNORECASE)
@@ -101,6 +109,9 @@ def free_request(text: str, profile_ids: Iterable[str]
         if late:
             duration, reason = late.group("duration"), reason[: late.start()]
     reason = reason.strip().rstrip("?!.").strip() if reason else None
+    if reason and _ENDS_IT.search(reason):
+        return NotActed(f"nothing was requested: this reads as asking for {profile} to end. To end a grant you "
+                        f"hold, say `release REQ-n` (`mine` lists yours); {_how_to_ask(profile)}")
     return profile, (duration.strip() if duration else None), (reason or None)
 
 
