@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -99,7 +100,8 @@ def test_a_process_that_outlived_its_lease_does_not_overwrite_the_repair(crash_w
     world.chat("mark.mgr@example.com", "approve REQ-1")
     assert world.state(1) == "active"
     graph.writes_only = True
-    graph.slow_next(1, seconds=6 * HOLD, then_status=403)  # held past the lease, then refused for good
+    answer = threading.Event()
+    graph.slow_next(1, then_status=403, until=answer)  # held past the lease and the repair, then refused for good
     cmd = [sys.executable, "-m", "bot.cli", "chat", "--as", BOB, "--database-url", world.db,
            "--policy", str(world.files.policy), "--directory", str(world.files.directory)]
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("ACCESSBOT_", "SLACK_", "Microsoft"))}
@@ -117,10 +119,12 @@ def test_a_process_that_outlived_its_lease_does_not_overwrite_the_repair(crash_w
             world.wait_for_leases()  # lease not yet run out by its own clock: the next sweep repairs it
             world.sweep()
         assert [(o[0], o[1], o[2]) for o in world.ops(1)] == [("add", "done", 1), ("remove", "done", 2)]
+        answer.set()  # only now does the slow process hear its refusal
         slow.wait(timeout=60)
         assert slow.stderr is not None
         err = slow.stderr.read()
     finally:
+        answer.set()
         if slow.poll() is None:
             slow.kill()
             slow.wait()

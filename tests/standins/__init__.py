@@ -41,6 +41,7 @@ class Fault:
     retry_after: float | None = None
     seconds: float = 0.0
     then_fail: bool = False  # "slow": after the wait, answer ``status`` instead of doing the work
+    until: threading.Event | None = None  # "slow": hold until the test sets it (at most 120 s), not ``seconds``
 
 
 @dataclass
@@ -134,9 +135,12 @@ class StandIn:
     def fail_next(self, n: int = 1, status: int = 429, retry_after: float | None = 1) -> None:
         self.faults.push(Fault("status", status=status, retry_after=retry_after), n)
 
-    def slow_next(self, n: int = 1, seconds: float = 5.0, then_status: int | None = None) -> None:
-        """Hold the next ``n`` requests for ``seconds``; then do the work, or answer ``then_status``."""
-        fault = Fault("slow", seconds=seconds, status=then_status or 503, then_fail=then_status is not None)
+    def slow_next(self, n: int = 1, seconds: float = 5.0, then_status: int | None = None,
+                  until: threading.Event | None = None) -> None:
+        """Hold the next ``n`` requests for ``seconds`` (or until ``until`` is set); then do the work, or
+        answer ``then_status``."""
+        fault = Fault("slow", seconds=seconds, status=then_status or 503, then_fail=then_status is not None,
+                      until=until)
         self.faults.push(fault, n)
 
     def drop_next(self, n: int = 1) -> None:
@@ -209,7 +213,9 @@ class StandIn:
                 if request.transport is not None:
                     request.transport.abort()
                 raise asyncio.CancelledError
-            if fault.kind == "slow":
+            if fault.kind == "slow" and fault.until is not None:
+                await asyncio.to_thread(fault.until.wait, 120)
+            elif fault.kind == "slow":
                 await asyncio.sleep(fault.seconds)
             if fault.kind == "status" or (fault.kind == "slow" and fault.then_fail):
                 resp = self.fault_response(fault, request)
