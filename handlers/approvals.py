@@ -150,9 +150,12 @@ async def _decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str
         if not in_chain(record):
             return Reply(text=f"{record.ref} is {record.state}: there is nothing to decide.", ok=False,
                          kind="request", request=await request_view(deps, record), rule="not-open"), visible
-        if not chain or record.step >= len(chain):
-            await _fail(repo, record, f"step {record.step + 1}: unknown", now)
-            return Reply(text=f"{record.ref} can no longer be decided; it failed.", ok=False), visible
+        if not chain or record.step >= len(chain):  # e.g. the requester is not found at the IdP right now: a
+            # click changes nothing (SPEC §3.6: a person the IdP no longer finds loses nothing at once); the sweep
+            # ends it once they are a confirmed leaver
+            return Reply(text=f"{record.ref} cannot be decided right now: its approvers at step {record.step + 1} "
+                         "cannot be worked out (the requester or the step's approvers are not found at the identity "
+                         "provider). It stays pending.", ok=False, kind="refusal", rule="chain-unavailable"), visible
         this_round = [d for d in decisions if d.round == record.round]
         earlier = {d.approver for d in this_round if d.step < record.step and d.decision == "approved"}
         submitter = await filed_by(repo, record)  # who filed a drift accept counts as its requester
