@@ -53,7 +53,42 @@ async def identify(app: App, client: AsyncWebClient, user_id: str | None) -> Per
     email = str((user.get("profile") or {}).get("email") or "").strip().lower()
     if not email or "@" not in email:
         return None
-    return await app.service.identify(email)
+    person = await app.service.identify(email)
+    if person is None:
+        return None
+    # the email a Slack profile shows proves nothing by itself (a Slack Connect user of another organisation,
+    # a second account): it names the person only when it is that person's own account in this workspace
+    if person.slack_id and person.slack_id != user_id:
+        log.warning("slack account is not the one linked to the person", user=user_id, email=email)
+        return None
+    if not person.slack_id and await own_account(app, client, email) != user_id:
+        log.warning("slack account is not the workspace's account for that email", user=user_id, email=email)
+        return None
+    return person
+
+
+async def own_account(app: App, client: AsyncWebClient, email: str) -> str | None:
+    """The Slack user id this workspace gives ``email`` (``users.lookupByEmail``), remembered: the address book
+    the notifier keeps, or one look-up. None when Slack does not say."""
+    known: dict[str, str] = app.state.setdefault("slack_accounts", {})
+    if email in known:
+        return known[email]
+    async with app.store.read() as repo:
+        address = await repo.address(CHANNEL, email)
+    uid = (address or {}).get("user")
+    if not uid:
+        try:
+            found = await client.users_lookupByEmail(email=email)
+        except SlackApiError as exc:
+            log.info("users.lookupByEmail failed", email=email, error=str(exc.response.get("error")))
+            return None
+        uid = (found.get("user") or {}).get("id")
+    if isinstance(uid, str) and uid:
+        if len(known) >= 10_000:
+            known.clear()
+        known[email] = uid
+        return uid
+    return None
 
 
 class AddressBook:
