@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from handlers.chains import ResolvedStep, first_unsatisfiable, resolve_chain
@@ -93,14 +93,23 @@ async def submit(deps: Deps, actor: Person, cmd: RequestAccess, *, forms: bool =
                                 profile=profile.id)
         limit = profile.max_duration
     duration, reason, ticket, problems = _fields(profile, cmd, limit, exc_hint)
-    if problems and forms:
-        return _form(deps, actor, cmd, tuple(p.field for p in problems if p.missing),
-                     {p.field: p.text for p in problems if not p.missing})
-    if problems:
-        first = problems[0]
+    wrong = [p for p in problems if not p.missing]
+    if wrong:  # refused for what it says (over the maximum, not a duration, a bad ticket): recorded, rule named,
+        # on every channel; the chat channels also show the form to correct it (SPEC §3.1)
+        first = wrong[0]
         data = {"duration": format_duration(duration), "max": format_duration(limit)} \
             if first.rule == "duration>max" else None
-        return await refuse(deps, who, first.rule, first.text + first.more, profile=profile.id, data=data)
+        refusal = await refuse(deps, who, first.rule, first.text + first.more, profile=profile.id, data=data)
+        if not forms:
+            return refusal
+        form = _form(deps, actor, cmd, tuple(p.field for p in problems if p.missing),
+                     {p.field: p.text for p in wrong})
+        return replace(form, text=f"{refusal.text} Correct it in the form.", rule=first.rule)
+    if problems and forms:
+        return _form(deps, actor, cmd, tuple(p.field for p in problems), {})
+    if problems:
+        first = problems[0]
+        return await refuse(deps, who, first.rule, first.text + first.more, profile=profile.id)
     auto = None if cmd.exception else auto_approve_rule(profile, actor, duration, held)
     steps = profile.exception.approval if (cmd.exception and profile.exception) else profile.approval
     chain = [] if auto else await resolve_chain(steps, policy=policy, profile=profile, requester=actor,
