@@ -47,12 +47,16 @@ def _ticket(profile: Profile, given: str | None, reason: str | None) -> tuple[st
         return (given or find_ticket(reason)), None
     candidates = [given] if given else []
     candidates += re.findall(r"[A-Za-z0-9][A-Za-z0-9_.:/#-]{0,62}", reason or "")
+    # a ticket-shaped word the grammar picked out of the reason ("UTF-8") was not given as a ticket: only one
+    # typed in the ticket field is refused for not matching
+    typed = given if given and not re.search(rf"(?<![A-Za-z0-9]){re.escape(given)}(?![A-Za-z0-9])",
+                                             reason or "") else None
     if rule.pattern:
         for c in candidates:
             if c and re.fullmatch(rule.pattern, c):
                 return c, None
-        if given:
-            return None, f"ticket {given!r} does not match {rule.pattern}"
+        if typed:
+            return None, f"ticket {typed!r} does not match {rule.pattern}"
     elif candidates and given:
         return given, None
     if rule.required:
@@ -232,7 +236,7 @@ def _fields(profile: Profile, cmd: RequestAccess, limit: timedelta, exc_hint: st
     ticket, ticket_problem = (None, too_long("ticket", cmd.ticket)) if too_long("ticket", cmd.ticket) \
         else _ticket(profile, cmd.ticket, reason)
     if ticket_problem:
-        missing = not cmd.ticket and not ticket_problem.startswith("ticket")
+        missing = not ticket_problem.startswith("ticket")  # "a ticket is required": ask for it
         problems.append(Problem("ticket", "ticket", ticket_problem, missing=missing,
                                 more=" — put the ticket id in the reason."))
     return duration, reason, ticket, problems
