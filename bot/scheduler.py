@@ -17,7 +17,6 @@ from apscheduler.triggers.cron import CronTrigger
 
 from bot.bootstrap import App
 from handlers.anchors import anchor_head
-from handlers.compliance.movers import revoke_ineligible
 from handlers.context import Deps
 from handlers.grants import run_due_ops
 from handlers.origin import acting_via
@@ -26,8 +25,10 @@ from handlers.sweeps import (
     detect_drift,
     expire_due,
     forget_seen_events,
+    leavers_and_movers,
     remind_pending,
-    terminate_inactive,
+    review_timers,
+    start_reviews,
     warn_expiring,
 )
 
@@ -66,12 +67,14 @@ async def _run(deps: Deps, name: str, report: SweepReport) -> None:
         report.repaired = await run_due_ops(deps)
         await expire_due(deps, report)
         await warn_expiring(deps, report)
-    elif name == "termination":
-        await terminate_inactive(deps, report)
-        await revoke_ineligible(deps, report)
+    elif name == "termination":  # leavers and movers together against the brake, as `accessbot sweep` counts them
+        await leavers_and_movers(deps, report)
     elif name == "reminders":
         await remind_pending(deps, report)
         await forget_seen_events(deps)
+    elif name == "reviews":  # scheduled campaigns start; open ones remind, escalate and close (SPEC §7)
+        await start_reviews(deps, report)
+        await review_timers(deps, report)
     elif name == "drift":
         await detect_drift(deps, report)
 
@@ -118,6 +121,8 @@ def attach_scheduler(web_app: web.Application, app: App) -> None:
                           next_run_time=now, **common)
         scheduler.add_job(run_sweep, "interval", seconds=max(interval, 60), args=[app, "reminders"],
                           id="reminders", next_run_time=now, **common)
+        scheduler.add_job(run_sweep, "interval", seconds=max(interval, 60), args=[app, "reviews"],
+                          id="reviews", next_run_time=now, **common)
         scheduler.add_job(run_sweep, CronTrigger.from_crontab(schedule.drift_cron, timezone="UTC"),
                           args=[app, "drift"], id="drift", **common)
         if app.deps.policy.evidence.enabled:  # due dates and retries live in the store

@@ -224,28 +224,45 @@ async def sweep(deps: Deps, *, dry_run: bool = False, drift: bool = True) -> Swe
     if not dry_run:
         report.repaired = await run_due_ops(deps)
     await expire_due(deps, report)
-    leaving, moving = await plan_leavers(deps, report), await plan_movers(deps, report)
-    together = len(leaving[1]) + len(moving[0])  # one sweep's removals count together against the brake
-    await terminate_inactive(deps, report, leaving, together)
-    await revoke_ineligible(deps, report, moving, together)
+    await leavers_and_movers(deps, report)
     await remind_pending(deps, report)
     await warn_expiring(deps, report)
     if drift:
         await detect_drift(deps, report)
-    from handlers.reviews.progress import run_review_timers  # the review timers (SPEC §7)
-    from handlers.reviews.timers import start_scheduled
-
-    started, failed = await start_scheduled(deps, report.as_of, dry_run=dry_run)
-    report.reviews_started += started
-    report.failed += failed
+    await start_reviews(deps, report)
     if not dry_run:
         await forget_seen_events(deps)
     if not dry_run:
         await anchor_head(deps, as_of=report.as_of, failed=report.failed)
-    timers = await run_review_timers(deps, report.as_of, dry_run=dry_run)
+    await review_timers(deps, report)
+    return report
+
+
+async def leavers_and_movers(deps: Deps, report: SweepReport) -> None:
+    """The leavers' and the movers' removals of one sweep, counted together against the safety brake (SPEC §3.6):
+    what ``accessbot sweep`` and the server's termination job both run."""
+    leaving, moving = await plan_leavers(deps, report), await plan_movers(deps, report)
+    together = len(leaving[1]) + len(moving[0])
+    await terminate_inactive(deps, report, leaving, together)
+    await revoke_ineligible(deps, report, moving, together)
+
+
+async def start_reviews(deps: Deps, report: SweepReport) -> None:
+    """The scheduled review campaigns due as of the sweep's instant (SPEC §7)."""
+    from handlers.reviews.timers import start_scheduled
+
+    started, failed = await start_scheduled(deps, report.as_of, dry_run=report.dry_run)
+    report.reviews_started += started
+    report.failed += failed
+
+
+async def review_timers(deps: Deps, report: SweepReport) -> None:
+    """The open campaigns' reminders, escalations and closes as of the sweep's instant (SPEC §7)."""
+    from handlers.reviews.progress import run_review_timers
+
+    timers = await run_review_timers(deps, report.as_of, dry_run=report.dry_run)
     report.reviews_reminded += timers.reminded
     report.reviews_escalated += timers.escalated
     report.reviews_closed += timers.closed
     report.paused += timers.paused
     report.failed += timers.failed
-    return report

@@ -105,14 +105,14 @@ async def plan_leavers(deps: Deps, report: SweepReport) -> tuple[Due, list[str],
     return due, removals, complete
 
 
-async def terminate_inactive(deps: Deps, report: SweepReport, plan: tuple[Due, list[str], bool] | None = None,
-                             together: int | None = None) -> None:
+async def terminate_inactive(deps: Deps, report: SweepReport, plan: tuple[Due, list[str], bool],
+                             together: int) -> None:
     """Revoke every grant and remove every other managed membership of each leaver (``plan``: as
     :func:`plan_leavers` found them; ``together``: the sweep's removals, leavers and movers, for the brake)."""
     from handlers.sweeps import _end  # ending a grant is shared with expiry and revoke
 
     now = deps.now()
-    due, removals, complete = plan if plan is not None else await plan_leavers(deps, report)
+    due, removals, complete = plan
     if not await may_remove(deps, len(removals), removals, "terminated", dry_run=report.dry_run,
                             together=together, complete=complete):
         report.paused += len(removals)

@@ -49,13 +49,12 @@ async def plan_movers(deps: Deps, report: SweepReport) -> tuple[list[tuple[Reque
 
 
 async def revoke_ineligible(deps: Deps, report: SweepReport,
-                            plan: tuple[list[tuple[RequestRecord, str]], bool] | None = None,
-                            together: int | None = None) -> None:
+                            plan: tuple[list[tuple[RequestRecord, str]], bool], together: int) -> None:
     """Revoke each standard grant whose (active) holder the profile no longer admits (``plan``: as
     :func:`plan_movers` found them; ``together``: the sweep's removals, leavers and movers, for the brake)."""
     from handlers.sweeps import _end  # ending a grant is shared with expiry and revoke
 
-    due, complete = plan if plan is not None else await plan_movers(deps, report)
+    due, complete = plan
     due = [(r, why) for r, why in due if r.requester not in report.terminated]
     sample = [f"{r.requester} from {r.provider}/{r.group} ({r.ref})" for r, _ in due]
     if not await may_remove(deps, len(due), sample, "ineligible", dry_run=report.dry_run, together=together,
