@@ -246,10 +246,15 @@ async def _final(deps: Deps, repo: Repository, record: RequestRecord, actor: str
     if record.round > 0 and record.ext_duration is not None and record.expires_at is not None:
         # the holder is judged again when the last approval lands: an approver cannot extend
         # access the holder has lost meanwhile
-        why = await extension_refusal(deps, policy, record, await deps.person(record.requester))
+        # a grant whose expiry passed before the last approval ended then (SPEC §3.4), whether or not a sweep has
+        # recorded it yet: an extension cannot bring it back
+        why = "expired" if record.expires_at <= now else \
+            await extension_refusal(deps, policy, record, await deps.person(record.requester))
         if why is not None:
             await _fail(repo, record, why, now)
-            text = f"The extension of {record.ref} failed: {why}. The grant keeps its expiry."
+            text = (f"The extension of {record.ref} failed: the grant expired at {_ts(record.expires_at)}, before "
+                    "the extension was approved. Request the access again." if why == "expired" else
+                    f"The extension of {record.ref} failed: {why}. The grant keeps its expiry.")
             notices.append(Notice(record.requester, "status", text, record.id))
             return text, None
         limit = profile.exception.max_duration if (record.kind == "exception" and profile and profile.exception) \
@@ -428,6 +433,9 @@ async def extend(deps: Deps, actor: str, n: int, duration_text: str | None, reas
     if record.state != ACTIVE or record.expires_at is None:
         return Reply(text=f"{record.ref} is {record.state}: only an active grant can be extended.", ok=False,
                      kind="refusal", rule="not-active")
+    if record.expires_at <= now:  # ended at its expiry, even if no sweep has recorded it yet (SPEC §3.4)
+        return Reply(text=f"{record.ref} expired at {_ts(record.expires_at)}: an ended grant cannot be extended. "
+                     f"Request {record.profile} again.", ok=False, kind="refusal", rule="expired")
     if record.extension_pending:
         return Reply(text=f"An extension of {record.ref} is already waiting for approval.", ok=False,
                      kind="refusal", rule="extension-pending")
