@@ -23,7 +23,7 @@ from handlers.context import SYSTEM, Deps
 from handlers.drift import detect_drift
 from handlers.durations import format_duration
 from handlers.grants import end_membership, run_due_ops
-from handlers.ports import Notice
+from handlers.ports import Notice, ProviderError
 from handlers.records import ACTIVE, HOLDING_STATES, PENDING, RequestRecord
 
 SEEN_EVENTS_KEPT = timedelta(days=1)
@@ -131,21 +131,26 @@ async def remind_pending(deps: Deps, report: SweepReport) -> None:
         opened = record.step_opened_at or record.submitted_at
         marker = record.round * 100 + record.step
         age = now - opened
-        chain = await _chain(deps, record)
-        if not chain or record.step >= len(chain):
+        try:  # the requester's and the approvers' look-ups: an IdP that cannot answer skips this request
+            chain = await _chain(deps, record)
+            if not chain or record.step >= len(chain):
+                continue
+            async with deps.store.read() as repo:
+                decisions = await repo.decisions(record.id or 0, record.round)
+                asked = await asked_at_open(repo, record)
+                submitter = await filed_by(repo, record)  # who filed a drift accept counts as its requester
+            earlier = {d.approver for d in decisions if d.step < record.step and d.decision == "approved"}
+            earlier |= {submitter} if submitter else set()
+            here = {d.approver for d in decisions if d.step == record.step and d.decision == "approved"}
+            # Someone the step asked who is missing from the directory may come back: the step waits for
+            # them. Someone found inactive cannot: the step fails closed.
+            missing = frozenset([a for a in sorted(asked or ()) if await deps.person(a) is None])
+            deciding = pin_step(chain[record.step], asked)
+            chain[record.step] = pin_step(chain[record.step], asked, deciding.pool | missing)
+        except ProviderError as exc:  # judged again next sweep; the rest of the sweep goes on (SPEC §5)
+            report.unchecked.append(f"{record.requester} ({record.ref}, reminders): "
+                                    f"{str(exc)[:300] or type(exc).__name__}")
             continue
-        async with deps.store.read() as repo:
-            decisions = await repo.decisions(record.id or 0, record.round)
-            asked = await asked_at_open(repo, record)
-            submitter = await filed_by(repo, record)  # who filed a drift accept counts as its requester
-        earlier = {d.approver for d in decisions if d.step < record.step and d.decision == "approved"}
-        earlier |= {submitter} if submitter else set()
-        here = {d.approver for d in decisions if d.step == record.step and d.decision == "approved"}
-        # Someone the step asked who is missing from the directory may come back: the step waits for
-        # them. Someone found inactive cannot: the step fails closed.
-        missing = frozenset([a for a in sorted(asked or ()) if await deps.person(a) is None])
-        deciding = pin_step(chain[record.step], asked)
-        chain[record.step] = pin_step(chain[record.step], asked, deciding.pool | missing)
         if not report.dry_run and open_step_unsatisfiable(chain, record.step, earlier, here) is not None:
             # An approver left since the step opened: fail closed rather than wait forever.
             async with deps.store.write() as repo:
