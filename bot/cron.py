@@ -24,8 +24,8 @@ def _day(value: str) -> int:
 def standard_weekdays(field: str) -> str:
     """A cron day-of-week field with every numeric part spelled as day names (``1-5`` → ``mon,…,fri``)."""
     field = field.strip().lower()
-    if not re.search(r"[0-9]", field):
-        return field  # names and a bare star mean the same to cron and APScheduler
+    if not re.search(r"[0-9-]", field):
+        return field  # names and a bare star mean the same to cron and APScheduler (a range may wrap: below)
     days: set[int] = set()
     for item in field.split(","):
         base, _, step = item.partition("/")
@@ -38,12 +38,15 @@ def standard_weekdays(field: str) -> str:
             low = high = _day(base)
             if step:
                 high = 6
-        days.update(range(low, high + 1, int(step) if step else 1))
+        if high < low:  # a range through the week's end ("6-0", "fri-mon") wraps round to the start
+            high += 7
+        days.update(d % 7 for d in range(low, high + 1, int(step) if step else 1))
     return ",".join(CRON_DAYS[d] for d in sorted(days))
 
 
 @lru_cache(maxsize=256)
-def _trigger(cron: str, timezone: str) -> CronTrigger:
+def cron_trigger(cron: str, timezone: str) -> CronTrigger:
+    """APScheduler's trigger for a 5-field cron expression read as cron reads it, in ``timezone``."""
     fields = cron.split()
     if len(fields) == 5:
         fields[4] = standard_weekdays(fields[4])
@@ -52,5 +55,5 @@ def _trigger(cron: str, timezone: str) -> CronTrigger:
 
 def next_cron_fire(cron: str, timezone: str, after: datetime) -> datetime | None:
     """The first instant strictly after ``after`` named by the 5-field ``cron`` read in ``timezone``."""
-    fire = _trigger(cron, timezone).get_next_fire_time(None, after + timedelta(microseconds=1))
+    fire = cron_trigger(cron, timezone).get_next_fire_time(None, after + timedelta(microseconds=1))
     return fire.astimezone(UTC) if fire is not None else None

@@ -13,9 +13,9 @@ from typing import Any
 import structlog
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.cron import CronTrigger
 
 from bot.bootstrap import App
+from bot.cron import cron_trigger
 from handlers.anchors import anchor_head
 from handlers.context import Deps
 from handlers.grants import run_due_ops
@@ -123,7 +123,7 @@ def attach_scheduler(web_app: web.Application, app: App) -> None:
                           id="reminders", next_run_time=now, **common)
         scheduler.add_job(run_sweep, "interval", seconds=max(interval, 60), args=[app, "reviews"],
                           id="reviews", next_run_time=now, **common)
-        scheduler.add_job(run_sweep, CronTrigger.from_crontab(schedule.drift_cron, timezone="UTC"),
+        scheduler.add_job(run_sweep, cron_trigger(schedule.drift_cron, "UTC"),  # cron's day numbers, not APScheduler's
                           args=[app, "drift"], id="drift", **common)
         if app.deps.policy.evidence.enabled:  # due dates and retries live in the store
             scheduler.add_job(run_sweep, "interval", minutes=15, args=[app, "evidence"], id="evidence",
