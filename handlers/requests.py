@@ -109,6 +109,13 @@ async def submit(deps: Deps, actor: Person, cmd: RequestAccess, *, forms: bool =
         form = _form(deps, actor, cmd, tuple(p.field for p in problems if p.missing),
                      {p.field: p.text for p in wrong})
         return replace(form, text=f"{refusal.text} Correct it in the form.", rule=first.rule)
+    if cmd.exception and not problems and duration <= profile.max_duration \
+            and not ineligibility(profile, actor, held):  # SPEC §3.3: outside eligibility or over the maximum
+        return await refuse(deps, who, "exception: not needed", f"you are eligible for {profile.id} and "
+                            f"{format_duration(duration)} is within its maximum of "
+                            f"{format_duration(profile.max_duration)}: ask with `request {profile.id} for "
+                            f"{format_duration(duration)} because <reason>`, which its approval chain decides.",
+                            profile=profile.id)
     if problems and forms:
         return _form(deps, actor, cmd, tuple(p.field for p in problems), {})
     if problems:
@@ -120,8 +127,8 @@ async def submit(deps: Deps, actor: Person, cmd: RequestAccess, *, forms: bool =
                                                  directory=deps.directory)
     bad = first_unsatisfiable(chain) if chain else None
     if bad is not None:
-        return await refuse(deps, who, bad.rule, f"the approval chain cannot be satisfied at {bad.rule} "
-                            "(nobody other than you is available to approve it).", profile=profile.id)
+        return await refuse(deps, who, bad.rule, f"the approval chain cannot be satisfied at {bad.rule}: not enough "
+                            f"approvers other than you can be found for it.{exc_hint}", profile=profile.id)
 
     now = deps.now()
     notices: list[Notice] = []
