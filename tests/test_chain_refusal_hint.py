@@ -1,9 +1,5 @@
-"""A chain-step refusal says how to ask for an exception, as SPEC §3.1 asks.
-
-"... a chain step that cannot be satisfied → refused with the exact rule that failed ...; the reply says
-how to ask for an exception when the profile allows one." Pat has no manager; prod-db-read allows
-exceptions, yet the refusal does not say how to ask for one (the ineligible and duration>max refusals do).
-"""
+"""A chain-step refusal says how to ask for an exception (SPEC §3.1: "the reply says how to ask for an
+exception when the profile allows one"): Pat has no manager, and prod-db-read allows exceptions."""
 
 from __future__ import annotations
 
