@@ -110,7 +110,9 @@ async def submit(deps: Deps, actor: Person, cmd: RequestAccess, *, forms: bool =
                      {p.field: p.text for p in wrong})
         return replace(form, text=f"{refusal.text} Correct it in the form.", rule=first.rule)
     if cmd.exception and not problems and duration <= profile.max_duration \
-            and not ineligibility(profile, actor, held):  # SPEC §3.3: outside eligibility or over the maximum
+            and not ineligibility(profile, actor, held) and await _standard_chain_holds(deps, profile, actor):
+        # SPEC §3.3: an exception is for access outside eligibility, over the maximum, or that the standard chain
+        # cannot decide (nobody to approve a step): anything else is a request, decided by its own chain
         return await refuse(deps, who, "exception: not needed", f"you are eligible for {profile.id} and "
                             f"{format_duration(duration)} is within its maximum of "
                             f"{format_duration(profile.max_duration)}: ask with `request {profile.id} for "
@@ -144,6 +146,13 @@ async def submit(deps: Deps, actor: Person, cmd: RequestAccess, *, forms: bool =
         async with deps.store.write() as repo:  # back (rehired, or re-enabled): a new departure is judged afresh
             await repo.forget_leaver(who)
         return await submit(deps, fresh, cmd, forms=forms)
+
+
+async def _standard_chain_holds(deps: Deps, profile: Profile, actor: Person) -> bool:
+    """Whether a standard request of ``actor`` for ``profile`` would find every step of its chain satisfiable."""
+    chain = await resolve_chain(profile.approval, policy=deps.policy, profile=profile, requester=actor,
+                                directory=deps.directory)
+    return first_unsatisfiable(chain) is None
 
 
 class _Terminated(Exception):

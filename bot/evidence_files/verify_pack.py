@@ -489,7 +489,7 @@ def tie_earlier(files, earlier):
             problems.append(f"{name}: does not verify ({found[0]})")
             continue
         audit = json.loads(other["manifest.json"]).get("audit", {})
-        if audit.get("first_seq") is not None:
+        if all(isinstance(audit.get(k), int) and not isinstance(audit.get(k), bool) for k in ("first_seq", "last_seq")):
             segments.append((name, audit, read_events(other, "audit.jsonl", [])))
     events = read_events(files, "audit_earlier.jsonl", []) or []
     if problems or not events:
