@@ -29,8 +29,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from handlers.audit import GENESIS, ChainVerifier, Verification, format_ts
-from handlers.compliance.removals import CONTEXT as REMOVAL_CONTEXT
-from handlers.compliance.removals import REMOVAL_COLUMNS
 from handlers.evidence_check import CheckSource, contradictions, tracking
 from handlers.evidence_figures import INTERESTING, Figures
 from handlers.evidence_state import spilling
@@ -237,11 +235,11 @@ def _parse(data: str) -> Any:
     return value if end == len(data) else json.loads(data)
 
 
-def _context(figures: Figures, page: Sequence[Sequence[Any]]) -> None:
+def _context(figures: Figures, page: Sequence[Sequence[Any]], wanted: frozenset[str]) -> None:
     """Feed removals.csv the events before the period that say whose grant a removal in it ends (never the
     removals before the period themselves: those are an earlier pack's)."""
     for seq, ts, type_, actor, rid, profile, data, _prev, _digest in page:
-        if type_ in REMOVAL_CONTEXT:
+        if type_ in wanted:
             figures.removals.event({"seq": seq, "ts": ts, "type": type_, "actor": actor, "request_id": rid,
                                     "profile": profile, "data": _parse(data)})
 
@@ -436,7 +434,7 @@ async def _build_pack(source: EvidenceSource, period: Period, out: Path, *, gene
     summary = PackSummary(out)
     start, end = period.start_at, period.end_at
     start_ts, end_ts = format_ts(start), format_ts(end)
-    figures = Figures(period=period, generated_at=generated_at)
+    figures = Figures(period=period, generated_at=generated_at, removals=rules.RemovalRows())
     for _, sha, raw, _ in await source.policy_versions():
         try:
             figures.policies[sha] = parse_policy(raw)
@@ -462,7 +460,8 @@ async def _build_pack(source: EvidenceSource, period: Period, out: Path, *, gene
                         member.write(audit_lines(page, None))
                         member.count += len(page)
                         _fold(rows, page, folded)
-                        _context(figures, page)  # whose grant a removal of the period ends, and when it was found
+                        _context(figures, page, rules.REMOVAL_CONTEXT)  # whose grant a removal of the period
+                        # ends, and when it was found
             verifier = ChainVerifier(prev_hash=prev_hash, first_seq=first_seq)
             last_seq, head = None, prev_hash
             approvals = _Spool(rules.APPROVAL_COLUMNS)
@@ -487,7 +486,7 @@ async def _build_pack(source: EvidenceSource, period: Period, out: Path, *, gene
                 approvals.close()
             _request_files(zf, rules, rows, summary, figures)
             # removals not caused by a grant's own end (SPEC §6), from the period's events
-            _csv_member(zf, "removals.csv", REMOVAL_COLUMNS, figures.removals.rows, summary)
+            _csv_member(zf, "removals.csv", rules.REMOVAL_COLUMNS, figures.removals.rows, summary)
             # access reviews started in the period (SPEC §7): the campaigns' own records
             _csv_member(zf, "reviews.csv", REVIEW_COLUMNS,
                         [_cells(r) async for r in source.reviews_started(start, end)], summary)

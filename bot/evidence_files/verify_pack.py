@@ -347,6 +347,93 @@ class Rows:
             yield row
 
 
+# -- removals.csv, derived from the audit events -------------------------------------------------------
+# every removal not caused by a grant's own expiry, release or revoke, with the hours from detection to
+# removal. accessbot writes removals.csv with this very class: the events before the period it reads
+# (REMOVAL_CONTEXT) come from audit_earlier.jsonl, then every event of audit.jsonl of REMOVAL_TYPES.
+
+REMOVAL_COLUMNS = ["user", "provider", "group", "reason", "request_id", "detected_at", "removed_at", "hours"]
+REMOVAL_TYPES = frozenset({"user.terminated", "grant.revoked", "membership.removed", "drift.detected",
+                           "request.submitted", "automation.paused", "automation.resumed"})
+# events before a period that say whose grant a removal in it ends, and when it was found
+REMOVAL_CONTEXT = frozenset({"request.submitted", "user.terminated", "drift.detected"})
+GRANT_REASONS = ("terminated", "ineligible", "review")  # a grant revoked for one of these is a removal
+
+
+def _at(ts):
+    return datetime.datetime.fromisoformat(ts.replace("Z", "+00:00"))
+
+
+def _removal_ts(moment):
+    """UTC, ISO 8601 with milliseconds and Z, as accessbot records instants."""
+    moment = moment.astimezone(datetime.timezone.utc)  # noqa: UP017 (datetime.UTC is Python 3.11+)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+class RemovalRows:
+    """Fed the audit events in order; ``rows`` are the removals seen so far."""
+
+    def __init__(self, limit=100_000):
+        self.rows = []
+        self.limit = limit
+        self._detected = {}  # user -> when the first sweep saw them inactive
+        self._grant_user = {}  # REQ-n -> the leaver holding it
+        self._drift = {}  # (provider, group, user) -> detected_at
+        self._held_since = {}  # reason -> when the safety brake first held removals of it
+        self._to_release = {}  # reason -> held removals a resume let through, not yet seen
+
+    def event(self, event):
+        data = event.get("data") or {}
+        kind, ts = event["type"], event["ts"]
+        if kind == "request.submitted" and event.get("request_id"):  # whose grant it will be (a drift accept is
+            # filed by the security team for the member: ``requester``)
+            self._grant_user[str(event["request_id"])] = str(data.get("requester") or event.get("actor") or "")
+        elif kind == "automation.paused":
+            self._held_since.setdefault(str(data.get("reason")), ts)
+        elif kind == "automation.resumed":
+            reason = str(data.get("reason"))
+            if data.get("count"):  # a resume: the next ``count`` removals of that reason are the ones held
+                self._to_release[reason] = int(data["count"])
+            else:  # the pause ended by itself: what it held vanished
+                self._held_since.pop(reason, None)
+                self._to_release.pop(reason, None)
+        elif kind == "user.terminated":
+            user = str(data.get("user"))
+            inactive = datetime.timedelta(hours=float(data.get("inactive_hours") or 0))
+            self._detected[user] = _removal_ts(_at(ts) - inactive)
+            for ref in data.get("grants") or []:
+                self._grant_user[ref] = user
+        elif kind == "drift.detected" and data.get("member", True):
+            self._drift[(str(data.get("provider")), str(data.get("group")), str(data.get("user")))] = ts
+        elif kind == "grant.revoked" and str(data.get("reason", "")).split(":")[0] in GRANT_REASONS:
+            user = self._grant_user.get(event.get("request_id") or "", "")
+            reason = str(data.get("reason")).split(":")[0]
+            detected = self._detected.get(user, "") if reason == "terminated" else \
+                self._held_since.get(reason, ts) if reason == "ineligible" else ""  # a mover: found by the sweep
+            # that revokes it, or by the first one the brake held it at
+            self._add(user, data, reason, event.get("request_id") or "", detected, ts)
+            if reason in self._to_release:
+                self._to_release[reason] -= 1
+                if self._to_release[reason] <= 0:  # what the pause held has run
+                    self._to_release.pop(reason)
+                    self._held_since.pop(reason, None)
+        elif kind == "membership.removed":
+            user = str(data.get("user"))
+            reason = str(data.get("reason"))
+            detected = self._detected.get(user, "") if reason == "terminated" else self._drift.get(
+                (str(data.get("provider")), str(data.get("group")), user), "") if reason == "drift" else ""
+            self._add(user, data, reason, str(data.get("request_id") or ""), detected, ts)
+
+    def _add(self, user, data, reason, request_id, detected, removed):
+        if len(self.rows) >= self.limit:
+            return
+        hours = f"{(_at(removed) - _at(detected)).total_seconds() / 3600:.2f}" if detected else ""
+        self.rows.append({"user": cell(user), "provider": cell(data.get("provider", "")),
+                          "group": cell(data.get("group", "")), "reason": cell(reason),
+                          "request_id": cell(request_id), "detected_at": detected, "removed_at": removed,
+                          "hours": hours})
+
+
 def read_events(files, name, problems):
     """The events of a .jsonl member (lines end with "\n" alone), None when one is not JSON or
     has a field the rules cannot read."""
@@ -436,7 +523,18 @@ def verify_rows(files, manifest):
             if row["policy_sha256"] and row["policy_sha256"] not in listed:
                 problems.append(f"{name} {row['request_id']}: policy {row['policy_sha256'][:12]} is not in policy/")
                 break
-    for name, columns in ROW_FILES.items():
+    removals = RemovalRows()
+    try:
+        for event in earlier:
+            if event.get("type") in REMOVAL_CONTEXT:
+                removals.event(event)
+        for event in events:
+            if event.get("type") in REMOVAL_TYPES:
+                removals.event(event)
+    except (ValueError, TypeError, OverflowError) as exc:  # a field the rules cannot read
+        return [*problems, f"removals.csv: the audit events cannot be read for it ({exc})"]
+    derived["removals.csv"] = removals.rows
+    for name, columns in {**ROW_FILES, "removals.csv": REMOVAL_COLUMNS}.items():
         if name not in files:
             continue
         try:
@@ -481,7 +579,10 @@ def first_difference(name, columns, found, derived):
 def tie_earlier(files, earlier):
     """(problems, notes): audit_earlier.jsonl's events against the chain segments of the earlier packs
     given (name, files). Only the packs whose segments run unbroken back from this pack's
-    audit.prev_hash tie anything: each segment verified, its head_hash the prev_hash of the next."""
+    audit.prev_hash tie anything: each segment verified, its head_hash the prev_hash of the next.
+    Over the stretch of the chain they cover, audit_earlier.jsonl must also hold every event of each
+    request the pack concerns (one with an event in the period, or holding a grant when it began):
+    an event left out would change the rows derived from them."""
     problems, segments = [], []
     for name, other in earlier:
         found = verify(other)
@@ -490,16 +591,18 @@ def tie_earlier(files, earlier):
             continue
         audit = json.loads(other["manifest.json"]).get("audit", {})
         if all(isinstance(audit.get(k), int) and not isinstance(audit.get(k), bool) for k in ("first_seq", "last_seq")):
-            segments.append((name, audit, read_events(other, "audit.jsonl", [])))
+            segments.append((name, audit, read_events(other, "audit.jsonl", []) or []))
     events = read_events(files, "audit_earlier.jsonl", []) or []
-    if problems or not events:
+    if problems or not (events or earlier):
         return problems, []
     audit = json.loads(files["manifest.json"]).get("audit", {})
     first = audit.get("first_seq")  # None: no event in the period, nothing to run back from
-    want_last, want_head, known = (first - 1 if isinstance(first, int) else None), audit.get("prev_hash"), {}
+    want_last, want_head = (first - 1 if isinstance(first, int) else None), audit.get("prev_hash")
+    known, covered = {}, []
     for name, other, lines in sorted(segments, key=lambda x: -x[1]["last_seq"]):
         if other["last_seq"] == want_last and other["head_hash"] == want_head:
-            known.update({e["seq"]: (e["hash"], name) for e in lines or []})
+            known.update({e["seq"]: (e["hash"], name) for e in lines})
+            covered[:0] = lines
             want_last, want_head = other["first_seq"] - 1, other["prev_hash"]
     tied = 0
     for event in events:
@@ -509,13 +612,36 @@ def tie_earlier(files, earlier):
                 problems.append(f"audit_earlier.jsonl seq {event['seq']}: differs from that event in {name}")
                 return problems, []
             tied += 1
+    # the requests the pack concerns, as the exporter chose them, over the stretch the earlier packs cover
+    period = read_events(files, "audit.jsonl", []) or []
+    concerned = {e.get("request_id") for e in period + events if e.get("request_id")}
+    holding = set()
+    for e in covered:
+        if e.get("type") == "grant.provisioned" and e.get("request_id"):
+            holding.add(e["request_id"])
+        elif e.get("type") in ENDED:
+            holding.discard(e.get("request_id"))
+    concerned |= holding
+    have = {e["seq"] for e in events}
+    for e in covered:
+        if e.get("request_id") in concerned and e["seq"] not in have:
+            problems.append(f"audit_earlier.jsonl lacks seq {e['seq']} ({e.get('request_id')} {e.get('type')}), "
+                            f"which {known[e['seq']][1]} holds: the rows would be derived without it")
+            return problems, []
     notes = [f"audit_earlier.jsonl: {len(events)} events from before the period, each checked against its own hash"]
+    if covered:
+        notes.append(f"  the earlier packs given run unbroken back to seq {covered[0]['seq']}: every event of the "
+                     "requests concerned since then is in audit_earlier.jsonl")
     if tied == len(events):
-        notes.append("  all of them are in the earlier packs given, whose chain segments run unbroken to this one")
+        if events:
+            notes.append("  all of them are in the earlier packs given")
     else:
         notes.append(f"  {len(events) - tied} of them not tied to the chain: the pack's signature vouches for them,"
                      " or give the packs of the periods before, back to the oldest: verify_pack.py PACK.zip"
                      " EARLIER.zip ...")
+    if want_last is not None and want_last > 0:
+        notes.append(f"  events before seq {want_last + 1} are not checked for completeness (no earlier pack "
+                     "given covers them); the signature vouches for the whole pack")
     return problems, notes
 
 
