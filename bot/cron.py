@@ -24,7 +24,9 @@ def _day(value: str) -> int:
 def standard_weekdays(field: str) -> str:
     """A cron day-of-week field with every numeric part spelled as day names (``1-5`` → ``mon,…,fri``)."""
     field = field.strip().lower()
-    if not re.search(r"[0-9-]", field):
+    wraps = any(_day(a) > _day(b) for a, b in re.findall(r"([a-z]{3})-([a-z]{3})", field)
+                if a in CRON_DAYS and b in CRON_DAYS)
+    if not re.search(r"[0-9]", field) and not wraps:
         return field  # names and a bare star mean the same to cron and APScheduler (a range may wrap: below)
     days: set[int] = set()
     for item in field.split(","):

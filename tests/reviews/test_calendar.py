@@ -130,6 +130,7 @@ def test_cron_needs_an_evaluator():
 @pytest.mark.parametrize(("field", "expected"), [
     ("*", "*"), ("mon-fri", "mon-fri"), ("1-5", "mon,tue,wed,thu,fri"), ("0", "sun"), ("6", "sat"),
     ("0,6", "sun,sat"), ("*/2", "sun,tue,thu,sat"), ("1-5/2", "mon,wed,fri"), ("3/2", "wed,fri"),
+    ("6-0", "sun,sat"), ("fri-mon", "sun,mon,fri,sat"), ("5-1/2", "sun,fri"),
 ])
 def test_cron_weekdays_are_read_as_cron_reads_them(field, expected):
     from bot.cron import standard_weekdays
