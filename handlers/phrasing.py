@@ -48,14 +48,29 @@ _NEGATION = re.compile(r"\b(?:no\s+longer|not|never|no\s+more|any\s*more|don'?t|
                        r"do\s+not|does\s+not|without|stop|no\s+need)\b|n[’']t\b", re.IGNORECASE)
 _ENDING = re.compile(r"\b(?:release|releasing|remove|removing|revoke|revoking|drop|dropping|give\s+up|"
                      r"end|ending|cancel|cancelling|done\s+with|finished\s+with|return|returning)\b", re.IGNORECASE)
-_ENDED = (r"(?:released|removed|revoked|dropped|ended|cancell?ed|deleted|disabled|expired|withdrawn|terminated|"
-          r"taken\s+(?:away|back|off)|gone)")
-# a reason that is about the access itself ending ("... to be revoked", "so that it gets removed", "to end now"):
-# the sentence asks for an end, not for the access (SPEC §4.1)
+_ENDED = (r"(?:released|removed|revoked|dropped|ended|cancell?ed|deleted|disabled|deactivated|deprovisioned|"
+          r"expired|lapsed|withdrawn|terminated|suspended|blocked|locked|retired|closed|rescinded|retracted|pulled|"
+          r"stripped|killed|(?:switched|turned|shut|cut|taken|signed)\s+(?:off|away|back|out|down)|gone)")
+_FEW = r"(?:[\w'’-]+\s+){0,3}"  # a few words between ("to be completely and permanently revoked")
+# a reason that is about the access itself ending ("... to be revoked", "so that it gets removed", "to end now",
+# "to never be granted again", "to not be active"): the sentence asks for an end, not for the access (SPEC §4.1)
 _ENDS_IT = re.compile(
-    rf"(?:\b(?:be|been|being|is|are|was|get|gets|got|getting|have\s+it|has\s+it)\s+(?:\w+\s+)?{_ENDED}\b"
-    rf"|\b(?:it|this|that|them|access|grant|(?:my|the)\s+(?:access|grant|rights?))\s+(?:\w+\s+)?{_ENDED}\b"
-    r"|^(?:end|stop|expire|finish|terminate|go\s+away|lapse)\b)", re.IGNORECASE)
+    rf"(?:\b(?:be|been|being|is|are|was|get|gets|got|getting|have\s+it|has\s+it)\s+{_FEW}{_ENDED}\b"
+    rf"|\b(?:it|this|that|them|access|grant|(?:my|the)\s+(?:access|grant|rights?))\s+{_FEW}{_ENDED}\b"
+    r"|^(?:(?:\w+ly)\s+)*(?:end|stop|expire|finish|terminate|go\s+away|lapse|never|not|no\s+longer|be\s+(?!able\b))\b)",
+    re.IGNORECASE)
+# the reason says the access is for someone else ("so Carol can run it", "because my colleague needs it")
+_FOR_OTHERS = re.compile(
+    r"\bso(?:\s+that)?\s+(?!(?:i|we|it|this|that|the|there|a|an|my|our|they)\b)[A-Za-z]+\s+"
+    r"(?:can|could|will|would|may|might|gets?|has|have|is|does)\b"
+    r"|\b(?:my|our|a|his|her|their)\s+(?:colleague|co-?worker|teammate|boss|manager|friend|report|contractor|"
+    r"intern|lead|peer|partner|assistant)s?\b"
+    r"|\b(?:he|she|him|his|hers)\b", re.IGNORECASE)
+# after "so" / "so that", a subject other than the asker ("so Carol can run the report")
+_SO_SOMEONE = re.compile(r"(?!(?:i|we|it|this|that|the|there|a|an|my|our|they)\b)[A-Za-z]+\s+"
+                         r"(?:can|could|will|would|may|might|gets?|has|have|is|does)\b", re.IGNORECASE)
+_NAMED_OTHER = re.compile(r"\b[A-Z][a-z]+\s+(?:asked|requested|wants\b|(?:needs|requires)\s+(?:it|this|that|access|"
+                          r"the\s+access|a\s+grant))\b")
 _QUESTION_START = re.compile(r"^(?:do|does|did|is|are|was|were|am|should|shall|who|whom|whose|what|which|why|"
                              r"how|when|where|whether|has|have|had|will|would|can|could|may|might|must)\b",
                              re.IGNORECASE)
@@ -109,6 +124,11 @@ def free_request(text: str, profile_ids: Iterable[str]
         if late:
             duration, reason = late.group("duration"), reason[: late.start()]
     reason = reason.strip().rstrip("?!.").strip() if reason else None
+    so = tail.group("reason") is not None and re.search(r"\bso(?:\s+that)?\s+$", tail.string[:tail.start("reason")],
+                                                         re.IGNORECASE)
+    if reason and (_FOR_OTHERS.search(reason) or _NAMED_OTHER.search(reason) or (so and _SO_SOMEONE.match(reason))):
+        return NotActed(f"nothing was requested: I file requests only for the person asking, never for someone "
+                        f"else; {_how_to_ask(profile)}")
     if reason and _ENDS_IT.search(reason):
         return NotActed(f"nothing was requested: this reads as asking for {profile} to end. To end a grant you "
                         f"hold, say `release REQ-n` (`mine` lists yours); {_how_to_ask(profile)}")
