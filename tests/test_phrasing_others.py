@@ -11,6 +11,10 @@ import pytest
 from tests.support import cli, copy_examples
 
 LINES = [
+    "I want analytics-read to be revoked",
+    "I need analytics-read access to be removed",
+    "I would like analytics-read to be released now",
+    "can I get analytics-read to be removed?",
     # asking for the access to end, in words the fix's list does not hold or with two words between
     "I want analytics-read to be completely and permanently revoked",
     "I want analytics-read to be switched off",

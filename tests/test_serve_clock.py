@@ -83,14 +83,13 @@ def _crowd(files, n: int) -> list[str]:  # type: ignore[no-untyped-def]
     return people
 
 
-async def test_serve_counts_leavers_and_movers_of_one_sweep_together_against_the_brake(sqlite_url, tmp_path):
-    """SPEC §3.6 safety brake: the removals of one sweep (leavers AND movers) count together; above
-    safety.max_removals (25) none is executed. 15 leavers + 15 movers = 30: `accessbot sweep` holds them;
-    the scheduled sweep of `accessbot serve` must hold them too."""
+async def _fifteen_leave_fifteen_move(db: str, tmp_path):  # type: ignore[no-untyped-def]
+    """30 engineers holding analytics-read (auto-approved); then one directory edit deactivates 15 and moves 15
+    to Sales (no longer eligible): 30 removals for the next sweep."""
     files = copy_examples(tmp_path)
     people = _crowd(files, 30)
-    settings = Settings(database_url=sqlite_url, policy=str(files.policy), directory=str(files.directory))
-    await _file(settings, people)  # auto-approved (Engineering, max 1d)
+    settings = Settings(database_url=db, policy=str(files.policy), directory=str(files.directory))
+    await _file(settings, people)
     leavers, movers = people[:15], people[15:]
 
     def change(data: dict) -> None:
@@ -98,8 +97,16 @@ async def test_serve_counts_leavers_and_movers_of_one_sweep_together_against_the
             if u["email"] in leavers:
                 u["active"] = False
             if u["email"] in movers:
-                u["department"] = "Sales"  # no longer eligible for analytics-read
+                u["department"] = "Sales"
     files.edit_directory(change)
+    return files, settings
+
+
+async def test_serve_counts_leavers_and_movers_of_one_sweep_together_against_the_brake(sqlite_url, tmp_path):
+    """SPEC §3.6 safety brake: the removals of one sweep (leavers AND movers) count together; above
+    safety.max_removals (25) none is executed. 15 leavers + 15 movers = 30: `accessbot sweep` holds them;
+    the scheduled sweep of `accessbot serve` must hold them too."""
+    _, settings = await _fifteen_leave_fifteen_move(sqlite_url, tmp_path)
 
     async def judged(app) -> bool:  # type: ignore[no-untyped-def]
         types = [e.type async for e in app.store.audit_events()]
@@ -114,18 +121,7 @@ async def test_serve_counts_leavers_and_movers_of_one_sweep_together_against_the
 
 async def test_the_cli_sweep_holds_the_same_thirty(sqlite_url, tmp_path):
     """The control for the test above: `accessbot sweep` pauses them."""
-    files = copy_examples(tmp_path)
-    people = _crowd(files, 30)
-    await _file(Settings(database_url=sqlite_url, policy=str(files.policy), directory=str(files.directory)), people)
-    leavers, movers = people[:15], people[15:]
-
-    def change(data: dict) -> None:
-        for u in data["users"]:
-            if u["email"] in leavers:
-                u["active"] = False
-            if u["email"] in movers:
-                u["department"] = "Sales"
-    files.edit_directory(change)
+    files, _ = await _fifteen_leave_fifteen_move(sqlite_url, tmp_path)
     cli("sweep", db=sqlite_url, files=files, check=True)
     events = _events(sqlite_url)
     assert not [e for e in events if e["type"] == "grant.revoked"]
