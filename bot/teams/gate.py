@@ -99,9 +99,13 @@ class Gate:
         """After authentication: the service URL (emulator mode) and the tenant."""
         if self.mode == EMULATOR and not is_loopback_url(activity.get("serviceUrl")):
             return Refusal(403, "emulator mode only answers a serviceUrl on this machine")
+        channel = activity.get("channelId")
+        if channel != "msteams" and not (self.mode == EMULATOR and channel == "emulator"):
+            # Web Chat, Direct Line …: their client writes `from` and `channelData`, which only Teams vouches for
+            return Refusal(403, "this route answers Microsoft Teams only (channelId msteams)")
         named = activity_tenants(activity)
-        if self.mode == SECURED and not named:
-            return Refusal(403, "the activity names no tenant")
+        if self.mode == SECURED and len(named) < 2:  # Teams names it twice; only channelData is client-written
+            return Refusal(403, "the activity does not name its tenant in both its conversation and channelData")
         if self.tenants and any(t not in self.tenants for t in named):
             return Refusal(403, "this bot does not serve your tenant")
         return None
