@@ -259,6 +259,8 @@ def _profile(c: _Checker, raw: Any, line: int | None, where: str, groups: Mappin
     owner = c.text(raw, "owner", f"{where}.owner")
     if owner is not None and not EMAIL_RE.match(owner):
         c.err(raw.lines.get("owner"), f"{where}.owner", "must be an email")
+    if "description" in raw and not isinstance(raw.get("description"), str):
+        c.err(c.line_of(raw, "description"), f"{where}.description", "must be text")
     risk = raw.get("risk", "medium")
     if risk not in ("low", "medium", "high"):
         c.err(c.line_of(raw, "risk"), f"{where}.risk", "must be low, medium or high")
@@ -383,16 +385,22 @@ def _schedule(c: _Checker, data: _Map) -> Schedule:
     return Schedule(drift_cron=cron.strip(), **values)
 
 
-def _duplicates(c: _Checker, node: Any, path: str) -> None:
-    """YAML keeps the last of two equal keys without a word: a second `approval:` would win silently."""
+def _duplicates(c: _Checker, node: Any, path: str, seen: set[int] | None = None) -> None:
+    """YAML keeps the last of two equal keys without a word: a second `approval:` would win silently. Each
+    node is looked at once, however many aliases name it (nested aliases would otherwise make billions of
+    paths out of a few hundred bytes)."""
+    seen = set() if seen is None else seen
+    if not isinstance(node, _Map | _Seq) or id(node) in seen:
+        return
+    seen.add(id(node))
     if isinstance(node, _Map):
         for key, line, first in node.duplicates:
             c.err(line, f"{path}{key}", f"duplicate key: already given at line {first}")
         for key, value in node.items():
-            _duplicates(c, value, f"{path}{key}.")
-    elif isinstance(node, _Seq):
+            _duplicates(c, value, f"{path}{key}.", seen)
+    else:
         for i, value in enumerate(node):
-            _duplicates(c, value, f"{path.rstrip('.')}[{i}].")
+            _duplicates(c, value, f"{path.rstrip('.')}[{i}].", seen)
 
 
 def build_policy(raw: bytes, source: str = "<policy>") -> Policy:

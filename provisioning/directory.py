@@ -76,6 +76,29 @@ def _line(node: Any) -> int:
     return node.start_mark.line + 1 if node is not None and hasattr(node, "start_mark") else 0
 
 
+def _twice(node: Any) -> list[tuple[int, str]]:
+    """(line, key) of each key a mapping of the composed file gives twice; each node looked at once (aliases)."""
+    found: list[tuple[int, str]] = []
+    seen: set[int] = set()
+    todo = [node]
+    while todo:
+        node = todo.pop()
+        if id(node) in seen or not isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            keys: set[str] = set()
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    if key.value in keys:
+                        found.append((_line(key), key.value))
+                    keys.add(key.value)
+                todo.append(value)
+        else:
+            todo.extend(node.value)
+    return sorted(found)
+
+
 def parse_directory(raw: bytes, source: str = "<directory>") -> _Snapshot:
     try:
         root = yaml.compose(raw.decode("utf-8"), Loader=yaml.SafeLoader)
@@ -89,7 +112,9 @@ def parse_directory(raw: bytes, source: str = "<directory>") -> _Snapshot:
     if not isinstance(data, dict):
         raise DirectoryError(f"{source}: line 1: the file must be a mapping with `users` and `groups`")
     nodes = {k.value: v for k, v in root.value} if isinstance(root, yaml.MappingNode) else {}
-    errors: list[str] = []
+    errors: list[str] = [f"line {line}: {key}: given twice (YAML would keep the last without a word)"
+                         for line, key in _twice(root)]
+    linked: dict[tuple[str, str], str] = {}  # (aad_object_id | slack_id, value) -> the email it links
     users: dict[str, dict[str, Any]] = {}
     raw_users = data.get("users") or []
     if not isinstance(raw_users, list):
@@ -107,6 +132,11 @@ def parse_directory(raw: bytes, source: str = "<directory>") -> _Snapshot:
             continue
         if email in users:
             errors.append(f"line {line}: users[{i}].email: {email} appears twice")
+        for key, lower in FIND_KEYS.items():  # one chat account is one person
+            value = str(entry.get(key) or "").strip()
+            value = value.lower() if lower else value
+            if value and linked.setdefault((key, value), email) != email:
+                errors.append(f"line {line}: users[{i}].{key}: {value} is already {linked[(key, value)]}'s")
         active = entry.get("active", True)
         if not isinstance(active, bool):
             errors.append(f"line {line}: users[{i}].active: must be true or false")

@@ -17,6 +17,7 @@ from bot.bootstrap import App
 from bot.teams.connector import card_activity, text_activity, with_retries
 from bot.teams.identity import (
     CHANNEL,
+    UNAVAILABLE,
     UNKNOWN_USER,
     AddressBook,
     conversation_reference,
@@ -28,7 +29,7 @@ from bot.teams.notifier import BOT_ADDRESS, TeamsNotifier
 from cards import adaptive
 from cards import reviews_adaptive as review_cards
 from handlers.origin import acting_via
-from handlers.ports import Person
+from handlers.ports import Person, ProviderError
 from handlers.reviews.commands import ReviewShow
 from handlers.reviews.views import batch_view
 from handlers.views import Reply
@@ -98,7 +99,12 @@ class AccessBot(ActivityHandler):
 
     # -- messages ---------------------------------------------------------------------------------
     async def on_message_activity(self, turn_context: TurnContext) -> None:
-        person = await self._person(turn_context)
+        try:
+            person = await self._person(turn_context)
+        except ProviderError as exc:  # who is asking cannot be known: nothing is done, and the person is told
+            log.warning("identity look-up failed", error=str(exc)[:300])
+            await self._send(turn_context, text_activity(UNAVAILABLE))
+            return
         if person is None:
             await self._send(turn_context, text_activity(UNKNOWN_USER))
             return
@@ -170,7 +176,11 @@ class AccessBot(ActivityHandler):
             await self._send(context, text_activity("Hello! Talk to me in a personal chat to request or approve "
                                                     "access; I do not post requests in channels."))
             return
-        person = await self._person(context)
+        try:
+            person = await self._person(context)
+        except ProviderError as exc:
+            log.warning("identity look-up failed", error=str(exc)[:300])
+            person = None
         await self._send(context, text_activity(WELCOME if person else UNKNOWN_USER))
 
     # -- card actions -----------------------------------------------------------------------------
@@ -181,7 +191,11 @@ class AccessBot(ActivityHandler):
         verb = str(action.verb or "") if action else ""
         data = dict(action.data) if action and isinstance(action.data, dict) else {}
         with click_scope(verb):
-            person = await self._person(turn_context)
+            try:
+                person = await self._person(turn_context)
+            except ProviderError as exc:
+                log.warning("identity look-up failed", error=str(exc)[:300])
+                return self._answer(card_response(adaptive.text_card(UNAVAILABLE, attention=True)))
             if person is None:
                 return self._answer(card_response(adaptive.text_card(UNKNOWN_USER, attention=True)))
             with acting_via("teams", sender_object_id(turn_context)):

@@ -25,6 +25,8 @@ log = structlog.get_logger("accessbot.teams")
 CHANNEL = "teams"
 UNKNOWN_USER = ("I could not find you in the company directory, so I cannot act for you. "
                 "Ask your administrator to link your Teams account (aad_object_id) or your email.")
+UNAVAILABLE = ("I cannot look people up right now (the identity provider or the directory file cannot answer), "
+               "so nothing was done. Try again shortly; the security team sees the cause in the bot's log.")
 
 
 async def roster_member(context: TurnContext, user_id: str) -> Any:
@@ -60,7 +62,13 @@ async def identify(app: App, context: TurnContext) -> Person | None:
     email = (getattr(member, "email", None) or getattr(member, "user_principal_name", None) or "").strip()
     if not email or "@" not in email:
         return None
-    return await app.service.identify(email.lower())
+    person = await app.service.identify(email.lower())
+    linked = (person.aad_object_id or "").strip().lower() if person is not None else ""
+    if linked and linked != (oid or "").strip().lower():
+        # the directory links this person to another Teams account: a roster address proves nothing by itself
+        log.warning("teams account is not the one linked to the person", email=email.lower())
+        return None
+    return person
 
 
 def conversation_reference(context: TurnContext) -> dict[str, Any]:
