@@ -178,6 +178,9 @@ class _KeysFromMetadata(_JwkClientManager):
 
 # (the key client's set cache, the cached set) that served the key of the token being validated
 _SERVED: contextvars.ContextVar[tuple[Any, Any] | None] = contextvars.ContextVar("accessbot_jwk_set", default=None)
+# the channels the key of the token being validated is endorsed for (the Bot Framework key set's ``endorsements``)
+_ENDORSED: contextvars.ContextVar[Any] = contextvars.ContextVar("accessbot_jwk_endorsements", default=None)
+CHANNEL = "msteams"
 
 
 class _KeySetWitness:
@@ -204,6 +207,7 @@ class _KeySetWitness:
 
         key, served = await asyncio.to_thread(look_up)
         _SERVED.set(served)
+        _ENDORSED.set((getattr(key, "_jwk_data", None) or {}).get("endorsements"))
         return key
 
 
@@ -245,11 +249,18 @@ class InboundAuth:
         if claims is None:
             self.validations += 1
             _SERVED.set(None)
+            _ENDORSED.set(None)
             try:
                 identity = await self.validator.validate_token(token)
             except Exception as exc:  # the SDK raises PyJWT errors, ValueError, KeyError, network errors …
                 log.info("activity refused", reason=type(exc).__name__, detail=str(exc)[:200])
                 raise Unauthorized(type(exc).__name__) from None
+            endorsed = _ENDORSED.get()
+            if isinstance(endorsed, list) and CHANNEL not in endorsed:
+                # the Bot Framework signs every channel's tokens with keys endorsed per channel: a key that does
+                # not endorse Teams signed for Web Chat, Direct Line …, whose clients write `from` themselves
+                log.info("activity refused", reason="the signing key is not endorsed for msteams")
+                raise Unauthorized("endorsements")
             claims = identity.claims
             self._keep(token, claims, _SERVED.get())
         claimed = claims.get(AuthenticationConstants.SERVICE_URL_CLAIM)

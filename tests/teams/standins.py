@@ -124,6 +124,7 @@ class OpenIdIssuer(StandIn):
         super().__init__()
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.kid = "standin-key-1"
+        self.endorsements = ["msteams"]  # the channels the key signs for
 
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/.well-known/openidconfiguration", self._metadata)
@@ -139,7 +140,7 @@ class OpenIdIssuer(StandIn):
 
     async def _keys(self, request: web.Request) -> web.Response:
         jwk = json.loads(RSAAlgorithm.to_jwk(self.key.public_key()))
-        jwk.update({"kid": self.kid, "use": "sig", "alg": "RS256", "endorsements": ["msteams"]})
+        jwk.update({"kid": self.kid, "use": "sig", "alg": "RS256", "endorsements": list(self.endorsements)})
         return web.json_response({"keys": [jwk]})
 
     def token(self, *, audience: str, service_url: str, issuer: str | None = None, expires_in: int = 3600,

@@ -65,3 +65,17 @@ async def test_an_activity_naming_its_tenant_once_is_not_admitted(teams_secured:
     await h.idle()
     assert status == 403, status
     assert len(await h.events()) == before
+
+
+async def test_a_token_signed_by_a_key_not_endorsed_for_teams_is_refused(teams_secured: TeamsHarness) -> None:  # noqa: F811
+    """The key that signed the token endorses Web Chat and Direct Line only: whatever the activity says of its
+    channel, it is no Teams activity (401), and nothing is recorded."""
+    h = teams_secured
+    assert h.issuer is not None
+    h.issuer.endorsements = ["webchat", "directline"]
+    try:
+        before = len(await h.events())
+        status, _ = await h.say(ALICE, "request staging-admin for 2h because INC-1 outage")
+        assert status == 401 and len(await h.events()) == before
+    finally:
+        h.issuer.endorsements = ["msteams"]  # the issuer serves the whole session
