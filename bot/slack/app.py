@@ -26,12 +26,12 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.bootstrap import App
-from bot.slack.identity import UNKNOWN_USER, acting_user, identify
+from bot.slack.identity import UNAVAILABLE, UNKNOWN_USER, acting_user, identify
 from bot.slack.notifier import SlackNotifier
 from cards import slack as blocks
 from handlers.grammar import Approve, Command, Deny, Extend, Mine, Pending, RequestAccess
 from handlers.origin import acting_via
-from handlers.ports import Person
+from handlers.ports import Person, ProviderError
 from handlers.views import Reply, RequestView
 
 log = structlog.get_logger("accessbot.slack")
@@ -186,6 +186,8 @@ class Listeners:
     async def _logged(work: Awaitable[Any]) -> None:
         try:
             await work
+        except ProviderError as exc:  # answered already (Listeners.person); the cause is for the log
+            log.warning("slack work stopped: the identity provider cannot answer", error=str(exc)[:300])
         except Exception:
             log.exception("slack work failed")
 
@@ -202,7 +204,14 @@ class Listeners:
             return await repo.first_seen(key[:200], self.app.deps.now())
 
     async def person(self, body: dict[str, Any]) -> Person | None:
-        return await identify(self.app, self.client, acting_user(body))
+        try:
+            return await identify(self.app, self.client, acting_user(body))
+        except ProviderError:  # who is asking cannot be known: nothing is done, and the person is told
+            try:
+                await self.respond(body, blocks.text_message(UNAVAILABLE))
+            except Exception:
+                log.warning("could not say that people cannot be looked up", exc_info=True)
+            raise
 
     async def handle(self, body: dict[str, Any], person: Person, cmd: Command, *, forms: bool = False) -> Reply:
         """The service, with the audit events it records marked as Slack's, by the signed sender's user id."""

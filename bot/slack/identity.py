@@ -22,6 +22,8 @@ CHANNEL = "slack"
 UNKNOWN_USER = ("I could not find you in the company directory, so I cannot act for you. "
                 "Ask your administrator to link your Slack account (slack_id) or check the email on your "
                 "Slack profile.")
+UNAVAILABLE = ("I cannot look people up right now (the identity provider or the directory file cannot answer), "
+               "so nothing was done. Try again shortly; the security team sees the cause in the bot's log.")
 
 
 def acting_user(body: dict[str, Any]) -> str | None:
