@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -176,9 +177,13 @@ def test_release_while_a_dead_process_holds_the_add(race_world: World) -> None:
     world, graph = race_world, race_world.graph
     world.chat(BOB, "request entra-ops for 1h")
     graph.writes_only = True
-    graph.slow_next(1, seconds=HOLD)
+    landed = threading.Event()  # the held add lands only after the release (however loaded the machine)
+    graph.slow_next(1, until=landed)
     kill_when(world, spawn(world, "chat", "--as", MARK, input="approve REQ-1\n"), "POST", "/members/$ref", 0)
-    out = world.chat(BOB, "release REQ-1")
+    try:
+        out = world.chat(BOB, "release REQ-1")
+    finally:
+        landed.set()
     assert "removed from" not in out, out
     assert world.state(1) == "released"
     _wait_for(lambda: graph.member_emails(world.entra_group) == [BOB], "the held add never landed")
@@ -200,10 +205,14 @@ def test_revoke_while_a_live_process_adds_is_undone_when_the_add_returns(race_wo
     world, graph = race_world, race_world.graph
     world.chat(BOB, "request entra-ops for 1h")
     graph.writes_only = True
-    graph.slow_next(1, seconds=HOLD)
+    returns = threading.Event()  # the add returns only after the revoke (however loaded the machine)
+    graph.slow_next(1, until=returns)
     approver = spawn(world, "chat", "--as", MARK, input="approve REQ-1\n")
-    _wait_for(lambda: len(graph.received("POST", "/members/$ref")) == 1, "the add never reached Graph")
-    out = world.chat(SAM, "revoke REQ-1 because wrong person")
+    try:
+        _wait_for(lambda: len(graph.received("POST", "/members/$ref")) == 1, "the add never reached Graph")
+        out = world.chat(SAM, "revoke REQ-1 because wrong person")
+    finally:
+        returns.set()
     assert "removed from" not in out and "REQ-1 revoked" in out, out
     finish(approver)
     # no sweep: the process whose add returned after the revoke undid it at once
