@@ -3,26 +3,9 @@ can be looked up right now, and nothing is done."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.slack.conftest import SlackHarness, serve
-from tests.standins.slack import SlackWebApi
-
-
-@pytest.fixture(scope="module")
-def slack_api() -> Iterator[SlackWebApi]:
-    stand_in = SlackWebApi().start()
-    yield stand_in
-    stand_in.stop()
-
-
-@pytest.fixture
-async def slack(sqlite_url: str, tmp_path: Path, slack_api: SlackWebApi) -> AsyncIterator[SlackHarness]:
-    async for h in serve(sqlite_url, tmp_path, slack_api):
-        yield h
+from tests.slack.conftest import SlackHarness
 
 
 async def test_a_command_while_the_directory_cannot_be_read_is_answered_and_does_nothing(slack: SlackHarness):

@@ -8,28 +8,9 @@ the chat channels it gets a form and the audit log never hears of the refused at
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-
-import pytest
-
 from handlers.grammar import RequestAccess
-from tests.slack.conftest import SlackHarness, serve
-from tests.standins.slack import SlackWebApi
+from tests.slack.conftest import SlackHarness
 from tests.support import harness
-
-
-@pytest.fixture(scope="module")
-def slack_api() -> Iterator[SlackWebApi]:
-    stand_in = SlackWebApi().start()
-    yield stand_in
-    stand_in.stop()
-
-
-@pytest.fixture
-async def slack(sqlite_url: str, tmp_path: Path, slack_api: SlackWebApi) -> AsyncIterator[SlackHarness]:
-    async for h in serve(sqlite_url, tmp_path, slack_api):
-        yield h
 
 
 async def test_slack_request_over_the_maximum_is_refused_and_recorded(slack: SlackHarness):

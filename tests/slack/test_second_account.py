@@ -8,26 +8,7 @@ approves Bob's request as Mark (SPEC §3.2: identity comes from the authenticate
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-
-import pytest
-
-from tests.slack.conftest import SlackHarness, serve
-from tests.standins.slack import SlackWebApi
-
-
-@pytest.fixture(scope="module")
-def slack_api() -> Iterator[SlackWebApi]:
-    stand_in = SlackWebApi().start()
-    yield stand_in
-    stand_in.stop()
-
-
-@pytest.fixture
-async def slack(sqlite_url: str, tmp_path: Path, slack_api: SlackWebApi) -> AsyncIterator[SlackHarness]:
-    async for h in serve(sqlite_url, tmp_path, slack_api):
-        yield h
+from tests.slack.conftest import SlackHarness
 
 
 async def test_another_slack_account_with_a_linked_persons_email_cannot_approve_as_them(slack: SlackHarness):
