@@ -87,10 +87,13 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 def cmd_chat(args: argparse.Namespace) -> int:
     from bot.bootstrap import build_app
     from bot.console import ConsoleNotifier, run_console
+    from bot.policy_watch import PolicyWatch
 
     async def run() -> int:
-        async with build_app(settings_from(args), notifier=ConsoleNotifier(sys.stdout)) as app:
-            return await run_console(app.service, args.as_email, sys.stdin, sys.stdout)
+        settings = settings_from(args)
+        async with build_app(settings, notifier=ConsoleNotifier(sys.stdout)) as app:
+            watch = PolicyWatch(app, settings.policy, quiet=True)  # a saved policy file is used from the next line on
+            return await run_console(app.service, args.as_email, sys.stdin, sys.stdout, before=watch.news)
 
     with acting_via("console"):
         return asyncio.run(run())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable
 from typing import TextIO
 
 from handlers.ports import Notice
@@ -22,8 +23,11 @@ class ConsoleNotifier:
         self.out.flush()
 
 
-async def run_console(service: AccessService, email: str, stdin: TextIO, stdout: TextIO) -> int:
+async def run_console(service: AccessService, email: str, stdin: TextIO, stdout: TextIO,
+                      before: Callable[[], Awaitable[str | None]] | None = None) -> int:
     """Read one command a line until end of input.
+
+    ``before`` runs ahead of each command (a new policy file put in force); what it returns is shown.
 
     Exit code 0 when every line was understood and allowed; 1 for an unknown user, or when any
     line was refused or not understood (so that a script piping commands in can tell).
@@ -51,6 +55,8 @@ async def run_console(service: AccessService, email: str, stdin: TextIO, stdout:
             continue
         if text.lower() in ("quit", "exit"):
             break
+        if before is not None and (news := await before()):
+            stdout.write(news + "\n")
         current = await service.identify(email)  # the directory is read afresh for every command
         if current is None:
             stdout.write(f"{email} is no longer in the directory.\n")

@@ -117,6 +117,10 @@ async def health_report(app: App, web_app: Any) -> dict[str, Any]:
     checks["providers"] = {name: "ok" if up else "down" for name, up in reachable.items()}
     ok = ok and all(reachable.values())
     checks["channels"] = list(web_app.get(CHANNELS_KEY, []))
+    # the version in force; when the file was saved with a version that cannot be used, say so (the
+    # problems are in the log: this answer is anonymous)
+    checks["policy"] = {"version": app.deps.policy.version,
+                        "file": "not used (see the log)" if app.state.get("policy_rejected") else "in force"}
     sweeps = app.state.get("sweeps")
     if sweeps:
         checks["sweeps"] = dict(sweeps)

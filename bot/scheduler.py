@@ -17,9 +17,10 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from bot.bootstrap import App
 from bot.cron import cron_trigger
 from handlers.anchors import anchor_head
-from handlers.context import Deps
+from handlers.context import Deps, one_version
 from handlers.grants import run_due_ops
 from handlers.origin import acting_via
+from handlers.policy import Policy
 from handlers.sweeps import (
     SweepReport,
     detect_drift,
@@ -33,6 +34,7 @@ from handlers.sweeps import (
 )
 
 log = structlog.get_logger("accessbot.scheduler")
+POLICY_CHECK_SECONDS = 2  # how soon a saved policy file takes effect under `accessbot serve`
 
 
 async def run_sweep(app: App, name: str) -> None:
@@ -42,7 +44,7 @@ async def run_sweep(app: App, name: str) -> None:
     deps = app.deps
     report = SweepReport(as_of=deps.judged_now(), dry_run=False)
     try:
-        with acting_via("scheduler"):
+        with acting_via("scheduler"), one_version():  # the whole sweep judges by one policy version
             await _run(deps, name, report)
             if name == "evidence":
                 from bot.evidence_delivery import run_scheduled_evidence
@@ -104,30 +106,57 @@ async def _wake_at_next_expiry(app: App) -> None:
                       id="expiry-exact", replace_existing=True, misfire_grace_time=None)
 
 
+def _interval(policy: Policy) -> int:
+    return max(1, int(policy.schedule.sweep_interval.total_seconds()))
+
+
+def apply_schedule(scheduler: AsyncIOScheduler, app: App, old: Policy | None = None) -> None:
+    """Add the sweeps the policy in force schedules (``old`` given: change what differs from it)."""
+    policy = app.deps.policy
+    common: dict[str, Any] = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+    interval = _interval(policy)
+    # next_run_time=now: everything overdue while the server was down runs at once.
+    now = datetime.now(UTC)
+    if old is None or _interval(old) != interval:
+        for name, seconds in (("expiry", interval), ("termination", interval), ("reminders", max(interval, 60)),
+                              ("reviews", max(interval, 60))):
+            scheduler.add_job(run_sweep, "interval", seconds=seconds, args=[app, name], id=name,
+                              next_run_time=now, replace_existing=True, **common)
+    if old is None or old.schedule.drift_cron != policy.schedule.drift_cron:
+        scheduler.add_job(run_sweep, cron_trigger(policy.schedule.drift_cron, "UTC"),  # cron's day numbers
+                          args=[app, "drift"], id="drift", replace_existing=True, **common)
+    if policy.evidence.enabled and (old is None or not old.evidence.enabled):  # due dates live in the store
+        scheduler.add_job(run_sweep, "interval", minutes=15, args=[app, "evidence"], id="evidence",
+                          next_run_time=now, replace_existing=True, **common)
+    elif not policy.evidence.enabled and scheduler.get_job("evidence") is not None:
+        scheduler.remove_job("evidence")
+
+
+async def check_policy(app: App) -> None:
+    """A new policy file in force (bot/policy_watch.py), and its schedule applied to the sweeps."""
+    watch = app.state.get("policy_watch")
+    if watch is None:
+        return
+    try:
+        change = await watch.check()
+    except Exception:
+        log.exception("policy file check failed")
+        return
+    scheduler = _SCHEDULERS.get(id(app))
+    if change is not None and scheduler is not None and scheduler.running:
+        apply_schedule(scheduler, app, change.old)
+
+
 def attach_scheduler(web_app: web.Application, app: App) -> None:
-    schedule = app.deps.policy.schedule
-    interval = max(1, int(schedule.sweep_interval.total_seconds()))
     holder: dict[str, AsyncIOScheduler] = {}
     web_app[SCHEDULER_KEY] = holder
 
     async def start(_: web.Application) -> None:
         scheduler = AsyncIOScheduler(timezone="UTC")
-        common: dict[str, Any] = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
-        # next_run_time=now: everything overdue while the server was down runs at once.
-        now = datetime.now(UTC)
-        scheduler.add_job(run_sweep, "interval", seconds=interval, args=[app, "expiry"], id="expiry",
-                          next_run_time=now, **common)
-        scheduler.add_job(run_sweep, "interval", seconds=interval, args=[app, "termination"], id="termination",
-                          next_run_time=now, **common)
-        scheduler.add_job(run_sweep, "interval", seconds=max(interval, 60), args=[app, "reminders"],
-                          id="reminders", next_run_time=now, **common)
-        scheduler.add_job(run_sweep, "interval", seconds=max(interval, 60), args=[app, "reviews"],
-                          id="reviews", next_run_time=now, **common)
-        scheduler.add_job(run_sweep, cron_trigger(schedule.drift_cron, "UTC"),  # cron's day numbers, not APScheduler's
-                          args=[app, "drift"], id="drift", **common)
-        if app.deps.policy.evidence.enabled:  # due dates and retries live in the store
-            scheduler.add_job(run_sweep, "interval", minutes=15, args=[app, "evidence"], id="evidence",
-                              next_run_time=now, **common)
+        apply_schedule(scheduler, app)
+        if app.state.get("policy_watch") is not None:
+            scheduler.add_job(check_policy, "interval", seconds=POLICY_CHECK_SECONDS, args=[app], id="policy",
+                              max_instances=1, coalesce=True, misfire_grace_time=None)
         scheduler.start()
         holder["scheduler"] = scheduler
         _SCHEDULERS[id(app)] = scheduler

@@ -16,6 +16,7 @@ from aiohttp import web
 from bot.bootstrap import App, build_app
 from bot.extensions import optional_modules
 from bot.notify import FanoutNotifier
+from bot.policy_watch import PolicyWatch
 from bot.settings import Settings
 
 log = structlog.get_logger("accessbot.server")
@@ -87,6 +88,7 @@ async def serve(settings: Settings, *, ready: Callable[[int], Any] | None = None
         if app.store.backend == "sqlite":
             log.info("sqlite database: run a single accessbot serve process; use PostgreSQL for replicas")
         app.state["worker"] = worker
+        app.state["policy_watch"] = PolicyWatch(app, settings.policy)  # a saved policy file takes effect
         web_app = create_web_app(app, notifier)
         runner = web.AppRunner(web_app, access_log=None, shutdown_timeout=DRAIN)
         await runner.setup()

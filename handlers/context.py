@@ -21,16 +21,36 @@ SYSTEM = "system"
 _scope: ContextVar[dict[Any, Any] | None] = ContextVar("accessbot_scope", default=None)
 
 
+_versions: ContextVar[dict[Any, Any] | None] = ContextVar("accessbot_versions", default=None)
+
+
+@contextmanager
+def one_version() -> Iterator[None]:
+    """Within this scope every read of the policy (and the group ids resolved for it) gives the version
+    the scope first read, even when a new version is installed meanwhile (bot/policy_watch.py). Opened
+    by :func:`one_lookup_per_person` and by each scheduled sweep; a scope inside another is the same."""
+    if _versions.get() is not None:
+        yield
+        return
+    token = _versions.set({})
+    try:
+        yield
+    finally:
+        _versions.reset(token)
+
+
 @contextmanager
 def one_lookup_per_person() -> Iterator[None]:
     """Within this scope (one command, one sweep, one card refresh), each person is looked up at most
-    once. A scope opened inside another is the same scope."""
+    once, and the policy is one version (:func:`one_version`). A scope opened inside another is the
+    same scope."""
     if _scope.get() is not None:
         yield
         return
     token = _scope.set({})
     try:
-        yield
+        with one_version():
+            yield
     finally:
         _scope.reset(token)
 
@@ -191,3 +211,33 @@ class Deps:
 
     def is_security(self, email: str) -> bool:
         return email.lower() in self.policy.security_members()
+
+
+class _PinnedPerScope:
+    """A field of :class:`Deps` that may be replaced while serving (the policy file changed, and the
+    group ids resolved for it): inside one scope (a command, a card refresh, a sweep: :func:`one_version`)
+    every read gives what the scope first read, so nothing is judged half by one version and half by
+    the next. Outside a scope a read gives the value in force."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.slot = f"_{name}_in_force"
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if obj is None:
+            raise AttributeError(self.name)  # no class-level default (dataclasses asks)
+        value = obj.__dict__[self.slot]
+        scope = _versions.get()
+        if scope is None:
+            return value
+        return scope.setdefault((self.slot, id(obj)), value)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__[self.slot] = value
+        scope = _versions.get()
+        if scope is not None:
+            scope[(self.slot, id(obj))] = value  # who sets it inside a scope reads it back
+
+
+Deps.policy = _PinnedPerScope("policy")  # type: ignore[assignment]
+Deps.groups = _PinnedPerScope("groups")  # type: ignore[assignment]

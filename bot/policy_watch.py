@@ -1,0 +1,145 @@
+"""The policy file while the bot runs: a new version takes effect without a restart.
+
+The file is ``stat``ed on every check; its bytes are read and hashed only when the ``stat`` changed,
+and parsed only when the hash did. A new version goes through everything a start-up goes through
+(the validator, the group references resolved at the provider) and is recorded (``policy.loaded``)
+before any command can be judged by it; one that fails stays out, the version in force keeps
+working, and the reason is logged and shown on ``/healthz`` (``policy_rejected``). Requests already
+filed keep the version they were filed under (:meth:`handlers.context.Deps.policy_for`); a command
+in progress finishes with the version it started with (:class:`handlers.context._PinnedPerScope`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from handlers.context import SYSTEM
+from handlers.group_resolution import GroupResolutionError, resolve_groups
+from handlers.policy import Policy, PolicyError, parse_policy
+
+if TYPE_CHECKING:
+    from bot.bootstrap import App
+
+log = structlog.get_logger("accessbot")
+
+STATE_KEY = "policy_rejected"  # app.state: why the file's current bytes are not in force (None when they are)
+
+
+@dataclass(frozen=True)
+class PolicyChange:
+    old: Policy
+    new: Policy
+
+
+def _signature(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class PolicyWatch:
+    """Install the policy file's new bytes into a running app (see the module's docstring)."""
+
+    def __init__(self, app: App, path: str | os.PathLike[str], *, quiet: bool = False) -> None:
+        self.app = app
+        self.quiet = quiet  # the console tells its person (:meth:`news`) instead of logging
+        self.path = Path(path)
+        self._seen: tuple[int, ...] | None = None
+        self._sha = app.deps.policy.sha256  # of the bytes last read (installed or not)
+        self._lock = asyncio.Lock()
+        self.reads = 0  # how often the bytes were read (tests: only when the stat changed)
+        try:
+            self._seen = _signature(self.path.stat())
+        except OSError:
+            pass
+
+    async def check(self) -> PolicyChange | None:
+        """Install the file's bytes when they changed and are valid; the change, or None."""
+        async with self._lock:
+            try:
+                seen = _signature(self.path.stat())
+            except OSError as exc:
+                if self._seen is not None:
+                    log.warning("policy file cannot be read; the version in force stays", path=str(self.path),
+                                error=exc.strerror)
+                self._seen = None
+                return None
+            if seen == self._seen:
+                return None
+            try:
+                raw = await asyncio.to_thread(self.path.read_bytes)
+            except OSError:
+                return None  # replaced while being read: the next check reads it again
+            self.reads += 1
+            self._seen = seen
+            sha = hashlib.sha256(raw).hexdigest()
+            if sha == self._sha:
+                return None  # the same bytes (a touch, a copy): nothing to do
+            self._sha = sha
+            return await self._install(raw, sha)
+
+    async def news(self) -> str | None:
+        """:meth:`check`, told in a sentence for a person at the console (None when nothing changed)."""
+        before = self.app.state.get(STATE_KEY)
+        change = await self.check()
+        if change is not None:
+            return f"(policy {change.new.version} is now in force; it was {change.old.version})"
+        rejected = self.app.state.get(STATE_KEY)
+        if rejected and rejected != before:
+            return (f"(the policy file changed but cannot be used; {rejected['in_force']} stays in force:\n  "
+                    + "\n  ".join(rejected["problems"]) + ")")
+        return None
+
+    async def _install(self, raw: bytes, sha: str) -> PolicyChange | None:
+        app, deps = self.app, self.app.deps
+        old = deps.policy
+        if sha == old.sha256:
+            app.state[STATE_KEY] = None  # back to the version in force
+            return None
+        try:
+            new = parse_policy(raw, str(self.path))
+        except PolicyError as exc:
+            return self._reject(sha, [str(i) for i in exc.issues])
+        trial = dataclasses.replace(deps, policy=new)
+        try:
+            resolution = await resolve_groups(trial, persist=True)
+        except GroupResolutionError as exc:
+            return self._reject(sha, exc.problems)
+        except Exception as exc:  # the provider could not answer: the next check tries again
+            self._seen, self._sha = None, old.sha256
+            return self._reject(sha, [f"the group references could not be resolved ({exc})"])
+        now = deps.now()
+        async with deps.store.write() as repo:
+            if await repo.ensure_policy(new.version, new.sha256, new.raw, now):
+                await repo.append("policy.loaded", actor=SYSTEM, ts=now,
+                                  data={"version": new.version, "sha256": new.sha256})
+        deps.groups = trial.groups
+        deps.policy = new
+        app.state[STATE_KEY] = None
+        app.state["policy_warnings"] = resolution.warnings
+        for problem in resolution.stale:
+            log.warning("group of an open grant not resolved", problem=problem)
+        if not self.quiet:
+            log.info("policy loaded", version=new.version, sha256=new.sha256, previous=old.version)
+        return PolicyChange(old, new)
+
+    def _reject(self, sha: str, problems: list[str]) -> None:
+        self.app.state[STATE_KEY] = {"sha256": sha, "problems": problems,
+                                     "in_force": self.app.deps.policy.version}
+        if not self.quiet:
+            log.error("policy file changed but cannot be used; the version in force stays", path=str(self.path),
+                      sha256=sha, in_force=self.app.deps.policy.version, problems=problems)
+        return None
+
+
+def reschedule(scheduler: Any, app: App, change: PolicyChange) -> None:
+    """Apply a new version's schedule to the running sweeps (bot/scheduler.py made the jobs)."""
+    from bot.scheduler import apply_schedule
+
+    apply_schedule(scheduler, app, change.old)
