@@ -598,12 +598,15 @@ def tie_earlier(files, earlier):
     audit = json.loads(files["manifest.json"]).get("audit", {})
     first = audit.get("first_seq")  # None: no event in the period, nothing to run back from
     want_last, want_head = (first - 1 if isinstance(first, int) else None), audit.get("prev_hash")
-    known, covered = {}, []
+    known, covered, used = {}, [], set()
     for name, other, lines in sorted(segments, key=lambda x: -x[1]["last_seq"]):
         if other["last_seq"] == want_last and other["head_hash"] == want_head:
             known.update({e["seq"]: (e["hash"], name) for e in lines})
             covered[:0] = lines
+            used.add(name)
             want_last, want_head = other["first_seq"] - 1, other["prev_hash"]
+    unlinked = [(name, other) for name, other, _ in segments if name not in used]
+    unlinked += [(name, None) for name, _ in earlier if name not in used and all(name != n for n, _, _ in segments)]
     tied = 0
     for event in events:
         if event["seq"] in known:
@@ -639,6 +642,11 @@ def tie_earlier(files, earlier):
         notes.append(f"  {len(events) - tied} of them not tied to the chain: the pack's signature vouches for them,"
                      " or give the packs of the periods before, back to the oldest: verify_pack.py PACK.zip"
                      " EARLIER.zip ...")
+    for name, other in unlinked:
+        span = f" (seq {other['first_seq']}-{other['last_seq']})" if other else " (no chain segment)"
+        notes.append(f"  {name}{span} ties nothing: it does not run back unbroken from this pack (seq "
+                     f"{want_last if want_last is not None else '?'} and before are wanted next): give the packs "
+                     "between, or it is not an earlier pack of this chain")
     if want_last is not None and want_last > 0:
         notes.append(f"  events before seq {want_last + 1} are not checked for completeness (no earlier pack "
                      "given covers them); the signature vouches for the whole pack")

@@ -43,7 +43,7 @@ GOLDEN = {
     "audit_earlier.jsonl": "77bfee1b3fa4e7cfb2079dedb6ca6c2dcc0d35e9e91aae8287fe289a524ffd75",
     "exceptions.csv": "dc256be98e1f3ff329337280d01861fc2a0a425c11e9377883299dd7b4ed2e56",
     "grants.csv": "86cf11a8a261f03739ca8db700f4f01cb3e4a438875d959e0b0f326c912c567e",
-    "manifest.json": "5507a9ab68c6bf08087021d34289416f7711c7bb9e1234d601987ed1a6209cef",
+    "manifest.json": "a7a1e75edf289c9d30b006cedaf9c802dfb3460808cd7203e65ce556c0dcc18a",
     "policy/2026.11-287f98b13866.yaml": "287f98b138662858083e961c783afba046b1c07130fad3dc243d51dc841796d1",
     "policy/2026.12-db7dd2450365.yaml": "db7dd2450365f19a48fcdd8859b191514ecbf78be9dd47b9c6aa670ed77f0472",
     "removals.csv": "a194b35be576dbb475e6e048f3ea962a950cb4e2a0afab9e473bc2f182a7b885",
@@ -51,7 +51,7 @@ GOLDEN = {
     "requests.csv": "fedd3240342e6599bdad168b5e7f52ca1a2ea5f17aae12af5fc0c27f3b54beac",
     "review_items.csv": "fc8a44945a8e573272c373a25cdefab9675ee9886feb7bbfa41439cf4f95aaea",
     "reviews.csv": "94d3db46cf3659ff8eac20f9560b578d212defc265b80678c02e634cfbd6613d",
-    "verify_pack.py": "d60d7c1cc42a66272b81b46788aac051ae459ec16924884aa2253330aaf3a31f",
+    "verify_pack.py": "0fd801f15c4d73c8fd4ca8a7a8f11a829bcdcafdab6b602798a63229b86abf0e",
 }
 
 

@@ -121,6 +121,8 @@ def test_a_hostile_earlier_pack_fails_cleanly_not_with_a_traceback(two, tmp_path
     # a pack whose segment is no segment ties nothing: said, never a traceback
     assert "Traceback" not in done.stderr and done.returncode == 0 and "not tied to the chain" in done.stdout, (
         f"exit {done.returncode}\n{done.stdout}\n{done.stderr}")
+    named = [line for line in done.stdout.splitlines() if "ties nothing" in line]
+    assert len(named) == 1 and "hostile.zip" in named[0], done.stdout  # which pack did not link, said
 
 
 # -- removals.csv and report.html: what an auditor reads, checked by nothing but the manifest -----------
