@@ -4,7 +4,7 @@ Secrets (link tokens, session ids, an OpenID Connect ``state``) are random, hand
 once, and stored only as their SHA-256: a copy of the database signs nobody in. A link is single
 use, valid five minutes and bound to the person who asked for it; redeeming it starts a session
 for that person, recorded as ``dashboard.signed_in``. Every page checks the session and that its
-person is still active at the identity source.
+person is still active at the identity source; a person found inactive ends the session for good.
 """
 
 from __future__ import annotations
@@ -144,7 +144,9 @@ async def sign_in_verified(deps: Deps, source: DashboardSource, email: str, via:
 
 async def viewer_for(deps: Deps, source: DashboardSource, secret: str | None) -> Viewer | None:
     """The signed-in person behind a session cookie, or None (no, unknown, ended or expired session,
-    or a person no longer active)."""
+    or a person no longer active). A person found inactive (or gone from the identity source) ends the
+    session for good, recorded as ``dashboard.signed_out`` {reason: ``inactive``}: enabling the account
+    again later does not bring a copied cookie back to life."""
     if not secret or not plausible(secret):
         return None
     record = await source.session(digest(secret))
@@ -152,17 +154,25 @@ async def viewer_for(deps: Deps, source: DashboardSource, secret: str | None) ->
         return None
     person = await deps.person(record.email)
     if person is None or not person.active:
+        await _end_for_good(deps, source, record.session_hash, "inactive")
         return None
     return Viewer(email=record.email, name=person.name or record.email, security=deps.is_security(record.email))
+
+
+async def _end_for_good(deps: Deps, source: DashboardSource, session_hash: str, reason: str | None) -> None:
+    """End a session (once: a session already ended stays as it was) and record ``dashboard.signed_out``,
+    with ``reason`` when the person did not sign out themselves."""
+    now = deps.now()
+    async with source.signin() as tx:
+        record = await tx.get_session(session_hash)
+        if record is None or record.ended_at is not None:
+            return
+        await tx.end_session(record.session_hash, now)
+        data = {"channel": record.via} | ({"reason": reason} if reason else {})
+        await tx.append("dashboard.signed_out", actor=record.email, ts=now, data=data)
 
 
 async def sign_out(deps: Deps, source: DashboardSource, secret: str | None) -> None:
     if not secret or not plausible(secret):
         return
-    now = deps.now()
-    async with source.signin() as tx:
-        record = await tx.get_session(digest(secret))
-        if record is None or record.ended_at is not None:
-            return
-        await tx.end_session(record.session_hash, now)
-        await tx.append("dashboard.signed_out", actor=record.email, ts=now, data={"channel": record.via})
+    await _end_for_good(deps, source, digest(secret), None)
