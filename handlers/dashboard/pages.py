@@ -6,6 +6,7 @@ applies :mod:`handlers.dashboard.access`: a page never holds a request its viewe
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,7 +20,7 @@ from handlers.dashboard.signin import Viewer
 from handlers.drift import every_member
 from handlers.durations import format_duration
 from handlers.present import event_summary, person_facts, request_view
-from handlers.records import ENDED_STATES, OPEN_STATES, RequestRecord
+from handlers.records import ENDED_STATES, OPEN_STATES, AuditEvent, RequestRecord
 from handlers.requests import profile_view
 from handlers.text import is_digits
 from handlers.views import ProfileView, RequestView
@@ -236,6 +237,19 @@ async def request_page(deps: Deps, source: DashboardSource, viewer: Viewer, n: i
 
 
 # -- people ---------------------------------------------------------------------------------------
+async def drop_hidden(deps: Deps, source: DashboardSource, viewer: Viewer, events: list[AuditEvent]
+                      ) -> list[AuditEvent]:
+    """The events that name no request, or one the viewer may ``status``. One's own refused probes of a
+    request one may not see (``command.refused``, ``approval.refused``) would otherwise tell it from one that
+    does not exist (which leaves no event), and show its step and round."""
+    numbers = {int(m.group(1)) for e in events if e.request_id
+               for m in [re.fullmatch(r"REQ-([0-9]{1,9})", e.request_id)] if m}
+    records, _ = (await source.search_requests(Filter(), ids=sorted(numbers), offset=0, limit=len(numbers))
+                  if numbers else ([], 0))
+    seen = {r.ref for r in await keep_visible(deps, source, viewer, records)}
+    return [e for e in events if not e.request_id or e.request_id in seen]
+
+
 @dataclass(frozen=True)
 class Membership:
     provider: str
@@ -294,6 +308,8 @@ async def person_page(deps: Deps, source: DashboardSource, viewer: Viewer, email
         memberships.append(Membership(provider_name, group, profiles, member, backed, status))
     records, _ = await source.search_requests(Filter(person=email), offset=0, limit=500)
     events = await source.person_events(email, [r.ref for r in records], limit=500)
+    if not viewer.security:
+        events = await drop_hidden(deps, source, viewer, events)
     trail = [TimelineEntry(seq=e.seq, at=moment(e.ts), ts=e.ts, type=e.type, actor=e.actor,
                            channel=str(e.data.get("channel") or ""),
                            policy_version=str(e.data.get("policy_version") or ""), summary=event_summary(e) or
