@@ -23,8 +23,23 @@ async def evidence_form(request: web.Request, viewer: Viewer) -> web.StreamRespo
     return html(request, "evidence.html", viewer=viewer, nav="evidence", message="")
 
 
+def navigated_here(request: web.Request) -> bool:
+    """The pack is asked for by a navigation of our own (the form's Download button, a typed or bookmarked
+    address), never as a subresource of another page. Building it records ``evidence.exported`` in the
+    viewer's name, and the SameSite=Strict cookie still goes along on a same-site subresource (an ``<img>`` on
+    a sibling host), so the browser's fetch metadata must say so where it is sent: ``Sec-Fetch-Site``
+    ``same-origin`` or ``none``, ``Sec-Fetch-Dest`` ``document``. A client that sends neither is no browser
+    and carries no cookie it did not mean to."""
+    site = request.headers.get("Sec-Fetch-Site")
+    dest = request.headers.get("Sec-Fetch-Dest")
+    return site in (None, "same-origin", "none") and dest in (None, "document")
+
+
 @page(security=True)
 async def evidence_pack(request: web.Request, viewer: Viewer) -> web.StreamResponse:
+    if not navigated_here(request):
+        return html(request, "evidence.html", status=403, viewer=viewer, nav="evidence",
+                    message="No evidence pack written: download it with this page's Download button.")
     try:
         period = Period.parse(request.query.get("from", ""), request.query.get("to", ""))
     except ValueError as exc:
