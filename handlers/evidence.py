@@ -135,6 +135,8 @@ class Period:
             raise ValueError(f"dates are YYYY-MM-DD, not {start!r} / {end!r}") from None
         if b < a:
             raise ValueError(f"the period ends ({b}) before it starts ({a})")
+        if b == date.max:  # the period's end is the first instant of the next day, which must exist
+            raise ValueError(f"the period cannot end on {date.max}, the last day of the calendar")
         return cls(a, b)
 
 
