@@ -40,6 +40,12 @@ def clean(text: str) -> str:
     return re.sub(r"\s+", " ", "".join(out)).strip()
 
 
+def has_control(text: str) -> bool:
+    """Whether ``text`` holds a control character (NUL among them, which PostgreSQL refuses in text) or a lone
+    UTF-16 surrogate (which no UTF-8 store holds): no address or name people type has one."""
+    return any(ord(ch) < 32 or 127 <= ord(ch) <= 159 or 0xD800 <= ord(ch) <= 0xDFFF for ch in text)
+
+
 def is_digits(text: str) -> bool:
     """Whether ``text`` is a number as people type one: ASCII digits 0-9 and nothing else.
 

@@ -20,6 +20,7 @@ from bot.web.session import board, clear_session, current_viewer, same_origin, s
 from handlers.context import one_lookup_per_person
 from handlers.dashboard import pages, posture
 from handlers.dashboard.signin import Viewer, peek_link, redeem_link, sign_out
+from handlers.text import has_control
 
 Page = Callable[[web.Request, Viewer], Awaitable[web.StreamResponse]]
 REFUSALS = {
@@ -141,7 +142,8 @@ async def request_list(request: web.Request, viewer: Viewer) -> web.StreamRespon
     def link(**override: Any) -> str:
         return f"{PREFIX}/requests?" + urlencode(flt.query(**override))
 
-    return html(request, "requests.html", viewer=viewer, view=view, link=link, nav="requests")
+    return html(request, "requests.html", status=400 if flt.malformed else 200, viewer=viewer, view=view, link=link,
+                nav="requests")
 
 
 @page()
@@ -154,9 +156,16 @@ async def request_detail(request: web.Request, viewer: Viewer) -> web.StreamResp
     return html(request, "request.html", viewer=viewer, view=view, nav="requests")
 
 
+def no_such_address(request: web.Request, viewer: Viewer) -> web.Response:
+    return html(request, "error.html", status=400, viewer=viewer, title="Not an address",
+                message="An email address has no control characters.")
+
+
 @page()
 async def people(request: web.Request, viewer: Viewer) -> web.StreamResponse:
     email = (request.query.get("email") or "").strip().lower()
+    if has_control(email):
+        return no_such_address(request, viewer)
     if not viewer.security or not email:
         if viewer.security:
             return html(request, "people.html", viewer=viewer, nav="people")
@@ -167,6 +176,8 @@ async def people(request: web.Request, viewer: Viewer) -> web.StreamResponse:
 @page()
 async def person(request: web.Request, viewer: Viewer) -> web.StreamResponse:
     b = board(request)
+    if has_control(request.match_info["email"]):
+        return no_such_address(request, viewer)
     view = await pages.person_page(b.app.deps, b.source, viewer, request.match_info["email"][:320])
     if view is None:
         return forbidden(request, viewer, "another person's page")

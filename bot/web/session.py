@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+import structlog
 from aiohttp import web
 
 from bot.web import DASHBOARD_KEY, PREFIX, Dashboard
@@ -26,10 +27,13 @@ COOKIE = "accessbot_session"
 SECURE_COOKIE = "__Host-accessbot_session"  # on https: Secure, Path=/, no Domain (a sibling host cannot set it)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+log = structlog.get_logger("accessbot.dashboard")
 
 
 @web.middleware
 async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every dashboard answer carries :data:`HEADERS`, a failure too: an unexpected exception is logged and
+    answered with a plain 500 page (unless the answer had begun: then the connection just ends)."""
     if not request.path.startswith(PREFIX):
         return await handler(request)
     try:
@@ -37,8 +41,24 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         harden(request, exc.headers)
         raise
+    except Exception:
+        if request.writer.output_size > 0:  # part of the answer is on its way: too late for another (as aiohttp)
+            raise
+        log.exception("dashboard request failed", method=request.method, path=request.path)
+        response = failure_page(request)
     harden(request, response.headers)
     return response
+
+
+def failure_page(request: web.Request) -> web.Response:
+    text = "The dashboard could not answer this request. The error is logged; try again later."
+    try:
+        body = board(request).render("error.html", viewer=None, entra=False, title="Something went wrong",
+                                     message=text)
+    except Exception:  # the page itself fails: plain words, the same headers
+        log.exception("dashboard error page failed")
+        return web.Response(status=500, text=text, content_type="text/plain", charset="utf-8")
+    return web.Response(status=500, text=body, content_type="text/html", charset="utf-8")
 
 
 def harden(request: web.Request, headers: Any) -> None:

@@ -22,7 +22,7 @@ from handlers.durations import format_duration
 from handlers.present import event_summary, person_facts, request_view
 from handlers.records import ENDED_STATES, OPEN_STATES, AuditEvent, RequestRecord
 from handlers.requests import profile_view
-from handlers.text import is_digits
+from handlers.text import has_control, is_digits
 from handlers.views import ProfileView, RequestView
 
 STATES = (*OPEN_STATES, *ENDED_STATES)
@@ -128,10 +128,12 @@ class Filter:
     submitted_to: datetime | None = None  # the first instant after the period
     page: int = 1
     problems: list[str] = field(default_factory=list)
+    malformed: bool = False  # a value no form makes (a control character): the page answers 400
 
     @classmethod
     def parse(cls, query: dict[str, str], profiles: list[str]) -> Filter:
-        """Filters from a query string; what does not parse is named and left out, never guessed."""
+        """Filters from a query string; what does not parse is named and left out, never guessed. A control
+        character (which no one types, and PostgreSQL refuses) also marks the filter ``malformed``."""
         from datetime import UTC, date
 
         f = cls()
@@ -146,7 +148,11 @@ class Filter:
             if f.state is None:
                 f.problems.append(f"no state {state[:30]!r}")
         person = (query.get("person") or "").strip().lower()
-        f.person = person[:320] or None
+        if has_control(person):
+            f.problems.append("the person has a control character")
+            f.malformed = True
+        else:
+            f.person = person[:320] or None
         for key in ("from", "to"):
             raw = (query.get(key) or "").strip()
             if not raw:
