@@ -110,6 +110,15 @@ class SqlSignInTx:
                                          .where(dashboard_sessions.c.expires_at < before)))
         return int(gone.rowcount or 0) + int(ended.rowcount or 0)
 
+    async def trim_flows(self, now: datetime, keep: int) -> int:
+        c = dashboard_tokens.c
+        gone = await self.conn.execute(dashboard_tokens.delete().where(c.kind == "oidc", c.expires_at <= now))
+        # the newest first (by expiry, the same order as by start); among equals, any
+        older = (select(c.token_hash).where(c.kind == "oidc").order_by(c.expires_at.desc(), c.token_hash)
+                 .offset(keep).scalar_subquery())
+        dropped = await self.conn.execute(dashboard_tokens.delete().where(c.token_hash.in_(older)))
+        return int(gone.rowcount or 0) + int(dropped.rowcount or 0)
+
     async def append(self, type: str, *, actor: str, ts: datetime, data: dict[str, Any] | None = None,
                      request_id: str | None = None, profile: str | None = None) -> AuditEvent:
         return await self.repo.append(type, actor=actor, ts=ts, data=data, request_id=request_id, profile=profile)

@@ -56,6 +56,10 @@ class SignInTx(Protocol):
         """Forget tokens and sessions that expired before ``before``."""
         ...
 
+    async def trim_flows(self, now: datetime, keep: int) -> int:
+        """Forget OpenID Connect flows expired by ``now``, then all but the ``keep`` newest of the others."""
+        ...
+
     async def append(self, type: str, *, actor: str, ts: datetime, data: dict[str, Any] | None = None,
                      request_id: str | None = None, profile: str | None = None) -> AuditEvent: ...
 

@@ -20,6 +20,7 @@ from handlers.dashboard.ports import DashboardSource, SessionRecord, SignInToken
 
 LINK_TTL = timedelta(minutes=5)
 FLOW_TTL = timedelta(minutes=10)
+OPEN_FLOWS = 10_000  # OpenID Connect flows kept at once (a couple of KB each); the oldest go first
 SESSION_TTL = timedelta(hours=8)
 LINK = "link"
 OIDC = "oidc"
@@ -113,11 +114,18 @@ async def redeem_link(deps: Deps, source: DashboardSource, secret: str) -> SignI
         return await _start_session(deps, tx, token.email, LINK, {})
 
 
-async def store_flow(deps: Deps, source: DashboardSource, state: str, flow: dict[str, Any]) -> None:
-    """Keep an OpenID Connect flow (state, nonce, PKCE verifier) until the browser comes back."""
+async def store_flow(deps: Deps, source: DashboardSource, state: str, flow: dict[str, Any], *,
+                     keep: int = OPEN_FLOWS) -> None:
+    """Keep an OpenID Connect flow (state, nonce, PKCE verifier) until the browser comes back, at most
+    :data:`FLOW_TTL`. Anyone may start one, signed in or not, so the store holds at most ``keep`` open flows:
+    the expired ones go, and then the oldest beyond ``keep - 1``, before this one is added. A flood of starts
+    thus costs a bounded number of rows, and a real person's sign-in fails only when ``keep`` others start
+    between their start and their return (they start again); refusing new starts instead would let a slow
+    trickle of them shut everyone out for ten minutes at a time."""
     now = deps.now()
     async with source.signin() as tx:
         await tx.purge(now - timedelta(days=1))
+        await tx.trim_flows(now, max(0, keep - 1))
         await tx.add_token(SignInToken(token_hash=digest(state), kind=OIDC, email=None, created_at=now,
                                        expires_at=now + FLOW_TTL, data=flow))
 
