@@ -13,7 +13,8 @@ intent; the provider calls run as every other operation does; the last transacti
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -27,7 +28,15 @@ from handlers.ports import Notice
 from handlers.records import HOLDING_STATES, OpRecord
 from handlers.reviews.campaign import pinned, repo_of, unreadable
 from handlers.reviews.decide import GONE, left_groups, mark_gone, record_decisions
-from handlers.reviews.records import CLOSED, OPEN, SIGNOFF, CampaignRecord, ItemRecord, SignoffRecord
+from handlers.reviews.records import (
+    CLOSED,
+    OPEN,
+    SIGNOFF,
+    CampaignRecord,
+    ItemRecord,
+    ReviewDecisionRecord,
+    SignoffRecord,
+)
 from handlers.reviews.repository import ReviewRepository
 
 HELD = "held"  # the removal list is final; it waits for the safety brake (and passes it at once when small)
@@ -41,6 +50,30 @@ NOT_REMOVED = "not removed"
 SIGNOFF_FAILED = "failed"  # the campaign's ``signoff`` when its chain could no longer be completed
 SIGNOFF_FAILED_LINE = "sign-off failed, it can no longer be completed"
 MAX_FAILURES_RECORDED = 200
+
+
+@dataclass(frozen=True)
+class Concerned:
+    """Who may not sign a removal list off.
+
+    ``members``: the people whose own memberships the list ends (as the person reviewed never decides their own
+    item; a step naming only them goes to the security team). ``deciders``: the people who made a final
+    ``remove`` decision on the list (as a requester never approves their own request, the second pair of eyes
+    is someone else's; a step nobody else can sign fails closed).
+    """
+
+    members: frozenset[str] = frozenset()
+    deciders: frozenset[str] = frozenset()
+
+    @property
+    def barred(self) -> frozenset[str]:
+        return self.members | self.deciders
+
+    def __contains__(self, who: object) -> bool:
+        return isinstance(who, str) and who.lower() in self.barred
+
+
+NOBODY = Concerned()
 
 
 async def close_campaign(deps: Deps, campaign_id: int, now: datetime, *, actor: str = SYSTEM,
@@ -74,7 +107,7 @@ async def close_campaign(deps: Deps, campaign_id: int, now: datetime, *, actor: 
             notices += await fail_signoff(deps, repo, campaign, lost, actor, now, current.policy.security_members())
         elif review is not None and review.sign_off and removals:
             campaign.state, campaign.signoff = SIGNOFF, "pending"
-            concerned = concerned_by(removals)
+            concerned = concerned_by(removals, final)
             await ask_step(deps, campaign, 0, concerned)
             failed = signoff_stuck(deps, campaign, await signoff_chain(deps, campaign, concerned), [], concerned)
             if failed is not None:  # nobody could complete it: fail closed now rather than wait for ever
@@ -168,34 +201,36 @@ async def held_removals(deps: Deps, campaign_id: int) -> int:
         return sum(i.state == OPEN for i in await repo.items(campaign_id))
 
 
-def signoff_pool(deps: Deps, campaign: CampaignRecord, step: int, concerned: Collection[str] = ()) -> set[str]:
+def signoff_pool(deps: Deps, campaign: CampaignRecord, step: int, concerned: Concerned = NOBODY) -> set[str]:
     """Who may sign step ``step`` off: its approvers, less the ``concerned`` (people whose own membership is on
-    the removal list: as the person reviewed never decides their own item, they never sign its removal)."""
+    the removal list: as the person reviewed never decides their own item, they never sign its removal; and
+    people who decided a removal on it: as a requester never approves their own request)."""
     review = deps.policy.review(campaign.review)
     if review is None or step >= len(review.sign_off):
         return set()
+    barred = concerned.barred
     asked = (campaign.signoff_asked or {}).get(str(step))
     if asked is not None:  # the step is open: the people it asked when it opened
-        return set(asked) - {c.lower() for c in concerned}
+        return set(asked) - barred
     pool = _step_people(deps, review.sign_off[step])
-    out = {c.lower() for c in concerned}
-    if pool and pool <= out:  # every approver of the step is on the list (`{user: X}` removing X's access): the
-        # step goes to the security team, as an item whose reviewer is the person reviewed goes to the fallback,
-        # less the people a later step needs (one person signs once: their signature here would leave it unsigned)
-        fallback = set(deps.policy.security_members()) - out
+    if pool and pool <= concerned.members:  # every approver of the step is on the list (`{user: X}` removing X's
+        # access): the step goes to the security team, as an item whose reviewer is the person reviewed goes to
+        # the fallback, less the people a later step needs (one person signs once: their signature here would
+        # leave it unsigned); never to someone who decided a removal on the list
+        fallback = set(deps.policy.security_members()) - barred
         later = set().union(*(_step_people(deps, s) for s in review.sign_off[step + 1:]))
         return (fallback - later) or fallback
-    return pool - out
+    return pool - barred
 
 
-def standing_in_for(deps: Deps, campaign: CampaignRecord, step: int, concerned: Collection[str]) -> dict[str, Any]:
+def standing_in_for(deps: Deps, campaign: CampaignRecord, step: int, concerned: Concerned) -> dict[str, Any]:
     """What ``review.signoff_requested`` adds when step ``step`` went to the security team because every
     approver it names is on the removal list: ``instead_of`` (those approvers); nothing otherwise."""
     review = deps.policy.review(campaign.review)
     if review is None or step >= len(review.sign_off):
         return {}
     named = _step_people(deps, review.sign_off[step])
-    return {"instead_of": sorted(named)} if named and named <= {c.lower() for c in concerned} else {}
+    return {"instead_of": sorted(named)} if named and named <= concerned.members else {}
 
 
 def _step_people(deps: Deps, s: Step) -> set[str]:
@@ -207,7 +242,7 @@ def _step_people(deps: Deps, s: Step) -> set[str]:
     return set(deps.policy.security_members())
 
 
-def signoff_need(deps: Deps, campaign: CampaignRecord, step: int, concerned: Collection[str] = ()) -> int:
+def signoff_need(deps: Deps, campaign: CampaignRecord, step: int, concerned: Concerned = NOBODY) -> int:
     review = deps.policy.review(campaign.review)
     s = review.sign_off[step] if review and step < len(review.sign_off) else None
     if s is None:
@@ -217,13 +252,16 @@ def signoff_need(deps: Deps, campaign: CampaignRecord, step: int, concerned: Col
     return s.n if s.kind == "n_of" else 1
 
 
-def concerned_by(removals: list[ItemRecord]) -> set[str]:
-    """The people whose own memberships a removal list ends."""
-    return {i.user.lower() for i in removals}
+def concerned_by(removals: list[ItemRecord], final: Mapping[int, ReviewDecisionRecord] | None = None) -> Concerned:
+    """Who may not sign off the removal list ``removals``: the people whose own memberships it ends, and the
+    people whose final decision (``final``: item number → the decision that counts) put an item on it."""
+    deciders = {d.actor.lower() for i in removals if (d := (final or {}).get(i.number)) is not None
+                and d.decision == "remove" and d.actor != SYSTEM}
+    return Concerned(members=frozenset(i.user.lower() for i in removals), deciders=frozenset(deciders))
 
 
 def open_signoff_step(deps: Deps, campaign: CampaignRecord, done: list[SignoffRecord],
-                      concerned: Collection[str] = ()) -> int:
+                      concerned: Concerned = NOBODY) -> int:
     """The sign-off step waiting for signatures (the number of steps once every step has its signatures)."""
     review = deps.policy.review(campaign.review)
     steps = len(review.sign_off) if review else 0
@@ -233,7 +271,7 @@ def open_signoff_step(deps: Deps, campaign: CampaignRecord, done: list[SignoffRe
     return step
 
 
-async def signoff_chain(deps: Deps, campaign: CampaignRecord, concerned: Collection[str] = (),
+async def signoff_chain(deps: Deps, campaign: CampaignRecord, concerned: Concerned = NOBODY,
                         open_step: int = 0) -> list[ResolvedStep] | None:
     """The campaign's sign-off chain as it can be signed now: each step's people who are active in the
     directory (someone inactive or missing cannot sign) and how many signatures it needs, the ``concerned``
@@ -260,7 +298,7 @@ async def signoff_chain(deps: Deps, campaign: CampaignRecord, concerned: Collect
     return chain
 
 
-async def ask_step(deps: Deps, campaign: CampaignRecord, step: int, concerned: Collection[str]) -> set[str]:
+async def ask_step(deps: Deps, campaign: CampaignRecord, step: int, concerned: Concerned) -> set[str]:
     """Open sign-off step ``step``: the people it asks are its active approvers now (the concerned left out),
     kept on the campaign (the caller saves it) so that an ``all_of`` step needs exactly them."""
     asked = set()
@@ -273,7 +311,7 @@ async def ask_step(deps: Deps, campaign: CampaignRecord, step: int, concerned: C
 
 
 def signoff_stuck(deps: Deps, campaign: CampaignRecord, chain: list[ResolvedStep] | None,
-                  done: list[SignoffRecord], concerned: Collection[str] = ()) -> str | None:
+                  done: list[SignoffRecord], concerned: Concerned = NOBODY) -> str | None:
     """The rule of the first sign-off step that the people who have not signed yet can no longer
     complete (one person signs once), or None while the chain can still be completed. The same rule
     as a request's chain (:func:`handlers.chains.first_unsatisfiable`): a step nobody can complete
@@ -341,7 +379,8 @@ async def fail_stuck_signoffs(deps: Deps, *, dry_run: bool = False,
 
 
 async def _stuck_rule(deps: Deps, repo: ReviewRepository, campaign: CampaignRecord) -> tuple[Deps, str | None]:
-    concerned = concerned_by([i for i in await repo.items(campaign.id or 0) if i.state == OPEN])
+    concerned = concerned_by([i for i in await repo.items(campaign.id or 0) if i.state == OPEN],
+                             await repo.final_decisions(campaign.id or 0))
     judged = await pinned(deps, campaign)
     lost = await unreadable(deps, campaign)
     if lost is not None:  # its chain is not known any more: no sign-off can be judged, nothing is removed

@@ -74,7 +74,8 @@ async def sign(deps: Deps, who: str, cmd: ReviewSignoff) -> Reply:
         async with deps.store.write() as raw:
             repo = repo_of(raw)
             campaign = await repo.get_campaign(cmd.campaign)
-            concerned = concerned_by([i for i in await repo.items(cmd.campaign) if i.state == OPEN])
+            concerned = concerned_by([i for i in await repo.items(cmd.campaign) if i.state == OPEN],
+                                     await repo.final_decisions(cmd.campaign))
             asked = {p for people in ((campaign.signoff_asked if campaign else None) or {}).values() for p in people}
             if campaign is not None and campaign.signoff_asked is None:  # asked before the asked were kept:
                 asked = await asked_in_chain(deps, campaign)  # whom review.signoff_requested named
@@ -97,11 +98,15 @@ async def sign(deps: Deps, who: str, cmd: ReviewSignoff) -> Reply:
         current, deps = deps, await pinned(deps, campaign)  # the chain of the version the campaign started under
         done = await repo.signoffs(cmd.campaign)
         removals = [i for i in await repo.items(cmd.campaign) if i.state == OPEN]
-        concerned = concerned_by(removals)
-        if who in concerned:  # as the person reviewed never decides their own item
+        concerned = concerned_by(removals, await repo.final_decisions(cmd.campaign))
+        if who.lower() in concerned.members:  # as the person reviewed never decides their own item
             return await refuse_in(repo, who, now, f"{word} {ref}", "own membership on the removal list", ref,
                                    f"Your own access is on the removal list of {ref}: another approver signs it "
                                    "off.", "self-approval")
+        if who.lower() in concerned.deciders:  # as a requester never approves their own request
+            return await refuse_in(repo, who, now, f"{word} {ref}", "decided a removal on the list", ref,
+                                   f"You decided a removal on the list of {ref}: the sign-off is a second pair of "
+                                   "eyes, so another approver signs it off.", "own-decision")
         review = deps.policy.review(campaign.review)
         steps = len(review.sign_off) if review else 0
         step = open_signoff_step(deps, campaign, done, concerned)

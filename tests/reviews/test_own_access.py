@@ -122,12 +122,18 @@ async def test_a_signoff_step_of_one_person_whose_access_is_on_the_list_goes_to_
 
 @asynccontextmanager
 async def on_the_list(database_url: str, tmp_path: Path, chain: str, who: str = "sam.sec@example.com",
-                      by: str = "pat.lead@example.com") -> AsyncIterator[Harness]:
-    """The example policy with ``sign_off: chain``; RV-1 started, everything kept but ``who``'s own membership,
-    which its reviewer ``by`` removes (the campaign not closed yet)."""
+                      by: str = "pat.lead@example.com", security: list[str] | None = None
+                      ) -> AsyncIterator[Harness]:
+    """The example policy with ``sign_off: chain`` (and the security team ``security`` when given); RV-1 started,
+    everything kept but ``who``'s own membership, which its reviewer ``by`` removes (the campaign not closed
+    yet)."""
     files = copy_examples(tmp_path)
     text = files.policy.read_text()
     assert "sign_off: [{any_of: security}]" in text
+    if security is not None:
+        team = "security: [sam.sec@example.com, sasha.sec@example.com]"
+        assert team in text
+        text = text.replace(team, f"security: [{', '.join(security)}]")
     files.policy.write_text(text.replace("sign_off: [{any_of: security}]", f"sign_off: {chain}"))
     settings = Settings(database_url=database_url, policy=str(files.policy), directory=str(files.directory))
     clock, notifier = MutableClock(), RecordingNotifier()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from tests.reviews.test_own_access import on_the_list
 
-PAT, SAM, SASHA = "pat.lead@example.com", "sam.sec@example.com", "sasha.sec@example.com"
+PAT, SAM, SASHA, DANA = "pat.lead@example.com", "sam.sec@example.com", "sasha.sec@example.com", "dana.dba@example.com"
 
 
 async def test_the_fallback_asks_someone_whose_signature_then_leaves_a_later_step_unsignable(database_url, tmp_path):
@@ -17,14 +17,21 @@ async def test_the_fallback_asks_someone_whose_signature_then_leaves_a_later_ste
     both asked. Sam, asked, approves step 1; step 2 is his alone and one person signs once: the campaign closes
     with its sign-off failed and nothing is removed, though sasha for step 1 and sam for step 2 completes it.
     The fallback should not offer step 1 to the only approver of a later step (or should refuse his signature
-    there), so that the chain the policy check accepted stays completable."""
+    there), so that the chain the policy check accepted stays completable.
+
+    Sasha decided the removal, so she signs no step of it (the sign-off is a second pair of eyes): the security
+    team here has a third member, dana, and step 1 goes to her."""
     chain = f"[{{user: {PAT}}}, {{user: {SAM}}}]"
-    async with on_the_list(database_url, tmp_path, chain, who=PAT, by=SASHA) as h:
+    async with on_the_list(database_url, tmp_path, chain, who=PAT, by=SASHA, security=[SAM, SASHA, DANA]) as h:
         reply = await h.say(SASHA, "review close RV-1")
         assert reply.ok and "sign-off of 1 removal(s)" in reply.text, reply.text
         asked = (await h.events("review.signoff_requested"))[-1]["data"]["approvers"]
-        assert PAT not in asked and SASHA in asked, asked
+        assert PAT not in asked and SASHA not in asked and DANA in asked, asked
 
         await h.say(SAM, "approve RV-1")  # asked for step 1: either it counts and step 2 stays his, or refused
         failed = [e for e in await h.events("review.closed") if e["data"].get("signoff") == "failed"]
         assert failed == [], failed
+        assert (await h.say(DANA, "approve RV-1")).ok
+        reply = await h.say(SAM, "approve RV-1")
+        assert reply.ok and "sign-off approved" in reply.text, reply.text
+        assert PAT not in await h.members("sg-prod-db-read")
