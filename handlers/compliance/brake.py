@@ -7,11 +7,17 @@ count, sample} is recorded (again only when the count or the set held changes) a
 the next sweep whose count is no larger, and whose removals are among those held, runs them. When the source
 is fixed first, the count falls back under the limit and the pause ends by itself (``automation.resumed``
 {count: 0}). Expiry, release and revoke never pass through here.
+
+A review's pause names the people who may not resume it (``barred``: whoever closed the campaign and whoever
+decided one of its removals): SPEC §7 wants a second person above ``safety.max_removals``, and the resume is
+that person when the review has no ``sign_off``. Their ``resume removals`` leaves that pause in force (recorded
+as ``command.refused``) and resumes the other pauses.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from typing import Any
 
 from handlers.compliance.views import PauseView
@@ -49,7 +55,7 @@ async def brake_state(deps: Deps, reason: str) -> dict[str, Any]:
 
 
 async def may_remove(deps: Deps, count: int, sample: list[str], reason: str, *, dry_run: bool = False,
-                     together: int | None = None, complete: bool = True) -> bool:
+                     together: int | None = None, complete: bool = True, barred: Collection[str] = ()) -> bool:
     """Count ``count`` bulk removals triggered by ``reason`` against the brake; True when they may run.
 
     ``sample`` names them all (``user from provider/group``; the security team is shown a few). A review's
@@ -57,6 +63,8 @@ async def may_remove(deps: Deps, count: int, sample: list[str], reason: str, *, 
     ``together``: the removals of the whole sweep (leavers and movers count together against the limit).
     ``complete=False``: the sweep could not judge everyone (a lookup or a listing failed), so a lower count
     says nothing about the source being fixed: a pause in force holds, and is not ended.
+    ``barred``: people who may not resume the pause this records (a review's closer and deciders); a pause that
+    replaces one of the same ``reason`` keeps the people that one barred.
 
     A resume lets through the removals the security team saw (the pause's ``held`` set) or fewer of them,
     never others: a set the pause did not hold is a new pause, even at the same count.
@@ -95,13 +103,17 @@ async def may_remove(deps: Deps, count: int, sample: list[str], reason: str, *, 
             return False
         shown = sample[:SAMPLE]
         pause = pause_digest(sample)
+        kept_out = sorted({b.lower() for b in barred} | {str(b) for b in state.get("barred") or ()})
         await repo.set_state(key, {"paused": True, "count": count, "reason": reason, "sample": shown,
-                                   "limit": limit, "held": sorted(set(sample)), "pause": pause}, now)
+                                   "limit": limit, "held": sorted(set(sample)), "pause": pause,
+                                   **({"barred": kept_out} if kept_out else {})}, now)
         await _index(repo, reason, True, now)
         await repo.append("automation.paused", actor=SYSTEM, ts=now,
                           data={"reason": reason, "count": count, "limit": limit, "sample": shown})
     text = (f"Removals paused: {count} {reason} removals at once is above safety.max_removals ({limit}). "
-            f"For example: {'; '.join(shown)}. Check the identity provider; say `resume removals` to run them.")
+            f"For example: {'; '.join(shown)}. Check the identity provider; say `resume removals` to run them."
+            + (f" Not resumed by {', '.join(kept_out)}: they closed the review or decided its removals, and a "
+               "second person releases them." if kept_out else ""))
     view = PauseView(reason=reason, count=count, limit=limit, sample=tuple(shown), pause=pause)
     await deps.notifier.notify([Notice(m, "brake", text, None, view) for m in sorted(deps.policy.security_members())])
     return False
@@ -121,10 +133,13 @@ async def resume_removals(deps: Deps, who: str, reason: str | None = None, count
     nothing is resumed and they are told the count now. A pause already resumed at its count is not
     resumed twice (a double click records one ``automation.resumed``). A ``count`` without a ``reason``
     is the total the person saw over every pause: when the pauses now hold another number, nothing is
-    resumed (rule ``count-changed``).
+    resumed (rule ``count-changed``). A pause that bars ``who`` (they closed the review or decided one of its
+    removals) is not resumed by them: ``command.refused``, and the answer names who else may (rule
+    ``own-removals`` when nothing else was resumed).
     """
     now = deps.now()
-    resumed, already = [], []
+    resumed, already, withheld = [], [], []
+    me = who.lower()
     async with deps.store.write() as repo:
         reasons = await _reasons(repo)
         if reason is None and count is not None:
@@ -155,11 +170,27 @@ async def resume_removals(deps: Deps, who: str, reason: str | None = None, count
             if state.get("resumed_count") == count_now:
                 already.append(f"{count_now} {name} (by {state.get('resumed_by')})")
                 continue
+            barred = {str(b) for b in state.get("barred") or ()}
+            if me in barred:  # one person never both decides removals and releases them alone
+                others = sorted(set(deps.policy.security_members()) - barred)
+                await repo.append("command.refused", actor=who, ts=now, data={
+                    "command": "resume removals", "reason": "closed the review or decided one of its removals",
+                    "pause": name})
+                withheld.append(f"{count_now} {name}: you closed that review or decided one of its removals, so "
+                                "another member of the security team resumes it ("
+                                + (", ".join(others) if others else "nobody else on the security team may: its "
+                                   "removals stay paused; start a new campaign") + ")")
+                continue
             await repo.set_state(_key(name), {**state, "resumed_count": count_now, "resumed_by": who}, now)
             await repo.append("automation.resumed", actor=who, ts=now, data={"count": count_now, "reason": name})
             resumed.append(f"{count_now} {name}")
+    kept = f" Still paused: {'; '.join(withheld)}." if withheld else ""
+    if not resumed and withheld:
+        text = (f"Already resumed: {', '.join(already)}; the removals run at the next sweep." if already else
+                "Nothing is resumed.") + kept
+        return Reply(text=text, ok=False, kind="refusal", rule="own-removals")
     if not resumed and already:
         return Reply(text=f"Already resumed: {', '.join(already)}; the removals run at the next sweep.")
     if not resumed:
         return Reply(text="Nothing is paused: removals run as usual.", ok=True)
-    return Reply(text=f"Resumed: the paused removals ({', '.join(resumed)}) run at the next sweep.")
+    return Reply(text=f"Resumed: the paused removals ({', '.join(resumed)}) run at the next sweep.{kept}")

@@ -128,7 +128,7 @@ async def close_campaign(deps: Deps, campaign_id: int, now: datetime, *, actor: 
         return f"{campaign.ref} closed: {SIGNOFF_FAILED_LINE} ({failed}); nothing is removed"
     if notices:
         return f"{campaign.ref} waits for sign-off of {len(removals)} removal(s)"
-    return await release(current, campaign_id, actor=actor, say_waiting=say_waiting)
+    return await release(current, campaign_id, actor=actor, say_waiting=say_waiting, closed_by=actor)
 
 
 async def _left_undecided(deps: Deps, campaign_id: int) -> set[int]:
@@ -142,8 +142,12 @@ async def _left_undecided(deps: Deps, campaign_id: int) -> set[int]:
     return left
 
 
-async def release(deps: Deps, campaign_id: int, *, actor: str = SYSTEM, say_waiting: bool = False) -> str | None:
+async def release(deps: Deps, campaign_id: int, *, actor: str = SYSTEM, say_waiting: bool = False,
+                  closed_by: str | None = None) -> str | None:
     """A held campaign's removals through the safety brake: paused above the limit, else planned and run.
+
+    A pause bars from ``resume removals`` the people who decided its removals and ``closed_by`` (the person who
+    closed the campaign, when this is that close): above ``safety.max_removals`` a second person releases them.
 
     Returns a line saying what happened, or None when the campaign was not held (another process has it).
     """
@@ -153,12 +157,16 @@ async def release(deps: Deps, campaign_id: int, *, actor: str = SYSTEM, say_wait
         if campaign is None or campaign.state != HELD:
             return None
         removals = [i for i in await repo.items(campaign_id) if i.state == OPEN]
+        barred = set(concerned_by(removals, await repo.final_decisions(campaign_id)).deciders)
+    if closed_by and closed_by != SYSTEM:
+        barred.add(closed_by.lower())
     left, _ = await left_groups(deps, removals)  # a member who left meanwhile: nothing to remove
     removals = [i for i in removals if i.number not in left]
     sample = [f"{i.user} from {i.provider}/{i.group}" for i in removals]
-    if not await may_remove(deps, len(removals), sample, f"review {campaign.ref}"):
+    if not await may_remove(deps, len(removals), sample, f"review {campaign.ref}", barred=barred):
         return (f"{campaign.ref}: {len(removals)} removal(s) {PAUSED_LINE} "
-                "(a security team member says `resume removals` to run them)")
+                "(a security team member who neither closed the campaign nor decided its removals says "
+                "`resume removals` to run them)")
     async with deps.store.write() as raw:
         repo = repo_of(raw)
         campaign = await repo.get_campaign(campaign_id)
