@@ -1,4 +1,7 @@
-"""``accessbot review report RV-n --out FILE.pdf``: the campaign's certification, signed when a key is set."""
+"""``accessbot review report RV-n --out FILE.pdf``: the campaign's certification, signed when a key is set.
+
+Nothing is written when the audit chain does not verify or the database contradicts the campaign's
+``review.*`` events (exit 1, the first disagreement named)."""
 
 from __future__ import annotations
 
@@ -35,13 +38,21 @@ def _schema_problem(url: str) -> str | None:
     return None
 
 
+ATTEMPTS = 3  # a campaign decided while it is read can look like a disagreement: it is read again
+
+
 async def _view(url: str, campaign_id: int):  # type: ignore[no-untyped-def]
     from handlers.reviews.report import certification
     from store.repository import SqlStore
 
     store = SqlStore(url)
     try:
-        return await certification(store, campaign_id, datetime.now(UTC))
+        for _ in range(ATTEMPTS):
+            view = await certification(store, campaign_id, datetime.now(UTC))
+            if view is None or not view.disagreement:
+                return view
+            await asyncio.sleep(0.5)
+        return view
     finally:
         await store.close()
 
@@ -68,6 +79,12 @@ def write_report(settings: Settings, campaign: str, out: Path) -> int:
     view = asyncio.run(_view(settings.database_url, int(m.group(1))))
     if view is None:
         return _fail(f"there is no campaign RV-{int(m.group(1))}")
+    if view.chain_problem:
+        return _fail(f"the audit chain does not verify ({view.chain_problem}): no report of {view.review_id} is "
+                     "written; run accessbot audit verify")
+    if view.disagreement:
+        return _fail(f"the database contradicts the audit chain: {view.disagreement}. No report of "
+                     f"{view.review_id} is written (docs/audit-integrity.md)")
     from cards.review_pdf import render_certification
 
     if signer is not None:

@@ -66,7 +66,8 @@ def _time(value: datetime | None) -> str | None:
     return format_ts(value) if value is not None else None
 
 
-def _matches(stored: datetime | None, ts: str | None, as_of: str | None) -> bool:
+def time_matches(stored: datetime | None, ts: str | None, as_of: str | None) -> bool:
+    """Whether a stored time is the one an event recorded: ``data.as_of``, or within two seconds of ``ts``."""
     if stored is None or ts is None:
         return stored is None and ts is None
     if as_of and format_ts(stored) == as_of:
@@ -89,21 +90,21 @@ def compare(rid: str, r: dict[str, Any], db: dict[str, Any] | None, decisions: l
         if (db.get(name) or None) != (r.get(name) or None):
             return (f"requests.csv {rid}: {name} in the database is {db.get(name)!r}, "
                     f"the audit chain says {r.get(name)!r}")
-    if not _matches(db["submitted_at"], r.get("submitted_at"), r.get("_submitted_as_of")):
+    if not time_matches(db["submitted_at"], r.get("submitted_at"), r.get("_submitted_as_of")):
         return (f"requests.csv {rid}: submitted_at in the database is {_time(db['submitted_at'])}, "
                 f"the audit chain says {r.get('submitted_at')}")
     if r.get("started_at"):
         for column, key in GRANT_FIELDS:
             if db.get(column) != r.get(key):
                 return f"grants.csv {rid}: {key} in the database is {db.get(column)!r}, the audit chain says {r[key]!r}"
-        if not _matches(db["started_at"], r["started_at"], r.get("_started_as_of")):
+        if not time_matches(db["started_at"], r["started_at"], r.get("_started_as_of")):
             return (f"grants.csv {rid}: started_at in the database is {_time(db['started_at'])}, "
                     f"the audit chain says {r['started_at']}")
         if _time(db["expires_at"]) != r.get("expires_at"):
             return (f"grants.csv {rid}: expires_at in the database is {_time(db['expires_at'])}, "
                     f"the audit chain says {r.get('expires_at')}")
     if r.get("state") in ENDED_STATES and r.get("started_at"):
-        if not _matches(db["ended_at"], r.get("ended_at"), r.get("ended_as_of")):
+        if not time_matches(db["ended_at"], r.get("ended_at"), r.get("ended_as_of")):
             return (f"grants.csv {rid}: ended_at in the database is {_time(db['ended_at'])}, "
                     f"the audit chain says {r.get('ended_at')}")
         if db.get("end_reason") != r.get("end_reason"):

@@ -1,5 +1,9 @@
 """The certification of a campaign (SPEC §7) as a view-model: scope, snapshot hash, the audit chain
-head it was made at, and per reviewer their items, decisions, times and comments."""
+head it was made at, and per reviewer their items, decisions, times and comments.
+
+The rows come from the store and are held against the campaign's ``review.*`` events
+(:mod:`handlers.reviews.report_check`): ``disagreement`` names the first row the chain contradicts, and
+``chain_problem`` why the chain itself does not verify; either one means no certification may be written."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import cast
 
 from handlers.audit import format_ts
 from handlers.repository import Store
+from handlers.reviews.report_check import ChainReview, disagreement
 from handlers.reviews.repository import ReviewRepository
 
 
@@ -62,6 +67,8 @@ class CertificationView:
     items: int
     decided: int
     signoff: str = ""  # the removal list's sign-off: who approved or denied it and why, or why it failed
+    disagreement: str = ""  # the first row the audit chain contradicts ("" when none)
+    chain_problem: str = ""  # why the audit chain does not verify ("" when it does)
 
 
 async def certification(store: Store, campaign_id: int, now: datetime) -> CertificationView | None:
@@ -77,15 +84,19 @@ async def certification(store: Store, campaign_id: int, now: datetime) -> Certif
     chain = await store.verify_audit()
     rule = None
     stood_in: dict[int, list[str]] = {}  # step -> the approvers the security team signed instead of
-    if campaign.signoff:  # in the chain: review.closed {rule}, review.signoff_requested {instead_of}
-        async for event in store.audit_events():  # type: ignore[attr-defined]
-            data = event.data if isinstance(event.data, dict) else {}
-            if data.get("review_id") != campaign.ref:
-                continue
-            if event.type == "review.closed" and campaign.signoff == "failed":
-                rule = data.get("rule")
-            elif event.type == "review.signoff_requested" and data.get("instead_of"):
-                stood_in[int(data.get("step") or 1)] = [str(x) for x in data["instead_of"]]
+    told = ChainReview()  # what the chain says about the campaign, to hold the rows against
+    async for event in store.audit_events():  # type: ignore[attr-defined]
+        data = event.data if isinstance(event.data, dict) else {}
+        if data.get("review_id") != campaign.ref:
+            continue
+        told.feed(event.type, event.actor, event.ts, data)
+        if event.type == "review.closed" and campaign.signoff == "failed":
+            rule = data.get("rule")
+        elif event.type == "review.signoff_requested" and data.get("instead_of"):
+            stood_in[int(data.get("step") or 1)] = [str(x) for x in data["instead_of"]]
+    problem = disagreement(campaign, items, decisions, signoffs, snapshot, told)
+    broken = "" if chain.ok else (f"event {chain.bad_seq}: {chain.reason}" if chain.bad_seq else chain.reason
+                                  or "it does not verify")
     final = {d.item: d for d in decisions}
     times: dict[int, list[datetime]] = defaultdict(list)
     for d in decisions:
@@ -117,7 +128,8 @@ async def certification(store: Store, campaign_id: int, now: datetime) -> Certif
         policy_sha256=campaign.policy_sha256, snapshot_sha256=campaign.snapshot_sha256, scope=tuple(scope),
         chain_head=chain.head_hash, chain_events=chain.count, chain_verified=chain.ok, generated_at=format_ts(now),
         reviewers=sections, removals=tuple(x for s in sections for x in s.items if x.decision == "remove"),
-        items=len(items), decided=len(final), signoff=_signoff_line(campaign.signoff, signoffs, rule, stood_in))
+        items=len(items), decided=len(final), signoff=_signoff_line(campaign.signoff, signoffs, rule, stood_in),
+        disagreement=problem or "", chain_problem=broken)
 
 
 def _signoff_line(state: str | None, signoffs: list, rule: str | None,

@@ -19,7 +19,6 @@ from pyhanko_certvalidator import ValidationContext
 
 from bot.bootstrap import build_app
 from bot.settings import Settings
-from handlers.reviews.records import ReviewDecisionRecord
 from tests.support import T0, cli, copy_examples
 
 
@@ -51,10 +50,12 @@ async def _campaign(url: str, files) -> str:  # type: ignore[no-untyped-def]
         sam = await app.service.identify("sam.sec@example.com")
         reply = await app.service.handle_text(sam, "review start quarterly-privileged")
         assert reply.ok, reply.text
-        async with app.store.write() as repo:  # a decision as the decision flow will record it
-            await repo.add_review_decision(ReviewDecisionRecord(
-                campaign_id=1, item=1, decision="remove", actor="mark.mgr@example.com", decided_at=T0,
-                comment="left the team in May", recommendation="remove"))
+        async with app.store.read() as repo:
+            bob = next(i for i in await repo.items(1) if i.user == "bob@example.com")
+        assert bob.reviewer == "mark.mgr@example.com", bob.reviewer
+        mark = await app.service.identify("mark.mgr@example.com")  # the decision flow: its row and review.decided
+        reply = await app.service.handle_text(mark, f"remove RV-1 {bob.number} because left the team in May")
+        assert reply.ok, reply.text
         async with app.store.read() as repo:
             return (await repo.get_campaign(1)).snapshot_sha256  # type: ignore[union-attr]
 

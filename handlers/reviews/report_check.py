@@ -1,0 +1,184 @@
+"""The certification's rows against the audit chain (SPEC §7, docs/audit-integrity.md).
+
+A certification is built from the store's review tables, which the serving role may UPDATE; the chain is the
+record it may not rewrite. Before a certification is written, every row it shows is held against the
+campaign's ``review.*`` events, as an evidence export holds requests against theirs
+(:mod:`handlers.evidence_check`): the campaign's start and snapshot hash, every decision (item, decision,
+decider, time, comment, and the item it names), every sign-off signature, which items went and, for a closed
+campaign, each item's outcome. The first disagreement is named; None when there is none.
+
+Times: a stored time matches the event when it equals ``data.as_of`` or lies within two seconds of ``ts``
+(:func:`handlers.evidence_check.time_matches`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from handlers.audit import format_ts
+from handlers.evidence_check import time_matches
+from handlers.reviews.records import (
+    CLOSED,
+    OPEN,
+    CampaignRecord,
+    ItemRecord,
+    ReviewDecisionRecord,
+    SignoffRecord,
+    SnapshotRecord,
+)
+
+GONE, KEPT, REMOVED, FAILED, NOT_REMOVED, RESTORED = "gone", "kept", "removed", "failed", "not removed", "restored"
+
+
+@dataclass
+class ChainReview:
+    """What the chain says about one campaign, gathered from its ``review.*`` events in order."""
+
+    started: dict[str, Any] | None = None
+    decided: list[dict[str, Any]] = field(default_factory=list)  # {item, decision, actor, ts, as_of, comment, data}
+    signoffs: list[dict[str, Any]] = field(default_factory=list)  # {step, decision, actor, ts, as_of, comment}
+    gone: set[int] = field(default_factory=set)
+    skipped: dict[int, str] = field(default_factory=dict)  # item → reason
+    undone: dict[int, str] = field(default_factory=dict)  # item → the outcome the undo wrote
+    closed: dict[str, Any] | None = None  # review.closed data
+
+    def feed(self, type_: str, actor: str, ts: str, data: dict[str, Any]) -> None:
+        if type_ == "review.started":
+            self.started = {**data, "actor": actor, "ts": ts}
+        elif type_ == "review.decided" and isinstance(data.get("item"), int):
+            self.decided.append({"item": data["item"], "decision": data.get("decision"), "actor": actor, "ts": ts,
+                                 "as_of": data.get("as_of"), "comment": data.get("comment"), "data": data})
+        elif type_ == "review.signoff":
+            self.signoffs.append({"step": data.get("step"), "decision": data.get("decision"), "actor": actor,
+                                  "ts": ts, "as_of": data.get("as_of"), "comment": data.get("comment")})
+        elif type_ == "review.item_gone" and isinstance(data.get("item"), int):
+            self.gone.add(data["item"])
+        elif type_ == "review.removal_skipped" and isinstance(data.get("item"), int):
+            self.skipped[data["item"]] = str(data.get("reason") or "")
+        elif type_ == "review.undone" and isinstance(data.get("item"), int):
+            self.undone[data["item"]] = f"re-added: undo by {data.get('requested_by')}, approved by {actor}"
+        elif type_ == "review.closed":
+            self.closed = data
+
+
+def _same(a: Any, b: Any) -> bool:
+    return (a or None) == (b or None)
+
+
+def _decision_row(d: ReviewDecisionRecord) -> str:
+    return (f"item {d.item} {d.decision} by {d.actor} at {format_ts(d.decided_at)}"
+            + (f" ({d.comment!r})" if d.comment else ""))
+
+
+def _decision_event(e: dict[str, Any]) -> str:
+    return (f"item {e['item']} {e['decision']} by {e['actor']} at {e['as_of'] or e['ts']}"
+            + (f" ({e['comment']!r})" if e["comment"] else ""))
+
+
+def _expected(item: ItemRecord, chain: ChainReview, final: dict[int, dict[str, Any]]
+              ) -> tuple[str, tuple[str, ...] | None]:
+    """A closed campaign's item: the state the chain implies, and the outcomes it may show (one ending in ``…``
+    is a prefix)."""
+    closed = chain.closed or {}
+    failures = {f.get("item"): f.get("correlation_id") for f in closed.get("failures") or () if isinstance(f, dict)}
+    if item.number in chain.gone:
+        return GONE, (f"left {item.group} before a decision",)
+    if item.number in chain.undone:
+        return RESTORED, (chain.undone[item.number],)
+    d = final.get(item.number)
+    if d is None:
+        return NOT_REMOVED, ("undecided at the close: not removed",)
+    if d["decision"] == "keep":
+        return KEPT, ("kept",)
+    if closed.get("signoff") == "denied":
+        return NOT_REMOVED, ("sign-off denied: not removed",)
+    if closed.get("signoff") == "failed":
+        return NOT_REMOVED, ("sign-off failed: not removed",)
+    if item.number in chain.skipped:
+        return NOT_REMOVED, (chain.skipped[item.number], f"left {item.group} before the removal: nothing to remove")
+    if item.number in failures:
+        return FAILED, (f"failed at close (correlation id {failures[item.number]})…",)
+    return REMOVED, ("removed", "a grant covers it: not removed")
+
+
+def _outcome_ok(outcome: str | None, allowed: tuple[str, ...] | None) -> bool:
+    if allowed is None:
+        return True
+    for text in allowed:
+        if text.endswith("…") and (outcome or "").startswith(text[:-1]):
+            return True
+        if outcome == text:
+            return True
+    return False
+
+
+def disagreement(campaign: CampaignRecord, items: list[ItemRecord], decisions: list[ReviewDecisionRecord],
+                 signoffs: list[SignoffRecord], snapshot: SnapshotRecord | None, chain: ChainReview) -> str | None:
+    """The first way the stored campaign contradicts its ``review.*`` events, or None."""
+    ref = campaign.ref
+    started = chain.started
+    if started is None:
+        return f"{ref}: the campaign is in the database but the audit chain has no review.started for it"
+    if started.get("snapshot_sha256") != campaign.snapshot_sha256:
+        return (f"{ref}: snapshot sha256 in the database is {campaign.snapshot_sha256}, the audit chain says "
+                f"{started.get('snapshot_sha256')}")
+    if snapshot is not None and hashlib.sha256(snapshot.body.encode("utf-8")).hexdigest() != campaign.snapshot_sha256:
+        return (f"{ref}: the stored snapshot does not hash to {campaign.snapshot_sha256}, the hash review.started "
+                "recorded")
+    if started.get("review") != campaign.review or started.get("actor") != campaign.started_by:
+        return (f"{ref}: started as review {campaign.review!r} by {campaign.started_by} in the database, the audit "
+                f"chain says review {started.get('review')!r} by {started.get('actor')}")
+    if started.get("items") != len(items):
+        return f"{ref}: the database holds {len(items)} items, review.started says {started.get('items')}"
+    by_number = {i.number: i for i in items}
+    for n, (row, event) in enumerate(zip(decisions, chain.decided, strict=False), start=1):
+        same = (row.item == event["item"] and row.decision == event["decision"] and row.actor == event["actor"]
+                and _same(row.comment, event["comment"])
+                and time_matches(row.decided_at, event["ts"], event["as_of"]))
+        if not same:
+            return (f"{ref}: decision {n} in the database is {_decision_row(row)}, the audit chain says "
+                    f"{_decision_event(event)}")
+        item, data = by_number.get(row.item), event["data"]
+        if item is None:
+            return f"{ref}: decision {n} names item {row.item}, which the database does not hold"
+        for name in ("user", "profile", "recommendation"):
+            if name in data and not _same(getattr(item, name), data.get(name)):
+                return (f"{ref}: item {item.number} {name} in the database is {getattr(item, name)!r}, "
+                        f"review.decided says {data.get(name)!r}")
+    if len(decisions) != len(chain.decided):
+        return f"{ref}: the database holds {len(decisions)} decisions, the audit chain {len(chain.decided)}"
+    for n, (row, event) in enumerate(zip(signoffs, chain.signoffs, strict=False), start=1):
+        if not (row.step + 1 == event["step"] and row.decision == event["decision"] and row.approver == event["actor"]
+                and _same(row.comment, event["comment"]) and time_matches(row.decided_at, event["ts"],
+                                                                            event["as_of"])):
+            return (f"{ref}: sign-off {n} in the database is step {row.step + 1} {row.decision} by {row.approver} "
+                    f"at {format_ts(row.decided_at)}, the audit chain says step {event['step']} {event['decision']} "
+                    f"by {event['actor']} at {event['as_of'] or event['ts']}")
+    if len(signoffs) != len(chain.signoffs):
+        return f"{ref}: the database holds {len(signoffs)} sign-off signatures, the audit chain {len(chain.signoffs)}"
+    for item in items:
+        if (item.state == GONE) != (item.number in chain.gone):
+            return (f"{ref}: item {item.number} is {item.state} in the database, the audit chain "
+                    + ("records it gone" if item.number in chain.gone else "never records it gone"))
+    if (campaign.state == CLOSED) != (chain.closed is not None):
+        return (f"{ref}: the campaign is {campaign.state} in the database, the audit chain "
+                + ("records its close" if chain.closed is not None else "has no review.closed for it"))
+    if chain.closed is not None and not _same(chain.closed.get("signoff"), campaign.signoff):
+        return (f"{ref}: sign-off {campaign.signoff!r} in the database, review.closed says "
+                f"{chain.closed.get('signoff')!r}")
+    final = {e["item"]: e for e in chain.decided}
+    for item in items:
+        if item.state == GONE:
+            continue
+        if campaign.state == OPEN:
+            if item.state != OPEN or item.outcome:
+                return (f"{ref}: item {item.number} of an open campaign is {item.state} "
+                        f"({item.outcome!r}) in the database; nothing has happened to it in the audit chain")
+        elif campaign.state == CLOSED:
+            state, allowed = _expected(item, chain, final)
+            if item.state != state or not _outcome_ok(item.outcome, allowed):
+                return (f"{ref}: item {item.number} ({item.user}) is {item.state} ({item.outcome!r}) in the "
+                        f"database, the audit chain says {state}")
+    return None
