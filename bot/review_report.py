@@ -1,7 +1,8 @@
 """``accessbot review report RV-n --out FILE.pdf``: the campaign's certification, signed when a key is set.
 
 Nothing is written when the audit chain does not verify or the database contradicts the campaign's
-``review.*`` events (exit 1, the first disagreement named)."""
+``review.*`` events (exit 1, the first disagreement named). A campaign not closed yet gets an interim status
+titled "Interim status — not a certification", never a certification."""
 
 from __future__ import annotations
 
@@ -87,12 +88,14 @@ def write_report(settings: Settings, campaign: str, out: Path) -> int:
                      f"{view.review_id} is written (docs/audit-integrity.md)")
     from cards.review_pdf import render_certification
 
+    what = "certification" if view.is_certification else f"interim status (not a certification: {view.state})"
     if signer is not None:
         from bot.pdf_signing import sign_pdf, signer_name
 
         name = signer_name(signer)
-        data = sign_pdf(render_certification(view, note=f"Signed (PAdES) by {name}."), signer,
-                        reason=f"Certification of access review {view.review_id}")
+        reason = (f"Certification of access review {view.review_id}" if view.is_certification else
+                  f"Interim status of access review {view.review_id}, not a certification")
+        data = sign_pdf(render_certification(view, note=f"Signed (PAdES) by {name}."), signer, reason=reason)
         how = f"signed by {name}"
     else:
         data = render_certification(view, note="Unsigned: no signing key is set (ACCESSBOT_SIGNING_KEY / "
@@ -103,6 +106,6 @@ def write_report(settings: Settings, campaign: str, out: Path) -> int:
     create_private(partial)  # 0600: the certification names people and their access
     partial.write_bytes(data)
     partial.replace(out)
-    print(f"wrote {out}: {view.review_id}, {view.items} items, {view.decided} decided, snapshot sha256 "
+    print(f"wrote {out}: {view.review_id} {what}, {view.items} items, {view.decided} decided, snapshot sha256 "
           f"{view.snapshot_sha256}, chain head {view.chain_head}; {how}")
     return 0

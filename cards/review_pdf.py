@@ -43,7 +43,7 @@ def render_certification(view: CertificationView, *, note: str = "") -> bytes:
     out = io.BytesIO()
     doc = SimpleDocTemplate(out, pagesize=landscape(A4), leftMargin=12 * mm, rightMargin=12 * mm,
                             topMargin=12 * mm, bottomMargin=12 * mm,
-                            title=f"{view.review_id} certification: {view.title}", author="accessbot",
+                            title=f"{view.heading}: {view.title}", author="accessbot",
                             subject=f"Access review {view.review_id}, snapshot {view.snapshot_sha256}")
     facts = [
         ("Campaign", f"{view.review_id} — {view.title} (review {view.review}), {view.state}"),
@@ -57,7 +57,11 @@ def render_certification(view: CertificationView, *, note: str = "") -> bytes:
     ]
     if view.signoff:
         facts.append(("Sign-off", view.signoff))
-    story = [Paragraph(escape(f"Access review certification — {view.review_id}"), styles["Title"])]
+    story = [Paragraph(escape(view.heading), styles["Title"])]
+    if not view.is_certification:
+        story.append(_p(f"{view.review_id} is {view.state}: decisions can still change, undecided items have no "
+                        "outcome and nothing on the removal list has been removed. This shows progress; the "
+                        "certification is written once the campaign is closed.", body))
     if note:
         story.append(_p(note, body))
     fact_table = Table([[_p(k, body), _p(v, body)] for k, v in facts], colWidths=[40 * mm, 220 * mm])
@@ -73,7 +77,8 @@ def render_certification(view: CertificationView, *, note: str = "") -> bytes:
                 if section.first_decision else "")
         story.append(_p(f"{section.decided} of {len(section.items)} items decided{when}.", body))
         story.append(_table(section.items, small))
-    story.append(Paragraph("Removals", styles["Heading2"]))
+    story.append(Paragraph("Removals" if view.is_certification else "Decided for removal so far (not removed)",
+                           styles["Heading2"]))
     story.append(_table(view.removals, small) if view.removals else _p("No item is decided for removal.", body))
     doc.build(story)
     return out.getvalue()

@@ -3,7 +3,8 @@ head it was made at, and per reviewer their items, decisions, times and comments
 
 The rows come from the store and are held against the campaign's ``review.*`` events
 (:mod:`handlers.reviews.report_check`): ``disagreement`` names the first row the chain contradicts, and
-``chain_problem`` why the chain itself does not verify; either one means no certification may be written."""
+``chain_problem`` why the chain itself does not verify; either one means no certification may be written. Only a
+closed campaign is certified (``is_certification``); before that the view is an interim status."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import cast
 
 from handlers.audit import format_ts
 from handlers.repository import Store
+from handlers.reviews.records import CLOSED
 from handlers.reviews.report_check import ChainReview, disagreement
 from handlers.reviews.repository import ReviewRepository
 
@@ -69,6 +71,17 @@ class CertificationView:
     signoff: str = ""  # the removal list's sign-off: who approved or denied it and why, or why it failed
     disagreement: str = ""  # the first row the audit chain contradicts ("" when none)
     chain_problem: str = ""  # why the audit chain does not verify ("" when it does)
+
+    @property
+    def is_certification(self) -> bool:
+        """Only a closed campaign is certified: before the close decisions can change and nothing has an outcome."""
+        return self.state == CLOSED
+
+    @property
+    def heading(self) -> str:
+        if self.is_certification:
+            return f"Access review certification — {self.review_id}"
+        return f"Interim status — not a certification — {self.review_id} ({self.state})"
 
 
 async def certification(store: Store, campaign_id: int, now: datetime) -> CertificationView | None:

@@ -82,6 +82,7 @@ def test_signed_report_validates_and_a_flipped_byte_breaks_it(tmp_path, sqlite_u
                env={"ACCESSBOT_SIGNING_KEY": str(key), "ACCESSBOT_SIGNING_CERT": str(cert)})
     assert done.returncode == 0, done.stderr
     assert "signed by" in done.stdout and "accessbot certification test" in done.stdout
+    assert "interim status (not a certification: open)" in done.stdout  # RV-1 is still open
     data = out.read_bytes()
     text = _texts(data)
     assert snapshot_sha.encode() in text and b"left the team in May" in text and b"mark.mgr@example.com" in text
