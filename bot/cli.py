@@ -18,7 +18,7 @@ from handlers.origin import acting_via
 from handlers.policy import PolicyError, load_policy
 
 # Modules that add subcommands of their own: each has ``register(subparsers, common)``.
-EXTENSIONS = ("bot.server", "bot.evidence_cli", "bot.teams_cli", "bot.review_cli")
+EXTENSIONS = ("bot.serve_cli", "bot.evidence_cli", "bot.teams_cli", "bot.review_cli")
 
 
 def parse_timestamp(text: str) -> datetime:

@@ -30,6 +30,7 @@ Any other driver (aiosqlite's own thread, an in-memory database) goes through ``
 from __future__ import annotations
 
 import sqlite3
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -41,11 +42,6 @@ from sqlalchemy.sql import Executable
 from sqlalchemy.util.concurrency import greenlet_spawn
 
 from store.sqlite_inline import InlineConnection
-
-try:
-    import asyncpg
-except ImportError:  # pragma: no cover - PostgreSQL support is an install option
-    asyncpg = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +113,7 @@ class Driver:
         driver = (await _adapter(conn))._connection
         if isinstance(driver, InlineConnection):
             return cls(conn, "sqlite")
+        asyncpg = sys.modules.get("asyncpg")  # imported by the dialect only when PostgreSQL is used
         if asyncpg is not None and isinstance(driver, asyncpg.Connection):
             return cls(conn, "asyncpg")
         return None
