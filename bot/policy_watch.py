@@ -15,6 +15,7 @@ import asyncio
 import dataclasses
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,20 +64,27 @@ class PolicyWatch:
         """Install the file's bytes when they changed and are valid; the change, or None."""
         async with self._lock:
             try:
-                seen = _signature(self.path.stat())
+                st = self.path.stat()
+                seen = _signature(st)
             except OSError as exc:
-                if self._seen is not None:
+                if self._seen is not None and not self.quiet:
                     log.warning("policy file cannot be read; the version in force stays", path=str(self.path),
                                 error=exc.strerror)
                 self._seen = None
                 return None
             if seen == self._seen:
                 return None
+            if not stat.S_ISREG(st.st_mode):  # a FIFO would block the read for ever
+                self._seen, self._sha = seen, ""
+                return self._reject("", [f"{self.path} is not a regular file"])
             try:
                 raw = await asyncio.to_thread(self.path.read_bytes)
+                after = _signature(self.path.stat())
             except OSError:
                 return None  # replaced while being read: the next check reads it again
             self.reads += 1
+            if after != seen:
+                return None  # written to while being read: read again once it holds still
             self._seen = seen
             sha = hashlib.sha256(raw).hexdigest()
             if sha == self._sha:

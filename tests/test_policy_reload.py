@@ -193,3 +193,22 @@ async def test_a_command_in_progress_keeps_the_version_it_started_with(sqlite_ur
 
         await asyncio.gather(command(), install())
         assert seen == [old, old, new] and deps.policy is new
+
+
+async def test_a_policy_path_that_is_no_regular_file_is_refused_without_reading_it(sqlite_url, tmp_path) -> None:
+    """A FIFO put where the policy was would block a read for ever: refused from its stat, and the version
+    in force stays; the original file back puts things as they were."""
+    from bot.policy_watch import STATE_KEY, PolicyWatch
+
+    async with harness(sqlite_url, tmp_path) as h:
+        watch = PolicyWatch(h.app, h.files.policy, quiet=True)
+        original = h.files.policy.read_bytes()
+        h.files.policy.unlink()
+        os.mkfifo(h.files.policy)
+        news = await asyncio.wait_for(watch.news(), timeout=10)
+        assert news is not None and "not a regular file" in news, news
+        assert h.app.deps.policy.version == "2026.11" and h.app.state[STATE_KEY]
+        h.files.policy.unlink()
+        h.files.policy.write_bytes(original)
+        assert await asyncio.wait_for(watch.check(), timeout=10) is None
+        assert h.app.state[STATE_KEY] is None, "the version in force is the file's again"
