@@ -92,7 +92,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
     async def run() -> int:
         settings = settings_from(args)
         async with build_app(settings, notifier=ConsoleNotifier(sys.stdout)) as app:
-            watch = PolicyWatch(app, settings.policy, quiet=True)  # a saved policy file is used from the next line on
+            # a saved policy file is used from the next line on
+            watch = PolicyWatch(app, settings.policy, quiet=True, wait=True)
             return await run_console(app.service, args.as_email, sys.stdin, sys.stdout, before=watch.news)
 
     with acting_via("console"):

@@ -55,8 +55,13 @@ async def run_console(service: AccessService, email: str, stdin: TextIO, stdout:
             continue
         if text.lower() in ("quit", "exit"):
             break
-        if before is not None and (news := await before()):
-            stdout.write(news + "\n")
+        if before is not None:
+            try:
+                news = await before()
+            except Exception as exc:  # it must not end the session either
+                news = f"Error: {type(exc).__name__}: {exc}"
+            if news:
+                stdout.write(news + "\n")
         current = await service.identify(email)  # the directory is read afresh for every command
         if current is None:
             stdout.write(f"{email} is no longer in the directory.\n")

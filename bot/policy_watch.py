@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import os
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("accessbot")
 
+SETTLE_SECONDS = 1.0  # a file saved this recently may still be being written: it is read once it held still
 STATE_KEY = "policy_rejected"  # app.state: why the file's current bytes are not in force (None when they are)
 
 
@@ -47,50 +49,65 @@ def _signature(st: os.stat_result) -> tuple[int, ...]:
 class PolicyWatch:
     """Install the policy file's new bytes into a running app (see the module's docstring)."""
 
-    def __init__(self, app: App, path: str | os.PathLike[str], *, quiet: bool = False) -> None:
+    def __init__(self, app: App, path: str | os.PathLike[str], *, quiet: bool = False,
+                 settle: float = SETTLE_SECONDS, wait: bool = False) -> None:
         self.app = app
         self.quiet = quiet  # the console tells its person (:meth:`news`) instead of logging
         self.path = Path(path)
+        self.settle = settle
+        self.wait = wait  # the console waits for a file saved a moment ago to settle; serve checks again later
+        # None: the first check reads the file, so a version saved while the app was starting is not missed
         self._seen: tuple[int, ...] | None = None
         self._sha = app.deps.policy.sha256  # of the bytes last read (installed or not)
         self._lock = asyncio.Lock()
         self.reads = 0  # how often the bytes were read (tests: only when the stat changed)
-        try:
-            self._seen = _signature(self.path.stat())
-        except OSError:
-            pass
 
     async def check(self) -> PolicyChange | None:
         """Install the file's bytes when they changed and are valid; the change, or None."""
         async with self._lock:
             try:
+                return await self._check()
+            except Exception as exc:  # whatever it was, the version in force stays and the next check tries again
+                self._seen, self._sha = None, self.app.deps.policy.sha256
+                return self._reject("", [f"the policy file could not be put in force ({type(exc).__name__}: {exc})"])
+
+    async def _check(self) -> PolicyChange | None:
+        for _ in range(3):
+            try:
                 st = self.path.stat()
-                seen = _signature(st)
             except OSError as exc:
-                if self._seen is not None and not self.quiet:
-                    log.warning("policy file cannot be read; the version in force stays", path=str(self.path),
-                                error=exc.strerror)
-                self._seen = None
+                if self._seen != ():
+                    self._seen, self._sha = (), ""  # said once; when it is back, it is read again
+                    return self._reject("", [f"{self.path} cannot be read ({exc.strerror})"])
                 return None
+            seen = _signature(st)
             if seen == self._seen:
                 return None
             if not stat.S_ISREG(st.st_mode):  # a FIFO would block the read for ever
                 self._seen, self._sha = seen, ""
                 return self._reject("", [f"{self.path} is not a regular file"])
-            try:
-                raw = await asyncio.to_thread(self.path.read_bytes)
-                after = _signature(self.path.stat())
-            except OSError:
-                return None  # replaced while being read: the next check reads it again
-            self.reads += 1
-            if after != seen:
-                return None  # written to while being read: read again once it holds still
-            self._seen = seen
-            sha = hashlib.sha256(raw).hexdigest()
-            if sha == self._sha:
-                return None  # the same bytes (a touch, a copy): nothing to do
-            self._sha = sha
-            return await self._install(raw, sha)
+            age = time.time() - st.st_mtime
+            if age >= self.settle:
+                break
+            if not self.wait:
+                return None  # saved a moment ago, maybe still being written: the next check
+            await asyncio.sleep(self.settle - max(age, 0.0))
+        else:
+            return None
+        try:
+            raw = await asyncio.to_thread(self.path.read_bytes)
+            after = _signature(self.path.stat())
+        except OSError:
+            return None  # replaced while being read: the next check reads it again
+        self.reads += 1
+        if after != seen:
+            return None  # written to while being read: read again once it holds still
+        self._seen = seen
+        sha = hashlib.sha256(raw).hexdigest()
+        if sha == self._sha:
+            return None  # the same bytes (a touch, a copy): nothing to do
+        self._sha = sha
+        return await self._install(raw, sha)
 
     async def news(self) -> str | None:
         """:meth:`check`, told in a sentence for a person at the console (None when nothing changed)."""
@@ -103,6 +120,10 @@ class PolicyWatch:
             return (f"(the policy file changed but cannot be used; {rejected['in_force']} stays in force:\n  "
                     + "\n  ".join(rejected["problems"]) + ")")
         return None
+
+    def _again(self) -> None:
+        """The next check reads the file again (a failure that may pass: the IdP, the database)."""
+        self._seen, self._sha = None, self.app.deps.policy.sha256
 
     async def _install(self, raw: bytes, sha: str) -> PolicyChange | None:
         app, deps = self.app, self.app.deps
@@ -118,21 +139,28 @@ class PolicyWatch:
         try:
             resolution = await resolve_groups(trial, persist=True)
         except GroupResolutionError as exc:
+            if exc.unreachable:  # the provider did not answer: asked again at the next check
+                self._again()
             return self._reject(sha, exc.problems)
-        except Exception as exc:  # the provider could not answer: the next check tries again
-            self._seen, self._sha = None, old.sha256
+        except Exception as exc:
+            self._again()
             return self._reject(sha, [f"the group references could not be resolved ({exc})"])
         now = deps.now()
-        async with deps.store.write() as repo:
-            if await repo.ensure_policy(new.version, new.sha256, new.raw, now):
-                await repo.append("policy.loaded", actor=SYSTEM, ts=now,
-                                  data={"version": new.version, "sha256": new.sha256})
+        try:
+            async with deps.store.write() as repo:
+                if await repo.ensure_policy(new.version, new.sha256, new.raw, now):
+                    await repo.append("policy.loaded", actor=SYSTEM, ts=now,
+                                      data={"version": new.version, "sha256": new.sha256})
+        except Exception as exc:  # not recorded, so not in force: the next check tries again
+            self._again()
+            return self._reject(sha, [f"the new version could not be recorded ({type(exc).__name__}: {exc})"])
         deps.groups = trial.groups
         deps.policy = new
         app.state[STATE_KEY] = None
         app.state["policy_warnings"] = resolution.warnings
         for problem in resolution.stale:
-            log.warning("group of an open grant not resolved", problem=problem)
+            if not self.quiet:
+                log.warning("group of an open grant not resolved", problem=problem)
         if not self.quiet:
             log.info("policy loaded", version=new.version, sha256=new.sha256, previous=old.version)
         return PolicyChange(old, new)

@@ -32,9 +32,13 @@ class GroupFinder(Protocol):
 
 
 class GroupResolutionError(Exception):
-    def __init__(self, problems: list[str]) -> None:
+    """``problems`` name every reference that failed; ``unreachable`` those among them the provider did not
+    answer for (worth asking again), as opposed to names that match no group or several."""
+
+    def __init__(self, problems: list[str], unreachable: list[str] | None = None) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+        self.unreachable = unreachable or []
 
 
 @dataclass
@@ -90,6 +94,7 @@ async def resolve_groups(deps: Deps, *, persist: bool = True) -> Resolution:
     extra = {k for k in await _stored_refs(deps) if k[0] in finders and k not in wanted}
     result = Resolution(ids=dict(known))
     problems: list[str] = []
+    unreachable: list[str] = []
     for (provider, ref), who in [*wanted.items(), *((k, []) for k in sorted(extra))]:
         if (provider, ref) in known:
             continue
@@ -98,6 +103,8 @@ async def resolve_groups(deps: Deps, *, persist: bool = True) -> Resolution:
         except ProviderError as exc:
             problem = f"{', '.join(who) or 'a grant'}: {provider} group {ref!r} could not be resolved ({exc})"
             (problems if who else result.stale).append(problem)
+            if who:
+                unreachable.append(problem)
             continue
         if len(ids) == 1:
             result.ids[(provider, ref)] = ids[0]
@@ -106,7 +113,7 @@ async def resolve_groups(deps: Deps, *, persist: bool = True) -> Resolution:
             (problems if who else result.stale).append(_problem(who or ["a grant"], provider, ref, ids))
     problems += _spelled_twice(deps.policy, result.ids)
     if problems:
-        raise GroupResolutionError(problems)
+        raise GroupResolutionError(problems, unreachable)
     if persist and result.new:
         now = deps.now()
         async with deps.store.write() as repo:

@@ -404,6 +404,13 @@ def _duplicates(c: _Checker, node: Any, path: str, seen: set[int] | None = None)
 
 
 def build_policy(raw: bytes, source: str = "<policy>") -> Policy:
+    try:
+        return _build_policy(raw, source)
+    except RecursionError:  # nesting deeper than any policy needs (the YAML parser recurses)
+        raise PolicyError([PolicyIssue(None, "yaml", "nested too deeply to be a policy")]) from None
+
+
+def _build_policy(raw: bytes, source: str) -> Policy:
     c = _Checker()
     try:
         data = yaml.load(raw.decode("utf-8"), Loader=_Loader)  # a SafeLoader subclass

@@ -201,7 +201,7 @@ async def test_a_policy_path_that_is_no_regular_file_is_refused_without_reading_
     from bot.policy_watch import STATE_KEY, PolicyWatch
 
     async with harness(sqlite_url, tmp_path) as h:
-        watch = PolicyWatch(h.app, h.files.policy, quiet=True)
+        watch = PolicyWatch(h.app, h.files.policy, quiet=True, wait=True)
         original = h.files.policy.read_bytes()
         h.files.policy.unlink()
         os.mkfifo(h.files.policy)
