@@ -150,6 +150,19 @@ class SqlDashboardSource:
             yield SqlSignInTx(repo)
 
     @asynccontextmanager
+    async def flows(self) -> AsyncIterator[SqlSignInTx]:
+        """Anyone may start a Microsoft sign-in, signed in or not: storing its flow takes a transaction of its
+        own instead of the audit chain's write lock, so a flood of starts does not queue the bot's decisions
+        behind it (no event is appended here). SQLite has one writer whatever the lock: there it is a write
+        like the others, queued in this process rather than holding pooled connections while it waits."""
+        if self.store.backend != "postgresql":
+            async with self.store.write() as repo:
+                yield SqlSignInTx(repo)
+            return
+        async with self.store.engine.connect() as conn, conn.begin():
+            yield SqlSignInTx(SqlRepository(conn, writable=True))
+
+    @asynccontextmanager
     async def _conn(self) -> AsyncIterator[Any]:
         shared = _reading.get()
         if shared is not None:

@@ -123,7 +123,7 @@ async def store_flow(deps: Deps, source: DashboardSource, state: str, flow: dict
     between their start and their return (they start again); refusing new starts instead would let a slow
     trickle of them shut everyone out for ten minutes at a time."""
     now = deps.now()
-    async with source.signin() as tx:
+    async with source.flows() as tx:  # not behind the chain's lock: anyone may start one
         await tx.purge(now - timedelta(days=1))
         await tx.trim_flows(now, max(0, keep - 1))
         await tx.add_token(SignInToken(token_hash=digest(state), kind=OIDC, email=None, created_at=now,
