@@ -3,9 +3,11 @@
 A certification is built from the store's review tables, which the serving role may UPDATE; the chain is the
 record it may not rewrite. Before a certification is written, every row it shows is held against the
 campaign's ``review.*`` events, as an evidence export holds requests against theirs
-(:mod:`handlers.evidence_check`): the campaign's start and snapshot hash, every decision (item, decision,
-decider, time, comment, and the item it names), every sign-off signature, which items went and, for a closed
-campaign, each item's outcome. The first disagreement is named; None when there is none.
+(:mod:`handlers.evidence_check`): the campaign's start (who, when, how many items) and snapshot hash, each
+item's membership against the snapshot, every decision (item, decision, decider, time, comment, and the item it
+names), every sign-off signature, which items went and, for a closed campaign, each item's outcome. The first
+disagreement is named; None when there is none. An evidence pack holds the campaigns of its reviews.csv and
+review_items.csv against the chain with the same function (:mod:`handlers.evidence_review_check`).
 
 Times: a stored time matches the event when it equals ``data.as_of`` or lies within two seconds of ``ts``
 (:func:`handlers.evidence_check.time_matches`).
@@ -14,6 +16,7 @@ Times: a stored time matches the event when it equals ``data.as_of`` or lies wit
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +33,20 @@ from handlers.reviews.records import (
 )
 
 GONE, KEPT, REMOVED, FAILED, NOT_REMOVED, RESTORED = "gone", "kept", "removed", "failed", "not removed", "restored"
+# the event types :meth:`ChainReview.feed` reads: a reader may fetch only these
+CHAIN_TYPES = frozenset({"review.started", "review.decided", "review.signoff", "review.item_gone",
+                         "review.removal_skipped", "review.undone", "review.closed"})
+
+
+@dataclass
+class StoredCampaign:
+    """One campaign as the store holds it: what a certification or an evidence pack shows, read together."""
+
+    campaign: CampaignRecord
+    items: list[ItemRecord]
+    decisions: list[ReviewDecisionRecord]
+    signoffs: list[SignoffRecord]
+    snapshot: SnapshotRecord | None
 
 
 @dataclass
@@ -114,6 +131,22 @@ def _outcome_ok(outcome: str | None, allowed: tuple[str, ...] | None) -> bool:
     return False
 
 
+def _outside_snapshot(ref: str, items: list[ItemRecord], snapshot: SnapshotRecord) -> str | None:
+    """The first item whose membership (user, profile, provider, group) the snapshot does not list, or None: the
+    snapshot's hash is in review.started, so an item rewritten to another person or group is seen here."""
+    try:
+        groups = json.loads(snapshot.body).get("groups") or []
+        listed = {(m.get("email"), g.get("profile"), g.get("provider"), g.get("group"))
+                  for g in groups for m in g.get("members") or ()}
+    except (ValueError, AttributeError, TypeError):
+        return f"{ref}: the stored snapshot is not the JSON review.started hashed"
+    for item in items:
+        if (item.user, item.profile, item.provider, item.group) not in listed:
+            return (f"{ref}: item {item.number} in the database is {item.user} in {item.provider}/{item.group} "
+                    f"({item.profile}), which the campaign's snapshot does not list")
+    return None
+
+
 def disagreement(campaign: CampaignRecord, items: list[ItemRecord], decisions: list[ReviewDecisionRecord],
                  signoffs: list[SignoffRecord], snapshot: SnapshotRecord | None, chain: ChainReview) -> str | None:
     """The first way the stored campaign contradicts its ``review.*`` events, or None."""
@@ -127,11 +160,19 @@ def disagreement(campaign: CampaignRecord, items: list[ItemRecord], decisions: l
     if snapshot is not None and hashlib.sha256(snapshot.body.encode("utf-8")).hexdigest() != campaign.snapshot_sha256:
         return (f"{ref}: the stored snapshot does not hash to {campaign.snapshot_sha256}, the hash review.started "
                 "recorded")
+    if snapshot is not None:
+        problem = _outside_snapshot(ref, items, snapshot)
+        if problem:
+            return problem
     if started.get("review") != campaign.review or started.get("actor") != campaign.started_by:
         return (f"{ref}: started as review {campaign.review!r} by {campaign.started_by} in the database, the audit "
                 f"chain says review {started.get('review')!r} by {started.get('actor')}")
-    if started.get("items") != len(items):
-        return f"{ref}: the database holds {len(items)} items, review.started says {started.get('items')}"
+    if started.get("items") != len(items) or campaign.items != len(items):
+        return (f"{ref}: the database holds {len(items)} items (the campaign says {campaign.items}), review.started "
+                f"says {started.get('items')}")
+    if not time_matches(campaign.started_at, started.get("ts"), started.get("as_of")):
+        return (f"{ref}: started at {format_ts(campaign.started_at)} in the database, review.started was recorded at "
+                f"{started.get('as_of') or started.get('ts')}")
     by_number = {i.number: i for i in items}
     for n, (row, event) in enumerate(zip(decisions, chain.decided, strict=False), start=1):
         same = (row.item == event["item"] and row.decision == event["decision"] and row.actor == event["actor"]
