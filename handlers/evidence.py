@@ -31,8 +31,11 @@ from typing import Any, Protocol
 from handlers.audit import GENESIS, ChainVerifier, Verification, format_ts
 from handlers.evidence_check import CheckSource, contradictions, tracking
 from handlers.evidence_figures import INTERESTING, Figures
+from handlers.evidence_review_check import ReviewCheckSource, checked_campaigns
 from handlers.evidence_state import spilling
 from handlers.policy import PolicyError, parse_policy
+from handlers.reviews.records import CLOSED, ReviewDecisionRecord
+from handlers.reviews.report_check import StoredCampaign
 
 REQUEST_COLUMNS = ["request_id", "requester", "profile", "kind", "duration", "justification", "ticket", "state",
                    "submitted_at", "policy_version", "policy_sha256"]
@@ -75,12 +78,8 @@ class PackSigner(Protocol):
     def sign(self, data: bytes) -> bytes: ...
 
 
-class EvidenceSource(CheckSource, Protocol):
+class EvidenceSource(CheckSource, ReviewCheckSource, Protocol):
     """The streaming reads an evidence pack needs (implemented in ``store/evidence_queries.py``)."""
-
-    def reviews_started(self, start: datetime, end: datetime) -> AsyncIterator[dict[str, Any]]: ...
-
-    def review_items(self, start: datetime, end: datetime) -> AsyncIterator[dict[str, Any]]: ...
 
     def audit_pages(self, *, ts_from: str, ts_to: str) -> AsyncIterator[Sequence[Sequence[Any]]]:
         """Pages of stored audit columns (seq, ts, type, actor, request_id, profile, data_json,
@@ -379,6 +378,35 @@ def _csv_member(zf: zipfile.ZipFile, name: str, columns: Sequence[str], rows: It
         member.write(out.getvalue().encode("utf-8"))
 
 
+def _final(stored: StoredCampaign) -> dict[int, ReviewDecisionRecord]:
+    """Item number → the decision that counts (the last one made)."""
+    return {d.item: d for d in stored.decisions}
+
+
+def review_row(stored: StoredCampaign) -> dict[str, Any]:
+    """A campaign's row of reviews.csv."""
+    c, final = stored.campaign, _final(stored)
+    live = [final[i.number] for i in stored.items if i.state != "gone" and i.number in final]
+    return {"review_id": c.ref, "review": c.review, "started_at": c.started_at,
+            "closed_at": c.closed_at if c.state == CLOSED else None, "items": c.items,
+            "kept": sum(d.decision == "keep" for d in live), "removed": sum(d.decision == "remove" for d in live),
+            "defaulted": sum(d.actor == "system" for d in live),
+            "failed": sum(i.state == "failed" for i in stored.items), "snapshot_sha256": c.snapshot_sha256}
+
+
+def review_item_rows(stored: StoredCampaign) -> Iterator[dict[str, Any]]:
+    """A campaign's rows of review_items.csv, one per item in number order, with the decision that counts."""
+    final = _final(stored)
+    for i in stored.items:
+        d = final.get(i.number)
+        yield {"review_id": stored.campaign.ref, "item": i.number, "user": i.user, "profile": i.profile,
+               "provider": i.provider, "group": i.group, "held_via": i.held_via, "reviewer": i.reviewer,
+               "decision": d.decision if d else None, "decided_by": d.actor if d else None,
+               "decided_at": d.decided_at if d else None, "comment": d.comment if d else None,
+               "recommendation": i.recommendation, "removed_at": i.removed_at,
+               "outcome": i.outcome or (i.state if i.state != "open" else None)}
+
+
 ROW_BATCH = 1000  # requests handed to the rules' row makers at once
 
 
@@ -489,11 +517,12 @@ async def _build_pack(source: EvidenceSource, period: Period, out: Path, *, gene
             _request_files(zf, rules, rows, summary, figures)
             # removals not caused by a grant's own end (SPEC §6), from the period's events
             _csv_member(zf, "removals.csv", rules.REMOVAL_COLUMNS, figures.removals.rows, summary)
-            # access reviews started in the period (SPEC §7): the campaigns' own records
-            _csv_member(zf, "reviews.csv", REVIEW_COLUMNS,
-                        [_cells(r) async for r in source.reviews_started(start, end)], summary)
+            # access reviews started in the period (SPEC §7): the campaigns' own records, as held against
+            # their review.* events (the rows written are the rows checked)
+            campaigns, review_problems = await checked_campaigns(source, start, end)
+            _csv_member(zf, "reviews.csv", REVIEW_COLUMNS, [_cells(review_row(c)) for c in campaigns], summary)
             _csv_member(zf, "review_items.csv", REVIEW_ITEM_COLUMNS,
-                        [_cells(r) async for r in source.review_items(start, end)], summary)
+                        [_cells(r) for c in campaigns for r in review_item_rows(c)], summary)
 
             # the requests' later events, so that each is checked against the store as it is now
             if head_seq > last_in_period:  # the chain holds events after the period
@@ -501,7 +530,7 @@ async def _build_pack(source: EvidenceSource, period: Period, out: Path, *, gene
                                                         upto=head_seq):
                     _fold(rows, page, folded)
             problems = await contradictions(source, rows.ordered(unsubmitted=False), start=start, end=end,
-                                            head_seq=head_seq)
+                                            head_seq=head_seq) + review_problems
             if problems:
                 raise EvidenceMismatch(problems)
             await _finish(zf, source, summary, figures, period, generated_at=generated_at, first_seq=first_seq,

@@ -14,7 +14,7 @@ from sqlalchemy import or_, select
 from handlers.audit import ChainVerifier, Verification, format_ts
 from handlers.evidence import verify_rows
 from handlers.records import req_id
-from handlers.reviews.records import rv_id
+from handlers.reviews.report_check import CHAIN_TYPES, StoredCampaign
 from store import review_schema as rt
 from store import schema as t
 from store.evidence_checks import SqlEvidenceChecks, format_duration_s
@@ -25,48 +25,55 @@ AUDIT_PAGE = 20000
 
 
 class ReviewEvidenceMixin:
-    """``reviews.csv`` and ``review_items.csv`` rows (SPEC §7) for campaigns started in a period."""
+    """The reads behind ``reviews.csv`` and ``review_items.csv`` (SPEC §7) and their check against the chain
+    (implements ``handlers.evidence_review_check.ReviewCheckSource``)."""
 
     store: SqlStore
 
-    async def _campaigns(self, start: datetime, end: datetime) -> list[Any]:
+    async def review_campaign_ids(self, start: datetime, end: datetime) -> list[int]:
         c = rt.review_campaigns.c
         async with self.store.engine.connect() as conn:
-            q = select(rt.review_campaigns).where(c.started_at >= start, c.started_at < end).order_by(c.id)
-            return [r._mapping for r in (await conn.execute(q)).all()]
+            q = select(c.id).where(c.started_at >= start, c.started_at < end).order_by(c.id)
+            return [int(r[0]) for r in (await conn.execute(q)).all()]
 
-    async def _items_and_final(self, campaign_id: int) -> tuple[list[Any], dict[int, Any]]:
-        i, d = rt.review_items.c, rt.review_decisions.c
+    async def stored_campaigns(self, ids: Sequence[int]) -> list[StoredCampaign]:
+        found = []
+        async with self.store.read() as repo:  # the reads a certification makes (handlers/reviews/report.py)
+            for n in ids:
+                campaign = await repo.get_campaign(n)
+                if campaign is None:
+                    continue
+                found.append(StoredCampaign(campaign=campaign, items=await repo.items(n),
+                                            decisions=await repo.review_decisions(n),
+                                            signoffs=await repo.signoffs(n), snapshot=await repo.snapshot(n)))
+        return found
+
+    async def review_ids_started_in_chain(self, start: datetime, end: datetime) -> list[int]:
+        c = t.audit_events.c
+        lo, hi = format_ts(start), format_ts(end)
+        found = set()
         async with self.store.engine.connect() as conn:
-            items = [r._mapping for r in (await conn.execute(
-                select(rt.review_items).where(i.campaign_id == campaign_id).order_by(i.number))).all()]
-            final = {r._mapping["item"]: r._mapping for r in (await conn.execute(
-                select(rt.review_decisions).where(d.campaign_id == campaign_id).order_by(d.id))).all()}
-        return items, final
+            for ts, raw in (await conn.execute(select(c.ts, c.data).where(c.type == "review.started"))).all():
+                data = json.loads(raw)
+                ref = str(data.get("review_id") or "")
+                judged = str(data.get("as_of") or ts)
+                if lo <= judged < hi and ref.startswith("RV-") and ref[3:].isascii() and ref[3:].isdigit():
+                    found.add(int(ref[3:]))
+        return sorted(found)
 
-    async def reviews_started(self, start: datetime, end: datetime) -> AsyncIterator[dict[str, Any]]:
-        for m in await self._campaigns(start, end):
-            items, final = await self._items_and_final(m["id"])
-            live = [i for i in items if i["state"] != "gone" and i["number"] in final]
-            yield {"review_id": rv_id(m["id"]), "review": m["review"], "started_at": m["started_at"],
-                   "closed_at": m["closed_at"] if m["state"] == "closed" else None, "items": m["items"],
-                   "kept": sum(final[i["number"]]["decision"] == "keep" for i in live),
-                   "removed": sum(final[i["number"]]["decision"] == "remove" for i in live),
-                   "defaulted": sum(final[i["number"]]["actor"] == "system" for i in live),
-                   "failed": sum(i["state"] == "failed" for i in items), "snapshot_sha256": m["snapshot_sha256"]}
-
-    async def review_items(self, start: datetime, end: datetime) -> AsyncIterator[dict[str, Any]]:
-        for m in await self._campaigns(start, end):
-            items, final = await self._items_and_final(m["id"])
-            for i in items:
-                d = final.get(i["number"])
-                yield {"review_id": rv_id(m["id"]), "item": i["number"], "user": i["user_email"],
-                       "profile": i["profile"], "provider": i["provider"], "group": i["group_name"],
-                       "held_via": i["held_via"], "reviewer": i["reviewer"],
-                       "decision": d["decision"] if d else None, "decided_by": d["actor"] if d else None,
-                       "decided_at": d["decided_at"] if d else None, "comment": d["comment"] if d else None,
-                       "recommendation": i["recommendation"], "removed_at": i["removed_at"],
-                       "outcome": i["outcome"] or (i["state"] if i["state"] != "open" else None)}
+    async def review_events(self, refs: Sequence[str]) -> list[tuple[str, str, str, dict[str, Any]]]:
+        c = t.audit_events.c
+        wanted = set(refs)
+        rows: dict[int, tuple[str, str, str, dict[str, Any]]] = {}
+        async with self.store.engine.connect() as conn:
+            for i in range(0, len(refs), 50):  # data names its campaign as the JSON string "RV-n"
+                near = or_(*(c.data.contains(f'"{ref}"', autoescape=True) for ref in refs[i:i + 50]))
+                q = select(c.seq, c.type, c.actor, c.ts, c.data).where(c.type.in_(sorted(CHAIN_TYPES)), near)
+                for seq, type_, actor, ts, raw in (await conn.execute(q)).all():
+                    data = json.loads(raw)
+                    if data.get("review_id") in wanted:
+                        rows[int(seq)] = (type_, actor, ts, data)
+        return [rows[seq] for seq in sorted(rows)]
 
 
 class SqlEvidenceSource(SqlEvidenceChecks, ReviewEvidenceMixin):
