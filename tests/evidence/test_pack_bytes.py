@@ -37,13 +37,13 @@ GENERATED = datetime(2026, 11, 13, 12, 0, tzinfo=UTC)
 FIXED = Path(__file__).resolve().parent.parent / "fixtures" / "pack_bytes"  # the policy and directory recorded
 
 GOLDEN = {
-    "VERIFYING.md": "1ec1a70c71539325b569775a8d82f806cb493a7c1c1a5c46b93c2ad6a53a4eab",
+    "VERIFYING.md": "19ae11269c250b0514c66ceda9ed3eaa9bf03a21720a933817663ec8f2a63574",
     "approvals.csv": "02498d38c019ba9e06328821b99c55b7d7d70d97d1768a0298642df03ed8e8d7",
     "audit.jsonl": "f4e246fee496d1cf973e6bc4f6053086b249f7a7977795cabd1c875bdfa1e04e",
     "audit_earlier.jsonl": "77bfee1b3fa4e7cfb2079dedb6ca6c2dcc0d35e9e91aae8287fe289a524ffd75",
     "exceptions.csv": "dc256be98e1f3ff329337280d01861fc2a0a425c11e9377883299dd7b4ed2e56",
     "grants.csv": "86cf11a8a261f03739ca8db700f4f01cb3e4a438875d959e0b0f326c912c567e",
-    "manifest.json": "a7a1e75edf289c9d30b006cedaf9c802dfb3460808cd7203e65ce556c0dcc18a",
+    "manifest.json": "6f788c7899cb9ec6405424f11851f8dfb480f36ba8544da309d52e886cd05af2",
     "policy/2026.11-287f98b13866.yaml": "287f98b138662858083e961c783afba046b1c07130fad3dc243d51dc841796d1",
     "policy/2026.12-db7dd2450365.yaml": "db7dd2450365f19a48fcdd8859b191514ecbf78be9dd47b9c6aa670ed77f0472",
     "removals.csv": "a194b35be576dbb475e6e048f3ea962a950cb4e2a0afab9e473bc2f182a7b885",
