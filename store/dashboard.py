@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Column, Index, String, Table, Text, and_, case, func, insert, or_, select, update
 
-from handlers.audit import GENESIS, Verification
+from handlers.audit import GENESIS, Verification, format_ts
 from handlers.dashboard.ports import RequestFilter, SessionRecord, SignInToken
 from handlers.records import ACTIVE, PENDING, AuditEvent, DecisionRecord, RequestRecord, req_id
 from store import schema as t
@@ -178,6 +178,13 @@ class SqlDashboardSource:
     async def _scalar(self, query: Any) -> Any:
         async with self._conn() as conn:
             return (await conn.execute(query)).scalar()
+
+    async def terminated_since(self, email: str, since: datetime) -> bool:
+        c = t.audit_events.c
+        named = json.dumps(email, ensure_ascii=False)  # as the data column holds it (canonical JSON)
+        rows = await self._rows(select(c.ts, c.data).where(
+            c.type == "user.terminated", c.ts > format_ts(since), c.data.contains(named, autoescape=True)))
+        return any(str(json.loads(raw).get("user") or "").lower() == email.lower() for _, raw in rows)
 
     async def session(self, session_hash: str) -> SessionRecord | None:
         rows = await self._rows(select(dashboard_sessions).where(dashboard_sessions.c.session_hash == session_hash))

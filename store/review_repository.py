@@ -202,6 +202,17 @@ class ReviewRepositoryMixin:
         c = t.policy_versions.c
         return (await self.conn.execute(select(c.loaded_at).where(c.sha256 == sha256))).scalar()
 
+    async def closed_by(self, ref: str) -> str | None:
+        """Who closed campaign ``ref`` into its sign-off: the actor of its first ``review.signoff_requested``
+        (None before one is recorded). Read from the audit chain, which the serving role cannot rewrite."""
+        c = t.audit_events.c
+        q = (select(c.actor, c.data).where(c.type == "review.signoff_requested",
+                                           c.data.contains(f'"{ref}"', autoescape=True)).order_by(c.seq))
+        for actor, raw in (await self.conn.execute(q)).all():
+            if json.loads(raw).get("review_id") == ref:
+                return str(actor)
+        return None
+
     # -- batches and sign-offs ----------------------------------------------------------------
     async def batches(self, campaign_id: int) -> dict[str, BatchRecord]:
         c = rt.review_batches.c

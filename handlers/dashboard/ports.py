@@ -83,6 +83,10 @@ class DashboardSource(Protocol):
 
     async def session(self, session_hash: str) -> SessionRecord | None: ...
 
+    async def terminated_since(self, email: str, since: datetime) -> bool:
+        """Whether the leaver sweep recorded ``user.terminated`` for ``email`` after ``since`` (the audit chain)."""
+        ...
+
     async def state_counts(self) -> dict[str, int]: ...
 
     async def open_requests(self, *, limit: int, requester: str | None = None) -> list[RequestRecord]:

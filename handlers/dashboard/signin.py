@@ -161,7 +161,9 @@ async def viewer_for(deps: Deps, source: DashboardSource, secret: str | None) ->
     if record is None or record.ended_at is not None or record.expires_at <= deps.now():
         return None
     person = await deps.person(record.email)
-    if person is None or not person.active:
+    # inactive now, or found inactive by the leaver sweep since the sign-in (and enabled again: a copied cookie
+    # must not outlive the disable the incident response relied on)
+    if person is None or not person.active or await source.terminated_since(record.email, record.created_at):
         await _end_for_good(deps, source, record.session_hash, "inactive")
         return None
     return Viewer(email=record.email, name=person.name or record.email, security=deps.is_security(record.email))

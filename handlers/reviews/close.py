@@ -107,7 +107,7 @@ async def close_campaign(deps: Deps, campaign_id: int, now: datetime, *, actor: 
             notices += await fail_signoff(deps, repo, campaign, lost, actor, now, current.policy.security_members())
         elif review is not None and review.sign_off and removals:
             campaign.state, campaign.signoff = SIGNOFF, "pending"
-            concerned = concerned_by(removals, final)
+            concerned = concerned_by(removals, final, closer=actor)
             await ask_step(deps, campaign, 0, concerned)
             failed = signoff_stuck(deps, campaign, await signoff_chain(deps, campaign, concerned), [], concerned)
             if failed is not None:  # nobody could complete it: fail closed now rather than wait for ever
@@ -260,11 +260,18 @@ def signoff_need(deps: Deps, campaign: CampaignRecord, step: int, concerned: Con
     return s.n if s.kind == "n_of" else 1
 
 
-def concerned_by(removals: list[ItemRecord], final: Mapping[int, ReviewDecisionRecord] | None = None) -> Concerned:
+def concerned_by(removals: list[ItemRecord], final: Mapping[int, ReviewDecisionRecord] | None = None,
+                 closer: str | None = None) -> Concerned:
     """Who may not sign off the removal list ``removals``: the people whose own memberships it ends, and the
-    people whose final decision (``final``: item number → the decision that counts) put an item on it."""
-    deciders = {d.actor.lower() for i in removals if (d := (final or {}).get(i.number)) is not None
+    people whose final decision (``final``: item number → the decision that counts) put an item on it. A person
+    who closed the campaign (``closer``) while items were undecided, so that ``if_not_reviewed: remove`` put
+    them on the list, decided those removals too."""
+    final = final or {}
+    deciders = {d.actor.lower() for i in removals if (d := final.get(i.number)) is not None
                 and d.decision == "remove" and d.actor != SYSTEM}
+    if closer and closer != SYSTEM and any((d := final.get(i.number)) is not None and d.decision == "remove"
+                                           and d.actor == SYSTEM for i in removals):
+        deciders.add(closer.lower())
     return Concerned(members=frozenset(i.user.lower() for i in removals), deciders=frozenset(deciders))
 
 
@@ -388,7 +395,7 @@ async def fail_stuck_signoffs(deps: Deps, *, dry_run: bool = False,
 
 async def _stuck_rule(deps: Deps, repo: ReviewRepository, campaign: CampaignRecord) -> tuple[Deps, str | None]:
     concerned = concerned_by([i for i in await repo.items(campaign.id or 0) if i.state == OPEN],
-                             await repo.final_decisions(campaign.id or 0))
+                             await repo.final_decisions(campaign.id or 0), closer=await repo.closed_by(campaign.ref))
     judged = await pinned(deps, campaign)
     lost = await unreadable(deps, campaign)
     if lost is not None:  # its chain is not known any more: no sign-off can be judged, nothing is removed

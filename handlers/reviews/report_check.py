@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from handlers.audit import format_ts
@@ -60,6 +61,7 @@ class ChainReview:
     skipped: dict[int, str] = field(default_factory=dict)  # item → reason
     undone: dict[int, str] = field(default_factory=dict)  # item → the outcome the undo wrote
     closed: dict[str, Any] | None = None  # review.closed data
+    closed_ts: str | None = None  # when review.closed was recorded
 
     def feed(self, type_: str, actor: str, ts: str, data: dict[str, Any]) -> None:
         if type_ == "review.started":
@@ -77,7 +79,7 @@ class ChainReview:
         elif type_ == "review.undone" and isinstance(data.get("item"), int):
             self.undone[data["item"]] = f"re-added: undo by {data.get('requested_by')}, approved by {actor}"
         elif type_ == "review.closed":
-            self.closed = data
+            self.closed, self.closed_ts = data, ts
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -147,6 +149,18 @@ def _outside_snapshot(ref: str, items: list[ItemRecord], snapshot: SnapshotRecor
     return None
 
 
+def _closed_in_time(campaign: CampaignRecord, closed_ts: str | None) -> bool:
+    """The close began (``closed_at``) after the start and no later than ``review.closed`` was recorded (the
+    removals may run in between, so the two need not be equal)."""
+    if campaign.closed_at is None or not closed_ts:
+        return campaign.closed_at is None and not closed_ts
+    try:
+        recorded = datetime.fromisoformat(closed_ts.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return campaign.started_at <= campaign.closed_at <= recorded + timedelta(seconds=2)
+
+
 def disagreement(campaign: CampaignRecord, items: list[ItemRecord], decisions: list[ReviewDecisionRecord],
                  signoffs: list[SignoffRecord], snapshot: SnapshotRecord | None, chain: ChainReview) -> str | None:
     """The first way the stored campaign contradicts its ``review.*`` events, or None."""
@@ -157,6 +171,8 @@ def disagreement(campaign: CampaignRecord, items: list[ItemRecord], decisions: l
     if started.get("snapshot_sha256") != campaign.snapshot_sha256:
         return (f"{ref}: snapshot sha256 in the database is {campaign.snapshot_sha256}, the audit chain says "
                 f"{started.get('snapshot_sha256')}")
+    if snapshot is None:  # deleting it would switch off the checks below
+        return f"{ref}: the snapshot review.started hashed ({campaign.snapshot_sha256}) is not in the database"
     if snapshot is not None and hashlib.sha256(snapshot.body.encode("utf-8")).hexdigest() != campaign.snapshot_sha256:
         return (f"{ref}: the stored snapshot does not hash to {campaign.snapshot_sha256}, the hash review.started "
                 "recorded")
@@ -206,6 +222,10 @@ def disagreement(campaign: CampaignRecord, items: list[ItemRecord], decisions: l
     if (campaign.state == CLOSED) != (chain.closed is not None):
         return (f"{ref}: the campaign is {campaign.state} in the database, the audit chain "
                 + ("records its close" if chain.closed is not None else "has no review.closed for it"))
+    if chain.closed is not None and not _closed_in_time(campaign, chain.closed_ts):
+        return (f"{ref}: closed at {format_ts(campaign.closed_at) if campaign.closed_at else 'no time'} in the "
+                f"database, between its start ({format_ts(campaign.started_at)}) and review.closed ({chain.closed_ts}) "
+                "is where the close lies")
     if chain.closed is not None and not _same(chain.closed.get("signoff"), campaign.signoff):
         return (f"{ref}: sign-off {campaign.signoff!r} in the database, review.closed says "
                 f"{chain.closed.get('signoff')!r}")

@@ -75,7 +75,7 @@ async def sign(deps: Deps, who: str, cmd: ReviewSignoff) -> Reply:
             repo = repo_of(raw)
             campaign = await repo.get_campaign(cmd.campaign)
             concerned = concerned_by([i for i in await repo.items(cmd.campaign) if i.state == OPEN],
-                                     await repo.final_decisions(cmd.campaign))
+                                     await repo.final_decisions(cmd.campaign), closer=await repo.closed_by(ref))
             asked = {p for people in ((campaign.signoff_asked if campaign else None) or {}).values() for p in people}
             if campaign is not None and campaign.signoff_asked is None:  # asked before the asked were kept:
                 asked = await asked_in_chain(deps, campaign)  # whom review.signoff_requested named
@@ -98,7 +98,8 @@ async def sign(deps: Deps, who: str, cmd: ReviewSignoff) -> Reply:
         current, deps = deps, await pinned(deps, campaign)  # the chain of the version the campaign started under
         done = await repo.signoffs(cmd.campaign)
         removals = [i for i in await repo.items(cmd.campaign) if i.state == OPEN]
-        concerned = concerned_by(removals, await repo.final_decisions(cmd.campaign))
+        closer = await repo.closed_by(ref)
+        concerned = concerned_by(removals, await repo.final_decisions(cmd.campaign), closer=closer)
         if who.lower() in concerned.members:  # as the person reviewed never decides their own item
             return await refuse_in(repo, who, now, f"{word} {ref}", "own membership on the removal list", ref,
                                    f"Your own access is on the removal list of {ref}: another approver signs it "
@@ -153,6 +154,8 @@ async def sign(deps: Deps, who: str, cmd: ReviewSignoff) -> Reply:
                      "(one person signs once): the campaign is closed with its sign-off failed, nothing is removed, "
                      "and the security team is told.", data={"review_id": ref})
     if campaign.signoff == "approved":
-        line = await release(current, cmd.campaign, actor=who, say_waiting=True)
+        # the brake's pause keeps out a closer whose close decided removals, as the sign-off did
+        line = await release(current, cmd.campaign, actor=who, say_waiting=True,
+                             closed_by=closer if closer and closer.lower() in concerned.deciders else None)
         return Reply(text=f"{ref}: sign-off approved. {line or ''}".strip(), data={"review_id": ref})
     return Reply(text=f"{ref}: your sign-off is recorded; the next step is asked.", data={"review_id": ref})
