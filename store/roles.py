@@ -14,6 +14,11 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.engine import URL, Connection, make_url
 
+# every module that puts tables on the metadata, imported for that alone: the grants must name them all
+# whichever command runs them (``db upgrade`` imports little else)
+from store import dashboard as _dashboard  # noqa: F401
+from store import deliveries as _deliveries  # noqa: F401
+from store import review_schema as _review_schema  # noqa: F401
 from store import schema as t
 
 APPEND_ONLY = frozenset({"audit_events"})

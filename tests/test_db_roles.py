@@ -63,6 +63,13 @@ def test_serving_role_can_only_append_to_the_audit_log(two_roles, tmp_path) -> N
     assert "INSERT and SELECT only" in r.stdout
     again = cli("db", "upgrade", "--owner-url", owner_url, db=app_url)  # idempotent
     assert again.returncode == 0, again.stderr
+    # every table the migrations made is granted, whichever modules `db upgrade` happened to import
+    with psycopg.connect(owner_url, autocommit=True) as conn:
+        missing = [r[0] for r in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') "
+            "AND NOT has_table_privilege(%s, quote_ident(schemaname) || '.' || quote_ident(tablename), 'SELECT')",
+            (urlsplit(app_url).username,)).fetchall()]
+    assert missing == [], f"the serving role may not read {missing}"
 
     # the whole application as the serving role: requests, approvals, provisioning, sweep, evidence
     files = copy_examples(tmp_path)
