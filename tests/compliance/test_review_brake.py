@@ -55,11 +55,14 @@ async def test_an_approved_sign_off_above_the_limit_pauses_until_resumed(databas
         assert len(await h.events("automation.paused")) == 1 and await _removed(h) == []
 
         assert not (await h.say(BOB, "resume removals")).ok
-        stale = await h.app.service.handle(await h.app.deps.person(SAM), ResumeRemovals("review RV-1", 5))
+        stale = await h.app.service.handle(await h.app.deps.person(SASHA), ResumeRemovals("review RV-1", 5))
         assert not stale.ok and stale.rule == "stale-count"
-        assert (await h.say(SAM, "resume removals")).ok
+        # sam's early close defaulted the six removals: a second person resumes them
+        own = await h.say(SAM, "resume removals")
+        assert not own.ok and own.rule == "own-removals", own.text
+        assert (await h.say(SASHA, "resume removals")).ok
         (resumed,) = await h.events("automation.resumed")
-        assert resumed["data"] == {**resumed["data"], "count": 6, "reason": "review RV-1"} and resumed["actor"] == SAM
+        assert resumed["data"] == {**resumed["data"], "count": 6, "reason": "review RV-1"} and resumed["actor"] == SASHA
 
         report = await h.app.service.sweep(drift=False)
         assert report.paused == 0 and report.reviews_closed and "removed 6" in report.reviews_closed[0], report.lines()
