@@ -96,6 +96,16 @@ async def _resolve_groups(deps: Deps, settings: Settings, *, persist: bool) -> R
     return resolution
 
 
+def _session_ender(store: SqlStore) -> Any:
+    """What each sweep runs to end the dashboard sessions of people no longer active."""
+    async def end(deps: Deps) -> int:
+        from handlers.dashboard.signin import end_inactive_sessions
+        from store.dashboard import SqlDashboardSource
+
+        return await end_inactive_sessions(deps, SqlDashboardSource(store))
+    return end
+
+
 @asynccontextmanager
 async def build_app(settings: Settings, *, migrate: bool = True, clock: Clock | None = None,
                     notifier: Notifier | None = None, policy: Policy | None = None,
@@ -129,6 +139,7 @@ async def build_app(settings: Settings, *, migrate: bool = True, clock: Clock | 
             from store.anchors import FileAnchor
 
             deps.anchor = FileAnchor(store, settings.env["ACCESSBOT_ANCHOR_FILE"])
+        deps.end_inactive_sessions = _session_ender(store)
         service = AccessService(deps)
         for module in optional_modules(COMMAND_EXTENSIONS):
             module.install(service, settings)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -139,6 +139,8 @@ class Deps:
     cron: Callable[[str, str, datetime], datetime | None] | None = None  # evaluates review cron schedules
     groups: GroupIds = field(default_factory=GroupIds)  # group references resolved to ids when the policy loaded
     anchor: Any = None  # handlers.anchors.ChainAnchor: where each sweep anchors the chain's head
+    # async (deps) -> int: ends the dashboard sessions of people no longer active (bot/bootstrap.py sets it)
+    end_inactive_sessions: Callable[[Any], Awaitable[int]] | None = None
     _policies: dict[str, Policy] = field(default_factory=dict)
     _rounds: dict[tuple[int, int], str] = field(default_factory=dict)  # (request, round) -> policy sha256
 

@@ -250,6 +250,11 @@ async def leavers_and_movers(deps: Deps, report: SweepReport) -> None:
     together = len(leaving[1]) + len(moving[0])
     await terminate_inactive(deps, report, leaving, together)
     await revoke_ineligible(deps, report, moving, together)
+    if deps.end_inactive_sessions is not None and not report.dry_run:
+        try:  # a dashboard cookie must not outlive its person's disable, whether or not it was shown meanwhile
+            await deps.end_inactive_sessions(deps)
+        except Exception as exc:  # the sweep's removals stand; the sessions are checked again next time
+            report.failed.append(f"dashboard sessions not checked: {type(exc).__name__}: {exc}"[:300])
 
 
 async def start_reviews(deps: Deps, report: SweepReport) -> None:

@@ -186,6 +186,11 @@ class SqlDashboardSource:
             c.type == "user.terminated", c.ts > format_ts(since), c.data.contains(named, autoescape=True)))
         return any(str(json.loads(raw).get("user") or "").lower() == email.lower() for _, raw in rows)
 
+    async def live_sessions(self, now: datetime) -> list[tuple[str, str]]:
+        c = dashboard_sessions.c
+        rows = await self._rows(select(c.session_hash, c.email).where(c.ended_at.is_(None), c.expires_at > now))
+        return [(str(h), str(e)) for h, e in rows]
+
     async def session(self, session_hash: str) -> SessionRecord | None:
         rows = await self._rows(select(dashboard_sessions).where(dashboard_sessions.c.session_hash == session_hash))
         return _session(rows[0]) if rows else None

@@ -83,6 +83,10 @@ class DashboardSource(Protocol):
 
     async def session(self, session_hash: str) -> SessionRecord | None: ...
 
+    async def live_sessions(self, now: datetime) -> list[tuple[str, str]]:
+        """(session hash, email) of every session neither ended nor expired at ``now``."""
+        ...
+
     async def terminated_since(self, email: str, since: datetime) -> bool:
         """Whether the leaver sweep recorded ``user.terminated`` for ``email`` after ``since`` (the audit chain)."""
         ...

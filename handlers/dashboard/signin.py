@@ -17,6 +17,7 @@ from typing import Any
 
 from handlers.context import Deps
 from handlers.dashboard.ports import DashboardSource, SessionRecord, SignInToken
+from handlers.ports import ProviderError
 
 LINK_TTL = timedelta(minutes=5)
 FLOW_TTL = timedelta(minutes=10)
@@ -180,6 +181,25 @@ async def _end_for_good(deps: Deps, source: DashboardSource, session_hash: str, 
         await tx.end_session(record.session_hash, now)
         data = {"channel": record.via} | ({"reason": reason} if reason else {})
         await tx.append("dashboard.signed_out", actor=record.email, ts=now, data=data)
+
+
+async def end_inactive_sessions(deps: Deps, source: DashboardSource) -> int:
+    """End for good every live session whose person is no longer active (or no longer found) at the identity
+    source; each sweep runs it, so a cookie nobody showed while the account was disabled does not come back when
+    it is enabled again. A person the source cannot answer for is left as they are (checked next time).
+    Returns how many sessions ended."""
+    ended = 0
+    live = await source.live_sessions(deps.now())
+    for email in sorted({email for _, email in live}):
+        try:
+            person = await deps.person(email)
+        except ProviderError:
+            continue
+        if person is None or not person.active:
+            for session_hash, _ in [x for x in live if x[1] == email]:
+                await _end_for_good(deps, source, session_hash, "inactive")
+                ended += 1
+    return ended
 
 
 async def sign_out(deps: Deps, source: DashboardSource, secret: str | None) -> None:

@@ -79,6 +79,7 @@ async def start_campaign(deps: Deps, review: Review, *, actor: str, now: datetim
         await repo.append("review.started", actor=actor, ts=now, data={
             "review_id": campaign.ref, "review": review.id, "items": len(plan.items), "snapshot_sha256": sha,
             "reviewers": len(reviewers), "due_at": format_ts(campaign.due_at),
+            "policy_version": campaign.policy_version, "policy_sha256": campaign.policy_sha256,
             "departments": dict(sorted(Counter(i.department or UNKNOWN_DEPARTMENT for i in plan.items).items())),
             "scheduled_for": format_ts(scheduled_for) if scheduled_for else None})
     await deps.notifier.notify(_batch_notices(deps, campaign, plan.items))

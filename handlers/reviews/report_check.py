@@ -35,8 +35,8 @@ from handlers.reviews.records import (
 
 GONE, KEPT, REMOVED, FAILED, NOT_REMOVED, RESTORED = "gone", "kept", "removed", "failed", "not removed", "restored"
 # the event types :meth:`ChainReview.feed` reads: a reader may fetch only these
-CHAIN_TYPES = frozenset({"review.started", "review.decided", "review.signoff", "review.item_gone",
-                         "review.removal_skipped", "review.undone", "review.closed"})
+CHAIN_TYPES = frozenset({"review.started", "review.decided", "review.signoff", "review.signoff_requested",
+                         "review.item_gone", "review.removal_skipped", "review.undone", "review.closed"})
 
 
 @dataclass
@@ -61,9 +61,13 @@ class ChainReview:
     skipped: dict[int, str] = field(default_factory=dict)  # item → reason
     undone: dict[int, str] = field(default_factory=dict)  # item → the outcome the undo wrote
     closed: dict[str, Any] | None = None  # review.closed data
-    closed_ts: str | None = None  # when review.closed was recorded
+    closed_ts: str | None = None  # when review.closed was recorded (the later of ts and as_of)
+    last_act: str | None = None  # the latest decision or sign-off event (the earlier of its ts and as_of)
 
     def feed(self, type_: str, actor: str, ts: str, data: dict[str, Any]) -> None:
+        as_of = data.get("as_of") if isinstance(data.get("as_of"), str) else None
+        if type_ in ("review.decided", "review.signoff", "review.signoff_requested"):
+            self.last_act = max(self.last_act or "", min(ts, as_of or ts))  # one format: text order is time order
         if type_ == "review.started":
             self.started = {**data, "actor": actor, "ts": ts}
         elif type_ == "review.decided" and isinstance(data.get("item"), int):
@@ -79,7 +83,7 @@ class ChainReview:
         elif type_ == "review.undone" and isinstance(data.get("item"), int):
             self.undone[data["item"]] = f"re-added: undo by {data.get('requested_by')}, approved by {actor}"
         elif type_ == "review.closed":
-            self.closed, self.closed_ts = data, ts
+            self.closed, self.closed_ts = data, max(ts, as_of or ts)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -149,16 +153,23 @@ def _outside_snapshot(ref: str, items: list[ItemRecord], snapshot: SnapshotRecor
     return None
 
 
-def _closed_in_time(campaign: CampaignRecord, closed_ts: str | None) -> bool:
-    """The close began (``closed_at``) after the start and no later than ``review.closed`` was recorded (the
-    removals may run in between, so the two need not be equal)."""
-    if campaign.closed_at is None or not closed_ts:
-        return campaign.closed_at is None and not closed_ts
+def _at(text: str | None) -> datetime | None:
     try:
-        recorded = datetime.fromisoformat(closed_ts.replace("Z", "+00:00"))
+        return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
     except ValueError:
-        return False
-    return campaign.started_at <= campaign.closed_at <= recorded + timedelta(seconds=2)
+        return None
+
+
+def _closed_in_time(campaign: CampaignRecord, chain: ChainReview) -> bool:
+    """The close (``closed_at``) came after every decision and sign-off the chain records for the campaign (and
+    after its start), and no later than ``review.closed`` (the removals may run in between, so the two need not
+    be equal). Two seconds of slack either way, as :func:`handlers.evidence_check.time_matches` allows."""
+    recorded, last = _at(chain.closed_ts), _at(chain.last_act)
+    if campaign.closed_at is None or recorded is None:
+        return campaign.closed_at is None and not chain.closed_ts
+    slack = timedelta(seconds=2)
+    earliest = max(campaign.started_at, last - slack) if last is not None else campaign.started_at
+    return earliest <= campaign.closed_at <= recorded + slack
 
 
 def disagreement(campaign: CampaignRecord, items: list[ItemRecord], decisions: list[ReviewDecisionRecord],
@@ -186,6 +197,13 @@ def disagreement(campaign: CampaignRecord, items: list[ItemRecord], decisions: l
     if started.get("items") != len(items) or campaign.items != len(items):
         return (f"{ref}: the database holds {len(items)} items (the campaign says {campaign.items}), review.started "
                 f"says {started.get('items')}")
+    if "due_at" in started and started.get("due_at") != format_ts(campaign.due_at):
+        return (f"{ref}: due at {format_ts(campaign.due_at)} in the database, review.started says "
+                f"{started.get('due_at')}")
+    if "policy_sha256" in started and (started.get("policy_sha256") != campaign.policy_sha256
+                                       or started.get("policy_version") != campaign.policy_version):
+        return (f"{ref}: policy {campaign.policy_version} ({campaign.policy_sha256[:12]}) in the database, "
+                f"review.started says {started.get('policy_version')} ({str(started.get('policy_sha256'))[:12]})")
     if not time_matches(campaign.started_at, started.get("ts"), started.get("as_of")):
         return (f"{ref}: started at {format_ts(campaign.started_at)} in the database, review.started was recorded at "
                 f"{started.get('as_of') or started.get('ts')}")
@@ -222,10 +240,10 @@ def disagreement(campaign: CampaignRecord, items: list[ItemRecord], decisions: l
     if (campaign.state == CLOSED) != (chain.closed is not None):
         return (f"{ref}: the campaign is {campaign.state} in the database, the audit chain "
                 + ("records its close" if chain.closed is not None else "has no review.closed for it"))
-    if chain.closed is not None and not _closed_in_time(campaign, chain.closed_ts):
+    if chain.closed is not None and not _closed_in_time(campaign, chain):
         return (f"{ref}: closed at {format_ts(campaign.closed_at) if campaign.closed_at else 'no time'} in the "
-                f"database, between its start ({format_ts(campaign.started_at)}) and review.closed ({chain.closed_ts}) "
-                "is where the close lies")
+                f"database; the audit chain puts the close after {chain.last_act or 'the start'} and no later than "
+                f"review.closed ({chain.closed_ts})")
     if chain.closed is not None and not _same(chain.closed.get("signoff"), campaign.signoff):
         return (f"{ref}: sign-off {campaign.signoff!r} in the database, review.closed says "
                 f"{chain.closed.get('signoff')!r}")

@@ -39,11 +39,11 @@ FIXED = Path(__file__).resolve().parent.parent / "fixtures" / "pack_bytes"  # th
 GOLDEN = {
     "VERIFYING.md": "244f38850d55834484742130cbfb1ffd042ba1cd408f0b01017dfd32dad54073",
     "approvals.csv": "02498d38c019ba9e06328821b99c55b7d7d70d97d1768a0298642df03ed8e8d7",
-    "audit.jsonl": "f4e246fee496d1cf973e6bc4f6053086b249f7a7977795cabd1c875bdfa1e04e",
+    "audit.jsonl": "28fc35b3351d33b51e24447e6fff5909969da6eec3bf16e859a36419d699679a",
     "audit_earlier.jsonl": "77bfee1b3fa4e7cfb2079dedb6ca6c2dcc0d35e9e91aae8287fe289a524ffd75",
     "exceptions.csv": "dc256be98e1f3ff329337280d01861fc2a0a425c11e9377883299dd7b4ed2e56",
     "grants.csv": "86cf11a8a261f03739ca8db700f4f01cb3e4a438875d959e0b0f326c912c567e",
-    "manifest.json": "67d5c5d19c23d52da7cf2a660c69a8ca8383d35619f182b9e8510b7f8b45a478",
+    "manifest.json": "5286790f65825a2d51aa907d0eca149bed19a7cb2446deddbd079db6e833b5b4",
     "policy/2026.11-287f98b13866.yaml": "287f98b138662858083e961c783afba046b1c07130fad3dc243d51dc841796d1",
     "policy/2026.12-db7dd2450365.yaml": "db7dd2450365f19a48fcdd8859b191514ecbf78be9dd47b9c6aa670ed77f0472",
     "removals.csv": "a194b35be576dbb475e6e048f3ea962a950cb4e2a0afab9e473bc2f182a7b885",
