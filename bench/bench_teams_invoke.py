@@ -45,6 +45,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,13 @@ def invoke(base: str, verb: str, data: dict[str, Any]) -> dict[str, Any]:
     return act
 
 
+def clicks(base: str, verb: str, data: dict[str, Any], n: int) -> list[str]:
+    """``n`` clicks of one card button, each its own activity (Teams gives every click its own id; the route
+    answers a repeated id without carrying it out)."""
+    act = invoke(base, verb, data)
+    return [json.dumps({**act, "id": f"{act['id']}-{uuid.uuid4().hex}"}) for _ in range(n)]
+
+
 APP_ID = "bench-app-id"
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"  # the fixture's tenant
 
@@ -208,13 +216,13 @@ async def run(concurrency: int, rounds: int, secured: bool = False) -> dict[str,
                         reply = await app.service.handle_text(bob, "request staging-admin for 1h")
                         assert reply.ok and reply.request is not None, reply.text
                         n = reply.request.number
-                        body = json.dumps(invoke(service, "refresh", {"request_id": n}))
+                        bodies = clicks(service, "refresh", {"request_id": n}, concurrency)
                         started = time.process_time()
-                        refresh = await loop.run_in_executor(pool, burst_in_child, url, [body] * concurrency, token)
+                        refresh = await loop.run_in_executor(pool, burst_in_child, url, bodies, token)
                         refresh_cpu = time.process_time() - started
-                        body = json.dumps(invoke(service, "approve", {"request_id": n, "comment": "bench"}))
+                        bodies = clicks(service, "approve", {"request_id": n, "comment": "bench"}, concurrency)
                         started = time.process_time()
-                        approve = await loop.run_in_executor(pool, burst_in_child, url, [body] * concurrency, token)
+                        approve = await loop.run_in_executor(pool, burst_in_child, url, bodies, token)
                         approve_cpu = time.process_time() - started
                         await app.service.handle_text(bob, f"release REQ-{n}")
                         await web_app[TEAMS_KEY].notifier.idle()
@@ -224,7 +232,7 @@ async def run(concurrency: int, rounds: int, secured: bool = False) -> dict[str,
                             cpu["refresh"][target] += refresh_cpu * 1000 / concurrency / rounds
                             cpu["approve"][target] += approve_cpu * 1000 / concurrency / rounds
                 for r in range(rounds + 1):  # after the rounds: a burst between them moved their tails
-                    alone = await loop.run_in_executor(pool, burst_in_child, f"{base}/http", [body] * concurrency)
+                    alone = await loop.run_in_executor(pool, burst_in_child, f"{base}/http", bodies)
                     if r > 0:
                         http += alone
             await runner.cleanup()
@@ -381,12 +389,12 @@ async def _drive_workers(settings: Settings, stub: str, concurrency: int, rounds
                     reply = await app.service.handle_text(bob, "request staging-admin for 1h")
                     assert reply.ok and reply.request is not None, reply.text
                     n = reply.request.number
-                    body = json.dumps(invoke(stub, "refresh", {"request_id": n}))
+                    bodies = clicks(stub, "refresh", {"request_id": n}, concurrency)
                     bearer = token if target == "teams" else None
-                    refresh = await loop.run_in_executor(pool, burst_in_child, url, [body] * concurrency, bearer)
+                    refresh = await loop.run_in_executor(pool, burst_in_child, url, bodies, bearer)
                     before = await decisions()
-                    body = json.dumps(invoke(stub, "approve", {"request_id": n, "comment": "bench"}))
-                    approve = await loop.run_in_executor(pool, burst_in_child, url, [body] * concurrency, bearer)
+                    bodies = clicks(stub, "approve", {"request_id": n, "comment": "bench"}, concurrency)
+                    approve = await loop.run_in_executor(pool, burst_in_child, url, bodies, bearer)
                     assert await decisions() == before + 1, "one decision, whatever the clicks and the workers"
                     await app.service.handle_text(bob, f"release REQ-{n}")
                     if r > 0:

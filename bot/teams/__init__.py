@@ -9,13 +9,16 @@ this bot's client factory (:mod:`bot.teams.clients`), and the route does, in ord
 2. the SDK's token validation (:mod:`bot.teams.auth`): every failure is a 401, nothing recorded;
 3. ``Gate.admit``: only the served tenants (403 otherwise, before anything is recorded or
    remembered), and in emulator mode only a ``serviceUrl`` on this machine;
-4. the SDK's turn (``CloudAdapter.process_activity``) into :class:`~bot.teams.bot.AccessBot`.
+4. :func:`first_time`: an activity Teams re-sends (the same activity id in the same conversation, as
+   it does when the bot answered slower than about 15 seconds) is not handled again (:func:`repeated`);
+5. the SDK's turn (``CloudAdapter.process_activity``) into :class:`~bot.teams.bot.AccessBot`.
 
 A :class:`TeamsNotifier` is added to the fan-out notifier for the messages the bot writes first.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -33,12 +36,18 @@ from bot.teams.auth import InboundAuth, Unauthorized, build_authentication
 from bot.teams.bot import AccessBot, invoke_json
 from bot.teams.clients import ClientFactory, opener
 from bot.teams.gate import EMULATOR, OFF, SECURED, Gate, Refusal
+from bot.teams.invoke import request_number
 from bot.teams.notifier import TeamsNotifier
+from bot.teams.review_invoke import names_review
+from cards import adaptive
 
 log = structlog.get_logger("accessbot.teams")
 
 ROUTE = "/api/messages"
 MAX_BODY = 256 * 1024
+CARD_ACTION = "adaptiveCard/action"
+SEEN_KEY_MAX = 200  # the width of ``seen_events.key``
+ALREADY_DONE = "Already done: Teams sent this action again, and it was not carried out twice."
 
 
 @dataclass
@@ -80,6 +89,68 @@ def _text(value: Any) -> bool:
     return value is not None
 
 
+def _card_action(activity: Activity) -> tuple[dict[str, Any], dict[str, Any], str] | None:
+    """An ``adaptiveCard/action`` invoke's value, action and verb, when they are what Teams sends."""
+    if activity.type != "invoke" or activity.name != CARD_ACTION or not isinstance(activity.value, dict):
+        return None
+    action = activity.value.get("action")
+    if not isinstance(action, dict) or not isinstance(action.get("verb"), str):
+        return None
+    return activity.value, action, action["verb"]
+
+
+def seen_key(activity: Activity) -> str | None:
+    """The key under which an activity is remembered as handled, or None for one that is handled every time.
+
+    Every activity with an id is remembered, except invokes other than card actions (the bot carries none
+    of them out) and card refreshes (they only read: Teams sends one, each with its own id, whenever the
+    card is shown, and a repeat is answered as the first was). A key wider than the store's column is
+    replaced by its SHA-256, never cut: two activities of one long conversation id stay apart.
+    """
+    if not activity.id or not activity.conversation or not activity.conversation.id:
+        return None
+    if activity.type == "invoke":
+        action = _card_action(activity)
+        if action is None or action[2] == adaptive.VERB_REFRESH:
+            return None
+    key = f"teams:act:{activity.conversation.id}:{activity.id}"
+    if len(key) > SEEN_KEY_MAX or not _text(key):
+        key = "teams:act:sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return key
+
+
+async def first_time(channel: TeamsChannel, activity: Activity) -> bool:
+    """True unless the activity was handled before (same activity id in the same conversation)."""
+    key = seen_key(activity)
+    if key is None:
+        return True
+    app = channel.bot.app
+    async with app.store.write() as repo:
+        return await repo.first_seen(key, app.deps.now())
+
+
+def repeated(activity: Activity) -> Activity | web.Response:
+    """The answer to an activity Teams re-sent, none of which is carried out again.
+
+    A message or an update: an empty 200, nothing said or recorded. A card action naming a request or
+    an access review: handled as that card's refresh (returned, for the turn), so the card shows the
+    current state and the sender sees what their first click did. Any other card action: a Universal
+    Actions message saying so, which leaves the card as it is.
+    """
+    log.info("repeated activity ignored", type=activity.type, name=activity.name)
+    action = _card_action(activity)
+    if action is None:
+        return web.Response(status=200)
+    value, act, _ = action
+    data = act.get("data")
+    if isinstance(data, dict) and (request_number(data) is not None or names_review(data)):
+        refresh = activity.model_copy()
+        refresh.value = {**value, "action": {**act, "verb": adaptive.VERB_REFRESH}}
+        return refresh
+    return web.json_response({"statusCode": 200, "type": "application/vnd.microsoft.activity.message",
+                              "value": ALREADY_DONE})
+
+
 def make_handler(channel: TeamsChannel) -> Any:
     async def messages(request: web.Request) -> web.StreamResponse:
         refusal = channel.gate.door(request.remote, request.headers)
@@ -110,6 +181,11 @@ def make_handler(channel: TeamsChannel) -> Any:
         if refusal is not None:  # before the turn: nothing is recorded, no reference is remembered
             log.info("activity refused", status=refusal.status, reason=refusal.error, type=activity.type)
             return _refuse(refusal)
+        if not await first_time(channel, activity):
+            answer = repeated(activity)
+            if isinstance(answer, web.Response):
+                return answer
+            activity = answer
         try:
             response = await channel.adapter.process_activity(identity, activity, channel.bot.on_turn)
         except Exception:

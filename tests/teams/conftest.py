@@ -9,6 +9,7 @@ tokens against the local issuer and serving the tenant :data:`TENANT` only. Acti
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from tests.support import MutableClock, copy_examples
 from tests.teams.standins import BotConnector, OpenIdIssuer
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "teams"
+# Activity ids: Teams gives every activity its own, and the route handles an id it has seen only once
+_ACTIVITY_IDS = itertools.count(1)
 APP_ID = "6a3c1f0e-1d2b-4c5d-8e9f-0a1b2c3d4e5f"
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 
@@ -83,7 +86,10 @@ class TeamsHarness:
     issuer: OpenIdIssuer | None = None
 
     def activity(self, name: str, email: str, **fields: Any) -> dict[str, Any]:
+        """The fixture activity from ``email``, with an activity id of its own (``id=`` in ``fields`` to choose it:
+        posting the same id twice is Teams re-sending the activity)."""
         act = copy.deepcopy(fixture(name))
+        act["id"] = f"{act['id']}-{next(_ACTIVITY_IDS)}"
         act["serviceUrl"] = self.connector.url
         act["from"] = {"id": teams_id(email), "name": email}
         if email in AAD:
