@@ -6,7 +6,8 @@ and timestamp (a bad or stale one is answered 401 before any listener runs); the
 an empty 200 whatever happens next, is answered as soon as its signature and timestamp pass
 slack_sdk's ``SignatureVerifier`` (the check Bolt itself makes); Bolt then dispatches it. The
 route is mounted only while ``SLACK_BOT_TOKEN`` and ``SLACK_SIGNING_SECRET`` are both set. Web
-API calls are retried on 429 honouring ``Retry-After``.
+API calls are retried on 429 honouring ``Retry-After``; on a 5xx or a dropped connection only when
+the call is safe to make twice (never ``chat.postMessage``: Slack may have posted before the error).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
 )
+from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -40,11 +42,32 @@ MAX_BODY = 512 * 1024
 RATE_LIMIT_RETRIES = 5
 
 
+# Web API methods that an answer which does not say whether they were carried out (a 5xx, a connection cut
+# after the request went out) must not repeat: a retry of chat.postMessage can post a second message.
+NOT_IDEMPOTENT = frozenset({"chat.postMessage"})
+
+
+def idempotent(request: HttpRequest) -> bool:
+    """Whether the Web API call may be sent again after an answer that does not say if it was carried out."""
+    return request.url.rstrip("/").rsplit("/", 1)[-1] not in NOT_IDEMPOTENT
+
+
+class _ServerErrorRetry(AsyncServerErrorRetryHandler):
+    async def _can_retry_async(self, *, request: HttpRequest, **kw: Any) -> bool:
+        return idempotent(request) and await super()._can_retry_async(request=request, **kw)
+
+
+class _ConnectionErrorRetry(AsyncConnectionErrorRetryHandler):
+    async def _can_retry_async(self, *, request: HttpRequest, **kw: Any) -> bool:
+        return idempotent(request) and await super()._can_retry_async(request=request, **kw)
+
+
 def retry_handlers() -> list[Any]:
-    """429 honouring Retry-After, 5xx and dropped connections: each retried a few times."""
+    """429 honouring Retry-After, for every call; 5xx and dropped connections, for the calls that may be
+    repeated (:func:`idempotent`): each retried a few times."""
     return [AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES),
-            AsyncServerErrorRetryHandler(max_retry_count=2),
-            AsyncConnectionErrorRetryHandler(max_retry_count=2)]
+            _ServerErrorRetry(max_retry_count=2),
+            _ConnectionErrorRetry(max_retry_count=2)]
 
 
 @dataclass
