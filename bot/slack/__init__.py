@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import structlog
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -70,6 +70,19 @@ def retry_handlers() -> list[Any]:
             _ConnectionErrorRetry(max_retry_count=2)]
 
 
+async def read_at_most(request: web.Request, limit: int) -> bytes:
+    """The body, read no further than ``limit`` bytes whatever the headers say."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await request.content.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 @dataclass
 class SlackChannel:
     listeners: Listeners
@@ -80,10 +93,14 @@ class SlackChannel:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if request.content_length is not None and request.content_length > MAX_BODY:
             return web.json_response({"error": "request too large"}, status=413)
+        raw = await read_at_most(request, MAX_BODY + 1)  # chunked: no Content-Length to go by
+        if len(raw) > MAX_BODY:
+            return web.json_response({"error": "request too large"}, status=413)
         gate = self.listeners.gate
         gate.enter()
         try:
-            bolt_request = await to_bolt_request(request)
+            bolt_request = AsyncBoltRequest(body=raw.decode(request.charset or "utf-8", errors="replace"),
+                                            query=request.query_string, headers=request.headers)  # type: ignore[arg-type]
             if not self.listeners.process_before_response and self._button_click(bolt_request):
                 # A button click's acknowledgement is an empty 200 whatever the listener decides,
                 # so it goes out now; Bolt verifies (again), routes and runs the listener after.
