@@ -304,11 +304,6 @@ class Listeners:
         async with self.app.store.read() as repo:
             mine = [a for r, _, a in await repo.messages("slack", n, "approval")
                     if r == who and a.get("channel") == channel and a.get("ts") == ts]
-        if not mine and reply.request is not None and await self._unknown_approval_dm(body, who):
-            # the bot's approval DM whose post was answered with an error (Slack posted it all the same, and
-            # chat.postMessage is not retried): from now on it is updated as the others are
-            mine = [{"channel": channel, "ts": ts}]
-            await self.notifier.remember(n, who, "approval", mine[0])
         if mine and reply.request is not None:
             async with self.notifier.lock_for(n):
                 view = await self.notifier.fresh_view(n) or reply.request
@@ -317,16 +312,6 @@ class Listeners:
             await self.respond(body, blocks.text_message(reply.text))
         if container.get("type") == "view" or (body.get("view") or {}).get("type") == "home":
             await self.publish_home(acting_user(body) or "", person)
-
-    async def _unknown_approval_dm(self, body: dict[str, Any], who: str) -> bool:
-        """The click came from a message of the bot's in this person's DM with it (Slack signed where the click
-        came from; a message in a DM with buttons naming a request is an approval message)."""
-        container = body.get("container") or {}
-        if container.get("type") != "message" or not container.get("message_ts") or container.get("is_ephemeral"):
-            return False
-        known = await self.notifier.addresses.get(who) or {}
-        return bool(known.get("channel")) and container.get("channel_id") == known["channel"] \
-            and (body.get("channel") or {}).get("id") == known["channel"]
 
     async def on_deny(self, ack: Any, body: dict[str, Any]) -> None:
         await ack()
