@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -47,6 +48,7 @@ ROUTE = "/api/messages"
 MAX_BODY = 256 * 1024
 CARD_ACTION = "adaptiveCard/action"
 SEEN_KEY_MAX = 200  # the width of ``seen_events.key``
+RECENT_CLICKS = 10_000  # Approve/Deny activity ids one process remembers
 ALREADY_DONE = "Already done: Teams sent this action again, and it was not carried out twice."
 
 
@@ -59,6 +61,8 @@ class TeamsChannel:
     clients: ClientFactory
     gate: Gate
     app_id: str
+    # Approve/Deny clicks seen by this process (see :func:`first_time`), oldest first
+    recent: OrderedDict[str, None] = field(default_factory=OrderedDict)
 
 
 TEAMS_KEY = web.AppKey("accessbot_teams", TeamsChannel)
@@ -120,9 +124,23 @@ def seen_key(activity: Activity) -> str | None:
 
 
 async def first_time(channel: TeamsChannel, activity: Activity) -> bool:
-    """True unless the activity was handled before (same activity id in the same conversation)."""
+    """True unless the activity was handled before (same activity id in the same conversation).
+
+    An Approve or Deny click is remembered by this process alone (the last :data:`RECENT_CLICKS`): a decision
+    is never taken twice whatever reaches the service (a step decided is decided), so the store's write per
+    click (which queued every click of a burst behind the others) buys nothing there; a re-send this
+    process saw is answered with the card as it stands, one another worker took is answered by the service.
+    """
     key = seen_key(activity)
     if key is None:
+        return True
+    action = _card_action(activity)
+    if action is not None and action[2] in (adaptive.VERB_APPROVE, adaptive.VERB_DENY):
+        if key in channel.recent:
+            return False
+        channel.recent[key] = None
+        while len(channel.recent) > RECENT_CLICKS:
+            channel.recent.popitem(last=False)
         return True
     app = channel.bot.app
     async with app.store.write() as repo:
