@@ -167,3 +167,31 @@ async def test_after_listeners_get_the_rows_a_driver_write_matched(database_url:
     finally:
         event.remove(store.engine.sync_engine, "after_cursor_execute", after)
         await store.close()
+
+
+def test_a_fresh_process_takes_the_driver_path_on_postgresql(pg_url: str) -> None:
+    """The fast path finds asyncpg's connections by the module the dialect imported (it no longer imports
+    asyncpg itself, so that SQLite commands start without it): in a process that imported nothing else, a
+    command's store on PostgreSQL still takes it."""
+    import subprocess
+    import sys
+
+    from store.db import upgrade
+    from tests.support import ROOT
+
+    upgrade(pg_url)
+    code = (
+        "import asyncio, sys\n"
+        "from store.fast import Driver\n"
+        "from store.repository import SqlStore\n"
+        "assert 'asyncpg' not in sys.modules\n"
+        "async def main():\n"
+        "    store = SqlStore(sys.argv[1])\n"
+        "    async with store.read() as repo:\n"
+        "        driver = await Driver.of(repo.conn)\n"
+        "    await store.close()\n"
+        "    print(driver.kind if driver else None)\n"
+        "asyncio.run(main())\n")
+    done = subprocess.run([sys.executable, "-c", code, pg_url], capture_output=True, text=True, cwd=ROOT,
+                          timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "asyncpg", done.stdout + done.stderr
