@@ -19,13 +19,13 @@ import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 
-from handlers.context import SYSTEM
 from handlers.group_resolution import GroupResolutionError, resolve_groups
 from handlers.policy import Policy, PolicyError, parse_policy
+from handlers.service import record_policy
 
 if TYPE_CHECKING:
     from bot.bootstrap import App
@@ -145,12 +145,8 @@ class PolicyWatch:
         except Exception as exc:
             self._again()
             return self._reject(sha, [f"the group references could not be resolved ({exc})"])
-        now = deps.now()
         try:
-            async with deps.store.write() as repo:
-                if await repo.ensure_policy(new.version, new.sha256, new.raw, now):
-                    await repo.append("policy.loaded", actor=SYSTEM, ts=now,
-                                      data={"version": new.version, "sha256": new.sha256})
+            await record_policy(deps, new)
         except Exception as exc:  # not recorded, so not in force: the next check tries again
             self._again()
             return self._reject(sha, [f"the new version could not be recorded ({type(exc).__name__}: {exc})"])
@@ -172,10 +168,3 @@ class PolicyWatch:
             log.error("policy file changed but cannot be used; the version in force stays", path=str(self.path),
                       sha256=sha, in_force=self.app.deps.policy.version, problems=problems)
         return None
-
-
-def reschedule(scheduler: Any, app: App, change: PolicyChange) -> None:
-    """Apply a new version's schedule to the running sweeps (bot/scheduler.py made the jobs)."""
-    from bot.scheduler import apply_schedule
-
-    apply_schedule(scheduler, app, change.old)

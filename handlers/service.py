@@ -31,6 +31,7 @@ from handlers.grammar import (
     parse,
 )
 from handlers.grants import run_due_ops
+from handlers.policy import Policy
 from handlers.ports import Person, ProviderError
 from handlers.reviews.commands import REVIEW_COMMANDS, handle_review, parse_review
 from handlers.sweeps import SweepReport, sweep
@@ -54,6 +55,17 @@ def provider_unavailable(cmd: Command, exc: ProviderError) -> Reply:
 REQUEST_COMMANDS = (Approve, Deny, Cancel, Release, Extend, Status)
 
 
+async def record_policy(deps: Deps, policy: Policy) -> None:
+    """Store ``policy`` as the version in force, recording ``policy.loaded`` when it is not already (at a start,
+    and when a saved file is put in force: bot/policy_watch.py). Writers are serialised, so several processes
+    loading one version record it once."""
+    now = deps.now()
+    async with deps.store.write() as repo:
+        if await repo.ensure_policy(policy.version, policy.sha256, policy.raw, now):
+            await repo.append("policy.loaded", actor=SYSTEM, ts=now, data={
+                "version": policy.version, "sha256": policy.sha256})
+
+
 class AccessService:
     """The channel-neutral service. Channels authenticate the person; this decides."""
 
@@ -63,12 +75,7 @@ class AccessService:
 
     async def start(self) -> None:
         """Record the policy in force (``policy.loaded`` when it changed) and repair unfinished calls."""
-        policy = self.deps.policy
-        now = self.deps.now()
-        async with self.deps.store.write() as repo:
-            if await repo.ensure_policy(policy.version, policy.sha256, policy.raw, now):
-                await repo.append("policy.loaded", actor=SYSTEM, ts=now, data={
-                    "version": policy.version, "sha256": policy.sha256})
+        await record_policy(self.deps, self.deps.policy)
         await run_due_ops(self.deps)
 
     def parse(self, text: str) -> Command:

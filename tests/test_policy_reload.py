@@ -16,6 +16,8 @@ import threading
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -126,11 +128,10 @@ def _health(base: str) -> dict:
         return json.loads(r.read())
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_serve_puts_a_saved_policy_in_force_on_every_worker_and_records_it_once(workers, pg_url, sqlite_url,
-                                                                                tmp_path) -> None:
-    db = pg_url if workers > 1 else sqlite_url
-    files = copy_examples(tmp_path)
+@contextmanager
+def serving(db: str, files: Files, workers: int = 1) -> Iterator[tuple[str, subprocess.Popen[str], Lines]]:
+    """`accessbot serve` on a free port: its base URL, the process and its output; SIGTERM at the end (the
+    caller may have sent it already and checked how it stopped)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCESSBOT_", "SLACK_"))}
     env["ACCESSBOT_HOST"] = "127.0.0.1"
     proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--workers", str(workers), "--port", "0",
@@ -141,7 +142,23 @@ def test_serve_puts_a_saved_policy_in_force_on_every_worker_and_records_it_once(
     try:
         line = out.until("accessbot serving on")
         port = int(line.rsplit("http://127.0.0.1:", 1)[1].split(" ", 1)[0].split(")", 1)[0])
-        base = f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", proc, out
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_puts_a_saved_policy_in_force_on_every_worker_and_records_it_once(workers, pg_url, sqlite_url,
+                                                                                tmp_path) -> None:
+    db = pg_url if workers > 1 else sqlite_url
+    files = copy_examples(tmp_path)
+    with serving(db, files, workers) as (base, proc, out):
         assert _health(base)["checks"]["policy"] == {"version": "2026.11", "file": "in force"}
 
         def every_worker(expected: dict) -> None:
@@ -160,7 +177,6 @@ def test_serve_puts_a_saved_policy_in_force_on_every_worker_and_records_it_once(
         _write(files.policy, _broken(files))
         every_worker({"version": "2026.12", "file": "not used (see the log)"})
         out.until("cannot be used")
-    finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
     assert proc.returncode == 0, "".join(out.seen)

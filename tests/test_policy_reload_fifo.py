@@ -9,16 +9,14 @@ afterwards is never put in force while ``/healthz`` keeps saying ``"file": "in f
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 
 from tests.support import ROOT, copy_examples
-from tests.test_policy_reload import ALICE, Lines, _edit_policy
+from tests.test_policy_reload import ALICE, Lines, _edit_policy, _health, serving
 
 
 def _env() -> dict[str, str]:
@@ -49,23 +47,9 @@ def test_chat_answers_the_next_line_when_the_policy_path_became_a_fifo(sqlite_ur
         proc.wait(timeout=30)
 
 
-def _health(base: str) -> dict:
-    with urllib.request.urlopen(base + "/healthz", timeout=10) as r:
-        return json.loads(r.read())
-
-
 def test_serve_keeps_watching_the_policy_after_a_fifo_was_at_its_path(sqlite_url, tmp_path) -> None:
     files = copy_examples(tmp_path)
-    env = _env()
-    env["ACCESSBOT_HOST"] = "127.0.0.1"
-    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--port", "0", "--database-url", sqlite_url,
-                             "--policy", str(files.policy), "--directory", str(files.directory)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env)
-    out = Lines(proc.stdout)
-    try:
-        line = out.until("accessbot serving on")
-        port = int(line.rsplit("http://127.0.0.1:", 1)[1].split(" ", 1)[0].split(")", 1)[0])
-        base = f"http://127.0.0.1:{port}"
+    with serving(sqlite_url, files) as (base, _, _):
         saved = files.policy.read_text()
         files.policy.unlink()
         os.mkfifo(files.policy)
@@ -81,26 +65,12 @@ def test_serve_keeps_watching_the_policy_after_a_fifo_was_at_its_path(sqlite_url
             time.sleep(0.5)
         assert seen == {"version": "2026.12", "file": "in force"}, (
             f"the policy watch is stuck on the FIFO: /healthz says {seen} 20 s after a valid version was saved")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
 
 
 def test_serve_stops_on_sigterm_after_a_fifo_was_at_the_policy_path(sqlite_url, tmp_path) -> None:
-    """The stuck read holds a thread of the default executor, which ``asyncio.run`` joins at exit."""
+    """A read stuck on the FIFO would hold a thread of the default executor, which ``asyncio.run`` joins at exit."""
     files = copy_examples(tmp_path)
-    env = _env()
-    env["ACCESSBOT_HOST"] = "127.0.0.1"
-    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--port", "0", "--database-url", sqlite_url,
-                             "--policy", str(files.policy), "--directory", str(files.directory)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env)
-    out = Lines(proc.stdout)
-    try:
-        out.until("accessbot serving on")
+    with serving(sqlite_url, files) as (_, proc, out):
         saved = files.policy.read_text()
         files.policy.unlink()
         os.mkfifo(files.policy)
@@ -113,7 +83,3 @@ def test_serve_stops_on_sigterm_after_a_fifo_was_at_the_policy_path(sqlite_url, 
         except subprocess.TimeoutExpired:
             raise AssertionError("accessbot serve does not exit on SIGTERM (the FIFO read never returns)") from None
         assert proc.returncode == 0, "".join(out.seen)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)

@@ -21,6 +21,7 @@ from sqlalchemy import Table, select, update
 from handlers.audit import format_ts
 from store import review_schema as rt
 from store.db import make_sync_engine
+from tests.reviews.test_certification_checked_against_chain import closed_with_a_signoff
 from tests.reviews.test_decisions import started
 from tests.support import MutableClock, cli, harness
 
@@ -58,13 +59,7 @@ async def test_a_pack_never_carries_review_rows_the_audit_chain_contradicts(data
     is written. With each forgery undone, the pack exports again, byte for byte the rows it had."""
     now = datetime.now(UTC).replace(microsecond=0)
     async with harness(database_url, tmp_path, clock=MutableClock(now)) as h:
-        items = await started(h)
-        bob = items["bob@example.com"].number
-        assert (await h.say("mark.mgr@example.com", f"remove RV-1 {bob} because left the team")).ok
-        assert (await h.say("pat.lead@example.com", "keep RV-1 all")).ok
-        assert "sign-off of" in (await h.say("sam.sec@example.com", "review close RV-1")).text
-        reply = await h.say("sasha.sec@example.com", "approve RV-1")
-        assert reply.ok and "closed" in reply.text, reply.text
+        bob = await closed_with_a_signoff(h)
         files = h.files
     folder = tmp_path / "packs"
     first, last = (now - timedelta(days=1)).date().isoformat(), (now + timedelta(days=1)).date().isoformat()

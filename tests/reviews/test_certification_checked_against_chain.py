@@ -73,17 +73,24 @@ async def test_a_rewritten_outcome_stops_the_certification(sqlite_url, tmp_path)
     assert f"item {bob} (bob@example.com) is removed" in done.stderr and "the audit chain says kept" in done.stderr
 
 
+async def closed_with_a_signoff(h) -> int:  # type: ignore[no-untyped-def]
+    """RV-1 through the real commands: bob removed by mark.mgr with a reason, pat.lead's items kept, the rest
+    defaulted at sam.sec's close, the removal list signed off by sasha.sec and run. Returns bob's item."""
+    items = await started(h)
+    bob = items["bob@example.com"].number
+    assert (await h.say("mark.mgr@example.com", f"remove RV-1 {bob} because left the team")).ok
+    assert (await h.say("pat.lead@example.com", "keep RV-1 all")).ok
+    assert "sign-off of" in (await h.say("sam.sec@example.com", "review close RV-1")).text
+    reply = await h.say("sasha.sec@example.com", "approve RV-1")
+    assert reply.ok and "closed" in reply.text, reply.text
+    return int(bob)
+
+
 async def test_a_closed_campaign_with_removals_and_a_sign_off_is_certified(sqlite_url, tmp_path):
     """The check does not stop an honest campaign: RV-1 with bob removed by mark.mgr, undecided items defaulted
     at the close, the list signed off by sasha.sec and run, is certified (exit 0, the certification's title)."""
     async with harness(sqlite_url, tmp_path) as h:
-        items = await started(h)
-        bob = items["bob@example.com"].number
-        assert (await h.say("mark.mgr@example.com", f"remove RV-1 {bob} because left the team")).ok
-        assert (await h.say("pat.lead@example.com", "keep RV-1 all")).ok
-        assert "sign-off of" in (await h.say("sam.sec@example.com", "review close RV-1")).text
-        reply = await h.say("sasha.sec@example.com", "approve RV-1")
-        assert reply.ok and "closed" in reply.text, reply.text
+        await closed_with_a_signoff(h)
         files = h.files
     out = tmp_path / "rv-1.pdf"
     done = cli("review", "report", "RV-1", "--out", str(out), db=sqlite_url, files=files)
