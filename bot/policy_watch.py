@@ -46,6 +46,20 @@ def _signature(st: os.stat_result) -> tuple[int, ...]:
     return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
+def _writable_by_anyone(path: Path, st: os.stat_result) -> str | None:
+    """Why any local user could put a policy in force (the file, or a folder that lets anyone replace it,
+    is writable by all), or None."""
+    if st.st_mode & stat.S_IWOTH:
+        return f"{path} is writable by every local user: not used (chmod o-w)"
+    try:
+        folder = path.resolve().parent.stat()
+    except OSError:
+        return None
+    if folder.st_mode & stat.S_IWOTH and not folder.st_mode & stat.S_ISVTX:
+        return f"the folder of {path} is writable by every local user, who could replace the file: not used"
+    return None
+
+
 class PolicyWatch:
     """Install the policy file's new bytes into a running app (see the module's docstring)."""
 
@@ -86,6 +100,9 @@ class PolicyWatch:
             if not stat.S_ISREG(st.st_mode):  # a FIFO would block the read for ever
                 self._seen, self._sha = seen, ""
                 return self._reject("", [f"{self.path} is not a regular file"])
+            if (loose := _writable_by_anyone(self.path, st)) is not None:  # sshd's StrictModes, for a file
+                self._seen, self._sha = seen, ""  # that takes effect by itself within seconds
+                return self._reject("", [loose])
             age = time.time() - st.st_mtime
             if age >= self.settle:
                 break

@@ -228,3 +228,27 @@ async def test_a_policy_path_that_is_no_regular_file_is_refused_without_reading_
         h.files.policy.write_bytes(original)
         assert await asyncio.wait_for(watch.check(), timeout=10) is None
         assert h.app.state[STATE_KEY] is None, "the version in force is the file's again"
+
+
+async def test_a_policy_file_any_local_user_may_write_is_not_put_in_force(sqlite_url, tmp_path) -> None:
+    """Saved files take effect by themselves within seconds: one that every local user may write (or a folder
+    that lets anyone replace it) is refused, as sshd refuses such a config, and the version in force stays."""
+    from bot.policy_watch import STATE_KEY, PolicyWatch
+
+    async with harness(sqlite_url, tmp_path) as h:
+        watch = PolicyWatch(h.app, h.files.policy, quiet=True, wait=True)
+        _edit_policy(h.files, "2026.12", "7d")
+        os.chmod(h.files.policy, 0o666)
+        news = await watch.news()
+        assert news is not None and "writable by every local user" in news, news
+        assert h.app.deps.policy.version == "2026.11" and h.app.state[STATE_KEY]
+        os.chmod(h.files.policy, 0o644)
+        assert (await watch.check()) is not None and h.app.deps.policy.version == "2026.12"
+        folder = h.files.policy.parent
+        os.chmod(folder, 0o777)
+        try:
+            _edit_policy(h.files, "2026.13", "7d")
+            news = await watch.news()
+            assert news is not None and "folder" in news and h.app.deps.policy.version == "2026.12", news
+        finally:
+            os.chmod(folder, 0o700)
