@@ -213,6 +213,22 @@ class ReviewRepositoryMixin:
                 return str(actor)
         return None
 
+    async def chain_final_decisions(self, ref: str) -> dict[int, ReviewDecisionRecord]:
+        """Item number → the last ``review.decided`` the audit chain holds for campaign ``ref``: who decided each
+        item as the record the serving role cannot rewrite says it (``final_decisions`` reads the rows)."""
+        c = t.audit_events.c
+        q = (select(c.actor, c.ts, c.data).where(c.type == "review.decided",
+                                                 c.data.contains(f'"{ref}"', autoescape=True)).order_by(c.seq))
+        found: dict[int, ReviewDecisionRecord] = {}
+        for actor, ts, raw in (await self.conn.execute(q)).all():
+            data = json.loads(raw)
+            item = data.get("item")
+            if data.get("review_id") == ref and isinstance(item, int) and not isinstance(item, bool):
+                found[item] = ReviewDecisionRecord(campaign_id=0, item=item, decision=str(data.get("decision")),
+                                                   actor=str(actor), decided_at=datetime.fromisoformat(ts),
+                                                   comment=data.get("comment"))
+        return found
+
     # -- batches and sign-offs ----------------------------------------------------------------
     async def batches(self, campaign_id: int) -> dict[str, BatchRecord]:
         c = rt.review_batches.c

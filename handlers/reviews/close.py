@@ -107,7 +107,7 @@ async def close_campaign(deps: Deps, campaign_id: int, now: datetime, *, actor: 
             notices += await fail_signoff(deps, repo, campaign, lost, actor, now, current.policy.security_members())
         elif review is not None and review.sign_off and removals:
             campaign.state, campaign.signoff = SIGNOFF, "pending"
-            concerned = concerned_by(removals, final, closer=actor)
+            concerned = await concerned_in(repo, campaign, removals, closer=actor, final=final)
             await ask_step(deps, campaign, 0, concerned)
             failed = signoff_stuck(deps, campaign, await signoff_chain(deps, campaign, concerned), [], concerned)
             if failed is not None:  # nobody could complete it: fail closed now rather than wait for ever
@@ -157,7 +157,7 @@ async def release(deps: Deps, campaign_id: int, *, actor: str = SYSTEM, say_wait
         if campaign is None or campaign.state != HELD:
             return None
         removals = [i for i in await repo.items(campaign_id) if i.state == OPEN]
-        barred = set(concerned_by(removals, await repo.final_decisions(campaign_id)).deciders)
+        barred = set((await concerned_in(repo, campaign, removals)).deciders)
     if closed_by and closed_by != SYSTEM:
         barred.add(closed_by.lower())
     left, _ = await left_groups(deps, removals)  # a member who left meanwhile: nothing to remove
@@ -273,6 +273,17 @@ def concerned_by(removals: list[ItemRecord], final: Mapping[int, ReviewDecisionR
                                            and d.actor == SYSTEM for i in removals):
         deciders.add(closer.lower())
     return Concerned(members=frozenset(i.user.lower() for i in removals), deciders=frozenset(deciders))
+
+
+async def concerned_in(repo: ReviewRepository, campaign: CampaignRecord, removals: list[ItemRecord], *,
+                       closer: str | None = None, final: Mapping[int, ReviewDecisionRecord] | None = None) -> Concerned:
+    """:func:`concerned_by` with the deciders the audit chain names as well as the rows' (``final``, read from the
+    store when not given): the rows may be edited by the serving role, the chain not, so an edited decider is still
+    left out of the sign-off and barred from the pause."""
+    rows = concerned_by(removals, final if final is not None else await repo.final_decisions(campaign.id or 0),
+                        closer=closer)
+    chain = concerned_by(removals, await repo.chain_final_decisions(campaign.ref), closer=closer)
+    return Concerned(members=rows.members, deciders=rows.deciders | chain.deciders)
 
 
 def open_signoff_step(deps: Deps, campaign: CampaignRecord, done: list[SignoffRecord],
@@ -394,8 +405,8 @@ async def fail_stuck_signoffs(deps: Deps, *, dry_run: bool = False,
 
 
 async def _stuck_rule(deps: Deps, repo: ReviewRepository, campaign: CampaignRecord) -> tuple[Deps, str | None]:
-    concerned = concerned_by([i for i in await repo.items(campaign.id or 0) if i.state == OPEN],
-                             await repo.final_decisions(campaign.id or 0), closer=await repo.closed_by(campaign.ref))
+    concerned = await concerned_in(repo, campaign, [i for i in await repo.items(campaign.id or 0) if i.state == OPEN],
+                                   closer=await repo.closed_by(campaign.ref))
     judged = await pinned(deps, campaign)
     lost = await unreadable(deps, campaign)
     if lost is not None:  # its chain is not known any more: no sign-off can be judged, nothing is removed

@@ -9,9 +9,10 @@ from handlers.context import SYSTEM, Deps
 from handlers.reviews.campaign import pinned, repo_of, unreadable
 from handlers.reviews.close import (
     HELD,
+    NOBODY,
     ask_step,
     close_campaign,
-    concerned_by,
+    concerned_in,
     fail_signoff,
     open_signoff_step,
     release,
@@ -74,8 +75,9 @@ async def sign(deps: Deps, who: str, cmd: ReviewSignoff) -> Reply:
         async with deps.store.write() as raw:
             repo = repo_of(raw)
             campaign = await repo.get_campaign(cmd.campaign)
-            concerned = concerned_by([i for i in await repo.items(cmd.campaign) if i.state == OPEN],
-                                     await repo.final_decisions(cmd.campaign), closer=await repo.closed_by(ref))
+            concerned = (NOBODY if campaign is None else await concerned_in(
+                repo, campaign, [i for i in await repo.items(cmd.campaign) if i.state == OPEN],
+                closer=await repo.closed_by(ref)))
             asked = {p for people in ((campaign.signoff_asked if campaign else None) or {}).values() for p in people}
             if campaign is not None and campaign.signoff_asked is None:  # asked before the asked were kept:
                 asked = await asked_in_chain(deps, campaign)  # whom review.signoff_requested named
@@ -99,7 +101,7 @@ async def sign(deps: Deps, who: str, cmd: ReviewSignoff) -> Reply:
         done = await repo.signoffs(cmd.campaign)
         removals = [i for i in await repo.items(cmd.campaign) if i.state == OPEN]
         closer = await repo.closed_by(ref)
-        concerned = concerned_by(removals, await repo.final_decisions(cmd.campaign), closer=closer)
+        concerned = await concerned_in(repo, campaign, removals, closer=closer)
         if who.lower() in concerned.members:  # as the person reviewed never decides their own item
             return await refuse_in(repo, who, now, f"{word} {ref}", "own membership on the removal list", ref,
                                    f"Your own access is on the removal list of {ref}: another approver signs it "
