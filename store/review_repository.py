@@ -203,15 +203,23 @@ class ReviewRepositoryMixin:
         return (await self.conn.execute(select(c.loaded_at).where(c.sha256 == sha256))).scalar()
 
     async def closed_by(self, ref: str) -> str | None:
-        """Who closed campaign ``ref`` into its sign-off: the actor of its first ``review.signoff_requested``
-        (None before one is recorded). Read from the audit chain, which the serving role cannot rewrite."""
+        """Who closed campaign ``ref``: the actor of its first ``review.signoff_requested``, else the ``closed_by``
+        of the first default decision its close recorded (None before either is recorded, or when the sweep
+        closed it). Read from the audit chain, which the serving role cannot rewrite."""
         c = t.audit_events.c
-        q = (select(c.actor, c.data).where(c.type == "review.signoff_requested",
-                                           c.data.contains(f'"{ref}"', autoescape=True)).order_by(c.seq))
-        for actor, raw in (await self.conn.execute(q)).all():
-            if json.loads(raw).get("review_id") == ref:
+        q = (select(c.type, c.actor, c.data)
+             .where(c.type.in_(("review.signoff_requested", "review.decided")),
+                    c.data.contains(f'"{ref}"', autoescape=True)).order_by(c.seq))
+        defaulted = None
+        for type_, actor, raw in (await self.conn.execute(q)).all():
+            data = json.loads(raw)
+            if data.get("review_id") != ref:
+                continue
+            if type_ == "review.signoff_requested":
                 return str(actor)
-        return None
+            if defaulted is None and actor == "system" and isinstance(data.get("closed_by"), str):
+                defaulted = data["closed_by"]
+        return defaulted
 
     async def chain_final_decisions(self, ref: str) -> dict[int, ReviewDecisionRecord]:
         """Item number → the last ``review.decided`` the audit chain holds for campaign ``ref``: who decided each

@@ -96,7 +96,8 @@ async def close_campaign(deps: Deps, campaign_id: int, now: datetime, *, actor: 
         final = await repo.final_decisions(campaign_id)
         undecided = [i for i in items if i.state == OPEN and i.number not in final]
         if lost is None:  # without the version it started under, no default is known: they stay undecided
-            await record_decisions(repo, campaign, undecided, default, SYSTEM, now, "not reviewed before the close")
+            await record_decisions(repo, campaign, undecided, default, SYSTEM, now, "not reviewed before the close",
+                                   closed_by=actor if actor != SYSTEM else None)
             final = await repo.final_decisions(campaign_id)
         removals = [i for i in items if i.state == OPEN and i.number in final and final[i.number].decision == "remove"]
         kept = [i.number for i in items if i.state == OPEN and i.number in final and final[i.number].decision == "keep"]
@@ -157,7 +158,9 @@ async def release(deps: Deps, campaign_id: int, *, actor: str = SYSTEM, say_wait
         if campaign is None or campaign.state != HELD:
             return None
         removals = [i for i in await repo.items(campaign_id) if i.state == OPEN]
-        barred = set((await concerned_in(repo, campaign, removals)).deciders)
+        # the closer, when this is not the close's own call (a sweep after a stop): as the chain names them
+        closer = closed_by if closed_by is not None else await repo.closed_by(campaign.ref)
+        barred = set((await concerned_in(repo, campaign, removals, closer=closer)).deciders)
     if closed_by and closed_by != SYSTEM:
         barred.add(closed_by.lower())
     left, _ = await left_groups(deps, removals)  # a member who left meanwhile: nothing to remove

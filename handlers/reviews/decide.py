@@ -263,23 +263,26 @@ async def _left_asked(deps: Deps, who: str, cmd: ReviewDecide | ReviewChoices) -
 
 
 async def record_decisions(repo: ReviewRepository, campaign: CampaignRecord, items: list[ItemRecord], decision: str,
-                           actor: str, now: datetime, comment: str | None) -> None:
-    """One decision on each of ``items``: the rows in one statement, then a ``review.decided`` each."""
+                           actor: str, now: datetime, comment: str | None, *, closed_by: str | None = None) -> None:
+    """One decision on each of ``items``: the rows in one statement, then a ``review.decided`` each. A default
+    decided by a close names the person who closed (``closed_by``) in its event: the close's removals are theirs
+    (:func:`handlers.reviews.close.concerned_by`), and the chain keeps that when the process stops before the
+    brake has paused them."""
     if not items:
         return
     await repo.add_review_decisions([ReviewDecisionRecord(
         campaign_id=campaign.id or 0, item=item.number, decision=decision, actor=actor, decided_at=now,
         comment=comment, recommendation=item.recommendation) for item in items])
     for item in items:
-        await _decided(repo, campaign, item, decision, actor, now, comment)
+        await _decided(repo, campaign, item, decision, actor, now, comment, closed_by=closed_by)
 
 
 async def _decided(repo: ReviewRepository, campaign: CampaignRecord, item: ItemRecord, decision: str, actor: str,
-                   now: datetime, comment: str | None) -> None:
+                   now: datetime, comment: str | None, *, closed_by: str | None = None) -> None:
     await repo.append("review.decided", actor=actor, ts=now, data={
         "review_id": campaign.ref, "item": item.number, "decision": decision, "comment": comment,
         "recommendation": item.recommendation, "user": item.user, "profile": item.profile,
-        "department": item.department})
+        "department": item.department, **({"closed_by": closed_by} if closed_by else {})})
 
 
 def live_checked(item: ItemRecord, holding: set[int], principals: bool) -> bool:
