@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import structlog
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import DisconnectionError
@@ -119,12 +122,44 @@ def _ping_when_idle(engine: Engine, after_s: float) -> None:
             raise DisconnectionError(f"idle connection did not answer: {type(exc).__name__}") from exc
 
 
+def private_sqlite_file(url: str | URL) -> None:
+    """A SQLite database file that does not exist yet is created empty, readable and writable by its owner only
+    (0600, whatever the umask): it holds every request, justification and decision, and SQLite creates its
+    ``-wal`` and ``-shm`` files with the database file's permissions. A file already there is left as it is, with
+    a warning when every local user may read it. Nothing for PostgreSQL, ``:memory:`` or a ``file:`` URI."""
+    u = _url(url)
+    path = u.database or ""
+    if u.get_backend_name() != "sqlite" or not path or path == ":memory:" or path.startswith("file:") or u.query:
+        return
+    target = Path(path).expanduser()
+    try:
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600))
+        return
+    except FileExistsError:
+        pass
+    except OSError:
+        return  # a missing folder or no permission: SQLite says so when it opens the file
+    try:
+        mode = target.stat().st_mode
+    except OSError:
+        return
+    if stat.S_ISREG(mode) and mode & stat.S_IROTH and str(target) not in _WARNED:
+        _WARNED.add(str(target))
+        structlog.get_logger("accessbot.store").warning(
+            "the database file is readable by every local user: it holds every request, justification and decision"
+            " (chmod 600, and the same for its -wal and -shm files)", path=str(target))
+
+
+_WARNED: set[str] = set()
+
+
 def make_async_engine(url: str | URL, *, ping_after_idle_s: float = PING_AFTER_IDLE_S, inline_sqlite: bool = True,
                       **kw: Any) -> AsyncEngine:
     """The store's engine. On SQLite, calls run on the event loop's thread unless they would wait
     (:mod:`store.sqlite_inline`); ``inline_sqlite=False`` keeps aiosqlite's thread for every call."""
     u = async_url(url)
     if u.get_backend_name() == "sqlite":
+        private_sqlite_file(u)
         path = u.database or ""
         if inline_sqlite and path and path != ":memory:" and not path.startswith("file:") and not u.query:
             kw.setdefault("async_creator", creator(path))
@@ -141,6 +176,7 @@ def make_async_engine(url: str | URL, *, ping_after_idle_s: float = PING_AFTER_I
 def make_sync_engine(url: str | URL) -> Engine:
     engine = create_engine(sync_url(url))
     if backend(url) == "sqlite":
+        private_sqlite_file(url)
         _sqlite_setup(engine)
     return engine
 
@@ -195,6 +231,7 @@ def upgrade(url: str | URL, revision: str = "head", *, owner_url: str | URL | No
         return _upgrade_as_owner(u, _url(owner_url), revision)
     if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
         Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite_file(u)
     if revision == "head" and _at_head(u):
         return []
     from alembic import command
