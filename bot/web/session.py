@@ -11,6 +11,7 @@ from aiohttp import web
 
 from bot.web import DASHBOARD_KEY, PREFIX, Dashboard
 from handlers.dashboard.signin import SESSION_TTL, Viewer, viewer_for
+from handlers.ports import ProviderError
 
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; "
        "base-uri 'none'")
@@ -41,6 +42,15 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         harden(request, exc.headers)
         raise
+    except ProviderError as exc:  # the identity source or a provider could not answer: nobody is judged by it
+        if request.writer.output_size > 0:
+            raise
+        log.warning("dashboard request waits for a provider", method=request.method, path=request.path,
+                    error=str(exc)[:200], status=exc.status)
+        response = failure_page(request, status=503, title="Try again shortly",
+                                text="The identity source could not be reached, so the dashboard cannot say who you "
+                                     "are or what they hold right now. Nothing was changed; try again in a minute.")
+        response.headers["Retry-After"] = str(max(1, min(300, round(exc.retry_after or 30))))
     except Exception:
         if request.writer.output_size > 0:  # part of the answer is on its way: too late for another (as aiohttp)
             raise
@@ -50,15 +60,15 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
-def failure_page(request: web.Request) -> web.Response:
-    text = "The dashboard could not answer this request. The error is logged; try again later."
+def failure_page(request: web.Request, *, status: int = 500, title: str = "Something went wrong",
+                 text: str = "The dashboard could not answer this request. The error is logged; try again later."
+                 ) -> web.Response:
     try:
-        body = board(request).render("error.html", viewer=None, entra=False, title="Something went wrong",
-                                     message=text)
+        body = board(request).render("error.html", viewer=None, entra=False, title=title, message=text)
     except Exception:  # the page itself fails: plain words, the same headers
         log.exception("dashboard error page failed")
-        return web.Response(status=500, text=text, content_type="text/plain", charset="utf-8")
-    return web.Response(status=500, text=body, content_type="text/html", charset="utf-8")
+        return web.Response(status=status, text=text, content_type="text/plain", charset="utf-8")
+    return web.Response(status=status, text=body, content_type="text/html", charset="utf-8")
 
 
 def harden(request: web.Request, headers: Any) -> None:
