@@ -36,7 +36,7 @@ HELP_SECURITY = [
     ("drift [remove D-n because <reason>]", "open drift findings; remove a member no grant explains"),
     ("drift accept D-n for <duration> because <reason>",
      "keep a drifted member through the profile's exception chain (denied: removed)"),
-    ("resume removals", "run the bulk removals the safety brake paused"),
+    ("resume removals [terminated|ineligible|RV-n]", "run the bulk removals the safety brake paused (one pause)"),
 ]
 
 

@@ -125,10 +125,12 @@ def pause_digest(removals: list[str]) -> str:
 
 
 async def resume_removals(deps: Deps, who: str, reason: str | None = None, count: int | None = None,
-                          pause: str | None = None) -> Reply:
+                          pause: str | None = None, *, named: str | None = None) -> Reply:
     """``resume removals`` (security team): the removals the pause held run at the next sweep.
 
-    The words resume every pause at the count it has now. A card's button names the pause it showed
+    The words resume every pause at the count it has now; ``resume removals terminated`` (``ineligible``,
+    ``RV-n``: ``named``) only that pause, and a name no pause in force has resumes nothing (rule ``no-pause``,
+    naming the pauses in force). A card's button names the pause it showed
     (``reason``) and the count the person saw: when that pause's count has changed since (or it ended),
     nothing is resumed and they are told the count now. A pause already resumed at its count is not
     resumed twice (a double click records one ``automation.resumed``). A ``count`` without a ``reason``
@@ -148,6 +150,14 @@ async def resume_removals(deps: Deps, who: str, reason: str | None = None, count
             if held and held != count:
                 return Reply(text=f"Not resumed: the paused removals are now {held}, not the {count} you saw. Look "
                              "at the latest notice and resume again.", ok=False, kind="refusal", rule="count-changed")
+        if named is not None and reason is None:
+            paused = [name for name in reasons if (await repo.get_state(_key(name)) or {}).get("paused")]
+            if named not in paused:
+                return Reply(text=f"No {named} removals are paused. "
+                             + (f"Paused now: {', '.join(paused)} (say `resume removals <that>`)." if paused
+                                else "Nothing is paused: removals run as usual."),
+                             ok=False, kind="refusal", rule="no-pause", data={"paused": paused})
+            reasons = [named]
         if reason is not None:
             state = await repo.get_state(_key(reason)) or {} if reason in reasons else {}
             now_count = int(state.get("count") or 0) if state.get("paused") else 0

@@ -26,6 +26,7 @@ class ResumeRemovals:
     reason: str | None = None  # a card's button: the pause it showed and the count the person saw
     count: int | None = None
     pause: str | None = None  # and which removals it held (a digest): a different set is another pause
+    named: str | None = None  # ``resume removals <pause>`` in words: that pause only (terminated, ineligible, RV-n)
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,13 @@ def parse_compliance(text: str) -> ComplianceCommand | None:
     words = text.strip().lower().split()
     if words == ["resume", "removals"]:
         return ResumeRemovals()
+    if words[:2] == ["resume", "removals"] and 3 <= len(words) <= 4:
+        named = " ".join(words[2:])
+        m = re.fullmatch(r"(?:review\s+)?rv-([0-9]{1,9})", named)
+        if m:
+            return ResumeRemovals(named=f"review RV-{int(m.group(1))}")
+        if named in ("terminated", "ineligible"):
+            return ResumeRemovals(named=named)
     if words == ["drift"]:
         return DriftList()
     m = re.fullmatch(r"\s*drift\s+remove\s+d-([0-9]{1,9})(?:\s+because\s+(.+))?\s*", text, re.IGNORECASE | re.DOTALL)
@@ -85,7 +93,7 @@ async def handle_compliance(deps: Deps, actor: Person, cmd: ComplianceCommand) -
                      rule="inactive")
     match cmd:
         case ResumeRemovals():
-            return await resume_removals(deps, who, cmd.reason, cmd.count, cmd.pause)
+            return await resume_removals(deps, who, cmd.reason, cmd.count, cmd.pause, named=cmd.named)
         case DriftList():
             return await drift_list(deps)
         case DriftRemove():
