@@ -188,7 +188,10 @@ async def _run(args: argparse.Namespace, workdir: Path, graph: BenchGraph) -> li
     (workdir / "directory.yaml").write_text(yaml.safe_dump(directory, sort_keys=False))
     policy = workdir / "policy.yaml"
     shutil.copy(ROOT / "examples/policy.yaml", policy)
-    policy.write_text(policy.read_text().replace("reviews:\n", REVIEW, 1) + PROFILE.format(group=gid))
+    # the safety brake would hold the close's removals for a person's `resume removals` (a review's removals above
+    # safety.max_removals always need a second person): not what this measures, so the limit is above them
+    policy.write_text(policy.read_text().replace("reviews:\n", REVIEW, 1) + PROFILE.format(group=gid)
+                      + f"\nsafety: {{max_removals: {args.removals + 1}}}\n")
     url = args.database_url or f"sqlite:///{workdir / 'bench.db'}"
     settings = Settings(database_url=url, policy=str(policy), directory=str(workdir / "directory.yaml"),
                         identity="directory", entra_tenant_id=graph.tenant, entra_client_id=graph.client_id,
