@@ -158,7 +158,7 @@ async def _list(deps: Deps, who: str) -> Reply:
         campaigns = await repo.campaigns() if deps.is_security(who) else await repo.campaigns(states=(OPEN,))
         mine: list[tuple[CampaignRecord, int]] = []
         for campaign in campaigns:
-            if campaign.state == OPEN:
+            if campaign.decidable_at(deps.now()):  # open and not past its due time
                 batches = await repo.batches(campaign.id or 0)
                 judged = await pinned(deps, campaign)
                 count = sum(may_decide(judged, i, who, batches) for i in await repo.items(campaign.id or 0))

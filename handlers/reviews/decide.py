@@ -13,6 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
+from handlers.audit import format_ts
 from handlers.context import Deps
 from handlers.records import HOLDING_STATES
 from handlers.reviews.campaign import pinned, repo_of
@@ -124,7 +125,7 @@ async def decide(deps: Deps, who: str, cmd: ReviewDecide | ReviewChoices) -> Rep
         items = await repo.items(cmd.campaign) if campaign else []
         batches = await repo.batches(cmd.campaign) if campaign else {}
         mine = {i.number: i for i in items if may_decide(deps, i, who, batches)}
-        if campaign is not None and campaign.state == OPEN and left & mine.keys():
+        if campaign is not None and campaign.decidable_at(now) and left & mine.keys():
             for item in await mark_gone(repo, campaign, left & mine.keys(), who, now):  # nobody certifies them
                 mine[item.number] = item
         left_decided = {n for n in left & mine.keys() if mine[n].state == OPEN}  # left after their decision
@@ -135,6 +136,11 @@ async def decide(deps: Deps, who: str, cmd: ReviewDecide | ReviewChoices) -> Rep
         if campaign.state != OPEN:
             return await refuse_in(repo, who, now, command, f"campaign {campaign.state}", ref,
                                    f"{ref} is {campaign.state}: decisions can no longer be changed.", "closed")
+        if not campaign.decidable_at(now):  # closed at its due time, whether or not a sweep has recorded it yet
+            due = format_ts(campaign.due_at)[:16].replace("T", " ")
+            return await refuse_in(repo, who, now, command, "campaign past its due time", ref,
+                                   f"{ref} is past its due time ({due} UTC): decisions can no longer be changed; "
+                                   "undecided items get the review's default when it closes.", "closed")
         if isinstance(cmd, ReviewChoices) and cmd.form and cmd.shown is None and mine:  # a form of before forms
             # said what they showed (or forged): a choice it sends back as shown would overturn a decision made
             # since; nothing is recorded, and the reviewer looks again
@@ -247,7 +253,7 @@ async def _left_asked(deps: Deps, who: str, cmd: ReviewDecide | ReviewChoices) -
     async with deps.store.read() as raw:
         repo = repo_of(raw)
         campaign = await repo.get_campaign(cmd.campaign)
-        if campaign is None or campaign.state != OPEN:
+        if campaign is None or not campaign.decidable_at(deps.now()):
             return set()
         items = await repo.items(cmd.campaign)
         batches = await repo.batches(cmd.campaign)
@@ -371,7 +377,7 @@ async def open_batch(deps: Deps, who: str, campaign: CampaignRecord, channel: st
     notes: list[str] = []
     inactive: list[ItemRecord] = []
     left: set[int] = set()
-    if campaign.state == OPEN:
+    if campaign.decidable_at(now):  # past its due time the close checks, as the system
         left, notes = await left_groups(deps, [i for i in mine if i.state == OPEN])
         for item in mine:
             if item.state == OPEN and item.number not in left and item.active:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 OPEN = "open"
+PAST_DUE = "past its due time"  # an open campaign whose due time has come: decided no more, closed at the next sweep
 SIGNOFF = "signoff"  # closed for decisions, waiting for the sign-off chain before anything is removed
 CLOSED = "closed"
 
@@ -37,6 +38,11 @@ class CampaignRecord:
     @property
     def ref(self) -> str:
         return rv_id(self.id or 0)
+
+    def decidable_at(self, now: datetime) -> bool:
+        """Whether reviewers may decide at ``now``: open, and its due time not reached (the campaign closes at its
+        due time; the sweep that records the close may come minutes, or after downtime days, later)."""
+        return self.state == OPEN and now < self.due_at
 
 
 @dataclass

@@ -10,7 +10,7 @@ from handlers.context import Deps
 from handlers.reviews.campaign import pinned, repo_of
 from handlers.reviews.decide import may_decide, open_batch
 from handlers.reviews.links import ReviewLink
-from handlers.reviews.records import OPEN, BatchRecord, ItemRecord, ReviewDecisionRecord
+from handlers.reviews.records import OPEN, PAST_DUE, BatchRecord, ItemRecord, ReviewDecisionRecord
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,8 @@ async def batch_view(deps: Deps, who: str, campaign_id: int, channel: str, *, op
     batches = await _batches(deps, campaign_id) if opening else batches  # an escalation may have come meanwhile
     mine = [item_view(i, final.get(i.number)) for i in items if may_decide(deps, i, who, batches)]
     review = deps.policy.review(campaign.review)
-    return ReviewBatchView(review_id=campaign.ref, title=campaign.title, state=campaign.state,
+    state = PAST_DUE if campaign.state == OPEN and not campaign.decidable_at(deps.now()) else campaign.state
+    return ReviewBatchView(review_id=campaign.ref, title=campaign.title, state=state,
                            due_at=campaign.due_at, items=tuple(mine), notes=tuple(notes),
                            keep_reason_required=review.keep_reason_required if review else False,
                            remove_reason_required=review.remove_reason_required if review else True)
@@ -97,6 +98,8 @@ async def open_batches(deps: Deps, who: str) -> list[ReviewLink]:
     async with deps.store.read() as raw:
         repo = repo_of(raw)
         for campaign in await repo.campaigns(states=(OPEN,)):
+            if not campaign.decidable_at(deps.now()):  # past its due time: nothing waits for a decision any more
+                continue
             batches = await repo.batches(campaign.id or 0)
             final = await repo.final_decisions(campaign.id or 0)
             judged = await pinned(deps, campaign)
