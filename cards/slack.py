@@ -425,6 +425,24 @@ def result_modal(title: str, text: str) -> dict[str, Any]:
                   submit=None, close="Close")
 
 
+def late_answer(answer: dict[str, Any] | None) -> dict[str, Any]:
+    """A modal's answer that came after Slack stopped waiting, as a message: the errors it would have shown next
+    to the fields, or the view it would have shown instead (``response_action: update``: a refusal, 'Not saved');
+    'Done.' only when it had nothing to show (the work itself tells the person what it did)."""
+    answer = answer if isinstance(answer, dict) else {}
+    errors = answer.get("errors")
+    if isinstance(errors, dict) and errors:
+        return text_message("; ".join(str(v) for v in errors.values()))
+    view = answer.get("view")
+    if answer.get("response_action") == "update" and isinstance(view, dict):
+        title = str((view.get("title") or {}).get("text") or "").strip() or "Not done"
+        sections = [b for b in view.get("blocks") or () if isinstance(b, dict) and b.get("type") == "section"]
+        shown = " ".join(str((b.get("text") or {}).get("text") or "") for b in sections).strip()  # escaped already
+        return {"text": _cut_escaped(f"{escape(title)}: {shown}" if shown else escape(title), MAX_FALLBACK),
+                "blocks": _fit([_header(title), *sections], MAX_MESSAGE_BLOCKS)}
+    return text_message("Done.")
+
+
 def modal_values(state: dict[str, Any]) -> dict[str, str | None]:
     """``view.state.values`` → block id → the typed or chosen value (stripped, None when empty)."""
     out: dict[str, str | None] = {}

@@ -363,10 +363,8 @@ class Listeners:
         def deliver(task: asyncio.Task[Any]) -> None:
             if task.cancelled() or task.exception() is not None:
                 return
-            answer = task.result()
-            errors = (answer or {}).get("errors") or {}
-            text = "; ".join(errors.values()) or "Done."
-            self.notifier.spawn(self.respond(body, blocks.text_message(text)))
+            # what the modal would have shown: a refusal ('Not saved', 'Not denied') is never told as done
+            self.notifier.spawn(self.respond(body, blocks.late_answer(task.result())))
         return deliver
 
     async def on_request_submit(self, ack: Any, body: dict[str, Any], request: AsyncBoltRequest) -> None:
