@@ -130,16 +130,19 @@ def choices(values: dict[str, Any]) -> tuple[dict[str, list[int]], str | None]:
     comment = None
     for block_id, actions in (values or {}).items():
         if block_id == COMMENT_BLOCK:
-            comment = (((actions or {}).get(COMMENT_BLOCK) or {}).get("value") or "").strip() or None
+            typed = _element(actions, COMMENT_BLOCK, "the reason").get("value")
+            if typed is not None and not isinstance(typed, str):
+                raise ValueError("the reason is not text")
+            comment = (typed or "").strip() or None
             continue
-        m = re.match(r"^item-([0-9]{1,9})$", block_id)
+        m = re.match(r"^item-([0-9]{1,9})$", str(block_id))
         if not m:
             continue
-        selected = ((actions or {}).get(DECISION_ACTION) or {}).get("selected_option")
+        number = int(m.group(1))
+        selected = _element(actions, DECISION_ACTION, f"item {number}").get("selected_option")
         if selected is None:
             continue  # left unchosen
         chosen = (selected or {}).get("value") if isinstance(selected, dict) else None
-        number = int(m.group(1))
         if chosen not in ("keep", "remove"):
             raise ValueError(f"item {number}: {str(chosen)[:40]!r} is neither keep nor remove")
         if chosen_by_item.get(number, chosen) != chosen:
@@ -149,6 +152,21 @@ def choices(values: dict[str, Any]) -> tuple[dict[str, list[int]], str | None]:
     for number, chosen in sorted(chosen_by_item.items()):
         by_decision[chosen].append(number)
     return by_decision, comment
+
+
+def _element(block: Any, action_id: str, what: str) -> dict[str, Any]:
+    """The state of one element of a submitted block (``{}`` when the block does not hold it); a block or element
+    that is not an object, as Slack never sends one, raises :class:`ValueError` naming ``what``."""
+    if block is None:
+        return {}
+    if not isinstance(block, dict):
+        raise ValueError(f"{what} is not understood")
+    element = block.get(action_id)
+    if element is None:
+        return {}
+    if not isinstance(element, dict):
+        raise ValueError(f"{what} is not understood")
+    return element
 
 
 def home_blocks(links: list[ReviewLink]) -> list[dict[str, Any]]:
