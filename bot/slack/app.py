@@ -216,7 +216,7 @@ class Listeners:
     async def handle(self, body: dict[str, Any], person: Person, cmd: Command, *, forms: bool = False) -> Reply:
         """The service, with the audit events it records marked as Slack's, by the signed sender's user id."""
         with acting_via("slack", acting_user(body)):
-            return await self.app.service.handle(person, cmd, forms=forms)
+            return await self.app.service.handle(person, cmd, forms=forms, channel="slack")  # review.opened: slack
 
     async def respond(self, body: dict[str, Any], message: dict[str, Any], *, replace: bool = False) -> None:
         """An answer only the asker sees (``response_url``), else a DM."""
