@@ -9,6 +9,7 @@ reply, a card or the audit log, and states the limits each field is held to.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import fields, is_dataclass, replace
 from typing import Any, TypeVar
 
@@ -19,6 +20,11 @@ LIMITS = {"justification": 2000, "ticket": 64, "comment": 2000, "reason": 2000}
 
 _DROP = frozenset([0x061C, 0x200E, 0x200F, 0xFEFF, *range(0x202A, 0x202F), *range(0x2066, 0x206A)])
 _SPACE = frozenset("\t\n\r\v\f\u2028\u2029\x85")
+
+# characters that show nothing (letters by category but drawn blank): a text of only these and format characters
+# (zero-width space, joiners, word joiner) says nothing
+_BLANK = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+_UNSEEN = frozenset(("Cf", "Zs", "Zl", "Zp", "Mn", "Me", "Cc"))
 
 C = TypeVar("C")
 
@@ -37,7 +43,14 @@ def clean(text: str) -> str:
             out.append("\ufffd")
         else:
             out.append(ch)
-    return re.sub(r"\s+", " ", "".join(out)).strip()
+    text = re.sub(r"\s+", " ", "".join(out)).strip()
+    return text if shows_something(text) else ""
+
+
+def shows_something(text: str) -> bool:
+    """Whether ``text`` has a character a reader sees: not only zero-width or format characters, combining marks
+    on nothing, or blank fillers (a required justification of ``\u200b`` is none)."""
+    return any(ch not in _BLANK and unicodedata.category(ch) not in _UNSEEN for ch in text)
 
 
 def has_control(text: str) -> bool:
