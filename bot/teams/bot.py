@@ -30,7 +30,7 @@ from cards import adaptive
 from cards import reviews_adaptive as review_cards
 from handlers.origin import acting_via
 from handlers.ports import Person, ProviderError
-from handlers.reviews.commands import ReviewShow
+from handlers.reviews.commands import ReviewShow, ReviewsList
 from handlers.reviews.views import batch_view
 from handlers.views import Reply
 
@@ -52,6 +52,7 @@ def sender_object_id(context: TurnContext) -> str | None:
 
 log = structlog.get_logger("accessbot.teams")
 
+REVIEW_WORDS = (ReviewShow, ReviewsList)  # a reviewer's batch and list: answered in the personal chat alone
 SENT_PRIVATELY = "I sent your answer to you in our personal chat: it is meant for you alone."
 ASK_PRIVATELY = ("That answer is meant for you alone, and I cannot write to you in a personal chat yet: open a chat "
                  "with me (accessbot) and ask there.")
@@ -115,6 +116,13 @@ class AccessBot(ActivityHandler):
         if reply.private and not is_personal(turn_context):
             await self._answer_privately(turn_context, person, reply)
             return
+        if isinstance(cmd, REVIEW_WORDS) and not is_personal(turn_context):
+            # a batch names people, their access, their last sign-in and the advice to remove it: for the
+            # reviewer alone, as Slack answers it to the asker alone (the conversation hears where it went)
+            activities = await self._review_cards(turn_context, person, cmd.campaign, send=False) \
+                if isinstance(cmd, ReviewShow) and reply.ok else None
+            await self._answer_privately(turn_context, person, reply, activities=activities or None)
+            return
         if isinstance(cmd, ReviewShow) and reply.ok and await self._review_cards(turn_context, person, cmd.campaign):
             return
         card = adaptive.reply_card(reply, viewer=person.email)
@@ -127,9 +135,11 @@ class AccessBot(ActivityHandler):
                 and reply.ok and is_personal(turn_context):
             await self._track_status(turn_context, view.number, person.email, sent.id)
 
-    async def _answer_privately(self, context: TurnContext, person: Person, reply: Reply) -> None:
-        """A secret asked for in a channel or a group chat goes to the asker's personal chat; the conversation
-        it was asked in hears only where it went (or where to ask), never the secret."""
+    async def _answer_privately(self, context: TurnContext, person: Person, reply: Reply, *,
+                                activities: list[Activity] | None = None) -> None:
+        """A secret asked for in a channel or a group chat goes to the asker's personal chat (``activities``, else
+        the reply's text); the conversation it was asked in hears only where it went (or where to ask), never
+        the secret."""
         activity = context.activity
         tenant = activity_tenant(activity)
         bot = {"bot": activity.recipient.model_dump(by_alias=True, exclude_none=True, mode="json")
@@ -137,19 +147,30 @@ class AccessBot(ActivityHandler):
                "serviceUrl": activity.service_url, "tenant": tenant}
         sender = activity.from_property
         member = {"id": sender.aad_object_id or sender.id, "aadObjectId": sender.aad_object_id or ""}
-        sent = await self.notifier.send_privately(person.email, text_activity(reply.text), bot=bot, member=member)
+        sent = False
+        for one in activities or [text_activity(reply.text)]:
+            sent = await self.notifier.send_privately(person.email, one, bot=bot, member=member)
+            if not sent:
+                break
         await self._send(context, text_activity(SENT_PRIVATELY if sent else ASK_PRIVATELY))
 
-    async def _review_cards(self, context: TurnContext, person: Person, campaign: int) -> bool:
-        """`review RV-n` from a reviewer: their batch as cards to decide on (the words opened it already)."""
+    async def _review_cards(self, context: TurnContext, person: Person, campaign: int, *, send: bool = True
+                            ) -> Any:
+        """`review RV-n` from a reviewer: their batch as cards to decide on (the words opened it already). Sent
+        here, True (False: not a reviewer's batch); with ``send=False`` the card activities are returned (None:
+        the security team looking at a campaign, whose text lists every item)."""
         who = person.email.lower()
         view = await batch_view(self.app.deps, who, campaign, CHANNEL, opening=False)
         if view is None:
-            return False  # the security team looking at a campaign: the text lists every item
+            return None if not send else False
         ids = await self.notifier.user_ids(who)
-        for page in range(review_cards.pages(view)):
-            card = review_cards.review_card(view, page=page, refresh_user_ids=ids)
-            await self._send(context, card_activity(card, summary=f"{view.review_id}: {view.title}"))
+        activities = [card_activity(review_cards.review_card(view, page=page, refresh_user_ids=ids),
+                                    summary=f"{view.review_id}: {view.title}")
+                      for page in range(review_cards.pages(view))]
+        if not send:
+            return activities
+        for activity in activities:
+            await self._send(context, activity)
         return True
 
     async def _track_status(self, context: TurnContext, request_id: int, email: str, activity_id: str) -> None:
