@@ -56,13 +56,17 @@ async def _is_leaver(deps: Deps, email: str, person: Person | None, report: Swee
                 await repo.forget_leaver(email)
         return None
     found = person is not None
-    if known is None or (known.terminated_at is None and known.found != found):
+    # Someone a sweep saw inactive is a leaver for good: deleted since (deactivate, then delete), they do not wait
+    # for the unknown grace again, and the clock of their termination still runs from that first sweep. Only one
+    # who was missing and is now found inactive starts afresh.
+    if known is None or (known.terminated_at is None and not known.found and found):
         # a sweep dated back (``--as-of`` in the past) read the source now: its grace starts now, not then
         known = LeaverRecord(email=email, found=found, first_seen=now, first_judged=max(judged, now))
         if not report.dry_run:
             async with deps.store.write() as repo:
                 await repo.save_leaver(known)
-    if known.terminated_at is None and not found and judged - known.first_judged < deps.policy.safety.unknown_grace:
+    if (known.terminated_at is None and not found and not known.found
+            and judged - known.first_judged < deps.policy.safety.unknown_grace):
         report.unconfirmed.append(email)
         return None
     return known
