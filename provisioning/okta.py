@@ -173,7 +173,20 @@ class OktaProvider:
                                  what=f"user {key}")
         if not found.ok:
             raise self._error(found, f"user {key}")
-        return dict(found.data[0]) if found.data else None
+        return self._one_by_email(key, [dict(u) for u in found.data or [] if isinstance(u, dict)])
+
+    @staticmethod
+    def _one_by_email(key: str, users: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The account an email names. Okta emails are not unique: an old account Okta keeps (``DEPROVISIONED``)
+        may share one with the live account, which is the person; several live accounts with one email are
+        never guessed between (the wrong one would be judged a leaver, or removed in the person's place)."""
+        if len(users) <= 1:
+            return users[0] if users else None
+        live = [u for u in users if str(u.get("status") or "").upper() != "DEPROVISIONED"]
+        if len(live) == 1:
+            return live[0]
+        raise ProviderError(f"Okta user {key}: {len(users)} Okta users have this email and none is named by it as "
+                            "login; give the person a unique email or sign in name", transient=False, status=409)
 
     @staticmethod
     def _email(user: dict[str, Any]) -> str:
