@@ -274,6 +274,11 @@ class OktaProvider:
                 return
         what = f"remove {email} from {group}"
         reply = await self._call("DELETE", f"/groups/{quote(group, safe='')}/users/{uid}", what=what)
+        if reply.status == 404:  # that id is gone: the account now carrying the email (re-created) may be a member
+            self._user_ids.pop(email.strip().lower(), None)
+            fresh = await self._user_id(email)
+            if fresh is not None and fresh != uid:
+                reply = await self._call("DELETE", f"/groups/{quote(group, safe='')}/users/{fresh}", what=what)
         if not reply.ok and reply.status != 404:
             raise self._error(reply, what)
 
