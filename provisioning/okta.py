@@ -161,13 +161,25 @@ class OktaProvider:
         key = key.strip()
         if not key:
             return None
+        user = await self._by_login(key)
+        if user is not None and ("@" not in key or self._email(user) == key.lower()):
+            return user
+        if "@" not in key:
+            return None
+        # that address may be an account's login but another email (Okta keeps a login when the email changes):
+        # people are known by email, so an account whose email it is is the person; else the login's
+        return await self._by_email(key) or user
+
+    async def _by_login(self, key: str) -> dict[str, Any] | None:
+        """The account with this id or login (``GET /users/{key}``), or None."""
         reply = await self._call("GET", f"/users/{quote(key, safe='@')}", what=f"user {key}")
         if reply.ok:
             return dict(reply.data)
         if reply.status != 404:
             raise self._error(reply, f"user {key}")
-        if "@" not in key:
-            return None
+        return None
+
+    async def _by_email(self, key: str) -> dict[str, Any] | None:
         literal = key.replace("\\", "\\\\").replace('"', '\\"')
         found = await self._call("GET", "/users", params={"search": f'profile.email eq "{literal}"'},
                                  what=f"user {key}")
@@ -199,13 +211,13 @@ class OktaProvider:
             manager = await self._find_user(str(manager_id))
             if manager:
                 return self._email(manager)
-        login = profile.get("manager")
+        login = str(profile.get("manager") or "").strip()
         if not login:
             return None
-        if "@" in str(login):
-            return str(login).lower()
-        manager = await self._find_user(str(login))
-        return self._email(manager) if manager else str(login).lower()
+        # a login, even one shaped like an email: the manager is the account signing in with it, whose email may
+        # differ (and belong to someone else since a rename)
+        manager = await self._by_login(login)
+        return self._email(manager) if manager else login.lower()
 
     async def _memberships(self, user_id: str) -> frozenset[str]:
         names: set[str] = set()
