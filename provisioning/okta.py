@@ -23,6 +23,7 @@ from provisioning.http import Reply, RetryPolicy, parse_retry_after, read_reply,
 from provisioning.okta_auth import OktaCredentials, SswsToken
 
 INACTIVE_STATUSES = frozenset({"SUSPENDED", "DEPROVISIONED"})
+AMBIGUOUS = 409  # the status of the error naming an email that several live accounts carry
 
 
 def _okta_error(reply: Reply) -> str:
@@ -197,8 +198,8 @@ class OktaProvider:
         live = [u for u in users if str(u.get("status") or "").upper() != "DEPROVISIONED"]
         if len(live) == 1:
             return live[0]
-        raise ProviderError(f"Okta user {key}: {len(users)} Okta users have this email and none is named by it as "
-                            "login; give the person a unique email or sign in name", transient=False, status=409)
+        raise ProviderError(f"Okta user {key}: {len(users)} Okta users have this email; give each person their own",
+                            transient=False, status=AMBIGUOUS)
 
     @staticmethod
     def _email(user: dict[str, Any]) -> str:
@@ -274,25 +275,29 @@ class OktaProvider:
             raise self._error(reply, what)
 
     async def remove_member(self, group: str, email: str) -> None:
-        uid = await self._user_id(email)
-        if uid is None:
-            # not found by login or email (renamed, or deactivated out of search): the group's own list
-            # names the member's id; only someone not in the group is already removed
-            key = email.strip().lower()
-            users = await self._pages(f"/groups/{quote(group, safe='')}/users", {"limit": "200"},
-                                      f"members of {group}")
-            uid = next((str(u["id"]) for u in users if self._email(u) == key), None)
-            if uid is None:
-                return
         what = f"remove {email} from {group}"
-        reply = await self._call("DELETE", f"/groups/{quote(group, safe='')}/users/{uid}", what=what)
-        if reply.status == 404:  # that id is gone: the account now carrying the email (re-created) may be a member
+        try:
+            uid = await self._user_id(email)
+        except ProviderError as exc:
+            if exc.status != AMBIGUOUS:
+                raise
+            uid = None  # several accounts carry this email: the group's list says which of them to remove
+        if uid is not None:
+            reply = await self._call("DELETE", f"/groups/{quote(group, safe='')}/users/{uid}", what=what)
+            if reply.ok:
+                return
+            if reply.status != 404:
+                raise self._error(reply, what)
+            # that id is gone: the account now carrying the email (re-created) may be a member
             self._user_ids.pop(email.strip().lower(), None)
-            fresh = await self._user_id(email)
-            if fresh is not None and fresh != uid:
-                reply = await self._call("DELETE", f"/groups/{quote(group, safe='')}/users/{fresh}", what=what)
-        if not reply.ok and reply.status != 404:
-            raise self._error(reply, what)
+        # not found by login or email (renamed, or deactivated out of search), found several times, or by an id
+        # Okta no longer knows: the group's own list names the members' ids; only someone not in it is removed
+        key = email.strip().lower()
+        users = await self._pages(f"/groups/{quote(group, safe='')}/users", {"limit": "200"}, f"members of {group}")
+        for member_id in sorted({str(u["id"]) for u in users if self._email(u) == key}):
+            reply = await self._call("DELETE", f"/groups/{quote(group, safe='')}/users/{member_id}", what=what)
+            if not reply.ok and reply.status != 404:
+                raise self._error(reply, what)
 
     async def list_members(self, group: str) -> list[str]:
         users = await self._pages(f"/groups/{quote(group, safe='')}/users", {"limit": "200"}, f"members of {group}")

@@ -7,6 +7,8 @@ in the group; when several live accounts share it, nobody is judged by a guess: 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from bot.bootstrap import build_app
 from bot.settings import Settings
 from tests.standins.okta import OktaStandIn
@@ -69,3 +71,29 @@ async def test_two_live_accounts_with_one_email_are_not_guessed(database_url, tm
             assert any(line.startswith(ANA) and "2 Okta users" in line for line in report.unchecked), report.lines()
             assert okta.members[group] == [ana]
             assert await _events(app, "user.terminated") == []
+
+
+async def test_a_grant_ends_even_when_its_email_came_to_name_two_live_accounts(database_url, tmp_path):
+    """Expiry in a fresh process (``accessbot sweep``), which has no user id remembered: the removal takes every
+    account in the group carrying the email rather than keep the access for want of knowing which one it is."""
+    from tests.support import Files, cli
+
+    with OktaStandIn() as okta:
+        group = okta.add_group("tools")
+        okta.add_user(PAT, department="Engineering")
+        okta.add_user(ANA, login="ana.lima@example.com", department="Engineering", manager=PAT)
+        settings = _settings(database_url, tmp_path, okta, group)
+        async with build_app(settings) as app:
+            await grant_each(app, ANA)  # 2h
+        okta.add_user(ANA, login="ana.test@example.com")  # a second live account with her email
+        env = {"ACCESSBOT_IDENTITY": "okta", "ACCESSBOT_OKTA_URL": okta.url, "ACCESSBOT_OKTA_TOKEN": okta.token}
+        files = Files(policy=tmp_path / "policy.yaml", directory=EXAMPLES / "directory.yaml")
+        later = (datetime.now(UTC) + timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        result = cli("sweep", "--as-of", later, db=database_url, files=files, env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "expire: 1" in result.stdout, result.stdout
+        assert okta.members[group] == []
+        async with build_app(settings) as app:
+            (expired,) = await _events(app, "grant.expired")
+            assert expired["request_id"] == "REQ-1"
+            assert await _events(app, "grant.revoke_failed") == []
