@@ -1,5 +1,6 @@
 """Movers (SPEC §3.6): an active grant whose holder is no longer eligible for its profile is revoked at
-the next sweep (``grant.revoked`` reason ``ineligible: <rule>``); exceptions are exceptions and stay.
+the next sweep (``grant.revoked`` reason ``ineligible: <rule>``); exceptions are exceptions and stay. A profile the
+policy in force no longer has is judged by the version the grant was approved under.
 The holder and the security team are told. The removals count against the safety brake."""
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ async def plan_movers(deps: Deps, report: SweepReport) -> tuple[list[tuple[Reque
     for record in active:
         if record.kind == "exception" or record.requester in report.terminated:
             continue
-        profile = deps.policy.profile(record.profile)
+        # the policy in force judges; a profile it no longer has, by the version the grant was approved under (a
+        # retired profile's holders still lose what they are no longer eligible for)
+        profile = deps.policy.profile(record.profile) or (await deps.policy_for(record)).profile(record.profile)
         if profile is None:
             continue
         try:
