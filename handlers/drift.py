@@ -102,11 +102,8 @@ async def detect_drift(deps: Deps, report: SweepReport) -> None:
             if key[:2] in listed and key not in busy and (key not in found or kind(found[key]) != d.kind)]
     new = {key: record for key, record in found.items()
            if key not in known or known[key].kind != kind(record)}
-    for (provider_name, group, email), record in new.items():
-        if record is None:
-            report.drift.append(f"{email} in {provider_name}/{group}")
-        else:
-            report.drift.append(f"{email} not in {provider_name}/{group} despite {record.ref}")
+    for key, record in new.items():
+        report.drift.append(_drift_line(key, record))
     if report.dry_run:
         return
     refs: dict[Key, str] = {}
@@ -139,6 +136,12 @@ async def detect_drift(deps: Deps, report: SweepReport) -> None:
                 resolved.append((finding, resolution_text(finding, resolution, request_id or withdrawn)))
         if waiting != since:
             await repo.set_state(GONE_SINCE, waiting, now)
+        # another process's sweep (a worker, `accessbot sweep`) may have recorded the same finding since the
+        # findings were read: under the write lock it is found open, and not recorded or told a second time
+        recorded = {(d.provider, d.group, d.email): d.kind for d in await repo.open_drift()}
+        for key, record in [(key, record) for key, record in new.items() if recorded.get(key) == kind(record)]:
+            del new[key]
+            report.drift.remove(_drift_line(key, record))
         for (provider_name, group, email), record in new.items():
             finding = DriftRecord(provider=provider_name, group=group, email=email, first_seen=now, kind=kind(record))
             await repo.add_drift(finding)
@@ -164,6 +167,12 @@ async def detect_drift(deps: Deps, report: SweepReport) -> None:
         told.append((text, DriftView(id=ref, provider=p, group=g, user=e, member=True, first_seen=format_ts(now),
                                      request_id=None)))
     await _tell_security(deps, told, restored)
+
+
+def _drift_line(key: Key, record: RequestRecord | None) -> str:
+    provider_name, group, email = key
+    return (f"{email} in {provider_name}/{group}" if record is None
+            else f"{email} not in {provider_name}/{group} despite {record.ref}")
 
 
 async def _tell_security(deps: Deps, told: list[tuple[str, DriftView]], said: list[str]) -> None:

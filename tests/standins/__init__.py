@@ -151,6 +151,11 @@ class StandIn:
         with self.lock:
             self.path_faults[part] = Fault("status", status=status, retry_after=retry_after)
 
+    def hold_path(self, part: str, until: threading.Event) -> None:
+        """Hold every request whose path contains ``part`` until ``until`` is set (at most 120 s), then do the work."""
+        with self.lock:
+            self.path_faults[part] = Fault("slow", until=until)
+
     def clear_path_faults(self) -> None:
         with self.lock:
             self.path_faults.clear()
