@@ -131,8 +131,9 @@ async def plan_membership_removal(repo: Repository, provider: str, group: str, e
     email = email.lower()
     if await repo.find_requests(requester=email, states=HOLDING_STATES, provider=provider, group=group):
         return None
-    if any(o.op == "remove" and o.request_id == STANDING
-           for o in await repo.ops_for_member(provider, group, email, statuses=("pending",))):
+    # a removal already pending, a grant's or a standing one's (another process's sweep ended the grant a moment
+    # ago and its call is at the provider), takes the member out: a second would remove them twice
+    if any(o.op == "remove" for o in await repo.ops_for_member(provider, group, email, statuses=("pending",))):
         return None
     op = OpRecord(request_id=STANDING, op="remove", provider=provider, group=group, email=email, created_at=now,
                   reason=reason)

@@ -73,15 +73,18 @@ class SweepReport:
 
 
 async def _end(deps: Deps, record_id: int, state: str, event: str, now: datetime, data: dict, *,
-               judged: datetime | None = None, due_at: datetime | None = None) -> int | None:
-    """End one grant if it is still holding (and, given ``due_at``, still due by then); returns the
-    removal op to run, if any. ``now`` is the real instant recorded, ``judged`` the one judged as of."""
+               judged: datetime | None = None, due_at: datetime | None = None) -> bool:
+    """End one grant if it is still holding (and, given ``due_at``, still due by then); True when this call
+    ended it. ``now`` is the real instant recorded, ``judged`` the one judged as of.
+
+    False when another process (a worker's sweep, ``accessbot sweep``, a release) ended it since it was
+    read: that process tells the people concerned, so the caller tells nobody."""
     async with deps.store.write() as repo:
         record = await repo.get_request(record_id)
         if record is None or record.state not in HOLDING_STATES:
-            return None
+            return False
         if due_at is not None and (record.state != ACTIVE or record.expires_at is None or record.expires_at > due_at):
-            return None  # extended meanwhile
+            return False  # extended meanwhile
         record.state, record.ended_at, record.end_reason = state, now, data.get("reason", state)
         if state == "revoked":
             record.end_reason = "terminated" if data.get("reason") == "terminated" else "revoked"
@@ -91,7 +94,7 @@ async def _end(deps: Deps, record_id: int, state: str, event: str, now: datetime
         extra = {} if ending.provisioned else {"provisioned": False}
         await repo.append(event, actor=SYSTEM, ts=judged or now, request=record,
                           data={"provider": record.provider, "group": record.group, **data, **extra})
-        return ending.remove.id if ending.remove else None
+        return True
 
 
 async def expire_due(deps: Deps, report: SweepReport) -> None:
@@ -103,9 +106,10 @@ async def expire_due(deps: Deps, report: SweepReport) -> None:
         report.expired.append(record.ref)
         if report.dry_run:
             continue
-        await _end(deps, record.id or 0, "expired", "grant.expired", deps.now(),
-                   {"expires_at": format_ts(record.expires_at) if record.expires_at else None},
-                   judged=judged, due_at=judged)
+        if not await _end(deps, record.id or 0, "expired", "grant.expired", deps.now(),
+                          {"expires_at": format_ts(record.expires_at) if record.expires_at else None},
+                          judged=judged, due_at=judged):
+            continue  # ended meanwhile by another process (which tells the requester), or extended
         notices.append(Notice(record.requester, "status", f"{record.ref} expired: you were removed from "
                               f"{record.group}.", record.id))
     if due and not report.dry_run:

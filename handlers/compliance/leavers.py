@@ -124,16 +124,17 @@ async def terminate_inactive(deps: Deps, report: SweepReport, plan: tuple[Due, l
     notices: list[Notice] = []
     for email, person, leaver, records, standing in due:
         holding = [r for r in records if r.state in HOLDING_STATES]
-        first_time = leaver.terminated_at is None
         report.terminated.append(email)
         report.revoked += [r.ref for r in holding]
         report.removed += [f"{email} from {p}/{g}" for p, g in standing]
         if report.dry_run:
             continue
         planned = []
+        first_time = False  # what this sweep recorded decides what it tells: another process may have done the rest
         async with deps.store.write() as repo:
             fresh_leaver = await repo.get_leaver(email)
             if fresh_leaver is not None and fresh_leaver.terminated_at is None:
+                first_time = True
                 fresh_leaver.terminated_at = now
                 await repo.save_leaver(fresh_leaver)
                 await repo.append("user.terminated", actor=SYSTEM, ts=now, data={
@@ -149,15 +150,15 @@ async def terminate_inactive(deps: Deps, report: SweepReport, plan: tuple[Due, l
                     await repo.save_request(fresh)
                     await repo.append("request.cancelled", actor=SYSTEM, ts=now, request=fresh,
                                       data={"reason": "terminated"})
-        for r in holding:
-            await _end(deps, r.id or 0, "revoked", "grant.revoked", now, {"reason": "terminated"})
+        ended = [r for r in holding if await _end(deps, r.id or 0, "revoked", "grant.revoked", now,
+                                                  {"reason": "terminated"})]
         async with deps.store.write() as repo:
             for provider_name, group in standing:
                 if await plan_membership_removal(repo, provider_name, group, email, "terminated", now):
                     planned.append(f"{provider_name}/{group}")
         await run_due_ops(deps)
-        if first_time or holding or planned:
-            revoked = ", ".join([r.ref for r in holding] + planned) or "nothing"
+        if first_time or ended or planned:
+            revoked = ", ".join([r.ref for r in ended] + planned) or "nothing"
             notices += [Notice(m, "info", f"{email} is no longer active: revoked {revoked}.", None)
                         for m in sorted(deps.policy.security_members())]
     await deps.notifier.notify(notices)

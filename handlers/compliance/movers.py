@@ -70,7 +70,8 @@ async def revoke_ineligible(deps: Deps, report: SweepReport,
     now = deps.now()
     notices: list[Notice] = []
     for record, reason in due:
-        await _end(deps, record.id or 0, "revoked", "grant.revoked", now, {"reason": reason})
+        if not await _end(deps, record.id or 0, "revoked", "grant.revoked", now, {"reason": reason}):
+            continue  # ended meanwhile by another process, which tells the people concerned
         text = f"{record.ref} ({record.profile}) was revoked: {record.requester} is no longer eligible ({reason})."
         notices.append(Notice(record.requester, "status", text, record.id))
         notices += [Notice(m, "info", text, record.id) for m in sorted(deps.policy.security_members())]

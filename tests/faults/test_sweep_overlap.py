@@ -7,6 +7,10 @@ waiting on it, so both have judged the group before either records anything.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -17,9 +21,13 @@ import pytest
 
 from tests.faults.conftest import FaultyGraph, FaultyOkta, World, make_world
 from tests.faults.test_races import finish, spawn
+from tests.slack.conftest import SECRET, UID
+from tests.standins.slack import SlackWebApi
 from tests.standins.tls import LocalTLS
+from tests.support import ROOT
 
-BOB = "bob@example.com"
+BOB, SAM = "bob@example.com", "sam.sec@example.com"
+LEAVERS = ("bob@example.com", "carol@example.com")
 
 
 @pytest.fixture
@@ -61,3 +69,67 @@ def test_two_sweeps_at_once_record_one_drift_finding(overlap_world: World) -> No
     assert len([e for e in world.events() if e["type"] == "drift.detected"]) == 1
     world.verify()
 
+
+def _serve(world: World, api: SlackWebApi) -> subprocess.Popen[str]:
+    """``accessbot serve`` on the world's database and stand-ins, telling people through the Slack stand-in."""
+    cmd = [sys.executable, "-m", "bot.cli", "serve", "--workers", "1", "--database-url", world.db,
+           "--policy", str(world.files.policy), "--directory", str(world.files.directory)]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ACCESSBOT_", "SLACK_", "Microsoft"))}
+    env = {**clean, **world.env, "ACCESSBOT_PORT": "0", "ACCESSBOT_HOST": "127.0.0.1",
+           "SLACK_BOT_TOKEN": SlackWebApi.TOKEN, "SLACK_SIGNING_SECRET": SECRET, "SLACK_API_URL": api.url + "/api/"}
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env)
+
+
+def _stop(proc: subprocess.Popen[str]) -> str:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.communicate(timeout=60)[0]
+    finally:
+        proc.kill()
+
+
+def _told(api: SlackWebApi, uid: str, words: str) -> list[str]:
+    return [m.text for m in api.dm(uid) if words in m.text]
+
+
+def test_two_servers_tell_each_leaver_once(overlap_world: World) -> None:
+    """The first server is held on the first leaver's removal, after it judged both leavers; the second server
+    terminates the other one meanwhile. The first one, let go, finds that leaver done: it tells nobody again."""
+    world, graph = overlap_world, overlap_world.graph
+    for person in LEAVERS:
+        assert "REQ-" in world.chat(person, "request entra-tools for 8h")
+    assert sorted(graph.member_emails(world.entra_group)) == sorted(LEAVERS)
+    world.files.edit_directory(lambda d: [u.update(active=False) for u in d["users"] if u["email"] in LEAVERS])
+    api = SlackWebApi().start()
+    gate = threading.Event()
+    graph.writes_only = True
+    graph.slow_next(1, until=gate)
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        procs.append(_serve(world, api))
+        _wait_for(lambda: len(graph.received("DELETE", "/members/")) >= 1 or procs[0].poll() is not None,
+                  "the first server never removed a leaver")
+        assert procs[0].poll() is None, procs[0].communicate()
+        procs.append(_serve(world, api))
+        # the second server terminates the leaver the first one has not reached yet, and says so
+        _wait_for(lambda: len(_told(api, UID[SAM], "is no longer active")) >= 1 or procs[1].poll() is not None,
+                  "the second server never told the security team")
+        gate.set()
+        _wait_for(lambda: world.rows("SELECT count(*) FROM provider_ops WHERE status = 'pending'")[0][0] == 0,
+                  "the removals never finished")
+        time.sleep(3)  # a second notice would be posted by now
+        told = _told(api, UID[SAM], "is no longer active")
+    finally:
+        gate.set()
+        outs = [_stop(p) for p in procs]
+        api.stop()
+    assert all("accessbot serving on" in out and "Traceback" not in out for out in outs), outs
+    assert sorted(told) == sorted(f"{p} is no longer active: revoked {ref}." for p, ref in
+                                  ((e["data"]["user"], e["data"]["grants"][0]) for e in world.events()
+                                   if e["type"] == "user.terminated")), told
+    assert len(told) == len(LEAVERS), told
+    removals = world.rows("SELECT email, count(*) FROM provider_ops WHERE op = 'remove' GROUP BY email")
+    assert sorted((e, int(n)) for e, n in removals) == [(p, 1) for p in sorted(LEAVERS)], removals
+    assert graph.member_emails(world.entra_group) == []
+    world.verify()
