@@ -6,6 +6,7 @@ catches up at once and several processes can share one PostgreSQL database.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,9 +36,25 @@ from handlers.sweeps import (
 
 log = structlog.get_logger("accessbot.scheduler")
 POLICY_CHECK_SECONDS = 2  # how soon a saved policy file takes effect under `accessbot serve`
+# Seconds, from the start of a stop, a sweep in flight is given to finish: what it recorded is told before the
+# channels close. The requests in flight are drained meanwhile (bot/workers.py DRAIN), so this adds nothing to
+# the stop; the whole of it stays inside the Bot Framework's 15 s (bot/workers.py GRACE).
+SWEEP_GRACE = 8.0
+RUNNING_KEY = "running_sweeps"  # app.state: the tasks of the sweeps in flight
 
 
 async def run_sweep(app: App, name: str) -> None:
+    task = asyncio.current_task()
+    running: set[asyncio.Task[object]] = app.state.setdefault(RUNNING_KEY, set())
+    if task is not None:
+        running.add(task)
+    try:
+        await _sweep(app, name)
+    finally:
+        running.discard(task)  # type: ignore[arg-type]
+
+
+async def _sweep(app: App, name: str) -> None:
     from bot.health import SWEEP_SECONDS, record_sweep
 
     started = time.perf_counter()
@@ -161,11 +178,29 @@ def attach_scheduler(web_app: web.Application, app: App) -> None:
         holder["scheduler"] = scheduler
         _SCHEDULERS[id(app)] = scheduler
 
+    stopping: list[float] = []
+
+    async def pause(_: web.Application) -> None:
+        """The stop begins (the port is closed): no sweep starts any more; those in flight go on."""
+        stopping.append(time.monotonic())
+        scheduler = holder.get("scheduler")
+        if scheduler is not None and scheduler.running:
+            scheduler.pause()
+
     async def stop(_: web.Application) -> None:
+        # A sweep in flight ends its work and tells what it recorded before the channels close (their cleanup
+        # comes after this one): cancelled, an expiry or a revocation it had committed would never be told.
+        running = [task for task in app.state.get(RUNNING_KEY, ()) if not task.done()]
+        if running:
+            left = SWEEP_GRACE - (time.monotonic() - stopping[0]) if stopping else SWEEP_GRACE
+            _, late = await asyncio.wait(running, timeout=max(0.0, left))
+            if late:
+                log.warning("sweeps still running at the stop are cancelled", count=len(late))
         scheduler = holder.get("scheduler")
         if scheduler is not None and scheduler.running:
             scheduler.shutdown(wait=False)
         _SCHEDULERS.pop(id(app), None)
 
     web_app.on_startup.append(start)
-    web_app.on_cleanup.append(stop)
+    web_app.on_shutdown.append(pause)
+    web_app.on_cleanup.insert(0, stop)  # ahead of the channels' cleanup, which delivers what is left to tell
