@@ -24,6 +24,9 @@ from handlers.ports import Notice
 
 FIRST_RETRY = timedelta(minutes=5)
 LONGEST_RETRY = timedelta(hours=6)
+# How long a process owns a delivery it took (building and uploading it); one that stopped or died meanwhile
+# is taken again once this has run out, so a period is delivered once and never lost.
+DELIVERY_LEASE = timedelta(hours=1)
 QUARTERLY = "quarterly"
 WEEKLY = "weekly"
 
@@ -174,6 +177,9 @@ async def run_due(deps: Deps, store: DeliveryStore, builder: EvidenceBuilder, ta
                                     target=target.name, created_at=now, file_name=file_name(kind, period))
             await tx.add(record)
         pending = await tx.due(now)
+        for record in pending:  # claimed: another process (a worker, `accessbot sweep`) finds it not due meanwhile
+            record.next_attempt_at = now + DELIVERY_LEASE
+            await tx.save(record)
     for record in pending:
         lines.append(await _deliver(deps, store, builder, target, record, scratch))
     return lines
