@@ -591,7 +591,11 @@ class SqlRepository(ReviewRepositoryMixin):
         return True
 
     async def forget_seen(self, before: datetime) -> int:
-        result = await self.conn.execute(delete(t.seen_events).where(t.seen_events.c.seen_at < before))
+        """Drop the inbound event keys seen before ``before``. A key that marks something done once for good
+        (``drift.escalated:<finding>``: SPEC §3.6, once per finding) is kept."""
+        c = t.seen_events.c
+        result = await self.conn.execute(delete(t.seen_events).where(
+            c.seen_at < before, ~c.key.startswith("drift.escalated:", autoescape=True)))
         return int(result.rowcount or 0)
 
 

@@ -37,10 +37,14 @@ async def test_drift_is_listed_removed_from_chat_gone_and_escalated(database_url
         assert resolved["data"]["id"] == pat_id and resolved["data"]["resolution"] == "removed"
         assert (await h.say(SAM, f"drift remove {pat_id} because again")).rule == "resolved"
 
-        # open past the SLA: escalated once
+        # open past the SLA: escalated once, also after the sweeps forget a day's inbound event keys
         h.clock.advance(hours=25)
         await sweep(h.app.deps)
         await sweep(h.app.deps)
+        assert [e["data"]["id"] for e in await h.events("drift.escalated")] == [alice_id]
+        for _ in range(3):
+            h.clock.advance(days=1)
+            await sweep(h.app.deps)
         assert [e["data"]["id"] for e in await h.events("drift.escalated")] == [alice_id]
 
         # the member leaves by other means: resolved as gone once two sweeps an unknown grace apart agree
