@@ -28,6 +28,7 @@ from provisioning.http import (
     RetryPolicy,
     parse_retry_after,
     read_reply,
+    same_origin,
     ssl_context,
     with_retries,
 )
@@ -210,6 +211,9 @@ class EntraProvider(GraphBatches):
                     what: str) -> Reply:
         """One Graph request through the retry loop; a 401 refreshes the token once."""
         url = path if path.startswith(("https://", "http://")) else self.graph_url + path
+        if not same_origin(url, self.graph_url):  # a next link to another host: the token never goes there
+            raise ProviderError(f"Graph {what}: a reply sent the next page to another host ({urlsplit(url).netloc}); "
+                                "not followed", transient=False)
         request_id = str(uuid.uuid4())
         refreshed = False
 

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -131,3 +132,11 @@ async def with_retries(
         f"{what}: {last_reason} after {policy.max_attempts} attempts",
         transient=True, retry_after=last_retry_after, status=last_status, correlation_id=last_correlation,
     )
+
+
+def same_origin(url: str, base: str) -> bool:
+    """Whether ``url`` is on the scheme, host and port of ``base``: a page link (Graph's ``@odata.nextLink``,
+    Okta's ``Link: rel="next"``) is followed with the provider's token only there, never to another host a
+    reply names."""
+    a, b = urlsplit(url), urlsplit(base)
+    return (a.scheme.lower(), a.hostname, a.port) == (b.scheme.lower(), b.hostname, b.port)

@@ -14,12 +14,20 @@ import time
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 
 from handlers.ports import Member, Person, ProviderError
-from provisioning.http import Reply, RetryPolicy, parse_retry_after, read_reply, ssl_context, with_retries
+from provisioning.http import (
+    Reply,
+    RetryPolicy,
+    parse_retry_after,
+    read_reply,
+    same_origin,
+    ssl_context,
+    with_retries,
+)
 from provisioning.okta_auth import OktaCredentials, SswsToken
 
 INACTIVE_STATUSES = frozenset({"SUSPENDED", "DEPROVISIONED"})
@@ -129,6 +137,9 @@ class OktaProvider:
 
     async def _call(self, method: str, path: str, *, params: dict[str, str] | None = None, what: str) -> Reply:
         url = path if path.startswith(("https://", "http://")) else self.api + path
+        if not same_origin(url, self.api):  # a next link to another host: the token never goes there
+            raise ProviderError(f"Okta {what}: a reply sent the next page to another host ({urlsplit(url).netloc}); "
+                                "not followed", transient=False)
         used: list[str] = []
 
         async def attempt() -> Reply:

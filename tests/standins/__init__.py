@@ -72,6 +72,7 @@ class StandIn:
     def __init__(self, *, tls: ssl.SSLContext | None = None) -> None:
         self._tls = tls
         self.requests: list[Received] = []
+        self.next_base: str | None = None  # a page link names this origin instead of the stand-in's own
         self.faults = _Faults()
         self.path_faults: dict[str, Fault] = {}
         self.lock = threading.RLock()
@@ -163,6 +164,7 @@ class StandIn:
     def reset(self) -> None:
         """Forget faults and the request log (subclasses also clear their state)."""
         self.faults.clear()
+        self.next_base = None
         with self.lock:
             self.requests.clear()
             self.path_faults.clear()

@@ -450,5 +450,6 @@ class GraphStandIn(StandIn):
         if start + self.page_size < len(items):
             rest = {k: v for k, v in query.items() if k != "$skiptoken"}
             rest["$skiptoken"] = str(start + self.page_size)
-            data["@odata.nextLink"] = f"{self.graph_url}{path}?{urlencode(rest)}"
+            base = f"{self.next_base}/v1.0" if self.next_base else self.graph_url  # next_base: a link to another host
+            data["@odata.nextLink"] = f"{base}{path}?{urlencode(rest)}"
         return 200, data, {}

@@ -307,6 +307,8 @@ class OktaStandIn(StandIn):
         base = f"{self.url}/api/v1/groups/{gid}/users"
         links = [f'<{base}?{urlencode({"limit": request.query.get("limit", "200")})}>; rel="self"']
         if start + limit < len(members):
+            if self.next_base:  # a next link to another host
+                base = f"{self.next_base}/api/v1/groups/{gid}/users"
             links.append(f'<{base}?{urlencode({"limit": request.query.get("limit", "200"), "after": page[-1]})}>; '
                          f'rel="next"')
         resp = web.json_response([self.users[u] for u in page])
