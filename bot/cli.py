@@ -110,9 +110,28 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     as_of = FixedClock(parse_timestamp(args.as_of)) if args.as_of is not None else None
 
     async def run() -> int:
-        async with build_app(settings_from(args), as_of=as_of, record_policy=not args.dry_run) as app:
-            report = await app.service.sweep(dry_run=args.dry_run)
-            evidence = [] if args.dry_run else await scheduled_evidence(app)
+        from bot.notify import FanoutNotifier
+
+        # the channels serve would use (Slack, Teams) deliver what this sweep records: a reminder, an escalation
+        # or an expiry notice is recorded as sent, so a sweep that sent it nowhere lost it for good
+        notifier = FanoutNotifier()
+        async with build_app(settings_from(args), as_of=as_of, record_policy=not args.dry_run,
+                             notifier=notifier) as app:
+            runner = None
+            configured = app.settings.slack_enabled or bool(app.settings.app_id) or app.settings.teams_emulator_on
+            if configured and not args.dry_run:
+                from aiohttp import web
+
+                from bot.server import create_web_app
+
+                runner = web.AppRunner(create_web_app(app, notifier, scheduler=False), access_log=None)
+                await runner.setup()  # the channels' clients open; nothing listens
+            try:
+                report = await app.service.sweep(dry_run=args.dry_run)
+                evidence = [] if args.dry_run else await scheduled_evidence(app)
+            finally:
+                if runner is not None:
+                    await runner.cleanup()  # the deliveries started finish before the process ends
         print("\n".join(report.lines() + evidence))
         return 0
 
