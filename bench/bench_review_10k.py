@@ -165,7 +165,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> list[str]:
     (workdir / "tls").mkdir()
     tls = make_tls(workdir / "tls")
     os.environ["SSL_CERT_FILE"] = os.environ["REQUESTS_CA_BUNDLE"] = tls.ca_file
-    graph = BenchGraph(tls, page_size=args.page_size)
+    graph = BenchGraph(tls, page_size=args.page_size, max_top=args.max_top)
     graph.start()
     try:
         return await _run(args, workdir, graph)
@@ -197,7 +197,8 @@ async def _run(args: argparse.Namespace, workdir: Path, graph: BenchGraph) -> li
                         identity="directory", entra_tenant_id=graph.tenant, entra_client_id=graph.client_id,
                         entra_client_secret=graph.client_secret, graph_url=graph.graph_url, authority_url=graph.url)
     lines = [f"{args.members} memberships of one Entra group, {args.managers} reviewers, {args.removals} removals; "
-             f"Graph pages of {args.page_size}, write quota {args.quota} per {args.window:g} s; "
+             f"Graph pages of {args.page_size} (up to {args.max_top} asked with $top), "
+             f"write quota {args.quota} per {args.window:g} s; "
              f"database {url.split(':', 1)[0]}"]
     async with build_app(settings) as app:
         sql = Statements(app.store.engine)
@@ -288,6 +289,7 @@ def main() -> None:
     parser.add_argument("--managers", type=int, default=100)
     parser.add_argument("--removals", type=int, default=2_000)
     parser.add_argument("--page-size", type=int, default=100, help="Graph's default page of group members")
+    parser.add_argument("--max-top", type=int, default=999, help="the largest page $top may ask for (Graph: 999)")
     parser.add_argument("--quota", type=int, default=3000, help="writes allowed per window")
     parser.add_argument("--window", type=float, default=150.0, help="seconds")
     parser.add_argument("--database-url", default=None)

@@ -33,6 +33,9 @@ from provisioning.http import (
     with_retries,
 )
 
+# Members and memberships a page: Graph's largest (its default is 100), so a group of 10,000 is 11 requests, not 100
+MEMBER_PAGE = "999"
+MEMBER_LISTING = {"$select": "id,mail,userPrincipalName", "$top": MEMBER_PAGE}
 MICROSOFT_AUTHORITY_HOSTS = frozenset({
     "login.microsoftonline.com", "login.microsoft.com", "login.windows.net", "sts.windows.net",
     "login.microsoftonline.us", "login.chinacloudapi.cn", "login.partner.microsoftonline.cn",
@@ -280,7 +283,8 @@ class EntraProvider(GraphBatches):
 
     async def _memberships(self, user_id: str) -> frozenset[str]:
         names: set[str] = set()
-        for group in await self._pages(f"/users/{user_id}/transitiveMemberOf", {"$select": "id,displayName"},
+        for group in await self._pages(f"/users/{user_id}/transitiveMemberOf",
+                                       {"$select": "id,displayName", "$top": MEMBER_PAGE},
                                        "memberships"):
             names.update(str(v) for v in (group.get("id"), group.get("displayName")) if v)
         return frozenset(names)
@@ -399,7 +403,7 @@ class EntraProvider(GraphBatches):
     async def _member_id(self, gid: str, group: str, email: str) -> str | None:
         """The object id of the member of ``group`` whose mail or user principal name is ``email``."""
         key = email.strip().lower()
-        for member in await self._pages(f"/groups/{gid}/members", {"$select": "id,mail,userPrincipalName"},
+        for member in await self._pages(f"/groups/{gid}/members", dict(MEMBER_LISTING),
                                         f"members of {group}"):
             if key in (str(member.get("mail") or "").lower(), str(member.get("userPrincipalName") or "").lower()):
                 return str(member["id"])
@@ -422,7 +426,7 @@ class EntraProvider(GraphBatches):
         hold the access through it, with no grant behind them). One listing, as ``list_members``."""
         gid = await self._group_id(group)
         names = []
-        for member in await self._pages(f"/groups/{gid}/members", {"$select": "id,mail,userPrincipalName"},
+        for member in await self._pages(f"/groups/{gid}/members", dict(MEMBER_LISTING),
                                         f"members of {group}"):
             kind = member.get("@odata.type", "#microsoft.graph.user")
             if kind == "#microsoft.graph.servicePrincipal":
@@ -436,7 +440,7 @@ class EntraProvider(GraphBatches):
     async def list_members(self, group: str) -> list[str]:
         gid = await self._group_id(group)
         emails = []
-        for member in await self._pages(f"/groups/{gid}/members", {"$select": "id,mail,userPrincipalName"},
+        for member in await self._pages(f"/groups/{gid}/members", dict(MEMBER_LISTING),
                                         f"members of {group}"):
             if member.get("@odata.type", "#microsoft.graph.user") != "#microsoft.graph.user":
                 continue
@@ -451,7 +455,8 @@ class EntraProvider(GraphBatches):
         through ``$batch``; service principals come with their first owner."""
         gid = await self._group_id(group)
         what = f"members of {group}"
-        listed = await self._pages(f"/groups/{gid}/members", {"$select": USER_SELECT + ",appId"}, what)
+        listed = await self._pages(f"/groups/{gid}/members", {"$select": USER_SELECT + ",appId", "$top": MEMBER_PAGE},
+                                   what)
         users = [m for m in listed if m.get("@odata.type", "#microsoft.graph.user") == "#microsoft.graph.user"]
         principals = [m for m in listed if m.get("@odata.type") == "#microsoft.graph.servicePrincipal"]
         asks: list[tuple[str, str]] = []

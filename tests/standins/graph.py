@@ -65,12 +65,14 @@ def _not_found(what: str) -> Result:
 
 class GraphStandIn(StandIn):
     def __init__(self, tls: LocalTLS, *, tenant: str = "contoso-tenant", client_id: str = "accessbot-app",
-                 client_secret: str = "s3cret", page_size: int = 2) -> None:
+                 client_secret: str = "s3cret", page_size: int = 2, max_top: int | None = None) -> None:
         super().__init__(tls=tls.server_context())
         self.tenant = tenant
         self.client_id = client_id
         self.client_secret = client_secret
         self.page_size = page_size
+        # the largest page $top may ask for (Graph: 999); None: every page is page_size, so tests page at 2
+        self.max_top = max_top
         self.inner_faults = _Faults()
         self._clear_state()
 
@@ -445,11 +447,14 @@ class GraphStandIn(StandIn):
         if project:
             items = [self._project(i, query, tuple(i)) for i in items]
         start = int(query.get("$skiptoken", "0") or 0)
-        page = items[start:start + self.page_size]
+        size = self.page_size  # Graph's default page; $top asks for more, up to max_top (999 at Graph)
+        if query.get("$top", "").isdigit() and self.max_top:
+            size = max(1, min(int(query["$top"]), self.max_top))
+        page = items[start:start + size]
         data: dict[str, Any] = {"@odata.context": f"{self.graph_url}/$metadata#{path.strip('/')}", "value": page}
-        if start + self.page_size < len(items):
+        if start + size < len(items):
             rest = {k: v for k, v in query.items() if k != "$skiptoken"}
-            rest["$skiptoken"] = str(start + self.page_size)
+            rest["$skiptoken"] = str(start + size)
             base = f"{self.next_base}/v1.0" if self.next_base else self.graph_url  # next_base: a link to another host
             data["@odata.nextLink"] = f"{base}{path}?{urlencode(rest)}"
         return 200, data, {}
