@@ -220,7 +220,10 @@ def approval_card(view: RequestView, *, viewer: str | None = None, refresh_user_
                                           placeholder="optional for approve", value=comment or None,
                                           is_required=ask_reason or None,
                                           error_message="Say why you deny the request." if ask_reason else None))
-        data = {"request_id": view.number}
+        # the round and step this card asks about: a click counts for them alone, never for a later step or round
+        data: dict[str, Any] = {"request_id": view.number}
+        if view.open_step is not None:
+            data.update(round=view.round, step=view.open_step.index)
         actions = [
             _execute("Approve", VERB_APPROVE, data, style=act.ActionStyle.POSITIVE, inputs=act.AssociatedInputs.AUTO),
             _execute("Deny", VERB_DENY, data, style=act.ActionStyle.DESTRUCTIVE, inputs=act.AssociatedInputs.AUTO),

@@ -2,8 +2,9 @@
 
 Pure functions: no I/O, no clock. Action ids, callback ids and block ids are defined here once
 and shared with the Bolt listeners (``bot/slack/app.py``). Approval messages carry buttons with
-``action_id`` :data:`ACTION_APPROVE` / :data:`ACTION_DENY` and ``value`` the request id
-(``REQ-n``); the value only says *which* request, never *who* acts. Every builder keeps to
+``action_id`` :data:`ACTION_APPROVE` / :data:`ACTION_DENY` and ``value`` the request id and the
+round and step the message shows (``REQ-n:r<round>:s<step>``); the value only says *which* request
+and step, never *who* acts. Every builder keeps to
 Slack's documented limits (blocks per message / view, characters per text object).
 """
 
@@ -50,6 +51,7 @@ STATE_EMOJI = {
 }
 RISK_EMOJI = {"high": ":red_circle:", "medium": ":large_orange_circle:", "low": ":large_green_circle:"}
 REQ_VALUE = re.compile(r"^\s*(?:REQ-)?([0-9]{1,9})\s*$", re.IGNORECASE)
+DECISION_VALUE = re.compile(r"^\s*(?:REQ-)?([0-9]{1,9})(?::r([0-9]{1,6}):s([0-9]{1,3}))?\s*$", re.IGNORECASE)
 
 
 # -- text helpers --------------------------------------------------------------------------------
@@ -116,6 +118,22 @@ def _fit(blocks: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
 
 def request_value(view: RequestView) -> str:
     return view.id
+
+
+def decision_value(view: RequestView) -> str:
+    """An approve / deny button's value: the request, and the round and step the message asks about."""
+    step = view.open_step
+    return f"{view.id}:r{view.round}:s{step.index}" if step is not None else view.id
+
+
+def parse_decision_value(value: Any) -> tuple[int, tuple[int, int] | None] | None:
+    """(request number, (round, step) or None) from :func:`decision_value` (or a bare ``REQ-7``), else None."""
+    if not isinstance(value, str):
+        return None
+    m = DECISION_VALUE.match(value)
+    if not m or int(m.group(1)) <= 0:
+        return None
+    return int(m.group(1)), ((int(m.group(2)), int(m.group(3))) if m.group(2) is not None else None)
 
 
 def parse_request_value(value: Any) -> int | None:
@@ -204,8 +222,8 @@ def approval_message(view: RequestView, *, viewer: str | None = None, note: str 
         blocks.append(_section(escape(note)))
     if can_decide(view, viewer):
         blocks.append({"type": "actions", "block_id": f"decide:{view.id}", "elements": [
-            _button("Approve", ACTION_APPROVE, request_value(view), "primary"),
-            _button("Deny", ACTION_DENY, request_value(view), "danger"),
+            _button("Approve", ACTION_APPROVE, decision_value(view), "primary"),
+            _button("Deny", ACTION_DENY, decision_value(view), "danger"),
         ]})
     else:
         blocks.append(_context(outcome_line(view)))
@@ -404,11 +422,15 @@ def refusal_errors(reply: Reply) -> dict[str, str]:
     return {block: _cut(reply.text, 150)}
 
 
-def deny_modal(request_id: str, *, heading: str | None = None) -> dict[str, Any]:
+def deny_modal(request_id: str, *, heading: str | None = None, at: tuple[int, int] | None = None) -> dict[str, Any]:
+    """The deny form; ``at`` is the (round, step) of the message whose button opened it, kept for the submission."""
     blocks = [_section(escape(heading or f"Deny {request_id}")),
               _text_input(REASON_BLOCK, "Why do you deny it?", value=None, placeholder="The requester sees this.",
                           multiline=True)]
-    return _modal(DENY_MODAL, f"Deny {request_id}", blocks, submit="Deny", metadata={"request": request_id})
+    metadata: dict[str, Any] = {"request": request_id}
+    if at is not None:
+        metadata["round"], metadata["step"] = at
+    return _modal(DENY_MODAL, f"Deny {request_id}", blocks, submit="Deny", metadata=metadata)
 
 
 def extend_modal(request_id: str, *, duration: str | None = None) -> dict[str, Any]:
@@ -482,8 +504,8 @@ def home_view(*, own: Sequence[RequestView], waiting_on_me: Sequence[RequestView
         for v in waiting_on_me[:15]:
             blocks.append(_section(request_row(v)))
             blocks.append({"type": "actions", "block_id": f"home-decide:{v.id}", "elements": [
-                _button("Approve", ACTION_APPROVE, request_value(v), "primary"),
-                _button("Deny", ACTION_DENY, request_value(v), "danger")]})
+                _button("Approve", ACTION_APPROVE, decision_value(v), "primary"),
+                _button("Deny", ACTION_DENY, decision_value(v), "danger")]})
         if len(waiting_on_me) > 15:
             blocks.append(_context(f"… and {len(waiting_on_me) - 15} more: `/access mine`."))
     else:

@@ -111,10 +111,14 @@ def sees(deps: Deps, actor: str, record: RequestRecord, decisions: list[Decision
             or any(actor in s.pool for s in chain or ()))
 
 
-async def decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str | None) -> Reply:
+async def decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str | None,
+                 at: tuple[int, int] | None = None) -> Reply:
     """Approve or deny. Whoever may not see the request gets :func:`not_found`, as for a request that does
     not exist, whatever the attempt found; it records what an attempt by anyone outside the chain records.
-    Visibility is judged on what the decision reads under the write lock, so a click costs no read of its own."""
+    Visibility is judged on what the decision reads under the write lock, so a click costs no read of its own.
+
+    ``at`` is the (round, 1-based step) a clicked card showed: a decision counts only for that step of that
+    round, never for a later one the card did not show (an extension asked again for longer, the next step)."""
     actor = actor.lower()
     comment = comment or None  # cleaned and limited by the service, like every free-text field
     if not approve and not comment:
@@ -123,7 +127,7 @@ async def decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str 
             return not_found(n)
         return Reply(text=f"Say why: `deny {req_id(n)} because <reason>`.", ok=False, kind="form",
                      rule="reason", data={"request_id": req_id(n), "needs": "reason"})
-    reply, visible = await _decide(deps, actor, n, approve=approve, comment=comment)
+    reply, visible = await _decide(deps, actor, n, approve=approve, comment=comment, at=at)
     return reply if visible else not_found(n)
 
 
@@ -135,7 +139,8 @@ async def _visible(deps: Deps, actor: str, n: int) -> bool:
     return record is None or sees(deps, actor, record, decisions, await _chain(deps, record))
 
 
-async def _decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str) -> tuple[Reply, bool]:
+async def _decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str,
+                  at: tuple[int, int] | None = None) -> tuple[Reply, bool]:
     """The decision, and whether ``actor`` may see the request (judged on what the decision read)."""
     now = deps.now()
     notices: list[Notice] = []
@@ -180,6 +185,14 @@ async def _decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str
                               data=_data(record, step=record.step + 1, reason="not-an-approver"))
             return Reply(text=f"You are not an approver of {record.ref} at {label}.", ok=False,
                          kind="refusal", rule="not-an-approver"), visible
+        if at is not None and at != (record.round, record.step + 1):
+            # the card was sent for another step or round: what it showed is not what waits now
+            await repo.append("approval.refused", actor=actor, ts=now, request=record,
+                              data=_data(record, step=record.step + 1, reason="stale-card"))
+            what = f" of an extension by {format_duration(record.ext_duration)}" if record.ext_duration else ""
+            return Reply(text=f"{record.ref} changed since that card was sent: it now waits on {label}{what}. "
+                         "Nothing was recorded; decide on the current card.", ok=False, kind="refusal",
+                         rule="stale-card", request=await request_view(deps, record)), visible
         await repo.add_decision(DecisionRecord(request_id=record.id or 0, round=record.round, step=record.step,
                                                approver=actor, decision="approved" if approve else "denied",
                                                comment=comment, decided_at=now))

@@ -69,12 +69,14 @@ class Cancel:
 class Approve:
     request_id: int
     comment: str | None = None
+    at: tuple[int, int] | None = None  # (round, 1-based step) the clicked card showed; None: what is open now
 
 
 @dataclass(frozen=True)
 class Deny:
     request_id: int
     reason: str | None = None
+    at: tuple[int, int] | None = None  # (round, 1-based step) the clicked card showed; None: what is open now
 
 
 @dataclass(frozen=True)

@@ -146,10 +146,10 @@ class AccessService:
                 return await requests.submit(deps, actor, cmd, forms=forms)
             case Mine():
                 return await queries.mine(deps, who)
-            case Approve(request_id=n, comment=comment):
-                return await approvals.decide(deps, who, n, approve=True, comment=comment)
-            case Deny(request_id=n, reason=reason):
-                return await approvals.decide(deps, who, n, approve=False, comment=reason)
+            case Approve(request_id=n, comment=comment, at=at):
+                return await approvals.decide(deps, who, n, approve=True, comment=comment, at=at)
+            case Deny(request_id=n, reason=reason, at=at):
+                return await approvals.decide(deps, who, n, approve=False, comment=reason, at=at)
             case Cancel(request_id=n):
                 return await approvals.cancel(deps, who, n)
             case Release(request_id=n):

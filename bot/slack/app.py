@@ -59,6 +59,14 @@ def view_metadata(view: dict[str, Any]) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def decision_at(metadata: dict[str, Any]) -> tuple[int, int] | None:
+    """The (round, step) a deny form's metadata names, None when it names none (or not as whole numbers)."""
+    round_, step = metadata.get("round"), metadata.get("step")
+    if type(round_) is int and type(step) is int and 0 <= round_ < 10**6 and 0 < step < 1000:
+        return round_, step
+    return None
+
+
 class AckGate:
     """Counts requests not yet acknowledged; post-ack work waits (a little) for a quiet moment.
 
@@ -289,11 +297,12 @@ class Listeners:
         if person is None:
             await self.respond(body, blocks.text_message(UNKNOWN_USER))
             return
-        n = blocks.parse_request_value(_first_action(body).get("value"))
-        if n is None:
+        named = blocks.parse_decision_value(_first_action(body).get("value"))
+        if named is None:
             await self.respond(body, blocks.text_message("This button does not name a request."))
             return
-        reply = await self.handle(body, person, Approve(n, None))
+        n, at = named
+        reply = await self.handle(body, person, Approve(n, None, at=at))
         await self._after_click(body, person, n, reply)
 
     async def _after_click(self, body: dict[str, Any], person: Person, n: int, reply: Reply) -> None:
@@ -315,13 +324,14 @@ class Listeners:
 
     async def on_deny(self, ack: Any, body: dict[str, Any]) -> None:
         await ack()
-        value = _first_action(body).get("value")
-        n = blocks.parse_request_value(value)
-        if n is None:
+        named = blocks.parse_decision_value(_first_action(body).get("value"))
+        if named is None:
             await self.run(self.respond(body, blocks.text_message("This button does not name a request.")))
             return
-        # the modal must open within the trigger's 3 s; who denies is checked on submission
-        await self.run(self.open_modal(body, blocks.deny_modal(f"REQ-{n}")), urgent=True)
+        n, at = named
+        # the modal must open within the trigger's 3 s; who denies is checked on submission, for the round and
+        # step of the message whose button opened it
+        await self.run(self.open_modal(body, blocks.deny_modal(f"REQ-{n}", at=at)), urgent=True)
 
     async def on_extend(self, ack: Any, body: dict[str, Any]) -> None:
         await ack()
@@ -420,7 +430,8 @@ class Listeners:
         if not isinstance(form, tuple):
             return form
         person, n, values = form
-        reply = await self.handle(body, person, Deny(n, values.get(blocks.REASON_BLOCK)))
+        reply = await self.handle(body, person, Deny(n, values.get(blocks.REASON_BLOCK),
+                                                     at=decision_at(view_metadata(body.get("view") or {}))))
         if reply.rule == "reason":
             return {"response_action": "errors", "errors": {blocks.REASON_BLOCK: "Say why you deny the request."}}
         if not reply.ok:

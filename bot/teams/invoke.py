@@ -66,6 +66,14 @@ def request_number(data: dict[str, Any]) -> int | None:
     return None
 
 
+def decision_at(data: dict[str, Any]) -> tuple[int, int] | None:
+    """The (round, step) an approval card's data names, None when it names none (or not as whole numbers)."""
+    round_, step = data.get("round"), data.get("step")
+    if type(round_) is int and type(step) is int and 0 <= round_ < 10**6 and 0 < step < 1000:
+        return round_, step
+    return None
+
+
 async def _visible_view(app: App, person: Person, n: int) -> RequestView | None:
     """The request as this person may see it (None when they may not)."""
     reply = await app.service.handle(person, Status(n, events=False))
@@ -96,11 +104,12 @@ class InvokeHandler:
         if n is None:
             return card_response(adaptive.text_card("This card does not name a request.", attention=True))
         if verb == adaptive.VERB_APPROVE:
-            reply = await self.app.service.handle(person, Approve(n, _field(data, adaptive.COMMENT_INPUT)))
+            reply = await self.app.service.handle(person, Approve(n, _field(data, adaptive.COMMENT_INPUT),
+                                                                  at=decision_at(data)))
             return await self._after(person, n, reply)
         if verb == adaptive.VERB_DENY:
             reason = _field(data, adaptive.COMMENT_INPUT)
-            reply = await self.app.service.handle(person, Deny(n, reason))
+            reply = await self.app.service.handle(person, Deny(n, reason, at=decision_at(data)))
             if reply.rule == "reason":
                 view = await _visible_view(self.app, person, n)
                 if view is None:

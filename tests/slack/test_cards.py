@@ -38,7 +38,8 @@ def test_approval_message_buttons_only_for_who_can_decide() -> None:
     mine = blocks.approval_message(v, viewer="mark.mgr@example.com")
     check_message(mine)
     [actions] = [b for b in mine["blocks"] if b["type"] == "actions"]
-    assert [(e["action_id"], e["value"]) for e in actions["elements"]] == [("approve", "REQ-7"), ("deny", "REQ-7")]
+    assert [(e["action_id"], e["value"]) for e in actions["elements"]] == [("approve", "REQ-7:r0:s1"),
+                                                                                 ("deny", "REQ-7:r0:s1")]
     other = blocks.approval_message(v, viewer="bob@example.com")
     check_message(other)
     assert not [b for b in other["blocks"] if b["type"] == "actions"]

@@ -120,7 +120,7 @@ async def test_app_home_and_retried_events(slack: SlackHarness) -> None:
     await h.home("mark.mgr@example.com", "Ev0HOMEMARK")
     [mark_home] = h.api.homes["U0MARK"]
     values = [e.get("value") for b in mark_home["blocks"] if b["type"] == "actions" for e in b["elements"]]
-    assert "REQ-1" in values
+    assert "REQ-1:r0:s1" in values  # the request, and the round and step the buttons decide
     # sam (security) sees the pending queue
     await h.home("sam.sec@example.com", "Ev0HOMESAM")
     assert "Security: pending queue" in json.dumps(h.api.homes["U0SAM"][-1])

@@ -22,7 +22,7 @@ async def test_multi_step_chain_forgeries_double_click_replay_and_deny(slack_any
     [status] = api.dm("U0ALICE")
     assert "Your request REQ-1" in status.text and status.action_ids == []
     [mark_msg] = api.dm("U0MARK")
-    assert mark_msg.action_ids == ["approve", "deny"] and mark_msg.values == ["REQ-1", "REQ-1"]
+    assert mark_msg.action_ids == ["approve", "deny"] and mark_msg.values == ["REQ-1:r0:s1", "REQ-1:r0:s1"]
     for word in ("Alice Ng", "prod-db-read", "fix INC-4411", "INC-4411", "2h", "high", "Step 1: manager"):
         assert word in mark_msg.all_text, word
 

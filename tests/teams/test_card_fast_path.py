@@ -102,7 +102,8 @@ def test_the_fast_path_builds_no_model_and_shares_no_dict_between_elements() -> 
     assert card is not None
     assert all(isinstance(block, dict) for block in card["body"])
     approve, deny = card["actions"]
-    assert approve["data"] == deny["data"] == {"request_id": 7} and approve["data"] is not deny["data"]
+    assert approve["data"] == deny["data"] == {"request_id": 7, "round": 0, "step": 1}
+    assert approve["data"] is not deny["data"]
     assert approve["mode"] == "primary" and approve["style"] == "positive"
 
 

@@ -47,7 +47,7 @@ async def test_multi_step_chain_deny_with_reason_second_click_and_forgeries(team
     assert [c.body["members"][0]["id"] for c in created] == [AAD[MARK]]
     mark_card = h.connector.of("send", created[0].conversation)[-1].card
     assert verbs(mark_card) == ["approve", "deny"]
-    assert mark_card["actions"][0]["data"] == {"request_id": 1}
+    assert mark_card["actions"][0]["data"] == {"request_id": 1, "round": 0, "step": 1}
     assert any(i.get("id") == "comment" for i in mark_card["body"] if i["type"] == "Input.Text")
 
     # bob (not in the chain) forges a click on REQ-1: he acts as bob and is refused
