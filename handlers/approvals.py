@@ -482,12 +482,19 @@ async def extend(deps: Deps, actor: str, n: int, duration_text: str | None, reas
     chain = await resolve_chain(chain_of(policy, record), policy=policy, profile=profile, requester=holder,
                                 directory=deps.directory) if holder is not None else []
     if not chain:
-        return Reply(text=f"{record.ref}: the approval chain cannot be resolved.", ok=False, kind="refusal")
+        return Reply(text=f"{record.ref}: the approval chain cannot be resolved.", ok=False, kind="refusal",
+                     rule="chain-unavailable")
+    bad = first_unsatisfiable(chain)
+    if bad is not None:  # judged like a request (SPEC §3.1): refused with the step that failed, no round opened
+        return await refuse(deps, actor, bad.rule, f"{record.ref} cannot be extended: the approval chain cannot be "
+                            f"satisfied at {bad.rule}: not enough approvers other than you can be found for it. "
+                            "The grant keeps its expiry.", profile=profile.id, request_id=record.ref)
     notices: list[Notice] = []
     async with deps.store.write() as repo:
         record = await repo.get_request(n)
         if record is None or record.state != ACTIVE or record.extension_pending:
-            return Reply(text=f"{req_id(n)} changed meanwhile; try again.", ok=False, kind="refusal")
+            return Reply(text=f"{req_id(n)} changed meanwhile; try again.", ok=False, kind="refusal",
+                         rule="changed-meanwhile")
         record.round += 1
         record.step = 0
         record.ext_duration = extra
