@@ -432,8 +432,9 @@ class Listeners:
         person, n, values = form
         reply = await self.handle(body, person, Deny(n, values.get(blocks.REASON_BLOCK),
                                                      at=decision_at(view_metadata(body.get("view") or {}))))
-        if reply.rule == "reason":
-            return {"response_action": "errors", "errors": {blocks.REASON_BLOCK: "Say why you deny the request."}}
+        if reply.rule == "reason":  # none given, or one over its limit: told inline, by what is wrong with it
+            text = "Say why you deny the request." if reply.kind == "form" else reply.text
+            return {"response_action": "errors", "errors": {blocks.REASON_BLOCK: text[:150]}}
         if not reply.ok:
             return {"response_action": "update", "view": blocks.result_modal("Not denied", reply.text)}
         return None

@@ -110,7 +110,7 @@ class InvokeHandler:
         if verb == adaptive.VERB_DENY:
             reason = _field(data, adaptive.COMMENT_INPUT)
             reply = await self.app.service.handle(person, Deny(n, reason, at=decision_at(data)))
-            if reply.rule == "reason":
+            if reply.rule == "reason" and reply.kind == "form":  # no reason given (one over its limit is refused)
                 view = await _visible_view(self.app, person, n)
                 if view is None:
                     return card_response(adaptive.text_card(reply.text, attention=True))
