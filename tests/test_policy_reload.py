@@ -140,7 +140,7 @@ def serving(db: str, files: Files, workers: int = 1) -> Iterator[tuple[str, subp
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env)
     out = Lines(proc.stdout)
     try:
-        line = out.until("accessbot serving on")
+        line = out.until("accessbot serving on", timeout=120)  # a start behind a busy machine's other tests
         port = int(line.rsplit("http://127.0.0.1:", 1)[1].split(" ", 1)[0].split(")", 1)[0])
         yield f"http://127.0.0.1:{port}", proc, out
     finally:
