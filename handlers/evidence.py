@@ -354,9 +354,11 @@ class _Member:
         self.summary.counts[self.name] = self.count
 
 
-def _cells(row: dict[str, Any]) -> dict[str, str]:
-    """A row of plain CSV cells: times as the audit record writes them, nothing as empty."""
-    return {k: format_ts(v) if isinstance(v, datetime) else ("" if v is None else str(v)) for k, v in row.items()}
+def _cells(row: dict[str, Any], cell: Any) -> dict[str, str]:
+    """A row of CSV cells: times as the audit record writes them, nothing as empty, and text a spreadsheet
+    would run as a formula (a reviewer's comment starting with "=") quoted by ``cell``, the rule the
+    request files follow (verify_pack.py's)."""
+    return {k: format_ts(v) if isinstance(v, datetime) else cell(v) for k, v in row.items()}
 
 
 def _csv_member(zf: zipfile.ZipFile, name: str, columns: Sequence[str], rows: Iterable[dict[str, str]],
@@ -520,9 +522,10 @@ async def _build_pack(source: EvidenceSource, period: Period, out: Path, *, gene
             # access reviews started in the period (SPEC §7): the campaigns' own records, as held against
             # their review.* events (the rows written are the rows checked)
             campaigns, review_problems = await checked_campaigns(source, start, end)
-            _csv_member(zf, "reviews.csv", REVIEW_COLUMNS, [_cells(review_row(c)) for c in campaigns], summary)
+            _csv_member(zf, "reviews.csv", REVIEW_COLUMNS, [_cells(review_row(c), rules.cell) for c in campaigns],
+                        summary)
             _csv_member(zf, "review_items.csv", REVIEW_ITEM_COLUMNS,
-                        [_cells(r) for c in campaigns for r in review_item_rows(c)], summary)
+                        [_cells(r, rules.cell) for c in campaigns for r in review_item_rows(c)], summary)
 
             # the requests' later events, so that each is checked against the store as it is now
             if head_seq > last_in_period:  # the chain holds events after the period
