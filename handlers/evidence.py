@@ -81,9 +81,11 @@ class PackSigner(Protocol):
 class EvidenceSource(CheckSource, ReviewCheckSource, Protocol):
     """The streaming reads an evidence pack needs (implemented in ``store/evidence_queries.py``)."""
 
-    def audit_pages(self, *, ts_from: str, ts_to: str) -> AsyncIterator[Sequence[Sequence[Any]]]:
+    def audit_pages(self, *, ts_from: str, ts_to: str, last_seq: int | None = None
+                    ) -> AsyncIterator[Sequence[Sequence[Any]]]:
         """Pages of stored audit columns (seq, ts, type, actor, request_id, profile, data_json,
-        prev_hash, hash) in seq order, ``ts`` in [ts_from, ts_to); ``data_json`` as stored (canonical)."""
+        prev_hash, hash) in seq order, ``ts`` in [ts_from, ts_to) and ``seq`` at most ``last_seq``;
+        ``data_json`` as stored (canonical)."""
         ...
 
     def request_events(self, *, first_seq: int, last_seq: int, after: bool = False,
@@ -501,7 +503,11 @@ async def _build_pack(source: EvidenceSource, period: Period, out: Path, *, gene
                 with _Member(zf, "audit.jsonl", summary) as member:
                     writing: asyncio.Future[None] | None = None
                     try:
-                        async for page in source.audit_pages(ts_from=start_ts, ts_to=end_ts):
+                        # the segment as the export found it (last_in_period): an event recorded since,
+                        # a request decided while the pack is written, would come without the events
+                        # before the period that audit_earlier.jsonl holds for the requests it concerns
+                        async for page in source.audit_pages(ts_from=start_ts, ts_to=end_ts,
+                                                             last_seq=last_in_period):
                             chunk = audit_lines(page, verifier)
                             if writing is not None:
                                 await writing
