@@ -69,6 +69,10 @@ def verify(files):
     problem = manifest_problem(manifest)
     if problem:
         return [f"manifest.json: {problem}"]
+    if manifest.get("audit", {}).get("verified") is False:  # the maker saw the chain broken
+        problems.append("manifest.json: audit.verified is false: when the pack was made, the audit chain did not "
+                        "verify from its first event (an event outside the period was changed), so nothing vouches "
+                        "for the events of audit_earlier.jsonl or the rows they make; run accessbot audit verify")
     for name, digest in sorted(manifest.get("files", {}).items()):
         if name not in files:
             problems.append(f"{name}: listed in the manifest but missing")
@@ -203,6 +207,8 @@ def manifest_problem(manifest: object) -> str | None:
             return f"{field} is not a JSON object"
     if not isinstance(manifest.get("audit", {}).get("first_seq"), (int, type(None))):
         return "audit.first_seq is not a number"
+    if not isinstance(manifest.get("audit", {}).get("verified", False), bool):
+        return "audit.verified is not true or false"
     if not isinstance(manifest.get("signature", {}), (dict, type(None))):
         return "signature is not a JSON object"
     if not isinstance(manifest.get("rows"), dict):
