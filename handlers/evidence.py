@@ -565,6 +565,10 @@ async def _finish(zf: zipfile.ZipFile, source: EvidenceSource, summary: PackSumm
     if first:
         wanted.add(first)
     in_force = [v for v in sorted(await source.policy_versions(), key=lambda v: v[3]) if v[1] in wanted]
+    rewritten = [f"policy/ {version} ({sha[:12]}): the text stored for it no longer has that SHA-256, which the "
+                 "audit chain names" for version, sha, raw, _ in in_force if hashlib.sha256(raw).hexdigest() != sha]
+    if rewritten:
+        raise EvidenceMismatch(rewritten)
     for version, sha, raw, _ in in_force:
         _write(zf, f"policy/{_safe(version)}-{sha[:12]}.yaml", raw, summary)
     figures.policy_versions = [(v, s) for v, s, _, _ in in_force]
