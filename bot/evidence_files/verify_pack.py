@@ -33,6 +33,10 @@ import zipfile
 from pathlib import Path
 
 SIGNATURE = "manifest.json.sig"
+# deflate shrinks no pack member this much (audit lines carry hashes, rows ids and times); a zip that would
+# unpack to more than this many times its compressed size, past BOMB_FLOOR bytes, is a zip bomb, refused
+# before anything is unpacked (the zip's sizes bound what zipfile unpacks)
+BOMB_RATIO, BOMB_FLOOR = 200, 1 << 24
 OK = "OK: every file matches the manifest, the audit chain segment verifies and every row follows from its events"
 
 
@@ -45,6 +49,7 @@ def load(target: str | Path) -> dict[str, bytes]:
         return {str(p.relative_to(path)).replace("\\", "/"): p.read_bytes() for p in path.rglob("*") if p.is_file()}
     try:
         with zipfile.ZipFile(path) as zf:
+            bomb_problem(zf.infolist())
             files = {}
             for name in (name for name in zf.namelist() if not name.endswith("/")):
                 if name in files:
@@ -58,6 +63,19 @@ def load(target: str | Path) -> dict[str, bytes]:
         raise
     except Exception as exc:  # zipfile's own (not a zip, a broken central directory)
         raise ValueError(str(exc) or type(exc).__name__) from exc
+
+
+def bomb_problem(members: list[zipfile.ZipInfo]) -> None:
+    """ValueError when a member, or the members together, would unpack to more than BOMB_RATIO times their
+    compressed size (and more than BOMB_FLOOR bytes)."""
+    for info in members:
+        if info.file_size > max(BOMB_FLOOR, BOMB_RATIO * info.compress_size):
+            raise ValueError(f"{info.filename} would unpack to {info.file_size} bytes from {info.compress_size}, "
+                             f"more than {BOMB_RATIO} times: no pack member shrinks so much (a zip bomb?)")
+    unpacked, packed = sum(i.file_size for i in members), sum(i.compress_size for i in members)
+    if unpacked > max(BOMB_FLOOR, BOMB_RATIO * packed):
+        raise ValueError(f"the members would unpack to {unpacked} bytes from {packed}, more than {BOMB_RATIO} "
+                         "times: no pack shrinks so much (a zip bomb?)")
 
 
 def verify(files):
