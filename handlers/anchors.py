@@ -48,6 +48,11 @@ class AnchorFileError(ValueError):
     pass
 
 
+def is_seq(value: object) -> bool:
+    """Whether ``value`` is a seq the chain can hold: a whole number (not true/false) from 1 to 2**63 - 1."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value < 1 << 63
+
+
 def read_anchors(lines: Iterable[str]) -> list[Anchored]:
     """The anchors of a file, one JSON object a line; a line that is not an anchor is an error
     (a damaged anchor file must not pass for a short one). Other JSON objects are kept out."""
@@ -57,14 +62,14 @@ def read_anchors(lines: Iterable[str]) -> list[Anchored]:
             continue
         try:
             item = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than Python parses
             raise AnchorFileError(f"line {number} is not JSON") from None
         if not isinstance(item, dict):
             raise AnchorFileError(f"line {number} is not a JSON object")
         if "seq" not in item and "hash" not in item:
             continue  # a note someone added: not an anchor
         seq, digest = item.get("seq"), item.get("hash")
-        if not isinstance(seq, int) or not isinstance(digest, str) or len(digest) != 64:
+        if not is_seq(seq) or not isinstance(digest, str) or len(digest) != 64:
             raise AnchorFileError(f"line {number} has no valid seq and hash")
         found.append(Anchored(number, seq, digest, str(item.get("anchored_at", ""))))
     return found

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from handlers.anchors import Anchored, compare, read_anchors
+from handlers.anchors import Anchored, compare, is_seq, read_anchors
 from handlers.audit import format_ts
 from store import schema as t
 from store.repository import SqlStore
@@ -101,9 +101,9 @@ def last_anchor(path: str | Path) -> Anchored | None:
     for raw in reversed(tail):
         try:
             item = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
-        if isinstance(item, dict) and isinstance(item.get("seq"), int) and isinstance(item.get("hash"), str):
+        if isinstance(item, dict) and is_seq(item.get("seq")) and isinstance(item.get("hash"), str):
             return Anchored(0, item["seq"], item["hash"], str(item.get("anchored_at", "")))
     return None
 
@@ -135,6 +135,8 @@ async def check_anchor_file(store: SqlStore, path: str | Path) -> tuple[list[Anc
         text = await asyncio.to_thread(file.read_text, encoding="utf-8")
     except OSError as exc:
         return [], [f"cannot read the anchor file {file}: {exc.strerror or exc}"]
+    except UnicodeDecodeError as exc:
+        return [], [f"the anchor file {file} is not UTF-8 (byte {exc.start}): it is damaged"]
     try:
         anchors = read_anchors(text.split("\n"))
     except ValueError as exc:
