@@ -128,6 +128,14 @@ def _at(ts: str) -> datetime:
     return datetime.fromisoformat(ts.replace("Z", "+00:00"))
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # as the evidence pack's cells (verify_pack.py's ``cell``)
+
+
+def _csv_cell(value: Any) -> Any:
+    """A text a spreadsheet would run as a formula (someone's justification, a name) is written behind a quote."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+
 def render(rows: list[dict[str, Any]], columns: list[str], fmt: str, title: str) -> str:
     if fmt == "json":
         return json.dumps(rows, indent=2, ensure_ascii=False, default=str) + "\n"
@@ -135,7 +143,7 @@ def render(rows: list[dict[str, Any]], columns: list[str], fmt: str, title: str)
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({k: _csv_cell(v) for k, v in row.items()} for row in rows)
         return buf.getvalue()
     if not rows:
         return f"{title}: none.\n"
