@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -131,9 +132,15 @@ def _at(ts: str) -> datetime:
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # as the evidence pack's cells (verify_pack.py's ``cell``)
 
 
+_SIGNED_NUMBER = re.compile(r"[+-][0-9]+(?:\.[0-9]+)?")
+
+
 def _csv_cell(value: Any) -> Any:
-    """A text a spreadsheet would run as a formula (someone's justification, a name) is written behind a quote."""
-    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+    """A text a spreadsheet would run as a formula (someone's justification, a name) is written behind a quote; a
+    signed number (a trend's ``+1``) is a number, not a formula, and stays as it is."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not _SIGNED_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
 
 
 def render(rows: list[dict[str, Any]], columns: list[str], fmt: str, title: str) -> str:
