@@ -65,6 +65,17 @@ class Cancel:
     request_id: int
 
 
+def decision_at(data: object) -> tuple[int, int] | None:
+    """The (round, 1-based step) a clicked card's data names (``round``, ``step``: a Teams card's action data, a
+    Slack deny form's metadata), None when it names none or not as whole numbers in range."""
+    if not isinstance(data, dict):
+        return None
+    round_, step = data.get("round"), data.get("step")
+    if type(round_) is int and type(step) is int and 0 <= round_ < 10**6 and 0 < step < 1000:
+        return round_, step
+    return None
+
+
 @dataclass(frozen=True)
 class Approve:
     request_id: int

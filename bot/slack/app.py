@@ -29,7 +29,7 @@ from bot.bootstrap import App
 from bot.slack.identity import UNAVAILABLE, UNKNOWN_USER, acting_user, identify
 from bot.slack.notifier import SlackNotifier
 from cards import slack as blocks
-from handlers.grammar import Approve, Command, Deny, Extend, Mine, Pending, RequestAccess
+from handlers.grammar import Approve, Command, Deny, Extend, Mine, Pending, RequestAccess, decision_at
 from handlers.origin import acting_via
 from handlers.ports import Person, ProviderError
 from handlers.views import Reply, RequestView
@@ -57,14 +57,6 @@ def view_metadata(view: dict[str, Any]) -> dict[str, Any]:
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def decision_at(metadata: dict[str, Any]) -> tuple[int, int] | None:
-    """The (round, step) a deny form's metadata names, None when it names none (or not as whole numbers)."""
-    round_, step = metadata.get("round"), metadata.get("step")
-    if type(round_) is int and type(step) is int and 0 <= round_ < 10**6 and 0 < step < 1000:
-        return round_, step
-    return None
 
 
 class AckGate:

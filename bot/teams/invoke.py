@@ -18,7 +18,7 @@ from bot.teams.review_invoke import ReviewInvokes, names_review
 from cards import adaptive
 from cards.reviews_adaptive import VERB_REVIEW
 from handlers.context import one_lookup_per_person
-from handlers.grammar import Approve, Deny, Extend, RequestAccess, Status
+from handlers.grammar import Approve, Deny, Extend, RequestAccess, Status, decision_at
 from handlers.ports import Person
 from handlers.service import PROVIDER_UNAVAILABLE
 from handlers.text import is_digits
@@ -63,14 +63,6 @@ def request_number(data: dict[str, Any]) -> int | None:
     if isinstance(raw, str):
         text = raw.strip().upper().removeprefix("REQ-")
         return int(text) if is_digits(text) and len(text) < 10 and int(text) > 0 else None
-    return None
-
-
-def decision_at(data: dict[str, Any]) -> tuple[int, int] | None:
-    """The (round, step) an approval card's data names, None when it names none (or not as whole numbers)."""
-    round_, step = data.get("round"), data.get("step")
-    if type(round_) is int and type(step) is int and 0 <= round_ < 10**6 and 0 < step < 1000:
-        return round_, step
     return None
 
 
