@@ -103,13 +103,14 @@ async def expire_due(deps: Deps, report: SweepReport) -> None:
         due = await repo.find_requests(states=(ACTIVE,), expires_before=judged)
     notices = []
     for record in due:
-        report.expired.append(record.ref)
         if report.dry_run:
+            report.expired.append(record.ref)
             continue
         if not await _end(deps, record.id or 0, "expired", "grant.expired", deps.now(),
                           {"expires_at": format_ts(record.expires_at) if record.expires_at else None},
                           judged=judged, due_at=judged):
-            continue  # ended meanwhile by another process (which tells the requester), or extended
+            continue  # ended meanwhile by another process (which reports it and tells the requester), or extended
+        report.expired.append(record.ref)
         notices.append(Notice(record.requester, "status", f"{record.ref} expired: you were removed from "
                               f"{record.group}.", record.id))
     if due and not report.dry_run:
