@@ -29,6 +29,7 @@ class Origin:
 
 
 _current: ContextVar[Origin | None] = ContextVar("accessbot_origin", default=None)
+_appended: ContextVar[list[int] | None] = ContextVar("accessbot_appended", default=None)
 
 
 @contextmanager
@@ -48,8 +49,26 @@ def current_origin() -> Origin | None:
     return _current.get()
 
 
+@contextmanager
+def counting_appends() -> Iterator[list[int]]:
+    """Within this scope (and the tasks it starts), ``[n]``: the audit events appended so far, committed or not.
+
+    A channel that failed to handle something asks it whether the attempt wrote to the record at all: one that
+    appended nothing may be tried again as if it had never come (a Teams re-send), one that did may not."""
+    box = [0]
+    token = _appended.set(box)
+    try:
+        yield box
+    finally:
+        _appended.reset(token)
+
+
 def stamp(data: dict[str, Any]) -> dict[str, Any]:
-    """``data`` with the current origin added (what a handler set itself is kept)."""
+    """``data`` with the current origin added (what a handler set itself is kept); the event is counted by an
+    enclosing :func:`counting_appends`."""
+    box = _appended.get()
+    if box is not None:
+        box[0] += 1
     origin = _current.get()
     if origin is None:
         return data

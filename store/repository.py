@@ -590,6 +590,10 @@ class SqlRepository(ReviewRepositoryMixin):
         await self.conn.execute(insert(t.seen_events).values(key=key, seen_at=at))
         return True
 
+    async def unsee(self, key: str) -> None:
+        """Forget one inbound event key: the event was not handled after all, and may come again."""
+        await self.conn.execute(delete(t.seen_events).where(t.seen_events.c.key == key))
+
     async def forget_seen(self, before: datetime) -> int:
         """Drop the inbound event keys seen before ``before``. A key that marks something done once for good
         (``drift.escalated:<finding>``: SPEC §3.6, once per finding) is kept."""

@@ -10,7 +10,8 @@ this bot's client factory (:mod:`bot.teams.clients`), and the route does, in ord
 3. ``Gate.admit``: only the served tenants (403 otherwise, before anything is recorded or
    remembered), and in emulator mode only a ``serviceUrl`` on this machine;
 4. :func:`first_time`: an activity Teams re-sends (the same activity id in the same conversation, as
-   it does when the bot answered slower than about 15 seconds) is not handled again (:func:`repeated`);
+   it does when the bot answered slower than about 15 seconds) is not handled again (:func:`repeated`),
+   unless its first turn failed before recording anything (:func:`unsee`);
 5. the SDK's turn (``CloudAdapter.process_activity``) into :class:`~bot.teams.bot.AccessBot`.
 
 A :class:`TeamsNotifier` is added to the fan-out notifier for the messages the bot writes first.
@@ -41,6 +42,7 @@ from bot.teams.invoke import request_number
 from bot.teams.notifier import TeamsNotifier
 from bot.teams.review_invoke import names_review
 from cards import adaptive
+from handlers.origin import counting_appends
 
 log = structlog.get_logger("accessbot.teams")
 
@@ -147,6 +149,24 @@ async def first_time(channel: TeamsChannel, activity: Activity) -> bool:
         return await repo.first_seen(key, app.deps.now())
 
 
+async def unsee(channel: TeamsChannel, activity: Activity) -> None:
+    """Forget that an activity came, after a turn that failed before it recorded anything: the Bot Connector
+    re-sends an activity answered with an error, and that re-send is then handled as the first delivery was
+    meant to be (a message that met a database or connector failure is not lost). A turn that recorded an
+    event stays remembered: its re-send is a repeat (:func:`repeated`), so nothing is carried out twice."""
+    key = seen_key(activity)
+    if key is None:
+        return
+    if key in channel.recent:
+        channel.recent.pop(key, None)
+        return
+    try:
+        async with channel.bot.app.store.write() as repo:
+            await repo.unsee(key)
+    except Exception:  # the store that failed the turn may fail this too: the re-send is then ignored
+        log.warning("a failed activity stays marked as handled", key=key, exc_info=True)
+
+
 def repeated(activity: Activity) -> Activity | web.Response:
     """The answer to an activity Teams re-sent, none of which is carried out again.
 
@@ -199,16 +219,20 @@ def make_handler(channel: TeamsChannel) -> Any:
         if refusal is not None:  # before the turn: nothing is recorded, no reference is remembered
             log.info("activity refused", status=refusal.status, reason=refusal.error, type=activity.type)
             return _refuse(refusal)
-        if not await first_time(channel, activity):
+        first = await first_time(channel, activity)
+        if not first:
             answer = repeated(activity)
             if isinstance(answer, web.Response):
                 return answer
             activity = answer
-        try:
-            response = await channel.adapter.process_activity(identity, activity, channel.bot.on_turn)
-        except Exception:
-            log.exception("activity failed", type=activity.type, name=activity.name)
-            return web.json_response({"error": "the bot could not handle this activity"}, status=500)
+        with counting_appends() as appended:
+            try:
+                response = await channel.adapter.process_activity(identity, activity, channel.bot.on_turn)
+            except Exception:
+                log.exception("activity failed", type=activity.type, name=activity.name)
+                if first and not appended[0]:
+                    await unsee(channel, activity)
+                return web.json_response({"error": "the bot could not handle this activity"}, status=500)
         if response is not None:
             try:
                 payload = invoke_json(response.body)

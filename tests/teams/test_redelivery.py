@@ -150,3 +150,48 @@ def test_the_key_of_a_long_conversation_is_its_digest_never_a_cut() -> None:
     assert seen_key(Activity.model_validate({"type": "message", "conversation": {"id": "a:1"}})) is None
     short = seen_key(Activity.model_validate({"type": "message", "id": "7", "conversation": {"id": "a:1"}}))
     assert short == "teams:act:a:1:7"
+
+
+async def test_a_message_whose_first_turn_failed_before_recording_anything_is_handled_on_its_resend(
+        teams_secured: TeamsHarness) -> None:
+    """The Bot Connector answered the bot's reply with errors, so the turn failed (500) having recorded nothing:
+    Teams re-sends the activity, and the re-send is answered as the first delivery should have been (it is not
+    taken for a repeat and dropped, which left the person with no answer at all)."""
+    h = teams_secured
+    status, _ = await h.say(ALICE, "request prod-db-read for 2h because INC-42 investigating")
+    assert status == 200
+    h.connector.fail_path("/activities", status=500)
+    mine = h.activity("message_personal", ALICE, id="act-mine-1", text="mine")
+    status, _ = await h.post(copy.deepcopy(mine))
+    assert status == 500
+    await h.idle()
+    h.connector.clear_path_faults()
+    said = len(h.connector.of(None, conversation_id(ALICE)))
+    status, _ = await h.post(copy.deepcopy(mine))
+    assert status == 200
+    await h.idle()
+    answers = h.connector.of(None, conversation_id(ALICE))[said:]
+    assert answers and any("REQ-1" in (a.text + str(a.card)) for a in answers), (
+        "the re-send of a message whose first turn failed was dropped as a repeat: "
+        f"{[a.text for a in answers]}")
+    status, _ = await h.post(copy.deepcopy(mine))  # handled now: a further re-send is a repeat
+    await h.idle()
+    assert len(h.connector.of(None, conversation_id(ALICE))) == said + len(answers)
+
+
+async def test_a_message_whose_failed_turn_recorded_something_stays_handled(teams_secured: TeamsHarness) -> None:
+    """A request submitted (and recorded) before the reply failed: the re-send is a repeat, so REQ-1 is not
+    submitted again nor refused as already pending."""
+    h = teams_secured
+    h.connector.fail_path("/activities", status=500)
+    ask = h.activity("message_personal", ALICE, id="act-req-9",
+                     text="request prod-db-read for 2h because INC-42 investigating")
+    status, _ = await h.post(copy.deepcopy(ask))
+    await h.idle()
+    h.connector.clear_path_faults()
+    assert len(await h.events("request.submitted")) == 1, status
+    status, _ = await h.post(copy.deepcopy(ask))
+    assert status == 200
+    await h.idle()
+    assert len(await h.events("request.submitted")) == 1
+    assert await h.events("request.refused") == []
