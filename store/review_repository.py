@@ -32,7 +32,8 @@ _UNDO = ("campaign_id", "item", "requested_by", "reason", "requested_at", "appro
 # an item whose membership the latest closed review stands behind: kept, or removed and then restored by an
 # undo two members of the security team agreed on (handlers/reviews/undo.py)
 BACKED = ("kept", "restored")
-_BATCH = ("opened_at", "opened_by", "reminded_at", "reminders", "escalated_at", "escalated_to")
+_BATCH = ("opened_at", "opened_by", "reminded_at", "reminders", "escalated_at", "escalated_to",
+          "escalation_opened_at")
 _SCHEDULE = ("first_seen", "done_for", "pending_for", "attempts", "next_attempt_at", "lease_until", "last_error")
 
 

@@ -107,6 +107,7 @@ review_batches = Table(
     Column("escalated_at", UTCDateTime),
     Column("escalated_to", String(320)),  # an email, or group:<name>
     Column("escalated_items", Text),  # JSON list of the item numbers escalated; NULL: the whole batch
+    Column("escalation_opened_at", UTCDateTime),  # the escalation's addressee first opened it
 )
 
 review_signoffs = Table(

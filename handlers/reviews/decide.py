@@ -396,6 +396,15 @@ async def open_batch(deps: Deps, who: str, campaign: CampaignRecord, channel: st
                 await repo.save_batch(batch)
                 await repo.append("review.opened", actor=who, ts=now, data={
                     "review_id": campaign.ref, "reviewer": who, "batch": key, "channel": channel})
+            elif batch.escalation_opened_at is None and batch.escalated_to is not None \
+                    and in_reviewer(deps, batch.escalated_to, who) and not in_reviewer(deps, key, who):
+                # the manager the batch was escalated to looks at the items handed over: recorded as the
+                # reviewer's own first opening is, once
+                batch.escalation_opened_at = now
+                await repo.save_batch(batch)
+                await repo.append("review.opened", actor=who, ts=now, data={
+                    "review_id": campaign.ref, "reviewer": who, "batch": key, "channel": channel,
+                    "escalated": True})
         gone = await mark_gone(repo, campaign, left, who, now)
         fresh = {i.number: i for i in await repo.items(campaign.id or 0)}
         for item in inactive:

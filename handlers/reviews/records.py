@@ -128,6 +128,7 @@ class BatchRecord:
     escalated_at: datetime | None = None
     escalated_to: str | None = None  # an email, or group:<name>
     escalated_items: list[int] | None = None  # the items escalated (undecided then); None: the whole batch
+    escalation_opened_at: datetime | None = None  # when the escalation's addressee first opened it
 
 
 @dataclass

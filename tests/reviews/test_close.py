@@ -345,3 +345,25 @@ async def test_a_campaign_runs_to_its_end_under_the_policy_it_started_under(data
         assert (await h.say("sasha.sec@example.com", "approve RV-1")).ok
         (closed,) = await h.events("review.closed")
         assert closed["data"]["signoff"] == "approved"
+
+
+async def test_the_manager_an_escalation_reached_is_recorded_opening_the_batch_once(database_url, tmp_path):
+    """Whoever decides the escalated items is seen opening them, as the reviewer is: ``review.opened``
+    {reviewer: the manager, batch: the reviewer's, escalated: true}, the first time only."""
+    async with harness(database_url, tmp_path) as h:
+        items = await started(h)
+        bob = items["bob@example.com"].number
+        assert (await h.say("mark.mgr@example.com", "review RV-1")).ok
+        h.clock.at = at(30)  # 5bd: mark's batch escalates to his manager, pat.lead
+        await h.app.service.sweep()
+        before = len(await h.events("review.opened"))
+        for _ in range(2):
+            reply = await h.say("pat.lead@example.com", "review RV-1")
+            assert reply.ok and "bob@example.com" in reply.text, reply.text
+        opened = [(e["actor"], e["data"]["batch"], e["data"].get("escalated"))
+                  for e in (await h.events("review.opened"))[before:]]
+        assert opened == [("pat.lead@example.com", "mark.mgr@example.com", True),
+                          ("pat.lead@example.com", "pat.lead@example.com", None)] or opened == [
+            ("pat.lead@example.com", "pat.lead@example.com", None),
+            ("pat.lead@example.com", "mark.mgr@example.com", True)], opened  # and pat's own batch, once
+        assert (await h.say("pat.lead@example.com", f"keep RV-1 {bob} because still needed")).ok
