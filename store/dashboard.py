@@ -322,7 +322,8 @@ class SqlDashboardSource:
                            .order_by(c.seq.desc()).limit(limit))
         # events about the person that name them in data.user (terminations, drift, removals)
         about = ("user.terminated", "membership.removed", "drift.detected", "drift.resolved")
-        queries.append(select(t.audit_events).where(c.type.in_(about), c.data.contains(json.dumps(email)))
+        named = json.dumps(email, ensure_ascii=False)  # as the data column holds it (canonical JSON)
+        queries.append(select(t.audit_events).where(c.type.in_(about), c.data.contains(named, autoescape=True))
                        .order_by(c.seq.desc()).limit(limit))
         for q in queries:
             for row in await self._rows(q):
