@@ -12,6 +12,7 @@ never by a name or an email claim, which the user can change.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from typing import Any
 
@@ -34,6 +35,7 @@ log = structlog.get_logger("accessbot.dashboard")
 FLOW_COOKIE = "accessbot_oidc"
 CALLBACK = f"{PREFIX}/login/entra/callback"
 KEYS_TTL = 3600.0
+ERROR_CODE = re.compile(r"[a-z_]{1,60}")  # an OAuth error code (access_denied, consent_required, ...)
 
 
 class EntraSignIn:
@@ -124,10 +126,11 @@ async def entra_callback(request: web.Request) -> web.StreamResponse:
     b = board(request)
     query = dict(request.query)
     state = query.get("state", "")
-    if query.get("error"):
-        return signin_page(request, status=403, message=f"Microsoft sign-in refused: {query['error'][:80]}.")
     if not state or request.cookies.get(FLOW_COOKIE) != state:
         return signin_page(request, status=403, message="This sign-in was not started in this browser.")
+    if query.get("error"):  # named by its code only: the words of an address someone crafted never show
+        code = query["error"] if ERROR_CODE.fullmatch(query["error"]) else "an error"
+        return signin_page(request, status=403, message=f"Microsoft sign-in refused: {code}.")
     flow = await take_flow(b.app.deps, b.source, state)
     if flow is None:
         return signin_page(request, status=403, message="This sign-in has expired or was used; start again.")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -104,3 +105,30 @@ async def test_without_entra_there_is_no_microsoft_sign_in(web_harness) -> None:
     page = await web_harness.get("/dashboard/signin")
     assert "Sign in with Microsoft" not in page.text
     assert (await web_harness.get("/dashboard/login/entra")).status == 404
+
+
+async def test_a_crafted_callback_puts_no_words_of_its_own_on_the_page(entra) -> None:
+    """The callback answers an ``error`` only for a sign-in this browser started, and names it only as the code it
+    is: an address anyone can craft (``...callback?error=Your account is locked. Call 555-0100``) must not show
+    the crafter's sentence on the dashboard's own page."""
+    h, login, context = entra
+    words = "Your account is locked. Call the help desk at 555-0100"
+    page = await h.get(f"/dashboard/login/entra/callback?{urlencode({'error': words})}")
+    assert page.status == 403 and "555-0100" not in page.text and "locked" not in page.text
+
+    _, flow = await start(h, context)  # a real start; the crafter still cannot choose the words
+    state = login.authorize_seen[-1]["state"]
+    page = await h.get(f"/dashboard/login/entra/callback?{urlencode({'error': words, 'state': state})}", cookie=flow)
+    assert page.status == 403 and "555-0100" not in page.text and "locked" not in page.text
+    assert await h.events("dashboard.signed_in") == []
+
+
+async def test_an_error_microsoft_returns_is_named_by_its_code(entra) -> None:
+    h, login, context = entra
+    _, flow = await start(h, context)
+    state = login.authorize_seen[-1]["state"]
+    query = urlencode({"error": "access_denied", "error_description": "AADSTS65004: User declined to consent.",
+                       "state": state})
+    page = await h.get(f"/dashboard/login/entra/callback?{query}", cookie=flow)
+    assert page.status == 403 and "Microsoft sign-in refused: access_denied." in page.text
+    assert not login.code_redemptions and "accessbot_session" not in page.cookies
