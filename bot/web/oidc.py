@@ -33,6 +33,7 @@ from provisioning.http import ssl_context
 log = structlog.get_logger("accessbot.dashboard")
 
 FLOW_COOKIE = "accessbot_oidc"
+SECURE_FLOW_COOKIE = "__Host-accessbot_oidc"  # on https: Secure, Path=/, no Domain (a sibling host cannot set it)
 CALLBACK = f"{PREFIX}/login/entra/callback"
 KEYS_TTL = 3600.0
 ERROR_CODE = re.compile(r"[a-z_]{1,60}")  # an OAuth error code (access_denied, consent_required, ...)
@@ -101,6 +102,13 @@ class EntraSignIn:
         return dict(claims)
 
 
+def flow_cookie(request: web.Request) -> tuple[str, str]:
+    """The name and path of the cookie that binds a sign-in to the browser that started it. Behind https it is
+    ``__Host-`` prefixed, as the session cookie is: a sibling host could otherwise plant its own sign-in's state
+    and send the browser to the callback with its own code (signing the victim in as someone else)."""
+    return (SECURE_FLOW_COOKIE, "/") if secure(request) else (FLOW_COOKIE, CALLBACK)
+
+
 def _entra(request: web.Request) -> EntraSignIn:
     oidc = board(request).oidc
     if oidc is None:
@@ -116,8 +124,8 @@ async def entra_start(request: web.Request) -> web.StreamResponse:
     await store_flow(b.app.deps, b.source, state, flow)
     response = web.Response(status=303, headers={"Location": flow["auth_uri"]})
     # Lax: the cookie must come back on the identity platform's redirect to us (a cross-site navigation)
-    response.set_cookie(FLOW_COOKIE, state, max_age=600, path=CALLBACK, httponly=True, samesite="Lax",
-                        secure=secure(request))
+    name, path = flow_cookie(request)
+    response.set_cookie(name, state, max_age=600, path=path, httponly=True, samesite="Lax", secure=secure(request))
     return response
 
 
@@ -126,7 +134,8 @@ async def entra_callback(request: web.Request) -> web.StreamResponse:
     b = board(request)
     query = dict(request.query)
     state = query.get("state", "")
-    if not state or request.cookies.get(FLOW_COOKIE) != state:
+    name, path = flow_cookie(request)
+    if not state or request.cookies.get(name) != state:
         return signin_page(request, status=403, message="This sign-in was not started in this browser.")
     if query.get("error"):  # named by its code only: the words of an address someone crafted never show
         code = query["error"] if ERROR_CODE.fullmatch(query["error"]) else "an error"
@@ -159,5 +168,5 @@ async def entra_callback(request: web.Request) -> web.StreamResponse:
     # SameSite=Strict cookie would not go along on a redirect; the page's own navigation is same-site.
     response = html(request, "continue.html", viewer=None)
     set_session(request, response, signed.session)
-    response.del_cookie(FLOW_COOKIE, path=CALLBACK)
+    response.del_cookie(name, path=path, secure=secure(request), httponly=True, samesite="Lax")
     return response
