@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hmac
 import signal
 from collections.abc import Callable
 from typing import Any
@@ -34,8 +35,17 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text; with ``ACCESSBOT_METRICS_TOKEN`` set, only for ``Authorization: Bearer <token>``
+    (Prometheus' ``authorization`` / ``bearer_token_file``), else 401 saying nothing more."""
     from bot.health import render_metrics
 
+    token = request.app[APP_KEY].settings.metrics_token
+    if token:
+        given = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"),
+                                   f"Bearer {token}".encode("utf-8", "surrogateescape")):
+            return web.Response(status=401, text="unauthorized\n",
+                                headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
     body, content_type = await render_metrics(request.app[APP_KEY])
     return web.Response(body=body, headers={"Content-Type": content_type})
 

@@ -52,6 +52,7 @@ class Settings:
     okta_scopes: str = ""  # empty: provisioning.okta_auth.DEFAULT_SCOPES
     public_url: str = ""  # empty: http://localhost:<port>
     sharepoint_drive_id: str = ""
+    metrics_token: str = ""  # set: GET /metrics wants "Authorization: Bearer <token>"
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -113,6 +114,7 @@ _ENV = {
     "okta_client_id": "ACCESSBOT_OKTA_CLIENT_ID", "okta_private_key": "ACCESSBOT_OKTA_PRIVATE_KEY",
     "okta_key_id": "ACCESSBOT_OKTA_KEY_ID", "okta_scopes": "ACCESSBOT_OKTA_SCOPES",
     "public_url": "ACCESSBOT_PUBLIC_URL", "sharepoint_drive_id": "ACCESSBOT_SHAREPOINT_DRIVE_ID",
+    "metrics_token": "ACCESSBOT_METRICS_TOKEN",
 }
 
 
