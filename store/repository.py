@@ -603,6 +603,9 @@ class SqlRepository(ReviewRepositoryMixin):
         return int(result.rowcount or 0)
 
 
+KEEP_READS = 2  # read connections a SQLite store keeps checked out between scopes
+
+
 class SqlStore:
     """Implements ``handlers.repository.Store`` on one SQLAlchemy async engine."""
 
@@ -619,17 +622,46 @@ class SqlStore:
         self._writes = self.engine.execution_options(immediate=True)  # SQLite: BEGIN IMMEDIATE (store/db.py)
         self._reads = self.engine.execution_options(
             **({"isolation_level": "AUTOCOMMIT"} if self.backend == "postgresql" else {STATEMENT_SNAPSHOTS: True}))
+        # SQLite on this process's file: a scope that ended cleanly keeps its connection checked out for the next
+        # one (the write connection, and up to KEEP_READS read connections). Checking a connection out of the pool
+        # and back in (the pool's reset, a task to shield the close, three turns of the event loop) cost more than
+        # the statements of a card refresh. A local file does not drop connections as a server does, so nothing is
+        # lost by not pinging them; PostgreSQL keeps the pool's checkout and its idle ping (store/db.py).
+        self._keep = self.backend == "sqlite"
+        self._kept_write: AsyncConnection | None = None
+        self._kept_reads: list[AsyncConnection] = []
 
     async def close(self) -> None:
+        kept, self._kept_reads = [*self._kept_reads, self._kept_write], []
+        self._kept_write = None
+        for conn in kept:
+            if conn is not None:
+                await conn.close()
         await self.engine.dispose()
+
+    @staticmethod
+    def _usable(conn: AsyncConnection | None) -> bool:
+        return conn is not None and not conn.closed and not conn.invalidated
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[SqlRepository]:
-        async with self._write_lock, self._writes.connect() as conn, conn.begin():
-            repo = SqlRepository(conn, writable=True)
-            if self.backend == "postgresql":
-                await repo._run(_WRITE_LOCK, {"k": WRITE_LOCK_KEY})
-            yield repo
+        async with self._write_lock:
+            conn, self._kept_write = self._kept_write, None
+            if conn is None or not self._usable(conn):
+                conn = await self._writes.connect()
+            clean = False
+            try:
+                async with conn.begin():
+                    repo = SqlRepository(conn, writable=True)
+                    if self.backend == "postgresql":
+                        await repo._run(_WRITE_LOCK, {"k": WRITE_LOCK_KEY})
+                    yield repo
+                clean = True
+            finally:
+                if clean and self._keep and self._usable(conn) and not conn.in_transaction():
+                    self._kept_write = conn
+                else:
+                    await conn.close()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[SqlRepository]:
@@ -637,8 +669,20 @@ class SqlStore:
         every statement sees its own snapshot inside a transaction or not, so BEGIN and COMMIT would
         only add two round trips; SQLite sends no BEGIN either, so it reads the same way (each
         statement its own snapshot) for two calls less per read."""
-        async with self._reads.connect() as conn:  # no begin(): the first SQLAlchemy statement autobegins,
-            yield SqlRepository(conn, writable=False)  # and none is needed for store.fast's statements
+        conn = self._kept_reads.pop() if self._kept_reads else None
+        if conn is None or not self._usable(conn):
+            conn = await self._reads.connect()  # no begin(): the first SQLAlchemy statement autobegins,
+        clean = False  # and none is needed for store.fast's statements
+        try:
+            yield SqlRepository(conn, writable=False)
+            clean = True
+        finally:
+            if clean and self._keep and self._usable(conn) and len(self._kept_reads) < KEEP_READS:
+                if conn.in_transaction():  # SQLAlchemy's autobegun one: no BEGIN was sent, nothing to undo
+                    await conn.rollback()
+                self._kept_reads.append(conn)
+            else:
+                await conn.close()
 
     async def audit_events(self, *, from_seq: int = 1, to_seq: int | None = None,
                            batch: int = 5000) -> AsyncIterator[Any]:

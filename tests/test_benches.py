@@ -65,7 +65,7 @@ def test_slack_ack_two_workers(pg_url: str) -> None:
 
 
 def test_lifecycle_floor_replays_each_connection_on_its_own(tmp_path: Path) -> None:
-    """A command's write transaction stays open while a read on another pooled connection ends (the pool's
+    """A command's write transaction can stay open while a read on another pooled connection ends (the pool's
     reset, a ROLLBACK there). The floor replays each connection's statements on a connection of its own, so
     every transaction we committed commits there too; on one connection, those ROLLBACKs would cut our
     transactions short, which the benchmark refuses to call a floor."""
@@ -85,7 +85,11 @@ def test_lifecycle_floor_replays_each_connection_on_its_own(tmp_path: Path) -> N
         _, together, _ = b.replay_sqlite(str(tmp_path / "together.db"), [(*s[:3], 0, s[4]) for s in statements])
         assert apart == ours_commits
         assert b.matched_differ(statements, matched) is None
-        assert together < ours_commits
+        # a ROLLBACK of another connection (a pool reset) replayed on the same one cuts our transactions short;
+        # the SQLite store keeps its connections checked out between scopes (no reset), PostgreSQL's pool resets
+        last_commit = max(i for i, s in enumerate(statements) if s[0] == "COMMIT")
+        resets = [s for s in statements[:last_commit] if s[0] == "ROLLBACK"]
+        assert together < ours_commits if resets else together == ours_commits
         assert await b.row_counts(f"sqlite:///{tmp_path}/ours.db") == await b.row_counts(
             f"sqlite:///{tmp_path}/apart.db")
 
