@@ -12,7 +12,7 @@ from typing import Any
 
 def cmd_evidence_export(args: argparse.Namespace) -> int:
     from bot.cli import existing_database
-    from bot.errors import CliError
+    from bot.errors import CliError, output_file
     from bot.evidence_commands import export_pack
     from bot.signing import SigningError
     from handlers.evidence import EvidenceMismatch, Period
@@ -22,7 +22,8 @@ def cmd_evidence_export(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(str(exc)) from None
     try:
-        summary = asyncio.run(export_pack(existing_database(args), period, Path(args.out), actor="cli"))
+        settings = existing_database(args)  # a database that is not there: no file or folder is made either
+        summary = asyncio.run(export_pack(settings, period, output_file(args.out), actor="cli"))
     except SigningError as exc:
         print(f"accessbot: no evidence pack written: {exc}", file=sys.stderr)
         return 1

@@ -12,6 +12,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bot.errors import output_file
 from bot.settings import Settings
 from handlers.evidence import create_private
 
@@ -65,6 +66,7 @@ def write_report(settings: Settings, campaign: str, out: Path) -> int:
     problem = _schema_problem(settings.database_url)
     if problem:
         return _fail(problem)
+    out = output_file(out)
     key = settings.env.get("ACCESSBOT_SIGNING_KEY", "")
     cert = settings.env.get("ACCESSBOT_SIGNING_CERT", "")
     signer = None

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bot.errors import output_file
 from bot.settings import PACKAGE_ROOT
 
 MANIFEST_DIR = PACKAGE_ROOT / "manifest" / "teams"
@@ -77,7 +78,7 @@ def write_package(out: Path, manifest: dict[str, Any], *, source: Path = MANIFES
 def cmd_package(args: argparse.Namespace) -> int:
     try:
         manifest = build_manifest(args.app_id, args.domain, teams_app_id=args.teams_app_id, version=args.version)
-        write_package(Path(args.out), manifest)
+        write_package(output_file(args.out), manifest)
     except PackageError as exc:
         print(f"accessbot: {exc}", file=sys.stderr)
         return 2
