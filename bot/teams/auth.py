@@ -2,9 +2,10 @@
 
 Inbound: :class:`InboundAuth` validates each activity's token with the SDK's ``JwtTokenValidator``
 (signature by the channel's published keys, RS256 only, expiry, audience = this app id), with
-two settings the SDK leaves off by default switched on, and turns every failure, whatever the
+three checks the SDK leaves off by default switched on, and turns every failure, whatever the
 SDK raised, into :class:`Unauthorized` (a 401 with nothing recorded):
 
+- an expiry (``exp``) is required: PyJWT checks one only when the token has it;
 - issuer validation (``validate_issuer``): only the Bot Framework channel's issuer is accepted;
 - the token's ``serviceurl`` claim must name the activity's ``serviceUrl`` (the SDK only logs a
   mismatch unless its outbound host allow-list is on, which would also refuse every address on
@@ -255,6 +256,12 @@ class InboundAuth:
             except Exception as exc:  # the SDK raises PyJWT errors, ValueError, KeyError, network errors …
                 log.info("activity refused", reason=type(exc).__name__, detail=str(exc)[:200])
                 raise Unauthorized(type(exc).__name__) from None
+            expires = identity.claims.get("exp")
+            if not isinstance(expires, int | float) or isinstance(expires, bool):
+                # PyJWT checks an expiry only when there is one: the Bot Framework's own validation requires it,
+                # and a token without one, once seen by anyone, would open the door for ever
+                log.info("activity refused", reason="the token has no expiry (exp)")
+                raise Unauthorized("no expiry")
             endorsed = _ENDORSED.get()
             if isinstance(endorsed, list) and CHANNEL not in endorsed:
                 # the Bot Framework signs every channel's tokens with keys endorsed per channel: a key that does

@@ -54,12 +54,20 @@ def _bad_headers(h: TeamsHarness, service_url: str) -> dict[str, str | None]:
             other_key, algorithm="RS256", headers={"kid": h.issuer.kid}),  # type: ignore[union-attr]
         "unsigned": "Bearer " + jwt.encode({"iss": "https://api.botframework.com", "aud": APP_ID,
                                             "serviceurl": service_url}, None, algorithm="none"),
+        # the channel's key, but no expiry: a token that, once leaked, would open the door for ever
+        "no expiry": "Bearer " + jwt.encode({"iss": "https://api.botframework.com", "aud": APP_ID,
+                                             "serviceurl": service_url}, h.issuer.key,  # type: ignore[union-attr]
+                                            algorithm="RS256", headers={"kid": h.issuer.kid}),  # type: ignore[union-attr]
+        "an expiry that is no number": "Bearer " + jwt.encode(
+            {"iss": "https://api.botframework.com", "aud": APP_ID, "serviceurl": service_url, "exp": None},
+            h.issuer.key, algorithm="RS256", headers={"kid": h.issuer.kid}),  # type: ignore[union-attr]
     }
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "garbage", "not bearer", "expired", "wrong audience",
                                   "wrong issuer", "wrong service url", "unknown signing key",
-                                  "signed by another key under our kid", "unsigned"])
+                                  "signed by another key under our kid", "unsigned", "no expiry",
+                                  "an expiry that is no number"])
 async def test_invalid_tokens_are_refused_with_nothing_recorded(teams_secured: TeamsHarness, case: str) -> None:
     h = teams_secured
     before = len(await h.events())

@@ -148,14 +148,18 @@ async def test_a_kept_token_is_validated_again_at_its_expiry_or_after_five_minut
     await inbound.authenticate(f"Bearer {long}", activity)
     assert inbound.validations == 4
 
-    # a token past its exp, accepted only within the leeway, and one without exp: never kept
+    # a token past its exp, accepted only within the leeway: never kept; one without exp: refused, never kept
     stale = issuer.token(audience=APP_ID, service_url=url, expires_in=-10)
     claims = jwt.decode(long, options={"verify_signature": False})
     del claims["exp"]
     timeless = jwt.encode(claims, issuer.key, algorithm="RS256", headers={"kid": issuer.kid})
     now[0] = time.time()
     for token in (stale, timeless, stale, timeless):
-        await inbound.authenticate(f"Bearer {token}", activity)
+        if token is timeless:
+            with pytest.raises(Unauthorized):
+                await inbound.authenticate(f"Bearer {token}", activity)
+        else:
+            await inbound.authenticate(f"Bearer {token}", activity)
     assert inbound.validations == 8
 
 
