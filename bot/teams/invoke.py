@@ -47,8 +47,10 @@ def card_response(card: dict[str, Any], *, tracks: int | None = None) -> InvokeR
 
 
 def _field(data: dict[str, Any], key: str) -> str | None:
+    """A card input's text (a number as Teams may send it), None when empty or no text: an object, a list or a
+    boolean is a tampered payload, never taken as a reason or a comment in Python's spelling of it."""
     value = data.get(key)
-    if value is None:
+    if value is None or isinstance(value, bool | dict | list):
         return None
     text = str(value).strip()[:MAX_FIELD]
     return text or None

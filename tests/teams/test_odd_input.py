@@ -98,3 +98,19 @@ async def test_a_channel_id_with_half_an_emoji_is_not_an_activity_secured(teams_
     status, body = await _post_raw(teams_secured, _surrogate_channel(teams_secured, kind), True)
     await teams_secured.idle()
     assert status == 400, body
+
+
+async def test_a_card_input_that_is_no_text_is_taken_as_left_empty(teams_secured: TeamsHarness) -> None:
+    # Input.Text always sends text: an object, a list or a boolean in its place is a tampered payload, and is never
+    # recorded as a reason or a comment in Python's spelling of it ("{'x': [1, 2]}", "True")
+    h = teams_secured
+    status, _ = await h.say("bob@example.com", "request staging-admin for 4h because x")
+    assert status == 200
+    for reason in ({"x": [1, 2]}, ["a"] * 1000, True):
+        card = await h.click(MARK, "deny", {"request_id": 1, "comment": reason})
+        assert "say why" in json.dumps(card), card
+    assert await h.events("approval.denied") == []
+    assert (await h.request(1)).state == "pending"
+    await h.click(MARK, "approve", {"request_id": 1, "comment": {"looks": "good"}})
+    granted = await h.events("approval.granted")
+    assert len(granted) == 1 and granted[0]["data"]["comment"] is None, granted
