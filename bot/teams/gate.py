@@ -106,6 +106,8 @@ class Gate:
         named = activity_tenants(activity)
         if self.mode == SECURED and len(named) < 2:  # Teams names it twice; only channelData is client-written
             return Refusal(403, "the activity does not name its tenant in both its conversation and channelData")
+        if len(set(named)) > 1:  # Teams names one tenant twice; two are a forged or broken activity
+            return Refusal(403, "the activity names two different tenants in its conversation and channelData")
         if self.tenants and any(t not in self.tenants for t in named):
             return Refusal(403, "this bot does not serve your tenant")
         return None
