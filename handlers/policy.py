@@ -13,10 +13,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from handlers.durations import format_duration
+from handlers.files import read_regular
 
 if TYPE_CHECKING:
     from handlers.reviews.model import Review
@@ -215,7 +215,7 @@ def parse_policy(raw: bytes, source: str = "<policy>") -> Policy:
 
 def load_policy(path: str | os.PathLike[str]) -> Policy:
     try:
-        raw = Path(path).read_bytes()
+        raw = read_regular(path)
     except OSError as exc:
         raise PolicyError([PolicyIssue(None, str(path), f"cannot read the policy file ({exc.strerror})")]) from None
     return parse_policy(raw, str(path))

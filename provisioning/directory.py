@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from handlers.context import scope_cache
+from handlers.files import read_regular
 from handlers.ports import Member, MembershipOverlay, Person, ProviderError
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -206,7 +207,7 @@ class DirectoryProvider:
         if self._cache is not None and self._stat == key:
             return self._cache[1]
         try:
-            raw = self.path.read_bytes()
+            raw = read_regular(self.path)
         except OSError as exc:
             raise DirectoryError(f"{self.path}: cannot read the directory file ({exc.strerror})") from None
         digest = hashlib.sha256(raw).digest()

@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from handlers.anchors import Anchored, compare, is_seq, read_anchors
 from handlers.audit import format_ts
+from handlers.files import read_regular
 from store import schema as t
 from store.repository import SqlStore
 
@@ -132,7 +133,7 @@ async def check_anchor_file(store: SqlStore, path: str | Path) -> tuple[list[Anc
     """(anchors, problems) of the chain in ``store`` against the anchor file at ``path``."""
     file = Path(path)
     try:
-        text = await asyncio.to_thread(file.read_text, encoding="utf-8")
+        text = (await asyncio.to_thread(read_regular, file)).decode("utf-8")
     except OSError as exc:
         return [], [f"cannot read the anchor file {file}: {exc.strerror or exc}"]
     except UnicodeDecodeError as exc:
