@@ -91,6 +91,9 @@ async def _resolve_groups(deps: Deps, settings: Settings, *, persist: bool) -> R
                          + "\n  ".join(exc.problems)) from None
     for problem in resolution.stale:
         log.warning("group of an open grant not resolved", problem=problem)
+    for (provider, ref), why in sorted(resolution.pending.items()):
+        log.warning("policy group name not resolved yet: checks needing it answer 'could not check' until "
+                    f"{provider} answers", group=ref, provider=provider, reason=why)
     for warning in resolution.warnings:
         log.warning("policy", issue=str(warning))
     return resolution

@@ -174,6 +174,9 @@ class PolicyWatch:
         for problem in resolution.stale:
             if not self.quiet:
                 log.warning("group of an open grant not resolved", problem=problem)
+        for (provider, ref), why in sorted(resolution.pending.items()):
+            if not self.quiet:  # resolved at its next use; checks needing it fail closed until then
+                log.warning("policy group name not resolved yet", group=ref, provider=provider, reason=why)
         if not self.quiet:
             log.info("policy loaded", version=new.version, sha256=new.sha256, previous=old.version)
         return PolicyChange(old, new)

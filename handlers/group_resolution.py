@@ -1,19 +1,27 @@
 """Resolving the policy's group references to ids once, when the policy loads (issue 9, item 4).
 
 Every group a profile provisions into and every ``member_of`` group at the identity source is
-looked up at a provider that can find groups (``find_groups``: Entra). The first answer is kept
-in the store for good: a group someone creates later with the same display name changes
+looked up at a provider that can find groups (``find_groups``: Entra, Okta). The first answer is
+kept in the store for good: a group someone creates later with the same display name changes
 nothing, across restarts. A reference that is unknown, or ambiguous when first resolved, refuses
 the start, naming the profile and the group; so does one group spelled two ways by two
 profiles (grants of both must be seen as one membership).
+
+A provider that says ``resolve_later`` (Okta) does not refuse the start when it cannot be reached:
+its names stay pending (:attr:`handlers.groups.GroupIds.pending`) and are resolved at their next
+use (:func:`resolve_pending`, before each command and sweep); meanwhile a check that needs one
+fails closed ("could not check"). A reference the provider marks as an id (``group_id``) is its
+own key and is not looked up.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
+
+import structlog
 
 from handlers.context import SYSTEM, Deps
 from handlers.groups import GroupIds, overlap_warnings
@@ -22,6 +30,8 @@ from handlers.ports import ProviderError
 from handlers.records import HOLDING_STATES
 
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
+
+log = structlog.get_logger("accessbot")
 
 
 @runtime_checkable
@@ -47,6 +57,7 @@ class Resolution:
     new: list[tuple[str, str, str]] = field(default_factory=list)  # (provider, ref, id) resolved this time
     warnings: list[PolicyIssue] = field(default_factory=list)  # overlaps, compared by id
     stale: list[str] = field(default_factory=list)  # references in the store that could not be resolved
+    pending: dict[tuple[str, str], str] = field(default_factory=dict)  # left for later: the provider did not answer
 
 
 def policy_refs(policy: Policy, identity: str) -> dict[tuple[str, str], list[str]]:
@@ -96,11 +107,14 @@ async def resolve_groups(deps: Deps, *, persist: bool = True) -> Resolution:
     problems: list[str] = []
     unreachable: list[str] = []
     for (provider, ref), who in [*wanted.items(), *((k, []) for k in sorted(extra))]:
-        if (provider, ref) in known:
+        if (provider, ref) in known or _is_id(finders[provider], ref):
             continue
         try:
             ids = await finders[provider].find_groups(ref)  # type: ignore[attr-defined]
         except ProviderError as exc:
+            if who and exc.transient and getattr(finders[provider], "resolve_later", False):
+                result.pending[(provider, ref)] = f"{provider} did not answer: {str(exc)[:200]}"
+                continue
             problem = f"{', '.join(who) or 'a grant'}: {provider} group {ref!r} could not be resolved ({exc})"
             (problems if who else result.stale).append(problem)
             if who:
@@ -122,13 +136,75 @@ async def resolve_groups(deps: Deps, *, persist: bool = True) -> Resolution:
                 await repo.append("group.resolved", actor=SYSTEM, ts=now,
                                   data={"provider": provider, "group": ref, "id": gid})
     result.stale += _respelled(deps.policy, result.ids, extra)
-    deps.groups = GroupIds(identity=identity, ids=result.ids)
+    deps.groups = GroupIds(identity=identity, ids=result.ids, pending=dict(result.pending))
+    _pin(finders, result.ids)
+    result.warnings = overlap_warnings(deps.policy, key=deps.groups.key, identity=identity)
+    return result
+
+
+def _is_id(finder: object, ref: str) -> bool:
+    """The provider knows ``ref`` as an id already (Okta: ``00g…``): it is its own key, nothing to look up."""
+    group_id = getattr(finder, "group_id", None)
+    return group_id is not None and group_id(ref) is not None
+
+
+def _pin(finders: dict[str, object], ids: Mapping[tuple[str, str], str]) -> None:
     for name, provider in finders.items():
         pin = getattr(provider, "pin_groups", None)
         if pin is not None:
-            pin({ref: gid for (p, ref), gid in result.ids.items() if p == name})
-    result.warnings = overlap_warnings(deps.policy, key=deps.groups.key, identity=identity)
-    return result
+            pin({ref: gid for (p, ref), gid in ids.items() if p == name})
+
+
+async def resolve_pending(deps: Deps, *, persist: bool = True) -> list[str]:
+    """Resolve the references left pending when the policy loaded (their provider did not answer), as the
+    load would have: one group of that name is kept for good (stored, ``group.resolved``); none or several
+    leave it pending, so checks needing it still fail closed, and are logged as the policy error they are.
+    Returns what is still pending, each with why. Called outside any store transaction (it writes, unless
+    not ``persist``: a dry run)."""
+    groups = deps.groups
+    if not groups.pending:
+        return []
+    async with deps.store.read() as repo:
+        known = await repo.group_ids()
+    found: list[tuple[str, str, str]] = []
+    for provider, ref in sorted(groups.pending):
+        if (provider, ref) in known:  # resolved meanwhile by another process: its answer stands
+            groups.settle(provider, ref, known[(provider, ref)])
+            continue
+        finder = deps.providers.get(provider)
+        if not isinstance(finder, GroupFinder):
+            continue
+        try:
+            ids = await finder.find_groups(ref)
+        except ProviderError as exc:
+            groups.pending[(provider, ref)] = f"{provider} did not answer: {str(exc)[:200]}"
+            continue
+        if len(ids) == 1:
+            found.append((provider, ref, ids[0]))
+        else:
+            who = policy_refs(deps.policy, groups.identity).get((provider, ref)) or ["the policy"]
+            problem = _problem(who, provider, ref, ids)
+            if groups.pending.get((provider, ref)) != problem:
+                log.error("policy group reference cannot be resolved; checks needing it fail closed",
+                          problem=problem)
+            groups.pending[(provider, ref)] = problem
+    if found and not persist:
+        for provider, ref, gid in found:
+            groups.settle(provider, ref, gid)
+    elif found:
+        now = deps.now()
+        async with deps.store.write() as repo:
+            stored = await repo.group_ids()
+            for provider, ref, gid in found:
+                if (provider, ref) in stored:
+                    gid = stored[(provider, ref)]
+                else:
+                    await repo.save_group_id(provider, ref, gid, now)
+                    await repo.append("group.resolved", actor=SYSTEM, ts=now,
+                                      data={"provider": provider, "group": ref, "id": gid})
+                groups.settle(provider, ref, gid)
+        _pin({n: p for n, p in deps.providers.items() if isinstance(p, GroupFinder)}, groups.ids)
+    return [f"{provider} group {ref!r}: {why}" for (provider, ref), why in sorted(groups.pending.items())]
 
 
 def _respelled(policy: Policy, ids: dict[tuple[str, str], str], stored: set[tuple[str, str]]) -> list[str]:

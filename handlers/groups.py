@@ -1,10 +1,12 @@
 """Which group a policy's group reference means, and where one profile's group feeds another's rules.
 
 A profile's ``group`` and a rule's ``member_of`` may name a group by id or by display name. At a
-provider where anyone can create a group (Entra), a display name proves nothing: the names are
-resolved to object ids once, when the policy loads (:mod:`handlers.group_resolution`), and from
-then on groups are compared by that id. :class:`GroupIds` holds the answer; without one (the
-embedded directory, ``policy check`` offline) a reference is its own key.
+provider where anyone can create a group (Entra, Okta), a display name proves nothing: the names are
+resolved to ids once, when the policy loads (:mod:`handlers.group_resolution`), and from then on
+groups are compared by that id. :class:`GroupIds` holds the answer; without one (the embedded
+directory, ``policy check`` offline) a reference is its own key. A name Okta could not be asked
+about yet is ``pending``: a check that needs it fails closed (:class:`GroupNotResolved`) until it
+is resolved.
 """
 
 from __future__ import annotations
@@ -13,22 +15,41 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from handlers.policy import Policy, PolicyIssue
+from handlers.ports import ProviderError
+
+
+class GroupNotResolved(ProviderError):
+    """A check needed a group name the provider has not resolved yet (it did not answer): nobody is judged by
+    it, neither eligible nor a mover, until it is."""
 
 
 @dataclass
 class GroupIds:
-    """(provider, reference as written) → the id the provider knows the group by."""
+    """(provider, reference as written) → the id the provider knows the group by; ``pending``: references
+    the provider could not be asked about yet (see :func:`handlers.group_resolution.resolve_pending`)."""
 
     identity: str = "directory"  # the provider people's attributes and memberships come from
     ids: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    pending: dict[tuple[str, str], str] = field(default_factory=dict)  # reference → why it is not resolved
 
     def key(self, provider: str, ref: str) -> str:
         ref = str(ref).strip()
         return self.ids.get((provider, ref), ref)
 
     def member_key(self, ref: str) -> str:
-        """The key of a ``member_of`` reference: groups at the identity source."""
+        """The key of a ``member_of`` reference: groups at the identity source. A pending name raises
+        :class:`GroupNotResolved` (the provider did not answer): the check cannot be made."""
+        ref = str(ref).strip()
+        why = self.pending.get((self.identity, ref))
+        if why is not None:
+            raise GroupNotResolved(f"could not check: {self.identity} group {ref!r} is not resolved yet ({why})",
+                                   transient=True)
         return self.key(self.identity, ref)
+
+    def settle(self, provider: str, ref: str, gid: str) -> None:
+        """A pending reference resolved (at its first use after the provider answered again)."""
+        self.ids = {**self.ids, (provider, ref): gid}
+        self.pending.pop((provider, ref), None)
 
 
 def _fold(value: str) -> str:

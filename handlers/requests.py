@@ -12,6 +12,7 @@ from handlers.durations import DurationError, format_duration, parse_duration
 from handlers.eligibility import PLAIN, Memberships, auto_approve_rule, ineligibility, memberships_of
 from handlers.grammar import RequestAccess, find_ticket
 from handlers.grants import plan_add, run_op
+from handlers.groups import GroupNotResolved
 from handlers.policy import Profile, Rule
 from handlers.ports import Notice, Person
 from handlers.present import request_view
@@ -21,7 +22,10 @@ from handlers.views import FormRequest, ProfileView, Reply, refused
 
 
 def profile_view(profile: Profile, person: Person | None, memberships: Memberships = PLAIN) -> ProfileView:
-    why = ineligibility(profile, person, memberships) if person else "unknown user"
+    try:
+        why = ineligibility(profile, person, memberships) if person else "unknown user"
+    except GroupNotResolved:  # a group name its rules use is not resolved yet: not shown as eligible
+        why = "could not check: a group its rules name is not resolved yet"
     return ProfileView(
         id=profile.id, title=profile.title, risk=profile.risk, eligible=why is None, reason=why,
         default_duration=format_duration(profile.default_duration),

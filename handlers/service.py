@@ -31,6 +31,8 @@ from handlers.grammar import (
     parse,
 )
 from handlers.grants import run_due_ops
+from handlers.group_resolution import resolve_pending
+from handlers.groups import GroupNotResolved
 from handlers.policy import Policy
 from handlers.ports import Person, ProviderError
 from handlers.reviews.commands import REVIEW_COMMANDS, handle_review, parse_review
@@ -45,6 +47,9 @@ def provider_unavailable(cmd: Command, exc: ProviderError) -> Reply:
     """A look-up the command needed failed at the identity provider (after its own retries). The write
     transaction it was part of rolled back with it. The answer names no person (the asker may not see
     the request whose chain was being read), only that the provider did not answer."""
+    if isinstance(exc, GroupNotResolved):  # a group name of the policy Okta has not answered for yet
+        return Reply(text=f"Could not finish `{command_name(cmd)}`: {exc}. Try again in a moment.",
+                     ok=False, kind="refusal", rule=PROVIDER_UNAVAILABLE)
     status = f" (HTTP {exc.status})" if exc.status else ""
     return Reply(text=f"Could not finish `{command_name(cmd)}`: the identity provider did not answer{status}. "
                       "Try again in a moment.",
@@ -104,6 +109,8 @@ class AccessService:
         if not isinstance(cmd, RequestAccess) and (problem := over_limit(cmd)) is not None:
             rule, text = problem
             return Reply(text=f"Refused ({rule}): {text}.", ok=False, kind="refusal", rule=rule)
+        if self.deps.groups.pending:  # group names the provider did not answer for at the load: resolved now
+            await resolve_pending(self.deps)
         try:
             with one_lookup_per_person():
                 known_person(actor)

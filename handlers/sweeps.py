@@ -250,7 +250,11 @@ async def sweep(deps: Deps, *, dry_run: bool = False, drift: bool = True) -> Swe
 
 async def leavers_and_movers(deps: Deps, report: SweepReport) -> None:
     """The leavers' and the movers' removals of one sweep, counted together against the safety brake (SPEC §3.6):
-    what ``accessbot sweep`` and the server's termination job both run."""
+    what ``accessbot sweep`` and the server's termination job both run. Group names left unresolved at the load
+    (the provider did not answer) are resolved first; one that still is judges nobody (``could not check``)."""
+    from handlers.group_resolution import resolve_pending
+
+    await resolve_pending(deps, persist=not report.dry_run)
     leaving, moving = await plan_leavers(deps, report), await plan_movers(deps, report)
     together = len(leaving[1]) + len(moving[0])
     await terminate_inactive(deps, report, leaving, together)

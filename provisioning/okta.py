@@ -1,7 +1,10 @@
 """Okta through its management API: people (``Directory``) and group membership
 (``GroupProvider``).
 
-Groups are named by id (Okta group names are not unique). Okta paces clients with
+A profile names its group by id (Okta group names are not unique); a ``member_of`` condition may name a
+group by its name, which is resolved to the group's id when the policy loads (``find_groups``,
+:mod:`handlers.group_resolution`): a person's groups are read as ids only, so a second group given the
+same name later proves nothing. Okta paces clients with
 ``X-Rate-Limit-Remaining`` / ``X-Rate-Limit-Reset`` (epoch seconds): when none remain, the next
 call waits for the reset, and a 429 is retried once the reset has passed (SPEC §2.4). Retries go
 through the shared loop in :mod:`provisioning.http`.
@@ -10,6 +13,7 @@ through the shared loop in :mod:`provisioning.http`.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -32,6 +36,7 @@ from provisioning.okta_auth import OktaCredentials, SswsToken
 
 INACTIVE_STATUSES = frozenset({"SUSPENDED", "DEPROVISIONED"})
 AMBIGUOUS = 409  # the status of the error naming an email that several live accounts carry
+GROUP_ID_RE = re.compile(r"^00g[0-9A-Za-z]+$")  # Okta group ids: ``00g`` and letters and digits
 
 
 def _okta_error(reply: Reply) -> str:
@@ -61,6 +66,9 @@ class OktaProvider:
     """Implements ``Directory`` and ``GroupProvider`` against the Okta management API."""
 
     name = "okta"
+    # a group name the policy uses that cannot be resolved because Okta does not answer is resolved at its next
+    # use (checks needing it fail closed meanwhile) rather than refusing the start (handlers.group_resolution)
+    resolve_later = True
 
     def __init__(
         self,
@@ -86,6 +94,7 @@ class OktaProvider:
         self._ssl = ssl_context()
         self._paused_until = 0.0
         self._user_ids: dict[str, str] = {}
+        self._group_ids: dict[str, str] = {}  # names the policy uses → the ids resolved when it loaded
 
     async def close(self) -> None:
         if self._owns_session and self._session is not None:
@@ -232,10 +241,9 @@ class OktaProvider:
         return self._email(manager) if manager else login.lower()
 
     async def _memberships(self, user_id: str) -> frozenset[str]:
-        names: set[str] = set()
-        for group in await self._pages(f"/users/{user_id}/groups", None, "memberships"):
-            names.update(str(v) for v in (group.get("id"), (group.get("profile") or {}).get("name")) if v)
-        return frozenset(names)
+        """The ids of the person's groups; never their names, which anyone who may create a group can copy."""
+        groups = await self._pages(f"/users/{user_id}/groups", None, "memberships")
+        return frozenset(str(g["id"]) for g in groups if g.get("id"))
 
     async def _person(self, user: dict[str, Any]) -> Person:
         profile = user.get("profile") or {}
@@ -262,6 +270,34 @@ class OktaProvider:
 
     # ----- GroupProvider ---------------------------------------------------------------------
 
+    @staticmethod
+    def group_id(ref: str) -> str | None:
+        """``ref`` itself when it is a group id (no look-up needed: an id names one group), else None."""
+        ref = ref.strip()
+        return ref if GROUP_ID_RE.match(ref) else None
+
+    async def find_groups(self, ref: str) -> list[str]:
+        """The ids of every group this name could mean: each group whose ``profile.name`` is ``ref``
+        (``GET /groups?search=profile.name eq "…"``, paged by the ``Link`` header; names compare
+        case-insensitively, as Okta's ``eq`` does). An id is itself."""
+        ref = ref.strip()
+        if (gid := self.group_id(ref)) is not None:
+            return [gid]
+        literal = ref.replace("\\", "\\\\").replace('"', '\\"')
+        groups = await self._pages("/groups", {"search": f'profile.name eq "{literal}"', "limit": "200"},
+                                   f"group {ref}")
+        wanted = ref.casefold()
+        return sorted({str(g["id"]) for g in groups
+                       if g.get("id") and str((g.get("profile") or {}).get("name") or "").strip().casefold() == wanted})
+
+    def pin_groups(self, ids: dict[str, str]) -> None:
+        """Use these ids (resolved when the policy loaded) for groups a profile names by name."""
+        self._group_ids = dict(ids)
+
+    def _gid(self, group: str) -> str:
+        group = group.strip()
+        return self._group_ids.get(group, group)
+
     async def _user_id(self, email: str) -> str | None:
         key = email.strip().lower()
         if key not in self._user_ids:
@@ -272,6 +308,7 @@ class OktaProvider:
         return self._user_ids[key]
 
     async def add_member(self, group: str, email: str) -> None:
+        group = self._gid(group)
         uid = await self._user_id(email)
         what = f"add {email} to {group}"
         if uid is None:
@@ -286,6 +323,7 @@ class OktaProvider:
             raise self._error(reply, what)
 
     async def remove_member(self, group: str, email: str) -> None:
+        group = self._gid(group)
         what = f"remove {email} from {group}"
         try:
             uid = await self._user_id(email)
@@ -311,12 +349,14 @@ class OktaProvider:
                 raise self._error(reply, what)
 
     async def list_members(self, group: str) -> list[str]:
+        group = self._gid(group)
         users = await self._pages(f"/groups/{quote(group, safe='')}/users", {"limit": "200"}, f"members of {group}")
         return [email for email in (self._email(u) for u in users) if email]
 
     async def snapshot_members(self, group: str) -> list[Member]:
         """The group's members with attributes, manager (``managerId`` looked up once per manager, else
         ``manager`` as a login) and last sign-in (``lastLogin``), paged by the ``Link`` header."""
+        group = self._gid(group)
         users = await self._pages(f"/groups/{quote(group, safe='')}/users", {"limit": "200"}, f"members of {group}")
         by_id = {str(u.get("id")): u for u in users}
         managers: dict[str, str | None] = {}

@@ -11,6 +11,7 @@ from handlers.compliance.brake import may_remove
 from handlers.context import Deps
 from handlers.eligibility import ineligibility, memberships_of
 from handlers.grants import run_due_ops
+from handlers.groups import GroupNotResolved
 from handlers.ports import Notice
 from handlers.records import ACTIVE, RequestRecord
 
@@ -45,7 +46,12 @@ async def plan_movers(deps: Deps, report: SweepReport) -> tuple[list[tuple[Reque
             continue
         if person is None or not person.active:
             continue  # a leaver, or someone within the unknown grace: the leaver sweep decides
-        why = ineligibility(profile, person, await memberships_of(deps, person.email))
+        try:
+            why = ineligibility(profile, person, await memberships_of(deps, person.email))
+        except GroupNotResolved as exc:  # a group name its rules use is not resolved: nobody is judged by it
+            report.unchecked.append(f"{record.requester} ({record.ref}, movers): {str(exc)[:300]}")
+            complete = False
+            continue
         if why is not None:
             due.append((record, mover_reason(why)))
     return due, complete

@@ -10,6 +10,8 @@
     .members(ref)              the remote side's truth, sorted lower-case emails
     .standin                   the stand-in (faults, request log), or None for a provider
                                without one (fault tests skip)
+    .groups_by_name            whether a person's groups list the groups' names as well as their
+                               refs (Okta lists ids only: a name anyone could copy is no membership)
 
 To add a provider, register an async generator factory ``(request) -> ProviderEnv`` in
 ``PROVIDER_ENVS`` (e.g. ``PROVIDER_ENVS["directory"] = directory_env``); the contract suite
@@ -45,6 +47,7 @@ class ProviderEnv:
 
     provider: Any
     standin: StandIn | None = None
+    groups_by_name: bool = True
 
     def seed_user(self, email: str, **attrs: Any) -> None:
         raise NotImplementedError
@@ -80,6 +83,8 @@ class EntraEnv(ProviderEnv):
 
 
 class OktaEnv(ProviderEnv):
+    groups_by_name = False  # people's groups are read as ids; member_of names are resolved to ids at the load
+
     def __init__(self, okta: OktaStandIn, **overrides: Any) -> None:
         self.standin = self.okta = okta
         self.provider = OktaProvider(org_url=okta.url, token=okta.token, **{**FAST, **overrides})

@@ -3,6 +3,9 @@
     GET    /api/v1/users/{id|login}            404 E0000007 when unknown
     GET    /api/v1/users?search=profile.email eq "…"   (also ``filter=``)
     GET    /api/v1/users/{id}/groups
+    GET    /api/v1/groups?search=profile.name eq "…"&limit=…&after=…   paged with ``Link: <…>; rel="next"``
+    GET    /api/v1/groups?q=…                  a name prefix, at most ``limit`` (300), not paged (as Okta)
+    GET    /api/v1/groups/{gid}
     GET    /api/v1/groups/{gid}/users?limit=…&after=…  paged with ``Link: <…>; rel="next"``
     PUT    /api/v1/groups/{gid}/users/{uid}    204, idempotent
     DELETE /api/v1/groups/{gid}/users/{uid}    204, idempotent
@@ -107,6 +110,10 @@ class OktaStandIn(StandIn):
             self.groups[gid] = {"id": gid, "type": "OKTA_GROUP", "profile": {"name": name, "description": None}}
             self.members[gid] = []
         return gid
+
+    def rename_group(self, group_id: str, name: str) -> None:
+        with self.lock:
+            self.groups[group_id]["profile"]["name"] = name
 
     def add_member(self, group_id: str, email: str) -> None:
         with self.lock:
@@ -278,10 +285,14 @@ class OktaStandIn(StandIn):
                     return web.json_response(self.users[uid])
                 if seg[2:] == ["groups"] and method == "GET":
                     return web.json_response([self.groups[g] for g, ms in self.members.items() if uid in ms])
+            if seg == ["groups"] and method == "GET":
+                return self._groups(request)
             if seg[0] == "groups" and len(seg) >= 2:
                 gid = seg[1]
                 if gid not in self.groups:
                     return _error(404, "E0000007", f"Not found: Resource not found: {gid} (UserGroup)")
+                if len(seg) == 2 and method == "GET":
+                    return web.json_response(self.groups[gid])
                 if seg[2:] == ["users"] and method == "GET":
                     return self._page(request, gid)
                 if len(seg) == 4 and seg[2] == "users":
@@ -297,6 +308,36 @@ class OktaStandIn(StandIn):
                             self.members[gid].remove(uid)
                         return web.Response(status=204)
             return _error(404, "E0000022", f"The endpoint does not support the provided HTTP method: {method}")
+
+    def _groups(self, request: web.Request) -> web.Response:
+        """``GET /groups``: ``q`` (a name prefix, not paged), ``search`` (``profile.name eq``, paged by
+        ``after`` = the last group id of the page before), else every group, paged."""
+        query = request.query
+        if "q" in query:
+            prefix = query["q"].casefold()
+            found = [g for g in self.groups.values() if g["profile"]["name"].casefold().startswith(prefix)]
+            return web.json_response(found[: int(query.get("limit", "300"))])
+        expr = query.get("search") or ""
+        if expr:
+            m = SEARCH_RE.match(expr)
+            if not m or m.group(1) not in ("name", "description"):
+                return _error(400, "E0000031", f"Invalid search criteria: {expr}")
+            value = re.sub(r"\\(.)", r"\1", m.group(2)).casefold()
+            found = [g for g in self.groups.values() if str(g["profile"].get(m.group(1)) or "").casefold() == value]
+        else:
+            found = list(self.groups.values())
+        ids = [g["id"] for g in found]
+        limit = min(int(query.get("limit", "200")), self.page_size)
+        after = query.get("after")
+        start = ids.index(after) + 1 if after in ids else 0
+        page = found[start:start + limit]
+        base = f"{self.url}/api/v1/groups"
+        keep = {k: v for k, v in query.items() if k in ("search", "limit")}
+        resp = web.json_response(page)
+        resp.headers.add("Link", f'<{base}?{urlencode(keep)}>; rel="self"')
+        if start + limit < len(found):
+            resp.headers.add("Link", f'<{base}?{urlencode({**keep, "after": page[-1]["id"]})}>; rel="next"')
+        return resp
 
     def _page(self, request: web.Request, gid: str) -> web.Response:
         limit = min(int(request.query.get("limit", "200")), self.page_size)
