@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from handlers.approvals import not_found, sees
 from handlers.context import Deps
-from handlers.eligibility import memberships_of
 from handlers.present import request_view, resolved_chain
 from handlers.records import ACTIVE, APPROVED, HOLDING_STATES, OPEN_STATES, PENDING, DecisionRecord, RequestRecord
-from handlers.requests import profile_view
+from handlers.requests import profile_views
 from handlers.views import Reply, RequestView
 
 HELP_ANYONE = [
@@ -51,9 +50,7 @@ def help_reply(deps: Deps, actor: str, prefix: str = "") -> Reply:
 
 
 async def profiles(deps: Deps, actor: str) -> Reply:
-    person = await deps.person(actor)
-    held = await memberships_of(deps, actor)
-    views = tuple(profile_view(p, person, held) for p in deps.policy.profiles)
+    views = await profile_views(deps, await deps.person(actor))
     lines = [f"Profiles (policy {deps.policy.version}):"]
     for v in views:
         mark = "eligible" if v.eligible else f"not eligible ({v.reason})"

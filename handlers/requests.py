@@ -21,7 +21,10 @@ from handlers.text import too_long
 from handlers.views import FormRequest, ProfileView, Reply, refused
 
 
-def profile_view(profile: Profile, person: Person | None, memberships: Memberships = PLAIN) -> ProfileView:
+def profile_view(profile: Profile, person: Person | None, memberships: Memberships) -> ProfileView:
+    """How one profile looks to ``person``: ``memberships`` must be :func:`memberships_of` the person (the
+    ``member_of`` groups by the ids resolved at the load, this bot's grants left out), as a request is judged;
+    :func:`profile_views` gives every profile so."""
     try:
         why = ineligibility(profile, person, memberships) if person else "unknown user"
     except GroupNotResolved:  # a group name its rules use is not resolved yet: not shown as eligible
@@ -34,6 +37,13 @@ def profile_view(profile: Profile, person: Person | None, memberships: Membershi
         ticket_required=bool(profile.ticket and profile.ticket.required),
         exception_allowed=profile.exception is not None,
     )
+
+
+async def profile_views(deps: Deps, person: Person | None) -> tuple[ProfileView, ...]:
+    """Every profile of the policy in force as ``person`` sees it, eligibility judged as a request would be (the
+    ``profiles`` list, the chat request forms, the dashboard's person page)."""
+    held = await memberships_of(deps, person.email) if person is not None else PLAIN
+    return tuple(profile_view(p, person, held) for p in deps.policy.profiles)
 
 
 async def refuse(deps: Deps, actor: str, rule: str, text: str, *, profile: str | None = None,
@@ -75,7 +85,7 @@ async def submit(deps: Deps, actor: Person, cmd: RequestAccess, *, forms: bool =
     verb = "exception" if cmd.exception else "request"
     if not cmd.profile:
         if forms:
-            return _form(deps, actor, cmd, ("profile",), {})
+            return await _form(deps, actor, cmd, ("profile",), {})
         return await refuse(deps, who, "profile", f"say which profile: `{verb} <profile> for <duration> "
                             "because <reason>` (see `profiles`).")
     profile = policy.profile(cmd.profile)
@@ -110,7 +120,7 @@ async def submit(deps: Deps, actor: Person, cmd: RequestAccess, *, forms: bool =
         refusal = await refuse(deps, who, first.rule, first.text + first.more, profile=profile.id, data=data)
         if not forms:
             return refusal
-        form = _form(deps, actor, cmd, tuple(p.field for p in problems if p.missing),
+        form = await _form(deps, actor, cmd, tuple(p.field for p in problems if p.missing),
                      {p.field: p.text for p in wrong})
         return replace(form, text=f"{refusal.text} Correct it in the form.", rule=first.rule)
     if cmd.exception and not problems and duration <= profile.max_duration \
@@ -123,7 +133,7 @@ async def submit(deps: Deps, actor: Person, cmd: RequestAccess, *, forms: bool =
                             f"{format_duration(duration)} because <reason>`, which its approval chain decides.",
                             profile=profile.id)
     if problems and forms:
-        return _form(deps, actor, cmd, tuple(p.field for p in problems), {})
+        return await _form(deps, actor, cmd, tuple(p.field for p in problems), {})
     if problems:
         first = problems[0]
         return await refuse(deps, who, first.rule, first.text + first.more, profile=profile.id)
@@ -262,8 +272,9 @@ def _fields(profile: Profile, cmd: RequestAccess, limit: timedelta, exc_hint: st
     return duration, reason, ticket, problems
 
 
-def _form(deps: Deps, actor: Person, cmd: RequestAccess, missing: tuple[str, ...], errors: dict[str, str]) -> Reply:
-    profiles = tuple(profile_view(p, actor) for p in deps.policy.profiles)
+async def _form(deps: Deps, actor: Person, cmd: RequestAccess, missing: tuple[str, ...], errors: dict[str, str]
+                ) -> Reply:
+    profiles = await profile_views(deps, actor)
     form = FormRequest(profile=cmd.profile, duration=cmd.duration, justification=cmd.reason, ticket=cmd.ticket,
                        missing=missing, errors=errors, profiles=profiles, exception=cmd.exception)
     what = ", ".join(list(missing) + list(errors))

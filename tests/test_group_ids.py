@@ -169,6 +169,27 @@ async def test_member_of_by_name_means_the_group_resolved_at_load(sqlite_url, tm
         assert r.ok and r.request.state == "pending", r.text
 
 
+async def test_a_look_alike_makes_nobody_eligible_in_profiles_or_the_request_form(sqlite_url, tmp_path, graph):
+    """The profile list of ``profiles`` and of the chat request forms judges ``member_of`` as a request does: by the
+    id resolved at the load (Graph lists a person's groups with their display names, which anyone can copy)."""
+    seed_people(graph)
+    oncall = graph.add_group("oncall")
+    graph.add_member(oncall, ANN)
+    target, ops = graph.add_group("sg-guarded"), graph.add_group("sg-ops")
+    config = settings(sqlite_url, tmp_path, graph, GUARDED.format(group=target) + OPS.format(id="ops", group=ops),
+                      identity="entra")
+    async with build_app(config) as app:
+        fake = graph.add_group("oncall")  # Mal makes her own "oncall" and joins it
+        graph.add_member(fake, MAL)
+        for email, eligible in ((ANN, True), (MAL, False)):
+            listed = await say(app, email, "profiles")
+            assert {v.id: v.eligible for v in listed.profiles} == {"guarded": eligible, "ops": True}, listed.text
+            person = await app.service.identify(email)
+            form = (await app.service.handle_text(person, "request", forms=True)).form
+            assert form is not None and {v.id: v.eligible for v in form.profiles} == {"guarded": eligible,
+                                                                                       "ops": True}, email
+
+
 async def test_overlaps_are_found_by_resolved_id(sqlite_url, tmp_path, graph):
     """A profile granting the oncall group by its id feeds a rule that names it by display name."""
     seed_people(graph)

@@ -171,3 +171,84 @@ def test_a_sweep_that_cannot_resolve_the_name_removes_nobody_by_it(database_url,
         assert swept.returncode == 0 and "REQ-1" in swept.stdout and "could not check" not in swept.stdout, \
             swept.stdout
         assert okta.member_emails(tools) == []
+
+
+# ----- every view of who may ask judges member_of as a request does: by the id resolved at the load -----------------
+
+def _two_profiles(tools: str, docs: str) -> str:
+    """``tools`` for members of Engineering, ``docs`` for anyone: a form offers only what one is eligible for."""
+    return provider_policy("okta", tools, version="okta-groups-views", eligible="member_of: Engineering") + (
+        "  - id: docs\n    title: Docs\n    owner: pat.lead@example.com\n    provider: okta\n"
+        f"    group: {docs}\n    duration: {{default: 1h, max: 8h}}\n    approval: [owner]\n")
+
+
+def _look_alike_world(okta: OktaStandIn) -> tuple[str, str, str]:
+    """Ann in the real Engineering; Mal in a group of the same name made after the policy loaded (see callers)."""
+    tools, engineering, _ = _seed(okta)
+    docs = okta.add_group("docs")
+    okta.add_user("sam.sec@example.com", department="Security")
+    return tools, docs, engineering
+
+
+def _card_choices(card: object) -> list[str]:
+    """The values of the Teams card's profile choice set."""
+    if isinstance(card, dict):
+        if card.get("id") == "profile" and "choices" in card:
+            return [c["value"] for c in card["choices"]]
+        return next((v for v in (_card_choices(x) for x in card.values()) if v), [])
+    if isinstance(card, list):
+        return next((v for v in (_card_choices(x) for x in card) if v), [])
+    return []
+
+
+async def test_a_look_alike_group_makes_nobody_eligible_in_profiles_or_the_request_forms(database_url, tmp_path):
+    from cards import adaptive
+    from cards import slack as blocks
+
+    with OktaStandIn() as okta:
+        tools, docs, _ = _look_alike_world(okta)
+        settings = _settings(database_url, tmp_path, okta, _two_profiles(tools, docs))
+        async with build_app(settings) as app:
+            look_alike = okta.add_group("Engineering")
+            okta.add_member(look_alike, MAL)
+            for email, eligible in ((ANN, True), (MAL, False)):
+                listed = await _ask(app, email, "profiles")
+                assert listed.ok and listed.profiles is not None, listed.text
+                tools_view = next(v for v in listed.profiles if v.id == "tools")
+                assert tools_view.eligible is eligible, (email, listed.text)
+                if not eligible:
+                    assert "tools  Tools [medium] — not eligible (eligible: no rule matched)" in listed.text, \
+                        listed.text
+
+                person = await app.service.identify(email)
+                assert person is not None
+                form = (await app.service.handle_text(person, "request", forms=True)).form
+                assert form is not None
+                assert {v.id: v.eligible for v in form.profiles} == {"tools": eligible, "docs": True}, email
+                modal = blocks.request_modal(form)
+                select = next(b for b in modal["blocks"] if b.get("block_id") == "profile")["element"]
+                offered = ["tools", "docs"] if eligible else ["docs"]
+                assert [o["value"] for o in select["options"]] == offered, (email, select["options"])
+                assert _card_choices(adaptive.form_card(form)) == offered, email
+
+
+async def test_a_look_alike_group_makes_nobody_eligible_on_the_dashboard_person_page(database_url, tmp_path):
+    from html import unescape
+
+    from tests.web.conftest import serve_dashboard
+
+    with OktaStandIn() as okta:
+        tools, docs, _ = _look_alike_world(okta)
+        async with serve_dashboard(database_url, tmp_path, policy=_two_profiles(tools, docs), identity="okta",
+                                   okta_url=okta.url, okta_token=okta.token) as h:
+            look_alike = okta.add_group("Engineering")
+            okta.add_member(look_alike, MAL)
+            cookie = await h.sign_in("sam.sec@example.com")
+            rows = {}
+            for email in (ANN, MAL):
+                page = await h.get(f"/dashboard/people/{email}", cookie=cookie)
+                assert page.status == 200, page.text[:300]
+                text = unescape(page.text)
+                rows[email] = text[text.index("Policy rules that apply"):].split("<tr><td>tools</td>")[1][:120]
+            assert '<span class="ok">eligible</span>' in rows[ANN], rows[ANN]
+            assert "no: eligible: no rule matched" in rows[MAL], rows[MAL]

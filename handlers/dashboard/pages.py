@@ -21,7 +21,7 @@ from handlers.drift import every_member
 from handlers.durations import format_duration
 from handlers.present import event_summary, person_facts, request_view
 from handlers.records import ENDED_STATES, OPEN_STATES, AuditEvent, RequestRecord
-from handlers.requests import profile_view
+from handlers.requests import profile_views
 from handlers.text import has_control, is_digits
 from handlers.views import ProfileView, RequestView
 
@@ -325,5 +325,5 @@ async def person_page(deps: Deps, source: DashboardSource, viewer: Viewer, email
         viewer=viewer, email=email, found=person is not None, name=person.name if person else "",
         active=person.active if person else None, facts=person_facts(person),
         groups=sorted(person.groups) if person else [],
-        profiles=[profile_view(p, person) for p in deps.policy.profiles] if person else [],
+        profiles=list(await profile_views(deps, person)) if person else [],
         memberships=memberships, requests=await views_of(deps, source, records), trail=trail)

@@ -96,9 +96,12 @@ def free_port() -> socket.socket:
 
 
 @asynccontextmanager
-async def serve_dashboard(db: str, tmp_path: Path, *, clock: MutableClock | None = None,
+async def serve_dashboard(db: str, tmp_path: Path, *, clock: MutableClock | None = None, policy: str | None = None,
                           **settings: Any) -> AsyncIterator[WebHarness]:
+    """The dashboard over HTTP on the example files (``policy``: this policy text instead of the example's)."""
     files = copy_examples(tmp_path)
+    if policy is not None:
+        files.policy.write_text(policy)
     clock = clock or MutableClock()
     sock = free_port()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
