@@ -7,11 +7,12 @@ nothing, across restarts. A reference that is unknown, or ambiguous when first r
 the start, naming the profile and the group; so does one group spelled two ways by two
 profiles (grants of both must be seen as one membership).
 
-A provider that says ``resolve_later`` (Okta) does not refuse the start when it cannot be reached:
-its names stay pending (:attr:`handlers.groups.GroupIds.pending`) and are resolved at their next
-use (:func:`resolve_pending`, before each command and sweep); meanwhile a check that needs one
-fails closed ("could not check"). A reference the provider marks as an id (``group_id``) is its
-own key and is not looked up.
+A provider that says ``resolve_later`` (Okta) does not refuse the start when it cannot be reached
+for names only ``member_of`` rules use: they stay pending (:attr:`handlers.groups.GroupIds.pending`)
+and are resolved at their next use (:func:`resolve_pending`, before each command and sweep);
+meanwhile a check that needs one fails closed ("could not check"). A profile's group named by
+name still refuses the start (its grants would go nowhere). A reference the provider marks as an
+id (``group_id``) is its own key and is not looked up.
 """
 
 from __future__ import annotations
@@ -112,7 +113,10 @@ async def resolve_groups(deps: Deps, *, persist: bool = True) -> Resolution:
         try:
             ids = await finders[provider].find_groups(ref)  # type: ignore[attr-defined]
         except ProviderError as exc:
-            if who and exc.transient and getattr(finders[provider], "resolve_later", False):
+            if who and exc.transient and getattr(finders[provider], "resolve_later", False) \
+                    and all(w.endswith("(member_of)") for w in who):
+                # only a check can wait (it fails closed meanwhile); a profile's group by name cannot: its adds
+                # and removes would go to the name as if it were an id
                 result.pending[(provider, ref)] = f"{provider} did not answer: {str(exc)[:200]}"
                 continue
             problem = f"{', '.join(who) or 'a grant'}: {provider} group {ref!r} could not be resolved ({exc})"

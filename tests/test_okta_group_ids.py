@@ -126,6 +126,21 @@ async def test_a_reload_naming_the_renamed_group_resolves_it_again(database_url,
             assert not refused.ok and refused.rule == "eligible: no rule matched", refused.text
 
 
+async def test_okta_down_at_start_with_a_profile_group_named_by_name_refuses_the_start(database_url, tmp_path):
+    """Only member_of names may wait for Okta (their checks fail closed meanwhile): a profile's group by name would
+    have its adds go to the name as if it were a group id."""
+    with OktaStandIn() as okta:
+        _seed(okta)
+        settings = _settings(database_url, tmp_path, okta, _policy("tools"))
+        okta.fail_path(GROUPS_SEARCH, status=503)
+        with pytest.raises(SystemExit) as stopped:
+            async with build_app(settings):
+                pass
+        text = str(stopped.value)
+        assert "profile tools: okta group 'tools' could not be resolved" in text, text
+        assert "Engineering" not in text, text  # the member_of name waits
+
+
 def _cli_env(okta: OktaStandIn) -> dict[str, str]:
     return {"ACCESSBOT_IDENTITY": "okta", "ACCESSBOT_OKTA_URL": okta.url, "ACCESSBOT_OKTA_TOKEN": okta.token}
 
