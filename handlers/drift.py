@@ -9,6 +9,7 @@ reported once and resolves by itself when the group and the grants agree again.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -23,7 +24,7 @@ from handlers.compliance.settle import (
 )
 from handlers.compliance.views import DriftView
 from handlers.context import SYSTEM, Deps
-from handlers.ports import GroupProvider, Notice
+from handlers.ports import GroupProvider, Notice, OneMembersGroups
 from handlers.records import ACTIVE, HOLDING_STATES, DriftRecord, RequestRecord
 from handlers.reviews.queries import kept_by_review
 
@@ -50,6 +51,15 @@ async def every_member(provider: GroupProvider, group: str) -> set[str]:
     service principals (``serviceprincipal:<id>``) and nested groups (``nestedgroup:<id>``)."""
     listing = getattr(provider, "drift_members", None) or provider.list_members
     return {m.lower() for m in await listing(group)}
+
+
+async def groups_holding(provider: GroupProvider, member: str, groups: Sequence[str]) -> set[str]:
+    """Those of ``groups`` at ``provider`` that ``member`` (as drift names it) is a direct member of: asked about
+    the one member where the provider can (``member_of``), else from each group's whole listing."""
+    if isinstance(provider, OneMembersGroups):
+        return await provider.member_of(member, groups)
+    key = member.strip().lower()
+    return {group for group in groups if key in await every_member(provider, group)}
 
 
 GONE_SINCE = "drift:gone_since"  # finding id → when a sweep first found its member out of the group by other means

@@ -7,7 +7,7 @@ framework, a database driver or an HTTP client. Adapters in ``provisioning/``, `
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -92,6 +92,18 @@ class GroupProvider(Protocol):
 
     async def list_members(self, group: str) -> list[str]:
         """Emails of the group's direct members (lower case)."""
+        ...
+
+
+@runtime_checkable
+class OneMembersGroups(Protocol):
+    """A ``GroupProvider`` that can say which groups one member belongs to without listing the groups."""
+
+    async def member_of(self, member: str, groups: Sequence[str]) -> set[str]:
+        """Those of ``groups`` (as the policy names them) that ``member`` is a direct member of, ``member`` named
+        as drift names it (an address, or a ``serviceprincipal:``/``nestedgroup:`` id where the provider
+        has them). Asks about the one member: the cost does not grow with the groups' sizes. Someone the
+        provider does not know belongs to none."""
         ...
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -318,6 +319,12 @@ class DirectoryProvider:
 
     async def list_members(self, group: str) -> list[str]:
         return sorted((await self._groups(group=group)).get(group, set()))
+
+    async def member_of(self, member: str, groups: Sequence[str]) -> set[str]:
+        """Those of ``groups`` this person is in: the file's index of their groups and their overlay."""
+        key = member.strip().lower()
+        held = await self._groups(email=key)
+        return {group for group in groups if key in held.get(group, set())}
 
     async def snapshot_members(self, group: str) -> list[Member]:
         """The group's members with their attributes, manager, last sign-in and (service accounts) owner."""

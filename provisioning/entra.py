@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -448,6 +449,35 @@ class EntraProvider(GraphBatches):
             if address:
                 emails.append(str(address).lower())
         return emails
+
+    async def member_of(self, member: str, groups: Sequence[str]) -> set[str]:
+        """Those of ``groups`` that ``member`` is a direct member of, from the member's own ``memberOf`` (one
+        request a 999 groups it belongs to), never from the groups' member lists."""
+        wanted = {group: (await self._group_id(group)).lower() for group in groups}
+        key = member.strip().lower()
+        for attempt in range(2):
+            oid = await self._user_id(key)
+            if oid is None:
+                return set()
+            try:
+                ids = await self._memberships_of(key, oid)
+            except ProviderError as exc:
+                if exc.status != 404:
+                    raise
+                if attempt or key.startswith((PRINCIPAL, NESTED)):
+                    return set()  # no such object: a member of nothing
+                self._user_ids.pop(key, None)  # the cached id may belong to a user since deleted
+                continue
+            return {group for group, gid in wanted.items() if gid in ids}
+        return set()
+
+    async def _memberships_of(self, key: str, oid: str) -> set[str]:
+        """The ids of the groups the object ``oid`` (named ``key`` as drift names it) is a direct member of."""
+        kind = "servicePrincipals" if key.startswith(PRINCIPAL) else "groups" if key.startswith(NESTED) else "users"
+        listed = await self._pages(f"/{kind}/{quote(oid, safe='')}/memberOf", {"$select": "id", "$top": MEMBER_PAGE},
+                                   f"memberships of {key}")
+        return {str(g.get("id") or "").lower() for g in listed
+                if g.get("@odata.type", "#microsoft.graph.group") == "#microsoft.graph.group"}
 
     async def snapshot_members(self, group: str) -> list[Member]:
         """The group's direct members with attributes, manager and last sign-in (``signInActivity``, which

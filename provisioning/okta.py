@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -352,6 +353,31 @@ class OktaProvider:
         group = self._gid(group)
         users = await self._pages(f"/groups/{quote(group, safe='')}/users", {"limit": "200"}, f"members of {group}")
         return [email for email in (self._email(u) for u in users) if email]
+
+    async def member_of(self, member: str, groups: Sequence[str]) -> set[str]:
+        """Those of ``groups`` (Okta group ids) that the account with this email is in, from the account's own
+        groups (``GET /users/{id}/groups``), never from the groups' member lists. An email several live accounts
+        carry is answered as ``list_members`` names members: from the groups' lists."""
+        key = member.strip().lower()
+        for attempt in range(2):
+            try:
+                uid = await self._user_id(key)
+            except ProviderError as exc:
+                if exc.status != AMBIGUOUS:
+                    raise
+                return {group for group in groups if key in await self.list_members(group)}
+            if uid is None:
+                return set()
+            try:
+                listed = await self._pages(f"/users/{quote(uid, safe='')}/groups", None, f"groups of {key}")
+            except ProviderError as exc:
+                if exc.status != 404 or attempt:
+                    raise
+                self._user_ids.pop(key, None)  # the cached id may belong to an account since deleted
+                continue
+            ids = {str(g.get("id") or "") for g in listed}
+            return {group for group in groups if group in ids}
+        return set()
 
     async def snapshot_members(self, group: str) -> list[Member]:
         """The group's members with attributes, manager (``managerId`` looked up once per manager, else

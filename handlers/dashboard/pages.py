@@ -17,7 +17,7 @@ from handlers.dashboard.brake import BRAKE_TYPES, RECENT, Brake, brake_state
 from handlers.dashboard.chain import ChainState, ChainWatch
 from handlers.dashboard.ports import DashboardSource
 from handlers.dashboard.signin import Viewer
-from handlers.drift import every_member
+from handlers.drift import groups_holding
 from handlers.durations import format_duration
 from handlers.present import event_summary, person_facts, request_view
 from handlers.records import ENDED_STATES, OPEN_STATES, AuditEvent, RequestRecord
@@ -292,15 +292,23 @@ async def person_page(deps: Deps, source: DashboardSource, viewer: Viewer, email
     managed: dict[tuple[str, str], list[str]] = {}
     for p in deps.policy.profiles:
         managed.setdefault((p.provider, p.group), []).append(p.id)
+    # One question per provider about this one person (principals too, as drift names them), never a listing
+    # of every managed group: any signed-in person may reload their page, and the listings' cost grows with
+    # the groups while the provider's rate limits are shared with provisioning and the sweeps.
+    held: dict[str, set[str] | None] = {}
+    for provider_name in sorted({name for name, _ in managed}):
+        provider = deps.providers.get(provider_name)
+        if provider is None:
+            held[provider_name] = None
+            continue
+        try:
+            held[provider_name] = await groups_holding(provider, email, [g for n, g in managed if n == provider_name])
+        except Exception:
+            held[provider_name] = None
     memberships = []
     for (provider_name, group), profiles in sorted(managed.items()):
-        provider = deps.providers.get(provider_name)
-        member: bool | None = None
-        if provider is not None:
-            try:
-                member = email in await every_member(provider, group)  # principals too, as drift names them
-            except Exception:
-                member = None
+        groups = held[provider_name]
+        member: bool | None = None if groups is None else group in groups
         grant = by_group.get((provider_name, group))
         backed = "" if grant is None else (f"exception {grant.ref}" if grant.kind == "exception" else grant.ref)
         if member is None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from handlers.ports import Directory, GroupProvider, ProviderError
+from handlers.ports import Directory, GroupProvider, OneMembersGroups, ProviderError
 
 if TYPE_CHECKING:
     from tests.providers.conftest import ProviderEnv
@@ -180,3 +180,29 @@ async def test_apply_batch_answers_each_operation_in_order(provider_env: Provide
     assert [r is None for r in results] == [True, False, True, True, True]
     assert isinstance(results[1], ProviderError) and results[1].transient is False
     assert env.members(ref) == ["ana@example.com", "bo@example.com"]
+
+
+async def test_member_of_asks_about_the_one_member(provider_env: ProviderEnv) -> None:
+    """``member_of`` answers as the groups' listings would, for a member of several groups (more than a page of
+    them), someone in none and someone unknown, also right after a change, without listing any group."""
+    env = provider_env
+    assert isinstance(env.provider, OneMembersGroups)
+    refs = [env.seed_group(f"team-{i}") for i in range(5)]
+    env.seed_user("ana@example.com", groups=refs[:3])
+    env.seed_user("bo@example.com")
+    for i in range(6):  # others in every group: listing one would take pages
+        env.seed_user(f"crowd{i}@example.com", groups=refs)
+    if env.standin is not None:
+        with env.standin.lock:
+            env.standin.requests.clear()
+    assert await env.provider.member_of("Ana@Example.com", refs) == set(refs[:3])
+    assert await env.provider.member_of("bo@example.com", refs) == set()
+    assert await env.provider.member_of("ghost@example.com", refs) == set()
+    await env.provider.remove_member(refs[0], "ana@example.com")
+    await env.provider.add_member(refs[4], "ana@example.com")
+    assert await env.provider.member_of("ana@example.com", refs) == {refs[1], refs[2], refs[4]}
+    assert await env.provider.member_of("ana@example.com", refs[:2]) == {refs[1]}
+    if env.standin is not None:
+        listed = [r.path for r in env.standin.received("GET") if r.path.endswith(("/members", "/users"))
+                  and "/groups/" in r.path]
+        assert listed == []

@@ -243,3 +243,25 @@ async def test_a_re_created_user_is_added_by_the_new_id(entra: EntraEnv, graph: 
     graph.add_user("ana@example.com")
     await entra.provider.add_member(ref, "ana@example.com")
     assert graph.member_emails(ref) == ["ana@example.com"]
+
+
+async def test_member_of_names_principals_and_nested_groups_as_drift_does(entra: EntraEnv, graph: GraphStandIn
+                                                                          ) -> None:
+    """``member_of`` asks about a service principal or a nested group by its object id, and about a user whose
+    cached id went away (deleted and re-created) by the new one."""
+    ref, other = graph.add_group("g"), graph.add_group("other")
+    spid = graph.add_service_principal("deploy-bot")
+    inner = graph.add_group("inner")
+    graph.add_member(ref, spid)
+    graph.add_member(other, inner)
+    assert set(await entra.provider.drift_members(ref)) == {f"serviceprincipal:{spid}"}
+    assert await entra.provider.member_of(f"serviceprincipal:{spid}", [ref, other]) == {ref}
+    assert await entra.provider.member_of(f"nestedgroup:{inner}", [ref, other]) == {other}
+    assert await entra.provider.member_of("serviceprincipal:00000000-0000-0000-0000-000000000000", [ref]) == set()
+    graph.add_user("ana@example.com")
+    graph.add_member(ref, "ana@example.com")
+    assert await entra.provider.member_of("ana@example.com", [ref, other]) == {ref}
+    graph.delete_user("ana@example.com")
+    graph.add_user("ana@example.com")
+    graph.add_member(other, "ana@example.com")
+    assert await entra.provider.member_of("ana@example.com", [ref, other]) == {other}

@@ -9,6 +9,7 @@ Login (msal talks to these with ``requests``):
 Graph, under ``/v1.0`` (bearer token required, real error shape ``{"error": {"code", "message"}}``):
     GET    /users/{id|upn}  /users?$filter=mail eq '…'  /users/{id}/manager
     GET    /users/{id}/transitiveMemberOf    /groups?$filter=displayName eq '…'   /groups/{id}
+    GET    /users|servicePrincipals|groups/{id}/memberOf   direct memberships (paged as below)
     GET    /groups/{id}/members              (paged with @odata.nextLink, ``page_size`` a page; users and
                                               service principals)
     GET    /users/{id}?$select=signInActivity  only when selected; 403 while ``sign_in_forbidden``
@@ -353,11 +354,17 @@ class GraphStandIn(StandIn):
                         return _not_found("manager")
                     return 200, {"@odata.type": "#microsoft.graph.user",
                                  **self._project(self.users[mid], query, DEFAULT_USER_FIELDS)}, {}
+                if seg[2:] == ["memberOf"] and method == "GET":
+                    return self._member_of(uid, path, query)
                 if seg[2:] == ["transitiveMemberOf"] and method == "GET":
                     items = [{"@odata.type": "#microsoft.graph.group", **self._project(self.groups[g], query,
                                                                                         ("id", "displayName"))}
                              for g in self._transitive(uid)]
                     return self._list(items, path, query, project=False)
+            if seg[0] in ("servicePrincipals", "groups") and seg[2:] == ["memberOf"] and method == "GET":
+                if seg[1] not in (self.principals if seg[0] == "servicePrincipals" else self.groups):
+                    return _not_found(seg[1])
+                return self._member_of(seg[1], path, query)
             if seg[0] == "servicePrincipals" and len(seg) == 3 and seg[2] == "owners" and method == "GET":
                 if seg[1] not in self.principals:
                     return _not_found(seg[1])
@@ -414,6 +421,13 @@ class GraphStandIn(StandIn):
             return _not_found(uid)
         self.members[gid].remove(uid)
         return 204, None, {}
+
+    def _member_of(self, member: str, path: str, query: dict[str, str]) -> Result:
+        """The groups ``member`` is a direct member of (``memberOf``), paged like any listing."""
+        items = [{"@odata.type": "#microsoft.graph.group",
+                  **self._project(self.groups[g], query, ("id", "displayName"))}
+                 for g, members in self.members.items() if member in members]
+        return self._list(items, path, query, project=False)
 
     def _transitive(self, member: str) -> list[str]:
         found: list[str] = []
