@@ -206,6 +206,14 @@ async def static(request: web.Request) -> web.StreamResponse:
                                                             "Cache-Control": "public, max-age=3600"})
 
 
+async def no_head(request: web.Request) -> web.StreamResponse:
+    """HEAD on an address whose GET builds or records something (an evidence pack and its ``evidence.exported``,
+    a Microsoft sign-in's flow, a sign-in): refused, so that nothing is built or recorded for an answer nobody
+    receives. aiohttp would otherwise answer HEAD with the GET handler, side effects and all."""
+    return web.Response(status=405, headers={"Allow": "GET"},
+                        text="HEAD is not answered here: this address builds or records something. Use GET.")
+
+
 def add_routes(web_app: web.Application) -> None:
     from bot.web.evidence import evidence_form, evidence_pack
     from bot.web.oidc import entra_callback, entra_start
@@ -217,8 +225,11 @@ def add_routes(web_app: web.Application) -> None:
     r.add_get(f"{PREFIX}/link/{{token}}", link_page)
     r.add_post(f"{PREFIX}/link/{{token}}", link_redeem)
     r.add_post(f"{PREFIX}/signout", signout)
-    r.add_get(f"{PREFIX}/login/entra", entra_start)
-    r.add_get(f"{PREFIX}/login/entra/callback", entra_callback)
+    # GETs that build or record something: HEAD gets 405 instead of the GET handler (read-only pages answer HEAD)
+    for path, handler in ((f"{PREFIX}/login/entra", entra_start), (f"{PREFIX}/login/entra/callback", entra_callback),
+                          (f"{PREFIX}/evidence/pack", evidence_pack)):
+        r.add_get(path, handler, allow_head=False)
+        r.add_route("HEAD", path, no_head)
     r.add_get(f"{PREFIX}/requests", request_list)
     r.add_get(f"{PREFIX}/requests/{{ref}}", request_detail)
     r.add_get(f"{PREFIX}/people", people)
@@ -226,5 +237,4 @@ def add_routes(web_app: web.Application) -> None:
     r.add_get(f"{PREFIX}/reviews", reviews)
     r.add_get(f"{PREFIX}/posture", posture_page)
     r.add_get(f"{PREFIX}/evidence", evidence_form)
-    r.add_get(f"{PREFIX}/evidence/pack", evidence_pack)
     r.add_get(f"{PREFIX}/static/{{name}}", static)
