@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -34,11 +35,18 @@ class Dashboard:
 DASHBOARD_KEY = web.AppKey("accessbot_dashboard", Dashboard)
 
 
+def path_segment(value: object) -> str:
+    """``value`` as one segment of a URL path: every character that means something in a URL (``/ ? # %``,
+    and ``+ ' &`` …) percent-encoded, so that an address links to its own page; the route decodes it back."""
+    return quote(str(value), safe="@")
+
+
 def templates() -> Environment:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
                       trim_blocks=True, lstrip_blocks=True)
     env.globals.update(bars=charts.bars, meter=charts.meter, percent=charts.percent, hours=charts.hours,
                        moment=moment, prefix=PREFIX)
+    env.filters["segment"] = path_segment
     return env
 
 
