@@ -19,7 +19,7 @@ from bot.web import HERE, PREFIX
 from bot.web.session import board, clear_session, current_viewer, same_origin, session_secret, set_session
 from handlers.context import one_lookup_per_person
 from handlers.dashboard import pages, posture
-from handlers.dashboard.signin import Viewer, peek_link, redeem_link, sign_out
+from handlers.dashboard.signin import Viewer, link_person, peek_link, redeem_link, sign_out
 from handlers.text import has_control
 
 Page = Callable[[web.Request, Viewer], Awaitable[web.StreamResponse]]
@@ -79,10 +79,25 @@ async def link_page(request: web.Request) -> web.StreamResponse:
     """The link from chat: a page with one button, so that a link preview or a mail scanner that
     fetches the URL cannot use it up."""
     b = board(request)
-    result = await peek_link(b.app.deps, b.source, request.match_info["token"])
-    if not result.ok:
-        return signin_page(request, status=403, message=REFUSALS[result.reason])
+    with one_lookup_per_person():
+        result = await peek_link(b.app.deps, b.source, request.match_info["token"])
+        if not result.ok:
+            if await _signed_in_as_its_person(request, result.reason):
+                return see_other(PREFIX)
+            return signin_page(request, status=403, message=REFUSALS[result.reason])
     return html(request, "link.html", viewer=None, email=result.email, action=request.path)
+
+
+async def _signed_in_as_its_person(request: web.Request, reason: str) -> bool:
+    """A link used already or expired, opened (or its button pressed again) in a browser whose live session is
+    the person the link was made for: they are where the link would take them, so they are sent on to the
+    dashboard rather than refused. Anyone else, or no session, is refused as before."""
+    if reason not in ("used", "expired"):
+        return False
+    viewer = await current_viewer(request)
+    if viewer is None:
+        return False
+    return await link_person(board(request).source, request.match_info["token"]) == viewer.email
 
 
 async def _someone_else_signed_in(request: web.Request) -> web.Response | None:
@@ -108,6 +123,8 @@ async def link_redeem(request: web.Request) -> web.StreamResponse:
         if refused is not None:
             return refused
         result = await redeem_link(b.app.deps, b.source, request.match_info["token"])
+        if not result.ok and await _signed_in_as_its_person(request, result.reason):
+            return see_other(PREFIX)
     if not result.ok or result.session is None:
         return signin_page(request, status=403, message=REFUSALS.get(result.reason, REFUSALS["unknown"]))
     response = see_other(PREFIX)

@@ -78,6 +78,15 @@ async def peek_link(deps: Deps, source: DashboardSource, secret: str) -> SignIn:
     return _judge(deps, token, LINK) or SignIn(True, email=token.email if token else None)
 
 
+async def link_person(source: DashboardSource, secret: str) -> str | None:
+    """Whom a link was made for, used or expired alike (None for a secret that is no link)."""
+    if not plausible(secret):
+        return None
+    async with source.signin() as tx:
+        token = await tx.get_token(digest(secret))
+    return token.email if token is not None and token.kind == LINK else None
+
+
 def _judge(deps: Deps, token: SignInToken | None, kind: str) -> SignIn | None:
     if token is None or token.kind != kind:
         return SignIn(False, "unknown")

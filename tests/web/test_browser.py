@@ -168,18 +168,52 @@ async def test_refusals_in_the_browser(web_harness, browser) -> None:
     assert response.status == 403
     await shoot(page, "forbidden-desktop")
 
-    used = await page.goto(link)
-    assert used.status == 403 and "used already" in await page.inner_text("main")
+    # the link reopened, or an expired one of frank's, while this browser is signed in as frank: on to the
+    # dashboard (303), not refused
+    again = await page.goto(link)
+    assert again.status == 200 and page.url == f"{h.url}/dashboard" and again.request.redirected_from is not None
+    assert again.request.redirected_from.url == link
     late = await h.link("frank@example.com")
     h.clock.advance(minutes=6)
     expired = await page.goto(late)
-    assert expired.status == 403 and "expired" in await page.inner_text("main")
+    assert expired.status == 200 and page.url == f"{h.url}/dashboard"
+    # a link of someone else's that was used: refused, whoever this browser is signed in as
+    alices = await h.link("alice@example.com")
+    await h.post(alices[len(h.url):])
+    used = await page.goto(alices)
+    assert used.status == 403 and "used already" in await page.inner_text("main")
 
     await page.goto(f"{h.url}/dashboard")
     await page.click("form.who button")
     await page.wait_for_url(f"{h.url}/dashboard/signin")
     response = await page.goto(f"{h.url}/dashboard")
     assert response.status == 401
+    # signed out: frank's own used and expired links are refused again
+    used = await page.goto(link)
+    assert used.status == 403 and "used already" in await page.inner_text("main")
+    expired = await page.goto(late)
+    assert expired.status == 403 and "expired" in await page.inner_text("main")
+    await context.close()
+    assert guard.external == []
+
+
+async def test_the_sign_in_button_pressed_again_goes_on_to_the_dashboard(web_harness, browser) -> None:
+    """The link's page open in two tabs: the first press signs in, the second (the link used by then) goes on to
+    the dashboard in the session the first began, and nothing more is recorded."""
+    h = web_harness
+    context, guard = await new_context(browser, h.url)
+    first, second = await context.new_page(), await context.new_page()
+    link = await h.link("frank@example.com")
+    for tab in (first, second):
+        assert (await tab.goto(link)).status == 200
+    await first.click("#sign-in")
+    await first.wait_for_url(f"{h.url}/dashboard")
+    async with second.expect_navigation() as landed:
+        await second.click("#sign-in")
+    response = await landed.value
+    assert response.status == 200 and second.url == f"{h.url}/dashboard"
+    assert "Frank Li" in await second.inner_text("body")
+    assert len(await h.events("dashboard.signed_in")) == 1
     await context.close()
     assert guard.external == []
 

@@ -150,3 +150,28 @@ async def test_expired_links_and_sessions_are_purged(web_harness) -> None:
     await h.link("bob@example.com")
     async with h.app.store.engine.connect() as conn:
         assert len((await conn.execute(select(dashboard_tokens))).all()) == 1
+
+
+async def test_a_used_link_sends_its_own_signed_in_person_on_to_the_dashboard(web_harness) -> None:
+    """The button pressed again, or the link reopened, in the browser it signed in: on to the dashboard (303),
+    with no new session and nothing recorded. Anyone else's session, an ended one, or none: refused as before."""
+    h = web_harness
+    link = (await h.link("bob@example.com"))[len(h.url):]
+    signed = await h.post(link)
+    bob = f"accessbot_session={signed.cookies['accessbot_session'].value}"
+    for again in (await h.post(link, cookie=bob), await h.get(link, cookie=bob)):
+        assert again.status == 303 and again.headers["Location"] == "/dashboard", again.text
+        assert "Set-Cookie" not in again.headers
+    late = (await h.link("bob@example.com"))[len(h.url):]
+    h.clock.advance(minutes=6)
+    for expired in (await h.get(late, cookie=bob), await h.post(late, cookie=bob)):
+        assert expired.status == 303 and expired.headers["Location"] == "/dashboard"
+    assert len(await h.events("dashboard.signed_in")) == 1
+
+    carol = await h.sign_in("carol@example.com")
+    for other in (await h.get(link, cookie=carol), await h.post(link, cookie=carol)):
+        assert other.status == 403 and "used already" in other.text
+    assert (await h.post("/dashboard/link/" + "A" * 43, cookie=bob)).status == 403  # no link at all
+    assert (await h.post("/dashboard/signout", cookie=bob)).status == 303
+    for ended in (await h.get(link, cookie=bob), await h.post(link, cookie=bob), await h.get(link)):
+        assert ended.status == 403 and "used already" in ended.text
