@@ -37,3 +37,22 @@ def test_a_device_or_a_pipe_is_refused_by_name_never_read(tmp_path: Path, option
         assert r.returncode == 1, (what, out)
         assert "Traceback" not in out and "MemoryError" not in out, (what, out)
         assert str(special) in out and "not a regular file" in out, (what, out)
+
+
+def test_evidence_verify_refuses_a_device_or_a_pipe_as_the_pack(tmp_path: Path) -> None:
+    """`accessbot evidence verify` (and the shipped verify_pack.py) name a device or a pipe given as the pack and
+    exit 1 without reading it (it was a MemoryError for /dev/zero; a pipe hung)."""
+    import subprocess
+    import sys
+
+    from tests.support import ROOT
+
+    verifier = ROOT / "bot" / "evidence_files" / "verify_pack.py"
+    for what, special in _specials(tmp_path).items():
+        r = cli("evidence", "verify", str(special), timeout=30)
+        out = r.stdout + r.stderr
+        assert r.returncode == 1, (what, out)
+        assert "Traceback" not in out and "MemoryError" not in out, (what, out)
+        assert "not a regular file" in out, (what, out)
+        r = subprocess.run([sys.executable, str(verifier), str(special)], capture_output=True, text=True, timeout=30)
+        assert r.returncode != 0 and "not a regular file" in r.stdout + r.stderr, (what, r.stdout + r.stderr)

@@ -28,6 +28,7 @@ import datetime
 import hashlib
 import io
 import json
+import stat
 import sys
 import zipfile
 from pathlib import Path
@@ -47,6 +48,8 @@ def load(target: str | Path) -> dict[str, bytes]:
     path = Path(target)
     if path.is_dir():
         return {str(p.relative_to(path)).replace("\\", "/"): p.read_bytes() for p in path.rglob("*") if p.is_file()}
+    if not stat.S_ISREG(path.stat().st_mode):  # /dev/zero reads for ever, a pipe waits for a writer for ever
+        raise ValueError("not a regular file: a device, a pipe or a socket is never read")
     try:
         with zipfile.ZipFile(path) as zf:
             bomb_problem(zf.infolist())
