@@ -106,8 +106,12 @@ def write_report(settings: Settings, campaign: str, out: Path) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
     create_private(partial)  # 0600: the certification names people and their access
-    partial.write_bytes(data)
-    partial.replace(out)
+    try:
+        partial.write_bytes(data)
+        partial.replace(out)
+    except BaseException:  # the certification names people and their access: no copy of it is left behind
+        partial.unlink(missing_ok=True)
+        raise
     print(f"wrote {out}: {view.review_id} {what}, {view.items} items, {view.decided} decided, snapshot sha256 "
           f"{view.snapshot_sha256}, chain head {view.chain_head}; {how}")
     return 0

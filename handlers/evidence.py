@@ -550,7 +550,11 @@ async def _build_pack(source: EvidenceSource, period: Period, out: Path, *, gene
         raise
     finally:
         rows.close()
-    tmp.replace(out)
+    try:
+        tmp.replace(out)
+    except BaseException:  # the pack names people and their access: no copy of it is left behind
+        tmp.unlink(missing_ok=True)
+        raise
     return summary
 
 
