@@ -294,7 +294,11 @@ class Listeners:
             await self.respond(body, blocks.text_message("This button does not name a request."))
             return
         n, at = named
+        before = self.notifier.started()
         reply = await self.handle(body, person, Approve(n, None, at=at))
+        # the deliveries the decision set off refresh every approval message of the request, the clicked one
+        # too (without the clicker's note): the clicked message is written after them, so its note stays
+        await self.notifier.settle(before)
         await self._after_click(body, person, n, reply)
 
     async def _after_click(self, body: dict[str, Any], person: Person, n: int, reply: Reply) -> None:

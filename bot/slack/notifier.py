@@ -55,6 +55,16 @@ class SlackNotifier:
         task.add_done_callback(self._tasks.discard)
         return task
 
+    def started(self) -> frozenset[asyncio.Task[None]]:
+        """The deliveries under way now (for :meth:`settle`)."""
+        return frozenset(self._tasks)
+
+    async def settle(self, before: frozenset[asyncio.Task[None]]) -> None:
+        """Wait for the deliveries started since ``before`` (what one command set off), whatever their outcome."""
+        new = [t for t in self._tasks if t not in before]
+        if new:
+            await asyncio.gather(*new, return_exceptions=True)
+
     async def idle(self) -> None:
         """Wait until every delivery started so far has finished (tests, shutdown)."""
         while self._tasks:
