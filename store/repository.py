@@ -632,6 +632,7 @@ class SqlStore:
         self._kept_reads: list[AsyncConnection] = []
 
     async def close(self) -> None:
+        self._keep = False  # a scope still running closes its connection when it ends
         kept, self._kept_reads = [*self._kept_reads, self._kept_write], []
         self._kept_write = None
         for conn in kept:
