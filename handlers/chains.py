@@ -37,11 +37,14 @@ class ResolvedStep:
 
 
 async def _active(directory: Directory, emails: set[str]) -> set[str]:
+    """The active people among ``emails``, each by the address the identity source knows them by: a
+    policy may name someone by another of their addresses (a UPN beside the mail, an Okta login), and
+    a decision is made by the person as they sign in, never by the spelling the policy used."""
     out = set()
     for email in emails:
         person = await directory.get_user(email)
         if person is not None and person.active:
-            out.add(email.lower())
+            out.add((person.email or email).strip().lower())
     return out
 
 
@@ -56,8 +59,8 @@ async def resolve_step(step: Step, index: int, *, policy: Policy, profile: Profi
         candidates = {(step.user or "").lower()}
     else:
         candidates = {e.lower() for e in policy.approver_groups.get(step.group or "", ())}
-    candidates.discard(requester.email.lower())
-    pool = frozenset(await _active(directory, candidates))
+    # the requester is left out by who they are, however the policy or the directory spells them
+    pool = frozenset(await _active(directory, candidates) - {requester.email.strip().lower()})
     if step.kind == "n_of":
         need = step.n
     elif step.kind == "all_of":
