@@ -460,6 +460,7 @@ def _build_policy(raw: bytes, source: str) -> Policy:
     for i, entry in enumerate(raw_profiles):
         line = c.line_of(raw_profiles, i)
         pid = entry.get("id") if isinstance(entry, dict) else None
+        pid = pid.strip() if isinstance(pid, str) else pid  # the id as loaded: `" q"` is `q`, and both would be one
         if isinstance(pid, str) and pid in seen:
             c.err(c.line_of(entry, "id"), f"profiles[{i}].id", f"{pid!r} is already used at line {seen[pid]}")
         elif isinstance(pid, str):

@@ -366,6 +366,7 @@ def check_reviews(c: Any, data: Any, profiles: list[Profile], groups: dict[str, 
     seen: dict[str, int | None] = {}
     for i, entry in enumerate(raw):
         rid = entry.get("id") if isinstance(entry, dict) else None
+        rid = rid.strip() if isinstance(rid, str) else rid  # the id as loaded: `" q1"` is `q1`
         if isinstance(rid, str) and rid in seen:
             c.err(c.line_of(entry, "id"), f"reviews[{i}].id", f"{rid!r} is already used at line {seen[rid]}")
         elif isinstance(rid, str):
