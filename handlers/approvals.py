@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from handlers.chains import ResolvedStep, first_unsatisfiable, pin_step, resolve_chain, step_need
+from handlers.chains import (
+    ResolvedStep,
+    first_unsatisfiable,
+    open_step_unsatisfiable,
+    pin_step,
+    resolve_chain,
+    step_need,
+)
 from handlers.compliance.accept_links import accept_approved, accept_ended, filed_by, settle_request
 from handlers.context import SYSTEM, Deps
 from handlers.durations import DurationError, format_duration, parse_duration
@@ -193,6 +200,17 @@ async def _decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str
             return Reply(text=f"{record.ref} changed since that card was sent: it now waits on {label}{what}. "
                          "Nothing was recorded; decide on the current card.", ok=False, kind="refusal",
                          rule="stale-card", request=await request_view(deps, record)), visible
+        if approve and (later := _needed_later(chain, record.step, earlier, this_round, actor)) is not None:
+            # one person counts once per request: an approval here would leave a later step short of people
+            # when someone else can approve this one (SPEC §2.1); a denial is always taken
+            await repo.append("approval.refused", actor=actor, ts=now, request=record,
+                              data=_data(record, step=record.step + 1, reason="needed-later",
+                                         needed_at=later.index + 1))
+            others = ", ".join(sorted((step.pool - earlier) - {actor})) or "the other approvers"
+            return Reply(text=f"{record.ref}: you are needed at step {later.index + 1} ({later.label}), and one "
+                         f"person counts once per request: approving {label} too would leave that step without "
+                         f"enough approvers. {label} waits on {others}; nothing was recorded.", ok=False,
+                         kind="refusal", rule="needed-later", request=await request_view(deps, record)), visible
         await repo.add_decision(DecisionRecord(request_id=record.id or 0, round=record.round, step=record.step,
                                                approver=actor, decision="approved" if approve else "denied",
                                                comment=comment, decided_at=now))
@@ -244,6 +262,17 @@ async def _decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str
     if view is not None and view.state in (DENIED, FAILED) and submitter:
         await settle_request(deps, n)
     return Reply(text=reply_text, kind="request", request=view), visible
+
+
+def _needed_later(chain: list[ResolvedStep], at: int, earlier: set[str], this_round: list[DecisionRecord],
+                  actor: str) -> ResolvedStep | None:
+    """The later step that ``actor`` approving step ``at`` would leave unable to finish, when the chain can
+    still finish without that approval; else None (nothing to protect, or nothing lost)."""
+    here = {d.approver for d in this_round if d.step == at and d.decision == "approved"}
+    if open_step_unsatisfiable(chain, at, earlier, here) is not None:
+        return None  # short whoever approves: the click is taken, and the request fails naming the step
+    bad = open_step_unsatisfiable(chain, at, earlier, here | {actor})
+    return bad if bad is not None and bad.index > at else None
 
 
 async def _fresh_view(deps: Deps, n: int) -> RequestView | None:
