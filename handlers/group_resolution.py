@@ -143,7 +143,28 @@ async def resolve_groups(deps: Deps, *, persist: bool = True) -> Resolution:
     deps.groups = GroupIds(identity=identity, ids=result.ids, pending=dict(result.pending))
     _pin(finders, result.ids)
     result.warnings = overlap_warnings(deps.policy, key=deps.groups.key, identity=identity)
+    result.warnings += await alias_warnings(deps)
     return result
+
+
+async def alias_warnings(deps: Deps) -> list[PolicyIssue]:
+    """The security team's members the policy names by another of their addresses (a UPN beside the mail, an
+    Okta login): who is security is decided by the address the identity source knows a person by, so such a
+    member is not treated as security (it fails safe: they cannot run the security team's commands). Said at
+    load, naming the address to write instead; a look-up that fails says nothing."""
+    issues: list[PolicyIssue] = []
+    team = deps.policy.security_team or ""
+    for spelled in sorted(deps.policy.security_members()):
+        try:
+            person = await deps.directory.get_user(spelled)
+        except Exception:  # the source is down: the members are checked again at the next load
+            continue
+        known = (person.email or "").strip().lower() if person is not None else ""
+        if known and known != spelled.strip().lower():
+            issues.append(PolicyIssue(None, f"approver_groups.{team}", (
+                f"{spelled} is known to the identity source as {known}: the security team is matched by that "
+                f"address, so {spelled} is not treated as security; write {known}")))
+    return issues
 
 
 def _is_id(finder: object, ref: str) -> bool:

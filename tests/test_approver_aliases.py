@@ -81,3 +81,19 @@ async def test_an_approver_listed_by_upn_decides_as_the_person_they_are(
         assert sam is not None
         reply = await app.service.handle_text(sam, "approve REQ-1")
         assert reply.ok and reply.request is not None and reply.request.state == "active", reply.text
+
+
+async def test_a_security_member_listed_by_upn_is_named_at_load(
+        sqlite_url: str, tmp_path: Path, graph: GraphStandIn) -> None:  # noqa: F811
+    """Who is security is matched by the address the identity source knows them by: a member listed by UPN is
+    not security (fails safe), and the load says so with the address to write."""
+    s = settings(sqlite_url, tmp_path, graph, SAM, "{any_of: ops}")
+    policy = Path(s.policy)
+    policy.write_text(policy.read_text().replace(f"security: [{SAM}]", f"security: [{SAM_UPN}]"))  # noqa: ASYNC240
+    async with build_app(s) as app:
+        warnings = [str(w) for w in app.state["policy_warnings"]]
+        assert any(SAM_UPN in w and f"write {SAM}" in w for w in warnings), warnings
+        sam = await app.service.identify(SAM)
+        assert sam is not None
+        reply = await app.service.handle_text(sam, "pending")
+        assert not reply.ok and reply.rule == "security-only", reply.text
