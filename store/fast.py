@@ -20,7 +20,9 @@ refresh sends four of them and a decision a dozen, so that layer was most of a c
   cancelled part-way throws its connection away (a transaction half begun must not go back to the
   pool). A missing parameter is refused, not sent as NULL.
 - Listeners of ``before_cursor_execute`` / ``after_cursor_execute`` (the statement budget tests,
-  the benchmarks' recorders) see these statements as they see any other; the cursor an
+  the benchmarks' recorders) see these statements as they see any other (the listeners in place at
+  a scope's first statement: one added in the middle of a scope sees its later statements through
+  SQLAlchemy only); the cursor an
   ``after_cursor_execute`` listener gets carries only ``rowcount`` (the rows a write matched, -1
   for a read, as the DBAPI says).
 
@@ -107,6 +109,9 @@ class Driver:
         self.returns = kind == "asyncpg" or sqlite3.sqlite_version_info >= (3, 35)
         self._cursor: tuple[Any, Any] | None = None  # (the SQLite adapter it belongs to, the cursor)
         self._rowcount = -1  # the rows the last write matched (-1 after a read)
+        # the engine's statement listeners, read once per scope: asking SQLAlchemy's joined listener
+        # collections whether they hold any costs more than a SQLite statement
+        self._listeners: tuple[tuple[Any, ...], tuple[Any, ...]] | None = None
 
     @classmethod
     async def of(cls, conn: AsyncConnection) -> Driver | None:
@@ -136,12 +141,16 @@ class Driver:
     async def _run(self, prepared: Prepared, params: Mapping[str, Any] | None, *, fetch: bool,
                    write: bool = False) -> list[Any]:
         sql, args = prepared.sql, params
+        listeners = self._listeners
+        if listeners is None:
+            dispatch = self.sync.dispatch
+            listeners = self._listeners = (tuple(dispatch.before_cursor_execute),
+                                           tuple(dispatch.after_cursor_execute))
+        before, after = listeners
         try:
             args = prepared.args(params)
-            dispatch = self.sync.dispatch
-            if dispatch.before_cursor_execute:
-                for fn in dispatch.before_cursor_execute:
-                    sql, args = fn(self.sync, None, sql, args, None, False)
+            for fn in before:
+                sql, args = fn(self.sync, None, sql, args, None, False)
             adapter = await _adapter(self.conn)  # after an invalidation: the connection SQLAlchemy replaced it with
             if self.kind == "sqlite":
                 rows = await self._sqlite(adapter, sql, args, fetch=fetch, write=write)
@@ -150,9 +159,9 @@ class Driver:
         except BaseException as exc:  # cancellation too: SQLAlchemy then throws the connection away
             await greenlet_spawn(self._handle, exc, sql, args)
             raise  # not reached: the handler raises
-        if dispatch.after_cursor_execute:
+        if after:
             done = Done(self._rowcount)
-            for fn in dispatch.after_cursor_execute:
+            for fn in after:
                 fn(self.sync, done, sql, args, None, False)
         return rows
 
