@@ -94,6 +94,13 @@ def sends_no_begin(conn: Any) -> bool:
 
 # A pooled connection idle for longer than this is pinged before use (see ``_ping_when_idle``).
 PING_AFTER_IDLE_S = 5.0
+# ``Connection.info`` key: the store keeps this connection checked out, idle since this ``time.monotonic()``
+KEPT_SINCE = "accessbot_kept_since"
+
+
+def ping_after(engine: Any) -> float | None:
+    """How long a connection of ``engine`` may sit idle before the pool pings it; None: never pinged (SQLite)."""
+    return getattr(engine.sync_engine.pool, "_accessbot_ping_after", None)
 
 
 def _ping_when_idle(engine: Engine, after_s: float) -> None:
@@ -106,10 +113,12 @@ def _ping_when_idle(engine: Engine, after_s: float) -> None:
     breaks in use makes SQLAlchemy invalidate the whole pool, as before.
     """
 
+    engine.pool._accessbot_ping_after = after_s  # type: ignore[attr-defined]  # the store's kept connections too
+
     @event.listens_for(engine.pool, "checkin")
     def _checkin(_dbapi_conn: Any, record: Any) -> None:
-        if record is not None:
-            record.info["accessbot_idle_since"] = time.monotonic()
+        if record is not None:  # a connection the store kept idle (store.repository) has been idle since then
+            record.info["accessbot_idle_since"] = record.info.pop(KEPT_SINCE, None) or time.monotonic()
 
     @event.listens_for(engine.pool, "checkout")
     def _checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -25,7 +26,7 @@ from handlers.audit import GENESIS, ChainVerifier, Verification, canonical_body,
 from handlers.origin import stamp
 from handlers.records import AuditEvent, DecisionRecord, DriftRecord, LeaverRecord, OpRecord, RequestRecord, req_id
 from store import schema as t
-from store.db import STATEMENT_SNAPSHOTS, backend, make_async_engine
+from store.db import KEPT_SINCE, STATEMENT_SNAPSHOTS, backend, make_async_engine, ping_after
 from store.fast import Driver
 from store.review_repository import ReviewRepositoryMixin
 
@@ -603,7 +604,17 @@ class SqlRepository(ReviewRepositoryMixin):
         return int(result.rowcount or 0)
 
 
-KEEP_READS = 2  # read connections a SQLite store keeps checked out between scopes
+KEEP_READS = 2  # read connections a store keeps checked out between scopes
+POOL_LEFT = 4  # connections the pool must still have beside the kept ones, or none is kept
+
+
+def _pool_room(engine: AsyncEngine) -> int:
+    """How many connections the engine's pool may hand out at once (0: a pool that is not a queue)."""
+    pool = engine.sync_engine.pool
+    size, overflow = getattr(pool, "size", None), getattr(pool, "_max_overflow", None)
+    if not callable(size) or not isinstance(overflow, int):
+        return 0
+    return int(size()) + (overflow if overflow >= 0 else 1_000_000)
 
 
 class SqlStore:
@@ -622,34 +633,59 @@ class SqlStore:
         self._writes = self.engine.execution_options(immediate=True)  # SQLite: BEGIN IMMEDIATE (store/db.py)
         self._reads = self.engine.execution_options(
             **({"isolation_level": "AUTOCOMMIT"} if self.backend == "postgresql" else {STATEMENT_SNAPSHOTS: True}))
-        # SQLite on this process's file: a scope that ended cleanly keeps its connection checked out for the next
-        # one (the write connection, and up to KEEP_READS read connections). Checking a connection out of the pool
-        # and back in (the pool's reset, a task to shield the close, three turns of the event loop) cost more than
-        # the statements of a card refresh. A local file does not drop connections as a server does, so nothing is
-        # lost by not pinging them; PostgreSQL keeps the pool's checkout and its idle ping (store/db.py).
-        self._keep = self.backend == "sqlite"
-        self._kept_write: AsyncConnection | None = None
-        self._kept_reads: list[AsyncConnection] = []
+        # A scope that ended cleanly keeps its connection checked out for the next one (the write connection,
+        # and up to KEEP_READS read connections). Checking a connection out of the pool and back in (the pool's
+        # reset, a task to shield the close, three turns of the event loop) cost more than the statements of a
+        # card refresh. A local SQLite file does not drop connections; a PostgreSQL connection kept longer than
+        # the pool's PING_AFTER_IDLE_S goes back to the pool, which pings it before its next use as it pings
+        # any connection idle that long (store/db.py): a server restart or an idle timeout meanwhile is found.
+        self._keep = _pool_room(self.engine) >= KEEP_READS + 1 + POOL_LEFT
+        self._idle_limit = None if self.backend == "sqlite" else ping_after(self.engine)
+        self._kept_write: tuple[AsyncConnection, float] | None = None
+        self._kept_reads: list[tuple[AsyncConnection, float]] = []
 
     async def close(self) -> None:
         self._keep = False  # a scope still running closes its connection when it ends
-        kept, self._kept_reads = [*self._kept_reads, self._kept_write], []
+        kept, self._kept_reads = [*self._kept_reads, *([self._kept_write] if self._kept_write else [])], []
         self._kept_write = None
-        for conn in kept:
-            if conn is not None:
-                await conn.close()
+        for conn, _ in kept:
+            await conn.close()
         await self.engine.dispose()
 
-    @staticmethod
-    def _usable(conn: AsyncConnection | None) -> bool:
-        return conn is not None and not conn.closed and not conn.invalidated
+    async def _drop_kept(self) -> None:
+        """Close every kept connection: one of them was found broken (a server restart ends them all), and the
+        pool, which invalidated its connections, replaces them as it hands them out again."""
+        kept, self._kept_reads = [*self._kept_reads, *([self._kept_write] if self._kept_write else [])], []
+        self._kept_write = None
+        for conn, _ in kept:
+            try:
+                await conn.close()
+            except Exception:  # a connection already gone: the pool replaces it
+                pass
+
+    async def _take(self, kept: tuple[AsyncConnection, float] | None) -> AsyncConnection | None:
+        """A kept connection fit for use, or None (one kept too long goes back to the pool, to be pinged)."""
+        if kept is None:
+            return None
+        conn, since = kept
+        if conn.closed or conn.invalidated:
+            return None
+        if self._idle_limit is not None and time.monotonic() - since > self._idle_limit:
+            await conn.close()  # its idle time counts from ``since`` (KEPT_SINCE): the pool pings it
+            return None
+        conn.info.pop(KEPT_SINCE, None)
+        return conn
+
+    def _kept(self, conn: AsyncConnection) -> tuple[AsyncConnection, float]:
+        now = time.monotonic()
+        conn.info[KEPT_SINCE] = now
+        return conn, now
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[SqlRepository]:
         async with self._write_lock:
-            conn, self._kept_write = self._kept_write, None
-            if conn is None or not self._usable(conn):
-                conn = await self._writes.connect()
+            kept, self._kept_write = self._kept_write, None
+            conn = await self._take(kept) or await self._writes.connect()
             clean = False
             try:
                 async with conn.begin():
@@ -659,10 +695,13 @@ class SqlStore:
                     yield repo
                 clean = True
             finally:
-                if clean and self._keep and self._usable(conn) and not conn.in_transaction():
-                    self._kept_write = conn
+                if clean and self._keep and not conn.closed and not conn.invalidated and not conn.in_transaction():
+                    self._kept_write = self._kept(conn)
                 else:
+                    broken = conn.invalidated
                     await conn.close()
+                    if broken:
+                        await self._drop_kept()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[SqlRepository]:
@@ -670,20 +709,24 @@ class SqlStore:
         every statement sees its own snapshot inside a transaction or not, so BEGIN and COMMIT would
         only add two round trips; SQLite sends no BEGIN either, so it reads the same way (each
         statement its own snapshot) for two calls less per read."""
-        conn = self._kept_reads.pop() if self._kept_reads else None
-        if conn is None or not self._usable(conn):
+        conn = await self._take(self._kept_reads.pop() if self._kept_reads else None)
+        if conn is None:
             conn = await self._reads.connect()  # no begin(): the first SQLAlchemy statement autobegins,
         clean = False  # and none is needed for store.fast's statements
         try:
             yield SqlRepository(conn, writable=False)
             clean = True
         finally:
-            if clean and self._keep and self._usable(conn) and len(self._kept_reads) < KEEP_READS:
+            if clean and self._keep and not conn.closed and not conn.invalidated \
+                    and len(self._kept_reads) < KEEP_READS:
                 if conn.in_transaction():  # SQLAlchemy's autobegun one: no BEGIN was sent, nothing to undo
                     await conn.rollback()
-                self._kept_reads.append(conn)
+                self._kept_reads.append(self._kept(conn))
             else:
+                broken = conn.invalidated
                 await conn.close()
+                if broken:
+                    await self._drop_kept()
 
     async def audit_events(self, *, from_seq: int = 1, to_seq: int | None = None,
                            batch: int = 5000) -> AsyncIterator[Any]:
