@@ -55,7 +55,23 @@ def cron_trigger(cron: str, timezone: str) -> CronTrigger:
     return CronTrigger.from_crontab(" ".join(fields), timezone=ZoneInfo(timezone))
 
 
+def _repeated(fire: datetime, zone: ZoneInfo) -> bool:
+    """``fire`` is the second occurrence of its local time: the hour the clocks go back repeats."""
+    local = fire.astimezone(zone)
+    return local.fold == 1 and local.replace(fold=0).utcoffset() != local.utcoffset()
+
+
 def next_cron_fire(cron: str, timezone: str, after: datetime) -> datetime | None:
-    """The first instant strictly after ``after`` named by the 5-field ``cron`` read in ``timezone``."""
-    fire = cron_trigger(cron, timezone).get_next_fire_time(None, after + timedelta(microseconds=1))
+    """The first instant strictly after ``after`` named by the 5-field ``cron`` read in ``timezone``.
+
+    When summer time ends the local hour that repeats is run once, as cron runs a job at a fixed time: a
+    fixed minute and hour ("30 2 * * *") names the first 02:30 only; a minute or hour of ``*`` goes on
+    through the repeated hour by the clock on the wall, as cron's wildcard jobs do."""
+    trigger = cron_trigger(cron, timezone)
+    fields = cron.split()
+    fixed = len(fields) == 5 and not (fields[0].startswith("*") or fields[1].startswith("*"))
+    fire = trigger.get_next_fire_time(None, after + timedelta(microseconds=1))
+    while fire is not None and fixed and _repeated(fire, trigger.timezone):
+        # in UTC: local time plus a microsecond would lose the fold and land on the first 02:30 again
+        fire = trigger.get_next_fire_time(None, fire.astimezone(UTC) + timedelta(microseconds=1))
     return fire.astimezone(UTC) if fire is not None else None

@@ -64,3 +64,19 @@ async def test_serve_reads_drift_cron_days_as_cron_does(sqlite_url, tmp_path):
             assert fire.strftime("%a") == "Mon", fire
         finally:
             await runner.cleanup()
+
+
+def test_a_review_cron_in_the_repeated_hour_starts_once_when_summer_time_ends(tmp_path, sqlite_url):
+    """Europe/Berlin's clocks go back from 03:00 to 02:00 on 2027-10-31: "30 2 * * *" names 02:30, which
+    happens twice (00:30 and 01:30 UTC). Cron runs a job at a fixed time once that day; so does the review."""
+    files = copy_examples(tmp_path)
+    staff(files)
+    _review_cron(files, "30 2 * * *")
+    assert cli("sweep", "--as-of", "2027-10-30T12:00:00Z", db=sqlite_url, files=files).returncode == 0
+    first = cli("sweep", "--as-of", "2027-10-31T00:45:00Z", db=sqlite_url, files=files)
+    assert "start review: 1" in first.stdout, first.stdout + first.stderr[-600:]
+    again = cli("sweep", "--as-of", "2027-10-31T01:45:00Z", db=sqlite_url, files=files)
+    assert "start review: 0" in again.stdout, again.stdout + again.stderr[-600:]
+    # the next day's 02:30 (01:30 UTC in winter time) starts the next one
+    nextday = cli("sweep", "--as-of", "2027-11-01T01:45:00Z", db=sqlite_url, files=files)
+    assert "start review: 1" in nextday.stdout, nextday.stdout + nextday.stderr[-600:]
