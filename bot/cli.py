@@ -21,8 +21,14 @@ from handlers.policy import PolicyError, load_policy
 EXTENSIONS = ("bot.serve_cli", "bot.evidence_cli", "bot.teams_cli", "bot.review_cli")
 
 
+# The instants ``--as-of`` may judge by: the timers add durations of up to ten years (and a year of business days)
+# to it, which must stay inside Python's calendar (years 1 to 9999).
+AS_OF_FIRST = datetime(1970, 1, 1, tzinfo=UTC)
+AS_OF_END = datetime(9001, 1, 1, tzinfo=UTC)
+
+
 def parse_timestamp(text: str) -> datetime:
-    """ISO 8601 with ``Z`` or an offset; a bare date means midnight UTC."""
+    """ISO 8601 with ``Z`` or an offset; a bare date means midnight UTC (``--as-of``: from 1970 to 9000)."""
     raw = text.strip()
     try:
         moment = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
@@ -32,7 +38,14 @@ def parse_timestamp(text: str) -> datetime:
         if "T" in raw or " " in raw:
             raise CliError(f"timestamp {text!r} needs a time zone (Z or an offset like +01:00)")
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:  # the offset carries it past year 9999 or before year 1
+        moment = AS_OF_END if moment.year > 1 else datetime.min.replace(tzinfo=UTC)
+    if not AS_OF_FIRST <= moment < AS_OF_END:
+        raise CliError(f"--as-of {text!r} is out of range: give an instant from 1970 to 9000 "
+                       "(e.g. 2026-11-23T08:00:00Z)")
+    return moment
 
 
 def common_options(p: argparse.ArgumentParser) -> None:

@@ -122,3 +122,19 @@ def test_fifty_concurrent_approvals_one_transition(database_url, tmp_path):
     assert len([e for e in events if e["type"] == "approval.granted"]) == 1
     assert len([e for e in events if e["type"] == "approval.requested" and e["data"]["step"] == 2]) == 1
     assert cli("audit", "verify", db=db).returncode == 0
+
+
+def test_an_as_of_past_the_calendars_end_is_refused_by_name(tmp_path):
+    """`--as-of 9999-12-31T23:59:59Z` (or an offset that carries a timestamp past year 9999 or before year 1) is
+    a timestamp Python can read but no timer can count from: refused in one line, never a traceback."""
+    files = copy_examples(tmp_path)
+    db = f"sqlite:///{tmp_path}/x.db"
+    for moment in ("9999-12-31T23:59:59Z", "9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+14:00",
+                   "0001-01-01T00:00:00Z"):
+        for args in (("sweep", "--dry-run", "--as-of", moment), ("review", "start", "quarterly-privileged",
+                                                                "--as-of", moment)):
+            r = cli(*args, db=db, files=files)
+            assert r.returncode == 2 and "Traceback" not in r.stderr, (args, r.stdout, r.stderr[-800:])
+            assert "--as-of" in r.stderr and "1970" in r.stderr, r.stderr
+    r = cli("sweep", "--dry-run", "--as-of", "2026-12-02T10:00:00+05:30", db=db, files=files)
+    assert r.returncode == 0 and "sweep as of 2026-12-02T04:30:00.000Z" in r.stdout, r.stdout + r.stderr
