@@ -27,14 +27,18 @@ def retry_delay(attempts: int) -> timedelta:
     return min(RETRY_MAX, RETRY_FIRST * (2 ** max(0, attempts - 1)))
 
 
-async def _schedule(deps: Deps, review: Review, now: datetime, *, dry_run: bool) -> ScheduleRecord:
-    """The review's bookkeeping; the first sweep that sees a review records when its policy was loaded."""
+async def _schedule(deps: Deps, review: Review, *, dry_run: bool) -> ScheduleRecord:
+    """The review's bookkeeping; the first sweep that sees a review records when its policy was loaded.
+
+    That is a real instant: a sweep judged as of an earlier one (``sweep --as-of``) must not date the review
+    back, or the next sweep would start the quarter already under way when it was added."""
     async with deps.store.read() as raw:
         found = await repo_of(raw).get_schedule(review.id)
         loaded = await repo_of(raw).policy_loaded_at(deps.policy.sha256)
     if found is not None:
         return found
-    record = ScheduleRecord(review=review.id, first_seen=min(loaded or now, now))
+    real = deps.now()
+    record = ScheduleRecord(review=review.id, first_seen=min(loaded or real, real))
     if not dry_run:
         async with deps.store.write() as raw:
             repo = repo_of(raw)
@@ -88,7 +92,7 @@ async def start_scheduled(deps: Deps, now: datetime, *, dry_run: bool = False) -
     for review in deps.policy.reviews:
         if not review.schedule.automatic:
             continue
-        record = await _schedule(deps, review, now, dry_run=dry_run)
+        record = await _schedule(deps, review, dry_run=dry_run)
         due = latest_due(review.schedule, since=record.first_seen, at=now, next_fire=deps.cron)
         if due is None or (record.done_for is not None and due <= record.done_for):
             continue

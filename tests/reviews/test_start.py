@@ -11,6 +11,7 @@ import pytest
 
 from bot.bootstrap import build_app
 from bot.settings import Settings
+from handlers.context import FixedClock
 from tests.support import MutableClock, cli, copy_examples, harness
 
 REVIEW = "quarterly-privileged"
@@ -154,6 +155,23 @@ async def test_a_review_added_mid_quarter_waits_for_the_next_quarter(database_ur
     settings = Settings(database_url=database_url, policy=str(files.policy), directory=str(files.directory))
     async with build_app(settings, clock=clock) as app:
         clock.at = datetime(2026, 6, 30, tzinfo=UTC)
+        assert (await app.service.sweep()).reviews_started == []
+        clock.at = datetime(2026, 7, 6, 6, 0, tzinfo=UTC)
+        assert (await app.service.sweep()).reviews_started == [f"RV-1 {REVIEW} (1 items)"]
+
+
+async def test_a_sweep_dated_back_before_the_review_was_added_does_not_date_the_review_back(database_url, tmp_path):
+    """The review is added on 10 April, mid-quarter. A first sweep judged `--as-of` 1 March (before it was in
+    force) must not record it as in force since March: the real sweep after it would start Q2's campaign (due
+    7 April), the quarter already under way when the review was added (SPEC §7)."""
+    files = copy_examples(tmp_path)
+    scheduled(files)
+    clock = MutableClock(datetime(2026, 4, 10, tzinfo=UTC))
+    settings = Settings(database_url=database_url, policy=str(files.policy), directory=str(files.directory))
+    async with build_app(settings, clock=clock, as_of=FixedClock(datetime(2026, 3, 1, tzinfo=UTC))) as app:
+        assert (await app.service.sweep()).reviews_started == []
+    clock.at = datetime(2026, 4, 20, tzinfo=UTC)
+    async with build_app(settings, clock=clock) as app:
         assert (await app.service.sweep()).reviews_started == []
         clock.at = datetime(2026, 7, 6, 6, 0, tzinfo=UTC)
         assert (await app.service.sweep()).reviews_started == [f"RV-1 {REVIEW} (1 items)"]
