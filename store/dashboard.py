@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Column, Index, String, Table, Text, and_, case, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from handlers.audit import GENESIS, Verification, format_ts
 from handlers.dashboard.ports import RequestFilter, SessionRecord, SignInToken
@@ -71,7 +72,10 @@ class SqlSignInTx:
 
     def __init__(self, repo: SqlRepository) -> None:
         self.repo = repo
-        self.conn = repo.conn
+
+    @property
+    def conn(self) -> AsyncConnection:
+        return self.repo.conn  # refused once the repository's scope has ended
 
     async def add_token(self, token: SignInToken) -> None:
         await self.conn.execute(insert(dashboard_tokens).values(

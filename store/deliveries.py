@@ -21,6 +21,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from handlers.evidence_schedule import DeliveryRecord
 from store.repository import SqlRepository, SqlStore
@@ -58,7 +59,10 @@ def _record(row: Any) -> DeliveryRecord:
 class SqlDeliveryTx:
     def __init__(self, repo: SqlRepository) -> None:
         self.repo = repo
-        self.conn = repo.conn
+
+    @property
+    def conn(self) -> AsyncConnection:
+        return self.repo.conn  # refused once the repository's scope has ended
 
     async def add(self, record: DeliveryRecord) -> bool:
         c = evidence_deliveries.c

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Integer, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import ResourceClosedError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from handlers.audit import GENESIS, ChainVerifier, Verification, canonical_body, canonical_json, event_hash, format_ts
@@ -218,13 +219,28 @@ class SqlRepository(ReviewRepositoryMixin):
     """One transaction's view of the store (implements ``handlers.repository.Repository``)."""
 
     def __init__(self, conn: AsyncConnection, *, writable: bool) -> None:
-        self.conn = conn
+        self._conn: AsyncConnection | None = conn
         self.writable = writable
         self.wall = _wall_clock
         # the chain's head once this transaction has read or written it: writers hold the store's
         # write lock for the whole transaction (``SqlStore.write``), so nobody else appends meanwhile
         self._head: tuple[int, str, str] | None = None
         self._driver: Driver | bool | None = False  # False: not looked at yet
+
+    @property
+    def conn(self) -> AsyncConnection:
+        """The scope's connection; refused once the scope ended: the store keeps that connection for its next
+        scope (``SqlStore.read`` / ``SqlStore.write``), where a statement of this one would land outside that
+        scope's transaction and write lock."""
+        conn = self._conn
+        if conn is None:
+            raise ResourceClosedError("This repository's scope has ended (store.read() / store.write()): "
+                                      "its connection went back to the store")
+        return conn
+
+    def _end(self) -> None:
+        self._conn = None
+        self._driver = False
 
     async def _fast(self) -> Driver | None:
         if self._driver is False:
@@ -687,14 +703,15 @@ class SqlStore:
             kept, self._kept_write = self._kept_write, None
             conn = await self._take(kept) or await self._writes.connect()
             clean = False
+            repo = SqlRepository(conn, writable=True)
             try:
                 async with conn.begin():
-                    repo = SqlRepository(conn, writable=True)
                     if self.backend == "postgresql":
                         await repo._run(_WRITE_LOCK, {"k": WRITE_LOCK_KEY})
                     yield repo
                 clean = True
             finally:
+                repo._end()  # its connection may serve the next scope: this one's repository no longer reaches it
                 if clean and self._keep and not conn.closed and not conn.invalidated and not conn.in_transaction():
                     self._kept_write = self._kept(conn)
                 else:
@@ -713,10 +730,12 @@ class SqlStore:
         if conn is None:
             conn = await self._reads.connect()  # no begin(): the first SQLAlchemy statement autobegins,
         clean = False  # and none is needed for store.fast's statements
+        repo = SqlRepository(conn, writable=False)
         try:
-            yield SqlRepository(conn, writable=False)
+            yield repo
             clean = True
         finally:
+            repo._end()
             if clean and self._keep and not conn.closed and not conn.invalidated \
                     and len(self._kept_reads) < KEEP_READS:
                 if conn.in_transaction():  # SQLAlchemy's autobegun one: no BEGIN was sent, nothing to undo

@@ -1,0 +1,353 @@
+"""The store keeps a scope's connection checked out for the next scope (store/repository.py ``SqlStore``): the
+write connection and up to ``KEEP_READS`` read connections. Whatever ends a scope (a cancellation anywhere, an
+error, a generator closed early, the store closed), no connection leaks, no write lock or transaction is left
+behind, and the next read sees every committed write."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import ResourceClosedError
+
+from store import schema as t
+from store.db import make_async_engine, upgrade
+from store.repository import KEEP_READS, WRITE_LOCK_KEY, SqlStore
+
+
+class Boom(Exception):
+    pass
+
+
+def _kept(store: SqlStore) -> int:
+    return len(store._kept_reads) + (1 if store._kept_write else 0)
+
+
+def _checked_out(store: SqlStore) -> int:
+    return int(store.engine.sync_engine.pool.checkedout())  # type: ignore[attr-defined]
+
+
+async def _append(store: SqlStore, type_: str) -> None:
+    async with store.write() as repo:
+        await repo.append(type_, actor="a@example.com", ts=datetime.now(UTC))
+
+
+def _sqlite_path(url: str) -> str:
+    return url.split("///", 1)[1]
+
+
+def _outside_count(url: str) -> int:
+    """The events committed, counted on a connection of another client."""
+    if url.startswith("sqlite"):
+        with sqlite3.connect(_sqlite_path(url)) as other:
+            return int(other.execute("SELECT count(*) FROM audit_events").fetchone()[0])
+    with psycopg.connect(url, autocommit=True) as other:
+        return int(other.execute("SELECT count(*) FROM audit_events").fetchone()[0])  # type: ignore[index]
+
+
+def _outside_append(url: str, type_: str) -> None:
+    """Another process's write (a row the store's chain does not know of is fine for counting)."""
+    if url.startswith("sqlite"):
+        with sqlite3.connect(_sqlite_path(url), timeout=10, isolation_level=None) as other:
+            other.execute("INSERT INTO seen_events (key, seen_at) VALUES (?, ?)", (type_, "2026-01-01 00:00:00"))
+        return
+    with psycopg.connect(url, autocommit=True) as other:
+        other.execute("INSERT INTO seen_events (key, seen_at) VALUES (%s, now())", (type_,))
+
+
+def _nothing_held(url: str) -> None:
+    """No write lock held and no transaction left open, seen from another client."""
+    if url.startswith("sqlite"):
+        other = sqlite3.connect(_sqlite_path(url), timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # fails at once if a connection of the store holds the write lock
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+        return
+    with psycopg.connect(url, autocommit=True) as other:
+        free = other.execute("SELECT pg_try_advisory_lock(%s)", (WRITE_LOCK_KEY,)).fetchone()[0]  # type: ignore[index]
+        other.execute("SELECT pg_advisory_unlock_all()")
+        stuck = other.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                              "AND state LIKE 'idle in transaction%'").fetchone()[0]  # type: ignore[index]
+    assert free and stuck == 0
+
+
+async def _count(repo: Any) -> int:
+    return int((await repo.conn.execute(select(func.count()).select_from(t.audit_events))).scalar_one())
+
+
+async def _seen(repo: Any) -> int:
+    return int((await repo.conn.execute(select(func.count()).select_from(t.seen_events))).scalar_one())
+
+
+async def _all_kept_see(store: SqlStore, url: str) -> None:
+    """Every kept read connection (and the write one) sees what another client just committed."""
+    expected = _outside_count(url)
+    held = [store.read() for _ in range(KEEP_READS)]
+    repos = [await cm.__aenter__() for cm in held]
+    try:
+        for repo in repos:
+            assert await _count(repo) == expected
+            assert await repo.get_request(10**9) is None  # the store.fast path too
+    finally:
+        for cm in reversed(held):
+            await cm.__aexit__(None, None, None)
+    async with store.write() as repo:
+        assert await _count(repo) == expected
+
+
+async def _worker(store: SqlStore, rng: random.Random, n: int) -> None:
+    kind = rng.choice(["write", "write-raise", "read-core", "read-fast", "read-raise", "read-unconsumed",
+                       "read-in-write"])
+    if kind.startswith("write"):
+        async with store.write() as repo:
+            await repo.append("test.w", actor="a@example.com", ts=datetime.now(UTC))
+            await asyncio.sleep(rng.random() * 0.002)
+            if kind == "write-raise":
+                raise Boom
+        return
+    if kind == "read-in-write":
+        async with store.write() as w:
+            await w.append("test.w", actor="a@example.com", ts=datetime.now(UTC))
+            async with store.read() as r:
+                await _count(r)
+        return
+    async with store.read() as repo:
+        if kind == "read-core":
+            await _count(repo)
+        elif kind == "read-fast":
+            await repo.get_request(n)
+            await repo.decisions(n)
+        elif kind == "read-unconsumed":
+            await repo.conn.execute(select(t.audit_events))  # a Result never read
+        await asyncio.sleep(rng.random() * 0.002)
+        if kind == "read-raise":
+            raise Boom
+
+
+async def _storm(store: SqlStore, seed: int, rounds: int = 200) -> None:
+    rng = random.Random(seed)
+    tasks = [asyncio.create_task(_worker(store, rng, i)) for i in range(rounds)]
+    for _ in range(rounds // 3):
+        await asyncio.sleep(rng.random() * 0.003)
+        rng.choice(tasks).cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    for r in results:
+        assert r is None or isinstance(r, (Boom, asyncio.CancelledError)), repr(r)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_a_storm_of_scopes_cancelled_and_failing_leaves_only_the_kept_connections(
+        database_url: str, seed: int) -> None:
+    upgrade(database_url)
+    store = SqlStore(database_url)
+    try:
+        await _append(store, "test.warm")
+        await _storm(store, seed)
+        await asyncio.sleep(0.05)  # cleanups the cancellations scheduled
+        assert _checked_out(store) == _kept(store)
+        for conn, _ in [*store._kept_reads, *([store._kept_write] if store._kept_write else [])]:
+            assert not conn.in_transaction()
+        _nothing_held(database_url)
+        _outside_append(database_url, "other.process")
+        await _all_kept_see(store, database_url)
+        async with store.read() as repo:
+            assert await _seen(repo) == 1
+        assert (await store.verify_audit()).ok
+    finally:
+        await store.close()
+
+
+async def test_sqlite_off_the_inline_path_a_read_cancelled_as_it_ends_leaks_no_connection(sqlite_url: str) -> None:
+    """aiosqlite's own thread (a URL with a query, ``inline_sqlite=False``): ending a read scope whose Core
+    statement autobegan waits for the thread; a cancellation landing then must not strand the connection."""
+    upgrade(sqlite_url)
+    store = SqlStore(sqlite_url, engine=make_async_engine(sqlite_url, inline_sqlite=False))
+    try:
+        await _append(store, "test.warm")
+        for delay in [0.0, 0.0005, 0.001, 0.002, 0.003, 0.005] * 5:
+            async def one() -> None:
+                async with store.read() as repo:
+                    await _count(repo)
+            task = asyncio.create_task(one())
+            await asyncio.sleep(delay)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.sleep(0.05)
+        assert _checked_out(store) == _kept(store)
+    finally:
+        await store.close()
+
+
+async def test_a_scope_closed_by_generator_exit_gives_back_its_connection(database_url: str) -> None:
+    """An async generator reading inside a scope, left after its first row and closed (``aclose``: a
+    GeneratorExit at its ``yield``), or dropped and finalized by the loop."""
+    upgrade(database_url)
+    store = SqlStore(database_url)
+    try:
+        for i in range(3):
+            await _append(store, f"test.{i}")
+
+        async def rows(write: bool):  # type: ignore[no-untyped-def]
+            async with (store.write() if write else store.read()) as repo:
+                for e in await repo.events_by_actor_or_request(["a@example.com"]) or [1, 2, 3]:
+                    yield e
+
+        for write in (False, True):
+            gen = rows(write)
+            await gen.__anext__()
+            await gen.aclose()
+            gen = rows(write)
+            await gen.__anext__()
+            del gen  # the loop's asyncgen finalizer closes it
+            await asyncio.sleep(0.05)
+            cm = store.read()
+            await cm.__aenter__()  # a context manager entered and never exited
+            del cm
+            await asyncio.sleep(0.05)
+        await _append(store, "test.after")
+        assert _checked_out(store) == _kept(store)
+        _nothing_held(database_url)
+        async with store.read() as repo:
+            assert await _count(repo) == 4
+    finally:
+        await store.close()
+
+
+async def test_nested_scopes(database_url: str) -> None:
+    upgrade(database_url)
+    store = SqlStore(database_url)
+    try:
+        async with store.write() as w:
+            await w.append("test.outer", actor="a@example.com", ts=datetime.now(UTC))
+            async with store.read() as r:  # another connection: the write is not committed yet
+                assert await _count(r) == 0
+        async with store.read() as r:
+            assert await _count(r) == 1
+            async with store.write() as w:
+                await w.append("test.inner", actor="a@example.com", ts=datetime.now(UTC))
+            assert await _count(r) == 2  # the read's next statement sees it
+            assert await r.get_request(1) is None
+        async with store.read() as a, store.read() as b, store.read() as c:  # more than KEEP_READS at once
+            assert [await _count(x) for x in (a, b, c)] == [2, 2, 2]
+        assert _checked_out(store) == _kept(store) == KEEP_READS + 1
+        _nothing_held(database_url)
+    finally:
+        await store.close()
+
+
+async def _sessions(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as other:
+        return int(other.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                 "AND pid <> pg_backend_pid()").fetchone()[0])  # type: ignore[index]
+
+
+
+
+def _end_every_session(pg_url: str) -> None:
+    """What a server restart does to the store's connections."""
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+
+
+async def _fill_kept(store: SqlStore) -> None:
+    await _append(store, "test.fill")
+    async with store.read() as a, store.read() as b:
+        await _count(a)
+        await b.get_request(1)
+    assert _kept(store) == KEEP_READS + 1
+
+
+@pytest.mark.parametrize("first", ["read-core", "read-fast", "write"])
+async def test_sessions_ended_while_kept_fail_one_scope_at_most(pg_url: str, first: str) -> None:
+    upgrade(pg_url)
+    store = SqlStore(pg_url)
+    try:
+        await _fill_kept(store)
+        _end_every_session(pg_url)
+        await asyncio.sleep(0.2)
+        failed = 0
+        for kind in [first, "read-core", "read-fast", "write", "read-core", "write"]:
+            try:
+                if kind == "write":
+                    await _append(store, "test.after")
+                else:
+                    async with store.read() as repo:
+                        await (_count(repo) if kind == "read-core" else repo.get_request(1))
+            except Exception as exc:
+                assert getattr(exc, "connection_invalidated", False), repr(exc)
+                failed += 1
+        assert failed <= 1
+        assert _checked_out(store) == _kept(store)
+        _nothing_held(pg_url)
+    finally:
+        await store.close()
+
+
+async def test_a_connection_kept_idle_past_the_ping_interval_is_pinged_before_reuse(pg_url: str) -> None:
+    upgrade(pg_url)
+    store = SqlStore(pg_url, engine=make_async_engine(pg_url, ping_after_idle_s=0.2))
+    try:
+        await _fill_kept(store)
+        await asyncio.sleep(0.4)
+        _end_every_session(pg_url)
+        await asyncio.sleep(0.2)
+        async with store.read() as repo:  # pinged: the dead connection is replaced, the read succeeds
+            assert await _count(repo) == 1
+        async with store.read() as a, store.read() as b:
+            assert await _count(a) == await _count(b) == 1
+        await _append(store, "test.after")
+        assert _checked_out(store) == _kept(store)
+        _nothing_held(pg_url)
+    finally:
+        await store.close()
+
+
+async def test_a_kept_connection_used_within_the_ping_interval_is_not_pinged(pg_url: str) -> None:
+    upgrade(pg_url)
+    store = SqlStore(pg_url, engine=make_async_engine(pg_url, ping_after_idle_s=0.5))
+    try:
+        await _fill_kept(store)
+        kept = {id(c) for c, _ in store._kept_reads}
+        for _ in range(4):
+            await asyncio.sleep(0.2)  # each use within the interval restarts its idle time
+            async with store.read() as repo:
+                await _count(repo)
+        assert {id(c) for c, _ in store._kept_reads} & kept
+    finally:
+        await store.close()
+
+
+async def test_a_repository_used_after_its_scope_ended_is_refused(database_url: str) -> None:
+    """A scope's connection, kept, goes to the next scope: a repository kept past its own scope must not write
+    through it (outside the write lock and outside any transaction) nor read through it, as it could not when
+    every scope closed its connection."""
+    upgrade(database_url)
+    store = SqlStore(database_url)
+    try:
+        async with store.write() as w:
+            await w.append("test.1", actor="a@example.com", ts=datetime.now(UTC))
+        async with store.read() as r:
+            await r.get_request(1)
+        with pytest.raises(ResourceClosedError, match="scope has ended"):
+            await w.append("test.late", actor="a@example.com", ts=datetime.now(UTC))
+        with pytest.raises(ResourceClosedError, match="scope has ended"):
+            await w.set_state("k", {"v": 1}, datetime.now(UTC))
+        with pytest.raises(ResourceClosedError, match="scope has ended"):
+            await r.get_request(1)
+        with pytest.raises(ResourceClosedError, match="scope has ended"):
+            await _count(r)
+        await _append(store, "test.2")
+        _nothing_held(database_url)
+        assert _outside_count(database_url) == 2
+        assert (await store.verify_audit()).count == 2
+    finally:
+        await store.close()
