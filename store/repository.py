@@ -659,9 +659,11 @@ class SqlStore:
         self._idle_limit = None if self.backend == "sqlite" else ping_after(self.engine)
         self._kept_write: tuple[AsyncConnection, float] | None = None
         self._kept_reads: list[tuple[AsyncConnection, float]] = []
+        self._closed = False
 
     async def close(self) -> None:
-        self._keep = False  # a scope still running closes its connection when it ends
+        self._keep = False
+        self._closed = True  # a scope still running, or one begun after this, closes its connection when it ends
         kept, self._kept_reads = [*self._kept_reads, *([self._kept_write] if self._kept_write else [])], []
         self._kept_write = None
         for conn, _ in kept:
@@ -692,6 +694,17 @@ class SqlStore:
         conn.info.pop(KEPT_SINCE, None)
         return conn
 
+    async def _give_back(self, conn: AsyncConnection) -> None:
+        """A scope's connection that is not kept goes back to the pool; once the store is closed, it is closed for
+        good: the pool it came from was disposed, and one checked in there would stay open (a server session, or
+        a SQLite connection's thread, which keeps the process from exiting)."""
+        broken = conn.invalidated
+        if self._closed and not broken and not conn.closed:
+            await conn.invalidate()
+        await conn.close()
+        if broken:
+            await self._drop_kept()
+
     def _kept(self, conn: AsyncConnection) -> tuple[AsyncConnection, float]:
         now = time.monotonic()
         conn.info[KEPT_SINCE] = now
@@ -715,10 +728,7 @@ class SqlStore:
                 if clean and self._keep and not conn.closed and not conn.invalidated and not conn.in_transaction():
                     self._kept_write = self._kept(conn)
                 else:
-                    broken = conn.invalidated
-                    await conn.close()
-                    if broken:
-                        await self._drop_kept()
+                    await self._give_back(conn)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[SqlRepository]:
@@ -736,16 +746,19 @@ class SqlStore:
             clean = True
         finally:
             repo._end()
-            if clean and self._keep and not conn.closed and not conn.invalidated \
-                    and len(self._kept_reads) < KEEP_READS:
-                if conn.in_transaction():  # SQLAlchemy's autobegun one: no BEGIN was sent, nothing to undo
-                    await conn.rollback()
-                self._kept_reads.append(self._kept(conn))
-            else:
-                broken = conn.invalidated
-                await conn.close()
-                if broken:
-                    await self._drop_kept()
+            kept = False
+            try:
+                if clean and self._keep and not conn.closed and not conn.invalidated \
+                        and len(self._kept_reads) < KEEP_READS:
+                    if conn.in_transaction():  # SQLAlchemy's autobegun one: no BEGIN was sent, nothing to undo
+                        await conn.rollback()
+                    # (on aiosqlite's own thread that ROLLBACK waits: the store may have closed meanwhile)
+                    if self._keep and not conn.invalidated and len(self._kept_reads) < KEEP_READS:
+                        self._kept_reads.append(self._kept(conn))
+                        kept = True
+            finally:
+                if not kept:
+                    await self._give_back(conn)
 
     async def audit_events(self, *, from_seq: int = 1, to_seq: int | None = None,
                            batch: int = 5000) -> AsyncIterator[Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -243,12 +244,62 @@ async def test_nested_scopes(database_url: str) -> None:
         await store.close()
 
 
+
+
 async def _sessions(url: str) -> int:
     with psycopg.connect(url, autocommit=True) as other:
         return int(other.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                                  "AND pid <> pg_backend_pid()").fetchone()[0])  # type: ignore[index]
 
 
+def _sqlite_threads() -> set[int]:
+    return {id(t) for t in threading.enumerate() if "_connection_worker_thread" in t.name}
+
+
+async def test_close_while_scopes_run_and_use_after_close(database_url: str) -> None:
+    """The scopes running when the store closes, and any begun after, close their connections for good when they
+    end: none stays open in the pool the close disposed (a server session; on SQLite a connection's thread,
+    which keeps the process from exiting)."""
+    upgrade(database_url)
+    threads = _sqlite_threads()
+    store = SqlStore(database_url)
+    await _append(store, "test.warm")
+    async with store.read() as r:
+        await _count(r)
+    inside = asyncio.Event()
+    release = asyncio.Event()
+
+    async def held_write() -> None:
+        async with store.write() as repo:
+            await repo.append("test.during", actor="a@example.com", ts=datetime.now(UTC))
+            inside.set()
+            await release.wait()
+
+    async def held_read() -> int:
+        async with store.read() as repo:
+            await release.wait()
+            return await _count(repo)
+
+    tasks = [asyncio.create_task(held_write()), asyncio.create_task(held_read())]
+    await inside.wait()
+    closing = asyncio.create_task(store.close())
+    await asyncio.sleep(0.05)
+    release.set()
+    await closing
+    assert await tasks[0] is None
+    assert await tasks[1] in (1, 2)
+    assert _kept(store) == 0
+    await _append(store, "test.after")  # a store used after close works, and keeps nothing
+    async with store.read() as r:
+        assert await _count(r) == 3
+    assert _kept(store) == 0
+    _nothing_held(database_url)
+    await asyncio.sleep(0.05)
+    if database_url.startswith("postgresql"):
+        assert await _sessions(database_url) == 0
+    else:
+        assert _sqlite_threads() <= threads
+    await store.close()
 
 
 def _end_every_session(pg_url: str) -> None:
@@ -351,3 +402,18 @@ async def test_a_repository_used_after_its_scope_ended_is_refused(database_url: 
         assert (await store.verify_audit()).count == 2
     finally:
         await store.close()
+
+
+async def test_a_store_closed_while_a_read_scope_ends_keeps_nothing(sqlite_url: str) -> None:
+    """On aiosqlite's own thread (a URL with a query, ``inline_sqlite=False``) the ROLLBACK that ends a read
+    scope whose Core statement autobegan waits for the thread: a store closed meanwhile keeps nothing."""
+    upgrade(sqlite_url)
+    store = SqlStore(sqlite_url, engine=make_async_engine(sqlite_url, inline_sqlite=False))
+    await _append(store, "test.warm")
+    closing: list[asyncio.Task[None]] = []
+    async with store.read() as repo:
+        await _count(repo)
+        closing.append(asyncio.create_task(store.close()))  # runs while the scope's ROLLBACK is on the thread
+    await closing[0]
+    assert _kept(store) == 0
+    assert _checked_out(store) == 0
