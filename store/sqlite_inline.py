@@ -13,6 +13,10 @@ whenever the call cannot wait, and hands it to the connection's thread only when
   call. Past ``READ_BUDGET_S`` on the loop's thread it is interrupted (a progress handler; an
   interrupted read changes nothing, and SQLite keeps the transaction) and run again on the
   connection's thread, so a long report or export does not hold up the loop.
+- A call handed to the connection's thread runs to its end there, even when its caller is cancelled
+  meanwhile (a client gone, a timeout), and every later call on the connection queues behind it on that
+  thread: the close that throws the connection away included (closing the handle under a statement running
+  on another thread crashes the process). That close interrupts a read still running there.
 - Writes that got their lock run to the end on the loop's thread: this store writes a few rows at
   a time, and the export and the reports only read. A batch (``executemany``) goes to the
   connection's thread at once: one that met a lock part-way could not simply be run again.
@@ -111,6 +115,10 @@ class InlineConnection(aiosqlite.Connection):
         self.wait_ms = wait_ms
         self._deadline = 0.0
         self.handed_off = 0  # calls that went to the connection's thread (tests and benchmarks read it)
+        # calls the thread has finished (written there only): while it is behind ``handed_off``, a call is still
+        # running there, one whose caller may have gone (cancelled), and the next calls queue behind it
+        self._finished = 0
+        self._reading = False  # the last call handed off is a read (one a close may interrupt)
 
     def __await__(self) -> Any:
         self._thread.start()  # for the calls that have to wait
@@ -127,9 +135,16 @@ class InlineConnection(aiosqlite.Connection):
                 raise
         return self
 
+    def _busy_elsewhere(self) -> bool:
+        """A call handed to the connection's thread is still running there: nothing may run on this connection on
+        the loop's thread meanwhile (closing the handle under a running statement crashes the process)."""
+        return self._finished != self.handed_off
+
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if not self._running or not self._connection:
             raise ValueError("Connection closed")
+        if self._busy_elsewhere():
+            return await self._hand_off(partial(fn, *args, **kwargs))
         try:
             return fn(*args, **kwargs)
         except sqlite3.OperationalError as exc:
@@ -146,6 +161,8 @@ class InlineConnection(aiosqlite.Connection):
             cursor.execute(sql, parameters)
             return cursor.fetchall()
 
+        if self._busy_elsewhere():
+            return list(await self._hand_off(run, read=True))
         conn = self._connection
         self._deadline = time.perf_counter() + self.read_budget_s
         conn.set_progress_handler(self._past_budget, _PROGRESS_EVERY)
@@ -156,24 +173,39 @@ class InlineConnection(aiosqlite.Connection):
                 raise
         finally:
             conn.set_progress_handler(None, 0)
-        return list(await self._hand_off(run))
+        return list(await self._hand_off(run, read=True))
 
     def _past_budget(self) -> int:
         return 1 if time.perf_counter() > self._deadline else 0
 
-    async def _hand_off(self, call: Callable[[], Any]) -> Any:
-        """Run ``call`` on the connection's thread, waiting for locks as long as ``wait_ms``."""
-        self.handed_off += 1
+    async def _hand_off(self, call: Callable[[], Any], *, read: bool = False) -> Any:
+        """Run ``call`` on the connection's thread, waiting for locks as long as ``wait_ms``. The call runs to its
+        end there even when its caller is cancelled meanwhile; the calls after it queue behind it."""
         conn = self._conn
 
         def waiting() -> Any:
-            conn.execute(f"PRAGMA busy_timeout = {int(self.wait_ms)}")
             try:
-                return call()
+                conn.execute(f"PRAGMA busy_timeout = {int(self.wait_ms)}")
+                try:
+                    return call()
+                finally:
+                    try:
+                        conn.execute("PRAGMA busy_timeout = 0")
+                    except sqlite3.ProgrammingError:  # the call closed the connection
+                        pass
             finally:
-                conn.execute("PRAGMA busy_timeout = 0")
+                self._finished += 1
 
+        self.handed_off += 1
+        self._reading = read
         return await super()._execute(waiting)
+
+    async def close(self) -> None:
+        """Close on the connection's thread behind a call still running there (a read whose caller was cancelled
+        is interrupted first: nothing waits for its rows); on the loop's thread otherwise."""
+        if self._connection is not None and self._busy_elsewhere() and self._reading:
+            self._connection.interrupt()
+        await super().close()
 
     @aiosqlite.context.contextmanager
     async def cursor(self) -> _Cursor:  # type: ignore[override]

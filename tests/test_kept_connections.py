@@ -6,10 +6,14 @@ behind, and the next read sees every committed write."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import sqlite3
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -375,6 +379,59 @@ async def test_a_kept_connection_used_within_the_ping_interval_is_not_pinged(pg_
         assert {id(c) for c, _ in store._kept_reads} & kept
     finally:
         await store.close()
+
+
+_CANCEL_A_LONG_READ = r'''
+import asyncio, sys
+from datetime import UTC, datetime
+from sqlalchemy import text
+from store.db import upgrade
+from store.repository import SqlStore
+
+LONG_READ = ("SELECT count(*) FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000) "
+             "SELECT x FROM c)")
+
+async def main(url: str, how: str) -> None:
+    upgrade(url)
+    store = SqlStore(url)
+    async with store.write() as repo:
+        await repo.set_state("k", {"v": 1}, datetime.now(UTC))
+    started = asyncio.Event()
+
+    async def long() -> None:
+        async with store.read() as repo:
+            started.set()
+            await repo.conn.execute(text(LONG_READ))
+
+    task = asyncio.create_task(long())
+    await started.wait()
+    await asyncio.sleep(0.02)  # past the read budget: the read runs on the connection's thread
+    async with store.read() as repo:  # another coroutine's read meanwhile
+        assert await repo.get_state("k") == {"v": 1}
+    if how == "cancel":
+        task.cancel()
+    else:
+        await store.close()
+    await asyncio.gather(task, return_exceptions=True)
+    await asyncio.sleep(0.1)
+    async with store.read() as repo:
+        assert await repo.get_state("k") == {"v": 1}
+    await store.close()
+    print("done")
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+'''
+
+
+@pytest.mark.parametrize("how", ["cancel", "close"])
+def test_a_long_read_on_the_connections_thread_cancelled_or_closed_under(sqlite_url: str, how: str) -> None:
+    """The read's caller is cancelled (a client gone, a timeout) or the store closed while the read runs on the
+    connection's thread: the connection is thrown away, and its close must wait for the thread, not close the
+    SQLite handle under the statement running there (a crash of the whole process)."""
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run([sys.executable, "-c", _CANCEL_A_LONG_READ, sqlite_url, how], capture_output=True,
+                            text=True, timeout=30, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    assert (result.returncode, result.stdout.strip()) == (0, "done"), result.stderr[-3000:]
 
 
 async def test_a_repository_used_after_its_scope_ended_is_refused(database_url: str) -> None:
