@@ -474,3 +474,58 @@ async def test_a_store_closed_while_a_read_scope_ends_keeps_nothing(sqlite_url: 
     await closing[0]
     assert _kept(store) == 0
     assert _checked_out(store) == 0
+
+
+async def test_a_sweep_in_another_process_while_the_app_keeps_its_connections(database_url: str, tmp_path: Any) -> None:
+    """``accessbot sweep`` writes while a served app keeps its connections checked out: the sweep is not held up
+    by them (no lock or transaction left on them), and the app's next read sees what it recorded."""
+    import yaml
+
+    from tests.support import cli, harness
+
+    bob, mark = "bob@example.com", "mark.mgr@example.com"
+    async with harness(database_url, tmp_path) as h:
+        r = await h.say(bob, "request prod-db-read for 1h because INC-1 hot path")
+        assert r.ok and (await h.request(1)).state == "pending", r.text
+        store = h.app.store
+        assert store._kept_write is not None and store._kept_reads
+        data = yaml.safe_load(h.files.directory.read_text())  # Bob's manager, asked at step 1, leaves
+        for user in data["users"]:
+            if user["email"] == mark:
+                user["active"] = False
+        h.files.directory.write_text(yaml.safe_dump(data, sort_keys=False))
+        result = cli("sweep", db=database_url, files=h.files, timeout=60)
+        assert result.returncode == 0, result.stderr + result.stdout
+        assert (await h.request(1)).state == "failed"  # on a kept read connection, at once
+        assert len(await h.events("request.failed")) == 1
+        async with store.write() as repo:  # on the kept write connection
+            await repo.set_state("test.after-sweep", {"v": 1}, datetime.now(UTC))
+        async with store.read() as repo:
+            assert await repo.get_state("test.after-sweep") == {"v": 1}
+        _nothing_held(database_url)
+
+
+async def test_a_write_cancelled_while_waiting_for_another_process_s_write_lock(sqlite_url: str) -> None:
+    """SQLite: BEGIN IMMEDIATE meets another process's write lock and waits on the connection's thread; the write
+    is cancelled there. The connection is thrown away once its BEGIN is done (SQLite cannot interrupt a wait for
+    a lock), and the next write goes through."""
+    upgrade(sqlite_url)
+    store = SqlStore(sqlite_url)
+    try:
+        await _fill_kept(store)
+        other = sqlite3.connect(_sqlite_path(sqlite_url), isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")
+        task = asyncio.create_task(_append(store, "test.cancelled"))
+        await asyncio.sleep(0.1)  # its BEGIN IMMEDIATE waits on the connection's thread
+        task.cancel()
+        asyncio.get_running_loop().call_later(0.3, other.execute, "ROLLBACK")  # the other process commits later
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        other.close()
+        await _append(store, "test.next")
+        await asyncio.sleep(0.1)
+        assert _checked_out(store) == _kept(store)
+        _nothing_held(sqlite_url)
+        assert [e.type async for e in store.audit_events()] == ["test.fill", "test.next"]
+    finally:
+        await store.close()
