@@ -529,3 +529,28 @@ async def test_a_write_cancelled_while_waiting_for_another_process_s_write_lock(
         assert [e.type async for e in store.audit_events()] == ["test.fill", "test.next"]
     finally:
         await store.close()
+
+
+async def test_sessions_ended_in_the_middle_of_a_storm(pg_url: str) -> None:
+    """A server restart while scopes run and others are kept: the scopes that met it fail with the connection
+    invalidated, nothing is left checked out or held, and the next read and write succeed."""
+    upgrade(pg_url)
+    store = SqlStore(pg_url)
+    try:
+        await _fill_kept(store)
+        rng = random.Random(7)
+        tasks = [asyncio.create_task(_worker(store, rng, i)) for i in range(150)]
+        await asyncio.sleep(0.05)
+        await asyncio.to_thread(_end_every_session, pg_url)
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for r in results:
+            assert r is None or isinstance(r, Boom) or getattr(r, "connection_invalidated", False), repr(r)
+        assert any(getattr(r, "connection_invalidated", False) for r in results)  # some scopes met it
+        await _append(store, "test.after")
+        async with store.read() as repo:
+            assert await _count(repo) == _outside_count(pg_url)
+        assert _checked_out(store) == _kept(store)
+        _nothing_held(pg_url)
+        await _all_kept_see(store, pg_url)
+    finally:
+        await store.close()
