@@ -174,12 +174,31 @@ def make_async_engine(url: str | URL, *, ping_after_idle_s: float = PING_AFTER_I
             kw.setdefault("async_creator", creator(path))
         engine = create_async_engine(u, connect_args={"timeout": 60}, **kw)
         _sqlite_setup(engine.sync_engine)
+        _mark_failed_statements(engine.sync_engine)
         return engine
     kw.setdefault("pool_size", 10)
     kw.setdefault("max_overflow", 20)
     engine = create_async_engine(u, **kw)
     _ping_when_idle(engine.sync_engine, ping_after_idle_s)
+    _mark_failed_statements(engine.sync_engine)
     return engine
+
+
+# ``Connection.info`` key: a statement failed on this connection since its write scope began (store.repository)
+STATEMENT_FAILED = "accessbot_statement_failed"
+
+
+def _mark_failed_statements(engine: Engine) -> None:
+    """Mark the connection a statement failed on. PostgreSQL aborts the whole transaction on an error and its
+    COMMIT then rolls back without a word; SQLite undoes the one statement and commits the rest. A write scope
+    whose body caught such an error and went on is refused at its end on both (store.repository), so what it
+    wrote is never lost in silence nor kept half."""
+
+    @event.listens_for(engine, "handle_error")
+    def _failed(context: Any) -> None:
+        conn = context.connection
+        if conn is not None and not conn.closed:
+            conn.info[STATEMENT_FAILED] = True
 
 
 def make_sync_engine(url: str | URL) -> Engine:

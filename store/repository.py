@@ -27,7 +27,7 @@ from handlers.audit import GENESIS, ChainVerifier, Verification, canonical_body,
 from handlers.origin import stamp
 from handlers.records import AuditEvent, DecisionRecord, DriftRecord, LeaverRecord, OpRecord, RequestRecord, req_id
 from store import schema as t
-from store.db import KEPT_SINCE, STATEMENT_SNAPSHOTS, backend, make_async_engine, ping_after
+from store.db import KEPT_SINCE, STATEMENT_FAILED, STATEMENT_SNAPSHOTS, backend, make_async_engine, ping_after
 from store.fast import Driver
 from store.review_repository import ReviewRepositoryMixin
 
@@ -620,6 +620,10 @@ class SqlRepository(ReviewRepositoryMixin):
         return int(result.rowcount or 0)
 
 
+class WriteAbandoned(RuntimeError):
+    """A write scope's body caught a failed statement and went on: the scope is rolled back, never committed."""
+
+
 KEEP_READS = 2  # read connections a store keeps checked out between scopes
 POOL_LEFT = 4  # connections the pool must still have beside the kept ones, or none is kept
 
@@ -718,10 +722,14 @@ class SqlStore:
             clean = False
             repo = SqlRepository(conn, writable=True)
             try:
+                conn.info.pop(STATEMENT_FAILED, None)
                 async with conn.begin():
                     if self.backend == "postgresql":
                         await repo._run(_WRITE_LOCK, {"k": WRITE_LOCK_KEY})
                     yield repo
+                    if conn.info.pop(STATEMENT_FAILED, False):
+                        raise WriteAbandoned("a statement of this write failed and the write went on: nothing of "
+                                             "it is committed (PostgreSQL would have dropped it all in silence)")
                 clean = True
             finally:
                 repo._end()  # its connection may serve the next scope: this one's repository no longer reaches it
