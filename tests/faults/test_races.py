@@ -41,7 +41,10 @@ def race_world(database_url: str, tmp_path: Path, graph: FaultyGraph, okta: Faul
     return world
 
 
-def _wait_for(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+def _wait_for(predicate: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    """Until ``predicate``; the waits are for another process (an ``accessbot chat`` started for the step, which
+    imports, loads the policy and resolves its groups first), which took over 20 s with the suite's four workers
+    beside it on two cores."""
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, what
