@@ -9,38 +9,24 @@ what is true the moment a membership changes.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from tests.standins.graph import GraphStandIn
-from tests.standins.tls import make_tls
 from tests.support import provider_policy
+from tests.test_leaver_lookups import graph  # noqa: F401  (fixture: the Graph stand-in over TLS)
 from tests.web.conftest import serve_dashboard
 
 ANN, PAT = "ann@example.com", "pat.lead@example.com"
 ROW = re.compile(r"<tr><td>entra/([^<]+)</td>.*?<span class=\"state [^\"]*\">([^<]+)</span>", re.S)
 
 
-@pytest.fixture
-def graph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[GraphStandIn]:
-    (tmp_path / "tls").mkdir()
-    tls = make_tls(tmp_path / "tls")
-    monkeypatch.setenv("SSL_CERT_FILE", tls.ca_file)
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls.ca_file)
-    with GraphStandIn(tls) as server:
-        yield server
-
-
-def crowd(graph: GraphStandIn, groups: list[str], start: int, n: int) -> None:
+def crowd(graph: GraphStandIn, groups: list[str], start: int, n: int) -> None:  # noqa: F811
     for i in range(start, start + n):
         graph.add_user(f"crowd{i}@example.com", department="Sales")
         for gid in groups:
             graph.add_member(gid, f"crowd{i}@example.com")
 
 
-async def test_person_page_cost_does_not_grow_with_the_groups(sqlite_url, tmp_path, graph) -> None:
+async def test_person_page_cost_does_not_grow_with_the_groups(sqlite_url, tmp_path, graph) -> None:  # noqa: F811
     tools, builds = graph.add_group("sg-tools"), graph.add_group("sg-builds")
     graph.add_user(PAT, department="Engineering")
     graph.add_user(ANN, department="Engineering", manager=PAT)
