@@ -20,6 +20,7 @@ from bot.teams.identity import (
     UNAVAILABLE,
     UNKNOWN_USER,
     AddressBook,
+    References,
     conversation_reference,
     identify,
     is_personal,
@@ -66,12 +67,13 @@ class AccessBot(ActivityHandler):
         self.notifier = notifier
         self.invokes = InvokeHandler(app, notifier.refresh_ids, notifier.user_ids)
         self.addresses = AddressBook(app)
+        self.references = References()
 
     # -- helpers ----------------------------------------------------------------------------------
     async def _person(self, context: TurnContext) -> Person | None:
         person = await identify(self.app, context)
         if is_personal(context):  # one reference serves both: the bot's own address and the person's
-            ref = conversation_reference(context)
+            ref = self.references.of(context)  # shared: read only
             await self._remember_bot(context, dict(ref))
             if person is not None:
                 await self.addresses.save(person.email.lower(), ref)

@@ -14,6 +14,7 @@ Framework-free: it reads the activity as the JSON the channel posted.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ class Refusal:
     error: str
 
 
+@functools.lru_cache(maxsize=256)
 def is_loopback_host(host: str | None) -> bool:
     host = (host or "").strip().strip("[]").split("%", 1)[0].lower()
     if host == "localhost":

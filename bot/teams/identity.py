@@ -78,6 +78,39 @@ def conversation_reference(context: TurnContext) -> dict[str, Any]:
     return data
 
 
+class References:
+    """:func:`conversation_reference`, made once for as long as what it is made of stays the same.
+
+    A card click builds the SDK's reference model and dumps it in JSON mode to learn what it learnt from the
+    last activity of the same conversation: a tenth of a click's cost on the Teams route. A reference is made of
+    the sender, the bot's account, the conversation, the channel, the locale, the service URL and the request
+    id; when each of these equals (pydantic's field-by-field equality) the one the last reference of the
+    conversation was made of, that reference is the same, and is returned as it was made. The dictionary
+    returned is shared: read it, or copy it before changing it.
+    """
+
+    def __init__(self, *, size: int = 10_000) -> None:
+        self.size = size
+        self._made: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {}
+
+    def of(self, context: TurnContext) -> dict[str, Any]:
+        activity = context.activity
+        conversation = activity.conversation
+        channel = activity.channel_id
+        made_of = (activity.from_property, activity.recipient, conversation, str(channel) if channel else None,
+                   getattr(channel, "sub_channel", None), activity.locale, activity.service_url,
+                   activity.request_id)
+        key = conversation.id if conversation is not None and conversation.id else ""
+        found = self._made.get(key)
+        if found is not None and found[0] == made_of:
+            return found[1]
+        reference = conversation_reference(context)
+        if len(self._made) >= self.size:
+            self._made.clear()
+        self._made[key] = (made_of, reference)
+        return reference
+
+
 def is_personal(context: TurnContext) -> bool:
     """A personal (1:1) chat: not a channel, not a group chat. Teams names the type; a conversation that marks
     itself a group (``isGroup``) is never personal, whatever its type says or leaves out."""
