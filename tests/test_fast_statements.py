@@ -3,16 +3,19 @@ SQLAlchemy's own execution does, raise its errors, and are seen by its statement
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import event
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from handlers.records import DecisionRecord, OpRecord, RequestRecord
 from store.db import make_async_engine, upgrade
-from store.fast import Driver
+from store.fast import Driver, _fused
 from store.repository import SqlStore
+from store.schema import UTCDateTime
 
 AT = datetime(2026, 11, 23, 8, 30, 15, 123456, tzinfo=UTC)
 
@@ -195,3 +198,38 @@ def test_a_fresh_process_takes_the_driver_path_on_postgresql(pg_url: str) -> Non
     done = subprocess.run([sys.executable, "-c", code, pg_url], capture_output=True, text=True, cwd=ROOT,
                           timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "asyncpg", done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("moment", [
+    AT, datetime(2026, 3, 29, 1, 30, 5, 123456, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+    datetime(2026, 10, 25, 2, 30, tzinfo=ZoneInfo("Europe/Berlin")), datetime(1970, 1, 1, tzinfo=UTC),
+    datetime(9000, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), datetime(1, 1, 2, tzinfo=UTC), None,
+])
+def test_a_utc_datetime_goes_to_sqlite_and_back_as_through_its_type(moment: datetime | None) -> None:
+    """store.fast writes a UTCDateTime on SQLite in one step: the text SQLAlchemy's chain of processors writes,
+    and reads it back as that chain does (aware, UTC)."""
+    dialect = sqlite.dialect()
+    kind = UTCDateTime()
+    chained_bind, chained_result = kind._cached_bind_processor(dialect), kind._cached_result_processor(dialect, None)
+    bind, result = _fused(kind, dialect, "bind"), _fused(kind, dialect, "result")
+    assert chained_bind is not None and chained_result is not None and bind is not None and result is not None
+    text = bind(moment)
+    assert text == chained_bind(moment)
+    assert result(text) == chained_result(text) == (moment.astimezone(UTC) if moment else None)
+    if moment is not None:
+        assert result(text).tzinfo is UTC
+    for stored in ("2026-11-23 08:00:00", "2026-11-23 08:00:00.5"):  # texts written by other means
+        assert result(stored) == chained_result(stored)
+
+
+@pytest.mark.parametrize("value", [datetime(2026, 1, 1), date(2026, 1, 1), "2026-01-01", 7])
+def test_anything_else_is_refused_as_its_type_refuses_it(value: object) -> None:
+    dialect = sqlite.dialect()
+    kind = UTCDateTime()
+    chained, bind = kind._cached_bind_processor(dialect), _fused(kind, dialect, "bind")
+    assert chained is not None and bind is not None
+    with pytest.raises(Exception) as ours:
+        bind(value)
+    with pytest.raises(Exception) as theirs:
+        chained(value)
+    assert type(ours.value) is type(theirs.value)
