@@ -24,7 +24,9 @@ def canonical_json(obj: Any) -> str:
 def format_ts(moment: datetime) -> str:
     """UTC, ISO 8601 with milliseconds and ``Z``."""
     moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    if moment.year < 1000:  # strftime's year is not padded to four digits there, isoformat's is
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.replace(tzinfo=None).isoformat("T", "milliseconds") + "Z"  # the same text, a third of the cost
 
 
 def event_hash(prev_hash: str, body: Mapping[str, Any]) -> str:

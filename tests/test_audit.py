@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
@@ -160,3 +161,23 @@ def test_a_row_planted_at_rowid_minus_one_does_not_stop_the_audit_log(sqlite_url
         engine.dispose()
     out = chat("bob@example.com", "request analytics-read for 1d", db=sqlite_url, files=files)
     assert "append-only" not in out and "REQ-2" in out, out
+
+
+def test_an_event_time_is_written_as_it_always_was() -> None:
+    """The text of ``ts`` is in every event's hash: a faster way of writing it must write the same text."""
+    import random
+    from datetime import timezone
+
+    from handlers.audit import format_ts
+
+    def before(moment: datetime) -> str:
+        moment = moment.astimezone(UTC)
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+    pick = random.Random(7)
+    for _ in range(20_000):
+        offset = timezone(timedelta(minutes=pick.randint(-720, 720)))
+        moment = datetime(pick.randint(2, 9998), pick.randint(1, 12), pick.randint(1, 28), pick.randint(0, 23),
+                          pick.randint(0, 59), pick.randint(0, 59), pick.randint(0, 999_999), tzinfo=offset)
+        assert format_ts(moment) == before(moment)
+    assert format_ts(datetime(2026, 11, 23, 8, 0, 0, 999_999, tzinfo=UTC)) == "2026-11-23T08:00:00.999Z"
