@@ -10,6 +10,7 @@ second sees the first.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -23,7 +24,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import ResourceClosedError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from handlers.audit import GENESIS, ChainVerifier, Verification, canonical_body, canonical_json, event_hash, format_ts
+from handlers.audit import GENESIS, ChainVerifier, Verification, canonical_body, canonical_json, format_ts
 from handlers.origin import stamp
 from handlers.records import AuditEvent, DecisionRecord, DriftRecord, LeaverRecord, OpRecord, RequestRecord, req_id
 from store import schema as t
@@ -354,10 +355,14 @@ class SqlRepository(ReviewRepositoryMixin):
             "seq": seq, "ts": max(format_ts(real), prev_ts), "type": type, "actor": actor,
             "request_id": request_id, "profile": profile, "data": data, "prev_hash": prev,
         }
-        digest = event_hash(prev, body)
+        data_json = canonical_json(data)
+        # the hash of the body as the verifiers assemble it from the stored columns (the same text as
+        # ``event_hash(prev, body)``: tests/test_audit.py), its data serialised once for the hash and the row
+        digest = hashlib.sha256((prev + canonical_body(seq, str(body["ts"]), type, actor, request_id, profile,
+                                                       data_json, prev)).encode("utf-8")).hexdigest()
         await self._run(_INSERT_EVENT, {
             "v_seq": seq, "v_ts": body["ts"], "v_type": type, "v_actor": actor, "v_request_id": request_id,
-            "v_profile": profile, "v_data": canonical_json(body["data"]), "v_prev_hash": prev, "v_hash": digest,
+            "v_profile": profile, "v_data": data_json, "v_prev_hash": prev, "v_hash": digest,
         })
         self._head = (seq, digest, str(body["ts"]))
         return AuditEvent(hash=digest, **body)  # type: ignore[arg-type]
