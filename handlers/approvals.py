@@ -74,7 +74,8 @@ def _data(record: RequestRecord, **kw: object) -> dict[str, object]:
     return data
 
 
-async def _fail(repo: Repository, record: RequestRecord, rule: str, now: datetime) -> None:
+async def _fail(repo: Repository, record: RequestRecord, rule: str, now: datetime,
+                extra: dict[str, object] | None = None) -> None:
     if not in_chain(record):  # already ended (or its extension settled): nothing is left to fail
         raise ValueError(f"{record.ref} is not waiting on its chain ({record.state})")
     if record.state == PENDING:
@@ -84,7 +85,7 @@ async def _fail(repo: Repository, record: RequestRecord, rule: str, now: datetim
         await accept_ended(repo, record, now)  # a drift accept that failed: the member is removed
     else:  # an extension that can no longer be approved: the grant itself stays as it was
         await repo.append("request.failed", actor=SYSTEM, ts=now, request=record,
-                          data=_data(record, rule=rule))
+                          data=_data(record, rule=rule, **(extra or {})))
         record.ext_duration, record.ext_justification = None, None
     await repo.save_request(record)
 
@@ -290,6 +291,16 @@ async def _final(deps: Deps, repo: Repository, record: RequestRecord, actor: str
         # access the holder has lost meanwhile
         # a grant whose expiry passed before the last approval ended then (SPEC §3.4), whether or not a sweep has
         # recorded it yet: an extension cannot bring it back
+        # the policy reloaded while the extension waited: an extension only lengthens the membership the grant
+        # holds, so one the policy in force no longer names for the profile (moved to another group, or the
+        # profile gone) is not extended, whatever version opened the round
+        moved = None if record.expires_at <= now else group_refusal(deps, deps.policy, record)
+        if moved is not None:
+            await _fail(repo, record, moved, now, extra=moved_data(deps.policy, record))
+            text = (f"The extension of {record.ref} failed: {group_refusal_text(deps.policy, record, moved)}. "
+                    f"The grant keeps its expiry ({_ts(record.expires_at)}).")
+            notices.append(Notice(record.requester, "status", text, record.id))
+            return text, None
         why = "expired" if record.expires_at <= now else \
             await extension_refusal(deps, policy, record, await deps.person(record.requester))
         if why is not None:
@@ -328,6 +339,40 @@ async def _final(deps: Deps, repo: Repository, record: RequestRecord, actor: str
     notices.append(Notice(record.requester, "status", f"{record.ref} approved; adding you to {record.group}.",
                           record.id))
     return f"Approved {record.ref}: the chain is complete; provisioning {record.group}.", op.id
+
+
+def group_refusal(deps: Deps, policy: Policy, record: RequestRecord) -> str | None:
+    """``unknown-profile`` when ``policy`` no longer has the grant's profile, ``group-changed`` when it grants the
+    profile as another group (or at another provider) than the one the grant is in; else None. An extension only
+    lengthens the membership the grant holds: it is refused rather than extend a group the policy no longer names
+    for the profile. A group named another way that resolves to the same id is the same group."""
+    profile = policy.profile(record.profile)
+    if profile is None:
+        return "unknown-profile"
+    if profile.provider != record.provider:
+        return "group-changed"
+    key = deps.groups.key
+    return None if key(profile.provider, profile.group) == key(record.provider, record.group) else "group-changed"
+
+
+def group_refusal_text(policy: Policy, record: RequestRecord, why: str) -> str:
+    """Why ``group_refusal`` refused, in words for the holder."""
+    profile = policy.profile(record.profile)
+    if profile is None:
+        return f"{record.profile} is no longer in the policy (version {policy.version})"
+    return (f"policy {policy.version} grants {profile.id} as {profile.provider} group {profile.group}, not "
+            f"{record.provider} group {record.group} that {record.ref} holds; an extension cannot move a grant to "
+            f"another group. Request {profile.id} again")
+
+
+def moved_data(policy: Policy, record: RequestRecord) -> dict[str, object]:
+    """The audit data of a ``group-changed`` refusal: the group held and the group the policy names now."""
+    profile = policy.profile(record.profile)
+    data: dict[str, object] = {"group": record.group, "provider": record.provider,
+                               "policy_version": policy.version, "policy_sha256": policy.sha256}
+    if profile is not None:
+        data.update(policy_group=profile.group, policy_provider=profile.provider)
+    return data
 
 
 async def extension_refusal(deps: Deps, policy: Policy, record: RequestRecord, holder: Person | None) -> str | None:
@@ -494,6 +539,11 @@ async def extend(deps: Deps, actor: str, n: int, duration_text: str | None, reas
     if profile is None:
         return await refuse(deps, actor, "unknown-profile", f"{record.profile} is no longer in the policy.",
                             profile=record.profile, request_id=record.ref)
+    if (moved := group_refusal(deps, policy, record)) is not None:
+        return await refuse(deps, actor, moved, f"{record.ref} cannot be extended: "
+                            f"{group_refusal_text(policy, record, moved)}. The grant keeps its expiry "
+                            f"({_ts(record.expires_at)}).", profile=profile.id, request_id=record.ref,
+                            data=moved_data(policy, record))
     holder = await deps.person(actor)
     why = await extension_refusal(deps, policy, record, holder)
     if why is not None:

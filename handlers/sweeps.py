@@ -13,7 +13,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from handlers.anchors import anchor_head
-from handlers.approvals import _chain, asked_at_open, in_chain, open_step
+from handlers.approvals import (
+    _chain,
+    _fail,
+    asked_at_open,
+    group_refusal,
+    group_refusal_text,
+    in_chain,
+    moved_data,
+    open_step,
+)
 from handlers.audit import format_ts
 from handlers.chains import open_step_unsatisfiable, pin_step
 from handlers.compliance.accept_links import filed_by
@@ -132,6 +141,11 @@ async def remind_pending(deps: Deps, report: SweepReport) -> None:
     for record in waiting:
         if record.state == ACTIVE and not record.extension_pending:
             continue
+        if record.state == ACTIVE and group_refusal(deps, deps.policy, record) is not None:
+            # the policy in force no longer grants the profile as the grant's group: the extension cannot be
+            # executed, so its approvers are not kept asking (its last approval would fail it the same way)
+            notices += await _fail_moved_extension(deps, record, report)
+            continue
         policy = await deps.policy_for(record)
         opened = record.step_opened_at or record.submitted_at
         marker = record.round * 100 + record.step
@@ -195,6 +209,36 @@ async def remind_pending(deps: Deps, report: SweepReport) -> None:
                 notices += [Notice(a, "reminder", f"Reminder: {record.ref} waits for your decision.", record.id)
                             for a in approvers]
     await deps.notifier.notify(notices)
+
+
+async def _fail_moved_extension(deps: Deps, record: RequestRecord, report: SweepReport) -> list[Notice]:
+    """Fail the pending extension of a grant whose profile the policy in force moved to another group (or
+    dropped): ``request.failed`` with the rule, the grant kept as it is; the requester and the open step's
+    approvers are told."""
+    report.failed.append(record.ref)
+    if report.dry_run:
+        return []
+    policy, now = deps.policy, deps.now()
+    try:
+        chain = await _chain(deps, record) or []
+    except ProviderError:
+        chain = []  # the approvers cannot be looked up now: their cards are redrawn all the same
+    async with deps.store.write() as repo:
+        fresh = await repo.get_request(record.id or 0)
+        if fresh is None or not _same_step(fresh, record) or fresh.state != ACTIVE:
+            report.failed.remove(record.ref)
+            return []  # decided, withdrawn or ended meanwhile
+        why = group_refusal(deps, policy, fresh)
+        if why is None:
+            report.failed.remove(record.ref)
+            return []
+        await _fail(repo, fresh, why, now, extra=moved_data(policy, fresh))
+    text = (f"The extension of {record.ref} failed: {group_refusal_text(policy, record, why)}. The grant keeps "
+            f"its expiry ({format_ts(record.expires_at) if record.expires_at else 'unchanged'}).")
+    waiting = sorted(chain[record.step].pool) if record.step < len(chain) else []
+    return [Notice(record.requester, "status", text, record.id),
+            *(Notice(a, "outcome", f"The extension of {record.ref} waiting on you was closed: {why} (the policy "
+                     f"changed).", record.id) for a in waiting)]
 
 
 async def warn_expiring(deps: Deps, report: SweepReport) -> None:

@@ -3,6 +3,8 @@
 Its maximum, its chain and the holder's eligibility come from the version in force, not the one
 the request was first submitted under; ``grant.extended`` names the version that judged it, and
 that version keeps judging the extension's round even if the policy changes again meanwhile.
+An extension only lengthens the membership the grant holds: once the policy in force grants the
+profile as another group, or drops it, the extension is refused, or failed while it waits.
 """
 
 from __future__ import annotations
@@ -121,3 +123,98 @@ async def test_an_exception_is_extended_by_the_exception_block_in_force(database
                                         "      max_duration: 2d\n", ""))
         r = await h.say(CAROL, "extend REQ-1 by 1h because INC-9 overran")
         assert not r.ok and r.rule == "exception: not allowed", r.text
+
+
+STAGING_MOVED = ("    group: sg-staging-admin\n", "    group: sg-staging-admin-v2\n")
+STAGING_GONE = ("  - id: staging-admin\n    title: Staging environment, admin\n", "  - id: staging-admin-old\n"
+                "    title: Staging environment, admin\n")
+
+
+async def test_an_extension_is_refused_once_the_profile_moved_to_another_group(database_url, tmp_path):
+    async with harness(database_url, tmp_path) as h:
+        await h.say(BOB, "request staging-admin for 1h")
+        assert (await h.say(MARK, "approve REQ-1")).ok
+        assert BOB in await h.members("sg-staging-admin")
+        await new_policy(h, "2026.12", STAGING_MOVED)
+        r = await h.say(BOB, "extend REQ-1 by 1h because release night")
+        assert not r.ok and r.rule == "group-changed", r.text
+        assert "sg-staging-admin-v2" in r.text and "again" in r.text, r.text
+        refused = (await h.events("request.refused"))[-1]
+        assert refused["request_id"] == "REQ-1" and refused["data"]["rule"] == "group-changed"
+        held, named = refused["data"]["group"], refused["data"]["policy_group"]
+        assert (held, named) == ("sg-staging-admin", "sg-staging-admin-v2")
+        assert not await h.events("request.extension_requested") and not h.notifier.to(MARK, "approval")[1:]
+        rec = await h.request(1)
+        assert rec.state == "active" and not rec.extension_pending and rec.expires_at == T0 + timedelta(hours=1)
+        # the grant still ends on time, in the group it is in
+        h.clock.advance(hours=1, minutes=1)
+        await h.app.service.sweep()
+        assert (await h.request(1)).state == "expired"
+        assert BOB not in await h.members("sg-staging-admin")
+        assert BOB not in await h.members("sg-staging-admin-v2")
+
+
+async def test_an_extension_pending_when_the_profile_moved_is_not_executed(database_url, tmp_path):
+    async with harness(database_url, tmp_path) as h:
+        await h.say(BOB, "request staging-admin for 1h")
+        assert (await h.say(MARK, "approve REQ-1")).ok
+        assert (await h.say(BOB, "extend REQ-1 by 1h because release night")).ok
+        await new_policy(h, "2026.12", STAGING_MOVED)
+        r = await h.say(MARK, "approve REQ-1")
+        assert "sg-staging-admin-v2" in r.text and "keeps its expiry" in r.text, r.text
+        assert not await h.events("grant.extended")
+        failed = (await h.events("request.failed"))[-1]
+        assert failed["request_id"] == "REQ-1" and failed["data"]["rule"] == "group-changed"
+        assert failed["data"]["extension"] is True and failed["data"]["policy_group"] == "sg-staging-admin-v2"
+        rec = await h.request(1)
+        assert rec.state == "active" and not rec.extension_pending and rec.expires_at == T0 + timedelta(hours=1)
+        told = h.notifier.to(BOB, "status")[-1]
+        assert "failed" in told.text and "sg-staging-admin-v2" in told.text, told.text
+        assert BOB in await h.members("sg-staging-admin") and BOB not in await h.members("sg-staging-admin-v2")
+
+
+async def test_an_extension_pending_when_the_profile_was_removed_is_not_executed(database_url, tmp_path):
+    async with harness(database_url, tmp_path) as h:
+        await h.say(BOB, "request staging-admin for 1h")
+        assert (await h.say(MARK, "approve REQ-1")).ok
+        assert (await h.say(BOB, "extend REQ-1 by 1h because release night")).ok
+        await new_policy(h, "2026.12", STAGING_GONE)
+        r = await h.say(MARK, "approve REQ-1")
+        assert "no longer in the policy" in r.text, r.text
+        assert not await h.events("grant.extended")
+        assert (await h.events("request.failed"))[-1]["data"]["rule"] == "unknown-profile"
+        rec = await h.request(1)
+        assert rec.state == "active" and rec.expires_at == T0 + timedelta(hours=1)
+        r = await h.say(BOB, "extend REQ-1 by 1h")
+        assert not r.ok and r.rule == "unknown-profile", r.text
+
+
+async def test_a_group_named_again_the_same_way_is_not_a_move(database_url, tmp_path):
+    async with harness(database_url, tmp_path) as h:
+        await h.say(BOB, "request staging-admin for 1h")
+        assert (await h.say(MARK, "approve REQ-1")).ok
+        assert (await h.say(BOB, "extend REQ-1 by 1h")).ok
+        await new_policy(h, "2026.12", ("duration: {default: 8h, max: 3d}", "duration: {default: 8h, max: 2d}"))
+        assert (await h.say(MARK, "approve REQ-1")).ok
+        assert (await h.request(1)).expires_at == T0 + timedelta(hours=2)
+
+
+async def test_the_sweep_closes_an_extension_whose_profile_moved_once(database_url, tmp_path):
+    async with harness(database_url, tmp_path) as h:
+        await h.say(BOB, "request staging-admin for 3h")
+        assert (await h.say(MARK, "approve REQ-1")).ok
+        assert (await h.say(BOB, "extend REQ-1 by 1h because release night")).ok
+        await new_policy(h, "2026.12", STAGING_MOVED)
+        report = await h.app.service.sweep()
+        assert report.failed == ["REQ-1"], report.lines()
+        again = await h.app.service.sweep()
+        assert again.failed == [] and not again.reminded
+        [failed] = await h.events("request.failed")
+        assert failed["data"]["rule"] == "group-changed" and failed["data"]["extension"] is True
+        rec = await h.request(1)
+        assert rec.state == "active" and not rec.extension_pending and rec.expires_at == T0 + timedelta(hours=3)
+        assert "sg-staging-admin-v2" in h.notifier.to(BOB, "status")[-1].text
+        assert "closed" in h.notifier.to(MARK, "outcome")[-1].text
+        r = await h.say(MARK, "approve REQ-1")
+        assert not r.ok and r.rule == "not-open", r.text
+        assert not await h.events("grant.extended")
