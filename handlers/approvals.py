@@ -60,11 +60,15 @@ async def _chain(deps: Deps, record: RequestRecord) -> list[ResolvedStep] | None
 
 
 async def asked_at_open(repo: Repository, record: RequestRecord) -> frozenset[str] | None:
-    """The people the open step asked when it opened (``approval.requested``), None if unrecorded."""
+    """The people the open step asked when it opened (``approval.requested``), or last asked since
+    (``approval.rerouted``: the requester's manager changed while a ``manager`` step waited); None if unrecorded."""
     for event in reversed(await repo.events_for(record.id or 0)):
-        if event.type == "approval.requested" and event.data.get("step") == record.step + 1:
+        if event.type in ASKED_EVENTS and event.data.get("step") == record.step + 1:
             return frozenset(str(a).lower() for a in event.data.get("approvers") or ())
     return None
+
+
+ASKED_EVENTS = ("approval.requested", "approval.rerouted")  # who the open step asks: the last of these
 
 
 def _data(record: RequestRecord, **kw: object) -> dict[str, object]:
@@ -109,6 +113,29 @@ async def open_step(deps: Deps, repo: Repository, record: RequestRecord, chain: 
         else f"for {record.profile} for {format_duration(record.duration)}"
     return [Notice(a, "approval", f"{record.requester} asks {what} ({record.ref}): approve or deny.",
                    record.id) for a in approvers]
+
+
+async def reroute_step(deps: Deps, repo: Repository, record: RequestRecord, step: ResolvedStep,
+                       asked: frozenset[str], used: set[str], now: datetime) -> list[Notice]:
+    """The open ``manager`` step of ``record`` asked ``asked``, but the requester's manager is someone else now:
+    the step is passed to them (``approval.rerouted`` {step, approvers, from, to, reason}), who get the approval
+    card; those it asked before are told it is no longer theirs to decide (their cards are redrawn without
+    buttons). Nothing when the step already asks whom it should (called under the write lock, on a fresh read)."""
+    approvers = sorted(step.pool - used)
+    added, removed = sorted(set(approvers) - asked), sorted(asked - set(approvers))
+    if not added:
+        return []
+    await repo.append("approval.rerouted", actor=SYSTEM, ts=now, request=record,
+                      data=_data(record, step=record.step + 1, label=step.label, approvers=approvers,
+                                 reason="manager-changed", **{"from": removed, "to": added}))
+    what = f"to extend {record.profile} by {format_duration(record.ext_duration)}" if record.ext_duration \
+        else f"for {record.profile} for {format_duration(record.duration)}"
+    before = f" (it was with {', '.join(removed)})" if removed else ""
+    notices = [Notice(a, "approval", f"{record.requester} asks {what} ({record.ref}): approve or deny. You are "
+                      f"asked as {record.requester}'s manager now{before}.", record.id) for a in added]
+    notices += [Notice(a, "outcome", f"{record.ref} is no longer yours to decide: {record.requester}'s manager is "
+                       f"now {', '.join(added)}, who has been asked instead.", record.id) for a in removed]
+    return notices
 
 
 def sees(deps: Deps, actor: str, record: RequestRecord, decisions: list[DecisionRecord],

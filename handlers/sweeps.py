@@ -22,6 +22,7 @@ from handlers.approvals import (
     in_chain,
     moved_data,
     open_step,
+    reroute_step,
 )
 from handlers.audit import format_ts
 from handlers.chains import open_step_unsatisfiable, pin_step
@@ -50,6 +51,7 @@ class SweepReport:
     drift: list[str] = field(default_factory=list)
     reminded: list[str] = field(default_factory=list)
     escalated: list[str] = field(default_factory=list)
+    rerouted: list[str] = field(default_factory=list)  # a manager step passed to the requester's new manager
     warned: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     reviews_started: list[str] = field(default_factory=list)
@@ -66,7 +68,8 @@ class SweepReport:
         for name, items in (("expire", self.expired), ("terminate", self.terminated), ("revoke", self.revoked),
                             ("remove", self.removed),
                             ("report drift", self.drift), ("remind", self.reminded),
-                            ("escalate", self.escalated), ("warn", self.warned), ("fail", self.failed),
+                            ("escalate", self.escalated), ("reroute", self.rerouted), ("warn", self.warned),
+                            ("fail", self.failed),
                             ("start review", self.reviews_started), ("remind reviewer", self.reviews_reminded),
                             ("escalate review", self.reviews_escalated), ("close review", self.reviews_closed)):
             out.append(f"{verb}{name}: {len(items)}" + (f" — {', '.join(items)}" if items else ""))
@@ -181,6 +184,20 @@ async def remind_pending(deps: Deps, report: SweepReport) -> None:
             continue
         used = earlier | here
         approvers = sorted(deciding.pool - used)
+        rerouted = False
+        if deciding.step.kind == "manager" and asked is not None and set(approvers) - asked:
+            # the requester's manager changed while the step waited: the new one gets the card, the old one's
+            # card says it is no longer theirs (a reminder would add nothing to the card just sent)
+            report.rerouted.append(record.ref)
+            rerouted = True
+            if not report.dry_run:
+                async with deps.store.write() as repo:
+                    fresh = await repo.get_request(record.id or 0)
+                    # another process may have re-routed it (or a decision moved it) since it was read
+                    if fresh is not None and _same_step(fresh, record) and await asked_at_open(repo, fresh) == asked:
+                        notices += await reroute_step(deps, repo, fresh, deciding, asked, used, deps.now())
+                    else:
+                        report.rerouted.remove(record.ref)
         if age >= policy.reminders.escalate_after and record.escalated_step != marker:
             report.escalated.append(record.ref)
             if not report.dry_run:
@@ -195,7 +212,7 @@ async def remind_pending(deps: Deps, report: SweepReport) -> None:
                 notices += [Notice(m, "escalation", f"{record.ref} has waited {format_duration(age)} on step "
                                    f"{record.step + 1} ({', '.join(approvers)}).", record.id)
                             for m in sorted(deps.policy.security_members())]
-        elif age >= policy.reminders.remind_after and record.reminded_step != marker:
+        elif not rerouted and age >= policy.reminders.remind_after and record.reminded_step != marker:
             report.reminded.append(record.ref)
             if not report.dry_run:
                 async with deps.store.write() as repo:

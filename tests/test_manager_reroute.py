@@ -1,0 +1,110 @@
+"""The requester's manager changes while a ``manager`` step waits: the sweep passes the step to the new manager.
+
+The new manager gets the approval card (``approval.rerouted`` records it), the old one is told the step is no
+longer theirs and a click of theirs decides nothing; a second sweep, or a second process sweeping at once,
+sends no second card.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.bootstrap import build_app
+from bot.settings import Settings
+from handlers.sweeps import sweep
+from tests.support import Harness, RecordingNotifier, harness
+
+BOB, MARK, PAT = "bob@example.com", "mark.mgr@example.com", "pat.lead@example.com"
+
+
+def new_manager(h: Harness, email: str, manager: str) -> None:
+    def change(data: dict) -> None:
+        next(u for u in data["users"] if u["email"] == email)["manager"] = manager
+
+    h.files.edit_directory(change)
+
+
+async def test_a_new_manager_gets_the_card_and_the_old_one_is_told(database_url, tmp_path):
+    async with harness(database_url, tmp_path) as h:
+        r = await h.say(BOB, "request staging-admin for 1h")
+        assert r.ok and r.request.state == "pending", r.text
+        assert len(h.notifier.to(MARK, "approval")) == 1
+        new_manager(h, BOB, PAT)
+        report = await h.app.service.sweep()
+        assert report.rerouted == ["REQ-1"], report.lines()
+        assert "reroute: 1 — REQ-1" in report.lines()
+        [event] = await h.events("approval.rerouted")
+        assert event["actor"] == "system" and event["request_id"] == "REQ-1"
+        data = event["data"]
+        assert (data["step"], data["approvers"], data["from"], data["to"], data["reason"]) == (
+            1, [PAT], [MARK], [PAT], "manager-changed")
+        [card] = h.notifier.to(PAT, "approval")
+        assert card.request_id == 1
+        assert "manager" in card.text and MARK in card.text, card.text
+        [told] = h.notifier.to(MARK, "outcome")
+        assert "no longer yours" in told.text and PAT in told.text, told.text
+        assert told.request_id == 1
+        # idempotent: the next sweep sends nothing more
+        again = await h.app.service.sweep()
+        assert again.rerouted == [] and len(await h.events("approval.rerouted")) == 1
+        assert len(h.notifier.to(PAT, "approval")) == 1
+        # the old manager's click decides nothing and says why; the new manager decides
+        r = await h.say(MARK, "approve REQ-1")
+        assert not r.ok, r.text
+        refused = (await h.events("approval.refused"))[-1]
+        assert refused["actor"] == MARK and refused["data"]["reason"] == "not-an-approver"
+        assert not await h.events("approval.granted")
+        r = await h.say(PAT, "approve REQ-1")
+        assert r.ok and r.request.state == "active", r.text
+
+
+async def test_a_waiting_extension_is_passed_to_the_new_manager(database_url, tmp_path):
+    async with harness(database_url, tmp_path) as h:
+        await h.say(BOB, "request staging-admin for 2h")
+        assert (await h.say(MARK, "approve REQ-1")).ok
+        assert (await h.say(BOB, "extend REQ-1 by 1h because release night")).ok
+        new_manager(h, BOB, PAT)
+        report = await h.app.service.sweep()
+        assert report.rerouted == ["REQ-1"], report.lines()
+        [event] = await h.events("approval.rerouted")
+        assert event["data"]["extension"] is True and event["data"]["to"] == [PAT]
+        [card] = h.notifier.to(PAT, "approval")
+        assert "extend staging-admin by 1h" in card.text, card.text
+        assert (await h.say(PAT, "approve REQ-1")).ok
+        assert (await h.events("grant.extended"))[-1]["actor"] == PAT
+
+
+async def test_no_reroute_while_the_manager_is_unchanged_or_in_a_dry_run(database_url, tmp_path):
+    async with harness(database_url, tmp_path) as h:
+        await h.say(BOB, "request staging-admin for 1h")
+        assert (await h.app.service.sweep()).rerouted == []
+        new_manager(h, BOB, PAT)
+        assert (await h.app.service.sweep(dry_run=True)).rerouted == ["REQ-1"]
+        assert not await h.events("approval.rerouted") and not h.notifier.to(PAT)
+
+
+async def test_two_processes_sweeping_at_once_send_one_card(database_url, tmp_path, monkeypatch) -> None:
+    async with harness(database_url, tmp_path) as h:
+        assert (await h.say(BOB, "request staging-admin for 1h")).ok
+        new_manager(h, BOB, PAT)
+        settings = Settings(database_url=database_url, policy=str(h.files.policy),
+                            directory=str(h.files.directory), env={})
+        notifier = RecordingNotifier()
+        async with build_app(settings, clock=h.clock, notifier=notifier) as other:
+            provider = other.deps.providers["directory"]
+            look_up = provider.get_user
+            ran: list[Any] = []
+
+            async def meanwhile(email: str) -> Any:
+                # the other process has read the step as asking Mark (and looks him up), when this one's sweep
+                # passes the step to Pat and commits; then the other goes on to its write
+                if email == MARK and not ran:
+                    ran.append(await sweep(h.app.deps))
+                return await look_up(email)
+
+            monkeypatch.setattr(provider, "get_user", meanwhile)
+            theirs = await sweep(other.deps)
+        assert ran and ran[0].rerouted == ["REQ-1"], ran
+        assert theirs.rerouted == []
+        assert len(await h.events("approval.rerouted")) == 1
+        assert len(h.notifier.to(PAT, "approval")) == 1 and not notifier.to(PAT)
