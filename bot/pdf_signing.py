@@ -5,8 +5,13 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+from asn1crypto import keys as asn1_keys
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.sign import fields, signers
+from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 
 class SigningError(Exception):
@@ -14,13 +19,25 @@ class SigningError(Exception):
 
 
 def load_signer(key_path: str, cert_path: str) -> signers.SimpleSigner:
+    """The signer of the key and certificate files, checked as the evidence pack's signer is: readable PEM files,
+    an RSA or EC key, and a certificate of that very key (a signature made with another key than the
+    certificate's would never validate)."""
+    from bot import signing
+
     for path in (key_path, cert_path):
-        if not Path(path).is_file():
+        if not Path(path).is_file():  # a pipe or a device is never read (it may never end)
             raise SigningError(f"{path}: no such file")
-    signer = signers.SimpleSigner.load(key_path, cert_path)
-    if signer is None:
-        raise SigningError(f"{key_path} / {cert_path}: not a PEM private key and its certificate")
-    return signer
+    try:
+        found = signing.signer_from({"ACCESSBOT_SIGNING_KEY": key_path, "ACCESSBOT_SIGNING_CERT": cert_path})
+    except signing.SigningError as exc:
+        raise SigningError(str(exc)) from None
+    assert found is not None  # key_path is set
+    chain = [asn1_x509.Certificate.load(c.public_bytes(serialization.Encoding.DER))
+             for c in x509.load_pem_x509_certificates(found.certificate)]
+    key = asn1_keys.PrivateKeyInfo.load(found.key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return signers.SimpleSigner(signing_cert=chain[0], signing_key=key,
+                                cert_registry=SimpleCertificateStore.from_certs(chain))
 
 
 def signer_name(signer: signers.SimpleSigner) -> str:
