@@ -28,7 +28,8 @@ def _table(lines: tuple[ItemLine, ...], small) -> Table:  # type: ignore[no-unty
         rows.append([_p(str(v), small) for v in (
             x.number, member, f"{x.profile} / {x.group}", x.held_via, x.recommendation, x.decision or "undecided",
             x.decided_by, x.decided_at, x.comment, x.outcome)])
-    table = Table(rows, colWidths=[w * mm for w in WIDTHS], repeatRows=1)
+    table = Table(rows, colWidths=[w * mm for w in WIDTHS], repeatRows=1, splitInRow=1)  # a row taller than a page
+    # (a 2000-character comment) goes on over the next page rather than failing the whole report
     table.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.25, colors.grey),
                                ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8e8e8")),
                                ("VALIGN", (0, 0), (-1, -1), "TOP")]))
@@ -64,12 +65,12 @@ def render_certification(view: CertificationView, *, note: str = "") -> bytes:
                         "certification is written once the campaign is closed.", body))
     if note:
         story.append(_p(note, body))
-    fact_table = Table([[_p(k, body), _p(v, body)] for k, v in facts], colWidths=[40 * mm, 220 * mm])
+    fact_table = Table([[_p(k, body), _p(v, body)] for k, v in facts], colWidths=[40 * mm, 220 * mm], splitInRow=1)
     fact_table.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP")]))
     story += [fact_table, Spacer(1, 4 * mm), Paragraph("Scope", styles["Heading2"])]
     scope = [[_p(c, small) for c in ("profile", "provider", "group", "members in the snapshot")]]
     scope += [[_p(str(v), small) for v in row] for row in view.scope]
-    story.append(Table(scope, colWidths=[50 * mm, 30 * mm, 70 * mm, 40 * mm], style=TableStyle(
+    story.append(Table(scope, colWidths=[50 * mm, 30 * mm, 70 * mm, 40 * mm], splitInRow=1, style=TableStyle(
         [("GRID", (0, 0), (-1, -1), 0.25, colors.grey)])))
     for section in view.reviewers:
         story.append(Paragraph(escape(f"Reviewer {section.reviewer}"), styles["Heading2"]))
