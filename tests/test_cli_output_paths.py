@@ -4,6 +4,8 @@ work, nothing recorded and nothing left beside it (no ``.partial`` holding peopl
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -30,7 +32,11 @@ def _places(tmp_path: Path) -> dict[str, Path]:
     folder.mkdir()
     a_file = tmp_path / "a-file"
     a_file.write_text("not a folder\n")
-    return {"an existing folder": folder, "under a file": a_file / "out.zip",
+    pipe = tmp_path / "a-pipe.zip"
+    os.mkfifo(pipe)
+    link = tmp_path / "link-to-a-pipe.zip"
+    link.symlink_to(pipe)
+    return {"an existing folder": folder, "under a file": a_file / "out.zip", "a pipe": pipe, "a link to a pipe": link,
             "under a folder that cannot be made": Path("/proc/accessbot-no-such/out.zip")}
 
 
@@ -50,4 +56,6 @@ def test_an_output_path_no_file_can_be_written_to_is_one_line_and_exit_2(tmp_pat
         assert len(lines) == 1 and lines[0].startswith("accessbot: ") and str(out) in lines[0], (place, r.stderr)
         assert not list(tmp_path.rglob("*.partial")), place
     assert (tmp_path / "a-file").read_text() == "not a folder\n"
+    assert stat.S_ISFIFO((tmp_path / "a-pipe.zip").lstat().st_mode)  # never replaced by the file
+    assert (tmp_path / "link-to-a-pipe.zip").is_symlink()
     assert _events(db) == before  # no evidence.exported for a pack never written
