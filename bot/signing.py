@@ -60,6 +60,9 @@ def signer_from(env: Mapping[str, str]) -> ManifestSigner | None:
         return None
     if not cert_path:
         raise SigningError("ACCESSBOT_SIGNING_KEY is set but ACCESSBOT_SIGNING_CERT is not: set both (PEM files)")
+    for setting, path in (("ACCESSBOT_SIGNING_KEY", key_path), ("ACCESSBOT_SIGNING_CERT", cert_path)):
+        if Path(path).exists() and not Path(path).is_file():  # a pipe may never answer, a device never end
+            raise SigningError(f"{setting} {path}: not a regular file")
     try:
         key_bytes, cert_bytes = Path(key_path).read_bytes(), Path(cert_path).read_bytes()
     except OSError as exc:

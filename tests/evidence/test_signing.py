@@ -5,6 +5,7 @@ a re-hashed tampered file, another certificate or a stripped signature are all c
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -149,12 +150,17 @@ def test_bad_signing_settings_write_no_pack(activity, tmp_path) -> None:
     key, _ = _key_and_cert(tmp_path, "one", "rsa")
     _, cert = _key_and_cert(tmp_path, "two", "rsa")
     ed_key, ed_cert = _key_and_cert(tmp_path, "ed", "ed25519")
-    for env, message in (({"ACCESSBOT_SIGNING_KEY": str(key), "ACCESSBOT_SIGNING_CERT": str(cert)}, "does not match"),
+    pipe = tmp_path / "a-pipe.key"
+    os.mkfifo(pipe)  # read, it would wait for a writer for ever
+    for env, message in (({"ACCESSBOT_SIGNING_KEY": str(pipe), "ACCESSBOT_SIGNING_CERT": str(cert)},
+                          "not a regular file"),
+                         ({"ACCESSBOT_SIGNING_KEY": str(key), "ACCESSBOT_SIGNING_CERT": str(cert)}, "does not match"),
                          ({"ACCESSBOT_SIGNING_KEY": str(key)}, "ACCESSBOT_SIGNING_CERT"),
                          ({"ACCESSBOT_SIGNING_KEY": str(tmp_path / "nope.key"),
                            "ACCESSBOT_SIGNING_CERT": str(cert)}, "nope.key"),
                          ({"ACCESSBOT_SIGNING_KEY": str(ed_key), "ACCESSBOT_SIGNING_CERT": str(ed_cert)}, "RSA or EC")):
         pack = tmp_path / "pack.zip"
-        r = cli("evidence", "export", "--from", TODAY, "--to", TODAY, "--out", str(pack), db=db, files=files, env=env)
+        r = cli("evidence", "export", "--from", TODAY, "--to", TODAY, "--out", str(pack), db=db, files=files, env=env,
+                timeout=60)
         assert r.returncode == 1 and message in r.stderr and "Traceback" not in r.stderr, (env, r.stderr)
         assert not pack.exists() and not list(tmp_path.glob("pack.zip*"))

@@ -21,7 +21,7 @@ def test_a_key_with_another_keys_certificate_is_refused_and_nothing_is_written(t
     cases = {
         "another key's certificate": ((key_a, cert_b), "does not match the key"),
         "the files swapped": ((cert_a, key_a), "not an unencrypted PEM private key"),
-        "a folder as the key": ((tmp_path / "a", cert_a), "no such file"),
+        "a folder as the key": ((tmp_path / "a", cert_a), "not a regular file"),
     }
     for what, ((key, cert), said) in cases.items():
         out = tmp_path / "out" / "rv-1.pdf"
