@@ -6,6 +6,7 @@ from typing import Any
 
 import structlog
 
+from handlers.outbox import Sender
 from handlers.ports import Notice, Notifier
 from store.repository import SqlStore
 
@@ -29,6 +30,30 @@ class FanoutNotifier:
                 await channel.notify(notices)
             except Exception:
                 log.exception("notifying failed", channel=type(channel).__name__)
+
+    async def send(self, notices: list[Notice]) -> list[str | None]:
+        """Deliver now through every channel (the outbox, handlers/outbox.py): for each notice None when a
+        channel sent it (or no channel is configured), else what each channel said went wrong. A channel that
+        only offers ``notify`` is taken at its word."""
+        errors: list[list[str]] = [[] for _ in notices]
+        sent = [not self.channels] * len(notices)
+        for channel in self.channels:
+            name = type(channel).__name__
+            try:
+                if isinstance(channel, Sender):
+                    outcomes = await channel.send(notices)
+                else:
+                    await channel.notify(notices)
+                    outcomes = [None] * len(notices)
+            except Exception as exc:
+                log.exception("notifying failed", channel=name)
+                outcomes = [f"{type(exc).__name__}: {exc}"] * len(notices)
+            for i, error in enumerate(outcomes):
+                if error is None:
+                    sent[i] = True
+                else:
+                    errors[i].append(f"{name}: {error}")
+        return [None if ok else "; ".join(why) for ok, why in zip(sent, errors, strict=True)]
 
 
 async def sent_to(store: SqlStore, channel: str, number: int | None, kind: str, who: str) -> list[dict[str, Any]]:

@@ -77,6 +77,21 @@ class DecisionRecord:
 
 
 @dataclass
+class OutboxNotice:
+    """An unattended notice in the outbox (``handlers/outbox.py``): what to send, and how sending went."""
+
+    recipient: str
+    kind: str
+    text: str
+    request_id: int | None = None
+    status: str = "pending"  # pending | sent | undeliverable
+    attempts: int = 0
+    next_attempt_at: datetime | None = None  # due from then; while a process sends it, its lease
+    last_error: str | None = None
+    id: int | None = None
+
+
+@dataclass
 class OpRecord:
     """An intended provider call, recorded before it is made and marked done after."""
 

@@ -8,7 +8,15 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from handlers.audit import Verification
-from handlers.records import AuditEvent, DecisionRecord, DriftRecord, LeaverRecord, OpRecord, RequestRecord
+from handlers.records import (
+    AuditEvent,
+    DecisionRecord,
+    DriftRecord,
+    LeaverRecord,
+    OpRecord,
+    OutboxNotice,
+    RequestRecord,
+)
 
 
 class Repository(Protocol):
@@ -109,6 +117,18 @@ class Repository(Protocol):
 
     async def forget_seen(self, before: datetime) -> int:
         """Delete inbound event keys first seen before ``before``; how many went."""
+        ...
+
+    async def queue_notices(self, notices: Sequence[Any], at: datetime) -> None:
+        """Write these notices (``handlers.ports.Notice``) to the outbox, pending and due at once."""
+        ...
+
+    async def claim_notices(self, now: datetime, lease_until: datetime, limit: int) -> list[OutboxNotice]:
+        """The pending notices due by ``now`` (oldest first, at most ``limit``), each leased until ``lease_until``."""
+        ...
+
+    async def save_notice(self, notice: OutboxNotice, at: datetime) -> None:
+        """Record how sending went (``done_at`` is set to ``at`` once it is no longer pending)."""
         ...
 
 

@@ -33,6 +33,7 @@ from handlers.context import SYSTEM, Deps
 from handlers.drift import detect_drift
 from handlers.durations import format_duration
 from handlers.grants import end_membership, run_due_ops
+from handlers.outbox import deliver_pending
 from handlers.ports import Notice, ProviderError
 from handlers.records import ACTIVE, HOLDING_STATES, PENDING, RequestRecord
 
@@ -85,12 +86,14 @@ class SweepReport:
 
 
 async def _end(deps: Deps, record_id: int, state: str, event: str, now: datetime, data: dict, *,
-               judged: datetime | None = None, due_at: datetime | None = None) -> bool:
+               judged: datetime | None = None, due_at: datetime | None = None,
+               tell: list[Notice] | None = None) -> bool:
     """End one grant if it is still holding (and, given ``due_at``, still due by then); True when this call
     ended it. ``now`` is the real instant recorded, ``judged`` the one judged as of.
 
     False when another process (a worker's sweep, ``accessbot sweep``, a release) ended it since it was
-    read: that process tells the people concerned, so the caller tells nobody."""
+    read: that process tells the people concerned, so the caller tells nobody. ``tell``: notices written to the
+    outbox with the end (handlers/outbox.py), sent once it is committed."""
     async with deps.store.write() as repo:
         record = await repo.get_request(record_id)
         if record is None or record.state not in HOLDING_STATES:
@@ -106,6 +109,7 @@ async def _end(deps: Deps, record_id: int, state: str, event: str, now: datetime
         extra = {} if ending.provisioned else {"provisioned": False}
         await repo.append(event, actor=SYSTEM, ts=judged or now, request=record,
                           data={"provider": record.provider, "group": record.group, **data, **extra})
+        await repo.queue_notices(tell or [], now)
         return True
 
 
@@ -113,21 +117,21 @@ async def expire_due(deps: Deps, report: SweepReport) -> None:
     judged = report.as_of  # what is due is judged as of the sweep's instant; what it records happens now
     async with deps.store.read() as repo:
         due = await repo.find_requests(states=(ACTIVE,), expires_before=judged)
-    notices = []
     for record in due:
         if report.dry_run:
             report.expired.append(record.ref)
             continue
+        told = Notice(record.requester, "status", f"{record.ref} expired: you were removed from {record.group}.",
+                      record.id)
         if not await _end(deps, record.id or 0, "expired", "grant.expired", deps.now(),
                           {"expires_at": format_ts(record.expires_at) if record.expires_at else None},
-                          judged=judged, due_at=judged):
+                          judged=judged, due_at=judged, tell=[told]):
             continue  # ended meanwhile by another process (which reports it and tells the requester), or extended
         report.expired.append(record.ref)
-        notices.append(Notice(record.requester, "status", f"{record.ref} expired: you were removed from "
-                              f"{record.group}.", record.id))
     if due and not report.dry_run:
         await run_due_ops(deps, limit=len(due) * 2 + 100)  # the removals, batched where the provider can
-    await deps.notifier.notify(notices)
+    if not report.dry_run:
+        await deliver_pending(deps)  # the notices written with the expiries (and any a stopped process left)
 
 
 def _same_step(fresh: RequestRecord, judged: RequestRecord) -> bool:
@@ -209,9 +213,10 @@ async def remind_pending(deps: Deps, report: SweepReport) -> None:
                     await repo.save_request(fresh)
                     await repo.append("approval.escalated", actor=SYSTEM, ts=now, request=fresh, data={
                         "step": record.step + 1, "waiting_on": approvers, "age": format_duration(age)})
-                notices += [Notice(m, "escalation", f"{record.ref} has waited {format_duration(age)} on step "
-                                   f"{record.step + 1} ({', '.join(approvers)}).", record.id)
-                            for m in sorted(deps.policy.security_members())]
+                    await repo.queue_notices([
+                        Notice(m, "escalation", f"{record.ref} has waited {format_duration(age)} on step "
+                               f"{record.step + 1} ({', '.join(approvers)}).", record.id)
+                        for m in sorted(deps.policy.security_members())], deps.now())
         elif not rerouted and age >= policy.reminders.remind_after and record.reminded_step != marker:
             report.reminded.append(record.ref)
             if not report.dry_run:
@@ -223,9 +228,12 @@ async def remind_pending(deps: Deps, report: SweepReport) -> None:
                     await repo.save_request(fresh)
                     await repo.append("approval.reminded", actor=SYSTEM, ts=now, request=fresh,
                                       data={"step": record.step + 1, "approvers": approvers})
-                notices += [Notice(a, "reminder", f"Reminder: {record.ref} waits for your decision.", record.id)
-                            for a in approvers]
-    await deps.notifier.notify(notices)
+                    await repo.queue_notices([
+                        Notice(a, "reminder", f"Reminder: {record.ref} waits for your decision.", record.id)
+                        for a in approvers], deps.now())
+    await deps.notifier.notify(notices)  # a step failed closed, re-routed, an extension failed: told as a decision is
+    if not report.dry_run:
+        await deliver_pending(deps)
 
 
 async def _fail_moved_extension(deps: Deps, record: RequestRecord, report: SweepReport) -> list[Notice]:
@@ -263,7 +271,6 @@ async def warn_expiring(deps: Deps, report: SweepReport) -> None:
     horizon = now + deps.policy.schedule.expiry_warning
     async with deps.store.read() as repo:
         soon = await repo.find_requests(states=(ACTIVE,), expires_before=horizon)
-    notices = []
     for record in soon:
         if record.expires_at is None or record.expires_at <= now or record.warned_expiry == record.expires_at:
             continue
@@ -276,10 +283,12 @@ async def warn_expiring(deps: Deps, report: SweepReport) -> None:
                 continue
             fresh.warned_expiry = fresh.expires_at
             await repo.save_request(fresh)
-        notices.append(Notice(record.requester, "expiring", f"{record.ref} ({record.profile}) expires at "
-                              f"{format_ts(record.expires_at)}. Reply `extend {record.ref} by <duration>` "
-                              "for more time.", record.id))
-    await deps.notifier.notify(notices)
+            await repo.queue_notices([Notice(
+                record.requester, "expiring", f"{record.ref} ({record.profile}) expires at "
+                f"{format_ts(fresh.expires_at)}. Reply `extend {record.ref} by <duration>` for more time.",
+                record.id)], deps.now())
+    if not report.dry_run:
+        await deliver_pending(deps)
 
 
 async def forget_seen_events(deps: Deps) -> int:

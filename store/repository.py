@@ -26,7 +26,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from handlers.audit import GENESIS, ChainVerifier, Verification, canonical_body, canonical_json, format_ts
 from handlers.origin import stamp
-from handlers.records import AuditEvent, DecisionRecord, DriftRecord, LeaverRecord, OpRecord, RequestRecord, req_id
+from handlers.records import (
+    AuditEvent,
+    DecisionRecord,
+    DriftRecord,
+    LeaverRecord,
+    OpRecord,
+    OutboxNotice,
+    RequestRecord,
+    req_id,
+)
 from store import schema as t
 from store.db import KEPT_SINCE, STATEMENT_FAILED, STATEMENT_SNAPSHOTS, backend, make_async_engine, ping_after
 from store.fast import Driver
@@ -623,6 +632,33 @@ class SqlRepository(ReviewRepositoryMixin):
         result = await self.conn.execute(delete(t.seen_events).where(
             c.seen_at < before, ~c.key.startswith("drift.escalated:", autoescape=True)))
         return int(result.rowcount or 0)
+
+    # -- the outbox of unattended notices (handlers/outbox.py) -------------------------------------------------
+    async def queue_notices(self, notices: Sequence[Any], at: datetime) -> None:
+        if notices:
+            await self.conn.execute(insert(t.notice_outbox), [
+                {"recipient": n.recipient, "kind": n.kind, "text": n.text, "request_id": n.request_id,
+                 "status": "pending", "attempts": 0, "created_at": at, "next_attempt_at": None} for n in notices])
+
+    async def claim_notices(self, now: datetime, lease_until: datetime, limit: int) -> list[OutboxNotice]:
+        """Under the store's write lock (``SqlStore.write``): no other process takes the same rows meanwhile."""
+        c = t.notice_outbox.c
+        rows = (await self.conn.execute(select(t.notice_outbox).where(
+            c.status == "pending", or_(c.next_attempt_at.is_(None), c.next_attempt_at <= now))
+            .order_by(c.id).limit(limit))).all()
+        if not rows:
+            return []
+        ids = [r._mapping["id"] for r in rows]
+        await self.conn.execute(update(t.notice_outbox).where(c.id.in_(ids)).values(next_attempt_at=lease_until))
+        return [OutboxNotice(id=m["id"], recipient=m["recipient"], kind=m["kind"], text=m["text"],
+                             request_id=m["request_id"], status=m["status"], attempts=m["attempts"],
+                             next_attempt_at=lease_until, last_error=m["last_error"])
+                for m in (r._mapping for r in rows)]
+
+    async def save_notice(self, notice: OutboxNotice, at: datetime) -> None:
+        await self.conn.execute(update(t.notice_outbox).where(t.notice_outbox.c.id == notice.id).values(
+            status=notice.status, attempts=notice.attempts, next_attempt_at=notice.next_attempt_at,
+            last_error=notice.last_error, done_at=None if notice.status == "pending" else at))
 
 
 class WriteAbandoned(RuntimeError):

@@ -216,3 +216,24 @@ seen_events = Table(
     Column("key", String(200), primary_key=True),
     Column("seen_at", UTCDateTime, nullable=False),
 )
+
+# The unattended notices (reminders, escalations, expiry warnings, expiries) a sweep decided: written in the
+# transaction that records the decision, then sent and marked (handlers/outbox.py). A process that dies between
+# the two leaves the row pending; the next sweep sends it.
+notice_outbox = Table(
+    "notice_outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("recipient", String(320), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("request_id", Integer),
+    Column("status", String(20), nullable=False),  # pending | sent | undeliverable
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", UTCDateTime, nullable=False),
+    # pending: due from then (NULL: at once); a process that took it owns it until then (the lease)
+    Column("next_attempt_at", UTCDateTime),
+    Column("last_error", Text),
+    Column("done_at", UTCDateTime),
+    Index("ix_notice_outbox_status_next", "status", "next_attempt_at"),
+)

@@ -49,6 +49,24 @@ class SlackNotifier:
         if notices:
             self.spawn(self._deliver(list(notices)))
 
+    async def send(self, notices: list[Notice]) -> list[str | None]:
+        """Deliver now (the outbox, handlers/outbox.py): for each notice None when sent, else what went wrong."""
+        outcome: dict[int, str | None] = {}
+        by_request: dict[int | None, list[int]] = defaultdict(list)
+        for i, n in enumerate(notices):
+            by_request[n.request_id].append(i)
+        for request_id, idx in by_request.items():
+            mine: dict[int, str | None] = {}
+            try:
+                async with self.lock_for(request_id):
+                    await self._deliver_batch(request_id, [notices[i] for i in idx], mine)
+            except Exception as exc:  # before a notice was tried (the request's view), or after all were
+                log.exception("slack delivery failed", request_id=request_id)
+                for j in range(len(idx)):
+                    mine.setdefault(j, f"{type(exc).__name__}: {exc}")
+            outcome.update({idx[j]: error for j, error in mine.items()})
+        return [outcome.get(i) for i in range(len(notices))]
+
     def spawn(self, work: Any) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.ensure_future(work)
         self._tasks.add(task)
@@ -85,19 +103,25 @@ class SlackNotifier:
             except Exception:
                 log.exception("slack delivery failed", request_id=request_id)
 
-    async def _deliver_batch(self, request_id: int | None, batch: list[Notice]) -> None:
+    async def _deliver_batch(self, request_id: int | None, batch: list[Notice],
+                             outcome: dict[int, str | None] | None = None) -> None:
+        """``outcome`` given: how each notice of the batch went (by its place), None when it was sent."""
         view = await self.fresh_view(request_id) if request_id is not None else None
         sent: set[str] = set()
         status_done = False
-        for notice in batch:
+        for i, notice in enumerate(batch):
             try:
                 kind = await self._send_one(notice, view, status_done)
                 if kind == "approval":
                     sent.add(notice.recipient.lower())
                 elif kind == "status":
                     status_done = True
-            except Exception:
+                if outcome is not None:
+                    outcome[i] = None
+            except Exception as exc:
                 log.exception("slack notice not delivered", recipient=notice.recipient, kind=notice.kind)
+                if outcome is not None:
+                    outcome[i] = f"{type(exc).__name__}: {exc}"
         if view is not None and request_id is not None:
             await self.update_approvals(request_id, view, skip=sent)
             if not status_done:

@@ -60,6 +60,24 @@ class TeamsNotifier:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def send(self, notices: list[Notice]) -> list[str | None]:
+        """Deliver now (the outbox, handlers/outbox.py): for each notice None when sent, else what went wrong."""
+        outcome: dict[int, str | None] = {}
+        by_request: dict[int | None, list[int]] = defaultdict(list)
+        for i, n in enumerate(notices):
+            by_request[n.request_id].append(i)
+        for request_id, idx in by_request.items():
+            mine: dict[int, str | None] = {}
+            try:
+                async with self._locks[request_id] if request_id is not None else self._general:
+                    await self._deliver_batch(request_id, [notices[i] for i in idx], mine)
+            except Exception as exc:  # before a notice was tried (the request's view), or after all were
+                log.exception("teams delivery failed", request_id=request_id)
+                for j in range(len(idx)):
+                    mine.setdefault(j, f"{type(exc).__name__}: {exc}")
+            outcome.update({idx[j]: error for j, error in mine.items()})
+        return [outcome.get(i) for i in range(len(notices))]
+
     async def idle(self) -> None:
         """Wait until every delivery started so far has finished (tests, shutdown)."""
         while self._tasks:
@@ -78,17 +96,23 @@ class TeamsNotifier:
             except Exception:
                 log.exception("teams delivery failed", request_id=request_id)
 
-    async def _deliver_batch(self, request_id: int | None, batch: list[Notice]) -> None:
+    async def _deliver_batch(self, request_id: int | None, batch: list[Notice],
+                             outcome: dict[int, str | None] | None = None) -> None:
+        """``outcome`` given: how each notice of the batch went (by its place), None when it was sent."""
         view = await self.fresh_view(request_id) if request_id is not None else None
         sent_cards: set[str] = set()
         async with self._connectors() as connectors:
-            for notice in batch:
+            for i, notice in enumerate(batch):
                 try:
                     sent = await self._send_one(connectors, notice, view)
                     if sent:
                         sent_cards.add(notice.recipient.lower())
-                except Exception:
+                    if outcome is not None:
+                        outcome[i] = None
+                except Exception as exc:
                     log.exception("teams notice not delivered", recipient=notice.recipient, kind=notice.kind)
+                    if outcome is not None:
+                        outcome[i] = f"{type(exc).__name__}: {exc}"
             if view is not None and request_id is not None:
                 await self._update_cards(connectors, request_id, view, skip=sent_cards)
 

@@ -1,0 +1,147 @@
+"""The unattended notices go through a stored outbox (handlers/outbox.py): written with the record that decides
+them, sent afterwards, marked sent. A send cut off after the record was committed (the sweep cancelled at a
+stop, the process gone) is made by a later sweep, once; two processes never both send one; a notice the
+channel keeps refusing is tried a bounded number of times, then recorded as undeliverable."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+from sqlalchemy import select
+
+from bot.bootstrap import build_app
+from bot.settings import Settings
+from handlers.outbox import LONGEST_RETRY, MAX_ATTEMPTS, NOTICE_LEASE, deliver_pending
+from handlers.ports import Notice
+from handlers.sweeps import sweep
+from store import schema as t
+from tests.support import harness
+
+BOB, MARK = "bob@example.com", "mark.mgr@example.com"
+
+
+class Channel:
+    """A channel notifier as the outbox sees it (``send`` says how each notice went): the first ``cut`` sends
+    never return (the sweep is cancelled while the channel holds them); recipients in ``refuse`` are refused."""
+
+    def __init__(self, *, cut: int = 0, refuse: frozenset[str] = frozenset(), pause: float = 0.0) -> None:
+        self.cut, self.refuse, self.pause = cut, refuse, pause
+        self.sent: list[Notice] = []
+        self.tries: Counter[str] = Counter()
+
+    async def notify(self, notices: list[Notice]) -> None:
+        self.sent.extend(notices)
+
+    async def send(self, notices: list[Notice]) -> list[str | None]:
+        if self.cut:
+            self.cut -= 1
+            raise asyncio.CancelledError  # what a sweep still sending at the end of the stop's grace gets
+        await asyncio.sleep(self.pause)
+        out: list[str | None] = []
+        for n in notices:
+            self.tries[n.recipient] += 1
+            if n.recipient in self.refuse:
+                out.append("SlackApiError: The request to the Slack API failed. (channel_not_found)")
+            else:
+                self.sent.append(n)
+                out.append(None)
+        return out
+
+    def to(self, who: str, kind: str) -> list[Notice]:
+        return [n for n in self.sent if n.recipient == who and n.kind == kind]
+
+
+async def _outbox(h) -> list[dict]:  # type: ignore[no-untyped-def]
+    async with h.app.store.read() as repo:
+        rows = (await repo.conn.execute(select(t.notice_outbox).order_by(t.notice_outbox.c.id))).all()
+    return [dict(r._mapping) for r in rows]
+
+
+async def test_a_reminder_cut_off_after_its_record_is_sent_once_by_a_later_sweep(database_url, tmp_path) -> None:
+    async with harness(database_url, tmp_path) as h:
+        assert (await h.say(BOB, "request prod-db-read for 1h because INC-1 hot path")).ok
+        h.clock.advance(hours=5)  # past remind_after: Mark, asked at step 1, is due a reminder
+        channel = Channel(cut=1)
+        h.app.deps.notifier = channel
+        try:
+            await sweep(h.app.deps)
+            raise AssertionError("the send was not cut off")
+        except asyncio.CancelledError:
+            pass
+        assert len(await h.events("approval.reminded")) == 1  # recorded, not sent
+        [row] = await _outbox(h)
+        assert (row["recipient"], row["kind"], row["status"], row["attempts"]) == (MARK, "reminder", "pending", 0)
+        assert row["next_attempt_at"] == h.clock.now() + NOTICE_LEASE  # taken by the process that was cut off
+
+        await sweep(h.app.deps)  # another process, within that lease: the notice is not its to send
+        assert channel.sent == [] and len(await h.events("approval.reminded")) == 1
+
+        h.clock.advance(seconds=NOTICE_LEASE.total_seconds() + 1)  # the lease ran out: the owner is gone
+        await sweep(h.app.deps)
+        assert [n.text for n in channel.to(MARK, "reminder")] == ["Reminder: REQ-1 waits for your decision."]
+        [row] = await _outbox(h)
+        assert (row["status"], row["attempts"], row["done_at"]) == ("sent", 1, h.clock.now())
+
+        h.clock.advance(hours=1)
+        await sweep(h.app.deps)
+        assert len(channel.to(MARK, "reminder")) == 1 and len(await h.events("approval.reminded")) == 1
+
+
+async def test_expiry_notices_are_written_with_the_expiry(database_url, tmp_path) -> None:
+    async with harness(database_url, tmp_path) as h:
+        assert (await h.say(BOB, "request analytics-read for 1h because INC-2")).ok
+        assert (await h.request(1)).state == "active"
+        h.clock.advance(minutes=40)  # inside the expiry warning
+        channel = Channel(cut=1)
+        h.app.deps.notifier = channel
+        try:
+            await sweep(h.app.deps)
+            raise AssertionError("the send was not cut off")
+        except asyncio.CancelledError:
+            pass
+        h.clock.advance(hours=1)  # past the expiry and the lease
+        await sweep(h.app.deps)
+        assert [n.kind for n in channel.sent if n.recipient == BOB] == ["expiring", "status"]
+        assert (await h.request(1)).state == "expired"
+        assert [r["status"] for r in await _outbox(h)] == ["sent", "sent"]
+
+
+async def test_two_deliverers_at_once_send_each_notice_once(database_url, tmp_path) -> None:
+    async with harness(database_url, tmp_path) as h:
+        async with h.app.store.write() as repo:
+            await repo.queue_notices([Notice(f"p{i}@example.com", "reminder", f"n{i}", None) for i in range(30)],
+                                     h.clock.now())
+        settings = Settings(database_url=database_url, policy=str(h.files.policy),
+                            directory=str(h.files.directory), env={})
+        first, second = Channel(pause=0.05), Channel(pause=0.05)
+        async with build_app(settings, clock=h.clock, notifier=second) as other:  # a second process
+            h.app.deps.notifier = first
+            counts = await asyncio.gather(deliver_pending(h.app.deps), deliver_pending(other.deps))
+        sent = Counter(n.text for n in first.sent + second.sent)
+        assert sent == Counter({f"n{i}": 1 for i in range(30)}) and sum(counts) == 30
+        assert {r["status"] for r in await _outbox(h)} == {"sent"}
+
+
+async def test_a_notice_refused_every_time_ends_undeliverable_and_is_reported(database_url, tmp_path) -> None:
+    async with harness(database_url, tmp_path) as h:
+        assert (await h.say(BOB, "request prod-db-read for 1h because INC-1 hot path")).ok
+        h.clock.advance(hours=5)
+        channel = Channel(refuse=frozenset({MARK}))
+        h.app.deps.notifier = channel
+        await sweep(h.app.deps)
+        for _ in range(MAX_ATTEMPTS + 3):  # later sweeps, each after the longest wait between attempts
+            h.clock.advance(seconds=LONGEST_RETRY.total_seconds() + 1)
+            await deliver_pending(h.app.deps)
+        assert channel.tries[MARK] == MAX_ATTEMPTS and channel.to(MARK, "reminder") == []
+        [gone] = await h.events("notice.undeliverable")
+        assert gone["request_id"] == "REQ-1"
+        assert gone["data"]["recipient"] == MARK and gone["data"]["kind"] == "reminder"
+        assert gone["data"]["attempts"] == MAX_ATTEMPTS and "channel_not_found" in gone["data"]["error"]
+        rows = await _outbox(h)
+        assert [(r["recipient"], r["status"]) for r in rows if r["kind"] == "reminder"] == [(MARK, "undeliverable")]
+        security = sorted(h.app.deps.policy.security_members())
+        told = [n for n in channel.sent if n.kind == "failure"]
+        assert sorted(n.recipient for n in told) == security and security
+        assert all(f"reminder notice to {MARK} could not be delivered" in n.text for n in told)
+        assert len(await h.events("approval.reminded")) == 1  # what was recorded stands
