@@ -12,7 +12,9 @@ this bot's client factory (:mod:`bot.teams.clients`), and the route does, in ord
 4. :func:`first_time`: an activity Teams re-sends (the same activity id in the same conversation, as
    it does when the bot answered slower than about 15 seconds) is not handled again (:func:`repeated`),
    unless its first turn failed before recording anything (:func:`unsee`);
-5. the SDK's turn (``CloudAdapter.process_activity``) into :class:`~bot.teams.bot.AccessBot`.
+5. the SDK's turn (``CloudAdapter.process_activity``) into :class:`~bot.teams.bot.AccessBot`; a card click,
+   whose whole answer is the HTTP response, runs the SDK's invoke dispatch without the adapter's pipeline when
+   there is no middleware and no telemetry provider (:mod:`bot.teams.card_turn`).
 
 A :class:`TeamsNotifier` is added to the fan-out notifier for the messages the bot writes first.
 """
@@ -36,6 +38,7 @@ from bot.bootstrap import App
 from bot.notify import FanoutNotifier
 from bot.teams.auth import InboundAuth, Unauthorized, build_authentication
 from bot.teams.bot import AccessBot, invoke_json
+from bot.teams.card_turn import card_turn, direct
 from bot.teams.clients import ClientFactory, opener
 from bot.teams.gate import EMULATOR, OFF, SECURED, Gate, Refusal
 from bot.teams.invoke import request_number
@@ -227,7 +230,10 @@ def make_handler(channel: TeamsChannel) -> Any:
             activity = answer
         with counting_appends() as appended:
             try:
-                response = await channel.adapter.process_activity(identity, activity, channel.bot.on_turn)
+                if direct(channel.adapter, identity, activity):  # a card click: the SDK's dispatch, no pipeline
+                    response = await card_turn(channel.adapter, channel.bot, identity, activity)
+                else:
+                    response = await channel.adapter.process_activity(identity, activity, channel.bot.on_turn)
             except Exception:
                 log.exception("activity failed", type=activity.type, name=activity.name)
                 if first and not appended[0]:
