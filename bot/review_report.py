@@ -79,6 +79,12 @@ def write_report(settings: Settings, campaign: str, out: Path) -> int:
             signer = load_signer(key, cert)
         except (SigningError, ValueError, OSError) as exc:
             return _fail(f"cannot sign: {exc}")
+    from cards.pdf_fonts import FontError, configured, load
+
+    try:
+        fonts = load(configured(settings.env.get("ACCESSBOT_PDF_FONT", "")))
+    except FontError as exc:
+        return _fail(f"cannot set the report's text: {exc}")
     view = asyncio.run(_view(settings.database_url, int(m.group(1))))
     if view is None:
         return _fail(f"there is no campaign RV-{int(m.group(1))}")
@@ -97,11 +103,19 @@ def write_report(settings: Settings, campaign: str, out: Path) -> int:
         name = signer_name(signer)
         reason = (f"Certification of access review {view.review_id}" if view.is_certification else
                   f"Interim status of access review {view.review_id}, not a certification")
-        data = sign_pdf(render_certification(view, note=f"Signed (PAdES) by {name}."), signer, reason=reason)
+        try:
+            unsigned = render_certification(view, note=f"Signed (PAdES) by {name}.", fonts=fonts)
+        except FontError as exc:
+            return _fail(f"cannot set the report's text: {exc}; no report of {view.review_id} is written")
+        data = sign_pdf(unsigned, signer, reason=reason)
         how = f"signed by {name}"
     else:
-        data = render_certification(view, note="Unsigned: no signing key is set (ACCESSBOT_SIGNING_KEY / "
-                                    "ACCESSBOT_SIGNING_CERT), so nothing shows whether this file was changed.")
+        try:
+            data = render_certification(view, note="Unsigned: no signing key is set (ACCESSBOT_SIGNING_KEY / "
+                                        "ACCESSBOT_SIGNING_CERT), so nothing shows whether this file was changed.",
+                                        fonts=fonts)
+        except FontError as exc:
+            return _fail(f"cannot set the report's text: {exc}; no report of {view.review_id} is written")
         how = "unsigned (no signing key set)"
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
@@ -112,6 +126,10 @@ def write_report(settings: Settings, campaign: str, out: Path) -> int:
     except BaseException:  # the certification names people and their access: no copy of it is left behind
         partial.unlink(missing_ok=True)
         raise
+    if fonts.missing:
+        codes = ", ".join(f"U+{ord(c):04X} {c}" for c in sorted(fonts.missing))
+        print(f"accessbot: warning: no font draws {codes}; they are in the PDF's text but printed as a box and "
+              "their code point (set ACCESSBOT_PDF_FONT to a TrueType font that has them)", file=sys.stderr)
     print(f"wrote {out}: {view.review_id} {what}, {view.items} items, {view.decided} decided, snapshot sha256 "
           f"{view.snapshot_sha256}, chain head {view.chain_head}; {how}")
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from xml.sax.saxutils import escape
 
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4, landscape
@@ -11,17 +10,15 @@ from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
+from cards.pdf_fonts import Fonts, load
 from handlers.reviews.report import CertificationView, ItemLine
 
 COLUMNS = ("#", "member", "profile / group", "held via", "advice", "decision", "by", "at", "comment", "outcome")
-WIDTHS = (9, 44, 42, 24, 16, 16, 38, 30, 40, 14)  # mm: 273 in all, the width of a landscape A4 page inside its margins
+WIDTHS = (9, 44, 42, 24, 16, 16, 38, 30, 38, 16)  # mm: 273 in all, the width of a landscape A4 page inside its margins;
+# "outcome" and "undecided" fit their columns in the widest font of the chain (DejaVu Sans, cards/pdf_fonts.py)
 
 
-def _p(text: str, style) -> Paragraph:  # type: ignore[no-untyped-def]
-    return Paragraph(escape(text), style)
-
-
-def _table(lines: tuple[ItemLine, ...], small) -> Table:  # type: ignore[no-untyped-def]
+def _table(lines: tuple[ItemLine, ...], small, _p) -> Table:  # type: ignore[no-untyped-def]
     rows = [[_p(c, small) for c in COLUMNS]]
     for x in lines:
         member = x.user if not x.name or x.name == x.user else f"{x.name} <{x.user}>"
@@ -36,9 +33,18 @@ def _table(lines: tuple[ItemLine, ...], small) -> Table:  # type: ignore[no-unty
     return table
 
 
-def render_certification(view: CertificationView, *, note: str = "") -> bytes:
-    """The report; ``note`` says how it is signed (or that it is not)."""
+def render_certification(view: CertificationView, *, note: str = "", fonts: Fonts | None = None) -> bytes:
+    """The report; ``note`` says how it is signed (or that it is not). Its text is set in ``fonts`` (by default
+    the packaged and system ones, cards/pdf_fonts.py); the characters none of them draws are left in
+    ``fonts.missing``."""
+    fonts = fonts if fonts is not None else load()
+
+    def _p(text: str, style) -> Paragraph:  # type: ignore[no-untyped-def]
+        return Paragraph(fonts.markup(text), style)
+
     styles = getSampleStyleSheet()
+    for name in ("BodyText", "Title", "Heading2"):
+        styles[name].fontName = fonts.primary
     small = styles["BodyText"].clone("small", fontSize=7, leading=8.5)
     body = styles["BodyText"]
     out = io.BytesIO()
@@ -58,7 +64,7 @@ def render_certification(view: CertificationView, *, note: str = "") -> bytes:
     ]
     if view.signoff:
         facts.append(("Sign-off", view.signoff))
-    story = [Paragraph(escape(view.heading), styles["Title"])]
+    story = [_p(view.heading, styles["Title"])]
     if not view.is_certification:
         story.append(_p(f"{view.review_id} is {view.state}: decisions can still change, undecided items have no "
                         "outcome and nothing on the removal list has been removed. This shows progress; the "
@@ -73,13 +79,18 @@ def render_certification(view: CertificationView, *, note: str = "") -> bytes:
     story.append(Table(scope, colWidths=[50 * mm, 30 * mm, 70 * mm, 40 * mm], splitInRow=1, style=TableStyle(
         [("GRID", (0, 0), (-1, -1), 0.25, colors.grey)])))
     for section in view.reviewers:
-        story.append(Paragraph(escape(f"Reviewer {section.reviewer}"), styles["Heading2"]))
+        story.append(_p(f"Reviewer {section.reviewer}", styles["Heading2"]))
         when = (f"; decisions from {section.first_decision} to {section.last_decision}"
                 if section.first_decision else "")
         story.append(_p(f"{section.decided} of {len(section.items)} items decided{when}.", body))
-        story.append(_table(section.items, small))
+        story.append(_table(section.items, small, _p))
     story.append(Paragraph("Removals" if view.is_certification else "Decided for removal so far (not removed)",
                            styles["Heading2"]))
-    story.append(_table(view.removals, small) if view.removals else _p("No item is decided for removal.", body))
+    story.append(_table(view.removals, small, _p) if view.removals else _p("No item is decided for removal.", body))
+    if fonts.missing:  # said on the first page, under the heading, before any of them is read
+        codes = ", ".join(f"U+{ord(c):04X}" for c in sorted(fonts.missing))
+        story.insert(1, _p(f"No font available here draws {codes}: each is written as recorded into this file's "
+                           "text (copy or extract it to read it), printed as an empty box followed by its code "
+                           "point in brackets.", body))
     doc.build(story)
     return out.getvalue()

@@ -1,5 +1,7 @@
 """Where a PDF's text lands: every string shown, with its page and its box in page space, read from the content
-streams (the operators reportlab writes: q/Q, cm, BT/ET, Tm, Td, TL, T*, Tf, Tj)."""
+streams (the operators reportlab writes: q/Q, cm, BT/ET, Tm, Td, TL, T*, Tf, Tj). An embedded TrueType subset
+is read as a PDF reader reads it: each code's character from the font's /ToUnicode map, its width from
+/Widths; the standard fonts (Helvetica) by their names, in WinAnsi."""
 
 from __future__ import annotations
 
@@ -23,10 +25,39 @@ class Shown:
     page_width: float
 
 
-def _unescape(raw: bytes) -> str:
-    out = re.sub(rb"\\([0-7]{1,3}|.)", lambda m: bytes([int(m.group(1), 8)]) if m.group(1)[:1].isdigit()
-                 else {b"n": b"\n", b"r": b"\r", b"t": b"\t"}.get(m.group(1), m.group(1)), raw[1:-1])
-    return out.decode("cp1252", errors="replace")
+def _unescape(raw: bytes) -> bytes:
+    return re.sub(rb"\\([0-7]{1,3}|.)", lambda m: bytes([int(m.group(1), 8)]) if m.group(1)[:1].isdigit()
+                  else {b"n": b"\n", b"r": b"\r", b"t": b"\t"}.get(m.group(1), m.group(1)), raw[1:-1])
+
+
+@dataclass(frozen=True)
+class _Font:
+    standard: str | None  # a standard font's name; None for an embedded one read by the maps below
+    chars: dict[int, str]
+    widths: dict[int, float]
+
+    def text(self, codes: bytes) -> str:
+        if self.standard:
+            return codes.decode("cp1252", errors="replace")
+        return "".join(self.chars.get(c, "\ufffd") for c in codes)
+
+    def width(self, codes: bytes, size: float) -> float:
+        if self.standard:
+            return stringWidth(self.text(codes), self.standard, size)
+        return sum(self.widths.get(c, 0.0) for c in codes) * size / 1000
+
+
+def _font(obj) -> _Font:  # type: ignore[no-untyped-def]
+    if "/ToUnicode" not in obj:
+        return _Font(_FONTS.get(str(obj["/BaseFont"]), "Helvetica"), {}, {})
+    cmap = obj["/ToUnicode"].get_object().data
+    chars = {}
+    for block in re.findall(rb"beginbfchar(.*?)endbfchar", cmap, re.DOTALL):
+        for code, uni in re.findall(rb"<([0-9A-Fa-f]+)>\s*<([0-9A-Fa-f]+)>", block):
+            chars[int(code, 16)] = bytes.fromhex(uni.decode()).decode("utf-16-be")
+    first = int(obj["/FirstChar"])
+    widths = {first + i: float(w) for i, w in enumerate(obj["/Widths"])}
+    return _Font(None, chars, widths)
 
 
 def _mul(a: list[float], b: list[float]) -> list[float]:
@@ -41,13 +72,13 @@ def shown_text(data: bytes) -> list[Shown]:
     for number, kid in enumerate(reader.root["/Pages"]["/Kids"], start=1):
         page = kid.get_object()
         width = float(page["/MediaBox"][2])
-        fonts = {str(k): _FONTS.get(str(v.get_object()["/BaseFont"]), "Helvetica")
-                 for k, v in page["/Resources"]["/Font"].items()}
+        fonts = {str(k): _font(v.get_object()) for k, v in page["/Resources"]["/Font"].items()}
         contents = page["/Contents"]
         stream = b"\n".join(s.get_object().data for s in (contents if isinstance(contents, list) else [contents]))
         ctm, stack, operands = [1.0, 0, 0, 1.0, 0, 0], [], []
         tm = line = [1.0, 0, 0, 1.0, 0, 0]
-        font, size, leading = "Helvetica", 10.0, 0.0
+        helvetica = _Font("Helvetica", {}, {})
+        font, size, leading = helvetica, 10.0, 0.0
         for token in _TOKEN.findall(stream):
             op = token.decode("latin-1")
             if token[:1] == b"(" or token[:1] == b"/" or re.fullmatch(rb"[-+]?[0-9]*\.?[0-9]+", token):
@@ -72,10 +103,11 @@ def shown_text(data: bytes) -> list[Shown]:
             elif op == "TL":
                 leading = float(args[-1])
             elif op == "Tf":
-                font, size = fonts.get(args[-2].decode(), "Helvetica"), float(args[-1])
+                font, size = fonts.get(args[-2].decode(), helvetica), float(args[-1])
             elif op == "Tj":
-                text = _unescape(args[-1])
-                advance = stringWidth(text, font, size)
+                codes = _unescape(args[-1])
+                text = font.text(codes)
+                advance = font.width(codes, size)
                 start = _mul(tm, ctm)[4]
                 out.append(Shown(number, text, start, start + advance * ctm[0], width))
                 tm = _mul([1.0, 0, 0, 1.0, advance, 0], tm)
