@@ -36,6 +36,9 @@ def event_summary(ev: AuditEvent) -> str:
     d = ev.data
     parts = [f"{k}={d[k]}" for k in ("step", "rule", "reason", "comment", "expires_at", "duration")
              if d.get(k) not in (None, "")]
+    # who a re-routed step was taken from and given to (``approval.rerouted``): who was asked when
+    parts += [f"{k}={';'.join(str(x) for x in d[k])}" for k in ("from", "to")
+              if isinstance(d.get(k), list) and d[k]]
     if d.get("extension"):
         parts.append("extension")
     return ", ".join(str(p) for p in parts)

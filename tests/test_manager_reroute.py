@@ -108,3 +108,16 @@ async def test_two_processes_sweeping_at_once_send_one_card(database_url, tmp_pa
         assert theirs.rerouted == []
         assert len(await h.events("approval.rerouted")) == 1
         assert len(h.notifier.to(PAT, "approval")) == 1 and not notifier.to(PAT)
+
+
+async def test_status_shows_whom_each_reroute_took_the_step_from_and_gave_it_to(database_url, tmp_path):
+    async with harness(database_url, tmp_path) as h:
+        assert (await h.say(BOB, "request staging-admin for 1h")).ok
+        new_manager(h, BOB, PAT)
+        assert (await h.app.service.sweep()).rerouted == ["REQ-1"]
+        new_manager(h, BOB, MARK)  # and back
+        assert (await h.app.service.sweep()).rerouted == ["REQ-1"]
+        text = (await h.say("sam.sec@example.com", "status REQ-1")).text
+        lines = [line for line in text.splitlines() if "approval.rerouted" in line]
+        assert len(lines) == 2, text
+        assert f"from={MARK}, to={PAT}" in lines[0] and f"from={PAT}, to={MARK}" in lines[1], lines
