@@ -71,6 +71,18 @@ async def asked_at_open(repo: Repository, record: RequestRecord) -> frozenset[st
 ASKED_EVENTS = ("approval.requested", "approval.rerouted")  # who the open step asks: the last of these
 
 
+async def asked_this_round(repo: Repository, record: RequestRecord) -> frozenset[str]:
+    """Everyone the open step has asked in the current round: those it asked when it opened and each person a
+    re-route (``approval.rerouted``) gave it to since, including those it was later taken from."""
+    out: set[str] = set()
+    for event in reversed(await repo.events_for(record.id or 0)):
+        if event.type == "request.extension_requested":
+            break  # an earlier round's steps
+        if event.type in ASKED_EVENTS and event.data.get("step") == record.step + 1:
+            out.update(str(a).lower() for a in event.data.get("approvers") or ())
+    return frozenset(out)
+
+
 def _data(record: RequestRecord, **kw: object) -> dict[str, object]:
     data = dict(kw)
     if record.round > 0:
@@ -213,7 +225,8 @@ async def _decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str
                          "one person counts once per request.", ok=False, kind="refusal",
                          rule="already-decided"), visible
         if actor not in step.pool - earlier:
-            if any(actor in s.pool for s in chain[: record.step]):
+            # someone the open step itself asked (a manager it was passed away from) did not miss an earlier step
+            if any(actor in s.pool for s in chain[: record.step]) and actor not in await asked_this_round(repo, record):
                 return Reply(text=f"{record.ref}: that step was already decided; it now waits on {label}.",
                              ok=False, kind="refusal", rule="step-closed"), visible
             await repo.append("approval.refused", actor=actor, ts=now, request=record,

@@ -121,3 +121,27 @@ async def test_status_shows_whom_each_reroute_took_the_step_from_and_gave_it_to(
         lines = [line for line in text.splitlines() if "approval.rerouted" in line]
         assert len(lines) == 2, text
         assert f"from={MARK}, to={PAT}" in lines[0] and f"from={PAT}, to={MARK}" in lines[1], lines
+
+
+async def test_an_old_manager_who_could_sign_an_earlier_step_is_refused_and_recorded(database_url, tmp_path):
+    """Sasha (security, who could have signed step 1) was asked as Bob's manager at step 2; once the step is
+    passed to Pat her approval decides nothing and is recorded, not answered as a step already decided."""
+    from tests.test_extension_policy import new_policy
+
+    sam, sasha = "sam.sec@example.com", "sasha.sec@example.com"
+    async with harness(database_url, tmp_path) as h:
+        await new_policy(h, "2026.12", ("    justification: optional\n    approval:\n      - manager\n",
+                                        "    justification: optional\n    approval:\n      - {any_of: security}\n"
+                                        "      - manager\n"))
+        new_manager(h, BOB, sasha)
+        assert (await h.say(BOB, "request staging-admin for 1h")).ok
+        assert (await h.say(sam, "approve REQ-1")).ok
+        assert len(h.notifier.to(sasha, "approval")) == 2  # step 1, then step 2 as the manager
+        new_manager(h, BOB, PAT)
+        assert (await h.app.service.sweep()).rerouted == ["REQ-1"]
+        r = await h.say(sasha, "approve REQ-1")
+        assert not r.ok and r.rule == "not-an-approver", r.text
+        refused = (await h.events("approval.refused"))[-1]
+        assert refused["actor"] == sasha
+        assert (refused["data"]["step"], refused["data"]["reason"]) == (2, "not-an-approver")
+        assert (await h.request(1)).state == "pending"
