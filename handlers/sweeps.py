@@ -36,6 +36,7 @@ from handlers.grants import end_membership, run_due_ops
 from handlers.outbox import deliver_pending
 from handlers.ports import Notice, ProviderError
 from handlers.records import ACTIVE, HOLDING_STATES, PENDING, RequestRecord
+from handlers.repository import Repository
 
 SEEN_EVENTS_KEPT = timedelta(days=1)
 
@@ -95,22 +96,30 @@ async def _end(deps: Deps, record_id: int, state: str, event: str, now: datetime
     read: that process tells the people concerned, so the caller tells nobody. ``tell``: notices written to the
     outbox with the end (handlers/outbox.py), sent once it is committed."""
     async with deps.store.write() as repo:
-        record = await repo.get_request(record_id)
-        if record is None or record.state not in HOLDING_STATES:
+        if not await end_in(repo, record_id, state, event, now, data, judged=judged, due_at=due_at):
             return False
-        if due_at is not None and (record.state != ACTIVE or record.expires_at is None or record.expires_at > due_at):
-            return False  # extended meanwhile
-        record.state, record.ended_at, record.end_reason = state, now, data.get("reason", state)
-        if state == "revoked":
-            record.end_reason = "terminated" if data.get("reason") == "terminated" else "revoked"
-        record.ext_duration = None
-        await repo.save_request(record)
-        ending = await end_membership(repo, record, now)
-        extra = {} if ending.provisioned else {"provisioned": False}
-        await repo.append(event, actor=SYSTEM, ts=judged or now, request=record,
-                          data={"provider": record.provider, "group": record.group, **data, **extra})
         await repo.queue_notices(tell or [], now)
         return True
+
+
+async def end_in(repo: Repository, record_id: int, state: str, event: str, now: datetime, data: dict, *,
+                 judged: datetime | None = None, due_at: datetime | None = None) -> bool:
+    """:func:`_end` within a write transaction the caller holds (a leaver's whole termination is one)."""
+    record = await repo.get_request(record_id)
+    if record is None or record.state not in HOLDING_STATES:
+        return False
+    if due_at is not None and (record.state != ACTIVE or record.expires_at is None or record.expires_at > due_at):
+        return False  # extended meanwhile
+    record.state, record.ended_at, record.end_reason = state, now, data.get("reason", state)
+    if state == "revoked":
+        record.end_reason = "terminated" if data.get("reason") == "terminated" else "revoked"
+    record.ext_duration = None
+    await repo.save_request(record)
+    ending = await end_membership(repo, record, now)
+    extra = {} if ending.provisioned else {"provisioned": False}
+    await repo.append(event, actor=SYSTEM, ts=judged or now, request=record,
+                      data={"provider": record.provider, "group": record.group, **data, **extra})
+    return True
 
 
 async def expire_due(deps: Deps, report: SweepReport) -> None:
@@ -144,14 +153,13 @@ async def remind_pending(deps: Deps, report: SweepReport) -> None:
     now = report.as_of  # ages are judged as of the sweep's instant; a step reopened now opens now
     async with deps.store.read() as repo:
         waiting = await repo.find_requests(states=(PENDING, ACTIVE))
-    notices: list[Notice] = []
     for record in waiting:
         if record.state == ACTIVE and not record.extension_pending:
             continue
         if record.state == ACTIVE and group_refusal(deps, deps.policy, record) is not None:
             # the policy in force no longer grants the profile as the grant's group: the extension cannot be
             # executed, so its approvers are not kept asking (its last approval would fail it the same way)
-            notices += await _fail_moved_extension(deps, record, report)
+            await _fail_moved_extension(deps, record, report)
             continue
         policy = await deps.policy_for(record)
         opened = record.step_opened_at or record.submitted_at
@@ -183,7 +191,8 @@ async def remind_pending(deps: Deps, report: SweepReport) -> None:
                 fresh = await repo.get_request(record.id or 0)
                 # another sweep (another process) may have failed it meanwhile, or a decision ended it
                 if fresh is not None and _same_step(fresh, record):
-                    notices += await open_step(deps, repo, fresh, chain, earlier | here, deps.now())
+                    await repo.queue_notices(await open_step(deps, repo, fresh, chain, earlier | here, deps.now()),
+                                             deps.now())
                     report.failed.append(fresh.ref)
             continue
         used = earlier | here
@@ -199,7 +208,8 @@ async def remind_pending(deps: Deps, report: SweepReport) -> None:
                     fresh = await repo.get_request(record.id or 0)
                     # another process may have re-routed it (or a decision moved it) since it was read
                     if fresh is not None and _same_step(fresh, record) and await asked_at_open(repo, fresh) == asked:
-                        notices += await reroute_step(deps, repo, fresh, deciding, asked, used, deps.now())
+                        await repo.queue_notices(
+                            await reroute_step(deps, repo, fresh, deciding, asked, used, deps.now()), deps.now())
                     else:
                         report.rerouted.remove(record.ref)
         if age >= policy.reminders.escalate_after and record.escalated_step != marker:
@@ -231,18 +241,19 @@ async def remind_pending(deps: Deps, report: SweepReport) -> None:
                     await repo.queue_notices([
                         Notice(a, "reminder", f"Reminder: {record.ref} waits for your decision.", record.id)
                         for a in approvers], deps.now())
-    await deps.notifier.notify(notices)  # a step failed closed, re-routed, an extension failed: told as a decision is
+    # a step failed closed, re-routed, an extension failed, a reminder, an escalation: each written to the outbox
+    # with its record (handlers/outbox.py)
     if not report.dry_run:
         await deliver_pending(deps)
 
 
-async def _fail_moved_extension(deps: Deps, record: RequestRecord, report: SweepReport) -> list[Notice]:
+async def _fail_moved_extension(deps: Deps, record: RequestRecord, report: SweepReport) -> None:
     """Fail the pending extension of a grant whose profile the policy in force moved to another group (or
     dropped): ``request.failed`` with the rule, the grant kept as it is; the requester and the open step's
-    approvers are told."""
+    approvers are told (through the outbox, written with the failure)."""
     report.failed.append(record.ref)
     if report.dry_run:
-        return []
+        return
     policy, now = deps.policy, deps.now()
     try:
         chain = await _chain(deps, record) or []
@@ -252,18 +263,19 @@ async def _fail_moved_extension(deps: Deps, record: RequestRecord, report: Sweep
         fresh = await repo.get_request(record.id or 0)
         if fresh is None or not _same_step(fresh, record) or fresh.state != ACTIVE:
             report.failed.remove(record.ref)
-            return []  # decided, withdrawn or ended meanwhile
+            return  # decided, withdrawn or ended meanwhile
         why = group_refusal(deps, policy, fresh)
         if why is None:
             report.failed.remove(record.ref)
-            return []
+            return
         await _fail(repo, fresh, why, now, extra=moved_data(policy, fresh))
-    text = (f"The extension of {record.ref} failed: {group_refusal_text(policy, record, why)}. The grant keeps "
-            f"its expiry ({format_ts(record.expires_at) if record.expires_at else 'unchanged'}).")
-    waiting = sorted(chain[record.step].pool) if record.step < len(chain) else []
-    return [Notice(record.requester, "status", text, record.id),
+        text = (f"The extension of {record.ref} failed: {group_refusal_text(policy, record, why)}. The grant keeps "
+                f"its expiry ({format_ts(record.expires_at) if record.expires_at else 'unchanged'}).")
+        waiting = sorted(chain[record.step].pool) if record.step < len(chain) else []
+        await repo.queue_notices([
+            Notice(record.requester, "status", text, record.id),
             *(Notice(a, "outcome", f"The extension of {record.ref} waiting on you was closed: {why} (the policy "
-                     f"changed).", record.id) for a in waiting)]
+                     f"changed).", record.id) for a in waiting)], now)
 
 
 async def warn_expiring(deps: Deps, report: SweepReport) -> None:

@@ -113,7 +113,8 @@ async def terminate_inactive(deps: Deps, report: SweepReport, plan: tuple[Due, l
                              together: int) -> None:
     """Revoke every grant and remove every other managed membership of each leaver (``plan``: as
     :func:`plan_leavers` found them; ``together``: the sweep's removals, leavers and movers, for the brake)."""
-    from handlers.sweeps import _end  # ending a grant is shared with expiry and revoke
+    from handlers.outbox import deliver_pending
+    from handlers.sweeps import end_in  # ending a grant is shared with expiry and revoke
 
     now = deps.now()
     due, removals, complete = plan
@@ -121,7 +122,6 @@ async def terminate_inactive(deps: Deps, report: SweepReport, plan: tuple[Due, l
                             together=together, complete=complete):
         report.paused += len(removals)
         return
-    notices: list[Notice] = []
     for email, person, leaver, records, standing in due:
         holding = [r for r in records if r.state in HOLDING_STATES]
         report.terminated.append(email)
@@ -129,9 +129,11 @@ async def terminate_inactive(deps: Deps, report: SweepReport, plan: tuple[Due, l
         report.removed += [f"{email} from {p}/{g}" for p, g in standing]
         if report.dry_run:
             continue
-        planned = []
-        first_time = False  # what this sweep recorded decides what it tells: another process may have done the rest
+        # One transaction per leaver: the termination, the cancellations, the revocations, the removals planned
+        # and the security team's notice (in the outbox, handlers/outbox.py) are recorded together or not at all.
+        # What this sweep recorded decides what it tells: another process may have done the rest.
         async with deps.store.write() as repo:
+            first_time = False
             fresh_leaver = await repo.get_leaver(email)
             if fresh_leaver is not None and fresh_leaver.terminated_at is None:
                 first_time = True
@@ -150,15 +152,14 @@ async def terminate_inactive(deps: Deps, report: SweepReport, plan: tuple[Due, l
                     await repo.save_request(fresh)
                     await repo.append("request.cancelled", actor=SYSTEM, ts=now, request=fresh,
                                       data={"reason": "terminated"})
-        ended = [r for r in holding if await _end(deps, r.id or 0, "revoked", "grant.revoked", now,
-                                                  {"reason": "terminated"})]
-        async with deps.store.write() as repo:
-            for provider_name, group in standing:
-                if await plan_membership_removal(repo, provider_name, group, email, "terminated", now):
-                    planned.append(f"{provider_name}/{group}")
+            ended = [r for r in holding
+                     if await end_in(repo, r.id or 0, "revoked", "grant.revoked", now, {"reason": "terminated"})]
+            planned = [f"{provider_name}/{group}" for provider_name, group in standing
+                       if await plan_membership_removal(repo, provider_name, group, email, "terminated", now)]
+            if first_time or ended or planned:
+                revoked = ", ".join([r.ref for r in ended] + planned) or "nothing"
+                await repo.queue_notices([Notice(m, "info", f"{email} is no longer active: revoked {revoked}.", None)
+                                          for m in sorted(deps.policy.security_members())], now)
         await run_due_ops(deps)
-        if first_time or ended or planned:
-            revoked = ", ".join([r.ref for r in ended] + planned) or "nothing"
-            notices += [Notice(m, "info", f"{email} is no longer active: revoked {revoked}.", None)
-                        for m in sorted(deps.policy.security_members())]
-    await deps.notifier.notify(notices)
+    if not report.dry_run:
+        await deliver_pending(deps)

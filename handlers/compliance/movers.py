@@ -12,6 +12,7 @@ from handlers.context import Deps
 from handlers.eligibility import ineligibility, memberships_of
 from handlers.grants import run_due_ops
 from handlers.groups import GroupNotResolved
+from handlers.outbox import deliver_pending
 from handlers.ports import Notice
 from handlers.records import ACTIVE, RequestRecord
 
@@ -74,12 +75,12 @@ async def revoke_ineligible(deps: Deps, report: SweepReport,
     if report.dry_run or not due:
         return
     now = deps.now()
-    notices: list[Notice] = []
     for record, reason in due:
-        if not await _end(deps, record.id or 0, "revoked", "grant.revoked", now, {"reason": reason}):
-            continue  # ended meanwhile by another process, which tells the people concerned
         text = f"{record.ref} ({record.profile}) was revoked: {record.requester} is no longer eligible ({reason})."
-        notices.append(Notice(record.requester, "status", text, record.id))
-        notices += [Notice(m, "info", text, record.id) for m in sorted(deps.policy.security_members())]
+        tell = [Notice(record.requester, "status", text, record.id),
+                *(Notice(m, "info", text, record.id) for m in sorted(deps.policy.security_members()))]
+        # the notices are written to the outbox with the revocation (handlers/outbox.py); nothing when another
+        # process ended the grant meanwhile: it tells the people concerned
+        await _end(deps, record.id or 0, "revoked", "grant.revoked", now, {"reason": reason}, tell=tell)
     await run_due_ops(deps)
-    await deps.notifier.notify(notices)
+    await deliver_pending(deps)
