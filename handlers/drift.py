@@ -24,6 +24,7 @@ from handlers.compliance.settle import (
 )
 from handlers.compliance.views import DriftView
 from handlers.context import SYSTEM, Deps
+from handlers.outbox import deliver_pending
 from handlers.ports import GroupProvider, Notice, OneMembersGroups
 from handlers.records import ACTIVE, HOLDING_STATES, DriftRecord, RequestRecord
 from handlers.reviews.queries import kept_by_review
@@ -161,22 +162,26 @@ async def detect_drift(deps: Deps, report: SweepReport) -> None:
                 data.update(member=False, request_id=record.ref)
                 missing.append((finding, record))
             await repo.append("drift.detected", actor=SYSTEM, ts=now, data=data)
+        # the security team's cards of the new findings go to the outbox with them (handlers/outbox.py)
+        await repo.queue_notices(_security_notices(deps, [_new_card(refs[key], key, now) for key, record
+                                                          in new.items() if record is None], []), now)
     await tell_outcomes(deps, resolved)
     gone = [d for d in gone if str(d.id) not in waiting]  # not resolved yet: still open
     still_open = [d for d in open_findings if d not in gone]
     # a holder who is not a member is put back, or loses the grant (SPEC §3.6): said, not left to a person
     restored = await restore_holders(deps, report, missing) + await finish_restores(deps, still_open)
     await escalate_drift(deps, report, still_open)
-    told = []
-    for (p, g, e), r in new.items():
-        if r is not None:
-            continue  # a holder who is not a member: settled above and told in ``restored``
-        ref = refs[(p, g, e)]
-        text = (f"Drift {ref}: {e} is in {p}/{g} with no active grant (`drift remove {ref} because …` "
-                f"or `drift accept {ref} for <duration> because …`)")
-        told.append((text, DriftView(id=ref, provider=p, group=g, user=e, member=True, first_seen=format_ts(now),
-                                     request_id=None)))
-    await _tell_security(deps, told, restored)
+    await _tell_security(deps, [], restored)
+    await deliver_pending(deps)
+
+
+def _new_card(ref: str, key: Key, now: datetime) -> tuple[str, DriftView]:
+    """The text and the card of a new finding of a member with no grant."""
+    p, g, e = key
+    text = (f"Drift {ref}: {e} is in {p}/{g} with no active grant (`drift remove {ref} because …` "
+            f"or `drift accept {ref} for <duration> because …`)")
+    return text, DriftView(id=ref, provider=p, group=g, user=e, member=True, first_seen=format_ts(now),
+                           request_id=None)
 
 
 def _drift_line(key: Key, record: RequestRecord | None) -> str:
@@ -186,6 +191,13 @@ def _drift_line(key: Key, record: RequestRecord | None) -> str:
 
 
 async def _tell_security(deps: Deps, told: list[tuple[str, DriftView]], said: list[str]) -> None:
+    """:func:`_security_notices`, sent now (what the bot settled itself, told after it was recorded)."""
+    notices = _security_notices(deps, told, said)
+    if notices:
+        await deps.notifier.notify(notices)
+
+
+def _security_notices(deps: Deps, told: list[tuple[str, DriftView]], said: list[str]) -> list[Notice]:
     """One message per new finding (a card with its buttons), up to ``CARDS``; the rest, and what the
     bot settled itself (``said``), in one line."""
     members = sorted(deps.policy.security_members())
@@ -196,8 +208,7 @@ async def _tell_security(deps: Deps, told: list[tuple[str, DriftView]], said: li
     lines += [line for line in said if line]
     if lines:
         notices += [Notice(m, "drift", "Drift: " + "; ".join(lines), None) for m in members]
-    if notices:
-        await deps.notifier.notify(notices)
+    return notices
 
 
 async def escalate_drift(deps: Deps, report: SweepReport, still_open: list[DriftRecord]) -> None:
@@ -215,11 +226,13 @@ async def escalate_drift(deps: Deps, report: SweepReport, still_open: list[Drift
                     "id": drift_ref(finding.id), "provider": finding.provider, "group": finding.group,
                     "user": finding.email})
                 escalated.append(finding)
-    await _tell_security(deps, [
-        (f"Drift {drift_ref(d.id)} still open past the SLA: {d.email} "
-         + (f"in {d.provider}/{d.group}" if d.kind == "member" else f"not in {d.provider}/{d.group}"),
-         DriftView(id=drift_ref(d.id), provider=d.provider, group=d.group, user=d.email, member=d.kind == "member",
-                   first_seen=format_ts(d.first_seen), escalated=True)) for d in escalated], [])
+        # written to the outbox with the escalation (handlers/outbox.py), sent at the end of the drift sweep
+        await repo.queue_notices(_security_notices(deps, [
+            (f"Drift {drift_ref(d.id)} still open past the SLA: {d.email} "
+             + (f"in {d.provider}/{d.group}" if d.kind == "member" else f"not in {d.provider}/{d.group}"),
+             DriftView(id=drift_ref(d.id), provider=d.provider, group=d.group, user=d.email,
+                       member=d.kind == "member", first_seen=format_ts(d.first_seen), escalated=True))
+            for d in escalated], []), now)
 
 
 async def finding_view(deps: Deps, finding: int) -> DriftView | None:

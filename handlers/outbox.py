@@ -52,7 +52,7 @@ async def deliver_pending(deps: Deps) -> int:
             taken = await repo.claim_notices(now, now + NOTICE_LEASE, BATCH)
         if not taken:
             return sent
-        notices = [Notice(n.recipient, n.kind, n.text, n.request_id) for n in taken]
+        notices = [Notice(n.recipient, n.kind, n.text, n.request_id, n.view) for n in taken]
         notifier = deps.notifier
         if isinstance(notifier, Sender):
             outcomes = await notifier.send(notices)

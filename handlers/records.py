@@ -89,6 +89,7 @@ class OutboxNotice:
     next_attempt_at: datetime | None = None  # due from then; while a process sends it, its lease
     last_error: str | None = None
     id: int | None = None
+    view: Any = None  # a card's view-model (handlers/notice_views.py), rebuilt from what was stored
 
 
 @dataclass

@@ -25,6 +25,7 @@ from sqlalchemy.exc import ResourceClosedError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from handlers.audit import GENESIS, ChainVerifier, Verification, canonical_body, canonical_json, format_ts
+from handlers.notice_views import decode_view, encode_view
 from handlers.origin import stamp
 from handlers.records import (
     AuditEvent,
@@ -638,7 +639,8 @@ class SqlRepository(ReviewRepositoryMixin):
         if notices:
             await self.conn.execute(insert(t.notice_outbox), [
                 {"recipient": n.recipient, "kind": n.kind, "text": n.text, "request_id": n.request_id,
-                 "status": "pending", "attempts": 0, "created_at": at, "next_attempt_at": None} for n in notices])
+                 "status": "pending", "attempts": 0, "created_at": at, "next_attempt_at": None,
+                 "view": encode_view(getattr(n, "view", None))} for n in notices])
 
     async def claim_notices(self, now: datetime, lease_until: datetime, limit: int) -> list[OutboxNotice]:
         """Under the store's write lock (``SqlStore.write``): no other process takes the same rows meanwhile."""
@@ -652,7 +654,7 @@ class SqlRepository(ReviewRepositoryMixin):
         await self.conn.execute(update(t.notice_outbox).where(c.id.in_(ids)).values(next_attempt_at=lease_until))
         return [OutboxNotice(id=m["id"], recipient=m["recipient"], kind=m["kind"], text=m["text"],
                              request_id=m["request_id"], status=m["status"], attempts=m["attempts"],
-                             next_attempt_at=lease_until, last_error=m["last_error"])
+                             next_attempt_at=lease_until, last_error=m["last_error"], view=decode_view(m["view"]))
                 for m in (r._mapping for r in rows)]
 
     async def save_notice(self, notice: OutboxNotice, at: datetime) -> None:

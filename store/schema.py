@@ -235,5 +235,6 @@ notice_outbox = Table(
     Column("next_attempt_at", UTCDateTime),
     Column("last_error", Text),
     Column("done_at", UTCDateTime),
+    Column("view", Text),  # the card's view as JSON (handlers/notice_views.py); NULL: none
     Index("ix_notice_outbox_status_next", "status", "next_attempt_at"),
 )

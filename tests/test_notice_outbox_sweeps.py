@@ -5,8 +5,14 @@ later sweep."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
+import pytest
+
+from handlers.compliance.views import DriftView, PauseView
+from handlers.notice_views import decode_view, encode_view
 from handlers.outbox import NOTICE_LEASE
+from handlers.reviews.links import ReviewLink
 from handlers.sweeps import sweep
 from tests.support import Harness, harness
 from tests.test_notice_outbox import Channel, _outbox
@@ -76,3 +82,43 @@ async def test_a_rerouted_steps_cards_cut_off_are_sent_by_the_next_sweep(databas
         assert card.request_id == 1 and "manager" in card.text
         [told] = channel.to(MARK, "outcome")
         assert "no longer yours" in told.text
+
+
+async def test_a_drift_findings_card_cut_off_is_sent_by_the_next_sweep_as_a_card(database_url, tmp_path) -> None:
+    async with harness(database_url, tmp_path) as h:
+        h.files.add_to_group("sg-prod-db-read", PAT)  # added by hand: no grant behind it
+        channel = Channel(cut=1)
+        h.app.deps.notifier = channel
+        try:
+            await sweep(h.app.deps)
+            raise AssertionError("the send was not cut off")
+        except asyncio.CancelledError:
+            pass
+        [found] = await h.events("drift.detected")
+        assert found["data"]["id"] == "D-1" and channel.sent == []
+        h.clock.advance(seconds=NOTICE_LEASE.total_seconds() + 1)
+        await sweep(h.app.deps)
+        assert len(await h.events("drift.detected")) == 1
+        [card] = channel.to(SAM, "drift")
+        assert "Drift D-1" in card.text and "drift remove D-1" in card.text
+        view = card.view  # the card's view, kept with the notice and given back to the channel
+        assert isinstance(view, DriftView), view
+        assert (view.id, view.provider, view.group, view.user, view.member, view.escalated) == (
+            "D-1", "directory", "sg-prod-db-read", PAT, True, False)
+
+        h.clock.advance(seconds=h.app.deps.policy.safety.drift_sla.total_seconds() + 1)
+        await sweep(h.app.deps)  # past the SLA: escalated once, with its card
+        [again] = [n for n in channel.to(SAM, "drift") if n.view is not None and n.view.escalated]
+        assert "still open past the SLA" in again.text and again.view.id == "D-1"
+        assert {r["status"] for r in await _outbox(h)} == {"sent"}
+
+
+def test_a_stored_view_comes_back_as_it_was_and_an_unknown_one_is_refused() -> None:
+    due = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
+    for view in (DriftView("D-3", "entra", "g", "x@example.com", False, "2026-12-01T00:00:00Z", "REQ-4", True),
+                 PauseView("terminated", 12, 5, ("a from p/g", "b from p/g"), "abc"),
+                 ReviewLink("RV-2", "Quarterly", 3, due)):
+        assert decode_view(encode_view(view)) == view
+    assert decode_view(None) is None and decode_view('{"type": "later-kind"}') is None
+    with pytest.raises(TypeError):
+        encode_view(object())
