@@ -1,0 +1,97 @@
+"""The outbox (handlers/outbox.py) sends through Teams (``TeamsNotifier.send``) against the Bot Connector stand-in:
+a reminder goes out as Mark's approval card; a connector that keeps refusing with a permanent 4xx ends the
+notice undeliverable after the bounded attempts; a 429 with Retry-After is waited out and tried again, and the
+notice is sent, not given up."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from bot.teams.connector import ATTEMPTS
+from handlers.outbox import FIRST_RETRY, LONGEST_RETRY, MAX_ATTEMPTS, NOTICE_LEASE, deliver_pending
+from handlers.sweeps import sweep
+from store import schema as t
+from tests.teams.cardcheck import texts_of
+from tests.teams.conftest import AAD, TeamsHarness
+
+BOB, MARK = "bob@example.com", "mark.mgr@example.com"
+
+
+async def _outbox(h: TeamsHarness) -> list[dict]:
+    async with h.app.store.read() as repo:
+        rows = (await repo.conn.execute(select(t.notice_outbox).order_by(t.notice_outbox.c.id))).all()
+    return [dict(r._mapping) for r in rows]
+
+
+async def _asked_mark(h: TeamsHarness) -> str:
+    """Bob asks; Mark's approval card opens a conversation with him: its id."""
+    await h.say(BOB, "request prod-db-read for 1h because INC-1 hot path")
+    assert (await h.request(1)).state == "pending"
+    [created] = [p for p in h.connector.of("create") if AAD[MARK] in str(p.body)]
+    sends = h.connector.of("send", created.conversation)
+    assert sends and "REQ-1" in texts_of(sends[-1].card or {}), sends
+    return created.conversation
+
+
+def _reminders(h: TeamsHarness, conversation: str) -> list[str]:
+    return [texts_of(p.card) for p in h.connector.of("send", conversation)
+            if p.card is not None and "Reminder: REQ-1" in texts_of(p.card)]
+
+
+async def test_a_reminder_goes_out_through_teams_via_the_outbox(teams_any_db: TeamsHarness) -> None:
+    h = teams_any_db
+    mark = await _asked_mark(h)
+    h.clock.advance(hours=5)  # past remind_after
+    await sweep(h.app.deps)
+    assert len(_reminders(h, mark)) == 1  # the approval card again, with the reminder on it
+    [row] = [r for r in await _outbox(h) if r["kind"] == "reminder"]
+    assert (row["recipient"], row["status"], row["attempts"]) == (MARK, "sent", 1)
+
+
+async def test_a_permanent_refusal_ends_undeliverable_after_the_bounded_attempts(teams_any_db: TeamsHarness) -> None:
+    h = teams_any_db
+    mark = await _asked_mark(h)
+    h.clock.advance(hours=5)
+    h.connector.fail_path(f"/v3/conversations/{mark}/activities", status=403)  # e.g. the user blocked the bot
+    try:
+        await sweep(h.app.deps)
+        for _ in range(MAX_ATTEMPTS + 2):
+            h.clock.advance(seconds=LONGEST_RETRY.total_seconds() + 1)
+            await deliver_pending(h.app.deps)
+        tried = [r for r in h.connector.received("POST", f"/v3/conversations/{mark}/activities")][1:]  # not the ask
+    finally:
+        h.connector.clear_path_faults()
+    assert len(tried) == MAX_ATTEMPTS and {r.status for r in tried} == {403}  # a 403 is not retried in the call
+    [gone] = [e for e in await h.events("notice.undeliverable") if e["data"]["kind"] == "reminder"]
+    assert gone["request_id"] == "REQ-1" and gone["data"]["recipient"] == MARK
+    assert gone["data"]["attempts"] == MAX_ATTEMPTS and "TeamsNotifier" in gone["data"]["error"], gone
+    [row] = [r for r in await _outbox(h) if r["kind"] == "reminder"]
+    assert (row["status"], row["attempts"]) == ("undeliverable", MAX_ATTEMPTS)
+    h.clock.advance(hours=2)
+    await deliver_pending(h.app.deps)
+    assert len(h.connector.received("POST", f"/v3/conversations/{mark}/activities")) == 1 + MAX_ATTEMPTS
+    assert _reminders(h, mark) == []
+
+
+async def test_a_429_with_retry_after_is_tried_again_later_not_given_up(teams_any_db: TeamsHarness) -> None:
+    h = teams_any_db
+    mark = await _asked_mark(h)
+    h.clock.advance(hours=5)
+    # throttled through every retry of the call: the notice waits for the outbox's next attempt
+    h.connector.fail_next(ATTEMPTS, status=429, retry_after=0)
+    await sweep(h.app.deps)
+    assert _reminders(h, mark) == []
+    [row] = [r for r in await _outbox(h) if r["kind"] == "reminder"]
+    assert (row["status"], row["attempts"]) == ("pending", 1) and "429" in row["last_error"], row
+    assert row["next_attempt_at"] == h.clock.now() + FIRST_RETRY
+    assert not await h.events("notice.undeliverable")
+    await deliver_pending(h.app.deps)  # not due yet: nothing is tried
+    assert _reminders(h, mark) == []
+
+    h.clock.advance(seconds=FIRST_RETRY.total_seconds() + 1)
+    h.connector.fail_next(1, status=429, retry_after=0.01)  # once more, within the call: waited out, then sent
+    assert await deliver_pending(h.app.deps) == 1
+    assert len(_reminders(h, mark)) == 1
+    [row] = [r for r in await _outbox(h) if r["kind"] == "reminder"]
+    assert (row["status"], row["attempts"], row["last_error"]) == ("sent", 2, None)
+    assert NOTICE_LEASE > FIRST_RETRY  # the lease outlasts the in-call retries (five, each at most 32 s)
