@@ -212,7 +212,8 @@ async def _decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str
         earlier = {d.approver for d in this_round if d.step < record.step and d.decision == "approved"}
         submitter = await filed_by(repo, record)  # who filed a drift accept counts as its requester
         earlier |= {submitter} if submitter else set()
-        step = chain[record.step] = pin_step(chain[record.step], await asked_at_open(repo, record))
+        asked = await asked_at_open(repo, record)
+        step = chain[record.step] = pin_step(chain[record.step], asked)
         label = f"step {record.step + 1} ({step.label})"
         if actor in (record.requester, submitter):
             await repo.append("approval.refused", actor=actor, ts=now, request=record,
@@ -252,6 +253,11 @@ async def _decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str
                          f"person counts once per request: approving {label} too would leave that step without "
                          f"enough approvers. {label} waits on {others}; nothing was recorded.", ok=False,
                          kind="refusal", rule="needed-later", request=await request_view(deps, record)), visible
+        if step.step.kind == "manager" and asked is not None and actor not in asked:
+            # the requester's manager changed since the step asked (no sweep has passed it on yet): the record
+            # says the step went to the manager now before it says they decided, as the reminders sweep records it
+            notices += [x for x in await reroute_step(deps, repo, record, step, asked, earlier, now)
+                        if x.recipient != actor]
         await repo.add_decision(DecisionRecord(request_id=record.id or 0, round=record.round, step=record.step,
                                                approver=actor, decision="approved" if approve else "denied",
                                                comment=comment, decided_at=now))

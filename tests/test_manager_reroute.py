@@ -145,3 +145,23 @@ async def test_an_old_manager_who_could_sign_an_earlier_step_is_refused_and_reco
         assert refused["actor"] == sasha
         assert (refused["data"]["step"], refused["data"]["reason"]) == (2, "not-an-approver")
         assert (await h.request(1)).state == "pending"
+
+
+async def test_a_new_manager_deciding_before_any_sweep_is_recorded_as_asked_first(database_url, tmp_path):
+    """Who decided is always someone the record says was asked: a new manager who approves before a sweep passed
+    the step on gets ``approval.rerouted`` recorded just before their decision; the old manager is told."""
+    async with harness(database_url, tmp_path) as h:
+        r = await h.say(BOB, "request staging-admin for 1h")
+        assert r.ok and r.request.state == "pending", r.text
+        new_manager(h, BOB, PAT)
+        r = await h.say(PAT, "approve REQ-1 new lead here")
+        assert r.ok and r.request.state == "active", r.text
+        events = [e for e in await h.events() if e["type"].startswith("approval.")]
+        assert [e["type"] for e in events] == ["approval.requested", "approval.rerouted", "approval.granted"]
+        rerouted = events[1]["data"]
+        assert (rerouted["from"], rerouted["to"], rerouted["reason"]) == ([MARK], [PAT], "manager-changed")
+        assert h.notifier.to(PAT, "approval") == []  # no card for a step they just decided
+        [told] = h.notifier.to(MARK, "outcome")
+        assert "no longer yours" in told.text, told.text
+        # nothing left for a sweep to pass on
+        assert (await h.app.service.sweep()).rerouted == []
