@@ -14,6 +14,7 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.util.concurrency import await_only
 
 from store.sqlite_inline import InlineConnection, creator
 
@@ -76,9 +77,41 @@ def _sqlite_setup(engine: Engine) -> None:
     def _begin(conn: Any) -> None:
         options = conn.get_execution_options()
         if options.get("immediate"):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            _send_begin(conn, "BEGIN IMMEDIATE")
         elif not options.get(STATEMENT_SNAPSHOTS):
-            conn.exec_driver_sql("BEGIN")
+            _send_begin(conn, "BEGIN")
+
+
+def _send_begin(conn: Any, sql: str) -> None:
+    """``conn.exec_driver_sql(sql)``, sent straight to an :class:`InlineConnection` (on the loop's thread unless
+    it would wait for the lock, as every call there): SQLAlchemy's execution path around a BEGIN cost ten times
+    the statement, on every write. The statement listeners see it as they see any statement, and an error goes
+    through SQLAlchemy's handler (the same exception, the same invalidation) as from ``exec_driver_sql``."""
+    adapter = conn.connection.dbapi_connection
+    inline = getattr(adapter, "_connection", None)
+    if not isinstance(inline, InlineConnection):
+        conn.exec_driver_sql(sql)
+        return
+    dispatch = conn.dispatch
+    params: tuple[Any, ...] = ()
+    for fn in dispatch.before_cursor_execute:
+        sql, params = fn(conn, None, sql, params, None, False)
+    try:
+        await_only(inline._execute(inline._conn.execute, sql, params))
+    except BaseException as exc:  # as ``Driver._handle``: SQLAlchemy's handler reads the exception being handled
+        conn._handle_dbapi_exception(exc, sql, params, None, None)
+        raise
+    for fn in dispatch.after_cursor_execute:
+        fn(conn, _BEGUN, sql, params, None, False)
+
+
+class _Begun:
+    """The cursor an ``after_cursor_execute`` listener gets for a BEGIN sent by :func:`_send_begin`."""
+
+    rowcount = -1
+
+
+_BEGUN = _Begun()
 
 
 # Execution option: no BEGIN on SQLite, so each statement reads its own snapshot, as every statement
