@@ -32,7 +32,7 @@ from handlers.reviews.queries import kept_by_review
 if TYPE_CHECKING:
     from handlers.sweeps import SweepReport
 
-Key = tuple[str, str, str]  # (provider, group, user)
+Key = tuple[str, str, str]  # (provider, group, user); within a sweep the group is its id (``GroupIds.ident``)
 CARDS = 20  # findings of one sweep told one card each; more come as one line
 
 
@@ -88,17 +88,28 @@ async def detect_drift(deps: Deps, report: SweepReport) -> None:
     async with deps.store.read() as repo:
         open_findings = await repo.open_drift()
         kept = await kept_by_review(repo)
-    busy = busy_before | busy_after
+    # Grants, calls, findings and reviews name a group as the policy spelled it then (a name, or an id); the
+    # groups are matched by the id the provider knows them by, so a policy that now names a group the other way
+    # does not make its holders drift. A reference never resolved to an id is matched as written.
+    ident = deps.groups.ident
+
+    def by_id(provider_name: str, group: str, email: str) -> Key:
+        return (*ident(provider_name, group), email)
+
+    spelled = {ident(p, g): g for p, g in listed}  # the group as the current policy names it
+    listed = {ident(p, g): members for (p, g), members in listed.items()}
+    busy = {by_id(*m) for m in busy_before | busy_after}
     # a standing membership kept by the latest closed review of it is not drift until the next campaign
-    covered = {(r.provider, r.group, r.requester) for r in holding_before + holding_after} | kept
+    kept_ids = {by_id(*k) for k in kept}
+    covered = {by_id(r.provider, r.group, r.requester) for r in holding_before + holding_after} | kept_ids
     active_before = {r.id for r in holding_before if r.state == ACTIVE}
-    held = {(r.provider, r.group, r.requester): r for r in holding_after
+    held = {by_id(r.provider, r.group, r.requester): r for r in holding_after
             if r.state == ACTIVE and r.id in active_before}
 
     found: dict[Key, RequestRecord | None] = {}  # None: a member without a grant; else the grant without its member
-    for (provider_name, group), members in listed.items():
+    for group_key, members in listed.items():
         for email in sorted(members):
-            key = (provider_name, group, email)
+            key = (*group_key, email)
             if key not in covered and key not in busy:
                 found[key] = None
     for key, record in held.items():
@@ -108,13 +119,18 @@ async def detect_drift(deps: Deps, report: SweepReport) -> None:
     def kind(record: RequestRecord | None) -> str:
         return "member" if record is None else "missing"
 
-    known = {(d.provider, d.group, d.email): d for d in open_findings}
+    def named(key: Key, record: RequestRecord | None) -> Key:
+        """A finding as it is recorded and told: a member in the group as the policy names it, a holder who is
+        not a member in the group as their grant names it."""
+        return (key[0], spelled[key[:2]] if record is None else record.group, key[2])
+
+    known = {by_id(d.provider, d.group, d.email): d for d in open_findings}
     gone = [d for key, d in known.items()
             if key[:2] in listed and key not in busy and (key not in found or kind(found[key]) != d.kind)]
     new = {key: record for key, record in found.items()
            if key not in known or known[key].kind != kind(record)}
     for key, record in new.items():
-        report.drift.append(_drift_line(key, record))
+        report.drift.append(_drift_line(named(key, record), record))
     if report.dry_run:
         return
     refs: dict[Key, str] = {}
@@ -123,15 +139,15 @@ async def detect_drift(deps: Deps, report: SweepReport) -> None:
     async with deps.store.write() as repo:
         since = await repo.get_state(GONE_SINCE) or {}
         oldest = min((d.first_seen for d in gone), default=now)
-        removed_by_us = {op.member for op in await repo.unsettled_ops(oldest) if op.op == "remove"
+        removed_by_us = {by_id(*op.member) for op in await repo.unsettled_ops(oldest) if op.op == "remove"
                          and op.status == "done"}  # the bot's own removals (a leaver's) explain an absence at once
-        judged = {str(d.id) for d in open_findings if (d.provider, d.group) in listed
-                  and (d.provider, d.group, d.email) not in busy}
+        judged = {str(d.id) for d in open_findings if ident(d.provider, d.group) in listed
+                  and by_id(d.provider, d.group, d.email) not in busy}
         waiting = {i: at for i, at in since.items() if i not in judged  # not judged this sweep (its group could not
                    and any(str(d.id) == i for d in open_findings)}  # be listed): its wait goes on
         for finding in gone:
-            key = (finding.provider, finding.group, finding.email)
-            resolution, request_id, by = await gone_resolution(repo, finding, key in kept)
+            key = by_id(finding.provider, finding.group, finding.email)
+            resolution, request_id, by = await gone_resolution(repo, finding, key in kept_ids)
             if resolution == "gone" and key[2] not in listed[key[:2]] and key not in removed_by_us:
                 # out of the group by other means: only once two sweeps at least the unknown grace apart agree (a
                 # half-written directory file, or a listing cut short, must not resolve a finding that the next
@@ -149,21 +165,22 @@ async def detect_drift(deps: Deps, report: SweepReport) -> None:
             await repo.set_state(GONE_SINCE, waiting, now)
         # another process's sweep (a worker, `accessbot sweep`) may have recorded the same finding since the
         # findings were read: under the write lock it is found open, and not recorded or told a second time
-        recorded = {(d.provider, d.group, d.email): d.kind for d in await repo.open_drift()}
+        recorded = {by_id(d.provider, d.group, d.email): d.kind for d in await repo.open_drift()}
         for key, record in [(key, record) for key, record in new.items() if recorded.get(key) == kind(record)]:
             del new[key]
-            report.drift.remove(_drift_line(key, record))
-        for (provider_name, group, email), record in new.items():
+            report.drift.remove(_drift_line(named(key, record), record))
+        for key, record in new.items():
+            provider_name, group, email = named(key, record)
             finding = DriftRecord(provider=provider_name, group=group, email=email, first_seen=now, kind=kind(record))
             await repo.add_drift(finding)
-            refs[(provider_name, group, email)] = drift_ref(finding.id)
+            refs[key] = drift_ref(finding.id)
             data = {"id": drift_ref(finding.id), "provider": provider_name, "group": group, "user": email}
             if record is not None:
                 data.update(member=False, request_id=record.ref)
                 missing.append((finding, record))
             await repo.append("drift.detected", actor=SYSTEM, ts=now, data=data)
         # the security team's cards of the new findings go to the outbox with them (handlers/outbox.py)
-        await repo.queue_notices(_security_notices(deps, [_new_card(refs[key], key, now) for key, record
+        await repo.queue_notices(_security_notices(deps, [_new_card(refs[key], named(key, record), now) for key, record
                                                           in new.items() if record is None], []), now)
     await tell_outcomes(deps, resolved)
     gone = [d for d in gone if str(d.id) not in waiting]  # not resolved yet: still open
@@ -176,7 +193,7 @@ async def detect_drift(deps: Deps, report: SweepReport) -> None:
 
 
 def _new_card(ref: str, key: Key, now: datetime) -> tuple[str, DriftView]:
-    """The text and the card of a new finding of a member with no grant."""
+    """The text and the card of a new finding of a member with no grant (``key`` as the finding is named)."""
     p, g, e = key
     text = (f"Drift {ref}: {e} is in {p}/{g} with no active grant (`drift remove {ref} because …` "
             f"or `drift accept {ref} for <duration> because …`)")

@@ -16,11 +16,15 @@ from dataclasses import dataclass, field
 
 from handlers.policy import Policy, PolicyIssue
 from handlers.ports import ProviderError
+from handlers.repository import Repository
 
 
 class GroupNotResolved(ProviderError):
     """A check needed a group name the provider has not resolved yet (it did not answer): nobody is judged by
     it, neither eligible nor a mover, until it is."""
+
+
+GroupKey = tuple[str, str]  # (provider, group id, or the reference as written when it has none)
 
 
 @dataclass
@@ -36,6 +40,13 @@ class GroupIds:
         ref = str(ref).strip()
         return self.ids.get((provider, ref), ref)
 
+    def ident(self, provider: str, ref: str) -> GroupKey:
+        """(provider, the id the provider knows the group by): what a grant's recorded group and a membership
+        are matched by, so a group the policy named by name when the grant was made and by id now (or the
+        reverse) is one group. A reference that was never resolved (the embedded directory, whose groups have
+        no other name; a name the provider could not be asked about) falls back to its text as written."""
+        return (provider, self.key(provider, ref))
+
     def member_key(self, ref: str) -> str:
         """The key of a ``member_of`` reference: groups at the identity source. A pending name raises
         :class:`GroupNotResolved` (the provider did not answer): the check cannot be made."""
@@ -50,6 +61,12 @@ class GroupIds:
         """A pending reference resolved (at its first use after the provider answered again)."""
         self.ids = {**self.ids, (provider, ref): gid}
         self.pending.pop((provider, ref), None)
+
+
+async def stored_groups(repo: Repository, identity: str = "directory") -> GroupIds:
+    """The ids the store keeps for the policy's group references (as :func:`handlers.group_resolution.
+    resolve_groups` installed them): for matching groups by identity where only the store is at hand."""
+    return GroupIds(identity=identity, ids=await repo.group_ids())
 
 
 def _fold(value: str) -> str:

@@ -182,7 +182,10 @@ async def who_has(deps: Deps, profile_id: str) -> Reply:
                      if close else ""), ok=False, kind="refusal", rule="unknown-profile")
     async with deps.store.read() as repo:
         records = await repo.find_requests(profile=profile.id, states=HOLDING_STATES)
-        same_group = await repo.find_requests(states=HOLDING_STATES, provider=profile.provider, group=profile.group)
+        # grants of the same group however the policy named it when they were made (by name, or by id)
+        group = deps.groups.ident(profile.provider, profile.group)
+        same_group = [r for r in await repo.find_requests(states=HOLDING_STATES, provider=profile.provider)
+                      if deps.groups.ident(r.provider, r.group) == group]
     views = await _views(deps, records)
     lines = [f"{profile.id} ({profile.provider}/{profile.group}):"]
     lines += [f"  {v.requester} — {v.id}, until {v.expires_at or '(provisioning)'}" for v in views]
