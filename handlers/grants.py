@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 from handlers.audit import format_ts
 from handlers.context import SYSTEM, Deps
+from handlers.groups import stored_groups
 from handlers.ports import Notice, ProviderError
 from handlers.records import ACTIVE, APPROVED, FAILED, HOLDING_STATES, OpRecord, RequestRecord
 from handlers.repository import Repository
@@ -50,11 +51,28 @@ async def plan_add(repo: Repository, record: RequestRecord, now: datetime) -> Op
     return op
 
 
+async def _holding_group(repo: Repository, email: str, provider: str, group: str) -> list[RequestRecord]:
+    """``email``'s holding grants of ``group`` however the policy named the group when each was made (by name or
+    by id: matched by the id the store resolved them to; a reference never resolved, by its text)."""
+    groups = await stored_groups(repo)
+    wanted = groups.ident(provider, group)
+    return [r for r in await repo.find_requests(requester=email, states=HOLDING_STATES, provider=provider)
+            if groups.ident(r.provider, r.group) == wanted]
+
+
+async def ops_on_membership(repo: Repository, provider: str, group: str, email: str,
+                            statuses: tuple[str, ...]) -> list[OpRecord]:
+    """The calls on one membership, the group named any way the store knows it by (name or id), oldest first."""
+    found: dict[int, OpRecord] = {}
+    for spelled in sorted((await stored_groups(repo)).spellings(provider, group)):
+        for o in await repo.ops_for_member(provider, spelled, email, statuses=statuses):
+            found[o.id or 0] = o
+    return [found[i] for i in sorted(found)]
+
+
 async def plan_remove(repo: Repository, record: RequestRecord, now: datetime) -> OpRecord | None:
     """Record the removal of the membership a grant held, unless another grant still covers it."""
-    others = await repo.find_requests(requester=record.requester, states=HOLDING_STATES,
-                                      provider=record.provider, group=record.group)
-    if any(o.id != record.id for o in others):
+    if any(o.id != record.id for o in await _holding_group(repo, record.requester, record.provider, record.group)):
         return None
     op = OpRecord(request_id=record.id or 0, op="remove", provider=record.provider, group=record.group,
                   email=record.requester, created_at=now)
@@ -129,11 +147,11 @@ async def plan_membership_removal(repo: Repository, provider: str, group: str, e
     membership or the same removal is already pending.
     """
     email = email.lower()
-    if await repo.find_requests(requester=email, states=HOLDING_STATES, provider=provider, group=group):
+    if await _holding_group(repo, email, provider, group):
         return None
     # a removal already pending, a grant's or a standing one's (another process's sweep ended the grant a moment
     # ago and its call is at the provider), takes the member out: a second would remove them twice
-    if any(o.op == "remove" for o in await repo.ops_for_member(provider, group, email, statuses=("pending",))):
+    if any(o.op == "remove" for o in await ops_on_membership(repo, provider, group, email, ("pending",))):
         return None
     op = OpRecord(request_id=STANDING, op="remove", provider=provider, group=group, email=email, created_at=now,
                   reason=reason)
@@ -153,7 +171,7 @@ async def _claim_in(repo: Repository, op_id: int, now: datetime, lease: timedelt
         return None, False
     if op.next_attempt_at is not None and op.next_attempt_at > now:
         return None, False
-    ahead = await repo.ops_for_member(op.provider, op.group, op.email, statuses=("pending",))
+    ahead = await ops_on_membership(repo, op.provider, op.group, op.email, ("pending",))
     if any((o.id or 0) < (op.id or 0) for o in ahead):
         return None, False  # an earlier call on this membership has not finished: it goes first
     if op.op == "add" and op.request_id != STANDING:
@@ -164,8 +182,7 @@ async def _claim_in(repo: Repository, op_id: int, now: datetime, lease: timedelt
             return None, True
     if op.op == "remove":
         # Another grant may have started covering this membership since the removal was planned.
-        others = await repo.find_requests(requester=op.email, states=HOLDING_STATES,
-                                          provider=op.provider, group=op.group)
+        others = await _holding_group(repo, op.email, op.provider, op.group)
         if any(o.id != op.request_id for o in others):
             op.status, op.done_at = "skipped", now
             await repo.save_op(op)
@@ -288,7 +305,7 @@ async def _done_in(deps: Deps, repo: Repository, op: OpRecord, now: datetime, no
 async def _undo_add(repo: Repository, op: OpRecord, record: RequestRecord, now: datetime) -> None:
     """An add landed for a request that ended meanwhile: remove it again, unless a removal is
     already queued behind it (the end of the request queued one) or another grant needs it."""
-    later = await repo.ops_for_member(*op.member, statuses=("pending",))
+    later = await ops_on_membership(repo, *op.member, ("pending",))
     if not any(o.op == "remove" and (o.id or 0) > (op.id or 0) for o in later):
         await plan_remove(repo, record, now)
 
@@ -296,12 +313,10 @@ async def _undo_add(repo: Repository, op: OpRecord, record: RequestRecord, now: 
 async def _restore_for_holders(repo: Repository, op: OpRecord, now: datetime) -> None:
     """A removal finished: if a grant still holds this membership and no add is queued for it,
     put the membership back (the removal must not take what a newer grant was given)."""
-    holders = await repo.find_requests(requester=op.email, states=HOLDING_STATES, provider=op.provider,
-                                       group=op.group)
-    holders = [h for h in holders if h.id != op.request_id]
+    holders = [h for h in await _holding_group(repo, op.email, op.provider, op.group) if h.id != op.request_id]
     if not holders:
         return
-    later = await repo.ops_for_member(*op.member, statuses=("pending",))
+    later = await ops_on_membership(repo, *op.member, ("pending",))
     if any(o.op == "add" for o in later):
         return
     await repo.add_op(OpRecord(request_id=holders[0].id or 0, op="add", provider=op.provider, group=op.group,

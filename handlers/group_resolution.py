@@ -233,11 +233,11 @@ async def resolve_pending(deps: Deps, *, persist: bool = True) -> list[str]:
 
 
 def _respelled(policy: Policy, ids: dict[tuple[str, str], str], stored: set[tuple[str, str]]) -> list[str]:
-    """Open grants of an older version naming a group of this one another way: say so, as removals of one
-    spelling do not see grants of the other."""
+    """Open grants of an older version naming a group of this one another way: said (their records and events
+    keep the older spelling); they are matched to the group by its id, as every membership is."""
     current = {(p.provider, ids.get((p.provider, p.group.strip()))): p.group.strip() for p in policy.profiles}
     return [f"open grants name {provider} group {ids[(provider, ref)]} as {ref!r} while the policy names it "
-            f"{current[(provider, ids[(provider, ref)])]!r}; let them end before releasing a grant of the other"
+            f"{current[(provider, ids[(provider, ref)])]!r}; they are matched to the group by that id"
             for provider, ref in sorted(stored)
             if (provider, ref) in ids and current.get((provider, ids[(provider, ref)])) not in (None, ref)]
 

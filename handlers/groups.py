@@ -47,6 +47,13 @@ class GroupIds:
         no other name; a name the provider could not be asked about) falls back to its text as written."""
         return (provider, self.key(provider, ref))
 
+    def spellings(self, provider: str, ref: str) -> set[str]:
+        """Every reference known to mean the same group as ``ref`` at ``provider`` (itself, its id, and the
+        names resolved to that id): what a look-up by the recorded text must try."""
+        ref = str(ref).strip()
+        gid = self.key(provider, ref)
+        return {ref, gid} | {r for (p, r), i in self.ids.items() if p == provider and i == gid}
+
     def member_key(self, ref: str) -> str:
         """The key of a ``member_of`` reference: groups at the identity source. A pending name raises
         :class:`GroupNotResolved` (the provider did not answer): the check cannot be made."""

@@ -97,8 +97,8 @@ async def plan_leavers(deps: Deps, report: SweepReport) -> tuple[Due, list[str],
         if leaver is None:
             continue
         holding = [r for r in records if r.state in HOLDING_STATES]
-        held = {(r.provider, r.group) for r in holding}
-        standing = sorted(members.get(email, set()) - held)
+        held = {deps.groups.ident(r.provider, r.group) for r in holding}  # by the group's id, not its spelling
+        standing = sorted(m for m in members.get(email, set()) if deps.groups.ident(*m) not in held)
         if leaver.terminated_at is not None and not records and not standing:
             continue
         due.append((email, person, leaver, records, standing))

@@ -20,9 +20,10 @@ from tests.support import EXAMPLES, MutableClock, provider_policy
 PAT, ANN, MAL = "pat.lead@example.com", "ann@example.com", "mal@example.com"
 
 
-def _settings(db: str, tmp_path: Path, okta: OktaStandIn, group: str, version: str) -> Settings:
+def _settings(db: str, tmp_path: Path, okta: OktaStandIn, group: str, version: str,
+              profile: str = "tools") -> Settings:
     path = tmp_path / "policy.yaml"
-    path.write_text(provider_policy("okta", group, version=version))
+    path.write_text(provider_policy("okta", group, version=version).replace("id: tools", f"id: {profile}"))
     return Settings(database_url=db, policy=str(path), directory=str(EXAMPLES / "directory.yaml"),
                     identity="okta", okta_url=okta.url, okta_token=okta.token)
 
@@ -89,3 +90,50 @@ async def test_a_grant_in_another_group_does_not_explain_a_membership(database_u
             assert report.drift == [f"{ANN} in okta/{other}"], report.lines()
             answer = await who_has(app.deps, "tools")
             assert answer.data["without_grant"] == [ANN], answer.text
+
+
+async def test_a_leaver_loses_the_grant_and_no_second_removal_when_the_group_is_named_by_id(database_url,
+                                                                                            tmp_path):
+    with OktaStandIn() as okta:
+        tools = okta.add_group("tools")
+        okta.add_user(PAT, department="Engineering")
+        okta.add_user("sam.sec@example.com", department="Engineering")
+        okta.add_user(ANN, department="Engineering", manager=PAT)
+        async with build_app(_settings(database_url, tmp_path, okta, "tools", "by-name")) as app:
+            granted = await _ask(app, ANN, "request tools for 2h because deploy")
+            assert granted.ok and granted.request is not None, granted.text
+        okta.set_status(ANN, "DEPROVISIONED")
+        async with build_app(_settings(database_url, tmp_path, okta, tools, "by-id")) as app:
+            report = await app.service.sweep(drift=False)
+            # the membership is the grant's: revoked, and not also removed as a standing membership
+            assert report.terminated == [ANN] and report.revoked == [granted.request.id], report.lines()
+            assert report.removed == [], report.lines()
+            assert okta.member_emails(tools) == []
+            assert await _events(app, "membership.removed") == []
+            (revoked,) = await _events(app, "grant.revoked")
+            assert revoked["data"]["group"] == "tools"
+
+
+async def test_the_end_of_a_grant_keeps_the_membership_a_grant_naming_the_group_by_id_still_holds(database_url,
+                                                                                                  tmp_path):
+    with OktaStandIn() as okta:
+        tools = okta.add_group("tools")
+        okta.add_user(PAT, department="Engineering")
+        okta.add_user("sam.sec@example.com", department="Engineering")
+        okta.add_user(ANN, department="Engineering", manager=PAT)
+        clock = MutableClock(datetime.now(UTC))
+        async with build_app(_settings(database_url, tmp_path, okta, "tools", "by-name"), as_of=clock) as app:
+            first = await _ask(app, ANN, "request tools for 1h because deploy")
+            assert first.ok and first.request is not None, first.text
+        # the next version retires `tools` and grants the same group, by id, through `ops`
+        async with build_app(_settings(database_url, tmp_path, okta, tools, "by-id", "ops"), as_of=clock) as app:
+            second = await _ask(app, ANN, "request ops for 4h because deploy")
+            assert second.ok and second.request is not None and second.request.state == "active", second.text
+            clock.advance(minutes=90)
+            report = await app.service.sweep()
+            assert report.expired == [first.request.id] and report.drift == [], report.lines()
+            assert okta.member_emails(tools) == [ANN]  # REQ-2 still holds the membership
+            clock.advance(hours=3)
+            report = await app.service.sweep()
+            assert report.expired == [second.request.id], report.lines()
+            assert okta.member_emails(tools) == []
