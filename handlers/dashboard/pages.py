@@ -288,7 +288,7 @@ async def person_page(deps: Deps, source: DashboardSource, viewer: Viewer, email
         return None
     person = await deps.person(email)
     holding = await source.holding(requester=email)
-    by_group = {(r.provider, r.group): r for r in holding}
+    by_group = {deps.groups.ident(r.provider, r.group): r for r in holding}  # by the group's id, not its spelling
     managed: dict[tuple[str, str], list[str]] = {}
     for p in deps.policy.profiles:
         managed.setdefault((p.provider, p.group), []).append(p.id)
@@ -309,7 +309,7 @@ async def person_page(deps: Deps, source: DashboardSource, viewer: Viewer, email
     for (provider_name, group), profiles in sorted(managed.items()):
         groups = held[provider_name]
         member: bool | None = None if groups is None else group in groups
-        grant = by_group.get((provider_name, group))
+        grant = by_group.get(deps.groups.ident(provider_name, group))
         backed = "" if grant is None else (f"exception {grant.ref}" if grant.kind == "exception" else grant.ref)
         if member is None:
             status = "unknown"

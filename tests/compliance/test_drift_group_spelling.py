@@ -137,3 +137,22 @@ async def test_the_end_of_a_grant_keeps_the_membership_a_grant_naming_the_group_
             report = await app.service.sweep()
             assert report.expired == [second.request.id], report.lines()
             assert okta.member_emails(tools) == []
+
+
+async def test_the_dashboard_shows_the_membership_granted_when_the_group_is_named_by_id(database_url, tmp_path):
+    from tests.web.conftest import serve_dashboard
+
+    with OktaStandIn() as okta:
+        tools = okta.add_group("tools")
+        okta.add_user(PAT, department="Engineering")
+        okta.add_user("sam.sec@example.com", department="Engineering")
+        okta.add_user(ANN, department="Engineering", manager=PAT)
+        async with build_app(_settings(database_url, tmp_path, okta, "tools", "by-name")) as app:
+            granted = await _ask(app, ANN, "request tools for 2h because deploy")
+            assert granted.ok, granted.text
+        async with serve_dashboard(database_url, tmp_path, policy=provider_policy("okta", tools, version="id"),
+                                   identity="okta", okta_url=okta.url, okta_token=okta.token) as h:
+            cookie = await h.sign_in("sam.sec@example.com")
+            page = await h.get(f"/dashboard/people/{ANN}", cookie=cookie)
+            assert page.status == 200, page.text[:300]
+            assert "state-granted" in page.text and "state-drift" not in page.text, page.text
