@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import structlog
 
-from handlers.outbox import Sender
+from handlers.outbox import NOTICE_LEASE, Sender
 from handlers.ports import Notice, Notifier
 from store.repository import SqlStore
 
@@ -30,6 +31,13 @@ class FanoutNotifier:
                 await channel.notify(notices)
             except Exception:
                 log.exception("notifying failed", channel=type(channel).__name__)
+
+    @property
+    def send_budget(self) -> timedelta:
+        """The longest :meth:`send` of one notice may take: the channels send one after the other (one that does
+        not say counts for the outbox's default, ``NOTICE_LEASE``)."""
+        budgets = (getattr(channel, "send_budget", None) for channel in self.channels)
+        return sum((b if isinstance(b, timedelta) else NOTICE_LEASE for b in budgets), timedelta(0))
 
     async def send(self, notices: list[Notice]) -> list[str | None]:
         """Deliver now through every channel (the outbox, handlers/outbox.py): for each notice None when a

@@ -3,9 +3,13 @@
 A sweep writes the notice in the same transaction that records the decision (``approval.reminded``, a
 ``warned_expiry``, ``grant.expired``), then :func:`deliver_pending` sends what is pending and marks it. A
 process that dies between the two (SIGKILL, a sweep cancelled at a stop) leaves the notice pending: the next
-sweep, in this process or another, sends it. A process takes the notices it sends under the store's write lock
-and owns them for ``NOTICE_LEASE`` (as evidence deliveries are taken, handlers/evidence_schedule.py): two
-processes never send the same one, and one taken by a process that died is taken again once its lease ran out.
+sweep, in this process or another, sends it. A process takes one notice at a time under the store's write lock
+and owns it for a lease that covers the channels' worst-case send of one notice, their own retries included
+(:func:`notice_lease`, from each channel's ``send_budget``): two processes never send the same one while the
+first may still be sending it, and one taken by a process that died is taken again once its lease ran out. A
+process marks a notice only while it still holds the lease (its token in ``claimed_by``); one whose lease was
+taken over leaves the notice to the new owner and logs it. A sweep with nothing due only reads: the write lock is
+taken when a notice is due.
 
 A notice no channel could deliver is tried again with growing delays; after ``MAX_ATTEMPTS`` it is marked
 undeliverable and recorded (``notice.undeliverable``), and the security team is told.
@@ -13,19 +17,25 @@ undeliverable and recorded (``notice.undeliverable``), and the security team is 
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Protocol, runtime_checkable
+from datetime import datetime, timedelta
+from typing import Any, Protocol, runtime_checkable
+from uuid import uuid4
+
+import structlog
 
 from handlers.context import SYSTEM, Deps
 from handlers.ports import Notice
 from handlers.records import OutboxNotice, req_id
 
-# How long a process owns the notices it took to send; longer than any send (the channels' own retries included).
+log = structlog.get_logger("accessbot.outbox")
+
+# How long a process owns a notice it took to send, when its notifier does not say how long one send may take
+# at worst (a channel does: ``send_budget``); and what is added to that worst case (the store's reads and writes).
 NOTICE_LEASE = timedelta(minutes=2)
+LEASE_MARGIN = timedelta(minutes=1)
 FIRST_RETRY = timedelta(minutes=1)
 LONGEST_RETRY = timedelta(hours=1)
 MAX_ATTEMPTS = 6  # sent, or undeliverable, within about an hour of the first attempt
-BATCH = 200
 
 
 @runtime_checkable
@@ -42,38 +52,54 @@ def retry_delay(attempts: int) -> timedelta:
     return min(LONGEST_RETRY, FIRST_RETRY * (2 ** max(0, attempts - 1)))
 
 
+def notice_lease(notifier: Any) -> timedelta:
+    """How long a process owns a notice it took: the notifier's worst-case send of one notice (``send_budget``,
+    computed by each channel from its retry settings), or ``NOTICE_LEASE`` when it does not say, plus
+    ``LEASE_MARGIN``."""
+    budget = getattr(notifier, "send_budget", None)
+    return (budget if isinstance(budget, timedelta) else NOTICE_LEASE) + LEASE_MARGIN
+
+
 async def deliver_pending(deps: Deps) -> int:
-    """Send every pending notice that is due, and mark each sent, to be retried, or undeliverable. How many were
-    sent."""
+    """Send every pending notice that is due, one at a time, and mark each sent, to be retried, or undeliverable.
+    How many were sent."""
+    now = deps.now()
+    async with deps.store.read() as repo:
+        if not await repo.notices_due(now):
+            return 0
+    notifier = deps.notifier
+    lease = notice_lease(notifier)
+    token = uuid4().hex
     sent = 0
     while True:
         now = deps.now()
         async with deps.store.write() as repo:
-            taken = await repo.claim_notices(now, now + NOTICE_LEASE, BATCH)
-        if not taken:
+            notice = await repo.claim_notice(now, now + lease, token)
+        if notice is None:
             return sent
-        notices = [Notice(n.recipient, n.kind, n.text, n.request_id, n.view) for n in taken]
-        notifier = deps.notifier
+        notices = [Notice(notice.recipient, notice.kind, notice.text, notice.request_id, notice.view)]
         if isinstance(notifier, Sender):
             outcomes = await notifier.send(notices)
         else:
             await notifier.notify(notices)
-            outcomes = [None] * len(notices)
-        sent += await _record(deps, taken, outcomes)
-        if len(taken) < BATCH:
-            return sent
+            outcomes = [None]
+        sent += await _record(deps, [notice], outcomes)
 
 
 async def _record(deps: Deps, taken: list[OutboxNotice], outcomes: list[str | None]) -> int:
     now = deps.now()
     tell: list[Notice] = []
+    mine = 0
     async with deps.store.write() as repo:
         for notice, error in zip(taken, outcomes, strict=True):
-            notice.attempts += 1
-            if error is None:
-                notice.status, notice.next_attempt_at, notice.last_error = "sent", None, None
-            elif notice.attempts >= MAX_ATTEMPTS:
-                notice.status, notice.next_attempt_at, notice.last_error = "undeliverable", None, error[:500]
+            _outcome(notice, error, now)
+            if not await repo.save_notice(notice, now):
+                log.warning("notice lease taken over by another process; its outcome is left to that one",
+                            notice=notice.id, recipient=notice.recipient, kind=notice.kind,
+                            outcome="sent" if error is None else error[:200])
+                continue
+            mine += notice.status == "sent"
+            if notice.status == "undeliverable":
                 await repo.append("notice.undeliverable", actor=SYSTEM, ts=now,
                                   request_id=req_id(notice.request_id) if notice.request_id else None, data={
                                       "recipient": notice.recipient, "kind": notice.kind, "text": notice.text,
@@ -83,9 +109,16 @@ async def _record(deps: Deps, taken: list[OutboxNotice], outcomes: list[str | No
                                     f"delivered after {notice.attempts} attempts ({notice.last_error}): "
                                     f"{notice.text}", notice.request_id)
                              for m in sorted(deps.policy.security_members())]
-            else:
-                notice.last_error = error[:500]
-                notice.next_attempt_at = now + retry_delay(notice.attempts)
-            await repo.save_notice(notice, now)
         await repo.queue_notices(tell, now)
-    return sum(1 for n in taken if n.status == "sent")
+    return mine
+
+
+def _outcome(notice: OutboxNotice, error: str | None, now: datetime) -> None:
+    notice.attempts += 1
+    if error is None:
+        notice.status, notice.next_attempt_at, notice.last_error = "sent", None, None
+    elif notice.attempts >= MAX_ATTEMPTS:
+        notice.status, notice.next_attempt_at, notice.last_error = "undeliverable", None, error[:500]
+    else:
+        notice.last_error = error[:500]
+        notice.next_attempt_at = now + retry_delay(notice.attempts)

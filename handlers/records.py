@@ -90,6 +90,7 @@ class OutboxNotice:
     last_error: str | None = None
     id: int | None = None
     view: Any = None  # a card's view-model (handlers/notice_views.py), rebuilt from what was stored
+    claimed_by: str | None = None  # the lease token of the process that took it to send
 
 
 @dataclass

@@ -123,12 +123,17 @@ class Repository(Protocol):
         """Write these notices (``handlers.ports.Notice``) to the outbox, pending and due at once."""
         ...
 
-    async def claim_notices(self, now: datetime, lease_until: datetime, limit: int) -> list[OutboxNotice]:
-        """The pending notices due by ``now`` (oldest first, at most ``limit``), each leased until ``lease_until``."""
+    async def notices_due(self, now: datetime) -> bool:
+        """Whether any pending notice is due by ``now`` (a read: no lease is taken)."""
         ...
 
-    async def save_notice(self, notice: OutboxNotice, at: datetime) -> None:
-        """Record how sending went (``done_at`` is set to ``at`` once it is no longer pending)."""
+    async def claim_notice(self, now: datetime, lease_until: datetime, token: str) -> OutboxNotice | None:
+        """The oldest pending notice due by ``now``, leased to ``token`` until ``lease_until`` (None: none due)."""
+        ...
+
+    async def save_notice(self, notice: OutboxNotice, at: datetime) -> bool:
+        """Record how sending went (``done_at`` is set to ``at`` once it is no longer pending), if the notice is
+        still pending and leased to ``notice.claimed_by``; False (nothing written) when another process took it."""
         ...
 
 

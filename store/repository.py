@@ -201,6 +201,22 @@ _GET_STATE = select(_STATE.value).where(_STATE.key == bindparam("key"))
 _ADDRESSES = select(_ADDR.email, _ADDR.address).where(
     _ADDR.channel == bindparam("channel"), _ADDR.email.in_(bindparam("emails", expanding=True)))
 
+# The outbox (handlers/outbox.py): whether anything is due (a read), the oldest due notice and its lease (under
+# the write lock), and how sending went, written only while the lease is still the sender's (its token).
+_OUT = t.notice_outbox.c
+_NOTICE_IS_DUE = (_OUT.status == "pending",
+                  or_(_OUT.next_attempt_at.is_(None), _OUT.next_attempt_at <= bindparam("now")))
+_DUE_NOTICE_ID = select(_OUT.id).where(*_NOTICE_IS_DUE).limit(1)
+_DUE_NOTICE = select(t.notice_outbox).where(*_NOTICE_IS_DUE).order_by(_OUT.id).limit(1)
+_CLAIM_NOTICE = update(t.notice_outbox).where(_OUT.id == bindparam("nid")).values(
+    next_attempt_at=bindparam("v_until"), claimed_by=bindparam("v_token"))
+_SAVE_NOTICE = (update(t.notice_outbox)
+                .where(_OUT.id == bindparam("nid"), _OUT.claimed_by == bindparam("token"), _OUT.status == "pending")
+                .values(status=bindparam("v_status"), attempts=bindparam("v_attempts"),
+                        next_attempt_at=bindparam("v_next"), last_error=bindparam("v_error"),
+                        done_at=bindparam("v_done"))
+                .returning(_OUT.id))
+
 
 def _op(row: Any) -> OpRecord:
     m = getattr(row, "_mapping", row)
@@ -642,25 +658,29 @@ class SqlRepository(ReviewRepositoryMixin):
                  "status": "pending", "attempts": 0, "created_at": at, "next_attempt_at": None,
                  "view": encode_view(getattr(n, "view", None))} for n in notices])
 
-    async def claim_notices(self, now: datetime, lease_until: datetime, limit: int) -> list[OutboxNotice]:
-        """Under the store's write lock (``SqlStore.write``): no other process takes the same rows meanwhile."""
-        c = t.notice_outbox.c
-        rows = (await self.conn.execute(select(t.notice_outbox).where(
-            c.status == "pending", or_(c.next_attempt_at.is_(None), c.next_attempt_at <= now))
-            .order_by(c.id).limit(limit))).all()
-        if not rows:
-            return []
-        ids = [r._mapping["id"] for r in rows]
-        await self.conn.execute(update(t.notice_outbox).where(c.id.in_(ids)).values(next_attempt_at=lease_until))
-        return [OutboxNotice(id=m["id"], recipient=m["recipient"], kind=m["kind"], text=m["text"],
-                             request_id=m["request_id"], status=m["status"], attempts=m["attempts"],
-                             next_attempt_at=lease_until, last_error=m["last_error"], view=decode_view(m["view"]))
-                for m in (r._mapping for r in rows)]
+    async def notices_due(self, now: datetime) -> bool:
+        return bool(await self._rows(_DUE_NOTICE_ID, {"now": now}))
 
-    async def save_notice(self, notice: OutboxNotice, at: datetime) -> None:
-        await self.conn.execute(update(t.notice_outbox).where(t.notice_outbox.c.id == notice.id).values(
-            status=notice.status, attempts=notice.attempts, next_attempt_at=notice.next_attempt_at,
-            last_error=notice.last_error, done_at=None if notice.status == "pending" else at))
+    async def claim_notice(self, now: datetime, lease_until: datetime, token: str) -> OutboxNotice | None:
+        """Under the store's write lock (``SqlStore.write``): no other process takes the same row meanwhile."""
+        rows = await self._rows(_DUE_NOTICE, {"now": now})
+        if not rows:
+            return None
+        m = rows[0]
+        await self._run(_CLAIM_NOTICE, {"nid": m["id"], "v_until": lease_until, "v_token": token})
+        return OutboxNotice(id=m["id"], recipient=m["recipient"], kind=m["kind"], text=m["text"],
+                            request_id=m["request_id"], status=m["status"], attempts=m["attempts"],
+                            next_attempt_at=lease_until, last_error=m["last_error"], view=decode_view(m["view"]),
+                            claimed_by=token)
+
+    async def save_notice(self, notice: OutboxNotice, at: datetime) -> bool:
+        params = {"nid": notice.id, "token": notice.claimed_by, "v_status": notice.status,
+                  "v_attempts": notice.attempts, "v_next": notice.next_attempt_at, "v_error": notice.last_error,
+                  "v_done": None if notice.status == "pending" else at}
+        driver = await self._fast()
+        if driver is None:
+            return bool((await self.conn.execute(_SAVE_NOTICE, params)).all())
+        return bool(await driver.returning(_SAVE_NOTICE, params))
 
 
 class WriteAbandoned(RuntimeError):

@@ -236,5 +236,6 @@ notice_outbox = Table(
     Column("last_error", Text),
     Column("done_at", UTCDateTime),
     Column("view", Text),  # the card's view as JSON (handlers/notice_views.py); NULL: none
+    Column("claimed_by", String(64)),  # the token of the process holding the lease; NULL: never taken
     Index("ix_notice_outbox_status_next", "status", "next_attempt_at"),
 )

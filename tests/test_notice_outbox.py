@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from bot.bootstrap import build_app
 from bot.settings import Settings
-from handlers.outbox import LONGEST_RETRY, MAX_ATTEMPTS, NOTICE_LEASE, deliver_pending
+from handlers.outbox import LONGEST_RETRY, MAX_ATTEMPTS, deliver_pending, notice_lease
 from handlers.ports import Notice
 from handlers.sweeps import sweep
 from store import schema as t
@@ -72,12 +72,12 @@ async def test_a_reminder_cut_off_after_its_record_is_sent_once_by_a_later_sweep
         assert len(await h.events("approval.reminded")) == 1  # recorded, not sent
         [row] = await _outbox(h)
         assert (row["recipient"], row["kind"], row["status"], row["attempts"]) == (MARK, "reminder", "pending", 0)
-        assert row["next_attempt_at"] == h.clock.now() + NOTICE_LEASE  # taken by the process that was cut off
+        assert row["next_attempt_at"] == h.clock.now() + notice_lease(channel)  # taken by the process that was cut off
 
         await sweep(h.app.deps)  # another process, within that lease: the notice is not its to send
         assert channel.sent == [] and len(await h.events("approval.reminded")) == 1
 
-        h.clock.advance(seconds=NOTICE_LEASE.total_seconds() + 1)  # the lease ran out: the owner is gone
+        h.clock.advance(seconds=notice_lease(channel).total_seconds() + 1)  # the lease ran out: the owner is gone
         await sweep(h.app.deps)
         assert [n.text for n in channel.to(MARK, "reminder")] == ["Reminder: REQ-1 waits for your decision."]
         [row] = await _outbox(h)

@@ -11,7 +11,7 @@ import pytest
 
 from handlers.compliance.views import DriftView, PauseView
 from handlers.notice_views import decode_view, encode_view
-from handlers.outbox import NOTICE_LEASE
+from handlers.outbox import notice_lease
 from handlers.reviews.links import ReviewLink
 from handlers.sweeps import sweep
 from tests.support import Harness, harness
@@ -30,7 +30,7 @@ async def _cut_then_resume(h: Harness) -> Channel:
     except asyncio.CancelledError:
         pass
     assert channel.sent == [] and {r["status"] for r in await _outbox(h)} == {"pending"}
-    h.clock.advance(seconds=NOTICE_LEASE.total_seconds() + 1)
+    h.clock.advance(seconds=notice_lease(h.app.deps.notifier).total_seconds() + 1)
     await sweep(h.app.deps, drift=False)
     return channel
 
@@ -96,7 +96,7 @@ async def test_a_drift_findings_card_cut_off_is_sent_by_the_next_sweep_as_a_card
             pass
         [found] = await h.events("drift.detected")
         assert found["data"]["id"] == "D-1" and channel.sent == []
-        h.clock.advance(seconds=NOTICE_LEASE.total_seconds() + 1)
+        h.clock.advance(seconds=notice_lease(h.app.deps.notifier).total_seconds() + 1)
         await sweep(h.app.deps)
         assert len(await h.events("drift.detected")) == 1
         [card] = channel.to(SAM, "drift")

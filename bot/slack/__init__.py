@@ -6,8 +6,9 @@ and timestamp (a bad or stale one is answered 401 before any listener runs); the
 an empty 200 whatever happens next, is answered as soon as its signature and timestamp pass
 slack_sdk's ``SignatureVerifier`` (the check Bolt itself makes); Bolt then dispatches it. The
 route is mounted only while ``SLACK_BOT_TOKEN`` and ``SLACK_SIGNING_SECRET`` are both set. Web
-API calls are retried on 429 honouring ``Retry-After``; on a 5xx or a dropped connection only when
-the call is safe to make twice (never ``chat.postMessage``: Slack may have posted before the error).
+API calls are retried on 429 honouring ``Retry-After`` (one longer than ``bot.slack.retries.MAX_RETRY_AFTER``
+is not waited); on a 5xx or a dropped connection only when the call is safe to make twice (never
+``chat.postMessage``: Slack may have posted before the error).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
-    AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
 )
 from slack_sdk.http_retry.request import HttpRequest
@@ -34,6 +34,7 @@ from bot.notify import FanoutNotifier
 from bot.slack.app import Listeners
 from bot.slack.identity import AddressBook
 from bot.slack.notifier import SlackNotifier
+from bot.slack.retries import RateLimitRetry
 
 log = structlog.get_logger("accessbot.slack")
 
@@ -63,9 +64,9 @@ class _ConnectionErrorRetry(AsyncConnectionErrorRetryHandler):
 
 
 def retry_handlers() -> list[Any]:
-    """429 honouring Retry-After, for every call; 5xx and dropped connections, for the calls that may be
-    repeated (:func:`idempotent`): each retried a few times."""
-    return [AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES),
+    """429 honouring Retry-After (up to ``bot.slack.retries.MAX_RETRY_AFTER``), for every call; 5xx and dropped
+    connections, for the calls that may be repeated (:func:`idempotent`): each retried a few times."""
+    return [RateLimitRetry(max_retry_count=RATE_LIMIT_RETRIES),
             _ServerErrorRetry(max_retry_count=2),
             _ConnectionErrorRetry(max_retry_count=2)]
 

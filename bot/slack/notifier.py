@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -21,6 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.bootstrap import App
 from bot.notify import sent_to
 from bot.slack.identity import CHANNEL, AddressBook
+from bot.slack.retries import worst_call
 from cards import compliance_slack as compliance_cards
 from cards import reviews_slack as review_cards
 from cards import slack as blocks
@@ -33,6 +35,9 @@ from handlers.views import RequestView
 log = structlog.get_logger("accessbot.slack.notify")
 
 DECIDING = ("approval", "reminder", "escalation")
+# The Web API calls one notice the outbox sends may make at most: users.lookupByEmail, conversations.open, the
+# edit of the requester's status message, and the message. The request's other messages are edited afterwards.
+NOTICE_CALLS = 4
 
 
 class SlackNotifier:
@@ -49,8 +54,14 @@ class SlackNotifier:
         if notices:
             self.spawn(self._deliver(list(notices)))
 
+    @property
+    def send_budget(self) -> timedelta:
+        """The longest :meth:`send` of one notice may take, the client's retries included (the outbox's lease)."""
+        return timedelta(seconds=NOTICE_CALLS * worst_call(self.client))
+
     async def send(self, notices: list[Notice]) -> list[str | None]:
-        """Deliver now (the outbox, handlers/outbox.py): for each notice None when sent, else what went wrong."""
+        """Deliver now (the outbox, handlers/outbox.py): for each notice None when sent, else what went wrong.
+        The request's other messages are brought up to date afterwards, in the background."""
         outcome: dict[int, str | None] = {}
         by_request: dict[int | None, list[int]] = defaultdict(list)
         for i, n in enumerate(notices):
@@ -123,9 +134,24 @@ class SlackNotifier:
                 if outcome is not None:
                     outcome[i] = f"{type(exc).__name__}: {exc}"
         if view is not None and request_id is not None:
-            await self.update_approvals(request_id, view, skip=sent)
-            if not status_done:
-                await self.update_status(view)
+            if outcome is None:
+                await self._refresh(request_id, view, sent, status_done)
+            else:  # the outbox's send: its lease covers the notices, not every message of the request
+                self.spawn(self._refresh_later(request_id, sent, status_done))
+
+    async def _refresh(self, request_id: int, view: RequestView, skip: set[str], status_done: bool) -> None:
+        await self.update_approvals(request_id, view, skip=skip)
+        if not status_done:
+            await self.update_status(view)
+
+    async def _refresh_later(self, request_id: int, skip: set[str], status_done: bool) -> None:
+        try:
+            async with self.lock_for(request_id):
+                view = await self.fresh_view(request_id)
+                if view is not None:
+                    await self._refresh(request_id, view, skip, status_done)
+        except Exception:
+            log.exception("slack messages not refreshed", request_id=request_id)
 
     async def fresh_view(self, request_id: int) -> RequestView | None:
         async with self.app.store.read() as repo:

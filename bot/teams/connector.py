@@ -1,8 +1,10 @@
 """Outbound calls to the Bot Connector service, retried the way Teams asks, and the activities they carry.
 
 Teams answers 429 when a bot writes too fast, and 412/502/504 on transient trouble; each is
-retried with exponential backoff and full jitter, honouring ``Retry-After`` when given. The SDK's
-connector client raises ``aiohttp.ClientResponseError`` (``status``, ``headers``) for them.
+retried with exponential backoff and full jitter, honouring ``Retry-After`` when given (up to
+``MAX_RETRY_AFTER``). The SDK's connector client raises ``aiohttp.ClientResponseError`` (``status``,
+``headers``) for them. Each try is cut off after ``CALL_TIMEOUT``, so a call's longest time is known
+(:func:`worst_call`): the outbox's lease on a notice is computed from it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,14 @@ RETRY_STATUSES = frozenset({412, 429, 502, 504})
 ATTEMPTS = 5
 BASE_DELAY = 0.25
 MAX_DELAY = 8.0
+MAX_RETRY_AFTER = MAX_DELAY * 4  # a longer Retry-After is waited only this long
+CALL_TIMEOUT = 30.0  # one try of a call, the answer read; a call that takes longer fails (and is not retried)
+
+
+def worst_call(attempts: int = ATTEMPTS) -> float:
+    """The longest one call through :func:`with_retries` may take, in seconds: every try timing out, and the
+    longest wait between tries (``MAX_RETRY_AFTER`` ≥ the backoff's ``MAX_DELAY``)."""
+    return attempts * CALL_TIMEOUT + (attempts - 1) * max(MAX_RETRY_AFTER, MAX_DELAY)
 
 
 def status_of(exc: BaseException) -> int | None:
@@ -37,7 +47,7 @@ def retry_after(exc: BaseException) -> float | None:
     headers = getattr(exc, "headers", None) or getattr(getattr(exc, "response", None), "headers", None) or {}
     raw = headers.get("Retry-After") if hasattr(headers, "get") else None
     try:
-        return min(MAX_DELAY * 4, max(0.0, float(raw))) if raw is not None else None
+        return min(MAX_RETRY_AFTER, max(0.0, float(raw))) if raw is not None else None
     except ValueError:
         return None
 
@@ -47,7 +57,8 @@ async def with_retries(call: Callable[[], Awaitable[T]], *, what: str = "connect
                        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> T:
     for attempt in range(1, attempts + 1):
         try:
-            return await call()
+            async with asyncio.timeout(CALL_TIMEOUT):
+                return await call()
         except Exception as exc:
             status = status_of(exc)
             if status not in RETRY_STATUSES or attempt == attempts:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -21,7 +22,7 @@ from microsoft_agents.hosting.core.connector import ConnectorClientBase
 from bot.bootstrap import App
 from bot.notify import sent_to
 from bot.teams.clients import Opener
-from bot.teams.connector import addressed, card_activity, text_activity, with_retries
+from bot.teams.connector import addressed, card_activity, text_activity, with_retries, worst_call
 from bot.teams.identity import CHANNEL
 from cards import adaptive, compliance_adaptive
 from cards import reviews_adaptive as review_cards
@@ -41,6 +42,9 @@ BOT_ADDRESS = "#bot"  # where the service URL, tenant and bot account seen last 
 USER_ID_TTL_S = 600.0  # how long a Teams user id found is used without reading it again
 NO_USER_ID_TTL_S = 60.0  # and how long that someone has none
 USER_ID_CACHE = 10_000  # ids kept at most (all are dropped when more would be)
+# The connector calls one notice the outbox sends may make at most: a new personal chat, the message, and the
+# edit of an earlier status card. The request's other approval cards are refreshed afterwards, not in the send.
+NOTICE_CALLS = 3
 
 
 class TeamsNotifier:
@@ -60,8 +64,14 @@ class TeamsNotifier:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    @property
+    def send_budget(self) -> timedelta:
+        """The longest :meth:`send` of one notice may take, the connector's retries included (the outbox's lease)."""
+        return timedelta(seconds=NOTICE_CALLS * worst_call())
+
     async def send(self, notices: list[Notice]) -> list[str | None]:
-        """Deliver now (the outbox, handlers/outbox.py): for each notice None when sent, else what went wrong."""
+        """Deliver now (the outbox, handlers/outbox.py): for each notice None when sent, else what went wrong.
+        The request's other approval cards are refreshed afterwards, in the background."""
         outcome: dict[int, str | None] = {}
         by_request: dict[int | None, list[int]] = defaultdict(list)
         for i, n in enumerate(notices):
@@ -114,7 +124,22 @@ class TeamsNotifier:
                     if outcome is not None:
                         outcome[i] = f"{type(exc).__name__}: {exc}"
             if view is not None and request_id is not None:
-                await self._update_cards(connectors, request_id, view, skip=sent_cards)
+                if outcome is None:
+                    await self._update_cards(connectors, request_id, view, skip=sent_cards)
+                else:  # the outbox's send: its lease covers the notices, not every card of the request
+                    task = asyncio.create_task(self._refresh(request_id, sent_cards))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+
+    async def _refresh(self, request_id: int, skip: set[str]) -> None:
+        try:
+            async with self._locks[request_id]:
+                view = await self.fresh_view(request_id)
+                if view is not None:
+                    async with self._connectors() as connectors:
+                        await self._update_cards(connectors, request_id, view, skip=skip)
+        except Exception:
+            log.exception("approval cards not refreshed", request_id=request_id)
 
     async def fresh_view(self, request_id: int) -> RequestView | None:
         async with self.app.store.read() as repo:

@@ -5,10 +5,18 @@ notice is sent, not given up."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import asyncio
+from dataclasses import replace
+from datetime import timedelta
 
-from bot.teams.connector import ATTEMPTS
-from handlers.outbox import FIRST_RETRY, LONGEST_RETRY, MAX_ATTEMPTS, NOTICE_LEASE, deliver_pending
+from sqlalchemy import select
+from structlog.testing import capture_logs
+
+from bot.notify import FanoutNotifier
+from bot.teams.connector import ATTEMPTS, worst_call
+from bot.teams.notifier import NOTICE_CALLS, TeamsNotifier
+from handlers.outbox import FIRST_RETRY, LONGEST_RETRY, MAX_ATTEMPTS, deliver_pending, notice_lease
+from handlers.ports import Notice
 from handlers.sweeps import sweep
 from store import schema as t
 from tests.teams.cardcheck import texts_of
@@ -94,4 +102,54 @@ async def test_a_429_with_retry_after_is_tried_again_later_not_given_up(teams_an
     assert len(_reminders(h, mark)) == 1
     [row] = [r for r in await _outbox(h) if r["kind"] == "reminder"]
     assert (row["status"], row["attempts"], row["last_error"]) == ("sent", 2, None)
-    assert NOTICE_LEASE > FIRST_RETRY  # the lease outlasts the in-call retries (five, each at most 32 s)
+    # the lease outlasts the in-call retries of every call one notice may make
+    assert notice_lease(h.app.deps.notifier) > timedelta(seconds=NOTICE_CALLS * worst_call())
+
+
+async def _throttled_reminder(h: TeamsHarness, *, retry_after: float = 0.4,
+                              times: int = 2) -> tuple[str, asyncio.Task[int]]:
+    """Mark's reminder is queued; a first deliverer sends it and is throttled (429, Retry-After): the task, once
+    the connector answered its first 429."""
+    mark = await _asked_mark(h)
+    async with h.app.store.write() as repo:
+        await repo.queue_notices([Notice(MARK, "reminder", "Reminder: REQ-1 waits for your decision.", 1)],
+                                 h.clock.now())
+    path = f"/v3/conversations/{mark}/activities"
+    before = len(h.connector.received("POST", path))
+    h.connector.fail_next(times, status=429, retry_after=retry_after)
+    first = asyncio.create_task(deliver_pending(h.app.deps))
+    for _ in range(200):
+        if len(h.connector.received("POST", path)) > before:
+            break
+        await asyncio.sleep(0.01)
+    assert h.connector.received("POST", path)[-1].status == 429
+    return mark, first
+
+
+async def test_a_throttled_send_keeps_its_lease_and_no_other_deliverer_sends_it_again(
+        teams_any_db: TeamsHarness) -> None:
+    h = teams_any_db
+    mark, first = await _throttled_reminder(h)
+    # the first deliverer waits out Retry-After; minutes pass meanwhile (the old two-minute lease runs out)
+    h.clock.advance(minutes=3)
+    assert await deliver_pending(h.app.deps) == 0  # a second deliverer: the notice is still the first one's
+    assert await first == 1
+    assert len(_reminders(h, mark)) == 1
+    [row] = [r for r in await _outbox(h) if r["kind"] == "reminder"]
+    assert (row["status"], row["attempts"]) == ("sent", 1)
+
+
+async def test_a_deliverer_whose_lease_was_taken_over_does_not_mark_the_notice(teams_any_db: TeamsHarness) -> None:
+    h = teams_any_db
+    _, first = await _throttled_reminder(h, retry_after=1.0, times=1)
+    h.clock.advance(seconds=notice_lease(h.app.deps.notifier).total_seconds() + 1)  # the first looks gone
+    # a second process takes the notice over; its try is refused (403), to be tried again later
+    other = FanoutNotifier()
+    other.add(TeamsNotifier(h.app, h.channel.notifier.open_connector))
+    h.connector.fail_next(1, status=403)
+    with capture_logs() as logs:
+        assert await deliver_pending(replace(h.app.deps, notifier=other)) == 0
+        assert await first == 0  # the first sent it once Retry-After was waited out, but it is no longer its own
+    [row] = [r for r in await _outbox(h) if r["kind"] == "reminder"]
+    assert (row["status"], row["attempts"]) == ("pending", 1) and "403" in row["last_error"], row  # the second's
+    assert any(e["event"].startswith("notice lease taken over") and e["outcome"] == "sent" for e in logs), logs
