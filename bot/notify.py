@@ -2,16 +2,43 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 
 import structlog
 
-from handlers.outbox import NOTICE_LEASE, Sender
+from handlers.outbox import NO_ADDRESS, NO_CHANNEL, NOTICE_LEASE, Sender
 from handlers.ports import Notice, Notifier
 from store.repository import SqlStore
 
 log = structlog.get_logger("accessbot.notify")
+
+# While a channel sends one notice for the outbox: the people it found no address for (no DM, no personal chat)
+_UNREACHED: ContextVar[list[str] | None] = ContextVar("accessbot_unreached", default=None)
+
+
+def unreached(email: str) -> None:
+    """A channel has no way to reach this person (noted for the notice being sent, if the outbox sends one)."""
+    missed = _UNREACHED.get()
+    if missed is not None:
+        missed.append(email)
+
+
+class Reach:
+    """Around one notice a channel sends for the outbox: ``missed`` once it found no address for someone."""
+
+    def __enter__(self) -> Reach:
+        self._people: list[str] = []
+        self._token = _UNREACHED.set(self._people)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _UNREACHED.reset(self._token)
+
+    @property
+    def missed(self) -> bool:
+        return bool(self._people)
 
 
 class FanoutNotifier:
@@ -41,10 +68,13 @@ class FanoutNotifier:
 
     async def send(self, notices: list[Notice]) -> list[str | None]:
         """Deliver now through every channel (the outbox, handlers/outbox.py): for each notice None when a
-        channel sent it (or no channel is configured), else what each channel said went wrong. A channel that
-        only offers ``notify`` is taken at its word."""
+        channel sent it, ``NO_ADDRESS`` when no channel has a way to reach the person, ``NO_CHANNEL`` when no
+        channel is configured, else what each channel said went wrong. A channel that only offers ``notify`` is
+        taken at its word."""
+        if not self.channels:  # nothing configured to send with (``accessbot sweep`` on the console's defaults)
+            return [NO_CHANNEL] * len(notices)
         errors: list[list[str]] = [[] for _ in notices]
-        sent = [not self.channels] * len(notices)
+        sent = [False] * len(notices)
         for channel in self.channels:
             name = type(channel).__name__
             try:
@@ -61,7 +91,14 @@ class FanoutNotifier:
                     sent[i] = True
                 else:
                     errors[i].append(f"{name}: {error}")
-        return [None if ok else "; ".join(why) for ok, why in zip(sent, errors, strict=True)]
+        return [None if ok else _combined(why) for ok, why in zip(sent, errors, strict=True)]
+
+
+def _combined(errors: list[str]) -> str:
+    """One outcome of the channels' failures: ``NO_ADDRESS`` when none had a way to reach the person."""
+    if errors and all(e.endswith(f": {NO_ADDRESS}") for e in errors):
+        return NO_ADDRESS
+    return "; ".join(errors)
 
 
 async def sent_to(store: SqlStore, channel: str, number: int | None, kind: str, who: str) -> list[dict[str, Any]]:

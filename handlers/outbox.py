@@ -12,7 +12,10 @@ taken over leaves the notice to the new owner and logs it. A sweep with nothing 
 taken when a notice is due.
 
 A notice no channel could deliver is tried again with growing delays; after ``MAX_ATTEMPTS`` it is marked
-undeliverable and recorded (``notice.undeliverable``), and the security team is told.
+undeliverable and recorded (``notice.undeliverable``), and the security team is told. A notice no channel has an
+address for (the person never opened a chat with the bot) is tried the same way (they may meanwhile) and ends
+``unreachable``, recorded and told the same way. With no channel configured at all (``accessbot sweep`` on the
+console's defaults) a notice is marked ``unreachable`` at once, with nothing recorded: it is never sent.
 """
 
 from __future__ import annotations
@@ -38,13 +41,19 @@ LONGEST_RETRY = timedelta(hours=1)
 MAX_ATTEMPTS = 6  # sent, or undeliverable, within about an hour of the first attempt
 
 
+# What a channel answers for a notice it has no way to deliver: it has no address for the person (no DM channel,
+# no personal chat with the bot); and what the notifier answers when no channel is configured at all.
+NO_ADDRESS = "no address for the recipient"
+NO_CHANNEL = "no channel configured"
+
+
 @runtime_checkable
 class Sender(Protocol):
     """A notifier that says how each notice went (the channels do; a plain ``Notifier`` is taken at its word)."""
 
     async def send(self, notices: list[Notice]) -> list[str | None]:
-        """Deliver now; for each notice None when it was sent (or the channel has no way to reach the person),
-        else what went wrong."""
+        """Deliver now; for each notice None when it was sent, ``NO_ADDRESS`` when the channel has no way to reach
+        the person, else what went wrong."""
         ...
 
 
@@ -99,7 +108,7 @@ async def _record(deps: Deps, taken: list[OutboxNotice], outcomes: list[str | No
                             outcome="sent" if error is None else error[:200])
                 continue
             mine += notice.status == "sent"
-            if notice.status == "undeliverable":
+            if notice.status == "undeliverable" or (notice.status == "unreachable" and error != NO_CHANNEL):
                 await repo.append("notice.undeliverable", actor=SYSTEM, ts=now,
                                   request_id=req_id(notice.request_id) if notice.request_id else None, data={
                                       "recipient": notice.recipient, "kind": notice.kind, "text": notice.text,
@@ -117,8 +126,11 @@ def _outcome(notice: OutboxNotice, error: str | None, now: datetime) -> None:
     notice.attempts += 1
     if error is None:
         notice.status, notice.next_attempt_at, notice.last_error = "sent", None, None
+    elif error == NO_CHANNEL:  # nothing could ever send it: kept as unreachable, not tried again
+        notice.status, notice.next_attempt_at, notice.last_error = "unreachable", None, error
     elif notice.attempts >= MAX_ATTEMPTS:
-        notice.status, notice.next_attempt_at, notice.last_error = "undeliverable", None, error[:500]
+        final = "unreachable" if error == NO_ADDRESS else "undeliverable"
+        notice.status, notice.next_attempt_at, notice.last_error = final, None, error[:500]
     else:
         notice.last_error = error[:500]
         notice.next_attempt_at = now + retry_delay(notice.attempts)

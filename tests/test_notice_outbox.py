@@ -6,13 +6,16 @@ channel keeps refusing is tried a bounded number of times, then recorded as unde
 from __future__ import annotations
 
 import asyncio
+import io
 from collections import Counter
 
 from sqlalchemy import select
 
 from bot.bootstrap import build_app
+from bot.console import ConsoleNotifier
+from bot.notify import FanoutNotifier
 from bot.settings import Settings
-from handlers.outbox import LONGEST_RETRY, MAX_ATTEMPTS, deliver_pending, notice_lease
+from handlers.outbox import LONGEST_RETRY, MAX_ATTEMPTS, NO_CHANNEL, deliver_pending, notice_lease
 from handlers.ports import Notice
 from handlers.sweeps import sweep
 from store import schema as t
@@ -145,3 +148,32 @@ async def test_a_notice_refused_every_time_ends_undeliverable_and_is_reported(da
         assert sorted(n.recipient for n in told) == security and security
         assert all(f"reminder notice to {MARK} could not be delivered" in n.text for n in told)
         assert len(await h.events("approval.reminded")) == 1  # what was recorded stands
+
+
+async def test_with_no_channel_configured_notices_end_unreachable_at_once_without_events(database_url,
+                                                                                        tmp_path) -> None:
+    """``accessbot sweep`` on the console's defaults (no Slack, no Teams): nothing can send a notice."""
+    async with harness(database_url, tmp_path) as h:
+        assert (await h.say(BOB, "request prod-db-read for 1h because INC-1 hot path")).ok
+        h.clock.advance(hours=5)
+        h.app.deps.notifier = FanoutNotifier()
+        await sweep(h.app.deps)
+        [row] = await _outbox(h)
+        assert (row["kind"], row["status"], row["last_error"]) == ("reminder", "unreachable", NO_CHANNEL)
+        assert row["done_at"] == h.clock.now()
+        for _ in range(3):  # not pending forever, nor an undeliverable event at every sweep
+            h.clock.advance(seconds=LONGEST_RETRY.total_seconds() + 1)
+            await sweep(h.app.deps)
+        assert [(r["status"], r["attempts"]) for r in await _outbox(h)] == [("unreachable", 1)]
+        assert not await h.events("notice.undeliverable")
+
+
+async def test_the_console_shows_notices_and_they_count_as_sent(database_url, tmp_path) -> None:
+    async with harness(database_url, tmp_path) as h:
+        assert (await h.say(BOB, "request prod-db-read for 1h because INC-1 hot path")).ok
+        h.clock.advance(hours=5)
+        out = io.StringIO()
+        h.app.deps.notifier = ConsoleNotifier(out)  # ``accessbot chat``: what others are told is shown
+        await sweep(h.app.deps)
+        assert f"[to {MARK}] Reminder: REQ-1 waits for your decision." in out.getvalue()
+        assert [r["status"] for r in await _outbox(h)] == ["sent"]

@@ -20,13 +20,14 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.bootstrap import App
-from bot.notify import sent_to
+from bot.notify import Reach, sent_to, unreached
 from bot.slack.identity import CHANNEL, AddressBook
 from bot.slack.retries import worst_call
 from cards import compliance_slack as compliance_cards
 from cards import reviews_slack as review_cards
 from cards import slack as blocks
 from handlers.compliance.views import DriftView, PauseView
+from handlers.outbox import NO_ADDRESS
 from handlers.ports import Notice
 from handlers.present import request_view
 from handlers.reviews.links import ReviewLink
@@ -122,13 +123,14 @@ class SlackNotifier:
         status_done = False
         for i, notice in enumerate(batch):
             try:
-                kind = await self._send_one(notice, view, status_done)
+                with Reach() as reach:
+                    kind = await self._send_one(notice, view, status_done)
                 if kind == "approval":
                     sent.add(notice.recipient.lower())
                 elif kind == "status":
                     status_done = True
                 if outcome is not None:
-                    outcome[i] = None
+                    outcome[i] = NO_ADDRESS if reach.missed else None
             except Exception as exc:
                 log.exception("slack notice not delivered", recipient=notice.recipient, kind=notice.kind)
                 if outcome is not None:
@@ -255,6 +257,7 @@ class SlackNotifier:
     async def post(self, email: str, message: dict[str, Any]) -> dict[str, Any] | None:
         channel = await self.dm_channel(email)
         if channel is None:
+            unreached(email)
             return None
         result = await self.client.chat_postMessage(channel=channel, text=message["text"], blocks=message["blocks"],
                                                     unfurl_links=False, unfurl_media=False)

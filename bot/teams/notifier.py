@@ -20,7 +20,7 @@ from microsoft_agents.activity import Activity, ChannelAccount, ConversationPara
 from microsoft_agents.hosting.core.connector import ConnectorClientBase
 
 from bot.bootstrap import App
-from bot.notify import sent_to
+from bot.notify import Reach, sent_to, unreached
 from bot.teams.clients import Opener
 from bot.teams.connector import addressed, card_activity, text_activity, with_retries, worst_call
 from bot.teams.identity import CHANNEL
@@ -28,6 +28,7 @@ from cards import adaptive, compliance_adaptive
 from cards import reviews_adaptive as review_cards
 from handlers.compliance.findings import parse_drift_ref
 from handlers.compliance.views import DriftView, PauseView
+from handlers.outbox import NO_ADDRESS
 from handlers.ports import Notice
 from handlers.present import request_view
 from handlers.reviews.links import ReviewLink
@@ -114,11 +115,12 @@ class TeamsNotifier:
         async with self._connectors() as connectors:
             for i, notice in enumerate(batch):
                 try:
-                    sent = await self._send_one(connectors, notice, view)
+                    with Reach() as reach:
+                        sent = await self._send_one(connectors, notice, view)
                     if sent:
                         sent_cards.add(notice.recipient.lower())
                     if outcome is not None:
-                        outcome[i] = None
+                        outcome[i] = NO_ADDRESS if reach.missed else None
                 except Exception as exc:
                     log.exception("teams notice not delivered", recipient=notice.recipient, kind=notice.kind)
                     if outcome is not None:
@@ -245,6 +247,7 @@ class TeamsNotifier:
             await self.post(connectors, who, text_activity(notice.text))
             return False
         if await self.address_of(connectors, who) is None:
+            unreached(who)
             return False
         ids = await self.user_ids(who)
         for page in range(review_cards.pages(view)):
@@ -334,6 +337,7 @@ class TeamsNotifier:
                    ref: dict[str, Any] | None = None) -> dict[str, Any] | None:
         ref = ref or await self.address_of(connectors, email)
         if ref is None:
+            unreached(email)
             return None
         activity = addressed(activity, ref)
         client = await connectors.get(ref["serviceUrl"])
