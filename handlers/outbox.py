@@ -16,6 +16,10 @@ undeliverable and recorded (``notice.undeliverable``), and the security team is 
 address for (the person never opened a chat with the bot) is tried the same way (they may meanwhile) and ends
 ``unreachable``, recorded and told the same way. With no channel configured at all (``accessbot sweep`` on the
 console's defaults) a notice is marked ``unreachable`` at once, with nothing recorded: it is never sent.
+
+A reminder, an escalation or an expiry warning whose request moved on before it was sent (the step decided, the
+request withdrawn or ended, the grant extended or ended) is not sent: it is marked ``dropped`` with why
+(:func:`_stale`). Notices of what happened (an expiry, an end, a termination) are always sent.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import structlog
 
 from handlers.context import SYSTEM, Deps
 from handlers.ports import Notice
-from handlers.records import OutboxNotice, req_id
+from handlers.records import ACTIVE, PENDING, OutboxNotice, req_id
 
 log = structlog.get_logger("accessbot.outbox")
 
@@ -38,6 +42,8 @@ NOTICE_LEASE = timedelta(minutes=2)
 LEASE_MARGIN = timedelta(minutes=1)
 FIRST_RETRY = timedelta(minutes=1)
 LONGEST_RETRY = timedelta(hours=1)
+# notices that ask for something (a decision, an extension) and are dropped once it no longer applies
+STALE_KINDS = frozenset({"reminder", "escalation", "expiring"})
 MAX_ATTEMPTS = 6  # sent, or undeliverable, within about an hour of the first attempt
 
 
@@ -84,6 +90,11 @@ async def deliver_pending(deps: Deps) -> int:
         now = deps.now()
         async with deps.store.write() as repo:
             notice = await repo.claim_notice(now, now + lease, token)
+            why = await _stale(repo, notice) if notice is not None else None
+            if notice is not None and why is not None:  # the request moved on: its old text would mislead
+                notice.status, notice.next_attempt_at, notice.last_error = "dropped", None, why
+                await repo.save_notice(notice, now)
+                continue
         if notice is None:
             return sent
         notices = [Notice(notice.recipient, notice.kind, notice.text, notice.request_id, notice.view)]
@@ -93,6 +104,30 @@ async def deliver_pending(deps: Deps) -> int:
             await notifier.notify(notices)
             outcomes = [None]
         sent += await _record(deps, [notice], outcomes)
+
+
+async def _stale(repo: Any, notice: OutboxNotice) -> str | None:
+    """Why a reminder, an escalation or an expiry warning no longer holds, so that it is not sent (None: it does).
+    A reminder or an escalation holds while its request still waits on the step and round it was sent for (the
+    request's ``reminded_step`` / ``escalated_step``); an expiry warning while the grant is active and expires when
+    it said (``warned_expiry``). Notices of what happened (an expiry, an end, a termination) always hold."""
+    if notice.kind not in STALE_KINDS or notice.request_id is None or notice.view is not None:
+        return None
+    record = await repo.get_request(notice.request_id)
+    if record is None:
+        return f"{req_id(notice.request_id)} is not on record"
+    if notice.kind == "expiring":
+        if record.state != ACTIVE:
+            return f"{record.ref} is no longer active ({record.state})"
+        if record.warned_expiry is None or record.warned_expiry != record.expires_at:
+            return f"{record.ref} no longer expires when the warning said"
+        return None
+    if not (record.state == PENDING or (record.state == ACTIVE and record.extension_pending)):
+        return f"{record.ref} no longer waits on an approval ({record.state})"
+    marker = record.round * 100 + record.step
+    if (record.reminded_step if notice.kind == "reminder" else record.escalated_step) != marker:
+        return f"{record.ref} no longer waits on the step the {notice.kind} was for"
+    return None
 
 
 async def _record(deps: Deps, taken: list[OutboxNotice], outcomes: list[str | None]) -> int:

@@ -84,7 +84,7 @@ class OutboxNotice:
     kind: str
     text: str
     request_id: int | None = None
-    status: str = "pending"  # pending | sent | undeliverable | unreachable
+    status: str = "pending"  # pending | sent | undeliverable | unreachable | dropped
     attempts: int = 0
     next_attempt_at: datetime | None = None  # due from then; while a process sends it, its lease
     last_error: str | None = None

@@ -228,7 +228,7 @@ notice_outbox = Table(
     Column("kind", String(20), nullable=False),
     Column("text", Text, nullable=False),
     Column("request_id", Integer),
-    Column("status", String(20), nullable=False),  # pending | sent | undeliverable | unreachable
+    Column("status", String(20), nullable=False),  # pending | sent | undeliverable | unreachable | dropped
     Column("attempts", Integer, nullable=False, default=0),
     Column("created_at", UTCDateTime, nullable=False),
     # pending: due from then (NULL: at once); a process that took it owns it until then (the lease)

@@ -105,9 +105,12 @@ async def test_expiry_notices_are_written_with_the_expiry(database_url, tmp_path
             pass
         h.clock.advance(hours=1)  # past the expiry and the lease
         await sweep(h.app.deps)
-        assert [n.kind for n in channel.sent if n.recipient == BOB] == ["expiring", "status"]
+        # the warning came too late to act on: dropped; the expiry itself is told
+        assert [n.kind for n in channel.sent if n.recipient == BOB] == ["status"]
         assert (await h.request(1)).state == "expired"
-        assert [r["status"] for r in await _outbox(h)] == ["sent", "sent"]
+        rows = await _outbox(h)
+        assert [(r["kind"], r["status"]) for r in rows] == [("expiring", "dropped"), ("status", "sent")]
+        assert rows[0]["last_error"] == "REQ-1 is no longer active (expired)"
 
 
 async def test_two_deliverers_at_once_send_each_notice_once(database_url, tmp_path) -> None:
@@ -177,3 +180,49 @@ async def test_the_console_shows_notices_and_they_count_as_sent(database_url, tm
         await sweep(h.app.deps)
         assert f"[to {MARK}] Reminder: REQ-1 waits for your decision." in out.getvalue()
         assert [r["status"] for r in await _outbox(h)] == ["sent"]
+
+
+async def _cut_off_reminder(h) -> Channel:  # type: ignore[no-untyped-def]
+    """Mark's reminder is recorded and its send cut off; the channel the next sweeps send through."""
+    assert (await h.say(BOB, "request prod-db-read for 1h because INC-1 hot path")).ok
+    h.clock.advance(hours=5)
+    channel = Channel(cut=1)
+    h.app.deps.notifier = channel
+    try:
+        await sweep(h.app.deps)
+        raise AssertionError("the send was not cut off")
+    except asyncio.CancelledError:
+        pass
+    return channel
+
+
+async def test_a_reminder_for_a_step_decided_before_it_was_sent_is_dropped(database_url, tmp_path) -> None:
+    async with harness(database_url, tmp_path) as h:
+        channel = await _cut_off_reminder(h)
+        assert (await h.say(MARK, "approve REQ-1 fine")).ok  # the step is decided meanwhile
+        h.clock.advance(seconds=notice_lease(channel).total_seconds() + 1)
+        await deliver_pending(h.app.deps)
+        assert channel.to(MARK, "reminder") == []
+        [row] = [r for r in await _outbox(h) if r["kind"] == "reminder"]
+        assert (row["status"], row["attempts"], row["done_at"]) == ("dropped", 0, h.clock.now())
+        assert row["last_error"] == "REQ-1 no longer waits on the step the reminder was for"
+        assert len(await h.events("approval.reminded")) == 1  # what was recorded stands
+
+
+async def test_a_reminder_for_a_withdrawn_request_is_dropped(database_url, tmp_path) -> None:
+    async with harness(database_url, tmp_path) as h:
+        channel = await _cut_off_reminder(h)
+        assert (await h.say(BOB, "cancel REQ-1")).ok
+        h.clock.advance(seconds=notice_lease(channel).total_seconds() + 1)
+        await deliver_pending(h.app.deps)
+        assert channel.to(MARK, "reminder") == []
+        [row] = [r for r in await _outbox(h) if r["kind"] == "reminder"]
+        assert (row["status"], row["last_error"]) == ("dropped", "REQ-1 no longer waits on an approval (cancelled)")
+
+
+async def test_a_reminder_still_due_is_sent(database_url, tmp_path) -> None:
+    async with harness(database_url, tmp_path) as h:
+        channel = await _cut_off_reminder(h)
+        h.clock.advance(seconds=notice_lease(channel).total_seconds() + 1)
+        await deliver_pending(h.app.deps)
+        assert len(channel.to(MARK, "reminder")) == 1
