@@ -9,13 +9,13 @@ import asyncio
 import io
 from collections import Counter
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from bot.bootstrap import build_app
 from bot.console import ConsoleNotifier
 from bot.notify import FanoutNotifier
 from bot.settings import Settings
-from handlers.outbox import LONGEST_RETRY, MAX_ATTEMPTS, NO_CHANNEL, deliver_pending, notice_lease
+from handlers.outbox import LONGEST_RETRY, MAX_ATTEMPTS, NO_CHANNEL, NOTICE_LEASE, deliver_pending, notice_lease
 from handlers.ports import Notice
 from handlers.sweeps import sweep
 from store import schema as t
@@ -226,3 +226,29 @@ async def test_a_reminder_still_due_is_sent(database_url, tmp_path) -> None:
         h.clock.advance(seconds=notice_lease(channel).total_seconds() + 1)
         await deliver_pending(h.app.deps)
         assert len(channel.to(MARK, "reminder")) == 1
+
+
+async def test_a_delivery_with_nothing_due_takes_no_write_transaction(database_url, tmp_path) -> None:
+    async with harness(database_url, tmp_path) as h:
+        h.app.deps.notifier = channel = Channel()
+        begun: list[str] = []
+
+        def began(conn: object) -> None:
+            begun.append("begin")
+
+        event.listen(h.app.store.engine.sync_engine, "begin", began)
+        try:
+            assert await deliver_pending(h.app.deps) == 0  # an empty outbox: read, not locked
+            assert begun == []
+            async with h.app.store.write() as repo:
+                await repo.queue_notices([Notice(MARK, "info", "later", None)], h.clock.now())
+            begun.clear()
+            h.clock.advance(minutes=1)
+            async with h.app.store.write() as repo:  # taken by another process: not due, nothing to lock for
+                assert await repo.claim_notice(h.clock.now(), h.clock.now() + NOTICE_LEASE, "other") is not None
+            begun.clear()
+            assert await deliver_pending(h.app.deps) == 0 and begun == [] and channel.sent == []
+            h.clock.advance(seconds=NOTICE_LEASE.total_seconds() + 1)
+            assert await deliver_pending(h.app.deps) == 1 and begun  # due: taken under the write lock
+        finally:
+            event.remove(h.app.store.engine.sync_engine, "begin", began)
