@@ -111,7 +111,11 @@ async def _throttled_reminder(h: TeamsHarness, *, retry_after: float = 0.4,
     """Mark's reminder is queued; a first deliverer sends it and is throttled (429, Retry-After): the task, once
     the connector answered its first 429."""
     mark = await _asked_mark(h)
-    async with h.app.store.write() as repo:
+    async with h.app.store.write() as repo:  # as the reminders sweep records it (the reminder holds: not dropped)
+        record = await repo.get_request(1)
+        assert record is not None
+        record.reminded_step = record.round * 100 + record.step
+        await repo.save_request(record)
         await repo.queue_notices([Notice(MARK, "reminder", "Reminder: REQ-1 waits for your decision.", 1)],
                                  h.clock.now())
     path = f"/v3/conversations/{mark}/activities"
