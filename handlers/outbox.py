@@ -78,16 +78,15 @@ def notice_lease(notifier: Any) -> timedelta:
 async def deliver_pending(deps: Deps) -> int:
     """Send every pending notice that is due, one at a time, and mark each sent, to be retried, or undeliverable.
     How many were sent."""
-    now = deps.now()
-    async with deps.store.read() as repo:
-        if not await repo.notices_due(now):
-            return 0
     notifier = deps.notifier
     lease = notice_lease(notifier)
     token = uuid4().hex
     sent = 0
     while True:
         now = deps.now()
+        async with deps.store.read() as repo:  # the write lock is taken only when something is due
+            if not await repo.notices_due(now):
+                return sent
         async with deps.store.write() as repo:
             notice = await repo.claim_notice(now, now + lease, token)
             why = await _stale(repo, notice) if notice is not None else None

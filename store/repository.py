@@ -120,6 +120,7 @@ _HEAD = select(_AUD.seq, _AUD.hash, _AUD.ts).order_by(_AUD.seq.desc()).limit(1)
 _INSERT_EVENT = insert(t.audit_events).values({c.name: bindparam(f"v_{c.name}") for c in t.audit_events.c})
 _EVENTS_FOR = select(t.audit_events).where(_AUD.request_id == bindparam("ref")).order_by(_AUD.seq)
 _ADDR = t.channel_addresses.c
+_GROUP_IDS = select(t.group_ids.c.provider, t.group_ids.c.ref, t.group_ids.c.object_id)
 _ADDRESS = select(_ADDR.address).where(_ADDR.channel == bindparam("channel"), _ADDR.email == bindparam("email"))
 _ADD_REQUEST = insert(t.requests).values(
     {c.name: bindparam(f"v_{c.name}") for c in t.requests.c if c.name != "id"}).returning(_REQ.id)
@@ -558,9 +559,7 @@ class SqlRepository(ReviewRepositoryMixin):
 
     # -- group references resolved to ids ---------------------------------------------------
     async def group_ids(self) -> dict[tuple[str, str], str]:
-        c = t.group_ids.c
-        rows = (await self.conn.execute(select(c.provider, c.ref, c.object_id))).all()
-        return {(r[0], r[1]): r[2] for r in rows}
+        return {(r["provider"], r["ref"]): r["object_id"] for r in await self._rows(_GROUP_IDS)}
 
     async def save_group_id(self, provider: str, ref: str, object_id: str, at: datetime) -> None:
         c = t.group_ids.c
