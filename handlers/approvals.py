@@ -62,10 +62,21 @@ async def _chain(deps: Deps, record: RequestRecord) -> list[ResolvedStep] | None
 async def asked_at_open(repo: Repository, record: RequestRecord) -> frozenset[str] | None:
     """The people the open step asked when it opened (``approval.requested``), or last asked since
     (``approval.rerouted``: the requester's manager changed while a ``manager`` step waited); None if unrecorded."""
+    return (await last_asked(repo, record))[0]
+
+
+async def last_asked(repo: Repository, record: RequestRecord) -> tuple[frozenset[str] | None, datetime | None]:
+    """:func:`asked_at_open`, and when they were asked: the instant the event was judged at (``data.as_of``, a
+    sweep run ``--as-of``), else when it was recorded; (None, None) if unrecorded."""
     for event in reversed(await repo.events_for(record.id or 0)):
         if event.type in ASKED_EVENTS and event.data.get("step") == record.step + 1:
-            return frozenset(str(a).lower() for a in event.data.get("approvers") or ())
-    return None
+            when = str(event.data.get("as_of") or event.ts)
+            try:
+                at: datetime | None = datetime.fromisoformat(when.replace("Z", "+00:00"))
+            except ValueError:
+                at = None
+            return frozenset(str(a).lower() for a in event.data.get("approvers") or ()), at
+    return None, None
 
 
 ASKED_EVENTS = ("approval.requested", "approval.rerouted")  # who the open step asks: the last of these
@@ -140,6 +151,9 @@ async def reroute_step(deps: Deps, repo: Repository, record: RequestRecord, step
     await repo.append("approval.rerouted", actor=SYSTEM, ts=now, request=record,
                       data=_data(record, step=record.step + 1, label=step.label, approvers=approvers,
                                  reason="manager-changed", **{"from": removed, "to": added}))
+    if record.reminded_step is not None:  # the new manager is reminded in their turn (the sweep counts from now)
+        record.reminded_step = None
+        await repo.save_request(record)
     what = f"to extend {record.profile} by {format_duration(record.ext_duration)}" if record.ext_duration \
         else f"for {record.profile} for {format_duration(record.duration)}"
     before = f" (it was with {', '.join(removed)})" if removed else ""

@@ -20,6 +20,7 @@ from handlers.approvals import (
     group_refusal,
     group_refusal_text,
     in_chain,
+    last_asked,
     moved_data,
     open_step,
     reroute_step,
@@ -171,7 +172,7 @@ async def remind_pending(deps: Deps, report: SweepReport) -> None:
                 continue
             async with deps.store.read() as repo:
                 decisions = await repo.decisions(record.id or 0, record.round)
-                asked = await asked_at_open(repo, record)
+                asked, asked_when = await last_asked(repo, record)
                 submitter = await filed_by(repo, record)  # who filed a drift accept counts as its requester
             earlier = {d.approver for d in decisions if d.step < record.step and d.decision == "approved"}
             earlier |= {submitter} if submitter else set()
@@ -227,7 +228,9 @@ async def remind_pending(deps: Deps, report: SweepReport) -> None:
                         Notice(m, "escalation", f"{record.ref} has waited {format_duration(age)} on step "
                                f"{record.step + 1} ({', '.join(approvers)}).", record.id)
                         for m in sorted(deps.policy.security_members())], deps.now())
-        elif not rerouted and age >= policy.reminders.remind_after and record.reminded_step != marker:
+        # a reminder counts from when the step asked whom it asks now (a re-route gives the new manager their time)
+        elif not rerouted and now - max(opened, asked_when or opened) >= policy.reminders.remind_after \
+                and record.reminded_step != marker:
             report.reminded.append(record.ref)
             if not report.dry_run:
                 async with deps.store.write() as repo:

@@ -165,3 +165,28 @@ async def test_a_new_manager_deciding_before_any_sweep_is_recorded_as_asked_firs
         assert "no longer yours" in told.text, told.text
         # nothing left for a sweep to pass on
         assert (await h.app.service.sweep()).rerouted == []
+
+
+async def test_the_new_manager_is_reminded_in_their_turn(database_url, tmp_path):
+    """The old manager was reminded; the step then went to the new one: they get a reminder once the step has
+    waited ``remind_after`` (4h in the example policy) on them, not at once and not never."""
+    async with harness(database_url, tmp_path) as h:
+        r = await h.say(BOB, "request staging-admin for 1h")
+        assert r.ok and r.request.state == "pending", r.text
+        h.clock.advance(hours=4, minutes=1)
+        assert (await h.app.service.sweep()).reminded == ["REQ-1"]
+        assert len(h.notifier.to(MARK, "reminder")) == 1
+        h.clock.advance(hours=1)
+        new_manager(h, BOB, PAT)
+        report = await h.app.service.sweep()
+        assert report.rerouted == ["REQ-1"] and report.reminded == []
+        h.clock.advance(hours=3, minutes=58)  # 3h58m since the re-route: not yet
+        assert (await h.app.service.sweep()).reminded == []
+        h.clock.advance(minutes=3)
+        assert (await h.app.service.sweep()).reminded == ["REQ-1"]
+        [reminder] = h.notifier.to(PAT, "reminder")
+        assert reminder.request_id == 1
+        assert len(h.notifier.to(MARK, "reminder")) == 1  # the old manager is not reminded again
+        reminded = await h.events("approval.reminded")
+        assert [e["data"]["approvers"] for e in reminded] == [[MARK], [PAT]]
+        assert (await h.app.service.sweep()).reminded == []  # once
