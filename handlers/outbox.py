@@ -18,7 +18,8 @@ address for (the person never opened a chat with the bot) is tried the same way 
 console's defaults) a notice is marked ``unreachable`` at once, with nothing recorded: it is never sent.
 
 A reminder, an escalation or an expiry warning whose request moved on before it was sent (the step decided, the
-request withdrawn or ended, the grant extended or ended) is not sent: it is marked ``dropped`` with why
+request withdrawn or ended, the grant extended or ended), or a reviewer's reminder or escalation whose items were
+all decided (or whose campaign closed) before it was sent, is not sent: it is marked ``dropped`` with why
 (:func:`_stale`). Notices of what happened (an expiry, an end, a termination) are always sent.
 """
 
@@ -33,6 +34,8 @@ import structlog
 from handlers.context import SYSTEM, Deps
 from handlers.ports import Notice
 from handlers.records import ACTIVE, PENDING, OutboxNotice, req_id
+from handlers.reviews.links import ReviewLink, ReviewReminder
+from handlers.reviews.stale import batch_moved_on
 
 log = structlog.get_logger("accessbot.outbox")
 
@@ -89,14 +92,15 @@ async def deliver_pending(deps: Deps) -> int:
                 return sent
         async with deps.store.write() as repo:
             notice = await repo.claim_notice(now, now + lease, token)
-            why = await _stale(repo, notice) if notice is not None else None
+            why = await _stale(repo, notice, now) if notice is not None else None
             if notice is not None and why is not None:  # the request moved on: its old text would mislead
                 notice.status, notice.next_attempt_at, notice.last_error = "dropped", None, why
                 await repo.save_notice(notice, now)
                 continue
         if notice is None:
             return sent
-        notices = [Notice(notice.recipient, notice.kind, notice.text, notice.request_id, notice.view)]
+        view = None if isinstance(notice.view, ReviewReminder) else notice.view  # kept for _stale: sent as text
+        notices = [Notice(notice.recipient, notice.kind, notice.text, notice.request_id, view)]
         if isinstance(notifier, Sender):
             outcomes = await notifier.send(notices)
         else:
@@ -105,11 +109,15 @@ async def deliver_pending(deps: Deps) -> int:
         sent += await _record(deps, [notice], outcomes)
 
 
-async def _stale(repo: Any, notice: OutboxNotice) -> str | None:
+async def _stale(repo: Any, notice: OutboxNotice, now: datetime) -> str | None:
     """Why a reminder, an escalation or an expiry warning no longer holds, so that it is not sent (None: it does).
     A reminder or an escalation holds while its request still waits on the step and round it was sent for (the
     request's ``reminded_step`` / ``escalated_step``); an expiry warning while the grant is active and expires when
-    it said (``warned_expiry``). Notices of what happened (an expiry, an end, a termination) always hold."""
+    it said (``warned_expiry``). A reviewer's reminder, or an escalation of their batch, holds while the campaign
+    is open for decisions and one of the items it was sent for is undecided (handlers/reviews/stale.py). Notices
+    of what happened (an expiry, an end, a termination, a campaign's opening) always hold."""
+    if notice.kind in STALE_KINDS and isinstance(notice.view, (ReviewLink, ReviewReminder)):
+        return await batch_moved_on(repo, notice.view, now)
     if notice.kind not in STALE_KINDS or notice.request_id is None or notice.view is not None:
         return None
     record = await repo.get_request(notice.request_id)

@@ -1,7 +1,9 @@
 """Starting a campaign: read and validate the snapshot, keep it, number the items, tell the reviewers.
 
 A snapshot that cannot be read or does not validate starts nothing: ``review.failed`` is recorded
-and the security team is told; a scheduled start is tried again later.
+and the security team is told; a scheduled start is tried again later. The reviewers' notices (and the security
+team's of a failed start) are written to the outbox with ``review.started`` (``review.failed``) and sent once it is
+committed (handlers/outbox.py): a start cut off before it told them has them sent by a later sweep.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import cast
 
 from handlers.audit import format_ts
 from handlers.context import Deps
+from handlers.outbox import deliver_pending
 from handlers.ports import Notice
 from handlers.records import HOLDING_STATES
 from handlers.reviews.assign import plan_items
@@ -82,7 +85,8 @@ async def start_campaign(deps: Deps, review: Review, *, actor: str, now: datetim
             "policy_version": campaign.policy_version, "policy_sha256": campaign.policy_sha256,
             "departments": dict(sorted(Counter(i.department or UNKNOWN_DEPARTMENT for i in plan.items).items())),
             "scheduled_for": format_ts(scheduled_for) if scheduled_for else None})
-    await deps.notifier.notify(_batch_notices(deps, campaign, plan.items))
+        await repo.queue_notices(_batch_notices(deps, campaign, plan.items), deps.now())  # sent once committed
+    await deliver_pending(deps)
     return StartOutcome(campaign=campaign, items=plan.items)
 
 
@@ -133,12 +137,14 @@ def _batch_notices(deps: Deps, campaign: CampaignRecord, items: list[ItemRecord]
 
 async def _failed(deps: Deps, review: Review, actor: str, now: datetime, scheduled_for: datetime | None,
                   reason: str) -> StartOutcome:
+    text = f"Access review {review.id} did not start: {reason}"
+    if scheduled_for is not None:
+        text += " It will be tried again."
     async with deps.store.write() as repo:
         await repo.append("review.failed", actor=actor, ts=now, data={
             "review_id": None, "review": review.id, "reason": reason[:2000],
             "scheduled_for": format_ts(scheduled_for) if scheduled_for else None})
-    text = f"Access review {review.id} did not start: {reason}"
-    if scheduled_for is not None:
-        text += " It will be tried again."
-    await deps.notifier.notify([Notice(m, "failure", text, None) for m in sorted(deps.policy.security_members())])
+        await repo.queue_notices([Notice(m, "failure", text, None) for m in sorted(deps.policy.security_members())],
+                                 deps.now())
+    await deliver_pending(deps)
     return StartOutcome(reason=reason)

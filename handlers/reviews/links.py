@@ -1,4 +1,5 @@
-"""The link to a reviewer's batch that notices carry (channels render it as a button)."""
+"""The link to a reviewer's batch that notices carry (channels render it as a button), and what a reviewer's
+reminder was sent for (kept with it in the outbox)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,26 @@ from datetime import datetime
 
 @dataclass(frozen=True)
 class ReviewLink:
-    """A campaign a person is asked to review (the DM's button, an App Home line)."""
+    """A campaign a person is asked to review (the DM's button, an App Home line).
+
+    An escalation names the batch it hands over (``reviewer``) and its items undecided then (``waiting``): the
+    outbox drops it, unsent, once they are all decided or the campaign is no longer open."""
 
     review_id: str  # RV-n
     title: str
     items: int
     due_at: datetime
+    reviewer: str | None = None
+    waiting: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReviewReminder:
+    """What a reviewer's reminder asks about: the batch of ``reviewer`` in ``review_id`` and its items undecided
+    when it was written. The outbox keeps it with the reminder to drop the reminder, unsent, once they are all
+    decided or the campaign is no longer open; the channels are given the reminder's text only."""
+
+    review_id: str  # RV-n
+    reviewer: str
+    waiting: tuple[int, ...]
+

@@ -3,7 +3,9 @@ escalation at ``escalate_after`` to the reviewer's manager (the security team wh
 group or has no manager), and the close at ``duration`` or once every item is decided.
 
 Each reminder and escalation is recorded on the reviewer's batch in the same write transaction as
-its event, after checking the batch again, so two processes sweeping one database send it once.
+its event, after checking the batch again, so two processes sweeping one database send it once; its notices are
+written to the outbox in that transaction (handlers/outbox.py), so a sweep cut off after the record still has
+them sent, by a later sweep if need be. One whose items were all decided before it was sent is dropped.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from handlers.context import SYSTEM, Deps
+from handlers.outbox import deliver_pending
 from handlers.ports import Notice
 from handlers.reviews.calendar import BusinessCalendar, after
 from handlers.reviews.campaign import pinned, repo_of, reviewer_people
@@ -26,7 +29,7 @@ from handlers.reviews.close import (
     release_held,
 )
 from handlers.reviews.decide import in_reviewer
-from handlers.reviews.links import ReviewLink
+from handlers.reviews.links import ReviewLink, ReviewReminder
 from handlers.reviews.model import Review
 from handlers.reviews.records import OPEN, BatchRecord, CampaignRecord, ItemRecord
 
@@ -68,6 +71,8 @@ async def run_review_timers(deps: Deps, now: datetime, *, dry_run: bool = False)
             await _campaign_timers(deps, campaign, now, report, dry_run=dry_run)
         except Exception as exc:  # one campaign's trouble does not stop the others; the next sweep retries
             report.failed.append(f"{campaign.ref}: {type(exc).__name__}: {exc}")
+    if not dry_run:
+        await deliver_pending(deps)  # the reminders and escalations written with their records
     return report
 
 
@@ -138,18 +143,25 @@ async def _batch_timers(deps: Deps, review: Review, calendar: BusinessCalendar, 
             await repo.save_batch(fresh)
             await repo.append("review.reminded", actor=SYSTEM, ts=now, data={
                 "review_id": campaign.ref, "reviewer": reviewer, "items": numbers})
+        # written to the outbox with the record (handlers/outbox.py); dropped unsent once its items are decided
+        await repo.queue_notices(_batch_notices(deps, campaign, reviewer, waiting, numbers, target), deps.now())
+    (report.escalated if escalate else report.reminded).append(f"{label} → {target}" if escalate else label)
+
+
+def _batch_notices(deps: Deps, campaign: CampaignRecord, reviewer: str, waiting: list[ItemRecord],
+                   numbers: list[int], target: str | None) -> list[Notice]:
+    """A reviewer's reminder (``target`` None), or the escalation of their batch to ``target``."""
     listed = ", ".join(map(str, numbers[:30])) + (", …" if len(numbers) > 30 else "")
-    if escalate:
-        report.escalated.append(f"{label} → {target}")
-        people = reviewer_people(deps, target or "")
+    if target is not None:
+        people = reviewer_people(deps, target)
         text = (f"{campaign.ref} ({campaign.title}): {len(numbers)} item(s) ({listed}) of {reviewer} are still "
                 f"undecided; you may decide them now (`review {campaign.ref}`, then `keep`/`remove`).")
+        view: ReviewLink | ReviewReminder = ReviewLink(campaign.ref, campaign.title, len(numbers), campaign.due_at,
+                                                       reviewer, tuple(numbers))
     else:
-        report.reminded.append(label)
         people = reviewer_people(deps, reviewer)
         text = (f"Reminder: {campaign.ref} ({campaign.title}) waits for your decision on {len(numbers)} item(s) "
                 f"({listed}) by {campaign.due_at:%Y-%m-%d %H:%M} UTC. Say `review {campaign.ref}`.")
-    link = ReviewLink(campaign.ref, campaign.title, len(numbers), campaign.due_at) if escalate else None
-    notices = [Notice(p, "reminder", text, None, link) for p in people  # escalated: the batch itself, to decide
-               if any(i.user != p for i in waiting) and (escalate or in_reviewer(deps, reviewer, p))]
-    await deps.notifier.notify(notices)
+        view = ReviewReminder(campaign.ref, reviewer, tuple(numbers))
+    return [Notice(p, "reminder", text, None, view) for p in people  # escalated: the batch itself, to decide
+            if any(i.user != p for i in waiting) and (target is not None or in_reviewer(deps, reviewer, p))]

@@ -1,0 +1,32 @@
+"""When a reviewer's reminder or an escalation of their batch, waiting in the outbox (handlers/outbox.py), no
+longer holds: it is dropped, unsent, rather than ask about items already decided."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import cast
+
+from handlers.reviews.links import ReviewLink, ReviewReminder
+from handlers.reviews.records import OPEN
+from handlers.reviews.repository import ReviewRepository
+
+
+async def batch_moved_on(raw: object, view: ReviewLink | ReviewReminder, now: datetime) -> str | None:
+    """Why a review reminder or escalation no longer holds (None: it does, or it names no batch): its campaign is
+    gone or no longer open for decisions (closed, or past its due time at ``now``), or every item it was sent for
+    has been decided since."""
+    if not view.waiting or not view.review_id.startswith("RV-") or not view.review_id[3:].isdigit():
+        return None
+    repo = cast(ReviewRepository, raw)
+    cid = int(view.review_id[3:])
+    campaign = await repo.get_campaign(cid)
+    if campaign is None:
+        return f"{view.review_id} is not on record"
+    if not campaign.decidable_at(now):
+        why = campaign.state if campaign.state != OPEN else "past its due time"
+        return f"{view.review_id} is no longer open for decisions ({why})"
+    final = await repo.final_decisions(cid)
+    undecided = {i.number for i in await repo.items(cid) if i.state == OPEN and i.number not in final}
+    if not undecided & set(view.waiting):
+        return f"{view.review_id}: the items of {view.reviewer} it was sent for are decided"
+    return None
