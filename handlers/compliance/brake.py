@@ -2,7 +2,8 @@
 
 Leavers, movers and a review's removals count per sweep or campaign close, one per membership (a sweep's
 leavers and movers together). Above ``safety.max_removals`` none of them runs: ``automation.paused`` {reason,
-count, sample} is recorded (again only when the count or the set held changes) and the security team is told.
+count, sample} is recorded (again only when the count or the set held changes) and the security team is told,
+through the outbox (handlers/outbox.py: the notice is written with the pause).
 ``resume removals`` from a security team member records ``automation.resumed`` {count: the count they saw};
 the next sweep whose count is no larger, and whose removals are among those held, runs them. When the source
 is fixed first, the count falls back under the limit and the pause ends by itself (``automation.resumed``
@@ -22,6 +23,7 @@ from typing import Any
 
 from handlers.compliance.views import PauseView
 from handlers.context import SYSTEM, Deps
+from handlers.outbox import deliver_pending
 from handlers.ports import Notice
 from handlers.views import Reply
 
@@ -110,12 +112,15 @@ async def may_remove(deps: Deps, count: int, sample: list[str], reason: str, *, 
         await _index(repo, reason, True, now)
         await repo.append("automation.paused", actor=SYSTEM, ts=now,
                           data={"reason": reason, "count": count, "limit": limit, "sample": shown})
-    text = (f"Removals paused: {count} {reason} removals at once is above safety.max_removals ({limit}). "
-            f"For example: {'; '.join(shown)}. Check the identity provider; say `resume removals` to run them."
-            + (f" Not resumed by {', '.join(kept_out)}: they closed the review or decided its removals, and a "
-               "second person releases them." if kept_out else ""))
-    view = PauseView(reason=reason, count=count, limit=limit, sample=tuple(shown), pause=pause)
-    await deps.notifier.notify([Notice(m, "brake", text, None, view) for m in sorted(deps.policy.security_members())])
+        text = (f"Removals paused: {count} {reason} removals at once is above safety.max_removals ({limit}). "
+                f"For example: {'; '.join(shown)}. Check the identity provider; say `resume removals` to run them."
+                + (f" Not resumed by {', '.join(kept_out)}: they closed the review or decided its removals, and a "
+                   "second person releases them." if kept_out else ""))
+        view = PauseView(reason=reason, count=count, limit=limit, sample=tuple(shown), pause=pause)
+        # written to the outbox with the pause, sent once it is committed (handlers/outbox.py)
+        await repo.queue_notices([Notice(m, "brake", text, None, view) for m in sorted(deps.policy.security_members())],
+                                 now)
+    await deliver_pending(deps)
     return False
 
 
