@@ -23,6 +23,7 @@ from handlers.chains import ResolvedStep, first_unsatisfiable
 from handlers.compliance.brake import may_remove
 from handlers.context import SYSTEM, Deps
 from handlers.grants import STANDING, end_grant_in, plan_membership_removal, run_due_ops
+from handlers.outbox import deliver_pending
 from handlers.policy import Step
 from handlers.ports import Notice
 from handlers.records import HOLDING_STATES, OpRecord
@@ -124,7 +125,8 @@ async def close_campaign(deps: Deps, campaign_id: int, now: datetime, *, actor: 
         else:
             campaign.state = HELD
             await repo.save_campaign(campaign)
-    await deps.notifier.notify(notices)
+        await repo.queue_notices(notices, current.now())  # written with the close, sent once it is committed
+    await deliver_pending(current)
     if failed is not None:
         return f"{campaign.ref} closed: {SIGNOFF_FAILED_LINE} ({failed}); nothing is removed"
     if notices:
@@ -437,7 +439,8 @@ async def _fail_if_stuck(deps: Deps, found: CampaignRecord, *, dry_run: bool) ->
             return None
         notices = await fail_signoff(judged, repo, campaign, rule, SYSTEM, deps.now(),
                                      deps.policy.security_members())
-    await deps.notifier.notify(notices)
+        await repo.queue_notices(notices, deps.now())
+    await deliver_pending(deps)
     return f"{campaign.ref} closed: {SIGNOFF_FAILED_LINE} ({rule}); nothing is removed"
 
 
@@ -543,8 +546,9 @@ async def finish(deps: Deps, campaign_id: int, *, actor: str = SYSTEM, say_waiti
         counts = await closed_counts(repo, campaign, items)
         extra = {"failures": failures[:MAX_FAILURES_RECORDED]} if failures else {}
         await repo.append("review.closed", actor=actor, ts=now, data={"review_id": campaign.ref, **counts, **extra})
+        await repo.queue_notices(_failure_notices(deps, campaign, failures) if failures else [], deps.now())
     if failures:
-        await deps.notifier.notify(_failure_notices(deps, campaign, failures))
+        await deliver_pending(deps)
     return (f"{campaign.ref} closed: kept {counts['kept']}, removed {counts['removed']}, defaulted "
             f"{counts['defaulted']}, gone {counts['gone']}, failed {counts['failed']}")
 

@@ -119,3 +119,27 @@ def test_a_review_batchs_stored_view_comes_back_as_it_was() -> None:
     for view in (ReviewLink("RV-2", "Quarterly", 3, due), ReviewLink("RV-2", "Quarterly", 2, due, MARK, (3, 4)),
                  ReviewReminder("RV-2", "group:security", (1, 2))):
         assert decode_view(encode_view(view)) == view
+
+
+async def test_a_closes_signoff_request_cut_off_is_sent_once_by_the_next_sweep(database_url, tmp_path):
+    async with harness(database_url, tmp_path) as h:
+        items = await started(h)
+        n = {u.split("@")[0]: i.number for u, i in items.items()}
+        assert (await h.say(MARK, f"remove RV-1 {n['bob']} because no sign-in since January")).ok
+        h.clock.at = at(24)
+        await sweep(h.app.deps, drift=False)
+        channel = Channel(cut=1)
+        h.app.deps.notifier = channel
+        h.clock.at = at(7, 12)  # the duration is over: closed, its removals wait for the sign-off
+        await _cut(h.app.deps)
+        (asked,) = await h.events("review.signoff_requested")
+        assert channel.sent == []
+        h.clock.advance(seconds=notice_lease(channel).total_seconds() + 1)
+        await sweep(h.app.deps, drift=False)
+        told = [x for x in channel.sent if x.kind == "approval"]
+        assert sorted(x.recipient for x in told) == sorted(asked["data"]["approvers"]) and told
+        assert all("waiting for your sign-off" in x.text and "approve RV-1" in x.text for x in told)
+        h.clock.advance(hours=1)
+        await sweep(h.app.deps, drift=False)
+        assert len([x for x in channel.sent if x.kind == "approval"]) == len(told)
+        assert len(await h.events("review.signoff_requested")) == 1
