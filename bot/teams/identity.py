@@ -87,6 +87,11 @@ class References:
     id; when each of these equals (pydantic's field-by-field equality) the one the last reference of the
     conversation was made of, that reference is the same, and is returned as it was made. The dictionary
     returned is shared: read it, or copy it before changing it.
+
+    Equality is exact only for the typed fields (text, booleans): values of no declared type (an account's
+    fields beyond the SDK's, a conversation's ``properties``) compare equal across types (``1 == 1.0 ==
+    True``) and would keep a reference that no longer says what the activity says. An activity carrying any
+    is given a reference made afresh (Teams sends none).
     """
 
     def __init__(self, *, size: int = 10_000) -> None:
@@ -96,6 +101,9 @@ class References:
     def of(self, context: TurnContext) -> dict[str, Any]:
         activity = context.activity
         conversation = activity.conversation
+        if _untyped(activity.from_property) or _untyped(activity.recipient) \
+                or (conversation is not None and conversation.properties is not None):
+            return conversation_reference(context)
         channel = activity.channel_id
         made_of = (activity.from_property, activity.recipient, conversation, str(channel) if channel else None,
                    getattr(channel, "sub_channel", None), activity.locale, activity.service_url,
@@ -109,6 +117,11 @@ class References:
             self._made.clear()
         self._made[key] = (made_of, reference)
         return reference
+
+
+def _untyped(account: Any) -> bool:
+    """An account carrying fields the SDK does not declare (kept as sent, of any type)."""
+    return bool(getattr(account, "model_extra", None))
 
 
 def is_personal(context: TurnContext) -> bool:

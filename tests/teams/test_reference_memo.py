@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 from typing import Any
 
@@ -69,3 +70,20 @@ def test_a_full_memo_starts_again() -> None:
         ref = refs.of(turn(conversation={"id": f"a:c-{n}"}))
         assert ref["conversation"]["id"] == f"a:c-{n}"
     assert len(refs._made) <= 2
+
+
+@pytest.mark.parametrize("first,then", [
+    ({"from": {"userRole": 1}}, {"from": {"userRole": True}}),
+    ({"from": {"x": {"n": 1.0}}}, {"from": {"x": {"n": 1}}}),
+    ({"recipient": {"x": 0}}, {"recipient": {"x": False}}),
+    ({"conversation": {"properties": {"k": 1.0}}}, {"conversation": {"properties": {"k": 1}}}),
+], ids=["extra bool after int", "nested float then int", "bot extra false after 0", "conversation properties"])
+def test_values_of_no_declared_type_are_never_taken_for_the_last_ones(first: dict[str, Any], then: dict[str, Any]
+                                                                      ) -> None:
+    """``1 == 1.0 == True`` in Python: an account's undeclared fields or a conversation's properties that changed
+    type only still make the reference again, so what is saved says what the activity said."""
+    refs = References()
+    refs.of(turn(**first))
+    again = refs.of(turn(**then))
+    assert again == conversation_reference(turn(**then))
+    assert json.dumps(again) == json.dumps(conversation_reference(turn(**then)))
