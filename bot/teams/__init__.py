@@ -14,7 +14,8 @@ this bot's client factory (:mod:`bot.teams.clients`), and the route does, in ord
    unless its first turn failed before recording anything (:func:`unsee`);
 5. the SDK's turn (``CloudAdapter.process_activity``) into :class:`~bot.teams.bot.AccessBot`; a card click,
    whose whole answer is the HTTP response, runs the SDK's invoke dispatch without the adapter's pipeline when
-   there is no middleware and no telemetry provider (:mod:`bot.teams.card_turn`).
+   there is no middleware, no turn-error handler and no telemetry provider, on the SDK release it was reviewed
+   against (:mod:`bot.teams.card_turn`).
 
 A :class:`TeamsNotifier` is added to the fan-out notifier for the messages the bot writes first.
 """
@@ -230,7 +231,8 @@ def make_handler(channel: TeamsChannel) -> Any:
             activity = answer
         with counting_appends() as appended:
             try:
-                if direct(channel.adapter, identity, activity):  # a card click: the SDK's dispatch, no pipeline
+                # a card click: the SDK's dispatch, no pipeline
+                if direct(channel.adapter, channel.bot, identity, activity):
                     response = await card_turn(channel.adapter, channel.bot, identity, activity)
                 else:
                     response = await channel.adapter.process_activity(identity, activity, channel.bot.on_turn)

@@ -8,13 +8,22 @@ OpenTelemetry's no-op provider), :func:`card_turn` builds the turn context as th
 SDK's own invoke dispatch (``ActivityHandler.on_invoke_activity``: the value's checks,
 :meth:`AccessBot.on_adaptive_card_invoke`, the answer) on it, and the
 answer is the one the pipeline would have given (``tests/teams/test_card_turn.py`` compares the two). Anything
-else (a message, another invoke, an agent-to-agent call, middleware added, a tracer or meter provider set)
-takes the adapter's turn.
+else (a message, another invoke, an agent-to-agent call, an ``expectReplies`` delivery, middleware added, a
+turn-error handler set, a tracer or meter provider set) takes the adapter's turn.
+
+The equivalence is that of the SDK's code the fast path stands in for, as reviewed (:data:`REVIEWED`, a
+digest of its source): an adapter or bot that overrides any of it, or another SDK release that changed it,
+takes the adapter's turn until the fast path is reviewed against it again.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import inspect
+from collections.abc import Callable
 from contextlib import AsyncExitStack
+from typing import Any
 
 from microsoft_agents.activity import Activity, DeliveryModes
 from microsoft_agents.activity import InvokeResponse as SdkInvokeResponse
@@ -41,11 +50,47 @@ def telemetry_off() -> bool:
             and type(metrics.get_meter_provider()).__name__ in _NO_OP_METRICS)
 
 
-def direct(adapter: ChannelServiceAdapter, identity: ClaimsIdentity, activity: Activity) -> bool:
+# The SDK's code a card click's fast turn stands in for (microsoft-agents-hosting-core 1.9.0): the adapter's turn,
+# its pipeline, how the bot's answer reaches the turn's result, and the bot's dispatch of the turn (with
+# ``AccessBot.on_invoke_activity``, which hands the answer to the adapter).
+PIPELINE = (("adapter", "process_activity"), ("adapter", "_create_turn_context"), ("adapter", "run_pipeline"),
+            ("adapter", "send_activities"), ("adapter", "_process_turn_results"),
+            ("middleware", "receive_activity_with_status"), ("middleware", "_receive_activity_internal"),
+            ("bot", "on_turn"), ("bot", "on_invoke_activity"))
+# :func:`_digest` of :data:`PIPELINE` as reviewed
+REVIEWED = "c8305be2ad23735ccd236e92e24c2847a4523058566029d4c7da29f354d3b7c1"
+
+
+@functools.lru_cache(maxsize=8)
+def _digest(functions: tuple[Callable[..., Any], ...]) -> str | None:
+    """SHA-256 of the functions' qualified names and source; None when a source cannot be read."""
+    digest = hashlib.sha256()
+    try:
+        for function in functions:
+            digest.update(f"{function.__qualname__}\n{inspect.getsource(function)}\n".encode())
+    except (OSError, TypeError):
+        return None
+    return digest.hexdigest()
+
+
+def reviewed(adapter: ChannelServiceAdapter, bot: ActivityHandler) -> bool:
+    """The adapter's and the bot's turn run the SDK code the fast path was reviewed against (see the module)."""
+    owners = {"adapter": type(adapter), "middleware": type(adapter.middleware_set), "bot": type(bot)}
+    try:
+        functions = tuple(getattr(owners[owner], name) for owner, name in PIPELINE)
+    except AttributeError:
+        return False
+    found = _digest(functions)
+    return found == REVIEWED
+
+
+def direct(adapter: ChannelServiceAdapter, bot: ActivityHandler, identity: ClaimsIdentity,
+           activity: Activity) -> bool:
     """Whether this activity's turn may skip the adapter's pipeline (see the module)."""
     return (activity.type == "invoke" and activity.name == CARD_ACTION and not identity.is_agent_claim()
             and activity.delivery_mode != DeliveryModes.expect_replies
-            and not adapter.middleware_set._middleware and telemetry_off())
+            and not adapter.middleware_set._middleware and adapter.on_turn_error is None and telemetry_off()
+            and reviewed(adapter, bot))
 
 
 async def card_turn(adapter: ChannelServiceAdapter, bot: AccessBot, identity: ClaimsIdentity,

@@ -4,12 +4,16 @@ and the pipeline is taken whenever it would add something: middleware, another k
 from __future__ import annotations
 
 import copy
+import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
 from microsoft_agents.activity import Activity
-from microsoft_agents.hosting.core import ClaimsIdentity, TurnContext
+from microsoft_agents.hosting.aiohttp import CloudAdapter
+from microsoft_agents.hosting.core import ChannelServiceAdapter, ClaimsIdentity, TurnContext
 
+from bot.teams.bot import AccessBot
 from bot.teams.card_turn import direct, telemetry_off
 from tests.teams.conftest import TeamsHarness
 from tests.teams.test_invoke_wire import MALFORMED
@@ -84,22 +88,90 @@ async def test_a_malformed_click_gets_the_pipelines_error(teams: TeamsHarness) -
 
 def test_only_a_card_click_without_middleware_or_telemetry_skips_the_pipeline(teams: TeamsHarness) -> None:
     assert teams.channel is not None
-    adapter = teams.channel.adapter
+    adapter, bot = teams.channel.adapter, teams.channel.bot
     anonymous = ClaimsIdentity({})
     card = Activity(type="invoke", name="adaptiveCard/action", value={})
     assert telemetry_off()
-    assert direct(adapter, anonymous, card)
-    assert not direct(adapter, anonymous, Activity(type="message", text="hi"))
-    assert not direct(adapter, anonymous, Activity(type="invoke", name="signin/verifyState"))
+    # failing here after an SDK upgrade or a change to AccessBot.on_invoke_activity: review card_turn against the
+    # new code (card_turn.PIPELINE), then record its digest in card_turn.REVIEWED
+    assert direct(adapter, bot, anonymous, card)
+    assert not direct(adapter, bot, anonymous, Activity(type="message", text="hi"))
+    assert not direct(adapter, bot, anonymous, Activity(type="invoke", name="signin/verifyState"))
     agent = ClaimsIdentity({"aud": "app-1", "azp": "app-2", "ver": "1.0", "appid": "app-2"})
     assert agent.is_agent_claim()  # a call from another agent: the adapter marks its caller
-    assert not direct(adapter, agent, card)
+    assert not direct(adapter, bot, agent, card)
+    replies = Activity(type="invoke", name="adaptiveCard/action", value={}, delivery_mode="expectReplies")
+    assert not direct(adapter, bot, anonymous, replies)  # the pipeline answers with every reply buffered
     middleware = Recording()
     adapter.use(middleware)
     try:
-        assert not direct(adapter, anonymous, card)
+        assert not direct(adapter, bot, anonymous, card)
     finally:
         adapter.middleware_set._middleware.remove(middleware)
+
+
+async def test_a_turn_error_handler_takes_the_pipeline(teams: TeamsHarness) -> None:
+    """An adapter with ``on_turn_error`` hands a failed turn to it (the pipeline's ``run_pipeline``); a card
+    click's turn without the pipeline would raise past it. Here the store refuses the decision's write."""
+    h = teams
+    assert h.channel is not None
+    status, _ = await h.say(ALICE, "request prod-db-read for 2h because fix INC-4411")
+    assert status == 200
+    handled: list[str] = []
+
+    async def on_turn_error(context: TurnContext, error: Exception) -> None:
+        handled.append(type(error).__name__)
+
+    h.channel.adapter.on_turn_error = on_turn_error
+    assert not direct(h.channel.adapter, h.channel.bot, ClaimsIdentity({}),
+                      Activity(type="invoke", name="adaptiveCard/action", value={}))
+    path = h.app.settings.database_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TRIGGER refuse BEFORE INSERT ON decisions BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    try:
+        status, _ = await h.post(click(h, MARK, "approve", {"request_id": 1}))
+    finally:
+        h.channel.adapter.on_turn_error = None
+        with sqlite3.connect(path) as db:
+            db.execute("DROP TRIGGER refuse")
+    assert handled == ["IntegrityError"]
+    assert status == 501  # the handler wrote no answer: the adapter's own
+    assert await h.events("approval.granted") == []
+
+
+class OwnTurn(CloudAdapter):
+    """An adapter whose turn is not the SDK's."""
+
+    async def process_activity(self, claims_identity: ClaimsIdentity, activity: Activity,
+                               callback: Callable[[TurnContext], Awaitable[Any]]) -> Any:
+        return await super().process_activity(claims_identity, activity, callback)
+
+
+def test_code_the_fast_path_was_not_reviewed_against_takes_the_pipeline(teams: TeamsHarness,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another SDK release (its pipeline's code changed), an adapter or a bot overriding part of the turn: the
+    fast path is equivalent to the code it was reviewed against only, so everything else takes the pipeline."""
+    assert teams.channel is not None
+    adapter, bot = teams.channel.adapter, teams.channel.bot
+    anonymous = ClaimsIdentity({})
+    card = Activity(type="invoke", name="adaptiveCard/action", value={})
+    assert direct(adapter, bot, anonymous, card)
+    assert not direct(OwnTurn(channel_service_client_factory=teams.channel.clients), bot, anonymous, card)
+
+    class OwnBot(AccessBot):
+        async def on_turn(self, turn_context: TurnContext) -> None:
+            await super().on_turn(turn_context)
+
+    assert not direct(adapter, OwnBot(teams.app, teams.channel.notifier), anonymous, card)
+    original = ChannelServiceAdapter._process_turn_results
+
+    def changed(self: ChannelServiceAdapter, context: TurnContext) -> Any:  # a release that answers otherwise
+        return original(self, context)
+
+    monkeypatch.setattr(ChannelServiceAdapter, "_process_turn_results", changed)
+    assert not direct(adapter, bot, anonymous, card)
+    monkeypatch.undo()
+    assert direct(adapter, bot, anonymous, card)
 
 
 def test_a_telemetry_provider_sends_card_clicks_through_the_pipeline() -> None:
