@@ -4,10 +4,13 @@ and the pipeline is taken whenever it would add something: middleware, another k
 from __future__ import annotations
 
 import copy
+import itertools
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import jwt
 import pytest
 from microsoft_agents.activity import Activity
 from microsoft_agents.hosting.aiohttp import CloudAdapter
@@ -15,7 +18,7 @@ from microsoft_agents.hosting.core import ChannelServiceAdapter, ClaimsIdentity,
 
 from bot.teams.bot import AccessBot
 from bot.teams.card_turn import direct, telemetry_off
-from tests.teams.conftest import TeamsHarness
+from tests.teams.conftest import AAD, APP_ID, TeamsHarness
 from tests.teams.test_invoke_wire import MALFORMED
 
 ALICE, MARK, BOB = "alice@example.com", "mark.mgr@example.com", "bob@example.com"
@@ -189,3 +192,87 @@ def test_a_telemetry_provider_sends_card_clicks_through_the_pipeline() -> None:
             "print('ok')\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "ok", done.stderr
+
+
+def _nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+def _set(path: tuple[str, ...], value: Any) -> Callable[[dict[str, Any]], None]:
+    def mutate(activity: dict[str, Any]) -> None:
+        node = activity
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+    return mutate
+
+
+HOSTILE: dict[str, Callable[[dict[str, Any]], None]] = {
+    "another user's aadObjectId": _set(("from", "aadObjectId"), AAD[ALICE]),
+    "no aadObjectId": lambda a: a["from"].pop("aadObjectId"),
+    "no from": lambda a: a.pop("from"),
+    "from empty": _set(("from",), {}),
+    "from name huge": _set(("from", "name"), "x" * 100_000),
+    "from name lone surrogate": _set(("from", "name"), "\ud800"),
+    "no conversationType": lambda a: a["conversation"].pop("conversationType"),
+    "a group": _set(("conversation", "isGroup"), True),
+    "conversation id odd": _set(("conversation", "id"), "a:\u202e\u0000\ufeff" + "é" * 20_000),
+    "verb null": _set(("value", "action", "verb"), None),
+    "verb a list": _set(("value", "action", "verb"), ["approve"]),
+    "verb lone surrogate": _set(("value", "action", "verb"), "\udc00"),
+    "data nested deep": _set(("value", "action", "data"), {"request_id": 1, "x": _nested(300)}),
+    "data text": _set(("value", "action", "data"), "x"),
+    "request id true": _set(("value", "action", "data", "request_id"), True),
+    "request id huge": _set(("value", "action", "data", "request_id"), 10**400),
+    "request id arabic digit": _set(("value", "action", "data", "request_id"), "١"),
+    "delivery stream": _set(("deliveryMode",), "stream"),
+    "delivery notification": _set(("deliveryMode",), "notification"),
+    "callerId of an agent": _set(("callerId",), "urn:botframework:aadappid:another-app"),
+    "relatesTo elsewhere": _set(("relatesTo",), {"conversation": {"id": "x"}, "serviceUrl": "https://elsewhere/"}),
+    "another bot": _set(("recipient", "id"), "28:another-bot"),
+}
+
+
+def _signed(h: TeamsHarness, activity: dict[str, Any], **claims: Any) -> str:
+    assert h.issuer is not None
+    now = int(time.time())
+    return jwt.encode({"iss": h.issuer.ISSUER, "aud": APP_ID, "serviceurl": activity["serviceUrl"], "nbf": now - 60,
+                       "iat": now - 60, "exp": now + 3600, **claims},
+                      h.issuer.key, algorithm="RS256", headers={"kid": h.issuer.kid})
+
+
+async def test_hostile_clicks_in_secured_mode_answer_as_the_pipeline_answers(teams_secured: TeamsHarness) -> None:
+    """Secured mode (Bot Framework tokens, one tenant): malformed and hostile clicks, and tokens of other shapes
+    (an agent's call, whose turn the adapter marks, takes the pipeline both times), get the same status and body
+    without the pipeline as through it."""
+    h = teams_secured
+    assert h.channel is not None
+    status, _ = await h.say(ALICE, "request prod-db-read for 2h because fix INC-4411")
+    assert status == 200
+    for (email, verb), (case, mutate) in itertools.product(((MARK, "refresh"), (BOB, "approve")), HOSTILE.items()):
+        act = click(h, email, verb, {"request_id": 1})
+        mutate(act)
+        direct_answer, piped = await both_ways(h, act)
+        await h.idle()
+        assert direct_answer == piped, (verb, case)
+    for case, claims in {"agent, v1": {"ver": "1.0", "appid": "another-app"},
+                         "agent, v2": {"ver": "2.0", "azp": "another-app"},
+                         "version not text": {"ver": 1, "appid": "another-app"},
+                         "own app, v1": {"ver": "1.0", "appid": APP_ID}}.items():
+        act = click(h, MARK, "refresh", {"request_id": 1})
+        again = {**copy.deepcopy(act), "id": act["id"] + "-again"}
+        direct_answer = await h.post(act, token=_signed(h, act, **claims))
+        middleware = Recording()
+        h.channel.adapter.use(middleware)
+        try:
+            piped = await h.post(again, token=_signed(h, again, **claims))
+        finally:
+            h.channel.adapter.middleware_set._middleware.remove(middleware)
+        assert direct_answer == piped and direct_answer[0] == 200, case
+    assert await h.events("approval.granted") == []
+    # Bob, and Alice (the activity naming her object id is her: she may not approve her own request)
+    refused = await h.events("approval.refused")
+    assert {(e["actor"], e["data"]["reason"]) for e in refused} == {(BOB, "not-an-approver"), (ALICE, "self-approval")}
