@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
@@ -108,3 +111,26 @@ async def sent_to(store: SqlStore, channel: str, number: int | None, kind: str, 
     async with store.read() as repo:
         messages = await repo.messages(channel, number, kind)
     return [address for recipient, _, address in messages if recipient.lower() == who]
+
+
+async def send_by_request(notices: list[Notice], lock_for: Callable[[int | None], asyncio.Lock],
+                          deliver: Callable[[int | None, list[Notice], dict[int, str | None]], Awaitable[None]],
+                          channel: str) -> list[str | None]:
+    """A channel's ``send`` for the outbox: the notices of each request delivered together under that request's
+    lock (``deliver`` notes what went wrong with the i-th of them); for each notice None when sent, else why not.
+    A failure before or after the notices were tried marks every one of them not yet marked."""
+    outcome: dict[int, str | None] = {}
+    by_request: dict[int | None, list[int]] = defaultdict(list)
+    for i, n in enumerate(notices):
+        by_request[n.request_id].append(i)
+    for request_id, idx in by_request.items():
+        mine: dict[int, str | None] = {}
+        try:
+            async with lock_for(request_id):
+                await deliver(request_id, [notices[i] for i in idx], mine)
+        except Exception as exc:  # before a notice was tried (the request's view), or after all were
+            log.exception(f"{channel} delivery failed", request_id=request_id)
+            for j in range(len(idx)):
+                mine.setdefault(j, f"{type(exc).__name__}: {exc}")
+        outcome.update({idx[j]: error for j, error in mine.items()})
+    return [outcome.get(i) for i in range(len(notices))]

@@ -111,8 +111,9 @@ async def end_membership(repo: Repository, record: RequestRecord, now: datetime)
 
 
 async def end_grant_in(repo: Repository, record: RequestRecord, state: str, event: str, now: datetime,
-                       data: dict, actor: str = SYSTEM) -> OpRecord | None:
-    """End a holding grant in the caller's transaction: its state, the audit event, and the removal intent."""
+                       data: dict, actor: str = SYSTEM, *, judged: datetime | None = None) -> OpRecord | None:
+    """End a holding grant in the caller's transaction: its state, the audit event (as of ``judged`` when a
+    sweep is judged at another instant), and the removal intent."""
     record.state, record.ended_at, record.end_reason = state, now, data.get("reason", state)
     if state == "revoked":
         record.end_reason = "terminated" if data.get("reason") == "terminated" else "revoked"
@@ -120,7 +121,7 @@ async def end_grant_in(repo: Repository, record: RequestRecord, state: str, even
     await repo.save_request(record)
     ending = await end_membership(repo, record, now)
     extra = {} if ending.provisioned else {"provisioned": False}
-    await repo.append(event, actor=actor, ts=now, request=record,
+    await repo.append(event, actor=actor, ts=judged or now, request=record,
                       data={"provider": record.provider, "group": record.group, **data, **extra})
     return ending.remove
 

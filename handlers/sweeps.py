@@ -33,7 +33,7 @@ from handlers.compliance.movers import plan_movers, revoke_ineligible
 from handlers.context import SYSTEM, Deps
 from handlers.drift import detect_drift
 from handlers.durations import format_duration
-from handlers.grants import end_membership, run_due_ops
+from handlers.grants import end_grant_in, run_due_ops
 from handlers.outbox import deliver_pending
 from handlers.ports import Notice, ProviderError
 from handlers.records import ACTIVE, HOLDING_STATES, PENDING, RequestRecord
@@ -111,15 +111,7 @@ async def end_in(repo: Repository, record_id: int, state: str, event: str, now: 
         return False
     if due_at is not None and (record.state != ACTIVE or record.expires_at is None or record.expires_at > due_at):
         return False  # extended meanwhile
-    record.state, record.ended_at, record.end_reason = state, now, data.get("reason", state)
-    if state == "revoked":
-        record.end_reason = "terminated" if data.get("reason") == "terminated" else "revoked"
-    record.ext_duration = None
-    await repo.save_request(record)
-    ending = await end_membership(repo, record, now)
-    extra = {} if ending.provisioned else {"provisioned": False}
-    await repo.append(event, actor=SYSTEM, ts=judged or now, request=record,
-                      data={"provider": record.provider, "group": record.group, **data, **extra})
+    await end_grant_in(repo, record, state, event, now, data, judged=judged)
     return True
 
 

@@ -20,7 +20,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.bootstrap import App
-from bot.notify import Reach, sent_to, unreached
+from bot.notify import Reach, send_by_request, sent_to, unreached
 from bot.slack.identity import CHANNEL, AddressBook
 from bot.slack.retries import worst_call
 from cards import compliance_slack as compliance_cards
@@ -63,21 +63,7 @@ class SlackNotifier:
     async def send(self, notices: list[Notice]) -> list[str | None]:
         """Deliver now (the outbox, handlers/outbox.py): for each notice None when sent, else what went wrong.
         The request's other messages are brought up to date afterwards, in the background."""
-        outcome: dict[int, str | None] = {}
-        by_request: dict[int | None, list[int]] = defaultdict(list)
-        for i, n in enumerate(notices):
-            by_request[n.request_id].append(i)
-        for request_id, idx in by_request.items():
-            mine: dict[int, str | None] = {}
-            try:
-                async with self.lock_for(request_id):
-                    await self._deliver_batch(request_id, [notices[i] for i in idx], mine)
-            except Exception as exc:  # before a notice was tried (the request's view), or after all were
-                log.exception("slack delivery failed", request_id=request_id)
-                for j in range(len(idx)):
-                    mine.setdefault(j, f"{type(exc).__name__}: {exc}")
-            outcome.update({idx[j]: error for j, error in mine.items()})
-        return [outcome.get(i) for i in range(len(notices))]
+        return await send_by_request(notices, self.lock_for, self._deliver_batch, "slack")
 
     def spawn(self, work: Any) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.ensure_future(work)

@@ -20,7 +20,7 @@ from microsoft_agents.activity import Activity, ChannelAccount, ConversationPara
 from microsoft_agents.hosting.core.connector import ConnectorClientBase
 
 from bot.bootstrap import App
-from bot.notify import Reach, sent_to, unreached
+from bot.notify import Reach, send_by_request, sent_to, unreached
 from bot.teams.clients import Opener
 from bot.teams.connector import addressed, card_activity, text_activity, with_retries, worst_call
 from bot.teams.identity import CHANNEL
@@ -73,21 +73,8 @@ class TeamsNotifier:
     async def send(self, notices: list[Notice]) -> list[str | None]:
         """Deliver now (the outbox, handlers/outbox.py): for each notice None when sent, else what went wrong.
         The request's other approval cards are refreshed afterwards, in the background."""
-        outcome: dict[int, str | None] = {}
-        by_request: dict[int | None, list[int]] = defaultdict(list)
-        for i, n in enumerate(notices):
-            by_request[n.request_id].append(i)
-        for request_id, idx in by_request.items():
-            mine: dict[int, str | None] = {}
-            try:
-                async with self._locks[request_id] if request_id is not None else self._general:
-                    await self._deliver_batch(request_id, [notices[i] for i in idx], mine)
-            except Exception as exc:  # before a notice was tried (the request's view), or after all were
-                log.exception("teams delivery failed", request_id=request_id)
-                for j in range(len(idx)):
-                    mine.setdefault(j, f"{type(exc).__name__}: {exc}")
-            outcome.update({idx[j]: error for j, error in mine.items()})
-        return [outcome.get(i) for i in range(len(notices))]
+        return await send_by_request(notices, lambda rid: self._locks[rid] if rid is not None else self._general,
+                                     self._deliver_batch, "teams")
 
     async def idle(self) -> None:
         """Wait until every delivery started so far has finished (tests, shutdown)."""
