@@ -51,7 +51,7 @@ async def plan_add(repo: Repository, record: RequestRecord, now: datetime) -> Op
     return op
 
 
-async def _holding_group(repo: Repository, email: str, provider: str, group: str) -> list[RequestRecord]:
+async def holding_group(repo: Repository, email: str, provider: str, group: str) -> list[RequestRecord]:
     """``email``'s holding grants of ``group`` however the policy named the group when each was made (by name or
     by id: matched by the id the store resolved them to; a reference never resolved, by its text)."""
     groups = await stored_groups(repo)
@@ -72,7 +72,7 @@ async def ops_on_membership(repo: Repository, provider: str, group: str, email: 
 
 async def plan_remove(repo: Repository, record: RequestRecord, now: datetime) -> OpRecord | None:
     """Record the removal of the membership a grant held, unless another grant still covers it."""
-    if any(o.id != record.id for o in await _holding_group(repo, record.requester, record.provider, record.group)):
+    if any(o.id != record.id for o in await holding_group(repo, record.requester, record.provider, record.group)):
         return None
     op = OpRecord(request_id=record.id or 0, op="remove", provider=record.provider, group=record.group,
                   email=record.requester, created_at=now)
@@ -148,7 +148,7 @@ async def plan_membership_removal(repo: Repository, provider: str, group: str, e
     membership or the same removal is already pending.
     """
     email = email.lower()
-    if await _holding_group(repo, email, provider, group):
+    if await holding_group(repo, email, provider, group):
         return None
     # a removal already pending, a grant's or a standing one's (another process's sweep ended the grant a moment
     # ago and its call is at the provider), takes the member out: a second would remove them twice
@@ -183,7 +183,7 @@ async def _claim_in(repo: Repository, op_id: int, now: datetime, lease: timedelt
             return None, True
     if op.op == "remove":
         # Another grant may have started covering this membership since the removal was planned.
-        others = await _holding_group(repo, op.email, op.provider, op.group)
+        others = await holding_group(repo, op.email, op.provider, op.group)
         if any(o.id != op.request_id for o in others):
             op.status, op.done_at = "skipped", now
             await repo.save_op(op)
@@ -314,7 +314,7 @@ async def _undo_add(repo: Repository, op: OpRecord, record: RequestRecord, now: 
 async def _restore_for_holders(repo: Repository, op: OpRecord, now: datetime) -> None:
     """A removal finished: if a grant still holds this membership and no add is queued for it,
     put the membership back (the removal must not take what a newer grant was given)."""
-    holders = [h for h in await _holding_group(repo, op.email, op.provider, op.group) if h.id != op.request_id]
+    holders = [h for h in await holding_group(repo, op.email, op.provider, op.group) if h.id != op.request_id]
     if not holders:
         return
     later = await ops_on_membership(repo, *op.member, ("pending",))

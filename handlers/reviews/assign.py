@@ -8,10 +8,12 @@ review makes the snapshot invalid: nothing starts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from handlers.context import Deps
+from handlers.groups import GroupKey
 from handlers.policy import Profile, Step
 from handlers.ports import Member
 from handlers.records import HOLDING_STATES, RequestRecord
@@ -79,8 +81,12 @@ async def reviewer_for(deps: Deps, review: Review, member: Member, profile: Prof
     return None, "; ".join(tried)
 
 
-def _holding(records: list[RequestRecord], provider: str, group: str, user: str) -> RequestRecord | None:
-    found = [r for r in records if (r.provider, r.group, r.requester) == (provider, group, user)]
+def _holding(records: list[RequestRecord], ident: Callable[[str, str], GroupKey], provider: str, group: str,
+             user: str) -> RequestRecord | None:
+    """The grant behind ``user``'s membership of ``group``, however the policy named the group when it was made
+    (by name or by id: matched by the group's resolved id, ``ident``)."""
+    wanted = ident(provider, group)
+    found = [r for r in records if r.requester == user and ident(r.provider, r.group) == wanted]
     return max(found, key=lambda r: (r.state == "active", r.id or 0), default=None)
 
 
@@ -120,7 +126,7 @@ async def plan_items(deps: Deps, review: Review, snapshot: Snapshot, now: dateti
             if reviewer is None:
                 plan.problems.append(f"{member.email} in {group.provider}/{group.group} has no reviewer ({basis})")
                 continue
-            record = _holding(holding, group.provider, group.group, member.email)
+            record = _holding(holding, deps.groups.ident, group.provider, group.group, member.email)
             held_via = "standing" if record is None else (
                 f"exception {record.ref}" if record.kind == "exception" else record.ref)
             advice, reason = recommendation(review, member, now)

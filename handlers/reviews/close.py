@@ -22,7 +22,8 @@ from handlers.audit import format_ts
 from handlers.chains import ResolvedStep, first_unsatisfiable
 from handlers.compliance.brake import may_remove
 from handlers.context import SYSTEM, Deps
-from handlers.grants import STANDING, end_grant_in, plan_membership_removal, run_due_ops
+from handlers.grants import STANDING, end_grant_in, holding_group, plan_membership_removal, run_due_ops
+from handlers.groups import GroupIds, stored_groups
 from handlers.outbox import deliver_pending
 from handlers.policy import Step
 from handlers.ports import Notice
@@ -464,8 +465,7 @@ async def plan_removals(repo: ReviewRepository, campaign: CampaignRecord, remova
                 await end_grant_in(repo, record, "revoked", "grant.revoked", now,
                                    {"reason": "review", "review_id": campaign.ref, "item": item.number})
             else:
-                later = await repo.find_requests(requester=item.user.lower(), states=HOLDING_STATES,
-                                                 provider=item.provider, group=item.group)
+                later = await holding_group(repo, item.user.lower(), item.provider, item.group)  # any spelling
                 if later:  # a grant approved since the snapshot is a later decision of its own chain: it stands
                     kept_by_grant = True
                     outcome = f"the grant had already ended; {later[0].ref} holds the membership now: not removed"
@@ -492,11 +492,15 @@ async def plan_removals(repo: ReviewRepository, campaign: CampaignRecord, remova
     await repo.save_campaign(campaign)
 
 
-async def _removal_op(repo: ReviewRepository, item: ItemRecord, since: datetime) -> OpRecord | None:
-    """The provider call that removes ``item``'s membership, planned at or after the close."""
-    ops = await repo.ops_for_member(item.provider, item.group, item.user.lower())  # indexed: one membership
-    mine = [o for o in ops if o.op == "remove" and o.request_id == (item.request_id or STANDING)
-            and o.created_at >= since]
+async def _removal_op(repo: ReviewRepository, item: ItemRecord, since: datetime,
+                      groups: GroupIds) -> OpRecord | None:
+    """The provider call that removes ``item``'s membership, planned at or after the close. The calls are looked up
+    under every spelling of the group (``groups``): a grant's removal names the group as the grant does, which may
+    be its name where the item (the policy at the start) has its id, or the reverse."""
+    ops = [o for spelled in sorted(groups.spellings(item.provider, item.group))  # indexed: one membership
+           for o in await repo.ops_for_member(item.provider, spelled, item.user.lower())]
+    mine = sorted((o for o in ops if o.op == "remove" and o.request_id == (item.request_id or STANDING)
+                   and o.created_at >= since), key=lambda o: o.id or 0)
     return mine[-1] if mine else None
 
 
@@ -521,7 +525,8 @@ async def finish(deps: Deps, campaign_id: int, *, actor: str = SYSTEM, say_waiti
         if campaign is None or campaign.state != CLOSING:
             return None
         items = await repo.items(campaign_id)
-        ops = {i.number: await _removal_op(repo, i, campaign.closed_at or now) for i in items
+        groups = await stored_groups(repo)
+        ops = {i.number: await _removal_op(repo, i, campaign.closed_at or now, groups) for i in items
                if i.state in (REMOVING, FAILED)}
         waiting = [n for n, op in ops.items() if op is not None and op.status == "pending" and not op.failure_reported]
         if waiting:  # throttled, not yet run or run by another process: the next sweep finishes the close
@@ -573,8 +578,8 @@ async def record_late_removals(deps: Deps) -> list[str]:
         async with deps.store.write() as raw:
             repo = repo_of(raw)
             campaign = await repo.get_campaign(item.campaign_id)
-            op = await _removal_op(repo, item, campaign.closed_at or now) if campaign and campaign.closed_at \
-                else None
+            op = await _removal_op(repo, item, campaign.closed_at, await stored_groups(repo)) \
+                if campaign and campaign.closed_at else None
             if campaign is None or op is None or op.status not in ("done", "skipped"):
                 continue
             done_at = op.done_at or now
