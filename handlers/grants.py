@@ -61,8 +61,9 @@ async def holding_group(repo: Repository, email: str, provider: str, group: str)
 
 
 async def ops_on_membership(repo: Repository, provider: str, group: str, email: str,
-                            statuses: tuple[str, ...]) -> list[OpRecord]:
-    """The calls on one membership, the group named any way the store knows it by (name or id), oldest first."""
+                            statuses: tuple[str, ...] | None = None) -> list[OpRecord]:
+    """The calls on one membership (``statuses``: only those; None: every one), the group named any way the store
+    knows it by (name or id), oldest first."""
     found: dict[int, OpRecord] = {}
     for spelled in sorted((await stored_groups(repo)).spellings(provider, group)):
         for o in await repo.ops_for_member(provider, spelled, email, statuses=statuses):

@@ -16,6 +16,8 @@ Refusals name their rule: ``security-only``, ``reason``, ``duration``, ``duratio
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from handlers.chains import first_unsatisfiable, resolve_chain
 from handlers.compliance.accept_links import accept_state
 from handlers.compliance.findings import (
@@ -29,6 +31,7 @@ from handlers.compliance.findings import (
 from handlers.context import SYSTEM, Deps
 from handlers.durations import format_duration
 from handlers.grammar import RequestAccess, find_ticket
+from handlers.groups import GroupKey
 from handlers.policy import Policy, Profile
 from handlers.ports import Notice
 from handlers.records import HOLDING_STATES, PENDING, DriftRecord, RequestRecord
@@ -36,9 +39,13 @@ from handlers.requests import _fields
 from handlers.views import Reply, refused
 
 
-def profile_for(policy: Policy, finding: DriftRecord) -> tuple[Profile | None, str | None]:
-    """The profile whose group the finding is about, or (None, the rule that refuses)."""
-    managing = [p for p in policy.profiles if (p.provider, p.group) == (finding.provider, finding.group)]
+def profile_for(policy: Policy, finding: DriftRecord,
+                ident: Callable[[str, str], GroupKey]) -> tuple[Profile | None, str | None]:
+    """The profile whose group the finding is about, or (None, the rule that refuses). The groups are matched by
+    their resolved id (``ident``): a finding made while the policy named the group by name is about the profile
+    that names it by id now, and the reverse."""
+    wanted = ident(finding.provider, finding.group)
+    managing = [p for p in policy.profiles if ident(p.provider, p.group) == wanted]
     if not managing:
         return None, "no-profile"
     with_chain = [p for p in managing if p.exception is not None]
@@ -67,7 +74,7 @@ async def drift_accept(deps: Deps, who: str, finding_id: int, duration: str | No
     if finding.kind != "member":
         return refused("not-a-member", f"{ref} is a grant holder who is not a member: the bot restores or ends "
                         "that grant by itself.")
-    profile, rule = profile_for(deps.policy, finding)
+    profile, rule = profile_for(deps.policy, finding, deps.groups.ident)
     where = f"{finding.provider}/{finding.group}"
     if profile is None or profile.exception is None:
         texts = {"no-profile": f"no profile manages {where} any more; use `drift remove {ref} because …`.",

@@ -22,7 +22,7 @@ from handlers.compliance.findings import (
     tell_outcome,
 )
 from handlers.context import SYSTEM, Deps
-from handlers.grants import plan_membership_removal, run_due_ops
+from handlers.grants import ops_on_membership, plan_membership_removal, run_due_ops
 from handlers.records import DriftRecord, OpRecord, RequestRecord, req_id
 from handlers.repository import Repository
 
@@ -68,7 +68,8 @@ async def plan_drift_removal(repo: Repository, finding: DriftRecord, by: str, no
 
     Nothing is planned when the membership was removed since the finding was made (a leaver's removal, say):
     it is gone once, and the finding resolves as ``gone`` at the next sweep."""
-    earlier = await repo.ops_for_member(finding.provider, finding.group, finding.email, statuses=("done",))
+    # the finding names the group as the policy did when it was made; a removal since may name it the other way
+    earlier = await ops_on_membership(repo, finding.provider, finding.group, finding.email, ("done",))
     if any(o.op == "remove" and o.created_at >= finding.first_seen for o in earlier):
         return None
     op = await plan_membership_removal(repo, finding.provider, finding.group, finding.email, "drift", now)
@@ -91,7 +92,7 @@ async def settle_removal(deps: Deps, finding: DriftRecord, said: str | None = No
     await run_due_ops(deps, member=(finding.provider, finding.group, finding.email))
     async with deps.store.write() as repo:
         state = await repo.get_state(remove_key(finding.id or 0))
-        ops = await repo.ops_for_member(finding.provider, finding.group, finding.email)
+        ops = await ops_on_membership(repo, finding.provider, finding.group, finding.email)
         current = await repo.get_drift(finding.id or 0)
         if state is None or current is None:
             return "missing"

@@ -156,3 +156,62 @@ async def test_the_dashboard_shows_the_membership_granted_when_the_group_is_name
             page = await h.get(f"/dashboard/people/{ANN}", cookie=cookie)
             assert page.status == 200, page.text[:300]
             assert "state-granted" in page.text and "state-drift" not in page.text, page.text
+
+
+def _exception_settings(db: str, tmp_path: Path, okta: OktaStandIn, group: str, version: str) -> Settings:
+    path = tmp_path / "policy.yaml"
+    path.write_text(provider_policy("okta", group, version=version, exception="[owner]"))
+    return Settings(database_url=db, policy=str(path), directory=str(EXAMPLES / "directory.yaml"),
+                    identity="okta", okta_url=okta.url, okta_token=okta.token)
+
+
+def _standing(okta: OktaStandIn) -> str:
+    tools = okta.add_group("tools")
+    okta.add_user(PAT, department="Engineering")
+    okta.add_user("sam.sec@example.com", department="Engineering")
+    okta.add_user(MAL, department="Engineering", manager=PAT)
+    okta.add_member(tools, MAL)  # added outside the bot
+    return tools
+
+
+async def test_a_finding_made_under_the_groups_name_is_accepted_under_its_id(database_url, tmp_path):
+    with OktaStandIn() as okta:
+        tools = _standing(okta)
+        async with build_app(_exception_settings(database_url, tmp_path, okta, "tools", "by-name")) as app:
+            report = await app.service.sweep()
+            assert report.drift == [f"{MAL} in okta/tools"], report.lines()
+            (detected,) = await _events(app, "drift.detected")
+        finding = detected["data"]["id"]
+        async with build_app(_exception_settings(database_url, tmp_path, okta, tools, "by-id")) as app:
+            # the finding says "tools"; the profile that names the group by id manages it
+            filed = await _ask(app, "sam.sec@example.com", f"drift accept {finding} for 2d because CHG-12 migration")
+            assert filed.ok and "REQ-1" in filed.text, filed.text
+            approved = await _ask(app, PAT, "approve REQ-1")
+            assert approved.ok, approved.text
+            (resolved,) = await _events(app, "drift.resolved")
+            assert (resolved["data"]["resolution"], resolved["data"]["request_id"]) == ("exception", "REQ-1")
+            report = await app.service.sweep()
+            assert report.drift == [], report.lines()
+            assert okta.member_emails(tools) == [MAL]
+
+
+async def test_a_finding_made_under_the_groups_name_is_not_removed_again_after_a_removal_under_its_id(
+        database_url, tmp_path):
+    with OktaStandIn() as okta:
+        tools = _standing(okta)
+        async with build_app(_exception_settings(database_url, tmp_path, okta, "tools", "by-name")) as app:
+            report = await app.service.sweep()
+            assert report.drift == [f"{MAL} in okta/tools"], report.lines()
+            (detected,) = await _events(app, "drift.detected")
+        finding = detected["data"]["id"]
+        okta.set_status(MAL, "DEPROVISIONED")
+        async with build_app(_exception_settings(database_url, tmp_path, okta, tools, "by-id")) as app:
+            report = await app.service.sweep(drift=False)  # the leaver's standing membership, named by id
+            assert report.terminated == [MAL], report.lines()
+            assert okta.member_emails(tools) == []
+            (removed,) = await _events(app, "membership.removed")
+            assert removed["data"]["group"] == tools
+            # that removal is the one the finding's removal would make: it is not planned (nor made) a second time
+            reply = await _ask(app, "sam.sec@example.com", f"drift remove {finding} because not expected")
+            assert not reply.ok and reply.rule == "busy", reply.text
+            assert len(await _events(app, "membership.removed")) == 1
