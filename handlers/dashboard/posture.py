@@ -128,14 +128,24 @@ async def kept_by_reviews(deps: Deps, source: DashboardSource, holding: list[Req
     """Memberships a review backs: each standing membership the latest closed review to have reviewed it kept
     (or an undo restored), counted once however many campaigns kept it, not where a grant that holds it counts
     it, and not once the chain says it was taken out after that review's snapshot (a removal, or the end of a
-    grant for it) and not put back. Ordered by the chain, not by clocks."""
+    grant for it) and not put back. Ordered by the chain, not by clocks. Items, events and grants name a group as
+    the policy did then (by name, or by id): memberships are matched by the group's resolved id."""
     from handlers.reviews.campaign import repo_of
     from handlers.reviews.records import rv_id
 
+    ident = deps.groups.ident
+
+    def by_id(provider: str, group: str, user: str) -> tuple[str, str, str]:
+        return (*ident(provider, group), user)
+
     async with deps.store.read() as raw:
-        kept = await repo_of(raw).kept_standing()
-    if not kept:
+        stored = await repo_of(raw).kept_standing()
+    if not stored:
         return 0
+    kept: dict[tuple[str, str, str], int] = {}  # one membership kept under both spellings: the later campaign's
+    for (provider, group, user), n in stored.items():
+        key = by_id(provider, group, user)
+        kept[key] = max(n, kept.get(key, n))
     started = {str(e.data.get("review_id")): e for e in await source.events_of_types(("review.started",))}
     after = {key: started[rv_id(n)].seq if rv_id(n) in started else 0 for key, n in kept.items()}
     since = min((started[rv_id(n)].ts for n in set(kept.values()) if rv_id(n) in started), default=None)
@@ -144,10 +154,10 @@ async def kept_by_reviews(deps: Deps, source: DashboardSource, holding: list[Req
     last: dict[tuple[str, str, str], str] = {}
     for e in events:
         user = requesters.get(e.request_id or "", "") if e.type in GRANT_ENDS else str(e.data.get("user") or "")
-        key = (str(e.data.get("provider") or ""), str(e.data.get("group") or ""), user.lower())
+        key = by_id(str(e.data.get("provider") or ""), str(e.data.get("group") or ""), user.lower())
         if key in after and e.seq > after[key]:
             last[key] = "added" if e.type == "membership.added" else "removed"
-    held = {(r.provider, r.group, r.requester.lower()) for r in holding}
+    held = {by_id(r.provider, r.group, r.requester.lower()) for r in holding}
     return sum(1 for key in kept if last.get(key) != "removed" and key not in held)
 
 

@@ -3,13 +3,16 @@
 A grant made while the policy named its Okta group by name keeps that spelling; a campaign started after the
 policy names the group by id lists its holder by the grant (not as a standing membership), a removal decided on
 that item revokes the grant, and the close waits for the provider's removal of it (the call carries the grant's
-spelling). On SQLite and PostgreSQL, with the Okta stand-in.
+spelling). The dashboard's 'Kept by a review' count matches a kept membership to grants and their ends the same
+way. On SQLite and PostgreSQL, with the Okta stand-in.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+
+import pytest
 
 from bot.bootstrap import App, build_app
 from bot.settings import Settings
@@ -134,3 +137,45 @@ async def test_a_removal_is_not_made_where_a_later_grant_names_the_group_by_id(d
                 "not removed", "the grant had already ended; REQ-2 holds the membership now: not removed")
             assert later is not None and later.state == "active"
             assert ANN in okta.member_emails(tools)
+
+
+@pytest.mark.parametrize("reviewed_by", ["name", "id"])
+async def test_the_posture_counts_a_kept_membership_once_a_grant_naming_its_group_the_other_way_holds_it(
+        database_url, tmp_path, reviewed_by):
+    """'Kept by a review' on /dashboard/posture leaves out a membership a grant holds, and one a grant's end took
+    out since, when the review kept it under the group's name and the grant names the group by its id (or the
+    reverse)."""
+    import re
+
+    from tests.web.conftest import serve_dashboard
+
+    async def kept(h) -> int:  # type: ignore[no-untyped-def]
+        page = (await h.get("/dashboard/posture", cookie=await h.sign_in(SAM))).text
+        return int(re.search(r'id="cov-reviewed">(\d+)<', page).group(1))  # type: ignore[union-attr]
+
+    with OktaStandIn() as okta:
+        tools = _seed(okta)  # Bob: a standing member
+        reviewed, granted_as = ("tools", tools) if reviewed_by == "name" else (tools, "tools")
+        clock = MutableClock(datetime.now(UTC))
+        async with build_app(_settings(database_url, tmp_path, okta, reviewed, "first"), clock=clock,
+                             as_of=clock) as app:
+            assert (await _ask(app, SAM, "review start tools-review")).ok
+            assert (await _ask(app, PAT, "keep RV-1 all")).ok
+            assert (await _ask(app, SAM, "review close RV-1")).ok
+            async with app.store.read() as repo:
+                (item,) = await repo.items(1)
+            assert (item.user, item.group, item.state) == (BOB, reviewed, "kept")
+
+        clock.advance(minutes=5)
+        policy = provider_policy("okta", granted_as, version="second") + REVIEW
+        async with serve_dashboard(database_url, tmp_path, clock=clock, policy=policy, identity="okta",
+                                   okta_url=okta.url, okta_token=okta.token) as h:
+            assert await kept(h) == 1
+            granted = await _ask(h.app, BOB, "request tools for 2h because deploy")
+            assert granted.ok and granted.request is not None and granted.request.group == granted_as, granted.text
+            assert await kept(h) == 0  # the grant counts it
+            clock.advance(hours=3)
+            report = await h.app.service.sweep(drift=False)
+            assert report.expired == ["REQ-1"], report.lines()
+            assert okta.member_emails(tools) == []
+            assert await kept(h) == 0  # the grant's end took Bob out of the group
