@@ -7,11 +7,12 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -108,6 +109,32 @@ class Harness:
 
     async def members(self, group: str) -> list[str]:
         return await self.app.deps.providers["directory"].list_members(group)
+
+
+@asynccontextmanager
+async def second_process(h: Harness, notifier: RecordingNotifier | None = None) -> AsyncIterator[App]:
+    """Another process on the harness's database and files: its own app (its own store and memos), the same
+    clock."""
+    settings = Settings(database_url=h.app.settings.database_url, policy=str(h.files.policy),
+                        directory=str(h.files.directory), env={})
+    async with build_app(settings, clock=h.clock, notifier=notifier or RecordingNotifier()) as other:
+        yield other
+
+
+def before_looking_up(monkeypatch: Any, app: App, email: str, action: Callable[[], Awaitable[Any]]) -> list[Any]:
+    """Run ``action`` once, when ``app`` first asks its directory about ``email`` (before the answer): another
+    process acting between what ``app`` read and what it writes. The list gets what ``action`` returned."""
+    provider = app.deps.providers["directory"]
+    look_up = provider.get_user
+    ran: list[Any] = []
+
+    async def meanwhile(who: str) -> Any:
+        if who == email and not ran:
+            ran.append(await action())
+        return await look_up(who)
+
+    monkeypatch.setattr(provider, "get_user", meanwhile)
+    return ran
 
 
 @asynccontextmanager

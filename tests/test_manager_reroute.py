@@ -7,12 +7,8 @@ sends no second card.
 
 from __future__ import annotations
 
-from typing import Any
-
-from bot.bootstrap import build_app
-from bot.settings import Settings
 from handlers.sweeps import sweep
-from tests.support import Harness, RecordingNotifier, harness
+from tests.support import Harness, RecordingNotifier, before_looking_up, harness, second_process
 
 BOB, MARK, PAT = "bob@example.com", "mark.mgr@example.com", "pat.lead@example.com"
 
@@ -87,22 +83,11 @@ async def test_two_processes_sweeping_at_once_send_one_card(database_url, tmp_pa
     async with harness(database_url, tmp_path) as h:
         assert (await h.say(BOB, "request staging-admin for 1h")).ok
         new_manager(h, BOB, PAT)
-        settings = Settings(database_url=database_url, policy=str(h.files.policy),
-                            directory=str(h.files.directory), env={})
         notifier = RecordingNotifier()
-        async with build_app(settings, clock=h.clock, notifier=notifier) as other:
-            provider = other.deps.providers["directory"]
-            look_up = provider.get_user
-            ran: list[Any] = []
-
-            async def meanwhile(email: str) -> Any:
-                # the other process has read the step as asking Mark (and looks him up), when this one's sweep
-                # passes the step to Pat and commits; then the other goes on to its write
-                if email == MARK and not ran:
-                    ran.append(await sweep(h.app.deps))
-                return await look_up(email)
-
-            monkeypatch.setattr(provider, "get_user", meanwhile)
+        async with second_process(h, notifier) as other:
+            # the other process has read the step as asking Mark (and looks him up), when this one's sweep passes
+            # the step to Pat and commits; then the other goes on to its write
+            ran = before_looking_up(monkeypatch, other, MARK, lambda: sweep(h.app.deps))
             theirs = await sweep(other.deps)
         assert ran and ran[0].rerouted == ["REQ-1"], ran
         assert theirs.rerouted == []
