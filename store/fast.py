@@ -53,16 +53,13 @@ class Prepared:
     """A statement compiled for one dialect, with its parameters' order and both sides' processors."""
 
     sql: str
-    names: tuple[str, ...]
     defaults: dict[str, Any]
-    binds: dict[str, Callable[[Any], Any]]
-    keys: tuple[str, ...]
-    results: tuple[Callable[[Any], Any] | None, ...]
     required: frozenset[str]
     # each parameter's name with its bind processor (None: sent as given), in the statement's order
-    plan: tuple[tuple[str, Callable[[Any], Any] | None], ...] = ()
+    plan: tuple[tuple[str, Callable[[Any], Any] | None], ...]
+    keys: tuple[str, ...]  # the result columns' keys
     # the result columns that have a processor: (their place in the row, their key, the processor)
-    converted: tuple[tuple[int, str, Callable[[Any], Any]], ...] = ()
+    converted: tuple[tuple[int, str, Callable[[Any], Any]], ...]
 
     def args(self, params: Mapping[str, Any] | None) -> tuple[Any, ...]:
         defaults = self.defaults
@@ -136,11 +133,10 @@ def prepare(stmt: Executable, dialect: Dialect) -> Prepared:
                     for c in columns)
     keys = tuple(c.keyname for c in columns)
     prepared = Prepared(
-        sql=compiled.string, names=names,
+        sql=compiled.string,
         defaults={name: bind.value for name, bind in compiled.binds.items() if not bind.required},
         required=frozenset(name for name, bind in compiled.binds.items() if bind.required),
-        binds=binds, keys=keys, results=results,
-        plan=tuple((n, binds.get(n)) for n in names),
+        plan=tuple((n, binds.get(n)) for n in names), keys=keys,
         converted=tuple((i, k, p) for i, (k, p) in enumerate(zip(keys, results, strict=True)) if p is not None),
     )
     _KEEP.append(stmt)
