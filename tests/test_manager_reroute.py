@@ -175,3 +175,28 @@ async def test_the_new_manager_is_reminded_in_their_turn(database_url, tmp_path)
         reminded = await h.events("approval.reminded")
         assert [e["data"]["approvers"] for e in reminded] == [[MARK], [PAT]]
         assert (await h.app.service.sweep()).reminded == []  # once
+
+
+def test_an_identity_provider_that_cannot_answer_reroutes_nothing(tmp_path, sqlite_url):
+    """Through the real CLI: while the identity provider is down, the sweep cannot say who the manager is now, so
+    the step stays with whom it asked (nothing recorded, the failed look-up printed); once it answers again, the
+    step goes to the new manager once."""
+    from tests.support import chat, cli, copy_examples
+    from tests.test_sweep_idp_down import DEAD_IDP
+
+    files = copy_examples(tmp_path)
+    assert "REQ-1 submitted" in chat(BOB, "request staging-admin for 1h", db=sqlite_url, files=files)
+
+    def change(data: dict) -> None:
+        next(u for u in data["users"] if u["email"] == BOB)["manager"] = PAT
+
+    files.edit_directory(change)
+    down = cli("sweep", db=sqlite_url, files=files, env=DEAD_IDP)
+    assert down.returncode == 0 and "Traceback" not in down.stderr, down.stderr[-800:]
+    assert "reroute: 0" in down.stdout and "could not check" in down.stdout, down.stdout
+    status = chat(BOB, "status REQ-1", db=sqlite_url, files=files)
+    assert "approval.rerouted" not in status, status
+    up = cli("sweep", db=sqlite_url, files=files)
+    assert "reroute: 1 — REQ-1" in up.stdout, up.stdout
+    assert "reroute: 0" in cli("sweep", db=sqlite_url, files=files).stdout
+    assert "Approved REQ-1" in chat(PAT, "approve REQ-1", db=sqlite_url, files=files)
