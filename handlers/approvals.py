@@ -272,9 +272,10 @@ async def _decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str
             # says the step went to the manager now before it says they decided, as the reminders sweep records it
             notices += [x for x in await reroute_step(deps, repo, record, step, asked, earlier, now)
                         if x.recipient != actor]
-        await repo.add_decision(DecisionRecord(request_id=record.id or 0, round=record.round, step=record.step,
-                                               approver=actor, decision="approved" if approve else "denied",
-                                               comment=comment, decided_at=now))
+        decision = DecisionRecord(request_id=record.id or 0, round=record.round, step=record.step, approver=actor,
+                                  decision="approved" if approve else "denied", comment=comment, decided_at=now)
+        await repo.add_decision(decision)
+        decisions.append(decision)
         others = sorted((step.pool - earlier) - {actor})
         if not approve:
             await repo.append("approval.denied", actor=actor, ts=now, request=record,
@@ -315,7 +316,9 @@ async def _decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str
                                           f"{record.ref}: {label} approved by {actor}.", record.id))
                 else:
                     reply_text, op_id = await _final(deps, repo, record, actor, now, notices)
-    view = await _fresh_view(deps, n)
+    # the request as this transaction committed it (the write lock held from its read to its commit): no read
+    # again; a later change by someone else is theirs to show
+    view = await request_view(deps, record, decisions=decisions)
     await deps.notifier.notify([Notice(x.recipient, x.kind, x.text, x.request_id, view) for x in notices])
     if op_id is not None:
         await run_op(deps, op_id)

@@ -213,12 +213,14 @@ async def _record(deps: Deps, actor: Person, cmd: RequestAccess, profile: Profil
                               data={"step": 1, "approvers": sorted(first.pool), "label": first.label})
             notices = [Notice(a, "approval", f"{who} asks for {profile.id} for {format_duration(duration)}"
                               f" ({record.ref}): approve or deny.", record.id) for a in sorted(first.pool)]
-    if op_id is not None:
+    if op_id is not None:  # provisioned in transactions of its own: the request as they left it
         await run_op(deps, op_id)
-    async with deps.store.read() as repo:
-        fresh = await repo.get_request(record.id or 0)
-    assert fresh is not None
-    view = await request_view(deps, fresh)
+        async with deps.store.read() as repo:
+            fresh = await repo.get_request(record.id or 0)
+        assert fresh is not None
+        record = fresh
+    # otherwise the request as this transaction committed it, with no decision yet
+    view = await request_view(deps, record, decisions=[] if op_id is None else None)
     for i, n in enumerate(notices):
         notices[i] = Notice(n.recipient, n.kind, n.text, n.request_id, view)
     await deps.notifier.notify(notices)
