@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from handlers.audit import format_ts
-from handlers.compliance.findings import drift_ref, resolution_text, resolve_finding, tell_outcomes
+from handlers.compliance.findings import drift_ref, outcome_notices, resolution_text, resolve_finding
 from handlers.compliance.settle import (
     cancel_accept_of_gone,
     finish_restores,
@@ -179,16 +179,17 @@ async def detect_drift(deps: Deps, report: SweepReport) -> None:
                 data.update(member=False, request_id=record.ref)
                 missing.append((finding, record))
             await repo.append("drift.detected", actor=SYSTEM, ts=now, data=data)
-        # the security team's cards of the new findings go to the outbox with them (handlers/outbox.py)
-        await repo.queue_notices(_security_notices(deps, [_new_card(refs[key], named(key, record), now) for key, record
-                                                          in new.items() if record is None], []), now)
-    await tell_outcomes(deps, resolved)
+        # the security team's cards of the new findings, and the outcome on the cards of those resolved, go to the
+        # outbox with them (handlers/outbox.py)
+        await repo.queue_notices(outcome_notices(deps, resolved) + _security_notices(deps, [
+            _new_card(refs[key], named(key, record), now) for key, record in new.items() if record is None], []), now)
     gone = [d for d in gone if str(d.id) not in waiting]  # not resolved yet: still open
     still_open = [d for d in open_findings if d not in gone]
-    # a holder who is not a member is put back, or loses the grant (SPEC §3.6): said, not left to a person
-    restored = await restore_holders(deps, report, missing) + await finish_restores(deps, still_open)
+    # a holder who is not a member is put back, or loses the grant (SPEC §3.6): said, not left to a person (the
+    # holder's and the security team's notices are written to the outbox with what decides them)
+    await restore_holders(deps, report, missing)
+    await finish_restores(deps, still_open)
     await escalate_drift(deps, report, still_open)
-    await _tell_security(deps, [], restored)
     await deliver_pending(deps)
 
 
@@ -205,13 +206,6 @@ def _drift_line(key: Key, record: RequestRecord | None) -> str:
     provider_name, group, email = key
     return (f"{email} in {provider_name}/{group}" if record is None
             else f"{email} not in {provider_name}/{group} despite {record.ref}")
-
-
-async def _tell_security(deps: Deps, told: list[tuple[str, DriftView]], said: list[str]) -> None:
-    """:func:`_security_notices`, sent now (what the bot settled itself, told after it was recorded)."""
-    notices = _security_notices(deps, told, said)
-    if notices:
-        await deps.notifier.notify(notices)
 
 
 def _security_notices(deps: Deps, told: list[tuple[str, DriftView]], said: list[str]) -> list[Notice]:

@@ -4,7 +4,9 @@ At each quarter's end the pack of the quarter is built; each week a CSV of who h
 profiles goes to the security team. Due deliveries are rows in the store (one per kind, period and
 target), so a restart or a second replica never loses or repeats one. A delivery that fails is
 retried with growing delays and reported each time (``evidence.delivery_failed`` and a notice to
-the security team); one that lands records ``evidence.delivered`` with the item's id and hash.
+the security team); one that lands records ``evidence.delivered`` with the item's id and hash. Both notices
+are written to the outbox (handlers/outbox.py) with the record that tells it, and sent after it: a process
+stopped in between leaves them for the next delivery of notices, and a send that fails is tried again.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, Protocol
 from handlers.audit import format_ts
 from handlers.context import SYSTEM, Deps
 from handlers.evidence import Period
+from handlers.outbox import deliver_pending
 from handlers.policy import EvidenceSchedule
 from handlers.ports import Notice
 
@@ -155,6 +158,10 @@ class DeliveryTx(Protocol):
     async def append(self, type: str, *, actor: str, ts: datetime, data: dict[str, Any] | None = None,
                      request_id: str | None = None, profile: str | None = None) -> Any: ...
 
+    async def queue_notices(self, notices: Sequence[Notice], at: datetime) -> None:
+        """Write notices to the outbox in this transaction (handlers/outbox.py)."""
+        ...
+
 
 class DeliveryStore(Protocol):
     def write(self) -> AbstractAsyncContextManager[DeliveryTx]: ...
@@ -206,9 +213,10 @@ async def _deliver(deps: Deps, store: DeliveryStore, builder: EvidenceBuilder, t
                 "kind": record.kind, "from": record.period_from, "to": record.period_to, "target": record.target,
                 "file": name, "attempt": record.attempts, "error": record.last_error,
                 "next_attempt_at": format_ts(record.next_attempt_at)})
-        text = (f"Delivering {what} to {record.target} failed (attempt {record.attempts}): {record.last_error}. "
-                f"Trying again at {format_ts(record.next_attempt_at)}.")
-        await deps.notifier.notify([Notice(m, "failure", text) for m in sorted(deps.policy.security_members())])
+            text = (f"Delivering {what} to {record.target} failed (attempt {record.attempts}): {record.last_error}. "
+                    f"Trying again at {format_ts(record.next_attempt_at)}.")
+            await tx.queue_notices([Notice(m, "failure", text) for m in sorted(deps.policy.security_members())], now)
+        await deliver_pending(deps)
         return text
     now = deps.now()
     record.status, record.delivered_at, record.attempts = "delivered", now, record.attempts + 1
@@ -220,7 +228,9 @@ async def _deliver(deps: Deps, store: DeliveryStore, builder: EvidenceBuilder, t
             "kind": record.kind, "from": record.period_from, "to": record.period_to, "target": record.target,
             "file": name, "item_id": delivered.item_id, "sha256": delivered.sha256, "size": delivered.size,
             "location": delivered.location, **delivered.extra})
-    text = f"Delivered {what}: {name} to {delivered.location or delivered.item_id} (sha256 {delivered.sha256[:12]}…)."
-    await deps.notifier.notify([Notice(m, "info", text) for m in sorted(deps.policy.security_members())])
+        text = (f"Delivered {what}: {name} to {delivered.location or delivered.item_id} "
+                f"(sha256 {delivered.sha256[:12]}…).")
+        await tx.queue_notices([Notice(m, "info", text) for m in sorted(deps.policy.security_members())], now)
+    await deliver_pending(deps)
     return text
 

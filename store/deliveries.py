@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -86,6 +86,9 @@ class SqlDeliveryTx:
     async def append(self, type: str, *, actor: str, ts: datetime, data: dict[str, Any] | None = None,
                      request_id: str | None = None, profile: str | None = None) -> Any:
         return await self.repo.append(type, actor=actor, ts=ts, data=data, request_id=request_id, profile=profile)
+
+    async def queue_notices(self, notices: Sequence[Any], at: datetime) -> None:
+        await self.repo.queue_notices(notices, at)
 
 
 class SqlDeliveryStore:

@@ -15,6 +15,7 @@ from typing import Any
 from handlers.audit import format_ts
 from handlers.compliance.findings import (
     accept_key,
+    outcome_notices,
     remove_key,
     request_key,
     resolution_text,
@@ -84,11 +85,12 @@ async def plan_drift_removal(repo: Repository, finding: DriftRecord, by: str, no
     return op
 
 
-async def settle_removal(deps: Deps, finding: DriftRecord, said: str | None = None) -> str:
+async def settle_removal(deps: Deps, finding: DriftRecord, said: str | None = None, *, queue: bool = False) -> str:
     """Run the finding's removal now if it is due; resolve the finding as ``removed`` once the provider
     has done it, and say so on the security team's cards of it (``said``: the words for a removal done,
-    else the resolution's own). Returns ``done`` or the state the removal is in (``pending`` while it
-    is retried)."""
+    else the resolution's own). ``queue`` (a sweep): the cards' outcome is written to the outbox with the
+    resolution, for the sweep's delivery to send (handlers/outbox.py); else it is sent now. Returns ``done`` or
+    the state the removal is in (``pending`` while it is retried)."""
     await run_due_ops(deps, member=(finding.provider, finding.group, finding.email))
     async with deps.store.write() as repo:
         state = await repo.get_state(remove_key(finding.id or 0))
@@ -104,8 +106,11 @@ async def settle_removal(deps: Deps, finding: DriftRecord, said: str | None = No
         resolution = "removed" if any(o.status == "done" for o in mine) else "gone"
         await resolve_finding(repo, current, resolution, deps.now(), actor=SYSTEM,
                               request_id=state.get("request_id"), by=state.get("by"))
-    await tell_outcome(deps, current, said if said and resolution == "removed"
-                       else resolution_text(current, resolution))
+        text = said if said and resolution == "removed" else resolution_text(current, resolution)
+        if queue:
+            await repo.queue_notices(outcome_notices(deps, [(current, text)]), deps.now())
+    if not queue:
+        await tell_outcome(deps, current, text)
     return "done"
 
 

@@ -90,7 +90,16 @@ async def tell_outcome(deps: Deps, finding: DriftRecord, text: str) -> None:
 
 
 async def tell_outcomes(deps: Deps, outcomes: list[tuple[DriftRecord, str]]) -> None:
-    """:func:`tell_outcome` of several findings (a sweep's), handed to the channels at once."""
+    """:func:`tell_outcome` of several findings, handed to the channels at once."""
+    notices = outcome_notices(deps, outcomes)
+    if notices:
+        await deps.notifier.notify(notices)
+
+
+def outcome_notices(deps: Deps, outcomes: list[tuple[DriftRecord, str]]) -> list[Notice]:
+    """The security team's ``drift_outcome`` notices of what was done about each finding (its cards edited). A
+    sweep writes them to the outbox with the ``drift.resolved`` that decides them (handlers/outbox.py); a person's
+    command sends them at once (:func:`tell_outcomes`)."""
     members = sorted(deps.policy.security_members())
     notices = []
     for finding, text in outcomes:
@@ -98,8 +107,7 @@ async def tell_outcomes(deps: Deps, outcomes: list[tuple[DriftRecord, str]]) -> 
                          user=finding.email, member=finding.kind == "member",
                          first_seen=format_ts(finding.first_seen), outcome=text)
         notices += [Notice(m, "drift_outcome", text, None, view) for m in members]
-    if notices:
-        await deps.notifier.notify(notices)
+    return notices
 
 
 def resolution_text(finding: DriftRecord, resolution: str, request_id: str | None = None) -> str:

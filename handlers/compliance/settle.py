@@ -9,6 +9,10 @@
   ``drift.resolved`` {resolution: restored, request_id}); when the profile says ``removed_holder: end``,
   or the provider refuses the add for good, the grant ends instead (``grant.revoked`` reason ``drift``,
   resolution ``ended``). The holder and the security team are told which.
+
+What a sweep settles here is told through the outbox (handlers/outbox.py): each notice is written in the
+transaction that records what it tells (the withdrawn accept's ``request.cancelled``, the ``drift.resolved`` of
+a holder put back or of a grant ended), and sent by the sweep's delivery, or the next one after a crash.
 """
 
 from __future__ import annotations
@@ -39,7 +43,6 @@ async def settle_accepts(deps: Deps, report: SweepReport, findings: list[DriftRe
     if report.dry_run:
         return
     sla = deps.policy.safety.drift_sla
-    notices: list[Notice] = []
     for finding in findings:
         if finding.kind != "member":
             continue
@@ -63,18 +66,18 @@ async def settle_accepts(deps: Deps, report: SweepReport, findings: list[DriftRe
                 why = f"undecided within safety.drift_sla ({format_duration(sla)})"
                 await repo.append("request.cancelled", actor=SYSTEM, ts=now, request=record,
                                   data={"reason": why, "drift_id": drift_ref(finding.id)})
-                notices += [Notice(m, "drift", f"{record.ref} (drift accept of {drift_ref(finding.id)}) was "
-                                   f"{why}: {finding.email} is removed from {finding.provider}/{finding.group}.",
-                                   record.id) for m in sorted(deps.policy.security_members())]
+                notices = [Notice(m, "drift", f"{record.ref} (drift accept of {drift_ref(finding.id)}) was "
+                                  f"{why}: {finding.email} is removed from {finding.provider}/{finding.group}.",
+                                  record.id) for m in sorted(deps.policy.security_members())]
                 notices.append(Notice(record.requester, "status", f"{record.ref} was not decided in time: you are "
                                       f"removed from {finding.group}.", record.id))
+                await repo.queue_notices(notices, now)  # written with the withdrawal (handlers/outbox.py)
             await accept_ended(repo, record, now)
-    await deps.notifier.notify(notices)
     for finding in findings:
         async with deps.store.read() as repo:
             removing = await repo.get_state(remove_key(finding.id or 0))
         if removing is not None:
-            await settle_removal(deps, finding)
+            await settle_removal(deps, finding, queue=True)
 
 
 async def cancel_accept_of_gone(repo: Repository, finding: DriftRecord, now: datetime) -> str | None:
@@ -136,17 +139,26 @@ async def restore_holders(deps: Deps, report: SweepReport, missing: list[tuple[D
             lines.append(await _end_grant(deps, finding, record, why))  # tells the holder itself
             continue
         if outcome == "done":
-            async with deps.store.write() as repo:
-                await resolve_finding(repo, finding, "restored", deps.now(), request_id=record.ref)
             line = (f"{ref}: {finding.email} holds {record.ref} but was not in {where}: added back "
                     f"(the grant still runs until {format_ts(record.expires_at)}).")
+            async with deps.store.write() as repo:  # the holder and the team are told with the resolution
+                await resolve_finding(repo, finding, "restored", deps.now(), request_id=record.ref)
+                await repo.queue_notices(_told(deps, record, line), deps.now())
         elif op_id is not None:
             line = (f"{ref}: {finding.email} holds {record.ref} but is not in {where}: adding them back is "
                     f"queued ({outcome}) and retried.")
+            async with deps.store.write() as repo:  # the add is recorded (planned) already: told once it was run
+                await repo.queue_notices(_told(deps, record, line), deps.now())
         if line:
             lines.append(line)
-            await deps.notifier.notify([Notice(record.requester, "status", line, record.id)])
     return lines
+
+
+def _told(deps: Deps, record: RequestRecord, line: str) -> list[Notice]:
+    """What the bot settled about a grant holder who was not a member: the holder's notice and the security
+    team's line (``Drift: …``)."""
+    return [Notice(record.requester, "status", line, record.id),
+            *(Notice(m, "drift", f"Drift: {line}", None) for m in sorted(deps.policy.security_members()))]
 
 
 async def finish_restores(deps: Deps, findings: list[DriftRecord]) -> list[str]:
@@ -172,10 +184,10 @@ async def _end_grant(deps: Deps, finding: DriftRecord, record: RequestRecord, wh
         if fresh is not None and fresh.state in HOLDING_STATES:
             remove = await end_grant_in(repo, fresh, "revoked", "grant.revoked", now,
                                         {"reason": "drift", "id": drift_ref(finding.id), "comment": why})
+        text = (f"{drift_ref(finding.id)}: {finding.email} holds {record.ref} but was not in "
+                f"{finding.provider}/{finding.group}: the grant is ended ({why}).")
         await resolve_finding(repo, finding, "ended", now, request_id=record.ref)
+        await repo.queue_notices(_told(deps, record, text), now)  # written with the end (handlers/outbox.py)
     if remove is not None:
         await run_op(deps, remove.id or 0)  # not a member: the provider answers "not a member", which is success
-    text = (f"{drift_ref(finding.id)}: {finding.email} holds {record.ref} but was not in "
-            f"{finding.provider}/{finding.group}: the grant is ended ({why}).")
-    await deps.notifier.notify([Notice(record.requester, "status", text, record.id)])
     return text

@@ -1,11 +1,17 @@
 """The words that end a campaign: ``approve RV-n`` / ``deny RV-n because <text>`` by the sign-off chain
-(one person once, step by step, as a request's chain) and ``review close RV-n`` by the security team."""
+(one person once, step by step, as a request's chain) and ``review close RV-n`` by the security team.
+
+What a signature tells others (the next step's approvers asked, the security team told of a sign-off failed
+closed) is written to the outbox with the ``review.signoff_requested`` or ``review.closed`` that decides it, as
+the close's request of the first step is (handlers/outbox.py): the signer is answered at once, and the others'
+notices survive a process that stops before they were sent."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from handlers.context import SYSTEM, Deps
+from handlers.outbox import deliver_pending
 from handlers.reviews.campaign import pinned, repo_of, unreadable
 from handlers.reviews.close import (
     HELD,
@@ -87,7 +93,9 @@ async def sign(deps: Deps, who: str, cmd: ReviewSignoff) -> Reply:
             if campaign is not None and campaign.state == SIGNOFF:
                 notices = await fail_signoff(await pinned(deps, campaign), repo, campaign, lost, SYSTEM, now,
                                              deps.policy.security_members())
-        await deps.notifier.notify(notices)
+                await repo.queue_notices(notices, now)  # written with the close (handlers/outbox.py)
+        if notices:
+            await deliver_pending(deps)
         return Reply(text=f"{ref}: the sign-off cannot be judged: {lost}. The campaign is closed with its sign-off "
                      "failed, nothing is removed, and the security team is told.", ok=False, kind="refusal",
                      rule="signoff-failed", data={"review_id": ref})
@@ -150,7 +158,9 @@ async def sign(deps: Deps, who: str, cmd: ReviewSignoff) -> Reply:
         elif satisfied:  # the list is final: it passes the safety brake before anything is removed
             campaign.signoff, campaign.state = "approved", HELD
             await repo.save_campaign(campaign)
-    await deps.notifier.notify(notices)
+        await repo.queue_notices(notices, now)  # written with what decides them (handlers/outbox.py)
+    if notices:
+        await deliver_pending(current)
     if stuck is not None:
         return Reply(text=f"{ref}: your sign-off is recorded, but the chain can no longer be completed at {stuck} "
                      "(one person signs once): the campaign is closed with its sign-off failed, nothing is removed, "
