@@ -11,6 +11,7 @@ keeps what it asks about (``ReviewReminder``), for the outbox to judge whether i
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -38,22 +39,63 @@ def encode_view(view: Any) -> str | None:
 
 
 def decode_view(stored: str | None) -> Any:
-    """The view ``encode_view`` kept (None for none, or for JSON this version does not know: the text is sent)."""
+    """The view ``encode_view`` kept (None for none, or for what this version does not know or did not write: a
+    view of a later version, a row edited by hand or damaged, each field checked for the type ``encode_view``
+    writes; the text is sent). Never raises: one notice's stored view does not keep the others from being sent."""
     if not stored:
         return None
     try:
-        data = json.loads(stored)
-        kind = data.pop("type")
-        if kind == "drift":
-            return DriftView(**data)
-        if kind == "pause":
-            return PauseView(**{**data, "sample": tuple(data.get("sample") or ())})
-        if kind == "review":
-            return ReviewLink(data["review_id"], data["title"], int(data["items"]),
-                              datetime.fromisoformat(data["due_at"]), data.get("reviewer"),
-                              tuple(int(n) for n in data.get("waiting") or ()))
-        if kind == "review-reminder":
-            return ReviewReminder(data["review_id"], data["reviewer"], tuple(int(n) for n in data["waiting"]))
-    except (ValueError, KeyError, TypeError, AttributeError):
+        return _decoded(json.loads(stored))
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError):
         return None
+
+
+def _decoded(data: Any) -> Any:
+    kind = data.pop("type")
+    if kind == "drift":
+        view = DriftView(**data)
+        ok = (_all(str, view.id, view.provider, view.group, view.user, view.first_seen)
+              and _all(bool, view.member, view.escalated) and _all((str, type(None)), view.request_id, view.outcome))
+        return view if ok else None
+    if kind == "pause":
+        sample = data.get("sample") or ()
+        if not isinstance(sample, list) or not _all(str, *sample):
+            return None
+        view = PauseView(**{**data, "sample": tuple(sample)})
+        return view if _all(str, view.reason, view.pause) and _all(int, view.count, view.limit) else None
+    if kind == "review":
+        link = ReviewLink(_review_id(data["review_id"]), data["title"], _number(data["items"]),
+                          datetime.fromisoformat(data["due_at"]), data.get("reviewer"), _numbers(data.get("waiting")))
+        ok = isinstance(link.title, str) and isinstance(link.reviewer, (str, type(None)))
+        return link if ok and link.due_at.tzinfo is not None else None
+    if kind == "review-reminder":
+        reminder = ReviewReminder(_review_id(data["review_id"]), data["reviewer"], _numbers(data["waiting"]))
+        return reminder if isinstance(reminder.reviewer, str) else None
     return None
+
+
+def _all(kind: type | tuple[type, ...], *values: object) -> bool:
+    return all(isinstance(v, kind) for v in values)
+
+
+def _number(value: object) -> int:
+    """A count or an item's number as ``encode_view`` writes it (a JSON integer), else ValueError."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**31:
+        raise ValueError(f"not a stored number: {value!r}")
+    return value
+
+
+def _numbers(values: object) -> tuple[int, ...]:
+    if values is None:
+        return ()
+    if not isinstance(values, list):
+        raise ValueError("not a stored list of numbers")
+    return tuple(_number(v) for v in values)
+
+
+def _review_id(value: object) -> str:
+    """A campaign's ``RV-n`` as ``encode_view`` writes it (ASCII digits the store's integers hold), else
+    ValueError."""
+    if not isinstance(value, str) or not re.fullmatch(r"RV-[0-9]{1,9}", value):
+        raise ValueError(f"not a stored campaign: {value!r}")
+    return value

@@ -252,3 +252,35 @@ async def test_a_delivery_with_nothing_due_takes_no_write_transaction(database_u
             assert await deliver_pending(h.app.deps) == 1 and begun  # due: taken under the write lock
         finally:
             event.remove(h.app.store.engine.sync_engine, "begin", began)
+
+
+# Stored views no version of the bot writes (a row edited by hand, a damaged database): each is sent as its text,
+# and none keeps the notices after it from being delivered.
+TAMPERED_VIEWS = (
+    "[" * 100_000 + "]" * 100_000,  # nested deeper than the JSON reader goes
+    '{"type": "review", "review_id": "RV-1", "title": "t", "items": Infinity, "due_at": "2026-12-01T00:00:00+00:00"}',
+    '{"type": "review-reminder", "review_id": "RV-1", "reviewer": "r@example.com", "waiting": [1e400]}',
+    '{"type": "review-reminder", "review_id": 5, "reviewer": "r@example.com", "waiting": [1]}',
+    '{"type": "review-reminder", "review_id": "RV-\u00b2", "reviewer": "r@example.com", "waiting": [1]}',
+    '{"type": "review-reminder", "review_id": "RV-99999999999999999999999", "reviewer": "r@example.com", '
+    '"waiting": [1]}',
+    '{"type": "review", "review_id": "RV-1", "title": ["t"], "items": 2, "due_at": "2026-12-01T00:00:00"}',
+    '{"type": "drift", "id": 7, "provider": "entra", "group": "g", "user": "u@example.com", "member": "no", '
+    '"first_seen": 3}',
+    '{"type": "pause", "reason": "terminated", "count": "12", "limit": 5, "sample": ["a"]}',
+)
+
+
+async def test_a_stored_view_that_no_longer_parses_does_not_stop_the_other_notices(database_url, tmp_path) -> None:
+    async with harness(database_url, tmp_path) as h:
+        async with h.app.store.write() as repo:
+            await repo.queue_notices([Notice(f"p{i}@example.com", "reminder", f"n{i}", None)
+                                      for i in range(len(TAMPERED_VIEWS) + 1)], h.clock.now())
+            for i, view in enumerate(TAMPERED_VIEWS, start=1):
+                await repo.conn.execute(t.notice_outbox.update().where(t.notice_outbox.c.id == i).values(view=view))
+        channel = Channel()
+        h.app.deps.notifier = channel
+        await sweep(h.app.deps)
+        assert sorted(n.text for n in channel.sent) == sorted(f"n{i}" for i in range(len(TAMPERED_VIEWS) + 1))
+        assert all(n.view is None for n in channel.sent)  # what was stored is not a view: the text is sent
+        assert {r["status"] for r in await _outbox(h)} == {"sent"}
