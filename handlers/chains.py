@@ -91,6 +91,15 @@ def pin_step(step: ResolvedStep, asked: frozenset[str] | None, available: frozen
     return ResolvedStep(step=step.step, index=step.index, pool=frozenset(pool), need=max(need, 1), asked=asked)
 
 
+def waiting_for(step: ResolvedStep, missing: frozenset[str]) -> ResolvedStep:
+    """The open ``step`` as it can still be satisfied when the people it asked who are ``missing`` from the
+    directory come back (a half-written directory file, a renamed login): they count as able to decide, whatever
+    the step's kind, so the step waits for them rather than fail closed. A pinned step counts them already."""
+    if not missing or step.pinned:
+        return step
+    return ResolvedStep(step=step.step, index=step.index, pool=step.pool | missing, need=step.need, asked=step.asked)
+
+
 def step_need(step: ResolvedStep, earlier: set[str] | frozenset[str]) -> int:
     """How many approvals ``step`` needs, given who approved earlier steps of the round."""
     if step.step.kind == "all_of" and not step.pinned:

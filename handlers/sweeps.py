@@ -26,7 +26,7 @@ from handlers.approvals import (
     reroute_step,
 )
 from handlers.audit import format_ts
-from handlers.chains import open_step_unsatisfiable, pin_step
+from handlers.chains import open_step_unsatisfiable, pin_step, waiting_for
 from handlers.compliance.accept_links import filed_by
 from handlers.compliance.leavers import plan_leavers, terminate_inactive
 from handlers.compliance.movers import plan_movers, revoke_ineligible
@@ -173,7 +173,7 @@ async def remind_pending(deps: Deps, report: SweepReport) -> None:
             # them. Someone found inactive cannot: the step fails closed.
             missing = frozenset([a for a in sorted(asked or ()) if await deps.person(a) is None])
             deciding = pin_step(chain[record.step], asked)
-            chain[record.step] = pin_step(chain[record.step], asked, deciding.pool | missing)
+            chain[record.step] = waiting_for(pin_step(chain[record.step], asked, deciding.pool | missing), missing)
         except ProviderError as exc:  # judged again next sweep; the rest of the sweep goes on (SPEC §5)
             report.unchecked.append(f"{record.requester} ({record.ref}, reminders): "
                                     f"{str(exc)[:300] or type(exc).__name__}")

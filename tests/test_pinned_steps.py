@@ -137,3 +137,35 @@ def test_n_of_with_fewer_than_n_left_waits(world: tuple[str, Files]) -> None:
     granted = [(e["actor"], e["data"]["step"]) for e in events(db, "approval.granted")]
     assert granted == [(SAM, 1), (DANA, 1)]
 
+
+
+def test_a_manager_step_waits_for_a_manager_missing_from_the_directory(world: tuple[str, Files]) -> None:
+    """Not only ``all_of`` / ``n_of``: a manager step whose manager a half-written directory file leaves out waits
+    for them, as any step waits for someone it asked who is not found (found inactive, it fails closed)."""
+    db, files = world
+    mark = "mark.mgr@example.com"
+    chat(BOB, "request staging-admin for 1h", db=db, files=files)
+    [asked] = events(db, "approval.requested")
+    assert asked["data"]["approvers"] == [mark]
+    gone = drop_users(files, mark)
+    out = cli("sweep", db=db, files=files, check=True).stdout
+    assert "fail: 0" in out and "reroute: 0" in out, out
+    assert state(db, 1) == "pending" and not events(db, "request.failed")  # waits: he may come back
+    restore_users(files, gone)
+    out = chat(mark, "approve REQ-1", db=db, files=files)
+    assert state(db, 1) == "active", out
+
+
+def test_an_any_of_step_waits_while_everyone_it_asked_is_missing(world: tuple[str, Files]) -> None:
+    db, files = world
+    chat(BOB, "request prod-db-read for 1h because INC-9 paged", db=db, files=files)
+    chat("mark.mgr@example.com", "approve REQ-1", db=db, files=files)  # step 2 asks the dba group
+    asked = events(db, "approval.requested")[-1]["data"]["approvers"]
+    assert asked == [DANA, "dev.dba@example.com"]
+    gone = drop_users(files, *asked)
+    cli("sweep", db=db, files=files, check=True)
+    assert state(db, 1) == "pending" and not events(db, "request.failed")
+    restore_users(files, gone)
+    chat(DANA, "approve REQ-1", db=db, files=files)
+    assert [e["actor"] for e in events(db, "approval.granted")][-1] == DANA
+    assert events(db, "approval.requested")[-1]["data"]["step"] == 3  # on to the security pair
