@@ -249,12 +249,15 @@ async def _fail_moved_extension(deps: Deps, record: RequestRecord, report: Sweep
     report.failed.append(record.ref)
     if report.dry_run:
         return
-    policy, now = deps.policy, deps.now()
+    now = deps.now()
     try:
         chain = await _chain(deps, record) or []
     except ProviderError:
         chain = []  # the approvers cannot be looked up now: their cards are redrawn all the same
     async with deps.store.write() as repo:
+        # the policy in force once the write lock is held: a reload while the approvers were looked up (the
+        # group moved back, say) is what judges the extension
+        policy = deps.policy
         fresh = await repo.get_request(record.id or 0)
         if fresh is None or not _same_step(fresh, record) or fresh.state != ACTIVE:
             report.failed.remove(record.ref)

@@ -218,3 +218,29 @@ async def test_the_sweep_closes_an_extension_whose_profile_moved_once(database_u
         r = await h.say(MARK, "approve REQ-1")
         assert not r.ok and r.rule == "not-open", r.text
         assert not await h.events("grant.extended")
+
+
+async def test_a_policy_reload_moving_the_group_back_during_the_sweep_keeps_the_extension(database_url, tmp_path,
+                                                                                        monkeypatch):
+    """The sweep saw the profile moved, then the policy was reloaded with the group back while it looked the
+    approvers up: under the write lock the extension is judged by the policy in force then, and kept waiting."""
+    from tests.support import before_looking_up
+
+    async with harness(database_url, tmp_path) as h:
+        await h.say(BOB, "request staging-admin for 3h")
+        assert (await h.say(MARK, "approve REQ-1")).ok
+        assert (await h.say(BOB, "extend REQ-1 by 1h because release night")).ok
+        await new_policy(h, "2026.12", STAGING_MOVED)
+        moved_back = STAGING_MOVED[::-1]
+
+        async def reload_back() -> None:
+            await new_policy(h, "2026.13", moved_back)
+
+        # the reload lands while the sweep looks up the extension's approver, after it judged the profile moved
+        ran = before_looking_up(monkeypatch, h.app, MARK, reload_back)
+        report = await h.app.service.sweep()
+        assert ran and report.failed == [], report.lines()
+        assert not await h.events("request.failed")
+        assert (await h.request(1)).extension_pending
+        assert (await h.say(MARK, "approve REQ-1")).ok
+        assert (await h.request(1)).expires_at == T0 + timedelta(hours=4)
