@@ -53,10 +53,11 @@ def in_chain(record: RequestRecord) -> bool:
     return record.state == PENDING or (record.state == ACTIVE and record.extension_pending)
 
 
-async def _chain(deps: Deps, record: RequestRecord) -> list[ResolvedStep] | None:
+async def _chain(deps: Deps, record: RequestRecord, *, held: bool = True) -> list[ResolvedStep] | None:
+    """``held=False``: an open manager step as the directory says, even while the safety brake holds its re-route."""
     policy = await deps.policy_for(record)
     return await resolved_chain(deps, policy, policy.profile(record.profile), record,
-                                await deps.person(record.requester)) or None
+                                await deps.person(record.requester), held=held) or None
 
 
 async def asked_at_open(repo: Repository, record: RequestRecord) -> frozenset[str] | None:
@@ -239,6 +240,15 @@ async def _decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str
             return Reply(text=f"You already {mine.decision} {record.ref} at step {mine.step + 1}; "
                          "one person counts once per request.", ok=False, kind="refusal",
                          rule="already-decided"), visible
+        if step.held_for is not None and actor in step.held_for and actor not in step.pool:
+            # the provider names them the manager now, but the safety brake holds that re-route: the step stays
+            # with the manager it asked until the security team releases it (or the provider answers as before)
+            await repo.append("approval.refused", actor=actor, ts=now, request=record,
+                              data=_data(record, step=record.step + 1, reason="reroute-held"))
+            return Reply(text=f"{record.ref} is not yours to decide yet: passing its {label} to you is held by the "
+                         f"safety brake (safety.max_reroutes), so it stays with {', '.join(sorted(step.pool))}. The "
+                         "security team releases held re-routes with `resume reroutes`.", ok=False, kind="refusal",
+                         rule="reroute-held"), visible
         if actor not in step.pool - earlier:
             # someone the open step itself asked (a manager it was passed away from) did not miss an earlier step
             if any(actor in s.pool for s in chain[: record.step]) and actor not in await asked_this_round(repo, record):

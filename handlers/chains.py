@@ -22,6 +22,9 @@ class ResolvedStep:
     pool: frozenset[str]  # active people who may decide, requester excluded
     need: int
     asked: frozenset[str] | None = None  # pinned: the people the open step asked when it opened
+    # a ``manager`` step whose re-route the safety brake holds: the manager(s) the provider names now, who may
+    # not decide it while it stays with those it asked (handlers/compliance/reroute_brake.py)
+    held_for: frozenset[str] | None = None
 
     @property
     def pinned(self) -> bool:

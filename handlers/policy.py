@@ -113,9 +113,10 @@ class EvidenceSchedule:
 
 @dataclass(frozen=True)
 class Safety:
-    """The safety block (SPEC §3.6): a brake on bulk removals, patience with people not found."""
+    """The safety block (SPEC §3.6): brakes on bulk removals and bulk re-routes, patience with people not found."""
 
     max_removals: int = 25
+    max_reroutes: int = 25  # manager steps one sweep may pass to new managers (handlers/compliance/reroute_brake.py)
     unknown_grace: timedelta = timedelta(hours=1)
     drift_sla: timedelta = timedelta(hours=24)
 

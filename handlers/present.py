@@ -53,20 +53,27 @@ def person_facts(person: Person | None) -> tuple[tuple[str, str], ...]:
 
 
 async def resolved_chain(deps: Deps, policy: Policy, profile: Profile | None, record: RequestRecord,
-                         requester: Person | None) -> list[ResolvedStep]:
+                         requester: Person | None, *, held: bool = True) -> list[ResolvedStep]:
     """The request's chain (of its current round) as the policy and the directory say now: resolved once
-    per look-up scope (a command, a click, a sweep), as each person in it is looked up once."""
+    per look-up scope (a command, a click, a sweep), as each person in it is looked up once.
+
+    An open ``manager`` step whose re-route the safety brake holds stays with the manager it asked
+    (``held=False``: as the directory says, for the sweep that judges the re-routes)."""
+    from handlers.compliance.reroute_brake import pin_held
+
     if profile is None or requester is None:
         return []
     scope = scope_cache()
     key = ("chain", id(policy), record.id, record.round, record.kind, requester.email)
     if scope is not None and record.id is not None and key in scope:
-        return list(scope[key])  # a copy: a decision pins its open step in the list it gets
-    chain = await resolve_chain(chain_of(policy, record), policy=policy, profile=profile,
-                                requester=requester, directory=deps.directory)
-    if scope is not None and record.id is not None:
-        scope[key] = tuple(chain)
-    return chain
+        chain = list(scope[key])  # a copy: a decision pins its open step in the list it gets
+    else:
+        chain = await resolve_chain(chain_of(policy, record), policy=policy, profile=profile,
+                                    requester=requester, directory=deps.directory)
+        if scope is not None and record.id is not None:
+            scope[key] = tuple(chain)
+    waiting = record.state == PENDING or (record.state == ACTIVE and record.extension_pending)
+    return await pin_held(deps, record, chain) if held and waiting else chain
 
 
 async def request_view(deps: Deps, record: RequestRecord, *, decisions: list[DecisionRecord] | None = None,

@@ -36,6 +36,7 @@ HELP_SECURITY = [
     ("drift accept D-n for <duration> because <reason>",
      "keep a drifted member through the profile's exception chain (denied: removed)"),
     ("resume removals [terminated|ineligible|RV-n]", "run the bulk removals the safety brake paused (one pause)"),
+    ("resume reroutes", "pass on the manager changes the safety brake held (at the next sweep)"),
 ]
 
 

@@ -26,15 +26,17 @@ from handlers.approvals import (
     reroute_step,
 )
 from handlers.audit import format_ts
-from handlers.chains import open_step_unsatisfiable, pin_step, waiting_for
+from handlers.chains import ResolvedStep, open_step_unsatisfiable, pin_step, waiting_for
 from handlers.compliance.accept_links import filed_by
 from handlers.compliance.leavers import plan_leavers, terminate_inactive
 from handlers.compliance.movers import plan_movers, revoke_ineligible
+from handlers.compliance.reroute_brake import Reroute, may_reroute
 from handlers.context import SYSTEM, Deps
 from handlers.drift import detect_drift
 from handlers.durations import format_duration
 from handlers.grants import end_grant_in, run_due_ops
 from handlers.outbox import deliver_pending
+from handlers.policy import Reminders
 from handlers.ports import Notice, ProviderError
 from handlers.records import ACTIVE, HOLDING_STATES, PENDING, RequestRecord
 from handlers.repository import Repository
@@ -55,6 +57,7 @@ class SweepReport:
     reminded: list[str] = field(default_factory=list)
     escalated: list[str] = field(default_factory=list)
     rerouted: list[str] = field(default_factory=list)  # a manager step passed to the requester's new manager
+    reroutes_held: list[str] = field(default_factory=list)  # re-routes held by safety.max_reroutes
     warned: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     reviews_started: list[str] = field(default_factory=list)
@@ -78,6 +81,9 @@ class SweepReport:
             out.append(f"{verb}{name}: {len(items)}" + (f" — {', '.join(items)}" if items else ""))
         if self.paused:
             out.append(f"removals paused by the safety brake: {self.paused} (say `resume removals` to run them)")
+        if self.reroutes_held:
+            out.append(f"re-routes held by the safety brake (safety.max_reroutes): {len(self.reroutes_held)} — "
+                       f"{', '.join(self.reroutes_held)} (say `resume reroutes` to pass them on)")
         if self.unconfirmed:
             out.append(f"not found, waiting for the grace: {len(self.unconfirmed)} — {', '.join(self.unconfirmed)}")
         if self.unchecked:
@@ -142,10 +148,28 @@ def _same_step(fresh: RequestRecord, judged: RequestRecord) -> bool:
     return in_chain(fresh) and fresh.step == judged.step and fresh.round == judged.round
 
 
+@dataclass
+class _Waiting:
+    """A request whose open step the reminders sweep judged: acted on once the sweep's re-routes are counted."""
+
+    record: RequestRecord
+    reminders: Reminders
+    age: timedelta
+    opened: datetime
+    asked: frozenset[str] | None
+    asked_when: datetime | None
+    deciding: ResolvedStep
+    used: set[str]
+    reroute: Reroute | None = None  # the requester's manager changed while the step waited
+    kept: list[str] = field(default_factory=list)  # whom the step asks while the brake holds its re-route
+
+
 async def remind_pending(deps: Deps, report: SweepReport) -> None:
     now = report.as_of  # ages are judged as of the sweep's instant; a step reopened now opens now
     async with deps.store.read() as repo:
         waiting = await repo.find_requests(states=(PENDING, ACTIVE))
+    judged: list[_Waiting] = []
+    complete = True
     for record in waiting:
         if record.state == ACTIVE and not record.extension_pending:
             continue
@@ -156,10 +180,8 @@ async def remind_pending(deps: Deps, report: SweepReport) -> None:
             continue
         policy = await deps.policy_for(record)
         opened = record.step_opened_at or record.submitted_at
-        marker = record.round * 100 + record.step
-        age = now - opened
         try:  # the requester's and the approvers' look-ups: an IdP that cannot answer skips this request
-            chain = await _chain(deps, record)
+            chain = await _chain(deps, record, held=False)  # as the directory says: the re-routes are judged here
             if not chain or record.step >= len(chain):
                 continue
             async with deps.store.read() as repo:
@@ -175,6 +197,7 @@ async def remind_pending(deps: Deps, report: SweepReport) -> None:
             deciding = pin_step(chain[record.step], asked)
             chain[record.step] = waiting_for(pin_step(chain[record.step], asked, deciding.pool | missing), missing)
         except ProviderError as exc:  # judged again next sweep; the rest of the sweep goes on (SPEC §5)
+            complete = False
             report.unchecked.append(f"{record.requester} ({record.ref}, reminders): "
                                     f"{str(exc)[:300] or type(exc).__name__}")
             continue
@@ -189,57 +212,79 @@ async def remind_pending(deps: Deps, report: SweepReport) -> None:
                     report.failed.append(fresh.ref)
             continue
         used = earlier | here
+        item = _Waiting(record, policy.reminders, now - opened, opened, asked, asked_when, deciding, used)
         approvers = sorted(deciding.pool - used)
-        rerouted = False
         if deciding.step.kind == "manager" and asked is not None and set(approvers) - asked:
-            # the requester's manager changed while the step waited: the new one gets the card, the old one's
-            # card says it is no longer theirs (a reminder would add nothing to the card just sent)
-            report.rerouted.append(record.ref)
-            rerouted = True
-            if not report.dry_run:
-                async with deps.store.write() as repo:
-                    fresh = await repo.get_request(record.id or 0)
-                    # another process may have re-routed it (or a decision moved it) since it was read
-                    if fresh is not None and _same_step(fresh, record) and await asked_at_open(repo, fresh) == asked:
-                        await repo.queue_notices(
-                            await reroute_step(deps, repo, fresh, deciding, asked, used, deps.now()), deps.now())
-                    else:
-                        report.rerouted.remove(record.ref)
-        if age >= policy.reminders.escalate_after and record.escalated_step != marker:
-            report.escalated.append(record.ref)
-            if not report.dry_run:
-                async with deps.store.write() as repo:
-                    fresh = await repo.get_request(record.id or 0)
-                    if fresh is None or fresh.escalated_step == marker or not _same_step(fresh, record):
-                        continue
-                    fresh.escalated_step = marker
-                    await repo.save_request(fresh)
-                    await repo.append("approval.escalated", actor=SYSTEM, ts=now, request=fresh, data={
-                        "step": record.step + 1, "waiting_on": approvers, "age": format_duration(age)})
-                    await repo.queue_notices([
-                        Notice(m, "escalation", f"{record.ref} has waited {format_duration(age)} on step "
-                               f"{record.step + 1} ({', '.join(approvers)}).", record.id)
-                        for m in sorted(deps.policy.security_members())], deps.now())
-        # a reminder counts from when the step asked whom it asks now (a re-route gives the new manager their time)
-        elif not rerouted and now - max(opened, asked_when or opened) >= policy.reminders.remind_after \
-                and record.reminded_step != marker:
-            report.reminded.append(record.ref)
-            if not report.dry_run:
-                async with deps.store.write() as repo:
-                    fresh = await repo.get_request(record.id or 0)
-                    if fresh is None or fresh.reminded_step == marker or not _same_step(fresh, record):
-                        continue
-                    fresh.reminded_step = marker
-                    await repo.save_request(fresh)
-                    await repo.append("approval.reminded", actor=SYSTEM, ts=now, request=fresh,
-                                      data={"step": record.step + 1, "approvers": approvers})
-                    await repo.queue_notices([
-                        Notice(a, "reminder", f"Reminder: {record.ref} waits for your decision.", record.id)
-                        for a in approvers], deps.now())
+            item.reroute = Reroute(record.ref, record.round, record.step + 1, tuple(sorted(asked - set(approvers))),
+                                   tuple(sorted(set(approvers) - asked)))
+            item.kept = sorted(asked - used)
+        judged.append(item)
+    # more re-routes at once than safety.max_reroutes: none of them runs (the provider may be answering wrong)
+    wanted = [w.reroute for w in judged if w.reroute is not None]
+    passing = await may_reroute(deps, wanted, dry_run=report.dry_run, complete=complete)
+    for w in judged:
+        await _remind_one(deps, report, w, passing)
     # a step failed closed, re-routed, an extension failed, a reminder, an escalation: each written to the outbox
     # with its record (handlers/outbox.py)
     if not report.dry_run:
         await deliver_pending(deps)
+
+
+async def _remind_one(deps: Deps, report: SweepReport, w: _Waiting, reroutes: bool) -> None:
+    """Re-route, escalate or remind one judged request; ``reroutes``: the brake lets the sweep's re-routes run."""
+    now, record, asked, used = report.as_of, w.record, w.asked, w.used
+    marker = record.round * 100 + record.step
+    approvers = sorted(w.deciding.pool - used)
+    rerouted = False
+    if w.reroute is not None and not reroutes:
+        report.reroutes_held.append(record.ref)
+        approvers = w.kept  # the step stays with the manager it asked: reminders and escalations name them
+    elif w.reroute is not None:
+        # the requester's manager changed while the step waited: the new one gets the card, the old one's
+        # card says it is no longer theirs (a reminder would add nothing to the card just sent)
+        report.rerouted.append(record.ref)
+        rerouted = True
+        if not report.dry_run:
+            async with deps.store.write() as repo:
+                fresh = await repo.get_request(record.id or 0)
+                # another process may have re-routed it (or a decision moved it) since it was read
+                if fresh is not None and _same_step(fresh, record) and await asked_at_open(repo, fresh) == asked:
+                    await repo.queue_notices(
+                        await reroute_step(deps, repo, fresh, w.deciding, asked or frozenset(), used, deps.now()),
+                        deps.now())
+                else:
+                    report.rerouted.remove(record.ref)
+    if w.age >= w.reminders.escalate_after and record.escalated_step != marker:
+        report.escalated.append(record.ref)
+        if not report.dry_run:
+            async with deps.store.write() as repo:
+                fresh = await repo.get_request(record.id or 0)
+                if fresh is None or fresh.escalated_step == marker or not _same_step(fresh, record):
+                    return
+                fresh.escalated_step = marker
+                await repo.save_request(fresh)
+                await repo.append("approval.escalated", actor=SYSTEM, ts=now, request=fresh, data={
+                    "step": record.step + 1, "waiting_on": approvers, "age": format_duration(w.age)})
+                await repo.queue_notices([
+                    Notice(m, "escalation", f"{record.ref} has waited {format_duration(w.age)} on step "
+                           f"{record.step + 1} ({', '.join(approvers)}).", record.id)
+                    for m in sorted(deps.policy.security_members())], deps.now())
+    # a reminder counts from when the step asked whom it asks now (a re-route gives the new manager their time)
+    elif not rerouted and now - max(w.opened, w.asked_when or w.opened) >= w.reminders.remind_after \
+            and record.reminded_step != marker:
+        report.reminded.append(record.ref)
+        if not report.dry_run:
+            async with deps.store.write() as repo:
+                fresh = await repo.get_request(record.id or 0)
+                if fresh is None or fresh.reminded_step == marker or not _same_step(fresh, record):
+                    return
+                fresh.reminded_step = marker
+                await repo.save_request(fresh)
+                await repo.append("approval.reminded", actor=SYSTEM, ts=now, request=fresh,
+                                  data={"step": record.step + 1, "approvers": approvers})
+                await repo.queue_notices([
+                    Notice(a, "reminder", f"Reminder: {record.ref} waits for your decision.", record.id)
+                    for a in approvers], deps.now())
 
 
 async def _fail_moved_extension(deps: Deps, record: RequestRecord, report: SweepReport) -> None:

@@ -1,5 +1,5 @@
-"""The security team's compliance words (SPEC §4.1): ``resume removals``, ``drift``, ``drift remove``,
-``drift accept``.
+"""The security team's compliance words (SPEC §4.1): ``resume removals``, ``resume reroutes``, ``drift``,
+``drift remove``, ``drift accept``.
 
 The buttons of the compliance cards reuse the same functions: :func:`drift_remove` (deps, actor, finding
 number, reason), :func:`handlers.compliance.accept.drift_accept` (deps, actor, finding number, duration,
@@ -15,6 +15,7 @@ from handlers.compliance.accept import drift_accept
 from handlers.compliance.accept_links import plan_drift_removal, settle_removal
 from handlers.compliance.brake import resume_removals
 from handlers.compliance.findings import accept_key, drift_ref, remove_key, tell_outcome
+from handlers.compliance.reroute_brake import resume_reroutes
 from handlers.context import Deps
 from handlers.grammar import _split_reason
 from handlers.ports import Person
@@ -27,6 +28,11 @@ class ResumeRemovals:
     count: int | None = None
     pause: str | None = None  # and which removals it held (a digest): a different set is another pause
     named: str | None = None  # ``resume removals <pause>`` in words: that pause only (terminated, ineligible, RV-n)
+
+
+@dataclass(frozen=True)
+class ResumeReroutes:
+    """``resume reroutes``: the manager changes the safety brake held are passed on at the next sweep."""
 
 
 @dataclass(frozen=True)
@@ -47,10 +53,10 @@ class DriftAccept:
     reason: str | None
 
 
-ComplianceCommand = ResumeRemovals | DriftList | DriftRemove | DriftAccept
-COMPLIANCE_COMMANDS = (ResumeRemovals, DriftList, DriftRemove, DriftAccept)
-_NAMES = {ResumeRemovals: "resume removals", DriftList: "drift", DriftRemove: "drift remove",
-          DriftAccept: "drift accept"}
+ComplianceCommand = ResumeRemovals | ResumeReroutes | DriftList | DriftRemove | DriftAccept
+COMPLIANCE_COMMANDS = (ResumeRemovals, ResumeReroutes, DriftList, DriftRemove, DriftAccept)
+_NAMES = {ResumeRemovals: "resume removals", ResumeReroutes: "resume reroutes", DriftList: "drift",
+          DriftRemove: "drift remove", DriftAccept: "drift accept"}
 
 
 def parse_compliance(text: str) -> ComplianceCommand | None:
@@ -65,6 +71,8 @@ def parse_compliance(text: str) -> ComplianceCommand | None:
             return ResumeRemovals(named=f"review RV-{int(m.group(1))}")
         if named in ("terminated", "ineligible"):
             return ResumeRemovals(named=named)
+    if words in (["resume", "reroutes"], ["resume", "re-routes"]):
+        return ResumeReroutes()
     if words == ["drift"]:
         return DriftList()
     m = re.fullmatch(r"\s*drift\s+remove\s+d-([0-9]{1,9})(?:\s+because\s+(.+))?\s*", text, re.IGNORECASE | re.DOTALL)
@@ -94,6 +102,8 @@ async def handle_compliance(deps: Deps, actor: Person, cmd: ComplianceCommand) -
     match cmd:
         case ResumeRemovals():
             return await resume_removals(deps, who, cmd.reason, cmd.count, cmd.pause, named=cmd.named)
+        case ResumeReroutes():
+            return await resume_reroutes(deps, who)
         case DriftList():
             return await drift_list(deps)
         case DriftRemove():

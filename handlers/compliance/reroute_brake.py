@@ -1,0 +1,161 @@
+"""The safety brake on re-routes (SPEC §3.6, as for removals): a sweep that would pass more than
+``safety.max_reroutes`` waiting ``manager`` steps to new managers at once passes none of them.
+
+The reminders sweep trusts the identity provider's manager attribute; a provider answering wrong managers for
+many people at once would otherwise hand many approvals to the wrong people in one sweep. Above the limit the
+sweep records ``approval.reroutes_held`` {count, limit, requests, reroutes: [{request, step, from, to}]} (again
+only when the set held changes) and tells the security team through the outbox, in the same transaction. While
+held, each step stays with the manager it asked (who may still decide it; the manager the provider names now is
+refused, rule ``reroute-held``).
+
+The hold ends:
+
+- by ``resume reroutes`` from a security team member (``approval.reroutes_released`` {count, requests} by them):
+  the next sweep passes on the re-routes the hold showed, or fewer of them, never others (a different set over
+  the limit is a new hold);
+- by itself when none of the re-routes it held is still wanted (the provider answers the old managers again, or
+  the requests were decided or withdrawn): ``approval.reroutes_released`` {count: 0} by ``system``. A sweep that
+  could not look everyone up never ends or replaces a hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from handlers.chains import ResolvedStep
+from handlers.context import SYSTEM, Deps
+from handlers.outbox import deliver_pending
+from handlers.ports import Notice
+from handlers.records import RequestRecord
+from handlers.views import Reply
+
+KEY = "reroute_brake"
+SHOWN = 10  # re-routes named in the security team's notice (the event names them all)
+
+
+@dataclass(frozen=True)
+class Reroute:
+    """One re-route a sweep wants: the open step (1-based) of ``ref``'s ``round`` from ``old`` to ``new``."""
+
+    ref: str
+    round: int
+    step: int
+    old: tuple[str, ...]
+    new: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        return f"{self.ref}#{self.round}.{self.step}:{','.join(self.old)}>{','.join(self.new)}"
+
+    def item(self) -> dict[str, Any]:
+        return {"request": self.ref, "round": self.round, "step": self.step, "from": list(self.old),
+                "to": list(self.new)}
+
+    def text(self) -> str:
+        return f"{self.ref} {', '.join(self.old) or '-'} → {', '.join(self.new)}"
+
+
+def _held(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return dict(state.get("held") or {})
+
+
+async def may_reroute(deps: Deps, wanted: Sequence[Reroute], *, dry_run: bool = False,
+                      complete: bool = True) -> bool:
+    """Count a sweep's re-routes against ``safety.max_reroutes``; True when they may all run now.
+
+    ``complete=False``: some requests could not be judged (a look-up failed), so the count is not the whole
+    story: a hold in force stays as it is (neither ended nor replaced)."""
+    limit = deps.policy.safety.max_reroutes
+    now = deps.now()
+    keys = {r.key for r in wanted}
+    async with deps.store.write() as repo:
+        state = await repo.get_state(KEY) or {}
+        held = _held(state)
+        released = held and state.get("released_by") is not None
+        if held and not complete and not released:
+            return False
+        if len(keys) <= limit:
+            if held and not released and keys & set(held):
+                return False  # some of what the hold showed is still wanted: it waits for a release, however few
+            if held and not dry_run and complete:
+                await repo.set_state(KEY, {}, now)
+                if not released:  # the provider was fixed first (or the requests moved on): the hold ends by itself
+                    await repo.append("approval.reroutes_released", actor=SYSTEM, ts=now, data={
+                        "count": 0, "requests": sorted({str(i.get("request")) for i in held.values()})})
+            return True
+        if released and keys <= set(held):
+            if not dry_run and complete:
+                await repo.set_state(KEY, {}, now)
+            return True
+        if dry_run or (held and set(held) == keys):
+            return False  # the same set as the hold in force: recorded once
+        ordered = sorted(wanted, key=lambda r: (_ref_number(r.ref), r.key))
+        requests = sorted({r.ref for r in wanted}, key=_ref_number)
+        await repo.set_state(KEY, {"held": {r.key: r.item() for r in ordered}, "count": len(keys), "limit": limit,
+                                   "since": state.get("since") or now.isoformat()}, now)
+        await repo.append("approval.reroutes_held", actor=SYSTEM, ts=now, data={
+            "count": len(keys), "limit": limit, "requests": requests, "reroutes": [r.item() for r in ordered]})
+        shown = [r.text() for r in ordered[:SHOWN]]
+        more = f" and {len(ordered) - SHOWN} more" if len(ordered) > SHOWN else ""
+        text = (f"Re-routes held: the identity provider names a new manager for {len(keys)} waiting approvals at "
+                f"once, above safety.max_reroutes ({limit}); none was passed on and each stays with the manager it "
+                f"asked. {'; '.join(shown)}{more}. Check the identity provider's manager data; say `resume reroutes` "
+                "to pass them on at the next sweep.")
+        await repo.queue_notices([Notice(m, "brake", text) for m in sorted(deps.policy.security_members())], now)
+    await deliver_pending(deps)
+    return False
+
+
+def _ref_number(ref: str) -> int:
+    try:
+        return int(ref.rsplit("-", 1)[-1])
+    except ValueError:
+        return 0
+
+
+async def held_reroute(deps: Deps, record: RequestRecord) -> dict[str, Any] | None:
+    """The held re-route of ``record``'s open step ({request, round, step, from, to}), or None."""
+    async with deps.store.read() as repo:
+        state = await repo.get_state(KEY) or {}
+    for item in _held(state).values():
+        if item.get("request") == record.ref and item.get("round") == record.round \
+                and item.get("step") == record.step + 1:
+            return item
+    return None
+
+
+async def pin_held(deps: Deps, record: RequestRecord, chain: list[ResolvedStep]) -> list[ResolvedStep]:
+    """``chain`` with its open ``manager`` step left with the manager it asked while its re-route is held:
+    they may decide it, and the manager the provider names now may not (``held_for``)."""
+    if record.id is None or record.step >= len(chain) or chain[record.step].step.kind != "manager":
+        return chain
+    item = await held_reroute(deps, record)
+    if item is None:
+        return chain
+    step = chain[record.step]
+    old = frozenset(str(a) for a in item.get("from") or ())
+    pinned = list(chain)
+    pinned[record.step] = ResolvedStep(step=step.step, index=step.index, pool=old, need=1, asked=old,
+                                       held_for=step.pool)
+    return pinned
+
+
+async def resume_reroutes(deps: Deps, who: str) -> Reply:
+    """``resume reroutes`` (security team): the re-routes the hold showed run at the next sweep."""
+    now = deps.now()
+    async with deps.store.write() as repo:
+        state = await repo.get_state(KEY) or {}
+        held = _held(state)
+        if not held:
+            return Reply(text="No re-routes are held: manager changes are passed on as usual.", ok=True)
+        if state.get("released_by"):
+            return Reply(text=f"Already released by {state['released_by']}: the {len(held)} held re-routes run at "
+                         "the next sweep.")
+        requests = sorted({str(i.get("request")) for i in held.values()}, key=_ref_number)
+        await repo.set_state(KEY, {**state, "released_by": who, "released_at": now.isoformat()}, now)
+        await repo.append("approval.reroutes_released", actor=who, ts=now,
+                          data={"count": len(held), "requests": requests})
+    return Reply(text=f"Released: the {len(held)} held re-routes ({', '.join(requests)}) are passed on at the next "
+                 "sweep, if the identity provider still names the same new managers.")
