@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from handlers.chains import ResolvedStep
-from handlers.context import SYSTEM, Deps
+from handlers.context import SYSTEM, Deps, scope_cache
 from handlers.outbox import deliver_pending
 from handlers.ports import Notice
 from handlers.records import RequestRecord
@@ -70,6 +70,10 @@ async def may_reroute(deps: Deps, wanted: Sequence[Reroute], *, dry_run: bool = 
     limit = deps.policy.safety.max_reroutes
     now = deps.now()
     keys = {r.key for r in wanted}
+    _forget_state()  # read afresh: another process's sweep may have held or released since this scope read it
+    if len(keys) <= limit and not await _state(deps):
+        return True  # no hold in force and none needed: a read, no write lock (most sweeps)
+    _forget_state()
     async with deps.store.write() as repo:
         state = await repo.get_state(KEY) or {}
         held = _held(state)
@@ -115,10 +119,31 @@ def _ref_number(ref: str) -> int:
         return 0
 
 
-async def held_reroute(deps: Deps, record: RequestRecord) -> dict[str, Any] | None:
-    """The held re-route of ``record``'s open step ({request, round, step, from, to}), or None."""
+_SCOPE_KEY = ("reroute-brake",)
+
+
+async def _state(deps: Deps) -> dict[str, Any]:
+    """The brake's stored state, read once per look-up scope (a click, a command, a sweep; dropped by what
+    changes it): every view of a waiting manager step consults it."""
+    scope = scope_cache()
+    if scope is not None and _SCOPE_KEY in scope:
+        return scope[_SCOPE_KEY]
     async with deps.store.read() as repo:
         state = await repo.get_state(KEY) or {}
+    if scope is not None:
+        scope[_SCOPE_KEY] = state
+    return state
+
+
+def _forget_state() -> None:
+    scope = scope_cache()
+    if scope is not None:
+        scope.pop(_SCOPE_KEY, None)
+
+
+async def held_reroute(deps: Deps, record: RequestRecord) -> dict[str, Any] | None:
+    """The held re-route of ``record``'s open step ({request, round, step, from, to}), or None."""
+    state = await _state(deps)
     for item in _held(state).values():
         if item.get("request") == record.ref and item.get("round") == record.round \
                 and item.get("step") == record.step + 1:
@@ -145,6 +170,7 @@ async def pin_held(deps: Deps, record: RequestRecord, chain: list[ResolvedStep])
 async def resume_reroutes(deps: Deps, who: str) -> Reply:
     """``resume reroutes`` (security team): the re-routes the hold showed run at the next sweep."""
     now = deps.now()
+    _forget_state()
     async with deps.store.write() as repo:
         state = await repo.get_state(KEY) or {}
         held = _held(state)
