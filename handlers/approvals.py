@@ -83,6 +83,17 @@ async def last_asked(repo: Repository, record: RequestRecord) -> tuple[frozenset
 ASKED_EVENTS = ("approval.requested", "approval.rerouted")  # who the open step asks: the last of these
 
 
+async def card_holders(repo: Repository, record: RequestRecord, chain: list[ResolvedStep]) -> list[str]:
+    """Who holds a card of ``record``'s open step, to be told when it closes without their decision (a
+    withdrawal, a grant ended, an extension failed): the people the step asked (a manager step asked before the
+    requester's manager changed keeps asking the one it asked, until a sweep re-routes it), or, with no record
+    of whom it asked, its pool as the directory says now."""
+    asked = await asked_at_open(repo, record)
+    if asked is not None:
+        return sorted(asked)
+    return sorted(chain[record.step].pool) if record.step < len(chain) else []
+
+
 async def asked_this_round(repo: Repository, record: RequestRecord) -> frozenset[str]:
     """Everyone the open step has asked in the current round: those it asked when it opened and each person a
     re-route (``approval.rerouted``) gave it to since, including those it was later taken from."""
@@ -491,8 +502,7 @@ async def end_grant(deps: Deps, actor: str, n: int, *, how: str, reason: str | N
         await deps.person(record.requester)
         waiting: list[str] = []  # an extension's open step: its approvers' cards are closed like any decided one
         if record.extension_pending:
-            chain = await _chain(deps, record) or []
-            waiting = sorted(chain[record.step].pool) if record.step < len(chain) else []
+            waiting = await card_holders(repo, record, await _chain(deps, record) or [])
         record.state, record.ended_at, record.end_reason = state, now, reason_code(how, reason)
         record.ext_duration = None
         await repo.save_request(record)
@@ -552,8 +562,8 @@ async def cancel(deps: Deps, actor: str, n: int) -> Reply:
         if record.requester != actor:
             return Reply(text=f"Only the requester of {record.ref} can cancel it.", ok=False, kind="refusal",
                          rule="not-requester")
-        chain = await _chain(deps, record) or []
-        waiting = sorted(chain[record.step].pool) if record.step < len(chain) else []
+        waiting = await card_holders(repo, record, await _chain(deps, record) or []) \
+            if record.state == PENDING or (record.state == ACTIVE and record.extension_pending) else []
         if record.state == PENDING:
             record.state, record.ended_at = CANCELLED, now
             await repo.append("request.cancelled", actor=actor, ts=now, request=record, data={})

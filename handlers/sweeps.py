@@ -17,6 +17,7 @@ from handlers.approvals import (
     _chain,
     _fail,
     asked_at_open,
+    card_holders,
     group_refusal,
     group_refusal_text,
     in_chain,
@@ -311,10 +312,10 @@ async def _fail_moved_extension(deps: Deps, record: RequestRecord, report: Sweep
         if why is None:
             report.failed.remove(record.ref)
             return
+        waiting = await card_holders(repo, fresh, chain)  # whom the step asked, before its failure moves it on
         await _fail(repo, fresh, why, now, extra=moved_data(policy, fresh))
         text = (f"The extension of {record.ref} failed: {group_refusal_text(policy, record, why)}. The grant keeps "
                 f"its expiry ({format_ts(record.expires_at) if record.expires_at else 'unchanged'}).")
-        waiting = sorted(chain[record.step].pool) if record.step < len(chain) else []
         await repo.queue_notices([
             Notice(record.requester, "status", text, record.id),
             *(Notice(a, "outcome", f"The extension of {record.ref} waiting on you was closed: {why} (the policy "

@@ -152,6 +152,30 @@ async def test_a_new_manager_deciding_before_any_sweep_is_recorded_as_asked_firs
         assert (await h.app.service.sweep()).rerouted == []
 
 
+async def test_a_withdrawal_before_any_sweep_tells_the_manager_holding_the_card(database_url, tmp_path):
+    """The requester's manager changed and no sweep passed the step on: the card is still the old manager's, so a
+    withdrawal closes it there and tells them; the new manager, who never got a card, is told nothing. The same
+    for an extension closed by the grant's release."""
+    async with harness(database_url, tmp_path) as h:
+        assert (await h.say(BOB, "request staging-admin for 1h")).ok
+        new_manager(h, BOB, PAT)
+        r = await h.say(BOB, "cancel REQ-1")
+        assert r.ok and r.request.state == "cancelled", r.text
+        [told] = h.notifier.to(MARK, "outcome")
+        assert "withdrawn" in told.text and told.request_id == 1, told.text
+        assert h.notifier.to(PAT, "outcome") == []
+        # an extension asked of Pat; Bob's manager then goes back to Mark before a sweep: Pat holds the card
+        assert (await h.say(BOB, "request staging-admin for 2h")).ok
+        assert (await h.say(PAT, "approve REQ-2")).ok
+        assert (await h.say(BOB, "extend REQ-2 by 1h because more")).ok
+        assert len(h.notifier.to(PAT, "approval")) == 2
+        new_manager(h, BOB, MARK)
+        r = await h.say(BOB, "release REQ-2")
+        assert r.ok, r.text
+        assert [n.request_id for n in h.notifier.to(PAT, "outcome") if "extension" in n.text] == [2]
+        assert [n for n in h.notifier.to(MARK, "outcome") if n.request_id == 2] == []
+
+
 async def test_the_new_manager_is_reminded_in_their_turn(database_url, tmp_path):
     """The old manager was reminded; the step then went to the new one: they get a reminder once the step has
     waited ``remind_after`` (4h in the example policy) on them, not at once and not never."""
