@@ -54,6 +54,7 @@ class RequestRecord:
     escalated_step: int | None = None
     warned_expiry: datetime | None = None  # the expiry the holder was last warned about
     failure: str | None = None
+    reroute_held: int | None = None  # (round * 100 + step) whose re-route the safety brake held
 
     @property
     def ref(self) -> str:

@@ -93,6 +93,10 @@ class Repository(Protocol):
 
     async def set_state(self, key: str, value: dict[str, Any], at: datetime) -> None: ...
 
+    async def mark_reroutes_held(self, marks: dict[int, int]) -> None:
+        """``reroute_held`` of each request id (round * 100 + step), all other requests' marks cleared."""
+        ...
+
     async def open_drift(self) -> list[DriftRecord]: ...
 
     async def get_drift(self, record_id: int) -> DriftRecord | None:

@@ -64,6 +64,7 @@ def _request_row(r: RequestRecord) -> dict[str, Any]:
         "approved_at": r.approved_at, "started_at": r.started_at, "expires_at": r.expires_at,
         "ended_at": r.ended_at, "end_reason": r.end_reason, "reminded_step": r.reminded_step,
         "escalated_step": r.escalated_step, "warned_expiry": r.warned_expiry, "failure": r.failure,
+        "reroute_held": r.reroute_held,
     }
 
 
@@ -80,6 +81,7 @@ def _request(row: Any) -> RequestRecord:
         started_at=m["started_at"], expires_at=m["expires_at"], ended_at=m["ended_at"],
         end_reason=m["end_reason"], reminded_step=m["reminded_step"],
         escalated_step=m["escalated_step"], warned_expiry=m["warned_expiry"], failure=m["failure"],
+        reroute_held=m["reroute_held"],
     )
 
 
@@ -503,6 +505,12 @@ class SqlRepository(ReviewRepositoryMixin):
     async def set_state(self, key: str, value: dict[str, Any], at: datetime) -> None:
         await self.conn.execute(delete(t.compliance_state).where(t.compliance_state.c.key == key))
         await self.conn.execute(insert(t.compliance_state).values(key=key, value=json.dumps(value), updated_at=at))
+
+    async def mark_reroutes_held(self, marks: dict[int, int]) -> None:
+        c = t.requests.c
+        await self.conn.execute(update(t.requests).where(c.reroute_held.is_not(None)).values(reroute_held=None))
+        for request_id, mark in sorted(marks.items()):
+            await self.conn.execute(update(t.requests).where(c.id == request_id).values(reroute_held=mark))
 
     async def open_drift(self) -> list[DriftRecord]:
         c = t.drift_findings.c

@@ -94,6 +94,8 @@ requests = Table(
     Column("escalated_step", Integer),
     Column("warned_expiry", UTCDateTime),
     Column("failure", Text),
+    # round * 100 + step: the brake on re-routes held this open step's re-route (handlers/compliance/reroute_brake.py)
+    Column("reroute_held", Integer),
 )
 
 decisions = Table(

@@ -36,13 +36,13 @@ CHAIN = ("mark.mgr@example.com", "dana.dba@example.com", "sam.sec@example.com", 
 # and a read of the ids still unknown names fewer people, a statement asyncpg prepares once more on a
 # connection (two more round trips in a cycle's first rounds, none once every size was seen).
 BUDGET = {
-    # a card shows no event list: the refresh reads none; a waiting manager step reads whether the re-route
-    # brake holds it (safety.max_reroutes, handlers/compliance/reroute_brake.py: once per click)
-    "refresh by an approver": (4, 4, 4),
-    "refresh by the requester": (4, 4, 4),
+    # a card shows no event list: the refresh reads none; the re-route brake's state is read only for a request
+    # it marked held (requests.reroute_held, handlers/compliance/reroute_brake.py): none here
+    "refresh by an approver": (3, 3, 3),
+    "refresh by the requester": (3, 3, 3),
     # a decision judges who may see the request on what it reads anyway, and answers with the request as its
     # transaction committed it (no read back after the commit)
-    "approve by card": (11, 11, 13),
+    "approve by card": (10, 10, 12),
     # the embedded directory's membership changes each move the overlay version (a trigger: no statement),
     # and the overlay is read again once after them, its version before and after (store/overlay.py):
     # two statements that keep a click's read of the overlay one row, however many memberships changed
@@ -52,9 +52,8 @@ BUDGET = {
     # due by a read (1), taken under the write lock (BEGIN, the notice, its lease: 3), marked sent (BEGIN, the
     # mark: 2), and a last read finds nothing more due (1): 8 statements that make the notice survive a crash;
     # provisioning and the grant's end match groups by their resolved ids (the stored ids, read 4 times);
-    # a request's and each decision's answer is drawn from what its transaction committed (10 reads less), the
-    # first step (the manager's) reads the re-route brake twice (its decision, its submission's view)
-    "lifecycle cycle": (105, 105, 133),
+    # a request's and each decision's answer is drawn from what its transaction committed (10 reads less)
+    "lifecycle cycle": (103, 103, 131),
 }
 
 

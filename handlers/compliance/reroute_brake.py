@@ -85,6 +85,7 @@ async def may_reroute(deps: Deps, wanted: Sequence[Reroute], *, dry_run: bool = 
                 return False  # some of what the hold showed is still wanted: it waits for a release, however few
             if held and not dry_run and complete:
                 await repo.set_state(KEY, {}, now)
+                await repo.mark_reroutes_held({})
                 if not released:  # the provider was fixed first (or the requests moved on): the hold ends by itself
                     await repo.append("approval.reroutes_released", actor=SYSTEM, ts=now, data={
                         "count": 0, "requests": sorted({str(i.get("request")) for i in held.values()})})
@@ -92,6 +93,7 @@ async def may_reroute(deps: Deps, wanted: Sequence[Reroute], *, dry_run: bool = 
         if released and keys <= set(held):
             if not dry_run and complete:
                 await repo.set_state(KEY, {}, now)
+                await repo.mark_reroutes_held({})
             return True
         if dry_run or (held and set(held) == keys):
             return False  # the same set as the hold in force: recorded once
@@ -99,6 +101,8 @@ async def may_reroute(deps: Deps, wanted: Sequence[Reroute], *, dry_run: bool = 
         requests = sorted({r.ref for r in wanted}, key=_ref_number)
         await repo.set_state(KEY, {"held": {r.key: r.item() for r in ordered}, "count": len(keys), "limit": limit,
                                    "since": state.get("since") or now.isoformat()}, now)
+        # each held request is marked: a view reads the hold only for a request whose open step it marks
+        await repo.mark_reroutes_held({_ref_number(r.ref): r.round * 100 + r.step - 1 for r in ordered})
         await repo.append("approval.reroutes_held", actor=SYSTEM, ts=now, data={
             "count": len(keys), "limit": limit, "requests": requests, "reroutes": [r.item() for r in ordered]})
         shown = [r.text() for r in ordered[:SHOWN]]
@@ -154,8 +158,9 @@ async def held_reroute(deps: Deps, record: RequestRecord) -> dict[str, Any] | No
 async def pin_held(deps: Deps, record: RequestRecord, chain: list[ResolvedStep]) -> list[ResolvedStep]:
     """``chain`` with its open ``manager`` step left with the manager it asked while its re-route is held:
     they may decide it, and the manager the provider names now may not (``held_for``)."""
-    if record.id is None or record.step >= len(chain) or chain[record.step].step.kind != "manager":
-        return chain
+    if record.id is None or record.step >= len(chain) or chain[record.step].step.kind != "manager" \
+            or record.reroute_held != record.round * 100 + record.step:
+        return chain  # not marked held (most requests): nothing to read
     item = await held_reroute(deps, record)
     if item is None:
         return chain
