@@ -3,7 +3,8 @@
 The requester never counts as an approver of their own request, and one person counts once per
 request (per round): a step's pool excludes both. A step that cannot be satisfied fails closed.
 The people an ``all_of`` or ``n_of`` step asked are fixed when it opens (:func:`pin_step`): someone
-who disappears from the directory afterwards makes it wait, never need fewer people.
+who disappears from the directory afterwards makes it wait (until the leaver sweep confirms them gone: then it
+fails closed if it cannot do without them), never need fewer people.
 """
 
 from __future__ import annotations

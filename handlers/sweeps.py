@@ -193,8 +193,10 @@ async def remind_pending(deps: Deps, report: SweepReport) -> None:
             earlier |= {submitter} if submitter else set()
             here = {d.approver for d in decisions if d.step == record.step and d.decision == "approved"}
             # Someone the step asked who is missing from the directory may come back: the step waits for
-            # them. Someone found inactive cannot: the step fails closed.
+            # them. Someone found inactive cannot: the step fails closed; nor can someone missing whom the
+            # leaver sweep has confirmed gone (missing for safety.unknown_grace, ``user.terminated``).
             missing = frozenset([a for a in sorted(asked or ()) if await deps.person(a) is None])
+            missing -= await _confirmed_leavers(deps, missing)
             deciding = pin_step(chain[record.step], asked)
             chain[record.step] = waiting_for(pin_step(chain[record.step], asked, deciding.pool | missing), missing)
         except ProviderError as exc:  # judged again next sweep; the rest of the sweep goes on (SPEC §5)
@@ -229,6 +231,15 @@ async def remind_pending(deps: Deps, report: SweepReport) -> None:
     # with its record (handlers/outbox.py)
     if not report.dry_run:
         await deliver_pending(deps)
+
+
+async def _confirmed_leavers(deps: Deps, emails: frozenset[str]) -> frozenset[str]:
+    """Those of ``emails`` the leaver sweep terminated (``leavers.terminated_at``): gone for good, not a blip."""
+    if not emails:
+        return frozenset()
+    async with deps.store.read() as repo:
+        return frozenset([e for e in sorted(emails)
+                          if (known := await repo.get_leaver(e)) is not None and known.terminated_at is not None])
 
 
 async def _remind_one(deps: Deps, report: SweepReport, w: _Waiting, reroutes: bool) -> None:

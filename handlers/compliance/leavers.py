@@ -2,6 +2,8 @@
 it, every active grant and every other membership of a managed group, standing or added outside the
 bot. A person the identity provider no longer finds is a leaver only after two sweeps at least
 ``safety.unknown_grace`` apart: a renamed login or a half-written directory file revokes nobody at once.
+The people open approval steps asked are judged too, holding something or not: an open step stops waiting for
+one once they are terminated (handlers/sweeps.py ``remind_pending``).
 
 Grants end as a revocation does (``grant.revoked`` reason ``terminated``); every other membership is
 removed on the provisioning path of grants (``plan_membership_removal``), recorded as
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from handlers.approvals import last_asked
 from handlers.audit import format_ts
 from handlers.compliance.brake import may_remove
 from handlers.context import SYSTEM, Deps
@@ -79,14 +82,18 @@ async def plan_leavers(deps: Deps, report: SweepReport) -> tuple[Due, list[str],
     """The leavers of this sweep, their removals (``user from provider/group``), and whether everyone could be
     judged (no person lookup or group listing failed)."""
     failed_before, unchecked_before = len(report.failed), len(report.unchecked)
+    asked: set[str] = set()  # the approvers open steps wait for: one gone for good stops holding the step
     async with deps.store.read() as repo:
         open_records = await repo.find_requests(states=(PENDING, APPROVED, ACTIVE))
+        for r in open_records:
+            if r.state == PENDING or (r.state == ACTIVE and r.extension_pending):
+                asked |= (await last_asked(repo, r))[0] or frozenset()
     by_user: dict[str, list[RequestRecord]] = {}
     for r in open_records:
         by_user.setdefault(r.requester, []).append(r)
     members = await managed_memberships(deps, report)
     due: Due = []
-    for email in sorted(set(by_user) | set(members)):
+    for email in sorted(set(by_user) | set(members) | asked):
         records = by_user.get(email, [])
         try:
             person = await deps.person(email)
