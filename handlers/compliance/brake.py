@@ -5,7 +5,8 @@ leavers and movers together). Above ``safety.max_removals`` none of them runs: `
 count, sample} is recorded (again only when the count or the set held changes) and the security team is told,
 through the outbox (handlers/outbox.py: the notice is written with the pause).
 ``resume removals`` from a security team member records ``automation.resumed`` {count: the count they saw};
-the next sweep whose count is no larger, and whose removals are among those held, runs them. When the source
+the next sweep whose count is no larger, and whose removals are among those held, runs them, as does one within
+the limit that adds new removals to what is left of them (a new set above the limit is a new pause). When the source
 is fixed first, the count falls back under the limit and the pause ends by itself (``automation.resumed``
 {count: 0}). Expiry, release and revoke never pass through here.
 
@@ -69,7 +70,8 @@ async def may_remove(deps: Deps, count: int, sample: list[str], reason: str, *, 
     replaces one of the same ``reason`` keeps the people that one barred.
 
     A resume lets through the removals the security team saw (the pause's ``held`` set) or fewer of them,
-    never others: a set the pause did not hold is a new pause, even at the same count.
+    never others above the limit: a set the pause did not hold is a new pause, even at the same count. Within the
+    limit, new removals run with what is left of a resumed pause, as they would have run had nothing been paused.
     """
     limit = deps.policy.safety.max_removals
     now = deps.now()
@@ -81,16 +83,22 @@ async def may_remove(deps: Deps, count: int, sample: list[str], reason: str, *, 
         held = state.get("held")
         seen = held is None or set(sample) <= set(held)  # pauses recorded before ``held``: as before
         approved = state.get("resumed_count")
-        resumed = paused and approved is not None and count <= int(approved) and seen
+        released = paused and approved is not None  # a security team member resumed it
+        under = total <= limit or count == 0
+        # what the pause held, or fewer of them, at any count; or, within the limit, what is left of them with new
+        # removals (those would have run had nothing been paused)
+        resumed = released and ((count <= int(approved) and seen) or under)
         if paused and not complete and not resumed:
             return False  # a partial count cannot say the removals vanished: the pause holds as it is
-        if (total <= limit or count == 0) and not (paused and not complete):
+        if under and not (paused and not complete):
             if paused and not resumed and held is not None and set(sample) & set(held):
                 return False  # some of what the pause held is still asked for: it waits for a resume, however few
-            if paused and not dry_run:  # the source was fixed first: the removals vanished
+            if paused and not dry_run:
                 await repo.set_state(key, {}, now)
                 await _index(repo, reason, False, now)
-                await repo.append("automation.resumed", actor=SYSTEM, ts=now, data={"count": 0, "reason": reason})
+                if not released:  # the source was fixed first: the removals vanished
+                    await repo.append("automation.resumed", actor=SYSTEM, ts=now,
+                                      data={"count": 0, "reason": reason})
             return True
         if state.get("released"):
             return True  # a campaign's removals, let through once: a second process closing it is not a new pause
