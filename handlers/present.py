@@ -108,8 +108,9 @@ async def request_view(deps: Deps, record: RequestRecord, *, decisions: list[Dec
             status = "waiting"
         else:
             status = "skipped" if record.state != DENIED else "waiting"
+        held_for = tuple(sorted(rs.held_for)) if status == "open" and rs.held_for and rs.held_for != rs.pool else ()
         steps.append(StepView(index=rs.index + 1, label=rs.label, approvers=pool, approved_by=approved,
-                              need=rs.need, status=status))
+                              need=rs.need, status=status, held_for=held_for))
     open_step = next((s for s in steps if s.status == "open"), None)
     waiting = tuple(a for a in open_step.approvers if a not in open_step.approved_by) if open_step else ()
     now = deps.now()

@@ -14,6 +14,9 @@ class StepView:
     approved_by: tuple[str, ...]
     need: int
     status: str  # done | open | waiting | denied | skipped
+    # an open manager step whose re-route the safety brake holds (safety.max_reroutes): the managers the
+    # identity provider names now, while the step stays with those it asked (``approvers``)
+    held_for: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -360,6 +360,22 @@ class SqlDashboardSource:
             q = q.where(c.requester == requester)
         return [_request(r) for r in await self._rows(q.order_by(c.id))]
 
+    async def given_up_notices(self, since: datetime, *, limit: int, never_sent: str
+                               ) -> tuple[int, list[dict[str, Any]]]:
+        c = t.notice_outbox.c
+        conds = (c.status.in_(("undeliverable", "unreachable")), c.done_at >= since,
+                 or_(c.last_error.is_(None), c.last_error != never_sent))
+        total = await self._scalar(select(func.count()).select_from(t.notice_outbox).where(*conds))
+        rows = await self._rows(select(c.recipient, c.kind, c.request_id, c.status, c.attempts, c.last_error,
+                                       c.done_at).where(*conds).order_by(c.done_at.desc(), c.id.desc()).limit(limit))
+        return int(total or 0), [{**r._mapping, "done_at": _aware(r.done_at)} for r in rows]
+
+    async def compliance_state(self, key: str) -> dict[str, Any] | None:
+        c = t.compliance_state.c
+        rows = await self._rows(select(c.value).where(c.key == key))
+        value = json.loads(rows[0][0]) if rows else None
+        return value if isinstance(value, dict) else None
+
     async def quarter_figures(self, since: datetime) -> list[dict[str, Any]]:
         r, d = t.requests.c, t.decisions.c
         first = (select(d.request_id, func.min(d.decided_at).label("first"), func.max(d.decided_at).label("last"))

@@ -139,6 +139,12 @@ async def _state(deps: Deps) -> dict[str, Any]:
     return state
 
 
+async def hold_state(deps: Deps) -> dict[str, Any]:
+    """The brake's stored state ({held, count, limit, since, released_by, released_at}; empty when nothing is
+    held), as this look-up scope read it."""
+    return dict(await _state(deps))
+
+
 def _forget_state() -> None:
     scope = scope_cache()
     if scope is not None:

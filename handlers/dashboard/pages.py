@@ -220,6 +220,7 @@ class RequestPage:
     viewer: Viewer
     request: RequestView
     timeline: list[TimelineEntry]
+    reroute_released: str = ""  # who released the held re-route of its open step, when (it runs at the next sweep)
 
 
 async def request_page(deps: Deps, source: DashboardSource, viewer: Viewer, n: int) -> RequestPage | None:
@@ -239,7 +240,15 @@ async def request_page(deps: Deps, source: DashboardSource, viewer: Viewer, n: i
         timeline.append(TimelineEntry(seq=e.seq, at=moment(e.ts), ts=e.ts, type=e.type, actor=e.actor,
                                       channel=str(e.data.get("channel") or ""), policy_version=version,
                                       summary=event_summary(e), hash=e.hash))
-    return RequestPage(viewer=viewer, request=view, timeline=timeline)
+    released = ""
+    if any(s.held_for for s in view.steps):  # the brake's state, read already in this scope to pin the step
+        from handlers.compliance.reroute_brake import hold_state
+
+        state = await hold_state(deps)
+        if state.get("released_by"):
+            at = str(state.get("released_at") or "")
+            released = f"{state['released_by']} at {moment(at)}" if at else str(state["released_by"])
+    return RequestPage(viewer=viewer, request=view, timeline=timeline, reroute_released=released)
 
 
 # -- people ---------------------------------------------------------------------------------------

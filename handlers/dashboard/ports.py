@@ -147,6 +147,15 @@ class DashboardSource(Protocol):
 
     async def holding(self, *, requester: str | None = None) -> list[RequestRecord]: ...
 
+    async def given_up_notices(self, since: datetime, *, limit: int, never_sent: str
+                               ) -> tuple[int, list[dict[str, Any]]]:
+        """Outbox notices marked ``undeliverable`` or ``unreachable`` since then (those whose last error is
+        ``never_sent`` left out), how many, and the ``limit`` latest: recipient, kind, request_id, status,
+        attempts, last_error, done_at."""
+        ...
+
+    async def compliance_state(self, key: str) -> dict[str, Any] | None: ...
+
     async def quarter_figures(self, since: datetime) -> list[dict[str, Any]]:
         """Per request submitted since then: id, kind, state, submitted_at, first and last decision time."""
         ...

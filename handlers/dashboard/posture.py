@@ -13,6 +13,7 @@ from statistics import median
 
 from handlers.context import Deps
 from handlers.dashboard.brake import Brake
+from handlers.dashboard.holds import GivenUpNotices, RerouteHold, given_up_notices, reroute_hold
 from handlers.dashboard.pages import moment, read_brake
 from handlers.dashboard.ports import DashboardSource
 from handlers.dashboard.signin import Viewer
@@ -87,6 +88,8 @@ class Posture:
     quarters: list[Quarter]
     sla_hours: float
     brake: Brake = field(default_factory=Brake)
+    reroutes: RerouteHold = field(default_factory=RerouteHold)
+    given_up: GivenUpNotices = field(default_factory=GivenUpNotices)
 
     def series(self, attribute: str, scale: float = 1.0) -> list[tuple[str, float]]:
         """(quarter, figure) pairs for a chart; a quarter without the figure shows 0."""
@@ -121,7 +124,8 @@ async def posture(deps: Deps, source: DashboardSource, events: ReportSource, vie
                         exceptions=sum(1 for r in holding if r.kind == "exception"), reviewed=reviewed,
                         drift=drift_open)
     return Posture(viewer=viewer, coverage=coverage, quarters=[quarters[label] for label in labels], sla_hours=sla,
-                   brake=await read_brake(source))
+                   brake=await read_brake(source), reroutes=await reroute_hold(source),
+                   given_up=await given_up_notices(deps, source, viewer))
 
 
 async def kept_by_reviews(deps: Deps, source: DashboardSource, holding: list[RequestRecord]) -> int:

@@ -102,7 +102,14 @@ class SlackWebApi(StandIn):
         self.modals: list[dict[str, Any]] = []  # views.open
         self.homes: dict[str, list[dict[str, Any]]] = {}  # user id → every published home view
         self.users: dict[str, dict[str, Any]] = {}  # Slack user id → users.info "user"
+        self.refusals: dict[str, str] = {}  # method → the error every call of it gets (``refuse``)
         self._ts = itertools.count(1)
+
+    def refuse(self, method: str, error: str) -> None:
+        """Answer every call of ``method`` ``{"ok": false, "error": error}`` (HTTP 200, as Slack refuses) until
+        ``reset``."""
+        with self.lock:
+            self.refusals[method] = error
 
     def reset(self) -> None:
         super().reset()
@@ -113,6 +120,7 @@ class SlackWebApi(StandIn):
             self.modals.clear()
             self.homes.clear()
             self.users.clear()
+            self.refusals.clear()
 
     def add_user(self, uid: str, email: str, *, deleted: bool = False) -> None:
         with self.lock:
@@ -148,6 +156,9 @@ class SlackWebApi(StandIn):
             self.calls.append(call)
         if request.headers.get("Authorization") != f"Bearer {self.TOKEN}" and args.get("token") != self.TOKEN:
             return self._error(call, "invalid_auth" if request.headers.get("Authorization") else "not_authed")
+        refusal = self.refusals.get(method)
+        if refusal is not None:
+            return self._error(call, refusal)
         handler = getattr(self, "_" + method.replace(".", "_"), None)
         if handler is None:
             return self._error(call, "unknown_method")
