@@ -148,9 +148,9 @@ async def _until_settled(h: Any) -> None:
     raise AssertionError("notices still pending")
 
 
-async def test_notices_given_up_on_in_chromium_escaped_and_without_their_text(sqlite_url, tmp_path: Path, slack_api,
+async def test_notices_given_up_on_in_chromium_escaped_and_without_their_text(database_url, tmp_path: Path, slack_api,
                                                                              browser) -> None:  # noqa: F811
-    async with serve_dashboard(sqlite_url, tmp_path, slack_bot_token=SlackWebApi.TOKEN,
+    async with serve_dashboard(database_url, tmp_path, slack_bot_token=SlackWebApi.TOKEN,
                                slack_signing_secret="s" * 32, slack_api_url=slack_api.url + "/api/") as h:
         reply = await h.say(BOB, "request prod-db-read for 1h because INC-1 hot path")
         assert reply.ok, reply.text
