@@ -422,3 +422,4 @@ async def review_timers(deps: Deps, report: SweepReport) -> None:
     report.reviews_closed += timers.closed
     report.paused += timers.paused
     report.failed += timers.failed
+    report.unchecked += timers.unchecked

@@ -319,9 +319,11 @@ async def holding_grants(deps: Deps, items: list[ItemRecord]) -> set[int]:
     return {r.id for r in records if r is not None and r.id is not None and r.state in HOLDING_STATES}
 
 
-async def left_groups(deps: Deps, items: list[ItemRecord]) -> tuple[set[int], list[str]]:
+async def left_groups(deps: Deps, items: list[ItemRecord], *,
+                      unread: str = "shown as of the snapshot") -> tuple[set[int], list[str]]:
     """The live check: the numbers of ``items`` whose person is no longer in the item's group at the provider,
-    and a line for each group that could not be read (its items are then taken as the snapshot says)."""
+    and a line for each group that could not be read (its items are then taken as the snapshot says: ``unread``
+    says what that means for the caller)."""
     by_group: dict[tuple[str, str], list[ItemRecord]] = defaultdict(list)
     holding = await holding_grants(deps, items)
     for item in items:
@@ -333,7 +335,7 @@ async def left_groups(deps: Deps, items: list[ItemRecord]) -> tuple[set[int], li
         try:
             members, principals = await _members(deps.provider(provider), group)
         except Exception as exc:  # the caller goes on; the check says it could not run
-            notes.append(f"live check of {provider}/{group} failed ({type(exc).__name__}); shown as of the snapshot")
+            notes.append(f"live check of {provider}/{group} failed ({type(exc).__name__}); {unread}")
             continue
         left |= {i.number for i in group_items
                  if live_checked(i, holding, principals) and i.user.lower() not in members}

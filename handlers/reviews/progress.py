@@ -6,6 +6,11 @@ Each reminder and escalation is recorded on the reviewer's batch in the same wri
 its event, after checking the batch again, so two processes sweeping one database send it once; its notices are
 written to the outbox in that transaction (handlers/outbox.py), so a sweep cut off after the record still has
 them sent, by a later sweep if need be. One whose items were all decided before it was sent is dropped.
+
+A reminder or an escalation counts only the items that still need a decision: the groups of the batches due are
+listed again, as the close does, and an item whose person left its group since the snapshot is not asked about
+(the close marks it gone); a batch with nothing left is neither reminded nor escalated. A group the provider
+cannot list is counted as recorded, and the sweep's report says so (``unchecked``).
 """
 
 from __future__ import annotations
@@ -28,9 +33,8 @@ from handlers.reviews.close import (
     record_late_removals,
     release_held,
 )
-from handlers.reviews.decide import in_reviewer
+from handlers.reviews.decide import in_reviewer, left_groups
 from handlers.reviews.links import ReviewLink, ReviewReminder
-from handlers.reviews.model import Review
 from handlers.reviews.records import OPEN, BatchRecord, CampaignRecord, ItemRecord
 
 
@@ -40,6 +44,7 @@ class TimerReport:
     escalated: list[str] = field(default_factory=list)
     closed: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)  # a live check that could not run: counted as recorded
     paused: int = 0  # removals of held campaigns waiting for ``resume removals`` (SPEC §3.6)
 
 
@@ -102,23 +107,34 @@ async def _campaign_timers(deps: Deps, campaign: CampaignRecord, now: datetime, 
     by_reviewer: dict[str, list[ItemRecord]] = defaultdict(list)
     for item in undecided:
         by_reviewer[item.reviewer].append(item)
+    due: list[tuple[str, list[ItemRecord], BatchRecord, bool]] = []
+    async with deps.store.read() as raw:
+        batches = await repo_of(raw).batches(cid)
     for reviewer, waiting in sorted(by_reviewer.items()):
-        await _batch_timers(deps, review, calendar, campaign, reviewer, waiting, now, report, dry_run=dry_run)
+        batch = batches.get(reviewer) or BatchRecord(campaign_id=cid, reviewer=reviewer)
+        escalate = review.escalate_after is not None and batch.escalated_at is None and \
+            now >= after(calendar, campaign.started_at, review.escalate_after)
+        remind = not escalate and review.remind_after is not None and \
+            now >= after(calendar, batch.reminded_at or campaign.started_at, review.remind_after)
+        if escalate or remind:
+            due.append((reviewer, waiting, batch, escalate))
+    if not due:
+        return
+    # the live check, as the close makes it (one listing of each group for the campaign's due batches): an item
+    # whose person left its group since the snapshot needs no decision, so it is neither counted nor asked about
+    left, notes = await left_groups(deps, [i for _, waiting, _, _ in due for i in waiting],
+                                    unread="its reminders count the items as recorded")
+    report.unchecked += [f"{campaign.ref}: {note}" for note in notes]
+    for reviewer, waiting, batch, escalate in due:
+        still = [i for i in waiting if i.number not in left]
+        if still:  # a batch whose every item has gone waits for nothing: the close marks them gone
+            await _batch_timers(deps, campaign, reviewer, still, batch, escalate, now, report, dry_run=dry_run)
 
 
-async def _batch_timers(deps: Deps, review: Review, calendar: BusinessCalendar, campaign: CampaignRecord,
-                        reviewer: str, waiting: list[ItemRecord], now: datetime, report: TimerReport, *,
+async def _batch_timers(deps: Deps, campaign: CampaignRecord, reviewer: str, waiting: list[ItemRecord],
+                        batch: BatchRecord, escalate: bool, now: datetime, report: TimerReport, *,
                         dry_run: bool) -> None:
     numbers = [i.number for i in waiting]
-    async with deps.store.read() as raw:
-        batch = (await repo_of(raw).batches(campaign.id or 0)).get(reviewer)
-    batch = batch or BatchRecord(campaign_id=campaign.id or 0, reviewer=reviewer)
-    escalate = review.escalate_after is not None and batch.escalated_at is None and \
-        now >= after(calendar, campaign.started_at, review.escalate_after)
-    remind = not escalate and review.remind_after is not None and \
-        now >= after(calendar, batch.reminded_at or campaign.started_at, review.remind_after)
-    if not (escalate or remind):
-        return
     label = f"{campaign.ref} {reviewer}"
     if dry_run:
         (report.escalated if escalate else report.reminded).append(label)
@@ -127,18 +143,19 @@ async def _batch_timers(deps: Deps, review: Review, calendar: BusinessCalendar, 
     async with deps.store.write() as raw:
         repo = repo_of(raw)
         fresh = (await repo.batches(campaign.id or 0)).get(reviewer) or batch
+        if (fresh.escalated_at is not None) if escalate else (fresh.reminded_at != batch.reminded_at):
+            return  # another process escalated or reminded meanwhile
+        final = await repo.final_decisions(campaign.id or 0)  # decided since ``waiting`` was read: not asked about
+        numbers = [n for n in numbers if n not in final]
+        if not numbers:
+            return
+        waiting = [i for i in waiting if i.number in numbers]
         if escalate:
-            if fresh.escalated_at is not None:
-                return
-            final = await repo.final_decisions(campaign.id or 0)  # decided since ``waiting`` was read: not escalated
-            numbers = [n for n in numbers if n not in final]
             fresh.escalated_at, fresh.escalated_to, fresh.escalated_items = now, target, numbers
             await repo.save_batch(fresh)
             await repo.append("review.escalated", actor=SYSTEM, ts=now, data={
                 "review_id": campaign.ref, "reviewer": reviewer, "to": target, "items": numbers})
         else:
-            if fresh.reminded_at != batch.reminded_at:
-                return  # another process reminded meanwhile
             fresh.reminded_at, fresh.reminders = now, fresh.reminders + 1
             await repo.save_batch(fresh)
             await repo.append("review.reminded", actor=SYSTEM, ts=now, data={

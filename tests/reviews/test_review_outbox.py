@@ -79,7 +79,7 @@ async def test_an_escalation_cut_off_is_sent_once_by_the_next_sweep_with_its_bat
         assert "still undecided" in handed.text and "review RV-1" in handed.text
         assert isinstance(handed.view, ReviewLink)  # still the batch's card, naming what it hands over
         assert (handed.view.review_id, handed.view.reviewer, sorted(handed.view.waiting)) == (
-            "RV-1", MARK, sorted([n["alice"], n["bob"]]))  # alice's grant ended: her item is undecided all the same
+            "RV-1", MARK, [n["bob"]])  # alice's grant ended and took her membership: nothing left to decide there
         sent = len(channel.sent)
         assert sent >= len(escalated) and {r["status"] for r in await _outbox(h)} == {"sent"}
         h.clock.advance(hours=1)
