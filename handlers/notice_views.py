@@ -5,7 +5,8 @@ reviewer's batch (an escalation's names the batch and the items it hands over). 
 JSON with a ``type`` (never a pickled object), and gives the channels the same view back when it sends the
 notice. A request's own view is not stored: the channels read the
 request when they send (``request_id``), so a card shows the request as it is then. A reviewer's reminder
-keeps what it asks about (``ReviewReminder``), for the outbox to judge whether it still holds; it is sent as text.
+keeps what it asks about (``ReviewReminder``), and a sign-off request the step it asks to sign
+(``ReviewSignoffAsk``), for the outbox to judge whether it still holds; each is sent as text.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from handlers.compliance.views import DriftView, PauseView
-from handlers.reviews.links import ReviewLink, ReviewReminder
+from handlers.reviews.links import ReviewLink, ReviewReminder, ReviewSignoffAsk
 
 
 def encode_view(view: Any) -> str | None:
@@ -35,6 +36,8 @@ def encode_view(view: Any) -> str | None:
     if isinstance(view, ReviewReminder):
         return json.dumps({"type": "review-reminder", "review_id": view.review_id, "reviewer": view.reviewer,
                            "waiting": list(view.waiting)}, sort_keys=True)
+    if isinstance(view, ReviewSignoffAsk):
+        return json.dumps({"type": "review-signoff", "review_id": view.review_id, "step": view.step}, sort_keys=True)
     raise TypeError(f"the outbox cannot keep a notice view of type {type(view).__name__}")
 
 
@@ -71,6 +74,8 @@ def _decoded(data: Any) -> Any:
     if kind == "review-reminder":
         reminder = ReviewReminder(_review_id(data["review_id"]), data["reviewer"], _numbers(data["waiting"]))
         return reminder if isinstance(reminder.reviewer, str) else None
+    if kind == "review-signoff":
+        return ReviewSignoffAsk(_review_id(data["review_id"]), _number(data["step"]))
     return None
 
 

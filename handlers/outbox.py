@@ -19,7 +19,8 @@ console's defaults) a notice is marked ``unreachable`` at once, with nothing rec
 
 A reminder, an escalation or an expiry warning whose request moved on before it was sent (the step decided, the
 request withdrawn or ended, the grant extended or ended), or a reviewer's reminder or escalation whose items were
-all decided (or whose campaign closed) before it was sent, is not sent: it is marked ``dropped`` with why
+all decided (or whose campaign closed) before it was sent, or a review's sign-off request whose step was signed
+(or whose campaign no longer waits for a sign-off) before it was sent, is not sent: it is marked ``dropped`` with why
 (:func:`_stale`). Notices of what happened (an expiry, an end, a termination) are always sent.
 """
 
@@ -34,8 +35,8 @@ import structlog
 from handlers.context import SYSTEM, Deps
 from handlers.ports import Notice
 from handlers.records import ACTIVE, PENDING, OutboxNotice, req_id
-from handlers.reviews.links import ReviewLink, ReviewReminder
-from handlers.reviews.stale import batch_moved_on
+from handlers.reviews.links import ReviewLink, ReviewReminder, ReviewSignoffAsk
+from handlers.reviews.stale import batch_moved_on, signoff_moved_on
 
 log = structlog.get_logger("accessbot.outbox")
 
@@ -99,7 +100,8 @@ async def deliver_pending(deps: Deps) -> int:
                 continue
         if notice is None:
             return sent
-        view = None if isinstance(notice.view, ReviewReminder) else notice.view  # kept for _stale: sent as text
+        # kept for _stale: sent as text
+        view = None if isinstance(notice.view, (ReviewReminder, ReviewSignoffAsk)) else notice.view
         notices = [Notice(notice.recipient, notice.kind, notice.text, notice.request_id, view)]
         if isinstance(notifier, Sender):
             outcomes = await notifier.send(notices)
@@ -115,7 +117,10 @@ async def _stale(repo: Any, notice: OutboxNotice, now: datetime) -> str | None:
     request's ``reminded_step`` / ``escalated_step``); an expiry warning while the grant is active and expires when
     it said (``warned_expiry``). A reviewer's reminder, or an escalation of their batch, holds while the campaign
     is open for decisions and one of the items it was sent for is undecided (handlers/reviews/stale.py). Notices
-    of what happened (an expiry, an end, a termination, a campaign's opening) always hold."""
+    of what happened (an expiry, an end, a termination, a campaign's opening) always hold. A review's sign-off
+    request holds while its campaign waits for that step's signatures and the recipient has not signed."""
+    if isinstance(notice.view, ReviewSignoffAsk):
+        return await signoff_moved_on(repo, notice.view, notice.recipient)
     if notice.kind in STALE_KINDS and isinstance(notice.view, (ReviewLink, ReviewReminder)):
         return await batch_moved_on(repo, notice.view, now)
     if notice.kind not in STALE_KINDS or notice.request_id is None or notice.view is not None:

@@ -30,6 +30,7 @@ from handlers.ports import Notice
 from handlers.records import HOLDING_STATES, OpRecord
 from handlers.reviews.campaign import pinned, repo_of, unreadable
 from handlers.reviews.decide import GONE, left_groups, mark_gone, record_decisions
+from handlers.reviews.links import ReviewSignoffAsk
 from handlers.reviews.records import (
     CLOSED,
     OPEN,
@@ -122,7 +123,7 @@ async def close_campaign(deps: Deps, campaign_id: int, now: datetime, *, actor: 
                 await repo.append("review.signoff_requested", actor=actor, ts=now, data={
                     "review_id": campaign.ref, "removals": len(removals), "step": 1, "approvers": sorted(approvers),
                     **standing_in_for(deps, campaign, 0, concerned)})
-                notices += signoff_notices(campaign, removals, approvers)
+                notices += signoff_notices(campaign, removals, approvers, 0)
         else:
             campaign.state = HELD
             await repo.save_campaign(campaign)
@@ -445,12 +446,16 @@ async def _fail_if_stuck(deps: Deps, found: CampaignRecord, *, dry_run: bool) ->
     return f"{campaign.ref} closed: {SIGNOFF_FAILED_LINE} ({rule}); nothing is removed"
 
 
-def signoff_notices(campaign: CampaignRecord, removals: list[ItemRecord], approvers: set[str]) -> list[Notice]:
+def signoff_notices(campaign: CampaignRecord, removals: list[ItemRecord], approvers: set[str],
+                    step: int) -> list[Notice]:
+    """The request to sign step ``step`` (0-based) off; the outbox drops it, unsent, once the step is signed or the
+    campaign no longer waits for a sign-off (handlers/reviews/stale.py)."""
     listed = "; ".join(f"{i.number}. {i.user} from {i.provider}/{i.group}" for i in removals[:50])
     more = f" (and {len(removals) - 50} more)" if len(removals) > 50 else ""
     text = (f"{campaign.ref} ({campaign.title}) closed with {len(removals)} removal(s) waiting for your sign-off: "
             f"{listed}{more}. Answer `approve {campaign.ref}` or `deny {campaign.ref} because <reason>`.")
-    return [Notice(a, "approval", text, None) for a in sorted(approvers)]
+    ask = ReviewSignoffAsk(campaign.ref, step)
+    return [Notice(a, "approval", text, None, ask) for a in sorted(approvers)]
 
 
 async def plan_removals(repo: ReviewRepository, campaign: CampaignRecord, removals: list[ItemRecord],

@@ -1,5 +1,5 @@
 """The link to a reviewer's batch that notices carry (channels render it as a button), and what a reviewer's
-reminder was sent for (kept with it in the outbox)."""
+reminder or a sign-off request was sent for (kept with it in the outbox)."""
 
 from __future__ import annotations
 
@@ -32,3 +32,13 @@ class ReviewReminder:
     reviewer: str
     waiting: tuple[int, ...]
 
+
+
+@dataclass(frozen=True)
+class ReviewSignoffAsk:
+    """What a sign-off request asks for: step ``step`` (0-based) of the sign-off of ``review_id``. The outbox keeps
+    it with the request to drop it, unsent, once that step is signed or the campaign no longer waits for a
+    sign-off; the channels are given the request's text only."""
+
+    review_id: str  # RV-n
+    step: int

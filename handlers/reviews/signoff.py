@@ -151,7 +151,7 @@ async def sign(deps: Deps, who: str, cmd: ReviewSignoff) -> Reply:
         elif satisfied and step + 1 < steps:
             approvers = await ask_step(deps, campaign, step + 1, concerned)
             await repo.save_campaign(campaign)
-            notices = signoff_notices(campaign, removals, approvers - {who})
+            notices = signoff_notices(campaign, removals, approvers - {who}, step + 1)
             await repo.append("review.signoff_requested", actor=who, ts=now, data={
                 "review_id": ref, "removals": len(removals), "step": step + 2, "approvers": sorted(approvers),
                 **standing_in_for(deps, campaign, step + 1, concerned)})

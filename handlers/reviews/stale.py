@@ -1,13 +1,14 @@
-"""When a reviewer's reminder or an escalation of their batch, waiting in the outbox (handlers/outbox.py), no
-longer holds: it is dropped, unsent, rather than ask about items already decided."""
+"""When a reviewer's reminder or an escalation of their batch, or a sign-off request, waiting in the outbox
+(handlers/outbox.py), no longer holds: it is dropped, unsent, rather than ask about items already decided or a
+step already signed."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import cast
 
-from handlers.reviews.links import ReviewLink, ReviewReminder
-from handlers.reviews.records import OPEN
+from handlers.reviews.links import ReviewLink, ReviewReminder, ReviewSignoffAsk
+from handlers.reviews.records import OPEN, SIGNOFF
 from handlers.reviews.repository import ReviewRepository
 
 
@@ -29,4 +30,25 @@ async def batch_moved_on(raw: object, view: ReviewLink | ReviewReminder, now: da
     undecided = {i.number for i in await repo.items(cid) if i.state == OPEN and i.number not in final}
     if not undecided & set(view.waiting):
         return f"{view.review_id}: the items of {view.reviewer} it was sent for are decided"
+    return None
+
+
+async def signoff_moved_on(raw: object, ask: ReviewSignoffAsk, recipient: str) -> str | None:
+    """Why a sign-off request no longer holds (None: it does): its campaign is gone or no longer waits for a
+    sign-off (signed, denied, failed closed), a later step has been asked (the step was signed), or the recipient
+    has signed already (one person signs once)."""
+    if not ask.review_id.startswith("RV-") or not ask.review_id[3:].isdigit():
+        return None
+    repo = cast(ReviewRepository, raw)
+    cid = int(ask.review_id[3:])
+    campaign = await repo.get_campaign(cid)
+    if campaign is None:
+        return f"{ask.review_id} is not on record"
+    if campaign.state != SIGNOFF:
+        signed = f", sign-off {campaign.signoff}" if campaign.signoff not in (None, "pending") else ""
+        return f"{ask.review_id} no longer waits for a sign-off ({campaign.state}{signed})"
+    if any(int(k) > ask.step for k in campaign.signoff_asked or {} if k.isdigit()):
+        return f"{ask.review_id}: step {ask.step + 1} of its sign-off is signed"
+    if any(s.approver.lower() == recipient.lower() for s in await repo.signoffs(cid)):
+        return f"{ask.review_id}: {recipient} has signed it off already"
     return None

@@ -12,7 +12,7 @@ from bot.bootstrap import build_app
 from bot.settings import Settings
 from handlers.notice_views import decode_view, encode_view
 from handlers.outbox import notice_lease
-from handlers.reviews.links import ReviewLink, ReviewReminder
+from handlers.reviews.links import ReviewLink, ReviewReminder, ReviewSignoffAsk
 from handlers.sweeps import sweep
 from tests.reviews.test_close import at
 from tests.reviews.test_decisions import started
@@ -117,7 +117,7 @@ async def test_a_reminder_whose_items_were_decided_before_it_was_sent_is_dropped
 def test_a_review_batchs_stored_view_comes_back_as_it_was() -> None:
     due = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
     for view in (ReviewLink("RV-2", "Quarterly", 3, due), ReviewLink("RV-2", "Quarterly", 2, due, MARK, (3, 4)),
-                 ReviewReminder("RV-2", "group:security", (1, 2))):
+                 ReviewReminder("RV-2", "group:security", (1, 2)), ReviewSignoffAsk("RV-2", 1)):
         assert decode_view(encode_view(view)) == view
 
 
