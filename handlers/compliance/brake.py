@@ -4,7 +4,9 @@ Leavers, movers and a review's removals count per sweep or campaign close, one p
 leavers and movers together). Above ``safety.max_removals`` none of them runs: ``automation.paused`` {reason,
 count, sample} is recorded (again only when the count or the set held changes) and the security team is told,
 through the outbox (handlers/outbox.py: the notice is written with the pause).
-``resume removals`` from a security team member records ``automation.resumed`` {count: the count they saw};
+The notice of a pause resumed, ended or replaced before it was sent is dropped, unsent
+(handlers/compliance/pause_stale.py). ``resume removals`` from a security team member records
+``automation.resumed`` {count: the count they saw};
 the next sweep whose count is no larger, and whose removals are among those held, runs them, as does one within
 the limit that adds new removals to what is left of them (a new set above the limit is a new pause). When the source
 is fixed first, the count falls back under the limit and the pause ends by itself (``automation.resumed``
@@ -22,6 +24,7 @@ import hashlib
 from collections.abc import Collection
 from typing import Any
 
+from handlers.compliance.pause_stale import pause_key
 from handlers.compliance.views import PauseView
 from handlers.context import SYSTEM, Deps
 from handlers.outbox import deliver_pending
@@ -34,7 +37,7 @@ INDEX = "safety_brake:index"  # the other pauses now in force: a review's close 
 
 
 def _key(reason: str) -> str:
-    return f"safety_brake:{reason}"
+    return pause_key(reason)
 
 
 async def _reasons(repo: Any) -> list[str]:
