@@ -290,6 +290,11 @@ class PersonPage:
     trail: list[TimelineEntry]
 
 
+# an event's fields a person's trail never shows: a notice's text (``notice.undeliverable``) is a message to
+# someone else, for the record and the security team's own notice
+_NOT_IN_TRAIL = frozenset({"text"})
+
+
 async def person_page(deps: Deps, source: DashboardSource, viewer: Viewer, email: str) -> PersonPage | None:
     """None when the viewer may not see this person's page (only the security team sees others')."""
     email = email.strip().lower()
@@ -336,7 +341,8 @@ async def person_page(deps: Deps, source: DashboardSource, viewer: Viewer, email
     trail = [TimelineEntry(seq=e.seq, at=moment(e.ts), ts=e.ts, type=e.type, actor=e.actor,
                            channel=str(e.data.get("channel") or ""),
                            policy_version=str(e.data.get("policy_version") or ""), summary=event_summary(e) or
-                           ", ".join(f"{k}={v}" for k, v in sorted(e.data.items()) if isinstance(v, str | int))[:200],
+                           ", ".join(f"{k}={v}" for k, v in sorted(e.data.items())
+                                     if isinstance(v, str | int) and k not in _NOT_IN_TRAIL)[:200],
                            hash=e.hash) for e in events]
     return PersonPage(
         viewer=viewer, email=email, found=person is not None, name=person.name if person else "",

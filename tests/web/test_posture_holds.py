@@ -158,7 +158,10 @@ async def test_notices_given_up_on_in_chromium_escaped_and_without_their_text(da
         slack_api.refuse("chat.postMessage", HOSTILE_ERROR)  # Slack refuses every message from now on
         async with h.app.store.write() as repo:  # as a sweep writes them: one about the request, one to nobody
             await repo.queue_notices([Notice(MARK, "expired", f"{ref} {SECRET_TEXT}", reply.request.number),
-                                      Notice(HOSTILE_RECIPIENT, "brake", SECRET_TEXT, None)], h.clock.now())
+                                      Notice(HOSTILE_RECIPIENT, "brake", SECRET_TEXT, None),
+                                      # one about the request whose error is short: its text would fit the trail
+                                      Notice(FRANK.replace("frank", "nobody"), "expired", f"{ref} {SECRET_TEXT}",
+                                             reply.request.number)], h.clock.now())
         await _until_settled(h)
         gone = [r for r in await _outbox(h) if r["status"] in ("undeliverable", "unreachable")]
         assert {(r["recipient"], r["status"]) for r in gone} >= {(MARK, "undeliverable"),
@@ -186,6 +189,11 @@ async def test_notices_given_up_on_in_chromium_escaped_and_without_their_text(da
         assert "&lt;script&gt;alert(" in raw and "<script>alert(" not in raw and "<img src=x" not in raw
         await context.close()
         assert guard.external == []
+
+        # the requester's own trail lists the notice.undeliverable of their request, not the notice's text (a
+        # message to someone else)
+        own = (await h.get(f"/dashboard/people/{BOB}", cookie=await h.sign_in(BOB))).text
+        assert "notice.undeliverable" in own and SECRET_TEXT not in own
 
         # the count is of the last GIVEN_UP_DAYS days
         h.clock.advance(days=GIVEN_UP_DAYS, hours=1)
