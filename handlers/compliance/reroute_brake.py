@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from handlers.chains import ResolvedStep
@@ -29,6 +30,7 @@ from handlers.context import SYSTEM, Deps, scope_cache
 from handlers.outbox import deliver_pending
 from handlers.ports import Notice
 from handlers.records import RequestRecord
+from handlers.repository import Repository
 from handlers.views import Reply
 
 KEY = "reroute_brake"
@@ -89,11 +91,15 @@ async def may_reroute(deps: Deps, wanted: Sequence[Reroute], *, dry_run: bool = 
                 if not released:  # the provider was fixed first (or the requests moved on): the hold ends by itself
                     await repo.append("approval.reroutes_released", actor=SYSTEM, ts=now, data={
                         "count": 0, "requests": sorted({str(i.get("request")) for i in held.values()})})
+            elif released and not dry_run:
+                await _passed_on(repo, state, keys, now)
             return True
         if released and keys <= set(held):
             if not dry_run and complete:
                 await repo.set_state(KEY, {}, now)
                 await repo.mark_reroutes_held({})
+            elif not dry_run:
+                await _passed_on(repo, state, keys, now)
             return True
         if dry_run or (held and set(held) == keys):
             return False  # the same set as the hold in force: recorded once
@@ -114,6 +120,24 @@ async def may_reroute(deps: Deps, wanted: Sequence[Reroute], *, dry_run: bool = 
         await repo.queue_notices([Notice(m, "brake", text) for m in sorted(deps.policy.security_members())], now)
     await deliver_pending(deps)
     return False
+
+
+async def _passed_on(repo: Repository, state: dict[str, Any], keys: set[str], now: datetime) -> None:
+    """A released hold, and a sweep that could not look everyone up passes on ``keys``: they leave the hold (their
+    steps are no longer pinned to the managers they are passed away from); the rest of the release waits for the
+    next sweep."""
+    left = {k: v for k, v in _held(state).items() if k not in keys}
+    if not left:
+        await repo.set_state(KEY, {}, now)
+        await repo.mark_reroutes_held({})
+        return
+    await repo.set_state(KEY, {**state, "held": left, "count": len(left)}, now)
+    await repo.mark_reroutes_held({_ref_number(str(i.get("request"))): _int(i.get("round")) * 100
+                                   + _int(i.get("step")) - 1 for i in left.values()})
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _ref_number(ref: str) -> int:
