@@ -134,3 +134,25 @@ def test_max_reroutes_in_the_policy_file(tmp_path):
         out = cli("policy", "check", str(files.policy))
         assert out.returncode == 1, bad
         assert f"line {line}: safety.max_reroutes: must be a whole number, 0 or more" in out.stdout + out.stderr, bad
+
+
+def test_a_new_reroute_kept_waiting_by_the_hold_is_held_like_the_others(tmp_path, sqlite_url):
+    dana = "dana.dba@example.com"
+    files = _setup(tmp_path, sqlite_url, (ALICE, BOB, CAROL, dana))
+    _managers(files, (ALICE, BOB, CAROL), PAT)
+    assert "held by the safety brake (safety.max_reroutes): 3" in _sweep(sqlite_url, files)
+    # two of the held re-routes are no longer wanted, and a new one is: within the limit, but the hold in force
+    # still wants a release, so the new one waits with it
+    _managers(files, (BOB, CAROL), MARK)
+    _managers(files, (dana,), MARK)
+    out = _sweep(sqlite_url, files)
+    assert "reroute: 0" in out and "held by the safety brake (safety.max_reroutes): 2 — REQ-1, REQ-4" in out, out
+    # held, it stays with the manager it asked: the manager the provider names now does not decide it
+    assert "Approved REQ-4" not in chat(MARK, "approve REQ-4", db=sqlite_url, files=files)
+    assert [e["data"]["reason"] for e in _events(sqlite_url, "approval.refused")] == ["reroute-held"]
+    assert _events(sqlite_url, "approval.granted") == []
+    # released with the hold, it is passed on at the next sweep with what is left of the held set
+    assert "Released" in chat(SASHA, "resume reroutes", db=sqlite_url, files=files)
+    out = _sweep(sqlite_url, files)
+    assert "reroute: 2 — REQ-1, REQ-4" in out and "held" not in out, out
+    assert "Approved REQ-4" in chat(MARK, "approve REQ-4", db=sqlite_url, files=files)

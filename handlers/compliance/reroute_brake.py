@@ -81,9 +81,13 @@ async def may_reroute(deps: Deps, wanted: Sequence[Reroute], *, dry_run: bool = 
         held = _held(state)
         released = held and state.get("released_by") is not None
         if held and not complete and not released:
+            if not dry_run:
+                await _keep_waiting(repo, state, wanted, now)
             return False
         if len(keys) <= limit:
             if held and not released and keys & set(held):
+                if not dry_run:
+                    await _keep_waiting(repo, state, wanted, now)
                 return False  # some of what the hold showed is still wanted: it waits for a release, however few
             if held and not dry_run and complete:
                 await repo.set_state(KEY, {}, now)
@@ -122,6 +126,24 @@ async def may_reroute(deps: Deps, wanted: Sequence[Reroute], *, dry_run: bool = 
     return False
 
 
+async def _keep_waiting(repo: Repository, state: dict[str, Any], wanted: Sequence[Reroute], now: datetime) -> None:
+    """A hold in force (not released) keeps a sweep's new re-routes waiting with those it holds: they join the
+    hold (listed, marked, and released with it), so their steps stay with the managers they asked as the sweep
+    says, instead of going to whoever the provider names now at their first click."""
+    held = _held(state)
+    new = sorted((r for r in wanted if r.key not in held), key=lambda r: (_ref_number(r.ref), r.key))
+    if not new:
+        return
+    held.update({r.key: r.item() for r in new})
+    await repo.set_state(KEY, {**state, "held": held, "count": len(held)}, now)
+    await _mark(repo, held)
+
+
+async def _mark(repo: Repository, held: dict[str, dict[str, Any]]) -> None:
+    await repo.mark_reroutes_held({_ref_number(str(i.get("request"))): _int(i.get("round")) * 100
+                                   + _int(i.get("step")) - 1 for i in held.values()})
+
+
 async def _passed_on(repo: Repository, state: dict[str, Any], keys: set[str], now: datetime) -> None:
     """A released hold, and a sweep that could not look everyone up passes on ``keys``: they leave the hold (their
     steps are no longer pinned to the managers they are passed away from); the rest of the release waits for the
@@ -132,8 +154,7 @@ async def _passed_on(repo: Repository, state: dict[str, Any], keys: set[str], no
         await repo.mark_reroutes_held({})
         return
     await repo.set_state(KEY, {**state, "held": left, "count": len(left)}, now)
-    await repo.mark_reroutes_held({_ref_number(str(i.get("request"))): _int(i.get("round")) * 100
-                                   + _int(i.get("step")) - 1 for i in left.values()})
+    await _mark(repo, left)
 
 
 def _int(value: Any) -> int:
