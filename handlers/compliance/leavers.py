@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from handlers.approvals import last_asked
+from handlers.approvals import card_holders, last_asked
 from handlers.audit import format_ts
 from handlers.compliance.brake import may_remove
 from handlers.context import SYSTEM, Deps
@@ -155,10 +155,13 @@ async def terminate_inactive(deps: Deps, report: SweepReport, plan: tuple[Due, l
             for r in records:
                 fresh = await repo.get_request(r.id or 0)
                 if fresh is not None and fresh.state == PENDING:
+                    holders = await card_holders(repo, fresh, [])  # whom its open step asked: their cards close
                     fresh.state, fresh.ended_at, fresh.end_reason = CANCELLED, now, "terminated"
                     await repo.save_request(fresh)
                     await repo.append("request.cancelled", actor=SYSTEM, ts=now, request=fresh,
                                       data={"reason": "terminated"})
+                    await repo.queue_notices([Notice(a, "outcome", f"{fresh.ref} was withdrawn: its requester is no "
+                                                     "longer active.", fresh.id) for a in holders], now)
             ended = [r for r in holding
                      if await end_in(repo, r.id or 0, "revoked", "grant.revoked", now, {"reason": "terminated"})]
             planned = [f"{provider_name}/{group}" for provider_name, group in standing

@@ -20,6 +20,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from handlers.approvals import card_holders
 from handlers.audit import format_ts
 from handlers.compliance.accept_links import accept_ended, settle_removal
 from handlers.compliance.findings import accept_key, drift_ref, readd_key, remove_key, resolve_finding
@@ -61,6 +62,7 @@ async def settle_accepts(deps: Deps, report: SweepReport, findings: list[DriftRe
             if record.state == PENDING:
                 if report.as_of - _at(filed["at"]) < sla:
                     continue
+                holders = await card_holders(repo, record, [])  # whom its open step asked: their cards close
                 record.state, record.ended_at = "cancelled", now
                 await repo.save_request(record)
                 why = f"undecided within safety.drift_sla ({format_duration(sla)})"
@@ -71,6 +73,7 @@ async def settle_accepts(deps: Deps, report: SweepReport, findings: list[DriftRe
                                   record.id) for m in sorted(deps.policy.security_members())]
                 notices.append(Notice(record.requester, "status", f"{record.ref} was not decided in time: you are "
                                       f"removed from {finding.group}.", record.id))
+                notices += [Notice(a, "outcome", f"{record.ref} was withdrawn: {why}.", record.id) for a in holders]
                 await repo.queue_notices(notices, now)  # written with the withdrawal (handlers/outbox.py)
             await accept_ended(repo, record, now)
     for finding in findings:
@@ -88,10 +91,13 @@ async def cancel_accept_of_gone(repo: Repository, finding: DriftRecord, now: dat
     record = await repo.get_request(int(str(filed["request_id"]).removeprefix("REQ-")))
     if record is None or record.state != PENDING:
         return record.ref if record else None
+    holders = await card_holders(repo, record, [])  # whom its open step asked: their cards close
     record.state, record.ended_at = "cancelled", now
     await repo.save_request(record)
     await repo.append("request.cancelled", actor=SYSTEM, ts=now, request=record,
                       data={"reason": "the member is no longer in the group", "drift_id": drift_ref(finding.id)})
+    await repo.queue_notices([Notice(a, "outcome", f"{record.ref} was withdrawn: {finding.email} is no longer in "
+                                     f"{finding.group}.", record.id) for a in holders], now)
     return record.ref
 
 

@@ -121,6 +121,11 @@ async def test_undecided_past_the_drift_sla_is_withdrawn_and_removed(database_ur
         (resolved,) = await h.events("drift.resolved")
         assert (resolved["data"]["resolution"], resolved["data"]["request_id"]) == ("removed", "REQ-1")
         assert any("REQ-1" in n.text for n in h.notifier.to(SAM, "drift"))
+        # the people its open step asked hold cards with live buttons: they are told it was withdrawn
+        (asked,) = await h.events("approval.requested")
+        for a in asked["data"]["approvers"]:
+            [told] = [n for n in h.notifier.to(a, "outcome") if n.request_id == 1]
+            assert "withdrawn" in told.text and "drift_sla" in told.text, told.text
 
 
 async def test_refusals_name_their_rule(database_url, tmp_path):
@@ -233,3 +238,25 @@ async def test_a_member_terminated_while_the_accept_waits_is_removed_once(databa
         assert (await h.request(1)).state == "cancelled"
         (resolved,) = await h.events("drift.resolved")
         assert resolved["data"]["id"] == d and resolved["data"]["resolution"] == "gone"
+
+
+async def test_an_accept_of_a_member_who_left_the_group_is_withdrawn_and_its_approvers_told(database_url, tmp_path):
+    async with harness(database_url, tmp_path) as h:
+        d = await _finding(h, "sg-prod-db-read", BOB)
+        assert (await h.say(SAM, f"drift accept {d} for 1d {WHY}")).ok
+        (asked,) = await h.events("approval.requested")
+
+        def leave(data: dict) -> None:
+            data["groups"]["sg-prod-db-read"] = [m for m in data["groups"]["sg-prod-db-read"] if m != BOB]
+
+        h.files.edit_directory(leave)
+        h.clock.advance(minutes=5)
+        await sweep(h.app.deps)  # the first sweep that finds them gone: the grace starts
+        h.clock.advance(minutes=70)
+        await sweep(h.app.deps)  # past safety.unknown_grace: the finding is resolved, the accept withdrawn
+        assert (await h.request(1)).state == "cancelled"
+        (cancelled,) = await h.events("request.cancelled")
+        assert cancelled["data"]["reason"] == "the member is no longer in the group", cancelled
+        for a in asked["data"]["approvers"]:
+            [told] = [n for n in h.notifier.to(a, "outcome") if n.request_id == 1]
+            assert "withdrawn" in told.text and "no longer in" in told.text, told.text

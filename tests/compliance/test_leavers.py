@@ -114,3 +114,21 @@ async def test_person_found_again_restarts_the_grace(database_url, tmp_path):
         h.clock.advance(minutes=40)  # 120 minutes since first missing, but only 40 since missing again
         report = await sweep(h.app.deps, drift=False)
         assert report.terminated == [] and BOB in await h.members("sg-prod-db-read")
+
+
+async def test_a_leavers_pending_request_is_withdrawn_and_its_approver_told(database_url, tmp_path):
+    """The request is cancelled with the termination; the manager its step asked holds a card with live buttons:
+    they are told it was withdrawn (written to the outbox with the cancellation), and their click decides nothing."""
+    async with harness(database_url, tmp_path) as h:
+        reply = await h.say(BOB, "request staging-admin for 1h")
+        assert reply.ok and reply.request.state == "pending", reply.text
+        h.files.set_active(BOB, False)
+        h.clock.advance(minutes=5)
+        report = await sweep(h.app.deps, drift=False)
+        assert report.terminated == [BOB]
+        [cancelled] = await h.events("request.cancelled")
+        assert cancelled["data"]["reason"] == "terminated"
+        [told] = [n for n in h.notifier.to("mark.mgr@example.com", "outcome") if n.request_id == 1]
+        assert "withdrawn" in told.text and "no longer active" in told.text, told.text
+        r = await h.say("mark.mgr@example.com", "approve REQ-1")
+        assert not r.ok and "cancelled" in r.text, r.text
