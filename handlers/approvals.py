@@ -68,7 +68,12 @@ async def asked_at_open(repo: Repository, record: RequestRecord) -> frozenset[st
 
 async def last_asked(repo: Repository, record: RequestRecord) -> tuple[frozenset[str] | None, datetime | None]:
     """:func:`asked_at_open`, and when they were asked: the instant the event was judged at (``data.as_of``, a
-    sweep run ``--as-of``), else when it was recorded; (None, None) if unrecorded."""
+    sweep run ``--as-of``), else when it was recorded; (None, None) if unrecorded.
+
+    Read from the request itself when it names its open step (``asked_step``, written with the event by
+    :func:`note_asked`); from its events otherwise (a request asked before the request kept it)."""
+    if record.asked is not None and record.asked_step == record.round * 100 + record.step:
+        return frozenset(record.asked), record.asked_at
     for event in reversed(await repo.events_for(record.id or 0)):
         if event.type in ASKED_EVENTS and event.data.get("step") == record.step + 1:
             when = str(event.data.get("as_of") or event.ts)
@@ -81,6 +86,14 @@ async def last_asked(repo: Repository, record: RequestRecord) -> tuple[frozenset
 
 
 ASKED_EVENTS = ("approval.requested", "approval.rerouted")  # who the open step asks: the last of these
+
+
+def note_asked(record: RequestRecord, approvers: list[str], at: datetime) -> None:
+    """The open step of ``record`` asks ``approvers`` from ``at`` on: kept on the request (saved with it, in the
+    transaction that records the ``approval.requested`` / ``approval.rerouted`` naming them)."""
+    record.asked_step = record.round * 100 + record.step
+    record.asked = tuple(sorted(a.lower() for a in approvers))
+    record.asked_at = at
 
 
 async def card_holders(repo: Repository, record: RequestRecord, chain: list[ResolvedStep]) -> list[str]:
@@ -141,6 +154,7 @@ async def open_step(deps: Deps, repo: Repository, record: RequestRecord, chain: 
     step = chain[record.step]
     approvers = sorted(step.pool - used)
     record.step_opened_at = now
+    note_asked(record, approvers, now)
     await repo.save_request(record)
     await repo.append("approval.requested", actor=SYSTEM, ts=now, request=record,
                       data=_data(record, step=record.step + 1, approvers=approvers, label=step.label))
@@ -163,9 +177,9 @@ async def reroute_step(deps: Deps, repo: Repository, record: RequestRecord, step
     await repo.append("approval.rerouted", actor=SYSTEM, ts=now, request=record,
                       data=_data(record, step=record.step + 1, label=step.label, approvers=approvers,
                                  reason="manager-changed", **{"from": removed, "to": added}))
-    if record.reminded_step is not None:  # the new manager is reminded in their turn (the sweep counts from now)
-        record.reminded_step = None
-        await repo.save_request(record)
+    record.reminded_step = None  # the new manager is reminded in their turn (the sweep counts from now)
+    note_asked(record, approvers, now)
+    await repo.save_request(record)
     what = f"to extend {record.profile} by {format_duration(record.ext_duration)}" if record.ext_duration \
         else f"for {record.profile} for {format_duration(record.duration)}"
     before = f" (it was with {', '.join(removed)})" if removed else ""

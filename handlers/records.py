@@ -55,6 +55,9 @@ class RequestRecord:
     warned_expiry: datetime | None = None  # the expiry the holder was last warned about
     failure: str | None = None
     reroute_held: int | None = None  # (round * 100 + step) whose re-route the safety brake held
+    asked_step: int | None = None  # (round * 100 + step) whose asking ``asked`` / ``asked_at`` record
+    asked: tuple[str, ...] | None = None  # whom that step last asked (approval.requested / approval.rerouted)
+    asked_at: datetime | None = None
 
     @property
     def ref(self) -> str:

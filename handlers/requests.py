@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from handlers.approvals import note_asked
 from handlers.chains import ResolvedStep, first_unsatisfiable, resolve_chain
 from handlers.context import SYSTEM, Deps, forget_person
 from handlers.durations import DurationError, format_duration, parse_duration
@@ -197,6 +198,8 @@ async def _record(deps: Deps, actor: Person, cmd: RequestAccess, profile: Profil
             ticket=ticket, state=PENDING, submitted_at=now, policy_version=policy.version,
             policy_sha256=policy.sha256, provider=profile.provider, group=profile.group,
             step_opened_at=now)
+        if auto is None:  # the first step asks its approvers (approval.requested below)
+            note_asked(record, sorted(chain[0].pool), now)
         await repo.add_request(record)
         await repo.append("request.submitted", actor=who, ts=now, request=record, data={
             "kind": kind, "duration": format_duration(duration), "justification": reason, "ticket": ticket,

@@ -64,7 +64,8 @@ def _request_row(r: RequestRecord) -> dict[str, Any]:
         "approved_at": r.approved_at, "started_at": r.started_at, "expires_at": r.expires_at,
         "ended_at": r.ended_at, "end_reason": r.end_reason, "reminded_step": r.reminded_step,
         "escalated_step": r.escalated_step, "warned_expiry": r.warned_expiry, "failure": r.failure,
-        "reroute_held": r.reroute_held,
+        "reroute_held": r.reroute_held, "asked_step": r.asked_step,
+        "asked": None if r.asked is None else json.dumps(list(r.asked)), "asked_at": r.asked_at,
     }
 
 
@@ -81,7 +82,8 @@ def _request(row: Any) -> RequestRecord:
         started_at=m["started_at"], expires_at=m["expires_at"], ended_at=m["ended_at"],
         end_reason=m["end_reason"], reminded_step=m["reminded_step"],
         escalated_step=m["escalated_step"], warned_expiry=m["warned_expiry"], failure=m["failure"],
-        reroute_held=m["reroute_held"],
+        reroute_held=m["reroute_held"], asked_step=m["asked_step"],
+        asked=None if m["asked"] is None else tuple(json.loads(m["asked"])), asked_at=m["asked_at"],
     )
 
 

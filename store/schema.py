@@ -96,6 +96,11 @@ requests = Table(
     Column("failure", Text),
     # round * 100 + step: the brake on re-routes held this open step's re-route (handlers/compliance/reroute_brake.py)
     Column("reroute_held", Integer),
+    # whom the open step (round * 100 + step) last asked, and when: the approval.requested / approval.rerouted
+    # written with them (handlers/approvals.py ``last_asked``)
+    Column("asked_step", Integer),
+    Column("asked", Text),  # JSON list of emails
+    Column("asked_at", UTCDateTime),
 )
 
 decisions = Table(

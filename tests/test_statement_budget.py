@@ -41,8 +41,9 @@ BUDGET = {
     "refresh by an approver": (3, 3, 3),
     "refresh by the requester": (3, 3, 3),
     # a decision judges who may see the request on what it reads anyway, and answers with the request as its
-    # transaction committed it (no read back after the commit)
-    "approve by card": (10, 10, 12),
+    # transaction committed it (no read back after the commit); whom the step asked is read with the request
+    # (requests.asked, written with approval.requested), not from its events
+    "approve by card": (9, 9, 11),
     # the embedded directory's membership changes each move the overlay version (a trigger: no statement),
     # and the overlay is read again once after them, its version before and after (store/overlay.py):
     # two statements that keep a click's read of the overlay one row, however many memberships changed
@@ -52,8 +53,9 @@ BUDGET = {
     # due by a read (1), taken under the write lock (BEGIN, the notice, its lease: 3), marked sent (BEGIN, the
     # mark: 2), and a last read finds nothing more due (1): 8 statements that make the notice survive a crash;
     # provisioning and the grant's end match groups by their resolved ids (the stored ids, read 4 times);
-    # a request's and each decision's answer is drawn from what its transaction committed (10 reads less)
-    "lifecycle cycle": (103, 103, 131),
+    # a request's and each decision's answer is drawn from what its transaction committed (10 reads less), and
+    # each decision reads whom its step asked with the request (4 reads of the request's events less)
+    "lifecycle cycle": (99, 99, 127),
 }
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from handlers.approvals import note_asked
 from handlers.chains import first_unsatisfiable, resolve_chain
 from handlers.compliance.accept_links import accept_state
 from handlers.compliance.findings import (
@@ -135,12 +136,13 @@ async def drift_accept(deps: Deps, who: str, finding_id: int, duration: str | No
                 justification=justification, ticket=ticket, state=PENDING, submitted_at=now,
                 policy_version=deps.policy.version, policy_sha256=deps.policy.sha256, provider=profile.provider,
                 group=profile.group, step_opened_at=now)
+            approvers = sorted(chain[0].pool - {who})
+            note_asked(record, approvers, now)
             await repo.add_request(record)
             await repo.append("request.submitted", actor=who, ts=now, request=record, data={
                 "kind": "exception", "duration": format_duration(length), "justification": justification,
                 "ticket": ticket, "policy_version": deps.policy.version, "policy_sha256": deps.policy.sha256,
                 "requester": finding.email, "submitted_by": who, "drift_id": ref})
-            approvers = sorted(chain[0].pool - {who})
             await repo.append("approval.requested", actor=SYSTEM, ts=now, request=record,
                               data={"step": 1, "approvers": approvers, "label": chain[0].label})
             await repo.set_state(accept_key(finding_id), accept_state(record, who, now), now)

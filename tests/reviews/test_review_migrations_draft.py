@@ -24,6 +24,6 @@ def test_a_database_migrated_by_the_edited_0012_reaches_head(database_url: str) 
         assert "signoff_asked" in campaigns
         with engine.connect() as conn:
             version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        assert version == "0018_request_reroute_held", version
+        assert version == "0019_request_asked", version
     finally:
         engine.dispose()
