@@ -9,7 +9,7 @@ fails closed if it cannot do without them), never need fewer people.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from handlers.policy import Policy, Profile, Step
@@ -113,25 +113,64 @@ def step_need(step: ResolvedStep, earlier: set[str] | frozenset[str]) -> int:
 
 def _assignable(steps: Sequence[ResolvedStep], used: frozenset[str]) -> bool:
     """Can every step get ``need`` distinct people, nobody counted twice? (bipartite matching)"""
-    slots: list[frozenset[str]] = []
+    pools: list[frozenset[str]] = []
+    needs: list[int] = []
     for s in steps:
         pool = s.pool - used
         if s.step.kind == "all_of" and (s.pool & used or not pool):
             return False  # all_of needs every member, and a member already counted cannot count
-        slots.extend([pool] * s.need)
+        if s.need > 0:
+            pools.append(pool)
+            needs.append(s.need)
+    if len(pools) <= _HALL_STEPS:
+        # Hall's condition: every set of steps together has at least as many people as they need approvals
+        # (the usual chain: a few steps, whatever the size of their groups)
+        unions: list[frozenset[str]] = [frozenset()]
+        totals = [0]
+        for mask in range(1, 1 << len(pools)):
+            low = (mask & -mask).bit_length() - 1
+            unions.append(unions[mask & (mask - 1)] | pools[low])
+            totals.append(totals[mask & (mask - 1)] + needs[low])
+            if len(unions[mask]) < totals[mask]:
+                return False
+        return True
+    slots = [pool for pool, need in zip(pools, needs, strict=True) for _ in range(need)]
     owner: dict[str, int] = {}
+    return all(_place(slots, owner, i) for i in range(len(slots)))
 
-    def place(slot: int, seen: set[str]) -> bool:
-        for person in slots[slot]:
-            if person in seen:
-                continue
-            seen.add(person)
-            if person not in owner or place(owner[person], seen):
-                owner[person] = slot
-                return True
-        return False
 
-    return all(place(i, set()) for i in range(len(slots)))
+_HALL_STEPS = 10  # up to this many steps, every set of them is checked (2**10 sets at most)
+
+
+def _place(slots: list[frozenset[str]], owner: dict[str, int], start: int) -> bool:
+    """Find ``start`` a person by an augmenting path (Kuhn), without recursion: a step that needs a thousand
+    approvals makes paths a thousand slots long, past Python's recursion limit. Each slot reached first looks
+    for someone nobody counts yet, then tries to move those who are counted elsewhere."""
+    seen: set[str] = set()
+    stack: list[tuple[int, Iterator[str]]] = []
+    path: list[tuple[int, str]] = []  # (slot, person it takes if the person's owner finds another)
+    slot = start
+    while True:
+        free = next((p for p in slots[slot] if p not in owner), None)
+        if free is not None:  # the path ends here: each slot on it takes the person it reached through
+            owner[free] = slot
+            for taker, taken in reversed(path):
+                owner[taken] = taker
+            return True
+        stack.append((slot, iter(slots[slot])))
+        while stack:
+            slot, people = stack[-1]
+            person = next((p for p in people if p not in seen), None)
+            if person is not None:
+                seen.add(person)
+                path.append((slot, person))
+                slot = owner[person]  # reached: look for a free person there, or go deeper
+                break
+            stack.pop()
+            if path:
+                path.pop()
+        else:
+            return False
 
 
 def first_unsatisfiable(steps: Sequence[ResolvedStep], used: frozenset[str] = frozenset()
