@@ -54,6 +54,26 @@ async def test_a_new_manager_gets_the_card_and_the_old_one_is_told(database_url,
         assert r.ok and r.request.state == "active", r.text
 
 
+async def test_a_request_asked_before_the_request_kept_whom_it_asked_is_judged_from_its_events(database_url,
+                                                                                              tmp_path):
+    """A request written before requests kept ``asked`` (migration 0019) has none: whom its step asked is read
+    from its events, as it was, and the re-route and the old manager's refusal work the same."""
+    from sqlalchemy import update
+
+    from store import schema as t
+
+    async with harness(database_url, tmp_path) as h:
+        assert (await h.say(BOB, "request staging-admin for 1h")).ok
+        async with h.app.store.write() as repo:
+            await repo.conn.execute(update(t.requests).values(asked_step=None, asked=None, asked_at=None))
+        new_manager(h, BOB, PAT)
+        assert (await h.app.service.sweep()).rerouted == ["REQ-1"]
+        assert len(h.notifier.to(PAT, "approval")) == 1
+        r = await h.say(MARK, "approve REQ-1")
+        assert not r.ok and (await h.events("approval.refused"))[-1]["data"]["reason"] == "not-an-approver"
+        assert (await h.say(PAT, "approve REQ-1")).ok
+
+
 async def test_a_waiting_extension_is_passed_to_the_new_manager(database_url, tmp_path):
     async with harness(database_url, tmp_path) as h:
         await h.say(BOB, "request staging-admin for 2h")
