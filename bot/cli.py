@@ -69,9 +69,10 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
             print(f"{args.file}: {issue}", file=sys.stderr)
         print(f"{args.file}: {len(exc.issues)} error(s)", file=sys.stderr)
         return 1
+    from handlers.chain_check import chain_warnings
     from handlers.groups import overlap_warnings
 
-    warnings = overlap_warnings(policy)
+    warnings = sorted(overlap_warnings(policy) + chain_warnings(policy), key=lambda w: w.line or 0)
     for warning in warnings:
         print(f"{args.file}: {warning}", file=sys.stderr)
     note = f", {len(warnings)} warning(s)" if warnings else ""

@@ -42,6 +42,7 @@ class Step:
     group: str | None = None
     n: int = 1
     user: str | None = None
+    line: int | None = field(default=None, compare=False)  # where the step is written, for `policy check`
 
     def label(self) -> str:
         if self.kind in ("manager", "owner"):

@@ -6,11 +6,13 @@ import difflib
 import hashlib
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 import yaml
 
+from handlers.chain_check import chains_of, never_finishes
 from handlers.durations import DurationError, format_duration, parse_duration
 from handlers.policy import (
     _CRON_FIELDS,
@@ -194,7 +196,7 @@ class _Checker:
             self.err(self.line_of(container, key), where, "must be a non-empty list of steps")
             return ()
         steps = [self.step(s, self.line_of(raw, i), f"{where}[{i}]", groups) for i, s in enumerate(raw)]
-        return tuple(s for s in steps if s is not None)
+        return tuple(replace(s, line=self.line_of(raw, i)) for i, s in enumerate(steps) if s is not None)
 
     def rules(self, raw: Any, container: Any, key: str, where: str, *, auto: bool,
               max_duration: timedelta | None) -> tuple[Rule, ...]:
@@ -321,11 +323,18 @@ def _profile(c: _Checker, raw: Any, line: int | None, where: str, groups: Mappin
     if len(c.issues) > before:
         return None
     assert pid and title and owner and group and default and maximum
-    return Profile(
+    profile = Profile(
         id=pid, title=title, owner=owner.lower(), risk=risk, provider=provider, group=group,
         eligible=eligible, ineligible=ineligible, default_duration=default, max_duration=maximum,
         justification_required=justification == "required", ticket=ticket, approval=approval,
         auto_approve=auto, exception=exception, removed_holder=removed_holder)
+    for key, steps in chains_of(profile):  # one person counts once per request: a chain no requester can finish
+        problem = never_finishes(steps, profile.owner, groups,
+                                 "approval chain" if key == "approval" else "exception chain")
+        if problem is not None:
+            at, text = problem
+            c.err(steps[at].line, f"{where}.{key}[{at}]", f"profile {pid!r}: {text}")
+    return None if len(c.issues) > before else profile
 
 
 def _reminders(c: _Checker, data: _Map) -> Reminders:

@@ -108,7 +108,7 @@ def test_every_feature_once():
     write, read = policy.profiles
     assert write.provider == "okta" and write.default_duration == timedelta(minutes=90)
     assert [s.label() for s in write.approval] == [
-        "manager", "owner", "any_of dba", "all_of dba", "3 of security", "user pat.lead@example.com"]
+        "manager", "owner", "any_of dba", "all_of leads", "3 of security", "user pat.lead@example.com"]
     assert write.eligible[0] == Rule({"department": ("Engineering", "Finance"), "active": True})
     assert write.eligible[0].describe() == "department=Engineering|Finance, active=True"
     assert write.ineligible[1].attrs == {"cost_center": "4711"}
