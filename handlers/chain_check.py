@@ -58,14 +58,15 @@ def _resolved(steps: Sequence[Step], owner: str, groups: Mapping[str, tuple[str,
     return out
 
 
-def _augment(chain: Sequence[ResolvedStep], start: int, held: dict[str, int], count: list[int]) -> set[int] | None:
+def _augment(chain: Sequence[ResolvedStep], start: int, held: dict[str, int], count: list[int],
+             order: Sequence[Sequence[str]]) -> set[int] | None:
     """Give step ``start`` one more person, moving people between steps when that frees one it may use (an
     augmenting path, breadth first over the steps). None when it did; else the steps searched: between them they
     already hold every person any of them may use."""
     parent: dict[int, tuple[int, str]] = {}  # step -> (the step that takes a person from it, that person)
     queue, seen = [start], {start}
     for step in queue:
-        for person in sorted(chain[step].pool):
+        for person in order[step]:  # each pool sorted once (a group of thousands, asked for thousands)
             owner = held.get(person)
             if owner is None:
                 held[person], at = step, step
@@ -87,9 +88,10 @@ def _first_short(chain: Sequence[ResolvedStep]) -> tuple[ResolvedStep, list[int]
     people, and how many approvals those steps need from them at least. None when every step gets its people."""
     held: dict[str, int] = {}
     count = [0] * len(chain)
+    order = [sorted(step.pool) for step in chain]
     for step in chain:
         for _ in range(step.need):
-            competing = _augment(chain, step.index, held, count)
+            competing = _augment(chain, step.index, held, count, order)
             if competing is not None:
                 people = sorted(set().union(*(chain[i].pool for i in competing)))
                 return step, sorted(competing), people, sum(count[i] for i in competing) + 1
