@@ -269,34 +269,34 @@ async def _remind_one(deps: Deps, report: SweepReport, w: _Waiting, reroutes: bo
     if w.age >= w.reminders.escalate_after and record.escalated_step != marker:
         report.escalated.append(record.ref)
         if not report.dry_run:
-            async with deps.store.write() as repo:
-                fresh = await repo.get_request(record.id or 0)
-                if fresh is None or fresh.escalated_step == marker or not _same_step(fresh, record):
-                    return
-                fresh.escalated_step = marker
-                await repo.save_request(fresh)
-                await repo.append("approval.escalated", actor=SYSTEM, ts=now, request=fresh, data={
-                    "step": record.step + 1, "waiting_on": approvers, "age": format_duration(w.age)})
-                await repo.queue_notices([
-                    Notice(m, "escalation", f"{record.ref} has waited {format_duration(w.age)} on step "
-                           f"{record.step + 1} ({', '.join(approvers)}).", record.id)
-                    for m in sorted(deps.policy.security_members())], deps.now())
+            await _once(deps, record, "escalated_step", marker, "approval.escalated", now, {
+                "step": record.step + 1, "waiting_on": approvers, "age": format_duration(w.age)}, [
+                Notice(m, "escalation", f"{record.ref} has waited {format_duration(w.age)} on step "
+                       f"{record.step + 1} ({', '.join(approvers)}).", record.id)
+                for m in sorted(deps.policy.security_members())])
     # a reminder counts from when the step asked whom it asks now (a re-route gives the new manager their time)
     elif not rerouted and now - max(w.opened, w.asked_when or w.opened) >= w.reminders.remind_after \
             and record.reminded_step != marker:
         report.reminded.append(record.ref)
         if not report.dry_run:
-            async with deps.store.write() as repo:
-                fresh = await repo.get_request(record.id or 0)
-                if fresh is None or fresh.reminded_step == marker or not _same_step(fresh, record):
-                    return
-                fresh.reminded_step = marker
-                await repo.save_request(fresh)
-                await repo.append("approval.reminded", actor=SYSTEM, ts=now, request=fresh,
-                                  data={"step": record.step + 1, "approvers": approvers})
-                await repo.queue_notices([
-                    Notice(a, "reminder", f"Reminder: {record.ref} waits for your decision.", record.id)
-                    for a in approvers], deps.now())
+            await _once(deps, record, "reminded_step", marker, "approval.reminded", now,
+                        {"step": record.step + 1, "approvers": approvers},
+                        [Notice(a, "reminder", f"Reminder: {record.ref} waits for your decision.", record.id)
+                         for a in approvers])
+
+
+async def _once(deps: Deps, record: RequestRecord, field: str, marker: int, event: str, now: datetime,
+                data: dict[str, object], notices: list[Notice]) -> None:
+    """Record ``event`` and write its notices to the outbox once for the open step (``marker`` kept in the request's
+    ``field``): not if another process did it meanwhile, or a decision moved the step on since it was read."""
+    async with deps.store.write() as repo:
+        fresh = await repo.get_request(record.id or 0)
+        if fresh is None or getattr(fresh, field) == marker or not _same_step(fresh, record):
+            return
+        setattr(fresh, field, marker)
+        await repo.save_request(fresh)
+        await repo.append(event, actor=SYSTEM, ts=now, request=fresh, data=data)
+        await repo.queue_notices(notices, deps.now())
 
 
 async def _fail_moved_extension(deps: Deps, record: RequestRecord, report: SweepReport) -> None:

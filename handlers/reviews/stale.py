@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import cast
 
 from handlers.reviews.links import ReviewLink, ReviewReminder, ReviewSignoffAsk
-from handlers.reviews.records import OPEN, SIGNOFF
+from handlers.reviews.records import OPEN, SIGNOFF, CampaignRecord
 from handlers.reviews.repository import ReviewRepository
 
 
@@ -16,11 +16,12 @@ async def batch_moved_on(raw: object, view: ReviewLink | ReviewReminder, now: da
     """Why a review reminder or escalation no longer holds (None: it does, or it names no batch): its campaign is
     gone or no longer open for decisions (closed, or past its due time at ``now``), or every item it was sent for
     has been decided since."""
-    if not view.waiting or not view.review_id.startswith("RV-") or not view.review_id[3:].isdigit():
+    if not view.waiting:
         return None
     repo = cast(ReviewRepository, raw)
-    cid = int(view.review_id[3:])
-    campaign = await repo.get_campaign(cid)
+    cid, campaign = await _campaign(repo, view.review_id)
+    if cid is None:
+        return None
     if campaign is None:
         return f"{view.review_id} is not on record"
     if not campaign.decidable_at(now):
@@ -37,11 +38,10 @@ async def signoff_moved_on(raw: object, ask: ReviewSignoffAsk, recipient: str) -
     """Why a sign-off request no longer holds (None: it does): its campaign is gone or no longer waits for a
     sign-off (signed, denied, failed closed), a later step has been asked (the step was signed), or the recipient
     has signed already (one person signs once)."""
-    if not ask.review_id.startswith("RV-") or not ask.review_id[3:].isdigit():
-        return None
     repo = cast(ReviewRepository, raw)
-    cid = int(ask.review_id[3:])
-    campaign = await repo.get_campaign(cid)
+    cid, campaign = await _campaign(repo, ask.review_id)
+    if cid is None:
+        return None
     if campaign is None:
         return f"{ask.review_id} is not on record"
     if campaign.state != SIGNOFF:
@@ -52,3 +52,11 @@ async def signoff_moved_on(raw: object, ask: ReviewSignoffAsk, recipient: str) -
     if any(s.approver.lower() == recipient.lower() for s in await repo.signoffs(cid)):
         return f"{ask.review_id}: {recipient} has signed it off already"
     return None
+
+
+async def _campaign(repo: ReviewRepository, review_id: str) -> tuple[int | None, CampaignRecord | None]:
+    """The campaign a stored notice names (``RV-n``): (None, None) when it names none this version writes."""
+    if not review_id.startswith("RV-") or not review_id[3:].isdigit():
+        return None, None
+    cid = int(review_id[3:])
+    return cid, await repo.get_campaign(cid)
