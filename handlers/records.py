@@ -25,6 +25,14 @@ def req_id(n: int) -> str:
     return f"REQ-{n}"
 
 
+def req_number(ref: object) -> int | None:
+    """The number of a ``REQ-n`` this store wrote (1 to 9 ASCII digits), or None for anything else."""
+    text = str(ref)
+    digits = text[4:]
+    return int(digits) if text[:4] == "REQ-" and 0 < len(digits) < 10 and digits.isascii() and digits.isdigit() \
+        else None
+
+
 @dataclass
 class RequestRecord:
     requester: str

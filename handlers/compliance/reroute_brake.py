@@ -29,7 +29,7 @@ from handlers.chains import ResolvedStep
 from handlers.context import SYSTEM, Deps, scope_cache
 from handlers.outbox import deliver_pending
 from handlers.ports import Notice
-from handlers.records import RequestRecord
+from handlers.records import RequestRecord, req_number
 from handlers.repository import Repository
 from handlers.views import Reply
 
@@ -112,7 +112,7 @@ async def may_reroute(deps: Deps, wanted: Sequence[Reroute], *, dry_run: bool = 
         await repo.set_state(KEY, {"held": {r.key: r.item() for r in ordered}, "count": len(keys), "limit": limit,
                                    "since": state.get("since") or now.isoformat()}, now)
         # each held request is marked: a view reads the hold only for a request whose open step it marks
-        await repo.mark_reroutes_held({_ref_number(r.ref): r.round * 100 + r.step - 1 for r in ordered})
+        await _mark(repo, {r.key: r.item() for r in ordered})
         await repo.append("approval.reroutes_held", actor=SYSTEM, ts=now, data={
             "count": len(keys), "limit": limit, "requests": requests, "reroutes": [r.item() for r in ordered]})
         shown = [r.text() for r in ordered[:SHOWN]]
@@ -140,8 +140,8 @@ async def _keep_waiting(repo: Repository, state: dict[str, Any], wanted: Sequenc
 
 
 async def _mark(repo: Repository, held: dict[str, dict[str, Any]]) -> None:
-    await repo.mark_reroutes_held({_ref_number(str(i.get("request"))): _int(i.get("round")) * 100
-                                   + _int(i.get("step")) - 1 for i in held.values()})
+    await repo.mark_reroutes_held({n: _int(i.get("round")) * 100 + _int(i.get("step")) - 1 for i in held.values()
+                                   if (n := req_number(i.get("request"))) is not None})
 
 
 async def _passed_on(repo: Repository, state: dict[str, Any], keys: set[str], now: datetime) -> None:
@@ -162,10 +162,7 @@ def _int(value: Any) -> int:
 
 
 def _ref_number(ref: str) -> int:
-    try:
-        return int(ref.rsplit("-", 1)[-1])
-    except ValueError:
-        return 0
+    return req_number(ref) or 0
 
 
 _SCOPE_KEY = ("reroute-brake",)

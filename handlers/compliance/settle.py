@@ -28,7 +28,7 @@ from handlers.context import SYSTEM, Deps
 from handlers.durations import format_duration
 from handlers.grants import end_grant_in, plan_membership_add, run_op
 from handlers.ports import Notice
-from handlers.records import ACTIVE, HOLDING_STATES, PENDING, DriftRecord, RequestRecord
+from handlers.records import ACTIVE, HOLDING_STATES, PENDING, DriftRecord, RequestRecord, req_number
 from handlers.repository import Repository
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ async def settle_accepts(deps: Deps, report: SweepReport, findings: list[DriftRe
             removing = await repo.get_state(remove_key(finding.id or 0))
             if filed is None or removing is not None:
                 continue
-            record = await repo.get_request(int(str(filed["request_id"]).removeprefix("REQ-")))
+            record = await _filed_request(repo, filed["request_id"])
             if record is None:
                 continue
             if record.state in HOLDING_STATES:  # approved, but the finding was left open: close it now
@@ -88,7 +88,7 @@ async def cancel_accept_of_gone(repo: Repository, finding: DriftRecord, now: dat
     filed = await repo.get_state(accept_key(finding.id or 0))
     if filed is None:
         return None
-    record = await repo.get_request(int(str(filed["request_id"]).removeprefix("REQ-")))
+    record = await _filed_request(repo, filed["request_id"])
     if record is None or record.state != PENDING:
         return record.ref if record else None
     holders = await card_holders(repo, record, [])  # whom its open step asked: their cards close
@@ -176,7 +176,7 @@ async def finish_restores(deps: Deps, findings: list[DriftRecord]) -> list[str]:
         async with deps.store.read() as repo:
             state = await repo.get_state(readd_key(finding.id or 0))
             op = await repo.get_op(int(state["op"])) if state else None
-            record = await repo.get_request(int(str(state["request_id"]).removeprefix("REQ-"))) if state else None
+            record = await _filed_request(repo, state["request_id"]) if state else None
         if op is not None and op.status == "failed" and record is not None:
             lines.append(await _end_grant(deps, finding, record, "the provider refused to add them back"))
     return lines
@@ -197,3 +197,9 @@ async def _end_grant(deps: Deps, finding: DriftRecord, record: RequestRecord, wh
     if remove is not None:
         await run_op(deps, remove.id or 0)  # not a member: the provider answers "not a member", which is success
     return text
+
+
+async def _filed_request(repo: Repository, ref: object) -> RequestRecord | None:
+    """The request a stored drift state names (``REQ-n``), or None when it names none."""
+    n = req_number(ref)
+    return await repo.get_request(n) if n is not None else None

@@ -22,7 +22,7 @@ from handlers.context import Deps
 from handlers.dashboard.ports import DashboardSource
 from handlers.dashboard.signin import Viewer
 from handlers.outbox import NO_CHANNEL
-from handlers.records import req_id
+from handlers.records import req_id, req_number
 
 GIVEN_UP_DAYS = 7  # the window the count covers
 GIVEN_UP_SHOWN = 10  # the most recent ones listed
@@ -100,16 +100,11 @@ def _names(value: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in value) if isinstance(value, list) else ()
 
 
-def _ref_number(ref: str) -> int:
-    tail = ref.rsplit("-", 1)[-1]
-    return int(tail) if tail.isdigit() and len(tail) < 10 else 0
-
-
 async def reroute_hold(source: DashboardSource) -> RerouteHold:
     """The re-route brake as stored, and its latest release from the chain."""
     state = await source.compliance_state(REROUTE_KEY) or {}
     items = [i for i in (state.get("held") or {}).values() if isinstance(i, dict)]
-    items.sort(key=lambda i: (_ref_number(str(i.get("request"))), str(i.get("request")), _int(i.get("step"))))
+    items.sort(key=lambda i: (req_number(i.get("request")) or 0, str(i.get("request")), _int(i.get("step"))))
     held = tuple(HeldReroute(request=str(i.get("request") or ""), step=_int(i.get("step")),
                              asked=_names(i.get("from")), named=_names(i.get("to"))) for i in items[:REROUTES_SHOWN])
     event = await source.latest_event((RELEASED,))

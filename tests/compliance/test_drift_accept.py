@@ -260,3 +260,21 @@ async def test_an_accept_of_a_member_who_left_the_group_is_withdrawn_and_its_app
         for a in asked["data"]["approvers"]:
             [told] = [n for n in h.notifier.to(a, "outcome") if n.request_id == 1]
             assert "withdrawn" in told.text and "no longer in" in told.text, told.text
+
+
+async def test_a_tampered_accept_state_naming_no_request_does_not_stop_the_sweep(database_url, tmp_path):
+    """The stored accept names its request as ``REQ-n``; a value that is not one (edited by hand, say) is taken as
+    naming none: the sweep goes on rather than fail on every run."""
+    from handlers.compliance.findings import accept_key
+
+    async with harness(database_url, tmp_path) as h:
+        d = await _finding(h, "sg-prod-db-read", BOB)
+        assert (await h.say(SAM, f"drift accept {d} for 1d {WHY}")).ok
+        number = int(d.removeprefix("D-"))
+        async with h.app.store.write() as repo:
+            state = await repo.get_state(accept_key(number))
+            await repo.set_state(accept_key(number), {**state, "request_id": "REQ-٣x"}, h.clock.now())
+        h.clock.advance(hours=25)
+        report = await sweep(h.app.deps)
+        assert not report.unchecked or all("REQ" not in line for line in report.unchecked), report.lines()
+        assert (await h.request(1)).state == "pending"  # nothing was done to a request it does not name
