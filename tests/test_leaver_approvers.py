@@ -99,3 +99,19 @@ def test_an_n_of_step_fails_closed_when_fewer_than_n_are_left(world: tuple[str, 
     assert sorted(_terminated(db)) == sorted([SASHA, DANA]) and "fail: 1 — REQ-1" in out, out
     [failed] = events(db, "request.failed")
     assert failed["data"]["rule"] == "step 1: 2 of trio", failed
+
+
+def test_a_directory_that_cannot_be_read_confirms_no_approver_gone(world: tuple[str, Files]) -> None:  # noqa: F811
+    """A half-written directory file for hours (every look-up failing, not answering 'not found') terminates no
+    approver and fails no step; once it reads again with the manager there, nothing happened."""
+    db, files = world
+    chat(BOB, "request staging-admin for 1h", db=db, files=files)
+    good = files.directory.read_text()
+    files.directory.write_text(good[: len(good) // 2] + "\n  - {unclosed: [")
+    for later in (timedelta(0), timedelta(hours=2), timedelta(hours=4)):
+        cli("sweep", "--as-of", (datetime.now(UTC) + later).isoformat(), db=db, files=files)
+    assert _terminated(db) == [] and state(db, 1) == "pending"
+    assert events(db, "request.failed") == []
+    files.directory.write_text(good)
+    out = _sweep(db, files, timedelta(hours=5))
+    assert "fail: 0" in out and _terminated(db) == [] and state(db, 1) == "pending", out
