@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 from bench.bench_lifecycle import PgReplay, SqliteReplay, Statement, _is_txn, matched_differ, record  # noqa: E402
 from bot.bootstrap import build_app  # noqa: E402
 from bot.settings import Settings  # noqa: E402
+from bot.teams.bot import invoke_json  # noqa: E402
 from bot.teams.invoke import InvokeHandler, click_scope  # noqa: E402
 from bot.teams.notifier import TeamsNotifier  # noqa: E402
 
@@ -111,7 +112,7 @@ async def clicks(url: str, directory: str, n: int, recorded: list[Statement] | N
             with click_scope(verb):  # as the Teams route does
                 person = await deps.directory.find_by_aad_object_id(oid)  # type: ignore[attr-defined]
                 response = await invokes.handle(person, verb, {"request_id": n_})
-            body = json.dumps(response.body)
+            body = invoke_json(response.body)  # as the route writes the answer
             wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
             if measured:
                 timings.wall[name].append(wall * 1000)

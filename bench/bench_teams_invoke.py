@@ -62,6 +62,7 @@ from bot.notify import FanoutNotifier  # noqa: E402
 from bot.server import create_web_app, settle_heap  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from bot.teams import TEAMS_KEY  # noqa: E402
+from bot.teams.bot import invoke_json  # noqa: E402
 from bot.teams.invoke import click_scope  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "teams" / "invoke_adaptive_card_action.json"
@@ -92,7 +93,9 @@ def bare_route(app: web.Application, teams_key: Any) -> None:
         with click_scope(action["verb"]):  # as the Teams route does
             person = await channel.bot.app.deps.directory.find_by_aad_object_id(body["from"]["aadObjectId"])
             response = await channel.bot.invokes.handle(person, action["verb"], action["data"])
-        return web.json_response(response.body, status=response.status)
+        # its answer written as the route writes it (bot.teams.bot.invoke_json)
+        return web.Response(body=invoke_json(response.body), status=response.status, content_type="application/json",
+                            charset="utf-8")
 
     async def warm(request: web.Request) -> web.Response:
         return web.Response(status=204)

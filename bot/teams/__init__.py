@@ -247,7 +247,8 @@ def make_handler(channel: TeamsChannel) -> Any:
             except Exception:  # an answer no JSON can carry: say so, as for any failed activity
                 log.exception("invoke answer not written", type=activity.type, name=activity.name)
                 return web.json_response({"error": "the bot could not write its answer"}, status=500)
-            return web.Response(body=payload, status=response.status or 501, content_type="application/json")
+            return web.Response(body=payload, status=response.status or 501, content_type="application/json",
+                                charset="utf-8")
         return web.Response(status=200)
 
     return messages

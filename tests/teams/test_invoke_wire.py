@@ -89,7 +89,9 @@ def test_the_sdks_error_answers_are_written_as_its_json_mode_dump() -> None:
     {"ratio": float("nan"), "other": float("-inf")},
     {"ids": {"a"}},
     {"nested": [{"when": datetime.date(2026, 1, 2)}, (1, 2)]},
-], ids=["datetime", "decimal", "nan-inf", "set", "nested"])
+    {"text": "Zoë — ✔ 日本 \u2028 \U0001f600", "quote": "\"\\\n"},
+    {"text": "a lone \ud83d surrogate", "ratio": float("nan")},
+], ids=["datetime", "decimal", "nan-inf", "set", "nested", "unicode", "lone-surrogate"])
 def test_a_value_that_is_not_plain_json_is_written_as_the_sdk_writes_it(value: dict) -> None:
     """Cards are plain JSON; should one ever carry a datetime, a Decimal, a set or NaN, the answer is still
     JSON, the SDK's JSON-mode form of it (never NaN or Infinity)."""
