@@ -104,6 +104,13 @@ def _fused(type_: Any, dialect: Dialect, side: str) -> Callable[[Any], Any] | No
     def result(value: Any) -> Any:
         if value is None:
             return None
+        if type(value) is str and len(value) in (19, 26) and value[10] == " " and (len(value) == 19 or value[19] == "."):
+            # the storage format itself (``YYYY-MM-DD HH:MM:SS[.ffffff]``): read by the C parser, which gives what
+            # SQLite DATETIME's regular expression gives for it, five times faster; anything else goes its way
+            try:
+                return datetime.fromisoformat(value).replace(tzinfo=UTC)
+            except ValueError:
+                pass
         moment = read(value)
         return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 

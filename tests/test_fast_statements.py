@@ -218,8 +218,17 @@ def test_a_utc_datetime_goes_to_sqlite_and_back_as_through_its_type(moment: date
     assert result(text) == chained_result(text) == (moment.astimezone(UTC) if moment else None)
     if moment is not None:
         assert result(text).tzinfo is UTC
-    for stored in ("2026-11-23 08:00:00", "2026-11-23 08:00:00.5"):  # texts written by other means
-        assert result(stored) == chained_result(stored)
+    for stored in ("2026-11-23 08:00:00", "2026-11-23 08:00:00.5", "2026-11-23 08:00:00.123000",
+                   "2026-11-23T08:00:00.000000", "2026-11-23 08:00:00+05:00", "0001-01-02 00:00:00.000000",
+                   "2026-11-23 08:00:0x.000000", "2026-11-23 24:00:00.000000", "2026-11-23 08:00:00.12345",
+                   "2026-11-23 08:00:00.1234567", "２０２６-11-23 08:00:00.000000"):  # texts written by other means
+        outcomes = []
+        for read in (result, chained_result):
+            try:
+                outcomes.append(read(stored))
+            except Exception as exc:
+                outcomes.append(type(exc))
+        assert outcomes[0] == outcomes[1], stored
 
 
 @pytest.mark.parametrize("value", [datetime(2026, 1, 1), date(2026, 1, 1), "2026-01-01", 7])
