@@ -61,15 +61,29 @@ _ORDERED = re.compile(r"(\d{1,9})([.)])")
 _NEEDS_ESCAPE = re.compile(r"[\\`*_\[\]<>&~{}\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]|^[ \t#+=-]|^\d{1,9}[.)]")
 
 
+# Short texts escaped before (labels, names, emails, profile titles: a card repeats them on every click), kept
+# up to a bound and forgotten all at once past it
+_ESCAPED: dict[str, str] = {}
+_ESCAPED_MAX, _ESCAPED_LEN = 4096, 256
+
+
 def escape(text: str | None) -> str:
     """Text shown literally by a CommonMark renderer: every construct it could start is backslash-escaped.
 
     Leading indentation is dropped (four spaces would start a code block); a line that begins
     like a heading, list item, quote or rule gets its first mark escaped.
     """
-    if text and not _NEEDS_ESCAPE.search(text):
-        return text
-    return escape_lines(text)
+    if not text:
+        return ""
+    found = _ESCAPED.get(text)
+    if found is not None:
+        return found
+    found = escape_lines(text) if _NEEDS_ESCAPE.search(text) else text
+    if len(text) <= _ESCAPED_LEN:
+        if len(_ESCAPED) >= _ESCAPED_MAX:
+            _ESCAPED.clear()
+        _ESCAPED[text] = found
+    return found
 
 
 def escape_lines(text: str | None) -> str:

@@ -130,4 +130,9 @@ def test_escape_returns_plain_text_as_it_is_and_everything_else_as_line_by_line_
                *("".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12))) for _ in range(5000))]
     for text in samples:
         assert adaptive.escape(text) == adaptive.escape_lines(text), repr(text)
+    for text in samples:  # again: the short ones now come from the texts kept, which stay bounded
+        assert adaptive.escape(text) == adaptive.escape_lines(text), repr(text)
+        assert len(adaptive._ESCAPED) <= adaptive._ESCAPED_MAX
+    long = "# a *long* text\n" * 40
+    assert adaptive.escape(long) == adaptive.escape_lines(long) and long not in adaptive._ESCAPED
     assert adaptive.escape("alice@example.com") == "alice@example.com"
