@@ -2,7 +2,11 @@
 member, then ``approve RV-n ITEM`` by another one re-adds the member through the provisioning intents
 (``membership.added`` reason ``review undo``). Both are recorded (``review.undo_requested``,
 ``review.undone``). A re-added member holds the group as a standing membership: a grant that the
-review ended stays ended."""
+review ended stays ended.
+
+The other members of the security team asked to approve, and the one who asked told it was approved, are
+written to the outbox with the record that decides it (handlers/outbox.py): a process that stops right after the
+commit leaves them to the next delivery instead of telling nobody."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from dataclasses import dataclass
 
 from handlers.context import Deps
 from handlers.grants import plan_membership_add, run_due_ops
+from handlers.outbox import deliver_pending
 from handlers.ports import Notice
 from handlers.reviews.campaign import repo_of
 from handlers.reviews.close import REMOVED
@@ -76,10 +81,13 @@ async def request_undo(deps: Deps, who: str, cmd: ReviewUndo) -> Reply:
         await repo.append("review.undo_requested", actor=who, ts=now, data={
             "review_id": ref, "item": cmd.item, "user": item.user, "provider": item.provider, "group": item.group,
             "reason": reason})
-    others = sorted(deps.policy.security_members() - {who})
-    await deps.notifier.notify([Notice(m, "approval", f"{who} asks to undo the removal of {item.user} from "
-                                       f"{item.provider}/{item.group} ({ref} item {cmd.item}): {reason}. Answer "
-                                       f"`approve {ref} {cmd.item}`.", None) for m in others])
+        others = sorted(deps.policy.security_members() - {who})
+        notices = [Notice(m, "approval", f"{who} asks to undo the removal of {item.user} from "
+                          f"{item.provider}/{item.group} ({ref} item {cmd.item}): {reason}. Answer "
+                          f"`approve {ref} {cmd.item}`.", None) for m in others]
+        await raw.queue_notices(notices, now)  # written with the request for it (handlers/outbox.py)
+    if notices:
+        await deliver_pending(deps)
     return Reply(text=f"{ref} item {cmd.item}: the undo waits for a second member of the security team "
                  f"(`approve {ref} {cmd.item}`).", data={"review_id": ref})
 
@@ -115,6 +123,11 @@ async def approve_undo(deps: Deps, who: str, cmd: ReviewUndoApprove) -> Reply:
         await repo.append("review.undone", actor=who, ts=now, data={
             "review_id": ref, "item": cmd.item, "user": item.user, "provider": item.provider, "group": item.group,
             "requested_by": pending.requested_by, "reason": pending.reason})
+        # the one who asked for it is told it was approved (the approver is answered below)
+        await raw.queue_notices([Notice(pending.requested_by, "approval", f"{who} approved your undo of {ref} item "
+                                        f"{cmd.item}: {item.user} is added back to {item.provider}/{item.group}.",
+                                        None)], now)
     await run_due_ops(deps)
+    await deliver_pending(deps)
     return Reply(text=f"{ref} item {cmd.item}: {item.user} is added back to {item.provider}/{item.group}.",
                  data={"review_id": ref})
