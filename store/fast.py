@@ -104,7 +104,8 @@ def _fused(type_: Any, dialect: Dialect, side: str) -> Callable[[Any], Any] | No
     def result(value: Any) -> Any:
         if value is None:
             return None
-        if type(value) is str and len(value) in (19, 26) and value[10] == " " and (len(value) == 19 or value[19] == "."):
+        size = len(value) if type(value) is str else 0
+        if (size == 19 or (size == 26 and value[19] == ".")) and value[10] == " ":
             # the storage format itself (``YYYY-MM-DD HH:MM:SS[.ffffff]``): read by the C parser, which gives what
             # SQLite DATETIME's regular expression gives for it, five times faster; anything else goes its way
             try:
