@@ -173,6 +173,8 @@ def _chain_rows(view: RequestView) -> list[Any]:
             line += f"; approved by {done}"
         elif step.status in ("open", "waiting") and who:
             line += f"; {who}"
+        if step.held_for:  # the safety brake holds passing it to the manager the provider names now
+            line += f"; passing it to {', '.join(step.held_for[:10])} is held by the safety brake"
         rows.append(element(ac.TextBlock, text=escape(_cut(line, 500)), wrap=True, spacing=act.Spacing.SMALL))
     return rows
 

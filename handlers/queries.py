@@ -143,7 +143,9 @@ def status_text(view: RequestView) -> str:
         for s in view.steps:
             who = (f"approved by {', '.join(s.approved_by)}" if s.approved_by
                    else f"from {', '.join(s.approvers) or '-'}")
-            lines.append(f"    {s.index}. {s.label} [{s.status}] need {s.need}, {who}")
+            lines.append(f"    {s.index}. {s.label} [{s.status}] need {s.need}, {who}"
+                         + (f"; passing it to {', '.join(s.held_for)} is held by the safety brake "
+                            "(safety.max_reroutes)" if s.held_for else ""))
     if view.events:
         lines.append("  events:")
         lines += [f"    #{e.seq} {e.ts} {e.type} by {e.actor}" + (f" ({e.summary})" if e.summary else "")

@@ -34,6 +34,8 @@ STEPS = (
 )
 ACTIVE = view("plain words", state="active", expires_at="2026-11-23T10:00:00Z", time_left="1h 59m",
               extension="2h", steps=STEPS, waiting_on=("sec2@example.com",))
+HELD = view(steps=(StepView(index=1, label="manager", approvers=("mark.mgr@example.com",), approved_by=(), need=1,
+                            status="open", held_for=("pat.lead@example.com",)),), waiting_on=("mark.mgr@example.com",))
 ENDED = view(state="expired", end_reason="expired", kind="exception", steps=STEPS[:1], waiting_on=())
 FORM = FormRequest(profile="p-2", duration="2h", justification=NASTY, ticket=None, missing=("ticket",),
                    errors={"duration": "duration>max", "justification": PAYLOADS[0]},
@@ -49,6 +51,7 @@ CARDS: dict[str, Callable[[], dict[str, Any] | None]] = {
     "approval, extension": lambda: adaptive.approval_card(ACTIVE, viewer="sec2@example.com", note="Approved.",
                                                           refresh_user_ids=[f"29:{i}" for i in range(70)]),
     "approval, not for this viewer": lambda: adaptive.approval_card(ACTIVE, viewer="someone@example.com"),
+    "approval, re-route held": lambda: adaptive.approval_card(HELD, viewer="pat.lead@example.com"),
     "approval, decided": lambda: adaptive.approval_card(ENDED, viewer="mark.mgr@example.com"),
     "approval, no viewer": lambda: adaptive.approval_card(view()),
     "outcome": lambda: adaptive.outcome_card(ENDED),
@@ -136,3 +139,11 @@ def test_escape_returns_plain_text_as_it_is_and_everything_else_as_line_by_line_
     long = "# a *long* text\n" * 40
     assert adaptive.escape(long) == adaptive.escape_lines(long) and long not in adaptive._ESCAPED
     assert adaptive.escape("alice@example.com") == "alice@example.com"
+
+
+def test_a_step_whose_re_route_is_held_says_so_on_the_card() -> None:
+    """The manager the provider names now sees the step staying with the one it asked, and why (no buttons)."""
+    card = adaptive.approval_card(HELD, viewer="pat.lead@example.com")
+    text = json.dumps(card)
+    assert "mark.mgr@example.com; passing it to pat.lead@example.com is held by the safety brake" in text
+    assert "actions" not in card
