@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from handlers.audit import format_ts
-from handlers.chains import ResolvedStep, resolve_chain
+from handlers.chains import ResolvedStep, pin_step, resolve_chain
 from handlers.context import Deps, scope_cache
 from handlers.durations import format_duration
 from handlers.policy import Policy, Profile, Step
@@ -92,6 +92,10 @@ async def request_view(deps: Deps, record: RequestRecord, *, decisions: list[Dec
     steps: list[StepView] = []
     chain = await resolved_chain(deps, policy, profile, record, requester)
     at = record.step if shown == record.round else len(chain)  # the open step of the round shown
+    if in_chain and at < len(chain) and record.asked is not None and record.asked_step == record.round * 100 + at:
+        # an all_of / n_of step is decided by the people it asked when it opened (approvals.decide pins it the same
+        # way, from the same record): nobody else is shown as able to decide it, nor offered its buttons
+        chain[at] = pin_step(chain[at], frozenset(record.asked))
     used: set[str] = set()
     for rs in chain:
         approved = tuple(d.approver for d in this_round if d.step == rs.index and d.decision == "approved")
