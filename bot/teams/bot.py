@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from http import HTTPStatus
 from typing import Any
 
@@ -299,9 +300,29 @@ def invoke_json(body: Any) -> bytes:
     pydantic's JSON form, as ``model_dump(mode="json")`` gives it: ISO text, text, a list, null. Never NaN or
     Infinity, which are not JSON. Written by pydantic's own serialiser in one pass (``json.dumps`` cost four
     times as much for a card, on every click); text no UTF-8 can carry (a lone surrogate from a ``\\ud83d``
-    escape in what a client sent) is written as JSON's ``\\u`` escape instead of failing the answer.
+    escape in what a client sent) is written as JSON's ``\\u`` escape instead of failing the answer. A model
+    inside the value is written as the SDK's dump writes it (its fields by alias, a None field left out), and a
+    NaN or Infinity its own settings would write is null all the same.
     """
     try:
-        return pydantic_core.to_json(body, inf_nan_mode="null")
+        written = pydantic_core.to_json(body, inf_nan_mode="null", by_alias=True, exclude_none=True)
     except pydantic_core.PydanticSerializationError:
-        return json.dumps(pydantic_core.to_jsonable_python(body, inf_nan_mode="null"), allow_nan=False).encode()
+        written = None
+    if written is not None and b"NaN" not in written and b"Infinity" not in written:
+        return written
+    # a lone surrogate, or a model inside the value whose own settings write NaN or Infinity (pydantic's
+    # ``inf_nan_mode`` does not reach into a model): its JSON-mode form, every NaN and Infinity made null
+    # (a text merely holding "NaN" comes this way too, to the same value)
+    plain = pydantic_core.to_jsonable_python(body, inf_nan_mode="null", by_alias=True, exclude_none=True)
+    return json.dumps(_finite(plain), allow_nan=False).encode()
+
+
+def _finite(value: Any) -> Any:
+    """A JSON-mode value with every NaN and Infinity as None (JSON has neither)."""
+    if type(value) is float:
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value

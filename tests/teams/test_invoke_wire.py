@@ -7,10 +7,12 @@ from __future__ import annotations
 import datetime
 import decimal
 import json
+import math
 
 import pytest
 from microsoft_agents.activity import AdaptiveCardInvokeResponse, InvokeResponse
 from microsoft_agents.hosting.core import ActivityHandler
+from pydantic import BaseModel, ConfigDict, Field
 
 from bot.teams.bot import AccessBot, invoke_json
 from bot.teams.invoke import CARD_TYPE
@@ -99,3 +101,50 @@ def test_a_value_that_is_not_plain_json_is_written_as_the_sdk_writes_it(value: d
     ours = json.loads(invoke_json(AccessBot._create_invoke_response(body).body))
     sdk = ActivityHandler._create_invoke_response(body).body
     assert ours == sdk
+
+
+class _Constants(BaseModel):
+    """A model whose own settings write NaN and Infinity as JSON's missing constants."""
+    model_config = ConfigDict(ser_json_inf_nan="constants")
+    ratio: float = float("nan")
+    other: float = float("inf")
+
+
+class _Aliased(BaseModel):
+    count: int = Field(default=1, alias="Count")
+    note: str | None = None
+    ratio: float = float("-inf")
+
+
+def _json_value(value: object) -> object:
+    """The SDK's JSON-mode dump as JSON can carry it: NaN and Infinity (left in a model's fields) as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_value(v) for v in value]
+    return value
+
+
+def _strict(raw: bytes) -> object:
+    def refuse(constant: str) -> object:
+        raise ValueError(f"{constant} is not JSON")
+    return json.loads(raw.decode("utf-8"), parse_constant=refuse)
+
+
+@pytest.mark.parametrize("value", [
+    {"m": _Constants()},
+    {"m": _Constants(), "text": "a lone \ud83d surrogate"},
+    {"m": _Aliased(), "kept": None},
+    {"m": [_Aliased()], "text": "\udfff"},
+    {"text": "NaN and Infinity as text", "ratio": float("nan")},
+], ids=["constants-model", "constants-model-lone-surrogate", "model-none-alias", "model-lone-surrogate",
+        "nan-as-text"])
+def test_a_model_inside_the_value_is_written_as_json_the_sdk_dump_gives(value: dict) -> None:
+    """A model inside the value is dumped by its own settings: one that writes NaN as JSON's missing constant
+    put a bare ``NaN`` in a 200 answer, and one beside a lone surrogate failed the answer (NaN left by the
+    fallback). Always JSON, the SDK's JSON-mode value (its fields by alias, a None field left out), NaN as null."""
+    body = AdaptiveCardInvokeResponse(status_code=200, type=CARD_TYPE, value=value)
+    ours = _strict(invoke_json(AccessBot._create_invoke_response(body).body))
+    assert ours == _json_value(ActivityHandler._create_invoke_response(body).body)
