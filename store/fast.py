@@ -107,11 +107,15 @@ def _fused(type_: Any, dialect: Dialect, side: str) -> Callable[[Any], Any] | No
         size = len(value) if type(value) is str else 0
         if (size == 19 or (size == 26 and value[19] == ".")) and value[10] == " ":
             # the storage format itself (``YYYY-MM-DD HH:MM:SS[.ffffff]``): read by the C parser, which gives what
-            # SQLite DATETIME's regular expression gives for it, five times faster; anything else goes its way
+            # SQLite DATETIME's regular expression gives for it, five times faster; anything else goes its way, a
+            # look-alike with an offset too (``2026-11-23 08:00+01``: its UTC time, never the offset dropped)
             try:
-                return datetime.fromisoformat(value).replace(tzinfo=UTC)
+                moment = datetime.fromisoformat(value)
             except ValueError:
                 pass
+            else:
+                if moment.tzinfo is None:
+                    return moment.replace(tzinfo=UTC)
         moment = read(value)
         return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 

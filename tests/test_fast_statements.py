@@ -221,7 +221,12 @@ def test_a_utc_datetime_goes_to_sqlite_and_back_as_through_its_type(moment: date
     for stored in ("2026-11-23 08:00:00", "2026-11-23 08:00:00.5", "2026-11-23 08:00:00.123000",
                    "2026-11-23T08:00:00.000000", "2026-11-23 08:00:00+05:00", "0001-01-02 00:00:00.000000",
                    "2026-11-23 08:00:0x.000000", "2026-11-23 24:00:00.000000", "2026-11-23 08:00:00.12345",
-                   "2026-11-23 08:00:00.1234567", "２０２６-11-23 08:00:00.000000"):  # texts written by other means
+                   "2026-11-23 08:00:00.1234567", "２０２６-11-23 08:00:00.000000",
+                   # the storage format's lengths with an offset in them: their UTC time, the offset not dropped
+                   "2026-11-23 08:00+01", "2026-11-23 08:00:00.000+01", "2026-11-23 08:00:00.1+1406",
+                   "2026-11-23 08-02:00", "2026-11-23 08:+0700", "2026-11-23 08:00:00.0-01:00",
+                   "2026-11-23 23:59:60.000000", "0000-01-01 00:00:00", "2026-11-23 08:00:00.12345 ",
+                   "٢٠٢٦-١١-٢٣ ٠٨:٠٠:٠٠", "2026-11-23 08:00:00.00000٠"):  # texts written by other means
         outcomes = []
         for read in (result, chained_result):
             try:
@@ -229,6 +234,7 @@ def test_a_utc_datetime_goes_to_sqlite_and_back_as_through_its_type(moment: date
             except Exception as exc:
                 outcomes.append(type(exc))
         assert outcomes[0] == outcomes[1], stored
+    assert result("2026-11-23 08:00:00.000+01") == datetime(2026, 11, 23, 7, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("value", [datetime(2026, 1, 1), date(2026, 1, 1), "2026-01-01", 7])
