@@ -62,7 +62,7 @@ _NEEDS_ESCAPE = re.compile(r"[\\`*_\[\]<>&~{}\n\r\v\f\x1c\x1d\x1e\x85\u2028\u202
 
 
 # Short texts escaped before (labels, names, emails, profile titles: a card repeats them on every click), kept
-# up to a bound and forgotten all at once past it
+# up to a bound and forgotten all at once past it; plain ``str`` only, key and value
 _ESCAPED: dict[str, str] = {}
 _ESCAPED_MAX, _ESCAPED_LEN = 4096, 256
 
@@ -75,6 +75,8 @@ def escape(text: str | None) -> str:
     """
     if not text:
         return ""
+    if type(text) is not str:  # a str subclass (a str enum member) is never kept: another text equal to it would
+        return escape_lines(text) if _NEEDS_ESCAPE.search(text) else text  # get the member back, not a str
     found = _ESCAPED.get(text)
     if found is not None:
         return found

@@ -147,3 +147,25 @@ def test_a_step_whose_re_route_is_held_says_so_on_the_card() -> None:
     text = json.dumps(card)
     assert "mark.mgr@example.com; passing it to pat.lead@example.com is held by the safety brake" in text
     assert "actions" not in card
+
+
+def test_a_str_subclass_escaped_is_not_given_back_for_plain_text_equal_to_it() -> None:
+    """A str enum member escaped first was kept as the answer for its text: escaping the plain text then gave
+    the member back, which an f-string writes as ``State.PENDING``, not ``pending``."""
+    import enum
+
+    class State(str, enum.Enum):  # noqa: UP042 (the mixin: an f-string writes its name)
+        PENDING = "pending (a state)"
+        STARRED = "*starred* (a state)"
+
+    class Loud(str):
+        pass
+
+    for member in State:
+        assert adaptive.escape(member) == adaptive.escape_lines(member)
+        plain = str(member.value)
+        again = adaptive.escape(plain)
+        assert type(again) is str and again == adaptive.escape_lines(plain), repr(again)
+        assert f"{again}" == adaptive.escape_lines(plain)
+    assert adaptive.escape(Loud("x_y")) == "x\\_y" and type(adaptive.escape("x_y (a state)")) is str
+    assert all(type(k) is str and type(v) is str for k, v in adaptive._ESCAPED.items())
