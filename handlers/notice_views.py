@@ -6,7 +6,8 @@ JSON with a ``type`` (never a pickled object), and gives the channels the same v
 notice. A request's own view is not stored: the channels read the
 request when they send (``request_id``), so a card shows the request as it is then. A reviewer's reminder
 keeps what it asks about (``ReviewReminder``), and a sign-off request the step it asks to sign
-(``ReviewSignoffAsk``), for the outbox to judge whether it still holds; each is sent as text.
+(``ReviewSignoffAsk``), and an ask to approve an undo the item it is for (``ReviewUndoAsk``), for the outbox to
+judge whether it still holds; each is sent as text.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from handlers.compliance.views import DriftView, PauseView
-from handlers.reviews.links import ReviewLink, ReviewReminder, ReviewSignoffAsk
+from handlers.reviews.links import ReviewLink, ReviewReminder, ReviewSignoffAsk, ReviewUndoAsk
 
 
 def encode_view(view: Any) -> str | None:
@@ -38,6 +39,8 @@ def encode_view(view: Any) -> str | None:
                            "waiting": list(view.waiting)}, sort_keys=True)
     if isinstance(view, ReviewSignoffAsk):
         return json.dumps({"type": "review-signoff", "review_id": view.review_id, "step": view.step}, sort_keys=True)
+    if isinstance(view, ReviewUndoAsk):
+        return json.dumps({"type": "review-undo", "review_id": view.review_id, "item": view.item}, sort_keys=True)
     raise TypeError(f"the outbox cannot keep a notice view of type {type(view).__name__}")
 
 
@@ -76,6 +79,8 @@ def _decoded(data: Any) -> Any:
         return reminder if isinstance(reminder.reviewer, str) else None
     if kind == "review-signoff":
         return ReviewSignoffAsk(_review_id(data["review_id"]), _number(data["step"]))
+    if kind == "review-undo":
+        return ReviewUndoAsk(_review_id(data["review_id"]), _number(data["item"]))
     return None
 
 

@@ -20,7 +20,8 @@ console's defaults) a notice is marked ``unreachable`` at once, with nothing rec
 A reminder, an escalation or an expiry warning whose request moved on before it was sent (the step decided, the
 request withdrawn or ended, the grant extended or ended), or a reviewer's reminder or escalation whose items were
 all decided (or whose campaign closed) before it was sent, or a review's sign-off request whose step was signed
-(or whose campaign no longer waits for a sign-off) before it was sent, or the safety brake's pause notice whose
+(or whose campaign no longer waits for a sign-off) before it was sent, or an ask to approve an undo of a review
+removal that another member of the security team approved before it was sent, or the safety brake's pause notice whose
 pause was resumed, ended or replaced before it was sent, is not sent: it is marked ``dropped`` with why
 (:func:`_stale`). Notices of what happened (an expiry, an end, a termination) are always sent.
 """
@@ -38,8 +39,8 @@ from handlers.compliance.views import PauseView
 from handlers.context import SYSTEM, Deps
 from handlers.ports import Notice
 from handlers.records import ACTIVE, PENDING, OutboxNotice, req_id
-from handlers.reviews.links import ReviewLink, ReviewReminder, ReviewSignoffAsk
-from handlers.reviews.stale import batch_moved_on, signoff_moved_on
+from handlers.reviews.links import ReviewLink, ReviewReminder, ReviewSignoffAsk, ReviewUndoAsk
+from handlers.reviews.stale import batch_moved_on, signoff_moved_on, undo_moved_on
 
 log = structlog.get_logger("accessbot.outbox")
 
@@ -104,7 +105,7 @@ async def deliver_pending(deps: Deps) -> int:
         if notice is None:
             return sent
         # kept for _stale: sent as text
-        view = None if isinstance(notice.view, (ReviewReminder, ReviewSignoffAsk)) else notice.view
+        view = None if isinstance(notice.view, (ReviewReminder, ReviewSignoffAsk, ReviewUndoAsk)) else notice.view
         notices = [Notice(notice.recipient, notice.kind, notice.text, notice.request_id, view)]
         if isinstance(notifier, Sender):
             outcomes = await notifier.send(notices)
@@ -121,10 +122,13 @@ async def _stale(repo: Any, notice: OutboxNotice, now: datetime) -> str | None:
     it said (``warned_expiry``). A reviewer's reminder, or an escalation of their batch, holds while the campaign
     is open for decisions and one of the items it was sent for is undecided (handlers/reviews/stale.py). Notices
     of what happened (an expiry, an end, a termination, a campaign's opening) always hold. A review's sign-off
-    request holds while its campaign waits for that step's signatures and the recipient has not signed; the safety
-    brake's pause notice while the pause it announces is in force and not resumed."""
+    request holds while its campaign waits for that step's signatures and the recipient has not signed; an ask to
+    approve an undo of a review removal while an undo of that item waits for approval; the safety brake's pause
+    notice while the pause it announces is in force and not resumed."""
     if isinstance(notice.view, ReviewSignoffAsk):
         return await signoff_moved_on(repo, notice.view, notice.recipient)
+    if isinstance(notice.view, ReviewUndoAsk):
+        return await undo_moved_on(repo, notice.view)
     if notice.kind == "brake" and isinstance(notice.view, PauseView):
         return await pause_moved_on(repo, notice.view)
     if notice.kind in STALE_KINDS and isinstance(notice.view, (ReviewLink, ReviewReminder)):

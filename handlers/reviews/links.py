@@ -42,3 +42,13 @@ class ReviewSignoffAsk:
 
     review_id: str  # RV-n
     step: int
+
+
+@dataclass(frozen=True)
+class ReviewUndoAsk:
+    """What an ask to approve an undo of a review removal asks for: the undo of item ``item`` of ``review_id``.
+    The outbox keeps it with the ask to drop it, unsent, once no undo of that item waits for approval (another
+    member approved it); the channels are given the ask's text only."""
+
+    review_id: str  # RV-n
+    item: int

@@ -1,13 +1,13 @@
-"""When a reviewer's reminder or an escalation of their batch, or a sign-off request, waiting in the outbox
-(handlers/outbox.py), no longer holds: it is dropped, unsent, rather than ask about items already decided or a
-step already signed."""
+"""When a reviewer's reminder or an escalation of their batch, a sign-off request, or an ask to approve an undo,
+waiting in the outbox (handlers/outbox.py), no longer holds: it is dropped, unsent, rather than ask about items
+already decided, a step already signed or an undo already approved."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import cast
 
-from handlers.reviews.links import ReviewLink, ReviewReminder, ReviewSignoffAsk
+from handlers.reviews.links import ReviewLink, ReviewReminder, ReviewSignoffAsk, ReviewUndoAsk
 from handlers.reviews.records import OPEN, SIGNOFF, CampaignRecord
 from handlers.reviews.repository import ReviewRepository
 
@@ -52,6 +52,23 @@ async def signoff_moved_on(raw: object, ask: ReviewSignoffAsk, recipient: str) -
     if any(s.approver.lower() == recipient.lower() for s in await repo.signoffs(cid)):
         return f"{ask.review_id}: {recipient} has signed it off already"
     return None
+
+
+async def undo_moved_on(raw: object, ask: ReviewUndoAsk) -> str | None:
+    """Why an ask to approve an undo no longer holds (None: it does): its campaign is gone, or no undo of the item
+    waits for approval any more (another member of the security team approved it)."""
+    repo = cast(ReviewRepository, raw)
+    cid, campaign = await _campaign(repo, ask.review_id)
+    if cid is None:
+        return None
+    if campaign is None:
+        return f"{ask.review_id} is not on record"
+    undos = [u for u in await repo.undos(cid) if u.item == ask.item]
+    if any(u.approved_by is None for u in undos):
+        return None
+    approved = next((u.approved_by for u in reversed(undos) if u.approved_by), None)
+    by = f" (approved by {approved})" if approved else ""
+    return f"{ask.review_id} item {ask.item}: no undo waits for approval{by}"
 
 
 async def _campaign(repo: ReviewRepository, review_id: str) -> tuple[int | None, CampaignRecord | None]:

@@ -6,7 +6,8 @@ review ended stays ended.
 
 The other members of the security team asked to approve, and the one who asked told it was approved, are
 written to the outbox with the record that decides it (handlers/outbox.py): a process that stops right after the
-commit leaves them to the next delivery instead of telling nobody."""
+commit leaves them to the next delivery instead of telling nobody. An ask still unsent once another member approved
+the undo is dropped, not sent (handlers/reviews/stale.py)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from handlers.ports import Notice
 from handlers.reviews.campaign import repo_of
 from handlers.reviews.close import REMOVED
 from handlers.reviews.decide import refuse_in
+from handlers.reviews.links import ReviewUndoAsk
 from handlers.reviews.records import CLOSED, UndoRecord, rv_id
 from handlers.views import Reply
 
@@ -84,7 +86,7 @@ async def request_undo(deps: Deps, who: str, cmd: ReviewUndo) -> Reply:
         others = sorted(deps.policy.security_members() - {who})
         notices = [Notice(m, "approval", f"{who} asks to undo the removal of {item.user} from "
                           f"{item.provider}/{item.group} ({ref} item {cmd.item}): {reason}. Answer "
-                          f"`approve {ref} {cmd.item}`.", None) for m in others]
+                          f"`approve {ref} {cmd.item}`.", None, ReviewUndoAsk(ref, cmd.item)) for m in others]
         await raw.queue_notices(notices, now)  # written with the request for it (handlers/outbox.py)
     if notices:
         await deliver_pending(deps)

@@ -12,7 +12,7 @@ from bot.bootstrap import build_app
 from bot.settings import Settings
 from handlers.notice_views import decode_view, encode_view
 from handlers.outbox import notice_lease
-from handlers.reviews.links import ReviewLink, ReviewReminder, ReviewSignoffAsk
+from handlers.reviews.links import ReviewLink, ReviewReminder, ReviewSignoffAsk, ReviewUndoAsk
 from handlers.sweeps import sweep
 from tests.reviews.test_close import at
 from tests.reviews.test_decisions import started
@@ -117,8 +117,12 @@ async def test_a_reminder_whose_items_were_decided_before_it_was_sent_is_dropped
 def test_a_review_batchs_stored_view_comes_back_as_it_was() -> None:
     due = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
     for view in (ReviewLink("RV-2", "Quarterly", 3, due), ReviewLink("RV-2", "Quarterly", 2, due, MARK, (3, 4)),
-                 ReviewReminder("RV-2", "group:security", (1, 2)), ReviewSignoffAsk("RV-2", 1)):
+                 ReviewReminder("RV-2", "group:security", (1, 2)), ReviewSignoffAsk("RV-2", 1),
+                 ReviewUndoAsk("RV-2", 7)):
         assert decode_view(encode_view(view)) == view
+    for damaged in ('{"type": "review-undo", "review_id": "RV-2", "item": -1}',
+                    '{"type": "review-undo", "review_id": "RV-x", "item": 1}', '{"type": "review-undo"}'):
+        assert decode_view(damaged) is None  # sent as its text, never held back by a row edited by hand
 
 
 async def test_a_closes_signoff_request_cut_off_is_sent_once_by_the_next_sweep(database_url, tmp_path):

@@ -5,10 +5,16 @@ off after the command was committed is made by the next delivery, once. On SQLit
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
+
+from handlers.outbox import notice_lease
 from handlers.sweeps import sweep
 from tests.reviews.test_decisions import started
-from tests.slack.test_outbox_settled import _cut_then_delivered, _dm, _slack
+from tests.slack.test_outbox_settled import CutOnce, _cut_then_delivered, _dm, _slack
 from tests.support import Harness, harness
+from tests.test_notice_outbox import _outbox
 
 SAM, SASHA, ALICE = "sam.sec@example.com", "sasha.sec@example.com", "alice@example.com"
 
@@ -57,3 +63,43 @@ async def test_the_one_who_asked_for_an_undo_is_told_it_was_approved(database_ur
         assert line.startswith(f"{SASHA} approved your undo of RV-1 item {alice}") and ALICE in line
         await sweep(h.app.deps, drift=False)
         assert len(_dm(slack_api, SAM, "approved your undo")) == 1
+
+
+async def test_an_undo_ask_unsent_when_another_member_approved_is_dropped(database_url, tmp_path, slack_api):
+    """Sasha approves the undo before the ask to her went out (its send cut off): the ask, which tells her to answer
+    `approve`, is dropped with why, not sent; Sam is still told it was approved."""
+    async with harness(database_url, tmp_path) as h:
+        alice = await _removed(h)
+        real = _slack(h, slack_api)
+        h.app.deps.notifier = CutOnce(real, "asks to undo")
+        with pytest.raises(asyncio.CancelledError):
+            await h.say(SAM, f"review undo RV-1 {alice} because she is on call again")
+        h.app.deps.notifier = real
+        assert (await h.say(SASHA, f"approve RV-1 {alice}")).ok
+        h.clock.advance(seconds=notice_lease(real).total_seconds() + 1)
+        await sweep(h.app.deps, drift=False)
+        await real.idle()
+        assert ALICE in await h.members("sg-prod-db-read")
+        assert _dm(slack_api, SASHA, "asks to undo") == []
+        [ask] = [r for r in await _outbox(h) if "asks to undo" in r["text"]]
+        assert ask["status"] == "dropped" and ask["recipient"] == SASHA, ask
+        assert ask["last_error"] == f"RV-1 item {alice}: no undo waits for approval (approved by {SASHA})"
+        assert len(_dm(slack_api, SAM, "approved your undo")) == 1
+
+
+async def test_an_undo_ask_still_waiting_is_sent_after_a_restart(database_url, tmp_path, slack_api):
+    """The ask kept with what it asks for is sent as its text while the undo still waits (a view the channels
+    are not given)."""
+    async with harness(database_url, tmp_path) as h:
+        alice = await _removed(h)
+        real = _slack(h, slack_api)
+        h.app.deps.notifier = CutOnce(real, "asks to undo")
+        with pytest.raises(asyncio.CancelledError):
+            await h.say(SAM, f"review undo RV-1 {alice} because she is on call again")
+        h.app.deps.notifier = real
+        h.clock.advance(seconds=notice_lease(real).total_seconds() + 1)
+        await sweep(h.app.deps, drift=False)
+        await real.idle()
+        [line] = _dm(slack_api, SASHA, "asks to undo")
+        assert f"approve RV-1 {alice}" in line
+        assert [r["status"] for r in await _outbox(h) if "asks to undo" in r["text"]] == ["sent"]
