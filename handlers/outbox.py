@@ -9,7 +9,9 @@ and owns it for a lease that covers the channels' worst-case send of one notice,
 first may still be sending it, and one taken by a process that died is taken again once its lease ran out. A
 process marks a notice only while it still holds the lease (its token in ``claimed_by``); one whose lease was
 taken over leaves the notice to the new owner and logs it. A sweep with nothing due only reads: the write lock is
-taken when a notice is due.
+taken when a notice is due. The security team's plain lines of the drift sweep (kind ``drift`` without a card,
+:func:`batched`) due for one person are taken with the first under the same lease and sent as one message
+(:func:`combined`); each row is still marked on its own with that message's outcome.
 
 A notice no channel could deliver is tried again with growing delays; after ``MAX_ATTEMPTS`` it is marked
 undeliverable and recorded (``notice.undeliverable``), and the security team is told. A notice no channel has an
@@ -53,6 +55,13 @@ LONGEST_RETRY = timedelta(hours=1)
 # notices that ask for something (a decision, an extension) and are dropped once it no longer applies
 STALE_KINDS = frozenset({"reminder", "escalation", "expiring"})
 MAX_ATTEMPTS = 6  # sent, or undeliverable, within about an hour of the first attempt
+# The security team's lines of the drift sweep (what it settled by itself, the findings past its cards): those due
+# for one person when a delivery runs go out as one message (:func:`combined`), each row still marked on its own.
+BATCHED_KINDS = frozenset({"drift"})
+BATCH_ROWS = 500  # rows taken into one message at most; the rest go in the next
+BATCH_LINES = 25  # lines one message lists; the rest are counted and pointed at `report drift`
+BATCH_CHARS = 6000  # nor more text than this in its lines
+LINE_CHARS = 500  # one line cut to this
 
 
 # What a channel answers for a notice it has no way to deliver: it has no address for the person (no DM channel,
@@ -97,22 +106,58 @@ async def deliver_pending(deps: Deps) -> int:
                 return sent
         async with deps.store.write() as repo:
             notice = await repo.claim_notice(now, now + lease, token)
-            why = await _stale(repo, notice, now) if notice is not None else None
-            if notice is not None and why is not None:  # the request moved on: its old text would mislead
-                notice.status, notice.next_attempt_at, notice.last_error = "dropped", None, why
-                await repo.save_notice(notice, now)
-                continue
-        if notice is None:
-            return sent
-        # kept for _stale: sent as text
-        view = None if isinstance(notice.view, (ReviewReminder, ReviewSignoffAsk, ReviewUndoAsk)) else notice.view
-        notices = [Notice(notice.recipient, notice.kind, notice.text, notice.request_id, view)]
+            if notice is None:
+                return sent
+            taken = [notice]
+            if batched(notice):  # the same person's other lines of the drift sweep, leased with it
+                taken += await repo.claim_alike(notice, now, now + lease, token, BATCH_ROWS - 1)
+            live = []
+            for row in taken:
+                why = await _stale(repo, row, now)
+                if why is not None:  # the request moved on: its old text would mislead
+                    row.status, row.next_attempt_at, row.last_error = "dropped", None, why
+                    await repo.save_notice(row, now)
+                else:
+                    live.append(row)
+        if not live:
+            continue
+        if len(live) == 1:
+            one = live[0]  # (the first taken may have been dropped as stale)
+            # kept for _stale: sent as text
+            view = None if isinstance(one.view, (ReviewReminder, ReviewSignoffAsk, ReviewUndoAsk)) else one.view
+            notices = [Notice(one.recipient, one.kind, one.text, one.request_id, view)]
+        else:
+            notices = [combined(live)]
         if isinstance(notifier, Sender):
             outcomes = await notifier.send(notices)
         else:
             await notifier.notify(notices)
             outcomes = [None]
-        sent += await _record(deps, [notice], outcomes)
+        sent += await _record(deps, live, outcomes * len(live))  # one message: its outcome is every row's
+
+
+def batched(notice: OutboxNotice) -> bool:
+    """Whether a notice goes out in one message with the same person's others of its kind: the security team's
+    plain lines of the drift sweep (a card, or any other notice, is sent on its own)."""
+    return notice.kind in BATCHED_KINDS and notice.view is None
+
+
+def combined(rows: list[OutboxNotice]) -> Notice:
+    """One message for several notices to one person (:func:`batched`): a heading, a line each (at most
+    ``BATCH_LINES`` of them, ``BATCH_CHARS`` in all), and how many more there are and where to see them."""
+    lines: list[str] = []
+    size = 0
+    for row in rows:
+        text = row.text.removeprefix("Drift: ").strip()
+        line = "• " + (text if len(text) <= LINE_CHARS else text[:LINE_CHARS - 1] + "…")
+        if len(lines) >= BATCH_LINES or (lines and size + len(line) > BATCH_CHARS):
+            break
+        lines.append(line)
+        size += len(line) + 1
+    more = len(rows) - len(lines)
+    if more:
+        lines.append(f"… and {more} more: say `report drift` for every finding and how it was settled.")
+    return Notice(rows[0].recipient, rows[0].kind, "\n".join([f"Drift sweep: {len(rows)} notices", *lines]), None)
 
 
 async def _stale(repo: Any, notice: OutboxNotice, now: datetime) -> str | None:
@@ -154,7 +199,7 @@ async def _stale(repo: Any, notice: OutboxNotice, now: datetime) -> str | None:
 
 async def _record(deps: Deps, taken: list[OutboxNotice], outcomes: list[str | None]) -> int:
     now = deps.now()
-    tell: list[Notice] = []
+    failed: list[OutboxNotice] = []
     mine = 0
     async with deps.store.write() as repo:
         for notice, error in zip(taken, outcomes, strict=True):
@@ -171,12 +216,22 @@ async def _record(deps: Deps, taken: list[OutboxNotice], outcomes: list[str | No
                                       "recipient": notice.recipient, "kind": notice.kind, "text": notice.text,
                                       "attempts": notice.attempts, "error": notice.last_error})
                 if notice.kind != "failure":  # telling the team of an undeliverable failure notice would not end
-                    tell += [Notice(m, "failure", f"A {notice.kind} notice to {notice.recipient} could not be "
-                                    f"delivered after {notice.attempts} attempts ({notice.last_error}): "
-                                    f"{notice.text}", notice.request_id)
-                             for m in sorted(deps.policy.security_members())]
-        await repo.queue_notices(tell, now)
+                    failed.append(notice)
+        await repo.queue_notices([Notice(m, "failure", text, request_id) for text, request_id in _failed(failed)
+                                  for m in sorted(deps.policy.security_members())], now)
     return mine
+
+
+def _failed(rows: list[OutboxNotice]) -> list[tuple[str, int | None]]:
+    """What the security team is told of the notices of one send that ended undeliverable: a notice sent on its
+    own, as it was; those sent in one message (:func:`combined`), in one notice."""
+    if len(rows) <= 1:
+        return [(f"A {n.kind} notice to {n.recipient} could not be delivered after {n.attempts} attempts "
+                 f"({n.last_error}): {n.text}", n.request_id) for n in rows]
+    first = rows[0]
+    return [(f"{len(rows)} {first.kind} notices to {first.recipient}, sent as one message, could not be delivered "
+             f"after {first.attempts} attempts ({first.last_error}); each is recorded (notice.undeliverable):\n"
+             + combined(rows).text, None)]
 
 
 def _outcome(notice: OutboxNotice, error: str | None, now: datetime) -> None:

@@ -135,6 +135,12 @@ class Repository(Protocol):
         """The oldest pending notice due by ``now``, leased to ``token`` until ``lease_until`` (None: none due)."""
         ...
 
+    async def claim_alike(self, notice: OutboxNotice, now: datetime, lease_until: datetime, token: str,
+                          limit: int) -> list[OutboxNotice]:
+        """With ``notice`` just claimed (same transaction): up to ``limit`` other pending notices due by ``now`` to
+        its recipient, of its kind and with no card, oldest first, leased to ``token`` until ``lease_until``."""
+        ...
+
     async def save_notice(self, notice: OutboxNotice, at: datetime) -> bool:
         """Record how sending went (``done_at`` is set to ``at`` once it is no longer pending), if the notice is
         still pending and leased to ``notice.claimed_by``; False (nothing written) when another process took it."""

@@ -215,6 +215,14 @@ _DUE_NOTICE_ID = select(_OUT.id).where(*_NOTICE_IS_DUE).limit(1)
 _DUE_NOTICE = select(t.notice_outbox).where(*_NOTICE_IS_DUE).order_by(_OUT.id).limit(1)
 _CLAIM_NOTICE = update(t.notice_outbox).where(_OUT.id == bindparam("nid")).values(
     next_attempt_at=bindparam("v_until"), claimed_by=bindparam("v_token"))
+# the due notices sent in one message with one already taken (handlers/outbox.py ``BATCHED``): the same
+# recipient and kind, no card, oldest first
+_DUE_ALIKE = (select(t.notice_outbox)
+              .where(*_NOTICE_IS_DUE, _OUT.recipient == bindparam("recipient"), _OUT.kind == bindparam("kind"),
+                     _OUT.view.is_(None), _OUT.id != bindparam("nid"))
+              .order_by(_OUT.id).limit(bindparam("n")))
+_CLAIM_NOTICES = update(t.notice_outbox).where(_OUT.id.in_(bindparam("nids", expanding=True))).values(
+    next_attempt_at=bindparam("v_until"), claimed_by=bindparam("v_token"))
 _SAVE_NOTICE = (update(t.notice_outbox)
                 .where(_OUT.id == bindparam("nid"), _OUT.claimed_by == bindparam("token"), _OUT.status == "pending")
                 .values(status=bindparam("v_status"), attempts=bindparam("v_attempts"),
@@ -681,6 +689,21 @@ class SqlRepository(ReviewRepositoryMixin):
                             request_id=m["request_id"], status=m["status"], attempts=m["attempts"],
                             next_attempt_at=lease_until, last_error=m["last_error"], view=decode_view(m["view"]),
                             claimed_by=token)
+
+    async def claim_alike(self, notice: OutboxNotice, now: datetime, lease_until: datetime, token: str,
+                          limit: int) -> list[OutboxNotice]:
+        """Under the store's write lock, with ``notice`` just claimed: up to ``limit`` other pending notices due by
+        ``now`` to the same recipient, of the same kind and with no card, oldest first, leased to ``token``."""
+        rows = await self._rows(_DUE_ALIKE, {"now": now, "recipient": notice.recipient, "kind": notice.kind,
+                                             "nid": notice.id, "n": limit})
+        if not rows:
+            return []
+        await self.conn.execute(_CLAIM_NOTICES, {"nids": [m["id"] for m in rows], "v_until": lease_until,
+                                                 "v_token": token})  # expanding: not on the driver (store.fast)
+        return [OutboxNotice(id=m["id"], recipient=m["recipient"], kind=m["kind"], text=m["text"],
+                             request_id=m["request_id"], status=m["status"], attempts=m["attempts"],
+                             next_attempt_at=lease_until, last_error=m["last_error"], view=None, claimed_by=token)
+                for m in rows]
 
     async def save_notice(self, notice: OutboxNotice, at: datetime) -> bool:
         params = {"nid": notice.id, "token": notice.claimed_by, "v_status": notice.status,

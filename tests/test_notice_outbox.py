@@ -284,3 +284,50 @@ async def test_a_stored_view_that_no_longer_parses_does_not_stop_the_other_notic
         assert sorted(n.text for n in channel.sent) == sorted(f"n{i}" for i in range(len(TAMPERED_VIEWS) + 1))
         assert all(n.view is None for n in channel.sent)  # what was stored is not a view: the text is sent
         assert {r["status"] for r in await _outbox(h)} == {"sent"}
+
+
+async def test_two_deliverers_at_once_send_each_persons_drift_lines_in_one_message(database_url, tmp_path) -> None:
+    """The security team's drift lines due for one person are leased together: a second process delivering at the
+    same time takes none of them, and sends the other people's."""
+    people = [f"sec{i}@example.com" for i in range(3)]
+    async with harness(database_url, tmp_path) as h:
+        async with h.app.store.write() as repo:
+            for i in range(10):  # as a sweep writes them: one settlement (one transaction) after another
+                await repo.queue_notices([Notice(p, "drift", f"Drift: D-{i} settled for {p}", None) for p in people]
+                                         + [Notice(BOB, "status", f"s{i}", None)], h.clock.now())
+        settings = Settings(database_url=database_url, policy=str(h.files.policy),
+                            directory=str(h.files.directory), env={})
+        first, second = Channel(pause=0.05), Channel(pause=0.05)
+        async with build_app(settings, clock=h.clock, notifier=second) as other:  # a second process
+            h.app.deps.notifier = first
+            counts = await asyncio.gather(deliver_pending(h.app.deps), deliver_pending(other.deps))
+        messages = first.sent + second.sent
+        assert sum(counts) == 40 and {r["status"] for r in await _outbox(h)} == {"sent"}
+        assert Counter(n.text for n in messages if n.kind == "status") == Counter({f"s{i}": 1 for i in range(10)})
+        for p in people:
+            [one] = [n for n in messages if n.recipient == p]
+            assert one.kind == "drift" and one.text.startswith("Drift sweep: 10 notices"), one.text
+            assert [line for line in one.text.splitlines()[1:]] == [f"• D-{i} settled for {p}" for i in range(10)]
+
+
+async def test_drift_lines_no_channel_delivers_are_each_recorded_and_told_once(database_url, tmp_path) -> None:
+    sam, sasha = "sam.sec@example.com", "sasha.sec@example.com"
+    async with harness(database_url, tmp_path) as h:
+        async with h.app.store.write() as repo:
+            await repo.queue_notices([Notice(sam, "drift", f"Drift: D-{i} settled", None) for i in range(5)],
+                                     h.clock.now())
+        channel = Channel(refuse=frozenset({sam}))
+        h.app.deps.notifier = channel
+        await deliver_pending(h.app.deps)
+        for _ in range(MAX_ATTEMPTS + 3):
+            h.clock.advance(seconds=LONGEST_RETRY.total_seconds() + 1)
+            await deliver_pending(h.app.deps)
+        rows = [r for r in await _outbox(h) if r["kind"] == "drift"]
+        assert [(r["status"], r["attempts"]) for r in rows] == [("undeliverable", MAX_ATTEMPTS)] * 5
+        gone = await h.events("notice.undeliverable")
+        assert sorted(e["data"]["text"] for e in gone if e["data"]["kind"] == "drift") == [
+            f"Drift: D-{i} settled" for i in range(5)]  # each line is recorded
+        [told] = channel.to(sasha, "failure")  # and the team told once, not once a line
+        assert told.text.startswith(f"5 drift notices to {sam}, sent as one message, could not be delivered after "
+                                    f"{MAX_ATTEMPTS} attempts"), told.text
+        assert all(f"D-{i} settled" in told.text for i in range(5))

@@ -12,7 +12,8 @@
 
 What a sweep settles here is told through the outbox (handlers/outbox.py): each notice is written in the
 transaction that records what it tells (the withdrawn accept's ``request.cancelled``, the ``drift.resolved`` of
-a holder put back or of a grant ended), and sent by the sweep's delivery, or the next one after a crash.
+a holder put back or of a grant ended), and sent by the sweep's delivery, or the next one after a crash. The
+security team's lines due for one member then go out as one message (handlers/outbox.py ``combined``).
 """
 
 from __future__ import annotations
