@@ -195,7 +195,7 @@ class Deps:
             async with self.store.read() as repo:
                 raw = await repo.policy_raw(sha)
             try:
-                self._policies[sha] = parse_policy(raw) if raw is not None else self.policy
+                self._policies[sha] = parse_policy(raw, stored=True) if raw is not None else self.policy
             except PolicyError:
                 # A version stored before the validator grew stricter: rather than strand its open
                 # requests, judge them by the policy in force (the audit log keeps both hashes).

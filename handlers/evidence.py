@@ -471,7 +471,7 @@ async def _build_pack(source: EvidenceSource, period: Period, out: Path, *, gene
     figures = Figures(period=period, generated_at=generated_at, removals=rules.RemovalRows())
     for _, sha, raw, _ in await source.policy_versions():
         try:
-            figures.policies[sha] = parse_policy(raw)
+            figures.policies[sha] = parse_policy(raw, stored=True)
         except PolicyError:
             continue
     before = await source.event_before(start_ts)

@@ -207,12 +207,18 @@ def policy_parses() -> int:
     return _parses[0]
 
 
-def parse_policy(raw: bytes, source: str = "<policy>") -> Policy:
-    """The policy in these bytes; raises :class:`PolicyError` with every problem at once."""
+def parse_policy(raw: bytes, source: str = "<policy>", *, stored: bool = False) -> Policy:
+    """The policy in these bytes; raises :class:`PolicyError` with every problem at once.
+
+    ``stored``: a version the store recorded while it was in force (the one that judges a request submitted under
+    it, the evidence pack's figures). It is read as it was accepted then: a check that only guides the author of a
+    new file (an approval chain no requester could finish, refused since) does not make it unreadable, which
+    would have judged its requests by the policy in force and left its grants out of the pack's checks. What
+    makes a file meaningless (a wrong type, an unknown step) still fails."""
     from handlers.policy_check import build_policy
 
     _parses[0] += 1
-    return build_policy(raw, source)
+    return build_policy(raw, source, stored=stored)
 
 
 def load_policy(path: str | os.PathLike[str]) -> Policy:
