@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from handlers.audit import format_ts
-from handlers.chains import ResolvedStep, pin_step, resolve_chain
+from handlers.chains import PINNED_KINDS, ResolvedStep, pin_step, resolve_chain
 from handlers.context import Deps, scope_cache
 from handlers.durations import format_duration
 from handlers.policy import Policy, Profile, Step
@@ -76,6 +76,17 @@ async def resolved_chain(deps: Deps, policy: Policy, profile: Profile | None, re
     return await pin_held(deps, record, chain) if held and waiting else chain
 
 
+async def _asked(deps: Deps, record: RequestRecord) -> frozenset[str] | None:
+    """Whom the open step asked, as a decision reads it (``approvals.asked_at_open``): from the request when it
+    names that step, else from its events (a request asked before ``requests.asked`` was kept)."""
+    if record.asked is not None and record.asked_step == record.round * 100 + record.step:
+        return frozenset(record.asked)
+    from handlers.approvals import asked_at_open
+
+    async with deps.store.read() as repo:
+        return await asked_at_open(repo, record)
+
+
 async def request_view(deps: Deps, record: RequestRecord, *, decisions: list[DecisionRecord] | None = None,
                        events: list[AuditEvent] | None = None) -> RequestView:
     policy = await deps.policy_for(record)
@@ -92,10 +103,11 @@ async def request_view(deps: Deps, record: RequestRecord, *, decisions: list[Dec
     steps: list[StepView] = []
     chain = await resolved_chain(deps, policy, profile, record, requester)
     at = record.step if shown == record.round else len(chain)  # the open step of the round shown
-    if in_chain and at < len(chain) and record.asked is not None and record.asked_step == record.round * 100 + at:
+    if in_chain and at < len(chain) and chain[at].step.kind in PINNED_KINDS:
         # an all_of / n_of step is decided by the people it asked when it opened (approvals.decide pins it the same
-        # way, from the same record): nobody else is shown as able to decide it, nor offered its buttons
-        chain[at] = pin_step(chain[at], frozenset(record.asked))
+        # way, from the same record, or from its events for a request written before the record kept them): nobody
+        # else is shown as able to decide it, nor offered its buttons
+        chain[at] = pin_step(chain[at], await _asked(deps, record))
     used: set[str] = set()
     for rs in chain:
         approved = tuple(d.approver for d in this_round if d.step == rs.index and d.decision == "approved")
