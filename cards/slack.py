@@ -191,6 +191,9 @@ def chain_lines(view: RequestView) -> list[str]:
         elif step.status in ("open", "waiting") and step.approvers:
             more = " …" if len(step.approvers) > 10 else ""
             line += f"; {escape(', '.join(step.approvers[:10]))}{more}"
+        if step.held_for:  # the safety brake holds passing it to the manager the provider names now
+            more = " …" if len(step.held_for) > 10 else ""
+            line += f"; passing it to {escape(', '.join(step.held_for[:10]))}{more} is held by the safety brake"
         lines.append(line)
     return lines
 
