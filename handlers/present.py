@@ -87,6 +87,16 @@ async def _asked(deps: Deps, record: RequestRecord) -> frozenset[str] | None:
         return await asked_at_open(repo, record)
 
 
+async def _filer(deps: Deps, record: RequestRecord) -> str | None:
+    """The security team member who filed this exception by ``drift accept`` (None for any other request)."""
+    if record.kind != "exception":
+        return None
+    from handlers.compliance.accept_links import filed_by
+
+    async with deps.store.read() as repo:
+        return await filed_by(repo, record)
+
+
 async def request_view(deps: Deps, record: RequestRecord, *, decisions: list[DecisionRecord] | None = None,
                        events: list[AuditEvent] | None = None) -> RequestView:
     policy = await deps.policy_for(record)
@@ -108,7 +118,8 @@ async def request_view(deps: Deps, record: RequestRecord, *, decisions: list[Dec
         # way, from the same record, or from its events for a request written before the record kept them): nobody
         # else is shown as able to decide it, nor offered its buttons
         chain[at] = pin_step(chain[at], await _asked(deps, record))
-    used: set[str] = set()
+    # who filed a drift accept counts as its requester (approvals.decide refuses them): not shown as able to decide
+    used: set[str] = {filer} if in_chain and (filer := await _filer(deps, record)) else set()
     for rs in chain:
         approved = tuple(d.approver for d in this_round if d.step == rs.index and d.decision == "approved")
         denied = any(d.step == rs.index and d.decision == "denied" for d in this_round)

@@ -42,7 +42,10 @@ async def test_accepted_membership_is_backed_by_the_grant_and_ends_with_it(datab
             (outcome,) = h.notifier.to(member, "drift_outcome")
             assert outcome.view.id == d and outcome.view.outcome == outcome.text
             assert outcome.text.startswith(f"{d}: {SAM} filed REQ-1 to accept this as an exception (2d)")
-        # the filer counts as a requester: one person once
+        # the filer counts as a requester: one person once; nor are they shown as able to decide it
+        seen = (await h.say(SAM, "status REQ-1")).request
+        assert SAM not in seen.waiting_on and SAM not in seen.steps[0].approvers, seen
+        assert "Waiting on your decision" not in (await h.say(SAM, "mine")).text
         refused = await h.say(SAM, "approve REQ-1")
         assert not refused.ok and refused.rule == "self-approval"
         # still drift while it waits, and not resolved; the listing says what is under way
