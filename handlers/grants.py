@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from handlers.audit import format_ts
+from handlers.compliance.readd import readd_landed
 from handlers.context import SYSTEM, Deps
 from handlers.groups import stored_groups
 from handlers.ports import Notice, ProviderError
@@ -277,6 +278,8 @@ async def _done_in(deps: Deps, repo: Repository, op: OpRecord, now: datetime, no
             "correlation_id": op.correlation_id})
         if op.op == "remove":
             await _restore_for_holders(repo, op, now)  # a grant that began meanwhile keeps its membership
+        elif op.reason == "drift":  # a holder put back: the finding resolved, and they and the team told
+            await readd_landed(deps, repo, op, now)
         return "done"
     if op.op == "remove" and not was_failing:
         return "done"  # the grant was recorded ended when the removal was planned

@@ -6,8 +6,10 @@ JSON with a ``type`` (never a pickled object), and gives the channels the same v
 notice. A request's own view is not stored: the channels read the
 request when they send (``request_id``), so a card shows the request as it is then. A reviewer's reminder
 keeps what it asks about (``ReviewReminder``), and a sign-off request the step it asks to sign
-(``ReviewSignoffAsk``), and an ask to approve an undo the item it is for (``ReviewUndoAsk``), for the outbox to
-judge whether it still holds; each is sent as text.
+(``ReviewSignoffAsk``), and an ask to approve an undo the item it is for (``ReviewUndoAsk``), and a notice that a
+drift re-add is queued the finding, the op and the grant it is for (``ReaddQueued``), for the outbox to judge whether
+it still holds; each is sent as text. A ``ReaddQueued`` is written with its ``type`` first (``READD_PREFIX``): the
+security team's lines of the drift sweep that carry one are still taken into one message with the others.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from handlers.compliance.views import DriftView, PauseView
+from handlers.compliance.views import DriftView, PauseView, ReaddQueued
 from handlers.reviews.links import ReviewLink, ReviewReminder, ReviewSignoffAsk, ReviewUndoAsk
+
+# how the JSON of a ReaddQueued begins: the outbox's store takes such rows into one message like those with no view
+READD_PREFIX = '{"type": "readd-queued"'
 
 
 def encode_view(view: Any) -> str | None:
@@ -41,6 +46,8 @@ def encode_view(view: Any) -> str | None:
         return json.dumps({"type": "review-signoff", "review_id": view.review_id, "step": view.step}, sort_keys=True)
     if isinstance(view, ReviewUndoAsk):
         return json.dumps({"type": "review-undo", "review_id": view.review_id, "item": view.item}, sort_keys=True)
+    if isinstance(view, ReaddQueued):  # "type" first, unsorted: READD_PREFIX
+        return json.dumps({"type": "readd-queued", "finding": view.finding, "op": view.op, "request": view.request})
     raise TypeError(f"the outbox cannot keep a notice view of type {type(view).__name__}")
 
 
@@ -81,6 +88,8 @@ def _decoded(data: Any) -> Any:
         return ReviewSignoffAsk(_review_id(data["review_id"]), _number(data["step"]))
     if kind == "review-undo":
         return ReviewUndoAsk(_review_id(data["review_id"]), _number(data["item"]))
+    if kind == "readd-queued":
+        return ReaddQueued(_number(data["finding"]), _number(data["op"]), _number(data["request"]))
     return None
 
 

@@ -24,8 +24,10 @@ request withdrawn or ended, the grant extended or ended), or a reviewer's remind
 all decided (or whose campaign closed) before it was sent, or a review's sign-off request whose step was signed
 (or whose campaign no longer waits for a sign-off) before it was sent, or an ask to approve an undo of a review
 removal that another member of the security team approved before it was sent, or the safety brake's pause notice whose
-pause was resumed, ended or replaced before it was sent, is not sent: it is marked ``dropped`` with why
-(:func:`_stale`). Notices of what happened (an expiry, an end, a termination) are always sent.
+pause was resumed, ended or replaced before it was sent, or a notice that a drift re-add is queued whose re-add
+landed or was given up, whose finding was resolved or whose grant ended before it was sent, is not sent: it is
+marked ``dropped`` with why (:func:`_stale`). Notices of what happened (an expiry, an end, a termination) are always
+sent.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from uuid import uuid4
 import structlog
 
 from handlers.compliance.pause_stale import pause_moved_on
-from handlers.compliance.views import PauseView
+from handlers.compliance.readd import readd_moved_on
+from handlers.compliance.views import PauseView, ReaddQueued
 from handlers.context import SYSTEM, Deps
 from handlers.ports import Notice
 from handlers.records import ACTIVE, PENDING, OutboxNotice, req_id
@@ -62,6 +65,10 @@ BATCH_ROWS = 500  # rows taken into one message at most; the rest go in the next
 BATCH_LINES = 25  # lines one message lists; the rest are counted and pointed at `report drift`
 BATCH_CHARS = 6000  # nor more text than this in its lines
 LINE_CHARS = 500  # one line cut to this
+
+
+# views kept only for _stale to judge by: the notice is sent as text
+TEXT_VIEWS = (ReviewReminder, ReviewSignoffAsk, ReviewUndoAsk, ReaddQueued)
 
 
 # What a channel answers for a notice it has no way to deliver: it has no address for the person (no DM channel,
@@ -124,7 +131,7 @@ async def deliver_pending(deps: Deps) -> int:
         if len(live) == 1:
             one = live[0]  # (the first taken may have been dropped as stale)
             # kept for _stale: sent as text
-            view = None if isinstance(one.view, (ReviewReminder, ReviewSignoffAsk, ReviewUndoAsk)) else one.view
+            view = None if isinstance(one.view, TEXT_VIEWS) else one.view
             notices = [Notice(one.recipient, one.kind, one.text, one.request_id, view)]
         else:
             notices = [combined(live)]
@@ -138,8 +145,9 @@ async def deliver_pending(deps: Deps) -> int:
 
 def batched(notice: OutboxNotice) -> bool:
     """Whether a notice goes out in one message with the same person's others of its kind: the security team's
-    plain lines of the drift sweep (a card, or any other notice, is sent on its own)."""
-    return notice.kind in BATCHED_KINDS and notice.view is None
+    plain lines of the drift sweep, a queued re-add's among them (a card, or any other notice, is sent on its
+    own)."""
+    return notice.kind in BATCHED_KINDS and (notice.view is None or isinstance(notice.view, ReaddQueued))
 
 
 def combined(rows: list[OutboxNotice]) -> Notice:
@@ -169,11 +177,14 @@ async def _stale(repo: Any, notice: OutboxNotice, now: datetime) -> str | None:
     of what happened (an expiry, an end, a termination, a campaign's opening) always hold. A review's sign-off
     request holds while its campaign waits for that step's signatures and the recipient has not signed; an ask to
     approve an undo of a review removal while an undo of that item waits for approval; the safety brake's pause
-    notice while the pause it announces is in force and not resumed."""
+    notice while the pause it announces is in force and not resumed; a notice that a drift re-add is queued while
+    the re-add is pending, its finding open and the grant active (handlers/compliance/readd.py)."""
     if isinstance(notice.view, ReviewSignoffAsk):
         return await signoff_moved_on(repo, notice.view, notice.recipient)
     if isinstance(notice.view, ReviewUndoAsk):
         return await undo_moved_on(repo, notice.view)
+    if isinstance(notice.view, ReaddQueued):
+        return await readd_moved_on(repo, notice.view)
     if notice.kind == "brake" and isinstance(notice.view, PauseView):
         return await pause_moved_on(repo, notice.view)
     if notice.kind in STALE_KINDS and isinstance(notice.view, (ReviewLink, ReviewReminder)):

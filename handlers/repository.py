@@ -138,7 +138,8 @@ class Repository(Protocol):
     async def claim_alike(self, notice: OutboxNotice, now: datetime, lease_until: datetime, token: str,
                           limit: int) -> list[OutboxNotice]:
         """With ``notice`` just claimed (same transaction): up to ``limit`` other pending notices due by ``now`` to
-        its recipient, of its kind and with no card, oldest first, leased to ``token`` until ``lease_until``."""
+        its recipient, of its kind and with no card (no view, or only a queued drift re-add's, kept for the outbox to
+        judge), oldest first, leased to ``token`` until ``lease_until``."""
         ...
 
     async def save_notice(self, notice: OutboxNotice, at: datetime) -> bool:

@@ -25,7 +25,7 @@ from sqlalchemy.exc import ResourceClosedError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from handlers.audit import GENESIS, ChainVerifier, Verification, canonical_body, canonical_json, format_ts
-from handlers.notice_views import decode_view, encode_view
+from handlers.notice_views import READD_PREFIX, decode_view, encode_view
 from handlers.origin import stamp
 from handlers.records import (
     AuditEvent,
@@ -219,7 +219,9 @@ _CLAIM_NOTICE = update(t.notice_outbox).where(_OUT.id == bindparam("nid")).value
 # recipient and kind, no card, oldest first
 _DUE_ALIKE = (select(t.notice_outbox)
               .where(*_NOTICE_IS_DUE, _OUT.recipient == bindparam("recipient"), _OUT.kind == bindparam("kind"),
-                     _OUT.view.is_(None), _OUT.id != bindparam("nid"))
+                     # no card: no view, or one kept only for the outbox to judge (handlers/notice_views.py)
+                     or_(_OUT.view.is_(None), _OUT.view.startswith(READD_PREFIX, autoescape=True)),
+                     _OUT.id != bindparam("nid"))
               .order_by(_OUT.id).limit(bindparam("n")))
 _CLAIM_NOTICES = update(t.notice_outbox).where(_OUT.id.in_(bindparam("nids", expanding=True))).values(
     next_attempt_at=bindparam("v_until"), claimed_by=bindparam("v_token"))
@@ -693,7 +695,8 @@ class SqlRepository(ReviewRepositoryMixin):
     async def claim_alike(self, notice: OutboxNotice, now: datetime, lease_until: datetime, token: str,
                           limit: int) -> list[OutboxNotice]:
         """Under the store's write lock, with ``notice`` just claimed: up to ``limit`` other pending notices due by
-        ``now`` to the same recipient, of the same kind and with no card, oldest first, leased to ``token``."""
+        ``now`` to the same recipient, of the same kind and with no card (no view, or a queued drift re-add's), oldest
+        first, leased to ``token``."""
         rows = await self._rows(_DUE_ALIKE, {"now": now, "recipient": notice.recipient, "kind": notice.kind,
                                              "nid": notice.id, "n": limit})
         if not rows:
@@ -702,7 +705,8 @@ class SqlRepository(ReviewRepositoryMixin):
                                                  "v_token": token})  # expanding: not on the driver (store.fast)
         return [OutboxNotice(id=m["id"], recipient=m["recipient"], kind=m["kind"], text=m["text"],
                              request_id=m["request_id"], status=m["status"], attempts=m["attempts"],
-                             next_attempt_at=lease_until, last_error=m["last_error"], view=None, claimed_by=token)
+                             next_attempt_at=lease_until, last_error=m["last_error"], view=decode_view(m["view"]),
+                             claimed_by=token)
                 for m in rows]
 
     async def save_notice(self, notice: OutboxNotice, at: datetime) -> bool:

@@ -8,7 +8,8 @@
   through the provisioning path while the grant runs (``membership.added`` reason ``drift``, then
   ``drift.resolved`` {resolution: restored, request_id}); when the profile says ``removed_holder: end``,
   or the provider refuses the add for good, the grant ends instead (``grant.revoked`` reason ``drift``,
-  resolution ``ended``). The holder and the security team are told which.
+  resolution ``ended``). The holder and the security team are told which. That the re-add is queued is told with
+  its plan; that it landed, at the first try or a later sweep's retry, with the op recorded done (readd.py).
 
 What a sweep settles here is told through the outbox (handlers/outbox.py): each notice is written in the
 transaction that records what it tells (the withdrawn accept's ``request.cancelled``, the ``drift.resolved`` of
@@ -25,6 +26,7 @@ from handlers.approvals import card_holders
 from handlers.audit import format_ts
 from handlers.compliance.accept_links import accept_ended, settle_removal
 from handlers.compliance.findings import accept_key, drift_ref, readd_key, remove_key, resolve_finding
+from handlers.compliance.readd import landed_text, queued_notices, told
 from handlers.context import SYSTEM, Deps
 from handlers.durations import format_duration
 from handlers.grants import end_grant_in, plan_membership_add, run_op
@@ -139,33 +141,24 @@ async def restore_holders(deps: Deps, report: SweepReport, missing: list[tuple[D
                     op_id = op.id
                     await repo.set_state(readd_key(finding.id or 0), {"op": op.id, "request_id": record.ref,
                                                                       "at": format_ts(now)}, now)
+                    # told with the plan: a process stopped before the provider is tried leaves it to the next
+                    # delivery, which drops it once the re-add landed or the grant ended (readd_moved_on)
+                    await repo.queue_notices(queued_notices(deps, finding, fresh, op.id or 0), now)
         outcome = await run_op(deps, op_id) if op_id is not None else None
-        line = None
         if end or outcome == "failed":
             why = "the profile says removed_holder: end" if end else "the provider refused to add them back"
             lines.append(await _end_grant(deps, finding, record, why))  # tells the holder itself
             continue
-        if outcome == "done":
-            line = (f"{ref}: {finding.email} holds {record.ref} but was not in {where}: added back "
-                    f"(the grant still runs until {format_ts(record.expires_at)}).")
-            async with deps.store.write() as repo:  # the holder and the team are told with the resolution
-                await resolve_finding(repo, finding, "restored", deps.now(), request_id=record.ref)
-                await repo.queue_notices(_told(deps, record, line), deps.now())
-        elif op_id is not None:
-            line = (f"{ref}: {finding.email} holds {record.ref} but is not in {where}: adding them back is "
-                    f"queued ({outcome}) and retried.")
-            async with deps.store.write() as repo:  # the add is recorded (planned) already: told once it was run
-                await repo.queue_notices(_told(deps, record, line), deps.now())
-        if line:
+        if outcome == "done":  # resolved and told in the transaction that recorded the add done (readd_landed)
+            line = landed_text(finding, record)
+            async with deps.store.write() as repo:  # unless the grant ended meanwhile: told as before
+                if await resolve_finding(repo, finding, "restored", deps.now(), request_id=record.ref):
+                    await repo.queue_notices(told(deps, record, line), deps.now())
             lines.append(line)
+        elif op_id is not None:  # the holder and the team were told it is queued with the plan
+            lines.append(f"{ref}: {finding.email} holds {record.ref} but is not in {where}: adding them back is "
+                         f"queued ({outcome}) and retried.")
     return lines
-
-
-def _told(deps: Deps, record: RequestRecord, line: str) -> list[Notice]:
-    """What the bot settled about a grant holder who was not a member: the holder's notice and the security
-    team's line (``Drift: …``)."""
-    return [Notice(record.requester, "status", line, record.id),
-            *(Notice(m, "drift", f"Drift: {line}", None) for m in sorted(deps.policy.security_members()))]
 
 
 async def finish_restores(deps: Deps, findings: list[DriftRecord]) -> list[str]:
@@ -194,7 +187,7 @@ async def _end_grant(deps: Deps, finding: DriftRecord, record: RequestRecord, wh
         text = (f"{drift_ref(finding.id)}: {finding.email} holds {record.ref} but was not in "
                 f"{finding.provider}/{finding.group}: the grant is ended ({why}).")
         await resolve_finding(repo, finding, "ended", now, request_id=record.ref)
-        await repo.queue_notices(_told(deps, record, text), now)  # written with the end (handlers/outbox.py)
+        await repo.queue_notices(told(deps, record, text), now)  # written with the end (handlers/outbox.py)
     if remove is not None:
         await run_op(deps, remove.id or 0)  # not a member: the provider answers "not a member", which is success
     return text

@@ -27,6 +27,17 @@ class PauseView:
     pause: str = ""  # which pause: a digest of the removals it holds (a resume names it)
 
 
+@dataclass(frozen=True)
+class ReaddQueued:
+    """What a notice that a drift re-add is queued was for (the finding, the provisioning op putting the holder
+    back, the grant): kept for the outbox to judge whether it still holds (handlers/compliance/readd.py); the
+    notice is sent as text."""
+
+    finding: int
+    op: int
+    request: int
+
+
 # the verbs of the buttons, the same as the chat words (Slack action_id, Teams Action.Execute verb)
 VERB_DRIFT_REMOVE = "drift_remove"
 VERB_DRIFT_ACCEPT = "drift_accept"

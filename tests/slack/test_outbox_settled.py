@@ -71,9 +71,10 @@ def _said(api: SlackWebApi, who: str, start: str) -> list[str]:
 
 
 async def _cut_then_delivered(h: Harness, real: SlackNotifier, run: Callable[[], Awaitable[object]],
-                              words: str) -> list[dict]:
+                              words: str, *, stale: str | None = None) -> list[dict]:
     """``run`` with its first send of a notice saying ``words`` cut off: the pending rows it left; then, past the
-    lease of the process cut off, one delivery (through Slack) and a second one that finds nothing left."""
+    lease of the process cut off, one delivery (through Slack) and a second one that finds nothing left. Rows
+    saying ``stale`` no longer hold by then: they end dropped, never sent."""
     h.app.deps.notifier = CutOnce(real, words)
     with pytest.raises(asyncio.CancelledError):
         await run()
@@ -81,10 +82,13 @@ async def _cut_then_delivered(h: Harness, real: SlackNotifier, run: Callable[[],
     assert any(words in r["text"] for r in pending), pending
     h.clock.advance(seconds=notice_lease(real).total_seconds() + 1)
     h.app.deps.notifier = real
-    assert await deliver_pending(h.app.deps) == len(pending)
+    dropped = [r for r in pending if stale is not None and stale in r["text"]]
+    assert await deliver_pending(h.app.deps) == len(pending) - len(dropped)
     assert await deliver_pending(h.app.deps) == 0
     await real.idle()
-    assert {r["status"] for r in await _outbox(h)} == {"sent"}
+    rows = await _outbox(h)
+    assert {r["status"] for r in rows if stale is None or stale not in r["text"]} == {"sent"}
+    assert {r["status"] for r in rows if stale is not None and stale in r["text"]} <= {"dropped"}
     return pending
 
 
@@ -99,8 +103,13 @@ async def test_a_holder_put_back_is_told_through_the_outbox(database_url, tmp_pa
     async with harness(database_url, tmp_path) as h:
         real = _slack(h, slack_api)
         await _granted_then_removed(h)
-        pending = await _cut_then_delivered(h, real, lambda: sweep(h.app.deps), "added back")
+        pending = await _cut_then_delivered(h, real, lambda: sweep(h.app.deps), "added back", stale="is queued")
         (resolved,) = await h.events("drift.resolved")
+        # the re-add landed at once: that it was queued (written with its plan) is dropped, never sent
+        queued = [r for r in await _outbox(h) if "is queued" in r["text"]]
+        assert sorted(r["recipient"] for r in queued) == sorted([ALICE, *h.app.deps.policy.security_members()])
+        assert {(r["status"], r["last_error"]) for r in queued} == {("dropped", "the re-add of D-1 landed already")}
+        assert not [m for m in slack_api.dm(UID[ALICE]) + slack_api.dm(UID[SAM]) if "queued" in m.all_text]
         assert resolved["data"]["resolution"] == "restored" and ALICE in await h.members(GROUP)
         security = sorted(h.app.deps.policy.security_members())
         assert sorted((r["recipient"], r["kind"]) for r in pending if "added back" in r["text"]) == sorted(

@@ -1,0 +1,95 @@
+"""What the holder and the security team are told of a drift re-add (SPEC §3.6): a grant holder found not in their
+group is put back through the provisioning path (handlers/compliance/settle.py ``restore_holders``).
+
+- That the re-add is queued is written to the outbox in the transaction that plans it (the provisioning op and the
+  ``drift_readd`` state), so a process stopped before the provider was tried still leaves the notice to the next
+  delivery. It carries a :class:`ReaddQueued` view, and at delivery it is dropped with why
+  (:func:`readd_moved_on`) when the re-add already landed or was given up, the finding is resolved, or the grant no
+  longer runs: nobody is told "queued" of what is already settled.
+- When the re-add lands (its op marked done, at the first try or by a later sweep's retry), the finding is resolved
+  ``restored`` and the holder and the team are told it landed, in the transaction that records the op done
+  (:func:`readd_landed`, from handlers/grants.py).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from handlers.audit import format_ts
+from handlers.compliance.findings import (
+    drift_ref,
+    outcome_notices,
+    readd_key,
+    resolution_text,
+    resolve_finding,
+)
+from handlers.compliance.views import ReaddQueued
+from handlers.context import Deps
+from handlers.ports import Notice
+from handlers.records import ACTIVE, DriftRecord, OpRecord, RequestRecord, req_number
+from handlers.repository import Repository
+
+
+def told(deps: Deps, record: RequestRecord, line: str, view: ReaddQueued | None = None) -> list[Notice]:
+    """What the bot settled about a grant holder who was not a member: the holder's notice and the security
+    team's line (``Drift: …``); ``view`` for the outbox to judge a queued re-add's notices by."""
+    return [Notice(record.requester, "status", line, record.id, view),
+            *(Notice(m, "drift", f"Drift: {line}", None, view) for m in sorted(deps.policy.security_members()))]
+
+
+def queued_notices(deps: Deps, finding: DriftRecord, record: RequestRecord, op_id: int) -> list[Notice]:
+    """That adding the holder back is queued: written with the plan, dropped at delivery once it no longer holds."""
+    line = (f"{drift_ref(finding.id)}: {finding.email} holds {record.ref} but is not in "
+            f"{finding.provider}/{finding.group}: adding them back is queued and retried; you are told when it lands.")
+    return told(deps, record, line, ReaddQueued(finding.id or 0, op_id, record.id or 0))
+
+
+def landed_text(finding: DriftRecord, record: RequestRecord) -> str:
+    return (f"{drift_ref(finding.id)}: {finding.email} holds {record.ref} but was not in "
+            f"{finding.provider}/{finding.group}: added back (the grant still runs until "
+            f"{format_ts(record.expires_at) if record.expires_at else 'it ends'}).")
+
+
+async def readd_landed(deps: Deps, repo: Repository, op: OpRecord, now: datetime) -> None:
+    """In the transaction that marks ``op`` (a drift re-add) done: the open finding it was planned for is resolved
+    ``restored``, and the holder and the security team are told. A grant that no longer runs leaves the finding to
+    the next sweep, as before (its end queued the removal behind this add)."""
+    for finding in await repo.open_drift():
+        if finding.kind == "member":
+            continue
+        state = await repo.get_state(readd_key(finding.id or 0))
+        if not state or str(state.get("op")) != str(op.id):
+            continue
+        n = req_number(state.get("request_id"))
+        record = await repo.get_request(n) if n is not None else None
+        if record is None or record.state != ACTIVE:
+            return
+        if not await resolve_finding(repo, finding, "restored", now, request_id=record.ref):
+            return
+        notices = told(deps, record, landed_text(finding, record))
+        if now - finding.first_seen >= deps.policy.safety.drift_sla:  # its escalation's cards may be out
+            notices += outcome_notices(deps, [(finding, resolution_text(finding, "restored", record.ref))])
+        await repo.queue_notices(notices, now)
+        return
+
+
+async def readd_moved_on(repo: Repository, view: ReaddQueued) -> str | None:
+    """Why a notice that a re-add is queued no longer holds (None: it does): the re-add landed or was given up,
+    the finding is resolved, or the grant no longer runs."""
+    ref = drift_ref(view.finding)
+    op = await repo.get_op(view.op)
+    if op is None:
+        return f"the re-add of {ref} is not on record"
+    if op.status == "done":
+        return f"the re-add of {ref} landed already"
+    if op.status != "pending":
+        return f"the re-add of {ref} was given up ({op.status})"
+    finding = await repo.get_drift(view.finding)
+    if finding is None or finding.resolved_at is not None:
+        return f"{ref} is resolved already"
+    record = await repo.get_request(view.request)
+    if record is None:
+        return f"REQ-{view.request} is not on record"
+    if record.state != ACTIVE:
+        return f"{record.ref} is no longer active ({record.state})"
+    return None

@@ -1,0 +1,119 @@
+"""A drift re-add the provider does not finish at once is told reliably (handlers/compliance/readd.py): that it is
+queued is written to the outbox with its plan, so a process cut off right after that commit (while the add is at
+the provider) still leaves it to the next delivery, which sends it once; when a later sweep's retry lands the add,
+the holder and the security team are told it landed, once. The provider is Okta's stand-in, whose first adds
+answer 503; the notices go through the Slack stand-in. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from bot.bootstrap import build_app
+from bot.settings import Settings
+from handlers.sweeps import sweep
+from tests.slack.test_outbox_settled import _dm, _said, _slack
+from tests.standins import Fault
+from tests.standins.okta import OktaStandIn
+from tests.standins.slack import SlackWebApi
+from tests.support import Harness, MutableClock, RecordingNotifier, copy_examples
+from tests.test_notice_outbox import _outbox
+
+ALICE, SAM, SASHA = "alice@example.com", "sam.sec@example.com", "sasha.sec@example.com"
+QUEUED, LANDED = "adding them back is queued", "added back"
+LINE = "D-1: alice@example.com holds REQ-1"
+
+
+def _to_alice(api: SlackWebApi, words: str) -> list[str]:
+    """The DM lines that tell Alice ``words`` of D-1 (her status message also notes it; an edit does not notify)."""
+    return [t for t in _said(api, ALICE, LINE) if words in t]
+
+
+async def _put_arrived(okta: OktaStandIn, path: str, count: int) -> None:
+    deadline = time.monotonic() + 30
+    while len(okta.received("PUT", path)) < count:
+        assert time.monotonic() < deadline, "the re-add never reached Okta"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_queued_readd_is_told_once_when_queued_and_once_when_it_lands(database_url, tmp_path: Path,
+                                                                              slack_api: SlackWebApi):
+    with OktaStandIn() as okta:
+        gid = okta.add_group("prod-db-read")
+        alice = okta.add_user(ALICE, department="Engineering")
+        files = copy_examples(tmp_path)
+        files.policy.write_text(files.policy.read_text().replace(  # the profile's group is at Okta
+            "    provider: directory\n    group: sg-prod-db-read\n", f"    provider: okta\n    group: {gid}\n", 1))
+        settings = Settings(database_url=database_url, policy=str(files.policy), directory=str(files.directory),
+                            env={}, identity="directory", okta_url=okta.url, okta_token=okta.token)
+        clock, recording = MutableClock(), RecordingNotifier()
+        async with build_app(settings, clock=clock, notifier=recording) as app:
+            h = Harness(app, clock, recording, files)
+            real = _slack(h, slack_api)
+            r = await h.say(ALICE, "request prod-db-read for 30m because INC-7 page")  # auto-approved: on call
+            assert r.ok and (await h.request(1)).state == "active", r.text
+            path = f"/groups/{gid}/users/{alice}"
+            assert okta.member_emails(gid) == [ALICE]
+            with okta.lock:
+                okta.members[gid].remove(alice)  # by hand at Okta, not through the bot
+            h.clock.advance(minutes=1)
+
+            # the sweep plans the re-add and is cut off while its add is at Okta (a stop), which then answers 503
+            release = threading.Event()
+            with okta.lock:
+                okta.path_faults[path] = Fault("slow", status=503, then_fail=True, until=release)
+            task = asyncio.create_task(sweep(h.app.deps))
+            try:
+                await _put_arrived(okta, path, 2)
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+            finally:
+                with okta.lock:
+                    okta.path_faults[path] = Fault("status", status=503, retry_after=0.01)
+                release.set()
+            (detected,) = await h.events("drift.detected")
+            assert detected["data"]["request_id"] == "REQ-1"
+            queued = [r for r in await _outbox(h) if QUEUED in r["text"]]  # written with the plan, not yet sent
+            assert sorted((r["recipient"], r["kind"], r["status"]) for r in queued) == [
+                (ALICE, "status", "pending"), (SAM, "drift", "pending"), (SASHA, "drift", "pending")]
+            assert not _to_alice(slack_api, QUEUED) and not _dm(slack_api, SAM, QUEUED)
+
+            # the next sweep, past the cut-off process's lease on the add: Okta still answers 503; the add stays
+            # queued, and the holder and the team are told so, once
+            h.clock.advance(seconds=h.app.deps.policy.schedule.provider_lease.total_seconds() + 1)
+            await sweep(h.app.deps)
+            await real.idle()
+            assert ALICE not in okta.member_emails(gid)
+            assert not await h.events("drift.resolved") and not await h.events("membership.added")
+            [told] = _to_alice(slack_api, QUEUED)
+            assert "you are told when it lands" in told, told
+            assert len(_dm(slack_api, SAM, QUEUED)) == 1 and len(_dm(slack_api, SASHA, QUEUED)) == 1
+            assert not _to_alice(slack_api, LANDED)
+
+            # Okta answers again: a later sweep's retry lands the add; they are told it landed, once
+            okta.clear_path_faults()
+            h.clock.advance(minutes=2)
+            await sweep(h.app.deps)
+            await real.idle()
+            assert okta.member_emails(gid) == [ALICE]
+            (added,) = await h.events("membership.added")
+            assert (added["data"]["user"], added["data"]["reason"]) == (ALICE, "drift")
+            (resolved,) = await h.events("drift.resolved")
+            assert (resolved["data"]["resolution"], resolved["data"]["request_id"]) == ("restored", "REQ-1")
+            [landed] = _to_alice(slack_api, LANDED)
+            assert "the grant still runs" in landed, landed
+            for member in (SAM, SASHA):
+                [line] = _dm(slack_api, member, LANDED)
+                assert line.startswith(f"Drift: {LINE}"), line
+            await sweep(h.app.deps)  # nothing more to tell
+            await real.idle()
+            assert len(_to_alice(slack_api, QUEUED)) == 1 and len(_dm(slack_api, SAM, QUEUED)) == 1
+            assert len(_to_alice(slack_api, LANDED)) == 1
+            assert len(_dm(slack_api, SAM, LANDED)) == 1 and len(await h.events("drift.resolved")) == 1
+            assert {r["status"] for r in await _outbox(h)} <= {"sent", "dropped"}
+            assert len(await h.events("drift.detected")) == 1
