@@ -161,3 +161,22 @@ def test_a_new_reroute_kept_waiting_by_the_hold_is_held_like_the_others(tmp_path
     out = _sweep(sqlite_url, files)
     assert "reroute: 2 — REQ-1, REQ-4" in out and "held" not in out, out
     assert "Approved REQ-4" in chat(MARK, "approve REQ-4", db=sqlite_url, files=files)
+
+
+def test_a_hold_edited_to_name_someone_the_step_never_asked_gives_them_nothing(tmp_path, sqlite_url):
+    """The stored hold says whom each held step stays with; the request records whom its step asked. Someone the
+    hold names whom the step never asked (a hand-edited row) may not decide it; the manager it asked still may."""
+    files = _setup(tmp_path, sqlite_url, (ALICE, BOB, CAROL))
+    _managers(files, (ALICE, BOB, CAROL), PAT)
+    assert "held by the safety brake (safety.max_reroutes): 3" in _sweep(sqlite_url, files)
+    with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as conn:
+        (raw,) = conn.execute("SELECT value FROM compliance_state WHERE key = 'reroute_brake'").fetchone()
+        state = json.loads(raw)
+        for item in state["held"].values():
+            item["from"] = [*item["from"], SAM]
+        conn.execute("UPDATE compliance_state SET value = ? WHERE key = 'reroute_brake'", (json.dumps(state),))
+    status = chat(SAM, "status REQ-1", db=sqlite_url, files=files)
+    step = next(line for line in status.splitlines() if line.strip().startswith("1."))
+    assert f"from {MARK};" in step and SAM not in step, status
+    assert "not an approver of REQ-1" in chat(SAM, "approve REQ-1", db=sqlite_url, files=files)
+    assert "Approved REQ-1" in chat(MARK, "approve REQ-1", db=sqlite_url, files=files)

@@ -213,7 +213,14 @@ async def pin_held(deps: Deps, record: RequestRecord, chain: list[ResolvedStep])
     if item is None:
         return chain
     step = chain[record.step]
-    old = frozenset(str(a) for a in item.get("from") or ())
+    old = frozenset(str(a).lower() for a in item.get("from") or ())
+    if record.asked is not None and record.asked_step == record.round * 100 + record.step:
+        # the hold names whom the step stays with; the request itself records whom it asked (with the event that
+        # asked them): only those may decide it, whatever a stored hold says (a hand-edited one naming others)
+        asked = frozenset(record.asked)
+        old = (old & asked) or (asked - step.pool)
+    if not old:
+        return chain
     pinned = list(chain)
     pinned[record.step] = ResolvedStep(step=step.step, index=step.index, pool=old, need=1, asked=old,
                                        held_for=step.pool)
