@@ -18,12 +18,10 @@ async def batch_moved_on(raw: object, view: ReviewLink | ReviewReminder, now: da
     has been decided since."""
     if not view.waiting:
         return None
-    repo = cast(ReviewRepository, raw)
-    cid, campaign = await _campaign(repo, view.review_id)
-    if cid is None:
-        return None
-    if campaign is None:
-        return f"{view.review_id} is not on record"
+    found = await _on_record(raw, view.review_id)
+    if not isinstance(found, tuple):
+        return found
+    repo, cid, campaign = found
     if not campaign.decidable_at(now):
         why = campaign.state if campaign.state != OPEN else "past its due time"
         return f"{view.review_id} is no longer open for decisions ({why})"
@@ -38,12 +36,10 @@ async def signoff_moved_on(raw: object, ask: ReviewSignoffAsk, recipient: str) -
     """Why a sign-off request no longer holds (None: it does): its campaign is gone or no longer waits for a
     sign-off (signed, denied, failed closed), a later step has been asked (the step was signed), or the recipient
     has signed already (one person signs once)."""
-    repo = cast(ReviewRepository, raw)
-    cid, campaign = await _campaign(repo, ask.review_id)
-    if cid is None:
-        return None
-    if campaign is None:
-        return f"{ask.review_id} is not on record"
+    found = await _on_record(raw, ask.review_id)
+    if not isinstance(found, tuple):
+        return found
+    repo, cid, campaign = found
     if campaign.state != SIGNOFF:
         signed = f", sign-off {campaign.signoff}" if campaign.signoff not in (None, "pending") else ""
         return f"{ask.review_id} no longer waits for a sign-off ({campaign.state}{signed})"
@@ -57,18 +53,28 @@ async def signoff_moved_on(raw: object, ask: ReviewSignoffAsk, recipient: str) -
 async def undo_moved_on(raw: object, ask: ReviewUndoAsk) -> str | None:
     """Why an ask to approve an undo no longer holds (None: it does): its campaign is gone, or no undo of the item
     waits for approval any more (another member of the security team approved it)."""
-    repo = cast(ReviewRepository, raw)
-    cid, campaign = await _campaign(repo, ask.review_id)
-    if cid is None:
-        return None
-    if campaign is None:
-        return f"{ask.review_id} is not on record"
+    found = await _on_record(raw, ask.review_id)
+    if not isinstance(found, tuple):
+        return found
+    repo, cid, _ = found
     undos = [u for u in await repo.undos(cid) if u.item == ask.item]
     if any(u.approved_by is None for u in undos):
         return None
     approved = next((u.approved_by for u in reversed(undos) if u.approved_by), None)
     by = f" (approved by {approved})" if approved else ""
     return f"{ask.review_id} item {ask.item}: no undo waits for approval{by}"
+
+
+async def _on_record(raw: object, review_id: str) -> tuple[ReviewRepository, int, CampaignRecord] | str | None:
+    """The store, number and campaign a stored notice names; else None when it names none this version writes
+    (nothing to judge), or why it no longer holds when that campaign is not on record."""
+    repo = cast(ReviewRepository, raw)
+    cid, campaign = await _campaign(repo, review_id)
+    if cid is None:
+        return None
+    if campaign is None:
+        return f"{review_id} is not on record"
+    return repo, cid, campaign
 
 
 async def _campaign(repo: ReviewRepository, review_id: str) -> tuple[int | None, CampaignRecord | None]:
