@@ -9,12 +9,15 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
 from bot.bootstrap import build_app
 from bot.settings import Settings
+from bot.slack.notifier import SlackNotifier
 from handlers.sweeps import sweep
 from tests.slack.test_outbox_settled import _dm, _said, _slack
 from tests.standins import Fault
@@ -40,8 +43,11 @@ async def _put_arrived(okta: OktaStandIn, path: str, count: int) -> None:
         await asyncio.sleep(0.02)
 
 
-async def test_a_queued_readd_is_told_once_when_queued_and_once_when_it_lands(database_url, tmp_path: Path,
-                                                                              slack_api: SlackWebApi):
+@asynccontextmanager
+async def _queued(database_url: str, tmp_path: Path, slack_api: SlackWebApi
+                  ) -> AsyncIterator[tuple[Harness, OktaStandIn, str, SlackNotifier]]:
+    """Alice's grant of an Okta group, Alice removed there by hand, and a sweep that planned her re-add cut off while
+    the add was at Okta (which answers 503 from then on): the queued notices pending, nothing sent yet."""
     with OktaStandIn() as okta:
         gid = okta.add_group("prod-db-read")
         alice = okta.add_user(ALICE, department="Engineering")
@@ -83,37 +89,58 @@ async def test_a_queued_readd_is_told_once_when_queued_and_once_when_it_lands(da
                 (ALICE, "status", "pending"), (SAM, "drift", "pending"), (SASHA, "drift", "pending")]
             assert not _to_alice(slack_api, QUEUED) and not _dm(slack_api, SAM, QUEUED)
 
-            # the next sweep, past the cut-off process's lease on the add: Okta still answers 503; the add stays
-            # queued, and the holder and the team are told so, once
-            h.clock.advance(seconds=h.app.deps.policy.schedule.provider_lease.total_seconds() + 1)
-            await sweep(h.app.deps)
-            await real.idle()
-            assert ALICE not in okta.member_emails(gid)
-            assert not await h.events("drift.resolved") and not await h.events("membership.added")
-            [told] = _to_alice(slack_api, QUEUED)
-            assert "you are told when it lands" in told, told
-            assert len(_dm(slack_api, SAM, QUEUED)) == 1 and len(_dm(slack_api, SASHA, QUEUED)) == 1
-            assert not _to_alice(slack_api, LANDED)
+            yield h, okta, gid, real
 
-            # Okta answers again: a later sweep's retry lands the add; they are told it landed, once
-            okta.clear_path_faults()
-            h.clock.advance(minutes=2)
-            await sweep(h.app.deps)
-            await real.idle()
-            assert okta.member_emails(gid) == [ALICE]
-            (added,) = await h.events("membership.added")
-            assert (added["data"]["user"], added["data"]["reason"]) == (ALICE, "drift")
-            (resolved,) = await h.events("drift.resolved")
-            assert (resolved["data"]["resolution"], resolved["data"]["request_id"]) == ("restored", "REQ-1")
-            [landed] = _to_alice(slack_api, LANDED)
-            assert "the grant still runs" in landed, landed
-            for member in (SAM, SASHA):
-                [line] = _dm(slack_api, member, LANDED)
-                assert line.startswith(f"Drift: {LINE}"), line
-            await sweep(h.app.deps)  # nothing more to tell
-            await real.idle()
-            assert len(_to_alice(slack_api, QUEUED)) == 1 and len(_dm(slack_api, SAM, QUEUED)) == 1
-            assert len(_to_alice(slack_api, LANDED)) == 1
-            assert len(_dm(slack_api, SAM, LANDED)) == 1 and len(await h.events("drift.resolved")) == 1
-            assert {r["status"] for r in await _outbox(h)} <= {"sent", "dropped"}
-            assert len(await h.events("drift.detected")) == 1
+
+async def test_a_queued_readd_is_told_once_when_queued_and_once_when_it_lands(database_url, tmp_path: Path,
+                                                                              slack_api: SlackWebApi):
+    async with _queued(database_url, tmp_path, slack_api) as (h, okta, gid, real):
+        # the next sweep, past the cut-off process's lease on the add: Okta still answers 503; the add stays
+        # queued, and the holder and the team are told so, once
+        h.clock.advance(seconds=h.app.deps.policy.schedule.provider_lease.total_seconds() + 1)
+        await sweep(h.app.deps)
+        await real.idle()
+        assert ALICE not in okta.member_emails(gid)
+        assert not await h.events("drift.resolved") and not await h.events("membership.added")
+        [told] = _to_alice(slack_api, QUEUED)
+        assert "you are told when it lands" in told, told
+        assert len(_dm(slack_api, SAM, QUEUED)) == 1 and len(_dm(slack_api, SASHA, QUEUED)) == 1
+        assert not _to_alice(slack_api, LANDED)
+
+        # Okta answers again: a later sweep's retry lands the add; they are told it landed, once
+        okta.clear_path_faults()
+        h.clock.advance(minutes=2)
+        await sweep(h.app.deps)
+        await real.idle()
+        assert okta.member_emails(gid) == [ALICE]
+        (added,) = await h.events("membership.added")
+        assert (added["data"]["user"], added["data"]["reason"]) == (ALICE, "drift")
+        (resolved,) = await h.events("drift.resolved")
+        assert (resolved["data"]["resolution"], resolved["data"]["request_id"]) == ("restored", "REQ-1")
+        [landed] = _to_alice(slack_api, LANDED)
+        assert "the grant still runs" in landed, landed
+        for member in (SAM, SASHA):
+            [line] = _dm(slack_api, member, LANDED)
+            assert line.startswith(f"Drift: {LINE}"), line
+        await sweep(h.app.deps)  # nothing more to tell
+        await real.idle()
+        assert len(_to_alice(slack_api, QUEUED)) == 1 and len(_dm(slack_api, SAM, QUEUED)) == 1
+        assert len(_to_alice(slack_api, LANDED)) == 1
+        assert len(_dm(slack_api, SAM, LANDED)) == 1 and len(await h.events("drift.resolved")) == 1
+        assert {r["status"] for r in await _outbox(h)} <= {"sent", "dropped"}
+        assert len(await h.events("drift.detected")) == 1
+
+
+async def test_a_queued_readd_whose_grant_ended_before_delivery_is_not_told(database_url, tmp_path: Path,
+                                                                             slack_api: SlackWebApi):
+    """Nobody is told "queued" of a re-add whose grant has ended since: the notices are dropped with why."""
+    async with _queued(database_url, tmp_path, slack_api) as (h, _okta, _gid, real):
+        assert (await h.say(ALICE, "release REQ-1")).ok
+        h.clock.advance(seconds=h.app.deps.policy.schedule.provider_lease.total_seconds() + 1)
+        await sweep(h.app.deps)
+        await real.idle()
+        queued = [r for r in await _outbox(h) if QUEUED in r["text"]]
+        assert len(queued) == 3 and {r["status"] for r in queued} == {"dropped"}, queued
+        assert all("REQ-1 is no longer active (released)" in r["last_error"] for r in queued), queued
+        assert not _to_alice(slack_api, QUEUED) and not _dm(slack_api, SAM, QUEUED) and not _dm(slack_api, SASHA,
+                                                                                                 QUEUED)
