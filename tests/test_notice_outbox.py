@@ -19,7 +19,7 @@ from handlers.outbox import LONGEST_RETRY, MAX_ATTEMPTS, NO_CHANNEL, NOTICE_LEAS
 from handlers.ports import Notice
 from handlers.sweeps import sweep
 from store import schema as t
-from tests.support import harness
+from tests.support import Harness, harness
 
 BOB, MARK = "bob@example.com", "mark.mgr@example.com"
 
@@ -113,17 +113,24 @@ async def test_expiry_notices_are_written_with_the_expiry(database_url, tmp_path
         assert rows[0]["last_error"] == "REQ-1 is no longer active (expired)"
 
 
+async def _two_deliverers(h: Harness, database_url: str) -> tuple[Channel, Channel, list[int]]:
+    """This process and a second one on the same database deliver what is due at the same time: each one's
+    channel, and how many notices each counted as sent."""
+    settings = Settings(database_url=database_url, policy=str(h.files.policy), directory=str(h.files.directory),
+                        env={})
+    first, second = Channel(pause=0.05), Channel(pause=0.05)
+    async with build_app(settings, clock=h.clock, notifier=second) as other:  # a second process
+        h.app.deps.notifier = first
+        counts = await asyncio.gather(deliver_pending(h.app.deps), deliver_pending(other.deps))
+    return first, second, list(counts)
+
+
 async def test_two_deliverers_at_once_send_each_notice_once(database_url, tmp_path) -> None:
     async with harness(database_url, tmp_path) as h:
         async with h.app.store.write() as repo:
             await repo.queue_notices([Notice(f"p{i}@example.com", "reminder", f"n{i}", None) for i in range(30)],
                                      h.clock.now())
-        settings = Settings(database_url=database_url, policy=str(h.files.policy),
-                            directory=str(h.files.directory), env={})
-        first, second = Channel(pause=0.05), Channel(pause=0.05)
-        async with build_app(settings, clock=h.clock, notifier=second) as other:  # a second process
-            h.app.deps.notifier = first
-            counts = await asyncio.gather(deliver_pending(h.app.deps), deliver_pending(other.deps))
+        first, second, counts = await _two_deliverers(h, database_url)
         sent = Counter(n.text for n in first.sent + second.sent)
         assert sent == Counter({f"n{i}": 1 for i in range(30)}) and sum(counts) == 30
         assert {r["status"] for r in await _outbox(h)} == {"sent"}
@@ -295,12 +302,7 @@ async def test_two_deliverers_at_once_send_each_persons_drift_lines_in_one_messa
             for i in range(10):  # as a sweep writes them: one settlement (one transaction) after another
                 await repo.queue_notices([Notice(p, "drift", f"Drift: D-{i} settled for {p}", None) for p in people]
                                          + [Notice(BOB, "status", f"s{i}", None)], h.clock.now())
-        settings = Settings(database_url=database_url, policy=str(h.files.policy),
-                            directory=str(h.files.directory), env={})
-        first, second = Channel(pause=0.05), Channel(pause=0.05)
-        async with build_app(settings, clock=h.clock, notifier=second) as other:  # a second process
-            h.app.deps.notifier = first
-            counts = await asyncio.gather(deliver_pending(h.app.deps), deliver_pending(other.deps))
+        first, second, counts = await _two_deliverers(h, database_url)
         messages = first.sent + second.sent
         assert sum(counts) == 40 and {r["status"] for r in await _outbox(h)} == {"sent"}
         assert Counter(n.text for n in messages if n.kind == "status") == Counter({f"s{i}": 1 for i in range(10)})

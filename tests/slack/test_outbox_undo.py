@@ -9,10 +9,12 @@ import asyncio
 
 import pytest
 
+from bot.slack.notifier import SlackNotifier
 from handlers.outbox import notice_lease
 from handlers.sweeps import sweep
 from tests.reviews.test_decisions import started
 from tests.slack.test_outbox_settled import CutOnce, _cut_then_delivered, _dm, _slack
+from tests.standins.slack import SlackWebApi
 from tests.support import Harness, harness
 from tests.test_notice_outbox import _outbox
 
@@ -65,16 +67,23 @@ async def test_the_one_who_asked_for_an_undo_is_told_it_was_approved(database_ur
         assert len(_dm(slack_api, SAM, "approved your undo")) == 1
 
 
+async def _asked_then_cut(h: Harness, slack_api: SlackWebApi) -> tuple[int, SlackNotifier]:
+    """Sam asks to undo Alice's removal and the send of the ask to Sasha is cut off after the commit: Alice's item
+    number, and the real Slack notifier (in place again)."""
+    alice = await _removed(h)
+    real = _slack(h, slack_api)
+    h.app.deps.notifier = CutOnce(real, "asks to undo")
+    with pytest.raises(asyncio.CancelledError):
+        await h.say(SAM, f"review undo RV-1 {alice} because she is on call again")
+    h.app.deps.notifier = real
+    return alice, real
+
+
 async def test_an_undo_ask_unsent_when_another_member_approved_is_dropped(database_url, tmp_path, slack_api):
     """Sasha approves the undo before the ask to her went out (its send cut off): the ask, which tells her to answer
     `approve`, is dropped with why, not sent; Sam is still told it was approved."""
     async with harness(database_url, tmp_path) as h:
-        alice = await _removed(h)
-        real = _slack(h, slack_api)
-        h.app.deps.notifier = CutOnce(real, "asks to undo")
-        with pytest.raises(asyncio.CancelledError):
-            await h.say(SAM, f"review undo RV-1 {alice} because she is on call again")
-        h.app.deps.notifier = real
+        alice, real = await _asked_then_cut(h, slack_api)
         assert (await h.say(SASHA, f"approve RV-1 {alice}")).ok
         h.clock.advance(seconds=notice_lease(real).total_seconds() + 1)
         await sweep(h.app.deps, drift=False)
@@ -91,12 +100,7 @@ async def test_an_undo_ask_still_waiting_is_sent_after_a_restart(database_url, t
     """The ask kept with what it asks for is sent as its text while the undo still waits (a view the channels
     are not given)."""
     async with harness(database_url, tmp_path) as h:
-        alice = await _removed(h)
-        real = _slack(h, slack_api)
-        h.app.deps.notifier = CutOnce(real, "asks to undo")
-        with pytest.raises(asyncio.CancelledError):
-            await h.say(SAM, f"review undo RV-1 {alice} because she is on call again")
-        h.app.deps.notifier = real
+        alice, real = await _asked_then_cut(h, slack_api)
         h.clock.advance(seconds=notice_lease(real).total_seconds() + 1)
         await sweep(h.app.deps, drift=False)
         await real.idle()
