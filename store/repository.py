@@ -687,10 +687,7 @@ class SqlRepository(ReviewRepositoryMixin):
             return None
         m = rows[0]
         await self._run(_CLAIM_NOTICE, {"nid": m["id"], "v_until": lease_until, "v_token": token})
-        return OutboxNotice(id=m["id"], recipient=m["recipient"], kind=m["kind"], text=m["text"],
-                            request_id=m["request_id"], status=m["status"], attempts=m["attempts"],
-                            next_attempt_at=lease_until, last_error=m["last_error"], view=decode_view(m["view"]),
-                            claimed_by=token)
+        return _claimed(m, lease_until, token)
 
     async def claim_alike(self, notice: OutboxNotice, now: datetime, lease_until: datetime, token: str,
                           limit: int) -> list[OutboxNotice]:
@@ -703,11 +700,7 @@ class SqlRepository(ReviewRepositoryMixin):
             return []
         await self.conn.execute(_CLAIM_NOTICES, {"nids": [m["id"] for m in rows], "v_until": lease_until,
                                                  "v_token": token})  # expanding: not on the driver (store.fast)
-        return [OutboxNotice(id=m["id"], recipient=m["recipient"], kind=m["kind"], text=m["text"],
-                             request_id=m["request_id"], status=m["status"], attempts=m["attempts"],
-                             next_attempt_at=lease_until, last_error=m["last_error"], view=decode_view(m["view"]),
-                             claimed_by=token)
-                for m in rows]
+        return [_claimed(m, lease_until, token) for m in rows]
 
     async def save_notice(self, notice: OutboxNotice, at: datetime) -> bool:
         params = {"nid": notice.id, "token": notice.claimed_by, "v_status": notice.status,
@@ -717,6 +710,14 @@ class SqlRepository(ReviewRepositoryMixin):
         if driver is None:
             return bool((await self.conn.execute(_SAVE_NOTICE, params)).all())
         return bool(await driver.returning(_SAVE_NOTICE, params))
+
+
+def _claimed(m: Any, lease_until: datetime, token: str) -> OutboxNotice:
+    """An outbox row just leased to ``token`` until ``lease_until``."""
+    return OutboxNotice(id=m["id"], recipient=m["recipient"], kind=m["kind"], text=m["text"],
+                        request_id=m["request_id"], status=m["status"], attempts=m["attempts"],
+                        next_attempt_at=lease_until, last_error=m["last_error"], view=decode_view(m["view"]),
+                        claimed_by=token)
 
 
 class WriteAbandoned(RuntimeError):
