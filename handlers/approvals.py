@@ -72,8 +72,8 @@ async def last_asked(repo: Repository, record: RequestRecord) -> tuple[frozenset
 
     Read from the request itself when it names its open step (``asked_step``, written with the event by
     :func:`note_asked`); from its events otherwise (a request asked before the request kept it)."""
-    if record.asked is not None and record.asked_step == record.round * 100 + record.step:
-        return frozenset(record.asked), record.asked_at
+    if record.asked_now is not None:
+        return record.asked_now, record.asked_at
     for event in reversed(await repo.events_for(record.id or 0)):
         if event.type in ASKED_EVENTS and event.data.get("step") == record.step + 1:
             when = str(event.data.get("as_of") or event.ts)

@@ -79,8 +79,8 @@ async def resolved_chain(deps: Deps, policy: Policy, profile: Profile | None, re
 async def _asked(deps: Deps, record: RequestRecord) -> frozenset[str] | None:
     """Whom the open step asked, as a decision reads it (``approvals.asked_at_open``): from the request when it
     names that step, else from its events (a request asked before ``requests.asked`` was kept)."""
-    if record.asked is not None and record.asked_step == record.round * 100 + record.step:
-        return frozenset(record.asked)
+    if record.asked_now is not None:
+        return record.asked_now
     from handlers.approvals import asked_at_open
 
     async with deps.store.read() as repo:

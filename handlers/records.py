@@ -75,6 +75,14 @@ class RequestRecord:
     def extension_pending(self) -> bool:
         return self.ext_duration is not None
 
+    @property
+    def asked_now(self) -> frozenset[str] | None:
+        """Whom the open step of the current round asked, when the request itself records it (``asked_step``
+        names that step); None otherwise (a request asked before the request kept it: its events say)."""
+        if self.asked is None or self.asked_step != self.round * 100 + self.step:
+            return None
+        return frozenset(self.asked)
+
 
 @dataclass
 class DecisionRecord:

@@ -214,10 +214,10 @@ async def pin_held(deps: Deps, record: RequestRecord, chain: list[ResolvedStep])
         return chain
     step = chain[record.step]
     old = frozenset(str(a).lower() for a in item.get("from") or ())
-    if record.asked is not None and record.asked_step == record.round * 100 + record.step:
+    asked = record.asked_now
+    if asked is not None:
         # the hold names whom the step stays with; the request itself records whom it asked (with the event that
         # asked them): only those may decide it, whatever a stored hold says (a hand-edited one naming others)
-        asked = frozenset(record.asked)
         old = (old & asked) or (asked - step.pool)
     if not old:
         return chain
