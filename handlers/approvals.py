@@ -193,12 +193,13 @@ async def reroute_step(deps: Deps, repo: Repository, record: RequestRecord, step
 def sees(deps: Deps, actor: str, record: RequestRecord, decisions: list[DecisionRecord],
          chain: list[ResolvedStep] | None) -> bool:
     """Who may see a request (SPEC §4.1): its requester, the security team, whoever decided on it in any
-    round, and whoever its chain names now. ``chain`` is the request's chain as resolved now; a step whose
-    re-route the safety brake holds names both the manager it stays with and the one the provider names now
-    (``held_for``), who is told why they may not decide it yet (``reroute-held``) rather than that it does not
-    exist."""
+    round, and whoever its chain names now. ``chain`` is the request's chain as resolved now. A step whose
+    re-route the safety brake holds names the manager it stays with, not the one the provider names now
+    (``held_for``): the brake holds re-routes because the provider's manager attribute changed for too many at
+    once, so the people it names are not shown the requests (their justifications, tickets) before the security
+    team releases the hold; a decision of theirs is recorded ``reroute-held`` and answered as for anyone else."""
     return (actor == record.requester or deps.is_security(actor) or any(d.approver == actor for d in decisions)
-            or any(actor in s.pool or (s.held_for is not None and actor in s.held_for) for s in chain or ()))
+            or any(actor in s.pool for s in chain or ()))
 
 
 async def decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str | None,
