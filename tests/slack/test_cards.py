@@ -129,13 +129,14 @@ def test_a_notification_text_is_escaped_once() -> None:
 
 
 def test_a_step_whose_re_route_is_held_says_so_on_the_card() -> None:
-    """As on the Teams card and in ``status``: the manager the provider names now, who sees the request but may not
-    decide it yet, is told why, and gets no buttons."""
+    """As on the Teams card and in ``status``: whoever sees the request (the security team) sees that passing the
+    step on is held, and gets no buttons; the manager it stays with does."""
     held = StepView(index=1, label="manager", approvers=("mark.mgr@example.com",), approved_by=(), need=1,
                     status="open", held_for=("pat.lead@example.com",))
     v = RequestView(**{**view().__dict__, "steps": (held,), "waiting_on": ("mark.mgr@example.com",)})
-    message = blocks.approval_message(v, viewer="pat.lead@example.com")
+    message = blocks.approval_message(v, viewer="sam.sec@example.com")
     check_message(message)
     assert "mark.mgr@example.com; passing it to pat.lead@example.com is held by the safety brake" in str(
         message["blocks"])
     assert not [b for b in message["blocks"] if b["type"] == "actions"]
+    assert [b for b in blocks.approval_message(v, viewer="mark.mgr@example.com")["blocks"] if b["type"] == "actions"]

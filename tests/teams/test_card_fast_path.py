@@ -142,11 +142,13 @@ def test_escape_returns_plain_text_as_it_is_and_everything_else_as_line_by_line_
 
 
 def test_a_step_whose_re_route_is_held_says_so_on_the_card() -> None:
-    """The manager the provider names now sees the step staying with the one it asked, and why (no buttons)."""
-    card = adaptive.approval_card(HELD, viewer="pat.lead@example.com")
-    text = json.dumps(card)
-    assert "mark.mgr@example.com; passing it to pat.lead@example.com is held by the safety brake" in text
+    """Whoever sees the request (the security team) sees the step staying with the manager it asked, and that passing
+    it on is held; that manager, who may still decide it, gets the buttons."""
+    card = adaptive.approval_card(HELD, viewer="sam.sec@example.com")
+    assert "mark.mgr@example.com; passing it to pat.lead@example.com is held by the safety brake" in json.dumps(card)
     assert "actions" not in card
+    assert [a["verb"] for a in adaptive.approval_card(HELD, viewer="mark.mgr@example.com")["actions"]] == [
+        "approve", "deny"]
 
 
 def test_a_str_subclass_escaped_is_not_given_back_for_plain_text_equal_to_it() -> None:
