@@ -7,12 +7,16 @@ evidence pack checks their grants against that version's maximum. What makes a f
 
 from __future__ import annotations
 
-import pytest
+import hashlib
+from datetime import UTC, datetime
 
-import handlers.policy_check as policy_check
+import pytest
+from sqlalchemy import insert, update
+
 from bot.bootstrap import build_app
 from bot.settings import Settings
 from handlers.policy import PolicyError, parse_policy
+from store import schema as t
 from tests.support import Harness, MutableClock, RecordingNotifier, copy_examples
 
 BOB, MARK, DANA = "bob@example.com", "mark.mgr@example.com", "dana.dba@example.com"
@@ -43,25 +47,30 @@ def test_a_stored_version_is_read_without_the_checks_that_came_after_it(tmp_path
                      stored=True)
 
 
-async def test_a_request_of_a_version_refused_today_is_judged_by_its_own_chain(database_url, tmp_path,
-                                                                               monkeypatch) -> None:
+async def test_a_request_of_a_version_refused_today_is_judged_by_its_own_chain(database_url, tmp_path) -> None:
+    """The version an older release accepted is in the store as that release wrote it (a row of ``policy_versions``
+    and a request naming it, written here with SQL); the policy in force adds a step to the chain."""
     files = copy_examples(tmp_path)
-    files.policy.write_text(files.policy.read_text().replace(STAGING, UNFINISHABLE))
+    old = files.policy.read_text().replace(STAGING, UNFINISHABLE).replace('version: "2026.11"', 'version: "2026.10"')
+    files.policy.write_text(files.policy.read_text().replace(
+        STAGING, STAGING.replace("      - manager\n", "      - manager\n      - {any_of: dba}\n")))
     settings = Settings(database_url=database_url, policy=str(files.policy), directory=str(files.directory))
-    with monkeypatch.context() as before:  # the check as it was when this version was loaded
-        before.setattr(policy_check, "never_finishes", lambda *a, **k: None)
-        async with build_app(settings, clock=MutableClock(), notifier=RecordingNotifier()) as app:
-            h = Harness(app, app.deps.clock, RecordingNotifier(), files)  # type: ignore[arg-type]
-            reply = await h.say(BOB, "request staging-admin for 1h")
-            assert reply.ok and reply.request is not None and reply.request.number == 1, reply.text
-    # the policy in force now adds a step (and the stricter check refuses the old file)
-    files.policy.write_text(files.policy.read_text().replace('version: "2026.11"', 'version: "2026.12"').replace(
-        UNFINISHABLE, STAGING.replace("      - manager\n", "      - manager\n      - {any_of: dba}\n")))
+    async with build_app(settings, clock=MutableClock(), notifier=RecordingNotifier()) as app:
+        h = Harness(app, app.deps.clock, RecordingNotifier(), files)  # type: ignore[arg-type]
+        reply = await h.say(BOB, "request staging-admin for 1h")
+        assert reply.ok and reply.request is not None and len(reply.request.steps) == 2, reply.text
+        raw = old.encode()
+        sha = hashlib.sha256(raw).hexdigest()
+        async with app.store.write() as repo:
+            await repo.conn.execute(insert(t.policy_versions).values(sha256=sha, version="2026.10", raw=raw,
+                                                                     loaded_at=datetime(2026, 10, 1, tzinfo=UTC)))
+            await repo.conn.execute(update(t.requests).where(t.requests.c.id == 1).values(
+                policy_sha256=sha, policy_version="2026.10"))
     async with build_app(settings, clock=MutableClock(), notifier=RecordingNotifier()) as app:
         h = Harness(app, app.deps.clock, RecordingNotifier(), files)  # type: ignore[arg-type]
         status = await h.say(BOB, "status REQ-1")
         assert status.request is not None and [s.label for s in status.request.steps] == ["manager"], status.text
-        assert status.request.policy_version == "2026.11"
+        assert status.request.policy_version == "2026.10"
         reply = await h.say(MARK, "approve REQ-1")
         assert reply.ok, reply.text
         assert (await h.request(1)).state == "active"  # its own chain: the manager was all it needed
