@@ -4,6 +4,8 @@ What ``/bare`` of ``bench_teams_invoke.py`` does for each invoke, called in a lo
 one click at a time, on SQLite and PostgreSQL:
 
     refresh (approver)   an approver's card refreshing: the request, its chain and the refresh ids
+    refresh (again)      the same card refreshed again, nothing changed (a channel's approvers refreshing one
+                         card): the answer is the one the first refresh built (bot/teams/invoke.py)
     refresh (requester)  the requester's status card refreshing
     approve (step)       the first of four approvals of prod-db-read: a decision that opens the next step
     approve (final)      the one approval of staging-admin: the decision, the grant and its provisioning
@@ -55,8 +57,9 @@ from bot.teams.notifier import TeamsNotifier  # noqa: E402
 CHAIN = ("mark.mgr@example.com", "dana.dba@example.com", "sam.sec@example.com", "sasha.sec@example.com")
 OIDS = {"mark.mgr@example.com": "0a8e3c11-2b2d-4e6f-8a9b-0c1d2e3f4a5b",
         "bob@example.com": "1b0b0000-0000-4000-8000-00000000b0b1"}
-CLICKS = ("refresh (approver)", "refresh (requester)", "approve (step)", "approve (final)")
-TARGET_MS = {"refresh (approver)": 0.5, "refresh (requester)": 0.5, "approve (step)": 2.0, "approve (final)": 2.0}
+CLICKS = ("refresh (approver)", "refresh (again)", "refresh (requester)", "approve (step)", "approve (final)")
+TARGET_MS = {"refresh (approver)": 0.5, "refresh (again)": 0.5, "refresh (requester)": 0.5, "approve (step)": 2.0,
+             "approve (final)": 2.0}
 
 
 class Clock:
@@ -127,6 +130,8 @@ async def clicks(url: str, directory: str, n: int, recorded: list[Statement] | N
             m = reply.request.number
             card = await click("refresh (approver)", OIDS[CHAIN[0]], "refresh", m, measured)
             assert [a["verb"] for a in card["value"]["actions"]] == ["approve", "deny"], card
+            again = await click("refresh (again)", OIDS[CHAIN[0]], "refresh", m, measured)
+            assert again == card, again
             await click("refresh (requester)", OIDS["bob@example.com"], "refresh", m, measured)
             await click("approve (step)", OIDS[CHAIN[0]], "approve", m, measured)
             await service.handle_text(bob, f"cancel REQ-{m}")

@@ -26,6 +26,7 @@ from handlers.views import Reply, RequestView
 
 CARD_TYPE = "application/vnd.microsoft.card.adaptive"
 MAX_FIELD = 4000
+CARDS_KEPT = 256  # the click answers kept by what they show (see InvokeHandler._render)
 NOT_SEEN = "unknown-request"  # the rule of a request that does not exist or that the sender may not see
 
 
@@ -85,6 +86,12 @@ class InvokeHandler:
         self.app = app
         self.refresh_ids = refresh_ids  # async (RequestView) -> list[str]
         self.reviews = ReviewInvokes(app, user_ids)
+        # A click's card is a pure function of the request's view (a frozen value, compared whole), who clicked, the
+        # refresh ids and the note: the same answer is built once while those stay the same, as when a channel's
+        # approvers refresh one card together or click it again after its decision. Kept cards are never modified
+        # (the answer is written as it is); the oldest goes first.
+        self._cards: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self.built = 0  # click answers built rather than taken from those kept (tests)
 
     async def handle(self, person: Person, verb: str, data: dict[str, Any]) -> InvokeResponse:
         who = person.email.lower()
@@ -139,9 +146,18 @@ class InvokeHandler:
         return card_response(await self._render(view, who, note=reply.text))
 
     async def _render(self, view: RequestView, who: str, note: str | None = None) -> dict[str, Any]:
-        if who == view.requester.lower():
-            return adaptive.status_card(view, note=note)
-        return adaptive.approval_card(view, viewer=who, refresh_user_ids=await self.refresh_ids(view), note=note)
+        own = who == view.requester.lower()
+        ids = () if own else tuple(await self.refresh_ids(view))
+        key = (view, who, ids, note)
+        card = self._cards.get(key)
+        if card is None:
+            card = adaptive.status_card(view, note=note) if own \
+                else adaptive.approval_card(view, viewer=who, refresh_user_ids=ids, note=note)
+            self.built += 1
+            if len(self._cards) >= CARDS_KEPT:
+                del self._cards[next(iter(self._cards))]
+            self._cards[key] = card
+        return card
 
     async def _request(self, person: Person, data: dict[str, Any]) -> InvokeResponse:
         justification = _field(data, "justification")
