@@ -2,7 +2,9 @@
 safety brake (resume). Handler view-models in, blocks out; the buttons' ``action_id`` are the verbs of
 the chat words (``drift remove``, ``drift accept``, ``resume removals``), the ``value`` the finding id
 (``D-n``) or, to resume, the count the person saw and the pause's reason (``30:terminated``). Remove and
-accept ask for the reason (and the duration) in a modal whose metadata names the finding and the message."""
+accept ask for the reason (and the duration) in a modal whose metadata names the finding and the message. The
+security team's lines of a drift sweep sent as one message are listed in sections packed after escaping, each
+within Slack's section limit, and no more blocks than a message may carry."""
 
 from __future__ import annotations
 
@@ -10,9 +12,16 @@ import json
 import re
 from typing import Any
 
-from cards.slack import _message, _modal, _text_input, escape
+from cards.slack import MAX_MESSAGE_BLOCKS, MAX_SECTION_TEXT, _cut_escaped, _message, _modal, _text_input, escape
 from handlers.compliance.findings import parse_drift_ref
-from handlers.compliance.views import VERB_DRIFT_ACCEPT, VERB_DRIFT_REMOVE, VERB_RESUME, DriftView, PauseView
+from handlers.compliance.views import (
+    VERB_DRIFT_ACCEPT,
+    VERB_DRIFT_REMOVE,
+    VERB_RESUME,
+    DriftLines,
+    DriftView,
+    PauseView,
+)
 
 MAX_SAMPLE = 10
 DRIFT_REMOVE_MODAL = "compliance_drift_remove"
@@ -69,6 +78,27 @@ def drift_message(view: DriftView, note: str | None = None) -> dict[str, Any]:
     if view.escalated:
         blocks.insert(0, _section(f"*Still open past the SLA*: {escape(view.id)}"))
     return _message(note or f"Drift {view.id}", blocks)
+
+
+def drift_lines_message(view: DriftLines, note: str | None = None) -> dict[str, Any]:
+    """The security team's lines of a drift sweep as one DM: the heading, a line each, escaped (``&<>`` grow up
+    to fivefold) and then packed into sections of at most ``MAX_SECTION_TEXT`` characters, never splitting a line
+    or an entity; lines that would take the message past ``MAX_MESSAGE_BLOCKS`` are counted with the rest."""
+    rows = [_cut_escaped("• " + escape(line), MAX_SECTION_TEXT) for line in view.lines]
+    shown = len(rows)
+    while True:
+        sections: list[str] = []
+        for text in [escape(view.heading), *rows[:shown], escape(view.more_line(shown) or "")]:
+            if not text:
+                continue
+            if sections and len(sections[-1]) + 1 + len(text) <= MAX_SECTION_TEXT:
+                sections[-1] += "\n" + text
+            else:
+                sections.append(text)
+        if len(sections) <= MAX_MESSAGE_BLOCKS or shown == 0:
+            break
+        shown -= 1
+    return _message(note or view.heading, [_section(text) for text in sections])
 
 
 def pause_message(view: PauseView, note: str | None = None) -> dict[str, Any]:

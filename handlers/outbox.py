@@ -40,7 +40,7 @@ import structlog
 
 from handlers.compliance.pause_stale import pause_moved_on
 from handlers.compliance.readd import readd_moved_on
-from handlers.compliance.views import PauseView, ReaddQueued
+from handlers.compliance.views import DriftLines, PauseView, ReaddQueued
 from handlers.context import SYSTEM, Deps
 from handlers.ports import Notice
 from handlers.records import ACTIVE, PENDING, OutboxNotice, req_id
@@ -152,20 +152,28 @@ def batched(notice: OutboxNotice) -> bool:
 
 def combined(rows: list[OutboxNotice]) -> Notice:
     """One message for several notices to one person (:func:`batched`): a heading, a line each (at most
-    ``BATCH_LINES`` of them, ``BATCH_CHARS`` in all), and how many more there are and where to see them."""
+    ``BATCH_LINES`` of them, ``BATCH_CHARS`` in all, each one line: line breaks inside a notice's text are folded),
+    and how many more there are and where to see them. The text says it all; its view (``DriftLines``) lets each
+    channel render the lines within its own limits after its own escaping."""
     lines: list[str] = []
     size = 0
     for row in rows:
-        text = row.text.removeprefix("Drift: ").strip()
-        line = "• " + (text if len(text) <= LINE_CHARS else text[:LINE_CHARS - 1] + "…")
-        if len(lines) >= BATCH_LINES or (lines and size + len(line) > BATCH_CHARS):
+        text = one_line(row.text.removeprefix("Drift: "))
+        line = text if len(text) <= LINE_CHARS else text[:LINE_CHARS - 1] + "…"
+        if len(lines) >= BATCH_LINES or (lines and size + len(line) + 2 > BATCH_CHARS):
             break
         lines.append(line)
-        size += len(line) + 1
-    more = len(rows) - len(lines)
-    if more:
-        lines.append(f"… and {more} more: say `report drift` for every finding and how it was settled.")
-    return Notice(rows[0].recipient, rows[0].kind, "\n".join([f"Drift sweep: {len(rows)} notices", *lines]), None)
+        size += len(line) + 3
+    view = DriftLines(len(rows), tuple(lines))
+    more = view.more_line(len(lines))
+    text = "\n".join([view.heading, *(f"• {line}" for line in lines), *([more] if more else [])])
+    return Notice(rows[0].recipient, rows[0].kind, text, None, view)
+
+
+def one_line(text: str) -> str:
+    """``text`` as one line: each line break inside (``str.splitlines``' own: CR, LF, VT, FF, the Unicode line
+    and paragraph separators, …) and the blanks around it folded into one space."""
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
 async def _stale(repo: Any, notice: OutboxNotice, now: datetime) -> str | None:

@@ -26,7 +26,7 @@ from bot.slack.retries import worst_call
 from cards import compliance_slack as compliance_cards
 from cards import reviews_slack as review_cards
 from cards import slack as blocks
-from handlers.compliance.views import DriftView, PauseView
+from handlers.compliance.views import DriftLines, DriftView, PauseView
 from handlers.outbox import NO_ADDRESS
 from handlers.ports import Notice
 from handlers.present import request_view
@@ -177,6 +177,9 @@ class SlackNotifier:
             return None
         if isinstance(notice.view, PauseView):  # the safety brake: the resume button with the count
             await self.post(who, compliance_cards.pause_message(notice.view, notice.text))
+            return None
+        if isinstance(notice.view, DriftLines):  # the drift sweep's lines for one person, in one message
+            await self.post(who, compliance_cards.drift_lines_message(notice.view, notice.text))
             return None
         await self.post(who, blocks.text_message(notice.text))
         return None

@@ -1,4 +1,5 @@
-"""View-models of the compliance notices the cards render (SPEC §3.6): a drift finding, a paused brake."""
+"""View-models of the compliance notices the cards render (SPEC §3.6): a drift finding, a paused brake, the
+security team's lines of a drift sweep sent as one message."""
 
 from __future__ import annotations
 
@@ -36,6 +37,26 @@ class ReaddQueued:
     finding: int
     op: int
     request: int
+
+
+@dataclass(frozen=True)
+class DriftLines:
+    """The security team's lines of the drift sweep due for one person, sent as one message (handlers/outbox.py
+    ``combined``): ``total`` notices, of which ``lines`` are listed, each one line of plain text (line breaks
+    inside folded); each channel renders them within its own limits after its escaping, and may list fewer
+    (the rest counted, :meth:`more_line`). Never stored: the outbox keeps each line's own row."""
+
+    total: int
+    lines: tuple[str, ...]
+
+    @property
+    def heading(self) -> str:
+        return f"Drift sweep: {self.total} notices"
+
+    def more_line(self, shown: int, command: str = "`report drift`") -> str | None:
+        """What is said of the lines not listed when ``shown`` are (``command`` as the channel marks one up)."""
+        more = self.total - shown
+        return f"… and {more} more: say {command} for every finding and how it was settled." if more > 0 else None
 
 
 # the verbs of the buttons, the same as the chat words (Slack action_id, Teams Action.Execute verb)

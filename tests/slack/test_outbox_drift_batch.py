@@ -6,6 +6,7 @@ written with what decides it and marked once; a delivery cut off part-way, or a 
 from __future__ import annotations
 
 import asyncio
+import html
 
 import pytest
 
@@ -27,10 +28,15 @@ def _holder(i: int) -> str:
     return f"holder{i:02d}@example.com"
 
 
-async def _holders_removed(h: Harness, api: SlackWebApi, n: int) -> list[str]:
+def _rnd_holder(i: int) -> str:
+    """An address every character of which Slack's escaping grows fivefold, every other one (``&`` → ``&amp;``)."""
+    return "r&d&" * 14 + f"h{i:02d}@example.com"
+
+
+async def _holders_removed(h: Harness, api: SlackWebApi, n: int, holder=_holder) -> list[str]:  # type: ignore[no-untyped-def]
     """``n`` people on call, each granted prod-db-read (auto-approved), then each taken out of the group by hand
     (not through the bot): the next sweep puts every one back."""
-    people = [_holder(i) for i in range(1, n + 1)]
+    people = [holder(i) for i in range(1, n + 1)]
 
     def hire(data: dict) -> None:
         for i, email in enumerate(people, start=1):
@@ -64,13 +70,13 @@ def _combined(api: SlackWebApi, who: str) -> list[str]:
     return [block_text(m.blocks) for m in api.dm(UID[who]) if m.text.startswith(HEADING)]
 
 
-def _lists_every_holder(text: str, n: int) -> None:
+def _lists_every_holder(text: str, n: int, holder=_holder) -> None:  # type: ignore[no-untyped-def]
     shown = min(n, BATCH_LINES)
     assert text.startswith(f"{HEADING} {n} notices"), text
     for i in range(1, shown + 1):
-        assert f"{_holder(i)} holds REQ-{i} but was not in directory/{GROUP}: added back" in text, (i, text)
+        assert f"{holder(i)} holds REQ-{i} but was not in directory/{GROUP}: added back" in text, (i, text)
     for i in range(shown + 1, n + 1):
-        assert _holder(i) not in text, (i, text)
+        assert holder(i) not in text, (i, text)
     if n > shown:
         assert f"and {n - shown} more: say `report drift`" in text, text
 
@@ -195,3 +201,50 @@ async def test_a_combined_send_slack_refuses_is_retried_row_by_row(database_url,
         rows = [r for r in await _told_rows(h) if r["recipient"] == SAM]
         assert {(r["status"], r["attempts"]) for r in rows} == {("sent", 2)}, rows
         assert await h.events("notice.undeliverable") == []
+
+
+async def test_lines_slack_escapes_to_five_times_their_length_are_all_listed_within_the_section_limit(
+        database_url, tmp_path, slack_api):
+    """Each holder's address is mostly ``&``, which Slack's escaping makes five characters: the message still
+    lists every line it counts as listed, each section within Slack's limit (the stand-in refuses a longer one with
+    ``invalid_blocks``), none cut part-way."""
+    n = BATCH_LINES + 3
+    async with harness(database_url, tmp_path) as h:
+        await _holders_removed(h, slack_api, n, _rnd_holder)
+        real = _slack(h, slack_api)
+        await sweep(h.app.deps)
+        await real.idle()
+        refused = [c for c in slack_api.calls if c.method == "chat.postMessage" and not c.ok]
+        assert refused == [], [(c.error, c.args.get("text", "")[:80]) for c in refused]
+        for member in (SAM, SASHA):
+            [message] = [m for m in slack_api.dm(UID[member]) if m.text.startswith(HEADING)]
+            sections = [b["text"]["text"] for b in message.blocks if b["type"] == "section"]
+            assert sections and all(len(s) <= 3000 for s in sections), [len(s) for s in sections]
+            shown = html.unescape(block_text(message.blocks))  # as Slack shows it
+            _lists_every_holder(shown, n, _rnd_holder)
+            assert "…" not in shown.replace(f"… and {n - BATCH_LINES} more", ""), shown  # no line cut short
+        rows = [r for r in await _told_rows(h) if r["kind"] == "drift"]
+        assert len(rows) == 2 * n and {r["status"] for r in rows} == {"sent"}
+
+
+async def test_a_line_with_line_breaks_inside_is_one_line_of_the_message(database_url, tmp_path, slack_api):
+    """A finding whose text has line breaks inside (a name the provider gave with one, any line separator) is one
+    line of the combined message: the message lists ``BATCH_LINES`` findings in as many lines, and a line break
+    cannot make a line look like a finding of its own."""
+    n = BATCH_LINES + 2
+    breaks = ["\n", "\r\n", "\u2028", "\n\n  "]
+    async with harness(database_url, tmp_path) as h:
+        real = _slack(h, slack_api)
+        async with h.app.store.write() as repo:
+            await repo.queue_notices([Notice(SAM, "drift", f"Drift: D-{i}: odd{i}@example.com in directory/odd"
+                                             f"{breaks[i % len(breaks)]}• forged line {i}: added back", None)
+                                      for i in range(1, n + 1)], h.clock.now())
+        assert await deliver_pending(h.app.deps) == n
+        await real.idle()
+        [text] = _combined(slack_api, SAM)
+        lines = text.splitlines()
+        assert lines[0] == f"{HEADING} {n} notices", lines
+        assert len(lines) == 1 + BATCH_LINES + 1, lines  # the heading, a line per finding, how many more
+        for i, line in enumerate(lines[1:-1], start=1):
+            assert line == f"• D-{i}: odd{i}@example.com in directory/odd • forged line {i}: added back", line
+        assert lines[-1].startswith("… and 2 more: say `report drift`"), lines
