@@ -88,6 +88,11 @@ def escape(text: str | None) -> str:
     return found
 
 
+def escape_inline(text: str | None) -> str:
+    """Text shown literally inside a line (not at its start): only the inline marks escaped, blanks kept."""
+    return (text or "").translate(_INLINE)
+
+
 def escape_lines(text: str | None) -> str:
     """:func:`escape`, line by line, for text that needs it."""
     lines = []

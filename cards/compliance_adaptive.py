@@ -1,17 +1,41 @@
 """Adaptive Cards 1.5 for the security team's compliance notices: a drift finding (remove / accept, with a
 reason and a duration) and a paused safety brake (resume). ``Action.Execute`` verbs are those of the chat
 words; ``data.finding_id`` is the finding's ``D-n``, ``data.count`` the count the person saw and
-``data.reason`` the pause it belongs to."""
+``data.reason`` the pause it belongs to. The security team's lines of a drift sweep sent as one message are a card
+too: a TextBlock shows a subset of Markdown (no code spans, a list only after a line break), so each line is its
+own block, its text escaped and a chat command in it (between backticks) in bold; lines that would take the card
+past the 28 KB limit are counted with the rest."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import adaptive_cards.card as ac
+from adaptive_cards import types as act
 
-from cards.adaptive import _card, _execute, _facts, _text, _title
+from cards.adaptive import (
+    MAX_CARD_BYTES,
+    MAX_TEXT,
+    _card,
+    _cut,
+    _execute,
+    _facts,
+    _markup,
+    _text,
+    _title,
+    escape,
+    escape_inline,
+    size_of,
+)
 from cards.adaptive_elements import element
-from handlers.compliance.views import VERB_DRIFT_ACCEPT, VERB_DRIFT_REMOVE, VERB_RESUME, DriftView, PauseView
+from handlers.compliance.views import (
+    VERB_DRIFT_ACCEPT,
+    VERB_DRIFT_REMOVE,
+    VERB_RESUME,
+    DriftLines,
+    DriftView,
+    PauseView,
+)
 
 REASON_INPUT = "reason"
 DURATION_INPUT = "duration"
@@ -46,3 +70,35 @@ def pause_card(view: PauseView) -> dict[str, Any]:
                                                                       **({"pause": view.pause} if view.pause else {})})]
     return _card(body, actions, fallback=f"Removals paused: {view.count}")
 
+
+
+def drift_lines_card(view: DriftLines) -> dict[str, Any]:
+    """The security team's lines of a drift sweep as one card: the heading, a block per line, and how many more
+    there are and the command that lists them all."""
+    shown = len(view.lines)
+    while True:
+        body: list[Any] = [_title(view.heading)]
+        body += [_markup("• " + _line(_cut(line, MAX_TEXT)), spacing=act.Spacing.SMALL) for line in view.lines[:shown]]
+        more = view.more_line(shown, "**report drift**")
+        if more:
+            body.append(_markup(more, spacing=act.Spacing.MEDIUM))
+        card = _card(body, fallback=view.heading)
+        if size_of(card) < MAX_CARD_BYTES or shown == 0:
+            return card
+        shown -= 1
+
+
+def _line(text: str) -> str:
+    """One line of plain text as a TextBlock's Markdown: escaped, and each command the chat's words name between
+    backticks (`` `drift` ``) in bold instead (a TextBlock has no code spans); unpaired backticks are shown as
+    they are."""
+    parts = text.split("`")
+    if len(parts) % 2 == 0:
+        return escape(text)
+    out = [escape(parts[0])]
+    for i, part in enumerate(parts[1:], start=1):
+        if i % 2 and part.strip():
+            out.append(f"**{escape_inline(part.strip())}**")
+        else:
+            out.append(escape_inline(part))
+    return "".join(out)

@@ -27,7 +27,7 @@ from bot.teams.identity import CHANNEL
 from cards import adaptive, compliance_adaptive
 from cards import reviews_adaptive as review_cards
 from handlers.compliance.findings import parse_drift_ref
-from handlers.compliance.views import DriftView, PauseView
+from handlers.compliance.views import DriftLines, DriftView, PauseView
 from handlers.outbox import NO_ADDRESS
 from handlers.ports import Notice
 from handlers.present import request_view
@@ -223,6 +223,10 @@ class TeamsNotifier:
         if isinstance(notice.view, PauseView):  # the safety brake: resume with the count shown
             card = compliance_adaptive.pause_card(notice.view)
             await self.post(connectors, who, card_activity(card, summary=notice.text))
+            return False
+        if isinstance(notice.view, DriftLines):  # the drift sweep's lines for one person, in one card
+            card = compliance_adaptive.drift_lines_card(notice.view)
+            await self.post(connectors, who, card_activity(card, summary=notice.view.heading))
             return False
         await self.post(connectors, who, text_activity(notice.text))
         return False
