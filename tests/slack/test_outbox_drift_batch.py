@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+from collections.abc import Callable
 
 import pytest
 
@@ -33,7 +34,8 @@ def _rnd_holder(i: int) -> str:
     return "r&d&" * 14 + f"h{i:02d}@example.com"
 
 
-async def _holders_removed(h: Harness, api: SlackWebApi, n: int, holder=_holder) -> list[str]:  # type: ignore[no-untyped-def]
+async def _holders_removed(h: Harness, api: SlackWebApi, n: int,
+                          holder: Callable[[int], str] = _holder) -> list[str]:
     """``n`` people on call, each granted prod-db-read (auto-approved), then each taken out of the group by hand
     (not through the bot): the next sweep puts every one back."""
     people = [holder(i) for i in range(1, n + 1)]
@@ -70,7 +72,7 @@ def _combined(api: SlackWebApi, who: str) -> list[str]:
     return [block_text(m.blocks) for m in api.dm(UID[who]) if m.text.startswith(HEADING)]
 
 
-def _lists_every_holder(text: str, n: int, holder=_holder) -> None:  # type: ignore[no-untyped-def]
+def _lists_every_holder(text: str, n: int, holder: Callable[[int], str] = _holder) -> None:
     shown = min(n, BATCH_LINES)
     assert text.startswith(f"{HEADING} {n} notices"), text
     for i in range(1, shown + 1):
