@@ -9,7 +9,9 @@ The operations on one membership (provider, group, user) run one at a time in th
 planned, whichever process runs them: a removal never overtakes an add still at the provider, nor an
 add a removal. When a call returns, what it was for is checked again: an add whose request ended
 meanwhile is undone, not provisioned; a removal that took a membership another grant still needs
-puts it back. Every time here comes from the real clock, never from the clock a sweep is judged by.
+puts it back. A drift re-add (a holder put back) that no running grant backs any more is dropped before it is
+tried, and before a removal queued behind it runs (``membership.add_dropped``). Every time here comes
+from the real clock, never from the clock a sweep is judged by.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from handlers.audit import format_ts
-from handlers.compliance.readd import readd_landed
+from handlers.compliance.findings import drift_ref
+from handlers.compliance.readd import not_running, readd_landed, readd_of
 from handlers.context import SYSTEM, Deps
 from handlers.groups import stored_groups
 from handlers.ports import Notice, ProviderError
-from handlers.records import ACTIVE, APPROVED, FAILED, HOLDING_STATES, OpRecord, RequestRecord
+from handlers.records import ACTIVE, APPROVED, FAILED, HOLDING_STATES, OpRecord, RequestRecord, req_number
 from handlers.repository import Repository
 
 LEASE = timedelta(seconds=60)
@@ -174,9 +177,15 @@ async def _claim_in(repo: Repository, op_id: int, now: datetime, lease: timedelt
         return None, False
     if op.next_attempt_at is not None and op.next_attempt_at > now:
         return None, False
-    ahead = await ops_on_membership(repo, op.provider, op.group, op.email, ("pending",))
-    if any((o.id or 0) < (op.id or 0) for o in ahead):
-        return None, False  # an earlier call on this membership has not finished: it goes first
+    changed = False
+    for earlier in [o for o in await ops_on_membership(repo, op.provider, op.group, op.email, ("pending",))
+                    if (o.id or 0) < (op.id or 0)]:
+        # a drift re-add queued ahead whose grant has ended is dropped, not left in front of the removal
+        if earlier.in_flight(now) or not await _drop_unbacked_readd(repo, earlier, now):
+            return None, changed  # an earlier call on this membership has not finished: it goes first
+        changed = True
+    if await _drop_unbacked_readd(repo, op, now):
+        return None, True
     if op.op == "add" and op.request_id != STANDING:
         record = await repo.get_request(op.request_id)
         if record is None or record.state not in HOLDING_STATES:
@@ -195,6 +204,36 @@ async def _claim_in(repo: Repository, op_id: int, now: datetime, lease: timedelt
     op.correlation_id = op.correlation_id or uuid.uuid4().hex
     await repo.save_op(op)
     return op, False
+
+
+def is_readd(op: OpRecord) -> bool:
+    """A drift re-add: a grant holder found not in their group, put back (handlers/compliance/settle.py)."""
+    return op.op == "add" and op.request_id == STANDING and op.reason == "drift"
+
+
+async def _drop_unbacked_readd(repo: Repository, op: OpRecord, now: datetime) -> bool:
+    """Drop a pending drift re-add that no running grant backs any more (its grant expired, was released or
+    revoked while it waited): it is not carried out, and ``membership.add_dropped`` {provider, group, user,
+    reason, why, id, request_id} records why. The finding is closed ``ended`` by the next drift sweep. False (and
+    nothing changed) for any other operation, or a re-add a grant still backs."""
+    if not is_readd(op) or op.status != "pending":
+        return False
+    if any(h.state == ACTIVE and (h.expires_at is None or h.expires_at > now)
+           for h in await holding_group(repo, op.email, op.provider, op.group)):
+        return False
+    found = await readd_of(repo, op)
+    state = found[1] if found else {}
+    n = req_number(state.get("request_id"))
+    why = not_running(await repo.get_request(n) if n is not None else None, state.get("request_id"), now) \
+        if found else None
+    op.status, op.done_at, op.next_attempt_at, op.leased_until = "skipped", now, None, None
+    await repo.save_op(op)
+    data = {"provider": op.provider, "group": op.group, "user": op.email, "reason": op.reason,
+            "why": why or "no active grant holds the membership", "correlation_id": op.correlation_id}
+    if found:
+        data.update(id=drift_ref(found[0].id), request_id=state.get("request_id"))
+    await repo.append("membership.add_dropped", actor=SYSTEM, ts=now, data={k: v for k, v in data.items() if v})
+    return True
 
 
 async def _call(deps: Deps, op: OpRecord) -> ProviderError | None:

@@ -14,6 +14,7 @@ group is put back through the provisioning path (handlers/compliance/settle.py `
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from handlers.audit import format_ts
 from handlers.compliance.findings import (
@@ -50,27 +51,48 @@ def landed_text(finding: DriftRecord, record: RequestRecord) -> str:
             f"{format_ts(record.expires_at) if record.expires_at else 'it ends'}).")
 
 
+async def readd_of(repo: Repository, op: OpRecord) -> tuple[DriftRecord, dict[str, Any]] | None:
+    """The open finding a drift re-add was planned for, with its ``drift_readd`` state (None: none is open)."""
+    for finding in await repo.open_drift():
+        if finding.kind == "member" or finding.email.lower() != op.email.lower() or finding.provider != op.provider:
+            continue
+        state = await repo.get_state(readd_key(finding.id or 0))
+        if state and str(state.get("op")) == str(op.id):
+            return finding, state
+    return None
+
+
+def not_running(record: RequestRecord | None, ref: object, now: datetime) -> str | None:
+    """Why the grant a re-add puts its holder back for no longer backs it (None: it runs): it is not on record,
+    no longer active, or past its end (a sweep records the expiry after it has retried what was due)."""
+    if record is None:
+        return f"{ref or 'the grant'} is not on record"
+    if record.state != ACTIVE:
+        return f"{record.ref} is no longer active ({record.state})"
+    if record.expires_at is not None and record.expires_at <= now:
+        return f"{record.ref} expired at {format_ts(record.expires_at)}"
+    return None
+
+
 async def readd_landed(deps: Deps, repo: Repository, op: OpRecord, now: datetime) -> None:
     """In the transaction that marks ``op`` (a drift re-add) done: the open finding it was planned for is resolved
     ``restored``, and the holder and the security team are told. A grant that no longer runs leaves the finding to
-    the next sweep, as before (its end queued the removal behind this add)."""
-    for finding in await repo.open_drift():
-        if finding.kind == "member":
-            continue
-        state = await repo.get_state(readd_key(finding.id or 0))
-        if not state or str(state.get("op")) != str(op.id):
-            continue
-        n = req_number(state.get("request_id"))
-        record = await repo.get_request(n) if n is not None else None
-        if record is None or record.state != ACTIVE:
-            return
-        if not await resolve_finding(repo, finding, "restored", now, request_id=record.ref):
-            return
-        notices = told(deps, record, landed_text(finding, record))
-        if now - finding.first_seen >= deps.policy.safety.drift_sla:  # its escalation's cards may be out
-            notices += outcome_notices(deps, [(finding, resolution_text(finding, "restored", record.ref))])
-        await repo.queue_notices(notices, now)
+    the next sweep, which closes it ``ended`` (its end queued the removal behind this add, which was already at the
+    provider)."""
+    found = await readd_of(repo, op)
+    if found is None:
         return
+    finding, state = found
+    n = req_number(state.get("request_id"))
+    record = await repo.get_request(n) if n is not None else None
+    if record is None or record.state != ACTIVE:
+        return
+    if not await resolve_finding(repo, finding, "restored", now, request_id=record.ref):
+        return
+    notices = told(deps, record, landed_text(finding, record))
+    if now - finding.first_seen >= deps.policy.safety.drift_sla:  # its escalation's cards may be out
+        notices += outcome_notices(deps, [(finding, resolution_text(finding, "restored", record.ref))])
+    await repo.queue_notices(notices, now)
 
 
 async def readd_moved_on(repo: Repository, view: ReaddQueued) -> str | None:
@@ -82,14 +104,16 @@ async def readd_moved_on(repo: Repository, view: ReaddQueued) -> str | None:
         return f"the re-add of {ref} is not on record"
     if op.status == "done":
         return f"the re-add of {ref} landed already"
-    if op.status != "pending":
-        return f"the re-add of {ref} was given up ({op.status})"
-    finding = await repo.get_drift(view.finding)
-    if finding is None or finding.resolved_at is not None:
-        return f"{ref} is resolved already"
+    if op.status == "failed":
+        return f"the re-add of {ref} was given up (failed)"
     record = await repo.get_request(view.request)
     if record is None:
         return f"REQ-{view.request} is not on record"
-    if record.state != ACTIVE:
+    if record.state != ACTIVE:  # its re-add, if still queued, was dropped (handlers/grants.py)
         return f"{record.ref} is no longer active ({record.state})"
+    finding = await repo.get_drift(view.finding)
+    if finding is None or finding.resolved_at is not None:
+        return f"{ref} is resolved already"
+    if op.status != "pending":
+        return f"the re-add of {ref} was given up ({op.status})"
     return None

@@ -8,7 +8,9 @@
   through the provisioning path while the grant runs (``membership.added`` reason ``drift``, then
   ``drift.resolved`` {resolution: restored, request_id}); when the profile says ``removed_holder: end``,
   or the provider refuses the add for good, the grant ends instead (``grant.revoked`` reason ``drift``,
-  resolution ``ended``). The holder and the security team are told which. That the re-add is queued is told with
+  resolution ``ended``). A grant that ends (expires, is released or revoked) before its holder is back drops the
+  re-add still queued (handlers/grants.py) and the finding closes ``ended``, never ``restored``. The holder and the
+  security team are told which. That the re-add is queued is told with
   its plan; that it landed, at the first try or a later sweep's retry, with the op recorded done (readd.py).
 
 What a sweep settles here is told through the outbox (handlers/outbox.py): each notice is written in the
@@ -29,7 +31,7 @@ from handlers.compliance.findings import accept_key, drift_ref, readd_key, remov
 from handlers.compliance.readd import landed_text, queued_notices, told
 from handlers.context import SYSTEM, Deps
 from handlers.durations import format_duration
-from handlers.grants import end_grant_in, plan_membership_add, run_op
+from handlers.grants import end_grant_in, holding_group, plan_membership_add, run_op
 from handlers.ports import Notice
 from handlers.records import ACTIVE, HOLDING_STATES, PENDING, DriftRecord, RequestRecord, req_number
 from handlers.repository import Repository
@@ -108,8 +110,16 @@ async def gone_resolution(repo: Repository, finding: DriftRecord, kept: bool
                           ) -> tuple[str, str | None, str | None]:
     """(resolution, request_id, by) for a finding whose group and grants agree again."""
     if finding.kind != "member":
+        # a holder who was not a member: back in the group while their grant runs, else the grant ended before
+        # they were put back (its re-add, if still queued, was dropped: handlers/grants.py)
         readd = await repo.get_state(readd_key(finding.id or 0)) or {}
-        return "restored", readd.get("request_id"), None
+        ref = readd.get("request_id")
+        record = await _filed_request(repo, ref)
+        if record is not None:
+            return ("restored" if record.state == ACTIVE else "ended"), record.ref, None
+        held = any(h.state == ACTIVE for h in await holding_group(repo, finding.email, finding.provider,
+                                                                   finding.group))
+        return ("restored" if held else "ended"), ref, None
     removing = await repo.get_state(remove_key(finding.id or 0))
     if removing is not None:
         return "removed", removing.get("request_id"), removing.get("by")

@@ -1,0 +1,90 @@
+"""A drift re-add whose grant ends while it is still queued (SPEC §3.6): it is not carried out. The add never
+reaches the provider once the grant has ended (no moment where the member is back in the group without a grant,
+the removal behind it is not left waiting), the drop is recorded with why (``membership.add_dropped``), and the
+finding closes ``ended``, not ``restored``. Through Okta's stand-in, which answers the first adds 503; on SQLite and
+PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from bot.bootstrap import build_app
+from bot.settings import Settings
+from handlers.sweeps import sweep
+from tests.standins import Fault
+from tests.standins.okta import OktaStandIn
+from tests.support import Harness, MutableClock, RecordingNotifier, copy_examples
+
+ALICE, SAM = "alice@example.com", "sam.sec@example.com"
+
+
+@asynccontextmanager
+async def _readd_queued(database_url: str, tmp_path: Path) -> AsyncIterator[tuple[Harness, OktaStandIn, str, str]]:
+    """Alice's 30-minute grant of an Okta group, Alice removed there by hand, and a sweep whose re-add Okta refused
+    for now (503): the re-add is queued."""
+    with OktaStandIn() as okta:
+        gid = okta.add_group("prod-db-read")
+        alice = okta.add_user(ALICE, department="Engineering")
+        files = copy_examples(tmp_path)
+        files.policy.write_text(files.policy.read_text().replace(
+            "    provider: directory\n    group: sg-prod-db-read\n", f"    provider: okta\n    group: {gid}\n", 1))
+        settings = Settings(database_url=database_url, policy=str(files.policy), directory=str(files.directory),
+                            env={}, identity="directory", okta_url=okta.url, okta_token=okta.token)
+        clock, notifier = MutableClock(), RecordingNotifier()
+        async with build_app(settings, clock=clock, notifier=notifier) as app:
+            h = Harness(app, clock, notifier, files)
+            r = await h.say(ALICE, "request prod-db-read for 30m because INC-7 page")  # auto-approved: on call
+            assert r.ok and (await h.request(1)).state == "active", r.text
+            path = f"/groups/{gid}/users/{alice}"
+            with okta.lock:
+                okta.members[gid].remove(alice)  # by hand at Okta, not through the bot
+                okta.path_faults[path] = Fault("status", status=503)
+            h.clock.advance(minutes=1)
+            await sweep(h.app.deps)
+            assert ALICE not in okta.member_emails(gid)
+            (detected,) = await h.events("drift.detected")
+            assert detected["data"]["request_id"] == "REQ-1"
+            assert len(okta.received("PUT", path)) >= 1 and not await h.events("membership.added")
+            okta.clear_path_faults()  # Okta would add her now
+            yield h, okta, gid, path
+
+
+async def _ended_not_restored(h: Harness, okta: OktaStandIn, gid: str, path: str, puts: int, why: str) -> None:
+    """What the end of the grant left: no add reached Okta since it ended, the re-add dropped with why, and the
+    finding closed ``ended`` by the next sweep."""
+    assert len(okta.received("PUT", path)) == puts, "the re-add reached Okta after the grant ended"
+    assert ALICE not in okta.member_emails(gid)
+    assert not await h.events("membership.added")
+    (dropped,) = await h.events("membership.add_dropped")
+    assert (dropped["data"]["user"], dropped["data"]["reason"]) == (ALICE, "drift")
+    assert (dropped["data"]["id"], dropped["data"]["request_id"]) == ("D-1", "REQ-1")
+    assert why in dropped["data"]["why"], dropped
+    h.clock.advance(minutes=2)
+    await sweep(h.app.deps)
+    await sweep(h.app.deps)
+    (resolved,) = await h.events("drift.resolved")
+    assert (resolved["data"]["resolution"], resolved["data"]["request_id"]) == ("ended", "REQ-1"), resolved
+    assert len(okta.received("PUT", path)) == puts and ALICE not in okta.member_emails(gid)
+    assert not await h.events("membership.added") and len(await h.events("membership.add_dropped")) == 1
+
+
+async def test_a_queued_readd_whose_grant_expired_is_dropped(database_url, tmp_path: Path):
+    async with _readd_queued(database_url, tmp_path) as (h, okta, gid, path):
+        puts = len(okta.received("PUT", path))
+        h.clock.advance(minutes=30)  # past the grant's end: the sweep's retry of the re-add comes after it
+        report = await sweep(h.app.deps)
+        assert report.expired == ["REQ-1"] and (await h.request(1)).state == "expired"
+        await _ended_not_restored(h, okta, gid, path, puts, "REQ-1 expired")
+
+
+async def test_a_queued_readd_whose_grant_was_released_is_dropped(database_url, tmp_path: Path):
+    async with _readd_queued(database_url, tmp_path) as (h, okta, gid, path):
+        puts = len(okta.received("PUT", path))
+        h.clock.advance(minutes=2)  # the re-add is due again
+        r = await h.say(ALICE, "release REQ-1")
+        assert r.ok, r.text
+        # the removal the release planned is not left behind the dropped re-add: it is done with the command
+        assert len(okta.received("DELETE", path)) == 1
+        await _ended_not_restored(h, okta, gid, path, puts, "REQ-1 is no longer active (released)")
