@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 
 from handlers.audit import format_ts
 from handlers.compliance.findings import drift_ref
-from handlers.compliance.readd import not_running, readd_landed, readd_of
+from handlers.compliance.readd import not_running, readd_landed, readd_of, readd_queued
 from handlers.context import SYSTEM, Deps
 from handlers.groups import stored_groups
 from handlers.ports import Notice, ProviderError
@@ -418,6 +418,8 @@ async def _failed_in(deps: Deps, repo: Repository, op: OpRecord, error: Provider
                                       f"{what} (correlation id {op.correlation_id}): {op.last_error}. "
                                       "It is retried until it succeeds.")
     await repo.save_op(op)
+    if is_readd(op):  # a holder put back: told that it is queued with the answer that leaves it so (readd.py)
+        await readd_queued(deps, repo, op, now)
     return op.status
 
 

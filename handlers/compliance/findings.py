@@ -8,7 +8,8 @@ transaction that decides:
 - ``drift_request:<request id>``: the reverse link, from that request to the finding: {finding, by};
 - ``drift_remove:<n>``: its member is being removed (``drift remove``, or an accept that did not pass):
   {by, request_id?};
-- ``drift_readd:<n>``: a grant holder who was not a member is being put back: {op, request_id}.
+- ``drift_readd:<n>``: a grant holder who was not a member is being put back: {op, request_id, at, told?}
+  (``told``: when they were told it is queued).
 
 Every resolution is one ``drift.resolved`` {id, provider, group, user, resolution, request_id?, by?}.
 """

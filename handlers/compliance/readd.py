@@ -1,11 +1,12 @@
 """What the holder and the security team are told of a drift re-add (SPEC §3.6): a grant holder found not in their
 group is put back through the provisioning path (handlers/compliance/settle.py ``restore_holders``).
 
-- That the re-add is queued is written to the outbox in the transaction that plans it (the provisioning op and the
-  ``drift_readd`` state), so a process stopped before the provider was tried still leaves the notice to the next
-  delivery. It carries a :class:`ReaddQueued` view, and at delivery it is dropped with why
-  (:func:`readd_moved_on`) when the re-add already landed or was given up, the finding is resolved, or the grant no
-  longer runs: nobody is told "queued" of what is already settled.
+- That the re-add is queued is written to the outbox in the transaction that records the provider's answer leaving
+  it so (a transient failure, handlers/grants.py), or, when a call ahead of it on the membership kept it from being
+  tried, right after (:func:`readd_queued`), once per re-add (``told`` in its ``drift_readd`` state); never with
+  the plan, so a re-add that lands at once leaves no "queued" row. It carries a :class:`ReaddQueued` view, and at
+  delivery it is dropped with why (:func:`readd_moved_on`) when the re-add already landed or was given up, the
+  grant no longer runs, or the finding is resolved: nobody is told "queued" of what is already settled.
 - When the re-add lands (its op marked done, at the first try or by a later sweep's retry), the finding is resolved
   ``restored`` and the holder and the team are told it landed, in the transaction that records the op done
   (:func:`readd_landed`, from handlers/grants.py).
@@ -93,6 +94,24 @@ async def readd_landed(deps: Deps, repo: Repository, op: OpRecord, now: datetime
     if now - finding.first_seen >= deps.policy.safety.drift_sla:  # its escalation's cards may be out
         notices += outcome_notices(deps, [(finding, resolution_text(finding, "restored", record.ref))])
     await repo.queue_notices(notices, now)
+
+
+async def readd_queued(deps: Deps, repo: Repository, op: OpRecord, now: datetime) -> None:
+    """In the transaction that records that a drift re-add could not be done now (the provider answered "not yet",
+    or a call ahead of it on the membership has not finished), with the op still pending and its grant running:
+    the holder and the security team are told it is queued and retried, once per re-add (``told`` in its state)."""
+    if op.status != "pending":
+        return
+    found = await readd_of(repo, op)
+    if found is None or found[1].get("told"):
+        return
+    finding, state = found
+    n = req_number(state.get("request_id"))
+    record = await repo.get_request(n) if n is not None else None
+    if record is None or not_running(record, state.get("request_id"), now) is not None:
+        return
+    await repo.queue_notices(queued_notices(deps, finding, record, op.id or 0), now)
+    await repo.set_state(readd_key(finding.id or 0), {**state, "told": format_ts(now)}, now)
 
 
 async def readd_moved_on(repo: Repository, view: ReaddQueued) -> str | None:

@@ -11,7 +11,8 @@
   resolution ``ended``). A grant that ends (expires, is released or revoked) before its holder is back drops the
   re-add still queued (handlers/grants.py) and the finding closes ``ended``, never ``restored``. The holder and the
   security team are told which. That the re-add is queued is told with
-  its plan; that it landed, at the first try or a later sweep's retry, with the op recorded done (readd.py).
+  the provider's first answer that leaves it waiting (none when it lands at once); that it landed, at the first try
+  or a later sweep's retry, with the op recorded done (readd.py).
 
 What a sweep settles here is told through the outbox (handlers/outbox.py): each notice is written in the
 transaction that records what it tells (the withdrawn accept's ``request.cancelled``, the ``drift.resolved`` of
@@ -28,7 +29,7 @@ from handlers.approvals import card_holders
 from handlers.audit import format_ts
 from handlers.compliance.accept_links import accept_ended, settle_removal
 from handlers.compliance.findings import accept_key, drift_ref, readd_key, remove_key, resolve_finding
-from handlers.compliance.readd import landed_text, queued_notices, told
+from handlers.compliance.readd import landed_text, readd_queued, told
 from handlers.context import SYSTEM, Deps
 from handlers.durations import format_duration
 from handlers.grants import end_grant_in, holding_group, plan_membership_add, run_op
@@ -151,10 +152,15 @@ async def restore_holders(deps: Deps, report: SweepReport, missing: list[tuple[D
                     op_id = op.id
                     await repo.set_state(readd_key(finding.id or 0), {"op": op.id, "request_id": record.ref,
                                                                       "at": format_ts(now)}, now)
-                    # told with the plan: a process stopped before the provider is tried leaves it to the next
-                    # delivery, which drops it once the re-add landed or the grant ended (readd_moved_on)
-                    await repo.queue_notices(queued_notices(deps, finding, fresh, op.id or 0), now)
+                    # nobody is told yet: what the provider answers decides what they are told, in the transaction
+                    # that records it (landed: readd_landed; not yet: readd_queued; refused for good: the end
+                    # below). A process stopped before the provider answered leaves the re-add to the next sweep.
         outcome = await run_op(deps, op_id) if op_id is not None else None
+        if op_id is not None and outcome not in ("done", "failed"):  # not tried now: a call ahead of it runs first
+            async with deps.store.write() as repo:
+                current = await repo.get_op(op_id)
+                if current is not None:
+                    await readd_queued(deps, repo, current, deps.now())
         if end or outcome == "failed":
             why = "the profile says removed_holder: end" if end else "the provider refused to add them back"
             lines.append(await _end_grant(deps, finding, record, why))  # tells the holder itself

@@ -8,7 +8,10 @@ from bot.bootstrap import build_app
 from bot.settings import Settings
 from handlers.context import one_lookup_per_person
 from handlers.sweeps import sweep
+from tests.standins import Fault
+from tests.standins.okta import OktaStandIn
 from tests.support import Harness, MutableClock, RecordingNotifier, copy_examples, harness
+from tests.test_notice_outbox import _outbox
 
 ALICE, SAM = "alice@example.com", "sam.sec@example.com"
 GROUP = "sg-prod-db-read"
@@ -33,6 +36,8 @@ async def test_a_removed_holder_is_added_back_while_the_grant_runs(database_url,
         assert (resolved["data"]["resolution"], resolved["data"]["request_id"]) == ("restored", "REQ-1")
         assert any("added back" in n.text for n in h.notifier.to(ALICE, "status"))
         assert any("added back" in n.text and "REQ-1" in n.text for n in h.notifier.to(SAM, "drift"))
+        # it landed at once: nobody is told it is queued, nor is a "queued" notice left in the outbox to be dropped
+        assert not [r for r in await _outbox(h) if "queued" in r["text"]]
         await sweep(h.app.deps)
         assert len(await h.events("drift.detected")) == 1 and len(await h.events("drift.resolved")) == 1
         # it still ends with the grant
@@ -62,6 +67,38 @@ async def test_a_profile_that_says_end_ends_the_grant(database_url, tmp_path):
         assert (resolved["data"]["resolution"], resolved["data"]["request_id"]) == ("ended", "REQ-1")
         assert any("the grant is ended" in n.text for n in notifier.to(ALICE, "status"))
         assert any("the grant is ended" in n.text for n in notifier.to(SAM, "drift"))
+
+
+async def test_a_readd_the_provider_refuses_at_once_ends_the_grant_untold_as_queued(database_url, tmp_path):
+    """Okta answers the re-add 400: it is given up at the first try, so the grant ends (told), and nothing says it
+    was queued."""
+    with OktaStandIn() as okta:
+        gid = okta.add_group("prod-db-read")
+        alice = okta.add_user(ALICE, department="Engineering")
+        files = copy_examples(tmp_path)
+        files.policy.write_text(files.policy.read_text().replace(
+            "    provider: directory\n    group: sg-prod-db-read\n", f"    provider: okta\n    group: {gid}\n", 1))
+        settings = Settings(database_url=database_url, policy=str(files.policy), directory=str(files.directory),
+                            env={}, identity="directory", okta_url=okta.url, okta_token=okta.token)
+        clock, notifier = MutableClock(), RecordingNotifier()
+        async with build_app(settings, clock=clock, notifier=notifier) as app:
+            h = Harness(app, clock, notifier, files)
+            r = await h.say(ALICE, "request prod-db-read for 30m because INC-7 page")
+            assert r.ok and (await h.request(1)).state == "active", r.text
+            with okta.lock:
+                okta.members[gid].remove(alice)  # by hand at Okta
+                okta.path_faults[f"/groups/{gid}/users/{alice}"] = Fault("status", status=400)
+            h.clock.advance(minutes=1)
+            await sweep(h.app.deps)
+            (failed,) = await h.events("membership.add_failed")
+            assert failed["data"]["reason"] == "drift"
+            assert (await h.request(1)).state == "revoked"
+            (resolved,) = await h.events("drift.resolved")
+            assert (resolved["data"]["resolution"], resolved["data"]["request_id"]) == ("ended", "REQ-1")
+            assert any("the grant is ended" in n.text for n in notifier.to(ALICE, "status"))
+            assert any("the grant is ended" in n.text for n in notifier.to(SAM, "drift"))
+            assert not [r for r in await _outbox(h) if "queued" in r["text"]]
+            assert not [n for n in notifier.notices if "queued" in n.text]
 
 
 def test_policy_check_names_a_bad_removed_holder(tmp_path):

@@ -1,8 +1,11 @@
 """A drift re-add the provider does not finish at once is told reliably (handlers/compliance/readd.py): that it is
-queued is written to the outbox with its plan, so a process cut off right after that commit (while the add is at
-the provider) still leaves it to the next delivery, which sends it once; when a later sweep's retry lands the add,
-the holder and the security team are told it landed, once. The provider is Okta's stand-in, whose first adds
-answer 503; the notices go through the Slack stand-in. On SQLite and PostgreSQL."""
+queued is written to the outbox in the transaction that records the provider's answer leaving it queued, never
+before (a re-add that lands at once leaves no "queued" row), so a process cut off while the add is at the provider
+has told nobody anything, and the next sweep's retry tells what its answer decides, once; when a later sweep's
+retry lands the add, the holder and the security team are told it landed, once. A queued notice that no longer
+holds when its delivery comes (the grant ended, the provider refused the add for good) is dropped with why. The
+provider is Okta's stand-in, whose first adds answer 503; the notices go through the Slack stand-in. On SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -47,7 +50,7 @@ async def _put_arrived(okta: OktaStandIn, path: str, count: int) -> None:
 async def _queued(database_url: str, tmp_path: Path, slack_api: SlackWebApi
                   ) -> AsyncIterator[tuple[Harness, OktaStandIn, str, SlackNotifier]]:
     """Alice's grant of an Okta group, Alice removed there by hand, and a sweep that planned her re-add cut off while
-    the add was at Okta (which answers 503 from then on): the queued notices pending, nothing sent yet."""
+    the add was at Okta (which answers 503 from then on): nothing is told yet, nor written to be told."""
     with OktaStandIn() as okta:
         gid = okta.add_group("prod-db-read")
         alice = okta.add_user(ALICE, department="Engineering")
@@ -84,9 +87,8 @@ async def _queued(database_url: str, tmp_path: Path, slack_api: SlackWebApi
                 release.set()
             (detected,) = await h.events("drift.detected")
             assert detected["data"]["request_id"] == "REQ-1"
-            queued = [r for r in await _outbox(h) if QUEUED in r["text"]]  # written with the plan, not yet sent
-            assert sorted((r["recipient"], r["kind"], r["status"]) for r in queued) == [
-                (ALICE, "status", "pending"), (SAM, "drift", "pending"), (SASHA, "drift", "pending")]
+            # Okta's answer was never recorded: whether the add is queued is not decided yet
+            assert not [r for r in await _outbox(h) if QUEUED in r["text"]]
             assert not _to_alice(slack_api, QUEUED) and not _dm(slack_api, SAM, QUEUED)
 
             yield h, okta, gid, real
@@ -131,12 +133,28 @@ async def test_a_queued_readd_is_told_once_when_queued_and_once_when_it_lands(da
         assert len(await h.events("drift.detected")) == 1
 
 
+async def _queued_not_delivered(h: Harness, slack_api: SlackWebApi, real: SlackNotifier) -> list[dict]:
+    """Past the cut-off process's lease, a sweep whose retry Okta answers 503 while Slack refuses every message:
+    the queued notices are written and left to a later delivery."""
+    slack_api.refuse("chat.postMessage", "internal_error")
+    h.clock.advance(seconds=h.app.deps.policy.schedule.provider_lease.total_seconds() + 1)
+    await sweep(h.app.deps)
+    await real.idle()
+    queued = [r for r in await _outbox(h) if QUEUED in r["text"]]
+    assert sorted((r["recipient"], r["status"]) for r in queued) == [
+        (ALICE, "pending"), (SAM, "pending"), (SASHA, "pending")], queued
+    with slack_api.lock:
+        slack_api.refusals.clear()
+    return queued
+
+
 async def test_a_queued_readd_whose_grant_ended_before_delivery_is_not_told(database_url, tmp_path: Path,
                                                                              slack_api: SlackWebApi):
     """Nobody is told "queued" of a re-add whose grant has ended since: the notices are dropped with why."""
-    async with _queued(database_url, tmp_path, slack_api) as (h, _okta, _gid, real):
+    async with _queued(database_url, tmp_path, slack_api) as (h, okta, gid, real):
+        await _queued_not_delivered(h, slack_api, real)
         assert (await h.say(ALICE, "release REQ-1")).ok
-        h.clock.advance(seconds=h.app.deps.policy.schedule.provider_lease.total_seconds() + 1)
+        h.clock.advance(minutes=5)  # the notices' retry is due
         await sweep(h.app.deps)
         await real.idle()
         queued = [r for r in await _outbox(h) if QUEUED in r["text"]]
@@ -144,3 +162,30 @@ async def test_a_queued_readd_whose_grant_ended_before_delivery_is_not_told(data
         assert all("REQ-1 is no longer active (released)" in r["last_error"] for r in queued), queued
         assert not _to_alice(slack_api, QUEUED) and not _dm(slack_api, SAM, QUEUED) and not _dm(slack_api, SASHA,
                                                                                                  QUEUED)
+        assert ALICE not in okta.member_emails(gid) and not await h.events("membership.added")
+
+
+async def test_a_queued_readd_the_provider_refused_for_good_is_not_told_queued(database_url, tmp_path: Path,
+                                                                                slack_api: SlackWebApi):
+    """The add is given up (Okta answers 403): the grant ends instead, which the holder and the team are told; the
+    "queued" notices still waiting for a delivery are dropped with why."""
+    async with _queued(database_url, tmp_path, slack_api) as (h, okta, gid, real):
+        await _queued_not_delivered(h, slack_api, real)
+        with okta.lock:
+            okta.path_faults = {p: Fault("status", status=403) for p in okta.path_faults}
+        h.clock.advance(minutes=5)  # the re-add and the notices are due again
+        await sweep(h.app.deps)
+        await real.idle()
+        (failed,) = await h.events("membership.add_failed")
+        assert (failed["data"]["user"], failed["data"]["reason"]) == (ALICE, "drift")
+        assert (await h.request(1)).state == "revoked"
+        (resolved,) = await h.events("drift.resolved")
+        assert (resolved["data"]["resolution"], resolved["data"]["request_id"]) == ("ended", "REQ-1")
+        queued = [r for r in await _outbox(h) if QUEUED in r["text"]]
+        assert len(queued) == 3 and {r["status"] for r in queued} == {"dropped"}, queued
+        assert all("the re-add of D-1 was given up (failed)" in r["last_error"] for r in queued), queued
+        assert not _to_alice(slack_api, QUEUED) and not _dm(slack_api, SAM, QUEUED)
+        [ended] = _to_alice(slack_api, "the grant is ended")
+        assert "the provider refused to add them back" in ended, ended
+        assert len(_dm(slack_api, SAM, "the grant is ended")) == 1
+        assert ALICE not in okta.member_emails(gid) and not await h.events("membership.added")
