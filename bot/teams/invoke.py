@@ -86,10 +86,11 @@ class InvokeHandler:
         self.app = app
         self.refresh_ids = refresh_ids  # async (RequestView) -> list[str]
         self.reviews = ReviewInvokes(app, user_ids)
-        # A click's card is a pure function of the request's view (a frozen value, compared whole), who clicked, the
-        # refresh ids and the note: the same answer is built once while those stay the same, as when a channel's
-        # approvers refresh one card together or click it again after its decision. Kept cards are never modified
-        # (the answer is written as it is); the oldest goes first.
+        # A click's card is a pure function of the request's view (a frozen value, compared whole), whether the one
+        # who clicked is its requester and whether they may decide its open step (all a card shows of who clicked),
+        # the refresh ids and the note: the same answer is built once while those stay the same, as when a
+        # channel's approvers refresh one card together or click it again after its decision. Kept cards are never
+        # modified (the answer is written as it is); the oldest goes first.
         self._cards: dict[tuple[Any, ...], dict[str, Any]] = {}
         self.built = 0  # click answers built rather than taken from those kept (tests)
 
@@ -148,7 +149,7 @@ class InvokeHandler:
     async def _render(self, view: RequestView, who: str, note: str | None = None) -> dict[str, Any]:
         own = who == view.requester.lower()
         ids = () if own else tuple(await self.refresh_ids(view))
-        key = (view, who, ids, note)
+        key = (view, own, adaptive.can_decide(view, who), ids, note)
         card = self._cards.get(key)
         if card is None:
             card = adaptive.status_card(view, note=note) if own \

@@ -1,5 +1,6 @@
 """A card click's answer is built once while what it shows stays the same, and again as soon as anything it shows
-changes: the request, its chain, the people in it, who clicks, the note."""
+changes: the request, its chain, the people in it, whether the one who clicks may decide it or asked for it, the
+note. Approvers who may all decide the open step get one card: it shows nothing else of who clicked."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from tests.teams.cardcheck import actions_of, texts_of
 from tests.teams.conftest import TeamsHarness
 
 BOB, MARK, DANA = "bob@example.com", "mark.mgr@example.com", "dana.dba@example.com"
+SAM, SASHA = "sam.sec@example.com", "sasha.sec@example.com"
 
 
 def retitle(path: Path, email: str, title: str) -> None:
@@ -30,7 +32,7 @@ async def test_a_card_refreshed_again_is_built_once_and_follows_every_change(tea
     h = teams_any_db
     assert h.channel is not None
     invokes = h.channel.bot.invokes
-    for email in (BOB, MARK, DANA):
+    for email in (BOB, MARK, DANA, SAM, SASHA):
         await h.post(h.activity("installation_update_add", email))
     await h.say(BOB, "request prod-db-read for 2h because INC-7 memo check ticket INC-7")
     built = invokes.built
@@ -56,6 +58,18 @@ async def test_a_card_refreshed_again_is_built_once_and_follows_every_change(tea
     decided = await h.click(MARK, "refresh", {"request_id": 1})
     assert verbs(decided) == [] and "approved by mark.mgr@example.com" not in texts_of(first)
     assert verbs(await h.click(DANA, "refresh", {"request_id": 1})) == ["approve", "deny"]
+    await h.say(DANA, "approve REQ-1")
+
+    # the security step (2 of security): both members may decide it, and both get the one card built for it
+    built = invokes.built
+    sam = await h.click(SAM, "refresh", {"request_id": 1})
+    sasha = await h.click(SASHA, "refresh", {"request_id": 1})
+    assert verbs(sam) == ["approve", "deny"] and sasha == sam and invokes.built == built + 1
+    # once Sam has decided, his card is another: Sasha's still has its buttons
+    await h.say(SAM, "approve REQ-1")
+    sam = await h.click(SAM, "refresh", {"request_id": 1})
+    sasha = await h.click(SASHA, "refresh", {"request_id": 1})
+    assert verbs(sam) == [] and verbs(sasha) == ["approve", "deny"]
 
 
 async def test_the_cards_kept_are_bounded(teams: TeamsHarness, monkeypatch) -> None:  # type: ignore[no-untyped-def]
