@@ -3,7 +3,8 @@
 ``POST|GET /api/<method>`` takes form, JSON or query arguments, checks the bot token
 (``{"ok": false, "error": "invalid_auth"}`` otherwise) and keeps DMs, messages, modals and App
 Home views. It refuses what Slack refuses (too many blocks, over-long section texts, unknown
-messages or users, expired triggers) with ``{"ok": false, "error": ...}``, and throttles with
+messages or users, expired triggers) with ``{"ok": false, "error": ...}`` (a ``response_url`` answer with
+HTTP 400 and the error), and throttles with
 429 + ``Retry-After`` via ``fail_next``. ``POST /response/<id>`` stands in for ``response_url``.
 """
 
@@ -259,7 +260,12 @@ class SlackWebApi(StandIn):
         return {"view": {"id": "VHOME", **view}}
 
     async def _response(self, request: web.Request) -> web.Response:
+        """A ``response_url`` answer: refused as Slack refuses it (HTTP 400, the error as the body) when its blocks
+        break Slack's limits, kept otherwise."""
         body = await request.json()
+        problem = _blocks_problem(body.get("blocks") if isinstance(body, dict) else None, MAX_MESSAGE_BLOCKS)
+        if problem:
+            return web.Response(status=400, text=problem)
         with self.lock:
             self.responses.append({"rid": request.match_info["rid"], **body})
         return web.Response(text="ok")
