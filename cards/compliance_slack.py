@@ -12,7 +12,16 @@ import json
 import re
 from typing import Any
 
-from cards.slack import MAX_MESSAGE_BLOCKS, MAX_SECTION_TEXT, _cut_escaped, _message, _modal, _text_input, escape
+from cards.slack import (
+    MAX_MESSAGE_BLOCKS,
+    MAX_SECTION_TEXT,
+    _cut_escaped,
+    _message,
+    _modal,
+    _text_input,
+    escape,
+    text_units,
+)
 from handlers.compliance.findings import parse_drift_ref
 from handlers.compliance.views import (
     VERB_DRIFT_ACCEPT,
@@ -32,7 +41,8 @@ MAX_METADATA = 3000
 
 
 def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
+    """A section of escaped text, cut (saying so, never through an entity) to Slack's section limit."""
+    return {"type": "section", "text": {"type": "mrkdwn", "text": _cut_escaped(text, MAX_SECTION_TEXT) or " "}}
 
 
 def _button(text: str, action_id: str, value: str, style: str | None = None) -> dict[str, Any]:
@@ -91,7 +101,7 @@ def drift_lines_message(view: DriftLines, note: str | None = None) -> dict[str, 
         for text in [escape(view.heading), *rows[:shown], escape(view.more_line(shown) or "")]:
             if not text:
                 continue
-            if sections and len(sections[-1]) + 1 + len(text) <= MAX_SECTION_TEXT:
+            if sections and text_units(sections[-1]) + 1 + text_units(text) <= MAX_SECTION_TEXT:
                 sections[-1] += "\n" + text
             else:
                 sections.append(text)

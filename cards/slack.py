@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+import unicodedata
+from collections.abc import Iterator, Sequence
+from itertools import islice
 from typing import Any
 
 from handlers.views import FormRequest, ProfileView, Reply, RequestView
@@ -65,7 +67,8 @@ def _cut(text: str, limit: int) -> str:
 
 
 def _md(text: str, limit: int = MAX_SECTION_TEXT) -> dict[str, Any]:
-    return {"type": "mrkdwn", "text": _cut(text, limit) or " "}
+    """A mrkdwn text object of escaped text, cut (never through an entity) to ``limit``."""
+    return {"type": "mrkdwn", "text": _cut_escaped(text, limit) or " "}
 
 
 def _plain(text: str, limit: int = MAX_SECTION_TEXT) -> dict[str, Any]:
@@ -97,14 +100,110 @@ def _message(text: str, blocks: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _cut_escaped(text: str, limit: int) -> str:
-    """:func:`_cut` of escaped text, never through an entity (``&amp;`` is one character shown)."""
-    if len(text) <= limit:
+    """:func:`_cut` of escaped text, never through an entity (``&amp;`` is one character shown) nor through what
+    shows as one character (see :func:`_safe_cut`); lengths as :func:`text_units` counts them."""
+    if _fits(text, limit) == len(text):
         return text
-    head = text[: limit - 1]
-    amp = head.rfind("&")
-    if amp >= 0 and ";" not in head[amp:]:
-        head = head[:amp]
-    return head + "…"
+    return text[: _safe_cut(text, _fits(text, limit - 1))] + "…"
+
+
+def _unescape(text: str) -> str:
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def text_units(text: str) -> int:
+    """A text's length as Slack may count it: UTF-16 code units, so a character outside the Basic Multilingual
+    Plane (most emoji) counts two. Never less than the characters, so a text within a limit by this count is
+    within it however Slack counts."""
+    return len(text) + sum(1 for c in text if ord(c) > 0xFFFF)
+
+
+def _fits(text: str, limit: int) -> int:
+    """How many characters of ``text`` from its start are within ``limit`` :func:`text_units`."""
+    if len(text) <= limit // 2:
+        return len(text)
+    units = 0
+    for i, c in enumerate(text):
+        units += 2 if ord(c) > 0xFFFF else 1
+        if units > limit:
+            return i
+    return len(text)
+
+
+def _regional(c: str) -> bool:
+    return 0x1F1E6 <= ord(c) <= 0x1F1FF
+
+
+def _joined(text: str, at: int) -> bool:
+    """Whether cutting ``text`` before index ``at`` splits what shows as one character: the two halves of a
+    surrogate pair, a character and the mark, variation selector, skin tone or tag after it, the sides of a
+    zero-width joiner, or a flag's two letters."""
+    before, after = ord(text[at - 1]), ord(text[at])
+    if 0xD800 <= before <= 0xDBFF or before == 0x200D or after == 0x200D or 0xDC00 <= after <= 0xDFFF:
+        return True
+    if 0xFE00 <= after <= 0xFE0F or 0x1F3FB <= after <= 0x1F3FF or 0xE0020 <= after <= 0xE007F:
+        return True
+    if unicodedata.category(text[at]) in ("Mn", "Mc", "Me"):
+        return True
+    if _regional(text[at - 1]) and _regional(text[at]):
+        run = 0
+        while at - 1 - run >= 0 and _regional(text[at - 1 - run]):
+            run += 1
+        return run % 2 == 1
+    return False
+
+
+def _safe_cut(text: str, at: int) -> int:
+    """``at`` moved back, if need be, so that cutting ``text`` there splits neither an entity of the escaping
+    (``&amp;`` ``&lt;`` ``&gt;``) nor what shows as one character (:func:`_joined`); ``at`` itself when nothing
+    before it would do."""
+    cut = at
+    while 0 < cut < len(text):
+        amp = text.rfind("&", max(0, cut - 4), cut)
+        if amp >= 0 and ";" not in text[amp:cut]:
+            cut = amp
+        elif _joined(text, cut):
+            cut -= 1
+        else:
+            break
+    return cut if cut > 0 else at
+
+
+def _pieces(text: str, limit: int) -> Iterator[str]:
+    """:func:`split_escaped`'s pieces, one at a time (a caller that needs only the first few reads no further)."""
+    start = 0
+    while True:
+        window = text[start: start + limit + 1]  # every cut starts a piece at a whole character, outside an entity
+        fit = _fits(window, limit)
+        if fit == len(window):
+            yield window
+            return
+        line = window.rfind("\n", 0, fit) + 1
+        space = window.rfind(" ", 0, fit) + 1
+        whole = [c for c in (line, space) if c > 0 and not _joined(window, c)]
+        at = next((c for c in whole if 2 * text_units(window[:c]) > limit), 0) or next(iter(whole), 0)
+        at = at or _safe_cut(window, fit)
+        yield window[:at]
+        start += at
+
+
+def split_escaped(text: str, limit: int = MAX_SECTION_TEXT) -> list[str]:
+    """Escaped text in pieces, in order, each within ``limit`` :func:`text_units`, that join back into it. A piece
+    ends after the last line end that fits, if that fills it more than half; else after the last space that does;
+    else after the last line end or space at all; else as late as fits, but never inside an entity or what shows as
+    one character (:func:`_safe_cut`)."""
+    return list(_pieces(text, limit))
+
+
+def _text_sections(text: str, room: int) -> list[dict[str, Any]]:
+    """Sections showing all of escaped ``text`` (:func:`split_escaped`) in at most ``room`` blocks; what does not
+    fit is counted (in characters shown) in the last block, never dropped unsaid."""
+    pieces = list(islice(_pieces(text, MAX_SECTION_TEXT), room + 1))
+    if len(pieces) <= room:
+        return [_section(piece) for piece in pieces]
+    shown = pieces[: room - 1]
+    rest = len(_unescape(text[sum(len(p) for p in shown):]))
+    return [*(_section(piece) for piece in shown), _context(f"… ({rest} more characters not shown)")]
 
 
 def _fit(blocks: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
@@ -255,29 +354,10 @@ def expiring_message(view: RequestView, *, note: str | None = None) -> dict[str,
 
 
 def text_message(text: str, *, title: str | None = None) -> dict[str, Any]:
+    """A plain-text notice or answer: escaped, then in sections within Slack's limits (:func:`_text_sections`)."""
     blocks: list[dict[str, Any]] = [_header(title)] if title else []
-    blocks += [_section(escape(chunk)) for chunk in _chunks(text, MAX_SECTION_TEXT - 200)]
+    blocks += _text_sections(escape(text or " "), MAX_MESSAGE_BLOCKS - len(blocks))
     return _message(text, blocks)
-
-
-def _chunks(text: str, size: int) -> list[str]:
-    """Split on line ends into pieces of at most ``size`` characters (escaping may grow them a little)."""
-    out: list[str] = []
-    current = ""
-    for line in (text or " ").splitlines() or [" "]:
-        while len(line) > size:
-            if current:
-                out.append(current)
-                current = ""
-            out.append(line[:size])
-            line = line[size:]
-        if len(current) + len(line) + 1 > size and current:
-            out.append(current)
-            current = ""
-        current = f"{current}\n{line}" if current else line
-    if current:
-        out.append(current)
-    return out or [" "]
 
 
 # -- lists ---------------------------------------------------------------------------------------
@@ -322,7 +402,7 @@ def help_message(reply: Reply) -> dict[str, Any]:
             rows.append(f"`/access {escape(cmd)}` — {escape(desc.strip())}")
         elif line:
             rows.append(f"*{escape(line)}*" if line == "Commands:" else escape(line))
-    return _message(reply.text, [_section(chunk) for chunk in _chunks("\n".join(rows), MAX_SECTION_TEXT - 200)])
+    return _message(reply.text, _text_sections("\n".join(rows) or " ", MAX_MESSAGE_BLOCKS))
 
 
 def reply_message(reply: Reply, *, viewer: str | None = None) -> dict[str, Any]:
@@ -343,7 +423,7 @@ def reply_message(reply: Reply, *, viewer: str | None = None) -> dict[str, Any]:
             return status_message(view, note=reply.text.splitlines()[0] if reply.text else None)
         if reply.text and "\n" in reply.text:  # status: the full text with the events
             message = approval_message(view, viewer=viewer)
-            detail = [_section(escape(c)) for c in _chunks(reply.text, MAX_SECTION_TEXT - 200)]
+            detail = _text_sections(escape(reply.text), max(MAX_MESSAGE_BLOCKS - len(message["blocks"]), 1))
             return {**message, "blocks": _fit([*message["blocks"][:-1], *detail, message["blocks"][-1]],
                                               MAX_MESSAGE_BLOCKS)}  # its text is escaped already
         return approval_message(view, viewer=viewer, note=reply.text)
@@ -446,7 +526,7 @@ def extend_modal(request_id: str, *, duration: str | None = None) -> dict[str, A
 
 def result_modal(title: str, text: str) -> dict[str, Any]:
     """A modal that only shows an answer (``response_action: update``)."""
-    return _modal("access_result", title, [_section(escape(c)) for c in _chunks(text, MAX_SECTION_TEXT - 200)],
+    return _modal("access_result", title, _text_sections(escape(text or " "), MAX_VIEW_BLOCKS),
                   submit=None, close="Close")
 
 
