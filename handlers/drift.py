@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from handlers.audit import format_ts
-from handlers.compliance.findings import drift_ref, outcome_notices, resolution_text, resolve_finding
+from handlers.compliance.findings import drift_ref, outcome_notices, readd_key, resolution_text, resolve_finding
 from handlers.compliance.settle import (
     cancel_accept_of_gone,
     finish_restores,
@@ -185,9 +185,17 @@ async def detect_drift(deps: Deps, report: SweepReport) -> None:
             _new_card(refs[key], named(key, record), now) for key, record in new.items() if record is None], []), now)
     gone = [d for d in gone if str(d.id) not in waiting]  # not resolved yet: still open
     still_open = [d for d in open_findings if d not in gone]
+    # a holder found missing by an earlier sweep that stopped (a crash, a deploy) after recording the finding and
+    # before planning its re-add: still missing, with a grant that still runs, and no re-add on record. Planned
+    # here; restore_holders claims it under the write lock, so a sweep running beside this one plans it once.
+    unplanned = [(d, record) for d in still_open if d.kind != "member"
+                 and (record := found.get(by_id(d.provider, d.group, d.email))) is not None]
+    if unplanned:
+        async with deps.store.read() as repo:
+            unplanned = [(d, r) for d, r in unplanned if await repo.get_state(readd_key(d.id or 0)) is None]
     # a holder who is not a member is put back, or loses the grant (SPEC §3.6): said, not left to a person (the
     # holder's and the security team's notices are written to the outbox with what decides them)
-    await restore_holders(deps, report, missing)
+    await restore_holders(deps, report, missing + unplanned)
     await finish_restores(deps, still_open)
     await escalate_drift(deps, report, still_open)
     await deliver_pending(deps)
@@ -232,6 +240,9 @@ async def escalate_drift(deps: Deps, report: SweepReport, still_open: list[Drift
     escalated = []
     async with deps.store.write() as repo:
         for finding in late:
+            current = await repo.get_drift(finding.id or 0)  # resolved since it was read (a holder put back)
+            if current is None or current.resolved_at is not None:
+                continue
             if await repo.first_seen(f"drift.escalated:{finding.id}", now):
                 await repo.append("drift.escalated", actor=SYSTEM, ts=now, data={
                     "id": drift_ref(finding.id), "provider": finding.provider, "group": finding.group,
