@@ -27,7 +27,18 @@ from handlers.compliance.readd import not_running, readd_landed, readd_of, readd
 from handlers.context import SYSTEM, Deps
 from handlers.groups import stored_groups
 from handlers.ports import Notice, ProviderError
-from handlers.records import ACTIVE, APPROVED, FAILED, HOLDING_STATES, OpRecord, RequestRecord, req_number
+from handlers.records import (
+    ACTIVE,
+    APPROVED,
+    EXPIRED,
+    FAILED,
+    HOLDING_STATES,
+    RELEASED,
+    REVOKED,
+    OpRecord,
+    RequestRecord,
+    req_number,
+)
 from handlers.repository import Repository
 
 LEASE = timedelta(seconds=60)
@@ -62,6 +73,19 @@ async def holding_group(repo: Repository, email: str, provider: str, group: str)
     wanted = groups.ident(provider, group)
     return [r for r in await repo.find_requests(requester=email, states=HOLDING_STATES, provider=provider)
             if groups.ident(r.provider, r.group) == wanted]
+
+
+async def ended_grant(repo: Repository, email: str, provider: str, group: str, held_at: datetime
+                      ) -> RequestRecord | None:
+    """The grant of ``group`` (named as in :func:`holding_group`) that ``email`` held at ``held_at`` and that has
+    ended since (expired, released or revoked; the last to end when several did), else None."""
+    groups = await stored_groups(repo)
+    wanted = groups.ident(provider, group)
+    ended = [r for r in await repo.find_requests(requester=email, states=(EXPIRED, RELEASED, REVOKED),
+                                                 provider=provider)
+             if groups.ident(r.provider, r.group) == wanted and r.started_at is not None
+             and r.started_at <= held_at and (r.ended_at is None or r.ended_at >= held_at)]
+    return max(ended, key=lambda r: (r.ended_at or held_at, r.id or 0), default=None)
 
 
 async def ops_on_membership(repo: Repository, provider: str, group: str, email: str,

@@ -32,7 +32,7 @@ from handlers.compliance.findings import accept_key, drift_ref, readd_key, remov
 from handlers.compliance.readd import landed_text, readd_queued, told
 from handlers.context import SYSTEM, Deps
 from handlers.durations import format_duration
-from handlers.grants import end_grant_in, holding_group, plan_membership_add, run_op
+from handlers.grants import end_grant_in, ended_grant, holding_group, plan_membership_add, run_op
 from handlers.ports import Notice
 from handlers.records import ACTIVE, HOLDING_STATES, PENDING, DriftRecord, RequestRecord, req_number
 from handlers.repository import Repository
@@ -120,6 +120,9 @@ async def gone_resolution(repo: Repository, finding: DriftRecord, kept: bool
             return ("restored" if record.state == ACTIVE else "ended"), record.ref, None
         held = any(h.state == ACTIVE for h in await holding_group(repo, finding.email, finding.provider,
                                                                    finding.group))
+        if not held and ref is None:  # no re-add on record: the grant the finding was about, which has ended
+            ended = await ended_grant(repo, finding.email, finding.provider, finding.group, finding.first_seen)
+            ref = ended.ref if ended is not None else None
         return ("restored" if held else "ended"), ref, None
     removing = await repo.get_state(remove_key(finding.id or 0))
     if removing is not None:

@@ -114,6 +114,18 @@ async def test_past_the_sla_the_holder_is_put_back_and_not_escalated(database_ur
         await _told_once(h)
 
 
+async def test_a_grant_that_ended_meanwhile_closes_the_finding_ended_with_its_request(database_url, tmp_path):
+    async with _stopped_before_the_plan(database_url, tmp_path) as (h, okta, gid, _):
+        h.clock.advance(hours=1)  # REQ-1 expires before the next sweep
+        await sweep(h.app.deps)
+        assert (await h.request(1)).state == "expired"
+        h.clock.advance(minutes=1)  # the expiry's own removal explained the membership at that sweep
+        await sweep(h.app.deps)
+        assert _puts(okta, gid) == 0 and not await h.events("membership.added")
+        (resolved,) = await h.events("drift.resolved")
+        assert (resolved["data"]["resolution"], resolved["data"].get("request_id")) == ("ended", "REQ-1")
+
+
 def _after_reading(ran: list[bool], key: str, action: Callable[[], None]) -> Callable[..., None]:
     """A statement listener that runs ``action`` once, right after this process has read the compliance state
     ``key`` (and found none)."""
