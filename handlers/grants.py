@@ -25,7 +25,7 @@ from handlers.audit import format_ts
 from handlers.compliance.findings import drift_ref
 from handlers.compliance.readd import not_running, readd_landed, readd_of, readd_queued
 from handlers.context import SYSTEM, Deps
-from handlers.groups import stored_groups
+from handlers.groups import holding_group, stored_groups
 from handlers.ports import Notice, ProviderError
 from handlers.records import (
     ACTIVE,
@@ -64,15 +64,6 @@ async def plan_add(repo: Repository, record: RequestRecord, now: datetime) -> Op
                   email=record.requester, created_at=now)
     await repo.add_op(op)
     return op
-
-
-async def holding_group(repo: Repository, email: str, provider: str, group: str) -> list[RequestRecord]:
-    """``email``'s holding grants of ``group`` however the policy named the group when each was made (by name or
-    by id: matched by the id the store resolved them to; a reference never resolved, by its text)."""
-    groups = await stored_groups(repo)
-    wanted = groups.ident(provider, group)
-    return [r for r in await repo.find_requests(requester=email, states=HOLDING_STATES, provider=provider)
-            if groups.ident(r.provider, r.group) == wanted]
 
 
 async def ended_grant(repo: Repository, email: str, provider: str, group: str, held_at: datetime

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from handlers.policy import Policy, PolicyIssue
 from handlers.ports import ProviderError
+from handlers.records import HOLDING_STATES, RequestRecord
 from handlers.repository import Repository
 
 
@@ -74,6 +75,15 @@ async def stored_groups(repo: Repository, identity: str = "directory") -> GroupI
     """The ids the store keeps for the policy's group references (as :func:`handlers.group_resolution.
     resolve_groups` installed them): for matching groups by identity where only the store is at hand."""
     return GroupIds(identity=identity, ids=await repo.group_ids())
+
+
+async def holding_group(repo: Repository, email: str, provider: str, group: str) -> list[RequestRecord]:
+    """``email``'s holding grants of ``group`` however the policy named the group when each was made (by name or
+    by id: matched by the id the store resolved them to; a reference never resolved, by its text)."""
+    groups = await stored_groups(repo)
+    wanted = groups.ident(provider, group)
+    return [r for r in await repo.find_requests(requester=email, states=HOLDING_STATES, provider=provider)
+            if groups.ident(r.provider, r.group) == wanted]
 
 
 def _fold(value: str) -> str:

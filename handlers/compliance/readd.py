@@ -27,6 +27,7 @@ from handlers.compliance.findings import (
 )
 from handlers.compliance.views import ReaddQueued
 from handlers.context import Deps
+from handlers.groups import holding_group
 from handlers.ports import Notice
 from handlers.records import ACTIVE, DriftRecord, OpRecord, RequestRecord, req_number
 from handlers.repository import Repository
@@ -77,16 +78,20 @@ def not_running(record: RequestRecord | None, ref: object, now: datetime) -> str
 
 async def readd_landed(deps: Deps, repo: Repository, op: OpRecord, now: datetime) -> None:
     """In the transaction that marks ``op`` (a drift re-add) done: the open finding it was planned for is resolved
-    ``restored``, and the holder and the security team are told. A grant that no longer runs leaves the finding to
-    the next sweep, which closes it ``ended`` (its end queued the removal behind this add, which was already at the
-    provider)."""
+    ``restored`` with the grant that backs the membership (the one it was planned for, or, when that one ended
+    meanwhile, another running grant of the same group), and the holder and the security team are told. When no
+    grant runs any more the finding is left to the next sweep, which closes it ``ended`` (the end queued the
+    removal behind this add, which was already at the provider)."""
     found = await readd_of(repo, op)
     if found is None:
         return
     finding, state = found
     n = req_number(state.get("request_id"))
     record = await repo.get_request(n) if n is not None else None
-    if record is None or record.state != ACTIVE:
+    if record is None or record.state != ACTIVE:  # another running grant of the group may back them now
+        record = next((h for h in await holding_group(repo, op.email, op.provider, op.group)
+                       if not_running(h, h.ref, now) is None), None)
+    if record is None:
         return
     if not await resolve_finding(repo, finding, "restored", now, request_id=record.ref):
         return
