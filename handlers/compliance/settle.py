@@ -174,7 +174,7 @@ async def restore_holders(deps: Deps, report: SweepReport, missing: list[tuple[D
                 if await resolve_finding(repo, finding, "restored", deps.now(), request_id=record.ref):
                     await repo.queue_notices(told(deps, record, line), deps.now())
             lines.append(line)
-        elif op_id is not None:  # the holder and the team were told it is queued with the plan
+        elif op_id is not None:  # the holder and the team were told it is queued with the answer (readd_queued)
             lines.append(f"{ref}: {finding.email} holds {record.ref} but is not in {where}: adding them back is "
                          f"queued ({outcome}) and retried.")
     return lines
