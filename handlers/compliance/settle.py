@@ -10,7 +10,8 @@
   or the provider refuses the add for good, the grant ends instead (``grant.revoked`` reason ``drift``,
   resolution ``ended``). A grant that ends (expires, is released or revoked) before its holder is back drops the
   re-add still queued (handlers/grants.py) and the finding closes ``ended``, never ``restored``. The holder and the
-  security team are told which. That the re-add is queued is told with
+  security team are told which, once: a sweep that finds the grant already ended and the finding resolved by another
+  process's sweep (both read the re-add given up) tells nobody again. That the re-add is queued is told with
   the provider's first answer that leaves it waiting (none when it lands at once); that it landed, at the first try
   or a later sweep's retry, with the op recorded done (readd.py).
 
@@ -200,13 +201,17 @@ async def _end_grant(deps: Deps, finding: DriftRecord, record: RequestRecord, wh
     remove = None
     async with deps.store.write() as repo:
         fresh = await repo.get_request(record.id or 0)
-        if fresh is not None and fresh.state in HOLDING_STATES:
+        ended = fresh is not None and fresh.state in HOLDING_STATES
+        if ended:
             remove = await end_grant_in(repo, fresh, "revoked", "grant.revoked", now,
                                         {"reason": "drift", "id": drift_ref(finding.id), "comment": why})
         text = (f"{drift_ref(finding.id)}: {finding.email} holds {record.ref} but was not in "
                 f"{finding.provider}/{finding.group}: the grant is ended ({why}).")
-        await resolve_finding(repo, finding, "ended", now, request_id=record.ref)
-        await repo.queue_notices(told(deps, record, text), now)  # written with the end (handlers/outbox.py)
+        resolved = await resolve_finding(repo, finding, "ended", now, request_id=record.ref)
+        # told only by the call that ended the grant or closed the finding: another process's sweep that got there
+        # first (both read the re-add given up) has told them in its own transaction
+        if ended or resolved:
+            await repo.queue_notices(told(deps, record, text), now)  # written with the end (handlers/outbox.py)
     if remove is not None:
         await run_op(deps, remove.id or 0)  # not a member: the provider answers "not a member", which is success
     return text
