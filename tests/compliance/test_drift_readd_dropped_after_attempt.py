@@ -1,0 +1,87 @@
+"""A drift re-add that was already tried, then dropped (SPEC §3.6): its attempt timed out at the bot but Okta did
+the add, so dropping it is not enough. Alice's grant is the one the re-add was planned for; a second grant of the
+same Okta group waits behind the re-add; Alice releases the first (the second holds the group: no removal) and then
+the second before its add runs (never provisioned: no removal either). When the next sweep drops the re-add, the
+removal is planned and done: Alice is not left in the group with no grant behind her, and the audit log says why
+(``membership.add_dropped`` with ``removal: planned``, then ``membership.removed`` reason ``drift``). Through Okta's
+stand-in, which holds the re-add past the client's timeout and then carries it out; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+from bot.bootstrap import build_app
+from bot.settings import Settings
+from handlers.sweeps import sweep
+from provisioning.http import RetryPolicy
+from tests.standins.okta import OktaStandIn
+from tests.support import Harness, MutableClock, RecordingNotifier, copy_examples
+
+ALICE = "alice@example.com"
+
+
+async def test_a_dropped_readd_that_may_have_landed_is_undone(database_url, tmp_path: Path):
+    with OktaStandIn() as okta:
+        gid = okta.add_group("prod-db-read")
+        alice = okta.add_user(ALICE, department="Engineering")
+        files = copy_examples(tmp_path)
+        text = files.policy.read_text()
+        for group in ("sg-prod-db-read", "sg-analytics-read"):  # two profiles granting the same Okta group
+            text = text.replace(f"    provider: directory\n    group: {group}\n",
+                                f"    provider: okta\n    group: {gid}\n", 1)
+        files.policy.write_text(text)
+        settings = Settings(database_url=database_url, policy=str(files.policy), directory=str(files.directory),
+                            env={}, identity="directory", okta_url=okta.url, okta_token=okta.token)
+        clock, notifier = MutableClock(), RecordingNotifier()
+        async with build_app(settings, clock=clock, notifier=notifier) as app:
+            h = Harness(app, clock, notifier, files)
+            # the client gives up on a call after a fraction of a second, and does not try it again itself
+            app.deps.provider("okta").policy = RetryPolicy(max_attempts=1, request_timeout=0.3)  # type: ignore[attr-defined]
+            r = await h.say(ALICE, "request prod-db-read for 30m because INC-7 page")  # auto-approved: on call
+            assert r.ok and (await h.request(1)).state == "active", r.text
+            path = f"/groups/{gid}/users/{alice}"
+            landed = threading.Event()
+            with okta.lock:
+                okta.members[gid].remove(alice)  # by hand at Okta, not through the bot
+            okta.hold_path(path, landed)  # the re-add reaches Okta but is not answered before the client gives up
+            h.clock.advance(minutes=1)
+            await sweep(h.app.deps)
+            (detected,) = await h.events("drift.detected")
+            assert detected["data"]["request_id"] == "REQ-1"
+            assert not await h.events("membership.added")
+            landed.set()  # Okta carries out the add the bot stopped waiting for
+            for _ in range(100):
+                if ALICE in okta.member_emails(gid):
+                    break
+                await asyncio.sleep(0.05)
+            assert ALICE in okta.member_emails(gid)
+            okta.clear_path_faults()
+            assert len(okta.received("PUT", path)) == 2  # REQ-1's add, then the re-add
+
+            r = await h.say(ALICE, "request analytics-read for 1d because reports")  # its add waits behind the re-add
+            assert r.ok and (await h.request(2)).state == "approved", r.text
+            assert len(okta.received("PUT", path)) == 2
+            r = await h.say(ALICE, "release REQ-1")  # REQ-2 holds the group: no removal planned for REQ-1
+            assert r.ok, r.text
+            r = await h.say(ALICE, "release REQ-2")  # never provisioned: no removal planned for it either
+            assert r.ok, r.text
+            assert (await h.request(2)).state == "released"
+
+            h.clock.advance(minutes=2)
+            await sweep(h.app.deps)  # the re-add is dropped: no running grant backs it
+            assert ALICE not in okta.member_emails(gid), "the dropped re-add left her in the group with no grant"
+            (dropped,) = await h.events("membership.add_dropped")
+            assert (dropped["data"]["user"], dropped["data"]["request_id"]) == (ALICE, "REQ-1"), dropped
+            assert dropped["data"].get("removal") == "planned", dropped
+            assert len(okta.received("DELETE", path)) == 1 and len(okta.received("PUT", path)) == 2
+            (removed,) = await h.events("membership.removed")
+            assert (removed["data"]["user"], removed["data"]["reason"]) == (ALICE, "drift"), removed
+            assert not await h.events("membership.added")
+
+            h.clock.advance(minutes=2)
+            await sweep(h.app.deps)
+            (resolved,) = await h.events("drift.resolved")
+            assert (resolved["data"]["resolution"], resolved["data"]["request_id"]) == ("ended", "REQ-1"), resolved
+            assert ALICE not in okta.member_emails(gid) and len(await h.events("drift.detected")) == 1
