@@ -417,9 +417,15 @@ async def _failed_in(deps: Deps, repo: Repository, op: OpRecord, error: Provider
         if record is not None and record.state == APPROVED:
             record.state, record.ended_at, record.failure = FAILED, now, op.last_error
             await repo.save_request(record)
+            # an attempt whose answer never came (a time-out, a dropped connection: this one if transient, or any
+            # before it) may have added them: as a grant ended with its add at the provider, the removal follows
+            # (``membership.removed`` reason ``provision_failed``; none when another grant holds the group)
+            removal = await plan_membership_removal(repo, op.provider, op.group, op.email, "provision_failed", now) \
+                if op.attempts > 1 or error.transient else None
             await repo.append("grant.provision_failed", actor=SYSTEM, ts=now, request=record, data={
                 "provider": op.provider, "group": op.group, "error": op.last_error,
-                "attempts": op.attempts, "correlation_id": op.correlation_id})
+                "attempts": op.attempts, "correlation_id": op.correlation_id,
+                **({"removal": "planned"} if removal is not None else {})})
             notices.append(Notice(record.requester, "status",
                                   f"{record.ref} failed: the provider refused to add you ({op.last_error}). "
                                   "The security team has been told.", record.id))

@@ -1,0 +1,82 @@
+"""A grant whose add is given up after an attempt whose answer never came: that attempt may have added the member
+at the provider, so the grant's failure is followed by the removal, as a grant ended with its add at the provider
+is (``grant.provision_failed`` with ``removal: planned``, then ``membership.removed`` reason ``provision_failed``).
+An add the provider refused at its first and only attempt leaves nothing to undo. Through Okta's stand-in, which
+holds the first add past the client's time-out and then carries it out; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from bot.bootstrap import build_app
+from bot.settings import Settings
+from handlers.sweeps import sweep
+from provisioning.http import RetryPolicy
+from tests.standins.okta import OktaStandIn
+from tests.support import Harness, MutableClock, RecordingNotifier, copy_examples
+
+ALICE = "alice@example.com"
+
+
+@asynccontextmanager
+async def _okta_app(database_url: str, tmp_path: Path) -> AsyncIterator[tuple[Harness, OktaStandIn, str, str]]:
+    with OktaStandIn() as okta:
+        gid = okta.add_group("prod-db-read")
+        alice = okta.add_user(ALICE, department="Engineering")
+        files = copy_examples(tmp_path)
+        files.policy.write_text(files.policy.read_text().replace(
+            "    provider: directory\n    group: sg-prod-db-read\n", f"    provider: okta\n    group: {gid}\n", 1))
+        settings = Settings(database_url=database_url, policy=str(files.policy), directory=str(files.directory),
+                            env={}, identity="directory", okta_url=okta.url, okta_token=okta.token)
+        clock, notifier = MutableClock(), RecordingNotifier()
+        async with build_app(settings, clock=clock, notifier=notifier) as app:
+            # the client gives up on a call after a fraction of a second, and does not try it again itself
+            app.deps.provider("okta").policy = RetryPolicy(max_attempts=1, request_timeout=0.3)  # type: ignore[attr-defined]
+            yield Harness(app, clock, notifier, files), okta, gid, f"/groups/{gid}/users/{alice}"
+
+
+async def test_a_grant_failed_after_an_unanswered_add_is_followed_by_its_removal(database_url, tmp_path: Path):
+    async with _okta_app(database_url, tmp_path) as (h, okta, gid, path):
+        landed = threading.Event()
+        okta.hold_path(path, landed)  # the add reaches Okta but is not answered before the client gives up
+        r = await h.say(ALICE, "request prod-db-read for 30m because INC-7 page")  # auto-approved: on call
+        assert r.ok and (await h.request(1)).state == "approved", r.text
+        landed.set()  # Okta carries out the add the bot stopped waiting for
+        for _ in range(100):
+            if ALICE in okta.member_emails(gid):
+                break
+            await asyncio.sleep(0.05)
+        assert ALICE in okta.member_emails(gid)
+        okta.clear_path_faults()
+        okta.fail_path(path, 503)  # every later call is refused for now, until the retry budget is spent
+        for _ in range(3):
+            h.clock.advance(minutes=5)
+            await sweep(h.app.deps)
+        assert (await h.request(1)).state == "failed"
+        (failed,) = await h.events("grant.provision_failed")
+        assert failed["data"].get("removal") == "planned", failed
+        okta.clear_path_faults()
+        h.clock.advance(minutes=5)
+        await sweep(h.app.deps)
+        assert ALICE not in okta.member_emails(gid), "the failed grant left her in the group"
+        (removed,) = await h.events("membership.removed")
+        assert (removed["data"]["user"], removed["data"]["reason"]) == (ALICE, "provision_failed"), removed
+        await sweep(h.app.deps)
+        assert len(await h.events("membership.removed")) == 1 and not await h.events("grant.provisioned")
+
+
+async def test_an_add_refused_at_its_only_attempt_leaves_nothing_to_undo(database_url, tmp_path: Path):
+    async with _okta_app(database_url, tmp_path) as (h, okta, _gid, path):
+        okta.fail_path(path, 403)  # refused for good: nothing was added
+        r = await h.say(ALICE, "request prod-db-read for 30m because INC-7 page")
+        assert r.ok, r.text
+        assert (await h.request(1)).state == "failed"
+        (failed,) = await h.events("grant.provision_failed")
+        assert "removal" not in failed["data"], failed
+        okta.clear_path_faults()
+        await sweep(h.app.deps)
+        assert not okta.received("DELETE", path) and not await h.events("membership.removed")
