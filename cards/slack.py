@@ -54,6 +54,8 @@ STATE_EMOJI = {
 RISK_EMOJI = {"high": ":red_circle:", "medium": ":large_orange_circle:", "low": ":large_green_circle:"}
 REQ_VALUE = re.compile(r"^\s*(?:REQ-)?([0-9]{1,9})\s*$", re.IGNORECASE)
 DECISION_VALUE = re.compile(r"^\s*(?:REQ-)?([0-9]{1,9})(?::r([0-9]{1,6}):s([0-9]{1,3}))?\s*$", re.IGNORECASE)
+_ASTRAL = re.compile("[\U00010000-\U0010FFFF]")  # characters UTF-16 holds in two units
+_REGIONAL_RUN = re.compile("[\U0001F1E6-\U0001F1FF]+")  # regional indicators: two of them make a flag
 
 
 # -- text helpers --------------------------------------------------------------------------------
@@ -115,19 +117,23 @@ def text_units(text: str) -> int:
     """A text's length as Slack may count it: UTF-16 code units, so a character outside the Basic Multilingual
     Plane (most emoji) counts two. Never less than the characters, so a text within a limit by this count is
     within it however Slack counts."""
-    return len(text) + sum(1 for c in text if ord(c) > 0xFFFF)
+    try:
+        return len(text.encode("utf-16-le")) // 2
+    except UnicodeEncodeError:  # a lone surrogate (JSON can carry one): each counts one
+        return len(text) + len(_ASTRAL.findall(text))
 
 
 def _fits(text: str, limit: int) -> int:
-    """How many characters of ``text`` from its start are within ``limit`` :func:`text_units`."""
-    if len(text) <= limit // 2:
-        return len(text)
-    units = 0
-    for i, c in enumerate(text):
-        units += 2 if ord(c) > 0xFFFF else 1
-        if units > limit:
-            return i
-    return len(text)
+    """How many characters of ``text`` from its start are within ``limit`` :func:`text_units` (found by halving
+    between half the limit, which always fits, and the limit: a few encodings, never a walk of the text)."""
+    low, high = min(len(text), limit // 2), min(len(text), limit)
+    while low < high:
+        mid = (low + high + 1) // 2
+        if text_units(text[:mid]) <= limit:
+            low = mid
+        else:
+            high = mid - 1
+    return low
 
 
 def _regional(c: str) -> bool:
@@ -146,27 +152,35 @@ def _joined(text: str, at: int) -> bool:
     if unicodedata.category(text[at]) in ("Mn", "Mc", "Me"):
         return True
     if _regional(text[at - 1]) and _regional(text[at]):
-        run = 0
-        while at - 1 - run >= 0 and _regional(text[at - 1 - run]):
-            run += 1
-        return run % 2 == 1
+        run = _REGIONAL_RUN.match(text[at - 1::-1])  # the run of them that ends before the cut
+        return run is not None and len(run.group()) % 2 == 1
     return False
+
+
+MAX_JOINED = 200  # what shows as one character is far shorter (the longest emoji sequences are some 30 characters)
+
+
+def _outside_entity(text: str, at: int) -> int:
+    """``at``, or the start of the entity of the escaping (``&amp;`` ``&lt;`` ``&gt;``) that it falls inside."""
+    amp = text.rfind("&", max(0, at - 4), at)
+    return amp if amp >= 0 and ";" not in text[amp:at] else at
 
 
 def _safe_cut(text: str, at: int) -> int:
     """``at`` moved back, if need be, so that cutting ``text`` there splits neither an entity of the escaping
-    (``&amp;`` ``&lt;`` ``&gt;``) nor what shows as one character (:func:`_joined`); ``at`` itself when nothing
-    before it would do."""
-    cut = at
-    while 0 < cut < len(text):
-        amp = text.rfind("&", max(0, cut - 4), cut)
-        if amp >= 0 and ";" not in text[amp:cut]:
-            cut = amp
-        elif _joined(text, cut):
-            cut -= 1
-        else:
-            break
-    return cut if cut > 0 else at
+    (``&amp;`` ``&lt;`` ``&gt;``) nor what shows as one character (:func:`_joined`). When no such place is within
+    :data:`MAX_JOINED` characters before it (a letter under thousands of combining marks, a run of joiners), the
+    cut is made where it must be, still never inside an entity; ``at`` itself only when that would leave nothing
+    before it. The walk back is bounded so that no text costs more than that per cut."""
+    if not 0 < at < len(text):
+        return at
+    forced = cut = _outside_entity(text, at)
+    floor = max(0, forced - MAX_JOINED)
+    while cut > floor:
+        if not _joined(text, cut):
+            return cut
+        cut = _outside_entity(text, cut - 1)
+    return forced if forced > 0 else at
 
 
 def _pieces(text: str, limit: int) -> Iterator[str]:
