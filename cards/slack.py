@@ -183,8 +183,13 @@ def _safe_cut(text: str, at: int) -> int:
     return forced if forced > 0 else at
 
 
+MIN_PIECE = 8
+
+
 def _pieces(text: str, limit: int) -> Iterator[str]:
     """:func:`split_escaped`'s pieces, one at a time (a caller that needs only the first few reads no further)."""
+    if limit < MIN_PIECE:  # room for an entity (``&amp;``) and a character of two units, so every piece moves on
+        raise ValueError(f"a piece of escaped text needs room for {MIN_PIECE} units at least, not {limit}")
     start = 0
     while True:
         window = text[start: start + limit + 1]  # every cut starts a piece at a whole character, outside an entity

@@ -165,3 +165,12 @@ def test_a_cut_with_no_whole_character_before_it_is_still_never_inside_an_entity
                 assert not HALF_ENTITY.search(piece) and not re.match(r"(mp|p|t)?;", piece), (n, piece[-8:])
             assert not HALF_ENTITY.search(message["text"]), (n, message["text"][-8:])
 
+
+
+def test_a_piece_too_small_for_an_entity_is_refused_rather_than_looped_on() -> None:
+    import pytest
+
+    for limit in (0, 1, 4, 7):
+        with pytest.raises(ValueError, match="room for 8"):
+            blocks.split_escaped("\U0001F44D&amp;x", limit)
+    assert "".join(blocks.split_escaped("\U0001F44D&amp;x" * 5, 8)) == "\U0001F44D&amp;x" * 5
