@@ -8,6 +8,8 @@ import random
 import re
 from typing import Any
 
+import pytest
+
 from cards import slack as blocks
 from handlers.outbox import deliver_pending
 from handlers.ports import Notice
@@ -168,8 +170,6 @@ def test_a_cut_with_no_whole_character_before_it_is_still_never_inside_an_entity
 
 
 def test_a_piece_too_small_for_an_entity_is_refused_rather_than_looped_on() -> None:
-    import pytest
-
     for limit in (0, 1, 4, 7):
         with pytest.raises(ValueError, match="room for 8"):
             blocks.split_escaped("\U0001F44D&amp;x", limit)
