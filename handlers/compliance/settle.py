@@ -11,7 +11,9 @@
   resolution ``ended``). A grant that ends (expires, is released or revoked) before its holder is back drops the
   re-add still queued (handlers/grants.py) and the finding closes ``ended``, never ``restored``. The holder and the
   security team are told which, once: a sweep that finds the grant already ended and the finding resolved by another
-  process's sweep (both read the re-add given up) tells nobody again. That the re-add is queued is told with
+  process's sweep (both read the re-add given up) tells nobody again; one that finds the grant ended some other way
+  (its expiry, a release or a revoke) and the finding still open closes it and tells them how the grant ended
+  (:func:`had_ended`), not the reason it would have ended it for. That the re-add is queued is told with
   the provider's first answer that leaves it waiting (none when it lands at once); that it landed, at the first try
   or a later sweep's retry, with the op recorded done (readd.py).
 
@@ -205,8 +207,11 @@ async def _end_grant(deps: Deps, finding: DriftRecord, record: RequestRecord, wh
         if ended:
             remove = await end_grant_in(repo, fresh, "revoked", "grant.revoked", now,
                                         {"reason": "drift", "id": drift_ref(finding.id), "comment": why})
-        text = (f"{drift_ref(finding.id)}: {finding.email} holds {record.ref} but was not in "
-                f"{finding.provider}/{finding.group}: the grant is ended ({why}).")
+            text = (f"{drift_ref(finding.id)}: {finding.email} holds {record.ref} but was not in "
+                    f"{finding.provider}/{finding.group}: the grant is ended ({why}).")
+        else:  # ended some other way meanwhile (its expiry, a release, a revoke): said as it happened, not as `why`
+            text = (f"{drift_ref(finding.id)}: {finding.email} held {record.ref} but was not in "
+                    f"{finding.provider}/{finding.group}: {had_ended(fresh or record)} before they were put back.")
         resolved = await resolve_finding(repo, finding, "ended", now, request_id=record.ref)
         # told only by the call that ended the grant or closed the finding: another process's sweep that got there
         # first (both read the re-add given up) has told them in its own transaction
@@ -215,6 +220,13 @@ async def _end_grant(deps: Deps, finding: DriftRecord, record: RequestRecord, wh
     if remove is not None:
         await run_op(deps, remove.id or 0)  # not a member: the provider answers "not a member", which is success
     return text
+
+
+def had_ended(record: RequestRecord) -> str:
+    """How a grant that is no longer holding ended, as its record says: ``REQ-n had ended (released)``, or
+    ``(revoked: terminated)`` when the reason differs from the state."""
+    how = record.state if record.end_reason in (None, record.state) else f"{record.state}: {record.end_reason}"
+    return f"{record.ref} had ended ({how})"
 
 
 async def _filed_request(repo: Repository, ref: object) -> RequestRecord | None:
