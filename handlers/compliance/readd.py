@@ -5,8 +5,10 @@ group is put back through the provisioning path (handlers/compliance/settle.py `
   it so (a transient failure, handlers/grants.py), or, when a call ahead of it on the membership kept it from being
   tried, right after (:func:`readd_queued`), once per re-add (``told`` in its ``drift_readd`` state); never with
   the plan, so a re-add that lands at once leaves no "queued" row. It carries a :class:`ReaddQueued` view, and at
-  delivery it is dropped with why (:func:`readd_moved_on`) when the re-add already landed or was given up, the
-  grant no longer runs, or the finding is resolved: nobody is told "queued" of what is already settled.
+  delivery it is dropped with why (:func:`readd_moved_on`) when the re-add already landed or was given up, no
+  grant of the group runs any more, or the finding is resolved: nobody is told "queued" of what is already settled.
+  Two grants of one group: a re-add whose grant ended while another still runs goes on (handlers/grants.py), so it
+  is told queued (naming the grant that backs it now) and the notice is not dropped.
 - When the re-add lands (its op marked done, at the first try or by a later sweep's retry), the finding is resolved
   ``restored`` and the holder and the team are told it landed, in the transaction that records the op done
   (:func:`readd_landed`, from handlers/grants.py).
@@ -76,6 +78,12 @@ def not_running(record: RequestRecord | None, ref: object, now: datetime) -> str
     return None
 
 
+async def _running_holder(repo: Repository, op: OpRecord, now: datetime) -> RequestRecord | None:
+    """A running grant of the group a drift re-add puts its holder back in (None: none runs)."""
+    return next((h for h in await holding_group(repo, op.email, op.provider, op.group)
+                 if not_running(h, h.ref, now) is None), None)
+
+
 async def readd_landed(deps: Deps, repo: Repository, op: OpRecord, now: datetime) -> None:
     """In the transaction that marks ``op`` (a drift re-add) done: the open finding it was planned for is resolved
     ``restored`` with the grant that backs the membership (the one it was planned for, or, when that one ended
@@ -89,8 +97,7 @@ async def readd_landed(deps: Deps, repo: Repository, op: OpRecord, now: datetime
     n = req_number(state.get("request_id"))
     record = await repo.get_request(n) if n is not None else None
     if record is None or record.state != ACTIVE:  # another running grant of the group may back them now
-        record = next((h for h in await holding_group(repo, op.email, op.provider, op.group)
-                       if not_running(h, h.ref, now) is None), None)
+        record = await _running_holder(repo, op, now)
     if record is None:
         return
     if not await resolve_finding(repo, finding, "restored", now, request_id=record.ref):
@@ -103,8 +110,10 @@ async def readd_landed(deps: Deps, repo: Repository, op: OpRecord, now: datetime
 
 async def readd_queued(deps: Deps, repo: Repository, op: OpRecord, now: datetime) -> None:
     """In the transaction that records that a drift re-add could not be done now (the provider answered "not yet",
-    or a call ahead of it on the membership has not finished), with the op still pending and its grant running:
-    the holder and the security team are told it is queued and retried, once per re-add (``told`` in its state)."""
+    or a call ahead of it on the membership has not finished), with the op still pending and a grant backing it
+    (the one it was planned for, or when that one ended, another running grant of the same group, which the notice
+    names): the holder and the security team are told it is queued and retried, once per re-add (``told`` in its
+    state)."""
     if op.status != "pending":
         return
     found = await readd_of(repo, op)
@@ -114,14 +123,17 @@ async def readd_queued(deps: Deps, repo: Repository, op: OpRecord, now: datetime
     n = req_number(state.get("request_id"))
     record = await repo.get_request(n) if n is not None else None
     if record is None or not_running(record, state.get("request_id"), now) is not None:
-        return
+        # the grant it was planned for ended: another running grant of the same group backs the re-add, which goes on
+        record = await _running_holder(repo, op, now)
+        if record is None:
+            return
     await repo.queue_notices(queued_notices(deps, finding, record, op.id or 0), now)
     await repo.set_state(readd_key(finding.id or 0), {**state, "told": format_ts(now)}, now)
 
 
 async def readd_moved_on(repo: Repository, view: ReaddQueued) -> str | None:
     """Why a notice that a re-add is queued no longer holds (None: it does): the re-add landed or was given up,
-    the finding is resolved, or the grant no longer runs."""
+    the finding is resolved, or neither the grant it was told for nor another grant of the same group is active."""
     ref = drift_ref(view.finding)
     op = await repo.get_op(view.op)
     if op is None:
@@ -131,10 +143,12 @@ async def readd_moved_on(repo: Repository, view: ReaddQueued) -> str | None:
     if op.status == "failed":
         return f"the re-add of {ref} was given up (failed)"
     record = await repo.get_request(view.request)
-    if record is None:
-        return f"REQ-{view.request} is not on record"
-    if record.state != ACTIVE:  # its re-add, if still queued, was dropped (handlers/grants.py)
-        return f"{record.ref} is no longer active ({record.state})"
+    # the grant it was told for ended: the re-add goes on while another active grant of the same group backs it;
+    # else, if still queued, it was dropped (handlers/grants.py)
+    if (record is None or record.state != ACTIVE) and not any(
+            h.state == ACTIVE for h in await holding_group(repo, op.email, op.provider, op.group)):
+        return f"REQ-{view.request} is not on record" if record is None else \
+            f"{record.ref} is no longer active ({record.state})"
     finding = await repo.get_drift(view.finding)
     if finding is None or finding.resolved_at is not None:
         return f"{ref} is resolved already"

@@ -6,9 +6,17 @@ SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Any
 
-from bot.bootstrap import build_app
+import pytest
+from sqlalchemy import event
+
+from bot.bootstrap import App, build_app
 from bot.settings import Settings
 from handlers.sweeps import sweep
 from tests.standins import Fault
@@ -16,6 +24,7 @@ from tests.standins.okta import OktaStandIn
 from tests.support import Harness, MutableClock, RecordingNotifier, copy_examples
 
 ALICE, SAM = "alice@example.com", "sam.sec@example.com"
+QUEUED = "adding them back is queued"
 
 
 async def test_a_queued_readd_another_running_grant_backs_lands_restored(database_url, tmp_path: Path):
@@ -67,3 +76,115 @@ async def test_a_queued_readd_another_running_grant_backs_lands_restored(databas
             h.clock.advance(minutes=2)
             await sweep(h.app.deps)  # nothing left to settle: she stays, the finding stays resolved
             assert ALICE in okta.member_emails(gid) and len(await h.events("drift.resolved")) == 1
+
+
+@asynccontextmanager
+async def _two_grants(database_url: str, tmp_path: Path
+                      ) -> AsyncIterator[tuple[Harness, OktaStandIn, Settings, str]]:
+    """Alice's two running grants of one Okta group (two profiles point at it), Alice removed there by hand, and
+    Okta answering her re-add 503 for now."""
+    with OktaStandIn() as okta:
+        gid = okta.add_group("prod-db-read")
+        alice = okta.add_user(ALICE, department="Engineering")
+        files = copy_examples(tmp_path)
+        text = files.policy.read_text()
+        for group in ("sg-prod-db-read", "sg-analytics-read"):
+            text = text.replace(f"    provider: directory\n    group: {group}\n",
+                                f"    provider: okta\n    group: {gid}\n", 1)
+        files.policy.write_text(text)
+        settings = Settings(database_url=database_url, policy=str(files.policy), directory=str(files.directory),
+                            env={}, identity="directory", okta_url=okta.url, okta_token=okta.token)
+        clock, notifier = MutableClock(), RecordingNotifier()
+        async with build_app(settings, clock=clock, notifier=notifier) as app:
+            h = Harness(app, clock, notifier, files)
+            for n, line in ((1, "request prod-db-read for 30m because INC-7 page"),
+                            (2, "request analytics-read for 1d because reports")):
+                r = await h.say(ALICE, line)
+                assert r.ok and (await h.request(n)).state == "active", r.text
+            path = f"/groups/{gid}/users/{alice}"
+            with okta.lock:
+                okta.members[gid].remove(alice)
+                okta.path_faults[path] = Fault("status", status=503)
+            h.clock.advance(minutes=1)
+            yield h, okta, settings, gid
+
+
+@contextmanager
+def _other_process(settings: Settings, clock: MutableClock, notifier: RecordingNotifier
+                   ) -> Iterator[Callable[[Callable[[App], Awaitable[Any]]], Any]]:
+    """Another process on the same database and providers, started now (its start-up repair runs now, not in the
+    middle of what the test interleaves it with): call it with what it does, which runs to its end at once."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    opened = build_app(settings, clock=clock, notifier=notifier)
+    app = asyncio.run_coroutine_threadsafe(opened.__aenter__(), loop).result(60)
+    try:
+        yield lambda act: asyncio.run_coroutine_threadsafe(act(app), loop).result(120)
+    finally:
+        asyncio.run_coroutine_threadsafe(opened.__aexit__(None, None, None), loop).result(60)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+@pytest.mark.parametrize("when", ["planned", "told"])
+async def test_a_readd_whose_grant_ends_while_another_backs_it_is_told_queued(database_url, tmp_path: Path,
+                                                                              when: str):
+    """The grant the re-add was planned for is released by another process just after the re-add is planned
+    (before Okta's "not yet"), or just after the notice that it is queued is written (before it is delivered):
+    the re-add goes on for the other grant, so Alice and the team are told it is queued, naming that grant."""
+    async with _two_grants(database_url, tmp_path) as (h, okta, settings, gid):
+        theirs = RecordingNotifier()
+        engine = h.app.store.engine.sync_engine
+        state: dict[str, Any] = {"ready": False, "fired": False, "filed": None}
+        ran: list[Any] = []
+
+        async def release(other: App) -> None:
+            async with other.store.read() as repo:
+                readd = await repo.get_state("drift_readd:1")
+            assert readd is not None
+            state["filed"] = readd["request_id"]
+            person = await other.service.identify(ALICE)
+            assert person is not None
+            ran.append(await other.service.handle_text(person, f"release {readd['request_id']}"))
+
+        def ready(statement: str, parameters: Any) -> bool:
+            if when == "planned":  # the re-add's state is written with its plan
+                return statement.startswith("INSERT INTO compliance_state") and "drift_readd:1" in str(parameters)
+            return statement.startswith("INSERT INTO notice_outbox") and QUEUED in str(parameters)
+
+        with _other_process(settings, h.clock, theirs) as other:
+            def listener(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+                if state["fired"]:
+                    return
+                if not state["ready"]:
+                    state["ready"] = ready(statement, parameters)
+                    return
+                if statement.startswith("BEGIN IMMEDIATE") or "pg_advisory_xact_lock" in statement:
+                    state["fired"] = True
+                    other(release)
+
+            event.listen(engine, "before_cursor_execute", listener)
+            try:
+                await sweep(h.app.deps)
+            finally:
+                event.remove(engine, "before_cursor_execute", listener)
+        assert len(ran) == 1 and ran[0].ok, ran
+        filed = state["filed"]
+        other_grant = "REQ-1" if filed == "REQ-2" else "REQ-2"
+        assert (await h.request(int(filed[4:]))).state == "released"
+        assert ALICE not in okta.member_emails(gid) and not await h.events("membership.add_dropped")
+        delivered = [n for notifier in (h.notifier, theirs) for n in notifier.notices]
+        queued = [n for n in delivered if QUEUED in n.text]
+        assert [n.recipient for n in queued if n.recipient == ALICE] == [ALICE], delivered
+        assert [n.recipient for n in queued if n.recipient == SAM] == [SAM], delivered
+        if when == "planned":  # told with the grant that backs it now
+            assert all(f"holds {other_grant}" in n.text for n in queued), [n.text for n in queued]
+
+        okta.clear_path_faults()
+        h.clock.advance(minutes=2)
+        await sweep(h.app.deps)  # the re-add lands, backed by the other grant
+        assert ALICE in okta.member_emails(gid)
+        (resolved,) = await h.events("drift.resolved")
+        assert (resolved["data"]["resolution"], resolved["data"]["request_id"]) == ("restored", other_grant), resolved
