@@ -32,7 +32,7 @@ from handlers.approvals import card_holders
 from handlers.audit import format_ts
 from handlers.compliance.accept_links import accept_ended, settle_removal
 from handlers.compliance.findings import accept_key, drift_ref, readd_key, remove_key, resolve_finding
-from handlers.compliance.readd import landed_text, readd_queued, told
+from handlers.compliance.readd import landed_text, not_running, readd_queued, told
 from handlers.context import SYSTEM, Deps
 from handlers.durations import format_duration
 from handlers.grants import end_grant_in, ended_grant, holding_group, plan_membership_add, run_op
@@ -177,6 +177,11 @@ async def restore_holders(deps: Deps, report: SweepReport, missing: list[tuple[D
                 if await resolve_finding(repo, finding, "restored", deps.now(), request_id=record.ref):
                     await repo.queue_notices(told(deps, record, line), deps.now())
             lines.append(line)
+        elif outcome == "skipped":  # dropped before it was tried: the grant ended meanwhile (handlers/grants.py)
+            async with deps.store.read() as repo:
+                why = not_running(await repo.get_request(record.id or 0), record.ref, deps.now())
+            lines.append(f"{ref}: {finding.email} held {record.ref} but was not in {where}: adding them back was "
+                         f"dropped ({why or 'no running grant holds the membership'}); the finding closes ended.")
         elif op_id is not None:  # the holder and the team were told it is queued with the answer (readd_queued)
             lines.append(f"{ref}: {finding.email} holds {record.ref} but is not in {where}: adding them back is "
                          f"queued ({outcome}) and retried.")

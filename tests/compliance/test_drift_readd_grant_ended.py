@@ -10,9 +10,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from sqlalchemy import event
+
 from bot.bootstrap import build_app
 from bot.settings import Settings
-from handlers.sweeps import sweep
+from handlers.compliance.settle import restore_holders
+from handlers.records import DriftRecord
+from handlers.sweeps import SweepReport, sweep
 from tests.standins import Fault
 from tests.standins.okta import OktaStandIn
 from tests.support import Harness, MutableClock, RecordingNotifier, copy_examples
@@ -88,3 +92,57 @@ async def test_a_queued_readd_whose_grant_was_released_is_dropped(database_url, 
         # the removal the release planned is not left behind the dropped re-add: it is done with the command
         assert len(okta.received("DELETE", path)) == 1
         await _ended_not_restored(h, okta, gid, path, puts, "REQ-1 is no longer active (released)")
+
+
+async def test_a_readd_dropped_because_the_grant_ended_before_it_was_tried_is_said_dropped(database_url,
+                                                                                           tmp_path: Path):
+    """The grant's end passes between restore_holders' check that it runs and the re-add's first try: the re-add
+    is dropped at once, and the line restore_holders gives for it says so, not that it is queued and retried."""
+    with OktaStandIn() as okta:
+        gid = okta.add_group("prod-db-read")
+        alice = okta.add_user(ALICE, department="Engineering")
+        files = copy_examples(tmp_path)
+        files.policy.write_text(files.policy.read_text().replace(
+            "    provider: directory\n    group: sg-prod-db-read\n", f"    provider: okta\n    group: {gid}\n", 1))
+        settings = Settings(database_url=database_url, policy=str(files.policy), directory=str(files.directory),
+                            env={}, identity="directory", okta_url=okta.url, okta_token=okta.token)
+        clock, notifier = MutableClock(), RecordingNotifier()
+        async with build_app(settings, clock=clock, notifier=notifier) as app:
+            h = Harness(app, clock, notifier, files)
+            r = await h.say(ALICE, "request prod-db-read for 30m because INC-7 page")  # auto-approved: on call
+            assert r.ok and (await h.request(1)).state == "active", r.text
+            with okta.lock:
+                okta.members[gid].remove(alice)  # by hand at Okta, not through the bot
+            h.clock.advance(minutes=29)
+            puts = len(okta.received("PUT", f"/groups/{gid}/users/{alice}"))
+            record = await h.request(1)
+            finding = DriftRecord(provider="okta", group=gid, email=ALICE, first_seen=h.clock.at, kind="missing")
+            async with h.app.store.write() as repo:  # as a sweep records it before putting her back
+                await repo.add_drift(finding)
+            engine = h.app.store.engine.sync_engine
+            state = {"ready": False, "fired": False}
+
+            def listener(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+                if state["fired"]:
+                    return
+                if not state["ready"]:  # the re-add is planned: its first try is the next write
+                    state["ready"] = statement.startswith("INSERT INTO compliance_state") and \
+                        "drift_readd:1" in str(parameters)
+                    return
+                if statement.startswith("BEGIN IMMEDIATE") or "pg_advisory_xact_lock" in statement:
+                    state["fired"] = True
+                    h.clock.advance(minutes=2)  # past the grant's end
+
+            event.listen(engine, "before_cursor_execute", listener)
+            try:
+                lines = await restore_holders(h.app.deps, SweepReport(as_of=h.clock.at, dry_run=False),
+                                              [(finding, record)])
+            finally:
+                event.remove(engine, "before_cursor_execute", listener)
+            assert state["fired"]
+            (dropped,) = await h.events("membership.add_dropped")
+            assert "REQ-1 expired" in dropped["data"]["why"], dropped
+            assert len(okta.received("PUT", f"/groups/{gid}/users/{alice}")) == puts, "the re-add reached Okta"
+            (line,) = lines
+            assert "queued" not in line and "retried" not in line, line
+            assert "adding them back was dropped (REQ-1 expired at " in line, line
