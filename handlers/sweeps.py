@@ -55,6 +55,8 @@ class SweepReport:
     removed: list[str] = field(default_factory=list)  # "email from provider/group": memberships no grant holds
     unconfirmed: list[str] = field(default_factory=list)  # not found at the IdP, within safety.unknown_grace
     drift: list[str] = field(default_factory=list)
+    # what the sweep did for grant holders found not in their group: put back, queued, dropped, or the grant ended
+    drift_settled: list[str] = field(default_factory=list)
     reminded: list[str] = field(default_factory=list)
     escalated: list[str] = field(default_factory=list)
     rerouted: list[str] = field(default_factory=list)  # a manager step passed to the requester's new manager
@@ -80,6 +82,9 @@ class SweepReport:
                             ("start review", self.reviews_started), ("remind reviewer", self.reviews_reminded),
                             ("escalate review", self.reviews_escalated), ("close review", self.reviews_closed)):
             out.append(f"{verb}{name}: {len(items)}" + (f" — {', '.join(items)}" if items else ""))
+        if self.drift_settled:
+            out.append(f"{verb}settle drift: {len(self.drift_settled)}")
+            out += [f"  {line}" for line in self.drift_settled]
         if self.paused:
             out.append(f"removals paused by the safety brake: {self.paused} (say `resume removals` to run them)")
         if self.reroutes_held:

@@ -30,6 +30,10 @@ async def test_a_removed_holder_is_added_back_while_the_grant_runs(database_url,
         report = await sweep(h.app.deps)
         assert report.drift == [f"{ALICE} not in directory/{GROUP} despite REQ-1"]
         assert ALICE in await h.members(GROUP)
+        # the sweep's own output says what it did for her
+        (settled,) = report.drift_settled
+        assert "REQ-1" in settled and "added back" in settled, settled
+        assert "settle drift: 1" in report.lines() and f"  {settled}" in report.lines()
         (added,) = await h.events("membership.added")
         assert (added["data"]["user"], added["data"]["reason"]) == (ALICE, "drift")
         (resolved,) = await h.events("drift.resolved")
