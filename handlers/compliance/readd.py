@@ -43,7 +43,8 @@ def told(deps: Deps, record: RequestRecord, line: str, view: ReaddQueued | None 
 
 
 def queued_notices(deps: Deps, finding: DriftRecord, record: RequestRecord, op_id: int) -> list[Notice]:
-    """That adding the holder back is queued: written with the plan, dropped at delivery once it no longer holds."""
+    """That adding the holder back is queued: written with the provider's answer that leaves it waiting
+    (:func:`readd_queued`), dropped at delivery once it no longer holds."""
     line = (f"{drift_ref(finding.id)}: {finding.email} holds {record.ref} but is not in "
             f"{finding.provider}/{finding.group}: adding them back is queued and retried; you are told when it lands.")
     return told(deps, record, line, ReaddQueued(finding.id or 0, op_id, record.id or 0))
