@@ -203,3 +203,32 @@ def provider_policy(provider: str, group: str, *, version: str, security: tuple[
     if exception:
         lines += ["    exception:", f"      approval: {exception}", "      max_duration: 30d"]
     return "\n".join(lines) + "\n"
+
+
+@dataclass
+class OktaGroup:
+    """An Okta group at the stand-in that the example policy's profiles grant, the person's Okta id, and the settings
+    of an app that provisions there (the directory file stays the identity source)."""
+
+    files: Files
+    settings: Settings
+    gid: str  # the group's Okta id
+    user: str  # the person's Okta id
+    path: str  # the membership's path at Okta (/groups/{gid}/users/{user}): for path faults and request counts
+
+
+def okta_group(okta: Any, database_url: str, tmp_path: Path, *, email: str = "alice@example.com",
+               profiles: tuple[str, ...] = ("sg-prod-db-read",), policy_tail: str = "") -> OktaGroup:
+    """``prod-db-read`` at ``okta`` (an ``OktaStandIn``), ``email`` there (in Engineering), and the profiles granting
+    the example directory groups ``profiles`` pointed at it, ``policy_tail`` appended to the policy."""
+    gid = okta.add_group("prod-db-read")
+    user = okta.add_user(email, department="Engineering")
+    files = copy_examples(tmp_path)
+    text = files.policy.read_text()
+    for group in profiles:
+        text = text.replace(f"    provider: directory\n    group: {group}\n",
+                            f"    provider: okta\n    group: {gid}\n", 1)
+    files.policy.write_text(text + policy_tail)
+    settings = Settings(database_url=database_url, policy=str(files.policy), directory=str(files.directory),
+                        env={}, identity="directory", okta_url=okta.url, okta_token=okta.token)
+    return OktaGroup(files, settings, gid, user, f"/groups/{gid}/users/{user}")

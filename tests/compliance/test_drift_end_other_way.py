@@ -20,12 +20,11 @@ import pytest
 from sqlalchemy import event, select
 
 from bot.bootstrap import build_app
-from bot.settings import Settings
 from handlers.sweeps import sweep
 from store import schema as t
 from tests.standins import Fault
 from tests.standins.okta import OktaStandIn
-from tests.support import Harness, MutableClock, RecordingNotifier, copy_examples
+from tests.support import Harness, MutableClock, RecordingNotifier, okta_group
 
 ALICE = "alice@example.com"
 
@@ -34,13 +33,8 @@ ALICE = "alice@example.com"
 async def test_a_grant_ended_otherwise_before_the_refused_readd_ends_it_is_told_as_it_ended(
         database_url: str, tmp_path: Path, how: str) -> None:
     with OktaStandIn() as okta:
-        gid = okta.add_group("prod-db-read")
-        alice = okta.add_user(ALICE, department="Engineering")
-        files = copy_examples(tmp_path)
-        files.policy.write_text(files.policy.read_text().replace(
-            "    provider: directory\n    group: sg-prod-db-read\n", f"    provider: okta\n    group: {gid}\n", 1))
-        settings = Settings(database_url=database_url, policy=str(files.policy), directory=str(files.directory),
-                            env={}, identity="directory", okta_url=okta.url, okta_token=okta.token)
+        okta_app = okta_group(okta, database_url, tmp_path)
+        gid, alice, files, settings = okta_app.gid, okta_app.user, okta_app.files, okta_app.settings
         clock, notifier, theirs = MutableClock(), RecordingNotifier(), RecordingNotifier()
         async with build_app(settings, clock=clock, notifier=notifier) as app:
             h = Harness(app, clock, notifier, files)

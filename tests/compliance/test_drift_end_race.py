@@ -25,7 +25,7 @@ from handlers.sweeps import sweep
 from store import schema as t
 from tests.standins import Fault
 from tests.standins.okta import OktaStandIn
-from tests.support import Harness, MutableClock, RecordingNotifier, copy_examples
+from tests.support import Harness, MutableClock, RecordingNotifier, okta_group
 
 ALICE = "alice@example.com"
 ENDED = "the grant is ended"
@@ -86,13 +86,8 @@ async def _told_once(h: Harness, notifiers: list[RecordingNotifier]) -> None:
 
 async def _race(database_url: str, tmp_path: Path, *, queued_first: bool) -> None:
     with OktaStandIn() as okta:
-        gid = okta.add_group("prod-db-read")
-        alice = okta.add_user(ALICE, department="Engineering")
-        files = copy_examples(tmp_path)
-        files.policy.write_text(files.policy.read_text().replace(
-            "    provider: directory\n    group: sg-prod-db-read\n", f"    provider: okta\n    group: {gid}\n", 1))
-        settings = Settings(database_url=database_url, policy=str(files.policy), directory=str(files.directory),
-                            env={}, identity="directory", okta_url=okta.url, okta_token=okta.token)
+        okta_app = okta_group(okta, database_url, tmp_path)
+        gid, alice, files, settings = okta_app.gid, okta_app.user, okta_app.files, okta_app.settings
         clock, notifier, theirs = MutableClock(), RecordingNotifier(), RecordingNotifier()
         async with build_app(settings, clock=clock, notifier=notifier) as app:
             h = Harness(app, clock, notifier, files)

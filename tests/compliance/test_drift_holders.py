@@ -10,7 +10,7 @@ from handlers.context import one_lookup_per_person
 from handlers.sweeps import sweep
 from tests.standins import Fault
 from tests.standins.okta import OktaStandIn
-from tests.support import Harness, MutableClock, RecordingNotifier, copy_examples, harness
+from tests.support import Harness, MutableClock, RecordingNotifier, copy_examples, harness, okta_group
 from tests.test_notice_outbox import _outbox
 
 ALICE, SAM = "alice@example.com", "sam.sec@example.com"
@@ -77,13 +77,8 @@ async def test_a_readd_the_provider_refuses_at_once_ends_the_grant_untold_as_que
     """Okta answers the re-add 400: it is given up at the first try, so the grant ends (told), and nothing says it
     was queued."""
     with OktaStandIn() as okta:
-        gid = okta.add_group("prod-db-read")
-        alice = okta.add_user(ALICE, department="Engineering")
-        files = copy_examples(tmp_path)
-        files.policy.write_text(files.policy.read_text().replace(
-            "    provider: directory\n    group: sg-prod-db-read\n", f"    provider: okta\n    group: {gid}\n", 1))
-        settings = Settings(database_url=database_url, policy=str(files.policy), directory=str(files.directory),
-                            env={}, identity="directory", okta_url=okta.url, okta_token=okta.token)
+        okta_app = okta_group(okta, database_url, tmp_path)
+        gid, alice, files, settings = okta_app.gid, okta_app.user, okta_app.files, okta_app.settings
         clock, notifier = MutableClock(), RecordingNotifier()
         async with build_app(settings, clock=clock, notifier=notifier) as app:
             h = Harness(app, clock, notifier, files)

@@ -13,13 +13,12 @@ from pathlib import Path
 from sqlalchemy import event
 
 from bot.bootstrap import build_app
-from bot.settings import Settings
 from handlers.compliance.settle import restore_holders
 from handlers.records import DriftRecord
 from handlers.sweeps import SweepReport, sweep
 from tests.standins import Fault
 from tests.standins.okta import OktaStandIn
-from tests.support import Harness, MutableClock, RecordingNotifier, copy_examples
+from tests.support import Harness, MutableClock, RecordingNotifier, okta_group
 
 ALICE, SAM = "alice@example.com", "sam.sec@example.com"
 
@@ -29,13 +28,8 @@ async def _readd_queued(database_url: str, tmp_path: Path) -> AsyncIterator[tupl
     """Alice's 30-minute grant of an Okta group, Alice removed there by hand, and a sweep whose re-add Okta refused
     for now (503): the re-add is queued."""
     with OktaStandIn() as okta:
-        gid = okta.add_group("prod-db-read")
-        alice = okta.add_user(ALICE, department="Engineering")
-        files = copy_examples(tmp_path)
-        files.policy.write_text(files.policy.read_text().replace(
-            "    provider: directory\n    group: sg-prod-db-read\n", f"    provider: okta\n    group: {gid}\n", 1))
-        settings = Settings(database_url=database_url, policy=str(files.policy), directory=str(files.directory),
-                            env={}, identity="directory", okta_url=okta.url, okta_token=okta.token)
+        okta_app = okta_group(okta, database_url, tmp_path)
+        gid, alice, files, settings = okta_app.gid, okta_app.user, okta_app.files, okta_app.settings
         clock, notifier = MutableClock(), RecordingNotifier()
         async with build_app(settings, clock=clock, notifier=notifier) as app:
             h = Harness(app, clock, notifier, files)
@@ -99,13 +93,8 @@ async def test_a_readd_dropped_because_the_grant_ended_before_it_was_tried_is_sa
     """The grant's end passes between restore_holders' check that it runs and the re-add's first try: the re-add
     is dropped at once, and the line restore_holders gives for it says so, not that it is queued and retried."""
     with OktaStandIn() as okta:
-        gid = okta.add_group("prod-db-read")
-        alice = okta.add_user(ALICE, department="Engineering")
-        files = copy_examples(tmp_path)
-        files.policy.write_text(files.policy.read_text().replace(
-            "    provider: directory\n    group: sg-prod-db-read\n", f"    provider: okta\n    group: {gid}\n", 1))
-        settings = Settings(database_url=database_url, policy=str(files.policy), directory=str(files.directory),
-                            env={}, identity="directory", okta_url=okta.url, okta_token=okta.token)
+        okta_app = okta_group(okta, database_url, tmp_path)
+        gid, alice, files, settings = okta_app.gid, okta_app.user, okta_app.files, okta_app.settings
         clock, notifier = MutableClock(), RecordingNotifier()
         async with build_app(settings, clock=clock, notifier=notifier) as app:
             h = Harness(app, clock, notifier, files)

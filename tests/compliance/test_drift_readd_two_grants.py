@@ -21,7 +21,7 @@ from bot.settings import Settings
 from handlers.sweeps import sweep
 from tests.standins import Fault
 from tests.standins.okta import OktaStandIn
-from tests.support import Harness, MutableClock, RecordingNotifier, copy_examples
+from tests.support import Harness, MutableClock, RecordingNotifier, copy_examples, okta_group
 
 ALICE, SAM = "alice@example.com", "sam.sec@example.com"
 QUEUED = "adding them back is queued"
@@ -29,16 +29,9 @@ QUEUED = "adding them back is queued"
 
 async def test_a_queued_readd_another_running_grant_backs_lands_restored(database_url, tmp_path: Path):
     with OktaStandIn() as okta:
-        gid = okta.add_group("prod-db-read")
-        alice = okta.add_user(ALICE, department="Engineering")
-        files = copy_examples(tmp_path)
-        text = files.policy.read_text()
-        for group in ("sg-prod-db-read", "sg-analytics-read"):  # two profiles granting the same Okta group
-            text = text.replace(f"    provider: directory\n    group: {group}\n",
-                                f"    provider: okta\n    group: {gid}\n", 1)
-        files.policy.write_text(text)
-        settings = Settings(database_url=database_url, policy=str(files.policy), directory=str(files.directory),
-                            env={}, identity="directory", okta_url=okta.url, okta_token=okta.token)
+        okta_app = okta_group(okta, database_url, tmp_path,  # two profiles granting the same Okta group
+                              profiles=("sg-prod-db-read", "sg-analytics-read"))
+        gid, alice, files, settings = okta_app.gid, okta_app.user, okta_app.files, okta_app.settings
         clock, notifier = MutableClock(), RecordingNotifier()
         async with build_app(settings, clock=clock, notifier=notifier) as app:
             h = Harness(app, clock, notifier, files)

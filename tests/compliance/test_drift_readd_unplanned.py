@@ -23,7 +23,7 @@ from bot.settings import Settings
 from handlers.compliance.findings import readd_key
 from handlers.sweeps import sweep
 from tests.standins.okta import OktaStandIn
-from tests.support import Harness, MutableClock, RecordingNotifier, copy_examples
+from tests.support import Harness, MutableClock, RecordingNotifier, okta_group
 
 ALICE, SAM = "alice@example.com", "sam.sec@example.com"
 LANDED = "added back"
@@ -35,14 +35,8 @@ async def _stopped_before_the_plan(database_url: str, tmp_path: Path, policy_tai
     """Alice holds REQ-1 of an Okta group and is removed there by hand; a sweep records D-1 and is stopped at the
     statement that would plan her re-add."""
     with OktaStandIn() as okta:
-        gid = okta.add_group("prod-db-read")
-        alice = okta.add_user(ALICE, department="Engineering")
-        files = copy_examples(tmp_path)
-        files.policy.write_text(files.policy.read_text().replace(
-            "    provider: directory\n    group: sg-prod-db-read\n", f"    provider: okta\n    group: {gid}\n", 1)
-            + policy_tail)
-        settings = Settings(database_url=database_url, policy=str(files.policy), directory=str(files.directory),
-                            env={}, identity="directory", okta_url=okta.url, okta_token=okta.token)
+        okta_app = okta_group(okta, database_url, tmp_path, policy_tail=policy_tail)
+        gid, alice, files, settings = okta_app.gid, okta_app.user, okta_app.files, okta_app.settings
         clock, notifier = MutableClock(), RecordingNotifier()
         async with build_app(settings, clock=clock, notifier=notifier) as app:
             h = Harness(app, clock, notifier, files)

@@ -13,11 +13,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from bot.bootstrap import build_app
-from bot.settings import Settings
 from handlers.sweeps import sweep
 from provisioning.http import RetryPolicy
 from tests.standins.okta import OktaStandIn
-from tests.support import Harness, MutableClock, RecordingNotifier, copy_examples
+from tests.support import Harness, MutableClock, RecordingNotifier, okta_group
 
 ALICE = "alice@example.com"
 
@@ -25,13 +24,8 @@ ALICE = "alice@example.com"
 @asynccontextmanager
 async def _okta_app(database_url: str, tmp_path: Path) -> AsyncIterator[tuple[Harness, OktaStandIn, str, str]]:
     with OktaStandIn() as okta:
-        gid = okta.add_group("prod-db-read")
-        alice = okta.add_user(ALICE, department="Engineering")
-        files = copy_examples(tmp_path)
-        files.policy.write_text(files.policy.read_text().replace(
-            "    provider: directory\n    group: sg-prod-db-read\n", f"    provider: okta\n    group: {gid}\n", 1))
-        settings = Settings(database_url=database_url, policy=str(files.policy), directory=str(files.directory),
-                            env={}, identity="directory", okta_url=okta.url, okta_token=okta.token)
+        okta_app = okta_group(okta, database_url, tmp_path)
+        gid, alice, files, settings = okta_app.gid, okta_app.user, okta_app.files, okta_app.settings
         clock, notifier = MutableClock(), RecordingNotifier()
         async with build_app(settings, clock=clock, notifier=notifier) as app:
             # the client gives up on a call after a fraction of a second, and does not try it again itself

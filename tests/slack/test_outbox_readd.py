@@ -19,14 +19,13 @@ from pathlib import Path
 import pytest
 
 from bot.bootstrap import build_app
-from bot.settings import Settings
 from bot.slack.notifier import SlackNotifier
 from handlers.sweeps import sweep
 from tests.slack.test_outbox_settled import _dm, _said, _slack
 from tests.standins import Fault
 from tests.standins.okta import OktaStandIn
 from tests.standins.slack import SlackWebApi
-from tests.support import Harness, MutableClock, RecordingNotifier, copy_examples
+from tests.support import Harness, MutableClock, RecordingNotifier, okta_group
 from tests.test_notice_outbox import _outbox
 
 ALICE, SAM, SASHA = "alice@example.com", "sam.sec@example.com", "sasha.sec@example.com"
@@ -52,13 +51,8 @@ async def _queued(database_url: str, tmp_path: Path, slack_api: SlackWebApi
     """Alice's grant of an Okta group, Alice removed there by hand, and a sweep that planned her re-add cut off while
     the add was at Okta (which answers 503 from then on): nothing is told yet, nor written to be told."""
     with OktaStandIn() as okta:
-        gid = okta.add_group("prod-db-read")
-        alice = okta.add_user(ALICE, department="Engineering")
-        files = copy_examples(tmp_path)
-        files.policy.write_text(files.policy.read_text().replace(  # the profile's group is at Okta
-            "    provider: directory\n    group: sg-prod-db-read\n", f"    provider: okta\n    group: {gid}\n", 1))
-        settings = Settings(database_url=database_url, policy=str(files.policy), directory=str(files.directory),
-                            env={}, identity="directory", okta_url=okta.url, okta_token=okta.token)
+        okta_app = okta_group(okta, database_url, tmp_path)
+        gid, alice, files, settings = okta_app.gid, okta_app.user, okta_app.files, okta_app.settings
         clock, recording = MutableClock(), RecordingNotifier()
         async with build_app(settings, clock=clock, notifier=recording) as app:
             h = Harness(app, clock, recording, files)
