@@ -35,6 +35,7 @@ from handlers.compliance.views import (
     DriftLines,
     DriftView,
     PauseView,
+    drift_line_parts,
 )
 
 REASON_INPUT = "reason"
@@ -89,16 +90,13 @@ def drift_lines_card(view: DriftLines) -> dict[str, Any]:
 
 
 def _line(text: str) -> str:
-    """One line of plain text as a TextBlock's Markdown: escaped, and each command the chat's words name between
-    backticks (`` `drift` ``) in bold instead (a TextBlock has no code spans); unpaired backticks are shown as
-    they are."""
-    parts = text.split("`")
-    if len(parts) % 2 == 0:
-        return escape(text)
-    out = [escape(parts[0])]
-    for i, part in enumerate(parts[1:], start=1):
-        if i % 2 and part.strip():
-            out.append(f"**{escape_inline(part.strip())}**")
+    """One line of plain text as a TextBlock's Markdown: escaped, and each chat command the bot wrote in it between
+    backticks (:func:`drift_line_parts`) in bold instead (a TextBlock has no code spans); every other backtick, such
+    as one a name or a group holds, is text and shown as it is."""
+    out = []
+    for i, (part, command) in enumerate(drift_line_parts(text)):
+        if command:
+            out.append(f"**{escape_inline(part)}**")
         else:
-            out.append(escape_inline(part))
+            out.append(escape(part) if i == 0 else escape_inline(part))
     return "".join(out)

@@ -3,6 +3,7 @@ security team's lines of a drift sweep sent as one message."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -57,6 +58,28 @@ class DriftLines:
         """What is said of the lines not listed when ``shown`` are (``command`` as the channel marks one up)."""
         more = self.total - shown
         return f"… and {more} more: say {command} for every finding and how it was settled." if more > 0 else None
+
+
+# The chat commands the bot writes between backticks in a drift line: only these are marked up as a command by a
+# channel; any other backtick (a name or a group from the directory may hold one) is text, shown as it is. A command
+# stands on its own: at the line's start or after a blank or "(", and before a blank, the end or ")" . , ; :
+DRIFT_COMMAND = re.compile(r"(?<![^\s(])`(report drift|drift|drift remove D-\d+ because …|"
+                           r"drift accept D-\d+ for [^`\s]+ because …)`(?=[\s).,;:]|$)")
+
+
+def drift_line_parts(line: str) -> list[tuple[str, bool]]:
+    """``line`` as its pieces in order, each with whether it is a chat command the bot wrote between backticks
+    (:data:`DRIFT_COMMAND`, the backticks left out) rather than text; pieces of text are never empty."""
+    parts: list[tuple[str, bool]] = []
+    at = 0
+    for m in DRIFT_COMMAND.finditer(line):
+        if m.start() > at:
+            parts.append((line[at:m.start()], False))
+        parts.append((m.group(1), True))
+        at = m.end()
+    if at < len(line):
+        parts.append((line[at:], False))
+    return parts
 
 
 # the verbs of the buttons, the same as the chat words (Slack action_id, Teams Action.Execute verb)

@@ -37,3 +37,26 @@ async def test_the_combined_drift_lines_are_one_card_a_block_per_line(teams_any_
         assert line == (f"• D-{i}: a\\_b\\*{i}\\*@example.com is in directory/\\<ops\\> - x (**drift remove D-{i} "
                         f"because …** or **drift accept D-{i} for 30d because …**)"), line
     assert blocks[-1] == "… and 3 more: say **report drift** for every finding and how it was settled."
+
+
+async def test_a_backtick_in_a_name_is_text_only_the_bots_commands_are_bold(teams_any_db: TeamsHarness) -> None:
+    """Backticks a person's or group's name holds are not paired with each other or with the bot's own: the name is
+    shown as it is (no bold, no ``**`` left over, a pair holding only blanks kept), the commands bold."""
+    h = teams_any_db
+    status, _ = await h.say(SAM, "help")
+    assert status == 200
+    texts = ["Drift: D-1: a`(ops)`b@example.com is in directory/x` `y with no active grant "
+             "(`drift remove D-1 because …` or `drift accept D-1 for <duration> because …`)",
+             "Drift: D-2: `drift`@example.com not in directory/ops despite REQ-7; say `report drift`."]
+    async with h.app.store.write() as repo:
+        await repo.queue_notices([Notice(SAM, "drift", t, None) for t in texts], h.clock.now())
+    before = len(h.connector.of("send", conversation_id(SAM)))
+    assert await deliver_pending(h.app.deps) == 2
+    await h.idle()
+    sent = h.connector.of("send", conversation_id(SAM))[before:]
+    card = check_card(sent[0].card or {})
+    lines = [b["text"] for b in card["body"] if b["type"] == "TextBlock"][1:]
+    assert lines == [
+        "• D-1: a\\`(ops)\\`b@example.com is in directory/x\\` \\`y with no active grant "
+        "(**drift remove D-1 because …** or **drift accept D-1 for \\<duration\\> because …**)",
+        "• D-2: \\`drift\\`@example.com not in directory/ops despite REQ-7; say **report drift**."], lines
