@@ -22,6 +22,7 @@ import adaptive_cards.card as ac
 from adaptive_cards import types as act
 
 from cards.adaptive_elements import card_dict, element
+from cards.lists import fit_names
 from handlers.views import FormRequest, ProfileView, Reply, RequestView
 
 VERSION = "1.5"
@@ -40,6 +41,7 @@ EXTEND_INPUT = "extend_duration"
 
 MAX_TEXT = 1500  # characters of free text shown in one block
 MAX_ROWS = 25  # rows in a list card; the rest is summarised
+WITHOUT_GRANT = "Members without a grant (drift): "
 
 STATE_COLOR = {
     "pending": "warning", "approved": "good", "active": "good", "denied": "attention",
@@ -293,8 +295,10 @@ def expiring_card(view: RequestView, *, note: str | None = None) -> dict[str, An
 
 
 # -- lists, profiles, forms, text ----------------------------------------------------------------
-def requests_card(title: str, views: Sequence[RequestView], *, extra: Sequence[str] = ()) -> dict[str, Any]:
-    """Pending, who has, history: one row per request."""
+def requests_card(title: str, views: Sequence[RequestView], *, extra: Sequence[str] = (),
+                  without_grant: Sequence[str] = ()) -> dict[str, Any]:
+    """Pending, who has, history: one row per request; ``without_grant``: the group's members no grant explains, as
+    many as one block shows after escaping, and how many more there are."""
     body: list[Any] = [_title(title)]
     if not views:
         body.append(_text("Nothing to show."))
@@ -308,6 +312,9 @@ def requests_card(title: str, views: Sequence[RequestView], *, extra: Sequence[s
         body.append(_text(f"… and {len(views) - MAX_ROWS} more (use the CLI for the full list).", is_subtle=True))
     for line in extra:
         body.append(_text(line, spacing=act.Spacing.MEDIUM))
+    if without_grant:
+        body.append(_markup(fit_names(WITHOUT_GRANT, without_grant, escape=escape, measure=len, limit=MAX_TEXT),
+                            spacing=act.Spacing.MEDIUM))
     return _card(body, fallback=title)
 
 
@@ -381,9 +388,8 @@ def reply_card(reply: Reply, *, viewer: str | None = None) -> dict[str, Any] | N
     if reply.kind == "profiles" and reply.profiles:
         return profiles_card(reply.profiles)
     if reply.kind == "requests":
-        extra = [] if not reply.data.get("without_grant") else [
-            "Members without a grant (drift): " + ", ".join(reply.data["without_grant"])]
-        return requests_card(reply.title or "Requests", reply.requests, extra=extra)
+        return requests_card(reply.title or "Requests", reply.requests,
+                             without_grant=reply.data.get("without_grant") or ())
     if reply.kind == "help":
         return help_card(reply)
     if reply.request is not None:

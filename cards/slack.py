@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from itertools import islice
 from typing import Any
 
+from cards.lists import fit_names
 from handlers.views import FormRequest, ProfileView, Reply, RequestView
 
 # -- ids shared with the listeners ---------------------------------------------------------------
@@ -45,6 +46,7 @@ MAX_MODAL_TITLE = 24
 MAX_METADATA = 3000
 MAX_INPUT = 3000
 MAX_ROWS = 40  # request rows in one message; the rest is summarised
+WITHOUT_GRANT = "Members without a grant (drift): "
 
 STATE_EMOJI = {
     "pending": ":hourglass_flowing_sand:", "approved": ":white_check_mark:", "active": ":large_green_circle:",
@@ -394,10 +396,16 @@ def _rows(views: Sequence[RequestView], limit: int = MAX_ROWS) -> list[dict[str,
     return blocks
 
 
-def requests_message(title: str, views: Sequence[RequestView], *, extra: Sequence[str] = ()) -> dict[str, Any]:
+def requests_message(title: str, views: Sequence[RequestView], *, extra: Sequence[str] = (),
+                     without_grant: Sequence[str] = ()) -> dict[str, Any]:
+    """A list of requests; ``without_grant``: the group's members no grant explains, as many as one section shows
+    after escaping, and how many more there are."""
     blocks = [_header(title)]
     blocks += _rows(views) if views else [_section("Nothing to show.")]
     blocks += [_section(escape(line)) for line in extra]
+    if without_grant:
+        blocks.append(_section(fit_names(WITHOUT_GRANT, without_grant, escape=escape, measure=text_units,
+                                         limit=MAX_SECTION_TEXT)))
     text = f"{title}: " + (", ".join(v.id for v in views[:50]) or "nothing")
     return _message(text, blocks)
 
@@ -429,11 +437,10 @@ def reply_message(reply: Reply, *, viewer: str | None = None) -> dict[str, Any]:
     if reply.kind == "profiles" and reply.profiles:
         return profiles_message(reply.profiles)
     if reply.kind == "requests":
-        extra = [] if not reply.data.get("without_grant") else [
-            "Members without a grant (drift): " + ", ".join(reply.data["without_grant"])]
         if reply.title is None and not reply.requests:
             return text_message(reply.text)
-        return requests_message(reply.title or "Your requests and approvals", reply.requests, extra=extra)
+        return requests_message(reply.title or "Your requests and approvals", reply.requests,
+                                without_grant=reply.data.get("without_grant") or ())
     if reply.kind == "help":
         return help_message(reply)
     if reply.request is not None and reply.kind != "refusal":

@@ -174,3 +174,24 @@ def test_a_piece_too_small_for_an_entity_is_refused_rather_than_looped_on() -> N
         with pytest.raises(ValueError, match="room for 8"):
             blocks.split_escaped("\U0001F44D&amp;x", limit)
     assert "".join(blocks.split_escaped("\U0001F44D&amp;x" * 5, 8)) == "\U0001F44D&amp;x" * 5
+
+
+async def test_who_has_says_how_many_members_without_a_grant_it_left_out(slack: SlackHarness) -> None:
+    """``/access who has`` of a group with hundreds of members no grant explains, their names heavy in ``&``: the
+    line lists as many as fit in one section after escaping and says how many more there are."""
+    h = slack
+    names = [f"r&d.{i:03}@example.com" for i in range(300)]
+    text = h.files.directory.read_text()
+    assert "  sg-staging-admin: []\n" in text
+    h.files.directory.write_text(text.replace("  sg-staging-admin: []\n",
+                                              f"  sg-staging-admin: [{', '.join(names)}]\n"))
+    await h.command("sam.sec@example.com", "who has staging-admin")
+    answer = h.last_response()
+    check_message(answer)
+    line = [t for t in sections(answer) if t.startswith("Members without a grant (drift): ")]
+    assert len(line) == 1, sections(answer)
+    more = re.search(r", … and (\d+) more$", line[0])
+    assert more is not None, line[0][-60:]
+    shown = unescape(line[0]).removeprefix("Members without a grant (drift): ").split(", ")[:-1]
+    assert shown == names[:len(shown)] and len(shown) + int(more.group(1)) == len(names), (len(shown), more)
+    assert utf16(line[0]) > blocks.MAX_SECTION_TEXT - 40  # as many as fit
