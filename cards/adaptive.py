@@ -26,7 +26,12 @@ from cards.lists import fit_names
 from handlers.views import FormRequest, ProfileView, Reply, RequestView
 
 VERSION = "1.5"
-MAX_CARD_BYTES = 28_672  # compact JSON
+# The bound kept on what is posted to Teams (SPEC §4.2): the whole activity as sent, not the card alone. The card
+# leaves room for what goes around it: the attachment, the summary, the addressing (ids, names, service URL) and
+# the SDK's JSON being a little less than compact (some 800 bytes with a short ASCII summary).
+MAX_ACTIVITY_BYTES = 28_672
+ACTIVITY_ROOM = 1_024
+MAX_CARD_BYTES = MAX_ACTIVITY_BYTES - ACTIVITY_ROOM  # the card alone, as compact JSON (:func:`size_of`)
 MAX_REFRESH_USERS = 60  # Teams runs the refresh automatically for at most 60 users
 
 # Verbs and input ids, shared with the invoke translator (bot/teams/invoke.py).
@@ -150,7 +155,7 @@ def _card(body: list[Any], actions: list[Any] | None = None, *, refresh: dict[st
 
 
 def size_of(card: dict[str, Any]) -> int:
-    """Bytes of the card as compact JSON (the measure of the 28 KB limit)."""
+    """Bytes of the card as compact JSON (measured against :data:`MAX_CARD_BYTES`)."""
     return len(json.dumps(card, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
 
 

@@ -29,6 +29,7 @@ class Posted:
     conversation: str
     activity_id: str | None
     body: dict[str, Any]
+    size: int = 0  # bytes of the request body as it came
 
     @property
     def card(self) -> dict[str, Any] | None:
@@ -43,13 +44,19 @@ class Posted:
 
 
 class BotConnector(StandIn):
+    """Teams answers a message activity (a send, a reply, an update) larger than its limit (about 100 KB) with 413
+    and the error code ``MessageSizeTooBig``, and nothing is posted; ``max_activity_bytes`` is that limit here,
+    in bytes of the request body (a test may set it lower)."""
+
     OUTBOUND_TOKEN = "outbound-token-from-standin"
+    MAX_ACTIVITY_BYTES = 100 * 1024
 
     def __init__(self) -> None:
         super().__init__()
         self.posted: list[Posted] = []
         self.roster: dict[str, dict[str, Any]] = {}  # Teams user id → member
         self.refuse_create: int | None = None  # answer creating a conversation with this status (app not installed)
+        self.max_activity_bytes = self.MAX_ACTIVITY_BYTES
         self._ids = itertools.count(1)
 
     def reset(self) -> None:
@@ -57,6 +64,7 @@ class BotConnector(StandIn):
         with self.lock:
             self.posted.clear()
             self.refuse_create = None
+            self.max_activity_bytes = self.MAX_ACTIVITY_BYTES
 
     def faults_apply(self, request: web.Request) -> bool:
         return request.method != "GET"
@@ -70,9 +78,9 @@ class BotConnector(StandIn):
         app.router.add_post("/token", self._token)
         app.router.add_post("/{tenant}/oauth2/v2.0/token", self._token)  # as login.microsoftonline.com
 
-    def _record(self, kind: str, conversation: str, activity_id: str | None, body: Any) -> None:
+    def _record(self, kind: str, conversation: str, activity_id: str | None, body: Any, size: int = 0) -> None:
         with self.lock:
-            self.posted.append(Posted(kind, conversation, activity_id, body if isinstance(body, dict) else {}))
+            self.posted.append(Posted(kind, conversation, activity_id, body if isinstance(body, dict) else {}, size))
 
     async def _create(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -83,20 +91,22 @@ class BotConnector(StandIn):
         self._record("create", cid, None, body)
         return web.json_response({"id": cid, "serviceUrl": self.url}, status=201)
 
+    async def _activity(self, request: web.Request, kind: str, aid: str, status: int) -> web.Response:
+        raw = await request.read()
+        if len(raw) > self.max_activity_bytes:
+            return web.json_response({"error": {"code": "MessageSizeTooBig", "message": "Message size too large."}},
+                                     status=413)
+        self._record(kind, request.match_info["cid"], aid, json.loads(raw), len(raw))
+        return web.json_response({"id": aid}, status=status)
+
     async def _send(self, request: web.Request) -> web.Response:
-        aid = f"msg-{next(self._ids)}"
-        self._record("send", request.match_info["cid"], aid, await request.json())
-        return web.json_response({"id": aid}, status=201)
+        return await self._activity(request, "send", f"msg-{next(self._ids)}", 201)
 
     async def _reply(self, request: web.Request) -> web.Response:
-        aid = f"msg-{next(self._ids)}"
-        self._record("reply", request.match_info["cid"], aid, await request.json())
-        return web.json_response({"id": aid}, status=201)
+        return await self._activity(request, "reply", f"msg-{next(self._ids)}", 201)
 
     async def _update(self, request: web.Request) -> web.Response:
-        aid = request.match_info["aid"]
-        self._record("update", request.match_info["cid"], aid, await request.json())
-        return web.json_response({"id": aid})
+        return await self._activity(request, "update", request.match_info["aid"], 200)
 
     async def _member(self, request: web.Request) -> web.Response:
         member = self.roster.get(request.match_info["uid"])
