@@ -171,12 +171,18 @@ async def restore_holders(deps: Deps, report: SweepReport, missing: list[tuple[D
             why = "the profile says removed_holder: end" if end else "the provider refused to add them back"
             lines.append(await _end_grant(deps, finding, record, why))  # tells the holder itself
             continue
-        if outcome == "done":  # resolved and told in the transaction that recorded the add done (readd_landed)
-            line = landed_text(finding, record)
-            async with deps.store.write() as repo:  # unless the grant ended meanwhile: told as before
-                if await resolve_finding(repo, finding, "restored", deps.now(), request_id=record.ref):
-                    await repo.queue_notices(told(deps, record, line), deps.now())
-            lines.append(line)
+        if outcome == "done":
+            # resolved and told in the transaction that recorded the add done (readd_landed), with the grant that
+            # backs the membership; none when no grant runs any more (it ended while the add was at the provider:
+            # its end queued the removal behind the add, and the next sweep closes the finding ended)
+            async with deps.store.read() as repo:
+                fresh = await repo.get_request(record.id or 0)
+                backing = fresh if fresh is not None and fresh.state == ACTIVE else next(
+                    (h for h in await holding_group(repo, finding.email, finding.provider, finding.group)
+                     if not_running(h, h.ref, deps.now()) is None), None)
+            lines.append(landed_text(finding, backing) if backing is not None else
+                         f"{ref}: {finding.email} held {record.ref} but was not in {where}: added back, but "
+                         f"{had_ended(fresh or record)} meanwhile; the finding closes ended.")
         elif outcome == "skipped":  # dropped before it was tried: the grant ended meanwhile (handlers/grants.py)
             async with deps.store.read() as repo:
                 why = not_running(await repo.get_request(record.id or 0), record.ref, deps.now())

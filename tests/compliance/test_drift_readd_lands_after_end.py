@@ -1,0 +1,63 @@
+"""A drift re-add at the provider when its grant ends (SPEC §3.6): Alice releases the grant while Okta holds the
+re-add's call, then Okta carries it out. No running grant backs her membership, so the finding is never resolved
+``restored`` and nobody is told she was added back while the grant runs: her release queued the removal behind the
+add, which takes her out, and the next sweep closes the finding ``ended``. Through Okta's stand-in; on SQLite and
+PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+from bot.bootstrap import build_app
+from handlers.sweeps import sweep
+from tests.standins.okta import OktaStandIn
+from tests.support import Harness, MutableClock, RecordingNotifier, okta_group
+
+ALICE, SAM = "alice@example.com", "sam.sec@example.com"
+
+
+async def test_a_readd_that_lands_after_its_grant_ended_is_not_told_restored(database_url, tmp_path: Path):
+    with OktaStandIn() as okta:
+        okta_app = okta_group(okta, database_url, tmp_path)
+        gid, alice, files, settings = okta_app.gid, okta_app.user, okta_app.files, okta_app.settings
+        clock, notifier = MutableClock(), RecordingNotifier()
+        async with build_app(settings, clock=clock, notifier=notifier) as app:
+            h = Harness(app, clock, notifier, files)
+            r = await h.say(ALICE, "request prod-db-read for 30m because INC-7 page")  # auto-approved: on call
+            assert r.ok and (await h.request(1)).state == "active", r.text
+            path = f"/groups/{gid}/users/{alice}"
+            landed = threading.Event()
+            with okta.lock:
+                okta.members[gid].remove(alice)  # by hand at Okta, not through the bot
+            okta.hold_path(path, landed)  # the re-add reaches Okta and is held there
+            h.clock.advance(minutes=1)
+            sweeping = asyncio.ensure_future(sweep(h.app.deps))
+            try:
+                for _ in range(400):
+                    if len(okta.received("PUT", path)) == 2 or sweeping.done():  # REQ-1's add, then the re-add
+                        break
+                    await asyncio.sleep(0.05)
+                assert len(okta.received("PUT", path)) == 2
+                r = await h.say(ALICE, "release REQ-1")  # while the re-add is at Okta
+                assert r.ok, r.text
+            finally:
+                landed.set()  # Okta carries out the add
+            report = await sweeping
+            okta.clear_path_faults()
+            assert report.drift_settled == [f"D-1: {ALICE} held REQ-1 but was not in okta/{gid}: added back, but "
+                                            "REQ-1 had ended (released) meanwhile; the finding closes ended."], \
+                report.drift_settled
+            assert (await h.request(1)).state == "released"
+            (added,) = await h.events("membership.added")
+            assert added["data"]["reason"] == "drift"
+            assert not [e for e in await h.events("drift.resolved") if e["data"]["resolution"] == "restored"]
+            told = [n.text for n in notifier.to(ALICE) + notifier.to(SAM)]
+            assert not [t for t in told if "added back" in t], told
+            assert ALICE not in okta.member_emails(gid), "the release's removal did not follow the add"
+
+            h.clock.advance(minutes=2)
+            await sweep(h.app.deps)
+            (resolved,) = await h.events("drift.resolved")
+            assert (resolved["data"]["resolution"], resolved["data"]["request_id"]) == ("ended", "REQ-1"), resolved
