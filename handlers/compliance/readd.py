@@ -87,17 +87,18 @@ async def _running_holder(repo: Repository, op: OpRecord, now: datetime) -> Requ
 
 async def readd_landed(deps: Deps, repo: Repository, op: OpRecord, now: datetime) -> None:
     """In the transaction that marks ``op`` (a drift re-add) done: the open finding it was planned for is resolved
-    ``restored`` with the grant that backs the membership (the one it was planned for, or, when that one ended
-    meanwhile, another running grant of the same group), and the holder and the security team are told. When no
-    grant runs any more the finding is left to the next sweep, which closes it ``ended`` (the end queued the
-    removal behind this add, which was already at the provider)."""
+    ``restored`` with the grant that backs the membership (the one it was planned for, or, when that one ended or
+    its end passed meanwhile, another running grant of the same group), and the holder and the security team are
+    told. When no grant runs any more the finding is left to the next sweep, which closes it ``ended`` (the end
+    queued the removal behind this add, which was already at the provider, or the sweep that records the expiry
+    does)."""
     found = await readd_of(repo, op)
     if found is None:
         return
     finding, state = found
     n = req_number(state.get("request_id"))
     record = await repo.get_request(n) if n is not None else None
-    if record is None or record.state != ACTIVE:  # another running grant of the group may back them now
+    if not_running(record, state.get("request_id"), now) is not None:  # another running grant may back them now
         record = await _running_holder(repo, op, now)
     if record is None:
         return

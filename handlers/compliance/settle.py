@@ -177,12 +177,16 @@ async def restore_holders(deps: Deps, report: SweepReport, missing: list[tuple[D
             # its end queued the removal behind the add, and the next sweep closes the finding ended)
             async with deps.store.read() as repo:
                 fresh = await repo.get_request(record.id or 0)
-                backing = fresh if fresh is not None and fresh.state == ACTIVE else next(
+                why = not_running(fresh, record.ref, deps.now())
+                backing = fresh if why is None else next(
                     (h for h in await holding_group(repo, finding.email, finding.provider, finding.group)
                      if not_running(h, h.ref, deps.now()) is None), None)
-            lines.append(landed_text(finding, backing) if backing is not None else
-                         f"{ref}: {finding.email} held {record.ref} but was not in {where}: added back, but "
-                         f"{had_ended(fresh or record)} meanwhile; the finding closes ended.")
+            if backing is not None:
+                lines.append(landed_text(finding, backing))
+            else:
+                how = had_ended(fresh) if fresh is not None and fresh.state not in HOLDING_STATES else why
+                lines.append(f"{ref}: {finding.email} held {record.ref} but was not in {where}: added back, but "
+                             f"{how} meanwhile; the finding closes ended.")
         elif outcome == "skipped":  # dropped before it was tried: the grant ended meanwhile (handlers/grants.py)
             async with deps.store.read() as repo:
                 why = not_running(await repo.get_request(record.id or 0), record.ref, deps.now())

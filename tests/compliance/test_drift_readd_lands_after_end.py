@@ -61,3 +61,50 @@ async def test_a_readd_that_lands_after_its_grant_ended_is_not_told_restored(dat
             await sweep(h.app.deps)
             (resolved,) = await h.events("drift.resolved")
             assert (resolved["data"]["resolution"], resolved["data"]["request_id"]) == ("ended", "REQ-1"), resolved
+
+
+async def test_a_readd_that_lands_after_its_grant_expiry_passed_is_not_told_restored(database_url, tmp_path: Path):
+    """The grant's end passes (not yet recorded expired: the sweep that does so comes later) while the re-add is at
+    Okta: the add landing does not resolve the finding ``restored`` nor tell Alice the grant still runs."""
+    with OktaStandIn() as okta:
+        okta_app = okta_group(okta, database_url, tmp_path)
+        gid, alice, files, settings = okta_app.gid, okta_app.user, okta_app.files, okta_app.settings
+        clock, notifier = MutableClock(), RecordingNotifier()
+        async with build_app(settings, clock=clock, notifier=notifier) as app:
+            h = Harness(app, clock, notifier, files)
+            r = await h.say(ALICE, "request prod-db-read for 30m because INC-7 page")  # auto-approved: on call
+            assert r.ok and (await h.request(1)).state == "active", r.text
+            path = f"/groups/{gid}/users/{alice}"
+            landed = threading.Event()
+            with okta.lock:
+                okta.members[gid].remove(alice)  # by hand at Okta, not through the bot
+            okta.hold_path(path, landed)  # the re-add reaches Okta and is held there
+            h.clock.advance(minutes=1)
+            sweeping = asyncio.ensure_future(sweep(h.app.deps))
+            try:
+                for _ in range(400):
+                    if len(okta.received("PUT", path)) == 2 or sweeping.done():  # REQ-1's add, then the re-add
+                        break
+                    await asyncio.sleep(0.05)
+                assert len(okta.received("PUT", path)) == 2
+                h.clock.advance(minutes=30)  # REQ-1's end passes while the re-add is at Okta
+            finally:
+                landed.set()  # Okta carries out the add
+            report = await sweeping
+            okta.clear_path_faults()
+            assert report.drift_settled == [f"D-1: {ALICE} held REQ-1 but was not in okta/{gid}: added back, but "
+                                            "REQ-1 expired at 2026-11-23T08:30:00.000Z meanwhile; the finding closes "
+                                            "ended."], report.drift_settled
+            (added,) = await h.events("membership.added")
+            assert added["data"]["reason"] == "drift"
+            assert not await h.events("drift.resolved")
+            told = [n.text for n in notifier.to(ALICE) + notifier.to(SAM)]
+            assert not [t for t in told if "added back" in t], told
+
+            for _ in range(3):  # the expiry is recorded, its removal done, and the finding closed
+                h.clock.advance(minutes=2)
+                await sweep(h.app.deps)
+            assert (await h.request(1)).state == "expired"
+            assert ALICE not in okta.member_emails(gid)
+            (resolved,) = await h.events("drift.resolved")
+            assert (resolved["data"]["resolution"], resolved["data"]["request_id"]) == ("ended", "REQ-1"), resolved
