@@ -72,7 +72,6 @@ def pause_card(view: PauseView) -> dict[str, Any]:
     return _card(body, actions, fallback=f"Removals paused: {view.count}")
 
 
-
 def drift_lines_card(view: DriftLines) -> dict[str, Any]:
     """The security team's lines of a drift sweep as one card: the heading, a block per line, and how many more
     there are and the command that lists them all."""

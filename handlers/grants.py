@@ -417,8 +417,9 @@ async def _failed_in(deps: Deps, repo: Repository, op: OpRecord, error: Provider
         if record is not None and record.state == APPROVED:
             record.state, record.ended_at, record.failure = FAILED, now, op.last_error
             await repo.save_request(record)
-            # an attempt whose answer never came (a time-out, a dropped connection: this one if transient, or any
-            # before it) may have added them: as a grant ended with its add at the provider, the removal follows
+            # an attempt whose answer never came (a time-out, a dropped connection: any before this one, or within this
+            # one's transient failure, whose client retried) may have added them: as a grant ended with its add at the
+            # provider, the removal follows
             # (``membership.removed`` reason ``provision_failed``; none when another grant holds the group)
             removal = await plan_membership_removal(repo, op.provider, op.group, op.email, "provision_failed", now) \
                 if op.attempts > 1 or error.transient else None
