@@ -34,6 +34,11 @@ def test_teams_invoke_one_process(mode: list[str]) -> None:
     assert "HTTP alone" in out
 
 
+def test_slack_text() -> None:
+    out = bench("bench/bench_slack_text.py", "--chars", "3000", "--repeat", "1")
+    assert "plain words (floor)" in out and "combining marks" in out and "peak RSS" in out
+
+
 def test_slack_ack_one_process() -> None:
     out = bench("bench/bench_slack_ack.py", "--concurrency", "4", "--rounds", "1")
     assert "p99" in out and "peak RSS" in out
