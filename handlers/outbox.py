@@ -192,7 +192,7 @@ async def _stale(repo: Any, notice: OutboxNotice, now: datetime) -> str | None:
     if isinstance(notice.view, ReviewUndoAsk):
         return await undo_moved_on(repo, notice.view)
     if isinstance(notice.view, ReaddQueued):
-        return await readd_moved_on(repo, notice.view)
+        return await readd_moved_on(repo, notice.view, now)
     if notice.kind == "brake" and isinstance(notice.view, PauseView):
         return await pause_moved_on(repo, notice.view)
     if notice.kind in STALE_KINDS and isinstance(notice.view, (ReviewLink, ReviewReminder)):

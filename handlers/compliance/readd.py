@@ -133,9 +133,10 @@ async def readd_queued(deps: Deps, repo: Repository, op: OpRecord, now: datetime
     await repo.set_state(readd_key(finding.id or 0), {**state, "told": format_ts(now)}, now)
 
 
-async def readd_moved_on(repo: Repository, view: ReaddQueued) -> str | None:
+async def readd_moved_on(repo: Repository, view: ReaddQueued, now: datetime) -> str | None:
     """Why a notice that a re-add is queued no longer holds (None: it does): the re-add landed or was given up,
-    the finding is resolved, or neither the grant it was told for nor another grant of the same group is active."""
+    the finding is resolved, or neither the grant it was told for nor another grant of the same group still runs
+    (active and not past its end, as a re-add is judged when it is queued or dropped: :func:`not_running`)."""
     ref = drift_ref(view.finding)
     op = await repo.get_op(view.op)
     if op is None:
@@ -147,10 +148,10 @@ async def readd_moved_on(repo: Repository, view: ReaddQueued) -> str | None:
     record = await repo.get_request(view.request)
     # the grant it was told for ended: the re-add goes on while another active grant of the same group backs it;
     # else, if still queued, it was dropped (handlers/grants.py)
-    if (record is None or record.state != ACTIVE) and not any(
-            h.state == ACTIVE for h in await holding_group(repo, op.email, op.provider, op.group)):
-        return f"REQ-{view.request} is not on record" if record is None else \
-            f"{record.ref} is no longer active ({record.state})"
+    ended = not_running(record, f"REQ-{view.request}", now)
+    if ended is not None and not any(not_running(h, h.ref, now) is None
+                                     for h in await holding_group(repo, op.email, op.provider, op.group)):
+        return ended
     finding = await repo.get_drift(view.finding)
     if finding is None or finding.resolved_at is not None:
         return f"{ref} is resolved already"

@@ -20,6 +20,7 @@ import pytest
 
 from bot.bootstrap import build_app
 from bot.slack.notifier import SlackNotifier
+from handlers.outbox import deliver_pending
 from handlers.sweeps import sweep
 from tests.slack.test_outbox_settled import _dm, _said, _slack
 from tests.standins import Fault
@@ -157,6 +158,22 @@ async def test_a_queued_readd_whose_grant_ended_before_delivery_is_not_told(data
         assert not _to_alice(slack_api, QUEUED) and not _dm(slack_api, SAM, QUEUED) and not _dm(slack_api, SASHA,
                                                                                                  QUEUED)
         assert ALICE not in okta.member_emails(gid) and not await h.events("membership.added")
+
+
+async def test_a_queued_readd_whose_grant_is_past_its_end_is_not_told(database_url, tmp_path: Path,
+                                                                      slack_api: SlackWebApi):
+    """The grant's end passes before the notices' next delivery, and no sweep has recorded the expiry yet: the grant
+    no longer backs the re-add (it is dropped at its next claim), so nobody is told it is queued."""
+    async with _queued(database_url, tmp_path, slack_api) as (h, _okta, _gid, real):
+        await _queued_not_delivered(h, slack_api, real)
+        h.clock.advance(minutes=30)  # past the 30-minute grant's end; only a delivery runs, not a sweep
+        await deliver_pending(h.app.deps)
+        await real.idle()
+        assert (await h.request(1)).state == "active"  # no sweep has recorded the expiry
+        queued = [r for r in await _outbox(h) if QUEUED in r["text"]]
+        assert len(queued) == 3 and {r["status"] for r in queued} == {"dropped"}, queued
+        assert all("REQ-1 expired at" in r["last_error"] for r in queued), queued
+        assert not _to_alice(slack_api, QUEUED) and not _dm(slack_api, SAM, QUEUED)
 
 
 async def test_a_queued_readd_the_provider_refused_for_good_is_not_told_queued(database_url, tmp_path: Path,
