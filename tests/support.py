@@ -232,3 +232,18 @@ def okta_group(okta: Any, database_url: str, tmp_path: Path, *, email: str = "al
     settings = Settings(database_url=database_url, policy=str(files.policy), directory=str(files.directory),
                         env={}, identity="directory", okta_url=okta.url, okta_token=okta.token)
     return OktaGroup(files, settings, gid, user, f"/groups/{gid}/users/{user}")
+
+
+@asynccontextmanager
+async def okta_holder(okta: Any, database_url: str, tmp_path: Path, *, email: str = "alice@example.com",
+                      request: str = "request prod-db-read for 30m because INC-7 page"
+                      ) -> AsyncIterator[tuple[Harness, OktaGroup]]:
+    """An app provisioning at ``okta`` (:func:`okta_group`), and ``email``'s grant of its group, active (Alice is on
+    call: auto-approved), with the harness's clock and recording notifier."""
+    group = okta_group(okta, database_url, tmp_path, email=email)
+    clock, notifier = MutableClock(), RecordingNotifier()
+    async with build_app(group.settings, clock=clock, notifier=notifier) as app:
+        h = Harness(app, clock, notifier, group.files)
+        r = await h.say(email, request)
+        assert r.ok and (await h.request(1)).state == "active", r.text
+        yield h, group

@@ -10,7 +10,7 @@ from handlers.context import one_lookup_per_person
 from handlers.sweeps import sweep
 from tests.standins import Fault
 from tests.standins.okta import OktaStandIn
-from tests.support import Harness, MutableClock, RecordingNotifier, copy_examples, harness, okta_group
+from tests.support import Harness, MutableClock, RecordingNotifier, copy_examples, harness, okta_holder
 from tests.test_notice_outbox import _outbox
 
 ALICE, SAM = "alice@example.com", "sam.sec@example.com"
@@ -77,13 +77,8 @@ async def test_a_readd_the_provider_refuses_at_once_ends_the_grant_untold_as_que
     """Okta answers the re-add 400: it is given up at the first try, so the grant ends (told), and nothing says it
     was queued."""
     with OktaStandIn() as okta:
-        okta_app = okta_group(okta, database_url, tmp_path)
-        gid, alice, files, settings = okta_app.gid, okta_app.user, okta_app.files, okta_app.settings
-        clock, notifier = MutableClock(), RecordingNotifier()
-        async with build_app(settings, clock=clock, notifier=notifier) as app:
-            h = Harness(app, clock, notifier, files)
-            r = await h.say(ALICE, "request prod-db-read for 30m because INC-7 page")
-            assert r.ok and (await h.request(1)).state == "active", r.text
+        async with okta_holder(okta, database_url, tmp_path) as (h, okta_app):  # Alice on call: auto-approved
+            gid, alice, notifier = okta_app.gid, okta_app.user, h.notifier
             with okta.lock:
                 okta.members[gid].remove(alice)  # by hand at Okta
                 okta.path_faults[f"/groups/{gid}/users/{alice}"] = Fault("status", status=400)

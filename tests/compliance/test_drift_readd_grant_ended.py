@@ -12,13 +12,12 @@ from pathlib import Path
 
 from sqlalchemy import event
 
-from bot.bootstrap import build_app
 from handlers.compliance.settle import restore_holders
 from handlers.records import DriftRecord
 from handlers.sweeps import SweepReport, sweep
 from tests.standins import Fault
 from tests.standins.okta import OktaStandIn
-from tests.support import Harness, MutableClock, RecordingNotifier, okta_group
+from tests.support import Harness, okta_holder
 
 ALICE, SAM = "alice@example.com", "sam.sec@example.com"
 
@@ -28,13 +27,8 @@ async def _readd_queued(database_url: str, tmp_path: Path) -> AsyncIterator[tupl
     """Alice's 30-minute grant of an Okta group, Alice removed there by hand, and a sweep whose re-add Okta refused
     for now (503): the re-add is queued."""
     with OktaStandIn() as okta:
-        okta_app = okta_group(okta, database_url, tmp_path)
-        gid, alice, files, settings = okta_app.gid, okta_app.user, okta_app.files, okta_app.settings
-        clock, notifier = MutableClock(), RecordingNotifier()
-        async with build_app(settings, clock=clock, notifier=notifier) as app:
-            h = Harness(app, clock, notifier, files)
-            r = await h.say(ALICE, "request prod-db-read for 30m because INC-7 page")  # auto-approved: on call
-            assert r.ok and (await h.request(1)).state == "active", r.text
+        async with okta_holder(okta, database_url, tmp_path) as (h, okta_app):  # Alice on call: auto-approved
+            gid, alice = okta_app.gid, okta_app.user
             path = f"/groups/{gid}/users/{alice}"
             with okta.lock:
                 okta.members[gid].remove(alice)  # by hand at Okta, not through the bot
@@ -93,13 +87,8 @@ async def test_a_readd_dropped_because_the_grant_ended_before_it_was_tried_is_sa
     """The grant's end passes between restore_holders' check that it runs and the re-add's first try: the re-add
     is dropped at once, and the line restore_holders gives for it says so, not that it is queued and retried."""
     with OktaStandIn() as okta:
-        okta_app = okta_group(okta, database_url, tmp_path)
-        gid, alice, files, settings = okta_app.gid, okta_app.user, okta_app.files, okta_app.settings
-        clock, notifier = MutableClock(), RecordingNotifier()
-        async with build_app(settings, clock=clock, notifier=notifier) as app:
-            h = Harness(app, clock, notifier, files)
-            r = await h.say(ALICE, "request prod-db-read for 30m because INC-7 page")  # auto-approved: on call
-            assert r.ok and (await h.request(1)).state == "active", r.text
+        async with okta_holder(okta, database_url, tmp_path) as (h, okta_app):  # Alice on call: auto-approved
+            gid, alice = okta_app.gid, okta_app.user
             with okta.lock:
                 okta.members[gid].remove(alice)  # by hand at Okta, not through the bot
             h.clock.advance(minutes=29)
