@@ -41,6 +41,9 @@ async def test_a_card_refreshed_again_is_built_once_and_follows_every_change(tea
     assert again == first and verbs(first) == ["approve", "deny"]
     assert invokes.built == built + 1  # the second refresh answered with the card the first built
 
+    # someone who may not see the request is refused, never answered with the card kept for it
+    pat = await h.click("pat.lead@example.com", "refresh", {"request_id": 1})
+    assert verbs(pat) == [] and "You may not see this request." in texts_of(pat) and "INC-7" not in str(pat)
     # another viewer gets their own card, never the one kept for Mark
     dana = await h.click(DANA, "refresh", {"request_id": 1})
     assert verbs(dana) == [] and invokes.built == built + 2
