@@ -35,7 +35,7 @@ def lines(path: Path) -> list[dict]:
 
 
 async def overview(h: WebHarness, cookie: str) -> str:
-    page = await h.get("/dashboard", cookie=cookie)
+    page = await h.overview(cookie)
     assert page.status == 200, page.text
     return page.text
 

@@ -28,7 +28,7 @@ async def test_overview_figures_are_the_stores(web_any_db) -> None:
     h = web_any_db
     story = await live_through(h)
     cookie = await h.sign_in("sam.sec@example.com")
-    page = await h.get("/dashboard", cookie=cookie)
+    page = await h.overview(cookie)
     assert page.status == 200, page.text
     now = h.clock.now()
     async with h.app.store.read() as repo:
