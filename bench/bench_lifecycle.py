@@ -6,7 +6,9 @@ installed) and, for comparison in the same run, on SQLite.
 The floor: every statement the cycles sent (with its parameters, its transaction boundaries and
 the pooled connection that sent it) is recorded, and replayed as bare round trips with the driver
 alone (asyncpg, sqlite3) on a second database of the same server, brought to the same starting
-state the same way, each connection's statements on a connection of their own. The replay counts
+state the same way, each connection's statements on a connection of their own. The recording is
+done in a run of its own, on a third database: the timed run carries no listener of the bench's,
+as the replay carries none. The replay counts
 as a floor only when every transaction ours committed committed there too and its tables end with
 ours' row counts; otherwise the line says how it diverged. The ratio of the two rates says how
 much of a cycle is the database and how much is ours (goal: >= 1/3).
@@ -109,7 +111,9 @@ def record(engine: Any, backend: str, into: list[Statement]) -> None:
                 into.append(("BEGIN", None, False, of(conn), -1))
 
 
-async def run(url: str, cycles: int, recorded: list[Statement] | None = None) -> float:
+async def run(url: str, cycles: int, recorded: list[Statement] | None = None, *, prepare_only: bool = False) -> float:
+    """Seconds ``cycles`` cycles took on ``url``, the round trips appended to ``recorded`` if given;
+    ``prepare_only``: the starting state alone, nothing run (the floor's database)."""
     clock = Clock()
     settings = Settings(database_url=url, policy=str(ROOT / "examples/policy.yaml"),
                         directory=str(ROOT / "examples/directory.yaml"))
@@ -117,9 +121,10 @@ async def run(url: str, cycles: int, recorded: list[Statement] | None = None) ->
         service, deps = app.service, app.deps
         bob = await service.identify("bob@example.com")
         approvers = [await service.identify(a) for a in CHAIN]
-        if recorded is None:  # the floor's database: the same starting state, nothing measured here
+        if prepare_only:  # the floor's database: the same starting state, nothing measured here
             return 0.0
-        record(app.store.engine.sync_engine, app.store.backend, recorded)
+        if recorded is not None:
+            record(app.store.engine.sync_engine, app.store.backend, recorded)
         started = time.perf_counter()
         for _ in range(cycles):
             reply = await service.handle_text(bob, "request prod-db-read for 1h because INC-1 bench")
@@ -259,15 +264,19 @@ def replay_sqlite(path: str, statements: list[Statement]) -> Replayed:
             conn.close()
 
 
-async def measured(url: str, floor_url: str, cycles: int) -> tuple[float, float | str, int]:
+async def measured(url: str, record_url: str, floor_url: str, cycles: int) -> tuple[float, float | str, int]:
     """(seconds through accessbot, seconds of the bare replay or why it is no floor, round trips).
 
-    The replay is a floor only if it did our work: every transaction we committed committed there
-    too (not cut short by a ROLLBACK of another connection, its writes not autocommitted one by one),
-    every write matched as many rows as ours did, and its database ends with the rows ours ended with."""
+    Ours is timed on ``url`` with nothing listening; the same cycles run again on ``record_url`` with every
+    round trip recorded, and those are replayed on ``floor_url``. The replay is a floor only if it did our
+    work: every transaction we committed committed there too (not cut short by a ROLLBACK of another
+    connection, its writes not autocommitted one by one), every write matched as many rows as ours did, and
+    its database ends with the rows ours ended with."""
+    app_s = await run(url, cycles)
     statements: list[Statement] = []
-    app_s = await run(url, cycles, statements)
-    await run(floor_url, cycles)  # the floor's database, brought to the same starting state
+    await run(record_url, cycles, statements)
+    url = record_url  # the rows the replay must end with
+    await run(floor_url, cycles, prepare_only=True)  # the floor's database, brought to the same starting state
     floor_s: float | str
     try:
         if floor_url.startswith("sqlite"):
@@ -336,6 +345,8 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=200)
     parser.add_argument("--url", help="PostgreSQL URL of an empty database (default: start a throwaway cluster)")
     parser.add_argument("--floor-url", help="with --url: a second empty database on the same server, for the floor")
+    parser.add_argument("--record-url", help="with --url: a third empty database on the same server, where the "
+                        "statements replayed as the floor are recorded")
     args = parser.parse_args()
     cluster = None
     url = args.url
@@ -350,12 +361,15 @@ def main() -> None:
         with psycopg.connect(base.replace("postgresql://", "postgresql://", 1), autocommit=True) as conn:
             conn.execute(f"CREATE DATABASE {name}")
             conn.execute(f"CREATE DATABASE {name}_floor")
+            conn.execute(f"CREATE DATABASE {name}_record")
         url = base.rsplit("/", 1)[0] + "/" + name
     floor_url = args.floor_url or url + "_floor"
+    record_url = args.record_url or url + "_record"
     try:
-        pg = asyncio.run(measured(url, floor_url, args.cycles))
+        pg = asyncio.run(measured(url, record_url, floor_url, args.cycles))
         with tempfile.TemporaryDirectory() as tmp:
-            lite = asyncio.run(measured(f"sqlite:///{tmp}/bench.db", f"sqlite:///{tmp}/floor.db", args.cycles))
+            lite = asyncio.run(measured(f"sqlite:///{tmp}/bench.db", f"sqlite:///{tmp}/record.db",
+                                        f"sqlite:///{tmp}/floor.db", args.cycles))
     finally:
         if cluster is not None:
             cluster.stop()

@@ -46,12 +46,14 @@ def test_slack_ack_one_process() -> None:
 
 @pytest.mark.postgres
 def test_lifecycle_with_its_floor(pg_url: str, _pg_admin: object) -> None:
-    floor = _pg_admin.create()  # type: ignore[attr-defined]
+    floor, recorded = _pg_admin.create(), _pg_admin.create()  # type: ignore[attr-defined]
     try:
-        floor_url = pg_url.rsplit("/", 1)[0] + "/" + floor
-        out = bench("bench/bench_lifecycle.py", "--cycles", "2", "--url", pg_url, "--floor-url", floor_url)
+        floor_url, record_url = (pg_url.rsplit("/", 1)[0] + "/" + name for name in (floor, recorded))
+        out = bench("bench/bench_lifecycle.py", "--cycles", "2", "--url", pg_url, "--floor-url", floor_url,
+                    "--record-url", record_url)
     finally:
         _pg_admin.drop(floor)  # type: ignore[attr-defined]
+        _pg_admin.drop(recorded)  # type: ignore[attr-defined]
     assert "PostgreSQL:" in out and "SQLite:" in out and out.count("ratio accessbot : bare") == 2
 
 
@@ -85,7 +87,7 @@ def test_lifecycle_floor_replays_each_connection_on_its_own(tmp_path: Path) -> N
         assert len({s[3] for s in statements}) > 1, "the cycles use more than one pooled connection"
         ours_commits = sum(1 for s in statements if s[0] == "COMMIT")
         for name in ("apart", "together"):
-            await b.run(f"sqlite:///{tmp_path}/{name}.db", 5)
+            await b.run(f"sqlite:///{tmp_path}/{name}.db", 5, prepare_only=True)
         _, apart, matched = b.replay_sqlite(str(tmp_path / "apart.db"), statements)
         _, together, _ = b.replay_sqlite(str(tmp_path / "together.db"), [(*s[:3], 0, s[4]) for s in statements])
         assert apart == ours_commits
@@ -116,7 +118,7 @@ def test_lifecycle_floor_refuses_a_write_that_matched_other_rows(tmp_path: Path)
         counted = [s for s in statements if s[4] >= 0]
         assert any(s[0].lstrip().upper().startswith("UPDATE") and s[4] > 0 for s in counted)
         assert any(s[0].lstrip().upper().startswith("INSERT") and s[4] > 0 for s in counted)
-        await b.run(f"sqlite:///{tmp_path}/same.db", 3)
+        await b.run(f"sqlite:///{tmp_path}/same.db", 3, prepare_only=True)
         _, _, matched = b.replay_sqlite(str(tmp_path / "same.db"), statements)
         assert b.matched_differ(statements, matched) is None
 
@@ -125,7 +127,7 @@ def test_lifecycle_floor_refuses_a_write_that_matched_other_rows(tmp_path: Path)
                   and "RETURNING" not in s[0].upper())
         sql, params, many, key, rows = statements[at]
         broken = [*statements[:at], (sql + " AND 0 = 1", params, many, key, rows), *statements[at + 1:]]
-        await b.run(f"sqlite:///{tmp_path}/broken.db", 3)
+        await b.run(f"sqlite:///{tmp_path}/broken.db", 3, prepare_only=True)
         _, commits, matched = b.replay_sqlite(str(tmp_path / "broken.db"), broken)
         assert commits == sum(1 for s in statements if s[0] == "COMMIT")
         assert await b.row_counts(f"sqlite:///{tmp_path}/ours.db") == await b.row_counts(
