@@ -72,9 +72,10 @@ def pause_card(view: PauseView) -> dict[str, Any]:
     return _card(body, actions, fallback=f"Removals paused: {view.count}")
 
 
-def drift_lines_card(view: DriftLines) -> dict[str, Any]:
+def drift_lines_card(view: DriftLines, *, budget: int = MAX_CARD_BYTES) -> dict[str, Any]:
     """The security team's lines of a drift sweep as one card: the heading, a block per line, and how many more
-    there are and the command that lists them all."""
+    there are and the command that lists them all; as many lines as keep the card under ``budget`` bytes
+    (:func:`size_of`)."""
     shown = len(view.lines)
     while True:
         body: list[Any] = [_title(view.heading)]
@@ -83,7 +84,7 @@ def drift_lines_card(view: DriftLines) -> dict[str, Any]:
         if more:
             body.append(_markup(more, spacing=act.Spacing.MEDIUM))
         card = _card(body, fallback=view.heading)
-        if size_of(card) < MAX_CARD_BYTES or shown == 0:
+        if size_of(card) < budget or shown == 0:
             return card
         shown -= 1
 

@@ -121,12 +121,14 @@ def _item(item: ReviewItemView, *, decidable: bool, chosen: str | None, limit: i
 
 def review_card(view: ReviewBatchView, *, page: int = 0, refresh_user_ids: Sequence[str] = (),
                 note: str | None = None, attention: bool = False, choices: Mapping[int, str] | None = None,
-                comment: str | None = None, ask_reason: bool = False) -> dict[str, Any]:
-    """One page of ``view`` as a card; ``choices`` and ``comment`` show what was typed but not saved."""
+                comment: str | None = None, ask_reason: bool = False, budget: int = MAX_CARD_BYTES) -> dict[str, Any]:
+    """One page of ``view`` as a card; ``choices`` and ``comment`` show what was typed but not saved. Names and
+    titles are cut to the first of :data:`FIELD_LIMITS` that keeps the card under ``budget`` bytes
+    (:func:`size_of`); ValueError when none does."""
     card: dict[str, Any] = {}
     for limit in FIELD_LIMITS:
         card = _review_card(view, page, refresh_user_ids, note, attention, choices, comment, ask_reason, limit)
-        if size_of(card) < MAX_CARD_BYTES:
+        if size_of(card) < budget:
             return card
     raise ValueError(f"review card of {view.review_id} page {page} is {size_of(card)} bytes")  # never at 8 chars
 

@@ -15,7 +15,7 @@ from microsoft_agents.hosting.core import ActivityHandler, TurnContext
 from pydantic import BaseModel
 
 from bot.bootstrap import App
-from bot.teams.connector import card_activity, text_activity, with_retries
+from bot.teams.connector import Rebuild, card_activity, fitted, text_activity, with_retries
 from bot.teams.identity import (
     CHANNEL,
     UNAVAILABLE,
@@ -27,7 +27,7 @@ from bot.teams.identity import (
     is_personal,
 )
 from bot.teams.invoke import CARD_TYPE, InvokeHandler, InvokeResponse, card_response, click_scope
-from bot.teams.notifier import BOT_ADDRESS, TeamsNotifier
+from bot.teams.notifier import BOT_ADDRESS, TeamsNotifier, review_rebuild
 from cards import adaptive
 from cards import reviews_adaptive as review_cards
 from handlers.origin import acting_via
@@ -90,16 +90,26 @@ class AccessBot(ActivityHandler):
         await self.addresses.save(BOT_ADDRESS, ref)
 
     @staticmethod
-    async def _send(context: TurnContext, activity: Activity) -> Any:
+    async def _send(context: TurnContext, activity: Activity, *, rebuild: Rebuild | None = None) -> Any:
+        """Answer in the turn's conversation, within the bound kept on what is sent (``fitted``, measured on the
+        activity addressed as the SDK sends it; ``TooLarge`` when nothing fits)."""
         if context.activity.type == ActivityTypes.conversation_update:
             # A conversation update is no message to reply to: post into the conversation as a message
             # of the bot's own, through the adapter the turn runs on.
             ref = context.activity.get_conversation_reference()
             ref.activity_id = None
             own = activity.apply_conversation_reference(ref)
+            own.id = None  # as the adapter writes it
+            own = fitted(own, rebuild=rebuild)
             sent = await with_retries(lambda: context.adapter.send_activities(context, [own]), what="post")
             return sent[0] if sent else None
-        return await with_retries(lambda: context.send_activity(activity), what="reply")
+        # the reply as the turn context writes it: addressed to the turn's conversation, an input hint, no id
+        reply = TurnContext.apply_conversation_reference(activity.model_copy(),
+                                                         context.activity.get_conversation_reference())
+        reply.input_hint = reply.input_hint or "acceptingInput"
+        reply.id = None
+        reply = fitted(reply, rebuild=rebuild, reply=reply.reply_to_id is not None)  # the SDK replies to it then
+        return await with_retries(lambda: context.send_activity(reply), what="reply")
 
     # -- messages ---------------------------------------------------------------------------------
     async def on_message_activity(self, turn_context: TurnContext) -> None:
@@ -139,7 +149,7 @@ class AccessBot(ActivityHandler):
             await self._track_status(turn_context, view.number, person.email, sent.id)
 
     async def _answer_privately(self, context: TurnContext, person: Person, reply: Reply, *,
-                                activities: list[Activity] | None = None) -> None:
+                                activities: list[tuple[Activity, Rebuild | None]] | None = None) -> None:
         """A secret asked for in a channel or a group chat goes to the asker's personal chat (``activities``, else
         the reply's text); the conversation it was asked in hears only where it went (or where to ask), never
         the secret."""
@@ -151,8 +161,8 @@ class AccessBot(ActivityHandler):
         sender = activity.from_property
         member = {"id": sender.aad_object_id or sender.id, "aadObjectId": sender.aad_object_id or ""}
         sent = False
-        for one in activities or [text_activity(reply.text)]:
-            sent = await self.notifier.send_privately(person.email, one, bot=bot, member=member)
+        for one, rebuild in activities or [(text_activity(reply.text), None)]:
+            sent = await self.notifier.send_privately(person.email, one, bot=bot, member=member, rebuild=rebuild)
             if not sent:
                 break
         await self._send(context, text_activity(SENT_PRIVATELY if sent else ASK_PRIVATELY))
@@ -160,20 +170,21 @@ class AccessBot(ActivityHandler):
     async def _review_cards(self, context: TurnContext, person: Person, campaign: int, *, send: bool = True
                             ) -> Any:
         """`review RV-n` from a reviewer: their batch as cards to decide on (the words opened it already). Sent
-        here, True (False: not a reviewer's batch); with ``send=False`` the card activities are returned (None:
-        the security team looking at a campaign, whose text lists every item)."""
+        here, True (False: not a reviewer's batch); with ``send=False`` the card activities, each with how its card
+        is rebuilt smaller, are returned (None: the security team looking at a campaign, whose text lists every
+        item)."""
         who = person.email.lower()
         view = await batch_view(self.app.deps, who, campaign, CHANNEL, opening=False)
         if view is None:
             return None if not send else False
         ids = await self.notifier.user_ids(who)
-        activities = [card_activity(review_cards.review_card(view, page=page, refresh_user_ids=ids),
-                                    summary=f"{view.review_id}: {view.title}")
+        activities = [(card_activity(review_cards.review_card(view, page=page, refresh_user_ids=ids),
+                                     summary=f"{view.review_id}: {view.title}"), review_rebuild(view, page, ids))
                       for page in range(review_cards.pages(view))]
         if not send:
             return activities
-        for activity in activities:
-            await self._send(context, activity)
+        for activity, rebuild in activities:
+            await self._send(context, activity, rebuild=rebuild)
         return True
 
     async def _track_status(self, context: TurnContext, request_id: int, email: str, activity_id: str) -> None:

@@ -10,6 +10,7 @@ retried with exponential backoff and full jitter, honouring ``Retry-After`` when
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -17,6 +18,8 @@ from typing import Any, TypeVar
 import structlog
 from microsoft_agents.activity import Activity, ActivityTypes, ConversationReference
 from microsoft_agents.hosting.core import CardFactory
+
+from cards.adaptive import MAX_ACTIVITY_BYTES, size_of
 
 log = structlog.get_logger("accessbot.teams.connector")
 
@@ -27,6 +30,14 @@ BASE_DELAY = 0.25
 MAX_DELAY = 8.0
 MAX_RETRY_AFTER = MAX_DELAY * 4  # a longer Retry-After is waited only this long
 CALL_TIMEOUT = 30.0  # one try of a call, the answer read; a call that takes longer fails (and is not retried)
+CARD_TYPE = "application/vnd.microsoft.card.adaptive"
+ELLIPSIS = "…"
+SIZE_RULE = "activity-size"  # the rule that refuses an activity no shrinking brings within MAX_ACTIVITY_BYTES
+REBUILDS = 4  # cards rebuilt for a smaller budget at most, per activity
+
+# A card for a budget: the same card built to stay under ``budget`` bytes as :func:`cards.adaptive.size_of` counts
+# them (fewer rows, shorter names); it may raise ValueError when nothing it can show fits.
+Rebuild = Callable[[int], dict[str, Any]]
 
 
 def worst_call(attempts: int = ATTEMPTS) -> float:
@@ -85,3 +96,87 @@ def text_activity(text: str) -> Activity:
 def addressed(activity: Activity, reference: dict[str, Any]) -> Activity:
     """The activity with the conversation, bot and user of a stored reference."""
     return activity.apply_conversation_reference(ConversationReference.model_validate(reference))
+
+
+class TooLarge(Exception):
+    """An activity that stays over :data:`MAX_ACTIVITY_BYTES` however it is shrunk: it is not sent (the
+    connector would refuse it) and the send fails, as any undeliverable notice does."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"{SIZE_RULE}: the activity is {size} bytes as sent, over the {limit} bytes kept")
+        self.size, self.limit = size, limit
+
+
+def wire_size(activity: Activity, *, reply: bool = False) -> int:
+    """Bytes of the activity's body as the SDK's connector client sends it: its ``model_dump(by_alias=True,
+    exclude_unset=True, mode="json")`` (a reply, ``reply_to_activity``, leaves None fields out too) written by
+    aiohttp's JSON writer (``json.dumps``: every character past ASCII as a ``\\u`` escape, ", " and ": " between
+    items)."""
+    dump = activity.model_dump(by_alias=True, exclude_unset=True, exclude_none=reply, mode="json")
+    return len(json.dumps(dump).encode())
+
+
+def _wire_len(text: str) -> int:
+    return len(json.dumps(text)) - 2  # ASCII: characters are bytes
+
+
+def cut_wire(text: str, less: int) -> str:
+    """``text`` at least ``less`` bytes shorter as JSON writes it: cut on a whole character and ended with "…"
+    ("…" alone when no character of it can stay)."""
+    keep = _wire_len(text) - less - _wire_len(ELLIPSIS)
+    low, high = 0, len(text)  # the longest start of the text whose JSON fits in ``keep``, by halving
+    while low < high:
+        mid = (low + high + 1) // 2
+        if _wire_len(text[:mid]) <= keep:
+            low = mid
+        else:
+            high = mid - 1
+    return text[:low].rstrip() + ELLIPSIS
+
+
+def _card_of(activity: Activity) -> dict[str, Any] | None:
+    for attachment in activity.attachments or []:
+        if attachment.content_type == CARD_TYPE and isinstance(attachment.content, dict):
+            return attachment.content
+    return None
+
+
+def fitted(activity: Activity, *, rebuild: Rebuild | None = None, reply: bool = False,
+           limit: int = MAX_ACTIVITY_BYTES) -> Activity:
+    """The activity, addressed as it will be sent, within ``limit`` bytes as sent (:func:`wire_size`): unchanged
+    when it is; else a copy with its summary and then its text cut (on a whole character, with an ellipsis), then
+    its card rebuilt for a smaller budget (``rebuild``). :class:`TooLarge` when it still does not fit: a text cut
+    to nothing of itself, or a card that cannot be made smaller. ``reply``: sent as a reply (:func:`wire_size`)."""
+    size = wire_size(activity, reply=reply)
+    if size <= limit:
+        return activity
+    out = activity.model_copy()
+    for name in ("summary", "text"):
+        value = getattr(out, name, None)
+        if size > limit and isinstance(value, str) and value:
+            cut = cut_wire(value, size - limit)
+            if name == "text" and cut == ELLIPSIS:  # nothing of the message would be left to read
+                raise TooLarge(size, limit)
+            setattr(out, name, cut)
+            size -= _wire_len(value) - _wire_len(cut)
+    card = _card_of(out)
+    for _ in range(REBUILDS):
+        if size <= limit or rebuild is None or card is None:
+            break
+        # the card's share of the activity as sent, and the budget that leaves it just the room there is: the card's
+        # own measure and the wire differ by a ratio (escapes, blanks) the smaller card keeps about the same
+        on_wire = len(json.dumps(card))
+        room = on_wire - (size - limit)
+        try:
+            smaller = rebuild(max(0, size_of(card) * room // on_wire) if room > 0 else 0)
+        except ValueError:
+            break
+        if size_of(smaller) >= size_of(card):
+            break
+        card = smaller
+        out.attachments = [CardFactory.adaptive_card(card)]
+        size = wire_size(out, reply=reply)
+    size = wire_size(out, reply=reply)
+    if size > limit:
+        raise TooLarge(size, limit)
+    return out

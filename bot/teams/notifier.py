@@ -22,7 +22,7 @@ from microsoft_agents.hosting.core.connector import ConnectorClientBase
 from bot.bootstrap import App
 from bot.notify import Reach, send_by_request, sent_to, unreached
 from bot.teams.clients import Opener
-from bot.teams.connector import addressed, card_activity, text_activity, with_retries, worst_call
+from bot.teams.connector import Rebuild, addressed, card_activity, fitted, text_activity, with_retries, worst_call
 from bot.teams.identity import CHANNEL
 from cards import adaptive, compliance_adaptive
 from cards import reviews_adaptive as review_cards
@@ -32,7 +32,7 @@ from handlers.outbox import NO_ADDRESS
 from handlers.ports import Notice
 from handlers.present import request_view
 from handlers.reviews.links import ReviewLink
-from handlers.reviews.views import batch_view
+from handlers.reviews.views import ReviewBatchView, batch_view
 from handlers.views import RequestView
 
 log = structlog.get_logger("accessbot.teams.notify")
@@ -225,8 +225,10 @@ class TeamsNotifier:
             await self.post(connectors, who, card_activity(card, summary=notice.text))
             return False
         if isinstance(notice.view, DriftLines):  # the drift sweep's lines for one person, in one card
-            card = compliance_adaptive.drift_lines_card(notice.view)
-            await self.post(connectors, who, card_activity(card, summary=notice.view.heading))
+            lines = notice.view
+            card = compliance_adaptive.drift_lines_card(lines)
+            await self.post(connectors, who, card_activity(card, summary=lines.heading),
+                            rebuild=lambda budget: compliance_adaptive.drift_lines_card(lines, budget=budget))
             return False
         await self.post(connectors, who, text_activity(notice.text))
         return False
@@ -243,7 +245,8 @@ class TeamsNotifier:
         ids = await self.user_ids(who)
         for page in range(review_cards.pages(view)):
             card = review_cards.review_card(view, page=page, refresh_user_ids=ids)
-            await self.post(connectors, who, card_activity(card, summary=notice.text))
+            await self.post(connectors, who, card_activity(card, summary=notice.text),
+                            rebuild=review_rebuild(view, page, ids))
         return False
 
     async def _update_cards(self, connectors: _Connectors, request_id: int, view: RequestView,
@@ -271,7 +274,7 @@ class TeamsNotifier:
             await repo.add_message(CHANNEL, request_id, recipient, kind, posted, self.app.deps.now())
 
     async def send_privately(self, email: str, activity: Activity, *, bot: dict[str, Any] | None = None,
-                             member: dict[str, str] | None = None) -> bool:
+                             member: dict[str, str] | None = None, rebuild: Rebuild | None = None) -> bool:
         """Post into this person's personal (1:1) chat with the bot, and nowhere else: a secret asked for in a
         channel or group chat. The chat is started when there is none yet (``bot``: the bot's address as the
         asking activity showed it; ``member``: the asker's ids from that activity). False when it cannot be
@@ -281,7 +284,7 @@ class TeamsNotifier:
                 ref = await self.address_of(connectors, email, bot=bot, member=member)
                 if ref is None or not personal(ref):
                     return False
-                return await self.post(connectors, email, activity, ref=ref) is not None
+                return await self.post(connectors, email, activity, ref=ref, rebuild=rebuild) is not None
         except Exception as exc:  # a bot not installed for the person answers 403 to creating the chat
             log.info("personal chat not reachable", recipient=email, error=str(exc)[:200])
             return False
@@ -325,12 +328,14 @@ class TeamsNotifier:
         return ref
 
     async def post(self, connectors: _Connectors, email: str, activity: Activity, *,
-                   ref: dict[str, Any] | None = None) -> dict[str, Any] | None:
+                   ref: dict[str, Any] | None = None, rebuild: Rebuild | None = None) -> dict[str, Any] | None:
+        """Send into the person's personal chat, within the bound kept on what is sent (:func:`fitted`: the summary
+        or text cut, then the card rebuilt smaller with ``rebuild``; ``TooLarge`` when nothing fits)."""
         ref = ref or await self.address_of(connectors, email)
         if ref is None:
             unreached(email)
             return None
-        activity = addressed(activity, ref)
+        activity = fitted(addressed(activity, ref), rebuild=rebuild)
         client = await connectors.get(ref["serviceUrl"])
         conv = ref["conversation"]["id"]
         result = await with_retries(lambda: client.conversations.send_to_conversation(conv, activity),
@@ -343,6 +348,7 @@ class TeamsNotifier:
             return
         activity = addressed(card_activity(card), ref)
         activity.id = activity_id
+        activity = fitted(activity)
         client = await connectors.get(ref["serviceUrl"])
         conv = ref["conversation"]["id"]
         await with_retries(lambda: client.conversations.update_activity(conv, activity_id, activity),
@@ -350,6 +356,11 @@ class TeamsNotifier:
 
     def _connectors(self) -> _Connectors:
         return _Connectors(self.open_connector)
+
+
+def review_rebuild(view: ReviewBatchView, page: int, ids: list[str]) -> Rebuild:
+    """A reviewer's card of one page, for a smaller budget."""
+    return lambda budget: review_cards.review_card(view, page=page, refresh_user_ids=ids, budget=budget)
 
 
 def personal(ref: dict[str, Any]) -> bool:

@@ -5,7 +5,11 @@ limit as Teams does (413 ``MessageSizeTooBig``)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from bot.teams.identity import CHANNEL
 from cards.adaptive import MAX_ACTIVITY_BYTES, MAX_CARD_BYTES, size_of
+from handlers.compliance.views import PauseView
 from handlers.outbox import deliver_pending
 from handlers.ports import Notice
 from tests.teams.cardcheck import check_card
@@ -46,3 +50,134 @@ async def test_the_stand_in_refuses_an_activity_over_its_limit_as_teams_does(tea
     await deliver_pending(h.app.deps)
     await h.idle()
     assert h.connector.of("send", conversation_id(SAM))[before:] == []
+
+
+# -- the bound held on the activity as sent, whatever it carries ----------------------------------------------
+async def _stored_address(h: TeamsHarness, email: str) -> dict[str, Any]:
+    async with h.app.store.read() as repo:
+        ref = await repo.address(CHANNEL, email)
+    assert ref is not None
+    return ref
+
+
+async def _save_address(h: TeamsHarness, email: str, ref: dict[str, Any]) -> None:
+    async with h.app.store.write() as repo:
+        await repo.save_address(CHANNEL, email, ref, h.clock.now())
+
+
+def _blocks(card: dict[str, Any]) -> list[str]:
+    return [b["text"] for b in card["body"] if b["type"] == "TextBlock"]
+
+
+async def test_drift_lines_of_text_past_ascii_are_posted_within_the_bound(teams: TeamsHarness) -> None:
+    """The SDK writes every character past ASCII as a six-byte ``\\u`` escape: a card of such text that the card's
+    own measure puts well under its bound is twice that on the wire. Lines are left out until the activity fits."""
+    h = teams
+    assert (await h.say(SAM, "help"))[0] == 200
+    h.connector.max_activity_bytes = MAX_ACTIVITY_BYTES
+    texts = [f"Drift: D-{i}: " + "漢字" * 115 + f" n{i}@example.com" for i in range(1, 26)]
+    async with h.app.store.write() as repo:
+        await repo.queue_notices([Notice(SAM, "drift", t, None) for t in texts], h.clock.now())
+    before = len(h.connector.of("send", conversation_id(SAM)))
+    assert await deliver_pending(h.app.deps) == 25
+    await h.idle()
+    sent = h.connector.of("send", conversation_id(SAM))[before:]
+    assert len(sent) == 1, "not delivered"
+    assert MAX_ACTIVITY_BYTES - 3_000 < sent[0].size <= MAX_ACTIVITY_BYTES, sent[0].size
+    card = check_card(sent[0].card or {})
+    blocks = _blocks(card)
+    assert blocks[-1].startswith("… and ") and "**report drift**" in blocks[-1], blocks[-1]
+    assert "漢字" * 115 in blocks[1]  # the lines shown are whole
+
+
+async def test_long_names_in_the_address_leave_fewer_lines_not_a_refused_post(teams: TeamsHarness) -> None:
+    """The addressing counts too: the person's and the bot's names, the ids. A card at its own bound, sent to an
+    address with long names, is rebuilt with fewer lines."""
+    h = teams
+    assert (await h.say(SAM, "help"))[0] == 200
+    ref = await _stored_address(h, SAM)
+    ref["user"]["name"] = "Ünïcödé Sàm " * 40
+    ref["bot"]["name"] = "accessbot — the access bot " * 20
+    await _save_address(h, SAM, ref)
+    h.connector.max_activity_bytes = MAX_ACTIVITY_BYTES
+    texts = [f"Drift: D-{i}: " + "\x01" * 220 + f" n{i}@example.com" for i in range(1, 26)]
+    async with h.app.store.write() as repo:
+        await repo.queue_notices([Notice(SAM, "drift", t, None) for t in texts], h.clock.now())
+    before = len(h.connector.of("send", conversation_id(SAM)))
+    assert await deliver_pending(h.app.deps) == 25
+    await h.idle()
+    sent = h.connector.of("send", conversation_id(SAM))[before:]
+    assert len(sent) == 1, "not delivered"
+    assert sent[0].size <= MAX_ACTIVITY_BYTES, sent[0].size
+    assert sent[0].body["recipient"]["name"] == ref["user"]["name"]  # the address is sent as it is
+    card = check_card(sent[0].card or {})
+    assert size_of(card) < MAX_CARD_BYTES - 1_500 and _blocks(card)[-1].startswith("… and "), size_of(card)
+
+
+def _pause(count: int) -> PauseView:
+    return PauseView("terminated", count, 10, tuple(f"user{i}@example.com" for i in range(3)), "p1")
+
+
+async def test_a_long_summary_past_ascii_is_cut_on_a_character_before_the_card_is(teams: TeamsHarness) -> None:
+    h = teams
+    assert h.channel is not None
+    assert (await h.say(SAM, "help"))[0] == 200
+    notifier = h.channel.notifier
+    before = len(h.connector.of("send", conversation_id(SAM)))
+    assert await notifier.send([Notice(SAM, "pause", "x", None, _pause(12))]) == [None]
+    short = h.connector.of("send", conversation_id(SAM))[before:][0]
+    # names that leave the activity 600 bytes under the bound with a one-letter summary: a summary of 200 characters
+    # written as six-byte escapes (1,200 bytes) takes it past the bound
+    ref = await _stored_address(h, SAM)
+    ref["user"]["name"] = "n" * (MAX_ACTIVITY_BYTES - short.size - 600)
+    await _save_address(h, SAM, ref)
+    h.connector.max_activity_bytes = MAX_ACTIVITY_BYTES
+    summary = "Entfernungen angehalten: " + "ü" * 300
+    before = len(h.connector.of("send", conversation_id(SAM)))
+    assert await notifier.send([Notice(SAM, "pause", summary, None, _pause(12))]) == [None]
+    sent = h.connector.of("send", conversation_id(SAM))[before:]
+    assert len(sent) == 1 and MAX_ACTIVITY_BYTES - 100 < sent[0].size <= MAX_ACTIVITY_BYTES, sent[0].size
+    cut = sent[0].body["summary"]
+    assert cut.endswith("…") and summary.startswith(cut[:-1]) and 40 < len(cut) < 200, cut
+    assert sent[0].card == short.card  # the card is whole
+
+
+async def test_an_activity_that_cannot_fit_is_not_sent_and_the_send_says_which_rule(teams: TeamsHarness) -> None:
+    """Addressing alone past the bound: nothing the connector would refuse is sent; the notice fails as an
+    undeliverable one does (the outbox tries again, then records it), naming the rule."""
+    h = teams
+    assert h.channel is not None
+    assert (await h.say(SAM, "help"))[0] == 200
+    ref = await _stored_address(h, SAM)
+    ref["user"]["name"] = "n" * MAX_ACTIVITY_BYTES
+    await _save_address(h, SAM, ref)
+    h.connector.max_activity_bytes = MAX_ACTIVITY_BYTES
+    before = len(h.connector.posted)
+    outcome = await h.channel.notifier.send([Notice(SAM, "pause", "Removals paused", None, _pause(12)),
+                                             Notice(SAM, "info", "A plain notice", None)])
+    assert all(o is not None and o.startswith("TooLarge: activity-size: ") for o in outcome), outcome
+    assert h.connector.posted[before:] == []
+
+
+async def test_a_reply_is_measured_as_the_turn_sends_it(teams: TeamsHarness) -> None:
+    """A card answering a command is addressed to the one who wrote, with the name their activity carried: a reply
+    just over the bound has its summary cut, and is sent."""
+    h = teams
+    first = h.activity("message_personal", SAM, text="xyzzy")
+    status, _ = await h.post(first)
+    await h.idle()
+    assert status == 200
+    short = h.connector.of("reply", conversation_id(SAM))[-1]
+    assert short.body.get("summary") == "I did not understand that." and short.card is not None
+    h.connector.max_activity_bytes = MAX_ACTIVITY_BYTES
+    again = h.activity("message_personal", SAM, text="xyzzy")
+    name = "n" * (len(first["from"]["name"]) + MAX_ACTIVITY_BYTES - short.size + 12)  # 12 bytes over the bound
+    again["from"]["name"] = name
+    before = len(h.connector.of("reply", conversation_id(SAM)))
+    status, _ = await h.post(again)
+    await h.idle()
+    assert status == 200
+    sent = h.connector.of("reply", conversation_id(SAM))[before:]
+    assert len(sent) == 1 and sent[0].size <= MAX_ACTIVITY_BYTES, [p.size for p in sent]
+    assert sent[0].body["recipient"]["name"] == name and sent[0].card == short.card
+    assert sent[0].body["summary"].endswith("…") and len(sent[0].body["summary"]) < len(short.body["summary"])
