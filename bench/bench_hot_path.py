@@ -14,7 +14,8 @@ one click at a time, on SQLite and PostgreSQL:
 Targets (issue 13): a refresh under 0.5 ms, an approve under 2 ms. Each line gives the median and p99
 of the wall time and of the process's CPU time (all threads: aiosqlite works in one), the
 statements it sent, and its floor: the same statements, recorded with their parameters,
-transaction boundaries and connections, replayed as bare driver round trips (asyncpg, sqlite3) on a
+transaction boundaries and connections (in a second run of the same clicks: the timed one carries no
+recording), replayed as bare driver round trips (asyncpg, sqlite3) on a
 second database of the same server brought to the same state, each connection's on its own. The
 ratio floor : accessbot says how much of a click is the database. The machine's load average is
 printed beside the times.
@@ -105,7 +106,7 @@ async def clicks(url: str, directory: str, n: int, recorded: list[Statement] | N
                 await repo.save_address("teams", email, {"user": {"id": f"29:user-{i}"}}, deps.now())
             for i in range(overlay):  # memberships the bot changed earlier, of other people
                 await repo.set_membership(f"sg-team-{i % 50}", f"person{i}@example.com", i % 3 != 0, deps.now())
-        into: list[Statement] = recorded if recorded is not None else []
+        into: list[Statement] = recorded if recorded is not None else []  # nothing listens without ``recorded``
         if recorded is not None:
             record(app.store.engine.sync_engine, app.store.backend, into)
 
@@ -173,20 +174,23 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))] if ordered else float("nan")
 
 
-async def measured(url: str, floor_url: str, directory: str, n: int, overlay: int = 0
+async def measured(url: str, record_url: str, floor_url: str, directory: str, n: int, overlay: int = 0
                    ) -> tuple[Timings, dict[str, list[float]], dict]:
+    """Our clicks timed on ``url`` with nothing listening; the same clicks again on ``record_url`` with every
+    statement recorded, replayed on ``floor_url`` as the floor (the recording is no part of either figure)."""
+    timings = await clicks(url, directory, n, None, overlay)
     statements: list[Statement] = []
-    timings = await clicks(url, directory, n, statements, overlay)
+    spans = (await clicks(record_url, directory, n, statements, overlay)).spans
     await clicks(floor_url, directory, -1, None, overlay)  # the floor's database: the same starting state
     replay = (SqliteReplay(floor_url.split("///", 1)[1]) if floor_url.startswith("sqlite")
               else PgReplay(floor_url))
-    floor = await _replay(statements, timings.spans, replay)
+    floor = await _replay(statements, spans, replay)
     differ = matched_differ(statements, replay.matched)
     if differ:  # the floor did other work than ours: no ratio to it
         print(f"bare SQL diverged ({url.split(':', 1)[0]}): {differ}")
         floor = {c: [] for c in CLICKS}
     counts = {c: statistics.fmean([sum(1 for s in statements[a:b] if not _is_txn(s[0]))
-                                   for name, a, b in timings.spans if name == c]) for c in CLICKS}
+                                   for name, a, b in spans if name == c]) for c in CLICKS}
     return timings, floor, counts
 
 
@@ -206,6 +210,8 @@ def main() -> None:
     parser.add_argument("--clicks", type=int, default=300, help="rounds of the four clicks (after one warm-up)")
     parser.add_argument("--url", help="PostgreSQL URL of an empty database (default: start a throwaway cluster)")
     parser.add_argument("--floor-url", help="with --url: a second empty database on the same server, for the floor")
+    parser.add_argument("--record-url", help="with --url: a third empty database on the same server, where the "
+                        "statements replayed as the floor are recorded")
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     parser.add_argument("--overlay", type=int, default=0,
                         help="memberships of other people the embedded directory changed earlier (default 0)")
@@ -213,8 +219,8 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         directory = directory_file(tmp)
-        lite = asyncio.run(measured(f"sqlite:///{tmp}/hot.db", f"sqlite:///{tmp}/floor.db", directory, args.clicks,
-                                    args.overlay))
+        lite = asyncio.run(measured(f"sqlite:///{tmp}/hot.db", f"sqlite:///{tmp}/record.db", f"sqlite:///{tmp}/floor.db",
+                                    directory, args.clicks, args.overlay))
         results.append(("SQLite", lite))
         if not args.no_postgres:
             cluster, url = None, args.url
@@ -229,10 +235,11 @@ def main() -> None:
                 with psycopg.connect(base, autocommit=True) as conn:
                     conn.execute(f"CREATE DATABASE {name}")
                     conn.execute(f"CREATE DATABASE {name}_floor")
+                    conn.execute(f"CREATE DATABASE {name}_record")
                 url = base.rsplit("/", 1)[0] + "/" + name
             try:
-                pg = asyncio.run(measured(url, args.floor_url or url + "_floor", directory, args.clicks,
-                                      args.overlay))
+                pg = asyncio.run(measured(url, args.record_url or url + "_record", args.floor_url or url + "_floor",
+                                          directory, args.clicks, args.overlay))
                 results.append(("PostgreSQL", pg))
             finally:
                 if cluster is not None:
