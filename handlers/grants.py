@@ -147,6 +147,13 @@ async def end_grant_in(repo: Repository, record: RequestRecord, state: str, even
     return ending.remove
 
 
+def expiry_notice(record: RequestRecord) -> Notice:
+    """What the holder of a grant that expired is told (the expiry sweep's notice, and the drift pass's when it
+    finds a grant past its end before the expiry sweep has recorded it)."""
+    return Notice(record.requester, "status", f"{record.ref} expired: you were removed from {record.group}.",
+                  record.id)
+
+
 STANDING = 0  # the request_id of an operation on a membership that no grant holds
 
 

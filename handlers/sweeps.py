@@ -35,7 +35,7 @@ from handlers.compliance.reroute_brake import Reroute, may_reroute
 from handlers.context import SYSTEM, Deps
 from handlers.drift import detect_drift
 from handlers.durations import format_duration
-from handlers.grants import end_grant_in, run_due_ops
+from handlers.grants import end_grant_in, expiry_notice, run_due_ops
 from handlers.outbox import deliver_pending
 from handlers.policy import Reminders
 from handlers.ports import Notice, ProviderError
@@ -135,8 +135,7 @@ async def expire_due(deps: Deps, report: SweepReport) -> None:
         if report.dry_run:
             report.expired.append(record.ref)
             continue
-        told = Notice(record.requester, "status", f"{record.ref} expired: you were removed from {record.group}.",
-                      record.id)
+        told = expiry_notice(record)
         if not await _end(deps, record.id or 0, "expired", "grant.expired", deps.now(),
                           {"expires_at": format_ts(record.expires_at) if record.expires_at else None},
                           judged=judged, due_at=judged, tell=[told]):

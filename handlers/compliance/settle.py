@@ -8,7 +8,8 @@
   through the provisioning path while the grant runs (``membership.added`` reason ``drift``, then
   ``drift.resolved`` {resolution: restored, request_id}); when the profile says ``removed_holder: end``,
   or the provider refuses the add for good, the grant ends instead (``grant.revoked`` reason ``drift``,
-  resolution ``ended``). A grant that ends (expires, is released or revoked) before its holder is back drops the
+  resolution ``ended``; one past its end whose expiry is not recorded yet ends expired, as the expiry sweep ends
+  it). A grant that ends (expires, is released or revoked) before its holder is back drops the
   re-add still queued (handlers/grants.py) and the finding closes ``ended``, never ``restored``. The holder and the
   security team are told which, once: a sweep that finds the grant already ended and the finding resolved by another
   process's sweep (both read the re-add given up) tells nobody again; one that finds the grant ended some other way
@@ -35,7 +36,14 @@ from handlers.compliance.findings import accept_key, drift_ref, readd_key, remov
 from handlers.compliance.readd import landed_text, not_running, readd_queued, told
 from handlers.context import SYSTEM, Deps
 from handlers.durations import format_duration
-from handlers.grants import end_grant_in, ended_grant, holding_group, plan_membership_add, run_op
+from handlers.grants import (
+    end_grant_in,
+    ended_grant,
+    expiry_notice,
+    holding_group,
+    plan_membership_add,
+    run_op,
+)
 from handlers.ports import Notice
 from handlers.records import ACTIVE, HOLDING_STATES, PENDING, DriftRecord, RequestRecord, req_number
 from handlers.repository import Repository
@@ -214,12 +222,23 @@ async def finish_restores(deps: Deps, findings: list[DriftRecord]) -> list[str]:
 
 
 async def _end_grant(deps: Deps, finding: DriftRecord, record: RequestRecord, why: str) -> str:
+    """End the grant of a holder who is not back in the group (``why``: the profile says so, or the provider refused
+    the re-add for good) and close the finding ``ended``. A grant past its end whose expiry is not recorded yet (the
+    expiry sweep has not run since) ends as what it is: expired, recorded and told as the expiry sweep does."""
     now = deps.now()
     remove = None
+    notices: list[Notice] = []
     async with deps.store.write() as repo:
         fresh = await repo.get_request(record.id or 0)
         ended = fresh is not None and fresh.state in HOLDING_STATES
-        if ended:
+        if ended and fresh is not None and fresh.state == ACTIVE and fresh.expires_at is not None \
+                and fresh.expires_at <= now:
+            remove = await end_grant_in(repo, fresh, "expired", "grant.expired", now,
+                                        {"expires_at": format_ts(fresh.expires_at)})
+            notices.append(expiry_notice(fresh))
+            text = (f"{drift_ref(finding.id)}: {finding.email} held {record.ref} but was not in "
+                    f"{finding.provider}/{finding.group}: {had_ended(fresh)} before they were put back.")
+        elif ended and fresh is not None:
             remove = await end_grant_in(repo, fresh, "revoked", "grant.revoked", now,
                                         {"reason": "drift", "id": drift_ref(finding.id), "comment": why})
             text = (f"{drift_ref(finding.id)}: {finding.email} holds {record.ref} but was not in "
@@ -231,7 +250,8 @@ async def _end_grant(deps: Deps, finding: DriftRecord, record: RequestRecord, wh
         # told only by the call that ended the grant or closed the finding: another process's sweep that got there
         # first (both read the re-add given up) has told them in its own transaction
         if ended or resolved:
-            await repo.queue_notices(told(deps, record, text), now)  # written with the end (handlers/outbox.py)
+            notices += told(deps, record, text)
+            await repo.queue_notices(notices, now)  # written with the end (handlers/outbox.py)
     if remove is not None:
         await run_op(deps, remove.id or 0)  # not a member: the provider answers "not a member", which is success
     return text
