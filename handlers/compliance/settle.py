@@ -9,7 +9,8 @@
   ``drift.resolved`` {resolution: restored, request_id}); when the profile says ``removed_holder: end``,
   or the provider refuses the add for good, the grant ends instead (``grant.revoked`` reason ``drift``,
   resolution ``ended``; one past its end whose expiry is not recorded yet ends expired, as the expiry sweep ends
-  it). A grant that ends (expires, is released or revoked) before its holder is back drops the
+  it; a re-add refused for good after its grant ended, while another grant of the group runs, ends that one). A
+  grant that ends (expires, is released or revoked) before its holder is back drops the
   re-add still queued (handlers/grants.py) and the finding closes ``ended``, never ``restored``. The holder and the
   security team are told which, once: a sweep that finds the grant already ended and the finding resolved by another
   process's sweep (both read the re-add given up) tells nobody again; one that finds the grant ended some other way
@@ -45,7 +46,7 @@ from handlers.grants import (
     run_op,
 )
 from handlers.ports import Notice
-from handlers.records import ACTIVE, HOLDING_STATES, PENDING, DriftRecord, RequestRecord, req_number
+from handlers.records import ACTIVE, HOLDING_STATES, PENDING, DriftRecord, OpRecord, RequestRecord, req_number
 from handlers.repository import Repository
 
 if TYPE_CHECKING:
@@ -177,7 +178,7 @@ async def restore_holders(deps: Deps, report: SweepReport, missing: list[tuple[D
                     await readd_queued(deps, repo, current, deps.now())
         if end or outcome == "failed":
             why = "the profile says removed_holder: end" if end else "the provider refused to add them back"
-            lines.append(await _end_grant(deps, finding, record, why))  # tells the holder itself
+            lines.append(await _end_grant(deps, finding, record, why, refused=not end))  # tells the holder itself
             continue
         if outcome == "done":
             # resolved and told in the transaction that recorded the add done (readd_landed), with the grant that
@@ -217,31 +218,40 @@ async def finish_restores(deps: Deps, findings: list[DriftRecord]) -> list[str]:
             op = await repo.get_op(int(state["op"])) if state else None
             record = await _filed_request(repo, state["request_id"]) if state else None
         if op is not None and op.status == "failed" and record is not None:
-            lines.append(await _end_grant(deps, finding, record, "the provider refused to add them back"))
+            lines.append(await _end_grant(deps, finding, record, "the provider refused to add them back",
+                                          refused=True))
     return lines
 
 
-async def _end_grant(deps: Deps, finding: DriftRecord, record: RequestRecord, why: str) -> str:
-    """End the grant of a holder who is not back in the group (``why``: the profile says so, or the provider refused
-    the re-add for good) and close the finding ``ended``. A grant past its end whose expiry is not recorded yet (the
-    expiry sweep has not run since) ends as what it is: expired, recorded and told as the expiry sweep does."""
+async def _end_grant(deps: Deps, finding: DriftRecord, record: RequestRecord, why: str, *,
+                     refused: bool = False) -> str:
+    """End the grant of a holder who is not back in the group (``why``: the profile says so, or, ``refused``, the
+    provider refused the re-add for good) and close the finding ``ended``. A grant past its end whose expiry is not
+    recorded yet (the expiry sweep has not run since) ends as what it is: expired, recorded and told as the expiry
+    sweep does. A re-add refused for good after the grant it was planned for ended, while another grant of the
+    same group runs, was for that grant: that one ends (the membership it backs cannot be put back), and the finding
+    closes with it."""
     now = deps.now()
-    remove = None
+    removes: list[OpRecord | None] = []
     notices: list[Notice] = []
     async with deps.store.write() as repo:
         fresh = await repo.get_request(record.id or 0)
-        ended = fresh is not None and fresh.state in HOLDING_STATES
-        if ended and fresh is not None and fresh.state == ACTIVE and fresh.expires_at is not None \
-                and fresh.expires_at <= now:
-            remove = await end_grant_in(repo, fresh, "expired", "grant.expired", now,
-                                        {"expires_at": format_ts(fresh.expires_at)})
-            notices.append(expiry_notice(fresh))
-            text = (f"{drift_ref(finding.id)}: {finding.email} held {record.ref} but was not in "
-                    f"{finding.provider}/{finding.group}: {had_ended(fresh)} before they were put back.")
-        elif ended and fresh is not None:
-            remove = await end_grant_in(repo, fresh, "revoked", "grant.revoked", now,
-                                        {"reason": "drift", "id": drift_ref(finding.id), "comment": why})
-            text = (f"{drift_ref(finding.id)}: {finding.email} holds {record.ref} but was not in "
+        target = fresh if fresh is not None and fresh.state in HOLDING_STATES else None
+        if target is not None and target.state == ACTIVE and target.expires_at is not None \
+                and target.expires_at <= now:
+            removes.append(await end_grant_in(repo, target, "expired", "grant.expired", now,
+                                              {"expires_at": format_ts(target.expires_at)}))
+            notices.append(expiry_notice(target))
+            target = None
+        ended = bool(notices)
+        if target is None and refused:
+            target = next((h for h in await holding_group(repo, finding.email, finding.provider, finding.group)
+                           if not_running(h, h.ref, now) is None), None)
+        if target is not None:
+            removes.append(await end_grant_in(repo, target, "revoked", "grant.revoked", now,
+                                              {"reason": "drift", "id": drift_ref(finding.id), "comment": why}))
+            ended, record = True, target
+            text = (f"{drift_ref(finding.id)}: {finding.email} holds {target.ref} but was not in "
                     f"{finding.provider}/{finding.group}: the grant is ended ({why}).")
         else:  # ended some other way meanwhile (its expiry, a release, a revoke): said as it happened, not as `why`
             text = (f"{drift_ref(finding.id)}: {finding.email} held {record.ref} but was not in "
@@ -252,8 +262,9 @@ async def _end_grant(deps: Deps, finding: DriftRecord, record: RequestRecord, wh
         if ended or resolved:
             notices += told(deps, record, text)
             await repo.queue_notices(notices, now)  # written with the end (handlers/outbox.py)
-    if remove is not None:
-        await run_op(deps, remove.id or 0)  # not a member: the provider answers "not a member", which is success
+    for remove in removes:
+        if remove is not None:
+            await run_op(deps, remove.id or 0)  # not a member: the provider answers "not a member", which is success
     return text
 
 

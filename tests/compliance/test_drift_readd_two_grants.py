@@ -181,3 +181,38 @@ async def test_a_readd_whose_grant_ends_while_another_backs_it_is_told_queued(da
         assert ALICE in okta.member_emails(gid)
         (resolved,) = await h.events("drift.resolved")
         assert (resolved["data"]["resolution"], resolved["data"]["request_id"]) == ("restored", other_grant), resolved
+
+
+async def test_a_readd_refused_for_good_after_its_grant_ended_ends_the_grant_that_backs_it(database_url,
+                                                                                          tmp_path: Path):
+    """The grant the re-add was planned for is released while the re-add waits; Okta then refuses the re-add for
+    good (400). The other grant still runs, so the re-add was for it: the refusal ends that grant, as it would end
+    the grant the re-add was planned for (``grant.revoked`` reason ``drift``), and the finding closes ``ended`` with
+    it, in the sweep that reads the refusal. Not closed as if no grant backed the membership, with Alice left out of
+    the group while a grant of hers runs until a later sweep finds her missing again."""
+    async with _two_grants(database_url, tmp_path) as (h, okta, _settings, gid):
+        await sweep(h.app.deps)  # D-1: the re-add queued (503)
+        (detected,) = await h.events("drift.detected")
+        filed = detected["data"]["request_id"]
+        other = "REQ-1" if filed == "REQ-2" else "REQ-2"
+        r = await h.say(ALICE, f"release {filed}")
+        assert r.ok, r.text
+        okta.path_faults[next(iter(okta.path_faults))] = Fault("status", status=400)
+        h.clock.advance(minutes=2)
+        report = await sweep(h.app.deps)  # the retry is refused for good; the drift pass reads it
+        assert len(await h.events("membership.add_failed")) == 1
+        assert (await h.request(int(other[4:]))).state == "revoked"
+        (revoked,) = await h.events("grant.revoked")
+        assert (revoked["request_id"], revoked["data"]["reason"], revoked["data"]["id"]) == (other, "drift", "D-1")
+        (resolved,) = await h.events("drift.resolved")
+        assert (resolved["data"]["resolution"], resolved["data"]["request_id"]) == ("ended", other), resolved
+        said = f"D-1: {ALICE} holds {other} but was not in okta/{gid}: the grant is ended"
+        assert any(said in line for line in report.drift_settled), report.drift_settled
+        assert any(said in n.text for n in h.notifier.to(ALICE)), [n.text for n in h.notifier.to(ALICE)]
+        assert any(said in n.text for n in h.notifier.to(SAM, "drift")), [n.text for n in h.notifier.to(SAM)]
+        okta.clear_path_faults()
+        h.clock.advance(minutes=2)
+        await sweep(h.app.deps)  # no grant runs: nothing more is found, added or ended
+        assert len(await h.events("drift.detected")) == 1 and len(await h.events("drift.resolved")) == 1
+        assert len(await h.events("grant.revoked")) == 1 and not await h.events("membership.added")
+        assert ALICE not in okta.member_emails(gid)
