@@ -202,8 +202,19 @@ async def restore_holders(deps: Deps, report: SweepReport, missing: list[tuple[D
             lines.append(f"{ref}: {finding.email} held {record.ref} but was not in {where}: adding them back was "
                          f"dropped ({why or 'no running grant holds the membership'}); the finding closes ended.")
         elif op_id is not None:  # the holder and the team were told it is queued with the answer (readd_queued)
-            lines.append(f"{ref}: {finding.email} holds {record.ref} but is not in {where}: adding them back is "
-                         f"queued ({outcome}) and retried.")
+            async with deps.store.read() as repo:
+                fresh = await repo.get_request(record.id or 0)
+                why = not_running(fresh, record.ref, deps.now())
+                backing = fresh if why is None else next(
+                    (h for h in await holding_group(repo, finding.email, finding.provider, finding.group)
+                     if not_running(h, h.ref, deps.now()) is None), None)
+            if backing is not None:  # the grant it was planned for, or another running grant of the group
+                lines.append(f"{ref}: {finding.email} holds {backing.ref} but is not in {where}: adding them back is "
+                             f"queued ({outcome}) and retried.")
+            else:  # the grant ended while the add was at the provider: the next claim drops it (handlers/grants.py)
+                lines.append(f"{ref}: {finding.email} held {record.ref} but was not in {where}: adding them back was "
+                             f"queued ({outcome}), but {why}: it is dropped at its next try; the finding closes "
+                             "ended.")
     return lines
 
 

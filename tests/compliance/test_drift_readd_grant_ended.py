@@ -6,18 +6,21 @@ PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from sqlalchemy import event
 
+from bot.bootstrap import build_app
 from handlers.compliance.settle import restore_holders
 from handlers.records import DriftRecord
 from handlers.sweeps import SweepReport, sweep
 from tests.standins import Fault
 from tests.standins.okta import OktaStandIn
-from tests.support import Harness, okta_holder
+from tests.support import Harness, RecordingNotifier, okta_holder
 
 ALICE, SAM = "alice@example.com", "sam.sec@example.com"
 
@@ -124,3 +127,65 @@ async def test_a_readd_dropped_because_the_grant_ended_before_it_was_tried_is_sa
             (line,) = lines
             assert "queued" not in line and "retried" not in line, line
             assert "adding them back was dropped (REQ-1 expired at " in line, line
+
+
+async def test_a_readd_left_queued_after_its_grant_ended_during_the_call_is_said_to_be_dropped(database_url,
+                                                                                              tmp_path: Path):
+    """Alice releases her grant (another process) while the sweep's re-add is at Okta, which answers 503: no grant
+    backs the re-add any more, so the next try drops it. The sweep's line says so, not that it is queued and
+    retried; nobody is told it is queued; and the next sweep drops it and closes the finding ``ended``."""
+    with OktaStandIn() as okta:
+        async with okta_holder(okta, database_url, tmp_path) as (h, okta_app):  # Alice on call: auto-approved
+            gid, path = okta_app.gid, okta_app.path
+            with okta.lock:
+                okta.members[gid].remove(okta_app.user)  # by hand at Okta, not through the bot
+                okta.path_faults[path] = Fault("status", status=503)
+            h.clock.advance(minutes=1)
+            engine = h.app.store.engine.sync_engine
+            state = {"planned": False, "writes": 0, "fired": False}
+            ran: list[object] = []
+
+            async def release() -> None:
+                async with build_app(okta_app.settings, clock=h.clock, notifier=RecordingNotifier()) as other:
+                    person = await other.service.identify(ALICE)
+                    assert person is not None
+                    ran.append(await other.service.handle_text(person, "release REQ-1"))
+
+            def listener(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+                if state["fired"]:
+                    return
+                if not state["planned"]:  # the re-add is planned: the next write claims it, the one after records
+                    state["planned"] = statement.startswith("INSERT INTO compliance_state") and \
+                        "drift_readd:1" in str(parameters)
+                    return
+                if statement.startswith("BEGIN IMMEDIATE") or "pg_advisory_xact_lock" in statement:
+                    state["writes"] += 1
+                    if state["writes"] == 2:  # Okta has answered 503; the answer is not recorded yet
+                        state["fired"] = True
+                        worker = threading.Thread(target=asyncio.run, args=(release(),))
+                        worker.start()
+                        worker.join(120)
+
+            event.listen(engine, "before_cursor_execute", listener)
+            try:
+                report = await sweep(h.app.deps)
+            finally:
+                event.remove(engine, "before_cursor_execute", listener)
+            assert state["fired"] and len(ran) == 1 and getattr(ran[0], "ok", False), ran
+            assert (await h.request(1)).state == "released"
+            (line,) = report.drift_settled
+            assert "retried" not in line, line
+            assert "adding them back was queued (pending), but REQ-1 is no longer active (released): it is dropped " \
+                   "at its next try; the finding closes ended." in line, line
+            assert not [n for n in h.notifier.notices if "queued" in n.text], h.notifier.notices
+
+            okta.clear_path_faults()
+            h.clock.advance(minutes=2)
+            await sweep(h.app.deps)
+            (dropped,) = await h.events("membership.add_dropped")
+            assert "REQ-1 is no longer active (released)" in dropped["data"]["why"], dropped
+            h.clock.advance(minutes=2)
+            await sweep(h.app.deps)
+            (resolved,) = await h.events("drift.resolved")
+            assert (resolved["data"]["resolution"], resolved["data"]["request_id"]) == ("ended", "REQ-1"), resolved
+            assert ALICE not in okta.member_emails(gid) and not await h.events("membership.added")
