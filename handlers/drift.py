@@ -195,7 +195,7 @@ async def detect_drift(deps: Deps, report: SweepReport) -> None:
             unplanned = [(d, r) for d, r in unplanned if await repo.get_state(readd_key(d.id or 0)) is None]
     # a holder who is not a member is put back, or loses the grant (SPEC §3.6): said, not left to a person (the
     # holder's and the security team's notices are written to the outbox with what decides them)
-    report.drift_settled += await restore_holders(deps, report, missing + unplanned)
+    report.drift_settled += await restore_holders(deps, missing + unplanned)
     report.drift_settled += await finish_restores(deps, still_open)
     await escalate_drift(deps, report, still_open)
     await deliver_pending(deps)

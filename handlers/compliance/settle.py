@@ -144,8 +144,7 @@ async def gone_resolution(repo: Repository, finding: DriftRecord, kept: bool
     return "gone", None, None
 
 
-async def restore_holders(deps: Deps, report: SweepReport, missing: list[tuple[DriftRecord, RequestRecord]]
-                          ) -> list[str]:
+async def restore_holders(deps: Deps, missing: list[tuple[DriftRecord, RequestRecord]]) -> list[str]:
     """Put back (or end the grant of) each grant holder found missing from their group; the lines say which."""
     lines: list[str] = []
     for finding, record in missing:

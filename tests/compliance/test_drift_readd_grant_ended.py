@@ -17,7 +17,7 @@ from sqlalchemy import event
 from bot.bootstrap import build_app
 from handlers.compliance.settle import restore_holders
 from handlers.records import DriftRecord
-from handlers.sweeps import SweepReport, sweep
+from handlers.sweeps import sweep
 from tests.standins import Fault
 from tests.standins.okta import OktaStandIn
 from tests.support import Harness, RecordingNotifier, okta_holder
@@ -116,8 +116,7 @@ async def test_a_readd_dropped_because_the_grant_ended_before_it_was_tried_is_sa
 
             event.listen(engine, "before_cursor_execute", listener)
             try:
-                lines = await restore_holders(h.app.deps, SweepReport(as_of=h.clock.at, dry_run=False),
-                                              [(finding, record)])
+                lines = await restore_holders(h.app.deps, [(finding, record)])
             finally:
                 event.remove(engine, "before_cursor_execute", listener)
             assert state["fired"]
