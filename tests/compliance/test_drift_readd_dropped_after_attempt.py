@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from bot.bootstrap import build_app
@@ -21,7 +23,11 @@ from tests.support import Harness, MutableClock, RecordingNotifier, okta_group
 ALICE = "alice@example.com"
 
 
-async def test_a_dropped_readd_that_may_have_landed_is_undone(database_url, tmp_path: Path):
+@asynccontextmanager
+async def _readd_timed_out_then_released(database_url: str, tmp_path: Path
+                                         ) -> AsyncIterator[tuple[Harness, OktaStandIn, str, str]]:
+    """Alice's re-add timed out at the bot but landed at Okta, a second grant (REQ-2) approved with its add waiting
+    behind the re-add, and REQ-1, the grant the re-add was planned for, released."""
     with OktaStandIn() as okta:
         okta_app = okta_group(okta, database_url, tmp_path,  # two profiles granting the same Okta group
                               profiles=("sg-prod-db-read", "sg-analytics-read"))
@@ -57,23 +63,51 @@ async def test_a_dropped_readd_that_may_have_landed_is_undone(database_url, tmp_
             assert len(okta.received("PUT", path)) == 2
             r = await h.say(ALICE, "release REQ-1")  # REQ-2 holds the group: no removal planned for REQ-1
             assert r.ok, r.text
-            r = await h.say(ALICE, "release REQ-2")  # never provisioned: no removal planned for it either
-            assert r.ok, r.text
-            assert (await h.request(2)).state == "released"
+            yield h, okta, gid, path
 
-            h.clock.advance(minutes=2)
-            await sweep(h.app.deps)  # the re-add is dropped: no running grant backs it
-            assert ALICE not in okta.member_emails(gid), "the dropped re-add left her in the group with no grant"
-            (dropped,) = await h.events("membership.add_dropped")
-            assert (dropped["data"]["user"], dropped["data"]["request_id"]) == (ALICE, "REQ-1"), dropped
-            assert dropped["data"].get("removal") == "planned", dropped
-            assert len(okta.received("DELETE", path)) == 1 and len(okta.received("PUT", path)) == 2
-            (removed,) = await h.events("membership.removed")
-            assert (removed["data"]["user"], removed["data"]["reason"]) == (ALICE, "drift"), removed
-            assert not await h.events("membership.added")
 
-            h.clock.advance(minutes=2)
-            await sweep(h.app.deps)
-            (resolved,) = await h.events("drift.resolved")
-            assert (resolved["data"]["resolution"], resolved["data"]["request_id"]) == ("ended", "REQ-1"), resolved
-            assert ALICE not in okta.member_emails(gid) and len(await h.events("drift.detected")) == 1
+async def test_a_dropped_readd_that_may_have_landed_is_undone(database_url, tmp_path: Path):
+    async with _readd_timed_out_then_released(database_url, tmp_path) as (h, okta, gid, path):
+        r = await h.say(ALICE, "release REQ-2")  # never provisioned: no removal planned for it either
+        assert r.ok, r.text
+        assert (await h.request(2)).state == "released"
+
+        h.clock.advance(minutes=2)
+        await sweep(h.app.deps)  # the re-add is dropped: no running grant backs it
+        assert ALICE not in okta.member_emails(gid), "the dropped re-add left her in the group with no grant"
+        (dropped,) = await h.events("membership.add_dropped")
+        assert (dropped["data"]["user"], dropped["data"]["request_id"]) == (ALICE, "REQ-1"), dropped
+        assert dropped["data"].get("removal") == "planned", dropped
+        assert len(okta.received("DELETE", path)) == 1 and len(okta.received("PUT", path)) == 2
+        (removed,) = await h.events("membership.removed")
+        assert (removed["data"]["user"], removed["data"]["reason"]) == (ALICE, "drift"), removed
+        assert not await h.events("membership.added")
+
+        h.clock.advance(minutes=2)
+        await sweep(h.app.deps)
+        (resolved,) = await h.events("drift.resolved")
+        assert (resolved["data"]["resolution"], resolved["data"]["request_id"]) == ("ended", "REQ-1"), resolved
+        assert ALICE not in okta.member_emails(gid) and len(await h.events("drift.detected")) == 1
+
+
+async def test_a_dropped_readd_is_not_undone_while_another_grants_add_waits(database_url, tmp_path: Path):
+    """The same re-add dropped (REQ-1 released, REQ-2 approved but not provisioned yet, so no running grant backs
+    it), with REQ-2's add waiting on the membership: no removal is planned (REQ-2 wants her in: its add waits, and
+    an approved grant holds the membership), REQ-2's add lands and she stays in the group."""
+    async with _readd_timed_out_then_released(database_url, tmp_path) as (h, okta, gid, path):
+        assert (await h.request(2)).state == "approved"
+        h.clock.advance(minutes=2)
+        await sweep(h.app.deps)  # the re-add is dropped, then REQ-2's add runs
+        (dropped,) = await h.events("membership.add_dropped")
+        assert (dropped["data"]["user"], dropped["data"]["request_id"]) == (ALICE, "REQ-1"), dropped
+        assert "removal" not in dropped["data"], dropped
+        assert not await h.events("membership.removed") and not okta.received("DELETE", path)
+        assert (await h.request(2)).state == "active"
+        assert ALICE in okta.member_emails(gid)
+
+        h.clock.advance(minutes=2)
+        await sweep(h.app.deps)
+        (resolved,) = await h.events("drift.resolved")
+        assert (resolved["data"]["resolution"], resolved["data"]["request_id"]) == ("ended", "REQ-1"), resolved
+        assert ALICE in okta.member_emails(gid) and len(await h.events("drift.detected")) == 1
+        assert not okta.received("DELETE", path) and (await h.request(2)).state == "active"
