@@ -183,12 +183,7 @@ async def restore_holders(deps: Deps, missing: list[tuple[DriftRecord, RequestRe
             # resolved and told in the transaction that recorded the add done (readd_landed), with the grant that
             # backs the membership; none when no grant runs any more (it ended while the add was at the provider:
             # its end queued the removal behind the add, and the next sweep closes the finding ended)
-            async with deps.store.read() as repo:
-                fresh = await repo.get_request(record.id or 0)
-                why = not_running(fresh, record.ref, deps.now())
-                backing = fresh if why is None else next(
-                    (h for h in await holding_group(repo, finding.email, finding.provider, finding.group)
-                     if not_running(h, h.ref, deps.now()) is None), None)
+            fresh, why, backing = await _backing(deps, finding, record)
             if backing is not None:
                 lines.append(landed_text(finding, backing))
             else:
@@ -201,12 +196,7 @@ async def restore_holders(deps: Deps, missing: list[tuple[DriftRecord, RequestRe
             lines.append(f"{ref}: {finding.email} held {record.ref} but was not in {where}: adding them back was "
                          f"dropped ({why or 'no running grant holds the membership'}); the finding closes ended.")
         elif op_id is not None:  # the holder and the team were told it is queued with the answer (readd_queued)
-            async with deps.store.read() as repo:
-                fresh = await repo.get_request(record.id or 0)
-                why = not_running(fresh, record.ref, deps.now())
-                backing = fresh if why is None else next(
-                    (h for h in await holding_group(repo, finding.email, finding.provider, finding.group)
-                     if not_running(h, h.ref, deps.now()) is None), None)
+            fresh, why, backing = await _backing(deps, finding, record)
             if backing is not None:  # the grant it was planned for, or another running grant of the group
                 lines.append(f"{ref}: {finding.email} holds {backing.ref} but is not in {where}: adding them back is "
                              f"queued ({outcome}) and retried.")
@@ -231,6 +221,19 @@ async def finish_restores(deps: Deps, findings: list[DriftRecord]) -> list[str]:
             lines.append(await _end_grant(deps, finding, record, "the provider refused to add them back",
                                           refused=True))
     return lines
+
+
+async def _backing(deps: Deps, finding: DriftRecord, record: RequestRecord
+                   ) -> tuple[RequestRecord | None, str | None, RequestRecord | None]:
+    """The grant as it is now, why it no longer runs (None while it does), and the grant that backs the membership:
+    that one while it runs, else another running grant of the holder's for the group (None when none does)."""
+    async with deps.store.read() as repo:
+        fresh = await repo.get_request(record.id or 0)
+        why = not_running(fresh, record.ref, deps.now())
+        backing = fresh if why is None else next(
+            (h for h in await holding_group(repo, finding.email, finding.provider, finding.group)
+             if not_running(h, h.ref, deps.now()) is None), None)
+    return fresh, why, backing
 
 
 async def _end_grant(deps: Deps, finding: DriftRecord, record: RequestRecord, why: str, *,
