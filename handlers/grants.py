@@ -222,6 +222,10 @@ async def _claim_in(repo: Repository, op_id: int, now: datetime, lease: timedelt
             op.status, op.done_at = "skipped", now
             await repo.save_op(op)
             return None, True
+    if op.leased_until is not None:
+        # an earlier claim never recorded its answer (its process stopped, or its lease ran out mid-call): that
+        # attempt may have been carried out at the provider
+        op.may_have_landed = True
     op.next_attempt_at = op.leased_until = now + lease
     op.attempts += 1
     op.correlation_id = op.correlation_id or uuid.uuid4().hex
@@ -281,7 +285,8 @@ async def _call(deps: Deps, op: OpRecord) -> ProviderError | None:
     except LookupError as exc:
         return ProviderError(str(exc), transient=False)
     except Exception as exc:  # a bug or an unexpected answer: keep the intent, retry later
-        return ProviderError(f"{type(exc).__name__}: {exc}", transient=True)
+        # where the call stopped is not known: it may have been carried out
+        return ProviderError(f"{type(exc).__name__}: {exc}", transient=True, may_have_landed=True)
     return None
 
 
@@ -403,6 +408,7 @@ async def _restore_for_holders(repo: Repository, op: OpRecord, now: datetime) ->
 async def _failed_in(deps: Deps, repo: Repository, op: OpRecord, error: ProviderError, budget: timedelta,
                      now: datetime, notices: list[Notice]) -> str:
     op.last_error = str(error)[:1000]
+    op.may_have_landed = op.may_have_landed or error.may_have_landed
     if error.correlation_id:
         op.correlation_id = error.correlation_id
     spent = now - op.created_at >= budget or not error.transient
@@ -424,12 +430,13 @@ async def _failed_in(deps: Deps, repo: Repository, op: OpRecord, error: Provider
         if record is not None and record.state == APPROVED:
             record.state, record.ended_at, record.failure = FAILED, now, op.last_error
             await repo.save_request(record)
-            # an attempt whose answer never came (a time-out, a dropped connection: any before this one, or within this
-            # one's transient failure, whose client retried) may have added them: as a grant ended with its add at the
-            # provider, the removal follows
-            # (``membership.removed`` reason ``provision_failed``; none when another grant holds the group)
+            # an attempt that may have been carried out unanswered (a time-out, a dropped connection, a 500/502/504, in
+            # this attempt or an earlier one, the clients' own retries included) may have added them: as a grant ended
+            # with its add at the provider, the removal follows (``membership.removed`` reason ``provision_failed``;
+            # none when another grant holds the group). Attempts all refused before anything was done (429, 503, any
+            # other 4xx) added nothing: a membership they held before the request is not theirs to remove.
             removal = await plan_membership_removal(repo, op.provider, op.group, op.email, "provision_failed", now) \
-                if op.attempts > 1 or error.transient else None
+                if op.may_have_landed else None
             await repo.append("grant.provision_failed", actor=SYSTEM, ts=now, request=record, data={
                 "provider": op.provider, "group": op.group, "error": op.last_error,
                 "attempts": op.attempts, "correlation_id": op.correlation_id,
@@ -513,8 +520,9 @@ async def run_due_ops(deps: Deps, *, limit: int = 500, chunk: int = 200,
                     answers = await batch([(o.op, o.group, o.email) for o in ops])
                 except ProviderError as exc:
                     answers = [exc] * len(ops)
-                except Exception as exc:
-                    answers = [ProviderError(f"{type(exc).__name__}: {exc}", transient=True)] * len(ops)
+                except Exception as exc:  # where the call stopped is not known: any of them may have been carried out
+                    answers = [ProviderError(f"{type(exc).__name__}: {exc}", transient=True,
+                                             may_have_landed=True)] * len(ops)
                 results += list(zip(ops, answers, strict=True))
             else:
                 results += [(o, await _call(deps, o)) for o in ops]

@@ -45,6 +45,11 @@ class ProviderError(Exception):
 
     ``transient`` errors (429, 5xx, time-outs, dropped connections) are retried with backoff;
     ``retry_after`` is the delay in seconds the provider asked for, if any.
+
+    ``may_have_landed``: some try of a change this call sent may have been carried out although no
+    success came back (a time-out or a connection dropped after the request went out, a 500/502/504),
+    internal retries included. False when every try was refused before it was carried out (429, 503,
+    another 4xx, a connection never made, a token refused) or nothing was sent.
     """
 
     def __init__(
@@ -55,12 +60,23 @@ class ProviderError(Exception):
         retry_after: float | None = None,
         status: int | None = None,
         correlation_id: str | None = None,
+        may_have_landed: bool = False,
     ) -> None:
         super().__init__(message)
         self.transient = transient
         self.retry_after = retry_after
         self.status = status
         self.correlation_id = correlation_id
+        self.may_have_landed = may_have_landed
+
+    def landed(self, earlier: bool = True) -> ProviderError:
+        """This error, saying that an earlier try of the call may have been carried out when ``earlier``: itself
+        when it says so already (or ``earlier`` is False), else a copy that does (one error may be shared by
+        several calls)."""
+        if self.may_have_landed or not earlier:
+            return self
+        return ProviderError(str(self), transient=self.transient, retry_after=self.retry_after,
+                             status=self.status, correlation_id=self.correlation_id, may_have_landed=True)
 
 
 @runtime_checkable

@@ -135,6 +135,9 @@ class OpRecord:
     id: int | None = None
     # why a membership no grant holds is removed (``terminated``, ``drift``, ``review``); request_id is 0 then
     reason: str | None = None
+    # some attempt may have carried the call out at the provider though no success came back: an answer that never
+    # came (a time-out, a dropped connection, a claim whose answer was never recorded) or a 500/502/504
+    may_have_landed: bool = False
 
     @property
     def member(self) -> tuple[str, str, str]:

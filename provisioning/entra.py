@@ -212,8 +212,9 @@ class EntraProvider(GraphBatches):
                          retry_after=parse_retry_after(resp.headers.get("Retry-After")))
 
     async def _call(self, method: str, path: str, *, params: dict[str, str] | None = None, body: Any = None,
-                    what: str) -> Reply:
-        """One Graph request through the retry loop; a 401 refreshes the token once."""
+                    what: str, changes: bool | None = None) -> Reply:
+        """One Graph request through the retry loop; a 401 refreshes the token once. ``changes`` (by default:
+        anything but a GET) says whether a try may change something at Graph (``may_have_landed``)."""
         url = path if path.startswith(("https://", "http://")) else self.graph_url + path
         if not same_origin(url, self.graph_url):  # a next link to another host: the token never goes there
             raise ProviderError(f"Graph {what}: a reply sent the next page to another host ({urlsplit(url).netloc}); "
@@ -231,12 +232,14 @@ class EntraProvider(GraphBatches):
                 reply = await self._send(method, url, token, request_id, params, body)
             return reply
 
-        return await with_retries(attempt, self.policy, what=f"Graph {what}", correlation_id=request_id)
+        return await with_retries(attempt, self.policy, what=f"Graph {what}", correlation_id=request_id,
+                                  changes=method != "GET" if changes is None else changes)
 
     def _error(self, reply: Reply, what: str) -> ProviderError:
         code, message = _graph_error(reply)
         return ProviderError(f"Graph {what}: HTTP {reply.status} {code}: {message}", transient=False,
-                             status=reply.status, correlation_id=reply.correlation_id)
+                             status=reply.status, correlation_id=reply.correlation_id,
+                             may_have_landed=reply.may_have_landed)
 
     async def _pages(self, path: str, params: dict[str, str], what: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -391,13 +394,19 @@ class EntraProvider(GraphBatches):
         method, path, body = self._request(kind, gid, uid)
         reply = await self._call(method, path, body=body, what=what)
         if kind == "add" and reply.status == 404:  # the cached id may belong to a user since re-created
-            self._user_ids.pop(email.strip().lower(), None)
-            fresh = await self._user_id(email)
-            if fresh is not None and fresh != uid:
-                method, path, body = self._request(kind, gid, fresh)
-                reply = await self._call(method, path, body=body, what=what)
+            earlier = reply.may_have_landed  # a try of the first request may have added the old id
+            try:
+                self._user_ids.pop(email.strip().lower(), None)
+                fresh = await self._user_id(email)
+                if fresh is not None and fresh != uid:
+                    method, path, body = self._request(kind, gid, fresh)
+                    reply = await self._call(method, path, body=body, what=what)
+            except ProviderError as exc:
+                raise exc.landed(earlier) from exc.__cause__
+            reply.may_have_landed |= earlier
         code, message = _graph_error(reply)
-        error = _judge(kind, reply.status, code, message, f"Graph {what}", reply.correlation_id)
+        error = _judge(kind, reply.status, code, message, f"Graph {what}", reply.correlation_id,
+                       may_have_landed=reply.may_have_landed)
         if error is not None:
             raise error
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from handlers.ports import ProviderError
-from provisioning.http import TRANSIENT_STATUSES, Reply, RetryPolicy, parse_retry_after
+from provisioning.http import TRANSIENT_STATUSES, Reply, RetryPolicy, parse_retry_after, status_may_have_landed
 
 BATCH_LIMIT = 20
 BATCHES_IN_FLIGHT = 4  # $batch requests sent at once; Graph runs each one's requests in any order
@@ -32,8 +32,9 @@ def _graph_error(reply: Reply) -> tuple[str, str]:
 
 
 def _judge(kind: str, status: int, code: str, message: str, what: str, correlation_id: str | None,
-           retry_after: float | None = None) -> ProviderError | None:
-    """None when the membership change reached its goal, else the error to report."""
+           retry_after: float | None = None, may_have_landed: bool = False) -> ProviderError | None:
+    """None when the membership change reached its goal, else the error to report (``may_have_landed``: an
+    earlier try may have carried the change out; so may this one, answered 500, 502 or 504)."""
     if 200 <= status < 300:
         return None
     if kind == "add" and status == 400 and "already exist" in message:
@@ -42,7 +43,8 @@ def _judge(kind: str, status: int, code: str, message: str, what: str, correlati
         return None
     return ProviderError(f"{what}: HTTP {status} {code}: {message}".rstrip(": "),
                          transient=status in TRANSIENT_STATUSES, retry_after=retry_after, status=status,
-                         correlation_id=correlation_id)
+                         correlation_id=correlation_id,
+                         may_have_landed=may_have_landed or status_may_have_landed(status))
 
 
 class GraphBatches:
@@ -51,7 +53,7 @@ class GraphBatches:
     policy: RetryPolicy
 
     async def _call(self, method: str, path: str, *, params: dict[str, str] | None = None, body: Any = None,
-                    what: str) -> Reply:
+                    what: str, changes: bool | None = None) -> Reply:
         raise NotImplementedError
 
     def _error(self, reply: Reply, what: str) -> ProviderError:
@@ -79,7 +81,7 @@ class GraphBatches:
             for k in range(0, len(chunks), BATCHES_IN_FLIGHT):
                 replies = await asyncio.gather(*(self._call(
                     "POST", "/$batch", body={"requests": [{"id": i, "method": "GET", "url": u} for i, u in chunk]},
-                    what=what) for chunk in chunks[k:k + BATCHES_IN_FLIGHT]))
+                    what=what, changes=False) for chunk in chunks[k:k + BATCHES_IN_FLIGHT]))
                 for chunk, reply in zip(chunks[k:k + BATCHES_IN_FLIGHT], replies, strict=True):
                     if not reply.ok:
                         raise self._error(reply, what)
@@ -154,8 +156,9 @@ class GraphBatches:
                     # too. It waits with the refused ones for the first slot Graph names.
                     for i, request in (item for rest in chunks[k + BATCHES_IN_FLIGHT:] for item in rest):
                         kind, group, email = ops[i]
-                        results[i] = ProviderError(f"Graph {kind} {email} ({group}): not sent, write quota spent",
-                                                   transient=True, retry_after=hint, status=429)
+                        results[i] = _after(results[i], ProviderError(
+                            f"Graph {kind} {email} ({group}): not sent, write quota spent",
+                            transient=True, retry_after=hint, status=429))
                         throttled.append((i, request))
                     break
             if throttled:
@@ -181,12 +184,12 @@ class GraphBatches:
             reply = await self._call("POST", "/$batch", body={"requests": [r for _, r in chunk]}, what="$batch")
         except ProviderError as exc:
             for i, _ in chunk:
-                results[i] = exc
+                results[i] = _after(results[i], exc)
             return None
         if not reply.ok:
             error = self._error(reply, "$batch")
             for i, _ in chunk:
-                results[i] = error
+                results[i] = _after(results[i], error)
             return None
         answers = {str(a.get("id")): a for a in reply.data.get("responses") or []}
         hint: float | None = None
@@ -198,14 +201,23 @@ class GraphBatches:
             retry_after = parse_retry_after(headers.get("retry-after"))
             body = answer.get("body")
             code, message = _graph_error(Reply(status, headers, body if isinstance(body, dict) else None))
-            results[i] = _judge(kind, status, code, message, f"Graph {kind} {email} ({group})",
-                                reply.correlation_id, retry_after)
+            # an earlier try of this $batch that got no answer may have carried out every request in it
+            results[i] = _after(results[i], _judge(kind, status, code, message, f"Graph {kind} {email} ({group})",
+                                                   reply.correlation_id, retry_after, reply.may_have_landed))
             if status in TRANSIENT_STATUSES:
                 throttled.append((i, request))
                 if status == 429:
                     wait = retry_after if retry_after is not None else 0.0
                     hint = wait if hint is None else min(hint, wait)
         return hint
+
+
+def _after(previous: ProviderError | None, result: ProviderError | None) -> ProviderError | None:
+    """An operation's result after another round: an earlier round that may have carried the change out
+    stays said (``may_have_landed``) on the error of a later one."""
+    if result is None or previous is None:
+        return result
+    return result.landed(previous.may_have_landed)
 
 
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:

@@ -5,6 +5,13 @@ A provider hands :func:`with_retries` a coroutine factory that performs one atte
 dropped connections) with exponential backoff and full jitter, honouring the delay the server
 asked for, and raises a transient :class:`ProviderError` once the attempts are spent. Every
 other reply goes back to the provider, which judges it.
+
+For a call that changes something, the loop also says whether any of its tries may have been
+carried out without a success coming back (``may_have_landed`` on the reply or the error): a
+time-out or a connection dropped once the request could have gone out, or a 5xx that does not
+say the request was turned away (500, 502, 504). A 429, a 503 (Graph: unavailable for maintenance
+or overloaded; Okta: read-only mode), a 408, any other 4xx, and a connection never made refused
+the try before anything was done.
 """
 
 from __future__ import annotations
@@ -27,6 +34,21 @@ from handlers.ports import ProviderError
 
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 NETWORK_ERRORS = (asyncio.TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)
+# 5xx answers that say the request was turned away before it was carried out
+NOT_CARRIED_OUT_5XX = frozenset({501, 503, 505})
+# failures that happen before the request can have left: the connection was never made
+NOT_SENT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+
+
+def status_may_have_landed(status: int) -> bool:
+    """Whether a change answered ``status`` may have been carried out although it did not report success."""
+    return status >= 500 and status not in NOT_CARRIED_OUT_5XX
+
+
+def error_may_have_landed(exc: BaseException) -> bool:
+    """Whether a change whose try ended in this network error may have been carried out: anything but a
+    connection never made (the request may have reached the server before the time-out or the drop)."""
+    return not isinstance(exc, NOT_SENT_ERRORS)
 
 
 @dataclass
@@ -40,6 +62,8 @@ class Reply:
     correlation_id: str | None = None
     retry_after: float | None = None
     links: Mapping[str, str] = field(default_factory=dict)
+    # a try of this call (this one, or an earlier one retried) may have carried out its change unanswered
+    may_have_landed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -103,8 +127,13 @@ async def with_retries(
     what: str,
     correlation_id: str | None = None,
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    changes: bool = True,
 ) -> Reply:
-    """Run ``attempt`` until it returns a non-transient reply or the attempts are spent."""
+    """Run ``attempt`` until it returns a non-transient reply or the attempts are spent.
+
+    ``changes``: the call changes something at the provider (not a read); only then can a try have landed,
+    and the reply or error says whether one may have (``may_have_landed``)."""
+    landed = False
     last_status: int | None = None
     last_correlation = correlation_id
     last_retry_after: float | None = None
@@ -113,15 +142,21 @@ async def with_retries(
         try:
             reply = await attempt()
         except NETWORK_ERRORS as exc:
+            landed = landed or (changes and error_may_have_landed(exc))
             last_status, last_retry_after = None, None
             last_reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else f"connection failed ({exc})"
         except ProviderError as exc:  # a step before the call (a token, say) refused for now
+            landed = landed or (changes and exc.may_have_landed)
             if not exc.transient:
+                if landed and not exc.may_have_landed:
+                    raise exc.landed() from exc
                 raise
             last_status, last_retry_after, last_reason = exc.status, exc.retry_after, str(exc)
             last_correlation = exc.correlation_id or last_correlation
         else:
+            landed = landed or (changes and (reply.may_have_landed or status_may_have_landed(reply.status)))
             if reply.status not in TRANSIENT_STATUSES:
+                reply.may_have_landed = landed
                 return reply
             last_status, last_retry_after = reply.status, reply.retry_after
             last_correlation = reply.correlation_id or correlation_id
@@ -131,6 +166,7 @@ async def with_retries(
     raise ProviderError(
         f"{what}: {last_reason} after {policy.max_attempts} attempts",
         transient=True, retry_after=last_retry_after, status=last_status, correlation_id=last_correlation,
+        may_have_landed=landed,
     )
 
 

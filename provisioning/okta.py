@@ -156,15 +156,22 @@ class OktaProvider:
             used.append(await self.credentials.authorization(self._http(), self._ssl))
             return await self._send(method, url, params, used[-1])
 
-        reply = await with_retries(attempt, self.policy, what=f"Okta {what}")
+        changes = method != "GET"
+        reply = await with_retries(attempt, self.policy, what=f"Okta {what}", changes=changes)
         if reply.status == 401 and self.credentials.invalidate(used[-1]):
             # an access token revoked or expired early: one new token, one more try
-            reply = await with_retries(attempt, self.policy, what=f"Okta {what}")
+            earlier = reply.may_have_landed
+            try:
+                reply = await with_retries(attempt, self.policy, what=f"Okta {what}", changes=changes)
+            except ProviderError as exc:
+                raise exc.landed(earlier) from exc.__cause__
+            reply.may_have_landed |= earlier
         return reply
 
     def _error(self, reply: Reply, what: str) -> ProviderError:
         return ProviderError(f"Okta {what}: HTTP {reply.status} {_okta_error(reply)}", transient=False,
-                             status=reply.status, correlation_id=reply.correlation_id)
+                             status=reply.status, correlation_id=reply.correlation_id,
+                             may_have_landed=reply.may_have_landed)
 
     async def _pages(self, path: str, params: dict[str, str] | None, what: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -316,10 +323,15 @@ class OktaProvider:
             raise ProviderError(f"Okta {what}: no such user", transient=False, status=404)
         reply = await self._call("PUT", f"/groups/{quote(group, safe='')}/users/{uid}", what=what)
         if reply.status == 404:  # the cached id may belong to a user since re-created
-            self._user_ids.pop(email.strip().lower(), None)
-            fresh = await self._user_id(email)
-            if fresh is not None and fresh != uid:
-                reply = await self._call("PUT", f"/groups/{quote(group, safe='')}/users/{fresh}", what=what)
+            earlier = reply.may_have_landed  # a try of the first PUT may have added the old id
+            try:
+                self._user_ids.pop(email.strip().lower(), None)
+                fresh = await self._user_id(email)
+                if fresh is not None and fresh != uid:
+                    reply = await self._call("PUT", f"/groups/{quote(group, safe='')}/users/{fresh}", what=what)
+            except ProviderError as exc:
+                raise exc.landed(earlier) from exc.__cause__
+            reply.may_have_landed |= earlier
         if not reply.ok:
             raise self._error(reply, what)
 

@@ -99,6 +99,7 @@ def _op_row(o: OpRecord) -> dict[str, Any]:
         "next_attempt_at": o.next_attempt_at, "last_error": o.last_error,
         "correlation_id": o.correlation_id, "failure_reported": o.failure_reported,
         "done_at": o.done_at, "leased_until": o.leased_until, "reason": o.reason,
+        "may_have_landed": o.may_have_landed,
     }
 
 
@@ -241,6 +242,7 @@ def _op(row: Any) -> OpRecord:
         created_at=m["created_at"], next_attempt_at=m["next_attempt_at"], last_error=m["last_error"],
         correlation_id=m["correlation_id"], failure_reported=bool(m["failure_reported"]),
         done_at=m["done_at"], leased_until=m["leased_until"], reason=m["reason"],
+        may_have_landed=bool(m["may_have_landed"]),
     )
 
 

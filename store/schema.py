@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -152,6 +153,8 @@ provider_ops = Table(
     Column("leased_until", UTCDateTime),
     # why a membership no grant holds is removed (request_id is 0 then): terminated | drift | review
     Column("reason", String(40)),
+    # some attempt may have carried the call out at the provider without a success coming back
+    Column("may_have_landed", Boolean, nullable=False, default=False, server_default=false()),
     Index("ix_provider_ops_status_next", "status", "next_attempt_at"),
     Index("ix_provider_ops_member", "email", "group_name"),
 )

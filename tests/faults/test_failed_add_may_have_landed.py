@@ -1,8 +1,10 @@
-"""A grant whose add is given up after an attempt whose answer never came: that attempt may have added the member
-at the provider, so the grant's failure is followed by the removal, as a grant ended with its add at the provider
-is (``grant.provision_failed`` with ``removal: planned``, then ``membership.removed`` reason ``provision_failed``).
-An add the provider refused at its first and only attempt leaves nothing to undo. Through Okta's stand-in, which
-holds the first add past the client's time-out and then carries it out; on SQLite and PostgreSQL."""
+"""A grant whose add is given up after an attempt that may have been carried out unanswered (its answer never came,
+or it was a 500/502/504): that attempt may have added the member at the provider, so the grant's failure is followed
+by the removal, as a grant ended with its add at the provider is (``grant.provision_failed`` with ``removal:
+planned``, then ``membership.removed`` reason ``provision_failed``). An add whose every attempt was refused before
+anything was done (429, 503, 403) leaves nothing to undo: a membership held before the request stays. Through Okta's
+stand-in, which holds the first add past the client's time-out and then carries it out, or answers a status; on
+SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+
+import pytest
 
 from bot.bootstrap import build_app
 from handlers.sweeps import sweep
@@ -33,7 +37,17 @@ async def _okta_app(database_url: str, tmp_path: Path) -> AsyncIterator[tuple[Ha
             yield Harness(app, clock, notifier, files), okta, gid, f"/groups/{gid}/users/{alice}"
 
 
-async def test_a_grant_failed_after_an_unanswered_add_is_followed_by_its_removal(database_url, tmp_path: Path):
+async def _given_up(h: Harness) -> None:
+    """Sweeps until the add's retry budget is spent and the grant failed."""
+    for _ in range(3):
+        h.clock.advance(minutes=5)
+        await sweep(h.app.deps)
+    assert (await h.request(1)).state == "failed"
+
+
+@pytest.mark.parametrize("later", [503, 429])
+async def test_a_grant_failed_after_an_unanswered_add_is_followed_by_its_removal(database_url, tmp_path: Path,
+                                                                               later: int):
     async with _okta_app(database_url, tmp_path) as (h, okta, gid, path):
         landed = threading.Event()
         okta.hold_path(path, landed)  # the add reaches Okta but is not answered before the client gives up
@@ -46,11 +60,8 @@ async def test_a_grant_failed_after_an_unanswered_add_is_followed_by_its_removal
             await asyncio.sleep(0.05)
         assert ALICE in okta.member_emails(gid)
         okta.clear_path_faults()
-        okta.fail_path(path, 503)  # every later call is refused for now, until the retry budget is spent
-        for _ in range(3):
-            h.clock.advance(minutes=5)
-            await sweep(h.app.deps)
-        assert (await h.request(1)).state == "failed"
+        okta.fail_path(path, later)  # every later call is refused for now, until the retry budget is spent
+        await _given_up(h)
         (failed,) = await h.events("grant.provision_failed")
         assert failed["data"].get("removal") == "planned", failed
         okta.clear_path_faults()
@@ -74,3 +85,40 @@ async def test_an_add_refused_at_its_only_attempt_leaves_nothing_to_undo(databas
         okta.clear_path_faults()
         await sweep(h.app.deps)
         assert not okta.received("DELETE", path) and not await h.events("membership.removed")
+
+
+@pytest.mark.parametrize("status", [429, 503])
+async def test_an_add_refused_for_now_at_every_attempt_leaves_a_membership_held_before(database_url, tmp_path: Path,
+                                                                                      status: int):
+    async with _okta_app(database_url, tmp_path) as (h, okta, gid, path):
+        okta.add_member(gid, ALICE)  # she is in the group already, given outside the bot
+        okta.fail_path(path, status)  # throttled (429) or unavailable (503): each try turned away, nothing done
+        r = await h.say(ALICE, "request prod-db-read for 30m because INC-7 page")
+        assert r.ok and (await h.request(1)).state == "approved", r.text
+        await _given_up(h)
+        (failed,) = await h.events("grant.provision_failed")
+        assert "removal" not in failed["data"] and failed["data"]["attempts"] > 1, failed
+        okta.clear_path_faults()
+        h.clock.advance(minutes=5)
+        await sweep(h.app.deps)
+        assert ALICE in okta.member_emails(gid), "the failed grant took away the membership she held before"
+        assert not okta.received("DELETE", path) and not await h.events("membership.removed")
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+async def test_an_add_answered_a_server_error_may_have_landed(database_url, tmp_path: Path, status: int):
+    async with _okta_app(database_url, tmp_path) as (h, okta, gid, path):
+        okta.fail_path(path, status)  # the server failed mid-way: the add may have been carried out
+        r = await h.say(ALICE, "request prod-db-read for 30m because INC-7 page")
+        assert r.ok and (await h.request(1)).state == "approved", r.text
+        okta.add_member(gid, ALICE)  # as it was, without saying so
+        okta.fail_path(path, 429)  # every later try is throttled
+        await _given_up(h)
+        (failed,) = await h.events("grant.provision_failed")
+        assert failed["data"].get("removal") == "planned", failed
+        okta.clear_path_faults()
+        h.clock.advance(minutes=5)
+        await sweep(h.app.deps)
+        assert ALICE not in okta.member_emails(gid), "the failed grant left her in the group"
+        (removed,) = await h.events("membership.removed")
+        assert (removed["data"]["user"], removed["data"]["reason"]) == (ALICE, "provision_failed"), removed
