@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import adaptive_cards.card as ac
@@ -48,6 +48,10 @@ EXTEND_INPUT = "extend_duration"
 
 MAX_TEXT = 1500  # characters of free text shown in one block
 MAX_ROWS = 25  # rows in a list card; the rest is summarised
+# The longest any one text of a card is cut to, tried in turn until the card is under its budget (the first changes
+# nothing: each text keeps its own limit under it). A card for a smaller budget (the Teams channel rebuilds one when
+# the activity as sent is over its bound, bot/teams/connector.py ``fitted``) shows fewer rows first, then shorter text.
+TEXT_CAPS = (MAX_TEXT, 600, 250, 100, 40, 16)
 WITHOUT_GRANT = "Members without a grant (drift): "
 
 STATE_COLOR = {
@@ -121,9 +125,9 @@ def _cut(text: str | None, limit: int = MAX_TEXT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _text(text: str, **kw: Any) -> Any:
-    """A block of plain text (escaped)."""
-    return element(ac.TextBlock, text=escape(_cut(text)), wrap=True, **kw)
+def _text(text: str, *, cap: int = MAX_TEXT, **kw: Any) -> Any:
+    """A block of plain text (escaped), cut to ``cap`` characters."""
+    return element(ac.TextBlock, text=escape(_cut(text, min(MAX_TEXT, cap))), wrap=True, **kw)
 
 
 def _markup(markup: str, **kw: Any) -> Any:
@@ -131,14 +135,14 @@ def _markup(markup: str, **kw: Any) -> Any:
     return element(ac.TextBlock, text=markup, wrap=True, **kw)
 
 
-def _title(text: str) -> Any:
-    return element(ac.TextBlock, text=escape(_cut(text, 200)), wrap=True, size=act.FontSize.MEDIUM,
+def _title(text: str, *, cap: int = MAX_TEXT) -> Any:
+    return element(ac.TextBlock, text=escape(_cut(text, min(200, cap))), wrap=True, size=act.FontSize.MEDIUM,
                                  weight=act.FontWeight.BOLDER)
 
 
-def _facts(rows: Sequence[tuple[str, str | None]]) -> Any:
-    return element(ac.FactSet, facts=[element(ac.Fact, title=escape(_cut(k, 80)), value=escape(_cut(v, 400)))
-                                      for k, v in rows if v])
+def _facts(rows: Sequence[tuple[str, str | None]], *, cap: int = MAX_TEXT) -> Any:
+    return element(ac.FactSet, facts=[element(ac.Fact, title=escape(_cut(k, min(80, cap))),
+                                              value=escape(_cut(v, min(400, cap)))) for k, v in rows if v])
 
 
 def _serialise(card: Any, *, refresh: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -161,23 +165,48 @@ def size_of(card: dict[str, Any]) -> int:
     return len(json.dumps(card, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
 
 
+def fit(build: Callable[[int], dict[str, Any]], budget: int, what: str) -> dict[str, Any]:
+    """The card ``build`` makes with the first of :data:`TEXT_CAPS` that keeps it under ``budget`` bytes
+    (:func:`size_of`); ValueError when none does."""
+    card: dict[str, Any] = {}
+    for cap in TEXT_CAPS:
+        card = build(cap)
+        if size_of(card) < budget:
+            return card
+    raise ValueError(f"{what} is {size_of(card)} bytes with every text cut to {TEXT_CAPS[-1]} characters")
+
+
+def fit_rows(build: Callable[[int, int], dict[str, Any]], rows: int, budget: int, what: str) -> dict[str, Any]:
+    """The card ``build(shown, cap)`` makes with the most rows shown (``rows`` down to one), then the longest texts
+    (:data:`TEXT_CAPS`), that keeps it under ``budget`` bytes (:func:`size_of`); ValueError when none does. The
+    card says how many rows it leaves out."""
+    card: dict[str, Any] = {}
+    for cap in TEXT_CAPS:
+        for shown in range(rows, 0, -1) if rows else (0,):
+            card = build(shown, cap)
+            if size_of(card) < budget:
+                return card
+    raise ValueError(f"{what} is {size_of(card)} bytes with {min(rows, 1)} row and every text cut to "
+                     f"{TEXT_CAPS[-1]} characters")
+
+
 def _execute(title: str, verb: str, data: dict[str, Any], *, style: act.ActionStyle | None = None,
              inputs: act.AssociatedInputs | None = None) -> Any:
     return element(ac.ActionExecute, title=title, verb=verb, data=data, style=style, associated_inputs=inputs)
 
 
 # -- request cards -------------------------------------------------------------------------------
-def _state_line(view: RequestView) -> Any:
+def _state_line(view: RequestView, cap: int) -> Any:
     label = view.state.upper()
     if view.extension and view.state == "active":
         label += f" — extension by {view.extension} awaiting approval"
     if view.end_reason and view.state in ("revoked", "expired", "released", "failed"):
         label += f" ({view.end_reason})"
-    return element(ac.TextBlock, text=escape(_cut(label, 200)), wrap=True, weight=act.FontWeight.BOLDER,
+    return element(ac.TextBlock, text=escape(_cut(label, min(200, cap))), wrap=True, weight=act.FontWeight.BOLDER,
                                  color=getattr(act.Colors, STATE_COLOR.get(view.state, "default").upper()))
 
 
-def _chain_rows(view: RequestView) -> list[Any]:
+def _chain_rows(view: RequestView, cap: int) -> list[Any]:
     rows: list[Any] = []
     for step in view.steps:
         done = ", ".join(step.approved_by)
@@ -191,11 +220,12 @@ def _chain_rows(view: RequestView) -> list[Any]:
             line += f"; {who}"
         if step.held_for:  # the safety brake holds passing it to the manager the provider names now
             line += f"; passing it to {', '.join(step.held_for[:10])} is held by the safety brake"
-        rows.append(element(ac.TextBlock, text=escape(_cut(line, 500)), wrap=True, spacing=act.Spacing.SMALL))
+        rows.append(element(ac.TextBlock, text=escape(_cut(line, min(500, cap))), wrap=True,
+                            spacing=act.Spacing.SMALL))
     return rows
 
 
-def _request_body(view: RequestView, *, heading: str) -> list[Any]:
+def _request_body(view: RequestView, *, heading: str, cap: int) -> list[Any]:
     facts: list[tuple[str, str | None]] = [
         ("Requester", f"{view.requester_name} ({view.requester})" if view.requester_name != view.requester
          else view.requester),
@@ -210,15 +240,15 @@ def _request_body(view: RequestView, *, heading: str) -> list[Any]:
         ("Expires", f"{view.expires_at} ({view.time_left} left)" if view.time_left else view.expires_at),
         ("Policy", view.policy_version),
     ]
-    body: list[Any] = [_title(heading), _state_line(view), _facts(facts)]
+    body: list[Any] = [_title(heading, cap=cap), _state_line(view, cap), _facts(facts, cap=cap)]
     if view.facts:
         body.append(element(ac.TextBlock, text="From the identity provider", wrap=True, weight=act.FontWeight.BOLDER,
                                           spacing=act.Spacing.MEDIUM))
-        body.append(_facts(list(view.facts)))
+        body.append(_facts(list(view.facts), cap=cap))
     if view.steps:
         body.append(element(ac.TextBlock, text="Approval chain", wrap=True, weight=act.FontWeight.BOLDER,
                                           spacing=act.Spacing.MEDIUM))
-        body += _chain_rows(view)
+        body += _chain_rows(view, cap)
     return body
 
 
@@ -237,19 +267,28 @@ def refresh_block(request_number: int, user_ids: Sequence[str]) -> dict[str, Any
 
 
 def approval_card(view: RequestView, *, viewer: str | None = None, refresh_user_ids: Sequence[str] = (),
-                  note: str | None = None, ask_reason: bool = False, comment: str | None = None) -> dict[str, Any]:
-    """The card an approver sees: buttons while ``viewer`` can still decide, the outcome otherwise."""
+                  note: str | None = None, ask_reason: bool = False, comment: str | None = None,
+                  budget: int = MAX_CARD_BYTES) -> dict[str, Any]:
+    """The card an approver sees: buttons while ``viewer`` can still decide, the outcome otherwise; its texts cut
+    shorter (:data:`TEXT_CAPS`) when that keeps it under ``budget`` bytes (:func:`size_of`)."""
+    return fit(lambda cap: _approval_card(view, viewer, refresh_user_ids, note, ask_reason, comment, cap), budget,
+               f"approval card of {view.id}")
+
+
+def _approval_card(view: RequestView, viewer: str | None, refresh_user_ids: Sequence[str], note: str | None,
+                   ask_reason: bool, comment: str | None, cap: int) -> dict[str, Any]:
     what = f"extend {view.profile} by {view.extension}" if view.extension else view.profile
     body = _request_body(view, heading=f"{view.id}: {view.requester} asks to {what}" if view.extension
-                         else f"{view.id}: {view.requester} asks for {what}")
+                         else f"{view.id}: {view.requester} asks for {what}", cap=cap)
     if note:
-        body.append(_text(note, color=act.Colors.ATTENTION if ask_reason else act.Colors.ACCENT,
+        body.append(_text(note, cap=cap, color=act.Colors.ATTENTION if ask_reason else act.Colors.ACCENT,
                           spacing=act.Spacing.MEDIUM))
     actions: list[Any] = []
     if can_decide(view, viewer):
         body.append(element(ac.InputText, id=COMMENT_INPUT, label="Comment (required to deny)" if not ask_reason
                                           else "Why do you deny it?", is_multiline=True, max_length=2000,
-                                          placeholder="optional for approve", value=comment or None,
+                                          placeholder="optional for approve",
+                                          value=(comment if cap >= MAX_TEXT else _cut(comment, cap)) or None,
                                           is_required=ask_reason or None,
                                           error_message="Say why you deny the request." if ask_reason else None))
         # the round and step this card asks about: a click counts for them alone, never for a later step or round
@@ -261,7 +300,7 @@ def approval_card(view: RequestView, *, viewer: str | None = None, refresh_user_
             _execute("Deny", VERB_DENY, data, style=act.ActionStyle.DESTRUCTIVE, inputs=act.AssociatedInputs.AUTO),
         ]
     elif viewer and not note:
-        body.append(_text(_outcome_line(view), spacing=act.Spacing.MEDIUM, is_subtle=True))
+        body.append(_text(_outcome_line(view), cap=cap, spacing=act.Spacing.MEDIUM, is_subtle=True))
     refresh = refresh_block(view.number, refresh_user_ids) if view.state == "pending" or view.extension else None
     return _card(body, actions, refresh=refresh, fallback=f"{view.id} {view.profile}: {view.state}")
 
@@ -273,26 +312,34 @@ def _outcome_line(view: RequestView) -> str:
     return f"Decided: {view.id} is {view.state}."
 
 
-def outcome_card(view: RequestView) -> dict[str, Any]:
+def outcome_card(view: RequestView, *, budget: int = MAX_CARD_BYTES) -> dict[str, Any]:
     """The state of a request with no buttons (what every approver sees after a decision)."""
-    body = _request_body(view, heading=f"{view.id}: {view.profile} for {view.requester}")
-    body.append(_text(_outcome_line(view), spacing=act.Spacing.MEDIUM, is_subtle=True))
-    return _card(body, fallback=f"{view.id} {view.profile}: {view.state}")
+    def build(cap: int) -> dict[str, Any]:
+        body = _request_body(view, heading=f"{view.id}: {view.profile} for {view.requester}", cap=cap)
+        body.append(_text(_outcome_line(view), cap=cap, spacing=act.Spacing.MEDIUM, is_subtle=True))
+        return _card(body, fallback=f"{view.id} {view.profile}: {view.state}")
+    return fit(build, budget, f"outcome card of {view.id}")
 
 
-def status_card(view: RequestView, *, note: str | None = None) -> dict[str, Any]:
+def status_card(view: RequestView, *, note: str | None = None, budget: int = MAX_CARD_BYTES) -> dict[str, Any]:
     """The requester's view of their own request, updated as it moves."""
-    body = _request_body(view, heading=f"Your request {view.id}: {view.profile}")
-    if note:
-        body.append(_text(note, spacing=act.Spacing.MEDIUM))
-    return _card(body, fallback=f"{view.id} {view.profile}: {view.state}")
+    def build(cap: int) -> dict[str, Any]:
+        body = _request_body(view, heading=f"Your request {view.id}: {view.profile}", cap=cap)
+        if note:
+            body.append(_text(note, cap=cap, spacing=act.Spacing.MEDIUM))
+        return _card(body, fallback=f"{view.id} {view.profile}: {view.state}")
+    return fit(build, budget, f"status card of {view.id}")
 
 
-def expiring_card(view: RequestView, *, note: str | None = None) -> dict[str, Any]:
+def expiring_card(view: RequestView, *, note: str | None = None, budget: int = MAX_CARD_BYTES) -> dict[str, Any]:
     """A grant about to expire, with an ``extend`` action."""
+    return fit(lambda cap: _expiring_card(view, note, cap), budget, f"expiring card of {view.id}")
+
+
+def _expiring_card(view: RequestView, note: str | None, cap: int) -> dict[str, Any]:
     body: list[Any] = [
-        _title(f"{view.id}: {view.profile} expires {view.expires_at or 'soon'}"),
-        _text(note or f"{view.time_left or 'little time'} left on {view.profile_title}."),
+        _title(f"{view.id}: {view.profile} expires {view.expires_at or 'soon'}", cap=cap),
+        _text(note or f"{view.time_left or 'little time'} left on {view.profile_title}.", cap=cap),
         element(ac.InputText, id=EXTEND_INPUT, label="Extend by", placeholder="e.g. 2h", max_length=20,
                               value=view.duration),
         element(ac.InputText, id=COMMENT_INPUT, label="Why", is_multiline=True, max_length=2000),
@@ -303,76 +350,98 @@ def expiring_card(view: RequestView, *, note: str | None = None) -> dict[str, An
 
 # -- lists, profiles, forms, text ----------------------------------------------------------------
 def requests_card(title: str, views: Sequence[RequestView], *, extra: Sequence[str] = (),
-                  without_grant: Sequence[str] = ()) -> dict[str, Any]:
-    """Pending, who has, history: one row per request; ``without_grant``: the group's members no grant explains, as
-    many as one block shows after escaping, and how many more there are."""
-    body: list[Any] = [_title(title)]
-    if not views:
-        body.append(_text("Nothing to show."))
-    for v in views[:MAX_ROWS]:
-        left = f", {v.time_left} left" if v.time_left else ""
-        waiting = f"; waiting on {', '.join(v.waiting_on[:5])}" if v.waiting_on else ""
-        exc = " EXCEPTION" if v.kind == "exception" else ""
-        row = _cut(f"{v.profile}{exc} — {v.requester} — {v.state}{left}{waiting}", MAX_TEXT - 100)
-        body.append(_markup(f"**{escape(v.id)}** {escape(row)}", spacing=act.Spacing.SMALL))
-    if len(views) > MAX_ROWS:
-        body.append(_text(f"… and {len(views) - MAX_ROWS} more (use the CLI for the full list).", is_subtle=True))
-    for line in extra:
-        body.append(_text(line, spacing=act.Spacing.MEDIUM))
-    if without_grant:
-        body.append(_markup(fit_names(WITHOUT_GRANT, without_grant, escape=escape, measure=len, limit=MAX_TEXT),
-                            spacing=act.Spacing.MEDIUM))
-    return _card(body, fallback=title)
+                  without_grant: Sequence[str] = (), budget: int = MAX_CARD_BYTES) -> dict[str, Any]:
+    """Pending, who has, history: one row per request, up to :data:`MAX_ROWS` and as many as keep the card under
+    ``budget`` bytes (:func:`size_of`), then how many more there are and the command that shows each; ``without_grant``:
+    the group's members no grant explains, as many as one block shows after escaping, and how many more there are."""
+    def build(shown: int, cap: int) -> dict[str, Any]:
+        body: list[Any] = [_title(title, cap=cap)]
+        if not views:
+            body.append(_text("Nothing to show."))
+        for v in views[:shown]:
+            left = f", {v.time_left} left" if v.time_left else ""
+            waiting = f"; waiting on {', '.join(v.waiting_on[:5])}" if v.waiting_on else ""
+            exc = " EXCEPTION" if v.kind == "exception" else ""
+            row = _cut(f"{v.profile}{exc} — {v.requester} — {v.state}{left}{waiting}", min(MAX_TEXT - 100, cap))
+            body.append(_markup(f"**{escape(v.id)}** {escape(row)}", spacing=act.Spacing.SMALL))
+        if len(views) > shown:
+            body.append(_markup(f"… and {len(views) - shown} more: **status REQ-n** shows one, the CLI lists them "
+                                "all.", is_subtle=True))
+        for line in extra:
+            body.append(_text(line, cap=cap, spacing=act.Spacing.MEDIUM))
+        if without_grant:
+            body.append(_markup(fit_names(WITHOUT_GRANT, without_grant, escape=escape, measure=len,
+                                          limit=min(MAX_TEXT, cap * 4)), spacing=act.Spacing.MEDIUM))
+        return _card(body, fallback=title)
+    return fit_rows(build, min(len(views), MAX_ROWS), budget, f"list card {title[:80]!r}")
 
 
-def profiles_card(profiles: Sequence[ProfileView], *, title: str = "Profiles") -> dict[str, Any]:
-    body: list[Any] = [_title(title)]
-    for p in profiles[:MAX_ROWS]:
-        mark = "eligible" if p.eligible else f"not eligible ({p.reason})"
-        needs = [n for n, on in (("justification", p.justification_required), ("ticket", p.ticket_required)) if on]
-        body.append(_markup(f"**{escape(p.id)}** — {escape(_cut(f'{p.title} [{p.risk}]', 300))}",
-                            spacing=act.Spacing.MEDIUM))
-        body.append(_text(f"{mark}; default {p.default_duration}, max {p.max_duration}"
-                          + (f"; needs {' and '.join(needs)}" if needs else ""), is_subtle=True,
-                          spacing=act.Spacing.NONE))
-    return _card(body, fallback=title)
+def profiles_card(profiles: Sequence[ProfileView], *, title: str = "Profiles",
+                  budget: int = MAX_CARD_BYTES) -> dict[str, Any]:
+    """Up to :data:`MAX_ROWS` profiles, as many as keep the card under ``budget`` bytes (:func:`size_of`), then how
+    many more there are."""
+    def build(shown: int, cap: int) -> dict[str, Any]:
+        body: list[Any] = [_title(title, cap=cap)]
+        for p in profiles[:shown]:
+            mark = "eligible" if p.eligible else f"not eligible ({p.reason})"
+            needs = [n for n, on in (("justification", p.justification_required), ("ticket", p.ticket_required))
+                     if on]
+            body.append(_markup(f"**{escape(p.id)}** — {escape(_cut(f'{p.title} [{p.risk}]', min(300, cap)))}",
+                                spacing=act.Spacing.MEDIUM))
+            body.append(_text(f"{mark}; default {p.default_duration}, max {p.max_duration}"
+                              + (f"; needs {' and '.join(needs)}" if needs else ""), cap=cap, is_subtle=True,
+                              spacing=act.Spacing.NONE))
+        if len(profiles) > shown:
+            body.append(_markup(f"… and {len(profiles) - shown} more: the CLI lists them all.", is_subtle=True))
+        return _card(body, fallback=title)
+    return fit_rows(build, min(len(profiles), MAX_ROWS), budget, f"profiles card {title[:80]!r}")
 
 
-def form_card(form: FormRequest) -> dict[str, Any]:
-    """The request form: eligible profiles, duration, justification, ticket; errors shown by the fields."""
+def form_card(form: FormRequest, *, budget: int = MAX_CARD_BYTES) -> dict[str, Any]:
+    """The request form: eligible profiles, duration, justification, ticket; errors shown by the fields. What was
+    typed is kept whole unless the card is over ``budget`` bytes (:func:`size_of`) with it: then texts are cut
+    shorter (:data:`TEXT_CAPS`)."""
+    return fit(lambda cap: _form_card(form, cap), budget, "request form")
+
+
+def _form_card(form: FormRequest, cap: int) -> dict[str, Any]:
     title = "Ask for an exception" if form.exception else "Ask for access"
     body: list[Any] = [_title(title)]
     if form.missing:
-        body.append(_text("Please fill in: " + ", ".join(form.missing) + "."))
+        body.append(_text("Please fill in: " + ", ".join(form.missing) + ".", cap=cap))
     choices = [p for p in form.profiles if p.eligible or form.exception] or list(form.profiles)
     current = form.profile if form.profile in {p.id for p in choices} else None
     body.append(element(
         ac.InputChoiceSet, id="profile", label="Profile", is_required=True, value=current,
-        error_message=form.errors.get("profile") or "Choose a profile.",
-        choices=[element(ac.InputChoice, title=_cut(f"{p.id} — {p.title} (max {p.max_duration})", 200), value=p.id)
-                 for p in choices[:MAX_ROWS]]))
+        error_message=_cut(form.errors.get("profile"), min(MAX_TEXT, cap)) or "Choose a profile.",
+        choices=[element(ac.InputChoice, title=_cut(f"{p.id} — {p.title} (max {p.max_duration})", min(200, cap)),
+                         value=p.id) for p in choices[:MAX_ROWS]]))
     for key, label, hint in (("duration", "Duration", "e.g. 2h, 30m, 1d"),
                              ("justification", "Justification", "why you need it"),
                              ("ticket", "Ticket", "e.g. INC-4411")):
         value = getattr(form, key)
         error = form.errors.get(key)
         if error:
-            body.append(_text(f"{label}: {error}", color=act.Colors.ATTENTION, spacing=act.Spacing.MEDIUM))
+            body.append(_text(f"{label}: {error}", cap=cap, color=act.Colors.ATTENTION, spacing=act.Spacing.MEDIUM))
         body.append(element(ac.InputText, id=key, label=label, placeholder=hint,
-                            value=_cut(value, 2000) if value else None,
+                            value=_cut(value, 2000 if cap >= MAX_TEXT else cap) if value else None,
                             is_multiline=key == "justification", max_length=2000,
                             is_required=(key in form.missing) or None,
-                            error_message=error or (f"{label} is required." if key in form.missing else None)))
+                            error_message=_cut(error, min(MAX_TEXT, cap)) if error
+                            else (f"{label} is required." if key in form.missing else None)))
     data = {"exception": True} if form.exception else {}
     actions = [_execute("Submit", VERB_REQUEST, data, style=act.ActionStyle.POSITIVE,
                         inputs=act.AssociatedInputs.AUTO)]
     return _card(body, actions, fallback=title)
 
 
-def text_card(text: str, *, title: str | None = None, attention: bool = False) -> dict[str, Any]:
-    body: list[Any] = [_title(title)] if title else []
-    body.append(_text(text, color=act.Colors.ATTENTION if attention else None))
-    return _card(body, fallback=text)
+def text_card(text: str, *, title: str | None = None, attention: bool = False,
+              budget: int = MAX_CARD_BYTES) -> dict[str, Any]:
+    def build(cap: int) -> dict[str, Any]:
+        body: list[Any] = [_title(title, cap=cap)] if title else []
+        body.append(_text(text, cap=cap, color=act.Colors.ATTENTION if attention else None))
+        return _card(body, fallback=_cut(text, min(300, cap)))
+    return fit(build, budget, "text card")
 
 
 def help_card(reply: Reply) -> dict[str, Any]:
@@ -388,20 +457,21 @@ def help_card(reply: Reply) -> dict[str, Any]:
     return _card(body, fallback="help")
 
 
-def reply_card(reply: Reply, *, viewer: str | None = None) -> dict[str, Any] | None:
-    """The card that answers a command, or None when plain text says it best."""
+def reply_card(reply: Reply, *, viewer: str | None = None, budget: int = MAX_CARD_BYTES) -> dict[str, Any] | None:
+    """The card that answers a command, or None when plain text says it best; under ``budget`` bytes
+    (:func:`size_of`: fewer rows, then shorter texts), ValueError when it cannot be (the help card is fixed text)."""
     if reply.kind == "form" and reply.form is not None:
-        return form_card(reply.form)
+        return form_card(reply.form, budget=budget)
     if reply.kind == "profiles" and reply.profiles:
-        return profiles_card(reply.profiles)
+        return profiles_card(reply.profiles, budget=budget)
     if reply.kind == "requests":
         return requests_card(reply.title or "Requests", reply.requests,
-                             without_grant=reply.data.get("without_grant") or ())
+                             without_grant=reply.data.get("without_grant") or (), budget=budget)
     if reply.kind == "help":
         return help_card(reply)
     if reply.request is not None:
         view = reply.request
         if viewer and viewer.lower() == view.requester.lower():
-            return status_card(view, note=reply.text)
-        return approval_card(view, viewer=viewer, note=reply.text)
+            return status_card(view, note=reply.text, budget=budget)
+        return approval_card(view, viewer=viewer, note=reply.text, budget=budget)
     return None

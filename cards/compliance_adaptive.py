@@ -25,6 +25,7 @@ from cards.adaptive import (
     _title,
     escape,
     escape_inline,
+    fit,
     size_of,
 )
 from cards.adaptive_elements import element
@@ -42,16 +43,23 @@ REASON_INPUT = "reason"
 DURATION_INPUT = "duration"
 
 
-def drift_card(view: DriftView) -> dict[str, Any]:
+def drift_card(view: DriftView, *, budget: int = MAX_CARD_BYTES) -> dict[str, Any]:
+    """A finding, with its buttons while it is open; texts cut shorter when that keeps the card under ``budget``
+    bytes (:func:`size_of`)."""
+    return fit(lambda cap: _drift_card(view, cap), budget, f"drift card of {view.id}")
+
+
+def _drift_card(view: DriftView, cap: int) -> dict[str, Any]:
     body: list[Any] = [
-        _title(f"Drift {view.id}" + (" — still open past the SLA" if view.escalated else "")),
+        _title(f"Drift {view.id}" + (" — still open past the SLA" if view.escalated else ""), cap=cap),
         _text(f"{view.user} is in {view.provider}/{view.group} with no active grant." if view.member else
-              f"{view.user} holds {view.request_id or 'a grant'} but is not in {view.provider}/{view.group}."),
-        _facts([("Finding", view.id), ("Since", view.first_seen)]),
+              f"{view.user} holds {view.request_id or 'a grant'} but is not in {view.provider}/{view.group}.",
+              cap=cap),
+        _facts([("Finding", view.id), ("Since", view.first_seen)], cap=cap),
     ]
     actions: list[Any] = []
     if view.outcome is not None:  # done with: what was done, and no inputs or buttons
-        body.append(_text(view.outcome))
+        body.append(_text(view.outcome, cap=cap))
     elif view.member:
         body += [element(ac.InputText, id=REASON_INPUT, label="Because", is_multiline=True, max_length=500),
                  element(ac.InputText, id=DURATION_INPUT, label="Accept for (e.g. 30d)", max_length=20)]
@@ -60,12 +68,18 @@ def drift_card(view: DriftView) -> dict[str, Any]:
     return _card(body, actions, fallback=f"Drift {view.id}: {view.user} in {view.provider}/{view.group}")
 
 
-def pause_card(view: PauseView) -> dict[str, Any]:
+def pause_card(view: PauseView, *, budget: int = MAX_CARD_BYTES) -> dict[str, Any]:
+    """A paused safety brake, with the button that resumes it; the sample cut shorter when that keeps the card under
+    ``budget`` bytes (:func:`size_of`)."""
+    return fit(lambda cap: _pause_card(view, cap), budget, "pause card")
+
+
+def _pause_card(view: PauseView, cap: int) -> dict[str, Any]:
     body: list[Any] = [
         _title("Removals paused"),
         _text(f"{view.count} {view.reason} removals at once, above the limit of {view.limit}. "
               "Check the identity provider before resuming."),
-        *[_text(s) for s in view.sample[:10]],
+        *[_text(s, cap=cap) for s in view.sample[:10]],
     ]
     actions = [_execute(f"Resume {view.count} removals", VERB_RESUME, {"count": view.count, "reason": view.reason,
                                                                       **({"pause": view.pause} if view.pause else {})})]

@@ -142,7 +142,11 @@ class AccessBot(ActivityHandler):
         if card is None:
             await self._send(turn_context, text_activity(reply.text))
             return
-        sent = await self._send(turn_context, card_activity(card, summary=reply.text.splitlines()[0]))
+
+        def smaller(budget: int) -> dict[str, Any]:
+            return adaptive.reply_card(reply, viewer=person.email, budget=budget) or {}
+        sent = await self._send(turn_context, card_activity(card, summary=reply.text.splitlines()[0]),
+                                rebuild=smaller)
         view = reply.request
         if view is not None and view.requester == person.email.lower() and getattr(sent, "id", None) \
                 and reply.ok and is_personal(turn_context):

@@ -189,9 +189,11 @@ class TeamsNotifier:
             return await self._send_review(connectors, who, notice)
         if view is not None and notice.kind in ("approval", "reminder", "escalation") and (
                 adaptive.can_decide(view, who) or notice.kind == "escalation"):
-            card = adaptive.approval_card(view, viewer=who, refresh_user_ids=await self.refresh_ids(view),
-                                          note=notice.text)
-            posted = await self.post(connectors, who, card_activity(card, summary=notice.text))
+            ids = await self.refresh_ids(view)
+            card = adaptive.approval_card(view, viewer=who, refresh_user_ids=ids, note=notice.text)
+            posted = await self.post(connectors, who, card_activity(card, summary=notice.text),
+                                     rebuild=lambda budget: adaptive.approval_card(
+                                         view, viewer=who, refresh_user_ids=ids, note=notice.text, budget=budget))
             if posted:
                 await self._remember_message(view.number, who, "approval", posted)
             return posted is not None
@@ -199,30 +201,39 @@ class TeamsNotifier:
             async with self.app.store.read() as repo:
                 earlier = await repo.messages(CHANNEL, view.number, "status")
             card = adaptive.status_card(view, note=notice.text)
+
+            def status(budget: int) -> dict[str, Any]:
+                return adaptive.status_card(view, note=notice.text, budget=budget)
             for _, _, address in earlier:
-                await self.update(connectors, address, card)
+                await self.update(connectors, address, card, rebuild=status)
             if not earlier:
-                posted = await self.post(connectors, who, card_activity(card, summary=notice.text))
+                posted = await self.post(connectors, who, card_activity(card, summary=notice.text), rebuild=status)
                 if posted:
                     await self._remember_message(view.number, who, "status", posted)
                 return False
         if view is not None and notice.kind == "expiring":
             await self.post(connectors, who, card_activity(adaptive.expiring_card(view, note=notice.text),
-                                                           summary=notice.text))
+                                                           summary=notice.text),
+                            rebuild=lambda budget: adaptive.expiring_card(view, note=notice.text, budget=budget))
             return False
         if isinstance(notice.view, DriftView):  # the security team's finding: remove / accept with a reason
-            finding = parse_drift_ref(notice.view.id)
-            card = compliance_adaptive.drift_card(notice.view)
-            if notice.view.outcome is not None:  # what was done about it: this person's cards of it, edited
-                await self._update_drift_cards(connectors, finding, who, card)
+            finding, drift = parse_drift_ref(notice.view.id), notice.view
+            card = compliance_adaptive.drift_card(drift)
+
+            def drift_card(budget: int) -> dict[str, Any]:
+                return compliance_adaptive.drift_card(drift, budget=budget)
+            if drift.outcome is not None:  # what was done about it: this person's cards of it, edited
+                await self._update_drift_cards(connectors, finding, who, card, rebuild=drift_card)
                 return False
-            posted = await self.post(connectors, who, card_activity(card, summary=notice.text))
+            posted = await self.post(connectors, who, card_activity(card, summary=notice.text), rebuild=drift_card)
             if posted and finding:
                 await self._remember_message(finding, who, "drift", posted)
             return False
         if isinstance(notice.view, PauseView):  # the safety brake: resume with the count shown
-            card = compliance_adaptive.pause_card(notice.view)
-            await self.post(connectors, who, card_activity(card, summary=notice.text))
+            pause = notice.view
+            card = compliance_adaptive.pause_card(pause)
+            await self.post(connectors, who, card_activity(card, summary=notice.text),
+                            rebuild=lambda budget: compliance_adaptive.pause_card(pause, budget=budget))
             return False
         if isinstance(notice.view, DriftLines):  # the drift sweep's lines for one person, in one card
             lines = notice.view
@@ -259,15 +270,15 @@ class TeamsNotifier:
                 continue
             card = adaptive.approval_card(view, viewer=recipient, refresh_user_ids=ids)
             try:
-                await self.update(connectors, address, card)
+                await self.update(connectors, address, card, rebuild=_approval_rebuild(view, recipient, ids))
             except Exception:
                 log.exception("approval card not updated", recipient=recipient, request_id=request_id)
 
     async def _update_drift_cards(self, connectors: _Connectors, finding: int | None, who: str,
-                                  card: dict[str, Any]) -> None:
+                                  card: dict[str, Any], *, rebuild: Rebuild | None = None) -> None:
         """A finding's cards this person was sent (kept under the finding's number, kind ``drift``)."""
         for address in await sent_to(self.app.store, CHANNEL, finding, "drift", who):
-            await self.update(connectors, address, card)
+            await self.update(connectors, address, card, rebuild=rebuild)
 
     async def _remember_message(self, request_id: int, recipient: str, kind: str, posted: dict[str, Any]) -> None:
         async with self.app.store.write() as repo:
@@ -342,13 +353,16 @@ class TeamsNotifier:
                                     what="send")
         return {"activity_id": getattr(result, "id", None), "conversation": ref}
 
-    async def update(self, connectors: _Connectors, address: dict[str, Any], card: dict[str, Any]) -> None:
+    async def update(self, connectors: _Connectors, address: dict[str, Any], card: dict[str, Any], *,
+                     rebuild: Rebuild | None = None) -> None:
+        """Edit a card sent before, within the bound kept on what is sent (:func:`fitted`: the card rebuilt smaller
+        with ``rebuild``; ``TooLarge`` when nothing fits, and the card is left as it was)."""
         ref, activity_id = address.get("conversation"), address.get("activity_id")
         if not ref or not activity_id:
             return
         activity = addressed(card_activity(card), ref)
         activity.id = activity_id
-        activity = fitted(activity)
+        activity = fitted(activity, rebuild=rebuild)
         client = await connectors.get(ref["serviceUrl"])
         conv = ref["conversation"]["id"]
         await with_retries(lambda: client.conversations.update_activity(conv, activity_id, activity),
@@ -356,6 +370,11 @@ class TeamsNotifier:
 
     def _connectors(self) -> _Connectors:
         return _Connectors(self.open_connector)
+
+
+def _approval_rebuild(view: RequestView, viewer: str, ids: list[str]) -> Rebuild:
+    """An approver's card of a request, for a smaller budget."""
+    return lambda budget: adaptive.approval_card(view, viewer=viewer, refresh_user_ids=ids, budget=budget)
 
 
 def review_rebuild(view: ReviewBatchView, page: int, ids: list[str]) -> Rebuild:

@@ -181,3 +181,57 @@ async def test_a_reply_is_measured_as_the_turn_sends_it(teams: TeamsHarness) -> 
     assert len(sent) == 1 and sent[0].size <= MAX_ACTIVITY_BYTES, [p.size for p in sent]
     assert sent[0].body["recipient"]["name"] == name and sent[0].card == short.card
     assert sent[0].body["summary"].endswith("…") and len(sent[0].body["summary"]) < len(short.body["summary"])
+
+
+# -- every card that can grow is rebuilt smaller, not refused -------------------------------------------------
+ALICE = "alice@example.com"
+MARK = "mark.mgr@example.com"
+
+
+async def test_a_list_reply_over_the_bound_shows_fewer_rows_and_says_how_many_more(teams: TeamsHarness) -> None:
+    """`mine` answered in a conversation whose addressing leaves little room: rows are left out until the reply
+    fits, and the card says how many and which command shows each."""
+    h = teams
+    for text in ("request prod-db-read for 2h because INC-4411 " + "調査のため" * 300,
+                 "request staging-admin for 4h because " + "検証のため" * 300):
+        assert (await h.say(ALICE, text))[0] == 200
+    assert (await h.say(ALICE, "mine"))[0] == 200
+    whole = h.connector.of("reply", conversation_id(ALICE))[-1]
+    rows = [t for t in _blocks(whole.card or {}) if t.startswith("**REQ-")]
+    assert len(rows) == 2 and not _blocks(whole.card or {})[-1].startswith("… and "), _blocks(whole.card or {})
+    h.connector.max_activity_bytes = MAX_ACTIVITY_BYTES
+    again = h.activity("message_personal", ALICE, text="mine")
+    again["from"]["name"] = "n" * (len(ALICE) + MAX_ACTIVITY_BYTES - whole.size + 40)  # 40 bytes over the bound
+    before = len(h.connector.of("reply", conversation_id(ALICE)))
+    assert (await h.post(again))[0] == 200
+    await h.idle()
+    sent = h.connector.of("reply", conversation_id(ALICE))[before:]
+    assert len(sent) == 1 and sent[0].size <= MAX_ACTIVITY_BYTES, [p.size for p in sent]
+    card = check_card(sent[0].card or {})
+    blocks = _blocks(card)
+    assert [t for t in blocks if t.startswith("**REQ-")] == rows[:1], blocks
+    assert blocks[-1] == "… and 1 more: **status REQ-n** shows one, the CLI lists them all.", blocks[-1]
+
+
+async def test_a_status_card_update_over_the_bound_is_sent_with_shorter_text(teams: TeamsHarness) -> None:
+    """The requester's status card, edited as the request moves, carries the justification: its update to an
+    address with long names is over the bound as it was sent, and goes out with the texts cut shorter (on a whole
+    character) rather than not at all."""
+    h = teams
+    asked = h.activity("message_personal", ALICE, text="request prod-db-read for 2h because INC-4411 "
+                       + "本番障害の調査のため" * 190)
+    asked["from"]["name"] = "n" * 24_500  # kept with the status card's address
+    assert (await h.post(asked))[0] == 200
+    await h.idle()
+    h.connector.max_activity_bytes = MAX_ACTIVITY_BYTES
+    first = h.connector.of("reply", conversation_id(ALICE))[-1]
+    assert first.size <= MAX_ACTIVITY_BYTES and "Your request REQ-1" in " ".join(_blocks(first.card or {}))
+    await h.click(MARK, "approve", {"request_id": 1, "comment": "ok"})
+    updates = h.connector.of("update", conversation_id(ALICE))
+    assert updates, "the status card was left stale"
+    assert updates[-1].size <= MAX_ACTIVITY_BYTES
+    card = check_card(updates[-1].card or {})
+    facts = {f["title"]: f["value"] for b in card["body"] if b["type"] == "FactSet" for f in b["facts"]}
+    shown = facts["Justification"]
+    typed = "INC-4411 " + "本番障害の調査のため" * 190
+    assert shown.endswith("…") and typed.startswith(shown[:-1]) and len(shown) < 400, shown
