@@ -577,12 +577,10 @@ async def _finish(zf: zipfile.ZipFile, source: EvidenceSource, summary: PackSumm
         _write(zf, f"policy/{_safe(version)}-{sha[:12]}.yaml", raw, summary)
     figures.policy_versions = [(v, s) for v, s, _, _ in in_force]
 
-    # the whole chain at export time: the part before the period, the segment, the part after it
-    if first_seq == 1:
-        before_ok = True
-    else:
-        upto = await source.verify_range(first_seq=1, last_seq=first_seq - 1, prev_hash=GENESIS)
-        before_ok = upto.ok and upto.head_hash == prev_hash
+    # the whole chain at export time: the part before the period (nothing when the period starts the chain, but
+    # a row stored below seq 1 is still looked for), the segment, the part after it
+    upto = await source.verify_range(first_seq=1, last_seq=first_seq - 1, prev_hash=GENESIS)
+    before_ok = upto.ok and upto.head_hash == prev_hash
     after = await source.verify_range(first_seq=(last_seq or first_seq - 1) + 1, last_seq=None, prev_hash=head)
     segment_ok = verifier.result().ok
     chain_ok = bool(before_ok and after.ok and segment_ok)

@@ -187,6 +187,10 @@ class SqlEvidenceSource(SqlEvidenceChecks, ReviewEvidenceMixin):
         return None if first is None or last is None else (int(first), int(last))
 
     async def verify_range(self, *, first_seq: int, last_seq: int | None, prev_hash: str) -> Verification:
+        if first_seq == 1:  # from the chain's start: a row below it is outside the chain
+            outside = await self.store.seq_below_chain()
+            if outside is not None:
+                return outside
         verifier = ChainVerifier(prev_hash=prev_hash, first_seq=first_seq)
         async for page in self.audit_pages(first_seq=first_seq, last_seq=last_seq):
             if not verify_rows(page, verifier):

@@ -912,9 +912,25 @@ class SqlStore:
                 return
             seq = int(rows[-1][0]) + 1
 
+    async def seq_below_chain(self) -> Verification | None:
+        """The failed verification naming the lowest row stored below seq 1, None when there is none (the
+        chain starts at seq 1: such a row is in no walk of it, yet a request's history would show it)."""
+        c = t.audit_events.c
+        async with self.engine.connect() as conn:
+            low = (await conn.execute(select(func.min(c.seq)))).scalar()
+        if low is None or int(low) >= 1:
+            return None
+        return Verification(False, 0, GENESIS, int(low), "an event is stored below seq 1, outside the chain (it "
+                            "starts at seq 1)")
+
     async def verify_audit(self, *, first_seq: int = 1, last_seq: int | None = None,
                            prev_hash: str = GENESIS) -> Verification:
-        """Verify the chain (or the part from ``first_seq``) straight from the stored columns."""
+        """Verify the chain (or the part from ``first_seq``) straight from the stored columns.
+
+        A row below seq 1 is outside the chain, which the walk from seq 1 never meets: it is named first."""
+        outside = await self.seq_below_chain()
+        if outside is not None:
+            return outside
         verifier = ChainVerifier(prev_hash=prev_hash, first_seq=first_seq)
         async for s_, ts, type_, actor, rid, profile, data, prev, digest in self.audit_rows(
                 first_seq=first_seq, last_seq=last_seq):

@@ -10,6 +10,9 @@ from sqlalchemy import text
 from store.db import backend, make_sync_engine
 
 SQLITE_GUARDS = ("UPDATE", "DELETE")
+SEQ_GUARD = ("CREATE TRIGGER audit_events_seq_from_one BEFORE INSERT ON audit_events WHEN NEW.seq < 1 BEGIN SELECT "
+             "RAISE(ABORT, 'audit_events is append-only: seq starts at 1, an event below it is outside the chain'); "
+             "END")  # migration 0021
 
 
 def tamper(url: str, *statements: str | tuple[str, dict[str, Any]]) -> None:
@@ -22,6 +25,7 @@ def tamper(url: str, *statements: str | tuple[str, dict[str, Any]]) -> None:
             else:
                 for what in SQLITE_GUARDS:
                     conn.execute(text(f"DROP TRIGGER IF EXISTS audit_events_no_{what.lower()}"))
+                conn.execute(text("DROP TRIGGER IF EXISTS audit_events_seq_from_one"))
             for s in statements:
                 sql, params = s if isinstance(s, tuple) else (s, {})
                 conn.execute(text(sql), params)
@@ -32,5 +36,6 @@ def tamper(url: str, *statements: str | tuple[str, dict[str, Any]]) -> None:
                     conn.execute(text(
                         f"CREATE TRIGGER audit_events_no_{what.lower()} BEFORE {what} ON audit_events "
                         f"BEGIN SELECT RAISE(ABORT, 'audit_events is append-only: {what} refused'); END"))
+                conn.execute(text(SEQ_GUARD))
     finally:
         engine.dispose()

@@ -1,0 +1,73 @@
+"""An event stored outside the chain: ``seq`` 0 or below.
+
+The chain starts at seq 1, so a walk from seq 1 never meets a row planted below it, yet the request's history
+(``status``, the dashboard) and the readers of review decisions select events by request or type, not by seq:
+such a row would be shown as recorded while ``audit verify`` said OK. The serving role may INSERT into
+``audit_events``; the database refuses a seq below 1, and a row planted there by the owner is named by
+``audit verify`` and makes an evidence pack's ``verified`` false."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import text
+
+from handlers.audit import GENESIS, event_hash
+from store.db import make_sync_engine
+from tests.support import chat, cli, copy_examples
+from tests.tamper import tamper
+
+FORGED = {"seq": 0, "ts": "2026-01-05T09:00:00.000Z", "type": "approval.granted", "actor": "mark.mgr@example.com",
+          "request_id": "REQ-1", "profile": "staging-admin", "data": {"comment": "ok", "step": 1},
+          "prev_hash": GENESIS}
+INSERT = ("INSERT INTO audit_events (seq, ts, type, actor, request_id, profile, data, prev_hash, hash) "
+          "VALUES (:seq, :ts, :type, :actor, :request_id, :profile, :data, :prev_hash, :hash)")
+
+
+def _row(seq: int) -> dict:
+    body = {**FORGED, "seq": seq}
+    return {**body, "data": json.dumps(body["data"], sort_keys=True, separators=(",", ":")),
+            "hash": event_hash(GENESIS, body)}
+
+
+@pytest.fixture
+def requested(database_url, tmp_path):  # type: ignore[no-untyped-def]
+    files = copy_examples(tmp_path)
+    chat("bob@example.com", "request staging-admin for 1h because deploy", db=database_url, files=files)
+    assert cli("audit", "verify", db=database_url).returncode == 0
+    return database_url, files
+
+
+@pytest.mark.parametrize("seq", [0, -1])
+def test_the_serving_role_cannot_insert_an_event_below_seq_1(requested, seq) -> None:
+    url, _ = requested
+    engine = make_sync_engine(url)
+    try:
+        with pytest.raises(Exception, match="seq starts at 1"), engine.begin() as conn:
+            conn.execute(text(INSERT), _row(seq))
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM audit_events WHERE seq < 1")).scalar() == 0
+    finally:
+        engine.dispose()
+
+
+def test_verify_names_an_event_planted_below_seq_1(requested, tmp_path) -> None:
+    url, files = requested
+    tamper(url, (INSERT, _row(0)))  # the owner, with the guards off
+    status = chat("bob@example.com", "status REQ-1", db=url, files=files)
+    assert "#0 " in status  # the request's history shows it: it must not pass for recorded
+    r = cli("audit", "verify", db=url)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stdout + r.stderr
+    assert r.stdout.startswith("BROKEN at seq 0: ") and "outside the chain" in r.stdout, r.stdout
+    assert "BROKEN at seq 0" in chat("sam.sec@example.com", "verify", db=url, files=files)
+
+    today = datetime.now(UTC).date().isoformat()
+    out = tmp_path / "pack.zip"
+    r = cli("evidence", "export", "--from", "2026-01-01", "--to", today, "--out", str(out), db=url, files=files)
+    assert r.returncode == 1 and "chain verified: False" in r.stdout, r.stdout + r.stderr
+    with zipfile.ZipFile(out) as zf:
+        assert json.loads(zf.read("manifest.json"))["audit"]["verified"] is False
+
