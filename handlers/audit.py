@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 GENESIS = "0" * 64
+_TS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")  # what format_ts writes
 HASHED_FIELDS = ("seq", "ts", "type", "actor", "request_id", "profile", "data", "prev_hash")
 
 
@@ -86,6 +88,7 @@ class ChainVerifier:
         self.count = 0
         self.bad_seq: int | None = None
         self.reason = ""
+        self.last_ts = ""  # the time of the last event fed with one (a check from the middle starts from none)
 
     def feed(self, event: Mapping[str, Any]) -> bool:
         """False (and stays false) from the first event that breaks the chain."""
@@ -106,18 +109,28 @@ class ChainVerifier:
             return True
         return False
 
-    def feed_canonical(self, seq: int, prev_hash: str, digest: str, body: str) -> bool:
-        """Like :meth:`feed` for an event given as its canonical body text (see :func:`canonical_body`)."""
+    def feed_canonical(self, seq: int, prev_hash: str, digest: str, body: str, ts: str | None = None) -> bool:
+        """Like :meth:`feed` for an event given as its canonical body text (see :func:`canonical_body`).
+
+        With ``ts`` (the event's stored time), also that it is a UTC instant as :func:`format_ts` writes it and
+        not before the time of the event ahead of it: the store records every event at the wall clock, never
+        earlier than the one before, so that a period's events are one segment of the chain."""
         if self.bad_seq is not None:
             return False
         if seq != self.expected_seq:
             self.bad_seq = self.expected_seq if seq > self.expected_seq else seq
             self.reason = f"expected seq {self.expected_seq}, found {seq}"
+        elif ts is not None and not _TS.fullmatch(ts):
+            self.bad_seq, self.reason = seq, f"ts {ts!r} is not a UTC time as recorded (YYYY-MM-DDTHH:MM:SS.mmmZ)"
+        elif ts is not None and ts < self.last_ts:
+            self.bad_seq, self.reason = seq, f"ts {ts} is earlier than the event before ({self.last_ts})"
         elif prev_hash != self.head:
             self.bad_seq, self.reason = seq, "prev_hash does not match"
         elif hashlib.sha256((self.head + body).encode("utf-8")).hexdigest() != digest:
             self.bad_seq, self.reason = seq, "hash does not match"
         else:
+            if ts is not None:
+                self.last_ts = ts
             self.head = digest
             self.expected_seq += 1
             self.count += 1

@@ -178,7 +178,7 @@ def audit_lines(rows: Sequence[Sequence[Any]], verifier: ChainVerifier | None) -
                 f'"request_id":{"null" if rid is None else s(rid)},"seq":{n},'
                 f'"ts":{"null" if ts is None else s(ts)},"type":{"null" if type_ is None else s(type_)}}}')
         if feed is not None:
-            feed(n, prev, digest, head + tail)
+            feed(n, prev, digest, head + tail, ts)
         add(f'{head}"hash":{"null" if digest is None else s(digest)},{tail}\n')
     return "".join(lines).encode("utf-8")
 
@@ -189,7 +189,7 @@ def verify_rows(rows: Sequence[Sequence[Any]], verifier: ChainVerifier) -> bool:
     for seq, ts, type_, actor, rid, profile, data, prev, digest in rows:
         body = (f'{{"actor":{_opt(actor)},"data":{data},"prev_hash":{_opt(prev)},"profile":{_opt(profile)},'
                 f'"request_id":{_opt(rid)},"seq":{int(seq)},"ts":{_opt(ts)},"type":{_opt(type_)}}}')
-        if not feed(int(seq), prev, digest, body):
+        if not feed(int(seq), prev, digest, body, ts):
             return False
     return True
 

@@ -71,3 +71,30 @@ def test_verify_names_an_event_planted_below_seq_1(requested, tmp_path) -> None:
     with zipfile.ZipFile(out) as zf:
         assert json.loads(zf.read("manifest.json"))["audit"]["verified"] is False
 
+
+def _append(url: str, **fields: object) -> int:
+    """Insert the next event with a valid hash, as the serving role may; returns its seq."""
+    engine = make_sync_engine(url)
+    try:
+        with engine.connect() as conn:
+            seq, prev = conn.execute(text("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")).one()
+        body = {**FORGED, "seq": int(seq) + 1, "prev_hash": prev, **fields}
+        row = {**body, "data": json.dumps(body["data"], sort_keys=True, separators=(",", ":")),
+               "hash": event_hash(prev, body)}
+        with engine.begin() as conn:
+            conn.execute(text(INSERT), row)
+        return int(seq) + 1
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("ts", ["2026-01-05T09:00:00.000Z", "2999-01-05 09:00:00", "2999-01-05T09:00:00.000+01:00"])
+def test_verify_names_an_event_whose_time_goes_back_or_is_no_utc_time(requested, ts) -> None:
+    """Each event's ``ts`` is when it was recorded, never before the event ahead of it, UTC with ``Z``: a period's
+    events are one segment of the chain only so. An event appended with a hash of its own but dated into a
+    period already past (or written in another form) is named, not verified."""
+    url, _ = requested
+    seq = _append(url, ts=ts)
+    r = cli("audit", "verify", db=url)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stdout + r.stderr
+    assert r.stdout.startswith(f"BROKEN at seq {seq}: ts "), r.stdout
