@@ -113,8 +113,10 @@ class Ending:
 async def end_membership(repo: Repository, record: RequestRecord, now: datetime) -> Ending:
     """The membership side of ending a grant (``record`` already carries its ended state).
 
-    An add that has not reached the provider is cancelled; one that may have (an earlier attempt
-    that timed out, or a call in flight now) is followed by a removal, which runs after it.
+    An add that has not reached the provider is cancelled; one that may have (see :func:`may_have_reached`: an
+    earlier attempt that timed out or was answered 500/502/504, or a call in flight now) is followed by a removal,
+    which runs after it. An add whose every attempt was turned away before anything was done (429, 503, another
+    4xx) is cancelled with nothing to undo: a membership the person held before, outside the bot, stays.
     """
     provisioned = record.started_at is not None
     may_be_member, in_flight = provisioned, False
@@ -124,9 +126,9 @@ async def end_membership(repo: Repository, record: RequestRecord, now: datetime)
         if add.in_flight(now):
             in_flight = may_be_member = True
             continue
+        may_be_member = may_be_member or may_have_reached(add)
         add.status, add.done_at, add.next_attempt_at, add.leased_until = "skipped", now, None, None
         await repo.save_op(add)
-        may_be_member = may_be_member or add.attempts > 0
     remove = await plan_remove(repo, record, now) if may_be_member else None
     return Ending(provisioned=provisioned, remove=remove, add_in_flight=in_flight)
 
@@ -231,6 +233,14 @@ async def _claim_in(repo: Repository, op_id: int, now: datetime, lease: timedelt
     op.correlation_id = op.correlation_id or uuid.uuid4().hex
     await repo.save_op(op)
     return op, False
+
+
+def may_have_reached(op: OpRecord) -> bool:
+    """Whether some attempt of ``op`` may have been carried out at the provider: one that may have landed
+    unanswered (``may_have_landed``: a time-out, a dropped connection, a 500/502/504), or a claim whose answer is
+    not recorded (its lease set: the call is at the provider now, or its process stopped mid-call). An operation
+    never tried, or tried only to be turned away before anything was done (429, 503, another 4xx), has not."""
+    return op.may_have_landed or (op.status == "pending" and op.leased_until is not None)
 
 
 def is_readd(op: OpRecord) -> bool:
