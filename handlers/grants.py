@@ -10,8 +10,8 @@ planned, whichever process runs them: a removal never overtakes an add still at 
 add a removal. When a call returns, what it was for is checked again: an add whose request ended
 meanwhile is undone, not provisioned; a removal that took a membership another grant still needs
 puts it back. A drift re-add (a holder put back) that no running grant backs any more is dropped before it is
-tried, and before a removal queued behind it runs (``membership.add_dropped``); one already tried may have landed,
-so its removal is planned. Every time here comes
+tried, and before a removal queued behind it runs (``membership.add_dropped``); one whose attempt may have been
+carried out unanswered may have landed, so its removal is planned. Every time here comes
 from the real clock, never from the clock a sweep is judged by.
 """
 
@@ -254,10 +254,12 @@ async def _drop_unbacked_readd(repo: Repository, op: OpRecord, now: datetime) ->
     reason, why, id, request_id, removal} records why. The finding is closed ``ended`` by the next drift sweep.
     False (and nothing changed) for any other operation, or a re-add a grant still backs.
 
-    A re-add already tried (an attempt that timed out, or a process that stopped mid-call) may have reached the
-    provider: as for a grant's own add, its removal is planned (``membership.removed`` reason ``drift``;
-    ``removal: planned``), unless a grant holds the membership, a removal is already pending, or another add that
-    is not a drift re-add waits on it (what that add is for wants the member in)."""
+    A re-add that may have reached the provider (:func:`may_have_reached`: an attempt that timed out or was
+    answered 500/502/504, or a process that stopped mid-call) is undone as a grant's own add is: its removal is
+    planned (``membership.removed`` reason ``drift``; ``removal: planned``), unless a grant holds the membership,
+    a removal is already pending, or another add that is not a drift re-add waits on it (what that add is for wants
+    the member in). One turned away at every attempt before anything was done (429, 503) added nothing: a
+    membership the person holds outside the bot is left to drift detection."""
     if not is_readd(op) or op.status != "pending":
         return False
     if any(h.state == ACTIVE and (h.expires_at is None or h.expires_at > now)
@@ -268,10 +270,11 @@ async def _drop_unbacked_readd(repo: Repository, op: OpRecord, now: datetime) ->
     n = req_number(state.get("request_id"))
     why = not_running(await repo.get_request(n) if n is not None else None, state.get("request_id"), now) \
         if found else None
+    reached = may_have_reached(op)
     op.status, op.done_at, op.next_attempt_at, op.leased_until = "skipped", now, None, None
     await repo.save_op(op)
     removal = None
-    if op.attempts > 0 and not any(o.op == "add" and not is_readd(o) for o in await ops_on_membership(
+    if reached and not any(o.op == "add" and not is_readd(o) for o in await ops_on_membership(
             repo, op.provider, op.group, op.email, ("pending",))):
         removal = await plan_membership_removal(repo, op.provider, op.group, op.email, "drift", now)
     data = {"provider": op.provider, "group": op.group, "user": op.email, "reason": op.reason,
