@@ -28,10 +28,10 @@ from handlers.views import FormRequest, ProfileView, Reply, RequestView
 
 VERSION = "1.5"
 # The bound kept on what is posted to Teams (SPEC §4.2): the whole activity as sent, not the card alone. The card
-# leaves room for what goes around it: the attachment, the summary, the addressing (ids, names, service URL) and
-# the SDK's JSON being a little less than compact (some 800 bytes with a short ASCII summary). That room is
-# measured, not guaranteed: the Teams channel measures each activity as it is written (bot/teams/connector.py
-# ``fitted``) and cuts its summary, then rebuilds its card for a smaller budget, when it is over.
+# leaves room for what goes around it: the attachment, the summary and the addressing (ids, names, service URL);
+# the activity is sent as compact UTF-8 JSON, as the card is measured (bot/teams/connector.py ``wire_json``).
+# That room is measured, not guaranteed: the Teams channel measures each activity as it is written
+# (bot/teams/connector.py ``fitted``) and cuts its summary, then rebuilds its card for a smaller budget when over.
 MAX_ACTIVITY_BYTES = 28_672
 ACTIVITY_ROOM = 1_024
 MAX_CARD_BYTES = MAX_ACTIVITY_BYTES - ACTIVITY_ROOM  # the card alone, as compact JSON (:func:`size_of`)

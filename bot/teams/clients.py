@@ -3,13 +3,16 @@
 :class:`ClientFactory` is the SDK's ``ChannelServiceClientFactoryBase`` for this bot. The SDK's own
 factory (``RestChannelServiceClientFactory``) builds a new connector client, with a new HTTP
 session, for every activity and closes it at the end of the turn; it also fetches a token for
-the user-token service on every turn. This one differs in three ways, nothing else:
+the user-token service on every turn. This one differs in four ways, nothing else:
 
 - it refuses a service URL the bot may not call (emulator mode: anything off this machine);
 - connector clients are reused across turns and notices, per (service URL, token), so replies
   ride on kept-alive connections; a client whose token was replaced is closed after a grace period;
 - the bot uses no user sign-in (OAuth prompts), so the user-token client is one per app id that
-  never fetches a token.
+  never fetches a token;
+- a connector client's HTTP session writes every body with :func:`bot.teams.connector.wire_json` (compact
+  UTF-8 JSON) instead of aiohttp's default ``json.dumps`` (``\\u`` escapes, blanks), so text past ASCII is sent
+  in the bytes the activity bound counts (messages the bot writes first, replies in a turn, card updates).
 """
 
 from __future__ import annotations
@@ -20,11 +23,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
+from aiohttp import ClientSession
 from microsoft_agents.hosting.core import ChannelServiceClientFactoryBase, ClaimsIdentity, TurnContext
 from microsoft_agents.hosting.core.authorization import AuthenticationConstants, Connections
 from microsoft_agents.hosting.core.connector import ConnectorClientBase, UserTokenClientBase
 from microsoft_agents.hosting.core.connector.client import UserTokenClient
 from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient
+
+from bot.teams.connector import wire_json
 
 log = structlog.get_logger("accessbot.teams.clients")
 
@@ -34,7 +40,12 @@ class ServiceUrlRefused(Exception):
 
 
 class _KeptConnectorClient(TeamsConnectorClient):
-    """A connector client the SDK may "close" at the end of a turn; the cache closes it for real."""
+    """A connector client the SDK may "close" at the end of a turn; the cache closes it for real. Its session writes
+    bodies with :func:`wire_json`."""
+
+    def __init__(self, endpoint: str, token: str) -> None:
+        base = endpoint if endpoint.endswith("/") else endpoint + "/"  # as the SDK's own session is based
+        super().__init__(endpoint, token, session=ClientSession(base_url=base, json_serialize_bytes=wire_json))
 
     async def close(self) -> None:
         return None

@@ -30,6 +30,7 @@ class Posted:
     activity_id: str | None
     body: dict[str, Any]
     size: int = 0  # bytes of the request body as it came
+    content_type: str = ""  # the request's Content-Type header
 
     @property
     def card(self) -> dict[str, Any] | None:
@@ -78,9 +79,11 @@ class BotConnector(StandIn):
         app.router.add_post("/token", self._token)
         app.router.add_post("/{tenant}/oauth2/v2.0/token", self._token)  # as login.microsoftonline.com
 
-    def _record(self, kind: str, conversation: str, activity_id: str | None, body: Any, size: int = 0) -> None:
+    def _record(self, kind: str, conversation: str, activity_id: str | None, body: Any, size: int = 0,
+                content_type: str = "") -> None:
         with self.lock:
-            self.posted.append(Posted(kind, conversation, activity_id, body if isinstance(body, dict) else {}, size))
+            self.posted.append(Posted(kind, conversation, activity_id, body if isinstance(body, dict) else {}, size,
+                                      content_type))
 
     async def _create(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -96,7 +99,12 @@ class BotConnector(StandIn):
         if len(raw) > self.max_activity_bytes:
             return web.json_response({"error": {"code": "MessageSizeTooBig", "message": "Message size too large."}},
                                      status=413)
-        self._record(kind, request.match_info["cid"], aid, json.loads(raw), len(raw))
+        try:
+            body = json.loads(raw.decode("utf-8"))  # JSON is UTF-8 (RFC 8259): a body that is not is refused
+        except (UnicodeDecodeError, ValueError):
+            return web.json_response({"error": {"code": "BadArgument", "message": "The body is not JSON in UTF-8."}},
+                                     status=400)
+        self._record(kind, request.match_info["cid"], aid, body, len(raw), request.headers.get("Content-Type", ""))
         return web.json_response({"id": aid}, status=status)
 
     async def _send(self, request: web.Request) -> web.Response:

@@ -1,12 +1,15 @@
 """What is posted to the Bot Connector is within the bound the project keeps (SPEC §4.2: 28,672 bytes, so that a
 card also fits a connector or webhook post), measured on the whole activity as sent, not on the card alone: the
-attachment around the card, the summary and the addressing count too. The stand-in refuses an activity over its
-limit as Teams does (413 ``MessageSizeTooBig``)."""
+attachment around the card, the summary and the addressing count too. Bodies are sent as compact JSON in UTF-8
+(``wire_json``): text past ASCII counts its UTF-8 bytes; control characters stay six-byte ``\\u`` escapes. The
+stand-in measures the raw body and refuses an activity over its limit as Teams does (413 ``MessageSizeTooBig``)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from bot.teams.connector import cut_wire, wire_json
 from bot.teams.identity import CHANNEL
 from cards.adaptive import MAX_ACTIVITY_BYTES, MAX_CARD_BYTES, size_of
 from handlers.compliance.views import PauseView
@@ -33,7 +36,8 @@ async def test_a_drift_lines_card_at_the_limit_is_posted_within_it_whole(teams: 
     sent = h.connector.of("send", conversation_id(SAM))[before:]
     assert len(sent) == 1, [p.body for p in sent]
     card = check_card(sent[0].card or {})
-    assert MAX_CARD_BYTES - 3_000 < size_of(card) < MAX_CARD_BYTES < sent[0].size <= MAX_ACTIVITY_BYTES, sent[0].size
+    assert MAX_CARD_BYTES - 3_000 < size_of(card) < MAX_CARD_BYTES, size_of(card)
+    assert size_of(card) < sent[0].size == len(wire_json(sent[0].body)) <= MAX_ACTIVITY_BYTES, sent[0].size
     blocks = [b["text"] for b in card["body"] if b["type"] == "TextBlock"]
     assert blocks[-1].startswith("… and ") and "**report drift**" in blocks[-1], blocks[-1]
 
@@ -43,7 +47,7 @@ async def test_the_stand_in_refuses_an_activity_over_its_limit_as_teams_does(tea
     status, _ = await h.say(SAM, "help")
     assert status == 200
     before = len(h.connector.of("send", conversation_id(SAM)))
-    h.connector.max_activity_bytes = 1_000
+    h.connector.max_activity_bytes = 500
     async with h.app.store.write() as repo:
         await repo.queue_notices([Notice(SAM, "drift", f"Drift: D-{i}: x{i}@example.com", None) for i in (1, 2)],
                                  h.clock.now())
@@ -69,13 +73,39 @@ def _blocks(card: dict[str, Any]) -> list[str]:
     return [b["text"] for b in card["body"] if b["type"] == "TextBlock"]
 
 
-async def test_drift_lines_of_text_past_ascii_are_posted_within_the_bound(teams: TeamsHarness) -> None:
-    """The SDK writes every character past ASCII as a six-byte ``\\u`` escape: a card of such text that the card's
-    own measure puts well under its bound is twice that on the wire. Lines are left out until the activity fits."""
+async def test_drift_lines_of_cjk_text_go_out_whole_in_their_utf8_bytes(teams: TeamsHarness) -> None:
+    """Text past ASCII is sent in UTF-8, not as six-byte ``\\u`` escapes: 20 lines of CJK text, a card over the
+    bound were each character escaped (and so once shrunk to fewer lines), go out whole, and the body the connector
+    reads is as many bytes as the activity was measured."""
     h = teams
     assert (await h.say(SAM, "help"))[0] == 200
     h.connector.max_activity_bytes = MAX_ACTIVITY_BYTES
-    texts = [f"Drift: D-{i}: " + "漢字" * 115 + f" n{i}@example.com" for i in range(1, 26)]
+    texts = [f"Drift: D-{i}: " + "漢字" * 115 + f" n{i}@example.com" for i in range(1, 21)]
+    async with h.app.store.write() as repo:
+        await repo.queue_notices([Notice(SAM, "drift", t, None) for t in texts], h.clock.now())
+    before = len(h.connector.of("send", conversation_id(SAM)))
+    assert await deliver_pending(h.app.deps) == 20
+    await h.idle()
+    sent = h.connector.of("send", conversation_id(SAM))[before:]
+    assert len(sent) == 1, "not delivered"
+    assert sent[0].size == len(wire_json(sent[0].body)) <= MAX_ACTIVITY_BYTES, sent[0].size
+    assert sent[0].content_type == "application/json"
+    assert len(json.dumps(sent[0].body).encode()) > MAX_ACTIVITY_BYTES  # escaped, the same card was over the bound
+    blocks = _blocks(check_card(sent[0].card or {}))
+    assert not any(b.startswith("… and ") for b in blocks), blocks[-1]
+    assert all(any(t.split(": ", 1)[1] in b for b in blocks) for t in texts)  # every line, whole
+
+
+async def test_drift_lines_of_emoji_over_the_bound_are_posted_within_it(teams: TeamsHarness) -> None:
+    """An emoji is four bytes in UTF-8 (twelve as escapes): lines of them, sent to an address with a long name, past
+    what the bound holds are left out until the activity fits, no more than that, and the lines shown are whole."""
+    h = teams
+    assert (await h.say(SAM, "help"))[0] == 200
+    ref = await _stored_address(h, SAM)
+    ref["user"]["name"] = "n" * 8_000
+    await _save_address(h, SAM, ref)
+    h.connector.max_activity_bytes = MAX_ACTIVITY_BYTES
+    texts = [f"Drift: D-{i}: " + "🔥🚨" * 115 + f" n{i}@example.com" for i in range(1, 26)]
     async with h.app.store.write() as repo:
         await repo.queue_notices([Notice(SAM, "drift", t, None) for t in texts], h.clock.now())
     before = len(h.connector.of("send", conversation_id(SAM)))
@@ -83,11 +113,11 @@ async def test_drift_lines_of_text_past_ascii_are_posted_within_the_bound(teams:
     await h.idle()
     sent = h.connector.of("send", conversation_id(SAM))[before:]
     assert len(sent) == 1, "not delivered"
-    assert MAX_ACTIVITY_BYTES - 3_000 < sent[0].size <= MAX_ACTIVITY_BYTES, sent[0].size
+    assert MAX_ACTIVITY_BYTES - 3_000 < sent[0].size == len(wire_json(sent[0].body)) <= MAX_ACTIVITY_BYTES, sent[0].size
     card = check_card(sent[0].card or {})
     blocks = _blocks(card)
     assert blocks[-1].startswith("… and ") and "**report drift**" in blocks[-1], blocks[-1]
-    assert "漢字" * 115 in blocks[1]  # the lines shown are whole
+    assert "🔥🚨" * 115 in blocks[1]  # the lines shown are whole
 
 
 async def test_long_names_in_the_address_leave_fewer_lines_not_a_refused_post(teams: TeamsHarness) -> None:
@@ -126,13 +156,13 @@ async def test_a_long_summary_past_ascii_is_cut_on_a_character_before_the_card_i
     before = len(h.connector.of("send", conversation_id(SAM)))
     assert await notifier.send([Notice(SAM, "pause", "x", None, _pause(12))]) == [None]
     short = h.connector.of("send", conversation_id(SAM))[before:][0]
-    # names that leave the activity 600 bytes under the bound with a one-letter summary: a summary of 200 characters
-    # written as six-byte escapes (1,200 bytes) takes it past the bound
+    # names that leave the activity 600 bytes under the bound with a one-letter summary: a summary of 200 characters,
+    # most of them four-byte emoji in UTF-8 (725 bytes), takes it past the bound
     ref = await _stored_address(h, SAM)
     ref["user"]["name"] = "n" * (MAX_ACTIVITY_BYTES - short.size - 600)
     await _save_address(h, SAM, ref)
     h.connector.max_activity_bytes = MAX_ACTIVITY_BYTES
-    summary = "Entfernungen angehalten: " + "ü" * 300
+    summary = "Entfernungen angehalten: " + "🛑" * 300
     before = len(h.connector.of("send", conversation_id(SAM)))
     assert await notifier.send([Notice(SAM, "pause", summary, None, _pause(12))]) == [None]
     sent = h.connector.of("send", conversation_id(SAM))[before:]
@@ -140,6 +170,30 @@ async def test_a_long_summary_past_ascii_is_cut_on_a_character_before_the_card_i
     cut = sent[0].body["summary"]
     assert cut.endswith("…") and summary.startswith(cut[:-1]) and 40 < len(cut) < 200, cut
     assert sent[0].card == short.card  # the card is whole
+
+
+async def test_a_lone_surrogate_and_control_characters_are_sent_escaped_in_a_utf8_body(teams: TeamsHarness) -> None:
+    """A lone surrogate (half of a UTF-16 pair: no UTF-8 can carry it) does not fail the send: it is written as its
+    ``\\u`` escape, as control characters are, and the rest of the body stays UTF-8, measured as sent."""
+    h = teams
+    assert h.channel is not None
+    assert (await h.say(SAM, "help"))[0] == 200
+    h.connector.max_activity_bytes = MAX_ACTIVITY_BYTES
+    text = "Zugriff läuft ab: \ud800 \x07 漢字 🔥 \udfff"
+    before = len(h.connector.of("send", conversation_id(SAM)))
+    assert await h.channel.notifier.send([Notice(SAM, "info", text, None)]) == [None]
+    sent = h.connector.of("send", conversation_id(SAM))[before:]
+    assert len(sent) == 1 and sent[0].text == text, sent
+    assert sent[0].size == len(wire_json(sent[0].body)) and sent[0].content_type == "application/json"
+    assert wire_json(text) == '"Zugriff läuft ab: \\ud800 \\u0007 漢字 🔥 \\udfff"'.encode()
+
+
+def test_the_body_is_compact_utf8_json_and_texts_are_cut_in_its_bytes() -> None:
+    body = {"a": ["漢字 🔥", "\x01\n\"\\", 1.5, None, True], "ü": {"k": "\u2028"}}
+    assert wire_json(body) == json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    assert json.loads(wire_json({"t": "a\ud800b"})) == {"t": "a\ud800b"}  # nothing lost
+    cut = cut_wire("漢" * 10, 3)  # 30 bytes, cut by 3 or more: "…" takes 3 of its own
+    assert cut == "漢" * 8 + "…" and len(wire_json(cut)) - 2 <= 27
 
 
 async def test_an_activity_that_cannot_fit_is_not_sent_and_the_send_says_which_rule(teams: TeamsHarness) -> None:
@@ -178,7 +232,8 @@ async def test_a_reply_is_measured_as_the_turn_sends_it(teams: TeamsHarness) -> 
     await h.idle()
     assert status == 200
     sent = h.connector.of("reply", conversation_id(SAM))[before:]
-    assert len(sent) == 1 and sent[0].size <= MAX_ACTIVITY_BYTES, [p.size for p in sent]
+    assert len(sent) == 1 and sent[0].size == len(wire_json(sent[0].body)) <= MAX_ACTIVITY_BYTES, [p.size for p in sent]
+    assert sent[0].content_type == "application/json"  # a turn's reply is written by the same session
     assert sent[0].body["recipient"]["name"] == name and sent[0].card == short.card
     assert sent[0].body["summary"].endswith("…") and len(sent[0].body["summary"]) < len(short.body["summary"])
 
@@ -206,7 +261,7 @@ async def test_a_list_reply_over_the_bound_shows_fewer_rows_and_says_how_many_mo
     assert (await h.post(again))[0] == 200
     await h.idle()
     sent = h.connector.of("reply", conversation_id(ALICE))[before:]
-    assert len(sent) == 1 and sent[0].size <= MAX_ACTIVITY_BYTES, [p.size for p in sent]
+    assert len(sent) == 1 and sent[0].size == len(wire_json(sent[0].body)) <= MAX_ACTIVITY_BYTES, [p.size for p in sent]
     card = check_card(sent[0].card or {})
     blocks = _blocks(card)
     assert [t for t in blocks if t.startswith("**REQ-")] == rows[:1], blocks
@@ -220,7 +275,7 @@ async def test_a_status_card_update_over_the_bound_is_sent_with_shorter_text(tea
     h = teams
     asked = h.activity("message_personal", ALICE, text="request prod-db-read for 2h because INC-4411 "
                        + "本番障害の調査のため" * 190)
-    asked["from"]["name"] = "n" * 24_500  # kept with the status card's address
+    asked["from"]["name"] = "n" * 25_400  # kept with the status card's address
     assert (await h.post(asked))[0] == 200
     await h.idle()
     h.connector.max_activity_bytes = MAX_ACTIVITY_BYTES
@@ -229,9 +284,11 @@ async def test_a_status_card_update_over_the_bound_is_sent_with_shorter_text(tea
     await h.click(MARK, "approve", {"request_id": 1, "comment": "ok"})
     updates = h.connector.of("update", conversation_id(ALICE))
     assert updates, "the status card was left stale"
-    assert updates[-1].size <= MAX_ACTIVITY_BYTES
+    assert updates[-1].size == len(wire_json(updates[-1].body)) <= MAX_ACTIVITY_BYTES
     card = check_card(updates[-1].card or {})
     facts = {f["title"]: f["value"] for b in card["body"] if b["type"] == "FactSet" for f in b["facts"]}
     shown = facts["Justification"]
     typed = "INC-4411 " + "本番障害の調査のため" * 190
+    whole = updates[-1].size - len(wire_json(shown)) + len(wire_json(typed))
+    assert whole > MAX_ACTIVITY_BYTES, whole  # with the justification whole, the update was over the bound
     assert shown.endswith("…") and typed.startswith(shown[:-1]) and len(shown) < 400, shown
