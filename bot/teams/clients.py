@@ -10,7 +10,7 @@ the user-token service on every turn. This one differs in four ways, nothing els
   ride on kept-alive connections; a client whose token was replaced is closed after a grace period;
 - the bot uses no user sign-in (OAuth prompts), so the user-token client is one per app id that
   never fetches a token;
-- a connector client's HTTP session writes every body with :func:`bot.teams.connector.wire_json` (compact
+- a connector client's HTTP session writes every body with :func:`bot.teams.connector.wire_text` (compact
   UTF-8 JSON) instead of aiohttp's default ``json.dumps`` (``\\u`` escapes, blanks), so text past ASCII is sent
   in the bytes the activity bound counts (messages the bot writes first, replies in a turn, card updates).
 """
@@ -30,7 +30,7 @@ from microsoft_agents.hosting.core.connector import ConnectorClientBase, UserTok
 from microsoft_agents.hosting.core.connector.client import UserTokenClient
 from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient
 
-from bot.teams.connector import wire_json
+from bot.teams.connector import wire_text
 
 log = structlog.get_logger("accessbot.teams.clients")
 
@@ -41,11 +41,11 @@ class ServiceUrlRefused(Exception):
 
 class _KeptConnectorClient(TeamsConnectorClient):
     """A connector client the SDK may "close" at the end of a turn; the cache closes it for real. Its session writes
-    bodies with :func:`wire_json`."""
+    bodies with :func:`wire_text`."""
 
     def __init__(self, endpoint: str, token: str) -> None:
         base = endpoint if endpoint.endswith("/") else endpoint + "/"  # as the SDK's own session is based
-        super().__init__(endpoint, token, session=ClientSession(base_url=base, json_serialize_bytes=wire_json))
+        super().__init__(endpoint, token, session=ClientSession(base_url=base, json_serialize=wire_text))
 
     async def close(self) -> None:
         return None

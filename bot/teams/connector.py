@@ -123,6 +123,12 @@ def wire_json(body: Any) -> bytes:
         return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "backslashreplace")
 
 
+def wire_text(body: Any) -> str:
+    """:func:`wire_json` as text, for an aiohttp session's ``json_serialize`` (every aiohttp since 3.9 takes it and
+    writes the text in UTF-8: the same bytes)."""
+    return wire_json(body).decode("utf-8")
+
+
 def wire_size(activity: Activity, *, reply: bool = False) -> int:
     """Bytes of the activity's body as the SDK's connector client sends it: its ``model_dump(by_alias=True,
     exclude_unset=True, mode="json")`` (a reply, ``reply_to_activity``, leaves None fields out too) written by
