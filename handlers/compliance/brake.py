@@ -93,11 +93,18 @@ async def may_remove(deps: Deps, count: int, sample: list[str], reason: str, *, 
         resumed = released and ((count <= int(approved) and seen) or under)
         if paused and not complete and not resumed:
             return False  # a partial count cannot say the removals vanished: the pause holds as it is
+        # what a resume let through, while the process that passed the brake carries it out: another process's
+        # sweep that judged the same removals before they ran is not a new pause of what was already released
+        through = set(state.get("let_through") or ()) if not paused else set()
+        if through and count and set(sample) <= through:
+            return True
+        if through and complete and not dry_run and not set(sample) & through:
+            await repo.set_state(key, {}, now)  # a sweep that judged everyone found none of them due any more
         if under and not (paused and not complete):
             if paused and not resumed and held is not None and set(sample) & set(held):
                 return False  # some of what the pause held is still asked for: it waits for a resume, however few
             if paused and not dry_run:
-                await repo.set_state(key, {}, now)
+                await repo.set_state(key, _let_through(reason, held, sample) if released else {}, now)
                 await _index(repo, reason, False, now)
                 if not released:  # the source was fixed first: the removals vanished
                     await repo.append("automation.resumed", actor=SYSTEM, ts=now,
@@ -109,7 +116,8 @@ async def may_remove(deps: Deps, count: int, sample: list[str], reason: str, *, 
             if not dry_run and complete:  # a partial sweep runs what it found of them; the pause (and its resume)
                 # stays until a sweep that judged everyone
                 # the sweeps' pauses end; a campaign's is marked released, as it runs its removals only once
-                await repo.set_state(key, {} if reason in REASONS else {"released": True, "count": count}, now)
+                await repo.set_state(key, _let_through(reason, held, sample) if reason in REASONS
+                                     else {"released": True, "count": count}, now)
                 await _index(repo, reason, False, now)
             return True
         if dry_run or (paused and state.get("count") == count and state.get("reason") == reason and seen):
@@ -133,6 +141,13 @@ async def may_remove(deps: Deps, count: int, sample: list[str], reason: str, *, 
                                  now)
     await deliver_pending(deps)
     return False
+
+
+def _let_through(reason: str, held: list[str] | None, sample: list[str]) -> dict[str, Any]:
+    """The state of a sweep's pause a resume released: no pause, and the removals it let through (what the pause
+    held and what ran with it), so that a sweep of another process that judged them before they ran passes them
+    too rather than pause them anew. Kept until a sweep that judged everyone finds none of them due."""
+    return {"let_through": sorted(set(held or ()) | set(sample)), "reason": reason}
 
 
 def pause_digest(removals: list[str]) -> str:
