@@ -1,7 +1,8 @@
-"""Movers (SPEC §3.6): an active grant whose holder is no longer eligible for its profile is revoked at
-the next sweep (``grant.revoked`` reason ``ineligible: <rule>``); exceptions are exceptions and stay. A profile the
-policy in force no longer has is judged by the version the grant was approved under.
-The holder and the security team are told. The removals count against the safety brake."""
+"""Movers (SPEC §3.6): a grant whose holder is no longer eligible for its profile is revoked at the next sweep,
+a running one or one approved whose add still waits for the provider (``grant.revoked`` reason
+``ineligible: <rule>``); exceptions are exceptions and stay. A profile the policy in force no longer has is judged
+by the version the grant was approved under. The holder and the security team are told. The removals count against
+the safety brake."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from handlers.grants import run_due_ops
 from handlers.groups import GroupNotResolved
 from handlers.outbox import deliver_pending
 from handlers.ports import Notice
-from handlers.records import ACTIVE, RequestRecord
+from handlers.records import HOLDING_STATES, RequestRecord
 
 if TYPE_CHECKING:
     from handlers.sweeps import SweepReport
@@ -28,8 +29,8 @@ def mover_reason(why: str) -> str:
 async def plan_movers(deps: Deps, report: SweepReport) -> tuple[list[tuple[RequestRecord, str]], bool]:
     """The standard grants whose (active) holder the profile no longer admits, each with its reason, and
     whether every holder could be judged (no lookup failed)."""
-    async with deps.store.read() as repo:
-        active = await repo.find_requests(states=(ACTIVE,))
+    async with deps.store.read() as repo:  # approved too: an add the provider has not taken yet is not carried out
+        active = await repo.find_requests(states=HOLDING_STATES)  # for someone the profile no longer admits
     due: list[tuple[RequestRecord, str]] = []
     complete = True
     for record in active:
