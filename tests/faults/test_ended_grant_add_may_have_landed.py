@@ -33,8 +33,9 @@ async def _okta_app(database_url: str, tmp_path: Path) -> AsyncIterator[tuple[Ha
         okta.add_member(group.gid, ALICE)
         clock, notifier = MutableClock(), RecordingNotifier()
         async with build_app(group.settings, clock=clock, notifier=notifier) as app:
-            # the client gives up on a call after a fraction of a second, and does not try it again itself
-            app.deps.provider("okta").policy = RetryPolicy(max_attempts=1, request_timeout=0.3)  # type: ignore[attr-defined]
+            # the client gives up on a call after 1.5 s (a held one; a busy machine answers the rest within it), and
+            # does not try it again itself
+            app.deps.provider("okta").policy = RetryPolicy(max_attempts=1, request_timeout=1.5)  # type: ignore[attr-defined]
             yield Harness(app, clock, notifier, group.files), okta, group.gid, group.path
 
 
