@@ -72,7 +72,12 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
     from handlers.chain_check import chain_warnings
     from handlers.groups import overlap_warnings
 
-    warnings = sorted(overlap_warnings(policy) + chain_warnings(policy), key=lambda w: w.line or 0)
+    warnings = overlap_warnings(policy) + chain_warnings(policy)
+    if load_settings().identity_source == "entra":  # Graph hands over only what is selected, by known names
+        from provisioning.entra import attribute_warnings
+
+        warnings += attribute_warnings(policy)
+    warnings = sorted(warnings, key=lambda w: w.line or 0)
     for warning in warnings:
         print(f"{args.file}: {warning}", file=sys.stderr)
     note = f", {len(warnings)} warning(s)" if warnings else ""

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from handlers.eligibility import ask_for_attributes
 from handlers.groups import GroupIds
 from handlers.policy import Policy, PolicyError, parse_policy
 from handlers.ports import Clock, Directory, GroupProvider, Notice, Notifier, Person
@@ -196,6 +197,7 @@ class Deps:
                 raw = await repo.policy_raw(sha)
             try:
                 self._policies[sha] = parse_policy(raw, stored=True) if raw is not None else self.policy
+                ask_for_attributes(self.directory, self._policies[sha])  # its rules are judged from now on
             except PolicyError:
                 # A version stored before the validator grew stricter: rather than strand its open
                 # requests, judge them by the policy in force (the audit log keeps both hashes).

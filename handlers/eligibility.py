@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from handlers.policy import Profile, Rule
+from handlers.groups import CannotJudge
+from handlers.policy import Policy, Profile, Rule
 from handlers.ports import Person
 from handlers.records import HOLDING_STATES
 
@@ -32,6 +33,35 @@ class Memberships:
 
 
 PLAIN = Memberships()
+
+
+class AttributeNotSupplied(CannotJudge):
+    """A rule that would decide names an attribute the identity source does not supply for the person (Graph
+    returns only what was selected): the rule cannot be judged, so nobody is judged by it. Not a passing
+    outage: the policy (or the provider's settings) must change, so the message names the rule and the key."""
+
+    def __init__(self, kind: str, rule: Rule, keys: list[str]) -> None:
+        self.rule = f"{kind}: {rule.describe()}"
+        self.keys = keys
+        names = ", ".join(f"`{k}`" for k in keys)
+        super().__init__(f"could not check `{self.rule}`: the identity source does not supply {names}", transient=False)
+
+
+def _unknown(rule: Rule, person: Person) -> list[str]:
+    return [k for k in rule.attrs if k != "member_of" and not person.knows(k)]
+
+
+def _judge(kind: str, rule: Rule, person: Person, memberships: Memberships, *, every_membership: bool = False
+           ) -> bool | None:
+    """Whether the rule matches: True, False, or None when only keys the source cannot know stand in between
+    (every key it can know matches)."""
+    unknown = _unknown(rule, person)
+    if not unknown:
+        return rule_matches(rule, person, memberships, every_membership=every_membership)
+    known = replace(rule, attrs={k: v for k, v in rule.attrs.items() if k not in unknown})
+    if known.attrs and not rule_matches(known, person, memberships, every_membership=every_membership):
+        return False  # decided without the unknown keys
+    return None
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -71,13 +101,31 @@ def ineligibility(profile: Profile, person: Person, memberships: Memberships = P
 
     Inactive people are refused first, then any matching ``ineligible`` rule, then a non-empty
     ``eligible`` list that nothing matches; an empty ``eligible`` list lets everyone ask.
+
+    A rule naming an attribute the identity source does not supply (``Person.knows``) fails closed: when it
+    would decide (an ``ineligible`` rule whose other keys match; ``eligible`` rules of which none matches and
+    one could), :class:`AttributeNotSupplied` is raised naming it, as a group name not resolved is.
     """
     if not person.active:
         return "inactive"
+    undecided = None
     for rule in profile.ineligible:
-        if rule_matches(rule, person, memberships, every_membership=True):
+        judged = _judge("ineligible", rule, person, memberships, every_membership=True)
+        if judged:
             return f"ineligible: {rule.describe()}"
-    if profile.eligible and not any(rule_matches(r, person, memberships) for r in profile.eligible):
+        if judged is None and undecided is None:
+            undecided = rule
+    if undecided is not None:
+        raise AttributeNotSupplied("ineligible", undecided, _unknown(undecided, person))
+    if profile.eligible:
+        for rule in profile.eligible:
+            judged = _judge("eligible", rule, person, memberships)
+            if judged:
+                return None
+            if judged is None and undecided is None:
+                undecided = rule
+        if undecided is not None:
+            raise AttributeNotSupplied("eligible", undecided, _unknown(undecided, person))
         return "eligible: no rule matched"
     return None
 
@@ -85,10 +133,27 @@ def ineligibility(profile: Profile, person: Person, memberships: Memberships = P
 def auto_approve_rule(profile: Profile, person: Person, duration: timedelta, memberships: Memberships = PLAIN
                       ) -> Rule | None:
     """The first auto_approve rule that matches the person and allows this duration, if any."""
-    for rule in profile.auto_approve:
-        if rule_matches(rule, person, memberships) and (rule.max_duration is None or duration <= rule.max_duration):
+    for rule in profile.auto_approve:  # a rule the source cannot judge does not skip the chain
+        if _judge("auto_approve", rule, person, memberships) and (rule.max_duration is None
+                                                                  or duration <= rule.max_duration):
             return rule
     return None
+
+
+def rule_keys(policy: Policy) -> frozenset[str]:
+    """Every attribute key the policy's ``eligible``, ``ineligible`` and ``auto_approve`` rules name (not
+    ``member_of``): what the identity source must hand over for them to be judged."""
+    return frozenset(k for p in policy.profiles for rules in (p.eligible, p.ineligible, p.auto_approve)
+                     for rule in rules for k in rule.attrs if k != "member_of")
+
+
+def ask_for_attributes(directory: object, policy: Policy) -> None:
+    """Tell the identity source (unwrapped from a memo) which attributes ``policy``'s rules name, when it hands
+    over only what it is asked for (Graph's ``$select``). Additive: versions still judging requests keep theirs."""
+    source = getattr(directory, "inner", directory)
+    want = getattr(source, "want_attributes", None)
+    if want is not None:
+        want(rule_keys(policy))
 
 
 async def memberships_of(deps: Deps, email: str) -> Memberships:

@@ -25,6 +25,7 @@ from typing import Protocol, runtime_checkable
 import structlog
 
 from handlers.context import SYSTEM, Deps
+from handlers.eligibility import ask_for_attributes
 from handlers.groups import GroupIds, overlap_warnings
 from handlers.policy import Policy, PolicyIssue
 from handlers.ports import ProviderError
@@ -95,7 +96,9 @@ def _problem(who: Iterable[str], provider: str, ref: str, ids: list[str]) -> str
 
 
 async def resolve_groups(deps: Deps, *, persist: bool = True) -> Resolution:
-    """Resolve, keep and install the ids; raises :class:`GroupResolutionError` naming every problem."""
+    """Resolve, keep and install the ids; raises :class:`GroupResolutionError` naming every problem. The policy
+    is being put in force: the identity source is also told which attributes its rules name."""
+    ask_for_attributes(deps.directory, deps.policy)
     identity = deps.groups.identity
     finders = {name: p for name, p in deps.providers.items() if isinstance(p, GroupFinder)}
     if not finders:

@@ -20,7 +20,12 @@ from handlers.records import HOLDING_STATES, RequestRecord
 from handlers.repository import Repository
 
 
-class GroupNotResolved(ProviderError):
+class CannotJudge(ProviderError):
+    """A rule could not be judged for want of what the identity source says (a group name not resolved yet, an
+    attribute it does not supply): nobody is judged by the rule, neither eligible nor a mover, while that lasts."""
+
+
+class GroupNotResolved(CannotJudge):
     """A check needed a group name the provider has not resolved yet (it did not answer): nobody is judged by
     it, neither eligible nor a mover, until it is."""
 

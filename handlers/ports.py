@@ -19,6 +19,11 @@ class Person:
 
     ``groups`` holds every group the person belongs to (transitively), by every name the
     provider knows it by (display name and id), so that ``member_of`` rules can name either.
+
+    ``extra`` holds the provider's other attributes by the provider's own names. ``carried`` says which
+    attribute keys could be known at all: None when ``extra`` holds every attribute the provider has for the
+    person (a key it lacks has no value), else the only ``extra`` keys the provider was asked for: a rule on any
+    other key cannot be judged (:meth:`knows`), which is not the same as a value that is not there.
     """
 
     email: str
@@ -32,12 +37,20 @@ class Person:
     slack_id: str | None = None
     aad_object_id: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    carried: frozenset[str] | None = None
 
     def attribute(self, key: str) -> Any:
         """The value a policy rule key refers to (``department``, ``title``, …)."""
-        if key in ("department", "title", "employment_type", "manager", "active", "name", "email"):
+        if key in NAMED_ATTRIBUTES:
             return getattr(self, key)
         return self.extra.get(key)
+
+    def knows(self, key: str) -> bool:
+        """Whether the identity source could say what ``key`` is for this person (its value may still be none)."""
+        return key in NAMED_ATTRIBUTES or self.carried is None or key in self.carried or key in self.extra
+
+
+NAMED_ATTRIBUTES = frozenset({"department", "title", "employment_type", "manager", "active", "name", "email"})
 
 
 class ProviderError(Exception):

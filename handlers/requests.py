@@ -10,7 +10,14 @@ from handlers.approvals import note_asked
 from handlers.chains import ResolvedStep, first_unsatisfiable, resolve_chain
 from handlers.context import SYSTEM, Deps, forget_person
 from handlers.durations import DurationError, format_duration, parse_duration
-from handlers.eligibility import PLAIN, Memberships, auto_approve_rule, ineligibility, memberships_of
+from handlers.eligibility import (
+    PLAIN,
+    AttributeNotSupplied,
+    Memberships,
+    auto_approve_rule,
+    ineligibility,
+    memberships_of,
+)
 from handlers.grammar import RequestAccess, find_ticket
 from handlers.grants import plan_add, run_op
 from handlers.groups import GroupNotResolved
@@ -30,6 +37,8 @@ def profile_view(profile: Profile, person: Person | None, memberships: Membershi
         why = ineligibility(profile, person, memberships) if person else "unknown user"
     except GroupNotResolved:  # a group name its rules use is not resolved yet: not shown as eligible
         why = "could not check: a group its rules name is not resolved yet"
+    except AttributeNotSupplied as exc:  # a rule on an attribute the identity source does not supply
+        why = str(exc)
     return ProfileView(
         id=profile.id, title=profile.title, risk=profile.risk, eligible=why is None, reason=why,
         default_duration=format_duration(profile.default_duration),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from handlers import approvals, queries, requests
 from handlers.compliance.commands import COMPLIANCE_COMMANDS, handle_compliance, parse_compliance
 from handlers.context import SYSTEM, Deps, known_person, one_lookup_per_person
+from handlers.eligibility import AttributeNotSupplied
 from handlers.grammar import (
     SECURITY_COMMANDS,
     Approve,
@@ -47,6 +48,11 @@ def provider_unavailable(cmd: Command, exc: ProviderError) -> Reply:
     """A look-up the command needed failed at the identity provider (after its own retries). The write
     transaction it was part of rolled back with it. The answer names no person (the asker may not see
     the request whose chain was being read), only that the provider did not answer."""
+    if isinstance(exc, AttributeNotSupplied):  # the policy names an attribute the identity source never gives
+        return Reply(text=f"Could not finish `{command_name(cmd)}`: {exc}, so the rule cannot be judged and "
+                          "nothing is granted by guess. The policy's owner must change the rule (see "
+                          "`accessbot policy check`).", ok=False, kind="refusal",
+                     rule=f"could not check: {exc.rule}")
     if isinstance(exc, GroupNotResolved):  # a group name of the policy Okta has not answered for yet
         return Reply(text=f"Could not finish `{command_name(cmd)}`: {exc}. Try again in a moment.",
                      ok=False, kind="refusal", rule=PROVIDER_UNAVAILABLE)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,8 @@ import aiohttp
 import msal
 import requests
 
-from handlers.ports import Member, Person, ProviderError
+from handlers.policy import Policy, PolicyIssue
+from handlers.ports import NAMED_ATTRIBUTES, Member, Person, ProviderError
 from provisioning.graph_batch import GraphBatches, _graph_error, _judge
 from provisioning.http import (
     Reply,
@@ -42,10 +43,59 @@ MICROSOFT_AUTHORITY_HOSTS = frozenset({
     "login.microsoftonline.us", "login.chinacloudapi.cn", "login.partner.microsoftonline.cn",
 })
 USER_SELECT = "id,mail,userPrincipalName,displayName,department,jobTitle,employeeType,accountEnabled"
+# Graph answers only the properties ``$select`` names, and refuses (400) a name the user type does not have. A
+# policy rule may name any of these user properties, by Graph's own name, and it is selected for it:
+GRAPH_USER_PROPERTIES = frozenset({
+    "accountEnabled", "ageGroup", "businessPhones", "city", "companyName", "country", "creationType", "department",
+    "displayName", "employeeId", "employeeType", "externalUserState", "givenName", "id", "jobTitle", "mail",
+    "mailNickname", "mobilePhone", "officeLocation", "onPremisesDistinguishedName", "onPremisesDomainName",
+    "onPremisesSamAccountName", "onPremisesSyncEnabled", "onPremisesUserPrincipalName", "otherMails", "postalCode",
+    "preferredLanguage", "proxyAddresses", "state", "streetAddress", "surname", "usageLocation", "userPrincipalName",
+    "userType",
+})
+# …and these, read from inside the complex property that holds them
+NESTED_PROPERTIES = {
+    **{f"extensionAttribute{n}": "onPremisesExtensionAttributes" for n in range(1, 16)},
+    "costCenter": "employeeOrgData", "division": "employeeOrgData",
+}
+# a directory extension registered by an app: extension_<app id without dashes>_<name>
+EXTENSION_RE = re.compile(r"^extension_[0-9a-fA-F]{32}_[A-Za-z0-9_]+$")
+
+
+def graph_property(key: str) -> str | None:
+    """What to ``$select`` for the policy attribute ``key`` (a user property, the complex property holding a
+    nested one, a directory extension's own name), or None when a Graph user has no such attribute."""
+    if key in GRAPH_USER_PROPERTIES or EXTENSION_RE.match(key):
+        return key
+    return NESTED_PROPERTIES.get(key)
 PRINCIPAL = "serviceprincipal:"  # how a review names a service principal member: by its object id
 NESTED = "nestedgroup:"  # how drift names a group nested into a managed group: by its object id
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 PRIVATE_KEY_RE = re.compile(r"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.+?-----END \1PRIVATE KEY-----", re.S)
+
+
+def attribute_warnings(policy: Policy) -> list[PolicyIssue]:
+    """A warning, with its line, for each rule key no Graph user has (``accessbot policy check`` with Entra as
+    the identity source): it is never selected, so a request that rule would decide is answered "could not
+    check". A key that is a property spelled in another case names the spelling Graph has."""
+    named = NAMED_ATTRIBUTES | {"member_of"}
+    by_fold = {k.casefold(): k for k in (*GRAPH_USER_PROPERTIES, *NESTED_PROPERTIES)}
+    out = []
+    for i, profile in enumerate(policy.profiles):
+        for kind, rules in (("eligible", profile.eligible), ("ineligible", profile.ineligible),
+                            ("auto_approve", profile.auto_approve)):
+            for j, rule in enumerate(rules):
+                for key in rule.attrs:
+                    if key in named or graph_property(key) is not None:
+                        continue
+                    spelled = by_fold.get(key.casefold())
+                    hint = f" (Graph spells it `{spelled}`)" if spelled else \
+                        " (a user property by Graph's name, extensionAttribute1..15, costCenter, division, or " \
+                        "extension_<app id>_<name>)"
+                    out.append(PolicyIssue(rule.line, f"profiles[{i}].{kind}[{j}].{key}",
+                                           f"Entra (Graph) does not supply `{key}`{hint}: a request this rule "
+                                           "would decide is answered 'could not check'"))
+    return out
 
 
 def _odata_literal(value: str) -> str:
@@ -94,6 +144,7 @@ class EntraProvider(GraphBatches):
         self._group_ids: dict[str, str] = {}
         self._pinned = False  # True once the names the policy uses were resolved: no name is looked up again
         self._user_ids: dict[str, str] = {}
+        self._wanted: frozenset[str] = frozenset()  # attribute keys policy rules name that Graph can supply
 
     async def close(self) -> None:
         if self._owns_session and self._session is not None:
@@ -255,12 +306,22 @@ class EntraProvider(GraphBatches):
 
     # ----- Directory -------------------------------------------------------------------------
 
+    def want_attributes(self, keys: Iterable[str]) -> None:
+        """Select these policy attribute keys too, from now on (added to those asked for before); a key no Graph
+        user has is left out, and a rule on it cannot be judged (``Person.carried`` does not hold it)."""
+        self._wanted = self._wanted | {k for k in keys if graph_property(k) is not None}
+
+    def _select(self) -> str:
+        extra = sorted({str(graph_property(k)) for k in self._wanted} - set(USER_SELECT.split(",")))
+        return ",".join([USER_SELECT, *extra])
+
     async def _find_user(self, key: str) -> dict[str, Any] | None:
         """The user with this object id, UPN or mail, or None."""
         key = key.strip()
         if not key:
             return None
-        reply = await self._call("GET", f"/users/{quote(key, safe='@')}", params={"$select": USER_SELECT},
+        select = self._select()
+        reply = await self._call("GET", f"/users/{quote(key, safe='@')}", params={"$select": select},
                                  what=f"user {key}")
         if reply.ok:
             return dict(reply.data)
@@ -269,7 +330,7 @@ class EntraProvider(GraphBatches):
         if "@" not in key:
             return None
         found = await self._call("GET", "/users", params={"$filter": f"mail eq {_odata_literal(key)}",
-                                                          "$select": USER_SELECT}, what=f"user {key}")
+                                                          "$select": select}, what=f"user {key}")
         if not found.ok:
             raise self._error(found, f"user {key}")
         values = found.data.get("value") or []
@@ -302,8 +363,22 @@ class EntraProvider(GraphBatches):
             email=email, name=str(user.get("displayName") or email), department=user.get("department"),
             title=user.get("jobTitle"), employment_type=user.get("employeeType"), manager=manager,
             active=user.get("accountEnabled") is not False, groups=groups, aad_object_id=uid,
-            extra={"user_principal_name": user.get("userPrincipalName")},
+            extra={**self._attributes(user), "user_principal_name": user.get("userPrincipalName")},
+            carried=frozenset({*self._wanted, "user_principal_name"}),
         )
+
+    def _attributes(self, user: dict[str, Any]) -> dict[str, Any]:
+        """The selected attributes policy rules name, by the policy's key: ``extensionAttributeN`` from
+        ``onPremisesExtensionAttributes``, ``costCenter``/``division`` from ``employeeOrgData``."""
+        out: dict[str, Any] = {}
+        for key in self._wanted:
+            holder = NESTED_PROPERTIES.get(key)
+            value = user.get(holder if holder else key)
+            if holder:
+                value = value.get(key) if isinstance(value, dict) else None
+            if value is not None:
+                out[key] = value
+        return out
 
     async def get_user(self, email: str) -> Person | None:
         user = await self._find_user(email)

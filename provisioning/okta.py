@@ -263,7 +263,11 @@ class OktaProvider:
             email=email, name=name, department=profile.get("department"), title=profile.get("title"),
             employment_type=profile.get("userType"), manager=manager,
             active=str(user.get("status") or "").upper() not in INACTIVE_STATUSES, groups=groups,
-            extra={"okta_id": user["id"], "login": profile.get("login"), "status": user.get("status")},
+            # every attribute of the Okta profile, base and custom, by Okta's own name (``costCenter``,
+            # ``employeeNumber``, ``division``…): a rule may name any of them, and one a person has no value for
+            # is simply not there (Okta answers with the whole profile)
+            extra={**{str(k): v for k, v in profile.items() if v is not None},
+                   "okta_id": user["id"], "login": profile.get("login"), "status": user.get("status")},
         )
 
     async def get_user(self, email: str) -> Person | None:

@@ -12,7 +12,7 @@ from handlers.compliance.brake import may_remove
 from handlers.context import Deps
 from handlers.eligibility import ineligibility, memberships_of
 from handlers.grants import run_due_ops
-from handlers.groups import GroupNotResolved
+from handlers.groups import CannotJudge
 from handlers.outbox import deliver_pending
 from handlers.ports import Notice
 from handlers.records import HOLDING_STATES, RequestRecord
@@ -50,7 +50,7 @@ async def plan_movers(deps: Deps, report: SweepReport) -> tuple[list[tuple[Reque
             continue  # a leaver, or someone within the unknown grace: the leaver sweep decides
         try:
             why = ineligibility(profile, person, await memberships_of(deps, person.email))
-        except GroupNotResolved as exc:  # a group name its rules use is not resolved: nobody is judged by it
+        except CannotJudge as exc:  # a group name not resolved, an attribute not supplied: nobody is judged by it
             report.unchecked.append(f"{record.requester} ({record.ref}, movers): {str(exc)[:300]}")
             complete = False
             continue

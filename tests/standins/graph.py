@@ -47,6 +47,16 @@ from tests.standins.tls import LocalTLS
 USER_FIELDS = ("id", "mail", "userPrincipalName", "displayName", "department", "jobTitle", "employeeType",
                "accountEnabled")
 DEFAULT_USER_FIELDS = ("id", "mail", "userPrincipalName", "displayName", "jobTitle")
+# the user properties a $select may name here (Graph refuses any other name with 400); directory extensions
+# (extension_<app id>_<name>) may be selected when registered (``register_extension``)
+USER_PROPERTIES = frozenset({
+    "accountEnabled", "ageGroup", "businessPhones", "city", "companyName", "country", "creationType", "department",
+    "displayName", "employeeId", "employeeOrgData", "employeeType", "externalUserState", "givenName", "id",
+    "jobTitle", "mail", "mailNickname", "mobilePhone", "officeLocation", "onPremisesDistinguishedName",
+    "onPremisesDomainName", "onPremisesExtensionAttributes", "onPremisesSamAccountName", "onPremisesSyncEnabled",
+    "onPremisesUserPrincipalName", "otherMails", "postalCode", "preferredLanguage", "proxyAddresses",
+    "signInActivity", "state", "streetAddress", "surname", "usageLocation", "userPrincipalName", "userType",
+})
 FILTER_RE = re.compile(r"^\s*(\w+)\s+eq\s+'((?:[^']|'')*)'\s*$")
 ALREADY_EXISTS = "One or more added object references already exist for the following modified properties: 'members'."
 
@@ -87,6 +97,7 @@ class GraphStandIn(StandIn):
             self.sign_in_forbidden = False  # a tenant without the licence or AuditLog.Read.All
             self.principals: dict[str, dict[str, Any]] = {}
             self.owners: dict[str, list[str]] = {}
+            self.extensions: set[str] = set()  # directory extension properties registered for users
             self.tokens_issued = 0
             self.valid_tokens: set[str] = set()
             self.accept_tokens = True
@@ -109,7 +120,9 @@ class GraphStandIn(StandIn):
     def add_user(self, mail: str, *, upn: str | None = None, display_name: str = "", department: str | None = None,
                  job_title: str | None = None, employee_type: str | None = None, enabled: bool = True,
                  manager: str | None = None, object_id: str | None = None, last_sign_in: str | None = None,
-                 last_non_interactive: str | None = None) -> str:
+                 last_non_interactive: str | None = None, properties: dict[str, Any] | None = None) -> str:
+        """``properties``: more user properties by Graph's names (``companyName``, ``employeeOrgData``,
+        ``onPremisesExtensionAttributes`` as a dict of ``extensionAttributeN``, a registered extension)."""
         uid = object_id or str(uuid.uuid4())
         with self.lock:
             if last_sign_in or last_non_interactive:
@@ -118,12 +131,19 @@ class GraphStandIn(StandIn):
                                       "lastNonInteractiveSignInRequestId": str(uuid.uuid4())}
             self.users[uid] = {"id": uid, "mail": mail, "userPrincipalName": upn or mail,
                                "displayName": display_name or mail.split("@")[0], "department": department,
-                               "jobTitle": job_title, "employeeType": employee_type, "accountEnabled": enabled}
+                               "jobTitle": job_title, "employeeType": employee_type, "accountEnabled": enabled,
+                               "onPremisesExtensionAttributes": {f"extensionAttribute{n}": None for n in range(1, 16)},
+                               **(properties or {})}
             if manager:
                 mid = self.user_id(manager)
                 assert mid, f"seed the manager {manager} first"
                 self.managers[uid] = mid
         return uid
+
+    def register_extension(self, name: str) -> None:
+        """A directory extension (``extension_<app id>_<name>``) an app registered for users: selectable."""
+        with self.lock:
+            self.extensions.add(name)
 
     def delete_user(self, mail: str) -> None:
         with self.lock:
@@ -332,6 +352,9 @@ class GraphStandIn(StandIn):
     def _dispatch(self, method: str, path: str, query: dict[str, str], body: Any) -> Result:
         seg = [unquote(s) for s in path.strip("/").split("/")]
         with self.lock:
+            if method == "GET" and seg[:1] == ["users"] and len(seg) <= 2 and (bad := self._unknown_select(query)):
+                return _error(400, "BadRequest", f"Could not find a property named '{bad}' on type "
+                              "'microsoft.graph.user'.")
             if method == "GET" and seg == ["users"]:
                 return self._list([self.users[u] for u in self._filter(self.users, query)], path, query)
             if method == "GET" and seg == ["groups"]:
@@ -450,6 +473,13 @@ class GraphStandIn(StandIn):
             raise web.HTTPBadRequest(text=f"unsupported filter {expr}")
         field, value = m.group(1), m.group(2).replace("''", "'").lower()
         return [k for k, row in table.items() if str(row.get(field) or "").lower() == value]
+
+    def _unknown_select(self, query: dict[str, str]) -> str | None:
+        """The first name a user ``$select`` gives that no user property or registered extension has."""
+        for name in (f.strip() for f in query.get("$select", "").split(",") if f.strip()):
+            if name not in USER_PROPERTIES and name not in self.extensions:
+                return name
+        return None
 
     @staticmethod
     def _project(row: dict[str, Any], query: dict[str, str], default: tuple[str, ...]) -> dict[str, Any]:

@@ -71,11 +71,14 @@ class OktaStandIn(StandIn):
     def add_user(self, email: str, *, login: str | None = None, first_name: str = "", last_name: str = "",
                  department: str | None = None, title: str | None = None, user_type: str | None = None,
                  status: str = "ACTIVE", manager: str | None = None, manager_by_login: bool = False,
-                 last_login: str | None = None) -> str:
+                 last_login: str | None = None, attributes: dict[str, Any] | None = None) -> str:
+        """``attributes``: more of the profile by Okta's names, base (``costCenter``, ``employeeNumber``,
+        ``division``, ``organization``…) or custom; Okta answers with every one in ``profile``."""
         uid = "00u" + uuid.uuid4().hex[:17]
         profile: dict[str, Any] = {"login": login or email, "email": email,
                                    "firstName": first_name or email.split("@")[0], "lastName": last_name,
-                                   "department": department, "title": title, "userType": user_type}
+                                   "department": department, "title": title, "userType": user_type,
+                                   **(attributes or {})}
         if manager:
             if manager_by_login:
                 profile["manager"] = manager

@@ -1,0 +1,186 @@
+"""Eligibility rules on identity-provider attributes beyond department, title and employment type.
+
+Okta answers a user with its whole ``profile`` (base attributes such as ``costCenter``, ``employeeNumber``,
+``division``, ``organization``, and custom ones): every one is carried, by Okta's own name. Graph answers only
+what ``$select`` names: the attributes the policy's rules name are selected (user properties by Graph's name,
+``extensionAttribute1`` to ``15`` from ``onPremisesExtensionAttributes``, ``costCenter``/``division`` from
+``employeeOrgData``, directory extensions ``extension_<app id>_<name>``). A rule on an attribute the source
+cannot supply is never judged by guess: a request an ``ineligible`` rule on it would decide is
+answered "could not check" naming the rule, and granted nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.bootstrap import App, build_app
+from bot.settings import Settings
+from tests.standins.graph import GraphStandIn
+from tests.standins.okta import OktaStandIn
+from tests.standins.tls import make_tls
+from tests.support import EXAMPLES, cli
+
+PAT, ANN, BOB = "pat.lead@example.com", "ann@example.com", "bob@example.com"
+EXT = "extension_0a1b2c3d4e5f60718293a4b5c6d7e8f9_clearance"
+
+
+def _policy(provider: str, group: str, rules: str) -> str:
+    return "\n".join([
+        'version: "attrs-1"', "approver_groups:", "  security: [sam.sec@example.com]", "security_team: security",
+        "profiles:", "  - id: tools", "    title: Tools", "    owner: pat.lead@example.com",
+        f"    provider: {provider}", f"    group: {group}", rules,
+        "    duration: {default: 1h, max: 8h}", "    approval: [owner]",
+        "    auto_approve:", "      - {department: Engineering, max_duration: 8h}", ""])
+
+
+async def _ask(app: App, email: str, text: str = "request tools for 1h because deploy"):  # type: ignore[no-untyped-def]
+    person = await app.service.identify(email)
+    assert person is not None, email
+    return await app.service.handle_text(person, text)
+
+
+async def _refusals(app: App) -> list[str]:
+    return [e.data["rule"] async for e in app.store.audit_events() if e.type == "request.refused"]
+
+
+# ----- Okta ---------------------------------------------------------------------------------------------------
+
+def _okta_settings(db: str, tmp_path: Path, okta: OktaStandIn, policy: str) -> Settings:
+    path = tmp_path / "policy.yaml"
+    path.write_text(policy)
+    return Settings(database_url=db, policy=str(path), directory=str(EXAMPLES / "directory.yaml"),
+                    identity="okta", okta_url=okta.url, okta_token=okta.token)
+
+
+async def test_okta_an_ineligible_rule_on_a_custom_attribute_refuses_naming_it(sqlite_url, tmp_path):
+    with OktaStandIn() as okta:
+        tools = okta.add_group("tools")
+        okta.add_user(PAT, department="Engineering")
+        okta.add_user(ANN, department="Engineering", manager=PAT, attributes={"costCenter": "CC-900"})
+        okta.add_user(BOB, department="Engineering", manager=PAT, attributes={"costCenter": "CC-100"})
+        rules = "    ineligible:\n      - {costCenter: CC-900}"
+        async with build_app(_okta_settings(sqlite_url, tmp_path, okta, _policy("okta", tools, rules))) as app:
+            refused = await _ask(app, ANN)
+            assert not refused.ok and refused.rule == "ineligible: costCenter=CC-900", refused.text
+            assert await _refusals(app) == ["ineligible: costCenter=CC-900"]
+            granted = await _ask(app, BOB)
+            assert granted.ok and granted.request is not None and granted.request.state == "active", granted.text
+            assert okta.member_emails(tools) == [BOB]
+
+
+async def test_okta_an_eligible_rule_on_a_profile_attribute_admits(sqlite_url, tmp_path):
+    with OktaStandIn() as okta:
+        tools = okta.add_group("tools")
+        okta.add_user(PAT, department="Engineering")
+        okta.add_user(ANN, department="Engineering", manager=PAT,
+                      attributes={"employeeNumber": "E-42", "division": "Payments", "clearance": ["secret", "ts"]})
+        okta.add_user(BOB, department="Engineering", manager=PAT, attributes={"division": "Retail"})
+        rules = "    eligible:\n      - {division: Payments, clearance: ts}"
+        async with build_app(_okta_settings(sqlite_url, tmp_path, okta, _policy("okta", tools, rules))) as app:
+            granted = await _ask(app, ANN)
+            assert granted.ok and granted.request is not None and granted.request.state == "active", granted.text
+            refused = await _ask(app, BOB)
+            assert not refused.ok and refused.rule == "eligible: no rule matched", refused.text
+            person = await app.deps.person(ANN)
+            assert person is not None and person.attribute("employeeNumber") == "E-42"
+            assert person.employment_type is None and person.attribute("login") == ANN  # old names still work
+
+
+# ----- Entra --------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def graph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[GraphStandIn]:
+    (tmp_path / "tls").mkdir()
+    tls = make_tls(tmp_path / "tls")
+    monkeypatch.setenv("SSL_CERT_FILE", tls.ca_file)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls.ca_file)
+    with GraphStandIn(tls) as server:
+        server.register_extension(EXT)
+        yield server
+
+
+def _entra_settings(db: str, tmp_path: Path, graph: GraphStandIn, policy: str) -> Settings:
+    path = tmp_path / "policy.yaml"
+    path.write_text(policy)
+    return Settings(database_url=db, policy=str(path), directory=str(EXAMPLES / "directory.yaml"),
+                    identity="entra", entra_tenant_id=graph.tenant, entra_client_id=graph.client_id,
+                    entra_client_secret=graph.client_secret, graph_url=graph.graph_url, authority_url=graph.url)
+
+
+def _extension_attributes(**values: str) -> dict[str, str | None]:
+    return {f"extensionAttribute{n}": values.get(f"extensionAttribute{n}") for n in range(1, 16)}
+
+
+async def test_entra_an_ineligible_rule_on_an_extension_attribute_refuses_naming_it(sqlite_url, tmp_path, graph):
+    tools = graph.add_group("sg-tools")
+    graph.add_user(PAT, department="Engineering")
+    graph.add_user(ANN, department="Engineering", manager=PAT, properties={
+        "onPremisesExtensionAttributes": _extension_attributes(extensionAttribute3="Contractor")})
+    graph.add_user(BOB, department="Engineering", manager=PAT)
+    rules = "    ineligible:\n      - {extensionAttribute3: Contractor}"
+    async with build_app(_entra_settings(sqlite_url, tmp_path, graph, _policy("entra", tools, rules))) as app:
+        refused = await _ask(app, ANN)
+        assert not refused.ok and refused.rule == "ineligible: extensionAttribute3=Contractor", refused.text
+        assert await _refusals(app) == ["ineligible: extensionAttribute3=Contractor"]
+        granted = await _ask(app, BOB)
+        assert granted.ok and granted.request is not None and granted.request.state == "active", granted.text
+        assert graph.member_emails(tools) == [BOB]
+        selects = {r.query.get("$select", "") for r in graph.received("GET", f"/v1.0/users/{ANN}")}
+        assert selects and all("onPremisesExtensionAttributes" in s for s in selects), selects
+
+
+async def test_entra_eligible_rules_on_a_directory_extension_and_a_user_property_admit(sqlite_url, tmp_path, graph):
+    tools = graph.add_group("sg-tools")
+    graph.add_user(PAT, department="Engineering")
+    graph.add_user(ANN, department="Engineering", manager=PAT, properties={EXT: "top"})
+    graph.add_user(BOB, department="Engineering", manager=PAT,
+                   properties={"companyName": "Contoso", "employeeOrgData": {"costCenter": "CC-7", "division": None}})
+    graph.add_user("cat@example.com", department="Engineering", manager=PAT, properties={"companyName": "Fabrikam"})
+    rules = f"    eligible:\n      - {{{EXT}: top}}\n      - {{companyName: Contoso, costCenter: CC-7}}"
+    async with build_app(_entra_settings(sqlite_url, tmp_path, graph, _policy("entra", tools, rules))) as app:
+        for who in (ANN, BOB):
+            granted = await _ask(app, who)
+            assert granted.ok and granted.request is not None and granted.request.state == "active", granted.text
+        refused = await _ask(app, "cat@example.com")
+        assert not refused.ok and refused.rule == "eligible: no rule matched", refused.text
+
+
+async def test_entra_a_rule_on_an_attribute_graph_has_not_is_never_judged_by_guess(sqlite_url, tmp_path, graph):
+    tools = graph.add_group("sg-tools")
+    graph.add_user(PAT, department="Engineering")
+    graph.add_user(ANN, department="Engineering", manager=PAT)
+    graph.add_user(BOB, department="Sales", manager=PAT)
+    # cost_centre is no Graph user property: Graph would refuse to select it, so it is not asked for
+    rules = "    ineligible:\n      - {cost_centre: CC-900, department: Engineering}"
+    async with build_app(_entra_settings(sqlite_url, tmp_path, graph, _policy("entra", tools, rules))) as app:
+        refused = await _ask(app, ANN)
+        assert not refused.ok and refused.rule == "could not check: ineligible: cost_centre=CC-900, " \
+            "department=Engineering", refused.text
+        assert "`cost_centre`" in refused.text and "policy" in refused.text, refused.text
+        assert graph.member_emails(tools) == []
+        # decided without it: Bob is not in Engineering, so the rule does not match him whatever his cost centre
+        asked = await _ask(app, BOB)
+        assert asked.ok and asked.request is not None and asked.request.state == "pending", asked.text
+        profiles = await _ask(app, ANN, "profiles")
+        assert "could not check" in profiles.text, profiles.text
+
+
+def test_policy_check_warns_of_a_rule_on_an_attribute_entra_never_supplies(tmp_path):
+    path = tmp_path / "policy.yaml"
+    rules = (f"    eligible:\n      - {{{EXT}: top}}\n      - {{companyName: Contoso}}\n"
+             "    ineligible:\n      - {cost_centre: CC-900}\n      - {companyname: Fabrikam}")
+    path.write_text(_policy("entra", "sg-tools", rules))
+    checked = cli("policy", "check", str(path), env={"ACCESSBOT_IDENTITY": "entra"})
+    assert checked.returncode == 0, checked.stderr
+    warned = [line for line in checked.stderr.splitlines() if "does not supply" in line]
+    assert len(warned) == 2, checked.stderr
+    assert "cost_centre" in warned[0] and "line 15" in warned[0], warned
+    assert "companyname" in warned[1] and "companyName" in warned[1], warned  # the spelling Graph has
+    assert "2 warning(s)" in checked.stdout, checked.stdout
+    # Okta hands over the whole profile, and the embedded directory every key: nothing to say offline
+    for identity in ("okta", "directory"):
+        checked = cli("policy", "check", str(path), env={"ACCESSBOT_IDENTITY": identity})
+        assert checked.returncode == 0 and "does not supply" not in checked.stderr, checked.stderr
