@@ -23,6 +23,34 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+_scan = json.decoder.JSONDecoder().scan_once  # the C scanner json.loads ends in, without its wrappers
+_canonical_many = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                                   check_circular=False).encode  # canonical_json, set up once for a batch
+_DATA_BATCH = 256  # stored data texts checked in one re-serialisation
+
+
+def data_problem(data_json: str) -> str:
+    """Why a stored ``data`` text is not canonical JSON ("" when it is): the hash covers the text, a reader
+    parses it (a key written twice reads as its last value), an export writes ``canonical_json`` of it."""
+    repeated: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        repeated.extend(k for k, _ in items if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        return dict(items)
+
+    try:
+        value = json.loads(data_json, object_pairs_hook=pairs)
+    except (ValueError, RecursionError) as e:
+        return f"data is not canonical JSON: not JSON ({e})"[:300]
+    if repeated:
+        return f"data is not canonical JSON: key {repeated[0]!r} is written twice (a reader takes the last)"
+    if canonical_json(value) != data_json:
+        return ("data is not canonical JSON: not written as canonical_json writes it (key order, spacing, "
+                "number or escape form), so an export's lines would not be the text its hash covers")
+    return ""
+
+
 def format_ts(moment: datetime) -> str:
     """UTC, ISO 8601 with milliseconds and ``Z``."""
     moment = moment.astimezone(UTC)
@@ -45,8 +73,9 @@ def canonical_body(seq: int, ts: str, type: str, actor: str, request_id: str | N
                    data_json: str, prev_hash: str) -> str:
     """``canonical_json`` of an event without its hash, assembled from stored columns.
 
-    ``data_json`` must already be canonical (the store writes it with :func:`canonical_json`), so
-    verifying from the store needs no parse and re-serialisation of every event.
+    ``data_json`` must already be canonical (the store writes it with :func:`canonical_json`); a verifier
+    checks it is (:meth:`ChainVerifier.feed_canonical` with ``data``), or the text the hash covers may say
+    other than what a reader parses.
     """
     return (f'{{"actor":{_text(actor)},"data":{data_json},"prev_hash":{_text(prev_hash)},'
             f'"profile":{_text(profile)},"request_id":{_text(request_id)},"seq":{seq},"ts":{_text(ts)},'
@@ -89,6 +118,8 @@ class ChainVerifier:
         self.bad_seq: int | None = None
         self.reason = ""
         self.last_ts = ""  # the time of the last event fed with one (a check from the middle starts from none)
+        # data texts fed that parsed, not yet checked for canonical form: (text, value, seq, head and count before)
+        self._pending: list[tuple[str, Any, int, str, int]] = []
 
     def feed(self, event: Mapping[str, Any]) -> bool:
         """False (and stays false) from the first event that breaks the chain."""
@@ -109,35 +140,72 @@ class ChainVerifier:
             return True
         return False
 
-    def feed_canonical(self, seq: int, prev_hash: str, digest: str, body: str, ts: str | None = None) -> bool:
+    def feed_canonical(self, seq: int, prev_hash: str, digest: str, body: str, ts: str | None = None,
+                       data: str | None = None) -> bool:
         """Like :meth:`feed` for an event given as its canonical body text (see :func:`canonical_body`).
 
         With ``ts`` (the event's stored time), also that it is a UTC instant as :func:`format_ts` writes it and
         not before the time of the event ahead of it: the store records every event at the wall clock, never
-        earlier than the one before, so that a period's events are one segment of the chain."""
+        earlier than the one before, so that a period's events are one segment of the chain.
+
+        With ``data`` (the stored text the body holds), also that it is canonical JSON, as the store writes it:
+        the hash covers the text, but a reader parses it and an export re-serialises it. It is parsed here and
+        re-serialised a batch at a time (one list), so an event found not canonical may be named a few hundred
+        events later, and before any break found after it."""
         if self.bad_seq is not None:
             return False
         if seq != self.expected_seq:
-            self.bad_seq = self.expected_seq if seq > self.expected_seq else seq
-            self.reason = f"expected seq {self.expected_seq}, found {seq}"
-        elif ts is not None and not _TS.fullmatch(ts):
-            self.bad_seq, self.reason = seq, f"ts {ts!r} is not a UTC time as recorded (YYYY-MM-DDTHH:MM:SS.mmmZ)"
-        elif ts is not None and ts < self.last_ts:
-            self.bad_seq, self.reason = seq, f"ts {ts} is earlier than the event before ({self.last_ts})"
-        elif prev_hash != self.head:
-            self.bad_seq, self.reason = seq, "prev_hash does not match"
-        elif hashlib.sha256((self.head + body).encode("utf-8")).hexdigest() != digest:
-            self.bad_seq, self.reason = seq, "hash does not match"
-        else:
-            if ts is not None:
-                self.last_ts = ts
-            self.head = digest
-            self.expected_seq += 1
-            self.count += 1
+            return self._broken(self.expected_seq if seq > self.expected_seq else seq,
+                                f"expected seq {self.expected_seq}, found {seq}")
+        if ts is not None and not _TS.fullmatch(ts):
+            return self._broken(seq, f"ts {ts!r} is not a UTC time as recorded (YYYY-MM-DDTHH:MM:SS.mmmZ)")
+        if ts is not None and ts < self.last_ts:
+            return self._broken(seq, f"ts {ts} is earlier than the event before ({self.last_ts})")
+        if prev_hash != self.head:
+            return self._broken(seq, "prev_hash does not match")
+        if hashlib.sha256((self.head + body).encode("utf-8")).hexdigest() != digest:
+            return self._broken(seq, "hash does not match")
+        if data is not None:
+            try:
+                value, end = _scan(data, 0)
+            except (StopIteration, ValueError, RecursionError):
+                end = -1
+            if end != len(data):  # not one JSON value, as a whole
+                return self._broken(seq, data_problem(data) or "data is not canonical JSON")
+            self._pending.append((data, value, seq, self.head, self.count))
+            if len(self._pending) >= _DATA_BATCH and not self._check_data():
+                return False
+        if ts is not None:
+            self.last_ts = ts
+        self.head = digest
+        self.expected_seq += 1
+        self.count += 1
+        return True
+
+    def _check_data(self) -> bool:
+        """Whether the pending data texts are canonical JSON; if not, the first that is not breaks the chain.
+
+        Each text parsed whole as one value, so ``[t1,t2,...]`` parses as a list of exactly those texts: it is
+        its own canonical form only when each of them is."""
+        pending, self._pending = self._pending, []
+        if not pending or _canonical_many([p[1] for p in pending]) == "[" + ",".join(p[0] for p in pending) + "]":
             return True
+        for data, value, seq, head, count in pending:
+            if canonical_json(value) != data:
+                self.head, self.count = head, count  # as the walk stood before this event
+                self.bad_seq, self.reason = seq, data_problem(data) or "data is not canonical JSON"
+                return False
+        return True  # unreachable: the lists differ only where an element does
+
+    def _broken(self, seq: int, reason: str) -> bool:
+        """Record the break at ``seq``, unless an event fed before it has data not in canonical form."""
+        if self._check_data():
+            self.bad_seq, self.reason = seq, reason
         return False
 
     def result(self) -> Verification:
+        if self.bad_seq is None:
+            self._check_data()
         return Verification(self.bad_seq is None, self.count, self.head, self.bad_seq, self.reason)
 
 

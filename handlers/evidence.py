@@ -165,8 +165,8 @@ def _opt(value: str | None) -> str:
 
 def audit_lines(rows: Sequence[Sequence[Any]], verifier: ChainVerifier | None) -> bytes:
     """``audit.jsonl`` lines (§3.5 form: ``canonical_json`` of each whole event) for stored rows,
-    each event fed to ``verifier`` on the way. The stored ``data`` is canonical JSON already, so
-    nothing is parsed; the keys are written in sorted order, as ``canonical_json`` writes them."""
+    each event fed to ``verifier`` on the way. The stored ``data`` is written as it stands (the verifier
+    names one that is not canonical JSON); the keys are written in sorted order, as ``canonical_json`` does."""
     lines = []
     add, s = lines.append, _str
     feed = verifier.feed_canonical if verifier is not None else None
@@ -178,7 +178,7 @@ def audit_lines(rows: Sequence[Sequence[Any]], verifier: ChainVerifier | None) -
                 f'"request_id":{"null" if rid is None else s(rid)},"seq":{n},'
                 f'"ts":{"null" if ts is None else s(ts)},"type":{"null" if type_ is None else s(type_)}}}')
         if feed is not None:
-            feed(n, prev, digest, head + tail, ts)
+            feed(n, prev, digest, head + tail, ts, data)
         add(f'{head}"hash":{"null" if digest is None else s(digest)},{tail}\n')
     return "".join(lines).encode("utf-8")
 
@@ -189,7 +189,7 @@ def verify_rows(rows: Sequence[Sequence[Any]], verifier: ChainVerifier) -> bool:
     for seq, ts, type_, actor, rid, profile, data, prev, digest in rows:
         body = (f'{{"actor":{_opt(actor)},"data":{data},"prev_hash":{_opt(prev)},"profile":{_opt(profile)},'
                 f'"request_id":{_opt(rid)},"seq":{int(seq)},"ts":{_opt(ts)},"type":{_opt(type_)}}}')
-        if not feed(int(seq), prev, digest, body, ts):
+        if not feed(int(seq), prev, digest, body, ts, data):
             return False
     return True
 

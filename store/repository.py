@@ -935,6 +935,6 @@ class SqlStore:
         async for s_, ts, type_, actor, rid, profile, data, prev, digest in self.audit_rows(
                 first_seq=first_seq, last_seq=last_seq):
             body = canonical_body(int(s_), ts, type_, actor, rid, profile, data, prev)
-            if not verifier.feed_canonical(int(s_), prev, digest, body, ts):
+            if not verifier.feed_canonical(int(s_), prev, digest, body, ts, data):
                 break
         return verifier.result()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
 
+from handlers.audit import GENESIS, ChainVerifier, canonical_body, canonical_json
 from store.db import make_sync_engine
 from tests.support import chat, cli, copy_examples
 from tests.tamper import tamper
@@ -206,3 +208,34 @@ async def test_an_appended_event_hashes_as_its_body_says(database_url: str) -> N
         assert (await store.verify_audit()).ok
     finally:
         await store.close()
+
+
+def _stored_chain(datas: list[str]) -> list[tuple[int, str, str, str, str]]:
+    """(seq, prev_hash, hash, body, data) of events whose stored data texts are ``datas``, each hashed as is."""
+    prev, out = GENESIS, []
+    for seq, data in enumerate(datas, 1):
+        body = canonical_body(seq, "2026-11-01T08:00:00.000Z", "policy.checked", "system", None, None, data, prev)
+        digest = hashlib.sha256((prev + body).encode("utf-8")).hexdigest()
+        out.append((seq, prev, digest, body, data))
+        prev = digest
+    return out
+
+
+@pytest.mark.parametrize("bad,broken,count", [(3, None, 600), (3, 590, 600), (400, None, 600), (400, 401, 600),
+                                              (600, None, 600), (256, None, 256)])
+def test_data_not_canonical_is_named_before_any_later_break(bad, broken, count) -> None:
+    """The data texts are checked a batch at a time: one not canonical is still the break named (with the count
+    and head as the walk stood before it), though the walk went on past it to a later break or to the end."""
+    datas = [canonical_json({"comment": f"c{i}", "step": i}) for i in range(count)]
+    datas[bad - 1] = '{"comment":"ok","comment":"forged","step":1}'
+    chain = _stored_chain(datas)
+    verifier = ChainVerifier()
+    for seq, prev, digest, body, data in chain:
+        if seq == broken:
+            digest = "0" * 64
+        if not verifier.feed_canonical(seq, prev, digest, body, "2026-11-01T08:00:00.000Z", data):
+            break
+    result = verifier.result()
+    assert (result.ok, result.bad_seq, result.count) == (False, bad, bad - 1), result
+    assert result.head_hash == chain[bad - 1][1]
+    assert result.reason == "data is not canonical JSON: key 'comment' is written twice (a reader takes the last)"

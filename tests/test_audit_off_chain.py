@@ -8,14 +8,17 @@ such a row would be shown as recorded while ``audit verify`` said OK. The servin
 
 from __future__ import annotations
 
+import hashlib
 import json
+import subprocess
+import sys
 import zipfile
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import text
 
-from handlers.audit import GENESIS, event_hash
+from handlers.audit import GENESIS, canonical_body, canonical_json, event_hash
 from store.db import make_sync_engine
 from tests.support import chat, cli, copy_examples
 from tests.tamper import tamper
@@ -98,3 +101,72 @@ def test_verify_names_an_event_whose_time_goes_back_or_is_no_utc_time(requested,
     r = cli("audit", "verify", db=url)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stdout + r.stderr
     assert r.stdout.startswith(f"BROKEN at seq {seq}: ts "), r.stdout
+
+
+def _append_text(url: str, data: str) -> int:
+    """Insert the next event whose stored ``data`` is ``data`` as it stands, with a valid hash over that text (as
+    the serving role may); returns its seq."""
+    engine = make_sync_engine(url)
+    try:
+        with engine.connect() as conn:
+            seq, prev, ts = conn.execute(text("SELECT seq, hash, ts FROM audit_events ORDER BY seq DESC LIMIT 1")
+                                         ).one()
+        row = {**FORGED, "seq": int(seq) + 1, "ts": ts, "type": "policy.checked", "actor": "system", "request_id": None,
+               "profile": None, "prev_hash": prev, "data": data}  # a type no pack row is made from
+        body = canonical_body(row["seq"], ts, row["type"], row["actor"], row["request_id"], row["profile"], data, prev)
+        row["hash"] = hashlib.sha256((prev + body).encode("utf-8")).hexdigest()
+        with engine.begin() as conn:
+            conn.execute(text(INSERT), row)
+        return int(seq) + 1
+    finally:
+        engine.dispose()
+
+
+NOT_CANONICAL = {
+    "a key twice": ('{"comment":"ok","comment":"forged","step":1}', "key 'comment' is written twice"),
+    "keys out of order": ('{"step":1,"comment":"ok"}', "not written as canonical_json writes it"),
+    "spaces": ('{"comment": "ok","step":1}', "not written as canonical_json writes it"),
+    "an escaped letter": ('{"comment":"\\u006fk","step":1}', "not written as canonical_json writes it"),
+    "another number form": ('{"comment":"ok","step":1.0e0}', "not written as canonical_json writes it"),
+    # the body is assembled as text: this data would end the data value and give the event a second actor
+    "fields after it": ('{"comment":"ok","step":1},"actor":"mallory@example.com"', "not JSON"),
+}
+
+
+@pytest.mark.parametrize("data,why", NOT_CANONICAL.values(), ids=NOT_CANONICAL.keys())
+def test_verify_names_an_event_whose_data_is_not_canonical_json(requested, tmp_path, data, why) -> None:
+    """The hash covers the stored ``data`` text; a reader parses it (a key written twice reads as its last
+    value) and an export writes it again as canonical JSON, which the pack's own verifier then finds out of form.
+    An event appended with a hash over such a text is named by audit verify, the chat word and the export, as
+    the offline check names it; events recorded after it do not hide it."""
+    url, files = requested
+    seq = _append_text(url, data)
+    chat("bob@example.com", "request prod-db-read for 1h because report", db=url, files=files)  # recorded after
+    r = cli("audit", "verify", db=url)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stdout + r.stderr
+    assert r.stdout.startswith(f"BROKEN at seq {seq}: data is not canonical JSON: ") and why in r.stdout, r.stdout
+    assert f"BROKEN at seq {seq}: data is not canonical JSON" in chat("sam.sec@example.com", "verify", db=url,
+                                                                      files=files)
+
+    today = datetime.now(UTC).date().isoformat()
+    out = tmp_path / "pack.zip"
+    r = cli("evidence", "export", "--from", "2026-01-01", "--to", today, "--out", str(out), db=url, files=files)
+    assert r.returncode == 1 and "chain verified: False" in r.stdout, r.stdout + r.stderr
+    with zipfile.ZipFile(out) as zf:
+        manifest = json.loads(zf.read("manifest.json"))
+        script = tmp_path / "verify_pack.py"
+        script.write_bytes(zf.read("verify_pack.py"))
+    assert manifest["audit"]["verified"] is False and manifest["audit"]["segment_verified"] is False
+    offline = subprocess.run([sys.executable, "-I", str(script), str(out)], capture_output=True, text=True,
+                             timeout=300)
+    assert offline.returncode == 1 and "FAIL" in offline.stdout, offline.stdout + offline.stderr
+
+
+def test_a_canonical_data_text_verifies(requested) -> None:
+    """The check of the data's form refuses nothing the store writes: an event appended with canonical data
+    (non-ASCII text, nesting, numbers) verifies."""
+    url, _ = requested
+    _append_text(url, canonical_json({"comment": "ok é \u2028 \"q\"", "step": 1, "n": [1.5, -2, None, {"b": 1,
+                                                                                                      "a": True}]}))
+    r = cli("audit", "verify", db=url)
+    assert r.returncode == 0 and r.stdout.startswith("OK "), r.stdout + r.stderr
