@@ -9,7 +9,9 @@ CSV row counts, each policy/ file against the versions the manifest lists, and t
 segment in audit.jsonl: seq without gaps from audit.first_seq, each prev_hash the hash of the
 event before (the first one audit.prev_hash), and each hash = sha256(prev_hash +
 canonical_json(event without "hash")), canonical JSON being json.dumps(obj, sort_keys=True,
-separators=(",", ":"), ensure_ascii=False) in UTF-8; each line is exactly canonical_json(event).
+separators=(",", ":"), ensure_ascii=False) in UTF-8; each line is exactly canonical_json(event);
+each ts a time as recorded (YYYY-MM-DDTHH:MM:SS.mmmZ, UTC), inside the period and never earlier
+than the event before.
 Then every row of requests.csv, approvals.csv, grants.csv and exceptions.csv is derived again
 from audit_earlier.jsonl and audit.jsonl (the rules below) and compared: the first file and row
 that differ are named. The events of audit_earlier.jsonl (before the period) are each checked
@@ -133,6 +135,9 @@ def verify(files):
         lines.pop()
     if lines and not (isinstance(prev, str) and isinstance(seq, int)):
         return [*problems, "manifest.json: audit.prev_hash or audit.first_seq missing"]
+    start, after = period_bounds(manifest["period"])
+    period = f"{manifest['period']['from']} to {manifest['period']['to']}"
+    last_ts = ""
     for number, line in enumerate(lines, start=1):
         try:
             event = json.loads(line)
@@ -157,6 +162,17 @@ def verify(files):
         if hashlib.sha256((prev + canonical).encode("utf-8")).hexdigest() != event.get("hash"):
             problems.append(f"audit.jsonl seq {seq}: hash does not match its content")
             break
+        ts = event.get("ts")
+        if is_time(ts):  # one that is not is named with the event's other fields, below
+            if ts < last_ts:
+                problems.append(f"audit.jsonl seq {seq}: ts {ts} is earlier than the event before ({last_ts}): "
+                                "events are recorded in time order, so the period's events are not one segment "
+                                "of the chain")
+                break
+            if not start <= ts < after:
+                problems.append(f"audit.jsonl seq {seq}: ts {ts} is outside the pack's period ({period})")
+                break
+            last_ts = ts
         prev, last = event["hash"], seq
         seq += 1
     if not problems:

@@ -157,6 +157,23 @@ def _set_data(name: str, kind: str, value: Any) -> Callable[[Files], Files]:
     return _set(name, kind, "data", value)
 
 
+def _back_in_time(events: list[Any]) -> None:
+    """The REQ-3's approval.requested (no row is made from it) dated a millisecond before the event ahead of it."""
+    event = _first("approval.requested", "REQ-3")(events)
+    before = datetime.fromisoformat(events[events.index(event) - 1]["ts"].replace("Z", "+00:00"))
+    event["ts"] = (before - timedelta(milliseconds=1)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _after_the_period(files: Files) -> Files:
+    """An event (of a type no row is made from) appended after the last, dated the day after the period."""
+    def change(events: list[Any]) -> None:
+        end = json.loads(files["manifest.json"])["period"]["to"]
+        day_after = (datetime.fromisoformat(end) + timedelta(days=1)).date().isoformat()
+        events.append({**_first("approval.requested", "REQ-3")(events), "seq": events[-1]["seq"] + 1,
+                       "ts": f"{day_after}T00:00:00.000Z"})
+    return _edit_events("audit.jsonl", change)(files)
+
+
 def _rename(old: str, new: str) -> Callable[[Files], Files]:
     """Every event of request ``old`` given the request id ``new`` (sealed)."""
     def change(events: list[Any]) -> None:
@@ -324,6 +341,8 @@ CASES: list[tuple[str, Any, str]] = [
     ("data-text", _set_data("audit.jsonl", "request.submitted", "1d"), "data is not a JSON object"),
     ("data-nested", _edit_events("audit.jsonl", lambda ev: _first("request.submitted", "REQ-3")(ev)["data"].update(
         justification={"text": ["deploy", {"the": "fix"}]})), "FAIL requests.csv row 2 (REQ-3): justification"),
+    ("ts-back", _edit_events("audit.jsonl", _back_in_time), "is earlier than the event before"),
+    ("ts-after-the-period", _after_the_period, "is outside the pack's period"),
     ("ts-null", _set("audit.jsonl", "approval.granted", "ts", None), "ts is not a time"),
     ("ts-number", _set("audit.jsonl", "request.submitted", "ts", 1764547200), "ts is not a time"),
     ("ts-not-a-time", _set("audit.jsonl", "request.submitted", "ts", "yesterday"), "ts is not a time"),
