@@ -705,10 +705,11 @@ def signature_note(files):
     return [
         f"signature: present ({SIGNATURE}, {signature.get('algorithm')}, signed by {signature.get('subject')}, "
         f"certificate sha256 {signature.get('certificate_sha256')}).",
-        "  Python's standard library cannot check RSA or ECDSA signatures; in the unpacked pack run:",
-        f"    openssl x509 -in {cert} -pubkey -noout -out signing-key.pub",
-        f"    openssl dgst -sha256 -verify signing-key.pub -signature {SIGNATURE} manifest.json",
-        "  (it prints 'Verified OK'), or `accessbot evidence verify PACK.zip --cert YOUR-COPY-OF-THE-CERT.pem`;",
+        "  Python's standard library cannot check RSA or ECDSA signatures; in the unpacked pack's folder run:",
+        f"    openssl x509 -in {cert} -pubkey -noout -out ../signing-key.pub",
+        f"    openssl dgst -sha256 -verify ../signing-key.pub -signature {SIGNATURE} manifest.json",
+        "  (it prints 'Verified OK'; the key goes outside the folder, where no file the manifest does not list may",
+        "  be), or `accessbot evidence verify PACK.zip --cert YOUR-COPY-OF-THE-CERT.pem`;",
         f"  and compare `openssl x509 -in {cert} -noout -fingerprint -sha256` with the fingerprint your",
         "  organisation published: a pack re-signed with another key carries another certificate.",
     ]

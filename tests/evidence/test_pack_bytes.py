@@ -37,13 +37,13 @@ GENERATED = datetime(2026, 11, 13, 12, 0, tzinfo=UTC)
 FIXED = Path(__file__).resolve().parent.parent / "fixtures" / "pack_bytes"  # the policy and directory recorded
 
 GOLDEN = {
-    "VERIFYING.md": "782ce91f92c7e5db0e8be53bd610f0dd0ef2434d4f0afa678009c07bb8fcc710",
+    "VERIFYING.md": "1634b4afe71051bb444e4f6bb0e7258aaf990e28a9128b71b6af968178aabba9",
     "approvals.csv": "02498d38c019ba9e06328821b99c55b7d7d70d97d1768a0298642df03ed8e8d7",
     "audit.jsonl": "28fc35b3351d33b51e24447e6fff5909969da6eec3bf16e859a36419d699679a",
     "audit_earlier.jsonl": "77bfee1b3fa4e7cfb2079dedb6ca6c2dcc0d35e9e91aae8287fe289a524ffd75",
     "exceptions.csv": "dc256be98e1f3ff329337280d01861fc2a0a425c11e9377883299dd7b4ed2e56",
     "grants.csv": "86cf11a8a261f03739ca8db700f4f01cb3e4a438875d959e0b0f326c912c567e",
-    "manifest.json": "20eddbc1c9074c668ac7b6cc08138a155caa6c9d55e9d784bdbfebc934f510cb",
+    "manifest.json": "eca31becac268be807360e3c616702ef2a8a24ae2e8d1b88782b11da898ecca6",
     "policy/2026.11-287f98b13866.yaml": "287f98b138662858083e961c783afba046b1c07130fad3dc243d51dc841796d1",
     "policy/2026.12-db7dd2450365.yaml": "db7dd2450365f19a48fcdd8859b191514ecbf78be9dd47b9c6aa670ed77f0472",
     "removals.csv": "a194b35be576dbb475e6e048f3ea962a950cb4e2a0afab9e473bc2f182a7b885",
@@ -51,7 +51,7 @@ GOLDEN = {
     "requests.csv": "fedd3240342e6599bdad168b5e7f52ca1a2ea5f17aae12af5fc0c27f3b54beac",
     "review_items.csv": "fc8a44945a8e573272c373a25cdefab9675ee9886feb7bbfa41439cf4f95aaea",
     "reviews.csv": "94d3db46cf3659ff8eac20f9560b578d212defc265b80678c02e634cfbd6613d",
-    "verify_pack.py": "66c1c692e90c14343a115e6a14f5befbfa785bb2253f351e555c931ee4444cc9",
+    "verify_pack.py": "e40431843766b9879c1b3d4d22172780fbb380c81185915584aa0cf3128c9fd5",
 }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import zipfile
@@ -57,16 +58,28 @@ def _stdlib(pack: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-I", str(VERIFY), str(pack)], capture_output=True, text=True)
 
 
-def _openssl(folder: Path, content: dict[str, bytes]) -> subprocess.CompletedProcess[str]:
-    """The commands VERIFYING.md and verify_pack.py give an auditor, run in the unpacked pack."""
-    folder.mkdir()
+def _commands(text: str) -> list[list[str]]:
+    """The openssl commands that check the signature (public key out, signature checked), as ``text`` gives them."""
+    found = [shlex.split(line.strip()) for line in text.splitlines()
+             if line.strip().startswith("openssl ") and ("-pubkey" in line or "-verify" in line)]
+    assert [c[1] for c in found] == ["x509", "dgst"], text
+    return found
+
+
+def _unpack(folder: Path, content: dict[str, bytes]) -> Path:
+    folder.mkdir(parents=True)
     for name, data in content.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes(data)
-    subprocess.run(["openssl", "x509", "-in", "signing-cert.pem", "-pubkey", "-noout", "-out", "signing-key.pub"],
-                   cwd=folder, check=True, capture_output=True)
-    return subprocess.run(["openssl", "dgst", "-sha256", "-verify", "signing-key.pub", "-signature",
-                           "manifest.json.sig", "manifest.json"], cwd=folder, capture_output=True, text=True)
+    return folder
+
+
+def _openssl(folder: Path, content: dict[str, bytes]) -> subprocess.CompletedProcess[str]:
+    """The commands the pack's VERIFYING.md gives an auditor, run as written in the unpacked pack."""
+    _unpack(folder, content)
+    pubkey, verify = _commands(content["VERIFYING.md"].decode())
+    subprocess.run(pubkey, cwd=folder, check=True, capture_output=True)
+    return subprocess.run(verify, cwd=folder, capture_output=True, text=True)
 
 
 @pytest.fixture
@@ -164,3 +177,33 @@ def test_bad_signing_settings_write_no_pack(activity, tmp_path) -> None:
                 timeout=60)
         assert r.returncode == 1 and message in r.stderr and "Traceback" not in r.stderr, (env, r.stderr)
         assert not pack.exists() and not list(tmp_path.glob("pack.zip*"))
+
+
+@pytest.mark.parametrize("source", ["VERIFYING.md", "verify_pack.py output"])
+def test_checking_the_signature_as_the_pack_says_leaves_the_unpacked_pack_verifying(activity, tmp_path,
+                                                                                      source) -> None:
+    """An auditor who unpacks the pack, runs the openssl commands where VERIFYING.md (or verify_pack.py's own
+    note) says, then ``verify_pack.py .`` in that folder, gets OK: the public key is written outside the folder,
+    where no file the manifest does not list may be (verify_pack.py stays strict about extra files)."""
+    db, files = activity
+    key, cert = _key_and_cert(tmp_path, "signer", "rsa")
+    env = {"ACCESSBOT_SIGNING_KEY": str(key), "ACCESSBOT_SIGNING_CERT": str(cert)}
+    pack = tmp_path / "pack.zip"
+    r = cli("evidence", "export", "--from", TODAY, "--to", TODAY, "--out", str(pack), db=db, files=files, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    content = _read(pack)
+    folder = _unpack(tmp_path / "auditor" / "pack", content)
+    shipped = [sys.executable, "-I", "verify_pack.py", "."]
+    text = (content["VERIFYING.md"].decode() if source == "VERIFYING.md"
+            else subprocess.run(shipped, cwd=folder, capture_output=True, text=True).stdout)
+    for command in _commands(text):
+        done = subprocess.run(command, cwd=folder, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert "Verified OK" in done.stdout
+    assert sorted(p.name for p in folder.iterdir()) == sorted({n.split("/")[0] for n in content})
+    after = subprocess.run(shipped, cwd=folder, capture_output=True, text=True)
+    assert after.returncode == 0 and after.stdout.startswith("OK"), after.stdout + after.stderr
+
+    (folder / "signing-key.pub").write_bytes((folder.parent / "signing-key.pub").read_bytes())
+    strict = subprocess.run(shipped, cwd=folder, capture_output=True, text=True)
+    assert strict.returncode == 1 and "FAIL signing-key.pub: not listed in the manifest" in strict.stdout
