@@ -148,7 +148,8 @@ class ChainVerifier:
         not before the time of the event ahead of it: the store records every event at the wall clock, never
         earlier than the one before, so that a period's events are one segment of the chain.
 
-        With ``data`` (the stored text the body holds), also that it is canonical JSON, as the store writes it:
+        With ``data`` (the stored text the body holds), also that it is canonical JSON of an object (or null), as
+        the store writes it:
         the hash covers the text, but a reader parses it and an export re-serialises it. It is parsed here and
         re-serialised a batch at a time (one list), so an event found not canonical may be named a few hundred
         events later, and before any break found after it."""
@@ -172,6 +173,8 @@ class ChainVerifier:
                 end = -1
             if end != len(data):  # not one JSON value, as a whole
                 return self._broken(seq, data_problem(data) or "data is not canonical JSON")
+            if value is not None and not isinstance(value, dict):  # as the pack's verifier reads an event
+                return self._broken(seq, "data is not a JSON object")
             self._pending.append((data, value, seq, self.head, self.count))
             if len(self._pending) >= _DATA_BATCH and not self._check_data():
                 return False

@@ -170,3 +170,14 @@ def test_a_canonical_data_text_verifies(requested) -> None:
                                                                                                       "a": True}]}))
     r = cli("audit", "verify", db=url)
     assert r.returncode == 0 and r.stdout.startswith("OK "), r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("data", ["[1]", '"x"', "7", "true"])
+def test_verify_names_an_event_whose_data_is_no_object(requested, data) -> None:
+    """Canonical JSON, but no object: the pack's verifier cannot read such an event (``data is not a JSON
+    object``), so the live check names it the same way rather than say OK."""
+    url, _ = requested
+    seq = _append_text(url, data)
+    r = cli("audit", "verify", db=url)
+    assert r.returncode == 1 and r.stdout.startswith(f"BROKEN at seq {seq}: data is not a JSON object"), \
+        r.stdout + r.stderr
