@@ -111,13 +111,15 @@ class Verification:
 class ChainVerifier:
     """Checks events one at a time, so a chain of any length verifies in flat memory."""
 
-    def __init__(self, *, prev_hash: str = GENESIS, first_seq: int = 1) -> None:
+    def __init__(self, *, prev_hash: str = GENESIS, first_seq: int = 1, prev_ts: str = "") -> None:
         self.head = prev_hash
         self.expected_seq = first_seq
         self.count = 0
         self.bad_seq: int | None = None
         self.reason = ""
-        self.last_ts = ""  # the time of the last event fed with one (a check from the middle starts from none)
+        # the time of the last event fed with one; a check from the middle starts from the event before it
+        # (``prev_ts``), so that the first event it meets is not the one whose time goes unchecked
+        self.last_ts = prev_ts
         # data texts fed that parsed, not yet checked for canonical form: (text, value, seq, head and count before)
         self._pending: list[tuple[str, Any, int, str, int]] = []
 

@@ -191,7 +191,8 @@ class SqlEvidenceSource(SqlEvidenceChecks, ReviewEvidenceMixin):
             outside = await self.store.seq_below_chain()
             if outside is not None:
                 return outside
-        verifier = ChainVerifier(prev_hash=prev_hash, first_seq=first_seq)
+        verifier = ChainVerifier(prev_hash=prev_hash, first_seq=first_seq,
+                                 prev_ts=await self.store.ts_before(first_seq))
         async for page in self.audit_pages(first_seq=first_seq, last_seq=last_seq):
             if not verify_rows(page, verifier):
                 break

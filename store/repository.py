@@ -923,6 +923,16 @@ class SqlStore:
         return Verification(False, 0, GENESIS, int(low), "an event is stored below seq 1, outside the chain (it "
                             "starts at seq 1)")
 
+    async def ts_before(self, first_seq: int) -> str:
+        """The time of the event before ``first_seq`` ("" from the chain's start, or when there is none): a check
+        of the chain from the middle compares the first event it meets with it, as a walk from the start would."""
+        if first_seq <= 1:
+            return ""
+        c = t.audit_events.c
+        async with self.engine.connect() as conn:
+            ts = (await conn.execute(select(c.ts).where(c.seq == first_seq - 1))).scalar()
+        return str(ts) if ts is not None else ""
+
     async def verify_audit(self, *, first_seq: int = 1, last_seq: int | None = None,
                            prev_hash: str = GENESIS) -> Verification:
         """Verify the chain (or the part from ``first_seq``) straight from the stored columns.
@@ -931,7 +941,7 @@ class SqlStore:
         outside = await self.seq_below_chain()
         if outside is not None:
             return outside
-        verifier = ChainVerifier(prev_hash=prev_hash, first_seq=first_seq)
+        verifier = ChainVerifier(prev_hash=prev_hash, first_seq=first_seq, prev_ts=await self.ts_before(first_seq))
         async for s_, ts, type_, actor, rid, profile, data, prev, digest in self.audit_rows(
                 first_seq=first_seq, last_seq=last_seq):
             body = canonical_body(int(s_), ts, type_, actor, rid, profile, data, prev)

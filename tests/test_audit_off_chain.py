@@ -181,3 +181,39 @@ def test_verify_names_an_event_whose_data_is_no_object(requested, data) -> None:
     r = cli("audit", "verify", db=url)
     assert r.returncode == 1 and r.stdout.startswith(f"BROKEN at seq {seq}: data is not a JSON object"), \
         r.stdout + r.stderr
+
+
+def test_a_check_from_the_middle_compares_its_first_event_with_the_one_before(requested, tmp_path) -> None:
+    """A back-dated event appended after the period's last event falls in no segment by its time and opens the part
+    of the chain the export checks after the segment; the dashboard's check of what was appended since it looked
+    starts at it too. Each such check starts from the time of the event before, so that event is named there as
+    the whole walk names it, and the pack is not called verified."""
+    import asyncio
+
+    from store.repository import SqlStore
+
+    url, files = requested
+    engine = make_sync_engine(url)
+    try:
+        with engine.connect() as conn:
+            last_ts, prev = conn.execute(text("SELECT ts, hash FROM audit_events ORDER BY seq DESC LIMIT 1")).one()
+    finally:
+        engine.dispose()
+    earlier = datetime.strptime(str(last_ts), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp() - 60
+    ts = datetime.fromtimestamp(earlier, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + str(last_ts)[-4:]
+    seq = _append(url, ts=ts)  # a minute before the last event, inside the period
+
+    today = datetime.now(UTC).date().isoformat()
+    out = tmp_path / "pack.zip"
+    r = cli("evidence", "export", "--from", "2026-01-01", "--to", today, "--out", str(out), db=url, files=files)
+    assert r.returncode == 1 and "chain verified: False" in r.stdout, r.stdout + r.stderr
+
+    async def from_the_middle() -> object:
+        store = SqlStore(url)
+        try:
+            return await store.verify_audit(first_seq=seq, prev_hash=prev)
+        finally:
+            await store.close()
+
+    result = asyncio.run(from_the_middle())
+    assert not result.ok and result.bad_seq == seq and "earlier than the event before" in result.reason, result
