@@ -311,16 +311,17 @@ class EntraProvider(GraphBatches):
         user has is left out, and a rule on it cannot be judged (``Person.carried`` does not hold it)."""
         self._wanted = self._wanted | {k for k in keys if graph_property(k) is not None}
 
-    def _select(self) -> str:
-        extra = sorted({str(graph_property(k)) for k in self._wanted} - set(USER_SELECT.split(",")))
+    @staticmethod
+    def _select(wanted: frozenset[str]) -> str:
+        extra = sorted({str(graph_property(k)) for k in wanted} - set(USER_SELECT.split(",")))
         return ",".join([USER_SELECT, *extra])
 
-    async def _find_user(self, key: str) -> dict[str, Any] | None:
-        """The user with this object id, UPN or mail, or None."""
+    async def _find_user(self, key: str, wanted: frozenset[str] = frozenset()) -> dict[str, Any] | None:
+        """The user with this object id, UPN or mail, or None; ``wanted``: the policy attributes selected too."""
         key = key.strip()
         if not key:
             return None
-        select = self._select()
+        select = self._select(wanted)
         reply = await self._call("GET", f"/users/{quote(key, safe='@')}", params={"$select": select},
                                  what=f"user {key}")
         if reply.ok:
@@ -354,7 +355,9 @@ class EntraProvider(GraphBatches):
             names.update(str(v) for v in (group.get("id"), group.get("displayName")) if v)
         return frozenset(names)
 
-    async def _person(self, user: dict[str, Any]) -> Person:
+    async def _person(self, user: dict[str, Any], wanted: frozenset[str]) -> Person:
+        """The person of a user Graph answered with ``wanted`` selected: it carries those attributes and no others
+        (a policy reloaded meanwhile may want more; they were not asked for this answer)."""
         uid = str(user["id"])
         manager, groups = await asyncio.gather(self._manager(uid), self._memberships(uid))
         email = str(user.get("mail") or user.get("userPrincipalName") or "").lower()
@@ -363,15 +366,16 @@ class EntraProvider(GraphBatches):
             email=email, name=str(user.get("displayName") or email), department=user.get("department"),
             title=user.get("jobTitle"), employment_type=user.get("employeeType"), manager=manager,
             active=user.get("accountEnabled") is not False, groups=groups, aad_object_id=uid,
-            extra={**self._attributes(user), "user_principal_name": user.get("userPrincipalName")},
-            carried=frozenset({*self._wanted, "user_principal_name"}),
+            extra={**self._attributes(user, wanted), "user_principal_name": user.get("userPrincipalName")},
+            carried=frozenset({*wanted, "user_principal_name"}),
         )
 
-    def _attributes(self, user: dict[str, Any]) -> dict[str, Any]:
+    @staticmethod
+    def _attributes(user: dict[str, Any], wanted: frozenset[str]) -> dict[str, Any]:
         """The selected attributes policy rules name, by the policy's key: ``extensionAttributeN`` from
         ``onPremisesExtensionAttributes``, ``costCenter``/``division`` from ``employeeOrgData``."""
         out: dict[str, Any] = {}
-        for key in self._wanted:
+        for key in wanted:
             holder = NESTED_PROPERTIES.get(key)
             value = user.get(holder if holder else key)
             if holder:
@@ -381,12 +385,14 @@ class EntraProvider(GraphBatches):
         return out
 
     async def get_user(self, email: str) -> Person | None:
-        user = await self._find_user(email)
-        return await self._person(user) if user else None
+        wanted = self._wanted  # one set for the question and the answer: a reload may add to it meanwhile
+        user = await self._find_user(email, wanted)
+        return await self._person(user, wanted) if user else None
 
     async def find_by_aad_object_id(self, object_id: str) -> Person | None:
-        user = await self._find_user(object_id)
-        return await self._person(user) if user else None
+        wanted = self._wanted
+        user = await self._find_user(object_id, wanted)
+        return await self._person(user, wanted) if user else None
 
     async def find_by_slack_id(self, slack_id: str) -> Person | None:
         return None

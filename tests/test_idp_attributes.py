@@ -184,3 +184,31 @@ def test_policy_check_warns_of_a_rule_on_an_attribute_entra_never_supplies(tmp_p
     for identity in ("okta", "directory"):
         checked = cli("policy", "check", str(path), env={"ACCESSBOT_IDENTITY": identity})
         assert checked.returncode == 0 and "does not supply" not in checked.stderr, checked.stderr
+
+
+async def test_entra_a_person_carries_what_its_own_lookup_asked_graph_for(sqlite_url, tmp_path, graph):
+    """A policy reloaded while a person is being looked up may want an attribute more: the person Graph answered
+    for the question asked before carries only what that question selected, so a rule on the new attribute is
+    "could not check" for them, never judged on a value Graph was not asked for (an ``ineligible`` rule would then
+    refuse nobody)."""
+    import asyncio
+    import threading
+
+    tools = graph.add_group("sg-tools")
+    graph.add_user(PAT, department="Engineering")
+    graph.add_user(ANN, department="Engineering", manager=PAT, properties={"companyName": "Contoso"})
+    async with build_app(_entra_settings(sqlite_url, tmp_path, graph, _policy("entra", tools, ""))) as app:
+        entra = app.deps.provider("entra")
+        released = threading.Event()
+        graph.hold_path("/manager", released)  # the lookup's second call waits: the first has been answered
+        lookup = asyncio.ensure_future(entra.get_user(ANN))  # type: ignore[attr-defined]
+        for _ in range(400):
+            if graph.received("GET", f"/v1.0/users/{ANN}"):
+                break
+            await asyncio.sleep(0.05)
+        entra.want_attributes(["companyName"])  # type: ignore[attr-defined]  # as a reload does
+        released.set()
+        person = await lookup
+        assert person is not None and "companyName" not in (person.carried or ()), person.carried
+        again = await entra.get_user(ANN)  # type: ignore[attr-defined]  # asked with it now
+        assert again is not None and again.extra.get("companyName") == "Contoso" and "companyName" in again.carried
