@@ -64,7 +64,8 @@ def preflight(conn: Connection, app_role: str) -> None:
     tables = [tb.name for tb in t.metadata.sorted_tables] + ["alembic_version"]
     owned = conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = :s AND tableowner = :r "
                               "AND tablename = ANY(:names)"), {"s": schema, "r": app_role, "names": tables}).all()
-    owned += conn.execute(text("SELECT proname FROM pg_proc WHERE proname = 'accessbot_audit_append_only' "
+    # the guards' functions (append-only, seq from 1, ...): their owner could replace a body and switch a guard off
+    owned += conn.execute(text("SELECT proname FROM pg_proc WHERE proname LIKE 'accessbot\\_%' "
                                "AND pg_get_userbyid(proowner) = :r"), {"r": app_role}).all()
     if owned:
         names = ", ".join(sorted(r[0] for r in owned))

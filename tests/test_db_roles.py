@@ -91,6 +91,8 @@ def test_serving_role_can_only_append_to_the_audit_log(two_roles, tmp_path) -> N
                       "DROP TRIGGER audit_events_no_update_delete ON audit_events",
                       "CREATE OR REPLACE FUNCTION accessbot_audit_append_only() RETURNS trigger AS "
                       "$$ BEGIN RETURN NEW; END; $$ LANGUAGE plpgsql",
+                      "CREATE OR REPLACE FUNCTION accessbot_audit_seq_from_one() RETURNS trigger AS "
+                      "$$ BEGIN RETURN NEW; END; $$ LANGUAGE plpgsql",
                       "DROP TABLE audit_events", "ALTER TABLE audit_events OWNER TO CURRENT_USER"):
         error = _refused(app_url, statement)
         assert "must be owner" in error or "permission denied" in error, error
@@ -109,6 +111,18 @@ def test_refuses_when_the_serving_role_owns_the_tables(two_roles) -> None:
     r = cli("db", "upgrade", "--owner-url", owner_url, db=app_url)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "owned by the serving role" in r.stderr and "REASSIGN OWNED BY" in r.stderr
+
+
+def test_refuses_when_the_serving_role_owns_a_guard_function(two_roles) -> None:
+    """Any of the audit guards' functions owned by the serving role (the seq-from-1 guard as much as the
+    append-only one) would let it replace the body and switch that guard off without touching the trigger."""
+    owner_url, app_url, super_url = two_roles
+    cli("db", "upgrade", "--owner-url", owner_url, db=app_url, check=True)
+    with psycopg.connect(super_url, autocommit=True) as conn:
+        conn.execute(f'ALTER FUNCTION accessbot_audit_seq_from_one() OWNER TO "{urlsplit(app_url).username}"')
+    r = cli("db", "upgrade", "--owner-url", owner_url, db=app_url)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stdout + r.stderr
+    assert "owned by the serving role" in r.stderr and "accessbot_audit_seq_from_one" in r.stderr, r.stderr
 
 
 def test_owner_url_must_name_another_role(two_roles) -> None:
