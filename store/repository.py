@@ -200,6 +200,7 @@ _INSERT_MEMBERSHIP = insert(t.directory_memberships).values(
     group_name=bindparam("grp"), email=bindparam("email"), present=bindparam("v_present"),
     updated_at=bindparam("v_updated_at"))
 OVERLAY_VERSION = "directory-overlay-version"
+_GET_LEAVER = select(t.leavers).where(t.leavers.c.email == bindparam("email"))
 _STATE = t.compliance_state.c
 _GET_STATE = select(_STATE.value).where(_STATE.key == bindparam("key"))
 
@@ -212,6 +213,8 @@ _ADDRESSES = select(_ADDR.email, _ADDR.address).where(
 _OUT = t.notice_outbox.c
 _NOTICE_IS_DUE = (_OUT.status == "pending",
                   or_(_OUT.next_attempt_at.is_(None), _OUT.next_attempt_at <= bindparam("now")))
+_INSERT_NOTICE = insert(t.notice_outbox).values({k: bindparam(f"v_{k}") for k in (
+    "recipient", "kind", "text", "request_id", "status", "attempts", "created_at", "next_attempt_at", "view")})
 _DUE_NOTICE_ID = select(_OUT.id).where(*_NOTICE_IS_DUE).limit(1)
 _DUE_NOTICE = select(t.notice_outbox).where(*_NOTICE_IS_DUE).order_by(_OUT.id).limit(1)
 _CLAIM_NOTICE = update(t.notice_outbox).where(_OUT.id == bindparam("nid")).values(
@@ -494,11 +497,10 @@ class SqlRepository(ReviewRepositoryMixin):
 
     # -- drift ------------------------------------------------------------------------------
     async def get_leaver(self, email: str) -> LeaverRecord | None:
-        c = t.leavers.c
-        row = (await self.conn.execute(select(t.leavers).where(c.email == email))).first()
-        if row is None:
+        rows = await self._rows(_GET_LEAVER, {"email": email})
+        if not rows:
             return None
-        m = row._mapping
+        m = rows[0]
         return LeaverRecord(email=m["email"], found=bool(m["found"]), first_seen=m["first_seen"],
                             first_judged=m["first_judged"], terminated_at=m["terminated_at"])
 
@@ -673,11 +675,20 @@ class SqlRepository(ReviewRepositoryMixin):
 
     # -- the outbox of unattended notices (handlers/outbox.py) -------------------------------------------------
     async def queue_notices(self, notices: Sequence[Any], at: datetime) -> None:
-        if notices:
-            await self.conn.execute(insert(t.notice_outbox), [
-                {"recipient": n.recipient, "kind": n.kind, "text": n.text, "request_id": n.request_id,
-                 "status": "pending", "attempts": 0, "created_at": at, "next_attempt_at": None,
-                 "view": encode_view(getattr(n, "view", None))} for n in notices])
+        """On SQLite one INSERT a notice on the driver (in the write transaction, whose lock is held: a batch would
+        go to SQLite's own thread and back); on PostgreSQL one for a few notices, a batch (one round trip) for
+        more; through SQLAlchemy without a driver."""
+        if not notices:
+            return
+        rows = [{"v_recipient": n.recipient, "v_kind": n.kind, "v_text": n.text, "v_request_id": n.request_id,
+                 "v_status": "pending", "v_attempts": 0, "v_created_at": at, "v_next_attempt_at": None,
+                 "v_view": encode_view(getattr(n, "view", None))} for n in notices]
+        driver = await self._fast()
+        if driver is None or (driver.kind != "sqlite" and len(rows) > 2):
+            await self.conn.execute(_INSERT_NOTICE, rows)
+            return
+        for row in rows:
+            await driver.execute(_INSERT_NOTICE, row)
 
     async def notices_due(self, now: datetime) -> bool:
         return bool(await self._rows(_DUE_NOTICE_ID, {"now": now}))
