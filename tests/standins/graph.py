@@ -8,6 +8,10 @@ Login (msal talks to these with ``requests``):
 
 Graph, under ``/v1.0`` (bearer token required, real error shape ``{"error": {"code", "message"}}``):
     GET    /users/{id|upn}  /users?$filter=mail eq '…'  /users/{id}/manager
+                                              a $select naming a property the user type lacks -> 400
+                                              (a directory extension not registered: Request_BadRequest,
+                                              "Could not find a property named '…' on type
+                                              'Microsoft.DirectoryServices.User'.")
     GET    /users/{id}/transitiveMemberOf    /groups?$filter=displayName eq '…'   /groups/{id}
     GET    /users|servicePrincipals|groups/{id}/memberOf   direct memberships (paged as below)
     GET    /groups/{id}/members              (paged with @odata.nextLink, ``page_size`` a page; users and
@@ -57,6 +61,7 @@ USER_PROPERTIES = frozenset({
     "onPremisesUserPrincipalName", "otherMails", "postalCode", "preferredLanguage", "proxyAddresses",
     "signInActivity", "state", "streetAddress", "surname", "usageLocation", "userPrincipalName", "userType",
 })
+EXTENSION_RE = re.compile(r"^extension_[0-9a-fA-F]{32}_[A-Za-z0-9_]+$")
 FILTER_RE = re.compile(r"^\s*(\w+)\s+eq\s+'((?:[^']|'')*)'\s*$")
 ALREADY_EXISTS = "One or more added object references already exist for the following modified properties: 'members'."
 
@@ -98,6 +103,10 @@ class GraphStandIn(StandIn):
             self.principals: dict[str, dict[str, Any]] = {}
             self.owners: dict[str, list[str]] = {}
             self.extensions: set[str] = set()  # directory extension properties registered for users
+            self.dropped: set[str] = set()  # user properties this Graph does not have (``drop_property``)
+            # refuse an unknown $select name as Graph's OData parser does in some tenants (Azure AD B2C): naming
+            # the whole term, not the property
+            self.odata_select_errors = False
             self.tokens_issued = 0
             self.valid_tokens: set[str] = set()
             self.accept_tokens = True
@@ -140,10 +149,28 @@ class GraphStandIn(StandIn):
                 self.managers[uid] = mid
         return uid
 
+    def update_user(self, mail: str, **properties: Any) -> None:
+        """Change user properties by Graph's names (``department``, a registered extension's name…)."""
+        with self.lock:
+            uid = self.user_id(mail)
+            assert uid, f"no user {mail}"
+            self.users[uid].update(properties)
+
     def register_extension(self, name: str) -> None:
         """A directory extension (``extension_<app id>_<name>``) an app registered for users: selectable."""
         with self.lock:
             self.extensions.add(name)
+
+    def delete_extension(self, name: str) -> None:
+        """The app deleted the directory extension: a ``$select`` naming it is refused (400) from now on."""
+        with self.lock:
+            self.extensions.discard(name)
+
+    def drop_property(self, name: str) -> None:
+        """This Graph has no user property ``name`` (as a national cloud may lack one): a ``$select`` naming it is
+        refused (400)."""
+        with self.lock:
+            self.dropped.add(name)
 
     def delete_user(self, mail: str) -> None:
         with self.lock:
@@ -353,6 +380,12 @@ class GraphStandIn(StandIn):
         seg = [unquote(s) for s in path.strip("/").split("/")]
         with self.lock:
             if method == "GET" and seg[:1] == ["users"] and len(seg) <= 2 and (bad := self._unknown_select(query)):
+                if self.odata_select_errors:
+                    return _error(400, "BadRequest", "Parsing OData Select and Expand failed: Term "
+                                  f"'{query.get('$select')}' is not valid in a $select or $expand expression.")
+                if EXTENSION_RE.match(bad):  # passes Graph's own schema; the directory behind it has no such name
+                    return _error(400, "Request_BadRequest", f"Could not find a property named '{bad}' on type "
+                                  "'Microsoft.DirectoryServices.User'.")
                 return _error(400, "BadRequest", f"Could not find a property named '{bad}' on type "
                               "'microsoft.graph.user'.")
             if method == "GET" and seg == ["users"]:
@@ -477,7 +510,7 @@ class GraphStandIn(StandIn):
     def _unknown_select(self, query: dict[str, str]) -> str | None:
         """The first name a user ``$select`` gives that no user property or registered extension has."""
         for name in (f.strip() for f in query.get("$select", "").split(",") if f.strip()):
-            if name not in USER_PROPERTIES and name not in self.extensions:
+            if name not in USER_PROPERTIES - self.dropped and name not in self.extensions:
                 return name
         return None
 
