@@ -115,7 +115,14 @@ async def submit(deps: Deps, actor: Person, cmd: RequestAccess, *, forms: bool =
             return await refuse(deps, who, "inactive", "your account is not active.", profile=profile.id)
         limit = profile.exception.max_duration
     else:
-        why = ineligibility(profile, actor, held)
+        try:
+            why = ineligibility(profile, actor, held)
+        except AttributeNotSupplied as exc:  # a rule that would decide names an attribute the source does not give:
+            # refused, recorded with the rule, as a rule that refuses is (never judged by guess)
+            return await refuse(deps, who, f"could not check: {exc.rule}",
+                                f"{exc}, so the rule cannot be judged and nothing is granted by guess. The policy's "
+                                "owner must change the rule (see `accessbot policy check`) or the identity source "
+                                "supply the attribute.", profile=profile.id, data={"attributes": exc.keys})
         if why:
             return await refuse(deps, who, why, f"you are not eligible for {profile.id} ({why}).{exc_hint}",
                                 profile=profile.id)

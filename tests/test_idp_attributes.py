@@ -160,6 +160,7 @@ async def test_entra_a_rule_on_an_attribute_graph_has_not_is_never_judged_by_gue
         assert not refused.ok and refused.rule == "could not check: ineligible: cost_centre=CC-900, " \
             "department=Engineering", refused.text
         assert "`cost_centre`" in refused.text and "policy" in refused.text, refused.text
+        assert await _refusals(app) == [refused.rule]  # recorded with its rule, as every refusal of a request is
         assert graph.member_emails(tools) == []
         # decided without it: Bob is not in Engineering, so the rule does not match him whatever his cost centre
         asked = await _ask(app, BOB)
