@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -38,13 +38,22 @@ PLAIN = Memberships()
 class AttributeNotSupplied(CannotJudge):
     """A rule that would decide names an attribute the identity source does not supply for the person (Graph
     returns only what was selected): the rule cannot be judged, so nobody is judged by it. Not a passing
-    outage: the policy (or the provider's settings) must change, so the message names the rule and the key."""
+    outage: the policy (or the provider's settings) must change, so the message names the rule and the key, and
+    why when the source said (``Person.unsupplied``: Graph does not know a directory extension)."""
 
-    def __init__(self, kind: str, rule: Rule, keys: list[str]) -> None:
+    def __init__(self, kind: str, rule: Rule, keys: list[str], why: Mapping[str, str] | None = None) -> None:
         self.rule = f"{kind}: {rule.describe()}"
         self.keys = keys
-        names = ", ".join(f"`{k}`" for k in keys)
-        super().__init__(f"could not check `{self.rule}`: the identity source does not supply {names}", transient=False)
+        why = why or {}
+        plain = [k for k in keys if k not in why]
+        said = [why[k] for k in keys if k in why]
+        if plain:
+            said.insert(0, "the identity source does not supply " + ", ".join(f"`{k}`" for k in plain))
+        super().__init__(f"could not check `{self.rule}`: {'; '.join(said)}", transient=False)
+
+
+def _not_supplied(kind: str, rule: Rule, person: Person) -> AttributeNotSupplied:
+    return AttributeNotSupplied(kind, rule, _unknown(rule, person), person.unsupplied)
 
 
 def _unknown(rule: Rule, person: Person) -> list[str]:
@@ -116,7 +125,7 @@ def ineligibility(profile: Profile, person: Person, memberships: Memberships = P
         if judged is None and undecided is None:
             undecided = rule
     if undecided is not None:
-        raise AttributeNotSupplied("ineligible", undecided, _unknown(undecided, person))
+        raise _not_supplied("ineligible", undecided, person)
     if profile.eligible:
         for rule in profile.eligible:
             judged = _judge("eligible", rule, person, memberships)
@@ -125,7 +134,7 @@ def ineligibility(profile: Profile, person: Person, memberships: Memberships = P
             if judged is None and undecided is None:
                 undecided = rule
         if undecided is not None:
-            raise AttributeNotSupplied("eligible", undecided, _unknown(undecided, person))
+            raise _not_supplied("eligible", undecided, person)
         return "eligible: no rule matched"
     return None
 

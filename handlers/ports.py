@@ -23,7 +23,9 @@ class Person:
     ``extra`` holds the provider's other attributes by the provider's own names. ``carried`` says which
     attribute keys could be known at all: None when ``extra`` holds every attribute the provider has for the
     person (a key it lacks has no value), else the only ``extra`` keys the provider was asked for: a rule on any
-    other key cannot be judged (:meth:`knows`), which is not the same as a value that is not there.
+    other key cannot be judged (:meth:`knows`), which is not the same as a value that is not there. ``unsupplied``
+    says why of such keys when the provider knows (Graph refused to select a directory extension it does not
+    know): a "could not check" answer names it.
     """
 
     email: str
@@ -38,6 +40,7 @@ class Person:
     aad_object_id: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     carried: frozenset[str] | None = None
+    unsupplied: Mapping[str, str] = field(default_factory=dict)
 
     def attribute(self, key: str) -> Any:
         """The value a policy rule key refers to (``department``, ``title``, …)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 import msal
 import requests
+import structlog
 
 from handlers.policy import Policy, PolicyIssue
 from handlers.ports import NAMED_ATTRIBUTES, Member, Person, ProviderError
@@ -60,6 +62,15 @@ NESTED_PROPERTIES = {
 }
 # a directory extension registered by an app: extension_<app id without dashes>_<name>
 EXTENSION_RE = re.compile(r"^extension_[0-9a-fA-F]{32}_[A-Za-z0-9_]+$")
+# Graph refuses a whole user $select (400 Request_BadRequest, "Could not find a property named
+# 'extension_…_costCentre' on type 'Microsoft.DirectoryServices.User'.") when one directory extension in it is not
+# registered in the tenant: misspelt, another tenant's app id, deleted since. The name it gives, when it gives one:
+UNKNOWN_PROPERTY_RE = re.compile(r"property named '([^']+)'", re.I)
+# …and a 400 that is about the $select without naming a property we asked for
+ABOUT_SELECT_RE = re.compile(r"propert|select", re.I)
+# how long a directory extension Graph refused is left out of lookups before it is asked for again (sooner when a
+# policy is put in force): registering it at the tenant needs no restart
+REFUSED_EXTENSION_SECONDS = 600.0
 
 
 def graph_property(key: str) -> str | None:
@@ -72,6 +83,8 @@ PRINCIPAL = "serviceprincipal:"  # how a review names a service principal member
 NESTED = "nestedgroup:"  # how drift names a group nested into a managed group: by its object id
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 PRIVATE_KEY_RE = re.compile(r"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.+?-----END \1PRIVATE KEY-----", re.S)
+
+log = structlog.get_logger("accessbot")
 
 
 def attribute_warnings(policy: Policy) -> list[PolicyIssue]:
@@ -145,6 +158,8 @@ class EntraProvider(GraphBatches):
         self._pinned = False  # True once the names the policy uses were resolved: no name is looked up again
         self._user_ids: dict[str, str] = {}
         self._wanted: frozenset[str] = frozenset()  # attribute keys policy rules name that Graph can supply
+        # directory extensions Graph refused to select: name -> (time.monotonic() of the refusal, why)
+        self._refused: dict[str, tuple[float, str]] = {}
 
     async def close(self) -> None:
         if self._owns_session and self._session is not None:
@@ -308,34 +323,108 @@ class EntraProvider(GraphBatches):
 
     def want_attributes(self, keys: Iterable[str]) -> None:
         """Select these policy attribute keys too, from now on (added to those asked for before); a key no Graph
-        user has is left out, and a rule on it cannot be judged (``Person.carried`` does not hold it)."""
+        user has is left out, and a rule on it cannot be judged (``Person.carried`` does not hold it). A policy
+        being put in force also has the directory extensions Graph refused asked for again (one may have been
+        registered since)."""
         self._wanted = self._wanted | {k for k in keys if graph_property(k) is not None}
+        self._refused.clear()
 
     @staticmethod
     def _select(wanted: frozenset[str]) -> str:
         extra = sorted({str(graph_property(k)) for k in wanted} - set(USER_SELECT.split(",")))
         return ",".join([USER_SELECT, *extra])
 
-    async def _find_user(self, key: str, wanted: frozenset[str] = frozenset()) -> dict[str, Any] | None:
-        """The user with this object id, UPN or mail, or None; ``wanted``: the policy attributes selected too."""
+    def _left_out(self, wanted: frozenset[str]) -> dict[str, str]:
+        """The directory extensions of ``wanted`` Graph refused lately, each with why: not asked for again until
+        ``REFUSED_EXTENSION_SECONDS`` have passed (or a policy is put in force)."""
+        now = time.monotonic()
+        for name, (since, _) in list(self._refused.items()):
+            if now - since >= REFUSED_EXTENSION_SECONDS:
+                del self._refused[name]
+        return {k: self._refused[k][1] for k in wanted if k in self._refused}
+
+    def _refused_by(self, reply: Reply, asked: frozenset[str]) -> tuple[frozenset[str], bool]:
+        """The directory extensions of ``asked`` a 400 to a user ``$select`` is about, and whether Graph named
+        them: the one its message names; else, when it names no property we selected and is about the select
+        (or a property), every extension asked for. None when it names a property we selected for no extension
+        (an error as before), or is about something else, or nothing we asked for is an extension."""
+        extensions = {k for k in asked if EXTENSION_RE.match(k)}
+        if reply.status != 400 or not extensions:
+            return frozenset(), False
+        _, message = _graph_error(reply)
+        named = UNKNOWN_PROPERTY_RE.search(message)
+        if named:
+            name = named.group(1).casefold()
+            hit = frozenset(k for k in extensions if k.casefold() == name)
+            if hit:
+                return hit, True
+            if name in {p.casefold() for p in self._select(asked).split(",")}:
+                return frozenset(), False
+        if named or ABOUT_SELECT_RE.search(message):
+            return frozenset(extensions), False
+        return frozenset(), False
+
+    def _remember_refused(self, names: Iterable[str], reply: Reply) -> dict[str, str]:
+        code, message = _graph_error(reply)
+        said = f"HTTP {reply.status} {code}: {message}".rstrip(": ")[:240]
+        why = {name: f"Graph does not know the directory extension `{name}` (a user $select naming it was answered "
+                     f"{said}); it is asked for again within {REFUSED_EXTENSION_SECONDS / 60:g} minutes or when a "
+                     "policy is put in force" for name in names}
+        now = time.monotonic()
+        for name, text in why.items():
+            self._refused[name] = (now, text)
+            log.warning("Graph refused to select a directory extension a policy rule names: rules on it answer "
+                        "'could not check'", extension=name, answer=said, correlation_id=reply.correlation_id)
+        return why
+
+    async def _get_selecting(self, path: str, params: dict[str, str], wanted: frozenset[str], what: str
+                             ) -> tuple[Reply, frozenset[str], dict[str, str]]:
+        """GET a user (or users) with the policy attributes ``wanted`` selected beside ``USER_SELECT``; returns the
+        reply, the keys it selected, and those left out with why.
+
+        Graph refuses the whole ``$select`` (400) for one directory extension it does not know: one policy rule
+        naming it would fail every lookup of everyone. Such an extension is left out and the GET asked again (once
+        for each extension Graph names; once without every extension when it names none we asked for, and only
+        when that answer is no 400 too are they taken as the cause). Left-out ones are remembered
+        (:meth:`_left_out`); a rule on one is answered "could not check", naming it and why."""
+        left = self._left_out(wanted)
+        while True:
+            asked = frozenset(wanted - left.keys())
+            reply = await self._call("GET", path, params={**params, "$select": self._select(asked)}, what=what)
+            refused, named = self._refused_by(reply, asked)
+            if not refused:
+                return reply, asked, left
+            if named:
+                left = {**left, **self._remember_refused(sorted(refused), reply)}
+                continue
+            # Graph named none we asked for: asked again without every extension, which were the cause only if
+            # that answer is no 400 too (else the first answer is the error, as before)
+            fewer = frozenset(asked - refused)
+            again = await self._call("GET", path, params={**params, "$select": self._select(fewer)}, what=what)
+            if again.status == 400:
+                return reply, asked, left
+            return again, fewer, {**left, **self._remember_refused(sorted(refused), reply)}
+
+    async def _find_user(self, key: str, wanted: frozenset[str] = frozenset()
+                         ) -> tuple[dict[str, Any] | None, frozenset[str], dict[str, str]]:
+        """The user with this object id, UPN or mail, or None; the policy attributes of ``wanted`` Graph was asked
+        for with it; those left out, with why (a directory extension Graph does not know)."""
         key = key.strip()
         if not key:
-            return None
-        select = self._select(wanted)
-        reply = await self._call("GET", f"/users/{quote(key, safe='@')}", params={"$select": select},
-                                 what=f"user {key}")
+            return None, frozenset(), {}
+        reply, asked, left = await self._get_selecting(f"/users/{quote(key, safe='@')}", {}, wanted, f"user {key}")
         if reply.ok:
-            return dict(reply.data)
+            return dict(reply.data), asked, left
         if reply.status != 404:
             raise self._error(reply, f"user {key}")
         if "@" not in key:
-            return None
-        found = await self._call("GET", "/users", params={"$filter": f"mail eq {_odata_literal(key)}",
-                                                          "$select": select}, what=f"user {key}")
+            return None, asked, left
+        found, asked, left = await self._get_selecting("/users", {"$filter": f"mail eq {_odata_literal(key)}"},
+                                                       wanted, f"user {key}")
         if not found.ok:
             raise self._error(found, f"user {key}")
         values = found.data.get("value") or []
-        return dict(values[0]) if values else None
+        return (dict(values[0]) if values else None), asked, left
 
     async def _manager(self, user_id: str) -> str | None:
         reply = await self._call("GET", f"/users/{user_id}/manager", params={"$select": "id,mail,userPrincipalName"},
@@ -355,9 +444,10 @@ class EntraProvider(GraphBatches):
             names.update(str(v) for v in (group.get("id"), group.get("displayName")) if v)
         return frozenset(names)
 
-    async def _person(self, user: dict[str, Any], wanted: frozenset[str]) -> Person:
-        """The person of a user Graph answered with ``wanted`` selected: it carries those attributes and no others
-        (a policy reloaded meanwhile may want more; they were not asked for this answer)."""
+    async def _person(self, user: dict[str, Any], asked: frozenset[str], left: dict[str, str]) -> Person:
+        """The person of a user Graph answered with ``asked`` selected: it carries those attributes and no others
+        (a policy reloaded meanwhile may want more; they were not asked for this answer), and says why of those
+        ``left`` out (a directory extension Graph refused)."""
         uid = str(user["id"])
         manager, groups = await asyncio.gather(self._manager(uid), self._memberships(uid))
         email = str(user.get("mail") or user.get("userPrincipalName") or "").lower()
@@ -366,8 +456,8 @@ class EntraProvider(GraphBatches):
             email=email, name=str(user.get("displayName") or email), department=user.get("department"),
             title=user.get("jobTitle"), employment_type=user.get("employeeType"), manager=manager,
             active=user.get("accountEnabled") is not False, groups=groups, aad_object_id=uid,
-            extra={**self._attributes(user, wanted), "user_principal_name": user.get("userPrincipalName")},
-            carried=frozenset({*wanted, "user_principal_name"}),
+            extra={**self._attributes(user, asked), "user_principal_name": user.get("userPrincipalName")},
+            carried=frozenset({*asked, "user_principal_name"}), unsupplied=dict(left),
         )
 
     @staticmethod
@@ -385,14 +475,13 @@ class EntraProvider(GraphBatches):
         return out
 
     async def get_user(self, email: str) -> Person | None:
-        wanted = self._wanted  # one set for the question and the answer: a reload may add to it meanwhile
-        user = await self._find_user(email, wanted)
-        return await self._person(user, wanted) if user else None
+        # one set for the question and the answer: a reload may add to it meanwhile
+        user, asked, left = await self._find_user(email, self._wanted)
+        return await self._person(user, asked, left) if user else None
 
     async def find_by_aad_object_id(self, object_id: str) -> Person | None:
-        wanted = self._wanted
-        user = await self._find_user(object_id, wanted)
-        return await self._person(user, wanted) if user else None
+        user, asked, left = await self._find_user(object_id, self._wanted)
+        return await self._person(user, asked, left) if user else None
 
     async def find_by_slack_id(self, slack_id: str) -> Person | None:
         return None
@@ -448,7 +537,7 @@ class EntraProvider(GraphBatches):
                 object_id = key.removeprefix(prefix)
                 return object_id if GUID_RE.match(object_id) else None
         if key not in self._user_ids:
-            user = await self._find_user(key)
+            user, _, _ = await self._find_user(key)
             if user is None:
                 return None
             self._user_ids[key] = str(user["id"])
