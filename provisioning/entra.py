@@ -346,8 +346,8 @@ class EntraProvider(GraphBatches):
     def _refused_by(self, reply: Reply, asked: frozenset[str]) -> tuple[frozenset[str], bool]:
         """The directory extensions of ``asked`` a 400 to a user ``$select`` is about, and whether Graph named
         them: the one its message names; else, when it names no property we selected and is about the select
-        (or a property), every extension asked for. None when it names a property we selected for no extension
-        (an error as before), or is about something else, or nothing we asked for is an extension."""
+        (or a property), every extension asked for. None of them when it names a property we selected for no
+        extension (an error as before), or is about something else, or nothing we asked for is an extension."""
         extensions = {k for k in asked if EXTENSION_RE.match(k)}
         if reply.status != 400 or not extensions:
             return frozenset(), False
