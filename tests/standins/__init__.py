@@ -42,6 +42,15 @@ class Fault:
     seconds: float = 0.0
     then_fail: bool = False  # "slow": after the wait, answer ``status`` instead of doing the work
     until: threading.Event | None = None  # "slow": hold until the test sets it (at most 120 s), not ``seconds``
+    once: bool = False  # a path fault: only the next request on the path meets it
+
+    def answer(self, status: int | None = None, retry_after: float | None = None) -> None:
+        """Let the request this fault holds (``until``) go on: carried out, or answered ``status`` (with
+        ``retry_after``: Retry-After, or Okta's rate-limit reset for a 429) without doing anything."""
+        if status is not None:
+            self.status, self.retry_after, self.then_fail = status, retry_after, True
+        assert self.until is not None
+        self.until.set()
 
 
 @dataclass
@@ -152,10 +161,13 @@ class StandIn:
         with self.lock:
             self.path_faults[part] = Fault("status", status=status, retry_after=retry_after)
 
-    def hold_path(self, part: str, until: threading.Event) -> None:
-        """Hold every request whose path contains ``part`` until ``until`` is set (at most 120 s), then do the work."""
+    def hold_path(self, part: str, until: threading.Event, *, once: bool = False) -> Fault:
+        """Hold every request whose path contains ``part`` (``once``: the next one only) until ``until`` is set (at
+        most 120 s), then do the work; or answer as :meth:`Fault.answer` on the fault returned says."""
+        fault = Fault("slow", until=until, once=once)
         with self.lock:
-            self.path_faults[part] = Fault("slow", until=until)
+            self.path_faults[part] = fault
+        return fault
 
     def clear_path_faults(self) -> None:
         with self.lock:
@@ -212,7 +224,10 @@ class StandIn:
         with self.lock:
             self.requests.append(entry)
         with self.lock:
-            aimed = next((f for part, f in self.path_faults.items() if part in request.path), None)
+            part, aimed = next(((part, f) for part, f in self.path_faults.items() if part in request.path),
+                               ("", None))
+            if aimed is not None and aimed.once:
+                del self.path_faults[part]
         fault = aimed or (self.faults.pop() if self.faults_apply(request) else None)
         if fault is not None:
             if fault.kind == "drop":
