@@ -536,6 +536,9 @@ async def end_grant(deps: Deps, actor: str, n: int, *, how: str, reason: str | N
     outcome = await run_op(deps, ending.remove.id or 0) if ending.remove is not None else None
     async with deps.store.read() as repo:
         fresh = await repo.get_request(n)
+        if outcome == "skipped" and ending.add_in_flight and any(
+                e.type == "membership.remove_dropped" for e in await repo.events_for(n)):
+            outcome = "dropped"  # the add came back turned away before the removal's turn: nothing to undo
     view = await request_view(deps, fresh) if fresh else None
     text = f"{record.ref} {state}: " + ending_text(record, ending, outcome)
     notices = [Notice(a, "outcome", f"{record.ref} was {state} by {actor}; the extension waiting on you is closed.",
@@ -554,6 +557,9 @@ def ending_text(record: RequestRecord, ending: Ending, outcome: str | None) -> s
         if not ending.provisioned:
             return f"it was not provisioned yet: the add was cancelled and {who} was never added to {group}."
         return f"{who} keeps {group} through another active grant."
+    if outcome == "dropped":
+        return (f"it was not provisioned yet: the provider turned the add of {who} to {group} away, so the bot "
+                "added nothing and removes nothing.")
     if outcome == "skipped":
         return f"{who} keeps {group} through another active grant."
     if outcome == "done":

@@ -8,11 +8,12 @@ while a removal is reported and retried until it succeeds: a revocation is never
 The operations on one membership (provider, group, user) run one at a time in the order they were
 planned, whichever process runs them: a removal never overtakes an add still at the provider, nor an
 add a removal. When a call returns, what it was for is checked again: an add whose request ended
-meanwhile is undone, not provisioned; a removal that took a membership another grant still needs
-puts it back. A drift re-add (a holder put back) that no running grant backs any more is dropped before it is
-tried, and before a removal queued behind it runs (``membership.add_dropped``); one whose attempt may have been
-carried out unanswered may have landed, so its removal is planned. Every time here comes
-from the real clock, never from the clock a sweep is judged by.
+meanwhile is undone, not provisioned, and one that failed is not tried again (the removal planned behind it is
+dropped when no attempt may have been carried out: ``membership.remove_dropped``); a removal that took a membership
+another grant still needs puts it back. A drift re-add (a holder put back) that no running grant backs any more is
+dropped before it is tried, and before a removal queued behind it runs (``membership.add_dropped``); one whose
+attempt may have been carried out unanswered may have landed, so its removal is planned. Every time here comes from
+the real clock, never from the clock a sweep is judged by.
 """
 
 from __future__ import annotations
@@ -116,7 +117,9 @@ async def end_membership(repo: Repository, record: RequestRecord, now: datetime)
     An add that has not reached the provider is cancelled; one that may have (see :func:`may_have_reached`: an
     earlier attempt that timed out or was answered 500/502/504, or a call in flight now) is followed by a removal,
     which runs after it. An add whose every attempt was turned away before anything was done (429, 503, another
-    4xx) is cancelled with nothing to undo: a membership the person held before, outside the bot, stays.
+    4xx) is cancelled with nothing to undo: a membership the person held before, outside the bot, stays. So does it
+    when the call in flight comes back turned away too: the removal planned behind it is then dropped
+    (:func:`_add_refused_after_ending`).
     """
     provisioned = record.started_at is not None
     may_be_member, in_flight = provisioned, False
@@ -427,6 +430,8 @@ async def _failed_in(deps: Deps, repo: Repository, op: OpRecord, error: Provider
     spent = now - op.created_at >= budget or not error.transient
     op.next_attempt_at = now + backoff(op.attempts, error.retry_after)
     record = await repo.get_request(op.request_id)
+    if op.op == "add" and op.request_id != STANDING and record is not None and record.state not in HOLDING_STATES:
+        return await _add_refused_after_ending(repo, op, record, spent, now)
     what = f"{op.op} {op.email} {'to' if op.op == 'add' else 'from'} {op.provider} group {op.group}"
     if spent and op.op == "add" and op.request_id == STANDING:
         op.status, op.next_attempt_at = "failed", None
@@ -480,6 +485,45 @@ async def _failed_in(deps: Deps, repo: Repository, op: OpRecord, error: Provider
     await repo.save_op(op)
     if is_readd(op):  # a holder put back: told that it is queued with the answer that leaves it so (readd.py)
         await readd_queued(deps, repo, op, now)
+    return op.status
+
+
+async def _add_refused_after_ending(repo: Repository, op: OpRecord, record: RequestRecord, spent: bool,
+                                    now: datetime) -> str:
+    """A grant's add answered with a failure after the grant ended (released, revoked, expired while the call was at
+    the provider: :func:`end_membership` planned its removal to run after it). The add is not tried again (its next
+    claim would skip it): it is over now, so what waits behind it runs without waiting for the add's backoff.
+
+    The removal follows only if the bot may have added the member: this answer or an earlier one may have been
+    carried out unanswered (``may_have_landed``: a time-out, a dropped connection, a 500/502/504, a claim with no
+    recorded answer), another add of the grant may have, or the grant was provisioned. When every attempt was
+    turned away before anything was done (429, 503, another 4xx), the removal is dropped in this transaction
+    (``membership.remove_dropped`` {provider, group, user, why, error, attempts, correlation_id}): a membership
+    the person held outside the bot is theirs, as when the grant ends with its add waiting. A leaver's (reason
+    ``terminated``) and a review's removal stand: they remove the membership whoever gave it."""
+    op.status, op.next_attempt_at = ("failed", None) if spent else ("skipped", None)
+    if not spent:
+        op.done_at = now
+    await repo.save_op(op)
+    if op.may_have_landed or record.started_at is not None or record.end_reason == "terminated":
+        return op.status
+    ops = await repo.ops_for(record.id or 0)
+    if any(o.id != op.id and o.op == "add" and (o.status == "done" or may_have_reached(o)) for o in ops):
+        return op.status
+    if any(e.type.startswith("grant.") and e.data.get("reason") == "review" for e in await repo.events_for(
+            record.id or 0)):
+        return op.status
+    for removal in ops:
+        if removal.op != "remove" or removal.status != "pending" or (removal.id or 0) < (op.id or 0) \
+                or removal.leased_until is not None:
+            continue
+        removal.status, removal.done_at, removal.next_attempt_at = "skipped", now, None
+        await repo.save_op(removal)
+        await repo.append("membership.remove_dropped", actor=SYSTEM, ts=now, request=record, data={
+            "provider": removal.provider, "group": removal.group, "user": removal.email,
+            "why": "the add was turned away at every attempt before anything was done: the bot added nothing "
+                   "to remove",
+            "error": op.last_error, "attempts": op.attempts, "correlation_id": op.correlation_id})
     return op.status
 
 

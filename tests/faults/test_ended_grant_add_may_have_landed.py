@@ -3,7 +3,10 @@ only when an attempt of the add may have been carried out at the provider (it ti
 or 504), or a claim of it has no recorded answer (the call is at the provider now, in another process, or that
 process stopped mid-call). An add whose every attempt was turned away before anything was done (429, 503) added
 nothing: a membership the person held before, given outside the bot, stays (no DELETE at Okta, nothing removed).
-Through Okta's stand-in, which answers a status or holds the add; on SQLite and PostgreSQL."""
+That holds too when the grant ends while the add is at the provider and the add then comes back turned away: the
+removal planned behind it is dropped (``membership.remove_dropped``); one that comes back timed out or 500 may have
+been carried out, and the removal runs. Through Okta's stand-in, which answers a status or holds the add until the
+test lets it answer; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import pytest
 from bot.bootstrap import build_app
 from handlers.sweeps import sweep
 from provisioning.http import RetryPolicy
+from tests.standins import Fault
 from tests.standins.okta import OktaStandIn
 from tests.support import Harness, MutableClock, RecordingNotifier, okta_group
 
@@ -104,20 +108,23 @@ async def test_an_add_that_may_have_landed_is_followed_by_the_removal(database_u
 
 
 @asynccontextmanager
-async def _add_at_okta_in_another_process(h: Harness, okta: OktaStandIn, path: str, held: threading.Event
-                                          ) -> AsyncIterator[asyncio.Task]:
-    """Another process (its own app on the same database) claims the add and sends it; Okta holds it."""
+async def _add_at_okta_in_another_process(h: Harness, okta: OktaStandIn, path: str, held: threading.Event, *,
+                                          once: bool = False, give_up_after: float = 60
+                                          ) -> AsyncIterator[tuple[asyncio.Task, Fault]]:
+    """Another process (its own app on the same database) claims the add and sends it; Okta holds it (``once``:
+    that call only, not the next on the membership) until the test answers it through the fault yielded. The other
+    process gives up on a call after ``give_up_after`` seconds."""
     settings = h.app.settings
     async with build_app(settings, clock=h.clock, notifier=RecordingNotifier()) as other:
-        other.deps.provider("okta").policy = RetryPolicy(max_attempts=1, request_timeout=60)  # type: ignore[attr-defined]
+        other.deps.provider("okta").policy = RetryPolicy(max_attempts=1, request_timeout=give_up_after)  # type: ignore[attr-defined]
         okta.clear_path_faults()
-        okta.hold_path(path, held)
+        hold = okta.hold_path(path, held, once=once)
         sent = len(okta.received("PUT", path))
         h.clock.advance(minutes=1)
         task = asyncio.create_task(sweep(other.deps))
         await _until(lambda: len(okta.received("PUT", path)) > sent, "the other process never sent the add")
         try:
-            yield task
+            yield task, hold
         finally:
             held.set()
             if not task.done():
@@ -136,7 +143,7 @@ async def test_an_add_at_the_provider_in_another_process_is_followed_by_the_remo
     async with _okta_app(database_url, tmp_path) as (h, okta, gid, path):
         await _turned_away_once(h, okta, path)
         held = threading.Event()
-        async with _add_at_okta_in_another_process(h, okta, path, held) as task:
+        async with _add_at_okta_in_another_process(h, okta, path, held) as (task, _):
             r = await h.say(ALICE, "release REQ-1")
             assert r.ok and (await h.request(1)).state == "released", r.text
             assert not okta.received("DELETE", path)  # the removal waits for the add at Okta
@@ -155,7 +162,7 @@ async def test_an_add_whose_process_stopped_mid_call_is_followed_by_the_removal(
     async with _okta_app(database_url, tmp_path) as (h, okta, gid, path):
         await _turned_away_once(h, okta, path)
         held = threading.Event()
-        async with _add_at_okta_in_another_process(h, okta, path, held) as task:
+        async with _add_at_okta_in_another_process(h, okta, path, held) as (task, _):
             task.cancel()  # the process stops with the call at Okta: its answer is never recorded
             with pytest.raises(asyncio.CancelledError):
                 await task
@@ -166,3 +173,63 @@ async def test_an_add_whose_process_stopped_mid_call_is_followed_by_the_removal(
         assert await _op_rows(h) == [("add", "skipped"), ("remove", "done")]
         assert len(okta.received("DELETE", path)) == 1
         assert ALICE not in okta.member_emails(gid)
+
+
+@pytest.mark.parametrize("ending", sorted(ENDINGS))
+@pytest.mark.parametrize("status", [429, 503])
+async def test_an_add_at_the_provider_turned_away_after_the_grant_ended_removes_nothing(
+        database_url: str, tmp_path: Path, status: int, ending: str) -> None:
+    """The grant ends (release, revoke) while its add is at Okta; Okta then turns the add away (429 with its
+    rate-limit reset, 503 with Retry-After): no attempt did anything, so the removal planned behind it is dropped and
+    the membership Alice held before, outside the bot, stays."""
+    async with _okta_app(database_url, tmp_path) as (h, okta, gid, path):
+        await _turned_away_once(h, okta, path)
+        held = threading.Event()
+        async with _add_at_okta_in_another_process(h, okta, path, held, once=True) as (task, hold):
+            who, line = ENDINGS[ending]
+            r = await h.say(who, line)
+            assert r.ok and (await h.request(1)).state == ending, r.text
+            assert "is at the provider now" in r.text, r.text
+            assert await _op_rows(h) == [("add", "pending"), ("remove", "pending")]
+            await sweep(h.app.deps)  # this process's sweep leaves the removal behind the add at Okta
+            assert not okta.received("DELETE", path)
+            hold.answer(status, retry_after=1)
+            await asyncio.wait_for(task, 30)
+        assert await _op_rows(h) == [("add", "skipped"), ("remove", "skipped")]
+        (dropped,) = await h.events("membership.remove_dropped")
+        assert dropped["request_id"] == "REQ-1", dropped
+        assert (dropped["data"]["user"], dropped["data"]["group"]) == (ALICE, gid), dropped
+        assert "turned away" in dropped["data"]["why"] and str(status) in dropped["data"]["error"], dropped
+        h.clock.advance(minutes=5)  # past the add's Retry-After: nothing is tried again
+        await sweep(h.app.deps)
+        assert ALICE in okta.member_emails(gid), "the removal took the membership she held outside the bot"
+        assert not okta.received("DELETE", path) and not await h.events("membership.removed")
+        assert len(okta.received("PUT", path)) == 2  # the throttled first try and the one held
+
+
+@pytest.mark.parametrize("answer", ["time-out", 500])
+async def test_an_add_at_the_provider_that_may_have_landed_after_the_grant_ended_is_undone(
+        database_url: str, tmp_path: Path, answer: str | int) -> None:
+    """As above, but the add comes back unanswered (the client gives up on it) or 500: it may have been carried
+    out, so the removal runs as soon as the add has returned, without waiting for the add's backoff."""
+    async with _okta_app(database_url, tmp_path) as (h, okta, gid, path):
+        await _turned_away_once(h, okta, path)
+        held = threading.Event()
+        # a time-out: the other process gives up on the held call after a few seconds, long after the release
+        give_up_after = 4 if answer == "time-out" else 60
+        async with _add_at_okta_in_another_process(h, okta, path, held, once=True,
+                                                   give_up_after=give_up_after) as (task, hold):
+            r = await h.say(ALICE, "release REQ-1")
+            assert r.ok and (await h.request(1)).state == "released", r.text
+            assert await _op_rows(h) == [("add", "pending"), ("remove", "pending")]
+            assert not okta.received("DELETE", path)
+            if answer == "time-out":
+                await asyncio.wait_for(task, 60)
+                hold.answer(504)  # the answer Okta sends after the client gave up goes nowhere
+            else:
+                hold.answer(int(answer))
+                await asyncio.wait_for(task, 30)
+        assert await _op_rows(h) == [("add", "skipped"), ("remove", "done")]
+        assert len(okta.received("DELETE", path)) == 1
+        assert ALICE not in okta.member_emails(gid), "the add that may have landed was left in place"
+        assert not await h.events("membership.remove_dropped")
