@@ -23,7 +23,7 @@ from handlers.sweeps import sweep
 from provisioning.http import RetryPolicy
 from tests.standins import Fault
 from tests.standins.okta import OktaStandIn
-from tests.support import Harness, MutableClock, RecordingNotifier, okta_group
+from tests.support import Harness, MutableClock, RecordingNotifier, okta_group, okta_holder
 
 ALICE, SAM = "alice@example.com", "sam.sec@example.com"
 ENDINGS = {"released": (ALICE, "release REQ-1"), "revoked": (SAM, "revoke REQ-1 because wrong person")}
@@ -233,3 +233,32 @@ async def test_an_add_at_the_provider_that_may_have_landed_after_the_grant_ended
         assert len(okta.received("DELETE", path)) == 1
         assert ALICE not in okta.member_emails(gid), "the add that may have landed was left in place"
         assert not await h.events("membership.remove_dropped")
+
+
+async def test_a_drift_readd_at_the_provider_turned_away_leaves_the_removal_of_a_provisioned_grant(
+        database_url: str, tmp_path: Path) -> None:
+    """A drift re-add (Alice's active grant, she was removed at Okta by hand) is at Okta when she releases the grant;
+    Okta then throttles it. The re-add is dropped without a removal of its own, but the grant's removal stands and
+    runs: the bot provisioned that grant, and its end takes the membership whatever became of the re-add, as when
+    the re-add was waiting rather than at the provider."""
+    with OktaStandIn() as okta:
+        async with okta_holder(okta, database_url, tmp_path) as (h, okta_app):  # Alice on call: auto-approved
+            gid, path = okta_app.gid, okta_app.path
+            with okta.lock:
+                okta.members[gid].remove(okta_app.user)  # by hand at Okta, not through the bot
+            held = threading.Event()
+            async with _add_at_okta_in_another_process(h, okta, path, held, once=True) as (task, hold):
+                r = await h.say(ALICE, "release REQ-1")  # the other process's sweep has the re-add at Okta
+                assert r.ok and (await h.request(1)).state == "released", r.text
+                assert await _op_rows(h) == [("add", "done"), ("remove", "pending")]
+                assert not okta.received("DELETE", path)
+                hold.answer(429, retry_after=1)
+                await asyncio.wait_for(task, 30)
+            h.clock.advance(minutes=5)
+            await sweep(h.app.deps)
+            (dropped,) = await h.events("membership.add_dropped")
+            assert (dropped["data"]["reason"], dropped["data"]["request_id"]) == ("drift", "REQ-1"), dropped
+            assert "removal" not in dropped["data"], dropped
+            assert await _op_rows(h) == [("add", "done"), ("remove", "done")]
+            assert len(okta.received("DELETE", path)) == 1 and ALICE not in okta.member_emails(gid)
+            assert not await h.events("membership.remove_dropped")
