@@ -75,6 +75,8 @@ def _sqlite_setup(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
+        if conn.info.get(INLINE_BEGUN):
+            return  # store.fast.inline_transaction sent the BEGIN IMMEDIATE itself
         options = conn.get_execution_options()
         if options.get("immediate"):
             _send_begin(conn, "BEGIN IMMEDIATE")
@@ -217,6 +219,8 @@ def make_async_engine(url: str | URL, *, ping_after_idle_s: float = PING_AFTER_I
     return engine
 
 
+# ``Connection.info`` key: store.fast.inline_transaction has begun this connection's SQLite write transaction itself
+INLINE_BEGUN = "accessbot_inline_begun"
 # ``Connection.info`` key: a statement failed on this connection since its write scope began (store.repository)
 STATEMENT_FAILED = "accessbot_statement_failed"
 

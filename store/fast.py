@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import sqlite3
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -44,6 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
 from sqlalchemy.util.concurrency import greenlet_spawn
 
+from store.db import INLINE_BEGUN
 from store.schema import UTCDateTime
 from store.sqlite_inline import InlineConnection
 
@@ -280,3 +282,84 @@ async def _adapter(conn: AsyncConnection) -> Any:
     if fairy is None:
         fairy = await conn.get_raw_connection()
     return fairy.dbapi_connection
+
+
+async def inline_of(conn: AsyncConnection) -> InlineConnection | None:
+    """The :class:`InlineConnection` under ``conn`` (SQLite on the loop's thread), or None for any other driver."""
+    driver = (await _adapter(conn))._connection
+    return driver if isinstance(driver, InlineConnection) else None
+
+
+@asynccontextmanager
+async def inline_transaction(conn: AsyncConnection, inline: InlineConnection) -> AsyncIterator[None]:
+    """A SQLite write transaction (``BEGIN IMMEDIATE`` … ``COMMIT``, or ``ROLLBACK`` on any exception, a cancellation
+    included) sent on the :class:`InlineConnection` itself, as SQLAlchemy's ``async with conn.begin()`` sends it.
+
+    Through SQLAlchemy, the BEGIN and the COMMIT each cost a greenlet hand-over and its execution machinery, about
+    ten times the two statements, on every write scope (a lifecycle cycle has fourteen). What SQLAlchemy does
+    around them is kept: the ``begin`` / ``commit`` / ``rollback`` listeners run (the benchmarks' recorders, the
+    tests that count write transactions) and the BEGIN is shown to the statement listeners as any statement; an
+    error goes through SQLAlchemy's handler (the same exception, the same invalidation; a cancelled BEGIN throws
+    the connection away, for it may yet take the lock on the connection's thread). A statement of the scope that
+    goes through SQLAlchemy (``Connection.execute``) autobegins SQLAlchemy's transaction inside this one: its
+    ``begin`` listener sends no second BEGIN (``INLINE_BEGUN``, store/db.py), and the end goes through SQLAlchemy
+    then, which commits or rolls back this transaction with its own."""
+    sync = conn.sync_connection
+    assert sync is not None and not conn.in_transaction()
+    sql, params = "BEGIN IMMEDIATE", ()
+    sync.info[INLINE_BEGUN] = True
+    try:
+        for fn in sync.dispatch.begin:  # store/db.py's own sends nothing while INLINE_BEGUN is set
+            fn(sync)
+        for fn in sync.dispatch.before_cursor_execute:
+            sql, params = fn(sync, None, sql, params, None, False)
+        try:
+            await inline._execute(inline._conn.execute, sql, params)
+        except BaseException as exc:
+            await greenlet_spawn(_handle, sync, exc, sql, params)
+            raise  # not reached: the handler raises
+        for fn in sync.dispatch.after_cursor_execute:
+            fn(sync, _BEGUN, sql, params, None, False)
+        try:
+            yield
+        except BaseException:
+            await _end(conn, inline, commit=False)
+            raise
+        await _end(conn, inline, commit=True)
+    finally:
+        if not sync.invalidated:  # an invalidated connection's info is cleared when it connects again (and asking
+            sync.info.pop(INLINE_BEGUN, None)  # for it would connect it, here, outside SQLAlchemy's greenlet)
+
+
+async def _end(conn: AsyncConnection, inline: InlineConnection, *, commit: bool) -> None:
+    if conn.in_transaction():  # a statement went through SQLAlchemy: its transaction ends this one with it
+        await (conn.commit() if commit else conn.rollback())
+        return
+    sync = conn.sync_connection
+    assert sync is not None
+    if not commit and (conn.invalidated or not inline._conn.in_transaction):
+        return  # nothing to undo: the connection is thrown away, or SQLite already rolled the transaction back
+    for fn in (sync.dispatch.commit if commit else sync.dispatch.rollback):
+        fn(sync)
+    try:
+        await (inline.commit() if commit else inline.rollback())
+    except BaseException as exc:
+        await greenlet_spawn(_handle, sync, exc, "COMMIT" if commit else "ROLLBACK", ())
+        raise
+
+
+def _handle(sync: Any, exc: BaseException, sql: str, args: Any) -> None:
+    """SQLAlchemy's handler, which reads the exception being handled from ``sys.exc_info()``."""
+    try:
+        raise exc
+    except BaseException:
+        sync._handle_dbapi_exception(exc, sql, args, None, None)
+
+
+class _Begun:
+    """The cursor an ``after_cursor_execute`` listener gets for the BEGIN sent here."""
+
+    rowcount = -1
+
+
+_BEGUN = _Begun()

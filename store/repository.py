@@ -39,7 +39,7 @@ from handlers.records import (
 )
 from store import schema as t
 from store.db import KEPT_SINCE, STATEMENT_FAILED, STATEMENT_SNAPSHOTS, backend, make_async_engine, ping_after
-from store.fast import Driver
+from store.fast import Driver, inline_of, inline_transaction
 from store.review_repository import ReviewRepositoryMixin
 
 WRITE_LOCK_KEY = 0x61636365  # "acce"
@@ -836,7 +836,8 @@ class SqlStore:
             repo = SqlRepository(conn, writable=True)
             try:
                 conn.info.pop(STATEMENT_FAILED, None)
-                async with conn.begin():
+                inline = await inline_of(conn) if self.backend == "sqlite" else None
+                async with inline_transaction(conn, inline) if inline is not None else conn.begin():
                     if self.backend == "postgresql":
                         await repo._run(_WRITE_LOCK, {"k": WRITE_LOCK_KEY})
                     yield repo
