@@ -113,6 +113,20 @@ async def sent_to(store: SqlStore, channel: str, number: int | None, kind: str, 
     return [address for recipient, _, address in messages if recipient.lower() == who]
 
 
+CLOSED = "closed"  # the kind of message row that keeps what an ``outcome`` notice said on a person's cards
+
+
+def closing_notes(rows: list[tuple[str, str, dict[str, Any]]], round_: int) -> dict[str, str]:
+    """From a request's message rows (``repo.messages``): what the last ``outcome`` notice of round ``round_`` said
+    on each person's approval cards, by email, so that a later redraw of those cards (another notice's refresh)
+    keeps saying why the step closed instead of only the request's state."""
+    notes: dict[str, str] = {}
+    for recipient, kind, address in rows:
+        if kind == CLOSED and address.get("round") == round_ and isinstance(address.get("note"), str):
+            notes[recipient.lower()] = address["note"]
+    return notes
+
+
 async def send_by_request(notices: list[Notice], lock_for: Callable[[int | None], asyncio.Lock],
                           deliver: Callable[[int | None, list[Notice], dict[int, str | None]], Awaitable[None]],
                           channel: str) -> list[str | None]:

@@ -20,7 +20,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.bootstrap import App
-from bot.notify import Reach, send_by_request, sent_to, unreached
+from bot.notify import CLOSED, Reach, closing_notes, send_by_request, sent_to, unreached
 from bot.slack.identity import CHANNEL, AddressBook
 from bot.slack.retries import worst_call
 from cards import compliance_slack as compliance_cards
@@ -36,9 +36,11 @@ from handlers.views import RequestView
 log = structlog.get_logger("accessbot.slack.notify")
 
 DECIDING = ("approval", "reminder", "escalation")
+# chat.update errors that say the message can never be edited (deleted, its channel gone or archived)
+GONE = frozenset({"message_not_found", "cant_update_message", "channel_not_found", "is_archived", "edit_window_closed"})
 # The Web API calls one notice the outbox sends may make at most: users.lookupByEmail, conversations.open, the
 # edit of the requester's status message, and the message. The request's other messages are edited afterwards.
-NOTICE_CALLS = 4
+NOTICE_CALLS = 4  # (an outcome edits the person's approval message instead of the status message)
 
 
 class SlackNotifier:
@@ -111,7 +113,7 @@ class SlackNotifier:
             try:
                 with Reach() as reach:
                     kind = await self._send_one(notice, view, status_done)
-                if kind == "approval":
+                if kind in ("approval", "closed"):  # their messages of the request are up to date
                     sent.add(notice.recipient.lower())
                 elif kind == "status":
                     status_done = True
@@ -163,6 +165,21 @@ class SlackNotifier:
         if view is not None and notice.kind == "expiring":
             await self.post(who, blocks.expiring_message(view, note=notice.text))
             return None
+        if view is not None and notice.kind == "outcome":
+            # a step this person was asked to decide closed without them (withdrawn, ended by a sweep, decided by
+            # someone else): their approval messages of the request are edited to say so within this send, before
+            # the DM line, so a notice the outbox sends again (the process died after the commit) edits them again
+            for address in await sent_to(self.app.store, CHANNEL, view.number, "approval", who):
+                try:
+                    await self.update(address, blocks.approval_message(view, viewer=who, note=notice.text))
+                except SlackApiError as exc:  # a message Slack no longer has cannot be edited, now or later
+                    if exc.response.get("error") not in GONE:
+                        raise
+                    log.info("approval message gone", recipient=who, request_id=view.number,
+                             error=exc.response.get("error"))
+            await self.remember(view.number, who, CLOSED, {"note": notice.text, "round": view.round})
+            await self.post(who, blocks.text_message(notice.text))
+            return "closed"
         if isinstance(notice.view, ReviewLink):  # a reviewer's batch: the DM with its review_open button
             await self.post(who, review_cards.batch_message(notice.view, notice.text))
             return None
@@ -205,12 +222,14 @@ class SlackNotifier:
     async def update_approvals(self, request_id: int, view: RequestView, *,
                                skip: set[str] | frozenset[str] = frozenset()) -> None:
         async with self.app.store.read() as repo:
-            messages = await repo.messages(CHANNEL, request_id, "approval")
-        for recipient, _, address in messages:
-            if recipient.lower() in skip:
+            rows = await repo.messages(CHANNEL, request_id)
+        notes = closing_notes(rows, view.round)
+        for recipient, kind, address in rows:
+            if kind != "approval" or recipient.lower() in skip:
                 continue
+            note = None if blocks.can_decide(view, recipient) else notes.get(recipient.lower())
             try:
-                await self.update(address, blocks.approval_message(view, viewer=recipient))
+                await self.update(address, blocks.approval_message(view, viewer=recipient, note=note))
             except Exception:
                 log.exception("approval message not updated", recipient=recipient, request_id=request_id)
 

@@ -20,9 +20,18 @@ from microsoft_agents.activity import Activity, ChannelAccount, ConversationPara
 from microsoft_agents.hosting.core.connector import ConnectorClientBase
 
 from bot.bootstrap import App
-from bot.notify import Reach, send_by_request, sent_to, unreached
+from bot.notify import CLOSED, Reach, closing_notes, send_by_request, sent_to, unreached
 from bot.teams.clients import Opener
-from bot.teams.connector import Rebuild, addressed, card_activity, fitted, text_activity, with_retries, worst_call
+from bot.teams.connector import (
+    Rebuild,
+    addressed,
+    card_activity,
+    fitted,
+    status_of,
+    text_activity,
+    with_retries,
+    worst_call,
+)
 from bot.teams.identity import CHANNEL
 from cards import adaptive, compliance_adaptive
 from cards import reviews_adaptive as review_cards
@@ -211,6 +220,23 @@ class TeamsNotifier:
                 if posted:
                     await self._remember_message(view.number, who, "status", posted)
                 return False
+        if view is not None and notice.kind == "outcome":
+            # a step this person was asked to decide closed without them (withdrawn, ended by a sweep, decided by
+            # someone else): their approval cards of the request are edited to say so within this send, before the
+            # line, so a notice the outbox sends again (the process died after the commit) edits them again
+            ids = await self.refresh_ids(view)
+            card = adaptive.approval_card(view, viewer=who, refresh_user_ids=ids, note=notice.text)
+            for address in await sent_to(self.app.store, CHANNEL, view.number, "approval", who):
+                try:
+                    await self.update(connectors, address, card, rebuild=lambda budget: adaptive.approval_card(
+                        view, viewer=who, refresh_user_ids=ids, note=notice.text, budget=budget))
+                except Exception as exc:  # a card the connector no longer has cannot be edited, now or later
+                    if status_of(exc) not in (403, 404):
+                        raise
+                    log.info("approval card gone", recipient=who, request_id=view.number, status=status_of(exc))
+            await self._remember_message(view.number, who, CLOSED, {"note": notice.text, "round": view.round})
+            await self.post(connectors, who, text_activity(notice.text))
+            return True  # their cards are up to date: the refresh after the send leaves them
         if view is not None and notice.kind == "expiring":
             await self.post(connectors, who, card_activity(adaptive.expiring_card(view, note=notice.text),
                                                            summary=notice.text),
@@ -263,14 +289,16 @@ class TeamsNotifier:
     async def _update_cards(self, connectors: _Connectors, request_id: int, view: RequestView,
                             skip: set[str]) -> None:
         async with self.app.store.read() as repo:
-            messages = await repo.messages(CHANNEL, request_id, "approval")
+            rows = await repo.messages(CHANNEL, request_id)
+        notes = closing_notes(rows, view.round)
         ids = await self.refresh_ids(view)
-        for recipient, _, address in messages:
-            if recipient.lower() in skip:
+        for recipient, kind, address in rows:
+            if kind != "approval" or recipient.lower() in skip:
                 continue
-            card = adaptive.approval_card(view, viewer=recipient, refresh_user_ids=ids)
+            note = None if adaptive.can_decide(view, recipient) else notes.get(recipient.lower())
+            card = adaptive.approval_card(view, viewer=recipient, refresh_user_ids=ids, note=note)
             try:
-                await self.update(connectors, address, card, rebuild=_approval_rebuild(view, recipient, ids))
+                await self.update(connectors, address, card, rebuild=_approval_rebuild(view, recipient, ids, note))
             except Exception:
                 log.exception("approval card not updated", recipient=recipient, request_id=request_id)
 
@@ -372,9 +400,9 @@ class TeamsNotifier:
         return _Connectors(self.open_connector)
 
 
-def _approval_rebuild(view: RequestView, viewer: str, ids: list[str]) -> Rebuild:
+def _approval_rebuild(view: RequestView, viewer: str, ids: list[str], note: str | None = None) -> Rebuild:
     """An approver's card of a request, for a smaller budget."""
-    return lambda budget: adaptive.approval_card(view, viewer=viewer, refresh_user_ids=ids, budget=budget)
+    return lambda budget: adaptive.approval_card(view, viewer=viewer, refresh_user_ids=ids, note=note, budget=budget)
 
 
 def review_rebuild(view: ReviewBatchView, page: int, ids: list[str]) -> Rebuild:
