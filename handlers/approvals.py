@@ -222,6 +222,31 @@ async def decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str 
     return reply if visible else not_found(n)
 
 
+async def closed_why(repo: Repository, record: RequestRecord) -> str:
+    """Why ``record`` waits on no decision, as its last ending event says (`` (revoked: ineligible: …)``), for the
+    refusal of a click on a card that still showed buttons; "" when its events name none."""
+    for event in reversed(await repo.events_for(record.id or 0)):
+        data, by = event.data, event.actor
+        if event.type == "request.extension_requested":
+            return ""  # the extension asked for is still the last word
+        if event.type == "grant.revoked":
+            return f" (revoked: {data.get('reason') or 'revoked'})" + (f" by {by}" if by != SYSTEM else "")
+        if event.type in ("grant.expired", "grant.released"):
+            return f" ({event.type.removeprefix('grant.')})"
+        if event.type == "request.cancelled":
+            left = data.get("reason") == "terminated"
+            what = "its requester is no longer active" if left else f"withdrawn by {by}"
+            return f" (the extension was {what})" if data.get("extension") else f" ({what})"
+        if event.type == "request.failed":
+            head = "the extension failed: " if data.get("extension") else ""
+            return f" ({head}{data.get('rule') or 'failed'})"
+        if event.type in ("request.denied", "approval.denied"):
+            return f" (denied by {by})"
+        if event.type == "request.approved":
+            return ""
+    return ""
+
+
 async def _visible(deps: Deps, actor: str, n: int) -> bool:
     """Whether ``actor`` may see request ``n`` (True when there is none: the reply is the same)."""
     async with deps.store.read() as repo:
@@ -243,8 +268,9 @@ async def _decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str
         decisions = await repo.decisions(record.id or 0)
         chain = await _chain(deps, record)
         visible = sees(deps, actor, record, decisions, chain)
-        if not in_chain(record):
-            return Reply(text=f"{record.ref} is {record.state}: there is nothing to decide.", ok=False,
+        if not in_chain(record):  # a card of a step that closed (its outcome says why, once its edit lands)
+            why = await closed_why(repo, record)
+            return Reply(text=f"{record.ref} is {record.state}{why}: there is nothing to decide.", ok=False,
                          kind="request", request=await request_view(deps, record), rule="not-open"), visible
         if not chain or record.step >= len(chain):  # e.g. the requester is not found at the IdP right now: a
             # click changes nothing (SPEC §3.6: a person the IdP no longer finds loses nothing at once); the sweep

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -137,9 +138,17 @@ async def end_membership(repo: Repository, record: RequestRecord, now: datetime)
 
 
 async def end_grant_in(repo: Repository, record: RequestRecord, state: str, event: str, now: datetime,
-                       data: dict, actor: str = SYSTEM, *, judged: datetime | None = None) -> OpRecord | None:
+                       data: dict, actor: str = SYSTEM, *, judged: datetime | None = None,
+                       tell: Sequence[Notice] = ()) -> OpRecord | None:
     """End a holding grant in the caller's transaction: its state, the audit event (as of ``judged`` when a
-    sweep is judged at another instant), and the removal intent."""
+    sweep is judged at another instant), and the removal intent.
+
+    The notices are written to the outbox in the same transaction (handlers/outbox.py): ``tell`` (what the
+    caller tells the holder and the security team), then, when an extension of the grant was waiting on its
+    chain, one ``outcome`` notice to each person its open step asked, saying it closed and why. Each of those
+    edits that person's approval cards of the request when it is sent, so a card of an extension that can no
+    longer be decided loses its buttons even when the process dies right after the commit."""
+    closing = await _closed_extension(repo, record, state, data) if record.extension_pending else []
     record.state, record.ended_at, record.end_reason = state, now, data.get("reason", state)
     if state == "revoked":
         record.end_reason = "terminated" if data.get("reason") == "terminated" else "revoked"
@@ -149,7 +158,37 @@ async def end_grant_in(repo: Repository, record: RequestRecord, state: str, even
     extra = {} if ending.provisioned else {"provisioned": False}
     await repo.append(event, actor=actor, ts=judged or now, request=record,
                       data={"provider": record.provider, "group": record.group, **data, **extra})
+    await repo.queue_notices([*tell, *closing], now)  # the closings last: their card edits are the ones that stay
     return ending.remove
+
+
+async def _closed_extension(repo: Repository, record: RequestRecord, state: str, data: dict) -> list[Notice]:
+    """The ``outcome`` notices to the people the open step of ``record``'s pending extension asked, when the grant
+    ends by itself (expiry) or by a sweep (a leaver, a mover, drift, a review), naming why."""
+    from handlers.approvals import card_holders  # approvals provisions through this module
+
+    holders = await card_holders(repo, record, [])  # whom the step asked (recorded when it opened)
+    text = f"The extension of {record.ref} waiting on you was closed: {grant_ended_why(record, state, data)}."
+    return [Notice(a, "outcome", text, record.id) for a in holders if a != record.requester]
+
+
+def grant_ended_why(record: RequestRecord, state: str, data: dict) -> str:
+    """Why a grant ended, in words for the people who held a card of its extension."""
+    reason = str(data.get("reason") or "")
+    if state == EXPIRED:
+        return "the grant expired before it was decided"
+    if state != REVOKED:
+        return f"the grant was {state}"
+    if reason == "terminated":
+        return f"the grant was revoked because {record.requester} is no longer active"
+    if reason.startswith("ineligible"):
+        return f"the grant was revoked because {record.requester} is no longer eligible ({reason})"
+    if reason == "drift":
+        finding = f" {data['id']}" if data.get("id") else ""
+        return f"the grant was revoked for drift{finding}" + (f": {data['comment']}" if data.get("comment") else "")
+    if reason == "review":
+        return f"the grant was revoked by access review {data.get('review_id') or ''}".rstrip()
+    return f"the grant was revoked ({reason})" if reason else "the grant was revoked"
 
 
 def expiry_notice(record: RequestRecord) -> Notice:

@@ -109,21 +109,20 @@ async def _end(deps: Deps, record_id: int, state: str, event: str, now: datetime
     read: that process tells the people concerned, so the caller tells nobody. ``tell``: notices written to the
     outbox with the end (handlers/outbox.py), sent once it is committed."""
     async with deps.store.write() as repo:
-        if not await end_in(repo, record_id, state, event, now, data, judged=judged, due_at=due_at):
-            return False
-        await repo.queue_notices(tell or [], now)
-        return True
+        return await end_in(repo, record_id, state, event, now, data, judged=judged, due_at=due_at, tell=tell or [])
 
 
 async def end_in(repo: Repository, record_id: int, state: str, event: str, now: datetime, data: dict, *,
-                 judged: datetime | None = None, due_at: datetime | None = None) -> bool:
-    """:func:`_end` within a write transaction the caller holds (a leaver's whole termination is one)."""
+                 judged: datetime | None = None, due_at: datetime | None = None, tell: list[Notice] | None = None
+                 ) -> bool:
+    """:func:`_end` within a write transaction the caller holds (a leaver's whole termination is one). The
+    notices (``tell``, and the closing of a pending extension's cards) are written with the end."""
     record = await repo.get_request(record_id)
     if record is None or record.state not in HOLDING_STATES:
         return False
     if due_at is not None and (record.state != ACTIVE or record.expires_at is None or record.expires_at > due_at):
         return False  # extended meanwhile
-    await end_grant_in(repo, record, state, event, now, data, judged=judged)
+    await end_grant_in(repo, record, state, event, now, data, judged=judged, tell=tell or [])
     return True
 
 
@@ -208,14 +207,22 @@ async def remind_pending(deps: Deps, report: SweepReport) -> None:
             report.unchecked.append(f"{record.requester} ({record.ref}, reminders): "
                                     f"{str(exc)[:300] or type(exc).__name__}")
             continue
-        if not report.dry_run and open_step_unsatisfiable(chain, record.step, earlier, here) is not None:
+        bad = open_step_unsatisfiable(chain, record.step, earlier, here)
+        if not report.dry_run and bad is not None:
             # An approver left since the step opened: fail closed rather than wait forever.
             async with deps.store.write() as repo:
                 fresh = await repo.get_request(record.id or 0)
                 # another sweep (another process) may have failed it meanwhile, or a decision ended it
                 if fresh is not None and _same_step(fresh, record):
-                    await repo.queue_notices(await open_step(deps, repo, fresh, chain, earlier | here, deps.now()),
-                                             deps.now())
+                    # whom the step asked and who can still read a card (not the approvers who left): their
+                    # cards close with the failure, as a withdrawal closes them
+                    holders = [a for a in await card_holders(repo, fresh, chain) if a in deciding.pool | here]
+                    notices = await open_step(deps, repo, fresh, chain, earlier | here, deps.now())
+                    if not in_chain(fresh):
+                        what = "The extension of " if fresh.state == ACTIVE else ""
+                        notices += [Notice(a, "outcome", f"{what}{fresh.ref} waiting on you was closed: it failed, "
+                                           f"{bad.rule} can no longer be satisfied.", fresh.id) for a in holders]
+                    await repo.queue_notices(notices, deps.now())
                     report.failed.append(fresh.ref)
             continue
         used = earlier | here
