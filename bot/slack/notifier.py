@@ -169,7 +169,8 @@ class SlackNotifier:
             # a step this person was asked to decide closed without them (withdrawn, ended by a sweep, decided by
             # someone else): their approval messages of the request are edited to say so within this send, before
             # the DM line, so a notice the outbox sends again (the process died after the commit) edits them again
-            for address in await sent_to(self.app.store, CHANNEL, view.number, "approval", who):
+            cards = await sent_to(self.app.store, CHANNEL, view.number, "approval", who)
+            for address in cards:
                 try:
                     await self.update(address, blocks.approval_message(view, viewer=who, note=notice.text))
                 except SlackApiError as exc:  # a message Slack no longer has cannot be edited, now or later
@@ -177,7 +178,8 @@ class SlackNotifier:
                         raise
                     log.info("approval message gone", recipient=who, request_id=view.number,
                              error=exc.response.get("error"))
-            await self.remember(view.number, who, CLOSED, {"note": notice.text, "round": view.round})
+            if cards:  # what later redraws of their messages say (closing_notes)
+                await self.remember(view.number, who, CLOSED, {"note": notice.text, "round": view.round})
             await self.post(who, blocks.text_message(notice.text))
             return "closed"
         if isinstance(notice.view, ReviewLink):  # a reviewer's batch: the DM with its review_open button

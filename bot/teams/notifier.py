@@ -226,7 +226,8 @@ class TeamsNotifier:
             # line, so a notice the outbox sends again (the process died after the commit) edits them again
             ids = await self.refresh_ids(view)
             card = adaptive.approval_card(view, viewer=who, refresh_user_ids=ids, note=notice.text)
-            for address in await sent_to(self.app.store, CHANNEL, view.number, "approval", who):
+            cards = await sent_to(self.app.store, CHANNEL, view.number, "approval", who)
+            for address in cards:
                 try:
                     await self.update(connectors, address, card, rebuild=lambda budget: adaptive.approval_card(
                         view, viewer=who, refresh_user_ids=ids, note=notice.text, budget=budget))
@@ -234,7 +235,8 @@ class TeamsNotifier:
                     if status_of(exc) not in (403, 404):
                         raise
                     log.info("approval card gone", recipient=who, request_id=view.number, status=status_of(exc))
-            await self._remember_message(view.number, who, CLOSED, {"note": notice.text, "round": view.round})
+            if cards:  # what later redraws of their cards say (closing_notes)
+                await self._remember_message(view.number, who, CLOSED, {"note": notice.text, "round": view.round})
             await self.post(connectors, who, text_activity(notice.text))
             return True  # their cards are up to date: the refresh after the send leaves them
         if view is not None and notice.kind == "expiring":

@@ -122,3 +122,17 @@ async def test_a_step_that_can_no_longer_be_satisfied_closes_the_others_messages
     assert not [r for r in pending if r["recipient"] == SASHA and r["kind"] == "outcome"]
     await _stale_click_refused(h, SAM, "REQ-1", ask, f"failed ({record.failure})")
     await _delivered(h, SAM, ask, "can no longer be satisfied")
+
+
+async def test_a_message_slack_no_longer_has_does_not_hold_the_notice_back(slack_any_db: SlackHarness) -> None:
+    h = slack_any_db
+    ask = await _extension_asked(h)
+    with h.api.lock:  # Mark deleted the message: Slack answers its edit message_not_found
+        del h.api.messages[(ask.channel, ask.ts)]
+    move(h, BOB, "Finance")
+    await sweep(h.app.deps, drift=False)
+    await h.settle()
+    [row] = [r for r in await _outbox(h) if r["recipient"] == MARK]
+    assert (row["kind"], row["status"], row["attempts"]) == ("outcome", "sent", 1)
+    assert [c for c in h.api.calls_of("chat.update", ok=False) if c.args.get("ts") == ask.ts]
+    assert [m for m in h.api.dm(UID[MARK]) if "no longer eligible" in m.text]  # the line is sent all the same
