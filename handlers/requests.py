@@ -88,6 +88,15 @@ def _ticket(profile: Profile, given: str | None, reason: str | None) -> tuple[st
     return None, None
 
 
+def _surely_eligible(profile: Profile, actor: Person, held: Memberships) -> bool:
+    """Eligible by the profile's rules; False when a rule that would decide cannot be checked (an attribute the
+    identity source does not supply): a request would be refused "could not check", so an exception is needed."""
+    try:
+        return not ineligibility(profile, actor, held)
+    except AttributeNotSupplied:
+        return False
+
+
 async def submit(deps: Deps, actor: Person, cmd: RequestAccess, *, forms: bool = False) -> Reply:
     policy = deps.policy
     who = actor.email.lower()
@@ -122,7 +131,7 @@ async def submit(deps: Deps, actor: Person, cmd: RequestAccess, *, forms: bool =
             return await refuse(deps, who, f"could not check: {exc.rule}",
                                 f"{exc}, so the rule cannot be judged and nothing is granted by guess. The policy's "
                                 "owner must change the rule (see `accessbot policy check`) or the identity source "
-                                "supply the attribute.", profile=profile.id, data={"attributes": exc.keys})
+                                f"supply the attribute.{exc_hint}", profile=profile.id, data={"attributes": exc.keys})
         if why:
             return await refuse(deps, who, why, f"you are not eligible for {profile.id} ({why}).{exc_hint}",
                                 profile=profile.id)
@@ -141,9 +150,10 @@ async def submit(deps: Deps, actor: Person, cmd: RequestAccess, *, forms: bool =
                      {p.field: p.text for p in wrong})
         return replace(form, text=f"{refusal.text} Correct it in the form.", rule=first.rule)
     if cmd.exception and not problems and duration <= profile.max_duration \
-            and not ineligibility(profile, actor, held) and await _standard_chain_holds(deps, profile, actor):
+            and _surely_eligible(profile, actor, held) and await _standard_chain_holds(deps, profile, actor):
         # SPEC §3.3: an exception is for access outside eligibility, over the maximum, or that the standard chain
-        # cannot decide (nobody to approve a step): anything else is a request, decided by its own chain
+        # cannot decide (nobody to approve a step, or a rule on an attribute the source does not supply): anything
+        # else is a request, decided by its own chain
         return await refuse(deps, who, "exception: not needed", f"you are eligible for {profile.id} and "
                             f"{format_duration(duration)} is within its maximum of "
                             f"{format_duration(profile.max_duration)}: ask with `request {profile.id} for "

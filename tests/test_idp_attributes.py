@@ -169,6 +169,29 @@ async def test_entra_a_rule_on_an_attribute_graph_has_not_is_never_judged_by_gue
         assert "could not check" in profiles.text, profiles.text
 
 
+async def test_entra_a_rule_that_cannot_be_checked_points_at_the_exception_path(sqlite_url, tmp_path, graph):
+    """Nothing is judged by guess, yet the requester is not left at a dead end: where the profile allows exceptions,
+    the refusal says how to ask for one, and an exception (which no eligibility rule decides) goes to its chain."""
+    tools = graph.add_group("sg-tools")
+    graph.add_user(PAT, department="Engineering")
+    graph.add_user(ANN, department="Engineering", manager=PAT)
+    graph.add_user("sam.sec@example.com", department="Security")
+    rules = ("    ineligible:\n      - {cost_centre: CC-900, department: Engineering}\n"
+             "    exception:\n      approval: [{any_of: security}, owner]\n      max_duration: 8h")
+    async with build_app(_entra_settings(sqlite_url, tmp_path, graph, _policy("entra", tools, rules))) as app:
+        refused = await _ask(app, ANN)
+        assert not refused.ok and refused.rule.startswith("could not check: ineligible:"), refused.text
+        assert "`exception tools for <duration> because <reason>`" in refused.text, refused.text
+        asked = await _ask(app, ANN, "exception tools for 1h because INC-7 outage")
+        assert asked.ok and asked.request is not None and asked.request.state == "pending", asked.text
+        assert graph.member_emails(tools) == []  # pending on the exception chain: nothing granted by guess
+        n = asked.request.number
+        for approver in ("sam.sec@example.com", PAT):  # its chain decides it, as an exception's chain does
+            decided = await _ask(app, approver, f"approve REQ-{n}")
+            assert decided.ok, decided.text
+        assert graph.member_emails(tools) == [ANN]
+
+
 def test_policy_check_warns_of_a_rule_on_an_attribute_entra_never_supplies(tmp_path):
     path = tmp_path / "policy.yaml"
     rules = (f"    eligible:\n      - {{{EXT}: top}}\n      - {{companyName: Contoso}}\n"
