@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.bootstrap import App
+from bot.notify import CLOSED, closing_notes
 from bot.teams.compliance import VERBS as COMPLIANCE_VERBS
 from bot.teams.compliance import compliance_invoke
+from bot.teams.identity import CHANNEL as TEAMS
 from bot.teams.review_invoke import ReviewInvokes, names_review
 from cards import adaptive
 from cards.reviews_adaptive import VERB_REVIEW
@@ -135,8 +137,18 @@ class InvokeHandler:
             if not reply.ok or reply.request is None:  # not theirs to see, or the provider did not answer
                 text = reply.text if reply.rule == PROVIDER_UNAVAILABLE else "You may not see this request."
                 return card_response(adaptive.text_card(text, attention=True))
-            return card_response(await self._render(reply.request, who))
+            view = reply.request
+            note = None if who == view.requester.lower() or adaptive.can_decide(view, who) \
+                else await self._closing_note(view, who)
+            return card_response(await self._render(view, who, note=note))
         return card_response(adaptive.text_card(f"Unknown action {verb[:40]!r}.", attention=True))
+
+    async def _closing_note(self, view: RequestView, who: str) -> str | None:
+        """What the ``outcome`` notice that closed ``who``'s step of this round said on their cards (bot/notify.py
+        ``closing_notes``): a card the client refreshes itself keeps saying why, as the outbox's edit did."""
+        async with self.app.store.read() as repo:
+            rows = await repo.messages(TEAMS, view.number, CLOSED)
+        return closing_notes(rows, view.round).get(who)
 
     async def _after(self, person: Person, n: int, reply: Reply) -> InvokeResponse:
         who = person.email.lower()

@@ -72,6 +72,10 @@ async def _closed(h: TeamsHarness, card_id: str, data: dict, refused: str, why: 
     assert not [a for p in edits for a in actions_of(p.card or {}) if a.get("verb") in ("approve", "deny")]
     assert [p for p in h.connector.of("send", conversation_id(MARK)) if why in p.text]  # and a line says it
     assert {r["status"] for r in await _outbox(h)} <= {"sent", "dropped"}
+    # the client refreshing the card itself (Teams' refresh invoke) redraws it from the current state: still why
+    refreshed = await h.click(MARK, "refresh", {"request_id": 1})
+    assert why in texts_of(refreshed), texts_of(refreshed)
+    assert not [a for a in actions_of(refreshed) if a.get("verb") in ("approve", "deny")]
 
 
 async def test_a_movers_revocation_closes_the_extension_card(teams_any_db: TeamsHarness) -> None:
