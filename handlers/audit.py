@@ -9,13 +9,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 GENESIS = "0" * 64
 _TS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")  # what format_ts writes
+# the columns after seq of a stored event, in the order the store reads them: text (request_id, profile: or null)
+STORED_TEXT = ("ts", "type", "actor", "request_id", "profile", "data", "prev_hash", "hash")
 HASHED_FIELDS = ("seq", "ts", "type", "actor", "request_id", "profile", "data", "prev_hash")
 
 
@@ -108,6 +110,15 @@ class Verification:
     reason: str = ""
 
 
+def in_stored_form(row: Sequence[Any]) -> bool:
+    """Whether a stored row (seq, ts, type, actor, request_id, profile, data, prev_hash, hash) holds each column
+    in the form the store writes it: seq a whole number, the others text (request_id and profile: or null)."""
+    seq, ts, type_, actor, rid, profile, data, prev, digest = row
+    return type(seq) is int and type(ts) is str and type(type_) is str and type(actor) is str \
+        and type(data) is str and type(prev) is str and type(digest) is str \
+        and (rid is None or type(rid) is str) and (profile is None or type(profile) is str)
+
+
 class ChainVerifier:
     """Checks events one at a time, so a chain of any length verifies in flat memory."""
 
@@ -186,6 +197,25 @@ class ChainVerifier:
         self.expected_seq += 1
         self.count += 1
         return True
+
+    def stored(self, row: Sequence[Any]) -> bool:
+        """Whether a stored row (seq, ts, type, actor, request_id, profile, data, prev_hash, hash) holds each
+        column in the form the store writes it: seq a whole number, the others text (request_id and profile may
+        be null). SQLite keeps whatever a column is given: a seq of 3.5 would be read as event 3 by ``int`` and
+        pass, a text column stored as a blob would fail the walk with an exception instead of naming it. False
+        (the break recorded at the seq the walk expects) when one is not."""
+        if in_stored_form(row):
+            return True
+        if self.bad_seq is not None:
+            return False
+        seq = row[0]
+        if type(seq) is not int:
+            return self._broken(self.expected_seq, f"seq {seq!r} is stored as {type(seq).__name__}, not a whole "
+                                "number")
+        for name, value in zip(STORED_TEXT, row[1:], strict=True):
+            if type(value) is not str and not (value is None and name in ("request_id", "profile")):
+                return self._broken(seq, f"{name} is stored as {type(value).__name__}, not text")
+        return False  # unreachable: one of the columns above is not in its form
 
     def _check_data(self) -> bool:
         """Whether the pending data texts are canonical JSON; if not, the first that is not breaks the chain.

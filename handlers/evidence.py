@@ -28,7 +28,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from handlers.audit import GENESIS, ChainVerifier, Verification, format_ts
+from handlers.audit import GENESIS, ChainVerifier, Verification, format_ts, in_stored_form
 from handlers.evidence_check import CheckSource, contradictions, tracking
 from handlers.evidence_figures import INTERESTING, Figures
 from handlers.evidence_review_check import ReviewCheckSource, checked_campaigns
@@ -163,6 +163,12 @@ def _opt(value: str | None) -> str:
     return "null" if value is None else _str(value)
 
 
+def _as_text(row: Sequence[Any]) -> Sequence[Any]:
+    """A row not in its stored form with its columns after seq as text, so that an export still writes it."""
+    return [row[0], *(v.decode("utf-8", "replace") if isinstance(v, bytes) else v if v is None else str(v)
+                      for v in row[1:])]
+
+
 def audit_lines(rows: Sequence[Sequence[Any]], verifier: ChainVerifier | None) -> bytes:
     """``audit.jsonl`` lines (§3.5 form: ``canonical_json`` of each whole event) for stored rows,
     each event fed to ``verifier`` on the way. The stored ``data`` is written as it stands (the verifier
@@ -170,7 +176,13 @@ def audit_lines(rows: Sequence[Sequence[Any]], verifier: ChainVerifier | None) -
     lines = []
     add, s = lines.append, _str
     feed = verifier.feed_canonical if verifier is not None else None
-    for seq, ts, type_, actor, rid, profile, data, prev, digest in rows:
+    for row in rows:
+        if not in_stored_form(row):  # a column SQLite was given a blob or a number for (see ChainVerifier.stored)
+            if verifier is not None:
+                verifier.stored(row)  # named as the break
+                feed = None
+            row = _as_text(row)  # the event is written as it stands
+        seq, ts, type_, actor, rid, profile, data, prev, digest = row
         n = int(seq)
         head = f'{{"actor":{"null" if actor is None else s(actor)},"data":{data},'
         tail = (f'"prev_hash":{"null" if prev is None else s(prev)},'
@@ -186,7 +198,10 @@ def audit_lines(rows: Sequence[Sequence[Any]], verifier: ChainVerifier | None) -
 def verify_rows(rows: Sequence[Sequence[Any]], verifier: ChainVerifier) -> bool:
     """Feed stored rows to ``verifier`` (the check :func:`audit_lines` makes, without the lines)."""
     feed = verifier.feed_canonical
-    for seq, ts, type_, actor, rid, profile, data, prev, digest in rows:
+    for row in rows:
+        if not verifier.stored(row):
+            return False
+        seq, ts, type_, actor, rid, profile, data, prev, digest = row
         body = (f'{{"actor":{_opt(actor)},"data":{data},"prev_hash":{_opt(prev)},"profile":{_opt(profile)},'
                 f'"request_id":{_opt(rid)},"seq":{int(seq)},"ts":{_opt(ts)},"type":{_opt(type_)}}}')
         if not feed(int(seq), prev, digest, body, ts, data):

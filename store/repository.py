@@ -954,9 +954,11 @@ class SqlStore:
         if outside is not None:
             return outside
         verifier = ChainVerifier(prev_hash=prev_hash, first_seq=first_seq, prev_ts=await self.ts_before(first_seq))
-        async for s_, ts, type_, actor, rid, profile, data, prev, digest in self.audit_rows(
-                first_seq=first_seq, last_seq=last_seq):
-            body = canonical_body(int(s_), ts, type_, actor, rid, profile, data, prev)
-            if not verifier.feed_canonical(int(s_), prev, digest, body, ts, data):
+        async for row in self.audit_rows(first_seq=first_seq, last_seq=last_seq):
+            if not verifier.stored(row):
+                break
+            s_, ts, type_, actor, rid, profile, data, prev, digest = row
+            body = canonical_body(s_, ts, type_, actor, rid, profile, data, prev)
+            if not verifier.feed_canonical(s_, prev, digest, body, ts, data):
                 break
         return verifier.result()
