@@ -463,11 +463,16 @@ class EntraProvider(GraphBatches):
     @staticmethod
     def _attributes(user: dict[str, Any], wanted: frozenset[str]) -> dict[str, Any]:
         """The selected attributes policy rules name, by the policy's key: ``extensionAttributeN`` from
-        ``onPremisesExtensionAttributes``, ``costCenter``/``division`` from ``employeeOrgData``."""
+        ``onPremisesExtensionAttributes``, ``costCenter``/``division`` from ``employeeOrgData``.
+
+        Graph matches a selected name in any case and answers it by its own spelling (a directory extension's app
+        id in small letters, its name as registered): a key is found in the answer in any case, or a rule on
+        ``extension_<APP ID>_…`` would take a value Graph gave for no value at all."""
         out: dict[str, Any] = {}
+        own = {k.casefold(): k for k in user}
         for key in wanted:
             holder = NESTED_PROPERTIES.get(key)
-            value = user.get(holder if holder else key)
+            value = user.get(own.get((holder or key).casefold(), holder or key))
             if holder:
                 value = value.get(key) if isinstance(value, dict) else None
             if value is not None:

@@ -9,6 +9,7 @@ Login (msal talks to these with ``requests``):
 Graph, under ``/v1.0`` (bearer token required, real error shape ``{"error": {"code", "message"}}``):
     GET    /users/{id|upn}  /users?$filter=mail eq '…'  /users/{id}/manager
                                               a $select naming a property the user type lacks -> 400
+                                              (names match in any case; the answer spells each as Graph does)
                                               (a directory extension not registered: Request_BadRequest,
                                               "Could not find a property named '…' on type
                                               'Microsoft.DirectoryServices.User'.")
@@ -509,8 +510,9 @@ class GraphStandIn(StandIn):
 
     def _unknown_select(self, query: dict[str, str]) -> str | None:
         """The first name a user ``$select`` gives that no user property or registered extension has."""
+        known = {n.casefold() for n in (USER_PROPERTIES - self.dropped) | self.extensions}
         for name in (f.strip() for f in query.get("$select", "").split(",") if f.strip()):
-            if name not in USER_PROPERTIES - self.dropped and name not in self.extensions:
+            if name.casefold() not in known:  # Graph matches property names in any case
                 return name
         return None
 
@@ -518,7 +520,10 @@ class GraphStandIn(StandIn):
     def _project(row: dict[str, Any], query: dict[str, str], default: tuple[str, ...]) -> dict[str, Any]:
         select = query.get("$select")
         fields = [f.strip() for f in select.split(",")] if select else list(default)
-        return {f: row.get(f) for f in fields if f in row}
+        # a name selected in another case is answered by the property's own name, as Graph answers it
+        own = {k.casefold(): k for k in row}
+        named = [own[f.casefold()] for f in fields if f.casefold() in own]
+        return {k: row[k] for k in named}
 
     def _list(self, items: list[dict[str, Any]], path: str, query: dict[str, str], project: bool = True) -> Result:
         if project:
