@@ -215,3 +215,20 @@ async def test_a_400_naming_no_property_asked_for_leaves_out_every_extension_onl
         person = await app.deps.person(BOB)  # not remembered: asked for again, and left out once answered
         assert person is not None and UNKNOWN in person.unsupplied
         assert [UNKNOWN in s for s in _selects(graph, BOB)] == [True, False, True, False]
+
+
+async def test_an_exception_is_asked_for_when_a_rule_of_the_profile_cannot_be_checked(database_url, tmp_path, graph):
+    """An exception is for access outside eligibility: one asked for a profile whose rule cannot be checked (an
+    extension Graph does not know) goes to the exception chain. Whether it was needed was judged by that rule and
+    answered "could not check" (not recorded), so nobody could ask for access the standard path cannot decide."""
+    tools, vault = graph.add_group("sg-tools"), graph.add_group("sg-vault")
+    _people(graph)
+    policy = _policy(tools, vault, f"{{{UNKNOWN}: CC-1}}").replace(
+        f"    group: {vault}\n",
+        f"    group: {vault}\n    exception:\n      approval: [owner]\n      max_duration: 8h\n")
+    assert "max_duration: 8h\n    eligible" in policy
+    async with build_app(_settings(database_url, tmp_path, graph, policy)) as app:
+        asked = await _ask(app, BOB, "exception vault for 1h because audit")
+        assert asked.ok and asked.request is not None and asked.request.state == "pending", asked.text
+        assert asked.request.kind == "exception"
+        assert graph.member_emails(vault) == []
