@@ -335,8 +335,9 @@ class EntraProvider(GraphBatches):
         return ",".join([USER_SELECT, *extra])
 
     def _left_out(self, wanted: frozenset[str]) -> dict[str, str]:
-        """The directory extensions of ``wanted`` Graph refused lately, each with why: not asked for again until
-        ``REFUSED_EXTENSION_SECONDS`` have passed (or a policy is put in force)."""
+        """The attributes of ``wanted`` Graph refused to select lately (directory extensions, user properties), each
+        with why: not asked for again until ``REFUSED_EXTENSION_SECONDS`` have passed (or a policy is put in
+        force)."""
         now = time.monotonic()
         for name, (since, _) in list(self._refused.items()):
             if now - since >= REFUSED_EXTENSION_SECONDS:
@@ -344,37 +345,47 @@ class EntraProvider(GraphBatches):
         return {k: self._refused[k][1] for k in wanted if k in self._refused}
 
     def _refused_by(self, reply: Reply, asked: frozenset[str]) -> tuple[frozenset[str], bool]:
-        """The directory extensions of ``asked`` a 400 to a user ``$select`` is about, and whether Graph named
-        them: the one its message names; else, when it names no property we selected and is about the select
-        (or a property), every extension asked for. None of them when it names a property we selected for no
-        extension (an error as before), or is about something else, or nothing we asked for is an extension."""
-        extensions = {k for k in asked if EXTENSION_RE.match(k)}
-        if reply.status != 400 or not extensions:
+        """The policy attributes of ``asked`` a 400 to a user ``$select`` is about, and whether Graph named them:
+        those whose selected name its message names (a directory extension, or a user property this tenant's
+        Graph lacks, as a national cloud may); else, when it names no property we selected and is about the select
+        (or a property), every directory extension asked for. None of them when it names a property selected for
+        the bot itself (``USER_SELECT``: an error as before), or is about something else."""
+        own = {p.casefold() for p in USER_SELECT.split(",")}
+        optional = {k: str(graph_property(k)) for k in asked if str(graph_property(k)).casefold() not in own}
+        if reply.status != 400 or not optional:
             return frozenset(), False
+        extensions = frozenset(k for k in optional if EXTENSION_RE.match(k))
         _, message = _graph_error(reply)
         named = UNKNOWN_PROPERTY_RE.search(message)
         if named:
             name = named.group(1).casefold()
-            hit = frozenset(k for k in extensions if k.casefold() == name)
+            hit = frozenset(k for k, selected in optional.items() if selected.casefold() == name)
             if hit:
                 return hit, True
             if name in {p.casefold() for p in self._select(asked).split(",")}:
                 return frozenset(), False
-        if named or ABOUT_SELECT_RE.search(message):
-            return frozenset(extensions), False
+        if extensions and (named or ABOUT_SELECT_RE.search(message)):
+            return extensions, False
         return frozenset(), False
 
     def _remember_refused(self, names: Iterable[str], reply: Reply) -> dict[str, str]:
         code, message = _graph_error(reply)
         said = f"HTTP {reply.status} {code}: {message}".rstrip(": ")[:240]
-        why = {name: f"Graph does not know the directory extension `{name}` (a user $select naming it was answered "
+
+        def unknown(name: str) -> str:
+            if EXTENSION_RE.match(name):
+                return f"the directory extension `{name}`"
+            selected = graph_property(name)
+            return f"the user property `{selected}`" + (f" that holds `{name}`" if selected != name else "")
+
+        why = {name: f"Graph does not know {unknown(name)} (a user $select naming it was answered "
                      f"{said}); it is asked for again within {REFUSED_EXTENSION_SECONDS / 60:g} minutes or when a "
                      "policy is put in force" for name in names}
         now = time.monotonic()
         for name, text in why.items():
             self._refused[name] = (now, text)
-            log.warning("Graph refused to select a directory extension a policy rule names: rules on it answer "
-                        "'could not check'", extension=name, answer=said, correlation_id=reply.correlation_id)
+            log.warning("Graph refused to select an attribute a policy rule names: rules on it answer "
+                        "'could not check'", attribute=name, answer=said, correlation_id=reply.correlation_id)
         return why
 
     async def _get_selecting(self, path: str, params: dict[str, str], wanted: frozenset[str], what: str
@@ -382,11 +393,11 @@ class EntraProvider(GraphBatches):
         """GET a user (or users) with the policy attributes ``wanted`` selected beside ``USER_SELECT``; returns the
         reply, the keys it selected, and those left out with why.
 
-        Graph refuses the whole ``$select`` (400) for one directory extension it does not know: one policy rule
-        naming it would fail every lookup of everyone. Such an extension is left out and the GET asked again (once
-        for each extension Graph names; once without every extension when it names none we asked for, and only
-        when that answer is no 400 too are they taken as the cause). Left-out ones are remembered
-        (:meth:`_left_out`); a rule on one is answered "could not check", naming it and why."""
+        Graph refuses the whole ``$select`` (400) for one directory extension it does not know (or a user property
+        this tenant's Graph lacks): one policy rule naming it would fail every lookup of everyone. Such an attribute
+        is left out and the GET asked again (once for each one Graph names; once without every extension when it
+        names none we asked for, and only when that answer is no 400 too are they taken as the cause). Left-out ones
+        are remembered (:meth:`_left_out`); a rule on one is answered "could not check", naming it and why."""
         left = self._left_out(wanted)
         while True:
             asked = frozenset(wanted - left.keys())

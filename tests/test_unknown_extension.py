@@ -232,3 +232,24 @@ async def test_an_exception_is_asked_for_when_a_rule_of_the_profile_cannot_be_ch
         assert asked.ok and asked.request is not None and asked.request.state == "pending", asked.text
         assert asked.request.kind == "exception"
         assert graph.member_emails(vault) == []
+
+
+async def test_a_rule_on_a_user_property_this_graph_lacks_is_could_not_check_and_the_rest_is_judged(
+        database_url, tmp_path, graph):
+    """A user property a policy rule names that this tenant's Graph does not have (a national cloud may lack
+    ``employeeOrgData``, which holds ``costCenter``) is refused in a ``$select`` as an unknown extension is: it is
+    left out and a rule on it is 'could not check', instead of every lookup of everyone failing (nobody could ask
+    for anything, whatever rules their profile has). One the bot selects for itself stays an error (above)."""
+    tools, vault = graph.add_group("sg-tools"), graph.add_group("sg-vault")
+    _people(graph)
+    graph.drop_property("employeeOrgData")
+    async with build_app(_settings(database_url, tmp_path, graph, _policy(tools, vault, "{costCenter: CC-1}"))) as app:
+        granted = await _ask(app, ANN, "request tools for 1h because deploy")
+        assert granted.ok and granted.request is not None and granted.request.state == "active", granted.text
+
+        refused = await _ask(app, BOB, "request vault for 1h because audit")
+        rule = "could not check: eligible: costCenter=CC-1"
+        assert not refused.ok and refused.rule == rule, refused.text
+        assert "Graph does not know the user property `employeeOrgData` that holds `costCenter`" in refused.text
+        assert graph.member_emails(vault) == []
+        assert await _refusals(app) == [("vault", {"rule": rule, "attributes": ["costCenter"]})]
