@@ -166,7 +166,13 @@ class GraphBatches:
                 wait = self.policy.delay(max(idle_rounds, 1), hint)
                 if idle_rounds >= self.policy.max_attempts or time.monotonic() + wait > deadline:
                     # their results say transient, with the delay Graph asked for: the operations
-                    # are tried again by a later sweep, when the provider said to
+                    # are tried again by a later sweep, when the provider said to. Those waiting behind
+                    # them on the same membership were never sent this call (None would say done)
+                    for i, _ in later:
+                        kind, group, email = ops[i]
+                        results[i] = _after(results[i], ProviderError(
+                            f"Graph {kind} {email} ({group}): not sent, an earlier change to the same "
+                            "membership was not answered", transient=True, retry_after=hint, status=429))
                     return results
                 await asyncio.sleep(wait)
             pending = sorted(throttled + later, key=lambda item: item[0])

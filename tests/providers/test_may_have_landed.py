@@ -95,3 +95,20 @@ async def test_an_okta_add_says_whether_a_try_may_have_landed(okta_provider_env:
     with pytest.raises(ProviderError) as caught:
         await okta_provider_env.provider.add_member(gid, ANA)
     assert caught.value.may_have_landed is landed, caught.value
+
+
+async def test_a_batch_that_gives_up_says_a_change_it_never_sent_was_not_made(entra: EntraEnv, graph: GraphStandIn
+                                                                             ) -> None:
+    """Two changes to one membership (the user named by mail and by user principal name) go in separate rounds, the
+    second after the first is answered. When the first is throttled until the batch gives up, the second was never
+    sent: it is a transient failure that did not land, not a change reported made (a removal recorded done while
+    the member stays in the group)."""
+    ref = graph.add_group("g")
+    graph.add_user(ANA, upn="ana.upn@example.com")
+    await entra.provider.get_user(ANA)
+    await entra.provider.add_member(ref, ANA)
+    graph.fail_inner_next(100, status=429, retry_after=0.01)  # every inner answer is throttled
+    add, remove = await entra.provider.apply_batch([("add", ref, ANA), ("remove", ref, "ana.upn@example.com")])
+    assert isinstance(add, ProviderError) and add.status == 429, add
+    assert isinstance(remove, ProviderError) and remove.transient and not remove.may_have_landed, remove
+    assert graph.member_emails(ref) == [ANA]
