@@ -590,8 +590,28 @@ class EntraProvider(GraphBatches):
             except ProviderError as exc:
                 raise exc.landed(earlier) from exc.__cause__
             reply.may_have_landed |= earlier
+        if kind == "remove" and reply.status == 404:
+            await self._removal_gone(gid, group, email, uid)
+            return
         code, message = _graph_error(reply)
         error = _judge(kind, reply.status, code, message, f"Graph {what}", reply.correlation_id,
+                       may_have_landed=reply.may_have_landed)
+        if error is not None:
+            raise error
+
+    async def _removal_gone(self, gid: str, group: str, email: str, uid: str) -> None:
+        """A removal of ``uid`` answered 404: that id is no member (or no user) now. It may be a stale id of this
+        address (the account re-created, and the new one added by another process or by hand): the group's own
+        list names the member with this address, which is removed. Only someone not in it is taken as removed."""
+        self._user_ids.pop(email.strip().lower(), None)
+        other = await self._member_id(gid, group, email)
+        if other is None or other == uid:
+            return
+        what = f"remove {email} from {group}"
+        method, path, body = self._request("remove", gid, other)
+        reply = await self._call(method, path, body=body, what=what)
+        code, message = _graph_error(reply)
+        error = _judge("remove", reply.status, code, message, f"Graph {what}", reply.correlation_id,
                        may_have_landed=reply.may_have_landed)
         if error is not None:
             raise error

@@ -106,11 +106,30 @@ class GraphBatches:
             pending = refused
         return results
 
+    async def _removal_gone(self, gid: str, group: str, email: str, uid: str) -> None:
+        """A removal of ``uid`` answered 404: check that no other account with this address is a member (the id
+        may be stale), removing it if one is. Nothing by default."""
+
     async def apply_batch(self, ops: list[tuple[str, str, str]]) -> list[ProviderError | None]:
-        """Apply ("add"|"remove", group, email) operations through ``$batch``; one result per op."""
+        """Apply ("add"|"remove", group, email) operations through ``$batch``; one result per op. A removal
+        answered 404 (no such member by that id) is checked as a single removal is (:meth:`_removal_gone`)."""
+        gone: list[int] = []
+        keys: dict[int, tuple[str, str]] = {}
+        results = await self._apply_rounds(ops, keys, gone)
+        for i in gone:
+            if results[i] is None:
+                _, group, email = ops[i]
+                gid, uid = keys[i]
+                try:
+                    await self._removal_gone(gid, group, email, uid)
+                except ProviderError as exc:
+                    results[i] = exc
+        return results
+
+    async def _apply_rounds(self, ops: list[tuple[str, str, str]], keys: dict[int, tuple[str, str]],
+                            gone: list[int]) -> list[ProviderError | None]:
         results: list[ProviderError | None] = [None] * len(ops)
         pending: list[tuple[int, dict[str, Any]]] = []
-        keys: dict[int, tuple[str, str]] = {}
         for i, (kind, group, email) in enumerate(ops):
             try:
                 gid = await self._group_id(group)
@@ -144,7 +163,7 @@ class GraphBatches:
             for k in range(0, len(chunks), BATCHES_IN_FLIGHT):
                 group_of = chunks[k:k + BATCHES_IN_FLIGHT]
                 refused: list[list[tuple[int, dict[str, Any]]]] = [[] for _ in group_of]
-                hints = await asyncio.gather(*(self._batch_round(ops, chunk, results, out)
+                hints = await asyncio.gather(*(self._batch_round(ops, chunk, results, out, gone)
                                                for chunk, out in zip(group_of, refused, strict=True)))
                 for chunk, out in zip(group_of, refused, strict=True):
                     progress |= len(out) < len(chunk)
@@ -179,8 +198,8 @@ class GraphBatches:
         return results
 
     async def _batch_round(self, ops: list[tuple[str, str, str]], chunk: list[tuple[int, dict[str, Any]]],
-                           results: list[ProviderError | None], throttled: list[tuple[int, dict[str, Any]]]
-                           ) -> float | None:
+                           results: list[ProviderError | None], throttled: list[tuple[int, dict[str, Any]]],
+                           gone: list[int]) -> float | None:
         """Send one ``$batch``; judge each answer, put refused ones in ``throttled``.
 
         Returns the shortest ``Retry-After`` among inner 429 answers (when the first write slot
@@ -210,6 +229,8 @@ class GraphBatches:
             # an earlier try of this $batch that got no answer may have carried out every request in it
             results[i] = _after(results[i], _judge(kind, status, code, message, f"Graph {kind} {email} ({group})",
                                                    reply.correlation_id, retry_after, reply.may_have_landed))
+            if kind == "remove" and status == 404:
+                gone.append(i)
             if status in TRANSIENT_STATUSES:
                 throttled.append((i, request))
                 if status == 429:
