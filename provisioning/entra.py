@@ -616,6 +616,17 @@ class EntraProvider(GraphBatches):
         if error is not None:
             raise error
 
+    async def _add_again(self, group: str, email: str, uid: str) -> bool:
+        """An add of ``uid`` through ``$batch`` answered 404: the cached id may belong to a user since re-created,
+        as a single add finds (:meth:`_change`); the add is made again, in one call, for the id the address names
+        now. False (nothing done) when it names the same id still, or nobody."""
+        self._user_ids.pop(email.strip().lower(), None)
+        fresh = await self._user_id(email)
+        if fresh is None or fresh == uid:
+            return False
+        await self._change("add", group, email)
+        return True
+
     async def _member_id(self, gid: str, group: str, email: str) -> str | None:
         """The object id of the member of ``group`` whose mail or user principal name is ``email``."""
         key = email.strip().lower()

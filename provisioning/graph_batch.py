@@ -110,20 +110,31 @@ class GraphBatches:
         """A removal of ``uid`` answered 404: check that no other account with this address is a member (the id
         may be stale), removing it if one is. Nothing by default."""
 
+    async def _add_again(self, group: str, email: str, uid: str) -> bool:
+        """An add of ``uid`` answered 404: whether it was made again for the account now carrying the address (the
+        id may be stale); False when the address still names ``uid``. Never by default."""
+        return False
+
     async def apply_batch(self, ops: list[tuple[str, str, str]]) -> list[ProviderError | None]:
-        """Apply ("add"|"remove", group, email) operations through ``$batch``; one result per op. A removal
-        answered 404 (no such member by that id) is checked as a single removal is (:meth:`_removal_gone`)."""
+        """Apply ("add"|"remove", group, email) operations through ``$batch``; one result per op. A change
+        answered 404 is checked as a single call's is: a removal (no such member by that id) by
+        :meth:`_removal_gone`, an add (no such user by that id) by :meth:`_add_again`."""
         gone: list[int] = []
         keys: dict[int, tuple[str, str]] = {}
         results = await self._apply_rounds(ops, keys, gone)
         for i in gone:
-            if results[i] is None:
-                _, group, email = ops[i]
-                gid, uid = keys[i]
-                try:
+            kind, group, email = ops[i]
+            gid, uid = keys[i]
+            answer = results[i]
+            try:
+                if kind == "remove" and answer is None:
                     await self._removal_gone(gid, group, email, uid)
-                except ProviderError as exc:
-                    results[i] = exc
+                elif kind == "add" and answer is not None and answer.status == 404 \
+                        and await self._add_again(group, email, uid):
+                    results[i] = None
+            except ProviderError as exc:
+                # an earlier try of the batch's change may have been carried out, whatever this one did
+                results[i] = exc.landed(answer is not None and answer.may_have_landed)
         return results
 
     async def _apply_rounds(self, ops: list[tuple[str, str, str]], keys: dict[int, tuple[str, str]],
@@ -229,7 +240,7 @@ class GraphBatches:
             # an earlier try of this $batch that got no answer may have carried out every request in it
             results[i] = _after(results[i], _judge(kind, status, code, message, f"Graph {kind} {email} ({group})",
                                                    reply.correlation_id, retry_after, reply.may_have_landed))
-            if kind == "remove" and status == 404:
+            if status == 404:
                 gone.append(i)
             if status in TRANSIENT_STATUSES:
                 throttled.append((i, request))

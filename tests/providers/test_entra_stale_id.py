@@ -50,3 +50,17 @@ async def test_a_removal_of_someone_not_in_the_group_is_done(entra: EntraEnv, gr
     await entra.provider.remove_member(ref, ANA)  # 404: not a member, and nobody else carries the address
     assert await entra.provider.apply_batch([("remove", ref, ANA), ("remove", ref, BO)]) == [None, None]
     assert graph.member_emails(ref) == []
+
+
+async def test_a_batch_add_with_a_stale_id_adds_the_account_now_carrying_the_address(entra: EntraEnv,
+                                                                                     graph: GraphStandIn) -> None:
+    """An add through ``$batch`` with the old id is answered 404 (no such object): as a single add does, the id is
+    looked up again and the add made for it, instead of the grant failing as refused."""
+    ref = graph.add_group("g")
+    for email in (ANA, BO):
+        graph.add_user(email)
+        await entra.provider.get_user(email)  # the ids are cached
+    graph.delete_user(ANA)
+    graph.add_user(ANA)  # re-created: a new object id
+    assert await entra.provider.apply_batch([("add", ref, ANA), ("add", ref, BO)]) == [None, None]
+    assert graph.member_emails(ref) == [ANA, BO]
