@@ -28,9 +28,9 @@ TAMPERS = {
 
 
 @pytest.mark.parametrize("change,said", TAMPERS.values(), ids=TAMPERS.keys())
-def test_a_column_stored_as_another_type_is_named(database_url, tmp_path, change, said) -> None:
-    if not database_url.startswith("sqlite"):
-        pytest.skip("PostgreSQL's columns hold their declared type only")
+def test_a_column_stored_as_another_type_is_named(sqlite_url, tmp_path, change, said) -> None:
+    """SQLite only: PostgreSQL's columns hold their declared type (nothing to tamper that way there)."""
+    database_url = sqlite_url
     files = copy_examples(tmp_path)
     chat("bob@example.com", "request staging-admin for 1h because deploy", db=database_url, files=files)
     chat("bob@example.com", "request staging-admin for 2h because deploy again", db=database_url, files=files)
