@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -22,6 +22,9 @@ from provisioning.directory import DirectoryProvider
 from store.db import upgrade
 from store.overlay import StoreOverlay
 from store.repository import SqlStore
+
+if TYPE_CHECKING:
+    from provisioning.okta import OktaProvider
 
 log = structlog.get_logger("accessbot")
 # Modules that add chat commands: each has ``install(service, settings)``.
@@ -42,6 +45,24 @@ class App:
             await closer()
 
 
+def okta_provider(settings: Settings) -> OktaProvider:
+    """The Okta client the settings describe: a service app's credentials win over an API token."""
+    from provisioning.okta import OktaProvider
+
+    credentials = None
+    if settings.okta_client_id and settings.okta_private_key:
+        from provisioning.okta_auth import DEFAULT_SCOPES, ServiceApp
+
+        try:
+            credentials = ServiceApp.from_file(org_url=settings.okta_url, client_id=settings.okta_client_id,
+                                               key_file=settings.okta_private_key,
+                                               key_id=settings.okta_key_id or None,
+                                               scopes=tuple(settings.okta_scopes.split()) or DEFAULT_SCOPES)
+        except ValueError as exc:
+            raise SystemExit(f"ACCESSBOT_OKTA_PRIVATE_KEY: {exc}") from None
+    return OktaProvider(org_url=settings.okta_url, token=settings.okta_token, credentials=credentials)
+
+
 def build_providers(settings: Settings, store: SqlStore) -> tuple[dict[str, GroupProvider], Directory, list[Any]]:
     directory_provider = DirectoryProvider(settings.directory, StoreOverlay(store))
     providers: dict[str, GroupProvider] = {"directory": directory_provider}
@@ -58,20 +79,7 @@ def build_providers(settings: Settings, store: SqlStore) -> tuple[dict[str, Grou
         providers["entra"] = entra
         closers.append(entra.close)
     if settings.okta_configured:
-        from provisioning.okta import OktaProvider
-
-        credentials = None
-        if settings.okta_client_id and settings.okta_private_key:  # a service app wins over an API token
-            from provisioning.okta_auth import DEFAULT_SCOPES, ServiceApp
-
-            try:
-                credentials = ServiceApp.from_file(org_url=settings.okta_url, client_id=settings.okta_client_id,
-                                                   key_file=settings.okta_private_key,
-                                                   key_id=settings.okta_key_id or None,
-                                                   scopes=tuple(settings.okta_scopes.split()) or DEFAULT_SCOPES)
-            except ValueError as exc:
-                raise SystemExit(f"ACCESSBOT_OKTA_PRIVATE_KEY: {exc}") from None
-        okta = OktaProvider(org_url=settings.okta_url, token=settings.okta_token, credentials=credentials)
+        okta = okta_provider(settings)
         providers["okta"] = okta
         closers.append(okta.close)
     source = settings.identity_source

@@ -15,7 +15,7 @@ from bot.settings import Settings, load_settings
 from handlers.audit import canonical_json
 from handlers.context import FixedClock
 from handlers.origin import acting_via
-from handlers.policy import PolicyError, load_policy
+from handlers.policy import Policy, PolicyError, PolicyIssue, load_policy
 
 # Modules that add subcommands of their own: each has ``register(subparsers, common)``.
 EXTENSIONS = ("bot.serve_cli", "bot.evidence_cli", "bot.teams_cli", "bot.review_cli")
@@ -61,6 +61,32 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 # -- commands ----------------------------------------------------------------------------------
+def okta_attribute_warnings(settings: Settings, policy: Policy) -> list[PolicyIssue]:
+    """``policy check`` with Okta as the identity source: the rule keys the Okta user profile schema does not
+    have (:func:`provisioning.okta.attribute_warnings`). A schema that cannot be read (no Okta settings, a network
+    error, a token not allowed to read it) is said in one warning; the check goes on without it."""
+    from provisioning.okta import attribute_warnings
+
+    if not settings.okta_configured:
+        return [PolicyIssue(None, "identity", "the Okta user profile schema was not read (no ACCESSBOT_OKTA_URL and "
+                                              "credentials): rule keys were not checked against it")]
+    from bot.bootstrap import okta_provider
+
+    async def read() -> frozenset[str]:
+        okta = okta_provider(settings)
+        try:
+            return await okta.profile_properties()
+        finally:
+            await okta.close()
+
+    try:
+        properties = asyncio.run(read())
+    except Exception as exc:  # unreachable, refused (403: the token may not read schemas), malformed: said, not fatal
+        return [PolicyIssue(None, "identity", f"the Okta user profile schema could not be read ({exc}): rule keys "
+                                              "were not checked against it")]
+    return attribute_warnings(policy, properties)
+
+
 def cmd_policy_check(args: argparse.Namespace) -> int:
     try:
         policy = load_policy(args.file)
@@ -73,10 +99,13 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
     from handlers.groups import overlap_warnings
 
     warnings = overlap_warnings(policy) + chain_warnings(policy)
-    if load_settings().identity_source == "entra":  # Graph hands over only what is selected, by known names
+    settings = load_settings()
+    if settings.identity_source == "entra":  # Graph hands over only what is selected, by known names
         from provisioning.entra import attribute_warnings
 
         warnings += attribute_warnings(policy)
+    elif settings.identity_source == "okta":  # Okta hands over the whole profile: a key its schema lacks has no value
+        warnings += okta_attribute_warnings(settings, policy)
     warnings = sorted(warnings, key=lambda w: w.line or 0)
     for warning in warnings:
         print(f"{args.file}: {warning}", file=sys.stderr)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -23,7 +23,8 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 
-from handlers.ports import Member, Person, ProviderError
+from handlers.policy import Policy, PolicyIssue
+from handlers.ports import NAMED_ATTRIBUTES, Member, Person, ProviderError
 from provisioning.http import (
     Reply,
     RetryPolicy,
@@ -38,6 +39,35 @@ from provisioning.okta_auth import OktaCredentials, SswsToken
 INACTIVE_STATUSES = frozenset({"SUSPENDED", "DEPROVISIONED"})
 AMBIGUOUS = 409  # the status of the error naming an email that several live accounts carry
 GROUP_ID_RE = re.compile(r"^00g[0-9A-Za-z]+$")  # Okta group ids: ``00g`` and letters and digits
+# the user profile schema: ``definitions.base.properties`` and ``definitions.custom.properties``, each property keyed
+# by its variable name, the name a user's ``profile`` carries it by
+USER_SCHEMA = "/meta/schemas/user/default"
+# keys a person carries that are not profile properties: the account's status and id
+OWN_KEYS = frozenset({"status", "okta_id"})
+
+
+def attribute_warnings(policy: Policy, properties: Iterable[str]) -> list[PolicyIssue]:
+    """A warning, with its line, for each rule key that is neither an attribute the bot names nor a property of
+    the Okta user profile schema (``properties``): no Okta user has it, so a rule on it reads "no value", and an
+    ``ineligible`` rule on it refuses nobody. A key that is a property spelled in another case names Okta's
+    spelling (Okta's profile names are case-sensitive)."""
+    known = set(properties)
+    named = NAMED_ATTRIBUTES | OWN_KEYS | {"member_of"}
+    by_fold = {k.casefold(): k for k in sorted(known)}
+    out = []
+    for i, profile in enumerate(policy.profiles):
+        for kind, rules in (("eligible", profile.eligible), ("ineligible", profile.ineligible),
+                            ("auto_approve", profile.auto_approve)):
+            for j, rule in enumerate(rules):
+                for key in rule.attrs:
+                    if key in named or key in known:
+                        continue
+                    spelled = by_fold.get(key.casefold())
+                    hint = f" (Okta spells it `{spelled}`)" if spelled else ""
+                    out.append(PolicyIssue(rule.line, f"profiles[{i}].{kind}[{j}].{key}",
+                                           f"the Okta user profile has no `{key}`{hint}: no person has a value "
+                                           "for it"))
+    return out
 
 
 def _okta_error(reply: Reply) -> str:
@@ -144,6 +174,24 @@ class OktaProvider:
         reply = await self._call("GET", "/users", params={"limit": "1"}, what="ping")
         if reply.status >= 400:
             raise self._error(reply, "ping")
+
+    async def profile_properties(self) -> frozenset[str]:
+        """The variable names of the user profile schema's properties, base and custom
+        (``GET /meta/schemas/user/default``): the only keys an Okta user's ``profile`` can carry."""
+        reply = await self._call("GET", USER_SCHEMA, what="user profile schema")
+        if not reply.ok:
+            raise self._error(reply, "user profile schema")
+        definitions = reply.data.get("definitions") if isinstance(reply.data, dict) else None
+        names: set[str] = set()
+        for part in ("base", "custom"):
+            section = definitions.get(part) if isinstance(definitions, dict) else None
+            properties = section.get("properties") if isinstance(section, dict) else None
+            if isinstance(properties, dict):
+                names.update(str(k) for k in properties)
+        if not names:  # every Okta org has base properties (login, email…): an answer without any is not a schema
+            raise ProviderError("Okta user profile schema: the answer names no properties", transient=False,
+                                status=reply.status, correlation_id=reply.correlation_id)
+        return frozenset(names)
 
     async def _call(self, method: str, path: str, *, params: dict[str, str] | None = None, what: str) -> Reply:
         url = path if path.startswith(("https://", "http://")) else self.api + path

@@ -204,10 +204,47 @@ def test_policy_check_warns_of_a_rule_on_an_attribute_entra_never_supplies(tmp_p
     assert "cost_centre" in warned[0] and "line 15" in warned[0], warned
     assert "companyname" in warned[1] and "companyName" in warned[1], warned  # the spelling Graph has
     assert "2 warning(s)" in checked.stdout, checked.stdout
-    # Okta hands over the whole profile, and the embedded directory every key: nothing to say offline
-    for identity in ("okta", "directory"):
-        checked = cli("policy", "check", str(path), env={"ACCESSBOT_IDENTITY": identity})
-        assert checked.returncode == 0 and "does not supply" not in checked.stderr, checked.stderr
+    # the embedded directory hands over every key: nothing to say
+    checked = cli("policy", "check", str(path), env={"ACCESSBOT_IDENTITY": "directory"})
+    assert checked.returncode == 0 and "warning" not in checked.stdout, checked.stderr
+
+
+def _okta_env(okta: OktaStandIn) -> dict[str, str]:
+    return {"ACCESSBOT_IDENTITY": "okta", "ACCESSBOT_OKTA_URL": okta.url, "ACCESSBOT_OKTA_TOKEN": okta.token}
+
+
+def test_policy_check_with_okta_warns_of_a_rule_key_the_profile_schema_lacks(tmp_path):
+    """Okta answers a user with the whole profile, so a key no profile property has (a misspelling) reads "no
+    value": an ``ineligible`` rule on it refuses nobody. ``policy check`` reads the user profile schema and names
+    each such key with its line, and Okta's spelling when one differs only in case."""
+    path = tmp_path / "policy.yaml"
+    rules = ("    eligible:\n      - {costCenter: CC-7}\n      - {clearance: ts, status: ACTIVE}\n"
+             "    ineligible:\n      - {costcenter: CC-900}\n      - {clearence: secret, okta_id: 00u1}")
+    path.write_text(_policy("okta", "tools", rules))
+    with OktaStandIn() as okta:
+        okta.add_user(ANN, attributes={"clearance": "ts"})  # a custom property of this org's profile
+        checked = cli("policy", "check", str(path), env=_okta_env(okta))
+        assert okta.received("GET", "/api/v1/meta/schemas/user/default")
+    assert checked.returncode == 0, checked.stderr
+    warned = [line for line in checked.stderr.splitlines() if "Okta user profile has no" in line]
+    assert len(warned) == 2, checked.stderr
+    assert "`costcenter`" in warned[0] and "`costCenter`" in warned[0] and "line 15" in warned[0], warned
+    assert "`clearence`" in warned[1] and "spells" not in warned[1] and "line 16" in warned[1], warned
+    assert "2 warning(s)" in checked.stdout, checked.stdout
+
+
+def test_policy_check_with_okta_says_when_the_profile_schema_cannot_be_read(tmp_path):
+    path = tmp_path / "policy.yaml"
+    path.write_text(_policy("okta", "tools", "    ineligible:\n      - {clearence: secret}"))
+    with OktaStandIn() as okta:
+        okta.fail_path("/meta/schemas/", status=403)  # a token not allowed to read schemas
+        checked = cli("policy", "check", str(path), env=_okta_env(okta))
+    assert checked.returncode == 0, checked.stderr
+    assert "schema could not be read" in checked.stderr and "403" in checked.stderr, checked.stderr
+    assert "1 warning(s)" in checked.stdout, checked.stdout
+    checked = cli("policy", "check", str(path), env={"ACCESSBOT_IDENTITY": "okta"})  # no Okta settings at all
+    assert checked.returncode == 0, checked.stderr
+    assert "schema was not read" in checked.stderr and "1 warning(s)" in checked.stdout, checked.stderr
 
 
 async def test_entra_a_person_carries_what_its_own_lookup_asked_graph_for(sqlite_url, tmp_path, graph):

@@ -2,6 +2,7 @@
 
     GET    /api/v1/users/{id|login}            404 E0000007 when unknown
     GET    /api/v1/users?search=profile.email eq "…"   (also ``filter=``)
+    GET    /api/v1/meta/schemas/user/default   the user profile schema (base and custom properties)
     GET    /api/v1/users/{id}/groups
     GET    /api/v1/groups?search=profile.name eq "…"&limit=…&after=…   paged with ``Link: <…>; rel="next"``
     GET    /api/v1/groups?q=…                  a name prefix, at most ``limit`` (300), not paged (as Okta)
@@ -37,6 +38,15 @@ from tests.standins import Fault, StandIn
 SEARCH_RE = re.compile(r'^\s*profile\.(\w+)\s+eq\s+"((?:[^"\\]|\\.)*)"\s*$')
 
 
+# the base user profile properties every Okta org has, by variable name (``definitions.base.properties``)
+BASE_PROPERTIES = (
+    "login", "email", "secondEmail", "firstName", "lastName", "middleName", "honorificPrefix", "honorificSuffix",
+    "title", "displayName", "nickName", "profileUrl", "primaryPhone", "mobilePhone", "streetAddress", "city", "state",
+    "zipCode", "countryCode", "postalAddress", "preferredLanguage", "locale", "timezone", "userType",
+    "employeeNumber", "costCenter", "organization", "division", "department", "managerId", "manager",
+)
+
+
 def _error(status: int, code: str, summary: str) -> web.Response:
     return web.json_response({"errorCode": code, "errorSummary": summary, "errorLink": code,
                               "errorId": "oae" + uuid.uuid4().hex[:20], "errorCauses": []}, status=status)
@@ -61,6 +71,7 @@ class OktaStandIn(StandIn):
             self.access_tokens: dict[str, tuple[frozenset[str], float]] = {}  # token -> (scopes, expiry)
             self.seen_jti: set[str] = set()
             self.token_lifetime = 3600
+            self.custom_properties: set[str] = set()  # the org's custom profile properties (``definitions.custom``)
 
     def reset(self) -> None:
         super().reset()
@@ -75,6 +86,8 @@ class OktaStandIn(StandIn):
         """``attributes``: more of the profile by Okta's names, base (``costCenter``, ``employeeNumber``,
         ``division``, ``organization``…) or custom; Okta answers with every one in ``profile``."""
         uid = "00u" + uuid.uuid4().hex[:17]
+        with self.lock:  # Okta takes no profile attribute its schema lacks: one given here is a custom property
+            self.custom_properties.update(set(attributes or {}) - set(BASE_PROPERTIES))
         profile: dict[str, Any] = {"login": login or email, "email": email,
                                    "firstName": first_name or email.split("@")[0], "lastName": last_name,
                                    "department": department, "title": title, "userType": user_type,
@@ -91,6 +104,28 @@ class OktaStandIn(StandIn):
                                "lastLogin": last_login,
                                "profile": profile, "_links": {"self": {"href": f"{self.url}/api/v1/users/{uid}"}}}
         return uid
+
+    def add_property(self, name: str) -> None:
+        """A custom property of the user profile schema (no user need have a value for it)."""
+        with self.lock:
+            self.custom_properties.add(name)
+
+    def _schema(self) -> dict[str, Any]:
+        """``GET /meta/schemas/user/default`` as Okta answers it: base and custom properties by variable name."""
+        def prop(name: str, scope: str) -> dict[str, Any]:
+            return {"title": name, "type": "string", "mutability": "READ_WRITE", "scope": scope,
+                    "permissions": [{"principal": "SELF", "action": "READ_WRITE"}]}
+        return {
+            "id": f"{self.url}/meta/schemas/user/default", "$schema": "http://json-schema.org/draft-04/schema#",
+            "name": "user", "title": "User", "type": "object", "created": "2024-01-01T00:00:00.000Z",
+            "definitions": {
+                "base": {"id": "#base", "type": "object", "required": ["login", "firstName", "lastName", "email"],
+                         "properties": {n: prop(n, "NONE") for n in BASE_PROPERTIES}},
+                "custom": {"id": "#custom", "type": "object", "required": [],
+                           "properties": {n: prop(n, "NONE") for n in sorted(self.custom_properties)}},
+            },
+            "properties": {"profile": {"allOf": [{"$ref": "#/definitions/custom"}, {"$ref": "#/definitions/base"}]}},
+        }
 
     def set_status(self, email: str, status: str) -> None:
         with self.lock:
@@ -212,7 +247,8 @@ class OktaStandIn(StandIn):
                 scopes = found[0]
                 tail = request.match_info["tail"]
                 needed = ("okta.groups.manage" if request.method in ("PUT", "DELETE") else
-                          "okta.users.read" if tail.startswith("users") else "okta.groups.read")
+                          "okta.users.read" if tail.startswith("users") else
+                          "okta.schemas.read" if tail.startswith("meta/schemas") else "okta.groups.read")
                 if needed in scopes or (needed == "okta.groups.read" and "okta.groups.manage" in scopes):
                     return None
                 resp = _error(403, "E0000006", "You do not have permission to perform the requested action")
@@ -270,6 +306,8 @@ class OktaStandIn(StandIn):
         seg = request.match_info["tail"].strip("/").split("/")
         method, query = request.method, request.query
         with self.lock:
+            if seg == ["meta", "schemas", "user", "default"] and method == "GET":
+                return web.json_response(self._schema())
             if seg == ["users"] and method == "GET":
                 expr = query.get("search") or query.get("filter") or ""
                 if not expr:  # a plain listing, as Okta answers it: the first `limit` users
