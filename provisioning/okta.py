@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import aiohttp
+import structlog
 
 from handlers.policy import Policy, PolicyIssue
 from handlers.ports import NAMED_ATTRIBUTES, Member, Person, ProviderError
@@ -44,6 +45,11 @@ GROUP_ID_RE = re.compile(r"^00g[0-9A-Za-z]+$")  # Okta group ids: ``00g`` and le
 USER_SCHEMA = "/meta/schemas/user/default"
 # keys a person carries that are not profile properties: the account's status and id
 OWN_KEYS = frozenset({"status", "okta_id"})
+# how long the bot goes without a user profile schema Okta would not give before asking for it again (sooner when a
+# policy is put in force)
+SCHEMA_RETRY_SECONDS = 600.0
+
+log = structlog.get_logger("accessbot")
 
 
 def attribute_warnings(policy: Policy, properties: Iterable[str]) -> list[PolicyIssue]:
@@ -126,6 +132,8 @@ class OktaProvider:
         self._paused_until = 0.0
         self._user_ids: dict[str, str] = {}
         self._group_ids: dict[str, str] = {}  # names the policy uses → the ids resolved when it loaded
+        self._properties: frozenset[str] | None = None  # the user profile schema's properties, once read
+        self._schema_due = 0.0  # the monotonic time from which the schema is to be read (again)
 
     async def close(self) -> None:
         if self._owns_session and self._session is not None:
@@ -192,6 +200,27 @@ class OktaProvider:
             raise ProviderError("Okta user profile schema: the answer names no properties", transient=False,
                                 status=reply.status, correlation_id=reply.correlation_id)
         return frozenset(names)
+
+    def want_attributes(self, keys: Iterable[str]) -> None:
+        """A policy is being put in force: the user profile schema is read again at the next lookup (a property may
+        have been added in the Profile Editor since). Okta answers with the whole profile: nothing more to ask."""
+        self._schema_due = 0.0
+
+    async def _carried(self) -> frozenset[str] | None:
+        """The keys a person can carry at all (``Person.carried``): the user profile schema's properties and the
+        bot's own keys. The schema is read once, and again when a policy is put in force; while it has never been
+        read (refused, unreachable), None: every key is judged on the profile as answered, a key it lacks having
+        no value. A re-read that fails keeps the properties read before."""
+        if time.monotonic() >= self._schema_due:
+            try:
+                properties = await self.profile_properties()
+            except ProviderError as exc:
+                log.warning("okta.schema_unread", error=str(exc), status=exc.status)
+                self._schema_due = time.monotonic() + SCHEMA_RETRY_SECONDS
+            else:
+                self._properties = properties | OWN_KEYS
+                self._schema_due = float("inf")
+        return self._properties
 
     async def _call(self, method: str, path: str, *, params: dict[str, str] | None = None, what: str) -> Reply:
         url = path if path.startswith(("https://", "http://")) else self.api + path
@@ -303,7 +332,8 @@ class OktaProvider:
 
     async def _person(self, user: dict[str, Any]) -> Person:
         profile = user.get("profile") or {}
-        manager, groups = await asyncio.gather(self._manager(profile), self._memberships(str(user["id"])))
+        manager, groups, carried = await asyncio.gather(self._manager(profile), self._memberships(str(user["id"])),
+                                                        self._carried())
         email = self._email(user)
         self._user_ids[email] = str(user["id"])
         name = " ".join(str(p) for p in (profile.get("firstName"), profile.get("lastName")) if p) or email
@@ -313,9 +343,11 @@ class OktaProvider:
             active=str(user.get("status") or "").upper() not in INACTIVE_STATUSES, groups=groups,
             # every attribute of the Okta profile, base and custom, by Okta's own name (``costCenter``,
             # ``employeeNumber``, ``division``…): a rule may name any of them, and one a person has no value for
-            # is simply not there (Okta answers with the whole profile)
+            # is simply not there (Okta answers with the whole profile). A key the profile schema does not have
+            # (a misspelling) is not "no value" but an attribute Okta cannot supply: a rule on it is never judged
             extra={**{str(k): v for k, v in profile.items() if v is not None},
                    "okta_id": user["id"], "login": profile.get("login"), "status": user.get("status")},
+            carried=carried,
         )
 
     async def get_user(self, email: str) -> Person | None:

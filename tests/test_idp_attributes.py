@@ -89,6 +89,71 @@ async def test_okta_an_eligible_rule_on_a_profile_attribute_admits(sqlite_url, t
             assert person.employment_type is None and person.attribute("login") == ANN  # old names still work
 
 
+
+async def test_okta_a_rule_on_a_key_the_profile_schema_lacks_is_never_judged_by_guess(sqlite_url, tmp_path):
+    """``clearence`` is no property of the Okta user profile (``clearance`` is): read as "no value", the
+    ``ineligible`` rule would refuse nobody. The schema says Okta cannot supply it, so the request it would decide
+    is "could not check", naming the rule, and nothing is granted."""
+    with OktaStandIn() as okta:
+        tools = okta.add_group("tools")
+        okta.add_user(PAT, department="Engineering")
+        okta.add_user(ANN, department="Engineering", manager=PAT, attributes={"clearance": "secret"})
+        rules = "    ineligible:\n      - {clearence: secret}"
+        async with build_app(_okta_settings(sqlite_url, tmp_path, okta, _policy("okta", tools, rules))) as app:
+            refused = await _ask(app, ANN)
+            assert not refused.ok and refused.rule == "could not check: ineligible: clearence=secret", refused.text
+            assert "`clearence`" in refused.text, refused.text
+            assert await _refusals(app) == ["could not check: ineligible: clearence=secret"]
+            assert okta.member_emails(tools) == []
+
+
+async def test_okta_without_its_profile_schema_a_rule_key_is_read_as_before(sqlite_url, tmp_path):
+    """A token that may not read the user profile schema: every key is judged on the profile as Okta answers it
+    (one it lacks has no value), and a rule on a property some people have still refuses them."""
+    with OktaStandIn() as okta:
+        okta.fail_path("/meta/schemas/", status=403)
+        tools = okta.add_group("tools")
+        okta.add_user(PAT, department="Engineering")
+        okta.add_user(ANN, department="Engineering", manager=PAT, attributes={"clearance": "secret"})
+        okta.add_user(BOB, department="Engineering", manager=PAT)
+        rules = "    ineligible:\n      - {clearance: secret}\n      - {clearence: secret}"
+        async with build_app(_okta_settings(sqlite_url, tmp_path, okta, _policy("okta", tools, rules))) as app:
+            refused = await _ask(app, ANN)
+            assert not refused.ok and refused.rule == "ineligible: clearance=secret", refused.text
+            granted = await _ask(app, BOB)
+            assert granted.ok and granted.request is not None and granted.request.state == "active", granted.text
+            assert okta.received("GET", "/meta/schemas/user/default")
+
+
+
+async def test_okta_reads_its_profile_schema_again_when_a_policy_is_put_in_force(database_url, tmp_path):
+    """A property added in the Profile Editor after the schema was read is known from the next policy put in force
+    (no restart): the rule on it is then judged, a person without a value not matching it."""
+    import asyncio
+
+    from bot.policy_watch import PolicyWatch
+
+    with OktaStandIn() as okta:
+        tools = okta.add_group("tools")
+        okta.add_user(PAT, department="Engineering")
+        okta.add_user(BOB, department="Engineering", manager=PAT)
+        rules = "    ineligible:\n      - {region: EU}"
+        settings = _okta_settings(database_url, tmp_path, okta, _policy("okta", tools, rules))
+        async with build_app(settings) as app:
+            watch = PolicyWatch(app, settings.policy, quiet=True, settle=0.0)
+            await watch.check()
+            refused = await _ask(app, BOB)
+            assert not refused.ok and refused.rule == "could not check: ineligible: region=EU", refused.text
+            okta.add_property("region")
+            reworded = _policy("okta", tools, rules).replace('"attrs-1"', '"attrs-2"')
+            await asyncio.to_thread((tmp_path / "policy.yaml").write_text, reworded)
+            change = await watch.check()
+            assert change is not None and change.new.version == "attrs-2", app.state.get("policy_rejected")
+            granted = await _ask(app, BOB)
+            assert granted.ok and granted.request is not None and granted.request.state == "active", granted.text
+            assert len(okta.received("GET", "/meta/schemas/user/default")) == 2
+
+
 # ----- Entra --------------------------------------------------------------------------------------------------
 
 @pytest.fixture
