@@ -7,8 +7,8 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -247,3 +247,28 @@ async def okta_holder(okta: Any, database_url: str, tmp_path: Path, *, email: st
         r = await h.say(email, request)
         assert r.ok and (await h.request(1)).state == "active", r.text
         yield h, group
+
+
+@contextmanager
+def graph_over_tls(tmp_path: Path, monkeypatch: Any, *extensions: str) -> Iterator[Any]:
+    """The Graph stand-in on TLS its clients trust (``SSL_CERT_FILE``), with these directory extensions registered."""
+    from tests.standins.graph import GraphStandIn
+    from tests.standins.tls import make_tls
+
+    (tmp_path / "tls").mkdir()
+    tls = make_tls(tmp_path / "tls")
+    monkeypatch.setenv("SSL_CERT_FILE", tls.ca_file)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls.ca_file)
+    with GraphStandIn(tls) as server:
+        for name in extensions:
+            server.register_extension(name)
+        yield server
+
+
+def entra_settings(db: str, tmp_path: Path, graph: Any, policy: str) -> Settings:
+    """Settings with Entra (the Graph stand-in) as the identity source and ``policy`` written to a file."""
+    path = tmp_path / "policy.yaml"
+    path.write_text(policy)
+    return Settings(database_url=db, policy=str(path), directory=str(EXAMPLES / "directory.yaml"),
+                    identity="entra", entra_tenant_id=graph.tenant, entra_client_id=graph.client_id,
+                    entra_client_secret=graph.client_secret, graph_url=graph.graph_url, authority_url=graph.url)

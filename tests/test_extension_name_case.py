@@ -15,8 +15,7 @@ import pytest
 from bot.bootstrap import build_app
 from bot.settings import Settings
 from tests.standins.graph import GraphStandIn
-from tests.standins.tls import make_tls
-from tests.support import EXAMPLES
+from tests.support import EXAMPLES, graph_over_tls
 
 PAT, ANN, BOB = "pat.lead@example.com", "ann@example.com", "bob@example.com"
 EXTENSION = "extension_0a1b2c3d4e5f60718293a4b5c6d7e8f9_contractor"  # as the app registered it
@@ -33,12 +32,7 @@ def _policy(key: str) -> str:
 
 @pytest.fixture
 def graph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[GraphStandIn]:
-    (tmp_path / "tls").mkdir()
-    tls = make_tls(tmp_path / "tls")
-    monkeypatch.setenv("SSL_CERT_FILE", tls.ca_file)
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls.ca_file)
-    with GraphStandIn(tls) as server:
-        server.register_extension(EXTENSION)
+    with graph_over_tls(tmp_path, monkeypatch, EXTENSION) as server:
         yield server
 
 

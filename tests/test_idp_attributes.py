@@ -20,8 +20,7 @@ from bot.bootstrap import App, build_app
 from bot.settings import Settings
 from tests.standins.graph import GraphStandIn
 from tests.standins.okta import OktaStandIn
-from tests.standins.tls import make_tls
-from tests.support import EXAMPLES, cli
+from tests.support import EXAMPLES, cli, entra_settings, graph_over_tls
 
 PAT, ANN, BOB = "pat.lead@example.com", "ann@example.com", "bob@example.com"
 EXT = "extension_0a1b2c3d4e5f60718293a4b5c6d7e8f9_clearance"
@@ -158,21 +157,12 @@ async def test_okta_reads_its_profile_schema_again_when_a_policy_is_put_in_force
 
 @pytest.fixture
 def graph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[GraphStandIn]:
-    (tmp_path / "tls").mkdir()
-    tls = make_tls(tmp_path / "tls")
-    monkeypatch.setenv("SSL_CERT_FILE", tls.ca_file)
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls.ca_file)
-    with GraphStandIn(tls) as server:
-        server.register_extension(EXT)
+    with graph_over_tls(tmp_path, monkeypatch, EXT) as server:
         yield server
 
 
 def _entra_settings(db: str, tmp_path: Path, graph: GraphStandIn, policy: str) -> Settings:
-    path = tmp_path / "policy.yaml"
-    path.write_text(policy)
-    return Settings(database_url=db, policy=str(path), directory=str(EXAMPLES / "directory.yaml"),
-                    identity="entra", entra_tenant_id=graph.tenant, entra_client_id=graph.client_id,
-                    entra_client_secret=graph.client_secret, graph_url=graph.graph_url, authority_url=graph.url)
+    return entra_settings(db, tmp_path, graph, policy)
 
 
 def _extension_attributes(**values: str) -> dict[str, str | None]:

@@ -22,8 +22,7 @@ from bot.settings import Settings
 from handlers.ports import ProviderError
 from handlers.sweeps import sweep
 from tests.standins.graph import GraphStandIn
-from tests.standins.tls import make_tls
-from tests.support import EXAMPLES
+from tests.support import entra_settings, graph_over_tls
 
 PAT, ANN, BOB = "pat.lead@example.com", "ann@example.com", "bob@example.com"
 KNOWN = "extension_0a1b2c3d4e5f60718293a4b5c6d7e8f9_clearance"
@@ -44,21 +43,12 @@ def _policy(tools: str, vault: str, vault_rule: str, version: str = "ext-1") -> 
 
 @pytest.fixture
 def graph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[GraphStandIn]:
-    (tmp_path / "tls").mkdir()
-    tls = make_tls(tmp_path / "tls")
-    monkeypatch.setenv("SSL_CERT_FILE", tls.ca_file)
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls.ca_file)
-    with GraphStandIn(tls) as server:
-        server.register_extension(KNOWN)
+    with graph_over_tls(tmp_path, monkeypatch, KNOWN) as server:
         yield server
 
 
 def _settings(db: str, tmp_path: Path, graph: GraphStandIn, policy: str) -> Settings:
-    path = tmp_path / "policy.yaml"
-    path.write_text(policy)
-    return Settings(database_url=db, policy=str(path), directory=str(EXAMPLES / "directory.yaml"),
-                    identity="entra", entra_tenant_id=graph.tenant, entra_client_id=graph.client_id,
-                    entra_client_secret=graph.client_secret, graph_url=graph.graph_url, authority_url=graph.url)
+    return entra_settings(db, tmp_path, graph, policy)
 
 
 def _people(graph: GraphStandIn) -> None:
