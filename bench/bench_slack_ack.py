@@ -40,12 +40,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-from aiohttp import ClientSession, TCPConnector, web
+from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import load  # noqa: E402
 from bench.rss import workers_line  # noqa: E402
 from bot.bootstrap import build_app  # noqa: E402
 from bot.notify import FanoutNotifier  # noqa: E402
@@ -95,30 +96,12 @@ def clicks(n: int, request_id: int, api_url: str, round_: int) -> list[tuple[str
     return out
 
 
-async def _burst(url: str, requests: list[tuple[str, dict[str, str]]]) -> list[float]:
-    async with ClientSession(connector=TCPConnector(limit=0)) as http:
-        async def one(body: str, headers: dict[str, str]) -> float:
-            started = time.perf_counter()
-            async with http.post(url, data=body, headers=headers) as resp:
-                await resp.read()
-                assert resp.status == 200, resp.status
-            return (time.perf_counter() - started) * 1000
-
-        # open every connection first: the burst measures acks, not TCP handshakes
-        async def warm() -> None:
-            async with http.get(url[: url.index("/", len("http://"))] + "/warm") as resp:
-                await resp.read()
-
-        await asyncio.gather(*(warm() for _ in requests))
-        return list(await asyncio.gather(*(one(b, h) for b, h in requests)))
+def burst_in_child(url: str, requests: list[tuple[str, dict[str, str]]], client: str = "raw") -> list[float]:
+    """Run in the load-generator process (bench/load.py): the server's event loop does nothing but serve."""
+    return load.burst_in_child(url, [(body.encode(), headers) for body, headers in requests], "ok", client)
 
 
-def burst_in_child(url: str, requests: list[tuple[str, dict[str, str]]]) -> list[float]:
-    """Run in the load-generator process: the server's event loop does nothing but serve."""
-    return asyncio.run(_burst(url, requests))
-
-
-async def run(concurrency: int, rounds: int) -> dict[str, list[float]]:
+async def run(concurrency: int, rounds: int, client: str = "raw") -> dict[str, list[float]]:
     api = SlackWebApi().start()
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -151,7 +134,7 @@ async def run(concurrency: int, rounds: int) -> dict[str, list[float]]:
                             await web_app[SLACK_KEY].idle()
                             url = f"{base}/slack/events" if target == "slack" else f"{base}/bare"
                             batch = clicks(concurrency, n, api.url, r * 2 + len(target))
-                            times = await loop.run_in_executor(pool, burst_in_child, url, batch)
+                            times = await loop.run_in_executor(pool, burst_in_child, url, batch, client)
                             await web_app[SLACK_KEY].idle()
                             await app.service.handle_text(bob, f"release REQ-{n}")
                             await app.service.handle_text(bob, f"cancel REQ-{n}")
@@ -190,7 +173,7 @@ def _serving_port(proc: subprocess.Popen[str]) -> int:
     raise SystemExit(f"accessbot serve did not start (exit {proc.poll()})")
 
 
-def run_workers(concurrency: int, rounds: int, workers: int, url: str) -> dict[str, list[float]]:
+def run_workers(concurrency: int, rounds: int, workers: int, url: str, client: str = "raw") -> dict[str, list[float]]:
     """``accessbot serve --workers N`` on PostgreSQL against N bare processes sharing a port."""
     api = SlackWebApi().start()
     ctx = multiprocessing.get_context("spawn")
@@ -216,7 +199,7 @@ def run_workers(concurrency: int, rounds: int, workers: int, url: str) -> dict[s
             for e in events:
                 e.wait(120)
             settings = Settings(database_url=url, policy=policy, directory=str(directory))
-            return asyncio.run(_drive_workers(settings, api, concurrency, rounds, port, bare_port))
+            return asyncio.run(_drive_workers(settings, api, concurrency, rounds, port, bare_port, client))
     finally:
         if serve is not None:
             print(workers_line(serve.pid))  # while they still run: what each worker held at its peak
@@ -229,7 +212,7 @@ def run_workers(concurrency: int, rounds: int, workers: int, url: str) -> dict[s
 
 
 async def _drive_workers(settings: Settings, api: SlackWebApi, concurrency: int, rounds: int, port: int,
-                         bare_port: int) -> dict[str, list[float]]:
+                         bare_port: int, client: str = "raw") -> dict[str, list[float]]:
     from sqlalchemy import func, select
 
     from store import schema as t
@@ -254,7 +237,7 @@ async def _drive_workers(settings: Settings, api: SlackWebApi, concurrency: int,
                     url = (f"http://127.0.0.1:{port}/slack/events" if target == "slack"
                            else f"http://127.0.0.1:{bare_port}/bare")
                     batch = clicks(concurrency, n, api.url, r * 2 + len(target))
-                    times = await loop.run_in_executor(pool, burst_in_child, url, batch)
+                    times = await loop.run_in_executor(pool, burst_in_child, url, batch, client)
                     for _ in range(600 if target == "slack" else 0):  # the decision lands in the background
                         if await decisions() > before:
                             break
@@ -296,19 +279,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--workers", type=int, default=1, help="N > 1: accessbot serve --workers N on PostgreSQL")
     parser.add_argument("--url", help="with --workers: PostgreSQL URL of an empty database")
+    parser.add_argument("--client", choices=load.CLIENTS, default="raw",
+                        help="the load generator (bench/load.py): raw sockets, or aiohttp's client to compare with")
     args = parser.parse_args()
     if args.workers > 1:
         url, cluster = _pg_database(args.url)
         try:
-            results = run_workers(args.concurrency, args.rounds, args.workers, url)
+            results = run_workers(args.concurrency, args.rounds, args.workers, url, args.client)
         finally:
             if cluster is not None:
                 cluster.stop()
         where = f"PostgreSQL, accessbot serve --workers {args.workers} vs {args.workers} bare processes"
     else:
-        results = asyncio.run(run(args.concurrency, args.rounds))
+        results = asyncio.run(run(args.concurrency, args.rounds, args.client))
         where = "SQLite, one process"
-    print(f"{args.concurrency} concurrent signed block_actions, {args.rounds} rounds each, {where}")
+    print(f"{args.concurrency} concurrent signed block_actions, {args.rounds} rounds each, {where}; "
+          f"load generator {args.client} (bench/load.py)")
     print(f"{'endpoint':<14} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
     for target, values in results.items():
         name = "/slack/events" if target == "slack" else "bare aiohttp"

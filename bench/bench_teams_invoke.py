@@ -51,11 +51,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from aiohttp import ClientSession, TCPConnector, web
+from aiohttp import web
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import load  # noqa: E402
 from bench.rss import workers_line  # noqa: E402
 from bot.bootstrap import build_app  # noqa: E402
 from bot.notify import FanoutNotifier  # noqa: E402
@@ -118,30 +119,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-async def _burst(url: str, bodies: list[str], token: str | None = None) -> list[float]:
+def burst_in_child(url: str, bodies: list[str], token: str | None = None, client: str = "raw") -> list[float]:
+    """Run in the load-generator process (bench/load.py): the server's event loop does nothing but serve."""
     headers = {"Content-Type": "application/json"}
     if token is not None:  # as the Bot Connector sends it: one token with every activity
         headers["Authorization"] = f"Bearer {token}"
-    async with ClientSession(connector=TCPConnector(limit=0)) as http:
-        async def one(body: str) -> float:
-            started = time.perf_counter()
-            async with http.post(url, data=body, headers=headers) as resp:
-                payload = await resp.json()
-                assert resp.status == 200 and payload["statusCode"] == 200, payload
-            return (time.perf_counter() - started) * 1000
-
-        # open every connection first: the burst measures invokes, not TCP handshakes
-        async def warm() -> None:
-            async with http.get(url[: url.index("/", len("http://"))] + "/warm") as resp:
-                await resp.read()
-
-        await asyncio.gather(*(warm() for _ in bodies))
-        return list(await asyncio.gather(*(one(b) for b in bodies)))
-
-
-def burst_in_child(url: str, bodies: list[str], token: str | None = None) -> list[float]:
-    """Run in the load-generator process: the server's event loop does nothing but serve."""
-    return asyncio.run(_burst(url, bodies, token))
+    return load.burst_in_child(url, [(body.encode(), headers) for body in bodies], "invoke", client)
 
 
 def invoke(base: str, verb: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -162,7 +145,8 @@ APP_ID = "bench-app-id"
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"  # the fixture's tenant
 
 
-async def run(concurrency: int, rounds: int, secured: bool = False) -> dict[str, dict[str, list[float]]]:
+async def run(concurrency: int, rounds: int, secured: bool = False,
+              client: str = "raw") -> dict[str, dict[str, list[float]]]:
     """``secured``: the route as in production, every activity's token validated (keys from a local
     OpenID metadata document, the bot's own token from the stub), instead of the emulator mode."""
     issuer = stub = None
@@ -221,11 +205,11 @@ async def run(concurrency: int, rounds: int, secured: bool = False) -> dict[str,
                         n = reply.request.number
                         bodies = clicks(service, "refresh", {"request_id": n}, concurrency)
                         started = time.process_time()
-                        refresh = await loop.run_in_executor(pool, burst_in_child, url, bodies, token)
+                        refresh = await loop.run_in_executor(pool, burst_in_child, url, bodies, token, client)
                         refresh_cpu = time.process_time() - started
                         bodies = clicks(service, "approve", {"request_id": n, "comment": "bench"}, concurrency)
                         started = time.process_time()
-                        approve = await loop.run_in_executor(pool, burst_in_child, url, bodies, token)
+                        approve = await loop.run_in_executor(pool, burst_in_child, url, bodies, token, client)
                         approve_cpu = time.process_time() - started
                         await app.service.handle_text(bob, f"release REQ-{n}")
                         await web_app[TEAMS_KEY].notifier.idle()
@@ -235,7 +219,7 @@ async def run(concurrency: int, rounds: int, secured: bool = False) -> dict[str,
                             cpu["refresh"][target] += refresh_cpu * 1000 / concurrency / rounds
                             cpu["approve"][target] += approve_cpu * 1000 / concurrency / rounds
                 for r in range(rounds + 1):  # after the rounds: a burst between them moved their tails
-                    alone = await loop.run_in_executor(pool, burst_in_child, f"{base}/http", bodies)
+                    alone = await loop.run_in_executor(pool, burst_in_child, f"{base}/http", bodies, None, client)
                     if r > 0:
                         http += alone
             await runner.cleanup()
@@ -310,7 +294,7 @@ def bare_worker(port: int, ready: Any, url: str, policy: str, directory: str) ->
 
 
 def run_workers(concurrency: int, rounds: int, workers: int, url: str,
-                secured: bool = False) -> dict[str, dict[str, list[float]]]:
+                secured: bool = False, client: str = "raw") -> dict[str, dict[str, list[float]]]:
     """``accessbot serve --workers N`` on PostgreSQL against N bare replicas sharing a port.
 
     ``secured``: the workers validate every activity's token (keys from a local OpenID metadata document, the
@@ -353,7 +337,7 @@ def run_workers(concurrency: int, rounds: int, workers: int, url: str,
             for e in events:
                 e.wait(120)
             settings = Settings(database_url=url, policy=policy, directory=str(directory))
-            return asyncio.run(_drive_workers(settings, stub.base, concurrency, rounds, port, bare_port, token))
+            return asyncio.run(_drive_workers(settings, stub.base, concurrency, rounds, port, bare_port, token, client))
     finally:
         if serve is not None:
             print(workers_line(serve.pid))  # while they still run: what each worker held at its peak
@@ -368,7 +352,8 @@ def run_workers(concurrency: int, rounds: int, workers: int, url: str,
 
 
 async def _drive_workers(settings: Settings, stub: str, concurrency: int, rounds: int, port: int,
-                         bare_port: int, token: str | None = None) -> dict[str, dict[str, list[float]]]:
+                         bare_port: int, token: str | None = None,
+                         client: str = "raw") -> dict[str, dict[str, list[float]]]:
     from sqlalchemy import func, select
 
     from store import schema as t
@@ -394,10 +379,10 @@ async def _drive_workers(settings: Settings, stub: str, concurrency: int, rounds
                     n = reply.request.number
                     bodies = clicks(stub, "refresh", {"request_id": n}, concurrency)
                     bearer = token if target == "teams" else None
-                    refresh = await loop.run_in_executor(pool, burst_in_child, url, bodies, bearer)
+                    refresh = await loop.run_in_executor(pool, burst_in_child, url, bodies, bearer, client)
                     before = await decisions()
                     bodies = clicks(stub, "approve", {"request_id": n, "comment": "bench"}, concurrency)
-                    approve = await loop.run_in_executor(pool, burst_in_child, url, bodies, bearer)
+                    approve = await loop.run_in_executor(pool, burst_in_child, url, bodies, bearer, client)
                     assert await decisions() == before + 1, "one decision, whatever the clicks and the workers"
                     await app.service.handle_text(bob, f"release REQ-{n}")
                     if r > 0:
@@ -413,6 +398,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0,
                         help="N: accessbot serve --workers N on PostgreSQL (default: this process, SQLite)")
     parser.add_argument("--url", help="with --workers: PostgreSQL URL of an empty database")
+    parser.add_argument("--client", choices=load.CLIENTS, default="raw",
+                        help="the load generator (bench/load.py): raw sockets, or aiohttp's client to compare with")
     parser.add_argument("--secured", action="store_true",
                         help="every activity's token validated, as in production (not the emulator)")
     args = parser.parse_args()
@@ -421,18 +408,18 @@ def main() -> None:
 
         url, cluster = _pg_database(args.url)
         try:
-            results = run_workers(args.concurrency, args.rounds, args.workers, url, args.secured)
+            results = run_workers(args.concurrency, args.rounds, args.workers, url, args.secured, args.client)
         finally:
             if cluster is not None:
                 cluster.stop()
         where = (f"PostgreSQL, accessbot serve --workers {args.workers} vs {args.workers} bare replicas, "
                  + ("tokens validated (production mode)" if args.secured else "emulator mode (no tokens)"))
     else:
-        results = asyncio.run(run(args.concurrency, args.rounds, args.secured))
+        results = asyncio.run(run(args.concurrency, args.rounds, args.secured, args.client))
         where = "SQLite, one process" + (", tokens validated (production mode)" if args.secured else
                                          ", emulator mode (no tokens)")
     print(f"{args.concurrency} concurrent adaptiveCard/action invokes, {args.rounds} rounds each, {where}; "
-          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+          f"load generator {args.client} (bench/load.py); load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"{'scenario':<9} {'endpoint':<14} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
     cpu = results.pop("cpu", None)
     http = results.pop("http", None)

@@ -26,12 +26,66 @@ def test_hot_path_sqlite() -> None:
     assert "refresh" in out and "approve" in out and "peak RSS" in out
 
 
-@pytest.mark.parametrize("mode", [[], ["--secured"]], ids=["emulator", "secured"])
+@pytest.mark.parametrize("mode", [[], ["--secured"], ["--client", "aiohttp"]], ids=["emulator", "secured", "aiohttp"])
 def test_teams_invoke_one_process(mode: list[str]) -> None:
     out = bench("bench/bench_teams_invoke.py", "--concurrency", "4", "--rounds", "1", *mode)
     assert "refresh   p99 ratio /api/messages : bare" in out and "approve   server CPU per invoke" in out
-    assert ("tokens validated" in out) == bool(mode)
+    assert ("tokens validated" in out) == ("--secured" in mode)
+    assert f"load generator {'aiohttp' if 'aiohttp' in mode else 'raw'}" in out
     assert "HTTP alone" in out
+
+
+def test_load_generator_reads_every_answer_and_refuses_a_wrong_one() -> None:
+    """bench/load.py's raw client: each request on its own connection, answers with a length or chunked, and an
+    answer that is not what the benchmark expects stops the burst instead of being timed."""
+    import asyncio
+    import json
+
+    from aiohttp import web
+
+    from bench.load import burst_in_child, raw_burst
+
+    async def main() -> None:
+        seen: list[bytes] = []
+
+        async def invoke(request: web.Request) -> web.StreamResponse:
+            seen.append(await request.read())
+            if request.query.get("chunked"):
+                resp = web.StreamResponse()
+                resp.enable_chunked_encoding()
+                await resp.prepare(request)
+                await resp.write(b'{"statusCode": ')
+                await resp.write(b"200}")
+                await resp.write_eof()
+                return resp
+            code = 500 if request.query.get("fail") else 200
+            return web.json_response({"statusCode": code})
+
+        async def warm(request: web.Request) -> web.Response:
+            return web.Response(status=204)
+
+        app = web.Application()
+        app.router.add_post("/invoke", invoke)
+        app.router.add_get("/warm", warm)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        try:
+            requests = [(json.dumps({"n": i}).encode(), {"Content-Type": "application/json"}) for i in range(20)]
+            times = await raw_burst(f"{base}/invoke", requests, "invoke")
+            assert len(times) == 20 and all(t > 0 for t in times)
+            assert sorted(seen) == sorted(body for body, _ in requests)
+            assert len(await raw_burst(f"{base}/invoke?chunked=1", requests[:3], "invoke")) == 3
+            with pytest.raises(AssertionError, match="invoke answered 500"):
+                await raw_burst(f"{base}/invoke?fail=1", requests[:3], "invoke")
+            assert len(await raw_burst(f"{base}/invoke?fail=1", requests[:3], "ok")) == 3  # a 200 is all "ok" asks
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(main())
+    assert callable(burst_in_child)
 
 
 def test_slack_text() -> None:
@@ -41,7 +95,7 @@ def test_slack_text() -> None:
 
 def test_slack_ack_one_process() -> None:
     out = bench("bench/bench_slack_ack.py", "--concurrency", "4", "--rounds", "1")
-    assert "p99" in out and "peak RSS" in out
+    assert "p99" in out and "peak RSS" in out and "load generator raw" in out
 
 
 @pytest.mark.postgres
