@@ -8,7 +8,10 @@ not applied.
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from handlers.chains import (
     ResolvedStep,
@@ -255,132 +258,223 @@ async def _visible(deps: Deps, actor: str, n: int) -> bool:
     return record is None or sees(deps, actor, record, decisions, await _chain(deps, record))
 
 
+@dataclass
+class _Found:
+    """What a decision read before anything it may record: the request, its decisions and its chain as resolved
+    now (the open step pinned to whom it asked), and whether the one clicking may see it."""
+
+    record: RequestRecord
+    decisions: list[DecisionRecord]
+    chain: list[ResolvedStep]
+    visible: bool
+    this_round: list[DecisionRecord]
+    earlier: set[str]
+    submitter: str | None
+    asked: Any
+    step: ResolvedStep
+    label: str
+
+
+async def _look(deps: Deps, repo: Repository, actor: str, n: int) -> tuple[Reply, bool] | _Found:
+    """The answer to a decision on ``n`` by ``actor`` when the request says it without anything recorded (no such
+    request, nothing to decide, no chain to decide on, theirs already decided), with whether they may see it; else
+    what was read, for the decision to go on with. The same reads and the same order under the write lock and in a
+    read: an answer found in a read is the one the lock would have given at that moment."""
+    record = await repo.get_request(n)
+    if record is None:
+        return not_found(n), True
+    decisions = await repo.decisions(record.id or 0)
+    chain = await _chain(deps, record)
+    visible = sees(deps, actor, record, decisions, chain)
+    if not in_chain(record):  # a card of a step that closed (its outcome says why, once its edit lands)
+        why = await closed_why(repo, record)
+        return Reply(text=f"{record.ref} is {record.state}{why}: there is nothing to decide.", ok=False,
+                     kind="request", request=await request_view(deps, record, decisions=decisions),
+                     rule="not-open"), visible
+    if not chain or record.step >= len(chain):  # e.g. the requester is not found at the IdP right now: a
+        # click changes nothing (SPEC §3.6: a person the IdP no longer finds loses nothing at once); the sweep
+        # ends it once they are a confirmed leaver
+        return Reply(text=f"{record.ref} cannot be decided right now: its approvers at step {record.step + 1} "
+                     "cannot be worked out (the requester or the step's approvers are not found at the identity "
+                     "provider). It stays pending.", ok=False, kind="refusal", rule="chain-unavailable"), visible
+    this_round = [d for d in decisions if d.round == record.round]
+    earlier = {d.approver for d in this_round if d.step < record.step and d.decision == "approved"}
+    submitter = await filed_by(repo, record)  # who filed a drift accept counts as its requester
+    earlier |= {submitter} if submitter else set()
+    asked = await asked_at_open(repo, record)
+    step = chain[record.step] = pin_step(chain[record.step], asked)
+    label = f"step {record.step + 1} ({step.label})"
+    mine = next((d for d in this_round if d.approver == actor), None)
+    if mine is not None and actor not in (record.requester, submitter):  # their own request: refused, recorded
+        return Reply(text=f"You already {mine.decision} {record.ref} at step {mine.step + 1}; "
+                     "one person counts once per request.", ok=False, kind="refusal",
+                     rule="already-decided"), visible
+    return _Found(record, decisions, chain, visible, this_round, earlier, submitter, asked, step, label)
+
+
+SETTLED_KEPT = 1024  # requests remembered as found with nothing to decide (Deps._settled)
+
+
+async def _answered_by_reading(deps: Deps, actor: str, n: int) -> tuple[Reply, bool] | None:
+    """A click on a request another decision is being taken on now (in this process), or one a click lately found
+    with nothing to decide: answered from a read when :func:`_look` answers it (a card clicked by a whole team, one
+    approver's double click: the clicks after the first are answered without the write lock, on which each would
+    otherwise wait its turn); None when the click must go to the decision (it may be taken, or its refusal is
+    recorded). A click on any other request pays nothing for this."""
+    taking = deps._deciding.get(n)
+    if taking is None and n not in deps._settled:
+        return None
+    if taking is not None:
+        await taking.wait()  # the decision under way has committed (or failed): read what it left
+    async with deps._readers, deps.store.read() as repo:
+        found = await _look(deps, repo, actor, n)
+    if not isinstance(found, tuple):
+        return None
+    _settled(deps, n)
+    return found
+
+
+def _settled(deps: Deps, n: int) -> None:
+    kept = deps._settled
+    kept.pop(n, None)
+    kept[n] = None
+    while len(kept) > SETTLED_KEPT:
+        kept.pop(next(iter(kept)))
+
+
 async def _decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str,
                   at: tuple[int, int] | None = None) -> tuple[Reply, bool]:
-    """The decision, and whether ``actor`` may see the request (judged on what the decision read)."""
+    """The decision, and whether ``actor`` may see the request (judged on what the decision read). Clicks on ``n``
+    arriving while it is taken wait for its commit and are answered from a read when they can be
+    (:func:`_answered_by_reading`)."""
+    answered = await _answered_by_reading(deps, actor, n)
+    if answered is not None:
+        return answered
+    taking = None
+    if n not in deps._deciding:
+        taking = deps._deciding[n] = asyncio.Event()
+    try:
+        return await _decide_locked(deps, actor, n, approve=approve, comment=comment, at=at, taking=taking)
+    finally:
+        if taking is not None:  # (already let go at its commit when it got that far)
+            taking.set()
+            if deps._deciding.get(n) is taking:
+                del deps._deciding[n]
+
+
+async def _decide_locked(deps: Deps, actor: str, n: int, *, approve: bool, comment: str,
+                         at: tuple[int, int] | None, taking: asyncio.Event | None) -> tuple[Reply, bool]:
     now = deps.now()
     notices: list[Notice] = []
     op_id = None
-    async with deps.store.write() as repo:
-        record = await repo.get_request(n)
-        if record is None:
-            return not_found(n), True
-        decisions = await repo.decisions(record.id or 0)
-        chain = await _chain(deps, record)
-        visible = sees(deps, actor, record, decisions, chain)
-        if not in_chain(record):  # a card of a step that closed (its outcome says why, once its edit lands)
-            why = await closed_why(repo, record)
-            return Reply(text=f"{record.ref} is {record.state}{why}: there is nothing to decide.", ok=False,
-                         kind="request", request=await request_view(deps, record), rule="not-open"), visible
-        if not chain or record.step >= len(chain):  # e.g. the requester is not found at the IdP right now: a
-            # click changes nothing (SPEC §3.6: a person the IdP no longer finds loses nothing at once); the sweep
-            # ends it once they are a confirmed leaver
-            return Reply(text=f"{record.ref} cannot be decided right now: its approvers at step {record.step + 1} "
-                         "cannot be worked out (the requester or the step's approvers are not found at the identity "
-                         "provider). It stays pending.", ok=False, kind="refusal", rule="chain-unavailable"), visible
-        this_round = [d for d in decisions if d.round == record.round]
-        earlier = {d.approver for d in this_round if d.step < record.step and d.decision == "approved"}
-        submitter = await filed_by(repo, record)  # who filed a drift accept counts as its requester
-        earlier |= {submitter} if submitter else set()
-        asked = await asked_at_open(repo, record)
-        step = chain[record.step] = pin_step(chain[record.step], asked)
-        label = f"step {record.step + 1} ({step.label})"
-        if actor in (record.requester, submitter):
-            await repo.append("approval.refused", actor=actor, ts=now, request=record,
-                              data=_data(record, step=record.step + 1, reason="self-approval"))
-            return Reply(text=f"You cannot decide on your own request {record.ref}.", ok=False,
-                         kind="refusal", rule="self-approval"), visible
-        mine = next((d for d in this_round if d.approver == actor), None)
-        if mine is not None:
-            return Reply(text=f"You already {mine.decision} {record.ref} at step {mine.step + 1}; "
-                         "one person counts once per request.", ok=False, kind="refusal",
-                         rule="already-decided"), visible
-        if step.held_for is not None and actor in step.held_for and actor not in step.pool:
-            # the provider names them the manager now, but the safety brake holds that re-route: the step stays
-            # with the manager it asked until the security team releases it (or the provider answers as before)
-            await repo.append("approval.refused", actor=actor, ts=now, request=record,
-                              data=_data(record, step=record.step + 1, reason="reroute-held"))
-            return Reply(text=f"{record.ref} is not yours to decide yet: passing its {label} to you is held by the "
-                         f"safety brake (safety.max_reroutes), so it stays with {', '.join(sorted(step.pool))}. The "
-                         "security team releases held re-routes with `resume reroutes`.", ok=False, kind="refusal",
-                         rule="reroute-held"), visible
-        if actor not in step.pool - earlier:
-            # someone the open step itself asked (a manager it was passed away from) did not miss an earlier step
-            if any(actor in s.pool for s in chain[: record.step]) and actor not in await asked_this_round(repo, record):
-                return Reply(text=f"{record.ref}: that step was already decided; it now waits on {label}.",
-                             ok=False, kind="refusal", rule="step-closed"), visible
-            await repo.append("approval.refused", actor=actor, ts=now, request=record,
-                              data=_data(record, step=record.step + 1, reason="not-an-approver"))
-            return Reply(text=f"You are not an approver of {record.ref} at {label}.", ok=False,
-                         kind="refusal", rule="not-an-approver"), visible
-        if at is not None and at != (record.round, record.step + 1):
-            # the card was sent for another step or round: what it showed is not what waits now
-            await repo.append("approval.refused", actor=actor, ts=now, request=record,
-                              data=_data(record, step=record.step + 1, reason="stale-card"))
-            what = f" of an extension by {format_duration(record.ext_duration)}" if record.ext_duration else ""
-            return Reply(text=f"{record.ref} changed since that card was sent: it now waits on {label}{what}. "
-                         "Nothing was recorded; decide on the current card.", ok=False, kind="refusal",
-                         rule="stale-card", request=await request_view(deps, record)), visible
-        if approve and (later := _needed_later(chain, record.step, earlier, this_round, actor)) is not None:
-            # one person counts once per request: an approval here would leave a later step short of people
-            # when someone else can approve this one (SPEC §2.1); a denial is always taken
-            await repo.append("approval.refused", actor=actor, ts=now, request=record,
-                              data=_data(record, step=record.step + 1, reason="needed-later",
-                                         needed_at=later.index + 1))
-            others = ", ".join(sorted((step.pool - earlier) - {actor})) or "the other approvers"
-            return Reply(text=f"{record.ref}: you are needed at step {later.index + 1} ({later.label}), and one "
-                         f"person counts once per request: approving {label} too would leave that step without "
-                         f"enough approvers. {label} waits on {others}; nothing was recorded.", ok=False,
-                         kind="refusal", rule="needed-later", request=await request_view(deps, record)), visible
-        if step.step.kind == "manager" and asked is not None and actor not in asked:
-            # the requester's manager changed since the step asked (no sweep has passed it on yet): the record
-            # says the step went to the manager now before it says they decided, as the reminders sweep records it
-            notices += [x for x in await reroute_step(deps, repo, record, step, asked, earlier, now)
-                        if x.recipient != actor]
-        decision = DecisionRecord(request_id=record.id or 0, round=record.round, step=record.step, approver=actor,
-                                  decision="approved" if approve else "denied", comment=comment, decided_at=now)
-        await repo.add_decision(decision)
-        decisions.append(decision)
-        others = sorted((step.pool - earlier) - {actor})
-        if not approve:
-            await repo.append("approval.denied", actor=actor, ts=now, request=record,
-                              data=_data(record, step=record.step + 1, comment=comment))
-            if record.round == 0:
-                record.state, record.ended_at, record.end_reason = DENIED, now, None
-                await repo.append("request.denied", actor=actor, ts=now, request=record,
-                                  data={"step": record.step + 1, "reason": comment})
-                await repo.save_request(record)
-                await accept_ended(repo, record, now)  # a drift accept denied: the member is removed
-                text = f"{record.ref} denied by {actor}: {comment}"
-            else:
-                record.ext_duration, record.ext_justification = None, None
-                text = f"The extension of {record.ref} was denied by {actor}: {comment}"
-            await repo.save_request(record)
-            notices.append(Notice(record.requester, "status", text, record.id))
-            notices += [Notice(o, "outcome", text, record.id) for o in others]
-            reply_text = f"Denied {record.ref}."
-        else:
-            await repo.append("approval.granted", actor=actor, ts=now, request=record,
-                              data=_data(record, step=record.step + 1, comment=comment))
-            approved_here = {d.approver for d in this_round if d.step == record.step and d.decision == "approved"}
-            approved_here.add(actor)
-            need = step_need(step, earlier)
-            if len(approved_here) < need:
-                reply_text = (f"Approved {record.ref} at {label}: {len(approved_here)} of {need}; "
-                              "waiting for more approvers.")
-                notices.append(Notice(record.requester, "status", f"{record.ref}: {actor} approved {label} "
-                                      f"({len(approved_here)} of {need}).", record.id))
-            else:
-                notices += [Notice(o, "outcome", f"{record.ref} {label} was approved by {actor}.", record.id)
-                            for o in others if o not in approved_here]
-                record.step += 1
-                if record.step < len(chain):
-                    notices += await open_step(deps, repo, record, chain, earlier | approved_here, now)
-                    reply_text = f"Approved {record.ref} at {label}."
-                    notices.append(Notice(record.requester, "status",
-                                          f"{record.ref}: {label} approved by {actor}.", record.id))
+    try:
+        async with deps.store.write() as repo:
+            found = await _look(deps, repo, actor, n)
+            if isinstance(found, tuple):
+                _settled(deps, n)
+                return found
+            deps._settled.pop(n, None)  # a decision to take again: its next clicks need not read first
+            record, decisions, chain, visible = found.record, found.decisions, found.chain, found.visible
+            this_round, earlier, submitter, asked = found.this_round, found.earlier, found.submitter, found.asked
+            step, label = found.step, found.label
+            if actor in (record.requester, submitter):
+                await repo.append("approval.refused", actor=actor, ts=now, request=record,
+                                  data=_data(record, step=record.step + 1, reason="self-approval"))
+                return Reply(text=f"You cannot decide on your own request {record.ref}.", ok=False,
+                             kind="refusal", rule="self-approval"), visible
+            if step.held_for is not None and actor in step.held_for and actor not in step.pool:
+                # the provider names them the manager now, but the safety brake holds that re-route: the step stays
+                # with the manager it asked until the security team releases it (or the provider answers as before)
+                await repo.append("approval.refused", actor=actor, ts=now, request=record,
+                                  data=_data(record, step=record.step + 1, reason="reroute-held"))
+                kept = ", ".join(sorted(step.pool))
+                return Reply(text=f"{record.ref} is not yours to decide yet: passing its {label} to you is held by "
+                             f"the safety brake (safety.max_reroutes), so it stays with {kept}. The security team "
+                             "releases held re-routes with `resume reroutes`.", ok=False, kind="refusal",
+                             rule="reroute-held"), visible
+            if actor not in step.pool - earlier:
+                # someone the open step itself asked (a manager it was passed away from) did not miss an earlier step
+                if any(actor in s.pool for s in chain[: record.step]) \
+                        and actor not in await asked_this_round(repo, record):
+                    return Reply(text=f"{record.ref}: that step was already decided; it now waits on {label}.",
+                                 ok=False, kind="refusal", rule="step-closed"), visible
+                await repo.append("approval.refused", actor=actor, ts=now, request=record,
+                                  data=_data(record, step=record.step + 1, reason="not-an-approver"))
+                return Reply(text=f"You are not an approver of {record.ref} at {label}.", ok=False,
+                             kind="refusal", rule="not-an-approver"), visible
+            if at is not None and at != (record.round, record.step + 1):
+                # the card was sent for another step or round: what it showed is not what waits now
+                await repo.append("approval.refused", actor=actor, ts=now, request=record,
+                                  data=_data(record, step=record.step + 1, reason="stale-card"))
+                what = f" of an extension by {format_duration(record.ext_duration)}" if record.ext_duration else ""
+                return Reply(text=f"{record.ref} changed since that card was sent: it now waits on {label}{what}. "
+                             "Nothing was recorded; decide on the current card.", ok=False, kind="refusal",
+                             rule="stale-card", request=await request_view(deps, record)), visible
+            if approve and (later := _needed_later(chain, record.step, earlier, this_round, actor)) is not None:
+                # one person counts once per request: an approval here would leave a later step short of people
+                # when someone else can approve this one (SPEC §2.1); a denial is always taken
+                await repo.append("approval.refused", actor=actor, ts=now, request=record,
+                                  data=_data(record, step=record.step + 1, reason="needed-later",
+                                             needed_at=later.index + 1))
+                others = ", ".join(sorted((step.pool - earlier) - {actor})) or "the other approvers"
+                return Reply(text=f"{record.ref}: you are needed at step {later.index + 1} ({later.label}), and one "
+                             f"person counts once per request: approving {label} too would leave that step without "
+                             f"enough approvers. {label} waits on {others}; nothing was recorded.", ok=False,
+                             kind="refusal", rule="needed-later", request=await request_view(deps, record)), visible
+            if step.step.kind == "manager" and asked is not None and actor not in asked:
+                # the requester's manager changed since the step asked (no sweep has passed it on yet): the record
+                # says the step went to the manager now before it says they decided, as the reminders sweep records it
+                notices += [x for x in await reroute_step(deps, repo, record, step, asked, earlier, now)
+                            if x.recipient != actor]
+            decision = DecisionRecord(request_id=record.id or 0, round=record.round, step=record.step, approver=actor,
+                                      decision="approved" if approve else "denied", comment=comment, decided_at=now)
+            await repo.add_decision(decision)
+            decisions.append(decision)
+            others = sorted((step.pool - earlier) - {actor})
+            if not approve:
+                await repo.append("approval.denied", actor=actor, ts=now, request=record,
+                                  data=_data(record, step=record.step + 1, comment=comment))
+                if record.round == 0:
+                    record.state, record.ended_at, record.end_reason = DENIED, now, None
+                    await repo.append("request.denied", actor=actor, ts=now, request=record,
+                                      data={"step": record.step + 1, "reason": comment})
+                    await repo.save_request(record)
+                    await accept_ended(repo, record, now)  # a drift accept denied: the member is removed
+                    text = f"{record.ref} denied by {actor}: {comment}"
                 else:
-                    reply_text, op_id = await _final(deps, repo, record, actor, now, notices)
+                    record.ext_duration, record.ext_justification = None, None
+                    text = f"The extension of {record.ref} was denied by {actor}: {comment}"
+                await repo.save_request(record)
+                notices.append(Notice(record.requester, "status", text, record.id))
+                notices += [Notice(o, "outcome", text, record.id) for o in others]
+                reply_text = f"Denied {record.ref}."
+            else:
+                await repo.append("approval.granted", actor=actor, ts=now, request=record,
+                                  data=_data(record, step=record.step + 1, comment=comment))
+                approved_here = {d.approver for d in this_round if d.step == record.step and d.decision == "approved"}
+                approved_here.add(actor)
+                need = step_need(step, earlier)
+                if len(approved_here) < need:
+                    reply_text = (f"Approved {record.ref} at {label}: {len(approved_here)} of {need}; "
+                                  "waiting for more approvers.")
+                    notices.append(Notice(record.requester, "status", f"{record.ref}: {actor} approved {label} "
+                                          f"({len(approved_here)} of {need}).", record.id))
+                else:
+                    notices += [Notice(o, "outcome", f"{record.ref} {label} was approved by {actor}.", record.id)
+                                for o in others if o not in approved_here]
+                    record.step += 1
+                    if record.step < len(chain):
+                        notices += await open_step(deps, repo, record, chain, earlier | approved_here, now)
+                        reply_text = f"Approved {record.ref} at {label}."
+                        notices.append(Notice(record.requester, "status",
+                                              f"{record.ref}: {label} approved by {actor}.", record.id))
+                    else:
+                        reply_text, op_id = await _final(deps, repo, record, actor, now, notices)
+    finally:
+        if taking is not None:  # committed or rolled back: the clicks waiting on it read what it left
+            taking.set()
+            if deps._deciding.get(n) is taking:
+                del deps._deciding[n]
     # the request as this transaction committed it (the write lock held from its read to its commit): no read
     # again; a later change by someone else is theirs to show
     view = await request_view(deps, record, decisions=decisions)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -124,6 +125,11 @@ class NullNotifier:
         return None
 
 
+# clicks handlers/approvals.py answers from a read at once: each holds a read connection while its chain is
+# resolved, which takes others (a burst of clicks all holding one and waiting for a second would empty the pool)
+DECISION_READERS = 4
+
+
 @dataclass
 class Deps:
     store: Store
@@ -144,6 +150,11 @@ class Deps:
     end_inactive_sessions: Callable[[Any], Awaitable[int]] | None = None
     _policies: dict[str, Policy] = field(default_factory=dict)
     _rounds: dict[tuple[int, int], str] = field(default_factory=dict)  # (request, round) -> policy sha256
+    # handlers/approvals.py: the decisions on a request this process is taking now, and the requests a click
+    # found with nothing to decide lately (their next clicks are answered from a read when that is all they get)
+    _deciding: dict[int, Any] = field(default_factory=dict)
+    _settled: dict[int, None] = field(default_factory=dict)
+    _readers: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(DECISION_READERS))
 
     def now(self) -> datetime:
         """The real now: what is recorded happens at this instant."""

@@ -1,0 +1,96 @@
+"""Clicks on a card whose decision is already taken are answered from a read, not each under the write lock.
+
+A card seen by a whole team, or one approver's impatient clicks: every click after the one that decides finds
+nothing to take. Each used to wait its turn for the store's write lock (and on PostgreSQL its advisory lock) only
+to read that; they now wait for the decision under way to commit and are answered from what it left, with the
+same answers. A click whose answer is recorded (someone not in the chain, a self-approval) or that may still be
+taken goes to the write lock as before. Counted, not timed: write transactions are the statements that open one
+(SQLite's ``BEGIN IMMEDIATE``, PostgreSQL's advisory write lock), seen by SQLAlchemy's statement listener.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import event
+
+from tests.support import harness
+
+BOB, MARK, DANA, DEV = "bob@example.com", "mark.mgr@example.com", "dana.dba@example.com", "dev.dba@example.com"
+CAROL, SAM = "carol@example.com", "sam.sec@example.com"
+
+
+@contextlib.contextmanager
+def write_transactions(app: Any) -> Iterator[list[str]]:
+    """The write transactions opened meanwhile (one entry each)."""
+    opened: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("BEGIN IMMEDIATE") or "pg_advisory_xact_lock" in statement:
+            opened.append(statement)
+
+    engine = app.store.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        yield opened
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+
+
+async def test_a_burst_of_clicks_after_the_decision_takes_no_write_lock(database_url, tmp_path):
+    async with harness(database_url, tmp_path) as h:
+        await h.say(BOB, "request prod-db-read for 1h because INC-1 x")
+        with write_transactions(h.app) as opened:
+            replies = await asyncio.gather(*(h.say(MARK, "approve REQ-1") for _ in range(30)))
+        assert sum(r.ok for r in replies) == 1
+        assert {r.rule for r in replies if not r.ok} == {"already-decided"}
+        # the decision (and the notices it queues) and at most one click that found it taken before the others
+        # knew: not one write transaction a click
+        decided = len(opened)
+        assert decided <= 4, opened
+        assert len([e for e in await h.events("approval.granted")]) == 1
+
+        # later clicks on the same card: answered from a read once a click found nothing to decide
+        with write_transactions(h.app) as opened:
+            again = [await h.say(MARK, "approve REQ-1") for _ in range(5)]
+        assert [r.rule for r in again] == ["already-decided"] * 5
+        assert opened == []
+
+
+async def test_clicks_whose_answer_is_recorded_still_take_the_lock(database_url, tmp_path):
+    async with harness(database_url, tmp_path) as h:
+        await h.say(BOB, "request prod-db-read for 1h because INC-1 x")
+        assert (await h.say(MARK, "approve REQ-1")).ok
+        assert (await h.say(MARK, "approve REQ-1")).rule == "already-decided"  # the request is known settled now
+        refused = len(await h.events("approval.refused"))
+        # someone outside the chain, and the requester: refused and recorded, each, as before
+        replies = await asyncio.gather(*(h.say(w, "approve REQ-1") for w in [CAROL, BOB] * 3))
+        assert [r.rule for r in replies] == ["unknown-request", "self-approval"] * 3
+        assert len(await h.events("approval.refused")) == refused + 6
+        # the next step's approvers may still decide: their click goes to the decision, taken once
+        replies = await asyncio.gather(*(h.say(w, "approve REQ-1") for w in [DANA, DEV] * 5))
+        assert sum(r.ok for r in replies) == 1
+        assert {r.rule for r in replies if not r.ok} <= {"already-decided", "step-closed"}
+        assert [e["data"]["step"] for e in await h.events("approval.granted")] == [1, 2]
+        assert (await h.request(1)).step == 2
+
+
+async def test_a_settled_request_back_in_its_chain_is_decided_again(database_url, tmp_path):
+    """An active grant whose extension is asked waits on its chain again: the clicks of its new round are taken
+    (the read first finds a decision to take and hands the click to the write lock)."""
+    async with harness(database_url, tmp_path) as h:
+        await h.say(BOB, "request staging-admin for 1h because INC-2 deploy")
+        assert (await h.say(MARK, "approve REQ-1")).ok
+        assert (await h.request(1)).state == "active"
+        assert (await h.say(MARK, "approve REQ-1")).rule == "not-open"
+        r = await h.say(BOB, "extend REQ-1 by 1h because INC-2 still deploying")
+        assert r.ok, r.text
+        if (await h.request(1)).extension_pending:
+            r = await h.say(MARK, "approve REQ-1")
+            assert r.ok, r.text
+            assert len(await h.events("approval.granted")) == 2
+            assert (await h.say(MARK, "approve REQ-1")).rule in {"not-open", "already-decided"}
+        assert (await h.say(SAM, "status REQ-1")).ok
