@@ -136,7 +136,7 @@ async def build_app(settings: Settings, *, migrate: bool = True, clock: Clock | 
                                     owner_url=settings.env.get("ACCESSBOT_DATABASE_OWNER_URL") or None)
         except DatabaseSetupError as exc:
             raise SystemExit(f"accessbot: {exc}") from None
-    store = SqlStore(settings.database_url)
+    store = SqlStore(settings.database_url, pool_size=settings.db_pool_size)
     closers: list[Any] = [store.close]
     try:
         providers, directory, provider_closers = build_providers(settings, store)

@@ -53,6 +53,7 @@ class Settings:
     public_url: str = ""  # empty: http://localhost:<port>
     sharepoint_drive_id: str = ""
     metrics_token: str = ""  # set: GET /metrics wants "Authorization: Bearer <token>"
+    db_pool_size: int = 30  # PostgreSQL connections a process may hold at once (store.db.POOL_SIZE)
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -114,7 +115,7 @@ _ENV = {
     "okta_client_id": "ACCESSBOT_OKTA_CLIENT_ID", "okta_private_key": "ACCESSBOT_OKTA_PRIVATE_KEY",
     "okta_key_id": "ACCESSBOT_OKTA_KEY_ID", "okta_scopes": "ACCESSBOT_OKTA_SCOPES",
     "public_url": "ACCESSBOT_PUBLIC_URL", "sharepoint_drive_id": "ACCESSBOT_SHAREPOINT_DRIVE_ID",
-    "metrics_token": "ACCESSBOT_METRICS_TOKEN",
+    "metrics_token": "ACCESSBOT_METRICS_TOKEN", "db_pool_size": "ACCESSBOT_DB_POOL_SIZE",
 }
 
 
@@ -134,6 +135,10 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: str | None =
                 values[attr] = int(raw)
             except ValueError:
                 raise SystemExit(f"{var} must be a port number, not {raw!r}") from None
+        elif attr == "db_pool_size":
+            if not (raw.strip().isascii() and raw.strip().isdigit()) or not 1 <= int(raw) <= 1000:
+                raise SystemExit(f"{var} must be a number of connections from 1 to 1000, not {raw!r}")
+            values[attr] = int(raw)
         else:
             values[attr] = raw
     if "slack_api_url" in values and not str(values["slack_api_url"]).endswith("/"):

@@ -195,6 +195,9 @@ def private_sqlite_file(url: str | URL) -> None:
 
 
 _WARNED: set[str] = set()
+# PostgreSQL connections a process may hold at once (ACCESSBOT_DB_POOL_SIZE): each worker of ``serve --workers N`` has
+# its own, so N of these must fit the server's ``max_connections`` with whatever else connects to it
+POOL_SIZE = 30
 
 
 def make_async_engine(url: str | URL, *, ping_after_idle_s: float = PING_AFTER_IDLE_S, inline_sqlite: bool = True,
@@ -211,8 +214,11 @@ def make_async_engine(url: str | URL, *, ping_after_idle_s: float = PING_AFTER_I
         _sqlite_setup(engine.sync_engine)
         _mark_failed_statements(engine.sync_engine)
         return engine
-    kw.setdefault("pool_size", 10)
-    kw.setdefault("max_overflow", 20)
+    # Every connection the pool opens stays in it (no overflow): a burst of clicks that needed thirty at once
+    # needs them again at the next burst, and overflow connections were closed at their return and opened again
+    # then (17 connects a burst of 200 card refreshes, each a new server process on PostgreSQL's side)
+    kw.setdefault("pool_size", POOL_SIZE)
+    kw.setdefault("max_overflow", 0)
     engine = create_async_engine(u, **kw)
     _ping_when_idle(engine.sync_engine, ping_after_idle_s)
     _mark_failed_statements(engine.sync_engine)

@@ -753,10 +753,12 @@ def _pool_room(engine: AsyncEngine) -> int:
 class SqlStore:
     """Implements ``handlers.repository.Store`` on one SQLAlchemy async engine."""
 
-    def __init__(self, url: str | URL, *, engine: AsyncEngine | None = None) -> None:
+    def __init__(self, url: str | URL, *, engine: AsyncEngine | None = None, pool_size: int | None = None) -> None:
+        """``pool_size``: the PostgreSQL connections it may hold at once (default ``store.db.POOL_SIZE``)."""
         self.url = url
         self.backend = backend(url)
-        self.engine = engine or make_async_engine(url)
+        sized = {"pool_size": pool_size} if pool_size and self.backend == "postgresql" else {}
+        self.engine = engine or make_async_engine(url, **sized)
         # Writers are serialised by the database lock across processes; inside one process they
         # also queue here, before taking a connection, so that waiting writers cannot exhaust the
         # pool that the lock holder still needs for its reads.

@@ -1,0 +1,56 @@
+"""A burst of clicks on PostgreSQL opens its connections once: the pool keeps every connection it opened (up to
+``ACCESSBOT_DB_POOL_SIZE``, 30 by default, the cap the pool had before), where overflow connections used to be
+closed at their return and opened again at the next burst (a new server process each on PostgreSQL's side). Counted
+with the pool's ``connect`` event, not timed."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from bot.settings import load_settings
+from store.db import POOL_SIZE
+from tests.support import harness
+
+BOB, MARK = "bob@example.com", "mark.mgr@example.com"
+
+
+async def test_a_second_burst_opens_no_connection(pg_url: str, tmp_path) -> None:
+    async with harness(pg_url, tmp_path) as h:
+        await h.say(BOB, "request prod-db-read for 1h because INC-1 x")
+        pool = h.app.store.engine.sync_engine.pool
+        assert pool.size() == POOL_SIZE and pool._max_overflow == 0  # type: ignore[attr-defined]
+        opened: list[Any] = []
+        event.listen(pool, "connect", lambda *a: opened.append(a))
+        first = await asyncio.gather(*(h.say(MARK, "status REQ-1") for _ in range(80)))
+        assert all(r.ok for r in first)
+        assert 0 < len(opened) <= POOL_SIZE
+        opened.clear()
+        second = await asyncio.gather(*(h.say(MARK, "status REQ-1") for _ in range(80)))
+        assert all(r.ok for r in second)
+        assert opened == []
+
+
+async def test_the_pool_size_is_a_setting(pg_url: str, tmp_path) -> None:
+    settings = load_settings({"ACCESSBOT_DB_POOL_SIZE": "12"}, dotenv=None)
+    assert settings.db_pool_size == 12
+    from bot.bootstrap import build_app
+
+    async with build_app(_with(settings, pg_url, tmp_path)) as app:
+        assert app.store.engine.sync_engine.pool.size() == 12
+
+
+def _with(settings: Any, url: str, tmp_path: Any) -> Any:
+    from tests.support import copy_examples
+
+    files = copy_examples(tmp_path)
+    return settings.with_overrides(database_url=url, policy=str(files.policy), directory=str(files.directory))
+
+
+@pytest.mark.parametrize("raw", ["0", "-3", "ten", "١٢", "5000", "1.5"])
+def test_a_pool_size_that_is_no_count_of_connections_is_refused(raw: str) -> None:
+    with pytest.raises(SystemExit, match="ACCESSBOT_DB_POOL_SIZE must be a number of connections from 1 to 1000"):
+        load_settings({"ACCESSBOT_DB_POOL_SIZE": raw}, dotenv=None)
