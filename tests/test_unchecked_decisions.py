@@ -1,8 +1,8 @@
 """An approval or an extension answered "could not check" leaves an audit event naming the rule.
 
 Eligibility is judged again when a chain's last approval lands (SPEC §3.6), and when an extension is asked. A
-rule on an attribute the identity source cannot supply (here a directory extension the app that registered it
-deleted since: Graph refuses a ``$select`` naming it with a 400) cannot be judged: the person is answered "could not
+rule on an attribute the identity source cannot supply (a directory extension the app that registered it deleted
+since: Graph refuses a ``$select`` naming it with a 400; a key Okta's user profile schema lacks) cannot be judged: the person is answered "could not
 check", nothing is decided and nothing granted by guess. The decision's write rolls back with it, so the attempt is
 recorded in a write of its own, as a request refused so is: the approver's click as ``approval.refused`` (reason
 ``could-not-check``, the rule, the step, which stays open), the extension asked as ``request.refused`` with the
@@ -25,7 +25,8 @@ from bot.policy_watch import PolicyWatch
 from bot.settings import Settings
 from handlers.evidence import Period
 from tests.standins.graph import GraphStandIn
-from tests.support import entra_settings, graph_over_tls
+from tests.standins.okta import OktaStandIn
+from tests.support import EXAMPLES, entra_settings, graph_over_tls
 
 PAT, CAT, SAM = "pat.lead@example.com", "cat@example.com", "sam.sec@example.com"
 EXT = "extension_0123456789abcdef0123456789abcdef_costCentre"
@@ -166,3 +167,42 @@ async def test_an_extension_that_cannot_check_the_rule_is_recorded_and_not_grant
         assert status.request.expires_at == expires
         assert graph.member_emails(vault) == [CAT]
         await _chain_and_pack_hold(app, tmp_path)
+
+
+async def test_okta_a_last_approval_on_a_key_the_profile_schema_lacks_is_recorded(database_url, tmp_path):
+    """Okta: submitted while the user profile schema could not be read (every key judged on the profile as Okta
+    answers it), the request waits on its owner; the schema is read when a policy is put in force and has no
+    ``clearence`` (a misspelling): the owner's approval cannot judge the rule, and is recorded, deciding nothing."""
+    with OktaStandIn() as okta:
+        okta.fail_path("/meta/schemas/", status=403)  # a token not allowed to read schemas, for now
+        vault = okta.add_group("vault")
+        okta.add_user(PAT, department="Engineering")
+        okta.add_user(SAM, department="Security")
+        okta.add_user(CAT, department="Engineering", manager=PAT, attributes={"clearance": "secret"})
+        policy = _policy(vault).replace("provider: entra", "provider: okta").replace(
+            f"    eligible:\n      - {{{EXT}: CC-1}}", "    ineligible:\n      - {clearence: secret}")
+        path = tmp_path / "policy.yaml"
+        path.write_text(policy)
+        config = Settings(database_url=database_url, policy=str(path), directory=str(EXAMPLES / "directory.yaml"),
+                          identity="okta", okta_url=okta.url, okta_token=okta.token)
+        async with build_app(config) as app:
+            asked = await _ask(app, CAT, "request vault for 1h because audit")
+            assert asked.ok and asked.request is not None and asked.request.state == "pending", asked.text
+            n = asked.request.number
+
+            okta.clear_path_faults()
+            await _reload(app, config, policy.replace('"unchecked-1"', '"unchecked-2"'))
+            before = [(e.seq, e.hash) for e in await _events(app)]
+            refused = await _ask(app, PAT, f"approve REQ-{n}")
+            assert not refused.ok and refused.rule == "could not check: ineligible: clearence=secret", refused.text
+            events = await _events(app)
+            assert [(e.seq, e.hash) for e in events[:len(before)]] == before
+            added = events[len(before):]
+            assert [(e.type, e.actor, e.request_id) for e in added] == [("approval.refused", PAT, f"REQ-{n}")]
+            assert added[0].data == {"step": 1, "reason": "could-not-check", "rule": refused.rule,
+                                     "attributes": ["clearence"]}
+            status = await _ask(app, CAT, f"status REQ-{n}")
+            assert status.request is not None and status.request.state == "pending", status.text
+            assert okta.member_emails(vault) == []
+            verified = await _ask(app, SAM, "verify")
+            assert verified.ok and verified.text.startswith("OK "), verified.text
