@@ -2,11 +2,12 @@
 
 Eligibility is judged again when a chain's last approval lands (SPEC §3.6), and when an extension is asked. A
 rule on an attribute the identity source cannot supply (a directory extension the app that registered it deleted
-since: Graph refuses a ``$select`` naming it with a 400; a key Okta's user profile schema lacks) cannot be judged: the person is answered "could not
-check", nothing is decided and nothing granted by guess. The decision's write rolls back with it, so the attempt is
-recorded in a write of its own, as a request refused so is: the approver's click as ``approval.refused`` (reason
-``could-not-check``, the rule, the step, which stays open), the extension asked as ``request.refused`` with the
-request's id. Nothing already recorded changes, the chain verifies and the evidence pack lists the refusals.
+since: Graph refuses a ``$select`` naming it with a 400; a key Okta's user profile schema lacks) cannot be
+judged: the person is answered "could not check", nothing is decided and nothing granted by guess. The decision's
+write rolls back with it, so the attempt is recorded in a write of its own, as a request refused so is: the
+approver's click as ``approval.refused`` (reason ``could-not-check``, the rule, the step, which stays open), the
+extension asked as ``request.refused`` with the request's id. Nothing already recorded changes, the chain verifies
+and the evidence pack lists the refusals.
 """
 
 from __future__ import annotations
