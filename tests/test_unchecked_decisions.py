@@ -12,7 +12,10 @@ and the evidence pack lists the refusals.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import subprocess
+import sys
 import zipfile
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -25,6 +28,7 @@ from bot.evidence_commands import write_pack
 from bot.policy_watch import PolicyWatch
 from bot.settings import Settings
 from handlers.evidence import Period
+from tests.evidence.test_verifier_tampered import VERIFY
 from tests.standins.graph import GraphStandIn
 from tests.standins.okta import OktaStandIn
 from tests.support import EXAMPLES, entra_settings, graph_over_tls
@@ -84,6 +88,9 @@ async def _chain_and_pack_hold(app: App, tmp_path: Path) -> None:
     with zipfile.ZipFile(out) as zf:
         report = zf.read("report.html").decode()
     assert "could not check: eligible" in report, "the refusals of the period list the attempt"
+    shipped = await asyncio.to_thread(subprocess.run, [sys.executable, "-I", str(VERIFY), str(out)],
+                                      capture_output=True, text=True, timeout=120)
+    assert shipped.returncode == 0, shipped.stdout + shipped.stderr  # the pack's own verifier says OK
 
 
 async def test_a_last_approval_that_cannot_check_the_rule_is_recorded_and_decides_nothing(
