@@ -24,7 +24,7 @@ from handlers.chains import (
 from handlers.compliance.accept_links import accept_approved, accept_ended, filed_by, settle_request
 from handlers.context import SYSTEM, Deps
 from handlers.durations import DurationError, format_duration, parse_duration
-from handlers.eligibility import ineligibility, memberships_of
+from handlers.eligibility import AttributeNotSupplied, ineligibility, memberships_of
 from handlers.grants import Ending, end_membership, plan_add, run_op
 from handlers.policy import Policy
 from handlers.ports import Notice, Person
@@ -221,8 +221,28 @@ async def decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str 
             return not_found(n)
         return Reply(text=f"Say why: `deny {req_id(n)} because <reason>`.", ok=False, kind="form",
                      rule="reason", data={"request_id": req_id(n), "needs": "reason"})
-    reply, visible = await _decide(deps, actor, n, approve=approve, comment=comment, at=at)
+    try:
+        reply, visible = await _decide(deps, actor, n, approve=approve, comment=comment, at=at)
+    except AttributeNotSupplied as exc:  # the last approval judges eligibility again (SPEC §3.6) on a rule the
+        # identity source cannot supply: the decision's write rolled back with it, deciding nothing, and the
+        # service answers "could not check"; the attempt is recorded by itself so that the audit shows it
+        await _record_unchecked(deps, actor, n, exc)
+        raise
     return reply if visible else not_found(n)
+
+
+async def _record_unchecked(deps: Deps, actor: str, n: int, exc: AttributeNotSupplied) -> None:
+    """Record an approval that could not be taken because a rule cannot be checked: ``approval.refused`` with
+    reason ``could-not-check`` and the rule, as a request refused so is recorded (``request.refused``). Its own
+    write, after the decision's rolled back: nothing recorded is changed and nothing is decided, the step stays
+    open (an approval the rule could later judge is still to be given)."""
+    async with deps.store.write() as repo:
+        record = await repo.get_request(n)
+        if record is None or not in_chain(record):
+            return  # ended meanwhile by someone else, whose own events say why
+        await repo.append("approval.refused", actor=actor, ts=deps.now(), request=record,
+                          data=_data(record, step=record.step + 1, reason="could-not-check",
+                                     rule=f"could not check: {exc.rule}", attributes=exc.keys))
 
 
 async def closed_why(repo: Repository, record: RequestRecord) -> str:
@@ -772,7 +792,15 @@ async def extend(deps: Deps, actor: str, n: int, duration_text: str | None, reas
                             f"({_ts(record.expires_at)}).", profile=profile.id, request_id=record.ref,
                             data=moved_data(policy, record))
     holder = await deps.person(actor)
-    why = await extension_refusal(deps, policy, record, holder)
+    try:
+        why = await extension_refusal(deps, policy, record, holder)
+    except AttributeNotSupplied as exc:  # a rule that would decide names an attribute the source does not give:
+        # refused and recorded with the rule, as a request is (never judged by guess); no round is opened
+        return await refuse(deps, actor, f"could not check: {exc.rule}", f"{record.ref} cannot be extended: {exc}, "
+                            "so the rule cannot be judged and nothing is granted by guess. The policy's owner must "
+                            "change the rule (see `accessbot policy check`) or the identity source supply the "
+                            f"attribute. The grant keeps its expiry ({_ts(record.expires_at)}).",
+                            profile=profile.id, request_id=record.ref, data={"attributes": exc.keys})
     if why is not None:
         hint = (f" You can ask for an exception: `exception {profile.id} for <duration> because <reason>`."
                 if profile.exception and record.kind != "exception" and why.startswith(("eligible", "ineligible"))

@@ -8,9 +8,12 @@ ending and records nothing, and the next delivery edits them. On SQLite and Post
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 
 import pytest
 
+from bot.policy_watch import PolicyWatch
 from handlers.outbox import deliver_pending, notice_lease
 from handlers.sweeps import sweep
 from tests.compliance.test_movers import move
@@ -136,3 +139,45 @@ async def test_a_message_slack_no_longer_has_does_not_hold_the_notice_back(slack
     assert (row["kind"], row["status"], row["attempts"]) == ("outcome", "sent", 1)
     assert [c for c in h.api.calls_of("chat.update", ok=False) if c.args.get("ts") == ask.ts]
     assert [m for m in h.api.dm(UID[MARK]) if "no longer eligible" in m.text]  # the line is sent all the same
+
+
+def _end_removed_holders(path: Path) -> None:
+    """A new version of the policy whose staging-admin says ``removed_holder: end``."""
+    text = path.read_text()
+    path.write_text(text.replace('version: "', 'version: "end-', 1).replace(
+        "    group: sg-staging-admin\n", "    group: sg-staging-admin\n    removed_holder: end\n", 1))
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+
+
+async def test_a_drift_ending_closes_the_extension_message(slack_any_db: SlackHarness) -> None:
+    """SPEC §3.6 drift: the holder was taken out of the group by hand and the profile says ``removed_holder: end``,
+    so the drift sweep ends the grant (``grant.revoked`` reason ``drift``) while its extension waits on Mark."""
+    h = slack_any_db
+    _end_removed_holders(h.files.policy)
+    assert await PolicyWatch(h.app, str(h.files.policy), quiet=True, wait=True).check() is not None  # put in force
+    assert h.app.deps.policy.profile("staging-admin").removed_holder == "end"  # type: ignore[union-attr]
+    ask = await _extension_asked(h)
+    await h.app.deps.providers["directory"].remove_member("sg-staging-admin", BOB)  # by hand, not through the bot
+    h.clock.advance(minutes=1)
+    real = h.app.deps.notifier
+    h.app.deps.notifier = CutOnce(real, "waiting on you was closed")  # type: ignore[arg-type]
+    try:
+        with pytest.raises(asyncio.CancelledError):
+            await sweep(h.app.deps)
+    finally:
+        h.app.deps.notifier = real
+    await h.settle()
+    assert (await h.request(1)).state == "revoked"
+    [revoked] = [e for e in await h.events() if e["type"] == "grant.revoked"]
+    assert revoked["data"]["reason"] == "drift", revoked
+    pending = [r for r in await _outbox(h) if r["status"] == "pending"]
+    [closing] = [r for r in pending if r["recipient"] == MARK]
+    assert closing["kind"] == "outcome" and "revoked for drift D-1" in closing["text"], closing
+    assert ask.action_ids == ["approve", "deny"]  # nothing was sent to Mark before the stop
+    await _stale_click_refused(h, MARK, "REQ-1", ask, "revoked: drift")
+    await _delivered(h, MARK, ask, "revoked for drift D-1")
+    # the requester's live status message is redrawn as the grant is now, and the DM line says why
+    [status] = [m for m in h.api.dm(UID[BOB]) if m.all_text.startswith("Your request REQ-1")]
+    assert "REVOKED" in status.all_text and "awaiting approval" not in status.all_text, status.all_text
+    assert [m for m in h.api.dm(UID[BOB]) if "D-1" in m.text and "the grant is ended" in m.text]

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from bot.policy_watch import PolicyWatch
 from handlers.outbox import deliver_pending, notice_lease
 from handlers.sweeps import sweep
 from tests.slack.test_outbox_settled import CutOnce
+from tests.slack.test_swept_endings_close_cards import _end_removed_holders
 from tests.support import Files
 from tests.teams.cardcheck import actions_of, texts_of
 from tests.teams.conftest import TeamsHarness, conversation_id
@@ -42,14 +44,16 @@ async def _extension_asked(h: TeamsHarness) -> tuple[str, dict]:
     return ask.activity_id or "", dict(actions_of(ask.card)[0]["data"])
 
 
-async def _closed(h: TeamsHarness, card_id: str, data: dict, refused: str, why: str) -> None:
+async def _closed(h: TeamsHarness, card_id: str, data: dict, refused: str, why: str, *, drift: bool = False) -> None:
     """The sweep cut off after its commit; a click on the card is refused naming the ending, recording nothing;
-    one delivery past the lease of the process that stopped edits Mark's card to say why, without buttons."""
+    one delivery past the lease of the process that stopped edits Mark's card to say why, without buttons.
+    ``drift``: the sweep runs its drift pass too, cut off at the send of the closing (its finding's notice to the
+    security team goes out before, from a transaction of its own)."""
     real = h.app.deps.notifier
-    h.app.deps.notifier = CutOnce(real, "")  # type: ignore[arg-type]
+    h.app.deps.notifier = CutOnce(real, "waiting on you was closed" if drift else "")  # type: ignore[arg-type]
     try:
         with pytest.raises(asyncio.CancelledError):
-            await sweep(h.app.deps, drift=False)
+            await sweep(h.app.deps, drift=drift)
     finally:
         h.app.deps.notifier = real
     await h.idle()
@@ -90,6 +94,27 @@ async def test_a_movers_revocation_closes_the_extension_card(teams_any_db: Teams
     _files(h).edit_directory(finance)
     await _closed(h, card_id, data, "revoked: ineligible: not eligible", "no longer eligible")
     assert (await h.request(1)).state == "revoked"
+
+
+async def test_a_drift_ending_closes_the_extension_card(teams_any_db: TeamsHarness) -> None:
+    """SPEC §3.6 drift: Bob was taken out of the group by hand and the profile says ``removed_holder: end``, so
+    the drift sweep ends the grant (``grant.revoked`` reason ``drift``) while its extension waits on Mark."""
+    h = teams_any_db
+    _end_removed_holders(Path(h.app.settings.policy))
+    assert await PolicyWatch(h.app, str(h.app.settings.policy), quiet=True, wait=True).check() is not None
+    card_id, data = await _extension_asked(h)
+    await h.app.deps.providers["directory"].remove_member("sg-staging-admin", BOB)  # by hand, not through the bot
+    h.clock.advance(minutes=1)
+    await _closed(h, card_id, data, "revoked: drift", "revoked for drift D-1", drift=True)
+    assert (await h.request(1)).state == "revoked"
+    assert [e["data"]["reason"] for e in await h.events() if e["type"] == "grant.revoked"] == ["drift"]
+    # the requester's live status card is redrawn as the grant is now, and a line says why
+    status = [p for p in h.connector.of("update", conversation_id(BOB))
+              if "Your request REQ-1" in texts_of(p.card or {})]
+    assert status and "REVOKED" in texts_of(status[-1].card or {}), [texts_of(p.card or {}) for p in status]
+    assert "awaiting approval" not in texts_of(status[-1].card or {})
+    assert [p for p in h.connector.of("send", conversation_id(BOB))
+            if "D-1" in p.text and "the grant is ended" in p.text]
 
 
 async def test_a_leavers_revocation_closes_the_extension_card(teams_any_db: TeamsHarness) -> None:
