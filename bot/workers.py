@@ -98,11 +98,29 @@ def _stop(workers: list[Worker], grace: float = GRACE) -> None:
             w.proc.wait()
 
 
+def connection_budget(settings: Settings, count: int) -> str | None:
+    """What to say when ``count`` workers, each with its own pool of ``ACCESSBOT_DB_POOL_SIZE`` connections, could
+    ask PostgreSQL for more than it takes (a burst on every worker at once would be refused connections)."""
+    from store.db import connection_room
+
+    room = connection_room(settings.database_url)
+    wanted = count * settings.db_pool_size
+    if room is None or wanted <= room:
+        return None
+    return (f"{count} workers x {settings.db_pool_size} connections (ACCESSBOT_DB_POOL_SIZE) = {wanted}, more than "
+            f"the {room} this PostgreSQL server takes (max_connections less the reserved ones): under a burst on "
+            f"every worker some connections would be refused. Lower ACCESSBOT_DB_POOL_SIZE to {max(1, room // count)} "
+            "or fewer (leaving room for the CLI and the sweeps), or raise max_connections")
+
+
 def supervise(settings: Settings, count: int) -> int:
     """Run ``count`` workers until SIGTERM/SIGINT (exit 0) or until one of them dies (exit 1)."""
     from store.db import upgrade
 
     upgrade(settings.database_url)  # once, here: the workers do not race each other's migrations
+    warning = connection_budget(settings, count)
+    if warning:
+        print(f"accessbot: {warning}", file=sys.stderr, flush=True)
     holder = _free_port(settings.host) if settings.port == 0 else None
     port = holder.getsockname()[1] if holder is not None else settings.port
     stopping: list[int] = []

@@ -252,6 +252,23 @@ def make_sync_engine(url: str | URL) -> Engine:
     return engine
 
 
+def connection_room(url: str | URL) -> int | None:
+    """The connections a PostgreSQL server takes from roles that are not superusers (``max_connections`` less the
+    reserved ones); None for SQLite, or when the server does not say."""
+    if backend(url) != "postgresql":
+        return None
+    engine = make_sync_engine(url)
+    try:
+        with engine.connect() as conn:
+            most = int(conn.exec_driver_sql("SHOW max_connections").scalar() or 0)
+            reserved = int(conn.exec_driver_sql("SHOW superuser_reserved_connections").scalar() or 0)
+        return most - reserved if most else None
+    except Exception:  # a server that will not say: nothing to warn of
+        return None
+    finally:
+        engine.dispose()
+
+
 def alembic_config(url: str | URL) -> Config:
     from alembic.config import Config
 

@@ -54,3 +54,20 @@ def _with(settings: Any, url: str, tmp_path: Any) -> Any:
 def test_a_pool_size_that_is_no_count_of_connections_is_refused(raw: str) -> None:
     with pytest.raises(SystemExit, match="ACCESSBOT_DB_POOL_SIZE must be a number of connections from 1 to 1000"):
         load_settings({"ACCESSBOT_DB_POOL_SIZE": raw}, dotenv=None)
+
+
+def test_serve_workers_say_when_their_pools_could_outgrow_the_server(pg_url: str) -> None:
+    """``serve --workers N`` warns when N pools of ACCESSBOT_DB_POOL_SIZE could ask PostgreSQL for more
+    connections than it takes (the test cluster takes 300 less its reserved ones)."""
+    from bot.settings import Settings
+    from bot.workers import connection_budget
+    from store.db import connection_room
+
+    room = connection_room(pg_url)
+    assert room is not None and 250 < room <= 300
+    assert connection_budget(Settings(database_url=pg_url), 2) is None
+    said = connection_budget(Settings(database_url=pg_url), 11)
+    assert said is not None and f"11 workers x {POOL_SIZE} connections (ACCESSBOT_DB_POOL_SIZE) = 330" in said
+    assert f"Lower ACCESSBOT_DB_POOL_SIZE to {room // 11}" in said
+    assert connection_budget(Settings(database_url=pg_url, db_pool_size=room // 11), 11) is None
+    assert connection_room("sqlite:///never-opened.db") is None
