@@ -176,3 +176,42 @@ def test_two_workers_share_the_port_and_never_double_a_decision(pg_url, tmp_path
     verify = subprocess.run([sys.executable, "-m", "bot.cli", "audit", "verify", "--database-url", pg_url],
                             capture_output=True, text=True, cwd=ROOT)
     assert verify.returncode == 0 and verify.stdout.startswith("OK "), verify.stdout
+
+
+def test_one_process_on_postgresql_migrates_in_a_child_and_serves_without_its_driver(pg_url, tmp_path) -> None:
+    """``accessbot serve`` alone on PostgreSQL (one worker: a one-core machine, or ``--workers 1``) brings a fresh
+    database to the head revision in a child process (``db upgrade``), then serves on asyncpg alone: the migrations'
+    synchronous driver (psycopg's binary library) is never loaded into the serving process, whose peak RSS it grew
+    by about 18 MB for nothing a click uses. A database the serving role may not migrate stops it with one line."""
+    from store.db import current_revision, head_revision
+
+    files = copy_examples(tmp_path)
+    env = {**os.environ, "ACCESSBOT_HOST": "127.0.0.1", "ACCESSBOT_TEAMS_EMULATOR": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--workers", "1", "--port", "0",
+                             "--database-url", pg_url, "--policy", str(files.policy),
+                             "--directory", str(files.directory)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env)
+    try:
+        line = _serving_line(proc)
+        assert "accessbot serving on http://127.0.0.1:" in line, line
+        with open(f"/proc/{proc.pid}/maps") as f:
+            mapped = f.read()
+        assert "asyncpg" in mapped and "psycopg" not in mapped
+        assert current_revision(pg_url) == head_revision()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 0, out
+
+
+def test_one_process_on_postgresql_that_cannot_migrate_stops_with_one_line(pg_url, tmp_path) -> None:
+    files = copy_examples(tmp_path)
+    missing = pg_url.rsplit("/", 1)[0] + "/no_such_database"
+    done = subprocess.run([sys.executable, "-m", "bot.cli", "serve", "--workers", "1", "--port", "0",
+                           "--database-url", missing, "--policy", str(files.policy), "--directory",
+                           str(files.directory)], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                          env={**os.environ, "ACCESSBOT_HOST": "127.0.0.1", "ACCESSBOT_TEAMS_EMULATOR": "1"})
+    assert done.returncode != 0
+    said = (done.stdout + done.stderr).strip().splitlines()
+    assert said and said[-1].startswith("accessbot:") and "no_such_database" in said[-1], said
+    assert "Traceback" not in done.stdout + done.stderr
