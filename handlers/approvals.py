@@ -248,7 +248,8 @@ async def _record_unchecked(deps: Deps, actor: str, n: int, exc: AttributeNotSup
 async def closed_why(repo: Repository, record: RequestRecord) -> str:
     """Why ``record`` waits on no decision, as its last ending event says (`` (revoked: ineligible: …)``), for the
     refusal of a click on a card that still showed buttons; "" when its events name none."""
-    for event in reversed(await repo.events_for(record.id or 0)):
+    event = await repo.last_ending(record.id or 0)  # the newest of the types below: the one the answer rests on
+    if event is not None:
         data, by = event.data, event.actor
         if event.type == "request.extension_requested":
             return ""  # the extension asked for is still the last word

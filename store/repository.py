@@ -124,6 +124,14 @@ _AUD = t.audit_events.c
 _HEAD = select(_AUD.seq, _AUD.hash, _AUD.ts).order_by(_AUD.seq.desc()).limit(1)
 _INSERT_EVENT = insert(t.audit_events).values({c.name: bindparam(f"v_{c.name}") for c in t.audit_events.c})
 _EVENTS_FOR = select(t.audit_events).where(_AUD.request_id == bindparam("ref")).order_by(_AUD.seq)
+# the newest event of a request among the types that say why it waits on no decision (handlers/approvals.py
+# closed_why): each type a bound value of its own (a fixed list, one prepared statement)
+ENDING_TYPES = ("request.extension_requested", "grant.revoked", "grant.expired", "grant.released",
+                "request.cancelled", "request.failed", "request.denied", "approval.denied", "request.approved")
+_LAST_ENDING = (select(t.audit_events)
+                .where(_AUD.request_id == bindparam("ref"),
+                       or_(*(_AUD.type == bindparam(f"type_{i}", value=v) for i, v in enumerate(ENDING_TYPES))))
+                .order_by(_AUD.seq.desc()).limit(1))
 _ADDR = t.channel_addresses.c
 _GROUP_IDS = select(t.group_ids.c.provider, t.group_ids.c.ref, t.group_ids.c.object_id)
 _ADDRESS = select(_ADDR.address).where(_ADDR.channel == bindparam("channel"), _ADDR.email == bindparam("email"))
@@ -416,6 +424,11 @@ class SqlRepository(ReviewRepositoryMixin):
     async def events_for(self, request_id: int) -> list[AuditEvent]:
         rows = await self._rows(_EVENTS_FOR, {"ref": req_id(request_id)})
         return [event_from_row(r) for r in rows]
+
+    async def last_ending(self, request_id: int) -> AuditEvent | None:
+        """The request's newest event of :data:`ENDING_TYPES` (one row, not its whole history)."""
+        rows = await self._rows(_LAST_ENDING, {"ref": req_id(request_id)})
+        return event_from_row(rows[0]) if rows else None
 
     async def events_by_actor_or_request(self, request_ids: list[str]) -> list[AuditEvent]:
         c = t.audit_events.c

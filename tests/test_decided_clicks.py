@@ -21,6 +21,9 @@ from tests.support import harness
 
 BOB, MARK, DANA, DEV = "bob@example.com", "mark.mgr@example.com", "dana.dba@example.com", "dev.dba@example.com"
 CAROL, SAM = "carol@example.com", "sam.sec@example.com"
+# the types a card's "nothing to decide" answer names the ending of (handlers/approvals.py closed_why)
+ENDING_TYPES = ("request.extension_requested", "grant.revoked", "grant.expired", "grant.released",
+                "request.cancelled", "request.failed", "request.denied", "approval.denied", "request.approved")
 
 
 @contextlib.contextmanager
@@ -94,3 +97,62 @@ async def test_a_settled_request_back_in_its_chain_is_decided_again(database_url
             assert len(await h.events("approval.granted")) == 2
             assert (await h.say(MARK, "approve REQ-1")).rule in {"not-open", "already-decided"}
         assert (await h.say(SAM, "status REQ-1")).ok
+
+
+def _walked(events: list[Any]) -> Any:
+    """The newest event that says why a request waits on no decision, found by walking its whole history."""
+    for found in reversed(events):
+        if found.type in ENDING_TYPES:
+            return found
+    return None
+
+
+async def test_why_a_card_has_nothing_to_decide_rests_on_the_newest_ending_event(database_url, tmp_path):
+    """``closed_why`` reads one row (the request's newest event among the ending types), not its whole history: the
+    same event a walk of the history finds, in every ending a click can meet."""
+    from handlers.approvals import closed_why
+    from store.repository import ENDING_TYPES as KNOWN
+
+    assert set(KNOWN) == set(ENDING_TYPES)
+    async with harness(database_url, tmp_path) as h:
+        say = h.say
+        # one request of a profile at a time: each ends before the next is asked
+        await say(BOB, "request staging-admin for 1h because INC-1 a")  # 1: denied
+        assert (await say(MARK, "deny REQ-1 because not now")).ok
+        await say(BOB, "request staging-admin for 1h because INC-2 b")  # 2: withdrawn
+        assert (await say(BOB, "cancel REQ-2")).ok
+        await say(BOB, "request staging-admin for 1h because INC-3 c")  # 3: granted, then released
+        assert (await say(MARK, "approve REQ-3")).ok
+        assert (await say(BOB, "release REQ-3")).ok
+        await say(BOB, "request staging-admin for 1h because INC-4 d")  # 4: granted, revoked by security
+        assert (await say(MARK, "approve REQ-4")).ok
+        assert (await say(SAM, "revoke REQ-4 because leaving the project")).ok
+        await say(BOB, "request staging-admin for 1h because INC-5 e")  # 5: granted, then expired
+        assert (await say(MARK, "approve REQ-5")).ok
+        h.clock.advance(hours=1, seconds=1)
+        await h.app.service.sweep()
+        await say(BOB, "request staging-admin for 1h because INC-6 f")  # 6: granted, its extension denied
+        assert (await say(MARK, "approve REQ-6")).ok
+        assert (await say(BOB, "extend REQ-6 by 1h because INC-6 longer")).ok
+        extended = (await h.request(6)).extension_pending
+        if extended:
+            assert (await say(MARK, "deny REQ-6 because enough")).ok
+        whys = []
+        async with h.app.store.read() as repo:
+            for n in range(1, 7):
+                record = await repo.get_request(n)
+                assert record is not None
+                newest = await repo.last_ending(n)
+                walked = _walked(await repo.events_for(n))
+                assert (newest.seq if newest else None) == (walked.seq if walked else None), n
+                whys.append(await closed_why(repo, record))
+        assert whys[0] == f" (denied by {MARK})" and whys[1] == f" (withdrawn by {BOB})", whys
+        assert whys[2] == " (released)" and whys[4] == " (expired)", whys
+        assert whys[3] == " (revoked: security) by sam.sec@example.com", whys
+        assert whys[5] == (f" (denied by {MARK})" if extended else ""), whys
+        # a click on any of them says the same
+        for n, why in enumerate(whys, 1):
+            r = await say(MARK, f"approve REQ-{n}")
+            assert r.rule in ("not-open", "already-decided"), r.text
+            if r.rule == "not-open":
+                assert why in r.text and "there is nothing to decide" in r.text
