@@ -10,6 +10,8 @@ one click at a time, on SQLite and PostgreSQL:
     approve (step)       the first of four approvals of prod-db-read: a decision that opens the next step
     approve (final)      the one approval of staging-admin: the decision, the grant and its provisioning
                          at the embedded directory
+    approve (decided)    the same card clicked again once decided (a double click, a channel's approvers): its
+                         "nothing to decide" answered from a read, the write lock not taken (handlers/approvals.py)
 
 Targets (issue 13): a refresh under 0.5 ms, an approve under 2 ms. Each line gives the median and p99
 of the wall time and of the process's CPU time (all threads: aiosqlite works in one), the
@@ -58,9 +60,10 @@ from bot.teams.notifier import TeamsNotifier  # noqa: E402
 CHAIN = ("mark.mgr@example.com", "dana.dba@example.com", "sam.sec@example.com", "sasha.sec@example.com")
 OIDS = {"mark.mgr@example.com": "0a8e3c11-2b2d-4e6f-8a9b-0c1d2e3f4a5b",
         "bob@example.com": "1b0b0000-0000-4000-8000-00000000b0b1"}
-CLICKS = ("refresh (approver)", "refresh (again)", "refresh (requester)", "approve (step)", "approve (final)")
+CLICKS = ("refresh (approver)", "refresh (again)", "refresh (requester)", "approve (step)", "approve (final)",
+          "approve (decided)")
 TARGET_MS = {"refresh (approver)": 0.5, "refresh (again)": 0.5, "refresh (requester)": 0.5, "approve (step)": 2.0,
-             "approve (final)": 2.0}
+             "approve (final)": 2.0, "approve (decided)": 2.0}
 
 
 class Clock:
@@ -141,6 +144,9 @@ async def clicks(url: str, directory: str, n: int, recorded: list[Statement] | N
             m = reply.request.number
             card = await click("approve (final)", OIDS[CHAIN[0]], "approve", m, measured)
             assert "ACTIVE" in json.dumps(card), card
+            await click("approve (decided)", OIDS[CHAIN[0]], "approve", m, False)  # the first finds it decided
+            again = await click("approve (decided)", OIDS[CHAIN[0]], "approve", m, measured)
+            assert "nothing to decide" in json.dumps(again), again
             await service.handle_text(bob, f"release REQ-{m}")
     return timings
 
