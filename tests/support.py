@@ -26,6 +26,21 @@ EXAMPLES = ROOT / "examples"
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 
 
+def save_changed(path: Path, text: str) -> None:
+    """Write a watched file (the policy, the directory) so that its change is seen even within one mtime tick."""
+    path.write_text(text)
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+
+
+async def put_in_force(app: App, policy: str | Path, text: str) -> None:
+    """Save a new version of the policy file and have it put in force, as ``serve`` does within seconds."""
+    from bot.policy_watch import PolicyWatch
+
+    save_changed(Path(policy), text)
+    assert await PolicyWatch(app, str(policy), quiet=True, wait=True).check() is not None
+
+
 @dataclass
 class Files:
     policy: Path
@@ -34,10 +49,7 @@ class Files:
     def edit_directory(self, fn) -> None:  # type: ignore[no-untyped-def]
         data = yaml.safe_load(self.directory.read_text())
         fn(data)
-        self.directory.write_text(yaml.safe_dump(data, sort_keys=False))
-        # make sure the change is seen even within one mtime tick
-        st = self.directory.stat()
-        os.utime(self.directory, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+        save_changed(self.directory, yaml.safe_dump(data, sort_keys=False))
 
     def set_active(self, email: str, active: bool) -> None:
         def change(data: dict) -> None:

@@ -10,7 +10,6 @@ whose look-up hit the blip keeps judging by the old version while another worker
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pytest
 from bot.bootstrap import build_app
 from bot.policy_watch import STATE_KEY, PolicyWatch
 from tests.standins.graph import GraphStandIn
+from tests.support import save_changed
 from tests.test_group_ids import HEAD, OPS, say, seed_people, settings
 
 HEAD2 = HEAD.replace('version: "groups-1"', 'version: "groups-2"')
@@ -36,12 +36,6 @@ def graph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[GraphStan
         yield server
 
 
-def _save(path: Path, text: str) -> None:
-    path.write_text(text)
-    st = path.stat()
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
-
-
 async def test_a_provider_blip_during_a_reload_rejects_the_version_for_good(sqlite_url, tmp_path, graph) -> None:
     seed_people(graph)
     graph.add_group("sg-ops")
@@ -49,7 +43,7 @@ async def test_a_provider_blip_during_a_reload_rejects_the_version_for_good(sqli
     config = settings(sqlite_url, tmp_path, graph, OPS.format(id="ops", group="sg-ops"))
     async with build_app(config) as app:
         watch = PolicyWatch(app, config.policy, wait=True)
-        _save(Path(config.policy),
+        save_changed(Path(config.policy),
               HEAD2 + OPS.format(id="ops", group="sg-ops") + OPS.format(id="ops2", group="sg-ops2"))
         graph.fail_path("/v1.0/groups", status=503, retry_after=0.01)  # Graph is briefly unavailable
         assert await watch.check() is None
@@ -69,7 +63,7 @@ async def test_two_workers_judge_by_different_versions_after_one_hit_an_idp_blip
     config = settings(sqlite_url, tmp_path, graph, OPS.format(id="ops", group="sg-ops"))
     async with build_app(config) as one, build_app(config, migrate=False) as two:
         watch_one, watch_two = PolicyWatch(one, config.policy, wait=True), PolicyWatch(two, config.policy, wait=True)
-        _save(Path(config.policy),
+        save_changed(Path(config.policy),
               HEAD2 + OPS.format(id="ops", group="sg-ops") + OPS.format(id="ops2", group="sg-ops2"))
         graph.fail_path("/v1.0/groups", status=503, retry_after=0.01)
         await watch_two.check()  # worker 2's check falls into the blip

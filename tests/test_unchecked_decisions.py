@@ -13,7 +13,6 @@ and the evidence pack lists the refusals.
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 import zipfile
@@ -25,13 +24,12 @@ import pytest
 
 from bot.bootstrap import App, build_app
 from bot.evidence_commands import write_pack
-from bot.policy_watch import PolicyWatch
 from bot.settings import Settings
 from handlers.evidence import Period
 from tests.evidence.test_verifier_tampered import VERIFY
 from tests.standins.graph import GraphStandIn
 from tests.standins.okta import OktaStandIn
-from tests.support import EXAMPLES, entra_settings, graph_over_tls
+from tests.support import EXAMPLES, entra_settings, graph_over_tls, put_in_force
 
 PAT, CAT, SAM = "pat.lead@example.com", "cat@example.com", "sam.sec@example.com"
 EXT = "extension_0123456789abcdef0123456789abcdef_costCentre"
@@ -64,17 +62,6 @@ async def _ask(app: App, email: str, text: str):  # type: ignore[no-untyped-def]
 async def _events(app: App) -> list:  # type: ignore[type-arg]
     return [e async for e in app.store.audit_events()]
 
-
-def _save(path: Path, text: str) -> None:
-    path.write_text(text)
-    st = path.stat()
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
-
-
-async def _reload(app: App, config: Settings, text: str) -> None:
-    """Save a new version of the policy file and have it put in force, as ``serve`` does within seconds."""
-    _save(Path(str(config.policy)), text)
-    assert await PolicyWatch(app, str(config.policy), quiet=True, wait=True).check() is not None
 
 
 async def _chain_and_pack_hold(app: App, tmp_path: Path) -> None:
@@ -121,7 +108,7 @@ async def test_a_last_approval_that_cannot_check_the_rule_is_recorded_and_decide
 
         # the step stayed open: once the rule can be judged again, the owner's approval is taken
         graph.register_extension(EXT)
-        await _reload(app, config, _policy(vault, version="unchecked-2"))
+        await put_in_force(app, config.policy, _policy(vault, version="unchecked-2"))
         approved = await _ask(app, PAT, f"approve REQ-{n}")
         assert approved.ok and approved.request is not None and approved.request.state == "active", approved.text
         assert graph.member_emails(vault) == [CAT]
@@ -199,7 +186,7 @@ async def test_okta_a_last_approval_on_a_key_the_profile_schema_lacks_is_recorde
             n = asked.request.number
 
             okta.clear_path_faults()
-            await _reload(app, config, policy.replace('"unchecked-1"', '"unchecked-2"'))
+            await put_in_force(app, config.policy, policy.replace('"unchecked-1"', '"unchecked-2"'))
             before = [(e.seq, e.hash) for e in await _events(app)]
             refused = await _ask(app, PAT, f"approve REQ-{n}")
             assert not refused.ok and refused.rule == "could not check: ineligible: clearence=secret", refused.text

@@ -10,19 +10,17 @@ it is. Other rules and other people are judged as before; a 400 about anything e
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bot.bootstrap import App, build_app
-from bot.policy_watch import PolicyWatch
 from bot.settings import Settings
 from handlers.ports import ProviderError
 from handlers.sweeps import sweep
 from tests.standins.graph import GraphStandIn
-from tests.support import entra_settings, graph_over_tls
+from tests.support import entra_settings, graph_over_tls, put_in_force
 
 PAT, ANN, BOB = "pat.lead@example.com", "ann@example.com", "bob@example.com"
 KNOWN = "extension_0a1b2c3d4e5f60718293a4b5c6d7e8f9_clearance"
@@ -66,17 +64,6 @@ async def _ask(app: App, email: str, text: str):  # type: ignore[no-untyped-def]
 async def _refusals(app: App) -> list[tuple[str | None, dict]]:
     return [(e.profile, dict(e.data)) async for e in app.store.audit_events() if e.type == "request.refused"]
 
-
-def _save(path: Path, text: str) -> None:
-    path.write_text(text)
-    st = path.stat()
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
-
-
-async def _reload(app: App, config: Settings, text: str) -> None:
-    """Save a new version of the policy file and have it put in force, as ``serve`` does within seconds."""
-    _save(Path(str(config.policy)), text)
-    assert await PolicyWatch(app, str(config.policy), quiet=True, wait=True).check() is not None
 
 
 def _selects(graph: GraphStandIn, email: str) -> list[str]:
@@ -144,7 +131,7 @@ async def test_an_extension_deleted_under_a_grant_keeps_it_unchecked_until_regis
         assert len(unchecked) == 1 and f"Graph does not know the directory extension `{UNKNOWN}`" in unchecked[0]
 
         graph.register_extension(UNKNOWN)
-        await _reload(app, config, _policy(tools, vault, f"{{{UNKNOWN}: CC-1}}", version="ext-2"))
+        await put_in_force(app, config.policy, _policy(tools, vault, f"{{{UNKNOWN}: CC-1}}", version="ext-2"))
         report = await sweep(app.deps)
         assert report.revoked == [held.request.id] and report.unchecked == [], (report.revoked, report.unchecked)
         assert graph.member_emails(vault) == []
