@@ -274,8 +274,7 @@ async def closed_why(repo: Repository, record: RequestRecord) -> str:
 async def _visible(deps: Deps, actor: str, n: int) -> bool:
     """Whether ``actor`` may see request ``n`` (True when there is none: the reply is the same)."""
     async with deps.store.read() as repo:
-        record = await repo.get_request(n)
-        decisions = await repo.decisions(record.id or 0) if record is not None else []
+        record, decisions = await repo.request_with_decisions(n)
     return record is None or sees(deps, actor, record, decisions, await _chain(deps, record))
 
 
@@ -301,10 +300,9 @@ async def _look(deps: Deps, repo: Repository, actor: str, n: int) -> tuple[Reply
     request, nothing to decide, no chain to decide on, theirs already decided), with whether they may see it; else
     what was read, for the decision to go on with. The same reads and the same order under the write lock and in a
     read: an answer found in a read is the one the lock would have given at that moment."""
-    record = await repo.get_request(n)
+    record, decisions = await repo.request_with_decisions(n)
     if record is None:
         return not_found(n), True
-    decisions = await repo.decisions(record.id or 0)
     chain = await _chain(deps, record)
     visible = sees(deps, actor, record, decisions, chain)
     if not in_chain(record):  # a card of a step that closed (its outcome says why, once its edit lands)

@@ -157,9 +157,8 @@ async def status(deps: Deps, actor: str, n: int, *, events: bool = True) -> Repl
     """None when the actor may not see it (the caller records the refusal). ``events=False``: the view
     without its event list (a card shows none)."""
     async with deps.store.read() as repo:
-        record = await repo.get_request(n)
+        record, decisions = await repo.request_with_decisions(n)
         events_ = await repo.events_for(n) if record and events else []
-        decisions = await repo.decisions(n) if record else []
     if record is None:
         return not_found(n)
     if not await may_see(deps, actor, record, decisions):

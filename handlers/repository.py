@@ -42,6 +42,10 @@ class Repository(Protocol):
 
     async def decisions(self, request_id: int, round: int | None = None) -> list[DecisionRecord]: ...
 
+    async def request_with_decisions(self, request_id: int) -> tuple[RequestRecord | None, list[DecisionRecord]]:
+        """The request and its decisions (in the order taken), read at once."""
+        ...
+
     async def add_decision(self, decision: DecisionRecord) -> None: ...
 
     async def append(

@@ -87,6 +87,12 @@ def _request(row: Any) -> RequestRecord:
     )
 
 
+def _decision(m: Any, prefix: str = "") -> DecisionRecord:
+    return DecisionRecord(id=m[f"{prefix}id"], request_id=m[f"{prefix}request_id"], round=m[f"{prefix}round"],
+                          step=m[f"{prefix}step"], approver=m[f"{prefix}approver"], decision=m[f"{prefix}decision"],
+                          comment=m[f"{prefix}comment"], decided_at=m[f"{prefix}decided_at"])
+
+
 def _values(row: dict[str, Any]) -> dict[str, Any]:
     """A row's values under the names the statements below bind them by (``v_<column>``)."""
     return {f"v_{k}": v for k, v in row.items()}
@@ -118,6 +124,11 @@ _DEC = t.decisions.c
 _DECISIONS = select(t.decisions).where(_DEC.request_id == bindparam("rid")).order_by(_DEC.id)
 _DECISIONS_OF_ROUND = (select(t.decisions).where(_DEC.request_id == bindparam("rid"), _DEC.round == bindparam("rnd"))
                        .order_by(_DEC.id))
+# a request with its decisions in one round trip: the request's columns under their names, each decision's under
+# ``d_<name>`` (none when it has none: the outer join's one row of NULLs)
+_REQUEST_DECISIONS = (select(t.requests, *(c.label(f"d_{c.name}") for c in t.decisions.c))
+                      .select_from(t.requests.outerjoin(t.decisions, _DEC.request_id == _REQ.id))
+                      .where(_REQ.id == bindparam("rid")).order_by(_DEC.id))
 _INSERT_DECISION = insert(t.decisions).values(
     {c.name: bindparam(f"v_{c.name}") for c in t.decisions.c if c.name != "id"})
 _AUD = t.audit_events.c
@@ -362,12 +373,14 @@ class SqlRepository(ReviewRepositoryMixin):
             rows = await self._rows(_DECISIONS, {"rid": request_id})
         else:
             rows = await self._rows(_DECISIONS_OF_ROUND, {"rid": request_id, "rnd": round})
-        return [
-            DecisionRecord(id=m["id"], request_id=m["request_id"], round=m["round"], step=m["step"],
-                           approver=m["approver"], decision=m["decision"], comment=m["comment"],
-                           decided_at=m["decided_at"])
-            for m in rows
-        ]
+        return [_decision(m) for m in rows]
+
+    async def request_with_decisions(self, request_id: int) -> tuple[RequestRecord | None, list[DecisionRecord]]:
+        """:meth:`get_request` and :meth:`decisions` in one statement (one round trip on PostgreSQL)."""
+        rows = await self._rows(_REQUEST_DECISIONS, {"rid": request_id})
+        if not rows:
+            return None, []
+        return _request(rows[0]), [_decision(m, "d_") for m in rows if m["d_id"] is not None]
 
     async def add_decision(self, decision: DecisionRecord) -> None:
         await self._run(_INSERT_DECISION, {

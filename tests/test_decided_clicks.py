@@ -156,3 +156,21 @@ async def test_why_a_card_has_nothing_to_decide_rests_on_the_newest_ending_event
             assert r.rule in ("not-open", "already-decided"), r.text
             if r.rule == "not-open":
                 assert why in r.text and "there is nothing to decide" in r.text
+
+
+async def test_a_request_and_its_decisions_read_at_once_are_what_reading_them_apart_gives(database_url, tmp_path):
+    async with harness(database_url, tmp_path) as h:
+        await h.say(BOB, "request prod-db-read for 1h because INC-1 x")  # 1: three decisions
+        assert (await h.say(MARK, "approve REQ-1")).ok
+        assert (await h.say(DEV, "approve REQ-1 fine")).ok
+        assert (await h.say(SAM, "deny REQ-1 because not this week")).ok
+        await h.say(CAROL, "request staging-admin for 1h because INC-2 y")  # 2: none
+        async with h.app.store.read() as repo:
+            for n in (1, 2):
+                record, decisions = await repo.request_with_decisions(n)
+                assert record == await repo.get_request(n)
+                assert decisions == await repo.decisions(n)
+            assert await repo.request_with_decisions(99) == (None, [])
+            _, first = await repo.request_with_decisions(1)
+        assert [(d.approver, d.decision, d.step) for d in first] == [
+            (MARK, "approved", 0), (DEV, "approved", 1), (SAM, "denied", 2)]
