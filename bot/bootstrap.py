@@ -12,7 +12,7 @@ import structlog
 from bot.cron import next_cron_fire
 from bot.extensions import optional_modules
 from bot.settings import Settings
-from handlers.context import Deps, MemoDirectory, SystemClock
+from handlers.context import Deps, MemoDirectory, SystemClock, decision_readers
 from handlers.group_resolution import GroupResolutionError, Resolution, resolve_groups
 from handlers.groups import GroupIds
 from handlers.policy import Policy, load_policy
@@ -142,7 +142,8 @@ async def build_app(settings: Settings, *, migrate: bool = True, clock: Clock | 
         providers, directory, provider_closers = build_providers(settings, store)
         closers += provider_closers
         deps = Deps(store=store, directory=MemoDirectory(directory), providers=providers, policy=policy,
-                    clock=clock or SystemClock(), judging_clock=as_of, cron=next_cron_fire)
+                    clock=clock or SystemClock(), judging_clock=as_of, cron=next_cron_fire,
+                    decision_readers=decision_readers(store.connections))
         if notifier is not None:
             deps.notifier = notifier
         resolution = await _resolve_groups(deps, settings, persist=record_policy)

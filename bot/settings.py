@@ -136,8 +136,10 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv: str | None =
             except ValueError:
                 raise SystemExit(f"{var} must be a port number, not {raw!r}") from None
         elif attr == "db_pool_size":
-            if not (raw.strip().isascii() and raw.strip().isdigit()) or not 1 <= int(raw) <= 1000:
-                raise SystemExit(f"{var} must be a number of connections from 1 to 1000, not {raw!r}")
+            # two at least: a write holds its connection while it reads on another (the policy of a round, the
+            # safety brake's state): with one, every write waited for the pool until it gave up
+            if not (raw.strip().isascii() and raw.strip().isdigit()) or not 2 <= int(raw) <= 1000:
+                raise SystemExit(f"{var} must be a number of connections from 2 to 1000, not {raw!r}")
             values[attr] = int(raw)
         else:
             values[attr] = raw

@@ -107,10 +107,12 @@ def connection_budget(settings: Settings, count: int) -> str | None:
     wanted = count * settings.db_pool_size
     if room is None or wanted <= room:
         return None
+    fits = room // count
+    lower = f"Lower ACCESSBOT_DB_POOL_SIZE to {fits} or fewer (leaving room for the CLI and the sweeps)" if fits >= 2 \
+        else f"Run at most {max(1, room // 2)} workers (a pool needs 2 connections at least)"
     return (f"{count} workers x {settings.db_pool_size} connections (ACCESSBOT_DB_POOL_SIZE) = {wanted}, more than "
             f"the {room} this PostgreSQL server takes (max_connections less the reserved ones): under a burst on "
-            f"every worker some connections would be refused. Lower ACCESSBOT_DB_POOL_SIZE to {max(1, room // count)} "
-            "or fewer (leaving room for the CLI and the sweeps), or raise max_connections")
+            f"every worker some connections would be refused. {lower}, or raise max_connections")
 
 
 def supervise(settings: Settings, count: int) -> int:

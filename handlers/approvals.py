@@ -341,7 +341,7 @@ async def _answered_by_reading(deps: Deps, actor: str, n: int) -> tuple[Reply, b
     otherwise wait its turn); None when the click must go to the decision (it may be taken, or its refusal is
     recorded). A click on any other request pays nothing for this."""
     taking = deps._deciding.get(n)
-    if taking is None and n not in deps._settled:
+    if (taking is None and n not in deps._settled) or deps.decision_readers <= 0:
         return None
     if taking is not None:
         await taking.wait()  # the decision under way has committed (or failed): read what it left

@@ -130,6 +130,16 @@ class NullNotifier:
 DECISION_READERS = 4
 
 
+def decision_readers(connections: int) -> int:
+    """How many such clicks may read at once in a store whose pool hands out ``connections`` (0: no cap). Each
+    holds one connection and may wait for a second; the write lock's holder holds one and may wait for a second
+    too: one connection must stay free beside them all, or every one of them waits for it until the pool gives
+    up (a pool of 4 held by 4 such clicks). 0: every click goes to the write lock, as before there were any."""
+    if connections <= 0:
+        return DECISION_READERS
+    return max(0, min(DECISION_READERS, connections - 2))
+
+
 @dataclass
 class Deps:
     store: Store
@@ -154,7 +164,13 @@ class Deps:
     # found with nothing to decide lately (their next clicks are answered from a read when that is all they get)
     _deciding: dict[int, Any] = field(default_factory=dict)
     _settled: dict[int, None] = field(default_factory=dict)
-    _readers: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(DECISION_READERS))
+    # clicks answered from a read at once (:func:`decision_readers` of the store's pool; 0: none, all take the lock)
+    decision_readers: int = DECISION_READERS
+    _readers: asyncio.Semaphore = None  # type: ignore[assignment]  # (a copy by dataclasses.replace shares it)
+
+    def __post_init__(self) -> None:
+        if self._readers is None:
+            self._readers = asyncio.Semaphore(max(1, self.decision_readers))
 
     def now(self) -> datetime:
         """The real now: what is recorded happens at this instant."""

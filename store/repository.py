@@ -800,7 +800,9 @@ class SqlStore:
         # card refresh. A local SQLite file does not drop connections; a PostgreSQL connection kept longer than
         # the pool's PING_AFTER_IDLE_S goes back to the pool, which pings it before its next use as it pings
         # any connection idle that long (store/db.py): a server restart or an idle timeout meanwhile is found.
-        self._keep = _pool_room(self.engine) >= KEEP_READS + 1 + POOL_LEFT
+        # the connections its pool hands out at once (0: no cap), which handlers/context.py decision_readers sizes by
+        self.connections = _pool_room(self.engine)
+        self._keep = self.connections >= KEEP_READS + 1 + POOL_LEFT
         self._idle_limit = None if self.backend == "sqlite" else ping_after(self.engine)
         self._kept_write: tuple[AsyncConnection, float] | None = None
         self._kept_reads: list[tuple[AsyncConnection, float]] = []

@@ -15,15 +15,19 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from sqlalchemy import event
 
-from tests.support import harness
+from bot.bootstrap import build_app
+from bot.settings import Settings
+from tests.support import Harness, MutableClock, RecordingNotifier, copy_examples, harness
 
 BOB, MARK, DANA, DEV = "bob@example.com", "mark.mgr@example.com", "dana.dba@example.com", "dev.dba@example.com"
 CAROL, SAM = "carol@example.com", "sam.sec@example.com"
 # the types a card's "nothing to decide" answer names the ending of (handlers/approvals.py closed_why)
 ENDING_TYPES = ("request.extension_requested", "grant.revoked", "grant.expired", "grant.released",
                 "request.cancelled", "request.failed", "request.denied", "approval.denied", "request.approved")
+FRANK = "frank@example.com"  # in no step of prod-db-read's chain, not in the security team
 
 
 @contextlib.contextmanager
@@ -174,3 +178,27 @@ async def test_a_request_and_its_decisions_read_at_once_are_what_reading_them_ap
             _, first = await repo.request_with_decisions(1)
         assert [(d.approver, d.decision, d.step) for d in first] == [
             (MARK, "approved", 0), (DEV, "approved", 1), (SAM, "denied", 2)]
+
+
+@pytest.mark.parametrize("pool_size", [2, 3, 4])
+async def test_clicks_answered_from_a_read_leave_the_pool_a_connection(pg_url, tmp_path, pool_size):
+    """A small pool (ACCESSBOT_DB_POOL_SIZE): the clicks answered from a read each hold a connection while their
+    chain is resolved, which takes a second one; as many of them as the pool holds, each waiting for a second,
+    would wait until the pool gives up, every one of them failing (as the decision taken meanwhile). The pool
+    keeps one connection free beside them and the write lock's holder."""
+    files = copy_examples(tmp_path)
+    clock, notifier = MutableClock(), RecordingNotifier()
+    settings = Settings(database_url=pg_url, policy=str(files.policy), directory=str(files.directory), env={},
+                        db_pool_size=pool_size)
+    async with build_app(settings, clock=clock, notifier=notifier) as app:
+        h = Harness(app, clock, notifier, files)
+        assert (await h.say(BOB, "request prod-db-read for 1h because INC-1 x")).ok
+        assert (await h.say(MARK, "approve REQ-1")).ok
+        assert (await h.say(MARK, "approve REQ-1")).rule == "already-decided"  # known settled now
+        clicks = [MARK] * 12 + [DANA, FRANK]
+        replies = await asyncio.gather(*(h.say(w, "approve REQ-1") for w in clicks), return_exceptions=True)
+        failed = [r for r in replies if isinstance(r, BaseException)]
+        assert failed == []
+        assert [r.rule for r in replies[:12]] == ["already-decided"] * 12  # type: ignore[union-attr]
+        assert replies[12].ok and replies[13].rule == "unknown-request"  # type: ignore[union-attr]
+        assert [e["data"]["step"] for e in await h.events("approval.granted")] == [1, 2]

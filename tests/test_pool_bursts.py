@@ -50,9 +50,11 @@ def _with(settings: Any, url: str, tmp_path: Any) -> Any:
     return settings.with_overrides(database_url=url, policy=str(files.policy), directory=str(files.directory))
 
 
-@pytest.mark.parametrize("raw", ["0", "-3", "ten", "١٢", "5000", "1.5"])
+@pytest.mark.parametrize("raw", ["0", "1", "-3", "ten", "١٢", "5000", "1.5"])
 def test_a_pool_size_that_is_no_count_of_connections_is_refused(raw: str) -> None:
-    with pytest.raises(SystemExit, match="ACCESSBOT_DB_POOL_SIZE must be a number of connections from 1 to 1000"):
+    """One connection is refused too: a write holds its connection while it reads on another (the policy of a
+    round, the safety brake's state), so with a pool of one every write waited for the pool until it gave up."""
+    with pytest.raises(SystemExit, match="ACCESSBOT_DB_POOL_SIZE must be a number of connections from 2 to 1000"):
         load_settings({"ACCESSBOT_DB_POOL_SIZE": raw}, dotenv=None)
 
 
@@ -70,4 +72,27 @@ def test_serve_workers_say_when_their_pools_could_outgrow_the_server(pg_url: str
     assert said is not None and f"11 workers x {POOL_SIZE} connections (ACCESSBOT_DB_POOL_SIZE) = 330" in said
     assert f"Lower ACCESSBOT_DB_POOL_SIZE to {room // 11}" in said
     assert connection_budget(Settings(database_url=pg_url, db_pool_size=room // 11), 11) is None
+    # so many workers that a pool fitting them would be one connection (it could serve nothing): fewer workers
+    said = connection_budget(Settings(database_url=pg_url, db_pool_size=2), room)
+    assert said is not None and "Lower ACCESSBOT_DB_POOL_SIZE" not in said
+    assert f"Run at most {room // 2} workers" in said
     assert connection_room("sqlite:///never-opened.db") is None
+
+
+async def test_a_pool_of_two_serves_requests_decisions_and_refreshes(pg_url: str, tmp_path) -> None:
+    """The smallest pool the setting takes: a request, a burst of card refreshes with a decision among them, and
+    the clicks on the decided step (to the write lock, one at a time: no room to answer them from a read)."""
+    settings = load_settings({"ACCESSBOT_DB_POOL_SIZE": "2"}, dotenv=None)
+    from bot.bootstrap import build_app
+    from tests.support import Harness, MutableClock, RecordingNotifier, copy_examples
+
+    files = copy_examples(tmp_path)
+    clock, notifier = MutableClock(), RecordingNotifier()
+    async with build_app(_with(settings, pg_url, tmp_path), clock=clock, notifier=notifier) as app:
+        h = Harness(app, clock, notifier, files)
+        assert (await h.say(BOB, "request prod-db-read for 1h because INC-1 x")).ok
+        replies = await asyncio.gather(*(h.say(MARK, "status REQ-1") for _ in range(10)),
+                                       *(h.say(MARK, "approve REQ-1") for _ in range(6)))
+        assert all(r.ok for r in replies[:10])
+        assert sorted(str(r.rule) for r in replies[10:]) == ["None"] + ["already-decided"] * 5
+        assert len(await h.events("approval.granted")) == 1
