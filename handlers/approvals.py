@@ -22,7 +22,7 @@ from handlers.chains import (
     step_need,
 )
 from handlers.compliance.accept_links import accept_approved, accept_ended, filed_by, settle_request
-from handlers.context import SYSTEM, Deps
+from handlers.context import SYSTEM, Deps, looked_up_apart
 from handlers.durations import DurationError, format_duration, parse_duration
 from handlers.eligibility import AttributeNotSupplied, ineligibility, memberships_of
 from handlers.grants import Ending, end_membership, plan_add, run_op
@@ -345,8 +345,9 @@ async def _answered_by_reading(deps: Deps, actor: str, n: int) -> tuple[Reply, b
         return None
     if taking is not None:
         await taking.wait()  # the decision under way has committed (or failed): read what it left
-    async with deps._readers, deps.store.read() as repo:
-        found = await _look(deps, repo, actor, n)
+    with looked_up_apart():  # a click this read hands to the decision is judged on what is looked up under the lock
+        async with deps._readers, deps.store.read() as repo:
+            found = await _look(deps, repo, actor, n)
     if not isinstance(found, tuple):
         return None
     _settled(deps, n)

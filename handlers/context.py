@@ -57,6 +57,23 @@ def one_lookup_per_person() -> Iterator[None]:
         _scope.reset(token)
 
 
+@contextmanager
+def looked_up_apart() -> Iterator[None]:
+    """Look-ups made inside are not kept for the rest of the enclosing scope, whose own are still used: a read taken
+    before a lock, after which what is decided under the lock must be looked up again, as the lock holds it (the
+    people, the chain, the directory's overlay, the safety brake's state). Outside a scope, a scope of its own."""
+    parent = _scope.get()
+    if parent is None:
+        with one_lookup_per_person():
+            yield
+        return
+    token = _scope.set({k: dict(v) if isinstance(v, dict) else v for k, v in parent.items()})
+    try:
+        yield
+    finally:
+        _scope.reset(token)
+
+
 def scope_cache() -> dict[Any, Any] | None:
     """A dict that lives as long as the current :func:`one_lookup_per_person` scope (None outside one)."""
     return _scope.get()

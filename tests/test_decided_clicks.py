@@ -202,3 +202,28 @@ async def test_clicks_answered_from_a_read_leave_the_pool_a_connection(pg_url, t
         assert [r.rule for r in replies[:12]] == ["already-decided"] * 12  # type: ignore[union-attr]
         assert replies[12].ok and replies[13].rule == "unknown-request"  # type: ignore[union-attr]
         assert [e["data"]["step"] for e in await h.events("approval.granted")] == [1, 2]
+
+
+async def test_a_click_a_read_hands_to_the_decision_is_looked_up_again_under_the_lock(database_url, tmp_path,
+                                                                                   monkeypatch):
+    """The read that answers clicks on a settled request keeps its look-ups to itself: a click it hands on (here
+    the approval of an extension: the request waits on its chain again) is decided on the requester, the chain and
+    the brake's state as looked up under the write lock, not as the read found them before it."""
+    async with harness(database_url, tmp_path) as h:
+        await h.say(BOB, "request staging-admin for 1h because INC-2 deploy")
+        assert (await h.say(MARK, "approve REQ-1")).ok
+        assert (await h.say(MARK, "approve REQ-1")).rule == "not-open"  # settled: the next click reads first
+        assert (await h.say(BOB, "extend REQ-1 by 1h because INC-2 still deploying")).ok
+        assert (await h.request(1)).extension_pending
+        provider = h.app.deps.providers["directory"]
+        look_up = provider.get_user
+        asked: list[str] = []
+
+        async def counted(who: str) -> Any:
+            asked.append(who.lower())
+            return await look_up(who)
+
+        monkeypatch.setattr(provider, "get_user", counted)
+        assert (await h.say(MARK, "approve REQ-1")).ok
+        assert asked.count(BOB) >= 2, asked  # once by the read, once more under the lock
+        assert len(await h.events("approval.granted")) == 2
