@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -154,6 +154,17 @@ def rule_keys(policy: Policy) -> frozenset[str]:
     ``member_of``): what the identity source must hand over for them to be judged."""
     return frozenset(k for p in policy.profiles for rules in (p.eligible, p.ineligible, p.auto_approve)
                      for rule in rules for k in rule.attrs if k != "member_of")
+
+
+def rule_places(policy: Policy) -> Iterator[tuple[Rule, str, str]]:
+    """Each attribute key a rule names (``member_of`` included), with its rule and its place in the policy
+    (``profiles[i].<kind>[j].<key>``), for a check that names the line and the place of what it warns of."""
+    for i, profile in enumerate(policy.profiles):
+        for kind, rules in (("eligible", profile.eligible), ("ineligible", profile.ineligible),
+                            ("auto_approve", profile.auto_approve)):
+            for j, rule in enumerate(rules):
+                for key in rule.attrs:
+                    yield rule, f"profiles[{i}].{kind}[{j}].{key}", key
 
 
 def ask_for_attributes(directory: object, policy: Policy) -> None:

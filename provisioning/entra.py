@@ -24,6 +24,7 @@ import msal
 import requests
 import structlog
 
+from handlers.eligibility import rule_places
 from handlers.policy import Policy, PolicyIssue
 from handlers.ports import NAMED_ATTRIBUTES, Member, Person, ProviderError
 from provisioning.graph_batch import GraphBatches, _graph_error, _judge
@@ -94,20 +95,15 @@ def attribute_warnings(policy: Policy) -> list[PolicyIssue]:
     named = NAMED_ATTRIBUTES | {"member_of"}
     by_fold = {k.casefold(): k for k in (*GRAPH_USER_PROPERTIES, *NESTED_PROPERTIES)}
     out = []
-    for i, profile in enumerate(policy.profiles):
-        for kind, rules in (("eligible", profile.eligible), ("ineligible", profile.ineligible),
-                            ("auto_approve", profile.auto_approve)):
-            for j, rule in enumerate(rules):
-                for key in rule.attrs:
-                    if key in named or graph_property(key) is not None:
-                        continue
-                    spelled = by_fold.get(key.casefold())
-                    hint = f" (Graph spells it `{spelled}`)" if spelled else \
-                        " (a user property by Graph's name, extensionAttribute1..15, costCenter, division, or " \
-                        "extension_<app id>_<name>)"
-                    out.append(PolicyIssue(rule.line, f"profiles[{i}].{kind}[{j}].{key}",
-                                           f"Entra (Graph) does not supply `{key}`{hint}: a request this rule "
-                                           "would decide is answered 'could not check'"))
+    for rule, place, key in rule_places(policy):
+        if key in named or graph_property(key) is not None:
+            continue
+        spelled = by_fold.get(key.casefold())
+        hint = f" (Graph spells it `{spelled}`)" if spelled else \
+            " (a user property by Graph's name, extensionAttribute1..15, costCenter, division, or " \
+            "extension_<app id>_<name>)"
+        out.append(PolicyIssue(rule.line, place, f"Entra (Graph) does not supply `{key}`{hint}: a request this "
+                               "rule would decide is answered 'could not check'"))
     return out
 
 

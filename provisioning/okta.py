@@ -24,6 +24,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 import structlog
 
+from handlers.eligibility import rule_places
 from handlers.policy import Policy, PolicyIssue
 from handlers.ports import NAMED_ATTRIBUTES, Member, Person, ProviderError
 from provisioning.http import (
@@ -61,18 +62,13 @@ def attribute_warnings(policy: Policy, properties: Iterable[str]) -> list[Policy
     named = NAMED_ATTRIBUTES | OWN_KEYS | {"member_of"}
     by_fold = {k.casefold(): k for k in sorted(known)}
     out = []
-    for i, profile in enumerate(policy.profiles):
-        for kind, rules in (("eligible", profile.eligible), ("ineligible", profile.ineligible),
-                            ("auto_approve", profile.auto_approve)):
-            for j, rule in enumerate(rules):
-                for key in rule.attrs:
-                    if key in named or key in known:
-                        continue
-                    spelled = by_fold.get(key.casefold())
-                    hint = f" (Okta spells it `{spelled}`)" if spelled else ""
-                    out.append(PolicyIssue(rule.line, f"profiles[{i}].{kind}[{j}].{key}",
-                                           f"the Okta user profile has no `{key}`{hint}: no person has a value "
-                                           "for it"))
+    for rule, place, key in rule_places(policy):
+        if key in named or key in known:
+            continue
+        spelled = by_fold.get(key.casefold())
+        hint = f" (Okta spells it `{spelled}`)" if spelled else ""
+        out.append(PolicyIssue(rule.line, place, f"the Okta user profile has no `{key}`{hint}: no person has a "
+                               "value for it"))
     return out
 
 
