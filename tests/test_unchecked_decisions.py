@@ -26,6 +26,7 @@ from bot.bootstrap import App, build_app
 from bot.evidence_commands import write_pack
 from bot.settings import Settings
 from handlers.evidence import Period
+from handlers.views import Reply
 from tests.evidence.test_verifier_tampered import VERIFY
 from tests.standins.graph import GraphStandIn
 from tests.standins.okta import OktaStandIn
@@ -63,6 +64,15 @@ async def _events(app: App) -> list:  # type: ignore[type-arg]
     return [e async for e in app.store.audit_events()]
 
 
+async def _asked_adding(app: App, email: str, text: str) -> tuple[Reply, list]:  # type: ignore[type-arg]
+    """What ``email`` saying ``text`` answers and the events it added; every event recorded before stays as it was."""
+    before = [(e.seq, e.hash) for e in await _events(app)]
+    reply = await _ask(app, email, text)
+    events = await _events(app)
+    assert [(e.seq, e.hash) for e in events[:len(before)]] == before  # nothing recorded is changed
+    return reply, events[len(before):]
+
+
 
 async def _chain_and_pack_hold(app: App, tmp_path: Path) -> None:
     verified = await _ask(app, SAM, "verify")
@@ -90,14 +100,9 @@ async def test_a_last_approval_that_cannot_check_the_rule_is_recorded_and_decide
         n = asked.request.number
 
         graph.delete_extension(EXT)  # the app that registered it deleted it: Graph refuses to select it
-        before = [(e.seq, e.hash) for e in await _events(app)]
-        refused = await _ask(app, PAT, f"approve REQ-{n}")
+        refused, added = await _asked_adding(app, PAT, f"approve REQ-{n}")
         assert not refused.ok and refused.rule == RULE, refused.text
         assert "could not check" in refused.text, refused.text
-
-        events = await _events(app)
-        assert [(e.seq, e.hash) for e in events[:len(before)]] == before  # nothing recorded is changed
-        added = events[len(before):]
         assert [e.type for e in added] == ["approval.refused"], [(e.type, e.data) for e in added]
         assert (added[0].actor, added[0].request_id, added[0].profile) == (PAT, f"REQ-{n}", "vault")
         assert added[0].data == {"step": 1, "reason": "could-not-check", "rule": RULE, "attributes": [EXT]}
@@ -129,12 +134,8 @@ async def test_an_extension_that_cannot_check_the_rule_is_recorded_and_not_grant
 
         # the extension's last approval judges the holder again
         graph.delete_extension(EXT)
-        before = [(e.seq, e.hash) for e in await _events(app)]
-        refused = await _ask(app, PAT, f"approve REQ-{n}")
+        refused, added = await _asked_adding(app, PAT, f"approve REQ-{n}")
         assert not refused.ok and refused.rule == RULE, refused.text
-        events = await _events(app)
-        assert [(e.seq, e.hash) for e in events[:len(before)]] == before
-        added = events[len(before):]
         assert [e.type for e in added] == ["approval.refused"], [(e.type, e.data) for e in added]
         assert (added[0].actor, added[0].request_id) == (PAT, f"REQ-{n}")
         assert added[0].data == {"step": 1, "reason": "could-not-check", "rule": RULE, "attributes": [EXT],
@@ -147,12 +148,8 @@ async def test_an_extension_that_cannot_check_the_rule_is_recorded_and_not_grant
         # an extension asked while the rule cannot be checked: refused, recorded with the request's id
         withdrawn = await _ask(app, CAT, f"cancel REQ-{n}")
         assert withdrawn.ok, withdrawn.text
-        before = [(e.seq, e.hash) for e in await _events(app)]
-        refused = await _ask(app, CAT, f"extend REQ-{n} by 1h because longer audit")
+        refused, added = await _asked_adding(app, CAT, f"extend REQ-{n} by 1h because longer audit")
         assert not refused.ok and refused.rule == RULE, refused.text
-        events = await _events(app)
-        assert [(e.seq, e.hash) for e in events[:len(before)]] == before
-        added = events[len(before):]
         assert [(e.type, e.actor, e.request_id, e.profile) for e in added] == [
             ("request.refused", CAT, f"REQ-{n}", "vault")], [(e.type, e.data) for e in added]
         assert added[0].data == {"rule": RULE, "attributes": [EXT]}
@@ -187,12 +184,8 @@ async def test_okta_a_last_approval_on_a_key_the_profile_schema_lacks_is_recorde
 
             okta.clear_path_faults()
             await put_in_force(app, config.policy, policy.replace('"unchecked-1"', '"unchecked-2"'))
-            before = [(e.seq, e.hash) for e in await _events(app)]
-            refused = await _ask(app, PAT, f"approve REQ-{n}")
+            refused, added = await _asked_adding(app, PAT, f"approve REQ-{n}")
             assert not refused.ok and refused.rule == "could not check: ineligible: clearence=secret", refused.text
-            events = await _events(app)
-            assert [(e.seq, e.hash) for e in events[:len(before)]] == before
-            added = events[len(before):]
             assert [(e.type, e.actor, e.request_id) for e in added] == [("approval.refused", PAT, f"REQ-{n}")]
             assert added[0].data == {"step": 1, "reason": "could-not-check", "rule": refused.rule,
                                      "attributes": ["clearence"]}
