@@ -376,14 +376,20 @@ async def _decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str
     try:
         return await _decide_locked(deps, actor, n, approve=approve, comment=comment, at=at, taking=taking)
     finally:
-        if taking is not None:  # (already let go at its commit when it got that far)
-            taking.set()
-            if deps._deciding.get(n) is taking:
-                del deps._deciding[n]
+        _let_go(deps, n, taking)  # (already at its commit when it got that far: this is then a no-op)
+
+
+def _let_go(deps: Deps, n: int, taking: asyncio.Event | None) -> None:
+    """The decision on ``n`` this click was taking has committed or rolled back: the clicks waiting on it read."""
+    if taking is not None:
+        taking.set()
+        if deps._deciding.get(n) is taking:
+            del deps._deciding[n]
 
 
 async def _decide_locked(deps: Deps, actor: str, n: int, *, approve: bool, comment: str,
                          at: tuple[int, int] | None, taking: asyncio.Event | None) -> tuple[Reply, bool]:
+    """The decision under the write lock (``taking``: the event of the clicks waiting on it, let go at its commit)."""
     now = deps.now()
     notices: list[Notice] = []
     op_id = None
@@ -491,10 +497,7 @@ async def _decide_locked(deps: Deps, actor: str, n: int, *, approve: bool, comme
                     else:
                         reply_text, op_id = await _final(deps, repo, record, actor, now, notices)
     finally:
-        if taking is not None:  # committed or rolled back: the clicks waiting on it read what it left
-            taking.set()
-            if deps._deciding.get(n) is taking:
-                del deps._deciding[n]
+        _let_go(deps, n, taking)
     # the request as this transaction committed it (the write lock held from its read to its commit): no read
     # again; a later change by someone else is theirs to show
     view = await request_view(deps, record, decisions=decisions)
