@@ -227,3 +227,58 @@ async def test_a_click_a_read_hands_to_the_decision_is_looked_up_again_under_the
         assert (await h.say(MARK, "approve REQ-1")).ok
         assert asked.count(BOB) >= 2, asked  # once by the read, once more under the lock
         assert len(await h.events("approval.granted")) == 2
+
+
+async def test_clicks_read_first_when_the_identity_provider_fails_or_the_clicker_is_an_outsider(
+        database_url, tmp_path):
+    """People from Okta (the stand-in). Once a click found the request settled, the next clicks are answered from a
+    read, which looks the requester up at the provider: while that fails, the approver is told the provider did not
+    answer and an outsider learns nothing either way (no name, the same answer as for a request that does not exist
+    or the provider's), nothing is recorded, and the clicks go through again once Okta answers. An outsider's click
+    on the settled request is answered exactly as a request that does not exist, and records nothing."""
+    from bot.bootstrap import build_app
+    from bot.settings import Settings
+    from tests.standins.okta import OktaStandIn
+    from tests.support import EXAMPLES, provider_policy
+
+    ann, ben, pat = "ann@example.com", "ben@example.com", "pat.lead@example.com"
+    with OktaStandIn() as okta:
+        group = okta.add_group("tools")
+        okta.add_user(pat, department="Engineering")
+        okta.add_user(ann, department="Engineering", manager=pat)
+        okta.add_user(ben, department="Engineering", manager=pat)
+        policy = tmp_path / "policy.yaml"
+        policy.write_text(provider_policy("okta", group, version="decided-okta-1", approval="[manager]",
+                                          auto_approve=False))
+        settings = Settings(database_url=database_url, policy=str(policy), directory=str(EXAMPLES / "directory.yaml"),
+                            identity="okta", okta_url=okta.url, okta_token=okta.token)
+        async with build_app(settings) as app:
+            async def say(email: str, text: str) -> Any:
+                person = await app.service.identify(email)
+                assert person is not None, email
+                return await app.service.handle_text(person, text)
+
+            async def events() -> list[tuple[int, str]]:
+                return [(e.seq, e.hash) async for e in app.store.audit_events()]
+
+            assert (await say(ann, "request tools for 2h because INC-1 x")).ok
+            assert (await say(pat, "approve REQ-1")).ok
+            assert (await say(pat, "approve REQ-1")).rule == "not-open"  # settled: the next clicks read first
+            nowhere = await say(ben, "approve REQ-99")
+            outsider = await say(ben, "approve REQ-1")
+            assert (outsider.rule, outsider.text) == (nowhere.rule, nowhere.text.replace("REQ-99", "REQ-1"))
+            before = await events()
+
+            okta.fail_path(f"/users/{ann}", status=500)
+            down = await say(pat, "approve REQ-1")
+            assert not down.ok and down.rule == "provider-unavailable" and ann not in down.text, down.text
+            hidden = await say(ben, "approve REQ-1")
+            assert not hidden.ok and ann not in hidden.text
+            assert hidden.rule in ("provider-unavailable", "unknown-request"), hidden.text
+            assert await events() == before  # nothing recorded while the provider failed
+            assert app.deps._deciding == {}  # nothing left waiting
+
+            okta.clear_path_faults()
+            assert (await say(pat, "approve REQ-1")).rule == "not-open"
+            assert (await say(ben, "approve REQ-1")).rule == "unknown-request"
+            assert await events() == before
