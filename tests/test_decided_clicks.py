@@ -204,28 +204,33 @@ async def test_clicks_answered_from_a_read_leave_the_pool_a_connection(pg_url, t
         assert [e["data"]["step"] for e in await h.events("approval.granted")] == [1, 2]
 
 
-async def test_a_click_a_read_hands_to_the_decision_is_looked_up_again_under_the_lock(database_url, tmp_path,
-                                                                                   monkeypatch):
+async def test_a_click_a_read_hands_to_the_decision_is_looked_up_again_under_the_lock(database_url, tmp_path):
     """The read that answers clicks on a settled request keeps its look-ups to itself: a click it hands on (here
     the approval of an extension: the request waits on its chain again) is decided on the requester, the chain and
-    the brake's state as looked up under the write lock, not as the read found them before it."""
+    the directory's memberships as looked up under the write lock, not as the read found them before it. Seen in
+    the statements: the overlay's version (what the chain's people are looked up with) is read again inside the
+    decision's write transaction, before the decision is inserted."""
     async with harness(database_url, tmp_path) as h:
         await h.say(BOB, "request staging-admin for 1h because INC-2 deploy")
         assert (await h.say(MARK, "approve REQ-1")).ok
         assert (await h.say(MARK, "approve REQ-1")).rule == "not-open"  # settled: the next click reads first
         assert (await h.say(BOB, "extend REQ-1 by 1h because INC-2 still deploying")).ok
         assert (await h.request(1)).extension_pending
-        provider = h.app.deps.providers["directory"]
-        look_up = provider.get_user
-        asked: list[str] = []
+        sent: list[str] = []
 
-        async def counted(who: str) -> Any:
-            asked.append(who.lower())
-            return await look_up(who)
+        def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            sent.append(" ".join(statement.split()))
 
-        monkeypatch.setattr(provider, "get_user", counted)
-        assert (await h.say(MARK, "approve REQ-1")).ok
-        assert asked.count(BOB) >= 2, asked  # once by the read, once more under the lock
+        engine = h.app.store.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", seen)
+        try:
+            assert (await h.say(MARK, "approve REQ-1")).ok
+        finally:
+            event.remove(engine, "before_cursor_execute", seen)
+        locked = next(i for i, x in enumerate(sent) if x.startswith("BEGIN IMMEDIATE") or "pg_advisory_xact_lock" in x)
+        decided = next(i for i, x in enumerate(sent) if x.startswith("INSERT INTO decisions"))
+        assert any("FROM compliance_state" in x for x in sent[:locked]), sent  # the read looked up first
+        assert any("FROM compliance_state" in x for x in sent[locked:decided]), sent[locked:decided]
         assert len(await h.events("approval.granted")) == 2
 
 
