@@ -95,11 +95,12 @@ async def test_a_settled_request_back_in_its_chain_is_decided_again(database_url
         assert (await h.say(MARK, "approve REQ-1")).rule == "not-open"
         r = await h.say(BOB, "extend REQ-1 by 1h because INC-2 still deploying")
         assert r.ok, r.text
-        if (await h.request(1)).extension_pending:
-            r = await h.say(MARK, "approve REQ-1")
-            assert r.ok, r.text
-            assert len(await h.events("approval.granted")) == 2
-            assert (await h.say(MARK, "approve REQ-1")).rule in {"not-open", "already-decided"}
+        assert (await h.request(1)).extension_pending  # back in its chain
+        r = await h.say(MARK, "approve REQ-1")
+        assert r.ok, r.text
+        assert len(await h.events("approval.granted")) == 2
+        assert (await h.request(1)).expires_at is not None and not (await h.request(1)).extension_pending
+        assert (await h.say(MARK, "approve REQ-1")).rule in {"not-open", "already-decided"}
         assert (await h.say(SAM, "status REQ-1")).ok
 
 
@@ -138,9 +139,8 @@ async def test_why_a_card_has_nothing_to_decide_rests_on_the_newest_ending_event
         await say(BOB, "request staging-admin for 1h because INC-6 f")  # 6: granted, its extension denied
         assert (await say(MARK, "approve REQ-6")).ok
         assert (await say(BOB, "extend REQ-6 by 1h because INC-6 longer")).ok
-        extended = (await h.request(6)).extension_pending
-        if extended:
-            assert (await say(MARK, "deny REQ-6 because enough")).ok
+        assert (await h.request(6)).extension_pending
+        assert (await say(MARK, "deny REQ-6 because enough")).ok
         whys = []
         async with h.app.store.read() as repo:
             for n in range(1, 7):
@@ -153,7 +153,7 @@ async def test_why_a_card_has_nothing_to_decide_rests_on_the_newest_ending_event
         assert whys[0] == f" (denied by {MARK})" and whys[1] == f" (withdrawn by {BOB})", whys
         assert whys[2] == " (released)" and whys[4] == " (expired)", whys
         assert whys[3] == " (revoked: security) by sam.sec@example.com", whys
-        assert whys[5] == (f" (denied by {MARK})" if extended else ""), whys
+        assert whys[5] == f" (denied by {MARK})", whys
         # a click on any of them says the same
         for n, why in enumerate(whys, 1):
             r = await say(MARK, f"approve REQ-{n}")
