@@ -201,3 +201,10 @@ class LeaverRecord:
     first_seen: datetime
     first_judged: datetime
     terminated_at: datetime | None = None
+
+
+# The events that say why a request waits on no decision, the newest of them deciding (handlers/approvals.py
+# closed_why): an extension asked, a grant revoked, expired or released, a request cancelled, failed or denied, a
+# step denied, a request approved.
+ENDING_TYPES = ("request.extension_requested", "grant.revoked", "grant.expired", "grant.released",
+                "request.cancelled", "request.failed", "request.denied", "approval.denied", "request.approved")

@@ -28,6 +28,7 @@ from handlers.audit import GENESIS, ChainVerifier, Verification, canonical_body,
 from handlers.notice_views import READD_PREFIX, decode_view, encode_view
 from handlers.origin import stamp
 from handlers.records import (
+    ENDING_TYPES,
     AuditEvent,
     DecisionRecord,
     DriftRecord,
@@ -135,10 +136,8 @@ _AUD = t.audit_events.c
 _HEAD = select(_AUD.seq, _AUD.hash, _AUD.ts).order_by(_AUD.seq.desc()).limit(1)
 _INSERT_EVENT = insert(t.audit_events).values({c.name: bindparam(f"v_{c.name}") for c in t.audit_events.c})
 _EVENTS_FOR = select(t.audit_events).where(_AUD.request_id == bindparam("ref")).order_by(_AUD.seq)
-# the newest event of a request among the types that say why it waits on no decision (handlers/approvals.py
-# closed_why): each type a bound value of its own (a fixed list, one prepared statement)
-ENDING_TYPES = ("request.extension_requested", "grant.revoked", "grant.expired", "grant.released",
-                "request.cancelled", "request.failed", "request.denied", "approval.denied", "request.approved")
+# the newest event of a request among the types that say why it waits on no decision (handlers/records.py
+# ENDING_TYPES, handlers/approvals.py closed_why): each type a bound value of its own (one prepared statement)
 _LAST_ENDING = (select(t.audit_events)
                 .where(_AUD.request_id == bindparam("ref"),
                        or_(*(_AUD.type == bindparam(f"type_{i}", value=v) for i, v in enumerate(ENDING_TYPES))))

@@ -116,7 +116,7 @@ async def test_why_a_card_has_nothing_to_decide_rests_on_the_newest_ending_event
     """``closed_why`` reads one row (the request's newest event among the ending types), not its whole history: the
     same event a walk of the history finds, in every ending a click can meet."""
     from handlers.approvals import closed_why
-    from store.repository import ENDING_TYPES as KNOWN
+    from handlers.records import ENDING_TYPES as KNOWN
 
     assert set(KNOWN) == set(ENDING_TYPES)
     async with harness(database_url, tmp_path) as h:
