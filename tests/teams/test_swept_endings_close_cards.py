@@ -123,3 +123,33 @@ async def test_a_leavers_revocation_closes_the_extension_card(teams_any_db: Team
     _files(h).set_active(BOB, False)
     await _closed(h, card_id, data, "revoked: terminated", f"{BOB} is no longer active")
     assert (await h.request(1)).state == "revoked"
+
+
+async def test_a_movers_failed_request_closes_the_approvers_card(teams_any_db: TeamsHarness) -> None:
+    """A pending request whose requester moved out of the profile's eligibility fails at the sweep
+    (tests/compliance/test_movers_pending.py): the approver's card is edited to say so, without buttons, and a
+    click on it records nothing."""
+    h = teams_any_db
+    for email in (BOB, MARK):
+        status, _ = await h.post(h.activity("installation_update_add", email))
+        assert status == 200
+    await h.say(BOB, "request staging-admin for 2h because deploy test")
+    ask = h.connector.of("send", conversation_id(MARK))[-1]
+    assert ask.card is not None and [a["verb"] for a in actions_of(ask.card)] == ["approve", "deny"]
+
+    def finance(d: dict) -> None:
+        for u in d["users"]:
+            if u["email"] == BOB:
+                u["department"] = "Finance"
+
+    _files(h).edit_directory(finance)
+    assert (await sweep(h.app.deps, drift=False)).failed == ["REQ-1"]
+    await h.idle()
+    assert (await h.request(1)).state == "failed"
+    edits = [p for p in h.connector.of("update", conversation_id(MARK)) if p.activity_id == ask.activity_id]
+    assert edits and "no longer eligible" in texts_of(edits[-1].card or {}), [texts_of(p.card or {}) for p in edits]
+    assert not [a for a in actions_of(edits[-1].card or {}) if a.get("verb") in ("approve", "deny")]
+    before = await h.events()
+    answer = await h.click(MARK, "approve", dict(actions_of(ask.card)[0]["data"]))
+    assert await h.events() == before and "nothing to decide" in texts_of(answer), texts_of(answer)
+    assert [p for p in h.connector.of("send", conversation_id(BOB)) if "no longer eligible" in p.text]
