@@ -557,8 +557,9 @@ async def finish(deps: Deps, campaign_id: int, *, actor: str = SYSTEM, say_waiti
         extra = {"failures": failures[:MAX_FAILURES_RECORDED]} if failures else {}
         await repo.append("review.closed", actor=actor, ts=now, data={"review_id": campaign.ref, **counts, **extra})
         await repo.queue_notices(_failure_notices(deps, campaign, failures) if failures else [], deps.now())
-    if failures:
-        await deliver_pending(deps)
+    # the failures' notices, and those the removals wrote with the grants they ended (a pending extension's cards
+    # closing): sent now, not at the next delivery
+    await deliver_pending(deps)
     return (f"{campaign.ref} closed: kept {counts['kept']}, removed {counts['removed']}, defaulted "
             f"{counts['defaulted']}, gone {counts['gone']}, failed {counts['failed']}")
 

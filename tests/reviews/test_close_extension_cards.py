@@ -4,7 +4,6 @@ review that revoked the grant); on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from handlers.outbox import deliver_pending
 from tests.reviews.test_decisions import started
 from tests.support import harness
 from tests.test_notice_outbox import _outbox
@@ -31,7 +30,6 @@ async def test_a_review_removal_closes_the_pending_extensions_cards(database_url
         assert sorted((r["recipient"], r["text"]) for r in rows) == [
             (who, "The extension of REQ-1 waiting on you was closed: the grant was revoked by access review RV-1.")
             for who in sorted(approvers)], rows
-        # written with the close; sent by the next delivery (the sweep's, at the latest)
-        await deliver_pending(h.app.deps)
+        # written with the close, and sent once it is committed: the sign-off's command delivers them
         for who in approvers:
             assert [n.text for n in h.notifier.to(who) if n.kind == "outcome"] == [rows[0]["text"]]
