@@ -23,6 +23,8 @@ from store.db import backend
 
 log = structlog.get_logger("accessbot.server")
 
+MIGRATION_NOTICE = 10  # seconds between the notices of a migration that has not finished
+
 APP_KEY = web.AppKey("accessbot", App)
 CHANNELS_KEY = web.AppKey("channels", list)
 # Channel modules: each has ``mount(web_app, app, notifier) -> bool`` (False when not configured).
@@ -89,15 +91,50 @@ def settle_heap() -> None:
 async def migrate_in_child(settings: Settings) -> None:
     """``accessbot db upgrade`` in a process of its own, for a server on PostgreSQL: the migrations' synchronous
     driver (psycopg) and Alembic would otherwise stay in the serving process for its whole life, about 18 MB of its
-    peak RSS that no click uses (``serve --workers N`` migrates in its supervisor for the same reason). The URLs go
-    through the environment, never the command line (any local user reads a process's arguments)."""
+    peak RSS that no click uses (``serve --workers N``'s supervisor migrates through it too, before it starts the
+    workers). The URLs go through the environment, never the command line (any local user reads a process's
+    arguments). While the migration waits (for the migration lock) a warning says so every ``MIGRATION_NOTICE``
+    seconds; a SIGTERM or SIGINT meanwhile stops it (its transaction rolls back) and the server with it."""
     env = {**os.environ, "ACCESSBOT_DATABASE_URL": settings.database_url}
     owner = settings.env.get("ACCESSBOT_DATABASE_OWNER_URL")
     if owner:
         env["ACCESSBOT_DATABASE_OWNER_URL"] = owner
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot.cli", "db", "upgrade", env=env,
                                                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-    _, err = await proc.communicate()
+    talking = asyncio.ensure_future(proc.communicate())
+    loop = asyncio.get_running_loop()
+    stopped = asyncio.Event()
+    try:
+        loop.add_signal_handler(signal.SIGTERM, stopped.set)  # the server's own handlers come once it serves
+        handled = True
+    except (RuntimeError, ValueError):  # not the main thread's loop (a server started inside another program)
+        handled = False
+    stop = asyncio.ensure_future(stopped.wait())
+    waited = 0
+    # a migration waits for the migration lock (another serve or `accessbot db upgrade` migrating the same
+    # database, or a session holding it): said every MIGRATION_NOTICE seconds, so a start that hangs says why
+    try:
+        while talking not in (done := (await asyncio.wait({talking, stop}, timeout=MIGRATION_NOTICE,
+                                                          return_when=asyncio.FIRST_COMPLETED))[0]):
+            if stop in done:
+                print("accessbot: stopped before the database migration finished; the migration was stopped (its "
+                      "transaction rolls back)", file=sys.stderr, flush=True)
+                raise SystemExit(0)
+            waited += MIGRATION_NOTICE
+            log.warning("the database migration is still running: another process may be migrating this database "
+                        "(accessbot db upgrade, another serve) or hold its migration lock", seconds=waited,
+                        pid=proc.pid)
+    except BaseException:  # stopped while it waits: the migration is not left running (its transaction rolls back)
+        if proc.returncode is None:
+            proc.terminate()
+            await proc.wait()
+        talking.cancel()
+        raise
+    finally:
+        if handled:
+            loop.remove_signal_handler(signal.SIGTERM)
+        stop.cancel()
+    _, err = talking.result()
     if proc.returncode != 0:
         said = err.decode("utf-8", "replace").strip().splitlines()
         raise SystemExit(said[-1] if said and said[-1].startswith("accessbot:")

@@ -117,9 +117,17 @@ def connection_budget(settings: Settings, count: int) -> str | None:
 
 def supervise(settings: Settings, count: int) -> int:
     """Run ``count`` workers until SIGTERM/SIGINT (exit 0) or until one of them dies (exit 1)."""
-    from store.db import upgrade
+    from store.db import backend, upgrade
 
-    upgrade(settings.database_url)  # once, here: the workers do not race each other's migrations
+    # once, here: the workers do not race each other's migrations
+    if backend(settings.database_url) == "postgresql":  # in a child, said while it waits for the migration lock
+        import asyncio
+
+        from bot.server import migrate_in_child
+
+        asyncio.run(migrate_in_child(settings))
+    else:
+        upgrade(settings.database_url)
     warning = connection_budget(settings, count)
     if warning:
         print(f"accessbot: {warning}", file=sys.stderr, flush=True)
