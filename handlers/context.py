@@ -16,6 +16,7 @@ from handlers.policy import Policy, PolicyError, parse_policy
 from handlers.ports import Clock, Directory, GroupProvider, Notice, Notifier, Person
 from handlers.records import RequestRecord
 from handlers.repository import Store
+from handlers.shared_reads import SharedReads
 
 SYSTEM = "system"
 
@@ -184,6 +185,9 @@ class Deps:
     # clicks answered from a read at once (:func:`decision_readers` of the store's pool; 0: none, all take the lock)
     decision_readers: int = DECISION_READERS
     _readers: asyncio.Semaphore = None  # type: ignore[assignment]  # (a copy by dataclasses.replace shares it)
+    # a request read by many at once (a channel's card refreshing, a burst of clicks on one card): one read at a
+    # time, each caller answered by one sent after it asked (handlers/shared_reads.py)
+    shared_reads: SharedReads = field(default_factory=SharedReads)
 
     def __post_init__(self) -> None:
         if self._readers is None:

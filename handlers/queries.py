@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from handlers.approvals import not_found, sees
 from handlers.context import Deps
 from handlers.present import request_view, resolved_chain
@@ -153,12 +155,27 @@ def status_text(view: RequestView) -> str:
     return "\n".join(lines)
 
 
+async def shared_request(deps: Deps, n: int) -> tuple[RequestRecord | None, list[DecisionRecord]]:
+    """Request ``n`` and its decisions as read after this call began, the read shared with the callers asking for the
+    same request at the same time (handlers/shared_reads.py); the record is this caller's own copy."""
+    async def read() -> tuple[RequestRecord | None, list[DecisionRecord]]:
+        async with deps.store.read() as repo:
+            return await repo.request_with_decisions(n)
+
+    record, decisions = await deps.shared_reads.get(("request", n), read)
+    return (copy.copy(record) if record is not None else None), list(decisions)
+
+
 async def status(deps: Deps, actor: str, n: int, *, events: bool = True) -> Reply | None:
     """None when the actor may not see it (the caller records the refusal). ``events=False``: the view
     without its event list (a card shows none)."""
-    async with deps.store.read() as repo:
-        record, decisions = await repo.request_with_decisions(n)
-        events_ = await repo.events_for(n) if record and events else []
+    if events:
+        async with deps.store.read() as repo:
+            record, decisions = await repo.request_with_decisions(n)
+            events_ = await repo.events_for(n) if record else []
+    else:  # a card's view: read once for everyone asking for it at the same time (handlers/shared_reads.py)
+        record, decisions = await shared_request(deps, n)
+        events_ = []
     if record is None:
         return not_found(n)
     if not await may_see(deps, actor, record, decisions):

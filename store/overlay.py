@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from handlers.shared_reads import SharedReads
 from store.repository import SqlStore
 
 
@@ -25,9 +26,15 @@ class StoreOverlay:
         self.store = store
         self._kept: tuple[str, dict[tuple[str, str], bool]] | None = None
         self.reads = 0  # whole-overlay reads (tests)
+        self._shared = SharedReads()
 
     async def overlay(self) -> dict[tuple[str, str], bool]:
-        """Every membership provisioning changed. The same dict while nothing changed: not to be modified."""
+        """Every membership provisioning changed. The same dict while nothing changed: not to be modified. Read
+        once for every look-up asking at the same time, each answered by a read sent after it asked
+        (handlers/shared_reads.py): a burst of clicks reads the version a few times, not once a click."""
+        return await self._shared.get("overlay", self._overlay)
+
+    async def _overlay(self) -> dict[tuple[str, str], bool]:
         async with self.store.read() as repo:
             version = await repo.overlay_version()
             kept = self._kept

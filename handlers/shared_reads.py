@@ -1,0 +1,90 @@
+"""Reads of the same thing at once share a round trip, and none of them answers with what was read before its caller
+asked.
+
+A channel's card refreshing for its whole team, or a burst of clicks on one card, reads the same request (and the
+directory's overlay version) a hundred times within milliseconds. :class:`SharedReads` sends one read of a key at a
+time:
+
+- a caller that finds no read of its key on its way sends its own;
+- a caller that finds one on its way does not take that one's answer (it was sent before the caller asked, and may
+  miss a commit the caller could have seen). It waits for that read to end and shares the *next* read, which starts
+  after every caller it serves had asked.
+
+So every caller gets an answer read after it asked, as its own read would have been, while a key has at most two
+reads on their way (one running, one waited for) however many callers there are. A read that fails fails for every
+caller sharing it, as each caller's own would have. The answer is shared: callers read it, and copy what they change.
+
+A read started for those who wait runs in a task of its own, so no waiter's cancellation (a client hanging up)
+stops it for the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class SharedReads:
+    def __init__(self) -> None:
+        self._running: set[Hashable] = set()  # keys with a read on its way
+        # keys whose next read is waited for: the answer's future, and the read to send
+        self._next: dict[Hashable, tuple[asyncio.Future[Any], Callable[[], Awaitable[Any]]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()  # the reads sent for waiters (a reference keeps them running)
+        self.sent = 0  # reads sent (tests, benchmarks)
+        self.shared = 0  # callers answered by a read another caller's arrival started (tests, benchmarks)
+
+    async def get(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
+        """What ``read()`` answers, read after this call began; shared with the callers of the same ``key`` that
+        came while the read before it was on its way."""
+        if key not in self._running:
+            self._running.add(key)
+            self.sent += 1
+            try:
+                return await read()
+            finally:
+                self._done(key)
+        waiting = self._next.get(key)
+        if waiting is None:
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            future.add_done_callback(_retrieved)
+            waiting = self._next[key] = (future, read)
+        self.shared += 1
+        return await asyncio.shield(waiting[0])  # type: ignore[no-any-return]
+
+    def _done(self, key: Hashable) -> None:
+        """The read of ``key`` on its way ended: the next one starts, for everyone who came meanwhile."""
+        self._running.discard(key)
+        waiting = self._next.pop(key, None)
+        if waiting is None:
+            return
+        self._running.add(key)
+        self.sent += 1
+        task = asyncio.get_running_loop().create_task(self._send(key, *waiting))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, key: Hashable, future: asyncio.Future[Any], read: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            answer = await read()
+        except asyncio.CancelledError:  # the loop closing: each waiter sees it
+            future.cancel()
+            raise
+        except BaseException as exc:
+            if not future.done():
+                future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            if not future.done():
+                future.set_result(answer)
+        finally:
+            self._done(key)
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    """A failure every waiter gave up on (all hung up) is not reported as never retrieved."""
+    if not future.cancelled():
+        future.exception()
