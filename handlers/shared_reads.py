@@ -33,12 +33,16 @@ class SharedReads:
         # keys whose next read is waited for: the answer's future, and the read to send
         self._next: dict[Hashable, tuple[asyncio.Future[Any], Callable[[], Awaitable[Any]]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # the reads sent for waiters (a reference keeps them running)
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop the reads on their way belong to
         self.sent = 0  # reads sent (tests, benchmarks)
         self.shared = 0  # callers answered by a read another caller's arrival started (tests, benchmarks)
 
     async def get(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
         """What ``read()`` answers, read after this call began; shared with the callers of the same ``key`` that
         came while the read before it was on its way."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # another loop (a closed one's reads never end): nothing of its is waited for
+            self._running, self._next, self._loop = set(), {}, loop
         if key not in self._running:
             self._running.add(key)
             self.sent += 1
@@ -48,7 +52,7 @@ class SharedReads:
                 self._done(key)
         waiting = self._next.get(key)
         if waiting is None:
-            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            future: asyncio.Future[Any] = loop.create_future()
             future.add_done_callback(_retrieved)
             waiting = self._next[key] = (future, read)
         self.shared += 1
@@ -60,23 +64,25 @@ class SharedReads:
         waiting = self._next.pop(key, None)
         if waiting is None:
             return
+        loop = self._loop
+        if loop is None or loop.is_closed() or not loop.is_running():  # its loop is gone: the waiters went with it
+            return
         self._running.add(key)
         self.sent += 1
-        task = asyncio.get_running_loop().create_task(self._send(key, *waiting))
+        task = loop.create_task(self._send(key, *waiting))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _send(self, key: Hashable, future: asyncio.Future[Any], read: Callable[[], Awaitable[Any]]) -> None:
         try:
             answer = await read()
-        except asyncio.CancelledError:  # the loop closing: each waiter sees it
-            future.cancel()
-            raise
-        except BaseException as exc:
+        except Exception as exc:
             if not future.done():
                 future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
+        except BaseException:  # cancelled, or dropped with a closed loop: each waiter is cancelled with it
+            if not future.done() and not future.get_loop().is_closed():
+                future.cancel()
+            raise
         else:
             if not future.done():
                 future.set_result(answer)

@@ -112,3 +112,32 @@ async def test_cards_refreshing_at_once_share_the_request_read_and_see_what_comm
             assert {r.request.state for r in after if r is not None and r.request is not None} == {"active"}
         finally:
             event.remove(engine, "before_cursor_execute", count)
+
+
+def test_a_read_left_on_its_way_by_a_closed_loop_is_not_waited_for_by_the_next_loop() -> None:
+    """A command runs its own event loop; one that closed with a read on its way (cancelled at shutdown) leaves
+    nothing a later loop's callers would wait on forever."""
+    shared = SharedReads()
+
+    async def leave_one_on_its_way() -> None:
+        never = asyncio.Event()
+
+        async def hanging() -> int:
+            await never.wait()
+            return 0
+
+        left = [asyncio.ensure_future(shared.get("k", hanging))]
+        await asyncio.sleep(0)
+        left.append(asyncio.ensure_future(shared.get("k", hanging)))  # a waiter for the next read
+        await asyncio.sleep(0)
+        assert not any(t.done() for t in left)  # the loop closes with both on their way
+
+    asyncio.run(leave_one_on_its_way())
+
+    async def later() -> int:
+        async def read() -> int:
+            return 7
+
+        return await asyncio.wait_for(shared.get("k", read), 5)
+
+    assert asyncio.run(later()) == 7
