@@ -91,10 +91,11 @@ def settle_heap() -> None:
 async def migrate_in_child(settings: Settings) -> None:
     """``accessbot db upgrade`` in a process of its own, for a server on PostgreSQL: the migrations' synchronous
     driver (psycopg) and Alembic would otherwise stay in the serving process for its whole life, about 18 MB of its
-    peak RSS that no click uses (``serve --workers N``'s supervisor migrates through it too, before it starts the
-    workers). The URLs go through the environment, never the command line (any local user reads a process's
-    arguments). While the migration waits (for the migration lock) a warning says so every ``MIGRATION_NOTICE``
-    seconds; a SIGTERM or SIGINT meanwhile stops it (its transaction rolls back) and the server with it."""
+    peak RSS that no click uses (``serve --workers N``'s parent, which serves nothing, migrates on a thread of its
+    own: bot/workers.py ``migrated``). The URLs go through the environment, never the command line (any local user
+    reads a process's arguments). While the migration waits (for the migration lock) a warning says so every
+    ``MIGRATION_NOTICE`` seconds; a SIGTERM or SIGINT meanwhile stops it (its transaction rolls back) and the server
+    with it."""
     env = {**os.environ, "ACCESSBOT_DATABASE_URL": settings.database_url}
     owner = settings.env.get("ACCESSBOT_DATABASE_OWNER_URL")
     if owner:

@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -115,19 +116,56 @@ def connection_budget(settings: Settings, count: int) -> str | None:
             f"every worker some connections would be refused. {lower}, or raise max_connections")
 
 
+MIGRATION_NOTICE = 10  # seconds between the notices of a migration that has not finished
+
+
+def migrated(settings: Settings) -> bool:
+    """The database migrated by this process (the supervisor serves nothing: what the migration loads stays out of
+    the workers), on a thread, so that a migration waiting for the migration lock (another process migrating the
+    same database) is said every ``MIGRATION_NOTICE`` seconds. False when a SIGTERM or SIGINT came meanwhile: the
+    process exits, and the migration's connection with it (PostgreSQL rolls its transaction back)."""
+    from store.db import upgrade
+
+    done = threading.Event()
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            upgrade(settings.database_url)
+        except BaseException as exc:  # raised again on the main thread
+            failed.append(exc)
+        finally:
+            done.set()
+
+    stopping: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, _frame: stopping.append(signum))
+                for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        threading.Thread(target=run, name="migration", daemon=True).start()
+        started, said = time.monotonic(), 0
+        while not done.wait(0.2):
+            if stopping:
+                print("accessbot: stopped before the database migration finished; the migration was stopped (its "
+                      "transaction rolls back)", file=sys.stderr, flush=True)
+                return False
+            waited = int(time.monotonic() - started) // MIGRATION_NOTICE * MIGRATION_NOTICE
+            if waited > said:
+                said = waited
+                print(f"accessbot: the database migration is still running after {waited} s: another process may be "
+                      "migrating this database (accessbot db upgrade, another serve) or hold its migration lock",
+                      file=sys.stderr, flush=True)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if failed:
+        raise failed[0]
+    return True
+
+
 def supervise(settings: Settings, count: int) -> int:
     """Run ``count`` workers until SIGTERM/SIGINT (exit 0) or until one of them dies (exit 1)."""
-    from store.db import backend, upgrade
-
-    # once, here: the workers do not race each other's migrations
-    if backend(settings.database_url) == "postgresql":  # in a child, said while it waits for the migration lock
-        import asyncio
-
-        from bot.server import migrate_in_child
-
-        asyncio.run(migrate_in_child(settings))
-    else:
-        upgrade(settings.database_url)
+    if not migrated(settings):  # once, here: the workers do not race each other's migrations
+        return 0  # SIGTERM or SIGINT while it waited
     warning = connection_budget(settings, count)
     if warning:
         print(f"accessbot: {warning}", file=sys.stderr, flush=True)
