@@ -244,17 +244,14 @@ async def test_clicks_read_first_when_the_identity_provider_fails_or_the_clicker
     from bot.bootstrap import build_app
     from bot.settings import Settings
     from tests.standins.okta import OktaStandIn
-    from tests.support import EXAMPLES, provider_policy
+    from tests.support import EXAMPLES
+    from tests.test_provider_unavailable import ANN as ann
+    from tests.test_provider_unavailable import BEN as ben
+    from tests.test_provider_unavailable import PAT as pat
+    from tests.test_provider_unavailable import manager_team
 
-    ann, ben, pat = "ann@example.com", "ben@example.com", "pat.lead@example.com"
     with OktaStandIn() as okta:
-        group = okta.add_group("tools")
-        okta.add_user(pat, department="Engineering")
-        okta.add_user(ann, department="Engineering", manager=pat)
-        okta.add_user(ben, department="Engineering", manager=pat)
-        policy = tmp_path / "policy.yaml"
-        policy.write_text(provider_policy("okta", group, version="decided-okta-1", approval="[manager]",
-                                          auto_approve=False))
+        policy, _ = manager_team(okta, tmp_path, "decided-okta-1")
         settings = Settings(database_url=database_url, policy=str(policy), directory=str(EXAMPLES / "directory.yaml"),
                             identity="okta", okta_url=okta.url, okta_token=okta.token)
         async with build_app(settings) as app:

@@ -34,15 +34,21 @@ def _okta_cli(okta: OktaStandIn, database_url: str, policy: Path
     return chat, args, env
 
 
+def manager_team(okta: OktaStandIn, tmp_path: Path, version: str) -> tuple[Path, str]:
+    """Ann and Ben under Pat at Okta (the stand-in), and a policy whose ``tools`` profile (an Okta group) Pat, their
+    manager, approves: the policy file's path and the group's id."""
+    group = okta.add_group("tools")
+    okta.add_user(PAT, department="Engineering")
+    okta.add_user(ANN, department="Engineering", manager=PAT)
+    okta.add_user(BEN, department="Engineering", manager=PAT)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(provider_policy("okta", group, version=version, approval="[manager]", auto_approve=False))
+    return policy, group
+
+
 def test_a_decision_the_provider_cannot_answer_for_is_not_recorded(database_url: str, tmp_path: Path) -> None:
     with OktaStandIn() as okta:
-        group = okta.add_group("tools")
-        okta.add_user(PAT, department="Engineering")
-        okta.add_user(ANN, department="Engineering", manager=PAT)
-        okta.add_user(BEN, department="Engineering", manager=PAT)
-        policy = tmp_path / "policy.yaml"
-        policy.write_text(provider_policy("okta", group, version="provider-unavailable-1", approval="[manager]",
-                                          auto_approve=False))
+        policy, group = manager_team(okta, tmp_path, "provider-unavailable-1")
         chat, args, env = _okta_cli(okta, database_url, policy)
 
         assert "REQ-1 submitted" in chat(ANN, "request tools for 2h")
