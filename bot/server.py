@@ -19,11 +19,10 @@ from bot.extensions import optional_modules
 from bot.notify import FanoutNotifier
 from bot.policy_watch import PolicyWatch
 from bot.settings import Settings
+from bot.workers import MIGRATION_NOTICE, STILL_MIGRATING, STOPPED_MIGRATING
 from store.db import backend
 
 log = structlog.get_logger("accessbot.server")
-
-MIGRATION_NOTICE = 10  # seconds between the notices of a migration that has not finished
 
 APP_KEY = web.AppKey("accessbot", App)
 CHANNELS_KEY = web.AppKey("channels", list)
@@ -118,13 +117,10 @@ async def migrate_in_child(settings: Settings) -> None:
         while talking not in (done := (await asyncio.wait({talking, stop}, timeout=MIGRATION_NOTICE,
                                                           return_when=asyncio.FIRST_COMPLETED))[0]):
             if stop in done:
-                print("accessbot: stopped before the database migration finished; the migration was stopped (its "
-                      "transaction rolls back)", file=sys.stderr, flush=True)
+                print(STOPPED_MIGRATING, file=sys.stderr, flush=True)
                 raise SystemExit(0)
             waited += MIGRATION_NOTICE
-            log.warning("the database migration is still running: another process may be migrating this database "
-                        "(accessbot db upgrade, another serve) or hold its migration lock", seconds=waited,
-                        pid=proc.pid)
+            log.warning(STILL_MIGRATING, seconds=waited, pid=proc.pid)
     except BaseException:  # stopped while it waits: the migration is not left running (its transaction rolls back)
         if proc.returncode is None:
             proc.terminate()

@@ -117,6 +117,10 @@ def connection_budget(settings: Settings, count: int) -> str | None:
 
 
 MIGRATION_NOTICE = 10  # seconds between the notices of a migration that has not finished
+STILL_MIGRATING = ("the database migration is still running: another process may be migrating this database "
+                   "(accessbot db upgrade, another serve) or hold its migration lock")
+STOPPED_MIGRATING = ("accessbot: stopped before the database migration finished; the migration was stopped (its "
+                     "transaction rolls back)")
 
 
 def migrated(settings: Settings) -> bool:
@@ -145,15 +149,12 @@ def migrated(settings: Settings) -> bool:
         started, said = time.monotonic(), 0
         while not done.wait(0.2):
             if stopping:
-                print("accessbot: stopped before the database migration finished; the migration was stopped (its "
-                      "transaction rolls back)", file=sys.stderr, flush=True)
+                print(STOPPED_MIGRATING, file=sys.stderr, flush=True)
                 return False
             waited = int(time.monotonic() - started) // MIGRATION_NOTICE * MIGRATION_NOTICE
             if waited > said:
                 said = waited
-                print(f"accessbot: the database migration is still running after {waited} s: another process may be "
-                      "migrating this database (accessbot db upgrade, another serve) or hold its migration lock",
-                      file=sys.stderr, flush=True)
+                print(f"accessbot: {STILL_MIGRATING} (after {waited} s)", file=sys.stderr, flush=True)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

@@ -573,7 +573,7 @@ async def _final(deps: Deps, repo: Repository, record: RequestRecord, actor: str
     why = await extension_refusal(deps, policy, record, await deps.person(record.requester))
     if why is not None:
         await _fail(repo, record, why, now)
-        text = f"{record.ref} failed: you are no longer eligible for {record.profile} ({why}). Nothing was granted."
+        text = no_longer_eligible(record, why)
         notices.append(Notice(record.requester, "status", text, record.id))
         return f"{record.ref} failed: the requester is no longer eligible ({why}); nothing was provisioned.", None
     record.state, record.approved_at = APPROVED, now
@@ -584,6 +584,12 @@ async def _final(deps: Deps, repo: Repository, record: RequestRecord, actor: str
     notices.append(Notice(record.requester, "status", f"{record.ref} approved; adding you to {record.group}.",
                           record.id))
     return f"Approved {record.ref}: the chain is complete; provisioning {record.group}.", op.id
+
+
+def no_longer_eligible(record: RequestRecord, why: str) -> str:
+    """What the requester is told when their request fails because they lost eligibility while it waited (at its
+    last approval, or at a sweep: handlers/compliance/movers.py)."""
+    return f"{record.ref} failed: you are no longer eligible for {record.profile} ({why}). Nothing was granted."
 
 
 def group_refusal(deps: Deps, policy: Policy, record: RequestRecord) -> str | None:

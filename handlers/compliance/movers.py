@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from handlers.approvals import _fail, card_holders, extension_refusal
+from handlers.approvals import _fail, card_holders, extension_refusal, no_longer_eligible
 from handlers.compliance.brake import may_remove
 from handlers.context import Deps
 from handlers.eligibility import ineligibility, memberships_of
@@ -141,8 +141,7 @@ async def _fail_pending(deps: Deps, report: SweepReport, record: RequestRecord, 
         holders = await card_holders(repo, fresh, [])  # whom its open step asked: their cards close
         await _fail(repo, fresh, rule, now)
         await repo.queue_notices([
-            Notice(fresh.requester, "status", f"{fresh.ref} failed: you are no longer eligible for {fresh.profile} "
-                   f"({rule}). Nothing was granted.", fresh.id),
+            Notice(fresh.requester, "status", no_longer_eligible(fresh, rule), fresh.id),
             *(Notice(a, "outcome", f"{fresh.ref} waiting on you was closed: it failed, its requester is no longer "
                      f"eligible ({rule}).", fresh.id) for a in holders)], now)
     report.failed.append(fresh.ref)

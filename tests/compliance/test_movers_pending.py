@@ -110,3 +110,21 @@ def test_a_movers_pending_request_fails_through_accessbot_sweep(database_url, tm
     assert events[-1]["data"]["rule"] == "eligible: no rule matched"
     assert "state: failed" in chat(SAM, "status REQ-1", db=db, files=files)
     assert cli("audit", "verify", db=db).returncode == 0
+
+
+async def test_an_identity_source_that_cannot_answer_fails_no_pending_request(database_url, tmp_path):
+    """The directory file half-written (the identity source cannot answer for anyone): nobody is judged, no pending
+    request fails, and the next sweep, once it reads again, judges as before."""
+    async with harness(database_url, tmp_path) as h:
+        assert (await h.say(BOB, "request prod-db-read for 2h because INC-1 replica lag")).ok
+        move(h.files, BOB, department="Finance")
+        good = h.files.directory.read_text()
+        h.files.directory.write_text("users: [\n  - {email: bob@example.com")  # cut off mid-write
+        before = len(await h.events())
+        report = await sweep(h.app.deps, drift=False)
+        assert "REQ-1" not in report.failed and (await h.request(1)).state == "pending", report.lines()
+        assert report.failed and all("invalid YAML" in line for line in report.failed)  # the cause is said
+        assert not [e for e in (await h.events())[before:] if e["type"].startswith(("request.", "grant."))]
+        h.files.directory.write_text(good)
+        h.files.edit_directory(lambda d: None)  # saved again: its change is seen
+        assert (await sweep(h.app.deps, drift=False)).failed == ["REQ-1"]
