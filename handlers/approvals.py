@@ -295,21 +295,47 @@ class _Found:
     label: str
 
 
-async def _look(deps: Deps, repo: Repository, actor: str, n: int) -> tuple[Reply, bool] | _Found:
-    """The answer to a decision on ``n`` by ``actor`` when the request says it without anything recorded (no such
-    request, nothing to decide, no chain to decide on, theirs already decided), with whether they may see it; else
-    what was read, for the decision to go on with. The same reads and the same order under the write lock and in a
-    read: an answer found in a read is the one the lock would have given at that moment."""
+@dataclass(frozen=True)
+class _Read:
+    """What a decision on a request reads before it judges the one clicking: the same for everyone clicking it at
+    that moment, so clicks answered from a read share it (:func:`_answered_by_reading`). ``closed``: the answer to
+    a click on a request that waits on no decision."""
+
+    record: RequestRecord | None
+    decisions: tuple[DecisionRecord, ...] = ()
+    chain: tuple[ResolvedStep, ...] = ()
+    closed: Reply | None = None
+    submitter: str | None = None
+    asked: frozenset[str] | None = None
+
+
+async def _read(deps: Deps, repo: Repository, n: int) -> _Read:
+    """The reads of a decision on ``n`` (:func:`_look`), whoever clicks."""
     record, decisions = await repo.request_with_decisions(n)
     if record is None:
-        return not_found(n), True
-    chain = await _chain(deps, record)
-    visible = sees(deps, actor, record, decisions, chain)
+        return _Read(None)
+    chain = tuple(await _chain(deps, record) or ())
     if not in_chain(record):  # a card of a step that closed (its outcome says why, once its edit lands)
         why = await closed_why(repo, record)
-        return Reply(text=f"{record.ref} is {record.state}{why}: there is nothing to decide.", ok=False,
-                     kind="request", request=await request_view(deps, record, decisions=decisions),
-                     rule="not-open"), visible
+        return _Read(record, tuple(decisions), chain, closed=Reply(
+            text=f"{record.ref} is {record.state}{why}: there is nothing to decide.", ok=False, kind="request",
+            request=await request_view(deps, record, decisions=decisions), rule="not-open"))
+    if not chain or record.step >= len(chain):
+        return _Read(record, tuple(decisions), chain)
+    # who filed a drift accept counts as its requester; whom the open step asked
+    return _Read(record, tuple(decisions), chain, submitter=await filed_by(repo, record),
+                 asked=await asked_at_open(repo, record))
+
+
+def _judged(deps: Deps, read: _Read, actor: str, n: int) -> tuple[Reply, bool] | _Found:
+    """:func:`_look`'s answer for ``actor`` on what :func:`_read` read (which it does not change)."""
+    record = read.record
+    if record is None:
+        return not_found(n), True
+    decisions, chain = list(read.decisions), list(read.chain)
+    visible = sees(deps, actor, record, decisions, chain)
+    if read.closed is not None:
+        return read.closed, visible
     if not chain or record.step >= len(chain):  # e.g. the requester is not found at the IdP right now: a
         # click changes nothing (SPEC §3.6: a person the IdP no longer finds loses nothing at once); the sweep
         # ends it once they are a confirmed leaver
@@ -318,9 +344,8 @@ async def _look(deps: Deps, repo: Repository, actor: str, n: int) -> tuple[Reply
                      "provider). It stays pending.", ok=False, kind="refusal", rule="chain-unavailable"), visible
     this_round = [d for d in decisions if d.round == record.round]
     earlier = {d.approver for d in this_round if d.step < record.step and d.decision == "approved"}
-    submitter = await filed_by(repo, record)  # who filed a drift accept counts as its requester
+    submitter, asked = read.submitter, read.asked
     earlier |= {submitter} if submitter else set()
-    asked = await asked_at_open(repo, record)
     step = chain[record.step] = pin_step(chain[record.step], asked)
     label = f"step {record.step + 1} ({step.label})"
     mine = next((d for d in this_round if d.approver == actor), None)
@@ -329,6 +354,14 @@ async def _look(deps: Deps, repo: Repository, actor: str, n: int) -> tuple[Reply
                      "one person counts once per request.", ok=False, kind="refusal",
                      rule="already-decided"), visible
     return _Found(record, decisions, chain, visible, this_round, earlier, submitter, asked, step, label)
+
+
+async def _look(deps: Deps, repo: Repository, actor: str, n: int) -> tuple[Reply, bool] | _Found:
+    """The answer to a decision on ``n`` by ``actor`` when the request says it without anything recorded (no such
+    request, nothing to decide, no chain to decide on, theirs already decided), with whether they may see it; else
+    what was read, for the decision to go on with. The same reads and the same order under the write lock and in a
+    read: an answer found in a read is the one the lock would have given at that moment."""
+    return _judged(deps, await _read(deps, repo, n), actor, n)
 
 
 SETTLED_KEPT = 1024  # requests remembered as found with nothing to decide (Deps._settled)
@@ -345,9 +378,13 @@ async def _answered_by_reading(deps: Deps, actor: str, n: int) -> tuple[Reply, b
         return None
     if taking is not None:
         await taking.wait()  # the decision under way has committed (or failed): read what it left
-    with looked_up_apart():  # a click this read hands to the decision is judged on what is looked up under the lock
+    async def read() -> _Read:
         async with deps._readers, deps.store.read() as repo:
-            found = await _look(deps, repo, actor, n)
+            return await _read(deps, repo, n)
+
+    with looked_up_apart():  # a click this read hands to the decision is judged on what is looked up under the lock
+        # the clicks reading at once share the read, each sent after its clicks came (handlers/shared_reads.py)
+        found = _judged(deps, await deps.shared_reads.get(("decision", n), read), actor, n)
     if not isinstance(found, tuple):
         return None
     _settled(deps, n)

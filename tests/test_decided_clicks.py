@@ -284,3 +284,37 @@ async def test_clicks_read_first_when_the_identity_provider_fails_or_the_clicker
             assert (await say(pat, "approve REQ-1")).rule == "not-open"
             assert (await say(ben, "approve REQ-1")).rule == "unknown-request"
             assert await events() == before
+
+
+async def test_clicks_answered_from_a_read_at_once_share_the_read(database_url, tmp_path):
+    """A whole team clicking a settled card: the clicks answered from a read at the same time share it
+    (handlers/shared_reads.py), each judged on it as its own would have been: on PostgreSQL, 30 clicks read the
+    request a few times, not 30. A click after a commit is judged on it: once the request waits on its chain again
+    (an extension), a burst decides it once."""
+    async with harness(database_url, tmp_path) as h:
+        await h.say(BOB, "request staging-admin for 1h because INC-2 deploy")
+        assert (await h.say(MARK, "approve REQ-1")).ok
+        assert (await h.say(MARK, "approve REQ-1")).rule == "not-open"  # settled: the next clicks read first
+        reads: list[str] = []
+
+        def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            if "FROM requests" in statement and "LEFT OUTER JOIN decisions" in statement:
+                reads.append(statement)
+
+        engine = h.app.store.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            with write_transactions(h.app) as opened:
+                replies = await asyncio.gather(*(h.say(MARK, "approve REQ-1") for _ in range(30)))
+            assert [r.rule for r in replies] == ["not-open"] * 30
+            assert {r.text for r in replies} == {replies[0].text} and "nothing to decide" in replies[0].text
+            assert opened == []
+            if h.app.store.backend == "postgresql":  # reads on their way together (SQLite answers each at once)
+                assert 1 <= len(reads) <= 3, len(reads)
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        assert (await h.say(BOB, "extend REQ-1 by 1h because INC-2 still deploying")).ok
+        replies = await asyncio.gather(*(h.say(MARK, "approve REQ-1") for _ in range(30)))
+        assert sum(r.ok for r in replies) == 1
+        assert {r.rule for r in replies if not r.ok} == {"not-open"}  # the extension was granted by the one
+        assert len(await h.events("approval.granted")) == 2
