@@ -9,7 +9,7 @@ not applied.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -307,10 +307,12 @@ class _Read:
     closed: Reply | None = None
     submitter: str | None = None
     asked: frozenset[str] | None = None
+    view: RequestView | None = None  # of a request waiting on its chain, when asked for (``_read(view=True)``)
 
 
-async def _read(deps: Deps, repo: Repository, n: int) -> _Read:
-    """The reads of a decision on ``n`` (:func:`_look`), whoever clicks."""
+async def _read(deps: Deps, repo: Repository, n: int, *, view: bool = False) -> _Read:
+    """The reads of a decision on ``n`` (:func:`_look`), whoever clicks. ``view``: with the view of a request that
+    waits on its chain, for the clicks a read answers (a click already decided is shown the request as it stands)."""
     record, decisions = await repo.request_with_decisions(n)
     if record is None:
         return _Read(None)
@@ -324,7 +326,8 @@ async def _read(deps: Deps, repo: Repository, n: int) -> _Read:
         return _Read(record, tuple(decisions), chain)
     # who filed a drift accept counts as its requester; whom the open step asked
     return _Read(record, tuple(decisions), chain, submitter=await filed_by(repo, record),
-                 asked=await asked_at_open(repo, record))
+                 asked=await asked_at_open(repo, record),
+                 view=await request_view(deps, record, decisions=decisions) if view else None)
 
 
 def _judged(deps: Deps, read: _Read, actor: str, n: int) -> tuple[Reply, bool] | _Found:
@@ -352,7 +355,7 @@ def _judged(deps: Deps, read: _Read, actor: str, n: int) -> tuple[Reply, bool] |
     if mine is not None and actor not in (record.requester, submitter):  # their own request: refused, recorded
         return Reply(text=f"You already {mine.decision} {record.ref} at step {mine.step + 1}; "
                      "one person counts once per request.", ok=False, kind="refusal",
-                     rule="already-decided"), visible
+                     rule="already-decided", request=read.view), visible
     return _Found(record, decisions, chain, visible, this_round, earlier, submitter, asked, step, label)
 
 
@@ -361,7 +364,13 @@ async def _look(deps: Deps, repo: Repository, actor: str, n: int) -> tuple[Reply
     request, nothing to decide, no chain to decide on, theirs already decided), with whether they may see it; else
     what was read, for the decision to go on with. The same reads and the same order under the write lock and in a
     read: an answer found in a read is the one the lock would have given at that moment."""
-    return _judged(deps, await _read(deps, repo, n), actor, n)
+    read = await _read(deps, repo, n)
+    found = _judged(deps, read, actor, n)
+    if isinstance(found, tuple) and found[0].rule == "already-decided" and read.record is not None:
+        # shown the request as it stands, as a click answered from a read is
+        view = await request_view(deps, read.record, decisions=list(read.decisions))
+        found = replace(found[0], request=view), found[1]
+    return found
 
 
 SETTLED_KEPT = 1024  # requests remembered as found with nothing to decide (Deps._settled)
@@ -380,7 +389,7 @@ async def _answered_by_reading(deps: Deps, actor: str, n: int) -> tuple[Reply, b
         await taking.wait()  # the decision under way has committed (or failed): read what it left
     async def read() -> _Read:
         async with deps._readers, deps.store.read() as repo:
-            return await _read(deps, repo, n)
+            return await _read(deps, repo, n, view=True)
 
     with looked_up_apart():  # a click this read hands to the decision is judged on what is looked up under the lock
         # the clicks reading at once share the read, each sent after its clicks came (handlers/shared_reads.py)

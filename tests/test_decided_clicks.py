@@ -54,6 +54,12 @@ async def test_a_burst_of_clicks_after_the_decision_takes_no_write_lock(database
             replies = await asyncio.gather(*(h.say(MARK, "approve REQ-1") for _ in range(30)))
         assert sum(r.ok for r in replies) == 1
         assert {r.rule for r in replies if not r.ok} == {"already-decided"}
+        # each shows the request as it stands (the card's answer needs no read of its own), the same whether the
+        # click was answered under the lock or from a read
+        views = {r.request for r in replies if not r.ok}
+        assert len(views) == 1 and None not in views
+        [view] = views
+        assert view.state == "pending" and [s.approved_by for s in view.steps][:2] == [(MARK,), ()]
         # the decision (and the notices it queues) and at most one click that found it taken before the others
         # knew: not one write transaction a click
         decided = len(opened)
@@ -65,6 +71,7 @@ async def test_a_burst_of_clicks_after_the_decision_takes_no_write_lock(database
             again = [await h.say(MARK, "approve REQ-1") for _ in range(5)]
         assert [r.rule for r in again] == ["already-decided"] * 5
         assert opened == []
+        assert {r.request for r in again} == {view}
 
 
 async def test_clicks_whose_answer_is_recorded_still_take_the_lock(database_url, tmp_path):
