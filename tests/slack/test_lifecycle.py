@@ -42,8 +42,10 @@ async def test_multi_step_chain_forgeries_double_click_replay_and_deny(slack_any
     click = await h.click(MARK, "approve", "REQ-1", message=mark_msg)
     assert click.status == 200
     assert mark_msg.action_ids == [] and "Approved REQ-1" in mark_msg.all_text
-    # a double click: one decision, no second grant
+    # a double click: one decision, no second grant; the message says so, showing the request as it stands
     await h.click(MARK, "approve", "REQ-1", message=mark_msg)
+    assert mark_msg.action_ids == [] and "You already approved REQ-1 at step 1" in mark_msg.all_text
+    assert "waiting on" in mark_msg.all_text
     # a replay of the very same signed bytes: acknowledged, and nothing happens
     calls = len(api.calls)
     again = await h.replay(click)
