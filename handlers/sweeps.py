@@ -177,6 +177,8 @@ async def remind_pending(deps: Deps, report: SweepReport) -> None:
     for record in waiting:
         if record.state == ACTIVE and not record.extension_pending:
             continue
+        if report.dry_run and record.ref in report.failed:  # the movers' sweep would fail it: nobody is reminded
+            continue
         if record.state == ACTIVE and group_refusal(deps, deps.policy, record) is not None:
             # the policy in force no longer grants the profile as the grant's group: the extension cannot be
             # executed, so its approvers are not kept asking (its last approval would fail it the same way)
@@ -208,7 +210,11 @@ async def remind_pending(deps: Deps, report: SweepReport) -> None:
                                     f"{str(exc)[:300] or type(exc).__name__}")
             continue
         bad = open_step_unsatisfiable(chain, record.step, earlier, here)
-        if not report.dry_run and bad is not None:
+        if report.dry_run and bad is not None:  # said as the sweep would do it: failed, no one reminded
+            if record.ref not in report.failed:
+                report.failed.append(record.ref)
+            continue
+        if bad is not None:
             # An approver left since the step opened: fail closed rather than wait forever.
             async with deps.store.write() as repo:
                 fresh = await repo.get_request(record.id or 0)

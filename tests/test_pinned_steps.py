@@ -117,7 +117,11 @@ def test_all_of_fails_closed_when_a_member_turns_inactive(world: tuple[str, File
     out = chat(SAM, "approve REQ-1", db=db, files=files)
     assert "1 of 2" in out, out
     assert state(db, 1) == "pending"
-    cli("sweep", db=db, files=files, check=True)
+    dry = cli("sweep", "--dry-run", db=db, files=files, check=True).stdout
+    assert "would fail: 1 — REQ-1" in dry and "would remind: 0" in dry, dry  # said, not done
+    assert state(db, 1) == "pending" and not events(db, "request.failed")
+    out = cli("sweep", db=db, files=files, check=True).stdout
+    assert "fail: 1 — REQ-1" in out, out
     [failed] = events(db, "request.failed")
     assert failed["data"]["rule"] == "step 1: all_of security"
     assert not events(db, "grant.provisioned")

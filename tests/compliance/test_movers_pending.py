@@ -128,3 +128,20 @@ async def test_an_identity_source_that_cannot_answer_fails_no_pending_request(da
         h.files.directory.write_text(good)
         h.files.edit_directory(lambda d: None)  # saved again: its change is seen
         assert (await sweep(h.app.deps, drift=False)).failed == ["REQ-1"]
+
+
+async def test_the_dry_run_names_a_movers_request_as_failing_and_reminds_nobody_of_it(database_url, tmp_path):
+    """The dry run says what the sweep would do: the mover's request fails, so its approvers are not reminded."""
+    async with harness(database_url, tmp_path) as h:
+        assert (await h.say(BOB, "request prod-db-read for 2h because INC-1 replica lag")).ok  # REQ-1
+        assert (await h.say(MARK, "approve REQ-1")).ok  # step 2 (dana, dev) is open
+        h.clock.advance(hours=5)  # past the policy's remind_after (4h)
+        due = await sweep(h.app.deps, drift=False, dry_run=True)
+        assert any("REQ-1" in line for line in due.reminded) and due.failed == [], due.lines()
+        move(h.files, BOB, department="Finance")
+        before = len(await h.events())
+        dry = await sweep(h.app.deps, drift=False, dry_run=True)
+        assert dry.failed == ["REQ-1"] and not any("REQ-1" in line for line in dry.reminded), dry.lines()
+        assert len(await h.events()) == before
+        report = await sweep(h.app.deps, drift=False)
+        assert report.failed == ["REQ-1"] and report.reminded == [], report.lines()
