@@ -84,8 +84,11 @@ class RequestRecord:
         return frozenset(self.asked)
 
 
-@dataclass
+@dataclass(frozen=True)
 class DecisionRecord:
+    """One approval or denial, as recorded (never changed: a read's decisions are shared by the callers it answers,
+    handlers/shared_reads.py)."""
+
     request_id: int
     round: int
     step: int

@@ -141,3 +141,22 @@ def test_a_read_left_on_its_way_by_a_closed_loop_is_not_waited_for_by_the_next_l
         return await asyncio.wait_for(shared.get("k", read), 5)
 
     assert asyncio.run(later()) == 7
+
+
+async def test_what_callers_sharing_a_read_get_cannot_be_changed_for_the_others(database_url, tmp_path) -> None:
+    """Each caller gets its own copy of the request and of the decisions' list; the decision records in it are
+    shared, and cannot be changed."""
+    import dataclasses
+
+    from handlers.queries import shared_request
+
+    async with harness(database_url, tmp_path) as h:
+        assert (await h.say(BOB, "request prod-db-read for 1h because INC-1 x")).ok
+        assert (await h.say(MARK, "approve REQ-1")).ok
+        (one, mine), (other, theirs) = await asyncio.gather(*(shared_request(h.app.deps, 1) for _ in range(2)))
+        assert one is not other and mine is not theirs and mine == theirs and len(mine) == 1
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            mine[0].decision = "denied"  # type: ignore[misc]
+        mine.clear()
+        one.state = "denied"
+        assert len(theirs) == 1 and other.state == "pending"
