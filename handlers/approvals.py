@@ -685,7 +685,7 @@ async def extension_refusal(deps: Deps, policy: Policy, record: RequestRecord, h
         return "inactive"
     if record.kind == "exception":
         return None if profile.exception is not None else "exception: not allowed"
-    return ineligibility(profile, holder, await memberships_of(deps, holder.email))
+    return ineligibility(profile, holder, await memberships_of(deps, holder.email, profile))
 
 
 def _ts(moment: datetime | None) -> str | None:

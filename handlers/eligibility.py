@@ -176,9 +176,19 @@ def ask_for_attributes(directory: object, policy: Policy) -> None:
         want(rule_keys(policy))
 
 
-async def memberships_of(deps: Deps, email: str) -> Memberships:
-    """How ``member_of`` rules see this person: group keys, and the groups this bot granted them."""
+def sees_grants(profile: Profile) -> bool:
+    """Whether judging ``profile``'s rules may need the groups this bot granted the person: a ``member_of`` rule
+    that does not count them (they are taken out of the person's groups)."""
+    return any("member_of" in rule.attrs and not rule.count_granted
+               for rule in (*profile.eligible, *profile.ineligible, *profile.auto_approve))
+
+
+async def memberships_of(deps: Deps, email: str, profile: Profile | None = None) -> Memberships:
+    """How ``member_of`` rules see this person: group keys, and the groups this bot granted them (not read when
+    ``profile``'s rules cannot need them: :func:`sees_grants`)."""
     groups = deps.groups
+    if profile is not None and not sees_grants(profile):
+        return Memberships(key=groups.member_key)
     async with deps.store.read() as repo:
         held = await repo.find_requests(requester=email.strip().lower(), states=HOLDING_STATES,
                                         provider=groups.identity)

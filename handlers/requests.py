@@ -115,7 +115,7 @@ async def submit(deps: Deps, actor: Person, cmd: RequestAccess, *, forms: bool =
                             data={"asked": cmd.profile[:100]})
     exc_hint = (f" You can ask for an exception: `exception {profile.id} for <duration> because <reason>`."
                 if profile.exception and not cmd.exception else "")
-    held = await memberships_of(deps, who)
+    held = await memberships_of(deps, who, profile)
     if cmd.exception:
         if profile.exception is None:
             return await refuse(deps, who, "exception: not allowed",

@@ -127,3 +127,41 @@ async def test_count_granted_opts_in(database_url, tmp_path):
 def test_example_files_still_check_clean(tmp_path):
     files = copy_examples(tmp_path)
     assert cli("policy", "check", str(files.policy)).returncode == 0
+
+
+def test_only_a_member_of_rule_that_does_not_count_grants_needs_them_read() -> None:
+    """The groups this bot granted are read (a query of the person's grants) only for a profile a rule of which
+    takes them out of the person's groups: not for one judged by attributes alone, nor by rules that count them."""
+    from handlers.eligibility import sees_grants
+
+    policy = load_policy(EXAMPLES / "policy.yaml")
+    assert sees_grants(policy.profile("prod-db-read"))  # eligible: member_of oncall, grants not counted
+    assert not sees_grants(policy.profile("staging-admin"))
+    counted = load_policy(EXAMPLES / "policy.yaml").profile("prod-db-read")
+    assert counted is not None
+    from dataclasses import replace
+
+    rules = tuple(replace(r, count_granted=True) for r in counted.eligible)
+    auto = tuple(replace(r, count_granted=True) for r in counted.auto_approve)
+    assert not sees_grants(replace(counted, eligible=rules, auto_approve=auto, ineligible=()))
+    assert sees_grants(replace(counted, eligible=rules, auto_approve=auto, ineligible=counted.eligible))
+
+
+async def test_a_last_approval_judged_on_attributes_alone_reads_no_grants(database_url, tmp_path) -> None:
+    from sqlalchemy import event
+
+    async with harness(database_url, tmp_path) as h:
+        assert (await h.say(BOB, "request staging-admin for 1h because INC-2 deploy")).ok
+        sent: list[str] = []
+
+        def seen(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+            sent.append(" ".join(statement.split()))
+
+        engine = h.app.store.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", seen)
+        try:
+            assert (await h.say("mark.mgr@example.com", "approve REQ-1")).ok
+        finally:
+            event.remove(engine, "before_cursor_execute", seen)
+        assert (await h.request(1)).state == "active"
+        assert not [s for s in sent if "FROM requests WHERE requests.requester" in s], sent

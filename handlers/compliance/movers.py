@@ -58,7 +58,7 @@ async def plan_movers(deps: Deps, report: SweepReport) -> tuple[list[tuple[Reque
         if person is None or not person.active:
             continue  # a leaver, or someone within the unknown grace: the leaver sweep decides
         try:
-            why = ineligibility(profile, person, await memberships_of(deps, person.email))
+            why = ineligibility(profile, person, await memberships_of(deps, person.email, profile))
         except CannotJudge as exc:  # a group name not resolved, an attribute not supplied: nobody is judged by it
             report.unchecked.append(f"{record.requester} ({record.ref}, movers): {str(exc)[:300]}")
             complete = False
