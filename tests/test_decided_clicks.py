@@ -325,3 +325,48 @@ async def test_clicks_answered_from_a_read_at_once_share_the_read(database_url, 
         assert sum(r.ok for r in replies) == 1
         assert {r.rule for r in replies if not r.ok} == {"not-open"}  # the extension was granted by the one
         assert len(await h.events("approval.granted")) == 2
+
+
+async def test_clicks_waiting_on_a_click_that_recorded_nothing_are_answered_from_its_read(database_url, tmp_path):
+    """The first click on a request this process has not seen decided takes the write lock and finds nothing to
+    decide (the decision was taken before, here by another command): what it read under the lock answers every
+    click that waited on it, each judged for itself, with no read of their own (nothing changes the request while
+    the lock is held, and each of them came before its release)."""
+    async with harness(database_url, tmp_path) as h:
+        await h.say(BOB, "request staging-admin for 1h because INC-2 deploy")
+        assert (await h.say(MARK, "approve REQ-1")).ok  # active: nothing left to decide, not yet known as such
+        h.app.deps._settled.clear()
+        reads: list[str] = []
+
+        def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            if "FROM requests" in statement and "LEFT OUTER JOIN decisions" in statement:
+                reads.append(statement)
+
+        held, release = asyncio.Event(), asyncio.Event()
+
+        async def hold_the_lock() -> None:  # another writer (a sweep, another process): the first click waits
+            async with h.app.store.write():
+                held.set()
+                await release.wait()
+
+        holder = asyncio.create_task(hold_the_lock())
+        await held.wait()
+        engine = h.app.store.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            with write_transactions(h.app) as opened:
+                clicks = asyncio.gather(*(h.say(w, "approve REQ-1") for w in [MARK] * 20 + [FRANK, BOB]))
+                for _ in range(50):  # every click has come and waits on the first
+                    await asyncio.sleep(0.01)
+                assert 1 in h.app.deps._deciding and not clicks.done()
+                release.set()
+                replies = await clicks
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+            release.set()
+            await holder
+        assert [r.rule for r in replies[:20]] == ["not-open"] * 20
+        assert replies[20].rule == "unknown-request" and FRANK not in replies[20].text  # an outsider learns nothing
+        assert replies[21].rule == "not-open"  # the requester sees it
+        assert len(opened) == 1 and len(reads) == 1, (opened, len(reads))
+        assert len(await h.events("approval.granted")) == 1 and await h.events("approval.refused") == []
