@@ -311,10 +311,8 @@ class _Read:
 
 
 async def _read(deps: Deps, repo: Repository, n: int, *, view: bool = False) -> _Read:
-    """The reads of a decision on ``n``, whoever clicks: the same reads and the same order under the write lock and
-    in a read, so an answer :func:`_judged` finds in a read is the one the lock would have given at that moment.
-    ``view``: with the view of a request that waits on its chain, for the clicks a read answers (a click already
-    decided is shown the request as it stands)."""
+    """The reads of a decision on ``n`` (:func:`_look`), whoever clicks. ``view``: with the view of a request that
+    waits on its chain, for the clicks a read answers (a click already decided is shown the request as it stands)."""
     record, decisions = await repo.request_with_decisions(n)
     if record is None:
         return _Read(None)
@@ -333,9 +331,7 @@ async def _read(deps: Deps, repo: Repository, n: int, *, view: bool = False) -> 
 
 
 def _judged(deps: Deps, read: _Read, actor: str, n: int) -> tuple[Reply, bool] | _Found:
-    """The answer to a decision on ``n`` by ``actor`` when the request says it without anything recorded (no such
-    request, nothing to decide, no chain to decide on, theirs already decided), with whether they may see it; else
-    what was read, for the decision to go on with. Judged on what :func:`_read` read, which it does not change."""
+    """:func:`_look`'s answer for ``actor`` on what :func:`_read` read (which it does not change)."""
     record = read.record
     if record is None:
         return not_found(n), True
@@ -363,12 +359,18 @@ def _judged(deps: Deps, read: _Read, actor: str, n: int) -> tuple[Reply, bool] |
     return _Found(record, decisions, chain, visible, this_round, earlier, submitter, asked, step, label)
 
 
-async def _shown(deps: Deps, read: _Read, found: tuple[Reply, bool]) -> tuple[Reply, bool]:
-    """``found``, an "already decided" showing the request as it stands, as a click answered from a read is."""
-    reply, visible = found
-    if reply.rule == "already-decided" and reply.request is None and read.record is not None:
-        reply = replace(reply, request=await request_view(deps, read.record, decisions=list(read.decisions)))
-    return reply, visible
+async def _look(deps: Deps, repo: Repository, actor: str, n: int) -> tuple[Reply, bool] | _Found:
+    """The answer to a decision on ``n`` by ``actor`` when the request says it without anything recorded (no such
+    request, nothing to decide, no chain to decide on, theirs already decided), with whether they may see it; else
+    what was read, for the decision to go on with. The same reads and the same order under the write lock and in a
+    read: an answer found in a read is the one the lock would have given at that moment."""
+    read = await _read(deps, repo, n)
+    found = _judged(deps, read, actor, n)
+    if isinstance(found, tuple) and found[0].rule == "already-decided" and read.record is not None:
+        # shown the request as it stands, as a click answered from a read is
+        view = await request_view(deps, read.record, decisions=list(read.decisions))
+        found = replace(found[0], request=view), found[1]
+    return found
 
 
 SETTLED_KEPT = 1024  # requests remembered as found with nothing to decide (Deps._settled)
@@ -376,7 +378,7 @@ SETTLED_KEPT = 1024  # requests remembered as found with nothing to decide (Deps
 
 async def _answered_by_reading(deps: Deps, actor: str, n: int) -> tuple[Reply, bool] | None:
     """A click on a request another decision is being taken on now (in this process), or one a click lately found
-    with nothing to decide: answered from a read when :func:`_judged` answers it (a card clicked by a whole team, one
+    with nothing to decide: answered from a read when :func:`_look` answers it (a card clicked by a whole team, one
     approver's double click: the clicks after the first are answered without the write lock, on which each would
     otherwise wait its turn); None when the click must go to the decision (it may be taken, or its refusal is
     recorded). A click on any other request pays nothing for this."""
@@ -385,13 +387,6 @@ async def _answered_by_reading(deps: Deps, actor: str, n: int) -> tuple[Reply, b
         return None
     if taking is not None:
         await taking.wait()  # the decision under way has committed (or failed): read what it left
-        if taking.read is not None:  # it recorded nothing, and read under the lock after this click came
-            found = _judged(deps, taking.read, actor, n)
-            if not isinstance(found, tuple):
-                return None
-            _settled(deps, n)
-            return found
-
     async def read() -> _Read:
         async with deps._readers, deps.store.read() as repo:
             return await _read(deps, repo, n, view=True)
@@ -423,33 +418,11 @@ async def _decide(deps: Deps, actor: str, n: int, *, approve: bool, comment: str
         return answered
     taking = None
     if n not in deps._deciding:
-        taking = deps._deciding[n] = _Taking()
+        taking = deps._deciding[n] = asyncio.Event()
     try:
         return await _decide_locked(deps, actor, n, approve=approve, comment=comment, at=at, taking=taking)
     finally:
         _let_go(deps, n, taking)  # (already at its commit when it got that far: this is then a no-op)
-
-
-class _Taking(asyncio.Event):
-    """A decision being taken on a request in this process, which the clicks coming meanwhile wait for. ``read``:
-    what it read under the write lock when it recorded nothing (:func:`_hand_over`), else None."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.read: _Read | None = None
-
-
-def _hand_over(deps: Deps, n: int, taking: _Taking | None, read: _Read) -> None:
-    """A click that took the write lock found its answer without recording anything: what it read answers the
-    clicks waiting on it. Nothing changes the request while the lock is held, so that read is the request as it
-    was at every moment from the read to the lock's release, and each of those clicks came before that release:
-    no more come from here on (the request is no longer marked as being decided; later clicks read for
-    themselves)."""
-    if taking is None:
-        return
-    taking.read = read
-    if deps._deciding.get(n) is taking:
-        del deps._deciding[n]
 
 
 def _let_go(deps: Deps, n: int, taking: asyncio.Event | None) -> None:
@@ -461,21 +434,17 @@ def _let_go(deps: Deps, n: int, taking: asyncio.Event | None) -> None:
 
 
 async def _decide_locked(deps: Deps, actor: str, n: int, *, approve: bool, comment: str,
-                         at: tuple[int, int] | None, taking: _Taking | None) -> tuple[Reply, bool]:
+                         at: tuple[int, int] | None, taking: asyncio.Event | None) -> tuple[Reply, bool]:
     """The decision under the write lock (``taking``: the event of the clicks waiting on it, let go at its commit)."""
     now = deps.now()
     notices: list[Notice] = []
     op_id = None
     try:
         async with deps.store.write() as repo:
-            read = await _read(deps, repo, n)
-            found = _judged(deps, read, actor, n)
+            found = await _look(deps, repo, actor, n)
             if isinstance(found, tuple):
                 _settled(deps, n)
-                if taking is not None and read.record is not None and in_chain(read.record):
-                    read = replace(read, view=await request_view(deps, read.record, decisions=list(read.decisions)))
-                _hand_over(deps, n, taking, read)
-                return await _shown(deps, read, found)
+                return found
             deps._settled.pop(n, None)  # a decision to take again: its next clicks need not read first
             record, decisions, chain, visible = found.record, found.decisions, found.chain, found.visible
             this_round, earlier, submitter, asked = found.this_round, found.earlier, found.submitter, found.asked
