@@ -22,7 +22,7 @@ from handlers.chains import (
     step_need,
 )
 from handlers.compliance.accept_links import accept_approved, accept_ended, filed_by, settle_request
-from handlers.context import SYSTEM, Deps, looked_up_apart
+from handlers.context import SYSTEM, Deps, fresh_lookups
 from handlers.durations import DurationError, format_duration, parse_duration
 from handlers.eligibility import AttributeNotSupplied, ineligibility, memberships_of
 from handlers.grants import Ending, end_membership, plan_add, run_op
@@ -388,12 +388,14 @@ async def _answered_by_reading(deps: Deps, actor: str, n: int) -> tuple[Reply, b
     if taking is not None:
         await taking.wait()  # the decision under way has committed (or failed): read what it left
     async def read() -> _Read:
-        async with deps._readers, deps.store.read() as repo:
-            return await _read(deps, repo, n, view=True)
+        # the clicks reading at once share the read, sent after they all came (handlers/shared_reads.py): it looks
+        # everything up itself, after them, in whichever click's context it runs (and a click it hands to the
+        # decision is judged on what is looked up under the lock)
+        with fresh_lookups():
+            async with deps._readers, deps.store.read() as repo:
+                return await _read(deps, repo, n, view=True)
 
-    with looked_up_apart():  # a click this read hands to the decision is judged on what is looked up under the lock
-        # the clicks reading at once share the read, each sent after its clicks came (handlers/shared_reads.py)
-        found = _judged(deps, await deps.shared_reads.get(("decision", n), read), actor, n)
+    found = _judged(deps, await deps.shared_reads.get(("decision", n), read), actor, n)
     if not isinstance(found, tuple):
         return None
     _settled(deps, n)

@@ -59,20 +59,16 @@ def one_lookup_per_person() -> Iterator[None]:
 
 
 @contextmanager
-def looked_up_apart() -> Iterator[None]:
-    """Look-ups made inside are not kept for the rest of the enclosing scope, whose own are still used: a read taken
-    before a lock, after which what is decided under the lock must be looked up again, as the lock holds it (the
-    people, the chain, the directory's overlay, the safety brake's state). Outside a scope, a scope of its own."""
-    parent = _scope.get()
-    if parent is None:
-        with one_lookup_per_person():
-            yield
-        return
-    token = _scope.set({k: dict(v) if isinstance(v, dict) else v for k, v in parent.items()})
+def fresh_lookups() -> Iterator[None]:
+    """A scope of its own, starting empty whatever encloses it (people, the overlay, the policy version): for a read
+    shared by callers who all came before it started (handlers/shared_reads.py), whose answer must rest on nothing
+    looked up before that, whichever caller's context it runs in. Nothing looked up inside is kept outside."""
+    scope, versions = _scope.set({}), _versions.set({})
     try:
         yield
     finally:
-        _scope.reset(token)
+        _versions.reset(versions)
+        _scope.reset(scope)
 
 
 def scope_cache() -> dict[Any, Any] | None:

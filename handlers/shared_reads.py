@@ -15,7 +15,9 @@ reads on their way (one running, one waited for) however many callers there are.
 caller sharing it, as each caller's own would have. The answer is shared: callers read it, and copy what they change.
 
 A read started for those who wait runs in a task of its own, so no waiter's cancellation (a client hanging up)
-stops it for the others.
+stops it for the others. That task runs in the context of the caller whose read ended before it: a read must not
+rest on anything its caller's context holds (a scope's look-ups made before the others came); one that looks people
+up does so in a scope of its own (handlers/context.py ``fresh_lookups``).
 """
 
 from __future__ import annotations

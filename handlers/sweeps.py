@@ -177,8 +177,9 @@ async def remind_pending(deps: Deps, report: SweepReport) -> None:
     for record in waiting:
         if record.state == ACTIVE and not record.extension_pending:
             continue
-        if report.dry_run and record.ref in report.failed:  # the movers' sweep would fail it: nobody is reminded
-            continue
+        if report.dry_run and (record.ref in report.failed or record.ref in report.expired
+                               or record.ref in report.revoked or record.requester in report.terminated):
+            continue  # the sweep would have ended it (failed, expired, revoked, withdrawn with its leaver) by now
         if record.state == ACTIVE and group_refusal(deps, deps.policy, record) is not None:
             # the policy in force no longer grants the profile as the grant's group: the extension cannot be
             # executed, so its approvers are not kept asking (its last approval would fail it the same way)

@@ -325,3 +325,60 @@ async def test_clicks_answered_from_a_read_at_once_share_the_read(database_url, 
         assert sum(r.ok for r in replies) == 1
         assert {r.rule for r in replies if not r.ok} == {"not-open"}  # the extension was granted by the one
         assert len(await h.events("approval.granted")) == 2
+
+
+async def test_a_click_waiting_for_the_next_shared_read_is_judged_on_look_ups_made_after_it_came(database_url,
+                                                                                                 tmp_path):
+    """Okta (the stand-in). Clicks on a settled card share a read (handlers/shared_reads.py), and the one sent for
+    the clicks that came while another was on its way must look everything up after them: it runs in the context
+    of the click whose read ended before it, and must not answer from that click's look-ups. Here Ann's manager
+    changes from Pat to Ben while the first read is on its way: Pat's click that came after the change is answered
+    as for a request that does not exist (he never decided it, and is no longer in its chain)."""
+    import threading
+
+    from bot.bootstrap import build_app
+    from bot.settings import Settings
+    from tests.standins.okta import OktaStandIn
+    from tests.support import EXAMPLES
+    from tests.test_provider_unavailable import ANN as ann
+    from tests.test_provider_unavailable import BEN as ben
+    from tests.test_provider_unavailable import PAT as pat
+    from tests.test_provider_unavailable import manager_team
+
+    with OktaStandIn() as okta:
+        policy, _ = manager_team(okta, tmp_path, "decided-okta-2")
+        settings = Settings(database_url=database_url, policy=str(policy), directory=str(EXAMPLES / "directory.yaml"),
+                            identity="okta", okta_url=okta.url, okta_token=okta.token)
+        async with build_app(settings) as app:
+            async def say(email: str, text: str) -> Any:
+                person = await app.service.identify(email)
+                assert person is not None, email
+                return await app.service.handle_text(person, text)
+
+            assert (await say(ann, "request tools for 2h because INC-1 x")).ok
+            assert (await say(ann, "cancel REQ-1")).ok
+            assert (await say(pat, "approve REQ-1")).rule == "not-open"  # settled: the next clicks read first
+            ann_id = okta.user_id(ann)
+            release = threading.Event()
+            okta.hold_path(f"/users/{ann_id}/groups", release, once=True)  # Ann is read, her groups held
+            asked = len(okta.received(contains=f"/users/{ann_id}/groups"))
+            try:
+                first = asyncio.create_task(say(pat, "approve REQ-1"))
+                for _ in range(500):
+                    if len(okta.received(contains=f"/users/{ann_id}/groups")) > asked:
+                        break
+                    await asyncio.sleep(0.01)
+                with okta.lock:  # Ann's manager is Ben from now on
+                    okta.users[ann_id]["profile"]["managerId"] = okta.user_id(ben)
+                second = asyncio.create_task(say(pat, "approve REQ-1"))  # comes after the change
+                for _ in range(500):
+                    if ("decision", 1) in app.deps.shared_reads._next:  # it waits for the next read
+                        break
+                    await asyncio.sleep(0.01)
+                assert ("decision", 1) in app.deps.shared_reads._next and not first.done()
+            finally:
+                release.set()
+            assert (await first).rule == "not-open"  # it came before the change
+            late = await second
+            assert late.rule == "unknown-request" and ann not in late.text, (late.rule, late.text)
+            assert (await say(pat, "approve REQ-1")).rule == "unknown-request"  # alone, now

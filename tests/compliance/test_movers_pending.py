@@ -145,3 +145,17 @@ async def test_the_dry_run_names_a_movers_request_as_failing_and_reminds_nobody_
         assert len(await h.events()) == before
         report = await sweep(h.app.deps, drift=False)
         assert report.failed == ["REQ-1"] and report.reminded == [], report.lines()
+
+
+async def test_the_dry_run_does_not_name_as_failing_a_leavers_request_the_sweep_withdraws(database_url, tmp_path):
+    """A leaver's pending request is withdrawn by the leaver sweep, before the reminders see it: the dry run, which
+    withdraws nothing, must not name it as failing because its step's only approver left too."""
+    async with harness(database_url, tmp_path) as h:
+        assert (await h.say(BOB, "request staging-admin for 1h because INC-2 deploy")).ok  # waits on Mark
+        h.files.set_active(BOB, False)
+        h.files.set_active(MARK, False)
+        dry = await sweep(h.app.deps, drift=False, dry_run=True)
+        report = await sweep(h.app.deps, drift=False)
+        assert BOB in report.terminated and (await h.request(1)).state == "cancelled", report.lines()
+        assert report.failed == [] and dry.terminated == report.terminated, report.lines()
+        assert dry.failed == report.failed and dry.reminded == report.reminded, dry.lines()
