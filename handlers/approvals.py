@@ -387,6 +387,7 @@ async def _answered_by_reading(deps: Deps, actor: str, n: int) -> tuple[Reply, b
         return None
     if taking is not None:
         await taking.wait()  # the decision under way has committed (or failed): read what it left
+
     async def read() -> _Read:
         # the clicks reading at once share the read, sent after they all came (handlers/shared_reads.py): it looks
         # everything up itself, after them, in whichever click's context it runs (and a click it hands to the

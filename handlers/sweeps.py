@@ -212,8 +212,7 @@ async def remind_pending(deps: Deps, report: SweepReport) -> None:
             continue
         bad = open_step_unsatisfiable(chain, record.step, earlier, here)
         if report.dry_run and bad is not None:  # said as the sweep would do it: failed, no one reminded
-            if record.ref not in report.failed:
-                report.failed.append(record.ref)
+            report.failed.append(record.ref)  # (not named already: those are skipped above)
             continue
         if bad is not None:
             # An approver left since the step opened: fail closed rather than wait forever.

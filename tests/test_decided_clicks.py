@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +22,12 @@ from sqlalchemy import event
 
 from bot.bootstrap import build_app
 from bot.settings import Settings
-from tests.support import Harness, MutableClock, RecordingNotifier, copy_examples, harness
+from tests.standins.okta import OktaStandIn
+from tests.support import EXAMPLES, Harness, MutableClock, RecordingNotifier, copy_examples, harness
+from tests.test_provider_unavailable import ANN as ann
+from tests.test_provider_unavailable import BEN as ben
+from tests.test_provider_unavailable import PAT as pat
+from tests.test_provider_unavailable import manager_team
 
 BOB, MARK, DANA, DEV = "bob@example.com", "mark.mgr@example.com", "dana.dba@example.com", "dev.dba@example.com"
 CAROL, SAM = "carol@example.com", "sam.sec@example.com"
@@ -45,6 +52,23 @@ def write_transactions(app: Any) -> Iterator[list[str]]:
         yield opened
     finally:
         event.remove(engine, "before_cursor_execute", seen)
+
+
+@contextlib.asynccontextmanager
+async def okta_team(okta: OktaStandIn, database_url: str, tmp_path: Path, version: str
+                    ) -> AsyncIterator[tuple[Any, Callable[[str, str], Awaitable[Any]]]]:
+    """The bot on Okta (the stand-in) with Ann and Ben under Pat, whose ``tools`` profile Pat approves
+    (tests/test_provider_unavailable.py ``manager_team``): the app, and ``say(email, text)`` as that person."""
+    policy, _ = manager_team(okta, tmp_path, version)
+    settings = Settings(database_url=database_url, policy=str(policy), directory=str(EXAMPLES / "directory.yaml"),
+                        identity="okta", okta_url=okta.url, okta_token=okta.token)
+    async with build_app(settings) as app:
+        async def say(email: str, text: str) -> Any:
+            person = await app.service.identify(email)
+            assert person is not None, email
+            return await app.service.handle_text(person, text)
+
+        yield app, say
 
 
 async def test_a_burst_of_clicks_after_the_decision_takes_no_write_lock(database_url, tmp_path):
@@ -248,25 +272,8 @@ async def test_clicks_read_first_when_the_identity_provider_fails_or_the_clicker
     answer and an outsider learns nothing either way (no name, the same answer as for a request that does not exist
     or the provider's), nothing is recorded, and the clicks go through again once Okta answers. An outsider's click
     on the settled request is answered exactly as a request that does not exist, and records nothing."""
-    from bot.bootstrap import build_app
-    from bot.settings import Settings
-    from tests.standins.okta import OktaStandIn
-    from tests.support import EXAMPLES
-    from tests.test_provider_unavailable import ANN as ann
-    from tests.test_provider_unavailable import BEN as ben
-    from tests.test_provider_unavailable import PAT as pat
-    from tests.test_provider_unavailable import manager_team
-
     with OktaStandIn() as okta:
-        policy, _ = manager_team(okta, tmp_path, "decided-okta-1")
-        settings = Settings(database_url=database_url, policy=str(policy), directory=str(EXAMPLES / "directory.yaml"),
-                            identity="okta", okta_url=okta.url, okta_token=okta.token)
-        async with build_app(settings) as app:
-            async def say(email: str, text: str) -> Any:
-                person = await app.service.identify(email)
-                assert person is not None, email
-                return await app.service.handle_text(person, text)
-
+        async with okta_team(okta, database_url, tmp_path, "decided-okta-1") as (app, say):
             async def events() -> list[tuple[int, str]]:
                 return [(e.seq, e.hash) async for e in app.store.audit_events()]
 
@@ -334,27 +341,8 @@ async def test_a_click_waiting_for_the_next_shared_read_is_judged_on_look_ups_ma
     of the click whose read ended before it, and must not answer from that click's look-ups. Here Ann's manager
     changes from Pat to Ben while the first read is on its way: Pat's click that came after the change is answered
     as for a request that does not exist (he never decided it, and is no longer in its chain)."""
-    import threading
-
-    from bot.bootstrap import build_app
-    from bot.settings import Settings
-    from tests.standins.okta import OktaStandIn
-    from tests.support import EXAMPLES
-    from tests.test_provider_unavailable import ANN as ann
-    from tests.test_provider_unavailable import BEN as ben
-    from tests.test_provider_unavailable import PAT as pat
-    from tests.test_provider_unavailable import manager_team
-
     with OktaStandIn() as okta:
-        policy, _ = manager_team(okta, tmp_path, "decided-okta-2")
-        settings = Settings(database_url=database_url, policy=str(policy), directory=str(EXAMPLES / "directory.yaml"),
-                            identity="okta", okta_url=okta.url, okta_token=okta.token)
-        async with build_app(settings) as app:
-            async def say(email: str, text: str) -> Any:
-                person = await app.service.identify(email)
-                assert person is not None, email
-                return await app.service.handle_text(person, text)
-
+        async with okta_team(okta, database_url, tmp_path, "decided-okta-2") as (app, say):
             assert (await say(ann, "request tools for 2h because INC-1 x")).ok
             assert (await say(ann, "cancel REQ-1")).ok
             assert (await say(pat, "approve REQ-1")).rule == "not-open"  # settled: the next clicks read first
