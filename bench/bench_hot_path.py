@@ -56,6 +56,7 @@ from bot.settings import Settings  # noqa: E402
 from bot.teams.bot import invoke_json  # noqa: E402
 from bot.teams.invoke import InvokeHandler, click_scope  # noqa: E402
 from bot.teams.notifier import TeamsNotifier  # noqa: E402
+from handlers.context import one_lookup_per_person  # noqa: E402
 
 CHAIN = ("mark.mgr@example.com", "dana.dba@example.com", "sam.sec@example.com", "sasha.sec@example.com")
 OIDS = {"mark.mgr@example.com": "0a8e3c11-2b2d-4e6f-8a9b-0c1d2e3f4a5b",
@@ -117,7 +118,8 @@ async def clicks(url: str, directory: str, n: int, recorded: list[Statement] | N
             first = len(into)
             wall0, cpu0 = time.perf_counter(), time.process_time()
             with click_scope(verb):  # as the Teams route does
-                person = await deps.directory.find_by_aad_object_id(oid)  # type: ignore[attr-defined]
+                with one_lookup_per_person():  # the sender identified in a scope, as bot/teams/identity.py does
+                    person = await deps.directory.find_by_aad_object_id(oid)  # type: ignore[attr-defined]
                 response = await invokes.handle(person, verb, {"request_id": n_})
             body = invoke_json(response.body)  # as the route writes the answer
             wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0

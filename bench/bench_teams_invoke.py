@@ -65,6 +65,7 @@ from bot.settings import Settings  # noqa: E402
 from bot.teams import TEAMS_KEY  # noqa: E402
 from bot.teams.bot import invoke_json  # noqa: E402
 from bot.teams.invoke import click_scope  # noqa: E402
+from handlers.context import one_lookup_per_person  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "teams" / "invoke_adaptive_card_action.json"
 MARK_OID = "0a8e3c11-2b2d-4e6f-8a9b-0c1d2e3f4a5b"
@@ -92,7 +93,8 @@ def bare_route(app: web.Application, teams_key: Any) -> None:
         channel = request.app[teams_key]
         action = body["value"]["action"]
         with click_scope(action["verb"]):  # as the Teams route does
-            person = await channel.bot.app.deps.directory.find_by_aad_object_id(body["from"]["aadObjectId"])
+            with one_lookup_per_person():  # the sender identified in a scope, as bot/teams/identity.py does
+                person = await channel.bot.app.deps.directory.find_by_aad_object_id(body["from"]["aadObjectId"])
             response = await channel.bot.invokes.handle(person, action["verb"], action["data"])
         # its answer written as the route writes it (bot.teams.bot.invoke_json)
         return web.Response(body=invoke_json(response.body), status=response.status, content_type="application/json",

@@ -14,6 +14,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.bootstrap import App
+from handlers.context import one_lookup_per_person
 from handlers.ports import Person
 
 log = structlog.get_logger("accessbot.slack")
@@ -39,8 +40,16 @@ def acting_user(body: dict[str, Any]) -> str | None:
 
 
 async def identify(app: App, client: AsyncWebClient, user_id: str | None) -> Person | None:
+    """The person acting, looked up in a scope of the identification alone, closed before the command opens its own
+    (:func:`handlers.context.one_lookup_per_person`): there the embedded directory's overlay is read once for all
+    the look-ups asking at the same time (store/overlay.py), not once a request."""
     if not user_id:
         return None
+    with one_lookup_per_person():
+        return await _identify(app, client, user_id)
+
+
+async def _identify(app: App, client: AsyncWebClient, user_id: str) -> Person | None:
     person = await app.deps.directory.find_by_slack_id(user_id)
     if person is not None:
         return person

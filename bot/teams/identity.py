@@ -18,6 +18,7 @@ from microsoft_agents.hosting.core import TurnContext
 from microsoft_agents.hosting.core.connector import ConnectorClientBase
 
 from bot.bootstrap import App
+from handlers.context import one_lookup_per_person
 from handlers.ports import Person
 
 log = structlog.get_logger("accessbot.teams")
@@ -41,6 +42,15 @@ async def roster_member(context: TurnContext, user_id: str) -> Any:
 
 
 async def identify(app: App, context: TurnContext) -> Person | None:
+    """The sender, looked up in a scope (:func:`handlers.context.one_lookup_per_person`): a card refresh's own, or one
+    of the identification alone, closed before the command opens its own (a decision looks people up afresh under
+    its lock). In a scope the embedded directory's overlay is read once for all the look-ups asking at the same
+    time (store/overlay.py): a burst of clicks on one card identifies its senders with a few reads, not one each."""
+    with one_lookup_per_person():
+        return await _identify(app, context)
+
+
+async def _identify(app: App, context: TurnContext) -> Person | None:
     sender = context.activity.from_property
     if sender is None or not sender.id:
         return None

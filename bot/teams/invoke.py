@@ -79,7 +79,8 @@ async def _visible_view(app: App, person: Person, n: int) -> RequestView | None:
 
 def click_scope(verb: str) -> AbstractContextManager[None]:
     """A refresh only reads: one look-up per person (and one read of the directory's overlay) serves the
-    whole click, the sender's identification included. A click that writes keeps a scope per command."""
+    whole click, the sender's identification included. A click that writes identifies its sender in a scope of
+    the identification alone (bot/teams/identity.py) and keeps a scope per command."""
     return one_lookup_per_person() if verb == adaptive.VERB_REFRESH else nullcontext()
 
 
