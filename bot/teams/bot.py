@@ -75,19 +75,22 @@ class AccessBot(ActivityHandler):
         person = await identify(self.app, context)
         if is_personal(context):  # one reference serves both: the bot's own address and the person's
             ref = self.references.of(context)  # shared: read only
-            await self._remember_bot(context, dict(ref))
+            await self._remember_bot(context, ref)
             if person is not None:
                 await self.addresses.save(person.email.lower(), ref)
                 self.notifier.saw_user(person.email, ref)
         return person
 
     async def _remember_bot(self, context: TurnContext, ref: dict[str, Any]) -> None:
-        """The service URL, tenant and bot account, for conversations the bot starts itself."""
-        ref.pop("user", None)
+        """The service URL, channel, tenant and bot account, for conversations the bot starts itself
+        (bot/teams/notifier.py ``_create_conversation`` needs no more). Nothing of the chat the activity came from
+        (its conversation, sender or locale): the address is the same whoever talks to the bot, so it is written
+        when it changes, not each time another person's activity follows someone else's."""
+        address = {key: ref[key] for key in ("bot", "channelId", "serviceUrl") if key in ref}
         tenant = activity_tenant(context.activity)
         if tenant:
-            ref["tenant"] = tenant
-        await self.addresses.save(BOT_ADDRESS, ref)
+            address["tenant"] = tenant
+        await self.addresses.save(BOT_ADDRESS, address)
 
     @staticmethod
     async def _send(context: TurnContext, activity: Activity, *, rebuild: Rebuild | None = None) -> Any:
