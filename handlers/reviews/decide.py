@@ -363,6 +363,19 @@ async def mark_gone(repo: ReviewRepository, campaign: CampaignRecord, numbers: s
     return gone
 
 
+def _first_opening(deps: Deps, who: str, keys: list[str], batches: dict[str, BatchRecord]) -> bool:
+    """Whether opening ``keys`` now records a first opening (``review.opened``) by ``who``, as
+    :func:`open_batch` judges each batch under the write lock."""
+    for key in keys:
+        batch = batches.get(key)
+        if (batch is None or batch.opened_at is None) and in_reviewer(deps, key, who):
+            return True
+        if batch is not None and batch.escalation_opened_at is None and batch.escalated_to is not None \
+                and in_reviewer(deps, batch.escalated_to, who) and not in_reviewer(deps, key, who):
+            return True
+    return False
+
+
 async def open_batch(deps: Deps, who: str, campaign: CampaignRecord, channel: str) -> list[str]:
     """The first opening of each of ``who``'s batches (``review.opened``) and the live check.
 
@@ -388,6 +401,11 @@ async def open_batch(deps: Deps, who: str, campaign: CampaignRecord, channel: st
                     inactive.append(item)
     keys = sorted({i.reviewer for i in mine if in_reviewer(deps, i.reviewer, who)}
                   | {k for k, b in batches.items() if in_reviewer(deps, b.escalated_to, who)})
+    if not left and not inactive and not _first_opening(deps, who, keys, batches):
+        # nothing to record: every batch already opened (an opening is never undone), no item found gone or
+        # inactive. A card refreshed again takes no write lock (300 reviewers refreshing at 08:00 would queue
+        # behind it one by one).
+        return notes
     async with deps.store.write() as raw:
         repo = repo_of(raw)
         fresh_batches = await repo.batches(campaign.id or 0)
