@@ -8,7 +8,9 @@ invoke response); ``/bare`` is a plain aiohttp handler around the same calls. Th
 separate process, so the server's event loop only serves.
 
 Scenarios
-    refresh   200 approvers' cards refreshing at once (read path)
+    refresh   200 cards of one request refreshing at once (read path): Mark's, or with ``--senders N``, those of
+              Mark and N-1 teammates of the security team (who may see every request) in turn, each in their
+              personal chat
     approve   one approver's card clicked 200 times at once: one decision, 199 current states
 
 Besides latency it prints the server process's CPU time per invoke (all its threads), which other
@@ -16,7 +18,8 @@ load on a shared machine hardly moves, where it stretches every latency. In one 
 times the same burst against ``/http``, a handler that parses the activity and writes a card-sized
 answer with no domain work: what HTTP and the load generator alone cost on this machine.
 
-    python bench/bench_teams_invoke.py [--concurrency 200] [--rounds 5] [--secured] [--workers N [--url postgresql://...]]
+    python bench/bench_teams_invoke.py [--concurrency 200] [--rounds 5] [--senders N] [--secured]
+                                       [--workers N [--url postgresql://...]]
 
 ``--secured`` runs the route as in production: the bot has an app id, and every activity carries the
 Bot Connector's token, validated against a local OpenID metadata document and its keys (the emulator
@@ -136,11 +139,43 @@ def invoke(base: str, verb: str, data: dict[str, Any]) -> dict[str, Any]:
     return act
 
 
-def clicks(base: str, verb: str, data: dict[str, Any], n: int) -> list[str]:
+def clicks(base: str, verb: str, data: dict[str, Any], n: int, senders: int = 1) -> list[str]:
     """``n`` clicks of one card button, each its own activity (Teams gives every click its own id; the route
-    answers a repeated id without carrying it out)."""
+    answers a repeated id without carrying it out), from Mark and ``senders - 1`` teammates in turn, each in
+    their personal chat with the bot."""
     act = invoke(base, verb, data)
-    return [json.dumps({**act, "id": f"{act['id']}-{uuid.uuid4().hex}"}) for _ in range(n)]
+    out = []
+    for i in range(n):
+        click = {**act, "id": f"{act['id']}-{uuid.uuid4().hex}"}
+        k = i % senders
+        if k:  # a teammate (team_files): their own account and chat
+            click["from"] = {"id": f"29:1teammate-{k}", "name": f"Teammate {k}", "aadObjectId": teammate_oid(k)}
+            click["conversation"] = {**act["conversation"], "id": f"a:1teammate-{k}-personal"}
+        out.append(json.dumps(click))
+    return out
+
+
+def teammate_oid(k: int) -> str:
+    return f"5e0d0000-0000-4000-8000-{k:012x}"
+
+
+def team_files(tmp: str, senders: int) -> tuple[str, Path]:
+    """The policy and the directory of the run: the examples, with Mark's and Bob's Teams accounts, and ``senders
+    - 1`` teammates, each with one, in the security team (who may see every request: its card refreshes for them)."""
+    directory = directory_with_oids(tmp)
+    if senders <= 1:
+        return str(ROOT / "examples/policy.yaml"), directory
+    data = yaml.safe_load(directory.read_text())
+    mates = [f"teammate{k}@example.com" for k in range(1, senders)]
+    data["users"] += [{"email": email, "name": f"Teammate {k}", "department": "Security", "title": "Engineer",
+                       "employment_type": "FTE", "manager": "mark.mgr@example.com", "active": True,
+                       "aad_object_id": teammate_oid(k)} for k, email in enumerate(mates, 1)]
+    directory.write_text(yaml.safe_dump(data, sort_keys=False))
+    policy = yaml.safe_load((ROOT / "examples/policy.yaml").read_text())
+    policy["approver_groups"]["security"] = [*policy["approver_groups"]["security"], *mates]
+    path = Path(tmp) / "policy.yaml"
+    path.write_text(yaml.safe_dump(policy, sort_keys=False))
+    return str(path), directory
 
 
 APP_ID = "bench-app-id"
@@ -148,7 +183,7 @@ TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"  # the fixture's tenant
 
 
 async def run(concurrency: int, rounds: int, secured: bool = False,
-              client: str = "raw") -> dict[str, dict[str, list[float]]]:
+              client: str = "raw", senders: int = 1) -> dict[str, dict[str, list[float]]]:
     """``secured``: the route as in production, every activity's token validated (keys from a local
     OpenID metadata document, the bot's own token from the stub), instead of the emulator mode."""
     issuer = stub = None
@@ -158,23 +193,14 @@ async def run(concurrency: int, rounds: int, secured: bool = False,
         issuer = OpenIdIssuer().start()
         stub = StubConnector().start()
     with tempfile.TemporaryDirectory() as tmp:
-        directory = Path(tmp) / "directory.yaml"
-        shutil.copy(ROOT / "examples" / "directory.yaml", directory)
-        data = yaml.safe_load(directory.read_text())
-        for user in data["users"]:
-            if user["email"] == "mark.mgr@example.com":
-                user["aad_object_id"] = MARK_OID
-            if user["email"] == "bob@example.com":
-                user["aad_object_id"] = BOB_OID
-        directory.write_text(yaml.safe_dump(data, sort_keys=False))
+        policy, directory = team_files(tmp, senders)
         if issuer is not None and stub is not None:
             mode: dict[str, Any] = {"app_id": APP_ID, "app_password": "bench", "teams_tenants": TENANT, "env": {
                 "ACCESSBOT_TEAMS_OPENID_METADATA_URL": issuer.metadata_url,
                 "ACCESSBOT_TEAMS_TOKEN_URL": f"{stub.base}/stub/token"}}
         else:
             mode = {"teams_emulator": "1"}
-        settings = Settings(database_url=f"sqlite:///{tmp}/bench.db", policy=str(ROOT / "examples/policy.yaml"),
-                            directory=str(directory), **mode)
+        settings = Settings(database_url=f"sqlite:///{tmp}/bench.db", policy=policy, directory=str(directory), **mode)
         notifier = FanoutNotifier()
         async with build_app(settings, notifier=notifier) as app:
             web_app = create_web_app(app, notifier, scheduler=False)
@@ -205,7 +231,7 @@ async def run(concurrency: int, rounds: int, secured: bool = False,
                         reply = await app.service.handle_text(bob, "request staging-admin for 1h")
                         assert reply.ok and reply.request is not None, reply.text
                         n = reply.request.number
-                        bodies = clicks(service, "refresh", {"request_id": n}, concurrency)
+                        bodies = clicks(service, "refresh", {"request_id": n}, concurrency, senders)
                         started = time.process_time()
                         refresh = await loop.run_in_executor(pool, burst_in_child, url, bodies, token, client)
                         refresh_cpu = time.process_time() - started
@@ -296,7 +322,7 @@ def bare_worker(port: int, ready: Any, url: str, policy: str, directory: str) ->
 
 
 def run_workers(concurrency: int, rounds: int, workers: int, url: str,
-                secured: bool = False, client: str = "raw") -> dict[str, dict[str, list[float]]]:
+                secured: bool = False, client: str = "raw", senders: int = 1) -> dict[str, dict[str, list[float]]]:
     """``accessbot serve --workers N`` on PostgreSQL against N bare replicas sharing a port.
 
     ``secured``: the workers validate every activity's token (keys from a local OpenID metadata document, the
@@ -318,8 +344,7 @@ def run_workers(concurrency: int, rounds: int, workers: int, url: str,
     bare: list[Any] = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            directory = directory_with_oids(tmp)
-            policy = str(ROOT / "examples/policy.yaml")
+            policy, directory = team_files(tmp, senders)
             env = {**os.environ, "ACCESSBOT_TEAMS_EMULATOR": "1"}
             if issuer is not None:
                 env = {**os.environ, "MicrosoftAppId": APP_ID, "MicrosoftAppPassword": "bench",
@@ -339,7 +364,8 @@ def run_workers(concurrency: int, rounds: int, workers: int, url: str,
             for e in events:
                 e.wait(120)
             settings = Settings(database_url=url, policy=policy, directory=str(directory))
-            return asyncio.run(_drive_workers(settings, stub.base, concurrency, rounds, port, bare_port, token, client))
+            return asyncio.run(_drive_workers(settings, stub.base, concurrency, rounds, port, bare_port, token, client,
+                                              senders))
     finally:
         if serve is not None:
             print(workers_line(serve.pid))  # while they still run: what each worker held at its peak
@@ -355,7 +381,7 @@ def run_workers(concurrency: int, rounds: int, workers: int, url: str,
 
 async def _drive_workers(settings: Settings, stub: str, concurrency: int, rounds: int, port: int,
                          bare_port: int, token: str | None = None,
-                         client: str = "raw") -> dict[str, dict[str, list[float]]]:
+                         client: str = "raw", senders: int = 1) -> dict[str, dict[str, list[float]]]:
     from sqlalchemy import func, select
 
     from store import schema as t
@@ -379,7 +405,7 @@ async def _drive_workers(settings: Settings, stub: str, concurrency: int, rounds
                     reply = await app.service.handle_text(bob, "request staging-admin for 1h")
                     assert reply.ok and reply.request is not None, reply.text
                     n = reply.request.number
-                    bodies = clicks(stub, "refresh", {"request_id": n}, concurrency)
+                    bodies = clicks(stub, "refresh", {"request_id": n}, concurrency, senders)
                     bearer = token if target == "teams" else None
                     refresh = await loop.run_in_executor(pool, burst_in_child, url, bodies, bearer, client)
                     before = await decisions()
@@ -402,6 +428,8 @@ def main() -> None:
     parser.add_argument("--url", help="with --workers: PostgreSQL URL of an empty database")
     parser.add_argument("--client", choices=load.CLIENTS, default="raw",
                         help="the load generator (bench/load.py): raw sockets, or aiohttp's client to compare with")
+    parser.add_argument("--senders", type=int, default=1,
+                        help="the refresh burst comes from Mark and N-1 teammates in turn (default 1: Mark alone)")
     parser.add_argument("--secured", action="store_true",
                         help="every activity's token validated, as in production (not the emulator)")
     args = parser.parse_args()
@@ -410,17 +438,19 @@ def main() -> None:
 
         url, cluster = _pg_database(args.url)
         try:
-            results = run_workers(args.concurrency, args.rounds, args.workers, url, args.secured, args.client)
+            results = run_workers(args.concurrency, args.rounds, args.workers, url, args.secured, args.client,
+                                  args.senders)
         finally:
             if cluster is not None:
                 cluster.stop()
         where = (f"PostgreSQL, accessbot serve --workers {args.workers} vs {args.workers} bare replicas, "
                  + ("tokens validated (production mode)" if args.secured else "emulator mode (no tokens)"))
     else:
-        results = asyncio.run(run(args.concurrency, args.rounds, args.secured, args.client))
+        results = asyncio.run(run(args.concurrency, args.rounds, args.secured, args.client, args.senders))
         where = "SQLite, one process" + (", tokens validated (production mode)" if args.secured else
                                          ", emulator mode (no tokens)")
     print(f"{args.concurrency} concurrent adaptiveCard/action invokes, {args.rounds} rounds each, {where}; "
+          f"refresh from {args.senders} {'person' if args.senders == 1 else 'people'}; "
           f"load generator {args.client} (bench/load.py); load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"{'scenario':<9} {'endpoint':<14} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
     cpu = results.pop("cpu", None)
