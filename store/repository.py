@@ -145,6 +145,13 @@ _LAST_ENDING = (select(t.audit_events)
 _ADDR = t.channel_addresses.c
 _GROUP_IDS = select(t.group_ids.c.provider, t.group_ids.c.ref, t.group_ids.c.object_id)
 _ADDRESS = select(_ADDR.address).where(_ADDR.channel == bindparam("channel"), _ADDR.email == bindparam("email"))
+_MSG = t.channel_messages.c
+# a request's messages in a channel, all or of one kind (a card refreshed by someone whose step closed reads them)
+_MESSAGES = (select(_MSG.recipient, _MSG.kind, _MSG.address)
+             .where(_MSG.channel == bindparam("channel"), _MSG.request_id == bindparam("rid")).order_by(_MSG.id))
+_MESSAGES_OF_KIND = (select(_MSG.recipient, _MSG.kind, _MSG.address)
+                     .where(_MSG.channel == bindparam("channel"), _MSG.request_id == bindparam("rid"),
+                            _MSG.kind == bindparam("kind")).order_by(_MSG.id))
 _ADD_REQUEST = insert(t.requests).values(
     {c.name: bindparam(f"v_{c.name}") for c in t.requests.c if c.name != "id"}).returning(_REQ.id)
 _OPS = t.provider_ops.c
@@ -672,11 +679,11 @@ class SqlRepository(ReviewRepositoryMixin):
 
     async def messages(self, channel: str, request_id: int, kind: str | None = None
                        ) -> list[tuple[str, str, dict[str, Any]]]:
-        c = t.channel_messages.c
-        q = select(c.recipient, c.kind, c.address).where(c.channel == channel, c.request_id == request_id)
         if kind:
-            q = q.where(c.kind == kind)
-        return [(r[0], r[1], json.loads(r[2])) for r in (await self.conn.execute(q.order_by(c.id))).all()]
+            rows = await self._rows(_MESSAGES_OF_KIND, {"channel": channel, "rid": request_id, "kind": kind})
+        else:
+            rows = await self._rows(_MESSAGES, {"channel": channel, "rid": request_id})
+        return [(r["recipient"], r["kind"], json.loads(r["address"])) for r in rows]
 
     async def first_seen(self, key: str, at: datetime) -> bool:
         """Record an inbound event key; True the first time it is seen."""

@@ -146,10 +146,15 @@ class InvokeHandler:
 
     async def _closing_note(self, view: RequestView, who: str) -> str | None:
         """What the ``outcome`` notice that closed ``who``'s step of this round said on their cards (bot/notify.py
-        ``closing_notes``): a card the client refreshes itself keeps saying why, as the outbox's edit did."""
-        async with self.app.store.read() as repo:
-            rows = await repo.messages(TEAMS, view.number, CLOSED)
-        return closing_notes(rows, view.round).get(who)
+        ``closing_notes``): a card the client refreshes itself keeps saying why, as the outbox's edit did. The
+        request's notes are read once for every refresh asking at the same time (handlers/shared_reads.py): a
+        card refreshing for a whole team reads them a few times, not once a person."""
+        async def read() -> dict[str, str]:
+            async with self.app.store.read() as repo:
+                return closing_notes(await repo.messages(TEAMS, view.number, CLOSED), view.round)
+
+        notes = await self.app.deps.shared_reads.get(("closing-notes", view.number, view.round), read)
+        return notes.get(who)
 
     async def _after(self, person: Person, n: int, reply: Reply) -> InvokeResponse:
         who = person.email.lower()

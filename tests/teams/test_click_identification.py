@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,7 +20,7 @@ from sqlalchemy import event
 from tests.teams.cardcheck import texts_of
 from tests.teams.conftest import TeamsHarness
 
-BOB, MARK = "bob@example.com", "mark.mgr@example.com"
+BOB, MARK, SAM = "bob@example.com", "mark.mgr@example.com", "sam.sec@example.com"
 
 
 @contextlib.contextmanager
@@ -61,3 +62,22 @@ async def test_a_burst_of_approve_clicks_identifies_its_senders_with_a_few_reads
     assert per_person == [], per_person
     if h.app.store.backend == "postgresql":  # (SQLite reads on the loop's thread: each ends before the next asks)
         assert len(versions) <= 8, len(versions)
+
+
+async def test_a_card_refreshing_for_people_whose_step_closed_reads_its_notes_together(
+        teams_any_db: TeamsHarness) -> None:
+    """Sam (the security team, in no step of staging-admin's chain) sees the request and cannot decide it: his card
+    shows what the notice that closed the step said (bot/teams/invoke.py ``_closing_note``). A burst of such
+    refreshes reads the request's messages a few times, not once a refresh."""
+    h = teams_any_db
+    bob = await h.app.service.identify(BOB)
+    assert bob is not None
+    assert (await h.app.service.handle_text(bob, "request staging-admin for 1h because INC-1 deploy")).ok
+    await h.click(SAM, "refresh", {"request_id": 1})
+    with statements(h.app) as seen:
+        cards = await asyncio.gather(*(h.click(SAM, "refresh", {"request_id": 1}) for _ in range(20)))
+    assert len({json.dumps(c, sort_keys=True) for c in cards}) == 1 and "REQ-1" in texts_of(cards[0])
+    notes = [s for s in seen if "FROM channel_messages" in s]
+    assert notes, seen  # read (the notes are not kept): a note written meanwhile is shown by the next refresh
+    if h.app.store.backend == "postgresql":  # (SQLite reads on the loop's thread: each ends before the next asks)
+        assert len(notes) <= 8, len(notes)
