@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from handlers.reviews.records import (
@@ -32,6 +32,7 @@ _UNDO = ("campaign_id", "item", "requested_by", "reason", "requested_at", "appro
 # an item whose membership the latest closed review stands behind: kept, or removed and then restored by an
 # undo two members of the security team agreed on (handlers/reviews/undo.py)
 BACKED = ("kept", "restored")
+ITEMS_NAMED = 500  # at most this many item numbers named in one statement (the rest: the campaign's whole)
 _BATCH = ("opened_at", "opened_by", "reminded_at", "reminders", "escalated_at", "escalated_to",
           "escalation_opened_at")
 _SCHEDULE = ("first_seen", "done_for", "pending_for", "attempts", "next_attempt_at", "lease_until", "last_error")
@@ -105,11 +106,17 @@ class ReviewRepositoryMixin:
         for start in range(0, len(rows), 1000):
             await self.conn.execute(insert(rt.review_items), rows[start:start + 1000])
 
-    async def items(self, campaign_id: int, *, reviewer: str | None = None) -> list[ItemRecord]:
+    async def items(self, campaign_id: int, *, reviewer: str | None = None, reviewers: Collection[str] | None = None,
+                    user: str | None = None) -> list[ItemRecord]:
+        """The campaign's items, in order: all of them, or those of ``reviewer``; with ``reviewers`` (and ``user``),
+        those whose reviewer is one of ``reviewers`` or (``user``) whose person is ``user``: one reviewer's share of
+        a campaign of thousands, read through the (campaign, reviewer) index instead of whole."""
         c = rt.review_items.c
         q = select(rt.review_items).where(c.campaign_id == campaign_id)
         if reviewer is not None:
             q = q.where(c.reviewer == reviewer)
+        if reviewers is not None:
+            q = q.where(or_(c.reviewer.in_(sorted(reviewers)), *([c.user_email == user] if user is not None else [])))
         return [_item(r) for r in (await self.conn.execute(q.order_by(c.number))).all()]
 
     async def save_item(self, item: ItemRecord) -> None:
@@ -149,18 +156,26 @@ class ReviewRepositoryMixin:
                 c.campaign_id == campaign_id, c.number.in_(list(numbers[start:start + 500])))
                 .values(state=state, outcome=outcome))
 
-    async def review_decisions(self, campaign_id: int) -> list[ReviewDecisionRecord]:
+    async def review_decisions(self, campaign_id: int, items: Collection[int] | None = None
+                               ) -> list[ReviewDecisionRecord]:
+        """The campaign's decisions, oldest first: all, or (``items``, at most :data:`ITEMS_NAMED`) those on these
+        items."""
         c = rt.review_decisions.c
-        rows = (await self.conn.execute(select(rt.review_decisions).where(c.campaign_id == campaign_id)
-                                        .order_by(c.id))).all()
+        q = select(rt.review_decisions).where(c.campaign_id == campaign_id)
+        if items is not None:
+            q = q.where(c.item.in_(sorted(items)))
+        rows = (await self.conn.execute(q.order_by(c.id))).all()
         return [ReviewDecisionRecord(id=m["id"], campaign_id=m["campaign_id"], item=m["item"],
                                      decision=m["decision"], actor=m["actor"], comment=m["comment"],
                                      recommendation=m["recommendation"], decided_at=m["decided_at"])
                 for m in (r._mapping for r in rows)]
 
-    async def final_decisions(self, campaign_id: int) -> dict[int, ReviewDecisionRecord]:
-        """Item number → the decision that counts (the last one made)."""
-        return {d.item: d for d in await self.review_decisions(campaign_id)}
+    async def final_decisions(self, campaign_id: int, items: Collection[int] | None = None
+                              ) -> dict[int, ReviewDecisionRecord]:
+        """Item number → the decision that counts (the last one made); with ``items``, for those items alone (all of
+        the campaign's when they are more than :data:`ITEMS_NAMED`: a statement has a bound on its parameters)."""
+        named = items if items is not None and len(items) <= ITEMS_NAMED else None
+        return {d.item: d for d in await self.review_decisions(campaign_id, named)}
 
     # -- snapshots --------------------------------------------------------------------------
     async def add_snapshot(self, snapshot: SnapshotRecord) -> None:

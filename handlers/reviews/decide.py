@@ -65,6 +65,16 @@ def in_reviewer(deps: Deps, reviewer: str | None, email: str) -> bool:
     return reviewer == email
 
 
+def reviewer_keys(deps: Deps, email: str, batches: dict[str, BatchRecord]) -> set[str]:
+    """The reviewers of every item ``email`` may decide (:func:`may_decide`): them, the policy's groups they are
+    in, and the reviewers whose batch was escalated to them. A campaign's items are read for these reviewers
+    alone (``ReviewRepository.items(reviewers=...)``): a manager's share, not the whole campaign."""
+    keys = {email}
+    keys |= {f"group:{name}" for name, members in deps.policy.approver_groups.items() if email in members}
+    keys |= {key for key, batch in batches.items() if in_reviewer(deps, batch.escalated_to, email)}
+    return keys
+
+
 def may_decide(deps: Deps, item: ItemRecord, email: str, batches: dict[str, BatchRecord]) -> bool:
     """The item's reviewer, or the person it was escalated to (the items undecided at the escalation, not
     those the reviewer had decided); never the person reviewed."""
@@ -122,8 +132,10 @@ async def decide(deps: Deps, who: str, cmd: ReviewDecide | ReviewChoices) -> Rep
         repo = repo_of(raw)
         campaign = await repo.get_campaign(cmd.campaign)
         deps = await pinned(deps, campaign) if campaign else deps  # its reviewers and rules: as it started
-        items = await repo.items(cmd.campaign) if campaign else []
         batches = await repo.batches(cmd.campaign) if campaign else {}
+        # the items they may decide, and those about them (their own access, which someone else reviews)
+        items = await repo.items(cmd.campaign, reviewers=reviewer_keys(deps, who, batches), user=who) \
+            if campaign else []
         mine = {i.number: i for i in items if may_decide(deps, i, who, batches)}
         if campaign is not None and campaign.decidable_at(now) and left & mine.keys():
             for item in await mark_gone(repo, campaign, left & mine.keys(), who, now):  # nobody certifies them
@@ -170,7 +182,7 @@ async def decide(deps: Deps, who: str, cmd: ReviewDecide | ReviewChoices) -> Rep
                                    f"You may not decide anything in {ref}.", "not-allowed")
         if not chosen:
             return Reply(text=f"Nothing left to decide in {ref}.", ok=False, kind="refusal", rule="nothing")
-        final = await repo.final_decisions(cmd.campaign)
+        final = await repo.final_decisions(cmd.campaign, [i.number for i, _ in chosen])
         moved: list[int] = []  # decided otherwise since the form showed them: left as they are now
         if isinstance(cmd, ReviewChoices):  # a page sends back every choice it shows, pre-selected ones too:
             # only a changed choice is a decision (an unchanged one would put this reviewer's name, and this
@@ -255,9 +267,9 @@ async def _left_asked(deps: Deps, who: str, cmd: ReviewDecide | ReviewChoices) -
         campaign = await repo.get_campaign(cmd.campaign)
         if campaign is None or not campaign.decidable_at(deps.now()):
             return set()
-        items = await repo.items(cmd.campaign)
+        deps = await pinned(deps, campaign)
         batches = await repo.batches(cmd.campaign)
-    deps = await pinned(deps, campaign)
+        items = await repo.items(cmd.campaign, reviewers=reviewer_keys(deps, who, batches))
     if isinstance(cmd, ReviewDecide):
         named = None if cmd.items is None else set(cmd.items)
     else:
@@ -386,8 +398,8 @@ async def open_batch(deps: Deps, who: str, campaign: CampaignRecord, channel: st
     now = deps.now()
     async with deps.store.read() as raw:
         repo = repo_of(raw)
-        items = await repo.items(campaign.id or 0)
         batches = await repo.batches(campaign.id or 0)
+        items = await repo.items(campaign.id or 0, reviewers=reviewer_keys(deps, who, batches))
     mine = [i for i in items if may_decide(deps, i, who, batches)]
     notes: list[str] = []
     inactive: list[ItemRecord] = []
@@ -426,7 +438,7 @@ async def open_batch(deps: Deps, who: str, campaign: CampaignRecord, channel: st
                     "review_id": campaign.ref, "reviewer": who, "batch": key, "channel": channel,
                     "escalated": True})
         gone = await mark_gone(repo, campaign, left, who, now)
-        fresh = {i.number: i for i in await repo.items(campaign.id or 0)}
+        fresh = {i.number: i for i in await repo.items(campaign.id or 0, reviewers={i.reviewer for i in inactive})}
         for item in inactive:
             current = fresh.get(item.number)
             if current is not None and current.active:

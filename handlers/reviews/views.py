@@ -8,9 +8,9 @@ from datetime import datetime
 from handlers.audit import format_ts
 from handlers.context import Deps
 from handlers.reviews.campaign import pinned, repo_of
-from handlers.reviews.decide import may_decide, open_batch
+from handlers.reviews.decide import may_decide, open_batch, reviewer_keys
 from handlers.reviews.links import ReviewLink
-from handlers.reviews.records import OPEN, PAST_DUE, BatchRecord, ItemRecord, ReviewDecisionRecord
+from handlers.reviews.records import OPEN, PAST_DUE, ItemRecord, ReviewDecisionRecord
 
 
 @dataclass(frozen=True)
@@ -70,20 +70,22 @@ async def batch_view(deps: Deps, who: str, campaign_id: int, channel: str, *, op
     async with deps.store.read() as raw:
         repo = repo_of(raw)
         campaign = await repo.get_campaign(campaign_id)
-        batches = await repo.batches(campaign_id) if campaign else {}
-        items = await repo.items(campaign_id) if campaign else []
-    if campaign is None:
-        return None
-    deps = await pinned(deps, campaign)
+        if campaign is None:
+            return None
+        deps = await pinned(deps, campaign)
+        batches = await repo.batches(campaign_id)
+        items = await repo.items(campaign_id, reviewers=reviewer_keys(deps, who, batches))
     if not any(may_decide(deps, i, who, batches) for i in items):
         return None
     notes = await open_batch(deps, who, campaign, channel) if opening else []
     async with deps.store.read() as raw:
         repo = repo_of(raw)
-        items = await repo.items(campaign_id)
-        final = await repo.final_decisions(campaign_id)
-    batches = await _batches(deps, campaign_id) if opening else batches  # an escalation may have come meanwhile
-    mine = [item_view(i, final.get(i.number)) for i in items if may_decide(deps, i, who, batches)]
+        if opening:  # an escalation may have come meanwhile
+            batches = await repo.batches(campaign_id)
+        shown = [i for i in await repo.items(campaign_id, reviewers=reviewer_keys(deps, who, batches))
+                 if may_decide(deps, i, who, batches)]
+        final = await repo.final_decisions(campaign_id, [i.number for i in shown])
+    mine = [item_view(i, final.get(i.number)) for i in shown]
     review = deps.policy.review(campaign.review)
     state = PAST_DUE if campaign.state == OPEN and not campaign.decidable_at(deps.now()) else campaign.state
     return ReviewBatchView(review_id=campaign.ref, title=campaign.title, state=state,
@@ -101,15 +103,11 @@ async def open_batches(deps: Deps, who: str) -> list[ReviewLink]:
             if not campaign.decidable_at(deps.now()):  # past its due time: nothing waits for a decision any more
                 continue
             batches = await repo.batches(campaign.id or 0)
-            final = await repo.final_decisions(campaign.id or 0)
             judged = await pinned(deps, campaign)
-            waiting = [i for i in await repo.items(campaign.id or 0)
-                       if i.state == OPEN and i.number not in final and may_decide(judged, i, who, batches)]
+            candidates = [i for i in await repo.items(campaign.id or 0, reviewers=reviewer_keys(judged, who, batches))
+                          if i.state == OPEN and may_decide(judged, i, who, batches)]
+            final = await repo.final_decisions(campaign.id or 0, [i.number for i in candidates])
+            waiting = [i for i in candidates if i.number not in final]
             if waiting:
                 links.append(ReviewLink(campaign.ref, campaign.title, len(waiting), campaign.due_at))
     return links
-
-
-async def _batches(deps: Deps, campaign_id: int) -> dict[str, BatchRecord]:
-    async with deps.store.read() as raw:
-        return await repo_of(raw).batches(campaign_id)
