@@ -11,7 +11,15 @@ from handlers.audit import format_ts
 from handlers.context import Deps
 from handlers.ports import Person
 from handlers.reviews.campaign import pinned, repo_of, start_campaign
-from handlers.reviews.decide import ReviewChoices, ReviewDecide, decide, may_decide, open_batch, parse_items
+from handlers.reviews.decide import (
+    ReviewChoices,
+    ReviewDecide,
+    decide,
+    may_decide,
+    open_batch,
+    parse_items,
+    reviewer_keys,
+)
 from handlers.reviews.records import OPEN, CampaignRecord, ItemRecord, ReviewDecisionRecord, rv_id
 from handlers.reviews.signoff import ReviewClose, ReviewSignoff, close_now, sign
 from handlers.reviews.undo import ReviewUndo, ReviewUndoApprove, approve_undo, request_undo
@@ -161,7 +169,8 @@ async def _list(deps: Deps, who: str) -> Reply:
             if campaign.decidable_at(deps.now()):  # open and not past its due time
                 batches = await repo.batches(campaign.id or 0)
                 judged = await pinned(deps, campaign)
-                count = sum(may_decide(judged, i, who, batches) for i in await repo.items(campaign.id or 0))
+                count = sum(may_decide(judged, i, who, batches)
+                            for i in await repo.items(campaign.id or 0, reviewers=reviewer_keys(judged, who, batches)))
                 if count:
                     mine.append((campaign, count))
     lines = [f"{c.ref} {c.title}: {n} item(s) for you to review by {format_ts(c.due_at)} (`review {c.ref}`)"
@@ -172,23 +181,25 @@ async def _list(deps: Deps, who: str) -> Reply:
 
 
 async def _show(deps: Deps, who: str, cmd: ReviewShow, channel: str) -> Reply | None:
+    security = deps.is_security(who)  # the security team in force now sees every campaign
     async with deps.store.read() as raw:
         repo = repo_of(raw)
         campaign = await repo.get_campaign(cmd.campaign)
-        batches = await repo.batches(cmd.campaign) if campaign else {}
-        items = await repo.items(cmd.campaign) if campaign else []
-    if campaign is None:
-        return None
-    security = deps.is_security(who)  # the security team in force now sees every campaign
-    deps = await pinned(deps, campaign)
+        if campaign is None:
+            return None
+        deps = await pinned(deps, campaign)
+        batches = await repo.batches(cmd.campaign)
+        # a reviewer's share of the campaign (the whole of it for the security team)
+        keys = None if security else reviewer_keys(deps, who, batches)
+        items = await repo.items(cmd.campaign, reviewers=keys)
     if not security and not any(may_decide(deps, i, who, batches) for i in items):
         return None
     notes = await open_batch(deps, who, campaign, channel)  # review.opened once, and the live check
     async with deps.store.read() as raw:
         repo = repo_of(raw)
-        items = await repo.items(cmd.campaign)
-        decided = await repo.final_decisions(cmd.campaign)
-    shown = items if security else [i for i in items if may_decide(deps, i, who, batches)]
+        items = await repo.items(cmd.campaign, reviewers=keys)
+        shown = items if security else [i for i in items if may_decide(deps, i, who, batches)]
+        decided = await repo.final_decisions(cmd.campaign, None if security else [i.number for i in shown])
     head = (f"{campaign.ref} {campaign.title} ({campaign.state}) — started {format_ts(campaign.started_at)} by "
             f"{campaign.started_by}, closes {format_ts(campaign.due_at)}; snapshot sha256 {campaign.snapshot_sha256}")
     lines = [head] + [f"Live check: {n}" for n in notes] + [f"{len(shown)} item(s){'' if security else ' for you'}:"]
