@@ -345,7 +345,11 @@ async def left_groups(deps: Deps, items: list[ItemRecord], *,
     notes: list[str] = []
     for (provider, group), group_items in sorted(by_group.items()):
         try:
-            members, principals = await _members(deps.provider(provider), group)
+            # one listing for every live check of the group asking at the same time (handlers/shared_reads.py: each
+            # answered by a listing begun after it asked): a campaign's reviewers opening their batches together
+            # list a group of thousands a few times, not once each
+            members, principals = await deps.shared_reads.get(
+                ("review-members", provider, group), lambda p=provider, g=group: _members(deps.provider(p), g))
         except Exception as exc:  # the caller goes on; the check says it could not run
             notes.append(f"live check of {provider}/{group} failed ({type(exc).__name__}); {unread}")
             continue

@@ -1,0 +1,52 @@
+"""A reviewer's batch is read as their share of the campaign, and the groups it live-checks are listed once for
+every reviewer asking at the same time: a campaign of thousands of items opened by hundreds of managers on a
+Monday morning (bench/bench_review_10k.py) read every item for every reviewer, several times a look, and listed
+the group at the provider once a reviewer. Counted, not timed: the statements SQLAlchemy's listener sees.
+
+The campaign of tests/reviews/test_decisions.py: group:security (sam, sasha) reviews 1 and 2, mark 3 (alice) and
+4 (bob), pat.lead 5 and 6."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.reviews.test_decisions import started
+from tests.support import harness
+from tests.teams.test_click_identification import statements
+
+MARK, PAT, SAM = "mark.mgr@example.com", "pat.lead@example.com", "sam.sec@example.com"
+
+
+async def test_a_reviewer_reads_their_share_and_decides_on_it(database_url, tmp_path):
+    async with harness(database_url, tmp_path) as h:
+        items = await started(h)
+        alice, bob = items["alice@example.com"].number, items["bob@example.com"].number
+        with statements(h.app) as seen:
+            shown = await h.say(MARK, "review RV-1")
+            listed = await h.say(MARK, "reviews")
+            decided = await h.say(MARK, f"keep RV-1 {alice}")
+        assert f"{alice}." in shown.text and f"{bob}." in shown.text and "2 item(s) for you" in shown.text, shown.text
+        assert "RV-1" in listed.text and "2 item(s) for you to review" in listed.text, listed.text
+        assert decided.ok and f"keep recorded for 1 item(s) ({alice})" in decided.text, decided.text
+        reads = [s for s in seen if "FROM review_items" in s]
+        assert reads and all("review_items.reviewer IN" in s for s in reads), reads  # never the whole campaign
+        # the security team sees every item, as before
+        shown = await h.say(SAM, "review RV-1")
+        assert "6 item(s):" in shown.text, shown.text
+        # pat decides his own share; an item of mark's is still not his
+        refused = await h.say(PAT, f"keep RV-1 {alice}")
+        assert not refused.ok and refused.rule == "not-your-item", refused.text
+        assert (await h.say(PAT, "keep RV-1 all")).ok
+
+
+async def test_reviewers_opening_their_batches_together_list_the_group_together(database_url, tmp_path):
+    async with harness(database_url, tmp_path) as h:
+        await started(h)
+        assert (await h.say(MARK, "review RV-1")).ok  # opened once (review.opened), as the others below
+        with statements(h.app) as seen:
+            shown = await asyncio.gather(*(h.say(MARK, "review RV-1") for _ in range(12)))
+        assert all(r.ok and "2 item(s) for you" in r.text for r in shown)
+        listings = [s for s in seen if "FROM directory_memberships" in s and "group_name" in s.split("WHERE", 1)[-1]]
+        assert listings, seen  # the live check reads the group as it is now, every time
+        if h.app.store.backend == "postgresql":  # (SQLite reads on the loop's thread: each ends before the next asks)
+            assert len(listings) <= 6, len(listings)  # the old code: 12
