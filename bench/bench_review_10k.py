@@ -221,6 +221,18 @@ async def _run(args: argparse.Namespace, workdir: Path, graph: BenchGraph) -> li
                       graph.requests_seen - http0, sql.count - sql0)
         assert reply.ok and f"{args.members} item(s)" in reply.text, reply.text
 
+        # Monday 08:00: every reviewer opens their batch at once (`review RV-1`, what a card's refresh shows), then
+        # again (the card refreshed with nothing new to record); each live-checks their items' group at Graph
+        people = [await app.service.identify(mgr) for mgr in managers]
+        cards: list[Phase] = []
+        for round_ in ("first", "again"):
+            http0, sql0 = graph.requests_seen, sql.count
+            started = time.monotonic()
+            shown = await asyncio.gather(*(app.service.handle_text(p, "review RV-1") for p in people if p))
+            cards.append(Phase(f"{len(people)} reviewers open their batch at once ({round_})",
+                               time.monotonic() - started, 0.0, "", graph.requests_seen - http0, sql.count - sql0))
+            assert all(r.ok for r in shown), [r.text for r in shown if not r.ok][:3]
+
         deciders = managers[:math.ceil(args.removals / share)]
         started = time.monotonic()
         for mgr in deciders:
@@ -265,6 +277,8 @@ async def _run(args: argparse.Namespace, workdir: Path, graph: BenchGraph) -> li
     close = Phase("close", total, floor, what, http_close, sql_close)
     sustained = removals * args.window / args.quota
     lines += [start.line(),
+              *(f"{c.name}: {c.seconds:.2f} s; round trips: {c.http} HTTP to Graph, {c.sql} SQL statements"
+                for c in cards),
               f"decisions (not a figure): {len(deciders)} reviewers removed {removals} items in {deciding:.2f} s",
               close.line(),
               f"  at the quota's sustained rate ({args.quota / args.window:.1f} writes/s) {removals} writes take "
