@@ -189,9 +189,10 @@ async def _run(args: argparse.Namespace, workdir: Path, graph: BenchGraph) -> li
     policy = workdir / "policy.yaml"
     shutil.copy(ROOT / "examples/policy.yaml", policy)
     # the safety brake would hold the close's removals for a person's `resume removals` (a review's removals above
-    # safety.max_removals always need a second person): not what this measures, so the limit is above them
+    # safety.max_removals always need a second person): not what this measures, so the limit is above them (whole
+    # shares of the reviewers who remove: a few more than --removals when the shares do not divide it)
     policy.write_text(policy.read_text().replace("reviews:\n", REVIEW, 1) + PROFILE.format(group=gid)
-                      + f"\nsafety: {{max_removals: {args.removals + 1}}}\n")
+                      + f"\nsafety: {{max_removals: {math.ceil(args.removals / share) * share + 1}}}\n")
     url = args.database_url or f"sqlite:///{workdir / 'bench.db'}"
     settings = Settings(database_url=url, policy=str(policy), directory=str(workdir / "directory.yaml"),
                         identity="directory", entra_tenant_id=graph.tenant, entra_client_id=graph.client_id,
@@ -223,7 +224,7 @@ async def _run(args: argparse.Namespace, workdir: Path, graph: BenchGraph) -> li
 
         # Monday 08:00: every reviewer opens their batch at once (`review RV-1`, what a card's refresh shows), then
         # again (the card refreshed with nothing new to record); each live-checks their items' group at Graph
-        people = [await app.service.identify(mgr) for mgr in managers]
+        people = [await app.service.identify(mgr) for mgr in managers[:math.ceil(args.members / share)]]  # with items
         cards: list[Phase] = []
         for round_ in ("first", "again"):
             http0, sql0 = graph.requests_seen, sql.count
