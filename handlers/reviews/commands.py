@@ -183,11 +183,12 @@ async def _list(deps: Deps, who: str) -> Reply:
 async def _show(deps: Deps, who: str, cmd: ReviewShow, channel: str) -> Reply | None:
     security = deps.is_security(who)  # the security team in force now sees every campaign
     async with deps.store.read() as raw:
+        campaign = await repo_of(raw).get_campaign(cmd.campaign)
+    if campaign is None:
+        return None
+    deps = await pinned(deps, campaign)  # (it may read the policy version the campaign started with)
+    async with deps.store.read() as raw:
         repo = repo_of(raw)
-        campaign = await repo.get_campaign(cmd.campaign)
-        if campaign is None:
-            return None
-        deps = await pinned(deps, campaign)
         batches = await repo.batches(cmd.campaign)
         # a reviewer's share of the campaign (the whole of it for the security team)
         keys = None if security else reviewer_keys(deps, who, batches)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from handlers.audit import format_ts
-from handlers.context import Deps
+from handlers.context import Deps, fresh_lookups
 from handlers.records import HOLDING_STATES
 from handlers.reviews.campaign import pinned, repo_of
 from handlers.reviews.records import OPEN, BatchRecord, CampaignRecord, ItemRecord, ReviewDecisionRecord, rv_id
@@ -263,11 +263,12 @@ async def _left_asked(deps: Deps, who: str, cmd: ReviewDecide | ReviewChoices) -
     recorded: nobody certifies a membership that has gone. A group that cannot be read is taken as the
     snapshot says (the close checks again)."""
     async with deps.store.read() as raw:
+        campaign = await repo_of(raw).get_campaign(cmd.campaign)
+    if campaign is None or not campaign.decidable_at(deps.now()):
+        return set()
+    deps = await pinned(deps, campaign)  # (it may read the policy version the campaign started with)
+    async with deps.store.read() as raw:
         repo = repo_of(raw)
-        campaign = await repo.get_campaign(cmd.campaign)
-        if campaign is None or not campaign.decidable_at(deps.now()):
-            return set()
-        deps = await pinned(deps, campaign)
         batches = await repo.batches(cmd.campaign)
         items = await repo.items(cmd.campaign, reviewers=reviewer_keys(deps, who, batches))
     if isinstance(cmd, ReviewDecide):
@@ -348,8 +349,13 @@ async def left_groups(deps: Deps, items: list[ItemRecord], *,
             # one listing for every live check of the group asking at the same time (handlers/shared_reads.py: each
             # answered by a listing begun after it asked): a campaign's reviewers opening their batches together
             # list a group of thousands a few times, not once each
-            members, principals = await deps.shared_reads.get(
-                ("review-members", provider, group), lambda p=provider, g=group: _members(deps.provider(p), g))
+            async def listing(p: str = provider, g: str = group) -> tuple[set[str], bool]:
+                # it may run for callers who came after the one whose context it runs in: it rests on nothing that
+                # caller's scope looked up before (the embedded directory's copy of its file)
+                with fresh_lookups():
+                    return await _members(deps.provider(p), g)
+
+            members, principals = await deps.shared_reads.get(("review-members", provider, group), listing)
         except Exception as exc:  # the caller goes on; the check says it could not run
             notes.append(f"live check of {provider}/{group} failed ({type(exc).__name__}); {unread}")
             continue

@@ -68,11 +68,12 @@ async def batch_view(deps: Deps, who: str, campaign_id: int, channel: str, *, op
     None when ``who`` decides nothing in it. ``opening=False``: the items as recorded, for a message
     sent to the reviewer before they look (no live check, nothing recorded)."""
     async with deps.store.read() as raw:
+        campaign = await repo_of(raw).get_campaign(campaign_id)
+    if campaign is None:
+        return None
+    deps = await pinned(deps, campaign)  # (it may read the policy version the campaign started with)
+    async with deps.store.read() as raw:
         repo = repo_of(raw)
-        campaign = await repo.get_campaign(campaign_id)
-        if campaign is None:
-            return None
-        deps = await pinned(deps, campaign)
         batches = await repo.batches(campaign_id)
         items = await repo.items(campaign_id, reviewers=reviewer_keys(deps, who, batches))
     if not any(may_decide(deps, i, who, batches) for i in items):

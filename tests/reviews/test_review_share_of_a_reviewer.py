@@ -9,6 +9,10 @@ The campaign of tests/reviews/test_decisions.py: group:security (sam, sasha) rev
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
 
 from tests.reviews.test_decisions import started
 from tests.support import harness
@@ -50,3 +54,43 @@ async def test_reviewers_opening_their_batches_together_list_the_group_together(
         assert listings, seen  # the live check reads the group as it is now, every time
         if h.app.store.backend == "postgresql":  # (SQLite reads on the loop's thread: each ends before the next asks)
             assert len(listings) <= 6, len(listings)  # the old code: 12
+
+
+async def test_a_listing_shared_with_a_reviewer_who_asked_earlier_is_read_afresh(pg_url, tmp_path):
+    """Mark's card is live-checking (its listing of the group held behind a lock another connection takes on the
+    memberships); bob then leaves the group in the directory file, and Mark asks again, and decides on bob's item:
+    both share the next listing, which reads the file as it is now, not the copy the first look's scope kept."""
+    async with harness(pg_url, tmp_path) as h:
+        items = await started(h)
+        bob = items["bob@example.com"].number
+        assert (await h.say(MARK, "review RV-1")).ok  # opened once (review.opened)
+        mark = await h.app.service.identify(MARK)  # (looked up before the memberships are locked)
+        assert mark is not None
+
+        def say(text: str) -> asyncio.Future[Any]:
+            return asyncio.ensure_future(h.app.service.handle_text(mark, text))
+
+        holder = await asyncio.to_thread(psycopg.connect, pg_url)
+        try:
+            await asyncio.to_thread(holder.execute, "LOCK TABLE directory_memberships IN ACCESS EXCLUSIVE MODE")
+            first = say("review RV-1")  # its listing waits for the lock
+            await _until(lambda: any(k[0] == "review-members" for k in h.app.deps.shared_reads._running))
+            h.files.edit_directory(lambda d: d["groups"]["sg-prod-db-read"].remove("bob@example.com"))
+            shared = h.app.deps.shared_reads.shared
+            again, decided = say("review RV-1"), say(f"keep RV-1 {bob}")
+            await _until(lambda: h.app.deps.shared_reads.shared >= shared + 2)  # both wait for the next listing
+        finally:
+            await asyncio.to_thread(holder.commit)
+            await asyncio.to_thread(holder.close)
+        await first
+        (line,) = [x for x in (await again).text.splitlines() if "bob@example.com" in x and f"{bob}." in x]
+        assert "GONE" in line, line
+        reply = await decided
+        assert not reply.ok and reply.rule == "gone", reply.text  # nobody certifies a membership that has gone
+        assert await h.events("review.decided") == []
+
+
+async def _until(condition: Callable[[], object]) -> None:
+    async with asyncio.timeout(10):
+        while not condition():  # noqa: ASYNC110 - a state of the app under test, which sets no event
+            await asyncio.sleep(0.005)
