@@ -15,14 +15,17 @@ reads on their way (one running, one waited for) however many callers there are.
 caller sharing it, as each caller's own would have. The answer is shared: callers read it, and copy what they change.
 
 A read started for those who wait runs in a task of its own, so no waiter's cancellation (a client hanging up)
-stops it for the others. That task runs in the context of the caller whose read ended before it: a read must not
-rest on anything its caller's context holds (a scope's look-ups made before the others came); one that looks people
-up does so in a scope of its own (handlers/context.py ``fresh_lookups``).
+stops it for the others. That task runs in a context of its own, empty: it serves callers who all came before it
+started, so it rests on nothing any one caller's context holds (a scope's look-ups, kept copies of the directory file
+or the policy, made before the others came). It once ran in the context of the caller whose read ended before it,
+and a read that looked people up answered from that caller's look-ups; the reads that look people up also do so in
+a scope of their own (handlers/context.py ``fresh_lookups``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, TypeVar
 
@@ -71,7 +74,7 @@ class SharedReads:
             return
         self._running.add(key)
         self.sent += 1
-        task = loop.create_task(self._send(key, *waiting))
+        task = loop.create_task(self._send(key, *waiting), context=contextvars.Context())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
