@@ -284,3 +284,49 @@ def entra_settings(db: str, tmp_path: Path, graph: Any, policy: str) -> Settings
     return Settings(database_url=db, policy=str(path), directory=str(EXAMPLES / "directory.yaml"),
                     identity="entra", entra_tenant_id=graph.tenant, entra_client_id=graph.client_id,
                     entra_client_secret=graph.client_secret, graph_url=graph.graph_url, authority_url=graph.url)
+
+
+@contextmanager
+def statements(app: App, keep: Callable[[str], bool] | None = None) -> Iterator[list[str]]:
+    """The SQL statements the app sends meanwhile (SQLAlchemy's listener sees those of store/fast.py too), each on
+    one line; with ``keep``, those it keeps."""
+    from sqlalchemy import event
+
+    seen: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if keep is None or keep(statement):
+            seen.append(" ".join(statement.split()))
+
+    engine = app.store.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+
+
+@asynccontextmanager
+async def held_table(url: str, table: str) -> AsyncIterator[None]:
+    """PostgreSQL: ``table`` locked (ACCESS EXCLUSIVE) by a connection of its own until the block ends, so that every
+    statement reading it waits meanwhile (a read held on its way, without touching the code that sends it)."""
+    import asyncio
+
+    import psycopg
+
+    holder = await asyncio.to_thread(psycopg.connect, url)
+    try:
+        await asyncio.to_thread(holder.execute, f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        yield
+    finally:
+        await asyncio.to_thread(holder.commit)
+        await asyncio.to_thread(holder.close)
+
+
+async def until(condition: Callable[[], object]) -> None:
+    """Wait (10 s at most) until ``condition()`` holds: a state of the app under test, which sets no event."""
+    import asyncio
+
+    async with asyncio.timeout(10):
+        while not condition():  # noqa: ASYNC110 - a state of the app under test, which sets no event
+            await asyncio.sleep(0.005)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from sqlalchemy import event
 from bot.bootstrap import build_app
 from bot.settings import Settings
 from tests.standins.okta import OktaStandIn
-from tests.support import EXAMPLES, Harness, MutableClock, RecordingNotifier, copy_examples, harness
+from tests.support import EXAMPLES, Harness, MutableClock, RecordingNotifier, copy_examples, harness, statements
 from tests.test_provider_unavailable import ANN as ann
 from tests.test_provider_unavailable import BEN as ben
 from tests.test_provider_unavailable import PAT as pat
@@ -37,21 +37,9 @@ ENDING_TYPES = ("request.extension_requested", "grant.revoked", "grant.expired",
 FRANK = "frank@example.com"  # in no step of prod-db-read's chain, not in the security team
 
 
-@contextlib.contextmanager
-def write_transactions(app: Any) -> Iterator[list[str]]:
+def write_transactions(app: Any) -> contextlib.AbstractContextManager[list[str]]:
     """The write transactions opened meanwhile (one entry each)."""
-    opened: list[str] = []
-
-    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.startswith("BEGIN IMMEDIATE") or "pg_advisory_xact_lock" in statement:
-            opened.append(statement)
-
-    engine = app.store.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
-        yield opened
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
+    return statements(app, lambda s: s.startswith("BEGIN IMMEDIATE") or "pg_advisory_xact_lock" in s)
 
 
 @contextlib.asynccontextmanager

@@ -9,14 +9,10 @@ The campaign of tests/reviews/test_decisions.py: group:security (sam, sasha) rev
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
-import psycopg
-
 from tests.reviews.test_decisions import started
-from tests.support import harness
-from tests.teams.test_click_identification import statements
+from tests.support import harness, held_table, statements, until
 
 MARK, PAT, SAM = "mark.mgr@example.com", "pat.lead@example.com", "sam.sec@example.com"
 
@@ -43,6 +39,10 @@ async def test_a_reviewer_reads_their_share_and_decides_on_it(database_url, tmp_
         assert (await h.say(PAT, "keep RV-1 all")).ok
 
 
+def _listings(seen: list[str]) -> list[str]:
+    return [s for s in seen if "FROM directory_memberships" in s and "group_name" in s.split("WHERE", 1)[-1]]
+
+
 async def test_reviewers_opening_their_batches_together_list_the_group_together(database_url, tmp_path):
     async with harness(database_url, tmp_path) as h:
         await started(h)
@@ -50,10 +50,28 @@ async def test_reviewers_opening_their_batches_together_list_the_group_together(
         with statements(h.app) as seen:
             shown = await asyncio.gather(*(h.say(MARK, "review RV-1") for _ in range(12)))
         assert all(r.ok and "2 item(s) for you" in r.text for r in shown)
-        listings = [s for s in seen if "FROM directory_memberships" in s and "group_name" in s.split("WHERE", 1)[-1]]
-        assert listings, seen  # the live check reads the group as it is now, every time
-        if h.app.store.backend == "postgresql":  # (SQLite reads on the loop's thread: each ends before the next asks)
-            assert len(listings) <= 6, len(listings)  # the old code: 12
+        assert _listings(seen), seen  # the live check reads the group as it is now, every time
+
+
+async def test_twelve_reviewers_asking_while_a_listing_is_on_its_way_share_the_next(pg_url, tmp_path):
+    """The first look's listing held (a lock another connection takes on the memberships) until eleven more have
+    asked: they share one listing begun after they all asked, two in all (the old code: twelve)."""
+    async with harness(pg_url, tmp_path) as h:
+        await started(h)
+        assert (await h.say(MARK, "review RV-1")).ok  # opened once (review.opened)
+        mark = await h.app.service.identify(MARK)  # (looked up before the memberships are locked)
+        assert mark is not None
+        reads = h.app.deps.shared_reads
+        with statements(h.app) as seen:
+            async with held_table(pg_url, "directory_memberships"):
+                first = asyncio.ensure_future(h.app.service.handle_text(mark, "review RV-1"))
+                await until(lambda: any(k[0] == "review-members" for k in reads._running))
+                shared = reads.shared
+                others = [asyncio.ensure_future(h.app.service.handle_text(mark, "review RV-1")) for _ in range(11)]
+                await until(lambda: reads.shared >= shared + 11)
+            shown = [await first, *[await o for o in others]]
+        assert all(r.ok and "2 item(s) for you" in r.text for r in shown)
+        assert len(_listings(seen)) == 2, _listings(seen)
 
 
 async def test_a_listing_shared_with_a_reviewer_who_asked_earlier_is_read_afresh(pg_url, tmp_path):
@@ -70,27 +88,16 @@ async def test_a_listing_shared_with_a_reviewer_who_asked_earlier_is_read_afresh
         def say(text: str) -> asyncio.Future[Any]:
             return asyncio.ensure_future(h.app.service.handle_text(mark, text))
 
-        holder = await asyncio.to_thread(psycopg.connect, pg_url)
-        try:
-            await asyncio.to_thread(holder.execute, "LOCK TABLE directory_memberships IN ACCESS EXCLUSIVE MODE")
+        async with held_table(pg_url, "directory_memberships"):
             first = say("review RV-1")  # its listing waits for the lock
-            await _until(lambda: any(k[0] == "review-members" for k in h.app.deps.shared_reads._running))
+            await until(lambda: any(k[0] == "review-members" for k in h.app.deps.shared_reads._running))
             h.files.edit_directory(lambda d: d["groups"]["sg-prod-db-read"].remove("bob@example.com"))
             shared = h.app.deps.shared_reads.shared
             again, decided = say("review RV-1"), say(f"keep RV-1 {bob}")
-            await _until(lambda: h.app.deps.shared_reads.shared >= shared + 2)  # both wait for the next listing
-        finally:
-            await asyncio.to_thread(holder.commit)
-            await asyncio.to_thread(holder.close)
+            await until(lambda: h.app.deps.shared_reads.shared >= shared + 2)  # both wait for the next listing
         await first
         (line,) = [x for x in (await again).text.splitlines() if "bob@example.com" in x and f"{bob}." in x]
         assert "GONE" in line, line
         reply = await decided
         assert not reply.ok and reply.rule == "gone", reply.text  # nobody certifies a membership that has gone
         assert await h.events("review.decided") == []
-
-
-async def _until(condition: Callable[[], object]) -> None:
-    async with asyncio.timeout(10):
-        while not condition():  # noqa: ASYNC110 - a state of the app under test, which sets no event
-            await asyncio.sleep(0.005)

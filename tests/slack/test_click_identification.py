@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 
 from tests.slack.conftest import SlackHarness
-from tests.teams.test_click_identification import statements
+from tests.support import statements
 
 BOB, MARK = "bob@example.com", "mark.mgr@example.com"
 
