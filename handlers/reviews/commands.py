@@ -162,17 +162,19 @@ async def _progress(deps: Deps, campaign: CampaignRecord) -> str:
 
 async def _list(deps: Deps, who: str) -> Reply:
     async with deps.store.read() as raw:
-        repo = repo_of(raw)
-        campaigns = await repo.campaigns() if deps.is_security(who) else await repo.campaigns(states=(OPEN,))
-        mine: list[tuple[CampaignRecord, int]] = []
-        for campaign in campaigns:
-            if campaign.decidable_at(deps.now()):  # open and not past its due time
+        campaigns = await repo_of(raw).campaigns() if deps.is_security(who) \
+            else await repo_of(raw).campaigns(states=(OPEN,))
+    mine: list[tuple[CampaignRecord, int]] = []
+    for campaign in campaigns:
+        if campaign.decidable_at(deps.now()):  # open and not past its due time
+            judged = await pinned(deps, campaign)  # (outside a read connection: it may read a policy version)
+            async with deps.store.read() as raw:
+                repo = repo_of(raw)
                 batches = await repo.batches(campaign.id or 0)
-                judged = await pinned(deps, campaign)
                 count = sum(may_decide(judged, i, who, batches)
                             for i in await repo.items(campaign.id or 0, reviewers=reviewer_keys(judged, who, batches)))
-                if count:
-                    mine.append((campaign, count))
+            if count:
+                mine.append((campaign, count))
     lines = [f"{c.ref} {c.title}: {n} item(s) for you to review by {format_ts(c.due_at)} (`review {c.ref}`)"
              for c, n in mine]
     if deps.is_security(who):

@@ -99,16 +99,18 @@ async def open_batches(deps: Deps, who: str) -> list[ReviewLink]:
     """The open campaigns in which ``who`` still has undecided items."""
     links = []
     async with deps.store.read() as raw:
-        repo = repo_of(raw)
-        for campaign in await repo.campaigns(states=(OPEN,)):
-            if not campaign.decidable_at(deps.now()):  # past its due time: nothing waits for a decision any more
-                continue
+        campaigns = await repo_of(raw).campaigns(states=(OPEN,))
+    for campaign in campaigns:
+        if not campaign.decidable_at(deps.now()):  # past its due time: nothing waits for a decision any more
+            continue
+        judged = await pinned(deps, campaign)  # (outside a read connection: it may read a policy version)
+        async with deps.store.read() as raw:
+            repo = repo_of(raw)
             batches = await repo.batches(campaign.id or 0)
-            judged = await pinned(deps, campaign)
             candidates = [i for i in await repo.items(campaign.id or 0, reviewers=reviewer_keys(judged, who, batches))
                           if i.state == OPEN and may_decide(judged, i, who, batches)]
             final = await repo.final_decisions(campaign.id or 0, [i.number for i in candidates])
-            waiting = [i for i in candidates if i.number not in final]
-            if waiting:
-                links.append(ReviewLink(campaign.ref, campaign.title, len(waiting), campaign.due_at))
+        waiting = [i for i in candidates if i.number not in final]
+        if waiting:
+            links.append(ReviewLink(campaign.ref, campaign.title, len(waiting), campaign.due_at))
     return links
