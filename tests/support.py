@@ -287,15 +287,15 @@ def entra_settings(db: str, tmp_path: Path, graph: Any, policy: str) -> Settings
 
 
 @contextmanager
-def statements(app: App, keep: Callable[[str], bool] | None = None) -> Iterator[list[str]]:
+def statements(app: App, keep: Callable[[str, Any], bool] | None = None) -> Iterator[list[str]]:
     """The SQL statements the app sends meanwhile (SQLAlchemy's listener sees those of store/fast.py too), each on
-    one line; with ``keep``, those it keeps."""
+    one line; with ``keep``, those it keeps (it is given each statement and its parameters)."""
     from sqlalchemy import event
 
     seen: list[str] = []
 
-    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if keep is None or keep(statement):
+    def note(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        if keep is None or keep(statement, parameters):
             seen.append(" ".join(statement.split()))
 
     engine = app.store.engine.sync_engine

@@ -39,7 +39,7 @@ FRANK = "frank@example.com"  # in no step of prod-db-read's chain, not in the se
 
 def write_transactions(app: Any) -> contextlib.AbstractContextManager[list[str]]:
     """The write transactions opened meanwhile (one entry each)."""
-    return statements(app, lambda s: s.startswith("BEGIN IMMEDIATE") or "pg_advisory_xact_lock" in s)
+    return statements(app, lambda s, _: s.startswith("BEGIN IMMEDIATE") or "pg_advisory_xact_lock" in s)
 
 
 @contextlib.asynccontextmanager

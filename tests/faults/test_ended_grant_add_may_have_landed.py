@@ -166,6 +166,9 @@ async def test_an_add_whose_process_stopped_mid_call_is_followed_by_the_removal(
             task.cancel()  # the process stops with the call at Okta: its answer is never recorded
             with pytest.raises(asyncio.CancelledError):
                 await task
+        # Okta carries the held call out once it is let go: on its own thread, so wait for it (on a busy machine the
+        # removal below could otherwise reach Okta first, and the add land after it)
+        await _until(lambda: okta.received("PUT", path)[-1].status is not None, "Okta never finished the held add")
         h.clock.advance(seconds=h.app.deps.policy.schedule.provider_lease.total_seconds() + 1)
         okta.clear_path_faults()
         r = await h.say(ALICE, "release REQ-1")
