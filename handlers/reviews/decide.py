@@ -385,17 +385,22 @@ async def mark_gone(repo: ReviewRepository, campaign: CampaignRecord, numbers: s
     return gone
 
 
-def _first_opening(deps: Deps, who: str, keys: list[str], batches: dict[str, BatchRecord]) -> bool:
-    """Whether opening ``keys`` now records a first opening (``review.opened``) by ``who``, as
-    :func:`open_batch` judges each batch under the write lock."""
-    for key in keys:
-        batch = batches.get(key)
-        if (batch is None or batch.opened_at is None) and in_reviewer(deps, key, who):
-            return True
-        if batch is not None and batch.escalation_opened_at is None and batch.escalated_to is not None \
-                and in_reviewer(deps, batch.escalated_to, who) and not in_reviewer(deps, key, who):
-            return True
-    return False
+def _opening(deps: Deps, who: str, key: str, batch: BatchRecord) -> str | None:
+    """What ``who`` looking at batch ``key`` now opens for the first time (``review.opened``): the reviewer's own
+    batch ("own"), the items handed over to the manager it was escalated to ("escalated"), or nothing (None)."""
+    if batch.opened_at is None and in_reviewer(deps, key, who):
+        return "own"
+    if batch.escalation_opened_at is None and batch.escalated_to is not None \
+            and in_reviewer(deps, batch.escalated_to, who) and not in_reviewer(deps, key, who):
+        return "escalated"
+    return None
+
+
+def _first_opening(deps: Deps, who: str, keys: list[str], batches: dict[str, BatchRecord], campaign_id: int) -> bool:
+    """Whether looking at ``keys`` now records a first opening by ``who`` (:func:`_opening`, as :func:`open_batch`
+    judges each batch under the write lock)."""
+    return any(_opening(deps, who, key, batches.get(key) or BatchRecord(campaign_id=campaign_id, reviewer=key))
+               for key in keys)
 
 
 async def open_batch(deps: Deps, who: str, campaign: CampaignRecord, channel: str) -> list[str]:
@@ -423,7 +428,7 @@ async def open_batch(deps: Deps, who: str, campaign: CampaignRecord, channel: st
                     inactive.append(item)
     keys = sorted({i.reviewer for i in mine if in_reviewer(deps, i.reviewer, who)}
                   | {k for k, b in batches.items() if in_reviewer(deps, b.escalated_to, who)})
-    if not left and not inactive and not _first_opening(deps, who, keys, batches):
+    if not left and not inactive and not _first_opening(deps, who, keys, batches, campaign.id or 0):
         # nothing to record: every batch already opened (an opening is never undone), no item found gone or
         # inactive. A card refreshed again takes no write lock (300 reviewers refreshing at 08:00 would queue
         # behind it one by one).
@@ -433,13 +438,13 @@ async def open_batch(deps: Deps, who: str, campaign: CampaignRecord, channel: st
         fresh_batches = await repo.batches(campaign.id or 0)
         for key in keys:
             batch = fresh_batches.get(key) or BatchRecord(campaign_id=campaign.id or 0, reviewer=key)
-            if batch.opened_at is None and in_reviewer(deps, key, who):
+            opening = _opening(deps, who, key, batch)
+            if opening == "own":
                 batch.opened_at, batch.opened_by = now, who
                 await repo.save_batch(batch)
                 await repo.append("review.opened", actor=who, ts=now, data={
                     "review_id": campaign.ref, "reviewer": who, "batch": key, "channel": channel})
-            elif batch.escalation_opened_at is None and batch.escalated_to is not None \
-                    and in_reviewer(deps, batch.escalated_to, who) and not in_reviewer(deps, key, who):
+            elif opening == "escalated":
                 # the manager the batch was escalated to looks at the items handed over: recorded as the
                 # reviewer's own first opening is, once
                 batch.escalation_opened_at = now
