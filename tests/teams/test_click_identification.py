@@ -96,4 +96,6 @@ async def test_refreshes_asking_while_the_notes_are_read_share_the_next_read(tea
             await until(lambda: reads.shared >= shared + 19)
         cards = [await first, *[await o for o in others]]
     assert len({json.dumps(c, sort_keys=True) for c in cards}) == 1
-    assert len(seen) == 2, seen
+    # 19 refreshes shared one read (the counter above); at most one more read of the notes came from elsewhere (the
+    # notifier redraws cards with them), never one a refresh (the old code: 20)
+    assert len(seen) <= 3, seen
