@@ -447,9 +447,10 @@ class OktaProvider:
         return [email for email in (self._email(u) for u in users) if email]
 
     async def member_of(self, member: str, groups: Sequence[str]) -> set[str]:
-        """Those of ``groups`` (Okta group ids) that the account with this email is in, from the account's own
-        groups (``GET /users/{id}/groups``), never from the groups' member lists. An email several live accounts
-        carry is answered as ``list_members`` names members: from the groups' lists."""
+        """Those of ``groups`` (as the policy names them: ids, or names resolved when it loaded) that the account
+        with this email is in, from the account's own groups (``GET /users/{id}/groups``), never from the groups'
+        member lists. An email several live accounts carry is answered as ``list_members`` names members: from
+        the groups' lists."""
         key = member.strip().lower()
         for attempt in range(2):
             try:
@@ -468,7 +469,7 @@ class OktaProvider:
                 self._user_ids.pop(key, None)  # the cached id may belong to an account since deleted
                 continue
             ids = {str(g.get("id") or "") for g in listed}
-            return {group for group in groups if group in ids}
+            return {group for group in groups if self._gid(group) in ids}  # a name: the id it was resolved to
         return set()
 
     async def snapshot_members(self, group: str) -> list[Member]:

@@ -267,3 +267,24 @@ async def test_a_look_alike_group_makes_nobody_eligible_on_the_dashboard_person_
                 rows[email] = text[text.index("Policy rules that apply"):].split("<tr><td>tools</td>")[1][:120]
             assert '<span class="ok">eligible</span>' in rows[ANN], rows[ANN]
             assert "no: eligible: no rule matched" in rows[MAL], rows[MAL]
+
+
+async def test_a_profile_group_named_by_name_is_held_on_the_person_page(database_url, tmp_path):
+    """A profile naming its Okta group by name: asking Okta about the one person (``member_of``, the person page
+    and a review's live check) compares the person's groups with the id the name was resolved to, not the name."""
+    import re
+
+    from tests.web.conftest import serve_dashboard
+
+    with OktaStandIn() as okta:
+        _look_alike_world(okta)
+        row = re.compile(r"<tr><td>okta/([^<]+)</td>.*?<span class=\"state [^\"]*\">([^<]+)</span>", re.S)
+        async with serve_dashboard(database_url, tmp_path, policy=_two_profiles("tools", "docs"), identity="okta",
+                                   okta_url=okta.url, okta_token=okta.token) as h:
+            reply = await h.say(ANN, "request tools for 2h because deploy")
+            assert reply.ok and reply.request is not None and reply.request.state == "active", reply.text
+            cookie = await h.sign_in(ANN)
+            page = await h.get(f"/dashboard/people/{ANN}", cookie=cookie)
+            assert page.status == 200, page.text[:300]
+            table = page.text[page.text.index('id="memberships"'):]
+            assert dict(row.findall(table[:table.index("</table>")])) == {"tools": "granted", "docs": "not a member"}
