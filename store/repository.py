@@ -812,6 +812,10 @@ class SqlStore:
         self._idle_limit = None if self.backend == "sqlite" else ping_after(self.engine)
         self._kept_write: tuple[AsyncConnection, float] | None = None
         self._kept_reads: list[tuple[AsyncConnection, float]] = []
+        # counts the times the kept connections were dropped (one was found broken): a scope that began before
+        # the last drop does not keep its connection (a server restart may have ended its session too, after its
+        # last statement; the pool, which invalidated every connection older than the break, replaces it)
+        self._drops = 0
         self._closed = False
 
     async def close(self) -> None:
@@ -826,6 +830,7 @@ class SqlStore:
     async def _drop_kept(self) -> None:
         """Close every kept connection: one of them was found broken (a server restart ends them all), and the
         pool, which invalidated its connections, replaces them as it hands them out again."""
+        self._drops += 1
         kept, self._kept_reads = [*self._kept_reads, *([self._kept_write] if self._kept_write else [])], []
         self._kept_write = None
         for conn, _ in kept:
@@ -866,6 +871,7 @@ class SqlStore:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[SqlRepository]:
         async with self._write_lock:
+            drops = self._drops
             kept, self._kept_write = self._kept_write, None
             conn = await self._take(kept) or await self._writes.connect()
             clean = False
@@ -883,7 +889,8 @@ class SqlStore:
                 clean = True
             finally:
                 repo._end()  # its connection may serve the next scope: this one's repository no longer reaches it
-                if clean and self._keep and not conn.closed and not conn.invalidated and not conn.in_transaction():
+                if clean and self._keep and drops == self._drops and not conn.closed and not conn.invalidated \
+                        and not conn.in_transaction():
                     self._kept_write = self._kept(conn)
                 else:
                     await self._give_back(conn)
@@ -894,6 +901,7 @@ class SqlStore:
         every statement sees its own snapshot inside a transaction or not, so BEGIN and COMMIT would
         only add two round trips; SQLite sends no BEGIN either, so it reads the same way (each
         statement its own snapshot) for two calls less per read."""
+        drops = self._drops
         conn = await self._take(self._kept_reads.pop() if self._kept_reads else None)
         if conn is None:
             conn = await self._reads.connect()  # no begin(): the first SQLAlchemy statement autobegins,
@@ -906,12 +914,13 @@ class SqlStore:
             repo._end()
             kept = False
             try:
-                if clean and self._keep and not conn.closed and not conn.invalidated \
+                if clean and self._keep and drops == self._drops and not conn.closed and not conn.invalidated \
                         and len(self._kept_reads) < KEEP_READS:
                     if conn.in_transaction():  # SQLAlchemy's autobegun one: no BEGIN was sent, nothing to undo
                         await conn.rollback()
                     # (on aiosqlite's own thread that ROLLBACK waits: the store may have closed meanwhile)
-                    if self._keep and not conn.invalidated and len(self._kept_reads) < KEEP_READS:
+                    if self._keep and drops == self._drops and not conn.invalidated \
+                            and len(self._kept_reads) < KEEP_READS:
                         self._kept_reads.append(self._kept(conn))
                         kept = True
             finally:

@@ -554,3 +554,25 @@ async def test_sessions_ended_in_the_middle_of_a_storm(pg_url: str) -> None:
         await _all_kept_see(store, pg_url)
     finally:
         await store.close()
+
+
+async def test_a_scope_that_outlived_the_break_does_not_keep_its_connection(pg_url: str) -> None:
+    """A read had done its statements when the server ended every session; another scope then met the break (the
+    kept connections are dropped); the first read ends cleanly afterwards: its connection, whose session is gone
+    too, is not kept for the next scope (a full run once saw the next read fail on it)."""
+    upgrade(pg_url)
+    store = SqlStore(pg_url)
+    try:
+        await _fill_kept(store)
+        async with store.read() as outlived:
+            await _count(outlived)  # its session is ended below, after its last statement
+            await asyncio.to_thread(_end_every_session, pg_url)
+            with pytest.raises(Exception) as met:
+                async with store.read() as other:
+                    await _count(other)
+            assert getattr(met.value, "connection_invalidated", False), repr(met.value)
+        assert _checked_out(store) == _kept(store)
+        _nothing_held(pg_url)
+        await _all_kept_see(store, pg_url)
+    finally:
+        await store.close()
