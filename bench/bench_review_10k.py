@@ -9,6 +9,8 @@ handlers on a fresh database:
   planned by reviewer, stored with its items and ``review.started``. Its floor, measured in the same
   run: the provider's own ``snapshot_members`` of the same group, i.e. the Graph reads alone at the
   stand-in's rate.
+* **clicks**: ``--clicks`` reviewers (who remove nothing) keep one item each, one after another, as a card's
+  click does; each live-checks that one membership.
 * the decisions (not timed as a figure): the first ``--removals / share`` managers say
   ``remove RV-1 all because …``; the other items are left to ``if_not_reviewed: keep``.
 * **close** (``review close RV-1``): the defaults recorded, the removal intents planned, the removals
@@ -234,6 +236,21 @@ async def _run(args: argparse.Namespace, workdir: Path, graph: BenchGraph) -> li
                                time.monotonic() - started, 0.0, "", graph.requests_seen - http0, sql.count - sql0))
             assert all(r.ok for r in shown), [r.text for r in shown if not r.ok][:3]
 
+        # reviewers clicking Keep on one item each, one after another (a card's click): each live-checks that one
+        # membership at Graph
+        clickers = [p for p in people[math.ceil(args.removals / share):][:args.clicks] if p]
+        async with app.store.read() as repo:
+            first_of = {}
+            for item in await repo.items(1):
+                first_of.setdefault(item.reviewer, item.number)
+        http0, sql0 = graph.requests_seen, sql.count
+        started = time.monotonic()
+        for person in clickers:
+            kept = await app.service.handle_text(person, f"keep RV-1 {first_of[person.email]}")
+            assert kept.ok, kept.text
+        clicks = Phase(f"{len(clickers)} reviewers keep one item each, one after another",
+                       time.monotonic() - started, 0.0, "", graph.requests_seen - http0, sql.count - sql0)
+
         deciders = managers[:math.ceil(args.removals / share)]
         started = time.monotonic()
         for mgr in deciders:
@@ -279,7 +296,7 @@ async def _run(args: argparse.Namespace, workdir: Path, graph: BenchGraph) -> li
     sustained = removals * args.window / args.quota
     lines += [start.line(),
               *(f"{c.name}: {c.seconds:.2f} s; round trips: {c.http} HTTP to Graph, {c.sql} SQL statements"
-                for c in cards),
+                for c in (*cards, clicks)),
               f"decisions (not a figure): {len(deciders)} reviewers removed {removals} items in {deciding:.2f} s",
               close.line(),
               f"  at the quota's sustained rate ({args.quota / args.window:.1f} writes/s) {removals} writes take "
@@ -303,6 +320,7 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=10_000)
     parser.add_argument("--managers", type=int, default=100)
     parser.add_argument("--removals", type=int, default=2_000)
+    parser.add_argument("--clicks", type=int, default=20, help="reviewers who keep one item each, one at a time")
     parser.add_argument("--page-size", type=int, default=100, help="Graph's default page of group members")
     parser.add_argument("--max-top", type=int, default=999, help="the largest page $top may ask for (Graph: 999)")
     parser.add_argument("--quota", type=int, default=3000, help="writes allowed per window")
