@@ -15,8 +15,8 @@ from handlers.reviews.decide import (
     ReviewChoices,
     ReviewDecide,
     decide,
+    look,
     may_decide,
-    open_batch,
     parse_items,
     reviewer_keys,
 )
@@ -184,29 +184,15 @@ async def _list(deps: Deps, who: str) -> Reply:
 
 async def _show(deps: Deps, who: str, cmd: ReviewShow, channel: str) -> Reply | None:
     security = deps.is_security(who)  # the security team in force now sees every campaign
-    async with deps.store.read() as raw:
-        campaign = await repo_of(raw).get_campaign(cmd.campaign)
-    if campaign is None:
+    seen = await look(deps, who, cmd.campaign, channel, everything=security)
+    if seen is None:
         return None
-    deps = await pinned(deps, campaign)  # (it may read the policy version the campaign started with)
-    async with deps.store.read() as raw:
-        repo = repo_of(raw)
-        batches = await repo.batches(cmd.campaign)
-        # a reviewer's share of the campaign (the whole of it for the security team)
-        keys = None if security else reviewer_keys(deps, who, batches)
-        items = await repo.items(cmd.campaign, reviewers=keys)
-    if not security and not any(may_decide(deps, i, who, batches) for i in items):
-        return None
-    notes = await open_batch(deps, who, campaign, channel)  # review.opened once, and the live check
-    async with deps.store.read() as raw:
-        repo = repo_of(raw)
-        items = await repo.items(cmd.campaign, reviewers=keys)
-        shown = items if security else [i for i in items if may_decide(deps, i, who, batches)]
-        decided = await repo.final_decisions(cmd.campaign, None if security else [i.number for i in shown])
+    campaign, shown = seen.campaign, seen.items
     head = (f"{campaign.ref} {campaign.title} ({campaign.state}) — started {format_ts(campaign.started_at)} by "
             f"{campaign.started_by}, closes {format_ts(campaign.due_at)}; snapshot sha256 {campaign.snapshot_sha256}")
-    lines = [head] + [f"Live check: {n}" for n in notes] + [f"{len(shown)} item(s){'' if security else ' for you'}:"]
-    lines += [describe_item(i, decided.get(i.number)) for i in shown[:MAX_LISTED]]
+    lines = [head] + [f"Live check: {n}" for n in seen.notes]
+    lines += [f"{len(shown)} item(s){'' if security else ' for you'}:"]
+    lines += [describe_item(i, seen.final.get(i.number)) for i in shown[:MAX_LISTED]]
     if len(shown) > MAX_LISTED:
         lines.append(f"… and {len(shown) - MAX_LISTED} more")
     return Reply(text="\n".join(lines), data={"review_id": campaign.ref})

@@ -491,3 +491,45 @@ async def open_batch(deps: Deps, who: str, campaign: CampaignRecord, channel: st
     notes += [f"item {i.number}: {i.user} is no longer in {i.group} — gone, nothing to decide" for i in gone]
     notes += [f"item {i.number}: {i.user} is no longer active" for i in inactive]
     return notes
+
+
+@dataclass(frozen=True)
+class Look:
+    """What a reviewer looking at a campaign sees: its items for them, the decisions that count and the lines of
+    the live check; ``deps`` as the campaign judges (its policy version)."""
+
+    campaign: CampaignRecord
+    deps: Deps
+    items: list[ItemRecord]
+    final: dict[int, ReviewDecisionRecord]
+    notes: list[str]
+
+
+async def look(deps: Deps, who: str, campaign_id: int, channel: str, *, everything: bool = False,
+               opening: bool = True) -> Look | None:
+    """``who``'s items of a campaign after the live check (:func:`open_batch`: ``review.opened`` the first time),
+    every item of it for ``everything`` (the security team); None when there is no such campaign, or ``who``
+    decides nothing in it and may not see everything. ``opening=False``: the items as recorded, for a message sent
+    to the reviewer before they look (no live check, nothing recorded)."""
+    async with deps.store.read() as raw:
+        campaign = await repo_of(raw).get_campaign(campaign_id)
+    if campaign is None:
+        return None
+    deps = await pinned(deps, campaign)  # (it may read the policy version the campaign started with)
+    async with deps.store.read() as raw:
+        repo = repo_of(raw)
+        batches = await repo.batches(campaign_id)
+        # a reviewer's share of the campaign (the whole of it for the security team)
+        items = await repo.items(campaign_id, reviewers=None if everything else reviewer_keys(deps, who, batches))
+    if not everything and not any(may_decide(deps, i, who, batches) for i in items):
+        return None
+    notes = await open_batch(deps, who, campaign, channel) if opening else []
+    async with deps.store.read() as raw:
+        repo = repo_of(raw)
+        if opening:  # an escalation may have come meanwhile
+            batches = await repo.batches(campaign_id)
+        keys = None if everything else reviewer_keys(deps, who, batches)
+        shown = [i for i in await repo.items(campaign_id, reviewers=keys)
+                 if everything or may_decide(deps, i, who, batches)]
+        final = await repo.final_decisions(campaign_id, None if everything else [i.number for i in shown])
+    return Look(campaign, deps, shown, final, notes)

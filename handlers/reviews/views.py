@@ -8,7 +8,7 @@ from datetime import datetime
 from handlers.audit import format_ts
 from handlers.context import Deps
 from handlers.reviews.campaign import pinned, repo_of
-from handlers.reviews.decide import may_decide, open_batch, reviewer_keys
+from handlers.reviews.decide import look, may_decide, reviewer_keys
 from handlers.reviews.links import ReviewLink
 from handlers.reviews.records import OPEN, PAST_DUE, ItemRecord, ReviewDecisionRecord
 
@@ -67,30 +67,15 @@ async def batch_view(deps: Deps, who: str, campaign_id: int, channel: str, *, op
     """``who``'s items of a campaign after the live check (records ``review.opened`` the first time);
     None when ``who`` decides nothing in it. ``opening=False``: the items as recorded, for a message
     sent to the reviewer before they look (no live check, nothing recorded)."""
-    async with deps.store.read() as raw:
-        campaign = await repo_of(raw).get_campaign(campaign_id)
-    if campaign is None:
+    seen = await look(deps, who, campaign_id, channel, opening=opening)
+    if seen is None:
         return None
-    deps = await pinned(deps, campaign)  # (it may read the policy version the campaign started with)
-    async with deps.store.read() as raw:
-        repo = repo_of(raw)
-        batches = await repo.batches(campaign_id)
-        items = await repo.items(campaign_id, reviewers=reviewer_keys(deps, who, batches))
-    if not any(may_decide(deps, i, who, batches) for i in items):
-        return None
-    notes = await open_batch(deps, who, campaign, channel) if opening else []
-    async with deps.store.read() as raw:
-        repo = repo_of(raw)
-        if opening:  # an escalation may have come meanwhile
-            batches = await repo.batches(campaign_id)
-        shown = [i for i in await repo.items(campaign_id, reviewers=reviewer_keys(deps, who, batches))
-                 if may_decide(deps, i, who, batches)]
-        final = await repo.final_decisions(campaign_id, [i.number for i in shown])
-    mine = [item_view(i, final.get(i.number)) for i in shown]
-    review = deps.policy.review(campaign.review)
-    state = PAST_DUE if campaign.state == OPEN and not campaign.decidable_at(deps.now()) else campaign.state
-    return ReviewBatchView(review_id=campaign.ref, title=campaign.title, state=state,
-                           due_at=campaign.due_at, items=tuple(mine), notes=tuple(notes),
+    campaign = seen.campaign
+    review = seen.deps.policy.review(campaign.review)
+    state = PAST_DUE if campaign.state == OPEN and not campaign.decidable_at(seen.deps.now()) else campaign.state
+    return ReviewBatchView(review_id=campaign.ref, title=campaign.title, state=state, due_at=campaign.due_at,
+                           items=tuple(item_view(i, seen.final.get(i.number)) for i in seen.items),
+                           notes=tuple(seen.notes),
                            keep_reason_required=review.keep_reason_required if review else False,
                            remove_reason_required=review.remove_reason_required if review else True)
 
