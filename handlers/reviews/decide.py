@@ -432,18 +432,16 @@ def _first_opening(deps: Deps, who: str, keys: list[str], batches: dict[str, Bat
                for key in keys)
 
 
-async def open_batch(deps: Deps, who: str, campaign: CampaignRecord, channel: str) -> list[str]:
-    """The first opening of each of ``who``'s batches (``review.opened``) and the live check.
+async def open_batch(deps: Deps, who: str, campaign: CampaignRecord, channel: str, batches: dict[str, BatchRecord],
+                     items: list[ItemRecord]) -> list[str]:
+    """The first opening of each of ``who``'s batches (``review.opened``) and the live check, ``deps`` judging
+    as the campaign does (:func:`pinned`), with its batches and items as just read (``items``: at least ``who``'s
+    share, :func:`look`); what is recorded is judged again under the write lock.
 
     Membership is read again at the provider: an open item no longer in its group becomes gone
     (``review.item_gone``); a person no longer active is flagged. Returns lines to show (problems).
     """
-    deps = await pinned(deps, campaign)
     now = deps.now()
-    async with deps.store.read() as raw:
-        repo = repo_of(raw)
-        batches = await repo.batches(campaign.id or 0)
-        items = await repo.items(campaign.id or 0, reviewers=reviewer_keys(deps, who, batches))
     mine = [i for i in items if may_decide(deps, i, who, batches)]
     notes: list[str] = []
     inactive: list[ItemRecord] = []
@@ -523,13 +521,12 @@ async def look(deps: Deps, who: str, campaign_id: int, channel: str, *, everythi
         items = await repo.items(campaign_id, reviewers=None if everything else reviewer_keys(deps, who, batches))
     if not everything and not any(may_decide(deps, i, who, batches) for i in items):
         return None
-    notes = await open_batch(deps, who, campaign, channel) if opening else []
+    notes = await open_batch(deps, who, campaign, channel, batches, items) if opening else []
     async with deps.store.read() as raw:
         repo = repo_of(raw)
-        if opening:  # an escalation may have come meanwhile
+        if opening:  # as the live check left them (gone, inactive), and an escalation may have come meanwhile
             batches = await repo.batches(campaign_id)
-        keys = None if everything else reviewer_keys(deps, who, batches)
-        shown = [i for i in await repo.items(campaign_id, reviewers=keys)
-                 if everything or may_decide(deps, i, who, batches)]
+            items = await repo.items(campaign_id, reviewers=None if everything else reviewer_keys(deps, who, batches))
+        shown = [i for i in items if everything or may_decide(deps, i, who, batches)]
         final = await repo.final_decisions(campaign_id, None if everything else [i.number for i in shown])
     return Look(campaign, deps, shown, final, notes)
