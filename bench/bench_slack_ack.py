@@ -16,7 +16,8 @@ decided"), so the acks race the background work of the clicks before them.
 
 ``--workers N`` (N > 1) measures ``accessbot serve --workers N`` itself, on PostgreSQL (a throwaway
 cluster unless ``--url`` names an empty database): the clicks go to its shared port, and the floor
-is N bare aiohttp processes sharing another port the same way (``SO_REUSEPORT``).
+is N bare aiohttp processes sharing another port the same way (``SO_REUSEPORT``). It also prints when every
+click of a round had its answer on ``response_url``: the background work done, from the burst's start.
 """
 
 from __future__ import annotations
@@ -217,7 +218,7 @@ async def _drive_workers(settings: Settings, api: SlackWebApi, concurrency: int,
 
     from store import schema as t
 
-    results: dict[str, list[float]] = {"slack": [], "bare": []}
+    results: dict[str, list[float]] = {"slack": [], "bare": [], "answered": []}
     async with build_app(settings, migrate=False, record_policy=False) as app:
         async def decisions() -> int:
             async with app.store.engine.connect() as conn:
@@ -237,11 +238,22 @@ async def _drive_workers(settings: Settings, api: SlackWebApi, concurrency: int,
                     url = (f"http://127.0.0.1:{port}/slack/events" if target == "slack"
                            else f"http://127.0.0.1:{bare_port}/bare")
                     batch = clicks(concurrency, n, api.url, r * 2 + len(target))
+                    began = time.monotonic()
                     times = await loop.run_in_executor(pool, burst_in_child, url, batch, client)
                     for _ in range(600 if target == "slack" else 0):  # the decision lands in the background
                         if await decisions() > before:
                             break
                         await asyncio.sleep(0.1)
+                    if target == "slack":  # every click answered on its response_url (the work done)
+                        prefix = f"{r * 2 + len(target)}-"
+                        for _ in range(6000):
+                            with api.lock:
+                                answered = sum(1 for x in api.responses if str(x.get("rid", "")).startswith(prefix))
+                            if answered >= concurrency:
+                                break
+                            await asyncio.sleep(0.01)
+                        if r > 0:
+                            results["answered"].append((time.monotonic() - began) * 1000)
                     await app.service.handle_text(bob, f"release REQ-{n}")
                     await app.service.handle_text(bob, f"cancel REQ-{n}")
                     if r > 0:
@@ -296,12 +308,16 @@ def main() -> None:
     print(f"{args.concurrency} concurrent signed block_actions, {args.rounds} rounds each, {where}; "
           f"load generator {args.client} (bench/load.py)")
     print(f"{'endpoint':<14} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
+    answered = results.pop("answered", [])
     for target, values in results.items():
         name = "/slack/events" if target == "slack" else "bare aiohttp"
         print(f"{name:<14} {percentile(values, 50):8.1f} {percentile(values, 95):8.1f} {percentile(values, 99):8.1f} "
               f"{statistics.fmean(values):8.1f}")
     ratio = percentile(results["slack"], 99) / percentile(results["bare"], 99)
     print(f"p99 ratio /slack/events : bare = {ratio:.2f}")
+    if answered:  # --workers: the background work, not the ack
+        print(f"every click answered on its response_url (a round's work done), ms from the burst's start: "
+              f"median {statistics.median(answered):.0f}, worst {max(answered):.0f}")
 
 
 if __name__ == "__main__":

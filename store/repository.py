@@ -20,6 +20,7 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import Integer, bindparam, delete, func, insert, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ResourceClosedError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -926,6 +927,21 @@ class SqlStore:
             finally:
                 if not kept:
                     await self._give_back(conn)
+
+    async def first_seen(self, key: str, at: datetime) -> bool:
+        """Record an inbound event key (a chat delivery, a signed request); True the first time it is seen.
+
+        On PostgreSQL one statement outside the write lock: the key's uniqueness decides between two deliveries
+        at once (the second waits for the first's insert, then inserts nothing), so a burst of chat requests does
+        not queue on the lock that serialises the audit chain's writers. SQLite takes its write lock for it, as
+        for any write (it has one writer)."""
+        if self.backend != "postgresql":
+            async with self.write() as repo:
+                return await repo.first_seen(key, at)
+        claim = (pg_insert(t.seen_events).values(key=key, seen_at=at)
+                 .on_conflict_do_nothing(index_elements=[t.seen_events.c.key]).returning(t.seen_events.c.key))
+        async with self.read() as repo:  # autocommit: the insert is committed when it returns
+            return (await repo.conn.execute(claim)).first() is not None
 
     async def audit_events(self, *, from_seq: int = 1, to_seq: int | None = None,
                            batch: int = 5000) -> AsyncIterator[Any]:

@@ -200,8 +200,7 @@ class Listeners:
             if not signature:
                 return True
             key = f"slack:sig:{signature}"
-        async with self.app.store.write() as repo:
-            return await repo.first_seen(key[:200], self.app.deps.now())
+        return await self.app.store.first_seen(key[:200], self.app.deps.now())
 
     async def person(self, body: dict[str, Any]) -> Person | None:
         try:

@@ -149,8 +149,7 @@ async def first_time(channel: TeamsChannel, activity: Activity) -> bool:
             channel.recent.popitem(last=False)
         return True
     app = channel.bot.app
-    async with app.store.write() as repo:
-        return await repo.first_seen(key, app.deps.now())
+    return await app.store.first_seen(key, app.deps.now())
 
 
 async def unsee(channel: TeamsChannel, activity: Activity) -> None:
