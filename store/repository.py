@@ -153,6 +153,9 @@ _MESSAGES = (select(_MSG.recipient, _MSG.kind, _MSG.address)
 _MESSAGES_OF_KIND = (select(_MSG.recipient, _MSG.kind, _MSG.address)
                      .where(_MSG.channel == bindparam("channel"), _MSG.request_id == bindparam("rid"),
                             _MSG.kind == bindparam("kind")).order_by(_MSG.id))
+# an inbound event key, recorded unless it is there already (PostgreSQL: SqlStore.first_seen); a row when it was new
+_CLAIM_SEEN = (pg_insert(t.seen_events).values(key=bindparam("key"), seen_at=bindparam("at"))
+               .on_conflict_do_nothing(index_elements=[t.seen_events.c.key]).returning(t.seen_events.c.key))
 _ADD_REQUEST = insert(t.requests).values(
     {c.name: bindparam(f"v_{c.name}") for c in t.requests.c if c.name != "id"}).returning(_REQ.id)
 _OPS = t.provider_ops.c
@@ -694,6 +697,15 @@ class SqlRepository(ReviewRepositoryMixin):
         await self.conn.execute(insert(t.seen_events).values(key=key, seen_at=at))
         return True
 
+    async def _claim_seen(self, key: str, at: datetime) -> bool:
+        """PostgreSQL: :meth:`first_seen` in one statement, which the key's uniqueness makes safe without the
+        write lock (:meth:`SqlStore.first_seen`)."""
+        params = {"key": key, "at": at}
+        driver = await self._fast()
+        if driver is None:
+            return (await self.conn.execute(_CLAIM_SEEN, params)).first() is not None
+        return bool(await driver.returning(_CLAIM_SEEN, params))
+
     async def unsee(self, key: str) -> None:
         """Forget one inbound event key: the event was not handled after all, and may come again."""
         await self.conn.execute(delete(t.seen_events).where(t.seen_events.c.key == key))
@@ -938,10 +950,8 @@ class SqlStore:
         if self.backend != "postgresql":
             async with self.write() as repo:
                 return await repo.first_seen(key, at)
-        claim = (pg_insert(t.seen_events).values(key=key, seen_at=at)
-                 .on_conflict_do_nothing(index_elements=[t.seen_events.c.key]).returning(t.seen_events.c.key))
         async with self.read() as repo:  # autocommit: the insert is committed when it returns
-            return (await repo.conn.execute(claim)).first() is not None
+            return await repo._claim_seen(key, at)
 
     async def audit_events(self, *, from_seq: int = 1, to_seq: int | None = None,
                            batch: int = 5000) -> AsyncIterator[Any]:
