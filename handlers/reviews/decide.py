@@ -9,14 +9,12 @@ one is kept and the last one counts.
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
 from handlers.audit import format_ts
 from handlers.context import Deps, fresh_lookups
-from handlers.ports import OneMembersGroups
 from handlers.records import HOLDING_STATES
 from handlers.reviews.campaign import pinned, repo_of
 from handlers.reviews.records import OPEN, BatchRecord, CampaignRecord, ItemRecord, ReviewDecisionRecord, rv_id
@@ -27,10 +25,6 @@ from handlers.views import Reply
 GONE = "gone"
 DECISIONS = ("keep", "remove")
 MAX_ITEMS_IN_WORDS = 10000  # a range wider than any campaign is a typo, not a request
-# A live check of this many members of one group or fewer asks the provider about each of them (``member_of``: a
-# request or two a member, whatever the group's size) instead of listing the group (a request a page of members:
-# eleven for 10,000 at Graph, a third of a second at the stand-in). A reviewer's click decides one item.
-ONE_BY_ONE = 5
 
 
 @dataclass(frozen=True)
@@ -320,25 +314,17 @@ def live_checked(item: ItemRecord, holding: set[int], principals: bool) -> bool:
     return named and (item.request_id is None or item.request_id not in holding)
 
 
-def _lists_principals(provider: object) -> bool:
-    """Whether the provider names service principals among a group's members (Entra)."""
-    return getattr(provider, "review_members", None) is not None
-
-
 async def _members(provider: object, group: str) -> tuple[set[str], bool]:
-    """The group's members as the review names them, and whether service principals are among them."""
-    if _lists_principals(provider):  # users and service principals
-        return {m.lower() for m in await provider.review_members(group)}, True  # type: ignore[attr-defined]
+    """The group's members as the review names them, and whether service principals are among them.
+
+    Always the group's own listing, as the snapshot was read: asking the provider about each person instead
+    (``member_of``) finds the person by another rule (Entra: a UPN before a mail; Okta: a login before an email),
+    and an address that names one account in the listing may name another there (a guest whose mail is a member's
+    UPN): that item would be taken for gone, and its removal never run."""
+    listing = getattr(provider, "review_members", None)  # users and service principals (Entra)
+    if listing is not None:
+        return {m.lower() for m in await listing(group)}, True
     return {m.lower() for m in await provider.list_members(group)}, False  # type: ignore[attr-defined]
-
-
-async def _named_members(provider: OneMembersGroups, group: str, items: list[ItemRecord]) -> tuple[set[str], bool]:
-    """Those of ``items``' people who are in ``group``, asked about each (``member_of``), and whether service
-    principals are judged (as :func:`_members` says)."""
-    principals = _lists_principals(provider)
-    named = sorted({i.user.lower() for i in items if "@" in i.user or principals})
-    held = await asyncio.gather(*(provider.member_of(user, [group]) for user in named))
-    return {user for user, groups in zip(named, held, strict=True) if group in groups}, principals
 
 
 async def holding_grants(deps: Deps, items: list[ItemRecord]) -> set[int]:
@@ -365,7 +351,7 @@ async def left_groups(deps: Deps, items: list[ItemRecord], *,
     notes: list[str] = []
     for (provider, group), group_items in sorted(by_group.items()):
         try:
-            members, principals = await _group_members(deps, provider, group, group_items)
+            members, principals = await _group_members(deps, provider, group)
         except Exception as exc:  # the caller goes on; the check says it could not run
             notes.append(f"live check of {provider}/{group} failed ({type(exc).__name__}); {unread}")
             continue
@@ -374,12 +360,9 @@ async def left_groups(deps: Deps, items: list[ItemRecord], *,
     return left, notes
 
 
-async def _group_members(deps: Deps, provider: str, group: str,
-                         items: list[ItemRecord]) -> tuple[set[str], bool]:
-    """The members of ``group`` the live check of ``items`` needs to know of (:func:`_members`)."""
+async def _group_members(deps: Deps, provider: str, group: str) -> tuple[set[str], bool]:
+    """The members of ``group`` as the live check names them (:func:`_members`)."""
     source = deps.provider(provider)
-    if len(items) <= ONE_BY_ONE and isinstance(source, OneMembersGroups):
-        return await _named_members(source, group, items)
     # one listing for every live check of the group asking at the same time (handlers/shared_reads.py: each
     # answered by a listing begun after it asked): a campaign's reviewers opening their batches together list a
     # group of thousands a few times, not once each
