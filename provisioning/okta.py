@@ -449,8 +449,10 @@ class OktaProvider:
     async def member_of(self, member: str, groups: Sequence[str]) -> set[str]:
         """Those of ``groups`` (as the policy names them: ids, or names resolved when it loaded) that the account
         with this email is in, from the account's own groups (``GET /users/{id}/groups``), never from the groups'
-        member lists. An email several live accounts carry is answered as ``list_members`` names members: from
-        the groups' lists."""
+        member lists. An email several live accounts carry, none of them with it as its login, is answered as
+        ``list_members`` names members: from the groups' lists. One that is an account's login is that account's
+        alone here, where a group's list names every account carrying it (the dashboard's person page, which asks
+        this, may then show another account's membership as not held)."""
         key = member.strip().lower()
         for attempt in range(2):
             try:

@@ -697,7 +697,7 @@ class SqlRepository(ReviewRepositoryMixin):
         await self.conn.execute(insert(t.seen_events).values(key=key, seen_at=at))
         return True
 
-    async def _claim_seen(self, key: str, at: datetime) -> bool:
+    async def claim_seen(self, key: str, at: datetime) -> bool:
         """PostgreSQL: :meth:`first_seen` in one statement, which the key's uniqueness makes safe without the
         write lock (:meth:`SqlStore.first_seen`)."""
         params = {"key": key, "at": at}
@@ -951,7 +951,7 @@ class SqlStore:
             async with self.write() as repo:
                 return await repo.first_seen(key, at)
         async with self.read() as repo:  # autocommit: the insert is committed when it returns
-            return await repo._claim_seen(key, at)
+            return await repo.claim_seen(key, at)
 
     async def audit_events(self, *, from_seq: int = 1, to_seq: int | None = None,
                            batch: int = 5000) -> AsyncIterator[Any]:
